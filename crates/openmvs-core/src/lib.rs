@@ -1,0 +1,14 @@
+//! The OpenMVS domain core: every rule of the EU Falsified Medicines Directive that OpenMVS
+//! enforces, as pure functions over data.
+//!
+//! Architecture invariant: this crate does no IO. It reads no clock, draws no random numbers,
+//! starts no threads and knows nothing of HTTP, JSON or storage. Time, actor and location come in
+//! as arguments; refusals are normal outcomes carrying a return code and maybe an alert.
+
+pub mod alert;
+pub mod ids;
+pub mod pack;
+pub mod return_code;
+pub mod roles;
+pub mod scan;
+pub mod time;

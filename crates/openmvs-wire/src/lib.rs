@@ -1,0 +1,129 @@
+//! The JSON shapes of OpenMVS's public interface, and their construction from domain values.
+//!
+//! Architecture invariant: this is the only crate that decides what JSON looks like. Domain types
+//! in `openmvs-core` are not `Serialize`; each shape here is built from them explicitly, so a
+//! change in the core never changes the wire by accident.
+
+use openmvs_core::return_code::ReturnCode;
+use openmvs_core::scan::Scan;
+use serde::Serialize;
+
+/// What `openmvs scan` prints for an input that parses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScanOutput {
+    /// `GTIN` or `PPN`.
+    pub scheme: &'static str,
+    /// The product code (14 digits for a GTIN).
+    pub product_code: String,
+    /// The serial number, exactly as encoded.
+    pub serial: String,
+    /// The batch, exactly as encoded.
+    pub batch: String,
+    /// The expiry, exactly as encoded (`YYMMDD`).
+    pub expiry: String,
+    /// The date the expiry means, `YYYY-MM-DD` (day `00` resolved to the month's last day).
+    pub expiry_date: String,
+    /// The national reimbursement number, if the code carries one.
+    pub nhrn: Option<NhrnOutput>,
+    /// Scan-integrity hints.
+    pub warnings: Vec<WarningOutput>,
+}
+
+/// A national reimbursement number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NhrnOutput {
+    /// The GS1 AI, `710`-`717`.
+    pub ai: String,
+    /// The number as encoded.
+    pub value: String,
+}
+
+/// A scan-integrity hint: the pack may have been misread, rescan it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WarningOutput {
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// What to do, in English.
+    pub message: String,
+}
+
+impl From<&Scan> for ScanOutput {
+    fn from(scan: &Scan) -> ScanOutput {
+        let id = &scan.id;
+        ScanOutput {
+            scheme: id.product_code.scheme().as_str(),
+            product_code: id.product_code.as_str().to_owned(),
+            serial: id.serial.as_str().to_owned(),
+            batch: id.batch.as_str().to_owned(),
+            expiry: id.expiry.as_str().to_owned(),
+            expiry_date: id.expiry.date().to_string(),
+            nhrn: id.nhrn.as_ref().map(|n| NhrnOutput { ai: n.ai().to_string(), value: n.value().to_owned() }),
+            warnings: scan
+                .warnings
+                .iter()
+                .map(|w| WarningOutput { code: w.code.as_str(), message: w.message.clone() })
+                .collect(),
+        }
+    }
+}
+
+/// One row of the return-code catalogue, as served by `GET /v1/return-codes` and `openmvs return-codes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReturnCodeEntry {
+    /// The code.
+    pub code: &'static str,
+    /// `OUTCOME` (in a 200 answer), `ERROR` (an HTTP error) or `HUB` (refused by the hub).
+    pub kind: &'static str,
+    /// Severity, 1 (success) to 5 (refused with an alert).
+    pub level: u8,
+    /// The alert it raises, if any.
+    pub alert: Option<&'static str>,
+    /// The HTTP status it is answered with.
+    pub http_status: u16,
+    /// What it means.
+    pub message: &'static str,
+}
+
+/// The catalogue of return codes: `{"return_codes": [...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReturnCodeCatalogue {
+    /// Every code, in catalogue order.
+    pub return_codes: Vec<ReturnCodeEntry>,
+}
+
+impl ReturnCodeCatalogue {
+    /// Builds the catalogue from the core's one table.
+    pub fn build() -> ReturnCodeCatalogue {
+        let return_codes = ReturnCode::ALL
+            .iter()
+            .map(|c| {
+                let i = c.info();
+                ReturnCodeEntry {
+                    code: i.code,
+                    kind: i.kind.as_str(),
+                    level: i.level,
+                    alert: i.alert.map(|a| a.as_str()),
+                    http_status: i.http_status,
+                    message: i.message,
+                }
+            })
+            .collect();
+        ReturnCodeCatalogue { return_codes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_has_one_row_per_code_with_its_http_status() {
+        let cat = ReturnCodeCatalogue::build();
+        assert_eq!(cat.return_codes.len(), ReturnCode::ALL.len());
+        let json = serde_json::to_value(&cat).unwrap();
+        let a24 = json["return_codes"].as_array().unwrap().iter().find(|r| r["code"] == "NMVS_NC_PCK_22").unwrap();
+        assert_eq!(a24["alert"], "A24");
+        assert_eq!(a24["level"], 5);
+        assert_eq!(a24["http_status"], 200);
+    }
+}

@@ -1,0 +1,10 @@
+//! `openmvs return-codes`: prints the catalogue, generated from the core's one table.
+
+use std::process::ExitCode;
+
+use openmvs_wire::ReturnCodeCatalogue;
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(&ReturnCodeCatalogue::build())?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,48 @@
+//! `openmvs scan`: parses one scanner input and prints its fields, or says exactly why it cannot.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use openmvs_core::scan;
+use openmvs_core::time::{Date, Timestamp};
+use openmvs_wire::ScanOutput;
+
+/// Exit status for input that was read but refused.
+const REFUSED: u8 = 2;
+
+pub fn run(input: &str, today: Option<&str>) -> anyhow::Result<ExitCode> {
+    let today = match today {
+        Some(s) => parse_date(s).with_context(|| format!("--today '{s}'"))?,
+        None => {
+            let millis = SystemTime::now().duration_since(UNIX_EPOCH).context("system clock before 1970")?;
+            Timestamp::from_unix_millis(i64::try_from(millis.as_millis())?).date()
+        }
+    };
+    let bytes = if input == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut buf).context("reading standard input")?;
+        buf
+    } else {
+        input.as_bytes().to_vec()
+    };
+    // The parser itself strips one trailing CR/LF, as a scanner's suffix.
+    match scan::parse(&bytes, today) {
+        Ok(s) => {
+            println!("{}", serde_json::to_string_pretty(&ScanOutput::from(&s))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(REFUSED))
+        }
+    }
+}
+
+fn parse_date(s: &str) -> anyhow::Result<Date> {
+    let parts: Vec<&str> = s.split('-').collect();
+    let [y, m, d] = parts.as_slice() else { bail!("expected YYYY-MM-DD") };
+    let (Ok(y), Ok(m), Ok(d)) = (y.parse(), m.parse(), d.parse()) else { bail!("expected YYYY-MM-DD") };
+    Date::new(y, m, d).context("no such date")
+}
