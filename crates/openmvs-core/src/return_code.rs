@@ -113,7 +113,7 @@ macro_rules! catalogue {
     };
 }
 
-use AlertCode::{A2, A3, A24, A52, A68};
+
 
 catalogue! {
     /// Done.
@@ -128,31 +128,31 @@ catalogue! {
     HubUnreachable => ("NMVS_TI_HUB_01", Outcome, 3, None, 200,
         "The product code is unknown in this market and the hub could not be reached to ask the others. Keep the pack and try again later; no alert was raised.");
     /// Serial unknown, batch known.
-    SerialUnknown => ("NMVS_NC_PC_02", Outcome, 5, Some(A3), 200,
+    SerialUnknown => ("NMVS_NC_PC_02", Outcome, 5, Some(AlertCode::A3), 200,
         "The serial number is unknown for this product. An alert was raised: do not dispense the pack.");
     /// Serial and batch unknown.
-    SerialAndBatchUnknown => ("NMVS_FE_LOT_03", Outcome, 5, Some(A2), 200,
+    SerialAndBatchUnknown => ("NMVS_FE_LOT_03", Outcome, 5, Some(AlertCode::A2), 200,
         "Neither the serial number nor the batch is known for this product. An alert was raised: do not dispense the pack.");
     /// Serial known under another batch.
-    BatchMismatch => ("NMVS_FE_LOT_13", Outcome, 5, Some(A68), 200,
+    BatchMismatch => ("NMVS_FE_LOT_13", Outcome, 5, Some(AlertCode::A68), 200,
         "The serial number belongs to another batch. An alert was raised: do not dispense the pack.");
     /// Expiry does not match.
-    ExpiryMismatch => ("NMVS_FE_LOT_12", Outcome, 5, Some(A52), 200,
+    ExpiryMismatch => ("NMVS_FE_LOT_12", Outcome, 5, Some(AlertCode::A52), 200,
         "The expiry date does not match the batch. An alert was raised: do not dispense the pack.");
     /// State change on an inactive pack.
-    PackInactiveStateChange => ("NMVS_NC_PCK_22", Outcome, 5, Some(A24), 200,
+    PackInactiveStateChange => ("NMVS_NC_PCK_22", Outcome, 5, Some(AlertCode::A24), 200,
         "The pack is not active, so its state cannot change. An alert was raised: do not dispense the pack.");
     /// Repeated request for the state the pack has, same location.
     AlreadyInState => ("NMVS_NC_PCK_23", Outcome, 3, None, 200,
         "The pack already has this state, set from this location: nothing was changed.");
     /// Undo does not match the pack's state.
-    UndoStateMismatch => ("NMVS_NC_PCK_06", Outcome, 5, Some(A24), 200,
+    UndoStateMismatch => ("NMVS_NC_PCK_06", Outcome, 5, Some(AlertCode::A24), 200,
         "The undo does not match the pack's state. An alert was raised.");
     /// Undo after the window.
-    UndoTooLate => ("NMVS_NC_PCK_20", Outcome, 5, Some(A24), 200,
+    UndoTooLate => ("NMVS_NC_PCK_20", Outcome, 5, Some(AlertCode::A24), 200,
         "The undo comes after the allowed time since the change. An alert was raised.");
     /// Undo from another location.
-    UndoOtherLocation => ("NMVS_NC_PCK_21", Outcome, 5, Some(A24), 200,
+    UndoOtherLocation => ("NMVS_NC_PCK_21", Outcome, 5, Some(AlertCode::A24), 200,
         "Only the location that changed the pack can undo the change. An alert was raised.");
     /// Batch expired.
     BatchExpired => ("NMVS_NC_PCK_02", Outcome, 4, None, 200,

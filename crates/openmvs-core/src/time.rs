@@ -130,6 +130,13 @@ impl Timestamp {
     }
 }
 
+/// A source of the current time. The core never reads a clock; the shells hold one of these,
+/// the system clock in production and a settable one in tests and in `openmvs demo --fake-clock`.
+pub trait Clock: Send + Sync {
+    /// The current instant.
+    fn now(&self) -> Timestamp;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,559 @@
+//! The embedded storage engine: SQLite (bundled) in WAL mode with `synchronous=FULL`.
+//!
+//! One writer thread owns the write connection and group-commits (see [`writer`]); reads use a
+//! small pool of read-only connections and never wait for the writer, because WAL readers see the
+//! last committed state while a write is in progress.
+
+mod codec;
+mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use openmvs_audit::{Checkpoint, Sealed};
+use openmvs_core::ids::{Batch, ProductCode, Serial};
+use openmvs_core::time::{Clock, Timestamp};
+use openmvs_store::*;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+pub use writer::AuditSigner;
+use writer::{Job, Writer};
+
+use crate::codec::*;
+
+/// How many units of work may wait for the writer before new ones are refused as overload.
+pub const QUEUE_BOUND: usize = 16_384;
+/// The most read connections kept open.
+const MAX_IDLE_READERS: usize = 16;
+
+/// Options for opening a store.
+pub struct Options {
+    /// The database file.
+    pub path: PathBuf,
+    /// The key that signs audit checkpoints.
+    pub signer: Arc<AuditSigner>,
+    /// The clock for checkpoint times and outbox scheduling.
+    pub clock: Arc<dyn Clock>,
+    /// Called with the size of every committed group (for metrics).
+    pub on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+}
+
+/// The SQLite engine.
+pub struct SqliteStore {
+    path: PathBuf,
+    tx: Mutex<Option<SyncSender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
+         PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;",
+    )
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database, and starts the writer thread.
+    pub fn open(opts: Options) -> StoreResult<SqliteStore> {
+        if let Some(dir) = opts.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(&opts.path).map_err(sql_err)?;
+        configure(&conn).map_err(sql_err)?;
+        schema::migrate(&mut conn, opts.clock.now().unix_millis()).map_err(sql_err)?.map_err(StoreError::Unavailable)?;
+        let writer = Writer::new(conn, opts.signer, opts.clock, opts.on_group)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
+        let handle = std::thread::Builder::new()
+            .name("openmvs-sqlite-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            path: opts.path,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The schema version this build writes.
+    pub fn schema_version() -> i64 {
+        schema::LATEST
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Commits everything queued, signs the open audit tails and stops the writer. Later commits
+    /// are refused as unavailable.
+    pub fn close(&self) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(tx) = tx {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            if tx.send(Job::Stop(done_tx)).is_ok() {
+                let _ = done_rx.recv();
+            }
+        }
+        if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+        self.readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn send(&self, job: Job) -> StoreResult<()> {
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = guard.as_ref() else {
+            return Err(StoreError::Unavailable("store is closed".into()));
+        };
+        match tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(StoreError::Unavailable("write queue is full".into())),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Unavailable("writer has stopped".into())),
+        }
+    }
+
+    /// Runs a small write on the writer thread, in its next group, and waits for it.
+    fn exec(&self, f: impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static) -> StoreResult<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(Job::Exec(Box::new(f), tx))?;
+        rx.recv().map_err(|_| StoreError::Unavailable("writer has stopped".into()))?
+    }
+
+    /// Runs `f` on a pooled read-only connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sql_err)?;
+                c.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384;").map_err(sql_err)?;
+                c
+            }
+        };
+        let r = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        r
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Committer for SqliteStore {
+    fn commit(&self, uow: UnitOfWork) -> BoxFuture<'_, StoreResult<Committed>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send(Job::Commit(Box::new(uow), tx));
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Unavailable("writer has stopped".into()))?
+        })
+    }
+}
+
+impl PackStore for SqliteStore {
+    fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT batch, state, last_command, last_location, last_at, synced_from, repeats, version \
+                     FROM packs WHERE product_code = ?1 AND serial = ?2",
+                )
+                .map_err(sql_err)?;
+            let mut rows = s.query(params![product_code.as_str(), serial.as_str()]).map_err(sql_err)?;
+            match rows.next().map_err(sql_err)? {
+                Some(r) => Ok(Some(stored_pack(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn pack_count(&self) -> StoreResult<u64> {
+        self.read(|c| {
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM packs", [], |r| r.get(0)).map_err(sql_err)?;
+            Ok(n as u64)
+        })
+    }
+}
+
+impl ProductStore for SqliteStore {
+    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT product_code, scheme, name, common_name, form, strength, pack_type, pack_size, owner, \
+                     withdrawn, version FROM products WHERE product_code = ?1",
+                )
+                .map_err(sql_err)?;
+            let mut rows = s.query(params![product_code.as_str()]).map_err(sql_err)?;
+            match rows.next().map_err(sql_err)? {
+                Some(r) => Ok(Some(product(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
+impl BatchStore for SqliteStore {
+    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT batch, expiry, expiry_year, recalled, markets FROM batches \
+                     WHERE product_code = ?1 AND batch = ?2",
+                )
+                .map_err(sql_err)?;
+            let mut rows = s.query(params![product_code.as_str(), batch.as_str()]).map_err(sql_err)?;
+            match rows.next().map_err(sql_err)? {
+                Some(r) => Ok(Some(batch_record(product_code, r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
+impl AlertStore for SqliteStore {
+    fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1")).map_err(sql_err)?;
+            let mut rows = s.query(params![id]).map_err(sql_err)?;
+            match rows.next().map_err(sql_err)? {
+                Some(r) => Ok(Some(alert(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertRecord>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(&format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE (?1 IS NULL OR status = ?1) \
+                     AND (?2 IS NULL OR client_id = ?2) AND (?3 IS NULL OR product_code = ?3) \
+                     AND (?4 IS NULL OR id > ?4) ORDER BY id LIMIT ?5"
+                ))
+                .map_err(sql_err)?;
+            let mut rows = s
+                .query(params![
+                    f.status.map(|s| s.as_str()),
+                    f.client_id,
+                    f.product_code,
+                    f.after,
+                    f.limit as i64
+                ])
+                .map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(alert(r)?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl AuditStore for SqliteStore {
+    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE subject = ?1 ORDER BY pos"))
+                .map_err(sql_err)?;
+            let mut rows = s.query(params![subject]).map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(audit(r)?.1);
+            }
+            Ok(out)
+        })
+    }
+
+    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE pos > ?1 ORDER BY pos LIMIT ?2"))
+                .map_err(sql_err)?;
+            let mut rows = s.query(params![after as i64, limit as i64]).map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(audit(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
+                )
+                .map_err(sql_err)?;
+            let mut rows = s.query([]).map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(checkpoint(r)?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl OutboxStore for SqliteStore {
+    fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(&format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE dead = 0 AND next_attempt_at <= ?1 \
+                     AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND i.dead = 0) \
+                     ORDER BY seq LIMIT ?2"
+                ))
+                .map_err(sql_err)?;
+            let mut rows = s.query(params![now.unix_millis(), limit as i64]).map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(outbox(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn delivered(&self, seq: u64) -> StoreResult<()> {
+        self.exec(move |c| {
+            c.execute("DELETE FROM outbox WHERE seq = ?1", params![seq as i64]).map_err(sql_err)?;
+            Ok(())
+        })
+    }
+
+    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
+        let error = error.to_owned();
+        self.exec(move |c| {
+            c.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, dead = ?4 \
+                 WHERE seq = ?1",
+                params![seq as i64, error, next_attempt_at.unix_millis(), dead],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+    }
+
+    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE dead = 1 ORDER BY seq"))
+                .map_err(sql_err)?;
+            let mut rows = s.query([]).map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(outbox(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
+        let found = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = found.clone();
+        self.exec(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE outbox SET dead = 0, attempts = 0, next_attempt_at = ?2 WHERE seq = ?1 AND dead = 1",
+                    params![seq as i64, now.unix_millis()],
+                )
+                .map_err(sql_err)?;
+            f.store(n > 0, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })?;
+        Ok(found.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn pending(&self) -> StoreResult<u64> {
+        self.read(|c| {
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| r.get(0)).map_err(sql_err)?;
+            Ok(n as u64)
+        })
+    }
+}
+
+impl IdempotencyStore for SqliteStore {
+    fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT request_hash, status, response, created_at FROM idempotency \
+                 WHERE client_id = ?1 AND client_trx_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![client_id, client_trx_id], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u16>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+                })
+                .optional()
+            })
+            .map_err(sql_err)?
+            .map(|(h, status, response, at)| {
+                Ok(IdempotencyRecord {
+                    client_id: client_id.to_owned(),
+                    client_trx_id: client_trx_id.to_owned(),
+                    request_hash: hash(h)?,
+                    status,
+                    response,
+                    created_at: Timestamp::from_unix_millis(at),
+                })
+            })
+            .transpose()
+        })
+    }
+}
+
+impl BulkStore for SqliteStore {
+    fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs WHERE id = ?1",
+                )
+                .map_err(sql_err)?;
+            let mut rows = s.query(params![id]).map_err(sql_err)?;
+            match rows.next().map_err(sql_err)? {
+                Some(r) => Ok(Some(bulk(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
+        self.read(|c| {
+            let mut s =
+                c.prepare_cached("SELECT result FROM bulk_results WHERE bulk_id = ?1 ORDER BY row").map_err(sql_err)?;
+            let rows = s.query_map(params![id], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+        })
+    }
+
+    fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs \
+                     WHERE status != 'DONE' ORDER BY created_at, id LIMIT ?1",
+                )
+                .map_err(sql_err)?;
+            let mut rows = s.query(params![limit as i64]).map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(bulk(r)?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl ClientStore for SqliteStore {
+    fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        let cl = client.clone();
+        self.exec(move |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                    params![
+                        cl.client_id,
+                        cl.secret_hash,
+                        cl.role.as_str(),
+                        cl.market.as_str(),
+                        cl.location.as_str(),
+                        cl.name,
+                        cl.created_at.unix_millis(),
+                        cl.disabled
+                    ],
+                )
+                .map_err(sql_err)?;
+            if n == 0 {
+                return Err(StoreError::Conflict(Conflict::Exists(format!("client {}", cl.client_id))));
+            }
+            Ok(())
+        })
+    }
+
+    fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
+                     FROM clients WHERE client_id = ?1",
+                )
+                .map_err(sql_err)?;
+            let mut rows = s.query(params![client_id]).map_err(sql_err)?;
+            match rows.next().map_err(sql_err)? {
+                Some(r) => Ok(Some(client(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
+                     FROM clients ORDER BY client_id",
+                )
+                .map_err(sql_err)?;
+            let mut rows = s.query([]).map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(client(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached("SELECT kid, secret, created_at, active, retired_at FROM signing_keys ORDER BY created_at, kid")
+                .map_err(sql_err)?;
+            let mut rows = s.query([]).map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(key(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
+        let k = key.clone();
+        self.exec(move |c| {
+            c.execute(
+                "UPDATE signing_keys SET active = 0, retired_at = ?1 WHERE active = 1",
+                params![now.unix_millis()],
+            )
+            .map_err(sql_err)?;
+            let n = c
+                .execute(
+                    "INSERT INTO signing_keys (kid, secret, created_at, active, retired_at) VALUES (?1, ?2, ?3, 1, NULL) \
+                     ON CONFLICT DO NOTHING",
+                    params![k.kid, &k.secret[..], k.created_at.unix_millis()],
+                )
+                .map_err(sql_err)?;
+            if n == 0 {
+                return Err(StoreError::Conflict(Conflict::Exists(format!("key {}", k.kid))));
+            }
+            Ok(())
+        })
+    }
+}

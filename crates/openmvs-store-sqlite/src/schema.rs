@@ -1,0 +1,188 @@
+//! The SQLite schema as numbered migrations, applied in order and recorded in `schema_migrations`.
+
+use rusqlite::Connection;
+
+/// Each migration is applied once, in its own transaction, in order.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE products (
+    product_code TEXT PRIMARY KEY,
+    scheme TEXT NOT NULL,
+    name TEXT NOT NULL, common_name TEXT NOT NULL, form TEXT NOT NULL, strength TEXT NOT NULL,
+    pack_type TEXT NOT NULL, pack_size TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    withdrawn INTEGER NOT NULL,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE batches (
+    product_code TEXT NOT NULL,
+    batch TEXT NOT NULL,
+    expiry TEXT NOT NULL,
+    expiry_year INTEGER NOT NULL,
+    recalled INTEGER NOT NULL,
+    markets TEXT NOT NULL,
+    PRIMARY KEY (product_code, batch)
+) WITHOUT ROWID;
+
+CREATE TABLE packs (
+    product_code TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    batch TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_command TEXT,
+    last_location TEXT,
+    last_at INTEGER,
+    synced_from TEXT,
+    repeats INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (product_code, serial)
+) WITHOUT ROWID;
+
+CREATE TABLE alerts (
+    id TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    return_code TEXT NOT NULL,
+    market TEXT NOT NULL,
+    product_code TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    batch TEXT NOT NULL,
+    location TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    classification TEXT,
+    comment TEXT,
+    source_key TEXT NOT NULL UNIQUE
+);
+CREATE INDEX alerts_by_client ON alerts (client_id, id);
+CREATE INDEX alerts_by_status ON alerts (status, id);
+
+CREATE TABLE audit (
+    pos INTEGER PRIMARY KEY,
+    market TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    location TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    return_code TEXT NOT NULL,
+    request TEXT NOT NULL,
+    result TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    UNIQUE (market, seq)
+);
+CREATE INDEX audit_by_subject ON audit (subject, pos);
+-- The audit trail is append-only: no interface may change or remove a record.
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+
+CREATE TABLE audit_checkpoints (
+    market TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (market, seq)
+);
+
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE,
+    destination TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ordering_key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    dead INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX outbox_by_key ON outbox (ordering_key, seq);
+CREATE INDEX outbox_due ON outbox (dead, next_attempt_at, seq);
+
+CREATE TABLE inbox (
+    message_id TEXT PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE idempotency (
+    client_id TEXT NOT NULL,
+    client_trx_id TEXT NOT NULL,
+    request_hash BLOB NOT NULL,
+    status INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (client_id, client_trx_id)
+) WITHOUT ROWID;
+
+CREATE TABLE bulk_jobs (
+    id TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    request TEXT NOT NULL,
+    done_rows INTEGER NOT NULL,
+    total_rows INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX bulk_unfinished ON bulk_jobs (status, created_at);
+
+CREATE TABLE bulk_results (
+    bulk_id TEXT NOT NULL,
+    row INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (bulk_id, row)
+) WITHOUT ROWID;
+
+CREATE TABLE clients (
+    client_id TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    market TEXT NOT NULL,
+    location TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    disabled INTEGER NOT NULL
+);
+
+CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,
+    secret BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    active INTEGER NOT NULL,
+    retired_at INTEGER
+);
+"#,
+)];
+
+/// The newest schema version this build knows.
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Applies every migration not yet applied. Refuses a database newer than this build.
+pub fn migrate(conn: &mut Connection, now_millis: i64) -> rusqlite::Result<Result<(), String>> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: i64 =
+        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    if current > LATEST {
+        return Ok(Err(format!(
+            "the database has schema version {current}, newer than this build's {LATEST}: upgrade openmvs"
+        )));
+    }
+    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", (version, now_millis))?;
+        tx.commit()?;
+    }
+    Ok(Ok(()))
+}

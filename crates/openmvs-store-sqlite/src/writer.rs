@@ -1,0 +1,569 @@
+//! The single writer: one thread owns the only write connection and commits queued units of work
+//! in groups, one transaction and one fsync per group.
+//!
+//! Why one thread: SQLite allows one writer at a time anyway; owning it in one thread removes lock
+//! waits and lets the thread batch. While one group is being fsynced, new requests queue up, so the
+//! group size adapts to the load by itself: one operation per transaction when idle, hundreds under
+//! load. Each unit of work runs inside its own savepoint, so a unit that conflicts is rolled back
+//! alone and the rest of the group still commits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use ed25519_dalek::SigningKey;
+use openmvs_audit::{ChainHead, Entry, sign_checkpoint};
+use openmvs_core::time::Clock;
+use openmvs_store::*;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::codec::{change_columns, markets_to_text, sql_err};
+
+/// The most units of work committed in one transaction.
+pub const MAX_GROUP: usize = 1024;
+/// A checkpoint is signed after this many records of a market since the last one ...
+pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
+/// ... or when this much time has passed with unsigned records.
+pub const CHECKPOINT_EVERY_MILLIS: i64 = 60_000;
+
+/// Work for the writer thread.
+pub enum Job {
+    /// Commit a unit of work and answer when durable.
+    Commit(Box<UnitOfWork>, oneshot::Sender<StoreResult<Committed>>),
+    /// Run a small write of its own (outbox bookkeeping, clients, keys) in the next group.
+    Exec(Box<dyn FnOnce(&Connection) -> StoreResult<()> + Send>, std::sync::mpsc::Sender<StoreResult<()>>),
+    /// Sign checkpoints for every unsigned record now and stop.
+    Stop(std::sync::mpsc::Sender<()>),
+}
+
+/// The key that signs audit checkpoints (its key id is derived from its public key).
+pub struct AuditSigner {
+    /// The key.
+    pub key: SigningKey,
+}
+
+struct MarketChain {
+    head: ChainHead,
+    signed_seq: u64,
+    signed_at: i64,
+}
+
+/// The writer thread's state: the write connection and each market's audit chain head.
+pub struct Writer {
+    conn: Connection,
+    chains: HashMap<String, MarketChain>,
+    signer: Arc<AuditSigner>,
+    clock: Arc<dyn Clock>,
+    on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+}
+
+impl Writer {
+    /// Prepares the writer over an open, migrated connection.
+    pub fn new(
+        conn: Connection,
+        signer: Arc<AuditSigner>,
+        clock: Arc<dyn Clock>,
+        on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    ) -> StoreResult<Writer> {
+        let mut w = Writer { conn, chains: HashMap::new(), signer, clock, on_group };
+        w.load_chains()?;
+        Ok(w)
+    }
+
+    /// Reads each market's chain head and last checkpoint from the database.
+    fn load_chains(&mut self) -> StoreResult<()> {
+        let mut chains = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.market, a.seq, a.hash, \
+                 (SELECT COALESCE(MAX(c.seq), 0) FROM audit_checkpoints c WHERE c.market = a.market), \
+                 (SELECT COALESCE(MAX(c.at), 0) FROM audit_checkpoints c WHERE c.market = a.market) \
+                 FROM audit a WHERE a.pos IN (SELECT MAX(pos) FROM audit GROUP BY market)",
+            )
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+            })
+            .map_err(sql_err)?;
+        for row in rows {
+            let (market, seq, hash, signed_seq, signed_at) = row.map_err(sql_err)?;
+            let hash = crate::codec::hash(hash)?;
+            let head = ChainHead { market: market.clone(), seq: seq as u64, hash };
+            chains.insert(market, MarketChain { head, signed_seq: signed_seq as u64, signed_at });
+        }
+        drop(stmt);
+        self.chains = chains;
+        Ok(())
+    }
+
+    /// Runs until the channel closes or a `Stop` arrives.
+    pub fn run(mut self, rx: Receiver<Job>) {
+        let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
+        'outer: while stop.is_none() {
+            let Ok(first) = rx.recv() else { break };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.commit_group(group);
+                        break 'outer;
+                    }
+                }
+            }
+            if let Some(pos) = group.iter().position(|j| matches!(j, Job::Stop(_))) {
+                // Everything queued before the stop is committed; nothing after it is accepted.
+                let rest = group.split_off(pos);
+                for job in rest {
+                    match job {
+                        Job::Stop(tx) => stop = Some(tx),
+                        Job::Commit(_, reply) => {
+                            let _ = reply.send(Err(StoreError::Unavailable("store is shutting down".into())));
+                        }
+                        Job::Exec(_, reply) => {
+                            let _ = reply.send(Err(StoreError::Unavailable("store is shutting down".into())));
+                        }
+                    }
+                }
+            }
+            self.commit_group(group);
+        }
+        if let Err(e) = self.sign_all(true) {
+            tracing::error!(error = %e, "signing the final audit checkpoints failed");
+        }
+        if let Some(tx) = stop {
+            let _ = tx.send(());
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Job>) {
+        if group.is_empty() {
+            return;
+        }
+        if let Some(f) = &self.on_group {
+            f(group.len());
+        }
+        let now = self.clock.now().unix_millis();
+        let mut results: Vec<StoreResult<Committed>> = Vec::with_capacity(group.len());
+        let outcome = (|| -> StoreResult<()> {
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err)?;
+            for job in &group {
+                let r = match job {
+                    Job::Commit(uow, _) => self.apply_in_savepoint(uow, now),
+                    Job::Exec(..) | Job::Stop(_) => Ok(Committed::default()),
+                };
+                results.push(r);
+            }
+            Ok(())
+        })();
+        // Exec jobs run after the units of work, in the same transaction.
+        let mut execs = Vec::new();
+        let mut commits = Vec::new();
+        for job in group {
+            match job {
+                Job::Commit(_, reply) => commits.push(reply),
+                Job::Exec(f, reply) => execs.push((f, reply)),
+                Job::Stop(_) => {}
+            }
+        }
+        let mut exec_results = Vec::with_capacity(execs.len());
+        let mut outcome = outcome;
+        if outcome.is_ok() {
+            for (f, reply) in execs {
+                let r = self.savepoint(|c| f(c));
+                exec_results.push((reply, r));
+            }
+            outcome = self.sign_all(false).and_then(|_| self.conn.execute_batch("COMMIT").map_err(sql_err));
+        } else {
+            exec_results.extend(execs.into_iter().map(|(_, reply)| (reply, Ok(()))));
+        }
+        match outcome {
+            Ok(()) => {
+                for (reply, r) in commits.into_iter().zip(results) {
+                    let _ = reply.send(r);
+                }
+                for (reply, r) in exec_results {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; nothing of it was written");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                // The chain heads advanced in memory for records that were not written.
+                if let Err(e) = self.load_chains() {
+                    tracing::error!(error = %e, "reloading audit chain heads failed");
+                }
+                let err = match e {
+                    StoreError::Conflict(_) => StoreError::Unavailable("group commit failed".into()),
+                    e => e,
+                };
+                for reply in commits {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                for (reply, _) in exec_results {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    fn savepoint<T>(&mut self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.conn.execute_batch("SAVEPOINT uow").map_err(sql_err)?;
+        match f(&self.conn) {
+            Ok(v) => {
+                self.conn.execute_batch("RELEASE uow").map_err(sql_err)?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.conn.execute_batch("ROLLBACK TO uow; RELEASE uow").map_err(sql_err)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_in_savepoint(&mut self, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
+        // The chain heads advance only if the unit's savepoint is released.
+        let before: Vec<(String, Option<ChainHead>)> = uow
+            .audit
+            .iter()
+            .map(|e| (e.market.clone(), self.chains.get(&e.market).map(|c| c.head.clone())))
+            .collect();
+        let mut chains = std::mem::take(&mut self.chains);
+        let r = self.savepoint(|c| apply(c, uow, &mut chains, now));
+        if r.is_err() {
+            for (market, head) in before {
+                match head {
+                    Some(h) => {
+                        if let Some(c) = chains.get_mut(&market) {
+                            c.head = h;
+                        }
+                    }
+                    None => {
+                        chains.remove(&market);
+                    }
+                }
+            }
+        }
+        self.chains = chains;
+        r
+    }
+
+    /// Signs a checkpoint for every market whose unsigned tail is long or old enough (or any
+    /// unsigned tail when `all`).
+    fn sign_all(&mut self, all: bool) -> StoreResult<()> {
+        let now = self.clock.now().unix_millis();
+        for c in self.chains.values_mut() {
+            let unsigned = c.head.seq - c.signed_seq;
+            let due = unsigned >= CHECKPOINT_EVERY_RECORDS || now - c.signed_at >= CHECKPOINT_EVERY_MILLIS;
+            if unsigned == 0 || !(all || due) {
+                continue;
+            }
+            let cp = sign_checkpoint(&c.head, now, &self.signer.key);
+            let sql = "INSERT INTO audit_checkpoints (market, seq, hash, at, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+            let stmt = |conn: &Connection| {
+                conn.execute(
+                    sql,
+                    params![cp.market, cp.seq as i64, &cp.hash[..], cp.at_millis, cp.key_id, &cp.signature[..]],
+                )
+            };
+            if all {
+                // Outside a group: a transaction of its own.
+                self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err)?;
+                stmt(&self.conn).map_err(sql_err)?;
+                self.conn.execute_batch("COMMIT").map_err(sql_err)?;
+            } else {
+                stmt(&self.conn).map_err(sql_err)?;
+            }
+            c.signed_seq = cp.seq;
+            c.signed_at = now;
+        }
+        Ok(())
+    }
+}
+
+fn conflict(c: Conflict) -> StoreError {
+    StoreError::Conflict(c)
+}
+
+fn seal(chains: &mut HashMap<String, MarketChain>, entry: Entry) -> StoreResult<openmvs_audit::Sealed> {
+    let chain = chains.entry(entry.market.clone()).or_insert_with(|| MarketChain {
+        head: ChainHead::genesis(&entry.market),
+        signed_seq: 0,
+        signed_at: entry.at_millis,
+    });
+    chain.head.seal(entry).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Applies one unit of work on the open transaction.
+fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut HashMap<String, MarketChain>, now: i64) -> StoreResult<Committed> {
+    let mut out = Committed::default();
+    if let Some(i) = &uow.idempotency {
+        let n = c
+            .prepare_cached(
+                "INSERT INTO idempotency (client_id, client_trx_id, request_hash, status, response, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    i.client_id,
+                    i.client_trx_id,
+                    &i.request_hash[..],
+                    i.status,
+                    i.response,
+                    i.created_at.unix_millis()
+                ])
+            })
+            .map_err(sql_err)?;
+        if n == 0 {
+            return Err(conflict(Conflict::IdempotencyKey));
+        }
+    }
+    if let Some(id) = &uow.inbox {
+        let n = c
+            .prepare_cached("INSERT INTO inbox (message_id, applied_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+            .and_then(|mut s| s.execute(params![id, now]))
+            .map_err(sql_err)?;
+        if n == 0 {
+            return Err(conflict(Conflict::InboxMessage));
+        }
+    }
+    for p in &uow.products {
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO products (product_code, scheme, name, common_name, form, strength, pack_type, \
+             pack_size, owner, withdrawn, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                p.product_code.as_str(),
+                p.product_code.scheme().as_str(),
+                p.name,
+                p.common_name,
+                p.form,
+                p.strength,
+                p.pack_type,
+                p.pack_size,
+                p.owner,
+                p.withdrawn,
+                p.version
+            ])
+        })
+        .map_err(sql_err)?;
+    }
+    for b in &uow.batches {
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO batches (product_code, batch, expiry, expiry_year, recalled, markets) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                b.product_code.as_str(),
+                b.batch.as_str(),
+                b.expiry.as_str(),
+                b.expiry.date().year(),
+                b.recalled,
+                markets_to_text(&b.markets)
+            ])
+        })
+        .map_err(sql_err)?;
+    }
+    for np in &uow.new_packs {
+        let mut s = c
+            .prepare_cached(
+                "INSERT INTO packs (product_code, serial, batch, state, repeats, version) \
+                 VALUES (?1, ?2, ?3, 'ACTIVE', 0, 1) ON CONFLICT DO NOTHING",
+            )
+            .map_err(sql_err)?;
+        for serial in &np.serials {
+            out.packs_created +=
+                s.execute(params![np.product_code.as_str(), serial.as_str(), np.batch.as_str()]).map_err(sql_err)? as u64;
+        }
+    }
+    for w in &uow.packs {
+        let (cmd, loc, at, synced) = change_columns(&w.pack);
+        let n = match w.expected_version {
+            Some(v) => c
+                .prepare_cached(
+                    "UPDATE packs SET batch = ?3, state = ?4, last_command = ?5, last_location = ?6, last_at = ?7, \
+                     synced_from = ?8, repeats = ?9, version = version + 1 \
+                     WHERE product_code = ?1 AND serial = ?2 AND version = ?10",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        w.product_code.as_str(),
+                        w.serial.as_str(),
+                        w.pack.batch.as_str(),
+                        w.pack.state.as_str(),
+                        cmd,
+                        loc,
+                        at,
+                        synced,
+                        w.pack.repeats,
+                        v as i64
+                    ])
+                }),
+            None => c
+                .prepare_cached(
+                    "INSERT INTO packs (product_code, serial, batch, state, last_command, last_location, last_at, \
+                     synced_from, repeats, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1) ON CONFLICT DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        w.product_code.as_str(),
+                        w.serial.as_str(),
+                        w.pack.batch.as_str(),
+                        w.pack.state.as_str(),
+                        cmd,
+                        loc,
+                        at,
+                        synced,
+                        w.pack.repeats
+                    ])
+                }),
+        }
+        .map_err(sql_err)?;
+        if n == 0 {
+            return Err(conflict(Conflict::PackVersion {
+                product_code: w.product_code.as_str().to_owned(),
+                serial: w.serial.as_str().to_owned(),
+            }));
+        }
+    }
+    for a in &uow.alerts {
+        let n = c
+            .prepare_cached(
+                "INSERT INTO alerts (id, code, return_code, market, product_code, serial, batch, location, client_id, \
+                 created_at, status, classification, comment, source_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (source_key) DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    a.id,
+                    a.code.as_str(),
+                    a.return_code.as_str(),
+                    a.market.as_str(),
+                    a.product_code,
+                    a.serial,
+                    a.batch,
+                    a.location,
+                    a.client_id,
+                    a.created_at.unix_millis(),
+                    a.status.as_str(),
+                    a.classification.map(|c| c.as_str()),
+                    a.comment,
+                    a.source_key
+                ])
+            })
+            .map_err(sql_err)?;
+        if n == 0 {
+            out.alerts_skipped.push(a.id.clone());
+        }
+    }
+    for u in &uow.alert_updates {
+        let n = c
+            .prepare_cached(
+                "UPDATE alerts SET status = ?2, classification = COALESCE(?3, classification), \
+                 comment = COALESCE(?4, comment) WHERE id = ?1 AND status = ?5",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    u.id,
+                    u.status.as_str(),
+                    u.classification.map(|c| c.as_str()),
+                    u.comment,
+                    u.expected_status.as_str()
+                ])
+            })
+            .map_err(sql_err)?;
+        if n == 0 {
+            return Err(conflict(Conflict::AlertStatus));
+        }
+    }
+    for m in &uow.outbox {
+        let n = c
+            .prepare_cached(
+                "INSERT INTO outbox (message_id, destination, kind, ordering_key, payload, created_at, next_attempt_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (message_id) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![m.message_id, m.destination, m.kind, m.ordering_key, m.payload, now]))
+            .map_err(sql_err)?;
+        if n == 0 {
+            return Err(conflict(Conflict::Exists(format!("outbox message {}", m.message_id))));
+        }
+    }
+    if let Some(b) = &uow.new_bulk {
+        let n = c
+            .prepare_cached(
+                "INSERT INTO bulk_jobs (id, client_id, status, request, done_rows, total_rows, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    b.id,
+                    b.client_id,
+                    b.status.as_str(),
+                    b.request,
+                    b.done_rows as i64,
+                    b.total_rows as i64,
+                    b.created_at.unix_millis()
+                ])
+            })
+            .map_err(sql_err)?;
+        if n == 0 {
+            return Err(conflict(Conflict::Exists(format!("bulk {}", b.id))));
+        }
+    }
+    if let Some(p) = &uow.bulk_progress {
+        let total: Option<i64> = c
+            .query_row(
+                "SELECT total_rows FROM bulk_jobs WHERE id = ?1 AND done_rows = ?2",
+                params![p.id, p.expected_done_rows as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql_err)?;
+        let Some(total) = total else { return Err(conflict(Conflict::BulkProgress)) };
+        let done = p.expected_done_rows + p.results.len() as u64;
+        let status = if done as i64 >= total { BulkStatus::Done } else { BulkStatus::Running };
+        c.prepare_cached("UPDATE bulk_jobs SET done_rows = ?2, status = ?3 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![p.id, done as i64, status.as_str()]))
+            .map_err(sql_err)?;
+        let mut s = c
+            .prepare_cached("INSERT INTO bulk_results (bulk_id, row, result) VALUES (?1, ?2, ?3)")
+            .map_err(sql_err)?;
+        for (i, r) in p.results.iter().enumerate() {
+            s.execute(params![p.id, (p.expected_done_rows + i as u64) as i64, r]).map_err(sql_err)?;
+        }
+    }
+    for e in &uow.audit {
+        let sealed = seal(chains, e.clone())?;
+        c.prepare_cached(
+            "INSERT INTO audit (market, seq, at, actor, role, location, operation, subject, return_code, request, \
+             result, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .and_then(|mut s| {
+            let e = &sealed.entry;
+            s.execute(params![
+                e.market,
+                sealed.seq as i64,
+                e.at_millis,
+                e.actor,
+                e.role,
+                e.location,
+                e.operation,
+                e.subject,
+                e.return_code,
+                e.request,
+                e.result,
+                &sealed.prev_hash[..],
+                &sealed.hash[..]
+            ])
+        })
+        .map_err(sql_err)?;
+        out.audit_seqs.push(sealed.seq);
+    }
+    Ok(out)
+}

@@ -1,0 +1,41 @@
+//! The storage conformance suite on the SQLite engine, each case on a fresh database file.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use openmvs_core::time::{Clock, Timestamp};
+use openmvs_store::conformance_tests;
+use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
+
+struct FixedClock;
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_millis(1_800_000_000_000)
+    }
+}
+
+fn key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[42; 32])
+}
+
+fn open() -> Arc<SqliteStore> {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "openmvs-conformance-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    Arc::new(
+        SqliteStore::open(Options {
+            path: dir.join("national.db"),
+            signer: Arc::new(AuditSigner { key: key() }),
+            clock: Arc::new(FixedClock),
+            on_group: None,
+        })
+        .expect("store opens"),
+    )
+}
+
+conformance_tests!(open(), key().verifying_key());

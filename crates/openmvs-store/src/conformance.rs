@@ -1,0 +1,467 @@
+//! The storage conformance suite: one set of tests every engine must pass, so that the service
+//! can rely on the same guarantees whichever engine the binary chooses.
+//!
+//! An engine's test file instantiates it with [`conformance_tests!`], giving an expression that
+//! opens a fresh, empty store as `Arc<dyn Store>`.
+
+use std::sync::Arc;
+
+use openmvs_audit::{Entry, Verifier};
+use openmvs_core::alert::AlertStatus;
+use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, ProductCode, Serial};
+use openmvs_core::pack::{Change, Command, Operation, Pack, PackState};
+use openmvs_core::return_code::{AlertCode, ReturnCode};
+use openmvs_core::roles::Role;
+use openmvs_core::time::{Date, Timestamp};
+
+use crate::*;
+
+/// Generates one `#[tokio::test]` per conformance case for the engine opened by `$open`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($open:expr, $verifying_key:expr) => {
+        $crate::conformance_tests!(@cases $open, $verifying_key;
+            a_unit_of_work_commits_every_part_together,
+            a_stale_pack_version_conflicts_and_writes_nothing,
+            a_reused_idempotency_key_conflicts,
+            an_inbound_message_applies_once,
+            one_source_event_raises_one_alert,
+            alert_status_changes_need_the_expected_status,
+            alerts_are_listed_by_filter_in_id_order,
+            new_packs_leave_existing_serials_alone,
+            products_and_batches_read_back_exactly,
+            outbox_delivers_in_order_per_key_and_keeps_dead_letters,
+            bulk_progress_appends_results_in_order,
+            many_concurrent_commits_are_all_durable_and_the_audit_chain_verifies,
+            clients_and_signing_keys_round_trip,
+        );
+    };
+    (@cases $open:expr, $verifying_key:expr; $($case:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store: std::sync::Arc<dyn $crate::Store> = $open;
+                $crate::conformance::$case(store.clone(), $verifying_key).await;
+            }
+        )*
+    };
+}
+
+fn today() -> Date {
+    Date::new(2026, 11, 29).expect("date")
+}
+
+fn at(n: i64) -> Timestamp {
+    Timestamp::from_unix_millis(Timestamp::start_of(today()).unix_millis() + n)
+}
+
+fn gtin() -> ProductCode {
+    ProductCode::gtin("09501101530003").expect("gtin")
+}
+
+fn serial(s: &str) -> Serial {
+    Serial::new(s).expect("serial")
+}
+
+fn de() -> MarketCode {
+    MarketCode::new("DE").expect("market")
+}
+
+fn entry(op: &str, subject: &str) -> Entry {
+    Entry {
+        market: "DE".into(),
+        at_millis: at(0).unix_millis(),
+        actor: "cl_test".into(),
+        role: "PHARMACY".into(),
+        location: "DE-PH-1".into(),
+        operation: op.into(),
+        subject: subject.into(),
+        return_code: "NMVS_SUCCESS".into(),
+        request: "{}".into(),
+        result: "{}".into(),
+    }
+}
+
+fn alert(id: &str, source: &str) -> AlertRecord {
+    AlertRecord {
+        id: id.into(),
+        code: AlertCode::A24,
+        return_code: ReturnCode::PackInactiveStateChange,
+        market: de(),
+        product_code: "09501101530003".into(),
+        serial: "S1".into(),
+        batch: "LOT1".into(),
+        location: "DE-PH-1".into(),
+        client_id: "cl_a".into(),
+        created_at: at(0),
+        status: AlertStatus::Open,
+        classification: None,
+        comment: None,
+        source_key: source.into(),
+    }
+}
+
+async fn seed(store: &Arc<dyn Store>, serials: &[&str]) {
+    let uow = UnitOfWork {
+        products: vec![ProductRecord {
+            product_code: gtin(),
+            name: "Examplomab 10 mg".into(),
+            common_name: "examplomab".into(),
+            form: "TABLET".into(),
+            strength: "10 mg".into(),
+            pack_type: "BOX".into(),
+            pack_size: "30".into(),
+            owner: "obp-1".into(),
+            withdrawn: false,
+            version: 1,
+        }],
+        batches: vec![BatchRecord {
+            product_code: gtin(),
+            batch: Batch::new("LOT1").expect("batch"),
+            expiry: Expiry::parse("271200", today()).expect("expiry"),
+            recalled: false,
+            markets: vec![de(), MarketCode::new("FR").expect("market")],
+        }],
+        new_packs: vec![NewPacks {
+            product_code: gtin(),
+            batch: Batch::new("LOT1").expect("batch"),
+            serials: serials.iter().map(|s| serial(s)).collect(),
+        }],
+        ..UnitOfWork::default()
+    };
+    store.commit(uow).await.expect("seed commits");
+}
+
+fn supplied(pack: &Pack, location: &str, n: i64) -> Pack {
+    Pack {
+        batch: pack.batch.clone(),
+        state: PackState::Supplied,
+        last_change: Some(Change {
+            command: Command::Set(Operation::Supply),
+            location: Location::new(location).expect("location"),
+            at: at(n),
+            synced_from: None,
+        }),
+        repeats: 0,
+    }
+}
+
+fn idem(trx: &str) -> IdempotencyRecord {
+    IdempotencyRecord {
+        client_id: "cl_a".into(),
+        client_trx_id: trx.into(),
+        request_hash: [7; 32],
+        status: 200,
+        response: "{\"accepted\":true}".into(),
+        created_at: at(0),
+    }
+}
+
+fn verify_audit(store: &Arc<dyn Store>, key: ed25519_dalek::VerifyingKey) -> u64 {
+    let mut v = Verifier::new([key]);
+    // Checkpoints go first: each waits for the record it signs.
+    for cp in store.checkpoints().expect("checkpoints") {
+        v.checkpoint(&cp).expect("checkpoint verifies");
+    }
+    let mut after = 0;
+    let mut n = 0;
+    loop {
+        let page = store.audit_page(after, 1000).expect("audit page");
+        if page.is_empty() {
+            break;
+        }
+        for (pos, r) in &page {
+            v.record(r).expect("record verifies");
+            after = *pos;
+            n += 1;
+        }
+    }
+    v.finish().expect("chain verifies");
+    n
+}
+
+/// Pack state, audit record, alert, outbox message and idempotency record land together.
+pub async fn a_unit_of_work_commits_every_part_together(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    seed(&store, &["S1"]).await;
+    let before = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack exists");
+    assert_eq!((before.pack.state, before.version), (PackState::Active, 1));
+    let uow = UnitOfWork {
+        packs: vec![PackWrite {
+            product_code: gtin(),
+            serial: serial("S1"),
+            pack: supplied(&before.pack, "DE-PH-1", 5),
+            expected_version: Some(before.version),
+        }],
+        audit: vec![entry("supply", "GTIN/09501101530003/S1")],
+        alerts: vec![alert("al-1", "cl_a/t1")],
+        outbox: vec![OutboxMessage {
+            message_id: "m-1".into(),
+            destination: "hub".into(),
+            kind: "pack-state".into(),
+            ordering_key: "09501101530003".into(),
+            payload: "{}".into(),
+        }],
+        idempotency: Some(idem("t1")),
+        ..UnitOfWork::default()
+    };
+    let done = store.commit(uow).await.expect("commits");
+    assert_eq!(done.audit_seqs.len(), 1);
+    let after = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
+    assert_eq!((after.pack.state, after.version), (PackState::Supplied, 2));
+    assert_eq!(after.pack, supplied(&before.pack, "DE-PH-1", 5));
+    assert!(store.alert("al-1").expect("read").is_some());
+    assert_eq!(store.pending().expect("pending"), 1);
+    assert_eq!(store.idempotency("cl_a", "t1").expect("read"), Some(idem("t1")));
+    let trail = store.audit_by_subject("GTIN/09501101530003/S1").expect("audit");
+    assert_eq!(trail.len(), 1);
+    assert_eq!(trail[0].entry.operation, "supply");
+}
+
+/// A unit whose expected version is stale writes none of its parts, and the audit chain stays whole.
+pub async fn a_stale_pack_version_conflicts_and_writes_nothing(store: Arc<dyn Store>, key: ed25519_dalek::VerifyingKey) {
+    seed(&store, &["S1"]).await;
+    let p = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
+    let write = |v| UnitOfWork {
+        packs: vec![PackWrite {
+            product_code: gtin(),
+            serial: serial("S1"),
+            pack: supplied(&p.pack, "DE-PH-1", 1),
+            expected_version: Some(v),
+        }],
+        audit: vec![entry("supply", "GTIN/09501101530003/S1")],
+        alerts: vec![alert(&format!("al-v{v}"), &format!("src-v{v}"))],
+        ..UnitOfWork::default()
+    };
+    store.commit(write(p.version)).await.expect("first commits");
+    let err = store.commit(write(p.version)).await.expect_err("second conflicts");
+    assert!(matches!(err, StoreError::Conflict(Conflict::PackVersion { .. })), "{err}");
+    assert!(store.alert(&format!("al-v{}", p.version)).expect("read").is_some());
+    assert_eq!(store.alerts(&AlertFilter { limit: 10, ..AlertFilter::default() }).expect("alerts").len(), 1);
+    assert_eq!(store.audit_by_subject("GTIN/09501101530003/S1").expect("audit").len(), 1);
+    // The chain continues without a gap after the refused unit.
+    store.commit(UnitOfWork { audit: vec![entry("verify", "x")], ..UnitOfWork::default() }).await.expect("commits");
+    assert_eq!(verify_audit(&store, key), 2);
+}
+
+/// The same client transaction id cannot be committed twice.
+pub async fn a_reused_idempotency_key_conflicts(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    let uow = UnitOfWork { idempotency: Some(idem("t9")), audit: vec![entry("verify", "")], ..UnitOfWork::default() };
+    store.commit(uow.clone()).await.expect("first commits");
+    let err = store.commit(uow).await.expect_err("second conflicts");
+    assert_eq!(err, StoreError::Conflict(Conflict::IdempotencyKey));
+    assert_eq!(store.idempotency("cl_a", "t9").expect("read"), Some(idem("t9")));
+    assert_eq!(store.idempotency("cl_b", "t9").expect("read"), None, "keys are per client");
+}
+
+/// An inbound message id is applied once; its redelivery conflicts and changes nothing.
+pub async fn an_inbound_message_applies_once(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    let uow = |serials: &[&str]| UnitOfWork {
+        inbox: Some("hub-msg-1".into()),
+        new_packs: vec![NewPacks {
+            product_code: gtin(),
+            batch: Batch::new("LOT1").expect("batch"),
+            serials: serials.iter().map(|s| serial(s)).collect(),
+        }],
+        ..UnitOfWork::default()
+    };
+    let done = store.commit(uow(&["A", "B"])).await.expect("applies");
+    assert_eq!(done.packs_created, 2);
+    let err = store.commit(uow(&["C"])).await.expect_err("redelivery conflicts");
+    assert_eq!(err, StoreError::Conflict(Conflict::InboxMessage));
+    assert!(store.pack(&gtin(), &serial("C")).expect("read").is_none());
+    assert_eq!(store.pack_count().expect("count"), 2);
+}
+
+/// Two alerts with one source key: the second is skipped and reported, the rest of its unit commits.
+pub async fn one_source_event_raises_one_alert(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    let u = |id: &str| UnitOfWork { alerts: vec![alert(id, "cl_a/t1")], ..UnitOfWork::default() };
+    assert!(store.commit(u("al-1")).await.expect("commits").alerts_skipped.is_empty());
+    assert_eq!(store.commit(u("al-2")).await.expect("commits").alerts_skipped, vec!["al-2".to_owned()]);
+    assert!(store.alert("al-2").expect("read").is_none());
+}
+
+/// Alert status changes apply only from the status they were decided on.
+pub async fn alert_status_changes_need_the_expected_status(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    store.commit(UnitOfWork { alerts: vec![alert("al-1", "s1")], ..UnitOfWork::default() }).await.expect("raise");
+    let upd = |expected| UnitOfWork {
+        alert_updates: vec![AlertUpdate {
+            id: "al-1".into(),
+            expected_status: expected,
+            status: AlertStatus::Investigating,
+            classification: None,
+            comment: Some("looking".into()),
+        }],
+        ..UnitOfWork::default()
+    };
+    store.commit(upd(AlertStatus::Open)).await.expect("moves");
+    let err = store.commit(upd(AlertStatus::Open)).await.expect_err("stale");
+    assert_eq!(err, StoreError::Conflict(Conflict::AlertStatus));
+    let a = store.alert("al-1").expect("read").expect("alert");
+    assert_eq!((a.status, a.comment.as_deref()), (AlertStatus::Investigating, Some("looking")));
+}
+
+/// Listing filters by status and client, pages by id.
+pub async fn alerts_are_listed_by_filter_in_id_order(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    let mut alerts = Vec::new();
+    for i in 0..5 {
+        let mut a = alert(&format!("al-{i}"), &format!("s{i}"));
+        if i % 2 == 1 {
+            a.client_id = "cl_b".into();
+        }
+        alerts.push(a);
+    }
+    store.commit(UnitOfWork { alerts, ..UnitOfWork::default() }).await.expect("raise");
+    let ids = |f: AlertFilter| store.alerts(&f).expect("list").into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(ids(AlertFilter { limit: 2, ..AlertFilter::default() }), ["al-0", "al-1"]);
+    assert_eq!(ids(AlertFilter { limit: 2, after: Some("al-1".into()), ..AlertFilter::default() }), ["al-2", "al-3"]);
+    assert_eq!(ids(AlertFilter { limit: 9, client_id: Some("cl_b".into()), ..AlertFilter::default() }), ["al-1", "al-3"]);
+    assert!(ids(AlertFilter { limit: 9, status: Some(AlertStatus::Closed), ..AlertFilter::default() }).is_empty());
+}
+
+/// Creating packs never changes a pack that exists.
+pub async fn new_packs_leave_existing_serials_alone(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    seed(&store, &["S1"]).await;
+    let p = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
+    let w = PackWrite { product_code: gtin(), serial: serial("S1"), pack: supplied(&p.pack, "X", 0), expected_version: Some(1) };
+    store.commit(UnitOfWork { packs: vec![w], ..UnitOfWork::default() }).await.expect("supply");
+    let np = NewPacks { product_code: gtin(), batch: Batch::new("LOT2").expect("batch"), serials: vec![serial("S1"), serial("S2")] };
+    let done = store.commit(UnitOfWork { new_packs: vec![np], ..UnitOfWork::default() }).await.expect("commits");
+    assert_eq!(done.packs_created, 1);
+    let p = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
+    assert_eq!((p.pack.state, p.pack.batch.as_str()), (PackState::Supplied, "LOT1"));
+    let err = store
+        .commit(UnitOfWork {
+            packs: vec![PackWrite { product_code: gtin(), serial: serial("S2"), pack: p.pack.clone(), expected_version: None }],
+            ..UnitOfWork::default()
+        })
+        .await
+        .expect_err("an insert of an existing pack conflicts");
+    assert!(matches!(err, StoreError::Conflict(_)));
+}
+
+/// Product and batch records read back field by field; an expiry keeps its encoding.
+pub async fn products_and_batches_read_back_exactly(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    seed(&store, &[]).await;
+    let p = store.product(&gtin()).expect("read").expect("product");
+    assert_eq!((p.name.as_str(), p.owner.as_str(), p.withdrawn, p.version), ("Examplomab 10 mg", "obp-1", false, 1));
+    let b = store.batch(&gtin(), &Batch::new("LOT1").expect("batch")).expect("read").expect("batch");
+    assert_eq!(b.expiry.as_str(), "271200");
+    assert_eq!(b.expiry.date().to_string(), "2027-12-31");
+    assert_eq!(b.markets.iter().map(|m| m.as_str()).collect::<Vec<_>>(), ["DE", "FR"]);
+    assert!(store.batch(&gtin(), &Batch::new("NOPE").expect("batch")).expect("read").is_none());
+    assert!(store.product(&ProductCode::gtin("05601234567892").expect("gtin")).expect("read").is_none());
+}
+
+/// The outbox hands out one message per ordering key, oldest first; failures back off, dead
+/// letters are listed and can be replayed.
+pub async fn outbox_delivers_in_order_per_key_and_keeps_dead_letters(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    let msg = |id: &str, key: &str| OutboxMessage {
+        message_id: id.into(),
+        destination: "hub".into(),
+        kind: "pack-state".into(),
+        ordering_key: key.into(),
+        payload: format!("{{\"id\":\"{id}\"}}"),
+    };
+    let outbox = vec![msg("a1", "A"), msg("a2", "A"), msg("b1", "B")];
+    store.commit(UnitOfWork { outbox, ..UnitOfWork::default() }).await.expect("commits");
+    let far = Timestamp::from_unix_millis(i64::MAX / 2);
+    let ids = |v: Vec<StoredOutboxMessage>| v.into_iter().map(|m| m.message.message_id).collect::<Vec<_>>();
+    let due = store.due(far, 10).expect("due");
+    assert_eq!(ids(due.clone()), ["a1", "b1"]);
+    store.failed(due[0].seq, "timeout", far, false).expect("failed");
+    let again = store.due(far, 10).expect("due");
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again[0].last_error.as_deref(), Some("timeout"));
+    assert!(store.due(at(0), 10).expect("due").iter().all(|m| m.message.message_id != "a1"), "backed off");
+    store.delivered(due[1].seq).expect("delivered");
+    store.failed(due[0].seq, "rejected", far, true).expect("dead");
+    assert_eq!(ids(store.dead_letters().expect("dead")), ["a1"]);
+    assert_eq!(ids(store.due(far, 10).expect("due")), ["a2"], "a dead letter no longer blocks its key");
+    assert!(store.replay(due[0].seq, at(0)).expect("replay"));
+    assert!(!store.replay(due[0].seq, at(0)).expect("replay"), "only dead letters replay");
+    assert_eq!(ids(store.due(far, 10).expect("due")), ["a1"]);
+    assert_eq!(store.pending().expect("pending"), 2);
+}
+
+/// Bulk results append in request order and the job is done when every row has one.
+pub async fn bulk_progress_appends_results_in_order(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    let job = BulkJob {
+        id: "bk-1".into(),
+        client_id: "cl_a".into(),
+        status: BulkStatus::Pending,
+        request: "[]".into(),
+        done_rows: 0,
+        total_rows: 3,
+        created_at: at(0),
+    };
+    store.commit(UnitOfWork { new_bulk: Some(job), ..UnitOfWork::default() }).await.expect("accept");
+    assert_eq!(store.unfinished_bulks(10).expect("list").len(), 1);
+    let progress = |from, results: &[&str]| UnitOfWork {
+        bulk_progress: Some(BulkProgress {
+            id: "bk-1".into(),
+            expected_done_rows: from,
+            results: results.iter().map(|s| s.to_string()).collect(),
+        }),
+        ..UnitOfWork::default()
+    };
+    store.commit(progress(0, &["r0", "r1"])).await.expect("progress");
+    assert_eq!(store.bulk("bk-1").expect("read").expect("job").status, BulkStatus::Running);
+    let err = store.commit(progress(0, &["x"])).await.expect_err("stale progress");
+    assert_eq!(err, StoreError::Conflict(Conflict::BulkProgress));
+    store.commit(progress(2, &["r2"])).await.expect("progress");
+    let job = store.bulk("bk-1").expect("read").expect("job");
+    assert_eq!((job.status, job.done_rows), (BulkStatus::Done, 3));
+    assert_eq!(store.bulk_results("bk-1").expect("results"), ["r0", "r1", "r2"]);
+    assert!(store.unfinished_bulks(10).expect("list").is_empty());
+}
+
+/// Hundreds of concurrent commits all succeed, and the audit trail is one unbroken chain.
+pub async fn many_concurrent_commits_are_all_durable_and_the_audit_chain_verifies(
+    store: Arc<dyn Store>,
+    key: ed25519_dalek::VerifyingKey,
+) {
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let uow = UnitOfWork {
+                audit: vec![entry("verify", &format!("GTIN/09501101530003/S{i}"))],
+                idempotency: Some(IdempotencyRecord { client_trx_id: format!("t{i}"), ..idem("") }),
+                ..UnitOfWork::default()
+            };
+            store.commit(uow).await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("commits");
+    }
+    for i in 0..400 {
+        assert!(store.idempotency("cl_a", &format!("t{i}")).expect("read").is_some());
+    }
+    assert_eq!(verify_audit(&store, key), 400);
+}
+
+/// Clients and token-signing keys are stored and rotated.
+pub async fn clients_and_signing_keys_round_trip(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    let client = ClientRecord {
+        client_id: "cl_a".into(),
+        secret_hash: "$argon2id$...".into(),
+        role: Role::Pharmacy,
+        market: de(),
+        location: Location::new("DE-PH-1").expect("location"),
+        name: "Apotheke am Markt".into(),
+        created_at: at(0),
+        disabled: false,
+    };
+    store.create_client(&client).expect("create");
+    assert!(matches!(store.create_client(&client), Err(StoreError::Conflict(_))));
+    assert_eq!(store.client("cl_a").expect("read"), Some(client.clone()));
+    assert_eq!(store.clients().expect("list"), vec![client]);
+    let k = |kid: &str, n| KeyRecord { kid: kid.into(), secret: [n; 32], created_at: at(i64::from(n)), active: true, retired_at: None };
+    store.rotate_key(&k("k1", 1), at(1)).expect("first key");
+    store.rotate_key(&k("k2", 2), at(2)).expect("second key");
+    let keys = store.keys().expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert_eq!((keys[0].active, keys[0].retired_at), (false, Some(at(2))));
+    assert_eq!((keys[1].active, keys[1].kid.as_str()), (true, "k2"));
+}

@@ -1,0 +1,14 @@
+//! Storage ports of a national system: what is stored, how a state change is committed, and the
+//! small traits each engine (SQLite, PostgreSQL) implements.
+//!
+//! Architecture invariant: callers never open transactions. Everything one operation changes (pack
+//! state with its expected version, audit records, alert, outbox messages, idempotency record) goes
+//! into one [`UnitOfWork`] and the engine commits it atomically and durably before answering.
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod model;
+mod ports;
+
+pub use model::*;
+pub use ports::*;

@@ -1,0 +1,332 @@
+//! The records a national system stores, and the unit of work that changes them.
+
+use openmvs_audit::Entry;
+use openmvs_core::alert::{AlertStatus, Classification};
+use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, ProductCode, Serial};
+use openmvs_core::pack::Pack;
+use openmvs_core::return_code::{AlertCode, ReturnCode};
+use openmvs_core::roles::Role;
+use openmvs_core::time::Timestamp;
+
+/// A pack record with the version its row has; the version grows by one with every write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPack {
+    /// The pack.
+    pub pack: Pack,
+    /// The row version, for optimistic concurrency.
+    pub version: u64,
+}
+
+/// The master data of a product, as the hub distributed it to this market.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductRecord {
+    /// Product code and scheme.
+    pub product_code: ProductCode,
+    /// Name.
+    pub name: String,
+    /// Common (INN) name.
+    pub common_name: String,
+    /// Pharmaceutical form.
+    pub form: String,
+    /// Strength.
+    pub strength: String,
+    /// Pack type.
+    pub pack_type: String,
+    /// Pack size.
+    pub pack_size: String,
+    /// The OBP that owns the product.
+    pub owner: String,
+    /// Whether the product is withdrawn from this market (irreversible).
+    pub withdrawn: bool,
+    /// The master data version this record reflects.
+    pub version: u32,
+}
+
+/// A batch in this market.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// The product.
+    pub product_code: ProductCode,
+    /// The batch number.
+    pub batch: Batch,
+    /// Its expiry.
+    pub expiry: Expiry,
+    /// Whether it is recalled in this market (irreversible).
+    pub recalled: bool,
+    /// Every target market of the batch, this one included: packs of a batch with more than one
+    /// market are multi-market packs, whose state changes are synchronised through the hub.
+    pub markets: Vec<MarketCode>,
+}
+
+/// An alert raised in this market.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRecord {
+    /// The alert id (unique, opaque).
+    pub id: String,
+    /// The hub alert code.
+    pub code: AlertCode,
+    /// The return code that raised it.
+    pub return_code: ReturnCode,
+    /// The market.
+    pub market: MarketCode,
+    /// The product code as requested.
+    pub product_code: String,
+    /// The serial as requested.
+    pub serial: String,
+    /// The batch as requested.
+    pub batch: String,
+    /// The location of the request.
+    pub location: String,
+    /// The client that made the request (or `hub` for a synchronisation conflict).
+    pub client_id: String,
+    /// When it was raised.
+    pub created_at: Timestamp,
+    /// Where it is in its investigation.
+    pub status: AlertStatus,
+    /// The classification, once closed.
+    pub classification: Option<Classification>,
+    /// The last comment.
+    pub comment: Option<String>,
+    /// What raised it, unique: the same source event never raises a second alert.
+    pub source_key: String,
+}
+
+/// A change of an alert's status, applied only if the alert still has `expected_status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertUpdate {
+    /// The alert.
+    pub id: String,
+    /// The status the decision was made on.
+    pub expected_status: AlertStatus,
+    /// The new status.
+    pub status: AlertStatus,
+    /// The classification (when closing).
+    pub classification: Option<Classification>,
+    /// The comment, if given.
+    pub comment: Option<String>,
+}
+
+/// A filter for listing alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertFilter {
+    /// Only alerts with this status.
+    pub status: Option<AlertStatus>,
+    /// Only alerts raised by this client (end users see their own).
+    pub client_id: Option<String>,
+    /// Only alerts on this product code.
+    pub product_code: Option<String>,
+    /// Start after this alert id (exclusive), in id order.
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A message to another system, stored in the same unit of work as the change that causes it and
+/// delivered later by a relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Globally unique id: the receiver applies each id once.
+    pub message_id: String,
+    /// Where it goes, e.g. `hub`.
+    pub destination: String,
+    /// What it is, e.g. `pack-state` or `alert`.
+    pub kind: String,
+    /// Messages with the same key are delivered in order (the product code).
+    pub ordering_key: String,
+    /// The message body (JSON).
+    pub payload: String,
+}
+
+/// An outbox message as stored, with its delivery bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOutboxMessage {
+    /// Position in the outbox (commit order).
+    pub seq: u64,
+    /// The message.
+    pub message: OutboxMessage,
+    /// When it was stored.
+    pub created_at: Timestamp,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Not before this instant.
+    pub next_attempt_at: Timestamp,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Whether it gave up and sits in the dead-letter list.
+    pub dead: bool,
+}
+
+/// The stored answer to a request, found again by the client's transaction id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The client.
+    pub client_id: String,
+    /// The client's transaction id.
+    pub client_trx_id: String,
+    /// A hash of the request's content: the same id with other content is refused.
+    pub request_hash: [u8; 32],
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The response body answered (JSON).
+    pub response: String,
+    /// When it was stored.
+    pub created_at: Timestamp,
+}
+
+/// Where a bulk job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkStatus {
+    /// Accepted, waiting for a worker.
+    Pending,
+    /// Being processed.
+    Running,
+    /// Every row has a result.
+    Done,
+}
+
+impl BulkStatus {
+    /// The upper-case name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BulkStatus::Pending => "PENDING",
+            BulkStatus::Running => "RUNNING",
+            BulkStatus::Done => "DONE",
+        }
+    }
+
+    /// Parses an upper-case name.
+    pub fn parse(s: &str) -> Option<BulkStatus> {
+        [BulkStatus::Pending, BulkStatus::Running, BulkStatus::Done].into_iter().find(|b| b.as_str() == s)
+    }
+}
+
+/// A bulk request and its results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkJob {
+    /// The bulk id.
+    pub id: String,
+    /// The client that submitted it.
+    pub client_id: String,
+    /// Its status.
+    pub status: BulkStatus,
+    /// The request rows (JSON array of rows as submitted).
+    pub request: String,
+    /// How many rows have results.
+    pub done_rows: u64,
+    /// How many rows there are.
+    pub total_rows: u64,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+}
+
+/// Progress on a bulk job, committed with the effects of the rows it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkProgress {
+    /// The bulk id.
+    pub id: String,
+    /// The rows done before these results: the update applies only if the job is still there.
+    pub expected_done_rows: u64,
+    /// The results of the next rows, in request order (one JSON object each).
+    pub results: Vec<String>,
+}
+
+/// An end-user or authority client of the national system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// The client id.
+    pub client_id: String,
+    /// The argon2 hash of its secret.
+    pub secret_hash: String,
+    /// Its role.
+    pub role: Role,
+    /// Its market.
+    pub market: MarketCode,
+    /// Its premises.
+    pub location: Location,
+    /// A human name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Whether it may no longer obtain tokens.
+    pub disabled: bool,
+}
+
+/// A token-signing key of the national system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The key id.
+    pub kid: String,
+    /// The Ed25519 secret key.
+    pub secret: [u8; 32],
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Whether tokens are signed with it.
+    pub active: bool,
+    /// When it stopped signing (it still verifies until every token it signed has expired).
+    pub retired_at: Option<Timestamp>,
+}
+
+/// Serials of one batch to create as ACTIVE packs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPacks {
+    /// The product.
+    pub product_code: ProductCode,
+    /// The batch.
+    pub batch: Batch,
+    /// The serials.
+    pub serials: Vec<Serial>,
+}
+
+/// A pack write: the new record, applied only if the row still has `expected_version`
+/// (`None`: the pack must not exist yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackWrite {
+    /// The product.
+    pub product_code: ProductCode,
+    /// The serial.
+    pub serial: Serial,
+    /// The new record.
+    pub pack: Pack,
+    /// The version the decision was made on.
+    pub expected_version: Option<u64>,
+}
+
+/// Everything one operation changes, committed atomically, durably and in one piece.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitOfWork {
+    /// Pack state changes, each with its expected version.
+    pub packs: Vec<PackWrite>,
+    /// New packs (from an upload distributed by the hub); existing serials are left alone and counted.
+    pub new_packs: Vec<NewPacks>,
+    /// Products to create or replace.
+    pub products: Vec<ProductRecord>,
+    /// Batches to create or replace.
+    pub batches: Vec<BatchRecord>,
+    /// Alerts to raise; one whose `source_key` exists already is skipped (exactly one alert per source event).
+    pub alerts: Vec<AlertRecord>,
+    /// Alert status changes.
+    pub alert_updates: Vec<AlertUpdate>,
+    /// Audit entries, sealed into their market's chain in commit order.
+    pub audit: Vec<Entry>,
+    /// Messages for the relay.
+    pub outbox: Vec<OutboxMessage>,
+    /// The stored answer, keyed by client and transaction id; fails the unit if the key exists.
+    pub idempotency: Option<IdempotencyRecord>,
+    /// The id of the inbound message this unit applies; fails the unit if it was applied before.
+    pub inbox: Option<String>,
+    /// A new bulk job.
+    pub new_bulk: Option<BulkJob>,
+    /// Progress of a bulk job.
+    pub bulk_progress: Option<BulkProgress>,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// The sequence numbers the audit entries got, in order.
+    pub audit_seqs: Vec<u64>,
+    /// How many new packs were created (serials already present are not counted).
+    pub packs_created: u64,
+    /// The ids of alerts skipped because their source event had raised one already.
+    pub alerts_skipped: Vec<String>,
+}

@@ -1,0 +1,183 @@
+//! The storage traits. Each is small and object-safe; an engine implements all of them and the
+//! service holds it as `Arc<dyn Store>`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use openmvs_audit::{Checkpoint, Sealed};
+use openmvs_core::ids::{Batch, ProductCode, Serial};
+use openmvs_core::time::Timestamp;
+
+use crate::model::*;
+
+/// Why a storage call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The unit of work lost a race: a pack's version moved on, or a key it creates exists.
+    /// Nothing of it was written; the caller reads again and decides again.
+    #[error("conflict: {0}")]
+    Conflict(Conflict),
+    /// The store cannot answer now (IO error, disk full, shutting down). Nothing was written.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data does not decode: a bug or tampering. Nothing was written.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Which part of a unit of work conflicted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// A pack's version is not the expected one.
+    PackVersion {
+        /// Product code.
+        product_code: String,
+        /// Serial.
+        serial: String,
+    },
+    /// The idempotency key exists: the same request was committed meanwhile.
+    IdempotencyKey,
+    /// The inbound message was applied before.
+    InboxMessage,
+    /// The alert's status moved on.
+    AlertStatus,
+    /// The bulk job moved on.
+    BulkProgress,
+    /// A record that must be new exists already.
+    Exists(String),
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Conflict::PackVersion { product_code, serial } => {
+                write!(f, "pack {product_code}/{serial} changed meanwhile")
+            }
+            Conflict::IdempotencyKey => f.write_str("client_trx_id committed meanwhile"),
+            Conflict::InboxMessage => f.write_str("message applied before"),
+            Conflict::AlertStatus => f.write_str("alert status changed meanwhile"),
+            Conflict::BulkProgress => f.write_str("bulk job changed meanwhile"),
+            Conflict::Exists(what) => write!(f, "{what} exists already"),
+        }
+    }
+}
+
+/// Shorthand for storage results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A boxed future, so that the commit port stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The one way to change state: commit a unit of work.
+pub trait Committer: Send + Sync {
+    /// Commits `uow` atomically. Resolves only when the commit is durable (or has failed and
+    /// nothing of it was written). Concurrent commits may share one transaction and one fsync.
+    fn commit(&self, uow: UnitOfWork) -> BoxFuture<'_, StoreResult<Committed>>;
+}
+
+/// Packs.
+pub trait PackStore: Send + Sync {
+    /// The pack with this serial, with its version.
+    fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>>;
+    /// How many packs there are (for status and tests).
+    fn pack_count(&self) -> StoreResult<u64>;
+}
+
+/// Products.
+pub trait ProductStore: Send + Sync {
+    /// The product's master data in this market.
+    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>>;
+}
+
+/// Batches.
+pub trait BatchStore: Send + Sync {
+    /// The batch of a product.
+    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>>;
+}
+
+/// Alerts.
+pub trait AlertStore: Send + Sync {
+    /// One alert.
+    fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>>;
+    /// Alerts matching the filter, in id order.
+    fn alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertRecord>>;
+}
+
+/// The audit trail.
+pub trait AuditStore: Send + Sync {
+    /// The records about one subject (e.g. `GTIN/<product code>/<serial>`), in sequence order.
+    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>>;
+    /// Up to `limit` records of every market with a global position after `after`, in commit
+    /// order, with the position of each; for verifying the whole trail page by page.
+    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>>;
+    /// Every signed checkpoint, in order.
+    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+}
+
+/// The outbox, drained by a relay.
+pub trait OutboxStore: Send + Sync {
+    /// Up to `limit` live messages due at `now`, oldest first, at most one per ordering key
+    /// (the oldest undelivered one), so that messages about one product stay in order.
+    fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>>;
+    /// Removes a delivered message.
+    fn delivered(&self, seq: u64) -> StoreResult<()>;
+    /// Records a failed attempt: retry at `next_attempt_at`, or move to the dead-letter list.
+    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()>;
+    /// The dead-letter list.
+    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>>;
+    /// Puts a dead letter back in the queue, due now; false when there is no such dead letter.
+    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool>;
+    /// How many live (not dead) messages wait.
+    fn pending(&self) -> StoreResult<u64>;
+}
+
+/// Stored answers by client transaction id.
+pub trait IdempotencyStore: Send + Sync {
+    /// The stored answer for this client's transaction id.
+    fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>>;
+}
+
+/// Bulk jobs.
+pub trait BulkStore: Send + Sync {
+    /// One job.
+    fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>>;
+    /// The results of a job so far, in request order.
+    fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>>;
+    /// Jobs not yet done, oldest first.
+    fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>>;
+}
+
+/// Clients and token-signing keys.
+pub trait ClientStore: Send + Sync {
+    /// Creates a client; `Conflict::Exists` if the id is taken.
+    fn create_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    /// One client.
+    fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    /// Every client, in id order.
+    fn clients(&self) -> StoreResult<Vec<ClientRecord>>;
+    /// Every token-signing key.
+    fn keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    /// Stores a new key and makes it the active one; the previous active key is retired at `now`.
+    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()>;
+}
+
+/// Everything a national system stores.
+pub trait Store:
+    Committer + PackStore + ProductStore + BatchStore + AlertStore + AuditStore + OutboxStore
+    + IdempotencyStore + BulkStore + ClientStore
+{
+}
+
+impl<T> Store for T where
+    T: Committer
+        + PackStore
+        + ProductStore
+        + BatchStore
+        + AlertStore
+        + AuditStore
+        + OutboxStore
+        + IdempotencyStore
+        + BulkStore
+        + ClientStore
+{
+}
