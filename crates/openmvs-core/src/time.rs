@@ -124,6 +124,14 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
 
+    /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-29T14:34:29.123Z`.
+    pub fn to_rfc3339(self) -> String {
+        let date = self.date();
+        let ms = self.0.rem_euclid(MILLIS_PER_DAY);
+        let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+        format!("{date}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+    }
+
     /// The time from `earlier` to `self`, or zero when `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
@@ -166,5 +174,6 @@ mod tests {
         assert_eq!(t.date().to_string(), "2027-01-15");
         assert_eq!(Timestamp::start_of(t.date()).date(), t.date());
         assert_eq!(Timestamp::from_unix_millis(-1).date().to_string(), "1969-12-31");
+        assert_eq!(Timestamp::from_unix_millis(1_800_000_000_123).to_rfc3339(), "2027-01-15T08:00:00.123Z");
     }
 }

@@ -4,6 +4,9 @@
 //! in `openmvs-core` are not `Serialize`; each shape here is built from them explicitly, so a
 //! change in the core never changes the wire by accident.
 
+pub mod api;
+pub mod hub;
+
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::scan::Scan;
 use serde::Serialize;

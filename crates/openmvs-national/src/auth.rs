@@ -1,0 +1,143 @@
+//! Clients, access tokens and the keys that sign them.
+
+use openmvs_audit::Entry;
+use openmvs_auth::{AuthError, Claims, KeyRing, SigningKeyPair, TOKEN_LIFETIME_SECS, earliest_retirement};
+use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::return_code::ReturnCode;
+use openmvs_core::roles::Role;
+use openmvs_core::time::Timestamp;
+use openmvs_store::{ClientRecord, KeyRecord, Store, UnitOfWork};
+use openmvs_wire::api::TokenResponse;
+
+use crate::{Actor, ApiError, National};
+
+/// A client just created, with the only copy of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClient {
+    /// The client id.
+    pub client_id: String,
+    /// The secret, shown once; only its hash is stored.
+    pub client_secret: String,
+}
+
+fn secs(t: Timestamp) -> i64 {
+    t.unix_millis().div_euclid(1000)
+}
+
+/// Loads the token-signing keys: the active one signs, retired ones verify until every token
+/// they signed has expired. Creates the first key when there is none.
+pub(crate) fn load_key_ring(store: &dyn Store, now: Timestamp) -> Result<KeyRing, ApiError> {
+    let mut records = store.keys()?;
+    if !records.iter().any(|k| k.active) {
+        let pair = SigningKeyPair::generate();
+        let rec = KeyRecord {
+            kid: pair.kid.clone(),
+            secret: pair.secret_bytes(),
+            created_at: now,
+            active: true,
+            retired_at: None,
+        };
+        store.rotate_key(&rec, now)?;
+        records = store.keys()?;
+    }
+    let active = records.iter().find(|k| k.active).ok_or_else(|| ApiError::unavailable("no active signing key"))?;
+    let mut ring = KeyRing::new(SigningKeyPair::from_secret_bytes(Some(active.kid.clone()), active.secret));
+    for k in records.iter().filter(|k| !k.active) {
+        let still_needed = k.retired_at.is_none_or(|r| earliest_retirement(secs(r)) > secs(now));
+        if still_needed {
+            let pair = SigningKeyPair::from_secret_bytes(Some(k.kid.clone()), k.secret);
+            ring.add_verification_key(pair.kid.clone(), pair.public_bytes()).map_err(ApiError::unavailable)?;
+        }
+    }
+    Ok(ring)
+}
+
+impl National {
+    /// `POST /oauth/token` with the client-credentials grant. Every attempt is audited.
+    pub async fn token(&self, client_id: &str, client_secret: &str) -> Result<TokenResponse, AuthError> {
+        let now = self.clock.now();
+        let client = self.store.client(client_id).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let stored = client.as_ref().filter(|c| !c.disabled && c.market == self.config.market);
+        let phc = stored.map(|c| c.secret_hash.clone());
+        let secret = client_secret.to_owned();
+        // Argon2 costs tens of milliseconds of CPU: keep it off the request threads.
+        let checked = tokio::task::spawn_blocking(move || openmvs_auth::authenticate_client(&secret, phc.as_deref()))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let (role, location) = stored.map_or(("", ""), |c| (c.role.as_str(), c.location.as_str()));
+        let outcome = match (&checked, stored) {
+            (Ok(()), Some(c)) => {
+                let claims = Claims::new(&c.client_id, c.role.as_str(), c.market.as_str(), c.location.as_str(), secs(now));
+                let token = self.keys.read().await.issue(&claims);
+                Ok(TokenResponse { access_token: token, token_type: "Bearer".into(), expires_in: TOKEN_LIFETIME_SECS })
+            }
+            _ => Err(AuthError::InvalidClient),
+        };
+        let entry = Entry {
+            market: self.config.market.to_string(),
+            at_millis: now.unix_millis(),
+            // A client id that does not exist is still recorded, bounded, as the attempt's actor.
+            actor: client_id.chars().take(100).collect(),
+            role: role.to_owned(),
+            location: location.to_owned(),
+            operation: "login".into(),
+            subject: String::new(),
+            return_code: if outcome.is_ok() { ReturnCode::Success } else { ReturnCode::Unauthenticated }.as_str().into(),
+            request: serde_json::json!({"grant_type": "client_credentials", "client_id": client_id}).to_string(),
+            result: serde_json::json!({"ok": outcome.is_ok()}).to_string(),
+        };
+        self.store
+            .commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() })
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        outcome
+    }
+
+    /// Checks a bearer token and says who holds it.
+    pub fn authenticate(&self, token: &str) -> Result<Actor, ApiError> {
+        let now = secs(self.clock.now());
+        let claims = self.validator.validate(token, now).map_err(|e| match e {
+            AuthError::Internal(why) => ApiError::unavailable(why),
+            e => ApiError::new(ReturnCode::Unauthenticated).with("authorization", e.to_string()),
+        })?;
+        let bad = |why: String| ApiError::new(ReturnCode::Unauthenticated).with("authorization", why);
+        Ok(Actor {
+            role: Role::parse(&claims.role).ok_or_else(|| bad(format!("unknown role '{}'", claims.role)))?,
+            market: MarketCode::new(&claims.market).map_err(|e| bad(e.to_string()))?,
+            location: Location::new(&claims.location).map_err(|e| bad(e.to_string()))?,
+            client_id: claims.sub,
+        })
+    }
+
+    /// Creates a client of this market and returns its id and its secret (shown once).
+    pub fn create_client(&self, role: Role, location: Location, name: &str) -> Result<NewClient, ApiError> {
+        let client_id = openmvs_auth::new_client_id();
+        let client_secret = openmvs_auth::new_client_secret();
+        let secret_hash = openmvs_auth::hash_secret(&client_secret).map_err(ApiError::unavailable)?;
+        self.store.create_client(&ClientRecord {
+            client_id: client_id.clone(),
+            secret_hash,
+            role,
+            market: self.config.market,
+            location,
+            name: name.to_owned(),
+            created_at: self.clock.now(),
+            disabled: false,
+        })?;
+        Ok(NewClient { client_id, client_secret })
+    }
+
+    /// Makes a new token-signing key active. Tokens signed by the old key stay valid until they
+    /// expire; other nodes pick the new key up when they reload their keys.
+    pub async fn rotate_signing_key(&self) -> Result<String, ApiError> {
+        let now = self.clock.now();
+        let pair = SigningKeyPair::generate();
+        let rec =
+            KeyRecord { kid: pair.kid.clone(), secret: pair.secret_bytes(), created_at: now, active: true, retired_at: None };
+        self.store.rotate_key(&rec, now)?;
+        let mut ring = self.keys.write().await;
+        // The validator follows the ring, so tokens of the new key are accepted from now on.
+        ring.rotate(pair).map_err(ApiError::unavailable)?;
+        Ok(rec.kid)
+    }
+}

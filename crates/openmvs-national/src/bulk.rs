@@ -1,0 +1,383 @@
+//! Bulk requests: accepted at once (202), processed in the background by one bounded worker in
+//! chunks, each chunk one unit of work, results stored and fetched by id. Bulk never asks the hub.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openmvs_core::ids::PackIdentifier;
+use openmvs_core::pack::{Command, Decision};
+use openmvs_core::return_code::ReturnCode;
+use openmvs_core::roles::{Action, access};
+use openmvs_store::{BulkJob, BulkProgress, BulkStatus, Conflict, IdempotencyRecord, StoreError, UnitOfWork};
+use openmvs_wire::api::{BulkAccepted, BulkRequest, BulkResult, BulkRow, BulkStatusResponse};
+use tokio::sync::watch;
+
+use crate::packs::{Loaded, subject};
+use crate::request::{self, PackInput, bytes_hash};
+use crate::{Actor, ApiError, National, new_id};
+
+/// At most this many bad rows are listed in a refusal.
+const MAX_REPORTED_ROWS: usize = 20;
+
+fn command_of(op: &str) -> Option<Command> {
+    Command::parse(op)
+}
+
+impl National {
+    /// `POST /v1/bulk`: validates every row, stores the job and answers with its id.
+    pub async fn submit_bulk(&self, actor: &Actor, body: &BulkRequest) -> Result<BulkAccepted, ApiError> {
+        let now = self.clock.now();
+        let checked = self.check_bulk(actor, body);
+        let (client_trx_id, rows) = match checked {
+            Ok(v) => v,
+            Err(e) => return Err(self.refuse(actor, "bulk", "", &bulk_summary(body), e).await),
+        };
+        let canonical = serde_json::to_string(&rows).map_err(ApiError::unavailable)?;
+        let hash = bytes_hash(canonical.as_bytes());
+        for _ in 0..4 {
+            if let Some(stored) = self.store.idempotency(&actor.client_id, &client_trx_id)? {
+                if stored.request_hash != hash {
+                    let e = ApiError::new(ReturnCode::TransactionIdReused)
+                        .with("client_trx_id", "was used by this client for a different request");
+                    return Err(self.refuse(actor, "bulk", "", &bulk_summary(body), e).await);
+                }
+                return serde_json::from_str(&stored.response).map_err(|e| StoreError::Corrupt(e.to_string()).into());
+            }
+            let accepted = BulkAccepted { bulk_id: new_id("BLK", now) };
+            let response = serde_json::to_string(&accepted).map_err(ApiError::unavailable)?;
+            let uow = UnitOfWork {
+                new_bulk: Some(BulkJob {
+                    id: accepted.bulk_id.clone(),
+                    client_id: actor.client_id.clone(),
+                    status: BulkStatus::Pending,
+                    request: serde_json::json!({
+                        "role": actor.role.as_str(),
+                        "location": actor.location.as_str(),
+                        "rows": rows,
+                    })
+                    .to_string(),
+                    done_rows: 0,
+                    total_rows: rows.len() as u64,
+                    created_at: now,
+                }),
+                idempotency: Some(IdempotencyRecord {
+                    client_id: actor.client_id.clone(),
+                    client_trx_id: client_trx_id.clone(),
+                    request_hash: hash,
+                    status: 202,
+                    response: response.clone(),
+                    created_at: now,
+                }),
+                audit: vec![openmvs_audit::Entry {
+                    market: self.config.market.to_string(),
+                    at_millis: now.unix_millis(),
+                    actor: actor.client_id.clone(),
+                    role: actor.role.to_string(),
+                    location: actor.location.to_string(),
+                    operation: "bulk".into(),
+                    subject: accepted.bulk_id.clone(),
+                    return_code: ReturnCode::Success.as_str().into(),
+                    request: serde_json::to_string(&bulk_summary(body)).unwrap_or_default(),
+                    result: response,
+                }],
+                ..UnitOfWork::default()
+            };
+            match self.store.commit(uow).await {
+                Ok(_) => {
+                    self.bulk_wake.notify_one();
+                    return Ok(accepted);
+                }
+                Err(StoreError::Conflict(Conflict::IdempotencyKey)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::unavailable("bulk submission kept conflicting"))
+    }
+
+    /// Validates a bulk body into its rows; refuses the whole bulk, naming up to 20 bad rows.
+    fn check_bulk(&self, actor: &Actor, body: &BulkRequest) -> Result<(String, Vec<BulkRow>), ApiError> {
+        let client_trx_id = request::client_trx_id(body.client_trx_id.as_deref())?;
+        if !access(actor.role, Action::Bulk, &self.config.policy).is_allowed() || actor.market != self.config.market {
+            return Err(ApiError::new(ReturnCode::Forbidden).with("role", format!("the role {} may not send bulk requests", actor.role)));
+        }
+        let homogeneous = [&body.operation, &body.scheme, &body.product_code, &body.batch, &body.expiry]
+            .iter()
+            .any(|f| f.is_some())
+            || body.serials.is_some();
+        let rows: Vec<BulkRow> = match (&body.transactions, homogeneous) {
+            (Some(_), true) => {
+                return Err(ApiError::field(
+                    "transactions",
+                    "give either transactions or operation, scheme, product_code, batch, expiry and serials",
+                ));
+            }
+            (Some(t), false) => t.clone(),
+            (None, true) => {
+                let need = |name: &str, v: &Option<String>| {
+                    v.clone().ok_or_else(|| ApiError::field(name, "is required in a homogeneous bulk"))
+                };
+                let (op, scheme, pc, batch, expiry) = (
+                    need("operation", &body.operation)?,
+                    need("scheme", &body.scheme)?,
+                    need("product_code", &body.product_code)?,
+                    need("batch", &body.batch)?,
+                    need("expiry", &body.expiry)?,
+                );
+                let serials = body.serials.as_ref().ok_or_else(|| ApiError::field("serials", "is required"))?;
+                serials
+                    .iter()
+                    .map(|s| BulkRow {
+                        operation: op.clone(),
+                        scheme: scheme.clone(),
+                        product_code: pc.clone(),
+                        serial: s.clone(),
+                        batch: batch.clone(),
+                        expiry: expiry.clone(),
+                    })
+                    .collect()
+            }
+            (None, false) => return Err(ApiError::field("transactions", "is required (or the homogeneous fields)")),
+        };
+        if rows.is_empty() {
+            return Err(ApiError::field("transactions", "holds no rows"));
+        }
+        if rows.len() > self.config.max_bulk_rows {
+            return Err(ApiError::new(ReturnCode::TooLarge).with(
+                "transactions",
+                format!("{} rows, at most {}", rows.len(), self.config.max_bulk_rows),
+            ));
+        }
+        let today = self.clock.now().date();
+        let mut err: Option<ApiError> = None;
+        let mut bad = 0;
+        for (i, r) in rows.iter().enumerate() {
+            let prefix = if body.transactions.is_some() { format!("transactions[{i}].") } else { String::new() };
+            let field_prefix = if body.transactions.is_some() { prefix.clone() } else { format!("serials[{i}]/") };
+            let problem = match command_of(&r.operation) {
+                None => Some(ApiError::field(format!("{prefix}operation"), format!("'{}' is not a bulk operation", r.operation))),
+                Some(c) if !access(actor.role, Action::Pack(c), &self.config.policy).is_allowed() => Some(
+                    ApiError::new(ReturnCode::Forbidden)
+                        .with(format!("{prefix}operation"), format!("the role {} may not {}", actor.role, r.operation)),
+                ),
+                Some(_) => request::fields(
+                    &field_prefix,
+                    Some(&r.scheme),
+                    Some(&r.product_code),
+                    Some(&r.serial),
+                    Some(&r.batch),
+                    Some(&r.expiry),
+                    today,
+                )
+                .err(),
+            };
+            if let Some(p) = problem {
+                bad += 1;
+                match &mut err {
+                    None => err = Some(p),
+                    Some(e) if e.details.len() < MAX_REPORTED_ROWS => e.details.extend(p.details),
+                    Some(_) => {}
+                }
+            }
+        }
+        if let Some(mut e) = err {
+            e.message = format!("{bad} of {} rows are invalid; nothing was processed.", rows.len());
+            return Err(e);
+        }
+        Ok((client_trx_id, rows))
+    }
+
+    /// `GET /v1/bulk/{id}`: the job's status, and its results once done. Only its submitter sees it.
+    pub fn bulk(&self, actor: &Actor, id: &str) -> Result<BulkStatusResponse, ApiError> {
+        let job = self.store.bulk(id)?.filter(|j| j.client_id == actor.client_id);
+        let Some(job) = job else {
+            return Err(ApiError::new(ReturnCode::NotFound).with("bulk_id", format!("no bulk '{id}'")));
+        };
+        let results = if job.status == BulkStatus::Done {
+            self.store
+                .bulk_results(id)?
+                .iter()
+                .map(|r| serde_json::from_str(r).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string()))))
+                .collect::<Result<Vec<BulkResult>, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(BulkStatusResponse {
+            bulk_id: job.id,
+            status: job.status.as_str().to_owned(),
+            done: job.done_rows,
+            total: job.total_rows,
+            results,
+        })
+    }
+
+    /// The bulk worker: one at a time, jobs in arrival order, until `shutdown` turns true. A job
+    /// interrupted by a crash resumes from its last committed chunk.
+    pub async fn run_bulk_worker(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let jobs = match self.store.unfinished_bulks(1) {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bulk worker cannot read its queue");
+                    Vec::new()
+                }
+            };
+            match jobs.into_iter().next() {
+                Some(job) => {
+                    if let Err(e) = self.process_bulk(&job, &mut shutdown).await {
+                        tracing::warn!(bulk = %job.id, error = %e, "bulk chunk failed; retrying shortly");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        _ = self.bulk_wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn process_bulk(&self, job: &BulkJob, shutdown: &mut watch::Receiver<bool>) -> Result<(), ApiError> {
+        let stored: serde_json::Value =
+            serde_json::from_str(&job.request).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
+        let corrupt = |what: &str| ApiError::from(StoreError::Corrupt(format!("bulk {}: {what}", job.id)));
+        let role = stored["role"].as_str().and_then(openmvs_core::roles::Role::parse).ok_or_else(|| corrupt("role"))?;
+        let location = stored["location"]
+            .as_str()
+            .and_then(|l| openmvs_core::ids::Location::new(l).ok())
+            .ok_or_else(|| corrupt("location"))?;
+        let rows: Vec<BulkRow> = serde_json::from_value(stored["rows"].clone()).map_err(|_| corrupt("rows"))?;
+        let actor = Actor { client_id: job.client_id.clone(), role, market: self.config.market, location };
+        // Repeats of a serial inside one bulk are refused, whatever rows they are in.
+        let mut seen = HashSet::new();
+        let duplicate: Vec<bool> = rows.iter().map(|r| !seen.insert((r.product_code.clone(), r.serial.clone()))).collect();
+        let mut done = job.done_rows as usize;
+        while done < rows.len() {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let end = (done + self.config.bulk_chunk).min(rows.len());
+            self.process_chunk(job, &actor, &rows, &duplicate, done, end).await?;
+            done = end;
+        }
+        Ok(())
+    }
+
+    async fn process_chunk(
+        &self,
+        job: &BulkJob,
+        actor: &Actor,
+        rows: &[BulkRow],
+        duplicate: &[bool],
+        from: usize,
+        to: usize,
+    ) -> Result<(), ApiError> {
+        for _ in 0..8 {
+            let now = self.clock.now();
+            let today = now.date();
+            let mut uow = UnitOfWork::default();
+            let mut results = Vec::with_capacity(to - from);
+            for (i, row) in rows.iter().enumerate().take(to).skip(from) {
+                let id = request::fields("", Some(&row.scheme), Some(&row.product_code), Some(&row.serial), Some(&row.batch), Some(&row.expiry), today);
+                let (Some(command), Ok(id)) = (command_of(&row.operation), id) else {
+                    // Rows were valid when accepted; a row that no longer parses (an expiry date
+                    // whose century moved) is answered, not dropped.
+                    results.push(result(row, ReturnCode::MalformedRequest, None, None));
+                    continue;
+                };
+                if duplicate[i] {
+                    results.push(result(row, ReturnCode::BulkDuplicateSerial, None, None));
+                    continue;
+                }
+                let input = PackInput { client_trx_id: format!("{}#{i}", job.id), id, warnings: Vec::new() };
+                let loaded: Loaded = self.load(&input.id)?;
+                let d: Decision = self.decide_loaded(actor, command, &input.id, &loaded, now);
+                let out = self.outcome(actor, command, &input, &loaded, &d, now);
+                let r = &out.response;
+                results.push(BulkResult {
+                    serial: row.serial.clone(),
+                    product_code: row.product_code.clone(),
+                    accepted: r.accepted,
+                    return_code: r.return_code.clone(),
+                    state: r.pack.as_ref().map(|p| p.state.clone()),
+                    alert: r.alert.clone(),
+                });
+                uow.packs.extend(out.uow.packs);
+                uow.alerts.extend(out.uow.alerts);
+                uow.outbox.extend(out.uow.outbox);
+                uow.audit.push(bulk_entry(self, actor, &input.id, command, row, r, now));
+            }
+            uow.bulk_progress = Some(BulkProgress {
+                id: job.id.clone(),
+                expected_done_rows: from as u64,
+                results: results.iter().map(|r| serde_json::to_string(r).unwrap_or_default()).collect(),
+            });
+            let wakes_relay = !uow.outbox.is_empty();
+            match self.store.commit(uow).await {
+                Ok(_) => {
+                    if wakes_relay {
+                        self.relay_wake.notify_one();
+                    }
+                    return Ok(());
+                }
+                // A pack in the chunk changed meanwhile: read and decide the chunk again.
+                Err(StoreError::Conflict(Conflict::PackVersion { .. })) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::unavailable("bulk chunk kept conflicting"))
+    }
+}
+
+fn result(row: &BulkRow, code: ReturnCode, state: Option<String>, alert: Option<openmvs_wire::api::AlertRef>) -> BulkResult {
+    BulkResult {
+        serial: row.serial.clone(),
+        product_code: row.product_code.clone(),
+        accepted: false,
+        return_code: code.as_str().to_owned(),
+        state,
+        alert,
+    }
+}
+
+fn bulk_entry(
+    n: &National,
+    actor: &Actor,
+    id: &PackIdentifier,
+    command: Command,
+    row: &BulkRow,
+    r: &openmvs_wire::api::PackResponse,
+    now: openmvs_core::time::Timestamp,
+) -> openmvs_audit::Entry {
+    openmvs_audit::Entry {
+        market: n.config.market.to_string(),
+        at_millis: now.unix_millis(),
+        actor: actor.client_id.clone(),
+        role: actor.role.to_string(),
+        location: actor.location.to_string(),
+        operation: format!("bulk-{command}"),
+        subject: subject(id),
+        return_code: r.return_code.clone(),
+        request: serde_json::to_string(row).unwrap_or_default(),
+        result: serde_json::to_string(r).unwrap_or_default(),
+    }
+}
+
+/// What the audit trail keeps of a bulk request: its shape, not every serial (those are audited
+/// row by row as they are processed).
+fn bulk_summary(body: &BulkRequest) -> serde_json::Value {
+    serde_json::json!({
+        "client_trx_id": body.client_trx_id,
+        "operation": body.operation,
+        "product_code": body.product_code,
+        "batch": body.batch,
+        "serials": body.serials.as_ref().map(Vec::len),
+        "transactions": body.transactions.as_ref().map(Vec::len),
+    })
+}

@@ -1,0 +1,368 @@
+//! The hub-facing side: messages from the hub applied once each and in order, and the outbox
+//! relay that delivers this market's messages to the hub with retries, backoff and a dead-letter
+//! list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openmvs_audit::Entry;
+use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, Serial};
+use openmvs_core::pack::{Command, PackState, SyncChange, SyncDecision, decide_sync};
+use openmvs_core::return_code::{AlertCode, ReturnCode};
+use openmvs_core::time::Timestamp;
+use openmvs_store::{
+    AlertRecord, BatchRecord, BoxFuture, Conflict, NewPacks, PackWrite, ProductRecord, StoreError, UnitOfWork,
+};
+use openmvs_wire::hub::{
+    Delivery, DeliveryAck, Envelope, IntermarketAnswer, IntermarketRequest, Message, MessageAck, PackStateMsg,
+};
+use tokio::sync::watch;
+
+use crate::request;
+use crate::{ApiError, National, new_id};
+
+/// The most messages sent to the hub in one delivery.
+pub const MAX_DELIVERY: usize = 100;
+/// The longest wait between two delivery attempts of one message.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How this national system reaches the hub.
+pub trait HubLink: Send + Sync {
+    /// Delivers messages; the answer acknowledges each. An error means nothing is known to have
+    /// been applied: every message is retried.
+    fn deliver(&self, delivery: Delivery) -> BoxFuture<'_, Result<DeliveryAck, String>>;
+    /// Asks the hub to have a market that holds the product process a single-pack request. Must
+    /// answer within the caller's time budget (the link enforces its own timeout).
+    fn intermarket(&self, req: IntermarketRequest) -> BoxFuture<'_, Result<IntermarketAnswer, String>>;
+}
+
+/// Why an inbound message will never apply.
+struct Rejected(String);
+
+fn ack(id: &str, status: &str, error: Option<String>) -> MessageAck {
+    MessageAck { message_id: id.to_owned(), status: status.to_owned(), error }
+}
+
+/// The backoff before attempt `attempts + 1`: 1 s doubling to [`MAX_BACKOFF`].
+pub fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.min(6)).min(MAX_BACKOFF)
+}
+
+impl National {
+    /// Applies a delivery from the hub, in order. Each message is its own unit of work carrying
+    /// its message id, so a redelivered message is answered `DUPLICATE` and changes nothing. If
+    /// the store fails, the rest of the delivery is not applied and the error tells the hub to
+    /// retry it all.
+    pub async fn apply_delivery(&self, delivery: &Delivery) -> Result<DeliveryAck, ApiError> {
+        let mut results = Vec::with_capacity(delivery.messages.len());
+        for env in &delivery.messages {
+            let r = self.apply_message(env).await?;
+            results.push(r);
+        }
+        Ok(DeliveryAck { results })
+    }
+
+    async fn apply_message(&self, env: &Envelope) -> Result<MessageAck, ApiError> {
+        for _ in 0..8 {
+            let now = self.clock.now();
+            let uow = match self.message_effects(env, now) {
+                Ok(u) => u,
+                Err(Rejected(why)) => {
+                    tracing::warn!(message = %env.message_id, reason = %why, "hub message rejected");
+                    // The rejection is audited once, under the message id, like any applied message.
+                    let uow = UnitOfWork {
+                        inbox: Some(env.message_id.clone()),
+                        audit: vec![self.hub_entry(env, ReturnCode::MalformedRequest, &why, now)],
+                        ..UnitOfWork::default()
+                    };
+                    return match self.store.commit(uow).await {
+                        Ok(_) | Err(StoreError::Conflict(Conflict::InboxMessage)) => {
+                            Ok(ack(&env.message_id, "REJECTED", Some(why)))
+                        }
+                        Err(e) => Err(e.into()),
+                    };
+                }
+            };
+            let wakes_relay = !uow.outbox.is_empty();
+            match self.store.commit(uow).await {
+                Ok(_) => {
+                    if wakes_relay {
+                        self.relay_wake.notify_one();
+                    }
+                    return Ok(ack(&env.message_id, "APPLIED", None));
+                }
+                Err(StoreError::Conflict(Conflict::InboxMessage)) => return Ok(ack(&env.message_id, "DUPLICATE", None)),
+                Err(StoreError::Conflict(Conflict::PackVersion { .. })) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::unavailable("hub message kept conflicting"))
+    }
+
+    fn hub_entry(&self, env: &Envelope, code: ReturnCode, note: &str, now: Timestamp) -> Entry {
+        let kind = serde_json::to_value(&env.body).ok().and_then(|v| v["kind"].as_str().map(str::to_owned));
+        Entry {
+            market: self.config.market.to_string(),
+            at_millis: now.unix_millis(),
+            actor: env.origin.clone(),
+            role: "HUB".into(),
+            location: String::new(),
+            operation: format!("hub-{}", kind.unwrap_or_default()),
+            subject: env.message_id.clone(),
+            return_code: code.as_str().into(),
+            request: serde_json::to_string(&env.body).unwrap_or_default(),
+            result: serde_json::json!({"note": note}).to_string(),
+        }
+    }
+
+    /// What applying one message changes, with its inbox id and audit record.
+    fn message_effects(&self, env: &Envelope, now: Timestamp) -> Result<UnitOfWork, Rejected> {
+        let bad = |what: String| Rejected(what);
+        let today = now.date();
+        let pc = |scheme: &str, code: &str| {
+            request::product_code("", Some(scheme), Some(code)).map_err(|e| bad(format!("product_code: {:?}", e.details)))
+        };
+        let mut uow = UnitOfWork { inbox: Some(env.message_id.clone()), ..UnitOfWork::default() };
+        let mut note = String::from("applied");
+        match &env.body {
+            Message::Product(p) => {
+                let product_code = pc(&p.scheme, &p.product_code)?;
+                let withdrawn = self.store.product(&product_code).map_err(|e| bad(e.to_string()))?.is_some_and(|x| x.withdrawn);
+                uow.products.push(ProductRecord {
+                    product_code,
+                    name: p.name.clone(),
+                    common_name: p.common_name.clone(),
+                    form: p.form.clone(),
+                    strength: p.strength.clone(),
+                    pack_type: p.pack_type.clone(),
+                    pack_size: p.pack_size.clone(),
+                    owner: p.owner.clone(),
+                    // A withdrawal is irreversible: new master data never reactivates a product.
+                    withdrawn,
+                    version: p.version,
+                });
+            }
+            Message::Batch(b) => {
+                let product_code = pc(&b.scheme, &b.product_code)?;
+                let batch = Batch::new(&b.batch).map_err(|e| bad(format!("batch: {e}")))?;
+                let expiry = Expiry::parse(&b.expiry, today).map_err(|e| bad(format!("expiry: {e}")))?;
+                let markets = b
+                    .markets
+                    .iter()
+                    .map(|m| MarketCode::new(m).map_err(|e| bad(format!("markets: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let existing = self.store.batch(&product_code, &batch).map_err(|e| bad(e.to_string()))?;
+                uow.batches.push(BatchRecord {
+                    product_code,
+                    batch,
+                    expiry,
+                    recalled: existing.is_some_and(|x| x.recalled),
+                    markets,
+                });
+            }
+            Message::Packs(p) => {
+                let product_code = pc(&p.scheme, &p.product_code)?;
+                let batch = Batch::new(&p.batch).map_err(|e| bad(format!("batch: {e}")))?;
+                let serials = p
+                    .serials
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| Serial::new(s).map_err(|e| bad(format!("serials[{i}]: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                note = format!("{} serials", serials.len());
+                uow.new_packs.push(NewPacks { product_code, batch, serials });
+            }
+            Message::Recall(r) => {
+                let product_code = pc(&r.scheme, &r.product_code)?;
+                let batch = Batch::new(&r.batch).map_err(|e| bad(format!("batch: {e}")))?;
+                let mut b = self
+                    .store
+                    .batch(&product_code, &batch)
+                    .map_err(|e| bad(e.to_string()))?
+                    .ok_or_else(|| bad(format!("batch {} of {} is unknown here", r.batch, r.product_code)))?;
+                b.recalled = true;
+                uow.batches.push(b);
+            }
+            Message::Withdrawal(w) => {
+                let product_code = pc(&w.scheme, &w.product_code)?;
+                let mut p = self
+                    .store
+                    .product(&product_code)
+                    .map_err(|e| bad(e.to_string()))?
+                    .ok_or_else(|| bad(format!("product {} is unknown here", w.product_code)))?;
+                p.withdrawn = true;
+                uow.products.push(p);
+            }
+            Message::PackState(s) => {
+                note = self.sync_effects(env, s, now, &mut uow)?;
+            }
+            Message::Alert(_) => return Err(bad("alerts go from national systems to the hub, not back".into())),
+        }
+        uow.audit.push(self.hub_entry(env, ReturnCode::Success, &note, now));
+        Ok(uow)
+    }
+
+    /// A state change made in another market (or by the OBP) arriving for this market's copy.
+    fn sync_effects(&self, env: &Envelope, s: &PackStateMsg, now: Timestamp, uow: &mut UnitOfWork) -> Result<String, Rejected> {
+        let bad = |what: String| Rejected(what);
+        let product_code =
+            request::product_code("", Some(&s.scheme), Some(&s.product_code)).map_err(|e| bad(format!("product_code: {:?}", e.details)))?;
+        let serial = Serial::new(&s.serial).map_err(|e| bad(format!("serial: {e}")))?;
+        let state = PackState::parse(&s.state).ok_or_else(|| bad(format!("state '{}'", s.state)))?;
+        let command = Command::parse(&s.command).ok_or_else(|| bad(format!("command '{}'", s.command)))?;
+        let location = Location::new(&s.location).map_err(|e| bad(format!("location: {e}")))?;
+        // An OBP's change names no market; it is recorded as coming from this market's hub link.
+        let origin = MarketCode::new(&s.market).unwrap_or(self.config.market);
+        let at = parse_rfc3339(&s.at).ok_or_else(|| bad(format!("at '{}'", s.at)))?;
+        let Some(stored) = self.store.pack(&product_code, &serial).map_err(|e| bad(e.to_string()))? else {
+            return Err(bad(format!("pack {}/{} is unknown here", s.product_code, s.serial)));
+        };
+        let change = SyncChange { state, command, origin, location, at };
+        match decide_sync(&stored.pack, &change) {
+            SyncDecision::Apply(pack) => {
+                uow.packs.push(PackWrite { product_code, serial, pack, expected_version: Some(stored.version) });
+                Ok(format!("state {} from {}", s.state, s.market))
+            }
+            SyncDecision::Ignore => Ok("already reflected".into()),
+            SyncDecision::Conflict(code) => {
+                let record = AlertRecord {
+                    id: new_id("ALR", now),
+                    code,
+                    return_code: ReturnCode::PackInactiveStateChange,
+                    market: self.config.market,
+                    product_code: s.product_code.clone(),
+                    serial: s.serial.clone(),
+                    batch: s.batch.clone(),
+                    location: s.location.clone(),
+                    client_id: format!("hub:{}", s.market),
+                    created_at: now,
+                    status: openmvs_core::alert::AlertStatus::Open,
+                    classification: None,
+                    comment: Some(format!(
+                        "pack already {} here when {} reported it {}",
+                        stored.pack.state, s.market, s.state
+                    )),
+                    // One alert per synchronised change, however often it is redelivered.
+                    source_key: format!("sync/{}", env.message_id),
+                };
+                debug_assert_eq!(code, AlertCode::A24);
+                if let Ok(Some(p)) = self.store.product(&product_code) {
+                    uow.outbox.push(self.message(
+                        &s.product_code,
+                        Message::Alert(openmvs_wire::hub::AlertMsg { alert: crate::alerts::view(&record), owner: p.owner }),
+                        now,
+                    ));
+                }
+                uow.alerts.push(record);
+                Ok(format!("conflict: pack already {} here", stored.pack.state))
+            }
+        }
+    }
+
+    /// The outbox relay: delivers due messages to the hub, oldest first and one per product at a
+    /// time, until `shutdown` turns true.
+    pub async fn run_relay(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Some(hub) = self.hub.clone() else { return };
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let sent = match self.relay_once(hub.as_ref()).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay cannot read the outbox");
+                    0
+                }
+            };
+            if sent == 0 {
+                tokio::select! {
+                    _ = self.relay_wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// One round of the relay; returns how many messages were acknowledged.
+    pub async fn relay_once(&self, hub: &dyn HubLink) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let due = self.store.due(now, MAX_DELIVERY)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut envelopes = Vec::with_capacity(due.len());
+        for m in &due {
+            match serde_json::from_str::<Envelope>(&m.message.payload) {
+                Ok(e) => envelopes.push(e),
+                Err(e) => self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true)?,
+            }
+        }
+        let result = hub.deliver(Delivery { messages: envelopes }).await;
+        let mut acked = 0;
+        match result {
+            Ok(ack) => {
+                for m in &due {
+                    let a = ack.results.iter().find(|a| a.message_id == m.message.message_id);
+                    match a.map(|a| (a.status.as_str(), a.error.clone())) {
+                        Some(("APPLIED" | "DUPLICATE", _)) => {
+                            self.store.delivered(m.seq)?;
+                            acked += 1;
+                        }
+                        Some(("REJECTED", why)) => {
+                            let why = why.unwrap_or_else(|| "rejected".into());
+                            self.store.failed(m.seq, &why, now, true)?;
+                        }
+                        _ => self.retry_later(m.seq, m.attempts, "no acknowledgement", now)?,
+                    }
+                }
+            }
+            Err(e) => {
+                for m in &due {
+                    self.retry_later(m.seq, m.attempts, &e, now)?;
+                }
+            }
+        }
+        Ok(acked)
+    }
+
+    fn retry_later(&self, seq: u64, attempts: u32, why: &str, now: Timestamp) -> Result<(), StoreError> {
+        let dead = attempts + 1 >= self.config.max_delivery_attempts;
+        self.store.failed(seq, why, now.plus(backoff(attempts)), dead)
+    }
+}
+
+/// Parses the RFC 3339 UTC form this system writes (`2026-11-29T14:34:29.123Z`).
+pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let date = openmvs_core::time::Date::new(n(0..4)? as i32, n(5..7)? as u8, n(8..10)? as u8)?;
+    let (h, m, sec, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    Some(Timestamp::from_unix_millis(Timestamp::start_of(date).unix_millis() + ((h * 60 + m) * 60 + sec) * 1000 + ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let t = Timestamp::from_unix_millis(1_800_000_000_123);
+        assert_eq!(parse_rfc3339(&t.to_rfc3339()), Some(t));
+        assert_eq!(parse_rfc3339("2026-11-29T24:00:00.000Z"), None);
+        assert_eq!(parse_rfc3339("nonsense"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,135 @@
+//! The national system as a service: everything an end user, the NMVO, the NCA and the hub can ask
+//! of it, over the storage ports and the domain core, with no HTTP.
+//!
+//! Every state-changing request follows one shape: read the facts, let the core decide, put the
+//! whole outcome (pack state with its expected version, audit record, alert, outbox messages,
+//! idempotency record) into one unit of work, commit it, and answer only once it is durable. A
+//! conflict (another request changed the pack meanwhile) means: read again and decide again.
+
+mod alerts;
+mod audit;
+mod auth;
+mod bulk;
+mod error;
+pub mod hub;
+mod ids;
+mod packs;
+pub mod request;
+
+use std::sync::Arc;
+
+use openmvs_auth::{KeyRing, Validator};
+use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::pack::Policy;
+use openmvs_core::roles::Role;
+use openmvs_core::time::Clock;
+use openmvs_store::Store;
+use tokio::sync::{Notify, RwLock};
+
+pub use audit::{VerifyReport, verify_audit};
+pub use auth::NewClient;
+pub use error::ApiError;
+pub use hub::HubLink;
+pub use ids::new_id;
+
+/// The most rows one bulk request may carry.
+pub const MAX_BULK_ROWS: usize = 100_000;
+
+/// How a national system is set up.
+#[derive(Debug, Clone)]
+pub struct NationalConfig {
+    /// The market it serves.
+    pub market: MarketCode,
+    /// The market's rules (undo window, wholesaler supply).
+    pub policy: Policy,
+    /// The most rows of a bulk request.
+    pub max_bulk_rows: usize,
+    /// Rows processed per unit of work by the bulk worker.
+    pub bulk_chunk: usize,
+    /// Delivery attempts before an outbox message is moved to the dead-letter list.
+    pub max_delivery_attempts: u32,
+}
+
+impl NationalConfig {
+    /// The defaults for a market.
+    pub fn new(market: MarketCode) -> NationalConfig {
+        NationalConfig {
+            market,
+            policy: Policy::default(),
+            max_bulk_rows: MAX_BULK_ROWS,
+            bulk_chunk: 256,
+            max_delivery_attempts: 2000,
+        }
+    }
+}
+
+/// Who is asking: taken from a validated access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The client id.
+    pub client_id: String,
+    /// Its role.
+    pub role: Role,
+    /// Its market.
+    pub market: MarketCode,
+    /// Its premises.
+    pub location: Location,
+}
+
+/// The national system.
+pub struct National {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: NationalConfig,
+    keys: RwLock<KeyRing>,
+    validator: Validator,
+    hub: Option<Arc<dyn HubLink>>,
+    /// Wakes the bulk worker when a job arrives.
+    bulk_wake: Notify,
+    /// Wakes the outbox relay when a message is committed.
+    relay_wake: Notify,
+}
+
+impl National {
+    /// Builds the service over an open store. Loads the token-signing keys, creating the first
+    /// one if the store has none.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: NationalConfig,
+        hub: Option<Arc<dyn HubLink>>,
+    ) -> Result<National, ApiError> {
+        let ring = auth::load_key_ring(store.as_ref(), clock.now())?;
+        let validator = ring.validator();
+        Ok(National {
+            store,
+            clock,
+            config,
+            keys: RwLock::new(ring),
+            validator,
+            hub,
+            bulk_wake: Notify::new(),
+            relay_wake: Notify::new(),
+        })
+    }
+
+    /// The market served.
+    pub fn market(&self) -> MarketCode {
+        self.config.market
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NationalConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+}

@@ -1,0 +1,433 @@
+//! Single-pack requests: verify, the state changes and their undos, and inter-market requests
+//! processed on behalf of another market.
+
+use openmvs_audit::Entry;
+use openmvs_core::alert::AlertStatus;
+use openmvs_core::ids::PackIdentifier;
+use openmvs_core::pack::{BatchFacts, Command, Context, Decision, Facts, Request, decide};
+use openmvs_core::return_code::ReturnCode;
+use openmvs_core::roles::{Action, access};
+use openmvs_core::time::Timestamp;
+use openmvs_store::{
+    AlertRecord, BatchRecord, Conflict, IdempotencyRecord, OutboxMessage, PackWrite, ProductRecord, StoreError,
+    StoredPack, UnitOfWork,
+};
+use openmvs_wire::api::{AlertRef, PackRequest, PackResponse, PackView, ProductView};
+use openmvs_wire::hub::{AlertMsg, Envelope, IntermarketRequest, Message, PackStateMsg};
+
+use crate::request::{self, PackInput, request_hash};
+use crate::{Actor, ApiError, National, new_id};
+
+/// How often a request is read and decided again after losing a race, before giving up with 503.
+const MAX_ATTEMPTS: usize = 8;
+
+/// The audit subject of a pack.
+pub fn subject(id: &PackIdentifier) -> String {
+    format!("{}/{}/{}", id.product_code.scheme(), id.product_code, id.serial)
+}
+
+/// What one request decided, before it is committed.
+pub(crate) struct Outcome {
+    pub response: PackResponse,
+    pub uow: UnitOfWork,
+}
+
+/// The facts one decision needs, read from the store.
+pub(crate) struct Loaded {
+    pub product: Option<ProductRecord>,
+    pub pack: Option<(StoredPack, BatchRecord)>,
+    pub requested_batch_known: bool,
+}
+
+impl National {
+    /// A single-pack request from an end user: `command` on the pack in `body`.
+    pub async fn pack(&self, actor: &Actor, command: Command, body: &PackRequest) -> Result<PackResponse, ApiError> {
+        let now = self.clock.now();
+        let operation = command.to_string();
+        let input = match request::pack_input(body, now.date()) {
+            Ok(i) => i,
+            Err(e) => return Err(self.refuse(actor, &operation, "", body, e).await),
+        };
+        let subject = subject(&input.id);
+        if !access(actor.role, Action::Pack(command), &self.config.policy).is_allowed() {
+            let e = ApiError::new(ReturnCode::Forbidden)
+                .with("operation", format!("the role {} may not {operation} in {}", actor.role, self.config.market));
+            return Err(self.refuse(actor, &operation, &subject, body, e).await);
+        }
+        if actor.market != self.config.market {
+            let e = ApiError::new(ReturnCode::Forbidden).with("market", "the token is for another market");
+            return Err(self.refuse(actor, &operation, &subject, body, e).await);
+        }
+        let hash = request_hash(&operation, &input.id);
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(stored) = self.store.idempotency(&actor.client_id, &input.client_trx_id)? {
+                return self.replay(actor, &operation, &subject, body, &stored, hash).await;
+            }
+            let mut out = self.decide_pack(actor, command, &input, now, true).await?;
+            out.uow.idempotency = Some(IdempotencyRecord {
+                client_id: actor.client_id.clone(),
+                client_trx_id: input.client_trx_id.clone(),
+                request_hash: hash,
+                status: 200,
+                response: serde_json::to_string(&out.response).map_err(ApiError::unavailable)?,
+                created_at: now,
+            });
+            out.uow.audit.push(self.entry(actor, &operation, &subject, body, &out.response, now));
+            let wakes_relay = !out.uow.outbox.is_empty();
+            match self.store.commit(out.uow).await {
+                Ok(_) => {
+                    if wakes_relay {
+                        self.relay_wake.notify_one();
+                    }
+                    return Ok(out.response);
+                }
+                Err(StoreError::Conflict(Conflict::PackVersion { .. } | Conflict::IdempotencyKey)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::unavailable("too many concurrent changes of one pack"))
+    }
+
+    /// Answers a repeated `client_trx_id`: the stored response if the request is the same, 409 if not.
+    async fn replay(
+        &self,
+        actor: &Actor,
+        operation: &str,
+        subject: &str,
+        body: &impl serde::Serialize,
+        stored: &IdempotencyRecord,
+        hash: [u8; 32],
+    ) -> Result<PackResponse, ApiError> {
+        if stored.request_hash != hash {
+            let e = ApiError::new(ReturnCode::TransactionIdReused)
+                .with("client_trx_id", "was used by this client for a different request");
+            return Err(self.refuse(actor, operation, subject, body, e).await);
+        }
+        serde_json::from_str(&stored.response).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))
+    }
+
+    /// Records a refused request in the audit trail (and nothing else), then hands back the error.
+    pub(crate) async fn refuse(
+        &self,
+        actor: &Actor,
+        operation: &str,
+        subject: &str,
+        request: &impl serde::Serialize,
+        e: ApiError,
+    ) -> ApiError {
+        let now = self.clock.now();
+        let entry = Entry {
+            market: self.config.market.to_string(),
+            at_millis: now.unix_millis(),
+            actor: actor.client_id.clone(),
+            role: actor.role.to_string(),
+            location: actor.location.to_string(),
+            operation: operation.to_owned(),
+            subject: subject.to_owned(),
+            return_code: e.code.as_str().to_owned(),
+            request: serde_json::to_string(request).unwrap_or_default(),
+            result: serde_json::to_string(&e.body()).unwrap_or_default(),
+        };
+        match self.store.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await {
+            Ok(_) => e,
+            // The refusal could not be audited: the client is told to retry rather than given an
+            // answer the audit trail does not show.
+            Err(err) => ApiError::from(err),
+        }
+    }
+
+    fn entry(
+        &self,
+        actor: &Actor,
+        operation: &str,
+        subject: &str,
+        request: &impl serde::Serialize,
+        response: &PackResponse,
+        now: Timestamp,
+    ) -> Entry {
+        Entry {
+            market: self.config.market.to_string(),
+            at_millis: now.unix_millis(),
+            actor: actor.client_id.clone(),
+            role: actor.role.to_string(),
+            location: actor.location.to_string(),
+            operation: operation.to_owned(),
+            subject: subject.to_owned(),
+            return_code: response.return_code.clone(),
+            request: serde_json::to_string(request).unwrap_or_default(),
+            result: serde_json::to_string(response).unwrap_or_default(),
+        }
+    }
+
+    /// Reads what the store knows about the pack in `id`.
+    pub(crate) fn load(&self, id: &PackIdentifier) -> Result<Loaded, ApiError> {
+        let pc = &id.product_code;
+        let Some(product) = self.store.product(pc)? else {
+            return Ok(Loaded { product: None, pack: None, requested_batch_known: false });
+        };
+        let pack = match self.store.pack(pc, &id.serial)? {
+            Some(p) => {
+                let batch = self.store.batch(pc, &p.pack.batch)?.ok_or_else(|| {
+                    ApiError::from(StoreError::Corrupt(format!("pack {} has no batch {}", id.serial, p.pack.batch)))
+                })?;
+                Some((p, batch))
+            }
+            None => None,
+        };
+        let requested_batch_known = match &pack {
+            Some((_, b)) if b.batch == id.batch => true,
+            _ => self.store.batch(pc, &id.batch)?.is_some(),
+        };
+        Ok(Loaded { product: Some(product), pack, requested_batch_known })
+    }
+
+    /// Decides one request and builds everything it changes (without idempotency and audit,
+    /// which the caller adds). `intermarket` allows asking the hub when the product is unknown.
+    pub(crate) async fn decide_pack(
+        &self,
+        actor: &Actor,
+        command: Command,
+        input: &PackInput,
+        now: Timestamp,
+        intermarket: bool,
+    ) -> Result<Outcome, ApiError> {
+        let loaded = self.load(&input.id)?;
+        let decision = self.decide_loaded(actor, command, &input.id, &loaded, now);
+        if decision.needs_intermarket() && intermarket {
+            return self.ask_hub(actor, command, input, now).await;
+        }
+        Ok(self.outcome(actor, command, input, &loaded, &decision, now))
+    }
+
+    pub(crate) fn decide_loaded(
+        &self,
+        actor: &Actor,
+        command: Command,
+        id: &PackIdentifier,
+        loaded: &Loaded,
+        now: Timestamp,
+    ) -> Decision {
+        let batch_facts = loaded.pack.as_ref().map(|(_, b)| BatchFacts { expiry: b.expiry, recalled: b.recalled });
+        let facts = Facts {
+            product_withdrawn: loaded.product.as_ref().map(|p| p.withdrawn),
+            pack: loaded.pack.as_ref().map(|(p, _)| &p.pack).zip(batch_facts.as_ref()),
+            requested_batch_known: loaded.requested_batch_known,
+        };
+        let ctx = Context { location: &actor.location, now, policy: &self.config.policy };
+        decide(&Request { command, batch: &id.batch, expiry: Some(&id.expiry) }, &facts, &ctx)
+    }
+
+    /// Turns a decision into the response and the unit of work that makes it true.
+    pub(crate) fn outcome(
+        &self,
+        actor: &Actor,
+        command: Command,
+        input: &PackInput,
+        loaded: &Loaded,
+        d: &Decision,
+        now: Timestamp,
+    ) -> Outcome {
+        let id = &input.id;
+        let mut uow = UnitOfWork::default();
+        let alert = d.alert().map(|code| {
+            let record = AlertRecord {
+                id: new_id("ALR", now),
+                code,
+                return_code: d.code,
+                market: self.config.market,
+                product_code: id.product_code.to_string(),
+                serial: id.serial.to_string(),
+                batch: id.batch.to_string(),
+                location: actor.location.to_string(),
+                client_id: actor.client_id.clone(),
+                created_at: now,
+                status: AlertStatus::Open,
+                classification: None,
+                comment: None,
+                source_key: format!("{}/{}", actor.client_id, input.client_trx_id),
+            };
+            let r = AlertRef { id: record.id.clone(), code: code.as_str().to_owned() };
+            if self.hub.is_some()
+                && let Some(p) = &loaded.product
+            {
+                uow.outbox.push(self.message(
+                    id.product_code.as_str(),
+                    Message::Alert(AlertMsg { alert: crate::alerts::view(&record), owner: p.owner.clone() }),
+                    now,
+                ));
+            }
+            uow.alerts.push(record);
+            r
+        });
+        if let (Some(update), Some((stored, batch))) = (&d.update, &loaded.pack) {
+            uow.packs.push(PackWrite {
+                product_code: id.product_code.clone(),
+                serial: id.serial.clone(),
+                pack: update.clone(),
+                expected_version: Some(stored.version),
+            });
+            if d.changed_state(stored.pack.state) && batch.markets.len() > 1 && self.hub.is_some() {
+                uow.outbox.push(self.message(
+                    id.product_code.as_str(),
+                    Message::PackState(PackStateMsg {
+                        scheme: id.product_code.scheme().to_string(),
+                        product_code: id.product_code.to_string(),
+                        serial: id.serial.to_string(),
+                        batch: id.batch.to_string(),
+                        state: update.state.to_string(),
+                        command: command.to_string(),
+                        market: self.config.market.to_string(),
+                        location: actor.location.to_string(),
+                        at: now.to_rfc3339(),
+                    }),
+                    now,
+                ));
+            }
+        }
+        let info = d.code.info();
+        let response = PackResponse {
+            trx_id: new_id("TRX", now),
+            client_trx_id: input.client_trx_id.clone(),
+            accepted: d.accepted,
+            return_code: info.code.to_owned(),
+            level: info.level,
+            message: info.message.to_owned(),
+            pack: d.view.as_ref().map(|v| PackView {
+                scheme: id.product_code.scheme().to_string(),
+                product_code: id.product_code.to_string(),
+                serial: id.serial.to_string(),
+                batch: id.batch.to_string(),
+                expiry: id.expiry.to_string(),
+                state: v.state.to_string(),
+                reasons: v.reasons.iter().map(|r| r.as_str().to_owned()).collect(),
+                dispensable: v.dispensable,
+            }),
+            product: loaded.product.as_ref().map(|p| ProductView {
+                name: p.name.clone(),
+                common_name: p.common_name.clone(),
+                strength: p.strength.clone(),
+                form: p.form.clone(),
+                pack_size: p.pack_size.clone(),
+            }),
+            alert,
+            intermarket: false,
+            warnings: input.warnings.clone(),
+        };
+        Outcome { response, uow }
+    }
+
+    /// An outbox message to the hub.
+    pub(crate) fn message(&self, ordering_key: &str, body: Message, now: Timestamp) -> OutboxMessage {
+        let envelope = Envelope {
+            message_id: new_id(&format!("MSG-{}", self.config.market), now),
+            origin: self.config.market.to_string(),
+            ordering_key: ordering_key.to_owned(),
+            body,
+        };
+        let kind = match &envelope.body {
+            Message::PackState(_) => "pack-state",
+            Message::Alert(_) => "alert",
+            _ => "other",
+        };
+        OutboxMessage {
+            message_id: envelope.message_id.clone(),
+            destination: "hub".into(),
+            kind: kind.into(),
+            ordering_key: ordering_key.to_owned(),
+            payload: serde_json::to_string(&envelope).unwrap_or_default(),
+        }
+    }
+
+    /// The product is unknown here: ask the hub to have a market that holds it process the request.
+    async fn ask_hub(&self, actor: &Actor, command: Command, input: &PackInput, now: Timestamp) -> Result<Outcome, ApiError> {
+        let id = &input.id;
+        let unknown = |code: ReturnCode| {
+            let loaded = Loaded { product: None, pack: None, requested_batch_known: false };
+            let d = Decision { code, accepted: false, update: None, view: None };
+            self.outcome(actor, command, input, &loaded, &d, now)
+        };
+        let Some(hub) = &self.hub else { return Ok(unknown(ReturnCode::ProductUnknown)) };
+        let req = IntermarketRequest {
+            market: self.config.market.to_string(),
+            client_id: actor.client_id.clone(),
+            role: actor.role.to_string(),
+            location: actor.location.to_string(),
+            command: command.to_string(),
+            client_trx_id: input.client_trx_id.clone(),
+            scheme: id.product_code.scheme().to_string(),
+            product_code: id.product_code.to_string(),
+            serial: id.serial.to_string(),
+            batch: id.batch.to_string(),
+            expiry: id.expiry.to_string(),
+        };
+        match hub.intermarket(req).await {
+            Ok(answer) => match answer.response {
+                Some(mut response) => {
+                    response.intermarket = true;
+                    response.client_trx_id = input.client_trx_id.clone();
+                    response.warnings = input.warnings.clone();
+                    Ok(Outcome { response, uow: UnitOfWork::default() })
+                }
+                None => Ok(unknown(ReturnCode::ProductUnknown)),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "inter-market request failed");
+                Ok(unknown(ReturnCode::HubUnreachable))
+            }
+        }
+    }
+
+    /// Processes a request that the hub routed here from another market, as if it had been made
+    /// in that market. `None` when this market does not know the product either.
+    pub async fn intermarket(&self, req: &IntermarketRequest) -> Result<Option<PackResponse>, ApiError> {
+        let now = self.clock.now();
+        let bad = |field: &str, why: String| ApiError::field(field, why);
+        let command = Command::parse(&req.command).ok_or_else(|| bad("command", format!("'{}' is unknown", req.command)))?;
+        let role = openmvs_core::roles::Role::parse(&req.role).ok_or_else(|| bad("role", format!("'{}'", req.role)))?;
+        let market = openmvs_core::ids::MarketCode::new(&req.market).map_err(|e| bad("market", e.to_string()))?;
+        let location = openmvs_core::ids::Location::new(&req.location).map_err(|e| bad("location", e.to_string()))?;
+        let id = request::fields(
+            "",
+            Some(&req.scheme),
+            Some(&req.product_code),
+            Some(&req.serial),
+            Some(&req.batch),
+            Some(&req.expiry),
+            now.date(),
+        )?;
+        if self.store.product(&id.product_code)?.is_none() {
+            return Ok(None);
+        }
+        // The initiating market's client is not a client here: its transactions are kept apart.
+        let actor = Actor { client_id: format!("{}:{}", market, req.client_id), role, market, location };
+        let input = PackInput { client_trx_id: req.client_trx_id.clone(), id, warnings: Vec::new() };
+        let operation = command.to_string();
+        let subject = subject(&input.id);
+        let hash = request_hash(&operation, &input.id);
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(stored) = self.store.idempotency(&actor.client_id, &input.client_trx_id)? {
+                return self.replay(&actor, &operation, &subject, req, &stored, hash).await.map(Some);
+            }
+            let mut out = self.decide_pack(&actor, command, &input, now, false).await?;
+            out.response.intermarket = true;
+            out.uow.idempotency = Some(IdempotencyRecord {
+                client_id: actor.client_id.clone(),
+                client_trx_id: input.client_trx_id.clone(),
+                request_hash: hash,
+                status: 200,
+                response: serde_json::to_string(&out.response).map_err(ApiError::unavailable)?,
+                created_at: now,
+            });
+            out.uow.audit.push(self.entry(&actor, &format!("intermarket-{operation}"), &subject, req, &out.response, now));
+            match self.store.commit(out.uow).await {
+                Ok(_) => {
+                    self.relay_wake.notify_one();
+                    return Ok(Some(out.response));
+                }
+                Err(StoreError::Conflict(Conflict::PackVersion { .. } | Conflict::IdempotencyKey)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::unavailable("too many concurrent changes of one pack"))
+    }
+}

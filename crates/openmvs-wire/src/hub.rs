@@ -1,0 +1,219 @@
+//! Messages between the hub and national systems (internal to OpenMVS, documented in
+//! ARCHITECTURE.md): every message has a globally unique id and is applied once by its receiver.
+
+use serde::{Deserialize, Serialize};
+
+/// One message, as carried in a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// Globally unique; the receiver applies each id once.
+    pub message_id: String,
+    /// Who sent it: `hub` or a market code.
+    pub origin: String,
+    /// Messages with the same key are delivered in order (the product code).
+    pub ordering_key: String,
+    /// The message itself.
+    pub body: Message,
+}
+
+/// A delivery: several messages, applied in order; the answer acknowledges each.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// The messages.
+    pub messages: Vec<Envelope>,
+}
+
+/// The receiver's answer to a delivery, one entry per message in order.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DeliveryAck {
+    /// Per message.
+    pub results: Vec<MessageAck>,
+}
+
+/// What the receiver did with one message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct MessageAck {
+    /// The message id.
+    pub message_id: String,
+    /// `APPLIED`, `DUPLICATE` (applied before; nothing done) or `REJECTED` (will never apply:
+    /// the sender moves it to its dead-letter list).
+    pub status: String,
+    /// Why, when rejected.
+    pub error: Option<String>,
+}
+
+/// The kinds of message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Message {
+    /// Product master data for the receiving market (hub to national).
+    Product(ProductMsg),
+    /// A batch and its target markets (hub to national).
+    Batch(BatchMsg),
+    /// Serials of a batch to create as ACTIVE packs (hub to national).
+    Packs(PacksMsg),
+    /// A batch recall in the receiving market (hub to national).
+    Recall(RecallMsg),
+    /// A product withdrawal from the receiving market (hub to national).
+    Withdrawal(WithdrawalMsg),
+    /// A state change made in another market, or by the OBP (both directions).
+    PackState(PackStateMsg),
+    /// An alert for the owning OBP (national to hub).
+    Alert(AlertMsg),
+}
+
+/// Product master data.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductMsg {
+    /// `GTIN` or `PPN`.
+    pub scheme: String,
+    /// Product code.
+    pub product_code: String,
+    /// Name.
+    pub name: String,
+    /// Common name.
+    pub common_name: String,
+    /// Form.
+    pub form: String,
+    /// Strength.
+    pub strength: String,
+    /// Pack type.
+    pub pack_type: String,
+    /// Pack size.
+    pub pack_size: String,
+    /// The owning OBP.
+    pub owner: String,
+    /// Master data version.
+    pub version: u32,
+}
+
+/// A batch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchMsg {
+    /// `GTIN` or `PPN`.
+    pub scheme: String,
+    /// Product code.
+    pub product_code: String,
+    /// Batch.
+    pub batch: String,
+    /// Expiry as uploaded.
+    pub expiry: String,
+    /// Every target market.
+    pub markets: Vec<String>,
+}
+
+/// Serials to create.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacksMsg {
+    /// `GTIN` or `PPN`.
+    pub scheme: String,
+    /// Product code.
+    pub product_code: String,
+    /// Batch.
+    pub batch: String,
+    /// Serials.
+    pub serials: Vec<String>,
+}
+
+/// A recall.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecallMsg {
+    /// `GTIN` or `PPN`.
+    pub scheme: String,
+    /// Product code.
+    pub product_code: String,
+    /// Batch.
+    pub batch: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalMsg {
+    /// `GTIN` or `PPN`.
+    pub scheme: String,
+    /// Product code.
+    pub product_code: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A pack state change to mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackStateMsg {
+    /// `GTIN` or `PPN`.
+    pub scheme: String,
+    /// Product code.
+    pub product_code: String,
+    /// Serial.
+    pub serial: String,
+    /// Batch.
+    pub batch: String,
+    /// The state the pack took (ACTIVE after an undo).
+    pub state: String,
+    /// What was done, e.g. `supply` or `supply-undo`.
+    pub command: String,
+    /// The market it was done in (`OBP` for an OBP's change).
+    pub market: String,
+    /// The location it was done from.
+    pub location: String,
+    /// When, RFC 3339.
+    pub at: String,
+}
+
+/// An alert for the owning OBP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertMsg {
+    /// The alert.
+    pub alert: crate::api::AlertView,
+    /// The OBP that owns the product.
+    pub owner: String,
+}
+
+/// A single-pack request for a product unknown in the initiating market, routed by the hub to a
+/// market that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntermarketRequest {
+    /// The initiating market.
+    pub market: String,
+    /// The initiating client.
+    pub client_id: String,
+    /// Its role.
+    pub role: String,
+    /// Its location.
+    pub location: String,
+    /// The command, e.g. `verify`, `supply`, `supply-undo`.
+    pub command: String,
+    /// The client's transaction id.
+    pub client_trx_id: String,
+    /// `GTIN` or `PPN`.
+    pub scheme: String,
+    /// Product code.
+    pub product_code: String,
+    /// Serial.
+    pub serial: String,
+    /// Batch.
+    pub batch: String,
+    /// Expiry.
+    pub expiry: String,
+}
+
+/// The hub's answer to an inter-market request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct IntermarketAnswer {
+    /// The market that processed it; null when no market knows the product.
+    pub market: Option<String>,
+    /// Its answer, when one was found.
+    pub response: Option<crate::api::PackResponse>,
+}
