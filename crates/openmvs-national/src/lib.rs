@@ -10,6 +10,7 @@ mod alerts;
 mod audit;
 mod auth;
 mod bulk;
+pub mod clock;
 mod error;
 pub mod hub;
 mod ids;

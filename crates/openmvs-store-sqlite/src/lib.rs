@@ -70,7 +70,7 @@ impl SqliteStore {
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
         let handle = std::thread::Builder::new()
             .name("openmvs-sqlite-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run(&rx))
             .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
         Ok(SqliteStore {
             path: opts.path,
@@ -88,6 +88,32 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Opens an existing database for reading only: no migration, no writer. Every write is
+    /// refused as unavailable. For inspection and `openmvs audit verify`.
+    pub fn open_read_only(path: &Path) -> StoreResult<SqliteStore> {
+        if !path.exists() {
+            return Err(StoreError::Unavailable(format!("{}: no such database", path.display())));
+        }
+        let store = SqliteStore {
+            path: path.to_owned(),
+            tx: Mutex::new(None),
+            writer: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+        };
+        // Fail now, not at the first read, if the file is not a database of this build.
+        let version: i64 = store.read(|c| {
+            c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(sql_err)
+        })?;
+        if version != schema::LATEST {
+            return Err(StoreError::Unavailable(format!(
+                "{}: schema version {version}, this build reads {}",
+                path.display(),
+                schema::LATEST
+            )));
+        }
+        Ok(store)
     }
 
     /// Commits everything queued, signs the open audit tails and stops the writer. Later commits

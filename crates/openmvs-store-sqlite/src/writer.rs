@@ -27,12 +27,15 @@ pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
 /// ... or when this much time has passed with unsigned records.
 pub const CHECKPOINT_EVERY_MILLIS: i64 = 60_000;
 
+/// A small write run on the writer thread.
+pub type ExecFn = Box<dyn FnOnce(&Connection) -> StoreResult<()> + Send>;
+
 /// Work for the writer thread.
 pub enum Job {
     /// Commit a unit of work and answer when durable.
     Commit(Box<UnitOfWork>, oneshot::Sender<StoreResult<Committed>>),
     /// Run a small write of its own (outbox bookkeeping, clients, keys) in the next group.
-    Exec(Box<dyn FnOnce(&Connection) -> StoreResult<()> + Send>, std::sync::mpsc::Sender<StoreResult<()>>),
+    Exec(ExecFn, std::sync::mpsc::Sender<StoreResult<()>>),
     /// Sign checkpoints for every unsigned record now and stop.
     Stop(std::sync::mpsc::Sender<()>),
 }
@@ -100,7 +103,7 @@ impl Writer {
     }
 
     /// Runs until the channel closes or a `Stop` arrives.
-    pub fn run(mut self, rx: Receiver<Job>) {
+    pub fn run(mut self, rx: &Receiver<Job>) {
         let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
         'outer: while stop.is_none() {
             let Ok(first) = rx.recv() else { break };

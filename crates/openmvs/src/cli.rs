@@ -1,6 +1,8 @@
 //! The command-line interface: every subcommand and flag, parsed raw by clap and validated by the commands.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 /// OpenMVS: an open-source medicines verification system (EU Falsified Medicines Directive).
 #[derive(Debug, Parser)]
@@ -28,4 +30,123 @@ pub enum Command {
     },
     /// Print the catalogue of return codes as JSON.
     ReturnCodes,
+    /// Run a component for production.
+    #[command(subcommand)]
+    Serve(Serve),
+    /// Check a configuration file and print the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Administration of a national system's data directory.
+    #[command(subcommand)]
+    Admin(Admin),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `openmvs serve ...`.
+#[derive(Debug, Subcommand)]
+pub enum Serve {
+    /// A national system.
+    National {
+        /// The configuration file (see `openmvs config check`).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// `openmvs config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the file (and `OPENMVS__...` environment overrides) and print the effective configuration.
+    Check {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Where a national system's data lives.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The national system's configuration file.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub config: Option<PathBuf>,
+    /// Or its data directory directly.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `openmvs admin ...`.
+#[derive(Debug, Subcommand)]
+pub enum Admin {
+    /// End-user and authority clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Messages to the hub that gave up.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+    /// Make a new token-signing key active (tokens of the old key stay valid until they expire).
+    RotateTokenKey {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `openmvs admin client ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client and print its id and secret (the secret is shown only this once).
+    Create {
+        #[command(flatten)]
+        target: Target,
+        /// The market (must be the national system's).
+        #[arg(long)]
+        market: String,
+        /// PHARMACY, HOSPITAL, WHOLESALER, NMVO or NCA.
+        #[arg(long)]
+        role: String,
+        /// The premises id.
+        #[arg(long)]
+        location: String,
+        /// A name for people.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List the clients (without secrets).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `openmvs admin dead-letters ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List them.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put one back in the delivery queue.
+    Replay {
+        #[command(flatten)]
+        target: Target,
+        /// Its sequence number, from `list`.
+        seq: u64,
+    },
+}
+
+/// `openmvs audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every record and signed checkpoint of the trail; names the first bad record.
+    Verify {
+        /// The national system's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Trust these public keys (hex) instead of the data directory's `audit-signing.pub`.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+    },
 }

@@ -1,6 +1,8 @@
 //! The `openmvs` command: parses the command line and hands each subcommand to its module.
 
 mod cli;
+mod config;
+mod node;
 mod cmd;
 
 use std::process::ExitCode;

@@ -1,16 +1,23 @@
 //! One module per subcommand; `run` dispatches.
 
+mod admin;
+mod audit;
 mod return_codes;
 mod scan;
+mod serve;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ConfigCommand, Serve};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan { input, today } => scan::run(&input, today.as_deref()),
         Command::ReturnCodes => return_codes::run(),
+        Command::Serve(Serve::National { config }) => serve::national(&config),
+        Command::Config(ConfigCommand::Check { config }) => serve::check(&config),
+        Command::Admin(a) => admin::run(a),
+        Command::Audit(a) => audit::run(a),
     }
 }

@@ -1,0 +1,17 @@
+//! The HTTP face of OpenMVS. Only this crate knows HTTP: routes, status codes, headers, TLS.
+//!
+//! Every error leaves through one `IntoResponse` ([`error::HttpError`]) whose status comes from
+//! the return-code catalogue; every response carries an `x-request-id`; every request is timed
+//! into the latency histograms of its operation class and into the monthly SLA figures.
+
+pub mod error;
+pub mod hub_client;
+pub mod national;
+pub mod observe;
+pub mod server;
+pub mod status;
+
+pub use error::HttpError;
+pub use national::{NationalState, national_router};
+pub use observe::Observability;
+pub use server::{ServerHandle, TlsConfig, serve};

@@ -1,0 +1,346 @@
+//! The national system's routes: end-user API, alerts, audit, status, health, metrics, and the
+//! internal routes the hub calls.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use openmvs_core::pack::{Command, Operation};
+use openmvs_core::return_code::ReturnCode;
+use openmvs_national::{Actor, ApiError, National};
+use openmvs_wire::ReturnCodeCatalogue;
+use openmvs_wire::api::{AlertStatusRequest, BulkRequest, OAuthError, PackRequest};
+use openmvs_wire::hub::{Delivery, IntermarketRequest};
+use serde::de::DeserializeOwned;
+
+use crate::error::HttpError;
+use crate::observe::{Observability, observe};
+use crate::server::PeerName;
+use crate::status;
+
+/// The largest body of a single-pack, alert or token request.
+pub const MAX_BODY: usize = 16 * 1024;
+/// The largest bulk body: 100,000 rows of about 150 bytes, with room to spare.
+pub const MAX_BULK_BODY: usize = 32 * 1024 * 1024;
+/// The largest delivery from the hub.
+pub const MAX_DELIVERY_BODY: usize = 64 * 1024 * 1024;
+/// The name the hub's client certificate carries.
+pub const HUB_PEER_NAME: &str = "hub.openmvs";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct NationalState {
+    /// The service.
+    pub national: Arc<National>,
+    /// Metrics, SLA figures, readiness.
+    pub obs: Arc<Observability>,
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let field = field_of(&e.to_string());
+        HttpError::field(&field, format!("{e}"))
+    })
+}
+
+/// The field a serde error is about, when it says (`unknown field `x``, `missing field `x``,
+/// `invalid type ... for field ...`); else `body`.
+fn field_of(msg: &str) -> String {
+    msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("body").to_owned()
+}
+
+/// The holder of a valid bearer token.
+pub struct Auth(pub Actor);
+
+impl FromRequestParts<NationalState> for Auth {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &NationalState) -> Result<Auth, HttpError> {
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
+        let Some(token) = token else {
+            return Err(HttpError(
+                ApiError::new(ReturnCode::Unauthenticated).with("authorization", "a Bearer token is required"),
+            ));
+        };
+        Ok(Auth(state.national.authenticate(token.trim())?))
+    }
+}
+
+/// The hub, identified by its client certificate.
+pub struct Hub;
+
+impl FromRequestParts<NationalState> for Hub {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &NationalState) -> Result<Hub, HttpError> {
+        match parts.extensions.get::<PeerName>() {
+            Some(PeerName(names)) if names.iter().any(|n| n == HUB_PEER_NAME) => Ok(Hub),
+            _ => Err(HttpError(
+                ApiError::new(ReturnCode::Forbidden).with("client_certificate", "only the hub may call this route"),
+            )),
+        }
+    }
+}
+
+/// Builds the national system's router.
+pub fn national_router(state: NationalState) -> Router {
+    let obs = state.obs.clone();
+    let small = DefaultBodyLimit::max(MAX_BODY);
+    Router::new()
+        .route("/oauth/token", post(token).layer(small))
+        .route("/v1/packs/{operation}", post(pack).layer(small))
+        .route("/v1/packs/{operation}/undo", post(pack_undo).layer(small))
+        .route("/v1/bulk", post(bulk_submit).layer(DefaultBodyLimit::max(MAX_BULK_BODY)))
+        .route("/v1/bulk/{bulk_id}", get(bulk_get))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/alerts/{id}", get(alert))
+        .route("/v1/alerts/{id}/status", post(alert_status).layer(small))
+        .route("/v1/audit/packs/{scheme}/{product_code}/{serial}", get(audit))
+        .route("/v1/return-codes", get(return_codes))
+        .route("/status", get(status_page))
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(|| async { "live" }))
+        .route("/health/ready", get(ready))
+        .route("/internal/v1/messages", post(hub_messages).layer(DefaultBodyLimit::max(MAX_DELIVERY_BODY)))
+        .route("/internal/v1/intermarket", post(hub_intermarket).layer(small))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(obs, observe))
+}
+
+async fn not_found() -> HttpError {
+    HttpError(ApiError::new(ReturnCode::NotFound).with("path", "no such route"))
+}
+
+async fn method_not_allowed() -> Response {
+    let mut r = HttpError(ApiError::new(ReturnCode::NotFound).with("method", "this route does not take this method"))
+        .into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// Reads a body that must fit `limit`, answering 413 with the contract's code when it does not.
+async fn body_json<T: DeserializeOwned>(body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<T, HttpError> {
+    match body {
+        Ok(b) => parse_json(&b),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(HttpError(ApiError::new(ReturnCode::TooLarge).with("body", "is over its size limit")))
+        }
+        Err(e) => Err(HttpError::field("body", e.body_text())),
+    }
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut r = (
+        status,
+        axum::Json(OAuthError { error: error.into(), error_description: description.into() }),
+    )
+        .into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn token(State(s): State<NationalState>, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+    let Ok(body) = body else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body could not be read");
+    };
+    let form: HashMap<String, String> = match serde_urlencoded_pairs(&body) {
+        Some(f) => f,
+        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not form-encoded"),
+    };
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported");
+        }
+        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
+    }
+    let (Some(id), Some(secret)) = (form.get("client_id"), form.get("client_secret")) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required");
+    };
+    match s.national.token(id, secret).await {
+        Ok(t) => {
+            let mut r = axum::Json(t).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(openmvs_auth::AuthError::Internal(why)) => {
+            tracing::warn!(cause = %why, "token request failed");
+            HttpError::code(ReturnCode::Unavailable).into_response()
+        }
+        Err(_) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client id or client secret"),
+    }
+}
+
+/// Parses `application/x-www-form-urlencoded` into a map; `None` if it is not valid.
+fn serde_urlencoded_pairs(body: &[u8]) -> Option<HashMap<String, String>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out = HashMap::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(form_decode(k)?, form_decode(v)?);
+    }
+    Some(out)
+}
+
+fn form_decode(s: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(s.len());
+    let mut it = s.bytes();
+    while let Some(b) = it.next() {
+        match b {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = [it.next()?, it.next()?];
+                bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            b => bytes.push(b),
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+fn operation(name: &str) -> Result<Operation, HttpError> {
+    Operation::parse(name)
+        .filter(|o| *o != Operation::CheckOut)
+        .ok_or_else(|| HttpError(ApiError::new(ReturnCode::NotFound).with("operation", format!("'{name}' is not an operation"))))
+}
+
+async fn pack(
+    State(s): State<NationalState>,
+    Path(op): Path<String>,
+    Auth(actor): Auth,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HttpError> {
+    let command = if op == "verify" { Command::Verify } else { Command::Set(operation(&op)?) };
+    let req: PackRequest = body_json(body).await?;
+    Ok(axum::Json(s.national.pack(&actor, command, &req).await?).into_response())
+}
+
+async fn pack_undo(
+    State(s): State<NationalState>,
+    Path(op): Path<String>,
+    Auth(actor): Auth,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HttpError> {
+    let op = operation(&op)?;
+    if !op.is_undoable() {
+        return Err(HttpError(ApiError::new(ReturnCode::NotFound).with("operation", format!("'{op}' can never be undone"))));
+    }
+    let req: PackRequest = body_json(body).await?;
+    Ok(axum::Json(s.national.pack(&actor, Command::Undo(op), &req).await?).into_response())
+}
+
+async fn bulk_submit(
+    State(s): State<NationalState>,
+    Auth(actor): Auth,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HttpError> {
+    let req: BulkRequest = body_json(body).await?;
+    let accepted = s.national.submit_bulk(&actor, &req).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+}
+
+async fn bulk_get(State(s): State<NationalState>, Path(id): Path<String>, Auth(actor): Auth) -> Result<Response, HttpError> {
+    Ok(axum::Json(s.national.bulk(&actor, &id)?).into_response())
+}
+
+async fn alerts(
+    State(s): State<NationalState>,
+    Auth(actor): Auth,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, HttpError> {
+    if let Some(k) = q.keys().find(|k| !["status", "limit", "cursor"].contains(&k.as_str())) {
+        return Err(HttpError::field(k, "is not a query parameter of this route (status, limit, cursor)"));
+    }
+    let limit = q
+        .get("limit")
+        .map(|l| l.parse::<usize>().map_err(|_| HttpError::field("limit", format!("'{l}' is not a number"))))
+        .transpose()?;
+    Ok(axum::Json(s.national.alerts(&actor, q.get("status").map(String::as_str), limit, q.get("cursor").map(String::as_str))?)
+        .into_response())
+}
+
+async fn alert(State(s): State<NationalState>, Path(id): Path<String>, Auth(actor): Auth) -> Result<Response, HttpError> {
+    Ok(axum::Json(s.national.alert(&actor, &id)?).into_response())
+}
+
+async fn alert_status(
+    State(s): State<NationalState>,
+    Path(id): Path<String>,
+    Auth(actor): Auth,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HttpError> {
+    let req: AlertStatusRequest = body_json(body).await?;
+    Ok(axum::Json(s.national.change_alert_status(&actor, &id, &req).await?).into_response())
+}
+
+async fn audit(
+    State(s): State<NationalState>,
+    Path((scheme, product_code, serial)): Path<(String, String, String)>,
+    Auth(actor): Auth,
+) -> Result<Response, HttpError> {
+    Ok(axum::Json(s.national.audit_of_pack(&actor, &scheme, &product_code, &serial).await?).into_response())
+}
+
+async fn return_codes() -> Response {
+    axum::Json(ReturnCodeCatalogue::build()).into_response()
+}
+
+async fn status_page(State(s): State<NationalState>, headers: HeaderMap) -> Response {
+    let report = status::report(&s.obs, s.national.market().as_str());
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        Html(status::html(&report)).into_response()
+    } else {
+        axum::Json(report).into_response()
+    }
+}
+
+async fn metrics(State(s): State<NationalState>) -> Response {
+    let mut text = s.obs.metrics.render();
+    if let Ok(n) = s.national.store().pending() {
+        text.push_str(&format!(
+            "# HELP openmvs_outbox_pending Messages waiting for delivery to the hub.\n# TYPE openmvs_outbox_pending gauge\nopenmvs_outbox_pending {n}\n"
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn ready(State(s): State<NationalState>) -> Response {
+    if s.obs.is_ready() {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn hub_messages(
+    State(s): State<NationalState>,
+    _hub: Hub,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HttpError> {
+    let delivery: Delivery = body_json(body).await?;
+    Ok(axum::Json(s.national.apply_delivery(&delivery).await?).into_response())
+}
+
+async fn hub_intermarket(
+    State(s): State<NationalState>,
+    _hub: Hub,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HttpError> {
+    let req: IntermarketRequest = body_json(body).await?;
+    let response = s.national.intermarket(&req).await?;
+    let market = response.as_ref().map(|_| s.national.market().to_string());
+    Ok(axum::Json(openmvs_wire::hub::IntermarketAnswer { market, response }).into_response())
+}

@@ -1,0 +1,109 @@
+//! `openmvs admin ...`: clients, dead letters, token keys of a national system's data directory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::roles::Role;
+use openmvs_core::time::Clock;
+use openmvs_national::clock::SystemClock;
+use openmvs_national::{National, NationalConfig};
+use openmvs_store::{ClientStore, OutboxStore, Store};
+
+use crate::cli::{Admin, ClientCommand, DeadLetterCommand, Target};
+use crate::node;
+
+fn data_dir(t: &Target) -> anyhow::Result<PathBuf> {
+    match (&t.config, &t.data_dir) {
+        (Some(c), _) => Ok(super::serve::settings(c)?.data_dir),
+        (None, Some(d)) => Ok(d.clone()),
+        (None, None) => bail!("give --config FILE or --data-dir DIR"),
+    }
+}
+
+fn open(t: &Target) -> anyhow::Result<(Arc<National>, Arc<openmvs_store_sqlite::SqliteStore>)> {
+    let dir = data_dir(t)?;
+    let market = node::market_of(&dir)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = node::open_store(&dir, clock.clone(), None)?;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let national = National::new(dyn_store, clock, NationalConfig::new(market), None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((Arc::new(national), store))
+}
+
+pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Admin::Client(ClientCommand::Create { target, market, role, location, name }) => {
+            let market = MarketCode::new(&market).map_err(|e| anyhow::anyhow!("--market: {e}"))?;
+            let role = Role::parse(&role)
+                .filter(|r| *r != Role::Obp)
+                .with_context(|| format!("--role: '{role}' is not PHARMACY, HOSPITAL, WHOLESALER, NMVO or NCA"))?;
+            let location = Location::new(&location).map_err(|e| anyhow::anyhow!("--location: {e}"))?;
+            let dir = data_dir(&target)?;
+            node::claim_market(&dir, market)?;
+            let (national, store) = open(&target)?;
+            let c = national.create_client(role, location.clone(), &name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close();
+            let out = serde_json::json!({
+                "client_id": c.client_id,
+                "client_secret": c.client_secret,
+                "market": market.as_str(),
+                "role": role.as_str(),
+                "location": location.as_str(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Admin::Client(ClientCommand::List { target }) => {
+            let (_, store) = open(&target)?;
+            for c in store.clients().map_err(|e| anyhow::anyhow!("{e}"))? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}{}",
+                    c.client_id,
+                    c.market,
+                    c.role,
+                    c.location,
+                    c.name,
+                    if c.disabled { "\t(disabled)" } else { "" }
+                );
+            }
+            store.close();
+        }
+        Admin::DeadLetters(DeadLetterCommand::List { target }) => {
+            let (_, store) = open(&target)?;
+            let dead = store.dead_letters().map_err(|e| anyhow::anyhow!("{e}"))?;
+            if dead.is_empty() {
+                println!("no dead letters");
+            }
+            for m in dead {
+                println!(
+                    "{}\t{}\t{}\t{} attempts\t{}",
+                    m.seq,
+                    m.message.kind,
+                    m.message.message_id,
+                    m.attempts,
+                    m.last_error.unwrap_or_default()
+                );
+            }
+            store.close();
+        }
+        Admin::DeadLetters(DeadLetterCommand::Replay { target, seq }) => {
+            let (national, store) = open(&target)?;
+            let found = store.replay(seq, national.clock().now()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close();
+            if !found {
+                bail!("no dead letter {seq}");
+            }
+            println!("dead letter {seq} is queued for delivery again");
+        }
+        Admin::RotateTokenKey { target } => {
+            let (national, store) = open(&target)?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let kid = rt.block_on(national.rotate_signing_key()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close();
+            println!("new token-signing key {kid} is active; running nodes pick it up when restarted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,168 @@
+//! `openmvs serve national` and `openmvs config check`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use openmvs_core::time::Clock;
+use openmvs_http::hub_client::HttpHubLink;
+use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve};
+use openmvs_national::clock::SystemClock;
+use openmvs_national::{HubLink, National, NationalConfig};
+use openmvs_store::Store;
+use openmvs_telemetry::SlaSnapshot;
+use tokio::sync::watch;
+
+use crate::config::{self, NationalSettings};
+use crate::node;
+
+/// How often availability is sampled and the SLA figures are saved.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Loads and validates the configuration file with the environment on top.
+pub fn settings(path: &Path) -> anyhow::Result<NationalSettings> {
+    let raw = config::load_raw(Some(path), std::env::vars())?;
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    config::national(&raw, base)
+}
+
+pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let s = settings(path)?;
+    print!("{}", config::render(&s));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn national(path: &Path) -> anyhow::Result<ExitCode> {
+    let s = settings(path)?;
+    init_tracing(&s.log);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    rt.block_on(run_national(s))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENMVS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
+    node::claim_market(&s.data_dir, s.market)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let obs = Arc::new(Observability::new(clock.clone()));
+    let group_sizes = obs
+        .metrics
+        .size_histogram("openmvs_group_commit_size", "Units of work per committed transaction.", &[])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let on_group: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(move |n| group_sizes.observe(n as u64));
+    let store = node::open_store(&s.data_dir, clock.clone(), Some(on_group))?;
+    let sla_file = s.data_dir.join("sla.snapshot");
+    if let Ok(text) = std::fs::read_to_string(&sla_file) {
+        match SlaSnapshot::decode(&text) {
+            Ok(snap) => obs.sla.restore(&snap),
+            Err(e) => tracing::warn!(error = %e, "ignoring a damaged SLA snapshot"),
+        }
+    }
+    let hub: Option<Arc<dyn HubLink>> = match &s.hub {
+        Some(h) => {
+            let ca = std::fs::read(&h.ca).with_context(|| format!("reading {}", h.ca.display()))?;
+            let identity = match (&h.cert, &h.key) {
+                (Some(c), Some(k)) => {
+                    let mut pem = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
+                    pem.extend(std::fs::read(k).with_context(|| format!("reading {}", k.display()))?);
+                    Some(pem)
+                }
+                _ => None,
+            };
+            Some(Arc::new(
+                HttpHubLink::new(&h.url, &ca, identity.as_deref(), h.intermarket_timeout).map_err(|e| anyhow::anyhow!(e))?,
+            ))
+        }
+        None => None,
+    };
+    let mut cfg = NationalConfig::new(s.market);
+    cfg.policy = s.policy.clone();
+    cfg.max_bulk_rows = s.max_bulk_rows;
+    cfg.bulk_chunk = s.bulk_chunk;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let national = Arc::new(National::new(dyn_store, clock.clone(), cfg, hub).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let router = national_router(NationalState { national: national.clone(), obs: obs.clone() });
+    let tls = s
+        .tls
+        .as_ref()
+        .map(|t| TlsConfig::from_pem_files(&t.cert, &t.key, t.client_ca.as_deref()))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let listener = tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("binding {}", s.listen))?;
+    let server = serve(listener, router, tls).map_err(|e| anyhow::anyhow!(e))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = [
+        tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())),
+        tokio::spawn(national.clone().run_relay(stop_rx.clone())),
+        tokio::spawn(sample(obs.clone(), sla_file.clone(), stop_rx.clone())),
+    ];
+    obs.set_ready(true);
+    // One line on stdout that scripts and tests wait for.
+    println!("openmvs: national system {} listening on {scheme}://{}", s.market, server.local_addr());
+    tracing::info!(market = %s.market, addr = %server.local_addr(), "national system ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: readiness off, draining in-flight requests");
+    obs.set_ready(false);
+    tokio::time::sleep(s.ready_grace).await;
+    server.shutdown(s.drain).await;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    save_sla(&obs, &sla_file);
+    store.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn save_sla(obs: &Observability, file: &Path) {
+    let text = obs.sla.snapshot(obs.clock.now().unix_millis()).encode();
+    let tmp = file.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file)) {
+        tracing::warn!(error = %e, "saving the SLA figures failed");
+    }
+}
+
+/// Samples readiness for the availability figure and saves the SLA figures now and then.
+async fn sample(obs: Arc<Observability>, file: std::path::PathBuf, mut stop: watch::Receiver<bool>) {
+    let mut ticks = 0u32;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        obs.sla.record_availability(obs.clock.now().unix_millis(), obs.is_ready());
+        ticks += 1;
+        if ticks % 12 == 0 {
+            save_sla(&obs, &file);
+        }
+    }
+}

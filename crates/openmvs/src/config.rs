@@ -1,0 +1,372 @@
+//! The configuration file of `openmvs serve national`, read in two phases: a raw serde shape
+//! (the TOML file, then `OPENMVS__SECTION__KEY` environment variables on top), validated into
+//! typed settings with every default filled in.
+//!
+//! ```toml
+//! [national]
+//! market = "DE"                    # required: the market served
+//! listen = "127.0.0.1:8401"        # default 127.0.0.1:8401
+//! data_dir = "openmvs-data/DE"     # default ./openmvs-data/<market>; relative to this file
+//! storage = "sqlite"               # the embedded store (default)
+//! log = "info"                     # tracing filter, default "info"
+//!
+//! [national.tls]                   # without it the server speaks plain HTTP (local testing only)
+//! cert = "national.pem"            # certificate chain, PEM
+//! key = "national.key"             # PKCS#8 key, PEM
+//! client_ca = "ca.pem"             # CA whose client certificates may call the hub routes
+//!
+//! [national.policy]
+//! undo_window_hours = 240          # DR Art 13: 10 days
+//! wholesaler_supply = false        # DR Art 23: off unless national law enables it
+//! tolerated_repeats = 2            # double scans answered without an alert
+//!
+//! [national.hub]                   # without it the national system runs alone
+//! url = "https://127.0.0.1:8400"
+//! ca = "ca.pem"                    # CA of the hub's server certificate
+//! cert = "national-DE.pem"         # this system's client certificate and key for the hub
+//! key = "national-DE.key"
+//! intermarket_timeout_ms = 250     # inside the 300 ms budget
+//!
+//! [national.limits]
+//! max_bulk_rows = 100000
+//! bulk_chunk = 256                 # rows per unit of work
+//! drain_seconds = 10               # how long in-flight requests may finish at shutdown
+//! ready_grace_ms = 500             # readiness is false this long before the listener stops
+//! ```
+//!
+//! Any key can be overridden from the environment: `OPENMVS__NATIONAL__LISTEN=0.0.0.0:8401`,
+//! `OPENMVS__NATIONAL__POLICY__WHOLESALER_SUPPLY=true`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use openmvs_core::ids::MarketCode;
+use openmvs_core::pack::Policy;
+use serde::{Deserialize, Serialize};
+
+/// The file, as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    /// The national system.
+    pub national: Option<RawNational>,
+}
+
+/// `[national]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNational {
+    pub market: Option<String>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub storage: Option<String>,
+    pub log: Option<String>,
+    pub tls: Option<RawTls>,
+    pub policy: Option<RawPolicy>,
+    pub hub: Option<RawHub>,
+    pub limits: Option<RawLimits>,
+}
+
+/// `[national.tls]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[national.policy]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub undo_window_hours: Option<u64>,
+    pub wholesaler_supply: Option<bool>,
+    pub tolerated_repeats: Option<u8>,
+}
+
+/// `[national.hub]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHub {
+    pub url: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub intermarket_timeout_ms: Option<u64>,
+}
+
+/// `[national.limits]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_bulk_rows: Option<usize>,
+    pub bulk_chunk: Option<usize>,
+    pub drain_seconds: Option<u64>,
+    pub ready_grace_ms: Option<u64>,
+}
+
+/// TLS files of the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The hub link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HubSettings {
+    pub url: String,
+    pub ca: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub intermarket_timeout: Duration,
+}
+
+/// The validated settings of a national system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NationalSettings {
+    pub market: MarketCode,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: String,
+    pub tls: Option<TlsFiles>,
+    pub policy: Policy,
+    pub hub: Option<HubSettings>,
+    pub max_bulk_rows: usize,
+    pub bulk_chunk: usize,
+    pub drain: Duration,
+    pub ready_grace: Duration,
+}
+
+/// Reads the file at `path` (if any), applies the environment, and returns the raw shape.
+pub fn load_raw(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<RawFile> {
+    let mut table: toml::Table = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            text.parse().with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix("OPENMVS__") else { continue };
+        let keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        set_path(&mut table, &keys, env_value(&v)).with_context(|| format!("environment variable {k}"))?;
+    }
+    let raw: RawFile = toml::Value::Table(table).try_into().context("invalid configuration")?;
+    Ok(raw)
+}
+
+fn env_value(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = v.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(v.to_owned())
+    }
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> anyhow::Result<()> {
+    match keys {
+        [] => bail!("empty key"),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else { bail!("{first} is not a section") };
+            set_path(t, rest, value)
+        }
+    }
+}
+
+fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+/// Validates `[national]`; relative paths are taken from `base` (the file's directory).
+pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> {
+    let n = raw.national.clone().context("the configuration has no [national] section")?;
+    let market = n.market.context("national.market is required (e.g. \"DE\")")?;
+    let market = MarketCode::new(&market).map_err(|e| anyhow::anyhow!("national.market: {e}"))?;
+    let listen = n.listen.unwrap_or_else(|| "127.0.0.1:8401".into());
+    let listen: SocketAddr = listen.parse().with_context(|| format!("national.listen: '{listen}' is not host:port"))?;
+    let data_dir = resolve(base, n.data_dir.unwrap_or_else(|| PathBuf::from("openmvs-data").join(market.as_str())));
+    match n.storage.as_deref() {
+        None | Some("sqlite") => {}
+        Some(other) => bail!("national.storage: '{other}' is not an engine of this build (sqlite)"),
+    }
+    let tls = n
+        .tls
+        .map(|t| -> anyhow::Result<TlsFiles> {
+            Ok(TlsFiles {
+                cert: resolve(base, t.cert.context("national.tls.cert is required with [national.tls]")?),
+                key: resolve(base, t.key.context("national.tls.key is required with [national.tls]")?),
+                client_ca: t.client_ca.map(|p| resolve(base, p)),
+            })
+        })
+        .transpose()?;
+    let p = n.policy.unwrap_or_default();
+    let defaults = Policy::default();
+    let policy = Policy {
+        undo_window: p.undo_window_hours.map_or(defaults.undo_window, |h| Duration::from_secs(h * 3600)),
+        tolerated_repeats: p.tolerated_repeats.unwrap_or(defaults.tolerated_repeats),
+        wholesaler_supply: p.wholesaler_supply.unwrap_or(defaults.wholesaler_supply),
+    };
+    let hub = n
+        .hub
+        .map(|h| -> anyhow::Result<HubSettings> {
+            let url = h.url.context("national.hub.url is required with [national.hub]")?;
+            if !url.starts_with("https://") {
+                bail!("national.hub.url: '{url}' must be https://");
+            }
+            let timeout = h.intermarket_timeout_ms.unwrap_or(250);
+            if timeout == 0 || timeout > 300 {
+                bail!("national.hub.intermarket_timeout_ms: {timeout} must be 1-300 (the response budget)");
+            }
+            Ok(HubSettings {
+                url,
+                ca: resolve(base, h.ca.context("national.hub.ca is required with [national.hub]")?),
+                cert: h.cert.map(|p| resolve(base, p)),
+                key: h.key.map(|p| resolve(base, p)),
+                intermarket_timeout: Duration::from_millis(timeout),
+            })
+        })
+        .transpose()?;
+    let l = n.limits.unwrap_or_default();
+    let max_bulk_rows = l.max_bulk_rows.unwrap_or(openmvs_national::MAX_BULK_ROWS);
+    if max_bulk_rows == 0 || max_bulk_rows > 1_000_000 {
+        bail!("national.limits.max_bulk_rows: {max_bulk_rows} must be 1-1000000");
+    }
+    let bulk_chunk = l.bulk_chunk.unwrap_or(256);
+    if bulk_chunk == 0 || bulk_chunk > 10_000 {
+        bail!("national.limits.bulk_chunk: {bulk_chunk} must be 1-10000");
+    }
+    Ok(NationalSettings {
+        market,
+        listen,
+        data_dir,
+        log: n.log.unwrap_or_else(|| "info".into()),
+        tls,
+        policy,
+        hub,
+        max_bulk_rows,
+        bulk_chunk,
+        drain: Duration::from_secs(l.drain_seconds.unwrap_or(10)),
+        ready_grace: Duration::from_millis(l.ready_grace_ms.unwrap_or(500)),
+    })
+}
+
+/// The effective settings as TOML, for `openmvs config check` (the files hold no secrets
+/// themselves: keys are named by path, never inlined).
+pub fn render(s: &NationalSettings) -> String {
+    let mut t = toml::Table::new();
+    let mut n = toml::Table::new();
+    n.insert("market".into(), s.market.to_string().into());
+    n.insert("listen".into(), s.listen.to_string().into());
+    n.insert("data_dir".into(), s.data_dir.display().to_string().into());
+    n.insert("storage".into(), "sqlite".into());
+    n.insert("log".into(), s.log.clone().into());
+    if let Some(tls) = &s.tls {
+        let mut x = toml::Table::new();
+        x.insert("cert".into(), tls.cert.display().to_string().into());
+        x.insert("key".into(), tls.key.display().to_string().into());
+        if let Some(ca) = &tls.client_ca {
+            x.insert("client_ca".into(), ca.display().to_string().into());
+        }
+        n.insert("tls".into(), x.into());
+    }
+    let mut p = toml::Table::new();
+    p.insert("undo_window_hours".into(), ((s.policy.undo_window.as_secs() / 3600) as i64).into());
+    p.insert("wholesaler_supply".into(), s.policy.wholesaler_supply.into());
+    p.insert("tolerated_repeats".into(), i64::from(s.policy.tolerated_repeats).into());
+    n.insert("policy".into(), p.into());
+    if let Some(h) = &s.hub {
+        let mut x = toml::Table::new();
+        x.insert("url".into(), h.url.clone().into());
+        x.insert("ca".into(), h.ca.display().to_string().into());
+        if let Some(c) = &h.cert {
+            x.insert("cert".into(), c.display().to_string().into());
+        }
+        if let Some(k) = &h.key {
+            x.insert("key".into(), k.display().to_string().into());
+        }
+        x.insert("intermarket_timeout_ms".into(), (h.intermarket_timeout.as_millis() as i64).into());
+        n.insert("hub".into(), x.into());
+    }
+    let mut l = toml::Table::new();
+    l.insert("max_bulk_rows".into(), (s.max_bulk_rows as i64).into());
+    l.insert("bulk_chunk".into(), (s.bulk_chunk as i64).into());
+    l.insert("drain_seconds".into(), (s.drain.as_secs() as i64).into());
+    l.insert("ready_grace_ms".into(), (s.ready_grace.as_millis() as i64).into());
+    n.insert("limits".into(), l.into());
+    t.insert("national".into(), n.into());
+    toml::to_string(&t).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> anyhow::Result<NationalSettings> {
+        let dir = std::env::temp_dir().join(format!("openmvs-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join("national.toml");
+        std::fs::write(&file, text)?;
+        let raw = load_raw(Some(&file), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))?;
+        national(&raw, &dir)
+    }
+
+    #[test]
+    fn a_minimal_file_gets_every_default() {
+        let s = load("[national]\nmarket = \"DE\"\n", &[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8401");
+        assert!(s.data_dir.ends_with("openmvs-data/DE"));
+        assert_eq!(s.policy, Policy::default());
+        assert!(s.tls.is_none() && s.hub.is_none());
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let s = load(
+            "[national]\nmarket = \"DE\"\n[national.policy]\nwholesaler_supply = false\n",
+            &[("OPENMVS__NATIONAL__POLICY__WHOLESALER_SUPPLY", "true"), ("OPENMVS__NATIONAL__LISTEN", "0.0.0.0:9000")],
+        )
+        .unwrap();
+        assert!(s.policy.wholesaler_supply);
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn mistakes_name_the_key_and_the_rule() {
+        let cases = [
+            ("[national]\n", "national.market is required"),
+            ("[national]\nmarket = \"XX\"\n", "national.market"),
+            ("[national]\nmarket = \"DE\"\nlisten = \"nowhere\"\n", "national.listen"),
+            ("[national]\nmarket = \"DE\"\nstorage = \"redis\"\n", "national.storage"),
+            ("[national]\nmarket = \"DE\"\nmarkte = \"DE\"\n", "unknown field `markte`"),
+            ("[national]\nmarket = \"DE\"\n[national.hub]\nurl = \"http://x\"\nca = \"c\"\n", "must be https"),
+            ("[national]\nmarket = \"DE\"\n[national.hub]\nurl = \"https://x\"\nca = \"c\"\nintermarket_timeout_ms = 900\n", "1-300"),
+        ];
+        for (text, needle) in cases {
+            let e = format!("{:#}", load(text, &[]).unwrap_err());
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_rendered_configuration_reads_back_the_same() {
+        let s = load("[national]\nmarket = \"FR\"\n[national.policy]\nundo_window_hours = 48\n", &[]).unwrap();
+        let dir = std::env::temp_dir().join(format!("openmvs-config-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, render(&s)).unwrap();
+        let again = national(&load_raw(Some(&f), std::iter::empty()).unwrap(), &dir).unwrap();
+        assert_eq!(again, s);
+    }
+}
