@@ -50,7 +50,10 @@ fn main() {
 
     let inputs: [(&str, &[u8]); 4] = [
         ("parse GS1 element string (V1)", b"]d201095011015300031727123110ABC123\x1d21X4K9P7Q2M8R5"),
-        ("parse ISO 15434 format 06 (V5)", b"[)>\x1e06\x1d9N110375286414\x1d1TABC-123\x1dD271231\x1dSK2L8M4N6P\x1e\x04"),
+        (
+            "parse ISO 15434 format 06 (V5)",
+            b"[)>\x1e06\x1d9N110375286414\x1d1TABC-123\x1dD271231\x1dSK2L8M4N6P\x1e\x04",
+        ),
         ("parse bracket form (V6)", b"(01)09501101530003(17)271231(10)ABC123(21)X4K9P7Q2M8R5"),
         (
             "parse GS1 Digital Link (V7)",
@@ -62,9 +65,12 @@ fn main() {
         if quick {
             continue;
         }
-        report(name, median_ns(|| {
-            black_box(scan::parse(black_box(input), today).ok());
-        }));
+        report(
+            name,
+            median_ns(|| {
+                black_box(scan::parse(black_box(input), today).ok());
+            }),
+        );
     }
 
     let batch = Batch::new("ABC123").unwrap_or_else(|_| unreachable!());
@@ -74,18 +80,21 @@ fn main() {
     let pack = Pack::new(batch.clone());
     let facts = BatchFacts { expiry, recalled: false };
     let ctx = Context { location: &location, now: Timestamp::start_of(today), policy: &policy };
-    let f = Facts { product_withdrawn: Some(false), pack: Some((&pack, &facts)), requested_batch_known: true };
-    for (name, command) in [
-        ("decide verify", Command::Verify),
-        ("decide supply", Command::Set(Operation::Supply)),
-    ] {
+    let f =
+        Facts { product_withdrawn: Some(false), pack: Some((&pack, &facts)), requested_batch_known: true };
+    for (name, command) in
+        [("decide verify", Command::Verify), ("decide supply", Command::Set(Operation::Supply))]
+    {
         let req = Request { command, batch: &batch, expiry: Some(&expiry) };
         assert!(decide(&req, &f, &ctx).accepted, "{name}");
         if quick {
             continue;
         }
-        report(name, median_ns(|| {
-            black_box(decide(black_box(&req), black_box(&f), &ctx));
-        }));
+        report(
+            name,
+            median_ns(|| {
+                black_box(decide(black_box(&req), black_box(&f), &ctx));
+            }),
+        );
     }
 }

@@ -133,7 +133,10 @@ pub enum StatusChangeError {
 ///
 /// The lifecycle only moves forward: OPEN -> INVESTIGATING -> ESCALATED -> CLOSED, where steps
 /// may be skipped but never taken back, and CLOSED is final.
-pub fn decide_status_change(current: AlertStatus, req: &StatusChange<'_>) -> Result<StatusOutcome, StatusChangeError> {
+pub fn decide_status_change(
+    current: AlertStatus,
+    req: &StatusChange<'_>,
+) -> Result<StatusOutcome, StatusChangeError> {
     if req.status <= current || req.status == AlertStatus::Open {
         return Err(StatusChangeError::Transition { from: current, to: req.status });
     }
@@ -203,7 +206,8 @@ mod tests {
 
     #[test]
     fn a_confirmed_falsification_is_reported_to_the_authority() {
-        let out = decide_status_change(Escalated, &change(Closed, Some(Classification::FalsificationConfirmed)));
+        let out =
+            decide_status_change(Escalated, &change(Closed, Some(Classification::FalsificationConfirmed)));
         assert!(out.unwrap().report_to_nca);
         let out = decide_status_change(Escalated, &change(Closed, Some(Classification::ProceduralError)));
         assert!(!out.unwrap().report_to_nca);

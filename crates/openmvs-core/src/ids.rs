@@ -185,8 +185,7 @@ impl ProductCode {
         if s.is_empty() {
             return Err(IdError::Empty);
         }
-        if let Some((i, c)) =
-            s.char_indices().find(|(_, c)| !(c.is_ascii_digit() || c.is_ascii_uppercase()))
+        if let Some((i, c)) = s.char_indices().find(|(_, c)| !(c.is_ascii_digit() || c.is_ascii_uppercase()))
         {
             return Err(IdError::BadCharacter {
                 found: describe_char(c),
@@ -208,7 +207,10 @@ impl ProductCode {
         let expected = ppn_check_digits(&b[..10]);
         let found = (b[10] - b'0') * 10 + (b[11] - b'0');
         if found != expected {
-            return Err(IdError::CheckDigit { found: s[10..].to_owned(), expected: format!("{expected:02}") });
+            return Err(IdError::CheckDigit {
+                found: s[10..].to_owned(),
+                expected: format!("{expected:02}"),
+            });
         }
         Ok(ProductCode { scheme: Scheme::Ppn, code: s.to_owned() })
     }
@@ -340,17 +342,14 @@ impl Expiry {
             return Err(IdError::BadDate(format!("month {mm:02} is not 01-12")));
         }
         let year = century_window(yy, today);
-        let date = if dd == 0 {
-            Date::last_of_month(year, mm)
-        } else {
-            Date::new(year, mm, dd)
-        }
-        .ok_or_else(|| {
-            IdError::BadDate(format!(
-                "day {dd:02} does not exist in {year:04}-{mm:02} (which has {} days)",
-                days_in_month(year, mm)
-            ))
-        })?;
+        let date = if dd == 0 { Date::last_of_month(year, mm) } else { Date::new(year, mm, dd) }.ok_or_else(
+            || {
+                IdError::BadDate(format!(
+                    "day {dd:02} does not exist in {year:04}-{mm:02} (which has {} days)",
+                    days_in_month(year, mm)
+                ))
+            },
+        )?;
         let mut encoded = [0u8; 6];
         encoded.copy_from_slice(b);
         Ok(Expiry { encoded, date })
@@ -429,8 +428,8 @@ impl Nhrn {
 /// The markets that take part in the EU medicines verification system: the EU member states
 /// (Greece as `GR`) and the EEA states Iceland, Liechtenstein and Norway.
 pub const FMD_MARKETS: [&str; 30] = [
-    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IS",
-    "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK",
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IS", "IT",
+    "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK",
 ];
 
 /// A market: an ISO 3166-1 alpha-2 code of a country in the verification system.

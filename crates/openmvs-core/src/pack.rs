@@ -453,7 +453,13 @@ fn decide_repeat(pack: &Pack, view: PackView, ctx: &Context<'_>) -> Decision {
     Decision { code, accepted: false, update: Some(update), view: Some(view) }
 }
 
-fn changed(pack: &Pack, command: Command, state: PackState, ctx: &Context<'_>, reasons: &[Reason]) -> Decision {
+fn changed(
+    pack: &Pack,
+    command: Command,
+    state: PackState,
+    ctx: &Context<'_>,
+    reasons: &[Reason],
+) -> Decision {
     let update = Pack {
         batch: pack.batch.clone(),
         state,
@@ -478,7 +484,13 @@ fn decide_set(op: Operation, pack: &Pack, reasons: &[Reason], view: PackView, ct
     changed(pack, command, op.target(), ctx, reasons)
 }
 
-fn decide_undo(op: Operation, pack: &Pack, reasons: &[Reason], view: PackView, ctx: &Context<'_>) -> Decision {
+fn decide_undo(
+    op: Operation,
+    pack: &Pack,
+    reasons: &[Reason],
+    view: PackView,
+    ctx: &Context<'_>,
+) -> Decision {
     let command = Command::Undo(op);
     if pack.state == PackState::Active && is_repeat(pack, command, ctx.location) {
         return decide_repeat(pack, view, ctx);
@@ -538,11 +550,22 @@ pub fn decide_sync(pack: &Pack, change: &SyncChange) -> SyncDecision {
         at: change.at,
         synced_from: Some(change.origin),
     };
-    let applied = |state| SyncDecision::Apply(Pack { batch: pack.batch.clone(), state, last_change: Some(record.clone()), repeats: 0 });
+    let applied = |state| {
+        SyncDecision::Apply(Pack {
+            batch: pack.batch.clone(),
+            state,
+            last_change: Some(record.clone()),
+            repeats: 0,
+        })
+    };
     if change.state == PackState::Active {
         // An undo there reverts only what that market's change did here.
         let from_origin = pack.last_change.as_ref().is_some_and(|c| c.synced_from == Some(change.origin));
-        return if pack.state != PackState::Active && from_origin { applied(PackState::Active) } else { SyncDecision::Ignore };
+        return if pack.state != PackState::Active && from_origin {
+            applied(PackState::Active)
+        } else {
+            SyncDecision::Ignore
+        };
     }
     if pack.state == PackState::Active {
         return applied(change.state);

@@ -20,7 +20,8 @@ pub enum AlertCode {
 
 impl AlertCode {
     /// Every alert code.
-    pub const ALL: [AlertCode; 5] = [AlertCode::A2, AlertCode::A3, AlertCode::A24, AlertCode::A52, AlertCode::A68];
+    pub const ALL: [AlertCode; 5] =
+        [AlertCode::A2, AlertCode::A3, AlertCode::A24, AlertCode::A52, AlertCode::A68];
 
     /// The code as written on the wire, e.g. `A24`.
     pub fn as_str(self) -> &'static str {
@@ -112,8 +113,6 @@ macro_rules! catalogue {
         }
     };
 }
-
-
 
 catalogue! {
     /// Done.

@@ -23,7 +23,8 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 6] = [Role::Pharmacy, Role::Hospital, Role::Wholesaler, Role::Nmvo, Role::Nca, Role::Obp];
+    pub const ALL: [Role; 6] =
+        [Role::Pharmacy, Role::Hospital, Role::Wholesaler, Role::Nmvo, Role::Nca, Role::Obp];
 
     /// The upper-case name on the wire.
     pub fn as_str(self) -> &'static str {

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use openmvs_core::ids::{Batch, Expiry, Location, MarketCode};
 use openmvs_core::pack::{
-    BatchFacts, Command, Context, Decision, Facts, Pack, PackState, Policy, Request, SyncChange, SyncDecision,
-    decide, decide_sync,
+    BatchFacts, Command, Context, Decision, Facts, Pack, PackState, Policy, Request, SyncChange,
+    SyncDecision, decide, decide_sync,
 };
 use openmvs_core::return_code::AlertCode;
 use openmvs_core::time::{Date, Timestamp};
@@ -283,8 +283,18 @@ fn a_pack_expires_the_day_after_its_expiry_date() {
 
 #[test]
 fn check_out_is_undone_by_the_same_obp_without_a_time_limit() {
-    check(plain, &[("OBP1", 0, "check-out"), ("OBP1", 24 * 300, "check-out-undo")], "NMVS_SUCCESS", Some("ACTIVE"));
-    check(plain, &[("OBP1", 0, "check-out"), ("OBP2", 1, "check-out-undo")], "NMVS_NC_PCK_21", Some("CHECKED_OUT"));
+    check(
+        plain,
+        &[("OBP1", 0, "check-out"), ("OBP1", 24 * 300, "check-out-undo")],
+        "NMVS_SUCCESS",
+        Some("ACTIVE"),
+    );
+    check(
+        plain,
+        &[("OBP1", 0, "check-out"), ("OBP2", 1, "check-out-undo")],
+        "NMVS_NC_PCK_21",
+        Some("CHECKED_OUT"),
+    );
 }
 
 fn synced(state: PackState, command: &str, hours: i64) -> SyncChange {
@@ -326,7 +336,10 @@ fn a_synchronised_undo_reverts_only_the_change_that_came_from_that_market() {
     assert_eq!(back.state, PackState::Active);
     let mut w = World::new();
     w.run("DE-P1", 0, "supply");
-    assert_eq!(decide_sync(w.pack.as_ref().unwrap(), &synced(PackState::Active, "supply-undo", 2)), SyncDecision::Ignore);
+    assert_eq!(
+        decide_sync(w.pack.as_ref().unwrap(), &synced(PackState::Active, "supply-undo", 2)),
+        SyncDecision::Ignore
+    );
 }
 
 #[test]

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use openmvs_core::ids::{Batch, Expiry, Location};
-use openmvs_core::pack::{BatchFacts, Command, Context, Facts, Operation, Pack, PackState, Policy, Request, decide};
+use openmvs_core::pack::{
+    BatchFacts, Command, Context, Facts, Operation, Pack, PackState, Policy, Request, decide,
+};
 use openmvs_core::time::{Date, Timestamp};
 use proptest::prelude::*;
 
@@ -127,12 +129,8 @@ fn start() -> Date {
 fn run(steps: &[Step], expiry_in_days: u16) -> Result<(), TestCaseError> {
     let today = start();
     let expiry_date = Date::from_days_since_epoch(today.days_since_epoch() + i64::from(expiry_in_days));
-    let encoded = format!(
-        "{:02}{:02}{:02}",
-        expiry_date.year() % 100,
-        expiry_date.month(),
-        expiry_date.day()
-    );
+    let encoded =
+        format!("{:02}{:02}{:02}", expiry_date.year() % 100, expiry_date.month(), expiry_date.day());
     let expiry = Expiry::parse(&encoded, today).unwrap();
     let other_expiry = Expiry::parse("991231", today).unwrap();
     let batch = Batch::new("LOT1").unwrap();
@@ -171,7 +169,11 @@ fn run(steps: &[Step], expiry_in_days: u16) -> Result<(), TestCaseError> {
             expiry: Some(if wrong_expiry { &other_expiry } else { &expiry }),
         };
         let ctx = Context { location: &locations[loc], now, policy: &policy };
-        let f = Facts { product_withdrawn: Some(withdrawn), pack: Some((&pack, &facts)), requested_batch_known: true };
+        let f = Facts {
+            product_withdrawn: Some(withdrawn),
+            pack: Some((&pack, &facts)),
+            requested_batch_known: true,
+        };
         let d = decide(&req, &f, &ctx);
 
         let expected = if wrong_batch {
@@ -226,7 +228,13 @@ proptest! {
 }
 
 fn req(hours: u16, loc: usize, command: &str) -> Step {
-    Step::Request { hours, loc, command: Command::parse(command).unwrap(), wrong_batch: false, wrong_expiry: false }
+    Step::Request {
+        hours,
+        loc,
+        command: Command::parse(command).unwrap(),
+        wrong_batch: false,
+        wrong_expiry: false,
+    }
 }
 
 #[test]
@@ -241,8 +249,17 @@ fn regression_undo_of_a_pack_that_expired_meanwhile_is_refused_without_alert() {
 
 #[test]
 fn regression_a_double_scan_after_another_location_failed_still_counts_as_a_repeat() {
-    run(&[req(0, 0, "supply"), req(1, 1, "supply"), req(1, 0, "supply"), req(1, 0, "supply"), req(1, 0, "supply")], 30)
-        .unwrap();
+    run(
+        &[
+            req(0, 0, "supply"),
+            req(1, 1, "supply"),
+            req(1, 0, "supply"),
+            req(1, 0, "supply"),
+            req(1, 0, "supply"),
+        ],
+        30,
+    )
+    .unwrap();
 }
 
 #[test]

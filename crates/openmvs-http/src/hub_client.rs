@@ -49,7 +49,8 @@ async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
     body: &Req,
     timeout: Duration,
 ) -> Result<Resp, String> {
-    let resp = client.post(&url).json(body).timeout(timeout).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let resp =
+        client.post(&url).json(body).timeout(timeout).send().await.map_err(|e| format!("{url}: {e}"))?;
     let status = resp.status();
     if !status.is_success() {
         let text = resp.text().await.unwrap_or_default();
@@ -61,13 +62,20 @@ async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
 impl HubLink for HttpHubLink {
     fn deliver(&self, delivery: Delivery) -> BoxFuture<'_, Result<DeliveryAck, String>> {
         Box::pin(async move {
-            post(&self.client, format!("{}/internal/v1/messages", self.base), &delivery, DELIVERY_TIMEOUT).await
+            post(&self.client, format!("{}/internal/v1/messages", self.base), &delivery, DELIVERY_TIMEOUT)
+                .await
         })
     }
 
     fn intermarket(&self, req: IntermarketRequest) -> BoxFuture<'_, Result<IntermarketAnswer, String>> {
         Box::pin(async move {
-            post(&self.client, format!("{}/internal/v1/intermarket", self.base), &req, self.intermarket_timeout).await
+            post(
+                &self.client,
+                format!("{}/internal/v1/intermarket", self.base),
+                &req,
+                self.intermarket_timeout,
+            )
+            .await
         })
     }
 }

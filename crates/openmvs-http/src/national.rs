@@ -66,7 +66,8 @@ impl FromRequestParts<NationalState> for Auth {
         let token = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
         let Some(token) = token else {
             return Err(HttpError(
-                ApiError::new(ReturnCode::Unauthenticated).with("authorization", "a Bearer token is required"),
+                ApiError::new(ReturnCode::Unauthenticated)
+                    .with("authorization", "a Bearer token is required"),
             ));
         };
         Ok(Auth(state.national.authenticate(token.trim())?))
@@ -83,7 +84,8 @@ impl FromRequestParts<NationalState> for Hub {
         match parts.extensions.get::<PeerName>() {
             Some(PeerName(names)) if names.iter().any(|n| n == HUB_PEER_NAME) => Ok(Hub),
             _ => Err(HttpError(
-                ApiError::new(ReturnCode::Forbidden).with("client_certificate", "only the hub may call this route"),
+                ApiError::new(ReturnCode::Forbidden)
+                    .with("client_certificate", "only the hub may call this route"),
             )),
         }
     }
@@ -121,14 +123,17 @@ async fn not_found() -> HttpError {
 }
 
 async fn method_not_allowed() -> Response {
-    let mut r = HttpError(ApiError::new(ReturnCode::NotFound).with("method", "this route does not take this method"))
-        .into_response();
+    let mut r =
+        HttpError(ApiError::new(ReturnCode::NotFound).with("method", "this route does not take this method"))
+            .into_response();
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     r
 }
 
 /// Reads a body that must fit `limit`, answering 413 with the contract's code when it does not.
-async fn body_json<T: DeserializeOwned>(body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<T, HttpError> {
+async fn body_json<T: DeserializeOwned>(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, HttpError> {
     match body {
         Ok(b) => parse_json(&b),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -139,32 +144,43 @@ async fn body_json<T: DeserializeOwned>(body: Result<Bytes, axum::extract::rejec
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut r = (
-        status,
-        axum::Json(OAuthError { error: error.into(), error_description: description.into() }),
-    )
-        .into_response();
+    let mut r =
+        (status, axum::Json(OAuthError { error: error.into(), error_description: description.into() }))
+            .into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     r
 }
 
-async fn token(State(s): State<NationalState>, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+async fn token(
+    State(s): State<NationalState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let Ok(body) = body else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body could not be read");
     };
     let form: HashMap<String, String> = match serde_urlencoded_pairs(&body) {
         Some(f) => f,
-        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not form-encoded"),
+        None => {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not form-encoded");
+        }
     };
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         Some(_) => {
-            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            );
         }
         None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
     }
     let (Some(id), Some(secret)) = (form.get("client_id"), form.get("client_secret")) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id and client_secret are required",
+        );
     };
     match s.national.token(id, secret).await {
         Ok(t) => {
@@ -176,7 +192,9 @@ async fn token(State(s): State<NationalState>, body: Result<Bytes, axum::extract
             tracing::warn!(cause = %why, "token request failed");
             HttpError::code(ReturnCode::Unavailable).into_response()
         }
-        Err(_) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client id or client secret"),
+        Err(_) => {
+            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client id or client secret")
+        }
     }
 }
 
@@ -208,9 +226,11 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 fn operation(name: &str) -> Result<Operation, HttpError> {
-    Operation::parse(name)
-        .filter(|o| *o != Operation::CheckOut)
-        .ok_or_else(|| HttpError(ApiError::new(ReturnCode::NotFound).with("operation", format!("'{name}' is not an operation"))))
+    Operation::parse(name).filter(|o| *o != Operation::CheckOut).ok_or_else(|| {
+        HttpError(
+            ApiError::new(ReturnCode::NotFound).with("operation", format!("'{name}' is not an operation")),
+        )
+    })
 }
 
 async fn pack(
@@ -232,7 +252,9 @@ async fn pack_undo(
 ) -> Result<Response, HttpError> {
     let op = operation(&op)?;
     if !op.is_undoable() {
-        return Err(HttpError(ApiError::new(ReturnCode::NotFound).with("operation", format!("'{op}' can never be undone"))));
+        return Err(HttpError(
+            ApiError::new(ReturnCode::NotFound).with("operation", format!("'{op}' can never be undone")),
+        ));
     }
     let req: PackRequest = body_json(body).await?;
     Ok(axum::Json(s.national.pack(&actor, Command::Undo(op), &req).await?).into_response())
@@ -248,7 +270,11 @@ async fn bulk_submit(
     Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
 }
 
-async fn bulk_get(State(s): State<NationalState>, Path(id): Path<String>, Auth(actor): Auth) -> Result<Response, HttpError> {
+async fn bulk_get(
+    State(s): State<NationalState>,
+    Path(id): Path<String>,
+    Auth(actor): Auth,
+) -> Result<Response, HttpError> {
     Ok(axum::Json(s.national.bulk(&actor, &id)?).into_response())
 }
 
@@ -264,11 +290,20 @@ async fn alerts(
         .get("limit")
         .map(|l| l.parse::<usize>().map_err(|_| HttpError::field("limit", format!("'{l}' is not a number"))))
         .transpose()?;
-    Ok(axum::Json(s.national.alerts(&actor, q.get("status").map(String::as_str), limit, q.get("cursor").map(String::as_str))?)
-        .into_response())
+    Ok(axum::Json(s.national.alerts(
+        &actor,
+        q.get("status").map(String::as_str),
+        limit,
+        q.get("cursor").map(String::as_str),
+    )?)
+    .into_response())
 }
 
-async fn alert(State(s): State<NationalState>, Path(id): Path<String>, Auth(actor): Auth) -> Result<Response, HttpError> {
+async fn alert(
+    State(s): State<NationalState>,
+    Path(id): Path<String>,
+    Auth(actor): Auth,
+) -> Result<Response, HttpError> {
     Ok(axum::Json(s.national.alert(&actor, &id)?).into_response())
 }
 
@@ -296,15 +331,9 @@ async fn return_codes() -> Response {
 
 async fn status_page(State(s): State<NationalState>, headers: HeaderMap) -> Response {
     let report = status::report(&s.obs, s.national.market().as_str());
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    if wants_html {
-        Html(status::html(&report)).into_response()
-    } else {
-        axum::Json(report).into_response()
-    }
+    let wants_html =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if wants_html { Html(status::html(&report)).into_response() } else { axum::Json(report).into_response() }
 }
 
 async fn metrics(State(s): State<NationalState>) -> Response {

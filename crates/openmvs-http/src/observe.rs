@@ -34,7 +34,12 @@ pub struct Observability {
 impl Observability {
     /// A fresh set, not yet ready.
     pub fn new(clock: Arc<dyn Clock>) -> Observability {
-        Observability { metrics: Metrics::new(), sla: SlaTracker::new(), ready: AtomicBool::new(false), clock }
+        Observability {
+            metrics: Metrics::new(),
+            sla: SlaTracker::new(),
+            ready: AtomicBool::new(false),
+            clock,
+        }
     }
 
     /// Marks the service ready or not, and samples availability.

@@ -74,7 +74,9 @@ impl TlsConfig {
             }
             None => builder.with_no_client_auth(),
         };
-        let mut config = builder.with_single_cert(self.cert_chain, self.key).map_err(|e| format!("server certificate: {e}"))?;
+        let mut config = builder
+            .with_single_cert(self.cert_chain, self.key)
+            .map_err(|e| format!("server certificate: {e}"))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }
@@ -109,7 +111,8 @@ fn peer_names(conn: &rustls::ServerConnection) -> Option<PeerName> {
 /// Serves `router` on `listener`, over TLS when `tls` is given.
 pub fn serve(listener: TcpListener, router: Router, tls: Option<TlsConfig>) -> Result<ServerHandle, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let acceptor = tls.map(|t| t.server_config().map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)))).transpose()?;
+    let acceptor =
+        tls.map(|t| t.server_config().map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)))).transpose()?;
     let (stop, mut stopped) = watch::channel(None::<Duration>);
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
@@ -129,16 +132,19 @@ pub fn serve(listener: TcpListener, router: Router, tls: Option<TlsConfig>) -> R
                 match acceptor {
                     Some(acceptor) => {
                         // A handshake that stalls must not hold a task forever.
-                        let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+                        let Ok(Ok(tls)) =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                        else {
                             return;
                         };
                         let peer = peer_names(tls.get_ref().1);
-                        let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                            if let Some(p) = &peer {
-                                req.extensions_mut().insert(p.clone());
-                            }
-                            router.clone().oneshot(req.map(axum::body::Body::new))
-                        });
+                        let svc =
+                            hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                                if let Some(p) = &peer {
+                                    req.extensions_mut().insert(p.clone());
+                                }
+                                router.clone().oneshot(req.map(axum::body::Body::new))
+                            });
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
                         let _ = watcher.watch(conn.into_owned()).await;
                     }

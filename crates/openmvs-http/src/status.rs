@@ -70,7 +70,11 @@ pub struct StatusReport {
 }
 
 fn figures(o: &OpSla) -> OpFigures {
-    OpFigures { share_under_300ms_month: o.share_under_300ms_month, mean_ms_30d: o.mean_ms_30d, count_month: o.count_month }
+    OpFigures {
+        share_under_300ms_month: o.share_under_300ms_month,
+        mean_ms_30d: o.mean_ms_30d,
+        count_month: o.count_month,
+    }
 }
 
 /// The current report.
@@ -96,7 +100,10 @@ pub fn report(obs: &Observability, market: &str) -> StatusReport {
     StatusReport {
         market: market.to_owned(),
         availability_30d: r.availability_30d,
-        operations: Operations { verification: figures(&r.verification), status_update: figures(&r.status_update) },
+        operations: Operations {
+            verification: figures(&r.verification),
+            status_update: figures(&r.status_update),
+        },
         incidents: r
             .incidents
             .iter()

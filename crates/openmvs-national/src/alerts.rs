@@ -36,7 +36,9 @@ pub fn view(a: &AlertRecord) -> AlertView {
 impl National {
     fn alert_scope(&self, actor: &Actor) -> Result<Option<String>, ApiError> {
         if actor.market != self.config.market {
-            return Err(ApiError::new(ReturnCode::Forbidden).with("market", "the token is for another market"));
+            return Err(
+                ApiError::new(ReturnCode::Forbidden).with("market", "the token is for another market")
+            );
         }
         match access(actor.role, Action::ReadAlerts, &self.config.policy) {
             Access::Denied => Err(ApiError::new(ReturnCode::Forbidden)),
@@ -55,7 +57,10 @@ impl National {
     ) -> Result<AlertList, ApiError> {
         let client_id = self.alert_scope(actor)?;
         let status = status
-            .map(|s| AlertStatus::parse(s).ok_or_else(|| ApiError::field("status", format!("'{s}' is not an alert status"))))
+            .map(|s| {
+                AlertStatus::parse(s)
+                    .ok_or_else(|| ApiError::field("status", format!("'{s}' is not an alert status")))
+            })
             .transpose()?;
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
@@ -99,19 +104,27 @@ impl National {
         if access(actor.role, Action::ChangeAlertStatus, &self.config.policy) != Access::Market
             || actor.market != self.config.market
         {
-            let e = ApiError::new(ReturnCode::Forbidden).with("role", "only the NMVO changes an alert's status");
+            let e =
+                ApiError::new(ReturnCode::Forbidden).with("role", "only the NMVO changes an alert's status");
             return Err(self.refuse(actor, "alert-status", &subject, req, e).await);
         }
-        let status = AlertStatus::parse(&req.status)
-            .ok_or_else(|| ApiError::field("status", format!("'{}' is not INVESTIGATING, ESCALATED or CLOSED", req.status)));
+        let status = AlertStatus::parse(&req.status).ok_or_else(|| {
+            ApiError::field("status", format!("'{}' is not INVESTIGATING, ESCALATED or CLOSED", req.status))
+        });
         let classification = req
             .classification
             .as_deref()
-            .map(|c| Classification::parse(c).ok_or_else(|| ApiError::field("classification", format!("'{c}' is not a classification"))))
+            .map(|c| {
+                Classification::parse(c).ok_or_else(|| {
+                    ApiError::field("classification", format!("'{c}' is not a classification"))
+                })
+            })
             .transpose();
         let (status, classification) = match (status, classification) {
             (Ok(s), Ok(c)) => (s, c),
-            (Err(e), _) | (_, Err(e)) => return Err(self.refuse(actor, "alert-status", &subject, req, e).await),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(self.refuse(actor, "alert-status", &subject, req, e).await);
+            }
         };
         for _ in 0..8 {
             let now = self.clock.now();

@@ -27,12 +27,14 @@ impl National {
         if access(actor.role, Action::ReadAudit, &self.config.policy) != Access::Market
             || actor.market != self.config.market
         {
-            let e = ApiError::new(ReturnCode::Forbidden).with("role", "only the NCA and the NMVO read the audit trail");
+            let e = ApiError::new(ReturnCode::Forbidden)
+                .with("role", "only the NCA and the NMVO read the audit trail");
             return Err(self.refuse(actor, "audit-read", &subject, &request, e).await);
         }
-        let checked = Scheme::parse(scheme)
-            .map_err(|e| ApiError::field("scheme", e.to_string()))
-            .and_then(|s| ProductCode::new(s, product_code).map_err(|e| ApiError::field("product_code", e.to_string())));
+        let checked =
+            Scheme::parse(scheme).map_err(|e| ApiError::field("scheme", e.to_string())).and_then(|s| {
+                ProductCode::new(s, product_code).map_err(|e| ApiError::field("product_code", e.to_string()))
+            });
         if let Err(e) = checked {
             return Err(self.refuse(actor, "audit-read", &subject, &request, e).await);
         }

@@ -40,13 +40,15 @@ pub(crate) fn load_key_ring(store: &dyn Store, now: Timestamp) -> Result<KeyRing
         store.rotate_key(&rec, now)?;
         records = store.keys()?;
     }
-    let active = records.iter().find(|k| k.active).ok_or_else(|| ApiError::unavailable("no active signing key"))?;
+    let active =
+        records.iter().find(|k| k.active).ok_or_else(|| ApiError::unavailable("no active signing key"))?;
     let mut ring = KeyRing::new(SigningKeyPair::from_secret_bytes(Some(active.kid.clone()), active.secret));
     for k in records.iter().filter(|k| !k.active) {
         let still_needed = k.retired_at.is_none_or(|r| earliest_retirement(secs(r)) > secs(now));
         if still_needed {
             let pair = SigningKeyPair::from_secret_bytes(Some(k.kid.clone()), k.secret);
-            ring.add_verification_key(pair.kid.clone(), pair.public_bytes()).map_err(ApiError::unavailable)?;
+            ring.add_verification_key(pair.kid.clone(), pair.public_bytes())
+                .map_err(ApiError::unavailable)?;
         }
     }
     Ok(ring)
@@ -61,15 +63,26 @@ impl National {
         let phc = stored.map(|c| c.secret_hash.clone());
         let secret = client_secret.to_owned();
         // Argon2 costs tens of milliseconds of CPU: keep it off the request threads.
-        let checked = tokio::task::spawn_blocking(move || openmvs_auth::authenticate_client(&secret, phc.as_deref()))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let checked =
+            tokio::task::spawn_blocking(move || openmvs_auth::authenticate_client(&secret, phc.as_deref()))
+                .await
+                .map_err(|e| AuthError::Internal(e.to_string()))?;
         let (role, location) = stored.map_or(("", ""), |c| (c.role.as_str(), c.location.as_str()));
         let outcome = match (&checked, stored) {
             (Ok(()), Some(c)) => {
-                let claims = Claims::new(&c.client_id, c.role.as_str(), c.market.as_str(), c.location.as_str(), secs(now));
+                let claims = Claims::new(
+                    &c.client_id,
+                    c.role.as_str(),
+                    c.market.as_str(),
+                    c.location.as_str(),
+                    secs(now),
+                );
                 let token = self.keys.read().await.issue(&claims);
-                Ok(TokenResponse { access_token: token, token_type: "Bearer".into(), expires_in: TOKEN_LIFETIME_SECS })
+                Ok(TokenResponse {
+                    access_token: token,
+                    token_type: "Bearer".into(),
+                    expires_in: TOKEN_LIFETIME_SECS,
+                })
             }
             _ => Err(AuthError::InvalidClient),
         };
@@ -82,8 +95,11 @@ impl National {
             location: location.to_owned(),
             operation: "login".into(),
             subject: String::new(),
-            return_code: if outcome.is_ok() { ReturnCode::Success } else { ReturnCode::Unauthenticated }.as_str().into(),
-            request: serde_json::json!({"grant_type": "client_credentials", "client_id": client_id}).to_string(),
+            return_code: if outcome.is_ok() { ReturnCode::Success } else { ReturnCode::Unauthenticated }
+                .as_str()
+                .into(),
+            request: serde_json::json!({"grant_type": "client_credentials", "client_id": client_id})
+                .to_string(),
             result: serde_json::json!({"ok": outcome.is_ok()}).to_string(),
         };
         self.store
@@ -132,8 +148,13 @@ impl National {
     pub async fn rotate_signing_key(&self) -> Result<String, ApiError> {
         let now = self.clock.now();
         let pair = SigningKeyPair::generate();
-        let rec =
-            KeyRecord { kid: pair.kid.clone(), secret: pair.secret_bytes(), created_at: now, active: true, retired_at: None };
+        let rec = KeyRecord {
+            kid: pair.kid.clone(),
+            secret: pair.secret_bytes(),
+            created_at: now,
+            active: true,
+            retired_at: None,
+        };
         self.store.rotate_key(&rec, now)?;
         let mut ring = self.keys.write().await;
         // The validator follows the ring, so tokens of the new key are accepted from now on.

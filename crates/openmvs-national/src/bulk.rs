@@ -42,7 +42,8 @@ impl National {
                         .with("client_trx_id", "was used by this client for a different request");
                     return Err(self.refuse(actor, "bulk", "", &bulk_summary(body), e).await);
                 }
-                return serde_json::from_str(&stored.response).map_err(|e| StoreError::Corrupt(e.to_string()).into());
+                return serde_json::from_str(&stored.response)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()).into());
             }
             let accepted = BulkAccepted { bulk_id: new_id("BLK", now) };
             let response = serde_json::to_string(&accepted).map_err(ApiError::unavailable)?;
@@ -98,8 +99,11 @@ impl National {
     /// Validates a bulk body into its rows; refuses the whole bulk, naming up to 20 bad rows.
     fn check_bulk(&self, actor: &Actor, body: &BulkRequest) -> Result<(String, Vec<BulkRow>), ApiError> {
         let client_trx_id = request::client_trx_id(body.client_trx_id.as_deref())?;
-        if !access(actor.role, Action::Bulk, &self.config.policy).is_allowed() || actor.market != self.config.market {
-            return Err(ApiError::new(ReturnCode::Forbidden).with("role", format!("the role {} may not send bulk requests", actor.role)));
+        if !access(actor.role, Action::Bulk, &self.config.policy).is_allowed()
+            || actor.market != self.config.market
+        {
+            return Err(ApiError::new(ReturnCode::Forbidden)
+                .with("role", format!("the role {} may not send bulk requests", actor.role)));
         }
         let homogeneous = [&body.operation, &body.scheme, &body.product_code, &body.batch, &body.expiry]
             .iter()
@@ -124,7 +128,8 @@ impl National {
                     need("batch", &body.batch)?,
                     need("expiry", &body.expiry)?,
                 );
-                let serials = body.serials.as_ref().ok_or_else(|| ApiError::field("serials", "is required"))?;
+                let serials =
+                    body.serials.as_ref().ok_or_else(|| ApiError::field("serials", "is required"))?;
                 serials
                     .iter()
                     .map(|s| BulkRow {
@@ -137,7 +142,9 @@ impl National {
                     })
                     .collect()
             }
-            (None, false) => return Err(ApiError::field("transactions", "is required (or the homogeneous fields)")),
+            (None, false) => {
+                return Err(ApiError::field("transactions", "is required (or the homogeneous fields)"));
+            }
         };
         if rows.is_empty() {
             return Err(ApiError::field("transactions", "holds no rows"));
@@ -152,14 +159,21 @@ impl National {
         let mut err: Option<ApiError> = None;
         let mut bad = 0;
         for (i, r) in rows.iter().enumerate() {
-            let prefix = if body.transactions.is_some() { format!("transactions[{i}].") } else { String::new() };
-            let field_prefix = if body.transactions.is_some() { prefix.clone() } else { format!("serials[{i}]/") };
+            let prefix =
+                if body.transactions.is_some() { format!("transactions[{i}].") } else { String::new() };
+            let field_prefix =
+                if body.transactions.is_some() { prefix.clone() } else { format!("serials[{i}]/") };
             let problem = match command_of(&r.operation) {
-                None => Some(ApiError::field(format!("{prefix}operation"), format!("'{}' is not a bulk operation", r.operation))),
-                Some(c) if !access(actor.role, Action::Pack(c), &self.config.policy).is_allowed() => Some(
-                    ApiError::new(ReturnCode::Forbidden)
-                        .with(format!("{prefix}operation"), format!("the role {} may not {}", actor.role, r.operation)),
-                ),
+                None => Some(ApiError::field(
+                    format!("{prefix}operation"),
+                    format!("'{}' is not a bulk operation", r.operation),
+                )),
+                Some(c) if !access(actor.role, Action::Pack(c), &self.config.policy).is_allowed() => {
+                    Some(ApiError::new(ReturnCode::Forbidden).with(
+                        format!("{prefix}operation"),
+                        format!("the role {} may not {}", actor.role, r.operation),
+                    ))
+                }
                 Some(_) => request::fields(
                     &field_prefix,
                     Some(&r.scheme),
@@ -197,7 +211,9 @@ impl National {
             self.store
                 .bulk_results(id)?
                 .iter()
-                .map(|r| serde_json::from_str(r).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string()))))
+                .map(|r| {
+                    serde_json::from_str(r).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))
+                })
                 .collect::<Result<Vec<BulkResult>, _>>()?
         } else {
             Vec::new()
@@ -243,20 +259,29 @@ impl National {
         }
     }
 
-    async fn process_bulk(&self, job: &BulkJob, shutdown: &mut watch::Receiver<bool>) -> Result<(), ApiError> {
-        let stored: serde_json::Value =
-            serde_json::from_str(&job.request).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
+    async fn process_bulk(
+        &self,
+        job: &BulkJob,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ApiError> {
+        let stored: serde_json::Value = serde_json::from_str(&job.request)
+            .map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
         let corrupt = |what: &str| ApiError::from(StoreError::Corrupt(format!("bulk {}: {what}", job.id)));
-        let role = stored["role"].as_str().and_then(openmvs_core::roles::Role::parse).ok_or_else(|| corrupt("role"))?;
+        let role = stored["role"]
+            .as_str()
+            .and_then(openmvs_core::roles::Role::parse)
+            .ok_or_else(|| corrupt("role"))?;
         let location = stored["location"]
             .as_str()
             .and_then(|l| openmvs_core::ids::Location::new(l).ok())
             .ok_or_else(|| corrupt("location"))?;
-        let rows: Vec<BulkRow> = serde_json::from_value(stored["rows"].clone()).map_err(|_| corrupt("rows"))?;
+        let rows: Vec<BulkRow> =
+            serde_json::from_value(stored["rows"].clone()).map_err(|_| corrupt("rows"))?;
         let actor = Actor { client_id: job.client_id.clone(), role, market: self.config.market, location };
         // Repeats of a serial inside one bulk are refused, whatever rows they are in.
         let mut seen = HashSet::new();
-        let duplicate: Vec<bool> = rows.iter().map(|r| !seen.insert((r.product_code.clone(), r.serial.clone()))).collect();
+        let duplicate: Vec<bool> =
+            rows.iter().map(|r| !seen.insert((r.product_code.clone(), r.serial.clone()))).collect();
         let mut done = job.done_rows as usize;
         while done < rows.len() {
             if *shutdown.borrow() {
@@ -284,7 +309,15 @@ impl National {
             let mut uow = UnitOfWork::default();
             let mut results = Vec::with_capacity(to - from);
             for (i, row) in rows.iter().enumerate().take(to).skip(from) {
-                let id = request::fields("", Some(&row.scheme), Some(&row.product_code), Some(&row.serial), Some(&row.batch), Some(&row.expiry), today);
+                let id = request::fields(
+                    "",
+                    Some(&row.scheme),
+                    Some(&row.product_code),
+                    Some(&row.serial),
+                    Some(&row.batch),
+                    Some(&row.expiry),
+                    today,
+                );
                 let (Some(command), Ok(id)) = (command_of(&row.operation), id) else {
                     // Rows were valid when accepted; a row that no longer parses (an expiry date
                     // whose century moved) is answered, not dropped.
@@ -335,7 +368,12 @@ impl National {
     }
 }
 
-fn result(row: &BulkRow, code: ReturnCode, state: Option<String>, alert: Option<openmvs_wire::api::AlertRef>) -> BulkResult {
+fn result(
+    row: &BulkRow,
+    code: ReturnCode,
+    state: Option<String>,
+    alert: Option<openmvs_wire::api::AlertRef>,
+) -> BulkResult {
     BulkResult {
         serial: row.serial.clone(),
         product_code: row.product_code.clone(),

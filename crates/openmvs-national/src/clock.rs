@@ -37,6 +37,8 @@ impl FakeClock {
 
 impl Clock for FakeClock {
     fn now(&self) -> Timestamp {
-        Timestamp::from_unix_millis(self.start.load(Ordering::SeqCst) + self.offset_millis.load(Ordering::SeqCst))
+        Timestamp::from_unix_millis(
+            self.start.load(Ordering::SeqCst) + self.offset_millis.load(Ordering::SeqCst),
+        )
     }
 }

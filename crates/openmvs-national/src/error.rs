@@ -42,7 +42,11 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { return_code: self.code.as_str().to_owned(), message: self.message.clone(), details: self.details.clone() }
+        ErrorBody {
+            return_code: self.code.as_str().to_owned(),
+            message: self.message.clone(),
+            details: self.details.clone(),
+        }
     }
 }
 

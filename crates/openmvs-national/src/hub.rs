@@ -91,7 +91,9 @@ impl National {
                     }
                     return Ok(ack(&env.message_id, "APPLIED", None));
                 }
-                Err(StoreError::Conflict(Conflict::InboxMessage)) => return Ok(ack(&env.message_id, "DUPLICATE", None)),
+                Err(StoreError::Conflict(Conflict::InboxMessage)) => {
+                    return Ok(ack(&env.message_id, "DUPLICATE", None));
+                }
                 Err(StoreError::Conflict(Conflict::PackVersion { .. })) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -120,14 +122,19 @@ impl National {
         let bad = |what: String| Rejected(what);
         let today = now.date();
         let pc = |scheme: &str, code: &str| {
-            request::product_code("", Some(scheme), Some(code)).map_err(|e| bad(format!("product_code: {:?}", e.details)))
+            request::product_code("", Some(scheme), Some(code))
+                .map_err(|e| bad(format!("product_code: {:?}", e.details)))
         };
         let mut uow = UnitOfWork { inbox: Some(env.message_id.clone()), ..UnitOfWork::default() };
         let mut note = String::from("applied");
         match &env.body {
             Message::Product(p) => {
                 let product_code = pc(&p.scheme, &p.product_code)?;
-                let withdrawn = self.store.product(&product_code).map_err(|e| bad(e.to_string()))?.is_some_and(|x| x.withdrawn);
+                let withdrawn = self
+                    .store
+                    .product(&product_code)
+                    .map_err(|e| bad(e.to_string()))?
+                    .is_some_and(|x| x.withdrawn);
                 uow.products.push(ProductRecord {
                     product_code,
                     name: p.name.clone(),
@@ -175,11 +182,10 @@ impl National {
             Message::Recall(r) => {
                 let product_code = pc(&r.scheme, &r.product_code)?;
                 let batch = Batch::new(&r.batch).map_err(|e| bad(format!("batch: {e}")))?;
-                let mut b = self
-                    .store
-                    .batch(&product_code, &batch)
-                    .map_err(|e| bad(e.to_string()))?
-                    .ok_or_else(|| bad(format!("batch {} of {} is unknown here", r.batch, r.product_code)))?;
+                let mut b =
+                    self.store.batch(&product_code, &batch).map_err(|e| bad(e.to_string()))?.ok_or_else(
+                        || bad(format!("batch {} of {} is unknown here", r.batch, r.product_code)),
+                    )?;
                 b.recalled = true;
                 uow.batches.push(b);
             }
@@ -196,17 +202,25 @@ impl National {
             Message::PackState(s) => {
                 note = self.sync_effects(env, s, now, &mut uow)?;
             }
-            Message::Alert(_) => return Err(bad("alerts go from national systems to the hub, not back".into())),
+            Message::Alert(_) => {
+                return Err(bad("alerts go from national systems to the hub, not back".into()));
+            }
         }
         uow.audit.push(self.hub_entry(env, ReturnCode::Success, &note, now));
         Ok(uow)
     }
 
     /// A state change made in another market (or by the OBP) arriving for this market's copy.
-    fn sync_effects(&self, env: &Envelope, s: &PackStateMsg, now: Timestamp, uow: &mut UnitOfWork) -> Result<String, Rejected> {
+    fn sync_effects(
+        &self,
+        env: &Envelope,
+        s: &PackStateMsg,
+        now: Timestamp,
+        uow: &mut UnitOfWork,
+    ) -> Result<String, Rejected> {
         let bad = |what: String| Rejected(what);
-        let product_code =
-            request::product_code("", Some(&s.scheme), Some(&s.product_code)).map_err(|e| bad(format!("product_code: {:?}", e.details)))?;
+        let product_code = request::product_code("", Some(&s.scheme), Some(&s.product_code))
+            .map_err(|e| bad(format!("product_code: {:?}", e.details)))?;
         let serial = Serial::new(&s.serial).map_err(|e| bad(format!("serial: {e}")))?;
         let state = PackState::parse(&s.state).ok_or_else(|| bad(format!("state '{}'", s.state)))?;
         let command = Command::parse(&s.command).ok_or_else(|| bad(format!("command '{}'", s.command)))?;
@@ -220,7 +234,12 @@ impl National {
         let change = SyncChange { state, command, origin, location, at };
         match decide_sync(&stored.pack, &change) {
             SyncDecision::Apply(pack) => {
-                uow.packs.push(PackWrite { product_code, serial, pack, expected_version: Some(stored.version) });
+                uow.packs.push(PackWrite {
+                    product_code,
+                    serial,
+                    pack,
+                    expected_version: Some(stored.version),
+                });
                 Ok(format!("state {} from {}", s.state, s.market))
             }
             SyncDecision::Ignore => Ok("already reflected".into()),
@@ -249,7 +268,10 @@ impl National {
                 if let Ok(Some(p)) = self.store.product(&product_code) {
                     uow.outbox.push(self.message(
                         &s.product_code,
-                        Message::Alert(openmvs_wire::hub::AlertMsg { alert: crate::alerts::view(&record), owner: p.owner }),
+                        Message::Alert(openmvs_wire::hub::AlertMsg {
+                            alert: crate::alerts::view(&record),
+                            owner: p.owner,
+                        }),
                         now,
                     ));
                 }
@@ -335,7 +357,15 @@ impl National {
 /// Parses the RFC 3339 UTC form this system writes (`2026-11-29T14:34:29.123Z`).
 pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
     let b = s.as_bytes();
-    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[23] != b'Z'
+    {
         return None;
     }
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -344,7 +374,9 @@ pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
     if h > 23 || m > 59 || sec > 59 {
         return None;
     }
-    Some(Timestamp::from_unix_millis(Timestamp::start_of(date).unix_millis() + ((h * 60 + m) * 60 + sec) * 1000 + ms))
+    Some(Timestamp::from_unix_millis(
+        Timestamp::start_of(date).unix_millis() + ((h * 60 + m) * 60 + sec) * 1000 + ms,
+    ))
 }
 
 #[cfg(test)]

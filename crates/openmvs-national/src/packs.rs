@@ -9,8 +9,8 @@ use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Action, access};
 use openmvs_core::time::Timestamp;
 use openmvs_store::{
-    AlertRecord, BatchRecord, Conflict, IdempotencyRecord, OutboxMessage, PackWrite, ProductRecord, StoreError,
-    StoredPack, UnitOfWork,
+    AlertRecord, BatchRecord, Conflict, IdempotencyRecord, OutboxMessage, PackWrite, ProductRecord,
+    StoreError, StoredPack, UnitOfWork,
 };
 use openmvs_wire::api::{AlertRef, PackRequest, PackResponse, PackView, ProductView};
 use openmvs_wire::hub::{AlertMsg, Envelope, IntermarketRequest, Message, PackStateMsg};
@@ -41,7 +41,12 @@ pub(crate) struct Loaded {
 
 impl National {
     /// A single-pack request from an end user: `command` on the pack in `body`.
-    pub async fn pack(&self, actor: &Actor, command: Command, body: &PackRequest) -> Result<PackResponse, ApiError> {
+    pub async fn pack(
+        &self,
+        actor: &Actor,
+        command: Command,
+        body: &PackRequest,
+    ) -> Result<PackResponse, ApiError> {
         let now = self.clock.now();
         let operation = command.to_string();
         let input = match request::pack_input(body, now.date()) {
@@ -50,8 +55,10 @@ impl National {
         };
         let subject = subject(&input.id);
         if !access(actor.role, Action::Pack(command), &self.config.policy).is_allowed() {
-            let e = ApiError::new(ReturnCode::Forbidden)
-                .with("operation", format!("the role {} may not {operation} in {}", actor.role, self.config.market));
+            let e = ApiError::new(ReturnCode::Forbidden).with(
+                "operation",
+                format!("the role {} may not {operation} in {}", actor.role, self.config.market),
+            );
             return Err(self.refuse(actor, &operation, &subject, body, e).await);
         }
         if actor.market != self.config.market {
@@ -81,7 +88,9 @@ impl National {
                     }
                     return Ok(out.response);
                 }
-                Err(StoreError::Conflict(Conflict::PackVersion { .. } | Conflict::IdempotencyKey)) => continue,
+                Err(StoreError::Conflict(Conflict::PackVersion { .. } | Conflict::IdempotencyKey)) => {
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -168,7 +177,10 @@ impl National {
         let pack = match self.store.pack(pc, &id.serial)? {
             Some(p) => {
                 let batch = self.store.batch(pc, &p.pack.batch)?.ok_or_else(|| {
-                    ApiError::from(StoreError::Corrupt(format!("pack {} has no batch {}", id.serial, p.pack.batch)))
+                    ApiError::from(StoreError::Corrupt(format!(
+                        "pack {} has no batch {}",
+                        id.serial, p.pack.batch
+                    )))
                 })?;
                 Some((p, batch))
             }
@@ -207,7 +219,8 @@ impl National {
         loaded: &Loaded,
         now: Timestamp,
     ) -> Decision {
-        let batch_facts = loaded.pack.as_ref().map(|(_, b)| BatchFacts { expiry: b.expiry, recalled: b.recalled });
+        let batch_facts =
+            loaded.pack.as_ref().map(|(_, b)| BatchFacts { expiry: b.expiry, recalled: b.recalled });
         let facts = Facts {
             product_withdrawn: loaded.product.as_ref().map(|p| p.withdrawn),
             pack: loaded.pack.as_ref().map(|(p, _)| &p.pack).zip(batch_facts.as_ref()),
@@ -339,7 +352,13 @@ impl National {
     }
 
     /// The product is unknown here: ask the hub to have a market that holds it process the request.
-    async fn ask_hub(&self, actor: &Actor, command: Command, input: &PackInput, now: Timestamp) -> Result<Outcome, ApiError> {
+    async fn ask_hub(
+        &self,
+        actor: &Actor,
+        command: Command,
+        input: &PackInput,
+        now: Timestamp,
+    ) -> Result<Outcome, ApiError> {
         let id = &input.id;
         let unknown = |code: ReturnCode| {
             let loaded = Loaded { product: None, pack: None, requested_batch_known: false };
@@ -382,10 +401,14 @@ impl National {
     pub async fn intermarket(&self, req: &IntermarketRequest) -> Result<Option<PackResponse>, ApiError> {
         let now = self.clock.now();
         let bad = |field: &str, why: String| ApiError::field(field, why);
-        let command = Command::parse(&req.command).ok_or_else(|| bad("command", format!("'{}' is unknown", req.command)))?;
-        let role = openmvs_core::roles::Role::parse(&req.role).ok_or_else(|| bad("role", format!("'{}'", req.role)))?;
-        let market = openmvs_core::ids::MarketCode::new(&req.market).map_err(|e| bad("market", e.to_string()))?;
-        let location = openmvs_core::ids::Location::new(&req.location).map_err(|e| bad("location", e.to_string()))?;
+        let command = Command::parse(&req.command)
+            .ok_or_else(|| bad("command", format!("'{}' is unknown", req.command)))?;
+        let role = openmvs_core::roles::Role::parse(&req.role)
+            .ok_or_else(|| bad("role", format!("'{}'", req.role)))?;
+        let market =
+            openmvs_core::ids::MarketCode::new(&req.market).map_err(|e| bad("market", e.to_string()))?;
+        let location =
+            openmvs_core::ids::Location::new(&req.location).map_err(|e| bad("location", e.to_string()))?;
         let id = request::fields(
             "",
             Some(&req.scheme),
@@ -418,13 +441,22 @@ impl National {
                 response: serde_json::to_string(&out.response).map_err(ApiError::unavailable)?,
                 created_at: now,
             });
-            out.uow.audit.push(self.entry(&actor, &format!("intermarket-{operation}"), &subject, req, &out.response, now));
+            out.uow.audit.push(self.entry(
+                &actor,
+                &format!("intermarket-{operation}"),
+                &subject,
+                req,
+                &out.response,
+                now,
+            ));
             match self.store.commit(out.uow).await {
                 Ok(_) => {
                     self.relay_wake.notify_one();
                     return Ok(Some(out.response));
                 }
-                Err(StoreError::Conflict(Conflict::PackVersion { .. } | Conflict::IdempotencyKey)) => continue,
+                Err(StoreError::Conflict(Conflict::PackVersion { .. } | Conflict::IdempotencyKey)) => {
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -39,7 +39,11 @@ pub fn client_trx_id(v: Option<&str>) -> Result<String, ApiError> {
 }
 
 fn id_error(field: &str, value: &str, e: &IdError) -> ApiError {
-    let code = if matches!(e, IdError::CheckDigit { .. }) { ReturnCode::CheckDigit } else { ReturnCode::MalformedRequest };
+    let code = if matches!(e, IdError::CheckDigit { .. }) {
+        ReturnCode::CheckDigit
+    } else {
+        ReturnCode::MalformedRequest
+    };
     let mut err = ApiError::new(code).with(field, format!("'{}' {e}", value.escape_default()));
     if code == ReturnCode::CheckDigit {
         err.message = format!("The product code '{value}' fails its check digit: {e}.");
@@ -48,7 +52,11 @@ fn id_error(field: &str, value: &str, e: &IdError) -> ApiError {
 }
 
 /// A product code of a scheme given as text.
-pub fn product_code(field_prefix: &str, scheme: Option<&str>, code: Option<&str>) -> Result<ProductCode, ApiError> {
+pub fn product_code(
+    field_prefix: &str,
+    scheme: Option<&str>,
+    code: Option<&str>,
+) -> Result<ProductCode, ApiError> {
     let f = |name: &str| format!("{field_prefix}{name}");
     let scheme = scheme.ok_or_else(|| ApiError::field(f("scheme"), "is required (GTIN or PPN)"))?;
     let scheme = Scheme::parse(scheme).map_err(|e| ApiError::field(f("scheme"), e.to_string()))?;
@@ -68,7 +76,9 @@ pub fn fields(
 ) -> Result<PackIdentifier, ApiError> {
     let f = |name: &str| format!("{field_prefix}{name}");
     let product_code = product_code(field_prefix, scheme, code)?;
-    let req = |name: &str, v: Option<&str>| v.map(str::to_owned).ok_or_else(|| ApiError::field(f(name), "is required"));
+    let req = |name: &str, v: Option<&str>| {
+        v.map(str::to_owned).ok_or_else(|| ApiError::field(f(name), "is required"))
+    };
     let s = req("serial", serial)?;
     let b = req("batch", batch)?;
     let e = req("expiry", expiry)?;
@@ -94,8 +104,9 @@ pub fn pack_input(body: &PackRequest, today: Date) -> Result<PackInput, ApiError
     {
         return Err(ApiError::field("entry_mode", format!("'{mode}' is not SCANNED or MANUAL")));
     }
-    let any_field =
-        [&body.scheme, &body.product_code, &body.serial, &body.batch, &body.expiry].iter().any(|f| f.is_some());
+    let any_field = [&body.scheme, &body.product_code, &body.serial, &body.batch, &body.expiry]
+        .iter()
+        .any(|f| f.is_some());
     match &body.scan {
         Some(_) if any_field => Err(ApiError::field(
             "scan",
@@ -103,13 +114,21 @@ pub fn pack_input(body: &PackRequest, today: Date) -> Result<PackInput, ApiError
         )),
         Some(raw) => {
             if raw.len() > MAX_SCAN_BYTES {
-                return Err(ApiError::field("scan", format!("is {} bytes, at most {MAX_SCAN_BYTES}", raw.len())));
+                return Err(ApiError::field(
+                    "scan",
+                    format!("is {} bytes, at most {MAX_SCAN_BYTES}", raw.len()),
+                ));
             }
             let parsed = scan::parse(raw.as_bytes(), today).map_err(|e| {
-                let code = if e.is_check_digit() { ReturnCode::CheckDigit } else { ReturnCode::MalformedRequest };
+                let code =
+                    if e.is_check_digit() { ReturnCode::CheckDigit } else { ReturnCode::MalformedRequest };
                 ApiError::new(code).with("scan", e.to_string())
             })?;
-            Ok(PackInput { client_trx_id, warnings: parsed.warnings.iter().map(warning).collect(), id: parsed.id })
+            Ok(PackInput {
+                client_trx_id,
+                warnings: parsed.warnings.iter().map(warning).collect(),
+                id: parsed.id,
+            })
         }
         None => {
             let id = fields(
@@ -192,15 +211,27 @@ mod tests {
     fn each_missing_or_bad_field_is_named() {
         let cases: Vec<(PackRequest, &str, ReturnCode)> = vec![
             (PackRequest { client_trx_id: None, ..body() }, "client_trx_id", ReturnCode::MalformedRequest),
-            (PackRequest { client_trx_id: Some("a b".into()), ..body() }, "client_trx_id", ReturnCode::MalformedRequest),
+            (
+                PackRequest { client_trx_id: Some("a b".into()), ..body() },
+                "client_trx_id",
+                ReturnCode::MalformedRequest,
+            ),
             (PackRequest { scheme: None, ..body() }, "scheme", ReturnCode::MalformedRequest),
             (PackRequest { scheme: Some("gtin".into()), ..body() }, "scheme", ReturnCode::MalformedRequest),
-            (PackRequest { product_code: Some("09501101530004".into()), ..body() }, "product_code", ReturnCode::CheckDigit),
+            (
+                PackRequest { product_code: Some("09501101530004".into()), ..body() },
+                "product_code",
+                ReturnCode::CheckDigit,
+            ),
             (PackRequest { serial: None, ..body() }, "serial", ReturnCode::MalformedRequest),
             (PackRequest { serial: Some("A".repeat(21)), ..body() }, "serial", ReturnCode::MalformedRequest),
             (PackRequest { batch: Some("LOT 1".into()), ..body() }, "batch", ReturnCode::MalformedRequest),
             (PackRequest { expiry: Some("271301".into()), ..body() }, "expiry", ReturnCode::MalformedRequest),
-            (PackRequest { entry_mode: Some("KEYED".into()), ..body() }, "entry_mode", ReturnCode::MalformedRequest),
+            (
+                PackRequest { entry_mode: Some("KEYED".into()), ..body() },
+                "entry_mode",
+                ReturnCode::MalformedRequest,
+            ),
             (PackRequest { scan: Some("x".into()), ..body() }, "scan", ReturnCode::MalformedRequest),
         ];
         for (b, field, code) in cases {

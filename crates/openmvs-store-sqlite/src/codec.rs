@@ -154,8 +154,7 @@ pub fn alert(r: &Row<'_>) -> StoreResult<AlertRecord> {
     })
 }
 
-pub const AUDIT_COLUMNS: &str =
-    "pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, prev_hash, hash";
+pub const AUDIT_COLUMNS: &str = "pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, prev_hash, hash";
 
 pub fn hash(v: Vec<u8>) -> StoreResult<[u8; 32]> {
     v.try_into().map_err(|_| corrupt("hash is not 32 bytes"))

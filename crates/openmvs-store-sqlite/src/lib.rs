@@ -61,11 +61,14 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the database, and starts the writer thread.
     pub fn open(opts: Options) -> StoreResult<SqliteStore> {
         if let Some(dir) = opts.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         }
         let mut conn = Connection::open(&opts.path).map_err(sql_err)?;
         configure(&conn).map_err(sql_err)?;
-        schema::migrate(&mut conn, opts.clock.now().unix_millis()).map_err(sql_err)?.map_err(StoreError::Unavailable)?;
+        schema::migrate(&mut conn, opts.clock.now().unix_millis())
+            .map_err(sql_err)?
+            .map_err(StoreError::Unavailable)?;
         let writer = Writer::new(conn, opts.signer, opts.clock, opts.on_group)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
         let handle = std::thread::Builder::new()
@@ -104,7 +107,8 @@ impl SqliteStore {
         };
         // Fail now, not at the first read, if the file is not a database of this build.
         let version: i64 = store.read(|c| {
-            c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(sql_err)
+            c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+                .map_err(sql_err)
         })?;
         if version != schema::LATEST {
             return Err(StoreError::Unavailable(format!(
@@ -162,7 +166,8 @@ impl SqliteStore {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
                 .map_err(sql_err)?;
-                c.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384;").map_err(sql_err)?;
+                c.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384;")
+                    .map_err(sql_err)?;
                 c
             }
         };
@@ -256,7 +261,9 @@ impl BatchStore for SqliteStore {
 impl AlertStore for SqliteStore {
     fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
         self.read(|c| {
-            let mut s = c.prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1")).map_err(sql_err)?;
+            let mut s = c
+                .prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"))
+                .map_err(sql_err)?;
             let mut rows = s.query(params![id]).map_err(sql_err)?;
             match rows.next().map_err(sql_err)? {
                 Some(r) => Ok(Some(alert(r)?)),
@@ -310,7 +317,9 @@ impl AuditStore for SqliteStore {
     fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
         self.read(|c| {
             let mut s = c
-                .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE pos > ?1 ORDER BY pos LIMIT ?2"))
+                .prepare_cached(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit WHERE pos > ?1 ORDER BY pos LIMIT ?2"
+                ))
                 .map_err(sql_err)?;
             let mut rows = s.query(params![after as i64, limit as i64]).map_err(sql_err)?;
             let mut out = Vec::new();
@@ -409,7 +418,9 @@ impl OutboxStore for SqliteStore {
 
     fn pending(&self) -> StoreResult<u64> {
         self.read(|c| {
-            let n: i64 = c.query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| r.get(0)).map_err(sql_err)?;
+            let n: i64 = c
+                .query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| r.get(0))
+                .map_err(sql_err)?;
             Ok(n as u64)
         })
     }
@@ -424,7 +435,12 @@ impl IdempotencyStore for SqliteStore {
             )
             .and_then(|mut s| {
                 s.query_row(params![client_id, client_trx_id], |r| {
-                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u16>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, u16>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
                 })
                 .optional()
             })
@@ -462,8 +478,9 @@ impl BulkStore for SqliteStore {
 
     fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
         self.read(|c| {
-            let mut s =
-                c.prepare_cached("SELECT result FROM bulk_results WHERE bulk_id = ?1 ORDER BY row").map_err(sql_err)?;
+            let mut s = c
+                .prepare_cached("SELECT result FROM bulk_results WHERE bulk_id = ?1 ORDER BY row")
+                .map_err(sql_err)?;
             let rows = s.query_map(params![id], |r| r.get::<_, String>(0)).map_err(sql_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
         })

@@ -181,7 +181,10 @@ pub fn migrate(conn: &mut Connection, now_millis: i64) -> rusqlite::Result<Resul
     for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", (version, now_millis))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            (version, now_millis),
+        )?;
         tx.commit()?;
     }
     Ok(Ok(()))

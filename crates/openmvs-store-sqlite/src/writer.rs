@@ -88,7 +88,13 @@ impl Writer {
             .map_err(sql_err)?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
             })
             .map_err(sql_err)?;
         for row in rows {
@@ -270,7 +276,14 @@ impl Writer {
             let stmt = |conn: &Connection| {
                 conn.execute(
                     sql,
-                    params![cp.market, cp.seq as i64, &cp.hash[..], cp.at_millis, cp.key_id, &cp.signature[..]],
+                    params![
+                        cp.market,
+                        cp.seq as i64,
+                        &cp.hash[..],
+                        cp.at_millis,
+                        cp.key_id,
+                        &cp.signature[..]
+                    ],
                 )
             };
             if all {
@@ -302,7 +315,12 @@ fn seal(chains: &mut HashMap<String, MarketChain>, entry: Entry) -> StoreResult<
 }
 
 /// Applies one unit of work on the open transaction.
-fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut HashMap<String, MarketChain>, now: i64) -> StoreResult<Committed> {
+fn apply(
+    c: &Connection,
+    uow: &UnitOfWork,
+    chains: &mut HashMap<String, MarketChain>,
+    now: i64,
+) -> StoreResult<Committed> {
     let mut out = Committed::default();
     if let Some(i) = &uow.idempotency {
         let n = c
@@ -327,7 +345,9 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut HashMap<String, MarketCh
     }
     if let Some(id) = &uow.inbox {
         let n = c
-            .prepare_cached("INSERT INTO inbox (message_id, applied_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+            .prepare_cached(
+                "INSERT INTO inbox (message_id, applied_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )
             .and_then(|mut s| s.execute(params![id, now]))
             .map_err(sql_err)?;
         if n == 0 {
@@ -381,8 +401,9 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut HashMap<String, MarketCh
             )
             .map_err(sql_err)?;
         for serial in &np.serials {
-            out.packs_created +=
-                s.execute(params![np.product_code.as_str(), serial.as_str(), np.batch.as_str()]).map_err(sql_err)? as u64;
+            out.packs_created += s
+                .execute(params![np.product_code.as_str(), serial.as_str(), np.batch.as_str()])
+                .map_err(sql_err)? as u64;
         }
     }
     for w in &uow.packs {

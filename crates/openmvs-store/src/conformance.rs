@@ -181,7 +181,10 @@ fn verify_audit(store: &Arc<dyn Store>, key: ed25519_dalek::VerifyingKey) -> u64
 }
 
 /// Pack state, audit record, alert, outbox message and idempotency record land together.
-pub async fn a_unit_of_work_commits_every_part_together(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+pub async fn a_unit_of_work_commits_every_part_together(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
     seed(&store, &["S1"]).await;
     let before = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack exists");
     assert_eq!((before.pack.state, before.version), (PackState::Active, 1));
@@ -218,7 +221,10 @@ pub async fn a_unit_of_work_commits_every_part_together(store: Arc<dyn Store>, _
 }
 
 /// A unit whose expected version is stale writes none of its parts, and the audit chain stays whole.
-pub async fn a_stale_pack_version_conflicts_and_writes_nothing(store: Arc<dyn Store>, key: ed25519_dalek::VerifyingKey) {
+pub async fn a_stale_pack_version_conflicts_and_writes_nothing(
+    store: Arc<dyn Store>,
+    key: ed25519_dalek::VerifyingKey,
+) {
     seed(&store, &["S1"]).await;
     let p = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
     let write = |v| UnitOfWork {
@@ -239,13 +245,20 @@ pub async fn a_stale_pack_version_conflicts_and_writes_nothing(store: Arc<dyn St
     assert_eq!(store.alerts(&AlertFilter { limit: 10, ..AlertFilter::default() }).expect("alerts").len(), 1);
     assert_eq!(store.audit_by_subject("GTIN/09501101530003/S1").expect("audit").len(), 1);
     // The chain continues without a gap after the refused unit.
-    store.commit(UnitOfWork { audit: vec![entry("verify", "x")], ..UnitOfWork::default() }).await.expect("commits");
+    store
+        .commit(UnitOfWork { audit: vec![entry("verify", "x")], ..UnitOfWork::default() })
+        .await
+        .expect("commits");
     assert_eq!(verify_audit(&store, key), 2);
 }
 
 /// The same client transaction id cannot be committed twice.
 pub async fn a_reused_idempotency_key_conflicts(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
-    let uow = UnitOfWork { idempotency: Some(idem("t9")), audit: vec![entry("verify", "")], ..UnitOfWork::default() };
+    let uow = UnitOfWork {
+        idempotency: Some(idem("t9")),
+        audit: vec![entry("verify", "")],
+        ..UnitOfWork::default()
+    };
     store.commit(uow.clone()).await.expect("first commits");
     let err = store.commit(uow).await.expect_err("second conflicts");
     assert_eq!(err, StoreError::Conflict(Conflict::IdempotencyKey));
@@ -281,8 +294,14 @@ pub async fn one_source_event_raises_one_alert(store: Arc<dyn Store>, _key: ed25
 }
 
 /// Alert status changes apply only from the status they were decided on.
-pub async fn alert_status_changes_need_the_expected_status(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
-    store.commit(UnitOfWork { alerts: vec![alert("al-1", "s1")], ..UnitOfWork::default() }).await.expect("raise");
+pub async fn alert_status_changes_need_the_expected_status(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    store
+        .commit(UnitOfWork { alerts: vec![alert("al-1", "s1")], ..UnitOfWork::default() })
+        .await
+        .expect("raise");
     let upd = |expected| UnitOfWork {
         alert_updates: vec![AlertUpdate {
             id: "al-1".into(),
@@ -301,7 +320,10 @@ pub async fn alert_status_changes_need_the_expected_status(store: Arc<dyn Store>
 }
 
 /// Listing filters by status and client, pages by id.
-pub async fn alerts_are_listed_by_filter_in_id_order(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+pub async fn alerts_are_listed_by_filter_in_id_order(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
     let mut alerts = Vec::new();
     for i in 0..5 {
         let mut a = alert(&format!("al-{i}"), &format!("s{i}"));
@@ -313,25 +335,51 @@ pub async fn alerts_are_listed_by_filter_in_id_order(store: Arc<dyn Store>, _key
     store.commit(UnitOfWork { alerts, ..UnitOfWork::default() }).await.expect("raise");
     let ids = |f: AlertFilter| store.alerts(&f).expect("list").into_iter().map(|a| a.id).collect::<Vec<_>>();
     assert_eq!(ids(AlertFilter { limit: 2, ..AlertFilter::default() }), ["al-0", "al-1"]);
-    assert_eq!(ids(AlertFilter { limit: 2, after: Some("al-1".into()), ..AlertFilter::default() }), ["al-2", "al-3"]);
-    assert_eq!(ids(AlertFilter { limit: 9, client_id: Some("cl_b".into()), ..AlertFilter::default() }), ["al-1", "al-3"]);
-    assert!(ids(AlertFilter { limit: 9, status: Some(AlertStatus::Closed), ..AlertFilter::default() }).is_empty());
+    assert_eq!(
+        ids(AlertFilter { limit: 2, after: Some("al-1".into()), ..AlertFilter::default() }),
+        ["al-2", "al-3"]
+    );
+    assert_eq!(
+        ids(AlertFilter { limit: 9, client_id: Some("cl_b".into()), ..AlertFilter::default() }),
+        ["al-1", "al-3"]
+    );
+    assert!(
+        ids(AlertFilter { limit: 9, status: Some(AlertStatus::Closed), ..AlertFilter::default() }).is_empty()
+    );
 }
 
 /// Creating packs never changes a pack that exists.
-pub async fn new_packs_leave_existing_serials_alone(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+pub async fn new_packs_leave_existing_serials_alone(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
     seed(&store, &["S1"]).await;
     let p = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
-    let w = PackWrite { product_code: gtin(), serial: serial("S1"), pack: supplied(&p.pack, "X", 0), expected_version: Some(1) };
+    let w = PackWrite {
+        product_code: gtin(),
+        serial: serial("S1"),
+        pack: supplied(&p.pack, "X", 0),
+        expected_version: Some(1),
+    };
     store.commit(UnitOfWork { packs: vec![w], ..UnitOfWork::default() }).await.expect("supply");
-    let np = NewPacks { product_code: gtin(), batch: Batch::new("LOT2").expect("batch"), serials: vec![serial("S1"), serial("S2")] };
-    let done = store.commit(UnitOfWork { new_packs: vec![np], ..UnitOfWork::default() }).await.expect("commits");
+    let np = NewPacks {
+        product_code: gtin(),
+        batch: Batch::new("LOT2").expect("batch"),
+        serials: vec![serial("S1"), serial("S2")],
+    };
+    let done =
+        store.commit(UnitOfWork { new_packs: vec![np], ..UnitOfWork::default() }).await.expect("commits");
     assert_eq!(done.packs_created, 1);
     let p = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
     assert_eq!((p.pack.state, p.pack.batch.as_str()), (PackState::Supplied, "LOT1"));
     let err = store
         .commit(UnitOfWork {
-            packs: vec![PackWrite { product_code: gtin(), serial: serial("S2"), pack: p.pack.clone(), expected_version: None }],
+            packs: vec![PackWrite {
+                product_code: gtin(),
+                serial: serial("S2"),
+                pack: p.pack.clone(),
+                expected_version: None,
+            }],
             ..UnitOfWork::default()
         })
         .await
@@ -340,10 +388,16 @@ pub async fn new_packs_leave_existing_serials_alone(store: Arc<dyn Store>, _key:
 }
 
 /// Product and batch records read back field by field; an expiry keeps its encoding.
-pub async fn products_and_batches_read_back_exactly(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+pub async fn products_and_batches_read_back_exactly(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
     seed(&store, &[]).await;
     let p = store.product(&gtin()).expect("read").expect("product");
-    assert_eq!((p.name.as_str(), p.owner.as_str(), p.withdrawn, p.version), ("Examplomab 10 mg", "obp-1", false, 1));
+    assert_eq!(
+        (p.name.as_str(), p.owner.as_str(), p.withdrawn, p.version),
+        ("Examplomab 10 mg", "obp-1", false, 1)
+    );
     let b = store.batch(&gtin(), &Batch::new("LOT1").expect("batch")).expect("read").expect("batch");
     assert_eq!(b.expiry.as_str(), "271200");
     assert_eq!(b.expiry.date().to_string(), "2027-12-31");
@@ -354,7 +408,10 @@ pub async fn products_and_batches_read_back_exactly(store: Arc<dyn Store>, _key:
 
 /// The outbox hands out one message per ordering key, oldest first; failures back off, dead
 /// letters are listed and can be replayed.
-pub async fn outbox_delivers_in_order_per_key_and_keeps_dead_letters(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+pub async fn outbox_delivers_in_order_per_key_and_keeps_dead_letters(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
     let msg = |id: &str, key: &str| OutboxMessage {
         message_id: id.into(),
         destination: "hub".into(),
@@ -384,7 +441,10 @@ pub async fn outbox_delivers_in_order_per_key_and_keeps_dead_letters(store: Arc<
 }
 
 /// Bulk results append in request order and the job is done when every row has one.
-pub async fn bulk_progress_appends_results_in_order(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+pub async fn bulk_progress_appends_results_in_order(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
     let job = BulkJob {
         id: "bk-1".into(),
         client_id: "cl_a".into(),
@@ -457,7 +517,13 @@ pub async fn clients_and_signing_keys_round_trip(store: Arc<dyn Store>, _key: ed
     assert!(matches!(store.create_client(&client), Err(StoreError::Conflict(_))));
     assert_eq!(store.client("cl_a").expect("read"), Some(client.clone()));
     assert_eq!(store.clients().expect("list"), vec![client]);
-    let k = |kid: &str, n| KeyRecord { kid: kid.into(), secret: [n; 32], created_at: at(i64::from(n)), active: true, retired_at: None };
+    let k = |kid: &str, n| KeyRecord {
+        kid: kid.into(),
+        secret: [n; 32],
+        created_at: at(i64::from(n)),
+        active: true,
+        retired_at: None,
+    };
     store.rotate_key(&k("k1", 1), at(1)).expect("first key");
     store.rotate_key(&k("k2", 2), at(2)).expect("second key");
     let keys = store.keys().expect("keys");

@@ -163,8 +163,16 @@ pub trait ClientStore: Send + Sync {
 
 /// Everything a national system stores.
 pub trait Store:
-    Committer + PackStore + ProductStore + BatchStore + AlertStore + AuditStore + OutboxStore
-    + IdempotencyStore + BulkStore + ClientStore
+    Committer
+    + PackStore
+    + ProductStore
+    + BatchStore
+    + AlertStore
+    + AuditStore
+    + OutboxStore
+    + IdempotencyStore
+    + BulkStore
+    + ClientStore
 {
 }
 

@@ -60,7 +60,10 @@ impl From<&Scan> for ScanOutput {
             batch: id.batch.as_str().to_owned(),
             expiry: id.expiry.as_str().to_owned(),
             expiry_date: id.expiry.date().to_string(),
-            nhrn: id.nhrn.as_ref().map(|n| NhrnOutput { ai: n.ai().to_string(), value: n.value().to_owned() }),
+            nhrn: id
+                .nhrn
+                .as_ref()
+                .map(|n| NhrnOutput { ai: n.ai().to_string(), value: n.value().to_owned() }),
             warnings: scan
                 .warnings
                 .iter()
@@ -124,7 +127,8 @@ mod tests {
         let cat = ReturnCodeCatalogue::build();
         assert_eq!(cat.return_codes.len(), ReturnCode::ALL.len());
         let json = serde_json::to_value(&cat).unwrap();
-        let a24 = json["return_codes"].as_array().unwrap().iter().find(|r| r["code"] == "NMVS_NC_PCK_22").unwrap();
+        let a24 =
+            json["return_codes"].as_array().unwrap().iter().find(|r| r["code"] == "NMVS_NC_PCK_22").unwrap();
         assert_eq!(a24["alert"], "A24");
         assert_eq!(a24["level"], 5);
         assert_eq!(a24["http_status"], 200);

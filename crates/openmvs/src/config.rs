@@ -195,8 +195,10 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
     let market = n.market.context("national.market is required (e.g. \"DE\")")?;
     let market = MarketCode::new(&market).map_err(|e| anyhow::anyhow!("national.market: {e}"))?;
     let listen = n.listen.unwrap_or_else(|| "127.0.0.1:8401".into());
-    let listen: SocketAddr = listen.parse().with_context(|| format!("national.listen: '{listen}' is not host:port"))?;
-    let data_dir = resolve(base, n.data_dir.unwrap_or_else(|| PathBuf::from("openmvs-data").join(market.as_str())));
+    let listen: SocketAddr =
+        listen.parse().with_context(|| format!("national.listen: '{listen}' is not host:port"))?;
+    let data_dir =
+        resolve(base, n.data_dir.unwrap_or_else(|| PathBuf::from("openmvs-data").join(market.as_str())));
     match n.storage.as_deref() {
         None | Some("sqlite") => {}
         Some(other) => bail!("national.storage: '{other}' is not an engine of this build (sqlite)"),
@@ -314,7 +316,9 @@ mod tests {
     use super::*;
 
     fn load(text: &str, env: &[(&str, &str)]) -> anyhow::Result<NationalSettings> {
-        let dir = std::env::temp_dir().join(format!("openmvs-config-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("openmvs-config-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let file = dir.join("national.toml");
         std::fs::write(&file, text)?;
@@ -335,7 +339,10 @@ mod tests {
     fn environment_variables_override_the_file() {
         let s = load(
             "[national]\nmarket = \"DE\"\n[national.policy]\nwholesaler_supply = false\n",
-            &[("OPENMVS__NATIONAL__POLICY__WHOLESALER_SUPPLY", "true"), ("OPENMVS__NATIONAL__LISTEN", "0.0.0.0:9000")],
+            &[
+                ("OPENMVS__NATIONAL__POLICY__WHOLESALER_SUPPLY", "true"),
+                ("OPENMVS__NATIONAL__LISTEN", "0.0.0.0:9000"),
+            ],
         )
         .unwrap();
         assert!(s.policy.wholesaler_supply);
@@ -350,8 +357,14 @@ mod tests {
             ("[national]\nmarket = \"DE\"\nlisten = \"nowhere\"\n", "national.listen"),
             ("[national]\nmarket = \"DE\"\nstorage = \"redis\"\n", "national.storage"),
             ("[national]\nmarket = \"DE\"\nmarkte = \"DE\"\n", "unknown field `markte`"),
-            ("[national]\nmarket = \"DE\"\n[national.hub]\nurl = \"http://x\"\nca = \"c\"\n", "must be https"),
-            ("[national]\nmarket = \"DE\"\n[national.hub]\nurl = \"https://x\"\nca = \"c\"\nintermarket_timeout_ms = 900\n", "1-300"),
+            (
+                "[national]\nmarket = \"DE\"\n[national.hub]\nurl = \"http://x\"\nca = \"c\"\n",
+                "must be https",
+            ),
+            (
+                "[national]\nmarket = \"DE\"\n[national.hub]\nurl = \"https://x\"\nca = \"c\"\nintermarket_timeout_ms = 900\n",
+                "1-300",
+            ),
         ];
         for (text, needle) in cases {
             let e = format!("{:#}", load(text, &[]).unwrap_err());
@@ -361,7 +374,8 @@ mod tests {
 
     #[test]
     fn the_rendered_configuration_reads_back_the_same() {
-        let s = load("[national]\nmarket = \"FR\"\n[national.policy]\nundo_window_hours = 48\n", &[]).unwrap();
+        let s =
+            load("[national]\nmarket = \"FR\"\n[national.policy]\nundo_window_hours = 48\n", &[]).unwrap();
         let dir = std::env::temp_dir().join(format!("openmvs-config-rt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");

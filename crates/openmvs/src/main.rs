@@ -1,9 +1,9 @@
 //! The `openmvs` command: parses the command line and hands each subcommand to its module.
 
 mod cli;
+mod cmd;
 mod config;
 mod node;
-mod cmd;
 
 use std::process::ExitCode;
 

@@ -103,8 +103,9 @@ pub fn claim_market(data_dir: &Path, market: MarketCode) -> anyhow::Result<()> {
 /// The market a data directory belongs to.
 pub fn market_of(data_dir: &Path) -> anyhow::Result<MarketCode> {
     let path = data_dir.join("market");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{} is not a national system's data directory (no market file)", data_dir.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("{} is not a national system's data directory (no market file)", data_dir.display())
+    })?;
     MarketCode::new(text.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 

@@ -100,7 +100,8 @@ fn scan_prints_the_expiry_date_and_the_reimbursement_number() {
 
 #[test]
 fn scan_takes_its_input_as_an_argument_too() {
-    let out = openmvs(&["scan", "(01)09501101530003(17)271231(10)ABC123(21)X4K9P7Q2M8R5", "--today", TODAY], None);
+    let out =
+        openmvs(&["scan", "(01)09501101530003(17)271231(10)ABC123(21)X4K9P7Q2M8R5", "--today", TODAY], None);
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["nhrn"], Value::Null);
@@ -130,7 +131,8 @@ fn return_codes_prints_the_whole_catalogue() {
     let out = openmvs(&["return-codes"], None);
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let codes: Vec<&str> = v["return_codes"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> =
+        v["return_codes"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect();
     for c in ["NMVS_SUCCESS", "NMVS_NC_PCK_22", "NMVS_TI_UN_01", "NMVS_FI_SE_CLI_01", "A16", "I1"] {
         assert!(codes.contains(&c), "{c}");
     }

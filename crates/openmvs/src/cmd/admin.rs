@@ -29,7 +29,8 @@ fn open(t: &Target) -> anyhow::Result<(Arc<National>, Arc<openmvs_store_sqlite::
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = node::open_store(&dir, clock.clone(), None)?;
     let dyn_store: Arc<dyn Store> = store.clone();
-    let national = National::new(dyn_store, clock, NationalConfig::new(market), None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let national = National::new(dyn_store, clock, NationalConfig::new(market), None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((Arc::new(national), store))
 }
 
@@ -37,14 +38,15 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
     match cmd {
         Admin::Client(ClientCommand::Create { target, market, role, location, name }) => {
             let market = MarketCode::new(&market).map_err(|e| anyhow::anyhow!("--market: {e}"))?;
-            let role = Role::parse(&role)
-                .filter(|r| *r != Role::Obp)
-                .with_context(|| format!("--role: '{role}' is not PHARMACY, HOSPITAL, WHOLESALER, NMVO or NCA"))?;
+            let role = Role::parse(&role).filter(|r| *r != Role::Obp).with_context(|| {
+                format!("--role: '{role}' is not PHARMACY, HOSPITAL, WHOLESALER, NMVO or NCA")
+            })?;
             let location = Location::new(&location).map_err(|e| anyhow::anyhow!("--location: {e}"))?;
             let dir = data_dir(&target)?;
             node::claim_market(&dir, market)?;
             let (national, store) = open(&target)?;
-            let c = national.create_client(role, location.clone(), &name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let c =
+                national.create_client(role, location.clone(), &name).map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close();
             let out = serde_json::json!({
                 "client_id": c.client_id,

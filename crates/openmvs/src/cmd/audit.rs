@@ -14,7 +14,8 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify { data_dir, public_keys } => {
             let keys = node::audit_public_keys(&data_dir, &public_keys)?;
-            let store = SqliteStore::open_read_only(&node::db_path(&data_dir)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let store =
+                SqliteStore::open_read_only(&node::db_path(&data_dir)).map_err(|e| anyhow::anyhow!("{e}"))?;
             match openmvs_national::verify_audit(&store, keys) {
                 Ok(r) => {
                     let mut markets: Vec<_> = r.records.iter().collect();

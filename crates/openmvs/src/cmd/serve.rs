@@ -37,7 +37,8 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
 pub fn national(path: &Path) -> anyhow::Result<ExitCode> {
     let s = settings(path)?;
     init_tracing(&s.log);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(run_national(s))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -77,7 +78,8 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
                 _ => None,
             };
             Some(Arc::new(
-                HttpHubLink::new(&h.url, &ca, identity.as_deref(), h.intermarket_timeout).map_err(|e| anyhow::anyhow!(e))?,
+                HttpHubLink::new(&h.url, &ca, identity.as_deref(), h.intermarket_timeout)
+                    .map_err(|e| anyhow::anyhow!(e))?,
             ))
         }
         None => None,
@@ -87,7 +89,8 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     cfg.max_bulk_rows = s.max_bulk_rows;
     cfg.bulk_chunk = s.bulk_chunk;
     let dyn_store: Arc<dyn Store> = store.clone();
-    let national = Arc::new(National::new(dyn_store, clock.clone(), cfg, hub).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let national =
+        Arc::new(National::new(dyn_store, clock.clone(), cfg, hub).map_err(|e| anyhow::anyhow!("{e}"))?);
     let router = national_router(NationalState { national: national.clone(), obs: obs.clone() });
     let tls = s
         .tls
@@ -96,7 +99,8 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let listener = tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("binding {}", s.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("binding {}", s.listen))?;
     let server = serve(listener, router, tls).map_err(|e| anyhow::anyhow!(e))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = [
@@ -161,7 +165,7 @@ async fn sample(obs: Arc<Observability>, file: std::path::PathBuf, mut stop: wat
         }
         obs.sla.record_availability(obs.clock.now().unix_millis(), obs.is_ready());
         ticks += 1;
-        if ticks % 12 == 0 {
+        if ticks.is_multiple_of(12) {
             save_sla(&obs, &file);
         }
     }
