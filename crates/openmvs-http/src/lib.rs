@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod hub_client;
+pub mod limit;
 pub mod national;
 pub mod observe;
 pub mod server;

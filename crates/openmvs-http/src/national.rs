@@ -20,6 +20,7 @@ use openmvs_wire::hub::{Delivery, IntermarketRequest};
 use serde::de::DeserializeOwned;
 
 use crate::error::HttpError;
+use crate::limit::Limiter;
 use crate::observe::{Observability, observe};
 use crate::server::PeerName;
 use crate::status;
@@ -40,6 +41,8 @@ pub struct NationalState {
     pub national: Arc<National>,
     /// Metrics, SLA figures, readiness.
     pub obs: Arc<Observability>,
+    /// Per-client rate limits.
+    pub limiter: Arc<Limiter>,
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
@@ -70,7 +73,13 @@ impl FromRequestParts<NationalState> for Auth {
                     .with("authorization", "a Bearer token is required"),
             ));
         };
-        Ok(Auth(state.national.authenticate(token.trim())?))
+        let actor = state.national.authenticate(token.trim())?;
+        if let Err(wait) = state.limiter.check(&actor.client_id) {
+            let mut e = ApiError::new(ReturnCode::RateLimited).with("client_id", "over its request rate");
+            e.message = format!("Too many requests from this client: retry in {wait} s.");
+            return Err(HttpError(e));
+        }
+        Ok(Auth(actor))
     }
 }
 

@@ -86,6 +86,37 @@ pub enum Admin {
     /// Messages to the hub that gave up.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Apply hub messages from a JSON file (`{"messages": [...]}`, the hub's delivery format), as
+    /// if the hub had delivered them: for loading master data and packs into a standalone system.
+    Import {
+        #[command(flatten)]
+        target: Target,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Create a product, a batch and N active packs with generated serials (test systems and benchmarks).
+    Seed {
+        #[command(flatten)]
+        target: Target,
+        /// The GTIN.
+        #[arg(long, default_value = "09501101530003")]
+        product_code: String,
+        /// The batch.
+        #[arg(long, default_value = "SEED1")]
+        batch: String,
+        /// The expiry, YYMMDD.
+        #[arg(long, default_value = "301231")]
+        expiry: String,
+        /// How many packs.
+        #[arg(long, default_value_t = 1000)]
+        packs: u64,
+        /// Serials are this prefix followed by a zero-padded number.
+        #[arg(long, default_value = "S")]
+        prefix: String,
+        /// Every market of the batch, comma-separated (default: the system's own).
+        #[arg(long)]
+        markets: Option<String>,
+    },
     /// Make a new token-signing key active (tokens of the old key stay valid until they expire).
     RotateTokenKey {
         #[command(flatten)]

@@ -32,6 +32,8 @@
 //! bulk_chunk = 256                 # rows per unit of work
 //! drain_seconds = 10               # how long in-flight requests may finish at shutdown
 //! ready_grace_ms = 500             # readiness is false this long before the listener stops
+//! client_rate_per_second = 100     # per client, sustained; over it: 429 with Retry-After
+//! client_burst = 200               # per client, at once
 //! ```
 //!
 //! Any key can be overridden from the environment: `OPENMVS__NATIONAL__LISTEN=0.0.0.0:8401`,
@@ -106,6 +108,8 @@ pub struct RawLimits {
     pub bulk_chunk: Option<usize>,
     pub drain_seconds: Option<u64>,
     pub ready_grace_ms: Option<u64>,
+    pub client_rate_per_second: Option<u32>,
+    pub client_burst: Option<u32>,
 }
 
 /// TLS files of the server.
@@ -140,6 +144,8 @@ pub struct NationalSettings {
     pub bulk_chunk: usize,
     pub drain: Duration,
     pub ready_grace: Duration,
+    pub client_rate: u32,
+    pub client_burst: u32,
 }
 
 /// Reads the file at `path` (if any), applies the environment, and returns the raw shape.
@@ -261,7 +267,16 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
         bulk_chunk,
         drain: Duration::from_secs(l.drain_seconds.unwrap_or(10)),
         ready_grace: Duration::from_millis(l.ready_grace_ms.unwrap_or(500)),
+        client_rate: positive("national.limits.client_rate_per_second", l.client_rate_per_second, 100)?,
+        client_burst: positive("national.limits.client_burst", l.client_burst, 200)?,
     })
+}
+
+fn positive(key: &str, v: Option<u32>, default: u32) -> anyhow::Result<u32> {
+    match v.unwrap_or(default) {
+        0 => bail!("{key}: must be at least 1"),
+        n => Ok(n),
+    }
 }
 
 /// The effective settings as TOML, for `openmvs config check` (the files hold no secrets
@@ -306,6 +321,8 @@ pub fn render(s: &NationalSettings) -> String {
     l.insert("bulk_chunk".into(), (s.bulk_chunk as i64).into());
     l.insert("drain_seconds".into(), (s.drain.as_secs() as i64).into());
     l.insert("ready_grace_ms".into(), (s.ready_grace.as_millis() as i64).into());
+    l.insert("client_rate_per_second".into(), i64::from(s.client_rate).into());
+    l.insert("client_burst".into(), i64::from(s.client_burst).into());
     n.insert("limits".into(), l.into());
     t.insert("national".into(), n.into());
     toml::to_string(&t).unwrap_or_default()

@@ -11,13 +11,19 @@ use openmvs_core::time::Clock;
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
 use openmvs_store::{ClientStore, OutboxStore, Store};
+use openmvs_wire::hub::{BatchMsg, Delivery, Envelope, Message, PacksMsg, ProductMsg};
 
 use crate::cli::{Admin, ClientCommand, DeadLetterCommand, Target};
 use crate::node;
 
+/// The data directory named by `--config` (whose market it is then claimed for) or `--data-dir`.
 fn data_dir(t: &Target) -> anyhow::Result<PathBuf> {
     match (&t.config, &t.data_dir) {
-        (Some(c), _) => Ok(super::serve::settings(c)?.data_dir),
+        (Some(c), _) => {
+            let s = super::serve::settings(c)?;
+            node::claim_market(&s.data_dir, s.market)?;
+            Ok(s.data_dir)
+        }
         (None, Some(d)) => Ok(d.clone()),
         (None, None) => bail!("give --config FILE or --data-dir DIR"),
     }
@@ -98,6 +104,101 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                 bail!("no dead letter {seq}");
             }
             println!("dead letter {seq} is queued for delivery again");
+        }
+        Admin::Import { target, file } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let delivery: Delivery = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a delivery", file.display()))?;
+            let (national, store) = open(&target)?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let ack = rt.block_on(national.apply_delivery(&delivery)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close();
+            for a in &ack.results {
+                println!("{}\t{}\t{}", a.message_id, a.status, a.error.clone().unwrap_or_default());
+            }
+        }
+        Admin::Seed { target, product_code, batch, expiry, packs, prefix, markets } => {
+            let (national, store) = open(&target)?;
+            let market = national.market().to_string();
+            let markets: Vec<String> = match markets {
+                Some(m) => m.split(',').map(str::to_owned).collect(),
+                None => vec![market.clone()],
+            };
+            let width = packs.max(1).to_string().len().max(10);
+            if prefix.len() + width > 20 {
+                bail!(
+                    "--prefix: '{prefix}' leaves no room for {width}-digit numbers in a 20-character serial"
+                );
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let started = std::time::Instant::now();
+            let id = |k: &str| format!("seed-{product_code}-{batch}-{k}");
+            let envelope = |k: &str, body| Envelope {
+                message_id: id(k),
+                origin: "seed".into(),
+                ordering_key: product_code.clone(),
+                body,
+            };
+            let mut head = vec![
+                envelope(
+                    "product",
+                    Message::Product(ProductMsg {
+                        scheme: "GTIN".into(),
+                        product_code: product_code.clone(),
+                        name: "Seedomab 10 mg tablets".into(),
+                        common_name: "seedomab".into(),
+                        form: "TABLET".into(),
+                        strength: "10 mg".into(),
+                        pack_type: "BOX".into(),
+                        pack_size: "30".into(),
+                        owner: "seed-obp".into(),
+                        version: 1,
+                    }),
+                ),
+                envelope(
+                    "batch",
+                    Message::Batch(BatchMsg {
+                        scheme: "GTIN".into(),
+                        product_code: product_code.clone(),
+                        batch: batch.clone(),
+                        expiry: expiry.clone(),
+                        markets,
+                    }),
+                ),
+            ];
+            let mut n = 0u64;
+            let mut chunk = 0;
+            while n < packs || !head.is_empty() {
+                let take = (packs - n).min(10_000);
+                let serials = (n..n + take).map(|i| format!("{prefix}{i:0width$}")).collect::<Vec<_>>();
+                let mut messages = std::mem::take(&mut head);
+                if take > 0 {
+                    messages.push(envelope(
+                        &format!("packs-{chunk}"),
+                        Message::Packs(PacksMsg {
+                            scheme: "GTIN".into(),
+                            product_code: product_code.clone(),
+                            batch: batch.clone(),
+                            serials,
+                        }),
+                    ));
+                }
+                let ack = rt
+                    .block_on(national.apply_delivery(&Delivery { messages }))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if let Some(bad) = ack.results.iter().find(|a| a.status == "REJECTED") {
+                    bail!("{}: {}", bad.message_id, bad.error.clone().unwrap_or_default());
+                }
+                n += take;
+                chunk += 1;
+            }
+            store.close();
+            println!(
+                "seeded {packs} packs of {product_code} batch {batch} (serials {prefix}{:0width$}..) in {:.1} s",
+                0,
+                started.elapsed().as_secs_f64()
+            );
         }
         Admin::RotateTokenKey { target } => {
             let (national, store) = open(&target)?;

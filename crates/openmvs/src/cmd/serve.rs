@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use openmvs_core::time::Clock;
 use openmvs_http::hub_client::HttpHubLink;
+use openmvs_http::limit::{Limiter, RateLimit};
 use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{HubLink, National, NationalConfig};
@@ -30,7 +31,7 @@ pub fn settings(path: &Path) -> anyhow::Result<NationalSettings> {
 
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let s = settings(path)?;
-    print!("{}", config::render(&s));
+    println!("{}", config::render(&s).trim_end());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -46,7 +47,12 @@ pub fn national(path: &Path) -> anyhow::Result<ExitCode> {
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPENMVS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
@@ -91,7 +97,11 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     let dyn_store: Arc<dyn Store> = store.clone();
     let national =
         Arc::new(National::new(dyn_store, clock.clone(), cfg, hub).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let router = national_router(NationalState { national: national.clone(), obs: obs.clone() });
+    let limiter = Arc::new(Limiter::new(RateLimit {
+        per_second: f64::from(s.client_rate),
+        burst: f64::from(s.client_burst),
+    }));
+    let router = national_router(NationalState { national: national.clone(), obs: obs.clone(), limiter });
     let tls = s
         .tls
         .as_ref()
