@@ -42,6 +42,27 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Measure a component on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `openmvs bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// A national system in this process on a fresh embedded store, over HTTPS with keep-alive:
+    /// durable supply rate with one client and with many, and verify latency.
+    National {
+        /// Packs to seed.
+        #[arg(long, default_value_t = 200_000)]
+        packs: u64,
+        /// Seconds per scenario.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent clients in the concurrent scenarios.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+    },
 }
 
 /// `openmvs serve ...`.

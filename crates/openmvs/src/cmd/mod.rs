@@ -2,13 +2,14 @@
 
 mod admin;
 mod audit;
+mod bench;
 mod return_codes;
 mod scan;
 mod serve;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, ConfigCommand, Serve};
+use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, Serve};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -19,5 +20,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { config }) => serve::check(&config),
         Command::Admin(a) => admin::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::Bench(BenchCommand::National { packs, seconds, clients }) => bench::national(packs, seconds, clients),
     }
 }

@@ -1,0 +1,297 @@
+//! `openmvs bench national`: starts a national system in this process on a fresh embedded store,
+//! over HTTPS with keep-alive, and measures durable supply rates (one client, many clients) and
+//! verify latency. Every figure is printed with the parameters that produced it.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::roles::Role;
+use openmvs_core::time::Clock;
+use openmvs_http::limit::{Limiter, RateLimit};
+use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve};
+use openmvs_national::clock::SystemClock;
+use openmvs_national::{National, NationalConfig};
+use openmvs_store::Store;
+use openmvs_wire::hub::{BatchMsg, Delivery, Envelope, Message, PacksMsg, ProductMsg};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::json;
+
+use crate::node;
+
+const GTIN: &str = "09501101530003";
+const BATCH: &str = "BENCH1";
+const EXPIRY: &str = "301231";
+
+/// What one scenario measured.
+struct Figures {
+    name: String,
+    clients: usize,
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    latency: Histogram<u64>,
+}
+
+impl Figures {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn ms(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<34} clients {:>3}  {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} requests, {} errors, {:.1} s)",
+            self.name,
+            self.clients,
+            self.rate(),
+            self.ms(0.5),
+            self.ms(0.99),
+            self.latency.max() as f64 / 1000.0,
+            self.requests,
+            self.errors,
+            self.seconds
+        );
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "scenario": self.name, "clients": self.clients, "requests": self.requests, "errors": self.errors,
+            "seconds": self.seconds, "rate_per_s": self.rate(), "p50_ms": self.ms(0.5), "p99_ms": self.ms(0.99),
+            "max_ms": self.latency.max() as f64 / 1000.0,
+        })
+    }
+}
+
+pub fn national(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(packs, seconds, clients))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("openmvs-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let market = MarketCode::new("DE").map_err(|e| anyhow::anyhow!("{e}"))?;
+    node::claim_market(&dir, market)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let groups = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let g = groups.clone();
+    let on_group: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(move |n| {
+        g.0.fetch_add(1, Ordering::Relaxed);
+        g.1.fetch_add(n as u64, Ordering::Relaxed);
+    });
+    let store = node::open_store(&dir, clock.clone(), Some(on_group))?;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let national = Arc::new(
+        National::new(dyn_store, clock.clone(), NationalConfig::new(market), None).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+
+    eprintln!("seeding {packs} packs ...");
+    let started = Instant::now();
+    seed(&national, packs).await?;
+    eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
+    let tls = TlsConfig {
+        cert_chain: vec![CertificateDer::from(cert.cert.der().to_vec())],
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
+        client_ca: None,
+        crls: Vec::new(),
+    };
+    let obs = Arc::new(Observability::new(clock.clone()));
+    obs.set_ready(true);
+    // The bench measures the server, not the per-client rate limit.
+    let limiter = Arc::new(Limiter::new(RateLimit { per_second: 1e9, burst: 1e9 }));
+    let router = national_router(NationalState { national: national.clone(), obs, limiter });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let server = serve(listener, router, Some(tls)).map_err(|e| anyhow::anyhow!(e))?;
+    let base = format!("https://localhost:{}", server.local_addr().port());
+    let ca = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes())?;
+
+    eprintln!("creating {clients} clients ...");
+    let mut terminals = Vec::new();
+    for i in 0..clients.max(1) {
+        let c = national
+            .create_client(Role::Pharmacy, Location::new(&format!("DE-PH-{i:04}")).map_err(|e| anyhow::anyhow!("{e}"))?, "bench")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca.clone())
+            .pool_max_idle_per_host(1)
+            .build()?;
+        let token: serde_json::Value = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[("grant_type", "client_credentials"), ("client_id", &c.client_id), ("client_secret", &c.client_secret)])
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = token["access_token"].as_str().context("no token")?.to_owned();
+        terminals.push(Arc::new((http, token)));
+    }
+
+    let next_serial = Arc::new(AtomicU64::new(0));
+    let duration = Duration::from_secs(seconds);
+    let mut all = Vec::new();
+    let scenarios: [(&str, &str, usize); 4] = [
+        ("supply, one client", "supply", 1),
+        ("supply, concurrent clients", "supply", clients),
+        ("verify, one client", "verify", 1),
+        ("verify, concurrent clients", "verify", clients),
+    ];
+    for (name, op, n) in scenarios {
+        let (g0, s0) = (groups.0.load(Ordering::Relaxed), groups.1.load(Ordering::Relaxed));
+        let f = scenario(name, op, &terminals[..n], &base, duration, &next_serial, packs).await;
+        let (g1, s1) = (groups.0.load(Ordering::Relaxed), groups.1.load(Ordering::Relaxed));
+        f.print();
+        if g1 > g0 {
+            println!("{:<34} {:.1} units of work per committed transaction", "", (s1 - s0) as f64 / (g1 - g0) as f64);
+        }
+        all.push(f);
+    }
+    let ratio = all[1].rate() / all[0].rate();
+    println!("concurrent / single-client durable supply rate: {ratio:.1}x");
+    println!(
+        "{}",
+        json!({"packs": packs, "seconds": seconds, "clients": clients,
+               "scenarios": all.iter().map(Figures::json).collect::<Vec<_>>(), "supply_ratio": ratio})
+    );
+    server.shutdown(Duration::from_secs(2)).await;
+    store.close();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn seed(national: &National, packs: u64) -> anyhow::Result<()> {
+    let env = |id: String, body| Envelope { message_id: id, origin: "bench".into(), ordering_key: GTIN.into(), body };
+    let mut messages = vec![
+        env(
+            "bench-product".into(),
+            Message::Product(ProductMsg {
+                scheme: "GTIN".into(),
+                product_code: GTIN.into(),
+                name: "Benchomab 10 mg".into(),
+                common_name: "benchomab".into(),
+                form: "TABLET".into(),
+                strength: "10 mg".into(),
+                pack_type: "BOX".into(),
+                pack_size: "30".into(),
+                owner: "bench-obp".into(),
+                version: 1,
+            }),
+        ),
+        env(
+            "bench-batch".into(),
+            Message::Batch(BatchMsg {
+                scheme: "GTIN".into(),
+                product_code: GTIN.into(),
+                batch: BATCH.into(),
+                expiry: EXPIRY.into(),
+                markets: vec!["DE".into()],
+            }),
+        ),
+    ];
+    let mut n = 0;
+    while n < packs {
+        let take = (packs - n).min(50_000);
+        messages.push(env(
+            format!("bench-packs-{n}"),
+            Message::Packs(PacksMsg {
+                scheme: "GTIN".into(),
+                product_code: GTIN.into(),
+                batch: BATCH.into(),
+                serials: (n..n + take).map(serial).collect(),
+            }),
+        ));
+        national.apply_delivery(&Delivery { messages: std::mem::take(&mut messages) }).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        n += take;
+    }
+    Ok(())
+}
+
+fn serial(i: u64) -> String {
+    format!("B{i:012}")
+}
+
+async fn scenario(
+    name: &str,
+    op: &str,
+    terminals: &[Arc<(reqwest::Client, String)>],
+    base: &str,
+    duration: Duration,
+    next_serial: &Arc<AtomicU64>,
+    packs: u64,
+) -> Figures {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (t, term) in terminals.iter().enumerate() {
+        let term = term.clone();
+        let url = format!("{base}/v1/packs/{op}");
+        let next = next_serial.clone();
+        let op = op.to_owned();
+        let run = name.replace(' ', "").replace(',', "-");
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
+            let (mut ok, mut errors, mut i) = (0u64, 0u64, 0u64);
+            while Instant::now() < deadline {
+                // Supplies take fresh packs; verifies spread over the whole data set.
+                let s = if op == "supply" {
+                    next.fetch_add(1, Ordering::Relaxed) % packs
+                } else {
+                    (i.wrapping_mul(2_654_435_761) + t as u64 * 7919) % packs
+                };
+                let body = json!({"client_trx_id": format!("{run}-{op}-{t}-{i}"), "scheme": "GTIN", "product_code": GTIN,
+                                  "serial": serial(s), "batch": BATCH, "expiry": EXPIRY});
+                let sent = Instant::now();
+                let r = term.0.post(&url).bearer_auth(&term.1).json(&body).send().await;
+                let good = match r {
+                    Ok(resp) if resp.status().is_success() => resp.bytes().await.is_ok(),
+                    Ok(resp) => {
+                        if errors == 0 {
+                            let status = resp.status();
+                            eprintln!("{op}: HTTP {status}: {}", resp.text().await.unwrap_or_default());
+                        }
+                        false
+                    }
+                    Err(e) => {
+                        if errors == 0 {
+                            eprintln!("{op}: {e}");
+                        }
+                        false
+                    }
+                };
+                let _ = h.record(sent.elapsed().as_micros() as u64);
+                if good { ok += 1 } else { errors += 1 }
+                i += 1;
+            }
+            (h, ok, errors)
+        }));
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
+    let (mut requests, mut errors) = (0, 0);
+    for t in tasks {
+        if let Ok((h, ok, e)) = t.await {
+            let _ = latency.add(&h);
+            requests += ok;
+            errors += e;
+        }
+    }
+    Figures {
+        name: name.to_owned(),
+        clients: terminals.len(),
+        requests,
+        errors,
+        seconds: started.elapsed().as_secs_f64(),
+        latency,
+    }
+}

@@ -1,0 +1,420 @@
+//! What the end-to-end tests of a running national system share: a temporary data directory with
+//! its configuration file, the real `openmvs` binary started as a child process (killed on every
+//! path), and a blocking HTTP client with typed helpers for the few routes the tests call.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The product `openmvs admin seed` creates.
+pub const PRODUCT: &str = "09501101530003";
+/// Its batch.
+pub const BATCH: &str = "SEED1";
+/// Its expiry.
+pub const EXPIRY: &str = "301231";
+
+/// How long a server may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopped server may take to exit before the test gives up on it.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The serial of the `i`-th seeded pack.
+pub fn serial(i: u64) -> String {
+    format!("S{i:010}")
+}
+
+/// A directory under the system's temporary directory, removed when dropped unless the test is
+/// failing (then it is kept, and its path printed, for a post-mortem).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// A new, empty directory whose name starts with `name`.
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "openmvs-e2e-{name}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).expect("create the temporary directory");
+        TempDir { path }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("keeping {} for inspection", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Copies the files of `from` (not recursively: a data directory is flat) into a new `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the data directory") {
+        let entry = entry.expect("directory entry");
+        if entry.file_type().expect("file type").is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy a file");
+        }
+    }
+}
+
+/// A port that was free a moment ago (the listener is dropped before the server binds it).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local address").port()
+}
+
+/// Runs the `openmvs` binary to completion, without any `OPENMVS...` variable of the
+/// developer's environment, so that only the test's configuration counts.
+pub fn openmvs(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_openmvs"));
+    cmd.args(args).stdin(Stdio::null());
+    clean_env(&mut cmd);
+    cmd.output().expect("openmvs runs")
+}
+
+fn clean_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OPENMVS") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+/// The credentials `openmvs admin client create` printed.
+#[derive(Debug, Clone)]
+pub struct Creds {
+    /// The client id.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+}
+
+/// A national system of market DE in a temporary directory: its configuration file and data
+/// directory. The configuration is rewritten with a fresh port at every start.
+pub struct Node {
+    dir: TempDir,
+    limits: String,
+    starts: AtomicU32,
+}
+
+impl Node {
+    /// A new node; `limits` are extra lines of `[national.limits]`.
+    pub fn new(name: &str, limits: &str) -> Node {
+        let node = Node { dir: TempDir::new(name), limits: limits.to_owned(), starts: AtomicU32::new(0) };
+        node.write_config(free_port());
+        node
+    }
+
+    /// The configuration file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("national.toml")
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The temporary directory that holds both (and copies the tests make).
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write_config(&self, port: u16) {
+        // Generous rate limits: these tests measure crashes and shutdowns, not the limiter.
+        let text = format!(
+            "[national]\nmarket = \"DE\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = '{}'\nlog = \"info\"\n\n\
+             [national.limits]\nclient_rate_per_second = 1000000\nclient_burst = 1000000\n{}\n",
+            self.data_dir().display(),
+            self.limits
+        );
+        std::fs::write(self.config(), text).expect("write the configuration");
+    }
+
+    /// Runs `openmvs` with `args` followed by `--config FILE`, and insists that it succeeds.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let config = self.config();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--config", config.to_str().expect("UTF-8 path")]);
+        let out = openmvs(&all);
+        assert!(
+            out.status.success(),
+            "openmvs {}: {}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Seeds `packs` active packs (serials [`serial`]`(0..packs)`).
+    pub fn seed(&self, packs: u64) {
+        self.admin(&["admin", "seed", "--packs", &packs.to_string()]);
+    }
+
+    /// Creates a client of `role` at `location` in market DE.
+    pub fn client(&self, role: &str, location: &str) -> Creds {
+        let out = self.admin(&["admin", "client", "create", "--market", "DE", "--role", role, "--location", location]);
+        let v: Value = serde_json::from_str(&out).expect("client create prints JSON");
+        Creds {
+            client_id: v["client_id"].as_str().expect("client_id").to_owned(),
+            client_secret: v["client_secret"].as_str().expect("client_secret").to_owned(),
+        }
+    }
+
+    /// Runs `openmvs audit verify` on `data_dir`.
+    pub fn audit_verify(data_dir: &Path) -> Output {
+        openmvs(&["audit", "verify", "--data-dir", data_dir.to_str().expect("UTF-8 path")])
+    }
+
+    /// Starts `openmvs serve national` and waits for its ready line.
+    pub fn start(&self) -> Server {
+        // A port found free can be taken by another process before the server binds it: try again.
+        for _ in 0..3 {
+            self.write_config(free_port());
+            let n = self.starts.fetch_add(1, Ordering::SeqCst);
+            match Server::spawn(&self.config(), &self.root().join(format!("serve-{n}.log"))) {
+                Ok(s) => return s,
+                Err(log) if log.contains("binding") => continue,
+                Err(log) => panic!("the server did not start:\n{log}"),
+            }
+        }
+        panic!("no free port after three tries");
+    }
+}
+
+/// A running `openmvs serve national`; killed (SIGKILL) when dropped if it is still running.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its standard error (the log).
+    pub log: PathBuf,
+}
+
+impl Server {
+    fn spawn(config: &Path, log: &Path) -> Result<Server, String> {
+        let stderr = std::fs::File::create(log).expect("create the log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openmvs"));
+        cmd.args(["serve", "national", "--config", config.to_str().expect("UTF-8 path")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        clean_env(&mut cmd);
+        let mut child = cmd.spawn().expect("start openmvs serve national");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut server = Server { child, base: String::new(), log: log.to_owned() };
+        // A reader thread, so that the wait for the ready line can be bounded; it then drains
+        // standard output until the process closes it.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((_, url)) = line.split_once(" listening on ") {
+                        server.base = url.trim().to_owned();
+                        return Ok(server);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = server.child.wait().expect("wait for the server");
+                    return Err(format!("exited with {status}:\n{}", server.log_text()));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no ready line within {READY_TIMEOUT:?}:\n{}", server.log_text());
+                }
+            }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills it with SIGKILL, as a power cut would, and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM (a clean shutdown) without waiting.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM {}: {status}", self.pid());
+    }
+
+    /// Waits up to `timeout` for it to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the server") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops it cleanly (SIGTERM) and insists that it exits with status 0.
+    pub fn stop(mut self) {
+        self.terminate();
+        match self.wait_exit(EXIT_TIMEOUT) {
+            Some(status) => assert!(status.success(), "the server exited with {status}:\n{}", self.log_text()),
+            None => panic!("the server did not exit within {EXIT_TIMEOUT:?} of SIGTERM:\n{}", self.log_text()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A blocking HTTP client that keeps its connections alive, with bounded waits.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("build the HTTP client")
+}
+
+/// A blocking HTTP client that opens a new connection for every request.
+pub fn http_fresh_connections(timeout: Duration) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .pool_max_idle_per_host(0)
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        .expect("build the HTTP client")
+}
+
+/// What became of one request.
+#[derive(Debug)]
+pub enum Reply {
+    /// A complete response whose body is JSON.
+    Answer {
+        /// The HTTP status.
+        status: u16,
+        /// The body.
+        body: Value,
+    },
+    /// No response at all: the connection failed or closed before the status line came. The
+    /// server may or may not have acted on the request.
+    NoAnswer(String),
+    /// A status line came, but the body was cut short or is not JSON.
+    Broken {
+        /// The HTTP status.
+        status: u16,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+impl Reply {
+    /// The body of a 200 answer; panics with the reply otherwise.
+    pub fn ok(self, what: &str) -> Value {
+        match self {
+            Reply::Answer { status: 200, body } => body,
+            other => panic!("{what}: expected 200, got {other:?}"),
+        }
+    }
+}
+
+/// Sends `req` and reads the whole body.
+pub fn send(req: reqwest::blocking::RequestBuilder) -> Reply {
+    let resp = match req.send() {
+        Ok(r) => r,
+        Err(e) => return Reply::NoAnswer(format!("{e:?}")),
+    };
+    let status = resp.status().as_u16();
+    match resp.text() {
+        Ok(text) => match serde_json::from_str(&text) {
+            Ok(body) => Reply::Answer { status, body },
+            Err(e) => Reply::Broken { status, why: format!("not JSON ({e}): {text:?}") },
+        },
+        Err(e) => Reply::Broken { status, why: format!("body unreadable: {e:?}") },
+    }
+}
+
+/// Gets a bearer token for `creds`.
+pub fn token(http: &reqwest::blocking::Client, base: &str, creds: &Creds) -> String {
+    let body = send(http.post(format!("{base}/oauth/token")).form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", creds.client_id.as_str()),
+        ("client_secret", creds.client_secret.as_str()),
+    ]))
+    .ok("token");
+    body["access_token"].as_str().expect("access_token").to_owned()
+}
+
+/// The body of a single-pack request on the seeded product.
+pub fn pack_body(client_trx_id: &str, serial: &str) -> Value {
+    json!({
+        "client_trx_id": client_trx_id,
+        "scheme": "GTIN",
+        "product_code": PRODUCT,
+        "serial": serial,
+        "batch": BATCH,
+        "expiry": EXPIRY,
+    })
+}
+
+/// `POST /v1/packs/{operation}` with `body`.
+pub fn pack(http: &reqwest::blocking::Client, base: &str, token: &str, operation: &str, body: &Value) -> Reply {
+    send(http.post(format!("{base}/v1/packs/{operation}")).bearer_auth(token).json(body))
+}
+
+/// The audit records of a seeded pack, read as an authority.
+pub fn audit_of(http: &reqwest::blocking::Client, base: &str, nca_token: &str, serial: &str) -> Vec<Value> {
+    let body = send(http.get(format!("{base}/v1/audit/packs/GTIN/{PRODUCT}/{serial}")).bearer_auth(nca_token))
+        .ok("audit read");
+    body["records"].as_array().expect("records").clone()
+}
