@@ -47,14 +47,43 @@ pub struct SqliteStore {
     path: PathBuf,
     tx: Mutex<Option<SyncSender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>)>>,
     readers: Mutex<Vec<Connection>>,
 }
 
+/// Memory-mapped reads: pages are read from the mapping instead of being copied in by `pread`.
+const MMAP_BYTES: i64 = 1 << 30;
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
+    // The writer does not checkpoint inline (wal_autocheckpoint = 0): a checkpoint copies pages and
+    // fsyncs the database file, and doing it on the commit path would stall every waiting request.
+    // A checkpointer thread does it in the background instead.
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
-         PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;",
-    )
+         PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536; PRAGMA mmap_size = {MMAP_BYTES}; \
+         PRAGMA wal_autocheckpoint = 0;"
+    ))
+}
+
+/// Copies the WAL into the database file in the background, without blocking the writer or readers
+/// (PASSIVE), until `stop` is set.
+fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) {
+    let conn = match Connection::open(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "the checkpointer cannot open the database; the WAL will grow");
+            return;
+        }
+    };
+    let _ = conn.execute_batch("PRAGMA busy_timeout = 1000; PRAGMA wal_autocheckpoint = 0;");
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "background checkpoint failed; retrying");
+        }
+    }
 }
 
 impl SqliteStore {
@@ -75,10 +104,17 @@ impl SqliteStore {
             .name("openmvs-sqlite-writer".into())
             .spawn(move || writer.run(&rx))
             .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (opts.path.clone(), stop.clone());
+        let cp = std::thread::Builder::new()
+            .name("openmvs-sqlite-checkpointer".into())
+            .spawn(move || checkpointer(p, s))
+            .map_err(|e| StoreError::Unavailable(format!("starting the checkpointer thread: {e}")))?;
         Ok(SqliteStore {
             path: opts.path,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
+            checkpointer: Mutex::new(Some((stop, cp))),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -103,6 +139,7 @@ impl SqliteStore {
             path: path.to_owned(),
             tx: Mutex::new(None),
             writer: Mutex::new(None),
+            checkpointer: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
         };
         // Fail now, not at the first read, if the file is not a database of this build.
@@ -131,6 +168,10 @@ impl SqliteStore {
             }
         }
         if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+        if let Some((stop, h)) = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = h.join();
         }
         self.readers.lock().unwrap_or_else(|p| p.into_inner()).clear();

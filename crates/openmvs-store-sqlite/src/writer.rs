@@ -144,6 +144,10 @@ impl Writer {
         if let Err(e) = self.sign_all(true) {
             tracing::error!(error = %e, "signing the final audit checkpoints failed");
         }
+        // A cleanly stopped store is one self-contained file: the WAL is copied back and emptied.
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "final checkpoint failed; the WAL is kept and replayed at the next start");
+        }
         if let Some(tx) = stop {
             let _ = tx.send(());
         }
@@ -221,14 +225,16 @@ impl Writer {
     }
 
     fn savepoint<T>(&mut self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        self.conn.execute_batch("SAVEPOINT uow").map_err(sql_err)?;
+        let run = |c: &Connection, sql: &str| c.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(sql_err);
+        run(&self.conn, "SAVEPOINT uow")?;
         match f(&self.conn) {
             Ok(v) => {
-                self.conn.execute_batch("RELEASE uow").map_err(sql_err)?;
+                run(&self.conn, "RELEASE uow")?;
                 Ok(v)
             }
             Err(e) => {
-                self.conn.execute_batch("ROLLBACK TO uow; RELEASE uow").map_err(sql_err)?;
+                run(&self.conn, "ROLLBACK TO uow")?;
+                run(&self.conn, "RELEASE uow")?;
                 Err(e)
             }
         }

@@ -20,6 +20,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { config }) => serve::check(&config),
         Command::Admin(a) => admin::run(a),
         Command::Audit(a) => audit::run(a),
-        Command::Bench(BenchCommand::National { packs, seconds, clients }) => bench::national(packs, seconds, clients),
+        Command::Bench(BenchCommand::National { packs, seconds, clients }) => {
+            bench::national(packs, seconds, clients)
+        }
     }
 }

@@ -179,7 +179,17 @@ impl Node {
 
     /// Creates a client of `role` at `location` in market DE.
     pub fn client(&self, role: &str, location: &str) -> Creds {
-        let out = self.admin(&["admin", "client", "create", "--market", "DE", "--role", role, "--location", location]);
+        let out = self.admin(&[
+            "admin",
+            "client",
+            "create",
+            "--market",
+            "DE",
+            "--role",
+            role,
+            "--location",
+            location,
+        ]);
         let v: Value = serde_json::from_str(&out).expect("client create prints JSON");
         Creds {
             client_id: v["client_id"].as_str().expect("client_id").to_owned(),
@@ -277,10 +287,8 @@ impl Server {
 
     /// Sends SIGTERM (a clean shutdown) without waiting.
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill -TERM");
+        let status =
+            Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("run kill -TERM");
         assert!(status.success(), "kill -TERM {}: {status}", self.pid());
     }
 
@@ -301,10 +309,10 @@ impl Server {
     /// Stops it cleanly (SIGTERM) and insists that it exits with status 0.
     pub fn stop(mut self) {
         self.terminate();
-        match self.wait_exit(EXIT_TIMEOUT) {
-            Some(status) => assert!(status.success(), "the server exited with {status}:\n{}", self.log_text()),
-            None => panic!("the server did not exit within {EXIT_TIMEOUT:?} of SIGTERM:\n{}", self.log_text()),
-        }
+        let Some(status) = self.wait_exit(EXIT_TIMEOUT) else {
+            panic!("the server did not exit within {EXIT_TIMEOUT:?} of SIGTERM:\n{}", self.log_text());
+        };
+        assert!(status.success(), "the server exited with {status}:\n{}", self.log_text());
     }
 }
 
@@ -408,13 +416,20 @@ pub fn pack_body(client_trx_id: &str, serial: &str) -> Value {
 }
 
 /// `POST /v1/packs/{operation}` with `body`.
-pub fn pack(http: &reqwest::blocking::Client, base: &str, token: &str, operation: &str, body: &Value) -> Reply {
+pub fn pack(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    token: &str,
+    operation: &str,
+    body: &Value,
+) -> Reply {
     send(http.post(format!("{base}/v1/packs/{operation}")).bearer_auth(token).json(body))
 }
 
 /// The audit records of a seeded pack, read as an authority.
 pub fn audit_of(http: &reqwest::blocking::Client, base: &str, nca_token: &str, serial: &str) -> Vec<Value> {
-    let body = send(http.get(format!("{base}/v1/audit/packs/GTIN/{PRODUCT}/{serial}")).bearer_auth(nca_token))
-        .ok("audit read");
+    let body =
+        send(http.get(format!("{base}/v1/audit/packs/GTIN/{PRODUCT}/{serial}")).bearer_auth(nca_token))
+            .ok("audit read");
     body["records"].as_array().expect("records").clone()
 }

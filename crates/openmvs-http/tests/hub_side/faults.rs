@@ -1,0 +1,146 @@
+//! A store wrapper with named failure points: it passes every call to the SQLite store, except
+//! that reads of products, batches and packs, or commits, can be made to fail as unavailable.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use openmvs_audit::{Checkpoint, Sealed};
+use openmvs_core::ids::{Batch, ProductCode, Serial};
+use openmvs_core::time::Timestamp;
+use openmvs_store::*;
+use openmvs_store_sqlite::SqliteStore;
+
+/// The SQLite store with failure points.
+pub struct Faulty {
+    inner: Arc<SqliteStore>,
+    /// While set, `product`, `batch` and `pack` fail as unavailable.
+    pub fail_reads: AtomicBool,
+    /// The next this-many commits fail as unavailable (nothing written).
+    pub fail_commits: AtomicU32,
+}
+
+impl Faulty {
+    /// Wraps a store, with no failure armed.
+    pub fn new(inner: Arc<SqliteStore>) -> Faulty {
+        Faulty { inner, fail_reads: AtomicBool::new(false), fail_commits: AtomicU32::new(0) }
+    }
+
+    fn read_fault(&self) -> StoreResult<()> {
+        if self.fail_reads.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected read failure".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Committer for Faulty {
+    fn commit(&self, uow: UnitOfWork) -> BoxFuture<'_, StoreResult<Committed>> {
+        let armed = self.fail_commits.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if armed {
+            return Box::pin(async { Err(StoreError::Unavailable("injected commit failure".into())) });
+        }
+        self.inner.commit(uow)
+    }
+}
+
+impl PackStore for Faulty {
+    fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
+        self.read_fault()?;
+        self.inner.pack(product_code, serial)
+    }
+    fn pack_count(&self) -> StoreResult<u64> {
+        self.inner.pack_count()
+    }
+}
+
+impl ProductStore for Faulty {
+    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
+        self.read_fault()?;
+        self.inner.product(product_code)
+    }
+}
+
+impl BatchStore for Faulty {
+    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
+        self.read_fault()?;
+        self.inner.batch(product_code, batch)
+    }
+}
+
+impl AlertStore for Faulty {
+    fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
+        self.inner.alert(id)
+    }
+    fn alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertRecord>> {
+        self.inner.alerts(filter)
+    }
+}
+
+impl AuditStore for Faulty {
+    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
+        self.inner.audit_by_subject(subject)
+    }
+    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
+        self.inner.audit_page(after, limit)
+    }
+    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        self.inner.checkpoints()
+    }
+}
+
+impl OutboxStore for Faulty {
+    fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.inner.due(now, limit)
+    }
+    fn delivered(&self, seq: u64) -> StoreResult<()> {
+        self.inner.delivered(seq)
+    }
+    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
+        self.inner.failed(seq, error, next_attempt_at, dead)
+    }
+    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.inner.dead_letters()
+    }
+    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
+        self.inner.replay(seq, now)
+    }
+    fn pending(&self) -> StoreResult<u64> {
+        self.inner.pending()
+    }
+}
+
+impl IdempotencyStore for Faulty {
+    fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        self.inner.idempotency(client_id, client_trx_id)
+    }
+}
+
+impl BulkStore for Faulty {
+    fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>> {
+        self.inner.bulk(id)
+    }
+    fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
+        self.inner.bulk_results(id)
+    }
+    fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
+        self.inner.unfinished_bulks(limit)
+    }
+}
+
+impl ClientStore for Faulty {
+    fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        self.inner.create_client(client)
+    }
+    fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        self.inner.client(client_id)
+    }
+    fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        self.inner.clients()
+    }
+    fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        self.inner.keys()
+    }
+    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
+        self.inner.rotate_key(key, now)
+    }
+}

@@ -1,0 +1,728 @@
+//! The test harness: a national system on a fresh store, served over HTTPS on a free port, with a
+//! fake clock, typed helpers to seed data through the hub interface, and clients that fetch their
+//! own tokens.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use openmvs_core::ids::{Location, MarketCode, ProductCode, Serial};
+use openmvs_core::pack::Policy;
+use openmvs_core::roles::Role;
+use openmvs_core::time::{Clock, Date, Timestamp};
+use openmvs_http::limit::{Limiter, RateLimit};
+use openmvs_http::{NationalState, Observability, ServerHandle, TlsConfig, national_router, serve};
+use openmvs_national::clock::FakeClock;
+use openmvs_national::{HubLink, National, NationalConfig};
+use openmvs_store::{BoxFuture, PackStore};
+use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
+use openmvs_wire::hub::{
+    BatchMsg, Delivery, DeliveryAck, Envelope, IntermarketAnswer, IntermarketRequest, Message, PacksMsg,
+    ProductMsg, RecallMsg, WithdrawalMsg,
+};
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// The market every test app serves.
+pub const DE: &str = "DE";
+/// The product most tests use.
+pub const GTIN: &str = "09501101530003";
+/// A second product (withdrawn in one test).
+pub const GTIN2: &str = "05601234567892";
+/// A valid product code that no test ever uploads.
+pub const GTIN_UNKNOWN: &str = "04150037528643";
+/// The batch of most packs.
+pub const BATCH: &str = "ABC123";
+/// Its expiry, as uploaded.
+pub const EXPIRY: &str = "271231";
+/// The name of every seeded product.
+pub const PRODUCT_NAME: &str = "Paracetamol 500 mg tablets";
+/// Where the fake clock starts: 2026-11-29T10:00:00Z.
+pub const START: &str = "2026-11-29T10:00:00.000Z";
+
+/// The start instant of the fake clock.
+pub fn start() -> Timestamp {
+    let day = Date::new(2026, 11, 29).expect("a real date");
+    Timestamp::start_of(day).plus(Duration::from_secs(10 * 3600))
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn next() -> u64 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A client transaction id never used before in this test binary.
+pub fn trx() -> String {
+    format!("trx-{}", next())
+}
+
+/// A serial never used before in this test binary: `PK` and upper-case letters only, so that no
+/// scan of it looks like a swallowed AI or a Caps Lock accident.
+pub fn fresh_serial() -> String {
+    let mut n = next();
+    let mut s = String::from("PK");
+    loop {
+        s.push(char::from(b'A' + (n % 26) as u8));
+        n /= 26;
+        if n == 0 {
+            break;
+        }
+    }
+    s
+}
+
+/// A directory of its own, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "openmvs-national-api-{}-{}-{nanos}",
+            std::process::id(),
+            next()
+        ));
+        std::fs::create_dir_all(&path).expect("create the test directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, made once per test binary.
+struct TestCert {
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
+
+fn test_cert() -> &'static TestCert {
+    static CERT: OnceLock<TestCert> = OnceLock::new();
+    CERT.get_or_init(|| {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("generate a certificate");
+        TestCert {
+            cert_pem: c.cert.pem(),
+            cert_der: c.cert.der().to_vec(),
+            key_der: c.signing_key.serialize_der(),
+        }
+    })
+}
+
+fn tls_config() -> TlsConfig {
+    let c = test_cert();
+    TlsConfig {
+        cert_chain: vec![CertificateDer::from(c.cert_der.clone())],
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.key_der.clone())),
+        client_ca: None,
+        crls: Vec::new(),
+    }
+}
+
+/// A hub link that counts inter-market requests and knows no product in any other market.
+#[derive(Default)]
+pub struct CountingHub {
+    /// Inter-market requests received.
+    pub intermarket_calls: AtomicUsize,
+}
+
+impl HubLink for CountingHub {
+    fn deliver(&self, _delivery: Delivery) -> BoxFuture<'_, Result<DeliveryAck, String>> {
+        Box::pin(async { Err("the test hub takes no deliveries".to_owned()) })
+    }
+
+    fn intermarket(&self, _req: IntermarketRequest) -> BoxFuture<'_, Result<IntermarketAnswer, String>> {
+        self.intermarket_calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(IntermarketAnswer { market: None, response: None }) })
+    }
+}
+
+/// How to set up one app.
+pub struct AppOptions {
+    /// Per-client rate limit.
+    pub rate: RateLimit,
+    /// The market's rules.
+    pub policy: Policy,
+    /// The hub link; none by default.
+    pub hub: Option<Arc<dyn HubLink>>,
+}
+
+impl Default for AppOptions {
+    fn default() -> AppOptions {
+        AppOptions { rate: RateLimit::default(), policy: Policy::default(), hub: None }
+    }
+}
+
+/// A running national system.
+pub struct TestApp {
+    /// `https://127.0.0.1:PORT`.
+    pub base: String,
+    /// An HTTPS client trusting the test certificate.
+    pub http: reqwest::Client,
+    /// The service behind the routes.
+    pub national: Arc<National>,
+    /// Its store.
+    pub store: Arc<SqliteStore>,
+    /// The clock everything reads.
+    pub clock: Arc<FakeClock>,
+    /// Metrics, SLA figures, readiness.
+    pub obs: Arc<Observability>,
+    _server: ServerHandle,
+    stop_worker: watch::Sender<bool>,
+    _dir: TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.stop_worker.send(true);
+        self.store.close();
+    }
+}
+
+/// A national system for DE with the default options.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+/// A national system for DE.
+pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
+    let dir = TempDir::new();
+    let clock = Arc::new(FakeClock::at(start()));
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let store = Arc::new(
+        SqliteStore::open(Options {
+            path: dir.0.join("national.db"),
+            signer: Arc::new(AuditSigner { key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]) }),
+            clock: dyn_clock.clone(),
+            on_group: None,
+        })
+        .expect("open the store"),
+    );
+    let mut config = NationalConfig::new(MarketCode::new(DE).expect("DE is a market"));
+    config.policy = opts.policy;
+    let national = Arc::new(
+        National::new(store.clone(), dyn_clock.clone(), config, opts.hub).expect("start the service"),
+    );
+    let obs = Arc::new(Observability::new(dyn_clock));
+    obs.set_ready(true);
+    let limiter = Arc::new(Limiter::new(opts.rate));
+    let router = national_router(NationalState { national: national.clone(), obs: obs.clone(), limiter });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+    let server = serve(listener, router, Some(tls_config())).expect("serve");
+    let (stop_worker, rx) = watch::channel(false);
+    tokio::spawn(national.clone().run_bulk_worker(rx));
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(test_cert().cert_pem.as_bytes()).expect("the test certificate"),
+        )
+        .pool_idle_timeout(Duration::from_secs(90))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("an HTTPS client");
+    TestApp {
+        base: format!("https://127.0.0.1:{}", server.local_addr().port()),
+        http,
+        national,
+        store,
+        clock,
+        obs,
+        _server: server,
+        stop_worker,
+        _dir: dir,
+    }
+}
+
+/// A request body.
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A JSON value.
+    Json(Value),
+    /// Bytes sent as `application/json`, whatever they are.
+    Raw(Vec<u8>),
+}
+
+/// An HTTP answer, with its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Resp {
+    /// The status.
+    pub status: u16,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body as text.
+    pub text: String,
+    /// The body as JSON; `Null` when it is not JSON.
+    pub json: Value,
+}
+
+impl Resp {
+    /// A header as text; empty when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// Asserts an HTTP error of the contract: its status, its return code, a message, and a detail
+    /// naming `field` when one is given. Returns the details.
+    pub fn expect_error(&self, status: u16, code: &str, field: Option<&str>) -> &Vec<Value> {
+        assert_eq!((self.status, self.json["return_code"].as_str()), (status, Some(code)), "{}", self.text);
+        assert!(self.json["message"].as_str().is_some_and(|m| !m.is_empty()), "message: {}", self.text);
+        let details = self.json["details"].as_array().unwrap_or_else(|| panic!("details: {}", self.text));
+        if let Some(f) = field {
+            assert!(details.iter().any(|d| d["field"] == f), "no detail names '{f}': {}", self.text);
+        }
+        details
+    }
+}
+
+impl TestApp {
+    /// Sends one request; checks that the answer carries an `x-request-id`.
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Body) -> Resp {
+        let mut rb = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        rb = match body {
+            Body::Empty => rb,
+            Body::Json(v) => rb.json(&v),
+            Body::Raw(bytes) => rb.header("content-type", "application/json").body(bytes),
+        };
+        let r = rb.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        into_resp(path, r).await
+    }
+
+    /// A GET without a token.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(Method::GET, path, None, Body::Empty).await
+    }
+
+    /// Moves the fake clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// Moves the fake clock forward by whole hours.
+    pub fn advance_hours(&self, hours: u64) {
+        self.advance(Duration::from_secs(hours * 3600));
+    }
+
+    /// Creates a client of `role` at `location` and fetches its first token over the API.
+    pub async fn client(&self, role: Role, location: &str) -> Client {
+        let created = self
+            .national
+            .create_client(role, Location::new(location).expect("a valid location"), "test client")
+            .expect("create a client");
+        let c = Client {
+            app_base: self.base.clone(),
+            http: self.http.clone(),
+            clock: self.clock.clone(),
+            client_id: created.client_id,
+            secret: created.client_secret,
+            location: location.to_owned(),
+            token: Mutex::new((String::new(), i64::MIN)),
+        };
+        c.refresh().await;
+        c
+    }
+
+    async fn deliver(&self, body: Message) {
+        let env = Envelope {
+            message_id: format!("hub-msg-{}", next()),
+            origin: "hub".into(),
+            ordering_key: "test".into(),
+            body,
+        };
+        let ack = self.national.apply_delivery(&Delivery { messages: vec![env] }).await.expect("delivery");
+        assert_eq!(ack.results[0].status, "APPLIED", "{:?}", ack.results[0]);
+    }
+
+    /// Uploads product master data.
+    pub async fn seed_product(&self, product_code: &str) {
+        self.deliver(Message::Product(ProductMsg {
+            scheme: "GTIN".into(),
+            product_code: product_code.into(),
+            name: PRODUCT_NAME.into(),
+            common_name: "paracetamol".into(),
+            form: "tablet".into(),
+            strength: "500 mg".into(),
+            pack_type: "blister".into(),
+            pack_size: "20".into(),
+            owner: "OBP-1".into(),
+            version: 1,
+        }))
+        .await;
+    }
+
+    /// Uploads a batch of a product for `markets`.
+    pub async fn seed_batch(&self, product_code: &str, batch: &str, expiry: &str, markets: &[&str]) {
+        self.deliver(Message::Batch(BatchMsg {
+            scheme: "GTIN".into(),
+            product_code: product_code.into(),
+            batch: batch.into(),
+            expiry: expiry.into(),
+            markets: markets.iter().map(|m| (*m).to_owned()).collect(),
+        }))
+        .await;
+    }
+
+    /// Uploads serials of a batch.
+    pub async fn seed_packs(&self, product_code: &str, batch: &str, serials: &[String]) {
+        self.deliver(Message::Packs(PacksMsg {
+            scheme: "GTIN".into(),
+            product_code: product_code.into(),
+            batch: batch.into(),
+            serials: serials.to_vec(),
+        }))
+        .await;
+    }
+
+    /// Recalls a batch in this market.
+    pub async fn recall(&self, product_code: &str, batch: &str) {
+        self.deliver(Message::Recall(RecallMsg {
+            scheme: "GTIN".into(),
+            product_code: product_code.into(),
+            batch: batch.into(),
+            reason: "test recall".into(),
+        }))
+        .await;
+    }
+
+    /// Withdraws a product from this market.
+    pub async fn withdraw(&self, product_code: &str) {
+        self.deliver(Message::Withdrawal(WithdrawalMsg {
+            scheme: "GTIN".into(),
+            product_code: product_code.into(),
+            reason: "test withdrawal".into(),
+        }))
+        .await;
+    }
+
+    /// Uploads the standard product [`GTIN`] and its batch [`BATCH`] / [`EXPIRY`].
+    pub async fn seed_standard(&self) {
+        self.seed_product(GTIN).await;
+        self.seed_batch(GTIN, BATCH, EXPIRY, &[DE]).await;
+    }
+
+    /// `n` new packs of a batch, uploaded.
+    pub async fn packs_of(&self, product_code: &str, batch: &str, expiry: &str, n: usize) -> Vec<Pack> {
+        let packs: Vec<Pack> = (0..n)
+            .map(|_| Pack {
+                product_code: product_code.into(),
+                batch: batch.into(),
+                expiry: expiry.into(),
+                serial: fresh_serial(),
+            })
+            .collect();
+        let serials: Vec<String> = packs.iter().map(|p| p.serial.clone()).collect();
+        self.seed_packs(product_code, batch, &serials).await;
+        packs
+    }
+
+    /// `n` new packs of the standard batch (which must be seeded).
+    pub async fn packs(&self, n: usize) -> Vec<Pack> {
+        self.packs_of(GTIN, BATCH, EXPIRY, n).await
+    }
+
+    /// One new pack of the standard batch.
+    pub async fn pack(&self) -> Pack {
+        self.packs(1).await.remove(0)
+    }
+
+    /// The state of a pack as stored, read past the API.
+    pub fn stored_state(&self, p: &Pack) -> String {
+        let pc = ProductCode::gtin(&p.product_code).expect("a GTIN");
+        let serial = Serial::new(&p.serial).expect("a serial");
+        let stored = self.store.pack(&pc, &serial).expect("read the pack").expect("the pack exists");
+        stored.pack.state.to_string()
+    }
+}
+
+async fn into_resp(what: &str, r: reqwest::Response) -> Resp {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap_or_else(|e| panic!("{what}: reading the body: {e}"));
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(!id.is_empty(), "{what}: answer {status} without x-request-id");
+    Resp { status, headers, text, json }
+}
+
+/// One pack identifier.
+#[derive(Debug, Clone)]
+pub struct Pack {
+    /// GTIN.
+    pub product_code: String,
+    /// Batch.
+    pub batch: String,
+    /// Expiry as uploaded.
+    pub expiry: String,
+    /// Serial.
+    pub serial: String,
+}
+
+impl Pack {
+    /// The request body with every field given and a new `client_trx_id`.
+    pub fn req(&self) -> Value {
+        json!({
+            "client_trx_id": trx(),
+            "scheme": "GTIN",
+            "product_code": self.product_code,
+            "serial": self.serial,
+            "batch": self.batch,
+            "expiry": self.expiry,
+        })
+    }
+
+    /// [`Pack::req`] with some fields replaced.
+    pub fn req_with(&self, changes: &[(&str, &str)]) -> Value {
+        let mut v = self.req();
+        for (k, val) in changes {
+            v[*k] = json!(val);
+        }
+        v
+    }
+
+    /// The pack as a scanner reads it: GS1 element string with the AIM identifier, serial last.
+    pub fn scan(&self) -> String {
+        format!("]d201{}17{}10{}\u{1d}21{}", self.product_code, self.expiry, self.batch, self.serial)
+    }
+
+    /// A request body carrying the raw scan.
+    pub fn scan_req(&self) -> Value {
+        json!({"client_trx_id": trx(), "scan": self.scan()})
+    }
+
+    /// A row of a mixed bulk request.
+    pub fn row(&self, operation: &str) -> Value {
+        json!({"operation": operation, "scheme": "GTIN", "product_code": self.product_code,
+               "serial": self.serial, "batch": self.batch, "expiry": self.expiry})
+    }
+
+    /// Its audit path.
+    pub fn audit_path(&self) -> String {
+        format!("/v1/audit/packs/GTIN/{}/{}", self.product_code, self.serial)
+    }
+}
+
+/// An API client: an end user, the NMVO or the NCA.
+pub struct Client {
+    app_base: String,
+    http: reqwest::Client,
+    clock: Arc<FakeClock>,
+    /// Its client id.
+    pub client_id: String,
+    secret: String,
+    /// Its location.
+    pub location: String,
+    /// The current token and the fake-clock instant it was issued at.
+    token: Mutex<(String, i64)>,
+}
+
+/// Tokens are fetched again once this old on the fake clock, well before they expire.
+const TOKEN_REFRESH_MILLIS: i64 = 50 * 60 * 1000;
+
+impl Client {
+    /// Fetches a token over `POST /oauth/token`.
+    pub async fn refresh(&self) {
+        let r = self
+            .http
+            .post(format!("{}/oauth/token", self.app_base))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.secret.as_str()),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        let r = into_resp("/oauth/token", r).await;
+        assert_eq!(r.status, 200, "token: {}", r.text);
+        assert_eq!(r.json["token_type"], "Bearer");
+        assert_eq!(r.json["expires_in"], 3600);
+        let token = r.json["access_token"].as_str().expect("access_token").to_owned();
+        *self.token.lock().expect("token lock") = (token, self.clock.now().unix_millis());
+    }
+
+    /// The token as it is now, without refreshing it.
+    pub fn current_token(&self) -> String {
+        self.token.lock().expect("token lock").0.clone()
+    }
+
+    /// A valid token, fetched again when the fake clock has moved far.
+    pub async fn token(&self) -> String {
+        let issued = self.token.lock().expect("token lock").1;
+        if self.clock.now().unix_millis().saturating_sub(issued) > TOKEN_REFRESH_MILLIS {
+            self.refresh().await;
+        }
+        self.current_token()
+    }
+
+    /// Sends a request with this client's token.
+    pub async fn send(&self, method: Method, path: &str, body: Body) -> Resp {
+        let token = self.token().await;
+        let mut rb = self.http.request(method, format!("{}{path}", self.app_base)).bearer_auth(token);
+        rb = match body {
+            Body::Empty => rb,
+            Body::Json(v) => rb.json(&v),
+            Body::Raw(bytes) => rb.header("content-type", "application/json").body(bytes),
+        };
+        let r = rb.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        into_resp(path, r).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send(Method::POST, path, Body::Json(body.clone())).await
+    }
+
+    /// `POST path` with raw bytes as the body.
+    pub async fn post_raw(&self, path: &str, body: impl Into<Vec<u8>>) -> Resp {
+        self.send(Method::POST, path, Body::Raw(body.into())).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(Method::GET, path, Body::Empty).await
+    }
+
+    /// `POST /v1/packs/{op}`.
+    pub async fn op(&self, op: &str, body: &Value) -> Resp {
+        self.post(&format!("/v1/packs/{op}"), body).await
+    }
+
+    /// `POST /v1/packs/{op}/undo`.
+    pub async fn undo(&self, op: &str, body: &Value) -> Resp {
+        self.post(&format!("/v1/packs/{op}/undo"), body).await
+    }
+
+    /// `POST /v1/packs/verify`.
+    pub async fn verify(&self, body: &Value) -> Resp {
+        self.op("verify", body).await
+    }
+
+    /// Runs a command in the bulk spelling (`verify`, `supply`, `supply-undo`...).
+    pub async fn command(&self, command: &str, body: &Value) -> Resp {
+        match command.strip_suffix("-undo") {
+            Some(op) => self.undo(op, body).await,
+            None => self.op(command, body).await,
+        }
+    }
+
+    /// The alerts this client may see, every page followed (`limit` per page).
+    pub async fn all_alerts(&self, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let mut path = format!("/v1/alerts?limit=100{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let r = self.get(&path).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            out.extend(r.json["alerts"].as_array().expect("alerts").iter().cloned());
+            match r.json["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+        panic!("more than 100 pages of alerts");
+    }
+
+    /// Submits a bulk and waits (bounded) until it is DONE; returns the final status body.
+    pub async fn bulk_until_done(&self, body: &Value) -> Value {
+        let r = self.post("/v1/bulk", body).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        let id = r.json["bulk_id"].as_str().expect("bulk_id").to_owned();
+        self.wait_bulk(&id).await
+    }
+
+    /// Polls `GET /v1/bulk/{id}` until DONE: at most 200 times, 25 ms apart.
+    pub async fn wait_bulk(&self, id: &str) -> Value {
+        for _ in 0..200 {
+            let r = self.get(&format!("/v1/bulk/{id}")).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            if r.json["status"] == "DONE" {
+                return r.json;
+            }
+            assert!(matches!(r.json["status"].as_str(), Some("PENDING" | "RUNNING")), "{}", r.text);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("bulk {id} not DONE after 200 polls");
+    }
+}
+
+/// The return codes a processed request may carry, with their level and alert: api.md's table,
+/// plus the two codes this implementation adds (`NMVS_INFO_PCK_INACTIVE`, `NMVS_TE_BLK_01`).
+pub const OUTCOMES: &[(&str, u8, Option<&str>)] = &[
+    ("NMVS_SUCCESS", 1, None),
+    ("NMVS_NC_PC_01", 3, None),
+    ("NMVS_NC_PC_02", 5, Some("A3")),
+    ("NMVS_FE_LOT_03", 5, Some("A2")),
+    ("NMVS_FE_LOT_13", 5, Some("A68")),
+    ("NMVS_FE_LOT_12", 5, Some("A52")),
+    ("NMVS_NC_PCK_22", 5, Some("A24")),
+    ("NMVS_NC_PCK_23", 3, None),
+    ("NMVS_NC_PCK_06", 5, Some("A24")),
+    ("NMVS_NC_PCK_20", 5, Some("A24")),
+    ("NMVS_NC_PCK_21", 5, Some("A24")),
+    ("NMVS_NC_PCK_02", 4, None),
+    ("NMVS_FE_LOT_01", 4, None),
+    ("NMVS_FE_LOT_08", 4, None),
+    ("NMVS_INFO_PCK_INACTIVE", 2, None),
+];
+
+/// Checks a single-pack answer against the contract: HTTP 200, the return code with its level,
+/// `accepted`, an alert exactly when the level is 5 (with an id and the table's code), the pack's
+/// state, reasons and dispensability (or no pack), the product (absent only for an unknown
+/// product code) and `intermarket: false`.
+pub fn check(r: &Resp, code: &str, accepted: bool, state: Option<&str>, reasons: &[&str]) {
+    let ctx = &r.text;
+    assert_eq!(r.status, 200, "{ctx}");
+    let &(_, level, alert) =
+        OUTCOMES.iter().find(|(c, _, _)| *c == code).unwrap_or_else(|| panic!("{code} is not an outcome"));
+    let b = &r.json;
+    assert_eq!(b["return_code"], code, "{ctx}");
+    assert_eq!(b["level"], level, "{ctx}");
+    assert_eq!(b["accepted"], accepted, "{ctx}");
+    assert!(b["message"].as_str().is_some_and(|m| !m.is_empty()), "{ctx}");
+    assert!(b["trx_id"].as_str().is_some_and(|m| !m.is_empty()), "{ctx}");
+    match alert {
+        Some(a) => {
+            assert_eq!(b["alert"]["code"], a, "{ctx}");
+            assert!(b["alert"]["id"].as_str().is_some_and(|id| !id.is_empty()), "{ctx}");
+        }
+        None => assert!(b["alert"].is_null(), "{ctx}"),
+    }
+    match state {
+        Some(s) => {
+            assert_eq!(b["pack"]["state"], s, "{ctx}");
+            assert_eq!(b["pack"]["reasons"], json!(reasons), "{ctx}");
+            assert_eq!(b["pack"]["dispensable"], s == "ACTIVE" && reasons.is_empty(), "{ctx}");
+        }
+        None => assert!(b["pack"].is_null(), "{ctx}"),
+    }
+    if code == "NMVS_NC_PC_01" {
+        assert!(b["product"].is_null(), "{ctx}");
+    } else {
+        assert_eq!(b["product"]["name"], PRODUCT_NAME, "{ctx}");
+    }
+    assert_eq!(b["intermarket"], false, "{ctx}");
+    assert!(b["warnings"].is_array(), "{ctx}");
+}
+
+/// The id of the alert an answer raised.
+pub fn alert_id(r: &Resp) -> String {
+    r.json["alert"]["id"].as_str().unwrap_or_else(|| panic!("no alert: {}", r.text)).to_owned()
+}

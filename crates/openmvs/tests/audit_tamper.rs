@@ -1,0 +1,187 @@
+//! The audit trail against an attacker with access to the files: a byte edited inside one record,
+//! a record deleted from the middle, or the last record cut off is found by `openmvs audit verify`,
+//! which names the record; an untouched copy of the same data still verifies.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Node, audit_of, copy_dir, http, pack, pack_body, serial, token};
+use rusqlite::Connection;
+use serde_json::json;
+
+/// The transaction id of the supply whose audit record is edited.
+const TARGET_TRX: &str = "tamper-target-0001";
+
+/// Runs `audit verify` on `dir` and expects it to find the trail broken: exit status 3 and one
+/// line on stderr. Returns that line.
+fn broken(dir: &Path) -> String {
+    let out = Node::audit_verify(dir);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "audit verify of {}: {}\nstdout: {}\nstderr: {stderr}",
+        dir.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("audit: BROKEN: "), "{stderr}");
+    eprint!("{}: {stderr}", dir.file_name().unwrap_or_default().to_string_lossy());
+    stderr
+}
+
+/// Runs `audit verify` on `dir` and expects the trail to be intact.
+fn intact(dir: &Path) {
+    let out = Node::audit_verify(dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("audit: OK"),
+        "audit verify of {}: {}\n{stdout}{}",
+        dir.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Moves everything in the write-ahead log into the database file, so that the file holds the
+/// only copy of each record.
+fn checkpoint(data_dir: &Path) {
+    let wal = data_dir.join("national.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if wal_len == 0 {
+        return;
+    }
+    eprintln!("note: {wal_len} bytes left in national.db-wal after a clean stop; checkpointing it");
+    let conn = Connection::open(data_dir.join("national.db")).expect("open the database");
+    let (busy, _, _): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("checkpoint");
+    assert_eq!(busy, 0, "the checkpoint was blocked");
+    drop(conn);
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0, "the WAL is still not empty");
+}
+
+/// Every offset at which `needle` occurs in `haystack`.
+fn occurrences(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
+    haystack.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect()
+}
+
+/// Deletes audit record `seq` of DE the way an attacker with the file would: the append-only
+/// trigger refuses, so it is dropped first.
+fn delete_record(data_dir: &Path, seq: u64) {
+    let conn = Connection::open(data_dir.join("national.db")).expect("open the copy");
+    let refused = conn.execute("DELETE FROM audit WHERE market = 'DE' AND seq = ?1", [seq as i64]);
+    assert!(
+        refused.as_ref().is_err_and(|e| e.to_string().contains("append-only")),
+        "the trigger should refuse the delete: {refused:?}"
+    );
+    conn.execute_batch("DROP TRIGGER audit_no_delete").expect("drop the trigger");
+    let n = conn.execute("DELETE FROM audit WHERE market = 'DE' AND seq = ?1", [seq as i64]).expect("delete");
+    assert_eq!(n, 1, "record DE #{seq} deleted");
+}
+
+#[test]
+fn editing_one_byte_of_an_audit_record_is_caught_and_named() {
+    let node = Node::new("tamper", "");
+    node.seed(20);
+    let pharmacy = node.client("PHARMACY", "DE-PH-1");
+    let nca = node.client("NCA", "DE-NCA-1");
+
+    let server = node.start();
+    let base = server.base.as_str();
+    let http = http();
+    let ph = token(&http, base, &pharmacy);
+    let authority = token(&http, base, &nca);
+    // Some ordinary traffic around the target record: supplies, verifies, a double scan, an
+    // unknown serial (with its alert), and two refusals.
+    for i in 0..3 {
+        pack(&http, base, &ph, "supply", &pack_body(&format!("before-{i}"), &serial(i))).ok("supply");
+        pack(&http, base, &ph, "verify", &pack_body(&format!("verify-{i}"), &serial(i))).ok("verify");
+    }
+    let target = pack(&http, base, &ph, "supply", &pack_body(TARGET_TRX, &serial(3))).ok("target supply");
+    assert_eq!(target["return_code"], "NMVS_SUCCESS", "{target}");
+    let again = pack(&http, base, &ph, "supply", &pack_body("double-scan", &serial(3))).ok("double scan");
+    assert_eq!(again["return_code"], "NMVS_NC_PCK_23", "{again}");
+    let unknown =
+        pack(&http, base, &ph, "verify", &pack_body("unknown-serial", "NOSUCHSERIAL")).ok("unknown");
+    assert_eq!(unknown["return_code"], "NMVS_NC_PC_02", "{unknown}");
+    let mut bad_digit = pack_body("bad-check-digit", &serial(4));
+    bad_digit["product_code"] = json!("09501101530004");
+    assert!(
+        matches!(pack(&http, base, &ph, "supply", &bad_digit), common::Reply::Answer { status: 400, .. }),
+        "a wrong check digit is refused"
+    );
+    let forbidden = pack(&http, base, &authority, "supply", &pack_body("nca-may-not", &serial(5)));
+    assert!(matches!(forbidden, common::Reply::Answer { status: 403, .. }), "{forbidden:?}");
+    for i in 5..8 {
+        pack(&http, base, &ph, "supply", &pack_body(&format!("after-{i}"), &serial(i))).ok("supply");
+    }
+    // The authority finds the target record and its sequence number.
+    let records = audit_of(&http, base, &authority, &serial(3));
+    let found: Vec<_> = records.iter().filter(|r| r["request"]["client_trx_id"] == TARGET_TRX).collect();
+    assert_eq!(found.len(), 1, "one audit record of the target supply: {records:#?}");
+    let seq = found[0]["seq"].as_u64().expect("seq");
+    server.stop();
+    intact(&node.data_dir());
+
+    // The attacker works on the files of the stopped system.
+    let data = node.data_dir();
+    checkpoint(&data);
+    let (request, last): (String, u64) = {
+        let conn = Connection::open(data.join("national.db")).expect("open the database");
+        let request = conn
+            .query_row("SELECT request FROM audit WHERE market = 'DE' AND seq = ?1", [seq as i64], |r| {
+                r.get(0)
+            })
+            .expect("the target record");
+        let last: i64 = conn
+            .query_row("SELECT MAX(seq) FROM audit WHERE market = 'DE'", [], |r| r.get(0))
+            .expect("max seq");
+        (request, last as u64)
+    };
+    assert!(request.contains(TARGET_TRX), "record DE #{seq} is the target: {request}");
+    assert!(seq > 1 && seq < last, "the target record #{seq} is in the middle of 1..={last}");
+    let pristine = node.root().join("pristine");
+    let gap = node.root().join("gap");
+    let truncated = node.root().join("truncated");
+    for copy in [&pristine, &gap, &truncated] {
+        copy_dir(&data, copy);
+    }
+
+    // One byte of the record's request text, edited in place: `tamper-target` becomes
+    // `tamper-Target`. Stale copies of the page's old content in free space (if any) get the
+    // same edit; they are not part of the database and cannot matter.
+    let db = data.join("national.db");
+    let mut bytes = std::fs::read(&db).expect("read the database file");
+    let at = occurrences(&bytes, request.as_bytes());
+    assert!(!at.is_empty(), "the request text of record DE #{seq} is stored in national.db");
+    let within = request.find("target").expect("target in the request");
+    for offset in &at {
+        bytes[offset + within] ^= 0x20;
+    }
+    std::fs::write(&db, &bytes).expect("write the database file");
+    eprintln!("edited one byte in {} stored cop(ies) of record DE #{seq} (of {last})", at.len());
+    let finding = broken(&data);
+    assert!(finding.contains(&format!("record DE #{seq}: ")), "names record #{seq}: {finding}");
+    assert!(finding.contains("hash does not match"), "{finding}");
+
+    // A record deleted from the middle leaves a gap that names the record after it.
+    let middle = last / 2;
+    delete_record(&gap, middle);
+    let finding = broken(&gap);
+    assert!(
+        finding.contains(&format!("record DE #{} follows #{}", middle + 1, middle - 1))
+            && finding.contains(&format!("record #{middle} is missing")),
+        "names the gap at #{middle}: {finding}"
+    );
+
+    // The last record cut off: the checkpoint signed at the clean stop still names it.
+    delete_record(&truncated, last);
+    let finding = broken(&truncated);
+    assert!(finding.contains(&format!("#{last}")) && finding.contains("missing"), "names #{last}: {finding}");
+
+    // The untouched copy still verifies.
+    intact(&pristine);
+}

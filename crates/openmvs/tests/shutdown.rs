@@ -1,0 +1,215 @@
+//! Stopping and starting the real binary: SIGTERM turns readiness off first, keeps serving
+//! through the grace time, lets in-flight requests finish and exits 0; a second start on the same
+//! data directory finds everything the first one wrote.
+
+mod common;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Node, Reply, http, http_fresh_connections, pack, pack_body, serial, token};
+
+/// `[national.limits]` of the shutdown test.
+const GRACE: Duration = Duration::from_millis(300);
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// What one poll of `/health/ready` saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Ready,
+    NotReady,
+    /// Any other status or body: never expected.
+    Other,
+    /// No response: the listener is gone (or not accepting).
+    NoAnswer,
+}
+
+fn poll_ready(http: &reqwest::blocking::Client, base: &str) -> Health {
+    let Ok(resp) = http.get(format!("{base}/health/ready")).send() else { return Health::NoAnswer };
+    let status = resp.status().as_u16();
+    match (status, resp.text().as_deref()) {
+        (200, Ok("ready")) => Health::Ready,
+        (503, Ok("not ready")) => Health::NotReady,
+        _ => Health::Other,
+    }
+}
+
+/// Polls `what` every few milliseconds until it holds, for at most `limit`.
+fn eventually(limit: Duration, what: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if what() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    what()
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
+    let node = Node::new(
+        "shutdown",
+        &format!("ready_grace_ms = {}\ndrain_seconds = {}", GRACE.as_millis(), DRAIN.as_secs()),
+    );
+    node.seed(100);
+    let pharmacy = node.client("PHARMACY", "DE-PH-1");
+    let mut server = node.start();
+    let base = server.base.clone();
+    let tok = token(&http(), &base, &pharmacy);
+
+    let epoch = Instant::now();
+    let stop = AtomicBool::new(false);
+    // (time since epoch, reply) of every verify, and of every readiness poll.
+    let verifies: Mutex<Vec<(Duration, Reply)>> = Mutex::new(Vec::new());
+    let polls: Mutex<Vec<(Duration, Health)>> = Mutex::new(Vec::new());
+    let (sigterm_at, exit) = std::thread::scope(|scope| {
+        // A steady stream of verifies over one keep-alive connection.
+        scope.spawn(|| {
+            let http = http();
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let reply =
+                    pack(&http, &base, &tok, "verify", &pack_body(&format!("drain-{i}"), &serial(i % 100)));
+                let failed = matches!(reply, Reply::NoAnswer(_));
+                verifies.lock().unwrap_or_else(|p| p.into_inner()).push((epoch.elapsed(), reply));
+                if failed {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                i += 1;
+            }
+        });
+        // Readiness, on a new connection each time, so that a listener that stops accepting shows.
+        scope.spawn(|| {
+            let http = http_fresh_connections(Duration::from_secs(1));
+            while !stop.load(Ordering::SeqCst) {
+                let h = poll_ready(&http, &base);
+                polls.lock().unwrap_or_else(|p| p.into_inner()).push((epoch.elapsed(), h));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let warmed_up = eventually(Duration::from_secs(10), || {
+            let served = verifies.lock().unwrap_or_else(|p| p.into_inner()).len();
+            let ready =
+                polls.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|(_, h)| *h == Health::Ready);
+            served >= 20 && ready
+        });
+        let sigterm_at = epoch.elapsed();
+        if warmed_up {
+            server.terminate();
+        }
+        let exit = server.wait_exit(DRAIN + GRACE + Duration::from_secs(2)).map(|s| (s, epoch.elapsed()));
+        // Let the poller see the closed port, then stop both threads.
+        let _ = eventually(Duration::from_secs(2), || {
+            polls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last()
+                .is_some_and(|(_, h)| *h == Health::NoAnswer)
+        });
+        stop.store(true, Ordering::SeqCst);
+        assert!(warmed_up, "no steady traffic before SIGTERM:\n{}", server.log_text());
+        (sigterm_at, exit)
+    });
+    let log = server.log_text();
+
+    // The process exits 0, within drain + grace + 2 s.
+    let Some((status, exited_at)) = exit else {
+        panic!("still running {:?} after SIGTERM:\n{log}", DRAIN + GRACE + Duration::from_secs(2))
+    };
+    assert!(status.success(), "exit status {status}:\n{log}");
+    eprintln!("shutdown: exited {} ms after SIGTERM", (exited_at - sigterm_at).as_millis());
+
+    // Every answer is complete and valid: a verify of an active pack, or a 503 saying so.
+    let verifies = verifies.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut last_ok = Duration::ZERO;
+    let mut ok_after_sigterm = 0;
+    for (at, reply) in &verifies {
+        match reply {
+            Reply::Answer { status: 200, body }
+                if body["return_code"] == "NMVS_SUCCESS" && body["pack"]["state"] == "ACTIVE" =>
+            {
+                last_ok = last_ok.max(*at);
+                ok_after_sigterm += usize::from(*at > sigterm_at);
+            }
+            Reply::Answer { status: 503, body } if body["return_code"] == "NMVS_TI_UN_01" => {}
+            Reply::NoAnswer(why) => {
+                assert!(*at > sigterm_at, "a verify got no answer before SIGTERM: {why}\n{log}");
+            }
+            other => panic!("an invalid answer at {at:?} (SIGTERM at {sigterm_at:?}): {other:?}\n{log}"),
+        }
+    }
+
+    // Readiness: ready, then not ready while requests are still served, then no answer.
+    let polls = polls.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut phases: Vec<Health> = polls.iter().map(|(_, h)| *h).collect();
+    phases.dedup();
+    assert_eq!(
+        phases,
+        [Health::Ready, Health::NotReady, Health::NoAnswer],
+        "readiness went {phases:?} (polls: {polls:?})"
+    );
+    let first_not_ready =
+        polls.iter().find(|(_, h)| *h == Health::NotReady).map(|(t, _)| *t).expect("not ready");
+    eprintln!(
+        "shutdown: {} verifies answered after SIGTERM, the last {} ms after it; readiness false {} ms after it",
+        ok_after_sigterm,
+        (last_ok.saturating_sub(sigterm_at)).as_millis(),
+        (first_not_ready - sigterm_at).as_millis()
+    );
+    assert!(
+        first_not_ready < last_ok,
+        "readiness went false at {first_not_ready:?}, but no verify was answered after it (last at {last_ok:?})"
+    );
+    assert!(
+        last_ok >= sigterm_at + GRACE / 2,
+        "the listener should keep serving through the grace time: last verify answered at {last_ok:?}, \
+         SIGTERM at {sigterm_at:?}"
+    );
+
+    // The log tells the operator what happened, in order.
+    let shutting = log.find("shutting down").unwrap_or_else(|| panic!("no 'shutting down' line:\n{log}"));
+    let stopped = log.rfind("stopped").unwrap_or_else(|| panic!("no 'stopped' line:\n{log}"));
+    assert!(shutting < stopped, "'shutting down' comes before 'stopped':\n{log}");
+
+    let out = Node::audit_verify(&node.data_dir());
+    assert!(out.status.success(), "audit verify: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_second_start_on_the_same_data_dir_keeps_all_data() {
+    let node = Node::new("restart", "");
+    node.seed(10);
+    let pharmacy = node.client("PHARMACY", "DE-PH-1");
+
+    let server = node.start();
+    let first_token = token(&http(), &server.base, &pharmacy);
+    let supplied = pack(&http(), &server.base, &first_token, "supply", &pack_body("first-life", &serial(0)))
+        .ok("supply");
+    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
+    server.stop();
+
+    let server = node.start();
+    let base = server.base.as_str();
+    let http = http();
+    // The client created before still gets a token.
+    let tok = token(&http, base, &pharmacy);
+    let v = pack(&http, base, &tok, "verify", &pack_body("second-life-0", &serial(0))).ok("verify");
+    assert_eq!(v["return_code"], "NMVS_INFO_PCK_INACTIVE", "{v}");
+    assert_eq!(v["pack"]["state"], "SUPPLIED", "{v}");
+    // The other seeded packs are still active.
+    let v = pack(&http, base, &tok, "verify", &pack_body("second-life-1", &serial(1))).ok("verify");
+    assert_eq!(v["return_code"], "NMVS_SUCCESS", "{v}");
+    assert_eq!(v["pack"]["state"], "ACTIVE", "{v}");
+    // The idempotency record survived too: the retry of the first supply replays its answer.
+    let replay = pack(&http, base, &tok, "supply", &pack_body("first-life", &serial(0))).ok("replay");
+    assert_eq!(replay, supplied, "the retry replays the first answer");
+    // A token issued before the restart has not expired, so it is still honoured.
+    let v = pack(&http, base, &first_token, "verify", &pack_body("old-token", &serial(1))).ok("old token");
+    assert_eq!(v["return_code"], "NMVS_SUCCESS", "{v}");
+    server.stop();
+
+    let out = Node::audit_verify(&node.data_dir());
+    assert!(out.status.success(), "audit verify: {}", String::from_utf8_lossy(&out.stderr));
+}
