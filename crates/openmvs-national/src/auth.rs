@@ -143,6 +143,24 @@ impl National {
         Ok(NewClient { client_id, client_secret })
     }
 
+    /// Picks up token-signing keys another process (another node, or `openmvs admin
+    /// rotate-token-key`) stored: a new active key starts signing here too, and the previous one
+    /// keeps verifying until its tokens have expired. Called periodically by the server.
+    pub async fn reload_keys(&self) -> Result<bool, ApiError> {
+        let records = self.store.keys()?;
+        let Some(active) = records.iter().find(|k| k.active) else { return Ok(false) };
+        let mut ring = self.keys.write().await;
+        if ring.active().kid == active.kid {
+            return Ok(false);
+        }
+        // One node per store today, so nobody else must learn the key before it signs. With several
+        // nodes on one database the key must be announced (verification-only) before activation.
+        ring.rotate(SigningKeyPair::from_secret_bytes(Some(active.kid.clone()), active.secret))
+            .map_err(ApiError::unavailable)?;
+        tracing::info!(kid = %active.kid, "token-signing key rotated");
+        Ok(true)
+    }
+
     /// Makes a new token-signing key active. Tokens signed by the old key stay valid until they
     /// expire; other nodes pick the new key up when they reload their keys.
     pub async fn rotate_signing_key(&self) -> Result<String, ApiError> {

@@ -36,8 +36,19 @@ pub trait HubLink: Send + Sync {
     fn intermarket(&self, req: IntermarketRequest) -> BoxFuture<'_, Result<IntermarketAnswer, String>>;
 }
 
-/// Why an inbound message will never apply.
-struct Rejected(String);
+/// Why an inbound message was not applied.
+enum NotApplied {
+    /// It will never apply: answered `REJECTED`, and the sender moves it to its dead letters.
+    Rejected(String),
+    /// The store could not be read: nothing is decided, and the sender retries the delivery.
+    Store(StoreError),
+}
+
+impl From<StoreError> for NotApplied {
+    fn from(e: StoreError) -> NotApplied {
+        NotApplied::Store(e)
+    }
+}
 
 fn ack(id: &str, status: &str, error: Option<String>) -> MessageAck {
     MessageAck { message_id: id.to_owned(), status: status.to_owned(), error }
@@ -67,7 +78,8 @@ impl National {
             let now = self.clock.now();
             let uow = match self.message_effects(env, now) {
                 Ok(u) => u,
-                Err(Rejected(why)) => {
+                Err(NotApplied::Store(e)) => return Err(e.into()),
+                Err(NotApplied::Rejected(why)) => {
                     tracing::warn!(message = %env.message_id, reason = %why, "hub message rejected");
                     // The rejection is audited once, under the message id, like any applied message.
                     let uow = UnitOfWork {
@@ -118,8 +130,8 @@ impl National {
     }
 
     /// What applying one message changes, with its inbox id and audit record.
-    fn message_effects(&self, env: &Envelope, now: Timestamp) -> Result<UnitOfWork, Rejected> {
-        let bad = |what: String| Rejected(what);
+    fn message_effects(&self, env: &Envelope, now: Timestamp) -> Result<UnitOfWork, NotApplied> {
+        let bad = |what: String| NotApplied::Rejected(what);
         let today = now.date();
         let pc = |scheme: &str, code: &str| {
             request::product_code("", Some(scheme), Some(code))
@@ -130,11 +142,7 @@ impl National {
         match &env.body {
             Message::Product(p) => {
                 let product_code = pc(&p.scheme, &p.product_code)?;
-                let withdrawn = self
-                    .store
-                    .product(&product_code)
-                    .map_err(|e| bad(e.to_string()))?
-                    .is_some_and(|x| x.withdrawn);
+                let withdrawn = self.store.product(&product_code)?.is_some_and(|x| x.withdrawn);
                 uow.products.push(ProductRecord {
                     product_code,
                     name: p.name.clone(),
@@ -158,7 +166,7 @@ impl National {
                     .iter()
                     .map(|m| MarketCode::new(m).map_err(|e| bad(format!("markets: {e}"))))
                     .collect::<Result<Vec<_>, _>>()?;
-                let existing = self.store.batch(&product_code, &batch).map_err(|e| bad(e.to_string()))?;
+                let existing = self.store.batch(&product_code, &batch)?;
                 uow.batches.push(BatchRecord {
                     product_code,
                     batch,
@@ -176,16 +184,20 @@ impl National {
                     .enumerate()
                     .map(|(i, s)| Serial::new(s).map_err(|e| bad(format!("serials[{i}]: {e}"))))
                     .collect::<Result<Vec<_>, _>>()?;
+                // A pack without its batch could never be verified: the batch comes first.
+                if self.store.batch(&product_code, &batch)?.is_none() {
+                    return Err(bad(format!("batch {} of {} is unknown here", p.batch, p.product_code)));
+                }
                 note = format!("{} serials", serials.len());
                 uow.new_packs.push(NewPacks { product_code, batch, serials });
             }
             Message::Recall(r) => {
                 let product_code = pc(&r.scheme, &r.product_code)?;
                 let batch = Batch::new(&r.batch).map_err(|e| bad(format!("batch: {e}")))?;
-                let mut b =
-                    self.store.batch(&product_code, &batch).map_err(|e| bad(e.to_string()))?.ok_or_else(
-                        || bad(format!("batch {} of {} is unknown here", r.batch, r.product_code)),
-                    )?;
+                let mut b = self
+                    .store
+                    .batch(&product_code, &batch)?
+                    .ok_or_else(|| bad(format!("batch {} of {} is unknown here", r.batch, r.product_code)))?;
                 b.recalled = true;
                 uow.batches.push(b);
             }
@@ -193,8 +205,7 @@ impl National {
                 let product_code = pc(&w.scheme, &w.product_code)?;
                 let mut p = self
                     .store
-                    .product(&product_code)
-                    .map_err(|e| bad(e.to_string()))?
+                    .product(&product_code)?
                     .ok_or_else(|| bad(format!("product {} is unknown here", w.product_code)))?;
                 p.withdrawn = true;
                 uow.products.push(p);
@@ -217,8 +228,8 @@ impl National {
         s: &PackStateMsg,
         now: Timestamp,
         uow: &mut UnitOfWork,
-    ) -> Result<String, Rejected> {
-        let bad = |what: String| Rejected(what);
+    ) -> Result<String, NotApplied> {
+        let bad = |what: String| NotApplied::Rejected(what);
         let product_code = request::product_code("", Some(&s.scheme), Some(&s.product_code))
             .map_err(|e| bad(format!("product_code: {:?}", e.details)))?;
         let serial = Serial::new(&s.serial).map_err(|e| bad(format!("serial: {e}")))?;
@@ -228,7 +239,7 @@ impl National {
         // An OBP's change names no market; it is recorded as coming from this market's hub link.
         let origin = MarketCode::new(&s.market).unwrap_or(self.config.market);
         let at = parse_rfc3339(&s.at).ok_or_else(|| bad(format!("at '{}'", s.at)))?;
-        let Some(stored) = self.store.pack(&product_code, &serial).map_err(|e| bad(e.to_string()))? else {
+        let Some(stored) = self.store.pack(&product_code, &serial)? else {
             return Err(bad(format!("pack {}/{} is unknown here", s.product_code, s.serial)));
         };
         let change = SyncChange { state, command, origin, location, at };
@@ -265,7 +276,7 @@ impl National {
                     source_key: format!("sync/{}", env.message_id),
                 };
                 debug_assert_eq!(code, AlertCode::A24);
-                if let Ok(Some(p)) = self.store.product(&product_code) {
+                if let Some(p) = self.store.product(&product_code)? {
                     uow.outbox.push(self.message(
                         &s.product_code,
                         Message::Alert(openmvs_wire::hub::AlertMsg {
@@ -314,17 +325,25 @@ impl National {
             return Ok(0);
         }
         let mut envelopes = Vec::with_capacity(due.len());
+        // Only the messages sent are acknowledged or retried: one that does not decode stays dead.
+        let mut sent = Vec::with_capacity(due.len());
         for m in &due {
             match serde_json::from_str::<Envelope>(&m.message.payload) {
-                Ok(e) => envelopes.push(e),
+                Ok(e) => {
+                    envelopes.push(e);
+                    sent.push(m);
+                }
                 Err(e) => self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true)?,
             }
+        }
+        if sent.is_empty() {
+            return Ok(0);
         }
         let result = hub.deliver(Delivery { messages: envelopes }).await;
         let mut acked = 0;
         match result {
             Ok(ack) => {
-                for m in &due {
+                for m in &sent {
                     let a = ack.results.iter().find(|a| a.message_id == m.message.message_id);
                     match a.map(|a| (a.status.as_str(), a.error.clone())) {
                         Some(("APPLIED" | "DUPLICATE", _)) => {
@@ -340,7 +359,7 @@ impl National {
                 }
             }
             Err(e) => {
-                for m in &due {
+                for m in &sent {
                     self.retry_later(m.seq, m.attempts, &e, now)?;
                 }
             }

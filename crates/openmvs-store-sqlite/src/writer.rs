@@ -225,7 +225,9 @@ impl Writer {
     }
 
     fn savepoint<T>(&mut self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let run = |c: &Connection, sql: &str| c.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(sql_err);
+        let run = |c: &Connection, sql: &str| {
+            c.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(sql_err)
+        };
         run(&self.conn, "SAVEPOINT uow")?;
         match f(&self.conn) {
             Ok(v) => {

@@ -92,7 +92,8 @@ impl FakeHub {
             .route("/internal/v1/intermarket", post(intermarket))
             .with_state(state.clone());
         let (cert_chain, key) = pki().server.server_material();
-        let tls = TlsConfig { cert_chain, key, client_ca: Some(vec![pki().ca_der.clone()]), crls: Vec::new() };
+        let tls =
+            TlsConfig { cert_chain, key, client_ca: Some(vec![pki().ca_der.clone()]), crls: Vec::new() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the fake hub");
         let server = serve(listener, router, Some(tls)).expect("serving the fake hub");
         FakeHub {

@@ -35,7 +35,8 @@ impl Faulty {
 
 impl Committer for Faulty {
     fn commit(&self, uow: UnitOfWork) -> BoxFuture<'_, StoreResult<Committed>> {
-        let armed = self.fail_commits.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let armed =
+            self.fail_commits.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if armed {
             return Box::pin(async { Err(StoreError::Unavailable("injected commit failure".into())) });
         }

@@ -159,8 +159,9 @@ impl Harness {
         config.max_delivery_attempts = setup.max_delivery_attempts;
         let dyn_store: Arc<dyn Store> = store.clone();
         let dyn_link: Arc<dyn HubLink> = link.clone();
-        let national =
-            Arc::new(National::new(dyn_store, clock.clone(), config, Some(dyn_link)).expect("national system"));
+        let national = Arc::new(
+            National::new(dyn_store, clock.clone(), config, Some(dyn_link)).expect("national system"),
+        );
         let obs = Arc::new(Observability::new(clock.clone()));
         obs.set_ready(true);
         let limiter = Arc::new(Limiter::new(RateLimit::default()));
@@ -230,7 +231,10 @@ impl Harness {
         batch: &str,
         serial: &str,
     ) -> PackResponse {
-        self.national.pack(actor, command, &pack_req(trx, product_code, batch, serial)).await.expect("processed")
+        self.national
+            .pack(actor, command, &pack_req(trx, product_code, batch, serial))
+            .await
+            .expect("processed")
     }
 
     /// The stored state of a pack here.
@@ -421,7 +425,14 @@ pub const FR: &str = "FR";
 pub const FR_LOCATION: &str = "FR-PHARMA-7";
 
 /// A state change made in FR (`state` after it, `command` as done there) at [`FR_LOCATION`], now.
-pub fn from_fr(h: &Harness, product_code: &str, batch: &str, serial: &str, state: &str, command: &str) -> Message {
+pub fn from_fr(
+    h: &Harness,
+    product_code: &str,
+    batch: &str,
+    serial: &str,
+    state: &str,
+    command: &str,
+) -> Message {
     Message::PackState(PackStateMsg {
         scheme: "GTIN".into(),
         product_code: product_code.into(),

@@ -191,7 +191,8 @@ async fn packs_of_a_batch_unknown_here_are_rejected_rather_than_stored_without_t
     let ack = h.hub.send_one(&h.url, &envelope(packs(&pc, "NO-SUCH-BATCH", &["S9"]))).await;
 
     // Stored without a batch, the pack could never be verified: every request on it would fail.
-    let r = h.national.pack(&pharmacy("DE-PHARMA-1"), VERIFY, &pack_req("v-9", &pc, "NO-SUCH-BATCH", "S9")).await;
+    let r =
+        h.national.pack(&pharmacy("DE-PHARMA-1"), VERIFY, &pack_req("v-9", &pc, "NO-SUCH-BATCH", "S9")).await;
     assert!(r.is_ok(), "a verify of a pack the hub sent must be answered, got {r:?}");
     assert_eq!(ack.status, "REJECTED", "{ack:?}");
 }

@@ -32,7 +32,8 @@ fn im_request(pc: &str, market: &str, trx: &str) -> IntermarketRequest {
 }
 
 async fn post_intermarket(h: &Harness, req: &IntermarketRequest) -> serde_json::Value {
-    let resp = FakeHub::post_as(Some(&pki().hub), &format!("{}/internal/v1/intermarket", h.url), req).await.unwrap();
+    let resp =
+        FakeHub::post_as(Some(&pki().hub), &format!("{}/internal/v1/intermarket", h.url), req).await.unwrap();
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }
@@ -61,8 +62,14 @@ async fn a_verify_of_a_product_unknown_here_is_answered_by_another_market_throug
     let asked = h.hub.intermarket_requests();
     assert_eq!(asked.len(), 1);
     let a = &asked[0];
-    assert_eq!((a.market.as_str(), a.client_id.as_str(), a.role.as_str()), ("DE", client_id.as_str(), "PHARMACY"));
-    assert_eq!((a.location.as_str(), a.command.as_str(), a.client_trx_id.as_str()), ("DE-PHARMA-1", "verify", "pos-1"));
+    assert_eq!(
+        (a.market.as_str(), a.client_id.as_str(), a.role.as_str()),
+        ("DE", client_id.as_str(), "PHARMACY")
+    );
+    assert_eq!(
+        (a.location.as_str(), a.command.as_str(), a.client_trx_id.as_str()),
+        ("DE-PHARMA-1", "verify", "pos-1")
+    );
     assert_eq!(
         (a.scheme.as_str(), a.product_code.as_str(), a.serial.as_str(), a.batch.as_str(), a.expiry.as_str()),
         ("GTIN", pc.as_str(), "S1", "B1", EXPIRY)

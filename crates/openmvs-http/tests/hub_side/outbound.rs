@@ -115,11 +115,10 @@ async fn messages_about_one_product_reach_the_hub_in_commit_order() {
     })
     .await;
 
-    let order: Vec<(String, String, String)> = pack_states(&h.hub.applied())
-        .into_iter()
-        .map(|s| (s.serial, s.state, s.command))
-        .collect();
-    let expected = [("S1", "SUPPLIED", "supply"), ("S1", "ACTIVE", "supply-undo"), ("S2", "SUPPLIED", "supply")];
+    let order: Vec<(String, String, String)> =
+        pack_states(&h.hub.applied()).into_iter().map(|s| (s.serial, s.state, s.command)).collect();
+    let expected =
+        [("S1", "SUPPLIED", "supply"), ("S1", "ACTIVE", "supply-undo"), ("S2", "SUPPLIED", "supply")];
     let expected: Vec<(String, String, String)> =
         expected.iter().map(|(a, b, c)| ((*a).into(), (*b).into(), (*c).into())).collect();
     assert_eq!(order, expected);

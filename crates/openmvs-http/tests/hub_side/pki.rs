@@ -34,10 +34,7 @@ impl Leaf {
 
     /// The certificate chain and key for a server.
     pub fn server_material(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-        (
-            vec![self.cert_der.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
-        )
+        (vec![self.cert_der.clone()], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())))
     }
 }
 
@@ -70,7 +67,8 @@ const REVOKED_SERIAL: u64 = 0x0bad;
 fn ca_params(name: &str) -> CertificateParams {
     let mut p = CertificateParams::default();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
     p.distinguished_name = dn;
@@ -85,7 +83,8 @@ fn leaf(
     serial: u64,
 ) -> Leaf {
     let key = KeyPair::generate().expect("key pair");
-    let mut p = CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).expect("SANs");
+    let mut p =
+        CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).expect("SANs");
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
     p.distinguished_name = dn;

@@ -42,7 +42,8 @@ async fn both_routes_refuse(h: &Harness, identity: Option<&Leaf>, pc: &str) {
         ("/internal/v1/intermarket", serde_json::to_value(im_request(pc)).unwrap()),
     ];
     for (path, body) in calls {
-        let resp = FakeHub::post_as(identity, &format!("{}{path}", h.url), &body).await.expect("TLS connects");
+        let resp =
+            FakeHub::post_as(identity, &format!("{}{path}", h.url), &body).await.expect("TLS connects");
         assert_eq!(resp.status(), 403, "{path}");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["return_code"], "NMVS_FE_AU_04", "{path}: {body}");
@@ -83,7 +84,9 @@ async fn a_certificate_from_an_untrusted_ca_fails_the_tls_handshake() {
     let h = Harness::start().await;
     let pc = gtin("0950110154002");
 
-    let result = FakeHub::post_as(Some(&pki().rogue), &format!("{}/internal/v1/messages", h.url), &seed_delivery(&pc)).await;
+    let result =
+        FakeHub::post_as(Some(&pki().rogue), &format!("{}/internal/v1/messages", h.url), &seed_delivery(&pc))
+            .await;
 
     assert!(result.is_err(), "expected a TLS failure, got HTTP {:?}", result.map(|r| r.status()));
     assert_eq!(h.store.pack_count().unwrap(), 0);
@@ -94,12 +97,26 @@ async fn a_revoked_hub_certificate_fails_the_tls_handshake() {
     let h = Harness::with(Setup { crls: true, ..Setup::default() }).await;
     let pc = gtin("0950110154003");
 
-    let result =
-        FakeHub::post_as(Some(&pki().revoked), &format!("{}/internal/v1/messages", h.url), &seed_delivery(&pc)).await;
+    let result = FakeHub::post_as(
+        Some(&pki().revoked),
+        &format!("{}/internal/v1/messages", h.url),
+        &seed_delivery(&pc),
+    )
+    .await;
 
     assert!(result.is_err(), "expected a TLS failure, got HTTP {:?}", result.map(|r| r.status()));
     assert_eq!(h.store.pack_count().unwrap(), 0);
     // The hub's current certificate, from the same CA, is not revoked.
     let ack = h.hub.send(&h.url, &seed_delivery(&pc)).await;
     assert!(ack.results.iter().all(|a| a.status == "APPLIED"), "{ack:?}");
+    // And without the revocation list the revoked certificate would have passed: the list refused it.
+    let unaware = Harness::start().await;
+    let resp = FakeHub::post_as(
+        Some(&pki().revoked),
+        &format!("{}/internal/v1/messages", unaware.url),
+        &seed_delivery(&pc),
+    )
+    .await
+    .expect("accepted without the list");
+    assert_eq!(resp.status(), 200);
 }

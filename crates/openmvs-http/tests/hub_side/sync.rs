@@ -99,7 +99,10 @@ async fn a_synchronised_change_for_a_pack_already_supplied_here_raises_exactly_o
     let sent: Vec<_> = h.hub.applied().into_iter().filter(|e| kind(&e.body) == "alert").collect();
     assert_eq!(sent.len(), 1, "{sent:?}");
     let Message::Alert(a) = &sent[0].body else { unreachable!() };
-    assert_eq!((a.owner.as_str(), a.alert.id.as_str(), a.alert.code.as_str()), (OWNER, alerts[0].id.as_str(), "A24"));
+    assert_eq!(
+        (a.owner.as_str(), a.alert.id.as_str(), a.alert.code.as_str()),
+        (OWNER, alerts[0].id.as_str(), "A24")
+    );
 }
 
 #[tokio::test]
@@ -108,12 +111,17 @@ async fn a_synchronised_undo_reverts_only_the_change_that_market_made() {
     let pc = gtin("0950110155003");
     h.seed(&pc, "B1", &["DE", "FR"], &["S1", "S2"]).await;
     // S1 was supplied in FR; S2 here.
-    assert_eq!(h.hub.send_one(&h.url, &envelope(from_fr(&h, &pc, "B1", "S1", "SUPPLIED", "supply"))).await.status, "APPLIED");
+    assert_eq!(
+        h.hub.send_one(&h.url, &envelope(from_fr(&h, &pc, "B1", "S1", "SUPPLIED", "supply"))).await.status,
+        "APPLIED"
+    );
     let local = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-2", &pc, "B1", "S2").await;
     assert!(local.accepted, "{local:?}");
 
-    let undo_1 = h.hub.send_one(&h.url, &envelope(from_fr(&h, &pc, "B1", "S1", "ACTIVE", "supply-undo"))).await;
-    let undo_2 = h.hub.send_one(&h.url, &envelope(from_fr(&h, &pc, "B1", "S2", "ACTIVE", "supply-undo"))).await;
+    let undo_1 =
+        h.hub.send_one(&h.url, &envelope(from_fr(&h, &pc, "B1", "S1", "ACTIVE", "supply-undo"))).await;
+    let undo_2 =
+        h.hub.send_one(&h.url, &envelope(from_fr(&h, &pc, "B1", "S2", "ACTIVE", "supply-undo"))).await;
 
     assert_eq!((undo_1.status.as_str(), undo_2.status.as_str()), ("APPLIED", "APPLIED"));
     assert_eq!(h.state(&pc, "S1"), "ACTIVE", "FR's own supply is undone");

@@ -113,7 +113,11 @@ async fn a_wrong_client_secret_is_refused_as_invalid_client() {
     let r = app
         .http
         .post(format!("{}/oauth/token", app.base))
-        .form(&[("grant_type", "client_credentials"), ("client_id", &a.client_id), ("client_secret", "wrong")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &a.client_id),
+            ("client_secret", "wrong"),
+        ])
         .send()
         .await
         .expect("token request");

@@ -3,7 +3,7 @@
 //! endpoints. Each test starts its own national system on a fresh store with a fake clock
 //! (see `harness`).
 
+mod errors;
 mod harness;
 mod packs;
-mod errors;
 mod undo;

@@ -205,7 +205,7 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let kid = rt.block_on(national.rotate_signing_key()).map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close();
-            println!("new token-signing key {kid} is active; running nodes pick it up when restarted");
+            println!("new token-signing key {kid} is active; running nodes sign with it within 10 s");
         }
     }
     Ok(ExitCode::SUCCESS)

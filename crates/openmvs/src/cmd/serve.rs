@@ -117,6 +117,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
         tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())),
         tokio::spawn(national.clone().run_relay(stop_rx.clone())),
         tokio::spawn(sample(obs.clone(), sla_file.clone(), stop_rx.clone())),
+        tokio::spawn(reload_keys(national.clone(), stop_rx.clone())),
     ];
     obs.set_ready(true);
     // One line on stdout that scripts and tests wait for.
@@ -154,6 +155,19 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Picks up a rotated token-signing key without a restart.
+async fn reload_keys(national: Arc<National>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = national.reload_keys().await {
+            tracing::warn!(error = %e, "reloading token-signing keys failed");
+        }
     }
 }
 

@@ -1,0 +1,136 @@
+//! Alerts: who sees which, paging, and the lifecycle the NMVO moves them through.
+
+use std::collections::BTreeSet;
+
+use openmvs_core::roles::Role;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+fn ids(alerts: &[Value]) -> BTreeSet<String> {
+    alerts.iter().map(|a| a["id"].as_str().expect("an id").to_owned()).collect()
+}
+
+/// Raises an A3 alert from `client` on a serial never uploaded; returns its id.
+async fn raise(client: &Client, p: &Pack) -> String {
+    let r = client.verify(&p.req_with(&[("serial", &fresh_serial())])).await;
+    check(&r, "NMVS_NC_PC_02", false, None, &[]);
+    alert_id(&r)
+}
+
+#[tokio::test]
+async fn end_users_see_their_own_alerts_and_the_nmvo_and_nca_see_the_market() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let b = app.client(Role::Pharmacy, "pharmacy-b").await;
+    let nmvo = app.client(Role::Nmvo, "nmvo-office").await;
+    let nca = app.client(Role::Nca, "nca-office").await;
+    let of_a = BTreeSet::from([raise(&a, &p).await, raise(&a, &p).await]);
+    let of_b = BTreeSet::from([raise(&b, &p).await]);
+    assert_eq!(ids(&a.all_alerts("").await), of_a);
+    assert_eq!(ids(&b.all_alerts("").await), of_b);
+    let market: BTreeSet<String> = of_a.union(&of_b).cloned().collect();
+    assert_eq!(ids(&nmvo.all_alerts("").await), market);
+    assert_eq!(ids(&nca.all_alerts("").await), market);
+    let b_alert = of_b.first().expect("an alert");
+    a.get(&format!("/v1/alerts/{b_alert}")).await.expect_error(404, "NMVS_TE_NF_01", Some("id"));
+    let seen = nca.get(&format!("/v1/alerts/{b_alert}")).await;
+    assert_eq!(seen.status, 200, "{}", seen.text);
+    let v = &seen.json;
+    assert_eq!((&v["code"], &v["return_code"], &v["status"]), (&json!("A3"), &json!("NMVS_NC_PC_02"), &json!("OPEN")));
+    assert_eq!((&v["market"], &v["product_code"], &v["batch"]), (&json!(DE), &json!(GTIN), &json!(BATCH)));
+    assert_eq!((&v["location"], &v["created_at"]), (&json!("pharmacy-b"), &json!(START)));
+    assert!(v["classification"].is_null() && v["comment"].is_null(), "{v}");
+}
+
+#[tokio::test]
+async fn alerts_are_listed_page_by_page_with_a_cursor() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let nmvo = app.client(Role::Nmvo, "nmvo-office").await;
+    let mut raised = BTreeSet::new();
+    for _ in 0..5 {
+        raised.insert(raise(&a, &p).await);
+    }
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = nmvo.get(&format!("/v1/alerts?limit=2{cursor}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        pages.push(ids(r.json["alerts"].as_array().expect("alerts")));
+        match r.json["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+        assert!(pages.len() < 5, "paging does not end");
+    }
+    assert_eq!(pages.iter().map(BTreeSet::len).collect::<Vec<_>>(), vec![2, 2, 1]);
+    let all: BTreeSet<String> = pages.into_iter().flatten().collect();
+    assert_eq!(all, raised);
+    nmvo.get("/v1/alerts?limit=0").await.expect_error(400, "NMVS_TE_XM_02", Some("limit"));
+    nmvo.get("/v1/alerts?colour=red").await.expect_error(400, "NMVS_TE_XM_02", Some("colour"));
+}
+
+#[tokio::test]
+async fn the_nmvo_moves_an_alert_through_its_lifecycle_and_refused_changes_leave_it_unchanged() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let nmvo = app.client(Role::Nmvo, "nmvo-office").await;
+    let nca = app.client(Role::Nca, "nca-office").await;
+    let id = raise(&a, &p).await;
+    let status = format!("/v1/alerts/{id}/status");
+    let get = || async { nmvo.get(&format!("/v1/alerts/{id}")).await.json };
+    let set = |body: Value| {
+        let (nmvo, status) = (&nmvo, status.clone());
+        async move { nmvo.post(&status, &body).await }
+    };
+    let r = set(json!({"status": "INVESTIGATING", "comment": "calling the pharmacy"})).await;
+    assert_eq!((r.status, &r.json["status"]), (200, &json!("INVESTIGATING")), "{}", r.text);
+    assert_eq!(get().await["comment"], "calling the pharmacy");
+    let r = set(json!({"status": "ESCALATED"})).await;
+    assert_eq!((r.status, &r.json["status"]), (200, &json!("ESCALATED")), "{}", r.text);
+    // Refused changes, each leaving the alert as it was.
+    let escalated = get().await;
+    #[rustfmt::skip]
+    let refused: &[(Value, &str)] = &[
+        (json!({"status": "CLOSED"}), "classification"),
+        (json!({"status": "CLOSED", "classification": "PROCEDURAL_ERROR", "comment": "x".repeat(501)}), "comment"),
+        (json!({"status": "CLOSED", "classification": "NOT_A_CLASSIFICATION"}), "classification"),
+        (json!({"status": "INVESTIGATING"}), "status"),
+        (json!({"status": "OPEN"}), "status"),
+    ];
+    for (body, field) in refused {
+        set(body.clone()).await.expect_error(400, "NMVS_TE_XM_02", Some(field));
+        assert_eq!(get().await, escalated, "after {body}");
+    }
+    nca.post(&status, &json!({"status": "CLOSED", "classification": "OTHER"}))
+        .await
+        .expect_error(403, "NMVS_FE_AU_04", Some("role"));
+    assert_eq!(get().await, escalated, "after the NCA's attempt");
+    let comment = "y".repeat(500);
+    let r = set(json!({"status": "CLOSED", "classification": "PROCEDURAL_ERROR", "comment": comment})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let closed = get().await;
+    assert_eq!(
+        (&closed["status"], &closed["classification"], &closed["comment"]),
+        (&json!("CLOSED"), &json!("PROCEDURAL_ERROR"), &json!(comment))
+    );
+    // CLOSED is final.
+    for next in ["INVESTIGATING", "ESCALATED"] {
+        set(json!({"status": next})).await.expect_error(400, "NMVS_TE_XM_02", Some("status"));
+    }
+    let r = set(json!({"status": "CLOSED", "classification": "OTHER"})).await;
+    r.expect_error(400, "NMVS_TE_XM_02", Some("status"));
+    assert_eq!(get().await, closed);
+    assert_eq!(nmvo.all_alerts("&status=CLOSED").await.len(), 1);
+    assert_eq!(nmvo.all_alerts("&status=OPEN").await.len(), 0);
+    nmvo.post("/v1/alerts/ALR-000000000000-0000000000000000/status", &json!({"status": "ESCALATED"}))
+        .await
+        .expect_error(404, "NMVS_TE_NF_01", Some("id"));
+}
