@@ -252,7 +252,7 @@ impl National {
                     tokio::select! {
                         _ = self.bulk_wake.notified() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => {}
+                        r = shutdown.changed() => if r.is_err() { return },
                     }
                 }
             }

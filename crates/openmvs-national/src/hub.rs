@@ -311,7 +311,7 @@ impl National {
                 tokio::select! {
                     _ = self.relay_wake.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = shutdown.changed() => {}
+                    r = shutdown.changed() => if r.is_err() { return },
                 }
             }
         }

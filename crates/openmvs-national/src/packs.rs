@@ -71,14 +71,18 @@ impl National {
                 return self.replay(actor, &operation, &subject, body, &stored, hash).await;
             }
             let mut out = self.decide_pack(actor, command, &input, now, true).await?;
-            out.uow.idempotency = Some(IdempotencyRecord {
-                client_id: actor.client_id.clone(),
-                client_trx_id: input.client_trx_id.clone(),
-                request_hash: hash,
-                status: 200,
-                response: serde_json::to_string(&out.response).map_err(ApiError::unavailable)?,
-                created_at: now,
-            });
+            // "The hub could not be reached" is not an answer to keep: a retry with the same
+            // client_trx_id must ask the hub again, so only the attempt is audited.
+            if out.response.return_code != ReturnCode::HubUnreachable.as_str() {
+                out.uow.idempotency = Some(IdempotencyRecord {
+                    client_id: actor.client_id.clone(),
+                    client_trx_id: input.client_trx_id.clone(),
+                    request_hash: hash,
+                    status: 200,
+                    response: serde_json::to_string(&out.response).map_err(ApiError::unavailable)?,
+                    created_at: now,
+                });
+            }
             out.uow.audit.push(self.entry(actor, &operation, &subject, body, &out.response, now));
             let wakes_relay = !out.uow.outbox.is_empty();
             match self.store.commit(out.uow).await {
@@ -420,6 +424,10 @@ impl National {
         )?;
         if self.store.product(&id.product_code)?.is_none() {
             return Ok(None);
+        }
+        if !access(role, Action::Pack(command), &self.config.policy).is_allowed() {
+            return Err(ApiError::new(ReturnCode::Forbidden)
+                .with("role", format!("the role {role} may not {command} in {}", self.config.market)));
         }
         // The initiating market's client is not a client here: its transactions are kept apart.
         let actor = Actor { client_id: format!("{}:{}", market, req.client_id), role, market, location };
