@@ -158,6 +158,8 @@ pub fn serve(listener: TcpListener, router: Router, tls: Option<TlsConfig>) -> R
                 }
             });
         }
+        // New connections are refused from now on, not left waiting for the drain to end.
+        drop(listener);
         let drain = stopped.borrow().unwrap_or(Duration::from_secs(10));
         if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
             tracing::warn!("drain time over; closing the remaining connections");

@@ -116,7 +116,13 @@ impl National {
                 .with("client_trx_id", "was used by this client for a different request");
             return Err(self.refuse(actor, operation, subject, body, e).await);
         }
-        serde_json::from_str(&stored.response).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))
+        let response: PackResponse = serde_json::from_str(&stored.response)
+            .map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
+        // The retry is audited as what it is, a replay: it changed nothing and got the stored answer.
+        let entry =
+            self.entry(actor, &format!("{operation}-replay"), subject, body, &response, self.clock.now());
+        self.store.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await?;
+        Ok(response)
     }
 
     /// Records a refused request in the audit trail (and nothing else), then hands back the error.

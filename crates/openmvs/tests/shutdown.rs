@@ -82,7 +82,7 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
         });
         // Readiness, on a new connection each time, so that a listener that stops accepting shows.
         scope.spawn(|| {
-            let http = http_fresh_connections(Duration::from_secs(1));
+            let http = http_fresh_connections(Duration::from_secs(2));
             while !stop.load(Ordering::SeqCst) {
                 let h = poll_ready(&http, &base);
                 polls.lock().unwrap_or_else(|p| p.into_inner()).push((epoch.elapsed(), h));

@@ -123,7 +123,7 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             let market = national.market().to_string();
             let markets: Vec<String> = match markets {
                 Some(m) => m.split(',').map(str::to_owned).collect(),
-                None => vec![market.clone()],
+                None => vec![market],
             };
             let width = packs.max(1).to_string().len().max(10);
             if prefix.len() + width > 20 {
@@ -162,7 +162,7 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                         scheme: "GTIN".into(),
                         product_code: product_code.clone(),
                         batch: batch.clone(),
-                        expiry: expiry.clone(),
+                        expiry,
                         markets,
                     }),
                 ),
