@@ -26,6 +26,15 @@ pub fn subject(id: &PackIdentifier) -> String {
     format!("{}/{}/{}", id.product_code.scheme(), id.product_code, id.serial)
 }
 
+/// A validated single-pack request on its way to be settled.
+struct Routed<'a> {
+    input: &'a PackInput,
+    operation: &'a str,
+    subject: &'a str,
+    /// Routed here by the hub from another market.
+    from_hub: bool,
+}
+
 /// What one request decided, before it is committed.
 pub(crate) struct Outcome {
     pub response: PackResponse,
@@ -65,12 +74,31 @@ impl National {
             let e = ApiError::new(ReturnCode::Forbidden).with("market", "the token is for another market");
             return Err(self.refuse(actor, &operation, &subject, body, e).await);
         }
-        let hash = request_hash(&operation, &input.id);
+        let req = Routed { input: &input, operation: &operation, subject: &subject, from_hub: false };
+        self.settle(actor, command, &req, body, now).await
+    }
+
+    /// Reads, decides and commits one request until it wins any race, with the client's
+    /// transaction id: a repeat gets the stored answer (a replay), other content under the same id
+    /// is 409. `req.from_hub` marks a request another market routed here: it never asks the hub
+    /// again and its answer says `intermarket`.
+    async fn settle(
+        &self,
+        actor: &Actor,
+        command: Command,
+        req: &Routed<'_>,
+        body: &impl serde::Serialize,
+        now: Timestamp,
+    ) -> Result<PackResponse, ApiError> {
+        let (input, operation, subject) = (req.input, req.operation, req.subject);
+        let hash = request_hash(operation, &input.id);
+        let audit_op = if req.from_hub { format!("intermarket-{operation}") } else { operation.to_owned() };
         for _ in 0..MAX_ATTEMPTS {
             if let Some(stored) = self.store.idempotency(&actor.client_id, &input.client_trx_id)? {
-                return self.replay(actor, &operation, &subject, body, &stored, hash).await;
+                return self.replay(actor, &audit_op, subject, body, &stored, hash).await;
             }
-            let mut out = self.decide_pack(actor, command, &input, now, true).await?;
+            let mut out = self.decide_pack(actor, command, input, now, !req.from_hub).await?;
+            out.response.intermarket |= req.from_hub;
             // "The hub could not be reached" is not an answer to keep: a retry with the same
             // client_trx_id must ask the hub again, so only the attempt is audited.
             if out.response.return_code != ReturnCode::HubUnreachable.as_str() {
@@ -83,7 +111,7 @@ impl National {
                     created_at: now,
                 });
             }
-            out.uow.audit.push(self.entry(actor, &operation, &subject, body, &out.response, now));
+            out.uow.audit.push(self.entry(actor, &audit_op, subject, body, &out.response, now));
             let wakes_relay = !out.uow.outbox.is_empty();
             match self.store.commit(out.uow).await {
                 Ok(_) => {
@@ -440,40 +468,7 @@ impl National {
         let input = PackInput { client_trx_id: req.client_trx_id.clone(), id, warnings: Vec::new() };
         let operation = command.to_string();
         let subject = subject(&input.id);
-        let hash = request_hash(&operation, &input.id);
-        for _ in 0..MAX_ATTEMPTS {
-            if let Some(stored) = self.store.idempotency(&actor.client_id, &input.client_trx_id)? {
-                return self.replay(&actor, &operation, &subject, req, &stored, hash).await.map(Some);
-            }
-            let mut out = self.decide_pack(&actor, command, &input, now, false).await?;
-            out.response.intermarket = true;
-            out.uow.idempotency = Some(IdempotencyRecord {
-                client_id: actor.client_id.clone(),
-                client_trx_id: input.client_trx_id.clone(),
-                request_hash: hash,
-                status: 200,
-                response: serde_json::to_string(&out.response).map_err(ApiError::unavailable)?,
-                created_at: now,
-            });
-            out.uow.audit.push(self.entry(
-                &actor,
-                &format!("intermarket-{operation}"),
-                &subject,
-                req,
-                &out.response,
-                now,
-            ));
-            match self.store.commit(out.uow).await {
-                Ok(_) => {
-                    self.relay_wake.notify_one();
-                    return Ok(Some(out.response));
-                }
-                Err(StoreError::Conflict(Conflict::PackVersion { .. } | Conflict::IdempotencyKey)) => {
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ApiError::unavailable("too many concurrent changes of one pack"))
+        let routed = Routed { input: &input, operation: &operation, subject: &subject, from_hub: true };
+        self.settle(&actor, command, &routed, req, now).await.map(Some)
     }
 }

@@ -190,7 +190,11 @@ async fn an_intermarket_request_from_the_hub_is_processed_once_as_the_other_mark
     let subject = format!("GTIN/{pc}/S1");
     let records = h.store.audit_by_subject(&subject).unwrap();
     let ops: Vec<&str> = records.iter().map(|r| r.entry.operation.as_str()).collect();
-    assert_eq!(ops, ["intermarket-supply"]);
+    assert_eq!(
+        ops,
+        ["intermarket-supply", "intermarket-supply-replay"],
+        "one supply, and the replay audited as one"
+    );
     assert_eq!(records[0].entry.actor, "FR:fr-pharmacy-1", "kept apart from this market's clients");
 
     // The key is the market, the client and its transaction id: the same ids from SE are another request.
