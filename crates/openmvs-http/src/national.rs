@@ -46,16 +46,35 @@ pub struct NationalState {
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let field = field_of(&e.to_string());
-        HttpError::field(&field, format!("{e}"))
-    })
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = parsed.map_err(|e| {
+        // A body that is not JSON at all is the body's fault, wherever the parser stopped.
+        let field = match e.inner().classify() {
+            serde_json::error::Category::Data => field_of(&e.path().to_string(), &e.inner().to_string()),
+            _ => "body".to_owned(),
+        };
+        HttpError::field(&field, e.inner().to_string())
+    })?;
+    de.end().map_err(|e| HttpError::field("body", e.to_string()))?;
+    Ok(value)
 }
 
-/// The field a serde error is about, when it says (`unknown field `x``, `missing field `x``,
-/// `invalid type ... for field ...`); else `body`.
-fn field_of(msg: &str) -> String {
-    msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("body").to_owned()
+/// The field a JSON error is about: the path where it happened (`transactions[1]`), joined with
+/// the field serde names in its message (`missing field `expiry``), or `body` when there is none.
+fn field_of(path: &str, msg: &str) -> String {
+    let named = msg.split('`').nth(1).filter(|_| msg.contains("field `"));
+    let path = if path == "." || path == "?" { "" } else { path };
+    match (path, named) {
+        ("", Some(f)) => f.to_owned(),
+        ("", None) => "body".to_owned(),
+        (p, Some(f))
+            if (msg.starts_with("missing field") || msg.starts_with("unknown field")) && !p.ends_with(f) =>
+        {
+            format!("{p}.{f}")
+        }
+        (p, _) => p.to_owned(),
+    }
 }
 
 /// The holder of a valid bearer token.
@@ -125,6 +144,32 @@ pub fn national_router(state: NationalState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(obs, observe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> String {
+        let e = parse_json::<T>(json.as_bytes()).unwrap_err();
+        e.0.details[0].field.clone()
+    }
+
+    #[test]
+    fn json_errors_name_the_field_with_its_path() {
+        assert_eq!(field::<PackRequest>(r#"{"serial": 12345}"#), "serial");
+        assert_eq!(field::<PackRequest>(r#"{"colour": "red"}"#), "colour");
+        assert_eq!(field::<PackRequest>("not json"), "body");
+        assert_eq!(field::<PackRequest>(r#"{"client_trx_id": "#), "body");
+        assert_eq!(field::<PackRequest>(r#"{} {}"#), "body");
+        let bulk = r#"{"transactions": [{"operation":"verify","scheme":"GTIN","product_code":"1","serial":"2","batch":"3","expiry":"4"},
+                                        {"operation":"verify","scheme":"GTIN","product_code":"1","serial":"2","batch":"3"}]}"#;
+        assert_eq!(field::<BulkRequest>(bulk), "transactions[1].expiry");
+        assert_eq!(
+            field::<BulkRequest>(r#"{"transactions": [{"operation": 7}]}"#),
+            "transactions[0].operation"
+        );
+    }
 }
 
 async fn not_found() -> HttpError {

@@ -22,7 +22,16 @@ impl National {
         product_code: &str,
         serial: &str,
     ) -> Result<AuditRecords, ApiError> {
-        let subject = format!("{scheme}/{product_code}/{serial}");
+        let checked =
+            Scheme::parse(scheme).map_err(|e| ApiError::field("scheme", e.to_string())).and_then(|s| {
+                ProductCode::new(s, product_code).map_err(|e| ApiError::field("product_code", e.to_string()))
+            });
+        // Records are written under the product code as parsed (a 13-digit GTIN padded to 14
+        // digits), so the trail is read under that form too, whichever spelling the path uses.
+        let subject = match &checked {
+            Ok(pc) => format!("{}/{pc}/{serial}", pc.scheme()),
+            Err(_) => format!("{scheme}/{product_code}/{serial}"),
+        };
         let request = serde_json::json!({"scheme": scheme, "product_code": product_code, "serial": serial});
         if access(actor.role, Action::ReadAudit, &self.config.policy) != Access::Market
             || actor.market != self.config.market
@@ -31,10 +40,6 @@ impl National {
                 .with("role", "only the NCA and the NMVO read the audit trail");
             return Err(self.refuse(actor, "audit-read", &subject, &request, e).await);
         }
-        let checked =
-            Scheme::parse(scheme).map_err(|e| ApiError::field("scheme", e.to_string())).and_then(|s| {
-                ProductCode::new(s, product_code).map_err(|e| ApiError::field("product_code", e.to_string()))
-            });
         if let Err(e) = checked {
             return Err(self.refuse(actor, "audit-read", &subject, &request, e).await);
         }

@@ -1,9 +1,9 @@
 //! Bulk requests: accepted at once (202), processed in the background by one bounded worker in
 //! chunks, each chunk one unit of work, results stored and fetched by id. Bulk never asks the hub.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openmvs_core::ids::PackIdentifier;
 use openmvs_core::pack::{Command, Decision};
@@ -16,6 +16,9 @@ use tokio::sync::watch;
 use crate::packs::{Loaded, subject};
 use crate::request::{self, PackInput, bytes_hash};
 use crate::{Actor, ApiError, National, new_id};
+
+/// How many failing jobs may be waiting out their delay before the worker looks no further.
+const MAX_BACKED_OFF: usize = 32;
 
 /// At most this many bad rows are listed in a refusal.
 const MAX_REPORTED_ROWS: usize = 20;
@@ -227,31 +230,42 @@ impl National {
         })
     }
 
-    /// The bulk worker: one at a time, jobs in arrival order, until `shutdown` turns true. A job
-    /// interrupted by a crash resumes from its last committed chunk.
+    /// The bulk worker: one job at a time, in arrival order, until `shutdown` turns true. A job
+    /// interrupted by a crash resumes from its last committed chunk. A job whose chunk fails is
+    /// put back with a growing delay (up to a minute) while later jobs go ahead, so one bad job
+    /// never blocks the queue.
     pub async fn run_bulk_worker(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff: HashMap<String, (u32, Instant)> = HashMap::new();
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let jobs = match self.store.unfinished_bulks(1) {
+            let jobs = match self.store.unfinished_bulks(MAX_BACKED_OFF + 1) {
                 Ok(j) => j,
                 Err(e) => {
                     tracing::warn!(error = %e, "bulk worker cannot read its queue");
                     Vec::new()
                 }
             };
-            match jobs.into_iter().next() {
-                Some(job) => {
-                    if let Err(e) = self.process_bulk(&job, &mut shutdown).await {
-                        tracing::warn!(bulk = %job.id, error = %e, "bulk chunk failed; retrying shortly");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+            backoff.retain(|id, _| jobs.iter().any(|j| &j.id == id));
+            let now = Instant::now();
+            let next = jobs.into_iter().find(|j| backoff.get(&j.id).is_none_or(|(_, at)| *at <= now));
+            match next {
+                Some(job) => match self.process_bulk(&job, &mut shutdown).await {
+                    Ok(()) => {
+                        backoff.remove(&job.id);
                     }
-                }
+                    Err(e) => {
+                        let failures = backoff.get(&job.id).map_or(1, |(n, _)| n + 1);
+                        let wait = crate::hub::backoff(failures - 1).min(Duration::from_secs(60));
+                        tracing::warn!(bulk = %job.id, error = %e, failures, "bulk chunk failed; retrying later");
+                        backoff.insert(job.id.clone(), (failures, Instant::now() + wait));
+                    }
+                },
                 None => {
                     tokio::select! {
                         _ = self.bulk_wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                         r = shutdown.changed() => if r.is_err() { return },
                     }
                 }
@@ -278,10 +292,18 @@ impl National {
         let rows: Vec<BulkRow> =
             serde_json::from_value(stored["rows"].clone()).map_err(|_| corrupt("rows"))?;
         let actor = Actor { client_id: job.client_id.clone(), role, market: self.config.market, location };
-        // Repeats of a serial inside one bulk are refused, whatever rows they are in.
+        // Repeats of a serial inside one bulk are refused, whatever rows they are in and however
+        // the product code is spelt (a 13-digit GTIN is the 14-digit one): two rows on one pack in
+        // one chunk would otherwise conflict with each other on every attempt.
         let mut seen = HashSet::new();
-        let duplicate: Vec<bool> =
-            rows.iter().map(|r| !seen.insert((r.product_code.clone(), r.serial.clone()))).collect();
+        let duplicate: Vec<bool> = rows
+            .iter()
+            .map(|r| {
+                let pc = request::product_code("", Some(&r.scheme), Some(&r.product_code))
+                    .map_or_else(|_| r.product_code.clone(), |p| p.to_string());
+                !seen.insert((pc, r.serial.clone()))
+            })
+            .collect();
         let mut done = job.done_rows as usize;
         while done < rows.len() {
             if *shutdown.borrow() {

@@ -35,6 +35,17 @@ struct Routed<'a> {
     from_hub: bool,
 }
 
+/// The audit subject of a refused request whose product code and serial can still be read, so the
+/// refusal shows in that pack's trail; empty when they cannot.
+fn subject_hint(body: &PackRequest) -> String {
+    let pc = request::product_code("", body.scheme.as_deref(), body.product_code.as_deref()).ok();
+    let serial = body.serial.as_deref().and_then(|s| openmvs_core::ids::Serial::new(s).ok());
+    match (pc, serial) {
+        (Some(pc), Some(serial)) => format!("{}/{pc}/{serial}", pc.scheme()),
+        _ => String::new(),
+    }
+}
+
 /// What one request decided, before it is committed.
 pub(crate) struct Outcome {
     pub response: PackResponse,
@@ -60,7 +71,7 @@ impl National {
         let operation = command.to_string();
         let input = match request::pack_input(body, now.date()) {
             Ok(i) => i,
-            Err(e) => return Err(self.refuse(actor, &operation, "", body, e).await),
+            Err(e) => return Err(self.refuse(actor, &operation, &subject_hint(body), body, e).await),
         };
         let subject = subject(&input.id);
         if !access(actor.role, Action::Pack(command), &self.config.policy).is_allowed() {

@@ -9,8 +9,11 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-/// The results of a finished bulk as (serial, return code, accepted, state, alert code).
-fn rows(done: &Value) -> Vec<(String, String, bool, Option<String>, Option<String>)> {
+/// One result row: (serial, return code, accepted, state, alert code).
+type Row = (String, String, bool, Option<String>, Option<String>);
+
+/// The results of a finished bulk.
+fn rows(done: &Value) -> Vec<Row> {
     done["results"]
         .as_array()
         .expect("results")
@@ -27,11 +30,9 @@ fn rows(done: &Value) -> Vec<(String, String, bool, Option<String>, Option<Strin
         .collect()
 }
 
-fn row(serial: &str, code: &str, accepted: bool, state: Option<&str>, alert: Option<&str>) -> RowT {
+fn row(serial: &str, code: &str, accepted: bool, state: Option<&str>, alert: Option<&str>) -> Row {
     (serial.to_owned(), code.to_owned(), accepted, state.map(str::to_owned), alert.map(str::to_owned))
 }
-
-type RowT = (String, String, bool, Option<String>, Option<String>);
 
 #[tokio::test]
 async fn a_homogeneous_bulk_supplies_every_serial_and_answers_in_request_order() {
@@ -45,7 +46,7 @@ async fn a_homogeneous_bulk_supplies_every_serial_and_answers_in_request_order()
                       "product_code": GTIN, "batch": BATCH, "expiry": EXPIRY, "serials": serials});
     let done = a.bulk_until_done(&body).await;
     assert_eq!((done["done"].as_u64(), done["total"].as_u64()), (Some(3), Some(3)), "{done}");
-    let expected: Vec<RowT> =
+    let expected: Vec<Row> =
         serials.iter().map(|s| row(s, "NMVS_SUCCESS", true, Some("SUPPLIED"), None)).collect();
     assert_eq!(rows(&done), expected);
     assert!(done["results"].as_array().expect("results").iter().all(|r| r["product_code"] == GTIN));
@@ -146,4 +147,36 @@ async fn only_the_submitter_reads_a_bulk_and_a_retry_returns_the_same_bulk_id() 
     let different = json!({"client_trx_id": body["client_trx_id"], "transactions": [q.row("supply")]});
     a.post("/v1/bulk", &different).await.expect_error(409, "NMVS_TE_TX_01", Some("client_trx_id"));
     assert_eq!(app.stored_state(&q), "ACTIVE");
+}
+
+#[tokio::test]
+async fn a_bulk_row_missing_a_field_is_refused_naming_the_row_and_field() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let [p1, p2] = <[Pack; 2]>::try_from(app.packs(2).await).expect("two packs");
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let mut short = p2.row("supply");
+    short.as_object_mut().expect("a row").remove("expiry");
+    let body = json!({"client_trx_id": trx(), "transactions": [p1.row("supply"), short]});
+    a.post("/v1/bulk", &body).await.expect_error(400, "NMVS_TE_XM_02", Some("transactions[1].expiry"));
+    assert_eq!(app.stored_state(&p1), "ACTIVE");
+}
+
+#[tokio::test]
+async fn a_serial_repeated_in_a_bulk_under_a_shorter_spelling_of_its_gtin_is_still_a_repeat() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    // 9501101530003 is the 13-digit GTIN-13 of 09501101530003: the same product code.
+    let short = Pack { product_code: GTIN[1..].to_owned(), ..p.clone() };
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let done = a
+        .bulk_until_done(
+            &json!({"client_trx_id": trx(), "transactions": [p.row("supply"), short.row("supply")]}),
+        )
+        .await;
+    let codes: Vec<String> = rows(&done).into_iter().map(|r| r.1).collect();
+    assert_eq!(codes, ["NMVS_SUCCESS", "NMVS_TE_BLK_01"]);
+    // The next double scan from this location is then only the first repeat.
+    check(&a.op("supply", &p.req()).await, "NMVS_NC_PCK_23", false, Some("SUPPLIED"), &[]);
 }

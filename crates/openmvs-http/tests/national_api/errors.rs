@@ -160,3 +160,17 @@ async fn a_storage_failure_is_503_with_retry_after_and_changes_nothing() {
     let trx = body["client_trx_id"].as_str().expect("a trx id");
     assert_eq!(app.store.idempotency(&a.client_id, trx).expect("read"), None, "no stored answer");
 }
+
+#[tokio::test]
+async fn a_field_of_the_wrong_json_type_is_named_in_the_details() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let mut body = p.req();
+    body["serial"] = json!(12345);
+    a.verify(&body).await.expect_error(400, XM_02, Some("serial"));
+    let mut body = p.req();
+    body["client_trx_id"] = json!(["t-1"]);
+    a.verify(&body).await.expect_error(400, XM_02, Some("client_trx_id"));
+}

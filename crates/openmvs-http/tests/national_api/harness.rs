@@ -149,6 +149,7 @@ impl HubLink for CountingHub {
 }
 
 /// How to set up one app.
+#[derive(Default)]
 pub struct AppOptions {
     /// Per-client rate limit.
     pub rate: RateLimit,
@@ -156,12 +157,6 @@ pub struct AppOptions {
     pub policy: Policy,
     /// The hub link; none by default.
     pub hub: Option<Arc<dyn HubLink>>,
-}
-
-impl Default for AppOptions {
-    fn default() -> AppOptions {
-        AppOptions { rate: RateLimit::default(), policy: Policy::default(), hub: None }
-    }
 }
 
 /// A running national system.
@@ -330,7 +325,6 @@ impl TestApp {
             clock: self.clock.clone(),
             client_id: created.client_id,
             secret: created.client_secret,
-            location: location.to_owned(),
             token: Mutex::new((String::new(), i64::MIN)),
         };
         c.refresh().await;
@@ -524,8 +518,6 @@ pub struct Client {
     /// Its client id.
     pub client_id: String,
     secret: String,
-    /// Its location.
-    pub location: String,
     /// The current token and the fake-clock instant it was issued at.
     token: Mutex<(String, i64)>,
 }

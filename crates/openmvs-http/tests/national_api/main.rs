@@ -3,7 +3,14 @@
 //! endpoints. Each test starts its own national system on a fresh store with a fake clock
 //! (see `harness`).
 
+mod alerts;
+mod audit;
+mod bulk;
 mod errors;
 mod harness;
+mod idempotency;
+mod ops;
 mod packs;
+mod roles;
+mod scan;
 mod undo;

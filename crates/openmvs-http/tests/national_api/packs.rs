@@ -24,15 +24,17 @@ async fn step(a: &Client, b: &Client, p: &Pack, s: &str) -> Resp {
     who.command(command, &body).await
 }
 
+/// (what, steps before on a fresh pack, the request checked, code, accepted, state after)
+type Case<'a> = (&'a str, &'a str, &'a str, &'a str, bool, Option<&'a str>);
+
 #[tokio::test]
 async fn each_outcome_of_the_contract_is_reached_through_the_api_with_its_level_and_alert() {
     let app = spawn_app().await;
     app.seed_standard().await;
     let a = app.client(Role::Pharmacy, "pharmacy-a").await;
     let b = app.client(Role::Pharmacy, "pharmacy-b").await;
-    // (what, steps before on a fresh pack, the request checked, code, accepted, state after)
     #[rustfmt::skip]
-    let cases: &[(&str, &str, &str, &str, bool, Option<&str>)] = &[
+    let cases: &[Case] = &[
         ("verify of an active pack", "", "A verify", "NMVS_SUCCESS", true, Some("ACTIVE")),
         ("supply of an active pack", "", "A supply", "NMVS_SUCCESS", true, Some("SUPPLIED")),
         ("unknown serial, known batch", "", "A verify serial=?", "NMVS_NC_PC_02", false, None),

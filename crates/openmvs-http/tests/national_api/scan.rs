@@ -23,14 +23,22 @@ async fn each_scanner_form_of_a_pack_gets_the_same_answer_as_its_fields() {
     app.seed_standard().await;
     app.seed_packs(GTIN, BATCH, &[V1_SERIAL.to_owned()]).await;
     let a = app.client(Role::Pharmacy, "pharmacy-a").await;
-    let p = Pack { product_code: GTIN.into(), batch: BATCH.into(), expiry: EXPIRY.into(), serial: V1_SERIAL.into() };
+    let p = Pack {
+        product_code: GTIN.into(),
+        batch: BATCH.into(),
+        expiry: EXPIRY.into(),
+        serial: V1_SERIAL.into(),
+    };
     let by_fields = a.verify(&p.req()).await;
     check(&by_fields, "NMVS_SUCCESS", true, Some("ACTIVE"), &[]);
     let forms = [
         ("V1 element string", "]d201095011015300031727123110ABC123\u{1d}21X4K9P7Q2M8R5"),
         ("V1 with a trailing CR", "]d201095011015300031727123110ABC123\u{1d}21X4K9P7Q2M8R5\r"),
         ("V6 bracket form", "(01)09501101530003(17)271231(10)ABC123(21)X4K9P7Q2M8R5"),
-        ("V7-style Digital Link", "https://id.example.org/01/09501101530003/10/ABC123/21/X4K9P7Q2M8R5?17=271231"),
+        (
+            "V7-style Digital Link",
+            "https://id.example.org/01/09501101530003/10/ABC123/21/X4K9P7Q2M8R5?17=271231",
+        ),
     ];
     for (what, scan) in forms {
         let r = a.verify(&json!({"client_trx_id": trx(), "scan": scan, "entry_mode": "SCANNED"})).await;
@@ -69,6 +77,11 @@ async fn a_scan_that_lost_its_group_separator_is_refused_naming_scan_and_changes
     let v9 = "]d201095011015300031727123110ABC12321X4K9P7Q2M8R5";
     let r = a.op("supply", &json!({"client_trx_id": trx(), "scan": v9})).await;
     r.expect_error(400, "NMVS_TE_XM_02", Some("scan"));
-    let p = Pack { product_code: GTIN.into(), batch: BATCH.into(), expiry: EXPIRY.into(), serial: V1_SERIAL.into() };
+    let p = Pack {
+        product_code: GTIN.into(),
+        batch: BATCH.into(),
+        expiry: EXPIRY.into(),
+        serial: V1_SERIAL.into(),
+    };
     assert_eq!(app.stored_state(&p), "ACTIVE");
 }

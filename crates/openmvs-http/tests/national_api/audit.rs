@@ -1,0 +1,130 @@
+//! Authority access to a pack's audit trail (fmd-rules §4.6): every request about the pack, in
+//! order, with the raw scan, refusals included, and the authorities' own reads.
+
+use std::time::Duration;
+
+use openmvs_core::roles::Role;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// The records of a pack's trail as `reader` gets them.
+async fn trail(reader: &Client, p: &Pack) -> Vec<Value> {
+    let r = reader.get(&p.audit_path()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["records"].as_array().expect("records").clone()
+}
+
+fn column<'a>(records: &'a [Value], key: &str) -> Vec<&'a Value> {
+    records.iter().map(|r| &r[key]).collect()
+}
+
+#[tokio::test]
+async fn authorities_read_a_packs_trail_in_order_with_the_raw_scan_refusals_and_their_own_reads() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let nca = app.client(Role::Nca, "nca-office").await;
+    let nmvo = app.client(Role::Nmvo, "nmvo-office").await;
+    let verified = a.verify(&p.scan_req()).await;
+    check(&verified, "NMVS_SUCCESS", true, Some("ACTIVE"), &[]);
+    app.advance(Duration::from_secs(60));
+    let supplied = a.op("supply", &p.req()).await;
+    check(&supplied, "NMVS_SUCCESS", true, Some("SUPPLIED"), &[]);
+    app.advance(Duration::from_secs(60));
+    a.op("export", &p.req()).await.expect_error(403, "NMVS_FE_AU_04", None);
+
+    let records = trail(&nca, &p).await;
+    assert_eq!(column(&records, "operation"), [&json!("verify"), &json!("supply"), &json!("export")]);
+    assert_eq!(
+        column(&records, "return_code"),
+        [&json!("NMVS_SUCCESS"), &json!("NMVS_SUCCESS"), &json!("NMVS_FE_AU_04")]
+    );
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().expect("seq")).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(
+        column(&records, "at"),
+        [&json!(START), &json!("2026-11-29T10:01:00.000Z"), &json!("2026-11-29T10:02:00.000Z")]
+    );
+    for r in &records {
+        assert_eq!(
+            (&r["actor"], &r["role"], &r["location"]),
+            (&json!(a.client_id), &json!("PHARMACY"), &json!("pharmacy-a"))
+        );
+    }
+    assert_eq!(records[0]["request"]["scan"], p.scan(), "the raw scan is kept");
+    assert_eq!(records[0]["result"]["trx_id"], verified.json["trx_id"]);
+    assert_eq!(
+        (&records[1]["request"]["serial"], &records[1]["request"]["scan"]),
+        (&json!(p.serial), &Value::Null)
+    );
+    assert_eq!(records[1]["result"], supplied.json, "the answer as given");
+    assert_eq!(records[2]["result"]["return_code"], "NMVS_FE_AU_04");
+
+    // The NCA's read is itself in the trail the NMVO reads next, and a refused read in the next one.
+    let after_nca = trail(&nmvo, &p).await;
+    assert_eq!(after_nca.len(), 4, "{after_nca:?}");
+    let read = &after_nca[3];
+    assert_eq!(
+        (&read["operation"], &read["actor"], &read["role"], &read["location"], &read["return_code"]),
+        (
+            &json!("audit-read"),
+            &json!(nca.client_id),
+            &json!("NCA"),
+            &json!("nca-office"),
+            &json!("NMVS_SUCCESS")
+        )
+    );
+    assert_eq!(&after_nca[..3], &records[..]);
+    a.get(&p.audit_path()).await.expect_error(403, "NMVS_FE_AU_04", Some("role"));
+    let last = trail(&nca, &p).await;
+    let tail: Vec<(&Value, &Value, &Value)> =
+        last[4..].iter().map(|r| (&r["operation"], &r["role"], &r["return_code"])).collect();
+    assert_eq!(
+        tail,
+        [
+            (&json!("audit-read"), &json!("NMVO"), &json!("NMVS_SUCCESS")),
+            (&json!("audit-read"), &json!("PHARMACY"), &json!("NMVS_FE_AU_04")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_request_about_a_known_pack_is_in_that_packs_trail() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let nca = app.client(Role::Nca, "nca-office").await;
+    let bad_expiry = p.req_with(&[("expiry", "271301")]);
+    a.op("supply", &bad_expiry).await.expect_error(400, "NMVS_TE_XM_02", Some("expiry"));
+    let bad_mode = p.req_with(&[("entry_mode", "KEYED")]);
+    a.op("supply", &bad_mode).await.expect_error(400, "NMVS_TE_XM_02", Some("entry_mode"));
+    let records = trail(&nca, &p).await;
+    let refusals: Vec<(&Value, &Value)> =
+        records.iter().map(|r| (&r["operation"], &r["return_code"])).collect();
+    assert_eq!(
+        refusals,
+        [(&json!("supply"), &json!("NMVS_TE_XM_02")), (&json!("supply"), &json!("NMVS_TE_XM_02"))],
+        "a refusal naming a readable pack identifier is part of that pack's trail"
+    );
+    assert_eq!(records[0]["request"]["expiry"], "271301");
+}
+
+#[tokio::test]
+async fn the_trail_of_a_pack_is_the_same_whichever_spelling_of_its_gtin_the_authority_uses() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let nca = app.client(Role::Nca, "nca-office").await;
+    // A terminal may send the 13-digit GTIN-13; it is the same product code, padded to 14 digits.
+    let short = Pack { product_code: GTIN[1..].to_owned(), ..p.clone() };
+    check(&a.op("supply", &short.req()).await, "NMVS_SUCCESS", true, Some("SUPPLIED"), &[]);
+    let by_short = trail(&nca, &short).await;
+    let ops: Vec<&Value> = column(&by_short, "operation");
+    assert_eq!(ops, [&json!("supply")], "{by_short:?}");
+    let by_full = trail(&nca, &p).await;
+    assert_eq!(column(&by_full, "operation"), [&json!("supply"), &json!("audit-read")]);
+}
