@@ -146,32 +146,6 @@ pub fn national_router(state: NationalState) -> Router {
         .layer(axum::middleware::from_fn_with_state(obs, observe))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn field<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> String {
-        let e = parse_json::<T>(json.as_bytes()).unwrap_err();
-        e.0.details[0].field.clone()
-    }
-
-    #[test]
-    fn json_errors_name_the_field_with_its_path() {
-        assert_eq!(field::<PackRequest>(r#"{"serial": 12345}"#), "serial");
-        assert_eq!(field::<PackRequest>(r#"{"colour": "red"}"#), "colour");
-        assert_eq!(field::<PackRequest>("not json"), "body");
-        assert_eq!(field::<PackRequest>(r#"{"client_trx_id": "#), "body");
-        assert_eq!(field::<PackRequest>(r#"{} {}"#), "body");
-        let bulk = r#"{"transactions": [{"operation":"verify","scheme":"GTIN","product_code":"1","serial":"2","batch":"3","expiry":"4"},
-                                        {"operation":"verify","scheme":"GTIN","product_code":"1","serial":"2","batch":"3"}]}"#;
-        assert_eq!(field::<BulkRequest>(bulk), "transactions[1].expiry");
-        assert_eq!(
-            field::<BulkRequest>(r#"{"transactions": [{"operation": 7}]}"#),
-            "transactions[0].operation"
-        );
-    }
-}
-
 async fn not_found() -> HttpError {
     HttpError(ApiError::new(ReturnCode::NotFound).with("path", "no such route"))
 }
@@ -426,4 +400,30 @@ async fn hub_intermarket(
     let response = s.national.intermarket(&req).await?;
     let market = response.as_ref().map(|_| s.national.market().to_string());
     Ok(axum::Json(openmvs_wire::hub::IntermarketAnswer { market, response }).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> String {
+        let e = parse_json::<T>(json.as_bytes()).unwrap_err();
+        e.0.details[0].field.clone()
+    }
+
+    #[test]
+    fn json_errors_name_the_field_with_its_path() {
+        assert_eq!(field::<PackRequest>(r#"{"serial": 12345}"#), "serial");
+        assert_eq!(field::<PackRequest>(r#"{"colour": "red"}"#), "colour");
+        assert_eq!(field::<PackRequest>("not json"), "body");
+        assert_eq!(field::<PackRequest>(r#"{"client_trx_id": "#), "body");
+        assert_eq!(field::<PackRequest>(r#"{} {}"#), "body");
+        let bulk = r#"{"transactions": [{"operation":"verify","scheme":"GTIN","product_code":"1","serial":"2","batch":"3","expiry":"4"},
+                                        {"operation":"verify","scheme":"GTIN","product_code":"1","serial":"2","batch":"3"}]}"#;
+        assert_eq!(field::<BulkRequest>(bulk), "transactions[1].expiry");
+        assert_eq!(
+            field::<BulkRequest>(r#"{"transactions": [{"operation": 7}]}"#),
+            "transactions[0].operation"
+        );
+    }
 }
