@@ -35,6 +35,22 @@ struct Routed<'a> {
     from_hub: bool,
 }
 
+/// What the audit trail keeps of an answer: the outcome, not the product's master data (which
+/// the trail of the upload already holds). The whole answer is kept with the idempotency record.
+fn audit_result(r: &PackResponse) -> String {
+    serde_json::json!({
+        "trx_id": r.trx_id,
+        "accepted": r.accepted,
+        "return_code": r.return_code,
+        "state": r.pack.as_ref().map(|p| &p.state),
+        "reasons": r.pack.as_ref().map(|p| &p.reasons),
+        "alert": r.alert,
+        "intermarket": r.intermarket,
+        "warnings": r.warnings.iter().map(|w| &w.code).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
 /// The audit subject of a refused request whose product code and serial can still be read, so the
 /// refusal shows in that pack's trail; empty when they cannot.
 fn subject_hint(body: &PackRequest) -> String {
@@ -213,7 +229,7 @@ impl National {
             subject: subject.to_owned(),
             return_code: response.return_code.clone(),
             request: serde_json::to_string(request).unwrap_or_default(),
-            result: serde_json::to_string(response).unwrap_or_default(),
+            result: audit_result(response),
         }
     }
 

@@ -11,20 +11,28 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct PackRequest {
     /// The client's id for this transaction, unique per client.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_trx_id: Option<String>,
     /// `GTIN` or `PPN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
     /// The product code.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub product_code: Option<String>,
     /// The serial number.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
     /// The batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<String>,
     /// The expiry, `YYMMDD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expiry: Option<String>,
     /// The raw scan instead of the fields (GS as `\\u001d`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scan: Option<String>,
     /// `SCANNED` or `MANUAL`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entry_mode: Option<String>,
 }
 
