@@ -121,10 +121,18 @@ impl National {
         let hash = request_hash(operation, &input.id);
         let audit_op = if req.from_hub { format!("intermarket-{operation}") } else { operation.to_owned() };
         for _ in 0..MAX_ATTEMPTS {
-            if let Some(stored) = self.store.idempotency(&actor.client_id, &input.client_trx_id)? {
-                return self.replay(actor, &audit_op, subject, body, &stored, hash).await;
+            let id = &input.id;
+            let key = (actor.client_id.as_str(), input.client_trx_id.as_str());
+            let ctx = self.store.pack_context(Some(key), &id.product_code, &id.serial, &id.batch)?;
+            if let Some(stored) = &ctx.idempotency {
+                return self.replay(actor, &audit_op, subject, body, stored, hash).await;
             }
-            let mut out = self.decide_pack(actor, command, input, now, !req.from_hub).await?;
+            let loaded = Loaded {
+                product: ctx.product,
+                pack: ctx.pack,
+                requested_batch_known: ctx.requested_batch_known,
+            };
+            let mut out = self.decide_pack(actor, command, input, &loaded, now, !req.from_hub).await?;
             out.response.intermarket |= req.from_hub;
             // "The hub could not be reached" is not an answer to keep: a retry with the same
             // client_trx_id must ask the hub again, so only the attempt is audited.
@@ -235,27 +243,8 @@ impl National {
 
     /// Reads what the store knows about the pack in `id`.
     pub(crate) fn load(&self, id: &PackIdentifier) -> Result<Loaded, ApiError> {
-        let pc = &id.product_code;
-        let Some(product) = self.store.product(pc)? else {
-            return Ok(Loaded { product: None, pack: None, requested_batch_known: false });
-        };
-        let pack = match self.store.pack(pc, &id.serial)? {
-            Some(p) => {
-                let batch = self.store.batch(pc, &p.pack.batch)?.ok_or_else(|| {
-                    ApiError::from(StoreError::Corrupt(format!(
-                        "pack {} has no batch {}",
-                        id.serial, p.pack.batch
-                    )))
-                })?;
-                Some((p, batch))
-            }
-            None => None,
-        };
-        let requested_batch_known = match &pack {
-            Some((_, b)) if b.batch == id.batch => true,
-            _ => self.store.batch(pc, &id.batch)?.is_some(),
-        };
-        Ok(Loaded { product: Some(product), pack, requested_batch_known })
+        let ctx = self.store.pack_context(None, &id.product_code, &id.serial, &id.batch)?;
+        Ok(Loaded { product: ctx.product, pack: ctx.pack, requested_batch_known: ctx.requested_batch_known })
     }
 
     /// Decides one request and builds everything it changes (without idempotency and audit,
@@ -265,15 +254,15 @@ impl National {
         actor: &Actor,
         command: Command,
         input: &PackInput,
+        loaded: &Loaded,
         now: Timestamp,
         intermarket: bool,
     ) -> Result<Outcome, ApiError> {
-        let loaded = self.load(&input.id)?;
-        let decision = self.decide_loaded(actor, command, &input.id, &loaded, now);
+        let decision = self.decide_loaded(actor, command, &input.id, loaded, now);
         if decision.needs_intermarket() && intermarket {
             return self.ask_hub(actor, command, input, now).await;
         }
-        Ok(self.outcome(actor, command, input, &loaded, &decision, now))
+        Ok(self.outcome(actor, command, input, loaded, &decision, now))
     }
 
     pub(crate) fn decide_loaded(

@@ -246,21 +246,134 @@ impl Committer for SqliteStore {
     }
 }
 
+impl ContextStore for SqliteStore {
+    fn pack_context(
+        &self,
+        idempotency_key: Option<(&str, &str)>,
+        product_code: &ProductCode,
+        serial: &Serial,
+        batch: &Batch,
+    ) -> StoreResult<PackContext> {
+        self.read(|c| {
+            // One read transaction: the pack and its batch come from the same snapshot.
+            c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql_err)?;
+            let r = read_context(c, idempotency_key, product_code, serial, batch);
+            let end = c.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).map_err(sql_err);
+            let ctx = r?;
+            end?;
+            Ok(ctx)
+        })
+    }
+}
+
+fn read_context(
+    c: &Connection,
+    idempotency_key: Option<(&str, &str)>,
+    product_code: &ProductCode,
+    serial: &Serial,
+    batch: &Batch,
+) -> StoreResult<PackContext> {
+    let mut ctx = PackContext::default();
+    if let Some((client_id, trx)) = idempotency_key {
+        ctx.idempotency = read_idempotency(c, client_id, trx)?;
+        if ctx.idempotency.is_some() {
+            return Ok(ctx);
+        }
+    }
+    ctx.product = read_product(c, product_code)?;
+    if ctx.product.is_none() {
+        return Ok(ctx);
+    }
+    ctx.pack = match read_pack(c, product_code, serial)? {
+        Some(p) => {
+            let b = read_batch(c, product_code, &p.pack.batch)?.ok_or_else(|| {
+                corrupt(format!("pack {product_code}/{serial} has no batch {}", p.pack.batch))
+            })?;
+            Some((p, b))
+        }
+        None => None,
+    };
+    ctx.requested_batch_known = match &ctx.pack {
+        Some((_, b)) if &b.batch == batch => true,
+        _ => read_batch(c, product_code, batch)?.is_some(),
+    };
+    Ok(ctx)
+}
+
+fn read_pack(c: &Connection, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT batch, state, last_command, last_location, last_at, synced_from, repeats, version \
+             FROM packs WHERE product_code = ?1 AND serial = ?2",
+        )
+        .map_err(sql_err)?;
+    let mut rows = s.query(params![product_code.as_str(), serial.as_str()]).map_err(sql_err)?;
+    match rows.next().map_err(sql_err)? {
+        Some(r) => Ok(Some(stored_pack(r)?)),
+        None => Ok(None),
+    }
+}
+
+fn read_product(c: &Connection, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT product_code, scheme, name, common_name, form, strength, pack_type, pack_size, owner, \
+             withdrawn, version FROM products WHERE product_code = ?1",
+        )
+        .map_err(sql_err)?;
+    let mut rows = s.query(params![product_code.as_str()]).map_err(sql_err)?;
+    match rows.next().map_err(sql_err)? {
+        Some(r) => Ok(Some(product(r)?)),
+        None => Ok(None),
+    }
+}
+
+fn read_batch(c: &Connection, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT batch, expiry, expiry_year, recalled, markets FROM batches \
+             WHERE product_code = ?1 AND batch = ?2",
+        )
+        .map_err(sql_err)?;
+    let mut rows = s.query(params![product_code.as_str(), batch.as_str()]).map_err(sql_err)?;
+    match rows.next().map_err(sql_err)? {
+        Some(r) => Ok(Some(batch_record(product_code, r)?)),
+        None => Ok(None),
+    }
+}
+
+fn read_idempotency(
+    c: &Connection,
+    client_id: &str,
+    client_trx_id: &str,
+) -> StoreResult<Option<IdempotencyRecord>> {
+    c.prepare_cached(
+        "SELECT request_hash, status, response, created_at FROM idempotency \
+         WHERE client_id = ?1 AND client_trx_id = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![client_id, client_trx_id], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u16>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+        })
+        .optional()
+    })
+    .map_err(sql_err)?
+    .map(|(h, status, response, at)| {
+        Ok(IdempotencyRecord {
+            client_id: client_id.to_owned(),
+            client_trx_id: client_trx_id.to_owned(),
+            request_hash: hash(h)?,
+            status,
+            response,
+            created_at: Timestamp::from_unix_millis(at),
+        })
+    })
+    .transpose()
+}
+
 impl PackStore for SqliteStore {
     fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
-        self.read(|c| {
-            let mut s = c
-                .prepare_cached(
-                    "SELECT batch, state, last_command, last_location, last_at, synced_from, repeats, version \
-                     FROM packs WHERE product_code = ?1 AND serial = ?2",
-                )
-                .map_err(sql_err)?;
-            let mut rows = s.query(params![product_code.as_str(), serial.as_str()]).map_err(sql_err)?;
-            match rows.next().map_err(sql_err)? {
-                Some(r) => Ok(Some(stored_pack(r)?)),
-                None => Ok(None),
-            }
-        })
+        self.read(|c| read_pack(c, product_code, serial))
     }
 
     fn pack_count(&self) -> StoreResult<u64> {
@@ -273,37 +386,13 @@ impl PackStore for SqliteStore {
 
 impl ProductStore for SqliteStore {
     fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
-        self.read(|c| {
-            let mut s = c
-                .prepare_cached(
-                    "SELECT product_code, scheme, name, common_name, form, strength, pack_type, pack_size, owner, \
-                     withdrawn, version FROM products WHERE product_code = ?1",
-                )
-                .map_err(sql_err)?;
-            let mut rows = s.query(params![product_code.as_str()]).map_err(sql_err)?;
-            match rows.next().map_err(sql_err)? {
-                Some(r) => Ok(Some(product(r)?)),
-                None => Ok(None),
-            }
-        })
+        self.read(|c| read_product(c, product_code))
     }
 }
 
 impl BatchStore for SqliteStore {
     fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
-        self.read(|c| {
-            let mut s = c
-                .prepare_cached(
-                    "SELECT batch, expiry, expiry_year, recalled, markets FROM batches \
-                     WHERE product_code = ?1 AND batch = ?2",
-                )
-                .map_err(sql_err)?;
-            let mut rows = s.query(params![product_code.as_str(), batch.as_str()]).map_err(sql_err)?;
-            match rows.next().map_err(sql_err)? {
-                Some(r) => Ok(Some(batch_record(product_code, r)?)),
-                None => Ok(None),
-            }
-        })
+        self.read(|c| read_batch(c, product_code, batch))
     }
 }
 
@@ -477,35 +566,7 @@ impl OutboxStore for SqliteStore {
 
 impl IdempotencyStore for SqliteStore {
     fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT request_hash, status, response, created_at FROM idempotency \
-                 WHERE client_id = ?1 AND client_trx_id = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![client_id, client_trx_id], |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        r.get::<_, u16>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                    ))
-                })
-                .optional()
-            })
-            .map_err(sql_err)?
-            .map(|(h, status, response, at)| {
-                Ok(IdempotencyRecord {
-                    client_id: client_id.to_owned(),
-                    client_trx_id: client_trx_id.to_owned(),
-                    request_hash: hash(h)?,
-                    status,
-                    response,
-                    created_at: Timestamp::from_unix_millis(at),
-                })
-            })
-            .transpose()
-        })
+        self.read(|c| read_idempotency(c, client_id, client_trx_id))
     }
 }
 

@@ -34,6 +34,7 @@ macro_rules! conformance_tests {
             bulk_progress_appends_results_in_order,
             many_concurrent_commits_are_all_durable_and_the_audit_chain_verifies,
             clients_and_signing_keys_round_trip,
+            a_pack_context_reads_everything_a_request_needs,
         );
     };
     (@cases $open:expr, $verifying_key:expr; $($case:ident,)*) => {
@@ -530,4 +531,32 @@ pub async fn clients_and_signing_keys_round_trip(store: Arc<dyn Store>, _key: ed
     assert_eq!(keys.len(), 2);
     assert_eq!((keys[0].active, keys[0].retired_at), (false, Some(at(2))));
     assert_eq!((keys[1].active, keys[1].kid.as_str()), (true, "k2"));
+}
+
+/// One call reads the stored answer, the product, the pack with its batch, and whether the
+/// requested batch exists; a known transaction id short-cuts the rest.
+pub async fn a_pack_context_reads_everything_a_request_needs(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    seed(&store, &["S1"]).await;
+    let lot1 = Batch::new("LOT1").expect("batch");
+    let lot9 = Batch::new("LOT9").expect("batch");
+    let ctx = store.pack_context(Some(("cl_a", "t1")), &gtin(), &serial("S1"), &lot1).expect("context");
+    assert!(ctx.idempotency.is_none());
+    assert_eq!(ctx.product.as_ref().map(|p| p.name.as_str()), Some("Examplomab 10 mg"));
+    let (p, b) = ctx.pack.expect("pack");
+    assert_eq!((p.pack.state, p.version, b.batch.as_str()), (PackState::Active, 1, "LOT1"));
+    assert!(ctx.requested_batch_known);
+    let other = store.pack_context(None, &gtin(), &serial("S2"), &lot9).expect("context");
+    assert!(other.pack.is_none() && !other.requested_batch_known && other.product.is_some());
+    let unknown = ProductCode::gtin("05601234567892").expect("gtin");
+    let none = store.pack_context(None, &unknown, &serial("S1"), &lot1).expect("context");
+    assert_eq!(none, PackContext::default());
+    store
+        .commit(UnitOfWork { idempotency: Some(idem("t1")), ..UnitOfWork::default() })
+        .await
+        .expect("commit");
+    let replay = store.pack_context(Some(("cl_a", "t1")), &gtin(), &serial("S1"), &lot1).expect("context");
+    assert_eq!(replay.idempotency, Some(idem("t1")));
 }

@@ -320,6 +320,19 @@ pub struct UnitOfWork {
     pub bulk_progress: Option<BulkProgress>,
 }
 
+/// Everything one single-pack request reads, from one consistent snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackContext {
+    /// The stored answer, if this client's transaction id was used before.
+    pub idempotency: Option<IdempotencyRecord>,
+    /// The product, if known in this market.
+    pub product: Option<ProductRecord>,
+    /// The pack with this serial, and its batch.
+    pub pack: Option<(StoredPack, BatchRecord)>,
+    /// Whether the batch named in the request exists for this product.
+    pub requested_batch_known: bool,
+}
+
 /// What a commit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Committed {

@@ -83,6 +83,21 @@ pub trait PackStore: Send + Sync {
     fn pack_count(&self) -> StoreResult<u64>;
 }
 
+/// The reads of one single-pack request, in one snapshot and one round trip: the hot path of
+/// every verification and state change.
+pub trait ContextStore: Send + Sync {
+    /// The stored answer of `(client_id, client_trx_id)` when given, the product, the pack with
+    /// its batch, and whether `batch` exists for the product. A pack whose batch is missing is
+    /// corrupt data.
+    fn pack_context(
+        &self,
+        idempotency_key: Option<(&str, &str)>,
+        product_code: &ProductCode,
+        serial: &Serial,
+        batch: &Batch,
+    ) -> StoreResult<PackContext>;
+}
+
 /// Products.
 pub trait ProductStore: Send + Sync {
     /// The product's master data in this market.
@@ -164,6 +179,7 @@ pub trait ClientStore: Send + Sync {
 /// Everything a national system stores.
 pub trait Store:
     Committer
+    + ContextStore
     + PackStore
     + ProductStore
     + BatchStore
@@ -178,6 +194,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: Committer
+        + ContextStore
         + PackStore
         + ProductStore
         + BatchStore

@@ -44,6 +44,19 @@ impl Committer for Faulty {
     }
 }
 
+impl ContextStore for Faulty {
+    fn pack_context(
+        &self,
+        idempotency_key: Option<(&str, &str)>,
+        product_code: &ProductCode,
+        serial: &Serial,
+        batch: &Batch,
+    ) -> StoreResult<PackContext> {
+        self.read_fault()?;
+        self.inner.pack_context(idempotency_key, product_code, serial, batch)
+    }
+}
+
 impl PackStore for Faulty {
     fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
         self.read_fault()?;
