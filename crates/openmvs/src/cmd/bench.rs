@@ -21,6 +21,8 @@ use openmvs_wire::hub::{BatchMsg, Delivery, Envelope, Message, PacksMsg, Product
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 
+use super::load::{self, Conn};
+
 use crate::node;
 
 const GTIN: &str = "09501101530003";
@@ -72,11 +74,18 @@ impl Figures {
 
 pub fn national(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(run(packs, seconds, clients))?;
+    // The load generator has threads of its own, as a separate client process would: sharing the
+    // server's runtime would put its work in the server's queues and measure both as one.
+    let load_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("load")
+        .enable_all()
+        .build()?;
+    rt.block_on(run(packs, seconds, clients, load_rt.handle().clone()))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<()> {
+async fn run(packs: u64, seconds: u64, clients: usize, load: tokio::runtime::Handle) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("openmvs-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let market = MarketCode::new("DE").map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -114,8 +123,8 @@ async fn run(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<()> {
     let router = national_router(NationalState { national: national.clone(), obs, limiter });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let server = serve(listener, router, Some(tls)).map_err(|e| anyhow::anyhow!(e))?;
-    let base = format!("https://localhost:{}", server.local_addr().port());
-    let ca = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes())?;
+    let addr = server.local_addr();
+    let tls = load::tls(&CertificateDer::from(cert.cert.der().to_vec()))?;
 
     eprintln!("creating {clients} clients ...");
     let mut terminals = Vec::new();
@@ -127,26 +136,15 @@ async fn run(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<()> {
                 "bench",
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(ca.clone())
-            .pool_max_idle_per_host(1)
-            .http1_only()
-            .build()?;
-        let token: serde_json::Value = http
-            .post(format!("{base}/oauth/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &c.client_id),
-                ("client_secret", &c.client_secret),
-            ])
-            .send()
-            .await?
-            .json()
-            .await?;
+        let mut conn = Conn::open(addr, "localhost", tls.clone()).await?;
+        let form = format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            c.client_id, c.client_secret
+        );
+        let reply = conn.send("POST", "/oauth/token", None, form.into_bytes()).await?;
+        let token: serde_json::Value = serde_json::from_slice(&reply.body)?;
         let token = token["access_token"].as_str().context("no token")?.to_owned();
-        terminals.push(Arc::new((http, token)));
+        terminals.push(Terminal { tls: tls.clone(), addr, token });
     }
 
     let next_serial = Arc::new(AtomicU64::new(0));
@@ -161,7 +159,7 @@ async fn run(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<()> {
     ];
     for (name, op, n) in scenarios {
         let (g0, s0) = (groups.0.load(Ordering::Relaxed), groups.1.load(Ordering::Relaxed));
-        let f = scenario(name, op, &terminals[..n], &base, duration, &next_serial, packs).await;
+        let f = scenario(&load, name, op, &terminals[..n], duration, &next_serial, packs).await;
         let (g1, s1) = (groups.0.load(Ordering::Relaxed), groups.1.load(Ordering::Relaxed));
         f.print();
         if g1 > g0 {
@@ -245,11 +243,18 @@ fn serial(i: u64) -> String {
     format!("B{i:012}")
 }
 
+/// A simulated terminal: its own keep-alive connection and token.
+struct Terminal {
+    tls: Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+    token: String,
+}
+
 async fn scenario(
+    load: &tokio::runtime::Handle,
     name: &str,
     op: &str,
-    terminals: &[Arc<(reqwest::Client, String)>],
-    base: &str,
+    terminals: &[Terminal],
     duration: Duration,
     next_serial: &Arc<AtomicU64>,
     packs: u64,
@@ -258,14 +263,21 @@ async fn scenario(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (t, term) in terminals.iter().enumerate() {
-        let term = term.clone();
-        let url = if op == "live" { format!("{base}/health/live") } else { format!("{base}/v1/packs/{op}") };
+        let (tls, addr, token) = (term.tls.clone(), term.addr, term.token.clone());
+        let path = if op == "live" { "/health/live".to_owned() } else { format!("/v1/packs/{op}") };
         let next = next_serial.clone();
         let op = op.to_owned();
         let run = name.replace(' ', "").replace(',', "-");
-        tasks.push(tokio::spawn(async move {
+        tasks.push(load.spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
             let (mut ok, mut errors, mut i) = (0u64, 0u64, 0u64);
+            let mut conn = match Conn::open(addr, "localhost", tls).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{op}: connecting: {e}");
+                    return (h, 0, 1);
+                }
+            };
             while Instant::now() < deadline {
                 // Supplies take fresh packs; verifies spread over the whole data set.
                 let s = if op == "supply" {
@@ -273,32 +285,31 @@ async fn scenario(
                 } else {
                     (i.wrapping_mul(2_654_435_761) + t as u64 * 7919) % packs
                 };
-                let body = json!({"client_trx_id": format!("{run}-{op}-{t}-{i}"), "scheme": "GTIN", "product_code": GTIN,
-                                  "serial": serial(s), "batch": BATCH, "expiry": EXPIRY});
                 let sent = Instant::now();
-                let r = if op == "live" {
-                    term.0.get(&url).send().await
+                let reply = if op == "live" {
+                    conn.send("GET", &path, None, Vec::new()).await
                 } else {
-                    term.0.post(&url).bearer_auth(&term.1).json(&body).send().await
+                    let body = json!({"client_trx_id": format!("{run}-{op}-{t}-{i}"), "scheme": "GTIN", "product_code": GTIN,
+                                      "serial": serial(s), "batch": BATCH, "expiry": EXPIRY});
+                    conn.send("POST", &path, Some(&token), body.to_string().into_bytes()).await
                 };
-                let good = match r {
-                    Ok(resp) if resp.status().is_success() => resp.bytes().await.is_ok(),
-                    Ok(resp) => {
+                let _ = h.record(sent.elapsed().as_micros() as u64);
+                match reply {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => {
                         if errors == 0 {
-                            let status = resp.status();
-                            eprintln!("{op}: HTTP {status}: {}", resp.text().await.unwrap_or_default());
+                            eprintln!("{op}: HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body));
                         }
-                        false
+                        errors += 1;
                     }
                     Err(e) => {
                         if errors == 0 {
                             eprintln!("{op}: {e}");
                         }
-                        false
+                        errors += 1;
+                        break;
                     }
-                };
-                let _ = h.record(sent.elapsed().as_micros() as u64);
-                if good { ok += 1 } else { errors += 1 }
+                }
                 i += 1;
             }
             (h, ok, errors)

@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod bench;
+mod load;
 mod return_codes;
 mod scan;
 mod serve;
