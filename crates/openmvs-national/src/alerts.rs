@@ -8,7 +8,7 @@ use openmvs_core::roles::{Access, Action, access};
 use openmvs_store::{AlertFilter, AlertRecord, AlertUpdate, Conflict, StoreError, UnitOfWork};
 use openmvs_wire::api::{AlertList, AlertStatusRequest, AlertView};
 
-use crate::{Actor, ApiError, National};
+use crate::{Actor, ApiError, National, Record};
 
 /// The page size when none is asked for.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -147,18 +147,14 @@ impl National {
                 after.comment = Some(c.clone());
             }
             let result = serde_json::to_string(&view(&after)).unwrap_or_default();
-            let mut audit = vec![Entry {
-                market: self.config.market.to_string(),
-                at_millis: now.unix_millis(),
-                actor: actor.client_id.clone(),
-                role: actor.role.to_string(),
-                location: actor.location.to_string(),
-                operation: "alert-status".into(),
-                subject: subject.clone(),
-                return_code: ReturnCode::Success.as_str().into(),
+            let record = Record {
+                operation: "alert-status",
+                subject: &subject,
+                return_code: ReturnCode::Success.as_str(),
                 request: serde_json::to_string(req).unwrap_or_default(),
-                result: result.clone(),
-            }];
+                result,
+            };
+            let mut audit = vec![self.audit_entry(actor, now, record)];
             if outcome.report_to_nca {
                 // DR Art 37(d): the authority reads this record in its audit access.
                 audit.push(Entry {

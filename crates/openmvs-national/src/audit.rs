@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use openmvs_audit::{Entry, Verifier};
+use openmvs_audit::Verifier;
 use openmvs_core::ids::{ProductCode, Scheme};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, access};
@@ -10,7 +10,7 @@ use openmvs_core::time::Timestamp;
 use openmvs_store::{AuditStore, StoreError, UnitOfWork};
 use openmvs_wire::api::{AuditRecordView, AuditRecords};
 
-use crate::{Actor, ApiError, National};
+use crate::{Actor, ApiError, National, Record};
 
 impl National {
     /// `GET /v1/audit/packs/{scheme}/{product_code}/{serial}` (NCA and NMVO). The read itself is
@@ -45,18 +45,17 @@ impl National {
         }
         let records = self.store.audit_by_subject(&subject)?;
         let now = self.clock.now();
-        let entry = Entry {
-            market: self.config.market.to_string(),
-            at_millis: now.unix_millis(),
-            actor: actor.client_id.clone(),
-            role: actor.role.to_string(),
-            location: actor.location.to_string(),
-            operation: "audit-read".into(),
-            subject: subject.clone(),
-            return_code: ReturnCode::Success.as_str().into(),
-            request: request.to_string(),
-            result: format!("{{\"records\":{}}}", records.len()),
-        };
+        let entry = self.audit_entry(
+            actor,
+            now,
+            Record {
+                operation: "audit-read",
+                subject: &subject,
+                return_code: ReturnCode::Success.as_str(),
+                request: request.to_string(),
+                result: format!("{{\"records\":{}}}", records.len()),
+            },
+        );
         self.store.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await?;
         let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.to_owned()));
         Ok(AuditRecords {

@@ -13,9 +13,9 @@ use openmvs_store::{BulkJob, BulkProgress, BulkStatus, Conflict, IdempotencyReco
 use openmvs_wire::api::{BulkAccepted, BulkRequest, BulkResult, BulkRow, BulkStatusResponse};
 use tokio::sync::watch;
 
-use crate::packs::{Loaded, subject};
+use crate::packs::{Loaded, audit_result, subject};
 use crate::request::{self, PackInput, bytes_hash};
-use crate::{Actor, ApiError, National, new_id};
+use crate::{Actor, ApiError, National, Record, new_id};
 
 /// How many failing jobs may be waiting out their delay before the worker looks no further.
 const MAX_BACKED_OFF: usize = 32;
@@ -73,18 +73,17 @@ impl National {
                     response: response.clone(),
                     created_at: now,
                 }),
-                audit: vec![openmvs_audit::Entry {
-                    market: self.config.market.to_string(),
-                    at_millis: now.unix_millis(),
-                    actor: actor.client_id.clone(),
-                    role: actor.role.to_string(),
-                    location: actor.location.to_string(),
-                    operation: "bulk".into(),
-                    subject: accepted.bulk_id.clone(),
-                    return_code: ReturnCode::Success.as_str().into(),
-                    request: serde_json::to_string(&bulk_summary(body)).unwrap_or_default(),
-                    result: response,
-                }],
+                audit: vec![self.audit_entry(
+                    actor,
+                    now,
+                    Record {
+                        operation: "bulk",
+                        subject: &accepted.bulk_id,
+                        return_code: ReturnCode::Success.as_str(),
+                        request: serde_json::to_string(&bulk_summary(body)).unwrap_or_default(),
+                        result: response,
+                    },
+                )],
                 ..UnitOfWork::default()
             };
             match self.store.commit(uow).await {
@@ -415,18 +414,15 @@ fn bulk_entry(
     r: &openmvs_wire::api::PackResponse,
     now: openmvs_core::time::Timestamp,
 ) -> openmvs_audit::Entry {
-    openmvs_audit::Entry {
-        market: n.config.market.to_string(),
-        at_millis: now.unix_millis(),
-        actor: actor.client_id.clone(),
-        role: actor.role.to_string(),
-        location: actor.location.to_string(),
-        operation: format!("bulk-{command}"),
-        subject: subject(id),
-        return_code: r.return_code.clone(),
+    let operation = format!("bulk-{command}");
+    let record = Record {
+        operation: &operation,
+        subject: &subject(id),
+        return_code: &r.return_code,
         request: serde_json::to_string(row).unwrap_or_default(),
-        result: serde_json::to_string(r).unwrap_or_default(),
-    }
+        result: audit_result(r),
+    };
+    n.audit_entry(actor, now, record)
 }
 
 /// What the audit trail keeps of a bulk request: its shape, not every serial (those are audited

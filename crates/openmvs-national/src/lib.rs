@@ -19,11 +19,12 @@ pub mod request;
 
 use std::sync::Arc;
 
+use openmvs_audit::Entry;
 use openmvs_auth::{KeyRing, Validator};
 use openmvs_core::ids::{Location, MarketCode};
 use openmvs_core::pack::Policy;
 use openmvs_core::roles::Role;
-use openmvs_core::time::Clock;
+use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::Store;
 use tokio::sync::{Notify, RwLock};
 
@@ -133,4 +134,34 @@ impl National {
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
+
+    /// The audit record of one operation by `actor` in this market.
+    pub(crate) fn audit_entry(&self, actor: &Actor, now: Timestamp, r: Record<'_>) -> Entry {
+        Entry {
+            market: self.config.market.to_string(),
+            at_millis: now.unix_millis(),
+            actor: actor.client_id.clone(),
+            role: actor.role.to_string(),
+            location: actor.location.to_string(),
+            operation: r.operation.to_owned(),
+            subject: r.subject.to_owned(),
+            return_code: r.return_code.to_owned(),
+            request: r.request,
+            result: r.result,
+        }
+    }
+}
+
+/// What an audit record says about an operation, besides who, where and when.
+pub(crate) struct Record<'a> {
+    /// What was done, e.g. `supply`, `alert-status`.
+    pub operation: &'a str,
+    /// What it was done to, e.g. `GTIN/<product code>/<serial>`.
+    pub subject: &'a str,
+    /// The outcome's return code.
+    pub return_code: &'a str,
+    /// The request as JSON.
+    pub request: String,
+    /// The result as JSON.
+    pub result: String,
 }

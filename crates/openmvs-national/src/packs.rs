@@ -16,7 +16,7 @@ use openmvs_wire::api::{AlertRef, PackRequest, PackResponse, PackView, ProductVi
 use openmvs_wire::hub::{AlertMsg, Envelope, IntermarketRequest, Message, PackStateMsg};
 
 use crate::request::{self, PackInput, request_hash};
-use crate::{Actor, ApiError, National, new_id};
+use crate::{Actor, ApiError, National, Record, new_id};
 
 /// How often a request is read and decided again after losing a race, before giving up with 503.
 const MAX_ATTEMPTS: usize = 8;
@@ -37,7 +37,7 @@ struct Routed<'a> {
 
 /// What the audit trail keeps of an answer: the outcome, not the product's master data (which
 /// the trail of the upload already holds). The whole answer is kept with the idempotency record.
-fn audit_result(r: &PackResponse) -> String {
+pub(crate) fn audit_result(r: &PackResponse) -> String {
     serde_json::json!({
         "trx_id": r.trx_id,
         "accepted": r.accepted,
@@ -197,19 +197,17 @@ impl National {
         request: &impl serde::Serialize,
         e: ApiError,
     ) -> ApiError {
-        let now = self.clock.now();
-        let entry = Entry {
-            market: self.config.market.to_string(),
-            at_millis: now.unix_millis(),
-            actor: actor.client_id.clone(),
-            role: actor.role.to_string(),
-            location: actor.location.to_string(),
-            operation: operation.to_owned(),
-            subject: subject.to_owned(),
-            return_code: e.code.as_str().to_owned(),
-            request: serde_json::to_string(request).unwrap_or_default(),
-            result: serde_json::to_string(&e.body()).unwrap_or_default(),
-        };
+        let entry = self.audit_entry(
+            actor,
+            self.clock.now(),
+            Record {
+                operation,
+                subject,
+                return_code: e.code.as_str(),
+                request: serde_json::to_string(request).unwrap_or_default(),
+                result: serde_json::to_string(&e.body()).unwrap_or_default(),
+            },
+        );
         match self.store.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await {
             Ok(_) => e,
             // The refusal could not be audited: the client is told to retry rather than given an
@@ -227,18 +225,17 @@ impl National {
         response: &PackResponse,
         now: Timestamp,
     ) -> Entry {
-        Entry {
-            market: self.config.market.to_string(),
-            at_millis: now.unix_millis(),
-            actor: actor.client_id.clone(),
-            role: actor.role.to_string(),
-            location: actor.location.to_string(),
-            operation: operation.to_owned(),
-            subject: subject.to_owned(),
-            return_code: response.return_code.clone(),
-            request: serde_json::to_string(request).unwrap_or_default(),
-            result: audit_result(response),
-        }
+        self.audit_entry(
+            actor,
+            now,
+            Record {
+                operation,
+                subject,
+                return_code: &response.return_code,
+                request: serde_json::to_string(request).unwrap_or_default(),
+                result: audit_result(response),
+            },
+        )
     }
 
     /// Reads what the store knows about the pack in `id`.
