@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod ids;
+pub mod master_data;
 pub mod pack;
 pub mod return_code;
 pub mod roles;
