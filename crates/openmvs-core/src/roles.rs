@@ -95,8 +95,9 @@ fn may_set(role: Role, op: Operation, policy: &Policy) -> bool {
         (Role::Wholesaler, Supply) => policy.wholesaler_supply,
         (r, Export) => r == Role::Wholesaler,
         (_, CheckOut) => role == Role::Obp,
-        (r, Supply | Destroy | Sample | Lock) => r.is_end_user(),
-        (r, FreeSample | Stolen) => r.is_end_user() || r == Role::Obp,
+        (r, Supply | Sample | Lock) => r.is_end_user(),
+        // The OBP reports its own destroyed, stolen and free-sample packs through the hub (api.md §3).
+        (r, Destroy | FreeSample | Stolen) => r.is_end_user() || r == Role::Obp,
     }
 }
 
@@ -164,11 +165,11 @@ mod tests {
     }
 
     #[test]
-    fn obps_may_report_stolen_free_sample_and_check_out_but_not_supply() {
-        for op in [FreeSample, Stolen, CheckOut] {
+    fn obps_may_report_stolen_destroyed_free_sample_and_check_out_but_not_supply() {
+        for op in [FreeSample, Stolen, Destroy, CheckOut] {
             check(Role::Obp, Action::Pack(Command::Set(op)), Access::Own);
         }
-        for op in [Supply, Destroy, Export, Sample, Lock] {
+        for op in [Supply, Export, Sample, Lock] {
             check(Role::Obp, Action::Pack(Command::Set(op)), Access::Denied);
         }
     }
