@@ -5,6 +5,7 @@
 //! last committed state while a write is in progress.
 
 mod codec;
+pub mod hub;
 mod schema;
 pub mod writer;
 

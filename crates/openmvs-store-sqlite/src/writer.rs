@@ -6,8 +6,13 @@
 //! group size adapts to the load by itself: one operation per transaction when idle, hundreds under
 //! load. Each unit of work runs inside its own savepoint, so a unit that conflicts is rolled back
 //! alone and the rest of the group still commits.
+//!
+//! The loop is generic over the kind of unit it commits ([`Unit`]): the national system's
+//! [`UnitOfWork`] and the hub's `HubUnitOfWork` share it, and with it the group commit, the
+//! savepoints and the sealing and signing of the audit trail.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
@@ -30,10 +35,33 @@ pub const CHECKPOINT_EVERY_MILLIS: i64 = 60_000;
 /// A small write run on the writer thread.
 pub type ExecFn = Box<dyn FnOnce(&Connection) -> StoreResult<()> + Send>;
 
+/// A kind of unit of work the writer commits: what it changes, and what committing it reports.
+pub trait Unit: Send + 'static {
+    /// What a commit of the unit reports back.
+    type Done: Send + 'static;
+    /// The audit entries the unit appends: their chains are put back if the unit is refused.
+    fn audit(&self) -> &[Entry];
+    /// Applies the unit on the open transaction, inside its own savepoint; audit entries are
+    /// appended through `chains`, which seals them.
+    fn apply(&self, c: &Connection, chains: &mut AuditChains, now: i64) -> StoreResult<Self::Done>;
+}
+
+impl Unit for UnitOfWork {
+    type Done = Committed;
+
+    fn audit(&self) -> &[Entry] {
+        &self.audit
+    }
+
+    fn apply(&self, c: &Connection, chains: &mut AuditChains, now: i64) -> StoreResult<Committed> {
+        apply(c, self, chains, now)
+    }
+}
+
 /// Work for the writer thread.
-pub enum Job {
+pub enum Job<U: Unit = UnitOfWork> {
     /// Commit a unit of work and answer when durable.
-    Commit(Box<UnitOfWork>, oneshot::Sender<StoreResult<Committed>>),
+    Commit(Box<U>, oneshot::Sender<StoreResult<U::Done>>),
     /// Run a small write of its own (outbox bookkeeping, clients, keys) in the next group.
     Exec(ExecFn, std::sync::mpsc::Sender<StoreResult<()>>),
     /// Sign checkpoints for every unsigned record now and stop.
@@ -52,24 +80,68 @@ struct MarketChain {
     signed_at: i64,
 }
 
+/// Each market's audit chain head and last signed checkpoint, as the writer thread keeps them.
+#[derive(Default)]
+pub struct AuditChains(HashMap<String, MarketChain>);
+
+impl AuditChains {
+    /// Seals `entry` into its market's chain and stores the record in the `audit` table; returns
+    /// the sequence number it got.
+    pub fn append(&mut self, c: &Connection, entry: &Entry) -> StoreResult<u64> {
+        let chain = self.0.entry(entry.market.clone()).or_insert_with(|| MarketChain {
+            head: ChainHead::genesis(&entry.market),
+            signed_seq: 0,
+            signed_at: entry.at_millis,
+        });
+        let sealed = chain.head.seal(entry.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        c.prepare_cached(
+            "INSERT INTO audit (market, seq, at, actor, role, location, operation, subject, return_code, request, \
+             result, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .and_then(|mut s| {
+            let e = &sealed.entry;
+            s.execute(params![
+                e.market,
+                sealed.seq as i64,
+                e.at_millis,
+                e.actor,
+                e.role,
+                e.location,
+                e.operation,
+                e.subject,
+                e.return_code,
+                e.request,
+                e.result,
+                &sealed.prev_hash[..],
+                &sealed.hash[..]
+            ])
+        })
+        .map_err(sql_err)?;
+        Ok(sealed.seq)
+    }
+}
+
 /// The writer thread's state: the write connection and each market's audit chain head.
-pub struct Writer {
+pub struct Writer<U: Unit = UnitOfWork> {
     conn: Connection,
-    chains: HashMap<String, MarketChain>,
+    chains: AuditChains,
     signer: Arc<AuditSigner>,
     clock: Arc<dyn Clock>,
     on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    // The writer commits units of one kind; `fn(U)` keeps it `Send` whatever `U` is.
+    unit: PhantomData<fn(U)>,
 }
 
-impl Writer {
+impl<U: Unit> Writer<U> {
     /// Prepares the writer over an open, migrated connection.
     pub fn new(
         conn: Connection,
         signer: Arc<AuditSigner>,
         clock: Arc<dyn Clock>,
         on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
-    ) -> StoreResult<Writer> {
-        let mut w = Writer { conn, chains: HashMap::new(), signer, clock, on_group };
+    ) -> StoreResult<Writer<U>> {
+        let mut w =
+            Writer { conn, chains: AuditChains::default(), signer, clock, on_group, unit: PhantomData };
         w.load_chains()?;
         Ok(w)
     }
@@ -104,12 +176,12 @@ impl Writer {
             chains.insert(market, MarketChain { head, signed_seq: signed_seq as u64, signed_at });
         }
         drop(stmt);
-        self.chains = chains;
+        self.chains = AuditChains(chains);
         Ok(())
     }
 
     /// Runs until the channel closes or a `Stop` arrives.
-    pub fn run(mut self, rx: &Receiver<Job>) {
+    pub fn run(mut self, rx: &Receiver<Job<U>>) {
         let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
         'outer: while stop.is_none() {
             let Ok(first) = rx.recv() else { break };
@@ -153,7 +225,7 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: Vec<Job>) {
+    fn commit_group(&mut self, group: Vec<Job<U>>) {
         if group.is_empty() {
             return;
         }
@@ -161,31 +233,25 @@ impl Writer {
             f(group.len());
         }
         let now = self.clock.now().unix_millis();
-        let mut results: Vec<StoreResult<Committed>> = Vec::with_capacity(group.len());
-        let outcome = (|| -> StoreResult<()> {
-            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err)?;
-            for job in &group {
-                let r = match job {
-                    Job::Commit(uow, _) => self.apply_in_savepoint(uow, now),
-                    Job::Exec(..) | Job::Stop(_) => Ok(Committed::default()),
-                };
-                results.push(r);
-            }
-            Ok(())
-        })();
-        // Exec jobs run after the units of work, in the same transaction.
-        let mut execs = Vec::new();
         let mut commits = Vec::new();
+        let mut execs = Vec::new();
         for job in group {
             match job {
-                Job::Commit(_, reply) => commits.push(reply),
+                Job::Commit(uow, reply) => commits.push((uow, reply)),
                 Job::Exec(f, reply) => execs.push((f, reply)),
                 Job::Stop(_) => {}
             }
         }
+        // One result per unit of work, in the order of `commits`: each answer must reach the
+        // caller whose unit it belongs to, whatever other jobs share the group.
+        let mut results: Vec<StoreResult<U::Done>> = Vec::with_capacity(commits.len());
         let mut exec_results = Vec::with_capacity(execs.len());
-        let mut outcome = outcome;
+        let mut outcome = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err);
         if outcome.is_ok() {
+            for (uow, _) in &commits {
+                results.push(self.apply_in_savepoint(uow, now));
+            }
+            // Exec jobs run after the units of work, in the same transaction.
             for (f, reply) in execs {
                 let r = self.savepoint(|c| f(c));
                 exec_results.push((reply, r));
@@ -196,7 +262,7 @@ impl Writer {
         }
         match outcome {
             Ok(()) => {
-                for (reply, r) in commits.into_iter().zip(results) {
+                for ((_, reply), r) in commits.into_iter().zip(results) {
                     let _ = reply.send(r);
                 }
                 for (reply, r) in exec_results {
@@ -214,7 +280,7 @@ impl Writer {
                     StoreError::Conflict(_) => StoreError::Unavailable("group commit failed".into()),
                     e => e,
                 };
-                for reply in commits {
+                for (_, reply) in commits {
                     let _ = reply.send(Err(err.clone()));
                 }
                 for (reply, _) in exec_results {
@@ -242,25 +308,25 @@ impl Writer {
         }
     }
 
-    fn apply_in_savepoint(&mut self, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
+    fn apply_in_savepoint(&mut self, uow: &U, now: i64) -> StoreResult<U::Done> {
         // The chain heads advance only if the unit's savepoint is released.
         let before: Vec<(String, Option<ChainHead>)> = uow
-            .audit
+            .audit()
             .iter()
-            .map(|e| (e.market.clone(), self.chains.get(&e.market).map(|c| c.head.clone())))
+            .map(|e| (e.market.clone(), self.chains.0.get(&e.market).map(|c| c.head.clone())))
             .collect();
         let mut chains = std::mem::take(&mut self.chains);
-        let r = self.savepoint(|c| apply(c, uow, &mut chains, now));
+        let r = self.savepoint(|c| uow.apply(c, &mut chains, now));
         if r.is_err() {
             for (market, head) in before {
                 match head {
                     Some(h) => {
-                        if let Some(c) = chains.get_mut(&market) {
+                        if let Some(c) = chains.0.get_mut(&market) {
                             c.head = h;
                         }
                     }
                     None => {
-                        chains.remove(&market);
+                        chains.0.remove(&market);
                     }
                 }
             }
@@ -273,7 +339,7 @@ impl Writer {
     /// unsigned tail when `all`).
     fn sign_all(&mut self, all: bool) -> StoreResult<()> {
         let now = self.clock.now().unix_millis();
-        for c in self.chains.values_mut() {
+        for c in self.chains.0.values_mut() {
             let unsigned = c.head.seq - c.signed_seq;
             let due = unsigned >= CHECKPOINT_EVERY_RECORDS || now - c.signed_at >= CHECKPOINT_EVERY_MILLIS;
             if unsigned == 0 || !(all || due) {
@@ -313,22 +379,8 @@ fn conflict(c: Conflict) -> StoreError {
     StoreError::Conflict(c)
 }
 
-fn seal(chains: &mut HashMap<String, MarketChain>, entry: Entry) -> StoreResult<openmvs_audit::Sealed> {
-    let chain = chains.entry(entry.market.clone()).or_insert_with(|| MarketChain {
-        head: ChainHead::genesis(&entry.market),
-        signed_seq: 0,
-        signed_at: entry.at_millis,
-    });
-    chain.head.seal(entry).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 /// Applies one unit of work on the open transaction.
-fn apply(
-    c: &Connection,
-    uow: &UnitOfWork,
-    chains: &mut HashMap<String, MarketChain>,
-    now: i64,
-) -> StoreResult<Committed> {
+fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -> StoreResult<Committed> {
     let mut out = Committed::default();
     if let Some(i) = &uow.idempotency {
         let n = c
@@ -571,31 +623,7 @@ fn apply(
         }
     }
     for e in &uow.audit {
-        let sealed = seal(chains, e.clone())?;
-        c.prepare_cached(
-            "INSERT INTO audit (market, seq, at, actor, role, location, operation, subject, return_code, request, \
-             result, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )
-        .and_then(|mut s| {
-            let e = &sealed.entry;
-            s.execute(params![
-                e.market,
-                sealed.seq as i64,
-                e.at_millis,
-                e.actor,
-                e.role,
-                e.location,
-                e.operation,
-                e.subject,
-                e.return_code,
-                e.request,
-                e.result,
-                &sealed.prev_hash[..],
-                &sealed.hash[..]
-            ])
-        })
-        .map_err(sql_err)?;
-        out.audit_seqs.push(sealed.seq);
+        out.audit_seqs.push(chains.append(c, e)?);
     }
     Ok(out)
 }

@@ -35,6 +35,7 @@ macro_rules! conformance_tests {
             many_concurrent_commits_are_all_durable_and_the_audit_chain_verifies,
             clients_and_signing_keys_round_trip,
             a_pack_context_reads_everything_a_request_needs,
+            a_refused_unit_is_answered_as_refused_beside_outbox_bookkeeping,
         );
     };
     (@cases $open:expr, $verifying_key:expr; $($case:ident,)*) => {
@@ -559,4 +560,28 @@ pub async fn a_pack_context_reads_everything_a_request_needs(
         .expect("commit");
     let replay = store.pack_context(Some(("cl_a", "t1")), &gtin(), &serial("S1"), &lot1).expect("context");
     assert_eq!(replay.idempotency, Some(idem("t1")));
+}
+
+/// A unit of work refused in a group that also holds outbox bookkeeping is still answered as
+/// refused: answers are matched to their own units, whatever else the group holds.
+pub async fn a_refused_unit_is_answered_as_refused_beside_outbox_bookkeeping(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    let applied = || UnitOfWork { inbox: Some("hub-msg-1".into()), ..UnitOfWork::default() };
+    store.commit(applied()).await.expect("applies");
+    // Many rounds, so that some groups hold bookkeeping ahead of a unit.
+    for _ in 0..200 {
+        let s = store.clone();
+        let bookkeeping = tokio::task::spawn_blocking(move || s.delivered(999_999));
+        let s = store.clone();
+        let unit = tokio::spawn(async move { s.commit(applied()).await });
+        bookkeeping.await.expect("task").expect("bookkeeping");
+        let answer = unit.await.expect("task");
+        assert_eq!(
+            answer,
+            Err(StoreError::Conflict(Conflict::InboxMessage)),
+            "a refused unit answered as applied"
+        );
+    }
 }

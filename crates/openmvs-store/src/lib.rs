@@ -7,6 +7,9 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "conformance")]
+pub mod conformance_hub;
+pub mod hub;
 mod model;
 mod ports;
 

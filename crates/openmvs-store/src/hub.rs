@@ -1,0 +1,534 @@
+//! Storage ports of the European Hub: what the hub stores, how a change is committed, and the small
+//! traits each engine implements (`HubStore` is all of them).
+//!
+//! The hub keeps OBPs, product master data in immutable versions, batches, uploads and the alerts
+//! forwarded to OBPs. It does **not** keep serial numbers (DR Art 33(1)): what it keeps to refuse a
+//! repeated serial is a set of keyed digests per product ([`SerialDigest`], computed by the caller
+//! with a secret of the hub, so that the set cannot be searched for a guessed serial), and serials
+//! themselves live only in the payloads of outbox messages on their way to the national systems.
+//! A delivered message is deleted, which is how serials leave the hub once every target market has
+//! acknowledged them.
+//!
+//! Architecture invariant, as for the national system: callers never open transactions. Everything
+//! one operation changes goes into one [`HubUnitOfWork`], committed atomically and durably before
+//! the operation is answered; a conflict means: read again, decide again.
+//!
+//! # An upload, step by step
+//!
+//! 1. A unit creates the upload ([`NewUpload`]) with its target markets.
+//! 2. For each chunk of lines, the service reads which digests are present ([`SerialIndex::present`]),
+//!    rejects those lines and builds one serial message per market from the rest; one unit then
+//!    inserts the digests with [`OnDuplicate::Refuse`] (a concurrent upload that inserted one
+//!    meanwhile refuses the unit, and the service decides the chunk again), records the progress
+//!    and rejections, and stores the messages as the chunk's [`UploadProgress::chunks`]. Each chunk
+//!    message counts as sent to its market in the same unit, so the count cannot drift from the
+//!    messages.
+//! 3. The last unit ends the upload with [`UploadOutcome::Validated`]: no more chunks will come.
+//! 4. The relay delivers each chunk; [`HubOutboxStore::delivered`] deletes it (and the serials in
+//!    it) and counts the market's acknowledgement in one write. The engine marks the upload
+//!    DISTRIBUTED when it is validated and every market acknowledged every chunk.
+
+use openmvs_audit::Entry;
+use openmvs_core::alert::{AlertStatus, Classification};
+use openmvs_core::ids::{Batch, Expiry, MarketCode, ProductCode};
+use openmvs_core::master_data::ProductMaster;
+use openmvs_core::time::Timestamp;
+
+use crate::{AlertUpdate, AuditStore, BoxFuture, OutboxMessage, StoreResult, StoredOutboxMessage};
+
+/// The audit market of the hub's own trail: the hub's records form one chain of their own.
+pub const HUB_AUDIT_MARKET: &str = "HUB";
+
+/// An on-boarding partner (a marketing authorisation holder or a parallel distributor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObpRecord {
+    /// The OBP id, as named by its client certificate.
+    pub id: String,
+    /// A human name.
+    pub name: String,
+    /// When it was on-boarded.
+    pub created_at: Timestamp,
+    /// When it was revoked (irreversible): a revoked OBP may no longer call the hub.
+    pub revoked_at: Option<Timestamp>,
+    /// Where the hub POSTs the OBP's alerts, recalls and withdrawals (`PUT /v1/callback`).
+    pub callback_url: Option<String>,
+}
+
+/// A change to an existing OBP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObpChange {
+    /// Sets (or clears) the callback URL.
+    Callback {
+        /// The OBP.
+        obp: String,
+        /// The new URL.
+        url: Option<String>,
+    },
+    /// Revokes the OBP; a second revocation keeps the first instant.
+    Revoke {
+        /// The OBP.
+        obp: String,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// A product as the hub knows it: who owns it, which master data version is current, and the
+/// markets it is withdrawn from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubProductRecord {
+    /// Product code and scheme.
+    pub product_code: ProductCode,
+    /// The OBP that uploaded it first, and so owns it. Written when the product is created and
+    /// never changed after.
+    pub owner: String,
+    /// The current master data version (from 1).
+    pub current_version: u32,
+    /// The markets it is withdrawn from, in market order. Withdrawal is irreversible per market:
+    /// a write adds the markets it names and never removes one.
+    pub withdrawn: Vec<MarketCode>,
+    /// When it was first uploaded.
+    pub created_at: Timestamp,
+}
+
+/// A product write: created if `expected_version` is `None` (a product that exists conflicts, which
+/// is how the first OBP to upload a product code comes to own it), else applied only if the product
+/// still has that current version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductWrite {
+    /// The new record; `owner` and `created_at` are used only when the product is created.
+    pub product: HubProductRecord,
+    /// The current version the decision was made on.
+    pub expected_version: Option<u32>,
+}
+
+/// One immutable version of a product's master data. Any change of the master data, target
+/// markets included, makes a new version (`openmvs_core::master_data::decide_version`), and a
+/// batch binds to one version, so that no batch's markets change retrospectively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductVersionRecord {
+    /// The version number, from 1.
+    pub version: u32,
+    /// The validated master data (the product code among it), read back exactly as stored:
+    /// markets and wholesalers in the order sent.
+    pub master: ProductMaster,
+    /// When it was uploaded.
+    pub created_at: Timestamp,
+}
+
+/// A batch as the hub knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubBatchRecord {
+    /// The product.
+    pub product_code: ProductCode,
+    /// The batch number.
+    pub batch: Batch,
+    /// The product version the batch is bound to.
+    pub product_version: u32,
+    /// Its expiry, kept as encoded.
+    pub expiry: Expiry,
+    /// Its target markets, in market order.
+    pub markets: Vec<MarketCode>,
+    /// The markets it is recalled in, in market order. Recall is irreversible per market: a write
+    /// adds the markets it names and never removes one.
+    pub recalled: Vec<MarketCode>,
+}
+
+/// A keyed digest of a serial number (16 to 32 bytes, e.g. HMAC-SHA256 with a secret of the hub,
+/// truncated): enough to refuse a repeated serial without keeping the serial.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SerialDigest {
+    bytes: [u8; SerialDigest::MAX_LEN],
+    len: u8,
+}
+
+impl SerialDigest {
+    /// The shortest digest accepted: 128 bits keep accidental collisions out of reach even across
+    /// billions of serials of one product.
+    pub const MIN_LEN: usize = 16;
+    /// The longest digest accepted (a whole SHA-256).
+    pub const MAX_LEN: usize = 32;
+
+    /// A digest of 16 to 32 bytes; `None` for any other length.
+    pub fn new(bytes: &[u8]) -> Option<SerialDigest> {
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&bytes.len()) {
+            return None;
+        }
+        let mut d = SerialDigest { bytes: [0; Self::MAX_LEN], len: bytes.len() as u8 };
+        d.bytes[..bytes.len()].copy_from_slice(bytes);
+        Some(d)
+    }
+
+    /// The digest's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for SerialDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SerialDigest(")?;
+        for b in self.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// What a unit does with a serial digest that is present already.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// Inserts the others and reports the positions of the present ones in
+    /// [`HubCommitted::duplicate_serials`].
+    #[default]
+    Report,
+    /// Refuses the whole unit with `Conflict::Exists`: for a unit whose other parts (the serial
+    /// messages, the rejections) were decided on a read that found the digests absent.
+    Refuse,
+}
+
+/// Serial digests of one product to insert if absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialDigests {
+    /// The product: a serial is unique per product code.
+    pub product_code: ProductCode,
+    /// The digests, one per serial.
+    pub digests: Vec<SerialDigest>,
+    /// What a present digest does.
+    pub on_duplicate: OnDuplicate,
+}
+
+/// Where an upload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadStatus {
+    /// Lines are being received and distributed.
+    Received,
+    /// Every line is received and validated; chunks may still await acknowledgement.
+    Validated,
+    /// Every target market acknowledged every chunk.
+    Distributed,
+    /// The upload was abandoned (what was distributed stays distributed).
+    Failed,
+}
+
+impl UploadStatus {
+    /// The upper-case name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadStatus::Received => "RECEIVED",
+            UploadStatus::Validated => "VALIDATED",
+            UploadStatus::Distributed => "DISTRIBUTED",
+            UploadStatus::Failed => "FAILED",
+        }
+    }
+
+    /// Parses an upper-case name.
+    pub fn parse(s: &str) -> Option<UploadStatus> {
+        [UploadStatus::Received, UploadStatus::Validated, UploadStatus::Distributed, UploadStatus::Failed]
+            .into_iter()
+            .find(|u| u.as_str() == s)
+    }
+}
+
+/// How an upload ends; DISTRIBUTED is not among them because the engine decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// Every line is received: no more chunks will come.
+    Validated,
+    /// Abandoned.
+    Failed,
+}
+
+/// Where an upload is in one market.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarketDelivery {
+    /// Chunks may still come, or some await acknowledgement.
+    Pending,
+    /// The upload is validated (no more chunks will come) and the market acknowledged every one.
+    Distributed,
+}
+
+impl MarketDelivery {
+    /// The upper-case name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarketDelivery::Pending => "PENDING",
+            MarketDelivery::Distributed => "DISTRIBUTED",
+        }
+    }
+}
+
+/// An upload's delivery to one target market.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadMarket {
+    /// The market.
+    pub market: MarketCode,
+    /// Chunks stored for it.
+    pub chunks_sent: u64,
+    /// Chunks it acknowledged.
+    pub chunks_acked: u64,
+    /// Derived: DISTRIBUTED once the upload is validated and the market acknowledged every chunk
+    /// (a failed upload's markets stay PENDING).
+    pub status: MarketDelivery,
+}
+
+/// An upload of serials for one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// The upload id.
+    pub id: String,
+    /// The OBP that uploaded.
+    pub obp: String,
+    /// The product.
+    pub product_code: ProductCode,
+    /// The batch.
+    pub batch: Batch,
+    /// Where it is.
+    pub status: UploadStatus,
+    /// Lines received.
+    pub received: u64,
+    /// Lines rejected.
+    pub rejected: u64,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+    /// Each target market, in market order.
+    pub markets: Vec<UploadMarket>,
+}
+
+/// A new upload, RECEIVED with nothing received yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUpload {
+    /// The upload id; one that exists conflicts.
+    pub id: String,
+    /// The OBP.
+    pub obp: String,
+    /// The product.
+    pub product_code: ProductCode,
+    /// The batch.
+    pub batch: Batch,
+    /// The target markets, PENDING until distributed.
+    pub markets: Vec<MarketCode>,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+}
+
+/// A rejected line of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRejection {
+    /// The line number, from 1; unique per upload.
+    pub line: u64,
+    /// The line as the OBP sent it, echoed back so that it can fix its file.
+    pub serial: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Progress on an upload in RECEIVED status (anything else conflicts: it has ended).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadProgress {
+    /// The upload.
+    pub id: String,
+    /// Lines received since the last progress.
+    pub received: u64,
+    /// Lines rejected among them.
+    pub rejections: Vec<UploadRejection>,
+    /// Serial messages to the target markets, one per market and chunk; each goes to the outbox
+    /// linked to the upload and counts as a chunk sent to its destination, which must be a market.
+    pub chunks: Vec<OutboxMessage>,
+    /// Set on the last progress.
+    pub outcome: Option<UploadOutcome>,
+}
+
+/// An alert a national system forwarded for the owning OBP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubAlertRecord {
+    /// The hub's alert id (unique, opaque).
+    pub id: String,
+    /// The OBP that owns the product.
+    pub obp: String,
+    /// The market that raised it.
+    pub market: MarketCode,
+    /// The alert's id in that market: with the market, the source key. An alert forwarded again
+    /// conflicts, so it is stored (and called back) once.
+    pub source_alert_id: String,
+    /// The product code as requested, for listing.
+    pub product_code: String,
+    /// The alert as forwarded (JSON).
+    pub alert: String,
+    /// When the hub received it.
+    pub created_at: Timestamp,
+    /// Where the OBP is in its investigation.
+    pub status: AlertStatus,
+    /// The classification, once closed.
+    pub classification: Option<Classification>,
+    /// The last comment.
+    pub comment: Option<String>,
+}
+
+/// A filter for listing forwarded alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubAlertFilter {
+    /// Only the alerts of this OBP (an OBP sees its own).
+    pub obp: Option<String>,
+    /// Only alerts with this status.
+    pub status: Option<AlertStatus>,
+    /// Only alerts on this product code.
+    pub product_code: Option<String>,
+    /// Start after this alert id (exclusive), in id order.
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Everything one hub operation changes, committed atomically, durably and in one piece.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubUnitOfWork {
+    /// The id of the inbound message (from a national system) this unit applies; fails the unit if
+    /// it was applied before.
+    pub inbox: Option<String>,
+    /// OBPs to on-board; one that exists conflicts.
+    pub new_obps: Vec<ObpRecord>,
+    /// Changes to OBPs.
+    pub obp_changes: Vec<ObpChange>,
+    /// Product master data versions to store; one that exists conflicts (versions are immutable).
+    pub product_versions: Vec<ProductVersionRecord>,
+    /// Products to create or update, each with its expected current version.
+    pub products: Vec<ProductWrite>,
+    /// Batches to create or replace; recalled markets are only ever added.
+    pub batches: Vec<HubBatchRecord>,
+    /// Serial digests to insert if absent.
+    pub serials: Vec<SerialDigests>,
+    /// A new upload.
+    pub new_upload: Option<NewUpload>,
+    /// Progress on an upload (applied after `new_upload`, so one unit may do both).
+    pub upload_progress: Option<UploadProgress>,
+    /// Forwarded alerts to store; one whose source key exists conflicts.
+    pub alerts: Vec<HubAlertRecord>,
+    /// Alert status changes by the OBP, each from its expected status.
+    pub alert_updates: Vec<AlertUpdate>,
+    /// Messages for the relays (other than serial chunks, which come with their upload progress).
+    pub outbox: Vec<OutboxMessage>,
+    /// Audit entries, sealed into the hub's chain ([`HUB_AUDIT_MARKET`]) in commit order.
+    pub audit: Vec<Entry>,
+}
+
+/// What a hub commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubCommitted {
+    /// The sequence numbers the audit entries got, in order.
+    pub audit_seqs: Vec<u64>,
+    /// One list per entry of [`HubUnitOfWork::serials`], in order: the positions (ascending) of
+    /// the digests that were present already, before the unit or earlier in it.
+    pub duplicate_serials: Vec<Vec<usize>>,
+}
+
+/// The one way to change the hub's state: commit a unit of work.
+pub trait HubCommitter: Send + Sync {
+    /// Commits `uow` atomically. Resolves only when the commit is durable (or has failed and
+    /// nothing of it was written). Concurrent commits may share one transaction and one fsync.
+    fn commit(&self, uow: HubUnitOfWork) -> BoxFuture<'_, StoreResult<HubCommitted>>;
+}
+
+/// On-boarding partners.
+pub trait ObpStore: Send + Sync {
+    /// One OBP.
+    fn obp(&self, id: &str) -> StoreResult<Option<ObpRecord>>;
+    /// Every OBP, in id order.
+    fn obps(&self) -> StoreResult<Vec<ObpRecord>>;
+}
+
+/// Products and their master data versions.
+pub trait ProductCatalog: Send + Sync {
+    /// The product.
+    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<HubProductRecord>>;
+    /// One version of its master data.
+    fn product_version(
+        &self,
+        product_code: &ProductCode,
+        version: u32,
+    ) -> StoreResult<Option<ProductVersionRecord>>;
+}
+
+/// Batches.
+pub trait BatchCatalog: Send + Sync {
+    /// The batch of a product.
+    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<HubBatchRecord>>;
+}
+
+/// The per-product sets of serial digests.
+pub trait SerialIndex: Send + Sync {
+    /// The positions (ascending) of the digests in `digests` that are present for the product.
+    fn present(&self, product_code: &ProductCode, digests: &[SerialDigest]) -> StoreResult<Vec<usize>>;
+    /// How many digests the product has.
+    fn digest_count(&self, product_code: &ProductCode) -> StoreResult<u64>;
+}
+
+/// Uploads.
+pub trait UploadStore: Send + Sync {
+    /// One upload, with its markets.
+    fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
+    /// Up to `limit` rejected lines of an upload after line `after_line`, in line order (every
+    /// rejection is kept, so a large upload pages through them).
+    fn upload_rejections(&self, id: &str, after_line: u64, limit: usize)
+    -> StoreResult<Vec<UploadRejection>>;
+    /// Uploads still RECEIVED, oldest first (after a restart, those whose stream was cut).
+    fn unfinished_uploads(&self, limit: usize) -> StoreResult<Vec<UploadRecord>>;
+}
+
+/// The hub's outbox: one queue per destination (a market code, or `callback:<obp>` for an OBP's
+/// callback), each drained by its own relay so that a market that is down holds back only its own
+/// messages.
+pub trait HubOutboxStore: Send + Sync {
+    /// Up to `limit` live messages for `destination` due at `now`, oldest first, at most one per
+    /// ordering key (the oldest undelivered one), so that messages about one product stay in order.
+    fn due(&self, destination: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>>;
+    /// The destinations with live messages, in order.
+    fn destinations(&self) -> StoreResult<Vec<String>>;
+    /// Removes a delivered message, with the serials in its payload; a serial chunk counts as
+    /// acknowledged by its market in the same write.
+    fn delivered(&self, seq: u64) -> StoreResult<()>;
+    /// Records a failed attempt: retry at `next_attempt_at`, or move to the dead-letter list.
+    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()>;
+    /// The dead-letter list, every destination.
+    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>>;
+    /// Puts a dead letter back in its queue, due now; false when there is no such dead letter.
+    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool>;
+    /// How many live (not dead) messages wait, every destination.
+    fn pending(&self) -> StoreResult<u64>;
+}
+
+/// Alerts forwarded to OBPs.
+pub trait HubAlertStore: Send + Sync {
+    /// One alert.
+    fn alert(&self, id: &str) -> StoreResult<Option<HubAlertRecord>>;
+    /// Alerts matching the filter, in id order.
+    fn alerts(&self, filter: &HubAlertFilter) -> StoreResult<Vec<HubAlertRecord>>;
+}
+
+/// Everything the hub stores. Its audit trail is read through the national [`AuditStore`]: the
+/// records and checkpoints are the same, in one chain named [`HUB_AUDIT_MARKET`].
+pub trait HubStore:
+    HubCommitter
+    + ObpStore
+    + ProductCatalog
+    + BatchCatalog
+    + SerialIndex
+    + UploadStore
+    + HubOutboxStore
+    + HubAlertStore
+    + AuditStore
+{
+}
+
+impl<T> HubStore for T where
+    T: HubCommitter
+        + ObpStore
+        + ProductCatalog
+        + BatchCatalog
+        + SerialIndex
+        + UploadStore
+        + HubOutboxStore
+        + HubAlertStore
+        + AuditStore
+{
+}
