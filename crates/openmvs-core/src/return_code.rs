@@ -198,6 +198,9 @@ catalogue! {
     /// Field empty or over-long in product master data.
     MasterDataInvalid => ("I1", Hub, 4, None, 422,
         "A field of the product master data is empty or too long.");
+    /// Data that contradicts what the hub holds, e.g. a batch uploaded before with another expiry.
+    HubDataConflict => ("HUB_DATA_CONFLICT", Hub, 4, None, 409,
+        "The request contradicts data the hub already holds (see details); nothing was changed.");
 }
 
 impl ReturnCode {

@@ -1,0 +1,513 @@
+//! OBPs, product master data, batches, recalls and withdrawals: the hub's catalogue, and the
+//! messages that carry each change to the target markets.
+
+use std::collections::BTreeSet;
+
+use openmvs_core::ids::{Batch, Expiry, MarketCode, ProductCode};
+use openmvs_core::master_data::{ProductMaster, RawProduct, VersionDecision, decide_version, validate};
+use openmvs_core::return_code::ReturnCode;
+use openmvs_store::hub::{
+    HubBatchRecord, HubProductRecord, HubUnitOfWork, ObpRecord, ProductVersionRecord, ProductWrite,
+};
+use openmvs_store::{Conflict, StoreError};
+use openmvs_wire::hub::{BatchMsg, Message, ProductMsg, RecallMsg, WithdrawalMsg};
+use serde_json::{Value, json};
+
+use crate::{Hub, HubError, Record, check_obp_id, message_to, new_id, subject};
+
+/// How often an operation is read and decided again after losing a race, before 503.
+const MAX_ATTEMPTS: usize = 8;
+
+/// The longest recall or withdrawal reason, in characters.
+const MAX_REASON: usize = 500;
+
+/// The answer to a product upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductAnswer {
+    /// The product code.
+    pub product_code: ProductCode,
+    /// The current master data version: unchanged by an identical upload.
+    pub version: u32,
+}
+
+/// The answer to a batch upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchAnswer {
+    /// The product code.
+    pub product_code: ProductCode,
+    /// The batch.
+    pub batch: Batch,
+    /// The product version the batch is bound to.
+    pub version: u32,
+    /// Its target markets, in market order.
+    pub markets: Vec<MarketCode>,
+}
+
+/// The answer to a recall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecallAnswer {
+    /// The product code.
+    pub product_code: ProductCode,
+    /// The batch.
+    pub batch: Batch,
+    /// Every market the batch is recalled in now, in market order.
+    pub recalled: Vec<MarketCode>,
+}
+
+/// The answer to a withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawalAnswer {
+    /// The product code.
+    pub product_code: ProductCode,
+    /// Every market the product is withdrawn from now, in market order.
+    pub withdrawn: Vec<MarketCode>,
+}
+
+/// The master data as sent, for the audit trail.
+fn raw_json(raw: &RawProduct) -> Value {
+    json!({
+        "scheme": raw.scheme, "name": raw.name, "common_name": raw.common_name, "form": raw.form,
+        "strength": raw.strength, "pack_type": raw.pack_type, "pack_size": raw.pack_size,
+        "markets": raw.markets.as_ref().map(|ms| ms.iter().map(|m| json!({
+            "market": m.market, "national_code": m.national_code,
+            "mah": {"name": m.mah_name, "address": m.mah_address},
+            "wholesalers": m.wholesalers.iter().map(|w| json!({"id": w.id, "name": w.name})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>()),
+    })
+}
+
+fn product_msg(master: &ProductMaster, owner: &str, version: u32) -> Message {
+    Message::Product(ProductMsg {
+        scheme: master.product_code.scheme().as_str().to_owned(),
+        product_code: master.product_code.as_str().to_owned(),
+        name: master.name.clone(),
+        common_name: master.common_name.clone(),
+        form: master.form.clone(),
+        strength: master.strength.clone(),
+        pack_type: master.pack_type.clone(),
+        pack_size: master.pack_size.clone(),
+        owner: owner.to_owned(),
+        version,
+    })
+}
+
+fn market_names(m: &[MarketCode]) -> Vec<&str> {
+    m.iter().map(MarketCode::as_str).collect()
+}
+
+/// Parses a list of market codes named in a request: each must be valid and among `allowed`;
+/// the list must not be empty. Refusals are 422 I1 naming `markets`.
+fn named_markets(
+    list: &[String],
+    allowed: &BTreeSet<MarketCode>,
+    what: &str,
+) -> Result<BTreeSet<MarketCode>, HubError> {
+    if list.is_empty() {
+        return Err(HubError::invalid("markets", "names no market"));
+    }
+    let mut out = BTreeSet::new();
+    for (i, s) in list.iter().enumerate() {
+        let m = MarketCode::new(s)
+            .map_err(|e| HubError::invalid(format!("markets[{i}]"), format!("'{s}' {e}")))?;
+        if !allowed.contains(&m) {
+            let allowed: Vec<&str> = allowed.iter().map(MarketCode::as_str).collect();
+            return Err(HubError::invalid(
+                "markets",
+                format!("{m} is not a target market of the {what} (those are {})", allowed.join(", ")),
+            ));
+        }
+        out.insert(m);
+    }
+    Ok(out)
+}
+
+fn reason(r: &str) -> Result<String, HubError> {
+    if r.trim().is_empty() {
+        return Err(HubError::malformed("reason", "is empty"));
+    }
+    if r.chars().count() > MAX_REASON {
+        return Err(HubError::malformed("reason", format!("is longer than {MAX_REASON} characters")));
+    }
+    Ok(r.to_owned())
+}
+
+impl Hub {
+    /// On-boards an OBP under the id its client certificate names. Registering an id again is
+    /// idempotent: the first name stays.
+    pub async fn register_obp(&self, id: &str, name: &str) -> Result<ObpRecord, HubError> {
+        check_obp_id(id).map_err(|why| HubError::malformed("id", format!("'{id}' {why}")))?;
+        if name.trim().is_empty() || name.chars().count() > 200 {
+            return Err(HubError::malformed("name", "must be 1 to 200 characters"));
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(o) = self.store.obp(id)? {
+                return Ok(o);
+            }
+            let now = self.clock.now();
+            let o = ObpRecord {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                created_at: now,
+                revoked_at: None,
+                callback_url: None,
+            };
+            let request = json!({"id": id, "name": name});
+            let r = Record {
+                operation: "register-obp",
+                subject: id,
+                code: ReturnCode::Success,
+                request: &request,
+                result: &json!({}),
+            };
+            let uow = HubUnitOfWork {
+                new_obps: vec![o.clone()],
+                audit: vec![self.entry(id, now, r)],
+                ..HubUnitOfWork::default()
+            };
+            match self.commit(uow).await {
+                Ok(()) => return Ok(o),
+                // Registered meanwhile: the next read returns it.
+                Err(StoreError::Conflict(Conflict::Exists(_))) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(HubError::unavailable("OBP registration kept conflicting"))
+    }
+
+    /// `PUT /v1/products/{product_code}`: validates the master data (422 A16/I1 naming every
+    /// field at fault), makes it the product's first or next version (an identical upload keeps
+    /// the version) and sends it to every target market of the new version. The first OBP to
+    /// upload a product code owns it; any other gets 403.
+    pub async fn put_product(
+        &self,
+        obp: &str,
+        product_code: &str,
+        raw: &RawProduct,
+    ) -> Result<ProductAnswer, HubError> {
+        self.caller(obp)?;
+        let request = raw_json(raw);
+        let subj = format!("{}/{product_code}", raw.scheme.as_deref().unwrap_or("?"));
+        let master = match validate(product_code, raw) {
+            Ok(m) => m,
+            Err(errors) => {
+                let e = HubError::master_data(&errors);
+                return Err(self.refuse(obp, "put-product", &subj, &request, e).await);
+            }
+        };
+        let pc = master.product_code.clone();
+        let subj = subject(&pc);
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let existing = self.store.product(&pc)?;
+            if let Some(p) = &existing
+                && p.owner != obp
+            {
+                let e = HubError::forbidden("product_code", "the product belongs to another OBP");
+                return Err(self.refuse(obp, "put-product", &subj, &request, e).await);
+            }
+            let current = match &existing {
+                Some(p) => {
+                    Some(self.store.product_version(&pc, p.current_version)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("product {pc} lacks its current version"))
+                    })?)
+                }
+                None => None,
+            };
+            let decision = decide_version(current.as_ref().map(|v| &v.master), &master);
+            let version = match (decision, &current) {
+                (VersionDecision::Unchanged, Some(c)) => c.version,
+                (_, Some(c)) => c.version + 1,
+                (_, None) => 1,
+            };
+            let result = json!({"version": version, "decision": format!("{decision:?}")});
+            let r = Record {
+                operation: "put-product",
+                subject: &subj,
+                code: ReturnCode::Success,
+                request: &request,
+                result: &result,
+            };
+            let mut uow = HubUnitOfWork { audit: vec![self.entry(obp, now, r)], ..HubUnitOfWork::default() };
+            if decision != VersionDecision::Unchanged {
+                uow.product_versions.push(ProductVersionRecord {
+                    version,
+                    master: master.clone(),
+                    created_at: now,
+                });
+                uow.products.push(ProductWrite {
+                    product: HubProductRecord {
+                        product_code: pc.clone(),
+                        owner: obp.to_owned(),
+                        current_version: version,
+                        withdrawn: existing.as_ref().map(|p| p.withdrawn.clone()).unwrap_or_default(),
+                        created_at: existing.as_ref().map_or(now, |p| p.created_at),
+                    },
+                    expected_version: current.as_ref().map(|c| c.version),
+                });
+                let id = new_id("PRD", now);
+                for m in &master.markets {
+                    let body = product_msg(&master, obp, version);
+                    uow.outbox.push(message_to(m.market, format!("{id}-{}", m.market), &pc, body));
+                }
+            }
+            match self.commit(uow).await {
+                Ok(()) => return Ok(ProductAnswer { product_code: pc, version }),
+                // Created by another OBP, or a new version meanwhile: read again, decide again.
+                Err(StoreError::Conflict(Conflict::Exists(_))) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(HubError::unavailable("product upload kept conflicting"))
+    }
+
+    /// `PUT /v1/products/{product_code}/batches/{batch}`: a batch bound to the product's current
+    /// version, for `markets` (default: the version's target markets not withdrawn; when named,
+    /// a subset of them, none withdrawn). The same batch again with the same data is idempotent,
+    /// with other data 409. Sends the batch to each of its markets, after the product.
+    pub async fn put_batch(
+        &self,
+        obp: &str,
+        product_code: &str,
+        batch: &str,
+        expiry: &str,
+        markets: Option<Vec<String>>,
+    ) -> Result<BatchAnswer, HubError> {
+        self.caller(obp)?;
+        let request =
+            json!({"product_code": product_code, "batch": batch, "expiry": expiry, "markets": markets});
+        let product = self.owned_product(obp, product_code)?;
+        let pc = product.product_code.clone();
+        let subj = format!("{}/{batch}", subject(&pc));
+        let (subj_ref, request_ref) = (&subj, &request);
+        let refuse =
+            move |e: HubError| async move { self.refuse(obp, "put-batch", subj_ref, request_ref, e).await };
+        let now = self.clock.now();
+        let b = match Batch::new(batch) {
+            Ok(b) => b,
+            Err(e) => return Err(refuse(HubError::malformed("batch", format!("'{batch}' {e}"))).await),
+        };
+        let exp = match Expiry::parse(expiry, now.date()) {
+            Ok(x) => x,
+            Err(e) => return Err(refuse(HubError::malformed("expiry", format!("'{expiry}' {e}"))).await),
+        };
+        let _guard = self.batch_writes.lock().await;
+        // Read under the lock: the version and withdrawals this batch is decided on.
+        let product = self.owned_product(obp, product_code)?;
+        let version = self
+            .store
+            .product_version(&pc, product.current_version)?
+            .ok_or_else(|| StoreError::Corrupt(format!("product {pc} lacks its current version")))?;
+        let targets = version.master.market_codes();
+        let withdrawn: BTreeSet<MarketCode> = product.withdrawn.iter().copied().collect();
+        let chosen = match &markets {
+            Some(list) => match named_markets(list, &targets, "product's current version") {
+                Ok(m) => m,
+                Err(e) => return Err(refuse(e).await),
+            },
+            None => targets.difference(&withdrawn).copied().collect(),
+        };
+        if let Some(m) = chosen.intersection(&withdrawn).next() {
+            let e = HubError::invalid(
+                "markets",
+                format!("the product is withdrawn from {m}: no new batch there"),
+            );
+            return Err(refuse(e).await);
+        }
+        if chosen.is_empty() {
+            let e = HubError::invalid("markets", "the product is withdrawn from every target market");
+            return Err(refuse(e).await);
+        }
+        let chosen: Vec<MarketCode> = chosen.into_iter().collect();
+        if let Some(existing) = self.store.batch(&pc, &b)? {
+            if existing.expiry.as_str() == exp.as_str() && existing.markets == chosen {
+                return Ok(BatchAnswer {
+                    product_code: pc,
+                    batch: b,
+                    version: existing.product_version,
+                    markets: existing.markets,
+                });
+            }
+            let e = HubError::conflict(
+                "batch",
+                format!(
+                    "batch {b} exists with expiry {} for {}",
+                    existing.expiry.as_str(),
+                    market_names(&existing.markets).join(", ")
+                ),
+            );
+            return Err(refuse(e).await);
+        }
+        let record = HubBatchRecord {
+            product_code: pc.clone(),
+            batch: b.clone(),
+            product_version: version.version,
+            expiry: exp,
+            markets: chosen.clone(),
+            recalled: Vec::new(),
+        };
+        let result = json!({"version": version.version, "markets": market_names(&chosen)});
+        let r = Record {
+            operation: "put-batch",
+            subject: &subj,
+            code: ReturnCode::Success,
+            request: &request,
+            result: &result,
+        };
+        let mut uow = HubUnitOfWork {
+            batches: vec![record],
+            audit: vec![self.entry(obp, now, r)],
+            ..HubUnitOfWork::default()
+        };
+        let id = new_id("BAT", now);
+        for m in &chosen {
+            let body = Message::Batch(BatchMsg {
+                scheme: pc.scheme().as_str().to_owned(),
+                product_code: pc.as_str().to_owned(),
+                batch: b.as_str().to_owned(),
+                expiry: exp.as_str().to_owned(),
+                markets: market_names(&chosen).into_iter().map(str::to_owned).collect(),
+            });
+            uow.outbox.push(message_to(*m, format!("{id}-{m}"), &pc, body));
+        }
+        self.commit(uow).await?;
+        Ok(BatchAnswer { product_code: pc, batch: b, version: version.version, markets: chosen })
+    }
+
+    /// `POST .../batches/{batch}/recall`: recalls the batch in the named markets (each a target
+    /// market of the batch), irreversibly, and tells only those markets. Recalling a market again
+    /// changes nothing and sends nothing.
+    pub async fn recall(
+        &self,
+        obp: &str,
+        product_code: &str,
+        batch: &str,
+        why: &str,
+        markets: &[String],
+    ) -> Result<RecallAnswer, HubError> {
+        self.caller(obp)?;
+        let request =
+            json!({"product_code": product_code, "batch": batch, "reason": why, "markets": markets});
+        let product = self.owned_product(obp, product_code)?;
+        let pc = product.product_code;
+        let subj = format!("{}/{batch}", subject(&pc));
+        let (subj_ref, request_ref) = (&subj, &request);
+        let refuse =
+            move |e: HubError| async move { self.refuse(obp, "recall", subj_ref, request_ref, e).await };
+        let why = match reason(why) {
+            Ok(r) => r,
+            Err(e) => return Err(refuse(e).await),
+        };
+        let b = Batch::new(batch).map_err(|e| HubError::malformed("batch", format!("'{batch}' {e}")))?;
+        let _guard = self.batch_writes.lock().await;
+        let Some(mut record) = self.store.batch(&pc, &b)? else {
+            return Err(HubError::not_found("batch", format!("no batch '{batch}' of {pc}")));
+        };
+        let targets: BTreeSet<MarketCode> = record.markets.iter().copied().collect();
+        let named = match named_markets(markets, &targets, "batch") {
+            Ok(m) => m,
+            Err(e) => return Err(refuse(e).await),
+        };
+        let before: BTreeSet<MarketCode> = record.recalled.iter().copied().collect();
+        let new: Vec<MarketCode> = named.difference(&before).copied().collect();
+        let all: Vec<MarketCode> = before.union(&named).copied().collect();
+        let now = self.clock.now();
+        let result = json!({"newly_recalled": market_names(&new), "recalled": market_names(&all)});
+        let r = Record {
+            operation: "recall",
+            subject: &subj,
+            code: ReturnCode::Success,
+            request: &request,
+            result: &result,
+        };
+        let mut uow = HubUnitOfWork { audit: vec![self.entry(obp, now, r)], ..HubUnitOfWork::default() };
+        if !new.is_empty() {
+            record.recalled = all.clone();
+            uow.batches.push(record);
+            let id = new_id("RCL", now);
+            for m in &new {
+                let body = Message::Recall(RecallMsg {
+                    scheme: pc.scheme().as_str().to_owned(),
+                    product_code: pc.as_str().to_owned(),
+                    batch: b.as_str().to_owned(),
+                    reason: why.clone(),
+                });
+                uow.outbox.push(message_to(*m, format!("{id}-{m}"), &pc, body));
+            }
+        }
+        self.commit(uow).await?;
+        Ok(RecallAnswer { product_code: pc, batch: b, recalled: all })
+    }
+
+    /// `POST /v1/products/{product_code}/withdraw`: withdraws the product from the named markets
+    /// (each a target market of its current version), irreversibly, and tells only those
+    /// markets. A withdrawn market takes no new batch.
+    pub async fn withdraw(
+        &self,
+        obp: &str,
+        product_code: &str,
+        why: &str,
+        markets: &[String],
+    ) -> Result<WithdrawalAnswer, HubError> {
+        self.caller(obp)?;
+        let request = json!({"product_code": product_code, "reason": why, "markets": markets});
+        let first = self.owned_product(obp, product_code)?;
+        let pc = first.product_code.clone();
+        let subj = subject(&pc);
+        let (subj_ref, request_ref) = (&subj, &request);
+        let refuse =
+            move |e: HubError| async move { self.refuse(obp, "withdraw", subj_ref, request_ref, e).await };
+        let why = match reason(why) {
+            Ok(r) => r,
+            Err(e) => return Err(refuse(e).await),
+        };
+        // Under the batch lock, so that no batch is decided on a read from before the withdrawal.
+        let _guard = self.batch_writes.lock().await;
+        for _ in 0..MAX_ATTEMPTS {
+            let product = self.owned_product(obp, product_code)?;
+            let version = self
+                .store
+                .product_version(&pc, product.current_version)?
+                .ok_or_else(|| StoreError::Corrupt(format!("product {pc} lacks its current version")))?;
+            let named =
+                match named_markets(markets, &version.master.market_codes(), "product's current version") {
+                    Ok(m) => m,
+                    Err(e) => return Err(refuse(e).await),
+                };
+            let before: BTreeSet<MarketCode> = product.withdrawn.iter().copied().collect();
+            let new: Vec<MarketCode> = named.difference(&before).copied().collect();
+            let all: Vec<MarketCode> = before.union(&named).copied().collect();
+            let now = self.clock.now();
+            let result = json!({"newly_withdrawn": market_names(&new), "withdrawn": market_names(&all)});
+            let r = Record {
+                operation: "withdraw",
+                subject: &subj,
+                code: ReturnCode::Success,
+                request: &request,
+                result: &result,
+            };
+            let mut uow = HubUnitOfWork { audit: vec![self.entry(obp, now, r)], ..HubUnitOfWork::default() };
+            if !new.is_empty() {
+                uow.products.push(ProductWrite {
+                    expected_version: Some(product.current_version),
+                    product: HubProductRecord { withdrawn: all.clone(), ..product.clone() },
+                });
+                let id = new_id("WDR", now);
+                for m in &new {
+                    let body = Message::Withdrawal(WithdrawalMsg {
+                        scheme: pc.scheme().as_str().to_owned(),
+                        product_code: pc.as_str().to_owned(),
+                        reason: why.clone(),
+                    });
+                    uow.outbox.push(message_to(*m, format!("{id}-{m}"), &pc, body));
+                }
+            }
+            match self.commit(uow).await {
+                Ok(()) => return Ok(WithdrawalAnswer { product_code: pc, withdrawn: all }),
+                // A new version meanwhile: its markets may differ, so decide again.
+                Err(StoreError::Conflict(Conflict::Exists(_))) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(HubError::unavailable("withdrawal kept conflicting"))
+    }
+}

@@ -1,0 +1,295 @@
+//! The European Hub as a service, without HTTP: OBPs, product master data in immutable versions,
+//! batches, streamed serial uploads kept only as keyed digests, distribution to the national
+//! systems through a per-market outbox, recall and withdrawal.
+//!
+//! Every state change follows the national system's shape: read the facts, decide, put the whole
+//! outcome (records, outbox messages, audit record) into one [`HubUnitOfWork`], commit it, and
+//! answer only once it is durable. A conflict (another request changed the facts meanwhile) means:
+//! read again and decide again.
+
+mod catalog;
+mod digest;
+mod error;
+mod relay;
+mod uploads;
+
+use std::sync::Arc;
+
+use openmvs_audit::Entry;
+use openmvs_core::ids::{MarketCode, ProductCode, Scheme};
+use openmvs_core::return_code::ReturnCode;
+use openmvs_core::time::{Clock, Timestamp};
+use openmvs_store::BoxFuture;
+use openmvs_store::OutboxMessage;
+use openmvs_store::hub::{HUB_AUDIT_MARKET, HubProductRecord, HubStore, HubUnitOfWork, ObpRecord};
+use openmvs_wire::hub::{Delivery, DeliveryAck, Envelope, Message};
+use tokio::sync::{Mutex, Notify};
+
+pub use catalog::{BatchAnswer, ProductAnswer, RecallAnswer, WithdrawalAnswer};
+pub use digest::{hmac_sha256, serial_digest};
+pub use error::HubError;
+pub use relay::{MAX_BACKOFF, backoff};
+pub use uploads::{IterLines, LineSource, UploadAccepted, UploadView};
+
+/// The most serials one upload may carry (api.md §3).
+pub const MAX_UPLOAD_LINES: u64 = 10_000_000;
+/// The most outbox messages sent to one market in one delivery.
+pub const MAX_DELIVERY: usize = 100;
+/// The most characters of a rejected line echoed back: enough to find it in the file, and a
+/// bound on what a garbage line can make the hub store.
+pub const MAX_ECHO_CHARS: usize = 64;
+/// The most rejected lines [`Hub::upload`] lists; every one is kept and can be paged through the
+/// store.
+pub const MAX_LISTED_REJECTIONS: usize = 1000;
+
+/// How the hub is set up.
+#[derive(Clone)]
+pub struct HubConfig {
+    /// The secret of the keyed serial digests (HMAC-SHA256). The hub keeps digests, never serials
+    /// (DR Art 33(1)); without the key a digest cannot be tested against a guessed serial. It
+    /// must never change once serials are uploaded, or repeats would no longer be found.
+    pub serial_key: [u8; 32],
+    /// Serials per chunk: per unit of work and per serial message to a market.
+    pub chunk_size: usize,
+    /// Delivery attempts before an outbox message is moved to the dead-letter list.
+    pub max_delivery_attempts: u32,
+    /// The most lines of one upload.
+    pub max_upload_lines: u64,
+    /// The most messages of one delivery to a market.
+    pub max_delivery: usize,
+}
+
+impl HubConfig {
+    /// The defaults, with the digest key.
+    pub fn new(serial_key: [u8; 32]) -> HubConfig {
+        HubConfig {
+            serial_key,
+            chunk_size: 10_000,
+            max_delivery_attempts: 2000,
+            max_upload_lines: MAX_UPLOAD_LINES,
+            max_delivery: MAX_DELIVERY,
+        }
+    }
+}
+
+// Hand-written so that the key never reaches a log.
+impl std::fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("serial_key", &"<redacted>")
+            .field("chunk_size", &self.chunk_size)
+            .field("max_delivery_attempts", &self.max_delivery_attempts)
+            .field("max_upload_lines", &self.max_upload_lines)
+            .field("max_delivery", &self.max_delivery)
+            .finish()
+    }
+}
+
+/// How the hub reaches the national systems.
+pub trait NationalLink: Send + Sync {
+    /// Delivers messages to the national system of `market`; the answer acknowledges each. An
+    /// error means nothing is known to have been applied: every message is retried. The link
+    /// enforces its own timeout, so that a market that hangs holds up the relay only that long.
+    fn deliver(&self, market: MarketCode, delivery: Delivery) -> BoxFuture<'_, Result<DeliveryAck, String>>;
+}
+
+/// The European Hub.
+pub struct Hub {
+    store: Arc<dyn HubStore>,
+    clock: Arc<dyn Clock>,
+    config: HubConfig,
+    link: Option<Arc<dyn NationalLink>>,
+    /// Wakes the relay when a unit with outbox messages is committed.
+    relay_wake: Notify,
+    /// Serialises batch writes (new batches and recalls). The store writes a batch without an
+    /// expected version, so two decisions on one stale read could both commit; one hub process
+    /// holding this lock over read, decide and commit rules that out. Product writes need no lock:
+    /// they carry the version they were decided on.
+    batch_writes: Mutex<()>,
+}
+
+impl Hub {
+    /// Builds the service over an open store.
+    pub fn new(
+        store: Arc<dyn HubStore>,
+        clock: Arc<dyn Clock>,
+        config: HubConfig,
+        link: Option<Arc<dyn NationalLink>>,
+    ) -> Hub {
+        assert!(config.chunk_size > 0, "chunk_size must be at least 1");
+        assert!(config.max_delivery > 0, "max_delivery must be at least 1");
+        Hub { store, clock, config, link, relay_wake: Notify::new(), batch_writes: Mutex::new(()) }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn HubStore> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// The OBP calling, if it is on-boarded and not revoked; else 403.
+    fn caller(&self, obp: &str) -> Result<ObpRecord, HubError> {
+        match self.store.obp(obp)? {
+            Some(o) if o.revoked_at.is_none() => Ok(o),
+            Some(_) => Err(HubError::forbidden("obp", format!("OBP '{obp}' is revoked"))),
+            None => Err(HubError::forbidden("obp", format!("OBP '{obp}' is not on-boarded"))),
+        }
+    }
+
+    /// The product named in a path, owned by `obp`: 400 if the code is not a product code, 404 if
+    /// the hub does not know it, 403 if another OBP owns it.
+    fn owned_product(&self, obp: &str, code: &str) -> Result<HubProductRecord, HubError> {
+        match self.find_product(code)? {
+            Some(p) if p.owner == obp => Ok(p),
+            Some(_) => Err(HubError::forbidden("product_code", "the product belongs to another OBP")),
+            None => Err(HubError::not_found("product_code", format!("no product '{code}'"))),
+        }
+    }
+
+    /// Looks a product code up under each scheme it is valid in: a path names no scheme, and 12
+    /// digits can be a PPN as well as a short GTIN.
+    fn find_product(&self, code: &str) -> Result<Option<HubProductRecord>, HubError> {
+        let mut first_error = None;
+        for scheme in [Scheme::Gtin, Scheme::Ppn] {
+            match ProductCode::new(scheme, code) {
+                Ok(pc) => {
+                    if let Some(p) = self.store.product(&pc)? {
+                        return Ok(Some(p));
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert((scheme, e));
+                }
+            }
+        }
+        let parses = [Scheme::Gtin, Scheme::Ppn].iter().any(|s| ProductCode::new(*s, code).is_ok());
+        match first_error {
+            Some((scheme, e)) if !parses => Err(HubError::malformed(
+                "product_code",
+                format!("'{code}' is no product code ({scheme}: {e})"),
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    /// An audit record of the hub's chain.
+    fn entry(&self, obp: &str, now: Timestamp, r: Record<'_>) -> Entry {
+        Entry {
+            market: HUB_AUDIT_MARKET.to_owned(),
+            at_millis: now.unix_millis(),
+            actor: obp.to_owned(),
+            role: "OBP".to_owned(),
+            location: String::new(),
+            operation: r.operation.to_owned(),
+            subject: r.subject.to_owned(),
+            return_code: r.code.as_str().to_owned(),
+            request: r.request.to_string(),
+            result: r.result.to_string(),
+        }
+    }
+
+    /// Records a refused request in the hub's audit trail, then hands back the error: refusals are
+    /// audited before they are answered, as at the national systems.
+    async fn refuse(
+        &self,
+        obp: &str,
+        operation: &str,
+        subject: &str,
+        request: &serde_json::Value,
+        e: HubError,
+    ) -> HubError {
+        let result = serde_json::json!({"message": e.message, "details": e.details.iter()
+            .map(|d| serde_json::json!({"field": d.field, "message": d.message})).collect::<Vec<_>>()});
+        let r = Record { operation, subject, code: e.code, request, result: &result };
+        let uow =
+            HubUnitOfWork { audit: vec![self.entry(obp, self.clock.now(), r)], ..HubUnitOfWork::default() };
+        match self.store.commit(uow).await {
+            Ok(_) => e,
+            Err(store) => store.into(),
+        }
+    }
+
+    /// Commits a unit and wakes the relay if it carries messages.
+    async fn commit(&self, uow: HubUnitOfWork) -> Result<(), openmvs_store::StoreError> {
+        let wakes =
+            !uow.outbox.is_empty() || uow.upload_progress.as_ref().is_some_and(|p| !p.chunks.is_empty());
+        self.store.commit(uow).await?;
+        if wakes {
+            self.relay_wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// What an audit record says about an operation, besides who and when.
+pub(crate) struct Record<'a> {
+    pub operation: &'a str,
+    pub subject: &'a str,
+    pub code: ReturnCode,
+    pub request: &'a serde_json::Value,
+    pub result: &'a serde_json::Value,
+}
+
+/// The audit subject of a product: `GTIN/<code>`.
+pub(crate) fn subject(pc: &ProductCode) -> String {
+    format!("{}/{pc}", pc.scheme())
+}
+
+/// An outbox message to `market` carrying `body`, ordered with everything else about the product.
+pub(crate) fn message_to(
+    market: MarketCode,
+    message_id: String,
+    pc: &ProductCode,
+    body: Message,
+) -> OutboxMessage {
+    let kind = match &body {
+        Message::Product(_) => "product",
+        Message::Batch(_) => "batch",
+        Message::Packs(_) => "packs",
+        Message::Recall(_) => "recall",
+        Message::Withdrawal(_) => "withdrawal",
+        Message::PackState(_) => "pack-state",
+        Message::Alert(_) => "alert",
+    };
+    let env = Envelope { message_id, origin: "hub".to_owned(), ordering_key: pc.as_str().to_owned(), body };
+    OutboxMessage {
+        message_id: env.message_id.clone(),
+        destination: market.as_str().to_owned(),
+        kind: kind.to_owned(),
+        ordering_key: env.ordering_key.clone(),
+        payload: serde_json::to_string(&env).expect("an envelope always serialises"),
+    }
+}
+
+/// A new id such as `UPL-0193a4c2e1f0-9f1c2b7d5e3a4c10`: prefix, 12 hex digits of milliseconds,
+/// 16 hex digits of randomness, so ids sort by time and cannot be guessed.
+pub fn new_id(prefix: &str, now: Timestamp) -> String {
+    let mut r = [0u8; 8];
+    getrandom::fill(&mut r).expect("the operating system's random number generator failed");
+    let ms = now.unix_millis().max(0) as u64 & 0xffff_ffff_ffff;
+    format!("{prefix}-{ms:012x}-{:016x}", u64::from_be_bytes(r))
+}
+
+/// Checks an OBP id as the hub's CA does (`openmvs_pki::check_client_id`): 1 to 40 characters
+/// `a-z`, `0-9` and `-`, not starting or ending with `-`, so that `<id>.obp.openmvs` is a DNS name.
+pub fn check_obp_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("is empty".into());
+    }
+    if id.chars().count() > 40 {
+        return Err(format!("is {} characters long, at most 40", id.chars().count()));
+    }
+    if let Some((pos, c)) =
+        id.chars().enumerate().find(|(_, c)| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!("has {c:?} at position {}", pos + 1));
+    }
+    if id.starts_with('-') || id.ends_with('-') {
+        return Err("starts or ends with '-'".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! The test harness: a hub on a real SQLite hub store in a temporary directory, real national
+//! systems for DE and FR on their own SQLite stores, one fake clock for all, and a link between
+//! them that calls `National::apply_delivery` and can be switched off per market.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
+use openmvs_core::pack::{Command, Operation};
+use openmvs_core::roles::Role;
+use openmvs_core::time::{Clock, Date, Timestamp};
+use openmvs_hub::{Hub, HubConfig, IterLines, NationalLink, UploadAccepted};
+use openmvs_national::clock::FakeClock;
+use openmvs_national::{Actor, National, NationalConfig};
+use openmvs_store::BoxFuture;
+use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
+use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
+use openmvs_wire::api::{PackRequest, PackResponse};
+use openmvs_wire::hub::{Delivery, DeliveryAck, Message};
+
+/// The product of most tests.
+pub const GTIN: &str = "09501101530003";
+/// Its batch.
+pub const BATCH: &str = "LOT-2026-A";
+/// The batch's expiry, as uploaded: a year after the clock's start.
+pub const EXPIRY: &str = "271231";
+/// The OBP that owns the product.
+pub const OBP: &str = "obp-one";
+/// Another OBP.
+pub const OTHER_OBP: &str = "obp-two";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn next() -> u64 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A market code.
+pub fn m(s: &str) -> MarketCode {
+    MarketCode::new(s).expect("a market code")
+}
+
+/// A directory of its own, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path =
+            std::env::temp_dir().join(format!("openmvs-hub-test-{}-{}-{nanos}", std::process::id(), next()));
+        std::fs::create_dir_all(&path).expect("create the test directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One delivered message, as the link saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The message id.
+    pub id: String,
+    /// `product`, `batch`, `packs`, `recall`, `withdrawal`.
+    pub kind: String,
+    /// The national system's answer.
+    pub status: String,
+}
+
+/// The hub's link to the national systems: in-process, with a switch per market.
+pub struct TestLink {
+    nationals: BTreeMap<MarketCode, Arc<National>>,
+    down: Mutex<BTreeSet<MarketCode>>,
+    log: Mutex<BTreeMap<MarketCode, Vec<Seen>>>,
+}
+
+impl TestLink {
+    /// Makes `market` unreachable (true) or reachable again.
+    pub fn set_down(&self, market: &str, down: bool) {
+        let mut d = self.down.lock().unwrap();
+        if down {
+            d.insert(m(market));
+        } else {
+            d.remove(&m(market));
+        }
+    }
+
+    /// Every message `market` received and answered, in order.
+    pub fn seen(&self, market: &str) -> Vec<Seen> {
+        self.log.lock().unwrap().get(&m(market)).cloned().unwrap_or_default()
+    }
+
+    /// The kinds `market` applied, in order.
+    pub fn kinds(&self, market: &str) -> Vec<String> {
+        self.seen(market).into_iter().map(|s| s.kind).collect()
+    }
+}
+
+fn kind(body: &Message) -> &'static str {
+    match body {
+        Message::Product(_) => "product",
+        Message::Batch(_) => "batch",
+        Message::Packs(_) => "packs",
+        Message::Recall(_) => "recall",
+        Message::Withdrawal(_) => "withdrawal",
+        Message::PackState(_) => "pack-state",
+        Message::Alert(_) => "alert",
+    }
+}
+
+impl NationalLink for TestLink {
+    fn deliver(&self, market: MarketCode, delivery: Delivery) -> BoxFuture<'_, Result<DeliveryAck, String>> {
+        Box::pin(async move {
+            if self.down.lock().unwrap().contains(&market) {
+                return Err(format!("{market} refused the connection"));
+            }
+            let national =
+                self.nationals.get(&market).ok_or_else(|| format!("no national system for {market}"))?;
+            let ack = national.apply_delivery(&delivery).await.map_err(|e| e.to_string())?;
+            let mut log = self.log.lock().unwrap();
+            let seen = log.entry(market).or_default();
+            for (env, a) in delivery.messages.iter().zip(&ack.results) {
+                seen.push(Seen {
+                    id: env.message_id.clone(),
+                    kind: kind(&env.body).into(),
+                    status: a.status.clone(),
+                });
+            }
+            Ok(ack)
+        })
+    }
+}
+
+/// A hub, national systems for DE and FR, and the link between them.
+pub struct World {
+    /// The hub.
+    pub hub: Arc<Hub>,
+    /// Its store.
+    pub hub_store: Arc<SqliteHubStore>,
+    /// The national systems.
+    pub nationals: BTreeMap<MarketCode, Arc<National>>,
+    national_stores: Vec<Arc<SqliteStore>>,
+    /// The link.
+    pub link: Arc<TestLink>,
+    /// The one clock.
+    pub clock: Arc<FakeClock>,
+    /// Where the databases are.
+    pub dir: TempDir,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.hub_store.close();
+        for s in &self.national_stores {
+            s.close();
+        }
+    }
+}
+
+fn signer() -> Arc<AuditSigner> {
+    Arc::new(AuditSigner { key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]) })
+}
+
+/// 2026-11-29T10:00:00Z.
+pub fn start() -> Timestamp {
+    Timestamp::start_of(Date::new(2026, 11, 29).expect("a date")).plus(Duration::from_secs(10 * 3600))
+}
+
+/// A world with the default chunk size and both OBPs on-boarded.
+pub async fn world() -> World {
+    world_with(10_000).await
+}
+
+/// A world whose hub cuts uploads into chunks of `chunk_size` serials.
+pub async fn world_with(chunk_size: usize) -> World {
+    let dir = TempDir::new();
+    let clock = Arc::new(FakeClock::at(start()));
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let mut nationals = BTreeMap::new();
+    let mut national_stores = Vec::new();
+    for market in ["DE", "FR"] {
+        let store = Arc::new(
+            SqliteStore::open(Options {
+                path: dir.0.join(format!("{market}.db")),
+                signer: signer(),
+                clock: dyn_clock.clone(),
+                on_group: None,
+            })
+            .expect("open a national store"),
+        );
+        national_stores.push(store.clone());
+        let national = National::new(store, dyn_clock.clone(), NationalConfig::new(m(market)), None)
+            .expect("start a national system");
+        nationals.insert(m(market), Arc::new(national));
+    }
+    let link = Arc::new(TestLink {
+        nationals: nationals.clone(),
+        down: Mutex::new(BTreeSet::new()),
+        log: Mutex::new(BTreeMap::new()),
+    });
+    let hub_store = Arc::new(
+        SqliteHubStore::open(HubOptions {
+            path: dir.0.join("hub.db"),
+            signer: signer(),
+            clock: dyn_clock.clone(),
+            on_group: None,
+        })
+        .expect("open the hub store"),
+    );
+    let mut config = HubConfig::new([42; 32]);
+    config.chunk_size = chunk_size;
+    let hub = Arc::new(Hub::new(hub_store.clone(), dyn_clock, config, Some(link.clone())));
+    hub.register_obp(OBP, "One Pharma GmbH").await.expect("register");
+    hub.register_obp(OTHER_OBP, "Two Pharma SA").await.expect("register");
+    World { hub, hub_store, nationals, national_stores, link, clock, dir }
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_owned())
+}
+
+/// Complete master data for `markets`.
+pub fn raw_product(markets: &[&str]) -> RawProduct {
+    RawProduct {
+        scheme: s("GTIN"),
+        name: s("Examplomab 10 mg tablets"),
+        common_name: s("examplomab"),
+        form: s("TABLET"),
+        strength: s("10 mg"),
+        pack_type: s("BLISTER"),
+        pack_size: s("30"),
+        markets: Some(
+            markets
+                .iter()
+                .map(|mk| RawMarket {
+                    market: s(mk),
+                    national_code: Some(format!("{mk}-03752864")),
+                    mah_name: s("Example Pharma GmbH"),
+                    mah_address: s("Beispielstr. 1, 10115 Berlin"),
+                    wholesalers: vec![RawWholesaler { id: s("W1"), name: s("Grosso AG") }],
+                })
+                .collect(),
+        ),
+    }
+}
+
+impl World {
+    /// The national system of `market`.
+    pub fn national(&self, market: &str) -> &Arc<National> {
+        &self.nationals[&m(market)]
+    }
+
+    /// The product for `markets`, with batch [`BATCH`] for all of them.
+    pub async fn product_and_batch(&self, markets: &[&str]) {
+        self.hub.put_product(OBP, GTIN, &raw_product(markets)).await.expect("product");
+        self.hub.put_batch(OBP, GTIN, BATCH, EXPIRY, None).await.expect("batch");
+    }
+
+    /// Uploads `lines` for [`BATCH`].
+    pub async fn upload(&self, lines: Vec<String>) -> UploadAccepted {
+        self.hub.upload_serials(OBP, GTIN, BATCH, IterLines(lines.into_iter())).await.expect("upload")
+    }
+
+    /// Runs the relay until a pass acknowledges nothing.
+    pub async fn relay_all(&self) -> usize {
+        let mut total = 0;
+        loop {
+            let n = self.hub.relay_once().await.expect("relay");
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// A pharmacy of `market` runs `command` on a pack of [`BATCH`].
+    pub async fn pharmacy(&self, market: &str, command: Command, serial: &str) -> PackResponse {
+        let actor = Actor {
+            client_id: format!("pharmacy-{market}"),
+            role: Role::Pharmacy,
+            market: m(market),
+            location: Location::new(&format!("PH-{market}-1")).expect("location"),
+        };
+        let req = PackRequest {
+            client_trx_id: Some(format!("trx-{}", next())),
+            scheme: s("GTIN"),
+            product_code: s(GTIN),
+            serial: s(serial),
+            batch: s(BATCH),
+            expiry: s(EXPIRY),
+            scan: None,
+            entry_mode: None,
+        };
+        self.national(market).pack(&actor, command, &req).await.expect("a processed request")
+    }
+
+    /// A pharmacy of `market` verifies a pack and gets its return code.
+    pub async fn verify(&self, market: &str, serial: &str) -> String {
+        self.pharmacy(market, Command::Verify, serial).await.return_code
+    }
+
+    /// A pharmacy of `market` supplies a pack and gets its return code.
+    pub async fn supply(&self, market: &str, serial: &str) -> String {
+        self.pharmacy(market, Command::Set(Operation::Supply), serial).await.return_code
+    }
+
+    /// Every text value of every table of the hub's database except `upload_rejections` (which
+    /// echoes rejected lines to their OBP), read straight from the file, that contains `needle`.
+    pub fn hub_text_containing(&self, needle: &str) -> Vec<String> {
+        let c = rusqlite::Connection::open_with_flags(
+            self.dir.0.join("hub.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the hub database");
+        let tables: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(tables.iter().any(|t| t == "outbox"), "{tables:?}");
+        let mut found = Vec::new();
+        for t in tables.iter().filter(|t| *t != "upload_rejections") {
+            let columns: Vec<String> = c
+                .prepare(&format!("SELECT name FROM pragma_table_info('{t}')"))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for col in columns {
+                let sql = format!(
+                    "SELECT \"{col}\" FROM \"{t}\" WHERE typeof(\"{col}\") = 'text' AND instr(\"{col}\", ?1) > 0"
+                );
+                let mut st = c.prepare(&sql).unwrap();
+                let hits = st.query_map([needle], |r| r.get::<_, String>(0)).unwrap();
+                for h in hits {
+                    found.push(format!("{t}.{col}: {}", h.unwrap().chars().take(80).collect::<String>()));
+                }
+            }
+        }
+        found
+    }
+}
