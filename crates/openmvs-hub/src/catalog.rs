@@ -1,5 +1,6 @@
 //! OBPs, product master data, batches, recalls and withdrawals: the hub's catalogue, and the
-//! messages that carry each change to the target markets.
+//! messages that carry each change to the target markets (and recalls and withdrawals to the
+//! owning OBP's callback).
 
 use std::collections::BTreeSet;
 
@@ -13,6 +14,7 @@ use openmvs_store::{Conflict, StoreError};
 use openmvs_wire::hub::{BatchMsg, Message, ProductMsg, RecallMsg, WithdrawalMsg};
 use serde_json::{Value, json};
 
+use crate::callback::{callback_message, recall_event, withdrawal_event};
 use crate::{Hub, HubError, Record, check_obp_id, message_to, new_id, subject};
 
 /// How often an operation is read and decided again after losing a race, before 503.
@@ -384,7 +386,7 @@ impl Hub {
         why: &str,
         markets: &[String],
     ) -> Result<RecallAnswer, HubError> {
-        self.caller(obp)?;
+        let caller = self.caller(obp)?;
         let request =
             json!({"product_code": product_code, "batch": batch, "reason": why, "markets": markets});
         let product = self.owned_product(obp, product_code)?;
@@ -433,6 +435,11 @@ impl Hub {
                 });
                 uow.outbox.push(message_to(*m, format!("{id}-{m}"), &pc, body));
             }
+            if caller.callback_url.is_some() {
+                let event =
+                    recall_event(pc.as_str(), b.as_str(), &market_names(&new), &why, &now.to_rfc3339());
+                uow.outbox.push(callback_message(obp, format!("{id}-callback"), pc.as_str(), event));
+            }
         }
         self.commit(uow).await?;
         Ok(RecallAnswer { product_code: pc, batch: b, recalled: all })
@@ -448,7 +455,7 @@ impl Hub {
         why: &str,
         markets: &[String],
     ) -> Result<WithdrawalAnswer, HubError> {
-        self.caller(obp)?;
+        let caller = self.caller(obp)?;
         let request = json!({"product_code": product_code, "reason": why, "markets": markets});
         let first = self.owned_product(obp, product_code)?;
         let pc = first.product_code.clone();
@@ -499,6 +506,10 @@ impl Hub {
                         reason: why.clone(),
                     });
                     uow.outbox.push(message_to(*m, format!("{id}-{m}"), &pc, body));
+                }
+                if caller.callback_url.is_some() {
+                    let event = withdrawal_event(pc.as_str(), &market_names(&new), &why, &now.to_rfc3339());
+                    uow.outbox.push(callback_message(obp, format!("{id}-callback"), pc.as_str(), event));
                 }
             }
             match self.commit(uow).await {

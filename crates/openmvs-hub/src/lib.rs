@@ -1,19 +1,27 @@
 //! The European Hub as a service, without HTTP: OBPs, product master data in immutable versions,
 //! batches, streamed serial uploads kept only as keyed digests, distribution to the national
-//! systems through a per-market outbox, recall and withdrawal.
+//! systems through a per-market outbox, recall and withdrawal; messages from the national systems
+//! (multi-market pack states, alerts for OBPs), the OBPs' alerts and callbacks, OBP pack state
+//! changes and the routing of inter-market requests.
 //!
 //! Every state change follows the national system's shape: read the facts, decide, put the whole
 //! outcome (records, outbox messages, audit record) into one [`HubUnitOfWork`], commit it, and
 //! answer only once it is durable. A conflict (another request changed the facts meanwhile) means:
 //! read again and decide again.
 
+mod alerts;
+mod callback;
 mod catalog;
 mod digest;
 mod error;
+mod inbound;
+mod intermarket;
+mod pack_states;
 mod relay;
 mod uploads;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use openmvs_audit::Entry;
 use openmvs_core::ids::{MarketCode, ProductCode, Scheme};
@@ -22,12 +30,15 @@ use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::BoxFuture;
 use openmvs_store::OutboxMessage;
 use openmvs_store::hub::{HUB_AUDIT_MARKET, HubProductRecord, HubStore, HubUnitOfWork, ObpRecord};
-use openmvs_wire::hub::{Delivery, DeliveryAck, Envelope, Message};
+use openmvs_wire::hub::{Delivery, DeliveryAck, Envelope, IntermarketAnswer, IntermarketRequest, Message};
 use tokio::sync::{Mutex, Notify};
 
+pub use alerts::{DEFAULT_ALERT_LIMIT, MAX_ALERT_LIMIT};
+pub use callback::{CallbackAnswer, CallbackSender, MAX_CALLBACK_URL, SIGNATURE_HEADER};
 pub use catalog::{BatchAnswer, ProductAnswer, RecallAnswer, WithdrawalAnswer};
 pub use digest::{hmac_sha256, serial_digest};
 pub use error::HubError;
+pub use pack_states::{MAX_PACK_STATE_SERIALS, PackStateResult, PackStatesAnswer};
 pub use relay::{MAX_BACKOFF, backoff};
 pub use uploads::{IterLines, LineSource, UploadAccepted, UploadView};
 
@@ -57,6 +68,9 @@ pub struct HubConfig {
     pub max_upload_lines: u64,
     /// The most messages of one delivery to a market.
     pub max_delivery: usize,
+    /// How long the hub waits for one market's answer to an inter-market request (fmd-rules §4.10
+    /// allows 300 ms per repository involved; the rest is the initiating market's own share).
+    pub intermarket_budget: Duration,
 }
 
 impl HubConfig {
@@ -68,6 +82,7 @@ impl HubConfig {
             max_delivery_attempts: 2000,
             max_upload_lines: MAX_UPLOAD_LINES,
             max_delivery: MAX_DELIVERY,
+            intermarket_budget: Duration::from_millis(250),
         }
     }
 }
@@ -81,6 +96,7 @@ impl std::fmt::Debug for HubConfig {
             .field("max_delivery_attempts", &self.max_delivery_attempts)
             .field("max_upload_lines", &self.max_upload_lines)
             .field("max_delivery", &self.max_delivery)
+            .field("intermarket_budget", &self.intermarket_budget)
             .finish()
     }
 }
@@ -93,12 +109,30 @@ pub trait NationalLink: Send + Sync {
     fn deliver(&self, market: MarketCode, delivery: Delivery) -> BoxFuture<'_, Result<DeliveryAck, String>>;
 }
 
+/// How the hub asks a national system something and waits for the answer, as opposed to
+/// [`NationalLink`], which delivers queued messages.
+pub trait NationalQueries: Send + Sync {
+    /// Has the national system of `market` process a single-pack request that another market
+    /// routed through the hub (`National::intermarket`). Its answer names `market` and carries
+    /// the response, or has `response: null` when `market` does not know the product either. An
+    /// error means no answer came (unreachable, refused, timed out).
+    fn intermarket(
+        &self,
+        market: MarketCode,
+        req: IntermarketRequest,
+    ) -> BoxFuture<'_, Result<IntermarketAnswer, String>>;
+}
+
 /// The European Hub.
 pub struct Hub {
     store: Arc<dyn HubStore>,
     clock: Arc<dyn Clock>,
     config: HubConfig,
     link: Option<Arc<dyn NationalLink>>,
+    /// Where inter-market requests are routed; without it every product is unknown elsewhere.
+    queries: Option<Arc<dyn NationalQueries>>,
+    /// Where the OBPs' callback events are posted; without it they wait in the outbox.
+    callbacks: Option<Arc<dyn CallbackSender>>,
     /// Wakes the relay when a unit with outbox messages is committed.
     relay_wake: Notify,
     /// Serialises batch writes (new batches and recalls). The store writes a batch without an
@@ -118,7 +152,28 @@ impl Hub {
     ) -> Hub {
         assert!(config.chunk_size > 0, "chunk_size must be at least 1");
         assert!(config.max_delivery > 0, "max_delivery must be at least 1");
-        Hub { store, clock, config, link, relay_wake: Notify::new(), batch_writes: Mutex::new(()) }
+        Hub {
+            store,
+            clock,
+            config,
+            link,
+            queries: None,
+            callbacks: None,
+            relay_wake: Notify::new(),
+            batch_writes: Mutex::new(()),
+        }
+    }
+
+    /// The same hub, routing inter-market requests through `queries`.
+    pub fn with_queries(mut self, queries: Arc<dyn NationalQueries>) -> Hub {
+        self.queries = Some(queries);
+        self
+    }
+
+    /// The same hub, posting the OBPs' callback events through `sender` (from the relay).
+    pub fn with_callbacks(mut self, sender: Arc<dyn CallbackSender>) -> Hub {
+        self.callbacks = Some(sender);
+        self
     }
 
     /// The store.
@@ -246,15 +301,7 @@ pub(crate) fn message_to(
     pc: &ProductCode,
     body: Message,
 ) -> OutboxMessage {
-    let kind = match &body {
-        Message::Product(_) => "product",
-        Message::Batch(_) => "batch",
-        Message::Packs(_) => "packs",
-        Message::Recall(_) => "recall",
-        Message::Withdrawal(_) => "withdrawal",
-        Message::PackState(_) => "pack-state",
-        Message::Alert(_) => "alert",
-    };
+    let kind = kind(&body);
     let env = Envelope { message_id, origin: "hub".to_owned(), ordering_key: pc.as_str().to_owned(), body };
     OutboxMessage {
         message_id: env.message_id.clone(),
@@ -262,6 +309,19 @@ pub(crate) fn message_to(
         kind: kind.to_owned(),
         ordering_key: env.ordering_key.clone(),
         payload: serde_json::to_string(&env).expect("an envelope always serialises"),
+    }
+}
+
+/// The `kind` of a message on the wire.
+pub(crate) fn kind(body: &Message) -> &'static str {
+    match body {
+        Message::Product(_) => "product",
+        Message::Batch(_) => "batch",
+        Message::Packs(_) => "packs",
+        Message::Recall(_) => "recall",
+        Message::Withdrawal(_) => "withdrawal",
+        Message::PackState(_) => "pack-state",
+        Message::Alert(_) => "alert",
     }
 }
 

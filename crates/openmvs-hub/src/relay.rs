@@ -1,7 +1,8 @@
 //! Distribution: the relay delivers each market's due outbox messages through the
 //! [`NationalLink`], one message per product at a time so that a market gets a product's
 //! messages in order (product, batch, serials, recall), with backoff for a market that is down
-//! and a dead-letter list for what a market rejects.
+//! and a dead-letter list for what a market rejects. The same relay posts the OBPs' callback
+//! events (`callback.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,16 +40,27 @@ enum Round {
 
 impl Hub {
     /// One pass of the relay over every market with live messages: delivers what is due, in
-    /// order, until each market has nothing due, is down, or had its share of rounds. Returns how
-    /// many messages were acknowledged (applied, or applied before).
+    /// order, until each market has nothing due, is down, or had its share of rounds; then posts
+    /// the OBPs' due callback events. Returns how many messages were acknowledged (applied, or
+    /// applied before, or answered 2xx by a callback).
     pub async fn relay_once(&self) -> Result<usize, HubError> {
-        let Some(link) = self.link.clone() else { return Ok(0) };
+        let mut acked = 0;
+        if let Some(link) = self.link.clone() {
+            acked += self.relay_markets_once(link.as_ref()).await?;
+        }
+        if let Some(sender) = self.callbacks.clone() {
+            acked += self.relay_callbacks_once(sender.as_ref()).await?;
+        }
+        Ok(acked)
+    }
+
+    async fn relay_markets_once(&self, link: &dyn NationalLink) -> Result<usize, HubError> {
         let mut acked = 0;
         for destination in self.store.destinations()? {
-            // Callback destinations belong to the OBP callback relay, which is not built yet.
+            // Callback destinations are the callback relay's.
             let Ok(market) = MarketCode::new(&destination) else { continue };
             for _ in 0..MAX_ROUNDS_PER_MARKET {
-                match self.deliver_round(link.as_ref(), market).await? {
+                match self.deliver_round(link, market).await? {
                     Round::Answered(n) => acked += n,
                     Round::Idle | Round::Down => break,
                 }
@@ -111,7 +123,12 @@ impl Hub {
         }
     }
 
-    fn retry_later(&self, m: &StoredOutboxMessage, why: &str, now: Timestamp) -> Result<(), HubError> {
+    pub(crate) fn retry_later(
+        &self,
+        m: &StoredOutboxMessage,
+        why: &str,
+        now: Timestamp,
+    ) -> Result<(), HubError> {
         let dead = m.attempts + 1 >= self.config.max_delivery_attempts;
         self.store.failed(m.seq, why, now.plus(backoff(m.attempts)), dead)?;
         Ok(())
@@ -120,7 +137,7 @@ impl Hub {
     /// The relay: runs [`Hub::relay_once`] whenever messages are committed, and at least every
     /// half second for retries that come due, until `shutdown` turns true.
     pub async fn run_relay(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        if self.link.is_none() {
+        if self.link.is_none() && self.callbacks.is_none() {
             return;
         }
         loop {

@@ -1,11 +1,14 @@
 //! The test harness: a hub on a real SQLite hub store in a temporary directory, real national
 //! systems for DE and FR on their own SQLite stores, one fake clock for all, and a link between
-//! them that calls `National::apply_delivery` and can be switched off per market.
+//! them that calls `National::apply_delivery` and can be switched off per market. Each national
+//! system reaches the hub in process too (`ToHub`), inter-market requests are routed back to the
+//! national systems (`TestQueries`), and the OBPs' callbacks go to a recording fake
+//! (`FakeCallbacks`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use openmvs_core::ids::{Location, MarketCode};
@@ -13,14 +16,14 @@ use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
 use openmvs_core::pack::{Command, Operation};
 use openmvs_core::roles::Role;
 use openmvs_core::time::{Clock, Date, Timestamp};
-use openmvs_hub::{Hub, HubConfig, IterLines, NationalLink, UploadAccepted};
+use openmvs_hub::{CallbackSender, Hub, HubConfig, IterLines, NationalLink, NationalQueries, UploadAccepted};
 use openmvs_national::clock::FakeClock;
-use openmvs_national::{Actor, National, NationalConfig};
+use openmvs_national::{Actor, HubLink, National, NationalConfig};
 use openmvs_store::BoxFuture;
 use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 use openmvs_wire::api::{PackRequest, PackResponse};
-use openmvs_wire::hub::{Delivery, DeliveryAck, Message};
+use openmvs_wire::hub::{Delivery, DeliveryAck, IntermarketAnswer, IntermarketRequest, Message};
 
 /// The product of most tests.
 pub const GTIN: &str = "09501101530003";
@@ -140,8 +143,110 @@ impl NationalLink for TestLink {
     }
 }
 
+/// A national system's link to the hub: in-process calls of the hub's entry points, as the
+/// HTTPS link would make them. It holds the hub weakly, so that hub and national systems do not
+/// keep each other alive.
+pub struct ToHub {
+    market: MarketCode,
+    hub: OnceLock<Weak<Hub>>,
+}
+
+impl ToHub {
+    fn hub(&self) -> Result<Arc<Hub>, String> {
+        self.hub.get().and_then(Weak::upgrade).ok_or_else(|| "the hub is gone".to_owned())
+    }
+}
+
+impl HubLink for ToHub {
+    fn deliver(&self, delivery: Delivery) -> BoxFuture<'_, Result<DeliveryAck, String>> {
+        Box::pin(async move {
+            self.hub()?.apply_from_national(self.market, &delivery).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn intermarket(&self, req: IntermarketRequest) -> BoxFuture<'_, Result<IntermarketAnswer, String>> {
+        Box::pin(async move { self.hub()?.intermarket(req).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// The hub's way of asking a national system: `National::intermarket`, in process.
+pub struct TestQueries {
+    nationals: BTreeMap<MarketCode, Arc<National>>,
+    /// Requests asked, per market.
+    pub asked: Mutex<Vec<MarketCode>>,
+}
+
+impl NationalQueries for TestQueries {
+    fn intermarket(
+        &self,
+        market: MarketCode,
+        req: IntermarketRequest,
+    ) -> BoxFuture<'_, Result<IntermarketAnswer, String>> {
+        Box::pin(async move {
+            self.asked.lock().unwrap().push(market);
+            let national =
+                self.nationals.get(&market).ok_or_else(|| format!("no national system {market}"))?;
+            let response = national.intermarket(&req).await.map_err(|e| e.to_string())?;
+            Ok(IntermarketAnswer { market: response.as_ref().map(|_| market.to_string()), response })
+        })
+    }
+}
+
+/// One POST to a callback URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// The URL.
+    pub url: String,
+    /// The body.
+    pub body: String,
+    /// The signature header.
+    pub signature: String,
+    /// What the fake answered.
+    pub status: u16,
+}
+
+/// An OBP's callback endpoint: answers each POST with the next status queued, then 200.
+#[derive(Default)]
+pub struct FakeCallbacks {
+    answers: Mutex<Vec<u16>>,
+    /// Every POST, in order.
+    pub posted: Mutex<Vec<Posted>>,
+}
+
+impl FakeCallbacks {
+    /// The next POSTs are answered with these statuses, in order.
+    pub fn answer(&self, statuses: &[u16]) {
+        self.answers.lock().unwrap().extend_from_slice(statuses);
+    }
+
+    /// Every POST so far.
+    pub fn posts(&self) -> Vec<Posted> {
+        self.posted.lock().unwrap().clone()
+    }
+}
+
+impl CallbackSender for FakeCallbacks {
+    fn post(&self, url: &str, body: String, signature: String) -> BoxFuture<'_, Result<u16, String>> {
+        let url = url.to_owned();
+        Box::pin(async move {
+            let status = {
+                let mut a = self.answers.lock().unwrap();
+                if a.is_empty() { 200 } else { a.remove(0) }
+            };
+            self.posted.lock().unwrap().push(Posted { url, body, signature, status });
+            Ok(status)
+        })
+    }
+}
+
 /// A hub, national systems for DE and FR, and the link between them.
 pub struct World {
+    /// Each national system's link to the hub.
+    pub to_hub: BTreeMap<MarketCode, Arc<ToHub>>,
+    /// The hub's inter-market route.
+    pub queries: Arc<TestQueries>,
+    /// The OBPs' callback endpoints.
+    pub callbacks: Arc<FakeCallbacks>,
     /// The hub.
     pub hub: Arc<Hub>,
     /// Its store.
@@ -187,6 +292,7 @@ pub async fn world_with(chunk_size: usize) -> World {
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let mut nationals = BTreeMap::new();
     let mut national_stores = Vec::new();
+    let mut to_hub = BTreeMap::new();
     for market in ["DE", "FR"] {
         let store = Arc::new(
             SqliteStore::open(Options {
@@ -198,7 +304,9 @@ pub async fn world_with(chunk_size: usize) -> World {
             .expect("open a national store"),
         );
         national_stores.push(store.clone());
-        let national = National::new(store, dyn_clock.clone(), NationalConfig::new(m(market)), None)
+        let link = Arc::new(ToHub { market: m(market), hub: OnceLock::new() });
+        to_hub.insert(m(market), link.clone());
+        let national = National::new(store, dyn_clock.clone(), NationalConfig::new(m(market)), Some(link))
             .expect("start a national system");
         nationals.insert(m(market), Arc::new(national));
     }
@@ -218,10 +326,19 @@ pub async fn world_with(chunk_size: usize) -> World {
     );
     let mut config = HubConfig::new([42; 32]);
     config.chunk_size = chunk_size;
-    let hub = Arc::new(Hub::new(hub_store.clone(), dyn_clock, config, Some(link.clone())));
+    let queries = Arc::new(TestQueries { nationals: nationals.clone(), asked: Mutex::new(Vec::new()) });
+    let callbacks = Arc::new(FakeCallbacks::default());
+    let hub = Arc::new(
+        Hub::new(hub_store.clone(), dyn_clock, config, Some(link.clone()))
+            .with_queries(queries.clone())
+            .with_callbacks(callbacks.clone()),
+    );
+    for l in to_hub.values() {
+        l.hub.set(Arc::downgrade(&hub)).unwrap_or_else(|_| panic!("the hub is set once"));
+    }
     hub.register_obp(OBP, "One Pharma GmbH").await.expect("register");
     hub.register_obp(OTHER_OBP, "Two Pharma SA").await.expect("register");
-    World { hub, hub_store, nationals, national_stores, link, clock, dir }
+    World { to_hub, queries, callbacks, hub, hub_store, nationals, national_stores, link, clock, dir }
 }
 
 fn s(v: &str) -> Option<String> {
@@ -275,6 +392,20 @@ impl World {
         let mut total = 0;
         loop {
             let n = self.hub.relay_once().await.expect("relay");
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    /// Runs the outbox relay of `market`'s national system (towards the hub) until a round
+    /// acknowledges nothing.
+    pub async fn national_relay(&self, market: &str) -> usize {
+        let link = self.to_hub[&m(market)].clone();
+        let mut total = 0;
+        loop {
+            let n = self.national(market).relay_once(link.as_ref()).await.expect("national relay");
             if n == 0 {
                 return total;
             }

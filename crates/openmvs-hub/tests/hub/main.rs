@@ -2,6 +2,7 @@
 //! between them.
 
 mod harness;
+mod national;
 
 use std::time::Duration;
 

@@ -1,0 +1,224 @@
+//! OBP callbacks (api.md §3 `PUT /v1/callback`): the hub POSTs each new alert, recall and
+//! withdrawal event to the URL the OBP set, signed with HMAC-SHA256 under a secret only the hub
+//! and that OBP know, and retries with backoff until a 2xx acknowledges it.
+//!
+//! Events wait in the outbox under the destination `callback:<obp>`, written in the same unit of
+//! work as the alert, recall or withdrawal itself, so that none is lost and none is sent twice.
+//!
+//! The secret is not stored: it is derived from the hub's key, the OBP and the URL (HMAC with a
+//! label of its own, so it says nothing about the serial digests made with the same key). Setting
+//! the same URL again gives the same secret; setting another URL gives a new one, which is how an
+//! OBP rotates it.
+
+use openmvs_core::return_code::ReturnCode;
+use openmvs_store::OutboxMessage;
+use openmvs_store::hub::{HubUnitOfWork, ObpChange};
+use openmvs_store::{BoxFuture, StoredOutboxMessage};
+use openmvs_wire::api::AlertView;
+use serde_json::{Value, json};
+
+use crate::{Hub, HubError, Record, hmac_sha256};
+
+/// The longest callback URL, in characters.
+pub const MAX_CALLBACK_URL: usize = 2000;
+
+/// The HTTP header that carries the signature of a callback body.
+pub const SIGNATURE_HEADER: &str = "x-openmvs-signature";
+
+/// The prefix of an OBP's callback destination in the outbox: `callback:<obp>`.
+const DESTINATION_PREFIX: &str = "callback:";
+
+/// The label that keeps callback secrets apart from every other use of the hub's key.
+const SECRET_LABEL: &[u8] = b"openmvs callback secret v1";
+
+/// How the hub POSTs an event to an OBP's callback URL.
+pub trait CallbackSender: Send + Sync {
+    /// POSTs `body` (JSON) to `url` with `signature` in the [`SIGNATURE_HEADER`] header and
+    /// answers the HTTP status; an error means no status came back. The sender enforces its own
+    /// timeout, so that an OBP that hangs holds up the relay only that long.
+    fn post(&self, url: &str, body: String, signature: String) -> BoxFuture<'_, Result<u16, String>>;
+}
+
+/// The answer to `PUT /v1/callback`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackAnswer {
+    /// The URL, as set.
+    pub url: String,
+    /// The secret the OBP checks signatures with: 64 hex digits. The signature of a body is the
+    /// hex HMAC-SHA256 of the body under these 64 characters as key ([`Hub::sign_callback`]).
+    pub secret: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks a callback URL: `https://`, a host, no whitespace or control characters, at most
+/// [`MAX_CALLBACK_URL`] characters. Events carry alert details, so they never travel in clear.
+fn check_url(url: &str) -> Result<(), String> {
+    let n = url.chars().count();
+    if n > MAX_CALLBACK_URL {
+        return Err(format!("is {n} characters long, at most {MAX_CALLBACK_URL}"));
+    }
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err("must start with https://".into());
+    };
+    if let Some(c) = url.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("contains {c:?}"));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err("names no host".into());
+    }
+    Ok(())
+}
+
+/// The callback event of a new alert.
+pub(crate) fn alert_event(alert: &AlertView) -> Value {
+    json!({"event": "alert", "alert": alert})
+}
+
+/// The callback event of a recall.
+pub(crate) fn recall_event(
+    product_code: &str,
+    batch: &str,
+    markets: &[&str],
+    reason: &str,
+    at: &str,
+) -> Value {
+    json!({"event": "recall", "product_code": product_code, "batch": batch, "markets": markets,
+        "reason": reason, "at": at})
+}
+
+/// The callback event of a withdrawal.
+pub(crate) fn withdrawal_event(product_code: &str, markets: &[&str], reason: &str, at: &str) -> Value {
+    json!({"event": "withdrawal", "product_code": product_code, "markets": markets, "reason": reason,
+        "at": at})
+}
+
+/// An outbox message carrying `event` to the callback of `obp`, in order with the product's other
+/// events.
+pub(crate) fn callback_message(
+    obp: &str,
+    message_id: String,
+    ordering_key: &str,
+    event: Value,
+) -> OutboxMessage {
+    OutboxMessage {
+        message_id,
+        destination: format!("{DESTINATION_PREFIX}{obp}"),
+        kind: event["event"].as_str().unwrap_or("event").to_owned(),
+        ordering_key: ordering_key.to_owned(),
+        payload: event.to_string(),
+    }
+}
+
+impl Hub {
+    /// `PUT /v1/callback`: sets where the hub POSTs the OBP's alert, recall and withdrawal events,
+    /// and answers the secret their signatures are made with.
+    pub async fn set_callback(&self, obp: &str, url: &str) -> Result<CallbackAnswer, HubError> {
+        self.caller(obp)?;
+        let request = json!({"url": url});
+        if let Err(why) = check_url(url) {
+            let e = HubError::malformed("url", why);
+            return Err(self.refuse(obp, "set-callback", obp, &request, e).await);
+        }
+        let now = self.clock.now();
+        // The secret stays out of the audit trail: whoever reads the trail could forge events.
+        let r = Record {
+            operation: "set-callback",
+            subject: obp,
+            code: ReturnCode::Success,
+            request: &request,
+            result: &json!({}),
+        };
+        let uow = HubUnitOfWork {
+            obp_changes: vec![ObpChange::Callback { obp: obp.to_owned(), url: Some(url.to_owned()) }],
+            audit: vec![self.entry(obp, now, r)],
+            ..HubUnitOfWork::default()
+        };
+        self.commit(uow).await?;
+        Ok(CallbackAnswer { url: url.to_owned(), secret: self.callback_secret(obp, url) })
+    }
+
+    /// The secret of `obp`'s callback at `url`.
+    fn callback_secret(&self, obp: &str, url: &str) -> String {
+        hex(&hmac_sha256(
+            &self.config.serial_key,
+            &[SECRET_LABEL, &[0], obp.as_bytes(), &[0], url.as_bytes()],
+        ))
+    }
+
+    /// The signature of a callback `body` under `secret`: hex HMAC-SHA256, keyed with the secret's
+    /// characters. The OBP computes the same to check that an event comes from the hub.
+    pub fn sign_callback(secret: &str, body: &str) -> String {
+        hex(&hmac_sha256(secret.as_bytes(), &[body.as_bytes()]))
+    }
+
+    /// One pass over every OBP with due events: POSTs each, deletes what a 2xx acknowledged and
+    /// schedules the rest again with backoff. An OBP whose endpoint fails gets nothing more this
+    /// pass. Returns how many events were acknowledged.
+    pub(crate) async fn relay_callbacks_once(&self, sender: &dyn CallbackSender) -> Result<usize, HubError> {
+        let mut acked = 0;
+        for destination in self.store.destinations()? {
+            let Some(obp) = destination.strip_prefix(DESTINATION_PREFIX) else { continue };
+            // Without a URL (the OBP cleared it) the events wait for the next one.
+            let Some(url) = self.store.obp(obp)?.and_then(|o| o.callback_url) else { continue };
+            let secret = self.callback_secret(obp, &url);
+            let now = self.clock.now();
+            for m in self.store.due(&destination, now, self.config.max_delivery)? {
+                if self.post_one(sender, &url, &secret, &m).await? {
+                    acked += 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        Ok(acked)
+    }
+
+    /// POSTs one event; true when it was acknowledged.
+    async fn post_one(
+        &self,
+        sender: &dyn CallbackSender,
+        url: &str,
+        secret: &str,
+        m: &StoredOutboxMessage,
+    ) -> Result<bool, HubError> {
+        let body = m.message.payload.clone();
+        let signature = Hub::sign_callback(secret, &body);
+        let why = match sender.post(url, body, signature).await {
+            Ok(status) if (200..300).contains(&status) => {
+                self.store.delivered(m.seq)?;
+                return Ok(true);
+            }
+            Ok(status) => format!("the callback answered {status}"),
+            Err(e) => e,
+        };
+        tracing::info!(destination = %m.message.destination, error = %why, "callback not acknowledged; retrying later");
+        self.retry_later(m, &why, self.clock.now())?;
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_url_must_be_https_with_a_host_and_at_most_2000_characters() {
+        assert!(check_url("https://obp.example/hooks/fmd").is_ok());
+        assert!(check_url("https://obp.example:8443").is_ok());
+        assert!(check_url("http://obp.example/hooks").is_err());
+        assert!(check_url("https:///hooks").is_err());
+        assert!(check_url("https://obp.example/a b").is_err());
+        let long = format!("https://obp.example/{}", "a".repeat(MAX_CALLBACK_URL));
+        assert!(check_url(&long).unwrap_err().contains("at most 2000"));
+    }
+
+    #[test]
+    fn a_signature_is_the_hex_hmac_of_the_body_under_the_secret() {
+        let s = Hub::sign_callback("Jefe", "what do ya want for nothing?");
+        assert_eq!(s, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+}

@@ -1,0 +1,256 @@
+//! Messages from the national systems: a multi-market pack's new state, forwarded to the other
+//! markets of its batch, and alerts for the owning OBP, stored once and queued for its callback.
+//! Each message is applied once by its id, in the same unit of work as its effect.
+
+use openmvs_audit::Entry;
+use openmvs_core::alert::AlertStatus;
+use openmvs_core::ids::{Batch, MarketCode, ProductCode, Scheme};
+use openmvs_core::return_code::ReturnCode;
+use openmvs_core::time::Timestamp;
+use openmvs_store::hub::{HUB_AUDIT_MARKET, HubAlertRecord, HubUnitOfWork};
+use openmvs_store::{Conflict, StoreError};
+use openmvs_wire::hub::{AlertMsg, Delivery, DeliveryAck, Envelope, Message, MessageAck, PackStateMsg};
+use serde_json::json;
+
+use crate::{Hub, HubError, message_to, new_id};
+
+/// How often a message is decided again after its unit lost a race, before the delivery is
+/// answered 503 and retried by the sender.
+const MAX_ATTEMPTS: usize = 8;
+
+/// What applying a message changes, or why it never will.
+enum Effects {
+    /// Commit this unit (it carries the inbox id and the audit record).
+    Apply(HubUnitOfWork),
+    /// The message will never apply: answered `REJECTED`, so the sender moves it to its dead
+    /// letters instead of retrying it forever.
+    Reject(String),
+}
+
+fn ack(id: &str, status: &str, error: Option<String>) -> MessageAck {
+    MessageAck { message_id: id.to_owned(), status: status.to_owned(), error }
+}
+
+impl Hub {
+    /// `POST /internal/v1/messages` from the national system of `origin` (named by its client
+    /// certificate): applies the messages in order, each once by its id. A multi-market pack's
+    /// state is forwarded to every other market of its batch; an alert is stored for the owning
+    /// OBP and queued for its callback; anything else is `REJECTED`. A store failure stops the
+    /// delivery with an error, and the sender retries it all: what was applied answers
+    /// `DUPLICATE` then.
+    pub async fn apply_from_national(
+        &self,
+        origin: MarketCode,
+        delivery: &Delivery,
+    ) -> Result<DeliveryAck, HubError> {
+        let mut results = Vec::with_capacity(delivery.messages.len());
+        for env in &delivery.messages {
+            results.push(self.apply_one(origin, env).await?);
+        }
+        Ok(DeliveryAck { results })
+    }
+
+    async fn apply_one(&self, origin: MarketCode, env: &Envelope) -> Result<MessageAck, HubError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let uow = match self.effects(origin, env, now)? {
+                Effects::Apply(uow) => uow,
+                Effects::Reject(why) => {
+                    tracing::warn!(%origin, message = %env.message_id, reason = %why, "national message rejected");
+                    // Recorded under its id like an applied message, so the rejection is audited once.
+                    let uow = HubUnitOfWork {
+                        inbox: Some(env.message_id.clone()),
+                        audit: vec![self.national_entry(
+                            origin,
+                            env,
+                            ReturnCode::MalformedRequest,
+                            &why,
+                            now,
+                        )],
+                        ..HubUnitOfWork::default()
+                    };
+                    return match self.commit(uow).await {
+                        Ok(()) | Err(StoreError::Conflict(Conflict::InboxMessage)) => {
+                            Ok(ack(&env.message_id, "REJECTED", Some(why)))
+                        }
+                        Err(e) => Err(e.into()),
+                    };
+                }
+            };
+            let has_alert = !uow.alerts.is_empty();
+            match self.commit(uow).await {
+                Ok(()) => return Ok(ack(&env.message_id, "APPLIED", None)),
+                Err(StoreError::Conflict(Conflict::InboxMessage)) => {
+                    return Ok(ack(&env.message_id, "DUPLICATE", None));
+                }
+                // The alert's source key exists: the same alert came before under another
+                // message id (a replay from the market's dead letters). The message is recorded
+                // so that it too is applied once, and nothing is stored or called back again.
+                Err(StoreError::Conflict(Conflict::Exists(_))) if has_alert => {
+                    let uow = HubUnitOfWork {
+                        inbox: Some(env.message_id.clone()),
+                        audit: vec![self.national_entry(
+                            origin,
+                            env,
+                            ReturnCode::Success,
+                            "alert stored before",
+                            now,
+                        )],
+                        ..HubUnitOfWork::default()
+                    };
+                    return match self.commit(uow).await {
+                        Ok(()) | Err(StoreError::Conflict(Conflict::InboxMessage)) => {
+                            Ok(ack(&env.message_id, "DUPLICATE", None))
+                        }
+                        Err(e) => Err(e.into()),
+                    };
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(HubError::unavailable("a national message kept conflicting"))
+    }
+
+    /// Decides what one message changes.
+    fn effects(&self, origin: MarketCode, env: &Envelope, now: Timestamp) -> Result<Effects, HubError> {
+        // The certificate says who sends; a message claiming another sender is not believed.
+        if env.origin != origin.as_str() {
+            return Ok(Effects::Reject(format!("origin '{}' but sent by {origin}", env.origin)));
+        }
+        let mut uow = HubUnitOfWork { inbox: Some(env.message_id.clone()), ..HubUnitOfWork::default() };
+        let note = match &env.body {
+            Message::PackState(s) => match self.forward_pack_state(origin, env, s, &mut uow)? {
+                Ok(note) => note,
+                Err(why) => return Ok(Effects::Reject(why)),
+            },
+            Message::Alert(a) => match self.store_alert(origin, a, now, &mut uow)? {
+                Ok(note) => note,
+                Err(why) => return Ok(Effects::Reject(why)),
+            },
+            other => {
+                let kind = crate::kind(other);
+                return Ok(Effects::Reject(format!(
+                    "a national system sends only pack-state and alert messages to the hub, not {kind}"
+                )));
+            }
+        };
+        uow.audit.push(self.national_entry(origin, env, ReturnCode::Success, &note, now));
+        Ok(Effects::Apply(uow))
+    }
+
+    /// A multi-market pack changed state in `origin`: the message goes on, unchanged, to every
+    /// other market of the pack's batch, in order with everything else about the product.
+    fn forward_pack_state(
+        &self,
+        origin: MarketCode,
+        env: &Envelope,
+        s: &PackStateMsg,
+        uow: &mut HubUnitOfWork,
+    ) -> Result<Result<String, String>, HubError> {
+        if s.market != origin.as_str() {
+            return Ok(Err(format!("a change in market '{}' reported by {origin}", s.market)));
+        }
+        let scheme = match Scheme::parse(&s.scheme) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(format!("scheme '{}': {e}", s.scheme))),
+        };
+        let pc = match ProductCode::new(scheme, &s.product_code) {
+            Ok(pc) => pc,
+            Err(e) => return Ok(Err(format!("product_code '{}': {e}", s.product_code))),
+        };
+        let batch = match Batch::new(&s.batch) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(format!("batch '{}': {e}", s.batch))),
+        };
+        let Some(record) = self.store.batch(&pc, &batch)? else {
+            return Ok(Err(format!("batch {batch} of {pc} is unknown at the hub")));
+        };
+        if !record.markets.contains(&origin) {
+            return Ok(Err(format!("batch {batch} of {pc} is not for {origin}")));
+        }
+        let others: Vec<MarketCode> = record.markets.iter().copied().filter(|m| *m != origin).collect();
+        for m in &others {
+            // The original id with the market keeps the forwarded copies unique in the outbox
+            // and traceable to the message that caused them.
+            let id = format!("{}-{m}", env.message_id);
+            uow.outbox.push(message_to(*m, id, &pc, Message::PackState(s.clone())));
+        }
+        let names: Vec<&str> = others.iter().map(MarketCode::as_str).collect();
+        Ok(Ok(format!("{} {} forwarded to [{}]", s.command, s.state, names.join(", "))))
+    }
+
+    /// An alert raised in `origin`, for the OBP that owns the product: stored once per source
+    /// key (market and the market's alert id) and queued for the OBP's callback if it set one.
+    fn store_alert(
+        &self,
+        origin: MarketCode,
+        a: &AlertMsg,
+        now: Timestamp,
+        uow: &mut HubUnitOfWork,
+    ) -> Result<Result<String, String>, HubError> {
+        if a.alert.market != origin.as_str() {
+            return Ok(Err(format!("an alert of market '{}' forwarded by {origin}", a.alert.market)));
+        }
+        if a.alert.id.is_empty() || a.alert.id.len() > 100 {
+            return Ok(Err("the alert id must be 1 to 100 characters".into()));
+        }
+        // The hub's own record of who owns the product decides, not the market's copy of it.
+        let owner = match self.find_product(&a.alert.product_code) {
+            Ok(Some(p)) => p.owner,
+            Ok(None) | Err(_) => a.owner.clone(),
+        };
+        let Some(obp) = self.store.obp(&owner)? else {
+            return Ok(Err(format!("OBP '{owner}' is not on-boarded")));
+        };
+        let id = new_id("HAL", now);
+        let record = HubAlertRecord {
+            id: id.clone(),
+            obp: obp.id.clone(),
+            market: origin,
+            source_alert_id: a.alert.id.clone(),
+            product_code: a.alert.product_code.clone(),
+            alert: serde_json::to_string(&a.alert).expect("an alert view always serialises"),
+            created_at: now,
+            status: AlertStatus::Open,
+            classification: None,
+            comment: None,
+        };
+        if let Some(url) = &obp.callback_url {
+            let event = crate::callback::alert_event(&crate::alerts::view(&record)?);
+            uow.outbox.push(crate::callback::callback_message(
+                &obp.id,
+                format!("{id}-callback"),
+                &a.alert.product_code,
+                event,
+            ));
+            tracing::debug!(obp = %obp.id, %url, "alert queued for the callback");
+        }
+        uow.alerts.push(record);
+        Ok(Ok(format!("alert {id} for {}", obp.id)))
+    }
+
+    /// An audit record of a message from a national system, in the hub's chain. It names the
+    /// message, never the serial: the hub keeps no serials (DR Art 33(1)).
+    fn national_entry(
+        &self,
+        origin: MarketCode,
+        env: &Envelope,
+        code: ReturnCode,
+        note: &str,
+        now: Timestamp,
+    ) -> Entry {
+        Entry {
+            market: HUB_AUDIT_MARKET.to_owned(),
+            at_millis: now.unix_millis(),
+            actor: origin.to_string(),
+            role: "NATIONAL".to_owned(),
+            location: String::new(),
+            operation: format!("national-{}", crate::kind(&env.body)),
+            subject: env.message_id.clone(),
+            return_code: code.as_str().to_owned(),
+            request: json!({"message_id": env.message_id, "ordering_key": env.ordering_key}).to_string(),
+            result: json!({"note": note}).to_string(),
+        }
+    }
+}
