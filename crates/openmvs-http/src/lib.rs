@@ -4,15 +4,19 @@
 //! the return-code catalogue; every response carries an `x-request-id`; every request is timed
 //! into the latency histograms of its operation class and into the monthly SLA figures.
 
+pub mod admin;
 pub mod error;
+pub mod hub;
 pub mod hub_client;
 pub mod limit;
 pub mod national;
+pub mod national_link;
 pub mod observe;
 pub mod server;
 pub mod status;
 
 pub use error::HttpError;
+pub use hub::{HubState, hub_router};
 pub use national::{NationalState, national_router};
 pub use observe::Observability;
-pub use server::{ServerHandle, TlsConfig, serve};
+pub use server::{ServerHandle, TlsConfig, TlsReloader, serve};

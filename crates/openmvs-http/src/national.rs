@@ -45,7 +45,7 @@ pub struct NationalState {
     pub limiter: Arc<Limiter>,
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = parsed.map_err(|e| {

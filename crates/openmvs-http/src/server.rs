@@ -54,6 +54,15 @@ impl TlsConfig {
         })
     }
 
+    fn clone_config(&self) -> TlsConfig {
+        TlsConfig {
+            cert_chain: self.cert_chain.clone(),
+            key: self.key.clone_key(),
+            client_ca: self.client_ca.clone(),
+            crls: self.crls.clone(),
+        }
+    }
+
     fn server_config(self) -> Result<rustls::ServerConfig, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -82,17 +91,47 @@ impl TlsConfig {
     }
 }
 
+/// The TLS acceptor of a running server and what it was built from, so that a new revocation
+/// list can replace it while connections are being accepted.
+struct Tls {
+    template: TlsConfig,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+/// Replaces the revocation lists of a running server's client certificates.
+#[derive(Clone)]
+pub struct TlsReloader(Arc<std::sync::RwLock<Tls>>);
+
+impl TlsReloader {
+    /// Every connection accepted from now on is verified against `crls` (established connections
+    /// keep the peer they verified). An error (a list that does not parse) changes nothing.
+    pub fn set_crls(&self, crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), String> {
+        let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = guard.template.clone_config();
+        next.crls = crls;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(next.clone_config().server_config()?));
+        *guard = Tls { template: next, acceptor };
+        Ok(())
+    }
+}
+
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
     stop: watch::Sender<Option<Duration>>,
     task: JoinHandle<()>,
+    tls: Option<Arc<std::sync::RwLock<Tls>>>,
 }
 
 impl ServerHandle {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A handle that replaces the server's revocation lists while it runs; `None` without TLS.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.clone().map(TlsReloader)
     }
 
     /// Stops accepting, waits up to `drain` for in-flight requests, then closes what is left.
@@ -111,8 +150,13 @@ fn peer_names(conn: &rustls::ServerConnection) -> Option<PeerName> {
 /// Serves `router` on `listener`, over TLS when `tls` is given.
 pub fn serve(listener: TcpListener, router: Router, tls: Option<TlsConfig>) -> Result<ServerHandle, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let acceptor =
-        tls.map(|t| t.server_config().map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)))).transpose()?;
+    let tls = tls
+        .map(|t| -> Result<_, String> {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(t.clone_config().server_config()?));
+            Ok(Arc::new(std::sync::RwLock::new(Tls { template: t, acceptor })))
+        })
+        .transpose()?;
+    let shared_tls = tls.clone();
     let (stop, mut stopped) = watch::channel(None::<Duration>);
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
@@ -127,7 +171,7 @@ pub fn serve(listener: TcpListener, router: Router, tls: Option<TlsConfig>) -> R
             let router = router.clone();
             let builder = builder.clone();
             let watcher = graceful.watcher();
-            let acceptor = acceptor.clone();
+            let acceptor = tls.as_ref().map(|t| t.read().unwrap_or_else(|p| p.into_inner()).acceptor.clone());
             tokio::spawn(async move {
                 match acceptor {
                     Some(acceptor) => {
@@ -165,5 +209,5 @@ pub fn serve(listener: TcpListener, router: Router, tls: Option<TlsConfig>) -> R
             tracing::warn!("drain time over; closing the remaining connections");
         }
     });
-    Ok(ServerHandle { addr, stop, task })
+    Ok(ServerHandle { addr, stop, task, tls: shared_tls })
 }

@@ -4,8 +4,10 @@
 //! in `openmvs-core` are not `Serialize`; each shape here is built from them explicitly, so a
 //! change in the core never changes the wire by accident.
 
+pub mod admin;
 pub mod api;
 pub mod hub;
+pub mod obp;
 
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::scan::Scan;

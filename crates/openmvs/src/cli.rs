@@ -45,6 +45,22 @@ pub enum Command {
     /// Measure a component on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A hub and one national system per market in this process, over HTTPS, with sample data,
+    /// clients and OBP certificates listed in DIR/demo.json; serves until interrupted.
+    Demo {
+        /// Where everything is kept; a restart on the same directory keeps all data.
+        #[arg(long, default_value = "openmvs-data")]
+        data_dir: PathBuf,
+        /// The hub's port; the national systems take the next ones, in market order.
+        #[arg(long, default_value_t = 8400)]
+        port_base: u16,
+        /// The markets, comma-separated.
+        #[arg(long, default_value = "DE,FR,SE")]
+        markets: String,
+        /// One shared clock that `POST /admin/v1/clock` moves forward (bearer: the admin token).
+        #[arg(long)]
+        fake_clock: bool,
+    },
 }
 
 /// `openmvs bench ...`.
@@ -68,6 +84,12 @@ pub enum BenchCommand {
 /// `openmvs serve ...`.
 #[derive(Debug, Subcommand)]
 pub enum Serve {
+    /// The European Hub (a `[hub]` section).
+    Hub {
+        /// The configuration file (see `openmvs config check`).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// A national system.
     National {
         /// The configuration file (see `openmvs config check`).
@@ -101,6 +123,9 @@ pub struct Target {
 /// `openmvs admin ...`.
 #[derive(Debug, Subcommand)]
 pub enum Admin {
+    /// Client certificates of on-boarding partners, issued by the hub's CA.
+    #[command(subcommand)]
+    Obp(ObpCommand),
     /// End-user and authority clients.
     #[command(subcommand)]
     Client(ClientCommand),
@@ -142,6 +167,44 @@ pub enum Admin {
     RotateTokenKey {
         #[command(flatten)]
         target: Target,
+    },
+}
+
+/// `openmvs admin obp ...`.
+#[derive(Debug, Subcommand)]
+pub enum ObpCommand {
+    /// Issue a client certificate naming the OBP (`<id>.obp.openmvs`) and write `<id>.pem`,
+    /// `<id>.key` and `<id>.json` to the output directory. The hub on-boards the OBP at its first
+    /// request with the certificate.
+    Create {
+        /// The hub's CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The OBP id: 1-40 characters a-z, 0-9 and -.
+        #[arg(long)]
+        id: String,
+        /// The OBP's name, for people (kept in `<id>.json`).
+        #[arg(long)]
+        name: String,
+        /// Where the certificate and key are written.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Revoke a certificate by serial, or every certificate of an OBP: the hub refuses it from
+    /// the next connection on (it re-reads the CA's crl.pem every few seconds).
+    Revoke {
+        /// The hub's CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The certificate's serial, as `create` printed it.
+        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        serial: Option<u64>,
+        /// Or the OBP id.
+        #[arg(long)]
+        id: Option<String>,
     },
 }
 

@@ -54,6 +54,8 @@ use serde::{Deserialize, Serialize};
 pub struct RawFile {
     /// The national system.
     pub national: Option<RawNational>,
+    /// The European Hub (see [`crate::hub_config`]).
+    pub hub: Option<crate::hub_config::RawHubSection>,
 }
 
 /// `[national]`.
@@ -191,7 +193,7 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> any
     }
 }
 
-fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+pub(crate) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
 }
 

@@ -3,6 +3,8 @@
 mod cli;
 mod cmd;
 mod config;
+mod hub_config;
+mod hub_node;
 mod node;
 
 use std::process::ExitCode;

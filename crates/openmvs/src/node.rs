@@ -15,7 +15,7 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("national.db")
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -70,7 +70,7 @@ pub fn audit_public_keys(data_dir: &Path, given: &[String]) -> anyhow::Result<Ve
         .collect()
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

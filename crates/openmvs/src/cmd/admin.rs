@@ -1,8 +1,9 @@
 //! `openmvs admin ...`: clients, dead letters, token keys of a national system's data directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use openmvs_core::ids::{Location, MarketCode};
@@ -10,10 +11,11 @@ use openmvs_core::roles::Role;
 use openmvs_core::time::Clock;
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
+use openmvs_pki::{CertificateAuthority, ClientKind, Identity};
 use openmvs_store::{ClientStore, OutboxStore, Store};
 use openmvs_wire::hub::{BatchMsg, Delivery, Envelope, Message, PacksMsg, ProductMsg};
 
-use crate::cli::{Admin, ClientCommand, DeadLetterCommand, Target};
+use crate::cli::{Admin, ClientCommand, DeadLetterCommand, ObpCommand, Target};
 use crate::node;
 
 /// The data directory named by `--config` (whose market it is then claimed for) or `--data-dir`.
@@ -42,6 +44,12 @@ fn open(t: &Target) -> anyhow::Result<(Arc<National>, Arc<openmvs_store_sqlite::
 
 pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
     match cmd {
+        Admin::Obp(ObpCommand::Create { ca_dir, id, name, out, days }) => {
+            obp_create(&ca_dir, &id, &name, &out, days)?;
+        }
+        Admin::Obp(ObpCommand::Revoke { ca_dir, serial, id }) => {
+            obp_revoke(&ca_dir, serial, id.as_deref())?;
+        }
         Admin::Client(ClientCommand::Create { target, market, role, location, name }) => {
             let market = MarketCode::new(&market).map_err(|e| anyhow::anyhow!("--market: {e}"))?;
             let role = Role::parse(&role).filter(|r| *r != Role::Obp).with_context(|| {
@@ -209,4 +217,66 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn obp_create(ca_dir: &Path, id: &str, name: &str, out: &Path, days: u32) -> anyhow::Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        bail!("--name: must be 1 to 200 characters");
+    }
+    let mut ca = CertificateAuthority::open(ca_dir)
+        .with_context(|| format!("opening the CA in {}", ca_dir.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (cert, key, info) =
+        (out.join(format!("{id}.pem")), out.join(format!("{id}.key")), out.join(format!("{id}.json")));
+    if key.exists() {
+        bail!("{} exists: revoke the OBP's certificate first, or write elsewhere", key.display());
+    }
+    let issued = ca
+        .issue_client(ClientKind::Obp, id, days, SystemTime::now())
+        .map_err(|e| anyhow::anyhow!("--id: {e}"))?;
+    node::write_private(&key, &issued.key_pem)?;
+    std::fs::write(&cert, &issued.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()).display().to_string();
+    let out = serde_json::json!({
+        "id": id,
+        "name": name,
+        "serial": issued.serial,
+        "dns_name": format!("{id}.obp.openmvs"),
+        "cert": abs(&cert),
+        "key": abs(&key),
+    });
+    let text = serde_json::to_string_pretty(&out)?;
+    std::fs::write(&info, format!("{text}\n")).with_context(|| format!("writing {}", info.display()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn obp_revoke(ca_dir: &Path, serial: Option<u64>, id: Option<&str>) -> anyhow::Result<()> {
+    let mut ca = CertificateAuthority::open(ca_dir)
+        .with_context(|| format!("opening the CA in {}", ca_dir.display()))?;
+    let serials: Vec<u64> = match (serial, id) {
+        (Some(s), _) => vec![s],
+        (None, Some(id)) => {
+            let who = Identity::Obp(id.to_owned());
+            let found: Vec<u64> = ca
+                .issued()
+                .iter()
+                .filter(|r| r.revoked_at.is_none() && r.identity().as_ref() == Some(&who))
+                .map(|r| r.serial)
+                .collect();
+            if found.is_empty() {
+                bail!("the CA has no unrevoked certificate of OBP '{id}'");
+            }
+            found
+        }
+        (None, None) => bail!("give --serial N or --id OBP"),
+    };
+    for s in serials {
+        if ca.revoke(s, SystemTime::now()).map_err(|e| anyhow::anyhow!("{e}"))? {
+            println!("revoked certificate {s}");
+        } else {
+            println!("certificate {s} was already revoked");
+        }
+    }
+    Ok(())
 }

@@ -3,10 +3,12 @@
 mod admin;
 mod audit;
 mod bench;
+mod demo;
 mod load;
 mod return_codes;
 mod scan;
 mod serve;
+mod serve_hub;
 
 use std::process::ExitCode;
 
@@ -18,6 +20,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan { input, today } => scan::run(&input, today.as_deref()),
         Command::ReturnCodes => return_codes::run(),
         Command::Serve(Serve::National { config }) => serve::national(&config),
+        Command::Serve(Serve::Hub { config }) => serve_hub::hub(&config),
+        Command::Demo { data_dir, port_base, markets, fake_clock } => {
+            demo::run(&data_dir, port_base, &markets, fake_clock)
+        }
         Command::Config(ConfigCommand::Check { config }) => serve::check(&config),
         Command::Admin(a) => admin::run(a),
         Command::Audit(a) => audit::run(a),

@@ -29,9 +29,19 @@ pub fn settings(path: &Path) -> anyhow::Result<NationalSettings> {
     config::national(&raw, base)
 }
 
+/// Prints the effective configuration of each section the file has: `[national]`, `[hub]`.
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
-    let s = settings(path)?;
-    println!("{}", config::render(&s).trim_end());
+    let raw = config::load_raw(Some(path), std::env::vars())?;
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if raw.national.is_none() && raw.hub.is_none() {
+        anyhow::bail!("the configuration has neither a [national] nor a [hub] section");
+    }
+    if raw.national.is_some() {
+        println!("{}", config::render(&config::national(&raw, base)?).trim_end());
+    }
+    if raw.hub.is_some() {
+        println!("{}", crate::hub_config::render(&crate::hub_config::hub(&raw, base)?).trim_end());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -44,7 +54,7 @@ pub fn national(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing(filter: &str) {
+pub(crate) fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPENMVS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -139,7 +149,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

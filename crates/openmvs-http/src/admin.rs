@@ -1,0 +1,80 @@
+//! `POST /admin/v1/clock`: moves the one shared fake clock of a demonstration forward, for the
+//! holder of the demo's admin token. It is merged into a router only when the demo runs with
+//! `--fake-clock`, so that without the flag the route does not exist (404).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use openmvs_core::return_code::ReturnCode;
+use openmvs_core::time::Clock;
+use openmvs_national::ApiError;
+use openmvs_national::clock::FakeClock;
+use openmvs_wire::admin::{ClockAdvance, ClockAnswer};
+
+use crate::error::HttpError;
+use crate::national::parse_json;
+
+/// The furthest one call may move the clock: ten years, so that a typing slip cannot push every
+/// date past the range the core computes with.
+pub const MAX_ADVANCE_SECONDS: u64 = 10 * 366 * 24 * 3600;
+
+#[derive(Clone)]
+struct ClockState {
+    clock: Arc<FakeClock>,
+    token: Arc<str>,
+}
+
+/// The route, guarded by `admin_token` as a bearer token.
+pub fn clock_router(clock: Arc<FakeClock>, admin_token: &str) -> Router {
+    Router::new()
+        .route("/admin/v1/clock", post(advance).layer(DefaultBodyLimit::max(1024)))
+        .with_state(ClockState { clock, token: admin_token.into() })
+}
+
+/// Compares in time independent of where the strings differ, so that response times do not
+/// reveal the token a prefix at a time.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn advance(
+    State(s): State<ClockState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HttpError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    if !given.is_some_and(|t| same(t.as_bytes(), s.token.as_bytes())) {
+        return Err(HttpError(
+            ApiError::new(ReturnCode::Unauthenticated)
+                .with("authorization", "the demo's admin_token is required"),
+        ));
+    }
+    let body = body.map_err(|e| HttpError::field("body", e.body_text()))?;
+    let req: ClockAdvance = parse_json(&body)?;
+    if req.advance_seconds > MAX_ADVANCE_SECONDS {
+        return Err(HttpError::field(
+            "advance_seconds",
+            format!("is over {MAX_ADVANCE_SECONDS} (ten years)"),
+        ));
+    }
+    s.clock.advance(std::time::Duration::from_secs(req.advance_seconds));
+    Ok(axum::Json(ClockAnswer { now: s.clock.now().to_rfc3339() }).into_response())
+}
+
+/// `router` with the clock route merged in when there is a fake clock; unchanged without one,
+/// so that the route then does not exist.
+pub fn with_fake_clock(router: Router, clock: Option<&Arc<FakeClock>>, admin_token: &str) -> Router {
+    match clock {
+        Some(c) => router.merge(clock_router(c.clone(), admin_token)),
+        None => router,
+    }
+}

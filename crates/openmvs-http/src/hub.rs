@@ -1,0 +1,440 @@
+//! The hub's routes: the OBP API of api.md §3 as far as the hub service carries it today
+//! (products, batches, streamed serial uploads, upload status, recall, withdrawal), with health,
+//! metrics and the return-code catalogue.
+//!
+//! An OBP is identified only by its client certificate: the server hands on the verified
+//! certificate's DNS names (`PeerName`), and [`openmvs_pki::identity_of`] must read them as
+//! `<id>.obp.openmvs`. An OBP whose certificate verifies is on-boarded at its first request under
+//! that id: the CA issuing the certificate is the on-boarding decision, and revoking it (the CRL)
+//! is the off-boarding one.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use http_body_util::BodyExt;
+use openmvs_core::return_code::ReturnCode;
+use openmvs_hub::{Hub, HubError};
+use openmvs_pki::Identity;
+use openmvs_wire::ReturnCodeCatalogue;
+use openmvs_wire::obp::{
+    BatchAnswer, BatchRequest, HubErrorBody, PacksRequest, ProductAnswer, ProductRequest, RecallAnswer,
+    RecallRequest, RejectedLine, UploadAcceptedBody, UploadStatusBody, WithdrawRequest, WithdrawalAnswer,
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::error::RETRY_AFTER_SECS;
+use crate::national::parse_json;
+use crate::observe::{Observability, observe};
+use crate::server::PeerName;
+
+/// The largest master data, batch, recall or withdrawal body.
+pub const MAX_BODY: usize = 256 * 1024;
+/// The largest upload sent as JSON, which has to be read whole before it can be parsed: about a
+/// million serials. Larger uploads go as `text/plain`, which is streamed.
+pub const MAX_JSON_UPLOAD_BODY: usize = 32 * 1024 * 1024;
+/// The longest line of a `text/plain` upload. A serial has at most 20 characters; a longer line
+/// is still read (and rejected by the hub with its line number) up to this bound, beyond which
+/// the body is not an upload and is refused without being buffered.
+pub const MAX_LINE_BYTES: usize = 1024;
+/// Lines read ahead of the hub: enough to keep it busy while the next chunk of the body arrives,
+/// few enough that a slow store holds back the client instead of filling memory.
+const LINES_AHEAD: usize = 4096;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HubState {
+    /// The service.
+    pub hub: Arc<Hub>,
+    /// Metrics and readiness.
+    pub obs: Arc<Observability>,
+}
+
+/// A refused request, as HTTP: the status from the return-code catalogue, the hub's error body.
+#[derive(Debug)]
+pub struct HubHttpError(pub HubError);
+
+impl From<HubError> for HubHttpError {
+    fn from(e: HubError) -> HubHttpError {
+        HubHttpError(e)
+    }
+}
+
+impl From<crate::HttpError> for HubHttpError {
+    fn from(e: crate::HttpError) -> HubHttpError {
+        HubHttpError(HubError { code: e.0.code, message: e.0.message, details: e.0.details })
+    }
+}
+
+impl IntoResponse for HubHttpError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body: HubErrorBody = self.0.body().into();
+        let mut resp = (status, axum::Json(body)).into_response();
+        if matches!(self.0.code, ReturnCode::Unavailable | ReturnCode::RateLimited) {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        resp
+    }
+}
+
+fn too_large() -> HubHttpError {
+    HubHttpError(HubError::new(ReturnCode::TooLarge).with("body", "is over its size limit"))
+}
+
+/// The OBP calling, named by its verified client certificate.
+pub struct Obp(pub String);
+
+impl FromRequestParts<HubState> for Obp {
+    type Rejection = HubHttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HubState) -> Result<Obp, HubHttpError> {
+        let identity = parts.extensions.get::<PeerName>().and_then(|PeerName(n)| openmvs_pki::identity_of(n));
+        let id = match identity {
+            Some(Identity::Obp(id)) => id,
+            Some(other) => {
+                return Err(HubHttpError(HubError::forbidden(
+                    "client_certificate",
+                    format!("names {}, not an OBP", other.dns_name()),
+                )));
+            }
+            None => {
+                return Err(HubHttpError(HubError::forbidden(
+                    "client_certificate",
+                    "an OBP client certificate issued by the hub's CA is required",
+                )));
+            }
+        };
+        // Idempotent: a registered OBP is read back, with the name it was registered under.
+        state.hub.register_obp(&id, &id).await?;
+        Ok(Obp(id))
+    }
+}
+
+/// Builds the hub's router.
+pub fn hub_router(state: HubState) -> Router {
+    let obs = state.obs.clone();
+    let small = DefaultBodyLimit::max(MAX_BODY);
+    Router::new()
+        .route("/v1/products/{product_code}", put(put_product).layer(small))
+        .route("/v1/products/{product_code}/batches/{batch}", put(put_batch).layer(small))
+        // The body is read by the handler itself: streamed for text, bounded for JSON.
+        .route(
+            "/v1/products/{product_code}/batches/{batch}/packs",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/products/{product_code}/batches/{batch}/recall", post(recall).layer(small))
+        .route("/v1/products/{product_code}/withdraw", post(withdraw).layer(small))
+        .route("/v1/uploads/{upload_id}", get(upload_status))
+        .route("/v1/return-codes", get(|| async { axum::Json(ReturnCodeCatalogue::build()) }))
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(|| async { "live" }))
+        .route("/health/ready", get(ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(obs, observe))
+}
+
+async fn not_found() -> HubHttpError {
+    HubHttpError(HubError::not_found("path", "no such route"))
+}
+
+async fn method_not_allowed() -> Response {
+    let mut r =
+        HubHttpError(HubError::not_found("method", "this route does not take this method")).into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+async fn body_json<T: DeserializeOwned>(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, HubHttpError> {
+    match body {
+        Ok(b) => Ok(parse_json(&b)?),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
+        Err(e) => Err(HubHttpError(HubError::malformed("body", e.body_text()))),
+    }
+}
+
+async fn put_product(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path(pc): Path<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HubHttpError> {
+    let req: ProductRequest = body_json(body).await?;
+    let a = s.hub.put_product(&obp, &pc, &req.to_raw()).await?;
+    Ok(axum::Json(ProductAnswer { product_code: a.product_code.as_str().to_owned(), version: a.version })
+        .into_response())
+}
+
+async fn put_batch(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path((pc, batch)): Path<(String, String)>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HubHttpError> {
+    let req: BatchRequest = body_json(body).await?;
+    let a = s.hub.put_batch(&obp, &pc, &batch, &req.expiry, req.markets).await?;
+    Ok(axum::Json(BatchAnswer {
+        product_code: a.product_code.as_str().to_owned(),
+        batch: a.batch.as_str().to_owned(),
+        version: a.version,
+        markets: a.markets.iter().map(|m| m.as_str().to_owned()).collect(),
+    })
+    .into_response())
+}
+
+/// The media type of a request, without parameters, in lower case.
+fn media_type(headers: &HeaderMap) -> String {
+    let v = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    v.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+async fn upload(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path((pc, batch)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HubHttpError> {
+    let accepted = match media_type(&headers).as_str() {
+        "application/json" => {
+            let bytes = match axum::body::to_bytes(body, MAX_JSON_UPLOAD_BODY).await {
+                Ok(b) => b,
+                Err(e) if is_length_limit(&e) => return Err(too_large()),
+                Err(e) => return Err(HubHttpError(HubError::malformed("body", e.to_string()))),
+            };
+            let req: PacksRequest = parse_json(&bytes)?;
+            let lines = openmvs_hub::IterLines(req.serials.into_iter());
+            s.hub.upload_serials(&obp, &pc, &batch, lines).await?
+        }
+        "text/plain" => {
+            let (tx, rx) = mpsc::channel(LINES_AHEAD);
+            let feed = feed_lines(body, tx);
+            let upload = s.hub.upload_serials(&obp, &pc, &batch, rx);
+            tokio::pin!(feed, upload);
+            // The hub may finish first (an unknown batch, a refused upload): then the rest of the
+            // body is not read at all. If the body ends first, the hub still commits what it has.
+            tokio::select! {
+                r = &mut upload => r?,
+                () = &mut feed => upload.await?,
+            }
+        }
+        other => {
+            return Err(HubHttpError(HubError::malformed(
+                "content-type",
+                format!("'{other}' is neither application/json nor text/plain"),
+            )));
+        }
+    };
+    let body = UploadAcceptedBody { upload_id: accepted.upload_id, received: accepted.received };
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Splits a streamed body into lines (LF or CRLF, the terminator dropped) and hands them to the
+/// hub one at a time. Only the unfinished line is held between body chunks, so memory stays
+/// bounded by [`MAX_LINE_BYTES`] plus one chunk whatever the body's size. Stops as soon as the
+/// hub stops reading.
+async fn feed_lines(mut body: Body, tx: mpsc::Sender<Result<String, String>>) {
+    async fn send(tx: &mpsc::Sender<Result<String, String>>, line: &[u8]) -> bool {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // Bytes that are not UTF-8 cannot be a serial: the replacement character makes the hub
+        // reject the line with its number instead of failing the whole upload.
+        tx.send(Ok(String::from_utf8_lossy(line).into_owned())).await.is_ok()
+    }
+    let mut partial: Vec<u8> = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Err(e)) => {
+                let _ = tx.send(Err(format!("reading the body: {e}"))).await;
+                return;
+            }
+            Some(Ok(f)) => f,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        let mut rest: &[u8] = &data;
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+            line_no += 1;
+            if partial.len() + pos > MAX_LINE_BYTES {
+                let _ = tx.send(Err(format!("line {line_no} is longer than {MAX_LINE_BYTES} bytes"))).await;
+                return;
+            }
+            let sent = if partial.is_empty() {
+                send(&tx, &rest[..pos]).await
+            } else {
+                partial.extend_from_slice(&rest[..pos]);
+                let sent = send(&tx, &partial).await;
+                partial.clear();
+                sent
+            };
+            if !sent {
+                return;
+            }
+            rest = &rest[pos + 1..];
+        }
+        partial.extend_from_slice(rest);
+        if partial.len() > MAX_LINE_BYTES {
+            let _ = tx.send(Err(format!("line {} is longer than {MAX_LINE_BYTES} bytes", line_no + 1))).await;
+            return;
+        }
+    }
+    if !partial.is_empty() {
+        let _ = send(&tx, &partial).await;
+    }
+}
+
+async fn upload_status(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path(id): Path<String>,
+) -> Result<Response, HubHttpError> {
+    let u = s.hub.upload(&obp, &id)?;
+    Ok(axum::Json(UploadStatusBody {
+        upload_id: u.id,
+        product_code: u.product_code.as_str().to_owned(),
+        batch: u.batch.as_str().to_owned(),
+        status: u.status.as_str().to_owned(),
+        received: u.received,
+        rejected_count: u.rejected_count,
+        rejected: u
+            .rejected
+            .into_iter()
+            .map(|r| RejectedLine { line: r.line, serial: r.serial, reason: r.reason })
+            .collect(),
+        markets: u.markets.iter().map(|(m, d)| (m.as_str().to_owned(), d.as_str().to_owned())).collect(),
+    })
+    .into_response())
+}
+
+async fn recall(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path((pc, batch)): Path<(String, String)>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HubHttpError> {
+    let req: RecallRequest = body_json(body).await?;
+    let a = s.hub.recall(&obp, &pc, &batch, &req.reason, &req.markets).await?;
+    Ok(axum::Json(RecallAnswer {
+        product_code: a.product_code.as_str().to_owned(),
+        batch: a.batch.as_str().to_owned(),
+        recalled: a.recalled.iter().map(|m| m.as_str().to_owned()).collect(),
+    })
+    .into_response())
+}
+
+async fn withdraw(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path(pc): Path<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HubHttpError> {
+    let req: WithdrawRequest = body_json(body).await?;
+    let a = s.hub.withdraw(&obp, &pc, &req.reason, &req.markets).await?;
+    Ok(axum::Json(WithdrawalAnswer {
+        product_code: a.product_code.as_str().to_owned(),
+        withdrawn: a.withdrawn.iter().map(|m| m.as_str().to_owned()).collect(),
+    })
+    .into_response())
+}
+
+async fn metrics(State(s): State<HubState>) -> Response {
+    let mut text = s.obs.metrics.render();
+    if let Ok(n) = s.hub.store().pending() {
+        text.push_str(&format!(
+            "# HELP openmvs_hub_outbox_pending Messages waiting for delivery to national systems.\n# TYPE openmvs_hub_outbox_pending gauge\nopenmvs_hub_outbox_pending {n}\n"
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn ready(State(s): State<HubState>) -> Response {
+    if s.obs.is_ready() {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A body that arrives in the given pieces, one frame each.
+    struct Pieces(VecDeque<Bytes>);
+
+    impl hyper::body::Body for Pieces {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+        }
+    }
+
+    async fn lines(pieces: &[&[u8]]) -> Vec<Result<String, String>> {
+        let body = Body::new(Pieces(pieces.iter().map(|p| Bytes::copy_from_slice(p)).collect()));
+        let (tx, mut rx) = mpsc::channel(16);
+        let feed = tokio::spawn(feed_lines(body, tx));
+        let mut out = Vec::new();
+        while let Some(l) = rx.recv().await {
+            out.push(l);
+        }
+        feed.await.unwrap();
+        out
+    }
+
+    fn ok(v: &[&str]) -> Vec<Result<String, String>> {
+        v.iter().map(|s| Ok((*s).to_owned())).collect()
+    }
+
+    #[tokio::test]
+    async fn lines_split_across_frames_arrive_whole_without_their_terminators() {
+        assert_eq!(lines(&[b"SER", b"IAL1\r", b"\nS2\n\nS", b"3"]).await, ok(&["SERIAL1", "S2", "", "S3"]));
+        assert_eq!(lines(&[b"A\n", b"B\n"]).await, ok(&["A", "B"]));
+        assert_eq!(lines(&[]).await, ok(&[]));
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_not_utf8_become_a_line_the_hub_can_reject() {
+        let got = lines(&[b"A\n\xff\xfe\nB"]).await;
+        assert_eq!(got.len(), 3);
+        assert!(got[1].as_ref().unwrap().contains('\u{fffd}'));
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_ends_the_feed_with_an_error_naming_the_line() {
+        let long = vec![b'x'; MAX_LINE_BYTES + 1];
+        let got = lines(&[b"A\n", &long[..10], &long[10..], b"\nB\n"]).await;
+        assert_eq!(got[0], Ok("A".to_owned()));
+        assert_eq!(got.len(), 2);
+        assert!(got[1].as_ref().unwrap_err().contains("line 2"), "{got:?}");
+    }
+}

@@ -1,0 +1,87 @@
+//! The hub's link to the national systems: each delivery is POSTed to the market's
+//! `/internal/v1/messages` over mutual TLS, presenting the hub's client certificate
+//! (`hub.openmvs`), which is the one identity the national systems accept on that route.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use openmvs_core::ids::MarketCode;
+use openmvs_hub::NationalLink;
+use openmvs_store::BoxFuture;
+use openmvs_wire::hub::{Delivery, DeliveryAck};
+
+/// How long one delivery may take before the relay retries it: long enough for a full delivery
+/// of serial chunks to be committed, short enough that a hanging market holds up the relay only
+/// this long.
+pub const NATIONAL_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The national systems, reached over mutual TLS.
+pub struct HttpNationalLink {
+    client: reqwest::Client,
+    /// The base URL of each market's national system, without a trailing `/`.
+    markets: BTreeMap<MarketCode, String>,
+    timeout: Duration,
+}
+
+impl HttpNationalLink {
+    /// A link to the national systems at `markets` (e.g. `DE` → `https://127.0.0.1:8401`),
+    /// trusting `ca_pem` for their server certificates and presenting `identity_pem` (the hub's
+    /// client certificate then its PKCS#8 key, PEM). Each delivery gives up after `timeout`.
+    pub fn new(
+        markets: BTreeMap<MarketCode, String>,
+        ca_pem: &[u8],
+        identity_pem: &[u8],
+        timeout: Duration,
+    ) -> Result<HttpNationalLink, String> {
+        for (m, url) in &markets {
+            if !url.starts_with("https://") {
+                return Err(format!("the national system of {m} at '{url}' is not https://"));
+            }
+        }
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca_pem).map_err(|e| format!("national CA: {e}"))?,
+            )
+            .identity(reqwest::Identity::from_pem(identity_pem).map_err(|e| format!("hub identity: {e}"))?)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let markets = markets.into_iter().map(|(m, u)| (m, u.trim_end_matches('/').to_owned())).collect();
+        Ok(HttpNationalLink { client, markets, timeout })
+    }
+
+    /// The markets this link reaches.
+    pub fn markets(&self) -> impl Iterator<Item = MarketCode> + '_ {
+        self.markets.keys().copied()
+    }
+}
+
+impl NationalLink for HttpNationalLink {
+    fn deliver(&self, market: MarketCode, delivery: Delivery) -> BoxFuture<'_, Result<DeliveryAck, String>> {
+        Box::pin(async move {
+            // A market without a URL is down as far as the relay knows: its messages wait and are
+            // retried with backoff, so configuring the market later delivers them.
+            let Some(base) = self.markets.get(&market) else {
+                return Err(format!("no national system is configured for {market}"));
+            };
+            let url = format!("{base}/internal/v1/messages");
+            let resp = self
+                .client
+                .post(&url)
+                .json(&delivery)
+                .timeout(self.timeout)
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            let status = resp.status();
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                return Err(format!("{url}: HTTP {status}: {}", text.chars().take(300).collect::<String>()));
+            }
+            resp.json().await.map_err(|e| format!("{url}: {e}"))
+        })
+    }
+}

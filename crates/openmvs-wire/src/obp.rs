@@ -1,0 +1,247 @@
+//! Request and response bodies of the OBP API at the hub (api.md §3), exactly as they travel.
+//!
+//! Requests refuse unknown fields. The master data fields are all optional here so that a
+//! missing one reaches the core's validation and is named there with its hub code (A16), instead
+//! of failing to parse.
+
+use std::collections::BTreeMap;
+
+use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ErrorBody, ErrorDetail};
+
+/// `PUT /v1/products/{product_code}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductRequest {
+    /// `GTIN` or `PPN`.
+    pub scheme: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+    /// Common (INN) name.
+    pub common_name: Option<String>,
+    /// Pharmaceutical form.
+    pub form: Option<String>,
+    /// Strength.
+    pub strength: Option<String>,
+    /// Pack type.
+    pub pack_type: Option<String>,
+    /// Pack size.
+    pub pack_size: Option<String>,
+    /// The target markets.
+    pub markets: Option<Vec<ProductMarket>>,
+}
+
+/// One target market of a product.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductMarket {
+    /// The market code.
+    pub market: Option<String>,
+    /// The national product number.
+    pub national_code: Option<String>,
+    /// The marketing authorisation holder.
+    pub mah: Option<Mah>,
+    /// Designated wholesalers.
+    #[serde(default)]
+    pub wholesalers: Vec<WholesalerEntry>,
+}
+
+/// A marketing authorisation holder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mah {
+    /// Its name.
+    pub name: Option<String>,
+    /// Its address.
+    pub address: Option<String>,
+}
+
+/// A designated wholesaler.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WholesalerEntry {
+    /// Its id.
+    pub id: Option<String>,
+    /// Its name.
+    pub name: Option<String>,
+}
+
+impl ProductRequest {
+    /// The master data as the core validates it.
+    pub fn to_raw(&self) -> RawProduct {
+        RawProduct {
+            scheme: self.scheme.clone(),
+            name: self.name.clone(),
+            common_name: self.common_name.clone(),
+            form: self.form.clone(),
+            strength: self.strength.clone(),
+            pack_type: self.pack_type.clone(),
+            pack_size: self.pack_size.clone(),
+            markets: self.markets.as_ref().map(|ms| {
+                ms.iter()
+                    .map(|m| RawMarket {
+                        market: m.market.clone(),
+                        national_code: m.national_code.clone(),
+                        mah_name: m.mah.as_ref().and_then(|x| x.name.clone()),
+                        mah_address: m.mah.as_ref().and_then(|x| x.address.clone()),
+                        wholesalers: m
+                            .wholesalers
+                            .iter()
+                            .map(|w| RawWholesaler { id: w.id.clone(), name: w.name.clone() })
+                            .collect(),
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// The answer to a product upload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ProductAnswer {
+    /// The product code.
+    pub product_code: String,
+    /// The current master data version.
+    pub version: u32,
+}
+
+/// `PUT /v1/products/{product_code}/batches/{batch}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// `YYMMDD`.
+    pub expiry: String,
+    /// The batch's markets; absent: the product's.
+    #[serde(default)]
+    pub markets: Option<Vec<String>>,
+}
+
+/// The answer to a batch upload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct BatchAnswer {
+    /// The product code.
+    pub product_code: String,
+    /// The batch.
+    pub batch: String,
+    /// The product version the batch is bound to.
+    pub version: u32,
+    /// Its markets.
+    pub markets: Vec<String>,
+}
+
+/// `POST .../packs` as `application/json`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacksRequest {
+    /// The serials, one per pack.
+    pub serials: Vec<String>,
+}
+
+/// The answer to an upload (202): every line is durable.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct UploadAcceptedBody {
+    /// The id for `GET /v1/uploads/{upload_id}`.
+    pub upload_id: String,
+    /// Lines received, rejected ones included.
+    pub received: u64,
+}
+
+/// A rejected line of an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RejectedLine {
+    /// Its line number, from 1.
+    pub line: u64,
+    /// The line (at most 64 characters of it).
+    pub serial: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// `GET /v1/uploads/{upload_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct UploadStatusBody {
+    /// The upload id.
+    pub upload_id: String,
+    /// The product code.
+    pub product_code: String,
+    /// The batch.
+    pub batch: String,
+    /// `RECEIVED`, `VALIDATED`, `DISTRIBUTED` or `FAILED`.
+    pub status: String,
+    /// Lines received.
+    pub received: u64,
+    /// Lines rejected (all of them; `rejected` lists the first 1,000).
+    pub rejected_count: u64,
+    /// The first rejected lines, in line order.
+    pub rejected: Vec<RejectedLine>,
+    /// Each target market: `PENDING` or `DISTRIBUTED`.
+    pub markets: BTreeMap<String, String>,
+}
+
+/// `POST .../batches/{batch}/recall`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecallRequest {
+    /// Why.
+    pub reason: String,
+    /// Where.
+    pub markets: Vec<String>,
+}
+
+/// The answer to a recall.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RecallAnswer {
+    /// The product code.
+    pub product_code: String,
+    /// The batch.
+    pub batch: String,
+    /// Every market the batch is recalled in now.
+    pub recalled: Vec<String>,
+}
+
+/// `POST /v1/products/{product_code}/withdraw`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawRequest {
+    /// Why.
+    pub reason: String,
+    /// Where.
+    pub markets: Vec<String>,
+}
+
+/// The answer to a withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct WithdrawalAnswer {
+    /// The product code.
+    pub product_code: String,
+    /// Every market the product is withdrawn from now.
+    pub withdrawn: Vec<String>,
+}
+
+/// The body of every hub error: the national systems' error body plus `code`, the hub's name
+/// for the same return code, which is how api.md §3 writes master data refusals
+/// (`{"code": "A16", "details": [...]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct HubErrorBody {
+    /// The return code (`A16`, `I1`, `NMVS_FE_AU_04`, ...).
+    pub code: String,
+    /// The same code, under the name the national systems use.
+    pub return_code: String,
+    /// What went wrong.
+    pub message: String,
+    /// Which fields and why.
+    pub details: Vec<ErrorDetail>,
+}
+
+impl From<ErrorBody> for HubErrorBody {
+    fn from(e: ErrorBody) -> HubErrorBody {
+        HubErrorBody {
+            code: e.return_code.clone(),
+            return_code: e.return_code,
+            message: e.message,
+            details: e.details,
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! `openmvs demo`: the hub and one national system per market in one process, all over HTTPS
+//! with certificates of a demo CA, with sample products, packs, clients and OBP certificates
+//! listed in `DIR/demo.json` (api.md §1). A restart on the same directory reuses everything.
+//!
+//! The national systems run without a link to the hub: the hub does not serve the routes a
+//! national system calls (`/internal/v1/messages` and `/internal/v1/intermarket` at the hub) yet,
+//! so pack states, alerts and inter-market requests stay in their own market for now.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
+use openmvs_core::roles::Role;
+use openmvs_core::time::Clock;
+use openmvs_http::admin::with_fake_clock;
+use openmvs_http::limit::{Limiter, RateLimit};
+use openmvs_http::national_link::{HttpNationalLink, NATIONAL_DELIVERY_TIMEOUT};
+use openmvs_http::{
+    HubState, NationalState, Observability, ServerHandle, TlsConfig, hub_router, national_router, serve,
+};
+use openmvs_hub::{Hub, HubConfig, IterLines, NationalLink};
+use openmvs_national::clock::{FakeClock, SystemClock};
+use openmvs_national::{National, NationalConfig};
+use openmvs_pki::{CertificateAuthority, ClientKind};
+use openmvs_store::Store;
+use openmvs_store::hub::{HubStore, UploadStatus};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::serve::{init_tracing, wait_for_signal};
+use crate::{hub_node, node};
+
+/// Days the demo's certificates are valid.
+const CERT_DAYS: u32 = 825;
+/// How long the relay may take to distribute the sample packs before the demo gives up.
+const DISTRIBUTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// Serials listed per sample in demo.json (every pack exists; these are enough to try things).
+const LISTED_SERIALS: usize = 100;
+
+/// The OBPs of the demo: id and name.
+const OBPS: [(&str, &str); 2] =
+    [("acme-pharma", "Acme Pharma GmbH"), ("nordic-generics", "Nordic Generics AB")];
+
+pub fn run(data_dir: &Path, port_base: u16, markets: &str, fake_clock: bool) -> anyhow::Result<ExitCode> {
+    let mut list: Vec<MarketCode> = Vec::new();
+    for m in markets.split(',').map(str::trim) {
+        let code = MarketCode::new(m).map_err(|e| anyhow::anyhow!("--markets: '{m}' {e}"))?;
+        if list.contains(&code) {
+            bail!("--markets: {code} is named twice");
+        }
+        list.push(code);
+    }
+    if u32::from(port_base) + list.len() as u32 > u32::from(u16::MAX) || port_base == 0 {
+        bail!("--port-base: {port_base} leaves no room for {} national systems", list.len());
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let dir = std::fs::canonicalize(data_dir).with_context(|| format!("resolving {}", data_dir.display()))?;
+    init_tracing("warn");
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    rt.block_on(demo(&dir, port_base, &list, fake_clock))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's certificates and keys, created once.
+struct Pki {
+    ca_cert: PathBuf,
+    ca_der: CertificateDer<'static>,
+    crl_file: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    hub_identity: Vec<u8>,
+    obps: Vec<(String, String, PathBuf, PathBuf)>,
+}
+
+fn write_once(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
+    if private {
+        node::write_private(path, text)
+    } else {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+fn pki(dir: &Path) -> anyhow::Result<Pki> {
+    let ca_dir = dir.join("ca");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).with_context(|| format!("creating {}", certs.display()))?;
+    let now = SystemTime::now();
+    let mut ca = if ca_dir.join(openmvs_pki::CA_CERT_FILE).exists() {
+        CertificateAuthority::open(&ca_dir).context("opening the demo CA")?
+    } else {
+        CertificateAuthority::create(&ca_dir, "OpenMVS demo CA", now).context("creating the demo CA")?
+    };
+    let server_cert = certs.join("server.pem");
+    let server_key = certs.join("server.key");
+    if !server_key.exists() {
+        let s = ca.issue_server(&["localhost", "127.0.0.1"], CERT_DAYS, now)?;
+        write_once(&server_cert, &s.cert_pem, false)?;
+        write_once(&server_key, &s.key_pem, true)?;
+    }
+    let (hub_cert, hub_key) = (certs.join("hub.pem"), certs.join("hub.key"));
+    if !hub_key.exists() {
+        let h = ca.issue_client(ClientKind::Hub, "hub", CERT_DAYS, now)?;
+        write_once(&hub_cert, &h.cert_pem, false)?;
+        write_once(&hub_key, &h.key_pem, true)?;
+    }
+    let mut hub_identity = std::fs::read(&hub_cert)?;
+    hub_identity.extend(std::fs::read(&hub_key)?);
+    let mut obps = Vec::new();
+    for (id, name) in OBPS {
+        let (cert, key) = (certs.join(format!("{id}.pem")), certs.join(format!("{id}.key")));
+        if !key.exists() {
+            let o = ca.issue_client(ClientKind::Obp, id, CERT_DAYS, now)?;
+            write_once(&cert, &o.cert_pem, false)?;
+            write_once(&key, &o.key_pem, true)?;
+        }
+        obps.push((id.to_owned(), name.to_owned(), cert, key));
+    }
+    Ok(Pki {
+        ca_cert: ca.ca_cert_path(),
+        ca_der: ca.ca_der(),
+        crl_file: ca_dir.join(openmvs_pki::CRL_FILE),
+        server_cert,
+        server_key,
+        hub_identity,
+        obps,
+    })
+}
+
+fn tls(p: &Pki) -> anyhow::Result<TlsConfig> {
+    Ok(TlsConfig {
+        cert_chain: CertificateDer::pem_file_iter(&p.server_cert)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.server_cert.display()))?,
+        key: PrivateKeyDer::from_pem_file(&p.server_key)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.server_key.display()))?,
+        client_ca: Some(vec![p.ca_der.clone()]),
+        crls: hub_node::read_crls(&p.crl_file)?,
+    })
+}
+
+/// The admin token of the demo: `admin.token`, created once.
+fn admin_token(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_owned());
+    }
+    let mut r = [0u8; 24];
+    getrandom::fill(&mut r).map_err(|e| anyhow::anyhow!("random number generator: {e}"))?;
+    let t = node::hex(&r);
+    node::write_private(&path, &t)?;
+    Ok(t)
+}
+
+/// A GTIN-14 from its first 13 digits, with the GS1 mod-10 check digit.
+fn gtin(first13: &str) -> String {
+    let sum: u32 = first13
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    format!("{first13}{}", (10 - sum % 10) % 10)
+}
+
+/// One sample product of the seed.
+struct Sample {
+    owner: &'static str,
+    product_code: String,
+    name: &'static str,
+    common_name: &'static str,
+    strength: &'static str,
+    batch: &'static str,
+    expiry: &'static str,
+    markets: Vec<MarketCode>,
+    serials: Vec<String>,
+}
+
+fn samples(markets: &[MarketCode]) -> Vec<Sample> {
+    let first_two = markets[..markets.len().min(2)].to_vec();
+    let serials = |prefix: &str, n: usize| (1..=n).map(|i| format!("{prefix}{i:08}")).collect::<Vec<_>>();
+    vec![
+        Sample {
+            owner: OBPS[0].0,
+            product_code: gtin("0950110153000"),
+            name: "Examplomab 10 mg tablets",
+            common_name: "examplomab",
+            strength: "10 mg",
+            batch: "EXA2401",
+            expiry: "281231",
+            markets: first_two,
+            serials: serials("EXA", 400),
+        },
+        Sample {
+            owner: OBPS[0].0,
+            product_code: gtin("0950110153001"),
+            name: "Demoprofen 400 mg film-coated tablets",
+            common_name: "demoprofen",
+            strength: "400 mg",
+            batch: "DPF2402",
+            expiry: "290630",
+            markets: vec![markets[markets.len() - 1]],
+            serials: serials("DPF", 300),
+        },
+        Sample {
+            owner: OBPS[1].0,
+            product_code: gtin("0950110153002"),
+            name: "Sampletin 5 mg/ml solution for injection",
+            common_name: "sampletin",
+            strength: "5 mg/ml",
+            batch: "SMP2403",
+            expiry: "291130",
+            markets: markets.to_vec(),
+            serials: serials("SMP", 300),
+        },
+    ]
+}
+
+/// Seeds through the hub service itself, waits until the relay has distributed every pack, and
+/// returns the `samples` of demo.json.
+async fn seed(hub: &Hub, markets: &[MarketCode]) -> anyhow::Result<Value> {
+    for (id, name) in OBPS {
+        hub.register_obp(id, name).await.map_err(|e| anyhow::anyhow!("registering {id}: {e}"))?;
+    }
+    let mut uploads = Vec::new();
+    let mut listed = Vec::new();
+    for s in samples(markets) {
+        let raw = RawProduct {
+            scheme: Some("GTIN".into()),
+            name: Some(s.name.into()),
+            common_name: Some(s.common_name.into()),
+            form: Some("TABLET".into()),
+            strength: Some(s.strength.into()),
+            pack_type: Some("BOX".into()),
+            pack_size: Some("30".into()),
+            markets: Some(
+                s.markets
+                    .iter()
+                    .map(|m| RawMarket {
+                        market: Some(m.to_string()),
+                        national_code: Some(format!("{m}-{}", &s.product_code[8..])),
+                        mah_name: Some(OBPS.iter().find(|o| o.0 == s.owner).map_or("", |o| o.1).to_owned()),
+                        mah_address: Some("1 Example Street, Brussels".into()),
+                        wholesalers: vec![RawWholesaler {
+                            id: Some(format!("{m}-WH-0001")),
+                            name: Some("Demo Wholesale".into()),
+                        }],
+                    })
+                    .collect(),
+            ),
+        };
+        let ctx = |what: &str| format!("seeding {what} of {}", s.product_code);
+        hub.put_product(s.owner, &s.product_code, &raw)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", ctx("the product")))?;
+        hub.put_batch(s.owner, &s.product_code, s.batch, s.expiry, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", ctx("the batch")))?;
+        let up = hub
+            .upload_serials(s.owner, &s.product_code, s.batch, IterLines(s.serials.clone().into_iter()))
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", ctx("the packs")))?;
+        uploads.push((s.owner, up.upload_id));
+        for m in &s.markets {
+            listed.push(json!({
+                "market": m.as_str(), "product_code": s.product_code, "scheme": "GTIN",
+                "batch": s.batch, "expiry": s.expiry,
+                "serials": s.serials.iter().take(LISTED_SERIALS).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    let started = Instant::now();
+    for (owner, id) in uploads {
+        loop {
+            let v = hub.upload(owner, &id).map_err(|e| anyhow::anyhow!("upload {id}: {e}"))?;
+            match v.status {
+                UploadStatus::Distributed => break,
+                UploadStatus::Failed => bail!("upload {id} failed"),
+                _ if started.elapsed() > DISTRIBUTION_TIMEOUT => {
+                    bail!("the sample packs were not distributed within {DISTRIBUTION_TIMEOUT:?}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(Value::Array(listed))
+}
+
+/// The clients of api.md §1 for one market.
+fn clients(national: &National, m: MarketCode) -> anyhow::Result<Value> {
+    let wanted = [
+        (Role::Pharmacy, format!("{m}-PH-0001"), "Demo pharmacy, market square"),
+        (Role::Pharmacy, format!("{m}-PH-0002"), "Demo pharmacy, station road"),
+        (Role::Hospital, format!("{m}-HO-0001"), "Demo hospital pharmacy"),
+        (Role::Wholesaler, format!("{m}-WH-0001"), "Demo Wholesale"),
+        (Role::Nmvo, format!("{m}-NMVO"), "Demo NMVO"),
+        (Role::Nca, format!("{m}-NCA"), "Demo authority"),
+    ];
+    let mut out = Vec::new();
+    for (role, location, name) in wanted {
+        let loc = Location::new(&location).map_err(|e| anyhow::anyhow!("{location}: {e}"))?;
+        let c = national.create_client(role, loc, name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        out.push(json!({"client_id": c.client_id, "client_secret": c.client_secret, "role": role.as_str(), "location": location}));
+    }
+    Ok(Value::Array(out))
+}
+
+struct Running {
+    obs: Vec<Arc<Observability>>,
+    servers: Vec<ServerHandle>,
+}
+
+async fn demo(dir: &Path, port_base: u16, markets: &[MarketCode], fake_clock: bool) -> anyhow::Result<()> {
+    let pki = pki(dir)?;
+    let token = admin_token(dir)?;
+    let fake = fake_clock.then(|| Arc::new(FakeClock::at(SystemClock.now())));
+    let clock: Arc<dyn Clock> = match &fake {
+        Some(f) => f.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut running = Running { obs: Vec::new(), servers: Vec::new() };
+    let mut workers = Vec::new();
+    let mut nationals = Vec::new();
+    let mut national_stores = Vec::new();
+    let mut urls = BTreeMap::new();
+    for (i, m) in markets.iter().enumerate() {
+        let port = port_base + 1 + i as u16;
+        let data = dir.join(m.as_str());
+        node::claim_market(&data, *m)?;
+        let store = node::open_store(&data, clock.clone(), None)?;
+        let dyn_store: Arc<dyn Store> = store.clone();
+        // No hub link: see the module documentation.
+        let national = Arc::new(
+            National::new(dyn_store, clock.clone(), NationalConfig::new(*m), None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        let obs = Arc::new(Observability::new(clock.clone()));
+        let limiter = Arc::new(Limiter::new(RateLimit { per_second: 100.0, burst: 200.0 }));
+        let router = national_router(NationalState { national: national.clone(), obs: obs.clone(), limiter });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{port} for {m}"))?;
+        let server = serve(listener, with_fake_clock(router, fake.as_ref(), &token), Some(tls(&pki)?))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if let Some(r) = server.tls_reloader() {
+            workers.push(tokio::spawn(hub_node::watch_crl(
+                pki.crl_file.clone(),
+                r,
+                Duration::from_secs(5),
+                stop_rx.clone(),
+            )));
+        }
+        workers.push(tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())));
+        urls.insert(*m, format!("https://127.0.0.1:{port}"));
+        running.obs.push(obs);
+        running.servers.push(server);
+        nationals.push((*m, national));
+        national_stores.push(store);
+    }
+    let hub_dir = dir.join("hub");
+    let key = hub_node::serial_key(&hub_dir)?;
+    let hub_store = hub_node::open_store(&hub_dir, clock.clone(), None)?;
+    let ca_pem = std::fs::read(&pki.ca_cert)?;
+    let link: Arc<dyn NationalLink> = Arc::new(
+        HttpNationalLink::new(urls.clone(), &ca_pem, &pki.hub_identity, NATIONAL_DELIVERY_TIMEOUT)
+            .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let dyn_hub_store: Arc<dyn HubStore> = hub_store.clone();
+    let hub = Arc::new(Hub::new(dyn_hub_store, clock.clone(), HubConfig::new(key), Some(link)));
+    let hub_obs = Arc::new(Observability::new(clock.clone()));
+    let router = hub_router(HubState { hub: hub.clone(), obs: hub_obs.clone() });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port_base))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port_base} for the hub"))?;
+    let hub_server = serve(listener, with_fake_clock(router, fake.as_ref(), &token), Some(tls(&pki)?))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(r) = hub_server.tls_reloader() {
+        workers.push(tokio::spawn(hub_node::watch_crl(
+            pki.crl_file.clone(),
+            r,
+            Duration::from_secs(5),
+            stop_rx.clone(),
+        )));
+    }
+    workers.push(tokio::spawn(hub.clone().run_relay(stop_rx.clone())));
+    running.obs.push(hub_obs);
+    running.servers.push(hub_server);
+    for o in &running.obs {
+        o.set_ready(true);
+    }
+
+    let demo_json = dir.join("demo.json");
+    let doc: Value = if demo_json.exists() {
+        let text = std::fs::read_to_string(&demo_json)?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", demo_json.display()))?
+    } else {
+        let samples = seed(&hub, markets).await?;
+        let mut ms = serde_json::Map::new();
+        for (m, national) in &nationals {
+            ms.insert(m.to_string(), json!({"url": urls[m], "clients": clients(national, *m)?}));
+        }
+        let doc = json!({
+            "ca_cert": pki.ca_cert.display().to_string(),
+            "admin_token": token,
+            "fake_clock": fake_clock,
+            "hub": {"url": format!("https://127.0.0.1:{port_base}")},
+            "obps": pki.obps.iter().map(|(id, name, cert, key)| json!({
+                "id": id, "name": name, "cert": cert.display().to_string(), "key": key.display().to_string(),
+            })).collect::<Vec<_>>(),
+            "markets": ms,
+            "samples": samples,
+        });
+        let tmp = dir.join("demo.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&doc)?)?;
+        std::fs::rename(&tmp, &demo_json)?;
+        doc
+    };
+    println!("{}", guide(&doc, &demo_json, fake_clock));
+
+    wait_for_signal().await;
+    for o in &running.obs {
+        o.set_ready(false);
+    }
+    for s in running.servers {
+        s.shutdown(Duration::from_secs(5)).await;
+    }
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    hub_store.close();
+    for s in national_stores {
+        s.close();
+    }
+    println!("openmvs demo: stopped");
+    Ok(())
+}
+
+/// The guide printed at start: commands that work as printed.
+fn guide(doc: &Value, file: &Path, fake_clock: bool) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let ca = s(&doc["ca_cert"]);
+    let first_sample = &doc["samples"][0];
+    let market = s(&first_sample["market"]);
+    let url = s(&doc["markets"][&market]["url"]);
+    let pharmacy = doc["markets"][&market]["clients"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["role"] == "PHARMACY"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let (pc, batch, expiry) =
+        (s(&first_sample["product_code"]), s(&first_sample["batch"]), s(&first_sample["expiry"]));
+    let serial = s(&first_sample["serials"][0]);
+    let obp = &doc["obps"][0];
+    let hub = s(&doc["hub"]["url"]);
+    let stamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let pack = format!(
+        r#""scheme":"GTIN","product_code":"{pc}","batch":"{batch}","expiry":"{expiry}","serial":"{serial}""#
+    );
+    let mut g = format!(
+        "openmvs demo: hub on {hub}, national systems on {markets}\n\
+         Everything (URLs, clients and secrets, OBP certificates, sample packs) is in {file}\n\n\
+         # An access token for a pharmacy in {market}:\n\
+         TOKEN=$(curl -s --cacert {ca} -d 'grant_type=client_credentials&client_id={cid}&client_secret={secret}' {url}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n\n\
+         # Verify a pack, supply it, undo the supply:\n\
+         curl -s --cacert {ca} -H \"Authorization: Bearer $TOKEN\" -d '{{\"client_trx_id\":\"guide-{stamp}-1\",{pack}}}' {url}/v1/packs/verify\n\
+         curl -s --cacert {ca} -H \"Authorization: Bearer $TOKEN\" -d '{{\"client_trx_id\":\"guide-{stamp}-2\",{pack}}}' {url}/v1/packs/supply\n\
+         curl -s --cacert {ca} -H \"Authorization: Bearer $TOKEN\" -d '{{\"client_trx_id\":\"guide-{stamp}-3\",{pack}}}' {url}/v1/packs/supply/undo\n\n\
+         # Upload two new serials as the OBP {obp_id} (its client certificate is its identity), then ask how the upload is doing:\n\
+         printf 'G{stamp}A\\nG{stamp}B\\n' | curl -s --cacert {ca} --cert {obp_cert} --key {obp_key} -H 'content-type: text/plain' --data-binary @- {hub}/v1/products/{pc}/batches/{batch}/packs\n\
+         curl -s --cacert {ca} --cert {obp_cert} --key {obp_key} {hub}/v1/uploads/UPLOAD_ID_FROM_ABOVE\n",
+        markets = doc["markets"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k} {}", s(&v["url"]))).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
+        file = file.display(),
+        cid = s(&pharmacy["client_id"]),
+        secret = s(&pharmacy["client_secret"]),
+        obp_id = s(&obp["id"]),
+        obp_cert = s(&obp["cert"]),
+        obp_key = s(&obp["key"]),
+    );
+    if fake_clock {
+        g.push_str(&format!(
+            "\n# Move the shared clock forward by eleven days (past the undo window):\n\
+             curl -s --cacert {ca} -H 'Authorization: Bearer {token}' -d '{{\"advance_seconds\":950400}}' {hub}/admin/v1/clock\n",
+            token = s(&doc["admin_token"]),
+        ));
+    }
+    g.push_str("\nopenmvs demo: ready (Ctrl-C stops it; a restart on the same directory keeps everything)");
+    g
+}

@@ -1,0 +1,91 @@
+//! `openmvs serve hub`: the European Hub for production, with its configuration file.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use openmvs_core::time::Clock;
+use openmvs_http::national_link::HttpNationalLink;
+use openmvs_http::{HubState, Observability, TlsConfig, hub_router, serve};
+use openmvs_hub::{Hub, HubConfig, NationalLink};
+use openmvs_national::clock::SystemClock;
+use openmvs_store::hub::HubStore;
+use tokio::sync::watch;
+
+use super::serve::{init_tracing, wait_for_signal};
+use crate::hub_config::{self, HubSettings};
+use crate::{config, hub_node};
+
+/// Loads and validates the `[hub]` section with the environment on top.
+pub fn settings(path: &Path) -> anyhow::Result<HubSettings> {
+    let raw = config::load_raw(Some(path), std::env::vars())?;
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    hub_config::hub(&raw, base)
+}
+
+pub fn hub(path: &Path) -> anyhow::Result<ExitCode> {
+    let s = settings(path)?;
+    init_tracing(&s.log);
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    rt.block_on(run_hub(s))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+}
+
+async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let obs = Arc::new(Observability::new(clock.clone()));
+    let group_sizes = obs
+        .metrics
+        .size_histogram("openmvs_group_commit_size", "Units of work per committed transaction.", &[])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let on_group: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(move |n| group_sizes.observe(n as u64));
+    let key = hub_node::serial_key(&s.data_dir)?;
+    let store = hub_node::open_store(&s.data_dir, clock.clone(), Some(on_group))?;
+    let ca_pem_path = s.ca_dir.join(openmvs_pki::CA_CERT_FILE);
+    let ca_pem = read(&ca_pem_path)?;
+    let mut identity = read(&s.identity.cert)?;
+    identity.extend(read(&s.identity.key)?);
+    let link: Arc<dyn NationalLink> = Arc::new(
+        HttpNationalLink::new(s.markets.clone(), &ca_pem, &identity, s.delivery_timeout)
+            .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let dyn_store: Arc<dyn HubStore> = store.clone();
+    let hub = Arc::new(Hub::new(dyn_store, clock.clone(), HubConfig::new(key), Some(link)));
+    let crl_file = s.ca_dir.join(openmvs_pki::CRL_FILE);
+    let mut tls = TlsConfig::from_pem_files(&s.tls.cert, &s.tls.key, Some(&ca_pem_path))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    tls.crls = hub_node::read_crls(&crl_file)?;
+    let listener =
+        tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("binding {}", s.listen))?;
+    let server = serve(listener, hub_router(HubState { hub: hub.clone(), obs: obs.clone() }), Some(tls))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reloader = server.tls_reloader().context("the hub serves TLS")?;
+    let workers = [
+        tokio::spawn(hub.clone().run_relay(stop_rx.clone())),
+        tokio::spawn(hub_node::watch_crl(crl_file, reloader, s.crl_reload, stop_rx.clone())),
+    ];
+    obs.set_ready(true);
+    // One line on stdout that scripts and tests wait for.
+    println!("openmvs: hub listening on https://{}", server.local_addr());
+    tracing::info!(addr = %server.local_addr(), markets = s.markets.len(), "hub ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: readiness off, draining in-flight requests");
+    obs.set_ready(false);
+    tokio::time::sleep(s.ready_grace).await;
+    server.shutdown(s.drain).await;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    store.close();
+    tracing::info!("stopped");
+    Ok(())
+}

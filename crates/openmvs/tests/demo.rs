@@ -1,0 +1,202 @@
+//! `openmvs demo` end to end through the real binary: it seeds and distributes through the hub,
+//! writes demo.json as api.md §1 says, serves the national systems over HTTPS, moves its fake
+//! clock for the admin token only, stops on SIGTERM and keeps everything across a restart.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{TempDir, free_port};
+use serde_json::{Value, json};
+
+/// Seeding distributes 1,000 packs over HTTPS before the ready line; a debug build is slow.
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Demo {
+    fn start(dir: &Path, port_base: u16) -> Demo {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openmvs"));
+        cmd.args([
+            "demo",
+            "--data-dir",
+            dir.to_str().expect("UTF-8 path"),
+            "--port-base",
+            &port_base.to_string(),
+        ])
+        .args(["--markets", "DE,FR", "--fake-clock"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OPENMVS") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd.spawn().expect("start openmvs demo");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.starts_with("openmvs demo: ready") => return Demo(child),
+                Ok(_) => {}
+                Err(e) => panic!("no ready line from openmvs demo: {e:?} (exit: {:?})", child.try_wait()),
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        let status =
+            Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(s) = self.0.try_wait().expect("poll the demo") {
+                assert!(s.success(), "the demo exited with {s}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the demo did not exit within 30 s of SIGTERM");
+    }
+}
+
+/// A port base whose next port is free too (DE is on P+1, FR on P+2).
+fn port_base() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 65000
+            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 2)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+fn client(ca: &str) -> reqwest::blocking::Client {
+    let pem = std::fs::read(ca).expect("read the demo CA");
+    reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA certificate"))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
+fn verify_first_de_sample(doc: &Value, trx: &str) -> Value {
+    let http = client(doc["ca_cert"].as_str().expect("ca_cert"));
+    let de = &doc["markets"]["DE"];
+    let url = de["url"].as_str().expect("DE url");
+    let pharmacy = de["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .find(|c| c["role"] == "PHARMACY")
+        .expect("a pharmacy");
+    let token: Value = http
+        .post(format!("{url}/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", pharmacy["client_id"].as_str().expect("client_id")),
+            ("client_secret", pharmacy["client_secret"].as_str().expect("client_secret")),
+        ])
+        .send()
+        .expect("token request")
+        .json()
+        .expect("token JSON");
+    let sample = doc["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .find(|s| s["market"] == "DE")
+        .expect("a DE sample");
+    let body = json!({
+        "client_trx_id": trx, "scheme": sample["scheme"], "product_code": sample["product_code"],
+        "batch": sample["batch"], "expiry": sample["expiry"], "serial": sample["serials"][0],
+    });
+    http.post(format!("{url}/v1/packs/verify"))
+        .bearer_auth(token["access_token"].as_str().expect("access_token"))
+        .json(&body)
+        .send()
+        .expect("verify request")
+        .json()
+        .expect("verify JSON")
+}
+
+#[test]
+fn the_demo_serves_its_samples_moves_its_clock_and_keeps_its_data_across_a_restart() {
+    let dir = TempDir::new("demo");
+    let port = port_base();
+    let demo = Demo::start(dir.path(), port);
+    let text = std::fs::read_to_string(dir.path().join("demo.json")).expect("demo.json");
+    let doc: Value = serde_json::from_str(&text).expect("demo.json is JSON");
+
+    assert!(Path::new(doc["ca_cert"].as_str().unwrap()).is_absolute());
+    assert_eq!(doc["hub"]["url"], format!("https://127.0.0.1:{port}"));
+    assert!(doc["obps"].as_array().unwrap().len() >= 2);
+    for obp in doc["obps"].as_array().unwrap() {
+        assert!(
+            Path::new(obp["cert"].as_str().unwrap()).is_file()
+                && Path::new(obp["key"].as_str().unwrap()).is_file()
+        );
+    }
+    for (m, offset) in [("DE", 1), ("FR", 2)] {
+        assert_eq!(doc["markets"][m]["url"], format!("https://127.0.0.1:{}", port + offset));
+        let roles: Vec<&str> = doc["markets"][m]["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles.iter().filter(|r| **r == "PHARMACY").count(), 2);
+        for role in ["HOSPITAL", "WHOLESALER", "NMVO", "NCA"] {
+            assert!(roles.contains(&role), "{m} lacks a {role}");
+        }
+    }
+
+    let answer = verify_first_de_sample(&doc, "e2e-demo-1");
+    assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
+
+    let http = client(doc["ca_cert"].as_str().unwrap());
+    let hub = doc["hub"]["url"].as_str().unwrap();
+    let clock = |token: Option<&str>| {
+        let mut r = http.post(format!("{hub}/admin/v1/clock")).json(&json!({"advance_seconds": 3600}));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().expect("clock request")
+    };
+    assert_eq!(clock(None).status().as_u16(), 401);
+    let moved = clock(doc["admin_token"].as_str());
+    assert_eq!(moved.status().as_u16(), 200);
+
+    demo.stop();
+    let demo = Demo::start(dir.path(), port);
+    let again = std::fs::read_to_string(dir.path().join("demo.json")).expect("demo.json");
+    assert_eq!(again, text, "a restart rewrote demo.json");
+    let answer = verify_first_de_sample(&doc, "e2e-demo-2");
+    assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
+    demo.stop();
+}
