@@ -1,29 +1,38 @@
-//! The hub's routes: the OBP API of api.md §3 as far as the hub service carries it today
-//! (products, batches, streamed serial uploads, upload status, recall, withdrawal), with health,
-//! metrics and the return-code catalogue.
+//! The hub's routes: the OBP API of api.md §3 as far as the hub service carries it (products,
+//! batches, streamed serial uploads, upload status, recall, withdrawal, pack state changes,
+//! alerts, the callback), the internal routes the national systems call (messages and
+//! inter-market requests), with health, metrics and the return-code catalogue.
 //!
 //! An OBP is identified only by its client certificate: the server hands on the verified
 //! certificate's DNS names (`PeerName`), and [`openmvs_pki::identity_of`] must read them as
 //! `<id>.obp.openmvs`. An OBP whose certificate verifies is on-boarded at its first request under
 //! that id: the CA issuing the certificate is the on-boarding decision, and revoking it (the CRL)
 //! is the off-boarding one.
+//!
+//! A national system is identified the same way, by a certificate naming `<market>.national.openmvs`;
+//! only such a caller reaches `/internal/v1/...`, and only for its own market.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use http_body_util::BodyExt;
+use openmvs_core::ids::MarketCode;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_hub::{Hub, HubError};
 use openmvs_pki::Identity;
 use openmvs_wire::ReturnCodeCatalogue;
+use openmvs_wire::api::AlertStatusRequest;
+use openmvs_wire::hub::{Delivery, IntermarketRequest};
 use openmvs_wire::obp::{
-    BatchAnswer, BatchRequest, HubErrorBody, PacksRequest, ProductAnswer, ProductRequest, RecallAnswer,
+    BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, HubErrorBody, PackStateResultBody,
+    PackStatesBody, PackStatesRequest, PacksRequest, ProductAnswer, ProductRequest, RecallAnswer,
     RecallRequest, RejectedLine, UploadAcceptedBody, UploadStatusBody, WithdrawRequest, WithdrawalAnswer,
 };
 use serde::de::DeserializeOwned;
@@ -36,6 +45,10 @@ use crate::server::PeerName;
 
 /// The largest master data, batch, recall or withdrawal body.
 pub const MAX_BODY: usize = 256 * 1024;
+/// The largest pack state change: 10,000 serials of at most 20 characters, quoted and escaped.
+pub const MAX_PACK_STATES_BODY: usize = 1024 * 1024;
+/// The largest delivery from a national system: at most 100 messages (pack states and alerts).
+pub const MAX_NATIONAL_DELIVERY_BODY: usize = 4 * 1024 * 1024;
 /// The largest upload sent as JSON, which has to be read whole before it can be parsed: about a
 /// million serials. Larger uploads go as `text/plain`, which is streamed.
 pub const MAX_JSON_UPLOAD_BODY: usize = 32 * 1024 * 1024;
@@ -117,6 +130,27 @@ impl FromRequestParts<HubState> for Obp {
     }
 }
 
+/// The national system calling, named by its verified client certificate.
+pub struct NationalCaller(pub MarketCode);
+
+impl FromRequestParts<HubState> for NationalCaller {
+    type Rejection = HubHttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &HubState) -> Result<NationalCaller, HubHttpError> {
+        let identity = parts.extensions.get::<PeerName>().and_then(|PeerName(n)| openmvs_pki::identity_of(n));
+        let refuse = |why: String| HubHttpError(HubError::forbidden("client_certificate", why));
+        match identity {
+            Some(Identity::National(m)) => MarketCode::new(&m)
+                .map(NationalCaller)
+                .map_err(|e| refuse(format!("names market '{m}', which {e}"))),
+            Some(other) => Err(refuse(format!("names {}, not a national system", other.dns_name()))),
+            None => Err(refuse(
+                "a national system's client certificate issued by the hub's CA is required".into(),
+            )),
+        }
+    }
+}
+
 /// Builds the hub's router.
 pub fn hub_router(state: HubState) -> Router {
     let obs = state.obs.clone();
@@ -131,7 +165,20 @@ pub fn hub_router(state: HubState) -> Router {
         )
         .route("/v1/products/{product_code}/batches/{batch}/recall", post(recall).layer(small))
         .route("/v1/products/{product_code}/withdraw", post(withdraw).layer(small))
+        .route(
+            "/v1/products/{product_code}/batches/{batch}/packs/state",
+            post(pack_states).layer(DefaultBodyLimit::max(MAX_PACK_STATES_BODY)),
+        )
         .route("/v1/uploads/{upload_id}", get(upload_status))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/alerts/{id}", get(alert))
+        .route("/v1/alerts/{id}/status", post(alert_status).layer(small))
+        .route("/v1/callback", put(set_callback).layer(small))
+        .route(
+            "/internal/v1/messages",
+            post(national_messages).layer(DefaultBodyLimit::max(MAX_NATIONAL_DELIVERY_BODY)),
+        )
+        .route("/internal/v1/intermarket", post(intermarket).layer(small))
         .route("/v1/return-codes", get(|| async { axum::Json(ReturnCodeCatalogue::build()) }))
         .route("/metrics", get(metrics))
         .route("/health/live", get(|| async { "live" }))
@@ -356,6 +403,119 @@ async fn withdraw(
         withdrawn: a.withdrawn.iter().map(|m| m.as_str().to_owned()).collect(),
     })
     .into_response())
+}
+
+async fn pack_states(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path((pc, batch)): Path<(String, String)>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HubHttpError> {
+    let req: PackStatesRequest = body_json(body).await?;
+    let a = s.hub.set_pack_states(&obp, &pc, &batch, &req.state, &req.serials).await?;
+    let names = |ms: &[MarketCode]| ms.iter().map(|m| m.as_str().to_owned()).collect::<Vec<_>>();
+    Ok(axum::Json(PackStatesBody {
+        product_code: a.product_code.as_str().to_owned(),
+        batch: a.batch.as_str().to_owned(),
+        state: a.state.as_str().to_owned(),
+        markets: names(&a.markets),
+        recalled: names(&a.recalled),
+        results: a
+            .results
+            .into_iter()
+            .map(|r| PackStateResultBody {
+                serial: r.serial,
+                accepted: r.accepted,
+                return_code: r.return_code.as_str().to_owned(),
+                reason: r.reason,
+            })
+            .collect(),
+    })
+    .into_response())
+}
+
+async fn alerts(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, HubHttpError> {
+    if let Some(k) = q.keys().find(|k| !["status", "limit", "cursor"].contains(&k.as_str())) {
+        return Err(HubHttpError(HubError::malformed(
+            k.as_str(),
+            "is not a query parameter of this route (status, limit, cursor)",
+        )));
+    }
+    let limit = q
+        .get("limit")
+        .map(|l| {
+            l.parse::<usize>()
+                .map_err(|_| HubHttpError(HubError::malformed("limit", format!("'{l}' is not a number"))))
+        })
+        .transpose()?;
+    let list = s.hub.alerts(
+        &obp,
+        q.get("status").map(String::as_str),
+        limit,
+        q.get("cursor").map(String::as_str),
+    )?;
+    Ok(axum::Json(list).into_response())
+}
+
+async fn alert(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path(id): Path<String>,
+) -> Result<Response, HubHttpError> {
+    Ok(axum::Json(s.hub.alert(&obp, &id)?).into_response())
+}
+
+async fn alert_status(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path(id): Path<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HubHttpError> {
+    let req: AlertStatusRequest = body_json(body).await?;
+    let a = s
+        .hub
+        .change_alert_status(&obp, &id, &req.status, req.classification.as_deref(), req.comment.as_deref())
+        .await?;
+    Ok(axum::Json(a).into_response())
+}
+
+async fn set_callback(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HubHttpError> {
+    let req: CallbackRequest = body_json(body).await?;
+    let a = s.hub.set_callback(&obp, &req.url).await?;
+    Ok(axum::Json(CallbackBody { url: a.url, secret: a.secret }).into_response())
+}
+
+async fn national_messages(
+    State(s): State<HubState>,
+    NationalCaller(market): NationalCaller,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HubHttpError> {
+    let delivery: Delivery = body_json(body).await?;
+    Ok(axum::Json(s.hub.apply_from_national(market, &delivery).await?).into_response())
+}
+
+async fn intermarket(
+    State(s): State<HubState>,
+    NationalCaller(market): NationalCaller,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HubHttpError> {
+    let req: IntermarketRequest = body_json(body).await?;
+    // A market asks for its own users only: the request is processed as if made there.
+    if req.market != market.as_str() {
+        return Err(HubHttpError(HubError::forbidden(
+            "market",
+            format!("'{}' is not the caller's market {market}", req.market),
+        )));
+    }
+    Ok(axum::Json(s.hub.intermarket(req).await?).into_response())
 }
 
 async fn metrics(State(s): State<HubState>) -> Response {

@@ -1,14 +1,16 @@
 //! The hub's link to the national systems: each delivery is POSTed to the market's
 //! `/internal/v1/messages` over mutual TLS, presenting the hub's client certificate
-//! (`hub.openmvs`), which is the one identity the national systems accept on that route.
+//! (`hub.openmvs`), which is the one identity the national systems accept on that route; and
+//! [`HttpNationalQueries`], which asks a market's `/internal/v1/intermarket` the same way and
+//! waits for the answer within the inter-market budget.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openmvs_core::ids::MarketCode;
-use openmvs_hub::NationalLink;
+use openmvs_hub::{NationalLink, NationalQueries};
 use openmvs_store::BoxFuture;
-use openmvs_wire::hub::{Delivery, DeliveryAck};
+use openmvs_wire::hub::{Delivery, DeliveryAck, IntermarketAnswer, IntermarketRequest};
 
 /// How long one delivery may take before the relay retries it: long enough for a full delivery
 /// of serial chunks to be committed, short enough that a hanging market holds up the relay only
@@ -33,22 +35,7 @@ impl HttpNationalLink {
         identity_pem: &[u8],
         timeout: Duration,
     ) -> Result<HttpNationalLink, String> {
-        for (m, url) in &markets {
-            if !url.starts_with("https://") {
-                return Err(format!("the national system of {m} at '{url}' is not https://"));
-            }
-        }
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(ca_pem).map_err(|e| format!("national CA: {e}"))?,
-            )
-            .identity(reqwest::Identity::from_pem(identity_pem).map_err(|e| format!("hub identity: {e}"))?)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = mtls_client(&markets, ca_pem, identity_pem)?;
         let markets = markets.into_iter().map(|(m, u)| (m, u.trim_end_matches('/').to_owned())).collect();
         Ok(HttpNationalLink { client, markets, timeout })
     }
@@ -72,6 +59,85 @@ impl NationalLink for HttpNationalLink {
                 .client
                 .post(&url)
                 .json(&delivery)
+                .timeout(self.timeout)
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            let status = resp.status();
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                return Err(format!("{url}: HTTP {status}: {}", text.chars().take(300).collect::<String>()));
+            }
+            resp.json().await.map_err(|e| format!("{url}: {e}"))
+        })
+    }
+}
+
+/// Checks the markets' URLs and builds a client that trusts `ca_pem` only and presents
+/// `identity_pem`.
+fn mtls_client(
+    markets: &BTreeMap<MarketCode, String>,
+    ca_pem: &[u8],
+    identity_pem: &[u8],
+) -> Result<reqwest::Client, String> {
+    for (m, url) in markets {
+        if !url.starts_with("https://") {
+            return Err(format!("the national system of {m} at '{url}' is not https://"));
+        }
+    }
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(ca_pem).map_err(|e| format!("national CA: {e}"))?,
+        )
+        .identity(reqwest::Identity::from_pem(identity_pem).map_err(|e| format!("hub identity: {e}"))?)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Inter-market requests to the national systems, over mutual TLS with the hub's client
+/// certificate: `POST {market}/internal/v1/intermarket`.
+pub struct HttpNationalQueries {
+    client: reqwest::Client,
+    /// The base URL of each market's national system, without a trailing `/`.
+    markets: BTreeMap<MarketCode, String>,
+    timeout: Duration,
+}
+
+impl HttpNationalQueries {
+    /// Queries to the national systems at `markets`, trusting `ca_pem` and presenting
+    /// `identity_pem` (the hub's certificate then its key, PEM). Each request gives up after
+    /// `timeout`: the hub's inter-market budget ([`openmvs_hub::HubConfig::intermarket_budget`]).
+    pub fn new(
+        markets: BTreeMap<MarketCode, String>,
+        ca_pem: &[u8],
+        identity_pem: &[u8],
+        timeout: Duration,
+    ) -> Result<HttpNationalQueries, String> {
+        let client = mtls_client(&markets, ca_pem, identity_pem)?;
+        let markets = markets.into_iter().map(|(m, u)| (m, u.trim_end_matches('/').to_owned())).collect();
+        Ok(HttpNationalQueries { client, markets, timeout })
+    }
+}
+
+impl NationalQueries for HttpNationalQueries {
+    fn intermarket(
+        &self,
+        market: MarketCode,
+        req: IntermarketRequest,
+    ) -> BoxFuture<'_, Result<IntermarketAnswer, String>> {
+        Box::pin(async move {
+            let Some(base) = self.markets.get(&market) else {
+                return Err(format!("no national system is configured for {market}"));
+            };
+            let url = format!("{base}/internal/v1/intermarket");
+            let resp = self
+                .client
+                .post(&url)
+                .json(&req)
                 .timeout(self.timeout)
                 .send()
                 .await

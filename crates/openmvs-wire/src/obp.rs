@@ -245,3 +245,61 @@ impl From<ErrorBody> for HubErrorBody {
         }
     }
 }
+
+/// `PUT /v1/callback`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackRequest {
+    /// Where the hub POSTs the OBP's events: `https://` only.
+    pub url: String,
+}
+
+/// The answer to `PUT /v1/callback`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct CallbackBody {
+    /// The URL, as set.
+    pub url: String,
+    /// The key of the signatures (`x-openmvs-signature`: hex HMAC-SHA256 of the body under
+    /// these characters).
+    pub secret: String,
+}
+
+/// `POST /v1/products/{product_code}/batches/{batch}/packs/state`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackStatesRequest {
+    /// `STOLEN`, `DESTROYED`, `FREE_SAMPLE` or `CHECKED_OUT`.
+    pub state: String,
+    /// The serials, at most 10,000.
+    pub serials: Vec<String>,
+}
+
+/// What happened to one serial of a pack state change.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PackStateResultBody {
+    /// The serial as sent.
+    pub serial: String,
+    /// Whether the change was queued for the batch's markets.
+    pub accepted: bool,
+    /// `NMVS_SUCCESS`, or why not.
+    pub return_code: String,
+    /// Why not, in words.
+    pub reason: Option<String>,
+}
+
+/// The answer to a pack state change.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PackStatesBody {
+    /// The product code.
+    pub product_code: String,
+    /// The batch.
+    pub batch: String,
+    /// The state asked for.
+    pub state: String,
+    /// The markets the accepted changes go to.
+    pub markets: Vec<String>,
+    /// The batch's markets that recalled it and take no change.
+    pub recalled: Vec<String>,
+    /// One per serial, in request order.
+    pub results: Vec<PackStateResultBody>,
+}

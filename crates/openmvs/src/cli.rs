@@ -79,6 +79,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         clients: usize,
     },
+    /// The hub and one national system per market in this process on fresh stores, over HTTPS
+    /// with mutual TLS: an OBP streams N serials as text/plain; time to the 202 (durable at the
+    /// hub) and to DISTRIBUTED in every market, peak memory, packs at the national systems.
+    Hub {
+        /// Serials to upload (`S` and a zero-padded number each).
+        #[arg(long, default_value_t = 1_000_000)]
+        serials: u64,
+        /// The markets of the batch, comma-separated.
+        #[arg(long, default_value = "DE")]
+        markets: String,
+    },
 }
 
 /// `openmvs serve ...`.

@@ -12,6 +12,9 @@
 //!                                  # OBP client certificates and national server certificates,
 //!                                  # its crl.pem the revocations (re-read while running)
 //! crl_reload_seconds = 5           # how often crl.pem is checked for a change
+//! callback_ca = "obp-roots.pem"    # the CA certificates (PEM bundle) trusted for the OBPs'
+//!                                  # callback endpoints; default: the hub's ca.pem. No public
+//!                                  # web PKI roots are built in.
 //!
 //! [hub.tls]                        # required: OBPs are identified by client certificates
 //! cert = "hub-server.pem"          # the server's certificate chain, PEM
@@ -56,6 +59,7 @@ pub struct RawHubSection {
     pub log: Option<String>,
     pub ca_dir: Option<PathBuf>,
     pub crl_reload_seconds: Option<u64>,
+    pub callback_ca: Option<PathBuf>,
     pub tls: Option<RawPair>,
     pub identity: Option<RawPair>,
     pub markets: Option<BTreeMap<String, String>>,
@@ -94,6 +98,7 @@ pub struct HubSettings {
     pub log: String,
     pub ca_dir: PathBuf,
     pub crl_reload: Duration,
+    pub callback_ca: PathBuf,
     pub tls: Pair,
     pub identity: Pair,
     pub markets: BTreeMap<MarketCode, String>,
@@ -139,12 +144,18 @@ pub fn hub(raw: &RawFile, base: &Path) -> anyhow::Result<HubSettings> {
     if crl == 0 || crl > 3600 {
         bail!("hub.crl_reload_seconds: {crl} must be 1-3600");
     }
+    let ca_dir = resolve(base, h.ca_dir.context("hub.ca_dir is required (the hub's CA directory)")?);
+    let callback_ca = match h.callback_ca {
+        Some(p) => resolve(base, p),
+        None => ca_dir.join(openmvs_pki::CA_CERT_FILE),
+    };
     Ok(HubSettings {
         listen,
         data_dir: resolve(base, h.data_dir.unwrap_or_else(|| PathBuf::from("openmvs-data").join("hub"))),
         log: h.log.unwrap_or_else(|| "info".into()),
-        ca_dir: resolve(base, h.ca_dir.context("hub.ca_dir is required (the hub's CA directory)")?),
+        ca_dir,
         crl_reload: Duration::from_secs(crl),
+        callback_ca,
         tls: pair("tls", h.tls, base)?,
         identity: pair("identity", h.identity, base)?,
         markets,
@@ -170,6 +181,7 @@ pub fn render(s: &HubSettings) -> String {
     h.insert("log".into(), s.log.clone().into());
     h.insert("ca_dir".into(), path(&s.ca_dir));
     h.insert("crl_reload_seconds".into(), (s.crl_reload.as_secs() as i64).into());
+    h.insert("callback_ca".into(), path(&s.callback_ca));
     h.insert("tls".into(), pair(&s.tls));
     h.insert("identity".into(), pair(&s.identity));
     let markets: toml::Table =

@@ -1,6 +1,8 @@
 //! `openmvs demo` end to end through the real binary: it seeds and distributes through the hub,
-//! writes demo.json as api.md §1 says, serves the national systems over HTTPS, moves its fake
-//! clock for the admin token only, stops on SIGTERM and keeps everything across a restart.
+//! writes demo.json as api.md §1 says, serves the national systems over HTTPS linked to the hub
+//! (a multi-market pack supplied in one market shows as supplied in the other; a pack sold only in
+//! the other market is verified through the hub), moves its fake clock for the admin token only,
+//! stops on SIGTERM and keeps everything across a restart.
 
 mod common;
 
@@ -105,6 +107,65 @@ fn client(ca: &str) -> reqwest::blocking::Client {
         .expect("HTTP client")
 }
 
+/// How long a state change may take to reach the other market through the hub.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A pharmacy's token in `market`.
+fn pharmacy_token(http: &reqwest::blocking::Client, doc: &Value, market: &str) -> String {
+    let m = &doc["markets"][market];
+    let url = m["url"].as_str().expect("url");
+    let pharmacy = m["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .find(|c| c["role"] == "PHARMACY")
+        .expect("a pharmacy");
+    let token: Value = http
+        .post(format!("{url}/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", pharmacy["client_id"].as_str().expect("client_id")),
+            ("client_secret", pharmacy["client_secret"].as_str().expect("client_secret")),
+        ])
+        .send()
+        .expect("token request")
+        .json()
+        .expect("token JSON");
+    token["access_token"].as_str().expect("access_token").to_owned()
+}
+
+/// A single-pack request by a pharmacy of `market` on `serial` of `sample`.
+fn pack_call(doc: &Value, market: &str, op: &str, sample: &Value, serial: &str, trx: &str) -> Value {
+    let http = client(doc["ca_cert"].as_str().expect("ca_cert"));
+    let token = pharmacy_token(&http, doc, market);
+    let url = doc["markets"][market]["url"].as_str().expect("url");
+    let body = json!({
+        "client_trx_id": trx, "scheme": sample["scheme"], "product_code": sample["product_code"],
+        "batch": sample["batch"], "expiry": sample["expiry"], "serial": serial,
+    });
+    http.post(format!("{url}/v1/packs/{op}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .expect("pack request")
+        .json()
+        .expect("pack JSON")
+}
+
+/// The samples of `market` whose product is listed for `other` too (`true`) or not (`false`).
+fn sample_of(doc: &Value, market: &str, other: &str, shared: bool) -> Value {
+    let samples = doc["samples"].as_array().expect("samples");
+    samples
+        .iter()
+        .find(|s| {
+            s["market"] == market
+                && samples.iter().any(|o| o["market"] == other && o["product_code"] == s["product_code"])
+                    == shared
+        })
+        .cloned()
+        .expect("such a sample")
+}
+
 fn verify_first_de_sample(doc: &Value, trx: &str) -> Value {
     let http = client(doc["ca_cert"].as_str().expect("ca_cert"));
     let de = &doc["markets"]["DE"];
@@ -177,6 +238,31 @@ fn the_demo_serves_its_samples_moves_its_clock_and_keeps_its_data_across_a_resta
     }
 
     let answer = verify_first_de_sample(&doc, "e2e-demo-1");
+    assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
+
+    // The multi-market sample supplied in DE shows as supplied in FR.
+    let shared = sample_of(&doc, "DE", "FR", true);
+    let serial = shared["serials"][1].as_str().expect("a second serial").to_owned();
+    let supplied = pack_call(&doc, "DE", "supply", &shared, &serial, "e2e-demo-supply");
+    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    let mut seen;
+    let mut i = 0;
+    loop {
+        i += 1;
+        seen = pack_call(&doc, "FR", "verify", &shared, &serial, &format!("e2e-demo-fr-{i}"));
+        if seen["pack"]["state"] == "SUPPLIED" || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen["pack"]["state"], "SUPPLIED", "FR never saw the supply in DE: {seen}");
+
+    // A pack sold only in FR, verified in DE, is answered by FR through the hub.
+    let fr_only = sample_of(&doc, "FR", "DE", false);
+    let serial = fr_only["serials"][0].as_str().expect("a serial").to_owned();
+    let answer = pack_call(&doc, "DE", "verify", &fr_only, &serial, "e2e-demo-intermarket");
+    assert_eq!(answer["intermarket"], true, "{answer}");
     assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
 
     let http = client(doc["ca_cert"].as_str().unwrap());

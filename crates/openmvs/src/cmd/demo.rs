@@ -2,9 +2,10 @@
 //! with certificates of a demo CA, with sample products, packs, clients and OBP certificates
 //! listed in `DIR/demo.json` (api.md §1). A restart on the same directory reuses everything.
 //!
-//! The national systems run without a link to the hub: the hub does not serve the routes a
-//! national system calls (`/internal/v1/messages` and `/internal/v1/intermarket` at the hub) yet,
-//! so pack states, alerts and inter-market requests stay in their own market for now.
+//! Every national system is linked to the hub with its own client certificate
+//! (`<market>.national.openmvs`), so a multi-market pack's state change reaches the other markets,
+//! alerts reach the owning OBP (and its callback, if it set one), and a product unknown in one
+//! market is looked up in the others through the hub.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,14 +19,16 @@ use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
 use openmvs_core::roles::Role;
 use openmvs_core::time::Clock;
 use openmvs_http::admin::with_fake_clock;
+use openmvs_http::callback::{CALLBACK_TIMEOUT, HttpCallbackSender};
+use openmvs_http::hub_client::HttpHubLink;
 use openmvs_http::limit::{Limiter, RateLimit};
-use openmvs_http::national_link::{HttpNationalLink, NATIONAL_DELIVERY_TIMEOUT};
+use openmvs_http::national_link::{HttpNationalLink, HttpNationalQueries, NATIONAL_DELIVERY_TIMEOUT};
 use openmvs_http::{
     HubState, NationalState, Observability, ServerHandle, TlsConfig, hub_router, national_router, serve,
 };
-use openmvs_hub::{Hub, HubConfig, IterLines, NationalLink};
+use openmvs_hub::{CallbackSender, Hub, HubConfig, IterLines, NationalLink, NationalQueries};
 use openmvs_national::clock::{FakeClock, SystemClock};
-use openmvs_national::{National, NationalConfig};
+use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_pki::{CertificateAuthority, ClientKind};
 use openmvs_store::Store;
 use openmvs_store::hub::{HubStore, UploadStatus};
@@ -41,6 +44,9 @@ use crate::{hub_node, node};
 const CERT_DAYS: u32 = 825;
 /// How long the relay may take to distribute the sample packs before the demo gives up.
 const DISTRIBUTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a national system waits for the hub's answer to an inter-market request: the whole
+/// 300 ms of fmd-rules §4.10, of which the hub gives the market it asks 250 ms.
+const INTERMARKET_TIMEOUT: Duration = Duration::from_millis(300);
 /// Serials listed per sample in demo.json (every pack exists; these are enough to try things).
 const LISTED_SERIALS: usize = 100;
 
@@ -77,6 +83,8 @@ struct Pki {
     server_cert: PathBuf,
     server_key: PathBuf,
     hub_identity: Vec<u8>,
+    /// Each market's client certificate then key (`<market>.national.openmvs`), PEM.
+    national_identities: BTreeMap<MarketCode, Vec<u8>>,
     obps: Vec<(String, String, PathBuf, PathBuf)>,
 }
 
@@ -88,7 +96,7 @@ fn write_once(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
     }
 }
 
-fn pki(dir: &Path) -> anyhow::Result<Pki> {
+fn pki(dir: &Path, markets: &[MarketCode]) -> anyhow::Result<Pki> {
     let ca_dir = dir.join("ca");
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).with_context(|| format!("creating {}", certs.display()))?;
@@ -113,6 +121,20 @@ fn pki(dir: &Path) -> anyhow::Result<Pki> {
     }
     let mut hub_identity = std::fs::read(&hub_cert)?;
     hub_identity.extend(std::fs::read(&hub_key)?);
+    let mut national_identities = BTreeMap::new();
+    for m in markets {
+        let id = m.as_str().to_ascii_lowercase();
+        let (cert, key) =
+            (certs.join(format!("{id}.national.pem")), certs.join(format!("{id}.national.key")));
+        if !key.exists() {
+            let n = ca.issue_client(ClientKind::National(m.to_string()), &id, CERT_DAYS, now)?;
+            write_once(&cert, &n.cert_pem, false)?;
+            write_once(&key, &n.key_pem, true)?;
+        }
+        let mut identity = std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
+        identity.extend(std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?);
+        national_identities.insert(*m, identity);
+    }
     let mut obps = Vec::new();
     for (id, name) in OBPS {
         let (cert, key) = (certs.join(format!("{id}.pem")), certs.join(format!("{id}.key")));
@@ -130,6 +152,7 @@ fn pki(dir: &Path) -> anyhow::Result<Pki> {
         server_cert,
         server_key,
         hub_identity,
+        national_identities,
         obps,
     })
 }
@@ -318,7 +341,9 @@ struct Running {
 }
 
 async fn demo(dir: &Path, port_base: u16, markets: &[MarketCode], fake_clock: bool) -> anyhow::Result<()> {
-    let pki = pki(dir)?;
+    let pki = pki(dir, markets)?;
+    let ca_pem = std::fs::read(&pki.ca_cert)?;
+    let hub_url = format!("https://127.0.0.1:{port_base}");
     let token = admin_token(dir)?;
     let fake = fake_clock.then(|| Arc::new(FakeClock::at(SystemClock.now())));
     let clock: Arc<dyn Clock> = match &fake {
@@ -337,9 +362,12 @@ async fn demo(dir: &Path, port_base: u16, markets: &[MarketCode], fake_clock: bo
         node::claim_market(&data, *m)?;
         let store = node::open_store(&data, clock.clone(), None)?;
         let dyn_store: Arc<dyn Store> = store.clone();
-        // No hub link: see the module documentation.
+        let hub_link: Arc<dyn HubLink> = Arc::new(
+            HttpHubLink::new(&hub_url, &ca_pem, Some(&pki.national_identities[m]), INTERMARKET_TIMEOUT)
+                .map_err(|e| anyhow::anyhow!("the hub link of {m}: {e}"))?,
+        );
         let national = Arc::new(
-            National::new(dyn_store, clock.clone(), NationalConfig::new(*m), None)
+            National::new(dyn_store, clock.clone(), NationalConfig::new(*m), Some(hub_link))
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         let obs = Arc::new(Observability::new(clock.clone()));
@@ -368,13 +396,24 @@ async fn demo(dir: &Path, port_base: u16, markets: &[MarketCode], fake_clock: bo
     let hub_dir = dir.join("hub");
     let key = hub_node::serial_key(&hub_dir)?;
     let hub_store = hub_node::open_store(&hub_dir, clock.clone(), None)?;
-    let ca_pem = std::fs::read(&pki.ca_cert)?;
     let link: Arc<dyn NationalLink> = Arc::new(
         HttpNationalLink::new(urls.clone(), &ca_pem, &pki.hub_identity, NATIONAL_DELIVERY_TIMEOUT)
             .map_err(|e| anyhow::anyhow!(e))?,
     );
+    let hub_config = HubConfig::new(key);
+    let queries: Arc<dyn NationalQueries> = Arc::new(
+        HttpNationalQueries::new(urls.clone(), &ca_pem, &pki.hub_identity, hub_config.intermarket_budget)
+            .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    // The OBPs' endpoints of the demo are served with certificates of the demo CA.
+    let callbacks: Arc<dyn CallbackSender> =
+        Arc::new(HttpCallbackSender::new(&[&ca_pem], CALLBACK_TIMEOUT).map_err(|e| anyhow::anyhow!(e))?);
     let dyn_hub_store: Arc<dyn HubStore> = hub_store.clone();
-    let hub = Arc::new(Hub::new(dyn_hub_store, clock.clone(), HubConfig::new(key), Some(link)));
+    let hub = Arc::new(
+        Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(link))
+            .with_queries(queries)
+            .with_callbacks(callbacks),
+    );
     let hub_obs = Arc::new(Observability::new(clock.clone()));
     let router = hub_router(HubState { hub: hub.clone(), obs: hub_obs.clone() });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port_base))
@@ -391,6 +430,11 @@ async fn demo(dir: &Path, port_base: u16, markets: &[MarketCode], fake_clock: bo
         )));
     }
     workers.push(tokio::spawn(hub.clone().run_relay(stop_rx.clone())));
+    // The national relays start once the hub listens: a first delivery then finds it (with
+    // --fake-clock a retry's backoff would only end when the clock is moved).
+    for (_, national) in &nationals {
+        workers.push(tokio::spawn(national.clone().run_relay(stop_rx.clone())));
+    }
     running.obs.push(hub_obs);
     running.servers.push(hub_server);
     for o in &running.obs {
@@ -411,7 +455,7 @@ async fn demo(dir: &Path, port_base: u16, markets: &[MarketCode], fake_clock: bo
             "ca_cert": pki.ca_cert.display().to_string(),
             "admin_token": token,
             "fake_clock": fake_clock,
-            "hub": {"url": format!("https://127.0.0.1:{port_base}")},
+            "hub": {"url": hub_url},
             "obps": pki.obps.iter().map(|(id, name, cert, key)| json!({
                 "id": id, "name": name, "cert": cert.display().to_string(), "key": key.display().to_string(),
             })).collect::<Vec<_>>(),
@@ -488,6 +532,29 @@ fn guide(doc: &Value, file: &Path, fake_clock: bool) -> String {
         obp_cert = s(&obp["cert"]),
         obp_key = s(&obp["key"]),
     );
+    // A product sold only in another market: the national system asks the hub, which has a
+    // market that holds it answer (fmd-rules §4.10).
+    let samples = doc["samples"].as_array().cloned().unwrap_or_default();
+    let elsewhere = samples.iter().find(|x| {
+        x["market"] != first_sample["market"]
+            && !samples
+                .iter()
+                .any(|y| y["market"] == first_sample["market"] && y["product_code"] == x["product_code"])
+    });
+    if let Some(other) = elsewhere {
+        let pack = format!(
+            r#""scheme":"GTIN","product_code":"{}","batch":"{}","expiry":"{}","serial":"{}""#,
+            s(&other["product_code"]),
+            s(&other["batch"]),
+            s(&other["expiry"]),
+            s(&other["serials"][0]),
+        );
+        g.push_str(&format!(
+            "\n# Verify in {market} a pack sold only in {other_market}: the answer comes from {other_market} through the hub (\"intermarket\": true):\n\
+             curl -s --cacert {ca} -H \"Authorization: Bearer $TOKEN\" -d '{{\"client_trx_id\":\"guide-{stamp}-4\",{pack}}}' {url}/v1/packs/verify\n",
+            other_market = s(&other["market"]),
+        ));
+    }
     if fake_clock {
         g.push_str(&format!(
             "\n# Move the shared clock forward by eleven days (past the undo window):\n\

@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod bench;
+mod bench_hub;
 mod demo;
 mod load;
 mod return_codes;
@@ -30,5 +31,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::National { packs, seconds, clients }) => {
             bench::national(packs, seconds, clients)
         }
+        Command::Bench(BenchCommand::Hub { serials, markets }) => bench_hub::hub(serials, &markets),
     }
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use openmvs_core::time::Clock;
-use openmvs_http::national_link::HttpNationalLink;
+use openmvs_http::callback::{CALLBACK_TIMEOUT, HttpCallbackSender};
+use openmvs_http::national_link::{HttpNationalLink, HttpNationalQueries};
 use openmvs_http::{HubState, Observability, TlsConfig, hub_router, serve};
-use openmvs_hub::{Hub, HubConfig, NationalLink};
+use openmvs_hub::{CallbackSender, Hub, HubConfig, NationalLink, NationalQueries};
 use openmvs_national::clock::SystemClock;
 use openmvs_store::hub::HubStore;
 use tokio::sync::watch;
@@ -55,8 +56,22 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
         HttpNationalLink::new(s.markets.clone(), &ca_pem, &identity, s.delivery_timeout)
             .map_err(|e| anyhow::anyhow!(e))?,
     );
+    let config = HubConfig::new(key);
+    let queries: Arc<dyn NationalQueries> = Arc::new(
+        HttpNationalQueries::new(s.markets.clone(), &ca_pem, &identity, config.intermarket_budget)
+            .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let callback_roots = read(&s.callback_ca)?;
+    let callbacks: Arc<dyn CallbackSender> = Arc::new(
+        HttpCallbackSender::new(&[&callback_roots], CALLBACK_TIMEOUT)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", s.callback_ca.display()))?,
+    );
     let dyn_store: Arc<dyn HubStore> = store.clone();
-    let hub = Arc::new(Hub::new(dyn_store, clock.clone(), HubConfig::new(key), Some(link)));
+    let hub = Arc::new(
+        Hub::new(dyn_store, clock.clone(), config, Some(link))
+            .with_queries(queries)
+            .with_callbacks(callbacks),
+    );
     let crl_file = s.ca_dir.join(openmvs_pki::CRL_FILE);
     let mut tls = TlsConfig::from_pem_files(&s.tls.cert, &s.tls.key, Some(&ca_pem_path))
         .map_err(|e| anyhow::anyhow!(e))?;

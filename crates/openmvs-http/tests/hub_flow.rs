@@ -1,0 +1,627 @@
+//! The hub and the national systems of DE and FR wired exactly like `openmvs demo`, in process
+//! over real mutual TLS: each national system reaches the hub through `HttpHubLink` with its own
+//! certificate (`<market>.national.openmvs`) and runs its relay; the hub reaches them through
+//! `HttpNationalLink` and `HttpNationalQueries` with `hub.openmvs`, and posts OBP events through
+//! `HttpCallbackSender` to a local HTTPS endpoint that records what it receives.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use ed25519_dalek::SigningKey;
+use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::roles::Role;
+use openmvs_core::time::Clock;
+use openmvs_http::callback::{CALLBACK_TIMEOUT, HttpCallbackSender};
+use openmvs_http::hub_client::HttpHubLink;
+use openmvs_http::limit::{Limiter, RateLimit};
+use openmvs_http::national_link::{HttpNationalLink, HttpNationalQueries};
+use openmvs_http::{
+    HubState, NationalState, Observability, ServerHandle, TlsConfig, hub_router, national_router, serve,
+};
+use openmvs_hub::{CallbackSender, Hub, HubConfig, NationalLink, NationalQueries, SIGNATURE_HEADER};
+use openmvs_national::clock::SystemClock;
+use openmvs_national::{HubLink, National, NationalConfig};
+use openmvs_pki::{CertificateAuthority, ClientKind, Issued};
+use openmvs_store::Store;
+use openmvs_store::hub::HubStore;
+use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
+use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Sold in DE and FR.
+const BOTH: &str = "09501101530003";
+/// Sold in FR only.
+const FR_ONLY: &str = "09501101530010";
+const BATCH: &str = "B1";
+const EXPIRY: &str = "301231";
+const SERIALS: [&str; 6] = ["FLOW0001", "FLOW0002", "FLOW0003", "FLOW0004", "FLOW0005", "FLOW0006"];
+/// How long a change may take to travel national → hub → national.
+const TRAVEL: Duration = Duration::from_secs(20);
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos();
+        let p = std::env::temp_dir().join(format!(
+            "openmvs-hub-flow-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tls(server: &Issued, ca: &CertificateAuthority) -> TlsConfig {
+    TlsConfig {
+        cert_chain: vec![server.cert_der()],
+        key: server.key_der(),
+        client_ca: Some(vec![ca.ca_der()]),
+        crls: vec![ca.crl_der()],
+    }
+}
+
+fn https(ca: &CertificateAuthority, identity: Option<&Issued>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.ca_pem().as_bytes()).unwrap())
+        .timeout(Duration::from_secs(30));
+    if let Some(i) = identity {
+        b = b.identity(reqwest::Identity::from_pem(i.identity_pem().as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn market(m: &str) -> MarketCode {
+    MarketCode::new(m).unwrap()
+}
+
+fn product(name: &str, markets: &[&str]) -> Value {
+    json!({"scheme": "GTIN", "name": name, "common_name": "examplomab", "form": "TABLET",
+           "strength": "10 mg", "pack_type": "BOX", "pack_size": "30",
+           "markets": markets.iter().map(|m| json!({"market": m, "national_code": format!("{m}-123"),
+               "mah": {"name": "Acme", "address": "Berlin"}, "wholesalers": []})).collect::<Vec<_>>()})
+}
+
+/// What the OBP's callback endpoint received: the signature header and the body of each POST.
+type Received = Arc<Mutex<Vec<(Option<String>, String)>>>;
+
+/// A national system of the world.
+struct Nat {
+    national: Arc<National>,
+    url: String,
+    store: Arc<SqliteStore>,
+}
+
+/// A user of a national system with its token.
+struct User {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl User {
+    async fn call(&self, op: &str, trx: &str, pc: &str, serial: &str) -> Value {
+        let body = json!({"client_trx_id": trx, "scheme": "GTIN", "product_code": pc, "serial": serial,
+                          "batch": BATCH, "expiry": EXPIRY});
+        let r = self
+            .http
+            .post(format!("{}/v1/packs/{op}", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{op} {serial}");
+        r.json().await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.token).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().await.unwrap()
+    }
+
+    /// Verifies until the pack shows `state`, within [`TRAVEL`]; returns the last answer.
+    async fn await_state(&self, pc: &str, serial: &str, state: &str) -> Value {
+        let deadline = Instant::now() + TRAVEL;
+        for i in 0.. {
+            let v = self.call("verify", &format!("poll-{serial}-{state}-{i}"), pc, serial).await;
+            if v["pack"]["state"] == state || Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        unreachable!()
+    }
+}
+
+/// The hub, DE and FR, the OBP `acme-pharma` and its callback endpoint.
+struct World {
+    ca: CertificateAuthority,
+    hub: Arc<Hub>,
+    hub_url: String,
+    hub_store: Arc<SqliteHubStore>,
+    de: Nat,
+    fr: Nat,
+    /// acme-pharma's client.
+    obp: reqwest::Client,
+    /// acme-pharma's certificate.
+    acme: Issued,
+    de_identity: Issued,
+    hub_identity: Issued,
+    callback_url: String,
+    received: Received,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    servers: Vec<ServerHandle>,
+    _dir: TempDir,
+}
+
+impl World {
+    async fn start() -> World {
+        let dir = TempDir::new();
+        let now = SystemTime::now();
+        let mut ca = CertificateAuthority::create(&dir.0.join("ca"), "test CA", now).unwrap();
+        let server = ca.issue_server(&["localhost", "127.0.0.1"], 30, now).unwrap();
+        let hub_identity = ca.issue_client(ClientKind::Hub, "hub", 30, now).unwrap();
+        let de_identity = ca.issue_client(ClientKind::National("DE".into()), "de", 30, now).unwrap();
+        let fr_identity = ca.issue_client(ClientKind::National("FR".into()), "fr", 30, now).unwrap();
+        let acme = ca.issue_client(ClientKind::Obp, "acme-pharma", 30, now).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let ca_pem = ca.ca_pem().as_bytes().to_vec();
+        let (stop, stopped) = watch::channel(false);
+
+        // Every address first: the national systems need the hub's, the hub theirs.
+        let hub_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hub_url = format!("https://{}", hub_listener.local_addr().unwrap());
+        let mut servers = Vec::new();
+        let mut nats = Vec::new();
+        let mut urls = BTreeMap::new();
+        for (m, identity, seed) in [("DE", &de_identity, 7u8), ("FR", &fr_identity, 8u8)] {
+            let store = Arc::new(
+                SqliteStore::open(Options {
+                    path: dir.0.join(format!("{m}.db")),
+                    signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[seed; 32]) }),
+                    clock: clock.clone(),
+                    on_group: None,
+                })
+                .unwrap(),
+            );
+            let link: Arc<dyn HubLink> = Arc::new(
+                HttpHubLink::new(
+                    &hub_url,
+                    &ca_pem,
+                    Some(identity.identity_pem().as_bytes()),
+                    Duration::from_millis(300),
+                )
+                .unwrap(),
+            );
+            let dyn_store: Arc<dyn Store> = store.clone();
+            let national = Arc::new(
+                National::new(dyn_store, clock.clone(), NationalConfig::new(market(m)), Some(link)).unwrap(),
+            );
+            let obs = Arc::new(Observability::new(clock.clone()));
+            obs.set_ready(true);
+            let limiter = Arc::new(Limiter::new(RateLimit::default()));
+            let router = national_router(NationalState { national: national.clone(), obs, limiter });
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let s = serve(listener, router, Some(tls(&server, &ca))).unwrap();
+            let url = format!("https://{}", s.local_addr());
+            urls.insert(market(m), url.clone());
+            servers.push(s);
+            nats.push(Nat { national, url, store });
+        }
+
+        // The OBP's callback endpoint, over HTTPS with a certificate of the same CA.
+        let received: Received = Arc::default();
+        let rec = received.clone();
+        let router = Router::new().route(
+            "/hooks/fmd",
+            post(move |headers: HeaderMap, body: String| {
+                let rec = rec.clone();
+                async move {
+                    let sig = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    rec.lock().unwrap().push((sig, body));
+                    "ok"
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_plain = TlsConfig { client_ca: None, crls: Vec::new(), ..tls(&server, &ca) };
+        let cb = serve(listener, router, Some(tls_plain)).unwrap();
+        let callback_url = format!("https://{}/hooks/fmd", cb.local_addr());
+        servers.push(cb);
+
+        let hub_store = Arc::new(
+            SqliteHubStore::open(HubOptions {
+                path: dir.0.join("hub.db"),
+                signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[9; 32]) }),
+                clock: clock.clone(),
+                on_group: None,
+            })
+            .unwrap(),
+        );
+        let hub_pem = hub_identity.identity_pem();
+        let link: Arc<dyn NationalLink> = Arc::new(
+            HttpNationalLink::new(urls.clone(), &ca_pem, hub_pem.as_bytes(), Duration::from_secs(10))
+                .unwrap(),
+        );
+        let config = HubConfig::new([3; 32]);
+        let queries: Arc<dyn NationalQueries> = Arc::new(
+            HttpNationalQueries::new(urls, &ca_pem, hub_pem.as_bytes(), config.intermarket_budget).unwrap(),
+        );
+        let callbacks: Arc<dyn CallbackSender> =
+            Arc::new(HttpCallbackSender::new(&[&ca_pem], CALLBACK_TIMEOUT).unwrap());
+        let dyn_hub_store: Arc<dyn HubStore> = hub_store.clone();
+        let hub = Arc::new(
+            Hub::new(dyn_hub_store, clock.clone(), config, Some(link))
+                .with_queries(queries)
+                .with_callbacks(callbacks),
+        );
+        let hobs = Arc::new(Observability::new(clock.clone()));
+        hobs.set_ready(true);
+        let hub_server = serve(
+            hub_listener,
+            hub_router(HubState { hub: hub.clone(), obs: hobs }),
+            Some(tls(&server, &ca)),
+        )
+        .unwrap();
+        servers.push(hub_server);
+        let mut tasks = vec![tokio::spawn(hub.clone().run_relay(stopped.clone()))];
+        for n in &nats {
+            tasks.push(tokio::spawn(n.national.clone().run_relay(stopped.clone())));
+        }
+        let fr = nats.pop().unwrap();
+        let de = nats.pop().unwrap();
+        let obp = https(&ca, Some(&acme));
+        World {
+            ca,
+            hub,
+            hub_url,
+            hub_store,
+            de,
+            fr,
+            obp,
+            acme,
+            de_identity,
+            hub_identity,
+            callback_url,
+            received,
+            stop,
+            tasks,
+            servers,
+            _dir: dir,
+        }
+    }
+
+    /// Uploads `pc` for `markets` through the OBP API, batch [`BATCH`] with [`SERIALS`], and waits
+    /// until every market has it.
+    async fn upload(&self, pc: &str, name: &str, markets: &[&str]) {
+        let hub = &self.hub_url;
+        let r = self
+            .obp
+            .put(format!("{hub}/v1/products/{pc}"))
+            .json(&product(name, markets))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let r = self
+            .obp
+            .put(format!("{hub}/v1/products/{pc}/batches/{BATCH}"))
+            .json(&json!({"expiry": EXPIRY}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let r = self
+            .obp
+            .post(format!("{hub}/v1/products/{pc}/batches/{BATCH}/packs"))
+            .json(&json!({"serials": SERIALS}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let id = r.json::<Value>().await.unwrap()["upload_id"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + TRAVEL;
+        loop {
+            let s: Value =
+                self.obp.get(format!("{hub}/v1/uploads/{id}")).send().await.unwrap().json().await.unwrap();
+            if s["status"] == "DISTRIBUTED" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not distributed: {s}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A new user of `nat` with a token.
+    async fn user(&self, nat: &Nat, role: Role, location: &str) -> User {
+        let c = nat.national.create_client(role, Location::new(location).unwrap(), "").unwrap();
+        let http = https(&self.ca, None);
+        let token: Value = http
+            .post(format!("{}/oauth/token", nat.url))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &c.client_id),
+                ("client_secret", &c.client_secret),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        User { http, url: nat.url.clone(), token: token["access_token"].as_str().unwrap().to_owned() }
+    }
+
+    /// The OBP's alerts at the hub.
+    async fn obp_alerts(&self) -> Value {
+        let r = self.obp.get(format!("{}/v1/alerts", self.hub_url)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        for s in self.servers {
+            s.shutdown(Duration::from_secs(1)).await;
+        }
+        drop(self.hub);
+        self.hub_store.close();
+        self.de.store.close();
+        self.fr.store.close();
+    }
+}
+
+async fn field_of_error(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    (status, body["details"][0]["field"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supply_in_de_reaches_fr_and_a_second_supply_there_raises_exactly_one_a24() {
+    let w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let fr = w.user(&w.fr, Role::Pharmacy, "FR-PH-1").await;
+
+    let supplied = de.call("supply", "de-supply-1", BOTH, SERIALS[0]).await;
+    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
+    let seen = fr.await_state(BOTH, SERIALS[0], "SUPPLIED").await;
+    assert_eq!(seen["pack"]["state"], "SUPPLIED", "FR never saw the supply in DE: {seen}");
+
+    let again = fr.call("supply", "fr-supply-1", BOTH, SERIALS[0]).await;
+    assert_eq!(again["accepted"], false, "{again}");
+    assert_eq!(again["alert"]["code"], "A24", "{again}");
+    let nmvo = w.user(&w.fr, Role::Nmvo, "FR-NMVO").await;
+    let alerts = nmvo.get("/v1/alerts").await;
+    let a24: Vec<&Value> =
+        alerts["alerts"].as_array().unwrap().iter().filter(|a| a["code"] == "A24").collect();
+    assert_eq!(a24.len(), 1, "{alerts}");
+    assert_eq!(a24[0]["serial"], SERIALS[0]);
+    // DE saw nothing wrong: its supply was the first.
+    let de_nmvo = w.user(&w.de, Role::Nmvo, "DE-NMVO").await;
+    assert_eq!(de_nmvo.get("/v1/alerts").await["alerts"].as_array().unwrap().len(), 0);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_sold_only_in_fr_is_verified_from_de_through_the_hub_within_300_ms() {
+    let w = World::start().await;
+    w.upload(FR_ONLY, "Frenchomab", &["FR"]).await;
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+
+    let started = Instant::now();
+    let answer = de.call("verify", "de-im-1", FR_ONLY, SERIALS[1]).await;
+    let took = started.elapsed();
+    assert_eq!(answer["intermarket"], true, "{answer}");
+    assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
+    assert_eq!(answer["pack"]["state"], "ACTIVE", "{answer}");
+    assert_eq!(answer["product"]["name"], "Frenchomab", "FR's master data: {answer}");
+    assert!(took < Duration::from_millis(300), "the inter-market verify took {took:?}");
+
+    // A product no market knows is still answered as unknown, not as an outage.
+    let unknown = de.call("verify", "de-im-2", "09501101530027", SERIALS[1]).await;
+    assert_eq!(unknown["return_code"], "NMVS_NC_PC_01", "{unknown}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_in_de_reaches_the_obp_list_and_its_callback_once_with_a_valid_signature() {
+    let w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    let r = w
+        .obp
+        .put(format!("{}/v1/callback", w.hub_url))
+        .json(&json!({"url": w.callback_url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cb: Value = r.json().await.unwrap();
+    assert_eq!(cb["url"], w.callback_url.as_str());
+    let secret = cb["secret"].as_str().unwrap().to_owned();
+    let r = w
+        .obp
+        .put(format!("{}/v1/callback", w.hub_url))
+        .json(&json!({"url": w.callback_url, "events": "all"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(field_of_error(r).await, (400, "events".to_owned()));
+
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let answer = de.call("verify", "de-unknown-1", BOTH, "NEVERUPLOADED1").await;
+    assert_eq!(answer["alert"]["code"], "A3", "{answer}");
+
+    let deadline = Instant::now() + TRAVEL;
+    while (w.obp_alerts().await["alerts"].as_array().unwrap().is_empty()
+        || w.received.lock().unwrap().is_empty())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Further relay rounds, national and hub, must not bring it again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let list = w.obp_alerts().await;
+    let alerts = list["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{list}");
+    assert_eq!(alerts[0]["code"], "A3");
+    assert_eq!(alerts[0]["market"], "DE");
+    assert_eq!(alerts[0]["serial"], "NEVERUPLOADED1");
+    let id = alerts[0]["id"].as_str().unwrap().to_owned();
+
+    let received = w.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let (signature, body) = &received[0];
+    let expected: String = openmvs_hub::hmac_sha256(secret.as_bytes(), &[body.as_bytes()])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(signature.as_deref(), Some(expected.as_str()));
+    let event: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["event"], "alert");
+    assert_eq!(event["alert"]["id"], id.as_str());
+
+    // The OBP reads and moves its alert; unknown fields and parameters are refused by name.
+    let one: Value =
+        w.obp.get(format!("{}/v1/alerts/{id}", w.hub_url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one["id"], id.as_str());
+    let r = w
+        .obp
+        .post(format!("{}/v1/alerts/{id}/status", w.hub_url))
+        .json(&json!({"status": "INVESTIGATING"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "INVESTIGATING");
+    let r = w
+        .obp
+        .post(format!("{}/v1/alerts/{id}/status", w.hub_url))
+        .json(&json!({"status": "ESCALATED", "colour": "red"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(field_of_error(r).await, (400, "colour".to_owned()));
+    let r = w.obp.get(format!("{}/v1/alerts?status=INVESTIGATING&page=2", w.hub_url)).send().await.unwrap();
+    assert_eq!(field_of_error(r).await, (400, "page".to_owned()));
+    let listed: Value = w
+        .obp
+        .get(format!("{}/v1/alerts?status=INVESTIGATING&limit=10", w.hub_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["alerts"].as_array().unwrap().len(), 1, "{listed}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_routes_refuse_other_certificates_and_another_market() {
+    let w = World::start().await;
+    w.upload(FR_ONLY, "Frenchomab", &["FR"]).await;
+    let hub = &w.hub_url;
+    let delivery = json!({"messages": []});
+    let request = |market: &str| {
+        json!({"market": market, "client_id": "c1", "role": "PHARMACY", "location": "DE-PH-1",
+               "command": "verify", "client_trx_id": "im-1", "scheme": "GTIN", "product_code": FR_ONLY,
+               "serial": SERIALS[0], "batch": BATCH, "expiry": EXPIRY})
+    };
+    for (who, client) in [
+        ("an OBP", https(&w.ca, Some(&w.acme))),
+        ("the hub", https(&w.ca, Some(&w.hub_identity))),
+        ("nobody", https(&w.ca, None)),
+    ] {
+        let r = client.post(format!("{hub}/internal/v1/messages")).json(&delivery).send().await.unwrap();
+        assert_eq!(field_of_error(r).await, (403, "client_certificate".to_owned()), "{who}");
+        let r =
+            client.post(format!("{hub}/internal/v1/intermarket")).json(&request("DE")).send().await.unwrap();
+        assert_eq!(field_of_error(r).await, (403, "client_certificate".to_owned()), "{who}");
+    }
+    // A national certificate is no OBP's either.
+    let de = https(&w.ca, Some(&w.de_identity));
+    let r = de.get(format!("{hub}/v1/alerts")).send().await.unwrap();
+    assert_eq!(field_of_error(r).await, (403, "client_certificate".to_owned()));
+
+    // DE asks for its own users only.
+    let r = de.post(format!("{hub}/internal/v1/intermarket")).json(&request("FR")).send().await.unwrap();
+    assert_eq!(field_of_error(r).await, (403, "market".to_owned()));
+    let r = de.post(format!("{hub}/internal/v1/intermarket")).json(&request("DE")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["market"], "FR", "{answer}");
+    assert_eq!(answer["response"]["intermarket"], true, "{answer}");
+    let r = de.post(format!("{hub}/internal/v1/messages")).json(&delivery).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"results": []}));
+    let r = de
+        .post(format!("{hub}/internal/v1/messages"))
+        .json(&json!({"messages": [], "x": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(field_of_error(r).await, (400, "x".to_owned()));
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_obp_stolen_report_makes_a_verify_in_de_report_stolen() {
+    let w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    let url = format!("{}/v1/products/{BOTH}/batches/{BATCH}/packs/state", w.hub_url);
+    let r = w
+        .obp
+        .post(&url)
+        .json(&json!({"state": "STOLEN", "serials": [SERIALS[2]], "why": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(field_of_error(r).await, (400, "why".to_owned()));
+    let r = w
+        .obp
+        .post(&url)
+        .json(&json!({"state": "STOLEN", "serials": [SERIALS[2], "NEVERUPLOADED2"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(a["markets"], json!(["DE", "FR"]), "{a}");
+    assert_eq!(a["results"][0]["accepted"], true, "{a}");
+    assert_eq!(a["results"][0]["return_code"], "NMVS_SUCCESS", "{a}");
+    assert_eq!(a["results"][1]["accepted"], false, "{a}");
+    assert_eq!(a["results"][1]["serial"], "NEVERUPLOADED2", "{a}");
+
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let seen = de.await_state(BOTH, SERIALS[2], "STOLEN").await;
+    assert_eq!(seen["pack"]["state"], "STOLEN", "{seen}");
+    w.stop().await;
+}

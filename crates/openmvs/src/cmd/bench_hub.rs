@@ -1,0 +1,640 @@
+//! `openmvs bench hub`: starts the European Hub and one national system per market in this
+//! process on fresh stores, wired over HTTPS with mutual TLS as `openmvs demo` wires them (a
+//! throwaway CA in the temp dir), registers a product and a batch through the OBP API with an OBP
+//! client certificate, streams N generated serials as `text/plain` to `POST .../packs`, and
+//! measures the time to the 202 (durable at the hub) and to DISTRIBUTED in every market, with the
+//! process's peak resident memory to show that the upload is streamed.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, bail};
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Frame;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use openmvs_core::ids::MarketCode;
+use openmvs_core::time::Clock;
+use openmvs_http::limit::{Limiter, RateLimit};
+use openmvs_http::national_link::{HttpNationalLink, NATIONAL_DELIVERY_TIMEOUT};
+use openmvs_http::{
+    HubState, NationalState, Observability, ServerHandle, TlsConfig, hub_router, national_router, serve,
+};
+use openmvs_hub::{Hub, HubConfig, MAX_UPLOAD_LINES, NationalLink};
+use openmvs_national::clock::SystemClock;
+use openmvs_national::{National, NationalConfig};
+use openmvs_pki::{CertificateAuthority, ClientKind, Issued};
+use openmvs_store::hub::HubStore;
+use openmvs_store::{PackStore, Store};
+use openmvs_wire::obp::{
+    BatchRequest, Mah, ProductMarket, ProductRequest, UploadAcceptedBody, UploadStatusBody, WholesalerEntry,
+};
+use rustls::RootCertStore;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::{hub_node, node};
+
+const GTIN: &str = "09501101530003";
+const BATCH: &str = "BENCHHUB1";
+const EXPIRY: &str = "301231";
+/// The OBP the bench uploads as (its client certificate names `bench-obp.obp.openmvs`).
+const OBP: &str = "bench-obp";
+/// Digits of the serial number after the `S`: enough for the largest upload the hub takes.
+const SERIAL_DIGITS: usize = 12;
+/// Bytes per line: `S`, the digits, LF.
+const LINE_BYTES: u64 = SERIAL_DIGITS as u64 + 2;
+/// Lines per body chunk: about 56 KiB, in the range a client socket writes at once.
+const LINES_PER_CHUNK: u64 = 4096;
+/// How often the upload's status is asked for.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+/// Days the throwaway certificates are valid.
+const CERT_DAYS: u32 = 2;
+
+/// What one run measured.
+pub(crate) struct HubFigures {
+    /// Serials uploaded.
+    pub serials: u64,
+    /// The markets of the batch.
+    pub markets: Vec<MarketCode>,
+    /// Bytes of the upload body.
+    pub body_bytes: u64,
+    /// Lines the hub said it received, and rejected.
+    pub received: u64,
+    pub rejected: u64,
+    /// Seconds from the first byte of the upload to its 202.
+    pub accepted_s: f64,
+    /// Seconds from the first byte of the upload to DISTRIBUTED in every market.
+    pub distributed_s: f64,
+    /// Status requests until DISTRIBUTED.
+    pub polls: u64,
+    /// Resident memory (KiB) just before the upload, and the peak before it.
+    pub rss_before_kib: u64,
+    pub hwm_before_kib: u64,
+    /// Whether the peak was reset to the current RSS before the upload (`/proc/self/clear_refs`),
+    /// so that the later peaks belong to the upload alone and not to the setup.
+    pub hwm_reset: bool,
+    /// The peak (KiB) at the 202, and at DISTRIBUTED.
+    pub hwm_accepted_kib: u64,
+    pub hwm_distributed_kib: u64,
+    /// Anonymous resident memory (KiB, the heap) before the upload, and its peak sampled every
+    /// 10 ms until DISTRIBUTED.
+    pub anon_before_kib: u64,
+    pub anon_peak_kib: u64,
+    /// Packs each national system holds at the end.
+    pub packs: Vec<(MarketCode, u64)>,
+}
+
+impl HubFigures {
+    fn rate(&self, seconds: f64) -> f64 {
+        self.serials as f64 / seconds
+    }
+
+    /// How much the peak rose over the resident memory at the start of the upload.
+    fn peak_growth_kib(&self) -> u64 {
+        let base = if self.hwm_reset { self.rss_before_kib } else { self.hwm_before_kib };
+        self.hwm_distributed_kib.saturating_sub(base)
+    }
+
+    fn print(&self) {
+        let markets = self.markets.iter().map(MarketCode::as_str).collect::<Vec<_>>().join(",");
+        println!(
+            "hub upload: {} serials ({:.1} MiB text/plain, streamed) to {} market(s) {markets}",
+            self.serials,
+            self.body_bytes as f64 / 1048576.0,
+            self.markets.len()
+        );
+        println!(
+            "{:<36} {:>8.2} s  {:>9.0} serials/s",
+            "received and durable (202)",
+            self.accepted_s,
+            self.rate(self.accepted_s)
+        );
+        println!(
+            "{:<36} {:>8.2} s  {:>9.0} serials/s  ({} status polls)",
+            "DISTRIBUTED in every market",
+            self.distributed_s,
+            self.rate(self.distributed_s),
+            self.polls
+        );
+        println!(
+            "{:<36} {:>8.1} MiB before, peak {:.1} MiB at the 202, {:.1} MiB at DISTRIBUTED (+{:.1} MiB{})",
+            "process resident memory",
+            self.rss_before_kib as f64 / 1024.0,
+            self.hwm_accepted_kib as f64 / 1024.0,
+            self.hwm_distributed_kib as f64 / 1024.0,
+            self.peak_growth_kib() as f64 / 1024.0,
+            if self.hwm_reset { "" } else { "; the peak could not be reset, so it may be the setup's" }
+        );
+        println!(
+            "{:<36} {:>8.1} MiB before, peak {:.1} MiB (+{:.1} MiB; the rest of the peak above is mapped database pages)",
+            "  of which anonymous (heap)",
+            self.anon_before_kib as f64 / 1024.0,
+            self.anon_peak_kib as f64 / 1024.0,
+            self.anon_peak_kib.saturating_sub(self.anon_before_kib) as f64 / 1024.0,
+        );
+        for (m, n) in &self.packs {
+            println!("{:<36} {n} packs", format!("national system {m}"));
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "serials": self.serials,
+            "markets": self.markets.iter().map(MarketCode::as_str).collect::<Vec<_>>(),
+            "body_bytes": self.body_bytes, "received": self.received, "rejected": self.rejected,
+            "accepted_s": self.accepted_s, "accepted_per_s": self.rate(self.accepted_s),
+            "distributed_s": self.distributed_s, "distributed_per_s": self.rate(self.distributed_s),
+            "polls": self.polls,
+            "rss_before_kib": self.rss_before_kib, "hwm_before_kib": self.hwm_before_kib,
+            "hwm_reset": self.hwm_reset, "hwm_accepted_kib": self.hwm_accepted_kib,
+            "hwm_distributed_kib": self.hwm_distributed_kib, "peak_growth_kib": self.peak_growth_kib(),
+            "anon_before_kib": self.anon_before_kib, "anon_peak_kib": self.anon_peak_kib,
+            "packs": self.packs.iter().map(|(m, n)| (m.as_str().to_owned(), *n)).collect::<BTreeMap<_, _>>(),
+        })
+    }
+}
+
+/// `openmvs bench hub`.
+pub fn hub(serials: u64, markets: &str) -> anyhow::Result<ExitCode> {
+    let markets = parse_markets(markets)?;
+    super::serve::init_tracing("warn");
+    let f = measure(serials, &markets)?;
+    f.print();
+    println!("{}", f.json());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_markets(markets: &str) -> anyhow::Result<Vec<MarketCode>> {
+    let mut list: Vec<MarketCode> = Vec::new();
+    for m in markets.split(',').map(str::trim) {
+        let code = MarketCode::new(m).map_err(|e| anyhow::anyhow!("--markets: '{m}' {e}"))?;
+        if list.contains(&code) {
+            bail!("--markets: {code} is named twice");
+        }
+        list.push(code);
+    }
+    Ok(list)
+}
+
+/// Runs the whole bench in a fresh temp dir (removed afterwards) and returns its figures.
+pub(crate) fn measure(serials: u64, markets: &[MarketCode]) -> anyhow::Result<HubFigures> {
+    if serials == 0 || serials > MAX_UPLOAD_LINES {
+        bail!("--serials: {serials} is not between 1 and {MAX_UPLOAD_LINES} (the most one upload carries)");
+    }
+    if markets.is_empty() {
+        bail!("--markets: no market");
+    }
+    // Unique per run, so that tests running at once do not share a directory.
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "openmvs-bench-hub-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // The OBP client gets threads of its own, as a separate process would have: on the servers'
+    // runtime its body generation would sit in their queues and be measured as theirs.
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("obp")
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(run(&dir, serials, markets, client_rt.handle().clone()));
+    drop(client_rt);
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The throwaway PKI: server certificate, the hub's client identity and the OBP's.
+struct Pki {
+    ca_der: CertificateDer<'static>,
+    ca_pem: String,
+    crl: rustls_pki_types::CertificateRevocationListDer<'static>,
+    server: Issued,
+    hub: Issued,
+    obp: Issued,
+}
+
+fn pki(dir: &Path) -> anyhow::Result<Pki> {
+    let now = SystemTime::now();
+    let mut ca = CertificateAuthority::create(&dir.join("ca"), "OpenMVS bench CA", now)
+        .context("creating the bench CA")?;
+    let server = ca.issue_server(&["localhost", "127.0.0.1"], CERT_DAYS, now)?;
+    let hub = ca.issue_client(ClientKind::Hub, "hub", CERT_DAYS, now)?;
+    let obp = ca.issue_client(ClientKind::Obp, OBP, CERT_DAYS, now)?;
+    Ok(Pki { ca_der: ca.ca_der(), ca_pem: ca.ca_pem().to_owned(), crl: ca.crl_der(), server, hub, obp })
+}
+
+impl Pki {
+    /// As the demo: every server asks for a client certificate of this CA and checks its CRL.
+    fn tls(&self) -> TlsConfig {
+        TlsConfig {
+            cert_chain: vec![self.server.cert_der()],
+            key: self.server.key_der(),
+            client_ca: Some(vec![self.ca_der.clone()]),
+            crls: vec![self.crl.clone()],
+        }
+    }
+}
+
+/// Everything started, for shutting down in order.
+struct Running {
+    servers: Vec<ServerHandle>,
+    stop: watch::Sender<bool>,
+    relay: tokio::task::JoinHandle<()>,
+    hub_store: Arc<openmvs_store_sqlite::hub::SqliteHubStore>,
+    national_stores: Vec<(MarketCode, Arc<openmvs_store_sqlite::SqliteStore>)>,
+}
+
+impl Running {
+    async fn stop(self) {
+        for s in self.servers {
+            s.shutdown(Duration::from_secs(2)).await;
+        }
+        let _ = self.stop.send(true);
+        let _ = self.relay.await;
+        self.hub_store.close();
+        for (_, s) in self.national_stores {
+            s.close();
+        }
+    }
+}
+
+/// Starts the national systems, then the hub linked to them; returns the hub's address.
+async fn start(
+    dir: &Path,
+    markets: &[MarketCode],
+    pki: &Pki,
+) -> anyhow::Result<(std::net::SocketAddr, Running)> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut servers = Vec::new();
+    let mut national_stores = Vec::new();
+    let mut urls = BTreeMap::new();
+    for m in markets {
+        let data = dir.join(m.as_str());
+        node::claim_market(&data, *m)?;
+        let store = node::open_store(&data, clock.clone(), None)?;
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let national = Arc::new(
+            National::new(dyn_store, clock.clone(), NationalConfig::new(*m), None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        let obs = Arc::new(Observability::new(clock.clone()));
+        obs.set_ready(true);
+        let limiter = Arc::new(Limiter::new(RateLimit { per_second: 1e9, burst: 1e9 }));
+        let router = national_router(NationalState { national, obs, limiter });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let server = serve(listener, router, Some(pki.tls())).map_err(|e| anyhow::anyhow!(e))?;
+        urls.insert(*m, format!("https://127.0.0.1:{}", server.local_addr().port()));
+        servers.push(server);
+        national_stores.push((*m, store));
+    }
+    let hub_dir = dir.join("hub");
+    let key = hub_node::serial_key(&hub_dir)?;
+    let hub_store = hub_node::open_store(&hub_dir, clock.clone(), None)?;
+    let link: Arc<dyn NationalLink> = Arc::new(
+        HttpNationalLink::new(
+            urls,
+            pki.ca_pem.as_bytes(),
+            pki.hub.identity_pem().as_bytes(),
+            NATIONAL_DELIVERY_TIMEOUT,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let dyn_hub_store: Arc<dyn HubStore> = hub_store.clone();
+    let hub = Arc::new(Hub::new(dyn_hub_store, clock.clone(), HubConfig::new(key), Some(link)));
+    let obs = Arc::new(Observability::new(clock));
+    obs.set_ready(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let server = serve(listener, hub_router(HubState { hub: hub.clone(), obs }), Some(pki.tls()))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let addr = server.local_addr();
+    servers.push(server);
+    let (stop, stop_rx) = watch::channel(false);
+    let relay = tokio::spawn(hub.run_relay(stop_rx));
+    Ok((addr, Running { servers, stop, relay, hub_store, national_stores }))
+}
+
+async fn run(
+    dir: &Path,
+    serials: u64,
+    markets: &[MarketCode],
+    client_rt: tokio::runtime::Handle,
+) -> anyhow::Result<HubFigures> {
+    let pki = pki(dir)?;
+    let (addr, running) = start(dir, markets, &pki).await?;
+    let tls = client_tls(&pki)?;
+    let markets_owned = markets.to_vec();
+    let outcome = client_rt
+        .spawn(async move { obp_session(addr, tls, serials, &markets_owned).await })
+        .await
+        .context("the OBP client panicked")
+        .and_then(|r| r);
+    let mut packs = Vec::new();
+    for (m, s) in &running.national_stores {
+        packs.push((*m, s.pack_count().map_err(|e| anyhow::anyhow!("counting the packs of {m}: {e}"))?));
+    }
+    running.stop().await;
+    let mut f = outcome?;
+    f.packs = packs;
+    for (m, n) in &f.packs {
+        if *n != serials {
+            bail!("the national system of {m} holds {n} packs, not {serials}");
+        }
+    }
+    Ok(f)
+}
+
+/// The OBP's TLS: trusts the bench CA, presents the OBP certificate.
+fn client_tls(pki: &Pki) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.ca_der.clone())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![pki.obp.cert_der()], pki.obp.key_der())?;
+    Ok(Arc::new(config))
+}
+
+/// A request body: small JSON, or the generated serials.
+type ReqBody = Either<Full<Bytes>, SerialBody>;
+
+/// One keep-alive HTTP/1.1 connection of the OBP to the hub.
+struct ObpConn {
+    sender: SendRequest<ReqBody>,
+    authority: String,
+}
+
+impl ObpConn {
+    async fn open(addr: std::net::SocketAddr, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<ObpConn> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream =
+            tokio_rustls::TlsConnector::from(tls).connect(ServerName::try_from("localhost")?, tcp).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(ObpConn { sender, authority: format!("localhost:{}", addr.port()) })
+    }
+
+    /// Sends one request and reads the whole answer; anything but `expect` is an error.
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: ReqBody,
+        expect: u16,
+    ) -> anyhow::Result<Bytes> {
+        self.sender.ready().await?;
+        let mut req = hyper::Request::builder().method(method).uri(path).header("host", &self.authority);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        let resp = self.sender.send_request(req.body(body)?).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        if status != expect {
+            bail!("{method} {path}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+        }
+        Ok(body)
+    }
+
+    async fn json(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<Bytes> {
+        let body = Either::Left(Full::new(Bytes::from(serde_json::to_vec(body)?)));
+        self.send(method, path, Some("application/json"), body, 200).await
+    }
+}
+
+/// The generated upload: `S` and a zero-padded number per line, made a chunk at a time when the
+/// connection asks for the next one, so the client never holds more than one chunk and the
+/// connection's write buffer (hyper polls the body only when it can write).
+pub(crate) struct SerialBody {
+    next: u64,
+    end: u64,
+}
+
+impl hyper::body::Body for SerialBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.next >= self.end {
+            return Poll::Ready(None);
+        }
+        let stop = (self.next + LINES_PER_CHUNK).min(self.end);
+        let mut buf = BytesMut::with_capacity(((stop - self.next) * LINE_BYTES) as usize);
+        for i in self.next..stop {
+            write_serial(&mut buf, i);
+        }
+        self.next = stop;
+        Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next >= self.end
+    }
+}
+
+/// Appends `S<i, zero-padded>\n`; by hand, because formatting a million numbers with `write!`
+/// would make the client a visible share of a two-core bench.
+fn write_serial(buf: &mut BytesMut, mut i: u64) {
+    let mut digits = [b'0'; SERIAL_DIGITS];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (i % 10) as u8;
+        i /= 10;
+    }
+    buf.put_u8(b'S');
+    buf.put_slice(&digits);
+    buf.put_u8(b'\n');
+}
+
+/// The OBP's side: master data, the upload, the polls until DISTRIBUTED.
+async fn obp_session(
+    addr: std::net::SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    serials: u64,
+    markets: &[MarketCode],
+) -> anyhow::Result<HubFigures> {
+    let mut conn = ObpConn::open(addr, tls).await?;
+    let product = ProductRequest {
+        scheme: Some("GTIN".into()),
+        name: Some("Benchomab 10 mg tablets".into()),
+        common_name: Some("benchomab".into()),
+        form: Some("TABLET".into()),
+        strength: Some("10 mg".into()),
+        pack_type: Some("BOX".into()),
+        pack_size: Some("30".into()),
+        markets: Some(
+            markets
+                .iter()
+                .map(|m| ProductMarket {
+                    market: Some(m.as_str().to_owned()),
+                    national_code: Some(format!("{m}-BENCH1")),
+                    mah: Some(Mah {
+                        name: Some("Bench Pharma".into()),
+                        address: Some("1 Bench Street".into()),
+                    }),
+                    wholesalers: vec![WholesalerEntry {
+                        id: Some(format!("{m}-WH-0001")),
+                        name: Some("Bench Wholesale".into()),
+                    }],
+                })
+                .collect(),
+        ),
+    };
+    conn.json("PUT", &format!("/v1/products/{GTIN}"), &product).await?;
+    let batch = BatchRequest { expiry: EXPIRY.into(), markets: None };
+    conn.json("PUT", &format!("/v1/products/{GTIN}/batches/{BATCH}"), &batch).await?;
+
+    let (rss_before_kib, hwm_before_kib) = (proc_status("VmRSS")?, proc_status("VmHWM")?);
+    let hwm_reset = reset_peak();
+    // VmHWM counts the stores' memory-mapped database pages too; anonymous memory (the heap) is
+    // what a buffered upload would grow, and the kernel keeps no peak of it, so it is sampled.
+    let sampling = Arc::new(AtomicU64::new(proc_status("RssAnon").unwrap_or(0)));
+    let sampler = {
+        let peak = sampling.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(kib) = proc_status("RssAnon") {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let anon_before_kib = sampling.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let body = Either::Right(SerialBody { next: 0, end: serials });
+    let answer = conn
+        .send("POST", &format!("/v1/products/{GTIN}/batches/{BATCH}/packs"), Some("text/plain"), body, 202)
+        .await?;
+    let accepted_s = started.elapsed().as_secs_f64();
+    let hwm_accepted_kib = proc_status("VmHWM")?;
+    let accepted: UploadAcceptedBody = serde_json::from_slice(&answer)?;
+
+    // Generous: the bench is meant to find slowness, not to fail on it.
+    let deadline = started + Duration::from_secs(120) + Duration::from_millis(serials / 2);
+    let mut polls = 0u64;
+    let status = loop {
+        let path = format!("/v1/uploads/{}", accepted.upload_id);
+        let body = conn.send("GET", &path, None, Either::Left(Full::new(Bytes::new())), 200).await?;
+        polls += 1;
+        let s: UploadStatusBody = serde_json::from_slice(&body)?;
+        if s.status == "FAILED" {
+            bail!("upload {} failed", s.upload_id);
+        }
+        let everywhere =
+            markets.iter().all(|m| s.markets.get(m.as_str()).is_some_and(|d| d == "DISTRIBUTED"));
+        if s.status == "DISTRIBUTED" && everywhere {
+            break s;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "upload {} is still {} after {:.0} s: {:?}",
+                s.upload_id,
+                s.status,
+                started.elapsed().as_secs_f64(),
+                s.markets
+            );
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    };
+    let distributed_s = started.elapsed().as_secs_f64();
+    sampler.abort();
+    Ok(HubFigures {
+        serials,
+        markets: markets.to_vec(),
+        body_bytes: serials * LINE_BYTES,
+        received: status.received,
+        rejected: status.rejected_count,
+        accepted_s,
+        distributed_s,
+        polls,
+        rss_before_kib,
+        hwm_before_kib,
+        hwm_reset,
+        hwm_accepted_kib,
+        hwm_distributed_kib: proc_status("VmHWM")?,
+        anon_before_kib,
+        anon_peak_kib: sampling.load(Ordering::Relaxed).max(proc_status("RssAnon").unwrap_or(0)),
+        packs: Vec::new(),
+    })
+}
+
+/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`), in KiB.
+fn proc_status(field: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok()
+        })
+        .with_context(|| format!("no {field} in /proc/self/status"))
+}
+
+/// Resets the process's peak resident memory to its current one (Linux 4.0 and later), so that
+/// the peak read later is the upload's rather than the setup's; `false` where that is refused.
+fn reset_peak() -> bool {
+    std::fs::write(PathBuf::from("/proc/self/clear_refs"), "5").is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_body_yields_every_line_in_order_a_chunk_at_a_time() {
+        let mut body = SerialBody { next: 0, end: LINES_PER_CHUNK + 3 };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let bytes = rt.block_on(async {
+            let mut out = Vec::new();
+            let mut frames = 0;
+            while let Some(f) = body.frame().await {
+                out.extend_from_slice(&f.unwrap().into_data().unwrap());
+                frames += 1;
+            }
+            assert_eq!(frames, 2);
+            out
+        });
+        let text = String::from_utf8(bytes).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len() as u64, LINES_PER_CHUNK + 3);
+        assert_eq!(lines[0], "S000000000000");
+        assert_eq!(lines[4098], "S000000004098");
+    }
+
+    /// The whole harness on a few thousand serials, so that it cannot rot unnoticed.
+    #[test]
+    fn bench_hub_smoke_uploads_and_distributes_a_few_thousand_serials() {
+        let n = 3000;
+        let f = measure(n, &parse_markets("DE").unwrap()).unwrap();
+        assert_eq!((f.received, f.rejected), (n, 0));
+        assert!(f.accepted_s > 0.0 && f.distributed_s >= f.accepted_s, "{:?}", f.json());
+        assert!(f.rate(f.accepted_s) > 0.0 && f.rate(f.distributed_s) > 0.0);
+        assert!(f.rss_before_kib > 0 && f.hwm_distributed_kib > 0 && f.anon_peak_kib > 0);
+        assert_eq!(f.packs, vec![(MarketCode::new("DE").unwrap(), n)]);
+        assert!(f.json()["distributed_per_s"].as_f64().unwrap() > 0.0);
+    }
+}
