@@ -31,9 +31,10 @@ use openmvs_wire::ReturnCodeCatalogue;
 use openmvs_wire::api::AlertStatusRequest;
 use openmvs_wire::hub::{Delivery, IntermarketRequest};
 use openmvs_wire::obp::{
-    BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, HubErrorBody, PackStateResultBody,
-    PackStatesBody, PackStatesRequest, PacksRequest, ProductAnswer, ProductRequest, RecallAnswer,
-    RecallRequest, RejectedLine, UploadAcceptedBody, UploadStatusBody, WithdrawRequest, WithdrawalAnswer,
+    BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, HubErrorBody, MarketPackStateBody,
+    PackQueryBody, PackStateResultBody, PackStatesBody, PackStatesRequest, PacksRequest, ProductAnswer,
+    ProductRequest, RecallAnswer, RecallRequest, RejectedLine, UploadAcceptedBody, UploadStatusBody,
+    WithdrawRequest, WithdrawalAnswer,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -170,6 +171,7 @@ pub fn hub_router(state: HubState) -> Router {
             post(pack_states).layer(DefaultBodyLimit::max(MAX_PACK_STATES_BODY)),
         )
         .route("/v1/uploads/{upload_id}", get(upload_status))
+        .route("/v1/products/{product_code}/packs/{serial}", get(pack_query))
         .route("/v1/alerts", get(alerts))
         .route("/v1/alerts/{id}", get(alert))
         .route("/v1/alerts/{id}/status", post(alert_status).layer(small))
@@ -429,6 +431,23 @@ async fn pack_states(
                 return_code: r.return_code.as_str().to_owned(),
                 reason: r.reason,
             })
+            .collect(),
+    })
+    .into_response())
+}
+
+async fn pack_query(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path((pc, serial)): Path<(String, String)>,
+) -> Result<Response, HubHttpError> {
+    let a = s.hub.pack(&obp, &pc, &serial).await?;
+    Ok(axum::Json(PackQueryBody {
+        batch: a.batch,
+        markets: a
+            .markets
+            .into_iter()
+            .map(|(m, p)| (m.as_str().to_owned(), MarketPackStateBody { state: p.state, reasons: p.reasons }))
             .collect(),
     })
     .into_response())

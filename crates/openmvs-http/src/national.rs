@@ -16,7 +16,7 @@ use openmvs_core::return_code::ReturnCode;
 use openmvs_national::{Actor, ApiError, National};
 use openmvs_wire::ReturnCodeCatalogue;
 use openmvs_wire::api::{AlertStatusRequest, BulkRequest, OAuthError, PackRequest};
-use openmvs_wire::hub::{Delivery, IntermarketRequest};
+use openmvs_wire::hub::{Delivery, IntermarketRequest, PackQuery, PackQueryAnswer};
 use serde::de::DeserializeOwned;
 
 use crate::error::HttpError;
@@ -140,6 +140,7 @@ pub fn national_router(state: NationalState) -> Router {
         .route("/health/ready", get(ready))
         .route("/internal/v1/messages", post(hub_messages).layer(DefaultBodyLimit::max(MAX_DELIVERY_BODY)))
         .route("/internal/v1/intermarket", post(hub_intermarket).layer(small))
+        .route("/internal/v1/pack-query", post(hub_pack_query).layer(small))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -400,6 +401,19 @@ async fn hub_intermarket(
     let response = s.national.intermarket(&req).await?;
     let market = response.as_ref().map(|_| s.national.market().to_string());
     Ok(axum::Json(openmvs_wire::hub::IntermarketAnswer { market, response }).into_response())
+}
+
+async fn hub_pack_query(
+    State(s): State<NationalState>,
+    _hub: Hub,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HttpError> {
+    let q: PackQuery = body_json(body).await?;
+    let pc = openmvs_national::request::product_code("", Some(&q.scheme), Some(&q.product_code))?;
+    let serial = openmvs_core::ids::Serial::new(&q.serial)
+        .map_err(|e| ApiError::field("serial", format!("'{}' {e}", q.serial)))?;
+    let pack = s.national.pack_state(&pc, &serial).await?;
+    Ok(axum::Json(PackQueryAnswer { market: s.national.market().to_string(), pack }).into_response())
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The hub's link to the national systems: each delivery is POSTed to the market's
 //! `/internal/v1/messages` over mutual TLS, presenting the hub's client certificate
 //! (`hub.openmvs`), which is the one identity the national systems accept on that route; and
-//! [`HttpNationalQueries`], which asks a market's `/internal/v1/intermarket` the same way and
-//! waits for the answer within the inter-market budget.
+//! [`HttpNationalQueries`], which asks a market's `/internal/v1/intermarket` (and its
+//! `/internal/v1/pack-query`) the same way and waits for the answer within the inter-market budget.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +10,11 @@ use std::time::Duration;
 use openmvs_core::ids::MarketCode;
 use openmvs_hub::{NationalLink, NationalQueries};
 use openmvs_store::BoxFuture;
-use openmvs_wire::hub::{Delivery, DeliveryAck, IntermarketAnswer, IntermarketRequest};
+use openmvs_wire::hub::{
+    Delivery, DeliveryAck, IntermarketAnswer, IntermarketRequest, PackQuery, PackQueryAnswer,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// How long one delivery may take before the relay retries it: long enough for a full delivery
 /// of serial chunks to be committed, short enough that a hanging market holds up the relay only
@@ -123,31 +127,56 @@ impl HttpNationalQueries {
     }
 }
 
+impl HttpNationalQueries {
+    /// POSTs `body` to `path` of `market`'s national system and reads the JSON answer, within the
+    /// timeout.
+    async fn ask<B: Serialize, A: DeserializeOwned>(
+        &self,
+        market: MarketCode,
+        path: &str,
+        body: &B,
+    ) -> Result<A, String> {
+        let Some(base) = self.markets.get(&market) else {
+            return Err(format!("no national system is configured for {market}"));
+        };
+        let url = format!("{base}{path}");
+        let resp = self
+            .client
+            .post(&url)
+            .json(body)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(format!("{url}: HTTP {status}: {}", text.chars().take(300).collect::<String>()));
+        }
+        resp.json().await.map_err(|e| format!("{url}: {e}"))
+    }
+}
+
 impl NationalQueries for HttpNationalQueries {
     fn intermarket(
         &self,
         market: MarketCode,
         req: IntermarketRequest,
     ) -> BoxFuture<'_, Result<IntermarketAnswer, String>> {
+        Box::pin(async move { self.ask(market, "/internal/v1/intermarket", &req).await })
+    }
+
+    fn pack_state(
+        &self,
+        market: MarketCode,
+        query: PackQuery,
+    ) -> BoxFuture<'_, Result<PackQueryAnswer, String>> {
         Box::pin(async move {
-            let Some(base) = self.markets.get(&market) else {
-                return Err(format!("no national system is configured for {market}"));
-            };
-            let url = format!("{base}/internal/v1/intermarket");
-            let resp = self
-                .client
-                .post(&url)
-                .json(&req)
-                .timeout(self.timeout)
-                .send()
-                .await
-                .map_err(|e| format!("{url}: {e}"))?;
-            let status = resp.status();
-            if !status.is_success() {
-                let text = resp.text().await.unwrap_or_default();
-                return Err(format!("{url}: HTTP {status}: {}", text.chars().take(300).collect::<String>()));
+            let answer: PackQueryAnswer = self.ask(market, "/internal/v1/pack-query", &query).await?;
+            if answer.market != market.as_str() {
+                return Err(format!("asked {market}, answered by '{}'", answer.market));
             }
-            resp.json().await.map_err(|e| format!("{url}: {e}"))
+            Ok(answer)
         })
     }
 }

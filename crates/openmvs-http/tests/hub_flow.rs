@@ -28,8 +28,8 @@ use openmvs_hub::{CallbackSender, Hub, HubConfig, NationalLink, NationalQueries,
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_pki::{CertificateAuthority, ClientKind, Issued};
-use openmvs_store::Store;
 use openmvs_store::hub::HubStore;
+use openmvs_store::{PackStore, Store};
 use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 use serde_json::{Value, json};
@@ -169,6 +169,10 @@ struct World {
     acme: Issued,
     de_identity: Issued,
     hub_identity: Issued,
+    /// The server certificate every server presents.
+    server: Issued,
+    /// FR's HTTPS server, apart so that a test can stop and start it; `None` while stopped.
+    fr_server: Option<ServerHandle>,
     callback_url: String,
     received: Received,
     stop: watch::Sender<bool>,
@@ -231,6 +235,7 @@ impl World {
             servers.push(s);
             nats.push(Nat { national, url, store });
         }
+        let fr_server = servers.pop();
 
         // The OBP's callback endpoint, over HTTPS with a certificate of the same CA.
         let received: Received = Arc::default();
@@ -305,6 +310,8 @@ impl World {
             acme,
             de_identity,
             hub_identity,
+            server,
+            fr_server,
             callback_url,
             received,
             stop,
@@ -317,6 +324,27 @@ impl World {
     /// Uploads `pc` for `markets` through the OBP API, batch [`BATCH`] with [`SERIALS`], and waits
     /// until every market has it.
     async fn upload(&self, pc: &str, name: &str, markets: &[&str]) {
+        let id = self.start_upload(pc, name, markets).await;
+        let deadline = Instant::now() + TRAVEL;
+        loop {
+            let s = self.upload_status(&id).await;
+            if s["status"] == "DISTRIBUTED" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not distributed: {s}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The upload's status at the hub.
+    async fn upload_status(&self, id: &str) -> Value {
+        let r = self.obp.get(format!("{}/v1/uploads/{id}", self.hub_url)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Puts `pc` for `markets` and batch [`BATCH`], and uploads [`SERIALS`]; returns the upload id.
+    async fn start_upload(&self, pc: &str, name: &str, markets: &[&str]) -> String {
         let hub = &self.hub_url;
         let r = self
             .obp
@@ -342,17 +370,42 @@ impl World {
             .await
             .unwrap();
         assert_eq!(r.status(), 202);
-        let id = r.json::<Value>().await.unwrap()["upload_id"].as_str().unwrap().to_owned();
+        r.json::<Value>().await.unwrap()["upload_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Stops FR's HTTPS server (its store and service stay) and returns where it listened.
+    async fn stop_fr(&mut self) -> std::net::SocketAddr {
+        let s = self.fr_server.take().expect("FR's server is running");
+        let addr = s.local_addr();
+        s.shutdown(Duration::from_secs(1)).await;
+        addr
+    }
+
+    /// Starts FR's HTTPS server again at `addr` over the same store and service, so the hub's
+    /// links reach it at the URL they know.
+    async fn start_fr(&mut self, addr: std::net::SocketAddr) {
         let deadline = Instant::now() + TRAVEL;
-        loop {
-            let s: Value =
-                self.obp.get(format!("{hub}/v1/uploads/{id}")).send().await.unwrap().json().await.unwrap();
-            if s["status"] == "DISTRIBUTED" {
-                return;
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot bind {addr} again: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
-            assert!(Instant::now() < deadline, "not distributed: {s}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let obs = Arc::new(Observability::new(clock));
+        obs.set_ready(true);
+        let limiter = Arc::new(Limiter::new(RateLimit::default()));
+        let router = national_router(NationalState { national: self.fr.national.clone(), obs, limiter });
+        self.fr_server = Some(serve(listener, router, Some(tls(&self.server, &self.ca))).unwrap());
+    }
+
+    /// The OBP's pack query at the hub: status and body.
+    async fn pack_query(&self, client: &reqwest::Client, pc: &str, serial: &str) -> (u16, Value) {
+        let r = client.get(format!("{}/v1/products/{pc}/packs/{serial}", self.hub_url)).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
     }
 
     /// A new user of `nat` with a token.
@@ -387,7 +440,7 @@ impl World {
         for t in self.tasks {
             let _ = t.await;
         }
-        for s in self.servers {
+        for s in self.servers.into_iter().chain(self.fr_server) {
             s.shutdown(Duration::from_secs(1)).await;
         }
         drop(self.hub);
@@ -623,5 +676,120 @@ async fn an_obp_stolen_report_makes_a_verify_in_de_report_stolen() {
     let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
     let seen = de.await_state(BOTH, SERIALS[2], "STOLEN").await;
     assert_eq!(seen["pack"]["state"], "STOLEN", "{seen}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_obp_pack_query_shows_a_supply_in_de_in_both_markets_and_hides_it_from_other_obps() {
+    let mut w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    let (status, fresh) = w.pack_query(&w.obp, BOTH, SERIALS[0]).await;
+    assert_eq!(status, 200, "{fresh}");
+    let active = json!({"state": "ACTIVE", "reasons": []});
+    assert_eq!(fresh, json!({"batch": BATCH, "markets": {"DE": active, "FR": active}}));
+
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let supplied = de.call("supply", "de-supply-q1", BOTH, SERIALS[0]).await;
+    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
+    let deadline = Instant::now() + TRAVEL;
+    let answer = loop {
+        let (status, answer) = w.pack_query(&w.obp, BOTH, SERIALS[0]).await;
+        assert_eq!(status, 200, "{answer}");
+        if answer["markets"]["FR"]["state"] == "SUPPLIED" || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let supplied = json!({"state": "SUPPLIED", "reasons": []});
+    assert_eq!(answer, json!({"batch": BATCH, "markets": {"DE": supplied, "FR": supplied}}));
+
+    // Another OBP learns nothing, not even that the product exists; an unknown serial is 404.
+    let other = w.ca.issue_client(ClientKind::Obp, "other-pharma", 30, SystemTime::now()).unwrap();
+    let (status, body) = w.pack_query(&https(&w.ca, Some(&other)), BOTH, SERIALS[0]).await;
+    assert_eq!((status, body["details"][0]["field"].as_str()), (404, Some("product_code")), "{body}");
+    let (status, body) = w.pack_query(&w.obp, BOTH, "NEVERUPLOADED9").await;
+    assert_eq!((status, body["details"][0]["field"].as_str()), (404, Some("serial")), "{body}");
+    let (status, body) = w.pack_query(&w.obp, "09501101530027", SERIALS[0]).await;
+    assert_eq!(status, 404, "{body}");
+
+    // A market that cannot be reached shows as such; the others still answer.
+    let fr_addr = w.stop_fr().await;
+    let (status, answer) = w.pack_query(&w.obp, BOTH, SERIALS[0]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["batch"], BATCH);
+    assert_eq!(answer["markets"]["DE"], supplied);
+    assert_eq!(answer["markets"]["FR"], json!({"state": "UNKNOWN", "reasons": ["UNREACHABLE"]}));
+    w.start_fr(fr_addr).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_sent_while_fr_is_down_arrives_exactly_once_when_it_is_back() {
+    let mut w = World::start().await;
+    let r = w
+        .obp
+        .put(format!("{}/v1/callback", w.hub_url))
+        .json(&json!({"url": w.callback_url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let fr_addr = w.stop_fr().await;
+
+    // While FR is down: an upload for DE and FR, a supply in DE, an alert in DE.
+    let upload = w.start_upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    let deadline = Instant::now() + TRAVEL;
+    while w.upload_status(&upload).await["markets"]["DE"] != "DISTRIBUTED" {
+        assert!(Instant::now() < deadline, "DE never got the upload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let supplied = de.call("supply", "de-supply-out-1", BOTH, SERIALS[3]).await;
+    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
+    let alert = de.call("verify", "de-unknown-out-1", BOTH, "NEVERUPLOADED3").await;
+    assert_eq!(alert["alert"]["code"], "A3", "{alert}");
+    let deadline = Instant::now() + TRAVEL;
+    while w.obp_alerts().await["alerts"].as_array().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the alert never reached the hub");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = w.upload_status(&upload).await;
+    assert_eq!(status["markets"]["FR"], "PENDING", "{status}");
+    assert_ne!(status["status"], "DISTRIBUTED", "{status}");
+    assert_eq!(w.fr.store.pack_count().unwrap(), 0);
+
+    // FR is back at the same address: the hub's relay retries after its backoff (at most 16 s
+    // for an outage this short, on the system clock).
+    w.start_fr(fr_addr).await;
+    let fr = w.user(&w.fr, Role::Pharmacy, "FR-PH-1").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = w.upload_status(&upload).await;
+        if s["status"] == "DISTRIBUTED" {
+            assert_eq!(s["markets"], json!({"DE": "DISTRIBUTED", "FR": "DISTRIBUTED"}), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "FR never got the upload: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = fr.await_state(BOTH, SERIALS[3], "SUPPLIED").await;
+    assert_eq!(seen["pack"]["state"], "SUPPLIED", "the supply in DE never reached FR: {seen}");
+    // Let further relay rounds run: nothing may arrive twice.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(w.fr.store.pack_count().unwrap(), SERIALS.len() as u64);
+    assert_eq!(w.de.store.pack_count().unwrap(), SERIALS.len() as u64);
+    let other = fr.call("verify", "fr-verify-out-2", BOTH, SERIALS[4]).await;
+    assert_eq!(other["pack"]["state"], "ACTIVE", "{other}");
+    let list = w.obp_alerts().await;
+    let alerts = list["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{list}");
+    assert_eq!((alerts[0]["code"].as_str(), alerts[0]["market"].as_str()), (Some("A3"), Some("DE")));
+    let received = w.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let event: Value = serde_json::from_str(&received[0].1).unwrap();
+    assert_eq!(event["alert"]["id"], alerts[0]["id"]);
+    // FR raised no alert of its own from the redelivered messages.
+    let nmvo = w.user(&w.fr, Role::Nmvo, "FR-NMVO").await;
+    assert_eq!(nmvo.get("/v1/alerts").await["alerts"], json!([]));
     w.stop().await;
 }

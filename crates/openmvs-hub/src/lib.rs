@@ -16,6 +16,7 @@ mod digest;
 mod error;
 mod inbound;
 mod intermarket;
+mod pack_query;
 mod pack_states;
 mod relay;
 mod uploads;
@@ -30,7 +31,10 @@ use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::BoxFuture;
 use openmvs_store::OutboxMessage;
 use openmvs_store::hub::{HUB_AUDIT_MARKET, HubProductRecord, HubStore, HubUnitOfWork, ObpRecord};
-use openmvs_wire::hub::{Delivery, DeliveryAck, Envelope, IntermarketAnswer, IntermarketRequest, Message};
+use openmvs_wire::hub::{
+    Delivery, DeliveryAck, Envelope, IntermarketAnswer, IntermarketRequest, Message, PackQuery,
+    PackQueryAnswer,
+};
 use tokio::sync::{Mutex, Notify};
 
 pub use alerts::{DEFAULT_ALERT_LIMIT, MAX_ALERT_LIMIT};
@@ -38,6 +42,7 @@ pub use callback::{CallbackAnswer, CallbackSender, MAX_CALLBACK_URL, SIGNATURE_H
 pub use catalog::{BatchAnswer, ProductAnswer, RecallAnswer, WithdrawalAnswer};
 pub use digest::{hmac_sha256, serial_digest};
 pub use error::HubError;
+pub use pack_query::{MarketPackState, NOT_DISTRIBUTED, PackAnswer, UNKNOWN_STATE, UNREACHABLE};
 pub use pack_states::{MAX_PACK_STATE_SERIALS, PackStateResult, PackStatesAnswer};
 pub use relay::{MAX_BACKOFF, backoff};
 pub use uploads::{IterLines, LineSource, UploadAccepted, UploadView};
@@ -121,6 +126,15 @@ pub trait NationalQueries: Send + Sync {
         market: MarketCode,
         req: IntermarketRequest,
     ) -> BoxFuture<'_, Result<IntermarketAnswer, String>>;
+
+    /// Asks the national system of `market` where one pack stands there (`National::pack_state`),
+    /// read-only, for the owning OBP's pack query. `pack: null` when `market` does not hold it.
+    /// An error means no answer came (unreachable, refused, timed out).
+    fn pack_state(
+        &self,
+        market: MarketCode,
+        query: PackQuery,
+    ) -> BoxFuture<'_, Result<PackQueryAnswer, String>>;
 }
 
 /// The European Hub.

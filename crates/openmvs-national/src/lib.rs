@@ -15,6 +15,7 @@ mod error;
 pub mod hub;
 mod ids;
 mod packs;
+mod query;
 pub mod request;
 
 use std::sync::Arc;

@@ -217,3 +217,38 @@ pub struct IntermarketAnswer {
     /// Its answer, when one was found.
     pub response: Option<crate::api::PackResponse>,
 }
+
+/// The hub's question to a national system about one pack, for the owning OBP's pack query
+/// (`POST /internal/v1/pack-query`). Read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackQuery {
+    /// `GTIN` or `PPN`.
+    pub scheme: String,
+    /// Product code.
+    pub product_code: String,
+    /// Serial.
+    pub serial: String,
+}
+
+/// A pack as one national system holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackStateView {
+    /// The batch the pack was uploaded in.
+    pub batch: String,
+    /// Its state, e.g. `ACTIVE` or `SUPPLIED`.
+    pub state: String,
+    /// Why it cannot be dispensed: any of `WITHDRAWN`, `RECALLED`, `EXPIRED`.
+    pub reasons: Vec<String>,
+}
+
+/// A national system's answer to a [`PackQuery`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackQueryAnswer {
+    /// The market that answers.
+    pub market: String,
+    /// The pack; null when this market does not hold it.
+    pub pack: Option<PackStateView>,
+}

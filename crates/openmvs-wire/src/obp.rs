@@ -303,3 +303,22 @@ pub struct PackStatesBody {
     /// One per serial, in request order.
     pub results: Vec<PackStateResultBody>,
 }
+
+/// Where a pack stands in one market, in the OBP's pack query.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct MarketPackStateBody {
+    /// `ACTIVE`, `SUPPLIED`, ..., or `UNKNOWN` when the market did not answer (or does not hold
+    /// the pack yet).
+    pub state: String,
+    /// `WITHDRAWN`, `RECALLED`, `EXPIRED`; for `UNKNOWN`, `UNREACHABLE` or `NOT_DISTRIBUTED`.
+    pub reasons: Vec<String>,
+}
+
+/// The answer to `GET /v1/products/{product_code}/packs/{serial}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PackQueryBody {
+    /// The pack's batch; null when no market that answered holds the pack.
+    pub batch: Option<String>,
+    /// Each target market by market code.
+    pub markets: BTreeMap<String, MarketPackStateBody>,
+}

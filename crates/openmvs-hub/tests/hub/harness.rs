@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::ids::{Location, MarketCode, ProductCode, Scheme, Serial};
 use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
 use openmvs_core::pack::{Command, Operation};
 use openmvs_core::roles::Role;
@@ -23,7 +23,9 @@ use openmvs_store::BoxFuture;
 use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 use openmvs_wire::api::{PackRequest, PackResponse};
-use openmvs_wire::hub::{Delivery, DeliveryAck, IntermarketAnswer, IntermarketRequest, Message};
+use openmvs_wire::hub::{
+    Delivery, DeliveryAck, IntermarketAnswer, IntermarketRequest, Message, PackQuery, PackQueryAnswer,
+};
 
 /// The product of most tests.
 pub const GTIN: &str = "09501101530003";
@@ -188,6 +190,25 @@ impl NationalQueries for TestQueries {
                 self.nationals.get(&market).ok_or_else(|| format!("no national system {market}"))?;
             let response = national.intermarket(&req).await.map_err(|e| e.to_string())?;
             Ok(IntermarketAnswer { market: response.as_ref().map(|_| market.to_string()), response })
+        })
+    }
+    fn pack_state(
+        &self,
+        market: MarketCode,
+        query: PackQuery,
+    ) -> BoxFuture<'_, Result<PackQueryAnswer, String>> {
+        Box::pin(async move {
+            self.asked.lock().unwrap().push(market);
+            let national =
+                self.nationals.get(&market).ok_or_else(|| format!("no national system {market}"))?;
+            let pc = ProductCode::new(
+                Scheme::parse(&query.scheme).map_err(|e| e.to_string())?,
+                &query.product_code,
+            )
+            .map_err(|e| e.to_string())?;
+            let serial = Serial::new(&query.serial).map_err(|e| e.to_string())?;
+            let pack = national.pack_state(&pc, &serial).await.map_err(|e| e.to_string())?;
+            Ok(PackQueryAnswer { market: market.to_string(), pack })
         })
     }
 }

@@ -342,6 +342,14 @@ impl openmvs_hub::NationalQueries for Silent {
     ) -> openmvs_store::BoxFuture<'_, Result<openmvs_wire::hub::IntermarketAnswer, String>> {
         Box::pin(std::future::pending())
     }
+
+    fn pack_state(
+        &self,
+        _market: openmvs_core::ids::MarketCode,
+        _query: openmvs_wire::hub::PackQuery,
+    ) -> openmvs_store::BoxFuture<'_, Result<openmvs_wire::hub::PackQueryAnswer, String>> {
+        Box::pin(std::future::pending())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,4 +375,47 @@ async fn a_market_that_holds_the_product_but_does_not_answer_in_budget_makes_the
     };
     let e = hub.intermarket(req).await.unwrap_err();
     assert_eq!((e.code, e.http_status()), (ReturnCode::Unavailable, 503));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_obp_pack_query_asks_each_market_and_shows_one_that_does_not_answer_as_unreachable() {
+    let w = world().await;
+    w.product_and_batch(&["DE", "FR"]).await;
+    w.upload(vec!["QZX00000001".into(), "QZX00000002".into()]).await;
+    w.relay_all().await;
+    assert_eq!(w.supply("DE", "QZX00000001").await, "NMVS_SUCCESS");
+    w.national_relay("DE").await;
+    w.relay_all().await;
+
+    let a = w.hub.pack(OBP, GTIN, "QZX00000001").await.unwrap();
+    assert_eq!(a.batch.as_deref(), Some(BATCH));
+    let states: Vec<(String, String)> =
+        a.markets.iter().map(|(m, p)| (m.to_string(), p.state.clone())).collect();
+    assert_eq!(states, [("DE".into(), "SUPPLIED".into()), ("FR".into(), "SUPPLIED".into())]);
+    assert!(a.markets.values().all(|p| p.reasons.is_empty()));
+
+    // Another OBP's product is not revealed; a serial never uploaded is unknown; garbage is 400.
+    let e = w.hub.pack(OTHER_OBP, GTIN, "QZX00000001").await.unwrap_err();
+    assert_eq!((e.http_status(), e.details[0].field.as_str()), (404, "product_code"));
+    let e = w.hub.pack(OBP, GTIN, "QZX00000009").await.unwrap_err();
+    assert_eq!((e.http_status(), e.details[0].field.as_str()), (404, "serial"));
+    let e = w.hub.pack(OBP, GTIN, "bad serial").await.unwrap_err();
+    assert_eq!((e.http_status(), e.details[0].field.as_str()), (400, "serial"));
+
+    // No market answers within the budget: each shows UNKNOWN/UNREACHABLE, in time.
+    let mut config = w.hub.config().clone();
+    config.intermarket_budget = Duration::from_millis(50);
+    let clock: std::sync::Arc<dyn openmvs_core::time::Clock> = w.clock.clone();
+    let hub = Hub::new(w.hub_store.clone(), clock, config, None).with_queries(std::sync::Arc::new(Silent));
+    let started = std::time::Instant::now();
+    let a = hub.pack(OBP, GTIN, "QZX00000002").await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "the markets were asked one after another");
+    assert_eq!(a.batch, None);
+    assert_eq!(a.markets.len(), 2);
+    for p in a.markets.values() {
+        assert_eq!(
+            (p.state.as_str(), p.reasons.as_slice()),
+            ("UNKNOWN", ["UNREACHABLE".to_owned()].as_slice())
+        );
+    }
 }
