@@ -90,6 +90,15 @@ pub enum BenchCommand {
         #[arg(long, default_value = "DE")]
         markets: String,
     },
+    /// The hub and the national systems DE and FR in this process, wired over mutual TLS as the
+    /// demo wires them, with a product sold only in FR uploaded through the OBP API: verify
+    /// latency of one FR pharmacy verifying FR packs, and of one DE pharmacy verifying the same
+    /// packs inter-market through the hub (fmd-rules §4.10); sequential, keep-alive.
+    Intermarket {
+        /// Measured requests per leg (after 100 warm-up requests).
+        #[arg(long, default_value_t = 2000)]
+        requests: u64,
+    },
 }
 
 /// `openmvs serve ...`.

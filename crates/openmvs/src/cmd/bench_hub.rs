@@ -23,14 +23,16 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use openmvs_core::ids::MarketCode;
 use openmvs_core::time::Clock;
+use openmvs_http::callback::{CALLBACK_TIMEOUT, HttpCallbackSender};
+use openmvs_http::hub_client::HttpHubLink;
 use openmvs_http::limit::{Limiter, RateLimit};
-use openmvs_http::national_link::{HttpNationalLink, NATIONAL_DELIVERY_TIMEOUT};
+use openmvs_http::national_link::{HttpNationalLink, HttpNationalQueries, NATIONAL_DELIVERY_TIMEOUT};
 use openmvs_http::{
     HubState, NationalState, Observability, ServerHandle, TlsConfig, hub_router, national_router, serve,
 };
-use openmvs_hub::{Hub, HubConfig, MAX_UPLOAD_LINES, NationalLink};
+use openmvs_hub::{CallbackSender, Hub, HubConfig, MAX_UPLOAD_LINES, NationalLink, NationalQueries};
 use openmvs_national::clock::SystemClock;
-use openmvs_national::{National, NationalConfig};
+use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_pki::{CertificateAuthority, ClientKind, Issued};
 use openmvs_store::hub::HubStore;
 use openmvs_store::{PackStore, Store};
@@ -44,9 +46,9 @@ use tokio::sync::watch;
 
 use crate::{hub_node, node};
 
-const GTIN: &str = "09501101530003";
-const BATCH: &str = "BENCHHUB1";
-const EXPIRY: &str = "301231";
+pub(super) const GTIN: &str = "09501101530003";
+pub(super) const BATCH: &str = "BENCHHUB1";
+pub(super) const EXPIRY: &str = "301231";
 /// The OBP the bench uploads as (its client certificate names `bench-obp.obp.openmvs`).
 const OBP: &str = "bench-obp";
 /// Digits of the serial number after the `S`: enough for the largest upload the hub takes.
@@ -59,6 +61,20 @@ const LINES_PER_CHUNK: u64 = 4096;
 const POLL_EVERY: Duration = Duration::from_millis(50);
 /// Days the throwaway certificates are valid.
 const CERT_DAYS: u32 = 2;
+/// As the demo: how long a national system waits for the hub's answer to an inter-market request,
+/// the whole 300 ms of fmd-rules §4.10 (the hub gives the market it asks 250 ms of it).
+pub(super) const INTERMARKET_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// How the national systems and the hub are wired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wiring {
+    /// The hub delivers to the national systems; they have no link back (`bench hub`).
+    DeliveryOnly,
+    /// As `openmvs demo`: each national system also has an `HttpHubLink` to the hub with its own
+    /// `<market>.national.openmvs` certificate and runs its relay and bulk worker; the hub asks
+    /// the national systems inter-market requests (`HttpNationalQueries`) and sends callbacks.
+    Demo,
+}
 
 /// What one run measured.
 pub(crate) struct HubFigures {
@@ -217,24 +233,39 @@ pub(crate) fn measure(serials: u64, markets: &[MarketCode]) -> anyhow::Result<Hu
     result
 }
 
-/// The throwaway PKI: server certificate, the hub's client identity and the OBP's.
-struct Pki {
-    ca_der: CertificateDer<'static>,
+/// The throwaway PKI: server certificate, the hub's client identity, the OBP's, and one per
+/// national system (`<market>.national.openmvs`, as the demo's).
+pub(super) struct Pki {
+    pub(super) ca_der: CertificateDer<'static>,
     ca_pem: String,
     crl: rustls_pki_types::CertificateRevocationListDer<'static>,
     server: Issued,
     hub: Issued,
     obp: Issued,
+    nationals: BTreeMap<MarketCode, Issued>,
 }
 
-fn pki(dir: &Path) -> anyhow::Result<Pki> {
+pub(super) fn pki(dir: &Path, markets: &[MarketCode]) -> anyhow::Result<Pki> {
     let now = SystemTime::now();
     let mut ca = CertificateAuthority::create(&dir.join("ca"), "OpenMVS bench CA", now)
         .context("creating the bench CA")?;
     let server = ca.issue_server(&["localhost", "127.0.0.1"], CERT_DAYS, now)?;
     let hub = ca.issue_client(ClientKind::Hub, "hub", CERT_DAYS, now)?;
     let obp = ca.issue_client(ClientKind::Obp, OBP, CERT_DAYS, now)?;
-    Ok(Pki { ca_der: ca.ca_der(), ca_pem: ca.ca_pem().to_owned(), crl: ca.crl_der(), server, hub, obp })
+    let mut nationals = BTreeMap::new();
+    for m in markets {
+        let id = m.as_str().to_ascii_lowercase();
+        nationals.insert(*m, ca.issue_client(ClientKind::National(m.to_string()), &id, CERT_DAYS, now)?);
+    }
+    Ok(Pki {
+        ca_der: ca.ca_der(),
+        ca_pem: ca.ca_pem().to_owned(),
+        crl: ca.crl_der(),
+        server,
+        hub,
+        obp,
+        nationals,
+    })
 }
 
 impl Pki {
@@ -250,21 +281,25 @@ impl Pki {
 }
 
 /// Everything started, for shutting down in order.
-struct Running {
+pub(super) struct Running {
     servers: Vec<ServerHandle>,
     stop: watch::Sender<bool>,
-    relay: tokio::task::JoinHandle<()>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
     hub_store: Arc<openmvs_store_sqlite::hub::SqliteHubStore>,
     national_stores: Vec<(MarketCode, Arc<openmvs_store_sqlite::SqliteStore>)>,
+    /// Each national system and the address it serves on.
+    pub(super) nationals: BTreeMap<MarketCode, (Arc<National>, std::net::SocketAddr)>,
 }
 
 impl Running {
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         for s in self.servers {
             s.shutdown(Duration::from_secs(2)).await;
         }
         let _ = self.stop.send(true);
-        let _ = self.relay.await;
+        for w in self.workers {
+            let _ = w.await;
+        }
         self.hub_store.close();
         for (_, s) in self.national_stores {
             s.close();
@@ -272,59 +307,112 @@ impl Running {
     }
 }
 
-/// Starts the national systems, then the hub linked to them; returns the hub's address.
-async fn start(
+/// Starts the national systems, then the hub linked to them, wired as `wiring` says; returns the
+/// hub's address.
+pub(super) async fn start(
     dir: &Path,
     markets: &[MarketCode],
     pki: &Pki,
+    wiring: Wiring,
 ) -> anyhow::Result<(std::net::SocketAddr, Running)> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // The hub's port is taken first, so that the national systems can be given its URL.
+    let hub_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hub_url = format!("https://127.0.0.1:{}", hub_listener.local_addr()?.port());
     let mut servers = Vec::new();
     let mut national_stores = Vec::new();
+    let mut nationals = BTreeMap::new();
     let mut urls = BTreeMap::new();
     for m in markets {
         let data = dir.join(m.as_str());
         node::claim_market(&data, *m)?;
         let store = node::open_store(&data, clock.clone(), None)?;
         let dyn_store: Arc<dyn Store> = store.clone();
+        let hub_link: Option<Arc<dyn HubLink>> = match wiring {
+            Wiring::DeliveryOnly => None,
+            Wiring::Demo => {
+                let identity = pki.nationals.get(m).with_context(|| format!("no certificate for {m}"))?;
+                Some(Arc::new(
+                    HttpHubLink::new(
+                        &hub_url,
+                        pki.ca_pem.as_bytes(),
+                        Some(identity.identity_pem().as_bytes()),
+                        INTERMARKET_TIMEOUT,
+                    )
+                    .map_err(|e| anyhow::anyhow!("the hub link of {m}: {e}"))?,
+                ))
+            }
+        };
         let national = Arc::new(
-            National::new(dyn_store, clock.clone(), NationalConfig::new(*m), None)
+            National::new(dyn_store, clock.clone(), NationalConfig::new(*m), hub_link)
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         let obs = Arc::new(Observability::new(clock.clone()));
         obs.set_ready(true);
+        // The bench measures the servers, not the per-client rate limit.
         let limiter = Arc::new(Limiter::new(RateLimit { per_second: 1e9, burst: 1e9 }));
-        let router = national_router(NationalState { national, obs, limiter });
+        let router = national_router(NationalState { national: national.clone(), obs, limiter });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let server = serve(listener, router, Some(pki.tls())).map_err(|e| anyhow::anyhow!(e))?;
-        urls.insert(*m, format!("https://127.0.0.1:{}", server.local_addr().port()));
+        let addr = server.local_addr();
+        urls.insert(*m, format!("https://127.0.0.1:{}", addr.port()));
         servers.push(server);
         national_stores.push((*m, store));
+        nationals.insert(*m, (national, addr));
     }
     let hub_dir = dir.join("hub");
     let key = hub_node::serial_key(&hub_dir)?;
     let hub_store = hub_node::open_store(&hub_dir, clock.clone(), None)?;
+    let hub_identity = pki.hub.identity_pem();
     let link: Arc<dyn NationalLink> = Arc::new(
         HttpNationalLink::new(
-            urls,
+            urls.clone(),
             pki.ca_pem.as_bytes(),
-            pki.hub.identity_pem().as_bytes(),
+            hub_identity.as_bytes(),
             NATIONAL_DELIVERY_TIMEOUT,
         )
         .map_err(|e| anyhow::anyhow!(e))?,
     );
     let dyn_hub_store: Arc<dyn HubStore> = hub_store.clone();
-    let hub = Arc::new(Hub::new(dyn_hub_store, clock.clone(), HubConfig::new(key), Some(link)));
+    let hub_config = HubConfig::new(key);
+    let hub = match wiring {
+        Wiring::DeliveryOnly => Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(link)),
+        Wiring::Demo => {
+            let queries: Arc<dyn NationalQueries> = Arc::new(
+                HttpNationalQueries::new(
+                    urls,
+                    pki.ca_pem.as_bytes(),
+                    hub_identity.as_bytes(),
+                    hub_config.intermarket_budget,
+                )
+                .map_err(|e| anyhow::anyhow!(e))?,
+            );
+            let callbacks: Arc<dyn CallbackSender> = Arc::new(
+                HttpCallbackSender::new(&[pki.ca_pem.as_bytes()], CALLBACK_TIMEOUT)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            );
+            Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(link))
+                .with_queries(queries)
+                .with_callbacks(callbacks)
+        }
+    };
+    let hub = Arc::new(hub);
     let obs = Arc::new(Observability::new(clock));
     obs.set_ready(true);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let server = serve(listener, hub_router(HubState { hub: hub.clone(), obs }), Some(pki.tls()))
+    let server = serve(hub_listener, hub_router(HubState { hub: hub.clone(), obs }), Some(pki.tls()))
         .map_err(|e| anyhow::anyhow!(e))?;
     let addr = server.local_addr();
     servers.push(server);
     let (stop, stop_rx) = watch::channel(false);
-    let relay = tokio::spawn(hub.run_relay(stop_rx));
-    Ok((addr, Running { servers, stop, relay, hub_store, national_stores }))
+    let mut workers = vec![tokio::spawn(hub.run_relay(stop_rx.clone()))];
+    if wiring == Wiring::Demo {
+        // As the demo: the national relays start once the hub listens.
+        for (national, _) in nationals.values() {
+            workers.push(tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())));
+            workers.push(tokio::spawn(national.clone().run_relay(stop_rx.clone())));
+        }
+    }
+    Ok((addr, Running { servers, stop, workers, hub_store, national_stores, nationals }))
 }
 
 async fn run(
@@ -333,8 +421,8 @@ async fn run(
     markets: &[MarketCode],
     client_rt: tokio::runtime::Handle,
 ) -> anyhow::Result<HubFigures> {
-    let pki = pki(dir)?;
-    let (addr, running) = start(dir, markets, &pki).await?;
+    let pki = pki(dir, &[])?;
+    let (addr, running) = start(dir, markets, &pki, Wiring::DeliveryOnly).await?;
     let tls = client_tls(&pki)?;
     let markets_owned = markets.to_vec();
     let outcome = client_rt
@@ -358,7 +446,7 @@ async fn run(
 }
 
 /// The OBP's TLS: trusts the bench CA, presents the OBP certificate.
-fn client_tls(pki: &Pki) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub(super) fn client_tls(pki: &Pki) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = RootCertStore::empty();
     roots.add(pki.ca_der.clone())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -472,7 +560,7 @@ fn write_serial(buf: &mut BytesMut, mut i: u64) {
 }
 
 /// The OBP's side: master data, the upload, the polls until DISTRIBUTED.
-async fn obp_session(
+pub(super) async fn obp_session(
     addr: std::net::SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     serials: u64,

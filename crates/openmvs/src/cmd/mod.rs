@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod bench;
 mod bench_hub;
+mod bench_intermarket;
 mod demo;
 mod load;
 mod return_codes;
@@ -32,5 +33,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::national(packs, seconds, clients)
         }
         Command::Bench(BenchCommand::Hub { serials, markets }) => bench_hub::hub(serials, &markets),
+        Command::Bench(BenchCommand::Intermarket { requests }) => bench_intermarket::intermarket(requests),
     }
 }
