@@ -1,8 +1,10 @@
 //! `openmvs demo` end to end through the real binary: it seeds and distributes through the hub,
 //! writes demo.json as api.md §1 says, serves the national systems over HTTPS linked to the hub
 //! (a multi-market pack supplied in one market shows as supplied in the other; a pack sold only in
-//! the other market is verified through the hub), moves its fake clock for the admin token only,
-//! stops on SIGTERM and keeps everything across a restart.
+//! the other market is verified through the hub), walks the README tour at the hub as the first OBP
+//! (an unknown serial's A3 alert, an upload followed to every market, no certificate no entry),
+//! moves its fake clock for the admin token only, stops on SIGTERM and keeps everything across a
+//! restart.
 
 mod common;
 
@@ -105,6 +107,22 @@ fn client(ca: &str) -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("HTTP client")
+}
+
+/// A client that presents the first OBP's certificate of demo.json.
+fn obp_client(doc: &Value) -> reqwest::blocking::Client {
+    let ca = std::fs::read(doc["ca_cert"].as_str().expect("ca_cert")).expect("read the demo CA");
+    let obp = &doc["obps"][0];
+    let mut identity = std::fs::read(obp["cert"].as_str().expect("cert")).expect("read the OBP certificate");
+    identity.extend(std::fs::read(obp["key"].as_str().expect("key")).expect("read the OBP key"));
+    reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA certificate"))
+        .identity(reqwest::Identity::from_pem(&identity).expect("OBP identity"))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("OBP HTTP client")
 }
 
 /// How long a state change may take to reach the other market through the hub.
@@ -257,6 +275,7 @@ fn the_demo_serves_its_samples_moves_its_clock_and_keeps_its_data_across_a_resta
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(seen["pack"]["state"], "SUPPLIED", "FR never saw the supply in DE: {seen}");
+    assert_eq!(seen["return_code"], "NMVS_INFO_PCK_INACTIVE", "{seen}");
 
     // A pack sold only in FR, verified in DE, is answered by FR through the hub.
     let fr_only = sample_of(&doc, "FR", "DE", false);
@@ -265,8 +284,84 @@ fn the_demo_serves_its_samples_moves_its_clock_and_keeps_its_data_across_a_resta
     assert_eq!(answer["intermarket"], true, "{answer}");
     assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
 
-    let http = client(doc["ca_cert"].as_str().unwrap());
     let hub = doc["hub"]["url"].as_str().unwrap();
+    let obp = obp_client(&doc);
+
+    // An unknown serial of a known product raises an A3 alert that the owning OBP reads at the hub.
+    let unknown = "E2EUNKNOWN0001";
+    let answer = pack_call(&doc, "DE", "verify", &shared, unknown, "e2e-demo-unknown");
+    assert_eq!(answer["return_code"], "NMVS_NC_PC_02", "{answer}");
+    assert_eq!(answer["alert"]["code"], "A3", "{answer}");
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    let mut alerts;
+    loop {
+        let listed: Value =
+            obp.get(format!("{hub}/v1/alerts")).send().expect("alerts request").json().expect("alerts JSON");
+        alerts = listed["alerts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no alerts array: {listed}"))
+            .iter()
+            .filter(|a| a["serial"] == unknown)
+            .cloned()
+            .collect::<Vec<_>>();
+        if !alerts.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(alerts.len(), 1, "the hub never showed exactly one alert for {unknown}: {alerts:?}");
+    assert_eq!(alerts[0]["code"], "A3", "{:?}", alerts[0]);
+    assert_eq!(alerts[0]["market"], "DE", "{:?}", alerts[0]);
+
+    // The OBP uploads two new serials and follows them to every market.
+    let (pc, batch) = (shared["product_code"].as_str().unwrap(), shared["batch"].as_str().unwrap());
+    let new_serials = ["E2ENEW0001", "E2ENEW0002"];
+    let uploaded = obp
+        .post(format!("{hub}/v1/products/{pc}/batches/{batch}/packs"))
+        .header("content-type", "text/plain")
+        .body(format!("{}\n{}\n", new_serials[0], new_serials[1]))
+        .send()
+        .expect("upload request");
+    let status = uploaded.status();
+    let uploaded: Value = uploaded.json().expect("upload JSON");
+    assert!(status.is_success(), "upload refused ({status}): {uploaded}");
+    assert_eq!(uploaded["received"], 2, "{uploaded}");
+    let upload_id = uploaded["upload_id"].as_str().expect("upload_id").to_owned();
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    let mut progress;
+    loop {
+        progress = obp
+            .get(format!("{hub}/v1/uploads/{upload_id}"))
+            .send()
+            .expect("upload status request")
+            .json::<Value>()
+            .expect("upload status JSON");
+        let every_market = progress["markets"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty() && m.values().all(|s| s == "DISTRIBUTED"));
+        if (progress["status"] == "DISTRIBUTED" && every_market) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(progress["status"], "DISTRIBUTED", "{progress}");
+    for m in ["DE", "FR"] {
+        assert_eq!(progress["markets"][m], "DISTRIBUTED", "{m}: {progress}");
+    }
+    let answer = pack_call(&doc, "FR", "verify", &shared, new_serials[1], "e2e-demo-new-serial");
+    assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
+    assert_eq!(answer["pack"]["state"], "ACTIVE", "{answer}");
+
+    // Without a client certificate the hub refuses.
+    let http = client(doc["ca_cert"].as_str().unwrap());
+    let refused = http.get(format!("{hub}/v1/uploads/{upload_id}")).send().expect("upload status request");
+    assert_eq!(refused.status().as_u16(), 403);
+    let refused: Value = refused.json().expect("refusal JSON");
+    assert!(
+        refused["details"].as_array().is_some_and(|d| d.iter().any(|d| d["field"] == "client_certificate")),
+        "{refused}"
+    );
+
     let clock = |token: Option<&str>| {
         let mut r = http.post(format!("{hub}/admin/v1/clock")).json(&json!({"advance_seconds": 3600}));
         if let Some(t) = token {
