@@ -14,7 +14,7 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use ed25519_dalek::SigningKey;
-use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::ids::{Location, MarketCode, ProductCode, Scheme, Serial};
 use openmvs_core::roles::Role;
 use openmvs_core::time::Clock;
 use openmvs_http::callback::{CALLBACK_TIMEOUT, HttpCallbackSender};
@@ -22,16 +22,18 @@ use openmvs_http::hub_client::HttpHubLink;
 use openmvs_http::limit::{Limiter, RateLimit};
 use openmvs_http::national_link::{HttpNationalLink, HttpNationalQueries};
 use openmvs_http::{
-    HubState, NationalState, Observability, ServerHandle, TlsConfig, hub_router, national_router, serve,
+    HubState, NationalState, Observability, ServerHandle, TlsConfig, TlsReloader, hub_router,
+    national_router, serve,
 };
 use openmvs_hub::{CallbackSender, Hub, HubConfig, NationalLink, NationalQueries, SIGNATURE_HEADER};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_pki::{CertificateAuthority, ClientKind, Issued};
 use openmvs_store::hub::HubStore;
-use openmvs_store::{PackStore, Store};
+use openmvs_store::{AuditStore, PackStore, Store};
 use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
+use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -161,6 +163,8 @@ struct World {
     hub: Arc<Hub>,
     hub_url: String,
     hub_store: Arc<SqliteHubStore>,
+    /// Replaces the revocation lists of the hub's server, as `serve hub` does when `crl.pem` changes.
+    hub_tls: TlsReloader,
     de: Nat,
     fr: Nat,
     /// acme-pharma's client.
@@ -291,6 +295,7 @@ impl World {
             Some(tls(&server, &ca)),
         )
         .unwrap();
+        let hub_tls = hub_server.tls_reloader().expect("the hub serves TLS");
         servers.push(hub_server);
         let mut tasks = vec![tokio::spawn(hub.clone().run_relay(stopped.clone()))];
         for n in &nats {
@@ -304,6 +309,7 @@ impl World {
             hub,
             hub_url,
             hub_store,
+            hub_tls,
             de,
             fr,
             obp,
@@ -791,5 +797,169 @@ async fn everything_sent_while_fr_is_down_arrives_exactly_once_when_it_is_back()
     // FR raised no alert of its own from the redelivered messages.
     let nmvo = w.user(&w.fr, Role::Nmvo, "FR-NMVO").await;
     assert_eq!(nmvo.get("/v1/alerts").await["alerts"], json!([]));
+    w.stop().await;
+}
+
+/// The OBP's `POST` of `body` to `path` at the hub: status and body.
+async fn obp_post(w: &World, path: &str, body: Value) -> (u16, Value) {
+    let r = w.obp.post(format!("{}{path}", w.hub_url)).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// `user`'s `op` of `serial` (each attempt under its own client_trx_id) until `done` holds for
+/// the answer, within [`TRAVEL`]; returns the last answer.
+async fn await_answer(user: &User, op: &str, pc: &str, serial: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + TRAVEL;
+    for i in 0.. {
+        let v = user.call(op, &format!("await-{op}-{serial}-{i}"), pc, serial).await;
+        if done(&v) || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_obp_certificate_is_refused_from_the_next_connection_on() {
+    let mut w = World::start().await;
+    let hub = w.hub_url.clone();
+    let other = w.ca.issue_client(ClientKind::Obp, "other-pharma", 30, SystemTime::now()).unwrap();
+    let r = https(&w.ca, Some(&w.acme)).get(format!("{hub}/v1/alerts")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "acme-pharma before the revocation");
+
+    assert!(w.ca.revoke(w.acme.serial, SystemTime::now()).unwrap());
+    // What `serve hub` does when the CA directory's `crl.pem` changes: read it, hand it over.
+    let crl_file = w.ca.dir().join(openmvs_pki::CRL_FILE);
+    let crls = rustls_pki_types::CertificateRevocationListDer::pem_file_iter(&crl_file)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert_eq!(crls.len(), 1, "{}", crl_file.display());
+    w.hub_tls.set_crls(crls).unwrap();
+
+    // A new client is a new connection: its handshake fails. Under TLS 1.3 the client has sent
+    // its certificate before the server refuses it, so it sees the connection close...
+    let refused = https(&w.ca, Some(&w.acme)).get(format!("{hub}/v1/alerts")).send().await;
+    let e = refused.expect_err("a revoked certificate was accepted");
+    assert!(e.is_connect() || e.is_request(), "not a handshake error: {e:?}");
+    // ...under TLS 1.2 the refusal ends the handshake itself, with the server's alert saying why.
+    let tls12 = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(w.ca.ca_pem().as_bytes()).unwrap())
+        .identity(reqwest::Identity::from_pem(w.acme.identity_pem().as_bytes()).unwrap())
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let e =
+        tls12.get(format!("{hub}/v1/alerts")).send().await.expect_err("a revoked certificate was accepted");
+    assert!(e.is_connect(), "not a handshake error: {e:?}");
+    let chain = format!("{e:?}");
+    assert!(chain.contains("CertificateRevoked"), "not refused for the revocation: {chain}");
+
+    // Another OBP still gets in, and so do the national systems (DE reaches FR through the hub).
+    let r = https(&w.ca, Some(&other)).get(format!("{hub}/v1/alerts")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "other-pharma after acme-pharma's revocation");
+    let de = https(&w.ca, Some(&w.de_identity));
+    let r =
+        de.post(format!("{hub}/internal/v1/messages")).json(&json!({"messages": []})).send().await.unwrap();
+    assert_eq!(r.status(), 200, "DE after acme-pharma's revocation");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_sold_only_in_fr_is_supplied_from_de_through_the_hub_once() {
+    let w = World::start().await;
+    w.upload(FR_ONLY, "Frenchomab", &["FR"]).await;
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let fr = w.user(&w.fr, Role::Pharmacy, "FR-PH-1").await;
+    let serial = SERIALS[2];
+
+    let first = de.call("supply", "de-im-supply-1", FR_ONLY, serial).await;
+    assert_eq!(first["accepted"], true, "{first}");
+    assert_eq!(first["intermarket"], true, "{first}");
+    assert_eq!(first["return_code"], "NMVS_SUCCESS", "{first}");
+    assert_eq!(first["pack"]["state"], "SUPPLIED", "{first}");
+    let trx_id = first["trx_id"].as_str().expect("a trx_id").to_owned();
+    // DE holds nothing of a product it does not sell.
+    assert_eq!(w.de.store.pack_count().unwrap(), 0);
+
+    let seen = fr.call("verify", "fr-im-verify-1", FR_ONLY, serial).await;
+    assert_eq!(seen["pack"]["state"], "SUPPLIED", "{seen}");
+    assert_eq!(seen["intermarket"], false, "{seen}");
+    let pc = ProductCode::new(Scheme::Gtin, FR_ONLY).unwrap();
+    let sn = Serial::new(serial).unwrap();
+    let stored = w.fr.store.pack(&pc, &sn).unwrap().expect("FR holds the pack");
+    let subject = format!("GTIN/{FR_ONLY}/{serial}");
+    let audit = w.fr.store.audit_by_subject(&subject).unwrap();
+    assert!(!audit.is_empty(), "FR audited nothing about {subject}");
+
+    // The same request again, from DE, with the same client_trx_id: the same answer, nothing new.
+    let replay = de.call("supply", "de-im-supply-1", FR_ONLY, serial).await;
+    assert_eq!(replay["trx_id"], trx_id.as_str(), "{replay}");
+    assert_eq!(replay["accepted"], true, "{replay}");
+    assert_eq!(replay["return_code"], "NMVS_SUCCESS", "{replay}");
+    let again = w.fr.store.pack(&pc, &sn).unwrap().unwrap();
+    assert_eq!(again.version, stored.version, "the replay changed FR's pack");
+    assert_eq!(again.pack, stored.pack, "the replay changed FR's pack");
+
+    // A new transaction from the same pharmacy is a double scan at the same location: the rules
+    // answer NMVS_NC_PCK_23 (within the tolerated repeats), not accepted, and raise no alert.
+    let second = de.call("supply", "de-im-supply-2", FR_ONLY, serial).await;
+    assert_eq!(second["accepted"], false, "{second}");
+    assert_eq!(second["intermarket"], true, "{second}");
+    assert_eq!(second["return_code"], "NMVS_NC_PCK_23", "{second}");
+    assert!(second["alert"].is_null(), "{second}");
+    assert_ne!(second["trx_id"], trx_id.as_str(), "{second}");
+    assert_eq!(w.fr.store.pack(&pc, &sn).unwrap().unwrap().pack.state, stored.pack.state);
+    // FR's own pharmacy supplying it is another location: the pack is inactive, an A24.
+    let fr_supply = fr.call("supply", "fr-im-supply-1", FR_ONLY, serial).await;
+    assert_eq!(fr_supply["return_code"], "NMVS_NC_PCK_22", "{fr_supply}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recall_and_withdrawal_over_the_obp_api_reach_only_the_named_markets() {
+    let w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let fr = w.user(&w.fr, Role::Pharmacy, "FR-PH-1").await;
+
+    // A market that is no target market of the batch or the product is refused, by name.
+    let recall = format!("/v1/products/{BOTH}/batches/{BATCH}/recall");
+    let withdraw = format!("/v1/products/{BOTH}/withdraw");
+    for (path, what) in [(&recall, "recall"), (&withdraw, "withdrawal")] {
+        let (status, body) = obp_post(&w, path, json!({"reason": "x", "markets": ["IT"]})).await;
+        assert!(status == 422 || status == 400, "{what} for IT: {status} {body}");
+        assert_eq!(body["details"][0]["field"], "markets", "{what} for IT: {body}");
+    }
+
+    // The recall for DE.
+    let (status, body) = obp_post(&w, &recall, json!({"reason": "contamination", "markets": ["DE"]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["recalled"], json!(["DE"]), "{body}");
+    let in_de = await_answer(&de, "supply", BOTH, SERIALS[0], |v| v["return_code"] == "NMVS_FE_LOT_01").await;
+    assert_eq!(in_de["return_code"], "NMVS_FE_LOT_01", "DE never saw the recall: {in_de}");
+    assert_eq!(in_de["accepted"], false, "{in_de}");
+    let in_fr = fr.call("supply", "fr-after-recall-1", BOTH, SERIALS[1]).await;
+    assert_eq!(in_fr["return_code"], "NMVS_SUCCESS", "the recall for DE reached FR: {in_fr}");
+    assert_eq!(in_fr["pack"]["state"], "SUPPLIED", "{in_fr}");
+
+    // The withdrawal for FR.
+    let (status, body) = obp_post(&w, &withdraw, json!({"reason": "licence ended", "markets": ["FR"]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["withdrawn"], json!(["FR"]), "{body}");
+    let in_fr = await_answer(&fr, "verify", BOTH, SERIALS[2], |v| v["return_code"] == "NMVS_FE_LOT_08").await;
+    assert_eq!(in_fr["return_code"], "NMVS_FE_LOT_08", "FR never saw the withdrawal: {in_fr}");
+    let reasons = in_fr["pack"]["reasons"].to_string();
+    assert!(reasons.contains("WITHDRAWN"), "{in_fr}");
+    // DE is recalled (the batch), not withdrawn: a pack of the batch still answers the recall,
+    // and nothing in DE says WITHDRAWN.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let in_de = de.call("verify", "de-after-withdraw-1", BOTH, SERIALS[2]).await;
+    assert_eq!(in_de["return_code"], "NMVS_FE_LOT_01", "{in_de}");
+    assert!(!in_de.to_string().contains("WITHDRAWN"), "the withdrawal for FR reached DE: {in_de}");
     w.stop().await;
 }
