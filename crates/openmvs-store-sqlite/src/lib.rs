@@ -5,24 +5,22 @@
 //! last committed state while a write is in progress.
 
 mod codec;
+mod engine;
 pub mod hub;
 mod schema;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use openmvs_audit::{Checkpoint, Sealed};
 use openmvs_core::ids::{Batch, ProductCode, Serial};
 use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::*;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use tokio::sync::oneshot;
+use rusqlite::{Connection, OptionalExtension, params};
 
+use engine::{Engine, Start};
 pub use writer::AuditSigner;
-use writer::{Job, Writer};
 
 use crate::codec::*;
 
@@ -45,11 +43,7 @@ pub struct Options {
 
 /// The SQLite engine.
 pub struct SqliteStore {
-    path: PathBuf,
-    tx: Mutex<Option<SyncSender<Job>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    checkpointer: Mutex<Option<(Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>)>>,
-    readers: Mutex<Vec<Connection>>,
+    engine: Engine<UnitOfWork>,
 }
 
 /// Memory-mapped reads: pages are read from the mapping instead of being copied in by `pread`.
@@ -93,34 +87,18 @@ fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database, and starts the writer thread.
     pub fn open(opts: Options) -> StoreResult<SqliteStore> {
-        if let Some(dir) = opts.path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-        }
-        let mut conn = Connection::open(&opts.path).map_err(sql_err)?;
-        configure(&conn).map_err(sql_err)?;
+        let mut conn = engine::open_write_connection(&opts.path)?;
         schema::migrate(&mut conn, opts.clock.now().unix_millis())
             .map_err(sql_err)?
             .map_err(StoreError::Unavailable)?;
-        let writer = Writer::new(conn, opts.signer, opts.clock, opts.on_group)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
-        let handle = std::thread::Builder::new()
-            .name("openmvs-sqlite-writer".into())
-            .spawn(move || writer.run(&rx))
-            .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (p, s) = (opts.path.clone(), stop.clone());
-        let cp = std::thread::Builder::new()
-            .name("openmvs-sqlite-checkpointer".into())
-            .spawn(move || checkpointer(p, s))
-            .map_err(|e| StoreError::Unavailable(format!("starting the checkpointer thread: {e}")))?;
-        Ok(SqliteStore {
+        let start = Start {
             path: opts.path,
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
-            checkpointer: Mutex::new(Some((stop, cp))),
-            readers: Mutex::new(Vec::new()),
-        })
+            signer: opts.signer,
+            clock: opts.clock,
+            on_group: opts.on_group,
+            name: "openmvs-sqlite",
+        };
+        Ok(SqliteStore { engine: Engine::start(conn, start)? })
     }
 
     /// The schema version this build writes.
@@ -130,24 +108,15 @@ impl SqliteStore {
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.engine.path()
     }
 
     /// Opens an existing database for reading only: no migration, no writer. Every write is
     /// refused as unavailable. For inspection and `openmvs audit verify`.
     pub fn open_read_only(path: &Path) -> StoreResult<SqliteStore> {
-        if !path.exists() {
-            return Err(StoreError::Unavailable(format!("{}: no such database", path.display())));
-        }
-        let store = SqliteStore {
-            path: path.to_owned(),
-            tx: Mutex::new(None),
-            writer: Mutex::new(None),
-            checkpointer: Mutex::new(None),
-            readers: Mutex::new(Vec::new()),
-        };
+        let store = SqliteStore { engine: Engine::read_only(path)? };
         // Fail now, not at the first read, if the file is not a database of this build.
-        let version: i64 = store.read(|c| {
+        let version: i64 = store.engine.read(|c| {
             c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
                 .map_err(sql_err)
         })?;
@@ -164,86 +133,13 @@ impl SqliteStore {
     /// Commits everything queued, signs the open audit tails and stops the writer. Later commits
     /// are refused as unavailable.
     pub fn close(&self) {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(tx) = tx {
-            let (done_tx, done_rx) = std::sync::mpsc::channel();
-            if tx.send(Job::Stop(done_tx)).is_ok() {
-                let _ = done_rx.recv();
-            }
-        }
-        if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = h.join();
-        }
-        if let Some((stop, h)) = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = h.join();
-        }
-        self.readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-
-    fn send(&self, job: Job) -> StoreResult<()> {
-        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(tx) = guard.as_ref() else {
-            return Err(StoreError::Unavailable("store is closed".into()));
-        };
-        match tx.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(StoreError::Unavailable("write queue is full".into())),
-            Err(TrySendError::Disconnected(_)) => Err(StoreError::Unavailable("writer has stopped".into())),
-        }
-    }
-
-    /// Runs a small write on the writer thread, in its next group, and waits for it.
-    fn exec(&self, f: impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static) -> StoreResult<()> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.send(Job::Exec(Box::new(f), tx))?;
-        rx.recv().map_err(|_| StoreError::Unavailable("writer has stopped".into()))?
-    }
-
-    /// Runs `f` on a pooled read-only connection.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => {
-                let c = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(sql_err)?;
-                // A small page cache: a WAL reader drops it whenever a write committed since its
-                // last read, and the cost of dropping grows with its size; the memory map serves
-                // the pages anyway.
-                c.execute_batch(&format!(
-                    "PRAGMA busy_timeout = 10000; PRAGMA cache_size = -1024; PRAGMA mmap_size = {MMAP_BYTES};"
-                ))
-                .map_err(sql_err)?;
-                c
-            }
-        };
-        let r = f(&conn);
-        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < MAX_IDLE_READERS {
-            pool.push(conn);
-        }
-        r
-    }
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        self.close();
+        self.engine.close();
     }
 }
 
 impl Committer for SqliteStore {
     fn commit(&self, uow: UnitOfWork) -> BoxFuture<'_, StoreResult<Committed>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.send(Job::Commit(Box::new(uow), tx));
-        Box::pin(async move {
-            sent?;
-            rx.await.map_err(|_| StoreError::Unavailable("writer has stopped".into()))?
-        })
+        self.engine.commit(uow)
     }
 }
 
@@ -255,15 +151,8 @@ impl ContextStore for SqliteStore {
         serial: &Serial,
         batch: &Batch,
     ) -> StoreResult<PackContext> {
-        self.read(|c| {
-            // One read transaction: the pack and its batch come from the same snapshot.
-            c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql_err)?;
-            let r = read_context(c, idempotency_key, product_code, serial, batch);
-            let end = c.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).map_err(sql_err);
-            let ctx = r?;
-            end?;
-            Ok(ctx)
-        })
+        // One snapshot: the pack and its batch are read together.
+        self.engine.snapshot(|c| read_context(c, idempotency_key, product_code, serial, batch))
     }
 }
 
@@ -374,11 +263,11 @@ fn read_idempotency(
 
 impl PackStore for SqliteStore {
     fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
-        self.read(|c| read_pack(c, product_code, serial))
+        self.engine.read(|c| read_pack(c, product_code, serial))
     }
 
     fn pack_count(&self) -> StoreResult<u64> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let n: i64 = c.query_row("SELECT COUNT(*) FROM packs", [], |r| r.get(0)).map_err(sql_err)?;
             Ok(n as u64)
         })
@@ -387,19 +276,19 @@ impl PackStore for SqliteStore {
 
 impl ProductStore for SqliteStore {
     fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
-        self.read(|c| read_product(c, product_code))
+        self.engine.read(|c| read_product(c, product_code))
     }
 }
 
 impl BatchStore for SqliteStore {
     fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
-        self.read(|c| read_batch(c, product_code, batch))
+        self.engine.read(|c| read_batch(c, product_code, batch))
     }
 }
 
 impl AlertStore for SqliteStore {
     fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"))
                 .map_err(sql_err)?;
@@ -412,7 +301,7 @@ impl AlertStore for SqliteStore {
     }
 
     fn alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertRecord>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(&format!(
                     "SELECT {ALERT_COLUMNS} FROM alerts WHERE (?1 IS NULL OR status = ?1) \
@@ -440,7 +329,7 @@ impl AlertStore for SqliteStore {
 
 impl AuditStore for SqliteStore {
     fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE subject = ?1 ORDER BY pos"))
                 .map_err(sql_err)?;
@@ -454,7 +343,7 @@ impl AuditStore for SqliteStore {
     }
 
     fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(&format!(
                     "SELECT {AUDIT_COLUMNS} FROM audit WHERE pos > ?1 ORDER BY pos LIMIT ?2"
@@ -470,7 +359,7 @@ impl AuditStore for SqliteStore {
     }
 
     fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
@@ -488,7 +377,7 @@ impl AuditStore for SqliteStore {
 
 impl OutboxStore for SqliteStore {
     fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(&format!(
                     "SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE dead = 0 AND next_attempt_at <= ?1 \
@@ -506,7 +395,7 @@ impl OutboxStore for SqliteStore {
     }
 
     fn delivered(&self, seq: u64) -> StoreResult<()> {
-        self.exec(move |c| {
+        self.engine.exec(move |c| {
             c.execute("DELETE FROM outbox WHERE seq = ?1", params![seq as i64]).map_err(sql_err)?;
             Ok(())
         })
@@ -514,7 +403,7 @@ impl OutboxStore for SqliteStore {
 
     fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
         let error = error.to_owned();
-        self.exec(move |c| {
+        self.engine.exec(move |c| {
             c.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, dead = ?4 \
                  WHERE seq = ?1",
@@ -526,7 +415,7 @@ impl OutboxStore for SqliteStore {
     }
 
     fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE dead = 1 ORDER BY seq"))
                 .map_err(sql_err)?;
@@ -540,23 +429,19 @@ impl OutboxStore for SqliteStore {
     }
 
     fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
-        let found = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let f = found.clone();
-        self.exec(move |c| {
+        self.engine.exec(move |c| {
             let n = c
                 .execute(
                     "UPDATE outbox SET dead = 0, attempts = 0, next_attempt_at = ?2 WHERE seq = ?1 AND dead = 1",
                     params![seq as i64, now.unix_millis()],
                 )
                 .map_err(sql_err)?;
-            f.store(n > 0, std::sync::atomic::Ordering::SeqCst);
-            Ok(())
-        })?;
-        Ok(found.load(std::sync::atomic::Ordering::SeqCst))
+            Ok(n > 0)
+        })
     }
 
     fn pending(&self) -> StoreResult<u64> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let n: i64 = c
                 .query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| r.get(0))
                 .map_err(sql_err)?;
@@ -567,13 +452,13 @@ impl OutboxStore for SqliteStore {
 
 impl IdempotencyStore for SqliteStore {
     fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
-        self.read(|c| read_idempotency(c, client_id, client_trx_id))
+        self.engine.read(|c| read_idempotency(c, client_id, client_trx_id))
     }
 }
 
 impl BulkStore for SqliteStore {
     fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs WHERE id = ?1",
@@ -588,7 +473,7 @@ impl BulkStore for SqliteStore {
     }
 
     fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached("SELECT result FROM bulk_results WHERE bulk_id = ?1 ORDER BY row")
                 .map_err(sql_err)?;
@@ -598,7 +483,7 @@ impl BulkStore for SqliteStore {
     }
 
     fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs \
@@ -618,7 +503,7 @@ impl BulkStore for SqliteStore {
 impl ClientStore for SqliteStore {
     fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
         let cl = client.clone();
-        self.exec(move |c| {
+        self.engine.exec(move |c| {
             let n = c
                 .execute(
                     "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
@@ -643,7 +528,7 @@ impl ClientStore for SqliteStore {
     }
 
     fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
@@ -659,7 +544,7 @@ impl ClientStore for SqliteStore {
     }
 
     fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
@@ -676,7 +561,7 @@ impl ClientStore for SqliteStore {
     }
 
     fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        self.read(|c| {
+        self.engine.read(|c| {
             let mut s = c
                 .prepare_cached("SELECT kid, secret, created_at, active, retired_at FROM signing_keys ORDER BY created_at, kid")
                 .map_err(sql_err)?;
@@ -691,7 +576,7 @@ impl ClientStore for SqliteStore {
 
     fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
         let k = key.clone();
-        self.exec(move |c| {
+        self.engine.exec(move |c| {
             c.execute(
                 "UPDATE signing_keys SET active = 0, retired_at = ?1 WHERE active = 1",
                 params![now.unix_millis()],

@@ -1,0 +1,201 @@
+//! The machinery both SQLite stores (national and hub) run on: the write connection owned by a
+//! group-committing writer thread, a background checkpointer, and a pool of read-only connections.
+//! Each store adds only its schema and its queries.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use openmvs_core::time::Clock;
+use openmvs_store::{BoxFuture, StoreError, StoreResult};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use crate::codec::sql_err;
+use crate::writer::{AuditSigner, Job, Unit, Writer};
+use crate::{MAX_IDLE_READERS, MMAP_BYTES, QUEUE_BOUND};
+
+/// A running (or read-only) engine over one database file.
+pub(crate) struct Engine<U: Unit> {
+    path: PathBuf,
+    tx: Mutex<Option<SyncSender<Job<U>>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// What starting the writer needs besides the migrated write connection.
+pub(crate) struct Start {
+    pub path: PathBuf,
+    pub signer: Arc<AuditSigner>,
+    pub clock: Arc<dyn Clock>,
+    pub on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// Prefix of the thread names, e.g. `openmvs-sqlite` or `openmvs-hub`.
+    pub name: &'static str,
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> StoreResult<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|e| StoreError::Unavailable(format!("starting the thread {name}: {e}")))
+}
+
+/// Creates the parent directory of a database file and opens its write connection, configured.
+pub(crate) fn open_write_connection(path: &Path) -> StoreResult<Connection> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+    }
+    let conn = Connection::open(path).map_err(sql_err)?;
+    crate::configure(&conn).map_err(sql_err)?;
+    Ok(conn)
+}
+
+impl<U: Unit> Engine<U> {
+    /// Starts the writer on `conn` (configured and migrated) and the checkpointer.
+    pub(crate) fn start(conn: Connection, s: Start) -> StoreResult<Engine<U>> {
+        let writer: Writer<U> = Writer::new(conn, s.signer, s.clock, s.on_group)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
+        let handle = spawn(format!("{}-writer", s.name), move || writer.run(&rx))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, st) = (s.path.clone(), stop.clone());
+        let cp = spawn(format!("{}-checkpointer", s.name), move || crate::checkpointer(p, st))?;
+        Ok(Engine {
+            path: s.path,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            checkpointer: Mutex::new(Some((stop, cp))),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// An engine that only reads an existing file: every write is refused as unavailable.
+    pub(crate) fn read_only(path: &Path) -> StoreResult<Engine<U>> {
+        if !path.exists() {
+            return Err(StoreError::Unavailable(format!("{}: no such database", path.display())));
+        }
+        Ok(Engine {
+            path: path.to_owned(),
+            tx: Mutex::new(None),
+            writer: Mutex::new(None),
+            checkpointer: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Commits everything queued, signs the open audit tails, stops the writer and the
+    /// checkpointer. Later writes are refused as unavailable.
+    pub(crate) fn close(&self) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(tx) = tx {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            if tx.send(Job::Stop(done_tx)).is_ok() {
+                let _ = done_rx.recv();
+            }
+        }
+        if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+        if let Some((stop, h)) = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            stop.store(true, Ordering::SeqCst);
+            let _ = h.join();
+        }
+        self.readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn send(&self, job: Job<U>) -> StoreResult<()> {
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = guard.as_ref() else {
+            return Err(StoreError::Unavailable("store is closed".into()));
+        };
+        match tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(StoreError::Unavailable("write queue is full".into())),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Unavailable("writer has stopped".into())),
+        }
+    }
+
+    /// Queues a unit of work; resolves once it is durable (or refused, with nothing written).
+    pub(crate) fn commit(&self, uow: U) -> BoxFuture<'_, StoreResult<U::Done>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send(Job::Commit(Box::new(uow), tx));
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Unavailable("writer has stopped".into()))?
+        })
+    }
+
+    /// Runs a small write on the writer thread, in its next group, and waits for its answer.
+    pub(crate) fn exec<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (answer_tx, answer_rx) = std::sync::mpsc::channel();
+        self.send(Job::Exec(
+            Box::new(move |c| {
+                let v = f(c)?;
+                let _ = answer_tx.send(v);
+                Ok(())
+            }),
+            tx,
+        ))?;
+        rx.recv().map_err(|_| StoreError::Unavailable("writer has stopped".into()))??;
+        answer_rx.recv().map_err(|_| StoreError::Unavailable("writer has stopped".into()))
+    }
+
+    /// Runs `f` on a pooled read-only connection.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sql_err)?;
+                // A small page cache: a WAL reader drops it whenever a write committed since its
+                // last read, and the cost of dropping grows with its size; the memory map serves
+                // the pages anyway.
+                c.execute_batch(&format!(
+                    "PRAGMA busy_timeout = 10000; PRAGMA cache_size = -1024; PRAGMA mmap_size = {MMAP_BYTES};"
+                ))
+                .map_err(sql_err)?;
+                c
+            }
+        };
+        let r = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        r
+    }
+
+    /// Runs `f` in one read transaction, so that everything it reads comes from one snapshot.
+    pub(crate) fn snapshot<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.read(|c| {
+            c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql_err)?;
+            let r = f(c);
+            let end = c.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).map_err(sql_err);
+            let v = r?;
+            end?;
+            Ok(v)
+        })
+    }
+}
+
+impl<U: Unit> Drop for Engine<U> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
