@@ -394,6 +394,36 @@ impl OutboxStore for SqliteStore {
         })
     }
 
+    fn claim_due(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredOutboxMessage>> {
+        // Read and lease in one write transaction, so two relays never take the same message.
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.engine.exec(move |c| {
+            let mut s = c
+                .prepare_cached(&format!(
+                    "UPDATE outbox SET next_attempt_at = ?3 WHERE seq IN (SELECT seq FROM outbox o \
+                     WHERE dead = 0 AND next_attempt_at <= ?1 \
+                     AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND i.dead = 0) \
+                     ORDER BY seq LIMIT ?2) RETURNING {OUTBOX_COLUMNS}"
+                ))
+                .map_err(sql_err)?;
+            let mut rows =
+                s.query(params![now.unix_millis(), limit as i64, lease_until.unix_millis()]).map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(outbox(r)?);
+            }
+            out.sort_by_key(|m| m.seq);
+            let _ = tx.send(out);
+            Ok(())
+        })?;
+        rx.recv().map_err(|_| StoreError::Unavailable("outbox claim lost".into()))
+    }
+
     fn delivered(&self, seq: u64) -> StoreResult<()> {
         self.engine.exec(move |c| {
             c.execute("DELETE FROM outbox WHERE seq = ?1", params![seq as i64]).map_err(sql_err)?;
@@ -496,6 +526,41 @@ impl BulkStore for SqliteStore {
                 out.push(bulk(r)?);
             }
             Ok(out)
+        })
+    }
+
+    fn claim_bulk(
+        &self,
+        id: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool> {
+        let (id, worker) = (id.to_owned(), worker.to_owned());
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.engine.exec(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE bulk_jobs SET owner = ?2, lease_until = ?3 WHERE id = ?1 AND status != 'DONE' \
+                     AND (owner IS NULL OR owner = ?2 OR lease_until < ?4)",
+                    params![id, worker, lease_until.unix_millis(), now.unix_millis()],
+                )
+                .map_err(sql_err)?;
+            let _ = tx.send(n > 0);
+            Ok(())
+        })?;
+        rx.recv().map_err(|_| StoreError::Unavailable("bulk claim lost".into()))
+    }
+
+    fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()> {
+        let (id, worker) = (id.to_owned(), worker.to_owned());
+        self.engine.exec(move |c| {
+            c.execute(
+                "UPDATE bulk_jobs SET owner = NULL, lease_until = NULL WHERE id = ?1 AND owner = ?2",
+                params![id, worker],
+            )
+            .map_err(sql_err)?;
+            Ok(())
         })
     }
 }

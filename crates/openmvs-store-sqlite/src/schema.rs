@@ -3,9 +3,10 @@
 use rusqlite::Connection;
 
 /// Each migration is applied once, in its own transaction, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE products (
     product_code TEXT PRIMARY KEY,
     scheme TEXT NOT NULL,
@@ -161,7 +162,16 @@ CREATE TABLE signing_keys (
     retired_at INTEGER
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- A bulk job is leased by one worker at a time; another takes it over when the lease ends.
+ALTER TABLE bulk_jobs ADD COLUMN owner TEXT;
+ALTER TABLE bulk_jobs ADD COLUMN lease_until INTEGER;
+"#,
+    ),
+];
 
 /// The newest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

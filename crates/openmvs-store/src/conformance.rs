@@ -19,8 +19,16 @@ use crate::*;
 /// Generates one `#[tokio::test]` per conformance case for the engine opened by `$open`.
 #[macro_export]
 macro_rules! conformance_tests {
+    // An engine that needs a server: `$open` gives `Option<Arc<dyn Store>>`, and `None` skips the
+    // case with a line on stderr saying why.
+    (optional $open:expr, $verifying_key:expr) => {
+        $crate::conformance_tests!(@list optional, $open, $verifying_key);
+    };
     ($open:expr, $verifying_key:expr) => {
-        $crate::conformance_tests!(@cases $open, $verifying_key;
+        $crate::conformance_tests!(@list required, $open, $verifying_key);
+    };
+    (@list $mode:ident, $open:expr, $verifying_key:expr) => {
+        $crate::conformance_tests!(@cases $mode, $open, $verifying_key;
             a_unit_of_work_commits_every_part_together,
             a_stale_pack_version_conflicts_and_writes_nothing,
             a_reused_idempotency_key_conflicts,
@@ -36,16 +44,25 @@ macro_rules! conformance_tests {
             clients_and_signing_keys_round_trip,
             a_pack_context_reads_everything_a_request_needs,
             a_refused_unit_is_answered_as_refused_beside_outbox_bookkeeping,
+            a_claimed_outbox_message_waits_for_its_lease,
+            a_bulk_job_is_leased_to_one_worker_at_a_time,
         );
     };
-    (@cases $open:expr, $verifying_key:expr; $($case:ident,)*) => {
+    (@cases $mode:ident, $open:expr, $verifying_key:expr; $($case:ident,)*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let store: std::sync::Arc<dyn $crate::Store> = $open;
+                let Some(store) = $crate::conformance_tests!(@open $mode, $open) else { return };
+                let store: std::sync::Arc<dyn $crate::Store> = store;
                 $crate::conformance::$case(store.clone(), $verifying_key).await;
             }
         )*
+    };
+    (@open required, $open:expr) => {
+        Some($open)
+    };
+    (@open optional, $open:expr) => {
+        $open
     };
 }
 
@@ -584,4 +601,80 @@ pub async fn a_refused_unit_is_answered_as_refused_beside_outbox_bookkeeping(
             "a refused unit answered as applied"
         );
     }
+}
+
+/// A message a relay claimed is not given to another relay until its lease ends, and the claim
+/// keeps the order per key: the next message of a claimed key waits too.
+pub async fn a_claimed_outbox_message_waits_for_its_lease(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    let msg = |id: &str, key: &str| OutboxMessage {
+        message_id: id.into(),
+        destination: "hub".into(),
+        kind: "pack-state".into(),
+        ordering_key: key.into(),
+        payload: format!("{{\"id\":\"{id}\"}}"),
+    };
+    let outbox = vec![msg("a1", "A"), msg("a2", "A"), msg("b1", "B"), msg("c1", "C")];
+    store.commit(UnitOfWork { outbox, ..UnitOfWork::default() }).await.expect("commits");
+    // Later than any clock an engine's test gives it, so every message is due.
+    let t = |n: i64| Timestamp::from_unix_millis(i64::MAX / 4 + n);
+    let ids = |v: &[StoredOutboxMessage]| v.iter().map(|m| m.message.message_id.clone()).collect::<Vec<_>>();
+    let first = store.claim_due(t(10), t(1_000), 2).expect("claim");
+    assert_eq!(ids(&first), ["a1", "b1"]);
+    let second = store.claim_due(t(20), t(1_000), 10).expect("claim");
+    assert_eq!(ids(&second), ["c1"], "claimed messages, and the rest of their keys, wait");
+    assert!(store.claim_due(t(30), t(1_000), 10).expect("claim").is_empty());
+    store.delivered(first[0].seq).expect("delivered");
+    assert_eq!(ids(&store.claim_due(t(40), t(1_000), 10).expect("claim")), ["a2"], "the next of its key");
+    let after = store.claim_due(t(1_001), t(2_000), 10).expect("claim");
+    assert_eq!(ids(&after), ["a2", "b1", "c1"], "a relay that died is taken over when its lease ends");
+    assert_eq!(after[1].attempts, 0, "a lease is not a failed attempt");
+    store.failed(after[1].seq, "timeout", t(1_500), false).expect("failed");
+    assert_eq!(ids(&store.claim_due(t(1_600), t(3_000), 10).expect("claim")), ["b1"]);
+}
+
+/// One worker holds a bulk job at a time; another takes it only when the lease ends or is given up.
+pub async fn a_bulk_job_is_leased_to_one_worker_at_a_time(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    let job = BulkJob {
+        id: "bk-9".into(),
+        client_id: "cl_a".into(),
+        status: BulkStatus::Pending,
+        request: "[]".into(),
+        done_rows: 0,
+        total_rows: 1,
+        created_at: at(0),
+    };
+    store.commit(UnitOfWork { new_bulk: Some(job), ..UnitOfWork::default() }).await.expect("accept");
+    assert!(store.claim_bulk("bk-9", "node-a", at(0), at(100)).expect("claim"));
+    assert!(!store.claim_bulk("bk-9", "node-b", at(50), at(150)).expect("claim"), "held by node-a");
+    assert!(store.claim_bulk("bk-9", "node-a", at(60), at(200)).expect("renew"), "the holder renews");
+    assert!(!store.claim_bulk("bk-9", "node-b", at(150), at(250)).expect("claim"), "renewed lease holds");
+    assert!(
+        store.claim_bulk("bk-9", "node-b", at(201), at(300)).expect("claim"),
+        "taken over after the lease"
+    );
+    assert!(!store.claim_bulk("bk-9", "node-a", at(210), at(310)).expect("claim"), "node-a lost it");
+    store.release_bulk("bk-9", "node-a").expect("release by a non-holder does nothing");
+    assert!(!store.claim_bulk("bk-9", "node-a", at(220), at(320)).expect("claim"));
+    store.release_bulk("bk-9", "node-b").expect("release");
+    assert!(store.claim_bulk("bk-9", "node-a", at(230), at(330)).expect("claim"), "free after release");
+    let done = UnitOfWork {
+        bulk_progress: Some(BulkProgress {
+            id: "bk-9".into(),
+            expected_done_rows: 0,
+            results: vec!["r".into()],
+        }),
+        ..UnitOfWork::default()
+    };
+    store.commit(done).await.expect("progress");
+    assert!(
+        !store.claim_bulk("bk-9", "node-a", at(240), at(340)).expect("claim"),
+        "a done job is never claimed"
+    );
+    assert!(!store.claim_bulk("bk-0", "node-a", at(240), at(340)).expect("claim"), "no such job");
 }

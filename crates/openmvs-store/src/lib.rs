@@ -9,6 +9,7 @@
 pub mod conformance;
 #[cfg(feature = "conformance")]
 pub mod conformance_hub;
+pub mod decode;
 pub mod hub;
 mod model;
 mod ports;

@@ -134,6 +134,15 @@ pub trait OutboxStore: Send + Sync {
     /// Up to `limit` live messages due at `now`, oldest first, at most one per ordering key
     /// (the oldest undelivered one), so that messages about one product stay in order.
     fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>>;
+    /// Takes what [`OutboxStore::due`] would give, for this relay alone: the messages taken are not
+    /// due again until `lease_until` (unless marked failed), so relays on several nodes never send
+    /// one message at once, and a message whose relay died is sent again once its lease is over.
+    fn claim_due(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredOutboxMessage>>;
     /// Removes a delivered message.
     fn delivered(&self, seq: u64) -> StoreResult<()>;
     /// Records a failed attempt: retry at `next_attempt_at`, or move to the dead-letter list.
@@ -160,6 +169,14 @@ pub trait BulkStore: Send + Sync {
     fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>>;
     /// Jobs not yet done, oldest first.
     fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>>;
+    /// Takes or renews the lease on an unfinished job for `worker` until `lease_until`: true when
+    /// the job is free, already this worker's, or its lease ended before `now`; false when another
+    /// worker holds it or it is done. One worker processes a job at a time, and a job whose worker
+    /// died is taken over once its lease ends.
+    fn claim_bulk(&self, id: &str, worker: &str, now: Timestamp, lease_until: Timestamp)
+    -> StoreResult<bool>;
+    /// Gives up this worker's lease on a job, so another may take it at once.
+    fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()>;
 }
 
 /// Clients and token-signing keys.

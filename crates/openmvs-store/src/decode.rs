@@ -1,0 +1,307 @@
+//! Decoding stored rows into records, for every engine: an engine exposes a row as [`Columns`] and
+//! these functions rebuild the records through the core's validating constructors, so a corrupt
+//! row is reported as corrupt instead of being trusted, whichever database it came from.
+
+use openmvs_audit::{Checkpoint, Entry, Sealed};
+use openmvs_core::alert::{AlertStatus, Classification};
+use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, ProductCode, Scheme};
+use openmvs_core::pack::{Change, Command, Pack, PackState};
+use openmvs_core::return_code::{AlertCode, ReturnCode};
+use openmvs_core::roles::Role;
+use openmvs_core::time::{Date, Timestamp};
+
+use crate::*;
+
+/// One stored row, read column by column (by position).
+pub trait Columns {
+    /// A text column that must not be NULL.
+    fn text(&self, i: usize) -> StoreResult<String>;
+    /// A text column that may be NULL.
+    fn opt_text(&self, i: usize) -> StoreResult<Option<String>>;
+    /// An integer column that must not be NULL.
+    fn int(&self, i: usize) -> StoreResult<i64>;
+    /// An integer column that may be NULL.
+    fn opt_int(&self, i: usize) -> StoreResult<Option<i64>>;
+    /// A boolean column.
+    fn boolean(&self, i: usize) -> StoreResult<bool>;
+    /// A byte-string column.
+    fn bytes(&self, i: usize) -> StoreResult<Vec<u8>>;
+}
+
+/// A corrupt-data error.
+pub fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn unsigned(v: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(v).map_err(|_| corrupt(format!("{what} {v}")))
+}
+
+fn at(r: &impl Columns, i: usize) -> StoreResult<Timestamp> {
+    Ok(Timestamp::from_unix_millis(r.int(i)?))
+}
+
+/// Expiries are stored as encoded together with the year they were resolved to when they arrived,
+/// so their meaning never drifts with the day they are read on: parsing against 1 January of that
+/// year gives back exactly that century.
+pub fn expiry(s: &str, year: i32) -> StoreResult<Expiry> {
+    let day = Date::new(year, 1, 1).ok_or_else(|| corrupt(format!("expiry year {year}")))?;
+    let e = Expiry::parse(s, day).map_err(|e| corrupt(format!("expiry '{s}': {e}")))?;
+    if e.date().year() != year {
+        return Err(corrupt(format!("expiry '{s}' does not fall in its stored year {year}")));
+    }
+    Ok(e)
+}
+
+/// A stored batch number.
+pub fn batch(s: &str) -> StoreResult<Batch> {
+    Batch::new(s).map_err(|e| corrupt(format!("batch '{s}': {e}")))
+}
+
+/// A stored product code with its scheme.
+pub fn product_code(scheme: &str, code: &str) -> StoreResult<ProductCode> {
+    let scheme = Scheme::parse(scheme).map_err(|e| corrupt(format!("scheme: {e}")))?;
+    ProductCode::new(scheme, code).map_err(|e| corrupt(format!("product code '{code}': {e}")))
+}
+
+/// A stored market code.
+pub fn market(s: &str) -> StoreResult<MarketCode> {
+    MarketCode::new(s).map_err(|e| corrupt(format!("market: {e}")))
+}
+
+/// A market list as stored: comma-separated.
+pub fn markets_to_text(m: &[MarketCode]) -> String {
+    m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// A stored market list.
+pub fn markets(s: &str) -> StoreResult<Vec<MarketCode>> {
+    s.split(',').filter(|p| !p.is_empty()).map(market).collect()
+}
+
+/// A stored SHA-256 hash.
+pub fn hash(v: Vec<u8>) -> StoreResult<[u8; 32]> {
+    v.try_into().map_err(|_| corrupt("hash is not 32 bytes"))
+}
+
+/// The columns of a pack's last change, for binding: command, location, at, synced from.
+pub fn change_columns(p: &Pack) -> (Option<String>, Option<&str>, Option<i64>, Option<&str>) {
+    match &p.last_change {
+        Some(c) => (
+            Some(c.command.to_string()),
+            Some(c.location.as_str()),
+            Some(c.at.unix_millis()),
+            c.synced_from.as_ref().map(|m| m.as_str()),
+        ),
+        None => (None, None, None, None),
+    }
+}
+
+/// The columns of a pack, in the order [`stored_pack`] reads them.
+pub const PACK_COLUMNS: &str =
+    "batch, state, last_command, last_location, last_at, synced_from, repeats, version";
+
+/// A pack, from [`PACK_COLUMNS`] starting at column `o`.
+pub fn stored_pack(r: &impl Columns, o: usize) -> StoreResult<StoredPack> {
+    let state = r.text(o + 1)?;
+    let state = PackState::parse(&state).ok_or_else(|| corrupt(format!("pack state '{state}'")))?;
+    let last_change = match (r.opt_text(o + 2)?, r.opt_text(o + 3)?, r.opt_int(o + 4)?) {
+        (Some(cmd), Some(loc), Some(at)) => Some(Change {
+            command: Command::parse(&cmd).ok_or_else(|| corrupt(format!("command '{cmd}'")))?,
+            location: Location::new(&loc).map_err(|e| corrupt(format!("location: {e}")))?,
+            at: Timestamp::from_unix_millis(at),
+            synced_from: r.opt_text(o + 5)?.as_deref().map(market).transpose()?,
+        }),
+        _ => None,
+    };
+    let repeats = r.int(o + 6)?;
+    Ok(StoredPack {
+        pack: Pack {
+            batch: batch(&r.text(o)?)?,
+            state,
+            last_change,
+            repeats: u8::try_from(repeats).map_err(|_| corrupt("repeats"))?,
+        },
+        version: unsigned(r.int(o + 7)?, "version")?,
+    })
+}
+
+/// The columns of a product, in the order [`product`] reads them.
+pub const PRODUCT_COLUMNS: &str = "product_code, scheme, name, common_name, form, strength, pack_type, pack_size, owner, withdrawn, version";
+
+/// A product, from [`PRODUCT_COLUMNS`] starting at column `o`.
+pub fn product(r: &impl Columns, o: usize) -> StoreResult<ProductRecord> {
+    let s = |i| r.text(o + i);
+    Ok(ProductRecord {
+        product_code: product_code(&s(1)?, &s(0)?)?,
+        name: s(2)?,
+        common_name: s(3)?,
+        form: s(4)?,
+        strength: s(5)?,
+        pack_type: s(6)?,
+        pack_size: s(7)?,
+        owner: s(8)?,
+        withdrawn: r.boolean(o + 9)?,
+        version: u32::try_from(r.int(o + 10)?).map_err(|_| corrupt("product version"))?,
+    })
+}
+
+/// The columns of a batch, in the order [`batch_record`] reads them.
+pub const BATCH_COLUMNS: &str = "batch, expiry, expiry_year, recalled, markets";
+
+/// A batch, from [`BATCH_COLUMNS`] starting at column `o` (the product code is the caller's).
+pub fn batch_record(pc: &ProductCode, r: &impl Columns, o: usize) -> StoreResult<BatchRecord> {
+    let year = i32::try_from(r.int(o + 2)?).map_err(|_| corrupt("expiry year"))?;
+    Ok(BatchRecord {
+        product_code: pc.clone(),
+        batch: batch(&r.text(o)?)?,
+        expiry: expiry(&r.text(o + 1)?, year)?,
+        recalled: r.boolean(o + 3)?,
+        markets: markets(&r.text(o + 4)?)?,
+    })
+}
+
+/// The columns of an alert, in the order [`alert`] reads them.
+pub const ALERT_COLUMNS: &str = "id, code, return_code, market, product_code, serial, batch, location, client_id, \
+                                 created_at, status, classification, comment, source_key";
+
+/// An alert, from [`ALERT_COLUMNS`].
+pub fn alert(r: &impl Columns) -> StoreResult<AlertRecord> {
+    let s = |i| r.text(i);
+    let code = s(1)?;
+    let rc = s(2)?;
+    let status = s(10)?;
+    Ok(AlertRecord {
+        id: s(0)?,
+        code: AlertCode::parse(&code).ok_or_else(|| corrupt(format!("alert code '{code}'")))?,
+        return_code: ReturnCode::parse(&rc).ok_or_else(|| corrupt(format!("return code '{rc}'")))?,
+        market: market(&s(3)?)?,
+        product_code: s(4)?,
+        serial: s(5)?,
+        batch: s(6)?,
+        location: s(7)?,
+        client_id: s(8)?,
+        created_at: at(r, 9)?,
+        status: AlertStatus::parse(&status).ok_or_else(|| corrupt(format!("alert status '{status}'")))?,
+        classification: r
+            .opt_text(11)?
+            .map(|c| Classification::parse(&c).ok_or_else(|| corrupt(format!("classification '{c}'"))))
+            .transpose()?,
+        comment: r.opt_text(12)?,
+        source_key: s(13)?,
+    })
+}
+
+/// The columns of an audit record, in the order [`audit`] reads them.
+pub const AUDIT_COLUMNS: &str = "pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, prev_hash, hash";
+
+/// An audit record with its global position, from [`AUDIT_COLUMNS`].
+pub fn audit(r: &impl Columns) -> StoreResult<(u64, Sealed)> {
+    let s = |i| r.text(i);
+    let sealed = Sealed {
+        seq: unsigned(r.int(2)?, "audit seq")?,
+        entry: Entry {
+            market: s(1)?,
+            at_millis: r.int(3)?,
+            actor: s(4)?,
+            role: s(5)?,
+            location: s(6)?,
+            operation: s(7)?,
+            subject: s(8)?,
+            return_code: s(9)?,
+            request: s(10)?,
+            result: s(11)?,
+        },
+        prev_hash: hash(r.bytes(12)?)?,
+        hash: hash(r.bytes(13)?)?,
+    };
+    Ok((unsigned(r.int(0)?, "audit position")?, sealed))
+}
+
+/// The columns of a checkpoint, in the order [`checkpoint`] reads them.
+pub const CHECKPOINT_COLUMNS: &str = "market, seq, hash, at, key_id, signature";
+
+/// A signed checkpoint, from [`CHECKPOINT_COLUMNS`].
+pub fn checkpoint(r: &impl Columns) -> StoreResult<Checkpoint> {
+    Ok(Checkpoint {
+        market: r.text(0)?,
+        seq: unsigned(r.int(1)?, "checkpoint seq")?,
+        hash: hash(r.bytes(2)?)?,
+        at_millis: r.int(3)?,
+        key_id: r.text(4)?,
+        signature: r.bytes(5)?.try_into().map_err(|_| corrupt("signature is not 64 bytes"))?,
+    })
+}
+
+/// The columns of an outbox message, in the order [`outbox`] reads them.
+pub const OUTBOX_COLUMNS: &str = "seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+                                  next_attempt_at, last_error, dead";
+
+/// An outbox message, from [`OUTBOX_COLUMNS`].
+pub fn outbox(r: &impl Columns) -> StoreResult<StoredOutboxMessage> {
+    let s = |i| r.text(i);
+    Ok(StoredOutboxMessage {
+        seq: unsigned(r.int(0)?, "outbox seq")?,
+        message: OutboxMessage {
+            message_id: s(1)?,
+            destination: s(2)?,
+            kind: s(3)?,
+            ordering_key: s(4)?,
+            payload: s(5)?,
+        },
+        created_at: at(r, 6)?,
+        attempts: u32::try_from(r.int(7)?).map_err(|_| corrupt("outbox attempts"))?,
+        next_attempt_at: at(r, 8)?,
+        last_error: r.opt_text(9)?,
+        dead: r.boolean(10)?,
+    })
+}
+
+/// The columns of a bulk job, in the order [`bulk`] reads them.
+pub const BULK_COLUMNS: &str = "id, client_id, status, request, done_rows, total_rows, created_at";
+
+/// A bulk job, from [`BULK_COLUMNS`].
+pub fn bulk(r: &impl Columns) -> StoreResult<BulkJob> {
+    let status = r.text(2)?;
+    Ok(BulkJob {
+        id: r.text(0)?,
+        client_id: r.text(1)?,
+        status: BulkStatus::parse(&status).ok_or_else(|| corrupt(format!("bulk status '{status}'")))?,
+        request: r.text(3)?,
+        done_rows: unsigned(r.int(4)?, "bulk row count")?,
+        total_rows: unsigned(r.int(5)?, "bulk row count")?,
+        created_at: at(r, 6)?,
+    })
+}
+
+/// The columns of a client, in the order [`client`] reads them.
+pub const CLIENT_COLUMNS: &str = "client_id, secret_hash, role, market, location, name, created_at, disabled";
+
+/// A client, from [`CLIENT_COLUMNS`].
+pub fn client(r: &impl Columns) -> StoreResult<ClientRecord> {
+    let role = r.text(2)?;
+    Ok(ClientRecord {
+        client_id: r.text(0)?,
+        secret_hash: r.text(1)?,
+        role: Role::parse(&role).ok_or_else(|| corrupt(format!("role '{role}'")))?,
+        market: market(&r.text(3)?)?,
+        location: Location::new(&r.text(4)?).map_err(|e| corrupt(format!("location: {e}")))?,
+        name: r.text(5)?,
+        created_at: at(r, 6)?,
+        disabled: r.boolean(7)?,
+    })
+}
+
+/// The columns of a token-signing key, in the order [`key`] reads them.
+pub const KEY_COLUMNS: &str = "kid, secret, created_at, active, retired_at";
+
+/// A token-signing key, from [`KEY_COLUMNS`].
+pub fn key(r: &impl Columns) -> StoreResult<KeyRecord> {
+    Ok(KeyRecord {
+        kid: r.text(0)?,
+        secret: r.bytes(1)?.try_into().map_err(|_| corrupt("signing key is not 32 bytes"))?,
+        created_at: at(r, 2)?,
+        active: r.boolean(3)?,
+        retired_at: r.opt_int(4)?.map(Timestamp::from_unix_millis),
+    })
+}
