@@ -248,13 +248,20 @@ impl National {
             };
             backoff.retain(|id, _| jobs.iter().any(|j| &j.id == id));
             let now = Instant::now();
-            let next = jobs.into_iter().find(|j| backoff.get(&j.id).is_none_or(|(_, at)| *at <= now));
+            // The first job not backing off whose lease this node gets: a job another node works
+            // on is left to it.
+            let next = jobs
+                .into_iter()
+                .filter(|j| backoff.get(&j.id).is_none_or(|(_, at)| *at <= now))
+                .find(|j| self.claim_bulk(&j.id));
             match next {
                 Some(job) => match self.process_bulk(&job, &mut shutdown).await {
                     Ok(()) => {
                         backoff.remove(&job.id);
+                        self.release_bulk(&job.id);
                     }
                     Err(e) => {
+                        self.release_bulk(&job.id);
                         let failures = backoff.get(&job.id).map_or(1, |(n, _)| n + 1);
                         let wait = crate::hub::backoff(failures - 1).min(Duration::from_secs(60));
                         tracing::warn!(bulk = %job.id, error = %e, failures, "bulk chunk failed; retrying later");
@@ -308,11 +315,31 @@ impl National {
             if *shutdown.borrow() {
                 return Ok(());
             }
+            // The lease is renewed before every chunk; a node that lost it (it stalled longer than
+            // the lease) stops, and the chunk's expected progress keeps it from applying twice.
+            if !self.claim_bulk(&job.id) {
+                tracing::warn!(bulk = %job.id, "bulk job taken over by another node");
+                return Ok(());
+            }
             let end = (done + self.config.bulk_chunk).min(rows.len());
             self.process_chunk(job, &actor, &rows, &duplicate, done, end).await?;
             done = end;
         }
         Ok(())
+    }
+
+    fn claim_bulk(&self, id: &str) -> bool {
+        let now = self.clock.now();
+        self.store.claim_bulk(id, &self.node_id, now, now.plus(self.config.lease)).unwrap_or_else(|e| {
+            tracing::warn!(bulk = %id, error = %e, "bulk lease cannot be taken");
+            false
+        })
+    }
+
+    fn release_bulk(&self, id: &str) {
+        if let Err(e) = self.store.release_bulk(id, &self.node_id) {
+            tracing::warn!(bulk = %id, error = %e, "bulk lease cannot be given up; it ends by itself");
+        }
     }
 
     async fn process_chunk(

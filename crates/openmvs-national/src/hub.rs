@@ -320,7 +320,9 @@ impl National {
     /// One round of the relay; returns how many messages were acknowledged.
     pub async fn relay_once(&self, hub: &dyn HubLink) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let due = self.store.due(now, MAX_DELIVERY)?;
+        // Claimed, not just read: a relay on another node sharing the store skips these until the
+        // lease ends, and takes them over if this node dies before marking them.
+        let due = self.store.claim_due(now, now.plus(self.config.lease), MAX_DELIVERY)?;
         if due.is_empty() {
             return Ok(0);
         }

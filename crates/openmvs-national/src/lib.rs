@@ -51,6 +51,9 @@ pub struct NationalConfig {
     pub bulk_chunk: usize,
     /// Delivery attempts before an outbox message is moved to the dead-letter list.
     pub max_delivery_attempts: u32,
+    /// How long a node holds an outbox message it is sending or a bulk job it is working on
+    /// before another node may take it over (the holder renews a bulk lease with every chunk).
+    pub lease: std::time::Duration,
 }
 
 impl NationalConfig {
@@ -62,6 +65,7 @@ impl NationalConfig {
             max_bulk_rows: MAX_BULK_ROWS,
             bulk_chunk: 256,
             max_delivery_attempts: 2000,
+            lease: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct National {
     bulk_wake: Notify,
     /// Wakes the outbox relay when a message is committed.
     relay_wake: Notify,
+    /// This process among the nodes sharing the store: the holder of the leases it takes.
+    node_id: String,
 }
 
 impl National {
@@ -104,6 +110,7 @@ impl National {
     ) -> Result<National, ApiError> {
         let ring = auth::load_key_ring(store.as_ref(), clock.now())?;
         let validator = ring.validator();
+        let node_id = new_id("node", clock.now());
         Ok(National {
             store,
             clock,
@@ -113,6 +120,7 @@ impl National {
             hub,
             bulk_wake: Notify::new(),
             relay_wake: Notify::new(),
+            node_id,
         })
     }
 
@@ -124,6 +132,11 @@ impl National {
     /// The configuration.
     pub fn config(&self) -> &NationalConfig {
         &self.config
+    }
+
+    /// This node's id among the nodes sharing the store.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// The store.

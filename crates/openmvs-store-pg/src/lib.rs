@@ -1,1 +1,609 @@
-//! x
+//! The scale-out storage engine: PostgreSQL, shared by several stateless nodes.
+//!
+//! Each node group-commits its own units of work on one write connection (see [`writer`]); reads
+//! and small single-statement writes go over a few shared, pipelined connections. Everything a
+//! node must agree on with the others lives in the database: row versions and row locks decide
+//! races on a pack, the `audit_state` row lock orders the audit trail, and leases stored with the
+//! outbox messages and bulk jobs share that work out.
+
+mod codec;
+mod pool;
+pub mod schema;
+pub mod testing;
+pub mod writer;
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use openmvs_audit::{Checkpoint, Sealed};
+use openmvs_core::ids::{Batch, ProductCode, Serial};
+use openmvs_core::time::{Clock, Timestamp};
+use openmvs_store::decode::{self, Columns};
+use openmvs_store::*;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use codec::{R, pg_err};
+use pool::Pool;
+use writer::{Job, Writer};
+
+/// How many units of work may wait for the writer before new ones are refused as overload.
+pub const QUEUE_BOUND: usize = 16_384;
+
+/// Options for opening a store.
+pub struct PgOptions {
+    /// The database, as a `postgres://` URL or a `key=value` string.
+    pub url: String,
+    /// The schema holding this system's tables (created by the migration if missing); `None`
+    /// for the connection's default search path.
+    pub schema: Option<String>,
+    /// The key that signs audit checkpoints (the same on every node of one system).
+    pub signing_key: SigningKey,
+    /// The clock for checkpoint times and outbox scheduling.
+    pub clock: Arc<dyn Clock>,
+    /// Called with the size of every committed group (for metrics).
+    pub on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// Apply pending migrations at open. When false, a schema that is not this build's version
+    /// is refused with a message that says to run `openmvs migrate`.
+    pub migrate: bool,
+    /// Shared connections for reads and small writes.
+    pub pool_size: usize,
+}
+
+/// A parameter list owned by the query, so it can travel to the engine's runtime.
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// The PostgreSQL engine.
+pub struct PgStore {
+    pool: Arc<Pool>,
+    writer: mpsc::Sender<Job>,
+}
+
+/// Checks a schema name: lower-case letters, digits and `_`, not starting with a digit.
+pub fn valid_schema(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+/// The connection settings of `url` with `schema` as the search path.
+pub fn connection_config(url: &str, schema: Option<&str>) -> StoreResult<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?;
+    if let Some(s) = schema {
+        if !valid_schema(s) {
+            return Err(StoreError::Unavailable(format!(
+                "schema '{s}': use lower-case letters, digits and _ (not first), at most 63"
+            )));
+        }
+        config.options(format!("-c search_path={s}"));
+    }
+    config.application_name("openmvs");
+    config.connect_timeout(std::time::Duration::from_secs(5));
+    Ok(config)
+}
+
+/// Applies pending migrations to the schema (creating it if needed); returns the versions applied.
+pub fn migrate(url: &str, schema: Option<&str>, now: Timestamp) -> StoreResult<Vec<i64>> {
+    let config = connection_config(url, schema)?;
+    let pool = Pool::new(config, 1, "openmvs-pg-migrate")?;
+    let p = pool.clone();
+    let schema = schema.map(str::to_owned);
+    let r = pool.block(async move {
+        let c = p.conn().await?;
+        if let Some(s) = &schema {
+            c.client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}")).await.map_err(pg_err)?;
+        }
+        schema::migrate(&c.client, now.unix_millis()).await.map_err(pg_err)?.map_err(StoreError::Unavailable)
+    });
+    pool.shutdown();
+    r
+}
+
+impl PgStore {
+    /// Connects, checks (or applies) the schema version, and starts this node's writer.
+    pub fn open(opts: PgOptions) -> StoreResult<PgStore> {
+        if opts.migrate {
+            migrate(&opts.url, opts.schema.as_deref(), opts.clock.now())?;
+        }
+        let config = connection_config(&opts.url, opts.schema.as_deref())?;
+        let pool = Pool::new(config.clone(), opts.pool_size, "openmvs-pg")?;
+        let p = pool.clone();
+        let version = pool.block(async move {
+            let c = p.conn().await?;
+            schema::current(&c.client).await.map_err(pg_err)
+        })?;
+        if version != schema::LATEST {
+            pool.shutdown();
+            return Err(StoreError::Unavailable(format!(
+                "the database schema{} has version {version}, this build needs {}: run `openmvs migrate`",
+                opts.schema.as_deref().map(|s| format!(" '{s}'")).unwrap_or_default(),
+                schema::LATEST
+            )));
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_BOUND);
+        let writer = Writer {
+            config,
+            handle: pool.handle().clone(),
+            conn: None,
+            key: opts.signing_key,
+            clock: opts.clock,
+            on_group: opts.on_group,
+        };
+        pool.handle().spawn(writer.run(rx));
+        Ok(PgStore { pool, writer: tx })
+    }
+
+    /// The schema version this build writes.
+    pub fn schema_version() -> i64 {
+        schema::LATEST
+    }
+
+    /// Commits everything queued, signs the open audit tails and stops the writer. Later commits
+    /// are refused as unavailable.
+    pub fn close(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.writer.try_send(Job::Stop(tx)).is_ok() {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+        }
+    }
+
+    /// Rows of one query, decoded.
+    fn rows<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Params,
+        decode: fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let pool = self.pool.clone();
+        self.pool.block(async move {
+            let c = pool.conn().await?;
+            let s = c.stmt(sql).await?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            let rows = c.client.query(&s, &refs).await.map_err(pg_err)?;
+            rows.iter().map(decode).collect()
+        })
+    }
+
+    fn row<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Params,
+        decode: fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        Ok(self.rows(sql, params, decode)?.into_iter().next())
+    }
+
+    /// One statement in a transaction of its own; returns the rows it changed.
+    fn exec(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
+        let pool = self.pool.clone();
+        self.pool.block(async move {
+            let c = pool.conn().await?;
+            let s = c.stmt(sql).await?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            c.client.execute(&s, &refs).await.map_err(pg_err)
+        })
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.pool.shutdown();
+    }
+}
+
+fn p<T: ToSql + Sync + Send + 'static>(v: T) -> Box<dyn ToSql + Sync + Send> {
+    Box::new(v)
+}
+
+fn ms(t: Timestamp) -> Box<dyn ToSql + Sync + Send> {
+    p(t.unix_millis())
+}
+
+impl Committer for PgStore {
+    fn commit(&self, uow: UnitOfWork) -> BoxFuture<'_, StoreResult<Committed>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            self.writer.try_send(Job::Commit(Box::new(uow), tx)).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    StoreError::Unavailable("the writer's queue is full".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("store is shut down".into()),
+            })?;
+            rx.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+        })
+    }
+}
+
+/// The context of one request in one statement (one snapshot, one round trip).
+const CONTEXT_SQL: &str = "SELECT i.request_hash, i.status, i.response, i.created_at, \
+     pr.product_code, pr.scheme, pr.name, pr.common_name, pr.form, pr.strength, pr.pack_type, pr.pack_size, \
+     pr.owner, pr.withdrawn, pr.version, \
+     p.batch, p.state, p.last_command, p.last_location, p.last_at, p.synced_from, p.repeats, p.version, \
+     b.batch, b.expiry, b.expiry_year, b.recalled, b.markets, \
+     EXISTS (SELECT 1 FROM batches rb WHERE rb.product_code = q.pc AND rb.batch = q.rb) \
+     FROM (SELECT $1::text AS cid, $2::text AS trx, $3::text AS pc, $4::text AS sn, $5::text AS rb) q \
+     LEFT JOIN idempotency i ON i.client_id = q.cid AND i.client_trx_id = q.trx \
+     LEFT JOIN products pr ON pr.product_code = q.pc \
+     LEFT JOIN packs p ON p.product_code = q.pc AND p.serial = q.sn \
+     LEFT JOIN batches b ON b.product_code = p.product_code AND b.batch = p.batch";
+
+impl ContextStore for PgStore {
+    fn pack_context(
+        &self,
+        idempotency_key: Option<(&str, &str)>,
+        product_code: &ProductCode,
+        serial: &Serial,
+        batch: &Batch,
+    ) -> StoreResult<PackContext> {
+        let (cid, trx) = match idempotency_key {
+            Some((c, t)) => (Some(c.to_owned()), Some(t.to_owned())),
+            None => (None, None),
+        };
+        let params = vec![
+            p(cid.clone()),
+            p(trx.clone()),
+            p(product_code.as_str().to_owned()),
+            p(serial.as_str().to_owned()),
+            p(batch.as_str().to_owned()),
+        ];
+        let row = self
+            .rows(CONTEXT_SQL, params, |r| Ok(r.clone()))?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("the context query returned no row".into()))?;
+        let r = R(&row);
+        let mut ctx = PackContext::default();
+        if let (Some(cid), Some(trx), Some(status)) = (cid, trx, r.opt_int(1)?) {
+            let status = u16::try_from(status).map_err(|_| decode::corrupt("idempotency status"))?;
+            ctx.idempotency = Some(IdempotencyRecord {
+                client_id: cid,
+                client_trx_id: trx,
+                request_hash: decode::hash(r.bytes(0)?)?,
+                status,
+                response: r.text(2)?,
+                created_at: Timestamp::from_unix_millis(r.int(3)?),
+            });
+            return Ok(ctx);
+        }
+        if r.opt_text(4)?.is_none() {
+            return Ok(ctx);
+        }
+        ctx.product = Some(decode::product(&r, 4)?);
+        ctx.pack = match r.opt_text(15)? {
+            Some(_) => {
+                let pack = decode::stored_pack(&r, 15)?;
+                if r.opt_text(23)?.is_none() {
+                    return Err(decode::corrupt(format!(
+                        "pack {product_code}/{serial} has no batch {}",
+                        pack.pack.batch
+                    )));
+                }
+                Some((pack, decode::batch_record(product_code, &r, 23)?))
+            }
+            None => None,
+        };
+        ctx.requested_batch_known = r.boolean(28)?;
+        Ok(ctx)
+    }
+}
+
+fn pack_row(r: &Row) -> StoreResult<StoredPack> {
+    decode::stored_pack(&R(r), 0)
+}
+
+impl PackStore for PgStore {
+    fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
+        self.row(
+            "SELECT batch, state, last_command, last_location, last_at, synced_from, repeats, version \
+             FROM packs WHERE product_code = $1 AND serial = $2",
+            vec![p(product_code.as_str().to_owned()), p(serial.as_str().to_owned())],
+            pack_row,
+        )
+    }
+
+    fn pack_count(&self) -> StoreResult<u64> {
+        let n = self.row("SELECT COUNT(*) FROM packs", vec![], |r| R(r).int(0))?.unwrap_or(0);
+        Ok(n as u64)
+    }
+}
+
+impl ProductStore for PgStore {
+    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
+        self.row(
+            "SELECT product_code, scheme, name, common_name, form, strength, pack_type, pack_size, owner, \
+             withdrawn, version FROM products WHERE product_code = $1",
+            vec![p(product_code.as_str().to_owned())],
+            |r| decode::product(&R(r), 0),
+        )
+    }
+}
+
+impl BatchStore for PgStore {
+    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
+        let rows = self.rows(
+            "SELECT product_code, batch, expiry, expiry_year, recalled, markets FROM batches \
+             WHERE product_code = $1 AND batch = $2",
+            vec![p(product_code.as_str().to_owned()), p(batch.as_str().to_owned())],
+            |r| Ok(r.clone()),
+        )?;
+        rows.first().map(|r| decode::batch_record(product_code, &R(r), 1)).transpose()
+    }
+}
+
+impl AlertStore for PgStore {
+    fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
+        self.row(
+            "SELECT id, code, return_code, market, product_code, serial, batch, location, client_id, \
+             created_at, status, classification, comment, source_key FROM alerts WHERE id = $1",
+            vec![p(id.to_owned())],
+            |r| decode::alert(&R(r)),
+        )
+    }
+
+    fn alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertRecord>> {
+        self.rows(
+            "SELECT id, code, return_code, market, product_code, serial, batch, location, client_id, \
+             created_at, status, classification, comment, source_key FROM alerts \
+             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR client_id = $2) \
+             AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
+            vec![
+                p(f.status.map(|s| s.as_str().to_owned())),
+                p(f.client_id.clone()),
+                p(f.product_code.clone()),
+                p(f.after.clone()),
+                p(f.limit as i64),
+            ],
+            |r| decode::alert(&R(r)),
+        )
+    }
+}
+
+impl AuditStore for PgStore {
+    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
+        self.rows(
+            "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
+             prev_hash, hash FROM audit WHERE subject = $1 ORDER BY pos",
+            vec![p(subject.to_owned())],
+            |r| Ok(decode::audit(&R(r))?.1),
+        )
+    }
+
+    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
+        self.rows(
+            "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
+             prev_hash, hash FROM audit WHERE pos > $1 ORDER BY pos LIMIT $2",
+            vec![p(after as i64), p(limit as i64)],
+            |r| decode::audit(&R(r)),
+        )
+    }
+
+    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        self.rows(
+            "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
+            vec![],
+            |r| decode::checkpoint(&R(r)),
+        )
+    }
+}
+
+fn outbox_row(r: &Row) -> StoreResult<StoredOutboxMessage> {
+    decode::outbox(&R(r))
+}
+
+impl OutboxStore for PgStore {
+    fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.rows(
+            "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+             next_attempt_at, last_error, dead FROM outbox o WHERE NOT dead AND next_attempt_at <= $1 \
+             AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
+             ORDER BY seq LIMIT $2",
+            vec![ms(now), p(limit as i64)],
+            outbox_row,
+        )
+    }
+
+    fn claim_due(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredOutboxMessage>> {
+        // Rows another relay is claiming right now are skipped, not waited for; a row it claimed
+        // and committed is re-checked and found not due.
+        let mut out = self.rows(
+            "UPDATE outbox SET next_attempt_at = $3 WHERE seq IN (SELECT seq FROM outbox o \
+             WHERE NOT dead AND next_attempt_at <= $1 \
+             AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
+             ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+             next_attempt_at, last_error, dead",
+            vec![ms(now), p(limit as i64), ms(lease_until)],
+            outbox_row,
+        )?;
+        out.sort_by_key(|m| m.seq);
+        Ok(out)
+    }
+
+    fn delivered(&self, seq: u64) -> StoreResult<()> {
+        self.exec("DELETE FROM outbox WHERE seq = $1", vec![p(seq as i64)]).map(|_| ())
+    }
+
+    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
+        self.exec(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
+             WHERE seq = $1",
+            vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
+        )
+        .map(|_| ())
+    }
+
+    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.rows(
+            "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+             next_attempt_at, last_error, dead FROM outbox WHERE dead ORDER BY seq",
+            vec![],
+            outbox_row,
+        )
+    }
+
+    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
+        let n = self.exec(
+            "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
+            vec![p(seq as i64), ms(now)],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn pending(&self) -> StoreResult<u64> {
+        let n = self.row("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![], |r| R(r).int(0))?.unwrap_or(0);
+        Ok(n as u64)
+    }
+}
+
+impl IdempotencyStore for PgStore {
+    fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        let rows = self.rows(
+            "SELECT client_id, client_trx_id, request_hash, status, response, created_at FROM idempotency \
+             WHERE client_id = $1 AND client_trx_id = $2",
+            vec![p(client_id.to_owned()), p(client_trx_id.to_owned())],
+            |r| {
+                let c = R(r);
+                Ok(IdempotencyRecord {
+                    client_id: c.text(0)?,
+                    client_trx_id: c.text(1)?,
+                    request_hash: decode::hash(c.bytes(2)?)?,
+                    status: u16::try_from(c.int(3)?).map_err(|_| decode::corrupt("idempotency status"))?,
+                    response: c.text(4)?,
+                    created_at: Timestamp::from_unix_millis(c.int(5)?),
+                })
+            },
+        )?;
+        Ok(rows.into_iter().next())
+    }
+}
+
+fn bulk_row(r: &Row) -> StoreResult<BulkJob> {
+    decode::bulk(&R(r))
+}
+
+impl BulkStore for PgStore {
+    fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>> {
+        self.row(
+            "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs WHERE id = $1",
+            vec![p(id.to_owned())],
+            bulk_row,
+        )
+    }
+
+    fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
+        self.rows(
+            "SELECT result FROM bulk_results WHERE bulk_id = $1 ORDER BY row_no",
+            vec![p(id.to_owned())],
+            |r| R(r).text(0),
+        )
+    }
+
+    fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
+        self.rows(
+            "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs \
+             WHERE status <> 'DONE' ORDER BY created_at, id LIMIT $1",
+            vec![p(limit as i64)],
+            bulk_row,
+        )
+    }
+
+    fn claim_bulk(
+        &self,
+        id: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool> {
+        // The row lock makes concurrent claims take turns; each re-checks the lease it finds.
+        let n = self.exec(
+            "UPDATE bulk_jobs SET owner = $2, lease_until = $3 WHERE id = $1 AND status <> 'DONE' \
+             AND (owner IS NULL OR owner = $2 OR lease_until < $4)",
+            vec![p(id.to_owned()), p(worker.to_owned()), ms(lease_until), ms(now)],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()> {
+        self.exec(
+            "UPDATE bulk_jobs SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2",
+            vec![p(id.to_owned()), p(worker.to_owned())],
+        )
+        .map(|_| ())
+    }
+}
+
+impl ClientStore for PgStore {
+    fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        let c = client.clone();
+        let n = self.exec(
+            "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            vec![
+                p(c.client_id.clone()),
+                p(c.secret_hash),
+                p(c.role.as_str().to_owned()),
+                p(c.market.as_str().to_owned()),
+                p(c.location.as_str().to_owned()),
+                p(c.name),
+                ms(c.created_at),
+                p(c.disabled),
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(Conflict::Exists(format!("client {}", c.client_id))));
+        }
+        Ok(())
+    }
+
+    fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        self.row(
+            "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
+             FROM clients WHERE client_id = $1",
+            vec![p(client_id.to_owned())],
+            |r| decode::client(&R(r)),
+        )
+    }
+
+    fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        self.rows(
+            "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
+             FROM clients ORDER BY client_id",
+            vec![],
+            |r| decode::client(&R(r)),
+        )
+    }
+
+    fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        self.rows(
+            "SELECT kid, secret, created_at, active, retired_at FROM signing_keys ORDER BY created_at, kid",
+            vec![],
+            |r| decode::key(&R(r)),
+        )
+    }
+
+    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
+        // One statement, so retiring the old key and storing the new one happen together or not
+        // at all, whichever node rotates.
+        let n = self.exec(
+            "WITH fresh AS (SELECT NOT EXISTS (SELECT 1 FROM signing_keys WHERE kid = $1) AS ok), \
+             retired AS (UPDATE signing_keys SET active = FALSE, retired_at = $4 \
+                         WHERE active AND (SELECT ok FROM fresh)) \
+             INSERT INTO signing_keys (kid, secret, created_at, active, retired_at) \
+             SELECT $1, $2, $3, TRUE, NULL WHERE (SELECT ok FROM fresh)",
+            vec![p(key.kid.clone()), p(key.secret.to_vec()), ms(key.created_at), ms(now)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(Conflict::Exists(format!("key {}", key.kid))));
+        }
+        Ok(())
+    }
+}

@@ -85,11 +85,6 @@ impl Pool {
         &self.handle
     }
 
-    /// The connection settings.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// A shared connection (round robin), reconnecting one that was lost.
     pub async fn conn(&self) -> StoreResult<Arc<Conn>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();

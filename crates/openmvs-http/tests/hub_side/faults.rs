@@ -106,6 +106,14 @@ impl OutboxStore for Faulty {
     fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
         self.inner.due(now, limit)
     }
+    fn claim_due(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.inner.claim_due(now, lease_until, limit)
+    }
     fn delivered(&self, seq: u64) -> StoreResult<()> {
         self.inner.delivered(seq)
     }
@@ -138,6 +146,12 @@ impl BulkStore for Faulty {
     }
     fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
         self.inner.unfinished_bulks(limit)
+    }
+    fn claim_bulk(&self, id: &str, worker: &str, now: Timestamp, lease_until: Timestamp) -> StoreResult<bool> {
+        self.inner.claim_bulk(id, worker, now, lease_until)
+    }
+    fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()> {
+        self.inner.release_bulk(id, worker)
     }
 }
 
