@@ -42,6 +42,13 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Apply the storage schema's pending migrations (PostgreSQL nodes refuse to start without
+    /// them; the embedded store applies its own when it opens).
+    Migrate {
+        /// The national system to migrate.
+        #[command(flatten)]
+        target: Target,
+    },
     /// Measure a component on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -277,9 +284,9 @@ pub enum DeadLetterCommand {
 pub enum AuditCommand {
     /// Check every record and signed checkpoint of the trail; names the first bad record.
     Verify {
-        /// The national system's data directory.
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// The national system: `--config FILE` (its storage, embedded or PostgreSQL) or `--data-dir DIR`.
+        #[command(flatten)]
+        target: Target,
         /// Trust these public keys (hex) instead of the data directory's `audit-signing.pub`.
         #[arg(long = "public-key")]
         public_keys: Vec<String>,

@@ -7,8 +7,13 @@
 //! market = "DE"                    # required: the market served
 //! listen = "127.0.0.1:8401"        # default 127.0.0.1:8401
 //! data_dir = "openmvs-data/DE"     # default ./openmvs-data/<market>; relative to this file
-//! storage = "sqlite"               # the embedded store (default)
+//! storage = "sqlite"               # the embedded store (default), or "postgres"
 //! log = "info"                     # tracing filter, default "info"
+//!
+//! [national.postgres]              # with storage = "postgres": nodes sharing one database
+//! url = "postgres://openmvs@db.example:5432/openmvs"
+//! schema = "openmvs_de"            # default openmvs_<market>; apply with `openmvs migrate`
+//! pool = 4                         # shared read connections per node
 //!
 //! [national.tls]                   # without it the server speaks plain HTTP (local testing only)
 //! cert = "national.pem"            # certificate chain, PEM
@@ -66,11 +71,51 @@ pub struct RawNational {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub storage: Option<String>,
+    pub postgres: Option<RawPostgres>,
     pub log: Option<String>,
     pub tls: Option<RawTls>,
     pub policy: Option<RawPolicy>,
     pub hub: Option<RawHub>,
     pub limits: Option<RawLimits>,
+}
+
+/// `[national.postgres]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    pub url: Option<String>,
+    pub schema: Option<String>,
+    pub pool: Option<usize>,
+}
+
+/// Where a national system keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// The embedded store in the data directory.
+    Sqlite,
+    /// A PostgreSQL schema, which several nodes may share.
+    Postgres {
+        /// The database URL.
+        url: String,
+        /// The schema.
+        schema: String,
+        /// Shared read connections per node.
+        pool: usize,
+    },
+}
+
+/// A database URL with its password replaced, for printing.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// `[national.tls]`.
@@ -138,6 +183,7 @@ pub struct NationalSettings {
     pub market: MarketCode,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub storage: Storage,
     pub log: String,
     pub tls: Option<TlsFiles>,
     pub policy: Policy,
@@ -207,10 +253,34 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
         listen.parse().with_context(|| format!("national.listen: '{listen}' is not host:port"))?;
     let data_dir =
         resolve(base, n.data_dir.unwrap_or_else(|| PathBuf::from("openmvs-data").join(market.as_str())));
-    match n.storage.as_deref() {
-        None | Some("sqlite") => {}
-        Some(other) => bail!("national.storage: '{other}' is not an engine of this build (sqlite)"),
-    }
+    let storage = match n.storage.as_deref() {
+        None | Some("sqlite") => {
+            if n.postgres.is_some() {
+                bail!("national.postgres: only used with storage = \"postgres\"");
+            }
+            Storage::Sqlite
+        }
+        Some("postgres") => {
+            let pg = n.postgres.clone().unwrap_or_default();
+            let url = pg.url.context("national.postgres.url is required with storage = \"postgres\"")?;
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("national.postgres.url: '{}' must be a postgres:// URL", redact_url(&url));
+            }
+            let schema =
+                pg.schema.unwrap_or_else(|| format!("openmvs_{}", market.as_str().to_ascii_lowercase()));
+            if !openmvs_store_pg::valid_schema(&schema) {
+                bail!(
+                    "national.postgres.schema: '{schema}' must be lower-case letters, digits and _ (not first)"
+                );
+            }
+            let pool = pg.pool.unwrap_or(4);
+            if pool == 0 || pool > 64 {
+                bail!("national.postgres.pool: {pool} must be 1-64");
+            }
+            Storage::Postgres { url, schema, pool }
+        }
+        Some(other) => bail!("national.storage: '{other}' is not an engine of this build (sqlite, postgres)"),
+    };
     let tls = n
         .tls
         .map(|t| -> anyhow::Result<TlsFiles> {
@@ -261,6 +331,7 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
         market,
         listen,
         data_dir,
+        storage,
         log: n.log.unwrap_or_else(|| "info".into()),
         tls,
         policy,
@@ -289,7 +360,19 @@ pub fn render(s: &NationalSettings) -> String {
     n.insert("market".into(), s.market.to_string().into());
     n.insert("listen".into(), s.listen.to_string().into());
     n.insert("data_dir".into(), s.data_dir.display().to_string().into());
-    n.insert("storage".into(), "sqlite".into());
+    match &s.storage {
+        Storage::Sqlite => {
+            n.insert("storage".into(), "sqlite".into());
+        }
+        Storage::Postgres { url, schema, pool } => {
+            n.insert("storage".into(), "postgres".into());
+            let mut x = toml::Table::new();
+            x.insert("url".into(), redact_url(url).into());
+            x.insert("schema".into(), schema.clone().into());
+            x.insert("pool".into(), (*pool as i64).into());
+            n.insert("postgres".into(), x.into());
+        }
+    }
     n.insert("log".into(), s.log.clone().into());
     if let Some(tls) = &s.tls {
         let mut x = toml::Table::new();
@@ -355,6 +438,25 @@ mod tests {
     }
 
     #[test]
+    fn postgres_storage_takes_its_url_and_a_schema_per_market() {
+        let s = load(
+            "[national]\nmarket = \"DE\"\nstorage = \"postgres\"\n",
+            &[("OPENMVS__NATIONAL__POSTGRES__URL", "postgres://app:s3cret@db:5432/mvs")],
+        )
+        .unwrap();
+        assert_eq!(
+            s.storage,
+            Storage::Postgres {
+                url: "postgres://app:s3cret@db:5432/mvs".into(),
+                schema: "openmvs_de".into(),
+                pool: 4
+            }
+        );
+        let text = render(&s);
+        assert!(text.contains("postgres://app:***@db:5432/mvs") && !text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
     fn environment_variables_override_the_file() {
         let s = load(
             "[national]\nmarket = \"DE\"\n[national.policy]\nwholesaler_supply = false\n",
@@ -375,6 +477,19 @@ mod tests {
             ("[national]\nmarket = \"XX\"\n", "national.market"),
             ("[national]\nmarket = \"DE\"\nlisten = \"nowhere\"\n", "national.listen"),
             ("[national]\nmarket = \"DE\"\nstorage = \"redis\"\n", "national.storage"),
+            ("[national]\nmarket = \"DE\"\nstorage = \"postgres\"\n", "national.postgres.url is required"),
+            (
+                "[national]\nmarket = \"DE\"\nstorage = \"postgres\"\n[national.postgres]\nurl = \"mysql://x\"\n",
+                "national.postgres.url",
+            ),
+            (
+                "[national]\nmarket = \"DE\"\nstorage = \"postgres\"\n[national.postgres]\nurl = \"postgres://h/d\"\nschema = \"De-1\"\n",
+                "national.postgres.schema",
+            ),
+            (
+                "[national]\nmarket = \"DE\"\n[national.postgres]\nurl = \"postgres://h/d\"\n",
+                "only used with",
+            ),
             ("[national]\nmarket = \"DE\"\nmarkte = \"DE\"\n", "unknown field `markte`"),
             (
                 "[national]\nmarket = \"DE\"\n[national.hub]\nurl = \"http://x\"\nca = \"c\"\n",

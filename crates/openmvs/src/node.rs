@@ -8,7 +8,11 @@ use anyhow::{Context, bail};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use openmvs_core::ids::MarketCode;
 use openmvs_core::time::Clock;
+use openmvs_store::Store;
+use openmvs_store_pg::{PgOptions, PgStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
+
+use crate::config::Storage;
 
 /// The database file in a data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -107,6 +111,84 @@ pub fn market_of(data_dir: &Path) -> anyhow::Result<MarketCode> {
         format!("{} is not a national system's data directory (no market file)", data_dir.display())
     })?;
     MarketCode::new(text.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// A national system's open store, whichever engine it is.
+#[derive(Clone)]
+pub struct NodeStore {
+    store: Arc<dyn Store>,
+    engine: Engine,
+}
+
+#[derive(Clone)]
+enum Engine {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+}
+
+impl NodeStore {
+    /// The store, for the service.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Commits what is queued, signs the open audit tails and stops the writer.
+    pub fn close(&self) {
+        match &self.engine {
+            Engine::Sqlite(s) => s.close(),
+            Engine::Postgres(s) => s.close(),
+        }
+    }
+
+    /// The engine's name, for logs.
+    pub fn engine_name(&self) -> &'static str {
+        match &self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl std::ops::Deref for NodeStore {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        self.store.as_ref()
+    }
+}
+
+/// Opens the store of a national system for reading and writing: the data directory's embedded
+/// database, or its PostgreSQL schema, which must be migrated already (`openmvs migrate`). The
+/// data directory holds the audit signing key either way.
+pub fn open(
+    data_dir: &Path,
+    storage: &Storage,
+    clock: Arc<dyn Clock>,
+    on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+) -> anyhow::Result<NodeStore> {
+    match storage {
+        Storage::Sqlite => {
+            let s = open_store(data_dir, clock, on_group)?;
+            Ok(NodeStore { store: s.clone(), engine: Engine::Sqlite(s) })
+        }
+        Storage::Postgres { url, schema, pool } => {
+            let key = audit_key(data_dir)?;
+            let s = Arc::new(
+                PgStore::open(PgOptions {
+                    url: url.clone(),
+                    schema: Some(schema.clone()),
+                    signing_key: key,
+                    clock,
+                    on_group,
+                    migrate: false,
+                    pool_size: *pool,
+                })
+                .with_context(|| {
+                    format!("opening PostgreSQL schema {schema} at {}", crate::config::redact_url(url))
+                })?,
+            );
+            Ok(NodeStore { store: s.clone(), engine: Engine::Postgres(s) })
+        }
+    }
 }
 
 /// Opens the store of a data directory for reading and writing.

@@ -147,7 +147,13 @@ impl BulkStore for Faulty {
     fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
         self.inner.unfinished_bulks(limit)
     }
-    fn claim_bulk(&self, id: &str, worker: &str, now: Timestamp, lease_until: Timestamp) -> StoreResult<bool> {
+    fn claim_bulk(
+        &self,
+        id: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool> {
         self.inner.claim_bulk(id, worker, now, lease_until)
     }
     fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()> {

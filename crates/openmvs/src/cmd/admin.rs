@@ -12,32 +12,36 @@ use openmvs_core::time::Clock;
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
 use openmvs_pki::{CertificateAuthority, ClientKind, Identity};
-use openmvs_store::{ClientStore, OutboxStore, Store};
 use openmvs_wire::hub::{BatchMsg, Delivery, Envelope, Message, PacksMsg, ProductMsg};
 
 use crate::cli::{Admin, ClientCommand, DeadLetterCommand, ObpCommand, Target};
+use crate::config::Storage;
 use crate::node;
 
-/// The data directory named by `--config` (whose market it is then claimed for) or `--data-dir`.
-fn data_dir(t: &Target) -> anyhow::Result<PathBuf> {
+/// The data directory and storage named by `--config` (whose market it is then claimed for), or
+/// the embedded store of `--data-dir`.
+pub(crate) fn target(t: &Target) -> anyhow::Result<(PathBuf, Storage)> {
     match (&t.config, &t.data_dir) {
         (Some(c), _) => {
             let s = super::serve::settings(c)?;
             node::claim_market(&s.data_dir, s.market)?;
-            Ok(s.data_dir)
+            Ok((s.data_dir, s.storage))
         }
-        (None, Some(d)) => Ok(d.clone()),
+        (None, Some(d)) => Ok((d.clone(), Storage::Sqlite)),
         (None, None) => bail!("give --config FILE or --data-dir DIR"),
     }
 }
 
-fn open(t: &Target) -> anyhow::Result<(Arc<National>, Arc<openmvs_store_sqlite::SqliteStore>)> {
-    let dir = data_dir(t)?;
+fn data_dir(t: &Target) -> anyhow::Result<PathBuf> {
+    Ok(target(t)?.0)
+}
+
+fn open(t: &Target) -> anyhow::Result<(Arc<National>, node::NodeStore)> {
+    let (dir, storage) = target(t)?;
     let market = node::market_of(&dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = node::open_store(&dir, clock.clone(), None)?;
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let national = National::new(dyn_store, clock, NationalConfig::new(market), None)
+    let store = node::open(&dir, &storage, clock.clone(), None)?;
+    let national = National::new(store.store(), clock, NationalConfig::new(market), None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((Arc::new(national), store))
 }

@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { config }) => serve::check(&config),
         Command::Admin(a) => admin::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::Migrate { target } => audit::migrate(&target),
         Command::Bench(BenchCommand::National { packs, seconds, clients }) => {
             bench::national(packs, seconds, clients)
         }

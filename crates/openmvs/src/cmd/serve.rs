@@ -12,7 +12,6 @@ use openmvs_http::limit::{Limiter, RateLimit};
 use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{HubLink, National, NationalConfig};
-use openmvs_store::Store;
 use openmvs_telemetry::SlaSnapshot;
 use tokio::sync::watch;
 
@@ -74,7 +73,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
         .size_histogram("openmvs_group_commit_size", "Units of work per committed transaction.", &[])
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let on_group: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(move |n| group_sizes.observe(n as u64));
-    let store = node::open_store(&s.data_dir, clock.clone(), Some(on_group))?;
+    let store = node::open(&s.data_dir, &s.storage, clock.clone(), Some(on_group))?;
     let sla_file = s.data_dir.join("sla.snapshot");
     if let Ok(text) = std::fs::read_to_string(&sla_file) {
         match SlaSnapshot::decode(&text) {
@@ -104,9 +103,8 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     cfg.policy = s.policy.clone();
     cfg.max_bulk_rows = s.max_bulk_rows;
     cfg.bulk_chunk = s.bulk_chunk;
-    let dyn_store: Arc<dyn Store> = store.clone();
     let national =
-        Arc::new(National::new(dyn_store, clock.clone(), cfg, hub).map_err(|e| anyhow::anyhow!("{e}"))?);
+        Arc::new(National::new(store.store(), clock.clone(), cfg, hub).map_err(|e| anyhow::anyhow!("{e}"))?);
     let limiter = Arc::new(Limiter::new(RateLimit {
         per_second: f64::from(s.client_rate),
         burst: f64::from(s.client_burst),
@@ -132,7 +130,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     obs.set_ready(true);
     // One line on stdout that scripts and tests wait for.
     println!("openmvs: national system {} listening on {scheme}://{}", s.market, server.local_addr());
-    tracing::info!(market = %s.market, addr = %server.local_addr(), "national system ready");
+    tracing::info!(market = %s.market, addr = %server.local_addr(), storage = store.engine_name(), node = national.node_id(), "national system ready");
 
     wait_for_signal().await;
     tracing::info!("shutting down: readiness off, draining in-flight requests");
