@@ -14,6 +14,7 @@ pub mod clock;
 mod error;
 pub mod hub;
 mod ids;
+mod locks;
 mod packs;
 mod query;
 pub mod request;
@@ -97,6 +98,8 @@ pub struct National {
     relay_wake: Notify,
     /// This process among the nodes sharing the store: the holder of the leases it takes.
     node_id: String,
+    /// Requests on one pack take turns inside this node.
+    pack_locks: locks::PackLocks,
 }
 
 impl National {
@@ -121,6 +124,7 @@ impl National {
             bulk_wake: Notify::new(),
             relay_wake: Notify::new(),
             node_id,
+            pack_locks: locks::PackLocks::new(),
         })
     }
 

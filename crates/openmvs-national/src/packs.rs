@@ -19,7 +19,9 @@ use crate::request::{self, PackInput, request_hash};
 use crate::{Actor, ApiError, National, Record, new_id};
 
 /// How often a request is read and decided again after losing a race, before giving up with 503.
-const MAX_ATTEMPTS: usize = 8;
+/// Attempts of one request against concurrent changes of its pack. Inside a node, requests on one
+/// pack take turns; this bounds the races with other nodes sharing the store.
+const MAX_ATTEMPTS: usize = 32;
 
 /// The audit subject of a pack.
 pub fn subject(id: &PackIdentifier) -> String {
@@ -120,7 +122,13 @@ impl National {
         let (input, operation, subject) = (req.input, req.operation, req.subject);
         let hash = request_hash(operation, &input.id);
         let audit_op = if req.from_hub { format!("intermarket-{operation}") } else { operation.to_owned() };
-        for _ in 0..MAX_ATTEMPTS {
+        let _turn = self.pack_locks.lock(&input.id.product_code, &input.id.serial).await;
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 1 {
+                // Another node keeps winning the race: let it finish before reading again.
+                let jitter = u64::from(input.client_trx_id.len() as u8 ^ attempt as u8) % 4;
+                tokio::time::sleep(std::time::Duration::from_millis(1 + jitter)).await;
+            }
             let id = &input.id;
             let key = (actor.client_id.as_str(), input.client_trx_id.as_str());
             let ctx = self.store.pack_context(Some(key), &id.product_code, &id.serial, &id.batch)?;

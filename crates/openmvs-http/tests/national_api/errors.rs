@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use openmvs_core::roles::Role;
 use openmvs_http::limit::RateLimit;
-use openmvs_store::IdempotencyStore;
 use reqwest::Method;
 use serde_json::{Value, json};
 

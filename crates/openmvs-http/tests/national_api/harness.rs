@@ -15,7 +15,8 @@ use openmvs_http::limit::{Limiter, RateLimit};
 use openmvs_http::{NationalState, Observability, ServerHandle, TlsConfig, national_router, serve};
 use openmvs_national::clock::FakeClock;
 use openmvs_national::{HubLink, National, NationalConfig};
-use openmvs_store::{BoxFuture, PackStore};
+use openmvs_store::{BoxFuture, Store};
+use openmvs_store_pg::{PgOptions, PgStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 use openmvs_wire::hub::{
     BatchMsg, Delivery, DeliveryAck, Envelope, IntermarketAnswer, IntermarketRequest, Message, PacksMsg,
@@ -157,6 +158,60 @@ pub struct AppOptions {
     pub policy: Policy,
     /// The hub link; none by default.
     pub hub: Option<Arc<dyn HubLink>>,
+    /// A PostgreSQL database and schema to keep the data in, shared by every app given the same
+    /// one (nodes of one national system). By default a fresh embedded store, or a fresh schema
+    /// when `OPENMVS_TEST_STORAGE=postgres`.
+    pub postgres: Option<(String, String)>,
+    /// How long the node holds outbox messages and bulk jobs (default 30 s).
+    pub lease: Option<Duration>,
+    /// Do not start the bulk worker (a node that accepts bulk requests but never works on them).
+    pub no_bulk_worker: bool,
+}
+
+/// The store of a test app, of either engine.
+pub enum TestStore {
+    /// The embedded engine.
+    Sqlite(Arc<SqliteStore>),
+    /// The PostgreSQL engine.
+    Postgres(Arc<PgStore>),
+}
+
+impl TestStore {
+    /// Commits what is queued and stops the writer.
+    pub fn close(&self) {
+        match self {
+            TestStore::Sqlite(s) => s.close(),
+            TestStore::Postgres(s) => s.close(),
+        }
+    }
+
+    fn shared(&self) -> Arc<dyn Store> {
+        match self {
+            TestStore::Sqlite(s) => s.clone(),
+            TestStore::Postgres(s) => s.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        match self {
+            TestStore::Sqlite(s) => s.as_ref(),
+            TestStore::Postgres(s) => s.as_ref(),
+        }
+    }
+}
+
+/// A fresh PostgreSQL schema for apps to share, or `None` (the test is skipped, saying so) when
+/// `OPENMVS_TEST_DATABASE_URL` is not set.
+pub fn shared_postgres(what: &str) -> Option<(String, String)> {
+    openmvs_store_pg::testing::fresh_schema("napi", what)
+}
+
+/// The audit signing key of every test app (the nodes of one system share it).
+pub fn audit_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
 }
 
 /// A running national system.
@@ -168,7 +223,7 @@ pub struct TestApp {
     /// The service behind the routes.
     pub national: Arc<National>,
     /// Its store.
-    pub store: Arc<SqliteStore>,
+    pub store: TestStore,
     /// The clock everything reads.
     pub clock: Arc<FakeClock>,
     /// Metrics, SLA figures, readiness.
@@ -176,6 +231,13 @@ pub struct TestApp {
     _server: ServerHandle,
     stop_worker: watch::Sender<bool>,
     _dir: TempDir,
+}
+
+impl TestApp {
+    /// Turns true when the app stops: for workers a test starts itself.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop_worker.subscribe()
+    }
 }
 
 impl Drop for TestApp {
@@ -195,19 +257,42 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let dir = TempDir::new();
     let clock = Arc::new(FakeClock::at(start()));
     let dyn_clock: Arc<dyn Clock> = clock.clone();
-    let store = Arc::new(
-        SqliteStore::open(Options {
-            path: dir.0.join("national.db"),
-            signer: Arc::new(AuditSigner { key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]) }),
-            clock: dyn_clock.clone(),
-            on_group: None,
+    let postgres = opts.postgres.clone().or_else(|| {
+        let wanted = std::env::var("OPENMVS_TEST_STORAGE").is_ok_and(|v| v == "postgres");
+        wanted.then(|| {
+            shared_postgres("a PostgreSQL app").expect("OPENMVS_TEST_STORAGE=postgres needs a database")
         })
-        .expect("open the store"),
-    );
+    });
+    let store = match postgres {
+        Some((url, schema)) => TestStore::Postgres(Arc::new(
+            PgStore::open(PgOptions {
+                url,
+                schema: Some(schema),
+                signing_key: audit_key(),
+                clock: dyn_clock.clone(),
+                on_group: None,
+                migrate: true,
+                pool_size: 4,
+            })
+            .expect("open the store"),
+        )),
+        None => TestStore::Sqlite(Arc::new(
+            SqliteStore::open(Options {
+                path: dir.0.join("national.db"),
+                signer: Arc::new(AuditSigner { key: audit_key() }),
+                clock: dyn_clock.clone(),
+                on_group: None,
+            })
+            .expect("open the store"),
+        )),
+    };
     let mut config = NationalConfig::new(MarketCode::new(DE).expect("DE is a market"));
     config.policy = opts.policy;
+    if let Some(lease) = opts.lease {
+        config.lease = lease;
+    }
     let national = Arc::new(
-        National::new(store.clone(), dyn_clock.clone(), config, opts.hub).expect("start the service"),
+        National::new(store.shared(), dyn_clock.clone(), config, opts.hub).expect("start the service"),
     );
     let obs = Arc::new(Observability::new(dyn_clock));
     obs.set_ready(true);
@@ -216,7 +301,9 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
     let server = serve(listener, router, Some(tls_config())).expect("serve");
     let (stop_worker, rx) = watch::channel(false);
-    tokio::spawn(national.clone().run_bulk_worker(rx));
+    if !opts.no_bulk_worker {
+        tokio::spawn(national.clone().run_bulk_worker(rx));
+    }
     let http = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)

@@ -1,7 +1,8 @@
 //! The national system's API over real HTTPS, in process: every return code of the contract,
 //! every HTTP error, scans, roles, undo, idempotency, bulk, alerts, audit and the operations
 //! endpoints. Each test starts its own national system on a fresh store with a fake clock
-//! (see `harness`).
+//! (see `harness`). With `OPENMVS_TEST_STORAGE=postgres` every app keeps its data in PostgreSQL
+//! instead; `multi_node` runs several nodes on one PostgreSQL schema whenever a database is given.
 
 mod alerts;
 mod audit;
@@ -9,6 +10,7 @@ mod bulk;
 mod errors;
 mod harness;
 mod idempotency;
+mod multi_node;
 mod ops;
 mod packs;
 mod roles;
