@@ -119,13 +119,26 @@ pub struct Creds {
 pub struct Node {
     dir: TempDir,
     limits: String,
+    /// `(url, schema)` when the node keeps its data in PostgreSQL.
+    postgres: Option<(String, String)>,
     starts: AtomicU32,
 }
 
 impl Node {
     /// A new node; `limits` are extra lines of `[national.limits]`.
     pub fn new(name: &str, limits: &str) -> Node {
-        let node = Node { dir: TempDir::new(name), limits: limits.to_owned(), starts: AtomicU32::new(0) };
+        Node::build(name, limits, None)
+    }
+
+    /// A new node keeping its data in the PostgreSQL schema `schema` at `url`; nodes given the
+    /// same schema are nodes of one national system.
+    pub fn postgres(name: &str, limits: &str, url: &str, schema: &str) -> Node {
+        Node::build(name, limits, Some((url.to_owned(), schema.to_owned())))
+    }
+
+    fn build(name: &str, limits: &str, postgres: Option<(String, String)>) -> Node {
+        let node =
+            Node { dir: TempDir::new(name), limits: limits.to_owned(), postgres, starts: AtomicU32::new(0) };
         node.write_config(free_port());
         node
     }
@@ -147,8 +160,16 @@ impl Node {
 
     fn write_config(&self, port: u16) {
         // Generous rate limits: these tests measure crashes and shutdowns, not the limiter.
+        let storage = match &self.postgres {
+            Some((url, schema)) => {
+                format!(
+                    "storage = \"postgres\"\n\n[national.postgres]\nurl = \"{url}\"\nschema = \"{schema}\"\n"
+                )
+            }
+            None => String::new(),
+        };
         let text = format!(
-            "[national]\nmarket = \"DE\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = '{}'\nlog = \"info\"\n\n\
+            "[national]\nmarket = \"DE\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = '{}'\nlog = \"info\"\n{storage}\n\
              [national.limits]\nclient_rate_per_second = 1000000\nclient_burst = 1000000\n{}\n",
             self.data_dir().display(),
             self.limits
