@@ -7,6 +7,7 @@
 //! outbox messages and bulk jobs share that work out.
 
 mod codec;
+pub mod hub;
 mod pool;
 pub mod schema;
 pub mod testing;
@@ -98,6 +99,35 @@ pub fn migrate(url: &str, schema: Option<&str>, now: Timestamp) -> StoreResult<V
         }
         schema::migrate(&c.client, now.unix_millis()).await.map_err(pg_err)?.map_err(StoreError::Unavailable)
     });
+    pool.shutdown();
+    r
+}
+
+/// Drops the schema with everything in it and creates it empty, for sandboxes that start over
+/// (`openmvs demo --storage postgres` on a new data directory). Never used on a production path.
+pub fn reset_schema(url: &str, schema: &str) -> StoreResult<()> {
+    if !valid_schema(schema) {
+        return Err(StoreError::Unavailable(format!("schema '{schema}' is not a valid name")));
+    }
+    let config = connection_config(url, None)?;
+    let pool = Pool::new(config, 1, "openmvs-pg-reset")?;
+    let p = pool.clone();
+    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
+    let r = pool.block(async move { p.conn().await?.client.batch_execute(&sql).await.map_err(pg_err) });
+    pool.shutdown();
+    r
+}
+
+/// Drops the schema with everything in it (what a benchmark or a test made).
+pub fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
+    if !valid_schema(schema) {
+        return Err(StoreError::Unavailable(format!("schema '{schema}' is not a valid name")));
+    }
+    let config = connection_config(url, None)?;
+    let pool = Pool::new(config, 1, "openmvs-pg-drop")?;
+    let p = pool.clone();
+    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    let r = pool.block(async move { p.conn().await?.client.batch_execute(&sql).await.map_err(pg_err) });
     pool.shutdown();
     r
 }

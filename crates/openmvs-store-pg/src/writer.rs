@@ -10,8 +10,13 @@
 //! makes positions and every market's chain follow commit order with no gaps, on any number of
 //! nodes, at the cost of one lock hold (a few inserts and the commit's flush) per group, not per
 //! operation.
+//!
+//! The loop is generic over the kind of unit it commits ([`Unit`]): the national system's
+//! [`UnitOfWork`] and the hub's `HubUnitOfWork` share it, and with it the group commit, the
+//! savepoints and the sealing and signing of the audit trail.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
@@ -26,7 +31,8 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::codec::{is_contention, pg_err};
-use crate::pool::{Conn, connect};
+pub use crate::pool::Conn;
+use crate::pool::connect;
 
 /// The most units of work committed in one transaction.
 pub const MAX_GROUP: usize = 1024;
@@ -35,10 +41,60 @@ pub const CHECKPOINT_EVERY_RECORDS: i64 = 1000;
 /// ... or when this much time has passed with unsigned records.
 pub const CHECKPOINT_EVERY_MILLIS: i64 = 60_000;
 
+/// A kind of unit of work the writer commits: what it changes, and what committing it reports.
+pub trait Unit: Send + Sync + 'static {
+    /// What a commit of the unit reports back.
+    type Done: Send + 'static;
+    /// Run once on each new write connection: the session's staging tables for rows that arrive
+    /// in bulk and are streamed in with COPY.
+    const SESSION: &'static str;
+    /// The audit entries the unit appends, sealed after every unit of its group has run.
+    fn audit(&self) -> &[Entry];
+    /// Applies the unit (audit entries excepted) on the open transaction, inside its own
+    /// savepoint.
+    fn apply<'a>(
+        &'a self,
+        c: &'a Conn,
+        now: i64,
+    ) -> impl Future<Output = Result<Self::Done, Fail>> + Send + 'a;
+    /// Records the sequence number the unit's next audit entry got.
+    fn sealed(done: &mut Self::Done, seq: u64);
+    /// How a unit whose statement lost a lock wait is answered, so that the caller reads and
+    /// decides again where it can.
+    fn contended(&self) -> StoreError;
+}
+
+impl Unit for UnitOfWork {
+    type Done = Committed;
+    // Serials arriving in bulk are streamed in with COPY into this session's staging table.
+    const SESSION: &'static str = "CREATE TEMP TABLE IF NOT EXISTS pack_ingest (product_code TEXT NOT NULL, \
+         serial TEXT NOT NULL, batch TEXT NOT NULL) ON COMMIT DELETE ROWS";
+
+    fn audit(&self) -> &[Entry] {
+        &self.audit
+    }
+
+    fn apply<'a>(
+        &'a self,
+        c: &'a Conn,
+        now: i64,
+    ) -> impl Future<Output = Result<Committed, Fail>> + Send + 'a {
+        apply(c, self, now)
+    }
+
+    fn sealed(done: &mut Committed, seq: u64) {
+        done.audit_seqs.push(seq);
+    }
+
+    fn contended(&self) -> StoreError {
+        contended(self)
+    }
+}
+
 /// Work for the writer.
-pub enum Job {
+pub enum Job<U: Unit = UnitOfWork> {
     /// Commit a unit of work and answer when durable.
-    Commit(Box<UnitOfWork>, oneshot::Sender<StoreResult<Committed>>),
+    Commit(Box<U>, oneshot::Sender<StoreResult<U::Done>>),
     /// Sign checkpoints for every unsigned record and stop.
     Stop(std::sync::mpsc::Sender<()>),
 }
@@ -54,8 +110,10 @@ pub struct Writer {
 }
 
 /// Why a unit stopped: refused (a conflict) or the database failed the statement.
-enum Fail {
+pub enum Fail {
+    /// Refused by the store's rules (a conflict), or a record that cannot be stored.
     Store(StoreError),
+    /// A statement failed: contention (the unit is answered as [`Unit::contended`]) or worse.
     Db(tokio_postgres::Error),
 }
 
@@ -71,11 +129,11 @@ impl From<tokio_postgres::Error> for Fail {
     }
 }
 
-type Reply = oneshot::Sender<StoreResult<Committed>>;
+type Reply<U> = oneshot::Sender<StoreResult<<U as Unit>::Done>>;
 
 impl Writer {
     /// Runs until the channel closes or a `Stop` arrives.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+    pub async fn run<U: Unit>(mut self, mut rx: mpsc::Receiver<Job<U>>) {
         let mut stop = None;
         while stop.is_none() {
             let Some(first) = rx.recv().await else { break };
@@ -108,30 +166,25 @@ impl Writer {
         }
     }
 
-    async fn connection(&mut self) -> StoreResult<Arc<Conn>> {
+    /// The write connection, opened (with the session set up for units of kind `U`) if there is
+    /// none or it was lost.
+    async fn connection<U: Unit>(&mut self) -> StoreResult<Arc<Conn>> {
         if let Some(c) = &self.conn
             && !c.client.is_closed()
         {
             return Ok(c.clone());
         }
         let c = connect(&self.config, &self.handle).await?;
-        // Serials arriving in bulk are streamed in with COPY into this session's staging table.
-        c.client
-            .batch_execute(
-                "CREATE TEMP TABLE IF NOT EXISTS pack_ingest (product_code TEXT NOT NULL, serial TEXT NOT NULL, \
-                 batch TEXT NOT NULL) ON COMMIT DELETE ROWS",
-            )
-            .await
-            .map_err(pg_err)?;
+        c.client.batch_execute(U::SESSION).await.map_err(pg_err)?;
         self.conn = Some(c.clone());
         Ok(c)
     }
 
-    async fn commit_group(&mut self, group: Vec<(Box<UnitOfWork>, Reply)>) {
+    async fn commit_group<U: Unit>(&mut self, group: Vec<(Box<U>, Reply<U>)>) {
         if let Some(f) = &self.on_group {
             f(group.len());
         }
-        let outcome = match self.connection().await {
+        let outcome = match self.connection::<U>().await {
             Ok(c) => {
                 let r = self.transaction(&c, &group).await;
                 if r.is_err() {
@@ -160,17 +213,17 @@ impl Writer {
         }
     }
 
-    async fn transaction(
+    async fn transaction<U: Unit>(
         &self,
         c: &Conn,
-        group: &[(Box<UnitOfWork>, Reply)],
-    ) -> StoreResult<Vec<StoreResult<Committed>>> {
+        group: &[(Box<U>, Reply<U>)],
+    ) -> StoreResult<Vec<StoreResult<U::Done>>> {
         let now = self.clock.now().unix_millis();
         c.client.batch_execute("BEGIN").await.map_err(pg_err)?;
         let mut results = Vec::with_capacity(group.len());
         for (u, _) in group {
             c.client.batch_execute("SAVEPOINT uow").await.map_err(pg_err)?;
-            let r = match apply(c, u, now).await {
+            let r = match u.apply(c, now).await {
                 Ok(done) => {
                     c.client.batch_execute("RELEASE SAVEPOINT uow").await.map_err(pg_err)?;
                     Ok(done)
@@ -182,7 +235,7 @@ impl Writer {
                         .map_err(pg_err)?;
                     Err(match fail {
                         Fail::Store(e) => e,
-                        Fail::Db(e) if is_contention(&e) => contended(u),
+                        Fail::Db(e) if is_contention(&e) => u.contended(),
                         Fail::Db(e) => pg_err(e),
                     })
                 }
@@ -194,13 +247,13 @@ impl Writer {
             .iter()
             .enumerate()
             .filter(|(i, _)| results[*i].is_ok())
-            .flat_map(|(i, (u, _))| u.audit.iter().map(move |e| (i, e)))
+            .flat_map(|(i, (u, _))| u.audit().iter().map(move |e| (i, e)))
             .collect();
         if !entries.is_empty() {
             let seqs = self.seal(c, &entries, now).await?;
             for ((i, _), seq) in entries.iter().zip(seqs) {
                 if let Ok(done) = &mut results[*i] {
-                    done.audit_seqs.push(seq);
+                    U::sealed(done, seq);
                 }
             }
         }
@@ -344,9 +397,13 @@ impl Writer {
         Ok(())
     }
 
-    /// Signs a checkpoint for every unsigned tail, in a transaction of its own.
+    /// Signs a checkpoint for every unsigned tail, in a transaction of its own (on the write
+    /// connection, or on a connection of its own if there is none).
     pub async fn sign_all(&mut self) -> StoreResult<()> {
-        let c = self.connection().await?;
+        let c = match &self.conn {
+            Some(c) if !c.client.is_closed() => c.clone(),
+            _ => connect(&self.config, &self.handle).await?,
+        };
         let now = self.clock.now().unix_millis();
         c.client.batch_execute("BEGIN").await.map_err(pg_err)?;
         let r = async {
@@ -395,7 +452,8 @@ fn contended(u: &UnitOfWork) -> StoreError {
     }
 }
 
-fn conflict(c: Conflict) -> Fail {
+/// A unit refused by a conflict.
+pub(crate) fn conflict(c: Conflict) -> Fail {
     Fail::Store(StoreError::Conflict(c))
 }
 

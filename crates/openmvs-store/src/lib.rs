@@ -10,6 +10,7 @@ pub mod conformance;
 #[cfg(feature = "conformance")]
 pub mod conformance_hub;
 pub mod decode;
+pub mod decode_hub;
 pub mod hub;
 mod model;
 mod ports;

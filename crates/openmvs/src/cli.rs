@@ -67,6 +67,18 @@ pub enum Command {
         /// One shared clock that `POST /admin/v1/clock` moves forward (bearer: the admin token).
         #[arg(long)]
         fake_clock: bool,
+        /// Where the systems keep their data: `sqlite` (files in DIR) or `postgres` (one schema
+        /// per system in the database of `--database-url`, named `<schema-prefix>_<system>`; a
+        /// new demo, one without DIR/demo.json, starts them empty).
+        #[arg(long, default_value = "sqlite")]
+        storage: String,
+        /// The PostgreSQL database for `--storage postgres` (default: `OPENMVS_DATABASE_URL`),
+        /// e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// The schemas' names start with this, then `_<system>` (`_de`, `_hub`).
+        #[arg(long, default_value = "openmvs_demo")]
+        schema_prefix: String,
     },
 }
 
@@ -85,6 +97,10 @@ pub enum BenchCommand {
         /// Concurrent clients in the concurrent scenarios.
         #[arg(long, default_value_t = 64)]
         clients: usize,
+        /// Also measure on this PostgreSQL database (default: `OPENMVS_DATABASE_URL`), with one
+        /// node and with two nodes sharing a schema made for the run and dropped after it.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// The hub and one national system per market in this process on fresh stores, over HTTPS
     /// with mutual TLS: an OBP streams N serials as text/plain; time to the 202 (durable at the

@@ -22,6 +22,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 struct Demo(Child);
 
+/// Where the demo keeps its data: files in its directory, or the schemas `<prefix>_<system>`
+/// of a PostgreSQL database.
+#[derive(Clone)]
+enum Storage {
+    Sqlite,
+    Postgres { url: String, prefix: String },
+}
+
 impl Drop for Demo {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
@@ -32,7 +40,7 @@ impl Drop for Demo {
 }
 
 impl Demo {
-    fn start(dir: &Path, port_base: u16) -> Demo {
+    fn start(dir: &Path, port_base: u16, storage: &Storage) -> Demo {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_openmvs"));
         cmd.args([
             "demo",
@@ -41,10 +49,11 @@ impl Demo {
             "--port-base",
             &port_base.to_string(),
         ])
-        .args(["--markets", "DE,FR", "--fake-clock"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .args(["--markets", "DE,FR", "--fake-clock"]);
+        if let Storage::Postgres { url, prefix } = storage {
+            cmd.args(["--storage", "postgres", "--database-url", url, "--schema-prefix", prefix]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
         for (k, _) in std::env::vars() {
             if k.starts_with("OPENMVS") {
                 cmd.env_remove(k);
@@ -226,9 +235,24 @@ fn verify_first_de_sample(doc: &Value, trx: &str) -> Value {
 
 #[test]
 fn the_demo_serves_its_samples_moves_its_clock_and_keeps_its_data_across_a_restart() {
+    tour(&Storage::Sqlite);
+}
+
+#[test]
+fn the_demo_runs_the_same_on_postgresql() {
+    let Some((url, prefix)) = openmvs_store_pg::testing::fresh_schema("demo", "the demo on PostgreSQL")
+    else {
+        return;
+    };
+    // The fresh schema only reserves the prefix; the demo makes one schema per system under it.
+    tour(&Storage::Postgres { url, prefix });
+}
+
+/// The README's tour of the demo, then a restart that keeps everything.
+fn tour(storage: &Storage) {
     let dir = TempDir::new("demo");
     let port = port_base();
-    let demo = Demo::start(dir.path(), port);
+    let demo = Demo::start(dir.path(), port, storage);
     let text = std::fs::read_to_string(dir.path().join("demo.json")).expect("demo.json");
     let doc: Value = serde_json::from_str(&text).expect("demo.json is JSON");
 
@@ -374,7 +398,7 @@ fn the_demo_serves_its_samples_moves_its_clock_and_keeps_its_data_across_a_resta
     assert_eq!(moved.status().as_u16(), 200);
 
     demo.stop();
-    let demo = Demo::start(dir.path(), port);
+    let demo = Demo::start(dir.path(), port, storage);
     let again = std::fs::read_to_string(dir.path().join("demo.json")).expect("demo.json");
     assert_eq!(again, text, "a restart rewrote demo.json");
     let answer = verify_first_de_sample(&doc, "e2e-demo-2");

@@ -1,6 +1,8 @@
 //! `openmvs bench national`: starts a national system in this process on a fresh embedded store,
 //! over HTTPS with keep-alive, and measures durable supply rates (one client, many clients) and
-//! verify latency. Every figure is printed with the parameters that produced it.
+//! verify latency; then, given a PostgreSQL database, the same on PostgreSQL with one node and
+//! with two nodes sharing the schema, and prints them side by side. Every figure is printed with
+//! the parameters that produced it.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,13 +18,13 @@ use openmvs_http::limit::{Limiter, RateLimit};
 use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
-use openmvs_store::Store;
 use openmvs_wire::hub::{BatchMsg, Delivery, Envelope, Message, PacksMsg, ProductMsg};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 
 use super::load::{self, Conn};
 
+use crate::config::Storage;
 use crate::node;
 
 const GTIN: &str = "09501101530003";
@@ -72,7 +74,30 @@ impl Figures {
     }
 }
 
-pub fn national(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<ExitCode> {
+/// One way of running the national system: an engine and a number of nodes on it.
+#[derive(Debug, Clone)]
+enum Setup {
+    Sqlite,
+    Postgres { url: String, nodes: usize },
+}
+
+impl Setup {
+    fn label(&self) -> String {
+        match self {
+            Setup::Sqlite => "sqlite, 1 node".into(),
+            Setup::Postgres { nodes, .. } => {
+                format!("postgres, {nodes} node{}", if *nodes > 1 { "s" } else { "" })
+            }
+        }
+    }
+}
+
+pub fn national(
+    packs: u64,
+    seconds: u64,
+    clients: usize,
+    database_url: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // The load generator has threads of its own, as a separate client process would: sharing the
     // server's runtime would put its work in the server's queues and measure both as one.
@@ -81,11 +106,90 @@ pub fn national(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<Exit
         .thread_name("load")
         .enable_all()
         .build()?;
-    rt.block_on(run(packs, seconds, clients, load_rt.handle().clone()))?;
+    let from_env = std::env::var("OPENMVS_DATABASE_URL").ok().filter(|u| !u.is_empty());
+    let mut setups = vec![Setup::Sqlite];
+    match database_url.map(str::to_owned).or(from_env) {
+        Some(url) => {
+            setups.push(Setup::Postgres { url: url.clone(), nodes: 1 });
+            setups.push(Setup::Postgres { url, nodes: 2 });
+        }
+        None => eprintln!("PostgreSQL skipped: give --database-url URL (or OPENMVS_DATABASE_URL) to compare"),
+    }
+    let mut summary = Vec::new();
+    for setup in &setups {
+        println!("== {}", setup.label());
+        let figures = rt.block_on(run(setup, packs, seconds, clients, load_rt.handle().clone()))?;
+        summary.push((setup.label(), figures));
+    }
+    println!("== summary ({packs} packs, {seconds} s per scenario, {clients} concurrent clients)");
+    println!(
+        "{:<18} {:>14} {:>12} {:>14} {:>12} {:>13} {:>13}",
+        "setup", "supply 1 /s", "supply N /s", "supply N p99", "verify N /s", "verify 1 p99", "verify N p99"
+    );
+    let mut rows = Vec::new();
+    for (label, f) in &summary {
+        let find = |n: &str| f.iter().find(|x| x.name == n);
+        let (s1, sn, v1, vn) = (
+            find("supply, one client"),
+            find("supply, concurrent clients"),
+            find("verify, one client"),
+            find("verify, concurrent clients"),
+        );
+        let rate = |x: Option<&Figures>| x.map_or(0.0, Figures::rate);
+        let p99 = |x: Option<&Figures>| x.map_or(0.0, |x| x.ms(0.99));
+        println!(
+            "{label:<18} {:>14.0} {:>12.0} {:>11.2} ms {:>12.0} {:>10.2} ms {:>10.2} ms",
+            rate(s1),
+            rate(sn),
+            p99(sn),
+            rate(vn),
+            p99(v1),
+            p99(vn)
+        );
+        rows.push(json!({"setup": label, "scenarios": f.iter().map(Figures::json).collect::<Vec<_>>()}));
+    }
+    println!("{}", json!({"packs": packs, "seconds": seconds, "clients": clients, "setups": rows}));
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(packs: u64, seconds: u64, clients: usize, load: tokio::runtime::Handle) -> anyhow::Result<()> {
+/// The stores of one setup: the nodes' stores, and how to remove what the bench made.
+struct Stores {
+    nodes: Vec<node::NodeStore>,
+    schema: Option<(String, String)>,
+}
+
+fn open_stores(
+    setup: &Setup,
+    dir: &std::path::Path,
+    clock: &Arc<dyn Clock>,
+    on_group: &Arc<dyn Fn(usize) + Send + Sync>,
+) -> anyhow::Result<Stores> {
+    match setup {
+        Setup::Sqlite => Ok(Stores {
+            nodes: vec![node::open(dir, &Storage::Sqlite, clock.clone(), Some(on_group.clone()))?],
+            schema: None,
+        }),
+        Setup::Postgres { url, nodes } => {
+            let schema = format!("openmvs_bench_{}", std::process::id());
+            openmvs_store_pg::reset_schema(url, &schema).map_err(|e| anyhow::anyhow!("{e}"))?;
+            openmvs_store_pg::migrate(url, Some(&schema), clock.now()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let storage = Storage::Postgres { url: url.clone(), schema: schema.clone(), pool: 4 };
+            let mut stores = Vec::new();
+            for _ in 0..*nodes {
+                stores.push(node::open(dir, &storage, clock.clone(), Some(on_group.clone()))?);
+            }
+            Ok(Stores { nodes: stores, schema: Some((url.clone(), schema)) })
+        }
+    }
+}
+
+async fn run(
+    setup: &Setup,
+    packs: u64,
+    seconds: u64,
+    clients: usize,
+    load: tokio::runtime::Handle,
+) -> anyhow::Result<Vec<Figures>> {
     let dir = std::env::temp_dir().join(format!("openmvs-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let market = MarketCode::new("DE").map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -97,38 +201,44 @@ async fn run(packs: u64, seconds: u64, clients: usize, load: tokio::runtime::Han
         g.0.fetch_add(1, Ordering::Relaxed);
         g.1.fetch_add(n as u64, Ordering::Relaxed);
     });
-    let store = node::open_store(&dir, clock.clone(), Some(on_group))?;
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let national = Arc::new(
-        National::new(dyn_store, clock.clone(), NationalConfig::new(market), None)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
+    let stores = open_stores(setup, &dir, &clock, &on_group)?;
+    let mut nationals = Vec::new();
+    for store in &stores.nodes {
+        nationals.push(Arc::new(
+            National::new(store.store(), clock.clone(), NationalConfig::new(market), None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ));
+    }
 
     eprintln!("seeding {packs} packs ...");
     let started = Instant::now();
-    seed(&national, packs).await?;
+    seed(&nationals[0], packs).await?;
     eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
 
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
-    let tls = TlsConfig {
-        cert_chain: vec![CertificateDer::from(cert.cert.der().to_vec())],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
-        client_ca: None,
-        crls: Vec::new(),
-    };
-    let obs = Arc::new(Observability::new(clock.clone()));
-    obs.set_ready(true);
-    // The bench measures the server, not the per-client rate limit.
-    let limiter = Arc::new(Limiter::new(RateLimit { per_second: 1e9, burst: 1e9 }));
-    let router = national_router(NationalState { national: national.clone(), obs, limiter });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let server = serve(listener, router, Some(tls)).map_err(|e| anyhow::anyhow!(e))?;
-    let addr = server.local_addr();
+    let mut servers = Vec::new();
+    for national in &nationals {
+        let tls = TlsConfig {
+            cert_chain: vec![CertificateDer::from(cert.cert.der().to_vec())],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
+            client_ca: None,
+            crls: Vec::new(),
+        };
+        let obs = Arc::new(Observability::new(clock.clone()));
+        obs.set_ready(true);
+        // The bench measures the server, not the per-client rate limit.
+        let limiter = Arc::new(Limiter::new(RateLimit { per_second: 1e9, burst: 1e9 }));
+        let router = national_router(NationalState { national: national.clone(), obs, limiter });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        servers.push(serve(listener, router, Some(tls)).map_err(|e| anyhow::anyhow!(e))?);
+    }
     let tls = load::tls(&CertificateDer::from(cert.cert.der().to_vec()))?;
 
     eprintln!("creating {clients} clients ...");
     let mut terminals = Vec::new();
     for i in 0..clients.max(1) {
+        // Terminals are spread over the nodes, as a load balancer would.
+        let (national, addr) = (&nationals[i % nationals.len()], servers[i % servers.len()].local_addr());
         let c = national
             .create_client(
                 Role::Pharmacy,
@@ -150,13 +260,15 @@ async fn run(packs: u64, seconds: u64, clients: usize, load: tokio::runtime::Han
     let next_serial = Arc::new(AtomicU64::new(0));
     let duration = Duration::from_secs(seconds);
     let mut all = Vec::new();
-    let scenarios: [(&str, &str, usize); 5] = [
-        ("baseline: GET /health/live", "live", clients),
+    let mut scenarios: Vec<(&str, &str, usize)> = vec![
         ("supply, one client", "supply", 1),
         ("supply, concurrent clients", "supply", clients),
         ("verify, one client", "verify", 1),
         ("verify, concurrent clients", "verify", clients),
     ];
+    if matches!(setup, Setup::Sqlite) {
+        scenarios.insert(0, ("baseline: GET /health/live", "live", clients));
+    }
     for (name, op, n) in scenarios {
         let (g0, s0) = (groups.0.load(Ordering::Relaxed), groups.1.load(Ordering::Relaxed));
         let f = scenario(&load, name, op, &terminals[..n], duration, &next_serial, packs).await;
@@ -171,17 +283,24 @@ async fn run(packs: u64, seconds: u64, clients: usize, load: tokio::runtime::Han
         }
         all.push(f);
     }
-    let ratio = all[2].rate() / all[1].rate();
+    let rate = |n: &str| all.iter().find(|f| f.name == n).map_or(0.0, Figures::rate);
+    let ratio = rate("supply, concurrent clients") / rate("supply, one client");
     println!("concurrent / single-client durable supply rate: {ratio:.1}x");
-    println!(
-        "{}",
-        json!({"packs": packs, "seconds": seconds, "clients": clients,
-               "scenarios": all.iter().map(Figures::json).collect::<Vec<_>>(), "supply_ratio": ratio})
-    );
-    server.shutdown(Duration::from_secs(2)).await;
-    store.close();
+    for server in servers {
+        server.shutdown(Duration::from_secs(2)).await;
+    }
+    for store in &stores.nodes {
+        store.close();
+    }
+    drop(nationals);
+    if let Some((url, schema)) = &stores.schema {
+        drop(stores.nodes);
+        if let Err(e) = openmvs_store_pg::drop_schema(url, schema) {
+            eprintln!("could not drop the bench schema {schema}: {e}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(all)
 }
 
 async fn seed(national: &National, packs: u64) -> anyhow::Result<()> {

@@ -30,7 +30,6 @@ use openmvs_hub::{CallbackSender, Hub, HubConfig, IterLines, NationalLink, Natio
 use openmvs_national::clock::{FakeClock, SystemClock};
 use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_pki::{CertificateAuthority, ClientKind};
-use openmvs_store::Store;
 use openmvs_store::hub::{HubStore, UploadStatus};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -38,6 +37,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::serve::{init_tracing, wait_for_signal};
+use crate::config::{Storage, redact_url};
 use crate::{hub_node, node};
 
 /// Days the demo's certificates are valid.
@@ -54,7 +54,46 @@ const LISTED_SERIALS: usize = 100;
 const OBPS: [(&str, &str); 2] =
     [("acme-pharma", "Acme Pharma GmbH"), ("nordic-generics", "Nordic Generics AB")];
 
-pub fn run(data_dir: &Path, port_base: u16, markets: &str, fake_clock: bool) -> anyhow::Result<ExitCode> {
+/// Where the demo keeps its data.
+pub enum DemoStorage {
+    /// Files in the data directory.
+    Sqlite,
+    /// One schema per system, `<prefix>_<system>`, in one PostgreSQL database.
+    Postgres {
+        /// The database.
+        url: String,
+        /// The schemas' prefix.
+        prefix: String,
+    },
+}
+
+impl DemoStorage {
+    /// From the command line (`--database-url` falls back to `OPENMVS_DATABASE_URL`).
+    pub fn parse(storage: &str, database_url: Option<&str>, prefix: &str) -> anyhow::Result<DemoStorage> {
+        let from_env = std::env::var("OPENMVS_DATABASE_URL").ok().filter(|u| !u.is_empty());
+        match (storage, database_url.map(str::to_owned).or(from_env)) {
+            ("sqlite", _) => Ok(DemoStorage::Sqlite),
+            ("postgres", Some(url)) => {
+                if !openmvs_store_pg::valid_schema(&format!("{prefix}_hub")) {
+                    bail!("--schema-prefix: '{prefix}' must be lower-case letters, digits and _ (not first)");
+                }
+                Ok(DemoStorage::Postgres { url, prefix: prefix.to_owned() })
+            }
+            ("postgres", None) => {
+                bail!("--storage postgres needs --database-url URL (or OPENMVS_DATABASE_URL)")
+            }
+            (other, _) => bail!("--storage: '{other}' is not an engine of this build (sqlite, postgres)"),
+        }
+    }
+}
+
+pub fn run(
+    data_dir: &Path,
+    port_base: u16,
+    markets: &str,
+    fake_clock: bool,
+    storage: DemoStorage,
+) -> anyhow::Result<ExitCode> {
     let mut list: Vec<MarketCode> = Vec::new();
     for m in markets.split(',').map(str::trim) {
         let code = MarketCode::new(m).map_err(|e| anyhow::anyhow!("--markets: '{m}' {e}"))?;
@@ -71,7 +110,7 @@ pub fn run(data_dir: &Path, port_base: u16, markets: &str, fake_clock: bool) -> 
     init_tracing("warn");
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    rt.block_on(demo(&dir, port_base, &list, fake_clock))?;
+    rt.block_on(demo(&dir, port_base, &list, fake_clock, &storage))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -340,7 +379,33 @@ struct Running {
     servers: Vec<ServerHandle>,
 }
 
-async fn demo(dir: &Path, port_base: u16, markets: &[MarketCode], fake_clock: bool) -> anyhow::Result<()> {
+/// The storage of one national system of the demo. On PostgreSQL a new demo (no `demo.json` yet)
+/// starts from an empty schema: the demo's schemas belong to the demo.
+fn demo_storage(
+    storage: &DemoStorage,
+    system: &str,
+    fresh: bool,
+    now: openmvs_core::time::Timestamp,
+) -> anyhow::Result<Storage> {
+    let DemoStorage::Postgres { url, prefix } = storage else { return Ok(Storage::Sqlite) };
+    let schema = format!("{prefix}_{}", system.to_ascii_lowercase());
+    if fresh {
+        openmvs_store_pg::reset_schema(url, &schema)
+            .with_context(|| format!("emptying schema {schema} at {}", redact_url(url)))?;
+    }
+    openmvs_store_pg::migrate(url, Some(&schema), now)
+        .with_context(|| format!("migrating schema {schema} at {}", redact_url(url)))?;
+    Ok(Storage::Postgres { url: url.clone(), schema, pool: 4 })
+}
+
+async fn demo(
+    dir: &Path,
+    port_base: u16,
+    markets: &[MarketCode],
+    fake_clock: bool,
+    storage: &DemoStorage,
+) -> anyhow::Result<()> {
+    let fresh = !dir.join("demo.json").exists();
     let pki = pki(dir, markets)?;
     let ca_pem = std::fs::read(&pki.ca_cert)?;
     let hub_url = format!("https://127.0.0.1:{port_base}");
@@ -360,14 +425,14 @@ async fn demo(dir: &Path, port_base: u16, markets: &[MarketCode], fake_clock: bo
         let port = port_base + 1 + i as u16;
         let data = dir.join(m.as_str());
         node::claim_market(&data, *m)?;
-        let store = node::open_store(&data, clock.clone(), None)?;
-        let dyn_store: Arc<dyn Store> = store.clone();
+        let engine = demo_storage(storage, m.as_str(), fresh, clock.now())?;
+        let store = node::open(&data, &engine, clock.clone(), None)?;
         let hub_link: Arc<dyn HubLink> = Arc::new(
             HttpHubLink::new(&hub_url, &ca_pem, Some(&pki.national_identities[m]), INTERMARKET_TIMEOUT)
                 .map_err(|e| anyhow::anyhow!("the hub link of {m}: {e}"))?,
         );
         let national = Arc::new(
-            National::new(dyn_store, clock.clone(), NationalConfig::new(*m), Some(hub_link))
+            National::new(store.store(), clock.clone(), NationalConfig::new(*m), Some(hub_link))
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         let obs = Arc::new(Observability::new(clock.clone()));

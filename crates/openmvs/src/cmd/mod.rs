@@ -23,15 +23,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ReturnCodes => return_codes::run(),
         Command::Serve(Serve::National { config }) => serve::national(&config),
         Command::Serve(Serve::Hub { config }) => serve_hub::hub(&config),
-        Command::Demo { data_dir, port_base, markets, fake_clock } => {
-            demo::run(&data_dir, port_base, &markets, fake_clock)
+        Command::Demo { data_dir, port_base, markets, fake_clock, storage, database_url, schema_prefix } => {
+            let storage = demo::DemoStorage::parse(&storage, database_url.as_deref(), &schema_prefix)?;
+            demo::run(&data_dir, port_base, &markets, fake_clock, storage)
         }
         Command::Config(ConfigCommand::Check { config }) => serve::check(&config),
         Command::Admin(a) => admin::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Migrate { target } => audit::migrate(&target),
-        Command::Bench(BenchCommand::National { packs, seconds, clients }) => {
-            bench::national(packs, seconds, clients)
+        Command::Bench(BenchCommand::National { packs, seconds, clients, database_url }) => {
+            bench::national(packs, seconds, clients, database_url.as_deref())
         }
         Command::Bench(BenchCommand::Hub { serials, markets }) => bench_hub::hub(serials, &markets),
         Command::Bench(BenchCommand::Intermarket { requests }) => bench_intermarket::intermarket(requests),

@@ -1,0 +1,467 @@
+//! The European Hub's storage on PostgreSQL, shared by several stateless hub nodes: the national
+//! engine's design, its runtime and its group-committing writer ([`crate::writer`]), over a schema
+//! of the hub's own ([`schema`], e.g. `openmvs_hub`).
+//!
+//! Each node group-commits its own [`HubUnitOfWork`]s on one write connection, each in its own
+//! savepoint, and seals the audit records of those that applied into the hub's one chain under
+//! the `audit_state` row lock, so that the chain follows commit order across nodes. An upload
+//! chunk's serial digests are streamed in with COPY. Reads and the relays' bookkeeping go over a
+//! few shared, pipelined connections, each a single statement: a chunk's acknowledgement, which
+//! must also count it and may end the upload, is one call of the schema's `hub_delivered`
+//! function, ordered with the upload's progress by the upload's row lock.
+
+mod codec;
+pub mod schema;
+mod writer;
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use openmvs_audit::{Checkpoint, Sealed};
+use openmvs_core::ids::{Batch, ProductCode};
+use openmvs_core::time::{Clock, Timestamp};
+use openmvs_store::decode::{self, Columns};
+use openmvs_store::decode_hub;
+use openmvs_store::hub::*;
+use openmvs_store::*;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::codec::{R, pg_err};
+use crate::pool::Pool;
+use crate::writer::{Job, Writer};
+use crate::{Params, QUEUE_BOUND, connection_config, ms, p};
+
+pub use writer::COPY_FROM;
+
+/// The schema the hub's tables live in unless told otherwise.
+pub const DEFAULT_SCHEMA: &str = "openmvs_hub";
+
+/// Options for opening the hub's store.
+pub struct PgHubOptions {
+    /// The database, as a `postgres://` URL or a `key=value` string.
+    pub url: String,
+    /// The schema holding the hub's tables (created by the migration if missing), e.g.
+    /// [`DEFAULT_SCHEMA`]; `None` for the connection's default search path. A national system's
+    /// schema is refused.
+    pub schema: Option<String>,
+    /// The key that signs audit checkpoints (the same on every hub node).
+    pub signing_key: SigningKey,
+    /// The clock for checkpoint times and outbox scheduling.
+    pub clock: Arc<dyn Clock>,
+    /// Called with the size of every committed group (for metrics).
+    pub on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// Apply pending migrations at open. When false, a schema that is not this build's version
+    /// is refused with a message that says to migrate it.
+    pub migrate: bool,
+    /// Shared connections for reads and small writes.
+    pub pool_size: usize,
+}
+
+/// The hub's PostgreSQL engine.
+pub struct PgHubStore {
+    pool: Arc<Pool>,
+    writer: mpsc::Sender<Job<HubUnitOfWork>>,
+}
+
+/// Applies pending hub migrations to the schema (creating it if needed); returns the versions
+/// applied. Refuses a national system's schema, leaving it as it was.
+pub fn migrate(url: &str, schema: Option<&str>, now: Timestamp) -> StoreResult<Vec<i64>> {
+    let config = connection_config(url, schema)?;
+    let pool = Pool::new(config, 1, "openmvs-pg-hub-migrate")?;
+    let p = pool.clone();
+    let schema = schema.map(str::to_owned);
+    let r = pool.block(async move {
+        let c = p.conn().await?;
+        if let Some(s) = &schema {
+            c.client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}")).await.map_err(pg_err)?;
+        }
+        schema::migrate(&c.client, now.unix_millis()).await.map_err(pg_err)?.map_err(StoreError::Unavailable)
+    });
+    pool.shutdown();
+    r
+}
+
+impl PgHubStore {
+    /// Connects, checks (or applies) the hub schema's version, and starts this node's writer.
+    pub fn open(opts: PgHubOptions) -> StoreResult<PgHubStore> {
+        if opts.migrate {
+            migrate(&opts.url, opts.schema.as_deref(), opts.clock.now())?;
+        }
+        let config = connection_config(&opts.url, opts.schema.as_deref())?;
+        let pool = Pool::new(config.clone(), opts.pool_size, "openmvs-pg-hub")?;
+        let p = pool.clone();
+        let version = pool.block(async move {
+            let c = p.conn().await?;
+            schema::current(&c.client).await.map_err(pg_err)
+        })?;
+        if version != schema::LATEST {
+            pool.shutdown();
+            return Err(StoreError::Unavailable(format!(
+                "the hub database schema{} has version {version}, this build needs {}: migrate the hub schema first",
+                opts.schema.as_deref().map(|s| format!(" '{s}'")).unwrap_or_default(),
+                schema::LATEST
+            )));
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_BOUND);
+        let writer = Writer {
+            config,
+            handle: pool.handle().clone(),
+            conn: None,
+            key: opts.signing_key,
+            clock: opts.clock,
+            on_group: opts.on_group,
+        };
+        pool.handle().spawn(writer.run(rx));
+        Ok(PgHubStore { pool, writer: tx })
+    }
+
+    /// The hub schema version this build writes.
+    pub fn schema_version() -> i64 {
+        schema::LATEST
+    }
+
+    /// Commits everything queued, signs the open audit tail and stops the writer. Later commits
+    /// are refused as unavailable.
+    pub fn close(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.writer.try_send(Job::Stop(tx)).is_ok() {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+        }
+    }
+
+    /// Rows of one query (one statement, so one snapshot), decoded.
+    fn rows<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Params,
+        decode: fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let pool = self.pool.clone();
+        self.pool.block(async move {
+            let c = pool.conn().await?;
+            let s = c.stmt(sql).await?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            let rows = c.client.query(&s, &refs).await.map_err(pg_err)?;
+            rows.iter().map(decode).collect()
+        })
+    }
+
+    fn row<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Params,
+        decode: fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        Ok(self.rows(sql, params, decode)?.into_iter().next())
+    }
+
+    fn count(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
+        let n = self.row(sql, params, |r| R(r).int(0))?.unwrap_or(0);
+        u64::try_from(n).map_err(|_| decode::corrupt(format!("count {n}")))
+    }
+
+    /// One statement in a transaction of its own; returns the rows it changed.
+    fn exec(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
+        let pool = self.pool.clone();
+        self.pool.block(async move {
+            let c = pool.conn().await?;
+            let s = c.stmt(sql).await?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            c.client.execute(&s, &refs).await.map_err(pg_err)
+        })
+    }
+}
+
+impl Drop for PgHubStore {
+    fn drop(&mut self) {
+        self.pool.shutdown();
+    }
+}
+
+impl HubCommitter for PgHubStore {
+    fn commit(&self, uow: HubUnitOfWork) -> BoxFuture<'_, StoreResult<HubCommitted>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            self.writer.try_send(Job::Commit(Box::new(uow), tx)).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    StoreError::Unavailable("the writer's queue is full".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("store is shut down".into()),
+            })?;
+            rx.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+        })
+    }
+}
+
+fn obp_row(r: &Row) -> StoreResult<ObpRecord> {
+    decode_hub::obp(&R(r))
+}
+
+impl ObpStore for PgHubStore {
+    fn obp(&self, id: &str) -> StoreResult<Option<ObpRecord>> {
+        self.row(
+            "SELECT id, name, created_at, revoked_at, callback_url FROM obps WHERE id = $1",
+            vec![p(id.to_owned())],
+            obp_row,
+        )
+    }
+
+    fn obps(&self) -> StoreResult<Vec<ObpRecord>> {
+        self.rows(
+            "SELECT id, name, created_at, revoked_at, callback_url FROM obps ORDER BY id",
+            vec![],
+            obp_row,
+        )
+    }
+}
+
+impl ProductCatalog for PgHubStore {
+    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<HubProductRecord>> {
+        self.row(
+            "SELECT product_code, scheme, owner, current_version, created_at, \
+             (SELECT string_agg(market, ',' ORDER BY market) FROM product_withdrawals w \
+              WHERE w.product_code = p.product_code) \
+             FROM products p WHERE product_code = $1",
+            vec![p(product_code.as_str().to_owned())],
+            |r| decode_hub::product(&R(r)),
+        )
+    }
+
+    fn product_version(
+        &self,
+        product_code: &ProductCode,
+        version: u32,
+    ) -> StoreResult<Option<ProductVersionRecord>> {
+        let rows = self.rows(
+            "SELECT version, name, common_name, form, strength, pack_type, pack_size, market_data, created_at \
+             FROM product_versions WHERE product_code = $1 AND version = $2",
+            vec![p(product_code.as_str().to_owned()), p(i64::from(version))],
+            |r| Ok(r.clone()),
+        )?;
+        rows.first().map(|r| decode_hub::product_version(product_code, &R(r), codec::market_data)).transpose()
+    }
+}
+
+impl BatchCatalog for PgHubStore {
+    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<HubBatchRecord>> {
+        let rows = self.rows(
+            "SELECT batch, product_version, expiry, expiry_year, markets, \
+             (SELECT string_agg(market, ',' ORDER BY market) FROM batch_recalls r \
+              WHERE r.product_code = b.product_code AND r.batch = b.batch) \
+             FROM batches b WHERE product_code = $1 AND batch = $2",
+            vec![p(product_code.as_str().to_owned()), p(batch.as_str().to_owned())],
+            |r| Ok(r.clone()),
+        )?;
+        rows.first().map(|r| decode_hub::batch_record(product_code, &R(r))).transpose()
+    }
+}
+
+impl SerialIndex for PgHubStore {
+    fn present(&self, product_code: &ProductCode, digests: &[SerialDigest]) -> StoreResult<Vec<usize>> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<Vec<u8>> = digests.iter().map(|d| d.as_bytes().to_vec()).collect();
+        let found = self.rows(
+            "SELECT i FROM UNNEST($2::bytea[]) WITH ORDINALITY AS t(d, i) WHERE EXISTS \
+             (SELECT 1 FROM serial_digests s WHERE s.product_code = $1 AND s.digest = t.d) ORDER BY i",
+            vec![p(product_code.as_str().to_owned()), p(list)],
+            |r| R(r).int(0),
+        )?;
+        found
+            .into_iter()
+            .map(|i| usize::try_from(i - 1).map_err(|_| decode::corrupt(format!("position {i}"))))
+            .collect()
+    }
+
+    fn digest_count(&self, product_code: &ProductCode) -> StoreResult<u64> {
+        self.count(
+            "SELECT COUNT(*) FROM serial_digests WHERE product_code = $1",
+            vec![p(product_code.as_str().to_owned())],
+        )
+    }
+}
+
+/// Uploads with their markets, from rows of the upload's columns followed by market, sent and
+/// acked (NULL for an upload without markets), each upload's rows together in market order.
+fn uploads(rows: &[Row]) -> StoreResult<Vec<UploadRecord>> {
+    let mut out: Vec<UploadRecord> = Vec::new();
+    for row in rows {
+        let r = R(row);
+        let id = r.text(0)?;
+        let u = match out.last_mut() {
+            Some(u) if u.id == id => u,
+            _ => {
+                out.push(decode_hub::upload(&r)?);
+                out.last_mut().ok_or_else(|| decode::corrupt("upload"))?
+            }
+        };
+        if r.opt_text(9)?.is_some() {
+            u.markets.push(decode_hub::upload_market(u.status, &r, 9)?);
+        }
+    }
+    Ok(out)
+}
+
+impl UploadStore for PgHubStore {
+    fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
+        // One statement, so that the counts and the status agree.
+        let rows = self.rows(
+            "SELECT u.id, u.obp, u.scheme, u.product_code, u.batch, u.status, u.received, u.rejected, \
+             u.created_at, m.market, m.sent, m.acked \
+             FROM uploads u LEFT JOIN upload_markets m ON m.upload_id = u.id WHERE u.id = $1 ORDER BY m.market",
+            vec![p(id.to_owned())],
+            |r| Ok(r.clone()),
+        )?;
+        Ok(uploads(&rows)?.into_iter().next())
+    }
+
+    fn upload_rejections(
+        &self,
+        id: &str,
+        after_line: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<UploadRejection>> {
+        self.rows(
+            "SELECT line, serial, reason FROM upload_rejections WHERE upload_id = $1 AND line > $2 \
+             ORDER BY line LIMIT $3",
+            vec![p(id.to_owned()), p(after_line as i64), p(limit as i64)],
+            |r| decode_hub::rejection(&R(r)),
+        )
+    }
+
+    fn unfinished_uploads(&self, limit: usize) -> StoreResult<Vec<UploadRecord>> {
+        let rows = self.rows(
+            "SELECT u.id, u.obp, u.scheme, u.product_code, u.batch, u.status, u.received, u.rejected, \
+             u.created_at, m.market, m.sent, m.acked \
+             FROM (SELECT * FROM uploads WHERE status = 'RECEIVED' ORDER BY created_at, id LIMIT $1) u \
+             LEFT JOIN upload_markets m ON m.upload_id = u.id ORDER BY u.created_at, u.id, m.market",
+            vec![p(limit as i64)],
+            |r| Ok(r.clone()),
+        )?;
+        uploads(&rows)
+    }
+}
+
+fn outbox_row(r: &Row) -> StoreResult<StoredOutboxMessage> {
+    decode::outbox(&R(r))
+}
+
+impl HubOutboxStore for PgHubStore {
+    fn due(&self, destination: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.rows(
+            "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+             next_attempt_at, last_error, dead FROM outbox o WHERE destination = $1 AND NOT dead \
+             AND next_attempt_at <= $2 AND seq = (SELECT MIN(seq) FROM outbox i \
+             WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key AND NOT i.dead) \
+             ORDER BY seq LIMIT $3",
+            vec![p(destination.to_owned()), ms(now), p(limit as i64)],
+            outbox_row,
+        )
+    }
+
+    fn destinations(&self) -> StoreResult<Vec<String>> {
+        self.rows(
+            "SELECT DISTINCT destination FROM outbox WHERE NOT dead ORDER BY destination",
+            vec![],
+            |r| R(r).text(0),
+        )
+    }
+
+    fn delivered(&self, seq: u64) -> StoreResult<()> {
+        self.rows("SELECT hub_delivered($1)", vec![p(seq as i64)], |_| Ok(())).map(|_| ())
+    }
+
+    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
+        self.exec(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
+             WHERE seq = $1",
+            vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
+        )
+        .map(|_| ())
+    }
+
+    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.rows(
+            "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+             next_attempt_at, last_error, dead FROM outbox WHERE dead ORDER BY seq",
+            vec![],
+            outbox_row,
+        )
+    }
+
+    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
+        let n = self.exec(
+            "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
+            vec![p(seq as i64), ms(now)],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn pending(&self) -> StoreResult<u64> {
+        self.count("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![])
+    }
+}
+
+fn alert_row(r: &Row) -> StoreResult<HubAlertRecord> {
+    decode_hub::alert(&R(r))
+}
+
+impl HubAlertStore for PgHubStore {
+    fn alert(&self, id: &str) -> StoreResult<Option<HubAlertRecord>> {
+        self.row(
+            "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
+             comment FROM alerts WHERE id = $1",
+            vec![p(id.to_owned())],
+            alert_row,
+        )
+    }
+
+    fn alerts(&self, f: &HubAlertFilter) -> StoreResult<Vec<HubAlertRecord>> {
+        self.rows(
+            "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
+             comment FROM alerts WHERE ($1::text IS NULL OR obp = $1) AND ($2::text IS NULL OR status = $2) \
+             AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
+            vec![
+                p(f.obp.clone()),
+                p(f.status.map(|s| s.as_str().to_owned())),
+                p(f.product_code.clone()),
+                p(f.after.clone()),
+                p(f.limit as i64),
+            ],
+            alert_row,
+        )
+    }
+}
+
+impl AuditStore for PgHubStore {
+    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
+        self.rows(
+            "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
+             prev_hash, hash FROM audit WHERE subject = $1 ORDER BY pos",
+            vec![p(subject.to_owned())],
+            |r| Ok(decode::audit(&R(r))?.1),
+        )
+    }
+
+    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
+        self.rows(
+            "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
+             prev_hash, hash FROM audit WHERE pos > $1 ORDER BY pos LIMIT $2",
+            vec![p(after as i64), p(limit as i64)],
+            |r| decode::audit(&R(r)),
+        )
+    }
+
+    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        self.rows(
+            "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
+            vec![],
+            |r| decode::checkpoint(&R(r)),
+        )
+    }
+}
