@@ -243,6 +243,63 @@ pub(crate) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
 }
 
+/// Validates `<section>.storage` and `[<section>.postgres]`.
+pub fn storage(
+    section: &str,
+    engine: Option<&str>,
+    postgres: Option<RawPostgres>,
+    default_schema: &str,
+) -> anyhow::Result<Storage> {
+    match engine {
+        None | Some("sqlite") => {
+            if postgres.is_some() {
+                bail!("{section}.postgres: only used with storage = \"postgres\"");
+            }
+            Ok(Storage::Sqlite)
+        }
+        Some("postgres") => {
+            let pg = postgres.unwrap_or_default();
+            let url = pg
+                .url
+                .with_context(|| format!("{section}.postgres.url is required with storage = \"postgres\""))?;
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("{section}.postgres.url: '{}' must be a postgres:// URL", redact_url(&url));
+            }
+            let schema = pg.schema.unwrap_or_else(|| default_schema.to_owned());
+            if !openmvs_store_pg::valid_schema(&schema) {
+                bail!(
+                    "{section}.postgres.schema: '{schema}' must be lower-case letters, digits and _ (not first)"
+                );
+            }
+            let pool = pg.pool.unwrap_or(4);
+            if pool == 0 || pool > 64 {
+                bail!("{section}.postgres.pool: {pool} must be 1-64");
+            }
+            Ok(Storage::Postgres { url, schema, pool })
+        }
+        Some(other) => {
+            bail!("{section}.storage: '{other}' is not an engine of this build (sqlite, postgres)")
+        }
+    }
+}
+
+/// Writes the storage of a section into its rendered table.
+pub fn render_storage(table: &mut toml::Table, storage: &Storage) {
+    match storage {
+        Storage::Sqlite => {
+            table.insert("storage".into(), "sqlite".into());
+        }
+        Storage::Postgres { url, schema, pool } => {
+            table.insert("storage".into(), "postgres".into());
+            let mut x = toml::Table::new();
+            x.insert("url".into(), redact_url(url).into());
+            x.insert("schema".into(), schema.clone().into());
+            x.insert("pool".into(), (*pool as i64).into());
+            table.insert("postgres".into(), x.into());
+        }
+    }
+}
+
 /// Validates `[national]`; relative paths are taken from `base` (the file's directory).
 pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> {
     let n = raw.national.clone().context("the configuration has no [national] section")?;
@@ -253,34 +310,8 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
         listen.parse().with_context(|| format!("national.listen: '{listen}' is not host:port"))?;
     let data_dir =
         resolve(base, n.data_dir.unwrap_or_else(|| PathBuf::from("openmvs-data").join(market.as_str())));
-    let storage = match n.storage.as_deref() {
-        None | Some("sqlite") => {
-            if n.postgres.is_some() {
-                bail!("national.postgres: only used with storage = \"postgres\"");
-            }
-            Storage::Sqlite
-        }
-        Some("postgres") => {
-            let pg = n.postgres.clone().unwrap_or_default();
-            let url = pg.url.context("national.postgres.url is required with storage = \"postgres\"")?;
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                bail!("national.postgres.url: '{}' must be a postgres:// URL", redact_url(&url));
-            }
-            let schema =
-                pg.schema.unwrap_or_else(|| format!("openmvs_{}", market.as_str().to_ascii_lowercase()));
-            if !openmvs_store_pg::valid_schema(&schema) {
-                bail!(
-                    "national.postgres.schema: '{schema}' must be lower-case letters, digits and _ (not first)"
-                );
-            }
-            let pool = pg.pool.unwrap_or(4);
-            if pool == 0 || pool > 64 {
-                bail!("national.postgres.pool: {pool} must be 1-64");
-            }
-            Storage::Postgres { url, schema, pool }
-        }
-        Some(other) => bail!("national.storage: '{other}' is not an engine of this build (sqlite, postgres)"),
-    };
+    let default_schema = format!("openmvs_{}", market.as_str().to_ascii_lowercase());
+    let storage = storage("national", n.storage.as_deref(), n.postgres.clone(), &default_schema)?;
     let tls = n
         .tls
         .map(|t| -> anyhow::Result<TlsFiles> {
@@ -360,19 +391,7 @@ pub fn render(s: &NationalSettings) -> String {
     n.insert("market".into(), s.market.to_string().into());
     n.insert("listen".into(), s.listen.to_string().into());
     n.insert("data_dir".into(), s.data_dir.display().to_string().into());
-    match &s.storage {
-        Storage::Sqlite => {
-            n.insert("storage".into(), "sqlite".into());
-        }
-        Storage::Postgres { url, schema, pool } => {
-            n.insert("storage".into(), "postgres".into());
-            let mut x = toml::Table::new();
-            x.insert("url".into(), redact_url(url).into());
-            x.insert("schema".into(), schema.clone().into());
-            x.insert("pool".into(), (*pool as i64).into());
-            n.insert("postgres".into(), x.into());
-        }
-    }
+    render_storage(&mut n, &s.storage);
     n.insert("log".into(), s.log.clone().into());
     if let Some(tls) = &s.tls {
         let mut x = toml::Table::new();

@@ -6,7 +6,7 @@
 //! [hub]
 //! listen = "127.0.0.1:8400"        # default 127.0.0.1:8400
 //! data_dir = "openmvs-data/hub"    # default ./openmvs-data/hub; relative to this file
-//! storage = "sqlite"               # the embedded store (default)
+//! storage = "sqlite"               # the embedded store (default), or "postgres"
 //! log = "info"                     # tracing filter, default "info"
 //! ca_dir = "ca"                    # required: the hub's CA directory; its ca.pem is the CA of
 //!                                  # OBP client certificates and national server certificates,
@@ -15,6 +15,11 @@
 //! callback_ca = "obp-roots.pem"    # the CA certificates (PEM bundle) trusted for the OBPs'
 //!                                  # callback endpoints; default: the hub's ca.pem. No public
 //!                                  # web PKI roots are built in.
+//!
+//! [hub.postgres]                   # with storage = "postgres"
+//! url = "postgres://openmvs@db.example:5432/openmvs"
+//! schema = "openmvs_hub"           # the default; apply with `openmvs migrate --config`
+//! pool = 4
 //!
 //! [hub.tls]                        # required: OBPs are identified by client certificates
 //! cert = "hub-server.pem"          # the server's certificate chain, PEM
@@ -47,7 +52,7 @@ use anyhow::{Context, bail};
 use openmvs_core::ids::MarketCode;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{RawFile, resolve};
+use crate::config::{RawFile, Storage, resolve, storage};
 
 /// `[hub]`, as written.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -56,6 +61,7 @@ pub struct RawHubSection {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub storage: Option<String>,
+    pub postgres: Option<crate::config::RawPostgres>,
     pub log: Option<String>,
     pub ca_dir: Option<PathBuf>,
     pub crl_reload_seconds: Option<u64>,
@@ -95,6 +101,7 @@ pub struct Pair {
 pub struct HubSettings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub storage: Storage,
     pub log: String,
     pub ca_dir: PathBuf,
     pub crl_reload: Duration,
@@ -121,10 +128,7 @@ pub fn hub(raw: &RawFile, base: &Path) -> anyhow::Result<HubSettings> {
     let listen = h.listen.unwrap_or_else(|| "127.0.0.1:8400".into());
     let listen: SocketAddr =
         listen.parse().with_context(|| format!("hub.listen: '{listen}' is not host:port"))?;
-    match h.storage.as_deref() {
-        None | Some("sqlite") => {}
-        Some(other) => bail!("hub.storage: '{other}' is not an engine of this build (sqlite)"),
-    }
+    let storage = storage("hub", h.storage.as_deref(), h.postgres.clone(), "openmvs_hub")?;
     let mut markets = BTreeMap::new();
     for (k, url) in h.markets.unwrap_or_default() {
         // Environment overrides arrive with lower-case keys; market codes are upper case.
@@ -152,6 +156,7 @@ pub fn hub(raw: &RawFile, base: &Path) -> anyhow::Result<HubSettings> {
     Ok(HubSettings {
         listen,
         data_dir: resolve(base, h.data_dir.unwrap_or_else(|| PathBuf::from("openmvs-data").join("hub"))),
+        storage,
         log: h.log.unwrap_or_else(|| "info".into()),
         ca_dir,
         crl_reload: Duration::from_secs(crl),
@@ -177,7 +182,7 @@ pub fn render(s: &HubSettings) -> String {
     let mut h = toml::Table::new();
     h.insert("listen".into(), s.listen.to_string().into());
     h.insert("data_dir".into(), path(&s.data_dir));
-    h.insert("storage".into(), "sqlite".into());
+    crate::config::render_storage(&mut h, &s.storage);
     h.insert("log".into(), s.log.clone().into());
     h.insert("ca_dir".into(), path(&s.ca_dir));
     h.insert("crl_reload_seconds".into(), (s.crl_reload.as_secs() as i64).into());

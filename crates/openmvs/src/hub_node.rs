@@ -8,12 +8,15 @@ use std::time::Duration;
 use anyhow::Context;
 use openmvs_core::time::Clock;
 use openmvs_http::TlsReloader;
+use openmvs_store::hub::HubStore;
+use openmvs_store_pg::hub::{PgHubOptions, PgHubStore};
 use openmvs_store_sqlite::AuditSigner;
 use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
 use rustls_pki_types::CertificateRevocationListDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::sync::watch;
 
+use crate::config::{Storage, redact_url};
 use crate::node;
 
 /// The hub's database file in its data directory.
@@ -54,6 +57,61 @@ pub fn open_store(
     })
     .with_context(|| format!("opening {}", db_path(data_dir).display()))?;
     Ok(Arc::new(store))
+}
+
+/// The hub's open store, whichever engine.
+#[derive(Clone)]
+pub struct HubNodeStore {
+    store: Arc<dyn HubStore>,
+    close: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl HubNodeStore {
+    /// The store, for the service.
+    pub fn store(&self) -> Arc<dyn HubStore> {
+        self.store.clone()
+    }
+
+    /// Commits what is queued, signs the open audit tails and stops the writer.
+    pub fn close(&self) {
+        (self.close)();
+    }
+}
+
+/// Opens the hub's store: its data directory's embedded database, or its PostgreSQL schema,
+/// which must be migrated already (`openmvs migrate`). The data directory holds the audit signing
+/// key and the serial digest key either way.
+pub fn open(
+    data_dir: &Path,
+    storage: &Storage,
+    clock: Arc<dyn Clock>,
+    on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+) -> anyhow::Result<HubNodeStore> {
+    match storage {
+        Storage::Sqlite => {
+            let s = open_store(data_dir, clock, on_group)?;
+            let c = s.clone();
+            Ok(HubNodeStore { store: s, close: Arc::new(move || c.close()) })
+        }
+        Storage::Postgres { url, schema, pool } => {
+            std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            let key = node::audit_key(data_dir)?;
+            let s = Arc::new(
+                PgHubStore::open(PgHubOptions {
+                    url: url.clone(),
+                    schema: Some(schema.clone()),
+                    signing_key: key,
+                    clock,
+                    on_group,
+                    migrate: false,
+                    pool_size: *pool,
+                })
+                .with_context(|| format!("opening PostgreSQL schema {schema} at {}", redact_url(url)))?,
+            );
+            let c = s.clone();
+            Ok(HubNodeStore { store: s, close: Arc::new(move || c.close()) })
+        }
+    }
 }
 
 /// The revocation lists in a PEM file (the CA directory's `crl.pem`).

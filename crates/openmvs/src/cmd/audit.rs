@@ -52,38 +52,73 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `openmvs migrate`: brings the storage schema to this build's version and says what it did.
+/// `openmvs migrate`: brings the storage schema of every system the configuration file describes
+/// (`[national]`, `[hub]`), or of `--data-dir`, to this build's version and says what it did.
 pub fn migrate(target: &crate::cli::Target) -> anyhow::Result<ExitCode> {
-    let (data_dir, storage) = super::admin::target(target)?;
+    match (&target.config, &target.data_dir) {
+        (Some(path), _) => {
+            let raw = crate::config::load_raw(Some(path), std::env::vars())?;
+            let base =
+                path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            if raw.national.is_none() && raw.hub.is_none() {
+                anyhow::bail!("{} has neither a [national] nor a [hub] section", path.display());
+            }
+            if raw.national.is_some() {
+                let s = crate::config::national(&raw, base)?;
+                node::claim_market(&s.data_dir, s.market)?;
+                migrate_one("national", &s.data_dir, &s.storage, false)?;
+            }
+            if raw.hub.is_some() {
+                let s = crate::hub_config::hub(&raw, base)?;
+                migrate_one("hub", &s.data_dir, &s.storage, true)?;
+            }
+        }
+        (None, Some(dir)) => migrate_one("national", dir, &Storage::Sqlite, false)?,
+        (None, None) => anyhow::bail!("give --config FILE or --data-dir DIR"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrate_one(what: &str, data_dir: &std::path::Path, storage: &Storage, hub: bool) -> anyhow::Result<()> {
     let now = SystemClock.now();
     match storage {
         Storage::Sqlite => {
-            let store = node::open_store(&data_dir, Arc::new(SystemClock), None)?;
-            store.close();
+            // The embedded store migrates itself when it opens.
+            if hub {
+                crate::hub_node::open_store(data_dir, Arc::new(SystemClock), None)?.close();
+            } else {
+                node::open_store(data_dir, Arc::new(SystemClock), None)?.close();
+            }
             println!(
-                "migrate: {} is at schema version {}",
-                node::db_path(&data_dir).display(),
-                SqliteStore::schema_version()
+                "migrate: {what}: the embedded store in {} is at this build's schema",
+                data_dir.display()
             );
         }
         Storage::Postgres { url, schema, .. } => {
-            let applied = openmvs_store_pg::migrate(&url, Some(&schema), now).map_err(|e| {
-                anyhow::anyhow!("migrating schema {schema} at {}: {e}", crate::config::redact_url(&url))
+            let (applied, latest) = if hub {
+                (
+                    openmvs_store_pg::hub::migrate(url, Some(schema), now),
+                    openmvs_store_pg::hub::PgHubStore::schema_version(),
+                )
+            } else {
+                (
+                    openmvs_store_pg::migrate(url, Some(schema), now),
+                    openmvs_store_pg::PgStore::schema_version(),
+                )
+            };
+            let applied = applied.map_err(|e| {
+                anyhow::anyhow!("migrating {what} schema {schema} at {}: {e}", crate::config::redact_url(url))
             })?;
             if applied.is_empty() {
-                println!(
-                    "migrate: schema {schema} is at version {}, nothing to do",
-                    openmvs_store_pg::PgStore::schema_version()
-                );
+                println!("migrate: {what}: schema {schema} is at version {latest}, nothing to do");
             } else {
                 let list: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
                 println!(
-                    "migrate: schema {schema}: applied {}; now at version {}",
-                    list.join(", "),
-                    openmvs_store_pg::PgStore::schema_version()
+                    "migrate: {what}: schema {schema}: applied {}; now at version {latest}",
+                    list.join(", ")
                 );
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

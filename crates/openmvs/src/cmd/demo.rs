@@ -398,6 +398,23 @@ fn demo_storage(
     Ok(Storage::Postgres { url: url.clone(), schema, pool: 4 })
 }
 
+/// The hub's storage in the demo: its own schema on PostgreSQL.
+fn demo_hub_storage(
+    storage: &DemoStorage,
+    fresh: bool,
+    now: openmvs_core::time::Timestamp,
+) -> anyhow::Result<Storage> {
+    let DemoStorage::Postgres { url, prefix } = storage else { return Ok(Storage::Sqlite) };
+    let schema = format!("{prefix}_hub");
+    if fresh {
+        openmvs_store_pg::reset_schema(url, &schema)
+            .with_context(|| format!("emptying schema {schema} at {}", redact_url(url)))?;
+    }
+    openmvs_store_pg::hub::migrate(url, Some(&schema), now)
+        .with_context(|| format!("migrating schema {schema} at {}", redact_url(url)))?;
+    Ok(Storage::Postgres { url: url.clone(), schema, pool: 4 })
+}
+
 async fn demo(
     dir: &Path,
     port_base: u16,
@@ -460,7 +477,8 @@ async fn demo(
     }
     let hub_dir = dir.join("hub");
     let key = hub_node::serial_key(&hub_dir)?;
-    let hub_store = hub_node::open_store(&hub_dir, clock.clone(), None)?;
+    let hub_store =
+        hub_node::open(&hub_dir, &demo_hub_storage(storage, fresh, clock.now())?, clock.clone(), None)?;
     let link: Arc<dyn NationalLink> = Arc::new(
         HttpNationalLink::new(urls.clone(), &ca_pem, &pki.hub_identity, NATIONAL_DELIVERY_TIMEOUT)
             .map_err(|e| anyhow::anyhow!(e))?,
@@ -473,7 +491,7 @@ async fn demo(
     // The OBPs' endpoints of the demo are served with certificates of the demo CA.
     let callbacks: Arc<dyn CallbackSender> =
         Arc::new(HttpCallbackSender::new(&[&ca_pem], CALLBACK_TIMEOUT).map_err(|e| anyhow::anyhow!(e))?);
-    let dyn_hub_store: Arc<dyn HubStore> = hub_store.clone();
+    let dyn_hub_store: Arc<dyn HubStore> = hub_store.store();
     let hub = Arc::new(
         Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(link))
             .with_queries(queries)

@@ -47,7 +47,7 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let on_group: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(move |n| group_sizes.observe(n as u64));
     let key = hub_node::serial_key(&s.data_dir)?;
-    let store = hub_node::open_store(&s.data_dir, clock.clone(), Some(on_group))?;
+    let store = hub_node::open(&s.data_dir, &s.storage, clock.clone(), Some(on_group))?;
     let ca_pem_path = s.ca_dir.join(openmvs_pki::CA_CERT_FILE);
     let ca_pem = read(&ca_pem_path)?;
     let mut identity = read(&s.identity.cert)?;
@@ -66,7 +66,7 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
         HttpCallbackSender::new(&[&callback_roots], CALLBACK_TIMEOUT)
             .map_err(|e| anyhow::anyhow!("{}: {e}", s.callback_ca.display()))?,
     );
-    let dyn_store: Arc<dyn HubStore> = store.clone();
+    let dyn_store: Arc<dyn HubStore> = store.store();
     let hub = Arc::new(
         Hub::new(dyn_store, clock.clone(), config, Some(link))
             .with_queries(queries)
