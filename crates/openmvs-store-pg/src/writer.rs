@@ -219,20 +219,20 @@ impl Writer {
         group: &[(Box<U>, Reply<U>)],
     ) -> StoreResult<Vec<StoreResult<U::Done>>> {
         let now = self.clock.now().unix_millis();
-        c.client.batch_execute("BEGIN").await.map_err(pg_err)?;
         let mut results = Vec::with_capacity(group.len());
-        for (u, _) in group {
-            c.client.batch_execute("SAVEPOINT uow").await.map_err(pg_err)?;
-            let r = match u.apply(c, now).await {
-                Ok(done) => {
-                    c.client.batch_execute("RELEASE SAVEPOINT uow").await.map_err(pg_err)?;
-                    Ok(done)
-                }
+        for (i, (u, _)) in group.iter().enumerate() {
+            // Each unit runs in its own savepoint, opened in the same round trip as the unit's
+            // statements (and the transaction with the first); the previous unit's savepoint is
+            // released there too. COMMIT releases the last one.
+            let open = if i == 0 { "BEGIN; SAVEPOINT uow" } else { "RELEASE SAVEPOINT uow; SAVEPOINT uow" };
+            let (opened, applied) =
+                futures_util::future::join(c.client.batch_execute(open), u.apply(c, now)).await;
+            opened.map_err(pg_err)?;
+            let r = match applied {
+                Ok(done) => Ok(done),
                 Err(fail) => {
-                    c.client
-                        .batch_execute("ROLLBACK TO SAVEPOINT uow; RELEASE SAVEPOINT uow")
-                        .await
-                        .map_err(pg_err)?;
+                    // Undoes the unit alone; the savepoint stays for the next unit to release.
+                    c.client.batch_execute("ROLLBACK TO SAVEPOINT uow").await.map_err(pg_err)?;
                     Err(match fail {
                         Fail::Store(e) => e,
                         Fail::Db(e) if is_contention(&e) => u.contended(),
@@ -457,288 +457,257 @@ pub(crate) fn conflict(c: Conflict) -> Fail {
     Fail::Store(StoreError::Conflict(c))
 }
 
+/// An owned statement parameter.
+type Param = Box<dyn ToSql + Sync + Send>;
+
+fn p<T: ToSql + Sync + Send + 'static>(v: T) -> Param {
+    Box::new(v)
+}
+
+/// What a statement's count of changed rows means for its unit.
+enum Check {
+    /// Nothing: the statement cannot refuse the unit.
+    None,
+    /// No row changed: the unit is refused with this conflict.
+    Refuse(Conflict),
+    /// No row changed: the alert with this id was raised before (the unit goes on).
+    AlertSkipped(String),
+}
+
+/// One statement of a unit with its parameters and what its count means.
+struct Step {
+    sql: &'static str,
+    params: Vec<Param>,
+    check: Check,
+}
+
+/// Runs `steps` pipelined (every statement sent before the first answer is read; the server runs
+/// them in order), then reads their counts in order: the first refusal or error decides.
+async fn pipeline(c: &Conn, steps: &[Step], out: &mut Committed) -> Result<(), Fail> {
+    let mut statements = Vec::with_capacity(steps.len());
+    for st in steps {
+        statements.push(c.stmt(st.sql).await?);
+    }
+    let refs: Vec<Vec<&(dyn ToSql + Sync)>> = steps
+        .iter()
+        .map(|st| st.params.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect())
+        .collect();
+    let runs = statements.iter().zip(&refs).map(|(q, r)| c.client.execute(q, r));
+    let counts = futures_util::future::join_all(runs).await;
+    // In order, as the server ran them: what a refused statement made the later ones do (a
+    // stale bulk progress's results colliding with those stored) is undone with the unit.
+    for (st, n) in steps.iter().zip(counts) {
+        let n = n?;
+        match &st.check {
+            Check::Refuse(c) if n == 0 => return Err(conflict(c.clone())),
+            Check::AlertSkipped(id) if n == 0 => out.alerts_skipped.push(id.clone()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Applies one unit of work on the open transaction (audit records excepted: they are sealed after
-/// every unit of the group).
+/// every unit of the group). Its statements are pipelined: one round trip for the unit, however
+/// many rows it changes (serials arriving in bulk go through COPY in between).
 async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> {
     let mut out = Committed::default();
+    let mut before = Vec::new();
     if let Some(i) = &uow.idempotency {
-        let q = c
-            .stmt(
-                "INSERT INTO idempotency (client_id, client_trx_id, request_hash, status, response, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        let status = i32::from(i.status);
-        let n = c
-            .client
-            .execute(
-                &q,
-                &[
-                    &i.client_id,
-                    &i.client_trx_id,
-                    &&i.request_hash[..],
-                    &status,
-                    &i.response,
-                    &i.created_at.unix_millis(),
-                ],
-            )
-            .await?;
-        if n == 0 {
-            return Err(conflict(Conflict::IdempotencyKey));
-        }
+        before.push(Step {
+            sql: "INSERT INTO idempotency (client_id, client_trx_id, request_hash, status, response, created_at) \
+                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            params: vec![
+                p(i.client_id.clone()),
+                p(i.client_trx_id.clone()),
+                p(i.request_hash.to_vec()),
+                p(i32::from(i.status)),
+                p(i.response.clone()),
+                p(i.created_at.unix_millis()),
+            ],
+            check: Check::Refuse(Conflict::IdempotencyKey),
+        });
     }
     if let Some(id) = &uow.inbox {
-        let q = c
-            .stmt("INSERT INTO inbox (message_id, applied_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .await?;
-        if c.client.execute(&q, &[id, &now]).await? == 0 {
-            return Err(conflict(Conflict::InboxMessage));
-        }
+        before.push(Step {
+            sql: "INSERT INTO inbox (message_id, applied_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            params: vec![p(id.clone()), p(now)],
+            check: Check::Refuse(Conflict::InboxMessage),
+        });
     }
-    for p in &uow.products {
-        let q = c
-            .stmt(
-                "INSERT INTO products (product_code, scheme, name, common_name, form, strength, pack_type, \
-                 pack_size, owner, withdrawn, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (product_code) DO UPDATE SET scheme = EXCLUDED.scheme, name = EXCLUDED.name, \
-                 common_name = EXCLUDED.common_name, form = EXCLUDED.form, strength = EXCLUDED.strength, \
-                 pack_type = EXCLUDED.pack_type, pack_size = EXCLUDED.pack_size, owner = EXCLUDED.owner, \
-                 withdrawn = EXCLUDED.withdrawn, version = EXCLUDED.version",
-            )
-            .await?;
-        let version = i64::from(p.version);
-        c.client
-            .execute(
-                &q,
-                &[
-                    &p.product_code.as_str(),
-                    &p.product_code.scheme().as_str(),
-                    &p.name,
-                    &p.common_name,
-                    &p.form,
-                    &p.strength,
-                    &p.pack_type,
-                    &p.pack_size,
-                    &p.owner,
-                    &p.withdrawn,
-                    &version,
-                ],
-            )
-            .await?;
+    for pr in &uow.products {
+        before.push(Step {
+            sql: "INSERT INTO products (product_code, scheme, name, common_name, form, strength, pack_type, \
+                  pack_size, owner, withdrawn, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                  ON CONFLICT (product_code) DO UPDATE SET scheme = EXCLUDED.scheme, name = EXCLUDED.name, \
+                  common_name = EXCLUDED.common_name, form = EXCLUDED.form, strength = EXCLUDED.strength, \
+                  pack_type = EXCLUDED.pack_type, pack_size = EXCLUDED.pack_size, owner = EXCLUDED.owner, \
+                  withdrawn = EXCLUDED.withdrawn, version = EXCLUDED.version",
+            params: vec![
+                p(pr.product_code.as_str().to_owned()),
+                p(pr.product_code.scheme().as_str().to_owned()),
+                p(pr.name.clone()),
+                p(pr.common_name.clone()),
+                p(pr.form.clone()),
+                p(pr.strength.clone()),
+                p(pr.pack_type.clone()),
+                p(pr.pack_size.clone()),
+                p(pr.owner.clone()),
+                p(pr.withdrawn),
+                p(i64::from(pr.version)),
+            ],
+            check: Check::None,
+        });
     }
     for b in &uow.batches {
-        let q = c
-            .stmt(
-                "INSERT INTO batches (product_code, batch, expiry, expiry_year, recalled, markets) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (product_code, batch) DO UPDATE SET \
-                 expiry = EXCLUDED.expiry, expiry_year = EXCLUDED.expiry_year, recalled = EXCLUDED.recalled, \
-                 markets = EXCLUDED.markets",
-            )
-            .await?;
-        let year: i32 = b.expiry.date().year();
-        c.client
-            .execute(
-                &q,
-                &[
-                    &b.product_code.as_str(),
-                    &b.batch.as_str(),
-                    &b.expiry.as_str(),
-                    &year,
-                    &b.recalled,
-                    &markets_to_text(&b.markets),
-                ],
-            )
-            .await?;
+        before.push(Step {
+            sql: "INSERT INTO batches (product_code, batch, expiry, expiry_year, recalled, markets) \
+                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (product_code, batch) DO UPDATE SET \
+                  expiry = EXCLUDED.expiry, expiry_year = EXCLUDED.expiry_year, recalled = EXCLUDED.recalled, \
+                  markets = EXCLUDED.markets",
+            params: vec![
+                p(b.product_code.as_str().to_owned()),
+                p(b.batch.as_str().to_owned()),
+                p(b.expiry.as_str().to_owned()),
+                p(b.expiry.date().year()),
+                p(b.recalled),
+                p(markets_to_text(&b.markets)),
+            ],
+            check: Check::None,
+        });
     }
-    for np in &uow.new_packs {
-        out.packs_created += ingest(c, np).await?;
-    }
+    let mut after = Vec::new();
     for w in &uow.packs {
         let (cmd, loc, at, synced) = change_columns(&w.pack);
-        let repeats = i16::from(w.pack.repeats);
-        let n = match w.expected_version {
+        let changed = Conflict::PackVersion {
+            product_code: w.product_code.as_str().to_owned(),
+            serial: w.serial.as_str().to_owned(),
+        };
+        let mut params = vec![
+            p(w.product_code.as_str().to_owned()),
+            p(w.serial.as_str().to_owned()),
+            p(w.pack.batch.as_str().to_owned()),
+            p(w.pack.state.as_str().to_owned()),
+            p(cmd),
+            p(loc.map(str::to_owned)),
+            p(at),
+            p(synced.map(str::to_owned)),
+            p(i16::from(w.pack.repeats)),
+        ];
+        let sql = match w.expected_version {
             Some(v) => {
-                let q = c
-                    .stmt(
-                        "UPDATE packs SET batch = $3, state = $4, last_command = $5, last_location = $6, last_at = $7, \
-                         synced_from = $8, repeats = $9, version = version + 1 \
-                         WHERE product_code = $1 AND serial = $2 AND version = $10",
-                    )
-                    .await?;
-                let v = v as i64;
-                c.client
-                    .execute(
-                        &q,
-                        &[
-                            &w.product_code.as_str(),
-                            &w.serial.as_str(),
-                            &w.pack.batch.as_str(),
-                            &w.pack.state.as_str(),
-                            &cmd,
-                            &loc,
-                            &at,
-                            &synced,
-                            &repeats,
-                            &v,
-                        ],
-                    )
-                    .await?
+                params.push(p(v as i64));
+                "UPDATE packs SET batch = $3, state = $4, last_command = $5, last_location = $6, last_at = $7, \
+                 synced_from = $8, repeats = $9, version = version + 1 \
+                 WHERE product_code = $1 AND serial = $2 AND version = $10"
             }
             None => {
-                let q = c
-                    .stmt(
-                        "INSERT INTO packs (product_code, serial, batch, state, last_command, last_location, last_at, \
-                         synced_from, repeats, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .await?;
-                c.client
-                    .execute(
-                        &q,
-                        &[
-                            &w.product_code.as_str(),
-                            &w.serial.as_str(),
-                            &w.pack.batch.as_str(),
-                            &w.pack.state.as_str(),
-                            &cmd,
-                            &loc,
-                            &at,
-                            &synced,
-                            &repeats,
-                        ],
-                    )
-                    .await?
+                "INSERT INTO packs (product_code, serial, batch, state, last_command, last_location, last_at, \
+                 synced_from, repeats, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) \
+                 ON CONFLICT DO NOTHING"
             }
         };
-        if n == 0 {
-            return Err(conflict(Conflict::PackVersion {
-                product_code: w.product_code.as_str().to_owned(),
-                serial: w.serial.as_str().to_owned(),
-            }));
-        }
+        after.push(Step { sql, params, check: Check::Refuse(changed) });
     }
     for a in &uow.alerts {
-        let q = c
-            .stmt(
-                "INSERT INTO alerts (id, code, return_code, market, product_code, serial, batch, location, client_id, \
-                 created_at, status, classification, comment, source_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (source_key) DO NOTHING",
-            )
-            .await?;
-        let n = c
-            .client
-            .execute(
-                &q,
-                &[
-                    &a.id,
-                    &a.code.as_str(),
-                    &a.return_code.as_str(),
-                    &a.market.as_str(),
-                    &a.product_code,
-                    &a.serial,
-                    &a.batch,
-                    &a.location,
-                    &a.client_id,
-                    &a.created_at.unix_millis(),
-                    &a.status.as_str(),
-                    &a.classification.map(|c| c.as_str()),
-                    &a.comment,
-                    &a.source_key,
-                ],
-            )
-            .await?;
-        if n == 0 {
-            out.alerts_skipped.push(a.id.clone());
-        }
+        after.push(Step {
+            sql: "INSERT INTO alerts (id, code, return_code, market, product_code, serial, batch, location, \
+                  client_id, created_at, status, classification, comment, source_key) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                  ON CONFLICT (source_key) DO NOTHING",
+            params: vec![
+                p(a.id.clone()),
+                p(a.code.as_str().to_owned()),
+                p(a.return_code.as_str().to_owned()),
+                p(a.market.as_str().to_owned()),
+                p(a.product_code.clone()),
+                p(a.serial.clone()),
+                p(a.batch.clone()),
+                p(a.location.clone()),
+                p(a.client_id.clone()),
+                p(a.created_at.unix_millis()),
+                p(a.status.as_str().to_owned()),
+                p(a.classification.map(|c| c.as_str().to_owned())),
+                p(a.comment.clone()),
+                p(a.source_key.clone()),
+            ],
+            check: Check::AlertSkipped(a.id.clone()),
+        });
     }
     for u in &uow.alert_updates {
-        let q = c
-            .stmt(
-                "UPDATE alerts SET status = $2, classification = COALESCE($3, classification), \
-                 comment = COALESCE($4, comment) WHERE id = $1 AND status = $5",
-            )
-            .await?;
-        let n = c
-            .client
-            .execute(
-                &q,
-                &[
-                    &u.id,
-                    &u.status.as_str(),
-                    &u.classification.map(|c| c.as_str()),
-                    &u.comment,
-                    &u.expected_status.as_str(),
-                ],
-            )
-            .await?;
-        if n == 0 {
-            return Err(conflict(Conflict::AlertStatus));
-        }
+        after.push(Step {
+            sql: "UPDATE alerts SET status = $2, classification = COALESCE($3, classification), \
+                  comment = COALESCE($4, comment) WHERE id = $1 AND status = $5",
+            params: vec![
+                p(u.id.clone()),
+                p(u.status.as_str().to_owned()),
+                p(u.classification.map(|c| c.as_str().to_owned())),
+                p(u.comment.clone()),
+                p(u.expected_status.as_str().to_owned()),
+            ],
+            check: Check::Refuse(Conflict::AlertStatus),
+        });
     }
     for m in &uow.outbox {
-        let q = c
-            .stmt(
-                "INSERT INTO outbox (message_id, destination, kind, ordering_key, payload, created_at, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (message_id) DO NOTHING",
-            )
-            .await?;
-        let n = c
-            .client
-            .execute(&q, &[&m.message_id, &m.destination, &m.kind, &m.ordering_key, &m.payload, &now])
-            .await?;
-        if n == 0 {
-            return Err(conflict(Conflict::Exists(format!("outbox message {}", m.message_id))));
-        }
+        after.push(Step {
+            sql: "INSERT INTO outbox (message_id, destination, kind, ordering_key, payload, created_at, \
+                  next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (message_id) DO NOTHING",
+            params: vec![
+                p(m.message_id.clone()),
+                p(m.destination.clone()),
+                p(m.kind.clone()),
+                p(m.ordering_key.clone()),
+                p(m.payload.clone()),
+                p(now),
+            ],
+            check: Check::Refuse(Conflict::Exists(format!("outbox message {}", m.message_id))),
+        });
     }
     if let Some(b) = &uow.new_bulk {
-        let q = c
-            .stmt(
-                "INSERT INTO bulk_jobs (id, client_id, status, request, done_rows, total_rows, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        let (done, total) = (b.done_rows as i64, b.total_rows as i64);
-        let n = c
-            .client
-            .execute(
-                &q,
-                &[
-                    &b.id,
-                    &b.client_id,
-                    &b.status.as_str(),
-                    &b.request,
-                    &done,
-                    &total,
-                    &b.created_at.unix_millis(),
-                ],
-            )
-            .await?;
-        if n == 0 {
-            return Err(conflict(Conflict::Exists(format!("bulk {}", b.id))));
-        }
+        after.push(Step {
+            sql: "INSERT INTO bulk_jobs (id, client_id, status, request, done_rows, total_rows, created_at) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            params: vec![
+                p(b.id.clone()),
+                p(b.client_id.clone()),
+                p(b.status.as_str().to_owned()),
+                p(b.request.clone()),
+                p(b.done_rows as i64),
+                p(b.total_rows as i64),
+                p(b.created_at.unix_millis()),
+            ],
+            check: Check::Refuse(Conflict::Exists(format!("bulk {}", b.id))),
+        });
     }
-    if let Some(p) = &uow.bulk_progress {
-        let expected = p.expected_done_rows as i64;
-        let done = expected + p.results.len() as i64;
-        // One statement checks the expected progress and moves it on, under the row's lock.
-        let q = c
-            .stmt(
-                "UPDATE bulk_jobs SET done_rows = $3, \
-                 status = CASE WHEN $3 >= total_rows THEN 'DONE' ELSE 'RUNNING' END \
-                 WHERE id = $1 AND done_rows = $2",
-            )
-            .await?;
-        if c.client.execute(&q, &[&p.id, &expected, &done]).await? == 0 {
-            return Err(conflict(Conflict::BulkProgress));
+    if let Some(bp) = &uow.bulk_progress {
+        let expected = bp.expected_done_rows as i64;
+        let done = expected + bp.results.len() as i64;
+        // One statement checks the expected progress and moves it on, under the row's lock; the
+        // results that follow it are rolled back with the unit when it does not match.
+        after.push(Step {
+            sql: "UPDATE bulk_jobs SET done_rows = $3, \
+                  status = CASE WHEN $3 >= total_rows THEN 'DONE' ELSE 'RUNNING' END \
+                  WHERE id = $1 AND done_rows = $2",
+            params: vec![p(bp.id.clone()), p(expected), p(done)],
+            check: Check::Refuse(Conflict::BulkProgress),
+        });
+        let rows: Vec<i64> = (0..bp.results.len() as i64).map(|i| expected + i).collect();
+        after.push(Step {
+            sql: "INSERT INTO bulk_results (bulk_id, row_no, result) \
+                  SELECT $1, r, res FROM UNNEST($2::bigint[], $3::text[]) AS t(r, res)",
+            params: vec![p(bp.id.clone()), p(rows), p(bp.results.clone())],
+            check: Check::None,
+        });
+    }
+    if uow.new_packs.is_empty() {
+        before.append(&mut after);
+        pipeline(c, &before, &mut out).await?;
+    } else {
+        pipeline(c, &before, &mut out).await?;
+        for np in &uow.new_packs {
+            out.packs_created += ingest(c, np).await?;
         }
-        let rows: Vec<i64> = (0..p.results.len() as i64).map(|i| expected + i).collect();
-        let q = c
-            .stmt(
-                "INSERT INTO bulk_results (bulk_id, row_no, result) \
-                 SELECT $1, r, res FROM UNNEST($2::bigint[], $3::text[]) AS t(r, res)",
-            )
-            .await?;
-        c.client.execute(&q, &[&p.id, &rows, &p.results]).await?;
+        pipeline(c, &after, &mut out).await?;
     }
     Ok(out)
 }
