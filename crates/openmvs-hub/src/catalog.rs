@@ -292,7 +292,7 @@ impl Hub {
             Ok(x) => x,
             Err(e) => return Err(refuse(HubError::malformed("expiry", format!("'{expiry}' {e}"))).await),
         };
-        let _guard = self.batch_writes.lock().await;
+        let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         // Read under the lock: the version and withdrawals this batch is decided on.
         let product = self.owned_product(obp, product_code)?;
         let version = self
@@ -400,7 +400,7 @@ impl Hub {
             Err(e) => return Err(refuse(e).await),
         };
         let b = Batch::new(batch).map_err(|e| HubError::malformed("batch", format!("'{batch}' {e}")))?;
-        let _guard = self.batch_writes.lock().await;
+        let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         let Some(mut record) = self.store.batch(&pc, &b)? else {
             return Err(HubError::not_found("batch", format!("no batch '{batch}' of {pc}")));
         };
@@ -468,7 +468,7 @@ impl Hub {
             Err(e) => return Err(refuse(e).await),
         };
         // Under the batch lock, so that no batch is decided on a read from before the withdrawal.
-        let _guard = self.batch_writes.lock().await;
+        let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         for _ in 0..MAX_ATTEMPTS {
             let product = self.owned_product(obp, product_code)?;
             let version = self

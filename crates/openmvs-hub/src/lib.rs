@@ -35,7 +35,7 @@ use openmvs_wire::hub::{
     Delivery, DeliveryAck, Envelope, IntermarketAnswer, IntermarketRequest, Message, PackQuery,
     PackQueryAnswer,
 };
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 
 pub use alerts::{DEFAULT_ALERT_LIMIT, MAX_ALERT_LIMIT};
 pub use callback::{CallbackAnswer, CallbackSender, MAX_CALLBACK_URL, SIGNATURE_HEADER};
@@ -149,12 +149,13 @@ pub struct Hub {
     callbacks: Option<Arc<dyn CallbackSender>>,
     /// Wakes the relay when a unit with outbox messages is committed.
     relay_wake: Notify,
-    /// Serialises batch writes (new batches and recalls). The store writes a batch without an
-    /// expected version, so two decisions on one stale read could both commit; one hub process
-    /// holding this lock over read, decide and commit rules that out. Product writes need no lock:
-    /// they carry the version they were decided on.
-    batch_writes: Mutex<()>,
 }
+
+/// The critical section of batch writes (new batches, recalls, withdrawals, OBP pack states). The
+/// store writes a batch without an expected version, so two decisions on one stale read could
+/// both commit; read, decide and commit inside this section, across every hub node sharing the
+/// store, rules that out. Product writes need none: they carry the version they were decided on.
+pub(crate) const BATCH_WRITES: &str = "hub-batch-writes";
 
 impl Hub {
     /// Builds the service over an open store.
@@ -166,16 +167,7 @@ impl Hub {
     ) -> Hub {
         assert!(config.chunk_size > 0, "chunk_size must be at least 1");
         assert!(config.max_delivery > 0, "max_delivery must be at least 1");
-        Hub {
-            store,
-            clock,
-            config,
-            link,
-            queries: None,
-            callbacks: None,
-            relay_wake: Notify::new(),
-            batch_writes: Mutex::new(()),
-        }
+        Hub { store, clock, config, link, queries: None, callbacks: None, relay_wake: Notify::new() }
     }
 
     /// The same hub, routing inter-market requests through `queries`.

@@ -114,7 +114,7 @@ impl Hub {
         };
         // Under the batch lock, so that a recall cannot slip in between reading the batch and
         // committing the messages.
-        let _guard = self.batch_writes.lock().await;
+        let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         let Some(record) = self.store.batch(&pc, &b)? else {
             return Err(refuse(HubError::not_found("batch", format!("no batch '{batch}' of {pc}"))).await);
         };

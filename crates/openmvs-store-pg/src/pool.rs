@@ -85,6 +85,11 @@ impl Pool {
         &self.handle
     }
 
+    /// A connection of its own, not shared (for session-level advisory locks).
+    pub async fn dedicated(&self) -> StoreResult<Arc<Conn>> {
+        connect(&self.config, &self.handle).await
+    }
+
     /// A shared connection (round robin), reconnecting one that was lost.
     pub async fn conn(&self) -> StoreResult<Arc<Conn>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();

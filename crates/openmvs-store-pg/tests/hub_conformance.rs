@@ -480,3 +480,45 @@ async fn a_national_schema_is_not_taken_for_the_hub() {
         openmvs_store_pg::hub::migrate(&url, Some(&empty), FixedClock.now()).expect("migrates").is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_critical_section_admits_one_task_of_all_nodes_at_a_time() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let Some((url, schema)) = fresh_schema("hubconf", "the critical section case") else { return };
+    let nodes = [open_at(&url, &schema), open_at(&url, &schema)];
+    let inside = Arc::new(AtomicBool::new(false));
+    let entries = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (store, inside, entries) = (nodes[i % 2].clone(), inside.clone(), entries.clone());
+        tasks.push(tokio::spawn(async move {
+            let guard = store.enter("test-section").await.expect("enter");
+            assert!(!inside.swap(true, Ordering::SeqCst), "two tasks inside the section at once");
+            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+            inside.store(false, Ordering::SeqCst);
+            entries.fetch_add(1, Ordering::SeqCst);
+            drop(guard);
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(entries.load(Ordering::SeqCst), 12);
+    // Another section is independent of this one.
+    let held = nodes[0].enter("test-section").await.expect("enter");
+    let other = tokio::time::timeout(std::time::Duration::from_secs(2), nodes[1].enter("other-section"))
+        .await
+        .expect("another section does not wait")
+        .expect("enter");
+    drop((held, other));
+    // A node that dies inside a section leaves it: the database ends its session's lock.
+    let held = nodes[0].enter("test-section").await.expect("enter");
+    std::mem::forget(held);
+    nodes[0].close();
+    drop(nodes);
+    let survivor = open_at(&url, &schema);
+    tokio::time::timeout(std::time::Duration::from_secs(10), survivor.enter("test-section"))
+        .await
+        .expect("the section is free once its holder is gone")
+        .expect("enter");
+}

@@ -505,10 +505,23 @@ pub trait HubAlertStore: Send + Sync {
     fn alerts(&self, filter: &HubAlertFilter) -> StoreResult<Vec<HubAlertRecord>>;
 }
 
+/// Held while a decision may not interleave with another's; dropping it leaves the section.
+pub type SectionGuard = Box<dyn Send + Sync>;
+
+/// Critical sections across every process sharing the store: a decision that is written without
+/// an expected version (a batch, a recall) is read, decided and committed inside one, so two hub
+/// nodes never commit two decisions made on one stale read.
+pub trait HubSections: Send + Sync {
+    /// Waits until no task of any process sharing the store is in the section `name`, then
+    /// enters it.
+    fn enter(&self, name: &'static str) -> BoxFuture<'_, StoreResult<SectionGuard>>;
+}
+
 /// Everything the hub stores. Its audit trail is read through the national [`AuditStore`]: the
 /// records and checkpoints are the same, in one chain named [`HUB_AUDIT_MARKET`].
 pub trait HubStore:
     HubCommitter
+    + HubSections
     + ObpStore
     + ProductCatalog
     + BatchCatalog
@@ -522,6 +535,7 @@ pub trait HubStore:
 
 impl<T> HubStore for T where
     T: HubCommitter
+        + HubSections
         + ObpStore
         + ProductCatalog
         + BatchCatalog

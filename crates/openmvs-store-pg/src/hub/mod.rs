@@ -14,6 +14,7 @@ mod codec;
 pub mod schema;
 mod writer;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
@@ -29,7 +30,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::codec::{R, pg_err};
-use crate::pool::Pool;
+use crate::pool::{Conn, Pool};
 use crate::writer::{Job, Writer};
 use crate::{Params, QUEUE_BOUND, connection_config, ms, p};
 
@@ -63,6 +64,75 @@ pub struct PgHubOptions {
 pub struct PgHubStore {
     pool: Arc<Pool>,
     writer: mpsc::Sender<Job<HubUnitOfWork>>,
+    /// Per critical section: the in-process turn, and the connection of its own that holds the
+    /// section's advisory lock (PostgreSQL releases it if this process dies).
+    sections: std::sync::Mutex<HashMap<&'static str, Section>>,
+}
+
+/// One critical section's in-process turn, with the connection that holds its advisory lock.
+type Section = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
+
+/// Inside a critical section: the in-process turn and the advisory lock, both given up on drop.
+struct PgSection {
+    turn: Option<tokio::sync::OwnedMutexGuard<Option<Arc<Conn>>>>,
+    conn: Arc<Conn>,
+    key: i64,
+    handle: tokio::runtime::Handle,
+}
+
+impl Drop for PgSection {
+    fn drop(&mut self) {
+        let (mut turn, conn, key) = (self.turn.take(), self.conn.clone(), self.key);
+        // The unlock is sent before the in-process turn passes on, on the engine's runtime.
+        self.handle.spawn(async move {
+            if let Err(e) = conn.client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await {
+                // Dropping the connection's last handle closes it, and the lock with it.
+                tracing::warn!(error = %e, "leaving a critical section failed; closing its connection");
+                if let Some(t) = turn.as_mut() {
+                    **t = None;
+                }
+            }
+            drop(conn);
+            drop(turn);
+        });
+    }
+}
+
+/// The advisory lock key of a section: its name hashed into the key space OpenMVS uses.
+fn section_key(name: &str) -> i64 {
+    // FNV-1a, stable across builds and platforms.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h >> 1) as i64
+}
+
+impl HubSections for PgHubStore {
+    fn enter(&self, name: &'static str) -> BoxFuture<'_, StoreResult<SectionGuard>> {
+        let slot = self.sections.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_default().clone();
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let mut turn = slot.lock_owned().await;
+            let handle = pool.handle().clone();
+            let held = turn.clone().filter(|c| !c.client.is_closed());
+            let key = section_key(name);
+            let conn = handle
+                .spawn(async move {
+                    let conn = match held {
+                        Some(c) => c,
+                        None => pool.dedicated().await?,
+                    };
+                    conn.client.execute("SELECT pg_advisory_lock($1)", &[&key]).await.map_err(pg_err)?;
+                    Ok::<_, StoreError>(conn)
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("entering a critical section: {e}")))??;
+            *turn = Some(conn.clone());
+            let guard: SectionGuard = Box::new(PgSection { turn: Some(turn), conn, key, handle });
+            Ok(guard)
+        })
+    }
 }
 
 /// Applies pending hub migrations to the schema (creating it if needed); returns the versions
@@ -114,7 +184,7 @@ impl PgHubStore {
             on_group: opts.on_group,
         };
         pool.handle().spawn(writer.run(rx));
-        Ok(PgHubStore { pool, writer: tx })
+        Ok(PgHubStore { pool, writer: tx, sections: Default::default() })
     }
 
     /// The hub schema version this build writes.

@@ -43,6 +43,8 @@ pub struct HubOptions {
 /// The hub's SQLite engine.
 pub struct SqliteHubStore {
     engine: Engine<HubUnitOfWork>,
+    /// One process owns the database file, so its critical sections are in-process locks.
+    sections: std::sync::Mutex<std::collections::HashMap<&'static str, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl SqliteHubStore {
@@ -60,7 +62,7 @@ impl SqliteHubStore {
             on_group: opts.on_group,
             name: "openmvs-hub",
         };
-        Ok(SqliteHubStore { engine: Engine::start(conn, start)? })
+        Ok(SqliteHubStore { engine: Engine::start(conn, start)?, sections: Default::default() })
     }
 
     /// The schema version this build writes.
@@ -76,7 +78,7 @@ impl SqliteHubStore {
     /// Opens an existing hub database for reading only: no migration, no writer. Every write is
     /// refused as unavailable. For inspection and audit verification.
     pub fn open_read_only(path: &Path) -> StoreResult<SqliteHubStore> {
-        let store = SqliteHubStore { engine: Engine::read_only(path)? };
+        let store = SqliteHubStore { engine: Engine::read_only(path)?, sections: Default::default() };
         // Fail now, not at the first read, if the file is not a hub database of this build.
         let version = store.engine.read(|c| schema::version(c).map_err(sql_err))?;
         if version != schema::LATEST {
@@ -149,6 +151,16 @@ fn read_upload(c: &Connection, id: &str) -> StoreResult<Option<UploadRecord>> {
 impl HubCommitter for SqliteHubStore {
     fn commit(&self, uow: HubUnitOfWork) -> BoxFuture<'_, StoreResult<HubCommitted>> {
         self.engine.commit(uow)
+    }
+}
+
+impl HubSections for SqliteHubStore {
+    fn enter(&self, name: &'static str) -> BoxFuture<'_, StoreResult<SectionGuard>> {
+        let lock = self.sections.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_default().clone();
+        Box::pin(async move {
+            let guard: SectionGuard = Box::new(lock.lock_owned().await);
+            Ok(guard)
+        })
     }
 }
 
