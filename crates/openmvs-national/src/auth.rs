@@ -112,7 +112,12 @@ impl National {
     /// Checks a bearer token and says who holds it.
     pub fn authenticate(&self, token: &str) -> Result<Actor, ApiError> {
         let now = secs(self.clock.now());
-        let claims = self.validator.validate(token, now).map_err(|e| match e {
+        let claims = match self.validator.validate(token, now) {
+            // Signed by a key another node sharing the store made since this one last looked.
+            Err(AuthError::UnknownKey) if self.learn_keys() => self.validator.validate(token, now),
+            r => r,
+        };
+        let claims = claims.map_err(|e| match e {
             AuthError::Internal(why) => ApiError::unavailable(why),
             e => ApiError::new(ReturnCode::Unauthenticated).with("authorization", e.to_string()),
         })?;
@@ -143,6 +148,43 @@ impl National {
         Ok(NewClient { client_id, client_secret })
     }
 
+    /// Adds to the ring, as verification keys, the keys other nodes sharing the store made and
+    /// this one does not know yet; true if it learnt any. Looks at most once a second, so tokens
+    /// naming unknown keys cannot make every request read the store.
+    fn learn_keys(&self) -> bool {
+        let now = self.clock.now().unix_millis();
+        let last = self.keys_checked_at.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last < 1000
+            || self
+                .keys_checked_at
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return false;
+        }
+        let Ok(records) = self.store.keys() else { return false };
+        let Ok(mut ring) = self.keys.try_write() else { return false };
+        let known: Vec<String> = ring.verification_keys().into_iter().map(|(kid, _)| kid).collect();
+        let mut learnt = false;
+        for k in records.iter().filter(|k| !known.contains(&k.kid)) {
+            let still_valid =
+                k.retired_at.is_none_or(|r| earliest_retirement(secs(r)) > secs(self.clock.now()));
+            if still_valid {
+                let pair = SigningKeyPair::from_secret_bytes(Some(k.kid.clone()), k.secret);
+                learnt |= ring.add_verification_key(pair.kid.clone(), pair.public_bytes()).is_ok();
+            }
+        }
+        if learnt {
+            tracing::info!("learnt token-signing keys made by another node");
+        }
+        learnt
+    }
+
     /// Picks up token-signing keys another process (another node, or `openmvs admin
     /// rotate-token-key`) stored: a new active key starts signing here too, and the previous one
     /// keeps verifying until its tokens have expired. Called periodically by the server.
@@ -153,8 +195,8 @@ impl National {
         if ring.active().kid == active.kid {
             return Ok(false);
         }
-        // One node per store today, so nobody else must learn the key before it signs. With several
-        // nodes on one database the key must be announced (verification-only) before activation.
+        // Nodes that have not reloaded yet learn this key from the store the first time they see
+        // a token it signed (`learn_keys`), so tokens are accepted everywhere from the start.
         ring.rotate(SigningKeyPair::from_secret_bytes(Some(active.kid.clone()), active.secret))
             .map_err(ApiError::unavailable)?;
         tracing::info!(kid = %active.kid, "token-signing key rotated");

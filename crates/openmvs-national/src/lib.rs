@@ -100,6 +100,8 @@ pub struct National {
     node_id: String,
     /// Requests on one pack take turns inside this node.
     pack_locks: locks::PackLocks,
+    /// When this node last looked in the store for token-signing keys it did not know.
+    keys_checked_at: std::sync::atomic::AtomicI64,
 }
 
 impl National {
@@ -125,6 +127,7 @@ impl National {
             relay_wake: Notify::new(),
             node_id,
             pack_locks: locks::PackLocks::new(),
+            keys_checked_at: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
         })
     }
 

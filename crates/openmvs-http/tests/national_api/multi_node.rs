@@ -165,3 +165,24 @@ async fn a_bulk_job_held_by_a_dead_node_is_finished_by_another_after_its_lease()
     }
     verifies(&a);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_signed_by_a_key_one_node_just_made_is_accepted_by_the_others() {
+    let Some(pg) = shared_postgres("a key rotated on one node") else { return };
+    let a = node(&pg, AppOptions::default()).await;
+    let b = node(&pg, AppOptions::default()).await;
+    a.seed_standard().await;
+    let p = a.pack().await;
+    let kid = a.national.rotate_signing_key().await.expect("rotate");
+    let c = a.client(Role::Pharmacy, "pharmacy-a").await;
+    let token = c.current_token();
+    assert!(token.contains('.'), "a JWT");
+    // B has not reloaded its keys: it learns the new one from the store at the first token.
+    let r = b.send(reqwest::Method::POST, "/v1/packs/verify", Some(&token), Body::Json(p.req())).await;
+    assert_eq!(r.status, 200, "a token of key {kid} made on A is refused on B: {}", r.text);
+    assert_eq!(r.json["return_code"], "NMVS_SUCCESS", "{}", r.text);
+    // A token naming a key nobody made is still refused.
+    let forged = format!("{}x", token);
+    let r = b.send(reqwest::Method::POST, "/v1/packs/verify", Some(&forged), Body::Json(p.req())).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+}
