@@ -166,7 +166,8 @@ impl Hub {
             let Some(url) = self.store.obp(obp)?.and_then(|o| o.callback_url) else { continue };
             let secret = self.callback_secret(obp, &url);
             let now = self.clock.now();
-            for m in self.store.due(&destination, now, self.config.max_delivery)? {
+            let lease_until = now.plus(self.config.lease);
+            for m in self.store.claim_due(&destination, now, lease_until, self.config.max_delivery)? {
                 if self.post_one(sender, &url, &secret, &m).await? {
                     acked += 1;
                 } else {

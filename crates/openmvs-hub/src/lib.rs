@@ -76,6 +76,9 @@ pub struct HubConfig {
     /// How long the hub waits for one market's answer to an inter-market request (fmd-rules §4.10
     /// allows 300 ms per repository involved; the rest is the initiating market's own share).
     pub intermarket_budget: Duration,
+    /// How long a hub node holds the outbox messages it is sending before another node's relay
+    /// may take them over.
+    pub lease: Duration,
 }
 
 impl HubConfig {
@@ -88,6 +91,7 @@ impl HubConfig {
             max_upload_lines: MAX_UPLOAD_LINES,
             max_delivery: MAX_DELIVERY,
             intermarket_budget: Duration::from_millis(250),
+            lease: Duration::from_secs(30),
         }
     }
 }

@@ -72,7 +72,13 @@ impl Hub {
     /// Delivers the due messages of one market once and books each answer.
     async fn deliver_round(&self, link: &dyn NationalLink, market: MarketCode) -> Result<Round, HubError> {
         let now = self.clock.now();
-        let due = self.store.due(market.as_str(), now, self.config.max_delivery)?;
+        // Claimed, not just read: another hub node's relay skips these until the lease ends.
+        let due = self.store.claim_due(
+            market.as_str(),
+            now,
+            now.plus(self.config.lease),
+            self.config.max_delivery,
+        )?;
         if due.is_empty() {
             return Ok(Round::Idle);
         }

@@ -46,6 +46,7 @@ macro_rules! hub_conformance_tests {
             many_concurrent_commits_are_all_durable_and_the_audit_chain_verifies,
             obps_and_their_callbacks_round_trip,
             products_versions_and_batches_read_back_exactly,
+            a_claimed_message_waits_for_its_lease_per_destination,
         );
     };
     (@cases $mode:ident, $open:expr, $verifying_key:expr; $($case:ident,)*) => {
@@ -937,4 +938,37 @@ pub async fn products_versions_and_batches_read_back_exactly(
     assert!(store.product(&other_gtin()).expect("read").is_none());
     assert!(store.product_version(&gtin(), 9).expect("read").is_none());
     assert!(store.upload("nope").expect("read").is_none());
+}
+
+/// A message a hub relay claimed is not given to another relay until its lease ends; claims are
+/// per destination and keep the order per key.
+pub async fn a_claimed_message_waits_for_its_lease_per_destination(
+    store: Arc<dyn HubStore>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    let outbox = vec![
+        message("a1", "DE", "A"),
+        message("a2", "DE", "A"),
+        message("b1", "DE", "B"),
+        message("f1", "FR", "A"),
+    ];
+    store.commit(HubUnitOfWork { outbox, ..HubUnitOfWork::default() }).await.expect("commits");
+    // Later than any clock an engine's test gives it, so every message is due.
+    let t = |n: i64| Timestamp::from_unix_millis(i64::MAX / 4 + n);
+    let first = store.claim_due("DE", t(10), t(1_000), 10).expect("claim");
+    assert_eq!(ids(first.clone()), ["a1", "b1"]);
+    assert!(
+        store.claim_due("DE", t(20), t(1_000), 10).expect("claim").is_empty(),
+        "taken, and a2 waits for a1"
+    );
+    assert_eq!(
+        ids(store.claim_due("FR", t(20), t(1_000), 10).expect("claim")),
+        ["f1"],
+        "another destination"
+    );
+    store.delivered(first[0].seq).expect("delivered");
+    assert_eq!(ids(store.claim_due("DE", t(30), t(1_000), 10).expect("claim")), ["a2"]);
+    let after = store.claim_due("DE", t(1_001), t(2_000), 10).expect("claim");
+    assert_eq!(ids(after.clone()), ["a2", "b1"], "taken over once the lease ends");
+    assert!(after.iter().all(|m| m.attempts == 0), "a lease is not a failed attempt");
 }

@@ -482,6 +482,16 @@ pub trait HubOutboxStore: Send + Sync {
     /// Up to `limit` live messages for `destination` due at `now`, oldest first, at most one per
     /// ordering key (the oldest undelivered one), so that messages about one product stay in order.
     fn due(&self, destination: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>>;
+    /// Takes what [`HubOutboxStore::due`] would give, for this relay alone: the messages taken are
+    /// not due again until `lease_until` (unless marked failed), so relays of several hub nodes
+    /// never send one message at once, and one whose relay died is sent again after the lease.
+    fn claim_due(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredOutboxMessage>>;
     /// The destinations with live messages, in order.
     fn destinations(&self) -> StoreResult<Vec<String>>;
     /// Removes a delivered message, with the serials in its payload; a serial chunk counts as

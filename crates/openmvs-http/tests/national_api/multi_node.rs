@@ -182,7 +182,7 @@ async fn a_token_signed_by_a_key_one_node_just_made_is_accepted_by_the_others() 
     assert_eq!(r.status, 200, "a token of key {kid} made on A is refused on B: {}", r.text);
     assert_eq!(r.json["return_code"], "NMVS_SUCCESS", "{}", r.text);
     // A token naming a key nobody made is still refused.
-    let forged = format!("{}x", token);
+    let forged = format!("{token}x");
     let r = b.send(reqwest::Method::POST, "/v1/packs/verify", Some(&forged), Body::Json(p.req())).await;
     assert_eq!(r.status, 401, "{}", r.text);
 }

@@ -434,6 +434,28 @@ impl HubOutboxStore for PgHubStore {
         )
     }
 
+    fn claim_due(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredOutboxMessage>> {
+        // Rows another relay is claiming right now are skipped, not waited for.
+        let mut out = self.rows(
+            "UPDATE outbox SET next_attempt_at = $4 WHERE seq IN (SELECT seq FROM outbox o \
+             WHERE destination = $1 AND NOT dead AND next_attempt_at <= $2 AND seq = (SELECT MIN(seq) \
+             FROM outbox i WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key \
+             AND NOT i.dead) ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+             next_attempt_at, last_error, dead",
+            vec![p(destination.to_owned()), ms(now), p(limit as i64), ms(lease_until)],
+            outbox_row,
+        )?;
+        out.sort_by_key(|m| m.seq);
+        Ok(out)
+    }
+
     fn destinations(&self) -> StoreResult<Vec<String>> {
         self.rows(
             "SELECT DISTINCT destination FROM outbox WHERE NOT dead ORDER BY destination",

@@ -311,6 +311,35 @@ impl HubOutboxStore for SqliteHubStore {
         })
     }
 
+    fn claim_due(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredOutboxMessage>> {
+        // Read and lease in one write transaction, so two relays never take the same message.
+        let destination = destination.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.engine.exec(move |c| {
+            let mut out = rows(
+                c,
+                &format!(
+                    "UPDATE outbox SET next_attempt_at = ?4 WHERE seq IN (SELECT seq FROM outbox o \
+                     WHERE destination = ?1 AND dead = 0 AND next_attempt_at <= ?2 AND seq = (SELECT MIN(seq) \
+                     FROM outbox i WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key \
+                     AND i.dead = 0) ORDER BY seq LIMIT ?3) RETURNING {OUTBOX_COLUMNS}"
+                ),
+                params![destination, now.unix_millis(), limit as i64, lease_until.unix_millis()],
+                outbox,
+            )?;
+            out.sort_by_key(|m| m.seq);
+            let _ = tx.send(out);
+            Ok(())
+        })?;
+        rx.recv().map_err(|_| StoreError::Unavailable("outbox claim lost".into()))
+    }
+
     fn destinations(&self) -> StoreResult<Vec<String>> {
         self.engine.read(|c| {
             rows(c, "SELECT DISTINCT destination FROM outbox WHERE dead = 0 ORDER BY destination", [], |r| {
