@@ -14,6 +14,7 @@ pub mod national;
 pub mod national_link;
 pub mod observe;
 pub mod server;
+pub mod shed;
 pub mod status;
 
 pub use error::HttpError;

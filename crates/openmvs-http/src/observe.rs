@@ -29,6 +29,8 @@ pub struct Observability {
     pub ready: AtomicBool,
     /// The clock the SLA days and months are counted with.
     pub clock: Arc<dyn Clock>,
+    /// Requests in flight, and the bound over which they are shed.
+    pub load: Arc<crate::shed::LoadShed>,
 }
 
 impl Observability {
@@ -39,6 +41,7 @@ impl Observability {
             sla: SlaTracker::new(),
             ready: AtomicBool::new(false),
             clock,
+            load: Arc::new(crate::shed::LoadShed::default()),
         }
     }
 

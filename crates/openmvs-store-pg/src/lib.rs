@@ -6,6 +6,7 @@
 //! races on a pack, the `audit_state` row lock orders the audit trail, and leases stored with the
 //! outbox messages and bulk jobs share that work out.
 
+pub mod baseline;
 mod codec;
 pub mod hub;
 mod pool;

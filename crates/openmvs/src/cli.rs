@@ -85,6 +85,33 @@ pub enum Command {
 /// `openmvs bench ...`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Everything measured in one run against the machine's own limits (an HTTPS hello-world and
+    /// the raw database on the same data): verify at its maximum and at 80, 100 and 200 % of it
+    /// (open loop), unknown serials, concurrent supplies, a pharmacy mix, a replay burst; for each
+    /// size, on SQLite and (given a database) on PostgreSQL. Writes report.json and report.md.
+    Suite {
+        /// Packs seeded, one run per size (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+        sizes: Vec<u64>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Connections of the load generator (each a keep-alive HTTPS connection).
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Also run on this PostgreSQL database (default: `OPENMVS_DATABASE_URL`).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Where report.json and report.md go.
+        #[arg(long, default_value = "bench-report")]
+        out: PathBuf,
+        /// The bound on requests in flight of the node under test (over it: 503 at once).
+        #[arg(long, default_value_t = openmvs_http::shed::DEFAULT_MAX_IN_FLIGHT)]
+        max_in_flight: usize,
+        /// A run of seconds on small data, to check that the harness works (the test suite runs it).
+        #[arg(long)]
+        smoke: bool,
+    },
     /// A national system in this process on a fresh embedded store, over HTTPS with keep-alive:
     /// durable supply rate with one client and with many, and verify latency.
     National {

@@ -39,6 +39,7 @@
 //! ready_grace_ms = 500             # readiness is false this long before the listener stops
 //! client_rate_per_second = 100     # per client, sustained; over it: 429 with Retry-After
 //! client_burst = 200               # per client, at once
+//! max_in_flight = 128              # requests in flight on this node; over it: 503 at once
 //! ```
 //!
 //! Any key can be overridden from the environment: `OPENMVS__NATIONAL__LISTEN=0.0.0.0:8401`,
@@ -157,6 +158,7 @@ pub struct RawLimits {
     pub ready_grace_ms: Option<u64>,
     pub client_rate_per_second: Option<u32>,
     pub client_burst: Option<u32>,
+    pub max_in_flight: Option<usize>,
 }
 
 /// TLS files of the server.
@@ -194,6 +196,7 @@ pub struct NationalSettings {
     pub ready_grace: Duration,
     pub client_rate: u32,
     pub client_burst: u32,
+    pub max_in_flight: usize,
 }
 
 /// Reads the file at `path` (if any), applies the environment, and returns the raw shape.
@@ -373,6 +376,10 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
         ready_grace: Duration::from_millis(l.ready_grace_ms.unwrap_or(500)),
         client_rate: positive("national.limits.client_rate_per_second", l.client_rate_per_second, 100)?,
         client_burst: positive("national.limits.client_burst", l.client_burst, 200)?,
+        max_in_flight: match l.max_in_flight.unwrap_or(openmvs_http::shed::DEFAULT_MAX_IN_FLIGHT) {
+            0 => bail!("national.limits.max_in_flight: must be at least 1"),
+            n => n,
+        },
     })
 }
 
@@ -427,6 +434,7 @@ pub fn render(s: &NationalSettings) -> String {
     l.insert("ready_grace_ms".into(), (s.ready_grace.as_millis() as i64).into());
     l.insert("client_rate_per_second".into(), i64::from(s.client_rate).into());
     l.insert("client_burst".into(), i64::from(s.client_burst).into());
+    l.insert("max_in_flight".into(), (s.max_in_flight as i64).into());
     n.insert("limits".into(), l.into());
     t.insert("national".into(), n.into());
     toml::to_string(&t).unwrap_or_default()

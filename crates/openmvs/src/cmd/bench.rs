@@ -27,9 +27,9 @@ use super::load::{self, Conn};
 use crate::config::Storage;
 use crate::node;
 
-const GTIN: &str = "09501101530003";
-const BATCH: &str = "BENCH1";
-const EXPIRY: &str = "301231";
+pub(super) const GTIN: &str = "09501101530003";
+pub(super) const BATCH: &str = "BENCH1";
+pub(super) const EXPIRY: &str = "301231";
 
 /// What one scenario measured.
 struct Figures {
@@ -76,13 +76,13 @@ impl Figures {
 
 /// One way of running the national system: an engine and a number of nodes on it.
 #[derive(Debug, Clone)]
-enum Setup {
+pub(super) enum Setup {
     Sqlite,
     Postgres { url: String, nodes: usize },
 }
 
 impl Setup {
-    fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         match self {
             Setup::Sqlite => "sqlite, 1 node".into(),
             Setup::Postgres { nodes, .. } => {
@@ -153,12 +153,12 @@ pub fn national(
 }
 
 /// The stores of one setup: the nodes' stores, and how to remove what the bench made.
-struct Stores {
-    nodes: Vec<node::NodeStore>,
-    schema: Option<(String, String)>,
+pub(super) struct Stores {
+    pub(super) nodes: Vec<node::NodeStore>,
+    pub(super) schema: Option<(String, String)>,
 }
 
-fn open_stores(
+pub(super) fn open_stores(
     setup: &Setup,
     dir: &std::path::Path,
     clock: &Arc<dyn Clock>,
@@ -303,7 +303,7 @@ async fn run(
     Ok(all)
 }
 
-async fn seed(national: &National, packs: u64) -> anyhow::Result<()> {
+pub(super) async fn seed(national: &National, packs: u64) -> anyhow::Result<()> {
     let env = |id: String, body| Envelope {
         message_id: id,
         origin: "bench".into(),
@@ -358,7 +358,7 @@ async fn seed(national: &National, packs: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serial(i: u64) -> String {
+pub(super) fn serial(i: u64) -> String {
     format!("B{i:012}")
 }
 

@@ -11,6 +11,7 @@ mod return_codes;
 mod scan;
 mod serve;
 mod serve_hub;
+mod suite;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::national(packs, seconds, clients, database_url.as_deref())
         }
         Command::Bench(BenchCommand::Hub { serials, markets }) => bench_hub::hub(serials, &markets),
+        Command::Bench(BenchCommand::Suite {
+            sizes,
+            seconds,
+            connections,
+            database_url,
+            out,
+            max_in_flight,
+            smoke,
+        }) => {
+            let from_env = std::env::var("OPENMVS_DATABASE_URL").ok().filter(|u| !u.is_empty());
+            let mut opts = suite::Options {
+                sizes,
+                seconds,
+                connections,
+                database_url: database_url.or(from_env),
+                out,
+                max_in_flight,
+            };
+            if smoke {
+                opts.sizes = vec![20_000];
+                opts.seconds = opts.seconds.min(0.5);
+                opts.connections = opts.connections.min(8);
+            }
+            suite::run(opts)
+        }
         Command::Bench(BenchCommand::Intermarket { requests }) => bench_intermarket::intermarket(requests),
     }
 }

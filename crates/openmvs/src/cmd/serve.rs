@@ -68,6 +68,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     node::claim_market(&s.data_dir, s.market)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let obs = Arc::new(Observability::new(clock.clone()));
+    obs.load.set_max(s.max_in_flight);
     let group_sizes = obs
         .metrics
         .size_histogram("openmvs_group_commit_size", "Units of work per committed transaction.", &[])
