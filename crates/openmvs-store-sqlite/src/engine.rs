@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::codec::sql_err;
 use crate::writer::{AuditSigner, Job, Unit, Writer};
-use crate::{MAX_IDLE_READERS, MMAP_BYTES, QUEUE_BOUND};
+use crate::{MAX_IDLE_READERS, QUEUE_BOUND};
 
 /// A running (or read-only) engine over one database file.
 pub(crate) struct Engine<U: Unit> {
@@ -164,11 +164,13 @@ impl<U: Unit> Engine<U> {
                 )
                 .map_err(sql_err)?;
                 // A small page cache: a WAL reader drops it whenever a write committed since its
-                // last read, and the cost of dropping grows with its size; the memory map serves
-                // the pages anyway.
-                c.execute_batch(&format!(
-                    "PRAGMA busy_timeout = 10000; PRAGMA cache_size = -1024; PRAGMA mmap_size = {MMAP_BYTES};"
-                ))
+                // last read, and the cost of dropping grows with its size. No memory map: a file
+                // that grows under constant writes makes every reader unmap and map it again at
+                // the start of its next read, which costs more than reading the few pages of a
+                // lookup from the operating system's cache.
+                c.execute_batch(
+                    "PRAGMA busy_timeout = 10000; PRAGMA cache_size = -1024; PRAGMA mmap_size = 0;",
+                )
                 .map_err(sql_err)?;
                 c
             }
