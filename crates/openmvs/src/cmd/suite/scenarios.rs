@@ -226,17 +226,20 @@ pub async fn national(
     }
     let tokens = Arc::new(tokens);
     let n = opts.connections;
+    // Open loop needs spare connections: a request due while every connection waits for an answer
+    // queues in the generator, which no pharmacy's own terminal would do.
+    let open_n = 4 * n;
 
     let verify_max =
         loadgen::closed_loop(load, &target, &verify_known(tokens.clone(), packs, "vmax"), n, span).await;
     let x = verify_max.rate().max(1.0);
     eprintln!("  verify, closed loop: {x:.0}/s p99 {:.2} ms", verify_max.ms(0.99));
     let verify_80 =
-        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "v80"), 0.8 * x, n, span)
+        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "v80"), 0.8 * x, open_n, span)
             .await;
     eprintln!("  verify at 80 %: p99 {:.2} ms", verify_80.ms(0.99));
     let verify_100 =
-        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "v100"), x, n, span).await;
+        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "v100"), x, open_n, span).await;
     eprintln!("  verify at 100 %: {:.3} % under 300 ms", 100.0 * verify_100.share_under(300));
     let overload_rate = 2.0 * x;
     let overload = loadgen::open_loop(
@@ -256,9 +259,9 @@ pub async fn national(
     );
     let half = 0.5 * x;
     let known_half =
-        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "vk50"), half, n, span).await;
+        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "vk50"), half, open_n, span).await;
     let unknown_half =
-        loadgen::open_loop(load, &target, &verify_unknown(tokens.clone(), "vu50"), half, n, span).await;
+        loadgen::open_loop(load, &target, &verify_unknown(tokens.clone(), "vu50"), half, open_n, span).await;
     eprintln!(
         "  at 50 %: known p99 {:.2} ms, unknown p99 {:.2} ms",
         known_half.ms(0.99),
@@ -270,7 +273,7 @@ pub async fn national(
             .await;
     eprintln!("  supply, closed loop: {:.0}/s p99 {:.2} ms", supply_max.rate(), supply_max.ms(0.99));
     let mix =
-        loadgen::open_loop(load, &target, &mix(tokens.clone(), next.clone(), packs), half, n, span).await;
+        loadgen::open_loop(load, &target, &mix(tokens.clone(), next.clone(), packs), half, open_n, span).await;
     eprintln!("  pharmacy mix at {half:.0}/s: p99 {:.2} ms", mix.ms(0.99));
     // The replay burst: every supply once, then every one again with its transaction id.
     let plan = replay_pass(tokens.clone(), packs, replay_count);
