@@ -14,7 +14,7 @@ use openmvs_national::ApiError;
 use crate::error::HttpError;
 
 /// The default bound on requests in flight per node.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
 
 /// Requests in flight and the bound they are held to.
 #[derive(Debug)]
