@@ -239,7 +239,8 @@ pub async fn national(
             .await;
     eprintln!("  verify at 80 %: p99 {:.2} ms", verify_80.ms(0.99));
     let verify_100 =
-        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "v100"), x, open_n, span).await;
+        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "v100"), x, open_n, span)
+            .await;
     eprintln!("  verify at 100 %: {:.3} % under 300 ms", 100.0 * verify_100.share_under(300));
     let overload_rate = 2.0 * x;
     let overload = loadgen::open_loop(
@@ -259,7 +260,8 @@ pub async fn national(
     );
     let half = 0.5 * x;
     let known_half =
-        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "vk50"), half, open_n, span).await;
+        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "vk50"), half, open_n, span)
+            .await;
     let unknown_half =
         loadgen::open_loop(load, &target, &verify_unknown(tokens.clone(), "vu50"), half, open_n, span).await;
     eprintln!(
@@ -273,7 +275,8 @@ pub async fn national(
             .await;
     eprintln!("  supply, closed loop: {:.0}/s p99 {:.2} ms", supply_max.rate(), supply_max.ms(0.99));
     let mix =
-        loadgen::open_loop(load, &target, &mix(tokens.clone(), next.clone(), packs), half, open_n, span).await;
+        loadgen::open_loop(load, &target, &mix(tokens.clone(), next.clone(), packs), half, open_n, span)
+            .await;
     eprintln!("  pharmacy mix at {half:.0}/s: p99 {:.2} ms", mix.ms(0.99));
     // The replay burst: every supply once, then every one again with its transaction id.
     let plan = replay_pass(tokens.clone(), packs, replay_count);
