@@ -110,10 +110,13 @@ pub fn reset_schema(url: &str, schema: &str) -> StoreResult<()> {
     if !valid_schema(schema) {
         return Err(StoreError::Unavailable(format!("schema '{schema}' is not a valid name")));
     }
-    let config = connection_config(url, None)?;
-    let pool = Pool::new(config, 1, "openmvs-pg-reset")?;
+    run_once(url, format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+}
+
+/// Runs `sql` once on a connection of its own to the database (no schema).
+fn run_once(url: &str, sql: String) -> StoreResult<()> {
+    let pool = Pool::new(connection_config(url, None)?, 1, "openmvs-pg-admin")?;
     let p = pool.clone();
-    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
     let r = pool.block(async move { p.conn().await?.client.batch_execute(&sql).await.map_err(pg_err) });
     pool.shutdown();
     r
@@ -124,13 +127,7 @@ pub fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
     if !valid_schema(schema) {
         return Err(StoreError::Unavailable(format!("schema '{schema}' is not a valid name")));
     }
-    let config = connection_config(url, None)?;
-    let pool = Pool::new(config, 1, "openmvs-pg-drop")?;
-    let p = pool.clone();
-    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-    let r = pool.block(async move { p.conn().await?.client.batch_execute(&sql).await.map_err(pg_err) });
-    pool.shutdown();
-    r
+    run_once(url, format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
 }
 
 impl PgStore {
@@ -179,45 +176,6 @@ impl PgStore {
         if self.writer.try_send(Job::Stop(tx)).is_ok() {
             let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
         }
-    }
-
-    /// Rows of one query, decoded.
-    fn rows<T: Send + 'static>(
-        &self,
-        sql: &'static str,
-        params: Params,
-        decode: fn(&Row) -> StoreResult<T>,
-    ) -> StoreResult<Vec<T>> {
-        let pool = self.pool.clone();
-        self.pool.block(async move {
-            let c = pool.conn().await?;
-            let s = c.stmt(sql).await?;
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-            let rows = c.client.query(&s, &refs).await.map_err(pg_err)?;
-            rows.iter().map(decode).collect()
-        })
-    }
-
-    fn row<T: Send + 'static>(
-        &self,
-        sql: &'static str,
-        params: Params,
-        decode: fn(&Row) -> StoreResult<T>,
-    ) -> StoreResult<Option<T>> {
-        Ok(self.rows(sql, params, decode)?.into_iter().next())
-    }
-
-    /// One statement in a transaction of its own; returns the rows it changed.
-    fn exec(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
-        let pool = self.pool.clone();
-        self.pool.block(async move {
-            let c = pool.conn().await?;
-            let s = c.stmt(sql).await?;
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-            c.client.execute(&s, &refs).await.map_err(pg_err)
-        })
     }
 }
 
@@ -283,6 +241,7 @@ impl ContextStore for PgStore {
             p(batch.as_str().to_owned()),
         ];
         let row = self
+            .pool
             .rows(CONTEXT_SQL, params, |r| Ok(r.clone()))?
             .pop()
             .ok_or_else(|| StoreError::Corrupt("the context query returned no row".into()))?;
@@ -328,7 +287,7 @@ fn pack_row(r: &Row) -> StoreResult<StoredPack> {
 
 impl PackStore for PgStore {
     fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
-        self.row(
+        self.pool.row(
             "SELECT batch, state, last_command, last_location, last_at, synced_from, repeats, version \
              FROM packs WHERE product_code = $1 AND serial = $2",
             vec![p(product_code.as_str().to_owned()), p(serial.as_str().to_owned())],
@@ -337,14 +296,14 @@ impl PackStore for PgStore {
     }
 
     fn pack_count(&self) -> StoreResult<u64> {
-        let n = self.row("SELECT COUNT(*) FROM packs", vec![], |r| R(r).int(0))?.unwrap_or(0);
+        let n = self.pool.row("SELECT COUNT(*) FROM packs", vec![], |r| R(r).int(0))?.unwrap_or(0);
         Ok(n as u64)
     }
 }
 
 impl ProductStore for PgStore {
     fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
-        self.row(
+        self.pool.row(
             "SELECT product_code, scheme, name, common_name, form, strength, pack_type, pack_size, owner, \
              withdrawn, version FROM products WHERE product_code = $1",
             vec![p(product_code.as_str().to_owned())],
@@ -355,7 +314,7 @@ impl ProductStore for PgStore {
 
 impl BatchStore for PgStore {
     fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
-        let rows = self.rows(
+        let rows = self.pool.rows(
             "SELECT product_code, batch, expiry, expiry_year, recalled, markets FROM batches \
              WHERE product_code = $1 AND batch = $2",
             vec![p(product_code.as_str().to_owned()), p(batch.as_str().to_owned())],
@@ -367,7 +326,7 @@ impl BatchStore for PgStore {
 
 impl AlertStore for PgStore {
     fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
-        self.row(
+        self.pool.row(
             "SELECT id, code, return_code, market, product_code, serial, batch, location, client_id, \
              created_at, status, classification, comment, source_key FROM alerts WHERE id = $1",
             vec![p(id.to_owned())],
@@ -376,7 +335,7 @@ impl AlertStore for PgStore {
     }
 
     fn alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertRecord>> {
-        self.rows(
+        self.pool.rows(
             "SELECT id, code, return_code, market, product_code, serial, batch, location, client_id, \
              created_at, status, classification, comment, source_key FROM alerts \
              WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR client_id = $2) \
@@ -395,7 +354,7 @@ impl AlertStore for PgStore {
 
 impl AuditStore for PgStore {
     fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
-        self.rows(
+        self.pool.rows(
             "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
              prev_hash, hash FROM audit WHERE subject = $1 ORDER BY pos",
             vec![p(subject.to_owned())],
@@ -404,7 +363,7 @@ impl AuditStore for PgStore {
     }
 
     fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
-        self.rows(
+        self.pool.rows(
             "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
              prev_hash, hash FROM audit WHERE pos > $1 ORDER BY pos LIMIT $2",
             vec![p(after as i64), p(limit as i64)],
@@ -413,7 +372,7 @@ impl AuditStore for PgStore {
     }
 
     fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        self.rows(
+        self.pool.rows(
             "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
             vec![],
             |r| decode::checkpoint(&R(r)),
@@ -427,7 +386,7 @@ fn outbox_row(r: &Row) -> StoreResult<StoredOutboxMessage> {
 
 impl OutboxStore for PgStore {
     fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.rows(
+        self.pool.rows(
             "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
              next_attempt_at, last_error, dead FROM outbox o WHERE NOT dead AND next_attempt_at <= $1 \
              AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
@@ -445,7 +404,7 @@ impl OutboxStore for PgStore {
     ) -> StoreResult<Vec<StoredOutboxMessage>> {
         // Rows another relay is claiming right now are skipped, not waited for; a row it claimed
         // and committed is re-checked and found not due.
-        let mut out = self.rows(
+        let mut out = self.pool.rows(
             "UPDATE outbox SET next_attempt_at = $3 WHERE seq IN (SELECT seq FROM outbox o \
              WHERE NOT dead AND next_attempt_at <= $1 \
              AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
@@ -460,20 +419,21 @@ impl OutboxStore for PgStore {
     }
 
     fn delivered(&self, seq: u64) -> StoreResult<()> {
-        self.exec("DELETE FROM outbox WHERE seq = $1", vec![p(seq as i64)]).map(|_| ())
+        self.pool.exec("DELETE FROM outbox WHERE seq = $1", vec![p(seq as i64)]).map(|_| ())
     }
 
     fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
-        self.exec(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
+        self.pool
+            .exec(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
              WHERE seq = $1",
-            vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
-        )
-        .map(|_| ())
+                vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
+            )
+            .map(|_| ())
     }
 
     fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.rows(
+        self.pool.rows(
             "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
              next_attempt_at, last_error, dead FROM outbox WHERE dead ORDER BY seq",
             vec![],
@@ -482,7 +442,7 @@ impl OutboxStore for PgStore {
     }
 
     fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
-        let n = self.exec(
+        let n = self.pool.exec(
             "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
             vec![p(seq as i64), ms(now)],
         )?;
@@ -490,14 +450,17 @@ impl OutboxStore for PgStore {
     }
 
     fn pending(&self) -> StoreResult<u64> {
-        let n = self.row("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![], |r| R(r).int(0))?.unwrap_or(0);
+        let n = self
+            .pool
+            .row("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![], |r| R(r).int(0))?
+            .unwrap_or(0);
         Ok(n as u64)
     }
 }
 
 impl IdempotencyStore for PgStore {
     fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
-        let rows = self.rows(
+        let rows = self.pool.rows(
             "SELECT client_id, client_trx_id, request_hash, status, response, created_at FROM idempotency \
              WHERE client_id = $1 AND client_trx_id = $2",
             vec![p(client_id.to_owned()), p(client_trx_id.to_owned())],
@@ -523,7 +486,7 @@ fn bulk_row(r: &Row) -> StoreResult<BulkJob> {
 
 impl BulkStore for PgStore {
     fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>> {
-        self.row(
+        self.pool.row(
             "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs WHERE id = $1",
             vec![p(id.to_owned())],
             bulk_row,
@@ -531,7 +494,7 @@ impl BulkStore for PgStore {
     }
 
     fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
-        self.rows(
+        self.pool.rows(
             "SELECT result FROM bulk_results WHERE bulk_id = $1 ORDER BY row_no",
             vec![p(id.to_owned())],
             |r| R(r).text(0),
@@ -539,7 +502,7 @@ impl BulkStore for PgStore {
     }
 
     fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
-        self.rows(
+        self.pool.rows(
             "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs \
              WHERE status <> 'DONE' ORDER BY created_at, id LIMIT $1",
             vec![p(limit as i64)],
@@ -555,7 +518,7 @@ impl BulkStore for PgStore {
         lease_until: Timestamp,
     ) -> StoreResult<bool> {
         // The row lock makes concurrent claims take turns; each re-checks the lease it finds.
-        let n = self.exec(
+        let n = self.pool.exec(
             "UPDATE bulk_jobs SET owner = $2, lease_until = $3 WHERE id = $1 AND status <> 'DONE' \
              AND (owner IS NULL OR owner = $2 OR lease_until < $4)",
             vec![p(id.to_owned()), p(worker.to_owned()), ms(lease_until), ms(now)],
@@ -564,18 +527,19 @@ impl BulkStore for PgStore {
     }
 
     fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()> {
-        self.exec(
-            "UPDATE bulk_jobs SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2",
-            vec![p(id.to_owned()), p(worker.to_owned())],
-        )
-        .map(|_| ())
+        self.pool
+            .exec(
+                "UPDATE bulk_jobs SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2",
+                vec![p(id.to_owned()), p(worker.to_owned())],
+            )
+            .map(|_| ())
     }
 }
 
 impl ClientStore for PgStore {
     fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
         let c = client.clone();
-        let n = self.exec(
+        let n = self.pool.exec(
             "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             vec![
@@ -596,7 +560,7 @@ impl ClientStore for PgStore {
     }
 
     fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        self.row(
+        self.pool.row(
             "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
              FROM clients WHERE client_id = $1",
             vec![p(client_id.to_owned())],
@@ -605,7 +569,7 @@ impl ClientStore for PgStore {
     }
 
     fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        self.rows(
+        self.pool.rows(
             "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
              FROM clients ORDER BY client_id",
             vec![],
@@ -614,7 +578,7 @@ impl ClientStore for PgStore {
     }
 
     fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        self.rows(
+        self.pool.rows(
             "SELECT kid, secret, created_at, active, retired_at FROM signing_keys ORDER BY created_at, kid",
             vec![],
             |r| decode::key(&R(r)),
@@ -624,7 +588,7 @@ impl ClientStore for PgStore {
     fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
         // One statement, so retiring the old key and storing the new one happen together or not
         // at all, whichever node rotates.
-        let n = self.exec(
+        let n = self.pool.exec(
             "WITH fresh AS (SELECT NOT EXISTS (SELECT 1 FROM signing_keys WHERE kid = $1) AS ok), \
              retired AS (UPDATE signing_keys SET active = FALSE, retired_at = $4 \
                          WHERE active AND (SELECT ok FROM fresh)) \

@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use openmvs_store::{StoreError, StoreResult};
 use tokio::runtime::{Handle, Runtime};
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
+use crate::Params;
 use crate::codec::pg_err;
 
 /// A connection with its prepared statements.
@@ -115,6 +117,46 @@ impl Pool {
             let _ = tx.send(fut.await);
         });
         rx.recv().map_err(|_| StoreError::Unavailable("the database runtime has stopped".into()))?
+    }
+
+    /// Rows of one statement (one snapshot) on a shared connection, decoded.
+    pub fn rows<T: Send + 'static>(
+        self: &Arc<Pool>,
+        sql: &'static str,
+        params: Params,
+        decode: fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let pool = self.clone();
+        self.block(async move {
+            let c = pool.conn().await?;
+            let s = c.stmt(sql).await?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            let rows = c.client.query(&s, &refs).await.map_err(pg_err)?;
+            rows.iter().map(decode).collect()
+        })
+    }
+
+    /// The first row of one statement, decoded.
+    pub fn row<T: Send + 'static>(
+        self: &Arc<Pool>,
+        sql: &'static str,
+        params: Params,
+        decode: fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        Ok(self.rows(sql, params, decode)?.into_iter().next())
+    }
+
+    /// One statement in a transaction of its own; returns the rows it changed.
+    pub fn exec(self: &Arc<Pool>, sql: &'static str, params: Params) -> StoreResult<u64> {
+        let pool = self.clone();
+        self.block(async move {
+            let c = pool.conn().await?;
+            let s = c.stmt(sql).await?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            c.client.execute(&s, &refs).await.map_err(pg_err)
+        })
     }
 
     /// Stops the runtime without waiting for its tasks (safe inside an async context).

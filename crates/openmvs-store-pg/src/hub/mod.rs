@@ -27,7 +27,6 @@ use openmvs_store::hub::*;
 use openmvs_store::*;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 
 use crate::codec::{R, pg_err};
 use crate::pool::{Conn, Pool};
@@ -201,48 +200,9 @@ impl PgHubStore {
         }
     }
 
-    /// Rows of one query (one statement, so one snapshot), decoded.
-    fn rows<T: Send + 'static>(
-        &self,
-        sql: &'static str,
-        params: Params,
-        decode: fn(&Row) -> StoreResult<T>,
-    ) -> StoreResult<Vec<T>> {
-        let pool = self.pool.clone();
-        self.pool.block(async move {
-            let c = pool.conn().await?;
-            let s = c.stmt(sql).await?;
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-            let rows = c.client.query(&s, &refs).await.map_err(pg_err)?;
-            rows.iter().map(decode).collect()
-        })
-    }
-
-    fn row<T: Send + 'static>(
-        &self,
-        sql: &'static str,
-        params: Params,
-        decode: fn(&Row) -> StoreResult<T>,
-    ) -> StoreResult<Option<T>> {
-        Ok(self.rows(sql, params, decode)?.into_iter().next())
-    }
-
     fn count(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
-        let n = self.row(sql, params, |r| R(r).int(0))?.unwrap_or(0);
+        let n = self.pool.row(sql, params, |r| R(r).int(0))?.unwrap_or(0);
         u64::try_from(n).map_err(|_| decode::corrupt(format!("count {n}")))
-    }
-
-    /// One statement in a transaction of its own; returns the rows it changed.
-    fn exec(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
-        let pool = self.pool.clone();
-        self.pool.block(async move {
-            let c = pool.conn().await?;
-            let s = c.stmt(sql).await?;
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-            c.client.execute(&s, &refs).await.map_err(pg_err)
-        })
     }
 }
 
@@ -273,7 +233,7 @@ fn obp_row(r: &Row) -> StoreResult<ObpRecord> {
 
 impl ObpStore for PgHubStore {
     fn obp(&self, id: &str) -> StoreResult<Option<ObpRecord>> {
-        self.row(
+        self.pool.row(
             "SELECT id, name, created_at, revoked_at, callback_url FROM obps WHERE id = $1",
             vec![p(id.to_owned())],
             obp_row,
@@ -281,7 +241,7 @@ impl ObpStore for PgHubStore {
     }
 
     fn obps(&self) -> StoreResult<Vec<ObpRecord>> {
-        self.rows(
+        self.pool.rows(
             "SELECT id, name, created_at, revoked_at, callback_url FROM obps ORDER BY id",
             vec![],
             obp_row,
@@ -291,7 +251,7 @@ impl ObpStore for PgHubStore {
 
 impl ProductCatalog for PgHubStore {
     fn product(&self, product_code: &ProductCode) -> StoreResult<Option<HubProductRecord>> {
-        self.row(
+        self.pool.row(
             "SELECT product_code, scheme, owner, current_version, created_at, \
              (SELECT string_agg(market, ',' ORDER BY market) FROM product_withdrawals w \
               WHERE w.product_code = p.product_code) \
@@ -306,7 +266,7 @@ impl ProductCatalog for PgHubStore {
         product_code: &ProductCode,
         version: u32,
     ) -> StoreResult<Option<ProductVersionRecord>> {
-        let rows = self.rows(
+        let rows = self.pool.rows(
             "SELECT version, name, common_name, form, strength, pack_type, pack_size, market_data, created_at \
              FROM product_versions WHERE product_code = $1 AND version = $2",
             vec![p(product_code.as_str().to_owned()), p(i64::from(version))],
@@ -318,7 +278,7 @@ impl ProductCatalog for PgHubStore {
 
 impl BatchCatalog for PgHubStore {
     fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<HubBatchRecord>> {
-        let rows = self.rows(
+        let rows = self.pool.rows(
             "SELECT batch, product_version, expiry, expiry_year, markets, \
              (SELECT string_agg(market, ',' ORDER BY market) FROM batch_recalls r \
               WHERE r.product_code = b.product_code AND r.batch = b.batch) \
@@ -336,7 +296,7 @@ impl SerialIndex for PgHubStore {
             return Ok(Vec::new());
         }
         let list: Vec<Vec<u8>> = digests.iter().map(|d| d.as_bytes().to_vec()).collect();
-        let found = self.rows(
+        let found = self.pool.rows(
             "SELECT i FROM UNNEST($2::bytea[]) WITH ORDINALITY AS t(d, i) WHERE EXISTS \
              (SELECT 1 FROM serial_digests s WHERE s.product_code = $1 AND s.digest = t.d) ORDER BY i",
             vec![p(product_code.as_str().to_owned()), p(list)],
@@ -380,7 +340,7 @@ fn uploads(rows: &[Row]) -> StoreResult<Vec<UploadRecord>> {
 impl UploadStore for PgHubStore {
     fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
         // One statement, so that the counts and the status agree.
-        let rows = self.rows(
+        let rows = self.pool.rows(
             "SELECT u.id, u.obp, u.scheme, u.product_code, u.batch, u.status, u.received, u.rejected, \
              u.created_at, m.market, m.sent, m.acked \
              FROM uploads u LEFT JOIN upload_markets m ON m.upload_id = u.id WHERE u.id = $1 ORDER BY m.market",
@@ -396,7 +356,7 @@ impl UploadStore for PgHubStore {
         after_line: u64,
         limit: usize,
     ) -> StoreResult<Vec<UploadRejection>> {
-        self.rows(
+        self.pool.rows(
             "SELECT line, serial, reason FROM upload_rejections WHERE upload_id = $1 AND line > $2 \
              ORDER BY line LIMIT $3",
             vec![p(id.to_owned()), p(after_line as i64), p(limit as i64)],
@@ -405,7 +365,7 @@ impl UploadStore for PgHubStore {
     }
 
     fn unfinished_uploads(&self, limit: usize) -> StoreResult<Vec<UploadRecord>> {
-        let rows = self.rows(
+        let rows = self.pool.rows(
             "SELECT u.id, u.obp, u.scheme, u.product_code, u.batch, u.status, u.received, u.rejected, \
              u.created_at, m.market, m.sent, m.acked \
              FROM (SELECT * FROM uploads WHERE status = 'RECEIVED' ORDER BY created_at, id LIMIT $1) u \
@@ -423,7 +383,7 @@ fn outbox_row(r: &Row) -> StoreResult<StoredOutboxMessage> {
 
 impl HubOutboxStore for PgHubStore {
     fn due(&self, destination: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.rows(
+        self.pool.rows(
             "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
              next_attempt_at, last_error, dead FROM outbox o WHERE destination = $1 AND NOT dead \
              AND next_attempt_at <= $2 AND seq = (SELECT MIN(seq) FROM outbox i \
@@ -442,7 +402,7 @@ impl HubOutboxStore for PgHubStore {
         limit: usize,
     ) -> StoreResult<Vec<StoredOutboxMessage>> {
         // Rows another relay is claiming right now are skipped, not waited for.
-        let mut out = self.rows(
+        let mut out = self.pool.rows(
             "UPDATE outbox SET next_attempt_at = $4 WHERE seq IN (SELECT seq FROM outbox o \
              WHERE destination = $1 AND NOT dead AND next_attempt_at <= $2 AND seq = (SELECT MIN(seq) \
              FROM outbox i WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key \
@@ -457,7 +417,7 @@ impl HubOutboxStore for PgHubStore {
     }
 
     fn destinations(&self) -> StoreResult<Vec<String>> {
-        self.rows(
+        self.pool.rows(
             "SELECT DISTINCT destination FROM outbox WHERE NOT dead ORDER BY destination",
             vec![],
             |r| R(r).text(0),
@@ -465,20 +425,21 @@ impl HubOutboxStore for PgHubStore {
     }
 
     fn delivered(&self, seq: u64) -> StoreResult<()> {
-        self.rows("SELECT hub_delivered($1)", vec![p(seq as i64)], |_| Ok(())).map(|_| ())
+        self.pool.rows("SELECT hub_delivered($1)", vec![p(seq as i64)], |_| Ok(())).map(|_| ())
     }
 
     fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
-        self.exec(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
+        self.pool
+            .exec(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
              WHERE seq = $1",
-            vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
-        )
-        .map(|_| ())
+                vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
+            )
+            .map(|_| ())
     }
 
     fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.rows(
+        self.pool.rows(
             "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
              next_attempt_at, last_error, dead FROM outbox WHERE dead ORDER BY seq",
             vec![],
@@ -487,7 +448,7 @@ impl HubOutboxStore for PgHubStore {
     }
 
     fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
-        let n = self.exec(
+        let n = self.pool.exec(
             "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
             vec![p(seq as i64), ms(now)],
         )?;
@@ -505,7 +466,7 @@ fn alert_row(r: &Row) -> StoreResult<HubAlertRecord> {
 
 impl HubAlertStore for PgHubStore {
     fn alert(&self, id: &str) -> StoreResult<Option<HubAlertRecord>> {
-        self.row(
+        self.pool.row(
             "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
              comment FROM alerts WHERE id = $1",
             vec![p(id.to_owned())],
@@ -514,7 +475,7 @@ impl HubAlertStore for PgHubStore {
     }
 
     fn alerts(&self, f: &HubAlertFilter) -> StoreResult<Vec<HubAlertRecord>> {
-        self.rows(
+        self.pool.rows(
             "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
              comment FROM alerts WHERE ($1::text IS NULL OR obp = $1) AND ($2::text IS NULL OR status = $2) \
              AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
@@ -532,7 +493,7 @@ impl HubAlertStore for PgHubStore {
 
 impl AuditStore for PgHubStore {
     fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
-        self.rows(
+        self.pool.rows(
             "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
              prev_hash, hash FROM audit WHERE subject = $1 ORDER BY pos",
             vec![p(subject.to_owned())],
@@ -541,7 +502,7 @@ impl AuditStore for PgHubStore {
     }
 
     fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
-        self.rows(
+        self.pool.rows(
             "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
              prev_hash, hash FROM audit WHERE pos > $1 ORDER BY pos LIMIT $2",
             vec![p(after as i64), p(limit as i64)],
@@ -550,7 +511,7 @@ impl AuditStore for PgHubStore {
     }
 
     fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        self.rows(
+        self.pool.rows(
             "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
             vec![],
             |r| decode::checkpoint(&R(r)),
