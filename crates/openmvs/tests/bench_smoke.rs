@@ -58,14 +58,18 @@ fn the_benchmark_suite_runs_every_scenario_and_writes_its_report() {
             "pharmacy_mix_50",
             "replay_first_pass",
             "replay_second_pass",
+            "verify_known_50_under_ingest",
         ] {
             let s = &r[scenario];
             assert!(s["ok"].as_u64().unwrap_or(0) > 0, "{scenario} answered nothing: {s}");
             assert_eq!(s["errors"], 0, "{scenario} had errors: {s}");
         }
         assert_eq!(r["replay_first_pass"]["ok"], r["replay_second_pass"]["ok"], "every replay answered: {r}");
+        for key in ["ingest_alone_serials_per_s", "ingest_under_verify_serials_per_s"] {
+            assert!(r[key].as_f64().unwrap_or(0.0) > 0.0, "{key}: {r}");
+        }
         let targets = r["targets"].as_array().expect("targets");
-        assert!(targets.len() >= 6, "{r}");
+        assert!(targets.len() >= 8, "{r}");
         assert!(targets.iter().all(|t| t["value"].is_number() && t["met"].is_boolean()), "{r}");
     }
 }

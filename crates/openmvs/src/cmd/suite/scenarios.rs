@@ -12,6 +12,7 @@ use openmvs_http::limit::{Limiter, RateLimit};
 use openmvs_http::{NationalState, Observability, national_router, serve};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
+use openmvs_wire::hub::{Delivery, Envelope, Message, PacksMsg};
 use serde_json::json;
 
 use super::loadgen::{self, Outcome, Plan, Request, Target};
@@ -44,6 +45,13 @@ pub struct Run {
     pub mix: Outcome,
     pub first_pass: Outcome,
     pub replays: Outcome,
+    /// Serials per second the national system took in (checked for repeats, written durably) from
+    /// deliveries of 10,000 serials, alone.
+    pub ingest_alone: f64,
+    /// The same while verifies ran at 50 %.
+    pub ingest_under_verify: f64,
+    /// Verifies at 50 % while ingest ran at full speed.
+    pub verify_under_ingest: Outcome,
     pub rss_after_seed_mib: f64,
     pub rss_peak_mib: f64,
 }
@@ -112,6 +120,47 @@ fn mix(tokens: Arc<Vec<Arc<str>>>, next: Arc<AtomicU64>, packs: u64) -> Plan {
             }
         })
     })
+}
+
+/// Serials delivered per message of the ingest scenario.
+const INGEST_CHUNK: u64 = 10_000;
+
+/// Delivers chunks of new serials to the national system, one after another, until `stop`;
+/// returns how many were created per second.
+async fn ingest(
+    national: Arc<National>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    from: Arc<AtomicU64>,
+) -> f64 {
+    let started = Instant::now();
+    let mut created = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let first = from.fetch_add(INGEST_CHUNK, Ordering::Relaxed);
+        let serials = (first..first + INGEST_CHUNK).map(|i| format!("I{i:012}")).collect();
+        let env = Envelope {
+            message_id: format!("suite-ingest-{first}"),
+            origin: "hub".into(),
+            ordering_key: GTIN.into(),
+            body: Message::Packs(PacksMsg {
+                scheme: "GTIN".into(),
+                product_code: GTIN.into(),
+                batch: BATCH.into(),
+                serials,
+            }),
+        };
+        match national.apply_delivery(&Delivery { messages: vec![env] }).await {
+            Ok(ack) if ack.results.iter().all(|a| a.status == "APPLIED") => created += INGEST_CHUNK,
+            Ok(ack) => {
+                eprintln!("  ingest: {:?}", ack.results.first());
+                break;
+            }
+            Err(e) => {
+                eprintln!("  ingest: {e}");
+                break;
+            }
+        }
+    }
+    created as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The same supplies twice over: request `i` of either pass has the same `client_trx_id`, so the
@@ -288,6 +337,24 @@ pub async fn national(
         replays.rate(),
         replays.ms(0.99)
     );
+    // Ingest alone, then ingest at full speed while verifies run at 50 %.
+    let next_ingest = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let task = tokio::spawn(ingest(national.clone(), stop.clone(), next_ingest.clone()));
+    tokio::time::sleep(span).await;
+    stop.store(true, Ordering::Relaxed);
+    let ingest_alone = task.await.unwrap_or(0.0);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let task = tokio::spawn(ingest(national.clone(), stop.clone(), next_ingest.clone()));
+    let verify_under_ingest =
+        loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "vi50"), half, open_n, span)
+            .await;
+    stop.store(true, Ordering::Relaxed);
+    let ingest_under_verify = task.await.unwrap_or(0.0);
+    eprintln!(
+        "  ingest: {ingest_alone:.0} serials/s alone, {ingest_under_verify:.0}/s under verifies (verify p99 {:.2} ms)",
+        verify_under_ingest.ms(0.99)
+    );
     let (_, rss_peak_mib) = memory_mib();
 
     server.shutdown(Duration::from_secs(2)).await;
@@ -317,6 +384,9 @@ pub async fn national(
         mix,
         first_pass,
         replays,
+        ingest_alone,
+        ingest_under_verify,
+        verify_under_ingest,
         rss_after_seed_mib,
         rss_peak_mib,
     })
