@@ -59,6 +59,9 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(1u64 << attempts.min(6)).min(MAX_BACKOFF)
 }
 
+/// The most serials created in one unit of work.
+pub const PACKS_PER_UNIT: usize = 2_000;
+
 impl National {
     /// Applies a delivery from the hub, in order. Each message is its own unit of work carrying
     /// its message id, so a redelivered message is answered `DUPLICATE` and changes nothing. If
@@ -76,7 +79,7 @@ impl National {
     async fn apply_message(&self, env: &Envelope) -> Result<MessageAck, ApiError> {
         for _ in 0..8 {
             let now = self.clock.now();
-            let uow = match self.message_effects(env, now) {
+            let mut uow = match self.message_effects(env, now) {
                 Ok(u) => u,
                 Err(NotApplied::Store(e)) => return Err(e.into()),
                 Err(NotApplied::Rejected(why)) => {
@@ -95,6 +98,7 @@ impl National {
                     };
                 }
             };
+            self.commit_leading_packs(&mut uow).await?;
             let wakes_relay = !uow.outbox.is_empty();
             match self.store.commit(uow).await {
                 Ok(_) => {
@@ -111,6 +115,28 @@ impl National {
             }
         }
         Err(ApiError::unavailable("hub message kept conflicting"))
+    }
+
+    /// Commits the serials of a large packs message in units of [`PACKS_PER_UNIT`] ahead of the
+    /// message's own unit, which keeps the last of them with the message id and the audit record.
+    /// One unit of tens of thousands of serials would hold the writer for tens of milliseconds,
+    /// and every verification and supply waiting behind it. Creating packs is idempotent (an
+    /// existing serial is left alone), so a crash between the units only means the redelivered
+    /// message creates the rest: each pack is still created once, and the message applied once.
+    async fn commit_leading_packs(&self, uow: &mut UnitOfWork) -> Result<(), ApiError> {
+        for np in &mut uow.new_packs {
+            while np.serials.len() > PACKS_PER_UNIT {
+                let rest = np.serials.split_off(PACKS_PER_UNIT);
+                let head = std::mem::replace(&mut np.serials, rest);
+                let part = NewPacks {
+                    product_code: np.product_code.clone(),
+                    batch: np.batch.clone(),
+                    serials: head,
+                };
+                self.store.commit(UnitOfWork { new_packs: vec![part], ..UnitOfWork::default() }).await?;
+            }
+        }
+        Ok(())
     }
 
     fn hub_entry(&self, env: &Envelope, code: ReturnCode, note: &str, now: Timestamp) -> Entry {

@@ -33,7 +33,7 @@ use tokio::sync::{Notify, RwLock};
 pub use audit::{VerifyReport, verify_audit};
 pub use auth::NewClient;
 pub use error::ApiError;
-pub use hub::HubLink;
+pub use hub::{HubLink, PACKS_PER_UNIT};
 pub use ids::new_id;
 
 /// The most rows one bulk request may carry.

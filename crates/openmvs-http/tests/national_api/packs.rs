@@ -155,3 +155,41 @@ async fn a_withdrawn_product_verifies_with_the_reason_and_refuses_changes_withou
     // Only the product named is withdrawn.
     check(&a.op("supply", &other.req()).await, "NMVS_SUCCESS", true, Some("SUPPLIED"), &[]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packs_message_larger_than_one_unit_of_work_creates_each_pack_once_and_applies_once() {
+    use openmvs_wire::hub::{Delivery, Envelope, Message, PacksMsg};
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let n = 2 * openmvs_national::PACKS_PER_UNIT + 7;
+    let serials: Vec<String> = (0..n).map(|_| fresh_serial()).collect();
+    let env = Envelope {
+        message_id: "big-packs-message".into(),
+        origin: "hub".into(),
+        ordering_key: GTIN.into(),
+        body: Message::Packs(PacksMsg {
+            scheme: "GTIN".into(),
+            product_code: GTIN.into(),
+            batch: BATCH.into(),
+            serials: serials.clone(),
+        }),
+    };
+    let before = app.store.pack_count().expect("count");
+    let first =
+        app.national.apply_delivery(&Delivery { messages: vec![env.clone()] }).await.expect("applied");
+    assert_eq!(first.results[0].status, "APPLIED");
+    assert_eq!(app.store.pack_count().expect("count"), before + n as u64, "every serial, once");
+    let again = app.national.apply_delivery(&Delivery { messages: vec![env] }).await.expect("answered");
+    assert_eq!(again.results[0].status, "DUPLICATE", "the message applies once");
+    assert_eq!(app.store.pack_count().expect("count"), before + n as u64);
+    let c = app.client(Role::Pharmacy, "pharmacy-a").await;
+    for i in [0, openmvs_national::PACKS_PER_UNIT, n - 1] {
+        let p = Pack {
+            product_code: GTIN.into(),
+            batch: BATCH.into(),
+            expiry: EXPIRY.into(),
+            serial: serials[i].clone(),
+        };
+        check(&c.verify(&p.req()).await, "NMVS_SUCCESS", true, Some("ACTIVE"), &[]);
+    }
+}
