@@ -8,6 +8,7 @@
 
 pub mod baseline;
 mod codec;
+mod engine;
 pub mod hub;
 mod pool;
 pub mod schema;
@@ -28,7 +29,7 @@ use tokio_postgres::types::ToSql;
 
 use codec::{R, pg_err};
 use pool::Pool;
-use writer::{Job, Writer};
+use writer::Job;
 
 /// How many units of work may wait for the writer before new ones are refused as overload.
 pub const QUEUE_BOUND: usize = 16_384;
@@ -87,21 +88,17 @@ pub fn connection_config(url: &str, schema: Option<&str>) -> StoreResult<tokio_p
     Ok(config)
 }
 
+/// The national system's schema.
+pub(crate) const NATIONAL: engine::SchemaKind = engine::SchemaKind {
+    name: "national",
+    latest: schema::LATEST,
+    current: |c| Box::pin(schema::current(c)),
+    migrate: |c, now| Box::pin(schema::migrate(c, now)),
+};
+
 /// Applies pending migrations to the schema (creating it if needed); returns the versions applied.
 pub fn migrate(url: &str, schema: Option<&str>, now: Timestamp) -> StoreResult<Vec<i64>> {
-    let config = connection_config(url, schema)?;
-    let pool = Pool::new(config, 1, "openmvs-pg-migrate")?;
-    let p = pool.clone();
-    let schema = schema.map(str::to_owned);
-    let r = pool.block(async move {
-        let c = p.conn().await?;
-        if let Some(s) = &schema {
-            c.client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}")).await.map_err(pg_err)?;
-        }
-        schema::migrate(&c.client, now.unix_millis()).await.map_err(pg_err)?.map_err(StoreError::Unavailable)
-    });
-    pool.shutdown();
-    r
+    engine::migrate(&NATIONAL, url, schema, now)
 }
 
 /// Drops the schema with everything in it and creates it empty, for sandboxes that start over
@@ -133,35 +130,17 @@ pub fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
 impl PgStore {
     /// Connects, checks (or applies) the schema version, and starts this node's writer.
     pub fn open(opts: PgOptions) -> StoreResult<PgStore> {
-        if opts.migrate {
-            migrate(&opts.url, opts.schema.as_deref(), opts.clock.now())?;
-        }
-        let config = connection_config(&opts.url, opts.schema.as_deref())?;
-        let pool = Pool::new(config.clone(), opts.pool_size, "openmvs-pg")?;
-        let p = pool.clone();
-        let version = pool.block(async move {
-            let c = p.conn().await?;
-            schema::current(&c.client).await.map_err(pg_err)
-        })?;
-        if version != schema::LATEST {
-            pool.shutdown();
-            return Err(StoreError::Unavailable(format!(
-                "the database schema{} has version {version}, this build needs {}: run `openmvs migrate`",
-                opts.schema.as_deref().map(|s| format!(" '{s}'")).unwrap_or_default(),
-                schema::LATEST
-            )));
-        }
-        let (tx, rx) = mpsc::channel(QUEUE_BOUND);
-        let writer = Writer {
-            config,
-            handle: pool.handle().clone(),
-            conn: None,
-            key: opts.signing_key,
+        let o = engine::Open {
+            url: opts.url,
+            schema: opts.schema,
+            signing_key: opts.signing_key,
             clock: opts.clock,
             on_group: opts.on_group,
+            migrate: opts.migrate,
+            pool_size: opts.pool_size,
         };
-        pool.handle().spawn(writer.run(rx));
-        Ok(PgStore { pool, writer: tx })
+        let (pool, writer) = engine::start(&NATIONAL, o)?;
+        Ok(PgStore { pool, writer })
     }
 
     /// The schema version this build writes.
@@ -172,10 +151,7 @@ impl PgStore {
     /// Commits everything queued, signs the open audit tails and stops the writer. Later commits
     /// are refused as unavailable.
     pub fn close(&self) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        if self.writer.try_send(Job::Stop(tx)).is_ok() {
-            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
-        }
+        engine::stop(&self.writer);
     }
 }
 

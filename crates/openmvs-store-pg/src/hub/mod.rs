@@ -30,8 +30,8 @@ use tokio_postgres::Row;
 
 use crate::codec::{R, pg_err};
 use crate::pool::{Conn, Pool};
-use crate::writer::{Job, Writer};
-use crate::{Params, QUEUE_BOUND, connection_config, ms, p};
+use crate::writer::Job;
+use crate::{Params, engine, ms, p};
 
 pub use writer::COPY_FROM;
 
@@ -134,56 +134,34 @@ impl HubSections for PgHubStore {
     }
 }
 
+/// The hub's schema.
+const HUB: engine::SchemaKind = engine::SchemaKind {
+    name: "hub",
+    latest: schema::LATEST,
+    current: |c| Box::pin(schema::current(c)),
+    migrate: |c, now| Box::pin(schema::migrate(c, now)),
+};
+
 /// Applies pending hub migrations to the schema (creating it if needed); returns the versions
 /// applied. Refuses a national system's schema, leaving it as it was.
 pub fn migrate(url: &str, schema: Option<&str>, now: Timestamp) -> StoreResult<Vec<i64>> {
-    let config = connection_config(url, schema)?;
-    let pool = Pool::new(config, 1, "openmvs-pg-hub-migrate")?;
-    let p = pool.clone();
-    let schema = schema.map(str::to_owned);
-    let r = pool.block(async move {
-        let c = p.conn().await?;
-        if let Some(s) = &schema {
-            c.client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}")).await.map_err(pg_err)?;
-        }
-        schema::migrate(&c.client, now.unix_millis()).await.map_err(pg_err)?.map_err(StoreError::Unavailable)
-    });
-    pool.shutdown();
-    r
+    engine::migrate(&HUB, url, schema, now)
 }
 
 impl PgHubStore {
     /// Connects, checks (or applies) the hub schema's version, and starts this node's writer.
     pub fn open(opts: PgHubOptions) -> StoreResult<PgHubStore> {
-        if opts.migrate {
-            migrate(&opts.url, opts.schema.as_deref(), opts.clock.now())?;
-        }
-        let config = connection_config(&opts.url, opts.schema.as_deref())?;
-        let pool = Pool::new(config.clone(), opts.pool_size, "openmvs-pg-hub")?;
-        let p = pool.clone();
-        let version = pool.block(async move {
-            let c = p.conn().await?;
-            schema::current(&c.client).await.map_err(pg_err)
-        })?;
-        if version != schema::LATEST {
-            pool.shutdown();
-            return Err(StoreError::Unavailable(format!(
-                "the hub database schema{} has version {version}, this build needs {}: migrate the hub schema first",
-                opts.schema.as_deref().map(|s| format!(" '{s}'")).unwrap_or_default(),
-                schema::LATEST
-            )));
-        }
-        let (tx, rx) = mpsc::channel(QUEUE_BOUND);
-        let writer = Writer {
-            config,
-            handle: pool.handle().clone(),
-            conn: None,
-            key: opts.signing_key,
+        let o = engine::Open {
+            url: opts.url,
+            schema: opts.schema,
+            signing_key: opts.signing_key,
             clock: opts.clock,
             on_group: opts.on_group,
+            migrate: opts.migrate,
+            pool_size: opts.pool_size,
         };
-        pool.handle().spawn(writer.run(rx));
-        Ok(PgHubStore { pool, writer: tx, sections: Default::default() })
+        let (pool, writer) = engine::start(&HUB, o)?;
+        Ok(PgHubStore { pool, writer, sections: Default::default() })
     }
 
     /// The hub schema version this build writes.
@@ -194,10 +172,7 @@ impl PgHubStore {
     /// Commits everything queued, signs the open audit tail and stops the writer. Later commits
     /// are refused as unavailable.
     pub fn close(&self) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        if self.writer.try_send(Job::Stop(tx)).is_ok() {
-            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
-        }
+        engine::stop(&self.writer);
     }
 
     fn count(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
