@@ -156,7 +156,7 @@ pub async fn closed_loop(
     connections: usize,
     duration: Duration,
 ) -> Outcome {
-    run_closed(rt, target, plan, connections, Some(duration), u64::MAX).await
+    run(rt, target, plan, connections, Pace::Closed { duration: Some(duration), count: u64::MAX }).await
 }
 
 /// Closed loop for exactly `count` requests (numbered `0..count`), as fast as they are answered.
@@ -167,16 +167,38 @@ pub async fn burst(
     connections: usize,
     count: u64,
 ) -> Outcome {
-    run_closed(rt, target, plan, connections, None, count).await
+    run(rt, target, plan, connections, Pace::Closed { duration: None, count }).await
 }
 
-async fn run_closed(
+/// Open loop: requests due at `rate` per second for `duration`, sent over up to `connections`
+/// connections, latency counted from when each was due.
+pub async fn open_loop(
+    rt: &tokio::runtime::Handle,
+    target: &Target,
+    plan: &Plan,
+    rate: f64,
+    connections: usize,
+    duration: Duration,
+) -> Outcome {
+    let total = (rate * duration.as_secs_f64()).ceil() as u64;
+    run(rt, target, plan, connections, Pace::Open { rate, total }).await
+}
+
+/// When requests go out.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// Back to back, until `duration` is over or `count` were sent.
+    Closed { duration: Option<Duration>, count: u64 },
+    /// Request `i` due at `start + i / rate`, `total` of them.
+    Open { rate: f64, total: u64 },
+}
+
+async fn run(
     rt: &tokio::runtime::Handle,
     target: &Target,
     plan: &Plan,
     connections: usize,
-    duration: Option<Duration>,
-    count: u64,
+    pace: Pace,
 ) -> Outcome {
     let next = Arc::new(AtomicU64::new(0));
     let gate = Gate::new(connections);
@@ -194,18 +216,36 @@ async fn run_closed(
                     return out;
                 }
             };
-            let end = duration.map(|d| start + d);
             let mut make = plan(c);
-            while end.is_none_or(|e| Instant::now() < e) {
+            loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    break;
-                }
+                let from = match pace {
+                    Pace::Closed { duration, count } => {
+                        if i >= count || duration.is_some_and(|d| start.elapsed() >= d) {
+                            break;
+                        }
+                        Instant::now()
+                    }
+                    Pace::Open { rate, total } => {
+                        if i >= total {
+                            break;
+                        }
+                        let due = start + Duration::from_secs_f64(i as f64 / rate);
+                        // Idle until it is due: count from waking (the timer's error is the
+                        // generator's, not the server's). Already late: count from when it was
+                        // due (queueing).
+                        if due > Instant::now() {
+                            tokio::time::sleep_until(due.into()).await;
+                            Instant::now()
+                        } else {
+                            due
+                        }
+                    }
+                };
                 let r = make(i);
-                let sent = Instant::now();
                 let reply = send(&mut conn, &r).await;
                 let failed = reply.is_err();
-                out.record(&reply, sent.elapsed().as_micros() as u64);
+                out.record(&reply, from.elapsed().as_micros() as u64);
                 if failed {
                     match connect(&target).await {
                         Ok(c) => conn = c,
@@ -256,67 +296,6 @@ impl Gate {
         let _ = self.set.send(Some(start));
         start
     }
-}
-
-/// Open loop: requests due at `rate` per second for `duration`, sent over up to `connections`
-/// connections, latency counted from when each was due.
-pub async fn open_loop(
-    rt: &tokio::runtime::Handle,
-    target: &Target,
-    plan: &Plan,
-    rate: f64,
-    connections: usize,
-    duration: Duration,
-) -> Outcome {
-    let next = Arc::new(AtomicU64::new(0));
-    let total = (rate * duration.as_secs_f64()).ceil() as u64;
-    let gate = Gate::new(connections);
-    let mut tasks = Vec::new();
-    for c in 0..connections.max(1) {
-        let (target, plan, next, gate) = (target.clone(), plan.clone(), next.clone(), gate.clone());
-        tasks.push(rt.spawn(async move {
-            let mut out = Outcome::empty();
-            let conn = connect(&target).await;
-            let start = gate.pass().await;
-            let mut conn = match conn {
-                Ok(c) => c,
-                Err(e) => {
-                    out.record(&Err(e), 0);
-                    return out;
-                }
-            };
-            let mut make = plan(c);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                let due = start + Duration::from_secs_f64(i as f64 / rate);
-                let now = Instant::now();
-                // Idle until it is due: count from waking (the timer's error is the generator's,
-                // not the server's). Already late: count from when it was due (queueing).
-                let from = if due > now {
-                    tokio::time::sleep_until(due.into()).await;
-                    Instant::now()
-                } else {
-                    due
-                };
-                let r = make(i);
-                let reply = send(&mut conn, &r).await;
-                let failed = reply.is_err();
-                out.record(&reply, from.elapsed().as_micros() as u64);
-                if failed {
-                    match connect(&target).await {
-                        Ok(c) => conn = c,
-                        Err(_) => break,
-                    }
-                }
-            }
-            out
-        }));
-    }
-    let start = gate.open().await;
-    collect(tasks, start).await
 }
 
 async fn collect(tasks: Vec<tokio::task::JoinHandle<Outcome>>, start: Instant) -> Outcome {
