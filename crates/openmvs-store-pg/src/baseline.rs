@@ -11,16 +11,7 @@ use tokio_postgres::types::Type;
 use crate::pool::Pool;
 use crate::{connection_config, pg_err};
 
-/// The raw figures, per second.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Baseline {
-    /// Point reads of a pack by primary key, one connection, one at a time.
-    pub point_reads: f64,
-    /// Rows inserted with COPY in transactions of [`BATCH`] rows.
-    pub batched_inserts: f64,
-    /// Transactions of one row each, each durable before the next.
-    pub single_commits: f64,
-}
+pub use openmvs_store::Baseline;
 
 /// Rows per transaction of the batched inserts.
 pub const BATCH: usize = 10_000;

@@ -10,16 +10,7 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::codec::sql_err;
 
-/// The raw figures, per second.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Baseline {
-    /// Point reads of a pack by primary key, one thread.
-    pub point_reads: f64,
-    /// Rows inserted in transactions of [`BATCH`] rows, durably.
-    pub batched_inserts: f64,
-    /// Transactions of one row each, each durable before the next.
-    pub single_commits: f64,
-}
+pub use openmvs_store::Baseline;
 
 /// Rows per transaction of the batched inserts.
 pub const BATCH: usize = 10_000;

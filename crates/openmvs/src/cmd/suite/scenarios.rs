@@ -20,20 +20,12 @@ use super::{Options, Tls, memory_mib};
 use crate::cmd::bench::{BATCH, EXPIRY, GTIN, Setup, open_stores, seed, serial};
 use crate::cmd::load::Conn;
 
-/// The database's own figures next to the service's.
-#[derive(Debug, Clone, Copy)]
-pub struct Raw {
-    pub point_reads: f64,
-    pub batched_inserts: f64,
-    pub single_commits: f64,
-}
-
 /// Everything one engine and size measured.
 pub struct Run {
     pub engine: String,
     pub packs: u64,
     pub seed_seconds: f64,
-    pub raw: Raw,
+    pub raw: openmvs_store::Baseline,
     pub verify_max: Outcome,
     pub verify_80: Outcome,
     pub verify_100: Outcome,
@@ -209,34 +201,22 @@ pub async fn national(
 
     let secs = opts.seconds.min(5.0);
     let raw = match (engine, &stores.schema) {
-        (Setup::Sqlite, _) => {
-            let b = openmvs_store_sqlite::baseline::measure(
-                &crate::node::db_path(&dir),
-                &dir.join("baseline"),
-                GTIN,
-                packs,
-                &serial,
-                secs,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            Raw {
-                point_reads: b.point_reads,
-                batched_inserts: b.batched_inserts,
-                single_commits: b.single_commits,
-            }
-        }
+        (Setup::Sqlite, _) => openmvs_store_sqlite::baseline::measure(
+            &crate::node::db_path(&dir),
+            &dir.join("baseline"),
+            GTIN,
+            packs,
+            &serial,
+            secs,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
         (Setup::Postgres { url, .. }, Some((_, schema))) => {
             let (url, schema) = (url.clone(), schema.clone());
-            let b = tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 openmvs_store_pg::baseline::measure(&url, &schema, GTIN, packs, &serial, secs)
             })
             .await?
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            Raw {
-                point_reads: b.point_reads,
-                batched_inserts: b.batched_inserts,
-                single_commits: b.single_commits,
-            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?
         }
         _ => anyhow::bail!("no schema for the PostgreSQL baseline"),
     };
