@@ -87,8 +87,10 @@ pub enum Command {
 pub enum BenchCommand {
     /// Everything measured in one run against the machine's own limits (an HTTPS hello-world and
     /// the raw database on the same data): verify at its maximum and at 80, 100 and 200 % of it
-    /// (open loop), unknown serials, concurrent supplies, a pharmacy mix, a replay burst; for each
-    /// size, on SQLite and (given a database) on PostgreSQL. Writes report.json and report.md.
+    /// (open loop), unknown serials, concurrent supplies, a pharmacy mix, a replay burst, ingest
+    /// and bulk alone and under verifies, for each size; then per engine a streamed upload through
+    /// the hub to DISTRIBUTED and inter-market against local verifies. On SQLite and (given a
+    /// database) on PostgreSQL. Writes report.json and report.md.
     Suite {
         /// Packs seeded, one run per size (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
@@ -108,6 +110,9 @@ pub enum BenchCommand {
         /// The bound on requests in flight of the node under test (over it: 503 at once).
         #[arg(long, default_value_t = openmvs_http::shed::DEFAULT_MAX_IN_FLIGHT)]
         max_in_flight: usize,
+        /// Serials of the streamed upload through the hub (one upload per engine).
+        #[arg(long, default_value_t = 1_000_000)]
+        upload_serials: u64,
         /// A run of seconds on small data, to check that the harness works (the test suite runs it).
         #[arg(long)]
         smoke: bool,
@@ -139,6 +144,10 @@ pub enum BenchCommand {
         /// The markets of the batch, comma-separated.
         #[arg(long, default_value = "DE")]
         markets: String,
+        /// Run on this PostgreSQL database instead of SQLite: a schema per national system and
+        /// one for the hub, made for the run and dropped after it.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// The hub and the national systems DE and FR in this process, wired over mutual TLS as the
     /// demo wires them, with a product sold only in FR uploaded through the OBP API: verify
@@ -148,6 +157,10 @@ pub enum BenchCommand {
         /// Measured requests per leg (after 100 warm-up requests).
         #[arg(long, default_value_t = 2000)]
         requests: u64,
+        /// Run on this PostgreSQL database instead of SQLite: a schema per national system and
+        /// one for the hub, made for the run and dropped after it.
+        #[arg(long)]
+        database_url: Option<String>,
     },
 }
 

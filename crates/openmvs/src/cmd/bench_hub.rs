@@ -3,7 +3,9 @@
 //! throwaway CA in the temp dir), registers a product and a batch through the OBP API with an OBP
 //! client certificate, streams N generated serials as `text/plain` to `POST .../packs`, and
 //! measures the time to the 202 (durable at the hub) and to DISTRIBUTED in every market, with the
-//! process's peak resident memory to show that the upload is streamed.
+//! process's peak resident memory to show that the upload is streamed. On SQLite by default; given
+//! a PostgreSQL database, every system gets a schema of its own, made for the run and dropped
+//! after it.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -34,8 +36,6 @@ use openmvs_hub::{CallbackSender, Hub, HubConfig, MAX_UPLOAD_LINES, NationalLink
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_pki::{CertificateAuthority, ClientKind, Issued};
-use openmvs_store::hub::HubStore;
-use openmvs_store::{PackStore, Store};
 use openmvs_wire::obp::{
     BatchRequest, Mah, ProductMarket, ProductRequest, UploadAcceptedBody, UploadStatusBody, WholesalerEntry,
 };
@@ -44,6 +44,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::config::{Storage, redact_url};
 use crate::{hub_node, node};
 
 pub(super) const GTIN: &str = "09501101530003";
@@ -111,12 +112,12 @@ pub(crate) struct HubFigures {
 }
 
 impl HubFigures {
-    fn rate(&self, seconds: f64) -> f64 {
+    pub(crate) fn rate(&self, seconds: f64) -> f64 {
         self.serials as f64 / seconds
     }
 
     /// How much the peak rose over the resident memory at the start of the upload.
-    fn peak_growth_kib(&self) -> u64 {
+    pub(crate) fn peak_growth_kib(&self) -> u64 {
         let base = if self.hwm_reset { self.rss_before_kib } else { self.hwm_before_kib };
         self.hwm_distributed_kib.saturating_sub(base)
     }
@@ -163,7 +164,7 @@ impl HubFigures {
         }
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         json!({
             "serials": self.serials,
             "markets": self.markets.iter().map(MarketCode::as_str).collect::<Vec<_>>(),
@@ -181,10 +182,10 @@ impl HubFigures {
 }
 
 /// `openmvs bench hub`.
-pub fn hub(serials: u64, markets: &str) -> anyhow::Result<ExitCode> {
+pub fn hub(serials: u64, markets: &str, database_url: Option<&str>) -> anyhow::Result<ExitCode> {
     let markets = parse_markets(markets)?;
     super::serve::init_tracing("warn");
-    let f = measure(serials, &markets)?;
+    let f = measure(serials, &markets, database_url)?;
     f.print();
     println!("{}", f.json());
     Ok(ExitCode::SUCCESS)
@@ -202,14 +203,13 @@ fn parse_markets(markets: &str) -> anyhow::Result<Vec<MarketCode>> {
     Ok(list)
 }
 
-/// Runs the whole bench in a fresh temp dir (removed afterwards) and returns its figures.
-pub(crate) fn measure(serials: u64, markets: &[MarketCode]) -> anyhow::Result<HubFigures> {
-    if serials == 0 || serials > MAX_UPLOAD_LINES {
-        bail!("--serials: {serials} is not between 1 and {MAX_UPLOAD_LINES} (the most one upload carries)");
-    }
-    if markets.is_empty() {
-        bail!("--markets: no market");
-    }
+/// Runs the whole bench in a fresh temp dir (removed afterwards) and returns its figures: on
+/// SQLite, or on the PostgreSQL database given.
+pub(crate) fn measure(
+    serials: u64,
+    markets: &[MarketCode],
+    database_url: Option<&str>,
+) -> anyhow::Result<HubFigures> {
     // Unique per run, so that tests running at once do not share a directory.
     static RUN: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -226,7 +226,7 @@ pub(crate) fn measure(serials: u64, markets: &[MarketCode]) -> anyhow::Result<Hu
         .thread_name("obp")
         .enable_all()
         .build()?;
-    let result = rt.block_on(run(&dir, serials, markets, client_rt.handle().clone()));
+    let result = rt.block_on(run(&dir, serials, markets, client_rt.handle().clone(), database_url));
     drop(client_rt);
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
@@ -280,54 +280,163 @@ impl Pki {
     }
 }
 
-/// Everything started, for shutting down in order.
-pub(super) struct Running {
-    servers: Vec<ServerHandle>,
-    stop: watch::Sender<bool>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
-    hub_store: Arc<openmvs_store_sqlite::hub::SqliteHubStore>,
-    national_stores: Vec<(MarketCode, Arc<openmvs_store_sqlite::SqliteStore>)>,
-    /// Each national system and the address it serves on.
-    pub(super) nationals: BTreeMap<MarketCode, (Arc<National>, std::net::SocketAddr)>,
+/// PostgreSQL schemas made for one run: a fresh one per national system and one for the hub, as
+/// `openmvs demo --storage postgres` makes them. Each is dropped when the run ends, whatever
+/// happened (`drop_all`, and on drop if that was never reached).
+pub(super) struct Schemas {
+    url: String,
+    /// `openmvs_bench_<pid>_<run>`: unique per process and run, so that runs at once do not meet.
+    prefix: String,
+    made: Vec<String>,
 }
 
-impl Running {
-    pub(super) async fn stop(self) {
-        for s in self.servers {
-            s.shutdown(Duration::from_secs(2)).await;
-        }
-        let _ = self.stop.send(true);
-        for w in self.workers {
-            let _ = w.await;
-        }
-        self.hub_store.close();
-        for (_, s) in self.national_stores {
-            s.close();
+impl Schemas {
+    fn new(url: &str) -> Schemas {
+        static RUN: AtomicU64 = AtomicU64::new(0);
+        let prefix = format!("openmvs_bench_{}_{}", std::process::id(), RUN.fetch_add(1, Ordering::Relaxed));
+        Schemas { url: url.to_owned(), prefix, made: Vec::new() }
+    }
+
+    /// Makes the empty schema `<prefix>_<system>` and applies the national system's migrations,
+    /// or the hub's.
+    fn make(&mut self, system: &str, hub: bool, clock: &dyn Clock) -> anyhow::Result<Storage> {
+        let schema = format!("{}_{}", self.prefix, system.to_ascii_lowercase());
+        let url = &self.url;
+        openmvs_store_pg::reset_schema(url, &schema)
+            .with_context(|| format!("making schema {schema} at {}", redact_url(url)))?;
+        self.made.push(schema.clone());
+        let migrated = if hub {
+            openmvs_store_pg::hub::migrate(url, Some(&schema), clock.now())
+        } else {
+            openmvs_store_pg::migrate(url, Some(&schema), clock.now())
+        };
+        migrated.with_context(|| format!("migrating schema {schema} at {}", redact_url(url)))?;
+        Ok(Storage::Postgres { url: url.clone(), schema, pool: 4 })
+    }
+
+    /// Drops every schema made; one that cannot be dropped is named on stderr.
+    fn drop_all(&mut self) {
+        for schema in self.made.drain(..) {
+            if let Err(e) = openmvs_store_pg::drop_schema(&self.url, &schema) {
+                eprintln!("could not drop the bench schema {schema} at {}: {e}", redact_url(&self.url));
+            }
         }
     }
 }
 
-/// Starts the national systems, then the hub linked to them, wired as `wiring` says; returns the
-/// hub's address.
+impl Drop for Schemas {
+    fn drop(&mut self) {
+        self.drop_all();
+    }
+}
+
+/// Everything started, for shutting down in order; also what a start that failed half-way had
+/// started, so that it is shut down as well.
+pub(super) struct Running {
+    servers: Vec<ServerHandle>,
+    stop: watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    hub_store: Option<hub_node::HubNodeStore>,
+    national_stores: Vec<(MarketCode, node::NodeStore)>,
+    /// Each national system and the address it serves on.
+    pub(super) nationals: BTreeMap<MarketCode, (Arc<National>, std::net::SocketAddr)>,
+    /// The PostgreSQL schemas of the run, if it runs on PostgreSQL.
+    schemas: Option<Schemas>,
+}
+
+impl Running {
+    /// Stops the servers and workers, closes the stores, and drops the schemas the run made.
+    pub(super) async fn stop(mut self) {
+        for s in std::mem::take(&mut self.servers) {
+            s.shutdown(Duration::from_secs(2)).await;
+        }
+        let _ = self.stop.send(true);
+        for w in std::mem::take(&mut self.workers) {
+            let _ = w.await;
+        }
+        if let Some(s) = self.hub_store.take() {
+            s.close();
+        }
+        for (_, s) in std::mem::take(&mut self.national_stores) {
+            s.close();
+        }
+        // The stores let go of their connections when the last holder is gone; only then are
+        // their schemas dropped.
+        self.nationals.clear();
+        if let Some(mut schemas) = self.schemas.take() {
+            tokio::task::spawn_blocking(move || schemas.drop_all()).await.unwrap_or_else(|e| {
+                eprintln!("dropping the bench schemas failed: {e}");
+            });
+        }
+    }
+
+    /// Packs each national system holds.
+    pub(super) fn pack_counts(&self) -> anyhow::Result<Vec<(MarketCode, u64)>> {
+        let mut packs = Vec::new();
+        for (m, s) in &self.national_stores {
+            packs.push((*m, s.pack_count().map_err(|e| anyhow::anyhow!("counting the packs of {m}: {e}"))?));
+        }
+        Ok(packs)
+    }
+}
+
+/// Starts the national systems, then the hub linked to them, wired as `wiring` says, on SQLite in
+/// `dir` or, given `database_url`, each in a fresh PostgreSQL schema of its own; returns the hub's
+/// address. What was started before a failure is stopped again (and its schemas dropped).
 pub(super) async fn start(
     dir: &Path,
     markets: &[MarketCode],
     pki: &Pki,
     wiring: Wiring,
+    database_url: Option<&str>,
 ) -> anyhow::Result<(std::net::SocketAddr, Running)> {
+    let (stop, _) = watch::channel(false);
+    let mut running = Running {
+        servers: Vec::new(),
+        stop,
+        workers: Vec::new(),
+        hub_store: None,
+        national_stores: Vec::new(),
+        nationals: BTreeMap::new(),
+        schemas: database_url.map(Schemas::new),
+    };
+    match start_into(&mut running, dir, markets, pki, wiring).await {
+        Ok(addr) => Ok((addr, running)),
+        Err(e) => {
+            running.stop().await;
+            Err(e)
+        }
+    }
+}
+
+/// The storage of one system of the run: SQLite in its data directory, or a fresh schema.
+fn storage(running: &mut Running, system: &str, hub: bool, clock: &dyn Clock) -> anyhow::Result<Storage> {
+    match &mut running.schemas {
+        None => Ok(Storage::Sqlite),
+        Some(schemas) => schemas.make(system, hub, clock),
+    }
+}
+
+async fn start_into(
+    running: &mut Running,
+    dir: &Path,
+    markets: &[MarketCode],
+    pki: &Pki,
+    wiring: Wiring,
+) -> anyhow::Result<std::net::SocketAddr> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // The hub's port is taken first, so that the national systems can be given its URL.
     let hub_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hub_url = format!("https://127.0.0.1:{}", hub_listener.local_addr()?.port());
-    let mut servers = Vec::new();
-    let mut national_stores = Vec::new();
-    let mut nationals = BTreeMap::new();
     let mut urls = BTreeMap::new();
     for m in markets {
         let data = dir.join(m.as_str());
         node::claim_market(&data, *m)?;
-        let store = node::open_store(&data, clock.clone(), None)?;
-        let dyn_store: Arc<dyn Store> = store.clone();
+        let engine = storage(running, m.as_str(), false, clock.as_ref())?;
+        let store = node::open(&data, &engine, clock.clone(), None)
+            .with_context(|| format!("opening the store of the national system {m}"))?;
+        running.national_stores.push((*m, store.clone()));
+        let dyn_store = store.store();
         let hub_link: Option<Arc<dyn HubLink>> = match wiring {
             Wiring::DeliveryOnly => None,
             Wiring::Demo => {
@@ -356,13 +465,15 @@ pub(super) async fn start(
         let server = serve(listener, router, Some(pki.tls())).map_err(|e| anyhow::anyhow!(e))?;
         let addr = server.local_addr();
         urls.insert(*m, format!("https://127.0.0.1:{}", addr.port()));
-        servers.push(server);
-        national_stores.push((*m, store));
-        nationals.insert(*m, (national, addr));
+        running.servers.push(server);
+        running.nationals.insert(*m, (national, addr));
     }
     let hub_dir = dir.join("hub");
     let key = hub_node::serial_key(&hub_dir)?;
-    let hub_store = hub_node::open_store(&hub_dir, clock.clone(), None)?;
+    let engine = storage(running, "hub", true, clock.as_ref())?;
+    let hub_store =
+        hub_node::open(&hub_dir, &engine, clock.clone(), None).context("opening the hub's store")?;
+    running.hub_store = Some(hub_store.clone());
     let hub_identity = pki.hub.identity_pem();
     let link: Arc<dyn NationalLink> = Arc::new(
         HttpNationalLink::new(
@@ -373,7 +484,7 @@ pub(super) async fn start(
         )
         .map_err(|e| anyhow::anyhow!(e))?,
     );
-    let dyn_hub_store: Arc<dyn HubStore> = hub_store.clone();
+    let dyn_hub_store = hub_store.store();
     let hub_config = HubConfig::new(key);
     let hub = match wiring {
         Wiring::DeliveryOnly => Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(link)),
@@ -402,41 +513,53 @@ pub(super) async fn start(
     let server = serve(hub_listener, hub_router(HubState { hub: hub.clone(), obs }), Some(pki.tls()))
         .map_err(|e| anyhow::anyhow!(e))?;
     let addr = server.local_addr();
-    servers.push(server);
-    let (stop, stop_rx) = watch::channel(false);
-    let mut workers = vec![tokio::spawn(hub.run_relay(stop_rx.clone()))];
+    running.servers.push(server);
+    let stop_rx = running.stop.subscribe();
+    running.workers.push(tokio::spawn(hub.run_relay(stop_rx.clone())));
     if wiring == Wiring::Demo {
         // As the demo: the national relays start once the hub listens.
-        for (national, _) in nationals.values() {
-            workers.push(tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())));
-            workers.push(tokio::spawn(national.clone().run_relay(stop_rx.clone())));
+        for (national, _) in running.nationals.values() {
+            running.workers.push(tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())));
+            running.workers.push(tokio::spawn(national.clone().run_relay(stop_rx.clone())));
         }
     }
-    Ok((addr, Running { servers, stop, workers, hub_store, national_stores, nationals }))
+    Ok(addr)
 }
 
-async fn run(
+/// The bench on the current runtime: the systems serve on it, the OBP client runs on `client_rt`
+/// (threads of its own, as a separate process would have). Fails unless every serial was received,
+/// none rejected, and every national system holds them all.
+pub(crate) async fn run(
     dir: &Path,
     serials: u64,
     markets: &[MarketCode],
     client_rt: tokio::runtime::Handle,
+    database_url: Option<&str>,
 ) -> anyhow::Result<HubFigures> {
-    let pki = pki(dir, &[])?;
-    let (addr, running) = start(dir, markets, &pki, Wiring::DeliveryOnly).await?;
-    let tls = client_tls(&pki)?;
-    let markets_owned = markets.to_vec();
-    let outcome = client_rt
-        .spawn(async move { obp_session(addr, tls, serials, &markets_owned).await })
-        .await
-        .context("the OBP client panicked")
-        .and_then(|r| r);
-    let mut packs = Vec::new();
-    for (m, s) in &running.national_stores {
-        packs.push((*m, s.pack_count().map_err(|e| anyhow::anyhow!("counting the packs of {m}: {e}"))?));
+    if serials == 0 || serials > MAX_UPLOAD_LINES {
+        bail!("--serials: {serials} is not between 1 and {MAX_UPLOAD_LINES} (the most one upload carries)");
     }
+    if markets.is_empty() {
+        bail!("--markets: no market");
+    }
+    let pki = pki(dir, &[])?;
+    let (addr, running) = start(dir, markets, &pki, Wiring::DeliveryOnly, database_url).await?;
+    let outcome: anyhow::Result<HubFigures> = async {
+        let tls = client_tls(&pki)?;
+        let markets_owned = markets.to_vec();
+        let mut f = client_rt
+            .spawn(async move { obp_session(addr, tls, serials, &markets_owned).await })
+            .await
+            .context("the OBP client panicked")??;
+        f.packs = running.pack_counts()?;
+        Ok(f)
+    }
+    .await;
     running.stop().await;
-    let mut f = outcome?;
-    f.packs = packs;
+    let f = outcome?;
+    if (f.received, f.rejected) != (serials, 0) {
+        bail!("the hub received {} serials of {serials} and rejected {}", f.received, f.rejected);
+    }
     for (m, n) in &f.packs {
         if *n != serials {
             bail!("the national system of {m} holds {n} packs, not {serials}");
@@ -717,7 +840,7 @@ mod tests {
     #[test]
     fn bench_hub_smoke_uploads_and_distributes_a_few_thousand_serials() {
         let n = 3000;
-        let f = measure(n, &parse_markets("DE").unwrap()).unwrap();
+        let f = measure(n, &parse_markets("DE").unwrap(), None).unwrap();
         assert_eq!((f.received, f.rejected), (n, 0));
         assert!(f.accepted_s > 0.0 && f.distributed_s >= f.accepted_s, "{:?}", f.json());
         assert!(f.rate(f.accepted_s) > 0.0 && f.rate(f.distributed_s) > 0.0);

@@ -4,11 +4,12 @@
 //! sold only in FR uploaded through the OBP API until DISTRIBUTED, then the verify latency of one
 //! FR pharmacy verifying FR packs locally against one DE pharmacy verifying the same packs, which
 //! DE does not hold and asks the hub for (fmd-rules §4.10: 300 ms per repository involved).
-//! Each leg is one client, sequential (closed loop), on one keep-alive connection.
+//! Each leg is one client, sequential (closed loop), on one keep-alive connection. On SQLite by
+//! default; given a PostgreSQL database, every system gets a schema of its own for the run.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
@@ -23,6 +24,8 @@ use super::load::{self, Conn};
 pub(crate) const WARMUP: u64 = 100;
 /// Serials uploaded for the product; the requests cycle over them (a verify changes nothing).
 const SERIALS: u64 = 1000;
+/// The law's budget for one repository (fmd-rules §4.10, DR Art 35).
+pub(crate) const BUDGET_MS: f64 = 300.0;
 /// The market that holds the product, and the one that asks for it.
 const HOLDER: &str = "FR";
 const ASKER: &str = "DE";
@@ -36,8 +39,12 @@ pub(crate) struct Leg {
     pub requests: u64,
     /// Requests that failed, were refused, or whose `intermarket` was not the expected one.
     pub errors: u64,
+    /// The first of those, for the report.
+    pub first_error: Option<String>,
     /// Answers that said `intermarket: true`.
     pub intermarket: u64,
+    /// Requests answered as expected within `BUDGET_MS`.
+    pub ok_in_budget: u64,
     pub seconds: f64,
     /// Latency of every measured request (µs), answered or not.
     pub latency: Histogram<u64>,
@@ -53,8 +60,19 @@ impl Leg {
     }
 
     /// Requests answered within `budget_ms`.
-    fn within(&self, budget_ms: f64) -> u64 {
+    pub fn within(&self, budget_ms: f64) -> u64 {
         self.latency.count_between(0, (budget_ms * 1000.0) as u64)
+    }
+
+    /// Measured requests per second.
+    pub fn rate(&self) -> f64 {
+        if self.seconds > 0.0 { self.requests as f64 / self.seconds } else { 0.0 }
+    }
+
+    /// The share of measured requests answered as expected within `BUDGET_MS` (an error counts
+    /// as over it).
+    pub fn share_in_budget(&self) -> f64 {
+        self.ok_in_budget as f64 / self.requests.max(1) as f64
     }
 
     fn print(&self, budget_ms: f64) {
@@ -72,13 +90,14 @@ impl Leg {
         );
     }
 
-    fn json(&self, budget_ms: f64) -> serde_json::Value {
+    pub fn json(&self, budget_ms: f64) -> serde_json::Value {
         json!({
             "scenario": self.name, "market": self.market.as_str(), "requests": self.requests,
-            "errors": self.errors, "intermarket": self.intermarket, "seconds": self.seconds,
-            "rate_per_s": self.requests as f64 / self.seconds,
-            "p50_ms": self.ms(0.5), "p99_ms": self.ms(0.99), "max_ms": self.max_ms(),
+            "errors": self.errors, "first_error": self.first_error, "intermarket": self.intermarket,
+            "seconds": self.seconds, "rate_per_s": self.rate(),
+            "p50_ms": self.ms(0.5), "p99_ms": self.ms(0.99), "p999_ms": self.ms(0.999), "max_ms": self.max_ms(),
             "budget_ms": budget_ms, "within_budget": self.within(budget_ms),
+            "share_under_300ms": self.share_in_budget(),
         })
     }
 }
@@ -125,19 +144,17 @@ impl Figures {
 }
 
 /// `openmvs bench intermarket`.
-pub fn intermarket(requests: u64) -> anyhow::Result<ExitCode> {
+pub fn intermarket(requests: u64, database_url: Option<&str>) -> anyhow::Result<ExitCode> {
     super::serve::init_tracing("warn");
-    let f = measure(requests)?;
+    let f = measure(requests, database_url)?;
     f.print();
     println!("{}", f.json());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the whole bench in a fresh temp dir (removed afterwards) and returns its figures.
-pub(crate) fn measure(requests: u64) -> anyhow::Result<Figures> {
-    if requests == 0 {
-        bail!("--requests: must be at least 1");
-    }
+/// Runs the whole bench in a fresh temp dir (removed afterwards) and returns its figures: on
+/// SQLite, or on the PostgreSQL database given.
+pub(crate) fn measure(requests: u64, database_url: Option<&str>) -> anyhow::Result<Figures> {
     static RUN: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "openmvs-bench-intermarket-{}-{}",
@@ -152,7 +169,7 @@ pub(crate) fn measure(requests: u64) -> anyhow::Result<Figures> {
         .thread_name("terminal")
         .enable_all()
         .build()?;
-    let result = rt.block_on(run(&dir, requests, client_rt.handle().clone()));
+    let result = rt.block_on(run(&dir, requests, None, client_rt.handle().clone(), database_url));
     drop(client_rt);
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
@@ -163,15 +180,24 @@ fn market(code: &str) -> anyhow::Result<MarketCode> {
     MarketCode::new(code).map_err(|e| anyhow::anyhow!("{code}: {e}"))
 }
 
-async fn run(
+/// The bench on the current runtime: the systems serve on it, the clients run on `client_rt`
+/// (threads of their own). Each leg sends `requests` measured verifies, or fewer if `seconds` is
+/// given and over first.
+pub(crate) async fn run(
     dir: &std::path::Path,
     requests: u64,
+    seconds: Option<f64>,
     client_rt: tokio::runtime::Handle,
+    database_url: Option<&str>,
 ) -> anyhow::Result<Figures> {
+    if requests == 0 {
+        bail!("--requests: must be at least 1");
+    }
     let (holder, asker) = (market(HOLDER)?, market(ASKER)?);
     let markets = [asker, holder];
     let pki = bench_hub::pki(dir, &markets)?;
-    let (hub_addr, running) = bench_hub::start(dir, &markets, &pki, Wiring::Demo).await?;
+    let (hub_addr, running) = bench_hub::start(dir, &markets, &pki, Wiring::Demo, database_url).await?;
+    let limit = seconds.map(Duration::from_secs_f64);
     let outcome = async {
         // The product, its batch and the serials, through the OBP API, until DISTRIBUTED in FR.
         let obp_tls = bench_hub::client_tls(&pki)?;
@@ -204,7 +230,7 @@ async fn run(
         {
             let tls = tls.clone();
             let leg = client_rt
-                .spawn(async move { leg(name, m, addr, tls, &id, &secret, requests, remote).await })
+                .spawn(async move { leg(name, m, addr, tls, &id, &secret, requests, limit, remote).await })
                 .await
                 .context("the client panicked")??;
             legs.push(leg);
@@ -218,7 +244,8 @@ async fn run(
     outcome
 }
 
-/// One client's leg: a token, WARMUP unmeasured verifies, then `requests` measured ones.
+/// One client's leg: a token, WARMUP unmeasured verifies, then `requests` measured ones, or as
+/// many as `limit` leaves time for.
 #[allow(clippy::too_many_arguments)]
 async fn leg(
     name: &'static str,
@@ -228,6 +255,7 @@ async fn leg(
     client_id: &str,
     client_secret: &str,
     requests: u64,
+    limit: Option<Duration>,
     remote: bool,
 ) -> anyhow::Result<Leg> {
     let mut conn = Conn::open(addr, "localhost", tls).await?;
@@ -239,12 +267,16 @@ async fn leg(
     let token: serde_json::Value = serde_json::from_slice(&reply.body)?;
     let token = token["access_token"].as_str().context("no access_token")?.to_owned();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let (mut errors, mut intermarket) = (0u64, 0u64);
+    let (mut errors, mut intermarket, mut measured, mut ok_in_budget) = (0u64, 0u64, 0u64, 0u64);
+    let mut first_error = None;
     let tag = if remote { "im" } else { "local" };
     let mut started = Instant::now();
     for i in 0..WARMUP + requests {
         if i == WARMUP {
             started = Instant::now();
+        }
+        if i > WARMUP && limit.is_some_and(|l| started.elapsed() >= l) {
+            break;
         }
         let serial = format!("S{:012}", i.wrapping_mul(2_654_435_761) % SERIALS);
         let body = json!({"client_trx_id": format!("bench-{tag}-{i}"), "scheme": "GTIN", "product_code": GTIN,
@@ -267,19 +299,34 @@ async fn leg(
         if i < WARMUP {
             continue;
         }
+        measured += 1;
         let _ = latency.record(took.max(1));
         match verdict {
-            Ok(im) => intermarket += u64::from(im),
+            Ok(im) => {
+                intermarket += u64::from(im);
+                ok_in_budget += u64::from(took as f64 <= BUDGET_MS * 1000.0);
+            }
             Err((im, what)) => {
                 if errors == 0 {
                     eprintln!("{name}: unexpected answer: {what}");
+                    first_error = Some(what);
                 }
                 intermarket += u64::from(im);
                 errors += 1;
             }
         }
     }
-    Ok(Leg { name, market, requests, errors, intermarket, seconds: started.elapsed().as_secs_f64(), latency })
+    Ok(Leg {
+        name,
+        market,
+        requests: measured,
+        errors,
+        first_error,
+        intermarket,
+        ok_in_budget,
+        seconds: started.elapsed().as_secs_f64(),
+        latency,
+    })
 }
 
 #[cfg(test)]
@@ -290,7 +337,7 @@ mod tests {
     #[test]
     fn bench_intermarket_smoke_every_remote_answer_is_intermarket() {
         let n = 50;
-        let f = measure(n).unwrap();
+        let f = measure(n, None).unwrap();
         let j = f.json();
         assert_eq!((f.local.requests, f.remote.requests), (n, n), "{j}");
         assert!(f.local.ms(0.5) > 0.0 && f.remote.ms(0.5) > 0.0, "{j}");

@@ -35,7 +35,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::National { packs, seconds, clients, database_url }) => {
             bench::national(packs, seconds, clients, database_url.as_deref())
         }
-        Command::Bench(BenchCommand::Hub { serials, markets }) => bench_hub::hub(serials, &markets),
+        Command::Bench(BenchCommand::Hub { serials, markets, database_url }) => {
+            bench_hub::hub(serials, &markets, database_url.as_deref())
+        }
         Command::Bench(BenchCommand::Suite {
             sizes,
             seconds,
@@ -43,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             database_url,
             out,
             max_in_flight,
+            upload_serials,
             smoke,
         }) => {
             let from_env = std::env::var("OPENMVS_DATABASE_URL").ok().filter(|u| !u.is_empty());
@@ -53,14 +56,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 database_url: database_url.or(from_env),
                 out,
                 max_in_flight,
+                upload_serials,
             };
             if smoke {
                 opts.sizes = vec![20_000];
                 opts.seconds = opts.seconds.min(0.5);
                 opts.connections = opts.connections.min(8);
+                opts.upload_serials = opts.upload_serials.min(30_000);
             }
             suite::run(opts)
         }
-        Command::Bench(BenchCommand::Intermarket { requests }) => bench_intermarket::intermarket(requests),
+        Command::Bench(BenchCommand::Intermarket { requests, database_url }) => {
+            bench_intermarket::intermarket(requests, database_url.as_deref())
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! `openmvs bench suite`: OpenMVS measured against the limits of the machine it runs on, in one
 //! run: a bare HTTPS hello-world and the raw database on the same data as baselines, then a
 //! national system under closed-loop load (to find its maximum) and open-loop load (to measure it
-//! at 80 %, 100 % and 200 % of that maximum), for each engine and data size. Every figure and
-//! every ratio goes into `report.json` and `report.md`.
+//! at 80 %, 100 % and 200 % of that maximum), for each engine and data size; then, per engine, the
+//! hub with national systems (a streamed upload, inter-market verifies). Every figure and every
+//! ratio goes into `report.json` and `report.md`.
 
+mod hub;
 mod loadgen;
 mod report;
 mod scenarios;
@@ -34,6 +36,8 @@ pub struct Options {
     pub out: PathBuf,
     /// The bound on requests in flight of the node under test.
     pub max_in_flight: usize,
+    /// Serials of the streamed upload through the hub, one upload per engine.
+    pub upload_serials: u64,
 }
 
 /// A self-signed certificate for `localhost`, its server configuration and a client trusting it.
@@ -147,7 +151,17 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             runs.push(r);
         }
     }
-    let report = report::Report { machine: machine(), options: opts.clone(), hello, runs };
+    // After every national run: the upload resets the process's peak memory, which the national
+    // runs report.
+    let mut systems = Vec::new();
+    for engine in &engines {
+        eprintln!("== {}: upload through the hub, inter-market verify", engine.label());
+        let s = rt
+            .block_on(hub::system(&load, &opts, engine))
+            .with_context(|| format!("{}: the hub and national systems", engine.label()))?;
+        systems.push(s);
+    }
+    let report = report::Report { machine: machine(), options: opts.clone(), hello, runs, systems };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let json = report.json();
     let md = report.markdown();

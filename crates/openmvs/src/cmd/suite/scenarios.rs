@@ -1,10 +1,11 @@
 //! The national system under load: one engine, one data size.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use openmvs_core::ids::{Location, MarketCode};
 use openmvs_core::roles::Role;
 use openmvs_core::time::Clock;
@@ -12,13 +13,15 @@ use openmvs_http::limit::{Limiter, RateLimit};
 use openmvs_http::{NationalState, Observability, national_router, serve};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
+use openmvs_wire::api::{BulkAccepted, BulkStatusResponse};
 use openmvs_wire::hub::{Delivery, Envelope, Message, PacksMsg};
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::loadgen::{self, Outcome, Plan, Request, Target};
 use super::{Options, Tls, memory_mib};
 use crate::cmd::bench::{BATCH, EXPIRY, GTIN, Setup, open_stores, seed, serial};
-use crate::cmd::load::Conn;
+use crate::cmd::load::{Conn, Reply};
 
 /// Everything one engine and size measured.
 pub struct Run {
@@ -44,6 +47,12 @@ pub struct Run {
     pub ingest_under_verify: f64,
     /// Verifies at 50 % while ingest ran at full speed.
     pub verify_under_ingest: Outcome,
+    /// Bulk supplies of fresh packs, alone.
+    pub bulk_alone: BulkFigures,
+    /// The same while verifies ran at 50 %.
+    pub bulk_under_verify: BulkFigures,
+    /// Verifies at 50 % while bulk supplies ran.
+    pub verify_under_bulk: Outcome,
     pub rss_after_seed_mib: f64,
     pub rss_peak_mib: f64,
 }
@@ -119,11 +128,7 @@ const INGEST_CHUNK: u64 = 10_000;
 
 /// Delivers chunks of new serials to the national system, one after another, until `stop`;
 /// returns how many were created per second.
-async fn ingest(
-    national: Arc<National>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    from: Arc<AtomicU64>,
-) -> f64 {
+async fn ingest(national: Arc<National>, stop: Arc<AtomicBool>, from: Arc<AtomicU64>) -> f64 {
     let started = Instant::now();
     let mut created = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -155,6 +160,283 @@ async fn ingest(
     created as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Packs per bulk request at most (api.md allows 100,000).
+const BULK_ROWS: u64 = 10_000;
+/// Bulk requests the client keeps submitted, so that the worker always has the next one queued.
+const BULK_WINDOW: usize = 2;
+/// How often a bulk's status is asked for, and how long a refused request waits to be sent again.
+const BULK_POLL: Duration = Duration::from_millis(20);
+/// How long one bulk may take to be DONE before the scenario fails.
+const BULK_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often one request refused with 503 or 429 is sent again before the scenario fails.
+const BULK_RETRIES: u32 = 500;
+/// The most packs seeded for one bulk phase.
+const MAX_BULK_POOL: u64 = 5_000_000;
+
+/// What one bulk phase measured: every pack's supply was accepted.
+pub struct BulkFigures {
+    /// Packs supplied.
+    pub packs: u64,
+    /// Bulk requests sent.
+    pub requests: u64,
+    /// Packs per request.
+    pub rows: u64,
+    /// From the first `POST /v1/bulk` to the last `DONE`.
+    pub seconds: f64,
+    /// Status requests made.
+    pub polls: u64,
+    /// Requests refused with 503 or 429 and sent again.
+    pub shed: u64,
+}
+
+impl BulkFigures {
+    /// Packs supplied per second.
+    pub fn rate(&self) -> f64 {
+        if self.seconds > 0.0 { self.packs as f64 / self.seconds } else { 0.0 }
+    }
+}
+
+/// The serial of the `i`-th pack seeded for the bulk phases, which no other scenario touches.
+fn bulk_serial(i: u64) -> String {
+    format!("K{i:012}")
+}
+
+/// Enough fresh packs for `factor` times what `rate` supplies in `span`, in whole requests of
+/// `rows`, plus a window's worth.
+fn bulk_pool(rate: f64, span: Duration, factor: f64, rows: u64) -> u64 {
+    let wanted = (rate * span.as_secs_f64() * factor) as u64;
+    ((wanted.div_ceil(rows) + BULK_WINDOW as u64) * rows).min(MAX_BULK_POOL)
+}
+
+/// Seeds the packs `bulk_serial(first..first + count)` as the hub would deliver them; not measured.
+async fn seed_bulk(national: &National, first: u64, count: u64) -> anyhow::Result<()> {
+    let mut n = first;
+    while n < first + count {
+        let take = (first + count - n).min(50_000);
+        let env = Envelope {
+            message_id: format!("suite-bulk-packs-{n}"),
+            origin: "hub".into(),
+            ordering_key: GTIN.into(),
+            body: Message::Packs(PacksMsg {
+                scheme: "GTIN".into(),
+                product_code: GTIN.into(),
+                batch: BATCH.into(),
+                serials: (n..n + take).map(bulk_serial).collect(),
+            }),
+        };
+        let ack = national
+            .apply_delivery(&Delivery { messages: vec![env] })
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding packs for bulk: {e}"))?;
+        if let Some(a) = ack.results.iter().find(|a| a.status != "APPLIED") {
+            bail!("seeding packs for bulk: message {} was {}", a.message_id, a.status);
+        }
+        n += take;
+    }
+    Ok(())
+}
+
+/// Sends a request, and again after a moment as long as it is refused with 503 or 429 (nothing
+/// was changed then), counting the refusals.
+async fn send_retrying(
+    conn: &mut Conn,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Vec<u8>,
+    shed: &mut u64,
+) -> anyhow::Result<Reply> {
+    for _ in 0..BULK_RETRIES {
+        let r = conn
+            .send(method, path, Some(token), body.clone())
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        if r.status != 503 && r.status != 429 {
+            return Ok(r);
+        }
+        *shed += 1;
+        tokio::time::sleep(BULK_POLL).await;
+    }
+    bail!("{method} {path}: refused {BULK_RETRIES} times in a row")
+}
+
+/// Polls bulk `id` until it is DONE and checks that it supplied `bulk_serial(from..from + n)`, in
+/// order, every one accepted.
+async fn bulk_done(
+    conn: &mut Conn,
+    token: &str,
+    id: &str,
+    from: u64,
+    n: u64,
+    f: &mut BulkFigures,
+) -> anyhow::Result<()> {
+    let path = format!("/v1/bulk/{id}");
+    let started = Instant::now();
+    let status = loop {
+        let reply = send_retrying(conn, "GET", &path, token, Vec::new(), &mut f.shed).await?;
+        f.polls += 1;
+        if reply.status != 200 {
+            bail!("GET {path}: HTTP {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+        }
+        let s: BulkStatusResponse =
+            serde_json::from_slice(&reply.body).with_context(|| format!("GET {path}: the answer"))?;
+        match s.status.as_str() {
+            "DONE" => break s,
+            "PENDING" | "RUNNING" if started.elapsed() < BULK_TIMEOUT => tokio::time::sleep(BULK_POLL).await,
+            other => bail!(
+                "bulk {id} is {other} after {:.0} s, {} of {} rows done",
+                started.elapsed().as_secs_f64(),
+                s.done,
+                s.total
+            ),
+        }
+    };
+    if status.results.len() as u64 != n {
+        bail!("bulk {id}: {} results for {n} supplies", status.results.len());
+    }
+    for (k, r) in status.results.iter().enumerate() {
+        let want = bulk_serial(from + k as u64);
+        if r.serial != want
+            || !r.accepted
+            || r.return_code != "NMVS_SUCCESS"
+            || r.state.as_deref() != Some("SUPPLIED")
+        {
+            bail!(
+                "bulk {id}: row {k}, the supply of {want}, was not accepted: serial {}, accepted {}, {}, state {:?}",
+                r.serial,
+                r.accepted,
+                r.return_code,
+                r.state
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A pharmacy's bulk client: supplies the fresh packs `bulk_serial(first..first + count)` in
+/// requests of `rows`, keeping `BULK_WINDOW` submitted, polling each until DONE and checking
+/// every result; once `stop` is set it submits no more and waits for those submitted. With
+/// `must_last`, using the packs up before `stop` is an error: the verifies beside it would be
+/// measured partly without bulk.
+#[allow(clippy::too_many_arguments)]
+async fn bulk_client(
+    target: Target,
+    token: Arc<str>,
+    tag: &'static str,
+    first: u64,
+    count: u64,
+    rows: u64,
+    stop: Arc<AtomicBool>,
+    must_last: bool,
+) -> anyhow::Result<BulkFigures> {
+    let mut conn = Conn::open(target.addr, &target.host, target.tls.clone())
+        .await
+        .context("the bulk client's connection")?;
+    let mut f = BulkFigures { packs: 0, requests: 0, rows, seconds: 0.0, polls: 0, shed: 0 };
+    let (end, mut next) = (first + count, first);
+    let mut queue: VecDeque<(String, u64, u64)> = VecDeque::new();
+    let started = Instant::now();
+    loop {
+        while queue.len() < BULK_WINDOW && next < end && !stop.load(Ordering::Relaxed) {
+            let n = rows.min(end - next);
+            let body = json!({"client_trx_id": format!("{tag}-{next}"), "operation": "supply", "scheme": "GTIN",
+                              "product_code": GTIN, "batch": BATCH, "expiry": EXPIRY,
+                              "serials": (next..next + n).map(bulk_serial).collect::<Vec<_>>()});
+            let reply = send_retrying(
+                &mut conn,
+                "POST",
+                "/v1/bulk",
+                &token,
+                body.to_string().into_bytes(),
+                &mut f.shed,
+            )
+            .await?;
+            if reply.status != 202 {
+                bail!(
+                    "POST /v1/bulk ({n} supplies from {}): HTTP {}: {}",
+                    bulk_serial(next),
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                );
+            }
+            let accepted: BulkAccepted =
+                serde_json::from_slice(&reply.body).context("POST /v1/bulk: the answer")?;
+            queue.push_back((accepted.bulk_id, next, n));
+            next += n;
+        }
+        let Some((id, from, n)) = queue.pop_front() else { break };
+        bulk_done(&mut conn, &token, &id, from, n, &mut f).await?;
+        f.packs += n;
+        f.requests += 1;
+    }
+    f.seconds = started.elapsed().as_secs_f64();
+    if must_last && !stop.load(Ordering::Relaxed) {
+        bail!(
+            "bulk ({tag}) used up its {count} fresh packs in {:.1} s, before the verifies beside it ended",
+            f.seconds
+        );
+    }
+    Ok(f)
+}
+
+/// The bulk phases, on packs seeded for them: supplies in bulk alone for the span (or until the
+/// packs run out), then again while verifies run at `rate` (50 %) open loop. The packs of each
+/// phase are seeded just before it, sized from what was measured already (three times what the
+/// single-supply maximum would do in the span, then twice what bulk alone did), and not measured.
+#[allow(clippy::too_many_arguments)]
+async fn bulk_phases(
+    load: &tokio::runtime::Handle,
+    target: &Target,
+    national: &National,
+    token: Arc<str>,
+    verify: Plan,
+    packs: u64,
+    supply_rate: f64,
+    rate: f64,
+    connections: usize,
+    span: Duration,
+) -> anyhow::Result<(BulkFigures, BulkFigures, Outcome)> {
+    let rows = (packs / 10).clamp(1_000, BULK_ROWS);
+    let alone_count = bulk_pool(supply_rate, span, 3.0, rows);
+    seed_bulk(national, 0, alone_count).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut task = load.spawn(bulk_client(
+        target.clone(),
+        token.clone(),
+        "bulk-alone",
+        0,
+        alone_count,
+        rows,
+        stop.clone(),
+        false,
+    ));
+    let alone = tokio::select! {
+        r = &mut task => r,
+        _ = tokio::time::sleep(span) => {
+            stop.store(true, Ordering::Relaxed);
+            task.await
+        }
+    }
+    .context("the bulk client panicked")??;
+    let under_count = bulk_pool(alone.rate(), span, 2.0, rows);
+    seed_bulk(national, alone_count, under_count).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = load.spawn(bulk_client(
+        target.clone(),
+        token,
+        "bulk-under",
+        alone_count,
+        under_count,
+        rows,
+        stop.clone(),
+        true,
+    ));
+    let verifies = loadgen::open_loop(load, target, &verify, rate, connections, span).await;
+    stop.store(true, Ordering::Relaxed);
+    let under = task.await.context("the bulk client panicked")??;
+    Ok((alone, under, verifies))
+}
+
 /// The same supplies twice over: request `i` of either pass has the same `client_trx_id`, so the
 /// second pass is all replays of stored answers.
 fn replay_pass(tokens: Arc<Vec<Arc<str>>>, first: u64, count: u64) -> Plan {
@@ -168,6 +450,19 @@ fn replay_pass(tokens: Arc<Vec<Arc<str>>>, first: u64, count: u64) -> Plan {
             post("/v1/packs/supply", &token, body(format!("replay-{k}"), &serial(first + k)))
         })
     })
+}
+
+/// Makes a pharmacy at `location` and gets its token over HTTPS.
+async fn pharmacy_token(national: &National, target: &Target, location: &str) -> anyhow::Result<Arc<str>> {
+    let c = national
+        .create_client(Role::Pharmacy, Location::new(location).map_err(|e| anyhow::anyhow!("{e}"))?, "suite")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut conn = Conn::open(target.addr, &target.host, target.tls.clone()).await?;
+    let form =
+        format!("grant_type=client_credentials&client_id={}&client_secret={}", c.client_id, c.client_secret);
+    let reply = conn.send("POST", "/oauth/token", None, form.into_bytes()).await?;
+    let v: serde_json::Value = serde_json::from_slice(&reply.body)?;
+    Ok(Arc::<str>::from(v["access_token"].as_str().with_context(|| format!("no token for {location}"))?))
 }
 
 pub async fn national(
@@ -237,23 +532,14 @@ pub async fn national(
     let clients = opts.connections.clamp(1, 64);
     let mut tokens = Vec::new();
     for i in 0..clients {
-        let c = national
-            .create_client(
-                Role::Pharmacy,
-                Location::new(&format!("DE-PH-{i:04}")).map_err(|e| anyhow::anyhow!("{e}"))?,
-                "suite",
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut conn = Conn::open(target.addr, "localhost", tls.client.clone()).await?;
-        let form = format!(
-            "grant_type=client_credentials&client_id={}&client_secret={}",
-            c.client_id, c.client_secret
-        );
-        let reply = conn.send("POST", "/oauth/token", None, form.into_bytes()).await?;
-        let v: serde_json::Value = serde_json::from_slice(&reply.body)?;
-        tokens.push(Arc::<str>::from(v["access_token"].as_str().context("no token")?));
+        tokens.push(pharmacy_token(&national, &target, &format!("DE-PH-{i:04}")).await?);
     }
     let tokens = Arc::new(tokens);
+    // The bulk client is a pharmacy of its own.
+    let bulk_token = pharmacy_token(&national, &target, "DE-PH-BULK").await?;
+    // As a national system runs it: the bulk worker takes the jobs that `POST /v1/bulk` stores.
+    let (bulk_stop, bulk_stop_rx) = watch::channel(false);
+    let bulk_worker = tokio::spawn(national.clone().run_bulk_worker(bulk_stop_rx));
     let n = opts.connections;
     // Open loop needs spare connections: a request due while every connection waits for an answer
     // queues in the generator, which no pharmacy's own terminal would do.
@@ -319,12 +605,12 @@ pub async fn national(
     );
     // Ingest alone, then ingest at full speed while verifies run at 50 %.
     let next_ingest = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(ingest(national.clone(), stop.clone(), next_ingest.clone()));
     tokio::time::sleep(span).await;
     stop.store(true, Ordering::Relaxed);
     let ingest_alone = task.await.unwrap_or(0.0);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(ingest(national.clone(), stop.clone(), next_ingest.clone()));
     let verify_under_ingest =
         loadgen::open_loop(load, &target, &verify_known(tokens.clone(), packs, "vi50"), half, open_n, span)
@@ -335,9 +621,34 @@ pub async fn national(
         "  ingest: {ingest_alone:.0} serials/s alone, {ingest_under_verify:.0}/s under verifies (verify p99 {:.2} ms)",
         verify_under_ingest.ms(0.99)
     );
+    // Bulk alone, then bulk while verifies run at 50 %. Its failure is reported after the
+    // cleanup below, so that a PostgreSQL schema is dropped either way.
+    let bulk = bulk_phases(
+        load,
+        &target,
+        &national,
+        bulk_token,
+        verify_known(tokens.clone(), packs, "vb50"),
+        packs,
+        supply_max.rate(),
+        half,
+        open_n,
+        span,
+    )
+    .await;
+    if let Ok((alone, under, verifies)) = &bulk {
+        eprintln!(
+            "  bulk: {:.0} packs/s alone, {:.0}/s under verifies (verify p99 {:.2} ms)",
+            alone.rate(),
+            under.rate(),
+            verifies.ms(0.99)
+        );
+    }
     let (_, rss_peak_mib) = memory_mib();
 
     server.shutdown(Duration::from_secs(2)).await;
+    let _ = bulk_stop.send(true);
+    let _ = bulk_worker.await;
     drop(national);
     for s in &stores.nodes {
         s.close();
@@ -348,6 +659,7 @@ pub async fn national(
         eprintln!("could not drop the bench schema {schema}: {e}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+    let (bulk_alone, bulk_under_verify, verify_under_bulk) = bulk.context("bulk")?;
     Ok(Run {
         engine: engine.label(),
         packs,
@@ -367,6 +679,9 @@ pub async fn national(
         ingest_alone,
         ingest_under_verify,
         verify_under_ingest,
+        bulk_alone,
+        bulk_under_verify,
+        verify_under_bulk,
         rss_after_seed_mib,
         rss_peak_mib,
     })
