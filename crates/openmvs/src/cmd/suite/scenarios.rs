@@ -183,6 +183,12 @@ pub struct BulkFigures {
     pub rows: u64,
     /// From the first `POST /v1/bulk` to the last `DONE`.
     pub seconds: f64,
+    /// Packs supplied, and seconds, until the phase ended: the bulks still submitted then finish
+    /// afterwards, without what ran beside them (the `done` of the bulk being polled counts). If
+    /// no chunk of a bulk was committed by then (a phase of a fraction of a second), until the
+    /// first one was; the whole run if it ended first.
+    pub phase_packs: u64,
+    pub phase_seconds: f64,
     /// Status requests made.
     pub polls: u64,
     /// Requests refused with 503 or 429 and sent again.
@@ -190,9 +196,17 @@ pub struct BulkFigures {
 }
 
 impl BulkFigures {
-    /// Packs supplied per second.
+    /// Packs supplied per second while the phase ran.
     pub fn rate(&self) -> f64 {
-        if self.seconds > 0.0 { self.packs as f64 / self.seconds } else { 0.0 }
+        if self.phase_seconds > 0.0 { self.phase_packs as f64 / self.phase_seconds } else { 0.0 }
+    }
+
+    /// Notes the progress when the phase ended, once: `done` packs of the bulk being polled.
+    fn phase_end(&mut self, stop: &AtomicBool, started: Instant, done: u64) {
+        if self.phase_seconds == 0.0 && stop.load(Ordering::Relaxed) && self.packs + done > 0 {
+            self.phase_packs = self.packs + done;
+            self.phase_seconds = started.elapsed().as_secs_f64();
+        }
     }
 }
 
@@ -261,7 +275,8 @@ async fn send_retrying(
 }
 
 /// Polls bulk `id` until it is DONE and checks that it supplied `bulk_serial(from..from + n)`, in
-/// order, every one accepted.
+/// order, every one accepted. Notes the progress when `stop` is first seen set.
+#[allow(clippy::too_many_arguments)]
 async fn bulk_done(
     conn: &mut Conn,
     token: &str,
@@ -269,6 +284,8 @@ async fn bulk_done(
     from: u64,
     n: u64,
     f: &mut BulkFigures,
+    stop: &AtomicBool,
+    phase_started: Instant,
 ) -> anyhow::Result<()> {
     let path = format!("/v1/bulk/{id}");
     let started = Instant::now();
@@ -280,6 +297,7 @@ async fn bulk_done(
         }
         let s: BulkStatusResponse =
             serde_json::from_slice(&reply.body).with_context(|| format!("GET {path}: the answer"))?;
+        f.phase_end(stop, phase_started, s.done.min(n));
         match s.status.as_str() {
             "DONE" => break s,
             "PENDING" | "RUNNING" if started.elapsed() < BULK_TIMEOUT => tokio::time::sleep(BULK_POLL).await,
@@ -332,7 +350,16 @@ async fn bulk_client(
     let mut conn = Conn::open(target.addr, &target.host, target.tls.clone())
         .await
         .context("the bulk client's connection")?;
-    let mut f = BulkFigures { packs: 0, requests: 0, rows, seconds: 0.0, polls: 0, shed: 0 };
+    let mut f = BulkFigures {
+        packs: 0,
+        requests: 0,
+        rows,
+        seconds: 0.0,
+        phase_packs: 0,
+        phase_seconds: 0.0,
+        polls: 0,
+        shed: 0,
+    };
     let (end, mut next) = (first + count, first);
     let mut queue: VecDeque<(String, u64, u64)> = VecDeque::new();
     let started = Instant::now();
@@ -365,11 +392,14 @@ async fn bulk_client(
             next += n;
         }
         let Some((id, from, n)) = queue.pop_front() else { break };
-        bulk_done(&mut conn, &token, &id, from, n, &mut f).await?;
+        bulk_done(&mut conn, &token, &id, from, n, &mut f, &stop, started).await?;
         f.packs += n;
         f.requests += 1;
     }
     f.seconds = started.elapsed().as_secs_f64();
+    if f.phase_seconds == 0.0 {
+        (f.phase_packs, f.phase_seconds) = (f.packs, f.seconds);
+    }
     if must_last && !stop.load(Ordering::Relaxed) {
         bail!(
             "bulk ({tag}) used up its {count} fresh packs in {:.1} s, before the verifies beside it ended",
