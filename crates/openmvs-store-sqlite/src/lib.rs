@@ -66,19 +66,17 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     ))
 }
 
-/// Past this size the checkpointer makes the WAL start over from its beginning.
-const WAL_RESTART_BYTES: u64 = 256 << 20;
+/// Past this size the writer makes the WAL start over from its beginning.
+pub(crate) const WAL_RESTART_BYTES: u64 = 256 << 20;
 
 /// Copies the WAL into the database file in the background, without blocking the writer or readers
 /// (PASSIVE), until `stop` is set.
 ///
 /// Under constant load a passive checkpoint never lets the WAL start over (some reader always
 /// uses it, and the writer always appends), so the file would grow without end, and every frame
-/// appended to new blocks makes the file system zero them first. So once the WAL passes
-/// [`WAL_RESTART_BYTES`], the checkpointer asks for a RESTART checkpoint: it waits (at most
-/// 50 ms: reads are short) until every reader has moved past the WAL, after which the next
-/// write starts at its beginning again, on blocks already allocated (`journal_size_limit` keeps
-/// them).
+/// appended to new blocks makes the file system zero them first. The writer therefore restarts
+/// the WAL itself once it passes [`WAL_RESTART_BYTES`] (see `Writer::restart_wal`); this thread
+/// keeps what that has left to copy small.
 fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) {
     let conn = match Connection::open(&path) {
         Ok(c) => c,
@@ -87,15 +85,10 @@ fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) {
             return;
         }
     };
-    // A RESTART holds new writes back while it waits for readers: it gives up after 50 ms and
-    // tries again at the next round rather than stall every request longer.
     let _ = conn.execute_batch("PRAGMA busy_timeout = 50; PRAGMA wal_autocheckpoint = 0;");
-    let wal = PathBuf::from(format!("{}-wal", path.display()));
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(CHECKPOINT_EVERY);
-        let long = std::fs::metadata(&wal).map(|m| m.len() > WAL_RESTART_BYTES).unwrap_or(false);
-        let sql = if long { "PRAGMA wal_checkpoint(RESTART)" } else { "PRAGMA wal_checkpoint(PASSIVE)" };
-        if let Err(e) = conn.query_row(sql, [], |_| Ok(())) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::debug!(error = %e, "background checkpoint did not complete; retrying");
         }
     }

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
@@ -27,6 +28,9 @@ use crate::codec::{change_columns, markets_to_text, sql_err};
 
 /// The most units of work committed in one transaction.
 pub const MAX_GROUP: usize = 1024;
+/// The writer looks at the WAL's size after this many groups.
+const RESTART_CHECK_EVERY: u32 = 16;
+
 /// A checkpoint is signed after this many records of a market since the last one ...
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
 /// ... or when this much time has passed with unsigned records.
@@ -128,6 +132,12 @@ pub struct Writer<U: Unit = UnitOfWork> {
     signer: Arc<AuditSigner>,
     clock: Arc<dyn Clock>,
     on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// The WAL file, whose size decides when the writer restarts it.
+    wal: Option<PathBuf>,
+    /// The size past which it is restarted.
+    wal_restart_bytes: u64,
+    /// Groups committed since the WAL's size was last looked at.
+    groups_since_check: u32,
     // The writer commits units of one kind; `fn(U)` keeps it `Send` whatever `U` is.
     unit: PhantomData<fn(U)>,
 }
@@ -140,8 +150,18 @@ impl<U: Unit> Writer<U> {
         clock: Arc<dyn Clock>,
         on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
     ) -> StoreResult<Writer<U>> {
-        let mut w =
-            Writer { conn, chains: AuditChains::default(), signer, clock, on_group, unit: PhantomData };
+        let wal = conn.path().filter(|p| !p.is_empty()).map(|p| PathBuf::from(format!("{p}-wal")));
+        let mut w = Writer {
+            conn,
+            chains: AuditChains::default(),
+            signer,
+            clock,
+            on_group,
+            wal,
+            wal_restart_bytes: crate::WAL_RESTART_BYTES,
+            groups_since_check: 0,
+            unit: PhantomData,
+        };
         w.load_chains()?;
         Ok(w)
     }
@@ -212,6 +232,7 @@ impl<U: Unit> Writer<U> {
                 }
             }
             self.commit_group(group);
+            self.restart_wal_if_long();
         }
         if let Err(e) = self.sign_all(true) {
             tracing::error!(error = %e, "signing the final audit checkpoints failed");
@@ -223,6 +244,32 @@ impl<U: Unit> Writer<U> {
         if let Some(tx) = stop {
             let _ = tx.send(());
         }
+    }
+
+    /// Makes the WAL start over from its beginning once it is longer than `wal_restart_bytes`
+    /// ([`WAL_RESTART_BYTES`](crate::WAL_RESTART_BYTES)), between two groups.
+    ///
+    /// A RESTART checkpoint copies what the background checkpointer has not copied yet, then waits
+    /// until no reader uses the WAL, so that the next commit writes at its start again, on blocks
+    /// already allocated. Writes cannot proceed meanwhile; doing it here rather than on another
+    /// connection means they wait exactly as long as it takes, instead of a busy handler's sleeps.
+    /// Readers are short, so the wait for them is bounded at 50 ms, after which it is tried again
+    /// a few groups later.
+    fn restart_wal_if_long(&mut self) {
+        self.groups_since_check += 1;
+        if self.groups_since_check < RESTART_CHECK_EVERY {
+            return;
+        }
+        self.groups_since_check = 0;
+        let Some(wal) = &self.wal else { return };
+        if std::fs::metadata(wal).map(|m| m.len() <= self.wal_restart_bytes).unwrap_or(true) {
+            return;
+        }
+        let _ = self.conn.busy_timeout(std::time::Duration::from_millis(50));
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "restarting the WAL did not complete; retrying");
+        }
+        let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
     }
 
     fn commit_group(&mut self, group: Vec<Job<U>>) {
@@ -626,4 +673,100 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
         out.audit_seqs.push(chains.append(c, e)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use openmvs_core::time::{Clock, Timestamp};
+
+    use super::*;
+
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now(&self) -> Timestamp {
+            Timestamp::from_unix_millis(1_800_000_000_000)
+        }
+    }
+
+    fn entry(i: usize) -> Entry {
+        Entry {
+            market: "DE".into(),
+            at_millis: 1_800_000_000_000,
+            actor: "client".into(),
+            role: "pharmacy".into(),
+            location: "DE-PH-1".into(),
+            operation: "verify".into(),
+            subject: format!("GTIN/09501101530003/S{i:012}"),
+            return_code: "NMVS_SUCCESS".into(),
+            request: "r".repeat(2000),
+            result: "{}".into(),
+        }
+    }
+
+    /// Under writes that never pause, with a reader reading all the time, the writer makes the WAL
+    /// start over instead of letting it grow: after about 30 MB written, the WAL is still about
+    /// the size it was allowed, and every record is there.
+    #[test]
+    fn the_wal_starts_over_under_constant_writes_and_reads() {
+        let dir = std::env::temp_dir().join(format!("openmvs-wal-restart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("national.db");
+        let mut conn = crate::engine::open_write_connection(&path).unwrap();
+        crate::schema::migrate(&mut conn, 0).unwrap().unwrap();
+        let signer = Arc::new(AuditSigner { key: SigningKey::from_bytes(&[7; 32]) });
+        let mut w: Writer = Writer::new(conn, signer, Arc::new(Fixed), None).unwrap();
+        let limit = 1 << 20;
+        w.wal_restart_bytes = limit;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (stop, path) = (stop.clone(), path.clone());
+            std::thread::spawn(move || {
+                let c = Connection::open(&path).unwrap();
+                let mut reads = 0u64;
+                // Point reads one after another, as request handlers make them.
+                while !stop.load(Ordering::Relaxed) {
+                    let n: i64 = c
+                        .query_row("SELECT COUNT(*) FROM audit WHERE pos = ?1", [reads as i64 % 1000], |r| {
+                            r.get(0)
+                        })
+                        .unwrap();
+                    assert!(n <= 1);
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let (groups, per_group) = (16 * 40, 24);
+        let mut largest = 0;
+        for g in 0..groups {
+            let mut replies = Vec::new();
+            let jobs = (0..per_group)
+                .map(|i| {
+                    let (tx, rx) = oneshot::channel();
+                    replies.push(rx);
+                    let uow = UnitOfWork { audit: vec![entry(g * per_group + i)], ..UnitOfWork::default() };
+                    Job::Commit(Box::new(uow), tx)
+                })
+                .collect();
+            w.commit_group(jobs);
+            w.restart_wal_if_long();
+            for mut r in replies {
+                r.try_recv().unwrap().unwrap();
+            }
+            largest = largest.max(std::fs::metadata(&wal).unwrap().len());
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        // Written: 640 groups of 24 records of about 2 KB, some 30 MB. Between two looks at its
+        // size the WAL grows by 16 groups, under 1 MB; a restart that finds the reader in the
+        // middle of a read (descheduled on a busy machine) is tried again 16 groups later.
+        assert!(largest < 8 * limit, "the WAL reached {largest} bytes");
+        let n: i64 = w.conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, (groups * per_group) as i64);
+        drop(w);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
