@@ -171,6 +171,29 @@ ALTER TABLE bulk_jobs ADD COLUMN owner TEXT;
 ALTER TABLE bulk_jobs ADD COLUMN lease_until INTEGER;
 "#,
     ),
+    (
+        3,
+        r#"
+-- Stored answers are appended in the order they are given and found through a small index on
+-- the client's key. Kept in a table ordered by that key, rows of several hundred bytes landed in
+-- the middle of its pages and split them: a verify wrote about two pages of it per commit.
+CREATE TABLE idempotency_by_arrival (
+    id INTEGER PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    client_trx_id TEXT NOT NULL,
+    request_hash BLOB NOT NULL,
+    status INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+INSERT INTO idempotency_by_arrival (client_id, client_trx_id, request_hash, status, response, created_at)
+    SELECT client_id, client_trx_id, request_hash, status, response, created_at
+    FROM idempotency ORDER BY created_at;
+DROP TABLE idempotency;
+ALTER TABLE idempotency_by_arrival RENAME TO idempotency;
+CREATE UNIQUE INDEX idempotency_by_key ON idempotency (client_id, client_trx_id);
+"#,
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -198,4 +221,66 @@ pub fn migrate(conn: &mut Connection, now_millis: i64) -> rusqlite::Result<Resul
         tx.commit()?;
     }
     Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applies the migrations up to `version` only, as an older build would have.
+    fn migrate_to(conn: &mut Connection, version: i64) {
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for &(v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= version) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)", [v]).unwrap();
+        }
+    }
+
+    /// Moving the stored answers to a table in arrival order keeps every one of them, still
+    /// found by its key, and the key stays unique.
+    #[test]
+    fn stored_answers_survive_the_move_to_arrival_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 2);
+        for (client, trx, at) in [("c1", "t2", 20), ("c1", "t1", 10), ("c2", "t1", 30)] {
+            conn.execute(
+                "INSERT INTO idempotency (client_id, client_trx_id, request_hash, status, response, created_at) \
+                 VALUES (?1, ?2, X'01', 200, ?3, ?4)",
+                rusqlite::params![client, trx, format!("answer {client} {trx}"), at],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn, 99).unwrap().unwrap();
+        let version: i64 =
+            conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, LATEST);
+        let answer = |client: &str, trx: &str| -> String {
+            conn.query_row(
+                "SELECT response FROM idempotency WHERE client_id = ?1 AND client_trx_id = ?2",
+                [client, trx],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(answer("c1", "t1"), "answer c1 t1");
+        assert_eq!(answer("c1", "t2"), "answer c1 t2");
+        assert_eq!(answer("c2", "t1"), "answer c2 t1");
+        let order: Vec<String> = conn
+            .prepare("SELECT client_trx_id || '@' || client_id FROM idempotency ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(order, ["t1@c1", "t2@c1", "t1@c2"], "oldest first");
+        let again = conn.execute(
+            "INSERT INTO idempotency (client_id, client_trx_id, request_hash, status, response, created_at) \
+             VALUES ('c1', 't1', X'02', 200, 'other', 40) ON CONFLICT DO NOTHING",
+            [],
+        );
+        assert_eq!(again.unwrap(), 0, "a key is stored once");
+    }
 }
