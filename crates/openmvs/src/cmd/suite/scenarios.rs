@@ -254,24 +254,34 @@ async fn seed_bulk(national: &National, first: u64, count: u64) -> anyhow::Resul
 /// was changed then), counting the refusals.
 async fn send_retrying(
     conn: &mut Conn,
+    target: &Target,
     method: &str,
     path: &str,
     token: &str,
     body: Vec<u8>,
     shed: &mut u64,
 ) -> anyhow::Result<Reply> {
+    let mut failure = None;
     for _ in 0..BULK_RETRIES {
-        let r = conn
-            .send(method, path, Some(token), body.clone())
-            .await
-            .with_context(|| format!("{method} {path}"))?;
-        if r.status != 503 && r.status != 429 {
-            return Ok(r);
+        match conn.send(method, path, Some(token), body.clone()).await {
+            Ok(r) if r.status != 503 && r.status != 429 => return Ok(r),
+            Ok(_) => *shed += 1,
+            // A server that refuses a request before reading its body closes the connection
+            // after the answer, as HTTP/1.1 allows; a client connects again and resends (the
+            // same client_trx_id, so the retry has one effect).
+            Err(e) => {
+                failure = Some(e);
+                if let Ok(c) = Conn::open(target.addr, &target.host, target.tls.clone()).await {
+                    *conn = c;
+                }
+            }
         }
-        *shed += 1;
         tokio::time::sleep(BULK_POLL).await;
     }
-    bail!("{method} {path}: refused {BULK_RETRIES} times in a row")
+    match failure {
+        Some(e) => Err(e.context(format!("{method} {path}: failed {BULK_RETRIES} times in a row"))),
+        None => bail!("{method} {path}: refused {BULK_RETRIES} times in a row"),
+    }
 }
 
 /// Polls bulk `id` until it is DONE and checks that it supplied `bulk_serial(from..from + n)`, in
@@ -279,6 +289,7 @@ async fn send_retrying(
 #[allow(clippy::too_many_arguments)]
 async fn bulk_done(
     conn: &mut Conn,
+    target: &Target,
     token: &str,
     id: &str,
     from: u64,
@@ -290,7 +301,7 @@ async fn bulk_done(
     let path = format!("/v1/bulk/{id}");
     let started = Instant::now();
     let status = loop {
-        let reply = send_retrying(conn, "GET", &path, token, Vec::new(), &mut f.shed).await?;
+        let reply = send_retrying(conn, target, "GET", &path, token, Vec::new(), &mut f.shed).await?;
         f.polls += 1;
         if reply.status != 200 {
             bail!("GET {path}: HTTP {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
@@ -371,6 +382,7 @@ async fn bulk_client(
                               "serials": (next..next + n).map(bulk_serial).collect::<Vec<_>>()});
             let reply = send_retrying(
                 &mut conn,
+                &target,
                 "POST",
                 "/v1/bulk",
                 &token,
@@ -392,7 +404,7 @@ async fn bulk_client(
             next += n;
         }
         let Some((id, from, n)) = queue.pop_front() else { break };
-        bulk_done(&mut conn, &token, &id, from, n, &mut f, &stop, started).await?;
+        bulk_done(&mut conn, &target, &token, &id, from, n, &mut f, &stop, started).await?;
         f.packs += n;
         f.requests += 1;
     }
