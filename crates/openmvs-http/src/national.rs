@@ -373,6 +373,7 @@ async fn metrics(State(s): State<NationalState>) -> Response {
             "# HELP openmvs_outbox_pending Messages waiting for delivery to the hub.\n# TYPE openmvs_outbox_pending gauge\nopenmvs_outbox_pending {n}\n"
         ));
     }
+    text.push_str(&crate::shed::render(&s.obs.load));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

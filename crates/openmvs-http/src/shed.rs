@@ -2,8 +2,16 @@
 //! of joining a queue that makes every request late. Capacity is a bound on requests in flight: by
 //! Little's law it bounds the time a request can wait (in flight / throughput), whatever the load.
 //! Health, readiness, status and metrics are never shed, so operators still see the node.
+//!
+//! The bound alone does not keep refusals fast: a refusal costs little, but it waits for a worker
+//! thread like any request, and when the admitted requests use every core the wait grows. So a
+//! governor measures that wait (how late a timer task wakes, which is how long any ready task
+//! waits for a worker) and lowers the bound while it is long, raising it again once it is short:
+//! the node then admits what its cores can serve and refuses the rest promptly.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -16,12 +24,31 @@ use crate::error::HttpError;
 /// The default bound on requests in flight per node.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
 
+/// How often the governor's timer ticks.
+const TICK: Duration = Duration::from_millis(2);
+/// A decision is taken after this many ticks ...
+const WINDOW_TICKS: usize = 25;
+/// ... or this long, whichever comes first: a saturated runtime wakes its timers late, and the
+/// bound must still come down within a fraction of a second.
+const WINDOW_TIME: Duration = Duration::from_millis(50);
+/// A window in which half the wake-ups were later than this lowers the bound: the workers are
+/// saturated, every request waits ...
+const LAG_HIGH: Duration = Duration::from_millis(2);
+/// ... and one in which nine in ten were earlier than this raises it again.
+const LAG_LOW: Duration = Duration::from_millis(2);
+/// The governor never lowers the bound below this.
+const MIN_LIMIT: usize = 8;
+
 /// Requests in flight and the bound they are held to.
 #[derive(Debug)]
 pub struct LoadShed {
     in_flight: AtomicUsize,
+    /// The configured bound.
     max: AtomicUsize,
+    /// The bound in force: the configured one, or lower while the governor finds workers late.
+    limit: AtomicUsize,
     shed: AtomicU64,
+    governed: AtomicBool,
 }
 
 impl Default for LoadShed {
@@ -36,13 +63,54 @@ impl LoadShed {
         LoadShed {
             in_flight: AtomicUsize::new(0),
             max: AtomicUsize::new(max.max(1)),
+            limit: AtomicUsize::new(max.max(1)),
             shed: AtomicU64::new(0),
+            governed: AtomicBool::new(false),
         }
     }
 
     /// Changes the bound.
     pub fn set_max(&self, max: usize) {
         self.max.store(max.max(1), Ordering::Relaxed);
+        self.limit.store(max.max(1), Ordering::Relaxed);
+    }
+
+    /// The bound in force now.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Starts the governor on the current runtime, once (later calls do nothing). It runs while
+    /// anything holds the `LoadShed`.
+    pub fn govern(self: &Arc<Self>) {
+        if self.governed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.governed.store(false, Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        rt.spawn(async move {
+            let mut lags = Vec::with_capacity(WINDOW_TICKS);
+            let mut window = Instant::now();
+            let mut due = window + TICK;
+            loop {
+                tokio::time::sleep_until(due.into()).await;
+                let now = Instant::now();
+                lags.push(now.saturating_duration_since(due));
+                due = now + TICK;
+                if lags.len() < WINDOW_TICKS && now.duration_since(window) < WINDOW_TIME {
+                    continue;
+                }
+                window = now;
+                let Some(load) = weak.upgrade() else { return };
+                let max = load.max.load(Ordering::Relaxed);
+                let next = next_limit(load.limit(), max, &mut lags);
+                load.limit.store(next, Ordering::Relaxed);
+                lags.clear();
+            }
+        });
     }
 
     /// Requests in flight now.
@@ -59,11 +127,32 @@ impl LoadShed {
     pub fn enter(&self) -> Option<InFlight<'_>> {
         let n = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let guard = InFlight(self);
-        if n >= self.max.load(Ordering::Relaxed) {
+        if n >= self.limit.load(Ordering::Relaxed) {
             self.shed.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         Some(guard)
+    }
+}
+
+/// The bound after a window of timer lateness `lags`: lowered by a quarter when the workers were
+/// saturated (the median over [`LAG_HIGH`]: most ready tasks waited, not one), raised by a
+/// thirty-second of `max` when nine wake-ups in ten were prompt (under [`LAG_LOW`]), else kept.
+/// A node that is merely busy, even at its maximum throughput, keeps its bound; one offered
+/// more than its cores can serve sheds the excess instead of queueing it.
+fn next_limit(limit: usize, max: usize, lags: &mut [Duration]) -> usize {
+    if lags.is_empty() {
+        return limit.min(max);
+    }
+    lags.sort_unstable();
+    let n = lags.len();
+    let (median, p90) = (lags[n / 2], lags[(n * 9 / 10).min(n - 1)]);
+    if median > LAG_HIGH {
+        (limit - limit / 4).max(MIN_LIMIT.min(max))
+    } else if p90 < LAG_LOW {
+        (limit + (max / 32).max(1)).min(max)
+    } else {
+        limit.min(max)
     }
 }
 
@@ -76,15 +165,31 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The admission figures in Prometheus text: requests in flight, the bound in force, refusals.
+pub fn render(load: &LoadShed) -> String {
+    format!(
+        "# HELP openmvs_requests_in_flight Requests being served now.\n# TYPE openmvs_requests_in_flight gauge\n\
+         openmvs_requests_in_flight {}\n\
+         # HELP openmvs_admission_limit Requests admitted at once: the configured bound, lower while the workers are saturated.\n\
+         # TYPE openmvs_admission_limit gauge\nopenmvs_admission_limit {}\n\
+         # HELP openmvs_requests_shed_total Requests refused with 503 at the admission bound.\n\
+         # TYPE openmvs_requests_shed_total counter\nopenmvs_requests_shed_total {}\n",
+        load.in_flight(),
+        load.limit(),
+        load.shed_total()
+    )
+}
+
 fn exempt(path: &str) -> bool {
     path.starts_with("/health/") || path == "/status" || path == "/metrics"
 }
 
 /// The middleware: sheds a request when the node is at its bound.
-pub async fn shed(State(load): State<std::sync::Arc<LoadShed>>, req: Request, next: Next) -> Response {
+pub async fn shed(State(load): State<Arc<LoadShed>>, req: Request, next: Next) -> Response {
     if exempt(req.uri().path()) {
         return next.run(req).await;
     }
+    load.govern();
     let Some(_place) = load.enter() else {
         // No log line per refusal: at overload that would be the next bottleneck. The metrics
         // count them (status 503), and so does `shed_total`.
@@ -97,6 +202,50 @@ pub async fn shed(State(load): State<std::sync::Arc<LoadShed>>, req: Request, ne
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&m| Duration::from_micros(m * 1000)).collect()
+    }
+
+    #[test]
+    fn saturated_workers_lower_the_bound_and_prompt_ones_raise_it_back() {
+        // Most ticks late: a quarter less, never under the floor.
+        assert_eq!(next_limit(128, 128, &mut ms(&[0, 3, 9, 12, 1])), 96);
+        assert_eq!(next_limit(9, 128, &mut ms(&[5, 5])), MIN_LIMIT);
+        // A few late ticks are a busy node, not an overloaded one: kept.
+        assert_eq!(next_limit(96, 128, &mut ms(&[0, 0, 0, 0, 30, 40])), 96);
+        // Nine in ten on time: back up by max/32, never over the configured bound.
+        let mut prompt = ms(&[0; 20]);
+        prompt[19] = Duration::from_millis(50);
+        assert_eq!(next_limit(96, 128, &mut prompt), 100);
+        assert_eq!(next_limit(127, 128, &mut ms(&[0])), 128);
+        // A small configured bound is its own floor.
+        assert_eq!(next_limit(2, 2, &mut ms(&[9, 9])), 2);
+        assert_eq!(next_limit(50, 128, &mut []), 50);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_busy_runtime_lowers_the_bound_and_an_idle_one_restores_it() {
+        let l = Arc::new(LoadShed::new(128));
+        l.govern();
+        // Hold the only worker in turns of 10 ms: every tick is late.
+        let busy_until = Instant::now() + Duration::from_millis(1500);
+        tokio::spawn(async move {
+            while Instant::now() < busy_until {
+                std::thread::sleep(Duration::from_millis(10));
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        let lowered = l.limit();
+        assert!(lowered < 64, "the bound stayed at {lowered}");
+        let place: Vec<_> = (0..lowered).map(|_| l.enter().expect("within the bound")).collect();
+        assert!(l.enter().is_none(), "over the lowered bound is shed");
+        drop(place);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(l.limit(), 128, "idle again, the bound is back");
+    }
 
     #[test]
     fn the_bound_admits_that_many_and_gives_places_back() {

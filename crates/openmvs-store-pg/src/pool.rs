@@ -116,7 +116,18 @@ impl Pool {
         self.handle.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        rx.recv().map_err(|_| StoreError::Unavailable("the database runtime has stopped".into()))?
+        let wait =
+            || rx.recv().map_err(|_| StoreError::Unavailable("the database runtime has stopped".into()));
+        // Called from a worker of a multi-threaded runtime (a request handler), the wait for the
+        // database's round trip must not hold the worker: its other tasks move to another thread
+        // meanwhile. Otherwise a runtime of two workers serves two reads at a time, and one long
+        // read (a bulk chunk's) stalls every request queued behind it.
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)?
+            }
+            _ => wait()?,
+        }
     }
 
     /// Rows of one statement (one snapshot) on a shared connection, decoded.

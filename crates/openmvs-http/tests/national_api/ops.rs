@@ -83,6 +83,8 @@ async fn metrics_are_prometheus_text_with_latency_buckets_per_class() {
         "openmvs_request_duration_seconds_bucket{class=\"verification\"",
         "openmvs_request_duration_seconds_bucket{class=\"status_update\"",
         "openmvs_request_duration_seconds_count{class=\"verification\",status=\"2xx\"} 1",
+        "# TYPE openmvs_admission_limit gauge\nopenmvs_admission_limit 128\n",
+        "openmvs_requests_shed_total 0\n",
     ] {
         assert!(r.text.contains(needle), "no '{needle}' in:\n{}", r.text);
     }
