@@ -39,7 +39,7 @@
 //! ready_grace_ms = 500             # readiness is false this long before the listener stops
 //! client_rate_per_second = 100     # per client, sustained; over it: 429 with Retry-After
 //! client_burst = 200               # per client, at once
-//! max_in_flight = 128              # requests in flight on this node; over it: 503 at once
+//! max_in_flight = 128              # requests in flight on this node (lower while its cores are saturated); over it: 503 at once
 //! ```
 //!
 //! Any key can be overridden from the environment: `OPENMVS__NATIONAL__LISTEN=0.0.0.0:8401`,
