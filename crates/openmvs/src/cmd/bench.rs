@@ -98,7 +98,7 @@ pub fn national(
     clients: usize,
     database_url: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = super::server_runtime()?;
     // The load generator has threads of its own, as a separate client process would: sharing the
     // server's runtime would put its work in the server's queues and measure both as one.
     let load_rt = tokio::runtime::Builder::new_multi_thread()

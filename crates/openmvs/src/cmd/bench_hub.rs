@@ -218,7 +218,7 @@ pub(crate) fn measure(
         RUN.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = super::server_runtime()?;
     // The OBP client gets threads of its own, as a separate process would have: on the servers'
     // runtime its body generation would sit in their queues and be measured as theirs.
     let client_rt = tokio::runtime::Builder::new_multi_thread()

@@ -162,7 +162,7 @@ pub(crate) fn measure(requests: u64, database_url: Option<&str>) -> anyhow::Resu
         RUN.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = super::server_runtime()?;
     // The clients get a thread of their own, as a separate process would have.
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

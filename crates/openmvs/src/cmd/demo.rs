@@ -108,8 +108,7 @@ pub fn run(
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let dir = std::fs::canonicalize(data_dir).with_context(|| format!("resolving {}", data_dir.display()))?;
     init_tracing("warn");
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = super::server_runtime()?;
     rt.block_on(demo(&dir, port_base, &list, fake_clock, &storage))?;
     Ok(ExitCode::SUCCESS)
 }

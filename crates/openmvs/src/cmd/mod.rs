@@ -14,6 +14,7 @@ mod serve_hub;
 mod suite;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, Serve};
 
@@ -69,5 +70,54 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Intermarket { requests, database_url }) => {
             bench_intermarket::intermarket(requests, database_url.as_deref())
         }
+    }
+}
+
+/// Threads a server's runtime keeps for blocking work: a PostgreSQL read waits in
+/// `block_in_place`, which hands the worker's other tasks to one of these meanwhile. Bounded so
+/// that a burst of reads cannot start hundreds of threads (each with stacks and allocator heaps
+/// of its own); reads past the bound wait for a thread, as they would for a pool connection.
+const MAX_BLOCKING_THREADS: usize = 32;
+
+/// The runtime of a node (national system, hub, demo, the servers of a bench).
+pub(crate) fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .thread_keep_alive(Duration::from_secs(2))
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// However many blocking waits come at once, a node's runtime runs at most
+    /// `MAX_BLOCKING_THREADS` of them on threads of their own; the rest wait their turn.
+    #[test]
+    fn a_server_runtime_bounds_its_blocking_threads() {
+        let rt = super::server_runtime().unwrap();
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        rt.block_on(async {
+            let waits: Vec<_> = (0..4 * super::MAX_BLOCKING_THREADS)
+                .map(|_| {
+                    let (running, most) = (running.clone(), most.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                })
+                .collect();
+            for w in waits {
+                w.await.unwrap();
+            }
+        });
+        let most = most.load(Ordering::SeqCst);
+        assert!((2..=super::MAX_BLOCKING_THREADS).contains(&most), "{most} at once");
     }
 }

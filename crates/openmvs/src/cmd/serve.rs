@@ -47,8 +47,7 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
 pub fn national(path: &Path) -> anyhow::Result<ExitCode> {
     let s = settings(path)?;
     init_tracing(&s.log);
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = super::server_runtime()?;
     rt.block_on(run_national(s))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -28,8 +28,7 @@ pub fn settings(path: &Path) -> anyhow::Result<HubSettings> {
 pub fn hub(path: &Path) -> anyhow::Result<ExitCode> {
     let s = settings(path)?;
     init_tracing(&s.log);
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = super::server_runtime()?;
     rt.block_on(run_hub(s))?;
     Ok(ExitCode::SUCCESS)
 }

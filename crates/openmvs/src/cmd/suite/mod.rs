@@ -124,7 +124,7 @@ async fn hello_world(load: &tokio::runtime::Handle, tls: &Tls, opts: &Options) -
 
 /// Runs the suite and writes the report.
 pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = crate::cmd::server_runtime()?;
     // The load generator has threads of its own, as a separate client process would.
     let load_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
