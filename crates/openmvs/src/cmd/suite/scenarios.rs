@@ -126,6 +126,19 @@ fn mix(tokens: Arc<Vec<Arc<str>>>, next: Arc<AtomicU64>, packs: u64) -> Plan {
 /// Serials delivered per message of the ingest scenario.
 const INGEST_CHUNK: u64 = 10_000;
 
+/// A delivery from the hub of one message: new packs of the bench's product and batch.
+fn packs_delivery(message_id: String, serials: Vec<String>) -> Delivery {
+    let body = Message::Packs(PacksMsg {
+        scheme: "GTIN".into(),
+        product_code: GTIN.into(),
+        batch: BATCH.into(),
+        serials,
+    });
+    Delivery {
+        messages: vec![Envelope { message_id, origin: "hub".into(), ordering_key: GTIN.into(), body }],
+    }
+}
+
 /// Delivers chunks of new serials to the national system, one after another, until `stop`;
 /// returns how many were created per second.
 async fn ingest(national: Arc<National>, stop: Arc<AtomicBool>, from: Arc<AtomicU64>) -> f64 {
@@ -134,18 +147,7 @@ async fn ingest(national: Arc<National>, stop: Arc<AtomicBool>, from: Arc<Atomic
     while !stop.load(Ordering::Relaxed) {
         let first = from.fetch_add(INGEST_CHUNK, Ordering::Relaxed);
         let serials = (first..first + INGEST_CHUNK).map(|i| format!("I{i:012}")).collect();
-        let env = Envelope {
-            message_id: format!("suite-ingest-{first}"),
-            origin: "hub".into(),
-            ordering_key: GTIN.into(),
-            body: Message::Packs(PacksMsg {
-                scheme: "GTIN".into(),
-                product_code: GTIN.into(),
-                batch: BATCH.into(),
-                serials,
-            }),
-        };
-        match national.apply_delivery(&Delivery { messages: vec![env] }).await {
+        match national.apply_delivery(&packs_delivery(format!("suite-ingest-{first}"), serials)).await {
             Ok(ack) if ack.results.iter().all(|a| a.status == "APPLIED") => created += INGEST_CHUNK,
             Ok(ack) => {
                 eprintln!("  ingest: {:?}", ack.results.first());
@@ -227,19 +229,9 @@ async fn seed_bulk(national: &National, first: u64, count: u64) -> anyhow::Resul
     let mut n = first;
     while n < first + count {
         let take = (first + count - n).min(50_000);
-        let env = Envelope {
-            message_id: format!("suite-bulk-packs-{n}"),
-            origin: "hub".into(),
-            ordering_key: GTIN.into(),
-            body: Message::Packs(PacksMsg {
-                scheme: "GTIN".into(),
-                product_code: GTIN.into(),
-                batch: BATCH.into(),
-                serials: (n..n + take).map(bulk_serial).collect(),
-            }),
-        };
+        let serials = (n..n + take).map(bulk_serial).collect();
         let ack = national
-            .apply_delivery(&Delivery { messages: vec![env] })
+            .apply_delivery(&packs_delivery(format!("suite-bulk-packs-{n}"), serials))
             .await
             .map_err(|e| anyhow::anyhow!("seeding packs for bulk: {e}"))?;
         if let Some(a) = ack.results.iter().find(|a| a.status != "APPLIED") {
