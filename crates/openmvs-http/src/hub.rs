@@ -545,6 +545,7 @@ async fn metrics(State(s): State<HubState>) -> Response {
             "# HELP openmvs_hub_outbox_pending Messages waiting for delivery to national systems.\n# TYPE openmvs_hub_outbox_pending gauge\nopenmvs_hub_outbox_pending {n}\n"
         ));
     }
+    text.push_str(&crate::shed::render(&s.obs.load));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -218,6 +218,17 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
         }
     }
 
+    // The hub's metrics: its outbox and its admission, as a national system's.
+    let text = obp.get(format!("{hub_url}/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        "# TYPE openmvs_hub_outbox_pending gauge",
+        "# TYPE openmvs_admission_limit gauge\nopenmvs_admission_limit 128\n",
+        "# TYPE openmvs_requests_in_flight gauge",
+        "openmvs_requests_shed_total 0\n",
+    ] {
+        assert!(text.contains(needle), "no '{needle}' in:\n{text}");
+    }
+
     let _ = stop.send(true);
     let _ = relay.await;
     hub_server.shutdown(Duration::from_secs(1)).await;
