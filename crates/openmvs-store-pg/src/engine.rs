@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use ed25519_dalek::SigningKey;
-use openmvs_core::time::{Clock, Timestamp};
+use openmvs_core::time::Timestamp;
 use openmvs_store::{BoxFuture, StoreError, StoreResult};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
@@ -50,19 +49,11 @@ pub(crate) fn migrate(
     r
 }
 
-/// How to open a store.
-pub(crate) struct Open {
-    pub url: String,
-    pub schema: Option<String>,
-    pub signing_key: SigningKey,
-    pub clock: Arc<dyn Clock>,
-    pub on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
-    pub migrate: bool,
-    pub pool_size: usize,
-}
-
 /// Connects, checks (or first applies) the schema's version, and starts this node's writer.
-pub(crate) fn start<U: Unit>(kind: &SchemaKind, o: Open) -> StoreResult<(Arc<Pool>, mpsc::Sender<Job<U>>)> {
+pub(crate) fn start<U: Unit>(
+    kind: &SchemaKind,
+    o: crate::PgOptions,
+) -> StoreResult<(Arc<Pool>, mpsc::Sender<Job<U>>)> {
     if o.migrate {
         migrate(kind, &o.url, o.schema.as_deref(), o.clock.now())?;
     }

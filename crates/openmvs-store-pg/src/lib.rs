@@ -34,7 +34,7 @@ use writer::Job;
 /// How many units of work may wait for the writer before new ones are refused as overload.
 pub const QUEUE_BOUND: usize = 16_384;
 
-/// Options for opening a store.
+/// Options for opening a store: a national system's, or the hub's ([`hub::PgHubOptions`]).
 pub struct PgOptions {
     /// The database, as a `postgres://` URL or a `key=value` string.
     pub url: String,
@@ -130,16 +130,7 @@ pub fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
 impl PgStore {
     /// Connects, checks (or applies) the schema version, and starts this node's writer.
     pub fn open(opts: PgOptions) -> StoreResult<PgStore> {
-        let o = engine::Open {
-            url: opts.url,
-            schema: opts.schema,
-            signing_key: opts.signing_key,
-            clock: opts.clock,
-            on_group: opts.on_group,
-            migrate: opts.migrate,
-            pool_size: opts.pool_size,
-        };
-        let (pool, writer) = engine::start(&NATIONAL, o)?;
+        let (pool, writer) = engine::start(&NATIONAL, opts)?;
         Ok(PgStore { pool, writer })
     }
 

@@ -141,8 +141,7 @@ impl Pool {
         self.block(async move {
             let c = pool.conn().await?;
             let s = c.stmt(sql).await?;
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            let refs = param_refs(&params);
             let rows = c.client.query(&s, &refs).await.map_err(pg_err)?;
             rows.iter().map(decode).collect()
         })
@@ -164,8 +163,7 @@ impl Pool {
         self.block(async move {
             let c = pool.conn().await?;
             let s = c.stmt(sql).await?;
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            let refs = param_refs(&params);
             c.client.execute(&s, &refs).await.map_err(pg_err)
         })
     }
@@ -182,4 +180,9 @@ impl Drop for Pool {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A statement's parameters as the client takes them.
+fn param_refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
 }

@@ -17,10 +17,9 @@ mod writer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ed25519_dalek::SigningKey;
 use openmvs_audit::{Checkpoint, Sealed};
 use openmvs_core::ids::{Batch, ProductCode};
-use openmvs_core::time::{Clock, Timestamp};
+use openmvs_core::time::Timestamp;
 use openmvs_store::decode::{self, Columns};
 use openmvs_store::decode_hub;
 use openmvs_store::hub::*;
@@ -38,26 +37,9 @@ pub use writer::COPY_FROM;
 /// The schema the hub's tables live in unless told otherwise.
 pub const DEFAULT_SCHEMA: &str = "openmvs_hub";
 
-/// Options for opening the hub's store.
-pub struct PgHubOptions {
-    /// The database, as a `postgres://` URL or a `key=value` string.
-    pub url: String,
-    /// The schema holding the hub's tables (created by the migration if missing), e.g.
-    /// [`DEFAULT_SCHEMA`]; `None` for the connection's default search path. A national system's
-    /// schema is refused.
-    pub schema: Option<String>,
-    /// The key that signs audit checkpoints (the same on every hub node).
-    pub signing_key: SigningKey,
-    /// The clock for checkpoint times and outbox scheduling.
-    pub clock: Arc<dyn Clock>,
-    /// Called with the size of every committed group (for metrics).
-    pub on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
-    /// Apply pending migrations at open. When false, a schema that is not this build's version
-    /// is refused with a message that says to migrate it.
-    pub migrate: bool,
-    /// Shared connections for reads and small writes.
-    pub pool_size: usize,
-}
+/// Options for opening the hub's store: those of a national system's. Its schema is typically
+/// [`DEFAULT_SCHEMA`]; a national system's schema is refused.
+pub type PgHubOptions = crate::PgOptions;
 
 /// The hub's PostgreSQL engine.
 pub struct PgHubStore {
@@ -151,16 +133,7 @@ pub fn migrate(url: &str, schema: Option<&str>, now: Timestamp) -> StoreResult<V
 impl PgHubStore {
     /// Connects, checks (or applies) the hub schema's version, and starts this node's writer.
     pub fn open(opts: PgHubOptions) -> StoreResult<PgHubStore> {
-        let o = engine::Open {
-            url: opts.url,
-            schema: opts.schema,
-            signing_key: opts.signing_key,
-            clock: opts.clock,
-            on_group: opts.on_group,
-            migrate: opts.migrate,
-            pool_size: opts.pool_size,
-        };
-        let (pool, writer) = engine::start(&HUB, o)?;
+        let (pool, writer) = engine::start(&HUB, opts)?;
         Ok(PgHubStore { pool, writer, sections: Default::default() })
     }
 
