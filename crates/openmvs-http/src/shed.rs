@@ -83,7 +83,9 @@ impl LoadShed {
     /// Starts the governor on the current runtime, once (later calls do nothing). It runs while
     /// anything holds the `LoadShed`.
     pub fn govern(self: &Arc<Self>) {
-        if self.governed.swap(true, Ordering::AcqRel) {
+        // Every request asks: a read, not a write, once the governor runs, so that the flag's
+        // cache line stays shared between the workers.
+        if self.governed.load(Ordering::Acquire) || self.governed.swap(true, Ordering::AcqRel) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
