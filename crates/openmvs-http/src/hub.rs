@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -203,13 +203,14 @@ async fn method_not_allowed() -> Response {
     r
 }
 
-async fn body_json<T: DeserializeOwned>(
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<T, HubHttpError> {
-    match body {
-        Ok(b) => Ok(parse_json(&b)?),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
-        Err(e) => Err(HubHttpError(HubError::malformed("body", e.body_text()))),
+/// A JSON request body at the hub: [`crate::national::JsonBody`]'s rules, the hub's error body.
+pub struct HubJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for HubJson<T> {
+    type Rejection = HubHttpError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<HubJson<T>, HubHttpError> {
+        Ok(HubJson(crate::national::read_json(req, state).await?))
     }
 }
 
@@ -217,9 +218,8 @@ async fn put_product(
     State(s): State<HubState>,
     Obp(obp): Obp,
     Path(pc): Path<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    HubJson(req): HubJson<ProductRequest>,
 ) -> Result<Response, HubHttpError> {
-    let req: ProductRequest = body_json(body).await?;
     let a = s.hub.put_product(&obp, &pc, &req.to_raw()).await?;
     Ok(axum::Json(ProductAnswer { product_code: a.product_code.as_str().to_owned(), version: a.version })
         .into_response())
@@ -229,9 +229,8 @@ async fn put_batch(
     State(s): State<HubState>,
     Obp(obp): Obp,
     Path((pc, batch)): Path<(String, String)>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    HubJson(req): HubJson<BatchRequest>,
 ) -> Result<Response, HubHttpError> {
-    let req: BatchRequest = body_json(body).await?;
     let a = s.hub.put_batch(&obp, &pc, &batch, &req.expiry, req.markets).await?;
     Ok(axum::Json(BatchAnswer {
         product_code: a.product_code.as_str().to_owned(),
@@ -381,9 +380,8 @@ async fn recall(
     State(s): State<HubState>,
     Obp(obp): Obp,
     Path((pc, batch)): Path<(String, String)>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    HubJson(req): HubJson<RecallRequest>,
 ) -> Result<Response, HubHttpError> {
-    let req: RecallRequest = body_json(body).await?;
     let a = s.hub.recall(&obp, &pc, &batch, &req.reason, &req.markets).await?;
     Ok(axum::Json(RecallAnswer {
         product_code: a.product_code.as_str().to_owned(),
@@ -397,9 +395,8 @@ async fn withdraw(
     State(s): State<HubState>,
     Obp(obp): Obp,
     Path(pc): Path<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    HubJson(req): HubJson<WithdrawRequest>,
 ) -> Result<Response, HubHttpError> {
-    let req: WithdrawRequest = body_json(body).await?;
     let a = s.hub.withdraw(&obp, &pc, &req.reason, &req.markets).await?;
     Ok(axum::Json(WithdrawalAnswer {
         product_code: a.product_code.as_str().to_owned(),
@@ -412,9 +409,8 @@ async fn pack_states(
     State(s): State<HubState>,
     Obp(obp): Obp,
     Path((pc, batch)): Path<(String, String)>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    HubJson(req): HubJson<PackStatesRequest>,
 ) -> Result<Response, HubHttpError> {
-    let req: PackStatesRequest = body_json(body).await?;
     let a = s.hub.set_pack_states(&obp, &pc, &batch, &req.state, &req.serials).await?;
     let names = |ms: &[MarketCode]| ms.iter().map(|m| m.as_str().to_owned()).collect::<Vec<_>>();
     Ok(axum::Json(PackStatesBody {
@@ -493,9 +489,8 @@ async fn alert_status(
     State(s): State<HubState>,
     Obp(obp): Obp,
     Path(id): Path<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    HubJson(req): HubJson<AlertStatusRequest>,
 ) -> Result<Response, HubHttpError> {
-    let req: AlertStatusRequest = body_json(body).await?;
     let a = s
         .hub
         .change_alert_status(&obp, &id, &req.status, req.classification.as_deref(), req.comment.as_deref())
@@ -506,9 +501,8 @@ async fn alert_status(
 async fn set_callback(
     State(s): State<HubState>,
     Obp(obp): Obp,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    HubJson(req): HubJson<CallbackRequest>,
 ) -> Result<Response, HubHttpError> {
-    let req: CallbackRequest = body_json(body).await?;
     let a = s.hub.set_callback(&obp, &req.url).await?;
     Ok(axum::Json(CallbackBody { url: a.url, secret: a.secret }).into_response())
 }
@@ -516,18 +510,16 @@ async fn set_callback(
 async fn national_messages(
     State(s): State<HubState>,
     NationalCaller(market): NationalCaller,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    HubJson(delivery): HubJson<Delivery>,
 ) -> Result<Response, HubHttpError> {
-    let delivery: Delivery = body_json(body).await?;
     Ok(axum::Json(s.hub.apply_from_national(market, &delivery).await?).into_response())
 }
 
 async fn intermarket(
     State(s): State<HubState>,
     NationalCaller(market): NationalCaller,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    HubJson(req): HubJson<IntermarketRequest>,
 ) -> Result<Response, HubHttpError> {
-    let req: IntermarketRequest = body_json(body).await?;
     // A market asks for its own users only: the request is processed as if made there.
     if req.market != market.as_str() {
         return Err(HubHttpError(HubError::forbidden(
@@ -545,7 +537,7 @@ async fn metrics(State(s): State<HubState>) -> Response {
             "# HELP openmvs_hub_outbox_pending Messages waiting for delivery to national systems.\n# TYPE openmvs_hub_outbox_pending gauge\nopenmvs_hub_outbox_pending {n}\n"
         ));
     }
-    text.push_str(&crate::shed::render(&s.obs.load));
+    text.push_str(&s.obs.render_admission());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -559,6 +551,7 @@ async fn ready(State(s): State<HubState>) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Bytes;
     use std::collections::VecDeque;
     use std::pin::Pin;
     use std::task::{Context, Poll};

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -21,8 +22,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::HttpError;
 use crate::limit::Limiter;
+use crate::login::LoginRefusal;
 use crate::observe::{Observability, observe};
-use crate::server::PeerName;
+use crate::server::{PeerName, RemoteAddr};
 use crate::status;
 
 /// The largest body of a single-pack, alert or token request.
@@ -160,8 +162,49 @@ async fn method_not_allowed() -> Response {
     r
 }
 
-/// Reads a body that must fit `limit`, answering 413 with the contract's code when it does not.
-async fn body_json<T: DeserializeOwned>(
+/// A JSON request body, read within its route's size limit and parsed; refused with 400 naming
+/// the field (`content-type`, `body` or the field at fault) or 413.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<JsonBody<T>, HttpError> {
+        read_json(req, state).await.map(JsonBody)
+    }
+}
+
+/// Reads and parses a JSON body; what [`JsonBody`] and the hub's extractor share.
+pub(crate) async fn read_json<T: DeserializeOwned, S: Send + Sync>(
+    req: axum::extract::Request,
+    state: &S,
+) -> Result<T, HttpError> {
+    json_media_type(req.headers())?;
+    body_json(Bytes::from_request(req, state).await)
+}
+
+/// A JSON route takes `application/json` (or `application/<something>+json`), a body without a
+/// content type, and the form type `curl -d` sends when none is given; any other type says the
+/// body is not JSON, and is refused naming `content-type`.
+pub(crate) fn json_media_type(headers: &HeaderMap) -> Result<(), HttpError> {
+    let Some(v) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let media = v.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = media == "application/json"
+        || media == "application/x-www-form-urlencoded"
+        || (media.starts_with("application/") && media.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(HttpError(ApiError::new(ReturnCode::MalformedRequest).with(
+            "content-type",
+            format!("'{media}' is not application/json; this route takes a JSON body"),
+        )))
+    }
+}
+
+/// Parses a body read within its limit, answering 413 with the contract's code when it did not
+/// fit and naming `body` when it could not be read (cut off, or arriving under the minimum rate).
+pub(crate) fn body_json<T: DeserializeOwned>(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<T, HttpError> {
     match body {
@@ -169,6 +212,13 @@ async fn body_json<T: DeserializeOwned>(
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             Err(HttpError(ApiError::new(ReturnCode::TooLarge).with("body", "is over its size limit")))
         }
+        Err(e) if crate::server::is_body_too_slow(&e) => Err(HttpError::field(
+            "body",
+            format!(
+                "arrived too slowly: {}",
+                std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string())
+            ),
+        )),
         Err(e) => Err(HttpError::field("body", e.body_text())),
     }
 }
@@ -183,6 +233,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 async fn token(
     State(s): State<NationalState>,
+    remote: Option<axum::Extension<RemoteAddr>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let Ok(body) = body else {
@@ -212,7 +263,24 @@ async fn token(
             "client_id and client_secret are required",
         );
     };
-    match s.national.token(id, secret).await {
+    // Logins have their own admission: a flood of bad ones waits or is refused here, before any
+    // secret is hashed, and never takes the places of requests with tokens.
+    let login = &s.obs.login;
+    let address = remote.map(|r| r.0.0.ip());
+    if let Err(r) = login.check(id, address, Instant::now()) {
+        return login_refused(r);
+    }
+    let turn = match login.turn().await {
+        Ok(t) => t,
+        Err(r) => return login_refused(r),
+    };
+    // Again with the turn: the failures of the attempts that waited ahead of this one count.
+    if let Err(r) = login.check(id, address, Instant::now()) {
+        return login_refused(r);
+    }
+    let outcome = s.national.token(id, secret).await;
+    drop(turn);
+    match outcome {
         Ok(t) => {
             let mut r = axum::Json(t).into_response();
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
@@ -223,8 +291,34 @@ async fn token(
             HttpError::code(ReturnCode::Unavailable).into_response()
         }
         Err(_) => {
+            login.failed(id, address, Instant::now());
             oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client id or client secret")
         }
+    }
+}
+
+/// A login refused before its secret was checked: 429 with the wait, or 503.
+fn login_refused(r: LoginRefusal) -> Response {
+    match r {
+        LoginRefusal::Limited { retry_after, by } => {
+            let mut e = ApiError::new(ReturnCode::RateLimited).with(
+                by,
+                match by {
+                    "address" => "too many failed logins from this address",
+                    _ => "too many failed logins of this client id",
+                },
+            );
+            e.message = format!("Too many failed logins: retry in {retry_after} s.");
+            let mut resp = HttpError(e).into_response();
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
+            resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+            resp
+        }
+        LoginRefusal::Busy => HttpError(
+            ApiError::new(ReturnCode::Unavailable)
+                .with("login", "the node is checking as many secrets as it can"),
+        )
+        .into_response(),
     }
 }
 
@@ -267,10 +361,9 @@ async fn pack(
     State(s): State<NationalState>,
     Path(op): Path<String>,
     Auth(actor): Auth,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    JsonBody(req): JsonBody<PackRequest>,
 ) -> Result<Response, HttpError> {
     let command = if op == "verify" { Command::Verify } else { Command::Set(operation(&op)?) };
-    let req: PackRequest = body_json(body).await?;
     Ok(axum::Json(s.national.pack(&actor, command, &req).await?).into_response())
 }
 
@@ -278,7 +371,7 @@ async fn pack_undo(
     State(s): State<NationalState>,
     Path(op): Path<String>,
     Auth(actor): Auth,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    JsonBody(req): JsonBody<PackRequest>,
 ) -> Result<Response, HttpError> {
     let op = operation(&op)?;
     if !op.is_undoable() {
@@ -286,16 +379,14 @@ async fn pack_undo(
             ApiError::new(ReturnCode::NotFound).with("operation", format!("'{op}' can never be undone")),
         ));
     }
-    let req: PackRequest = body_json(body).await?;
     Ok(axum::Json(s.national.pack(&actor, Command::Undo(op), &req).await?).into_response())
 }
 
 async fn bulk_submit(
     State(s): State<NationalState>,
     Auth(actor): Auth,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    JsonBody(req): JsonBody<BulkRequest>,
 ) -> Result<Response, HttpError> {
-    let req: BulkRequest = body_json(body).await?;
     let accepted = s.national.submit_bulk(&actor, &req).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
 }
@@ -341,9 +432,8 @@ async fn alert_status(
     State(s): State<NationalState>,
     Path(id): Path<String>,
     Auth(actor): Auth,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    JsonBody(req): JsonBody<AlertStatusRequest>,
 ) -> Result<Response, HttpError> {
-    let req: AlertStatusRequest = body_json(body).await?;
     Ok(axum::Json(s.national.change_alert_status(&actor, &id, &req).await?).into_response())
 }
 
@@ -373,7 +463,7 @@ async fn metrics(State(s): State<NationalState>) -> Response {
             "# HELP openmvs_outbox_pending Messages waiting for delivery to the hub.\n# TYPE openmvs_outbox_pending gauge\nopenmvs_outbox_pending {n}\n"
         ));
     }
-    text.push_str(&crate::shed::render(&s.obs.load));
+    text.push_str(&s.obs.render_admission());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -388,18 +478,16 @@ async fn ready(State(s): State<NationalState>) -> Response {
 async fn hub_messages(
     State(s): State<NationalState>,
     _hub: Hub,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    JsonBody(delivery): JsonBody<Delivery>,
 ) -> Result<Response, HttpError> {
-    let delivery: Delivery = body_json(body).await?;
     Ok(axum::Json(s.national.apply_delivery(&delivery).await?).into_response())
 }
 
 async fn hub_intermarket(
     State(s): State<NationalState>,
     _hub: Hub,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    JsonBody(req): JsonBody<IntermarketRequest>,
 ) -> Result<Response, HttpError> {
-    let req: IntermarketRequest = body_json(body).await?;
     let response = s.national.intermarket(&req).await?;
     let market = response.as_ref().map(|_| s.national.market().to_string());
     Ok(axum::Json(openmvs_wire::hub::IntermarketAnswer { market, response }).into_response())
@@ -408,9 +496,8 @@ async fn hub_intermarket(
 async fn hub_pack_query(
     State(s): State<NationalState>,
     _hub: Hub,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    JsonBody(q): JsonBody<PackQuery>,
 ) -> Result<Response, HttpError> {
-    let q: PackQuery = body_json(body).await?;
     let pc = openmvs_national::request::product_code("", Some(&q.scheme), Some(&q.product_code))?;
     let serial = openmvs_core::ids::Serial::new(&q.serial)
         .map_err(|e| ApiError::field("serial", format!("'{}' {e}", q.serial)))?;

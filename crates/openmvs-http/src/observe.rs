@@ -31,6 +31,10 @@ pub struct Observability {
     pub clock: Arc<dyn Clock>,
     /// Requests in flight, and the bound over which they are shed.
     pub load: Arc<crate::shed::LoadShed>,
+    /// The token endpoint's own admission: its hashing budget and failure limiters.
+    pub login: Arc<crate::login::LoginGuard>,
+    /// The server's connection figures (pass them to [`crate::server::ServeOptions::stats`]).
+    pub connections: Arc<crate::server::ConnectionStats>,
 }
 
 impl Observability {
@@ -42,6 +46,8 @@ impl Observability {
             ready: AtomicBool::new(false),
             clock,
             load: Arc::new(crate::shed::LoadShed::default()),
+            login: Arc::new(crate::login::LoginGuard::default()),
+            connections: Arc::new(crate::server::ConnectionStats::default()),
         }
     }
 
@@ -54,6 +60,15 @@ impl Observability {
     /// Whether the service takes traffic.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The node's admission and connection figures in Prometheus text: requests in flight and
+    /// shed, logins limited, connections open and refused.
+    pub fn render_admission(&self) -> String {
+        let mut text = crate::shed::render(&self.load);
+        text.push_str(&self.login.render());
+        text.push_str(&self.connections.render());
+        text
     }
 }
 

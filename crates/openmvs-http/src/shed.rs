@@ -69,6 +69,14 @@ impl LoadShed {
         }
     }
 
+    /// A bound of `max` that no governor ever lowers: admission that does not depend on how
+    /// busy the machine is (for tests that count refusals, and for benchmarks).
+    pub fn fixed(max: usize) -> LoadShed {
+        let l = LoadShed::new(max);
+        l.governed.store(true, Ordering::Release);
+        l
+    }
+
     /// Changes the bound.
     pub fn set_max(&self, max: usize) {
         self.max.store(max.max(1), Ordering::Relaxed);
@@ -182,8 +190,10 @@ pub fn render(load: &LoadShed) -> String {
     )
 }
 
+/// Routes outside the request budget: what operators watch the node with, and the token
+/// endpoint, which has a budget of its own ([`crate::login`]).
 fn exempt(path: &str) -> bool {
-    path.starts_with("/health/") || path == "/status" || path == "/metrics"
+    path.starts_with("/health/") || path == "/status" || path == "/metrics" || path == "/oauth/token"
 }
 
 /// The middleware: sheds a request when the node is at its bound.
@@ -247,6 +257,22 @@ mod tests {
         drop(place);
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(l.limit(), 128, "idle again, the bound is back");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_fixed_bound_is_never_governed() {
+        let l = Arc::new(LoadShed::fixed(128));
+        l.govern();
+        let busy_until = Instant::now() + Duration::from_millis(300);
+        tokio::spawn(async move {
+            while Instant::now() < busy_until {
+                std::thread::sleep(Duration::from_millis(10));
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(l.limit(), 128);
     }
 
     #[test]

@@ -940,8 +940,12 @@ async fn recall_and_withdrawal_over_the_obp_api_reach_only_the_named_markets() {
     let (status, body) = obp_post(&w, &recall, json!({"reason": "contamination", "markets": ["DE"]})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["recalled"], json!(["DE"]), "{body}");
-    let in_de = await_answer(&de, "supply", BOTH, SERIALS[0], |v| v["return_code"] == "NMVS_FE_LOT_01").await;
+    // Waited for with verifies, which change nothing: a supply that came before the recall
+    // would have supplied the pack.
+    let in_de = await_answer(&de, "verify", BOTH, SERIALS[0], |v| v["return_code"] == "NMVS_FE_LOT_01").await;
     assert_eq!(in_de["return_code"], "NMVS_FE_LOT_01", "DE never saw the recall: {in_de}");
+    let in_de = de.call("supply", "de-after-recall-1", BOTH, SERIALS[0]).await;
+    assert_eq!(in_de["return_code"], "NMVS_FE_LOT_01", "{in_de}");
     assert_eq!(in_de["accepted"], false, "{in_de}");
     let in_fr = fr.call("supply", "fr-after-recall-1", BOTH, SERIALS[1]).await;
     assert_eq!(in_fr["return_code"], "NMVS_SUCCESS", "the recall for DE reached FR: {in_fr}");

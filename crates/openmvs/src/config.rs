@@ -40,7 +40,25 @@
 //! client_rate_per_second = 100     # per client, sustained; over it: 429 with Retry-After
 //! client_burst = 200               # per client, at once
 //! max_in_flight = 128              # requests in flight on this node (lower while its cores are saturated); over it: 503 at once
+//! max_connections = 10000          # open connections; at the cap new ones are closed at once (lowered to fit `ulimit -n`)
+//! max_connections_per_address = 1000 # open connections from one address (a NAT'd chain has far fewer terminals)
+//! header_read_timeout_ms = 10000   # a TLS handshake, and a request head from its first byte
+//! idle_timeout_seconds = 60        # a connection with no request in flight is closed
+//! body_min_bytes_per_second = 1024 # a body slower than this on average (0: no rule) fails ...
+//! body_grace_ms = 10000            # ... once this long has passed
+//! login_concurrency = 1            # client secrets checked at once (argon2id: a core and MiBs each)
+//! login_queue = 32                 # logins waiting for a turn; over it: 503
+//! login_failures_per_client = 20   # failed logins of a client id per window; over it: 429
+//! login_failures_per_address = 10  # failed logins from one address per window; over it: 429
+//! login_failure_window_seconds = 300
 //! ```
+//!
+//! The connection limits guard against clients that hold connections without using them: the
+//! defaults let a pharmacy terminal keep its connection between scans and send the largest body
+//! over a slow link, while a connection that sends nothing, a head one byte at a time or a body
+//! that never comes is closed within seconds. The login limits keep password hashing, the one
+//! expensive thing an unauthenticated client can ask for, on one core: a node answers verifies
+//! with tokens at full speed whatever the number of bad logins.
 //!
 //! Any key can be overridden from the environment: `OPENMVS__NATIONAL__LISTEN=0.0.0.0:8401`,
 //! `OPENMVS__NATIONAL__POLICY__WHOLESALER_SUPPLY=true`.
@@ -159,6 +177,98 @@ pub struct RawLimits {
     pub client_rate_per_second: Option<u32>,
     pub client_burst: Option<u32>,
     pub max_in_flight: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub body_min_bytes_per_second: Option<u64>,
+    pub body_grace_ms: Option<u64>,
+    pub login_concurrency: Option<usize>,
+    pub login_queue: Option<usize>,
+    pub login_failures_per_client: Option<u32>,
+    pub login_failures_per_address: Option<u32>,
+    pub login_failure_window_seconds: Option<u64>,
+}
+
+/// The limits of a server's connections, in `[national.limits]` and `[hub.limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnSettings {
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_min_rate: u64,
+    pub body_grace: Duration,
+}
+
+impl ConnSettings {
+    /// Validates the keys of `section` (such as `national.limits`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        section: &str,
+        max_connections: Option<usize>,
+        max_connections_per_address: Option<usize>,
+        header_read_timeout_ms: Option<u64>,
+        idle_timeout_seconds: Option<u64>,
+        body_min_bytes_per_second: Option<u64>,
+        body_grace_ms: Option<u64>,
+    ) -> anyhow::Result<ConnSettings> {
+        let d = openmvs_http::ServeOptions::default();
+        let max_connections = max_connections.unwrap_or(d.max_connections);
+        if max_connections == 0 || max_connections > 1_000_000 {
+            bail!("{section}.max_connections: {max_connections} must be 1-1000000");
+        }
+        let per_address = max_connections_per_address.unwrap_or(d.max_connections_per_address);
+        if per_address == 0 || per_address > 1_000_000 {
+            bail!("{section}.max_connections_per_address: {per_address} must be 1-1000000");
+        }
+        let header = header_read_timeout_ms.unwrap_or(d.header_read_timeout.as_millis() as u64);
+        if !(100..=300_000).contains(&header) {
+            bail!("{section}.header_read_timeout_ms: {header} must be 100-300000");
+        }
+        let idle = idle_timeout_seconds.unwrap_or(d.idle_timeout.as_secs());
+        if !(1..=3600).contains(&idle) {
+            bail!("{section}.idle_timeout_seconds: {idle} must be 1-3600");
+        }
+        let grace = body_grace_ms.unwrap_or(d.body_grace.as_millis() as u64);
+        if grace > 600_000 {
+            bail!("{section}.body_grace_ms: {grace} must be 0-600000");
+        }
+        Ok(ConnSettings {
+            max_connections,
+            max_connections_per_address: per_address,
+            header_read_timeout: Duration::from_millis(header),
+            idle_timeout: Duration::from_secs(idle),
+            body_min_rate: body_min_bytes_per_second.unwrap_or(d.body_min_rate),
+            body_grace: Duration::from_millis(grace),
+        })
+    }
+
+    /// The server's options, counting into `stats`.
+    pub fn serve_options(
+        &self,
+        stats: std::sync::Arc<openmvs_http::server::ConnectionStats>,
+    ) -> openmvs_http::ServeOptions {
+        openmvs_http::ServeOptions {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            body_min_rate: self.body_min_rate,
+            body_grace: self.body_grace,
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            stats,
+        }
+    }
+
+    /// Adds the keys to a rendered `limits` table.
+    pub fn render(&self, l: &mut toml::Table) {
+        l.insert("max_connections".into(), (self.max_connections as i64).into());
+        l.insert("max_connections_per_address".into(), (self.max_connections_per_address as i64).into());
+        l.insert("header_read_timeout_ms".into(), (self.header_read_timeout.as_millis() as i64).into());
+        l.insert("idle_timeout_seconds".into(), (self.idle_timeout.as_secs() as i64).into());
+        l.insert("body_min_bytes_per_second".into(), (self.body_min_rate as i64).into());
+        l.insert("body_grace_ms".into(), (self.body_grace.as_millis() as i64).into());
+    }
 }
 
 /// TLS files of the server.
@@ -197,6 +307,8 @@ pub struct NationalSettings {
     pub client_rate: u32,
     pub client_burst: u32,
     pub max_in_flight: usize,
+    pub connections: ConnSettings,
+    pub login: openmvs_http::login::LoginSettings,
 }
 
 /// Reads the file at `path` (if any), applies the environment, and returns the raw shape.
@@ -380,6 +492,47 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
             0 => bail!("national.limits.max_in_flight: must be at least 1"),
             n => n,
         },
+        connections: ConnSettings::new(
+            "national.limits",
+            l.max_connections,
+            l.max_connections_per_address,
+            l.header_read_timeout_ms,
+            l.idle_timeout_seconds,
+            l.body_min_bytes_per_second,
+            l.body_grace_ms,
+        )?,
+        login: login_settings(&l)?,
+    })
+}
+
+fn login_settings(l: &RawLimits) -> anyhow::Result<openmvs_http::login::LoginSettings> {
+    let d = openmvs_http::login::LoginSettings::default();
+    let concurrency = l.login_concurrency.unwrap_or(d.concurrency);
+    if concurrency == 0 || concurrency > 256 {
+        bail!("national.limits.login_concurrency: {concurrency} must be 1-256");
+    }
+    let queue = l.login_queue.unwrap_or(d.queue);
+    if queue > 100_000 {
+        bail!("national.limits.login_queue: {queue} must be 0-100000");
+    }
+    let window = l.login_failure_window_seconds.unwrap_or(d.failure_window.as_secs());
+    if !(1..=86_400).contains(&window) {
+        bail!("national.limits.login_failure_window_seconds: {window} must be 1-86400");
+    }
+    Ok(openmvs_http::login::LoginSettings {
+        concurrency,
+        queue,
+        failures_per_client: positive(
+            "national.limits.login_failures_per_client",
+            l.login_failures_per_client,
+            d.failures_per_client,
+        )?,
+        failures_per_address: positive(
+            "national.limits.login_failures_per_address",
+            l.login_failures_per_address,
+            d.failures_per_address,
+        )?,
+        failure_window: Duration::from_secs(window),
     })
 }
 
@@ -435,6 +588,12 @@ pub fn render(s: &NationalSettings) -> String {
     l.insert("client_rate_per_second".into(), i64::from(s.client_rate).into());
     l.insert("client_burst".into(), i64::from(s.client_burst).into());
     l.insert("max_in_flight".into(), (s.max_in_flight as i64).into());
+    s.connections.render(&mut l);
+    l.insert("login_concurrency".into(), (s.login.concurrency as i64).into());
+    l.insert("login_queue".into(), (s.login.queue as i64).into());
+    l.insert("login_failures_per_client".into(), i64::from(s.login.failures_per_client).into());
+    l.insert("login_failures_per_address".into(), i64::from(s.login.failures_per_address).into());
+    l.insert("login_failure_window_seconds".into(), (s.login.failure_window.as_secs() as i64).into());
     n.insert("limits".into(), l.into());
     t.insert("national".into(), n.into());
     toml::to_string(&t).unwrap_or_default()

@@ -37,6 +37,12 @@
 //! delivery_timeout_seconds = 30    # one delivery to a market, before it is retried
 //! drain_seconds = 10               # how long in-flight requests may finish at shutdown
 //! ready_grace_ms = 500             # readiness is false this long before the listener stops
+//! max_connections = 10000          # connection limits, as for a national system
+//! max_connections_per_address = 1000
+//! header_read_timeout_ms = 10000   # (see crates/openmvs/src/config.rs)
+//! idle_timeout_seconds = 60
+//! body_min_bytes_per_second = 1024
+//! body_grace_ms = 10000
 //! ```
 //!
 //! The hub keeps the key of its serial digests in `data_dir/serial.key` (created at the first
@@ -87,6 +93,12 @@ pub struct RawHubLimits {
     pub delivery_timeout_seconds: Option<u64>,
     pub drain_seconds: Option<u64>,
     pub ready_grace_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub body_min_bytes_per_second: Option<u64>,
+    pub body_grace_ms: Option<u64>,
 }
 
 /// A certificate and its key.
@@ -112,6 +124,7 @@ pub struct HubSettings {
     pub delivery_timeout: Duration,
     pub drain: Duration,
     pub ready_grace: Duration,
+    pub connections: crate::config::ConnSettings,
 }
 
 fn pair(section: &str, raw: Option<RawPair>, base: &Path) -> anyhow::Result<Pair> {
@@ -167,6 +180,15 @@ pub fn hub(raw: &RawFile, base: &Path) -> anyhow::Result<HubSettings> {
         delivery_timeout: Duration::from_secs(delivery),
         drain: Duration::from_secs(l.drain_seconds.unwrap_or(10)),
         ready_grace: Duration::from_millis(l.ready_grace_ms.unwrap_or(500)),
+        connections: crate::config::ConnSettings::new(
+            "hub.limits",
+            l.max_connections,
+            l.max_connections_per_address,
+            l.header_read_timeout_ms,
+            l.idle_timeout_seconds,
+            l.body_min_bytes_per_second,
+            l.body_grace_ms,
+        )?,
     })
 }
 
@@ -196,6 +218,7 @@ pub fn render(s: &HubSettings) -> String {
     l.insert("delivery_timeout_seconds".into(), (s.delivery_timeout.as_secs() as i64).into());
     l.insert("drain_seconds".into(), (s.drain.as_secs() as i64).into());
     l.insert("ready_grace_ms".into(), (s.ready_grace.as_millis() as i64).into());
+    s.connections.render(&mut l);
     h.insert("limits".into(), l.into());
     let mut t = toml::Table::new();
     t.insert("hub".into(), h.into());

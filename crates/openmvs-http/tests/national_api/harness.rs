@@ -12,7 +12,11 @@ use openmvs_core::pack::Policy;
 use openmvs_core::roles::Role;
 use openmvs_core::time::{Clock, Date, Timestamp};
 use openmvs_http::limit::{Limiter, RateLimit};
-use openmvs_http::{NationalState, Observability, ServerHandle, TlsConfig, national_router, serve};
+use openmvs_http::login::{LoginGuard, LoginSettings};
+use openmvs_http::shed::LoadShed;
+use openmvs_http::{
+    NationalState, Observability, ServeOptions, ServerHandle, TlsConfig, national_router, serve_with,
+};
 use openmvs_national::clock::FakeClock;
 use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_store::{BoxFuture, Store};
@@ -121,6 +125,11 @@ fn test_cert() -> &'static TestCert {
     })
 }
 
+/// The test certificate in PEM, for clients of its own.
+pub fn test_cert_pem() -> &'static str {
+    &test_cert().cert_pem
+}
+
 fn tls_config() -> TlsConfig {
     let c = test_cert();
     TlsConfig {
@@ -166,6 +175,12 @@ pub struct AppOptions {
     pub lease: Option<Duration>,
     /// Do not start the bulk worker (a node that accepts bulk requests but never works on them).
     pub no_bulk_worker: bool,
+    /// The server's connection limits (the defaults of production when not given).
+    pub serve: Option<ServeOptions>,
+    /// The token endpoint's limits.
+    pub login: Option<LoginSettings>,
+    /// A fixed bound on requests in flight, never lowered by the governor.
+    pub admission: Option<usize>,
 }
 
 /// The store of a test app, of either engine.
@@ -228,7 +243,8 @@ pub struct TestApp {
     pub clock: Arc<FakeClock>,
     /// Metrics, SLA figures, readiness.
     pub obs: Arc<Observability>,
-    _server: ServerHandle,
+    /// The server.
+    pub server: ServerHandle,
     stop_worker: watch::Sender<bool>,
     _dir: TempDir,
 }
@@ -294,12 +310,21 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let national = Arc::new(
         National::new(store.shared(), dyn_clock.clone(), config, opts.hub).expect("start the service"),
     );
-    let obs = Arc::new(Observability::new(dyn_clock));
+    let mut o = Observability::new(dyn_clock);
+    if let Some(l) = opts.login {
+        o.login = Arc::new(LoginGuard::new(l));
+    }
+    if let Some(max) = opts.admission {
+        o.load = Arc::new(LoadShed::fixed(max));
+    }
+    let obs = Arc::new(o);
     obs.set_ready(true);
     let limiter = Arc::new(Limiter::new(opts.rate));
     let router = national_router(NationalState { national: national.clone(), obs: obs.clone(), limiter });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
-    let server = serve(listener, router, Some(tls_config())).expect("serve");
+    let mut serve_opts = opts.serve.unwrap_or_default();
+    serve_opts.stats = obs.connections.clone();
+    let server = serve_with(listener, router, Some(tls_config()), serve_opts).expect("serve");
     let (stop_worker, rx) = watch::channel(false);
     if !opts.no_bulk_worker {
         tokio::spawn(national.clone().run_bulk_worker(rx));
@@ -321,7 +346,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         store,
         clock,
         obs,
-        _server: server,
+        server,
         stop_worker,
         _dir: dir,
     }
@@ -632,6 +657,11 @@ impl Client {
         assert_eq!(r.json["expires_in"], 3600);
         let token = r.json["access_token"].as_str().expect("access_token").to_owned();
         *self.token.lock().expect("token lock") = (token, self.clock.now().unix_millis());
+    }
+
+    /// Its secret.
+    pub fn secret(&self) -> &str {
+        &self.secret
     }
 
     /// The token as it is now, without refreshing it.

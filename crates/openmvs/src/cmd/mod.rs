@@ -82,6 +82,9 @@ const MAX_BLOCKING_THREADS: usize = 32;
 /// The runtime of a node (national system, hub, demo, the servers of a bench).
 pub(crate) fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
+    // Every connection is an open file: take what the system allows (the connection limit is
+    // then fitted below it).
+    openmvs_http::server::raise_open_file_limit();
     tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .thread_keep_alive(Duration::from_secs(2))

@@ -9,7 +9,7 @@ use anyhow::Context;
 use openmvs_core::time::Clock;
 use openmvs_http::hub_client::HttpHubLink;
 use openmvs_http::limit::{Limiter, RateLimit};
-use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve};
+use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve_with};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_telemetry::SlaSnapshot;
@@ -66,7 +66,9 @@ pub(crate) fn init_tracing(filter: &str) {
 async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     node::claim_market(&s.data_dir, s.market)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let obs = Arc::new(Observability::new(clock.clone()));
+    let mut o = Observability::new(clock.clone());
+    o.login = Arc::new(openmvs_http::login::LoginGuard::new(s.login));
+    let obs = Arc::new(o);
     obs.load.set_max(s.max_in_flight);
     let group_sizes = obs
         .metrics
@@ -119,7 +121,8 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener =
         tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("binding {}", s.listen))?;
-    let server = serve(listener, router, tls).map_err(|e| anyhow::anyhow!(e))?;
+    let server = serve_with(listener, router, tls, s.connections.serve_options(obs.connections.clone()))
+        .map_err(|e| anyhow::anyhow!(e))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = [
         tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())),

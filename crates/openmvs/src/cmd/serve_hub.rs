@@ -8,7 +8,7 @@ use anyhow::Context;
 use openmvs_core::time::Clock;
 use openmvs_http::callback::{CALLBACK_TIMEOUT, HttpCallbackSender};
 use openmvs_http::national_link::{HttpNationalLink, HttpNationalQueries};
-use openmvs_http::{HubState, Observability, TlsConfig, hub_router, serve};
+use openmvs_http::{HubState, Observability, TlsConfig, hub_router, serve_with};
 use openmvs_hub::{CallbackSender, Hub, HubConfig, NationalLink, NationalQueries};
 use openmvs_national::clock::SystemClock;
 use openmvs_store::hub::HubStore;
@@ -77,8 +77,13 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
     tls.crls = hub_node::read_crls(&crl_file)?;
     let listener =
         tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("binding {}", s.listen))?;
-    let server = serve(listener, hub_router(HubState { hub: hub.clone(), obs: obs.clone() }), Some(tls))
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let server = serve_with(
+        listener,
+        hub_router(HubState { hub: hub.clone(), obs: obs.clone() }),
+        Some(tls),
+        s.connections.serve_options(obs.connections.clone()),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let reloader = server.tls_reloader().context("the hub serves TLS")?;
     let workers = [
