@@ -125,7 +125,8 @@ fn test_cert() -> &'static TestCert {
     })
 }
 
-/// The test certificate in PEM, for clients of its own.
+/// The test certificate in PEM, for clients of its own (the abuse suite's).
+#[allow(dead_code)]
 pub fn test_cert_pem() -> &'static str {
     &test_cert().cert_pem
 }
@@ -244,6 +245,7 @@ pub struct TestApp {
     /// Metrics, SLA figures, readiness.
     pub obs: Arc<Observability>,
     /// The server.
+    #[allow(dead_code)]
     pub server: ServerHandle,
     stop_worker: watch::Sender<bool>,
     _dir: TempDir,
@@ -660,6 +662,7 @@ impl Client {
     }
 
     /// Its secret.
+    #[allow(dead_code)]
     pub fn secret(&self) -> &str {
         &self.secret
     }
