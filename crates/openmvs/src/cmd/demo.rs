@@ -24,7 +24,8 @@ use openmvs_http::hub_client::HttpHubLink;
 use openmvs_http::limit::{Limiter, RateLimit};
 use openmvs_http::national_link::{HttpNationalLink, HttpNationalQueries, NATIONAL_DELIVERY_TIMEOUT};
 use openmvs_http::{
-    HubState, NationalState, Observability, ServerHandle, TlsConfig, hub_router, national_router, serve,
+    HubState, NationalState, Observability, ServeOptions, ServerHandle, TlsConfig, hub_router,
+    national_router, serve_with,
 };
 use openmvs_hub::{CallbackSender, Hub, HubConfig, IterLines, NationalLink, NationalQueries};
 use openmvs_national::clock::{FakeClock, SystemClock};
@@ -457,8 +458,10 @@ async fn demo(
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("binding 127.0.0.1:{port} for {m}"))?;
-        let server = serve(listener, with_fake_clock(router, fake.as_ref(), &token), Some(tls(&pki)?))
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let opts = ServeOptions { stats: obs.connections.clone(), ..ServeOptions::default() };
+        let server =
+            serve_with(listener, with_fake_clock(router, fake.as_ref(), &token), Some(tls(&pki)?), opts)
+                .map_err(|e| anyhow::anyhow!(e))?;
         if let Some(r) = server.tls_reloader() {
             workers.push(tokio::spawn(hub_node::watch_crl(
                 pki.crl_file.clone(),
@@ -501,8 +504,10 @@ async fn demo(
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port_base))
         .await
         .with_context(|| format!("binding 127.0.0.1:{port_base} for the hub"))?;
-    let hub_server = serve(listener, with_fake_clock(router, fake.as_ref(), &token), Some(tls(&pki)?))
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let opts = ServeOptions { stats: hub_obs.connections.clone(), ..ServeOptions::default() };
+    let hub_server =
+        serve_with(listener, with_fake_clock(router, fake.as_ref(), &token), Some(tls(&pki)?), opts)
+            .map_err(|e| anyhow::anyhow!(e))?;
     if let Some(r) = hub_server.tls_reloader() {
         workers.push(tokio::spawn(hub_node::watch_crl(
             pki.crl_file.clone(),
