@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use openmvs_wire::ReturnCodeCatalogue;
+use crate::out::outln;
 
 pub fn run() -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(&ReturnCodeCatalogue::build())?);
+    outln!("{}", serde_json::to_string_pretty(&ReturnCodeCatalogue::build())?);
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use openmvs_http::{TlsConfig, serve};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use crate::out::outln;
 
 pub use loadgen::{Outcome, Plan, Request, Target};
 
@@ -167,8 +168,8 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let md = report.markdown();
     std::fs::write(opts.out.join("report.json"), serde_json::to_string_pretty(&json)?)?;
     std::fs::write(opts.out.join("report.md"), &md)?;
-    println!("{md}");
-    println!(
+    outln!("{md}");
+    outln!(
         "report: {} and {}",
         opts.out.join("report.json").display(),
         opts.out.join("report.md").display()
