@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use openmvs_audit::Verifier;
-use openmvs_core::ids::{ProductCode, Scheme};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, access};
 use openmvs_core::time::Timestamp;
