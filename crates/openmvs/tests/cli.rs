@@ -188,5 +188,8 @@ fn the_demo_names_an_unknown_market_once_with_the_rule() {
     assert!(!dir.exists(), "nothing was created for a refused command line");
     let out = openmvs(&["demo", "--markets", "DE,de", "--data-dir", dir.to_str().expect("UTF-8 path")], None);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("openmvs: --markets: 'de' is not a market code (two upper-case letters"), "{err}");
+    assert!(
+        err.starts_with("openmvs: --markets: 'de' is not a market code (two upper-case letters"),
+        "{err}"
+    );
 }

@@ -20,7 +20,11 @@ use serde_json::{Value, json};
 /// Seeding distributes 1,000 packs over HTTPS before the ready line; a debug build is slow.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
-struct Demo(Child);
+struct Demo {
+    child: Child,
+    /// What it printed up to its ready line: the guide.
+    guide: String,
+}
 
 /// Where the demo keeps its data: files in its directory, or the schemas `<prefix>_<system>`
 /// of a PostgreSQL database.
@@ -32,9 +36,9 @@ enum Storage {
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -69,10 +73,14 @@ impl Demo {
             }
         });
         let deadline = Instant::now() + READY_TIMEOUT;
+        let mut guide = String::new();
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.starts_with("openmvs demo: ready") => return Demo(child),
-                Ok(_) => {}
+                Ok(line) if line.starts_with("openmvs demo: ready") => return Demo { child, guide },
+                Ok(line) => {
+                    guide.push_str(&line);
+                    guide.push('\n');
+                }
                 Err(e) => panic!("no ready line from openmvs demo: {e:?} (exit: {:?})", child.try_wait()),
             }
         }
@@ -80,11 +88,11 @@ impl Demo {
 
     fn stop(mut self) {
         let status =
-            Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().expect("kill -TERM");
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill -TERM");
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some(s) = self.0.try_wait().expect("poll the demo") {
+            if let Some(s) = self.child.try_wait().expect("poll the demo") {
                 assert!(s.success(), "the demo exited with {s}");
                 return;
             }
@@ -231,6 +239,67 @@ fn verify_first_de_sample(doc: &Value, trx: &str) -> Value {
         .expect("verify request")
         .json()
         .expect("verify JSON")
+}
+
+/// Runs the commands of the guide the demo printed through `sh`, as a user pastes them, and
+/// checks what each printed: a token kept in a variable, a verify, supply and undo accepted, an
+/// upload whose id is kept in a variable and whose status is then shown, a verify answered
+/// through the hub, and the moved clock.
+fn run_guide(guide: &str, doc: &Value) {
+    assert!(!guide.contains("FROM_ABOVE"), "a placeholder in the guide:\n{guide}");
+    // Each command is one line after a comment; the lines before the first comment say where
+    // things are.
+    let commands: Vec<&str> = guide
+        .lines()
+        .skip_while(|l| !l.starts_with('#'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        commands.len(),
+        8,
+        "token, three pack commands, upload, its status, intermarket, clock:\n{guide}"
+    );
+    // One output line per command.
+    let script: String = commands.iter().map(|c| format!("{c}\necho\n")).collect();
+    let out = Command::new("sh").args(["-euc", &script]).stdin(Stdio::null()).output().expect("sh runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the guide failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<&str> = stdout.lines().collect();
+    assert_eq!(printed.len(), commands.len(), "{stdout}");
+    let json = |i: usize| -> Value {
+        serde_json::from_str(printed[i]).unwrap_or_else(|e| panic!("{}: {e}: {:?}", commands[i], printed[i]))
+    };
+    assert_eq!(printed[0], "", "the token is kept, not printed");
+    for (i, state) in [(1, "ACTIVE"), (2, "SUPPLIED"), (3, "ACTIVE")] {
+        let answer = json(i);
+        assert_eq!(
+            (&answer["return_code"], &answer["pack"]["state"]),
+            (&json!("NMVS_SUCCESS"), &json!(state)),
+            "{}: {answer}",
+            commands[i]
+        );
+    }
+    assert_eq!(printed[4], "", "the upload id is kept, not printed");
+    let status = json(5);
+    assert!(
+        status["upload_id"].as_str().is_some_and(|id| id.starts_with("UPL-")),
+        "{}: {status}",
+        commands[5]
+    );
+    assert_eq!(status["product_code"], doc["samples"][0]["product_code"], "{status}");
+    assert_eq!(status["received"], 2, "{status}");
+    let elsewhere = json(6);
+    assert_eq!(
+        (&elsewhere["return_code"], &elsewhere["intermarket"]),
+        (&json!("NMVS_SUCCESS"), &json!(true)),
+        "{elsewhere}"
+    );
+    assert!(json(7)["now"].is_string(), "{}: {}", commands[7], printed[7]);
 }
 
 #[test]
@@ -385,6 +454,9 @@ fn tour(storage: &Storage) {
         refused["details"].as_array().is_some_and(|d| d.iter().any(|d| d["field"] == "client_certificate")),
         "{refused}"
     );
+
+    // Every command of the printed guide works as printed (it moves the clock by eleven days).
+    run_guide(&demo.guide, &doc);
 
     let clock = |token: Option<&str>| {
         let mut r = http.post(format!("{hub}/admin/v1/clock")).json(&json!({"advance_seconds": 3600}));

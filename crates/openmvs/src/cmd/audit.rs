@@ -90,10 +90,7 @@ fn migrate_one(what: &str, data_dir: &std::path::Path, storage: &Storage, hub: b
             } else {
                 node::open_store(data_dir, Arc::new(SystemClock), None)?.close();
             }
-            outln!(
-                "migrate: {what}: the embedded store in {} is at this build's schema",
-                data_dir.display()
-            );
+            outln!("migrate: {what}: the embedded store in {} is at this build's schema", data_dir.display());
         }
         Storage::Postgres { url, schema, .. } => {
             let (applied, latest) = if hub {

@@ -125,7 +125,13 @@ pub fn national(
     outln!("== summary ({packs} packs, {seconds} s per scenario, {clients} concurrent clients)");
     outln!(
         "{:<18} {:>14} {:>12} {:>14} {:>12} {:>13} {:>13}",
-        "setup", "supply 1 /s", "supply N /s", "supply N p99", "verify N /s", "verify 1 p99", "verify N p99"
+        "setup",
+        "supply 1 /s",
+        "supply N /s",
+        "supply N p99",
+        "verify N /s",
+        "verify 1 p99",
+        "verify N p99"
     );
     let mut rows = Vec::new();
     for (label, f) in &summary {

@@ -45,8 +45,8 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::{Storage, redact_url};
-use crate::{hub_node, node};
 use crate::out::outln;
+use crate::{hub_node, node};
 
 pub(super) const GTIN: &str = "09501101530003";
 pub(super) const BATCH: &str = "BENCHHUB1";

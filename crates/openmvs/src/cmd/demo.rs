@@ -38,8 +38,8 @@ use tokio::sync::watch;
 
 use super::serve::{init_tracing, wait_for_signal};
 use crate::config::{Storage, redact_url};
-use crate::{hub_node, node};
 use crate::out::outln;
+use crate::{hub_node, node};
 
 /// Days the demo's certificates are valid.
 const CERT_DAYS: u32 = 825;

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use openmvs_wire::ReturnCodeCatalogue;
 use crate::out::outln;
+use openmvs_wire::ReturnCodeCatalogue;
 
 pub fn run() -> anyhow::Result<ExitCode> {
     outln!("{}", serde_json::to_string_pretty(&ReturnCodeCatalogue::build())?);

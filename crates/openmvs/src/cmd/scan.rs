@@ -4,11 +4,11 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::out::outln;
 use anyhow::{Context, bail};
 use openmvs_core::scan;
 use openmvs_core::time::{Date, Timestamp};
 use openmvs_wire::ScanOutput;
-use crate::out::outln;
 
 /// Exit status for input that was read but refused.
 const REFUSED: u8 = 2;

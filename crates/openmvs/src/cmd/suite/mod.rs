@@ -15,10 +15,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::out::outln;
 use anyhow::Context;
 use openmvs_http::{TlsConfig, serve};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use crate::out::outln;
 
 pub use loadgen::{Outcome, Plan, Request, Target};
 
@@ -169,10 +169,6 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     std::fs::write(opts.out.join("report.json"), serde_json::to_string_pretty(&json)?)?;
     std::fs::write(opts.out.join("report.md"), &md)?;
     outln!("{md}");
-    outln!(
-        "report: {} and {}",
-        opts.out.join("report.json").display(),
-        opts.out.join("report.md").display()
-    );
+    outln!("report: {} and {}", opts.out.join("report.json").display(), opts.out.join("report.md").display());
     Ok(ExitCode::SUCCESS)
 }
