@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{TempDir, free_port};
+use common::{SendRetrying, TempDir, free_port};
 use serde_json::{Value, json};
 
 /// Seeding distributes 1,000 packs over HTTPS before the ready line; a debug build is slow.
@@ -162,7 +162,7 @@ fn pharmacy_token(http: &reqwest::blocking::Client, doc: &Value, market: &str) -
             ("client_id", pharmacy["client_id"].as_str().expect("client_id")),
             ("client_secret", pharmacy["client_secret"].as_str().expect("client_secret")),
         ])
-        .send()
+        .send_retrying()
         .expect("token request")
         .json()
         .expect("token JSON");
@@ -181,7 +181,7 @@ fn pack_call(doc: &Value, market: &str, op: &str, sample: &Value, serial: &str, 
     http.post(format!("{url}/v1/packs/{op}"))
         .bearer_auth(token)
         .json(&body)
-        .send()
+        .send_retrying()
         .expect("pack request")
         .json()
         .expect("pack JSON")
@@ -218,7 +218,7 @@ fn verify_first_de_sample(doc: &Value, trx: &str) -> Value {
             ("client_id", pharmacy["client_id"].as_str().expect("client_id")),
             ("client_secret", pharmacy["client_secret"].as_str().expect("client_secret")),
         ])
-        .send()
+        .send_retrying()
         .expect("token request")
         .json()
         .expect("token JSON");
@@ -235,7 +235,7 @@ fn verify_first_de_sample(doc: &Value, trx: &str) -> Value {
     http.post(format!("{url}/v1/packs/verify"))
         .bearer_auth(token["access_token"].as_str().expect("access_token"))
         .json(&body)
-        .send()
+        .send_retrying()
         .expect("verify request")
         .json()
         .expect("verify JSON")
@@ -261,7 +261,17 @@ fn run_guide(guide: &str, doc: &Value) {
     );
     // One output line per command.
     let script: String = commands.iter().map(|c| format!("{c}\necho\n")).collect();
-    let out = Command::new("sh").args(["-euc", &script]).stdin(Stdio::null()).output().expect("sh runs");
+    // curl as a real client: a refusal for load (503 or 429, which a busy machine can bring) is
+    // sent again after its Retry-After; the guide's commands stay as printed.
+    let curl_home = TempDir::new("demo-curl");
+    std::fs::write(curl_home.path().join(".curlrc"), "retry = 10\nretry-max-time = 60\n")
+        .expect("write .curlrc");
+    let out = Command::new("sh")
+        .args(["-euc", &script])
+        .env("CURL_HOME", curl_home.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -388,8 +398,12 @@ fn tour(storage: &Storage) {
     let deadline = Instant::now() + SYNC_TIMEOUT;
     let mut alerts;
     loop {
-        let listed: Value =
-            obp.get(format!("{hub}/v1/alerts")).send().expect("alerts request").json().expect("alerts JSON");
+        let listed: Value = obp
+            .get(format!("{hub}/v1/alerts"))
+            .send_retrying()
+            .expect("alerts request")
+            .json()
+            .expect("alerts JSON");
         alerts = listed["alerts"]
             .as_array()
             .unwrap_or_else(|| panic!("no alerts array: {listed}"))
@@ -413,7 +427,7 @@ fn tour(storage: &Storage) {
         .post(format!("{hub}/v1/products/{pc}/batches/{batch}/packs"))
         .header("content-type", "text/plain")
         .body(format!("{}\n{}\n", new_serials[0], new_serials[1]))
-        .send()
+        .send_retrying()
         .expect("upload request");
     let status = uploaded.status();
     let uploaded: Value = uploaded.json().expect("upload JSON");
@@ -425,7 +439,7 @@ fn tour(storage: &Storage) {
     loop {
         progress = obp
             .get(format!("{hub}/v1/uploads/{upload_id}"))
-            .send()
+            .send_retrying()
             .expect("upload status request")
             .json::<Value>()
             .expect("upload status JSON");
@@ -447,7 +461,8 @@ fn tour(storage: &Storage) {
 
     // Without a client certificate the hub refuses.
     let http = client(doc["ca_cert"].as_str().unwrap());
-    let refused = http.get(format!("{hub}/v1/uploads/{upload_id}")).send().expect("upload status request");
+    let refused =
+        http.get(format!("{hub}/v1/uploads/{upload_id}")).send_retrying().expect("upload status request");
     assert_eq!(refused.status().as_u16(), 403);
     let refused: Value = refused.json().expect("refusal JSON");
     assert!(
@@ -463,7 +478,7 @@ fn tour(storage: &Storage) {
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }
-        r.send().expect("clock request")
+        r.send_retrying().expect("clock request")
     };
     assert_eq!(clock(None).status().as_u16(), 401);
     let moved = clock(doc["admin_token"].as_str());
