@@ -25,6 +25,10 @@ use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+#[path = "support/retry.rs"]
+mod retry;
+use retry::SendRetrying;
+
 const PRODUCT: &str = "09501101530003";
 
 fn tls(server: &Issued, ca: &CertificateAuthority) -> TlsConfig {
@@ -82,6 +86,8 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     let dyn_store: Arc<dyn Store> = store.clone();
     let national = Arc::new(National::new(dyn_store, clock.clone(), NationalConfig::new(de), None).unwrap());
     let nobs = Arc::new(Observability::new(clock.clone()));
+    // Fixed admission bounds: the test reads them in /metrics.
+    nobs.load.set_governor(false);
     nobs.set_ready(true);
     let limiter = Arc::new(Limiter::new(RateLimit::default()));
     let router = national_router(NationalState { national: national.clone(), obs: nobs, limiter });
@@ -111,6 +117,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     let dyn_hub_store: Arc<dyn HubStore> = hub_store.clone();
     let hub = Arc::new(Hub::new(dyn_hub_store, clock.clone(), HubConfig::new([3; 32]), Some(link)));
     let hobs = Arc::new(Observability::new(clock.clone()));
+    hobs.load.set_governor(false);
     hobs.set_ready(true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hub_server =
@@ -121,12 +128,13 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     let relay = tokio::spawn(hub.clone().run_relay(stopped));
 
     let obp = https(&ca, Some(&acme));
-    let r = obp.put(format!("{hub_url}/v1/products/{PRODUCT}")).json(&product()).send().await.unwrap();
+    let r =
+        obp.put(format!("{hub_url}/v1/products/{PRODUCT}")).json(&product()).send_retrying().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"product_code": PRODUCT, "version": 1}));
     let mut missing = product();
     missing.as_object_mut().unwrap().remove("name");
-    let r = obp.put(format!("{hub_url}/v1/products/{PRODUCT}")).json(&missing).send().await.unwrap();
+    let r = obp.put(format!("{hub_url}/v1/products/{PRODUCT}")).json(&missing).send_retrying().await.unwrap();
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "A16", "{body}");
@@ -135,7 +143,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     let r = obp
         .put(format!("{hub_url}/v1/products/{PRODUCT}/batches/B1"))
         .json(&json!({"expiry": "301231"}))
-        .send()
+        .send_retrying()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -147,7 +155,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
         .post(format!("{hub_url}/v1/products/{PRODUCT}/batches/B1/packs"))
         .header("content-type", "text/plain")
         .body(body)
-        .send()
+        .send_retrying()
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
@@ -157,8 +165,14 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        let s: Value =
-            obp.get(format!("{hub_url}/v1/uploads/{id}")).send().await.unwrap().json().await.unwrap();
+        let s: Value = obp
+            .get(format!("{hub_url}/v1/uploads/{id}"))
+            .send_retrying()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if s["status"] == "DISTRIBUTED" || Instant::now() > deadline {
             break s;
         }
@@ -178,7 +192,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
             ("client_id", &c.client_id),
             ("client_secret", &c.client_secret),
         ])
-        .send()
+        .send_retrying()
         .await
         .unwrap()
         .json()
@@ -189,7 +203,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
         .bearer_auth(token["access_token"].as_str().unwrap())
         .json(&json!({"client_trx_id": "t1", "scheme": "GTIN", "product_code": PRODUCT, "serial": "SERIAL1",
                       "batch": "B1", "expiry": "301231"}))
-        .send()
+        .send_retrying()
         .await
         .unwrap()
         .json()
@@ -206,7 +220,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
         let r = client
             .put(format!("{hub_url}/v1/products/{PRODUCT}/batches/B2"))
             .json(&json!({"expiry": "301231"}))
-            .send()
+            .send_retrying()
             .await
             .unwrap();
         assert_eq!(r.status(), 403, "{who}");
@@ -219,7 +233,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     }
 
     // The hub's metrics: its outbox and its admission, as a national system's.
-    let text = obp.get(format!("{hub_url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = obp.get(format!("{hub_url}/metrics")).send_retrying().await.unwrap().text().await.unwrap();
     for needle in [
         "# TYPE openmvs_hub_outbox_pending gauge",
         "# TYPE openmvs_admission_limit gauge\nopenmvs_admission_limit 128\n",

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use openmvs_audit::Verifier;
-use openmvs_core::ids::{ProductCode, Scheme};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, access};
 use openmvs_core::time::Timestamp;
@@ -22,14 +21,13 @@ impl National {
         product_code: &str,
         serial: &str,
     ) -> Result<AuditRecords, ApiError> {
-        let checked =
-            Scheme::parse(scheme).map_err(|e| ApiError::field("scheme", e.to_string())).and_then(|s| {
-                ProductCode::new(s, product_code).map_err(|e| ApiError::field("product_code", e.to_string()))
-            });
+        // The scheme, product code and serial are checked as the pack routes check them: a path
+        // such as `..%2FEXA00000001` names no pack and is refused, naming the field.
+        let checked = crate::request::pack_key(scheme, product_code, serial);
         // Records are written under the product code as parsed (a 13-digit GTIN padded to 14
         // digits), so the trail is read under that form too, whichever spelling the path uses.
         let subject = match &checked {
-            Ok(pc) => format!("{}/{pc}/{serial}", pc.scheme()),
+            Ok((pc, serial)) => format!("{}/{pc}/{serial}", pc.scheme()),
             Err(_) => format!("{scheme}/{product_code}/{serial}"),
         };
         let request = serde_json::json!({"scheme": scheme, "product_code": product_code, "serial": serial});

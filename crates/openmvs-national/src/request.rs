@@ -64,6 +64,14 @@ pub fn product_code(
     ProductCode::new(scheme, code).map_err(|e| id_error(&f("product_code"), code, &e))
 }
 
+/// A pack's key given as text (the scheme, product code and serial of a path such as
+/// `/v1/audit/packs/{scheme}/{product_code}/{serial}`), checked by the rules of the pack routes.
+pub fn pack_key(scheme: &str, code: &str, serial: &str) -> Result<(ProductCode, Serial), ApiError> {
+    let product_code = product_code("", Some(scheme), Some(code))?;
+    let serial = Serial::new(serial).map_err(|err| id_error("serial", serial, &err))?;
+    Ok((product_code, serial))
+}
+
 /// The identifier given field by field (`field_prefix` locates it inside a larger body, e.g. `transactions[3].`).
 pub fn fields(
     field_prefix: &str,

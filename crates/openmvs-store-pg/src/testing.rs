@@ -23,7 +23,8 @@ pub fn database_url(what: &str) -> Option<String> {
 
 /// A new, empty schema named `<prefix>_<pid>_<n>` in the test database (`None`, with a line on
 /// stderr, when the variable is not set). Schemas this prefix left from earlier runs are dropped
-/// the first time. Panics if the variable is set but the database cannot be reached: a test run
+/// the first time: those of processes that have ended, never those of another run going on at
+/// the same time on the same database. Panics if the variable is set but the database cannot be reached: a test run
 /// that was asked to use PostgreSQL must not pass without it.
 pub fn fresh_schema(prefix: &str, what: &str) -> Option<(String, String)> {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -56,6 +57,9 @@ pub fn fresh_schema(prefix: &str, what: &str) -> Option<(String, String)> {
                 .map_err(pg_err)?;
             for r in old {
                 let s: String = r.get(0);
+                if owner_runs(&s, &prefix) {
+                    continue;
+                }
                 // Another run may be dropping it at the same time.
                 let _ = c.client.batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE")).await;
             }
@@ -67,4 +71,37 @@ pub fn fresh_schema(prefix: &str, what: &str) -> Option<(String, String)> {
         panic!("{URL_VARIABLE} is set but the test database cannot be used: {e}");
     }
     Some((url, schema))
+}
+
+/// Whether the process whose id is in the schema name `<prefix>_<pid>_<n>` still runs. Where that
+/// cannot be known (no `/proc`), it is taken to run: a leftover schema is harmless, dropping a
+/// running test's schema fails it.
+fn owner_runs(schema: &str, prefix: &str) -> bool {
+    let pid = schema
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|pid| pid.parse::<u32>().ok());
+    match pid {
+        Some(pid) if std::path::Path::new("/proc/self").exists() => {
+            std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_runs;
+
+    #[test]
+    fn a_schema_of_a_running_process_is_kept_and_one_of_an_ended_process_is_not() {
+        let me = std::process::id();
+        assert!(owner_runs(&format!("napi_{me}_3"), "napi"));
+        if std::path::Path::new("/proc/self").exists() {
+            // Above the largest process id Linux hands out (2^22).
+            assert!(!owner_runs("napi_4194305_0", "napi"));
+        }
+        assert!(owner_runs("napi_notapid_0", "napi"), "a name it cannot read is left alone");
+    }
 }

@@ -1,11 +1,15 @@
 //! The `openmvs` command: parses the command line and hands each subcommand to its module.
 
+// Standard output goes through `out::outln!`, which ends quietly when the reader has gone away.
+#![deny(clippy::print_stdout)]
+
 mod cli;
 mod cmd;
 mod config;
 mod hub_config;
 mod hub_node;
 mod node;
+mod out;
 
 use std::process::ExitCode;
 

@@ -137,3 +137,59 @@ fn return_codes_prints_the_whole_catalogue() {
         assert!(codes.contains(&c), "{c}");
     }
 }
+
+/// Runs `openmvs args` with its standard output read by a reader that takes at most `keep` bytes
+/// and goes away (as `| head -c keep` does); returns the exit status and standard error.
+fn with_reader_gone(args: &[&str], keep: usize) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_openmvs"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openmvs runs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut taken = vec![0u8; keep];
+    if keep > 0 {
+        std::io::Read::read_exact(&mut stdout, &mut taken).expect("the first bytes");
+    }
+    // The read end closes here: the next write meets a pipe nobody reads.
+    drop(stdout);
+    let out = child.wait_with_output().expect("openmvs exits");
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn output_to_a_reader_that_went_away_ends_quietly_with_status_zero() {
+    // Closed before the first byte is written: the write fails for certain, whatever the pipe
+    // buffer holds; after a few bytes read: as `openmvs return-codes | head` does.
+    for (args, keep) in [
+        (&["return-codes"][..], 0),
+        (&["return-codes"][..], 16),
+        (&["scan", "(01)09501101530003(17)271231(10)ABC123(21)X4K9P7Q2M8R5", "--today", TODAY][..], 0),
+    ] {
+        let (status, stderr) = with_reader_gone(args, keep);
+        assert!(!stderr.contains("panicked"), "openmvs {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "openmvs {args:?} said: {stderr}");
+        assert_eq!(status.code(), Some(0), "openmvs {args:?}: {status}");
+    }
+}
+
+#[test]
+fn the_demo_names_an_unknown_market_once_with_the_rule() {
+    let dir = std::env::temp_dir().join(format!("openmvs-cli-markets-{}", std::process::id()));
+    let out = openmvs(&["demo", "--markets", "DE,XX", "--data-dir", dir.to_str().expect("UTF-8 path")], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("openmvs: --markets: 'XX' is not a market"), "{err}");
+    assert_eq!(err.matches("XX").count(), 1, "the value once: {err}");
+    assert!(err.contains("separated by commas"), "the rule: {err}");
+    assert!(!dir.exists(), "nothing was created for a refused command line");
+    let out = openmvs(&["demo", "--markets", "DE,de", "--data-dir", dir.to_str().expect("UTF-8 path")], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("openmvs: --markets: 'de' is not a market code (two upper-case letters"),
+        "{err}"
+    );
+}

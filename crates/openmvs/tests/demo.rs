@@ -14,13 +14,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{TempDir, free_port};
+use common::{SendRetrying, TempDir, free_port};
 use serde_json::{Value, json};
 
 /// Seeding distributes 1,000 packs over HTTPS before the ready line; a debug build is slow.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
-struct Demo(Child);
+struct Demo {
+    child: Child,
+    /// What it printed up to its ready line: the guide.
+    guide: String,
+}
 
 /// Where the demo keeps its data: files in its directory, or the schemas `<prefix>_<system>`
 /// of a PostgreSQL database.
@@ -32,9 +36,9 @@ enum Storage {
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -69,10 +73,14 @@ impl Demo {
             }
         });
         let deadline = Instant::now() + READY_TIMEOUT;
+        let mut guide = String::new();
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.starts_with("openmvs demo: ready") => return Demo(child),
-                Ok(_) => {}
+                Ok(line) if line.starts_with("openmvs demo: ready") => return Demo { child, guide },
+                Ok(line) => {
+                    guide.push_str(&line);
+                    guide.push('\n');
+                }
                 Err(e) => panic!("no ready line from openmvs demo: {e:?} (exit: {:?})", child.try_wait()),
             }
         }
@@ -80,11 +88,11 @@ impl Demo {
 
     fn stop(mut self) {
         let status =
-            Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().expect("kill -TERM");
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill -TERM");
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some(s) = self.0.try_wait().expect("poll the demo") {
+            if let Some(s) = self.child.try_wait().expect("poll the demo") {
                 assert!(s.success(), "the demo exited with {s}");
                 return;
             }
@@ -154,7 +162,7 @@ fn pharmacy_token(http: &reqwest::blocking::Client, doc: &Value, market: &str) -
             ("client_id", pharmacy["client_id"].as_str().expect("client_id")),
             ("client_secret", pharmacy["client_secret"].as_str().expect("client_secret")),
         ])
-        .send()
+        .send_retrying()
         .expect("token request")
         .json()
         .expect("token JSON");
@@ -173,7 +181,7 @@ fn pack_call(doc: &Value, market: &str, op: &str, sample: &Value, serial: &str, 
     http.post(format!("{url}/v1/packs/{op}"))
         .bearer_auth(token)
         .json(&body)
-        .send()
+        .send_retrying()
         .expect("pack request")
         .json()
         .expect("pack JSON")
@@ -210,7 +218,7 @@ fn verify_first_de_sample(doc: &Value, trx: &str) -> Value {
             ("client_id", pharmacy["client_id"].as_str().expect("client_id")),
             ("client_secret", pharmacy["client_secret"].as_str().expect("client_secret")),
         ])
-        .send()
+        .send_retrying()
         .expect("token request")
         .json()
         .expect("token JSON");
@@ -227,10 +235,81 @@ fn verify_first_de_sample(doc: &Value, trx: &str) -> Value {
     http.post(format!("{url}/v1/packs/verify"))
         .bearer_auth(token["access_token"].as_str().expect("access_token"))
         .json(&body)
-        .send()
+        .send_retrying()
         .expect("verify request")
         .json()
         .expect("verify JSON")
+}
+
+/// Runs the commands of the guide the demo printed through `sh`, as a user pastes them, and
+/// checks what each printed: a token kept in a variable, a verify, supply and undo accepted, an
+/// upload whose id is kept in a variable and whose status is then shown, a verify answered
+/// through the hub, and the moved clock.
+fn run_guide(guide: &str, doc: &Value) {
+    assert!(!guide.contains("FROM_ABOVE"), "a placeholder in the guide:\n{guide}");
+    // Each command is one line after a comment; the lines before the first comment say where
+    // things are.
+    let commands: Vec<&str> = guide
+        .lines()
+        .skip_while(|l| !l.starts_with('#'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        commands.len(),
+        8,
+        "token, three pack commands, upload, its status, intermarket, clock:\n{guide}"
+    );
+    // One output line per command.
+    let script: String = commands.iter().map(|c| format!("{c}\necho\n")).collect();
+    // curl as a real client: a refusal for load (503 or 429, which a busy machine can bring) is
+    // sent again after its Retry-After; the guide's commands stay as printed.
+    let curl_home = TempDir::new("demo-curl");
+    std::fs::write(curl_home.path().join(".curlrc"), "retry = 10\nretry-max-time = 60\n")
+        .expect("write .curlrc");
+    let out = Command::new("sh")
+        .args(["-euc", &script])
+        .env("CURL_HOME", curl_home.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the guide failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<&str> = stdout.lines().collect();
+    assert_eq!(printed.len(), commands.len(), "{stdout}");
+    let json = |i: usize| -> Value {
+        serde_json::from_str(printed[i]).unwrap_or_else(|e| panic!("{}: {e}: {:?}", commands[i], printed[i]))
+    };
+    assert_eq!(printed[0], "", "the token is kept, not printed");
+    for (i, state) in [(1, "ACTIVE"), (2, "SUPPLIED"), (3, "ACTIVE")] {
+        let answer = json(i);
+        assert_eq!(
+            (&answer["return_code"], &answer["pack"]["state"]),
+            (&json!("NMVS_SUCCESS"), &json!(state)),
+            "{}: {answer}",
+            commands[i]
+        );
+    }
+    assert_eq!(printed[4], "", "the upload id is kept, not printed");
+    let status = json(5);
+    assert!(
+        status["upload_id"].as_str().is_some_and(|id| id.starts_with("UPL-")),
+        "{}: {status}",
+        commands[5]
+    );
+    assert_eq!(status["product_code"], doc["samples"][0]["product_code"], "{status}");
+    assert_eq!(status["received"], 2, "{status}");
+    let elsewhere = json(6);
+    assert_eq!(
+        (&elsewhere["return_code"], &elsewhere["intermarket"]),
+        (&json!("NMVS_SUCCESS"), &json!(true)),
+        "{elsewhere}"
+    );
+    assert!(json(7)["now"].is_string(), "{}: {}", commands[7], printed[7]);
 }
 
 #[test]
@@ -319,8 +398,12 @@ fn tour(storage: &Storage) {
     let deadline = Instant::now() + SYNC_TIMEOUT;
     let mut alerts;
     loop {
-        let listed: Value =
-            obp.get(format!("{hub}/v1/alerts")).send().expect("alerts request").json().expect("alerts JSON");
+        let listed: Value = obp
+            .get(format!("{hub}/v1/alerts"))
+            .send_retrying()
+            .expect("alerts request")
+            .json()
+            .expect("alerts JSON");
         alerts = listed["alerts"]
             .as_array()
             .unwrap_or_else(|| panic!("no alerts array: {listed}"))
@@ -344,7 +427,7 @@ fn tour(storage: &Storage) {
         .post(format!("{hub}/v1/products/{pc}/batches/{batch}/packs"))
         .header("content-type", "text/plain")
         .body(format!("{}\n{}\n", new_serials[0], new_serials[1]))
-        .send()
+        .send_retrying()
         .expect("upload request");
     let status = uploaded.status();
     let uploaded: Value = uploaded.json().expect("upload JSON");
@@ -356,7 +439,7 @@ fn tour(storage: &Storage) {
     loop {
         progress = obp
             .get(format!("{hub}/v1/uploads/{upload_id}"))
-            .send()
+            .send_retrying()
             .expect("upload status request")
             .json::<Value>()
             .expect("upload status JSON");
@@ -378,7 +461,8 @@ fn tour(storage: &Storage) {
 
     // Without a client certificate the hub refuses.
     let http = client(doc["ca_cert"].as_str().unwrap());
-    let refused = http.get(format!("{hub}/v1/uploads/{upload_id}")).send().expect("upload status request");
+    let refused =
+        http.get(format!("{hub}/v1/uploads/{upload_id}")).send_retrying().expect("upload status request");
     assert_eq!(refused.status().as_u16(), 403);
     let refused: Value = refused.json().expect("refusal JSON");
     assert!(
@@ -386,12 +470,15 @@ fn tour(storage: &Storage) {
         "{refused}"
     );
 
+    // Every command of the printed guide works as printed (it moves the clock by eleven days).
+    run_guide(&demo.guide, &doc);
+
     let clock = |token: Option<&str>| {
         let mut r = http.post(format!("{hub}/admin/v1/clock")).json(&json!({"advance_seconds": 3600}));
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }
-        r.send().expect("clock request")
+        r.send_retrying().expect("clock request")
     };
     assert_eq!(clock(None).status().as_u16(), 401);
     let moved = clock(doc["admin_token"].as_str());

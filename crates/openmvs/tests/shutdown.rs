@@ -8,11 +8,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Node, Reply, http, http_fresh_connections, pack, pack_body, serial, token};
+use common::{Node, Reply, http, http_fresh_connections, pack, pack_body, pack_once, serial, token};
 
-/// `[national.limits]` of the shutdown test.
-const GRACE: Duration = Duration::from_millis(300);
+/// `[national.limits]` of the shutdown test. The grace time is long enough for the readiness
+/// poller and the verify stream to see it on a busy machine.
+const GRACE: Duration = Duration::from_secs(2);
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long after drain and grace the process may take to exit: generous, for a busy machine
+/// (what is checked is that it exits by itself, not how fast).
+const EXIT_MARGIN: Duration = Duration::from_secs(15);
+/// The longest the test waits for what a busy machine may make slow.
+const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// What one poll of `/health/ready` saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +76,14 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
             let http = http();
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                let reply =
-                    pack(&http, &base, &tok, "verify", &pack_body(&format!("drain-{i}"), &serial(i % 100)));
+                // Once: a 503 while draining is one of the answers this test looks at.
+                let reply = pack_once(
+                    &http,
+                    &base,
+                    &tok,
+                    "verify",
+                    &pack_body(&format!("drain-{i}"), &serial(i % 100)),
+                );
                 let failed = matches!(reply, Reply::NoAnswer(_));
                 verifies.lock().unwrap_or_else(|p| p.into_inner()).push((epoch.elapsed(), reply));
                 if failed {
@@ -82,14 +94,14 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
         });
         // Readiness, on a new connection each time, so that a listener that stops accepting shows.
         scope.spawn(|| {
-            let http = http_fresh_connections(Duration::from_secs(2));
+            let http = http_fresh_connections(Duration::from_secs(10));
             while !stop.load(Ordering::SeqCst) {
                 let h = poll_ready(&http, &base);
                 polls.lock().unwrap_or_else(|p| p.into_inner()).push((epoch.elapsed(), h));
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
-        let warmed_up = eventually(Duration::from_secs(10), || {
+        let warmed_up = eventually(WAIT_LIMIT, || {
             let served = verifies.lock().unwrap_or_else(|p| p.into_inner()).len();
             let ready =
                 polls.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|(_, h)| *h == Health::Ready);
@@ -99,9 +111,9 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
         if warmed_up {
             server.terminate();
         }
-        let exit = server.wait_exit(DRAIN + GRACE + Duration::from_secs(2)).map(|s| (s, epoch.elapsed()));
+        let exit = server.wait_exit(DRAIN + GRACE + EXIT_MARGIN).map(|s| (s, epoch.elapsed()));
         // Let the poller see the closed port, then stop both threads.
-        let _ = eventually(Duration::from_secs(2), || {
+        let _ = eventually(WAIT_LIMIT, || {
             polls
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -114,9 +126,9 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
     });
     let log = server.log_text();
 
-    // The process exits 0, within drain + grace + 2 s.
+    // The process exits 0, by itself (within drain + grace + a margin).
     let Some((status, exited_at)) = exit else {
-        panic!("still running {:?} after SIGTERM:\n{log}", DRAIN + GRACE + Duration::from_secs(2))
+        panic!("still running {:?} after SIGTERM:\n{log}", DRAIN + GRACE + EXIT_MARGIN)
     };
     assert!(status.success(), "exit status {status}:\n{log}");
     eprintln!("shutdown: exited {} ms after SIGTERM", (exited_at - sigterm_at).as_millis());

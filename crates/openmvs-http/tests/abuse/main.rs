@@ -10,6 +10,9 @@
 #[allow(dead_code, unused_imports)]
 #[path = "../national_api/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "../support/retry.rs"]
+mod retry;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

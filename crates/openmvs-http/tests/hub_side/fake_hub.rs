@@ -20,6 +20,7 @@ use openmvs_wire::hub::{
 };
 
 use crate::pki::{Leaf, client, pki};
+use crate::retry::SendRetrying;
 
 /// How the fake hub answers a delivery from the national system.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +141,7 @@ impl FakeHub {
             .client
             .post(format!("{national_url}/internal/v1/messages"))
             .json(delivery)
-            .send()
+            .send_retrying()
             .await
             .expect("delivery to the national system");
         let status = resp.status();
@@ -162,7 +163,7 @@ impl FakeHub {
         url: &str,
         body: &impl serde::Serialize,
     ) -> reqwest::Result<reqwest::Response> {
-        client(identity).post(url).json(body).send().await
+        client(identity).post(url).json(body).send_retrying().await
     }
 }
 

@@ -11,5 +11,7 @@ mod intermarket;
 mod outbound;
 mod pki;
 mod retries;
+#[path = "../support/retry.rs"]
+mod retry;
 mod routes;
 mod sync;

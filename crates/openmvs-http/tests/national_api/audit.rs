@@ -139,3 +139,40 @@ async fn the_trail_of_a_pack_is_the_same_whichever_spelling_of_its_gtin_the_auth
     let by_full = trail(&nca, &p).await;
     assert_eq!(column(&by_full, "operation"), [&json!("supply"), &json!("audit-read")]);
 }
+
+#[tokio::test]
+async fn an_audit_read_checks_the_scheme_product_code_and_serial_as_the_pack_routes_do() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let nca = app.client(Role::Nca, "nca-office").await;
+    // (scheme, product code, serial) as the path spells them, the same values as a pack route's
+    // body carries them, and the field both name.
+    let too_long = "A".repeat(21);
+    let refused: [(&str, &str, &str, [&str; 3], &str); 5] = [
+        ("GTIN", GTIN, &too_long, ["GTIN", GTIN, &too_long], "serial"),
+        ("GTIN", GTIN, "EXA%20001", ["GTIN", GTIN, "EXA 001"], "serial"),
+        ("GTIN", GTIN, "EXA%C3%A9", ["GTIN", GTIN, "EXA\u{e9}"], "serial"),
+        ("NTIN", GTIN, "EXA00000001", ["NTIN", GTIN, "EXA00000001"], "scheme"),
+        ("GTIN", "09501101530004", "EXA00000001", ["GTIN", "09501101530004", "EXA00000001"], "product_code"),
+    ];
+    for (scheme, pc, serial, [b_scheme, b_pc, b_serial], field) in refused {
+        let body = p.req_with(&[("scheme", b_scheme), ("product_code", b_pc), ("serial", b_serial)]);
+        let by_route = a.verify(&body).await;
+        let code = by_route.json["return_code"].as_str().unwrap_or_default().to_owned();
+        by_route.expect_error(400, &code, Some(field));
+        let read = nca.get(&format!("/v1/audit/packs/{scheme}/{pc}/{serial}")).await;
+        read.expect_error(400, &code, Some(field));
+        assert_eq!(read.json["details"], by_route.json["details"], "the same rule, the same words");
+    }
+    // `..%2F` decodes to `../`: characters of GS1 set 82, so a serial the pack routes take too.
+    // The read is of that serial's own trail, not of another pack's.
+    let dotted = Pack { serial: "../EXA00000001".into(), ..p.clone() };
+    check(&a.verify(&dotted.req()).await, "NMVS_NC_PC_02", false, None, &[]);
+    let read = nca.get(&format!("/v1/audit/packs/GTIN/{GTIN}/..%2FEXA00000001")).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let records = read.json["records"].as_array().expect("records");
+    assert_eq!(records.len(), 1, "{}", read.text);
+    assert_eq!(records[0]["request"]["serial"], "../EXA00000001");
+}

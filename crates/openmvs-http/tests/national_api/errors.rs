@@ -109,17 +109,13 @@ async fn a_missing_garbage_or_expired_token_is_401_with_www_authenticate() {
 async fn a_wrong_client_secret_is_refused_as_invalid_client() {
     let app = spawn_app().await;
     let a = app.client(Role::Pharmacy, "pharmacy-a").await;
-    let r = app
-        .http
-        .post(format!("{}/oauth/token", app.base))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &a.client_id),
-            ("client_secret", "wrong"),
-        ])
-        .send()
-        .await
-        .expect("token request");
+    let r = crate::retry::send(app.http.post(format!("{}/oauth/token", app.base)).form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", &a.client_id),
+        ("client_secret", "wrong"),
+    ]))
+    .await
+    .expect("token request");
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.expect("JSON");
     assert_eq!(body["error"], "invalid_client");
@@ -136,7 +132,7 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_other_clients_are_
     for _ in 0..3 {
         check(&a.verify(&p.req()).await, "NMVS_SUCCESS", true, Some("ACTIVE"), &[]);
     }
-    let r = a.verify(&p.req()).await;
+    let r = a.op_once("verify", &p.req()).await;
     r.expect_error(429, "NMVS_FI_SE_CLI_01", Some("client_id"));
     let retry_after: u64 = r.header("retry-after").parse().unwrap_or(0);
     assert!(retry_after >= 1, "Retry-After: {:?}", r.header("retry-after"));
@@ -151,7 +147,7 @@ async fn a_storage_failure_is_503_with_retry_after_and_changes_nothing() {
     let a = app.client(Role::Pharmacy, "pharmacy-a").await;
     app.store.close();
     let body = p.req();
-    let r = a.op("supply", &body).await;
+    let r = a.op_once("supply", &body).await;
     r.expect_error(503, "NMVS_TI_UN_01", None);
     let retry_after: u64 = r.header("retry-after").parse().unwrap_or(0);
     assert!(retry_after >= 1, "Retry-After: {:?}", r.header("retry-after"));

@@ -320,6 +320,9 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         o.load = Arc::new(LoadShed::fixed(max));
     }
     let obs = Arc::new(o);
+    // A fixed admission bound: the governor would lower it whenever the machine is busy, and the
+    // tests read the bound and count refusals.
+    obs.load.set_governor(false);
     obs.set_ready(true);
     let limiter = Arc::new(Limiter::new(opts.rate));
     let router = national_router(NationalState { national: national.clone(), obs: obs.clone(), limiter });
@@ -396,20 +399,53 @@ impl Resp {
     }
 }
 
+/// How a request is sent: retried while refused for load (as a real client does), or once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tries {
+    /// Sent again after a 503 or 429 with `Retry-After` (see `retry`).
+    Retry,
+    /// Sent once: the test is about the refusal itself.
+    Once,
+}
+
+/// Sends `rb` as `tries` says; checks that the answer carries an `x-request-id`.
+async fn send_request(rb: reqwest::RequestBuilder, path: &str, tries: Tries) -> Resp {
+    let r = match tries {
+        Tries::Retry => crate::retry::send(rb).await,
+        Tries::Once => rb.send().await,
+    };
+    into_resp(path, r.unwrap_or_else(|e| panic!("{path}: {e}"))).await
+}
+
+fn with_body(rb: reqwest::RequestBuilder, body: Body) -> reqwest::RequestBuilder {
+    match body {
+        Body::Empty => rb,
+        Body::Json(v) => rb.json(&v),
+        Body::Raw(bytes) => rb.header("content-type", "application/json").body(bytes),
+    }
+}
+
 impl TestApp {
-    /// Sends one request; checks that the answer carries an `x-request-id`.
+    /// Sends one request, again while it is refused for load; checks that the answer carries an
+    /// `x-request-id`.
     pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Body) -> Resp {
+        self.send_with(Tries::Retry, method, path, token, body).await
+    }
+
+    /// Sends one request as `tries` says.
+    pub async fn send_with(
+        &self,
+        tries: Tries,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Body,
+    ) -> Resp {
         let mut rb = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
         }
-        rb = match body {
-            Body::Empty => rb,
-            Body::Json(v) => rb.json(&v),
-            Body::Raw(bytes) => rb.header("content-type", "application/json").body(bytes),
-        };
-        let r = rb.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
-        into_resp(path, r).await
+        send_request(with_body(rb, body), path, tries).await
     }
 
     /// A GET without a token.
@@ -636,24 +672,21 @@ pub struct Client {
     token: Mutex<(String, i64)>,
 }
 
+/// The longest a test waits for background work (a bulk job, a relay) on a busy machine.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
 /// Tokens are fetched again once this old on the fake clock, well before they expire.
 const TOKEN_REFRESH_MILLIS: i64 = 50 * 60 * 1000;
 
 impl Client {
     /// Fetches a token over `POST /oauth/token`.
     pub async fn refresh(&self) {
-        let r = self
-            .http
-            .post(format!("{}/oauth/token", self.app_base))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", self.client_id.as_str()),
-                ("client_secret", self.secret.as_str()),
-            ])
-            .send()
-            .await
-            .expect("token request");
-        let r = into_resp("/oauth/token", r).await;
+        let rb = self.http.post(format!("{}/oauth/token", self.app_base)).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.secret.as_str()),
+        ]);
+        let r = send_request(rb, "/oauth/token", Tries::Retry).await;
         assert_eq!(r.status, 200, "token: {}", r.text);
         assert_eq!(r.json["token_type"], "Bearer");
         assert_eq!(r.json["expires_in"], 3600);
@@ -681,17 +714,21 @@ impl Client {
         self.current_token()
     }
 
-    /// Sends a request with this client's token.
+    /// Sends a request with this client's token, again while it is refused for load.
     pub async fn send(&self, method: Method, path: &str, body: Body) -> Resp {
+        self.send_with(Tries::Retry, method, path, body).await
+    }
+
+    /// Sends a request with this client's token as `tries` says.
+    pub async fn send_with(&self, tries: Tries, method: Method, path: &str, body: Body) -> Resp {
         let token = self.token().await;
-        let mut rb = self.http.request(method, format!("{}{path}", self.app_base)).bearer_auth(token);
-        rb = match body {
-            Body::Empty => rb,
-            Body::Json(v) => rb.json(&v),
-            Body::Raw(bytes) => rb.header("content-type", "application/json").body(bytes),
-        };
-        let r = rb.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
-        into_resp(path, r).await
+        let rb = self.http.request(method, format!("{}{path}", self.app_base)).bearer_auth(token);
+        send_request(with_body(rb, body), path, tries).await
+    }
+
+    /// `POST /v1/packs/{op}` sent once, even if refused for load: for a test about the refusal.
+    pub async fn op_once(&self, op: &str, body: &Value) -> Resp {
+        self.send_with(Tries::Once, Method::POST, &format!("/v1/packs/{op}"), Body::Json(body.clone())).await
     }
 
     /// `POST path` with a JSON body.
@@ -760,18 +797,23 @@ impl Client {
         self.wait_bulk(&id).await
     }
 
-    /// Polls `GET /v1/bulk/{id}` until DONE: at most 200 times, 25 ms apart.
+    /// Polls `GET /v1/bulk/{id}` every 25 ms until DONE, for at most [`WAIT_LIMIT`].
     pub async fn wait_bulk(&self, id: &str) -> Value {
-        for _ in 0..200 {
+        let deadline = std::time::Instant::now() + WAIT_LIMIT;
+        loop {
             let r = self.get(&format!("/v1/bulk/{id}")).await;
             assert_eq!(r.status, 200, "{}", r.text);
             if r.json["status"] == "DONE" {
                 return r.json;
             }
             assert!(matches!(r.json["status"].as_str(), Some("PENDING" | "RUNNING")), "{}", r.text);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bulk {id} not DONE within {WAIT_LIMIT:?}: {}",
+                r.text
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("bulk {id} not DONE after 200 polls");
     }
 }
 

@@ -17,6 +17,7 @@ use openmvs_wire::hub::{BatchMsg, Delivery, Envelope, Message, PacksMsg, Product
 use crate::cli::{Admin, ClientCommand, DeadLetterCommand, ObpCommand, Target};
 use crate::config::Storage;
 use crate::node;
+use crate::out::outln;
 
 /// The data directory and storage named by `--config` (whose market it is then claimed for), or
 /// the embedded store of `--data-dir`.
@@ -73,12 +74,12 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                 "role": role.as_str(),
                 "location": location.as_str(),
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         Admin::Client(ClientCommand::List { target }) => {
             let (_, store) = open(&target)?;
             for c in store.clients().map_err(|e| anyhow::anyhow!("{e}"))? {
-                println!(
+                outln!(
                     "{}\t{}\t{}\t{}\t{}{}",
                     c.client_id,
                     c.market,
@@ -94,10 +95,10 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             let (_, store) = open(&target)?;
             let dead = store.dead_letters().map_err(|e| anyhow::anyhow!("{e}"))?;
             if dead.is_empty() {
-                println!("no dead letters");
+                outln!("no dead letters");
             }
             for m in dead {
-                println!(
+                outln!(
                     "{}\t{}\t{}\t{} attempts\t{}",
                     m.seq,
                     m.message.kind,
@@ -115,7 +116,7 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             if !found {
                 bail!("no dead letter {seq}");
             }
-            println!("dead letter {seq} is queued for delivery again");
+            outln!("dead letter {seq} is queued for delivery again");
         }
         Admin::Import { target, file } => {
             let text =
@@ -127,7 +128,7 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             let ack = rt.block_on(national.apply_delivery(&delivery)).map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close();
             for a in &ack.results {
-                println!("{}\t{}\t{}", a.message_id, a.status, a.error.clone().unwrap_or_default());
+                outln!("{}\t{}\t{}", a.message_id, a.status, a.error.clone().unwrap_or_default());
             }
         }
         Admin::Seed { target, product_code, batch, expiry, packs, prefix, markets } => {
@@ -206,7 +207,7 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                 chunk += 1;
             }
             store.close();
-            println!(
+            outln!(
                 "seeded {packs} packs of {product_code} batch {batch} (serials {prefix}{:0width$}..) in {:.1} s",
                 0,
                 started.elapsed().as_secs_f64()
@@ -217,7 +218,7 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let kid = rt.block_on(national.rotate_signing_key()).map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close();
-            println!("new token-signing key {kid} is active; running nodes sign with it within 10 s");
+            outln!("new token-signing key {kid} is active; running nodes sign with it within 10 s");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -251,7 +252,7 @@ fn obp_create(ca_dir: &Path, id: &str, name: &str, out: &Path, days: u32) -> any
     });
     let text = serde_json::to_string_pretty(&out)?;
     std::fs::write(&info, format!("{text}\n")).with_context(|| format!("writing {}", info.display()))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -277,9 +278,9 @@ fn obp_revoke(ca_dir: &Path, serial: Option<u64>, id: Option<&str>) -> anyhow::R
     };
     for s in serials {
         if ca.revoke(s, SystemTime::now()).map_err(|e| anyhow::anyhow!("{e}"))? {
-            println!("revoked certificate {s}");
+            outln!("revoked certificate {s}");
         } else {
-            println!("certificate {s} was already revoked");
+            outln!("certificate {s} was already revoked");
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ use openmvs_store_sqlite::SqliteStore;
 use crate::cli::AuditCommand;
 use crate::config::Storage;
 use crate::node;
+use crate::out::outln;
 
 /// Exit status when the trail does not verify.
 const BROKEN: u8 = 3;
@@ -38,9 +39,9 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                     markets.sort();
                     for (m, n) in markets {
                         let tail = r.unsigned_tail.get(m).copied().unwrap_or(0);
-                        println!("audit {m}: {n} records verified, {tail} after the last signed checkpoint");
+                        outln!("audit {m}: {n} records verified, {tail} after the last signed checkpoint");
                     }
-                    println!("audit: OK, {} checkpoints verified", r.checkpoints);
+                    outln!("audit: OK, {} checkpoints verified", r.checkpoints);
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -89,10 +90,7 @@ fn migrate_one(what: &str, data_dir: &std::path::Path, storage: &Storage, hub: b
             } else {
                 node::open_store(data_dir, Arc::new(SystemClock), None)?.close();
             }
-            println!(
-                "migrate: {what}: the embedded store in {} is at this build's schema",
-                data_dir.display()
-            );
+            outln!("migrate: {what}: the embedded store in {} is at this build's schema", data_dir.display());
         }
         Storage::Postgres { url, schema, .. } => {
             let (applied, latest) = if hub {
@@ -110,10 +108,10 @@ fn migrate_one(what: &str, data_dir: &std::path::Path, storage: &Storage, hub: b
                 anyhow::anyhow!("migrating {what} schema {schema} at {}: {e}", crate::config::redact_url(url))
             })?;
             if applied.is_empty() {
-                println!("migrate: {what}: schema {schema} is at version {latest}, nothing to do");
+                outln!("migrate: {what}: schema {schema} is at version {latest}, nothing to do");
             } else {
                 let list: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
-                println!(
+                outln!(
                     "migrate: {what}: schema {schema}: applied {}; now at version {latest}",
                     list.join(", ")
                 );

@@ -26,6 +26,7 @@ use super::load::{self, Conn};
 
 use crate::config::Storage;
 use crate::node;
+use crate::out::outln;
 
 pub(super) const GTIN: &str = "09501101530003";
 pub(super) const BATCH: &str = "BENCH1";
@@ -51,7 +52,7 @@ impl Figures {
     }
 
     fn print(&self) {
-        println!(
+        outln!(
             "{:<34} clients {:>3}  {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} requests, {} errors, {:.1} s)",
             self.name,
             self.clients,
@@ -117,14 +118,20 @@ pub fn national(
     }
     let mut summary = Vec::new();
     for setup in &setups {
-        println!("== {}", setup.label());
+        outln!("== {}", setup.label());
         let figures = rt.block_on(run(setup, packs, seconds, clients, load_rt.handle().clone()))?;
         summary.push((setup.label(), figures));
     }
-    println!("== summary ({packs} packs, {seconds} s per scenario, {clients} concurrent clients)");
-    println!(
+    outln!("== summary ({packs} packs, {seconds} s per scenario, {clients} concurrent clients)");
+    outln!(
         "{:<18} {:>14} {:>12} {:>14} {:>12} {:>13} {:>13}",
-        "setup", "supply 1 /s", "supply N /s", "supply N p99", "verify N /s", "verify 1 p99", "verify N p99"
+        "setup",
+        "supply 1 /s",
+        "supply N /s",
+        "supply N p99",
+        "verify N /s",
+        "verify 1 p99",
+        "verify N p99"
     );
     let mut rows = Vec::new();
     for (label, f) in &summary {
@@ -137,7 +144,7 @@ pub fn national(
         );
         let rate = |x: Option<&Figures>| x.map_or(0.0, Figures::rate);
         let p99 = |x: Option<&Figures>| x.map_or(0.0, |x| x.ms(0.99));
-        println!(
+        outln!(
             "{label:<18} {:>14.0} {:>12.0} {:>11.2} ms {:>12.0} {:>10.2} ms {:>10.2} ms",
             rate(s1),
             rate(sn),
@@ -148,7 +155,7 @@ pub fn national(
         );
         rows.push(json!({"setup": label, "scenarios": f.iter().map(Figures::json).collect::<Vec<_>>()}));
     }
-    println!("{}", json!({"packs": packs, "seconds": seconds, "clients": clients, "setups": rows}));
+    outln!("{}", json!({"packs": packs, "seconds": seconds, "clients": clients, "setups": rows}));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -275,7 +282,7 @@ async fn run(
         let (g1, s1) = (groups.0.load(Ordering::Relaxed), groups.1.load(Ordering::Relaxed));
         f.print();
         if g1 > g0 {
-            println!(
+            outln!(
                 "{:<34} {:.1} units of work per committed transaction",
                 "",
                 (s1 - s0) as f64 / (g1 - g0) as f64
@@ -285,7 +292,7 @@ async fn run(
     }
     let rate = |n: &str| all.iter().find(|f| f.name == n).map_or(0.0, Figures::rate);
     let ratio = rate("supply, concurrent clients") / rate("supply, one client");
-    println!("concurrent / single-client durable supply rate: {ratio:.1}x");
+    outln!("concurrent / single-client durable supply rate: {ratio:.1}x");
     for server in servers {
         server.shutdown(Duration::from_secs(2)).await;
     }

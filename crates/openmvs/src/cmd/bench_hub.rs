@@ -45,6 +45,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::{Storage, redact_url};
+use crate::out::outln;
 use crate::{hub_node, node};
 
 pub(super) const GTIN: &str = "09501101530003";
@@ -124,26 +125,26 @@ impl HubFigures {
 
     fn print(&self) {
         let markets = self.markets.iter().map(MarketCode::as_str).collect::<Vec<_>>().join(",");
-        println!(
+        outln!(
             "hub upload: {} serials ({:.1} MiB text/plain, streamed) to {} market(s) {markets}",
             self.serials,
             self.body_bytes as f64 / 1048576.0,
             self.markets.len()
         );
-        println!(
+        outln!(
             "{:<36} {:>8.2} s  {:>9.0} serials/s",
             "received and durable (202)",
             self.accepted_s,
             self.rate(self.accepted_s)
         );
-        println!(
+        outln!(
             "{:<36} {:>8.2} s  {:>9.0} serials/s  ({} status polls)",
             "DISTRIBUTED in every market",
             self.distributed_s,
             self.rate(self.distributed_s),
             self.polls
         );
-        println!(
+        outln!(
             "{:<36} {:>8.1} MiB before, peak {:.1} MiB at the 202, {:.1} MiB at DISTRIBUTED (+{:.1} MiB{})",
             "process resident memory",
             self.rss_before_kib as f64 / 1024.0,
@@ -152,7 +153,7 @@ impl HubFigures {
             self.peak_growth_kib() as f64 / 1024.0,
             if self.hwm_reset { "" } else { "; the peak could not be reset, so it may be the setup's" }
         );
-        println!(
+        outln!(
             "{:<36} {:>8.1} MiB before, peak {:.1} MiB (+{:.1} MiB; the rest of the peak above is mapped database pages)",
             "  of which anonymous (heap)",
             self.anon_before_kib as f64 / 1024.0,
@@ -160,7 +161,7 @@ impl HubFigures {
             self.anon_peak_kib.saturating_sub(self.anon_before_kib) as f64 / 1024.0,
         );
         for (m, n) in &self.packs {
-            println!("{:<36} {n} packs", format!("national system {m}"));
+            outln!("{:<36} {n} packs", format!("national system {m}"));
         }
     }
 
@@ -187,7 +188,7 @@ pub fn hub(serials: u64, markets: &str, database_url: Option<&str>) -> anyhow::R
     super::serve::init_tracing("warn");
     let f = measure(serials, &markets, database_url)?;
     f.print();
-    println!("{}", f.json());
+    outln!("{}", f.json());
     Ok(ExitCode::SUCCESS)
 }
 

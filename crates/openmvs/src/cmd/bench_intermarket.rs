@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::bench_hub::{self, BATCH, EXPIRY, GTIN, Wiring};
 use super::load::{self, Conn};
+use crate::out::outln;
 
 /// Requests before each leg that are not measured: connections, pools and caches warm up.
 pub(crate) const WARMUP: u64 = 100;
@@ -76,7 +77,7 @@ impl Leg {
     }
 
     fn print(&self, budget_ms: f64) {
-        println!(
+        outln!(
             "{:<40} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  {:>6.0} req/s  ({} requests, {} errors, {} intermarket, {:.1}% within {budget_ms:.0} ms)",
             self.name,
             self.ms(0.5),
@@ -119,14 +120,14 @@ impl Figures {
     }
 
     fn print(&self) {
-        println!(
+        outln!(
             "verify latency, one client each, sequential, keep-alive: {} requests per leg after {WARMUP} warm-up, over {SERIALS} packs of a product sold only in {HOLDER}",
             self.requests
         );
         // fmd-rules §4.10: 300 ms per repository involved.
         self.local.print(300.0);
         self.remote.print(600.0);
-        println!(
+        outln!(
             "inter-market / local: p50 {:.1}x, p99 {:.1}x  (inter-market adds {:.2} ms at p50)",
             self.p50_ratio(),
             self.p99_ratio(),
@@ -148,7 +149,7 @@ pub fn intermarket(requests: u64, database_url: Option<&str>) -> anyhow::Result<
     super::serve::init_tracing("warn");
     let f = measure(requests, database_url)?;
     f.print();
-    println!("{}", f.json());
+    outln!("{}", f.json());
     Ok(ExitCode::SUCCESS)
 }
 

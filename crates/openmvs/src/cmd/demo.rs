@@ -39,6 +39,7 @@ use tokio::sync::watch;
 
 use super::serve::{init_tracing, wait_for_signal};
 use crate::config::{Storage, redact_url};
+use crate::out::outln;
 use crate::{hub_node, node};
 
 /// Days the demo's certificates are valid.
@@ -97,7 +98,9 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let mut list: Vec<MarketCode> = Vec::new();
     for m in markets.split(',').map(str::trim) {
-        let code = MarketCode::new(m).map_err(|e| anyhow::anyhow!("--markets: '{m}' {e}"))?;
+        let code = MarketCode::new(m).map_err(|e| {
+            anyhow::anyhow!("--markets: {e}; give market codes separated by commas, e.g. DE,FR,SE")
+        })?;
         if list.contains(&code) {
             bail!("--markets: {code} is named twice");
         }
@@ -554,7 +557,7 @@ async fn demo(
         std::fs::rename(&tmp, &demo_json)?;
         doc
     };
-    println!("{}", guide(&doc, &demo_json, fake_clock));
+    outln!("{}", guide(&doc, &demo_json, fake_clock));
 
     wait_for_signal().await;
     for o in &running.obs {
@@ -571,7 +574,7 @@ async fn demo(
     for s in national_stores {
         s.close();
     }
-    println!("openmvs demo: stopped");
+    outln!("openmvs demo: stopped");
     Ok(())
 }
 
@@ -605,9 +608,9 @@ fn guide(doc: &Value, file: &Path, fake_clock: bool) -> String {
          curl -s --cacert {ca} -H \"Authorization: Bearer $TOKEN\" -d '{{\"client_trx_id\":\"guide-{stamp}-1\",{pack}}}' {url}/v1/packs/verify\n\
          curl -s --cacert {ca} -H \"Authorization: Bearer $TOKEN\" -d '{{\"client_trx_id\":\"guide-{stamp}-2\",{pack}}}' {url}/v1/packs/supply\n\
          curl -s --cacert {ca} -H \"Authorization: Bearer $TOKEN\" -d '{{\"client_trx_id\":\"guide-{stamp}-3\",{pack}}}' {url}/v1/packs/supply/undo\n\n\
-         # Upload two new serials as the OBP {obp_id} (its client certificate is its identity), then ask how the upload is doing:\n\
-         printf 'G{stamp}A\\nG{stamp}B\\n' | curl -s --cacert {ca} --cert {obp_cert} --key {obp_key} -H 'content-type: text/plain' --data-binary @- {hub}/v1/products/{pc}/batches/{batch}/packs\n\
-         curl -s --cacert {ca} --cert {obp_cert} --key {obp_key} {hub}/v1/uploads/UPLOAD_ID_FROM_ABOVE\n",
+         # Upload two new serials as the OBP {obp_id} (its client certificate is its identity), keep the upload's id, then ask how the upload is doing:\n\
+         UPLOAD=$(printf 'G{stamp}A\\nG{stamp}B\\n' | curl -s --cacert {ca} --cert {obp_cert} --key {obp_key} -H 'content-type: text/plain' --data-binary @- {hub}/v1/products/{pc}/batches/{batch}/packs | sed 's/.*\"upload_id\":\"\\([^\"]*\\)\".*/\\1/')\n\
+         curl -s --cacert {ca} --cert {obp_cert} --key {obp_key} {hub}/v1/uploads/$UPLOAD\n",
         markets = doc["markets"]
             .as_object()
             .map(|m| m.iter().map(|(k, v)| format!("{k} {}", s(&v["url"]))).collect::<Vec<_>>().join(", "))

@@ -2,9 +2,10 @@
 
 use std::process::ExitCode;
 
+use crate::out::outln;
 use openmvs_wire::ReturnCodeCatalogue;
 
 pub fn run() -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(&ReturnCodeCatalogue::build())?);
+    outln!("{}", serde_json::to_string_pretty(&ReturnCodeCatalogue::build())?);
     Ok(ExitCode::SUCCESS)
 }

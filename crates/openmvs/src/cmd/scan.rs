@@ -4,6 +4,7 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::out::outln;
 use anyhow::{Context, bail};
 use openmvs_core::scan;
 use openmvs_core::time::{Date, Timestamp};
@@ -30,7 +31,7 @@ pub fn run(input: &str, today: Option<&str>) -> anyhow::Result<ExitCode> {
     // The parser itself strips one trailing CR/LF, as a scanner's suffix.
     match scan::parse(&bytes, today) {
         Ok(s) => {
-            println!("{}", serde_json::to_string_pretty(&ScanOutput::from(&s))?);
+            outln!("{}", serde_json::to_string_pretty(&ScanOutput::from(&s))?);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

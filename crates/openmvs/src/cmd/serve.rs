@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::config::{self, NationalSettings};
 use crate::node;
+use crate::out::outln;
 
 /// How often availability is sampled and the SLA figures are saved.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -36,10 +37,10 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
         anyhow::bail!("the configuration has neither a [national] nor a [hub] section");
     }
     if raw.national.is_some() {
-        println!("{}", config::render(&config::national(&raw, base)?).trim_end());
+        outln!("{}", config::render(&config::national(&raw, base)?).trim_end());
     }
     if raw.hub.is_some() {
-        println!("{}", crate::hub_config::render(&crate::hub_config::hub(&raw, base)?).trim_end());
+        outln!("{}", crate::hub_config::render(&crate::hub_config::hub(&raw, base)?).trim_end());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -132,7 +133,12 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     ];
     obs.set_ready(true);
     // One line on stdout that scripts and tests wait for.
-    println!("openmvs: national system {} listening on {scheme}://{}", s.market, server.local_addr());
+    // A server keeps serving when nobody reads its standard output.
+    let _ = crate::out::try_line(format_args!(
+        "openmvs: national system {} listening on {scheme}://{}",
+        s.market,
+        server.local_addr()
+    ));
     tracing::info!(market = %s.market, addr = %server.local_addr(), storage = store.engine_name(), node = national.node_id(), "national system ready");
 
     wait_for_signal().await;

@@ -92,7 +92,8 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
     ];
     obs.set_ready(true);
     // One line on stdout that scripts and tests wait for.
-    println!("openmvs: hub listening on https://{}", server.local_addr());
+    // A server keeps serving when nobody reads its standard output.
+    let _ = crate::out::try_line(format_args!("openmvs: hub listening on https://{}", server.local_addr()));
     tracing::info!(addr = %server.local_addr(), markets = s.markets.len(), "hub ready");
 
     wait_for_signal().await;

@@ -346,11 +346,12 @@ impl Drop for Server {
     }
 }
 
-/// A blocking HTTP client that keeps its connections alive, with bounded waits.
+/// A blocking HTTP client that keeps its connections alive, with bounded waits (generous: a
+/// busy machine answers late).
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
         .build()
         .expect("build the HTTP client")
 }
@@ -397,9 +398,62 @@ impl Reply {
     }
 }
 
-/// Sends `req` and reads the whole body.
+/// The longest [`send`] keeps sending a request that is refused for load.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(60);
+
+/// The wait a refusal for load asks for: `Some` for a 503 or a 429 with `Retry-After`.
+fn retry_after(resp: &reqwest::blocking::Response) -> Option<Duration> {
+    let status = resp.status().as_u16();
+    if status != 503 && status != 429 {
+        return None;
+    }
+    let secs: u64 = resp.headers().get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).max(Duration::from_millis(50)))
+}
+
+/// Sends `req` as a real client does: a refusal for load (503 or 429 with `Retry-After`, given
+/// before anything was done) is sent again after the time it names, for at most
+/// [`RETRY_BUDGET`]; then the last refusal is returned. A busy machine, whose server lowers its
+/// admission bound, slows a test down instead of failing it.
+pub fn send_response(req: reqwest::blocking::RequestBuilder) -> reqwest::Result<reqwest::blocking::Response> {
+    let deadline = Instant::now() + RETRY_BUDGET;
+    loop {
+        let Some(this_try) = req.try_clone() else { return req.send() };
+        let resp = this_try.send()?;
+        match retry_after(&resp) {
+            Some(wait) if Instant::now() + wait < deadline => {
+                drop(resp);
+                std::thread::sleep(wait);
+            }
+            _ => return Ok(resp),
+        }
+    }
+}
+
+/// [`send_response`] as a method of the request, in place of `send`.
+pub trait SendRetrying {
+    /// Sends the request, and again after each refusal for load (see [`send_response`]).
+    fn send_retrying(self) -> reqwest::Result<reqwest::blocking::Response>;
+}
+
+impl SendRetrying for reqwest::blocking::RequestBuilder {
+    fn send_retrying(self) -> reqwest::Result<reqwest::blocking::Response> {
+        send_response(self)
+    }
+}
+
+/// Sends `req` (again after refusals for load, see [`send_response`]) and reads the whole body.
 pub fn send(req: reqwest::blocking::RequestBuilder) -> Reply {
-    let resp = match req.send() {
+    read(send_response(req))
+}
+
+/// Sends `req` once and reads the whole body: for a test that looks at refusals themselves.
+pub fn send_once(req: reqwest::blocking::RequestBuilder) -> Reply {
+    read(req.send())
+}
+
+fn read(resp: reqwest::Result<reqwest::blocking::Response>) -> Reply {
+    let resp = match resp {
         Ok(r) => r,
         Err(e) => return Reply::NoAnswer(format!("{e:?}")),
     };
@@ -436,7 +490,18 @@ pub fn pack_body(client_trx_id: &str, serial: &str) -> Value {
     })
 }
 
-/// `POST /v1/packs/{operation}` with `body`.
+/// `POST /v1/packs/{operation}` with `body`, sent once even if refused for load.
+pub fn pack_once(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    token: &str,
+    operation: &str,
+    body: &Value,
+) -> Reply {
+    send_once(http.post(format!("{base}/v1/packs/{operation}")).bearer_auth(token).json(body))
+}
+
+/// `POST /v1/packs/{operation}` with `body` (see [`send`] for refusals for load).
 pub fn pack(
     http: &reqwest::blocking::Client,
     base: &str,

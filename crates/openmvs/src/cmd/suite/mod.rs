@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::out::outln;
 use anyhow::Context;
 use openmvs_http::{TlsConfig, serve};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -167,11 +168,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let md = report.markdown();
     std::fs::write(opts.out.join("report.json"), serde_json::to_string_pretty(&json)?)?;
     std::fs::write(opts.out.join("report.md"), &md)?;
-    println!("{md}");
-    println!(
-        "report: {} and {}",
-        opts.out.join("report.json").display(),
-        opts.out.join("report.md").display()
-    );
+    outln!("{md}");
+    outln!("report: {} and {}", opts.out.join("report.json").display(), opts.out.join("report.md").display());
     Ok(ExitCode::SUCCESS)
 }
