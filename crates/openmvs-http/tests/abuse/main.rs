@@ -10,7 +10,6 @@
 #[allow(dead_code, unused_imports)]
 #[path = "../national_api/harness.rs"]
 mod harness;
-#[allow(dead_code)]
 #[path = "../support/retry.rs"]
 mod retry;
 
