@@ -9,11 +9,13 @@
 pub mod conformance;
 #[cfg(feature = "conformance")]
 pub mod conformance_hub;
+mod checkpoints;
 pub mod decode;
 pub mod decode_hub;
 pub mod hub;
 mod model;
 mod ports;
 
+pub use checkpoints::*;
 pub use model::*;
 pub use ports::*;

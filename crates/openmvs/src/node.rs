@@ -181,6 +181,7 @@ pub fn open(
                     on_group,
                     migrate: false,
                     pool_size: *pool,
+                    checkpoints: openmvs_store::CheckpointOptions::default(),
                 })
                 .with_context(|| {
                     format!("opening PostgreSQL schema {schema} at {}", crate::config::redact_url(url))
@@ -203,6 +204,7 @@ pub fn open_store(
         signer: Arc::new(AuditSigner { key }),
         clock,
         on_group,
+        checkpoints: openmvs_store::CheckpointOptions::default(),
     })
     .with_context(|| format!("opening {}", db_path(data_dir).display()))?;
     Ok(Arc::new(store))

@@ -141,6 +141,7 @@ impl Harness {
                 signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[7; 32]) }),
                 clock: clock.clone(),
                 on_group: None,
+                checkpoints: openmvs_store::CheckpointOptions::default(),
             })
             .expect("opening the store"),
         );

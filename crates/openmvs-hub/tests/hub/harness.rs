@@ -321,6 +321,7 @@ pub async fn world_with(chunk_size: usize) -> World {
                 signer: signer(),
                 clock: dyn_clock.clone(),
                 on_group: None,
+                checkpoints: openmvs_store::CheckpointOptions::default(),
             })
             .expect("open a national store"),
         );
@@ -342,6 +343,7 @@ pub async fn world_with(chunk_size: usize) -> World {
             signer: signer(),
             clock: dyn_clock.clone(),
             on_group: None,
+            checkpoints: openmvs_store::CheckpointOptions::default(),
         })
         .expect("open the hub store"),
     );
