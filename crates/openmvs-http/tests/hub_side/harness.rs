@@ -355,6 +355,7 @@ pub fn envelope(body: Message) -> Envelope {
         Message::Withdrawal(m) => m.product_code.clone(),
         Message::PackState(m) => m.product_code.clone(),
         Message::Alert(m) => m.alert.product_code.clone(),
+        Message::AuditHead(m) => format!("audit-head/{}", m.market),
     };
     Envelope {
         message_id: format!("MSG-HUB-{:06}", N.fetch_add(1, Ordering::SeqCst)),

@@ -119,6 +119,7 @@ fn kind(body: &Message) -> &'static str {
         Message::Withdrawal(_) => "withdrawal",
         Message::PackState(_) => "pack-state",
         Message::Alert(_) => "alert",
+        Message::AuditHead(_) => "audit-head",
     }
 }
 
