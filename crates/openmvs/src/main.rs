@@ -5,6 +5,7 @@ mod cmd;
 mod config;
 mod hub_config;
 mod hub_node;
+mod heads;
 mod node;
 
 use std::process::ExitCode;
