@@ -357,3 +357,37 @@ fn records_cut_off_at_the_end_with_their_checkpoints_are_caught_against_the_head
         "{finding}"
     );
 }
+
+#[test]
+fn a_running_node_signs_its_tail_with_no_further_request_and_keeps_the_head_in_its_file() {
+    let node = Node::new("timer", "");
+    node.seed(10);
+    let pharmacy = node.client("PHARMACY", "DE-PH-1");
+    let server = node.start();
+    let base = server.base.as_str();
+    let http = http();
+    let ph = token(&http, base, &pharmacy);
+    for i in 0..5 {
+        pack(&http, base, &ph, "supply", &pack_body(&format!("timer-{i}"), &serial(i))).ok("supply");
+    }
+    // No request comes any more: the node signs the tail by itself, and the head reaches the file.
+    let data = node.data_dir();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let last = loop {
+        let (last, _) = ends(&data);
+        let head = std::fs::read_to_string(data.join("audit-heads.jsonl")).ok().map(|_| head_of(&data));
+        if last >= 6 && head.as_ref().and_then(|h| h["seq"].as_u64()) == Some(last) {
+            break last;
+        }
+        assert!(std::time::Instant::now() < deadline, "no head of #{last} in the file within 30 s: {head:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // A power cut now: nothing is signed at a stop, and yet the file vouches for every record.
+    server.kill();
+    checkpoint(&data);
+    assert_eq!(ends(&data), (last, last), "the database holds the checkpoint the file holds");
+    intact(&data);
+    cut_off(&data, last - 1);
+    let finding = broken(&data);
+    assert!(finding.contains(&format!("checkpoint DE #{last}: record #{last} is missing")), "{finding}");
+}
