@@ -132,7 +132,10 @@ impl Hub {
             },
             Message::AuditHead(h) => {
                 if h.market != origin.as_str() {
-                    return Ok(Effects::Reject(format!("an audit head of market '{}' sent by {origin}", h.market)));
+                    return Ok(Effects::Reject(format!(
+                        "an audit head of market '{}' sent by {origin}",
+                        h.market
+                    )));
                 }
                 if let Err(why) = h.check_shape() {
                     return Ok(Effects::Reject(format!("audit head: {why}")));

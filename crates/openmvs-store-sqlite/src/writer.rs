@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use openmvs_audit::{ChainHead, Checkpoint, Entry, sign_checkpoint};
@@ -31,7 +31,6 @@ use crate::codec::{change_columns, markets_to_text, sql_err};
 pub const MAX_GROUP: usize = 1024;
 /// The writer looks at the WAL's size after this many groups.
 const RESTART_CHECK_EVERY: u32 = 16;
-
 
 /// A small write run on the writer thread.
 pub type ExecFn = Box<dyn FnOnce(&Connection) -> StoreResult<()> + Send>;
@@ -204,18 +203,26 @@ impl<U: Unit> Writer<U> {
     /// Runs until the channel closes or a `Stop` arrives.
     pub fn run(mut self, rx: &Receiver<Job<U>>) {
         let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
+        let mut retry_at: Option<Instant> = None;
         'outer: while stop.is_none() {
+            // After a failed attempt (a full disk) the next waits one interval, not none.
+            let retry =
+                retry_at.map_or(Duration::ZERO, |t: Instant| t.saturating_duration_since(Instant::now()));
             let first = match self.wait_for_signing() {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(wait) => rx.recv_timeout(wait),
+                Some(wait) => rx.recv_timeout(wait.max(retry)),
             };
             let first = match first {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
                     // No commit came to sign the due tails: they are signed on their own.
-                    if let Err(e) = self.sign_alone(false) {
-                        tracing::error!(error = %e, "signing due audit checkpoints failed");
-                    }
+                    retry_at = match self.sign_alone(false) {
+                        Ok(()) => None,
+                        Err(e) => {
+                            tracing::error!(error = %e, "signing due audit checkpoints failed");
+                            Some(Instant::now() + self.checkpoints.every)
+                        }
+                    };
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -422,7 +429,10 @@ impl<U: Unit> Writer<U> {
     /// failure nothing is signed, and the chains are read back from the database.
     fn sign_alone(&mut self, all: bool) -> StoreResult<()> {
         let now = self.clock.now().unix_millis();
-        if !self.chains.0.values().any(|c| c.head.seq > c.signed_seq && (all || self.checkpoints.due(c.head.seq - c.signed_seq, c.signed_at, now))) {
+        if !self.chains.0.values().any(|c| {
+            c.head.seq > c.signed_seq
+                && (all || self.checkpoints.due(c.head.seq - c.signed_seq, c.signed_at, now))
+        }) {
             return Ok(());
         }
         let r = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err).and_then(|()| {
@@ -775,7 +785,8 @@ mod wal_tests {
         let mut conn = crate::engine::open_write_connection(&path).unwrap();
         crate::schema::migrate(&mut conn, 0).unwrap().unwrap();
         let signer = Arc::new(AuditSigner { key: SigningKey::from_bytes(&[7; 32]) });
-        let mut w: Writer = Writer::new(conn, signer, Arc::new(Fixed), None, CheckpointOptions::default()).unwrap();
+        let mut w: Writer =
+            Writer::new(conn, signer, Arc::new(Fixed), None, CheckpointOptions::default()).unwrap();
         let limit = 1 << 20;
         w.wal_restart_bytes = limit;
         let stop = Arc::new(AtomicBool::new(false));

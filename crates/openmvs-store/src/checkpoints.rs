@@ -33,7 +33,11 @@ pub struct CheckpointOptions {
 
 impl Default for CheckpointOptions {
     fn default() -> Self {
-        CheckpointOptions { every_records: CHECKPOINT_EVERY_RECORDS, every: CHECKPOINT_EVERY, on_checkpoint: None }
+        CheckpointOptions {
+            every_records: CHECKPOINT_EVERY_RECORDS,
+            every: CHECKPOINT_EVERY,
+            on_checkpoint: None,
+        }
     }
 }
 
@@ -46,7 +50,8 @@ impl CheckpointOptions {
     /// Whether a chain with `unsigned` records after its last checkpoint, signed (or begun) at
     /// `signed_at`, is due for a checkpoint at `now`.
     pub fn due(&self, unsigned: u64, signed_at: i64, now: i64) -> bool {
-        unsigned > 0 && (unsigned >= self.every_records || now.saturating_sub(signed_at) >= self.every_millis())
+        unsigned > 0
+            && (unsigned >= self.every_records || now.saturating_sub(signed_at) >= self.every_millis())
     }
 
     /// Tells the sink, if any, of checkpoints that are now durable.

@@ -124,7 +124,8 @@ pub async fn checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported
     };
     let Some(store) = open(clock.clone(), options.clone()) else { return };
     let heard_seqs = || heard.lock().expect("sink").iter().map(|cp| cp.seq).collect::<Vec<_>>();
-    let signed_seqs = || store.checkpoints().expect("checkpoints").iter().map(|cp| cp.seq).collect::<Vec<_>>();
+    let signed_seqs =
+        || store.checkpoints().expect("checkpoints").iter().map(|cp| cp.seq).collect::<Vec<_>>();
     let records = |n: usize| UnitOfWork {
         audit: (0..n).map(|i| entry("verify", &format!("GTIN/09501101530003/T{i}"))).collect(),
         ..UnitOfWork::default()

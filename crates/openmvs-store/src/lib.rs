@@ -5,11 +5,11 @@
 //! state with its expected version, audit records, alert, outbox messages, idempotency record) goes
 //! into one [`UnitOfWork`] and the engine commits it atomically and durably before answering.
 
+mod checkpoints;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "conformance")]
 pub mod conformance_hub;
-mod checkpoints;
 pub mod decode;
 pub mod decode_hub;
 pub mod hub;

@@ -289,7 +289,8 @@ impl SignedHead {
         for (name, value, len) in
             [("hash", &self.hash, 64), ("key_id", &self.key_id, 16), ("signature", &self.signature, 128)]
         {
-            if value.len() != len || !value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            if value.len() != len || !value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
                 return Err(format!("{name}: exactly {len} lower-case hex digits"));
             }
         }

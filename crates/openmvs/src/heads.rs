@@ -174,7 +174,8 @@ pub fn read_heads(path: &Path) -> anyhow::Result<Heads> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Heads::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let list = openmvs_national::parse_heads(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let list =
+        openmvs_national::parse_heads(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut heads = Heads::new();
     for cp in list {
         if heads.get(&cp.market).is_none_or(|h| cp.seq > h.seq) {
@@ -189,7 +190,9 @@ pub fn read_heads(path: &Path) -> anyhow::Result<Heads> {
 fn write_heads(path: &Path, tmp: &Path, heads: &Heads) -> std::io::Result<()> {
     let mut text = String::new();
     for cp in heads.values() {
-        text.push_str(&serde_json::to_string(&openmvs_national::signed_head(cp)).map_err(std::io::Error::other)?);
+        text.push_str(
+            &serde_json::to_string(&openmvs_national::signed_head(cp)).map_err(std::io::Error::other)?,
+        );
         text.push('\n');
     }
     {

@@ -3,9 +3,9 @@
 mod cli;
 mod cmd;
 mod config;
+mod heads;
 mod hub_config;
 mod hub_node;
-mod heads;
 mod node;
 
 use std::process::ExitCode;

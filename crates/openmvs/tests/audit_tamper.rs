@@ -214,7 +214,8 @@ fn ends(data_dir: &Path) -> (u64, u64) {
 fn cut_off(data_dir: &Path, keep: u64) {
     let conn = Connection::open(data_dir.join("national.db")).expect("open the copy");
     conn.execute_batch("DROP TRIGGER IF EXISTS audit_no_delete").expect("drop the trigger");
-    let n = conn.execute("DELETE FROM audit WHERE market = 'DE' AND seq > ?1", [keep as i64]).expect("delete");
+    let n =
+        conn.execute("DELETE FROM audit WHERE market = 'DE' AND seq > ?1", [keep as i64]).expect("delete");
     assert!(n > 0, "records after #{keep} deleted");
     conn.execute("DELETE FROM audit_checkpoints WHERE market = 'DE' AND seq > ?1", [keep as i64])
         .expect("delete the checkpoints");
@@ -276,8 +277,14 @@ fn heads_at_the_hub(hub_dir: &Path, head: &serde_json::Value, out: &Path) {
     assert_eq!(ack.results[0].status, "APPLIED", "{ack:?}");
     drop(hub);
     store.close();
-    let exported =
-        common::openmvs(&["audit", "heads", "--data-dir", hub_dir.to_str().expect("UTF-8 path"), "--market", "DE"]);
+    let exported = common::openmvs(&[
+        "audit",
+        "heads",
+        "--data-dir",
+        hub_dir.to_str().expect("UTF-8 path"),
+        "--market",
+        "DE",
+    ]);
     assert!(exported.status.success(), "audit heads: {}", String::from_utf8_lossy(&exported.stderr));
     std::fs::write(out, &exported.stdout).expect("write the heads");
 }
@@ -321,8 +328,9 @@ fn records_cut_off_at_the_end_with_their_checkpoints_are_caught_against_the_head
 
         let finding = broken(&copy);
         assert!(
-            finding.contains(&format!("checkpoint DE #{last}: record #{last} is missing, the records end at #{keep}"))
-                && finding.contains("signed head from audit-heads.jsonl"),
+            finding.contains(&format!(
+                "checkpoint DE #{last}: record #{last} is missing, the records end at #{keep}"
+            )) && finding.contains("signed head from audit-heads.jsonl"),
             "names DE, the head's #{last} and the last record #{keep}: {finding}"
         );
 
@@ -331,7 +339,8 @@ fn records_cut_off_at_the_end_with_their_checkpoints_are_caught_against_the_head
         let heads = node.root().join(format!("hub-{cut}-heads.jsonl"));
         heads_at_the_hub(&hub_dir, &head, &heads);
         let exported: serde_json::Value =
-            serde_json::from_str(std::fs::read_to_string(&heads).expect("heads").trim()).expect("one JSON line");
+            serde_json::from_str(std::fs::read_to_string(&heads).expect("heads").trim())
+                .expect("one JSON line");
         assert_eq!(exported, head, "the hub exports the head DE sent, exactly");
         let out = verify_with(&alone, &["--heads", heads.to_str().expect("UTF-8 path")]);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
+use openmvs_audit::{ChainHead, sign_checkpoint, verify_checkpoint};
 use openmvs_core::alert::AlertStatus;
 use openmvs_core::ids::Location;
 use openmvs_core::pack::Command;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::Role;
-use openmvs_audit::{ChainHead, sign_checkpoint, verify_checkpoint};
 use openmvs_hub::{AUDIT_HEAD_OPERATION, Hub, audit_head_subject, received_audit_heads};
-use openmvs_national::{checkpoint_of, signed_head};
 use openmvs_national::Actor;
+use openmvs_national::{checkpoint_of, signed_head};
 use openmvs_wire::api::{AlertView, PackRequest};
 use openmvs_wire::hub::{
     AlertMsg, Delivery, Envelope, IntermarketRequest, Message, PackStateMsg, RecallMsg, SignedHead,
@@ -452,8 +452,10 @@ async fn a_national_audit_head_is_kept_in_the_hub_trail_and_read_back_as_the_lat
     assert_eq!(records[1].entry.market, openmvs_store::hub::HUB_AUDIT_MARKET);
 
     // A national system speaks for its own market only, and a head must have its shape.
-    let from_fr = |id: &str, h: SignedHead| Delivery { messages: vec![envelope(id, "FR", Message::AuditHead(h))] };
-    let ack = w.hub.apply_from_national(m("FR"), &from_fr("MSG-FR-1", signed_head(&head("DE", 99)))).await.unwrap();
+    let from_fr =
+        |id: &str, h: SignedHead| Delivery { messages: vec![envelope(id, "FR", Message::AuditHead(h))] };
+    let ack =
+        w.hub.apply_from_national(m("FR"), &from_fr("MSG-FR-1", signed_head(&head("DE", 99)))).await.unwrap();
     assert_eq!(statuses(&ack), ["REJECTED"]);
     assert!(ack.results[0].error.as_deref().unwrap().contains("of market 'DE' sent by FR"), "{ack:?}");
     let mut bad = signed_head(&head("FR", 3));

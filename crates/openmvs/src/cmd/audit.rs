@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use openmvs_core::time::Clock;
+use openmvs_national::OutsideHead;
 use openmvs_national::clock::SystemClock;
 use openmvs_store::Store;
-use openmvs_national::OutsideHead;
 use openmvs_store_sqlite::SqliteStore;
 use openmvs_store_sqlite::hub::SqliteHubStore;
 
@@ -78,7 +78,10 @@ fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf]) -> an
             }
             for h in &outside {
                 let cp = &h.checkpoint;
-                println!("audit {}: the trail reaches the signed head #{} of {}", cp.market, cp.seq, h.origin);
+                println!(
+                    "audit {}: the trail reaches the signed head #{} of {}",
+                    cp.market, cp.seq, h.origin
+                );
             }
             if outside.is_empty() {
                 println!(
