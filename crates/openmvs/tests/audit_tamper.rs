@@ -356,7 +356,7 @@ fn records_cut_off_at_the_end_with_their_checkpoints_are_caught_against_the_head
     // A head file whose head was altered is refused, naming it: the signature no longer holds.
     let forged = node.root().join("forged-head");
     copy_dir(&data, &forged);
-    let mut altered = head.clone();
+    let mut altered = head;
     altered["seq"] = serde_json::json!(last + 5);
     std::fs::write(forged.join("audit-heads.jsonl"), format!("{altered}\n")).expect("write");
     let finding = broken(&forged);
