@@ -173,7 +173,7 @@ pub(crate) async fn wait_for_signal() {
 /// the start first (the checkpoints signed at the last stop were written after the relay had
 /// stopped), then each new one, at most one per market per checkpoint interval. A head that
 /// cannot be queued is tried again; a newer one replaces it.
-async fn forward_heads(
+pub(crate) async fn forward_heads(
     national: Arc<National>,
     mut heads: watch::Receiver<crate::heads::Heads>,
     mut stop: watch::Receiver<bool>,
