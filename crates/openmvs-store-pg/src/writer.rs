@@ -140,7 +140,12 @@ impl Writer {
                 Ok(Some(job)) => job,
                 Ok(None) => break,
                 Err(_) => {
-                    if let Err(e) = self.sign_tails(false).await {
+                    // On the write connection, kept for the next group, not one opened each time.
+                    let signed = match self.connection::<U>().await {
+                        Ok(_) => self.sign_tails(false).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = signed {
                         tracing::debug!(error = %e, "signing due audit checkpoints failed; trying again later");
                     }
                     continue;

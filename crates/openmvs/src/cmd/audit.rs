@@ -38,6 +38,10 @@ fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf]) -> an
     let own = heads::heads_path(&data_dir);
     let mut sources = vec![(own.clone(), heads::read_heads(&own))];
     for f in head_files {
+        // A head file of the data directory may not exist yet; a file named on the command line must.
+        if !f.exists() {
+            anyhow::bail!("--heads {}: no such file", f.display());
+        }
         sources.push((f.clone(), heads::read_heads(f)));
     }
     for (path, read) in sources {
