@@ -206,3 +206,66 @@ fn write_heads(path: &Path, tmp: &Path, heads: &Heads) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use openmvs_audit::{ChainHead, sign_checkpoint};
+
+    use super::*;
+
+    fn head(market: &str, seq: u64) -> Checkpoint {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let chain = ChainHead { market: market.into(), seq, hash: [u8::try_from(seq).unwrap_or(0); 32] };
+        sign_checkpoint(&chain, 1_800_000_000_000, &key)
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("openmvs-heads-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_file_keeps_the_latest_head_of_each_market_across_a_restart() {
+        let dir = temp_dir("latest");
+        let file = HeadFile::start(&dir).unwrap();
+        let sink = file.sink();
+        for cp in [head("BE", 3), head("LU", 7), head("BE", 9), head("BE", 5)] {
+            sink(&cp);
+        }
+        file.close();
+        let kept = read_heads(&heads_path(&dir)).unwrap();
+        assert_eq!(
+            kept.values().cloned().collect::<Vec<_>>(),
+            [head("BE", 9), head("LU", 7)],
+            "an older head never replaces a newer one"
+        );
+        // A restart starts from the file: a head of one market leaves the other's in place.
+        let file = HeadFile::start(&dir).unwrap();
+        assert_eq!(*file.subscribe().borrow(), kept);
+        file.sink()(&head("LU", 8));
+        file.close();
+        let kept = read_heads(&heads_path(&dir)).unwrap();
+        assert_eq!(kept.values().cloned().collect::<Vec<_>>(), [head("BE", 9), head("LU", 8)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_damaged_file_is_moved_aside_as_evidence_and_a_new_one_started() {
+        let dir = temp_dir("damaged");
+        std::fs::write(heads_path(&dir), "{\"market\":\"BE\",\"seq\":\n").unwrap();
+        assert!(read_heads(&heads_path(&dir)).unwrap_err().to_string().contains("line 1"));
+        let file = HeadFile::start(&dir).unwrap();
+        file.sink()(&head("BE", 2));
+        file.close();
+        let aside: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.starts_with("audit-heads.jsonl.damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the damaged file is kept: {aside:?}");
+        assert_eq!(read_heads(&heads_path(&dir)).unwrap().into_values().collect::<Vec<_>>(), [head("BE", 2)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
