@@ -338,7 +338,8 @@ pub enum DeadLetterCommand {
 /// `openmvs audit ...`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check every record and signed checkpoint of the trail; names the first bad record.
+    /// Check every record and signed checkpoint of the trail, and the signed heads kept outside
+    /// the database (`audit-heads.jsonl`, `--heads`); names the first bad record or the missing end.
     Verify {
         /// The national system: `--config FILE` (its storage, embedded or PostgreSQL) or `--data-dir DIR`.
         #[command(flatten)]
