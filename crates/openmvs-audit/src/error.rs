@@ -136,6 +136,17 @@ pub enum AuditError {
         head: u64,
     },
 
+    /// A finding about a signed head kept outside the database (see
+    /// [`crate::Verifier::outside_head`]): most often [`AuditError::CheckpointBeyondEnd`], the
+    /// records it signs are gone, together with the database's own checkpoints of them.
+    #[error("{finding}; signed head from {}", .origin.escape_debug())]
+    OutsideHead {
+        /// Where the head was kept, e.g. a file name.
+        origin: String,
+        /// What is wrong with it, or with the chain it signs.
+        finding: Box<AuditError>,
+    },
+
     /// [`crate::ChainHead::seal`] was given an entry of another market.
     #[error(
         "cannot seal an entry of market {} on the chain of market {}",
@@ -165,6 +176,7 @@ impl AuditError {
             | AuditError::CheckpointHashMismatch { market, seq, .. }
             | AuditError::CheckpointBeyondEnd { market, seq, .. }
             | AuditError::CheckpointTooLate { market, seq, .. } => (market, *seq),
+            AuditError::OutsideHead { finding, .. } => finding.position(),
             AuditError::WrongMarket { market, .. } => (market, 0),
         }
     }

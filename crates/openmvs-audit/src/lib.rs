@@ -33,6 +33,13 @@
 //! market's unsigned tail, so the operator knows how many records rest on the database's word
 //! alone; checkpointing often keeps that number small.
 //!
+//! Nor can a checkpoint stored in the same database pin anything against whoever can write it:
+//! deleting the newest records together with the checkpoints that sign them leaves a shorter
+//! chain that is whole and signed. A copy of the latest checkpoint kept elsewhere (a national
+//! system keeps one in a file beside its database and sends one to the hub) closes that gap:
+//! [`Verifier::outside_head`] checks it as a checkpoint and the cut shows. What was written after
+//! the latest copy left the database stays unprotected until the next one.
+//!
 //! # Purity
 //!
 //! Architecture invariant: this crate does no IO. It reads no clock (times are numbers the caller

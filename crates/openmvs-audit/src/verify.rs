@@ -53,9 +53,8 @@ struct Market {
     checkpoints: u64,
     /// The highest sequence number a matched checkpoint signed.
     last_checkpoint_seq: Option<u64>,
-    /// Checkpoints with a valid signature whose record has not come yet: the hash each signs and
-    /// its key id, by sequence number.
-    pending: BTreeMap<u64, Vec<(Hash, String)>>,
+    /// Checkpoints with a valid signature whose record has not come yet, by sequence number.
+    pending: BTreeMap<u64, Vec<Waiting>>,
 }
 
 impl Market {
@@ -75,6 +74,27 @@ impl Market {
     fn matched(&mut self, seq: u64, n: usize) {
         self.checkpoints += n as u64;
         self.last_checkpoint_seq = Some(self.last_checkpoint_seq.map_or(seq, |s| s.max(seq)));
+    }
+}
+
+/// A validly signed checkpoint waiting for the record it signs.
+#[derive(Debug)]
+struct Waiting {
+    /// The hash it signs.
+    hash: Hash,
+    /// The key id it names.
+    key_id: String,
+    /// Where it was kept, if outside the database (see [`Verifier::outside_head`]).
+    origin: Option<String>,
+}
+
+impl Waiting {
+    /// `finding` about this checkpoint, naming where it was kept if outside the database.
+    fn finding(&self, finding: AuditError) -> AuditError {
+        match &self.origin {
+            Some(origin) => AuditError::OutsideHead { origin: origin.clone(), finding: Box::new(finding) },
+            None => finding,
+        }
     }
 }
 
@@ -99,9 +119,9 @@ pub struct MarketSummary {
     pub records: u64,
     /// The hash of the last record, [`GENESIS`] if there is none.
     pub last_hash: Hash,
-    /// How many checkpoints were verified.
+    /// How many checkpoints were verified, signed heads kept outside the database included.
     pub checkpoints: u64,
-    /// The highest sequence number a verified checkpoint signs, if any.
+    /// The highest sequence number a verified checkpoint (or signed head) signs, if any.
     pub last_checkpoint_seq: Option<u64>,
     /// How many records come after the last checkpoint. Their truncation, or their rewriting
     /// with recomputed hashes, cannot be detected until a checkpoint signs them.
@@ -147,12 +167,12 @@ impl Verifier {
             m.first_seq = r.seq;
         }
         if let Some(waiting) = m.pending.remove(&r.seq) {
-            if let Some((_, key_id)) = waiting.iter().find(|(hash, _)| *hash != r.hash) {
-                return Err(AuditError::CheckpointHashMismatch {
+            if let Some(w) = waiting.iter().find(|w| w.hash != r.hash) {
+                return Err(w.finding(AuditError::CheckpointHashMismatch {
                     market: name.clone(),
                     seq: r.seq,
-                    key_id: key_id.clone(),
-                });
+                    key_id: w.key_id.clone(),
+                }));
             }
             m.matched(r.seq, waiting.len());
         }
@@ -163,6 +183,49 @@ impl Verifier {
     /// the chain's at its sequence number (now, if that record was the last one fed, or when the
     /// record comes).
     pub fn checkpoint(&mut self, cp: &Checkpoint) -> Result<(), AuditError> {
+        self.check(cp, None)
+    }
+
+    /// Checks a signed head kept outside the database: a copy of a checkpoint that left the
+    /// database when it was signed (a national system's head file, or the heads the hub
+    /// received), found at `origin`. It is checked as a checkpoint is, and so catches a trail
+    /// cut short behind the database's back: if the records it signs are gone, together with
+    /// the checkpoints in the database that signed them, it still names its record. Each finding
+    /// about it is an [`AuditError::OutsideHead`] naming `origin`. Feed it as a checkpoint: before
+    /// its market's records reach it.
+    pub fn outside_head(&mut self, cp: &Checkpoint, origin: &str) -> Result<(), AuditError> {
+        self.check(cp, Some(origin))
+    }
+
+    fn check(&mut self, cp: &Checkpoint, origin: Option<&str>) -> Result<(), AuditError> {
+        let waiting = Waiting { hash: cp.hash, key_id: cp.key_id.clone(), origin: origin.map(str::to_owned) };
+        self.check_signed(cp).map_err(|e| waiting.finding(e))?;
+        let m = market(&mut self.markets, &cp.market);
+        match cp.seq.cmp(&m.seq) {
+            std::cmp::Ordering::Greater => {
+                m.pending.entry(cp.seq).or_default().push(waiting);
+            }
+            std::cmp::Ordering::Equal if cp.hash == m.hash => m.matched(cp.seq, 1),
+            std::cmp::Ordering::Equal => {
+                return Err(waiting.finding(AuditError::CheckpointHashMismatch {
+                    market: cp.market.clone(),
+                    seq: cp.seq,
+                    key_id: cp.key_id.clone(),
+                }));
+            }
+            std::cmp::Ordering::Less => {
+                return Err(waiting.finding(AuditError::CheckpointTooLate {
+                    market: cp.market.clone(),
+                    seq: cp.seq,
+                    head: m.seq,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `cp` names a known key and that its signature verifies.
+    fn check_signed(&self, cp: &Checkpoint) -> Result<(), AuditError> {
         let Some(key) = self.keys.get(&cp.key_id) else {
             return Err(AuditError::UnknownKey {
                 market: cp.market.clone(),
@@ -170,29 +233,7 @@ impl Verifier {
                 key_id: cp.key_id.clone(),
             });
         };
-        verify_checkpoint(cp, key)?;
-        let m = market(&mut self.markets, &cp.market);
-        match cp.seq.cmp(&m.seq) {
-            std::cmp::Ordering::Greater => {
-                m.pending.entry(cp.seq).or_default().push((cp.hash, cp.key_id.clone()));
-            }
-            std::cmp::Ordering::Equal if cp.hash == m.hash => m.matched(cp.seq, 1),
-            std::cmp::Ordering::Equal => {
-                return Err(AuditError::CheckpointHashMismatch {
-                    market: cp.market.clone(),
-                    seq: cp.seq,
-                    key_id: cp.key_id.clone(),
-                });
-            }
-            std::cmp::Ordering::Less => {
-                return Err(AuditError::CheckpointTooLate {
-                    market: cp.market.clone(),
-                    seq: cp.seq,
-                    head: m.seq,
-                });
-            }
-        }
-        Ok(())
+        verify_checkpoint(cp, key)
     }
 
     /// Ends the stream: any checkpoint still waiting for its record means the chain was
@@ -200,8 +241,15 @@ impl Verifier {
     pub fn finish(self) -> Result<Summary, AuditError> {
         let mut markets = Vec::with_capacity(self.markets.len());
         for (name, m) in self.markets {
-            if let Some((&seq, _)) = m.pending.first_key_value() {
-                return Err(AuditError::CheckpointBeyondEnd { market: name, seq, last: m.seq });
+            if let Some((&seq, waiting)) = m.pending.first_key_value() {
+                let last = if m.records == 0 { 0 } else { m.seq };
+                let finding = AuditError::CheckpointBeyondEnd { market: name, seq, last };
+                // A checkpoint from the database names the truncation first; an outside head
+                // only when the database's own checkpoints were removed with the records.
+                return Err(match waiting.iter().find(|w| w.origin.is_none()) {
+                    Some(w) => w.finding(finding),
+                    None => waiting[0].finding(finding),
+                });
             }
             markets.push(MarketSummary {
                 first_seq: m.first_seq,
@@ -235,12 +283,12 @@ fn anchor(m: &mut Market, name: &str, r: &Sealed) -> Result<(), AuditError> {
     let Some(waiting) = m.pending.get(&below) else {
         return Ok(());
     };
-    if let Some((_, key_id)) = waiting.iter().find(|(hash, _)| *hash != r.prev_hash) {
-        return Err(AuditError::CheckpointHashMismatch {
+    if let Some(w) = waiting.iter().find(|w| w.hash != r.prev_hash) {
+        return Err(w.finding(AuditError::CheckpointHashMismatch {
             market: name.to_owned(),
             seq: below,
-            key_id: key_id.clone(),
-        });
+            key_id: w.key_id.clone(),
+        }));
     }
     let n = waiting.len();
     // Checkpoints below the anchor sign records that were pruned; nothing is left to check them

@@ -231,6 +231,7 @@ impl World {
                     signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[seed; 32]) }),
                     clock: clock.clone(),
                     on_group: None,
+                    checkpoints: openmvs_store::CheckpointOptions::default(),
                 })
                 .unwrap(),
             );
@@ -287,6 +288,7 @@ impl World {
                 signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[9; 32]) }),
                 clock: clock.clone(),
                 on_group: None,
+                checkpoints: openmvs_store::CheckpointOptions::default(),
             })
             .unwrap(),
         );

@@ -80,6 +80,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
             signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[7; 32]) }),
             clock: clock.clone(),
             on_group: None,
+            checkpoints: openmvs_store::CheckpointOptions::default(),
         })
         .unwrap(),
     );
@@ -102,6 +103,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
             signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[9; 32]) }),
             clock: clock.clone(),
             on_group: None,
+            checkpoints: openmvs_store::CheckpointOptions::default(),
         })
         .unwrap(),
     );

@@ -8,8 +8,10 @@ use openmvs_core::ids::{Batch, MarketCode, ProductCode, Scheme};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::time::Timestamp;
 use openmvs_store::hub::{HUB_AUDIT_MARKET, HubAlertRecord, HubUnitOfWork};
-use openmvs_store::{Conflict, StoreError};
-use openmvs_wire::hub::{AlertMsg, Delivery, DeliveryAck, Envelope, Message, MessageAck, PackStateMsg};
+use openmvs_store::{AuditStore, Conflict, StoreError};
+use openmvs_wire::hub::{
+    AlertMsg, Delivery, DeliveryAck, Envelope, Message, MessageAck, PackStateMsg, SignedHead,
+};
 use serde_json::json;
 
 use crate::{Hub, HubError, message_to, new_id};
@@ -128,10 +130,24 @@ impl Hub {
                 Ok(note) => note,
                 Err(why) => return Ok(Effects::Reject(why)),
             },
+            Message::AuditHead(h) => {
+                if h.market != origin.as_str() {
+                    return Ok(Effects::Reject(format!(
+                        "an audit head of market '{}' sent by {origin}",
+                        h.market
+                    )));
+                }
+                if let Err(why) = h.check_shape() {
+                    return Ok(Effects::Reject(format!("audit head: {why}")));
+                }
+                // The head is the record itself: kept in the hub's chain, under its market.
+                uow.audit.push(audit_head_entry(origin, env, h, now));
+                return Ok(Effects::Apply(uow));
+            }
             other => {
                 let kind = crate::kind(other);
                 return Ok(Effects::Reject(format!(
-                    "a national system sends only pack-state and alert messages to the hub, not {kind}"
+                    "a national system sends only pack-state, alert and audit-head messages to the hub, not {kind}"
                 )));
             }
         };
@@ -253,4 +269,72 @@ impl Hub {
             result: json!({"note": note}).to_string(),
         }
     }
+}
+
+/// The operation of the hub's audit records that keep a national system's signed audit head.
+pub const AUDIT_HEAD_OPERATION: &str = "audit-head";
+
+/// The subject of the hub's audit records that keep `market`'s signed audit heads.
+pub fn audit_head_subject(market: &str) -> String {
+    format!("audit-head/{market}")
+}
+
+/// The hub's audit record of a signed audit head from `origin`: the head, exactly as received,
+/// is the record's request, so that it can be read back ([`received_audit_heads`]) and checked
+/// with the national system's public key. The hub itself cannot check the signature (it does not
+/// hold the national systems' keys), only its shape; its own chain vouches that it was received.
+fn audit_head_entry(origin: MarketCode, env: &Envelope, h: &SignedHead, now: Timestamp) -> Entry {
+    Entry {
+        market: HUB_AUDIT_MARKET.to_owned(),
+        at_millis: now.unix_millis(),
+        actor: origin.to_string(),
+        role: "NATIONAL".to_owned(),
+        location: String::new(),
+        operation: AUDIT_HEAD_OPERATION.to_owned(),
+        subject: audit_head_subject(&h.market),
+        return_code: ReturnCode::Success.as_str().to_owned(),
+        request: serde_json::to_string(h).expect("a signed head always serialises"),
+        result: json!({"message_id": env.message_id}).to_string(),
+    }
+}
+
+/// The latest signed audit head (the highest sequence number) the hub received from each market
+/// (or from `market` alone), read back from the hub's own audit trail, ordered by market: what
+/// `openmvs audit heads` prints, for `openmvs audit verify --heads` at the national system.
+pub fn received_audit_heads<S: AuditStore + ?Sized>(
+    store: &S,
+    market: Option<&str>,
+) -> Result<Vec<SignedHead>, StoreError> {
+    let mut latest: std::collections::BTreeMap<String, SignedHead> = std::collections::BTreeMap::new();
+    let mut keep = |entry: &Entry| {
+        if entry.operation != AUDIT_HEAD_OPERATION || entry.return_code != ReturnCode::Success.as_str() {
+            return;
+        }
+        let Ok(h) = serde_json::from_str::<SignedHead>(&entry.request) else { return };
+        if market.is_some_and(|m| m != h.market) {
+            return;
+        }
+        if latest.get(&h.market).is_none_or(|old| h.seq > old.seq) {
+            latest.insert(h.market.clone(), h);
+        }
+    };
+    match market {
+        Some(m) => {
+            for r in store.audit_by_subject(&audit_head_subject(m))? {
+                keep(&r.entry);
+            }
+        }
+        None => {
+            let mut after = 0;
+            loop {
+                let page = store.audit_page(after, 10_000)?;
+                let Some((last, _)) = page.last() else { break };
+                after = *last;
+                for (_, r) in &page {
+                    keep(&r.entry);
+                }
+            }
+        }
+    }
+    Ok(latest.into_values().collect())
 }

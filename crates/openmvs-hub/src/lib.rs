@@ -42,6 +42,7 @@ pub use callback::{CallbackAnswer, CallbackSender, MAX_CALLBACK_URL, SIGNATURE_H
 pub use catalog::{BatchAnswer, ProductAnswer, RecallAnswer, WithdrawalAnswer};
 pub use digest::{hmac_sha256, serial_digest};
 pub use error::HubError;
+pub use inbound::{AUDIT_HEAD_OPERATION, audit_head_subject, received_audit_heads};
 pub use pack_query::{MarketPackState, NOT_DISTRIBUTED, PackAnswer, UNKNOWN_STATE, UNREACHABLE};
 pub use pack_states::{MAX_PACK_STATE_SERIALS, PackStateResult, PackStatesAnswer};
 pub use relay::{MAX_BACKOFF, backoff};
@@ -332,6 +333,7 @@ pub(crate) fn kind(body: &Message) -> &'static str {
         Message::Withdrawal(_) => "withdrawal",
         Message::PackState(_) => "pack-state",
         Message::Alert(_) => "alert",
+        Message::AuditHead(_) => "audit-head",
     }
 }
 

@@ -242,6 +242,9 @@ impl National {
             Message::Alert(_) => {
                 return Err(bad("alerts go from national systems to the hub, not back".into()));
             }
+            Message::AuditHead(_) => {
+                return Err(bad("audit heads go from national systems to the hub, not back".into()));
+            }
         }
         uow.audit.push(self.hub_entry(env, ReturnCode::Success, &note, now));
         Ok(uow)

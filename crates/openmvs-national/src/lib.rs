@@ -30,7 +30,9 @@ use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::Store;
 use tokio::sync::{Notify, RwLock};
 
-pub use audit::{VerifyReport, verify_audit};
+pub use audit::{
+    OutsideHead, VerifyReport, checkpoint_of, parse_heads, signed_head, verify_audit, verify_audit_with_heads,
+};
 pub use auth::NewClient;
 pub use error::ApiError;
 pub use hub::{HubLink, PACKS_PER_UNIT};

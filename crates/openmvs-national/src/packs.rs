@@ -399,6 +399,7 @@ impl National {
         let kind = match &envelope.body {
             Message::PackState(_) => "pack-state",
             Message::Alert(_) => "alert",
+            Message::AuditHead(_) => "audit-head",
             _ => "other",
         };
         OutboxMessage {

@@ -92,6 +92,7 @@ mod tests {
                 signer: Arc::new(AuditSigner { key: ed25519_dalek::SigningKey::from_bytes(&[5; 32]) }),
                 clock: clock.clone(),
                 on_group: None,
+                checkpoints: openmvs_store::CheckpointOptions::default(),
             })
             .unwrap(),
         );

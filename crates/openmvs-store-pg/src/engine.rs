@@ -78,6 +78,7 @@ pub(crate) fn start<U: Unit>(
         key: o.signing_key,
         clock: o.clock,
         on_group: o.on_group,
+        checkpoints: o.checkpoints,
     };
     pool.handle().spawn(writer.run(rx));
     Ok((pool, tx))

@@ -52,6 +52,8 @@ pub struct PgOptions {
     pub migrate: bool,
     /// Shared connections for reads and small writes.
     pub pool_size: usize,
+    /// When this node signs audit checkpoints, and who hears of each one it signs.
+    pub checkpoints: CheckpointOptions,
 }
 
 /// A parameter list owned by the query, so it can travel to the engine's runtime.

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use openmvs_audit::{ChainHead, Entry, Sealed, sign_checkpoint};
+use openmvs_audit::{ChainHead, Checkpoint, Entry, Sealed, sign_checkpoint};
 use openmvs_core::time::Clock;
 use openmvs_store::decode::{change_columns, markets_to_text};
 use openmvs_store::*;
@@ -36,10 +36,6 @@ use crate::pool::connect;
 
 /// The most units of work committed in one transaction.
 pub const MAX_GROUP: usize = 1024;
-/// A checkpoint is signed after this many records of a market since the last one ...
-pub const CHECKPOINT_EVERY_RECORDS: i64 = 1000;
-/// ... or when this much time has passed with unsigned records.
-pub const CHECKPOINT_EVERY_MILLIS: i64 = 60_000;
 
 /// A kind of unit of work the writer commits: what it changes, and what committing it reports.
 pub trait Unit: Send + Sync + 'static {
@@ -107,6 +103,8 @@ pub struct Writer {
     pub(crate) key: SigningKey,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// When checkpoints are signed, and who hears of them.
+    pub(crate) checkpoints: CheckpointOptions,
 }
 
 /// Why a unit stopped: refused (a conflict) or the database failed the statement.
@@ -136,7 +134,23 @@ impl Writer {
     pub async fn run<U: Unit>(mut self, mut rx: mpsc::Receiver<Job<U>>) {
         let mut stop = None;
         while stop.is_none() {
-            let Some(first) = rx.recv().await else { break };
+            // While no work comes, the writer looks every interval for tails due by time, its own
+            // or those another node left unsigned (it may have stopped since).
+            let first = match tokio::time::timeout(self.checkpoints.every, rx.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
+                Err(_) => {
+                    // On the write connection, kept for the next group, not one opened each time.
+                    let signed = match self.connection::<U>().await {
+                        Ok(_) => self.sign_tails(false).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = signed {
+                        tracing::debug!(error = %e, "signing due audit checkpoints failed; trying again later");
+                    }
+                    continue;
+                }
+            };
             let mut jobs = vec![first];
             while jobs.len() < MAX_GROUP {
                 match rx.try_recv() {
@@ -158,7 +172,7 @@ impl Writer {
                 self.commit_group(group).await;
             }
         }
-        if let Err(e) = self.sign_all().await {
+        if let Err(e) = self.sign_tails(true).await {
             tracing::error!(error = %e, "signing the final audit checkpoints failed");
         }
         if let Some(tx) = stop {
@@ -249,8 +263,9 @@ impl Writer {
             .filter(|(i, _)| results[*i].is_ok())
             .flat_map(|(i, (u, _))| u.audit().iter().map(move |e| (i, e)))
             .collect();
+        let mut signed = Vec::new();
         if !entries.is_empty() {
-            let seqs = self.seal(c, &entries, now).await?;
+            let seqs = self.seal(c, &entries, now, &mut signed).await?;
             for ((i, _), seq) in entries.iter().zip(seqs) {
                 if let Ok(done) = &mut results[*i] {
                     U::sealed(done, seq);
@@ -258,12 +273,19 @@ impl Writer {
             }
         }
         c.client.batch_execute("COMMIT").await.map_err(pg_err)?;
+        self.checkpoints.committed(&signed);
         Ok(results)
     }
 
     /// Appends `entries` to their chains; returns the sequence number each got. Takes the trail's
     /// lock, held until the transaction ends.
-    async fn seal(&self, c: &Conn, entries: &[(usize, &Entry)], now: i64) -> StoreResult<Vec<u64>> {
+    async fn seal(
+        &self,
+        c: &Conn,
+        entries: &[(usize, &Entry)],
+        now: i64,
+        signed: &mut Vec<Checkpoint>,
+    ) -> StoreResult<Vec<u64>> {
         let n = entries.len() as i64;
         let lock = c.stmt("UPDATE audit_state SET pos = pos + $1 WHERE id = 1 RETURNING pos - $1").await?;
         let first: i64 = c.client.query_one(&lock, &[&n]).await.map_err(pg_err)?.get(0);
@@ -326,7 +348,7 @@ impl Writer {
         c.client.execute(&insert, &params).await.map_err(pg_err)?;
         for h in heads.values_mut() {
             if markets.contains(&h.head.market) {
-                self.sign_if_due(c, h, now, false).await?;
+                self.sign_if_due(c, h, now, false, signed).await?;
             }
         }
         self.store_heads(c, heads.values().filter(|h| markets.contains(&h.head.market))).await?;
@@ -374,11 +396,17 @@ impl Writer {
     }
 
     /// Signs a checkpoint of the chain when its unsigned tail is long or old enough (any
-    /// unsigned tail when `all`).
-    async fn sign_if_due(&self, c: &Conn, h: &mut Head, now: i64, all: bool) -> StoreResult<()> {
-        let unsigned = h.head.seq as i64 - h.signed_seq;
-        let due = unsigned >= CHECKPOINT_EVERY_RECORDS || now - h.signed_at >= CHECKPOINT_EVERY_MILLIS;
-        if unsigned == 0 || !(all || due) {
+    /// unsigned tail when `all`), and adds it to `signed`.
+    async fn sign_if_due(
+        &self,
+        c: &Conn,
+        h: &mut Head,
+        now: i64,
+        all: bool,
+        signed: &mut Vec<Checkpoint>,
+    ) -> StoreResult<()> {
+        let unsigned = u64::try_from(h.head.seq as i64 - h.signed_seq).unwrap_or(0);
+        if unsigned == 0 || !(all || self.checkpoints.due(unsigned, h.signed_at, now)) {
             return Ok(());
         }
         let cp = sign_checkpoint(&h.head, now, &self.key);
@@ -394,17 +422,37 @@ impl Writer {
             .map_err(pg_err)?;
         h.signed_seq = seq;
         h.signed_at = now;
+        signed.push(cp);
         Ok(())
     }
 
-    /// Signs a checkpoint for every unsigned tail, in a transaction of its own (on the write
-    /// connection, or on a connection of its own if there is none).
-    pub async fn sign_all(&mut self) -> StoreResult<()> {
+    /// Signs a checkpoint for every unsigned tail that is due (every one when `all`), in a
+    /// transaction of its own (on the write connection, or on a connection of its own if there
+    /// is none), then tells the sink.
+    pub async fn sign_tails(&mut self, all: bool) -> StoreResult<()> {
         let c = match &self.conn {
             Some(c) if !c.client.is_closed() => c.clone(),
             _ => connect(&self.config, &self.handle).await?,
         };
         let now = self.clock.now().unix_millis();
+        if !all {
+            // A look without the trail's lock first: most of the time nothing is due.
+            let records = i64::try_from(self.checkpoints.every_records).unwrap_or(i64::MAX);
+            let old = now.saturating_sub(self.checkpoints.every_millis());
+            let due = c
+                .client
+                .query_opt(
+                    "SELECT 1 FROM audit_heads WHERE seq > signed_seq \
+                     AND (seq - signed_seq >= $1 OR signed_at <= $2) LIMIT 1",
+                    &[&records, &old],
+                )
+                .await
+                .map_err(pg_err)?;
+            if due.is_none() {
+                return Ok(());
+            }
+        }
+        let mut signed = Vec::new();
         c.client.batch_execute("BEGIN").await.map_err(pg_err)?;
         let r = async {
             c.client
@@ -421,14 +469,17 @@ impl Writer {
                 .collect();
             let mut heads = self.heads(&c, &markets).await?;
             for h in heads.values_mut() {
-                self.sign_if_due(&c, h, now, true).await?;
+                self.sign_if_due(&c, h, now, all, &mut signed).await?;
             }
             self.store_heads(&c, heads.values()).await?;
             c.client.batch_execute("COMMIT").await.map_err(pg_err)
         }
         .await;
-        if r.is_err() {
-            let _ = c.client.batch_execute("ROLLBACK").await;
+        match r {
+            Ok(()) => self.checkpoints.committed(&signed),
+            Err(_) => {
+                let _ = c.client.batch_execute("ROLLBACK").await;
+            }
         }
         r
     }

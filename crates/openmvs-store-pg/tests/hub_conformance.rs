@@ -36,6 +36,7 @@ fn options(url: &str, schema: &str) -> PgHubOptions {
         on_group: None,
         migrate: true,
         pool_size: 4,
+        checkpoints: openmvs_store::CheckpointOptions::default(),
     }
 }
 
@@ -452,6 +453,7 @@ async fn a_national_schema_is_not_taken_for_the_hub() {
         on_group: None,
         migrate: true,
         pool_size: 1,
+        checkpoints: openmvs_store::CheckpointOptions::default(),
     })
     .expect("national store opens");
     national.close();

@@ -32,6 +32,7 @@ pub(crate) struct Start {
     pub signer: Arc<AuditSigner>,
     pub clock: Arc<dyn Clock>,
     pub on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    pub checkpoints: openmvs_store::CheckpointOptions,
     /// Prefix of the thread names, e.g. `openmvs-sqlite` or `openmvs-hub`.
     pub name: &'static str,
 }
@@ -57,7 +58,7 @@ pub(crate) fn open_write_connection(path: &Path) -> StoreResult<Connection> {
 impl<U: Unit> Engine<U> {
     /// Starts the writer on `conn` (configured and migrated) and the checkpointer.
     pub(crate) fn start(conn: Connection, s: Start) -> StoreResult<Engine<U>> {
-        let writer: Writer<U> = Writer::new(conn, s.signer, s.clock, s.on_group)?;
+        let writer: Writer<U> = Writer::new(conn, s.signer, s.clock, s.on_group, s.checkpoints)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
         let handle = spawn(format!("{}-writer", s.name), move || writer.run(&rx))?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -40,6 +40,8 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     /// Called with the size of every committed group (for metrics).
     pub on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// When audit checkpoints are signed, and who hears of each.
+    pub checkpoints: CheckpointOptions,
 }
 
 /// The SQLite engine.
@@ -50,7 +52,7 @@ pub struct SqliteStore {
 /// Memory-mapped reads: pages are read from the mapping instead of being copied in by `pread`.
 const MMAP_BYTES: i64 = 1 << 30;
 /// How often the checkpointer copies the WAL back into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const WAL_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // The writer's page cache is small on purpose: SQLite walks all of it at the end of every
@@ -87,7 +89,7 @@ fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) {
     };
     let _ = conn.execute_batch("PRAGMA busy_timeout = 50; PRAGMA wal_autocheckpoint = 0;");
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        std::thread::sleep(CHECKPOINT_EVERY);
+        std::thread::sleep(WAL_CHECKPOINT_EVERY);
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::debug!(error = %e, "background checkpoint did not complete; retrying");
         }
@@ -106,6 +108,7 @@ impl SqliteStore {
             signer: opts.signer,
             clock: opts.clock,
             on_group: opts.on_group,
+            checkpoints: opts.checkpoints,
             name: "openmvs-sqlite",
         };
         Ok(SqliteStore { engine: Engine::start(conn, start)? })

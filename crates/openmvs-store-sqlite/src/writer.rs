@@ -15,10 +15,11 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use openmvs_audit::{ChainHead, Entry, sign_checkpoint};
+use openmvs_audit::{ChainHead, Checkpoint, Entry, sign_checkpoint};
 use openmvs_core::time::Clock;
 use openmvs_store::*;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -30,11 +31,6 @@ use crate::codec::{change_columns, markets_to_text, sql_err};
 pub const MAX_GROUP: usize = 1024;
 /// The writer looks at the WAL's size after this many groups.
 const RESTART_CHECK_EVERY: u32 = 16;
-
-/// A checkpoint is signed after this many records of a market since the last one ...
-pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
-/// ... or when this much time has passed with unsigned records.
-pub const CHECKPOINT_EVERY_MILLIS: i64 = 60_000;
 
 /// A small write run on the writer thread.
 pub type ExecFn = Box<dyn FnOnce(&Connection) -> StoreResult<()> + Send>;
@@ -132,6 +128,8 @@ pub struct Writer<U: Unit = UnitOfWork> {
     signer: Arc<AuditSigner>,
     clock: Arc<dyn Clock>,
     on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// When checkpoints are signed, and who hears of them.
+    checkpoints: CheckpointOptions,
     /// The WAL file, whose size decides when the writer restarts it.
     wal: Option<PathBuf>,
     /// The size past which it is restarted.
@@ -149,6 +147,7 @@ impl<U: Unit> Writer<U> {
         signer: Arc<AuditSigner>,
         clock: Arc<dyn Clock>,
         on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+        checkpoints: CheckpointOptions,
     ) -> StoreResult<Writer<U>> {
         let wal = conn.path().filter(|p| !p.is_empty()).map(|p| PathBuf::from(format!("{p}-wal")));
         let mut w = Writer {
@@ -157,6 +156,7 @@ impl<U: Unit> Writer<U> {
             signer,
             clock,
             on_group,
+            checkpoints,
             wal,
             wal_restart_bytes: crate::WAL_RESTART_BYTES,
             groups_since_check: 0,
@@ -203,8 +203,30 @@ impl<U: Unit> Writer<U> {
     /// Runs until the channel closes or a `Stop` arrives.
     pub fn run(mut self, rx: &Receiver<Job<U>>) {
         let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
+        let mut retry_at: Option<Instant> = None;
         'outer: while stop.is_none() {
-            let Ok(first) = rx.recv() else { break };
+            // After a failed attempt (a full disk) the next waits one interval, not none.
+            let retry =
+                retry_at.map_or(Duration::ZERO, |t: Instant| t.saturating_duration_since(Instant::now()));
+            let first = match self.wait_for_signing() {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(wait) => rx.recv_timeout(wait.max(retry)),
+            };
+            let first = match first {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    // No commit came to sign the due tails: they are signed on their own.
+                    retry_at = match self.sign_alone(false) {
+                        Ok(()) => None,
+                        Err(e) => {
+                            tracing::error!(error = %e, "signing due audit checkpoints failed");
+                            Some(Instant::now() + self.checkpoints.every)
+                        }
+                    };
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
@@ -234,7 +256,7 @@ impl<U: Unit> Writer<U> {
             self.commit_group(group);
             self.restart_wal_if_long();
         }
-        if let Err(e) = self.sign_all(true) {
+        if let Err(e) = self.sign_alone(true) {
             tracing::error!(error = %e, "signing the final audit checkpoints failed");
         }
         // A cleanly stopped store is one self-contained file: the WAL is copied back and emptied.
@@ -265,11 +287,11 @@ impl<U: Unit> Writer<U> {
         if std::fs::metadata(wal).map(|m| m.len() <= self.wal_restart_bytes).unwrap_or(true) {
             return;
         }
-        let _ = self.conn.busy_timeout(std::time::Duration::from_millis(50));
+        let _ = self.conn.busy_timeout(Duration::from_millis(50));
         if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
             tracing::debug!(error = %e, "restarting the WAL did not complete; retrying");
         }
-        let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
+        let _ = self.conn.busy_timeout(Duration::from_secs(10));
     }
 
     fn commit_group(&mut self, group: Vec<Job<U>>) {
@@ -293,7 +315,7 @@ impl<U: Unit> Writer<U> {
         // caller whose unit it belongs to, whatever other jobs share the group.
         let mut results: Vec<StoreResult<U::Done>> = Vec::with_capacity(commits.len());
         let mut exec_results = Vec::with_capacity(execs.len());
-        let mut outcome = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err);
+        let mut outcome = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err).map(|()| Vec::new());
         if outcome.is_ok() {
             for (uow, _) in &commits {
                 results.push(self.apply_in_savepoint(uow, now));
@@ -303,12 +325,16 @@ impl<U: Unit> Writer<U> {
                 let r = self.savepoint(|c| f(c));
                 exec_results.push((reply, r));
             }
-            outcome = self.sign_all(false).and_then(|_| self.conn.execute_batch("COMMIT").map_err(sql_err));
+            outcome = self.sign(false).and_then(|signed| {
+                self.conn.execute_batch("COMMIT").map_err(sql_err)?;
+                Ok(signed)
+            });
         } else {
             exec_results.extend(execs.into_iter().map(|(_, reply)| (reply, Ok(()))));
         }
         match outcome {
-            Ok(()) => {
+            Ok(signed) => {
+                self.checkpoints.committed(&signed);
                 for ((_, reply), r) in commits.into_iter().zip(results) {
                     let _ = reply.send(r);
                 }
@@ -382,43 +408,86 @@ impl<U: Unit> Writer<U> {
         r
     }
 
-    /// Signs a checkpoint for every market whose unsigned tail is long or old enough (or any
-    /// unsigned tail when `all`).
-    fn sign_all(&mut self, all: bool) -> StoreResult<()> {
+    /// How long the writer may wait for work before a market's unsigned tail is due for its
+    /// checkpoint by time; `None` while every tail is signed (it waits for work alone then).
+    ///
+    /// The wait is never longer than the interval itself, so that a clock moved forward
+    /// (a test's fake clock) is noticed within one interval of real time.
+    fn wait_for_signing(&self) -> Option<Duration> {
         let now = self.clock.now().unix_millis();
+        let every = self.checkpoints.every_millis();
+        self.chains
+            .0
+            .values()
+            .filter(|c| c.head.seq > c.signed_seq)
+            .map(|c| c.signed_at.saturating_add(every).saturating_sub(now).clamp(0, every))
+            .min()
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+    }
+
+    /// Signs, in a transaction of its own, what [`Writer::sign`] would, then tells the sink. On
+    /// failure nothing is signed, and the chains are read back from the database.
+    fn sign_alone(&mut self, all: bool) -> StoreResult<()> {
+        let now = self.clock.now().unix_millis();
+        if !self.chains.0.values().any(|c| {
+            c.head.seq > c.signed_seq
+                && (all || self.checkpoints.due(c.head.seq - c.signed_seq, c.signed_at, now))
+        }) {
+            return Ok(());
+        }
+        let r = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err).and_then(|()| {
+            let signed = self.sign(all)?;
+            self.conn.execute_batch("COMMIT").map_err(sql_err)?;
+            Ok(signed)
+        });
+        match r {
+            Ok(signed) => {
+                self.checkpoints.committed(&signed);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                if let Err(e) = self.load_chains() {
+                    tracing::error!(error = %e, "reloading audit chain heads failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Signs a checkpoint, on the open transaction, for every market whose unsigned tail is long
+    /// or old enough (or any unsigned tail when `all`); returns the checkpoints signed, for the
+    /// sink once the transaction has committed.
+    fn sign(&mut self, all: bool) -> StoreResult<Vec<Checkpoint>> {
+        let now = self.clock.now().unix_millis();
+        let mut signed = Vec::new();
         for c in self.chains.0.values_mut() {
             let unsigned = c.head.seq - c.signed_seq;
-            let due = unsigned >= CHECKPOINT_EVERY_RECORDS || now - c.signed_at >= CHECKPOINT_EVERY_MILLIS;
-            if unsigned == 0 || !(all || due) {
+            if unsigned == 0 || !(all || self.checkpoints.due(unsigned, c.signed_at, now)) {
                 continue;
             }
             let cp = sign_checkpoint(&c.head, now, &self.signer.key);
-            let sql = "INSERT INTO audit_checkpoints (market, seq, hash, at, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-            let stmt = |conn: &Connection| {
-                conn.execute(
-                    sql,
-                    params![
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO audit_checkpoints (market, seq, hash, at, key_id, signature) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
                         cp.market,
                         cp.seq as i64,
                         &cp.hash[..],
                         cp.at_millis,
                         cp.key_id,
                         &cp.signature[..]
-                    ],
-                )
-            };
-            if all {
-                // Outside a group: a transaction of its own.
-                self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err)?;
-                stmt(&self.conn).map_err(sql_err)?;
-                self.conn.execute_batch("COMMIT").map_err(sql_err)?;
-            } else {
-                stmt(&self.conn).map_err(sql_err)?;
-            }
+                    ])
+                })
+                .map_err(sql_err)?;
             c.signed_seq = cp.seq;
             c.signed_at = now;
+            signed.push(cp);
         }
-        Ok(())
+        Ok(signed)
     }
 }
 
@@ -716,7 +785,8 @@ mod wal_tests {
         let mut conn = crate::engine::open_write_connection(&path).unwrap();
         crate::schema::migrate(&mut conn, 0).unwrap().unwrap();
         let signer = Arc::new(AuditSigner { key: SigningKey::from_bytes(&[7; 32]) });
-        let mut w: Writer = Writer::new(conn, signer, Arc::new(Fixed), None).unwrap();
+        let mut w: Writer =
+            Writer::new(conn, signer, Arc::new(Fixed), None, CheckpointOptions::default()).unwrap();
         let limit = 1 << 20;
         w.wal_restart_bytes = limit;
         let stop = Arc::new(AtomicBool::new(false));

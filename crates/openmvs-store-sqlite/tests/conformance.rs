@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use openmvs_core::time::{Clock, Timestamp};
-use openmvs_store::conformance_tests;
+use openmvs_store::{CheckpointOptions, Store, checkpoint_conformance_tests, conformance_tests};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 
 struct FixedClock;
@@ -20,6 +20,10 @@ fn key() -> ed25519_dalek::SigningKey {
 }
 
 fn open() -> Arc<SqliteStore> {
+    open_with(Arc::new(FixedClock), CheckpointOptions::default())
+}
+
+fn open_with(clock: Arc<dyn Clock>, checkpoints: CheckpointOptions) -> Arc<SqliteStore> {
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "openmvs-conformance-{}-{}",
@@ -31,11 +35,16 @@ fn open() -> Arc<SqliteStore> {
         SqliteStore::open(Options {
             path: dir.join("national.db"),
             signer: Arc::new(AuditSigner { key: key() }),
-            clock: Arc::new(FixedClock),
+            clock,
             on_group: None,
+            checkpoints,
         })
         .expect("store opens"),
     )
 }
 
 conformance_tests!(open(), key().verifying_key());
+checkpoint_conformance_tests!(
+    |clock, checkpoints| Some(open_with(clock, checkpoints) as Arc<dyn Store>),
+    key().verifying_key()
+);

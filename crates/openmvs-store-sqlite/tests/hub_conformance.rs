@@ -45,6 +45,7 @@ fn open_at(path: PathBuf) -> Arc<SqliteHubStore> {
             signer: Arc::new(AuditSigner { key: key() }),
             clock: Arc::new(FixedClock),
             on_group: None,
+            checkpoints: openmvs_store::CheckpointOptions::default(),
         })
         .expect("hub store opens"),
     )
@@ -263,6 +264,7 @@ async fn a_national_database_is_not_opened_as_the_hub() {
         signer: Arc::new(AuditSigner { key: key() }),
         clock: Arc::new(FixedClock),
         on_group: None,
+        checkpoints: openmvs_store::CheckpointOptions::default(),
     })
     .expect("national store opens");
     national.close();
@@ -272,6 +274,7 @@ async fn a_national_database_is_not_opened_as_the_hub() {
         signer: Arc::new(AuditSigner { key: key() }),
         clock: Arc::new(FixedClock),
         on_group: None,
+        checkpoints: openmvs_store::CheckpointOptions::default(),
     })
     .err()
     .expect("refused");

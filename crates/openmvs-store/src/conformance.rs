@@ -12,7 +12,7 @@ use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, ProductCode, Serial
 use openmvs_core::pack::{Change, Command, Operation, Pack, PackState};
 use openmvs_core::return_code::{AlertCode, ReturnCode};
 use openmvs_core::roles::Role;
-use openmvs_core::time::{Date, Timestamp};
+use openmvs_core::time::{Clock, Date, Timestamp};
 
 use crate::*;
 
@@ -64,6 +64,95 @@ macro_rules! conformance_tests {
     (@open optional, $open:expr) => {
         $open
     };
+}
+
+/// Generates the checkpoint conformance cases for the engine opened by `$open`: a closure that
+/// opens a fresh, empty store with the clock and checkpoint options it is given, as
+/// `Option<Arc<dyn Store>>` (`None` skips the case, an engine that needs a server saying why).
+#[macro_export]
+macro_rules! checkpoint_conformance_tests {
+    ($open:expr, $verifying_key:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported() {
+            $crate::conformance::checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported(
+                $open,
+                $verifying_key,
+            )
+            .await;
+        }
+    };
+}
+
+/// A clock the conformance cases move by hand.
+#[derive(Debug)]
+pub struct StepClock(std::sync::atomic::AtomicI64);
+
+impl StepClock {
+    /// A clock standing at `t`.
+    pub fn at(t: Timestamp) -> StepClock {
+        StepClock(std::sync::atomic::AtomicI64::new(t.unix_millis()))
+    }
+
+    /// Moves it forward by `by`.
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for StepClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_millis(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// A checkpoint is signed at the commit that brings a market's unsigned records to the count;
+/// fewer records wait, however long, until the clock passes the interval, and are then signed
+/// with no further commit: the engine's writer wakes up by itself. The sink hears of each
+/// checkpoint, by the time the commit that signed it is answered.
+pub async fn checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported(
+    open: impl FnOnce(Arc<dyn Clock>, CheckpointOptions) -> Option<Arc<dyn Store>>,
+    key: ed25519_dalek::VerifyingKey,
+) {
+    let clock = Arc::new(StepClock::at(at(0)));
+    let heard: Arc<std::sync::Mutex<Vec<openmvs_audit::Checkpoint>>> = Arc::default();
+    let sink = heard.clone();
+    let options = CheckpointOptions {
+        every_records: 4,
+        every: std::time::Duration::from_millis(200),
+        on_checkpoint: Some(Arc::new(move |cp| sink.lock().expect("sink").push(cp.clone()))),
+    };
+    let Some(store) = open(clock.clone(), options.clone()) else { return };
+    let heard_seqs = || heard.lock().expect("sink").iter().map(|cp| cp.seq).collect::<Vec<_>>();
+    let signed_seqs =
+        || store.checkpoints().expect("checkpoints").iter().map(|cp| cp.seq).collect::<Vec<_>>();
+    let records = |n: usize| UnitOfWork {
+        audit: (0..n).map(|i| entry("verify", &format!("GTIN/09501101530003/T{i}"))).collect(),
+        ..UnitOfWork::default()
+    };
+
+    store.commit(records(4)).await.expect("commits");
+    assert_eq!(signed_seqs(), [4], "the fourth record is signed by count");
+    assert_eq!(heard_seqs(), [4], "and the sink heard of it before the commit was answered");
+
+    store.commit(records(2)).await.expect("commits");
+    // The clock stands still: whenever the writer wakes, nothing is due by time.
+    tokio::time::sleep(options.every * 2).await;
+    assert_eq!(signed_seqs(), [4], "two records are fewer than the count, and not old yet");
+
+    clock.advance(options.every);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while heard_seqs().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint by the timer within 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(heard_seqs(), [4, 6], "the timer signed the tail with no commit coming");
+    assert_eq!(signed_seqs(), [4, 6], "and stored it");
+    let last = heard.lock().expect("sink").last().cloned().expect("a checkpoint");
+    assert_eq!(last.market, "DE");
+    assert_eq!(last.at_millis, clock.now().unix_millis(), "signed at the clock's time");
+    assert_eq!(store.checkpoints().expect("checkpoints").last(), Some(&last), "the sink got what was stored");
+    assert_eq!(verify_audit(&store, key), 6);
 }
 
 fn today() -> Date {

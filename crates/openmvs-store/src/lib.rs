@@ -5,6 +5,7 @@
 //! state with its expected version, audit records, alert, outbox messages, idempotency record) goes
 //! into one [`UnitOfWork`] and the engine commits it atomically and durably before answering.
 
+mod checkpoints;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "conformance")]
@@ -15,5 +16,6 @@ pub mod hub;
 mod model;
 mod ports;
 
+pub use checkpoints::*;
 pub use model::*;
 pub use ports::*;

@@ -62,6 +62,9 @@ pub enum Message {
     PackState(PackStateMsg),
     /// An alert for the owning OBP (national to hub).
     Alert(AlertMsg),
+    /// The latest signed checkpoint of the sender's audit trail (national to hub), kept by the
+    /// hub in its own trail, out of reach of whoever can write the national database.
+    AuditHead(SignedHead),
 }
 
 /// Product master data.
@@ -251,4 +254,46 @@ pub struct PackQueryAnswer {
     pub market: String,
     /// The pack; null when this market does not hold it.
     pub pack: Option<PackStateView>,
+}
+
+/// A signed checkpoint of a market's audit trail, as it travels and as it is kept outside the
+/// database: one JSON object, one line of `audit-heads.jsonl` (a national system's head file) and
+/// of `openmvs audit heads` (the heads the hub received). Its signature covers `market`, `seq`,
+/// `hash`, `at_millis` and `key_id` exactly (see the `openmvs-audit` crate), so the hub need not
+/// be trusted with it: whoever holds the national system's public key checks it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedHead {
+    /// The market whose chain is signed.
+    pub market: String,
+    /// The sequence number of the record signed.
+    pub seq: u64,
+    /// That record's hash, 64 lower-case hex digits.
+    pub hash: String,
+    /// When it was signed, in milliseconds since the Unix epoch.
+    pub at_millis: i64,
+    /// The id of the signing key, 16 lower-case hex digits.
+    pub key_id: String,
+    /// The Ed25519 signature, 128 lower-case hex digits.
+    pub signature: String,
+}
+
+impl SignedHead {
+    /// Checks the shape of every field (the signature itself needs the signer's public key):
+    /// the error names the field and the rule.
+    pub fn check_shape(&self) -> Result<(), String> {
+        openmvs_core::ids::MarketCode::new(&self.market).map_err(|e| format!("market: {e}"))?;
+        if self.seq == 0 {
+            return Err("seq: a signed head signs a record, numbered from 1".into());
+        }
+        for (name, value, len) in
+            [("hash", &self.hash, 64), ("key_id", &self.key_id, 16), ("signature", &self.signature, 128)]
+        {
+            if value.len() != len || !value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(format!("{name}: exactly {len} lower-case hex digits"));
+            }
+        }
+        Ok(())
+    }
 }

@@ -338,7 +338,8 @@ pub enum DeadLetterCommand {
 /// `openmvs audit ...`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check every record and signed checkpoint of the trail; names the first bad record.
+    /// Check every record and signed checkpoint of the trail, and the signed heads kept outside
+    /// the database (`audit-heads.jsonl`, `--heads`); names the first bad record or the missing end.
     Verify {
         /// The national system: `--config FILE` (its storage, embedded or PostgreSQL) or `--data-dir DIR`.
         #[command(flatten)]
@@ -346,5 +347,19 @@ pub enum AuditCommand {
         /// Trust these public keys (hex) instead of the data directory's `audit-signing.pub`.
         #[arg(long = "public-key")]
         public_keys: Vec<String>,
+        /// Also check the trail against the signed heads in FILE, as `openmvs audit heads` printed
+        /// them at the hub (repeatable). The data directory's `audit-heads.jsonl` is always checked.
+        #[arg(long = "heads", value_name = "FILE")]
+        heads: Vec<PathBuf>,
+    },
+    /// Print the latest signed audit head the hub received from each national system, one JSON
+    /// line per market, for `openmvs audit verify --heads FILE` at the national system.
+    Heads {
+        /// The hub: `--config FILE` (its storage, embedded or PostgreSQL) or `--data-dir DIR`.
+        #[command(flatten)]
+        target: Target,
+        /// Only this market's head.
+        #[arg(long)]
+        market: Option<String>,
     },
 }

@@ -54,6 +54,7 @@ pub fn open_store(
         signer: Arc::new(AuditSigner { key }),
         clock,
         on_group,
+        checkpoints: openmvs_store::CheckpointOptions::default(),
     })
     .with_context(|| format!("opening {}", db_path(data_dir).display()))?;
     Ok(Arc::new(store))
@@ -105,6 +106,7 @@ pub fn open(
                     on_group,
                     migrate: false,
                     pool_size: *pool,
+                    checkpoints: openmvs_store::CheckpointOptions::default(),
                 })
                 .with_context(|| format!("opening PostgreSQL schema {schema} at {}", redact_url(url)))?,
             );

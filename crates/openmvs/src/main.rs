@@ -6,6 +6,7 @@
 mod cli;
 mod cmd;
 mod config;
+mod heads;
 mod hub_config;
 mod hub_node;
 mod node;

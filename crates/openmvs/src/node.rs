@@ -8,11 +8,12 @@ use anyhow::{Context, bail};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use openmvs_core::ids::MarketCode;
 use openmvs_core::time::Clock;
-use openmvs_store::Store;
+use openmvs_store::{CheckpointOptions, Store};
 use openmvs_store_pg::{PgOptions, PgStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 
 use crate::config::Storage;
+use crate::heads::HeadFile;
 
 /// The database file in a data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -113,11 +114,13 @@ pub fn market_of(data_dir: &Path) -> anyhow::Result<MarketCode> {
     MarketCode::new(text.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// A national system's open store, whichever engine it is.
+/// A national system's open store, whichever engine it is, and the head file its checkpoints go
+/// to.
 #[derive(Clone)]
 pub struct NodeStore {
     store: Arc<dyn Store>,
     engine: Engine,
+    heads: Option<Arc<HeadFile>>,
 }
 
 #[derive(Clone)]
@@ -132,12 +135,21 @@ impl NodeStore {
         self.store.clone()
     }
 
-    /// Commits what is queued, signs the open audit tails and stops the writer.
+    /// Commits what is queued, signs the open audit tails and stops the writer; then writes the
+    /// latest heads to the head file.
     pub fn close(&self) {
         match &self.engine {
             Engine::Sqlite(s) => s.close(),
             Engine::Postgres(s) => s.close(),
         }
+        if let Some(h) = &self.heads {
+            h.close();
+        }
+    }
+
+    /// The head file this store's checkpoints go to (none when opened only to be read).
+    pub fn heads(&self) -> Option<&Arc<HeadFile>> {
+        self.heads.as_ref()
     }
 
     /// The engine's name, for logs.
@@ -158,17 +170,37 @@ impl std::ops::Deref for NodeStore {
 
 /// Opens the store of a national system for reading and writing: the data directory's embedded
 /// database, or its PostgreSQL schema, which must be migrated already (`openmvs migrate`). The
-/// data directory holds the audit signing key either way.
+/// data directory holds the audit signing key either way, and the head file
+/// ([`crate::heads::HEADS_FILE`]) where every checkpoint this process signs is kept.
 pub fn open(
     data_dir: &Path,
     storage: &Storage,
     clock: Arc<dyn Clock>,
     on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
 ) -> anyhow::Result<NodeStore> {
+    let heads = Arc::new(HeadFile::start(data_dir)?);
+    let checkpoints = CheckpointOptions { on_checkpoint: Some(heads.sink()), ..CheckpointOptions::default() };
+    open_with(data_dir, storage, clock, on_group, checkpoints, Some(heads))
+}
+
+/// Opens the store of a national system to read its trail: nothing this process might sign goes
+/// to the head file, which it leaves as it is.
+pub fn open_to_read(data_dir: &Path, storage: &Storage, clock: Arc<dyn Clock>) -> anyhow::Result<NodeStore> {
+    open_with(data_dir, storage, clock, None, CheckpointOptions::default(), None)
+}
+
+fn open_with(
+    data_dir: &Path,
+    storage: &Storage,
+    clock: Arc<dyn Clock>,
+    on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    checkpoints: CheckpointOptions,
+    heads: Option<Arc<HeadFile>>,
+) -> anyhow::Result<NodeStore> {
     match storage {
         Storage::Sqlite => {
-            let s = open_store(data_dir, clock, on_group)?;
-            Ok(NodeStore { store: s.clone(), engine: Engine::Sqlite(s) })
+            let s = open_sqlite(data_dir, clock, on_group, checkpoints)?;
+            Ok(NodeStore { store: s.clone(), engine: Engine::Sqlite(s), heads })
         }
         Storage::Postgres { url, schema, pool } => {
             let key = audit_key(data_dir)?;
@@ -181,21 +213,32 @@ pub fn open(
                     on_group,
                     migrate: false,
                     pool_size: *pool,
+                    checkpoints,
                 })
                 .with_context(|| {
                     format!("opening PostgreSQL schema {schema} at {}", crate::config::redact_url(url))
                 })?,
             );
-            Ok(NodeStore { store: s.clone(), engine: Engine::Postgres(s) })
+            Ok(NodeStore { store: s.clone(), engine: Engine::Postgres(s), heads })
         }
     }
 }
 
-/// Opens the store of a data directory for reading and writing.
+/// Opens the embedded store of a data directory for reading and writing, with no head file: for
+/// `openmvs migrate`, which writes no records.
 pub fn open_store(
     data_dir: &Path,
     clock: Arc<dyn Clock>,
     on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+) -> anyhow::Result<Arc<SqliteStore>> {
+    open_sqlite(data_dir, clock, on_group, CheckpointOptions::default())
+}
+
+fn open_sqlite(
+    data_dir: &Path,
+    clock: Arc<dyn Clock>,
+    on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    checkpoints: CheckpointOptions,
 ) -> anyhow::Result<Arc<SqliteStore>> {
     let key = audit_key(data_dir)?;
     let store = SqliteStore::open(Options {
@@ -203,6 +246,7 @@ pub fn open_store(
         signer: Arc::new(AuditSigner { key }),
         clock,
         on_group,
+        checkpoints,
     })
     .with_context(|| format!("opening {}", db_path(data_dir).display()))?;
     Ok(Arc::new(store))

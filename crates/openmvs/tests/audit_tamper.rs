@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use common::{Node, audit_of, copy_dir, http, pack, pack_body, serial, token};
 use rusqlite::Connection;
@@ -184,4 +185,218 @@ fn editing_one_byte_of_an_audit_record_is_caught_and_named() {
 
     // The untouched copy still verifies.
     intact(&pristine);
+}
+
+/// Supplies packs `from..to` through a started node, one audit record each (and one for the login).
+fn supply_range(node: &Node, pharmacy: &common::Creds, from: u64, to: u64) {
+    let server = node.start();
+    let base = server.base.as_str();
+    let http = http();
+    let ph = token(&http, base, pharmacy);
+    for i in from..to {
+        pack(&http, base, &ph, "supply", &pack_body(&format!("cut-{i}"), &serial(i))).ok("supply");
+    }
+    server.stop();
+}
+
+/// The last audit record of DE and the last checkpoint the database holds of it.
+fn ends(data_dir: &Path) -> (u64, u64) {
+    let conn = Connection::open(data_dir.join("national.db")).expect("open the database");
+    let q = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).expect(sql) as u64;
+    (
+        q("SELECT COALESCE(MAX(seq), 0) FROM audit WHERE market = 'DE'"),
+        q("SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints WHERE market = 'DE'"),
+    )
+}
+
+/// Cuts DE's trail back to record `keep` as an attacker with the file would: the newer records
+/// and every checkpoint that signs one of them, so that what is left is a whole, signed chain.
+fn cut_off(data_dir: &Path, keep: u64) {
+    let conn = Connection::open(data_dir.join("national.db")).expect("open the copy");
+    conn.execute_batch("DROP TRIGGER IF EXISTS audit_no_delete").expect("drop the trigger");
+    let n =
+        conn.execute("DELETE FROM audit WHERE market = 'DE' AND seq > ?1", [keep as i64]).expect("delete");
+    assert!(n > 0, "records after #{keep} deleted");
+    conn.execute("DELETE FROM audit_checkpoints WHERE market = 'DE' AND seq > ?1", [keep as i64])
+        .expect("delete the checkpoints");
+    drop(conn);
+    assert_eq!(ends(data_dir).0, keep);
+}
+
+/// Runs `audit verify` on `dir` with extra arguments.
+fn verify_with(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["audit", "verify", "--data-dir", dir.to_str().expect("UTF-8 path")];
+    args.extend_from_slice(extra);
+    common::openmvs(&args)
+}
+
+/// The signed head the data directory's head file holds for DE.
+fn head_of(data_dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(data_dir.join("audit-heads.jsonl")).expect("the head file");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one head, of DE: {text}");
+    let head: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON line");
+    assert_eq!(head["market"], "DE", "{head}");
+    head
+}
+
+/// Hands `head` to a hub store in `hub_dir` as the hub's inbound route does with DE's message,
+/// then prints what `openmvs audit heads` exports of DE into `out`.
+fn heads_at_the_hub(hub_dir: &Path, head: &serde_json::Value, out: &Path) {
+    use openmvs_core::ids::MarketCode;
+    use openmvs_hub::{Hub, HubConfig};
+    use openmvs_national::clock::SystemClock;
+    use openmvs_store_sqlite::AuditSigner;
+    use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
+    use openmvs_wire::hub::{Delivery, Envelope, Message, SignedHead};
+
+    let store = Arc::new(
+        SqliteHubStore::open(HubOptions {
+            path: hub_dir.join("hub.db"),
+            signer: Arc::new(AuditSigner { key: ed25519_dalek::SigningKey::from_bytes(&[5; 32]) }),
+            clock: Arc::new(SystemClock),
+            on_group: None,
+            checkpoints: openmvs_store::CheckpointOptions::default(),
+        })
+        .expect("the hub's store opens"),
+    );
+    let hub = Hub::new(store.clone(), Arc::new(SystemClock), HubConfig::new([3; 32]), None);
+    let head: SignedHead = serde_json::from_value(head.clone()).expect("a signed head");
+    let delivery = Delivery {
+        messages: vec![Envelope {
+            message_id: "MSG-DE-head-1".into(),
+            origin: "DE".into(),
+            ordering_key: "audit-head/DE".into(),
+            body: Message::AuditHead(head),
+        }],
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let ack = rt
+        .block_on(hub.apply_from_national(MarketCode::new("DE").expect("DE"), &delivery))
+        .expect("the hub applies the delivery");
+    assert_eq!(ack.results[0].status, "APPLIED", "{ack:?}");
+    drop(hub);
+    store.close();
+    let exported = common::openmvs(&[
+        "audit",
+        "heads",
+        "--data-dir",
+        hub_dir.to_str().expect("UTF-8 path"),
+        "--market",
+        "DE",
+    ]);
+    assert!(exported.status.success(), "audit heads: {}", String::from_utf8_lossy(&exported.stderr));
+    std::fs::write(out, &exported.stdout).expect("write the heads");
+}
+
+#[test]
+fn records_cut_off_at_the_end_with_their_checkpoints_are_caught_against_the_head_file_and_the_hub() {
+    let node = Node::new("truncate", "");
+    node.seed(100);
+    let pharmacy = node.client("PHARMACY", "DE-PH-1");
+    // Two runs: each clean stop signs the tail, so the database holds checkpoints along the way.
+    supply_range(&node, &pharmacy, 0, 20);
+    supply_range(&node, &pharmacy, 20, 70);
+    let data = node.data_dir();
+    checkpoint(&data);
+    let (last, signed) = ends(&data);
+    assert!(last > 60, "some 70 records: {last}");
+    assert_eq!(signed, last, "the clean stop signed the whole trail");
+    let head = head_of(&data);
+    assert_eq!(head["seq"].as_u64(), Some(last), "the head file holds the last checkpoint: {head}");
+    intact(&data);
+    let out = Node::audit_verify(&data);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("reaches the signed head #{last} of audit-heads.jsonl")), "{stdout}");
+
+    for cut in [1, 40] {
+        let keep = last - cut;
+        let copy = node.root().join(format!("cut-{cut}"));
+        copy_dir(&data, &copy);
+        cut_off(&copy, keep);
+        let (_, signed) = ends(&copy);
+        assert!(signed > 0 && signed <= keep, "a checkpoint (#{signed}) still signs what is left");
+
+        // The database alone looks whole: only a head kept outside it shows what is gone.
+        let alone = node.root().join(format!("cut-{cut}-alone"));
+        copy_dir(&copy, &alone);
+        std::fs::remove_file(alone.join("audit-heads.jsonl")).expect("remove the head file");
+        let out = Node::audit_verify(&alone);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains("audit: OK"), "{stdout}");
+        assert!(stdout.contains("no signed head kept outside the database was checked"), "{stdout}");
+
+        let finding = broken(&copy);
+        assert!(
+            finding.contains(&format!(
+                "checkpoint DE #{last}: record #{last} is missing, the records end at #{keep}"
+            )) && finding.contains("signed head from audit-heads.jsonl"),
+            "names DE, the head's #{last} and the last record #{keep}: {finding}"
+        );
+
+        // The same cut, the head file gone too: the heads the hub kept still show it.
+        let hub_dir = node.root().join(format!("hub-{cut}"));
+        let heads = node.root().join(format!("hub-{cut}-heads.jsonl"));
+        heads_at_the_hub(&hub_dir, &head, &heads);
+        let exported: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&heads).expect("heads").trim())
+                .expect("one JSON line");
+        assert_eq!(exported, head, "the hub exports the head DE sent, exactly");
+        let out = verify_with(&alone, &["--heads", heads.to_str().expect("UTF-8 path")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(
+            stderr.starts_with("audit: BROKEN: ")
+                && stderr.contains(&format!("record #{last} is missing, the records end at #{keep}"))
+                && stderr.contains(&format!("signed head from {}", heads.display())),
+            "{stderr}"
+        );
+    }
+
+    // A head file whose head was altered is refused, naming it: the signature no longer holds.
+    let forged = node.root().join("forged-head");
+    copy_dir(&data, &forged);
+    let mut altered = head;
+    altered["seq"] = serde_json::json!(last + 5);
+    std::fs::write(forged.join("audit-heads.jsonl"), format!("{altered}\n")).expect("write");
+    let finding = broken(&forged);
+    assert!(
+        finding.contains(&format!("checkpoint DE #{}: signature invalid", last + 5))
+            && finding.contains("signed head from audit-heads.jsonl"),
+        "{finding}"
+    );
+}
+
+#[test]
+fn a_running_node_signs_its_tail_with_no_further_request_and_keeps_the_head_in_its_file() {
+    let node = Node::new("timer", "");
+    node.seed(10);
+    let pharmacy = node.client("PHARMACY", "DE-PH-1");
+    let server = node.start();
+    let base = server.base.as_str();
+    let http = http();
+    let ph = token(&http, base, &pharmacy);
+    for i in 0..5 {
+        pack(&http, base, &ph, "supply", &pack_body(&format!("timer-{i}"), &serial(i))).ok("supply");
+    }
+    // No request comes any more: the node signs the tail by itself, and the head reaches the file.
+    let data = node.data_dir();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let last = loop {
+        let (last, _) = ends(&data);
+        let head = std::fs::read_to_string(data.join("audit-heads.jsonl")).ok().map(|_| head_of(&data));
+        if last >= 6 && head.as_ref().and_then(|h| h["seq"].as_u64()) == Some(last) {
+            break last;
+        }
+        assert!(std::time::Instant::now() < deadline, "no head of #{last} in the file within 30 s: {head:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // A power cut now: nothing is signed at a stop, and yet the file vouches for every record.
+    server.kill();
+    checkpoint(&data);
+    assert_eq!(ends(&data), (last, last), "the database holds the checkpoint the file holds");
+    intact(&data);
+    cut_off(&data, last - 1);
+    let finding = broken(&data);
+    assert!(finding.contains(&format!("checkpoint DE #{last}: record #{last} is missing")), "{finding}");
 }

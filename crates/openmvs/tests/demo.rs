@@ -4,7 +4,7 @@
 //! the other market is verified through the hub), walks the README tour at the hub as the first OBP
 //! (an unknown serial's A3 alert, an upload followed to every market, no certificate no entry),
 //! moves its fake clock for the admin token only, stops on SIGTERM and keeps everything across a
-//! restart.
+//! restart, after which the hub holds DE's signed audit head and DE's trail verifies against it.
 
 mod common;
 
@@ -490,5 +490,40 @@ fn tour(storage: &Storage) {
     assert_eq!(again, text, "a restart rewrote demo.json");
     let answer = verify_first_de_sample(&doc, "e2e-demo-2");
     assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
+    if matches!(storage, Storage::Sqlite) {
+        // DE sent the head of its trail signed at the first stop to the hub, which kept it.
+        let hub_dir = dir.path().join("hub");
+        let args = ["audit", "heads", "--data-dir", hub_dir.to_str().expect("UTF-8 path"), "--market", "DE"];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let heads = loop {
+            let out = common::openmvs(&args);
+            assert!(out.status.success(), "audit heads: {}", String::from_utf8_lossy(&out.stderr));
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if !text.trim().is_empty() {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "no head of DE at the hub within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        demo.stop();
+        let file = dir.path().join("hub-heads.jsonl");
+        std::fs::write(&file, &heads).expect("write the heads");
+        let de = dir.path().join("DE");
+        let out = common::openmvs(&[
+            "audit",
+            "verify",
+            "--data-dir",
+            de.to_str().expect("UTF-8 path"),
+            "--heads",
+            file.to_str().expect("UTF-8 path"),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            stdout.contains(&format!("of {}", file.display())),
+            "checked against the hub's head: {stdout}"
+        );
+        return;
+    }
     demo.stop();
 }

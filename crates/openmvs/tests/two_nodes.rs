@@ -130,4 +130,5 @@ fn a_node_killed_mid_load_loses_and_doubles_nothing_when_clients_retry_on_the_ot
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(stdout.contains("of audit-heads.jsonl"), "checked against node B's head file: {stdout}");
 }

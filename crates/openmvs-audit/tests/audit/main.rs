@@ -5,6 +5,7 @@ mod checkpoints;
 mod encoding;
 mod markets;
 mod messages;
+mod outside;
 mod structure;
 mod tamper;
 

@@ -34,6 +34,14 @@ fn each_finding_reads_as_one_line_naming_the_market_and_sequence_number() {
             "record DE #1230 follows #1234: duplicated or out of order",
         ),
         (
+            AuditError::OutsideHead {
+                origin: "audit-heads.jsonl".into(),
+                finding: Box::new(AuditError::CheckpointBeyondEnd { market: "DE".into(), seq: 57, last: 17 }),
+            },
+            "checkpoint DE #57: record #57 is missing, the records end at #17 (truncated?); \
+             signed head from audit-heads.jsonl",
+        ),
+        (
             AuditError::UnknownKey { market: "DE".into(), seq: 2000, key_id: "k9".into() },
             "checkpoint DE #2000: signed with unknown key k9",
         ),

@@ -144,6 +144,7 @@ impl Harness {
                 signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[7; 32]) }),
                 clock: clock.clone(),
                 on_group: None,
+                checkpoints: openmvs_store::CheckpointOptions::default(),
             })
             .expect("opening the store"),
         );
@@ -364,6 +365,7 @@ pub fn envelope(body: Message) -> Envelope {
         Message::Withdrawal(m) => m.product_code.clone(),
         Message::PackState(m) => m.product_code.clone(),
         Message::Alert(m) => m.alert.product_code.clone(),
+        Message::AuditHead(m) => format!("audit-head/{}", m.market),
     };
     Envelope {
         message_id: format!("MSG-HUB-{:06}", N.fetch_add(1, Ordering::SeqCst)),

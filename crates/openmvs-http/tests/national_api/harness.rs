@@ -291,6 +291,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
                 on_group: None,
                 migrate: true,
                 pool_size: 4,
+                checkpoints: openmvs_store::CheckpointOptions::default(),
             })
             .expect("open the store"),
         )),
@@ -300,6 +301,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
                 signer: Arc::new(AuditSigner { key: audit_key() }),
                 clock: dyn_clock.clone(),
                 on_group: None,
+                checkpoints: openmvs_store::CheckpointOptions::default(),
             })
             .expect("open the store"),
         )),

@@ -119,6 +119,7 @@ fn kind(body: &Message) -> &'static str {
         Message::Withdrawal(_) => "withdrawal",
         Message::PackState(_) => "pack-state",
         Message::Alert(_) => "alert",
+        Message::AuditHead(_) => "audit-head",
     }
 }
 
@@ -321,6 +322,7 @@ pub async fn world_with(chunk_size: usize) -> World {
                 signer: signer(),
                 clock: dyn_clock.clone(),
                 on_group: None,
+                checkpoints: openmvs_store::CheckpointOptions::default(),
             })
             .expect("open a national store"),
         );
@@ -342,6 +344,7 @@ pub async fn world_with(chunk_size: usize) -> World {
             signer: signer(),
             clock: dyn_clock.clone(),
             on_group: None,
+            checkpoints: openmvs_store::CheckpointOptions::default(),
         })
         .expect("open the hub store"),
     );

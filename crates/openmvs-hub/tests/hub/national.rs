@@ -3,15 +3,19 @@
 
 use std::time::Duration;
 
+use openmvs_audit::{ChainHead, sign_checkpoint, verify_checkpoint};
 use openmvs_core::alert::AlertStatus;
 use openmvs_core::ids::Location;
 use openmvs_core::pack::Command;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::Role;
-use openmvs_hub::Hub;
+use openmvs_hub::{AUDIT_HEAD_OPERATION, Hub, audit_head_subject, received_audit_heads};
 use openmvs_national::Actor;
+use openmvs_national::{checkpoint_of, signed_head};
 use openmvs_wire::api::{AlertView, PackRequest};
-use openmvs_wire::hub::{AlertMsg, Delivery, Envelope, IntermarketRequest, Message, PackStateMsg, RecallMsg};
+use openmvs_wire::hub::{
+    AlertMsg, Delivery, Envelope, IntermarketRequest, Message, PackStateMsg, RecallMsg, SignedHead,
+};
 
 use crate::harness::*;
 
@@ -455,4 +459,46 @@ async fn the_obp_pack_query_asks_each_market_and_shows_one_that_does_not_answer_
             ("UNKNOWN", ["UNREACHABLE".to_owned()].as_slice())
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_national_audit_head_is_kept_in_the_hub_trail_and_read_back_as_the_latest_of_its_market() {
+    let w = world().await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let head = |market: &str, seq: u64| {
+        let chain = ChainHead { market: market.into(), seq, hash: [u8::try_from(seq).unwrap(); 32] };
+        sign_checkpoint(&chain, start().unix_millis(), &key)
+    };
+    let de = w.national("DE");
+    assert!(de.send_audit_head(&head("DE", 40)).await.unwrap(), "queued for the hub");
+    assert!(de.send_audit_head(&head("DE", 57)).await.unwrap());
+    assert!(!de.send_audit_head(&head("FR", 9)).await.unwrap(), "DE sends only its own market's heads");
+    assert_eq!(w.national_relay("DE").await, 2, "both heads reach the hub");
+
+    let store = w.hub.store();
+    let heads = received_audit_heads(store.as_ref(), None).unwrap();
+    assert_eq!(heads, [signed_head(&head("DE", 57))], "the latest head of DE");
+    assert_eq!(received_audit_heads(store.as_ref(), Some("DE")).unwrap(), heads);
+    assert!(received_audit_heads(store.as_ref(), Some("FR")).unwrap().is_empty());
+    let cp = checkpoint_of(&heads[0]).unwrap();
+    verify_checkpoint(&cp, &key.verifying_key()).expect("the head read back is the one DE signed");
+    let records = store.audit_by_subject(&audit_head_subject("DE")).unwrap();
+    assert_eq!(records.len(), 2, "each head is one record of the hub's own trail");
+    assert_eq!(records[1].entry.operation, AUDIT_HEAD_OPERATION);
+    assert_eq!(records[1].entry.actor, "DE");
+    assert_eq!(records[1].entry.market, openmvs_store::hub::HUB_AUDIT_MARKET);
+
+    // A national system speaks for its own market only, and a head must have its shape.
+    let from_fr =
+        |id: &str, h: SignedHead| Delivery { messages: vec![envelope(id, "FR", Message::AuditHead(h))] };
+    let ack =
+        w.hub.apply_from_national(m("FR"), &from_fr("MSG-FR-1", signed_head(&head("DE", 99)))).await.unwrap();
+    assert_eq!(statuses(&ack), ["REJECTED"]);
+    assert!(ack.results[0].error.as_deref().unwrap().contains("of market 'DE' sent by FR"), "{ack:?}");
+    let mut bad = signed_head(&head("FR", 3));
+    bad.signature.truncate(10);
+    let ack = w.hub.apply_from_national(m("FR"), &from_fr("MSG-FR-2", bad)).await.unwrap();
+    assert_eq!(statuses(&ack), ["REJECTED"]);
+    assert!(ack.results[0].error.as_deref().unwrap().contains("signature: exactly 128"), "{ack:?}");
+    assert_eq!(received_audit_heads(store.as_ref(), None).unwrap(), heads, "nothing rejected is kept");
 }

@@ -38,6 +38,8 @@ pub struct HubOptions {
     pub clock: Arc<dyn Clock>,
     /// Called with the size of every committed group (for metrics).
     pub on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// When the hub's audit checkpoints are signed, and who hears of each.
+    pub checkpoints: CheckpointOptions,
 }
 
 /// The hub's SQLite engine.
@@ -60,6 +62,7 @@ impl SqliteHubStore {
             signer: opts.signer,
             clock: opts.clock,
             on_group: opts.on_group,
+            checkpoints: opts.checkpoints,
             name: "openmvs-hub",
         };
         Ok(SqliteHubStore { engine: Engine::start(conn, start)?, sections: Default::default() })

@@ -1,61 +1,151 @@
-//! `openmvs audit verify`: checks the whole trail and names the first bad record.
+//! `openmvs audit verify`: checks the whole trail and names the first bad record; `openmvs audit
+//! heads`: the signed heads the hub keeps, for the former.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
-
 use std::sync::Arc;
 
 use openmvs_core::time::Clock;
+use openmvs_national::OutsideHead;
 use openmvs_national::clock::SystemClock;
 use openmvs_store::Store;
 use openmvs_store_sqlite::SqliteStore;
+use openmvs_store_sqlite::hub::SqliteHubStore;
 
-use crate::cli::AuditCommand;
+use crate::cli::{AuditCommand, Target};
 use crate::config::Storage;
-use crate::node;
 use crate::out::outln;
+use crate::{heads, node};
 
 /// Exit status when the trail does not verify.
 const BROKEN: u8 = 3;
 
 pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { target, public_keys } => {
-            let (data_dir, storage) = super::admin::target(&target)?;
-            let keys = node::audit_public_keys(&data_dir, &public_keys)?;
-            let store: Arc<dyn Store> = match storage {
-                // The embedded file is opened read-only: verifying never writes.
-                Storage::Sqlite => Arc::new(
-                    SqliteStore::open_read_only(&node::db_path(&data_dir))
-                        .map_err(|e| anyhow::anyhow!("{e}"))?,
-                ),
-                storage => {
-                    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-                    node::open(&data_dir, &storage, clock, None)?.store()
-                }
-            };
-            match openmvs_national::verify_audit(store.as_ref(), keys) {
-                Ok(r) => {
-                    let mut markets: Vec<_> = r.records.iter().collect();
-                    markets.sort();
-                    for (m, n) in markets {
-                        let tail = r.unsigned_tail.get(m).copied().unwrap_or(0);
-                        outln!("audit {m}: {n} records verified, {tail} after the last signed checkpoint");
-                    }
-                    outln!("audit: OK, {} checkpoints verified", r.checkpoints);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("audit: BROKEN: {e}");
-                    Ok(ExitCode::from(BROKEN))
-                }
+        AuditCommand::Verify { target, public_keys, heads } => verify(&target, &public_keys, &heads),
+        AuditCommand::Heads { target, market } => print_heads(&target, market.as_deref()),
+    }
+}
+
+/// `openmvs audit verify`: every record and checkpoint of the trail, then the signed heads kept
+/// outside the database (the head file, and `--heads` files from the hub) against it.
+fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let (data_dir, storage) = super::admin::target(target)?;
+    let keys = node::audit_public_keys(&data_dir, public_keys)?;
+    // A data directory written before the market was recorded has no market file: every head counts.
+    let market = node::market_of(&data_dir).ok();
+    let mut outside = Vec::new();
+    let own = heads::heads_path(&data_dir);
+    let mut sources = vec![(own.clone(), heads::read_heads(&own))];
+    for f in head_files {
+        // A head file of the data directory may not exist yet; a file named on the command line must.
+        if !f.exists() {
+            anyhow::bail!("--heads {}: no such file", f.display());
+        }
+        sources.push((f.clone(), heads::read_heads(f)));
+    }
+    for (path, read) in sources {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let origin = if path == own { name } else { path.display().to_string() };
+        let found = match read {
+            Ok(h) => h,
+            // A head file that cannot be read is itself a finding: it was written whole each time.
+            Err(e) => {
+                eprintln!("audit: BROKEN: {e:#}");
+                return Ok(ExitCode::from(BROKEN));
             }
+        };
+        for (m, cp) in found {
+            // The hub keeps every market's heads; this system answers for its own.
+            if market.is_none_or(|own| m == own.as_str()) {
+                outside.push(OutsideHead { origin: origin.clone(), checkpoint: cp });
+            }
+        }
+    }
+    let store: Arc<dyn Store> = match storage {
+        // The embedded file is opened read-only: verifying never writes.
+        Storage::Sqlite => Arc::new(
+            SqliteStore::open_read_only(&node::db_path(&data_dir)).map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        storage => {
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            node::open_to_read(&data_dir, &storage, clock)?.store()
+        }
+    };
+    match openmvs_national::verify_audit_with_heads(store.as_ref(), keys, &outside) {
+        Ok(r) => {
+            let mut markets: Vec<_> = r.records.iter().collect();
+            markets.sort();
+            for (m, n) in markets {
+                let tail = r.unsigned_tail.get(m).copied().unwrap_or(0);
+                outln!("audit {m}: {n} records verified, {tail} after the last signed checkpoint");
+            }
+            for h in &outside {
+                let cp = &h.checkpoint;
+                outln!("audit {}: the trail reaches the signed head #{} of {}", cp.market, cp.seq, h.origin);
+            }
+            if outside.is_empty() {
+                outln!(
+                    "audit: no signed head kept outside the database was checked (no {} and no --heads): \
+                     records cut off at the end would not show",
+                    heads::HEADS_FILE
+                );
+            }
+            outln!("audit: OK, {} checkpoints verified", r.checkpoints);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("audit: BROKEN: {e}");
+            Ok(ExitCode::from(BROKEN))
         }
     }
 }
 
+/// `openmvs audit heads`: the latest signed head the hub received from each market, read from
+/// the hub's own audit trail, one JSON line each.
+fn print_heads(target: &Target, market: Option<&str>) -> anyhow::Result<ExitCode> {
+    if let Some(m) = market {
+        openmvs_core::ids::MarketCode::new(m).map_err(|e| anyhow::anyhow!("--market: {e}"))?;
+    }
+    let (data_dir, storage) = match (&target.config, &target.data_dir) {
+        (Some(path), _) => {
+            let raw = crate::config::load_raw(Some(path), std::env::vars())?;
+            let base =
+                path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            if raw.hub.is_none() {
+                anyhow::bail!("{} has no [hub] section", path.display());
+            }
+            let s = crate::hub_config::hub(&raw, base)?;
+            (s.data_dir, s.storage)
+        }
+        (None, Some(dir)) => (dir.clone(), Storage::Sqlite),
+        (None, None) => anyhow::bail!("give --config FILE or --data-dir DIR"),
+    };
+    let found = match storage {
+        Storage::Sqlite => {
+            let store = SqliteHubStore::open_read_only(&crate::hub_node::db_path(&data_dir))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            openmvs_hub::received_audit_heads(&store, market)
+        }
+        storage => {
+            let hub = crate::hub_node::open(&data_dir, &storage, Arc::new(SystemClock), None)?;
+            let found = openmvs_hub::received_audit_heads(hub.store().as_ref(), market);
+            hub.close();
+            found
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = std::io::stdout().lock();
+    for h in found {
+        writeln!(out, "{}", serde_json::to_string(&h)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `openmvs migrate`: brings the storage schema of every system the configuration file describes
 /// (`[national]`, `[hub]`), or of `--data-dir`, to this build's version and says what it did.
-pub fn migrate(target: &crate::cli::Target) -> anyhow::Result<ExitCode> {
+pub fn migrate(target: &Target) -> anyhow::Result<ExitCode> {
     match (&target.config, &target.data_dir) {
         (Some(path), _) => {
             let raw = crate::config::load_raw(Some(path), std::env::vars())?;

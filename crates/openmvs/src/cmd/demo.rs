@@ -522,8 +522,12 @@ async fn demo(
     workers.push(tokio::spawn(hub.clone().run_relay(stop_rx.clone())));
     // The national relays start once the hub listens: a first delivery then finds it (with
     // --fake-clock a retry's backoff would only end when the clock is moved).
-    for (_, national) in &nationals {
+    for ((_, national), store) in nationals.iter().zip(&national_stores) {
         workers.push(tokio::spawn(national.clone().run_relay(stop_rx.clone())));
+        if let Some(heads) = store.heads() {
+            let forward = super::serve::forward_heads(national.clone(), heads.subscribe(), stop_rx.clone());
+            workers.push(tokio::spawn(forward));
+        }
     }
     running.obs.push(hub_obs);
     running.servers.push(hub_server);

@@ -125,12 +125,15 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     let server = serve_with(listener, router, tls, s.connections.serve_options(obs.connections.clone()))
         .map_err(|e| anyhow::anyhow!(e))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = [
+    let mut workers = vec![
         tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())),
         tokio::spawn(national.clone().run_relay(stop_rx.clone())),
         tokio::spawn(sample(obs.clone(), sla_file.clone(), stop_rx.clone())),
         tokio::spawn(reload_keys(national.clone(), stop_rx.clone())),
     ];
+    if let (Some(_), Some(heads)) = (&s.hub, store.heads()) {
+        workers.push(tokio::spawn(forward_heads(national.clone(), heads.subscribe(), stop_rx.clone())));
+    }
     obs.set_ready(true);
     // One line on stdout that scripts and tests wait for.
     // A server keeps serving when nobody reads its standard output.
@@ -172,6 +175,46 @@ pub(crate) async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Sends the heads of the audit trail to the hub as the head file gets them: those it holds at
+/// the start first (the checkpoints signed at the last stop were written after the relay had
+/// stopped), then each new one, at most one per market per checkpoint interval. A head that
+/// cannot be queued is tried again; a newer one replaces it.
+pub(crate) async fn forward_heads(
+    national: Arc<National>,
+    mut heads: watch::Receiver<crate::heads::Heads>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut sent: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    loop {
+        let latest = heads.borrow_and_update().clone();
+        let mut failed = false;
+        for cp in latest.values() {
+            if sent.get(&cp.market).is_some_and(|s| *s >= cp.seq) {
+                continue;
+            }
+            match national.send_audit_head(cp).await {
+                Ok(_) => {
+                    sent.insert(cp.market.clone(), cp.seq);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, market = %cp.market, seq = cp.seq, "queueing the audit head for the hub failed");
+                    failed = true;
+                }
+            }
+        }
+        if !failed {
+            tokio::select! {
+                r = heads.changed() => if r.is_err() { return },
+                _ = stop.changed() => return,
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(openmvs_store::CHECKPOINT_EVERY) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
