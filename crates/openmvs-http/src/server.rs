@@ -782,14 +782,16 @@ async fn handle(
         parts.extensions.insert(p);
     }
     parts.extensions.insert(RemoteAddr(remote));
-    let (back, returned) = oneshot::channel();
+    let (back, mut returned) = oneshot::channel();
     let body = Body::new(Returning {
         inner: Some(MinRate::new(incoming, opts.body_min_rate, opts.body_grace, opts.stats.clone())),
         back: Some(back),
     });
     let Ok(mut resp) = router.oneshot(Request::from_parts(parts, body)).await;
     let mut unread = None;
-    if let Ok(rest) = returned.await
+    // The handler's future is over, so the body is back unless it ended (or something it
+    // started still holds it, which then reads it).
+    if let Ok(rest) = returned.try_recv()
         && let Err(rest) = drain(rest).await
     {
         if version < Version::HTTP_2 {
