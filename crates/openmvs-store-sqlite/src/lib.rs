@@ -606,8 +606,8 @@ impl ClientStore for SqliteStore {
         self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(
-                    "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
-                     FROM clients WHERE client_id = ?1",
+                    "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, \
+                     last_used_at FROM clients WHERE client_id = ?1",
                 )
                 .map_err(sql_err)?;
             let mut rows = s.query(params![client_id]).map_err(sql_err)?;
@@ -622,8 +622,8 @@ impl ClientStore for SqliteStore {
         self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(
-                    "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
-                     FROM clients ORDER BY client_id",
+                    "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, \
+                     last_used_at FROM clients ORDER BY client_id",
                 )
                 .map_err(sql_err)?;
             let mut rows = s.query([]).map_err(sql_err)?;
@@ -635,10 +635,21 @@ impl ClientStore for SqliteStore {
         })
     }
 
+    fn disabled_clients(&self) -> StoreResult<Vec<String>> {
+        self.engine.read(|c| {
+            let mut s = c
+                .prepare_cached("SELECT client_id FROM clients WHERE disabled = 1 ORDER BY client_id")
+                .map_err(sql_err)?;
+            let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+        })
+    }
+
     fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
         self.engine.read(|c| {
             let mut s = c
-                .prepare_cached("SELECT kid, secret, created_at, active, retired_at FROM signing_keys ORDER BY created_at, kid")
+                .prepare_cached("SELECT kid, secret, created_at, active, retired_at, revoked_at FROM signing_keys \
+                     ORDER BY created_at, kid",)
                 .map_err(sql_err)?;
             let mut rows = s.query([]).map_err(sql_err)?;
             let mut out = Vec::new();

@@ -669,6 +669,42 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
             s.execute(params![p.id, (p.expected_done_rows + i as u64) as i64, r]).map_err(sql_err)?;
         }
     }
+    for ch in &uow.client_changes {
+        let n = c
+            .prepare_cached(
+                "UPDATE clients SET disabled = COALESCE(?2, disabled), \
+                 last_used_at = CASE WHEN ?3 IS NULL THEN last_used_at \
+                 ELSE MAX(COALESCE(last_used_at, ?3), ?3) END WHERE client_id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![ch.client_id, ch.disabled, ch.used_at.map(|t| t.unix_millis())]))
+            .map_err(sql_err)?;
+        if n == 0 {
+            return Err(conflict(Conflict::Missing(format!("client {}", ch.client_id))));
+        }
+    }
+    if let Some(k) = &uow.key_revocation {
+        let n = c
+            .prepare_cached(
+                "UPDATE signing_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE kid = ?1 AND active = 0",
+            )
+            .and_then(|mut s| s.execute(params![k.kid, k.at.unix_millis()]))
+            .map_err(sql_err)?;
+        if n == 0 {
+            return Err(conflict(Conflict::Missing(format!("retired token-signing key {}", k.kid))));
+        }
+    }
+    if let Some(h) = &uow.heartbeat {
+        c.prepare_cached(
+            "INSERT INTO heartbeats (node_id, at) VALUES (?1, ?2) \
+             ON CONFLICT (node_id) DO UPDATE SET at = excluded.at",
+        )
+        .and_then(|mut s| s.execute(params![h.node_id, h.at.unix_millis()]))
+        .map_err(sql_err)?;
+        // Rows of nodes gone for a day are dropped, so restarts do not accumulate them.
+        c.prepare_cached("DELETE FROM heartbeats WHERE at < ?1")
+            .and_then(|mut s| s.execute(params![h.at.unix_millis() - 86_400_000]))
+            .map_err(sql_err)?;
+    }
     for e in &uow.audit {
         out.audit_seqs.push(chains.append(c, e)?);
     }

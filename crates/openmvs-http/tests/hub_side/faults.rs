@@ -171,6 +171,9 @@ impl ClientStore for Faulty {
     fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
         self.inner.clients()
     }
+    fn disabled_clients(&self) -> StoreResult<Vec<String>> {
+        self.inner.disabled_clients()
+    }
     fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
         self.inner.keys()
     }

@@ -1,0 +1,65 @@
+//! Whether the store commits: every commit of the service goes through [`National::commit`], which
+//! notes a store that cannot commit at once, and a probe write ([`National::probe_store`]) run
+//! every second or so by the server finds out when it can again. Readiness follows it.
+
+use std::sync::atomic::Ordering;
+
+use openmvs_store::{Committed, Heartbeat, StoreError, StoreResult, UnitOfWork};
+
+use crate::{ApiError, National};
+
+impl National {
+    /// Commits a unit of work; a store that answers "unavailable" (disk full, read-only files, no
+    /// writable primary, the writer stopped) marks the store as not committing until a probe
+    /// write succeeds again.
+    pub(crate) async fn commit(&self, uow: UnitOfWork) -> StoreResult<Committed> {
+        let r = self.store.commit(uow).await;
+        if let Err(StoreError::Unavailable(why)) = &r {
+            self.mark_store(false, why);
+        }
+        r
+    }
+
+    /// Writes this node's heartbeat through the store's ordinary commit path (the same writer,
+    /// transaction and fsync as any request): the store commits again if it succeeds, and does
+    /// not if it fails. Called every second or so by the server.
+    ///
+    /// # Errors
+    ///
+    /// Why the store cannot commit, as unavailable.
+    pub async fn probe_store(&self) -> Result<(), ApiError> {
+        let uow = UnitOfWork {
+            heartbeat: Some(Heartbeat { node_id: self.node_id.clone(), at: self.clock.now() }),
+            ..UnitOfWork::default()
+        };
+        match self.commit(uow).await {
+            Ok(_) => {
+                self.mark_store(true, "a probe write committed");
+                Ok(())
+            }
+            Err(e @ StoreError::Unavailable(_)) => Err(ApiError::unavailable(e)),
+            Err(e) => {
+                // Not a failure to commit (a corrupt row, a conflict): the store itself wrote.
+                self.mark_store(true, "a probe write was answered");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Whether the store commits, as the last probe or commit found it: readiness is false while
+    /// it does not.
+    pub fn store_ok(&self) -> bool {
+        self.store_ok.load(Ordering::SeqCst)
+    }
+
+    /// Records whether the store commits, with one log line when that changes.
+    fn mark_store(&self, ok: bool, why: &str) {
+        if self.store_ok.swap(ok, Ordering::SeqCst) != ok {
+            if ok {
+                tracing::info!(cause = %why, "the store commits again: ready");
+            } else {
+                tracing::error!(cause = %why, "the store cannot commit: not ready until a probe write succeeds");
+            }
+        }
+    }
+}
