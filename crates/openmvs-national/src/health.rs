@@ -8,6 +8,9 @@ use openmvs_store::{Committed, Heartbeat, StoreError, StoreResult, UnitOfWork};
 
 use crate::{ApiError, National};
 
+/// How long a probe write may take before the store counts as not committing.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl National {
     /// Commits a unit of work; a store that answers "unavailable" (disk full, read-only files, no
     /// writable primary, the writer stopped) marks the store as not committing until a probe
@@ -32,7 +35,12 @@ impl National {
             heartbeat: Some(Heartbeat { node_id: self.node_id.clone(), at: self.clock.now() }),
             ..UnitOfWork::default()
         };
-        match self.commit(uow).await {
+        let Ok(r) = tokio::time::timeout(PROBE_TIMEOUT, self.commit(uow)).await else {
+            let why = format!("a probe write did not commit within {} s", PROBE_TIMEOUT.as_secs());
+            self.mark_store(false, &why);
+            return Err(ApiError::unavailable(why));
+        };
+        match r {
             Ok(_) => {
                 self.mark_store(true, "a probe write committed");
                 Ok(())

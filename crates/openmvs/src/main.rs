@@ -3,6 +3,7 @@
 mod cli;
 mod cmd;
 mod config;
+mod health;
 mod hub_config;
 mod hub_node;
 mod node;

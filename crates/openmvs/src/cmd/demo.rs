@@ -468,6 +468,17 @@ async fn demo(
             )));
         }
         workers.push(tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())));
+        workers.push(tokio::spawn(
+            national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, stop_rx.clone()),
+        ));
+        crate::health::probe_national(&national, &obs, &data).await;
+        workers.push(tokio::spawn(crate::health::run_national_probe(
+            national.clone(),
+            obs.clone(),
+            data.clone(),
+            Duration::from_secs(1),
+            stop_rx.clone(),
+        )));
         urls.insert(*m, format!("https://127.0.0.1:{port}"));
         running.obs.push(obs);
         running.servers.push(server);
