@@ -77,18 +77,31 @@ pub(crate) const WAL_RESTART_BYTES: u64 = 256 << 20;
 /// appended to new blocks makes the file system zero them first. The writer therefore restarts
 /// the WAL itself once it passes [`WAL_RESTART_BYTES`] (see `Writer::restart_wal`); this thread
 /// keeps what that has left to copy small.
-fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) {
-    let conn = match Connection::open(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "the checkpointer cannot open the database; the WAL will grow");
-            return;
-        }
-    };
-    let _ = conn.execute_batch("PRAGMA busy_timeout = 50; PRAGMA wal_autocheckpoint = 0;");
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>, slot: engine::CheckpointConn) {
+    use std::sync::atomic::Ordering;
+    let mut warned = false;
+    while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(CHECKPOINT_EVERY);
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        let mut conn = slot.lock().unwrap_or_else(|p| p.into_inner());
+        // Emptied by the writer when it opens its own connection again (`Writer::reopen_if_needed`).
+        if conn.is_none() {
+            match Connection::open(&path) {
+                Ok(c) => {
+                    let _ = c.execute_batch("PRAGMA busy_timeout = 50; PRAGMA wal_autocheckpoint = 0;");
+                    *conn = Some(c);
+                    warned = false;
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::error!(error = %e, "the checkpointer cannot open the database; the WAL will grow");
+                        warned = true;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_ref() else { continue };
+        if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::debug!(error = %e, "background checkpoint did not complete; retrying");
         }
     }

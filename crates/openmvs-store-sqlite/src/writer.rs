@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 use ed25519_dalek::SigningKey;
@@ -138,6 +139,16 @@ pub struct Writer<U: Unit = UnitOfWork> {
     wal_restart_bytes: u64,
     /// Groups committed since the WAL's size was last looked at.
     groups_since_check: u32,
+    /// The database file (`None` in memory), for opening the write connection again.
+    path: Option<PathBuf>,
+    /// Grows whenever the writer opens its connection again: readers and the checkpointer then
+    /// open theirs again too.
+    generation: Arc<AtomicU64>,
+    /// The last group failed: the connection is opened again before the next one.
+    suspect: bool,
+    /// The engine's idle readers and its checkpointer's connection, closed when the writer opens
+    /// its own connection again.
+    others: Option<(crate::engine::Readers, crate::engine::CheckpointConn)>,
     // The writer commits units of one kind; `fn(U)` keeps it `Send` whatever `U` is.
     unit: PhantomData<fn(U)>,
 }
@@ -150,7 +161,8 @@ impl<U: Unit> Writer<U> {
         clock: Arc<dyn Clock>,
         on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
     ) -> StoreResult<Writer<U>> {
-        let wal = conn.path().filter(|p| !p.is_empty()).map(|p| PathBuf::from(format!("{p}-wal")));
+        let path = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from);
+        let wal = path.as_ref().map(|p| PathBuf::from(format!("{}-wal", p.display())));
         let mut w = Writer {
             conn,
             chains: AuditChains::default(),
@@ -160,10 +172,24 @@ impl<U: Unit> Writer<U> {
             wal,
             wal_restart_bytes: crate::WAL_RESTART_BYTES,
             groups_since_check: 0,
+            path,
+            generation: Arc::new(AtomicU64::new(0)),
+            suspect: false,
+            others: None,
             unit: PhantomData,
         };
         w.load_chains()?;
         Ok(w)
+    }
+
+    /// The engine's other connections, which the writer closes when it opens its own again.
+    pub(crate) fn share(&mut self, readers: crate::engine::Readers, checkpoint: crate::engine::CheckpointConn) {
+        self.others = Some((readers, checkpoint));
+    }
+
+    /// The counter the writer grows whenever it opens its connection again.
+    pub(crate) fn generation(&self) -> Arc<AtomicU64> {
+        self.generation.clone()
     }
 
     /// Reads each market's chain head and last checkpoint from the database.
@@ -272,10 +298,53 @@ impl<U: Unit> Writer<U> {
         let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
     }
 
+    /// Opens the write connection again when the last group failed or the connection is
+    /// read-only: a connection opened while the database could not be written (the data directory
+    /// or its file system read-only when the store opened) stays read-only for good, and SQLite
+    /// shares one read-only view of the WAL index among every connection of the process that
+    /// opened it then. So the writer first lets go of its connection and makes every reader and the
+    /// checkpointer open theirs again (`generation`), then opens a new one. Until the file can be
+    /// written again every group is refused as unavailable; after, the store commits again by
+    /// itself.
+    fn reopen_if_needed(&mut self) {
+        let read_only = self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true);
+        if !(self.suspect || read_only) {
+            return;
+        }
+        let Some(path) = self.path.clone() else { return };
+        // Refuses every write, so that nothing is committed while there is no real connection.
+        let Ok(placeholder) = Connection::open_in_memory_with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        else {
+            return;
+        };
+        // Readers in use when the counter grows close their connection when they are done.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some((readers, checkpoint)) = &self.others {
+            readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            checkpoint.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        match crate::engine::open_write_connection(&path) {
+            Ok(c) => {
+                let writable = !c.is_readonly(rusqlite::MAIN_DB).unwrap_or(true);
+                self.conn = c;
+                if writable && (read_only || self.suspect) {
+                    tracing::info!(path = %path.display(), "write connection opened again");
+                }
+                if let Err(e) = self.load_chains() {
+                    tracing::debug!(error = %e, "reloading audit chain heads failed");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "the database cannot be opened for writing yet"),
+        }
+        self.suspect = false;
+    }
+
     fn commit_group(&mut self, group: Vec<Job<U>>) {
         if group.is_empty() {
             return;
         }
+        self.reopen_if_needed();
         if let Some(f) = &self.on_group {
             f(group.len());
         }
@@ -318,6 +387,7 @@ impl<U: Unit> Writer<U> {
             }
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; nothing of it was written");
+                self.suspect = true;
                 let _ = self.conn.execute_batch("ROLLBACK");
                 // The chain heads advanced in memory for records that were not written.
                 if let Err(e) = self.load_chains() {

@@ -28,6 +28,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::faults::Faulty;
+
 /// The market every test app serves.
 pub const DE: &str = "DE";
 /// The product most tests use.
@@ -166,6 +168,10 @@ pub struct AppOptions {
     pub lease: Option<Duration>,
     /// Do not start the bulk worker (a node that accepts bulk requests but never works on them).
     pub no_bulk_worker: bool,
+    /// Put the service on a store whose commits can be made to fail ([`TestApp::faults`]).
+    pub faulty: bool,
+    /// Keep the embedded store's files in this directory instead of a fresh temporary one.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The store of a test app, of either engine.
@@ -228,6 +234,8 @@ pub struct TestApp {
     pub clock: Arc<FakeClock>,
     /// Metrics, SLA figures, readiness.
     pub obs: Arc<Observability>,
+    /// The failure points of the store, with [`AppOptions::faulty`].
+    pub faults: Option<Arc<Faulty>>,
     _server: ServerHandle,
     stop_worker: watch::Sender<bool>,
     _dir: TempDir,
@@ -278,7 +286,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         )),
         None => TestStore::Sqlite(Arc::new(
             SqliteStore::open(Options {
-                path: dir.0.join("national.db"),
+                path: opts.data_dir.as_deref().unwrap_or(&dir.0).join("national.db"),
                 signer: Arc::new(AuditSigner { key: audit_key() }),
                 clock: dyn_clock.clone(),
                 on_group: None,
@@ -291,9 +299,13 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     if let Some(lease) = opts.lease {
         config.lease = lease;
     }
-    let national = Arc::new(
-        National::new(store.shared(), dyn_clock.clone(), config, opts.hub).expect("start the service"),
-    );
+    let faults = opts.faulty.then(|| Arc::new(Faulty::new(store.shared())));
+    let shared: Arc<dyn Store> = match &faults {
+        Some(f) => f.clone(),
+        None => store.shared(),
+    };
+    let national =
+        Arc::new(National::new(shared, dyn_clock.clone(), config, opts.hub).expect("start the service"));
     let obs = Arc::new(Observability::new(dyn_clock));
     obs.set_ready(true);
     let limiter = Arc::new(Limiter::new(opts.rate));
@@ -301,6 +313,8 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
     let server = serve(listener, router, Some(tls_config())).expect("serve");
     let (stop_worker, rx) = watch::channel(false);
+    // As the server does: clients cut off and keys revoked on other nodes are seen within seconds.
+    tokio::spawn(national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, rx.clone()));
     if !opts.no_bulk_worker {
         tokio::spawn(national.clone().run_bulk_worker(rx));
     }
@@ -321,6 +335,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         store,
         clock,
         obs,
+        faults,
         _server: server,
         stop_worker,
         _dir: dir,

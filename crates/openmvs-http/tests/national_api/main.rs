@@ -8,11 +8,15 @@ mod alerts;
 mod audit;
 mod bulk;
 mod errors;
+#[path = "../hub_side/faults.rs"]
+mod faults;
 mod harness;
+mod lifecycle;
 mod idempotency;
 mod multi_node;
 mod ops;
 mod packs;
+mod readiness;
 mod roles;
 mod scan;
 mod undo;
