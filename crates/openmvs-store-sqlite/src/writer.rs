@@ -146,6 +146,10 @@ pub struct Writer<U: Unit = UnitOfWork> {
     generation: Arc<AtomicU64>,
     /// The last group failed: the connection is opened again before the next one.
     suspect: bool,
+    /// The position of the newest audit record and the row of the newest checkpoint as of this
+    /// writer's last group: another process appended records or signed checkpoints when the trail
+    /// has moved on from them.
+    known_pos: Option<(i64, i64)>,
     /// The engine's idle readers and its checkpointer's connection, closed when the writer opens
     /// its own connection again.
     others: Option<(crate::engine::Readers, crate::engine::CheckpointConn)>,
@@ -175,11 +179,40 @@ impl<U: Unit> Writer<U> {
             path,
             generation: Arc::new(AtomicU64::new(0)),
             suspect: false,
+            known_pos: None,
             others: None,
             unit: PhantomData,
         };
         w.load_chains()?;
         Ok(w)
+    }
+
+    /// The position of the newest audit record and the row of the newest checkpoint.
+    fn last_pos(&self) -> StoreResult<(i64, i64)> {
+        self.conn
+            .prepare_cached(
+                "SELECT (SELECT COALESCE(MAX(pos), 0) FROM audit), \
+                 (SELECT COALESCE(MAX(rowid), 0) FROM audit_checkpoints)",
+            )
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(sql_err)
+    }
+
+    /// Another process may have appended to the trail since this writer's last group (`openmvs
+    /// admin client disable` on the data directory of a running node): then the chain heads kept
+    /// in memory are stale and are read again. Runs inside the group's write transaction, so no
+    /// other process can append between this look and the group's own records. One lookup of the
+    /// largest key per group.
+    fn follow_other_writers(&mut self) -> StoreResult<()> {
+        let pos = self.last_pos()?;
+        if self.known_pos != Some(pos) {
+            if self.known_pos.is_some() {
+                tracing::info!("another process appended to the audit trail: chain heads read again");
+            }
+            self.load_chains()?;
+            self.known_pos = Some(pos);
+        }
+        Ok(())
     }
 
     /// The engine's other connections, which the writer closes when it opens its own again.
@@ -364,6 +397,9 @@ impl<U: Unit> Writer<U> {
         let mut exec_results = Vec::with_capacity(execs.len());
         let mut outcome = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err);
         if outcome.is_ok() {
+            outcome = self.follow_other_writers();
+        }
+        if outcome.is_ok() {
             for (uow, _) in &commits {
                 results.push(self.apply_in_savepoint(uow, now));
             }
@@ -378,6 +414,7 @@ impl<U: Unit> Writer<U> {
         }
         match outcome {
             Ok(()) => {
+                self.known_pos = self.last_pos().ok();
                 for ((_, reply), r) in commits.into_iter().zip(results) {
                     let _ = reply.send(r);
                 }

@@ -170,7 +170,8 @@ pub struct AppOptions {
     pub no_bulk_worker: bool,
     /// Put the service on a store whose commits can be made to fail ([`TestApp::faults`]).
     pub faulty: bool,
-    /// Keep the embedded store's files in this directory instead of a fresh temporary one.
+    /// Keep the embedded store's files in this directory instead of a fresh temporary one (the
+    /// app then uses the embedded store whatever `OPENMVS_TEST_STORAGE` says).
     pub data_dir: Option<PathBuf>,
 }
 
@@ -266,7 +267,8 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let clock = Arc::new(FakeClock::at(start()));
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let postgres = opts.postgres.clone().or_else(|| {
-        let wanted = std::env::var("OPENMVS_TEST_STORAGE").is_ok_and(|v| v == "postgres");
+        // A data directory of its own is for the embedded store's files.
+        let wanted = opts.data_dir.is_none() && std::env::var("OPENMVS_TEST_STORAGE").is_ok_and(|v| v == "postgres");
         wanted.then(|| {
             shared_postgres("a PostgreSQL app").expect("OPENMVS_TEST_STORAGE=postgres needs a database")
         })
