@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openmvs_http::Observability;
+use openmvs_hub::Hub;
 use openmvs_national::National;
 use tokio::sync::watch;
 
@@ -23,6 +24,28 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     {
         let _ = dir;
         Err(std::io::Error::other("free space is measured on Unix only"))
+    }
+}
+
+/// What to say about a data directory whose database cannot be opened: whether the directory is
+/// read-only. A database that served reads before keeps its WAL index (`*.db-shm`) beside it, and
+/// a node then starts on a read-only directory with readiness false and becomes ready by itself
+/// once it can write; without that file SQLite cannot even read the database.
+pub fn open_failure_hint(dir: &Path) -> String {
+    #[cfg(unix)]
+    {
+        match rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
+            Ok(()) => String::new(),
+            Err(e) => format!(
+                " ({} cannot be written: {e}; make it writable, the node needs to write its database there)",
+                dir.display()
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        String::new()
     }
 }
 
@@ -69,6 +92,31 @@ pub async fn run_national_probe(
             _ = stop.changed() => return,
         }
         probe_national(&national, &obs, &dir).await;
+    }
+}
+
+/// One probe of the hub: a write through its store, then the free space.
+pub async fn probe_hub(hub: &Hub, obs: &Observability, dir: &Path) {
+    if let Err(e) = hub.probe_store().await {
+        tracing::debug!(error = %e, "probe write failed");
+    }
+    check_disk(obs, dir);
+}
+
+/// Probes the hub every `every` until `stop` turns true.
+pub async fn run_hub_probe(
+    hub: Arc<Hub>,
+    obs: Arc<Observability>,
+    dir: PathBuf,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        probe_hub(&hub, &obs, &dir).await;
     }
 }
 

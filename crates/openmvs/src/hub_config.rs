@@ -37,6 +37,12 @@
 //! delivery_timeout_seconds = 30    # one delivery to a market, before it is retried
 //! drain_seconds = 10               # how long in-flight requests may finish at shutdown
 //! ready_grace_ms = 500             # readiness is false this long before the listener stops
+//!
+//! [hub.health]
+//! probe_ms = 1000                  # a probe write through the store this often: /health/ready is
+//!                                  # false while the store cannot commit, true again once it can
+//! disk_free_warn_mb = 1024         # below this much free space in data_dir: a warning in the log
+//!                                  # (once per crossing) and openmvs_disk_low 1 in /metrics
 //! ```
 //!
 //! The hub keeps the key of its serial digests in `data_dir/serial.key` (created at the first
@@ -70,6 +76,7 @@ pub struct RawHubSection {
     pub identity: Option<RawPair>,
     pub markets: Option<BTreeMap<String, String>>,
     pub limits: Option<RawHubLimits>,
+    pub health: Option<crate::config::RawHealth>,
 }
 
 /// A certificate and its key, as written.
@@ -112,6 +119,7 @@ pub struct HubSettings {
     pub delivery_timeout: Duration,
     pub drain: Duration,
     pub ready_grace: Duration,
+    pub health: crate::config::HealthSettings,
 }
 
 fn pair(section: &str, raw: Option<RawPair>, base: &Path) -> anyhow::Result<Pair> {
@@ -167,6 +175,7 @@ pub fn hub(raw: &RawFile, base: &Path) -> anyhow::Result<HubSettings> {
         delivery_timeout: Duration::from_secs(delivery),
         drain: Duration::from_secs(l.drain_seconds.unwrap_or(10)),
         ready_grace: Duration::from_millis(l.ready_grace_ms.unwrap_or(500)),
+        health: crate::config::health("hub", h.health)?,
     })
 }
 
@@ -197,6 +206,7 @@ pub fn render(s: &HubSettings) -> String {
     l.insert("drain_seconds".into(), (s.drain.as_secs() as i64).into());
     l.insert("ready_grace_ms".into(), (s.ready_grace.as_millis() as i64).into());
     h.insert("limits".into(), l.into());
+    crate::config::render_health(&mut h, &s.health);
     let mut t = toml::Table::new();
     t.insert("hub".into(), h.into());
     toml::to_string(&t).unwrap_or_default()

@@ -204,6 +204,8 @@ pub fn open_store(
         clock,
         on_group,
     })
-    .with_context(|| format!("opening {}", db_path(data_dir).display()))?;
+    .with_context(|| {
+        format!("opening {}{}", db_path(data_dir).display(), crate::health::open_failure_hint(data_dir))
+    })?;
     Ok(Arc::new(store))
 }

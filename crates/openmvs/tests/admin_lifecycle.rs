@@ -213,3 +213,22 @@ fn a_node_started_on_a_read_only_data_directory_is_not_ready_until_it_can_write(
     server.stop();
     drop(mount);
 }
+
+#[test]
+fn a_node_that_cannot_even_read_its_database_on_a_read_only_directory_refuses_to_start_saying_why() {
+    let node = Node::new("read-only-cold", "");
+    let Some(mount) = Mount::tmpfs(&node.data_dir()) else { return };
+    node.seed(1);
+    // Stopped cleanly with nothing reading it: the WAL is empty, and without its index SQLite
+    // cannot open the database where it cannot create one.
+    for f in ["national.db-shm", "national.db-wal"] {
+        let _ = std::fs::remove_file(node.data_dir().join(f));
+    }
+    mount.remount("ro");
+    let config = node.config();
+    let out = openmvs(&["serve", "national", "--config", config.to_str().expect("UTF-8 path")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("national.db") && err.contains("cannot be written"), "{err}");
+    drop(mount);
+}

@@ -523,6 +523,14 @@ async fn demo(
         )));
     }
     workers.push(tokio::spawn(hub.clone().run_relay(stop_rx.clone())));
+    crate::health::probe_hub(&hub, &hub_obs, &hub_dir).await;
+    workers.push(tokio::spawn(crate::health::run_hub_probe(
+        hub.clone(),
+        hub_obs.clone(),
+        hub_dir.clone(),
+        Duration::from_secs(1),
+        stop_rx.clone(),
+    )));
     // The national relays start once the hub listens: a first delivery then finds it (with
     // --fake-clock a retry's backoff would only end when the clock is moved).
     for (_, national) in &nationals {
