@@ -146,25 +146,6 @@ impl DiskSpace {
     }
 }
 
-#[cfg(test)]
-mod disk_tests {
-    use super::*;
-
-    #[test]
-    fn a_crossing_of_the_free_space_threshold_is_reported_once_each_way() {
-        let d = DiskSpace::new(1000);
-        assert_eq!(d.free(), None);
-        assert!(d.render().contains("openmvs_disk_low 0") && !d.render().contains("openmvs_disk_free_bytes"));
-        assert_eq!(d.record(5000), None, "above the threshold from the start: nothing to say");
-        assert_eq!(d.record(999), Some(true), "falls below");
-        assert_eq!(d.record(10), None, "still below: said already");
-        assert!(d.is_low());
-        assert!(d.render().contains("openmvs_disk_free_bytes 10\n") && d.render().contains("openmvs_disk_low 1\n"));
-        assert_eq!(d.record(1000), Some(false), "back at the threshold");
-        assert_eq!(d.record(2000), None);
-        assert!(d.render().contains("openmvs_disk_low 0\n"));
-    }
-}
 
 /// A request id: the client's own if it sent a sane one (so its logs and ours join), else a new one.
 fn request_id(req: &Request) -> String {
@@ -217,4 +198,27 @@ pub async fn observe(State(obs): State<Arc<Observability>>, mut req: Request, ne
         resp.headers_mut().insert(REQUEST_ID.clone(), v);
     }
     resp
+}
+
+#[cfg(test)]
+mod disk_tests {
+    use super::*;
+
+    #[test]
+    fn a_crossing_of_the_free_space_threshold_is_reported_once_each_way() {
+        let d = DiskSpace::new(1000);
+        assert_eq!(d.free(), None);
+        assert!(d.render().contains("openmvs_disk_low 0") && !d.render().contains("openmvs_disk_free_bytes"));
+        assert_eq!(d.record(5000), None, "above the threshold from the start: nothing to say");
+        assert_eq!(d.record(999), Some(true), "falls below");
+        assert_eq!(d.record(10), None, "still below: said already");
+        assert!(d.is_low());
+        assert!(
+            d.render().contains("openmvs_disk_free_bytes 10\n")
+                && d.render().contains("openmvs_disk_low 1\n")
+        );
+        assert_eq!(d.record(1000), Some(false), "back at the threshold");
+        assert_eq!(d.record(2000), None);
+        assert!(d.render().contains("openmvs_disk_low 0\n"));
+    }
 }

@@ -105,11 +105,9 @@ impl National {
         };
         // A token issued is a use of the client, recorded with the login's audit record.
         let client_changes = match (&outcome, stored) {
-            (Ok(_), Some(c)) => vec![ClientChange {
-                client_id: c.client_id.clone(),
-                disabled: None,
-                used_at: Some(now),
-            }],
+            (Ok(_), Some(c)) => {
+                vec![ClientChange { client_id: c.client_id.clone(), disabled: None, used_at: Some(now) }]
+            }
             _ => Vec::new(),
         };
         self.commit(UnitOfWork { audit: vec![entry], client_changes, ..UnitOfWork::default() })

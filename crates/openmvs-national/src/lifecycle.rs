@@ -208,7 +208,8 @@ impl National {
     pub async fn retire_token_key(&self, actor: &Actor, kid: &str) -> Result<(), ApiError> {
         self.may_manage_clients(actor)?;
         let keys = self.store.keys()?;
-        let missing = || ApiError::new(ReturnCode::NotFound).with("kid", format!("no token-signing key '{kid}'"));
+        let missing =
+            || ApiError::new(ReturnCode::NotFound).with("kid", format!("no token-signing key '{kid}'"));
         let Some(key) = keys.iter().find(|k| k.kid == kid) else { return Err(missing()) };
         if key.active {
             return Err(ApiError::field(
@@ -241,7 +242,10 @@ impl National {
             Ok(_) => {}
             // Made active by another node meanwhile.
             Err(StoreError::Conflict(_)) => {
-                return Err(ApiError::field("kid", format!("'{kid}' became the active signing key meanwhile")));
+                return Err(ApiError::field(
+                    "kid",
+                    format!("'{kid}' became the active signing key meanwhile"),
+                ));
             }
             Err(e) => return Err(e.into()),
         }
@@ -260,7 +264,8 @@ impl National {
     ///
     /// The store cannot be read; nothing changed then.
     pub async fn refresh_security(&self) -> Result<(), ApiError> {
-        let disabled: std::collections::HashSet<String> = self.store.disabled_clients()?.into_iter().collect();
+        let disabled: std::collections::HashSet<String> =
+            self.store.disabled_clients()?.into_iter().collect();
         {
             let mut set = self.disabled.write().unwrap_or_else(|p| p.into_inner());
             if *set != disabled {

@@ -545,9 +545,8 @@ impl ClientStore for PgStore {
     }
 
     fn disabled_clients(&self) -> StoreResult<Vec<String>> {
-        self.pool.rows("SELECT client_id FROM clients WHERE disabled ORDER BY client_id", vec![], |r| {
-            R(r).text(0)
-        })
+        self.pool
+            .rows("SELECT client_id FROM clients WHERE disabled ORDER BY client_id", vec![], |r| R(r).text(0))
     }
 
     fn keys(&self) -> StoreResult<Vec<KeyRecord>> {

@@ -705,11 +705,7 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
             sql: "UPDATE clients SET disabled = COALESCE($2, disabled), \
                   last_used_at = CASE WHEN $3::bigint IS NULL THEN last_used_at \
                   ELSE GREATEST(COALESCE(last_used_at, $3), $3) END WHERE client_id = $1",
-            params: vec![
-                p(ch.client_id.clone()),
-                p(ch.disabled),
-                p(ch.used_at.map(|t| t.unix_millis())),
-            ],
+            params: vec![p(ch.client_id.clone()), p(ch.disabled), p(ch.used_at.map(|t| t.unix_millis()))],
             check: Check::Refuse(Conflict::Missing(format!("client {}", ch.client_id))),
         });
     }

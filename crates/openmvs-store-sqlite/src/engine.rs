@@ -76,7 +76,8 @@ impl<U: Unit> Engine<U> {
         let handle = spawn(format!("{}-writer", s.name), move || writer.run(&rx))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (p, st) = (s.path.clone(), stop.clone());
-        let cp = spawn(format!("{}-checkpointer", s.name), move || crate::checkpointer(p, st, checkpoint_conn))?;
+        let cp =
+            spawn(format!("{}-checkpointer", s.name), move || crate::checkpointer(p, st, checkpoint_conn))?;
         Ok(Engine {
             path: s.path,
             tx: Mutex::new(Some(tx)),

@@ -661,8 +661,10 @@ impl ClientStore for SqliteStore {
     fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
         self.engine.read(|c| {
             let mut s = c
-                .prepare_cached("SELECT kid, secret, created_at, active, retired_at, revoked_at FROM signing_keys \
-                     ORDER BY created_at, kid",)
+                .prepare_cached(
+                    "SELECT kid, secret, created_at, active, retired_at, revoked_at FROM signing_keys \
+                     ORDER BY created_at, kid",
+                )
                 .map_err(sql_err)?;
             let mut rows = s.query([]).map_err(sql_err)?;
             let mut out = Vec::new();

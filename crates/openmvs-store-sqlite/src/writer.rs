@@ -216,7 +216,11 @@ impl<U: Unit> Writer<U> {
     }
 
     /// The engine's other connections, which the writer closes when it opens its own again.
-    pub(crate) fn share(&mut self, readers: crate::engine::Readers, checkpoint: crate::engine::CheckpointConn) {
+    pub(crate) fn share(
+        &mut self,
+        readers: crate::engine::Readers,
+        checkpoint: crate::engine::CheckpointConn,
+    ) {
         self.others = Some((readers, checkpoint));
     }
 
@@ -346,7 +350,8 @@ impl<U: Unit> Writer<U> {
         }
         let Some(path) = self.path.clone() else { return };
         // Refuses every write, so that nothing is committed while there is no real connection.
-        let Ok(placeholder) = Connection::open_in_memory_with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        let Ok(placeholder) =
+            Connection::open_in_memory_with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         else {
             return;
         };
@@ -783,7 +788,9 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
                  last_used_at = CASE WHEN ?3 IS NULL THEN last_used_at \
                  ELSE MAX(COALESCE(last_used_at, ?3), ?3) END WHERE client_id = ?1",
             )
-            .and_then(|mut s| s.execute(params![ch.client_id, ch.disabled, ch.used_at.map(|t| t.unix_millis())]))
+            .and_then(|mut s| {
+                s.execute(params![ch.client_id, ch.disabled, ch.used_at.map(|t| t.unix_millis())])
+            })
             .map_err(sql_err)?;
         if n == 0 {
             return Err(conflict(Conflict::Missing(format!("client {}", ch.client_id))));

@@ -757,7 +757,10 @@ pub async fn a_client_keeps_the_latest_instant_it_was_seen(
     let a = store.client("cl_a").expect("read").expect("client");
     assert_eq!((a.last_used_at, a.disabled), (Some(at(900)), true));
     store.commit(change("cl_a", None, Some(at(950)))).await.expect("seen");
-    assert!(store.client("cl_a").expect("read").expect("client").disabled, "a report of use keeps it cut off");
+    assert!(
+        store.client("cl_a").expect("read").expect("client").disabled,
+        "a report of use keeps it cut off"
+    );
     assert_eq!(store.clients().expect("list").iter().filter_map(|c| c.last_used_at).count(), 2);
 }
 

@@ -984,14 +984,20 @@ pub async fn a_heartbeat_commits_at_the_hub_again_and_again(
     for n in 0..3 {
         for node in ["hub-a", "hub-b"] {
             let uow = HubUnitOfWork {
-                heartbeat: Some(crate::Heartbeat { node_id: node.into(), at: Timestamp::from_unix_millis(n) }),
+                heartbeat: Some(crate::Heartbeat {
+                    node_id: node.into(),
+                    at: Timestamp::from_unix_millis(n),
+                }),
                 ..HubUnitOfWork::default()
             };
             store.commit(uow).await.expect("a heartbeat commits");
         }
     }
     let later = HubUnitOfWork {
-        heartbeat: Some(crate::Heartbeat { node_id: "hub-c".into(), at: Timestamp::from_unix_millis(3 * 86_400_000) }),
+        heartbeat: Some(crate::Heartbeat {
+            node_id: "hub-c".into(),
+            at: Timestamp::from_unix_millis(3 * 86_400_000),
+        }),
         ..HubUnitOfWork::default()
     };
     store.commit(later).await.expect("a heartbeat commits, dropping the rows of the days before");

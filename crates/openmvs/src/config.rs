@@ -195,9 +195,9 @@ pub fn health(section: &str, raw: Option<RawHealth>) -> anyhow::Result<HealthSet
     let warn_mb = h.disk_free_warn_mb.unwrap_or(openmvs_http::observe::DEFAULT_DISK_FREE_WARN >> 20);
     Ok(HealthSettings {
         probe_every: Duration::from_millis(probe_ms),
-        disk_free_warn: warn_mb.checked_mul(1 << 20).with_context(|| {
-            format!("{section}.health.disk_free_warn_mb: {warn_mb} is too large")
-        })?,
+        disk_free_warn: warn_mb
+            .checked_mul(1 << 20)
+            .with_context(|| format!("{section}.health.disk_free_warn_mb: {warn_mb} is too large"))?,
     })
 }
 

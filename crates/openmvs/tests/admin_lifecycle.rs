@@ -51,7 +51,15 @@ fn a_client_disabled_and_enabled_by_the_command_line_is_refused_and_accepted_by_
     let server = node.start();
     let http = http();
     let t = token(&http, &server.base, &ph);
-    let verify = |i: u64| pack(&http, &server.base, &t, "verify", &pack_body(&format!("v-{i}-{}", ph.client_id), &serial(i % 4)));
+    let verify = |i: u64| {
+        pack(
+            &http,
+            &server.base,
+            &t,
+            "verify",
+            &pack_body(&format!("v-{i}-{}", ph.client_id), &serial(i % 4)),
+        )
+    };
     assert_eq!(status_of(&verify(0)), 200);
 
     let out = node.admin(&["admin", "client", "disable", "--client-id", &ph.client_id]);
@@ -74,8 +82,11 @@ fn a_client_disabled_and_enabled_by_the_command_line_is_refused_and_accepted_by_
     let mut lines = list.lines();
     let header: Vec<&str> = lines.next().expect("a header").split_whitespace().collect();
     assert_eq!(header, ["CLIENT_ID", "ROLE", "LOCATION", "STATE", "LAST_USED", "NAME"]);
-    let row: Vec<&str> =
-        lines.find(|l| l.starts_with(&ph.client_id)).expect("the client is listed").split_whitespace().collect();
+    let row: Vec<&str> = lines
+        .find(|l| l.starts_with(&ph.client_id))
+        .expect("the client is listed")
+        .split_whitespace()
+        .collect();
     assert_eq!(&row[1..4], ["PHARMACY", "pharmacy-1", "DISABLED"], "{list}");
     assert!(row[4].starts_with("20") && row[4].ends_with('Z'), "last used at its token: {list}");
 
@@ -142,7 +153,8 @@ fn below_the_free_space_threshold_a_node_warns_once_and_says_so_in_metrics_but_s
     let node = Node::new("disk-low", "\n[national.health]\nprobe_ms = 100\ndisk_free_warn_mb = 1000000000\n");
     let server = node.start();
     let http = http();
-    let metrics = || http.get(format!("{}/metrics", server.base)).send().and_then(|r| r.text()).unwrap_or_default();
+    let metrics =
+        || http.get(format!("{}/metrics", server.base)).send().and_then(|r| r.text()).unwrap_or_default();
     let text = metrics();
     assert!(text.contains("\nopenmvs_disk_low 1\n"), "{text}");
     assert!(text.contains("\nopenmvs_store_ok 1\n"), "{text}");
@@ -180,8 +192,11 @@ impl Mount {
     }
 
     fn remount(&self, mode: &str) {
-        let out =
-            Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(&self.0).output().expect("mount");
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .output()
+            .expect("mount");
         assert!(out.status.success(), "remount {mode}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
@@ -201,7 +216,8 @@ fn a_node_started_on_a_read_only_data_directory_is_not_ready_until_it_can_write(
     mount.remount("ro");
     let server = node.start();
     let http = http();
-    let ready = || http.get(format!("{}/health/ready", server.base)).send().map(|r| r.status().as_u16()).unwrap_or(0);
+    let ready =
+        || http.get(format!("{}/health/ready", server.base)).send().map(|r| r.status().as_u16()).unwrap_or(0);
     assert_eq!(ready(), 503, "started on a read-only directory, and not ready:\n{}", server.log_text());
     assert!(server.log_text().contains("the store cannot commit"), "{}", server.log_text());
 

@@ -268,7 +268,8 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let postgres = opts.postgres.clone().or_else(|| {
         // A data directory of its own is for the embedded store's files.
-        let wanted = opts.data_dir.is_none() && std::env::var("OPENMVS_TEST_STORAGE").is_ok_and(|v| v == "postgres");
+        let wanted =
+            opts.data_dir.is_none() && std::env::var("OPENMVS_TEST_STORAGE").is_ok_and(|v| v == "postgres");
         wanted.then(|| {
             shared_postgres("a PostgreSQL app").expect("OPENMVS_TEST_STORAGE=postgres needs a database")
         })

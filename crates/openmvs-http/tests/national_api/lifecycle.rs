@@ -74,13 +74,17 @@ async fn the_nmvo_disables_a_client_whose_token_is_refused_at_once_and_enables_i
 
     let r = nmvo.post(&format!("/v1/admin/clients/{id}/disable"), &json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!((r.json["client_id"].as_str(), r.json["state"].as_str()), (Some(id.as_str()), Some("DISABLED")));
+    assert_eq!(
+        (r.json["client_id"].as_str(), r.json["state"].as_str()),
+        (Some(id.as_str()), Some("DISABLED"))
+    );
     expect_refused_as_disabled(&verify_with(&app, &token, &p).await);
     let (status, body) = login(&app, &id, &secret).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "no new token: {body}");
     let listed = nmvo.get("/v1/admin/clients").await;
     assert_eq!(listed.status, 200, "{}", listed.text);
-    let me = listed.json["clients"].as_array().expect("clients").iter().find(|c| c["client_id"] == id.as_str());
+    let me =
+        listed.json["clients"].as_array().expect("clients").iter().find(|c| c["client_id"] == id.as_str());
     assert_eq!(me.expect("listed")["state"], "DISABLED");
 
     let r = nmvo.post(&format!("/v1/admin/clients/{id}/enable"), &json!({})).await;
@@ -89,8 +93,12 @@ async fn the_nmvo_disables_a_client_whose_token_is_refused_at_once_and_enables_i
     assert_eq!(login(&app, &id, &secret).await.0, 200);
 
     let trail = app.store.audit_by_subject(&format!("client/{id}")).expect("the trail");
-    let ops: Vec<(&str, &str)> = trail.iter().map(|r| (r.entry.operation.as_str(), r.entry.actor.as_str())).collect();
-    assert_eq!(ops, [("client-disable", nmvo.client_id.as_str()), ("client-enable", nmvo.client_id.as_str())]);
+    let ops: Vec<(&str, &str)> =
+        trail.iter().map(|r| (r.entry.operation.as_str(), r.entry.actor.as_str())).collect();
+    assert_eq!(
+        ops,
+        [("client-disable", nmvo.client_id.as_str()), ("client-enable", nmvo.client_id.as_str())]
+    );
 }
 
 #[tokio::test]
@@ -100,18 +108,26 @@ async fn only_the_nmvo_manages_clients_and_an_unknown_client_is_named() {
     let nca = app.client(Role::Nca, "nca-office").await;
     let ph = app.client(Role::Pharmacy, "pharmacy-1").await;
     ph.get("/v1/admin/clients").await.expect_error(403, "NMVS_FE_AU_04", None);
-    nca.post(&format!("/v1/admin/clients/{}/disable", ph.client_id), &json!({}))
-        .await
-        .expect_error(403, "NMVS_FE_AU_04", None);
-    ph.post(&format!("/v1/admin/clients/{}/disable", ph.client_id), &json!({}))
-        .await
-        .expect_error(403, "NMVS_FE_AU_04", None);
-    nmvo.post("/v1/admin/clients/cl_nobody/disable", &json!({}))
-        .await
-        .expect_error(404, "NMVS_TE_NF_01", Some("client_id"));
-    nmvo.post(&format!("/v1/admin/clients/{}/disable", nmvo.client_id), &json!({}))
-        .await
-        .expect_error(400, "NMVS_TE_XM_02", Some("client_id"));
+    nca.post(&format!("/v1/admin/clients/{}/disable", ph.client_id), &json!({})).await.expect_error(
+        403,
+        "NMVS_FE_AU_04",
+        None,
+    );
+    ph.post(&format!("/v1/admin/clients/{}/disable", ph.client_id), &json!({})).await.expect_error(
+        403,
+        "NMVS_FE_AU_04",
+        None,
+    );
+    nmvo.post("/v1/admin/clients/cl_nobody/disable", &json!({})).await.expect_error(
+        404,
+        "NMVS_TE_NF_01",
+        Some("client_id"),
+    );
+    nmvo.post(&format!("/v1/admin/clients/{}/disable", nmvo.client_id), &json!({})).await.expect_error(
+        400,
+        "NMVS_TE_XM_02",
+        Some("client_id"),
+    );
     app.get("/v1/admin/clients").await.expect_error(401, "NMVS_FE_AU_01", Some("authorization"));
     assert!(!app.national.is_disabled(&ph.client_id), "nothing was changed");
 }
@@ -123,7 +139,10 @@ async fn a_clients_last_use_is_its_last_token_or_request_written_now_and_then() 
     let p = app.pack().await;
     let nmvo = app.client(Role::Nmvo, "nmvo-office").await;
     let ph = app.client(Role::Pharmacy, "pharmacy-1").await;
-    let never = app.national.create_client(Role::Hospital, Location::new("hospital-1").expect("location"), "idle").expect("create");
+    let never = app
+        .national
+        .create_client(Role::Hospital, Location::new("hospital-1").expect("location"), "idle")
+        .expect("create");
     let last_used = |clients: &Value, id: &str| {
         clients["clients"].as_array().expect("clients").iter().find(|c| c["client_id"] == id).expect("listed")
             ["last_used_at"]

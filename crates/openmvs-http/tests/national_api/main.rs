@@ -11,8 +11,8 @@ mod errors;
 #[path = "../hub_side/faults.rs"]
 mod faults;
 mod harness;
-mod lifecycle;
 mod idempotency;
+mod lifecycle;
 mod multi_node;
 mod ops;
 mod packs;

@@ -50,7 +50,8 @@ struct Mount(PathBuf);
 
 impl Mount {
     fn tmpfs(name: &str) -> Option<Mount> {
-        let dir = std::env::temp_dir().join(format!("openmvs-{name}-{}-{}", std::process::id(), fresh_serial()));
+        let dir =
+            std::env::temp_dir().join(format!("openmvs-{name}-{}-{}", std::process::id(), fresh_serial()));
         std::fs::create_dir_all(&dir).expect("create the mount point");
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
@@ -121,7 +122,8 @@ async fn readiness_is_false_on_a_read_only_data_directory_and_true_again_after()
     mount.remount("rw");
     app.national.probe_store().await.expect("the store commits again");
     assert_eq!(ready(&app).await, 200);
-    let body: serde_json::Value = login(&app).send().await.expect("token request").json().await.expect("json");
+    let body: serde_json::Value =
+        login(&app).send().await.expect("token request").json().await.expect("json");
     let token = body["access_token"].as_str().expect("a token");
     let r = app.send(reqwest::Method::POST, "/v1/packs/supply", Some(token), Body::Json(p.req())).await;
     assert_eq!(r.json["return_code"], "NMVS_SUCCESS", "{}", r.text);

@@ -34,8 +34,11 @@ impl Mount {
     }
 
     fn remount(&self, mode: &str) {
-        let out =
-            Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(&self.0).output().expect("mount");
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .output()
+            .expect("mount");
         assert!(out.status.success(), "remount {mode}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
@@ -49,15 +52,21 @@ impl Drop for Mount {
 
 fn open(dir: &Path, clock: Arc<dyn Clock>) -> Arc<SqliteHubStore> {
     Arc::new(
-        SqliteHubStore::open(HubOptions { path: dir.join("hub.db"), signer: signer(), clock, on_group: None })
-            .expect("open the hub store"),
+        SqliteHubStore::open(HubOptions {
+            path: dir.join("hub.db"),
+            signer: signer(),
+            clock,
+            on_group: None,
+        })
+        .expect("open the hub store"),
     )
 }
 
 #[tokio::test]
 async fn a_hub_on_a_read_only_data_directory_does_not_commit_until_it_can_write_again() {
     let Some(mount) = Mount::tmpfs() else { return };
-    let clock: Arc<dyn Clock> = Arc::new(FakeClock::at(openmvs_core::time::Timestamp::from_unix_millis(1_800_000_000_000)));
+    let clock: Arc<dyn Clock> =
+        Arc::new(FakeClock::at(openmvs_core::time::Timestamp::from_unix_millis(1_800_000_000_000)));
     let first = open(&mount.0, clock.clone());
     let hub = Hub::new(first.clone(), clock.clone(), HubConfig::new([42; 32]), None);
     hub.probe_store().await.expect("a writable store commits");

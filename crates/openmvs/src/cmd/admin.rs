@@ -239,14 +239,21 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             let (_, store) = open(&target)?;
             let keys = store.keys().map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close();
-            let when = |t: Option<openmvs_core::time::Timestamp>| t.map_or_else(|| "-".into(), |t| t.to_rfc3339());
+            let when =
+                |t: Option<openmvs_core::time::Timestamp>| t.map_or_else(|| "-".into(), |t| t.to_rfc3339());
             let rows = keys.iter().map(|k| {
                 let state = match (k.active, k.revoked_at) {
                     (_, Some(_)) => "revoked",
                     (true, None) => "active",
                     (false, None) => "retired",
                 };
-                vec![k.kid.clone(), state.into(), k.created_at.to_rfc3339(), when(k.retired_at), when(k.revoked_at)]
+                vec![
+                    k.kid.clone(),
+                    state.into(),
+                    k.created_at.to_rfc3339(),
+                    when(k.retired_at),
+                    when(k.revoked_at),
+                ]
             });
             print!("{}", table(&["KID", "STATE", "CREATED", "RETIRED", "REVOKED"], rows));
         }

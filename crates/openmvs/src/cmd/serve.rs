@@ -127,7 +127,9 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
         tokio::spawn(national.clone().run_relay(stop_rx.clone())),
         tokio::spawn(sample(obs.clone(), national.clone(), sla_file.clone(), stop_rx.clone())),
         // Clients cut off, keys revoked or rotated by other nodes and commands: seen within a second or two.
-        tokio::spawn(national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, stop_rx.clone())),
+        tokio::spawn(
+            national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, stop_rx.clone()),
+        ),
         tokio::spawn(crate::health::run_national_probe(
             national.clone(),
             obs.clone(),
@@ -140,7 +142,9 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     // it is not ready, and becomes ready by itself when a later probe succeeds.
     crate::health::probe_national(&national, &obs, &s.data_dir).await;
     if !national.store_ok() {
-        tracing::error!("the store cannot commit: serving with /health/ready false until a probe write succeeds");
+        tracing::error!(
+            "the store cannot commit: serving with /health/ready false until a probe write succeeds"
+        );
     }
     obs.set_ready(true);
     // One line on stdout that scripts and tests wait for.

@@ -97,7 +97,9 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
     // itself when a later probe succeeds.
     crate::health::probe_hub(&hub, &obs, &s.data_dir).await;
     if !hub.store_ok() {
-        tracing::error!("the store cannot commit: serving with /health/ready false until a probe write succeeds");
+        tracing::error!(
+            "the store cannot commit: serving with /health/ready false until a probe write succeeds"
+        );
     }
     obs.set_ready(true);
     // One line on stdout that scripts and tests wait for.
