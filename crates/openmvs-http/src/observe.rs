@@ -146,7 +146,6 @@ impl DiskSpace {
     }
 }
 
-
 /// A request id: the client's own if it sent a sane one (so its logs and ours join), else a new one.
 fn request_id(req: &Request) -> String {
     req.headers()

@@ -293,15 +293,15 @@ impl Hub {
         }
     }
 
-    /// Commits a unit and wakes the relay if it carries messages. A store that answers
-    /// "unavailable" marks the hub as not committing until a probe write succeeds
-    /// ([`Hub::probe_store`]).
+    /// Commits a unit and wakes the relay if it carries messages. When the store answers
+    /// "unavailable", a probe write follows at once ([`Hub::probe_store`]): if it fails too, the
+    /// hub counts its store as not committing until a later probe succeeds.
     async fn commit(&self, uow: HubUnitOfWork) -> Result<(), openmvs_store::StoreError> {
         let wakes =
             !uow.outbox.is_empty() || uow.upload_progress.as_ref().is_some_and(|p| !p.chunks.is_empty());
         if let Err(e) = self.store.commit(uow).await {
-            if let openmvs_store::StoreError::Unavailable(why) = &e {
-                self.mark_store(false, why);
+            if matches!(e, openmvs_store::StoreError::Unavailable(_)) {
+                let _ = self.probe_store().await;
             }
             return Err(e);
         }
@@ -326,15 +326,16 @@ impl Hub {
             ..HubUnitOfWork::default()
         };
         let timeout = Duration::from_secs(5);
-        let Ok(r) = tokio::time::timeout(timeout, self.commit(uow)).await else {
+        let Ok(r) = tokio::time::timeout(timeout, self.store.commit(uow)).await else {
             let why = "a probe write did not commit within 5 s".to_owned();
             self.mark_store(false, &why);
             return Err(openmvs_store::StoreError::Unavailable(why));
         };
-        if !matches!(r, Err(openmvs_store::StoreError::Unavailable(_))) {
-            self.mark_store(true, "a probe write committed");
+        match &r {
+            Err(openmvs_store::StoreError::Unavailable(why)) => self.mark_store(false, why),
+            _ => self.mark_store(true, "a probe write committed"),
         }
-        r
+        r.map(|_| ())
     }
 
     /// Whether the store commits, as the last probe or commit found it.

@@ -12,13 +12,14 @@ use crate::{ApiError, National};
 pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl National {
-    /// Commits a unit of work; a store that answers "unavailable" (disk full, read-only files, no
-    /// writable primary, the writer stopped) marks the store as not committing until a probe
-    /// write succeeds again.
+    /// Commits a unit of work. When the store answers "unavailable" (disk full, read-only files,
+    /// no writable primary, the writer stopped, or only this unit waited too long for a lock), a
+    /// probe write follows at once: if it fails too, the store counts as not committing (and
+    /// readiness is false) until a later probe succeeds; a unit that failed alone changes nothing.
     pub(crate) async fn commit(&self, uow: UnitOfWork) -> StoreResult<Committed> {
         let r = self.store.commit(uow).await;
-        if let Err(StoreError::Unavailable(why)) = &r {
-            self.mark_store(false, why);
+        if let Err(StoreError::Unavailable(_)) = &r {
+            let _ = self.probe_store().await;
         }
         r
     }
@@ -35,7 +36,7 @@ impl National {
             heartbeat: Some(Heartbeat { node_id: self.node_id.clone(), at: self.clock.now() }),
             ..UnitOfWork::default()
         };
-        let Ok(r) = tokio::time::timeout(PROBE_TIMEOUT, self.commit(uow)).await else {
+        let Ok(r) = tokio::time::timeout(PROBE_TIMEOUT, self.store.commit(uow)).await else {
             let why = format!("a probe write did not commit within {} s", PROBE_TIMEOUT.as_secs());
             self.mark_store(false, &why);
             return Err(ApiError::unavailable(why));
@@ -45,7 +46,10 @@ impl National {
                 self.mark_store(true, "a probe write committed");
                 Ok(())
             }
-            Err(e @ StoreError::Unavailable(_)) => Err(ApiError::unavailable(e)),
+            Err(StoreError::Unavailable(why)) => {
+                self.mark_store(false, &why);
+                Err(ApiError::unavailable(why))
+            }
             Err(e) => {
                 // Not a failure to commit (a corrupt row, a conflict): the store itself wrote.
                 self.mark_store(true, "a probe write was answered");

@@ -29,6 +29,10 @@ async fn readiness_is_false_while_commits_fail_and_true_again_after_a_probe_writ
     assert_eq!(store_ok_gauge(&app).await, "openmvs_store_ok 1");
 
     let faults = app.faults.as_ref().expect("a faulty store");
+    faults.fail_commits.store(1, std::sync::atomic::Ordering::SeqCst);
+    ph.verify(&p.req()).await.expect_error(503, "NMVS_TI_UN_01", None);
+    assert_eq!(ready(&app).await, 200, "one unit that failed alone: the probe after it commits");
+
     faults.fail_commits.store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
     ph.verify(&p.req()).await.expect_error(503, "NMVS_TI_UN_01", None);
     assert_eq!(ready(&app).await, 503, "a failed commit makes the node not ready at once");
