@@ -1,6 +1,6 @@
-//! Whether the store commits: every commit of the service goes through [`National::commit`], which
-//! notes a store that cannot commit at once, and a probe write ([`National::probe_store`]) run
-//! every second or so by the server finds out when it can again. Readiness follows it.
+//! Whether the store commits, as a probe write ([`National::probe_store`]) finds out: the server
+//! runs one every second or so, and every commit of the service goes through `National::commit`,
+//! which runs one at once when the store answers "unavailable". Readiness follows it.
 
 use std::sync::atomic::Ordering;
 

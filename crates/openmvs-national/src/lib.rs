@@ -107,6 +107,8 @@ pub struct National {
     keys_checked_at: std::sync::atomic::AtomicI64,
     /// The clients cut off, as this node last read them (`refresh_security`) or cut them off.
     disabled: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Counts the changes of `disabled` this node made itself.
+    disabled_changes: std::sync::atomic::AtomicU64,
     /// When each client was last seen on this node since the last flush to the store.
     seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// Whether the store commits, as the last probe or commit found it.
@@ -139,6 +141,7 @@ impl National {
             pack_locks: locks::PackLocks::new(),
             keys_checked_at: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
             disabled: std::sync::RwLock::new(disabled),
+            disabled_changes: std::sync::atomic::AtomicU64::new(0),
             seen: std::sync::Mutex::new(std::collections::HashMap::new()),
             store_ok: std::sync::atomic::AtomicBool::new(true),
         })

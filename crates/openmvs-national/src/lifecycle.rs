@@ -139,6 +139,7 @@ impl National {
         }
         {
             let mut set = self.disabled.write().unwrap_or_else(|p| p.into_inner());
+            self.disabled_changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if disabled {
                 set.insert(client_id.to_owned());
             } else {
@@ -264,11 +265,15 @@ impl National {
     ///
     /// The store cannot be read; nothing changed then.
     pub async fn refresh_security(&self) -> Result<(), ApiError> {
+        // A change this node makes while the read is under way is not undone by it: the set is
+        // replaced only if no change was made here since the read began (else at the next refresh).
+        let local = self.disabled_changes.load(std::sync::atomic::Ordering::SeqCst);
         let disabled: std::collections::HashSet<String> =
             self.store.disabled_clients()?.into_iter().collect();
-        {
+        let changed = *self.disabled.read().unwrap_or_else(|p| p.into_inner()) != disabled;
+        if changed {
             let mut set = self.disabled.write().unwrap_or_else(|p| p.into_inner());
-            if *set != disabled {
+            if self.disabled_changes.load(std::sync::atomic::Ordering::SeqCst) == local {
                 *set = disabled;
             }
         }
@@ -299,6 +304,7 @@ impl National {
     /// [`CLIENT_USE_FLUSH`], until `shutdown` turns true (then it writes them a last time).
     pub async fn run_security_refresh(self: Arc<Self>, every: Duration, mut shutdown: watch::Receiver<bool>) {
         let mut since_flush = Duration::ZERO;
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -307,8 +313,17 @@ impl National {
             if *shutdown.borrow() {
                 break;
             }
-            if let Err(e) = self.refresh_security().await {
-                tracing::warn!(error = %e, "refreshing the clients cut off and the token keys failed");
+            // Said once when it starts failing and once when it works again, not every second.
+            match self.refresh_security().await {
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "refreshing the clients cut off and the token keys failed");
+                }
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("refreshing the clients cut off and the token keys works again");
+                }
+                _ => {}
             }
             since_flush += every;
             if since_flush >= CLIENT_USE_FLUSH {
