@@ -78,7 +78,11 @@ fn a_client_disabled_and_enabled_by_the_command_line_is_refused_and_accepted_by_
         other => panic!("{other:?}"),
     }
 
-    let list = node.admin(&["admin", "client", "list"]);
+    // `--data-dir` names the embedded store as `--config` does.
+    let data_dir = node.data_dir();
+    let out = openmvs(&["admin", "client", "list", "--data-dir", data_dir.to_str().expect("UTF-8 path")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut lines = list.lines();
     let header: Vec<&str> = lines.next().expect("a header").split_whitespace().collect();
     assert_eq!(header, ["CLIENT_ID", "ROLE", "LOCATION", "STATE", "LAST_USED", "NAME"]);
