@@ -1,6 +1,7 @@
 //! Readiness tells the truth: `/health/ready` is false while the store cannot commit and true
-//! again once a probe write succeeds, whether commits fail by an injected fault or because the
-//! data directory's file system turned read-only.
+//! again once a probe write succeeds, whether commits fail by an injected fault, because the data
+//! directory is read-only or because its disk is full (the last two on a tmpfs the test mounts,
+//! skipped where it may not).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,5 +133,57 @@ async fn readiness_is_false_on_a_read_only_data_directory_and_true_again_after()
     let r = app.send(reqwest::Method::POST, "/v1/packs/supply", Some(token), Body::Json(p.req())).await;
     assert_eq!(r.json["return_code"], "NMVS_SUCCESS", "{}", r.text);
     assert_eq!(app.stored_state(&p), "SUPPLIED");
+    drop(app);
+}
+
+/// Fills the file system of `dir` until it refuses another byte; returns the filler file.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("create the filler");
+    let block = vec![0u8; 64 * 1024];
+    while f.write_all(&block).is_ok() {}
+    let mut byte = [0u8; 1];
+    while f.write_all(&byte[..]).is_ok() {
+        byte[0] = 1;
+    }
+    let _ = f.sync_all();
+    path
+}
+
+/// The disk fills up under a running node: its writes fail, readiness turns false at the first
+/// failed commit (the probe write that follows it fails too), and once there is room again a probe
+/// write commits and the node is ready and takes the same request.
+#[tokio::test]
+async fn readiness_is_false_on_a_full_disk_and_true_again_once_there_is_room() {
+    let Some(mount) = Mount::tmpfs("full-national") else { return };
+    let app =
+        spawn_app_with(AppOptions { data_dir: Some(mount.path().to_owned()), ..AppOptions::default() }).await;
+    app.seed_standard().await;
+    let packs = app.packs(50).await;
+    let ph = app.client(Role::Pharmacy, "pharmacy-1").await;
+    app.national.probe_store().await.expect("the store commits");
+    assert_eq!(ready(&app).await, 200);
+
+    let filler = fill(mount.path());
+    let mut refused = None;
+    for p in &packs {
+        let r = ph.op("supply", &p.req()).await;
+        if r.status == 503 {
+            refused = Some(p);
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let refused = refused.expect("a full disk refuses a write");
+    assert_eq!(ready(&app).await, 503, "not ready from the first failed commit on");
+    assert!(app.national.probe_store().await.is_err());
+    assert_eq!(store_ok_gauge(&app).await, "openmvs_store_ok 0");
+
+    std::fs::remove_file(filler).expect("make room");
+    app.national.probe_store().await.expect("the store commits again");
+    assert_eq!(ready(&app).await, 200);
+    let r = ph.op("supply", &refused.req()).await;
+    assert_eq!(r.json["return_code"], "NMVS_SUCCESS", "{}", r.text);
     drop(app);
 }
