@@ -68,6 +68,8 @@ pub enum Action {
     ChangeAlertStatus,
     /// Read the audit trail of a pack.
     ReadAudit,
+    /// List the clients of the market, cut one off or let it back in.
+    ManageClients,
 }
 
 /// How far a permission reaches.
@@ -119,6 +121,8 @@ pub fn access(role: Role, action: Action, policy: &Policy) -> Access {
             _ => Access::Denied,
         },
         Action::ReadAudit => allow(matches!(role, Role::Nmvo | Role::Nca), Access::Market),
+        // The national organisation runs the system and answers for who may use it.
+        Action::ManageClients => allow(role == Role::Nmvo, Access::Market),
     }
 }
 
@@ -186,5 +190,13 @@ mod tests {
         check(Role::Wholesaler, Action::ReadAudit, Access::Denied);
         check(Role::Nca, Action::Pack(Command::Set(Supply)), Access::Denied);
         check(Role::Nmvo, Action::Bulk, Access::Denied);
+    }
+
+    #[test]
+    fn only_the_nmvo_manages_the_clients_of_its_market() {
+        for role in Role::ALL {
+            let expected = if role == Role::Nmvo { Access::Market } else { Access::Denied };
+            check(role, Action::ManageClients, expected);
+        }
     }
 }

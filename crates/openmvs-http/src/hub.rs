@@ -538,11 +538,13 @@ async fn metrics(State(s): State<HubState>) -> Response {
         ));
     }
     text.push_str(&s.obs.render_admission());
+    text.push_str(&s.obs.render_health(s.hub.store_ok()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// Ready: started, not draining, and the store commits (the last probe write or commit succeeded).
 async fn ready(State(s): State<HubState>) -> Response {
-    if s.obs.is_ready() {
+    if s.obs.is_ready() && s.hub.store_ok() {
         "ready".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()

@@ -143,6 +143,7 @@ pub fn national_router(state: NationalState) -> Router {
         .route("/internal/v1/messages", post(hub_messages).layer(DefaultBodyLimit::max(MAX_DELIVERY_BODY)))
         .route("/internal/v1/intermarket", post(hub_intermarket).layer(small))
         .route("/internal/v1/pack-query", post(hub_pack_query).layer(small))
+        .merge(client_admin_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -464,11 +465,13 @@ async fn metrics(State(s): State<NationalState>) -> Response {
         ));
     }
     text.push_str(&s.obs.render_admission());
+    text.push_str(&s.obs.render_health(s.national.store_ok()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// Ready: started, not draining, and the store commits (the last probe write or commit succeeded).
 async fn ready(State(s): State<NationalState>) -> Response {
-    if s.obs.is_ready() {
+    if s.obs.is_ready() && s.national.store_ok() {
         "ready".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
@@ -503,6 +506,38 @@ async fn hub_pack_query(
         .map_err(|e| ApiError::field("serial", format!("'{}' {e}", q.serial)))?;
     let pack = s.national.pack_state(&pc, &serial).await?;
     Ok(axum::Json(PackQueryAnswer { market: s.national.market().to_string(), pack }).into_response())
+}
+
+// Client administration by the NMVO: list the market's clients, cut one off, let it back in.
+
+/// `GET /v1/admin/clients`, `POST /v1/admin/clients/{client_id}/disable` and `.../enable`.
+fn client_admin_routes() -> Router<NationalState> {
+    Router::new()
+        .route("/v1/admin/clients", get(admin_clients))
+        .route("/v1/admin/clients/{client_id}/disable", post(admin_client_disable))
+        .route("/v1/admin/clients/{client_id}/enable", post(admin_client_enable))
+}
+
+async fn admin_clients(State(s): State<NationalState>, Auth(actor): Auth) -> Result<Response, HttpError> {
+    Ok(axum::Json(s.national.client_list(&actor)?).into_response())
+}
+
+async fn admin_client_disable(
+    State(s): State<NationalState>,
+    Path(client_id): Path<String>,
+    Auth(actor): Auth,
+) -> Result<Response, HttpError> {
+    let c = s.national.set_client_disabled(&actor, &client_id, true).await?;
+    Ok(axum::Json(openmvs_national::client_state(&c)).into_response())
+}
+
+async fn admin_client_enable(
+    State(s): State<NationalState>,
+    Path(client_id): Path<String>,
+    Auth(actor): Auth,
+) -> Result<Response, HttpError> {
+    let c = s.national.set_client_disabled(&actor, &client_id, false).await?;
+    Ok(axum::Json(openmvs_national::client_state(&c)).into_response())
 }
 
 #[cfg(test)]

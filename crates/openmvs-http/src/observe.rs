@@ -1,7 +1,7 @@
 //! Request ids, the request span, latency metrics per operation class and the SLA figures.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -35,6 +35,8 @@ pub struct Observability {
     pub login: Arc<crate::login::LoginGuard>,
     /// The server's connection figures (pass them to [`crate::server::ServeOptions::stats`]).
     pub connections: Arc<crate::server::ConnectionStats>,
+    /// Free space where the data lives, as the last probe measured it.
+    pub disk: DiskSpace,
 }
 
 impl Observability {
@@ -48,6 +50,7 @@ impl Observability {
             load: Arc::new(crate::shed::LoadShed::default()),
             login: Arc::new(crate::login::LoginGuard::default()),
             connections: Arc::new(crate::server::ConnectionStats::default()),
+            disk: DiskSpace::new(DEFAULT_DISK_FREE_WARN),
         }
     }
 
@@ -57,7 +60,8 @@ impl Observability {
         self.sla.record_availability(self.clock.now().unix_millis(), ready);
     }
 
-    /// Whether the service takes traffic.
+    /// Whether the service takes traffic as far as it knows itself: started and not draining.
+    /// Readiness also needs a store that commits (see the `/health/ready` routes).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }
@@ -69,6 +73,91 @@ impl Observability {
         text.push_str(&self.login.render());
         text.push_str(&self.connections.render());
         text
+    }
+
+    /// The store's and the disk's gauges for `/metrics`: `openmvs_store_ok`,
+    /// `openmvs_disk_free_bytes` (once measured) and `openmvs_disk_low`.
+    pub fn render_health(&self, store_ok: bool) -> String {
+        let mut out = format!(
+            "# HELP openmvs_store_ok Whether the store commits (the last probe write or commit succeeded).\n\
+             # TYPE openmvs_store_ok gauge\nopenmvs_store_ok {}\n",
+            u8::from(store_ok)
+        );
+        out.push_str(&self.disk.render());
+        out
+    }
+}
+
+/// The free space below which a node warns, by default: 1 GiB.
+pub const DEFAULT_DISK_FREE_WARN: u64 = 1 << 30;
+
+/// Free space on the file system of the data directory, measured with each store probe, and
+/// whether it is below the warning threshold.
+#[derive(Debug)]
+pub struct DiskSpace {
+    threshold: AtomicU64,
+    free: AtomicU64,
+    measured: AtomicBool,
+    low: AtomicBool,
+}
+
+impl DiskSpace {
+    /// Nothing measured yet; warns below `threshold` bytes.
+    pub fn new(threshold: u64) -> DiskSpace {
+        DiskSpace {
+            threshold: AtomicU64::new(threshold),
+            free: AtomicU64::new(0),
+            measured: AtomicBool::new(false),
+            low: AtomicBool::new(false),
+        }
+    }
+
+    /// Sets the warning threshold in bytes.
+    pub fn set_threshold(&self, bytes: u64) {
+        self.threshold.store(bytes, Ordering::SeqCst);
+    }
+
+    /// The warning threshold in bytes.
+    pub fn threshold(&self) -> u64 {
+        self.threshold.load(Ordering::SeqCst)
+    }
+
+    /// Records a measurement of `free` bytes available. Returns `Some(true)` when the free space
+    /// has just fallen below the threshold, `Some(false)` when it has just risen to it again, and
+    /// `None` otherwise, so the caller logs each crossing once, not each measurement.
+    pub fn record(&self, free: u64) -> Option<bool> {
+        self.free.store(free, Ordering::SeqCst);
+        self.measured.store(true, Ordering::SeqCst);
+        let low = free < self.threshold();
+        (self.low.swap(low, Ordering::SeqCst) != low).then_some(low)
+    }
+
+    /// The free bytes last measured, if any.
+    pub fn free(&self) -> Option<u64> {
+        self.measured.load(Ordering::SeqCst).then(|| self.free.load(Ordering::SeqCst))
+    }
+
+    /// Whether the free space is below the threshold.
+    pub fn is_low(&self) -> bool {
+        self.low.load(Ordering::SeqCst)
+    }
+
+    /// The gauges for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(free) = self.free() {
+            out.push_str(&format!(
+                "# HELP openmvs_disk_free_bytes Bytes available to the node on the file system of its data directory.\n\
+                 # TYPE openmvs_disk_free_bytes gauge\nopenmvs_disk_free_bytes {free}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP openmvs_disk_low Whether the free space is below the warning threshold ({} bytes).\n\
+             # TYPE openmvs_disk_low gauge\nopenmvs_disk_low {}\n",
+            self.threshold(),
+            u8::from(self.is_low())
+        ));
+        out
     }
 }
 
@@ -94,7 +183,9 @@ pub fn class_of(route: &str, path: &str) -> OpClass {
         r if r.starts_with("/v1/packs/") => OpClass::StatusUpdate,
         r if r.starts_with("/v1/bulk") => OpClass::Bulk,
         "/oauth/token" => OpClass::Auth,
-        r if r.starts_with("/admin/") || r.starts_with("/internal/") => OpClass::Admin,
+        r if r.starts_with("/admin/") || r.starts_with("/v1/admin/") || r.starts_with("/internal/") => {
+            OpClass::Admin
+        }
         _ => OpClass::Other,
     }
 }
@@ -121,4 +212,27 @@ pub async fn observe(State(obs): State<Arc<Observability>>, mut req: Request, ne
         resp.headers_mut().insert(REQUEST_ID.clone(), v);
     }
     resp
+}
+
+#[cfg(test)]
+mod disk_tests {
+    use super::*;
+
+    #[test]
+    fn a_crossing_of_the_free_space_threshold_is_reported_once_each_way() {
+        let d = DiskSpace::new(1000);
+        assert_eq!(d.free(), None);
+        assert!(d.render().contains("openmvs_disk_low 0") && !d.render().contains("openmvs_disk_free_bytes"));
+        assert_eq!(d.record(5000), None, "above the threshold from the start: nothing to say");
+        assert_eq!(d.record(999), Some(true), "falls below");
+        assert_eq!(d.record(10), None, "still below: said already");
+        assert!(d.is_low());
+        assert!(
+            d.render().contains("openmvs_disk_free_bytes 10\n")
+                && d.render().contains("openmvs_disk_low 1\n")
+        );
+        assert_eq!(d.record(1000), Some(false), "back at the threshold");
+        assert_eq!(d.record(2000), None);
+        assert!(d.render().contains("openmvs_disk_low 0\n"));
+    }
 }

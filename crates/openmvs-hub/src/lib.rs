@@ -154,6 +154,10 @@ pub struct Hub {
     callbacks: Option<Arc<dyn CallbackSender>>,
     /// Wakes the relay when a unit with outbox messages is committed.
     relay_wake: Notify,
+    /// Whether the store commits, as the last probe or commit found it.
+    store_ok: std::sync::atomic::AtomicBool,
+    /// This process among the hub nodes sharing the store, for its heartbeat.
+    node_id: String,
 }
 
 /// The critical section of batch writes (new batches, recalls, withdrawals, OBP pack states). The
@@ -172,7 +176,18 @@ impl Hub {
     ) -> Hub {
         assert!(config.chunk_size > 0, "chunk_size must be at least 1");
         assert!(config.max_delivery > 0, "max_delivery must be at least 1");
-        Hub { store, clock, config, link, queries: None, callbacks: None, relay_wake: Notify::new() }
+        let node_id = new_id("hub-node", clock.now());
+        Hub {
+            store,
+            clock,
+            config,
+            link,
+            queries: None,
+            callbacks: None,
+            relay_wake: Notify::new(),
+            store_ok: std::sync::atomic::AtomicBool::new(true),
+            node_id,
+        }
     }
 
     /// The same hub, routing inter-market requests through `queries`.
@@ -273,21 +288,70 @@ impl Hub {
         let r = Record { operation, subject, code: e.code, request, result: &result };
         let uow =
             HubUnitOfWork { audit: vec![self.entry(obp, self.clock.now(), r)], ..HubUnitOfWork::default() };
-        match self.store.commit(uow).await {
+        match self.commit(uow).await {
             Ok(_) => e,
             Err(store) => store.into(),
         }
     }
 
-    /// Commits a unit and wakes the relay if it carries messages.
+    /// Commits a unit and wakes the relay if it carries messages. When the store answers
+    /// "unavailable", a probe write follows at once ([`Hub::probe_store`]): if it fails too, the
+    /// hub counts its store as not committing until a later probe succeeds.
     async fn commit(&self, uow: HubUnitOfWork) -> Result<(), openmvs_store::StoreError> {
         let wakes =
             !uow.outbox.is_empty() || uow.upload_progress.as_ref().is_some_and(|p| !p.chunks.is_empty());
-        self.store.commit(uow).await?;
+        if let Err(e) = self.store.commit(uow).await {
+            if matches!(e, openmvs_store::StoreError::Unavailable(_)) {
+                let _ = self.probe_store().await;
+            }
+            return Err(e);
+        }
         if wakes {
             self.relay_wake.notify_one();
         }
         Ok(())
+    }
+}
+
+impl Hub {
+    /// Writes this node's heartbeat through the store's ordinary commit path: the store commits
+    /// again if it succeeds, and does not if it fails (or takes more than 5 s). Called every
+    /// second or so by the server; `/health/ready` follows [`Hub::store_ok`].
+    ///
+    /// # Errors
+    ///
+    /// Why the store cannot commit.
+    pub async fn probe_store(&self) -> Result<(), openmvs_store::StoreError> {
+        let uow = HubUnitOfWork {
+            heartbeat: Some(openmvs_store::Heartbeat { node_id: self.node_id.clone(), at: self.clock.now() }),
+            ..HubUnitOfWork::default()
+        };
+        let timeout = Duration::from_secs(5);
+        let Ok(r) = tokio::time::timeout(timeout, self.store.commit(uow)).await else {
+            let why = "a probe write did not commit within 5 s".to_owned();
+            self.mark_store(false, &why);
+            return Err(openmvs_store::StoreError::Unavailable(why));
+        };
+        match &r {
+            Err(openmvs_store::StoreError::Unavailable(why)) => self.mark_store(false, why),
+            _ => self.mark_store(true, "a probe write committed"),
+        }
+        r.map(|_| ())
+    }
+
+    /// Whether the store commits, as the last probe or commit found it.
+    pub fn store_ok(&self) -> bool {
+        self.store_ok.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn mark_store(&self, ok: bool, why: &str) {
+        if self.store_ok.swap(ok, std::sync::atomic::Ordering::SeqCst) != ok {
+            if ok {
+                tracing::info!(cause = %why, "the hub's store commits again: ready");
+            } else {
+                tracing::error!(cause = %why, "the hub's store cannot commit: not ready until a probe write succeeds");
+            }
+        }
     }
 }
 

@@ -174,7 +174,7 @@ impl National {
                 audit,
                 ..UnitOfWork::default()
             };
-            match self.store.commit(uow).await {
+            match self.commit(uow).await {
                 Ok(_) => return Ok(view(&after)),
                 Err(StoreError::Conflict(Conflict::AlertStatus)) => continue,
                 Err(e) => return Err(e.into()),

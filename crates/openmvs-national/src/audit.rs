@@ -55,7 +55,7 @@ impl National {
                 result: format!("{{\"records\":{}}}", records.len()),
             },
         );
-        self.store.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await?;
+        self.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await?;
         let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.to_owned()));
         Ok(AuditRecords {
             records: records

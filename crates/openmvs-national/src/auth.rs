@@ -6,7 +6,7 @@ use openmvs_core::ids::{Location, MarketCode};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::Role;
 use openmvs_core::time::Timestamp;
-use openmvs_store::{ClientRecord, KeyRecord, Store, UnitOfWork};
+use openmvs_store::{ClientChange, ClientRecord, KeyRecord, Store, UnitOfWork};
 use openmvs_wire::api::TokenResponse;
 
 use crate::{Actor, ApiError, National};
@@ -36,6 +36,7 @@ pub(crate) fn load_key_ring(store: &dyn Store, now: Timestamp) -> Result<KeyRing
             created_at: now,
             active: true,
             retired_at: None,
+            revoked_at: None,
         };
         store.rotate_key(&rec, now)?;
         records = store.keys()?;
@@ -43,7 +44,7 @@ pub(crate) fn load_key_ring(store: &dyn Store, now: Timestamp) -> Result<KeyRing
     let active =
         records.iter().find(|k| k.active).ok_or_else(|| ApiError::unavailable("no active signing key"))?;
     let mut ring = KeyRing::new(SigningKeyPair::from_secret_bytes(Some(active.kid.clone()), active.secret));
-    for k in records.iter().filter(|k| !k.active) {
+    for k in records.iter().filter(|k| !k.active && k.revoked_at.is_none()) {
         let still_needed = k.retired_at.is_none_or(|r| earliest_retirement(secs(r)) > secs(now));
         if still_needed {
             let pair = SigningKeyPair::from_secret_bytes(Some(k.kid.clone()), k.secret);
@@ -102,8 +103,14 @@ impl National {
                 .to_string(),
             result: serde_json::json!({"ok": outcome.is_ok()}).to_string(),
         };
-        self.store
-            .commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() })
+        // A token issued is a use of the client, recorded with the login's audit record.
+        let client_changes = match (&outcome, stored) {
+            (Ok(_), Some(c)) => {
+                vec![ClientChange { client_id: c.client_id.clone(), disabled: None, used_at: Some(now) }]
+            }
+            _ => Vec::new(),
+        };
+        self.commit(UnitOfWork { audit: vec![entry], client_changes, ..UnitOfWork::default() })
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))?;
         outcome
@@ -122,6 +129,11 @@ impl National {
             e => ApiError::new(ReturnCode::Unauthenticated).with("authorization", e.to_string()),
         })?;
         let bad = |why: String| ApiError::new(ReturnCode::Unauthenticated).with("authorization", why);
+        // A client cut off is refused whatever token it holds (see `refresh_security`).
+        if self.is_disabled(&claims.sub) {
+            return Err(bad(format!("client '{}' is disabled: its tokens are refused", claims.sub)));
+        }
+        self.seen(&claims.sub);
         Ok(Actor {
             role: Role::parse(&claims.role).ok_or_else(|| bad(format!("unknown role '{}'", claims.role)))?,
             market: MarketCode::new(&claims.market).map_err(|e| bad(e.to_string()))?,
@@ -144,6 +156,7 @@ impl National {
             name: name.to_owned(),
             created_at: self.clock.now(),
             disabled: false,
+            last_used_at: None,
         })?;
         Ok(NewClient { client_id, client_secret })
     }
@@ -171,7 +184,8 @@ impl National {
         let Ok(mut ring) = self.keys.try_write() else { return false };
         let known: Vec<String> = ring.verification_keys().into_iter().map(|(kid, _)| kid).collect();
         let mut learnt = false;
-        for k in records.iter().filter(|k| !known.contains(&k.kid)) {
+        // A revoked key is never learnt again: its tokens stay refused.
+        for k in records.iter().filter(|k| !known.contains(&k.kid) && k.revoked_at.is_none()) {
             let still_valid =
                 k.retired_at.is_none_or(|r| earliest_retirement(secs(r)) > secs(self.clock.now()));
             if still_valid {
@@ -214,6 +228,7 @@ impl National {
             created_at: now,
             active: true,
             retired_at: None,
+            revoked_at: None,
         };
         self.store.rotate_key(&rec, now)?;
         let mut ring = self.keys.write().await;

@@ -86,7 +86,7 @@ impl National {
                 )],
                 ..UnitOfWork::default()
             };
-            match self.store.commit(uow).await {
+            match self.commit(uow).await {
                 Ok(_) => {
                     self.bulk_wake.notify_one();
                     return Ok(accepted);
@@ -400,7 +400,7 @@ impl National {
                 results: results.iter().map(|r| serde_json::to_string(r).unwrap_or_default()).collect(),
             });
             let wakes_relay = !uow.outbox.is_empty();
-            match self.store.commit(uow).await {
+            match self.commit(uow).await {
                 Ok(_) => {
                     if wakes_relay {
                         self.relay_wake.notify_one();

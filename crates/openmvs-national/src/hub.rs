@@ -90,7 +90,7 @@ impl National {
                         audit: vec![self.hub_entry(env, ReturnCode::MalformedRequest, &why, now)],
                         ..UnitOfWork::default()
                     };
-                    return match self.store.commit(uow).await {
+                    return match self.commit(uow).await {
                         Ok(_) | Err(StoreError::Conflict(Conflict::InboxMessage)) => {
                             Ok(ack(&env.message_id, "REJECTED", Some(why)))
                         }
@@ -100,7 +100,7 @@ impl National {
             };
             self.commit_leading_packs(&mut uow).await?;
             let wakes_relay = !uow.outbox.is_empty();
-            match self.store.commit(uow).await {
+            match self.commit(uow).await {
                 Ok(_) => {
                     if wakes_relay {
                         self.relay_wake.notify_one();
@@ -133,7 +133,7 @@ impl National {
                     batch: np.batch.clone(),
                     serials: head,
                 };
-                self.store.commit(UnitOfWork { new_packs: vec![part], ..UnitOfWork::default() }).await?;
+                self.commit(UnitOfWork { new_packs: vec![part], ..UnitOfWork::default() }).await?;
             }
         }
         Ok(())

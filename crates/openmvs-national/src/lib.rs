@@ -12,8 +12,10 @@ mod auth;
 mod bulk;
 pub mod clock;
 mod error;
+mod health;
 pub mod hub;
 mod ids;
+mod lifecycle;
 mod locks;
 mod packs;
 mod query;
@@ -37,6 +39,7 @@ pub use auth::NewClient;
 pub use error::ApiError;
 pub use hub::{HubLink, PACKS_PER_UNIT};
 pub use ids::new_id;
+pub use lifecycle::{CLIENT_USE_FLUSH, SECURITY_REFRESH, client_state};
 
 /// The most rows one bulk request may carry.
 pub const MAX_BULK_ROWS: usize = 100_000;
@@ -104,6 +107,14 @@ pub struct National {
     pack_locks: locks::PackLocks,
     /// When this node last looked in the store for token-signing keys it did not know.
     keys_checked_at: std::sync::atomic::AtomicI64,
+    /// The clients cut off, as this node last read them (`refresh_security`) or cut them off.
+    disabled: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Counts the changes of `disabled` this node made itself.
+    disabled_changes: std::sync::atomic::AtomicU64,
+    /// When each client was last seen on this node since the last flush to the store.
+    seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Whether the store commits, as the last probe or commit found it.
+    store_ok: std::sync::atomic::AtomicBool,
 }
 
 impl National {
@@ -116,6 +127,7 @@ impl National {
         hub: Option<Arc<dyn HubLink>>,
     ) -> Result<National, ApiError> {
         let ring = auth::load_key_ring(store.as_ref(), clock.now())?;
+        let disabled = store.disabled_clients()?.into_iter().collect();
         let validator = ring.validator();
         let node_id = new_id("node", clock.now());
         Ok(National {
@@ -130,6 +142,10 @@ impl National {
             node_id,
             pack_locks: locks::PackLocks::new(),
             keys_checked_at: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
+            disabled: std::sync::RwLock::new(disabled),
+            disabled_changes: std::sync::atomic::AtomicU64::new(0),
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+            store_ok: std::sync::atomic::AtomicBool::new(true),
         })
     }
 

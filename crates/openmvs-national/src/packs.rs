@@ -156,7 +156,7 @@ impl National {
             }
             out.uow.audit.push(self.entry(actor, &audit_op, subject, body, &out.response, now));
             let wakes_relay = !out.uow.outbox.is_empty();
-            match self.store.commit(out.uow).await {
+            match self.commit(out.uow).await {
                 Ok(_) => {
                     if wakes_relay {
                         self.relay_wake.notify_one();
@@ -192,7 +192,7 @@ impl National {
         // The retry is audited as what it is, a replay: it changed nothing and got the stored answer.
         let entry =
             self.entry(actor, &format!("{operation}-replay"), subject, body, &response, self.clock.now());
-        self.store.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await?;
+        self.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await?;
         Ok(response)
     }
 
@@ -216,7 +216,7 @@ impl National {
                 result: serde_json::to_string(&e.body()).unwrap_or_default(),
             },
         );
-        match self.store.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await {
+        match self.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await {
             Ok(_) => e,
             // The refusal could not be audited: the client is told to retry rather than given an
             // answer the audit trail does not show.

@@ -54,7 +54,7 @@ impl National {
                 "batch": v.batch, "state": v.state, "reasons": v.reasons}))})
             .to_string(),
         };
-        self.store.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await?;
+        self.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await?;
         Ok(view)
     }
 }

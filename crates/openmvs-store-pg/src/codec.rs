@@ -11,7 +11,12 @@ pub fn pg_err(e: tokio_postgres::Error) -> StoreError {
     if e.code().is_none() && e.to_string().contains("error deserializing column") {
         return corrupt(e);
     }
-    StoreError::Unavailable(e.to_string())
+    // The server's own words ("cannot execute INSERT in a read-only transaction"), not only
+    // "db error", so the log says why a commit failed.
+    match e.as_db_error() {
+        Some(db) => StoreError::Unavailable(format!("{} ({})", db.message(), db.code().code())),
+        None => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 /// Whether the error is a lock wait that ended without the lock: a deadlock broken by the server,

@@ -530,7 +530,7 @@ impl ClientStore for PgStore {
 
     fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
         self.pool.row(
-            "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
+            "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, last_used_at \
              FROM clients WHERE client_id = $1",
             vec![p(client_id.to_owned())],
             |r| decode::client(&R(r)),
@@ -539,16 +539,21 @@ impl ClientStore for PgStore {
 
     fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
         self.pool.rows(
-            "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
+            "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, last_used_at \
              FROM clients ORDER BY client_id",
             vec![],
             |r| decode::client(&R(r)),
         )
     }
 
+    fn disabled_clients(&self) -> StoreResult<Vec<String>> {
+        self.pool
+            .rows("SELECT client_id FROM clients WHERE disabled ORDER BY client_id", vec![], |r| R(r).text(0))
+    }
+
     fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
         self.pool.rows(
-            "SELECT kid, secret, created_at, active, retired_at FROM signing_keys ORDER BY created_at, kid",
+            "SELECT kid, secret, created_at, active, retired_at, revoked_at FROM signing_keys ORDER BY created_at, kid",
             vec![],
             |r| decode::key(&R(r)),
         )

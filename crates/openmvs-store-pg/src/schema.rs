@@ -8,9 +8,10 @@
 use tokio_postgres::Client;
 
 /// Each migration is applied once, in its own transaction, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE products (
     product_code TEXT PRIMARY KEY,
     scheme TEXT NOT NULL,
@@ -190,7 +191,23 @@ CREATE TABLE signing_keys (
     retired_at BIGINT
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- When each client was last seen; the clients cut off, read by every node every second or so.
+ALTER TABLE clients ADD COLUMN last_used_at BIGINT;
+CREATE INDEX clients_disabled ON clients (client_id) WHERE disabled;
+-- A revoked key verifies nothing from then on.
+ALTER TABLE signing_keys ADD COLUMN revoked_at BIGINT;
+-- Each node's last probe write, which proves that the store can commit.
+CREATE TABLE heartbeats (
+    node_id TEXT PRIMARY KEY,
+    at BIGINT NOT NULL
+);
+"#,
+    ),
+];
 
 /// The newest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

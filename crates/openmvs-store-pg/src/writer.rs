@@ -750,6 +750,37 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
             check: Check::None,
         });
     }
+    for ch in &uow.client_changes {
+        // A change of a client that does not exist matches no row and refuses the unit.
+        after.push(Step {
+            sql: "UPDATE clients SET disabled = COALESCE($2, disabled), \
+                  last_used_at = CASE WHEN $3::bigint IS NULL THEN last_used_at \
+                  ELSE GREATEST(COALESCE(last_used_at, $3), $3) END WHERE client_id = $1",
+            params: vec![p(ch.client_id.clone()), p(ch.disabled), p(ch.used_at.map(|t| t.unix_millis()))],
+            check: Check::Refuse(Conflict::Missing(format!("client {}", ch.client_id))),
+        });
+    }
+    if let Some(k) = &uow.key_revocation {
+        after.push(Step {
+            sql: "UPDATE signing_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE kid = $1 AND NOT active",
+            params: vec![p(k.kid.clone()), p(k.at.unix_millis())],
+            check: Check::Refuse(Conflict::Missing(format!("retired token-signing key {}", k.kid))),
+        });
+    }
+    if let Some(h) = &uow.heartbeat {
+        after.push(Step {
+            sql: "INSERT INTO heartbeats (node_id, at) VALUES ($1, $2) \
+                  ON CONFLICT (node_id) DO UPDATE SET at = EXCLUDED.at",
+            params: vec![p(h.node_id.clone()), p(h.at.unix_millis())],
+            check: Check::None,
+        });
+        // Rows of nodes gone for a day are dropped, so restarts do not accumulate them.
+        after.push(Step {
+            sql: "DELETE FROM heartbeats WHERE at < $1",
+            params: vec![p(h.at.unix_millis() - 86_400_000)],
+            check: Check::None,
+        });
+    }
     if uow.new_packs.is_empty() {
         before.append(&mut after);
         pipeline(c, &before, &mut out).await?;

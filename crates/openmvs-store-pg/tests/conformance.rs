@@ -42,3 +42,45 @@ fn open_with(clock: Arc<dyn Clock>, checkpoints: CheckpointOptions) -> Option<Ar
 
 conformance_tests!(optional open(), key().verifying_key());
 checkpoint_conformance_tests!(open_with, key().verifying_key());
+
+/// A schema that refuses writes, as a standby does ("cannot execute INSERT in a read-only
+/// transaction"): the heartbeat, the probe that readiness follows, is answered as unavailable with
+/// nothing written, and commits again as soon as writes are accepted, with the same writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_is_unavailable_while_the_database_refuses_writes_and_commits_again_after() {
+    use openmvs_store::{Committer, Heartbeat, StoreError, UnitOfWork};
+    let Some((url, schema)) = fresh_schema("conf", "the read-only database case") else { return };
+    let store = PgStore::open(PgOptions {
+        url: url.clone(),
+        schema: Some(schema.clone()),
+        signing_key: key(),
+        clock: Arc::new(FixedClock),
+        on_group: None,
+        migrate: true,
+        pool_size: 1,
+        checkpoints: CheckpointOptions::default(),
+    })
+    .expect("store opens");
+    let beat = || UnitOfWork {
+        heartbeat: Some(Heartbeat { node_id: "node-a".into(), at: FixedClock.now() }),
+        ..UnitOfWork::default()
+    };
+    store.commit(beat()).await.expect("a heartbeat commits");
+    let config = openmvs_store_pg::connection_config(&url, Some(&schema)).expect("config");
+    let (admin, connection) = config.connect(tokio_postgres::NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    admin
+        .batch_execute(
+            "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             RAISE EXCEPTION 'cannot execute INSERT in a read-only transaction' USING ERRCODE = '25006'; END; $$; \
+             CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON heartbeats \
+             FOR EACH ROW EXECUTE FUNCTION refuse_writes();",
+        )
+        .await
+        .expect("make the table refuse writes");
+    let refused = store.commit(beat()).await;
+    assert!(matches!(refused, Err(StoreError::Unavailable(ref m)) if m.contains("read-only")), "{refused:?}");
+    admin.batch_execute("DROP TRIGGER refuse_writes ON heartbeats").await.expect("accept writes again");
+    store.commit(beat()).await.expect("the heartbeat commits again");
+    store.close();
+}

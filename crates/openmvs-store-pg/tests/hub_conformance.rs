@@ -477,7 +477,10 @@ async fn a_national_schema_is_not_taken_for_the_hub() {
     let err =
         PgHubStore::open(PgHubOptions { migrate: false, ..options(&url, &empty) }).err().expect("refused");
     assert!(matches!(err, StoreError::Unavailable(ref m) if m.contains("migrate")), "{err}");
-    assert_eq!(openmvs_store_pg::hub::migrate(&url, Some(&empty), FixedClock.now()).expect("migrates"), [1]);
+    assert_eq!(
+        openmvs_store_pg::hub::migrate(&url, Some(&empty), FixedClock.now()).expect("migrates"),
+        [1, 2]
+    );
     assert!(
         openmvs_store_pg::hub::migrate(&url, Some(&empty), FixedClock.now()).expect("migrates").is_empty()
     );

@@ -3,7 +3,7 @@
 //! Each store adds only its schema and its queries.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,8 +23,18 @@ pub(crate) struct Engine<U: Unit> {
     tx: Mutex<Option<SyncSender<Job<U>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
-    readers: Mutex<Vec<Connection>>,
+    /// Idle read connections, each with the writer's generation it was opened in.
+    readers: Readers,
+    /// The writer's generation: a reader or checkpointer connection of an older one is closed.
+    generation: Arc<AtomicU64>,
 }
+
+/// Idle read connections with the writer's generation each was opened in; the writer empties it
+/// when it opens its own connection again.
+pub(crate) type Readers = Arc<Mutex<Vec<(u64, Connection)>>>;
+
+/// The checkpointer's connection, which the writer closes when it opens its own again.
+pub(crate) type CheckpointConn = Arc<Mutex<Option<Connection>>>;
 
 /// What starting the writer needs besides the migrated write connection.
 pub(crate) struct Start {
@@ -58,18 +68,24 @@ pub(crate) fn open_write_connection(path: &Path) -> StoreResult<Connection> {
 impl<U: Unit> Engine<U> {
     /// Starts the writer on `conn` (configured and migrated) and the checkpointer.
     pub(crate) fn start(conn: Connection, s: Start) -> StoreResult<Engine<U>> {
-        let writer: Writer<U> = Writer::new(conn, s.signer, s.clock, s.on_group, s.checkpoints)?;
+        let mut writer: Writer<U> = Writer::new(conn, s.signer, s.clock, s.on_group, s.checkpoints)?;
+        let readers: Readers = Arc::new(Mutex::new(Vec::new()));
+        let checkpoint_conn: CheckpointConn = Arc::new(Mutex::new(None));
+        writer.share(readers.clone(), checkpoint_conn.clone());
+        let generation = writer.generation();
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
         let handle = spawn(format!("{}-writer", s.name), move || writer.run(&rx))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (p, st) = (s.path.clone(), stop.clone());
-        let cp = spawn(format!("{}-checkpointer", s.name), move || crate::checkpointer(p, st))?;
+        let cp =
+            spawn(format!("{}-checkpointer", s.name), move || crate::checkpointer(p, st, checkpoint_conn))?;
         Ok(Engine {
             path: s.path,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some((stop, cp))),
-            readers: Mutex::new(Vec::new()),
+            readers,
+            generation,
         })
     }
 
@@ -83,7 +99,8 @@ impl<U: Unit> Engine<U> {
             tx: Mutex::new(None),
             writer: Mutex::new(None),
             checkpointer: Mutex::new(None),
-            readers: Mutex::new(Vec::new()),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -155,7 +172,13 @@ impl<U: Unit> Engine<U> {
 
     /// Runs `f` on a pooled read-only connection.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let generation = self.generation.load(Ordering::SeqCst);
+        let conn = {
+            let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            // Connections of an older generation are closed (see `Writer::reopen_if_needed`).
+            pool.retain(|(g, _)| *g == generation);
+            pool.pop().map(|(_, c)| c)
+        };
         let conn = match conn {
             Some(c) => c,
             None => {
@@ -178,8 +201,8 @@ impl<U: Unit> Engine<U> {
         };
         let r = f(&conn);
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < MAX_IDLE_READERS {
-            pool.push(conn);
+        if pool.len() < MAX_IDLE_READERS && generation == self.generation.load(Ordering::SeqCst) {
+            pool.push((generation, conn));
         }
         r
     }

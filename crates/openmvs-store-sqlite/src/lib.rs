@@ -79,18 +79,31 @@ pub(crate) const WAL_RESTART_BYTES: u64 = 256 << 20;
 /// appended to new blocks makes the file system zero them first. The writer therefore restarts
 /// the WAL itself once it passes [`WAL_RESTART_BYTES`] (see `Writer::restart_wal`); this thread
 /// keeps what that has left to copy small.
-fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) {
-    let conn = match Connection::open(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "the checkpointer cannot open the database; the WAL will grow");
-            return;
-        }
-    };
-    let _ = conn.execute_batch("PRAGMA busy_timeout = 50; PRAGMA wal_autocheckpoint = 0;");
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>, slot: engine::CheckpointConn) {
+    use std::sync::atomic::Ordering;
+    let mut warned = false;
+    while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(WAL_CHECKPOINT_EVERY);
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        let mut conn = slot.lock().unwrap_or_else(|p| p.into_inner());
+        // Emptied by the writer when it opens its own connection again (`Writer::reopen_if_needed`).
+        if conn.is_none() {
+            match Connection::open(&path) {
+                Ok(c) => {
+                    let _ = c.execute_batch("PRAGMA busy_timeout = 50; PRAGMA wal_autocheckpoint = 0;");
+                    *conn = Some(c);
+                    warned = false;
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::error!(error = %e, "the checkpointer cannot open the database; the WAL will grow");
+                        warned = true;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_ref() else { continue };
+        if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::debug!(error = %e, "background checkpoint did not complete; retrying");
         }
     }
@@ -609,8 +622,8 @@ impl ClientStore for SqliteStore {
         self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(
-                    "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
-                     FROM clients WHERE client_id = ?1",
+                    "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, \
+                     last_used_at FROM clients WHERE client_id = ?1",
                 )
                 .map_err(sql_err)?;
             let mut rows = s.query(params![client_id]).map_err(sql_err)?;
@@ -625,8 +638,8 @@ impl ClientStore for SqliteStore {
         self.engine.read(|c| {
             let mut s = c
                 .prepare_cached(
-                    "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled \
-                     FROM clients ORDER BY client_id",
+                    "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, \
+                     last_used_at FROM clients ORDER BY client_id",
                 )
                 .map_err(sql_err)?;
             let mut rows = s.query([]).map_err(sql_err)?;
@@ -638,10 +651,23 @@ impl ClientStore for SqliteStore {
         })
     }
 
+    fn disabled_clients(&self) -> StoreResult<Vec<String>> {
+        self.engine.read(|c| {
+            let mut s = c
+                .prepare_cached("SELECT client_id FROM clients WHERE disabled = 1 ORDER BY client_id")
+                .map_err(sql_err)?;
+            let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+        })
+    }
+
     fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
         self.engine.read(|c| {
             let mut s = c
-                .prepare_cached("SELECT kid, secret, created_at, active, retired_at FROM signing_keys ORDER BY created_at, kid")
+                .prepare_cached(
+                    "SELECT kid, secret, created_at, active, retired_at, revoked_at FROM signing_keys \
+                     ORDER BY created_at, kid",
+                )
                 .map_err(sql_err)?;
             let mut rows = s.query([]).map_err(sql_err)?;
             let mut out = Vec::new();

@@ -194,6 +194,21 @@ ALTER TABLE idempotency_by_arrival RENAME TO idempotency;
 CREATE UNIQUE INDEX idempotency_by_key ON idempotency (client_id, client_trx_id);
 "#,
     ),
+    (
+        4,
+        r#"
+-- When each client was last seen; the clients cut off, read by the node every second or so.
+ALTER TABLE clients ADD COLUMN last_used_at INTEGER;
+CREATE INDEX clients_disabled ON clients (client_id) WHERE disabled = 1;
+-- A revoked key verifies nothing from then on.
+ALTER TABLE signing_keys ADD COLUMN revoked_at INTEGER;
+-- Each node's last probe write, which proves that the store can commit.
+CREATE TABLE heartbeats (
+    node_id TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+);
+"#,
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,20 @@ pub struct Writer<U: Unit = UnitOfWork> {
     wal_restart_bytes: u64,
     /// Groups committed since the WAL's size was last looked at.
     groups_since_check: u32,
+    /// The database file (`None` in memory), for opening the write connection again.
+    path: Option<PathBuf>,
+    /// Grows whenever the writer opens its connection again: readers and the checkpointer then
+    /// open theirs again too.
+    generation: Arc<AtomicU64>,
+    /// The last group failed: the connection is opened again before the next one.
+    suspect: bool,
+    /// The position of the newest audit record and the row of the newest checkpoint as of this
+    /// writer's last group: another process appended records or signed checkpoints when the trail
+    /// has moved on from them.
+    known_pos: Option<(i64, i64)>,
+    /// The engine's idle readers and its checkpointer's connection, closed when the writer opens
+    /// its own connection again.
+    others: Option<(crate::engine::Readers, crate::engine::CheckpointConn)>,
     // The writer commits units of one kind; `fn(U)` keeps it `Send` whatever `U` is.
     unit: PhantomData<fn(U)>,
 }
@@ -149,7 +164,8 @@ impl<U: Unit> Writer<U> {
         on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
         checkpoints: CheckpointOptions,
     ) -> StoreResult<Writer<U>> {
-        let wal = conn.path().filter(|p| !p.is_empty()).map(|p| PathBuf::from(format!("{p}-wal")));
+        let path = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from);
+        let wal = path.as_ref().map(|p| PathBuf::from(format!("{}-wal", p.display())));
         let mut w = Writer {
             conn,
             chains: AuditChains::default(),
@@ -160,10 +176,57 @@ impl<U: Unit> Writer<U> {
             wal,
             wal_restart_bytes: crate::WAL_RESTART_BYTES,
             groups_since_check: 0,
+            path,
+            generation: Arc::new(AtomicU64::new(0)),
+            suspect: false,
+            known_pos: None,
+            others: None,
             unit: PhantomData,
         };
         w.load_chains()?;
         Ok(w)
+    }
+
+    /// The position of the newest audit record and the row of the newest checkpoint.
+    fn last_pos(&self) -> StoreResult<(i64, i64)> {
+        self.conn
+            .prepare_cached(
+                "SELECT (SELECT COALESCE(MAX(pos), 0) FROM audit), \
+                 (SELECT COALESCE(MAX(rowid), 0) FROM audit_checkpoints)",
+            )
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(sql_err)
+    }
+
+    /// Another process may have appended to the trail since this writer's last group (`openmvs
+    /// admin client disable` on the data directory of a running node): then the chain heads kept
+    /// in memory are stale and are read again. Runs inside the group's write transaction, so no
+    /// other process can append between this look and the group's own records. One lookup of the
+    /// largest key per group.
+    fn follow_other_writers(&mut self) -> StoreResult<()> {
+        let pos = self.last_pos()?;
+        if self.known_pos != Some(pos) {
+            if self.known_pos.is_some() {
+                tracing::info!("another process appended to the audit trail: chain heads read again");
+            }
+            self.load_chains()?;
+            self.known_pos = Some(pos);
+        }
+        Ok(())
+    }
+
+    /// The engine's other connections, which the writer closes when it opens its own again.
+    pub(crate) fn share(
+        &mut self,
+        readers: crate::engine::Readers,
+        checkpoint: crate::engine::CheckpointConn,
+    ) {
+        self.others = Some((readers, checkpoint));
+    }
+
+    /// The counter the writer grows whenever it opens its connection again.
+    pub(crate) fn generation(&self) -> Arc<AtomicU64> {
+        self.generation.clone()
     }
 
     /// Reads each market's chain head and last checkpoint from the database.
@@ -294,10 +357,54 @@ impl<U: Unit> Writer<U> {
         let _ = self.conn.busy_timeout(Duration::from_secs(10));
     }
 
+    /// Opens the write connection again when the last group failed or the connection is
+    /// read-only: a connection opened while the database could not be written (the data directory
+    /// or its file system read-only when the store opened) stays read-only for good, and SQLite
+    /// shares one read-only view of the WAL index among every connection of the process that
+    /// opened it then. So the writer first lets go of its connection and makes every reader and the
+    /// checkpointer open theirs again (`generation`), then opens a new one. Until the file can be
+    /// written again every group is refused as unavailable; after, the store commits again by
+    /// itself.
+    fn reopen_if_needed(&mut self) {
+        let read_only = self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true);
+        if !(self.suspect || read_only) {
+            return;
+        }
+        let Some(path) = self.path.clone() else { return };
+        // Refuses every write, so that nothing is committed while there is no real connection.
+        let Ok(placeholder) =
+            Connection::open_in_memory_with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        else {
+            return;
+        };
+        // Readers in use when the counter grows close their connection when they are done.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some((readers, checkpoint)) = &self.others {
+            readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            checkpoint.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        match crate::engine::open_write_connection(&path) {
+            Ok(c) => {
+                let writable = !c.is_readonly(rusqlite::MAIN_DB).unwrap_or(true);
+                self.conn = c;
+                if writable && (read_only || self.suspect) {
+                    tracing::info!(path = %path.display(), "write connection opened again");
+                }
+                if let Err(e) = self.load_chains() {
+                    tracing::debug!(error = %e, "reloading audit chain heads failed");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "the database cannot be opened for writing yet"),
+        }
+        self.suspect = false;
+    }
+
     fn commit_group(&mut self, group: Vec<Job<U>>) {
         if group.is_empty() {
             return;
         }
+        self.reopen_if_needed();
         if let Some(f) = &self.on_group {
             f(group.len());
         }
@@ -317,6 +424,9 @@ impl<U: Unit> Writer<U> {
         let mut exec_results = Vec::with_capacity(execs.len());
         let mut outcome = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err).map(|()| Vec::new());
         if outcome.is_ok() {
+            outcome = self.follow_other_writers().map(|()| Vec::new());
+        }
+        if outcome.is_ok() {
             for (uow, _) in &commits {
                 results.push(self.apply_in_savepoint(uow, now));
             }
@@ -334,6 +444,7 @@ impl<U: Unit> Writer<U> {
         }
         match outcome {
             Ok(signed) => {
+                self.known_pos = self.last_pos().ok();
                 self.checkpoints.committed(&signed);
                 for ((_, reply), r) in commits.into_iter().zip(results) {
                     let _ = reply.send(r);
@@ -344,6 +455,7 @@ impl<U: Unit> Writer<U> {
             }
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; nothing of it was written");
+                self.suspect = true;
                 let _ = self.conn.execute_batch("ROLLBACK");
                 // The chain heads advanced in memory for records that were not written.
                 if let Err(e) = self.load_chains() {
@@ -435,18 +547,23 @@ impl<U: Unit> Writer<U> {
         }) {
             return Ok(());
         }
+        self.reopen_if_needed();
         let r = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err).and_then(|()| {
+            // What another process appended is signed over, not beside.
+            self.follow_other_writers()?;
             let signed = self.sign(all)?;
             self.conn.execute_batch("COMMIT").map_err(sql_err)?;
             Ok(signed)
         });
         match r {
             Ok(signed) => {
+                self.known_pos = self.last_pos().ok();
                 self.checkpoints.committed(&signed);
                 Ok(())
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.suspect = true;
                 if let Err(e) = self.load_chains() {
                     tracing::error!(error = %e, "reloading audit chain heads failed");
                 }
@@ -737,6 +854,44 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
         for (i, r) in p.results.iter().enumerate() {
             s.execute(params![p.id, (p.expected_done_rows + i as u64) as i64, r]).map_err(sql_err)?;
         }
+    }
+    for ch in &uow.client_changes {
+        let n = c
+            .prepare_cached(
+                "UPDATE clients SET disabled = COALESCE(?2, disabled), \
+                 last_used_at = CASE WHEN ?3 IS NULL THEN last_used_at \
+                 ELSE MAX(COALESCE(last_used_at, ?3), ?3) END WHERE client_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![ch.client_id, ch.disabled, ch.used_at.map(|t| t.unix_millis())])
+            })
+            .map_err(sql_err)?;
+        if n == 0 {
+            return Err(conflict(Conflict::Missing(format!("client {}", ch.client_id))));
+        }
+    }
+    if let Some(k) = &uow.key_revocation {
+        let n = c
+            .prepare_cached(
+                "UPDATE signing_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE kid = ?1 AND active = 0",
+            )
+            .and_then(|mut s| s.execute(params![k.kid, k.at.unix_millis()]))
+            .map_err(sql_err)?;
+        if n == 0 {
+            return Err(conflict(Conflict::Missing(format!("retired token-signing key {}", k.kid))));
+        }
+    }
+    if let Some(h) = &uow.heartbeat {
+        c.prepare_cached(
+            "INSERT INTO heartbeats (node_id, at) VALUES (?1, ?2) \
+             ON CONFLICT (node_id) DO UPDATE SET at = excluded.at",
+        )
+        .and_then(|mut s| s.execute(params![h.node_id, h.at.unix_millis()]))
+        .map_err(sql_err)?;
+        // Rows of nodes gone for a day are dropped, so restarts do not accumulate them.
+        c.prepare_cached("DELETE FROM heartbeats WHERE at < ?1")
+            .and_then(|mut s| s.execute(params![h.at.unix_millis() - 86_400_000]))
+            .map_err(sql_err)?;
     }
     for e in &uow.audit {
         out.audit_seqs.push(chains.append(c, e)?);

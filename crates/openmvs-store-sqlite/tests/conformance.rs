@@ -48,3 +48,54 @@ checkpoint_conformance_tests!(
     |clock, checkpoints| Some(open_with(clock, checkpoints) as Arc<dyn Store>),
     key().verifying_key()
 );
+
+fn entry(actor: &str, n: usize) -> openmvs_audit::Entry {
+    openmvs_audit::Entry {
+        market: "DE".into(),
+        at_millis: 1_800_000_000_000,
+        actor: actor.into(),
+        role: "NMVO".into(),
+        location: "office".into(),
+        operation: "client-disable".into(),
+        subject: format!("client/cl_{n}"),
+        return_code: "NMVS_SUCCESS".into(),
+        request: "{}".into(),
+        result: "{}".into(),
+    }
+}
+
+/// Two stores on one file, as a running node and an `openmvs admin` command on its data
+/// directory: each appends to the trail in turn, and each follows what the other appended, so
+/// every record is accepted and the whole trail verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_appending_to_one_trail_in_turn_keep_one_chain() {
+    use openmvs_store::{AuditStore, Committer, UnitOfWork};
+    let node = open();
+    let admin = Arc::new(
+        SqliteStore::open(Options {
+            path: node.path().to_owned(),
+            signer: Arc::new(AuditSigner { key: key() }),
+            clock: Arc::new(FixedClock),
+            on_group: None,
+            checkpoints: CheckpointOptions::default(),
+        })
+        .expect("a second store opens"),
+    );
+    for n in 0..6 {
+        let (store, actor) = if n % 2 == 0 { (&node, "node") } else { (&admin, "admin") };
+        let uow = UnitOfWork { audit: vec![entry(actor, n)], ..UnitOfWork::default() };
+        store.commit(uow).await.unwrap_or_else(|e| panic!("record {n} of {actor}: {e}"));
+    }
+    admin.close();
+    node.close();
+    let mut v = openmvs_audit::Verifier::new([key().verifying_key()]);
+    for cp in node.checkpoints().expect("checkpoints") {
+        v.checkpoint(&cp).expect("a checkpoint verifies");
+    }
+    let page = node.audit_page(0, 100).expect("the trail");
+    assert_eq!(page.len(), 6);
+    for (_, r) in &page {
+        v.record(r).expect("every record chains to the one before");
+    }
+    v.finish().expect("the trail verifies");
+}

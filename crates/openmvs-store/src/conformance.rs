@@ -46,6 +46,10 @@ macro_rules! conformance_tests {
             a_refused_unit_is_answered_as_refused_beside_outbox_bookkeeping,
             a_claimed_outbox_message_waits_for_its_lease,
             a_bulk_job_is_leased_to_one_worker_at_a_time,
+            a_client_is_cut_off_and_let_back_in_with_its_audit_record,
+            a_client_keeps_the_latest_instant_it_was_seen,
+            a_retired_key_is_revoked_and_the_active_one_is_not,
+            a_heartbeat_commits_and_commits_again,
         );
     };
     (@cases $mode:ident, $open:expr, $verifying_key:expr; $($case:ident,)*) => {
@@ -620,6 +624,7 @@ pub async fn clients_and_signing_keys_round_trip(store: Arc<dyn Store>, _key: ed
         name: "Apotheke am Markt".into(),
         created_at: at(0),
         disabled: false,
+        last_used_at: None,
     };
     store.create_client(&client).expect("create");
     assert!(matches!(store.create_client(&client), Err(StoreError::Conflict(_))));
@@ -631,6 +636,7 @@ pub async fn clients_and_signing_keys_round_trip(store: Arc<dyn Store>, _key: ed
         created_at: at(i64::from(n)),
         active: true,
         retired_at: None,
+        revoked_at: None,
     };
     store.rotate_key(&k("k1", 1), at(1)).expect("first key");
     store.rotate_key(&k("k2", 2), at(2)).expect("second key");
@@ -766,4 +772,138 @@ pub async fn a_bulk_job_is_leased_to_one_worker_at_a_time(
         "a done job is never claimed"
     );
     assert!(!store.claim_bulk("bk-0", "node-a", at(240), at(340)).expect("claim"), "no such job");
+}
+
+fn client_record(id: &str) -> ClientRecord {
+    ClientRecord {
+        client_id: id.into(),
+        secret_hash: "$argon2id$...".into(),
+        role: Role::Pharmacy,
+        market: de(),
+        location: Location::new("DE-PH-1").expect("location"),
+        name: format!("client {id}"),
+        created_at: at(0),
+        disabled: false,
+        last_used_at: None,
+    }
+}
+
+fn change(id: &str, disabled: Option<bool>, used_at: Option<Timestamp>) -> UnitOfWork {
+    UnitOfWork {
+        client_changes: vec![ClientChange { client_id: id.into(), disabled, used_at }],
+        audit: vec![entry("client-disable", &format!("client/{id}"))],
+        ..UnitOfWork::default()
+    }
+}
+
+/// A client is cut off and let back in by a unit of work that carries its audit record; the
+/// clients cut off are listed in one read; a change of an unknown client is refused and writes
+/// nothing, its audit record included.
+pub async fn a_client_is_cut_off_and_let_back_in_with_its_audit_record(
+    store: Arc<dyn Store>,
+    key: ed25519_dalek::VerifyingKey,
+) {
+    for id in ["cl_b", "cl_a", "cl_c"] {
+        store.create_client(&client_record(id)).expect("create");
+    }
+    assert!(store.disabled_clients().expect("read").is_empty());
+    store.commit(change("cl_c", Some(true), None)).await.expect("disable");
+    store.commit(change("cl_a", Some(true), None)).await.expect("disable");
+    assert_eq!(store.disabled_clients().expect("read"), ["cl_a", "cl_c"]);
+    let a = store.client("cl_a").expect("read").expect("client");
+    assert!(a.disabled);
+    assert_eq!(a, ClientRecord { disabled: true, ..client_record("cl_a") }, "nothing else changed");
+    store.commit(change("cl_a", Some(false), None)).await.expect("enable");
+    assert_eq!(store.disabled_clients().expect("read"), ["cl_c"]);
+    assert!(!store.client("cl_a").expect("read").expect("client").disabled);
+    let unknown = store.commit(change("cl_nobody", Some(true), None)).await;
+    assert!(matches!(unknown, Err(StoreError::Conflict(Conflict::Missing(_)))), "{unknown:?}");
+    assert_eq!(verify_audit(&store, key), 3, "the refused change left no audit record");
+}
+
+/// The instant a client was last seen only moves forward, whichever node reports it first, and
+/// leaves the client's state alone.
+pub async fn a_client_keeps_the_latest_instant_it_was_seen(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    store.create_client(&client_record("cl_a")).expect("create");
+    store.create_client(&client_record("cl_b")).expect("create");
+    let seen = |id: &str| store.client(id).expect("read").expect("client").last_used_at;
+    assert_eq!(seen("cl_a"), None);
+    let uow = UnitOfWork {
+        client_changes: vec![
+            ClientChange { client_id: "cl_a".into(), disabled: None, used_at: Some(at(500)) },
+            ClientChange { client_id: "cl_b".into(), disabled: None, used_at: Some(at(100)) },
+        ],
+        ..UnitOfWork::default()
+    };
+    store.commit(uow).await.expect("seen");
+    assert_eq!((seen("cl_a"), seen("cl_b")), (Some(at(500)), Some(at(100))));
+    store.commit(change("cl_a", None, Some(at(300)))).await.expect("an older report");
+    assert_eq!(seen("cl_a"), Some(at(500)), "an older instant does not move it back");
+    store.commit(change("cl_a", Some(true), Some(at(900)))).await.expect("seen and cut off");
+    let a = store.client("cl_a").expect("read").expect("client");
+    assert_eq!((a.last_used_at, a.disabled), (Some(at(900)), true));
+    store.commit(change("cl_a", None, Some(at(950)))).await.expect("seen");
+    assert!(
+        store.client("cl_a").expect("read").expect("client").disabled,
+        "a report of use keeps it cut off"
+    );
+    assert_eq!(store.clients().expect("list").iter().filter_map(|c| c.last_used_at).count(), 2);
+}
+
+/// A key that no longer signs is revoked at once and keeps its first revocation time; the active
+/// key and unknown keys cannot be revoked, and such a unit writes nothing.
+pub async fn a_retired_key_is_revoked_and_the_active_one_is_not(
+    store: Arc<dyn Store>,
+    key: ed25519_dalek::VerifyingKey,
+) {
+    let k = |kid: &str, n| KeyRecord {
+        kid: kid.into(),
+        secret: [n; 32],
+        created_at: at(i64::from(n)),
+        active: true,
+        retired_at: None,
+        revoked_at: None,
+    };
+    store.rotate_key(&k("k1", 1), at(1)).expect("first key");
+    store.rotate_key(&k("k2", 2), at(2)).expect("second key");
+    let revoke = |kid: &str, n| UnitOfWork {
+        key_revocation: Some(KeyRevocation { kid: kid.into(), at: at(n) }),
+        audit: vec![entry("retire-token-key", &format!("key/{kid}"))],
+        ..UnitOfWork::default()
+    };
+    for kid in ["k2", "k9"] {
+        let r = store.commit(revoke(kid, 5)).await;
+        assert!(matches!(r, Err(StoreError::Conflict(Conflict::Missing(_)))), "{kid}: {r:?}");
+    }
+    assert!(store.keys().expect("keys").iter().all(|k| k.revoked_at.is_none()));
+    store.commit(revoke("k1", 10)).await.expect("revoke the retired key");
+    store.commit(revoke("k1", 20)).await.expect("revoking again changes nothing");
+    let keys = store.keys().expect("keys");
+    assert_eq!((keys[0].kid.as_str(), keys[0].revoked_at), ("k1", Some(at(10))));
+    assert_eq!((keys[1].kid.as_str(), keys[1].active, keys[1].revoked_at), ("k2", true, None));
+    assert_eq!(verify_audit(&store, key), 2);
+}
+
+/// A heartbeat is a unit of work like any other: it commits, again and again for one node, and
+/// beside other nodes' heartbeats.
+pub async fn a_heartbeat_commits_and_commits_again(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    for n in 0..3 {
+        for node in ["node-a", "node-b"] {
+            let uow = UnitOfWork {
+                heartbeat: Some(Heartbeat { node_id: node.into(), at: at(n) }),
+                ..UnitOfWork::default()
+            };
+            store.commit(uow).await.expect("a heartbeat commits");
+        }
+    }
+    // Far later: the rows of the day before are dropped as it is written.
+    let later = Timestamp::from_unix_millis(at(0).unix_millis() + 2 * 86_400_000);
+    let uow = UnitOfWork {
+        heartbeat: Some(Heartbeat { node_id: "node-c".into(), at: later }),
+        ..UnitOfWork::default()
+    };
+    store.commit(uow).await.expect("a heartbeat commits");
 }

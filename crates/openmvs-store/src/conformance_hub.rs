@@ -47,6 +47,7 @@ macro_rules! hub_conformance_tests {
             obps_and_their_callbacks_round_trip,
             products_versions_and_batches_read_back_exactly,
             a_claimed_message_waits_for_its_lease_per_destination,
+            a_heartbeat_commits_at_the_hub_again_and_again,
         );
     };
     (@cases $mode:ident, $open:expr, $verifying_key:expr; $($case:ident,)*) => {
@@ -324,6 +325,7 @@ pub async fn every_part_of_a_unit_commits_together_or_not_at_all(
             obp: "obp-1".into(),
             url: Some("https://obp.example/cb".into()),
         }],
+        heartbeat: Some(crate::Heartbeat { node_id: "hub-a".into(), at: Timestamp::from_unix_millis(0) }),
     };
     let done = store.commit(whole).await.expect("commits");
     assert_eq!(done.audit_seqs, [1]);
@@ -971,4 +973,32 @@ pub async fn a_claimed_message_waits_for_its_lease_per_destination(
     let after = store.claim_due("DE", t(1_001), t(2_000), 10).expect("claim");
     assert_eq!(ids(after.clone()), ["a2", "b1"], "taken over once the lease ends");
     assert!(after.iter().all(|m| m.attempts == 0), "a lease is not a failed attempt");
+}
+
+/// A heartbeat is a unit of work like any other: it commits, again and again for one node, and
+/// beside other nodes' heartbeats.
+pub async fn a_heartbeat_commits_at_the_hub_again_and_again(
+    store: Arc<dyn HubStore>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    for n in 0..3 {
+        for node in ["hub-a", "hub-b"] {
+            let uow = HubUnitOfWork {
+                heartbeat: Some(crate::Heartbeat {
+                    node_id: node.into(),
+                    at: Timestamp::from_unix_millis(n),
+                }),
+                ..HubUnitOfWork::default()
+            };
+            store.commit(uow).await.expect("a heartbeat commits");
+        }
+    }
+    let later = HubUnitOfWork {
+        heartbeat: Some(crate::Heartbeat {
+            node_id: "hub-c".into(),
+            at: Timestamp::from_unix_millis(3 * 86_400_000),
+        }),
+        ..HubUnitOfWork::default()
+    };
+    store.commit(later).await.expect("a heartbeat commits, dropping the rows of the days before");
 }

@@ -275,7 +275,8 @@ pub fn bulk(r: &impl Columns) -> StoreResult<BulkJob> {
 }
 
 /// The columns of a client, in the order [`client`] reads them.
-pub const CLIENT_COLUMNS: &str = "client_id, secret_hash, role, market, location, name, created_at, disabled";
+pub const CLIENT_COLUMNS: &str =
+    "client_id, secret_hash, role, market, location, name, created_at, disabled, last_used_at";
 
 /// A client, from [`CLIENT_COLUMNS`].
 pub fn client(r: &impl Columns) -> StoreResult<ClientRecord> {
@@ -289,11 +290,12 @@ pub fn client(r: &impl Columns) -> StoreResult<ClientRecord> {
         name: r.text(5)?,
         created_at: at(r, 6)?,
         disabled: r.boolean(7)?,
+        last_used_at: r.opt_int(8)?.map(Timestamp::from_unix_millis),
     })
 }
 
 /// The columns of a token-signing key, in the order [`key`] reads them.
-pub const KEY_COLUMNS: &str = "kid, secret, created_at, active, retired_at";
+pub const KEY_COLUMNS: &str = "kid, secret, created_at, active, retired_at, revoked_at";
 
 /// A token-signing key, from [`KEY_COLUMNS`].
 pub fn key(r: &impl Columns) -> StoreResult<KeyRecord> {
@@ -303,5 +305,6 @@ pub fn key(r: &impl Columns) -> StoreResult<KeyRecord> {
         created_at: at(r, 2)?,
         active: r.boolean(3)?,
         retired_at: r.opt_int(4)?.map(Timestamp::from_unix_millis),
+        revoked_at: r.opt_int(5)?.map(Timestamp::from_unix_millis),
     })
 }

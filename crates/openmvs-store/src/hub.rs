@@ -410,6 +410,8 @@ pub struct HubUnitOfWork {
     pub outbox: Vec<OutboxMessage>,
     /// Audit entries, sealed into the hub's chain ([`HUB_AUDIT_MARKET`]) in commit order.
     pub audit: Vec<Entry>,
+    /// The node's heartbeat (a probe that the store can commit).
+    pub heartbeat: Option<crate::Heartbeat>,
 }
 
 /// What a hub commit did.

@@ -247,8 +247,33 @@ pub struct ClientRecord {
     pub name: String,
     /// When it was created.
     pub created_at: Timestamp,
-    /// Whether it may no longer obtain tokens.
+    /// Whether it is cut off: it obtains no token, and the tokens it holds are refused.
     pub disabled: bool,
+    /// When it was last seen: its last token, or its last request as the nodes report it now and
+    /// then (`None`: never).
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A change of a client, committed with the audit record that says who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientChange {
+    /// The client; a unit changing a client that does not exist is refused
+    /// ([`Conflict::Missing`](crate::Conflict::Missing)).
+    pub client_id: String,
+    /// Cut the client off (`Some(true)`) or let it back in (`Some(false)`); `None` leaves it.
+    pub disabled: Option<bool>,
+    /// The client was seen at this instant; a stored later instant is kept.
+    pub used_at: Option<Timestamp>,
+}
+
+/// A write that proves the store can commit: the node's row of the `heartbeats` table, written
+/// through the same path and the same fsync as every other unit of work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The node writing it.
+    pub node_id: String,
+    /// When.
+    pub at: Timestamp,
 }
 
 /// A token-signing key of the national system.
@@ -264,6 +289,19 @@ pub struct KeyRecord {
     pub active: bool,
     /// When it stopped signing (it still verifies until every token it signed has expired).
     pub retired_at: Option<Timestamp>,
+    /// When it was revoked: from then on it verifies nothing, whatever its tokens' expiry.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// The revocation of a token-signing key that no longer signs: tokens it signed are refused from
+/// now on. A unit revoking the active key or a key that does not exist is refused
+/// ([`Conflict::Missing`](crate::Conflict::Missing)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRevocation {
+    /// The key id.
+    pub kid: String,
+    /// When; a key revoked before keeps its first revocation time.
+    pub at: Timestamp,
 }
 
 /// Serials of one batch to create as ACTIVE packs.
@@ -318,6 +356,12 @@ pub struct UnitOfWork {
     pub new_bulk: Option<BulkJob>,
     /// Progress of a bulk job.
     pub bulk_progress: Option<BulkProgress>,
+    /// Changes of clients: cut off, let back in, last seen.
+    pub client_changes: Vec<ClientChange>,
+    /// A token-signing key to revoke.
+    pub key_revocation: Option<KeyRevocation>,
+    /// The node's heartbeat (a probe that the store can commit).
+    pub heartbeat: Option<Heartbeat>,
 }
 
 /// Everything one single-pack request reads, from one consistent snapshot.

@@ -45,6 +45,8 @@ pub enum Conflict {
     BulkProgress,
     /// A record that must be new exists already.
     Exists(String),
+    /// A record the unit changes does not exist (or is not in the state the change needs).
+    Missing(String),
 }
 
 impl std::fmt::Display for Conflict {
@@ -58,6 +60,7 @@ impl std::fmt::Display for Conflict {
             Conflict::AlertStatus => f.write_str("alert status changed meanwhile"),
             Conflict::BulkProgress => f.write_str("bulk job changed meanwhile"),
             Conflict::Exists(what) => write!(f, "{what} exists already"),
+            Conflict::Missing(what) => write!(f, "{what} does not exist"),
         }
     }
 }
@@ -187,6 +190,9 @@ pub trait ClientStore: Send + Sync {
     fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
     /// Every client, in id order.
     fn clients(&self) -> StoreResult<Vec<ClientRecord>>;
+    /// The ids of the clients that are cut off, in id order: one small indexed read, which every
+    /// node repeats every second or so to refuse their tokens.
+    fn disabled_clients(&self) -> StoreResult<Vec<String>>;
     /// Every token-signing key.
     fn keys(&self) -> StoreResult<Vec<KeyRecord>>;
     /// Stores a new key and makes it the active one; the previous active key is retired at `now`.

@@ -1,4 +1,5 @@
-//! Bodies of the operator routes that exist only in demonstrations (`openmvs demo --fake-clock`).
+//! Bodies of the operator routes: the NMVO's client administration (`/v1/admin/clients`), and the
+//! clock route that exists only in demonstrations (`openmvs demo --fake-clock`).
 
 use serde::{Deserialize, Serialize};
 
@@ -15,4 +16,30 @@ pub struct ClockAdvance {
 pub struct ClockAnswer {
     /// The time now, RFC 3339 UTC.
     pub now: String,
+}
+
+/// A client as the NMVO sees it (`GET /v1/admin/clients`, and the answer to a disable or enable).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ClientState {
+    /// The client id.
+    pub client_id: String,
+    /// Its role.
+    pub role: String,
+    /// Its premises.
+    pub location: String,
+    /// Its name, for people.
+    pub name: String,
+    /// `ENABLED` or `DISABLED` (its tokens are refused and it gets no new one).
+    pub state: String,
+    /// When it was created, RFC 3339 UTC.
+    pub created_at: String,
+    /// When it last obtained a token or made a request, RFC 3339 UTC; `null`: never.
+    pub last_used_at: Option<String>,
+}
+
+/// `GET /v1/admin/clients`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ClientList {
+    /// Every client of the market, in id order.
+    pub clients: Vec<ClientState>,
 }

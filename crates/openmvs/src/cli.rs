@@ -251,6 +251,21 @@ pub enum Admin {
         #[command(flatten)]
         target: Target,
     },
+    /// End a key's validity at once: tokens it signed are refused from now on, by every running
+    /// node within seconds. The active key cannot be retired: rotate first (`rotate-token-key`),
+    /// then retire the old key. Audited.
+    RetireTokenKey {
+        #[command(flatten)]
+        target: Target,
+        /// The key id, as `token-keys` lists it.
+        #[arg(long)]
+        kid: String,
+    },
+    /// List the token-signing keys: id, state (active, retired, revoked) and dates.
+    TokenKeys {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// `openmvs admin obp ...`.
@@ -311,10 +326,29 @@ pub enum ClientCommand {
         #[arg(long, default_value = "")]
         name: String,
     },
-    /// List the clients (without secrets).
+    /// List the clients (without secrets): id, role, location, state (enabled or disabled), when
+    /// each was last seen (its last token, or its last request as the nodes report it every 30 s)
+    /// and its name, as a table with a header line.
     List {
         #[command(flatten)]
         target: Target,
+    },
+    /// Cut a client off: it gets no new token, and the tokens it holds are refused by every
+    /// running node within seconds. Audited.
+    Disable {
+        #[command(flatten)]
+        target: Target,
+        /// The client's id.
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Let a client that was cut off back in. Audited.
+    Enable {
+        #[command(flatten)]
+        target: Target,
+        /// The client's id.
+        #[arg(long)]
+        client_id: String,
     },
 }
 

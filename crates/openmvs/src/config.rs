@@ -51,6 +51,12 @@
 //! login_failures_per_client = 20   # failed logins of a client id per window; over it: 429
 //! login_failures_per_address = 10  # failed logins from one address per window; over it: 429
 //! login_failure_window_seconds = 300
+//!
+//! [national.health]
+//! probe_ms = 1000                  # a probe write through the store this often: /health/ready is
+//!                                  # false while the store cannot commit, true again once it can
+//! disk_free_warn_mb = 1024         # below this much free space in data_dir: a warning in the log
+//!                                  # (once per crossing) and openmvs_disk_low 1 in /metrics
 //! ```
 //!
 //! The connection limits guard against clients that hold connections without using them: the
@@ -96,6 +102,7 @@ pub struct RawNational {
     pub policy: Option<RawPolicy>,
     pub hub: Option<RawHub>,
     pub limits: Option<RawLimits>,
+    pub health: Option<RawHealth>,
 }
 
 /// `[national.postgres]`.
@@ -271,6 +278,47 @@ impl ConnSettings {
     }
 }
 
+/// `[national.health]` and `[hub.health]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub probe_ms: Option<u64>,
+    pub disk_free_warn_mb: Option<u64>,
+}
+
+/// How a node finds out whether it can take traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// How often the store is probed with a write (and the free space measured).
+    pub probe_every: Duration,
+    /// Below this many free bytes in the data directory the node warns.
+    pub disk_free_warn: u64,
+}
+
+/// Validates `[<section>.health]`.
+pub fn health(section: &str, raw: Option<RawHealth>) -> anyhow::Result<HealthSettings> {
+    let h = raw.unwrap_or_default();
+    let probe_ms = h.probe_ms.unwrap_or(1000);
+    if !(100..=60_000).contains(&probe_ms) {
+        bail!("{section}.health.probe_ms: {probe_ms} must be 100-60000");
+    }
+    let warn_mb = h.disk_free_warn_mb.unwrap_or(openmvs_http::observe::DEFAULT_DISK_FREE_WARN >> 20);
+    Ok(HealthSettings {
+        probe_every: Duration::from_millis(probe_ms),
+        disk_free_warn: warn_mb
+            .checked_mul(1 << 20)
+            .with_context(|| format!("{section}.health.disk_free_warn_mb: {warn_mb} is too large"))?,
+    })
+}
+
+/// Writes `[<section>.health]` into its rendered table.
+pub fn render_health(table: &mut toml::Table, h: &HealthSettings) {
+    let mut x = toml::Table::new();
+    x.insert("probe_ms".into(), (h.probe_every.as_millis() as i64).into());
+    x.insert("disk_free_warn_mb".into(), ((h.disk_free_warn >> 20) as i64).into());
+    table.insert("health".into(), x.into());
+}
+
 /// TLS files of the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TlsFiles {
@@ -309,6 +357,7 @@ pub struct NationalSettings {
     pub max_in_flight: usize,
     pub connections: ConnSettings,
     pub login: openmvs_http::login::LoginSettings,
+    pub health: HealthSettings,
 }
 
 /// Reads the file at `path` (if any), applies the environment, and returns the raw shape.
@@ -502,6 +551,7 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
             l.body_grace_ms,
         )?,
         login: login_settings(&l)?,
+        health: health("national", n.health)?,
     })
 }
 
@@ -595,6 +645,7 @@ pub fn render(s: &NationalSettings) -> String {
     l.insert("login_failures_per_address".into(), i64::from(s.login.failures_per_address).into());
     l.insert("login_failure_window_seconds".into(), (s.login.failure_window.as_secs() as i64).into());
     n.insert("limits".into(), l.into());
+    render_health(&mut n, &s.health);
     t.insert("national".into(), n.into());
     toml::to_string(&t).unwrap_or_default()
 }
@@ -621,6 +672,7 @@ mod tests {
         assert!(s.data_dir.ends_with("openmvs-data/DE"));
         assert_eq!(s.policy, Policy::default());
         assert!(s.tls.is_none() && s.hub.is_none());
+        assert_eq!(s.health, HealthSettings { probe_every: Duration::from_secs(1), disk_free_warn: 1 << 30 });
     }
 
     #[test]
@@ -677,6 +729,7 @@ mod tests {
                 "only used with",
             ),
             ("[national]\nmarket = \"DE\"\nmarkte = \"DE\"\n", "unknown field `markte`"),
+            ("[national]\nmarket = \"DE\"\n[national.health]\nprobe_ms = 5\n", "national.health.probe_ms"),
             (
                 "[national]\nmarket = \"DE\"\n[national.hub]\nurl = \"http://x\"\nca = \"c\"\n",
                 "must be https",

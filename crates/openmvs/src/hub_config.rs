@@ -43,6 +43,12 @@
 //! idle_timeout_seconds = 60
 //! body_min_bytes_per_second = 1024
 //! body_grace_ms = 10000
+//!
+//! [hub.health]
+//! probe_ms = 1000                  # a probe write through the store this often: /health/ready is
+//!                                  # false while the store cannot commit, true again once it can
+//! disk_free_warn_mb = 1024         # below this much free space in data_dir: a warning in the log
+//!                                  # (once per crossing) and openmvs_disk_low 1 in /metrics
 //! ```
 //!
 //! The hub keeps the key of its serial digests in `data_dir/serial.key` (created at the first
@@ -76,6 +82,7 @@ pub struct RawHubSection {
     pub identity: Option<RawPair>,
     pub markets: Option<BTreeMap<String, String>>,
     pub limits: Option<RawHubLimits>,
+    pub health: Option<crate::config::RawHealth>,
 }
 
 /// A certificate and its key, as written.
@@ -125,6 +132,7 @@ pub struct HubSettings {
     pub drain: Duration,
     pub ready_grace: Duration,
     pub connections: crate::config::ConnSettings,
+    pub health: crate::config::HealthSettings,
 }
 
 fn pair(section: &str, raw: Option<RawPair>, base: &Path) -> anyhow::Result<Pair> {
@@ -189,6 +197,7 @@ pub fn hub(raw: &RawFile, base: &Path) -> anyhow::Result<HubSettings> {
             l.body_min_bytes_per_second,
             l.body_grace_ms,
         )?,
+        health: crate::config::health("hub", h.health)?,
     })
 }
 
@@ -220,6 +229,7 @@ pub fn render(s: &HubSettings) -> String {
     l.insert("ready_grace_ms".into(), (s.ready_grace.as_millis() as i64).into());
     s.connections.render(&mut l);
     h.insert("limits".into(), l.into());
+    crate::config::render_health(&mut h, &s.health);
     let mut t = toml::Table::new();
     t.insert("hub".into(), h.into());
     toml::to_string(&t).unwrap_or_default()

@@ -56,7 +56,9 @@ pub fn open_store(
         on_group,
         checkpoints: openmvs_store::CheckpointOptions::default(),
     })
-    .with_context(|| format!("opening {}", db_path(data_dir).display()))?;
+    .with_context(|| {
+        format!("opening {}{}", db_path(data_dir).display(), crate::health::open_failure_hint(data_dir))
+    })?;
     Ok(Arc::new(store))
 }
 

@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod config;
 mod heads;
+mod health;
 mod hub_config;
 mod hub_node;
 mod node;

@@ -248,6 +248,8 @@ fn open_sqlite(
         on_group,
         checkpoints,
     })
-    .with_context(|| format!("opening {}", db_path(data_dir).display()))?;
+    .with_context(|| {
+        format!("opening {}{}", db_path(data_dir).display(), crate::health::open_failure_hint(data_dir))
+    })?;
     Ok(Arc::new(store))
 }

@@ -7,6 +7,9 @@
 //! Attackers connect from other loopback addresses (`127.0.0.2`, ...) than the pharmacy
 //! (`127.0.0.1`), as they would from other hosts.
 
+#[allow(dead_code)]
+#[path = "../hub_side/faults.rs"]
+mod faults;
 #[allow(dead_code, unused_imports)]
 #[path = "../national_api/harness.rs"]
 mod harness;

@@ -1,5 +1,6 @@
-//! A store wrapper with named failure points: it passes every call to the SQLite store, except
+//! A store wrapper with named failure points: it passes every call to the store it wraps, except
 //! that reads of products, batches and packs, or commits, can be made to fail as unavailable.
+//! Shared by the `hub_side` and `national_api` suites.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -8,20 +9,20 @@ use openmvs_audit::{Checkpoint, Sealed};
 use openmvs_core::ids::{Batch, ProductCode, Serial};
 use openmvs_core::time::Timestamp;
 use openmvs_store::*;
-use openmvs_store_sqlite::SqliteStore;
 
-/// The SQLite store with failure points.
+/// A store with failure points.
 pub struct Faulty {
-    inner: Arc<SqliteStore>,
+    inner: Arc<dyn Store>,
     /// While set, `product`, `batch` and `pack` fail as unavailable.
     pub fail_reads: AtomicBool,
-    /// The next this-many commits fail as unavailable (nothing written).
+    /// The next this-many commits fail as unavailable (nothing written); `u32::MAX` is as good
+    /// as every commit until it is set back to 0.
     pub fail_commits: AtomicU32,
 }
 
 impl Faulty {
     /// Wraps a store, with no failure armed.
-    pub fn new(inner: Arc<SqliteStore>) -> Faulty {
+    pub fn new(inner: Arc<dyn Store>) -> Faulty {
         Faulty { inner, fail_reads: AtomicBool::new(false), fail_commits: AtomicU32::new(0) }
     }
 
@@ -170,6 +171,9 @@ impl ClientStore for Faulty {
     }
     fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
         self.inner.clients()
+    }
+    fn disabled_clients(&self) -> StoreResult<Vec<String>> {
+        self.inner.disabled_clients()
     }
     fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
         self.inner.keys()

@@ -32,6 +32,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::faults::Faulty;
+
 /// The market every test app serves.
 pub const DE: &str = "DE";
 /// The product most tests use.
@@ -182,6 +184,11 @@ pub struct AppOptions {
     pub login: Option<LoginSettings>,
     /// A fixed bound on requests in flight, never lowered by the governor.
     pub admission: Option<usize>,
+    /// Put the service on a store whose commits can be made to fail ([`TestApp::faults`]).
+    pub faulty: bool,
+    /// Keep the embedded store's files in this directory instead of a fresh temporary one (the
+    /// app then uses the embedded store whatever `OPENMVS_TEST_STORAGE` says).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The store of a test app, of either engine.
@@ -244,6 +251,8 @@ pub struct TestApp {
     pub clock: Arc<FakeClock>,
     /// Metrics, SLA figures, readiness.
     pub obs: Arc<Observability>,
+    /// The failure points of the store, with [`AppOptions::faulty`].
+    pub faults: Option<Arc<Faulty>>,
     /// The server.
     #[allow(dead_code)]
     pub server: ServerHandle,
@@ -276,7 +285,9 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let clock = Arc::new(FakeClock::at(start()));
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let postgres = opts.postgres.clone().or_else(|| {
-        let wanted = std::env::var("OPENMVS_TEST_STORAGE").is_ok_and(|v| v == "postgres");
+        // A data directory of its own is for the embedded store's files.
+        let wanted =
+            opts.data_dir.is_none() && std::env::var("OPENMVS_TEST_STORAGE").is_ok_and(|v| v == "postgres");
         wanted.then(|| {
             shared_postgres("a PostgreSQL app").expect("OPENMVS_TEST_STORAGE=postgres needs a database")
         })
@@ -297,7 +308,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         )),
         None => TestStore::Sqlite(Arc::new(
             SqliteStore::open(Options {
-                path: dir.0.join("national.db"),
+                path: opts.data_dir.as_deref().unwrap_or(&dir.0).join("national.db"),
                 signer: Arc::new(AuditSigner { key: audit_key() }),
                 clock: dyn_clock.clone(),
                 on_group: None,
@@ -311,9 +322,13 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     if let Some(lease) = opts.lease {
         config.lease = lease;
     }
-    let national = Arc::new(
-        National::new(store.shared(), dyn_clock.clone(), config, opts.hub).expect("start the service"),
-    );
+    let faults = opts.faulty.then(|| Arc::new(Faulty::new(store.shared())));
+    let shared: Arc<dyn Store> = match &faults {
+        Some(f) => f.clone(),
+        None => store.shared(),
+    };
+    let national =
+        Arc::new(National::new(shared, dyn_clock.clone(), config, opts.hub).expect("start the service"));
     let mut o = Observability::new(dyn_clock);
     if let Some(l) = opts.login {
         o.login = Arc::new(LoginGuard::new(l));
@@ -333,6 +348,8 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     serve_opts.stats = obs.connections.clone();
     let server = serve_with(listener, router, Some(tls_config()), serve_opts).expect("serve");
     let (stop_worker, rx) = watch::channel(false);
+    // As the server does: clients cut off and keys revoked on other nodes are seen within seconds.
+    tokio::spawn(national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, rx.clone()));
     if !opts.no_bulk_worker {
         tokio::spawn(national.clone().run_bulk_worker(rx));
     }
@@ -353,6 +370,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         store,
         clock,
         obs,
+        faults,
         server,
         stop_worker,
         _dir: dir,

@@ -10,11 +10,15 @@ mod alerts;
 mod audit;
 mod bulk;
 mod errors;
+#[path = "../hub_side/faults.rs"]
+mod faults;
 mod harness;
 mod idempotency;
+mod lifecycle;
 mod multi_node;
 mod ops;
 mod packs;
+mod readiness;
 #[path = "../support/retry.rs"]
 mod retry;
 mod roles;

@@ -293,7 +293,8 @@ impl Drop for World {
     }
 }
 
-fn signer() -> Arc<AuditSigner> {
+/// The key that signs the test hub's audit checkpoints.
+pub fn signer() -> Arc<AuditSigner> {
     Arc::new(AuditSigner { key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]) })
 }
 

@@ -3,6 +3,7 @@
 
 mod harness;
 mod national;
+mod readiness;
 
 use std::time::Duration;
 

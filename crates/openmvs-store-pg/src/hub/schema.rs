@@ -19,9 +19,10 @@
 use tokio_postgres::Client;
 
 /// Each migration is applied once, in its own transaction, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 -- What may never change once written (product versions, withdrawals, recalls, audit records).
 CREATE FUNCTION hub_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -252,7 +253,18 @@ BEGIN
 END;
 $$;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- Each node's last probe write, which proves that the store can commit.
+CREATE TABLE heartbeats (
+    node_id TEXT PRIMARY KEY,
+    at BIGINT NOT NULL
+);
+"#,
+    ),
+];
 
 /// The newest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -327,6 +327,18 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
     for m in &uow.outbox {
         insert_outbox(c, m, None, now).await?;
     }
+    if let Some(h) = &uow.heartbeat {
+        let q = c
+            .stmt(
+                "INSERT INTO heartbeats (node_id, at) VALUES ($1, $2) \
+                 ON CONFLICT (node_id) DO UPDATE SET at = EXCLUDED.at",
+            )
+            .await?;
+        c.client.execute(&q, &[&h.node_id, &h.at.unix_millis()]).await?;
+        // Rows of nodes gone for a day are dropped, so restarts do not accumulate them.
+        let q = c.stmt("DELETE FROM heartbeats WHERE at < $1").await?;
+        c.client.execute(&q, &[&(h.at.unix_millis() - 86_400_000)]).await?;
+    }
     Ok(out)
 }
 

@@ -12,9 +12,10 @@
 use rusqlite::Connection;
 
 /// Each migration is applied once, in its own transaction, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE obps (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -194,7 +195,18 @@ CREATE TABLE inbox (
     applied_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- Each node's last probe write, which proves that the store can commit.
+CREATE TABLE heartbeats (
+    node_id TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+);
+"#,
+    ),
+];
 
 /// The newest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

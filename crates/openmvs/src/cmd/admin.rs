@@ -77,19 +77,31 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         Admin::Client(ClientCommand::List { target }) => {
-            let (_, store) = open(&target)?;
-            for c in store.clients().map_err(|e| anyhow::anyhow!("{e}"))? {
-                outln!(
-                    "{}\t{}\t{}\t{}\t{}{}",
-                    c.client_id,
-                    c.market,
-                    c.role,
-                    c.location,
-                    c.name,
-                    if c.disabled { "\t(disabled)" } else { "" }
-                );
-            }
+            let (national, store) = open(&target)?;
+            let clients = national.list_clients(&national.operator()).map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close();
+            let rows = clients.iter().map(|c| {
+                let state = openmvs_national::client_state(c);
+                vec![
+                    state.client_id,
+                    state.role,
+                    state.location,
+                    state.state,
+                    state.last_used_at.unwrap_or_else(|| "never".into()),
+                    state.name,
+                ]
+            });
+            outln!(
+                "{}",
+                table(&["CLIENT_ID", "ROLE", "LOCATION", "STATE", "LAST_USED", "NAME"], rows)
+                    .trim_end_matches('\n')
+            );
+        }
+        Admin::Client(ClientCommand::Disable { target, client_id }) => {
+            set_disabled(&target, &client_id, true)?;
+        }
+        Admin::Client(ClientCommand::Enable { target, client_id }) => {
+            set_disabled(&target, &client_id, false)?;
         }
         Admin::DeadLetters(DeadLetterCommand::List { target }) => {
             let (_, store) = open(&target)?;
@@ -218,10 +230,85 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let kid = rt.block_on(national.rotate_signing_key()).map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close();
-            outln!("new token-signing key {kid} is active; running nodes sign with it within 10 s");
+            outln!("new token-signing key {kid} is active; running nodes sign with it within seconds");
+        }
+        Admin::RetireTokenKey { target, kid } => {
+            let (national, store) = open(&target)?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let r = rt.block_on(national.retire_token_key(&national.operator(), &kid));
+            store.close();
+            r.map_err(|e| flag_error(&e, "kid", "--kid"))?;
+            outln!("token-signing key {kid} is revoked; running nodes refuse its tokens within seconds");
+        }
+        Admin::TokenKeys { target } => {
+            let (_, store) = open(&target)?;
+            let keys = store.keys().map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close();
+            let when =
+                |t: Option<openmvs_core::time::Timestamp>| t.map_or_else(|| "-".into(), |t| t.to_rfc3339());
+            let rows = keys.iter().map(|k| {
+                let state = match (k.active, k.revoked_at) {
+                    (_, Some(_)) => "revoked",
+                    (true, None) => "active",
+                    (false, None) => "retired",
+                };
+                vec![
+                    k.kid.clone(),
+                    state.into(),
+                    k.created_at.to_rfc3339(),
+                    when(k.retired_at),
+                    when(k.revoked_at),
+                ]
+            });
+            outln!(
+                "{}",
+                table(&["KID", "STATE", "CREATED", "RETIRED", "REVOKED"], rows).trim_end_matches('\n')
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Cuts a client off or lets it back in, as the operator, and prints its state.
+fn set_disabled(target: &Target, client_id: &str, disabled: bool) -> anyhow::Result<()> {
+    let (national, store) = open(target)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let r = rt.block_on(national.set_client_disabled(&national.operator(), client_id, disabled));
+    store.close();
+    let c = r.map_err(|e| flag_error(&e, "client_id", "--client-id"))?;
+    if disabled {
+        outln!("client {} is disabled; running nodes refuse its tokens within seconds", c.client_id);
+    } else {
+        outln!("client {} is enabled", c.client_id);
+    }
+    Ok(())
+}
+
+/// A refusal of the service as a command-line error: a detail about `field` names the flag.
+fn flag_error(e: &openmvs_national::ApiError, field: &str, flag: &str) -> anyhow::Error {
+    match e.details.iter().find(|d| d.field == field) {
+        Some(d) => anyhow::anyhow!("{flag}: {}", d.message),
+        None => anyhow::anyhow!("{e}"),
+    }
+}
+
+/// Rows as a table: columns aligned with spaces, a header line first.
+fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    lines.extend(rows);
+    let mut widths = vec![0; header.len()];
+    for l in &lines {
+        for (w, cell) in widths.iter_mut().zip(l) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for l in &lines {
+        let cells: Vec<String> = l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn obp_create(ca_dir: &Path, id: &str, name: &str, out: &Path, days: u32) -> anyhow::Result<()> {

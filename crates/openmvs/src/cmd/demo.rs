@@ -474,6 +474,17 @@ async fn demo(
             )));
         }
         workers.push(tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())));
+        workers.push(tokio::spawn(
+            national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, stop_rx.clone()),
+        ));
+        crate::health::probe_national(&national, &obs, &data).await;
+        workers.push(tokio::spawn(crate::health::run_national_probe(
+            national.clone(),
+            obs.clone(),
+            data.clone(),
+            Duration::from_secs(1),
+            stop_rx.clone(),
+        )));
         urls.insert(*m, format!("https://127.0.0.1:{port}"));
         running.obs.push(obs);
         running.servers.push(server);
@@ -520,6 +531,14 @@ async fn demo(
         )));
     }
     workers.push(tokio::spawn(hub.clone().run_relay(stop_rx.clone())));
+    crate::health::probe_hub(&hub, &hub_obs, &hub_dir).await;
+    workers.push(tokio::spawn(crate::health::run_hub_probe(
+        hub.clone(),
+        hub_obs.clone(),
+        hub_dir.clone(),
+        Duration::from_secs(1),
+        stop_rx.clone(),
+    )));
     // The national relays start once the hub listens: a first delivery then finds it (with
     // --fake-clock a retry's backoff would only end when the clock is moved).
     for ((_, national), store) in nationals.iter().zip(&national_stores) {

@@ -71,6 +71,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     o.login = Arc::new(openmvs_http::login::LoginGuard::new(s.login));
     let obs = Arc::new(o);
     obs.load.set_max(s.max_in_flight);
+    obs.disk.set_threshold(s.health.disk_free_warn);
     let group_sizes = obs
         .metrics
         .size_histogram("openmvs_group_commit_size", "Units of work per committed transaction.", &[])
@@ -128,11 +129,29 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     let mut workers = vec![
         tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())),
         tokio::spawn(national.clone().run_relay(stop_rx.clone())),
-        tokio::spawn(sample(obs.clone(), sla_file.clone(), stop_rx.clone())),
-        tokio::spawn(reload_keys(national.clone(), stop_rx.clone())),
+        tokio::spawn(sample(obs.clone(), national.clone(), sla_file.clone(), stop_rx.clone())),
+        // Clients cut off, keys revoked or rotated by other nodes and commands: seen within a second or two.
+        tokio::spawn(
+            national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, stop_rx.clone()),
+        ),
+        tokio::spawn(crate::health::run_national_probe(
+            national.clone(),
+            obs.clone(),
+            s.data_dir.clone(),
+            s.health.probe_every,
+            stop_rx.clone(),
+        )),
     ];
     if let (Some(_), Some(heads)) = (&s.hub, store.heads()) {
         workers.push(tokio::spawn(forward_heads(national.clone(), heads.subscribe(), stop_rx.clone())));
+    }
+    // Ready only once a probe write commits: a node on a read-only or full disk starts, says why
+    // it is not ready, and becomes ready by itself when a later probe succeeds.
+    crate::health::probe_national(&national, &obs, &s.data_dir).await;
+    if !national.store_ok() {
+        tracing::error!(
+            "the store cannot commit: serving with /health/ready false until a probe write succeeds"
+        );
     }
     obs.set_ready(true);
     // One line on stdout that scripts and tests wait for.
@@ -218,19 +237,6 @@ pub(crate) async fn forward_heads(
     }
 }
 
-/// Picks up a rotated token-signing key without a restart.
-async fn reload_keys(national: Arc<National>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(e) = national.reload_keys().await {
-            tracing::warn!(error = %e, "reloading token-signing keys failed");
-        }
-    }
-}
-
 fn save_sla(obs: &Observability, file: &Path) {
     let text = obs.sla.snapshot(obs.clock.now().unix_millis()).encode();
     let tmp = file.with_extension("tmp");
@@ -239,15 +245,21 @@ fn save_sla(obs: &Observability, file: &Path) {
     }
 }
 
-/// Samples readiness for the availability figure and saves the SLA figures now and then.
-async fn sample(obs: Arc<Observability>, file: std::path::PathBuf, mut stop: watch::Receiver<bool>) {
+/// Samples readiness (a store that cannot commit counts as unavailable) for the availability
+/// figure and saves the SLA figures now and then.
+async fn sample(
+    obs: Arc<Observability>,
+    national: Arc<National>,
+    file: std::path::PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticks = 0u32;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(SAMPLE_EVERY) => {}
             _ = stop.changed() => return,
         }
-        obs.sla.record_availability(obs.clock.now().unix_millis(), obs.is_ready());
+        obs.sla.record_availability(obs.clock.now().unix_millis(), obs.is_ready() && national.store_ok());
         ticks += 1;
         if ticks.is_multiple_of(12) {
             save_sla(&obs, &file);

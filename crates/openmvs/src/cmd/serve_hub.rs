@@ -40,6 +40,7 @@ fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
 async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let obs = Arc::new(Observability::new(clock.clone()));
+    obs.disk.set_threshold(s.health.disk_free_warn);
     let group_sizes = obs
         .metrics
         .size_histogram("openmvs_group_commit_size", "Units of work per committed transaction.", &[])
@@ -89,7 +90,22 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
     let workers = [
         tokio::spawn(hub.clone().run_relay(stop_rx.clone())),
         tokio::spawn(hub_node::watch_crl(crl_file, reloader, s.crl_reload, stop_rx.clone())),
+        tokio::spawn(crate::health::run_hub_probe(
+            hub.clone(),
+            obs.clone(),
+            s.data_dir.clone(),
+            s.health.probe_every,
+            stop_rx.clone(),
+        )),
     ];
+    // Ready only once a probe write commits; a hub that cannot write says so and becomes ready by
+    // itself when a later probe succeeds.
+    crate::health::probe_hub(&hub, &obs, &s.data_dir).await;
+    if !hub.store_ok() {
+        tracing::error!(
+            "the store cannot commit: serving with /health/ready false until a probe write succeeds"
+        );
+    }
     obs.set_ready(true);
     // One line on stdout that scripts and tests wait for.
     // A server keeps serving when nobody reads its standard output.

@@ -1,0 +1,77 @@
+//! Whether the store commits, as a probe write ([`National::probe_store`]) finds out: the server
+//! runs one every second or so, and every commit of the service goes through `National::commit`,
+//! which runs one at once when the store answers "unavailable". Readiness follows it.
+
+use std::sync::atomic::Ordering;
+
+use openmvs_store::{Committed, Heartbeat, StoreError, StoreResult, UnitOfWork};
+
+use crate::{ApiError, National};
+
+/// How long a probe write may take before the store counts as not committing.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl National {
+    /// Commits a unit of work. When the store answers "unavailable" (disk full, read-only files,
+    /// no writable primary, the writer stopped, or only this unit waited too long for a lock), a
+    /// probe write follows at once: if it fails too, the store counts as not committing (and
+    /// readiness is false) until a later probe succeeds; a unit that failed alone changes nothing.
+    pub(crate) async fn commit(&self, uow: UnitOfWork) -> StoreResult<Committed> {
+        let r = self.store.commit(uow).await;
+        if let Err(StoreError::Unavailable(_)) = &r {
+            let _ = self.probe_store().await;
+        }
+        r
+    }
+
+    /// Writes this node's heartbeat through the store's ordinary commit path (the same writer,
+    /// transaction and fsync as any request): the store commits again if it succeeds, and does
+    /// not if it fails. Called every second or so by the server.
+    ///
+    /// # Errors
+    ///
+    /// Why the store cannot commit, as unavailable.
+    pub async fn probe_store(&self) -> Result<(), ApiError> {
+        let uow = UnitOfWork {
+            heartbeat: Some(Heartbeat { node_id: self.node_id.clone(), at: self.clock.now() }),
+            ..UnitOfWork::default()
+        };
+        let Ok(r) = tokio::time::timeout(PROBE_TIMEOUT, self.store.commit(uow)).await else {
+            let why = format!("a probe write did not commit within {} s", PROBE_TIMEOUT.as_secs());
+            self.mark_store(false, &why);
+            return Err(ApiError::unavailable(why));
+        };
+        match r {
+            Ok(_) => {
+                self.mark_store(true, "a probe write committed");
+                Ok(())
+            }
+            Err(StoreError::Unavailable(why)) => {
+                self.mark_store(false, &why);
+                Err(ApiError::unavailable(why))
+            }
+            Err(e) => {
+                // Not a failure to commit (a corrupt row, a conflict): the store itself wrote.
+                self.mark_store(true, "a probe write was answered");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Whether the store commits, as the last probe or commit found it: readiness is false while
+    /// it does not.
+    pub fn store_ok(&self) -> bool {
+        self.store_ok.load(Ordering::SeqCst)
+    }
+
+    /// Records whether the store commits, with one log line when that changes.
+    fn mark_store(&self, ok: bool, why: &str) {
+        if self.store_ok.swap(ok, Ordering::SeqCst) != ok {
+            if ok {
+                tracing::info!(cause = %why, "the store commits again: ready");
+            } else {
+                tracing::error!(cause = %why, "the store cannot commit: not ready until a probe write succeeds");
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Readiness that tells the truth: every few moments a node writes a probe through its store (the
+//! same writer, transaction and fsync as a request) and measures the free space where its data
+//! lives. `/health/ready` is false while the store cannot commit and true again, by itself, once a
+//! probe write succeeds; below the free-space threshold the node says so once in the log and keeps
+//! saying so in `/metrics` (`openmvs_disk_low`, `openmvs_disk_free_bytes`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openmvs_http::Observability;
+use openmvs_hub::Hub;
+use openmvs_national::National;
+use tokio::sync::watch;
+
+/// Bytes available to this process on the file system holding `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    #[cfg(unix)]
+    {
+        let s = rustix::fs::statvfs(dir)?;
+        Ok(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Err(std::io::Error::other("free space is measured on Unix only"))
+    }
+}
+
+/// What to say about a data directory whose database cannot be opened: whether the directory is
+/// read-only. A database that served reads before keeps its WAL index (`*.db-shm`) beside it, and
+/// a node then starts on a read-only directory with readiness false and becomes ready by itself
+/// once it can write; without that file SQLite cannot even read the database.
+pub fn open_failure_hint(dir: &Path) -> String {
+    #[cfg(unix)]
+    {
+        match rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
+            Ok(()) => String::new(),
+            Err(e) => format!(
+                " ({} cannot be written: {e}; make it writable, the node needs to write its database there)",
+                dir.display()
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        String::new()
+    }
+}
+
+/// Measures the free space of `dir` into `obs`, logging a crossing of the threshold once.
+pub fn check_disk(obs: &Observability, dir: &Path) {
+    match free_bytes(dir) {
+        Ok(free) => match obs.disk.record(free) {
+            Some(true) => tracing::warn!(
+                dir = %dir.display(),
+                free_bytes = free,
+                threshold_bytes = obs.disk.threshold(),
+                "free space is below the warning threshold: writes fail once the disk is full"
+            ),
+            Some(false) => tracing::info!(
+                dir = %dir.display(),
+                free_bytes = free,
+                "free space is above the warning threshold again"
+            ),
+            None => {}
+        },
+        Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "measuring the free space failed"),
+    }
+}
+
+/// One probe of a national system: a write through its store, then the free space.
+pub async fn probe_national(national: &National, obs: &Observability, dir: &Path) {
+    if let Err(e) = national.probe_store().await {
+        tracing::debug!(error = %e, "probe write failed");
+    }
+    check_disk(obs, dir);
+}
+
+/// Probes every `every` until `stop` turns true.
+pub async fn run_national_probe(
+    national: Arc<National>,
+    obs: Arc<Observability>,
+    dir: PathBuf,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        probe_national(&national, &obs, &dir).await;
+    }
+}
+
+/// One probe of the hub: a write through its store, then the free space.
+pub async fn probe_hub(hub: &Hub, obs: &Observability, dir: &Path) {
+    if let Err(e) = hub.probe_store().await {
+        tracing::debug!(error = %e, "probe write failed");
+    }
+    check_disk(obs, dir);
+}
+
+/// Probes the hub every `every` until `stop` turns true.
+pub async fn run_hub_probe(
+    hub: Arc<Hub>,
+    obs: Arc<Observability>,
+    dir: PathBuf,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        probe_hub(&hub, &obs, &dir).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_free_space_of_a_directory_is_measured() {
+        let free = free_bytes(&std::env::temp_dir()).unwrap();
+        assert!(free > 0, "the temporary directory has some room");
+        assert!(free_bytes(Path::new("/no/such/directory/anywhere")).is_err());
+    }
+}
