@@ -31,11 +31,11 @@ async fn readiness_is_false_while_commits_fail_and_true_again_after_a_probe_writ
 
     let faults = app.faults.as_ref().expect("a faulty store");
     faults.fail_commits.store(1, std::sync::atomic::Ordering::SeqCst);
-    ph.verify(&p.req()).await.expect_error(503, "NMVS_TI_UN_01", None);
+    ph.op_once("verify", &p.req()).await.expect_error(503, "NMVS_TI_UN_01", None);
     assert_eq!(ready(&app).await, 200, "one unit that failed alone: the probe after it commits");
 
     faults.fail_commits.store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
-    ph.verify(&p.req()).await.expect_error(503, "NMVS_TI_UN_01", None);
+    ph.op_once("verify", &p.req()).await.expect_error(503, "NMVS_TI_UN_01", None);
     assert_eq!(ready(&app).await, 503, "a failed commit makes the node not ready at once");
     assert_eq!(store_ok_gauge(&app).await, "openmvs_store_ok 0");
     assert!(app.national.probe_store().await.is_err());
@@ -168,7 +168,7 @@ async fn readiness_is_false_on_a_full_disk_and_true_again_once_there_is_room() {
     let filler = fill(mount.path());
     let mut refused = None;
     for p in &packs {
-        let r = ph.op("supply", &p.req()).await;
+        let r = ph.op_once("supply", &p.req()).await;
         if r.status == 503 {
             refused = Some(p);
             break;
