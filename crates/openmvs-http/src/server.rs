@@ -177,7 +177,8 @@ pub struct ServeOptions {
     /// the process's open-file limit leaves after a reserve for the store and outgoing
     /// connections ([`FILE_RESERVE`]).
     pub max_connections: usize,
-    /// The most connections open at once from one address. Default 1,000: a pharmacy chain or a
+    /// The most connections open at once from one address, and never more than half of
+    /// [`max_connections`](Self::max_connections) in force. Default 1,000: a pharmacy chain or a
     /// hospital behind one address has far fewer terminals, and a client that opens connections
     /// without end takes at most this share, so that others still get in.
     pub max_connections_per_address: usize,
@@ -252,6 +253,11 @@ pub fn raise_open_file_limit() -> Option<u64> {
 pub fn effective_max_connections(configured: usize, file_limit: Option<u64>) -> usize {
     let room = file_limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     configured.min(room.saturating_sub(FILE_RESERVE)).max(1)
+}
+
+/// The share of one address in force: the configured one, at most half of the node's `cap`.
+pub fn per_address_limit(configured: usize, cap: usize) -> usize {
+    configured.min(cap / 2).max(1)
 }
 
 /// Connection figures of one server, for `/metrics`.
@@ -395,6 +401,19 @@ fn peer_names(conn: &rustls::ServerConnection) -> Option<PeerName> {
     Some(PeerName(ee.valid_dns_names().map(str::to_owned).collect()))
 }
 
+/// Listens on `addr` with a backlog of [`LISTEN_BACKLOG`] connections waiting to be accepted, so
+/// that a burst of new connections is not answered with dropped handshakes.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Connections the system may hold for a listener before it accepts them.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
 /// Serves `router` on `listener`, over TLS when `tls` is given, with the default limits.
 pub fn serve(listener: TcpListener, router: Router, tls: Option<TlsConfig>) -> Result<ServerHandle, String> {
     serve_with(listener, router, tls, ServeOptions::default())
@@ -433,13 +452,16 @@ pub fn serve_with(
         );
     }
     stats.limit.store(cap, Ordering::Relaxed);
+    // One address never takes more than half of the node's places, so that others always find
+    // room, however low the open-file limit made the cap.
+    let per_address_cap = per_address_limit(opts.max_connections_per_address, cap);
     let opts = Arc::new(opts);
     let (stop, mut stopped) = watch::channel(None::<Duration>);
     let task = tokio::spawn(async move {
         let (phase_tx, phase) = watch::channel(Phase::Running);
         // Connections of this server alone (the figures may be shared with another server).
         let mine = Arc::new(AtomicUsize::new(0));
-        let per_address = Arc::new(PerAddress::new(opts.max_connections_per_address));
+        let per_address = Arc::new(PerAddress::new(per_address_cap));
         let mut builder = Builder::new(TokioExecutor::new());
         builder.http1().keep_alive(true);
         let mut backoff = Duration::ZERO;
@@ -683,11 +705,15 @@ impl Connection {
         match self.acceptor.clone() {
             Some(acceptor) => {
                 // A handshake that stalls must not hold a connection.
-                let Ok(Ok(tls)) =
-                    tokio::time::timeout(self.opts.header_read_timeout, acceptor.accept(io)).await
-                else {
-                    self.opts.stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
-                    return;
+                let tls = match tokio::time::timeout(self.opts.header_read_timeout, acceptor.accept(io)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    // A client that went away or does not speak TLS.
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        self.opts.stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
                 };
                 let peer = peer_names(tls.get_ref().1);
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -1142,6 +1168,13 @@ mod tests {
         assert_eq!(effective_max_connections(500, Some(1024)), 500);
         assert_eq!(effective_max_connections(500, None), 500);
         assert_eq!(effective_max_connections(500, Some(10)), 1);
+    }
+
+    #[test]
+    fn one_address_never_takes_more_than_half_of_the_places() {
+        assert_eq!(per_address_limit(1000, 10_000), 1000);
+        assert_eq!(per_address_limit(1000, 896), 448);
+        assert_eq!(per_address_limit(1000, 1), 1);
     }
 
     #[test]

@@ -41,7 +41,7 @@
 //! client_burst = 200               # per client, at once
 //! max_in_flight = 128              # requests in flight on this node (lower while its cores are saturated); over it: 503 at once
 //! max_connections = 10000          # open connections; at the cap new ones are closed at once (lowered to fit `ulimit -n`)
-//! max_connections_per_address = 1000 # open connections from one address (a NAT'd chain has far fewer terminals)
+//! max_connections_per_address = 1000 # open connections from one address (a NAT'd chain has far fewer terminals); at most half of max_connections
 //! header_read_timeout_ms = 10000   # a TLS handshake, and a request head from its first byte
 //! idle_timeout_seconds = 60        # a connection with no request in flight is closed
 //! body_min_bytes_per_second = 1024 # a body slower than this on average (0: no rule) fails ...

@@ -121,8 +121,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let listener =
-        tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("binding {}", s.listen))?;
+    let listener = openmvs_http::server::listen(s.listen).with_context(|| format!("binding {}", s.listen))?;
     let server = serve_with(listener, router, tls, s.connections.serve_options(obs.connections.clone()))
         .map_err(|e| anyhow::anyhow!(e))?;
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -76,8 +76,7 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
     let mut tls = TlsConfig::from_pem_files(&s.tls.cert, &s.tls.key, Some(&ca_pem_path))
         .map_err(|e| anyhow::anyhow!(e))?;
     tls.crls = hub_node::read_crls(&crl_file)?;
-    let listener =
-        tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("binding {}", s.listen))?;
+    let listener = openmvs_http::server::listen(s.listen).with_context(|| format!("binding {}", s.listen))?;
     let server = serve_with(
         listener,
         hub_router(HubState { hub: hub.clone(), obs: obs.clone() }),
