@@ -15,18 +15,11 @@ use tokio::sync::watch;
 
 use crate::{Hub, HubError, NationalLink};
 
-/// The longest wait between two delivery attempts of one message.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub use openmvs_store::retry::{MAX_BACKOFF, backoff};
 
 /// Deliveries to one market per [`Hub::relay_once`], so that one round is bounded even with a
 /// large backlog; the next round carries on.
 const MAX_ROUNDS_PER_MARKET: usize = 64;
-
-/// The backoff before attempt `attempts + 1`: 1 s doubling to [`MAX_BACKOFF`], as at the
-/// national systems.
-pub fn backoff(attempts: u32) -> Duration {
-    Duration::from_secs(1u64 << attempts.min(6)).min(MAX_BACKOFF)
-}
 
 /// What one delivery to a market did.
 enum Round {
@@ -165,19 +158,5 @@ impl Hub {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_a_second_up_to_a_minute() {
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(1), Duration::from_secs(2));
-        assert_eq!(backoff(5), Duration::from_secs(32));
-        assert_eq!(backoff(6), MAX_BACKOFF);
-        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
     }
 }

@@ -23,8 +23,7 @@ use crate::{ApiError, National, new_id};
 
 /// The most messages sent to the hub in one delivery.
 pub const MAX_DELIVERY: usize = 100;
-/// The longest wait between two delivery attempts of one message.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub use openmvs_store::retry::{MAX_BACKOFF, backoff};
 
 /// How this national system reaches the hub.
 pub trait HubLink: Send + Sync {
@@ -52,11 +51,6 @@ impl From<StoreError> for NotApplied {
 
 fn ack(id: &str, status: &str, error: Option<String>) -> MessageAck {
     MessageAck { message_id: id.to_owned(), status: status.to_owned(), error }
-}
-
-/// The backoff before attempt `attempts + 1`: 1 s doubling to [`MAX_BACKOFF`].
-pub fn backoff(attempts: u32) -> Duration {
-    Duration::from_secs(1u64 << attempts.min(6)).min(MAX_BACKOFF)
 }
 
 /// The most serials created in one unit of work.
@@ -439,12 +433,5 @@ mod tests {
         assert_eq!(parse_rfc3339(&t.to_rfc3339()), Some(t));
         assert_eq!(parse_rfc3339("2026-11-29T24:00:00.000Z"), None);
         assert_eq!(parse_rfc3339("nonsense"), None);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_a_minute() {
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(3), Duration::from_secs(8));
-        assert_eq!(backoff(30), MAX_BACKOFF);
     }
 }

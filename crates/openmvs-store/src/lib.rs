@@ -15,6 +15,7 @@ pub mod decode_hub;
 pub mod hub;
 mod model;
 mod ports;
+pub mod retry;
 
 pub use checkpoints::*;
 pub use model::*;
