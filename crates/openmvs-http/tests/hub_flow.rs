@@ -125,6 +125,8 @@ struct Nat {
     national: Arc<National>,
     url: String,
     store: Arc<SqliteStore>,
+    /// Its link to the hub, for relay rounds a test runs itself.
+    link: Arc<dyn HubLink>,
 }
 
 /// A user of a national system with its token.
@@ -205,6 +207,17 @@ struct World {
 }
 
 impl World {
+    /// Runs `n` relay rounds of each national system and of the hub, besides the relays running
+    /// in the background: whatever they would send by now has been sent.
+    async fn relay_rounds(&self, n: usize) {
+        for _ in 0..n {
+            for nat in [&self.de, &self.fr] {
+                let _ = nat.national.relay_once(nat.link.as_ref()).await;
+            }
+            let _ = self.hub.relay_once().await;
+        }
+    }
+
     async fn start() -> World {
         let dir = TempDir::new();
         let now = SystemTime::now();
@@ -246,7 +259,8 @@ impl World {
             );
             let dyn_store: Arc<dyn Store> = store.clone();
             let national = Arc::new(
-                National::new(dyn_store, clock.clone(), NationalConfig::new(market(m)), Some(link)).unwrap(),
+                National::new(dyn_store, clock.clone(), NationalConfig::new(market(m)), Some(link.clone()))
+                    .unwrap(),
             );
             let obs = Arc::new(Observability::new(clock.clone()));
             obs.load.set_governor(false);
@@ -258,7 +272,7 @@ impl World {
             let url = format!("https://{}", s.local_addr());
             urls.insert(market(m), url.clone());
             servers.push(s);
-            nats.push(Nat { national, url, store });
+            nats.push(Nat { national, url, store, link });
         }
         let fr_server = servers.pop();
 
@@ -572,7 +586,7 @@ async fn an_alert_in_de_reaches_the_obp_list_and_its_callback_once_with_a_valid_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Further relay rounds, national and hub, must not bring it again.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    w.relay_rounds(3).await;
     let list = w.obp_alerts().await;
     let alerts = list["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 1, "{list}");
@@ -825,8 +839,8 @@ async fn everything_sent_while_fr_is_down_arrives_exactly_once_when_it_is_back()
     }
     let seen = fr.await_state(BOTH, SERIALS[3], "SUPPLIED").await;
     assert_eq!(seen["pack"]["state"], "SUPPLIED", "the supply in DE never reached FR: {seen}");
-    // Let further relay rounds run: nothing may arrive twice.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Further relay rounds, national and hub: nothing may arrive twice.
+    w.relay_rounds(3).await;
     assert_eq!(w.fr.store.pack_count().unwrap(), SERIALS.len() as u64);
     assert_eq!(w.de.store.pack_count().unwrap(), SERIALS.len() as u64);
     let other = fr.call("verify", "fr-verify-out-2", BOTH, SERIALS[4]).await;
@@ -1015,7 +1029,7 @@ async fn recall_and_withdrawal_over_the_obp_api_reach_only_the_named_markets() {
     assert!(reasons.contains("WITHDRAWN"), "{in_fr}");
     // DE is recalled (the batch), not withdrawn: a pack of the batch still answers the recall,
     // and nothing in DE says WITHDRAWN.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    w.relay_rounds(3).await;
     let in_de = de.call("verify", "de-after-withdraw-1", BOTH, SERIALS[2]).await;
     assert_eq!(in_de["return_code"], "NMVS_FE_LOT_01", "{in_de}");
     assert!(!in_de.to_string().contains("WITHDRAWN"), "the withdrawal for FR reached DE: {in_de}");
