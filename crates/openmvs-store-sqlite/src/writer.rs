@@ -608,6 +608,21 @@ impl<U: Unit> Writer<U> {
     }
 }
 
+/// Writes a node's heartbeat (national and hub stores alike); rows of nodes gone for a day are
+/// dropped, so restarts do not accumulate them.
+pub(crate) fn write_heartbeat(c: &Connection, h: &Heartbeat) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO heartbeats (node_id, at) VALUES (?1, ?2) \
+         ON CONFLICT (node_id) DO UPDATE SET at = excluded.at",
+    )
+    .and_then(|mut s| s.execute(params![h.node_id, h.at.unix_millis()]))
+    .map_err(sql_err)?;
+    c.prepare_cached("DELETE FROM heartbeats WHERE at < ?1")
+        .and_then(|mut s| s.execute(params![h.at.unix_millis() - 86_400_000]))
+        .map_err(sql_err)?;
+    Ok(())
+}
+
 fn conflict(c: Conflict) -> StoreError {
     StoreError::Conflict(c)
 }
@@ -882,16 +897,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
         }
     }
     if let Some(h) = &uow.heartbeat {
-        c.prepare_cached(
-            "INSERT INTO heartbeats (node_id, at) VALUES (?1, ?2) \
-             ON CONFLICT (node_id) DO UPDATE SET at = excluded.at",
-        )
-        .and_then(|mut s| s.execute(params![h.node_id, h.at.unix_millis()]))
-        .map_err(sql_err)?;
-        // Rows of nodes gone for a day are dropped, so restarts do not accumulate them.
-        c.prepare_cached("DELETE FROM heartbeats WHERE at < ?1")
-            .and_then(|mut s| s.execute(params![h.at.unix_millis() - 86_400_000]))
-            .map_err(sql_err)?;
+        write_heartbeat(c, h)?;
     }
     for e in &uow.audit {
         out.audit_seqs.push(chains.append(c, e)?);

@@ -70,17 +70,35 @@ pub fn check_disk(obs: &Observability, dir: &Path) {
     }
 }
 
-/// One probe of a national system: a write through its store, then the free space.
-pub async fn probe_national(national: &National, obs: &Observability, dir: &Path) {
-    if let Err(e) = national.probe_store().await {
+/// A system whose store a probe writes to: a national system or the hub.
+pub trait StoreProbe: Send + Sync + 'static {
+    /// Writes the node's heartbeat through the store; why not, if it could not.
+    fn write_probe(&self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+impl StoreProbe for National {
+    async fn write_probe(&self) -> Result<(), String> {
+        self.probe_store().await.map_err(|e| e.to_string())
+    }
+}
+
+impl StoreProbe for Hub {
+    async fn write_probe(&self) -> Result<(), String> {
+        self.probe_store().await.map_err(|e| e.to_string())
+    }
+}
+
+/// One probe: a write through the system's store, then the free space.
+pub async fn probe<S: StoreProbe + ?Sized>(system: &S, obs: &Observability, dir: &Path) {
+    if let Err(e) = system.write_probe().await {
         tracing::debug!(error = %e, "probe write failed");
     }
     check_disk(obs, dir);
 }
 
 /// Probes every `every` until `stop` turns true.
-pub async fn run_national_probe(
-    national: Arc<National>,
+pub async fn run_probe(
+    system: Arc<impl StoreProbe>,
     obs: Arc<Observability>,
     dir: PathBuf,
     every: Duration,
@@ -91,32 +109,7 @@ pub async fn run_national_probe(
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        probe_national(&national, &obs, &dir).await;
-    }
-}
-
-/// One probe of the hub: a write through its store, then the free space.
-pub async fn probe_hub(hub: &Hub, obs: &Observability, dir: &Path) {
-    if let Err(e) = hub.probe_store().await {
-        tracing::debug!(error = %e, "probe write failed");
-    }
-    check_disk(obs, dir);
-}
-
-/// Probes the hub every `every` until `stop` turns true.
-pub async fn run_hub_probe(
-    hub: Arc<Hub>,
-    obs: Arc<Observability>,
-    dir: PathBuf,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        probe_hub(&hub, &obs, &dir).await;
+        probe(system.as_ref(), &obs, &dir).await;
     }
 }
 

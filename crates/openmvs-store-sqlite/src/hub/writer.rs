@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::codec::{market_data_json, markets_text};
 use crate::codec::sql_err;
-use crate::writer::{AuditChains, Unit};
+use crate::writer::{AuditChains, Unit, write_heartbeat};
 
 impl Unit for HubUnitOfWork {
     type Done = HubCommitted;
@@ -269,16 +269,7 @@ fn apply(
         insert_outbox(c, m, None, now)?;
     }
     if let Some(h) = &uow.heartbeat {
-        c.prepare_cached(
-            "INSERT INTO heartbeats (node_id, at) VALUES (?1, ?2) \
-             ON CONFLICT (node_id) DO UPDATE SET at = excluded.at",
-        )
-        .and_then(|mut s| s.execute(params![h.node_id, h.at.unix_millis()]))
-        .map_err(sql_err)?;
-        // Rows of nodes gone for a day are dropped, so restarts do not accumulate them.
-        c.prepare_cached("DELETE FROM heartbeats WHERE at < ?1")
-            .and_then(|mut s| s.execute(params![h.at.unix_millis() - 86_400_000]))
-            .map_err(sql_err)?;
+        write_heartbeat(c, h)?;
     }
     for e in &uow.audit {
         out.audit_seqs.push(chains.append(c, e)?);

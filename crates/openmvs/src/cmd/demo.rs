@@ -477,8 +477,8 @@ async fn demo(
         workers.push(tokio::spawn(
             national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, stop_rx.clone()),
         ));
-        crate::health::probe_national(&national, &obs, &data).await;
-        workers.push(tokio::spawn(crate::health::run_national_probe(
+        crate::health::probe(national.as_ref(), &obs, &data).await;
+        workers.push(tokio::spawn(crate::health::run_probe(
             national.clone(),
             obs.clone(),
             data.clone(),
@@ -531,8 +531,8 @@ async fn demo(
         )));
     }
     workers.push(tokio::spawn(hub.clone().run_relay(stop_rx.clone())));
-    crate::health::probe_hub(&hub, &hub_obs, &hub_dir).await;
-    workers.push(tokio::spawn(crate::health::run_hub_probe(
+    crate::health::probe(hub.as_ref(), &hub_obs, &hub_dir).await;
+    workers.push(tokio::spawn(crate::health::run_probe(
         hub.clone(),
         hub_obs.clone(),
         hub_dir.clone(),

@@ -133,7 +133,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
         tokio::spawn(
             national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, stop_rx.clone()),
         ),
-        tokio::spawn(crate::health::run_national_probe(
+        tokio::spawn(crate::health::run_probe(
             national.clone(),
             obs.clone(),
             s.data_dir.clone(),
@@ -146,7 +146,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     }
     // Ready only once a probe write commits: a node on a read-only or full disk starts, says why
     // it is not ready, and becomes ready by itself when a later probe succeeds.
-    crate::health::probe_national(&national, &obs, &s.data_dir).await;
+    crate::health::probe(national.as_ref(), &obs, &s.data_dir).await;
     if !national.store_ok() {
         tracing::error!(
             "the store cannot commit: serving with /health/ready false until a probe write succeeds"

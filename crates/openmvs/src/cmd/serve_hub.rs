@@ -89,7 +89,7 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
     let workers = [
         tokio::spawn(hub.clone().run_relay(stop_rx.clone())),
         tokio::spawn(hub_node::watch_crl(crl_file, reloader, s.crl_reload, stop_rx.clone())),
-        tokio::spawn(crate::health::run_hub_probe(
+        tokio::spawn(crate::health::run_probe(
             hub.clone(),
             obs.clone(),
             s.data_dir.clone(),
@@ -99,7 +99,7 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
     ];
     // Ready only once a probe write commits; a hub that cannot write says so and becomes ready by
     // itself when a later probe succeeds.
-    crate::health::probe_hub(&hub, &obs, &s.data_dir).await;
+    crate::health::probe(hub.as_ref(), &obs, &s.data_dir).await;
     if !hub.store_ok() {
         tracing::error!(
             "the store cannot commit: serving with /health/ready false until a probe write succeeds"
