@@ -8,7 +8,6 @@ use openmvs_store::{StoreError, StoreResult};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
-use crate::pool::Pool;
 use crate::{connection_config, pg_err};
 
 pub use openmvs_store::Baseline;
@@ -26,15 +25,14 @@ pub fn measure(
     serial: &(dyn Fn(u64) -> String + Sync),
     seconds: f64,
 ) -> StoreResult<Baseline> {
-    let pool = Pool::new(connection_config(url, Some(schema))?, 1, "openmvs-pg-baseline")?;
+    let config = connection_config(url, Some(schema))?;
     let span = Duration::from_secs_f64(seconds);
     let pc = product_code.to_owned();
     let serials: Vec<String> =
         (0..4096u64).map(|k| serial(k.wrapping_mul(2_654_435_761) % packs.max(1))).collect();
     let fresh: Vec<String> = (0..BATCH as u64 * 64).map(|k| serial(packs + k)).collect();
-    let p = pool.clone();
-    let r = pool.block(async move {
-        let c = p.dedicated().await?;
+    crate::pool::once(async move {
+        let c = crate::pool::connect(&config).await?;
         let read = c
             .client
             .prepare("SELECT batch, state, version FROM packs WHERE product_code = $1 AND serial = $2")
@@ -70,7 +68,10 @@ pub fn measure(
                 .copy_in("COPY baseline_packs (product_code, serial, batch, state, repeats, version) FROM STDIN BINARY")
                 .await
                 .map_err(pg_err)?;
-            let w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT2, Type::INT8]);
+            let w = BinaryCopyInWriter::new(
+                sink,
+                &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT2, Type::INT8],
+            );
             let mut w = std::pin::pin!(w);
             for s in &fresh[inserted..inserted + BATCH] {
                 w.as_mut().write(&[&pc, s, &"BASE1", &"ACTIVE", &0i16, &1i64]).await.map_err(pg_err)?;
@@ -80,7 +81,8 @@ pub fn measure(
             inserted += BATCH;
         }
         let batched_inserts = inserted as f64 / started.elapsed().as_secs_f64();
-        let insert = c.client.prepare("INSERT INTO baseline_commits (n, at) VALUES ($1, $2)").await.map_err(pg_err)?;
+        let insert =
+            c.client.prepare("INSERT INTO baseline_commits (n, at) VALUES ($1, $2)").await.map_err(pg_err)?;
         let started = Instant::now();
         let mut commits = 0i64;
         while started.elapsed() < span {
@@ -93,7 +95,5 @@ pub fn measure(
             .await
             .map_err(pg_err)?;
         Ok(Baseline { point_reads, batched_inserts, single_commits })
-    });
-    pool.shutdown();
-    r
+    })
 }

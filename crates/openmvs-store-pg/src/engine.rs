@@ -1,14 +1,14 @@
 //! What every store of this engine starts and stops the same way: its schema checked (or
-//! migrated), its pool, and this node's writer.
+//! migrated), its pool, and this node's writer, a task on the node's runtime.
 
 use std::sync::Arc;
 
 use openmvs_core::time::Timestamp;
 use openmvs_store::{BoxFuture, StoreError, StoreResult};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
-use crate::pool::Pool;
+use crate::pool::{self, Pool};
 use crate::writer::{Job, Unit, Writer};
 use crate::{QUEUE_BOUND, connection_config, pg_err};
 
@@ -35,34 +35,34 @@ pub(crate) fn migrate(
     schema: Option<&str>,
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
-    let pool = Pool::new(connection_config(url, schema)?, 1, &format!("openmvs-pg-{}-migrate", kind.name))?;
-    let p = pool.clone();
-    let (schema, apply) = (schema.map(str::to_owned), kind.migrate);
-    let r = pool.block(async move {
-        let c = p.conn().await?;
-        if let Some(s) = &schema {
+    let config = connection_config(url, schema)?;
+    let apply = kind.migrate;
+    pool::once(async move {
+        let c = pool::connect(&config).await?;
+        if let Some(s) = schema {
             c.client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}")).await.map_err(pg_err)?;
         }
         apply(&c.client, now.unix_millis()).await.map_err(pg_err)?.map_err(StoreError::Unavailable)
-    });
-    pool.shutdown();
-    r
+    })
 }
 
-/// Connects, checks (or first applies) the schema's version, and starts this node's writer.
+/// Connects, checks (or first applies) the schema's version, and starts this node's writer on
+/// the current runtime (the node's), which the store's connections also run on.
 pub(crate) fn start<U: Unit>(
     kind: &SchemaKind,
     o: crate::PgOptions,
 ) -> StoreResult<(Arc<Pool>, mpsc::Sender<Job<U>>)> {
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        StoreError::Unavailable("a PostgreSQL store is opened inside the runtime it runs on".into())
+    })?;
     if o.migrate {
         migrate(kind, &o.url, o.schema.as_deref(), o.clock.now())?;
     }
     let config = connection_config(&o.url, o.schema.as_deref())?;
-    let pool = Pool::new(config.clone(), o.pool_size, &format!("openmvs-pg-{}", kind.name))?;
-    let (p, current) = (pool.clone(), kind.current);
-    let version = pool.block(async move { current(&p.conn().await?.client).await.map_err(pg_err) })?;
+    let current = kind.current;
+    let c = config.clone();
+    let version = pool::once(async move { current(&pool::connect(&c).await?.client).await.map_err(pg_err) })?;
     if version != kind.latest {
-        pool.shutdown();
         return Err(StoreError::Unavailable(format!(
             "the {} schema{} has version {version}, this build needs {}: run `openmvs migrate`",
             kind.name,
@@ -70,24 +70,25 @@ pub(crate) fn start<U: Unit>(
             kind.latest
         )));
     }
+    let pool = Pool::new(config.clone(), o.pool_size);
     let (tx, rx) = mpsc::channel(QUEUE_BOUND);
     let writer = Writer {
         config,
-        handle: pool.handle().clone(),
         conn: None,
         key: o.signing_key,
         clock: o.clock,
         on_group: o.on_group,
         checkpoints: o.checkpoints,
     };
-    pool.handle().spawn(writer.run(rx));
+    handle.spawn(writer.run(rx));
     Ok((pool, tx))
 }
 
-/// Commits everything queued, signs the open audit tails and stops the writer.
-pub(crate) fn stop<U: Unit>(writer: &mpsc::Sender<Job<U>>) {
-    let (tx, rx) = std::sync::mpsc::channel();
+/// Commits everything queued, signs the open audit tails and stops the writer; resolves once it
+/// has stopped (or after 30 seconds).
+pub(crate) async fn stop<U: Unit>(writer: &mpsc::Sender<Job<U>>) {
+    let (tx, rx) = oneshot::channel();
     if writer.try_send(Job::Stop(tx)).is_ok() {
-        let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), rx).await;
     }
 }

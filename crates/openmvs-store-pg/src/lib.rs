@@ -56,7 +56,7 @@ pub struct PgOptions {
     pub checkpoints: CheckpointOptions,
 }
 
-/// A parameter list owned by the query, so it can travel to the engine's runtime.
+/// A parameter list owned by the query, so that its future borrows nothing of the caller's.
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
 /// The PostgreSQL engine.
@@ -114,11 +114,8 @@ pub fn reset_schema(url: &str, schema: &str) -> StoreResult<()> {
 
 /// Runs `sql` once on a connection of its own to the database (no schema).
 fn run_once(url: &str, sql: String) -> StoreResult<()> {
-    let pool = Pool::new(connection_config(url, None)?, 1, "openmvs-pg-admin")?;
-    let p = pool.clone();
-    let r = pool.block(async move { p.conn().await?.client.batch_execute(&sql).await.map_err(pg_err) });
-    pool.shutdown();
-    r
+    let config = connection_config(url, None)?;
+    pool::once(async move { pool::connect(&config).await?.client.batch_execute(&sql).await.map_err(pg_err) })
 }
 
 /// Drops the schema with everything in it (what a benchmark or a test made).
@@ -130,7 +127,9 @@ pub fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
 }
 
 impl PgStore {
-    /// Connects, checks (or applies) the schema version, and starts this node's writer.
+    /// Connects, checks (or applies) the schema version, and starts this node's writer. Called
+    /// inside the runtime the store runs on (the node's): its writer is a task of that runtime,
+    /// and its connections are driven by it.
     pub fn open(opts: PgOptions) -> StoreResult<PgStore> {
         let (pool, writer) = engine::start(&NATIONAL, opts)?;
         Ok(PgStore { pool, writer })
@@ -143,14 +142,8 @@ impl PgStore {
 
     /// Commits everything queued, signs the open audit tails and stops the writer. Later commits
     /// are refused as unavailable.
-    pub fn close(&self) {
-        engine::stop(&self.writer);
-    }
-}
-
-impl Drop for PgStore {
-    fn drop(&mut self) {
-        self.pool.shutdown();
+    pub async fn close(&self) {
+        engine::stop(&self.writer).await;
     }
 }
 
@@ -197,56 +190,62 @@ impl ContextStore for PgStore {
         product_code: &ProductCode,
         serial: &Serial,
         batch: &Batch,
-    ) -> StoreResult<PackContext> {
+    ) -> BoxFuture<'_, StoreResult<PackContext>> {
+        let product_code = product_code.clone();
+        let serial = serial.clone();
+        let batch = batch.clone();
         let (cid, trx) = match idempotency_key {
             Some((c, t)) => (Some(c.to_owned()), Some(t.to_owned())),
             None => (None, None),
         };
-        let params = vec![
-            p(cid.clone()),
-            p(trx.clone()),
-            p(product_code.as_str().to_owned()),
-            p(serial.as_str().to_owned()),
-            p(batch.as_str().to_owned()),
-        ];
-        let row = self
-            .pool
-            .rows(CONTEXT_SQL, params, |r| Ok(r.clone()))?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("the context query returned no row".into()))?;
-        let r = R(&row);
-        let mut ctx = PackContext::default();
-        if let (Some(cid), Some(trx), Some(status)) = (cid, trx, r.opt_int(1)?) {
-            let status = u16::try_from(status).map_err(|_| decode::corrupt("idempotency status"))?;
-            ctx.idempotency = Some(IdempotencyRecord {
-                client_id: cid,
-                client_trx_id: trx,
-                request_hash: decode::hash(r.bytes(0)?)?,
-                status,
-                response: r.text(2)?,
-                created_at: Timestamp::from_unix_millis(r.int(3)?),
-            });
-            return Ok(ctx);
-        }
-        if r.opt_text(4)?.is_none() {
-            return Ok(ctx);
-        }
-        ctx.product = Some(decode::product(&r, 4)?);
-        ctx.pack = match r.opt_text(15)? {
-            Some(_) => {
-                let pack = decode::stored_pack(&r, 15)?;
-                if r.opt_text(23)?.is_none() {
-                    return Err(decode::corrupt(format!(
-                        "pack {product_code}/{serial} has no batch {}",
-                        pack.pack.batch
-                    )));
-                }
-                Some((pack, decode::batch_record(product_code, &r, 23)?))
+        Box::pin(async move {
+            let params = vec![
+                p(cid.clone()),
+                p(trx.clone()),
+                p(product_code.as_str().to_owned()),
+                p(serial.as_str().to_owned()),
+                p(batch.as_str().to_owned()),
+            ];
+            let row = self
+                .pool
+                .rows(CONTEXT_SQL, params, |r| Ok(r.clone()))
+                .await?
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt("the context query returned no row".into()))?;
+            let r = R(&row);
+            let mut ctx = PackContext::default();
+            if let (Some(cid), Some(trx), Some(status)) = (cid, trx, r.opt_int(1)?) {
+                let status = u16::try_from(status).map_err(|_| decode::corrupt("idempotency status"))?;
+                ctx.idempotency = Some(IdempotencyRecord {
+                    client_id: cid,
+                    client_trx_id: trx,
+                    request_hash: decode::hash(r.bytes(0)?)?,
+                    status,
+                    response: r.text(2)?,
+                    created_at: Timestamp::from_unix_millis(r.int(3)?),
+                });
+                return Ok(ctx);
             }
-            None => None,
-        };
-        ctx.requested_batch_known = r.boolean(28)?;
-        Ok(ctx)
+            if r.opt_text(4)?.is_none() {
+                return Ok(ctx);
+            }
+            ctx.product = Some(decode::product(&r, 4)?);
+            ctx.pack = match r.opt_text(15)? {
+                Some(_) => {
+                    let pack = decode::stored_pack(&r, 15)?;
+                    if r.opt_text(23)?.is_none() {
+                        return Err(decode::corrupt(format!(
+                            "pack {product_code}/{serial} has no batch {}",
+                            pack.pack.batch
+                        )));
+                    }
+                    Some((pack, decode::batch_record(&product_code, &r, 23)?))
+                }
+                None => None,
+            };
+            ctx.requested_batch_known = r.boolean(28)?;
+            Ok(ctx)
+        })
     }
 }
 
@@ -255,97 +254,136 @@ fn pack_row(r: &Row) -> StoreResult<StoredPack> {
 }
 
 impl PackStore for PgStore {
-    fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
-        self.pool.row(
-            "SELECT batch, state, last_command, last_location, last_at, synced_from, repeats, version \
-             FROM packs WHERE product_code = $1 AND serial = $2",
-            vec![p(product_code.as_str().to_owned()), p(serial.as_str().to_owned())],
-            pack_row,
-        )
+    fn pack(
+        &self,
+        product_code: &ProductCode,
+        serial: &Serial,
+    ) -> BoxFuture<'_, StoreResult<Option<StoredPack>>> {
+        let product_code = product_code.clone();
+        let serial = serial.clone();
+        Box::pin(async move {
+            self.pool.row(
+                "SELECT batch, state, last_command, last_location, last_at, synced_from, repeats, version \
+                 FROM packs WHERE product_code = $1 AND serial = $2",
+                vec![p(product_code.as_str().to_owned()), p(serial.as_str().to_owned())],
+                pack_row,
+            ).await
+        })
     }
 
-    fn pack_count(&self) -> StoreResult<u64> {
-        let n = self.pool.row("SELECT COUNT(*) FROM packs", vec![], |r| R(r).int(0))?.unwrap_or(0);
-        Ok(n as u64)
+    fn pack_count(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            let n = self.pool.row("SELECT COUNT(*) FROM packs", vec![], |r| R(r).int(0)).await?.unwrap_or(0);
+            Ok(n as u64)
+        })
     }
 }
 
 impl ProductStore for PgStore {
-    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
-        self.pool.row(
-            "SELECT product_code, scheme, name, common_name, form, strength, pack_type, pack_size, owner, \
-             withdrawn, version FROM products WHERE product_code = $1",
-            vec![p(product_code.as_str().to_owned())],
-            |r| decode::product(&R(r), 0),
-        )
+    fn product(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<Option<ProductRecord>>> {
+        let product_code = product_code.clone();
+        Box::pin(async move {
+            self.pool.row(
+                "SELECT product_code, scheme, name, common_name, form, strength, pack_type, pack_size, owner, \
+                 withdrawn, version FROM products WHERE product_code = $1",
+                vec![p(product_code.as_str().to_owned())],
+                |r| decode::product(&R(r), 0),
+            ).await
+        })
     }
 }
 
 impl BatchStore for PgStore {
-    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
-        let rows = self.pool.rows(
-            "SELECT product_code, batch, expiry, expiry_year, recalled, markets FROM batches \
-             WHERE product_code = $1 AND batch = $2",
-            vec![p(product_code.as_str().to_owned()), p(batch.as_str().to_owned())],
-            |r| Ok(r.clone()),
-        )?;
-        rows.first().map(|r| decode::batch_record(product_code, &R(r), 1)).transpose()
+    fn batch(
+        &self,
+        product_code: &ProductCode,
+        batch: &Batch,
+    ) -> BoxFuture<'_, StoreResult<Option<BatchRecord>>> {
+        let product_code = product_code.clone();
+        let batch = batch.clone();
+        Box::pin(async move {
+            let rows = self
+                .pool
+                .rows(
+                    "SELECT product_code, batch, expiry, expiry_year, recalled, markets FROM batches \
+                 WHERE product_code = $1 AND batch = $2",
+                    vec![p(product_code.as_str().to_owned()), p(batch.as_str().to_owned())],
+                    |r| Ok(r.clone()),
+                )
+                .await?;
+            rows.first().map(|r| decode::batch_record(&product_code, &R(r), 1)).transpose()
+        })
     }
 }
 
 impl AlertStore for PgStore {
-    fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
-        self.pool.row(
-            "SELECT id, code, return_code, market, product_code, serial, batch, location, client_id, \
-             created_at, status, classification, comment, source_key FROM alerts WHERE id = $1",
-            vec![p(id.to_owned())],
-            |r| decode::alert(&R(r)),
-        )
+    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            self.pool
+                .row(
+                    "SELECT id, code, return_code, market, product_code, serial, batch, location, client_id, \
+                 created_at, status, classification, comment, source_key FROM alerts WHERE id = $1",
+                    vec![p(id.to_owned())],
+                    |r| decode::alert(&R(r)),
+                )
+                .await
+        })
     }
 
-    fn alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertRecord>> {
-        self.pool.rows(
-            "SELECT id, code, return_code, market, product_code, serial, batch, location, client_id, \
-             created_at, status, classification, comment, source_key FROM alerts \
-             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR client_id = $2) \
-             AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
-            vec![
-                p(f.status.map(|s| s.as_str().to_owned())),
-                p(f.client_id.clone()),
-                p(f.product_code.clone()),
-                p(f.after.clone()),
-                p(f.limit as i64),
-            ],
-            |r| decode::alert(&R(r)),
-        )
+    fn alerts(&self, f: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>> {
+        let f = f.clone();
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT id, code, return_code, market, product_code, serial, batch, location, client_id, \
+                 created_at, status, classification, comment, source_key FROM alerts \
+                 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR client_id = $2) \
+                 AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
+                vec![
+                    p(f.status.map(|s| s.as_str().to_owned())),
+                    p(f.client_id.clone()),
+                    p(f.product_code.clone()),
+                    p(f.after.clone()),
+                    p(f.limit as i64),
+                ],
+                |r| decode::alert(&R(r)),
+            ).await
+        })
     }
 }
 
 impl AuditStore for PgStore {
-    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
-        self.pool.rows(
-            "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
-             prev_hash, hash FROM audit WHERE subject = $1 ORDER BY pos",
-            vec![p(subject.to_owned())],
-            |r| Ok(decode::audit(&R(r))?.1),
-        )
+    fn audit_by_subject(&self, subject: &str) -> BoxFuture<'_, StoreResult<Vec<Sealed>>> {
+        let subject = subject.to_owned();
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
+                 prev_hash, hash FROM audit WHERE subject = $1 ORDER BY pos",
+                vec![p(subject.to_owned())],
+                |r| Ok(decode::audit(&R(r))?.1),
+            ).await
+        })
     }
 
-    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
-        self.pool.rows(
-            "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
-             prev_hash, hash FROM audit WHERE pos > $1 ORDER BY pos LIMIT $2",
-            vec![p(after as i64), p(limit as i64)],
-            |r| decode::audit(&R(r)),
-        )
+    fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
+                 prev_hash, hash FROM audit WHERE pos > $1 ORDER BY pos LIMIT $2",
+                vec![p(after as i64), p(limit as i64)],
+                |r| decode::audit(&R(r)),
+            ).await
+        })
     }
 
-    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        self.pool.rows(
-            "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
-            vec![],
-            |r| decode::checkpoint(&R(r)),
-        )
+    fn checkpoints(&self) -> BoxFuture<'_, StoreResult<Vec<Checkpoint>>> {
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
+                vec![],
+                |r| decode::checkpoint(&R(r)),
+            ).await
+        })
     }
 }
 
@@ -354,15 +392,17 @@ fn outbox_row(r: &Row) -> StoreResult<StoredOutboxMessage> {
 }
 
 impl OutboxStore for PgStore {
-    fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.pool.rows(
-            "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-             next_attempt_at, last_error, dead FROM outbox o WHERE NOT dead AND next_attempt_at <= $1 \
-             AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
-             ORDER BY seq LIMIT $2",
-            vec![ms(now), p(limit as i64)],
-            outbox_row,
-        )
+    fn due(&self, now: Timestamp, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+                 next_attempt_at, last_error, dead FROM outbox o WHERE NOT dead AND next_attempt_at <= $1 \
+                 AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
+                 ORDER BY seq LIMIT $2",
+                vec![ms(now), p(limit as i64)],
+                outbox_row,
+            ).await
+        })
     }
 
     fn claim_due(
@@ -370,82 +410,113 @@ impl OutboxStore for PgStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
-    ) -> StoreResult<Vec<StoredOutboxMessage>> {
-        // Rows another relay is claiming right now are skipped, not waited for; a row it claimed
-        // and committed is re-checked and found not due.
-        let mut out = self.pool.rows(
-            "UPDATE outbox SET next_attempt_at = $3 WHERE seq IN (SELECT seq FROM outbox o \
-             WHERE NOT dead AND next_attempt_at <= $1 \
-             AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
-             ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             RETURNING seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-             next_attempt_at, last_error, dead",
-            vec![ms(now), p(limit as i64), ms(lease_until)],
-            outbox_row,
-        )?;
-        out.sort_by_key(|m| m.seq);
-        Ok(out)
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        Box::pin(async move {
+            // Rows another relay is claiming right now are skipped, not waited for; a row it claimed
+            // and committed is re-checked and found not due.
+            let mut out = self.pool.rows(
+                "UPDATE outbox SET next_attempt_at = $3 WHERE seq IN (SELECT seq FROM outbox o \
+                 WHERE NOT dead AND next_attempt_at <= $1 \
+                 AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
+                 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+                 next_attempt_at, last_error, dead",
+                vec![ms(now), p(limit as i64), ms(lease_until)],
+                outbox_row,
+            ).await?;
+            out.sort_by_key(|m| m.seq);
+            Ok(out)
+        })
     }
 
-    fn delivered(&self, seq: u64) -> StoreResult<()> {
-        self.pool.exec("DELETE FROM outbox WHERE seq = $1", vec![p(seq as i64)]).map(|_| ())
+    fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.pool.exec("DELETE FROM outbox WHERE seq = $1", vec![p(seq as i64)]).await.map(|_| ())
+        })
     }
 
-    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
-        self.pool
-            .exec(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
-             WHERE seq = $1",
-                vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
-            )
-            .map(|_| ())
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let error = error.to_owned();
+        Box::pin(async move {
+            self.pool
+                .exec(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
+                 WHERE seq = $1",
+                    vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
+                )
+                .await
+                .map(|_| ())
+        })
     }
 
-    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.pool.rows(
-            "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-             next_attempt_at, last_error, dead FROM outbox WHERE dead ORDER BY seq",
-            vec![],
-            outbox_row,
-        )
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        Box::pin(async move {
+            self.pool
+                .rows(
+                    "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+                 next_attempt_at, last_error, dead FROM outbox WHERE dead ORDER BY seq",
+                    vec![],
+                    outbox_row,
+                )
+                .await
+        })
     }
 
-    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
-        let n = self.pool.exec(
-            "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
-            vec![p(seq as i64), ms(now)],
-        )?;
-        Ok(n > 0)
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            let n = self.pool.exec(
+                "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
+                vec![p(seq as i64), ms(now)],
+            ).await?;
+            Ok(n > 0)
+        })
     }
 
-    fn pending(&self) -> StoreResult<u64> {
-        let n = self
-            .pool
-            .row("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![], |r| R(r).int(0))?
-            .unwrap_or(0);
-        Ok(n as u64)
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            let n = self
+                .pool
+                .row("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![], |r| R(r).int(0))
+                .await?
+                .unwrap_or(0);
+            Ok(n as u64)
+        })
     }
 }
 
 impl IdempotencyStore for PgStore {
-    fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
-        let rows = self.pool.rows(
-            "SELECT client_id, client_trx_id, request_hash, status, response, created_at FROM idempotency \
-             WHERE client_id = $1 AND client_trx_id = $2",
-            vec![p(client_id.to_owned()), p(client_trx_id.to_owned())],
-            |r| {
-                let c = R(r);
-                Ok(IdempotencyRecord {
-                    client_id: c.text(0)?,
-                    client_trx_id: c.text(1)?,
-                    request_hash: decode::hash(c.bytes(2)?)?,
-                    status: u16::try_from(c.int(3)?).map_err(|_| decode::corrupt("idempotency status"))?,
-                    response: c.text(4)?,
-                    created_at: Timestamp::from_unix_millis(c.int(5)?),
-                })
-            },
-        )?;
-        Ok(rows.into_iter().next())
+    fn idempotency(
+        &self,
+        client_id: &str,
+        client_trx_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<IdempotencyRecord>>> {
+        let client_id = client_id.to_owned();
+        let client_trx_id = client_trx_id.to_owned();
+        Box::pin(async move {
+            let rows = self.pool.rows(
+                "SELECT client_id, client_trx_id, request_hash, status, response, created_at FROM idempotency \
+                 WHERE client_id = $1 AND client_trx_id = $2",
+                vec![p(client_id.to_owned()), p(client_trx_id.to_owned())],
+                |r| {
+                    let c = R(r);
+                    Ok(IdempotencyRecord {
+                        client_id: c.text(0)?,
+                        client_trx_id: c.text(1)?,
+                        request_hash: decode::hash(c.bytes(2)?)?,
+                        status: u16::try_from(c.int(3)?).map_err(|_| decode::corrupt("idempotency status"))?,
+                        response: c.text(4)?,
+                        created_at: Timestamp::from_unix_millis(c.int(5)?),
+                    })
+                },
+            ).await?;
+            Ok(rows.into_iter().next())
+        })
     }
 }
 
@@ -454,29 +525,41 @@ fn bulk_row(r: &Row) -> StoreResult<BulkJob> {
 }
 
 impl BulkStore for PgStore {
-    fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>> {
-        self.pool.row(
-            "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs WHERE id = $1",
-            vec![p(id.to_owned())],
-            bulk_row,
-        )
+    fn bulk(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            self.pool.row(
+                "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs WHERE id = $1",
+                vec![p(id.to_owned())],
+                bulk_row,
+            ).await
+        })
     }
 
-    fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
-        self.pool.rows(
-            "SELECT result FROM bulk_results WHERE bulk_id = $1 ORDER BY row_no",
-            vec![p(id.to_owned())],
-            |r| R(r).text(0),
-        )
+    fn bulk_results(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            self.pool
+                .rows(
+                    "SELECT result FROM bulk_results WHERE bulk_id = $1 ORDER BY row_no",
+                    vec![p(id.to_owned())],
+                    |r| R(r).text(0),
+                )
+                .await
+        })
     }
 
-    fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
-        self.pool.rows(
-            "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs \
-             WHERE status <> 'DONE' ORDER BY created_at, id LIMIT $1",
-            vec![p(limit as i64)],
-            bulk_row,
-        )
+    fn unfinished_bulks(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<BulkJob>>> {
+        Box::pin(async move {
+            self.pool
+                .rows(
+                    "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs \
+                 WHERE status <> 'DONE' ORDER BY created_at, id LIMIT $1",
+                    vec![p(limit as i64)],
+                    bulk_row,
+                )
+                .await
+        })
     }
 
     fn claim_bulk(
@@ -485,94 +568,127 @@ impl BulkStore for PgStore {
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
-    ) -> StoreResult<bool> {
-        // The row lock makes concurrent claims take turns; each re-checks the lease it finds.
-        let n = self.pool.exec(
-            "UPDATE bulk_jobs SET owner = $2, lease_until = $3 WHERE id = $1 AND status <> 'DONE' \
-             AND (owner IS NULL OR owner = $2 OR lease_until < $4)",
-            vec![p(id.to_owned()), p(worker.to_owned()), ms(lease_until), ms(now)],
-        )?;
-        Ok(n > 0)
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let id = id.to_owned();
+        let worker = worker.to_owned();
+        Box::pin(async move {
+            // The row lock makes concurrent claims take turns; each re-checks the lease it finds.
+            let n = self
+                .pool
+                .exec(
+                    "UPDATE bulk_jobs SET owner = $2, lease_until = $3 WHERE id = $1 AND status <> 'DONE' \
+                 AND (owner IS NULL OR owner = $2 OR lease_until < $4)",
+                    vec![p(id.to_owned()), p(worker.to_owned()), ms(lease_until), ms(now)],
+                )
+                .await?;
+            Ok(n > 0)
+        })
     }
 
-    fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()> {
-        self.pool
-            .exec(
-                "UPDATE bulk_jobs SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2",
-                vec![p(id.to_owned()), p(worker.to_owned())],
-            )
-            .map(|_| ())
+    fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
+        let id = id.to_owned();
+        let worker = worker.to_owned();
+        Box::pin(async move {
+            self.pool
+                .exec(
+                    "UPDATE bulk_jobs SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2",
+                    vec![p(id.to_owned()), p(worker.to_owned())],
+                )
+                .await
+                .map(|_| ())
+        })
     }
 }
 
 impl ClientStore for PgStore {
-    fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
-        let c = client.clone();
-        let n = self.pool.exec(
-            "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            vec![
-                p(c.client_id.clone()),
-                p(c.secret_hash),
-                p(c.role.as_str().to_owned()),
-                p(c.market.as_str().to_owned()),
-                p(c.location.as_str().to_owned()),
-                p(c.name),
-                ms(c.created_at),
-                p(c.disabled),
-            ],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Conflict(Conflict::Exists(format!("client {}", c.client_id))));
-        }
-        Ok(())
+    fn create_client(&self, client: &ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
+        let client = client.clone();
+        Box::pin(async move {
+            let c = client.clone();
+            let n = self.pool.exec(
+                "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                vec![
+                    p(c.client_id.clone()),
+                    p(c.secret_hash),
+                    p(c.role.as_str().to_owned()),
+                    p(c.market.as_str().to_owned()),
+                    p(c.location.as_str().to_owned()),
+                    p(c.name),
+                    ms(c.created_at),
+                    p(c.disabled),
+                ],
+            ).await?;
+            if n == 0 {
+                return Err(StoreError::Conflict(Conflict::Exists(format!("client {}", c.client_id))));
+            }
+            Ok(())
+        })
     }
 
-    fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        self.pool.row(
-            "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, last_used_at \
-             FROM clients WHERE client_id = $1",
-            vec![p(client_id.to_owned())],
-            |r| decode::client(&R(r)),
-        )
+    fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
+        let client_id = client_id.to_owned();
+        Box::pin(async move {
+            self.pool.row(
+                "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, last_used_at \
+                 FROM clients WHERE client_id = $1",
+                vec![p(client_id.to_owned())],
+                |r| decode::client(&R(r)),
+            ).await
+        })
     }
 
-    fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        self.pool.rows(
-            "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, last_used_at \
-             FROM clients ORDER BY client_id",
-            vec![],
-            |r| decode::client(&R(r)),
-        )
+    fn clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientRecord>>> {
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, last_used_at \
+                 FROM clients ORDER BY client_id",
+                vec![],
+                |r| decode::client(&R(r)),
+            ).await
+        })
     }
 
-    fn disabled_clients(&self) -> StoreResult<Vec<String>> {
-        self.pool
-            .rows("SELECT client_id FROM clients WHERE disabled ORDER BY client_id", vec![], |r| R(r).text(0))
+    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        Box::pin(async move {
+            self.pool
+                .rows("SELECT client_id FROM clients WHERE disabled ORDER BY client_id", vec![], |r| {
+                    R(r).text(0)
+                })
+                .await
+        })
     }
 
-    fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        self.pool.rows(
-            "SELECT kid, secret, created_at, active, retired_at, revoked_at FROM signing_keys ORDER BY created_at, kid",
-            vec![],
-            |r| decode::key(&R(r)),
-        )
+    fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT kid, secret, created_at, active, retired_at, revoked_at FROM signing_keys ORDER BY created_at, kid",
+                vec![],
+                |r| decode::key(&R(r)),
+            ).await
+        })
     }
 
-    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
-        // One statement, so retiring the old key and storing the new one happen together or not
-        // at all, whichever node rotates.
-        let n = self.pool.exec(
-            "WITH fresh AS (SELECT NOT EXISTS (SELECT 1 FROM signing_keys WHERE kid = $1) AS ok), \
-             retired AS (UPDATE signing_keys SET active = FALSE, retired_at = $4 \
-                         WHERE active AND (SELECT ok FROM fresh)) \
-             INSERT INTO signing_keys (kid, secret, created_at, active, retired_at) \
-             SELECT $1, $2, $3, TRUE, NULL WHERE (SELECT ok FROM fresh)",
-            vec![p(key.kid.clone()), p(key.secret.to_vec()), ms(key.created_at), ms(now)],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Conflict(Conflict::Exists(format!("key {}", key.kid))));
-        }
-        Ok(())
+    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> BoxFuture<'_, StoreResult<()>> {
+        let key = key.clone();
+        Box::pin(async move {
+            // One statement, so retiring the old key and storing the new one happen together or not
+            // at all, whichever node rotates.
+            let n = self
+                .pool
+                .exec(
+                    "WITH fresh AS (SELECT NOT EXISTS (SELECT 1 FROM signing_keys WHERE kid = $1) AS ok), \
+                 retired AS (UPDATE signing_keys SET active = FALSE, retired_at = $4 \
+                             WHERE active AND (SELECT ok FROM fresh)) \
+                 INSERT INTO signing_keys (kid, secret, created_at, active, retired_at) \
+                 SELECT $1, $2, $3, TRUE, NULL WHERE (SELECT ok FROM fresh)",
+                    vec![p(key.kid.clone()), p(key.secret.to_vec()), ms(key.created_at), ms(now)],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::Conflict(Conflict::Exists(format!("key {}", key.kid))));
+            }
+            Ok(())
+        })
     }
 }

@@ -1,10 +1,9 @@
-//! The engine's own runtime and its connections.
+//! The engine's connections.
 //!
-//! The storage ports' reads are synchronous (the SQLite engine answers them from memory-mapped
-//! pages in microseconds). Here they are network round trips, so the engine runs its connections
-//! on a small runtime of its own and a synchronous read hands its query to that runtime and waits
-//! for the answer: it never needs, and never blocks, the caller's runtime, whatever its flavour.
-//! Each connection pipelines the queries of concurrent callers.
+//! Reads are plain async queries on the caller's runtime: each connection's driver task is
+//! spawned on the runtime that opens it, and a connection that has closed (its runtime stopped,
+//! or the server went away) is opened again on next use. Each connection pipelines the queries of
+//! concurrent callers.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use openmvs_store::{StoreError, StoreResult};
-use tokio::runtime::{Handle, Runtime};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
@@ -38,10 +36,16 @@ impl Conn {
     }
 }
 
-/// Opens one connection, driven on `handle`, with the session settings every connection uses.
-pub async fn connect(config: &Config, handle: &Handle) -> StoreResult<Arc<Conn>> {
+/// Opens one connection, driven on the current runtime, with the session settings every
+/// connection uses.
+pub async fn connect(config: &Config) -> StoreResult<Arc<Conn>> {
+    Ok(connect_driven(config).await?.0)
+}
+
+/// Opens one connection; also answers its driver task, whose end closes the connection.
+async fn connect_driven(config: &Config) -> StoreResult<(Arc<Conn>, tokio::task::AbortHandle)> {
     let (client, connection) = config.connect(NoTls).await.map_err(pg_err)?;
-    handle.spawn(async move {
+    let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "a database connection ended");
         }
@@ -51,45 +55,37 @@ pub async fn connect(config: &Config, handle: &Handle) -> StoreResult<Arc<Conn>>
         .batch_execute("SET lock_timeout = '5s'; SET idle_in_transaction_session_timeout = '60s'")
         .await
         .map_err(pg_err)?;
-    Ok(Arc::new(Conn { client, statements: tokio::sync::Mutex::new(HashMap::new()) }))
+    Ok((Arc::new(Conn { client, statements: tokio::sync::Mutex::new(HashMap::new()) }), driver.abort_handle()))
 }
 
-/// The runtime, and a few shared connections for reads and small writes.
+/// A few shared connections for reads and small writes.
 pub struct Pool {
-    runtime: std::sync::Mutex<Option<Runtime>>,
-    handle: Handle,
     config: Config,
     conns: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
+    /// The driver tasks of the connections it opened: dropping the pool ends them, so that a
+    /// store dropped is a store gone (with the session locks of its connections).
+    drivers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Pool {
-    /// Starts the runtime; connections open on first use.
-    pub fn new(config: Config, size: usize, name: &str) -> StoreResult<Arc<Pool>> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(name)
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("starting the database runtime: {e}")))?;
-        let handle = runtime.handle().clone();
-        Ok(Arc::new(Pool {
-            runtime: std::sync::Mutex::new(Some(runtime)),
-            handle,
+    /// A pool of `size` connections, each opened on first use.
+    pub fn new(config: Config, size: usize) -> Arc<Pool> {
+        Arc::new(Pool {
             config,
             conns: (0..size.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
-        }))
-    }
-
-    /// The runtime's handle.
-    pub fn handle(&self) -> &Handle {
-        &self.handle
+            drivers: std::sync::Mutex::new(Vec::new()),
+        })
     }
 
     /// A connection of its own, not shared (for session-level advisory locks).
     pub async fn dedicated(&self) -> StoreResult<Arc<Conn>> {
-        connect(&self.config, &self.handle).await
+        let (c, driver) = connect_driven(&self.config).await?;
+        let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        drivers.retain(|d| !d.is_finished());
+        drivers.push(driver);
+        Ok(c)
     }
 
     /// A shared connection (round robin), reconnecting one that was lost.
@@ -101,85 +97,66 @@ impl Pool {
         {
             return Ok(c.clone());
         }
-        let c = connect(&self.config, &self.handle).await?;
+        let c = self.dedicated().await?;
         *slot = Some(c.clone());
         Ok(c)
     }
 
-    /// Runs `fut` on the engine's runtime and waits for its answer. Callable from any thread,
-    /// inside or outside any other runtime, but never from the engine's own runtime.
-    pub fn block<T: Send + 'static>(
-        &self,
-        fut: impl Future<Output = StoreResult<T>> + Send + 'static,
-    ) -> StoreResult<T> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        let wait =
-            || rx.recv().map_err(|_| StoreError::Unavailable("the database runtime has stopped".into()));
-        // Called from a worker of a multi-threaded runtime (a request handler), the wait for the
-        // database's round trip must not hold the worker: its other tasks move to another thread
-        // meanwhile. Otherwise a runtime of two workers serves two reads at a time, and one long
-        // read (a bulk chunk's) stalls every request queued behind it.
-        match Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)?
-            }
-            _ => wait()?,
-        }
-    }
-
     /// Rows of one statement (one snapshot) on a shared connection, decoded.
-    pub fn rows<T: Send + 'static>(
-        self: &Arc<Pool>,
+    pub async fn rows<T>(
+        &self,
         sql: &'static str,
         params: Params,
-        decode: fn(&Row) -> StoreResult<T>,
+        decode: impl Fn(&Row) -> StoreResult<T>,
     ) -> StoreResult<Vec<T>> {
-        let pool = self.clone();
-        self.block(async move {
-            let c = pool.conn().await?;
-            let s = c.stmt(sql).await?;
-            let refs = param_refs(&params);
-            let rows = c.client.query(&s, &refs).await.map_err(pg_err)?;
-            rows.iter().map(decode).collect()
-        })
+        let c = self.conn().await?;
+        let s = c.stmt(sql).await?;
+        let rows = c.client.query(&s, &param_refs(&params)).await.map_err(pg_err)?;
+        rows.iter().map(decode).collect()
     }
 
     /// The first row of one statement, decoded.
-    pub fn row<T: Send + 'static>(
-        self: &Arc<Pool>,
+    pub async fn row<T>(
+        &self,
         sql: &'static str,
         params: Params,
-        decode: fn(&Row) -> StoreResult<T>,
+        decode: impl Fn(&Row) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
-        Ok(self.rows(sql, params, decode)?.into_iter().next())
+        Ok(self.rows(sql, params, decode).await?.into_iter().next())
     }
 
     /// One statement in a transaction of its own; returns the rows it changed.
-    pub fn exec(self: &Arc<Pool>, sql: &'static str, params: Params) -> StoreResult<u64> {
-        let pool = self.clone();
-        self.block(async move {
-            let c = pool.conn().await?;
-            let s = c.stmt(sql).await?;
-            let refs = param_refs(&params);
-            c.client.execute(&s, &refs).await.map_err(pg_err)
-        })
-    }
-
-    /// Stops the runtime without waiting for its tasks (safe inside an async context).
-    pub fn shutdown(&self) {
-        if let Some(rt) = self.runtime.lock().ok().and_then(|mut r| r.take()) {
-            rt.shutdown_background();
-        }
+    pub async fn exec(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
+        let c = self.conn().await?;
+        let s = c.stmt(sql).await?;
+        c.client.execute(&s, &param_refs(&params)).await.map_err(pg_err)
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.shutdown();
+        for d in self.drivers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            d.abort();
+        }
     }
+}
+
+/// Runs `fut` to its end on a small runtime of its own, on a thread of its own: for the one-shot
+/// administrative calls (migrations, schemas made and dropped), which may come from synchronous
+/// code inside or outside a runtime. Never on a request's path.
+pub fn once<T: Send>(fut: impl Future<Output = StoreResult<T>> + Send) -> StoreResult<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(format!("starting a runtime: {e}")))?
+                    .block_on(fut)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("a database call panicked".into())))
+    })
 }
 
 /// A statement's parameters as the client takes them.

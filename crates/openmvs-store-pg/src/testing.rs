@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{Pool, pg_err};
+use crate::pg_err;
 
 /// The variable that names the test database.
 pub const URL_VARIABLE: &str = "OPENMVS_TEST_DATABASE_URL";
@@ -41,11 +41,9 @@ pub fn fresh_schema(prefix: &str, what: &str) -> Option<(String, String)> {
         first
     };
     let config = crate::connection_config(&url, None).expect("test database URL");
-    let pool = Pool::new(config, 1, "openmvs-pg-test").expect("runtime");
-    let p = pool.clone();
     let (prefix, name) = (prefix.to_owned(), schema.clone());
-    let r = pool.block(async move {
-        let c = p.conn().await?;
+    let r = crate::pool::once(async move {
+        let c = crate::pool::connect(&config).await?;
         if clean {
             let old = c
                 .client
@@ -66,7 +64,6 @@ pub fn fresh_schema(prefix: &str, what: &str) -> Option<(String, String)> {
         }
         c.client.batch_execute(&format!("CREATE SCHEMA {name}")).await.map_err(pg_err)
     });
-    pool.shutdown();
     if let Err(e) = r {
         panic!("{URL_VARIABLE} is set but the test database cannot be used: {e}");
     }

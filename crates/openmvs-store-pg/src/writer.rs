@@ -24,7 +24,6 @@ use openmvs_audit::{ChainHead, Checkpoint, Entry, Sealed, sign_checkpoint};
 use openmvs_core::time::Clock;
 use openmvs_store::decode::{change_columns, markets_to_text};
 use openmvs_store::*;
-use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Config;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -92,13 +91,12 @@ pub enum Job<U: Unit = UnitOfWork> {
     /// Commit a unit of work and answer when durable.
     Commit(Box<U>, oneshot::Sender<StoreResult<U::Done>>),
     /// Sign checkpoints for every unsigned record and stop.
-    Stop(std::sync::mpsc::Sender<()>),
+    Stop(oneshot::Sender<()>),
 }
 
 /// The writer's state.
 pub struct Writer {
     pub(crate) config: Config,
-    pub(crate) handle: Handle,
     pub(crate) conn: Option<Arc<Conn>>,
     pub(crate) key: SigningKey,
     pub(crate) clock: Arc<dyn Clock>,
@@ -188,7 +186,7 @@ impl Writer {
         {
             return Ok(c.clone());
         }
-        let c = connect(&self.config, &self.handle).await?;
+        let c = connect(&self.config).await?;
         c.client.batch_execute(U::SESSION).await.map_err(pg_err)?;
         self.conn = Some(c.clone());
         Ok(c)
@@ -432,7 +430,7 @@ impl Writer {
     pub async fn sign_tails(&mut self, all: bool) -> StoreResult<()> {
         let c = match &self.conn {
             Some(c) if !c.client.is_closed() => c.clone(),
-            _ => connect(&self.config, &self.handle).await?,
+            _ => connect(&self.config).await?,
         };
         let now = self.clock.now().unix_millis();
         if !all {

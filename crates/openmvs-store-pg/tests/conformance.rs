@@ -82,5 +82,5 @@ async fn a_heartbeat_is_unavailable_while_the_database_refuses_writes_and_commit
     assert!(matches!(refused, Err(StoreError::Unavailable(ref m)) if m.contains("read-only")), "{refused:?}");
     admin.batch_execute("DROP TRIGGER refuse_writes ON heartbeats").await.expect("accept writes again");
     store.commit(beat()).await.expect("the heartbeat commits again");
-    store.close();
+    store.close().await;
 }

@@ -114,15 +114,15 @@ async fn sql(url: &str, schema: &str) -> tokio_postgres::Client {
     client
 }
 
-fn verify_audit(store: &PgHubStore) -> u64 {
+async fn verify_audit(store: &PgHubStore) -> u64 {
     let mut v = Verifier::new([key().verifying_key()]);
-    for cp in store.checkpoints().expect("checkpoints") {
+    for cp in store.checkpoints().await.expect("checkpoints") {
         v.checkpoint(&cp).expect("checkpoint verifies");
     }
     let mut after = 0;
     let mut n = 0;
     loop {
-        let page = store.audit_page(after, 1000).expect("audit page");
+        let page = store.audit_page(after, 1000).await.expect("audit page");
         if page.is_empty() {
             break;
         }
@@ -137,11 +137,11 @@ fn verify_audit(store: &PgHubStore) -> u64 {
 }
 
 /// Delivers every due message for `destination` until none is left.
-fn drain(store: &PgHubStore, destination: &str) {
+async fn drain(store: &PgHubStore, destination: &str) {
     loop {
-        let due = store.due(destination, far(), 1).expect("due");
+        let due = store.due(destination, far(), 1).await.expect("due");
         let Some(next) = due.first() else { return };
-        store.delivered(next.seq).expect("delivered");
+        store.delivered(next.seq).await.expect("delivered");
     }
 }
 
@@ -164,7 +164,7 @@ async fn large_digest_groups_are_streamed_in_and_report_like_small_ones() {
     };
     let done = store.commit(uow).await.expect("commits");
     assert_eq!(done.duplicate_serials, [(n as usize..n as usize + 10).collect::<Vec<_>>()]);
-    assert_eq!(store.digest_count(&gtin()).expect("count"), n);
+    assert_eq!(store.digest_count(&gtin()).await.expect("count"), n);
 
     // Half old, half new, reported by position.
     let list: Vec<SerialDigest> = (n - 100..n + 100).map(digest).collect();
@@ -178,7 +178,7 @@ async fn large_digest_groups_are_streamed_in_and_report_like_small_ones() {
     };
     let done = store.commit(report).await.expect("commits");
     assert_eq!(done.duplicate_serials, [(0..100).collect::<Vec<_>>()]);
-    assert_eq!(store.digest_count(&gtin()).expect("count"), n + 100);
+    assert_eq!(store.digest_count(&gtin()).await.expect("count"), n + 100);
 
     // New digests and one present: refused, none of them inserted.
     let mut list: Vec<SerialDigest> = (n + 1000..n + 1000 + COPY_FROM as u64 * 3).map(digest).collect();
@@ -194,8 +194,8 @@ async fn large_digest_groups_are_streamed_in_and_report_like_small_ones() {
     };
     let err = store.commit(refused).await.expect_err("one digest is present");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert_eq!(store.digest_count(&gtin()).expect("count"), n + 100);
-    assert!(store.present(&gtin(), &[digest(n + 1000)]).expect("read").is_empty());
+    assert_eq!(store.digest_count(&gtin()).await.expect("count"), n + 100);
+    assert!(store.present(&gtin(), &[digest(n + 1000)]).await.expect("read").is_empty());
 
     // The next streamed group of the same writer finds nothing left over in the staging table.
     let fresh: Vec<SerialDigest> = (n + 5000..n + 5000 + COPY_FROM as u64).map(digest).collect();
@@ -209,9 +209,9 @@ async fn large_digest_groups_are_streamed_in_and_report_like_small_ones() {
         ..HubUnitOfWork::default()
     };
     assert_eq!(store.commit(ok).await.expect("commits").audit_seqs, [1]);
-    assert_eq!(store.digest_count(&gtin()).expect("count"), n + 100 + COPY_FROM as u64);
+    assert_eq!(store.digest_count(&gtin()).await.expect("count"), n + 100 + COPY_FROM as u64);
     let probe = [digest(0), digest(n + 1000), digest(n + 5000)];
-    assert_eq!(store.present(&gtin(), &probe).expect("read"), [0, 2]);
+    assert_eq!(store.present(&gtin(), &probe).await.expect("read"), [0, 2]);
 }
 
 /// Two nodes on one schema: their commits form one audit chain in commit order, and chunk
@@ -242,8 +242,8 @@ async fn two_nodes_share_one_hub_schema() {
     for t in tasks {
         t.await.expect("task").expect("commits");
     }
-    assert_eq!(verify_audit(&a), 200);
-    assert_eq!(verify_audit(&b), 200);
+    assert_eq!(verify_audit(&a).await, 200);
+    assert_eq!(verify_audit(&b).await, 200);
     let err = b
         .commit(HubUnitOfWork { inbox: Some("DE-msg-0".into()), ..HubUnitOfWork::default() })
         .await
@@ -278,17 +278,17 @@ async fn two_nodes_share_one_hub_schema() {
             ..HubUnitOfWork::default()
         };
         let (sa, sb) = (a.clone(), b.clone());
-        let de = tokio::task::spawn_blocking(move || drain(&sa, "DE"));
-        let fr = tokio::task::spawn_blocking(move || drain(&sb, "FR"));
+        let de = tokio::spawn(async move { drain(&sa, "DE").await });
+        let fr = tokio::spawn(async move { drain(&sb, "FR").await });
         a.commit(validate).await.expect("validated");
         de.await.expect("task");
         fr.await.expect("task");
-        let u = b.upload(&id).expect("read").expect("upload");
+        let u = b.upload(&id).await.expect("read").expect("upload");
         assert_eq!(u.status, UploadStatus::Distributed, "{u:?}");
         assert!(u.markets.iter().all(|m| (m.chunks_sent, m.chunks_acked) == (6, 6)), "{u:?}");
     }
-    a.close();
-    b.close();
+    a.close().await;
+    b.close().await;
 }
 
 /// Only the outbox row of an undelivered chunk holds its serials; once delivered, no row of any
@@ -345,12 +345,12 @@ async fn no_row_holds_a_serial_after_delivery() {
         }
     };
     assert_eq!(holding(serials[0]).await, ["outbox"]);
-    let seq = store.due("DE", far(), 1).expect("due")[0].seq;
-    store.delivered(seq).expect("delivered");
+    let seq = store.due("DE", far(), 1).await.expect("due")[0].seq;
+    store.delivered(seq).await.expect("delivered");
     for s in serials {
         assert_eq!(holding(s).await, Vec::<String>::new(), "{s}");
     }
-    assert_eq!(store.upload("up-1").expect("read").expect("upload").status, UploadStatus::Distributed);
+    assert_eq!(store.upload("up-1").await.expect("read").expect("upload").status, UploadStatus::Distributed);
 }
 
 /// Audit records, product versions, withdrawals and recalls cannot be changed or removed, even by
@@ -412,7 +412,7 @@ async fn the_schema_refuses_to_change_what_is_irreversible() {
     ] {
         assert!(c.batch_execute(stmt).await.is_err(), "{stmt} was allowed");
     }
-    assert_eq!(verify_audit(&store), 1);
+    assert_eq!(verify_audit(&store).await, 1);
 }
 
 /// A closed hub store reopens on its schema, where the audit chain continues and still verifies.
@@ -426,7 +426,7 @@ async fn a_closed_hub_store_reopens_and_its_audit_chain_continues() {
             .await
             .expect("commits");
     }
-    store.close();
+    store.close().await;
     let err = store.commit(HubUnitOfWork::default()).await.expect_err("closed");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     drop(store);
@@ -436,7 +436,7 @@ async fn a_closed_hub_store_reopens_and_its_audit_chain_continues() {
         .await
         .expect("commits");
     assert_eq!(done.audit_seqs, [3]);
-    assert_eq!(verify_audit(&store), 3);
+    assert_eq!(verify_audit(&store).await, 3);
     assert_eq!(PgHubStore::schema_version(), openmvs_store_pg::hub::schema::LATEST);
 }
 
@@ -456,7 +456,7 @@ async fn a_national_schema_is_not_taken_for_the_hub() {
         checkpoints: openmvs_store::CheckpointOptions::default(),
     })
     .expect("national store opens");
-    national.close();
+    national.close().await;
     drop(national);
     let err = openmvs_store_pg::hub::migrate(&url, Some(&schema), FixedClock.now()).expect_err("refused");
     assert!(matches!(err, StoreError::Unavailable(ref m) if m.contains("national")), "{err}");
@@ -521,7 +521,7 @@ async fn a_critical_section_admits_one_task_of_all_nodes_at_a_time() {
     // A node that dies inside a section leaves it: the database ends its session's lock.
     let held = nodes[0].enter("test-section").await.expect("enter");
     std::mem::forget(held);
-    nodes[0].close();
+    nodes[0].close().await;
     drop(nodes);
     let survivor = open_at(&url, &schema);
     tokio::time::timeout(std::time::Duration::from_secs(30), survivor.enter("test-section"))

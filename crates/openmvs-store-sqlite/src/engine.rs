@@ -23,10 +23,8 @@ pub(crate) struct Engine<U: Unit> {
     tx: Mutex<Option<SyncSender<Job<U>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
-    /// Idle read connections, each with the writer's generation it was opened in.
-    readers: Readers,
-    /// The writer's generation: a reader or checkpointer connection of an older one is closed.
-    generation: Arc<AtomicU64>,
+    /// The read connections; the writer's generation in it closes those of an older one.
+    readers: Arc<ReadPool>,
 }
 
 /// Idle read connections with the writer's generation each was opened in; the writer empties it
@@ -80,12 +78,11 @@ impl<U: Unit> Engine<U> {
         let cp =
             spawn(format!("{}-checkpointer", s.name), move || crate::checkpointer(p, st, checkpoint_conn))?;
         Ok(Engine {
-            path: s.path,
+            path: s.path.clone(),
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some((stop, cp))),
-            readers,
-            generation,
+            readers: Arc::new(ReadPool { path: s.path.clone(), idle: readers, generation }),
         })
     }
 
@@ -99,8 +96,11 @@ impl<U: Unit> Engine<U> {
             tx: Mutex::new(None),
             writer: Mutex::new(None),
             checkpointer: Mutex::new(None),
-            readers: Arc::new(Mutex::new(Vec::new())),
-            generation: Arc::new(AtomicU64::new(0)),
+            readers: Arc::new(ReadPool {
+                path: path.to_owned(),
+                idle: Arc::new(Mutex::new(Vec::new())),
+                generation: Arc::new(AtomicU64::new(0)),
+            }),
         })
     }
 
@@ -126,7 +126,7 @@ impl<U: Unit> Engine<U> {
             stop.store(true, Ordering::SeqCst);
             let _ = h.join();
         }
-        self.readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.readers.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn send(&self, job: Job<U>) -> StoreResult<()> {
@@ -151,30 +151,77 @@ impl<U: Unit> Engine<U> {
         })
     }
 
-    /// Runs a small write on the writer thread, in its next group, and waits for its answer.
+    /// Runs a small write on the writer thread, in its next group, and resolves with its answer.
     pub(crate) fn exec<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (answer_tx, answer_rx) = std::sync::mpsc::channel();
-        self.send(Job::Exec(
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let (tx, rx) = oneshot::channel();
+        let (answer_tx, answer_rx) = oneshot::channel();
+        let sent = self.send(Job::Exec(
             Box::new(move |c| {
                 let v = f(c)?;
                 let _ = answer_tx.send(v);
                 Ok(())
             }),
             tx,
-        ))?;
-        rx.recv().map_err(|_| StoreError::Unavailable("writer has stopped".into()))??;
-        answer_rx.recv().map_err(|_| StoreError::Unavailable("writer has stopped".into()))
+        ));
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Unavailable("writer has stopped".into()))??;
+            answer_rx.await.map_err(|_| StoreError::Unavailable("writer has stopped".into()))
+        })
     }
 
-    /// Runs `f` on a pooled read-only connection.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    /// Runs `f` on a pooled read-only connection on tokio's blocking pool, so that no async worker
+    /// waits for the disk.
+    pub(crate) fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let readers = self.readers.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || readers.read(f))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("a read did not finish: {e}")))?
+        })
+    }
+
+    /// Runs `f` in one read transaction, so that everything it reads comes from one snapshot.
+    pub(crate) fn snapshot<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        self.read(|c| {
+            c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql_err)?;
+            let r = f(c);
+            let end = c.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).map_err(sql_err);
+            let v = r?;
+            end?;
+            Ok(v)
+        })
+    }
+
+    /// Runs `f` on a pooled read-only connection on this thread: for opening, outside any runtime.
+    pub(crate) fn read_now<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.readers.read(f)
+    }
+}
+
+/// The read-only connections of one database file, each with the writer's generation it was
+/// opened in.
+pub(crate) struct ReadPool {
+    path: PathBuf,
+    idle: Readers,
+    generation: Arc<AtomicU64>,
+}
+
+impl ReadPool {
+    /// Runs `f` on an idle connection (or a new one), on the calling thread.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let generation = self.generation.load(Ordering::SeqCst);
         let conn = {
-            let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             // Connections of an older generation are closed (see `Writer::reopen_if_needed`).
             pool.retain(|(g, _)| *g == generation);
             pool.pop().map(|(_, c)| c)
@@ -200,23 +247,11 @@ impl<U: Unit> Engine<U> {
             }
         };
         let r = f(&conn);
-        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < MAX_IDLE_READERS && generation == self.generation.load(Ordering::SeqCst) {
             pool.push((generation, conn));
         }
         r
-    }
-
-    /// Runs `f` in one read transaction, so that everything it reads comes from one snapshot.
-    pub(crate) fn snapshot<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        self.read(|c| {
-            c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql_err)?;
-            let r = f(c);
-            let end = c.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).map_err(sql_err);
-            let v = r?;
-            end?;
-            Ok(v)
-        })
     }
 }
 

@@ -1,8 +1,9 @@
 //! The embedded storage engine: SQLite (bundled) in WAL mode with `synchronous=FULL`.
 //!
 //! One writer thread owns the write connection and group-commits (see [`writer`]); reads use a
-//! small pool of read-only connections and never wait for the writer, because WAL readers see the
-//! last committed state while a write is in progress.
+//! small pool of read-only connections on tokio's blocking pool (never on an async worker) and
+//! never wait for the writer, because WAL readers see the last committed state while a write is
+//! in progress.
 
 pub mod baseline;
 mod codec;
@@ -142,7 +143,7 @@ impl SqliteStore {
     pub fn open_read_only(path: &Path) -> StoreResult<SqliteStore> {
         let store = SqliteStore { engine: Engine::read_only(path)? };
         // Fail now, not at the first read, if the file is not a database of this build.
-        let version: i64 = store.engine.read(|c| {
+        let version: i64 = store.engine.read_now(|c| {
             c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
                 .map_err(sql_err)
         })?;
@@ -176,9 +177,19 @@ impl ContextStore for SqliteStore {
         product_code: &ProductCode,
         serial: &Serial,
         batch: &Batch,
-    ) -> StoreResult<PackContext> {
+    ) -> BoxFuture<'_, StoreResult<PackContext>> {
+        let key = idempotency_key.map(|(c, t)| (c.to_owned(), t.to_owned()));
+        let (product_code, serial, batch) = (product_code.clone(), serial.clone(), batch.clone());
         // One snapshot: the pack and its batch are read together.
-        self.engine.snapshot(|c| read_context(c, idempotency_key, product_code, serial, batch))
+        self.engine.snapshot(move |c| {
+            read_context(
+                c,
+                key.as_ref().map(|(c, t)| (c.as_str(), t.as_str())),
+                &product_code,
+                &serial,
+                &batch,
+            )
+        })
     }
 }
 
@@ -288,12 +299,17 @@ fn read_idempotency(
 }
 
 impl PackStore for SqliteStore {
-    fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
-        self.engine.read(|c| read_pack(c, product_code, serial))
+    fn pack(
+        &self,
+        product_code: &ProductCode,
+        serial: &Serial,
+    ) -> BoxFuture<'_, StoreResult<Option<StoredPack>>> {
+        let (product_code, serial) = (product_code.clone(), serial.clone());
+        self.engine.read(move |c| read_pack(c, &product_code, &serial))
     }
 
-    fn pack_count(&self) -> StoreResult<u64> {
-        self.engine.read(|c| {
+    fn pack_count(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.engine.read(move |c| {
             let n: i64 = c.query_row("SELECT COUNT(*) FROM packs", [], |r| r.get(0)).map_err(sql_err)?;
             Ok(n as u64)
         })
@@ -301,20 +317,27 @@ impl PackStore for SqliteStore {
 }
 
 impl ProductStore for SqliteStore {
-    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
-        self.engine.read(|c| read_product(c, product_code))
+    fn product(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<Option<ProductRecord>>> {
+        let product_code = product_code.clone();
+        self.engine.read(move |c| read_product(c, &product_code))
     }
 }
 
 impl BatchStore for SqliteStore {
-    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
-        self.engine.read(|c| read_batch(c, product_code, batch))
+    fn batch(
+        &self,
+        product_code: &ProductCode,
+        batch: &Batch,
+    ) -> BoxFuture<'_, StoreResult<Option<BatchRecord>>> {
+        let (product_code, batch) = (product_code.clone(), batch.clone());
+        self.engine.read(move |c| read_batch(c, &product_code, &batch))
     }
 }
 
 impl AlertStore for SqliteStore {
-    fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
-        self.engine.read(|c| {
+    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
+        let id = id.to_owned();
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"))
                 .map_err(sql_err)?;
@@ -326,8 +349,9 @@ impl AlertStore for SqliteStore {
         })
     }
 
-    fn alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertRecord>> {
-        self.engine.read(|c| {
+    fn alerts(&self, f: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>> {
+        let f = f.clone();
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(&format!(
                     "SELECT {ALERT_COLUMNS} FROM alerts WHERE (?1 IS NULL OR status = ?1) \
@@ -354,8 +378,9 @@ impl AlertStore for SqliteStore {
 }
 
 impl AuditStore for SqliteStore {
-    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
-        self.engine.read(|c| {
+    fn audit_by_subject(&self, subject: &str) -> BoxFuture<'_, StoreResult<Vec<Sealed>>> {
+        let subject = subject.to_owned();
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE subject = ?1 ORDER BY pos"))
                 .map_err(sql_err)?;
@@ -368,8 +393,8 @@ impl AuditStore for SqliteStore {
         })
     }
 
-    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
-        self.engine.read(|c| {
+    fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(&format!(
                     "SELECT {AUDIT_COLUMNS} FROM audit WHERE pos > ?1 ORDER BY pos LIMIT ?2"
@@ -384,8 +409,8 @@ impl AuditStore for SqliteStore {
         })
     }
 
-    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        self.engine.read(|c| {
+    fn checkpoints(&self) -> BoxFuture<'_, StoreResult<Vec<Checkpoint>>> {
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
@@ -402,8 +427,8 @@ impl AuditStore for SqliteStore {
 }
 
 impl OutboxStore for SqliteStore {
-    fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.engine.read(|c| {
+    fn due(&self, now: Timestamp, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(&format!(
                     "SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE dead = 0 AND next_attempt_at <= ?1 \
@@ -425,9 +450,8 @@ impl OutboxStore for SqliteStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
-    ) -> StoreResult<Vec<StoredOutboxMessage>> {
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
         // Read and lease in one write transaction, so two relays never take the same message.
-        let (tx, rx) = std::sync::mpsc::channel();
         self.engine.exec(move |c| {
             let mut s = c
                 .prepare_cached(&format!(
@@ -444,20 +468,24 @@ impl OutboxStore for SqliteStore {
                 out.push(outbox(r)?);
             }
             out.sort_by_key(|m| m.seq);
-            let _ = tx.send(out);
-            Ok(())
-        })?;
-        rx.recv().map_err(|_| StoreError::Unavailable("outbox claim lost".into()))
+            Ok(out)
+        })
     }
 
-    fn delivered(&self, seq: u64) -> StoreResult<()> {
+    fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         self.engine.exec(move |c| {
             c.execute("DELETE FROM outbox WHERE seq = ?1", params![seq as i64]).map_err(sql_err)?;
             Ok(())
         })
     }
 
-    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
         let error = error.to_owned();
         self.engine.exec(move |c| {
             c.execute(
@@ -470,8 +498,8 @@ impl OutboxStore for SqliteStore {
         })
     }
 
-    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.engine.read(|c| {
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE dead = 1 ORDER BY seq"))
                 .map_err(sql_err)?;
@@ -484,7 +512,7 @@ impl OutboxStore for SqliteStore {
         })
     }
 
-    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         self.engine.exec(move |c| {
             let n = c
                 .execute(
@@ -496,8 +524,8 @@ impl OutboxStore for SqliteStore {
         })
     }
 
-    fn pending(&self) -> StoreResult<u64> {
-        self.engine.read(|c| {
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.engine.read(move |c| {
             let n: i64 = c
                 .query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| r.get(0))
                 .map_err(sql_err)?;
@@ -507,14 +535,20 @@ impl OutboxStore for SqliteStore {
 }
 
 impl IdempotencyStore for SqliteStore {
-    fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
-        self.engine.read(|c| read_idempotency(c, client_id, client_trx_id))
+    fn idempotency(
+        &self,
+        client_id: &str,
+        client_trx_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<IdempotencyRecord>>> {
+        let (client_id, client_trx_id) = (client_id.to_owned(), client_trx_id.to_owned());
+        self.engine.read(move |c| read_idempotency(c, &client_id, &client_trx_id))
     }
 }
 
 impl BulkStore for SqliteStore {
-    fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>> {
-        self.engine.read(|c| {
+    fn bulk(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
+        let id = id.to_owned();
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs WHERE id = ?1",
@@ -528,8 +562,9 @@ impl BulkStore for SqliteStore {
         })
     }
 
-    fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
-        self.engine.read(|c| {
+    fn bulk_results(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        let id = id.to_owned();
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached("SELECT result FROM bulk_results WHERE bulk_id = ?1 ORDER BY row")
                 .map_err(sql_err)?;
@@ -538,8 +573,8 @@ impl BulkStore for SqliteStore {
         })
     }
 
-    fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
-        self.engine.read(|c| {
+    fn unfinished_bulks(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<BulkJob>>> {
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs \
@@ -561,9 +596,8 @@ impl BulkStore for SqliteStore {
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
-    ) -> StoreResult<bool> {
+    ) -> BoxFuture<'_, StoreResult<bool>> {
         let (id, worker) = (id.to_owned(), worker.to_owned());
-        let (tx, rx) = std::sync::mpsc::channel();
         self.engine.exec(move |c| {
             let n = c
                 .execute(
@@ -572,13 +606,11 @@ impl BulkStore for SqliteStore {
                     params![id, worker, lease_until.unix_millis(), now.unix_millis()],
                 )
                 .map_err(sql_err)?;
-            let _ = tx.send(n > 0);
-            Ok(())
-        })?;
-        rx.recv().map_err(|_| StoreError::Unavailable("bulk claim lost".into()))
+            Ok(n > 0)
+        })
     }
 
-    fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()> {
+    fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
         let (id, worker) = (id.to_owned(), worker.to_owned());
         self.engine.exec(move |c| {
             c.execute(
@@ -592,7 +624,7 @@ impl BulkStore for SqliteStore {
 }
 
 impl ClientStore for SqliteStore {
-    fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
+    fn create_client(&self, client: &ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
         let cl = client.clone();
         self.engine.exec(move |c| {
             let n = c
@@ -618,8 +650,9 @@ impl ClientStore for SqliteStore {
         })
     }
 
-    fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        self.engine.read(|c| {
+    fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
+        let client_id = client_id.to_owned();
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, \
@@ -634,8 +667,8 @@ impl ClientStore for SqliteStore {
         })
     }
 
-    fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        self.engine.read(|c| {
+    fn clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientRecord>>> {
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, \
@@ -651,8 +684,8 @@ impl ClientStore for SqliteStore {
         })
     }
 
-    fn disabled_clients(&self) -> StoreResult<Vec<String>> {
-        self.engine.read(|c| {
+    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached("SELECT client_id FROM clients WHERE disabled = 1 ORDER BY client_id")
                 .map_err(sql_err)?;
@@ -661,8 +694,8 @@ impl ClientStore for SqliteStore {
         })
     }
 
-    fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        self.engine.read(|c| {
+    fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
+        self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT kid, secret, created_at, active, retired_at, revoked_at FROM signing_keys \
@@ -678,7 +711,7 @@ impl ClientStore for SqliteStore {
         })
     }
 
-    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
+    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> BoxFuture<'_, StoreResult<()>> {
         let k = key.clone();
         self.engine.exec(move |c| {
             c.execute(

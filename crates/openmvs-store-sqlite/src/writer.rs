@@ -64,7 +64,7 @@ pub enum Job<U: Unit = UnitOfWork> {
     /// Commit a unit of work and answer when durable.
     Commit(Box<U>, oneshot::Sender<StoreResult<U::Done>>),
     /// Run a small write of its own (outbox bookkeeping, clients, keys) in the next group.
-    Exec(ExecFn, std::sync::mpsc::Sender<StoreResult<()>>),
+    Exec(ExecFn, oneshot::Sender<StoreResult<()>>),
     /// Sign checkpoints for every unsigned record now and stop.
     Stop(std::sync::mpsc::Sender<()>),
 }

@@ -89,10 +89,10 @@ async fn two_processes_appending_to_one_trail_in_turn_keep_one_chain() {
     admin.close();
     node.close();
     let mut v = openmvs_audit::Verifier::new([key().verifying_key()]);
-    for cp in node.checkpoints().expect("checkpoints") {
+    for cp in node.checkpoints().await.expect("checkpoints") {
         v.checkpoint(&cp).expect("a checkpoint verifies");
     }
-    let page = node.audit_page(0, 100).expect("the trail");
+    let page = node.audit_page(0, 100).await.expect("the trail");
     assert_eq!(page.len(), 6);
     for (_, r) in &page {
         v.record(r).expect("every record chains to the one before");

@@ -146,8 +146,8 @@ async fn no_column_holds_a_serial_after_delivery() {
     let serials = ["ZQ9DELIVERED1", "ZQ9DELIVERED2"];
     upload_one_chunk(&store, &serials).await;
     assert_eq!(columns_holding(&path, serials[0]), [("outbox".to_owned(), "payload".to_owned())]);
-    let seq = store.due("DE", Timestamp::from_unix_millis(i64::MAX / 2), 1).expect("due")[0].seq;
-    store.delivered(seq).expect("delivered");
+    let seq = store.due("DE", Timestamp::from_unix_millis(i64::MAX / 2), 1).await.expect("due")[0].seq;
+    store.delivered(seq).await.expect("delivered");
     for s in serials {
         assert_eq!(columns_holding(&path, s), Vec::<(String, String)>::new(), "{s}");
     }
@@ -235,7 +235,7 @@ async fn a_closed_hub_store_reopens_and_its_audit_chain_continues() {
     store.close();
     drop(store);
     let ro = SqliteHubStore::open_read_only(&path).expect("opens read-only");
-    assert_eq!(ro.audit_page(0, 10).expect("read").len(), 2);
+    assert_eq!(ro.audit_page(0, 10).await.expect("read").len(), 2);
     let err = ro.commit(HubUnitOfWork::default()).await.expect_err("read-only");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     drop(ro);
@@ -246,10 +246,10 @@ async fn a_closed_hub_store_reopens_and_its_audit_chain_continues() {
         .expect("commits");
     assert_eq!(done.audit_seqs, [3]);
     let mut v = Verifier::new([key().verifying_key()]);
-    for cp in store.checkpoints().expect("checkpoints") {
+    for cp in store.checkpoints().await.expect("checkpoints") {
         v.checkpoint(&cp).expect("checkpoint verifies");
     }
-    for (_, r) in store.audit_page(0, 10).expect("read") {
+    for (_, r) in store.audit_page(0, 10).await.expect("read") {
         v.record(&r).expect("record verifies");
     }
     v.finish().expect("chain verifies");

@@ -129,20 +129,20 @@ pub async fn checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported
     let Some(store) = open(clock.clone(), options.clone()) else { return };
     let heard_seqs = || heard.lock().expect("sink").iter().map(|cp| cp.seq).collect::<Vec<_>>();
     let signed_seqs =
-        || store.checkpoints().expect("checkpoints").iter().map(|cp| cp.seq).collect::<Vec<_>>();
+        async || store.checkpoints().await.expect("checkpoints").iter().map(|cp| cp.seq).collect::<Vec<_>>();
     let records = |n: usize| UnitOfWork {
         audit: (0..n).map(|i| entry("verify", &format!("GTIN/09501101530003/T{i}"))).collect(),
         ..UnitOfWork::default()
     };
 
     store.commit(records(4)).await.expect("commits");
-    assert_eq!(signed_seqs(), [4], "the fourth record is signed by count");
+    assert_eq!(signed_seqs().await, [4], "the fourth record is signed by count");
     assert_eq!(heard_seqs(), [4], "and the sink heard of it before the commit was answered");
 
     store.commit(records(2)).await.expect("commits");
     // The clock stands still: whenever the writer wakes, nothing is due by time.
     tokio::time::sleep(options.every * 2).await;
-    assert_eq!(signed_seqs(), [4], "two records are fewer than the count, and not old yet");
+    assert_eq!(signed_seqs().await, [4], "two records are fewer than the count, and not old yet");
 
     clock.advance(options.every);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -151,12 +151,16 @@ pub async fn checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(heard_seqs(), [4, 6], "the timer signed the tail with no commit coming");
-    assert_eq!(signed_seqs(), [4, 6], "and stored it");
+    assert_eq!(signed_seqs().await, [4, 6], "and stored it");
     let last = heard.lock().expect("sink").last().cloned().expect("a checkpoint");
     assert_eq!(last.market, "DE");
     assert_eq!(last.at_millis, clock.now().unix_millis(), "signed at the clock's time");
-    assert_eq!(store.checkpoints().expect("checkpoints").last(), Some(&last), "the sink got what was stored");
-    assert_eq!(verify_audit(&store, key), 6);
+    assert_eq!(
+        store.checkpoints().await.expect("checkpoints").last(),
+        Some(&last),
+        "the sink got what was stored"
+    );
+    assert_eq!(verify_audit(&store, key).await, 6);
 }
 
 fn today() -> Date {
@@ -269,16 +273,16 @@ fn idem(trx: &str) -> IdempotencyRecord {
     }
 }
 
-fn verify_audit(store: &Arc<dyn Store>, key: ed25519_dalek::VerifyingKey) -> u64 {
+async fn verify_audit(store: &Arc<dyn Store>, key: ed25519_dalek::VerifyingKey) -> u64 {
     let mut v = Verifier::new([key]);
     // Checkpoints go first: each waits for the record it signs.
-    for cp in store.checkpoints().expect("checkpoints") {
+    for cp in store.checkpoints().await.expect("checkpoints") {
         v.checkpoint(&cp).expect("checkpoint verifies");
     }
     let mut after = 0;
     let mut n = 0;
     loop {
-        let page = store.audit_page(after, 1000).expect("audit page");
+        let page = store.audit_page(after, 1000).await.expect("audit page");
         if page.is_empty() {
             break;
         }
@@ -298,7 +302,7 @@ pub async fn a_unit_of_work_commits_every_part_together(
     _key: ed25519_dalek::VerifyingKey,
 ) {
     seed(&store, &["S1"]).await;
-    let before = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack exists");
+    let before = store.pack(&gtin(), &serial("S1")).await.expect("read").expect("pack exists");
     assert_eq!((before.pack.state, before.version), (PackState::Active, 1));
     let uow = UnitOfWork {
         packs: vec![PackWrite {
@@ -321,13 +325,13 @@ pub async fn a_unit_of_work_commits_every_part_together(
     };
     let done = store.commit(uow).await.expect("commits");
     assert_eq!(done.audit_seqs.len(), 1);
-    let after = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
+    let after = store.pack(&gtin(), &serial("S1")).await.expect("read").expect("pack");
     assert_eq!((after.pack.state, after.version), (PackState::Supplied, 2));
     assert_eq!(after.pack, supplied(&before.pack, "DE-PH-1", 5));
-    assert!(store.alert("al-1").expect("read").is_some());
-    assert_eq!(store.pending().expect("pending"), 1);
-    assert_eq!(store.idempotency("cl_a", "t1").expect("read"), Some(idem("t1")));
-    let trail = store.audit_by_subject("GTIN/09501101530003/S1").expect("audit");
+    assert!(store.alert("al-1").await.expect("read").is_some());
+    assert_eq!(store.pending().await.expect("pending"), 1);
+    assert_eq!(store.idempotency("cl_a", "t1").await.expect("read"), Some(idem("t1")));
+    let trail = store.audit_by_subject("GTIN/09501101530003/S1").await.expect("audit");
     assert_eq!(trail.len(), 1);
     assert_eq!(trail[0].entry.operation, "supply");
 }
@@ -338,7 +342,7 @@ pub async fn a_stale_pack_version_conflicts_and_writes_nothing(
     key: ed25519_dalek::VerifyingKey,
 ) {
     seed(&store, &["S1"]).await;
-    let p = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
+    let p = store.pack(&gtin(), &serial("S1")).await.expect("read").expect("pack");
     let write = |v| UnitOfWork {
         packs: vec![PackWrite {
             product_code: gtin(),
@@ -353,15 +357,18 @@ pub async fn a_stale_pack_version_conflicts_and_writes_nothing(
     store.commit(write(p.version)).await.expect("first commits");
     let err = store.commit(write(p.version)).await.expect_err("second conflicts");
     assert!(matches!(err, StoreError::Conflict(Conflict::PackVersion { .. })), "{err}");
-    assert!(store.alert(&format!("al-v{}", p.version)).expect("read").is_some());
-    assert_eq!(store.alerts(&AlertFilter { limit: 10, ..AlertFilter::default() }).expect("alerts").len(), 1);
-    assert_eq!(store.audit_by_subject("GTIN/09501101530003/S1").expect("audit").len(), 1);
+    assert!(store.alert(&format!("al-v{}", p.version)).await.expect("read").is_some());
+    assert_eq!(
+        store.alerts(&AlertFilter { limit: 10, ..AlertFilter::default() }).await.expect("alerts").len(),
+        1
+    );
+    assert_eq!(store.audit_by_subject("GTIN/09501101530003/S1").await.expect("audit").len(), 1);
     // The chain continues without a gap after the refused unit.
     store
         .commit(UnitOfWork { audit: vec![entry("verify", "x")], ..UnitOfWork::default() })
         .await
         .expect("commits");
-    assert_eq!(verify_audit(&store, key), 2);
+    assert_eq!(verify_audit(&store, key).await, 2);
 }
 
 /// The same client transaction id cannot be committed twice.
@@ -374,8 +381,8 @@ pub async fn a_reused_idempotency_key_conflicts(store: Arc<dyn Store>, _key: ed2
     store.commit(uow.clone()).await.expect("first commits");
     let err = store.commit(uow).await.expect_err("second conflicts");
     assert_eq!(err, StoreError::Conflict(Conflict::IdempotencyKey));
-    assert_eq!(store.idempotency("cl_a", "t9").expect("read"), Some(idem("t9")));
-    assert_eq!(store.idempotency("cl_b", "t9").expect("read"), None, "keys are per client");
+    assert_eq!(store.idempotency("cl_a", "t9").await.expect("read"), Some(idem("t9")));
+    assert_eq!(store.idempotency("cl_b", "t9").await.expect("read"), None, "keys are per client");
 }
 
 /// An inbound message id is applied once; its redelivery conflicts and changes nothing.
@@ -393,8 +400,8 @@ pub async fn an_inbound_message_applies_once(store: Arc<dyn Store>, _key: ed2551
     assert_eq!(done.packs_created, 2);
     let err = store.commit(uow(&["C"])).await.expect_err("redelivery conflicts");
     assert_eq!(err, StoreError::Conflict(Conflict::InboxMessage));
-    assert!(store.pack(&gtin(), &serial("C")).expect("read").is_none());
-    assert_eq!(store.pack_count().expect("count"), 2);
+    assert!(store.pack(&gtin(), &serial("C")).await.expect("read").is_none());
+    assert_eq!(store.pack_count().await.expect("count"), 2);
 }
 
 /// Two alerts with one source key: the second is skipped and reported, the rest of its unit commits.
@@ -402,7 +409,7 @@ pub async fn one_source_event_raises_one_alert(store: Arc<dyn Store>, _key: ed25
     let u = |id: &str| UnitOfWork { alerts: vec![alert(id, "cl_a/t1")], ..UnitOfWork::default() };
     assert!(store.commit(u("al-1")).await.expect("commits").alerts_skipped.is_empty());
     assert_eq!(store.commit(u("al-2")).await.expect("commits").alerts_skipped, vec!["al-2".to_owned()]);
-    assert!(store.alert("al-2").expect("read").is_none());
+    assert!(store.alert("al-2").await.expect("read").is_none());
 }
 
 /// Alert status changes apply only from the status they were decided on.
@@ -427,7 +434,7 @@ pub async fn alert_status_changes_need_the_expected_status(
     store.commit(upd(AlertStatus::Open)).await.expect("moves");
     let err = store.commit(upd(AlertStatus::Open)).await.expect_err("stale");
     assert_eq!(err, StoreError::Conflict(Conflict::AlertStatus));
-    let a = store.alert("al-1").expect("read").expect("alert");
+    let a = store.alert("al-1").await.expect("read").expect("alert");
     assert_eq!((a.status, a.comment.as_deref()), (AlertStatus::Investigating, Some("looking")));
 }
 
@@ -445,18 +452,22 @@ pub async fn alerts_are_listed_by_filter_in_id_order(
         alerts.push(a);
     }
     store.commit(UnitOfWork { alerts, ..UnitOfWork::default() }).await.expect("raise");
-    let ids = |f: AlertFilter| store.alerts(&f).expect("list").into_iter().map(|a| a.id).collect::<Vec<_>>();
-    assert_eq!(ids(AlertFilter { limit: 2, ..AlertFilter::default() }), ["al-0", "al-1"]);
+    let ids = async |f: AlertFilter| {
+        store.alerts(&f).await.expect("list").into_iter().map(|a| a.id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(AlertFilter { limit: 2, ..AlertFilter::default() }).await, ["al-0", "al-1"]);
     assert_eq!(
-        ids(AlertFilter { limit: 2, after: Some("al-1".into()), ..AlertFilter::default() }),
+        ids(AlertFilter { limit: 2, after: Some("al-1".into()), ..AlertFilter::default() }).await,
         ["al-2", "al-3"]
     );
     assert_eq!(
-        ids(AlertFilter { limit: 9, client_id: Some("cl_b".into()), ..AlertFilter::default() }),
+        ids(AlertFilter { limit: 9, client_id: Some("cl_b".into()), ..AlertFilter::default() }).await,
         ["al-1", "al-3"]
     );
     assert!(
-        ids(AlertFilter { limit: 9, status: Some(AlertStatus::Closed), ..AlertFilter::default() }).is_empty()
+        ids(AlertFilter { limit: 9, status: Some(AlertStatus::Closed), ..AlertFilter::default() })
+            .await
+            .is_empty()
     );
 }
 
@@ -466,7 +477,7 @@ pub async fn new_packs_leave_existing_serials_alone(
     _key: ed25519_dalek::VerifyingKey,
 ) {
     seed(&store, &["S1"]).await;
-    let p = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
+    let p = store.pack(&gtin(), &serial("S1")).await.expect("read").expect("pack");
     let w = PackWrite {
         product_code: gtin(),
         serial: serial("S1"),
@@ -482,7 +493,7 @@ pub async fn new_packs_leave_existing_serials_alone(
     let done =
         store.commit(UnitOfWork { new_packs: vec![np], ..UnitOfWork::default() }).await.expect("commits");
     assert_eq!(done.packs_created, 1);
-    let p = store.pack(&gtin(), &serial("S1")).expect("read").expect("pack");
+    let p = store.pack(&gtin(), &serial("S1")).await.expect("read").expect("pack");
     assert_eq!((p.pack.state, p.pack.batch.as_str()), (PackState::Supplied, "LOT1"));
     let err = store
         .commit(UnitOfWork {
@@ -505,17 +516,19 @@ pub async fn products_and_batches_read_back_exactly(
     _key: ed25519_dalek::VerifyingKey,
 ) {
     seed(&store, &[]).await;
-    let p = store.product(&gtin()).expect("read").expect("product");
+    let p = store.product(&gtin()).await.expect("read").expect("product");
     assert_eq!(
         (p.name.as_str(), p.owner.as_str(), p.withdrawn, p.version),
         ("Examplomab 10 mg", "obp-1", false, 1)
     );
-    let b = store.batch(&gtin(), &Batch::new("LOT1").expect("batch")).expect("read").expect("batch");
+    let b = store.batch(&gtin(), &Batch::new("LOT1").expect("batch")).await.expect("read").expect("batch");
     assert_eq!(b.expiry.as_str(), "271200");
     assert_eq!(b.expiry.date().to_string(), "2027-12-31");
     assert_eq!(b.markets.iter().map(|m| m.as_str()).collect::<Vec<_>>(), ["DE", "FR"]);
-    assert!(store.batch(&gtin(), &Batch::new("NOPE").expect("batch")).expect("read").is_none());
-    assert!(store.product(&ProductCode::gtin("05601234567892").expect("gtin")).expect("read").is_none());
+    assert!(store.batch(&gtin(), &Batch::new("NOPE").expect("batch")).await.expect("read").is_none());
+    assert!(
+        store.product(&ProductCode::gtin("05601234567892").expect("gtin")).await.expect("read").is_none()
+    );
 }
 
 /// The outbox hands out one message per ordering key, oldest first; failures back off, dead
@@ -535,21 +548,24 @@ pub async fn outbox_delivers_in_order_per_key_and_keeps_dead_letters(
     store.commit(UnitOfWork { outbox, ..UnitOfWork::default() }).await.expect("commits");
     let far = Timestamp::from_unix_millis(i64::MAX / 2);
     let ids = |v: Vec<StoredOutboxMessage>| v.into_iter().map(|m| m.message.message_id).collect::<Vec<_>>();
-    let due = store.due(far, 10).expect("due");
+    let due = store.due(far, 10).await.expect("due");
     assert_eq!(ids(due.clone()), ["a1", "b1"]);
-    store.failed(due[0].seq, "timeout", far, false).expect("failed");
-    let again = store.due(far, 10).expect("due");
+    store.failed(due[0].seq, "timeout", far, false).await.expect("failed");
+    let again = store.due(far, 10).await.expect("due");
     assert_eq!(again[0].attempts, 1);
     assert_eq!(again[0].last_error.as_deref(), Some("timeout"));
-    assert!(store.due(at(0), 10).expect("due").iter().all(|m| m.message.message_id != "a1"), "backed off");
-    store.delivered(due[1].seq).expect("delivered");
-    store.failed(due[0].seq, "rejected", far, true).expect("dead");
-    assert_eq!(ids(store.dead_letters().expect("dead")), ["a1"]);
-    assert_eq!(ids(store.due(far, 10).expect("due")), ["a2"], "a dead letter no longer blocks its key");
-    assert!(store.replay(due[0].seq, at(0)).expect("replay"));
-    assert!(!store.replay(due[0].seq, at(0)).expect("replay"), "only dead letters replay");
-    assert_eq!(ids(store.due(far, 10).expect("due")), ["a1"]);
-    assert_eq!(store.pending().expect("pending"), 2);
+    assert!(
+        store.due(at(0), 10).await.expect("due").iter().all(|m| m.message.message_id != "a1"),
+        "backed off"
+    );
+    store.delivered(due[1].seq).await.expect("delivered");
+    store.failed(due[0].seq, "rejected", far, true).await.expect("dead");
+    assert_eq!(ids(store.dead_letters().await.expect("dead")), ["a1"]);
+    assert_eq!(ids(store.due(far, 10).await.expect("due")), ["a2"], "a dead letter no longer blocks its key");
+    assert!(store.replay(due[0].seq, at(0)).await.expect("replay"));
+    assert!(!store.replay(due[0].seq, at(0)).await.expect("replay"), "only dead letters replay");
+    assert_eq!(ids(store.due(far, 10).await.expect("due")), ["a1"]);
+    assert_eq!(store.pending().await.expect("pending"), 2);
 }
 
 /// Bulk results append in request order and the job is done when every row has one.
@@ -567,7 +583,7 @@ pub async fn bulk_progress_appends_results_in_order(
         created_at: at(0),
     };
     store.commit(UnitOfWork { new_bulk: Some(job), ..UnitOfWork::default() }).await.expect("accept");
-    assert_eq!(store.unfinished_bulks(10).expect("list").len(), 1);
+    assert_eq!(store.unfinished_bulks(10).await.expect("list").len(), 1);
     let progress = |from, results: &[&str]| UnitOfWork {
         bulk_progress: Some(BulkProgress {
             id: "bk-1".into(),
@@ -577,14 +593,14 @@ pub async fn bulk_progress_appends_results_in_order(
         ..UnitOfWork::default()
     };
     store.commit(progress(0, &["r0", "r1"])).await.expect("progress");
-    assert_eq!(store.bulk("bk-1").expect("read").expect("job").status, BulkStatus::Running);
+    assert_eq!(store.bulk("bk-1").await.expect("read").expect("job").status, BulkStatus::Running);
     let err = store.commit(progress(0, &["x"])).await.expect_err("stale progress");
     assert_eq!(err, StoreError::Conflict(Conflict::BulkProgress));
     store.commit(progress(2, &["r2"])).await.expect("progress");
-    let job = store.bulk("bk-1").expect("read").expect("job");
+    let job = store.bulk("bk-1").await.expect("read").expect("job");
     assert_eq!((job.status, job.done_rows), (BulkStatus::Done, 3));
-    assert_eq!(store.bulk_results("bk-1").expect("results"), ["r0", "r1", "r2"]);
-    assert!(store.unfinished_bulks(10).expect("list").is_empty());
+    assert_eq!(store.bulk_results("bk-1").await.expect("results"), ["r0", "r1", "r2"]);
+    assert!(store.unfinished_bulks(10).await.expect("list").is_empty());
 }
 
 /// Hundreds of concurrent commits all succeed, and the audit trail is one unbroken chain.
@@ -608,9 +624,9 @@ pub async fn many_concurrent_commits_are_all_durable_and_the_audit_chain_verifie
         t.await.expect("task").expect("commits");
     }
     for i in 0..400 {
-        assert!(store.idempotency("cl_a", &format!("t{i}")).expect("read").is_some());
+        assert!(store.idempotency("cl_a", &format!("t{i}")).await.expect("read").is_some());
     }
-    assert_eq!(verify_audit(&store, key), 400);
+    assert_eq!(verify_audit(&store, key).await, 400);
 }
 
 /// Clients and token-signing keys are stored and rotated.
@@ -626,10 +642,10 @@ pub async fn clients_and_signing_keys_round_trip(store: Arc<dyn Store>, _key: ed
         disabled: false,
         last_used_at: None,
     };
-    store.create_client(&client).expect("create");
-    assert!(matches!(store.create_client(&client), Err(StoreError::Conflict(_))));
-    assert_eq!(store.client("cl_a").expect("read"), Some(client.clone()));
-    assert_eq!(store.clients().expect("list"), vec![client]);
+    store.create_client(&client).await.expect("create");
+    assert!(matches!(store.create_client(&client).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.client("cl_a").await.expect("read"), Some(client.clone()));
+    assert_eq!(store.clients().await.expect("list"), vec![client]);
     let k = |kid: &str, n| KeyRecord {
         kid: kid.into(),
         secret: [n; 32],
@@ -638,9 +654,9 @@ pub async fn clients_and_signing_keys_round_trip(store: Arc<dyn Store>, _key: ed
         retired_at: None,
         revoked_at: None,
     };
-    store.rotate_key(&k("k1", 1), at(1)).expect("first key");
-    store.rotate_key(&k("k2", 2), at(2)).expect("second key");
-    let keys = store.keys().expect("keys");
+    store.rotate_key(&k("k1", 1), at(1)).await.expect("first key");
+    store.rotate_key(&k("k2", 2), at(2)).await.expect("second key");
+    let keys = store.keys().await.expect("keys");
     assert_eq!(keys.len(), 2);
     assert_eq!((keys[0].active, keys[0].retired_at), (false, Some(at(2))));
     assert_eq!((keys[1].active, keys[1].kid.as_str()), (true, "k2"));
@@ -655,22 +671,23 @@ pub async fn a_pack_context_reads_everything_a_request_needs(
     seed(&store, &["S1"]).await;
     let lot1 = Batch::new("LOT1").expect("batch");
     let lot9 = Batch::new("LOT9").expect("batch");
-    let ctx = store.pack_context(Some(("cl_a", "t1")), &gtin(), &serial("S1"), &lot1).expect("context");
+    let ctx = store.pack_context(Some(("cl_a", "t1")), &gtin(), &serial("S1"), &lot1).await.expect("context");
     assert!(ctx.idempotency.is_none());
     assert_eq!(ctx.product.as_ref().map(|p| p.name.as_str()), Some("Examplomab 10 mg"));
     let (p, b) = ctx.pack.expect("pack");
     assert_eq!((p.pack.state, p.version, b.batch.as_str()), (PackState::Active, 1, "LOT1"));
     assert!(ctx.requested_batch_known);
-    let other = store.pack_context(None, &gtin(), &serial("S2"), &lot9).expect("context");
+    let other = store.pack_context(None, &gtin(), &serial("S2"), &lot9).await.expect("context");
     assert!(other.pack.is_none() && !other.requested_batch_known && other.product.is_some());
     let unknown = ProductCode::gtin("05601234567892").expect("gtin");
-    let none = store.pack_context(None, &unknown, &serial("S1"), &lot1).expect("context");
+    let none = store.pack_context(None, &unknown, &serial("S1"), &lot1).await.expect("context");
     assert_eq!(none, PackContext::default());
     store
         .commit(UnitOfWork { idempotency: Some(idem("t1")), ..UnitOfWork::default() })
         .await
         .expect("commit");
-    let replay = store.pack_context(Some(("cl_a", "t1")), &gtin(), &serial("S1"), &lot1).expect("context");
+    let replay =
+        store.pack_context(Some(("cl_a", "t1")), &gtin(), &serial("S1"), &lot1).await.expect("context");
     assert_eq!(replay.idempotency, Some(idem("t1")));
 }
 
@@ -685,7 +702,7 @@ pub async fn a_refused_unit_is_answered_as_refused_beside_outbox_bookkeeping(
     // Many rounds, so that some groups hold bookkeeping ahead of a unit.
     for _ in 0..200 {
         let s = store.clone();
-        let bookkeeping = tokio::task::spawn_blocking(move || s.delivered(999_999));
+        let bookkeeping = tokio::spawn(async move { s.delivered(999_999).await });
         let s = store.clone();
         let unit = tokio::spawn(async move { s.commit(applied()).await });
         bookkeeping.await.expect("task").expect("bookkeeping");
@@ -716,18 +733,22 @@ pub async fn a_claimed_outbox_message_waits_for_its_lease(
     // Later than any clock an engine's test gives it, so every message is due.
     let t = |n: i64| Timestamp::from_unix_millis(i64::MAX / 4 + n);
     let ids = |v: &[StoredOutboxMessage]| v.iter().map(|m| m.message.message_id.clone()).collect::<Vec<_>>();
-    let first = store.claim_due(t(10), t(1_000), 2).expect("claim");
+    let first = store.claim_due(t(10), t(1_000), 2).await.expect("claim");
     assert_eq!(ids(&first), ["a1", "b1"]);
-    let second = store.claim_due(t(20), t(1_000), 10).expect("claim");
+    let second = store.claim_due(t(20), t(1_000), 10).await.expect("claim");
     assert_eq!(ids(&second), ["c1"], "claimed messages, and the rest of their keys, wait");
-    assert!(store.claim_due(t(30), t(1_000), 10).expect("claim").is_empty());
-    store.delivered(first[0].seq).expect("delivered");
-    assert_eq!(ids(&store.claim_due(t(40), t(1_000), 10).expect("claim")), ["a2"], "the next of its key");
-    let after = store.claim_due(t(1_001), t(2_000), 10).expect("claim");
+    assert!(store.claim_due(t(30), t(1_000), 10).await.expect("claim").is_empty());
+    store.delivered(first[0].seq).await.expect("delivered");
+    assert_eq!(
+        ids(&store.claim_due(t(40), t(1_000), 10).await.expect("claim")),
+        ["a2"],
+        "the next of its key"
+    );
+    let after = store.claim_due(t(1_001), t(2_000), 10).await.expect("claim");
     assert_eq!(ids(&after), ["a2", "b1", "c1"], "a relay that died is taken over when its lease ends");
     assert_eq!(after[1].attempts, 0, "a lease is not a failed attempt");
-    store.failed(after[1].seq, "timeout", t(1_500), false).expect("failed");
-    assert_eq!(ids(&store.claim_due(t(1_600), t(3_000), 10).expect("claim")), ["b1"]);
+    store.failed(after[1].seq, "timeout", t(1_500), false).await.expect("failed");
+    assert_eq!(ids(&store.claim_due(t(1_600), t(3_000), 10).await.expect("claim")), ["b1"]);
 }
 
 /// One worker holds a bulk job at a time; another takes it only when the lease ends or is given up.
@@ -745,19 +766,22 @@ pub async fn a_bulk_job_is_leased_to_one_worker_at_a_time(
         created_at: at(0),
     };
     store.commit(UnitOfWork { new_bulk: Some(job), ..UnitOfWork::default() }).await.expect("accept");
-    assert!(store.claim_bulk("bk-9", "node-a", at(0), at(100)).expect("claim"));
-    assert!(!store.claim_bulk("bk-9", "node-b", at(50), at(150)).expect("claim"), "held by node-a");
-    assert!(store.claim_bulk("bk-9", "node-a", at(60), at(200)).expect("renew"), "the holder renews");
-    assert!(!store.claim_bulk("bk-9", "node-b", at(150), at(250)).expect("claim"), "renewed lease holds");
+    assert!(store.claim_bulk("bk-9", "node-a", at(0), at(100)).await.expect("claim"));
+    assert!(!store.claim_bulk("bk-9", "node-b", at(50), at(150)).await.expect("claim"), "held by node-a");
+    assert!(store.claim_bulk("bk-9", "node-a", at(60), at(200)).await.expect("renew"), "the holder renews");
     assert!(
-        store.claim_bulk("bk-9", "node-b", at(201), at(300)).expect("claim"),
+        !store.claim_bulk("bk-9", "node-b", at(150), at(250)).await.expect("claim"),
+        "renewed lease holds"
+    );
+    assert!(
+        store.claim_bulk("bk-9", "node-b", at(201), at(300)).await.expect("claim"),
         "taken over after the lease"
     );
-    assert!(!store.claim_bulk("bk-9", "node-a", at(210), at(310)).expect("claim"), "node-a lost it");
-    store.release_bulk("bk-9", "node-a").expect("release by a non-holder does nothing");
-    assert!(!store.claim_bulk("bk-9", "node-a", at(220), at(320)).expect("claim"));
-    store.release_bulk("bk-9", "node-b").expect("release");
-    assert!(store.claim_bulk("bk-9", "node-a", at(230), at(330)).expect("claim"), "free after release");
+    assert!(!store.claim_bulk("bk-9", "node-a", at(210), at(310)).await.expect("claim"), "node-a lost it");
+    store.release_bulk("bk-9", "node-a").await.expect("release by a non-holder does nothing");
+    assert!(!store.claim_bulk("bk-9", "node-a", at(220), at(320)).await.expect("claim"));
+    store.release_bulk("bk-9", "node-b").await.expect("release");
+    assert!(store.claim_bulk("bk-9", "node-a", at(230), at(330)).await.expect("claim"), "free after release");
     let done = UnitOfWork {
         bulk_progress: Some(BulkProgress {
             id: "bk-9".into(),
@@ -768,10 +792,10 @@ pub async fn a_bulk_job_is_leased_to_one_worker_at_a_time(
     };
     store.commit(done).await.expect("progress");
     assert!(
-        !store.claim_bulk("bk-9", "node-a", at(240), at(340)).expect("claim"),
+        !store.claim_bulk("bk-9", "node-a", at(240), at(340)).await.expect("claim"),
         "a done job is never claimed"
     );
-    assert!(!store.claim_bulk("bk-0", "node-a", at(240), at(340)).expect("claim"), "no such job");
+    assert!(!store.claim_bulk("bk-0", "node-a", at(240), at(340)).await.expect("claim"), "no such job");
 }
 
 fn client_record(id: &str) -> ClientRecord {
@@ -804,21 +828,21 @@ pub async fn a_client_is_cut_off_and_let_back_in_with_its_audit_record(
     key: ed25519_dalek::VerifyingKey,
 ) {
     for id in ["cl_b", "cl_a", "cl_c"] {
-        store.create_client(&client_record(id)).expect("create");
+        store.create_client(&client_record(id)).await.expect("create");
     }
-    assert!(store.disabled_clients().expect("read").is_empty());
+    assert!(store.disabled_clients().await.expect("read").is_empty());
     store.commit(change("cl_c", Some(true), None)).await.expect("disable");
     store.commit(change("cl_a", Some(true), None)).await.expect("disable");
-    assert_eq!(store.disabled_clients().expect("read"), ["cl_a", "cl_c"]);
-    let a = store.client("cl_a").expect("read").expect("client");
+    assert_eq!(store.disabled_clients().await.expect("read"), ["cl_a", "cl_c"]);
+    let a = store.client("cl_a").await.expect("read").expect("client");
     assert!(a.disabled);
     assert_eq!(a, ClientRecord { disabled: true, ..client_record("cl_a") }, "nothing else changed");
     store.commit(change("cl_a", Some(false), None)).await.expect("enable");
-    assert_eq!(store.disabled_clients().expect("read"), ["cl_c"]);
-    assert!(!store.client("cl_a").expect("read").expect("client").disabled);
+    assert_eq!(store.disabled_clients().await.expect("read"), ["cl_c"]);
+    assert!(!store.client("cl_a").await.expect("read").expect("client").disabled);
     let unknown = store.commit(change("cl_nobody", Some(true), None)).await;
     assert!(matches!(unknown, Err(StoreError::Conflict(Conflict::Missing(_)))), "{unknown:?}");
-    assert_eq!(verify_audit(&store, key), 3, "the refused change left no audit record");
+    assert_eq!(verify_audit(&store, key).await, 3, "the refused change left no audit record");
 }
 
 /// The instant a client was last seen only moves forward, whichever node reports it first, and
@@ -827,10 +851,10 @@ pub async fn a_client_keeps_the_latest_instant_it_was_seen(
     store: Arc<dyn Store>,
     _key: ed25519_dalek::VerifyingKey,
 ) {
-    store.create_client(&client_record("cl_a")).expect("create");
-    store.create_client(&client_record("cl_b")).expect("create");
-    let seen = |id: &str| store.client(id).expect("read").expect("client").last_used_at;
-    assert_eq!(seen("cl_a"), None);
+    store.create_client(&client_record("cl_a")).await.expect("create");
+    store.create_client(&client_record("cl_b")).await.expect("create");
+    let seen = async |id: &str| store.client(id).await.expect("read").expect("client").last_used_at;
+    assert_eq!(seen("cl_a").await, None);
     let uow = UnitOfWork {
         client_changes: vec![
             ClientChange { client_id: "cl_a".into(), disabled: None, used_at: Some(at(500)) },
@@ -839,18 +863,18 @@ pub async fn a_client_keeps_the_latest_instant_it_was_seen(
         ..UnitOfWork::default()
     };
     store.commit(uow).await.expect("seen");
-    assert_eq!((seen("cl_a"), seen("cl_b")), (Some(at(500)), Some(at(100))));
+    assert_eq!((seen("cl_a").await, seen("cl_b").await), (Some(at(500)), Some(at(100))));
     store.commit(change("cl_a", None, Some(at(300)))).await.expect("an older report");
-    assert_eq!(seen("cl_a"), Some(at(500)), "an older instant does not move it back");
+    assert_eq!(seen("cl_a").await, Some(at(500)), "an older instant does not move it back");
     store.commit(change("cl_a", Some(true), Some(at(900)))).await.expect("seen and cut off");
-    let a = store.client("cl_a").expect("read").expect("client");
+    let a = store.client("cl_a").await.expect("read").expect("client");
     assert_eq!((a.last_used_at, a.disabled), (Some(at(900)), true));
     store.commit(change("cl_a", None, Some(at(950)))).await.expect("seen");
     assert!(
-        store.client("cl_a").expect("read").expect("client").disabled,
+        store.client("cl_a").await.expect("read").expect("client").disabled,
         "a report of use keeps it cut off"
     );
-    assert_eq!(store.clients().expect("list").iter().filter_map(|c| c.last_used_at).count(), 2);
+    assert_eq!(store.clients().await.expect("list").iter().filter_map(|c| c.last_used_at).count(), 2);
 }
 
 /// A key that no longer signs is revoked at once and keeps its first revocation time; the active
@@ -867,8 +891,8 @@ pub async fn a_retired_key_is_revoked_and_the_active_one_is_not(
         retired_at: None,
         revoked_at: None,
     };
-    store.rotate_key(&k("k1", 1), at(1)).expect("first key");
-    store.rotate_key(&k("k2", 2), at(2)).expect("second key");
+    store.rotate_key(&k("k1", 1), at(1)).await.expect("first key");
+    store.rotate_key(&k("k2", 2), at(2)).await.expect("second key");
     let revoke = |kid: &str, n| UnitOfWork {
         key_revocation: Some(KeyRevocation { kid: kid.into(), at: at(n) }),
         audit: vec![entry("retire-token-key", &format!("key/{kid}"))],
@@ -878,13 +902,13 @@ pub async fn a_retired_key_is_revoked_and_the_active_one_is_not(
         let r = store.commit(revoke(kid, 5)).await;
         assert!(matches!(r, Err(StoreError::Conflict(Conflict::Missing(_)))), "{kid}: {r:?}");
     }
-    assert!(store.keys().expect("keys").iter().all(|k| k.revoked_at.is_none()));
+    assert!(store.keys().await.expect("keys").iter().all(|k| k.revoked_at.is_none()));
     store.commit(revoke("k1", 10)).await.expect("revoke the retired key");
     store.commit(revoke("k1", 20)).await.expect("revoking again changes nothing");
-    let keys = store.keys().expect("keys");
+    let keys = store.keys().await.expect("keys");
     assert_eq!((keys[0].kid.as_str(), keys[0].revoked_at), ("k1", Some(at(10))));
     assert_eq!((keys[1].kid.as_str(), keys[1].active, keys[1].revoked_at), ("k2", true, None));
-    assert_eq!(verify_audit(&store, key), 2);
+    assert_eq!(verify_audit(&store, key).await, 2);
 }
 
 /// A heartbeat is a unit of work like any other: it commits, again and again for one node, and

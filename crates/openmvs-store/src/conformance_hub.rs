@@ -260,29 +260,32 @@ fn ids(v: Vec<StoredOutboxMessage>) -> Vec<String> {
     v.into_iter().map(|m| m.message.message_id).collect()
 }
 
-fn upload_status(store: &Arc<dyn HubStore>, id: &str) -> (UploadStatus, Vec<(MarketCode, MarketDelivery)>) {
-    let u = store.upload(id).expect("read").expect("upload");
+async fn upload_status(
+    store: &Arc<dyn HubStore>,
+    id: &str,
+) -> (UploadStatus, Vec<(MarketCode, MarketDelivery)>) {
+    let u = store.upload(id).await.expect("read").expect("upload");
     (u.status, u.markets.iter().map(|mk| (mk.market, mk.status)).collect())
 }
 
 /// Delivers the next due message for `destination` and returns its id.
-fn deliver_next(store: &Arc<dyn HubStore>, destination: &str) -> String {
-    let due = store.due(destination, far(), 1).expect("due");
+async fn deliver_next(store: &Arc<dyn HubStore>, destination: &str) -> String {
+    let due = store.due(destination, far(), 1).await.expect("due");
     let next = due.first().unwrap_or_else(|| panic!("a message is due for {destination}"));
-    store.delivered(next.seq).expect("delivered");
+    store.delivered(next.seq).await.expect("delivered");
     next.message.message_id.clone()
 }
 
-fn verify_audit(store: &Arc<dyn HubStore>, key: ed25519_dalek::VerifyingKey) -> u64 {
+async fn verify_audit(store: &Arc<dyn HubStore>, key: ed25519_dalek::VerifyingKey) -> u64 {
     let mut v = Verifier::new([key]);
     // Checkpoints go first: each waits for the record it signs.
-    for cp in store.checkpoints().expect("checkpoints") {
+    for cp in store.checkpoints().await.expect("checkpoints") {
         v.checkpoint(&cp).expect("checkpoint verifies");
     }
     let mut after = 0;
     let mut n = 0;
     loop {
-        let page = store.audit_page(after, 1000).expect("audit page");
+        let page = store.audit_page(after, 1000).await.expect("audit page");
         if page.is_empty() {
             break;
         }
@@ -330,17 +333,17 @@ pub async fn every_part_of_a_unit_commits_together_or_not_at_all(
     let done = store.commit(whole).await.expect("commits");
     assert_eq!(done.audit_seqs, [1]);
     assert_eq!(done.duplicate_serials, [Vec::<usize>::new()]);
-    let o = store.obp("obp-1").expect("read").expect("obp");
+    let o = store.obp("obp-1").await.expect("read").expect("obp");
     assert_eq!(o.callback_url.as_deref(), Some("https://obp.example/cb"));
-    assert_eq!(store.product(&gtin()).expect("read").expect("product").owner, "obp-1");
-    assert!(store.product_version(&gtin(), 1).expect("read").is_some());
-    assert!(store.batch(&gtin(), &lot("LOT1")).expect("read").is_some());
-    assert_eq!(store.digest_count(&gtin()).expect("count"), 2);
-    let u = store.upload("up-1").expect("read").expect("upload");
+    assert_eq!(store.product(&gtin()).await.expect("read").expect("product").owner, "obp-1");
+    assert!(store.product_version(&gtin(), 1).await.expect("read").is_some());
+    assert!(store.batch(&gtin(), &lot("LOT1")).await.expect("read").is_some());
+    assert_eq!(store.digest_count(&gtin()).await.expect("count"), 2);
+    let u = store.upload("up-1").await.expect("read").expect("upload");
     assert_eq!((u.status, u.received, u.rejected), (UploadStatus::Received, 3, 1));
     assert!(u.markets.iter().all(|mk| (mk.chunks_sent, mk.chunks_acked) == (1, 0)), "{u:?}");
-    assert!(store.alert("al-1").expect("read").is_some());
-    assert_eq!(store.pending().expect("pending"), 3);
+    assert!(store.alert("al-1").await.expect("read").is_some());
+    assert_eq!(store.pending().await.expect("pending"), 3);
 
     // Every part new except one product version that exists.
     let refused = HubUnitOfWork {
@@ -362,13 +365,13 @@ pub async fn every_part_of_a_unit_commits_together_or_not_at_all(
     };
     let err = store.commit(refused).await.expect_err("a version that exists refuses the unit");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert!(store.obp("obp-2").expect("read").is_none());
-    assert!(store.product_version(&gtin(), 2).expect("read").is_none());
-    assert!(store.present(&gtin(), &[digest("S3")]).expect("read").is_empty());
-    assert!(store.upload("up-2").expect("read").is_none());
-    assert_eq!(store.upload("up-1").expect("read").expect("upload").received, 3);
-    assert!(store.alert("al-2").expect("read").is_none());
-    assert_eq!(store.pending().expect("pending"), 3);
+    assert!(store.obp("obp-2").await.expect("read").is_none());
+    assert!(store.product_version(&gtin(), 2).await.expect("read").is_none());
+    assert!(store.present(&gtin(), &[digest("S3")]).await.expect("read").is_empty());
+    assert!(store.upload("up-2").await.expect("read").is_none());
+    assert_eq!(store.upload("up-1").await.expect("read").expect("upload").received, 3);
+    assert!(store.alert("al-2").await.expect("read").is_none());
+    assert_eq!(store.pending().await.expect("pending"), 3);
     // The refused unit's inbox id was not recorded either.
     let next = HubUnitOfWork {
         inbox: Some("DE-m2".into()),
@@ -376,7 +379,7 @@ pub async fn every_part_of_a_unit_commits_together_or_not_at_all(
         ..HubUnitOfWork::default()
     };
     assert_eq!(store.commit(next).await.expect("commits").audit_seqs, [2]);
-    assert_eq!(verify_audit(&store, key), 2);
+    assert_eq!(verify_audit(&store, key).await, 2);
 }
 
 /// Product versions are immutable: storing one that exists conflicts and changes nothing.
@@ -392,14 +395,14 @@ pub async fn inserting_a_product_version_that_exists_conflicts(
         .await
         .expect_err("version 1 exists");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert_eq!(store.product_version(&gtin(), 1).expect("read"), Some(version(1, &["DE", "FR", "SE"])));
+    assert_eq!(store.product_version(&gtin(), 1).await.expect("read"), Some(version(1, &["DE", "FR", "SE"])));
     let next = HubUnitOfWork {
         product_versions: vec![version(2, &["DE", "FR"])],
         products: vec![write(product("obp-1", 2, &[]), Some(1))],
         ..HubUnitOfWork::default()
     };
     store.commit(next).await.expect("a new version commits");
-    assert_eq!(store.product(&gtin()).expect("read").expect("product").current_version, 2);
+    assert_eq!(store.product(&gtin()).await.expect("read").expect("product").current_version, 2);
 }
 
 /// The first OBP to upload a product code owns it: a second creation conflicts, an update never
@@ -416,14 +419,14 @@ pub async fn the_first_obp_to_upload_a_product_owns_it(
     };
     let err = store.commit(second).await.expect_err("the product exists");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert!(store.obp("obp-2").expect("read").is_none(), "nothing of the unit landed");
+    assert!(store.obp("obp-2").await.expect("read").is_none(), "nothing of the unit landed");
     let update = |expected| HubUnitOfWork {
         product_versions: vec![version(expected + 1, &["DE"])],
         products: vec![write(product("obp-2", expected + 1, &[]), Some(expected))],
         ..HubUnitOfWork::default()
     };
     store.commit(update(1)).await.expect("an update from the current version commits");
-    let p = store.product(&gtin()).expect("read").expect("product");
+    let p = store.product(&gtin()).await.expect("read").expect("product");
     assert_eq!((p.owner.as_str(), p.current_version, p.created_at), ("obp-1", 2, at(0)));
     let stale = HubUnitOfWork {
         products: vec![write(product("obp-1", 3, &[]), Some(1))],
@@ -431,7 +434,7 @@ pub async fn the_first_obp_to_upload_a_product_owns_it(
     };
     let err = store.commit(stale).await.expect_err("version 1 is superseded");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert_eq!(store.product(&gtin()).expect("read").expect("product").current_version, 2);
+    assert_eq!(store.product(&gtin()).await.expect("read").expect("product").current_version, 2);
 }
 
 /// Withdrawal and recall apply to the markets named, and a later write that does not name them
@@ -445,28 +448,29 @@ pub async fn withdrawal_and_recall_are_per_market_and_irreversible(
         products: vec![write(product("obp-1", 1, withdrawn), Some(1))],
         ..HubUnitOfWork::default()
     };
-    let withdrawn =
-        |store: &Arc<dyn HubStore>| store.product(&gtin()).expect("read").expect("product").withdrawn;
+    let withdrawn = async |store: &Arc<dyn HubStore>| {
+        store.product(&gtin()).await.expect("read").expect("product").withdrawn
+    };
     store.commit(product_write(&["DE"])).await.expect("withdraw DE");
-    assert_eq!(withdrawn(&store), ms(&["DE"]));
+    assert_eq!(withdrawn(&store).await, ms(&["DE"]));
     store.commit(product_write(&[])).await.expect("a later write");
-    assert_eq!(withdrawn(&store), ms(&["DE"]), "a withdrawal is irreversible");
+    assert_eq!(withdrawn(&store).await, ms(&["DE"]), "a withdrawal is irreversible");
     store.commit(product_write(&["SE", "DE"])).await.expect("withdraw SE");
-    assert_eq!(withdrawn(&store), ms(&["DE", "SE"]));
+    assert_eq!(withdrawn(&store).await, ms(&["DE", "SE"]));
 
     let batch_write = |recalled: &[&str]| HubUnitOfWork {
         batches: vec![batch(&["DE", "FR", "SE"], recalled)],
         ..HubUnitOfWork::default()
     };
-    let recalled = |store: &Arc<dyn HubStore>| {
-        store.batch(&gtin(), &lot("LOT1")).expect("read").expect("batch").recalled
+    let recalled = async |store: &Arc<dyn HubStore>| {
+        store.batch(&gtin(), &lot("LOT1")).await.expect("read").expect("batch").recalled
     };
     store.commit(batch_write(&["FR"])).await.expect("recall FR");
-    assert_eq!(recalled(&store), ms(&["FR"]));
+    assert_eq!(recalled(&store).await, ms(&["FR"]));
     store.commit(batch_write(&[])).await.expect("a later write");
-    assert_eq!(recalled(&store), ms(&["FR"]), "a recall is irreversible");
+    assert_eq!(recalled(&store).await, ms(&["FR"]), "a recall is irreversible");
     store.commit(batch_write(&["DE"])).await.expect("recall DE");
-    assert_eq!(recalled(&store), ms(&["DE", "FR"]));
+    assert_eq!(recalled(&store).await, ms(&["DE", "FR"]));
 }
 
 /// A digest present already, from an earlier unit or earlier in the same one, is reported by its
@@ -490,10 +494,10 @@ pub async fn serial_digests_report_duplicates_within_one_unit_and_across_units(
     };
     assert_eq!(store.commit(second).await.expect("commits").duplicate_serials, [vec![1], vec![], vec![0]]);
     let probe = [digest("A"), digest("D"), digest("C")];
-    assert_eq!(store.present(&gtin(), &probe).expect("read"), [0, 2]);
-    assert_eq!(store.present(&other_gtin(), &probe).expect("read"), Vec::<usize>::new());
-    assert_eq!(store.digest_count(&gtin()).expect("count"), 3);
-    assert_eq!(store.digest_count(&other_gtin()).expect("count"), 1);
+    assert_eq!(store.present(&gtin(), &probe).await.expect("read"), [0, 2]);
+    assert_eq!(store.present(&other_gtin(), &probe).await.expect("read"), Vec::<usize>::new());
+    assert_eq!(store.digest_count(&gtin()).await.expect("count"), 3);
+    assert_eq!(store.digest_count(&other_gtin()).await.expect("count"), 1);
     assert!(SerialDigest::new(&[0; 15]).is_none() && SerialDigest::new(&[0; 33]).is_none());
     assert_eq!(SerialDigest::new(&[7; 32]).expect("32 bytes").as_bytes(), [7; 32]);
 }
@@ -511,8 +515,8 @@ pub async fn a_refused_unit_inserts_no_serial_digest(
         ..HubUnitOfWork::default()
     };
     store.commit(refused).await.expect_err("version 1 exists");
-    assert!(store.present(&gtin(), &[digest("X"), digest("Y")]).expect("read").is_empty());
-    assert_eq!(store.digest_count(&gtin()).expect("count"), 0);
+    assert!(store.present(&gtin(), &[digest("X"), digest("Y")]).await.expect("read").is_empty());
+    assert_eq!(store.digest_count(&gtin()).await.expect("count"), 0);
 
     let z = HubUnitOfWork {
         serials: vec![digests(gtin(), &["Z"], OnDuplicate::Refuse)],
@@ -535,9 +539,9 @@ pub async fn a_refused_unit_inserts_no_serial_digest(
     };
     let err = store.commit(raced).await.expect_err("Z is present");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert!(store.present(&gtin(), &[digest("W")]).expect("read").is_empty());
-    assert_eq!(store.pending().expect("pending"), 0);
-    assert_eq!(store.upload("up-1").expect("read").expect("upload").received, 0);
+    assert!(store.present(&gtin(), &[digest("W")]).await.expect("read").is_empty());
+    assert_eq!(store.pending().await.expect("pending"), 0);
+    assert_eq!(store.upload("up-1").await.expect("read").expect("upload").received, 0);
 }
 
 /// Chunks count as sent when stored and as acknowledged when delivered; a market is DISTRIBUTED
@@ -561,8 +565,8 @@ pub async fn an_upload_is_distributed_only_when_every_market_acknowledged_every_
     };
     store.commit(first).await.expect("first chunk");
     let pending = |s| (s, vec![(m("DE"), MarketDelivery::Pending), (m("FR"), MarketDelivery::Pending)]);
-    assert_eq!(upload_status(&store, "up-1"), pending(UploadStatus::Received));
-    assert_eq!(store.unfinished_uploads(10).expect("list").len(), 1);
+    assert_eq!(upload_status(&store, "up-1").await, pending(UploadStatus::Received));
+    assert_eq!(store.unfinished_uploads(10).await.expect("list").len(), 1);
     let second = HubUnitOfWork {
         upload_progress: Some(progress(2, vec![rejection(4), rejection(6)], None)),
         ..HubUnitOfWork::default()
@@ -570,10 +574,10 @@ pub async fn an_upload_is_distributed_only_when_every_market_acknowledged_every_
     store.commit(second).await.expect("second chunk");
 
     // Every chunk so far acknowledged by DE, but more may come: still pending.
-    assert_eq!(deliver_next(&store, "DE"), "c-de-1");
-    assert_eq!(deliver_next(&store, "DE"), "c-de-2");
-    assert_eq!(deliver_next(&store, "FR"), "c-fr-1");
-    assert_eq!(upload_status(&store, "up-1"), pending(UploadStatus::Received));
+    assert_eq!(deliver_next(&store, "DE").await, "c-de-1");
+    assert_eq!(deliver_next(&store, "DE").await, "c-de-2");
+    assert_eq!(deliver_next(&store, "FR").await, "c-fr-1");
+    assert_eq!(upload_status(&store, "up-1").await, pending(UploadStatus::Received));
 
     let last = HubUnitOfWork {
         upload_progress: Some(UploadProgress {
@@ -585,21 +589,21 @@ pub async fn an_upload_is_distributed_only_when_every_market_acknowledged_every_
     };
     store.commit(last).await.expect("validated");
     assert_eq!(
-        upload_status(&store, "up-1"),
+        upload_status(&store, "up-1").await,
         (
             UploadStatus::Validated,
             vec![(m("DE"), MarketDelivery::Distributed), (m("FR"), MarketDelivery::Pending)]
         )
     );
-    assert!(store.unfinished_uploads(10).expect("list").is_empty());
+    assert!(store.unfinished_uploads(10).await.expect("list").is_empty());
     let late = HubUnitOfWork { upload_progress: Some(progress(3, vec![], None)), ..HubUnitOfWork::default() };
     let err = store.commit(late).await.expect_err("an ended upload takes no more chunks");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
 
-    let fr2 = store.due("FR", far(), 1).expect("due")[0].seq;
-    store.delivered(fr2).expect("delivered");
-    store.delivered(fr2).expect("a second acknowledgement of one message is a no-op");
-    let u = store.upload("up-1").expect("read").expect("upload");
+    let fr2 = store.due("FR", far(), 1).await.expect("due")[0].seq;
+    store.delivered(fr2).await.expect("delivered");
+    store.delivered(fr2).await.expect("a second acknowledgement of one message is a no-op");
+    let u = store.upload("up-1").await.expect("read").expect("upload");
     assert_eq!((u.status, u.received, u.rejected), (UploadStatus::Distributed, 6, 3));
     assert!(
         u.markets
@@ -607,17 +611,18 @@ pub async fn an_upload_is_distributed_only_when_every_market_acknowledged_every_
             .all(|mk| (mk.chunks_sent, mk.chunks_acked, mk.status) == (2, 2, MarketDelivery::Distributed))
     );
     // Every rejection is kept, and pages by line.
-    let lines = |after, limit| {
+    let lines = async |after, limit| {
         store
             .upload_rejections("up-1", after, limit)
+            .await
             .expect("read")
             .into_iter()
             .map(|r| r.line)
             .collect::<Vec<_>>()
     };
-    assert_eq!(lines(0, 10), [2, 4, 6]);
-    assert_eq!(lines(2, 1), [4]);
-    assert_eq!(store.upload_rejections("up-1", 0, 1).expect("read"), [rejection(2)]);
+    assert_eq!(lines(0, 10).await, [2, 4, 6]);
+    assert_eq!(lines(2, 1).await, [4]);
+    assert_eq!(store.upload_rejections("up-1", 0, 1).await.expect("read"), [rejection(2)]);
 }
 
 /// A failed upload ends: it takes no more progress, and its markets stay PENDING even once the
@@ -639,16 +644,16 @@ pub async fn a_failed_upload_takes_no_more_chunks_and_its_markets_stay_pending(
         ..HubUnitOfWork::default()
     };
     store.commit(fail).await.expect("commits");
-    deliver_next(&store, "DE");
+    deliver_next(&store, "DE").await;
     let failed = (UploadStatus::Failed, vec![(m("DE"), MarketDelivery::Pending)]);
-    assert_eq!(upload_status(&store, "up-1"), failed);
+    assert_eq!(upload_status(&store, "up-1").await, failed);
     let more = HubUnitOfWork {
         upload_progress: Some(UploadProgress { id: "up-1".into(), received: 1, ..UploadProgress::default() }),
         ..HubUnitOfWork::default()
     };
     let err = store.commit(more).await.expect_err("a failed upload has ended");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert!(store.unfinished_uploads(10).expect("list").is_empty());
+    assert!(store.unfinished_uploads(10).await.expect("list").is_empty());
 }
 
 /// Serials travel only in chunk payloads; once every chunk is delivered, no read of the hub
@@ -672,22 +677,25 @@ pub async fn delivered_chunks_leave_no_serial_in_the_hub(
         ..HubUnitOfWork::default()
     };
     store.commit(uow).await.expect("commits");
-    let due = store.due("SE", far(), 10).expect("due");
+    let due = store.due("SE", far(), 10).await.expect("due");
     assert!(due[0].message.payload.contains(serials[0]), "the chunk carries its serials until delivered");
-    deliver_next(&store, "DE");
-    deliver_next(&store, "SE");
-    assert_eq!(store.pending().expect("pending"), 0);
-    assert!(store.dead_letters().expect("dead").is_empty());
-    assert!(store.destinations().expect("destinations").is_empty());
+    deliver_next(&store, "DE").await;
+    deliver_next(&store, "SE").await;
+    assert_eq!(store.pending().await.expect("pending"), 0);
+    assert!(store.dead_letters().await.expect("dead").is_empty());
+    assert!(store.destinations().await.expect("destinations").is_empty());
     let seen = format!(
         "{:?}{:?}{:?}",
-        store.upload("up-1").expect("read"),
-        store.upload_rejections("up-1", 0, 100).expect("read"),
-        store.audit_page(0, 100).expect("read"),
+        store.upload("up-1").await.expect("read"),
+        store.upload_rejections("up-1", 0, 100).await.expect("read"),
+        store.audit_page(0, 100).await.expect("read"),
     );
     assert!(serials.iter().all(|s| !seen.contains(s)), "{seen}");
-    assert_eq!(store.upload("up-1").expect("read").expect("upload").status, UploadStatus::Distributed);
-    assert_eq!(store.present(&gtin(), &[digest(serials[0]), digest(serials[1])]).expect("read"), [0, 1]);
+    assert_eq!(store.upload("up-1").await.expect("read").expect("upload").status, UploadStatus::Distributed);
+    assert_eq!(
+        store.present(&gtin(), &[digest(serials[0]), digest(serials[1])]).await.expect("read"),
+        [0, 1]
+    );
 }
 
 /// Each destination is its own queue: one message per ordering key, oldest first; failures back
@@ -704,30 +712,34 @@ pub async fn the_outbox_delivers_in_order_per_destination_and_key_and_keeps_dead
         message("cb1", "callback:obp-1", "A"),
     ];
     store.commit(HubUnitOfWork { outbox, ..HubUnitOfWork::default() }).await.expect("commits");
-    assert_eq!(store.destinations().expect("destinations"), ["DE", "FR", "callback:obp-1"]);
-    let due = store.due("DE", far(), 10).expect("due");
+    assert_eq!(store.destinations().await.expect("destinations"), ["DE", "FR", "callback:obp-1"]);
+    let due = store.due("DE", far(), 10).await.expect("due");
     assert_eq!(ids(due.clone()), ["a1", "b1"]);
-    assert_eq!(ids(store.due("FR", far(), 10).expect("due")), ["f1"], "another destination is not held back");
-    assert_eq!(ids(store.due("callback:obp-1", far(), 10).expect("due")), ["cb1"]);
-    store.failed(due[0].seq, "timeout", far(), false).expect("failed");
-    let again = store.due("DE", far(), 10).expect("due");
+    assert_eq!(
+        ids(store.due("FR", far(), 10).await.expect("due")),
+        ["f1"],
+        "another destination is not held back"
+    );
+    assert_eq!(ids(store.due("callback:obp-1", far(), 10).await.expect("due")), ["cb1"]);
+    store.failed(due[0].seq, "timeout", far(), false).await.expect("failed");
+    let again = store.due("DE", far(), 10).await.expect("due");
     assert_eq!((again[0].attempts, again[0].last_error.as_deref()), (1, Some("timeout")));
     assert!(
-        store.due("DE", at(0), 10).expect("due").iter().all(|m| m.message.message_id != "a1"),
+        store.due("DE", at(0), 10).await.expect("due").iter().all(|m| m.message.message_id != "a1"),
         "backed off"
     );
-    store.delivered(due[1].seq).expect("delivered");
-    store.failed(due[0].seq, "rejected", far(), true).expect("dead");
-    assert_eq!(ids(store.dead_letters().expect("dead")), ["a1"]);
+    store.delivered(due[1].seq).await.expect("delivered");
+    store.failed(due[0].seq, "rejected", far(), true).await.expect("dead");
+    assert_eq!(ids(store.dead_letters().await.expect("dead")), ["a1"]);
     assert_eq!(
-        ids(store.due("DE", far(), 10).expect("due")),
+        ids(store.due("DE", far(), 10).await.expect("due")),
         ["a2"],
         "a dead letter no longer blocks its key"
     );
-    assert!(store.replay(due[0].seq, at(0)).expect("replay"));
-    assert!(!store.replay(due[0].seq, at(0)).expect("replay"), "only dead letters replay");
-    assert_eq!(ids(store.due("DE", far(), 10).expect("due")), ["a1"]);
-    assert_eq!(store.pending().expect("pending"), 4);
+    assert!(store.replay(due[0].seq, at(0)).await.expect("replay"));
+    assert!(!store.replay(due[0].seq, at(0)).await.expect("replay"), "only dead letters replay");
+    assert_eq!(ids(store.due("DE", far(), 10).await.expect("due")), ["a1"]);
+    assert_eq!(store.pending().await.expect("pending"), 4);
     let err = store
         .commit(HubUnitOfWork { outbox: vec![message("a2", "FR", "Z")], ..HubUnitOfWork::default() })
         .await
@@ -749,10 +761,10 @@ pub async fn a_forwarded_alert_is_stored_once_per_source_key(
     store.commit(forward("al-1", "DE", "n-1")).await.expect("first");
     let err = store.commit(forward("al-2", "DE", "n-1")).await.expect_err("forwarded again");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert!(store.alert("al-2").expect("read").is_none());
-    assert_eq!(store.pending().expect("pending"), 1, "one callback");
+    assert!(store.alert("al-2").await.expect("read").is_none());
+    assert_eq!(store.pending().await.expect("pending"), 1, "one callback");
     store.commit(forward("al-3", "FR", "n-1")).await.expect("another market's alert n-1 is another source");
-    assert_eq!(store.alert("al-1").expect("read"), Some(alert("al-1", "DE", "n-1")));
+    assert_eq!(store.alert("al-1").await.expect("read"), Some(alert("al-1", "DE", "n-1")));
 }
 
 /// The OBP's status changes apply only from the status they were decided on; listing filters by
@@ -783,13 +795,14 @@ pub async fn alert_status_changes_need_the_expected_status_and_list_by_obp(
     store.commit(upd(AlertStatus::Open)).await.expect("moves");
     let err = store.commit(upd(AlertStatus::Open)).await.expect_err("stale");
     assert_eq!(err, StoreError::Conflict(Conflict::AlertStatus));
-    let a = store.alert("al-0").expect("read").expect("alert");
+    let a = store.alert("al-0").await.expect("read").expect("alert");
     assert_eq!((a.status, a.comment.as_deref()), (AlertStatus::Investigating, Some("checking the line")));
-    let list =
-        |f: HubAlertFilter| store.alerts(&f).expect("list").into_iter().map(|a| a.id).collect::<Vec<_>>();
-    assert_eq!(list(HubAlertFilter { limit: 2, ..HubAlertFilter::default() }), ["al-0", "al-1"]);
+    let list = async |f: HubAlertFilter| {
+        store.alerts(&f).await.expect("list").into_iter().map(|a| a.id).collect::<Vec<_>>()
+    };
+    assert_eq!(list(HubAlertFilter { limit: 2, ..HubAlertFilter::default() }).await, ["al-0", "al-1"]);
     assert_eq!(
-        list(HubAlertFilter { obp: Some("obp-2".into()), limit: 9, ..HubAlertFilter::default() }),
+        list(HubAlertFilter { obp: Some("obp-2".into()), limit: 9, ..HubAlertFilter::default() }).await,
         ["al-1", "al-3"]
     );
     assert_eq!(
@@ -798,7 +811,8 @@ pub async fn alert_status_changes_need_the_expected_status_and_list_by_obp(
             after: Some("al-0".into()),
             limit: 9,
             ..HubAlertFilter::default()
-        }),
+        })
+        .await,
         ["al-2", "al-4"]
     );
     assert_eq!(
@@ -806,11 +820,13 @@ pub async fn alert_status_changes_need_the_expected_status_and_list_by_obp(
             status: Some(AlertStatus::Investigating),
             limit: 9,
             ..HubAlertFilter::default()
-        }),
+        })
+        .await,
         ["al-0"]
     );
     assert!(
         list(HubAlertFilter { product_code: Some("nope".into()), limit: 9, ..HubAlertFilter::default() })
+            .await
             .is_empty()
     );
 }
@@ -826,7 +842,7 @@ pub async fn an_inbound_message_applies_once(store: Arc<dyn HubStore>, _key: ed2
     store.commit(uow("al-1", "n-1")).await.expect("applies");
     let err = store.commit(uow("al-2", "n-2")).await.expect_err("redelivery");
     assert_eq!(err, StoreError::Conflict(Conflict::InboxMessage));
-    assert!(store.alert("al-2").expect("read").is_none());
+    assert!(store.alert("al-2").await.expect("read").is_none());
 }
 
 /// A unit that conflicts is answered with its conflict even when outbox bookkeeping shares its
@@ -840,7 +856,7 @@ pub async fn a_refused_unit_is_answered_as_refused_beside_outbox_bookkeeping(
     // Many rounds, so that some groups hold bookkeeping ahead of a unit.
     for _ in 0..200 {
         let s = store.clone();
-        let bookkeeping = tokio::task::spawn_blocking(move || s.delivered(999_999));
+        let bookkeeping = tokio::spawn(async move { s.delivered(999_999).await });
         let s = store.clone();
         let unit = tokio::spawn(async move { s.commit(applied()).await });
         bookkeeping.await.expect("task").expect("bookkeeping");
@@ -871,9 +887,9 @@ pub async fn many_concurrent_commits_are_all_durable_and_the_audit_chain_verifie
     for t in tasks {
         t.await.expect("task").expect("commits");
     }
-    assert_eq!(store.digest_count(&gtin()).expect("count"), 400);
-    assert_eq!(verify_audit(&store, key), 400);
-    let trail = store.audit_by_subject("GTIN/09501101530003/7").expect("audit");
+    assert_eq!(store.digest_count(&gtin()).await.expect("count"), 400);
+    assert_eq!(verify_audit(&store, key).await, 400);
+    let trail = store.audit_by_subject("GTIN/09501101530003/7").await.expect("audit");
     assert_eq!((trail.len(), trail[0].entry.market.as_str()), (1, HUB_AUDIT_MARKET));
 }
 
@@ -894,12 +910,12 @@ pub async fn obps_and_their_callbacks_round_trip(
         .commit(change(ObpChange::Callback { obp: "obp-1".into(), url: url.clone() }))
         .await
         .expect("callback");
-    assert_eq!(store.obp("obp-1").expect("read").expect("obp").callback_url, url);
+    assert_eq!(store.obp("obp-1").await.expect("read").expect("obp").callback_url, url);
     store.commit(change(ObpChange::Revoke { obp: "obp-1".into(), at: at(5) })).await.expect("revoke");
     store.commit(change(ObpChange::Revoke { obp: "obp-1".into(), at: at(9) })).await.expect("revoke again");
-    assert_eq!(store.obp("obp-1").expect("read").expect("obp").revoked_at, Some(at(5)));
+    assert_eq!(store.obp("obp-1").await.expect("read").expect("obp").revoked_at, Some(at(5)));
     store.commit(change(ObpChange::Callback { obp: "obp-1".into(), url: None })).await.expect("clear");
-    let all = store.obps().expect("list");
+    let all = store.obps().await.expect("list");
     assert_eq!(all.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["obp-1", "obp-2"]);
     assert_eq!(all[0], ObpRecord { revoked_at: Some(at(5)), ..obp("obp-1") });
     let err = store.commit(change(ObpChange::Revoke { obp: "obp-9".into(), at: at(0) })).await;
@@ -925,21 +941,21 @@ pub async fn products_versions_and_batches_read_back_exactly(
         ..HubUnitOfWork::default()
     };
     store.commit(uow).await.expect("commits");
-    let p = store.product(&ppn).expect("read").expect("product");
+    let p = store.product(&ppn).await.expect("read").expect("product");
     assert_eq!(p, HubProductRecord { product_code: ppn.clone(), ..product("obp-1", 1, &[]) });
     assert_eq!(
-        store.product_version(&ppn, 1).expect("read"),
+        store.product_version(&ppn, 1).await.expect("read"),
         Some(ppn_version),
         "markets stay in the order sent"
     );
-    assert_eq!(store.product_version(&gtin(), 1).expect("read"), Some(version(1, &["DE", "FR", "SE"])));
-    let b = store.batch(&gtin(), &lot("LOT1")).expect("read").expect("batch");
+    assert_eq!(store.product_version(&gtin(), 1).await.expect("read"), Some(version(1, &["DE", "FR", "SE"])));
+    let b = store.batch(&gtin(), &lot("LOT1")).await.expect("read").expect("batch");
     assert_eq!(b, batch(&["DE", "FR", "SE"], &[]));
     assert_eq!((b.expiry.as_str(), b.expiry.date().to_string()), ("271200", "2027-12-31".to_owned()));
-    assert!(store.batch(&gtin(), &lot("NOPE")).expect("read").is_none());
-    assert!(store.product(&other_gtin()).expect("read").is_none());
-    assert!(store.product_version(&gtin(), 9).expect("read").is_none());
-    assert!(store.upload("nope").expect("read").is_none());
+    assert!(store.batch(&gtin(), &lot("NOPE")).await.expect("read").is_none());
+    assert!(store.product(&other_gtin()).await.expect("read").is_none());
+    assert!(store.product_version(&gtin(), 9).await.expect("read").is_none());
+    assert!(store.upload("nope").await.expect("read").is_none());
 }
 
 /// A message a hub relay claimed is not given to another relay until its lease ends; claims are
@@ -957,20 +973,20 @@ pub async fn a_claimed_message_waits_for_its_lease_per_destination(
     store.commit(HubUnitOfWork { outbox, ..HubUnitOfWork::default() }).await.expect("commits");
     // Later than any clock an engine's test gives it, so every message is due.
     let t = |n: i64| Timestamp::from_unix_millis(i64::MAX / 4 + n);
-    let first = store.claim_due("DE", t(10), t(1_000), 10).expect("claim");
+    let first = store.claim_due("DE", t(10), t(1_000), 10).await.expect("claim");
     assert_eq!(ids(first.clone()), ["a1", "b1"]);
     assert!(
-        store.claim_due("DE", t(20), t(1_000), 10).expect("claim").is_empty(),
+        store.claim_due("DE", t(20), t(1_000), 10).await.expect("claim").is_empty(),
         "taken, and a2 waits for a1"
     );
     assert_eq!(
-        ids(store.claim_due("FR", t(20), t(1_000), 10).expect("claim")),
+        ids(store.claim_due("FR", t(20), t(1_000), 10).await.expect("claim")),
         ["f1"],
         "another destination"
     );
-    store.delivered(first[0].seq).expect("delivered");
-    assert_eq!(ids(store.claim_due("DE", t(30), t(1_000), 10).expect("claim")), ["a2"]);
-    let after = store.claim_due("DE", t(1_001), t(2_000), 10).expect("claim");
+    store.delivered(first[0].seq).await.expect("delivered");
+    assert_eq!(ids(store.claim_due("DE", t(30), t(1_000), 10).await.expect("claim")), ["a2"]);
+    let after = store.claim_due("DE", t(1_001), t(2_000), 10).await.expect("claim");
     assert_eq!(ids(after.clone()), ["a2", "b1"], "taken over once the lease ends");
     assert!(after.iter().all(|m| m.attempts == 0), "a lease is not a failed attempt");
 }

@@ -434,47 +434,59 @@ pub trait HubCommitter: Send + Sync {
 /// On-boarding partners.
 pub trait ObpStore: Send + Sync {
     /// One OBP.
-    fn obp(&self, id: &str) -> StoreResult<Option<ObpRecord>>;
+    fn obp(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>>;
     /// Every OBP, in id order.
-    fn obps(&self) -> StoreResult<Vec<ObpRecord>>;
+    fn obps(&self) -> BoxFuture<'_, StoreResult<Vec<ObpRecord>>>;
 }
 
 /// Products and their master data versions.
 pub trait ProductCatalog: Send + Sync {
     /// The product.
-    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<HubProductRecord>>;
+    fn product(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<Option<HubProductRecord>>>;
     /// One version of its master data.
     fn product_version(
         &self,
         product_code: &ProductCode,
         version: u32,
-    ) -> StoreResult<Option<ProductVersionRecord>>;
+    ) -> BoxFuture<'_, StoreResult<Option<ProductVersionRecord>>>;
 }
 
 /// Batches.
 pub trait BatchCatalog: Send + Sync {
     /// The batch of a product.
-    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<HubBatchRecord>>;
+    fn batch(
+        &self,
+        product_code: &ProductCode,
+        batch: &Batch,
+    ) -> BoxFuture<'_, StoreResult<Option<HubBatchRecord>>>;
 }
 
 /// The per-product sets of serial digests.
 pub trait SerialIndex: Send + Sync {
     /// The positions (ascending) of the digests in `digests` that are present for the product.
-    fn present(&self, product_code: &ProductCode, digests: &[SerialDigest]) -> StoreResult<Vec<usize>>;
+    fn present(
+        &self,
+        product_code: &ProductCode,
+        digests: &[SerialDigest],
+    ) -> BoxFuture<'_, StoreResult<Vec<usize>>>;
     /// How many digests the product has.
-    fn digest_count(&self, product_code: &ProductCode) -> StoreResult<u64>;
+    fn digest_count(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<u64>>;
 }
 
 /// Uploads.
 pub trait UploadStore: Send + Sync {
     /// One upload, with its markets.
-    fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
+    fn upload(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>>;
     /// Up to `limit` rejected lines of an upload after line `after_line`, in line order (every
     /// rejection is kept, so a large upload pages through them).
-    fn upload_rejections(&self, id: &str, after_line: u64, limit: usize)
-    -> StoreResult<Vec<UploadRejection>>;
+    fn upload_rejections(
+        &self,
+        id: &str,
+        after_line: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<UploadRejection>>>;
     /// Uploads still RECEIVED, oldest first (after a restart, those whose stream was cut).
-    fn unfinished_uploads(&self, limit: usize) -> StoreResult<Vec<UploadRecord>>;
+    fn unfinished_uploads(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<UploadRecord>>>;
 }
 
 /// The hub's outbox: one queue per destination (a market code, or `callback:<obp>` for an OBP's
@@ -483,7 +495,12 @@ pub trait UploadStore: Send + Sync {
 pub trait HubOutboxStore: Send + Sync {
     /// Up to `limit` live messages for `destination` due at `now`, oldest first, at most one per
     /// ordering key (the oldest undelivered one), so that messages about one product stay in order.
-    fn due(&self, destination: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>>;
+    fn due(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// Takes what [`HubOutboxStore::due`] would give, for this relay alone: the messages taken are
     /// not due again until `lease_until` (unless marked failed), so relays of several hub nodes
     /// never send one message at once, and one whose relay died is sent again after the lease.
@@ -493,28 +510,34 @@ pub trait HubOutboxStore: Send + Sync {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
-    ) -> StoreResult<Vec<StoredOutboxMessage>>;
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// The destinations with live messages, in order.
-    fn destinations(&self) -> StoreResult<Vec<String>>;
+    fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>>;
     /// Removes a delivered message, with the serials in its payload; a serial chunk counts as
     /// acknowledged by its market in the same write.
-    fn delivered(&self, seq: u64) -> StoreResult<()>;
+    fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>>;
     /// Records a failed attempt: retry at `next_attempt_at`, or move to the dead-letter list.
-    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()>;
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>>;
     /// The dead-letter list, every destination.
-    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>>;
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// Puts a dead letter back in its queue, due now; false when there is no such dead letter.
-    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool>;
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>>;
     /// How many live (not dead) messages wait, every destination.
-    fn pending(&self) -> StoreResult<u64>;
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>>;
 }
 
 /// Alerts forwarded to OBPs.
 pub trait HubAlertStore: Send + Sync {
     /// One alert.
-    fn alert(&self, id: &str) -> StoreResult<Option<HubAlertRecord>>;
+    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>>;
     /// Alerts matching the filter, in id order.
-    fn alerts(&self, filter: &HubAlertFilter) -> StoreResult<Vec<HubAlertRecord>>;
+    fn alerts(&self, filter: &HubAlertFilter) -> BoxFuture<'_, StoreResult<Vec<HubAlertRecord>>>;
 }
 
 /// Held while a decision may not interleave with another's; dropping it leaves the section.

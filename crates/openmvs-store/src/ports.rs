@@ -1,5 +1,9 @@
 //! The storage traits. Each is small and object-safe; an engine implements all of them and the
 //! service holds it as `Arc<dyn Store>`.
+//!
+//! Every method, reads included, answers with a future: no call blocks the caller's thread. An
+//! engine copies what it needs of the arguments before it returns, so the future borrows only the
+//! store.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -68,7 +72,7 @@ impl std::fmt::Display for Conflict {
 /// Shorthand for storage results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A boxed future, so that the commit port stays object-safe.
+/// A boxed future, so that the ports stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The one way to change state: commit a unit of work.
@@ -81,9 +85,13 @@ pub trait Committer: Send + Sync {
 /// Packs.
 pub trait PackStore: Send + Sync {
     /// The pack with this serial, with its version.
-    fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>>;
+    fn pack(
+        &self,
+        product_code: &ProductCode,
+        serial: &Serial,
+    ) -> BoxFuture<'_, StoreResult<Option<StoredPack>>>;
     /// How many packs there are (for status and tests).
-    fn pack_count(&self) -> StoreResult<u64>;
+    fn pack_count(&self) -> BoxFuture<'_, StoreResult<u64>>;
 }
 
 /// The reads of one single-pack request, in one snapshot and one round trip: the hot path of
@@ -98,45 +106,49 @@ pub trait ContextStore: Send + Sync {
         product_code: &ProductCode,
         serial: &Serial,
         batch: &Batch,
-    ) -> StoreResult<PackContext>;
+    ) -> BoxFuture<'_, StoreResult<PackContext>>;
 }
 
 /// Products.
 pub trait ProductStore: Send + Sync {
     /// The product's master data in this market.
-    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>>;
+    fn product(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<Option<ProductRecord>>>;
 }
 
 /// Batches.
 pub trait BatchStore: Send + Sync {
     /// The batch of a product.
-    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>>;
+    fn batch(
+        &self,
+        product_code: &ProductCode,
+        batch: &Batch,
+    ) -> BoxFuture<'_, StoreResult<Option<BatchRecord>>>;
 }
 
 /// Alerts.
 pub trait AlertStore: Send + Sync {
     /// One alert.
-    fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>>;
+    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>>;
     /// Alerts matching the filter, in id order.
-    fn alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertRecord>>;
+    fn alerts(&self, filter: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>>;
 }
 
 /// The audit trail.
 pub trait AuditStore: Send + Sync {
     /// The records about one subject (e.g. `GTIN/<product code>/<serial>`), in sequence order.
-    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>>;
+    fn audit_by_subject(&self, subject: &str) -> BoxFuture<'_, StoreResult<Vec<Sealed>>>;
     /// Up to `limit` records of every market with a global position after `after`, in commit
     /// order, with the position of each; for verifying the whole trail page by page.
-    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>>;
+    fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>>;
     /// Every signed checkpoint, in order.
-    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+    fn checkpoints(&self) -> BoxFuture<'_, StoreResult<Vec<Checkpoint>>>;
 }
 
 /// The outbox, drained by a relay.
 pub trait OutboxStore: Send + Sync {
     /// Up to `limit` live messages due at `now`, oldest first, at most one per ordering key
     /// (the oldest undelivered one), so that messages about one product stay in order.
-    fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>>;
+    fn due(&self, now: Timestamp, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// Takes what [`OutboxStore::due`] would give, for this relay alone: the messages taken are not
     /// due again until `lease_until` (unless marked failed), so relays on several nodes never send
     /// one message at once, and a message whose relay died is sent again once its lease is over.
@@ -145,58 +157,73 @@ pub trait OutboxStore: Send + Sync {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
-    ) -> StoreResult<Vec<StoredOutboxMessage>>;
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// Removes a delivered message.
-    fn delivered(&self, seq: u64) -> StoreResult<()>;
+    fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>>;
     /// Records a failed attempt: retry at `next_attempt_at`, or move to the dead-letter list.
-    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()>;
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>>;
     /// The dead-letter list.
-    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>>;
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// Puts a dead letter back in the queue, due now; false when there is no such dead letter.
-    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool>;
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>>;
     /// How many live (not dead) messages wait.
-    fn pending(&self) -> StoreResult<u64>;
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>>;
 }
 
 /// Stored answers by client transaction id.
 pub trait IdempotencyStore: Send + Sync {
     /// The stored answer for this client's transaction id.
-    fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>>;
+    fn idempotency(
+        &self,
+        client_id: &str,
+        client_trx_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<IdempotencyRecord>>>;
 }
 
 /// Bulk jobs.
 pub trait BulkStore: Send + Sync {
     /// One job.
-    fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>>;
+    fn bulk(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<BulkJob>>>;
     /// The results of a job so far, in request order.
-    fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>>;
+    fn bulk_results(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<String>>>;
     /// Jobs not yet done, oldest first.
-    fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>>;
+    fn unfinished_bulks(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<BulkJob>>>;
     /// Takes or renews the lease on an unfinished job for `worker` until `lease_until`: true when
     /// the job is free, already this worker's, or its lease ended before `now`; false when another
     /// worker holds it or it is done. One worker processes a job at a time, and a job whose worker
     /// died is taken over once its lease ends.
-    fn claim_bulk(&self, id: &str, worker: &str, now: Timestamp, lease_until: Timestamp)
-    -> StoreResult<bool>;
+    fn claim_bulk(
+        &self,
+        id: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
     /// Gives up this worker's lease on a job, so another may take it at once.
-    fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()>;
+    fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>>;
 }
 
 /// Clients and token-signing keys.
 pub trait ClientStore: Send + Sync {
     /// Creates a client; `Conflict::Exists` if the id is taken.
-    fn create_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    fn create_client(&self, client: &ClientRecord) -> BoxFuture<'_, StoreResult<()>>;
     /// One client.
-    fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>>;
     /// Every client, in id order.
-    fn clients(&self) -> StoreResult<Vec<ClientRecord>>;
+    fn clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientRecord>>>;
     /// The ids of the clients that are cut off, in id order: one small indexed read, which every
     /// node repeats every second or so to refuse their tokens.
-    fn disabled_clients(&self) -> StoreResult<Vec<String>>;
+    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>>;
     /// Every token-signing key.
-    fn keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>>;
     /// Stores a new key and makes it the active one; the previous active key is retired at `now`.
-    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()>;
+    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> BoxFuture<'_, StoreResult<()>>;
 }
 
 /// Everything a national system stores.

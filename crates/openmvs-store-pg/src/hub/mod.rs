@@ -95,7 +95,7 @@ impl HubSections for PgHubStore {
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut turn = slot.lock_owned().await;
-            let handle = pool.handle().clone();
+            let handle = tokio::runtime::Handle::current();
             let held = turn.clone().filter(|c| !c.client.is_closed());
             let key = section_key(name);
             let conn = handle
@@ -144,19 +144,13 @@ impl PgHubStore {
 
     /// Commits everything queued, signs the open audit tail and stops the writer. Later commits
     /// are refused as unavailable.
-    pub fn close(&self) {
-        engine::stop(&self.writer);
+    pub async fn close(&self) {
+        engine::stop(&self.writer).await;
     }
 
-    fn count(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
-        let n = self.pool.row(sql, params, |r| R(r).int(0))?.unwrap_or(0);
+    async fn count(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
+        let n = self.pool.row(sql, params, |r| R(r).int(0)).await?.unwrap_or(0);
         u64::try_from(n).map_err(|_| decode::corrupt(format!("count {n}")))
-    }
-}
-
-impl Drop for PgHubStore {
-    fn drop(&mut self) {
-        self.pool.shutdown();
     }
 }
 
@@ -180,87 +174,132 @@ fn obp_row(r: &Row) -> StoreResult<ObpRecord> {
 }
 
 impl ObpStore for PgHubStore {
-    fn obp(&self, id: &str) -> StoreResult<Option<ObpRecord>> {
-        self.pool.row(
-            "SELECT id, name, created_at, revoked_at, callback_url FROM obps WHERE id = $1",
-            vec![p(id.to_owned())],
-            obp_row,
-        )
+    fn obp(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            self.pool
+                .row(
+                    "SELECT id, name, created_at, revoked_at, callback_url FROM obps WHERE id = $1",
+                    vec![p(id.to_owned())],
+                    obp_row,
+                )
+                .await
+        })
     }
 
-    fn obps(&self) -> StoreResult<Vec<ObpRecord>> {
-        self.pool.rows(
-            "SELECT id, name, created_at, revoked_at, callback_url FROM obps ORDER BY id",
-            vec![],
-            obp_row,
-        )
+    fn obps(&self) -> BoxFuture<'_, StoreResult<Vec<ObpRecord>>> {
+        Box::pin(async move {
+            self.pool
+                .rows(
+                    "SELECT id, name, created_at, revoked_at, callback_url FROM obps ORDER BY id",
+                    vec![],
+                    obp_row,
+                )
+                .await
+        })
     }
 }
 
 impl ProductCatalog for PgHubStore {
-    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<HubProductRecord>> {
-        self.pool.row(
-            "SELECT product_code, scheme, owner, current_version, created_at, \
-             (SELECT string_agg(market, ',' ORDER BY market) FROM product_withdrawals w \
-              WHERE w.product_code = p.product_code) \
-             FROM products p WHERE product_code = $1",
-            vec![p(product_code.as_str().to_owned())],
-            |r| decode_hub::product(&R(r)),
-        )
+    fn product(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<Option<HubProductRecord>>> {
+        let product_code = product_code.clone();
+        Box::pin(async move {
+            self.pool
+                .row(
+                    "SELECT product_code, scheme, owner, current_version, created_at, \
+                 (SELECT string_agg(market, ',' ORDER BY market) FROM product_withdrawals w \
+                  WHERE w.product_code = p.product_code) \
+                 FROM products p WHERE product_code = $1",
+                    vec![p(product_code.as_str().to_owned())],
+                    |r| decode_hub::product(&R(r)),
+                )
+                .await
+        })
     }
 
     fn product_version(
         &self,
         product_code: &ProductCode,
         version: u32,
-    ) -> StoreResult<Option<ProductVersionRecord>> {
-        let rows = self.pool.rows(
-            "SELECT version, name, common_name, form, strength, pack_type, pack_size, market_data, created_at \
-             FROM product_versions WHERE product_code = $1 AND version = $2",
-            vec![p(product_code.as_str().to_owned()), p(i64::from(version))],
-            |r| Ok(r.clone()),
-        )?;
-        rows.first().map(|r| decode_hub::product_version(product_code, &R(r), codec::market_data)).transpose()
+    ) -> BoxFuture<'_, StoreResult<Option<ProductVersionRecord>>> {
+        let product_code = product_code.clone();
+        Box::pin(async move {
+            let rows = self.pool.rows(
+                "SELECT version, name, common_name, form, strength, pack_type, pack_size, market_data, created_at \
+                 FROM product_versions WHERE product_code = $1 AND version = $2",
+                vec![p(product_code.as_str().to_owned()), p(i64::from(version))],
+                |r| Ok(r.clone()),
+            ).await?;
+            rows.first()
+                .map(|r| decode_hub::product_version(&product_code, &R(r), codec::market_data))
+                .transpose()
+        })
     }
 }
 
 impl BatchCatalog for PgHubStore {
-    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<HubBatchRecord>> {
-        let rows = self.pool.rows(
-            "SELECT batch, product_version, expiry, expiry_year, markets, \
-             (SELECT string_agg(market, ',' ORDER BY market) FROM batch_recalls r \
-              WHERE r.product_code = b.product_code AND r.batch = b.batch) \
-             FROM batches b WHERE product_code = $1 AND batch = $2",
-            vec![p(product_code.as_str().to_owned()), p(batch.as_str().to_owned())],
-            |r| Ok(r.clone()),
-        )?;
-        rows.first().map(|r| decode_hub::batch_record(product_code, &R(r))).transpose()
+    fn batch(
+        &self,
+        product_code: &ProductCode,
+        batch: &Batch,
+    ) -> BoxFuture<'_, StoreResult<Option<HubBatchRecord>>> {
+        let product_code = product_code.clone();
+        let batch = batch.clone();
+        Box::pin(async move {
+            let rows = self
+                .pool
+                .rows(
+                    "SELECT batch, product_version, expiry, expiry_year, markets, \
+                 (SELECT string_agg(market, ',' ORDER BY market) FROM batch_recalls r \
+                  WHERE r.product_code = b.product_code AND r.batch = b.batch) \
+                 FROM batches b WHERE product_code = $1 AND batch = $2",
+                    vec![p(product_code.as_str().to_owned()), p(batch.as_str().to_owned())],
+                    |r| Ok(r.clone()),
+                )
+                .await?;
+            rows.first().map(|r| decode_hub::batch_record(&product_code, &R(r))).transpose()
+        })
     }
 }
 
 impl SerialIndex for PgHubStore {
-    fn present(&self, product_code: &ProductCode, digests: &[SerialDigest]) -> StoreResult<Vec<usize>> {
-        if digests.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list: Vec<Vec<u8>> = digests.iter().map(|d| d.as_bytes().to_vec()).collect();
-        let found = self.pool.rows(
-            "SELECT i FROM UNNEST($2::bytea[]) WITH ORDINALITY AS t(d, i) WHERE EXISTS \
-             (SELECT 1 FROM serial_digests s WHERE s.product_code = $1 AND s.digest = t.d) ORDER BY i",
-            vec![p(product_code.as_str().to_owned()), p(list)],
-            |r| R(r).int(0),
-        )?;
-        found
-            .into_iter()
-            .map(|i| usize::try_from(i - 1).map_err(|_| decode::corrupt(format!("position {i}"))))
-            .collect()
+    fn present(
+        &self,
+        product_code: &ProductCode,
+        digests: &[SerialDigest],
+    ) -> BoxFuture<'_, StoreResult<Vec<usize>>> {
+        let product_code = product_code.clone();
+        let digests = digests.to_vec();
+        Box::pin(async move {
+            if digests.is_empty() {
+                return Ok(Vec::new());
+            }
+            let list: Vec<Vec<u8>> = digests.iter().map(|d| d.as_bytes().to_vec()).collect();
+            let found = self
+                .pool
+                .rows(
+                    "SELECT i FROM UNNEST($2::bytea[]) WITH ORDINALITY AS t(d, i) WHERE EXISTS \
+                 (SELECT 1 FROM serial_digests s WHERE s.product_code = $1 AND s.digest = t.d) ORDER BY i",
+                    vec![p(product_code.as_str().to_owned()), p(list)],
+                    |r| R(r).int(0),
+                )
+                .await?;
+            found
+                .into_iter()
+                .map(|i| usize::try_from(i - 1).map_err(|_| decode::corrupt(format!("position {i}"))))
+                .collect()
+        })
     }
 
-    fn digest_count(&self, product_code: &ProductCode) -> StoreResult<u64> {
-        self.count(
-            "SELECT COUNT(*) FROM serial_digests WHERE product_code = $1",
-            vec![p(product_code.as_str().to_owned())],
-        )
+    fn digest_count(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<u64>> {
+        let product_code = product_code.clone();
+        Box::pin(async move {
+            self.count(
+                "SELECT COUNT(*) FROM serial_digests WHERE product_code = $1",
+                vec![p(product_code.as_str().to_owned())],
+            )
+            .await
+        })
     }
 }
 
@@ -286,16 +325,19 @@ fn uploads(rows: &[Row]) -> StoreResult<Vec<UploadRecord>> {
 }
 
 impl UploadStore for PgHubStore {
-    fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
-        // One statement, so that the counts and the status agree.
-        let rows = self.pool.rows(
-            "SELECT u.id, u.obp, u.scheme, u.product_code, u.batch, u.status, u.received, u.rejected, \
-             u.created_at, m.market, m.sent, m.acked \
-             FROM uploads u LEFT JOIN upload_markets m ON m.upload_id = u.id WHERE u.id = $1 ORDER BY m.market",
-            vec![p(id.to_owned())],
-            |r| Ok(r.clone()),
-        )?;
-        Ok(uploads(&rows)?.into_iter().next())
+    fn upload(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            // One statement, so that the counts and the status agree.
+            let rows = self.pool.rows(
+                "SELECT u.id, u.obp, u.scheme, u.product_code, u.batch, u.status, u.received, u.rejected, \
+                 u.created_at, m.market, m.sent, m.acked \
+                 FROM uploads u LEFT JOIN upload_markets m ON m.upload_id = u.id WHERE u.id = $1 ORDER BY m.market",
+                vec![p(id.to_owned())],
+                |r| Ok(r.clone()),
+            ).await?;
+            Ok(uploads(&rows)?.into_iter().next())
+        })
     }
 
     fn upload_rejections(
@@ -303,25 +345,32 @@ impl UploadStore for PgHubStore {
         id: &str,
         after_line: u64,
         limit: usize,
-    ) -> StoreResult<Vec<UploadRejection>> {
-        self.pool.rows(
-            "SELECT line, serial, reason FROM upload_rejections WHERE upload_id = $1 AND line > $2 \
-             ORDER BY line LIMIT $3",
-            vec![p(id.to_owned()), p(after_line as i64), p(limit as i64)],
-            |r| decode_hub::rejection(&R(r)),
-        )
+    ) -> BoxFuture<'_, StoreResult<Vec<UploadRejection>>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            self.pool
+                .rows(
+                    "SELECT line, serial, reason FROM upload_rejections WHERE upload_id = $1 AND line > $2 \
+                 ORDER BY line LIMIT $3",
+                    vec![p(id.to_owned()), p(after_line as i64), p(limit as i64)],
+                    |r| decode_hub::rejection(&R(r)),
+                )
+                .await
+        })
     }
 
-    fn unfinished_uploads(&self, limit: usize) -> StoreResult<Vec<UploadRecord>> {
-        let rows = self.pool.rows(
-            "SELECT u.id, u.obp, u.scheme, u.product_code, u.batch, u.status, u.received, u.rejected, \
-             u.created_at, m.market, m.sent, m.acked \
-             FROM (SELECT * FROM uploads WHERE status = 'RECEIVED' ORDER BY created_at, id LIMIT $1) u \
-             LEFT JOIN upload_markets m ON m.upload_id = u.id ORDER BY u.created_at, u.id, m.market",
-            vec![p(limit as i64)],
-            |r| Ok(r.clone()),
-        )?;
-        uploads(&rows)
+    fn unfinished_uploads(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<UploadRecord>>> {
+        Box::pin(async move {
+            let rows = self.pool.rows(
+                "SELECT u.id, u.obp, u.scheme, u.product_code, u.batch, u.status, u.received, u.rejected, \
+                 u.created_at, m.market, m.sent, m.acked \
+                 FROM (SELECT * FROM uploads WHERE status = 'RECEIVED' ORDER BY created_at, id LIMIT $1) u \
+                 LEFT JOIN upload_markets m ON m.upload_id = u.id ORDER BY u.created_at, u.id, m.market",
+                vec![p(limit as i64)],
+                |r| Ok(r.clone()),
+            ).await?;
+            uploads(&rows)
+        })
     }
 }
 
@@ -330,16 +379,26 @@ fn outbox_row(r: &Row) -> StoreResult<StoredOutboxMessage> {
 }
 
 impl HubOutboxStore for PgHubStore {
-    fn due(&self, destination: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.pool.rows(
-            "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-             next_attempt_at, last_error, dead FROM outbox o WHERE destination = $1 AND NOT dead \
-             AND next_attempt_at <= $2 AND seq = (SELECT MIN(seq) FROM outbox i \
-             WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key AND NOT i.dead) \
-             ORDER BY seq LIMIT $3",
-            vec![p(destination.to_owned()), ms(now), p(limit as i64)],
-            outbox_row,
-        )
+    fn due(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        let destination = destination.to_owned();
+        Box::pin(async move {
+            self.pool
+                .rows(
+                    "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+                 next_attempt_at, last_error, dead FROM outbox o WHERE destination = $1 AND NOT dead \
+                 AND next_attempt_at <= $2 AND seq = (SELECT MIN(seq) FROM outbox i \
+                 WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key AND NOT i.dead) \
+                 ORDER BY seq LIMIT $3",
+                    vec![p(destination.to_owned()), ms(now), p(limit as i64)],
+                    outbox_row,
+                )
+                .await
+        })
     }
 
     fn claim_due(
@@ -348,63 +407,91 @@ impl HubOutboxStore for PgHubStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
-    ) -> StoreResult<Vec<StoredOutboxMessage>> {
-        // Rows another relay is claiming right now are skipped, not waited for.
-        let mut out = self.pool.rows(
-            "UPDATE outbox SET next_attempt_at = $4 WHERE seq IN (SELECT seq FROM outbox o \
-             WHERE destination = $1 AND NOT dead AND next_attempt_at <= $2 AND seq = (SELECT MIN(seq) \
-             FROM outbox i WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key \
-             AND NOT i.dead) ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-             next_attempt_at, last_error, dead",
-            vec![p(destination.to_owned()), ms(now), p(limit as i64), ms(lease_until)],
-            outbox_row,
-        )?;
-        out.sort_by_key(|m| m.seq);
-        Ok(out)
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        let destination = destination.to_owned();
+        Box::pin(async move {
+            // Rows another relay is claiming right now are skipped, not waited for.
+            let mut out = self
+                .pool
+                .rows(
+                    "UPDATE outbox SET next_attempt_at = $4 WHERE seq IN (SELECT seq FROM outbox o \
+                 WHERE destination = $1 AND NOT dead AND next_attempt_at <= $2 AND seq = (SELECT MIN(seq) \
+                 FROM outbox i WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key \
+                 AND NOT i.dead) ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+                 next_attempt_at, last_error, dead",
+                    vec![p(destination.to_owned()), ms(now), p(limit as i64), ms(lease_until)],
+                    outbox_row,
+                )
+                .await?;
+            out.sort_by_key(|m| m.seq);
+            Ok(out)
+        })
     }
 
-    fn destinations(&self) -> StoreResult<Vec<String>> {
-        self.pool.rows(
-            "SELECT DISTINCT destination FROM outbox WHERE NOT dead ORDER BY destination",
-            vec![],
-            |r| R(r).text(0),
-        )
+    fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        Box::pin(async move {
+            self.pool
+                .rows(
+                    "SELECT DISTINCT destination FROM outbox WHERE NOT dead ORDER BY destination",
+                    vec![],
+                    |r| R(r).text(0),
+                )
+                .await
+        })
     }
 
-    fn delivered(&self, seq: u64) -> StoreResult<()> {
-        self.pool.rows("SELECT hub_delivered($1)", vec![p(seq as i64)], |_| Ok(())).map(|_| ())
+    fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.pool.rows("SELECT hub_delivered($1)", vec![p(seq as i64)], |_| Ok(())).await.map(|_| ())
+        })
     }
 
-    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
-        self.pool
-            .exec(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
-             WHERE seq = $1",
-                vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
-            )
-            .map(|_| ())
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let error = error.to_owned();
+        Box::pin(async move {
+            self.pool
+                .exec(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
+                 WHERE seq = $1",
+                    vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
+                )
+                .await
+                .map(|_| ())
+        })
     }
 
-    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.pool.rows(
-            "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-             next_attempt_at, last_error, dead FROM outbox WHERE dead ORDER BY seq",
-            vec![],
-            outbox_row,
-        )
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        Box::pin(async move {
+            self.pool
+                .rows(
+                    "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
+                 next_attempt_at, last_error, dead FROM outbox WHERE dead ORDER BY seq",
+                    vec![],
+                    outbox_row,
+                )
+                .await
+        })
     }
 
-    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
-        let n = self.pool.exec(
-            "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
-            vec![p(seq as i64), ms(now)],
-        )?;
-        Ok(n > 0)
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            let n = self.pool.exec(
+                "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
+                vec![p(seq as i64), ms(now)],
+            ).await?;
+            Ok(n > 0)
+        })
     }
 
-    fn pending(&self) -> StoreResult<u64> {
-        self.count("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![])
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move { self.count("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![]).await })
     }
 }
 
@@ -413,56 +500,69 @@ fn alert_row(r: &Row) -> StoreResult<HubAlertRecord> {
 }
 
 impl HubAlertStore for PgHubStore {
-    fn alert(&self, id: &str) -> StoreResult<Option<HubAlertRecord>> {
-        self.pool.row(
-            "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
-             comment FROM alerts WHERE id = $1",
-            vec![p(id.to_owned())],
-            alert_row,
-        )
+    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            self.pool.row(
+                "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
+                 comment FROM alerts WHERE id = $1",
+                vec![p(id.to_owned())],
+                alert_row,
+            ).await
+        })
     }
 
-    fn alerts(&self, f: &HubAlertFilter) -> StoreResult<Vec<HubAlertRecord>> {
-        self.pool.rows(
-            "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
-             comment FROM alerts WHERE ($1::text IS NULL OR obp = $1) AND ($2::text IS NULL OR status = $2) \
-             AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
-            vec![
-                p(f.obp.clone()),
-                p(f.status.map(|s| s.as_str().to_owned())),
-                p(f.product_code.clone()),
-                p(f.after.clone()),
-                p(f.limit as i64),
-            ],
-            alert_row,
-        )
+    fn alerts(&self, f: &HubAlertFilter) -> BoxFuture<'_, StoreResult<Vec<HubAlertRecord>>> {
+        let f = f.clone();
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
+                 comment FROM alerts WHERE ($1::text IS NULL OR obp = $1) AND ($2::text IS NULL OR status = $2) \
+                 AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
+                vec![
+                    p(f.obp.clone()),
+                    p(f.status.map(|s| s.as_str().to_owned())),
+                    p(f.product_code.clone()),
+                    p(f.after.clone()),
+                    p(f.limit as i64),
+                ],
+                alert_row,
+            ).await
+        })
     }
 }
 
 impl AuditStore for PgHubStore {
-    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
-        self.pool.rows(
-            "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
-             prev_hash, hash FROM audit WHERE subject = $1 ORDER BY pos",
-            vec![p(subject.to_owned())],
-            |r| Ok(decode::audit(&R(r))?.1),
-        )
+    fn audit_by_subject(&self, subject: &str) -> BoxFuture<'_, StoreResult<Vec<Sealed>>> {
+        let subject = subject.to_owned();
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
+                 prev_hash, hash FROM audit WHERE subject = $1 ORDER BY pos",
+                vec![p(subject.to_owned())],
+                |r| Ok(decode::audit(&R(r))?.1),
+            ).await
+        })
     }
 
-    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
-        self.pool.rows(
-            "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
-             prev_hash, hash FROM audit WHERE pos > $1 ORDER BY pos LIMIT $2",
-            vec![p(after as i64), p(limit as i64)],
-            |r| decode::audit(&R(r)),
-        )
+    fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, result, \
+                 prev_hash, hash FROM audit WHERE pos > $1 ORDER BY pos LIMIT $2",
+                vec![p(after as i64), p(limit as i64)],
+                |r| decode::audit(&R(r)),
+            ).await
+        })
     }
 
-    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        self.pool.rows(
-            "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
-            vec![],
-            |r| decode::checkpoint(&R(r)),
-        )
+    fn checkpoints(&self) -> BoxFuture<'_, StoreResult<Vec<Checkpoint>>> {
+        Box::pin(async move {
+            self.pool.rows(
+                "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
+                vec![],
+                |r| decode::checkpoint(&R(r)),
+            ).await
+        })
     }
 }

@@ -83,7 +83,7 @@ impl SqliteHubStore {
     pub fn open_read_only(path: &Path) -> StoreResult<SqliteHubStore> {
         let store = SqliteHubStore { engine: Engine::read_only(path)?, sections: Default::default() };
         // Fail now, not at the first read, if the file is not a hub database of this build.
-        let version = store.engine.read(|c| schema::version(c).map_err(sql_err))?;
+        let version = store.engine.read_now(|c| schema::version(c).map_err(sql_err))?;
         if version != schema::LATEST {
             return Err(StoreError::Unavailable(format!(
                 "{}: hub schema version {version}, this build reads {}",
@@ -168,20 +168,23 @@ impl HubSections for SqliteHubStore {
 }
 
 impl ObpStore for SqliteHubStore {
-    fn obp(&self, id: &str) -> StoreResult<Option<ObpRecord>> {
-        self.engine.read(|c| {
+    fn obp(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>> {
+        let id = id.to_owned();
+        self.engine.read(move |c| {
             row(c, &format!("SELECT {OBP_COLUMNS} FROM obps WHERE id = ?1"), params![id], codec::obp)
         })
     }
 
-    fn obps(&self) -> StoreResult<Vec<ObpRecord>> {
-        self.engine.read(|c| rows(c, &format!("SELECT {OBP_COLUMNS} FROM obps ORDER BY id"), [], codec::obp))
+    fn obps(&self) -> BoxFuture<'_, StoreResult<Vec<ObpRecord>>> {
+        self.engine
+            .read(move |c| rows(c, &format!("SELECT {OBP_COLUMNS} FROM obps ORDER BY id"), [], codec::obp))
     }
 }
 
 impl ProductCatalog for SqliteHubStore {
-    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<HubProductRecord>> {
-        self.engine.read(|c| {
+    fn product(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<Option<HubProductRecord>>> {
+        let product_code = product_code.clone();
+        self.engine.read(move |c| {
             row(
                 c,
                 "SELECT product_code, scheme, owner, current_version, created_at, \
@@ -197,22 +200,28 @@ impl ProductCatalog for SqliteHubStore {
         &self,
         product_code: &ProductCode,
         version: u32,
-    ) -> StoreResult<Option<ProductVersionRecord>> {
-        self.engine.read(|c| {
+    ) -> BoxFuture<'_, StoreResult<Option<ProductVersionRecord>>> {
+        let product_code = product_code.clone();
+        self.engine.read(move |c| {
             row(
                 c,
                 "SELECT version, name, common_name, form, strength, pack_type, pack_size, market_data, created_at \
                  FROM product_versions WHERE product_code = ?1 AND version = ?2",
                 params![product_code.as_str(), version],
-                |r| codec::product_version(product_code, r),
+                |r| codec::product_version(&product_code, r),
             )
         })
     }
 }
 
 impl BatchCatalog for SqliteHubStore {
-    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<HubBatchRecord>> {
-        self.engine.read(|c| {
+    fn batch(
+        &self,
+        product_code: &ProductCode,
+        batch: &Batch,
+    ) -> BoxFuture<'_, StoreResult<Option<HubBatchRecord>>> {
+        let (product_code, batch) = (product_code.clone(), batch.clone());
+        self.engine.read(move |c| {
             row(
                 c,
                 "SELECT batch, product_version, expiry, expiry_year, markets, \
@@ -220,15 +229,20 @@ impl BatchCatalog for SqliteHubStore {
                   WHERE r.product_code = b.product_code AND r.batch = b.batch) \
                  FROM batches b WHERE product_code = ?1 AND batch = ?2",
                 params![product_code.as_str(), batch.as_str()],
-                |r| codec::batch_record(product_code, r),
+                |r| codec::batch_record(&product_code, r),
             )
         })
     }
 }
 
 impl SerialIndex for SqliteHubStore {
-    fn present(&self, product_code: &ProductCode, digests: &[SerialDigest]) -> StoreResult<Vec<usize>> {
-        self.engine.snapshot(|c| {
+    fn present(
+        &self,
+        product_code: &ProductCode,
+        digests: &[SerialDigest],
+    ) -> BoxFuture<'_, StoreResult<Vec<usize>>> {
+        let (product_code, digests) = (product_code.clone(), digests.to_vec());
+        self.engine.snapshot(move |c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM serial_digests WHERE product_code = ?1 AND digest = ?2)",
@@ -247,8 +261,9 @@ impl SerialIndex for SqliteHubStore {
         })
     }
 
-    fn digest_count(&self, product_code: &ProductCode) -> StoreResult<u64> {
-        self.engine.read(|c| {
+    fn digest_count(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<u64>> {
+        let product_code = product_code.clone();
+        self.engine.read(move |c| {
             number(
                 c,
                 "SELECT COUNT(*) FROM serial_digests WHERE product_code = ?1",
@@ -259,8 +274,9 @@ impl SerialIndex for SqliteHubStore {
 }
 
 impl UploadStore for SqliteHubStore {
-    fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
-        self.engine.snapshot(|c| read_upload(c, id))
+    fn upload(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>> {
+        let id = id.to_owned();
+        self.engine.snapshot(move |c| read_upload(c, &id))
     }
 
     fn upload_rejections(
@@ -268,8 +284,9 @@ impl UploadStore for SqliteHubStore {
         id: &str,
         after_line: u64,
         limit: usize,
-    ) -> StoreResult<Vec<UploadRejection>> {
-        self.engine.read(|c| {
+    ) -> BoxFuture<'_, StoreResult<Vec<UploadRejection>>> {
+        let id = id.to_owned();
+        self.engine.read(move |c| {
             rows(
                 c,
                 "SELECT line, serial, reason FROM upload_rejections WHERE upload_id = ?1 AND line > ?2 \
@@ -280,8 +297,8 @@ impl UploadStore for SqliteHubStore {
         })
     }
 
-    fn unfinished_uploads(&self, limit: usize) -> StoreResult<Vec<UploadRecord>> {
-        self.engine.snapshot(|c| {
+    fn unfinished_uploads(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<UploadRecord>>> {
+        self.engine.snapshot(move |c| {
             let ids = rows(
                 c,
                 "SELECT id FROM uploads WHERE status = 'RECEIVED' ORDER BY created_at, id LIMIT ?1",
@@ -298,8 +315,14 @@ impl UploadStore for SqliteHubStore {
 }
 
 impl HubOutboxStore for SqliteHubStore {
-    fn due(&self, destination: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.engine.read(|c| {
+    fn due(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        let destination = destination.to_owned();
+        self.engine.read(move |c| {
             rows(
                 c,
                 &format!(
@@ -320,10 +343,9 @@ impl HubOutboxStore for SqliteHubStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
-    ) -> StoreResult<Vec<StoredOutboxMessage>> {
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
         // Read and lease in one write transaction, so two relays never take the same message.
         let destination = destination.to_owned();
-        let (tx, rx) = std::sync::mpsc::channel();
         self.engine.exec(move |c| {
             let mut out = rows(
                 c,
@@ -337,53 +359,59 @@ impl HubOutboxStore for SqliteHubStore {
                 outbox,
             )?;
             out.sort_by_key(|m| m.seq);
-            let _ = tx.send(out);
-            Ok(())
-        })?;
-        rx.recv().map_err(|_| StoreError::Unavailable("outbox claim lost".into()))
+            Ok(out)
+        })
     }
 
-    fn destinations(&self) -> StoreResult<Vec<String>> {
-        self.engine.read(|c| {
+    fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        self.engine.read(move |c| {
             rows(c, "SELECT DISTINCT destination FROM outbox WHERE dead = 0 ORDER BY destination", [], |r| {
                 r.get::<_, String>(0).map_err(sql_err)
             })
         })
     }
 
-    fn delivered(&self, seq: u64) -> StoreResult<()> {
+    fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         self.engine.exec(move |c| writer::delivered(c, seq))
     }
 
-    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
         let error = error.to_owned();
         self.engine.exec(move |c| writer::failed(c, seq, &error, next_attempt_at.unix_millis(), dead))
     }
 
-    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.engine.read(|c| {
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.read(move |c| {
             rows(c, &format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE dead = 1 ORDER BY seq"), [], outbox)
         })
     }
 
-    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         self.engine.exec(move |c| writer::replay(c, seq, now.unix_millis()))
     }
 
-    fn pending(&self) -> StoreResult<u64> {
-        self.engine.read(|c| number(c, "SELECT COUNT(*) FROM outbox WHERE dead = 0", []))
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.engine.read(move |c| number(c, "SELECT COUNT(*) FROM outbox WHERE dead = 0", []))
     }
 }
 
 impl HubAlertStore for SqliteHubStore {
-    fn alert(&self, id: &str) -> StoreResult<Option<HubAlertRecord>> {
-        self.engine.read(|c| {
+    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>> {
+        let id = id.to_owned();
+        self.engine.read(move |c| {
             row(c, &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), params![id], codec::alert)
         })
     }
 
-    fn alerts(&self, f: &HubAlertFilter) -> StoreResult<Vec<HubAlertRecord>> {
-        self.engine.read(|c| {
+    fn alerts(&self, f: &HubAlertFilter) -> BoxFuture<'_, StoreResult<Vec<HubAlertRecord>>> {
+        let f = f.clone();
+        self.engine.read(move |c| {
             rows(
                 c,
                 &format!(
@@ -399,8 +427,9 @@ impl HubAlertStore for SqliteHubStore {
 }
 
 impl AuditStore for SqliteHubStore {
-    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
-        self.engine.read(|c| {
+    fn audit_by_subject(&self, subject: &str) -> BoxFuture<'_, StoreResult<Vec<Sealed>>> {
+        let subject = subject.to_owned();
+        self.engine.read(move |c| {
             rows(
                 c,
                 &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE subject = ?1 ORDER BY pos"),
@@ -410,8 +439,8 @@ impl AuditStore for SqliteHubStore {
         })
     }
 
-    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
-        self.engine.read(|c| {
+    fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
+        self.engine.read(move |c| {
             rows(
                 c,
                 &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE pos > ?1 ORDER BY pos LIMIT ?2"),
@@ -421,8 +450,8 @@ impl AuditStore for SqliteHubStore {
         })
     }
 
-    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        self.engine.read(|c| {
+    fn checkpoints(&self) -> BoxFuture<'_, StoreResult<Vec<Checkpoint>>> {
+        self.engine.read(move |c| {
             rows(
                 c,
                 "SELECT market, seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY market, seq",
