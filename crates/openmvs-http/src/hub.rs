@@ -358,7 +358,7 @@ async fn upload_status(
     Obp(obp): Obp,
     Path(id): Path<String>,
 ) -> Result<Response, HubHttpError> {
-    let u = s.hub.upload(&obp, &id)?;
+    let u = s.hub.upload(&obp, &id).await?;
     Ok(axum::Json(UploadStatusBody {
         upload_id: u.id,
         product_code: u.product_code.as_str().to_owned(),
@@ -468,12 +468,10 @@ async fn alerts(
                 .map_err(|_| HubHttpError(HubError::malformed("limit", format!("'{l}' is not a number"))))
         })
         .transpose()?;
-    let list = s.hub.alerts(
-        &obp,
-        q.get("status").map(String::as_str),
-        limit,
-        q.get("cursor").map(String::as_str),
-    )?;
+    let list = s
+        .hub
+        .alerts(&obp, q.get("status").map(String::as_str), limit, q.get("cursor").map(String::as_str))
+        .await?;
     Ok(axum::Json(list).into_response())
 }
 
@@ -482,7 +480,7 @@ async fn alert(
     Obp(obp): Obp,
     Path(id): Path<String>,
 ) -> Result<Response, HubHttpError> {
-    Ok(axum::Json(s.hub.alert(&obp, &id)?).into_response())
+    Ok(axum::Json(s.hub.alert(&obp, &id).await?).into_response())
 }
 
 async fn alert_status(
@@ -532,7 +530,7 @@ async fn intermarket(
 
 async fn metrics(State(s): State<HubState>) -> Response {
     let mut text = s.obs.metrics.render();
-    if let Ok(n) = s.hub.store().pending() {
+    if let Ok(n) = s.hub.store().pending().await {
         text.push_str(&format!(
             "# HELP openmvs_hub_outbox_pending Messages waiting for delivery to national systems.\n# TYPE openmvs_hub_outbox_pending gauge\nopenmvs_hub_outbox_pending {n}\n"
         ));

@@ -94,7 +94,7 @@ impl FromRequestParts<NationalState> for Auth {
                     .with("authorization", "a Bearer token is required"),
             ));
         };
-        let actor = state.national.authenticate(token.trim())?;
+        let actor = state.national.authenticate(token.trim()).await?;
         if let Err(wait) = state.limiter.check(&actor.client_id) {
             let mut e = ApiError::new(ReturnCode::RateLimited).with("client_id", "over its request rate");
             e.message = format!("Too many requests from this client: retry in {wait} s.");
@@ -397,7 +397,7 @@ async fn bulk_get(
     Path(id): Path<String>,
     Auth(actor): Auth,
 ) -> Result<Response, HttpError> {
-    Ok(axum::Json(s.national.bulk(&actor, &id)?).into_response())
+    Ok(axum::Json(s.national.bulk(&actor, &id).await?).into_response())
 }
 
 async fn alerts(
@@ -412,12 +412,11 @@ async fn alerts(
         .get("limit")
         .map(|l| l.parse::<usize>().map_err(|_| HttpError::field("limit", format!("'{l}' is not a number"))))
         .transpose()?;
-    Ok(axum::Json(s.national.alerts(
-        &actor,
-        q.get("status").map(String::as_str),
-        limit,
-        q.get("cursor").map(String::as_str),
-    )?)
+    Ok(axum::Json(
+        s.national
+            .alerts(&actor, q.get("status").map(String::as_str), limit, q.get("cursor").map(String::as_str))
+            .await?,
+    )
     .into_response())
 }
 
@@ -426,7 +425,7 @@ async fn alert(
     Path(id): Path<String>,
     Auth(actor): Auth,
 ) -> Result<Response, HttpError> {
-    Ok(axum::Json(s.national.alert(&actor, &id)?).into_response())
+    Ok(axum::Json(s.national.alert(&actor, &id).await?).into_response())
 }
 
 async fn alert_status(
@@ -459,7 +458,7 @@ async fn status_page(State(s): State<NationalState>, headers: HeaderMap) -> Resp
 
 async fn metrics(State(s): State<NationalState>) -> Response {
     let mut text = s.obs.metrics.render();
-    if let Ok(n) = s.national.store().pending() {
+    if let Ok(n) = s.national.store().pending().await {
         text.push_str(&format!(
             "# HELP openmvs_outbox_pending Messages waiting for delivery to the hub.\n# TYPE openmvs_outbox_pending gauge\nopenmvs_outbox_pending {n}\n"
         ));
@@ -519,7 +518,7 @@ fn client_admin_routes() -> Router<NationalState> {
 }
 
 async fn admin_clients(State(s): State<NationalState>, Auth(actor): Auth) -> Result<Response, HttpError> {
-    Ok(axum::Json(s.national.client_list(&actor)?).into_response())
+    Ok(axum::Json(s.national.client_list(&actor).await?).into_response())
 }
 
 async fn admin_client_disable(

@@ -260,6 +260,7 @@ impl World {
             let dyn_store: Arc<dyn Store> = store.clone();
             let national = Arc::new(
                 National::new(dyn_store, clock.clone(), NationalConfig::new(market(m)), Some(link.clone()))
+                    .await
                     .unwrap(),
             );
             let obs = Arc::new(Observability::new(clock.clone()));
@@ -459,7 +460,7 @@ impl World {
 
     /// A new user of `nat` with a token.
     async fn user(&self, nat: &Nat, role: Role, location: &str) -> User {
-        let c = nat.national.create_client(role, Location::new(location).unwrap(), "").unwrap();
+        let c = nat.national.create_client(role, Location::new(location).unwrap(), "").await.unwrap();
         let http = https(&self.ca, None);
         let token: Value = http
             .post(format!("{}/oauth/token", nat.url))
@@ -821,7 +822,7 @@ async fn everything_sent_while_fr_is_down_arrives_exactly_once_when_it_is_back()
     let status = w.upload_status(&upload).await;
     assert_eq!(status["markets"]["FR"], "PENDING", "{status}");
     assert_ne!(status["status"], "DISTRIBUTED", "{status}");
-    assert_eq!(w.fr.store.pack_count().unwrap(), 0);
+    assert_eq!(w.fr.store.pack_count().await.unwrap(), 0);
 
     // FR is back at the same address: the hub's relay retries after its backoff (at most 16 s
     // for an outage this short, on the system clock).
@@ -841,8 +842,8 @@ async fn everything_sent_while_fr_is_down_arrives_exactly_once_when_it_is_back()
     assert_eq!(seen["pack"]["state"], "SUPPLIED", "the supply in DE never reached FR: {seen}");
     // Further relay rounds, national and hub: nothing may arrive twice.
     w.relay_rounds(3).await;
-    assert_eq!(w.fr.store.pack_count().unwrap(), SERIALS.len() as u64);
-    assert_eq!(w.de.store.pack_count().unwrap(), SERIALS.len() as u64);
+    assert_eq!(w.fr.store.pack_count().await.unwrap(), SERIALS.len() as u64);
+    assert_eq!(w.de.store.pack_count().await.unwrap(), SERIALS.len() as u64);
     let other = fr.call("verify", "fr-verify-out-2", BOTH, SERIALS[4]).await;
     assert_eq!(other["pack"]["state"], "ACTIVE", "{other}");
     let list = w.obp_alerts().await;
@@ -950,16 +951,16 @@ async fn a_pack_sold_only_in_fr_is_supplied_from_de_through_the_hub_once() {
     assert_eq!(first["pack"]["state"], "SUPPLIED", "{first}");
     let trx_id = first["trx_id"].as_str().expect("a trx_id").to_owned();
     // DE holds nothing of a product it does not sell.
-    assert_eq!(w.de.store.pack_count().unwrap(), 0);
+    assert_eq!(w.de.store.pack_count().await.unwrap(), 0);
 
     let seen = fr.call("verify", "fr-im-verify-1", FR_ONLY, serial).await;
     assert_eq!(seen["pack"]["state"], "SUPPLIED", "{seen}");
     assert_eq!(seen["intermarket"], false, "{seen}");
     let pc = ProductCode::new(Scheme::Gtin, FR_ONLY).unwrap();
     let sn = Serial::new(serial).unwrap();
-    let stored = w.fr.store.pack(&pc, &sn).unwrap().expect("FR holds the pack");
+    let stored = w.fr.store.pack(&pc, &sn).await.unwrap().expect("FR holds the pack");
     let subject = format!("GTIN/{FR_ONLY}/{serial}");
-    let audit = w.fr.store.audit_by_subject(&subject).unwrap();
+    let audit = w.fr.store.audit_by_subject(&subject).await.unwrap();
     assert!(!audit.is_empty(), "FR audited nothing about {subject}");
 
     // The same request again, from DE, with the same client_trx_id: the same answer, nothing new.
@@ -967,7 +968,7 @@ async fn a_pack_sold_only_in_fr_is_supplied_from_de_through_the_hub_once() {
     assert_eq!(replay["trx_id"], trx_id.as_str(), "{replay}");
     assert_eq!(replay["accepted"], true, "{replay}");
     assert_eq!(replay["return_code"], "NMVS_SUCCESS", "{replay}");
-    let again = w.fr.store.pack(&pc, &sn).unwrap().unwrap();
+    let again = w.fr.store.pack(&pc, &sn).await.unwrap().unwrap();
     assert_eq!(again.version, stored.version, "the replay changed FR's pack");
     assert_eq!(again.pack, stored.pack, "the replay changed FR's pack");
 
@@ -979,7 +980,7 @@ async fn a_pack_sold_only_in_fr_is_supplied_from_de_through_the_hub_once() {
     assert_eq!(second["return_code"], "NMVS_NC_PCK_23", "{second}");
     assert!(second["alert"].is_null(), "{second}");
     assert_ne!(second["trx_id"], trx_id.as_str(), "{second}");
-    assert_eq!(w.fr.store.pack(&pc, &sn).unwrap().unwrap().pack.state, stored.pack.state);
+    assert_eq!(w.fr.store.pack(&pc, &sn).await.unwrap().unwrap().pack.state, stored.pack.state);
     // FR's own pharmacy supplying it is another location: the pack is inactive, an A24.
     let fr_supply = fr.call("supply", "fr-im-supply-1", FR_ONLY, serial).await;
     assert_eq!(fr_supply["return_code"], "NMVS_NC_PCK_22", "{fr_supply}");

@@ -85,7 +85,8 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
         .unwrap(),
     );
     let dyn_store: Arc<dyn Store> = store.clone();
-    let national = Arc::new(National::new(dyn_store, clock.clone(), NationalConfig::new(de), None).unwrap());
+    let national =
+        Arc::new(National::new(dyn_store, clock.clone(), NationalConfig::new(de), None).await.unwrap());
     let nobs = Arc::new(Observability::new(clock.clone()));
     // Fixed admission bounds: the test reads them in /metrics.
     nobs.load.set_governor(false);
@@ -185,7 +186,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     assert_eq!(status["rejected"][0]["line"], 3, "{status}");
 
     // A pharmacy in DE verifies one of the packs over the national system's HTTPS API.
-    let c = national.create_client(Role::Pharmacy, Location::new("DE-PH-1").unwrap(), "").unwrap();
+    let c = national.create_client(Role::Pharmacy, Location::new("DE-PH-1").unwrap(), "").await.unwrap();
     let pharmacy = https(&ca, None);
     let token: Value = pharmacy
         .post(format!("{national_url}/oauth/token"))

@@ -37,14 +37,14 @@ fn not_found(id: &str) -> HubError {
 impl Hub {
     /// `GET /v1/alerts` for an OBP: a page of the alerts on its products, in id order, optionally
     /// of one status; `next_cursor` continues the list.
-    pub fn alerts(
+    pub async fn alerts(
         &self,
         obp: &str,
         status: Option<&str>,
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<AlertList, HubError> {
-        self.caller(obp)?;
+        self.caller(obp).await?;
         let status = status
             .map(|s| {
                 AlertStatus::parse(s)
@@ -63,7 +63,7 @@ impl Hub {
             // One more than asked tells whether there is a next page.
             limit: limit + 1,
         };
-        let mut alerts = self.store.alerts(&filter)?;
+        let mut alerts = self.store.alerts(&filter).await?;
         let next_cursor = if alerts.len() > limit {
             alerts.truncate(limit);
             alerts.last().map(|a| a.id.clone())
@@ -76,9 +76,9 @@ impl Hub {
 
     /// `GET /v1/alerts/{id}` for an OBP: 404 when there is no such alert or it is another OBP's,
     /// so that an OBP cannot even learn which ids exist.
-    pub fn alert(&self, obp: &str, id: &str) -> Result<AlertView, HubError> {
-        self.caller(obp)?;
-        match self.store.alert(id)? {
+    pub async fn alert(&self, obp: &str, id: &str) -> Result<AlertView, HubError> {
+        self.caller(obp).await?;
+        match self.store.alert(id).await? {
             Some(a) if a.obp == obp => Ok(view(&a)?),
             _ => Err(not_found(id)),
         }
@@ -95,7 +95,7 @@ impl Hub {
         classification: Option<&str>,
         comment: Option<&str>,
     ) -> Result<AlertView, HubError> {
-        self.caller(obp)?;
+        self.caller(obp).await?;
         let subject = format!("alert/{id}");
         let request = json!({"status": status, "classification": classification, "comment": comment});
         let refuse = |e: HubError| self.refuse(obp, "alert-status", &subject, &request, e);
@@ -122,7 +122,7 @@ impl Hub {
         };
         for _ in 0..8 {
             let now = self.clock.now();
-            let current = match self.store.alert(id)? {
+            let current = match self.store.alert(id).await? {
                 Some(a) if a.obp == obp => a,
                 _ => return Err(refuse(not_found(id)).await),
             };

@@ -117,7 +117,7 @@ impl Hub {
     /// `PUT /v1/callback`: sets where the hub POSTs the OBP's alert, recall and withdrawal events,
     /// and answers the secret their signatures are made with.
     pub async fn set_callback(&self, obp: &str, url: &str) -> Result<CallbackAnswer, HubError> {
-        self.caller(obp)?;
+        self.caller(obp).await?;
         let request = json!({"url": url});
         if let Err(why) = check_url(url) {
             let e = HubError::malformed("url", why);
@@ -160,14 +160,14 @@ impl Hub {
     /// pass. Returns how many events were acknowledged.
     pub(crate) async fn relay_callbacks_once(&self, sender: &dyn CallbackSender) -> Result<usize, HubError> {
         let mut acked = 0;
-        for destination in self.store.destinations()? {
+        for destination in self.store.destinations().await? {
             let Some(obp) = destination.strip_prefix(DESTINATION_PREFIX) else { continue };
             // Without a URL (the OBP cleared it) the events wait for the next one.
-            let Some(url) = self.store.obp(obp)?.and_then(|o| o.callback_url) else { continue };
+            let Some(url) = self.store.obp(obp).await?.and_then(|o| o.callback_url) else { continue };
             let secret = self.callback_secret(obp, &url);
             let now = self.clock.now();
             let lease_until = now.plus(self.config.lease);
-            for m in self.store.claim_due(&destination, now, lease_until, self.config.max_delivery)? {
+            for m in self.store.claim_due(&destination, now, lease_until, self.config.max_delivery).await? {
                 if self.post_one(sender, &url, &secret, &m).await? {
                     acked += 1;
                 } else {
@@ -190,14 +190,14 @@ impl Hub {
         let signature = Hub::sign_callback(secret, &body);
         let why = match sender.post(url, body, signature).await {
             Ok(status) if (200..300).contains(&status) => {
-                self.store.delivered(m.seq)?;
+                self.store.delivered(m.seq).await?;
                 return Ok(true);
             }
             Ok(status) => format!("the callback answered {status}"),
             Err(e) => e,
         };
         tracing::info!(destination = %m.message.destination, error = %why, "callback not acknowledged; retrying later");
-        self.retry_later(m, &why, self.clock.now())?;
+        self.retry_later(m, &why, self.clock.now()).await?;
         Ok(false)
     }
 }

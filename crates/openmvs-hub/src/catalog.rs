@@ -142,7 +142,7 @@ impl Hub {
             return Err(HubError::malformed("name", "must be 1 to 200 characters"));
         }
         for _ in 0..MAX_ATTEMPTS {
-            if let Some(o) = self.store.obp(id)? {
+            if let Some(o) = self.store.obp(id).await? {
                 return Ok(o);
             }
             let now = self.clock.now();
@@ -186,7 +186,7 @@ impl Hub {
         product_code: &str,
         raw: &RawProduct,
     ) -> Result<ProductAnswer, HubError> {
-        self.caller(obp)?;
+        self.caller(obp).await?;
         let request = raw_json(raw);
         let subj = format!("{}/{product_code}", raw.scheme.as_deref().unwrap_or("?"));
         let master = match validate(product_code, raw) {
@@ -200,7 +200,7 @@ impl Hub {
         let subj = subject(&pc);
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
-            let existing = self.store.product(&pc)?;
+            let existing = self.store.product(&pc).await?;
             if let Some(p) = &existing
                 && p.owner != obp
             {
@@ -209,7 +209,7 @@ impl Hub {
             }
             let current = match &existing {
                 Some(p) => {
-                    Some(self.store.product_version(&pc, p.current_version)?.ok_or_else(|| {
+                    Some(self.store.product_version(&pc, p.current_version).await?.ok_or_else(|| {
                         StoreError::Corrupt(format!("product {pc} lacks its current version"))
                     })?)
                 }
@@ -274,10 +274,10 @@ impl Hub {
         expiry: &str,
         markets: Option<Vec<String>>,
     ) -> Result<BatchAnswer, HubError> {
-        self.caller(obp)?;
+        self.caller(obp).await?;
         let request =
             json!({"product_code": product_code, "batch": batch, "expiry": expiry, "markets": markets});
-        let product = self.owned_product(obp, product_code)?;
+        let product = self.owned_product(obp, product_code).await?;
         let pc = product.product_code.clone();
         let subj = format!("{}/{batch}", subject(&pc));
         let (subj_ref, request_ref) = (&subj, &request);
@@ -294,10 +294,11 @@ impl Hub {
         };
         let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         // Read under the lock: the version and withdrawals this batch is decided on.
-        let product = self.owned_product(obp, product_code)?;
+        let product = self.owned_product(obp, product_code).await?;
         let version = self
             .store
-            .product_version(&pc, product.current_version)?
+            .product_version(&pc, product.current_version)
+            .await?
             .ok_or_else(|| StoreError::Corrupt(format!("product {pc} lacks its current version")))?;
         let targets = version.master.market_codes();
         let withdrawn: BTreeSet<MarketCode> = product.withdrawn.iter().copied().collect();
@@ -320,7 +321,7 @@ impl Hub {
             return Err(refuse(e).await);
         }
         let chosen: Vec<MarketCode> = chosen.into_iter().collect();
-        if let Some(existing) = self.store.batch(&pc, &b)? {
+        if let Some(existing) = self.store.batch(&pc, &b).await? {
             if existing.expiry.as_str() == exp.as_str() && existing.markets == chosen {
                 return Ok(BatchAnswer {
                     product_code: pc,
@@ -386,10 +387,10 @@ impl Hub {
         why: &str,
         markets: &[String],
     ) -> Result<RecallAnswer, HubError> {
-        let caller = self.caller(obp)?;
+        let caller = self.caller(obp).await?;
         let request =
             json!({"product_code": product_code, "batch": batch, "reason": why, "markets": markets});
-        let product = self.owned_product(obp, product_code)?;
+        let product = self.owned_product(obp, product_code).await?;
         let pc = product.product_code;
         let subj = format!("{}/{batch}", subject(&pc));
         let (subj_ref, request_ref) = (&subj, &request);
@@ -401,7 +402,7 @@ impl Hub {
         };
         let b = Batch::new(batch).map_err(|e| HubError::malformed("batch", format!("'{batch}' {e}")))?;
         let _guard = self.store.enter(crate::BATCH_WRITES).await?;
-        let Some(mut record) = self.store.batch(&pc, &b)? else {
+        let Some(mut record) = self.store.batch(&pc, &b).await? else {
             return Err(HubError::not_found("batch", format!("no batch '{batch}' of {pc}")));
         };
         let targets: BTreeSet<MarketCode> = record.markets.iter().copied().collect();
@@ -455,9 +456,9 @@ impl Hub {
         why: &str,
         markets: &[String],
     ) -> Result<WithdrawalAnswer, HubError> {
-        let caller = self.caller(obp)?;
+        let caller = self.caller(obp).await?;
         let request = json!({"product_code": product_code, "reason": why, "markets": markets});
-        let first = self.owned_product(obp, product_code)?;
+        let first = self.owned_product(obp, product_code).await?;
         let pc = first.product_code.clone();
         let subj = subject(&pc);
         let (subj_ref, request_ref) = (&subj, &request);
@@ -470,10 +471,11 @@ impl Hub {
         // Under the batch lock, so that no batch is decided on a read from before the withdrawal.
         let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         for _ in 0..MAX_ATTEMPTS {
-            let product = self.owned_product(obp, product_code)?;
+            let product = self.owned_product(obp, product_code).await?;
             let version = self
                 .store
-                .product_version(&pc, product.current_version)?
+                .product_version(&pc, product.current_version)
+                .await?
                 .ok_or_else(|| StoreError::Corrupt(format!("product {pc} lacks its current version")))?;
             let named =
                 match named_markets(markets, &version.master.market_codes(), "product's current version") {

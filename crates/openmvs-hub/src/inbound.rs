@@ -55,7 +55,7 @@ impl Hub {
     async fn apply_one(&self, origin: MarketCode, env: &Envelope) -> Result<MessageAck, HubError> {
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
-            let uow = match self.effects(origin, env, now)? {
+            let uow = match self.effects(origin, env, now).await? {
                 Effects::Apply(uow) => uow,
                 Effects::Reject(why) => {
                     tracing::warn!(%origin, message = %env.message_id, reason = %why, "national message rejected");
@@ -115,18 +115,18 @@ impl Hub {
     }
 
     /// Decides what one message changes.
-    fn effects(&self, origin: MarketCode, env: &Envelope, now: Timestamp) -> Result<Effects, HubError> {
+    async fn effects(&self, origin: MarketCode, env: &Envelope, now: Timestamp) -> Result<Effects, HubError> {
         // The certificate says who sends; a message claiming another sender is not believed.
         if env.origin != origin.as_str() {
             return Ok(Effects::Reject(format!("origin '{}' but sent by {origin}", env.origin)));
         }
         let mut uow = HubUnitOfWork { inbox: Some(env.message_id.clone()), ..HubUnitOfWork::default() };
         let note = match &env.body {
-            Message::PackState(s) => match self.forward_pack_state(origin, env, s, &mut uow)? {
+            Message::PackState(s) => match self.forward_pack_state(origin, env, s, &mut uow).await? {
                 Ok(note) => note,
                 Err(why) => return Ok(Effects::Reject(why)),
             },
-            Message::Alert(a) => match self.store_alert(origin, a, now, &mut uow)? {
+            Message::Alert(a) => match self.store_alert(origin, a, now, &mut uow).await? {
                 Ok(note) => note,
                 Err(why) => return Ok(Effects::Reject(why)),
             },
@@ -157,7 +157,7 @@ impl Hub {
 
     /// A multi-market pack changed state in `origin`: the message goes on, unchanged, to every
     /// other market of the pack's batch, in order with everything else about the product.
-    fn forward_pack_state(
+    async fn forward_pack_state(
         &self,
         origin: MarketCode,
         env: &Envelope,
@@ -179,7 +179,7 @@ impl Hub {
             Ok(b) => b,
             Err(e) => return Ok(Err(format!("batch '{}': {e}", s.batch))),
         };
-        let Some(record) = self.store.batch(&pc, &batch)? else {
+        let Some(record) = self.store.batch(&pc, &batch).await? else {
             return Ok(Err(format!("batch {batch} of {pc} is unknown at the hub")));
         };
         if !record.markets.contains(&origin) {
@@ -198,7 +198,7 @@ impl Hub {
 
     /// An alert raised in `origin`, for the OBP that owns the product: stored once per source
     /// key (market and the market's alert id) and queued for the OBP's callback if it set one.
-    fn store_alert(
+    async fn store_alert(
         &self,
         origin: MarketCode,
         a: &AlertMsg,
@@ -212,11 +212,11 @@ impl Hub {
             return Ok(Err("the alert id must be 1 to 100 characters".into()));
         }
         // The hub's own record of who owns the product decides, not the market's copy of it.
-        let owner = match self.find_product(&a.alert.product_code) {
+        let owner = match self.find_product(&a.alert.product_code).await {
             Ok(Some(p)) => p.owner,
             Ok(None) | Err(_) => a.owner.clone(),
         };
-        let Some(obp) = self.store.obp(&owner)? else {
+        let Some(obp) = self.store.obp(&owner).await? else {
             return Ok(Err(format!("OBP '{owner}' is not on-boarded")));
         };
         let id = new_id("HAL", now);
@@ -301,7 +301,7 @@ fn audit_head_entry(origin: MarketCode, env: &Envelope, h: &SignedHead, now: Tim
 /// The latest signed audit head (the highest sequence number) the hub received from each market
 /// (or from `market` alone), read back from the hub's own audit trail, ordered by market: what
 /// `openmvs audit heads` prints, for `openmvs audit verify --heads` at the national system.
-pub fn received_audit_heads<S: AuditStore + ?Sized>(
+pub async fn received_audit_heads<S: AuditStore + ?Sized>(
     store: &S,
     market: Option<&str>,
 ) -> Result<Vec<SignedHead>, StoreError> {
@@ -320,14 +320,14 @@ pub fn received_audit_heads<S: AuditStore + ?Sized>(
     };
     match market {
         Some(m) => {
-            for r in store.audit_by_subject(&audit_head_subject(m))? {
+            for r in store.audit_by_subject(&audit_head_subject(m)).await? {
                 keep(&r.entry);
             }
         }
         None => {
             let mut after = 0;
             loop {
-                let page = store.audit_page(after, 10_000)?;
+                let page = store.audit_page(after, 10_000).await?;
                 let Some((last, _)) = page.last() else { break };
                 after = *last;
                 for (_, r) in &page {

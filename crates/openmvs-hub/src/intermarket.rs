@@ -25,8 +25,8 @@ impl Hub {
             .map_err(|e| HubError::malformed("scheme", format!("'{}' {e}", req.scheme)))?;
         let pc = ProductCode::new(scheme, &req.product_code)
             .map_err(|e| HubError::malformed("product_code", format!("'{}' {e}", req.product_code)))?;
-        let Some(product) = self.store.product(&pc)? else { return Ok(unknown) };
-        let version = self.store.product_version(&pc, product.current_version)?.ok_or_else(|| {
+        let Some(product) = self.store.product(&pc).await? else { return Ok(unknown) };
+        let version = self.store.product_version(&pc, product.current_version).await?.ok_or_else(|| {
             openmvs_store::StoreError::Corrupt(format!("product {pc} lacks its current version"))
         })?;
         let mut candidates: BTreeSet<MarketCode> = version.master.market_codes();

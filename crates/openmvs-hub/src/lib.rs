@@ -213,8 +213,8 @@ impl Hub {
     }
 
     /// The OBP calling, if it is on-boarded and not revoked; else 403.
-    fn caller(&self, obp: &str) -> Result<ObpRecord, HubError> {
-        match self.store.obp(obp)? {
+    async fn caller(&self, obp: &str) -> Result<ObpRecord, HubError> {
+        match self.store.obp(obp).await? {
             Some(o) if o.revoked_at.is_none() => Ok(o),
             Some(_) => Err(HubError::forbidden("obp", format!("OBP '{obp}' is revoked"))),
             None => Err(HubError::forbidden("obp", format!("OBP '{obp}' is not on-boarded"))),
@@ -223,8 +223,8 @@ impl Hub {
 
     /// The product named in a path, owned by `obp`: 400 if the code is not a product code, 404 if
     /// the hub does not know it, 403 if another OBP owns it.
-    fn owned_product(&self, obp: &str, code: &str) -> Result<HubProductRecord, HubError> {
-        match self.find_product(code)? {
+    async fn owned_product(&self, obp: &str, code: &str) -> Result<HubProductRecord, HubError> {
+        match self.find_product(code).await? {
             Some(p) if p.owner == obp => Ok(p),
             Some(_) => Err(HubError::forbidden("product_code", "the product belongs to another OBP")),
             None => Err(HubError::not_found("product_code", format!("no product '{code}'"))),
@@ -233,12 +233,12 @@ impl Hub {
 
     /// Looks a product code up under each scheme it is valid in: a path names no scheme, and 12
     /// digits can be a PPN as well as a short GTIN.
-    fn find_product(&self, code: &str) -> Result<Option<HubProductRecord>, HubError> {
+    async fn find_product(&self, code: &str) -> Result<Option<HubProductRecord>, HubError> {
         let mut first_error = None;
         for scheme in [Scheme::Gtin, Scheme::Ppn] {
             match ProductCode::new(scheme, code) {
                 Ok(pc) => {
-                    if let Some(p) = self.store.product(&pc)? {
+                    if let Some(p) = self.store.product(&pc).await? {
                         return Ok(Some(p));
                     }
                 }

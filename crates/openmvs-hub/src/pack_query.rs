@@ -57,9 +57,9 @@ impl Hub {
     /// shows `UNKNOWN` with `UNREACHABLE`, one that answered without the pack `UNKNOWN` with
     /// `NOT_DISTRIBUTED`.
     pub async fn pack(&self, obp: &str, product_code: &str, serial: &str) -> Result<PackAnswer, HubError> {
-        self.caller(obp)?;
+        self.caller(obp).await?;
         let not_found = || HubError::not_found("product_code", format!("no product '{product_code}'"));
-        let product = match self.find_product(product_code)? {
+        let product = match self.find_product(product_code).await? {
             Some(p) if p.owner == obp => p,
             _ => return Err(not_found()),
         };
@@ -71,12 +71,12 @@ impl Hub {
             )
         })?;
         let digest = serial_digest(&self.config.serial_key, &pc, &s);
-        if self.store.present(&pc, &[digest])?.is_empty() {
+        if self.store.present(&pc, &[digest]).await?.is_empty() {
             return Err(HubError::not_found("serial", format!("no serial '{s}' was uploaded for {pc}")));
         }
         let mut markets = BTreeSet::new();
         for v in 1..=product.current_version {
-            if let Some(version) = self.store.product_version(&pc, v)? {
+            if let Some(version) = self.store.product_version(&pc, v).await? {
                 markets.extend(version.master.market_codes());
             }
         }
@@ -113,9 +113,13 @@ impl Hub {
         // never held this pack.
         let targets: BTreeSet<MarketCode> = match &batch {
             Some(b) => {
-                match openmvs_core::ids::Batch::new(b).ok().map(|b| self.store.batch(&pc, &b)).transpose()? {
-                    Some(Some(record)) => record.markets.iter().copied().collect(),
-                    _ => markets.clone(),
+                let record = match openmvs_core::ids::Batch::new(b) {
+                    Ok(b) => self.store.batch(&pc, &b).await?,
+                    Err(_) => None,
+                };
+                match record {
+                    Some(record) => record.markets.iter().copied().collect(),
+                    None => markets.clone(),
                 }
             }
             None => markets.clone(),

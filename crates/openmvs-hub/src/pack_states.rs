@@ -85,10 +85,10 @@ impl Hub {
         state: &str,
         serials: &[String],
     ) -> Result<PackStatesAnswer, HubError> {
-        self.caller(obp)?;
+        self.caller(obp).await?;
         let request =
             json!({"product_code": product_code, "batch": batch, "state": state, "serials": serials.len()});
-        let product = self.owned_product(obp, product_code)?;
+        let product = self.owned_product(obp, product_code).await?;
         let pc = product.product_code;
         let subj = format!("{}/{batch}", subject(&pc));
         let refuse = |e: HubError| self.refuse(obp, "pack-state", &subj, &request, e);
@@ -115,7 +115,7 @@ impl Hub {
         // Under the batch lock, so that a recall cannot slip in between reading the batch and
         // committing the messages.
         let _guard = self.store.enter(crate::BATCH_WRITES).await?;
-        let Some(record) = self.store.batch(&pc, &b)? else {
+        let Some(record) = self.store.batch(&pc, &b).await? else {
             return Err(refuse(HubError::not_found("batch", format!("no batch '{batch}' of {pc}"))).await);
         };
         let recalled: BTreeSet<MarketCode> = record.recalled.iter().copied().collect();
@@ -140,7 +140,7 @@ impl Hub {
         }
         let digests: Vec<SerialDigest> =
             valid.iter().map(|(_, s)| serial_digest(&self.config.serial_key, &pc, s)).collect();
-        let present: HashSet<usize> = self.store.present(&pc, &digests)?.into_iter().collect();
+        let present: HashSet<usize> = self.store.present(&pc, &digests).await?.into_iter().collect();
         let now = self.clock.now();
         let id = new_id("PST", now);
         let mut uow = HubUnitOfWork::default();

@@ -49,7 +49,7 @@ impl Hub {
 
     async fn relay_markets_once(&self, link: &dyn NationalLink) -> Result<usize, HubError> {
         let mut acked = 0;
-        for destination in self.store.destinations()? {
+        for destination in self.store.destinations().await? {
             // Callback destinations are the callback relay's.
             let Ok(market) = MarketCode::new(&destination) else { continue };
             for _ in 0..MAX_ROUNDS_PER_MARKET {
@@ -66,12 +66,10 @@ impl Hub {
     async fn deliver_round(&self, link: &dyn NationalLink, market: MarketCode) -> Result<Round, HubError> {
         let now = self.clock.now();
         // Claimed, not just read: another hub node's relay skips these until the lease ends.
-        let due = self.store.claim_due(
-            market.as_str(),
-            now,
-            now.plus(self.config.lease),
-            self.config.max_delivery,
-        )?;
+        let due = self
+            .store
+            .claim_due(market.as_str(), now, now.plus(self.config.lease), self.config.max_delivery)
+            .await?;
         if due.is_empty() {
             return Ok(Round::Idle);
         }
@@ -84,7 +82,9 @@ impl Hub {
                     sent.push(m);
                 }
                 // It will never decode: a dead letter at once, not a retry forever.
-                Err(e) => self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true)?,
+                Err(e) => {
+                    self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true).await?
+                }
             }
         }
         if sent.is_empty() {
@@ -99,15 +99,15 @@ impl Hub {
                         Some(("APPLIED" | "DUPLICATE", _)) => {
                             // Deletes the message, and with a serial chunk its serials, and
                             // counts the market's acknowledgement of the upload.
-                            self.store.delivered(m.seq)?;
+                            self.store.delivered(m.seq).await?;
                             acked += 1;
                         }
                         Some(("REJECTED", why)) => {
                             let why = why.unwrap_or_else(|| "rejected".into());
                             tracing::warn!(%market, message = %m.message.message_id, reason = %why, "message rejected");
-                            self.store.failed(m.seq, &why, now, true)?;
+                            self.store.failed(m.seq, &why, now, true).await?;
                         }
-                        _ => self.retry_later(m, "no acknowledgement", now)?,
+                        _ => self.retry_later(m, "no acknowledgement", now).await?,
                     }
                 }
                 Ok(Round::Answered(acked))
@@ -115,21 +115,21 @@ impl Hub {
             Err(e) => {
                 tracing::info!(%market, error = %e, "national system unreachable; retrying later");
                 for m in &sent {
-                    self.retry_later(m, &e, now)?;
+                    self.retry_later(m, &e, now).await?;
                 }
                 Ok(Round::Down)
             }
         }
     }
 
-    pub(crate) fn retry_later(
+    pub(crate) async fn retry_later(
         &self,
         m: &StoredOutboxMessage,
         why: &str,
         now: Timestamp,
     ) -> Result<(), HubError> {
         let dead = m.attempts + 1 >= self.config.max_delivery_attempts;
-        self.store.failed(m.seq, why, now.plus(backoff(m.attempts)), dead)?;
+        self.store.failed(m.seq, why, now.plus(backoff(m.attempts)), dead).await?;
         Ok(())
     }
 

@@ -147,11 +147,11 @@ impl Hub {
         batch: &str,
         lines: impl LineSource,
     ) -> Result<UploadAccepted, HubError> {
-        self.caller(obp)?;
-        let product = self.owned_product(obp, product_code)?;
+        self.caller(obp).await?;
+        let product = self.owned_product(obp, product_code).await?;
         let pc = product.product_code;
         let b = Batch::new(batch).map_err(|e| HubError::malformed("batch", format!("'{batch}' {e}")))?;
-        let Some(record) = self.store.batch(&pc, &b)? else {
+        let Some(record) = self.store.batch(&pc, &b).await? else {
             return Err(HubError::not_found("batch", format!("no batch '{batch}' of {pc}")));
         };
         let now = self.clock.now();
@@ -232,7 +232,7 @@ impl Hub {
     ) -> Result<u64, HubError> {
         let pc = &batch.product_code;
         for _ in 0..MAX_CHUNK_ATTEMPTS {
-            let d = self.decide_chunk(pc, items)?;
+            let d = self.decide_chunk(pc, items).await?;
             let rejected = d.rejections.len() as u64;
             let mut chunks = Vec::new();
             if !d.serials.is_empty() {
@@ -294,7 +294,7 @@ impl Hub {
 
     /// Validates each line, finds repeats within the chunk by digest and earlier ones through the
     /// store, and keeps the rest in line order.
-    fn decide_chunk(&self, pc: &ProductCode, items: &[(u64, String)]) -> Result<Decided, HubError> {
+    async fn decide_chunk(&self, pc: &ProductCode, items: &[(u64, String)]) -> Result<Decided, HubError> {
         let mut rejections = Vec::new();
         let mut seen: HashMap<SerialDigest, u64> = HashMap::with_capacity(items.len());
         let mut candidates = Vec::with_capacity(items.len());
@@ -323,7 +323,7 @@ impl Hub {
         order.sort_unstable_by(|a, b| candidates[*a].2.as_bytes().cmp(candidates[*b].2.as_bytes()));
         let digests: Vec<SerialDigest> = order.iter().map(|i| candidates[*i].2).collect();
         let mut present: Vec<usize> =
-            self.store.present(pc, &digests)?.into_iter().map(|j| order[j]).collect();
+            self.store.present(pc, &digests).await?.into_iter().map(|j| order[j]).collect();
         present.sort_unstable();
         let mut present = present.into_iter().peekable();
         let mut out = Decided { digests: Vec::new(), serials: Vec::new(), rejections };
@@ -380,11 +380,11 @@ impl Hub {
 
     /// `GET /v1/uploads/{id}`: the upload's status, counts, rejected lines and per-market
     /// delivery. Another OBP's upload is 404, as if it did not exist.
-    pub fn upload(&self, obp: &str, id: &str) -> Result<UploadView, HubError> {
-        self.caller(obp)?;
+    pub async fn upload(&self, obp: &str, id: &str) -> Result<UploadView, HubError> {
+        self.caller(obp).await?;
         let not_found = || HubError::not_found("upload_id", format!("no upload '{id}'"));
-        let u = self.store.upload(id)?.filter(|u| u.obp == obp).ok_or_else(not_found)?;
-        let rejected = self.store.upload_rejections(id, 0, MAX_LISTED_REJECTIONS)?;
+        let u = self.store.upload(id).await?.filter(|u| u.obp == obp).ok_or_else(not_found)?;
+        let rejected = self.store.upload_rejections(id, 0, MAX_LISTED_REJECTIONS).await?;
         Ok(UploadView {
             id: u.id,
             product_code: u.product_code,

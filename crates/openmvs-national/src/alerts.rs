@@ -48,7 +48,7 @@ impl National {
     }
 
     /// `GET /v1/alerts`: a page of the alerts the actor may see.
-    pub fn alerts(
+    pub async fn alerts(
         &self,
         actor: &Actor,
         status: Option<&str>,
@@ -74,7 +74,7 @@ impl National {
             // One more than asked tells whether there is a next page.
             limit: limit + 1,
         };
-        let mut alerts = self.store.alerts(&filter)?;
+        let mut alerts = self.store.alerts(&filter).await?;
         let next_cursor = if alerts.len() > limit {
             alerts.truncate(limit);
             alerts.last().map(|a| a.id.clone())
@@ -85,9 +85,9 @@ impl National {
     }
 
     /// `GET /v1/alerts/{id}`: 404 when the alert does not exist or the actor may not see it.
-    pub fn alert(&self, actor: &Actor, id: &str) -> Result<AlertView, ApiError> {
+    pub async fn alert(&self, actor: &Actor, id: &str) -> Result<AlertView, ApiError> {
         let own = self.alert_scope(actor)?;
-        match self.store.alert(id)? {
+        match self.store.alert(id).await? {
             Some(a) if own.as_ref().is_none_or(|c| *c == a.client_id) => Ok(view(&a)),
             _ => Err(ApiError::new(ReturnCode::NotFound).with("id", format!("no alert '{id}'"))),
         }
@@ -128,7 +128,7 @@ impl National {
         };
         for _ in 0..8 {
             let now = self.clock.now();
-            let Some(current) = self.store.alert(id)? else {
+            let Some(current) = self.store.alert(id).await? else {
                 return Err(ApiError::new(ReturnCode::NotFound).with("id", format!("no alert '{id}'")));
             };
             let change = StatusChange { status, classification, comment: req.comment.as_deref() };

@@ -42,7 +42,7 @@ impl National {
         if let Err(e) = checked {
             return Err(self.refuse(actor, "audit-read", &subject, &request, e).await);
         }
-        let records = self.store.audit_by_subject(&subject)?;
+        let records = self.store.audit_by_subject(&subject).await?;
         let now = self.clock.now();
         let entry = self.audit_entry(
             actor,
@@ -179,24 +179,24 @@ pub struct VerifyReport {
 
 /// Verifies every record and checkpoint of the trail, page by page, with the given public keys.
 /// The error names the first bad record.
-pub fn verify_audit(
+pub async fn verify_audit(
     store: &dyn AuditStore,
     keys: impl IntoIterator<Item = ed25519_dalek::VerifyingKey>,
 ) -> Result<VerifyReport, String> {
-    verify_audit_with_heads(store, keys, &[])
+    verify_audit_with_heads(store, keys, &[]).await
 }
 
 /// Verifies the trail as [`verify_audit`] does, and against signed heads kept outside the
 /// database: each must be signed with one of `keys` and match the record it signs. A head whose
 /// record is missing means the trail was cut short, even if the checkpoints in the database
 /// were removed with the records.
-pub fn verify_audit_with_heads(
+pub async fn verify_audit_with_heads(
     store: &dyn AuditStore,
     keys: impl IntoIterator<Item = ed25519_dalek::VerifyingKey>,
     heads: &[OutsideHead],
 ) -> Result<VerifyReport, String> {
     let mut v = Verifier::new(keys);
-    let cps = store.checkpoints().map_err(|e: StoreError| e.to_string())?;
+    let cps = store.checkpoints().await.map_err(|e: StoreError| e.to_string())?;
     let checkpoints = cps.len() as u64;
     // Checkpoints go first: each waits for the record it signs.
     for cp in &cps {
@@ -207,7 +207,7 @@ pub fn verify_audit_with_heads(
     }
     let mut after = 0;
     loop {
-        let page = store.audit_page(after, 10_000).map_err(|e| e.to_string())?;
+        let page = store.audit_page(after, 10_000).await.map_err(|e| e.to_string())?;
         let Some((last, _)) = page.last() else { break };
         after = *last;
         for (_, r) in &page {

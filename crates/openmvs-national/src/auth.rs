@@ -26,8 +26,8 @@ fn secs(t: Timestamp) -> i64 {
 
 /// Loads the token-signing keys: the active one signs, retired ones verify until every token
 /// they signed has expired. Creates the first key when there is none.
-pub(crate) fn load_key_ring(store: &dyn Store, now: Timestamp) -> Result<KeyRing, ApiError> {
-    let mut records = store.keys()?;
+pub(crate) async fn load_key_ring(store: &dyn Store, now: Timestamp) -> Result<KeyRing, ApiError> {
+    let mut records = store.keys().await?;
     if !records.iter().any(|k| k.active) {
         let pair = SigningKeyPair::generate();
         let rec = KeyRecord {
@@ -38,8 +38,8 @@ pub(crate) fn load_key_ring(store: &dyn Store, now: Timestamp) -> Result<KeyRing
             retired_at: None,
             revoked_at: None,
         };
-        store.rotate_key(&rec, now)?;
-        records = store.keys()?;
+        store.rotate_key(&rec, now).await?;
+        records = store.keys().await?;
     }
     let active =
         records.iter().find(|k| k.active).ok_or_else(|| ApiError::unavailable("no active signing key"))?;
@@ -59,7 +59,7 @@ impl National {
     /// `POST /oauth/token` with the client-credentials grant. Every attempt is audited.
     pub async fn token(&self, client_id: &str, client_secret: &str) -> Result<TokenResponse, AuthError> {
         let now = self.clock.now();
-        let client = self.store.client(client_id).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let client = self.store.client(client_id).await.map_err(|e| AuthError::Internal(e.to_string()))?;
         let stored = client.as_ref().filter(|c| !c.disabled && c.market == self.config.market);
         let phc = stored.map(|c| c.secret_hash.clone());
         let secret = client_secret.to_owned();
@@ -117,11 +117,11 @@ impl National {
     }
 
     /// Checks a bearer token and says who holds it.
-    pub fn authenticate(&self, token: &str) -> Result<Actor, ApiError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Actor, ApiError> {
         let now = secs(self.clock.now());
         let claims = match self.validator.validate(token, now) {
             // Signed by a key another node sharing the store made since this one last looked.
-            Err(AuthError::UnknownKey) if self.learn_keys() => self.validator.validate(token, now),
+            Err(AuthError::UnknownKey) if self.learn_keys().await => self.validator.validate(token, now),
             r => r,
         };
         let claims = claims.map_err(|e| match e {
@@ -143,28 +143,35 @@ impl National {
     }
 
     /// Creates a client of this market and returns its id and its secret (shown once).
-    pub fn create_client(&self, role: Role, location: Location, name: &str) -> Result<NewClient, ApiError> {
+    pub async fn create_client(
+        &self,
+        role: Role,
+        location: Location,
+        name: &str,
+    ) -> Result<NewClient, ApiError> {
         let client_id = openmvs_auth::new_client_id();
         let client_secret = openmvs_auth::new_client_secret();
         let secret_hash = openmvs_auth::hash_secret(&client_secret).map_err(ApiError::unavailable)?;
-        self.store.create_client(&ClientRecord {
-            client_id: client_id.clone(),
-            secret_hash,
-            role,
-            market: self.config.market,
-            location,
-            name: name.to_owned(),
-            created_at: self.clock.now(),
-            disabled: false,
-            last_used_at: None,
-        })?;
+        self.store
+            .create_client(&ClientRecord {
+                client_id: client_id.clone(),
+                secret_hash,
+                role,
+                market: self.config.market,
+                location,
+                name: name.to_owned(),
+                created_at: self.clock.now(),
+                disabled: false,
+                last_used_at: None,
+            })
+            .await?;
         Ok(NewClient { client_id, client_secret })
     }
 
     /// Adds to the ring, as verification keys, the keys other nodes sharing the store made and
     /// this one does not know yet; true if it learnt any. Looks at most once a second, so tokens
     /// naming unknown keys cannot make every request read the store.
-    fn learn_keys(&self) -> bool {
+    async fn learn_keys(&self) -> bool {
         let now = self.clock.now().unix_millis();
         let last = self.keys_checked_at.load(std::sync::atomic::Ordering::Relaxed);
         if now - last < 1000
@@ -180,7 +187,7 @@ impl National {
         {
             return false;
         }
-        let Ok(records) = self.store.keys() else { return false };
+        let Ok(records) = self.store.keys().await else { return false };
         let Ok(mut ring) = self.keys.try_write() else { return false };
         let known: Vec<String> = ring.verification_keys().into_iter().map(|(kid, _)| kid).collect();
         let mut learnt = false;
@@ -203,7 +210,7 @@ impl National {
     /// rotate-token-key`) stored: a new active key starts signing here too, and the previous one
     /// keeps verifying until its tokens have expired. Called periodically by the server.
     pub async fn reload_keys(&self) -> Result<bool, ApiError> {
-        let records = self.store.keys()?;
+        let records = self.store.keys().await?;
         let Some(active) = records.iter().find(|k| k.active) else { return Ok(false) };
         let mut ring = self.keys.write().await;
         if ring.active().kid == active.kid {
@@ -230,7 +237,7 @@ impl National {
             retired_at: None,
             revoked_at: None,
         };
-        self.store.rotate_key(&rec, now)?;
+        self.store.rotate_key(&rec, now).await?;
         let mut ring = self.keys.write().await;
         // The validator follows the ring, so tokens of the new key are accepted from now on.
         ring.rotate(pair).map_err(ApiError::unavailable)?;

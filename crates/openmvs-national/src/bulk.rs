@@ -39,7 +39,7 @@ impl National {
         let canonical = serde_json::to_string(&rows).map_err(ApiError::unavailable)?;
         let hash = bytes_hash(canonical.as_bytes());
         for _ in 0..4 {
-            if let Some(stored) = self.store.idempotency(&actor.client_id, &client_trx_id)? {
+            if let Some(stored) = self.store.idempotency(&actor.client_id, &client_trx_id).await? {
                 if stored.request_hash != hash {
                     let e = ApiError::new(ReturnCode::TransactionIdReused)
                         .with("client_trx_id", "was used by this client for a different request");
@@ -204,14 +204,15 @@ impl National {
     }
 
     /// `GET /v1/bulk/{id}`: the job's status, and its results once done. Only its submitter sees it.
-    pub fn bulk(&self, actor: &Actor, id: &str) -> Result<BulkStatusResponse, ApiError> {
-        let job = self.store.bulk(id)?.filter(|j| j.client_id == actor.client_id);
+    pub async fn bulk(&self, actor: &Actor, id: &str) -> Result<BulkStatusResponse, ApiError> {
+        let job = self.store.bulk(id).await?.filter(|j| j.client_id == actor.client_id);
         let Some(job) = job else {
             return Err(ApiError::new(ReturnCode::NotFound).with("bulk_id", format!("no bulk '{id}'")));
         };
         let results = if job.status == BulkStatus::Done {
             self.store
-                .bulk_results(id)?
+                .bulk_results(id)
+                .await?
                 .iter()
                 .map(|r| {
                     serde_json::from_str(r).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))
@@ -239,7 +240,7 @@ impl National {
             if *shutdown.borrow() {
                 return;
             }
-            let jobs = match self.store.unfinished_bulks(MAX_BACKED_OFF + 1) {
+            let jobs = match self.store.unfinished_bulks(MAX_BACKED_OFF + 1).await {
                 Ok(j) => j,
                 Err(e) => {
                     tracing::warn!(error = %e, "bulk worker cannot read its queue");
@@ -250,18 +251,21 @@ impl National {
             let now = Instant::now();
             // The first job not backing off whose lease this node gets: a job another node works
             // on is left to it.
-            let next = jobs
-                .into_iter()
-                .filter(|j| backoff.get(&j.id).is_none_or(|(_, at)| *at <= now))
-                .find(|j| self.claim_bulk(&j.id));
+            let mut next = None;
+            for j in jobs.into_iter().filter(|j| backoff.get(&j.id).is_none_or(|(_, at)| *at <= now)) {
+                if self.claim_bulk(&j.id).await {
+                    next = Some(j);
+                    break;
+                }
+            }
             match next {
                 Some(job) => match self.process_bulk(&job, &mut shutdown).await {
                     Ok(()) => {
                         backoff.remove(&job.id);
-                        self.release_bulk(&job.id);
+                        self.release_bulk(&job.id).await;
                     }
                     Err(e) => {
-                        self.release_bulk(&job.id);
+                        self.release_bulk(&job.id).await;
                         let failures = backoff.get(&job.id).map_or(1, |(n, _)| n + 1);
                         let wait = crate::hub::backoff(failures - 1).min(Duration::from_secs(60));
                         tracing::warn!(bulk = %job.id, error = %e, failures, "bulk chunk failed; retrying later");
@@ -317,7 +321,7 @@ impl National {
             }
             // The lease is renewed before every chunk; a node that lost it (it stalled longer than
             // the lease) stops, and the chunk's expected progress keeps it from applying twice.
-            if !self.claim_bulk(&job.id) {
+            if !self.claim_bulk(&job.id).await {
                 tracing::warn!(bulk = %job.id, "bulk job taken over by another node");
                 return Ok(());
             }
@@ -328,16 +332,16 @@ impl National {
         Ok(())
     }
 
-    fn claim_bulk(&self, id: &str) -> bool {
+    async fn claim_bulk(&self, id: &str) -> bool {
         let now = self.clock.now();
-        self.store.claim_bulk(id, &self.node_id, now, now.plus(self.config.lease)).unwrap_or_else(|e| {
+        self.store.claim_bulk(id, &self.node_id, now, now.plus(self.config.lease)).await.unwrap_or_else(|e| {
             tracing::warn!(bulk = %id, error = %e, "bulk lease cannot be taken");
             false
         })
     }
 
-    fn release_bulk(&self, id: &str) {
-        if let Err(e) = self.store.release_bulk(id, &self.node_id) {
+    async fn release_bulk(&self, id: &str) {
+        if let Err(e) = self.store.release_bulk(id, &self.node_id).await {
             tracing::warn!(bulk = %id, error = %e, "bulk lease cannot be given up; it ends by itself");
         }
     }
@@ -377,7 +381,7 @@ impl National {
                     continue;
                 }
                 let input = PackInput { client_trx_id: format!("{}#{i}", job.id), id, warnings: Vec::new() };
-                let loaded: Loaded = self.load(&input.id)?;
+                let loaded: Loaded = self.load(&input.id).await?;
                 let d: Decision = self.decide_loaded(actor, command, &input.id, &loaded, now);
                 let out = self.outcome(actor, command, &input, &loaded, &d, now);
                 let r = &out.response;

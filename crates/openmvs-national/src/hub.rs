@@ -73,7 +73,7 @@ impl National {
     async fn apply_message(&self, env: &Envelope) -> Result<MessageAck, ApiError> {
         for _ in 0..8 {
             let now = self.clock.now();
-            let mut uow = match self.message_effects(env, now) {
+            let mut uow = match self.message_effects(env, now).await {
                 Ok(u) => u,
                 Err(NotApplied::Store(e)) => return Err(e.into()),
                 Err(NotApplied::Rejected(why)) => {
@@ -150,7 +150,7 @@ impl National {
     }
 
     /// What applying one message changes, with its inbox id and audit record.
-    fn message_effects(&self, env: &Envelope, now: Timestamp) -> Result<UnitOfWork, NotApplied> {
+    async fn message_effects(&self, env: &Envelope, now: Timestamp) -> Result<UnitOfWork, NotApplied> {
         let bad = |what: String| NotApplied::Rejected(what);
         let today = now.date();
         let pc = |scheme: &str, code: &str| {
@@ -162,7 +162,7 @@ impl National {
         match &env.body {
             Message::Product(p) => {
                 let product_code = pc(&p.scheme, &p.product_code)?;
-                let withdrawn = self.store.product(&product_code)?.is_some_and(|x| x.withdrawn);
+                let withdrawn = self.store.product(&product_code).await?.is_some_and(|x| x.withdrawn);
                 uow.products.push(ProductRecord {
                     product_code,
                     name: p.name.clone(),
@@ -186,7 +186,7 @@ impl National {
                     .iter()
                     .map(|m| MarketCode::new(m).map_err(|e| bad(format!("markets: {e}"))))
                     .collect::<Result<Vec<_>, _>>()?;
-                let existing = self.store.batch(&product_code, &batch)?;
+                let existing = self.store.batch(&product_code, &batch).await?;
                 uow.batches.push(BatchRecord {
                     product_code,
                     batch,
@@ -205,7 +205,7 @@ impl National {
                     .map(|(i, s)| Serial::new(s).map_err(|e| bad(format!("serials[{i}]: {e}"))))
                     .collect::<Result<Vec<_>, _>>()?;
                 // A pack without its batch could never be verified: the batch comes first.
-                if self.store.batch(&product_code, &batch)?.is_none() {
+                if self.store.batch(&product_code, &batch).await?.is_none() {
                     return Err(bad(format!("batch {} of {} is unknown here", p.batch, p.product_code)));
                 }
                 note = format!("{} serials", serials.len());
@@ -214,10 +214,10 @@ impl National {
             Message::Recall(r) => {
                 let product_code = pc(&r.scheme, &r.product_code)?;
                 let batch = Batch::new(&r.batch).map_err(|e| bad(format!("batch: {e}")))?;
-                let mut b = self
-                    .store
-                    .batch(&product_code, &batch)?
-                    .ok_or_else(|| bad(format!("batch {} of {} is unknown here", r.batch, r.product_code)))?;
+                let mut b =
+                    self.store.batch(&product_code, &batch).await?.ok_or_else(|| {
+                        bad(format!("batch {} of {} is unknown here", r.batch, r.product_code))
+                    })?;
                 b.recalled = true;
                 uow.batches.push(b);
             }
@@ -225,13 +225,14 @@ impl National {
                 let product_code = pc(&w.scheme, &w.product_code)?;
                 let mut p = self
                     .store
-                    .product(&product_code)?
+                    .product(&product_code)
+                    .await?
                     .ok_or_else(|| bad(format!("product {} is unknown here", w.product_code)))?;
                 p.withdrawn = true;
                 uow.products.push(p);
             }
             Message::PackState(s) => {
-                note = self.sync_effects(env, s, now, &mut uow)?;
+                note = self.sync_effects(env, s, now, &mut uow).await?;
             }
             Message::Alert(_) => {
                 return Err(bad("alerts go from national systems to the hub, not back".into()));
@@ -245,7 +246,7 @@ impl National {
     }
 
     /// A state change made in another market (or by the OBP) arriving for this market's copy.
-    fn sync_effects(
+    async fn sync_effects(
         &self,
         env: &Envelope,
         s: &PackStateMsg,
@@ -262,7 +263,7 @@ impl National {
         // An OBP's change names no market; it is recorded as coming from this market's hub link.
         let origin = MarketCode::new(&s.market).unwrap_or(self.config.market);
         let at = parse_rfc3339(&s.at).ok_or_else(|| bad(format!("at '{}'", s.at)))?;
-        let Some(stored) = self.store.pack(&product_code, &serial)? else {
+        let Some(stored) = self.store.pack(&product_code, &serial).await? else {
             return Err(bad(format!("pack {}/{} is unknown here", s.product_code, s.serial)));
         };
         let change = SyncChange { state, command, origin, location, at };
@@ -299,7 +300,7 @@ impl National {
                     source_key: format!("sync/{}", env.message_id),
                 };
                 debug_assert_eq!(code, AlertCode::A24);
-                if let Some(p) = self.store.product(&product_code)? {
+                if let Some(p) = self.store.product(&product_code).await? {
                     uow.outbox.push(self.message(
                         &s.product_code,
                         Message::Alert(openmvs_wire::hub::AlertMsg {
@@ -345,7 +346,7 @@ impl National {
         let now = self.clock.now();
         // Claimed, not just read: a relay on another node sharing the store skips these until the
         // lease ends, and takes them over if this node dies before marking them.
-        let due = self.store.claim_due(now, now.plus(self.config.lease), MAX_DELIVERY)?;
+        let due = self.store.claim_due(now, now.plus(self.config.lease), MAX_DELIVERY).await?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -358,7 +359,9 @@ impl National {
                     envelopes.push(e);
                     sent.push(m);
                 }
-                Err(e) => self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true)?,
+                Err(e) => {
+                    self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true).await?
+                }
             }
         }
         if sent.is_empty() {
@@ -372,29 +375,35 @@ impl National {
                     let a = ack.results.iter().find(|a| a.message_id == m.message.message_id);
                     match a.map(|a| (a.status.as_str(), a.error.clone())) {
                         Some(("APPLIED" | "DUPLICATE", _)) => {
-                            self.store.delivered(m.seq)?;
+                            self.store.delivered(m.seq).await?;
                             acked += 1;
                         }
                         Some(("REJECTED", why)) => {
                             let why = why.unwrap_or_else(|| "rejected".into());
-                            self.store.failed(m.seq, &why, now, true)?;
+                            self.store.failed(m.seq, &why, now, true).await?;
                         }
-                        _ => self.retry_later(m.seq, m.attempts, "no acknowledgement", now)?,
+                        _ => self.retry_later(m.seq, m.attempts, "no acknowledgement", now).await?,
                     }
                 }
             }
             Err(e) => {
                 for m in &sent {
-                    self.retry_later(m.seq, m.attempts, &e, now)?;
+                    self.retry_later(m.seq, m.attempts, &e, now).await?;
                 }
             }
         }
         Ok(acked)
     }
 
-    fn retry_later(&self, seq: u64, attempts: u32, why: &str, now: Timestamp) -> Result<(), StoreError> {
+    async fn retry_later(
+        &self,
+        seq: u64,
+        attempts: u32,
+        why: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let dead = attempts + 1 >= self.config.max_delivery_attempts;
-        self.store.failed(seq, why, now.plus(backoff(attempts)), dead)
+        self.store.failed(seq, why, now.plus(backoff(attempts)), dead).await
     }
 }
 

@@ -120,14 +120,14 @@ pub struct National {
 impl National {
     /// Builds the service over an open store. Loads the token-signing keys, creating the first
     /// one if the store has none.
-    pub fn new(
+    pub async fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         config: NationalConfig,
         hub: Option<Arc<dyn HubLink>>,
     ) -> Result<National, ApiError> {
-        let ring = auth::load_key_ring(store.as_ref(), clock.now())?;
-        let disabled = store.disabled_clients()?.into_iter().collect();
+        let ring = auth::load_key_ring(store.as_ref(), clock.now()).await?;
+        let disabled = store.disabled_clients().await?.into_iter().collect();
         let validator = ring.validator();
         let node_id = new_id("node", clock.now());
         Ok(National {

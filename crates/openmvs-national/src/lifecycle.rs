@@ -67,9 +67,9 @@ impl National {
 
     /// Every client of the market, in id order, with when it was last seen (including this
     /// node's sightings not yet written to the store).
-    pub fn list_clients(&self, actor: &Actor) -> Result<Vec<ClientRecord>, ApiError> {
+    pub async fn list_clients(&self, actor: &Actor) -> Result<Vec<ClientRecord>, ApiError> {
         self.may_manage_clients(actor)?;
-        let mut clients = self.store.clients()?;
+        let mut clients = self.store.clients().await?;
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         for c in &mut clients {
             if let Some(&at) = seen.get(&c.client_id) {
@@ -81,8 +81,8 @@ impl National {
     }
 
     /// `GET /v1/admin/clients`.
-    pub fn client_list(&self, actor: &Actor) -> Result<ClientList, ApiError> {
-        Ok(ClientList { clients: self.list_clients(actor)?.iter().map(client_state).collect() })
+    pub async fn client_list(&self, actor: &Actor) -> Result<ClientList, ApiError> {
+        Ok(ClientList { clients: self.list_clients(actor).await?.iter().map(client_state).collect() })
     }
 
     /// Cuts a client off (`disabled`) or lets it back in, with an audit record in the same unit
@@ -104,7 +104,7 @@ impl National {
             ApiError::new(ReturnCode::NotFound)
                 .with("client_id", format!("no client '{client_id}' in market {}", self.config.market))
         };
-        let client = self.store.client(client_id)?.filter(|c| c.market == self.config.market);
+        let client = self.store.client(client_id).await?.filter(|c| c.market == self.config.market);
         let Some(client) = client else { return Err(missing()) };
         if disabled && client.client_id == actor.client_id {
             return Err(ApiError::field("client_id", "a client cannot disable itself"));
@@ -208,7 +208,7 @@ impl National {
     /// 404 naming `kid` for a key the store does not have; 400 naming `kid` for the active key.
     pub async fn retire_token_key(&self, actor: &Actor, kid: &str) -> Result<(), ApiError> {
         self.may_manage_clients(actor)?;
-        let keys = self.store.keys()?;
+        let keys = self.store.keys().await?;
         let missing =
             || ApiError::new(ReturnCode::NotFound).with("kid", format!("no token-signing key '{kid}'"));
         let Some(key) = keys.iter().find(|k| k.kid == kid) else { return Err(missing()) };
@@ -269,7 +269,7 @@ impl National {
         // replaced only if no change was made here since the read began (else at the next refresh).
         let local = self.disabled_changes.load(std::sync::atomic::Ordering::SeqCst);
         let disabled: std::collections::HashSet<String> =
-            self.store.disabled_clients()?.into_iter().collect();
+            self.store.disabled_clients().await?.into_iter().collect();
         let changed = *self.disabled.read().unwrap_or_else(|p| p.into_inner()) != disabled;
         if changed {
             let mut set = self.disabled.write().unwrap_or_else(|p| p.into_inner());
@@ -278,7 +278,7 @@ impl National {
             }
         }
         self.reload_keys().await?;
-        let records = self.store.keys()?;
+        let records = self.store.keys().await?;
         let revoked: Vec<&str> =
             records.iter().filter(|k| k.revoked_at.is_some() && !k.active).map(|k| k.kid.as_str()).collect();
         if revoked.is_empty() {

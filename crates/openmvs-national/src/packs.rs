@@ -131,7 +131,7 @@ impl National {
             }
             let id = &input.id;
             let key = (actor.client_id.as_str(), input.client_trx_id.as_str());
-            let ctx = self.store.pack_context(Some(key), &id.product_code, &id.serial, &id.batch)?;
+            let ctx = self.store.pack_context(Some(key), &id.product_code, &id.serial, &id.batch).await?;
             if let Some(stored) = &ctx.idempotency {
                 return self.replay(actor, &audit_op, subject, body, stored, hash).await;
             }
@@ -247,8 +247,8 @@ impl National {
     }
 
     /// Reads what the store knows about the pack in `id`.
-    pub(crate) fn load(&self, id: &PackIdentifier) -> Result<Loaded, ApiError> {
-        let ctx = self.store.pack_context(None, &id.product_code, &id.serial, &id.batch)?;
+    pub(crate) async fn load(&self, id: &PackIdentifier) -> Result<Loaded, ApiError> {
+        let ctx = self.store.pack_context(None, &id.product_code, &id.serial, &id.batch).await?;
         Ok(Loaded { product: ctx.product, pack: ctx.pack, requested_batch_known: ctx.requested_batch_known })
     }
 
@@ -478,7 +478,7 @@ impl National {
             Some(&req.expiry),
             now.date(),
         )?;
-        if self.store.product(&id.product_code)?.is_none() {
+        if self.store.product(&id.product_code).await?.is_none() {
             return Ok(None);
         }
         if !access(role, Action::Pack(command), &self.config.policy).is_allowed() {

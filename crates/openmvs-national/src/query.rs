@@ -24,9 +24,9 @@ impl National {
     ) -> Result<Option<PackStateView>, ApiError> {
         let now = self.clock.now();
         let mut view = None;
-        if let Some(stored) = self.store.pack(product_code, serial)? {
+        if let Some(stored) = self.store.pack(product_code, serial).await? {
             // One snapshot of product, pack and batch, read through the pack's own batch.
-            let ctx = self.store.pack_context(None, product_code, serial, &stored.pack.batch)?;
+            let ctx = self.store.pack_context(None, product_code, serial, &stored.pack.batch).await?;
             if let Some((pack, batch)) = ctx.pack {
                 let withdrawn = ctx.product.as_ref().is_some_and(|p| p.withdrawn);
                 let facts = BatchFacts { expiry: batch.expiry, recalled: batch.recalled };
@@ -98,7 +98,7 @@ mod tests {
         );
         let dyn_store: Arc<dyn Store> = store.clone();
         let market = MarketCode::new("DE").unwrap();
-        let national = National::new(dyn_store, clock, NationalConfig::new(market), None).unwrap();
+        let national = National::new(dyn_store, clock, NationalConfig::new(market), None).await.unwrap();
         let product = ProductMsg {
             scheme: "GTIN".into(),
             product_code: PC.into(),
@@ -154,13 +154,13 @@ mod tests {
         assert_eq!((recalled.state.as_str(), recalled.reasons), ("ACTIVE", vec!["RECALLED".to_owned()]));
 
         // Read-only: the pack is unchanged; every question is in the pack's trail, by the hub.
-        assert_eq!(store.pack(&pc, &q1).unwrap().unwrap().version, 1);
-        let trail = store.audit_by_subject(&format!("GTIN/{PC}/Q1")).unwrap();
+        assert_eq!(store.pack(&pc, &q1).await.unwrap().unwrap().version, 1);
+        let trail = store.audit_by_subject(&format!("GTIN/{PC}/Q1")).await.unwrap();
         let queries: Vec<_> = trail.iter().filter(|r| r.entry.operation == "hub-pack-query").collect();
         assert_eq!(queries.len(), 2);
         assert!(queries.iter().all(|r| r.entry.actor == "hub" && r.entry.role == "HUB"));
         assert_eq!(queries[0].entry.return_code, "NMVS_SUCCESS");
-        let unknown = store.audit_by_subject(&format!("GTIN/{PC}/Q2")).unwrap();
+        let unknown = store.audit_by_subject(&format!("GTIN/{PC}/Q2")).await.unwrap();
         assert_eq!(unknown.len(), 1);
         assert_eq!(unknown[0].entry.return_code, "NMVS_NC_PC_02");
         store.close();

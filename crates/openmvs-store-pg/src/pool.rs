@@ -55,7 +55,10 @@ async fn connect_driven(config: &Config) -> StoreResult<(Arc<Conn>, tokio::task:
         .batch_execute("SET lock_timeout = '5s'; SET idle_in_transaction_session_timeout = '60s'")
         .await
         .map_err(pg_err)?;
-    Ok((Arc::new(Conn { client, statements: tokio::sync::Mutex::new(HashMap::new()) }), driver.abort_handle()))
+    Ok((
+        Arc::new(Conn { client, statements: tokio::sync::Mutex::new(HashMap::new()) }),
+        driver.abort_handle(),
+    ))
 }
 
 /// A few shared connections for reads and small writes.

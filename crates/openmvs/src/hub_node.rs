@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use openmvs_core::time::Clock;
 use openmvs_http::TlsReloader;
+use openmvs_store::BoxFuture;
 use openmvs_store::hub::HubStore;
 use openmvs_store_pg::hub::{PgHubOptions, PgHubStore};
 use openmvs_store_sqlite::AuditSigner;
@@ -66,7 +67,7 @@ pub fn open_store(
 #[derive(Clone)]
 pub struct HubNodeStore {
     store: Arc<dyn HubStore>,
-    close: Arc<dyn Fn() + Send + Sync>,
+    close: Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
 }
 
 impl HubNodeStore {
@@ -76,8 +77,8 @@ impl HubNodeStore {
     }
 
     /// Commits what is queued, signs the open audit tails and stops the writer.
-    pub fn close(&self) {
-        (self.close)();
+    pub async fn close(&self) {
+        (self.close)().await;
     }
 }
 
@@ -94,7 +95,13 @@ pub fn open(
         Storage::Sqlite => {
             let s = open_store(data_dir, clock, on_group)?;
             let c = s.clone();
-            Ok(HubNodeStore { store: s, close: Arc::new(move || c.close()) })
+            Ok(HubNodeStore {
+                store: s,
+                close: Arc::new(move || {
+                    c.close();
+                    Box::pin(async {})
+                }),
+            })
         }
         Storage::Postgres { url, schema, pool } => {
             std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
@@ -113,7 +120,13 @@ pub fn open(
                 .with_context(|| format!("opening PostgreSQL schema {schema} at {}", redact_url(url)))?,
             );
             let c = s.clone();
-            Ok(HubNodeStore { store: s, close: Arc::new(move || c.close()) })
+            Ok(HubNodeStore {
+                store: s,
+                close: Arc::new(move || {
+                    let c = c.clone();
+                    Box::pin(async move { c.close().await })
+                }),
+            })
         }
     }
 }

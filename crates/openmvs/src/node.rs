@@ -137,10 +137,10 @@ impl NodeStore {
 
     /// Commits what is queued, signs the open audit tails and stops the writer; then writes the
     /// latest heads to the head file.
-    pub fn close(&self) {
+    pub async fn close(&self) {
         match &self.engine {
             Engine::Sqlite(s) => s.close(),
-            Engine::Postgres(s) => s.close(),
+            Engine::Postgres(s) => s.close().await,
         }
         if let Some(h) = &self.heads {
             h.close();

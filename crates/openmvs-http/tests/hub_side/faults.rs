@@ -52,59 +52,75 @@ impl ContextStore for Faulty {
         product_code: &ProductCode,
         serial: &Serial,
         batch: &Batch,
-    ) -> StoreResult<PackContext> {
-        self.read_fault()?;
+    ) -> BoxFuture<'_, StoreResult<PackContext>> {
+        if let Err(e) = self.read_fault() {
+            return Box::pin(async move { Err(e) });
+        }
         self.inner.pack_context(idempotency_key, product_code, serial, batch)
     }
 }
 
 impl PackStore for Faulty {
-    fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
-        self.read_fault()?;
+    fn pack(
+        &self,
+        product_code: &ProductCode,
+        serial: &Serial,
+    ) -> BoxFuture<'_, StoreResult<Option<StoredPack>>> {
+        if let Err(e) = self.read_fault() {
+            return Box::pin(async move { Err(e) });
+        }
         self.inner.pack(product_code, serial)
     }
-    fn pack_count(&self) -> StoreResult<u64> {
+    fn pack_count(&self) -> BoxFuture<'_, StoreResult<u64>> {
         self.inner.pack_count()
     }
 }
 
 impl ProductStore for Faulty {
-    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
-        self.read_fault()?;
+    fn product(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<Option<ProductRecord>>> {
+        if let Err(e) = self.read_fault() {
+            return Box::pin(async move { Err(e) });
+        }
         self.inner.product(product_code)
     }
 }
 
 impl BatchStore for Faulty {
-    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
-        self.read_fault()?;
+    fn batch(
+        &self,
+        product_code: &ProductCode,
+        batch: &Batch,
+    ) -> BoxFuture<'_, StoreResult<Option<BatchRecord>>> {
+        if let Err(e) = self.read_fault() {
+            return Box::pin(async move { Err(e) });
+        }
         self.inner.batch(product_code, batch)
     }
 }
 
 impl AlertStore for Faulty {
-    fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
+    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
         self.inner.alert(id)
     }
-    fn alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertRecord>> {
+    fn alerts(&self, filter: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>> {
         self.inner.alerts(filter)
     }
 }
 
 impl AuditStore for Faulty {
-    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
+    fn audit_by_subject(&self, subject: &str) -> BoxFuture<'_, StoreResult<Vec<Sealed>>> {
         self.inner.audit_by_subject(subject)
     }
-    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
+    fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
         self.inner.audit_page(after, limit)
     }
-    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+    fn checkpoints(&self) -> BoxFuture<'_, StoreResult<Vec<Checkpoint>>> {
         self.inner.checkpoints()
     }
 }
 
 impl OutboxStore for Faulty {
-    fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
+    fn due(&self, now: Timestamp, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
         self.inner.due(now, limit)
     }
     fn claim_due(
@@ -112,40 +128,50 @@ impl OutboxStore for Faulty {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
-    ) -> StoreResult<Vec<StoredOutboxMessage>> {
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
         self.inner.claim_due(now, lease_until, limit)
     }
-    fn delivered(&self, seq: u64) -> StoreResult<()> {
+    fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.delivered(seq)
     }
-    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.failed(seq, error, next_attempt_at, dead)
     }
-    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
         self.inner.dead_letters()
     }
-    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         self.inner.replay(seq, now)
     }
-    fn pending(&self) -> StoreResult<u64> {
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
         self.inner.pending()
     }
 }
 
 impl IdempotencyStore for Faulty {
-    fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
+    fn idempotency(
+        &self,
+        client_id: &str,
+        client_trx_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<IdempotencyRecord>>> {
         self.inner.idempotency(client_id, client_trx_id)
     }
 }
 
 impl BulkStore for Faulty {
-    fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>> {
+    fn bulk(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
         self.inner.bulk(id)
     }
-    fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
+    fn bulk_results(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<String>>> {
         self.inner.bulk_results(id)
     }
-    fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
+    fn unfinished_bulks(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<BulkJob>>> {
         self.inner.unfinished_bulks(limit)
     }
     fn claim_bulk(
@@ -154,31 +180,31 @@ impl BulkStore for Faulty {
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
-    ) -> StoreResult<bool> {
+    ) -> BoxFuture<'_, StoreResult<bool>> {
         self.inner.claim_bulk(id, worker, now, lease_until)
     }
-    fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()> {
+    fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.release_bulk(id, worker)
     }
 }
 
 impl ClientStore for Faulty {
-    fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
+    fn create_client(&self, client: &ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.create_client(client)
     }
-    fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+    fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
         self.inner.client(client_id)
     }
-    fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
+    fn clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientRecord>>> {
         self.inner.clients()
     }
-    fn disabled_clients(&self) -> StoreResult<Vec<String>> {
+    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
         self.inner.disabled_clients()
     }
-    fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
+    fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
         self.inner.keys()
     }
-    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
+    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.rotate_key(key, now)
     }
 }

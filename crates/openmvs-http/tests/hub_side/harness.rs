@@ -164,7 +164,7 @@ impl Harness {
         let dyn_store: Arc<dyn Store> = store.clone();
         let dyn_link: Arc<dyn HubLink> = link.clone();
         let national = Arc::new(
-            National::new(dyn_store, clock.clone(), config, Some(dyn_link)).expect("national system"),
+            National::new(dyn_store, clock.clone(), config, Some(dyn_link)).await.expect("national system"),
         );
         let obs = Arc::new(Observability::new(clock.clone()));
         // A fixed admission bound: the governor would lower it whenever the machine is busy.
@@ -244,33 +244,34 @@ impl Harness {
     }
 
     /// The stored state of a pack here.
-    pub fn state(&self, product_code: &str, serial: &str) -> String {
-        self.stored(product_code, serial).pack.state.to_string()
+    pub async fn state(&self, product_code: &str, serial: &str) -> String {
+        self.stored(product_code, serial).await.pack.state.to_string()
     }
 
     /// The stored pack here.
-    pub fn stored(&self, product_code: &str, serial: &str) -> openmvs_store::StoredPack {
+    pub async fn stored(&self, product_code: &str, serial: &str) -> openmvs_store::StoredPack {
         use openmvs_store::PackStore;
         let pc = openmvs_core::ids::ProductCode::new(openmvs_core::ids::Scheme::Gtin, product_code).unwrap();
         let s = openmvs_core::ids::Serial::new(serial).unwrap();
-        self.store.pack(&pc, &s).unwrap().expect("the pack exists here")
+        self.store.pack(&pc, &s).await.unwrap().expect("the pack exists here")
     }
 
     /// Every alert of the market, oldest first.
-    pub fn alerts(&self) -> Vec<openmvs_store::AlertRecord> {
+    pub async fn alerts(&self) -> Vec<openmvs_store::AlertRecord> {
         use openmvs_store::AlertStore;
-        self.store.alerts(&openmvs_store::AlertFilter { limit: 1000, ..Default::default() }).unwrap()
+        self.store.alerts(&openmvs_store::AlertFilter { limit: 1000, ..Default::default() }).await.unwrap()
     }
 
     /// How many audit records the market's trail holds.
-    pub fn audit_count(&self) -> usize {
+    pub async fn audit_count(&self) -> usize {
         use openmvs_store::AuditStore;
-        self.store.audit_page(0, 100_000).unwrap().len()
+        self.store.audit_page(0, 100_000).await.unwrap().len()
     }
 
     /// A new client of `role` at `location`, and a bearer token for it.
     pub async fn token(&self, role: Role, location: &str) -> (String, String) {
-        let c = self.national.create_client(role, Location::new(location).unwrap(), "test client").unwrap();
+        let c =
+            self.national.create_client(role, Location::new(location).unwrap(), "test client").await.unwrap();
         let resp = client(None)
             .post(format!("{}/oauth/token", self.url))
             .header("content-type", "application/x-www-form-urlencoded")
@@ -313,10 +314,10 @@ impl Drop for Harness {
 pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// Polls `f` every 25 ms until it gives a value, for at most [`WAIT_LIMIT`].
-pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + WAIT_LIMIT;
     loop {
-        if let Some(v) = f() {
+        if let Some(v) = f().await {
             return v;
         }
         assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");

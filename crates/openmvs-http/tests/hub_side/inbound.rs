@@ -36,13 +36,13 @@ async fn a_delivery_over_mutual_tls_creates_packs_that_verify() {
     let ids: Vec<&str> = ack.results.iter().map(|a| a.message_id.as_str()).collect();
     let sent: Vec<&str> = delivery.messages.iter().map(|m| m.message_id.as_str()).collect();
     assert_eq!(ids, sent, "one acknowledgement per message, in order");
-    assert_eq!(h.store.pack_count().unwrap(), 3);
-    let batch = h.store.batch(&p(&pc), &Batch::new("B1").unwrap()).unwrap().unwrap();
+    assert_eq!(h.store.pack_count().await.unwrap(), 3);
+    let batch = h.store.batch(&p(&pc), &Batch::new("B1").unwrap()).await.unwrap().unwrap();
     let markets: Vec<String> = batch.markets.iter().map(ToString::to_string).collect();
     assert_eq!(markets, ["DE", "FR"]);
-    assert_eq!(h.store.product(&p(&pc)).unwrap().unwrap().owner, OWNER);
+    assert_eq!(h.store.product(&p(&pc)).await.unwrap().unwrap().owner, OWNER);
     for (env, op) in delivery.messages.iter().zip(["hub-product", "hub-batch", "hub-packs"]) {
-        let records = h.store.audit_by_subject(&env.message_id).unwrap();
+        let records = h.store.audit_by_subject(&env.message_id).await.unwrap();
         assert_eq!(records.len(), 1, "{op} audited once");
         assert_eq!(records[0].entry.operation, op);
         assert_eq!(records[0].entry.role, "HUB");
@@ -71,8 +71,8 @@ async fn a_redelivered_delivery_is_answered_duplicate_and_changes_nothing() {
     // A change made after the first application, which a re-application could undo.
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-1", &pc, "B1", "S1").await;
     assert!(r.accepted, "{r:?}");
-    let audit_before = h.audit_count();
-    let version_before = h.stored(&pc, "S1").version;
+    let audit_before = h.audit_count().await;
+    let version_before = h.stored(&pc, "S1").await.version;
 
     for _ in 0..2 {
         let ack = h.hub.send(&h.url, &delivery).await;
@@ -80,12 +80,12 @@ async fn a_redelivered_delivery_is_answered_duplicate_and_changes_nothing() {
         assert!(ack.results.iter().all(|a| a.error.is_none()), "{ack:?}");
     }
 
-    assert_eq!(h.store.pack_count().unwrap(), 2);
-    assert_eq!(h.audit_count(), audit_before, "a duplicate is not audited again");
-    assert_eq!(h.state(&pc, "S1"), "SUPPLIED");
-    assert_eq!(h.stored(&pc, "S1").version, version_before);
+    assert_eq!(h.store.pack_count().await.unwrap(), 2);
+    assert_eq!(h.audit_count().await, audit_before, "a duplicate is not audited again");
+    assert_eq!(h.state(&pc, "S1").await, "SUPPLIED");
+    assert_eq!(h.stored(&pc, "S1").await.version, version_before);
     for env in &delivery.messages {
-        assert_eq!(h.store.audit_by_subject(&env.message_id).unwrap().len(), 1);
+        assert_eq!(h.store.audit_by_subject(&env.message_id).await.unwrap().len(), 1);
     }
 }
 
@@ -113,8 +113,8 @@ async fn a_malformed_message_is_rejected_with_a_reason_and_later_messages_still_
     assert!(why1.contains("serials[1]"), "the reason names the serial: {why1}");
     assert!(ack.results[2].error.is_none());
     // A rejected message applies nothing of itself, not even its good serials.
-    assert_eq!(h.store.pack_count().unwrap(), 2, "S1 and S4");
-    let rejected = h.store.audit_by_subject(&delivery.messages[0].message_id).unwrap();
+    assert_eq!(h.store.pack_count().await.unwrap(), 2, "S1 and S4");
+    let rejected = h.store.audit_by_subject(&delivery.messages[0].message_id).await.unwrap();
     assert_eq!(rejected.len(), 1, "the rejection is audited");
     assert_eq!(rejected[0].entry.return_code, "NMVS_TE_XM_02");
     let r = h.op(&pharmacy("DE-PHARMA-1"), VERIFY, "v-4", &pc, "B1", "S4").await;
@@ -135,7 +135,7 @@ async fn a_recall_from_the_hub_makes_supply_refuse_with_lot_01_and_new_batch_dat
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-1", &pc, "B1", "S1").await;
     assert_eq!((r.accepted, r.return_code.as_str(), r.level), (false, "NMVS_FE_LOT_01", 4), "{r:?}");
     assert!(r.alert.is_none());
-    assert_eq!(h.state(&pc, "S1"), "ACTIVE");
+    assert_eq!(h.state(&pc, "S1").await, "ACTIVE");
     let v = h.op(&pharmacy("DE-PHARMA-1"), VERIFY, "v-2", &pc, "B1", "S2").await;
     let view = v.pack.unwrap();
     assert_eq!(view.reasons, ["RECALLED"]);
@@ -146,7 +146,7 @@ async fn a_recall_from_the_hub_makes_supply_refuse_with_lot_01_and_new_batch_dat
     assert_eq!(ack.status, "APPLIED");
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-2", &pc, "B1", "S2").await;
     assert_eq!(r.return_code, "NMVS_FE_LOT_01", "{r:?}");
-    assert!(h.alerts().is_empty(), "level 4 refusals raise no alert");
+    assert!(h.alerts().await.is_empty(), "level 4 refusals raise no alert");
 }
 
 #[tokio::test]
@@ -161,8 +161,8 @@ async fn a_withdrawal_from_the_hub_makes_supply_refuse_with_lot_08() {
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-1", &pc, "B1", "S1").await;
     assert_eq!((r.accepted, r.return_code.as_str(), r.level), (false, "NMVS_FE_LOT_08", 4), "{r:?}");
     assert!(r.alert.is_none());
-    assert_eq!(h.state(&pc, "S1"), "ACTIVE");
-    assert!(h.alerts().is_empty());
+    assert_eq!(h.state(&pc, "S1").await, "ACTIVE");
+    assert!(h.alerts().await.is_empty());
 }
 
 #[tokio::test]
@@ -175,7 +175,7 @@ async fn product_master_data_after_a_withdrawal_does_not_un_withdraw() {
     let ack = h.hub.send_one(&h.url, &envelope(product(&pc, "Testomab 10 mg (new label)", 2))).await;
     assert_eq!(ack.status, "APPLIED", "{ack:?}");
 
-    let stored = h.store.product(&p(&pc)).unwrap().unwrap();
+    let stored = h.store.product(&p(&pc)).await.unwrap().unwrap();
     assert_eq!((stored.name.as_str(), stored.version), ("Testomab 10 mg (new label)", 2), "the data applied");
     assert!(stored.withdrawn, "but the withdrawal stays");
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-1", &pc, "B1", "S1").await;
@@ -218,7 +218,7 @@ async fn a_storage_failure_while_applying_tells_the_hub_to_retry_instead_of_reje
     let ack = h.hub.send(&h.url, &delivery).await;
     assert_eq!(statuses(&ack), ["APPLIED"], "the redelivery applies (first answer {status}: {text})");
     assert_eq!(status, 503, "{text}");
-    assert!(h.store.product(&p(&pc)).unwrap().is_some());
+    assert!(h.store.product(&p(&pc)).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -242,9 +242,9 @@ async fn a_delivery_the_store_cannot_commit_is_answered_503_and_applies_in_full_
         .unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
-    assert!(h.store.product(&p(&pc)).unwrap().is_none(), "nothing applied");
+    assert!(h.store.product(&p(&pc)).await.unwrap().is_none(), "nothing applied");
 
     let ack = h.hub.send(&h.url, &delivery).await;
     assert_eq!(statuses(&ack), ["APPLIED"; 3]);
-    assert_eq!(h.store.pack_count().unwrap(), 1);
+    assert_eq!(h.store.pack_count().await.unwrap(), 1);
 }

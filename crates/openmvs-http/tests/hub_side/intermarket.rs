@@ -78,7 +78,7 @@ async fn a_verify_of_a_product_unknown_here_is_answered_by_another_market_throug
         (a.scheme.as_str(), a.product_code.as_str(), a.serial.as_str(), a.batch.as_str(), a.expiry.as_str()),
         ("GTIN", pc.as_str(), "S1", "B1", EXPIRY)
     );
-    assert_eq!(h.store.pack_count().unwrap(), 0, "nothing of it is stored here");
+    assert_eq!(h.store.pack_count().await.unwrap(), 0, "nothing of it is stored here");
 }
 
 #[tokio::test]
@@ -93,8 +93,8 @@ async fn a_product_no_market_knows_is_answered_nc_pc_01_without_an_alert() {
     assert!(r.alert.is_none() && r.pack.is_none());
     assert!(!r.intermarket, "no market answered");
     assert_eq!(h.hub.intermarket_requests().len(), 1, "the hub was asked");
-    assert!(h.alerts().is_empty());
-    assert_eq!(h.store.pending().unwrap(), 0, "no alert for the hub either");
+    assert!(h.alerts().await.is_empty());
+    assert_eq!(h.store.pending().await.unwrap(), 0, "no alert for the hub either");
 }
 
 async fn unreachable_hub_answers_ti_hub_01_in_time(h: &Harness, timeout: Duration) {
@@ -106,7 +106,7 @@ async fn unreachable_hub_answers_ti_hub_01_in_time(h: &Harness, timeout: Duratio
     assert_eq!((r.return_code.as_str(), r.level, r.accepted), ("NMVS_TI_HUB_01", 3, false), "{r:?}");
     assert!(r.alert.is_none());
     assert!(took < timeout + MARGIN, "answered after {took:?}, the link gives up after {timeout:?}");
-    assert!(h.alerts().is_empty());
+    assert!(h.alerts().await.is_empty());
 }
 
 #[tokio::test]
@@ -183,16 +183,16 @@ async fn an_intermarket_request_from_the_hub_is_processed_once_as_the_other_mark
     assert_eq!(r["return_code"], "NMVS_SUCCESS");
     assert_eq!(r["client_trx_id"], "fr-0001");
     assert_eq!(r["pack"]["state"], "SUPPLIED");
-    let stored = h.stored(&pc, "S1");
+    let stored = h.stored(&pc, "S1").await;
     assert_eq!(stored.pack.state.to_string(), "SUPPLIED");
     assert_eq!(stored.pack.last_change.as_ref().unwrap().location.as_str(), FR_LOCATION);
 
     let replay = post_intermarket(&h, &req).await;
 
     assert_eq!(replay, first, "the stored answer, same trx_id");
-    assert_eq!(h.stored(&pc, "S1").version, stored.version, "not supplied twice");
+    assert_eq!(h.stored(&pc, "S1").await.version, stored.version, "not supplied twice");
     let subject = format!("GTIN/{pc}/S1");
-    let records = h.store.audit_by_subject(&subject).unwrap();
+    let records = h.store.audit_by_subject(&subject).await.unwrap();
     let ops: Vec<&str> = records.iter().map(|r| r.entry.operation.as_str()).collect();
     assert_eq!(
         ops,
@@ -215,5 +215,5 @@ async fn an_intermarket_request_for_a_product_unknown_here_answers_no_market() {
     let answer = post_intermarket(&h, &im_request(&pc, "FR", "fr-0002")).await;
 
     assert_eq!(answer, serde_json::json!({"market": null, "response": null}));
-    assert_eq!(h.audit_count(), 0, "nothing was processed");
+    assert_eq!(h.audit_count().await, 0, "nothing was processed");
 }

@@ -28,7 +28,7 @@ async fn a_supply_of_a_multi_market_pack_is_delivered_to_the_hub_as_pack_state()
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-1", &pc, "B1", "S2").await;
     assert!(r.accepted, "{r:?}");
 
-    let env = eventually("a pack-state message at the hub", || {
+    let env = eventually("a pack-state message at the hub", async || {
         h.hub.applied().into_iter().find(|e| kind(&e.body) == "pack-state")
     })
     .await;
@@ -46,7 +46,7 @@ async fn a_supply_of_a_multi_market_pack_is_delivered_to_the_hub_as_pack_state()
         "the link presents the national system's certificate: {:?}",
         h.hub.peers()
     );
-    eventually("an empty outbox", || (h.store.pending().unwrap() == 0).then_some(())).await;
+    eventually("an empty outbox", async || (h.store.pending().await.unwrap() == 0).then_some(())).await;
     assert_eq!(pack_states(&h.hub.applied()).len(), 1, "exactly one message for one change");
 }
 
@@ -60,11 +60,11 @@ async fn a_single_market_pack_produces_no_pack_state_message() {
 
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-1", &single, "B1", "S1").await;
     assert!(r.accepted, "{r:?}");
-    assert_eq!(h.store.pending().unwrap(), 0, "a single-market pack has no other copy to tell");
+    assert_eq!(h.store.pending().await.unwrap(), 0, "a single-market pack has no other copy to tell");
 
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-2", &multi, "B1", "S1").await;
     assert!(r.accepted, "{r:?}");
-    assert_eq!(h.store.pending().unwrap(), 1, "a multi-market pack does");
+    assert_eq!(h.store.pending().await.unwrap(), 1, "a multi-market pack does");
     assert_eq!(h.relay_once().await, 1);
     let sent = pack_states(&h.hub.applied());
     assert_eq!(sent.len(), 1);
@@ -82,7 +82,7 @@ async fn an_alert_is_delivered_to_the_hub_for_the_owning_obp() {
     let raised = r.alert.expect("an A3 alert");
     assert_eq!(raised.code, "A3");
 
-    let env = eventually("an alert message at the hub", || {
+    let env = eventually("an alert message at the hub", async || {
         h.hub.applied().into_iter().find(|e| kind(&e.body) == "alert")
     })
     .await;
@@ -104,13 +104,13 @@ async fn messages_about_one_product_reach_the_hub_in_commit_order() {
     assert!(h.op(&at, SUPPLY, "t-1", &pc, "B1", "S1").await.accepted);
     assert!(h.op(&at, UNDO_SUPPLY, "t-2", &pc, "B1", "S1").await.accepted);
     assert!(h.op(&at, SUPPLY, "t-3", &pc, "B1", "S2").await.accepted);
-    assert_eq!(h.store.pending().unwrap(), 3);
+    assert_eq!(h.store.pending().await.unwrap(), 3);
 
     // One message per product at a time: the next waits for the one before to be acknowledged.
     assert_eq!(h.relay_once().await, 1);
     assert_eq!(h.hub.deliveries()[0].messages.len(), 1);
     h.start_relay();
-    eventually("three pack-state messages at the hub", || {
+    eventually("three pack-state messages at the hub", async || {
         (pack_states(&h.hub.applied()).len() == 3).then_some(())
     })
     .await;

@@ -21,15 +21,15 @@ async fn one_pending(h: &Harness, pc: &str) -> StoredOutboxMessage {
     h.seed(pc, "B1", &["DE", "FR"], &["S1", "S2"]).await;
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-1", pc, "B1", "S1").await;
     assert!(r.accepted, "{r:?}");
-    let due = h.store.due(h.clock.now(), 10).unwrap();
+    let due = h.store.due(h.clock.now(), 10).await.unwrap();
     assert_eq!(due.len(), 1, "{due:?}");
     due.into_iter().next().unwrap()
 }
 
 /// The live message `seq`, due or not.
-fn live(h: &Harness, seq: u64) -> StoredOutboxMessage {
+async fn live(h: &Harness, seq: u64) -> StoredOutboxMessage {
     let later = h.clock.now().plus(Duration::from_secs(24 * 3600));
-    h.store.due(later, 100).unwrap().into_iter().find(|m| m.seq == seq).expect("still in the outbox")
+    h.store.due(later, 100).await.unwrap().into_iter().find(|m| m.seq == seq).expect("still in the outbox")
 }
 
 fn times_at_hub(h: &Harness, message_id: &str) -> usize {
@@ -45,11 +45,11 @@ async fn a_message_the_hub_answers_503_stays_pending_and_is_retried_after_a_doub
     let t0 = h.clock.now();
 
     assert_eq!(h.relay_once().await, 0);
-    let after_1 = live(&h, m.seq);
+    let after_1 = live(&h, m.seq).await;
     assert_eq!(after_1.attempts, 1);
     assert!(after_1.last_error.as_deref().unwrap_or_default().contains("503"), "{after_1:?}");
     assert_eq!(after_1.next_attempt_at, t0.plus(backoff(0)));
-    assert_eq!(h.store.pending().unwrap(), 1, "not lost");
+    assert_eq!(h.store.pending().await.unwrap(), 1, "not lost");
 
     // Not due yet: nothing is sent.
     assert_eq!(h.relay_once().await, 0);
@@ -57,7 +57,7 @@ async fn a_message_the_hub_answers_503_stays_pending_and_is_retried_after_a_doub
 
     h.clock.advance(backoff(0));
     assert_eq!(h.relay_once().await, 0);
-    let after_2 = live(&h, m.seq);
+    let after_2 = live(&h, m.seq).await;
     assert_eq!(after_2.attempts, 2);
     assert_eq!(after_2.next_attempt_at, t0.plus(backoff(0)).plus(backoff(1)), "the wait doubles");
     assert_eq!(h.hub.deliveries().len(), 2);
@@ -70,8 +70,8 @@ async fn a_message_the_hub_answers_503_stays_pending_and_is_retried_after_a_doub
     assert_eq!(h.relay_once().await, 1);
 
     assert_eq!(times_at_hub(&h, &m.message.message_id), 1, "delivered exactly once");
-    assert_eq!(h.store.pending().unwrap(), 0);
-    assert!(h.store.dead_letters().unwrap().is_empty());
+    assert_eq!(h.store.pending().await.unwrap(), 0);
+    assert!(h.store.dead_letters().await.unwrap().is_empty());
     assert_eq!(h.relay_once().await, 0, "and not again");
     assert_eq!(h.hub.deliveries().len(), 3);
 }
@@ -85,7 +85,7 @@ async fn a_delivery_whose_answer_is_lost_is_redelivered_and_applied_once() {
 
     assert_eq!(h.relay_once().await, 0);
     assert_eq!(times_at_hub(&h, &m.message.message_id), 1, "the hub applied it");
-    let after = live(&h, m.seq);
+    let after = live(&h, m.seq).await;
     assert_eq!(after.attempts, 1);
     assert!(after.last_error.is_some());
 
@@ -95,8 +95,8 @@ async fn a_delivery_whose_answer_is_lost_is_redelivered_and_applied_once() {
 
     assert_eq!(h.hub.deliveries().len(), 2, "sent twice");
     assert_eq!(times_at_hub(&h, &m.message.message_id), 1, "applied once");
-    assert_eq!(h.store.pending().unwrap(), 0);
-    assert!(h.store.dead_letters().unwrap().is_empty());
+    assert_eq!(h.store.pending().await.unwrap(), 0);
+    assert!(h.store.dead_letters().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -108,23 +108,23 @@ async fn a_rejected_message_becomes_a_dead_letter_and_a_replay_delivers_it() {
 
     assert_eq!(h.relay_once().await, 0);
 
-    let dead = h.store.dead_letters().unwrap();
+    let dead = h.store.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!((dead[0].seq, dead[0].dead), (m.seq, true));
     assert_eq!(dead[0].last_error.as_deref(), Some("rejected by the fake hub"));
-    assert_eq!(h.store.pending().unwrap(), 0);
+    assert_eq!(h.store.pending().await.unwrap(), 0);
     h.hub.set_delivery(DeliveryMode::Apply);
     h.clock.advance(Duration::from_secs(3600));
     assert_eq!(h.relay_once().await, 0, "a dead letter is not retried on its own");
     assert_eq!(times_at_hub(&h, &m.message.message_id), 0);
 
-    assert!(h.store.replay(m.seq, h.clock.now()).unwrap());
-    assert!(!h.store.replay(m.seq, h.clock.now()).unwrap(), "no longer a dead letter");
+    assert!(h.store.replay(m.seq, h.clock.now()).await.unwrap());
+    assert!(!h.store.replay(m.seq, h.clock.now()).await.unwrap(), "no longer a dead letter");
     assert_eq!(h.relay_once().await, 1);
 
     assert_eq!(times_at_hub(&h, &m.message.message_id), 1);
-    assert!(h.store.dead_letters().unwrap().is_empty());
-    assert_eq!(h.store.pending().unwrap(), 0);
+    assert!(h.store.dead_letters().await.unwrap().is_empty());
+    assert_eq!(h.store.pending().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -135,16 +135,16 @@ async fn a_message_that_keeps_failing_becomes_a_dead_letter_after_the_configured
     h.hub.set_delivery(DeliveryMode::Unavailable);
 
     for attempt in 1..=3 {
-        assert!(h.store.dead_letters().unwrap().is_empty(), "alive before attempt {attempt}");
+        assert!(h.store.dead_letters().await.unwrap().is_empty(), "alive before attempt {attempt}");
         assert_eq!(h.relay_once().await, 0);
         h.clock.advance(Duration::from_secs(60));
     }
 
-    let dead = h.store.dead_letters().unwrap();
+    let dead = h.store.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!((dead[0].seq, dead[0].attempts), (m.seq, 3));
     assert_eq!(h.hub.deliveries().len(), 3);
-    assert_eq!(h.store.pending().unwrap(), 0);
+    assert_eq!(h.store.pending().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -168,10 +168,10 @@ async fn a_message_whose_payload_does_not_decode_becomes_a_dead_letter_and_does_
         h.clock.advance(Duration::from_secs(60));
     }
 
-    let dead = h.store.dead_letters().unwrap();
+    let dead = h.store.dead_letters().await.unwrap();
     let ids: Vec<&str> = dead.iter().map(|d| d.message.message_id.as_str()).collect();
     assert_eq!(ids, ["MSG-DE-garbled"], "{dead:?}");
     assert!(dead[0].last_error.as_deref().unwrap_or_default().contains("does not decode"), "{dead:?}");
     assert_eq!(h.hub.applied().len(), 1, "the supply behind it reached the hub");
-    assert_eq!(h.store.pending().unwrap(), 0);
+    assert_eq!(h.store.pending().await.unwrap(), 0);
 }

@@ -58,11 +58,11 @@ async fn internal_routes_refuse_a_caller_without_a_client_certificate() {
 
     both_routes_refuse(&h, None, &pc).await;
 
-    assert_eq!(h.store.pack_count().unwrap(), 0, "nothing was applied");
+    assert_eq!(h.store.pack_count().await.unwrap(), 0, "nothing was applied");
     // The same delivery from the hub goes through: the refusal was about the caller only.
     let ack = h.hub.send(&h.url, &seed_delivery(&pc)).await;
     assert!(ack.results.iter().all(|a| a.status == "APPLIED"), "{ack:?}");
-    assert_eq!(h.store.pack_count().unwrap(), 1);
+    assert_eq!(h.store.pack_count().await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -76,7 +76,7 @@ async fn internal_routes_refuse_a_certificate_of_the_trusted_ca_for_another_name
     // Nor is the national system's own certificate.
     both_routes_refuse(&h, Some(&pki().national), &pc).await;
 
-    assert_eq!(h.store.pack_count().unwrap(), 0);
+    assert_eq!(h.store.pack_count().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -89,7 +89,7 @@ async fn a_certificate_from_an_untrusted_ca_fails_the_tls_handshake() {
             .await;
 
     assert!(result.is_err(), "expected a TLS failure, got HTTP {:?}", result.map(|r| r.status()));
-    assert_eq!(h.store.pack_count().unwrap(), 0);
+    assert_eq!(h.store.pack_count().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn a_revoked_hub_certificate_fails_the_tls_handshake() {
     .await;
 
     assert!(result.is_err(), "expected a TLS failure, got HTTP {:?}", result.map(|r| r.status()));
-    assert_eq!(h.store.pack_count().unwrap(), 0);
+    assert_eq!(h.store.pack_count().await.unwrap(), 0);
     // The hub's current certificate, from the same CA, is not revoked.
     let ack = h.hub.send(&h.url, &seed_delivery(&pc)).await;
     assert!(ack.results.iter().all(|a| a.status == "APPLIED"), "{ack:?}");

@@ -18,7 +18,7 @@ async fn a_supply_in_another_market_sets_an_active_pack_supplied_here() {
     let ack = h.hub.send_one(&h.url, &envelope(from_fr(&h, &pc, "B1", "S1", "SUPPLIED", "supply"))).await;
 
     assert_eq!(ack.status, "APPLIED", "{ack:?}");
-    let stored = h.stored(&pc, "S1");
+    let stored = h.stored(&pc, "S1").await;
     assert_eq!(stored.pack.state.to_string(), "SUPPLIED");
     let change = stored.pack.last_change.unwrap();
     assert_eq!(change.synced_from, Some(MarketCode::new(FR).unwrap()));
@@ -26,8 +26,8 @@ async fn a_supply_in_another_market_sets_an_active_pack_supplied_here() {
     let v = h.op(&pharmacy("DE-PHARMA-1"), VERIFY, "v-1", &pc, "B1", "S1").await;
     let view = v.pack.unwrap();
     assert_eq!((view.state.as_str(), view.dispensable), ("SUPPLIED", false));
-    assert!(h.alerts().is_empty());
-    assert_eq!(h.store.pending().unwrap(), 0, "a mirrored change is not sent back to the hub");
+    assert!(h.alerts().await.is_empty());
+    assert_eq!(h.store.pending().await.unwrap(), 0, "a mirrored change is not sent back to the hub");
 }
 
 #[tokio::test]
@@ -38,20 +38,20 @@ async fn a_redelivered_synchronised_change_changes_nothing_and_raises_nothing() 
     let change = from_fr(&h, &pc, "B1", "S1", "SUPPLIED", "supply");
     let env = envelope(change.clone());
     assert_eq!(h.hub.send_one(&h.url, &env).await.status, "APPLIED");
-    let version = h.stored(&pc, "S1").version;
-    let audit = h.audit_count();
+    let version = h.stored(&pc, "S1").await.version;
+    let audit = h.audit_count().await;
 
     let ack = h.hub.send_one(&h.url, &env).await;
     assert_eq!(ack.status, "DUPLICATE", "{ack:?}");
-    assert_eq!(h.stored(&pc, "S1").version, version);
-    assert_eq!(h.audit_count(), audit);
+    assert_eq!(h.stored(&pc, "S1").await.version, version);
+    assert_eq!(h.audit_count().await, audit);
 
     // The same change again under another message id is recognised as reflected already.
     let ack = h.hub.send_one(&h.url, &envelope(change)).await;
     assert_eq!(ack.status, "APPLIED", "{ack:?}");
-    assert_eq!(h.state(&pc, "S1"), "SUPPLIED");
-    assert!(h.alerts().is_empty(), "the same change twice is not a second decommissioning");
-    assert_eq!(h.store.pending().unwrap(), 0);
+    assert_eq!(h.state(&pc, "S1").await, "SUPPLIED");
+    assert!(h.alerts().await.is_empty(), "the same change twice is not a second decommissioning");
+    assert_eq!(h.store.pending().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -71,13 +71,13 @@ async fn a_synchronised_change_for_a_pack_already_supplied_here_raises_exactly_o
 
     assert_eq!(first.status, "APPLIED", "{first:?}");
     assert_eq!(again, ["DUPLICATE"; 3]);
-    let alerts = h.alerts();
+    let alerts = h.alerts().await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].code.to_string(), "A24");
     assert_eq!(alerts[0].return_code.to_string(), "NMVS_NC_PCK_22");
     assert_eq!((alerts[0].serial.as_str(), alerts[0].location.as_str()), ("S1", FR_LOCATION));
     // The local change stands.
-    let stored = h.stored(&pc, "S1");
+    let stored = h.stored(&pc, "S1").await;
     assert_eq!(stored.pack.state.to_string(), "SUPPLIED");
     assert_eq!(stored.pack.last_change.unwrap().synced_from, None);
 
@@ -91,9 +91,9 @@ async fn a_synchronised_change_for_a_pack_already_supplied_here_raises_exactly_o
     assert_eq!(listed[0]["serial"], "S1");
 
     // And the owning OBP gets it through the hub, once.
-    eventually("the alert at the hub and an empty outbox", || {
+    eventually("the alert at the hub and an empty outbox", async || {
         let at_hub = h.hub.applied().iter().any(|e| kind(&e.body) == "alert");
-        (at_hub && h.store.pending().unwrap() == 0).then_some(())
+        (at_hub && h.store.pending().await.unwrap() == 0).then_some(())
     })
     .await;
     let sent: Vec<_> = h.hub.applied().into_iter().filter(|e| kind(&e.body) == "alert").collect();
@@ -124,9 +124,9 @@ async fn a_synchronised_undo_reverts_only_the_change_that_market_made() {
         h.hub.send_one(&h.url, &envelope(from_fr(&h, &pc, "B1", "S2", "ACTIVE", "supply-undo"))).await;
 
     assert_eq!((undo_1.status.as_str(), undo_2.status.as_str()), ("APPLIED", "APPLIED"));
-    assert_eq!(h.state(&pc, "S1"), "ACTIVE", "FR's own supply is undone");
-    assert_eq!(h.state(&pc, "S2"), "SUPPLIED", "FR cannot undo a supply made here");
-    assert!(h.alerts().is_empty());
+    assert_eq!(h.state(&pc, "S1").await, "ACTIVE", "FR's own supply is undone");
+    assert_eq!(h.state(&pc, "S2").await, "SUPPLIED", "FR cannot undo a supply made here");
+    assert!(h.alerts().await.is_empty());
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-1", &pc, "B1", "S1").await;
     assert!(r.accepted, "S1 is dispensable here again: {r:?}");
 }

@@ -105,7 +105,7 @@ async fn one_bad_row_refuses_the_whole_bulk_naming_the_row_and_field() {
     // A row the role may not do refuses the bulk too.
     let export = json!({"client_trx_id": trx(), "transactions": [p1.row("supply"), p1.row("export")]});
     a.post("/v1/bulk", &export).await.expect_error(403, "NMVS_FE_AU_04", Some("transactions[1].operation"));
-    assert_eq!(app.stored_state(&p1), "ACTIVE");
+    assert_eq!(app.stored_state(&p1).await, "ACTIVE");
 }
 
 #[tokio::test]
@@ -146,7 +146,7 @@ async fn only_the_submitter_reads_a_bulk_and_a_retry_returns_the_same_bulk_id() 
     // The same id for different content is refused.
     let different = json!({"client_trx_id": body["client_trx_id"], "transactions": [q.row("supply")]});
     a.post("/v1/bulk", &different).await.expect_error(409, "NMVS_TE_TX_01", Some("client_trx_id"));
-    assert_eq!(app.stored_state(&q), "ACTIVE");
+    assert_eq!(app.stored_state(&q).await, "ACTIVE");
 }
 
 #[tokio::test]
@@ -159,7 +159,7 @@ async fn a_bulk_row_missing_a_field_is_refused_naming_the_row_and_field() {
     short.as_object_mut().expect("a row").remove("expiry");
     let body = json!({"client_trx_id": trx(), "transactions": [p1.row("supply"), short]});
     a.post("/v1/bulk", &body).await.expect_error(400, "NMVS_TE_XM_02", Some("transactions[1].expiry"));
-    assert_eq!(app.stored_state(&p1), "ACTIVE");
+    assert_eq!(app.stored_state(&p1).await, "ACTIVE");
 }
 
 #[tokio::test]

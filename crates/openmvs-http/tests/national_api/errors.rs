@@ -145,15 +145,15 @@ async fn a_storage_failure_is_503_with_retry_after_and_changes_nothing() {
     app.seed_standard().await;
     let p = app.pack().await;
     let a = app.client(Role::Pharmacy, "pharmacy-a").await;
-    app.store.close();
+    app.store.close().await;
     let body = p.req();
     let r = a.op_once("supply", &body).await;
     r.expect_error(503, "NMVS_TI_UN_01", None);
     let retry_after: u64 = r.header("retry-after").parse().unwrap_or(0);
     assert!(retry_after >= 1, "Retry-After: {:?}", r.header("retry-after"));
-    assert_eq!(app.stored_state(&p), "ACTIVE");
+    assert_eq!(app.stored_state(&p).await, "ACTIVE");
     let trx = body["client_trx_id"].as_str().expect("a trx id");
-    assert_eq!(app.store.idempotency(&a.client_id, trx).expect("read"), None, "no stored answer");
+    assert_eq!(app.store.idempotency(&a.client_id, trx).await.expect("read"), None, "no stored answer");
 }
 
 #[tokio::test]

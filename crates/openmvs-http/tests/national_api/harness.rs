@@ -201,10 +201,10 @@ pub enum TestStore {
 
 impl TestStore {
     /// Commits what is queued and stops the writer.
-    pub fn close(&self) {
+    pub async fn close(&self) {
         match self {
             TestStore::Sqlite(s) => s.close(),
-            TestStore::Postgres(s) => s.close(),
+            TestStore::Postgres(s) => s.close().await,
         }
     }
 
@@ -270,7 +270,10 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = self.stop_worker.send(true);
-        self.store.close();
+        // A PostgreSQL store's writer is a task of the test's runtime, which ends with it.
+        if let TestStore::Sqlite(s) = &self.store {
+            s.close();
+        }
     }
 }
 
@@ -327,8 +330,9 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         Some(f) => f.clone(),
         None => store.shared(),
     };
-    let national =
-        Arc::new(National::new(shared, dyn_clock.clone(), config, opts.hub).expect("start the service"));
+    let national = Arc::new(
+        National::new(shared, dyn_clock.clone(), config, opts.hub).await.expect("start the service"),
+    );
     let mut o = Observability::new(dyn_clock);
     if let Some(l) = opts.login {
         o.login = Arc::new(LoginGuard::new(l));
@@ -488,6 +492,7 @@ impl TestApp {
         let created = self
             .national
             .create_client(role, Location::new(location).expect("a valid location"), "test client")
+            .await
             .expect("create a client");
         let c = Client {
             app_base: self.base.clone(),
@@ -605,10 +610,10 @@ impl TestApp {
     }
 
     /// The state of a pack as stored, read past the API.
-    pub fn stored_state(&self, p: &Pack) -> String {
+    pub async fn stored_state(&self, p: &Pack) -> String {
         let pc = ProductCode::gtin(&p.product_code).expect("a GTIN");
         let serial = Serial::new(&p.serial).expect("a serial");
-        let stored = self.store.pack(&pc, &serial).expect("read the pack").expect("the pack exists");
+        let stored = self.store.pack(&pc, &serial).await.expect("read the pack").expect("the pack exists");
         stored.pack.state.to_string()
     }
 }

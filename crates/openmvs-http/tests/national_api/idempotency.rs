@@ -74,7 +74,7 @@ async fn a_hundred_identical_supplies_at_once_get_one_answer_and_supply_the_pack
         assert_eq!(r.json["trx_id"], answers[0].json["trx_id"]);
         assert_eq!(r.text, answers[0].text);
     }
-    assert_eq!(app.stored_state(&p), "SUPPLIED");
+    assert_eq!(app.stored_state(&p).await, "SUPPLIED");
     let supplies = audited(&nca, &p, "supply").await;
     assert_eq!(supplies.len(), 1, "{supplies:?}");
     assert_eq!(supplies[0]["result"]["trx_id"], answers[0].json["trx_id"]);

@@ -31,6 +31,7 @@ async fn pharmacy(app: &TestApp, location: &str) -> (String, String, String) {
     let c = app
         .national
         .create_client(Role::Pharmacy, Location::new(location).expect("location"), "pharmacy")
+        .await
         .expect("create a client");
     let (status, body) = login(app, &c.client_id, &c.client_secret).await;
     assert_eq!(status, 200, "{body}");
@@ -88,7 +89,7 @@ async fn the_nmvo_disables_a_client_whose_token_is_refused_at_once_and_enables_i
     assert_eq!(verify_with(&app, &token, &p).await.status, 200, "the token it holds works again");
     assert_eq!(login(&app, &id, &secret).await.0, 200);
 
-    let trail = app.store.audit_by_subject(&format!("client/{id}")).expect("the trail");
+    let trail = app.store.audit_by_subject(&format!("client/{id}")).await.expect("the trail");
     let ops: Vec<(&str, &str)> =
         trail.iter().map(|r| (r.entry.operation.as_str(), r.entry.actor.as_str())).collect();
     assert_eq!(
@@ -138,6 +139,7 @@ async fn a_clients_last_use_is_its_last_token_or_request_written_now_and_then() 
     let never = app
         .national
         .create_client(Role::Hospital, Location::new("hospital-1").expect("location"), "idle")
+        .await
         .expect("create");
     let last_used = |clients: &Value, id: &str| {
         clients["clients"].as_array().expect("clients").iter().find(|c| c["client_id"] == id).expect("listed")
@@ -151,15 +153,15 @@ async fn a_clients_last_use_is_its_last_token_or_request_written_now_and_then() 
     assert_eq!(ph.verify(&p.req()).await.status, 200);
     let listed = nmvo.get("/v1/admin/clients").await.json;
     assert_eq!(last_used(&listed, &ph.client_id), json!("2026-11-29T10:10:00.000Z"), "its request");
-    let stored = || app.store.client(&ph.client_id).expect("read").expect("client").last_used_at;
-    assert_eq!(stored().map(|t| t.to_rfc3339()).as_deref(), Some(START), "not written per request");
+    let stored = async || app.store.client(&ph.client_id).await.expect("read").expect("client").last_used_at;
+    assert_eq!(stored().await.map(|t| t.to_rfc3339()).as_deref(), Some(START), "not written per request");
     assert!(app.national.flush_client_use().await.expect("flush") >= 1);
-    assert_eq!(stored().map(|t| t.to_rfc3339()).as_deref(), Some("2026-11-29T10:10:00.000Z"));
+    assert_eq!(stored().await.map(|t| t.to_rfc3339()).as_deref(), Some("2026-11-29T10:10:00.000Z"));
 }
 
 /// The id of the active token-signing key.
-fn active_kid(app: &TestApp) -> String {
-    app.store.keys().expect("keys").into_iter().find(|k| k.active).expect("an active key").kid
+async fn active_kid(app: &TestApp) -> String {
+    app.store.keys().await.expect("keys").into_iter().find(|k| k.active).expect("an active key").kid
 }
 
 #[tokio::test]
@@ -168,7 +170,7 @@ async fn a_revoked_token_key_refuses_its_tokens_at_once_and_the_active_key_canno
     app.seed_standard().await;
     let p = app.pack().await;
     let (id, secret, old_token) = pharmacy(&app, "pharmacy-1").await;
-    let old_kid = active_kid(&app);
+    let old_kid = active_kid(&app).await;
     let new_kid = app.national.rotate_signing_key().await.expect("rotate");
     assert_eq!(verify_with(&app, &old_token, &p).await.status, 200, "a rotated key still verifies");
     let operator = app.national.operator();
@@ -192,9 +194,9 @@ async fn a_revoked_token_key_refuses_its_tokens_at_once_and_the_active_key_canno
     assert_eq!(status, 200, "{body}");
     let fresh = body["access_token"].as_str().expect("token");
     assert_eq!(verify_with(&app, fresh, &p).await.status, 200, "tokens of the active key work");
-    let keys = app.store.keys().expect("keys");
+    let keys = app.store.keys().await.expect("keys");
     assert!(keys.iter().any(|k| k.kid == old_kid && k.revoked_at == Some(retired_at)));
-    let trail = app.store.audit_by_subject(&format!("token-key/{old_kid}")).expect("the trail");
+    let trail = app.store.audit_by_subject(&format!("token-key/{old_kid}")).await.expect("the trail");
     assert_eq!(trail.len(), 1, "audited once");
     assert_eq!(trail[0].entry.operation, "retire-token-key");
 }
@@ -233,7 +235,7 @@ async fn a_key_revoked_on_one_node_is_refused_on_the_other_within_five_seconds()
     a.seed_standard().await;
     let p = a.pack().await;
     let (_, _, token) = pharmacy(&b, "pharmacy-b").await;
-    let old_kid = active_kid(&a);
+    let old_kid = active_kid(&a).await;
     a.national.rotate_signing_key().await.expect("rotate");
     a.national.retire_token_key(&a.national.operator(), &old_kid).await.expect("retire");
     verify_with(&a, &token, &p).await.expect_error(401, "NMVS_FE_AU_01", Some("authorization"));

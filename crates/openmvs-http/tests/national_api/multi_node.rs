@@ -20,8 +20,9 @@ async fn node(pg: &(String, String), opts: AppOptions) -> TestApp {
     spawn_app_with(AppOptions { postgres: Some(pg.clone()), ..opts }).await
 }
 
-fn verifies(app: &TestApp) -> u64 {
+async fn verifies(app: &TestApp) -> u64 {
     let report = openmvs_national::verify_audit(&*app.store, [audit_key().verifying_key()])
+        .await
         .unwrap_or_else(|e| panic!("the shared audit trail does not verify: {e}"));
     report.records.values().sum()
 }
@@ -58,15 +59,15 @@ async fn fifty_concurrent_supplies_on_each_of_two_nodes_supply_the_pack_once() {
     for code in codes.keys().filter(|c| *c != "NMVS_SUCCESS") {
         assert!(code.starts_with("NMVS_NC_PCK"), "a refusal says the pack is no longer active: {codes:?}");
     }
-    assert_eq!(a.stored_state(&p), "SUPPLIED");
-    assert_eq!(b.stored_state(&p), "SUPPLIED");
+    assert_eq!(a.stored_state(&p).await, "SUPPLIED");
+    assert_eq!(b.stored_state(&p).await, "SUPPLIED");
     let r = nca.get(&p.audit_path()).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let records = r.json["records"].as_array().or_else(|| r.json.as_array()).cloned().unwrap_or_default();
     let won: Vec<&Value> =
         records.iter().filter(|x| x["operation"] == "supply" && x["return_code"] == "NMVS_SUCCESS").collect();
     assert_eq!(won.len(), 1, "one accepted supply in the trail: {records:?}");
-    assert!(verifies(&a) >= 100, "every answer was audited on one chain");
+    assert!(verifies(&a).await >= 100, "every answer was audited on one chain");
 }
 
 /// A hub that records every message id it is sent.
@@ -120,7 +121,7 @@ async fn outbox_relays_on_two_nodes_send_each_message_once() {
         assert_eq!(r.json["accepted"], json!(true), "{}", r.text);
     }
     let deadline = std::time::Instant::now() + WAIT_LIMIT;
-    while a.store.pending().expect("pending") > 0 {
+    while a.store.pending().await.expect("pending") > 0 {
         assert!(std::time::Instant::now() < deadline, "the outbox did not drain within {WAIT_LIMIT:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -148,10 +149,13 @@ async fn a_bulk_job_held_by_a_dead_node_is_finished_by_another_after_its_lease()
     // Node A takes the job and dies before its first chunk.
     let now = a.clock.now();
     assert!(
-        a.store.claim_bulk(&id, a.national.node_id(), now, now.plus(Duration::from_secs(20))).expect("claim")
+        a.store
+            .claim_bulk(&id, a.national.node_id(), now, now.plus(Duration::from_secs(20)))
+            .await
+            .expect("claim")
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let job = a.store.bulk(&id).expect("read").expect("the job");
+    let job = a.store.bulk(&id).await.expect("read").expect("the job");
     assert_eq!(job.done_rows, 0, "node B leaves a job another node holds alone");
     // Once the lease is over on B's clock, B takes the job over and finishes it.
     b.advance(Duration::from_secs(21));
@@ -160,9 +164,9 @@ async fn a_bulk_job_held_by_a_dead_node_is_finished_by_another_after_its_lease()
     assert_eq!(results.len(), 40);
     assert!(results.iter().all(|r| r["accepted"] == json!(true)), "{done}");
     for p in &packs {
-        assert_eq!(a.stored_state(p), "SUPPLIED");
+        assert_eq!(a.stored_state(p).await, "SUPPLIED");
     }
-    verifies(&a);
+    verifies(&a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

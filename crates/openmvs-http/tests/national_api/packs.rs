@@ -120,7 +120,7 @@ async fn a_pack_whose_batch_expires_verifies_with_the_reason_and_refuses_changes
     app.advance_hours(24);
     check(&a.verify(&p.req()).await, "NMVS_NC_PCK_02", true, Some("ACTIVE"), &["EXPIRED"]);
     check(&a.op("supply", &p.req()).await, "NMVS_NC_PCK_02", false, Some("ACTIVE"), &["EXPIRED"]);
-    assert_eq!(app.stored_state(&p), "ACTIVE");
+    assert_eq!(app.stored_state(&p).await, "ACTIVE");
 }
 
 #[tokio::test]
@@ -135,7 +135,7 @@ async fn a_recalled_batch_verifies_with_the_reason_and_refuses_changes_and_undo_
     check(&a.op("supply", &active.req()).await, "NMVS_FE_LOT_01", false, Some("ACTIVE"), &["RECALLED"]);
     check(&a.undo("supply", &supplied.req()).await, "NMVS_FE_LOT_01", false, Some("SUPPLIED"), &["RECALLED"]);
     assert_eq!(
-        (app.stored_state(&active), app.stored_state(&supplied)),
+        (app.stored_state(&active).await, app.stored_state(&supplied).await),
         ("ACTIVE".into(), "SUPPLIED".into())
     );
 }
@@ -174,14 +174,14 @@ async fn a_packs_message_larger_than_one_unit_of_work_creates_each_pack_once_and
             serials: serials.clone(),
         }),
     };
-    let before = app.store.pack_count().expect("count");
+    let before = app.store.pack_count().await.expect("count");
     let first =
         app.national.apply_delivery(&Delivery { messages: vec![env.clone()] }).await.expect("applied");
     assert_eq!(first.results[0].status, "APPLIED");
-    assert_eq!(app.store.pack_count().expect("count"), before + n as u64, "every serial, once");
+    assert_eq!(app.store.pack_count().await.expect("count"), before + n as u64, "every serial, once");
     let again = app.national.apply_delivery(&Delivery { messages: vec![env] }).await.expect("answered");
     assert_eq!(again.results[0].status, "DUPLICATE", "the message applies once");
-    assert_eq!(app.store.pack_count().expect("count"), before + n as u64);
+    assert_eq!(app.store.pack_count().await.expect("count"), before + n as u64);
     let c = app.client(Role::Pharmacy, "pharmacy-a").await;
     for i in [0, openmvs_national::PACKS_PER_UNIT, n - 1] {
         let p = Pack {

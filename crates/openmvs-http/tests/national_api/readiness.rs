@@ -107,6 +107,7 @@ async fn readiness_is_false_on_a_read_only_data_directory_and_true_again_after()
     let c = first
         .national
         .create_client(Role::Pharmacy, openmvs_core::ids::Location::new("pharmacy-1").expect("location"), "p")
+        .await
         .expect("create a client");
     drop(first);
 
@@ -132,7 +133,7 @@ async fn readiness_is_false_on_a_read_only_data_directory_and_true_again_after()
     let token = body["access_token"].as_str().expect("a token");
     let r = app.send(reqwest::Method::POST, "/v1/packs/supply", Some(token), Body::Json(p.req())).await;
     assert_eq!(r.json["return_code"], "NMVS_SUCCESS", "{}", r.text);
-    assert_eq!(app.stored_state(&p), "SUPPLIED");
+    assert_eq!(app.stored_state(&p).await, "SUPPLIED");
     drop(app);
 }
 

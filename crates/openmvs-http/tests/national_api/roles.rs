@@ -48,7 +48,7 @@ async fn each_role_may_do_exactly_the_pack_operations_of_the_table() {
             Some(s) => check(&r, "NMVS_SUCCESS", true, Some(s), &[]),
             None => {
                 r.expect_error(403, "NMVS_FE_AU_04", Some("operation"));
-                assert_eq!(app.stored_state(&p), "ACTIVE", "{who} {command}");
+                assert_eq!(app.stored_state(&p).await, "ACTIVE", "{who} {command}");
             }
         }
     }

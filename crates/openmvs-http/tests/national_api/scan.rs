@@ -83,5 +83,5 @@ async fn a_scan_that_lost_its_group_separator_is_refused_naming_scan_and_changes
         expiry: EXPIRY.into(),
         serial: V1_SERIAL.into(),
     };
-    assert_eq!(app.stored_state(&p), "ACTIVE");
+    assert_eq!(app.stored_state(&p).await, "ACTIVE");
 }

@@ -19,7 +19,10 @@ async fn undo_exactly_240_hours_after_the_change_is_allowed_and_a_moment_later_r
     check(&a.undo("supply", &on_time.req()).await, "NMVS_SUCCESS", true, Some("ACTIVE"), &[]);
     app.advance(Duration::from_millis(1));
     check(&a.undo("supply", &late.req()).await, "NMVS_NC_PCK_20", false, Some("SUPPLIED"), &[]);
-    assert_eq!((app.stored_state(&on_time), app.stored_state(&late)), ("ACTIVE".into(), "SUPPLIED".into()));
+    assert_eq!(
+        (app.stored_state(&on_time).await, app.stored_state(&late).await),
+        ("ACTIVE".into(), "SUPPLIED".into())
+    );
 }
 
 #[tokio::test]
@@ -60,6 +63,6 @@ async fn destroyed_and_stolen_packs_can_never_be_undone() {
             }
         }
         check(&a.verify(&p.req()).await, "NMVS_INFO_PCK_INACTIVE", true, Some(state), &[]);
-        assert_eq!(app.stored_state(&p), state, "{op} then {undo}/undo");
+        assert_eq!(app.stored_state(&p).await, state, "{op} then {undo}/undo");
     }
 }

@@ -331,6 +331,7 @@ pub async fn world_with(chunk_size: usize) -> World {
         let link = Arc::new(ToHub { market: m(market), hub: OnceLock::new() });
         to_hub.insert(m(market), link.clone());
         let national = National::new(store, dyn_clock.clone(), NationalConfig::new(m(market)), Some(link))
+            .await
             .expect("start a national system");
         nationals.insert(m(market), Arc::new(national));
     }

@@ -52,8 +52,8 @@ async fn missing_master_data_fields_are_a16_and_empty_or_long_ones_are_i1_each_n
 
     let e = w.hub.put_product(OBP, "09501101530004", &raw_product(&["DE"])).await.unwrap_err();
     assert_eq!((e.code, fields(&e)), (ReturnCode::MasterDataInvalid, vec!["product_code"]));
-    assert!(w.hub_store_product().is_none(), "nothing refused is stored");
-    assert_eq!(w.hub.store().pending().unwrap(), 0, "nothing refused is sent");
+    assert!(w.hub_store_product().await.is_none(), "nothing refused is stored");
+    assert_eq!(w.hub.store().pending().await.unwrap(), 0, "nothing refused is sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +63,7 @@ async fn an_identical_upload_keeps_the_version_a_market_change_makes_version_two
     let v1 = w.hub.put_product(OBP, GTIN, &raw_product(&["DE"])).await.unwrap();
     assert_eq!((v1.product_code.as_str(), v1.version), (GTIN, 1));
     assert_eq!(w.hub.put_product(OBP, GTIN, &raw_product(&["DE"])).await.unwrap().version, 1);
-    assert_eq!(w.hub.store().pending().unwrap(), 1, "a repeat sends nothing");
+    assert_eq!(w.hub.store().pending().await.unwrap(), 1, "a repeat sends nothing");
     let b1 = w.hub.put_batch(OBP, GTIN, "B1", EXPIRY, None).await.unwrap();
     assert_eq!((b1.version, b1.markets.clone()), (1, vec![m("DE")]));
 
@@ -71,15 +71,16 @@ async fn an_identical_upload_keeps_the_version_a_market_change_makes_version_two
     assert_eq!(v2.version, 2);
     let b2 = w.hub.put_batch(OBP, GTIN, "B2", EXPIRY, None).await.unwrap();
     assert_eq!((b2.version, b2.markets), (2, vec![m("DE"), m("FR")]));
-    let stored = |b: &str| w.hub.store().batch(&gtin(), &Batch::new(b).unwrap()).unwrap().unwrap();
-    assert_eq!((stored("B1").product_version, stored("B1").markets), (1, vec![m("DE")]));
-    assert_eq!(stored("B2").product_version, 2);
-    assert_eq!(w.hub.store().product(&gtin()).unwrap().unwrap().current_version, 2);
+    let stored =
+        async |b: &str| w.hub.store().batch(&gtin(), &Batch::new(b).unwrap()).await.unwrap().unwrap();
+    assert_eq!((stored("B1").await.product_version, stored("B1").await.markets), (1, vec![m("DE")]));
+    assert_eq!(stored("B2").await.product_version, 2);
+    assert_eq!(w.hub.store().product(&gtin()).await.unwrap().unwrap().current_version, 2);
 
     w.relay_all().await;
     assert_eq!(w.link.kinds("DE"), ["product", "batch", "product", "batch"]);
     assert_eq!(w.link.kinds("FR"), ["product", "batch"], "FR hears only of version 2 and its batch");
-    let fr = w.national("FR").store().product(&gtin()).unwrap().unwrap();
+    let fr = w.national("FR").store().product(&gtin()).await.unwrap().unwrap();
     assert_eq!((fr.version, fr.owner.as_str()), (2, OBP));
 }
 
@@ -101,13 +102,13 @@ async fn another_obp_touching_a_product_gets_403_and_cannot_see_its_uploads() {
         forbidden(w.hub.put_product("obp-unknown", GTIN, &raw_product(&["DE"])).await.unwrap_err()),
         f
     );
-    let e = w.hub.upload(OTHER_OBP, &up.upload_id).unwrap_err();
+    let e = w.hub.upload(OTHER_OBP, &up.upload_id).await.unwrap_err();
     assert_eq!((e.code, e.http_status()), (ReturnCode::NotFound, 404));
-    assert!(w.hub.upload(OBP, &up.upload_id).is_ok());
+    assert!(w.hub.upload(OBP, &up.upload_id).await.is_ok());
     // Refusals are audited, under the OBP that was refused.
-    let trail = w.hub.store().audit_by_subject(&format!("GTIN/{GTIN}")).unwrap();
+    let trail = w.hub.store().audit_by_subject(&format!("GTIN/{GTIN}")).await.unwrap();
     assert!(trail.iter().any(|r| r.entry.actor == OTHER_OBP && r.entry.return_code == "NMVS_FE_AU_04"));
-    assert_eq!(w.hub.store().product(&gtin()).unwrap().unwrap().owner, OBP);
+    assert_eq!(w.hub.store().product(&gtin()).await.unwrap().unwrap().owner, OBP);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +121,7 @@ async fn registering_an_obp_again_is_idempotent_and_a_bad_id_is_refused() {
         assert_eq!((e.code, e.http_status()), (ReturnCode::MalformedRequest, 400), "{bad}");
     }
     assert!(w.hub.register_obp(&"a".repeat(40), "Forty").await.is_ok());
-    assert_eq!(w.hub.store().obps().unwrap().len(), 3);
+    assert_eq!(w.hub.store().obps().await.unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +136,7 @@ async fn batch_markets_must_be_target_markets_and_a_batch_changes_never() {
     let first = w.hub.put_batch(OBP, GTIN, BATCH, EXPIRY, Some(vec!["DE".into()])).await.unwrap();
     let again = w.hub.put_batch(OBP, GTIN, BATCH, EXPIRY, None).await.unwrap();
     assert_eq!(first, again, "the same batch again is idempotent");
-    assert_eq!(w.hub.store().pending().unwrap(), 2, "product and one batch message");
+    assert_eq!(w.hub.store().pending().await.unwrap(), 2, "product and one batch message");
     let e = w.hub.put_batch(OBP, GTIN, BATCH, "281231", None).await.unwrap_err();
     assert_eq!((e.http_status(), fields(&e)), (409, vec!["batch"]));
     let e = w.hub.put_batch(OBP, "05601234567892", BATCH, EXPIRY, None).await.unwrap_err();
@@ -157,7 +158,7 @@ async fn an_upload_of_25000_serials_rejects_bad_lines_by_number_and_reaches_de_a
     let up = w.upload(lines).await;
     assert_eq!(up.received, 25_003);
 
-    let v = w.hub.upload(OBP, &up.upload_id).unwrap();
+    let v = w.hub.upload(OBP, &up.upload_id).await.unwrap();
     assert_eq!((v.status, v.received, v.rejected_count), (UploadStatus::Validated, 25_003, 3));
     let rejected: Vec<(u64, &str)> = v.rejected.iter().map(|r| (r.line, r.serial.as_str())).collect();
     assert_eq!(rejected, [(7, "QZX00000002"), (12_000, "QZX#BAD"), (20_001, "QZX123456789012345678")]);
@@ -168,10 +169,10 @@ async fn an_upload_of_25000_serials_rejects_bad_lines_by_number_and_reaches_de_a
         !w.hub_text_containing("QZX00024999").is_empty(),
         "before delivery, the chunks carry the serials"
     );
-    assert_eq!(w.hub.store().digest_count(&gtin()).unwrap(), 25_000);
+    assert_eq!(w.hub.store().digest_count(&gtin()).await.unwrap(), 25_000);
 
     w.relay_all().await;
-    let v = w.hub.upload(OBP, &up.upload_id).unwrap();
+    let v = w.hub.upload(OBP, &up.upload_id).await.unwrap();
     assert_eq!(v.status, UploadStatus::Distributed);
     assert_eq!(
         markets(&v),
@@ -179,7 +180,7 @@ async fn an_upload_of_25000_serials_rejects_bad_lines_by_number_and_reaches_de_a
     );
     for market in ["DE", "FR"] {
         assert_eq!(w.link.kinds(market), ["product", "batch", "packs", "packs", "packs"], "{market}");
-        assert_eq!(w.national(market).store().pack_count().unwrap(), 25_000, "{market}");
+        assert_eq!(w.national(market).store().pack_count().await.unwrap(), 25_000, "{market}");
         assert_eq!(w.verify(market, "QZX00012345").await, "NMVS_SUCCESS", "{market}");
         assert_eq!(w.supply(market, "QZX00000000").await, "NMVS_SUCCESS", "{market}");
     }
@@ -188,12 +189,12 @@ async fn an_upload_of_25000_serials_rejects_bad_lines_by_number_and_reaches_de_a
 
     // The same serial in a later upload is a repeat; a new one is not.
     let later = w.upload(vec!["QZX00012345".into(), "QZX99999999".into()]).await;
-    let v = w.hub.upload(OBP, &later.upload_id).unwrap();
+    let v = w.hub.upload(OBP, &later.upload_id).await.unwrap();
     assert_eq!((v.received, v.rejected_count), (2, 1));
     assert_eq!((v.rejected[0].line, v.rejected[0].reason.contains("uploaded before")), (1, true));
     w.relay_all().await;
-    assert_eq!(w.national("FR").store().pack_count().unwrap(), 25_001);
-    assert_eq!(w.hub.upload(OBP, &later.upload_id).unwrap().status, UploadStatus::Distributed);
+    assert_eq!(w.national("FR").store().pack_count().await.unwrap(), 25_001);
+    assert_eq!(w.hub.upload(OBP, &later.upload_id).await.unwrap().status, UploadStatus::Distributed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +204,7 @@ async fn a_market_that_is_down_gets_its_whole_backlog_once_and_in_order_when_it_
     w.product_and_batch(&["DE", "FR"]).await;
     let up = w.upload(serials(0, 25)).await;
     w.relay_all().await;
-    let v = w.hub.upload(OBP, &up.upload_id).unwrap();
+    let v = w.hub.upload(OBP, &up.upload_id).await.unwrap();
     assert_eq!(v.status, UploadStatus::Validated);
     assert_eq!(
         markets(&v),
@@ -224,10 +225,10 @@ async fn a_market_that_is_down_gets_its_whole_backlog_once_and_in_order_when_it_
     );
     assert!(fr.iter().all(|s| s.status == "APPLIED"), "each message once: {fr:?}");
     assert_eq!(w.link.kinds("DE").len(), 5, "DE got nothing twice");
-    assert_eq!(w.national("FR").store().pack_count().unwrap(), 25);
-    let v = w.hub.upload(OBP, &up.upload_id).unwrap();
+    assert_eq!(w.national("FR").store().pack_count().await.unwrap(), 25);
+    let v = w.hub.upload(OBP, &up.upload_id).await.unwrap();
     assert_eq!(v.status, UploadStatus::Distributed);
-    assert_eq!(w.hub.store().pending().unwrap(), 0);
+    assert_eq!(w.hub.store().pending().await.unwrap(), 0);
     assert_eq!(w.verify("FR", "QZX00000024").await, "NMVS_SUCCESS");
 }
 
@@ -249,7 +250,7 @@ async fn a_recall_reaches_only_the_named_market() {
     // Irreversible and idempotent: recalling DE again sends nothing more.
     let again = w.hub.recall(OBP, GTIN, BATCH, "contamination", &["DE".to_owned()]).await.unwrap();
     assert_eq!(again.recalled, [m("DE")]);
-    assert_eq!(w.hub.store().pending().unwrap(), 0);
+    assert_eq!(w.hub.store().pending().await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,18 +266,18 @@ async fn a_withdrawn_product_takes_no_new_batch_for_that_market() {
     assert_eq!(b.markets, [m("DE")], "the default leaves the withdrawn market out");
     w.relay_all().await;
     assert_eq!(w.link.kinds("FR"), ["product", "batch", "withdrawal"]);
-    assert!(w.national("FR").store().product(&gtin()).unwrap().unwrap().withdrawn);
-    assert!(!w.national("DE").store().product(&gtin()).unwrap().unwrap().withdrawn);
+    assert!(w.national("FR").store().product(&gtin()).await.unwrap().unwrap().withdrawn);
+    assert!(!w.national("DE").store().product(&gtin()).await.unwrap().unwrap().withdrawn);
     // A new version of the master data does not undo the withdrawal.
     let mut raw = raw_product(&["DE", "FR"]);
     raw.name = Some("Examplomab 10 mg film-coated tablets".into());
     assert_eq!(w.hub.put_product(OBP, GTIN, &raw).await.unwrap().version, 2);
-    assert_eq!(w.hub.store().product(&gtin()).unwrap().unwrap().withdrawn, [m("FR")]);
+    assert_eq!(w.hub.store().product(&gtin()).await.unwrap().unwrap().withdrawn, [m("FR")]);
 }
 
 impl World {
-    fn hub_store_product(&self) -> Option<openmvs_store::hub::HubProductRecord> {
-        self.hub.store().product(&gtin()).unwrap()
+    async fn hub_store_product(&self) -> Option<openmvs_store::hub::HubProductRecord> {
+        self.hub.store().product(&gtin()).await.unwrap()
     }
 }
 
@@ -287,10 +288,10 @@ async fn an_empty_line_inside_an_upload_is_rejected_but_empty_lines_at_the_end_a
     let lines = ["QZX1", "", "", "QZX2", "", ""].map(String::from).to_vec();
     let up = w.upload(lines).await;
     assert_eq!(up.received, 4);
-    let v = w.hub.upload(OBP, &up.upload_id).unwrap();
+    let v = w.hub.upload(OBP, &up.upload_id).await.unwrap();
     let rejected: Vec<u64> = v.rejected.iter().map(|r| r.line).collect();
     assert_eq!(rejected, [2, 3]);
-    assert_eq!(w.hub.store().digest_count(&gtin()).unwrap(), 2);
+    assert_eq!(w.hub.store().digest_count(&gtin()).await.unwrap(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,8 +308,8 @@ async fn a_body_that_breaks_off_fails_the_upload_and_keeps_the_chunks_already_du
     let e = w.hub.upload_serials(OBP, GTIN, BATCH, rx).await.unwrap_err();
     feeder.await.unwrap();
     assert_eq!((e.http_status(), fields(&e)), (400, vec!["body"]));
-    assert_eq!(w.hub.store().digest_count(&gtin()).unwrap(), 10, "the first chunk was durable");
-    assert!(w.hub.store().unfinished_uploads(10).unwrap().is_empty(), "the upload ended as FAILED");
+    assert_eq!(w.hub.store().digest_count(&gtin()).await.unwrap(), 10, "the first chunk was durable");
+    assert!(w.hub.store().unfinished_uploads(10).await.unwrap().is_empty(), "the upload ended as FAILED");
     w.relay_all().await;
-    assert_eq!(w.national("DE").store().pack_count().unwrap(), 10);
+    assert_eq!(w.national("DE").store().pack_count().await.unwrap(), 10);
 }

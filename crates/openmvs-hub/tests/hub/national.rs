@@ -101,7 +101,7 @@ async fn the_same_national_message_twice_is_applied_once_and_other_kinds_are_rej
     let d = Delivery { messages: vec![envelope("MSG-DE-1", "DE", supplied_in_de("QZX00000000"))] };
     assert_eq!(statuses(&w.hub.apply_from_national(m("DE"), &d).await.unwrap()), ["APPLIED"]);
     assert_eq!(statuses(&w.hub.apply_from_national(m("DE"), &d).await.unwrap()), ["DUPLICATE"]);
-    assert_eq!(w.hub.store().pending().unwrap(), 1, "one copy, for FR only");
+    assert_eq!(w.hub.store().pending().await.unwrap(), 1, "one copy, for FR only");
     w.relay_all().await;
     let fr: Vec<_> = w.link.seen("FR").into_iter().filter(|s| s.kind == "pack-state").collect();
     assert_eq!((fr.len(), fr[0].id.as_str()), (1, "MSG-DE-1-FR"));
@@ -122,7 +122,7 @@ async fn the_same_national_message_twice_is_applied_once_and_other_kinds_are_rej
     let ack = w.hub.apply_from_national(m("FR"), &forged).await.unwrap();
     assert_eq!(statuses(&ack), ["REJECTED"]);
     assert!(ack.results[0].error.as_deref().unwrap().contains("sent by FR"), "{ack:?}");
-    assert_eq!(w.hub.store().pending().unwrap(), 0, "nothing rejected is forwarded");
+    assert_eq!(w.hub.store().pending().await.unwrap(), 0, "nothing rejected is forwarded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,12 +132,12 @@ async fn a_verification_alert_in_de_reaches_the_owning_obp_through_the_hub() {
     let r = w.pharmacy("DE", Command::Verify, "QZX77777777").await;
     assert_eq!(r.alert.as_ref().map(|a| a.code.as_str()), Some("A3"));
     assert_eq!(w.national_relay("DE").await, 1);
-    let list = w.hub.alerts(OBP, None, None, None).unwrap();
+    let list = w.hub.alerts(OBP, None, None, None).await.unwrap();
     assert_eq!(list.alerts.len(), 1);
     let a = &list.alerts[0];
     assert_eq!((a.code.as_str(), a.market.as_str(), a.serial.as_str()), ("A3", "DE", "QZX77777777"));
     assert_ne!(a.id, r.alert.unwrap().id, "the hub's alert has the hub's id");
-    assert!(w.hub.alerts(OTHER_OBP, None, None, None).unwrap().alerts.is_empty());
+    assert!(w.hub.alerts(OTHER_OBP, None, None, None).await.unwrap().alerts.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +155,7 @@ async fn an_alert_forwarded_twice_is_stored_once_and_posted_once_with_a_valid_si
     assert_eq!(statuses(&w.hub.apply_from_national(m("DE"), &first).await.unwrap()), ["APPLIED"]);
     assert_eq!(statuses(&w.hub.apply_from_national(m("DE"), &first).await.unwrap()), ["DUPLICATE"]);
     assert_eq!(statuses(&w.hub.apply_from_national(m("DE"), &replay).await.unwrap()), ["DUPLICATE"]);
-    let alerts = w.hub.alerts(OBP, None, None, None).unwrap().alerts;
+    let alerts = w.hub.alerts(OBP, None, None, None).await.unwrap().alerts;
     assert_eq!(alerts.len(), 1);
 
     w.callbacks.answer(&[503]);
@@ -207,9 +207,9 @@ async fn an_obp_moves_its_alert_through_the_lifecycle_and_another_obp_gets_404()
         let d = Delivery { messages: vec![envelope(&format!("MSG-{i}"), "DE", alert_from_de(id))] };
         w.hub.apply_from_national(m("DE"), &d).await.unwrap();
     }
-    let page = w.hub.alerts(OBP, Some("OPEN"), Some(1), None).unwrap();
+    let page = w.hub.alerts(OBP, Some("OPEN"), Some(1), None).await.unwrap();
     assert_eq!(page.alerts.len(), 1);
-    let next = w.hub.alerts(OBP, Some("OPEN"), Some(1), page.next_cursor.as_deref()).unwrap();
+    let next = w.hub.alerts(OBP, Some("OPEN"), Some(1), page.next_cursor.as_deref()).await.unwrap();
     assert_eq!((next.alerts.len(), next.next_cursor), (1, None));
     let id = page.alerts[0].id.clone();
 
@@ -226,16 +226,16 @@ async fn an_obp_moves_its_alert_through_the_lifecycle_and_another_obp_gets_404()
         ("CLOSED", Some("TECHNICAL_ERROR"))
     );
     assert_eq!(closed.comment.as_deref(), Some("asked the pharmacy"), "the last comment stays");
-    assert_eq!(w.hub.alert(OBP, &id).unwrap(), closed);
-    assert_eq!(w.hub.alerts(OBP, Some("OPEN"), None, None).unwrap().alerts.len(), 1);
+    assert_eq!(w.hub.alert(OBP, &id).await.unwrap(), closed);
+    assert_eq!(w.hub.alerts(OBP, Some("OPEN"), None, None).await.unwrap().alerts.len(), 1);
 
-    assert_eq!(w.hub.alert(OTHER_OBP, &id).unwrap_err().http_status(), 404);
+    assert_eq!(w.hub.alert(OTHER_OBP, &id).await.unwrap_err().http_status(), 404);
     let e =
         w.hub.change_alert_status(OTHER_OBP, &next.alerts[0].id, "ESCALATED", None, None).await.unwrap_err();
     assert_eq!(e.http_status(), 404);
-    let stored = w.hub.store().alert(&next.alerts[0].id).unwrap().unwrap();
+    let stored = w.hub.store().alert(&next.alerts[0].id).await.unwrap().unwrap();
     assert_eq!(stored.status, AlertStatus::Open, "another OBP changed nothing");
-    assert!(w.hub.alerts(OTHER_OBP, None, None, None).unwrap().alerts.is_empty());
+    assert!(w.hub.alerts(OTHER_OBP, None, None, None).await.unwrap().alerts.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +272,7 @@ async fn an_obp_stolen_report_reaches_both_markets_and_is_refused_after_a_recall
     let a = w.hub.set_pack_states(OBP, GTIN, BATCH, "DESTROYED", &["QZX00000002".to_owned()]).await.unwrap();
     assert_eq!((a.results[0].accepted, a.results[0].return_code), (false, ReturnCode::BatchRecalled));
     assert!(a.markets.is_empty());
-    assert_eq!(w.hub.store().pending().unwrap(), 0, "nothing is sent after the recall");
+    assert_eq!(w.hub.store().pending().await.unwrap(), 0, "nothing is sent after the recall");
 
     let e = w.hub.set_pack_states(OBP, GTIN, BATCH, "SUPPLIED", &sent).await.unwrap_err();
     assert_eq!((e.http_status(), e.details[0].field.as_str()), (400, "state"));
@@ -476,13 +476,13 @@ async fn a_national_audit_head_is_kept_in_the_hub_trail_and_read_back_as_the_lat
     assert_eq!(w.national_relay("DE").await, 2, "both heads reach the hub");
 
     let store = w.hub.store();
-    let heads = received_audit_heads(store.as_ref(), None).unwrap();
+    let heads = received_audit_heads(store.as_ref(), None).await.unwrap();
     assert_eq!(heads, [signed_head(&head("DE", 57))], "the latest head of DE");
-    assert_eq!(received_audit_heads(store.as_ref(), Some("DE")).unwrap(), heads);
-    assert!(received_audit_heads(store.as_ref(), Some("FR")).unwrap().is_empty());
+    assert_eq!(received_audit_heads(store.as_ref(), Some("DE")).await.unwrap(), heads);
+    assert!(received_audit_heads(store.as_ref(), Some("FR")).await.unwrap().is_empty());
     let cp = checkpoint_of(&heads[0]).unwrap();
     verify_checkpoint(&cp, &key.verifying_key()).expect("the head read back is the one DE signed");
-    let records = store.audit_by_subject(&audit_head_subject("DE")).unwrap();
+    let records = store.audit_by_subject(&audit_head_subject("DE")).await.unwrap();
     assert_eq!(records.len(), 2, "each head is one record of the hub's own trail");
     assert_eq!(records[1].entry.operation, AUDIT_HEAD_OPERATION);
     assert_eq!(records[1].entry.actor, "DE");
@@ -500,5 +500,5 @@ async fn a_national_audit_head_is_kept_in_the_hub_trail_and_read_back_as_the_lat
     let ack = w.hub.apply_from_national(m("FR"), &from_fr("MSG-FR-2", bad)).await.unwrap();
     assert_eq!(statuses(&ack), ["REJECTED"]);
     assert!(ack.results[0].error.as_deref().unwrap().contains("signature: exactly 128"), "{ack:?}");
-    assert_eq!(received_audit_heads(store.as_ref(), None).unwrap(), heads, "nothing rejected is kept");
+    assert_eq!(received_audit_heads(store.as_ref(), None).await.unwrap(), heads, "nothing rejected is kept");
 }

@@ -74,7 +74,7 @@ async fn a_hub_on_a_read_only_data_directory_does_not_commit_until_it_can_write_
     assert!(hub.store_ok());
     // As a hub that served requests: its database's WAL index stays beside it after the stop,
     // which is what lets SQLite read the database on a read-only directory.
-    assert!(openmvs_store::hub::ObpStore::obps(first.as_ref()).expect("read").is_empty());
+    assert!(openmvs_store::hub::ObpStore::obps(first.as_ref()).await.expect("read").is_empty());
     drop(hub);
     first.close();
     drop(first);

@@ -37,17 +37,18 @@ fn data_dir(t: &Target) -> anyhow::Result<PathBuf> {
     Ok(target(t)?.0)
 }
 
-fn open(t: &Target) -> anyhow::Result<(Arc<National>, node::NodeStore)> {
+async fn open(t: &Target) -> anyhow::Result<(Arc<National>, node::NodeStore)> {
     let (dir, storage) = target(t)?;
     let market = node::market_of(&dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = node::open(&dir, &storage, clock.clone(), None)?;
     let national = National::new(store.store(), clock, NationalConfig::new(market), None)
+        .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((Arc::new(national), store))
 }
 
-pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
     match cmd {
         Admin::Obp(ObpCommand::Create { ca_dir, id, name, out, days }) => {
             obp_create(&ca_dir, &id, &name, &out, days)?;
@@ -63,10 +64,12 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             let location = Location::new(&location).map_err(|e| anyhow::anyhow!("--location: {e}"))?;
             let dir = data_dir(&target)?;
             node::claim_market(&dir, market)?;
-            let (national, store) = open(&target)?;
-            let c =
-                national.create_client(role, location.clone(), &name).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.close();
+            let (national, store) = open(&target).await?;
+            let c = national
+                .create_client(role, location.clone(), &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
             let out = serde_json::json!({
                 "client_id": c.client_id,
                 "client_secret": c.client_secret,
@@ -77,9 +80,10 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         Admin::Client(ClientCommand::List { target }) => {
-            let (national, store) = open(&target)?;
-            let clients = national.list_clients(&national.operator()).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.close();
+            let (national, store) = open(&target).await?;
+            let clients =
+                national.list_clients(&national.operator()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
             let rows = clients.iter().map(|c| {
                 let state = openmvs_national::client_state(c);
                 vec![
@@ -98,14 +102,14 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             );
         }
         Admin::Client(ClientCommand::Disable { target, client_id }) => {
-            set_disabled(&target, &client_id, true)?;
+            set_disabled(&target, &client_id, true).await?;
         }
         Admin::Client(ClientCommand::Enable { target, client_id }) => {
-            set_disabled(&target, &client_id, false)?;
+            set_disabled(&target, &client_id, false).await?;
         }
         Admin::DeadLetters(DeadLetterCommand::List { target }) => {
-            let (_, store) = open(&target)?;
-            let dead = store.dead_letters().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (_, store) = open(&target).await?;
+            let dead = store.dead_letters().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             if dead.is_empty() {
                 outln!("no dead letters");
             }
@@ -119,12 +123,13 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                     m.last_error.unwrap_or_default()
                 );
             }
-            store.close();
+            store.close().await;
         }
         Admin::DeadLetters(DeadLetterCommand::Replay { target, seq }) => {
-            let (national, store) = open(&target)?;
-            let found = store.replay(seq, national.clock().now()).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.close();
+            let (national, store) = open(&target).await?;
+            let found =
+                store.replay(seq, national.clock().now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
             if !found {
                 bail!("no dead letter {seq}");
             }
@@ -135,16 +140,15 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let delivery: Delivery = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a delivery", file.display()))?;
-            let (national, store) = open(&target)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let ack = rt.block_on(national.apply_delivery(&delivery)).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.close();
+            let (national, store) = open(&target).await?;
+            let ack = national.apply_delivery(&delivery).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
             for a in &ack.results {
                 outln!("{}\t{}\t{}", a.message_id, a.status, a.error.clone().unwrap_or_default());
             }
         }
         Admin::Seed { target, product_code, batch, expiry, packs, prefix, markets } => {
-            let (national, store) = open(&target)?;
+            let (national, store) = open(&target).await?;
             let market = national.market().to_string();
             let markets: Vec<String> = match markets {
                 Some(m) => m.split(',').map(str::to_owned).collect(),
@@ -156,7 +160,6 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                     "--prefix: '{prefix}' leaves no room for {width}-digit numbers in a 20-character serial"
                 );
             }
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let started = std::time::Instant::now();
             let id = |k: &str| format!("seed-{product_code}-{batch}-{k}");
             let envelope = |k: &str, body| Envelope {
@@ -209,8 +212,9 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                         }),
                     ));
                 }
-                let ack = rt
-                    .block_on(national.apply_delivery(&Delivery { messages }))
+                let ack = national
+                    .apply_delivery(&Delivery { messages })
+                    .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 if let Some(bad) = ack.results.iter().find(|a| a.status == "REJECTED") {
                     bail!("{}: {}", bad.message_id, bad.error.clone().unwrap_or_default());
@@ -218,7 +222,7 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                 n += take;
                 chunk += 1;
             }
-            store.close();
+            store.close().await;
             outln!(
                 "seeded {packs} packs of {product_code} batch {batch} (serials {prefix}{:0width$}..) in {:.1} s",
                 0,
@@ -226,24 +230,22 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             );
         }
         Admin::RotateTokenKey { target } => {
-            let (national, store) = open(&target)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let kid = rt.block_on(national.rotate_signing_key()).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.close();
+            let (national, store) = open(&target).await?;
+            let kid = national.rotate_signing_key().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
             outln!("new token-signing key {kid} is active; running nodes sign with it within seconds");
         }
         Admin::RetireTokenKey { target, kid } => {
-            let (national, store) = open(&target)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let r = rt.block_on(national.retire_token_key(&national.operator(), &kid));
-            store.close();
+            let (national, store) = open(&target).await?;
+            let r = national.retire_token_key(&national.operator(), &kid).await;
+            store.close().await;
             r.map_err(|e| flag_error(&e, "kid", "--kid"))?;
             outln!("token-signing key {kid} is revoked; running nodes refuse its tokens within seconds");
         }
         Admin::TokenKeys { target } => {
-            let (_, store) = open(&target)?;
-            let keys = store.keys().map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.close();
+            let (_, store) = open(&target).await?;
+            let keys = store.keys().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
             let when =
                 |t: Option<openmvs_core::time::Timestamp>| t.map_or_else(|| "-".into(), |t| t.to_rfc3339());
             let rows = keys.iter().map(|k| {
@@ -270,11 +272,10 @@ pub fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
 }
 
 /// Cuts a client off or lets it back in, as the operator, and prints its state.
-fn set_disabled(target: &Target, client_id: &str, disabled: bool) -> anyhow::Result<()> {
-    let (national, store) = open(target)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let r = rt.block_on(national.set_client_disabled(&national.operator(), client_id, disabled));
-    store.close();
+async fn set_disabled(target: &Target, client_id: &str, disabled: bool) -> anyhow::Result<()> {
+    let (national, store) = open(target).await?;
+    let r = national.set_client_disabled(&national.operator(), client_id, disabled).await;
+    store.close().await;
     let c = r.map_err(|e| flag_error(&e, "client_id", "--client-id"))?;
     if disabled {
         outln!("client {} is disabled; running nodes refuse its tokens within seconds", c.client_id);

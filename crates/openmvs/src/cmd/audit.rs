@@ -21,16 +21,16 @@ use crate::{heads, node};
 /// Exit status when the trail does not verify.
 const BROKEN: u8 = 3;
 
-pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { target, public_keys, heads } => verify(&target, &public_keys, &heads),
-        AuditCommand::Heads { target, market } => print_heads(&target, market.as_deref()),
+        AuditCommand::Verify { target, public_keys, heads } => verify(&target, &public_keys, &heads).await,
+        AuditCommand::Heads { target, market } => print_heads(&target, market.as_deref()).await,
     }
 }
 
 /// `openmvs audit verify`: every record and checkpoint of the trail, then the signed heads kept
 /// outside the database (the head file, and `--heads` files from the hub) against it.
-fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+async fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let (data_dir, storage) = super::admin::target(target)?;
     let keys = node::audit_public_keys(&data_dir, public_keys)?;
     // A data directory written before the market was recorded has no market file: every head counts.
@@ -73,7 +73,7 @@ fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf]) -> an
             node::open_to_read(&data_dir, &storage, clock)?.store()
         }
     };
-    match openmvs_national::verify_audit_with_heads(store.as_ref(), keys, &outside) {
+    match openmvs_national::verify_audit_with_heads(store.as_ref(), keys, &outside).await {
         Ok(r) => {
             let mut markets: Vec<_> = r.records.iter().collect();
             markets.sort();
@@ -104,7 +104,7 @@ fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf]) -> an
 
 /// `openmvs audit heads`: the latest signed head the hub received from each market, read from
 /// the hub's own audit trail, one JSON line each.
-fn print_heads(target: &Target, market: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn print_heads(target: &Target, market: Option<&str>) -> anyhow::Result<ExitCode> {
     if let Some(m) = market {
         openmvs_core::ids::MarketCode::new(m).map_err(|e| anyhow::anyhow!("--market: {e}"))?;
     }
@@ -126,12 +126,12 @@ fn print_heads(target: &Target, market: Option<&str>) -> anyhow::Result<ExitCode
         Storage::Sqlite => {
             let store = SqliteHubStore::open_read_only(&crate::hub_node::db_path(&data_dir))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            openmvs_hub::received_audit_heads(&store, market)
+            openmvs_hub::received_audit_heads(&store, market).await
         }
         storage => {
             let hub = crate::hub_node::open(&data_dir, &storage, Arc::new(SystemClock), None)?;
-            let found = openmvs_hub::received_audit_heads(hub.store().as_ref(), market);
-            hub.close();
+            let found = openmvs_hub::received_audit_heads(hub.store().as_ref(), market).await;
+            hub.close().await;
             found
         }
     }

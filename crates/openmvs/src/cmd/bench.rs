@@ -213,6 +213,7 @@ async fn run(
     for store in &stores.nodes {
         nationals.push(Arc::new(
             National::new(store.store(), clock.clone(), NationalConfig::new(market), None)
+                .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         ));
     }
@@ -252,6 +253,7 @@ async fn run(
                 Location::new(&format!("DE-PH-{i:04}")).map_err(|e| anyhow::anyhow!("{e}"))?,
                 "bench",
             )
+            .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut conn = Conn::open(addr, "localhost", tls.clone()).await?;
         let form = format!(
@@ -297,7 +299,7 @@ async fn run(
         server.shutdown(Duration::from_secs(2)).await;
     }
     for store in &stores.nodes {
-        store.close();
+        store.close().await;
     }
     drop(nationals);
     if let Some((url, schema)) = &stores.schema {

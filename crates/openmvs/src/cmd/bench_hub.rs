@@ -356,10 +356,10 @@ impl Running {
             let _ = w.await;
         }
         if let Some(s) = self.hub_store.take() {
-            s.close();
+            s.close().await;
         }
         for (_, s) in std::mem::take(&mut self.national_stores) {
-            s.close();
+            s.close().await;
         }
         // The stores let go of their connections when the last holder is gone; only then are
         // their schemas dropped.
@@ -372,10 +372,13 @@ impl Running {
     }
 
     /// Packs each national system holds.
-    pub(super) fn pack_counts(&self) -> anyhow::Result<Vec<(MarketCode, u64)>> {
+    pub(super) async fn pack_counts(&self) -> anyhow::Result<Vec<(MarketCode, u64)>> {
         let mut packs = Vec::new();
         for (m, s) in &self.national_stores {
-            packs.push((*m, s.pack_count().map_err(|e| anyhow::anyhow!("counting the packs of {m}: {e}"))?));
+            packs.push((
+                *m,
+                s.pack_count().await.map_err(|e| anyhow::anyhow!("counting the packs of {m}: {e}"))?,
+            ));
         }
         Ok(packs)
     }
@@ -455,6 +458,7 @@ async fn start_into(
         };
         let national = Arc::new(
             National::new(dyn_store, clock.clone(), NationalConfig::new(*m), hub_link)
+                .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         let obs = Arc::new(Observability::new(clock.clone()));
@@ -552,7 +556,7 @@ pub(crate) async fn run(
             .spawn(async move { obp_session(addr, tls, serials, &markets_owned).await })
             .await
             .context("the OBP client panicked")??;
-        f.packs = running.pack_counts()?;
+        f.packs = running.pack_counts().await?;
         Ok(f)
     }
     .await;

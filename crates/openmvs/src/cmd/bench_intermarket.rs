@@ -221,6 +221,7 @@ pub(crate) async fn run(
                     Location::new(&location).map_err(|e| anyhow::anyhow!("{e}"))?,
                     "bench",
                 )
+                .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             terminals.push((m, *addr, c.client_id, c.client_secret));
         }

@@ -344,7 +344,7 @@ async fn seed(hub: &Hub, markets: &[MarketCode]) -> anyhow::Result<Value> {
     let started = Instant::now();
     for (owner, id) in uploads {
         loop {
-            let v = hub.upload(owner, &id).map_err(|e| anyhow::anyhow!("upload {id}: {e}"))?;
+            let v = hub.upload(owner, &id).await.map_err(|e| anyhow::anyhow!("upload {id}: {e}"))?;
             match v.status {
                 UploadStatus::Distributed => break,
                 UploadStatus::Failed => bail!("upload {id} failed"),
@@ -359,7 +359,7 @@ async fn seed(hub: &Hub, markets: &[MarketCode]) -> anyhow::Result<Value> {
 }
 
 /// The clients of api.md §1 for one market.
-fn clients(national: &National, m: MarketCode) -> anyhow::Result<Value> {
+async fn clients(national: &National, m: MarketCode) -> anyhow::Result<Value> {
     let wanted = [
         (Role::Pharmacy, format!("{m}-PH-0001"), "Demo pharmacy, market square"),
         (Role::Pharmacy, format!("{m}-PH-0002"), "Demo pharmacy, station road"),
@@ -371,7 +371,7 @@ fn clients(national: &National, m: MarketCode) -> anyhow::Result<Value> {
     let mut out = Vec::new();
     for (role, location, name) in wanted {
         let loc = Location::new(&location).map_err(|e| anyhow::anyhow!("{location}: {e}"))?;
-        let c = national.create_client(role, loc, name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let c = national.create_client(role, loc, name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         out.push(json!({"client_id": c.client_id, "client_secret": c.client_secret, "role": role.as_str(), "location": location}));
     }
     Ok(Value::Array(out))
@@ -453,6 +453,7 @@ async fn demo(
         );
         let national = Arc::new(
             National::new(store.store(), clock.clone(), NationalConfig::new(*m), Some(hub_link))
+                .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         let obs = Arc::new(Observability::new(clock.clone()));
@@ -562,7 +563,7 @@ async fn demo(
         let samples = seed(&hub, markets).await?;
         let mut ms = serde_json::Map::new();
         for (m, national) in &nationals {
-            ms.insert(m.to_string(), json!({"url": urls[m], "clients": clients(national, *m)?}));
+            ms.insert(m.to_string(), json!({"url": urls[m], "clients": clients(national, *m).await?}));
         }
         let doc = json!({
             "ca_cert": pki.ca_cert.display().to_string(),
@@ -593,9 +594,9 @@ async fn demo(
     for w in workers {
         let _ = w.await;
     }
-    hub_store.close();
+    hub_store.close().await;
     for s in national_stores {
-        s.close();
+        s.close().await;
     }
     outln!("openmvs demo: stopped");
     Ok(())

@@ -30,8 +30,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo::run(&data_dir, port_base, &markets, fake_clock, storage)
         }
         Command::Config(ConfigCommand::Check { config }) => serve::check(&config),
-        Command::Admin(a) => admin::run(a),
-        Command::Audit(a) => audit::run(a),
+        Command::Admin(a) => on_small_runtime(admin::run(a)),
+        Command::Audit(a) => on_small_runtime(audit::run(a)),
         Command::Migrate { target } => audit::migrate(&target),
         Command::Bench(BenchCommand::National { packs, seconds, clients, database_url }) => {
             bench::national(packs, seconds, clients, database_url.as_deref())
@@ -73,11 +73,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Threads a server's runtime keeps for blocking work: a PostgreSQL read waits in
-/// `block_in_place`, which hands the worker's other tasks to one of these meanwhile. Bounded so
-/// that a burst of reads cannot start hundreds of threads (each with stacks and allocator heaps
-/// of its own); reads past the bound wait for a thread, as they would for a pool connection.
+/// Threads a server's runtime keeps for blocking work: every read of the embedded (SQLite) store
+/// runs on one of these, on a read connection of its own. Bounded so that a burst of reads cannot
+/// start hundreds of threads and connections (each with stacks, page caches and allocator heaps
+/// of their own); reads past the bound wait for a thread, as they would for a pool connection.
+/// PostgreSQL reads are plain async queries and need none.
 const MAX_BLOCKING_THREADS: usize = 32;
+
+/// Runs a command that opens a store, reads or writes a little and closes it, on a runtime of
+/// one thread: the store's connections and writer run on it while the command lasts.
+fn on_small_runtime<T>(command: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(command)
+}
 
 /// The runtime of a node (national system, hub, demo, the servers of a bench).
 pub(crate) fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

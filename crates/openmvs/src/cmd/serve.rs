@@ -107,8 +107,9 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     cfg.policy = s.policy.clone();
     cfg.max_bulk_rows = s.max_bulk_rows;
     cfg.bulk_chunk = s.bulk_chunk;
-    let national =
-        Arc::new(National::new(store.store(), clock.clone(), cfg, hub).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let national = Arc::new(
+        National::new(store.store(), clock.clone(), cfg, hub).await.map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let limiter = Arc::new(Limiter::new(RateLimit {
         per_second: f64::from(s.client_rate),
         burst: f64::from(s.client_burst),
@@ -172,7 +173,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
         let _ = w.await;
     }
     save_sla(&obs, &sla_file);
-    store.close();
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -120,7 +120,7 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
     for w in workers {
         let _ = w.await;
     }
-    store.close();
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

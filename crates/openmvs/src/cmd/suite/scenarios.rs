@@ -490,6 +490,7 @@ fn replay_pass(tokens: Arc<Vec<Arc<str>>>, first: u64, count: u64) -> Plan {
 async fn pharmacy_token(national: &National, target: &Target, location: &str) -> anyhow::Result<Arc<str>> {
     let c = national
         .create_client(Role::Pharmacy, Location::new(location).map_err(|e| anyhow::anyhow!("{e}"))?, "suite")
+        .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut conn = Conn::open(target.addr, &target.host, target.tls.clone()).await?;
     let form =
@@ -517,6 +518,7 @@ pub async fn national(
     let store = stores.nodes[0].clone();
     let national = Arc::new(
         National::new(store.store(), clock.clone(), NationalConfig::new(market), None)
+            .await
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     // The packs the replay burst supplies, past those the other scenarios use.
@@ -685,7 +687,7 @@ pub async fn national(
     let _ = bulk_worker.await;
     drop(national);
     for s in &stores.nodes {
-        s.close();
+        s.close().await;
     }
     if let Some((url, schema)) = &stores.schema
         && let Err(e) = openmvs_store_pg::drop_schema(url, schema)
