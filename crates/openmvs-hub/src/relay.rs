@@ -83,7 +83,7 @@ impl Hub {
                 }
                 // It will never decode: a dead letter at once, not a retry forever.
                 Err(e) => {
-                    self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true).await?
+                    self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true).await?;
                 }
             }
         }

@@ -360,7 +360,7 @@ impl National {
                     sent.push(m);
                 }
                 Err(e) => {
-                    self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true).await?
+                    self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true).await?;
                 }
             }
         }

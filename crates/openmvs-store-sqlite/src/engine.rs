@@ -82,7 +82,7 @@ impl<U: Unit> Engine<U> {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some((stop, cp))),
-            readers: Arc::new(ReadPool { path: s.path.clone(), idle: readers, generation }),
+            readers: Arc::new(ReadPool { path: s.path, idle: readers, generation }),
         })
     }
 
