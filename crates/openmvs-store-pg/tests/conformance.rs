@@ -84,3 +84,44 @@ async fn a_heartbeat_is_unavailable_while_the_database_refuses_writes_and_commit
     store.commit(beat()).await.expect("the heartbeat commits again");
     store.close().await;
 }
+
+/// A store opened inside a test's runtime of one thread runs there: its reads, its writer and its
+/// connections share that thread, a second store on the same schema follows the first's commits,
+/// and closing waits for the writer without holding up the thread it needs.
+#[tokio::test]
+async fn a_store_runs_on_the_runtime_of_one_thread_it_is_opened_in_and_closes() {
+    use openmvs_store::{AuditStore, Committer, PackStore, UnitOfWork};
+    let Some((url, schema)) = fresh_schema("conf", "the one-thread runtime case") else { return };
+    let open = |migrate| {
+        PgStore::open(PgOptions {
+            url: url.clone(),
+            schema: Some(schema.clone()),
+            signing_key: key(),
+            clock: Arc::new(FixedClock),
+            on_group: None,
+            migrate,
+            pool_size: 2,
+            checkpoints: CheckpointOptions::default(),
+        })
+        .expect("store opens")
+    };
+    let (first, second) = (open(true), open(false));
+    let entry = openmvs_audit::Entry {
+        market: "DE".into(),
+        at_millis: 1_800_000_000_000,
+        actor: "test".into(),
+        role: "NMVO".into(),
+        location: "office".into(),
+        operation: "probe".into(),
+        subject: "probe".into(),
+        return_code: "NMVS_SUCCESS".into(),
+        request: "{}".into(),
+        result: "{}".into(),
+    };
+    first.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await.expect("commits");
+    assert_eq!(second.audit_page(0, 10).await.expect("reads").len(), 1);
+    assert_eq!(first.pack_count().await.expect("reads"), 0);
+    first.close().await;
+    second.close().await;
+    assert!(first.commit(UnitOfWork::default()).await.is_err(), "a closed store takes no more units");
+}
