@@ -1,6 +1,6 @@
 //! The European Hub's storage on PostgreSQL, shared by several stateless hub nodes: the national
-//! engine's design, its runtime and its group-committing writer ([`crate::writer`]), over a schema
-//! of the hub's own ([`schema`], e.g. `openmvs_hub`).
+//! engine's design and its group-committing writer ([`crate::writer`], a task of the node's
+//! runtime), over a schema of the hub's own ([`schema`], e.g. `openmvs_hub`).
 //!
 //! Each node group-commits its own [`HubUnitOfWork`]s on one write connection, each in its own
 //! savepoint, and seals the audit records of those that applied into the hub's one chain under
@@ -64,7 +64,8 @@ struct PgSection {
 impl Drop for PgSection {
     fn drop(&mut self) {
         let (mut turn, conn, key) = (self.turn.take(), self.conn.clone(), self.key);
-        // The unlock is sent before the in-process turn passes on, on the engine's runtime.
+        // The unlock is sent before the in-process turn passes on, on the runtime the section was
+        // entered on.
         self.handle.spawn(async move {
             if let Err(e) = conn.client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await {
                 // Dropping the connection's last handle closes it, and the lock with it.
