@@ -51,11 +51,13 @@
 //! `result` as the text it was given (`TEXT`, not a re-serialising type such as PostgreSQL's
 //! `JSONB`), or every record would later look edited.
 
+mod chains;
 mod checkpoint;
 mod error;
 mod record;
 mod verify;
 
+pub use chains::{Chains, CheckpointPolicy, Tail};
 pub use checkpoint::{Checkpoint, key_id, sign_checkpoint, verify_checkpoint};
 pub use error::AuditError;
 pub use record::{ChainHead, Entry, GENESIS, Hash, Sealed, record_hash};
