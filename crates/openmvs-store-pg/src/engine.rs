@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
 use crate::pool::{self, Pool};
-use crate::writer::{Job, Unit, Writer};
+use crate::writer::{Job, Pg, Unit, Writer};
 use crate::{QUEUE_BOUND, connection_config, pg_err};
 
 /// The schema's version, read from the database.
@@ -72,14 +72,7 @@ pub(crate) fn start<U: Unit>(
     }
     let pool = Pool::new(config.clone(), o.pool_size);
     let (tx, rx) = mpsc::channel(QUEUE_BOUND);
-    let writer = Writer {
-        config,
-        conn: None,
-        key: o.signing_key,
-        clock: o.clock,
-        on_group: o.on_group,
-        checkpoints: o.checkpoints,
-    };
+    let writer: Writer<U> = Writer::new(Pg::new(config), o.signing_key, o.clock, o.on_group, o.checkpoints);
     handle.spawn(writer.run(rx));
     Ok((pool, tx))
 }
@@ -88,7 +81,10 @@ pub(crate) fn start<U: Unit>(
 /// has stopped (or after 30 seconds).
 pub(crate) async fn stop<U: Unit>(writer: &mpsc::Sender<Job<U>>) {
     let (tx, rx) = oneshot::channel();
-    if writer.try_send(Job::Stop(tx)).is_ok() {
+    let stopped = Box::new(move || {
+        let _ = tx.send(());
+    });
+    if writer.try_send(Job::Stop(stopped)).is_ok() {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(30), rx).await;
     }
 }

@@ -1,30 +1,27 @@
-//! The group-committing writer of one node.
-//!
-//! One task owns the node's write connection. It takes every queued unit of work, runs each in its
-//! own savepoint (a unit that conflicts rolls back alone), then seals the audit records of the
-//! units that applied, and commits once: one transaction and one WAL flush for the whole group.
+//! PostgreSQL's part of the group commit (`openmvs_store::commit`): one task owns the node's
+//! write connection and runs the shared writer on it, one transaction and one WAL flush per group.
 //!
 //! Across nodes, two things serialise: row locks (two nodes changing one pack: the second waits
 //! for the first to commit, then finds the version moved on and conflicts) and the single row of
-//! `audit_state`, locked by each group just before it commits. Holding that lock while sealing
-//! makes positions and every market's chain follow commit order with no gaps, on any number of
-//! nodes, at the cost of one lock hold (a few inserts and the commit's flush) per group, not per
-//! operation.
+//! `audit_state`, locked by each group that seals records just before it commits. Holding that
+//! lock while sealing makes positions and every market's chain follow commit order with no gaps,
+//! on any number of nodes, at the cost of one lock hold (a few inserts and the commit's flush) per
+//! group, not per operation. Since other nodes append too, the chain heads are read back (from
+//! `audit_heads`) under that lock at every group.
 //!
-//! The loop is generic over the kind of unit it commits ([`Unit`]): the national system's
-//! [`UnitOfWork`] and the hub's `HubUnitOfWork` share it, and with it the group commit, the
-//! savepoints and the sealing and signing of the audit trail.
+//! Each unit's savepoint is opened in the same round trip as the unit's statements (and the
+//! transaction with the first); the previous unit's savepoint is released there too, and COMMIT
+//! releases the last one.
 
-use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
-use openmvs_audit::{ChainHead, Checkpoint, Entry, Sealed, sign_checkpoint};
-use openmvs_core::time::Clock;
+use openmvs_audit::{ChainHead, Checkpoint, Sealed, Tail};
+use openmvs_store::commit::{self, Engine, Refusal};
 use openmvs_store::decode::{change_columns, markets_to_text};
 use openmvs_store::*;
-use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Config;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -33,18 +30,17 @@ use crate::codec::{is_contention, pg_err};
 pub use crate::pool::Conn;
 use crate::pool::connect;
 
-/// The most units of work committed in one transaction.
-pub const MAX_GROUP: usize = 1024;
+/// Work for the writer.
+pub type Job<U = UnitOfWork> = commit::Job<U>;
 
-/// A kind of unit of work the writer commits: what it changes, and what committing it reports.
-pub trait Unit: Send + Sync + 'static {
-    /// What a commit of the unit reports back.
-    type Done: Send + 'static;
+/// The writer of one node: the shared writer over this engine.
+pub type Writer<U> = commit::Writer<U, Pg>;
+
+/// A kind of unit of work the PostgreSQL writer commits.
+pub trait Unit: commit::Unit {
     /// Run once on each new write connection: the session's staging tables for rows that arrive
     /// in bulk and are streamed in with COPY.
     const SESSION: &'static str;
-    /// The audit entries the unit appends, sealed after every unit of its group has run.
-    fn audit(&self) -> &[Entry];
     /// Applies the unit (audit entries excepted) on the open transaction, inside its own
     /// savepoint.
     fn apply<'a>(
@@ -52,22 +48,12 @@ pub trait Unit: Send + Sync + 'static {
         c: &'a Conn,
         now: i64,
     ) -> impl Future<Output = Result<Self::Done, Fail>> + Send + 'a;
-    /// Records the sequence number the unit's next audit entry got.
-    fn sealed(done: &mut Self::Done, seq: u64);
-    /// How a unit whose statement lost a lock wait is answered, so that the caller reads and
-    /// decides again where it can.
-    fn contended(&self) -> StoreError;
 }
 
 impl Unit for UnitOfWork {
-    type Done = Committed;
     // Serials arriving in bulk are streamed in with COPY into this session's staging table.
     const SESSION: &'static str = "CREATE TEMP TABLE IF NOT EXISTS pack_ingest (product_code TEXT NOT NULL, \
          serial TEXT NOT NULL, batch TEXT NOT NULL) ON COMMIT DELETE ROWS";
-
-    fn audit(&self) -> &[Entry] {
-        &self.audit
-    }
 
     fn apply<'a>(
         &'a self,
@@ -76,40 +62,13 @@ impl Unit for UnitOfWork {
     ) -> impl Future<Output = Result<Committed, Fail>> + Send + 'a {
         apply(c, self, now)
     }
-
-    fn sealed(done: &mut Committed, seq: u64) {
-        done.audit_seqs.push(seq);
-    }
-
-    fn contended(&self) -> StoreError {
-        contended(self)
-    }
-}
-
-/// Work for the writer.
-pub enum Job<U: Unit = UnitOfWork> {
-    /// Commit a unit of work and answer when durable.
-    Commit(Box<U>, oneshot::Sender<StoreResult<U::Done>>),
-    /// Sign checkpoints for every unsigned record and stop.
-    Stop(oneshot::Sender<()>),
-}
-
-/// The writer's state.
-pub struct Writer {
-    pub(crate) config: Config,
-    pub(crate) conn: Option<Arc<Conn>>,
-    pub(crate) key: SigningKey,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
-    /// When checkpoints are signed, and who hears of them.
-    pub(crate) checkpoints: CheckpointOptions,
 }
 
 /// Why a unit stopped: refused (a conflict) or the database failed the statement.
 pub enum Fail {
     /// Refused by the store's rules (a conflict), or a record that cannot be stored.
     Store(StoreError),
-    /// A statement failed: contention (the unit is answered as [`Unit::contended`]) or worse.
+    /// A statement failed: contention (a lost lock wait) or worse.
     Db(tokio_postgres::Error),
 }
 
@@ -125,57 +84,32 @@ impl From<tokio_postgres::Error> for Fail {
     }
 }
 
-type Reply<U> = oneshot::Sender<StoreResult<<U as Unit>::Done>>;
+impl From<Fail> for Refusal {
+    fn from(f: Fail) -> Refusal {
+        match f {
+            Fail::Store(e) => Refusal::Error(e),
+            Fail::Db(e) if is_contention(&e) => Refusal::Contended,
+            Fail::Db(e) => Refusal::Error(pg_err(e)),
+        }
+    }
+}
 
-impl Writer {
-    /// Runs until the channel closes or a `Stop` arrives.
-    pub async fn run<U: Unit>(mut self, mut rx: mpsc::Receiver<Job<U>>) {
-        let mut stop = None;
-        while stop.is_none() {
-            // While no work comes, the writer looks every interval for tails due by time, its own
-            // or those another node left unsigned (it may have stopped since).
-            let first = match tokio::time::timeout(self.checkpoints.every, rx.recv()).await {
-                Ok(Some(job)) => job,
-                Ok(None) => break,
-                Err(_) => {
-                    // On the write connection, kept for the next group, not one opened each time.
-                    let signed = match self.connection::<U>().await {
-                        Ok(_) => self.sign_tails(false).await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = signed {
-                        tracing::debug!(error = %e, "signing due audit checkpoints failed; trying again later");
-                    }
-                    continue;
-                }
-            };
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
-            }
-            let mut group = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                match job {
-                    Job::Commit(u, reply) if stop.is_none() => group.push((u, reply)),
-                    Job::Commit(_, reply) => {
-                        let _ = reply.send(Err(StoreError::Unavailable("store is shutting down".into())));
-                    }
-                    Job::Stop(tx) => stop = Some(tx),
-                }
-            }
-            if !group.is_empty() {
-                self.commit_group(group).await;
-            }
-        }
-        if let Err(e) = self.sign_tails(true).await {
-            tracing::error!(error = %e, "signing the final audit checkpoints failed");
-        }
-        if let Some(tx) = stop {
-            let _ = tx.send(());
-        }
+/// The write connection and the statements waiting to go with the next unit's.
+pub struct Pg {
+    config: Config,
+    conn: Option<Arc<Conn>>,
+    /// Statements that open the transaction or the next savepoint, sent with what comes next.
+    pending: Vec<&'static str>,
+    /// A unit's savepoint is open (released by the next one's, or by COMMIT).
+    savepoint_open: bool,
+    /// The position before the first record the group appends, as its lock of the trail gave.
+    first_pos: i64,
+}
+
+impl Pg {
+    /// The engine of a node, connecting with `config`.
+    pub fn new(config: Config) -> Pg {
+        Pg { config, conn: None, pending: Vec::new(), savepoint_open: false, first_pos: 0 }
     }
 
     /// The write connection, opened (with the session set up for units of kind `U`) if there is
@@ -192,116 +126,112 @@ impl Writer {
         Ok(c)
     }
 
-    async fn commit_group<U: Unit>(&mut self, group: Vec<(Box<U>, Reply<U>)>) {
-        if let Some(f) = &self.on_group {
-            f(group.len());
+    /// The open transaction's connection, with what waits to be sent sent.
+    async fn open(&mut self) -> StoreResult<Arc<Conn>> {
+        let c = self.conn.clone().ok_or_else(|| StoreError::Unavailable("no write connection".into()))?;
+        if !self.pending.is_empty() {
+            let sql = std::mem::take(&mut self.pending).join("; ");
+            c.client.batch_execute(&sql).await.map_err(pg_err)?;
         }
-        let outcome = match self.connection::<U>().await {
-            Ok(c) => {
-                let r = self.transaction(&c, &group).await;
-                if r.is_err() {
-                    let _ = c.client.batch_execute("ROLLBACK").await;
-                }
-                r
-            }
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(results) => {
-                for ((_, reply), r) in group.into_iter().zip(results) {
-                    let _ = reply.send(r);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "group commit failed; nothing of it was written");
-                let e = match e {
-                    StoreError::Conflict(_) => StoreError::Unavailable("group commit failed".into()),
-                    e => e,
-                };
-                for (_, reply) in group {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
+        Ok(c)
+    }
+}
+
+impl<U: Unit> Engine<U> for Pg {
+    type Exec = Infallible;
+
+    async fn begin(&mut self) -> StoreResult<()> {
+        self.connection::<U>().await?;
+        self.pending = vec!["BEGIN"];
+        self.savepoint_open = false;
+        Ok(())
     }
 
-    async fn transaction<U: Unit>(
-        &self,
-        c: &Conn,
-        group: &[(Box<U>, Reply<U>)],
-    ) -> StoreResult<Vec<StoreResult<U::Done>>> {
-        let now = self.clock.now().unix_millis();
-        let mut results = Vec::with_capacity(group.len());
-        for (i, (u, _)) in group.iter().enumerate() {
-            // Each unit runs in its own savepoint, opened in the same round trip as the unit's
-            // statements (and the transaction with the first); the previous unit's savepoint is
-            // released there too. COMMIT releases the last one.
-            let open = if i == 0 { "BEGIN; SAVEPOINT uow" } else { "RELEASE SAVEPOINT uow; SAVEPOINT uow" };
-            let (opened, applied) =
-                futures_util::future::join(c.client.batch_execute(open), u.apply(c, now)).await;
-            opened.map_err(pg_err)?;
-            let r = match applied {
-                Ok(done) => Ok(done),
-                Err(fail) => {
-                    // Undoes the unit alone; the savepoint stays for the next unit to release.
-                    c.client.batch_execute("ROLLBACK TO SAVEPOINT uow").await.map_err(pg_err)?;
-                    Err(match fail {
-                        Fail::Store(e) => e,
-                        Fail::Db(e) if is_contention(&e) => u.contended(),
-                        Fail::Db(e) => pg_err(e),
-                    })
-                }
-            };
-            results.push(r);
+    async fn savepoint(&mut self) -> StoreResult<()> {
+        if self.savepoint_open {
+            self.pending.push("RELEASE SAVEPOINT uow");
         }
-        // The audit records of the units that applied, sealed in order under the trail's lock.
-        let entries: Vec<(usize, &Entry)> = group
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| results[*i].is_ok())
-            .flat_map(|(i, (u, _))| u.audit().iter().map(move |e| (i, e)))
-            .collect();
-        let mut signed = Vec::new();
-        if !entries.is_empty() {
-            let seqs = self.seal(c, &entries, now, &mut signed).await?;
-            for ((i, _), seq) in entries.iter().zip(seqs) {
-                if let Ok(done) = &mut results[*i] {
-                    U::sealed(done, seq);
-                }
-            }
-        }
-        c.client.batch_execute("COMMIT").await.map_err(pg_err)?;
-        self.checkpoints.committed(&signed);
-        Ok(results)
+        self.pending.push("SAVEPOINT uow");
+        self.savepoint_open = true;
+        Ok(())
     }
 
-    /// Appends `entries` to their chains; returns the sequence number each got. Takes the trail's
-    /// lock, held until the transaction ends.
-    async fn seal(
-        &self,
-        c: &Conn,
-        entries: &[(usize, &Entry)],
-        now: i64,
-        signed: &mut Vec<Checkpoint>,
-    ) -> StoreResult<Vec<u64>> {
-        let n = entries.len() as i64;
-        let lock = c.stmt("UPDATE audit_state SET pos = pos + $1 WHERE id = 1 RETURNING pos - $1").await?;
-        let first: i64 = c.client.query_one(&lock, &[&n]).await.map_err(pg_err)?.get(0);
-        let mut markets: Vec<String> = entries.iter().map(|(_, e)| e.market.clone()).collect();
-        markets.sort();
-        markets.dedup();
-        let mut heads = self.heads(c, &markets).await?;
-        let mut sealed: Vec<Sealed> = Vec::with_capacity(entries.len());
-        for (_, e) in entries {
-            let h = heads.entry(e.market.clone()).or_insert_with(|| Head {
-                head: ChainHead::genesis(&e.market),
-                signed_seq: 0,
-                signed_at: e.at_millis,
+    async fn release(&mut self) -> StoreResult<()> {
+        // Released with the next unit's savepoint, or by COMMIT.
+        Ok(())
+    }
+
+    async fn rollback_to(&mut self) -> StoreResult<()> {
+        // Undoes the unit alone; the savepoint stays for the next unit to release.
+        let c = self.open().await?;
+        c.client.batch_execute("ROLLBACK TO SAVEPOINT uow").await.map_err(pg_err)
+    }
+
+    async fn apply(&mut self, unit: &U, now: i64) -> StoreResult<Result<U::Done, Refusal>> {
+        let c = self.conn.clone().ok_or_else(|| StoreError::Unavailable("no write connection".into()))?;
+        let open = std::mem::take(&mut self.pending).join("; ");
+        let opening = async { if open.is_empty() { Ok(()) } else { c.client.batch_execute(&open).await } };
+        let (opened, applied) = futures_util::future::join(opening, unit.apply(&c, now)).await;
+        opened.map_err(pg_err)?;
+        Ok(applied.map_err(Refusal::from))
+    }
+
+    async fn exec(&mut self, work: Infallible) -> StoreResult<()> {
+        match work {}
+    }
+
+    async fn lock_trail(&mut self, records: usize) -> StoreResult<bool> {
+        let c = self.open().await?;
+        if records == 0 {
+            c.client
+                .execute("SELECT pos FROM audit_state WHERE id = 1 FOR UPDATE", &[])
+                .await
+                .map_err(pg_err)?;
+        } else {
+            let n = records as i64;
+            let lock =
+                c.stmt("UPDATE audit_state SET pos = pos + $1 WHERE id = 1 RETURNING pos - $1").await?;
+            self.first_pos = c.client.query_one(&lock, &[&n]).await.map_err(pg_err)?.get(0);
+        }
+        // Other nodes append too: the heads are read back under the lock.
+        Ok(true)
+    }
+
+    async fn load_tails(&mut self, markets: Option<&[String]>) -> StoreResult<Vec<Tail>> {
+        self.connection::<U>().await?;
+        let c = self.open().await?;
+        let rows = match markets {
+            Some(m) => {
+                let q = c
+                    .stmt("SELECT market, seq, hash, signed_seq, signed_at FROM audit_heads WHERE market = ANY($1)")
+                    .await?;
+                c.client.query(&q, &[&m]).await
+            }
+            None => {
+                let q = c
+                    .stmt("SELECT market, seq, hash, signed_seq, signed_at FROM audit_heads WHERE seq > signed_seq")
+                    .await?;
+                c.client.query(&q, &[]).await
+            }
+        }
+        .map_err(pg_err)?;
+        let mut tails = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (seq, signed_seq): (i64, i64) = (r.get(1), r.get(3));
+            tails.push(Tail {
+                head: ChainHead { market: r.get(0), seq: seq as u64, hash: decode::hash(r.get(2))? },
+                signed_seq: signed_seq as u64,
+                signed_at: r.get(4),
             });
-            sealed.push(h.head.seal((*e).clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         }
-        let pos: Vec<i64> = (1..=n).map(|i| first + i).collect();
-        let col = |f: &dyn Fn(&Sealed) -> String| sealed.iter().map(f).collect::<Vec<String>>();
+        Ok(tails)
+    }
+
+    async fn append_audit(&mut self, records: &[Sealed]) -> StoreResult<()> {
+        let c = self.open().await?;
+        let first = self.first_pos;
+        let pos: Vec<i64> = (1..=records.len() as i64).map(|i| first + i).collect();
+        let col = |f: &dyn Fn(&Sealed) -> String| records.iter().map(f).collect::<Vec<String>>();
         let (market, actor, role, location) = (
             col(&|s| s.entry.market.clone()),
             col(&|s| s.entry.actor.clone()),
@@ -315,10 +245,10 @@ impl Writer {
             col(&|s| s.entry.request.clone()),
             col(&|s| s.entry.result.clone()),
         );
-        let seq: Vec<i64> = sealed.iter().map(|s| s.seq as i64).collect();
-        let at: Vec<i64> = sealed.iter().map(|s| s.entry.at_millis).collect();
-        let prev: Vec<Vec<u8>> = sealed.iter().map(|s| s.prev_hash.to_vec()).collect();
-        let hash: Vec<Vec<u8>> = sealed.iter().map(|s| s.hash.to_vec()).collect();
+        let seq: Vec<i64> = records.iter().map(|s| s.seq as i64).collect();
+        let at: Vec<i64> = records.iter().map(|s| s.entry.at_millis).collect();
+        let prev: Vec<Vec<u8>> = records.iter().map(|s| s.prev_hash.to_vec()).collect();
+        let hash: Vec<Vec<u8>> = records.iter().map(|s| s.hash.to_vec()).collect();
         let insert = c
             .stmt(
                 "INSERT INTO audit (pos, market, seq, at, actor, role, location, operation, subject, return_code, \
@@ -344,70 +274,11 @@ impl Writer {
             &hash,
         ];
         c.client.execute(&insert, &params).await.map_err(pg_err)?;
-        for h in heads.values_mut() {
-            if markets.contains(&h.head.market) {
-                self.sign_if_due(c, h, now, false, signed).await?;
-            }
-        }
-        self.store_heads(c, heads.values().filter(|h| markets.contains(&h.head.market))).await?;
-        Ok(sealed.iter().map(|s| s.seq).collect())
-    }
-
-    async fn heads(&self, c: &Conn, markets: &[String]) -> StoreResult<HashMap<String, Head>> {
-        let q = c
-            .stmt("SELECT market, seq, hash, signed_seq, signed_at FROM audit_heads WHERE market = ANY($1)")
-            .await?;
-        let rows = c.client.query(&q, &[&markets]).await.map_err(pg_err)?;
-        let mut out = HashMap::new();
-        for r in rows {
-            let market: String = r.get(0);
-            let hash = decode::hash(r.get(2))?;
-            let seq: i64 = r.get(1);
-            out.insert(
-                market.clone(),
-                Head {
-                    head: ChainHead { market, seq: seq as u64, hash },
-                    signed_seq: r.get(3),
-                    signed_at: r.get(4),
-                },
-            );
-        }
-        Ok(out)
-    }
-
-    async fn store_heads(&self, c: &Conn, heads: impl Iterator<Item = &Head>) -> StoreResult<()> {
-        let q = c
-            .stmt(
-                "INSERT INTO audit_heads (market, seq, hash, signed_seq, signed_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (market) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, \
-                 signed_seq = EXCLUDED.signed_seq, signed_at = EXCLUDED.signed_at",
-            )
-            .await?;
-        for h in heads {
-            let seq = h.head.seq as i64;
-            c.client
-                .execute(&q, &[&h.head.market, &seq, &&h.head.hash[..], &h.signed_seq, &h.signed_at])
-                .await
-                .map_err(pg_err)?;
-        }
         Ok(())
     }
 
-    /// Signs a checkpoint of the chain when its unsigned tail is long or old enough (any
-    /// unsigned tail when `all`), and adds it to `signed`.
-    async fn sign_if_due(
-        &self,
-        c: &Conn,
-        h: &mut Head,
-        now: i64,
-        all: bool,
-        signed: &mut Vec<Checkpoint>,
-    ) -> StoreResult<()> {
-        let unsigned = u64::try_from(h.head.seq as i64 - h.signed_seq).unwrap_or(0);
-        if unsigned == 0 || !(all || self.checkpoints.due(unsigned, h.signed_at, now)) {
-            return Ok(());
-        }
-        let cp = sign_checkpoint(&h.head, now, &self.key);
+    async fn store_checkpoint(&mut self, cp: &Checkpoint) -> StoreResult<()> {
+        let c = self.open().await?;
         let q = c
             .stmt(
                 "INSERT INTO audit_checkpoints (market, seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -418,86 +289,65 @@ impl Writer {
             .execute(&q, &[&cp.market, &seq, &&cp.hash[..], &cp.at_millis, &cp.key_id, &&cp.signature[..]])
             .await
             .map_err(pg_err)?;
-        h.signed_seq = seq;
-        h.signed_at = now;
-        signed.push(cp);
         Ok(())
     }
 
-    /// Signs a checkpoint for every unsigned tail that is due (every one when `all`), in a
-    /// transaction of its own (on the write connection, or on a connection of its own if there
-    /// is none), then tells the sink.
-    pub async fn sign_tails(&mut self, all: bool) -> StoreResult<()> {
-        let c = match &self.conn {
-            Some(c) if !c.client.is_closed() => c.clone(),
-            _ => connect(&self.config).await?,
-        };
-        let now = self.clock.now().unix_millis();
-        if !all {
-            // A look without the trail's lock first: most of the time nothing is due.
-            let records = i64::try_from(self.checkpoints.every_records).unwrap_or(i64::MAX);
-            let old = now.saturating_sub(self.checkpoints.every_millis());
-            let due = c
-                .client
-                .query_opt(
-                    "SELECT 1 FROM audit_heads WHERE seq > signed_seq \
-                     AND (seq - signed_seq >= $1 OR signed_at <= $2) LIMIT 1",
-                    &[&records, &old],
-                )
-                .await
-                .map_err(pg_err)?;
-            if due.is_none() {
-                return Ok(());
-            }
-        }
-        let mut signed = Vec::new();
-        c.client.batch_execute("BEGIN").await.map_err(pg_err)?;
-        let r = async {
+    async fn store_tails(&mut self, tails: &[Tail]) -> StoreResult<()> {
+        let c = self.open().await?;
+        let q = c
+            .stmt(
+                "INSERT INTO audit_heads (market, seq, hash, signed_seq, signed_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (market) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, \
+                 signed_seq = EXCLUDED.signed_seq, signed_at = EXCLUDED.signed_at",
+            )
+            .await?;
+        for t in tails {
+            let (seq, signed_seq) = (t.head.seq as i64, t.signed_seq as i64);
             c.client
-                .execute("SELECT pos FROM audit_state WHERE id = 1 FOR UPDATE", &[])
+                .execute(&q, &[&t.head.market, &seq, &&t.head.hash[..], &signed_seq, &t.signed_at])
                 .await
                 .map_err(pg_err)?;
-            let markets: Vec<String> = c
-                .client
-                .query("SELECT market FROM audit_heads WHERE seq > signed_seq", &[])
-                .await
-                .map_err(pg_err)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            let mut heads = self.heads(&c, &markets).await?;
-            for h in heads.values_mut() {
-                self.sign_if_due(&c, h, now, all, &mut signed).await?;
-            }
-            self.store_heads(&c, heads.values()).await?;
-            c.client.batch_execute("COMMIT").await.map_err(pg_err)
         }
-        .await;
-        match r {
-            Ok(()) => self.checkpoints.committed(&signed),
-            Err(_) => {
-                let _ = c.client.batch_execute("ROLLBACK").await;
-            }
-        }
-        r
+        Ok(())
     }
-}
 
-struct Head {
-    head: ChainHead,
-    signed_seq: i64,
-    signed_at: i64,
-}
+    async fn commit(&mut self) -> StoreResult<()> {
+        let c = self.open().await?;
+        self.savepoint_open = false;
+        c.client.batch_execute("COMMIT").await.map_err(pg_err)
+    }
 
-/// A unit that lost a lock wait is answered as a conflict on its pack, so the caller reads and
-/// decides again, as after any other race.
-fn contended(u: &UnitOfWork) -> StoreError {
-    match u.packs.first() {
-        Some(p) => StoreError::Conflict(Conflict::PackVersion {
-            product_code: p.product_code.as_str().to_owned(),
-            serial: p.serial.as_str().to_owned(),
-        }),
-        None => StoreError::Unavailable("the unit of work waited too long for a lock; try again".into()),
+    async fn rollback(&mut self) {
+        self.pending.clear();
+        self.savepoint_open = false;
+        if let Some(c) = &self.conn {
+            let _ = c.client.batch_execute("ROLLBACK").await;
+        }
+    }
+
+    async fn tails_due(&mut self, all: bool, now: i64, cp: &CheckpointOptions) -> StoreResult<bool> {
+        if all {
+            return Ok(true);
+        }
+        // A look without the trail's lock, at every node's tails: most of the time nothing is due.
+        let c = self.connection::<U>().await?;
+        let records = i64::try_from(cp.every_records).unwrap_or(i64::MAX);
+        let old = now.saturating_sub(cp.every_millis());
+        let due = c
+            .client
+            .query_opt(
+                "SELECT 1 FROM audit_heads WHERE seq > signed_seq \
+                 AND (seq - signed_seq >= $1 OR signed_at <= $2) LIMIT 1",
+                &[&records, &old],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(due.is_some())
+    }
+
+    /// Every interval at most, to sign the tails other nodes left unsigned (they may have stopped).
+    fn idle_wait(&self, known: Option<Duration>, every: Duration) -> Option<Duration> {
+        Some(known.map_or(every, |k| k.min(every)))
     }
 }
 

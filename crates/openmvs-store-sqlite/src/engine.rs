@@ -72,7 +72,7 @@ impl<U: Unit> Engine<U> {
         writer.share(readers.clone(), checkpoint_conn.clone());
         let generation = writer.generation();
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
-        let handle = spawn(format!("{}-writer", s.name), move || writer.run(&rx))?;
+        let handle = spawn(format!("{}-writer", s.name), move || writer.run(rx))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (p, st) = (s.path.clone(), stop.clone());
         let cp =
@@ -115,7 +115,12 @@ impl<U: Unit> Engine<U> {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(tx) = tx {
             let (done_tx, done_rx) = std::sync::mpsc::channel();
-            if tx.send(Job::Stop(done_tx)).is_ok() {
+            if tx
+                .send(Job::Stop(Box::new(move || {
+                    let _ = done_tx.send(());
+                })))
+                .is_ok()
+            {
                 let _ = done_rx.recv();
             }
         }

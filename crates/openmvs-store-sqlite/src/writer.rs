@@ -1,72 +1,52 @@
-//! The single writer: one thread owns the only write connection and commits queued units of work
-//! in groups, one transaction and one fsync per group.
+//! SQLite's part of the group commit (`openmvs_store::commit`): one thread owns the only write
+//! connection and runs the shared writer on it, one transaction and one fsync per group.
 //!
 //! Why one thread: SQLite allows one writer at a time anyway; owning it in one thread removes lock
 //! waits and lets the thread batch. While one group is being fsynced, new requests queue up, so the
 //! group size adapts to the load by itself: one operation per transaction when idle, hundreds under
-//! load. Each unit of work runs inside its own savepoint, so a unit that conflicts is rolled back
-//! alone and the rest of the group still commits.
+//! load. The engine's calls block and return ready futures; the thread drives the shared writer
+//! with `block_on`.
 //!
-//! The loop is generic over the kind of unit it commits ([`Unit`]): the national system's
-//! [`UnitOfWork`] and the hub's `HubUnitOfWork` share it, and with it the group commit, the
-//! savepoints and the sealing and signing of the audit trail.
+//! What is SQLite's own: `BEGIN IMMEDIATE` takes the database's write lock for the whole group;
+//! the audit trail's lock is that lock, and another process appended to the trail when its
+//! newest position moved since this writer's last look (then the chain heads are read again); the
+//! write connection is opened again after a failure; the WAL is made to start over when it grows.
 
-use std::collections::HashMap;
-use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use openmvs_audit::{ChainHead, Checkpoint, Entry, sign_checkpoint};
+use openmvs_audit::{ChainHead, Checkpoint, Sealed, Tail};
 use openmvs_core::time::Clock;
+use openmvs_store::commit::{self, Engine, Refusal, block_on, changed};
 use openmvs_store::*;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
 
 use crate::codec::{change_columns, markets_to_text, sql_err};
 
-/// The most units of work committed in one transaction.
-pub const MAX_GROUP: usize = 1024;
 /// The writer looks at the WAL's size after this many groups.
 const RESTART_CHECK_EVERY: u32 = 16;
 
 /// A small write run on the writer thread.
 pub type ExecFn = Box<dyn FnOnce(&Connection) -> StoreResult<()> + Send>;
 
-/// A kind of unit of work the writer commits: what it changes, and what committing it reports.
-pub trait Unit: Send + 'static {
-    /// What a commit of the unit reports back.
-    type Done: Send + 'static;
-    /// The audit entries the unit appends: their chains are put back if the unit is refused.
-    fn audit(&self) -> &[Entry];
-    /// Applies the unit on the open transaction, inside its own savepoint; audit entries are
-    /// appended through `chains`, which seals them.
-    fn apply(&self, c: &Connection, chains: &mut AuditChains, now: i64) -> StoreResult<Self::Done>;
+/// Work for the writer thread.
+pub type Job<U> = commit::Job<U, ExecFn>;
+
+/// A kind of unit of work the SQLite writer commits.
+pub trait Unit: commit::Unit {
+    /// Applies the unit, its audit entries excepted, on the open transaction, inside its own
+    /// savepoint.
+    fn apply(&self, c: &Connection, now: i64) -> StoreResult<Self::Done>;
 }
 
 impl Unit for UnitOfWork {
-    type Done = Committed;
-
-    fn audit(&self) -> &[Entry] {
-        &self.audit
+    fn apply(&self, c: &Connection, now: i64) -> StoreResult<Committed> {
+        apply(c, self, now)
     }
-
-    fn apply(&self, c: &Connection, chains: &mut AuditChains, now: i64) -> StoreResult<Committed> {
-        apply(c, self, chains, now)
-    }
-}
-
-/// Work for the writer thread.
-pub enum Job<U: Unit = UnitOfWork> {
-    /// Commit a unit of work and answer when durable.
-    Commit(Box<U>, oneshot::Sender<StoreResult<U::Done>>),
-    /// Run a small write of its own (outbox bookkeeping, clients, keys) in the next group.
-    Exec(ExecFn, oneshot::Sender<StoreResult<()>>),
-    /// Sign checkpoints for every unsigned record now and stop.
-    Stop(std::sync::mpsc::Sender<()>),
 }
 
 /// The key that signs audit checkpoints (its key id is derived from its public key).
@@ -75,62 +55,9 @@ pub struct AuditSigner {
     pub key: SigningKey,
 }
 
-struct MarketChain {
-    head: ChainHead,
-    signed_seq: u64,
-    signed_at: i64,
-}
-
-/// Each market's audit chain head and last signed checkpoint, as the writer thread keeps them.
-#[derive(Default)]
-pub struct AuditChains(HashMap<String, MarketChain>);
-
-impl AuditChains {
-    /// Seals `entry` into its market's chain and stores the record in the `audit` table; returns
-    /// the sequence number it got.
-    pub fn append(&mut self, c: &Connection, entry: &Entry) -> StoreResult<u64> {
-        let chain = self.0.entry(entry.market.clone()).or_insert_with(|| MarketChain {
-            head: ChainHead::genesis(&entry.market),
-            signed_seq: 0,
-            signed_at: entry.at_millis,
-        });
-        let sealed = chain.head.seal(entry.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        c.prepare_cached(
-            "INSERT INTO audit (market, seq, at, actor, role, location, operation, subject, return_code, request, \
-             result, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )
-        .and_then(|mut s| {
-            let e = &sealed.entry;
-            s.execute(params![
-                e.market,
-                sealed.seq as i64,
-                e.at_millis,
-                e.actor,
-                e.role,
-                e.location,
-                e.operation,
-                e.subject,
-                e.return_code,
-                e.request,
-                e.result,
-                &sealed.prev_hash[..],
-                &sealed.hash[..]
-            ])
-        })
-        .map_err(sql_err)?;
-        Ok(sealed.seq)
-    }
-}
-
-/// The writer thread's state: the write connection and each market's audit chain head.
-pub struct Writer<U: Unit = UnitOfWork> {
+/// The write connection and what the writer keeps beside it.
+pub struct Sqlite {
     conn: Connection,
-    chains: AuditChains,
-    signer: Arc<AuditSigner>,
-    clock: Arc<dyn Clock>,
-    on_group: Option<Arc<dyn Fn(usize) + Send + Sync>>,
-    /// When checkpoints are signed, and who hears of them.
-    checkpoints: CheckpointOptions,
     /// The WAL file, whose size decides when the writer restarts it.
     wal: Option<PathBuf>,
     /// The size past which it is restarted.
@@ -145,15 +72,18 @@ pub struct Writer<U: Unit = UnitOfWork> {
     /// The last group failed: the connection is opened again before the next one.
     suspect: bool,
     /// The position of the newest audit record and the row of the newest checkpoint as of this
-    /// writer's last group: another process appended records or signed checkpoints when the trail
-    /// has moved on from them.
+    /// writer's last look at the trail: another process appended records or signed checkpoints
+    /// when the trail has moved on from them.
     known_pos: Option<(i64, i64)>,
+    /// The open transaction looked at the trail.
+    trail_locked: bool,
     /// The engine's idle readers and its checkpointer's connection, closed when the writer opens
     /// its own connection again.
     others: Option<(crate::engine::Readers, crate::engine::CheckpointConn)>,
-    // The writer commits units of one kind; `fn(U)` keeps it `Send` whatever `U` is.
-    unit: PhantomData<fn(U)>,
 }
+
+/// The writer thread's state: the shared writer over the write connection.
+pub struct Writer<U: Unit>(commit::Writer<U, Sqlite>);
 
 impl<U: Unit> Writer<U> {
     /// Prepares the writer over an open, migrated connection.
@@ -166,13 +96,8 @@ impl<U: Unit> Writer<U> {
     ) -> StoreResult<Writer<U>> {
         let path = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from);
         let wal = path.as_ref().map(|p| PathBuf::from(format!("{}-wal", p.display())));
-        let mut w = Writer {
+        let engine = Sqlite {
             conn,
-            chains: AuditChains::default(),
-            signer,
-            clock,
-            on_group,
-            checkpoints,
             wal,
             wal_restart_bytes: crate::WAL_RESTART_BYTES,
             groups_since_check: 0,
@@ -180,11 +105,37 @@ impl<U: Unit> Writer<U> {
             generation: Arc::new(AtomicU64::new(0)),
             suspect: false,
             known_pos: None,
+            trail_locked: false,
             others: None,
-            unit: PhantomData,
         };
-        w.load_chains()?;
-        Ok(w)
+        let mut w = commit::Writer::new(engine, signer.key.clone(), clock, on_group, checkpoints);
+        block_on(w.load())?;
+        Ok(Writer(w))
+    }
+
+    /// The engine's other connections, which the writer closes when it opens its own again.
+    pub(crate) fn share(
+        &mut self,
+        readers: crate::engine::Readers,
+        checkpoint: crate::engine::CheckpointConn,
+    ) {
+        self.0.engine.others = Some((readers, checkpoint));
+    }
+
+    /// The counter the writer grows whenever it opens its connection again.
+    pub(crate) fn generation(&self) -> Arc<AtomicU64> {
+        self.0.engine.generation.clone()
+    }
+
+    /// Runs until the channel closes or a `Stop` arrives.
+    pub fn run(self, rx: Receiver<Job<U>>) {
+        block_on(self.0.run(rx));
+    }
+}
+
+impl Sqlite {
+    fn run(&self, sql: &str) -> StoreResult<()> {
+        self.conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(sql_err)
     }
 
     /// The position of the newest audit record and the row of the newest checkpoint.
@@ -198,40 +149,22 @@ impl<U: Unit> Writer<U> {
             .map_err(sql_err)
     }
 
-    /// Another process may have appended to the trail since this writer's last group (`openmvs
+    /// Another process may have appended to the trail since this writer's last look (`openmvs
     /// admin client disable` on the data directory of a running node): then the chain heads kept
-    /// in memory are stale and are read again. Runs inside the group's write transaction, so no
-    /// other process can append between this look and the group's own records. One lookup of the
-    /// largest key per group.
-    fn follow_other_writers(&mut self) -> StoreResult<()> {
+    /// in memory are stale. Runs inside the group's write transaction, so no other process can
+    /// append between this look and the group's own records. One lookup of the largest key.
+    fn follow_other_writers(&mut self) -> StoreResult<bool> {
         let pos = self.last_pos()?;
-        if self.known_pos != Some(pos) {
-            if self.known_pos.is_some() {
-                tracing::info!("another process appended to the audit trail: chain heads read again");
-            }
-            self.load_chains()?;
-            self.known_pos = Some(pos);
+        self.trail_locked = true;
+        let moved = self.known_pos != Some(pos);
+        if moved && self.known_pos.is_some() {
+            tracing::info!("another process appended to the audit trail: chain heads read again");
         }
-        Ok(())
+        Ok(moved)
     }
 
-    /// The engine's other connections, which the writer closes when it opens its own again.
-    pub(crate) fn share(
-        &mut self,
-        readers: crate::engine::Readers,
-        checkpoint: crate::engine::CheckpointConn,
-    ) {
-        self.others = Some((readers, checkpoint));
-    }
-
-    /// The counter the writer grows whenever it opens its connection again.
-    pub(crate) fn generation(&self) -> Arc<AtomicU64> {
-        self.generation.clone()
-    }
-
-    /// Reads each market's chain head and last checkpoint from the database.
-    fn load_chains(&mut self) -> StoreResult<()> {
-        let mut chains = HashMap::new();
+    /// Each market's chain head and last checkpoint, from the database.
+    fn load_tails(&self) -> StoreResult<Vec<Tail>> {
         let mut stmt = self
             .conn
             .prepare(
@@ -252,83 +185,72 @@ impl<U: Unit> Writer<U> {
                 ))
             })
             .map_err(sql_err)?;
+        let mut tails = Vec::new();
         for row in rows {
             let (market, seq, hash, signed_seq, signed_at) = row.map_err(sql_err)?;
             let hash = crate::codec::hash(hash)?;
-            let head = ChainHead { market: market.clone(), seq: seq as u64, hash };
-            chains.insert(market, MarketChain { head, signed_seq: signed_seq as u64, signed_at });
+            let head = ChainHead { market, seq: seq as u64, hash };
+            tails.push(Tail { head, signed_seq: signed_seq as u64, signed_at });
         }
-        drop(stmt);
-        self.chains = AuditChains(chains);
+        Ok(tails)
+    }
+
+    fn append_audit(&self, records: &[Sealed]) -> StoreResult<()> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO audit (market, seq, at, actor, role, location, operation, subject, return_code, \
+                 request, result, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )
+            .map_err(sql_err)?;
+        for sealed in records {
+            let e = &sealed.entry;
+            s.execute(params![
+                e.market,
+                sealed.seq as i64,
+                e.at_millis,
+                e.actor,
+                e.role,
+                e.location,
+                e.operation,
+                e.subject,
+                e.return_code,
+                e.request,
+                e.result,
+                &sealed.prev_hash[..],
+                &sealed.hash[..]
+            ])
+            .map_err(sql_err)?;
+        }
         Ok(())
     }
 
-    /// Runs until the channel closes or a `Stop` arrives.
-    pub fn run(mut self, rx: &Receiver<Job<U>>) {
-        let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
-        let mut retry_at: Option<Instant> = None;
-        'outer: while stop.is_none() {
-            // After a failed attempt (a full disk) the next waits one interval, not none.
-            let retry =
-                retry_at.map_or(Duration::ZERO, |t: Instant| t.saturating_duration_since(Instant::now()));
-            let first = match self.wait_for_signing() {
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(wait) => rx.recv_timeout(wait.max(retry)),
-            };
-            let first = match first {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    // No commit came to sign the due tails: they are signed on their own.
-                    retry_at = match self.sign_alone(false) {
-                        Ok(()) => None,
-                        Err(e) => {
-                            tracing::error!(error = %e, "signing due audit checkpoints failed");
-                            Some(Instant::now() + self.checkpoints.every)
-                        }
-                    };
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        self.commit_group(group);
-                        break 'outer;
-                    }
-                }
-            }
-            if let Some(pos) = group.iter().position(|j| matches!(j, Job::Stop(_))) {
-                // Everything queued before the stop is committed; nothing after it is accepted.
-                let rest = group.split_off(pos);
-                for job in rest {
-                    match job {
-                        Job::Stop(tx) => stop = Some(tx),
-                        Job::Commit(_, reply) => {
-                            let _ = reply.send(Err(StoreError::Unavailable("store is shutting down".into())));
-                        }
-                        Job::Exec(_, reply) => {
-                            let _ = reply.send(Err(StoreError::Unavailable("store is shutting down".into())));
-                        }
-                    }
-                }
-            }
-            self.commit_group(group);
-            self.restart_wal_if_long();
+    fn store_checkpoint(&self, cp: &Checkpoint) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit_checkpoints (market, seq, hash, at, key_id, signature) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    cp.market,
+                    cp.seq as i64,
+                    &cp.hash[..],
+                    cp.at_millis,
+                    cp.key_id,
+                    &cp.signature[..]
+                ])
+            })
+            .map(|_| ())
+            .map_err(sql_err)
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        self.run("COMMIT")?;
+        if std::mem::take(&mut self.trail_locked) {
+            self.known_pos = self.last_pos().ok();
         }
-        if let Err(e) = self.sign_alone(true) {
-            tracing::error!(error = %e, "signing the final audit checkpoints failed");
-        }
-        // A cleanly stopped store is one self-contained file: the WAL is copied back and emptied.
-        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "final checkpoint failed; the WAL is kept and replayed at the next start");
-        }
-        if let Some(tx) = stop {
-            let _ = tx.send(());
-        }
+        Ok(())
     }
 
     /// Makes the WAL start over from its beginning once it is longer than `wal_restart_bytes`
@@ -391,220 +313,92 @@ impl<U: Unit> Writer<U> {
                 if writable && (read_only || self.suspect) {
                     tracing::info!(path = %path.display(), "write connection opened again");
                 }
-                if let Err(e) = self.load_chains() {
-                    tracing::debug!(error = %e, "reloading audit chain heads failed");
-                }
+                // The chain heads are read again at the next look at the trail.
+                self.known_pos = None;
             }
             Err(e) => tracing::debug!(error = %e, "the database cannot be opened for writing yet"),
         }
         self.suspect = false;
     }
+}
 
-    fn commit_group(&mut self, group: Vec<Job<U>>) {
-        if group.is_empty() {
-            return;
-        }
+impl<U: Unit> Engine<U> for Sqlite {
+    type Exec = ExecFn;
+
+    fn before_group(&mut self) {
         self.reopen_if_needed();
-        if let Some(f) = &self.on_group {
-            f(group.len());
-        }
-        let now = self.clock.now().unix_millis();
-        let mut commits = Vec::new();
-        let mut execs = Vec::new();
-        for job in group {
-            match job {
-                Job::Commit(uow, reply) => commits.push((uow, reply)),
-                Job::Exec(f, reply) => execs.push((f, reply)),
-                Job::Stop(_) => {}
-            }
-        }
-        // One result per unit of work, in the order of `commits`: each answer must reach the
-        // caller whose unit it belongs to, whatever other jobs share the group.
-        let mut results: Vec<StoreResult<U::Done>> = Vec::with_capacity(commits.len());
-        let mut exec_results = Vec::with_capacity(execs.len());
-        let mut outcome = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err).map(|()| Vec::new());
-        if outcome.is_ok() {
-            outcome = self.follow_other_writers().map(|()| Vec::new());
-        }
-        if outcome.is_ok() {
-            for (uow, _) in &commits {
-                results.push(self.apply_in_savepoint(uow, now));
-            }
-            // Exec jobs run after the units of work, in the same transaction.
-            for (f, reply) in execs {
-                let r = self.savepoint(|c| f(c));
-                exec_results.push((reply, r));
-            }
-            outcome = self.sign(false).and_then(|signed| {
-                self.conn.execute_batch("COMMIT").map_err(sql_err)?;
-                Ok(signed)
-            });
-        } else {
-            exec_results.extend(execs.into_iter().map(|(_, reply)| (reply, Ok(()))));
-        }
-        match outcome {
-            Ok(signed) => {
-                self.known_pos = self.last_pos().ok();
-                self.checkpoints.committed(&signed);
-                for ((_, reply), r) in commits.into_iter().zip(results) {
-                    let _ = reply.send(r);
-                }
-                for (reply, r) in exec_results {
-                    let _ = reply.send(r);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "group commit failed; nothing of it was written");
-                self.suspect = true;
-                let _ = self.conn.execute_batch("ROLLBACK");
-                // The chain heads advanced in memory for records that were not written.
-                if let Err(e) = self.load_chains() {
-                    tracing::error!(error = %e, "reloading audit chain heads failed");
-                }
-                let err = match e {
-                    StoreError::Conflict(_) => StoreError::Unavailable("group commit failed".into()),
-                    e => e,
-                };
-                for (_, reply) in commits {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                for (reply, _) in exec_results {
-                    let _ = reply.send(Err(err.clone()));
-                }
-            }
-        }
     }
 
-    fn savepoint<T>(&mut self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let run = |c: &Connection, sql: &str| {
-            c.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(sql_err)
-        };
-        run(&self.conn, "SAVEPOINT uow")?;
-        match f(&self.conn) {
-            Ok(v) => {
-                run(&self.conn, "RELEASE uow")?;
-                Ok(v)
-            }
-            Err(e) => {
-                run(&self.conn, "ROLLBACK TO uow")?;
-                run(&self.conn, "RELEASE uow")?;
-                Err(e)
-            }
-        }
+    fn begin(&mut self) -> impl Future<Output = StoreResult<()>> + Send {
+        self.trail_locked = false;
+        std::future::ready(self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err))
     }
 
-    fn apply_in_savepoint(&mut self, uow: &U, now: i64) -> StoreResult<U::Done> {
-        // The chain heads advance only if the unit's savepoint is released.
-        let before: Vec<(String, Option<ChainHead>)> = uow
-            .audit()
-            .iter()
-            .map(|e| (e.market.clone(), self.chains.0.get(&e.market).map(|c| c.head.clone())))
-            .collect();
-        let mut chains = std::mem::take(&mut self.chains);
-        let r = self.savepoint(|c| uow.apply(c, &mut chains, now));
-        if r.is_err() {
-            for (market, head) in before {
-                match head {
-                    Some(h) => {
-                        if let Some(c) = chains.0.get_mut(&market) {
-                            c.head = h;
-                        }
-                    }
-                    None => {
-                        chains.0.remove(&market);
-                    }
-                }
-            }
-        }
-        self.chains = chains;
-        r
+    fn savepoint(&mut self) -> impl Future<Output = StoreResult<()>> + Send {
+        std::future::ready(self.run("SAVEPOINT uow"))
     }
 
-    /// How long the writer may wait for work before a market's unsigned tail is due for its
-    /// checkpoint by time; `None` while every tail is signed (it waits for work alone then).
-    ///
-    /// The wait is never longer than the interval itself, so that a clock moved forward
-    /// (a test's fake clock) is noticed within one interval of real time.
-    fn wait_for_signing(&self) -> Option<Duration> {
-        let now = self.clock.now().unix_millis();
-        let every = self.checkpoints.every_millis();
-        self.chains
-            .0
-            .values()
-            .filter(|c| c.head.seq > c.signed_seq)
-            .map(|c| c.signed_at.saturating_add(every).saturating_sub(now).clamp(0, every))
-            .min()
-            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+    fn release(&mut self) -> impl Future<Output = StoreResult<()>> + Send {
+        std::future::ready(self.run("RELEASE uow"))
     }
 
-    /// Signs, in a transaction of its own, what [`Writer::sign`] would, then tells the sink. On
-    /// failure nothing is signed, and the chains are read back from the database.
-    fn sign_alone(&mut self, all: bool) -> StoreResult<()> {
-        let now = self.clock.now().unix_millis();
-        if !self.chains.0.values().any(|c| {
-            c.head.seq > c.signed_seq
-                && (all || self.checkpoints.due(c.head.seq - c.signed_seq, c.signed_at, now))
-        }) {
-            return Ok(());
-        }
-        self.reopen_if_needed();
-        let r = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err).and_then(|()| {
-            // What another process appended is signed over, not beside.
-            self.follow_other_writers()?;
-            let signed = self.sign(all)?;
-            self.conn.execute_batch("COMMIT").map_err(sql_err)?;
-            Ok(signed)
-        });
-        match r {
-            Ok(signed) => {
-                self.known_pos = self.last_pos().ok();
-                self.checkpoints.committed(&signed);
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.suspect = true;
-                if let Err(e) = self.load_chains() {
-                    tracing::error!(error = %e, "reloading audit chain heads failed");
-                }
-                Err(e)
-            }
-        }
+    fn rollback_to(&mut self) -> impl Future<Output = StoreResult<()>> + Send {
+        std::future::ready(self.run("ROLLBACK TO uow").and_then(|()| self.run("RELEASE uow")))
     }
 
-    /// Signs a checkpoint, on the open transaction, for every market whose unsigned tail is long
-    /// or old enough (or any unsigned tail when `all`); returns the checkpoints signed, for the
-    /// sink once the transaction has committed.
-    fn sign(&mut self, all: bool) -> StoreResult<Vec<Checkpoint>> {
-        let now = self.clock.now().unix_millis();
-        let mut signed = Vec::new();
-        for c in self.chains.0.values_mut() {
-            let unsigned = c.head.seq - c.signed_seq;
-            if unsigned == 0 || !(all || self.checkpoints.due(unsigned, c.signed_at, now)) {
-                continue;
-            }
-            let cp = sign_checkpoint(&c.head, now, &self.signer.key);
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO audit_checkpoints (market, seq, hash, at, key_id, signature) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        cp.market,
-                        cp.seq as i64,
-                        &cp.hash[..],
-                        cp.at_millis,
-                        cp.key_id,
-                        &cp.signature[..]
-                    ])
-                })
-                .map_err(sql_err)?;
-            c.signed_seq = cp.seq;
-            c.signed_at = now;
-            signed.push(cp);
+    fn apply(
+        &mut self,
+        unit: &U,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Result<U::Done, Refusal>>> + Send {
+        std::future::ready(Ok(unit.apply(&self.conn, now).map_err(Refusal::Error)))
+    }
+
+    fn exec(&mut self, work: ExecFn) -> impl Future<Output = StoreResult<()>> + Send {
+        std::future::ready(work(&self.conn))
+    }
+
+    fn lock_trail(&mut self, _records: usize) -> impl Future<Output = StoreResult<bool>> + Send {
+        std::future::ready(self.follow_other_writers())
+    }
+
+    fn load_tails(
+        &mut self,
+        _markets: Option<&[String]>,
+    ) -> impl Future<Output = StoreResult<Vec<Tail>>> + Send {
+        std::future::ready(Sqlite::load_tails(self))
+    }
+
+    fn append_audit(&mut self, records: &[Sealed]) -> impl Future<Output = StoreResult<()>> + Send {
+        std::future::ready(Sqlite::append_audit(self, records))
+    }
+
+    fn store_checkpoint(&mut self, cp: &Checkpoint) -> impl Future<Output = StoreResult<()>> + Send {
+        std::future::ready(Sqlite::store_checkpoint(self, cp))
+    }
+
+    fn commit(&mut self) -> impl Future<Output = StoreResult<()>> + Send {
+        std::future::ready(Sqlite::commit(self))
+    }
+
+    fn rollback(&mut self) -> impl Future<Output = ()> + Send {
+        let _ = self.conn.execute_batch("ROLLBACK");
+        std::future::ready(())
+    }
+
+    fn failed(&mut self) {
+        self.suspect = true;
+    }
+
+    fn after_group(&mut self) {
+        self.restart_wal_if_long();
+    }
+
+    fn finish(&mut self) {
+        // A cleanly stopped store is one self-contained file: the WAL is copied back and emptied.
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "final checkpoint failed; the WAL is kept and replayed at the next start");
         }
-        Ok(signed)
     }
 }
 
@@ -628,7 +422,7 @@ fn conflict(c: Conflict) -> StoreError {
 }
 
 /// Applies one unit of work on the open transaction.
-fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -> StoreResult<Committed> {
+fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
     let mut out = Committed::default();
     if let Some(i) = &uow.idempotency {
         let n = c
@@ -647,9 +441,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
                 ])
             })
             .map_err(sql_err)?;
-        if n == 0 {
-            return Err(conflict(Conflict::IdempotencyKey));
-        }
+        changed(n as u64, || Conflict::IdempotencyKey)?;
     }
     if let Some(id) = &uow.inbox {
         let n = c
@@ -658,9 +450,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
             )
             .and_then(|mut s| s.execute(params![id, now]))
             .map_err(sql_err)?;
-        if n == 0 {
-            return Err(conflict(Conflict::InboxMessage));
-        }
+        changed(n as u64, || Conflict::InboxMessage)?;
     }
     for p in &uow.products {
         c.prepare_cached(
@@ -757,12 +547,10 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
                 }),
         }
         .map_err(sql_err)?;
-        if n == 0 {
-            return Err(conflict(Conflict::PackVersion {
-                product_code: w.product_code.as_str().to_owned(),
-                serial: w.serial.as_str().to_owned(),
-            }));
-        }
+        changed(n as u64, || Conflict::PackVersion {
+            product_code: w.product_code.as_str().to_owned(),
+            serial: w.serial.as_str().to_owned(),
+        })?;
     }
     for a in &uow.alerts {
         let n = c
@@ -810,9 +598,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
                 ])
             })
             .map_err(sql_err)?;
-        if n == 0 {
-            return Err(conflict(Conflict::AlertStatus));
-        }
+        changed(n as u64, || Conflict::AlertStatus)?;
     }
     for m in &uow.outbox {
         let n = c
@@ -822,9 +608,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
             )
             .and_then(|mut s| s.execute(params![m.message_id, m.destination, m.kind, m.ordering_key, m.payload, now]))
             .map_err(sql_err)?;
-        if n == 0 {
-            return Err(conflict(Conflict::Exists(format!("outbox message {}", m.message_id))));
-        }
+        changed(n as u64, || Conflict::Exists(format!("outbox message {}", m.message_id)))?;
     }
     if let Some(b) = &uow.new_bulk {
         let n = c
@@ -844,9 +628,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
                 ])
             })
             .map_err(sql_err)?;
-        if n == 0 {
-            return Err(conflict(Conflict::Exists(format!("bulk {}", b.id))));
-        }
+        changed(n as u64, || Conflict::Exists(format!("bulk {}", b.id)))?;
     }
     if let Some(p) = &uow.bulk_progress {
         let total: Option<i64> = c
@@ -881,9 +663,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
                 s.execute(params![ch.client_id, ch.disabled, ch.used_at.map(|t| t.unix_millis())])
             })
             .map_err(sql_err)?;
-        if n == 0 {
-            return Err(conflict(Conflict::Missing(format!("client {}", ch.client_id))));
-        }
+        changed(n as u64, || Conflict::Missing(format!("client {}", ch.client_id)))?;
     }
     if let Some(k) = &uow.key_revocation {
         let n = c
@@ -892,15 +672,10 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
             )
             .and_then(|mut s| s.execute(params![k.kid, k.at.unix_millis()]))
             .map_err(sql_err)?;
-        if n == 0 {
-            return Err(conflict(Conflict::Missing(format!("retired token-signing key {}", k.kid))));
-        }
+        changed(n as u64, || Conflict::Missing(format!("retired token-signing key {}", k.kid)))?;
     }
     if let Some(h) = &uow.heartbeat {
         write_heartbeat(c, h)?;
-    }
-    for e in &uow.audit {
-        out.audit_seqs.push(chains.append(c, e)?);
     }
     Ok(out)
 }
@@ -909,7 +684,9 @@ fn apply(c: &Connection, uow: &UnitOfWork, chains: &mut AuditChains, now: i64) -
 mod wal_tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    use openmvs_audit::Entry;
     use openmvs_core::time::{Clock, Timestamp};
+    use tokio::sync::oneshot;
 
     use super::*;
 
@@ -946,10 +723,10 @@ mod wal_tests {
         let mut conn = crate::engine::open_write_connection(&path).unwrap();
         crate::schema::migrate(&mut conn, 0).unwrap().unwrap();
         let signer = Arc::new(AuditSigner { key: SigningKey::from_bytes(&[7; 32]) });
-        let mut w: Writer =
+        let Writer(mut w): Writer<UnitOfWork> =
             Writer::new(conn, signer, Arc::new(Fixed), None, CheckpointOptions::default()).unwrap();
         let limit = 1 << 20;
-        w.wal_restart_bytes = limit;
+        w.engine.wal_restart_bytes = limit;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
             let (stop, path) = (stop.clone(), path.clone());
@@ -974,16 +751,16 @@ mod wal_tests {
         let mut largest = 0;
         for g in 0..groups {
             let mut replies = Vec::new();
-            let jobs = (0..per_group)
+            let commits = (0..per_group)
                 .map(|i| {
                     let (tx, rx) = oneshot::channel();
                     replies.push(rx);
                     let uow = UnitOfWork { audit: vec![entry(g * per_group + i)], ..UnitOfWork::default() };
-                    Job::Commit(Box::new(uow), tx)
+                    (Box::new(uow), tx)
                 })
                 .collect();
-            w.commit_group(jobs);
-            w.restart_wal_if_long();
+            // The WAL's size is looked at after every 16th group.
+            block_on(w.commit_group(commits, Vec::new()));
             for mut r in replies {
                 r.try_recv().unwrap().unwrap();
             }
@@ -995,7 +772,7 @@ mod wal_tests {
         // size the WAL grows by 16 groups, under 1 MB; a restart that finds the reader in the
         // middle of a read (descheduled on a busy machine) is tried again 16 groups later.
         assert!(largest < 8 * limit, "the WAL reached {largest} bytes");
-        let n: i64 = w.conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0)).unwrap();
+        let n: i64 = w.engine.conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0)).unwrap();
         assert_eq!(n, (groups * per_group) as i64);
         drop(w);
         let _ = std::fs::remove_dir_all(&dir);

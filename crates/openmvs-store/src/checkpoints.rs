@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openmvs_audit::Checkpoint;
+use openmvs_audit::{Checkpoint, CheckpointPolicy};
 
 /// A checkpoint is signed once a market has this many records since its last one ...
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
@@ -47,11 +47,9 @@ impl CheckpointOptions {
         i64::try_from(self.every.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Whether a chain with `unsigned` records after its last checkpoint, signed (or begun) at
-    /// `signed_at`, is due for a checkpoint at `now`.
-    pub fn due(&self, unsigned: u64, signed_at: i64, now: i64) -> bool {
-        unsigned > 0
-            && (unsigned >= self.every_records || now.saturating_sub(signed_at) >= self.every_millis())
+    /// When to sign, as the pure policy the writers apply.
+    pub fn policy(&self) -> CheckpointPolicy {
+        CheckpointPolicy { every_records: self.every_records, every_millis: self.every_millis() }
     }
 
     /// Tells the sink, if any, of checkpoints that are now durable.

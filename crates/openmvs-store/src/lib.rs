@@ -6,6 +6,7 @@
 //! into one [`UnitOfWork`] and the engine commits it atomically and durably before answering.
 
 mod checkpoints;
+pub mod commit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "conformance")]

@@ -1,10 +1,10 @@
-//! How the shared group-committing writer ([`crate::writer`]) applies a [`HubUnitOfWork`].
+//! How the group-committing writer ([`crate::writer`]) applies a [`HubUnitOfWork`].
 
 use std::collections::HashSet;
 use std::future::Future;
 
-use openmvs_audit::Entry;
 use openmvs_core::ids::MarketCode;
+use openmvs_store::commit::changed;
 use openmvs_store::decode_hub::markets_text;
 use openmvs_store::hub::*;
 use openmvs_store::*;
@@ -19,14 +19,9 @@ use crate::writer::{Conn, Fail, Unit, conflict};
 pub const COPY_FROM: usize = 64;
 
 impl Unit for HubUnitOfWork {
-    type Done = HubCommitted;
     // An upload chunk's serial digests are streamed in with COPY into this session's staging table.
     const SESSION: &'static str =
         "CREATE TEMP TABLE IF NOT EXISTS digest_ingest (digest BYTEA NOT NULL) ON COMMIT DELETE ROWS";
-
-    fn audit(&self) -> &[Entry] {
-        &self.audit
-    }
 
     fn apply<'a>(
         &'a self,
@@ -35,26 +30,6 @@ impl Unit for HubUnitOfWork {
     ) -> impl Future<Output = Result<HubCommitted, Fail>> + Send + 'a {
         apply(c, self, now)
     }
-
-    fn sealed(done: &mut HubCommitted, seq: u64) {
-        done.audit_seqs.push(seq);
-    }
-
-    /// Answered as `Exists`, on which the hub's services read again and decide again (a serial
-    /// digest another node was inserting, a product created meanwhile), except for a unit that
-    /// forwards an alert, where `Exists` means the alert was stored before: that one is answered
-    /// as unavailable, so that no alert is taken as stored when it was not.
-    fn contended(&self) -> StoreError {
-        if self.alerts.is_empty() {
-            exists("a concurrent write of the same rows".into())
-        } else {
-            StoreError::Unavailable("the unit of work waited too long for a lock; try again".into())
-        }
-    }
-}
-
-fn exists(what: String) -> StoreError {
-    StoreError::Conflict(Conflict::Exists(what))
 }
 
 fn refused(what: String) -> Fail {
@@ -70,9 +45,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
         let q = c
             .stmt("INSERT INTO inbox (message_id, applied_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .await?;
-        if c.client.execute(&q, &[id, &now]).await? == 0 {
-            return Err(conflict(Conflict::InboxMessage));
-        }
+        changed(c.client.execute(&q, &[id, &now]).await?, || Conflict::InboxMessage)?;
     }
     for o in &uow.new_obps {
         let q = c
@@ -86,9 +59,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
             .client
             .execute(&q, &[&o.id, &o.name, &o.created_at.unix_millis(), &revoked, &o.callback_url])
             .await?;
-        if n == 0 {
-            return Err(refused(format!("OBP {}", o.id)));
-        }
+        changed(n, || Conflict::Exists(format!("OBP {}", o.id)))?;
     }
     for change in &uow.obp_changes {
         let (obp, n) = match change {
@@ -137,9 +108,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
                 ],
             )
             .await?;
-        if n == 0 {
-            return Err(refused(format!("product version {}/{}", p.product_code, v.version)));
-        }
+        changed(n, || Conflict::Exists(format!("product version {}/{}", p.product_code, v.version)))?;
     }
     for w in &uow.products {
         let p = &w.product;
@@ -165,9 +134,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
                         ],
                     )
                     .await?;
-                if n == 0 {
-                    return Err(refused(format!("product {}", p.product_code)));
-                }
+                changed(n, || Conflict::Exists(format!("product {}", p.product_code)))?;
             }
             Some(expected) => {
                 // The owner is not written: the first OBP to upload the product keeps it.
@@ -177,9 +144,10 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
                     )
                     .await?;
                 let expected = i64::from(expected);
-                if c.client.execute(&q, &[&p.product_code.as_str(), &expected, &current]).await? == 0 {
-                    return Err(refused(format!("a newer version of product {}", p.product_code)));
-                }
+                changed(
+                    c.client.execute(&q, &[&p.product_code.as_str(), &expected, &current]).await?,
+                    || Conflict::Exists(format!("a newer version of product {}", p.product_code)),
+                )?;
             }
         }
         // Withdrawals are only ever added, so a write decided before a withdrawal cannot undo it.
@@ -254,9 +222,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
                 ],
             )
             .await?;
-        if n == 0 {
-            return Err(refused(format!("upload {}", u.id)));
-        }
+        changed(n, || Conflict::Exists(format!("upload {}", u.id)))?;
         let q = c
             .stmt(
                 "INSERT INTO upload_markets (upload_id, market, sent, acked) \
@@ -296,9 +262,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
             .await?;
         // A conflict rather than a skip: the unit that forwards an alert also holds the OBP's
         // callback message, which must not go out a second time.
-        if n == 0 {
-            return Err(refused(format!("alert {}/{}", a.market, a.source_alert_id)));
-        }
+        changed(n, || Conflict::Exists(format!("alert {}/{}", a.market, a.source_alert_id)))?;
     }
     for u in &uow.alert_updates {
         let q = c
@@ -320,9 +284,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
                 ],
             )
             .await?;
-        if n == 0 {
-            return Err(conflict(Conflict::AlertStatus));
-        }
+        changed(n, || Conflict::AlertStatus)?;
     }
     for m in &uow.outbox {
         insert_outbox(c, m, None, now).await?;
@@ -423,9 +385,9 @@ async fn apply_progress(c: &Conn, p: &UploadProgress, now: i64) -> Result<(), Fa
         )
         .await?;
     let (received, rejected) = (p.received as i64, p.rejections.len() as i64);
-    if c.client.execute(&q, &[&p.id, &received, &rejected]).await? == 0 {
-        return Err(refused(format!("a later state of upload {}", p.id)));
-    }
+    changed(c.client.execute(&q, &[&p.id, &received, &rejected]).await?, || {
+        Conflict::Exists(format!("a later state of upload {}", p.id))
+    })?;
     if !p.rejections.is_empty() {
         let q = c
             .stmt(
@@ -490,8 +452,6 @@ async fn insert_outbox(c: &Conn, m: &OutboxMessage, upload: Option<&str>, now: i
         .client
         .execute(&q, &[&m.message_id, &m.destination, &m.kind, &m.ordering_key, &m.payload, &now, &upload])
         .await?;
-    if n == 0 {
-        return Err(refused(format!("outbox message {}", m.message_id)));
-    }
+    changed(n, || Conflict::Exists(format!("outbox message {}", m.message_id)))?;
     Ok(())
 }

@@ -1,25 +1,19 @@
-//! How the shared group-committing writer ([`crate::writer`]) applies a [`HubUnitOfWork`], and the
+//! How the group-committing writer ([`crate::writer`]) applies a [`HubUnitOfWork`], and the
 //! outbox bookkeeping it runs for the hub's relays.
 
-use openmvs_audit::Entry;
 use openmvs_core::ids::MarketCode;
+use openmvs_store::commit::changed;
 use openmvs_store::hub::*;
 use openmvs_store::*;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::codec::{market_data_json, markets_text};
 use crate::codec::sql_err;
-use crate::writer::{AuditChains, Unit, write_heartbeat};
+use crate::writer::{Unit, write_heartbeat};
 
 impl Unit for HubUnitOfWork {
-    type Done = HubCommitted;
-
-    fn audit(&self) -> &[Entry] {
-        &self.audit
-    }
-
-    fn apply(&self, c: &Connection, chains: &mut AuditChains, now: i64) -> StoreResult<HubCommitted> {
-        apply(c, self, chains, now)
+    fn apply(&self, c: &Connection, now: i64) -> StoreResult<HubCommitted> {
+        apply(c, self, now)
     }
 }
 
@@ -34,12 +28,7 @@ fn run(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<usize
 
 /// Applies one unit of work on the open transaction, in the order of its fields, so that a unit
 /// may create an upload and progress it, or store a version and point its product at it.
-fn apply(
-    c: &Connection,
-    uow: &HubUnitOfWork,
-    chains: &mut AuditChains,
-    now: i64,
-) -> StoreResult<HubCommitted> {
+fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommitted> {
     let mut out = HubCommitted::default();
     if let Some(id) = &uow.inbox {
         let n = run(
@@ -47,9 +36,7 @@ fn apply(
             "INSERT INTO inbox (message_id, applied_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             params![id, now],
         )?;
-        if n == 0 {
-            return Err(StoreError::Conflict(Conflict::InboxMessage));
-        }
+        changed(n as u64, || Conflict::InboxMessage)?;
     }
     for o in &uow.new_obps {
         let n = run(
@@ -64,9 +51,7 @@ fn apply(
                 o.callback_url
             ],
         )?;
-        if n == 0 {
-            return Err(exists(format!("OBP {}", o.id)));
-        }
+        changed(n as u64, || Conflict::Exists(format!("OBP {}", o.id)))?;
     }
     for change in &uow.obp_changes {
         let (obp, n) = match change {
@@ -108,9 +93,7 @@ fn apply(
                 v.created_at.unix_millis()
             ],
         )?;
-        if n == 0 {
-            return Err(exists(format!("product version {}/{}", p.product_code, v.version)));
-        }
+        changed(n as u64, || Conflict::Exists(format!("product version {}/{}", p.product_code, v.version)))?;
     }
     for w in &uow.products {
         let p = &w.product;
@@ -128,9 +111,7 @@ fn apply(
                         p.created_at.unix_millis()
                     ],
                 )?;
-                if n == 0 {
-                    return Err(exists(format!("product {}", p.product_code)));
-                }
+                changed(n as u64, || Conflict::Exists(format!("product {}", p.product_code)))?;
             }
             Some(expected) => {
                 // The owner is not written: the first OBP to upload the product keeps it.
@@ -139,9 +120,9 @@ fn apply(
                     "UPDATE products SET current_version = ?3 WHERE product_code = ?1 AND current_version = ?2",
                     params![p.product_code.as_str(), expected, p.current_version],
                 )?;
-                if n == 0 {
-                    return Err(exists(format!("a newer version of product {}", p.product_code)));
-                }
+                changed(n as u64, || {
+                    Conflict::Exists(format!("a newer version of product {}", p.product_code))
+                })?;
             }
         }
         // Withdrawals are only ever added, so a write decided before a withdrawal cannot undo it.
@@ -209,9 +190,7 @@ fn apply(
                 u.created_at.unix_millis()
             ],
         )?;
-        if n == 0 {
-            return Err(exists(format!("upload {}", u.id)));
-        }
+        changed(n as u64, || Conflict::Exists(format!("upload {}", u.id)))?;
         for m in &u.markets {
             run(
                 c,
@@ -244,9 +223,7 @@ fn apply(
         )?;
         // A conflict rather than a skip: the unit that forwards an alert also holds the OBP's
         // callback message, which must not go out a second time.
-        if n == 0 {
-            return Err(exists(format!("alert {}/{}", a.market, a.source_alert_id)));
-        }
+        changed(n as u64, || Conflict::Exists(format!("alert {}/{}", a.market, a.source_alert_id)))?;
     }
     for u in &uow.alert_updates {
         let n = run(
@@ -261,18 +238,13 @@ fn apply(
                 u.expected_status.as_str()
             ],
         )?;
-        if n == 0 {
-            return Err(StoreError::Conflict(Conflict::AlertStatus));
-        }
+        changed(n as u64, || Conflict::AlertStatus)?;
     }
     for m in &uow.outbox {
         insert_outbox(c, m, None, now)?;
     }
     if let Some(h) = &uow.heartbeat {
         write_heartbeat(c, h)?;
-    }
-    for e in &uow.audit {
-        out.audit_seqs.push(chains.append(c, e)?);
     }
     Ok(out)
 }
@@ -283,9 +255,7 @@ fn apply_progress(c: &Connection, p: &UploadProgress, now: i64) -> StoreResult<(
         "UPDATE uploads SET received = received + ?2, rejected = rejected + ?3 WHERE id = ?1 AND status = 'RECEIVED'",
         params![p.id, p.received as i64, p.rejections.len() as i64],
     )?;
-    if n == 0 {
-        return Err(exists(format!("a later state of upload {}", p.id)));
-    }
+    changed(n as u64, || Conflict::Exists(format!("a later state of upload {}", p.id)))?;
     for r in &p.rejections {
         let n = run(
             c,
@@ -293,9 +263,7 @@ fn apply_progress(c: &Connection, p: &UploadProgress, now: i64) -> StoreResult<(
              ON CONFLICT DO NOTHING",
             params![p.id, r.line as i64, r.serial, r.reason],
         )?;
-        if n == 0 {
-            return Err(exists(format!("a rejection of line {} of upload {}", r.line, p.id)));
-        }
+        changed(n as u64, || Conflict::Exists(format!("a rejection of line {} of upload {}", r.line, p.id)))?;
     }
     for m in &p.chunks {
         // Counted per market: a chunk to anything else could never be acknowledged by one.
@@ -328,9 +296,7 @@ fn insert_outbox(c: &Connection, m: &OutboxMessage, upload: Option<&str>, now: i
          upload_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (message_id) DO NOTHING",
         params![m.message_id, m.destination, m.kind, m.ordering_key, m.payload, now, upload],
     )?;
-    if n == 0 {
-        return Err(exists(format!("outbox message {}", m.message_id)));
-    }
+    changed(n as u64, || Conflict::Exists(format!("outbox message {}", m.message_id)))?;
     Ok(())
 }
 
