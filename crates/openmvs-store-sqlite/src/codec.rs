@@ -5,7 +5,7 @@ use openmvs_audit::{Checkpoint, Sealed};
 use openmvs_core::ids::ProductCode;
 use openmvs_store::decode::{self, Columns};
 pub use openmvs_store::decode::{
-    ALERT_COLUMNS, AUDIT_COLUMNS, OUTBOX_COLUMNS, change_columns, corrupt, hash, market, markets_to_text,
+    ALERT_COLUMNS, AUDIT_COLUMNS, OUTBOX_COLUMNS, change_columns, corrupt, hash, markets_to_text,
 };
 use openmvs_store::*;
 use rusqlite::Row;

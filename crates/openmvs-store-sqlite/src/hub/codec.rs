@@ -1,19 +1,16 @@
 //! Conversions between the hub's rows and records: a SQLite row is exposed as the engine-neutral
 //! [`Columns`] and decoded by `openmvs_store::decode_hub`, the same decoders every hub engine
-//! uses, so a corrupt row is reported as corrupt. The per-market part of master data is stored as
-//! JSON, written and read here.
+//! uses, so a corrupt row is reported as corrupt.
 
 use openmvs_core::ids::{MarketCode, ProductCode};
-use openmvs_core::master_data::{MarketData, Wholesaler};
 use openmvs_store::decode::Columns;
 use openmvs_store::decode_hub;
-pub use openmvs_store::decode_hub::{ALERT_COLUMNS, OBP_COLUMNS, UPLOAD_COLUMNS};
+pub use openmvs_store::decode_hub::{ALERT_COLUMNS, OBP_COLUMNS, UPLOAD_COLUMNS, market_data_json};
 use openmvs_store::hub::*;
 use openmvs_store::*;
 use rusqlite::Row;
-use serde_json::{Value, json};
 
-use crate::codec::{corrupt, market, sql_err};
+use crate::codec::sql_err;
 
 /// A SQLite row of the hub as [`Columns`].
 struct R<'a, 'b>(&'a Row<'b>);
@@ -54,50 +51,10 @@ pub fn product(r: &Row<'_>) -> StoreResult<HubProductRecord> {
     decode_hub::product(&R(r))
 }
 
-/// The per-market part of master data as a JSON array, in the order sent.
-pub fn market_data_json(markets: &[MarketData]) -> String {
-    let markets = markets
-        .iter()
-        .map(|m| {
-            json!({
-                "market": m.market.as_str(),
-                "national_code": m.national_code,
-                "mah_name": m.mah_name,
-                "mah_address": m.mah_address,
-                "wholesalers": m.wholesalers.iter().map(|w| json!({"id": w.id, "name": w.name})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    Value::Array(markets).to_string()
-}
-
-/// Reads back what [`market_data_json`] wrote.
-fn market_data(s: &str) -> StoreResult<Vec<MarketData>> {
-    let bad = |what: &str| corrupt(format!("market data: {what}"));
-    let v: Value = serde_json::from_str(s).map_err(|e| bad(&e.to_string()))?;
-    let text = |o: &Value, k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| bad(k));
-    let list = |o: &Value, k: &str| o.get(k).and_then(Value::as_array).cloned().ok_or_else(|| bad(k));
-    let mut out = Vec::new();
-    for m in v.as_array().ok_or_else(|| bad("not an array"))? {
-        let wholesalers = list(m, "wholesalers")?
-            .iter()
-            .map(|w| Ok(Wholesaler { id: text(w, "id")?, name: text(w, "name")? }))
-            .collect::<StoreResult<Vec<_>>>()?;
-        out.push(MarketData {
-            market: market(&text(m, "market")?)?,
-            national_code: text(m, "national_code")?,
-            mah_name: text(m, "mah_name")?,
-            mah_address: text(m, "mah_address")?,
-            wholesalers,
-        });
-    }
-    Ok(out)
-}
-
 /// Columns: version, name, common_name, form, strength, pack_type, pack_size, market_data,
 /// created_at (the product code is known to the caller).
 pub fn product_version(pc: &ProductCode, r: &Row<'_>) -> StoreResult<ProductVersionRecord> {
-    decode_hub::product_version(pc, &R(r), market_data)
+    decode_hub::product_version(pc, &R(r), decode_hub::market_data)
 }
 
 /// Columns: batch, product_version, expiry, expiry_year, markets, recalled markets (concatenated).
