@@ -3,25 +3,18 @@
 
 use std::sync::Arc;
 
-use openmvs_core::time::{Clock, Timestamp};
+use openmvs_core::time::Clock;
+use openmvs_store::conformance::fixed_clock;
 use openmvs_store::{CheckpointOptions, Store, checkpoint_conformance_tests, conformance_tests};
 use openmvs_store_pg::testing::fresh_schema;
 use openmvs_store_pg::{PgOptions, PgStore};
-
-struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_unix_millis(1_800_000_000_000)
-    }
-}
 
 fn key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[42; 32])
 }
 
 fn open() -> Option<Arc<dyn Store>> {
-    open_with(Arc::new(FixedClock), CheckpointOptions::default())
+    open_with(fixed_clock(), CheckpointOptions::default())
 }
 
 fn open_with(clock: Arc<dyn Clock>, checkpoints: CheckpointOptions) -> Option<Arc<dyn Store>> {
@@ -54,7 +47,7 @@ async fn a_heartbeat_is_unavailable_while_the_database_refuses_writes_and_commit
         url: url.clone(),
         schema: Some(schema.clone()),
         signing_key: key(),
-        clock: Arc::new(FixedClock),
+        clock: fixed_clock(),
         on_group: None,
         migrate: true,
         pool_size: 1,
@@ -62,7 +55,7 @@ async fn a_heartbeat_is_unavailable_while_the_database_refuses_writes_and_commit
     })
     .expect("store opens");
     let beat = || UnitOfWork {
-        heartbeat: Some(Heartbeat { node_id: "node-a".into(), at: FixedClock.now() }),
+        heartbeat: Some(Heartbeat { node_id: "node-a".into(), at: fixed_clock().now() }),
         ..UnitOfWork::default()
     };
     store.commit(beat()).await.expect("a heartbeat commits");
@@ -97,7 +90,7 @@ async fn a_store_runs_on_the_runtime_of_one_thread_it_is_opened_in_and_closes() 
             url: url.clone(),
             schema: Some(schema.clone()),
             signing_key: key(),
-            clock: Arc::new(FixedClock),
+            clock: fixed_clock(),
             on_group: None,
             migrate,
             pool_size: 2,

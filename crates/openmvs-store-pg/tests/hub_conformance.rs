@@ -1,27 +1,23 @@
 //! The hub's storage conformance suite on the PostgreSQL engine, each case in a fresh schema of the
 //! database named by `OPENMVS_TEST_DATABASE_URL` (skipped, saying so, when it is not set), and the
 //! checks only this engine can make: several nodes on one schema, digests streamed in with COPY,
-//! and the schema refusing to change what is irreversible.
+//! a critical section across nodes.
 
 use std::sync::Arc;
 
-use openmvs_audit::{Entry, Verifier};
-use openmvs_core::ids::{Batch, Expiry, MarketCode, ProductCode};
-use openmvs_core::master_data::ProductMaster;
-use openmvs_core::time::{Clock, Date, Timestamp};
+use openmvs_audit::Verifier;
+use openmvs_core::ids::{Batch, MarketCode, ProductCode};
+use openmvs_core::time::{Clock, Timestamp};
+use openmvs_store::conformance::fixed_clock;
+use openmvs_store::conformance_hub::{HubPlace, hub_entry};
 use openmvs_store::hub::*;
-use openmvs_store::{AuditStore, Conflict, OutboxMessage, StoreError, hub_conformance_tests};
+use openmvs_store::{
+    AuditStore, BoxFuture, Conflict, OutboxMessage, StoreError, StoreResult, hub_conformance_tests,
+    hub_place_tests,
+};
 use openmvs_store_pg::hub::{COPY_FROM, PgHubOptions, PgHubStore};
 use openmvs_store_pg::testing::fresh_schema;
 use openmvs_store_pg::{PgOptions, PgStore, connection_config};
-
-struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_unix_millis(1_800_000_000_000)
-    }
-}
 
 fn key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[43; 32])
@@ -32,7 +28,7 @@ fn options(url: &str, schema: &str) -> PgHubOptions {
         url: url.to_owned(),
         schema: Some(schema.to_owned()),
         signing_key: key(),
-        clock: Arc::new(FixedClock),
+        clock: fixed_clock(),
         on_group: None,
         migrate: true,
         pool_size: 4,
@@ -61,21 +57,6 @@ fn market(s: &str) -> MarketCode {
 
 fn far() -> Timestamp {
     Timestamp::from_unix_millis(i64::MAX / 2)
-}
-
-fn hub_entry(op: &str, subject: &str) -> Entry {
-    Entry {
-        market: HUB_AUDIT_MARKET.into(),
-        at_millis: 1_800_000_000_000,
-        actor: "obp-1".into(),
-        role: "OBP".into(),
-        operation: op.into(),
-        subject: subject.into(),
-        return_code: "OK".into(),
-        request: "{}".into(),
-        result: "{}".into(),
-        ..Entry::default()
-    }
 }
 
 fn digest(n: u64) -> SerialDigest {
@@ -291,42 +272,85 @@ async fn two_nodes_share_one_hub_schema() {
     b.close().await;
 }
 
-/// Only the outbox row of an undelivered chunk holds its serials; once delivered, no row of any
-/// table does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_row_holds_a_serial_after_delivery() {
-    let Some((url, schema)) = fresh_schema("hubconf", "the serial retention case") else { return };
-    let store = open_at(&url, &schema);
-    let serials = ["ZQ9DELIVERED1", "ZQ9DELIVERED2"];
-    let uow = HubUnitOfWork {
-        new_upload: Some(new_upload(&["DE"])),
-        upload_progress: Some(UploadProgress {
-            id: "up-1".into(),
-            received: 2,
-            chunks: vec![chunk("c-1", "DE", &serials)],
-            outcome: Some(UploadOutcome::Validated),
-            ..UploadProgress::default()
-        }),
-        audit: vec![hub_entry("upload", "GTIN/09501101530003/LOT1")],
-        ..HubUnitOfWork::default()
-    };
-    store.commit(uow).await.expect("commits");
-    let c = sql(&url, &schema).await;
-    let tables: Vec<String> = c
-        .query(
-            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() \
-             AND table_type = 'BASE TABLE' ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("tables")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert!(tables.contains(&"outbox".to_owned()) && tables.len() > 10, "{tables:?}");
-    let holding = |needle: &'static str| {
-        let (c, tables) = (&c, &tables);
-        async move {
+/// A fresh schema.
+struct Place {
+    url: String,
+    schema: String,
+}
+
+fn place(why: &str) -> Option<Place> {
+    let (url, schema) = fresh_schema("hubconf", why)?;
+    Some(Place { url, schema })
+}
+
+impl HubPlace for Place {
+    type Store = PgHubStore;
+
+    fn open(&self) -> StoreResult<Arc<PgHubStore>> {
+        PgHubStore::open(options(&self.url, &self.schema)).map(Arc::new)
+    }
+
+    fn close(store: &PgHubStore) -> BoxFuture<'_, ()> {
+        Box::pin(store.close())
+    }
+
+    fn open_national(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {
+            let national = PgStore::open(PgOptions {
+                url: self.url.clone(),
+                schema: Some(self.schema.clone()),
+                signing_key: key(),
+                clock: fixed_clock(),
+                on_group: None,
+                migrate: true,
+                pool_size: 1,
+                checkpoints: openmvs_store::CheckpointOptions::default(),
+            })
+            .expect("national store opens");
+            national.close().await;
+        })
+    }
+
+    fn national_intact(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async {
+            let c = sql(&self.url, &self.schema).await;
+            let hub_tables: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() \
+                     AND table_name IN ('hub_schema_migrations', 'obps', 'serial_digests')",
+                    &[],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            let national: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() \
+                     AND table_name = 'packs'",
+                    &[],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            hub_tables == 0 && national == 1
+        })
+    }
+
+    fn tables_holding<'a>(&'a self, needle: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let c = sql(&self.url, &self.schema).await;
+            let tables: Vec<String> = c
+                .query(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() \
+                     AND table_type = 'BASE TABLE' ORDER BY 1",
+                    &[],
+                )
+                .await
+                .expect("tables")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert!(tables.contains(&"outbox".to_owned()) && tables.len() > 10, "{tables:?}");
             let mut found = Vec::new();
             for t in tables {
                 let n: i64 = c
@@ -338,152 +362,46 @@ async fn no_row_holds_a_serial_after_delivery() {
                     .expect("scan")
                     .get(0);
                 if n > 0 {
-                    found.push(t.clone());
+                    found.push(t);
                 }
             }
             found
-        }
-    };
-    assert_eq!(holding(serials[0]).await, ["outbox"]);
-    let seq = store.due("DE", far(), 1).await.expect("due")[0].seq;
-    store.delivered(seq).await.expect("delivered");
-    for s in serials {
-        assert_eq!(holding(s).await, Vec::<String>::new(), "{s}");
+        })
     }
-    assert_eq!(store.upload("up-1").await.expect("read").expect("upload").status, UploadStatus::Distributed);
+
+    fn refused<'a>(&'a self, stmt: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move { sql(&self.url, &self.schema).await.batch_execute(stmt).await.is_err() })
+    }
+
+    fn more_irreversible(&self) -> &'static [&'static str] {
+        &["TRUNCATE audit", "TRUNCATE product_versions"]
+    }
 }
 
-/// Audit records, product versions, withdrawals and recalls cannot be changed or removed, even by
-/// SQL that goes around the store.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_schema_refuses_to_change_what_is_irreversible() {
-    let Some((url, schema)) = fresh_schema("hubconf", "the irreversible schema case") else { return };
-    let store = open_at(&url, &schema);
-    let de = market("DE");
-    let uow = HubUnitOfWork {
-        product_versions: vec![ProductVersionRecord {
-            version: 1,
-            master: ProductMaster {
-                product_code: gtin(),
-                name: "Examplomab".into(),
-                common_name: "examplomab".into(),
-                form: "TABLET".into(),
-                strength: "10 mg".into(),
-                pack_type: "BLISTER".into(),
-                pack_size: "30".into(),
-                markets: Vec::new(),
-            },
-            created_at: Timestamp::from_unix_millis(0),
-        }],
-        products: vec![ProductWrite {
-            product: HubProductRecord {
-                product_code: gtin(),
-                owner: "obp-1".into(),
-                current_version: 1,
-                withdrawn: vec![de],
-                created_at: Timestamp::from_unix_millis(0),
-            },
-            expected_version: None,
-        }],
-        batches: vec![HubBatchRecord {
-            product_code: gtin(),
-            batch: Batch::new("LOT1").expect("batch"),
-            product_version: 1,
-            expiry: Expiry::parse("271231", Date::new(2026, 1, 1).expect("date")).expect("expiry"),
-            markets: vec![de],
-            recalled: vec![de],
-        }],
-        audit: vec![hub_entry("product", "GTIN/09501101530003")],
-        ..HubUnitOfWork::default()
-    };
-    store.commit(uow).await.expect("commits");
-    let c = sql(&url, &schema).await;
-    for stmt in [
-        "UPDATE audit SET result = '{\"forged\":true}'",
-        "DELETE FROM audit",
-        "TRUNCATE audit",
-        "UPDATE product_versions SET name = 'Forged'",
-        "DELETE FROM product_versions",
-        "TRUNCATE product_versions",
-        "UPDATE product_withdrawals SET market = 'FR'",
-        "DELETE FROM product_withdrawals",
-        "UPDATE batch_recalls SET market = 'FR'",
-        "DELETE FROM batch_recalls",
-    ] {
-        assert!(c.batch_execute(stmt).await.is_err(), "{stmt} was allowed");
-    }
-    assert_eq!(verify_audit(&store).await, 1);
-}
+hub_place_tests!(place("a hub place case"), key().verifying_key());
 
-/// A closed hub store reopens on its schema, where the audit chain continues and still verifies.
+/// A national system's schema is refused by the hub's migrations, saying why; a schema the hub
+/// never migrated is refused at open when migrating is not asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_hub_store_reopens_and_its_audit_chain_continues() {
-    let Some((url, schema)) = fresh_schema("hubconf", "the reopen case") else { return };
-    let store = open_at(&url, &schema);
-    for op in ["a", "b"] {
-        store
-            .commit(HubUnitOfWork { audit: vec![hub_entry(op, "")], ..HubUnitOfWork::default() })
-            .await
-            .expect("commits");
-    }
-    store.close().await;
-    let err = store.commit(HubUnitOfWork::default()).await.expect_err("closed");
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
-    drop(store);
-    let store = PgHubStore::open(PgHubOptions { migrate: false, ..options(&url, &schema) }).expect("reopens");
-    let done = store
-        .commit(HubUnitOfWork { audit: vec![hub_entry("c", "")], ..HubUnitOfWork::default() })
-        .await
-        .expect("commits");
-    assert_eq!(done.audit_seqs, [3]);
-    assert_eq!(verify_audit(&store).await, 3);
-    assert_eq!(PgHubStore::schema_version(), openmvs_store_pg::hub::schema::LATEST);
-}
-
-/// A national system's schema is refused as the hub's and left as it was; a schema the hub never
-/// migrated is refused at open when migrating is not asked for.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_national_schema_is_not_taken_for_the_hub() {
-    let Some((url, schema)) = fresh_schema("hubconf", "the wrong schema case") else { return };
-    let national = PgStore::open(PgOptions {
-        url: url.clone(),
-        schema: Some(schema.clone()),
-        signing_key: key(),
-        clock: Arc::new(FixedClock),
-        on_group: None,
-        migrate: true,
-        pool_size: 1,
-        checkpoints: openmvs_store::CheckpointOptions::default(),
-    })
-    .expect("national store opens");
-    national.close().await;
-    drop(national);
-    let err = openmvs_store_pg::hub::migrate(&url, Some(&schema), FixedClock.now()).expect_err("refused");
+async fn a_hub_schema_is_made_only_by_the_hub_migrations() {
+    let Some(national) = place("the wrong schema case") else { return };
+    national.open_national().await;
+    let err = openmvs_store_pg::hub::migrate(&national.url, Some(&national.schema), fixed_clock().now())
+        .expect_err("refused");
     assert!(matches!(err, StoreError::Unavailable(ref m) if m.contains("national")), "{err}");
-    assert!(PgHubStore::open(options(&url, &schema)).is_err());
-    let c = sql(&url, &schema).await;
-    let hub_tables: i64 = c
-        .query_one(
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() \
-             AND table_name IN ('hub_schema_migrations', 'obps', 'serial_digests')",
-            &[],
-        )
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(hub_tables, 0, "nothing of the hub was created");
 
     let Some((url, empty)) = fresh_schema("hubconf", "the unmigrated schema case") else { return };
     let err =
         PgHubStore::open(PgHubOptions { migrate: false, ..options(&url, &empty) }).err().expect("refused");
     assert!(matches!(err, StoreError::Unavailable(ref m) if m.contains("migrate")), "{err}");
     assert_eq!(
-        openmvs_store_pg::hub::migrate(&url, Some(&empty), FixedClock.now()).expect("migrates"),
+        openmvs_store_pg::hub::migrate(&url, Some(&empty), fixed_clock().now()).expect("migrates"),
         [1, 2]
     );
     assert!(
-        openmvs_store_pg::hub::migrate(&url, Some(&empty), FixedClock.now()).expect("migrates").is_empty()
+        openmvs_store_pg::hub::migrate(&url, Some(&empty), fixed_clock().now()).expect("migrates").is_empty()
     );
+    assert_eq!(PgHubStore::schema_version(), openmvs_store_pg::hub::schema::LATEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -499,7 +417,10 @@ async fn a_critical_section_admits_one_task_of_all_nodes_at_a_time() {
         tasks.push(tokio::spawn(async move {
             let guard = store.enter("test-section").await.expect("enter");
             assert!(!inside.swap(true, Ordering::SeqCst), "two tasks inside the section at once");
-            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+            // Stays inside while every other task gets to run (and tries to enter) a few times.
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
             inside.store(false, Ordering::SeqCst);
             entries.fetch_add(1, Ordering::SeqCst);
             drop(guard);

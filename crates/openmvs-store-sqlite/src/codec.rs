@@ -17,8 +17,8 @@ pub fn sql_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// A SQLite row as [`Columns`].
-struct R<'a, 'b>(&'a Row<'b>);
+/// A SQLite row as [`Columns`] (national and hub rows alike).
+pub(crate) struct R<'a, 'b>(pub(crate) &'a Row<'b>);
 
 impl Columns for R<'_, '_> {
     fn text(&self, i: usize) -> StoreResult<String> {

@@ -3,24 +3,17 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use openmvs_core::time::{Clock, Timestamp};
+use openmvs_core::time::Clock;
+use openmvs_store::conformance::fixed_clock;
 use openmvs_store::{CheckpointOptions, Store, checkpoint_conformance_tests, conformance_tests};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
-
-struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_unix_millis(1_800_000_000_000)
-    }
-}
 
 fn key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[42; 32])
 }
 
 fn open() -> Arc<SqliteStore> {
-    open_with(Arc::new(FixedClock), CheckpointOptions::default())
+    open_with(fixed_clock(), CheckpointOptions::default())
 }
 
 fn open_with(clock: Arc<dyn Clock>, checkpoints: CheckpointOptions) -> Arc<SqliteStore> {
@@ -75,7 +68,7 @@ async fn two_processes_appending_to_one_trail_in_turn_keep_one_chain() {
         SqliteStore::open(Options {
             path: node.path().to_owned(),
             signer: Arc::new(AuditSigner { key: key() }),
-            clock: Arc::new(FixedClock),
+            clock: fixed_clock(),
             on_group: None,
             checkpoints: CheckpointOptions::default(),
         })

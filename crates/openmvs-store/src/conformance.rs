@@ -110,6 +110,11 @@ impl Clock for StepClock {
     }
 }
 
+/// The clock the engines' test files open their stores with: it stands still at one instant.
+pub fn fixed_clock() -> Arc<StepClock> {
+    Arc::new(StepClock::at(Timestamp::from_unix_millis(1_800_000_000_000)))
+}
+
 /// A checkpoint is signed at the commit that brings a market's unsigned records to the count;
 /// fewer records wait, however long, until the clock passes the interval, and are then signed
 /// with no further commit: the engine's writer wakes up by itself. The sink hears of each

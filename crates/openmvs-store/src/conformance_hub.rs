@@ -14,7 +14,7 @@ use openmvs_core::master_data::{MarketData, ProductMaster, Wholesaler};
 use openmvs_core::time::{Date, Timestamp};
 
 use crate::hub::*;
-use crate::{AlertUpdate, Conflict, OutboxMessage, StoreError, StoredOutboxMessage};
+use crate::{AlertUpdate, BoxFuture, Conflict, OutboxMessage, StoreError, StoreResult, StoredOutboxMessage};
 
 /// Generates one `#[tokio::test]` per hub conformance case for the engine opened by `$open`.
 #[macro_export]
@@ -99,6 +99,11 @@ fn ms(list: &[&str]) -> Vec<MarketCode> {
 
 fn lot(s: &str) -> Batch {
     Batch::new(s).expect("batch")
+}
+
+/// An audit entry of the hub's trail, as the cases (and the engines' own hub tests) append.
+pub fn hub_entry(op: &str, subject: &str) -> Entry {
+    entry(op, subject)
 }
 
 fn entry(op: &str, subject: &str) -> Entry {
@@ -1017,4 +1022,156 @@ pub async fn a_heartbeat_commits_at_the_hub_again_and_again(
         ..HubUnitOfWork::default()
     };
     store.commit(later).await.expect("a heartbeat commits, dropping the rows of the days before");
+}
+
+/// A fresh place for a hub store (a database file, a schema), for the cases that open, close and
+/// reopen a store there and look at it around the store.
+pub trait HubPlace: Send + Sync {
+    /// The engine's hub store.
+    type Store: HubStore + 'static;
+    /// Opens (or reopens) the hub store here, migrating it if needed.
+    fn open(&self) -> StoreResult<Arc<Self::Store>>;
+    /// Commits what is queued and stops the store; later writes are refused as unavailable.
+    fn close(store: &Self::Store) -> BoxFuture<'_, ()>;
+    /// Opens a national system's store here, then closes it.
+    fn open_national(&self) -> BoxFuture<'_, ()>;
+    /// Whether the national system's store here is still whole, and nothing of the hub was made.
+    fn national_intact(&self) -> BoxFuture<'_, bool>;
+    /// The tables one of whose rows holds `needle` in any column, in name order.
+    fn tables_holding<'a>(&'a self, needle: &'a str) -> BoxFuture<'a, Vec<String>>;
+    /// Runs `sql` around the store; whether it was refused.
+    fn refused<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, bool>;
+    /// Statements of this engine's own dialect the schema must refuse too.
+    fn more_irreversible(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Once a closed store here is reopened: checks what only the engine can (a read-only open).
+    fn after_close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Generates one `#[tokio::test]` per hub case that needs a [`HubPlace`]; `$place` gives
+/// `Option<impl HubPlace>` (`None` skips the case, saying why).
+#[macro_export]
+macro_rules! hub_place_tests {
+    ($place:expr, $verifying_key:expr) => {
+        $crate::hub_place_tests!(@cases $place, $verifying_key;
+            no_row_holds_a_serial_after_delivery,
+            the_schema_refuses_to_change_what_is_irreversible,
+            a_closed_hub_store_reopens_and_its_audit_chain_continues,
+            a_national_store_is_not_taken_for_the_hub,
+        );
+    };
+    (@cases $place:expr, $verifying_key:expr; $($case:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(place) = $place else { return };
+                $crate::conformance_hub::$case(&place, $verifying_key).await;
+            }
+        )*
+    };
+}
+
+fn as_dyn<S: HubStore + 'static>(store: &Arc<S>) -> Arc<dyn HubStore> {
+    store.clone()
+}
+
+/// Only the outbox row of an undelivered chunk holds its serials; once delivered, no row of any
+/// table does, and the upload is distributed.
+pub async fn no_row_holds_a_serial_after_delivery<P: HubPlace>(place: &P, _key: ed25519_dalek::VerifyingKey) {
+    let store = place.open().expect("opens");
+    let serials = ["ZQ9DELIVERED1", "ZQ9DELIVERED2"];
+    let uow = HubUnitOfWork {
+        new_upload: Some(new_upload("up-1", &["DE"])),
+        upload_progress: Some(UploadProgress {
+            id: "up-1".into(),
+            received: 2,
+            chunks: vec![chunk("c-1", "DE", &serials)],
+            outcome: Some(UploadOutcome::Validated),
+            ..UploadProgress::default()
+        }),
+        audit: vec![entry("upload", "GTIN/09501101530003/LOT1")],
+        ..HubUnitOfWork::default()
+    };
+    store.commit(uow).await.expect("commits");
+    assert_eq!(place.tables_holding(serials[0]).await, ["outbox"]);
+    let seq = store.due("DE", far(), 1).await.expect("due")[0].seq;
+    store.delivered(seq).await.expect("delivered");
+    for s in serials {
+        assert_eq!(place.tables_holding(s).await, Vec::<String>::new(), "{s}");
+    }
+    assert_eq!(store.upload("up-1").await.expect("read").expect("upload").status, UploadStatus::Distributed);
+    P::close(&store).await;
+}
+
+/// Audit records, product versions, withdrawals and recalls cannot be changed or removed, even by
+/// SQL that goes around the store.
+pub async fn the_schema_refuses_to_change_what_is_irreversible<P: HubPlace>(
+    place: &P,
+    key: ed25519_dalek::VerifyingKey,
+) {
+    let store = place.open().expect("opens");
+    let uow = HubUnitOfWork {
+        product_versions: vec![version(1, &[])],
+        products: vec![write(product("obp-1", 1, &["DE"]), None)],
+        batches: vec![batch(&["DE"], &["DE"])],
+        audit: vec![entry("product", "GTIN/09501101530003")],
+        ..HubUnitOfWork::default()
+    };
+    store.commit(uow).await.expect("commits");
+    let common = [
+        "UPDATE audit SET result = '{\"forged\":true}'",
+        "DELETE FROM audit",
+        "UPDATE product_versions SET name = 'Forged'",
+        "DELETE FROM product_versions",
+        "UPDATE product_withdrawals SET market = 'FR'",
+        "DELETE FROM product_withdrawals",
+        "UPDATE batch_recalls SET market = 'FR'",
+        "DELETE FROM batch_recalls",
+    ];
+    for sql in common.iter().chain(place.more_irreversible()) {
+        assert!(place.refused(sql).await, "{sql} was allowed");
+    }
+    assert_eq!(verify_audit(&as_dyn(&store), key).await, 1);
+    P::close(&store).await;
+}
+
+/// A closed hub store refuses writes; reopened, its audit chain continues and still verifies.
+pub async fn a_closed_hub_store_reopens_and_its_audit_chain_continues<P: HubPlace>(
+    place: &P,
+    key: ed25519_dalek::VerifyingKey,
+) {
+    let store = place.open().expect("opens");
+    for op in ["a", "b"] {
+        store
+            .commit(HubUnitOfWork { audit: vec![entry(op, "")], ..HubUnitOfWork::default() })
+            .await
+            .expect("commits");
+    }
+    P::close(&store).await;
+    let err = store.commit(HubUnitOfWork::default()).await.expect_err("closed");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    drop(store);
+    place.after_close().await;
+    let store = place.open().expect("reopens");
+    let done = store
+        .commit(HubUnitOfWork { audit: vec![entry("c", "")], ..HubUnitOfWork::default() })
+        .await
+        .expect("commits");
+    assert_eq!(done.audit_seqs, [3]);
+    assert_eq!(verify_audit(&as_dyn(&store), key).await, 3);
+    P::close(&store).await;
+}
+
+/// A national system's store is refused as the hub's, and left as it was.
+pub async fn a_national_store_is_not_taken_for_the_hub<P: HubPlace>(
+    place: &P,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    place.open_national().await;
+    let err = place.open().err().expect("refused");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(place.national_intact().await, "the national store is whole and nothing of the hub was made");
 }

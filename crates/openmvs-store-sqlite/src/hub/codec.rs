@@ -1,40 +1,15 @@
 //! Conversions between the hub's rows and records: a SQLite row is exposed as the engine-neutral
-//! [`Columns`] and decoded by `openmvs_store::decode_hub`, the same decoders every hub engine
+//! `Columns` and decoded by `openmvs_store::decode_hub`, the same decoders every hub engine
 //! uses, so a corrupt row is reported as corrupt.
 
 use openmvs_core::ids::{MarketCode, ProductCode};
-use openmvs_store::decode::Columns;
 use openmvs_store::decode_hub;
 pub use openmvs_store::decode_hub::{ALERT_COLUMNS, OBP_COLUMNS, UPLOAD_COLUMNS, market_data_json};
 use openmvs_store::hub::*;
 use openmvs_store::*;
 use rusqlite::Row;
 
-use crate::codec::sql_err;
-
-/// A SQLite row of the hub as [`Columns`].
-struct R<'a, 'b>(&'a Row<'b>);
-
-impl Columns for R<'_, '_> {
-    fn text(&self, i: usize) -> StoreResult<String> {
-        self.0.get(i).map_err(sql_err)
-    }
-    fn opt_text(&self, i: usize) -> StoreResult<Option<String>> {
-        self.0.get(i).map_err(sql_err)
-    }
-    fn int(&self, i: usize) -> StoreResult<i64> {
-        self.0.get(i).map_err(sql_err)
-    }
-    fn opt_int(&self, i: usize) -> StoreResult<Option<i64>> {
-        self.0.get(i).map_err(sql_err)
-    }
-    fn boolean(&self, i: usize) -> StoreResult<bool> {
-        self.0.get(i).map_err(sql_err)
-    }
-    fn bytes(&self, i: usize) -> StoreResult<Vec<u8>> {
-        self.0.get(i).map_err(sql_err)
-    }
-}
+use crate::codec::R;
 
 /// Market lists are stored sorted and without repeats, so that every read gives them in market
 /// order whatever order they were written in.
