@@ -1,0 +1,137 @@
+//! The in-memory storage engine: every port of a national system ([`MemStore`]) and of the hub
+//! ([`MemHubStore`]) over `BTreeMap`s under one lock, for fast tests and the simulation.
+//!
+//! It keeps the engines' contract, not their durability: a commit applies its unit of work
+//! atomically (each table keeps an undo log, and a refused unit is put back row by row), refuses
+//! it with exactly the conflicts the ports document, seals its audit entries into per-market hash
+//! chains with `openmvs_audit` and signs checkpoints by the same [`CheckpointOptions`] as the
+//! other engines, and resolves at once. It is deterministic: it starts no thread and no timer,
+//! draws no random number and reads the time only from the [`Clock`] it is given, so a test's
+//! fake clock decides everything time decides. Because there is no timer, a market's unsigned
+//! tail that is due by time is signed at the next write, or when [`MemStore::sign_due`] is
+//! called; [`MemStore::close`] signs every tail, as the other engines do when they stop.
+
+mod hub;
+mod national;
+mod outbox;
+mod table;
+mod trail;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ed25519_dalek::SigningKey;
+use openmvs_core::time::Clock;
+use openmvs_store::{BoxFuture, CheckpointOptions, StoreError, StoreResult};
+
+pub use hub::MemHubStore;
+pub use national::MemStore;
+
+use crate::table::Journal;
+use crate::trail::Trail;
+
+/// What an in-memory store needs.
+pub struct Options {
+    /// The key that signs audit checkpoints.
+    pub signing_key: SigningKey,
+    /// The clock for checkpoint times, outbox scheduling and inbox records.
+    pub clock: Arc<dyn Clock>,
+    /// When audit checkpoints are signed, and who hears of each.
+    pub checkpoints: CheckpointOptions,
+}
+
+/// The state of one system: tables with their undo logs, and the audit trail.
+trait State: Journal + Default + Send {
+    fn trail(&mut self) -> &mut Trail;
+}
+
+struct Inner<S> {
+    state: S,
+    closed: bool,
+}
+
+/// The lock, the clock and the signing policy around a state: every read and write goes through
+/// it, so each sees and leaves a whole state.
+struct Engine<S> {
+    inner: Mutex<Inner<S>>,
+    key: SigningKey,
+    clock: Arc<dyn Clock>,
+    checkpoints: CheckpointOptions,
+}
+
+impl<S: State> Engine<S> {
+    fn new(opts: Options) -> Engine<S> {
+        Engine {
+            inner: Mutex::new(Inner { state: S::default(), closed: false }),
+            key: opts.signing_key,
+            clock: opts.clock,
+            checkpoints: opts.checkpoints,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<S>> {
+        self.inner.lock().unwrap_or_else(|poisoned| {
+            // A write panicked half-way: what it wrote is put back before anyone reads.
+            let mut g = poisoned.into_inner();
+            g.state.undo();
+            self.inner.clear_poison();
+            g
+        })
+    }
+
+    /// Reads from the current state.
+    fn read<T>(&self, f: impl FnOnce(&S) -> StoreResult<T>) -> StoreResult<T> {
+        f(&self.lock().state)
+    }
+
+    /// Applies `f` at the clock's time, all or nothing, and signs the checkpoints then due; the
+    /// sink hears of them before this returns. Refused once the store is closed.
+    fn write<T>(&self, f: impl FnOnce(&mut S, i64) -> StoreResult<T>) -> StoreResult<T> {
+        let (r, signed) = {
+            let mut g = self.lock();
+            if g.closed {
+                return Err(StoreError::Unavailable("the store is closed".into()));
+            }
+            let now = self.clock.now().unix_millis();
+            match f(&mut g.state, now) {
+                Ok(v) => {
+                    let signed = g.state.trail().sign(&self.checkpoints, &self.key, now, false);
+                    g.state.keep();
+                    (Ok(v), signed)
+                }
+                Err(e) => {
+                    g.state.undo();
+                    (Err(e), Vec::new())
+                }
+            }
+        };
+        self.checkpoints.committed(&signed);
+        r
+    }
+
+    /// [`Engine::write`] as a future that is ready at once.
+    fn commit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut S, i64) -> StoreResult<T>,
+    ) -> BoxFuture<'_, StoreResult<T>> {
+        Box::pin(std::future::ready(self.write(f)))
+    }
+
+    /// Signs the checkpoints due at the clock's time (every unsigned tail when `all`), and
+    /// closes the store when `close`.
+    fn sign(&self, all: bool, close: bool) {
+        let signed = {
+            let mut g = self.lock();
+            let now = self.clock.now().unix_millis();
+            let signed = g.state.trail().sign(&self.checkpoints, &self.key, now, all);
+            g.state.keep();
+            g.closed |= close;
+            signed
+        };
+        self.checkpoints.committed(&signed);
+    }
+}
+
+/// The conflict of a record that must be new.
+fn exists(what: impl Into<String>) -> StoreError {
+    StoreError::Conflict(openmvs_store::Conflict::Exists(what.into()))
+}

@@ -1,0 +1,486 @@
+//! The national system's state and ports: each read is a plain function of the state, and each
+//! write a plain function of the state and the time, applied by the engine all or nothing.
+
+use openmvs_audit::{Checkpoint, Sealed};
+use openmvs_core::ids::{Batch, ProductCode, Serial};
+use openmvs_core::pack::Pack;
+use openmvs_core::time::Timestamp;
+use openmvs_store::*;
+
+use crate::outbox::Outbox;
+use crate::table::{Table, journal};
+use crate::trail::Trail;
+use crate::{Engine, Options, State, exists};
+
+/// A bulk job with its lease.
+#[derive(Debug, Clone)]
+struct Bulk {
+    job: BulkJob,
+    owner: Option<String>,
+    lease_until: i64,
+}
+
+/// Everything a national system stores; rows are keyed as the SQL engines key them.
+#[derive(Debug, Default)]
+pub(crate) struct National {
+    idempotency: Table<(String, String), IdempotencyRecord>,
+    inbox: Table<String, i64>,
+    products: Table<String, ProductRecord>,
+    batches: Table<(String, String), BatchRecord>,
+    packs: Table<(String, String), StoredPack>,
+    alerts: Table<String, AlertRecord>,
+    /// The alert raised by each source event.
+    alert_sources: Table<String, String>,
+    outbox: Outbox,
+    bulks: Table<String, Bulk>,
+    bulk_results: Table<(String, u64), String>,
+    clients: Table<String, ClientRecord>,
+    keys: Table<String, KeyRecord>,
+    heartbeats: Table<String, i64>,
+    trail: Trail,
+}
+
+journal!(National: idempotency, inbox, products, batches, packs, alerts, alert_sources, outbox, bulks,
+    bulk_results, clients, keys, heartbeats, trail);
+
+impl State for National {
+    fn trail(&mut self) -> &mut Trail {
+        &mut self.trail
+    }
+}
+
+fn conflict(c: Conflict) -> StoreError {
+    StoreError::Conflict(c)
+}
+
+fn key2(a: &impl AsRef<str>, b: &impl AsRef<str>) -> (String, String) {
+    (a.as_ref().to_owned(), b.as_ref().to_owned())
+}
+
+impl National {
+    /// Applies one unit of work, in the order the SQL engines apply it; the first conflict
+    /// refuses it (and the engine puts back what it had written).
+    fn apply(&mut self, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
+        let mut out = Committed::default();
+        if let Some(i) = &uow.idempotency
+            && !self.idempotency.insert_new(key2(&i.client_id, &i.client_trx_id), i.clone())
+        {
+            return Err(conflict(Conflict::IdempotencyKey));
+        }
+        if let Some(id) = &uow.inbox
+            && !self.inbox.insert_new(id.clone(), now)
+        {
+            return Err(conflict(Conflict::InboxMessage));
+        }
+        for p in &uow.products {
+            self.products.put(p.product_code.as_str().to_owned(), p.clone());
+        }
+        for b in &uow.batches {
+            self.batches.put(key2(&b.product_code.as_str(), &b.batch.as_str()), b.clone());
+        }
+        for np in &uow.new_packs {
+            for serial in &np.serials {
+                let pack = StoredPack { pack: Pack::new(np.batch.clone()), version: 1 };
+                if self.packs.insert_new(key2(&np.product_code.as_str(), &serial.as_str()), pack) {
+                    out.packs_created += 1;
+                }
+            }
+        }
+        for w in &uow.packs {
+            let k = key2(&w.product_code.as_str(), &w.serial.as_str());
+            let applied = match w.expected_version {
+                Some(v) => match self.packs.get(&k) {
+                    Some(p) if p.version == v => {
+                        self.packs.put(k, StoredPack { pack: w.pack.clone(), version: v + 1 });
+                        true
+                    }
+                    _ => false,
+                },
+                None => self.packs.insert_new(k, StoredPack { pack: w.pack.clone(), version: 1 }),
+            };
+            if !applied {
+                return Err(conflict(Conflict::PackVersion {
+                    product_code: w.product_code.as_str().to_owned(),
+                    serial: w.serial.as_str().to_owned(),
+                }));
+            }
+        }
+        for a in &uow.alerts {
+            if self.alert_sources.contains(&a.source_key) {
+                out.alerts_skipped.push(a.id.clone());
+                continue;
+            }
+            if !self.alerts.insert_new(a.id.clone(), a.clone()) {
+                return Err(exists(format!("alert {}", a.id)));
+            }
+            self.alert_sources.put(a.source_key.clone(), a.id.clone());
+        }
+        for u in &uow.alert_updates {
+            let applied = self.alerts.update_if(
+                &u.id,
+                |a| a.status == u.expected_status,
+                |a| {
+                    a.status = u.status;
+                    a.classification = u.classification.or(a.classification);
+                    a.comment = u.comment.clone().or(a.comment.take());
+                },
+            );
+            if !applied {
+                return Err(conflict(Conflict::AlertStatus));
+            }
+        }
+        for m in &uow.outbox {
+            self.outbox.insert(m, None, now)?;
+        }
+        if let Some(b) = &uow.new_bulk
+            && !self.bulks.insert_new(b.id.clone(), Bulk { job: b.clone(), owner: None, lease_until: 0 })
+        {
+            return Err(exists(format!("bulk {}", b.id)));
+        }
+        if let Some(p) = &uow.bulk_progress {
+            let Some(bulk) = self.bulks.get(&p.id).filter(|b| b.job.done_rows == p.expected_done_rows) else {
+                return Err(conflict(Conflict::BulkProgress));
+            };
+            let done = p.expected_done_rows + p.results.len() as u64;
+            let status = if done >= bulk.job.total_rows { BulkStatus::Done } else { BulkStatus::Running };
+            self.bulks.update(&p.id, |b| (b.job.done_rows, b.job.status) = (done, status));
+            for (i, r) in p.results.iter().enumerate() {
+                self.bulk_results.put((p.id.clone(), p.expected_done_rows + i as u64), r.clone());
+            }
+        }
+        for ch in &uow.client_changes {
+            let found = self.clients.update(&ch.client_id, |c| {
+                c.disabled = ch.disabled.unwrap_or(c.disabled);
+                c.last_used_at = c.last_used_at.max(ch.used_at);
+            });
+            if !found {
+                return Err(conflict(Conflict::Missing(format!("client {}", ch.client_id))));
+            }
+        }
+        if let Some(k) = &uow.key_revocation {
+            let revoked = self.keys.update_if(
+                &k.kid,
+                |key| !key.active,
+                |key| key.revoked_at = key.revoked_at.or(Some(k.at)),
+            );
+            if !revoked {
+                return Err(conflict(Conflict::Missing(format!("retired token-signing key {}", k.kid))));
+            }
+        }
+        if let Some(h) = &uow.heartbeat {
+            heartbeat(&mut self.heartbeats, h);
+        }
+        for e in &uow.audit {
+            out.audit_seqs.push(self.trail.append(e)?);
+        }
+        Ok(out)
+    }
+
+    fn pack(&self, pc: &ProductCode, serial: &Serial) -> Option<StoredPack> {
+        self.packs.get(&key2(&pc.as_str(), &serial.as_str())).cloned()
+    }
+
+    fn batch(&self, pc: &ProductCode, batch: &Batch) -> Option<BatchRecord> {
+        self.batches.get(&key2(&pc.as_str(), &batch.as_str())).cloned()
+    }
+
+    fn idempotency(&self, client_id: &str, trx: &str) -> Option<IdempotencyRecord> {
+        self.idempotency.get(&key2(&client_id, &trx)).cloned()
+    }
+
+    fn context(
+        &self,
+        key: Option<(&str, &str)>,
+        pc: &ProductCode,
+        serial: &Serial,
+        batch: &Batch,
+    ) -> StoreResult<PackContext> {
+        let mut ctx = PackContext::default();
+        if let Some((client_id, trx)) = key {
+            ctx.idempotency = self.idempotency(client_id, trx);
+            if ctx.idempotency.is_some() {
+                return Ok(ctx);
+            }
+        }
+        ctx.product = self.products.get(&pc.as_str().to_owned()).cloned();
+        if ctx.product.is_none() {
+            return Ok(ctx);
+        }
+        ctx.pack = match self.pack(pc, serial) {
+            Some(p) => {
+                let b = self.batch(pc, &p.pack.batch).ok_or_else(|| {
+                    StoreError::Corrupt(format!("pack {pc}/{serial} has no batch {}", p.pack.batch))
+                })?;
+                Some((p, b))
+            }
+            None => None,
+        };
+        ctx.requested_batch_known = match &ctx.pack {
+            Some((_, b)) if &b.batch == batch => true,
+            _ => self.batch(pc, batch).is_some(),
+        };
+        Ok(ctx)
+    }
+
+    fn alerts(&self, f: &AlertFilter) -> Vec<AlertRecord> {
+        let after = f.after.clone().map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        self.alerts
+            .range((after, std::ops::Bound::Unbounded))
+            .map(|(_, a)| a)
+            .filter(|a| f.status.is_none_or(|s| a.status == s))
+            .filter(|a| f.client_id.as_ref().is_none_or(|c| &a.client_id == c))
+            .filter(|a| f.product_code.as_ref().is_none_or(|p| &a.product_code == p))
+            .take(f.limit)
+            .cloned()
+            .collect()
+    }
+
+    fn claim_bulk(&mut self, id: &str, worker: &str, now: i64, lease_until: i64) -> bool {
+        let free = |b: &Bulk| {
+            b.job.status != BulkStatus::Done
+                && (b.owner.is_none() || b.owner.as_deref() == Some(worker) || b.lease_until < now)
+        };
+        let lease = |b: &mut Bulk| (b.owner, b.lease_until) = (Some(worker.to_owned()), lease_until);
+        self.bulks.update_if(&id.to_owned(), free, lease)
+    }
+
+    fn rotate_key(&mut self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
+        let active: Vec<String> = self.keys.values().filter(|k| k.active).map(|k| k.kid.clone()).collect();
+        for kid in active {
+            self.keys.update(&kid, |k| (k.active, k.retired_at) = (false, Some(now)));
+        }
+        let new = KeyRecord { active: true, retired_at: None, revoked_at: None, ..key.clone() };
+        if !self.keys.insert_new(key.kid.clone(), new) {
+            return Err(exists(format!("key {}", key.kid)));
+        }
+        Ok(())
+    }
+}
+
+/// Writes a node's heartbeat; rows of nodes gone for a day are dropped.
+pub(crate) fn heartbeat(rows: &mut Table<String, i64>, h: &Heartbeat) {
+    let at = h.at.unix_millis();
+    rows.put(h.node_id.clone(), at);
+    let gone: Vec<String> =
+        rows.iter().filter(|(_, t)| **t < at - 86_400_000).map(|(n, _)| n.clone()).collect();
+    for n in gone {
+        rows.remove(&n);
+    }
+}
+
+/// The in-memory engine of a national system.
+pub struct MemStore {
+    engine: Engine<National>,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new(opts: Options) -> MemStore {
+        MemStore { engine: Engine::new(opts) }
+    }
+
+    /// Signs the checkpoints due by time at the clock's time, as the other engines' timers do
+    /// while no commit comes.
+    pub fn sign_due(&self) {
+        self.engine.sign(false, false);
+    }
+
+    /// Signs every unsigned tail and refuses every later write as unavailable; reads go on.
+    pub fn close(&self) {
+        self.engine.sign(true, true);
+    }
+}
+
+impl Committer for MemStore {
+    fn commit(&self, uow: UnitOfWork) -> BoxFuture<'_, StoreResult<Committed>> {
+        self.engine.commit(move |s, now| s.apply(&uow, now))
+    }
+}
+
+impl ContextStore for MemStore {
+    fn pack_context(
+        &self,
+        idempotency_key: Option<(&str, &str)>,
+        product_code: &ProductCode,
+        serial: &Serial,
+        batch: &Batch,
+    ) -> StoreResult<PackContext> {
+        self.engine.read(|s| s.context(idempotency_key, product_code, serial, batch))
+    }
+}
+
+impl PackStore for MemStore {
+    fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
+        self.engine.read(|s| Ok(s.pack(product_code, serial)))
+    }
+
+    fn pack_count(&self) -> StoreResult<u64> {
+        self.engine.read(|s| Ok(s.packs.len() as u64))
+    }
+}
+
+impl ProductStore for MemStore {
+    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
+        self.engine.read(|s| Ok(s.products.get(&product_code.as_str().to_owned()).cloned()))
+    }
+}
+
+impl BatchStore for MemStore {
+    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
+        self.engine.read(|s| Ok(s.batch(product_code, batch)))
+    }
+}
+
+impl AlertStore for MemStore {
+    fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
+        self.engine.read(|s| Ok(s.alerts.get(&id.to_owned()).cloned()))
+    }
+
+    fn alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertRecord>> {
+        self.engine.read(|s| Ok(s.alerts(filter)))
+    }
+}
+
+impl AuditStore for MemStore {
+    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
+        self.engine.read(|s| Ok(s.trail.by_subject(subject)))
+    }
+
+    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
+        self.engine.read(|s| Ok(s.trail.page(after, limit)))
+    }
+
+    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        self.engine.read(|s| Ok(s.trail.checkpoints()))
+    }
+}
+
+impl OutboxStore for MemStore {
+    fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.engine.read(|s| Ok(s.outbox.due(None, now, limit)))
+    }
+
+    fn claim_due(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.engine.write(|s, _| Ok(s.outbox.claim(None, now, lease_until, limit)))
+    }
+
+    fn delivered(&self, seq: u64) -> StoreResult<()> {
+        self.engine.write(|s, _| {
+            s.outbox.delivered(seq);
+            Ok(())
+        })
+    }
+
+    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
+        self.engine.write(|s, _| {
+            s.outbox.failed(seq, error, next_attempt_at, dead);
+            Ok(())
+        })
+    }
+
+    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
+        self.engine.read(|s| Ok(s.outbox.dead_letters()))
+    }
+
+    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
+        self.engine.write(|s, _| Ok(s.outbox.replay(seq, now)))
+    }
+
+    fn pending(&self) -> StoreResult<u64> {
+        self.engine.read(|s| Ok(s.outbox.pending()))
+    }
+}
+
+impl IdempotencyStore for MemStore {
+    fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        self.engine.read(|s| Ok(s.idempotency(client_id, client_trx_id)))
+    }
+}
+
+impl BulkStore for MemStore {
+    fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>> {
+        self.engine.read(|s| Ok(s.bulks.get(&id.to_owned()).map(|b| b.job.clone())))
+    }
+
+    fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
+        self.engine.read(|s| {
+            let rows = s.bulk_results.range((id.to_owned(), 0)..=(id.to_owned(), u64::MAX));
+            Ok(rows.map(|(_, r)| r.clone()).collect())
+        })
+    }
+
+    fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
+        self.engine.read(|s| {
+            let mut jobs: Vec<BulkJob> = s
+                .bulks
+                .values()
+                .filter(|b| b.job.status != BulkStatus::Done)
+                .map(|b| b.job.clone())
+                .collect();
+            jobs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            jobs.truncate(limit);
+            Ok(jobs)
+        })
+    }
+
+    fn claim_bulk(
+        &self,
+        id: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool> {
+        self.engine.write(|s, _| Ok(s.claim_bulk(id, worker, now.unix_millis(), lease_until.unix_millis())))
+    }
+
+    fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()> {
+        self.engine.write(|s, _| {
+            let held = |b: &Bulk| b.owner.as_deref() == Some(worker);
+            s.bulks.update_if(&id.to_owned(), held, |b| (b.owner, b.lease_until) = (None, 0));
+            Ok(())
+        })
+    }
+}
+
+impl ClientStore for MemStore {
+    fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        self.engine.write(|s, _| {
+            // As in the SQL engines, a new client has not been seen yet.
+            let new = ClientRecord { last_used_at: None, ..client.clone() };
+            if !s.clients.insert_new(client.client_id.clone(), new) {
+                return Err(exists(format!("client {}", client.client_id)));
+            }
+            Ok(())
+        })
+    }
+
+    fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        self.engine.read(|s| Ok(s.clients.get(&client_id.to_owned()).cloned()))
+    }
+
+    fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        self.engine.read(|s| Ok(s.clients.values().cloned().collect()))
+    }
+
+    fn disabled_clients(&self) -> StoreResult<Vec<String>> {
+        self.engine
+            .read(|s| Ok(s.clients.values().filter(|c| c.disabled).map(|c| c.client_id.clone()).collect()))
+    }
+
+    fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        self.engine.read(|s| {
+            let mut keys: Vec<KeyRecord> = s.keys.values().cloned().collect();
+            keys.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
+            Ok(keys)
+        })
+    }
+
+    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
+        self.engine.write(|s, _| s.rotate_key(key, now))
+    }
+}

@@ -1,0 +1,144 @@
+//! The outbox of either system: messages in commit order, handed out one per ordering key (per
+//! destination at the hub), oldest first, with leases, retries and dead letters.
+
+use std::collections::BTreeSet;
+
+use openmvs_core::time::Timestamp;
+use openmvs_store::{Conflict, OutboxMessage, StoreError, StoreResult, StoredOutboxMessage};
+
+use crate::table::{Counter, Table, journal};
+
+/// A stored message, and the upload whose serial chunk it is (at the hub).
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) message: StoredOutboxMessage,
+    pub(crate) upload: Option<String>,
+}
+
+/// The queue.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    rows: Table<u64, Row>,
+    /// The seq of each stored message id: an id is unique while its message waits.
+    ids: Table<String, u64>,
+    last_seq: Counter,
+}
+
+journal!(Outbox: rows, ids, last_seq);
+
+impl Outbox {
+    /// Stores a message, due at `now`; an id that waits already conflicts.
+    pub(crate) fn insert(&mut self, m: &OutboxMessage, upload: Option<&str>, now: i64) -> StoreResult<()> {
+        if self.ids.contains(&m.message_id) {
+            return Err(StoreError::Conflict(Conflict::Exists(format!("outbox message {}", m.message_id))));
+        }
+        let seq = self.last_seq.next();
+        self.ids.put(m.message_id.clone(), seq);
+        let at = Timestamp::from_unix_millis(now);
+        let message = StoredOutboxMessage {
+            seq,
+            message: m.clone(),
+            created_at: at,
+            attempts: 0,
+            next_attempt_at: at,
+            last_error: None,
+            dead: false,
+        };
+        self.rows.put(seq, Row { message, upload: upload.map(str::to_owned) });
+        Ok(())
+    }
+
+    /// The seqs of up to `limit` live messages (for `destination` if given) due at `now`, each the
+    /// oldest live one of its ordering key.
+    fn due_seqs(&self, destination: Option<&str>, now: Timestamp, limit: usize) -> Vec<u64> {
+        let mut heads = BTreeSet::new();
+        let mut out = Vec::new();
+        for (seq, row) in self.rows.iter() {
+            let m = &row.message;
+            if out.len() >= limit {
+                break;
+            }
+            if m.dead || destination.is_some_and(|d| d != m.message.destination) {
+                continue;
+            }
+            // At the hub each destination is its own queue, so its keys are counted apart.
+            let first_of_key = heads.insert(m.message.ordering_key.as_str());
+            if first_of_key && m.next_attempt_at <= now {
+                out.push(*seq);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn due(
+        &self,
+        destination: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Vec<StoredOutboxMessage> {
+        let seqs = self.due_seqs(destination, now, limit);
+        seqs.iter().filter_map(|s| self.rows.get(s)).map(|r| r.message.clone()).collect()
+    }
+
+    /// Takes what [`Outbox::due`] gives until `lease_until`.
+    pub(crate) fn claim(
+        &mut self,
+        destination: Option<&str>,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Vec<StoredOutboxMessage> {
+        let seqs = self.due_seqs(destination, now, limit);
+        for s in &seqs {
+            self.rows.update(s, |r| r.message.next_attempt_at = lease_until);
+        }
+        seqs.iter().filter_map(|s| self.rows.get(s)).map(|r| r.message.clone()).collect()
+    }
+
+    /// Removes a delivered message; returns it.
+    pub(crate) fn delivered(&mut self, seq: u64) -> Option<Row> {
+        let row = self.rows.remove(&seq)?;
+        self.ids.remove(&row.message.message.message_id);
+        Some(row)
+    }
+
+    pub(crate) fn failed(&mut self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) {
+        self.rows.update(&seq, |r| {
+            let m = &mut r.message;
+            m.attempts += 1;
+            m.last_error = Some(error.to_owned());
+            m.next_attempt_at = next_attempt_at;
+            m.dead = dead;
+        });
+    }
+
+    pub(crate) fn dead_letters(&self) -> Vec<StoredOutboxMessage> {
+        self.rows.values().filter(|r| r.message.dead).map(|r| r.message.clone()).collect()
+    }
+
+    pub(crate) fn replay(&mut self, seq: u64, now: Timestamp) -> bool {
+        self.rows.update_if(
+            &seq,
+            |r| r.message.dead,
+            |r| {
+                let m = &mut r.message;
+                (m.dead, m.attempts, m.next_attempt_at) = (false, 0, now);
+            },
+        )
+    }
+
+    pub(crate) fn pending(&self) -> u64 {
+        self.rows.values().filter(|r| !r.message.dead).count() as u64
+    }
+
+    /// The destinations with live messages, in order.
+    pub(crate) fn destinations(&self) -> Vec<String> {
+        let set: BTreeSet<&str> = self
+            .rows
+            .values()
+            .filter(|r| !r.message.dead)
+            .map(|r| r.message.message.destination.as_str())
+            .collect();
+        set.into_iter().map(str::to_owned).collect()
+    }
+}
