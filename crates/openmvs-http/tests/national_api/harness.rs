@@ -20,6 +20,7 @@ use openmvs_http::{
 use openmvs_national::clock::FakeClock;
 use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_store::{BoxFuture, Store};
+use openmvs_store_mem::MemStore;
 use openmvs_store_pg::{PgOptions, PgStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 use openmvs_wire::hub::{
@@ -171,8 +172,8 @@ pub struct AppOptions {
     /// The hub link; none by default.
     pub hub: Option<Arc<dyn HubLink>>,
     /// A PostgreSQL database and schema to keep the data in, shared by every app given the same
-    /// one (nodes of one national system). By default a fresh embedded store, or a fresh schema
-    /// when `OPENMVS_TEST_STORAGE=postgres`.
+    /// one (nodes of one national system). By default a fresh embedded store, a fresh schema
+    /// when `OPENMVS_TEST_STORAGE=postgres`, or a fresh in-memory store when it is `memory`.
     pub postgres: Option<(String, String)>,
     /// How long the node holds outbox messages and bulk jobs (default 30 s).
     pub lease: Option<Duration>,
@@ -197,6 +198,8 @@ pub enum TestStore {
     Sqlite(Arc<SqliteStore>),
     /// The PostgreSQL engine.
     Postgres(Arc<PgStore>),
+    /// The in-memory engine.
+    Memory(Arc<MemStore>),
 }
 
 impl TestStore {
@@ -205,6 +208,7 @@ impl TestStore {
         match self {
             TestStore::Sqlite(s) => s.close(),
             TestStore::Postgres(s) => s.close().await,
+            TestStore::Memory(s) => s.close(),
         }
     }
 
@@ -212,6 +216,7 @@ impl TestStore {
         match self {
             TestStore::Sqlite(s) => s.clone(),
             TestStore::Postgres(s) => s.clone(),
+            TestStore::Memory(s) => s.clone(),
         }
     }
 }
@@ -222,8 +227,14 @@ impl std::ops::Deref for TestStore {
         match self {
             TestStore::Sqlite(s) => s.as_ref(),
             TestStore::Postgres(s) => s.as_ref(),
+            TestStore::Memory(s) => s.as_ref(),
         }
     }
+}
+
+/// The engine `OPENMVS_TEST_STORAGE` names: `postgres`, `memory`, or none (the embedded one).
+pub fn storage() -> Option<String> {
+    std::env::var("OPENMVS_TEST_STORAGE").ok()
 }
 
 /// A fresh PostgreSQL schema for apps to share, or `None` (the test is skipped, saying so) when
@@ -289,8 +300,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let postgres = opts.postgres.clone().or_else(|| {
         // A data directory of its own is for the embedded store's files.
-        let wanted =
-            opts.data_dir.is_none() && std::env::var("OPENMVS_TEST_STORAGE").is_ok_and(|v| v == "postgres");
+        let wanted = opts.data_dir.is_none() && storage().as_deref() == Some("postgres");
         wanted.then(|| {
             shared_postgres("a PostgreSQL app").expect("OPENMVS_TEST_STORAGE=postgres needs a database")
         })
@@ -309,6 +319,13 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
             })
             .expect("open the store"),
         )),
+        None if opts.data_dir.is_none() && storage().as_deref() == Some("memory") => {
+            TestStore::Memory(Arc::new(MemStore::new(openmvs_store_mem::Options {
+                signing_key: audit_key(),
+                clock: dyn_clock.clone(),
+                checkpoints: openmvs_store::CheckpointOptions::default(),
+            })))
+        }
         None => TestStore::Sqlite(Arc::new(
             SqliteStore::open(Options {
                 path: opts.data_dir.as_deref().unwrap_or(&dir.0).join("national.db"),

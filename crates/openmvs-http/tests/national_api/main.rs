@@ -2,7 +2,8 @@
 //! every HTTP error, scans, roles, undo, idempotency, bulk, alerts, audit and the operations
 //! endpoints. Each test starts its own national system on a fresh store with a fake clock
 //! (see `harness`). With `OPENMVS_TEST_STORAGE=postgres` every app keeps its data in PostgreSQL
-//! instead; `multi_node` runs several nodes on one PostgreSQL schema whenever a database is given.
+//! instead, and with `OPENMVS_TEST_STORAGE=memory` in the in-memory engine; `multi_node` runs
+//! several nodes on one PostgreSQL schema whenever a database is given.
 //! Admission is a fixed bound (no governor), and the clients retry a refusal for load as a real
 //! client does (`retry`), so that a busy machine slows the suite down instead of failing it.
 
