@@ -66,7 +66,7 @@ mod tests {
     use openmvs_core::ids::{MarketCode, ProductCode, Serial};
     use openmvs_core::time::{Clock, Timestamp};
     use openmvs_store::{AuditStore, PackStore, Store};
-    use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
+    use openmvs_store_mem::{MemStore, Options};
     use openmvs_wire::hub::{
         BatchMsg, Delivery, Envelope, Message, PackStateView, PacksMsg, ProductMsg, RecallMsg,
     };
@@ -82,20 +82,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_pack_query_answers_batch_state_and_reasons_and_is_audited_with_the_hub_as_actor() {
-        let dir = std::env::temp_dir().join(format!("openmvs-pack-query-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
         let clock: Arc<dyn Clock> = Arc::new(FakeClock::at(Timestamp::from_unix_millis(1_750_000_000_000)));
-        let store = Arc::new(
-            SqliteStore::open(Options {
-                path: dir.join("de.db"),
-                signer: Arc::new(AuditSigner { key: ed25519_dalek::SigningKey::from_bytes(&[5; 32]) }),
-                clock: clock.clone(),
-                on_group: None,
-                checkpoints: openmvs_store::CheckpointOptions::default(),
-            })
-            .unwrap(),
-        );
+        let store = Arc::new(MemStore::new(Options {
+            signing_key: ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
+            clock: clock.clone(),
+            checkpoints: openmvs_store::CheckpointOptions::default(),
+        }));
         let dyn_store: Arc<dyn Store> = store.clone();
         let market = MarketCode::new("DE").unwrap();
         let national = National::new(dyn_store, clock, NationalConfig::new(market), None).await.unwrap();
@@ -163,7 +155,5 @@ mod tests {
         let unknown = store.audit_by_subject(&format!("GTIN/{PC}/Q2")).await.unwrap();
         assert_eq!(unknown.len(), 1);
         assert_eq!(unknown[0].entry.return_code, "NMVS_NC_PC_02");
-        store.close();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

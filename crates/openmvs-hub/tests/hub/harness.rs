@@ -20,8 +20,9 @@ use openmvs_hub::{CallbackSender, Hub, HubConfig, IterLines, NationalLink, Natio
 use openmvs_national::clock::FakeClock;
 use openmvs_national::{Actor, HubLink, National, NationalConfig};
 use openmvs_store::BoxFuture;
+use openmvs_store_mem::MemStore;
+use openmvs_store_sqlite::AuditSigner;
 use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
-use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 use openmvs_wire::api::{PackRequest, PackResponse};
 use openmvs_wire::hub::{
     Delivery, DeliveryAck, IntermarketAnswer, IntermarketRequest, Message, PackQuery, PackQueryAnswer,
@@ -275,7 +276,7 @@ pub struct World {
     pub hub_store: Arc<SqliteHubStore>,
     /// The national systems.
     pub nationals: BTreeMap<MarketCode, Arc<National>>,
-    national_stores: Vec<Arc<SqliteStore>>,
+    national_stores: Vec<Arc<MemStore>>,
     /// The link.
     pub link: Arc<TestLink>,
     /// The one clock.
@@ -317,16 +318,12 @@ pub async fn world_with(chunk_size: usize) -> World {
     let mut national_stores = Vec::new();
     let mut to_hub = BTreeMap::new();
     for market in ["DE", "FR"] {
-        let store = Arc::new(
-            SqliteStore::open(Options {
-                path: dir.0.join(format!("{market}.db")),
-                signer: signer(),
-                clock: dyn_clock.clone(),
-                on_group: None,
-                checkpoints: openmvs_store::CheckpointOptions::default(),
-            })
-            .expect("open a national store"),
-        );
+        // The national systems are not under test here: they keep their data in memory.
+        let store = Arc::new(MemStore::new(openmvs_store_mem::Options {
+            signing_key: signer().key.clone(),
+            clock: dyn_clock.clone(),
+            checkpoints: openmvs_store::CheckpointOptions::default(),
+        }));
         national_stores.push(store.clone());
         let link = Arc::new(ToHub { market: m(market), hub: OnceLock::new() });
         to_hub.insert(m(market), link.clone());
