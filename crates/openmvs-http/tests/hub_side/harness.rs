@@ -1,8 +1,7 @@
-//! The system under test: the national system of DE on a fresh SQLite store in a temporary
-//! directory, with a fake clock, served over HTTPS that asks for client certificates from the
+//! The system under test: the national system of DE on a fresh in-memory store (the engines have
+//! suites of their own), with a fake clock, served over HTTPS that asks for client certificates from the
 //! test CA, linked to a fake hub over mutual TLS; plus builders for hub messages and requests.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use openmvs_http::{NationalState, Observability, ServerHandle, TlsConfig, nation
 use openmvs_national::clock::{FakeClock, SystemClock};
 use openmvs_national::{Actor, HubLink, National, NationalConfig};
 use openmvs_store::Store;
-use openmvs_store_sqlite::{AuditSigner, SqliteStore};
+use openmvs_store_mem::MemStore;
 use openmvs_wire::api::{PackRequest, PackResponse};
 use openmvs_wire::hub::{
     BatchMsg, Delivery, Envelope, Message, PackStateMsg, PacksMsg, ProductMsg, RecallMsg, WithdrawalMsg,
@@ -81,31 +80,6 @@ impl Default for Setup {
     }
 }
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let mut r = [0u8; 8];
-        getrandom::fill(&mut r).unwrap();
-        let p = std::env::temp_dir().join(format!(
-            "openmvs-hub-side-{}-{}-{:016x}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst),
-            u64::from_be_bytes(r)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The national system of DE, its fake hub, and the handles to drive them.
 pub struct Harness {
     /// The fake hub.
@@ -123,8 +97,7 @@ pub struct Harness {
     server: Option<ServerHandle>,
     stop: watch::Sender<bool>,
     relay: Option<JoinHandle<()>>,
-    sqlite: Arc<SqliteStore>,
-    _dir: TempDir,
+    memory: Arc<MemStore>,
 }
 
 impl Harness {
@@ -136,19 +109,13 @@ impl Harness {
     /// A set-up of one's choosing.
     pub async fn with(setup: Setup) -> Harness {
         let hub = FakeHub::start().await;
-        let dir = TempDir::new();
         let clock = Arc::new(FakeClock::at(SystemClock.now()));
-        let sqlite = Arc::new(
-            SqliteStore::open(openmvs_store_sqlite::Options {
-                path: dir.0.join("national.db"),
-                signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[7; 32]) }),
-                clock: clock.clone(),
-                on_group: None,
-                checkpoints: openmvs_store::CheckpointOptions::default(),
-            })
-            .expect("opening the store"),
-        );
-        let store = Arc::new(Faulty::new(sqlite.clone()));
+        let memory = Arc::new(MemStore::new(openmvs_store_mem::Options {
+            signing_key: SigningKey::from_bytes(&[7; 32]),
+            clock: clock.clone(),
+            checkpoints: openmvs_store::CheckpointOptions::default(),
+        }));
+        let store = Arc::new(Faulty::new(memory.clone()));
         let hub_url = setup.hub_url.clone().unwrap_or_else(|| hub.url.clone());
         let link = Arc::new(
             HttpHubLink::new(
@@ -192,8 +159,7 @@ impl Harness {
             server: Some(server),
             stop,
             relay: None,
-            sqlite,
-            _dir: dir,
+            memory,
         };
         if setup.relay {
             h.start_relay();
@@ -306,7 +272,7 @@ impl Drop for Harness {
         if let Some(server) = self.server.take() {
             tokio::spawn(server.shutdown(Duration::ZERO));
         }
-        self.sqlite.close();
+        self.memory.close();
     }
 }
 
