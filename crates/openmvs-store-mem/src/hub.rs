@@ -314,7 +314,7 @@ impl MemHubStore {
 
 impl HubCommitter for MemHubStore {
     fn commit(&self, uow: HubUnitOfWork) -> BoxFuture<'_, StoreResult<HubCommitted>> {
-        self.engine.commit(move |s, now| s.apply(&uow, now))
+        self.engine.writing(move |s, now| s.apply(&uow, now))
     }
 }
 
@@ -329,46 +329,55 @@ impl HubSections for MemHubStore {
 }
 
 impl ObpStore for MemHubStore {
-    fn obp(&self, id: &str) -> StoreResult<Option<ObpRecord>> {
-        self.engine.read(|s| Ok(s.obps.get(&id.to_owned()).cloned()))
+    fn obp(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>> {
+        self.engine.reading(|s| Ok(s.obps.get(&id.to_owned()).cloned()))
     }
 
-    fn obps(&self) -> StoreResult<Vec<ObpRecord>> {
-        self.engine.read(|s| Ok(s.obps.values().cloned().collect()))
+    fn obps(&self) -> BoxFuture<'_, StoreResult<Vec<ObpRecord>>> {
+        self.engine.reading(|s| Ok(s.obps.values().cloned().collect()))
     }
 }
 
 impl ProductCatalog for MemHubStore {
-    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<HubProductRecord>> {
-        self.engine.read(|s| Ok(s.products.get(&pc_key(product_code)).cloned()))
+    fn product(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<Option<HubProductRecord>>> {
+        self.engine.reading(|s| Ok(s.products.get(&pc_key(product_code)).cloned()))
     }
 
     fn product_version(
         &self,
         product_code: &ProductCode,
         version: u32,
-    ) -> StoreResult<Option<ProductVersionRecord>> {
-        self.engine.read(|s| Ok(s.versions.get(&(pc_key(product_code), version)).cloned()))
+    ) -> BoxFuture<'_, StoreResult<Option<ProductVersionRecord>>> {
+        self.engine.reading(|s| Ok(s.versions.get(&(pc_key(product_code), version)).cloned()))
     }
 }
 
 impl BatchCatalog for MemHubStore {
-    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<HubBatchRecord>> {
-        self.engine.read(|s| Ok(s.batches.get(&(pc_key(product_code), batch.as_str().to_owned())).cloned()))
+    fn batch(
+        &self,
+        product_code: &ProductCode,
+        batch: &Batch,
+    ) -> BoxFuture<'_, StoreResult<Option<HubBatchRecord>>> {
+        self.engine
+            .reading(|s| Ok(s.batches.get(&(pc_key(product_code), batch.as_str().to_owned())).cloned()))
     }
 }
 
 impl SerialIndex for MemHubStore {
-    fn present(&self, product_code: &ProductCode, digests: &[SerialDigest]) -> StoreResult<Vec<usize>> {
-        self.engine.read(|s| {
+    fn present(
+        &self,
+        product_code: &ProductCode,
+        digests: &[SerialDigest],
+    ) -> BoxFuture<'_, StoreResult<Vec<usize>>> {
+        self.engine.reading(|s| {
             let pc = pc_key(product_code);
             let found = |d: &SerialDigest| s.digests.contains(&(pc.clone(), d.as_bytes().to_vec()));
             Ok(digests.iter().enumerate().filter(|(_, d)| found(d)).map(|(i, _)| i).collect())
         })
     }
 
-    fn digest_count(&self, product_code: &ProductCode) -> StoreResult<u64> {
-        self.engine.read(|s| {
+    fn digest_count(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<u64>> {
+        self.engine.reading(|s| {
             let pc = pc_key(product_code);
             let n = s.digests.range((pc.clone(), Vec::new())..).take_while(|((p, _), _)| *p == pc).count();
             Ok(n as u64)
@@ -377,8 +386,8 @@ impl SerialIndex for MemHubStore {
 }
 
 impl UploadStore for MemHubStore {
-    fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
-        self.engine.read(|s| Ok(s.upload(id)))
+    fn upload(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>> {
+        self.engine.reading(|s| Ok(s.upload(id)))
     }
 
     fn upload_rejections(
@@ -386,8 +395,8 @@ impl UploadStore for MemHubStore {
         id: &str,
         after_line: u64,
         limit: usize,
-    ) -> StoreResult<Vec<UploadRejection>> {
-        self.engine.read(|s| {
+    ) -> BoxFuture<'_, StoreResult<Vec<UploadRejection>>> {
+        self.engine.reading(|s| {
             let rows = s.rejections.range((
                 Bound::Excluded((id.to_owned(), after_line)),
                 Bound::Included((id.to_owned(), u64::MAX)),
@@ -396,8 +405,8 @@ impl UploadStore for MemHubStore {
         })
     }
 
-    fn unfinished_uploads(&self, limit: usize) -> StoreResult<Vec<UploadRecord>> {
-        self.engine.read(|s| {
+    fn unfinished_uploads(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<UploadRecord>>> {
+        self.engine.reading(|s| {
             let mut open: Vec<&UploadRecord> =
                 s.uploads.values().filter(|u| u.status == UploadStatus::Received).collect();
             open.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -407,8 +416,13 @@ impl UploadStore for MemHubStore {
 }
 
 impl HubOutboxStore for MemHubStore {
-    fn due(&self, destination: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.engine.read(|s| Ok(s.outbox.due(Some(destination), now, limit)))
+    fn due(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.reading(|s| Ok(s.outbox.due(Some(destination), now, limit)))
     }
 
     fn claim_due(
@@ -417,61 +431,67 @@ impl HubOutboxStore for MemHubStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
-    ) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.engine.write(|s, _| Ok(s.outbox.claim(Some(destination), now, lease_until, limit)))
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.writing(|s, _| Ok(s.outbox.claim(Some(destination), now, lease_until, limit)))
     }
 
-    fn destinations(&self) -> StoreResult<Vec<String>> {
-        self.engine.read(|s| Ok(s.outbox.destinations()))
+    fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        self.engine.reading(|s| Ok(s.outbox.destinations()))
     }
 
-    fn delivered(&self, seq: u64) -> StoreResult<()> {
-        self.engine.write(|s, _| {
+    fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
+        self.engine.writing(|s, _| {
             s.delivered(seq);
             Ok(())
         })
     }
 
-    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
-        self.engine.write(|s, _| {
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.engine.writing(|s, _| {
             s.outbox.failed(seq, error, next_attempt_at, dead);
             Ok(())
         })
     }
 
-    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.engine.read(|s| Ok(s.outbox.dead_letters()))
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.reading(|s| Ok(s.outbox.dead_letters()))
     }
 
-    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
-        self.engine.write(|s, _| Ok(s.outbox.replay(seq, now)))
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
+        self.engine.writing(|s, _| Ok(s.outbox.replay(seq, now)))
     }
 
-    fn pending(&self) -> StoreResult<u64> {
-        self.engine.read(|s| Ok(s.outbox.pending()))
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.engine.reading(|s| Ok(s.outbox.pending()))
     }
 }
 
 impl HubAlertStore for MemHubStore {
-    fn alert(&self, id: &str) -> StoreResult<Option<HubAlertRecord>> {
-        self.engine.read(|s| Ok(s.alerts.get(&id.to_owned()).cloned()))
+    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>> {
+        self.engine.reading(|s| Ok(s.alerts.get(&id.to_owned()).cloned()))
     }
 
-    fn alerts(&self, filter: &HubAlertFilter) -> StoreResult<Vec<HubAlertRecord>> {
-        self.engine.read(|s| Ok(s.alerts(filter)))
+    fn alerts(&self, filter: &HubAlertFilter) -> BoxFuture<'_, StoreResult<Vec<HubAlertRecord>>> {
+        self.engine.reading(|s| Ok(s.alerts(filter)))
     }
 }
 
 impl AuditStore for MemHubStore {
-    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
-        self.engine.read(|s| Ok(s.trail.by_subject(subject)))
+    fn audit_by_subject(&self, subject: &str) -> BoxFuture<'_, StoreResult<Vec<Sealed>>> {
+        self.engine.reading(|s| Ok(s.trail.by_subject(subject)))
     }
 
-    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
-        self.engine.read(|s| Ok(s.trail.page(after, limit)))
+    fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
+        self.engine.reading(|s| Ok(s.trail.page(after, limit)))
     }
 
-    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        self.engine.read(|s| Ok(s.trail.checkpoints()))
+    fn checkpoints(&self) -> BoxFuture<'_, StoreResult<Vec<Checkpoint>>> {
+        self.engine.reading(|s| Ok(s.trail.checkpoints()))
     }
 }

@@ -108,8 +108,16 @@ impl<S: State> Engine<S> {
         r
     }
 
+    /// [`Engine::read`] as a future that is ready at once.
+    fn reading<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&S) -> StoreResult<T>,
+    ) -> BoxFuture<'_, StoreResult<T>> {
+        Box::pin(std::future::ready(self.read(f)))
+    }
+
     /// [`Engine::write`] as a future that is ready at once.
-    fn commit<T: Send + 'static>(
+    fn writing<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut S, i64) -> StoreResult<T>,
     ) -> BoxFuture<'_, StoreResult<T>> {

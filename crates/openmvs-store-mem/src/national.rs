@@ -293,7 +293,7 @@ impl MemStore {
 
 impl Committer for MemStore {
     fn commit(&self, uow: UnitOfWork) -> BoxFuture<'_, StoreResult<Committed>> {
-        self.engine.commit(move |s, now| s.apply(&uow, now))
+        self.engine.writing(move |s, now| s.apply(&uow, now))
     }
 }
 
@@ -304,60 +304,68 @@ impl ContextStore for MemStore {
         product_code: &ProductCode,
         serial: &Serial,
         batch: &Batch,
-    ) -> StoreResult<PackContext> {
-        self.engine.read(|s| s.context(idempotency_key, product_code, serial, batch))
+    ) -> BoxFuture<'_, StoreResult<PackContext>> {
+        self.engine.reading(|s| s.context(idempotency_key, product_code, serial, batch))
     }
 }
 
 impl PackStore for MemStore {
-    fn pack(&self, product_code: &ProductCode, serial: &Serial) -> StoreResult<Option<StoredPack>> {
-        self.engine.read(|s| Ok(s.pack(product_code, serial)))
+    fn pack(
+        &self,
+        product_code: &ProductCode,
+        serial: &Serial,
+    ) -> BoxFuture<'_, StoreResult<Option<StoredPack>>> {
+        self.engine.reading(|s| Ok(s.pack(product_code, serial)))
     }
 
-    fn pack_count(&self) -> StoreResult<u64> {
-        self.engine.read(|s| Ok(s.packs.len() as u64))
+    fn pack_count(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.engine.reading(|s| Ok(s.packs.len() as u64))
     }
 }
 
 impl ProductStore for MemStore {
-    fn product(&self, product_code: &ProductCode) -> StoreResult<Option<ProductRecord>> {
-        self.engine.read(|s| Ok(s.products.get(&product_code.as_str().to_owned()).cloned()))
+    fn product(&self, product_code: &ProductCode) -> BoxFuture<'_, StoreResult<Option<ProductRecord>>> {
+        self.engine.reading(|s| Ok(s.products.get(&product_code.as_str().to_owned()).cloned()))
     }
 }
 
 impl BatchStore for MemStore {
-    fn batch(&self, product_code: &ProductCode, batch: &Batch) -> StoreResult<Option<BatchRecord>> {
-        self.engine.read(|s| Ok(s.batch(product_code, batch)))
+    fn batch(
+        &self,
+        product_code: &ProductCode,
+        batch: &Batch,
+    ) -> BoxFuture<'_, StoreResult<Option<BatchRecord>>> {
+        self.engine.reading(|s| Ok(s.batch(product_code, batch)))
     }
 }
 
 impl AlertStore for MemStore {
-    fn alert(&self, id: &str) -> StoreResult<Option<AlertRecord>> {
-        self.engine.read(|s| Ok(s.alerts.get(&id.to_owned()).cloned()))
+    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
+        self.engine.reading(|s| Ok(s.alerts.get(&id.to_owned()).cloned()))
     }
 
-    fn alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertRecord>> {
-        self.engine.read(|s| Ok(s.alerts(filter)))
+    fn alerts(&self, filter: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>> {
+        self.engine.reading(|s| Ok(s.alerts(filter)))
     }
 }
 
 impl AuditStore for MemStore {
-    fn audit_by_subject(&self, subject: &str) -> StoreResult<Vec<Sealed>> {
-        self.engine.read(|s| Ok(s.trail.by_subject(subject)))
+    fn audit_by_subject(&self, subject: &str) -> BoxFuture<'_, StoreResult<Vec<Sealed>>> {
+        self.engine.reading(|s| Ok(s.trail.by_subject(subject)))
     }
 
-    fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<(u64, Sealed)>> {
-        self.engine.read(|s| Ok(s.trail.page(after, limit)))
+    fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
+        self.engine.reading(|s| Ok(s.trail.page(after, limit)))
     }
 
-    fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        self.engine.read(|s| Ok(s.trail.checkpoints()))
+    fn checkpoints(&self) -> BoxFuture<'_, StoreResult<Vec<Checkpoint>>> {
+        self.engine.reading(|s| Ok(s.trail.checkpoints()))
     }
 }
 
 impl OutboxStore for MemStore {
-    fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.engine.read(|s| Ok(s.outbox.due(None, now, limit)))
+    fn due(&self, now: Timestamp, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.reading(|s| Ok(s.outbox.due(None, now, limit)))
     }
 
     fn claim_due(
@@ -365,57 +373,67 @@ impl OutboxStore for MemStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
-    ) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.engine.write(|s, _| Ok(s.outbox.claim(None, now, lease_until, limit)))
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.writing(|s, _| Ok(s.outbox.claim(None, now, lease_until, limit)))
     }
 
-    fn delivered(&self, seq: u64) -> StoreResult<()> {
-        self.engine.write(|s, _| {
+    fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
+        self.engine.writing(|s, _| {
             s.outbox.delivered(seq);
             Ok(())
         })
     }
 
-    fn failed(&self, seq: u64, error: &str, next_attempt_at: Timestamp, dead: bool) -> StoreResult<()> {
-        self.engine.write(|s, _| {
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.engine.writing(|s, _| {
             s.outbox.failed(seq, error, next_attempt_at, dead);
             Ok(())
         })
     }
 
-    fn dead_letters(&self) -> StoreResult<Vec<StoredOutboxMessage>> {
-        self.engine.read(|s| Ok(s.outbox.dead_letters()))
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.reading(|s| Ok(s.outbox.dead_letters()))
     }
 
-    fn replay(&self, seq: u64, now: Timestamp) -> StoreResult<bool> {
-        self.engine.write(|s, _| Ok(s.outbox.replay(seq, now)))
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
+        self.engine.writing(|s, _| Ok(s.outbox.replay(seq, now)))
     }
 
-    fn pending(&self) -> StoreResult<u64> {
-        self.engine.read(|s| Ok(s.outbox.pending()))
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.engine.reading(|s| Ok(s.outbox.pending()))
     }
 }
 
 impl IdempotencyStore for MemStore {
-    fn idempotency(&self, client_id: &str, client_trx_id: &str) -> StoreResult<Option<IdempotencyRecord>> {
-        self.engine.read(|s| Ok(s.idempotency(client_id, client_trx_id)))
+    fn idempotency(
+        &self,
+        client_id: &str,
+        client_trx_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<IdempotencyRecord>>> {
+        self.engine.reading(|s| Ok(s.idempotency(client_id, client_trx_id)))
     }
 }
 
 impl BulkStore for MemStore {
-    fn bulk(&self, id: &str) -> StoreResult<Option<BulkJob>> {
-        self.engine.read(|s| Ok(s.bulks.get(&id.to_owned()).map(|b| b.job.clone())))
+    fn bulk(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
+        self.engine.reading(|s| Ok(s.bulks.get(&id.to_owned()).map(|b| b.job.clone())))
     }
 
-    fn bulk_results(&self, id: &str) -> StoreResult<Vec<String>> {
-        self.engine.read(|s| {
+    fn bulk_results(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        self.engine.reading(|s| {
             let rows = s.bulk_results.range((id.to_owned(), 0)..=(id.to_owned(), u64::MAX));
             Ok(rows.map(|(_, r)| r.clone()).collect())
         })
     }
 
-    fn unfinished_bulks(&self, limit: usize) -> StoreResult<Vec<BulkJob>> {
-        self.engine.read(|s| {
+    fn unfinished_bulks(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<BulkJob>>> {
+        self.engine.reading(|s| {
             let mut jobs: Vec<BulkJob> = s
                 .bulks
                 .values()
@@ -434,12 +452,12 @@ impl BulkStore for MemStore {
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
-    ) -> StoreResult<bool> {
-        self.engine.write(|s, _| Ok(s.claim_bulk(id, worker, now.unix_millis(), lease_until.unix_millis())))
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        self.engine.writing(|s, _| Ok(s.claim_bulk(id, worker, now.unix_millis(), lease_until.unix_millis())))
     }
 
-    fn release_bulk(&self, id: &str, worker: &str) -> StoreResult<()> {
-        self.engine.write(|s, _| {
+    fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
+        self.engine.writing(|s, _| {
             let held = |b: &Bulk| b.owner.as_deref() == Some(worker);
             s.bulks.update_if(&id.to_owned(), held, |b| (b.owner, b.lease_until) = (None, 0));
             Ok(())
@@ -448,8 +466,8 @@ impl BulkStore for MemStore {
 }
 
 impl ClientStore for MemStore {
-    fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
-        self.engine.write(|s, _| {
+    fn create_client(&self, client: &ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
+        self.engine.writing(|s, _| {
             // As in the SQL engines, a new client has not been seen yet.
             let new = ClientRecord { last_used_at: None, ..client.clone() };
             if !s.clients.insert_new(client.client_id.clone(), new) {
@@ -459,28 +477,28 @@ impl ClientStore for MemStore {
         })
     }
 
-    fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        self.engine.read(|s| Ok(s.clients.get(&client_id.to_owned()).cloned()))
+    fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
+        self.engine.reading(|s| Ok(s.clients.get(&client_id.to_owned()).cloned()))
     }
 
-    fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        self.engine.read(|s| Ok(s.clients.values().cloned().collect()))
+    fn clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientRecord>>> {
+        self.engine.reading(|s| Ok(s.clients.values().cloned().collect()))
     }
 
-    fn disabled_clients(&self) -> StoreResult<Vec<String>> {
+    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
         self.engine
-            .read(|s| Ok(s.clients.values().filter(|c| c.disabled).map(|c| c.client_id.clone()).collect()))
+            .reading(|s| Ok(s.clients.values().filter(|c| c.disabled).map(|c| c.client_id.clone()).collect()))
     }
 
-    fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        self.engine.read(|s| {
+    fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
+        self.engine.reading(|s| {
             let mut keys: Vec<KeyRecord> = s.keys.values().cloned().collect();
             keys.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
             Ok(keys)
         })
     }
 
-    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
-        self.engine.write(|s, _| s.rotate_key(key, now))
+    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> BoxFuture<'_, StoreResult<()>> {
+        self.engine.writing(|s, _| s.rotate_key(key, now))
     }
 }

@@ -40,7 +40,7 @@ async fn the_same_units_at_the_same_times_make_the_same_trail_and_checkpoints() 
             clock.advance(Duration::from_millis(700));
         }
         s.close();
-        (s.audit_page(0, 100).expect("trail"), s.checkpoints().expect("checkpoints"))
+        (s.audit_page(0, 100).await.expect("trail"), s.checkpoints().await.expect("checkpoints"))
     };
     let (first, second) = (run().await, run().await);
     assert_eq!(first, second);
@@ -55,13 +55,13 @@ async fn a_tail_due_by_time_is_signed_when_asked_and_a_closed_store_still_reads(
     let s = store(clock.clone());
     s.commit(records(1, "DE")).await.expect("commits");
     s.sign_due();
-    assert!(s.checkpoints().expect("checkpoints").is_empty(), "one record, not old yet");
+    assert!(s.checkpoints().await.expect("checkpoints").is_empty(), "one record, not old yet");
     clock.advance(CheckpointOptions::default().every);
-    assert!(s.checkpoints().expect("checkpoints").is_empty(), "no timer of its own");
+    assert!(s.checkpoints().await.expect("checkpoints").is_empty(), "no timer of its own");
     s.sign_due();
-    assert_eq!(s.checkpoints().expect("checkpoints").len(), 1);
+    assert_eq!(s.checkpoints().await.expect("checkpoints").len(), 1);
     s.close();
     let refused = s.commit(records(1, "DE")).await;
     assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
-    assert_eq!(s.audit_page(0, 10).expect("reads go on").len(), 1);
+    assert_eq!(s.audit_page(0, 10).await.expect("reads go on").len(), 1);
 }
