@@ -4,8 +4,8 @@
 //! It keeps the engines' contract, not their durability: a commit applies its unit of work
 //! atomically (each table keeps an undo log, and a refused unit is put back row by row), refuses
 //! it with exactly the conflicts the ports document, seals its audit entries into per-market hash
-//! chains with `openmvs_audit` and signs checkpoints by the same [`CheckpointOptions`] as the
-//! other engines, and resolves at once. It is deterministic: it starts no thread and no timer,
+//! chains and signs due tails with `openmvs_audit::Chains` under the same [`CheckpointOptions`]
+//! policy as the other engines' group commit, and resolves at once. It is deterministic: it starts no thread and no timer,
 //! draws no random number and reads the time only from the [`Clock`] it is given, so a test's
 //! fake clock decides everything time decides. Because there is no timer, a market's unsigned
 //! tail that is due by time is signed at the next write, or when [`MemStore::sign_due`] is

@@ -1,45 +1,57 @@
-//! The audit trail: records sealed into one hash chain per market with `openmvs_audit`, and the
-//! checkpoints signed over the chain heads by count and by time ([`CheckpointOptions`]), exactly
-//! as the other engines' writers seal and sign.
+//! The audit trail: records sealed into one hash chain per market and checkpoints signed over the
+//! chain heads by count and by time, with the same `openmvs_audit::Chains` and
+//! [`CheckpointOptions`] policy as the other engines' writers.
 
 use std::ops::Bound;
 
 use ed25519_dalek::SigningKey;
-use openmvs_audit::{ChainHead, Checkpoint, Entry, Sealed, sign_checkpoint};
+use openmvs_audit::{Chains, Checkpoint, Entry, Sealed};
 use openmvs_store::{CheckpointOptions, StoreError, StoreResult};
 
-use crate::table::{Counter, Table, journal};
+use crate::table::{Counter, Journal, Table};
 
-/// A market's chain head and its last checkpoint.
-#[derive(Debug, Clone)]
-struct Chain {
-    head: ChainHead,
-    signed_seq: u64,
-    signed_at: i64,
-}
-
-/// Every sealed record, by its global position (commit order), and every checkpoint.
+/// Every sealed record, by its global position (commit order), every checkpoint, and each
+/// market's chain head.
 #[derive(Debug, Default)]
 pub(crate) struct Trail {
     records: Table<u64, Sealed>,
     by_subject: Table<(String, u64), ()>,
-    chains: Table<String, Chain>,
     checkpoints: Table<(String, u64), Checkpoint>,
     last_pos: Counter,
+    chains: Chains,
+    /// The chain heads as the last committed write left them, while a write moves them.
+    kept: Option<Chains>,
 }
 
-journal!(Trail: records, by_subject, chains, checkpoints, last_pos);
+impl Journal for Trail {
+    fn keep(&mut self) {
+        self.records.keep();
+        self.by_subject.keep();
+        self.checkpoints.keep();
+        self.last_pos.keep();
+        self.kept = None;
+    }
+
+    fn undo(&mut self) {
+        self.records.undo();
+        self.by_subject.undo();
+        self.checkpoints.undo();
+        self.last_pos.undo();
+        if let Some(chains) = self.kept.take() {
+            self.chains = chains;
+        }
+    }
+}
 
 impl Trail {
+    fn moving_chains(&mut self) -> &mut Chains {
+        self.kept.get_or_insert_with(|| self.chains.clone());
+        &mut self.chains
+    }
+
     /// Seals `entry` as the next record of its market's chain; returns its sequence number.
     pub(crate) fn append(&mut self, entry: &Entry) -> StoreResult<u64> {
-        let mut chain = self.chains.get(&entry.market).cloned().unwrap_or_else(|| Chain {
-            head: ChainHead::genesis(&entry.market),
-            signed_seq: 0,
-            signed_at: entry.at_millis,
-        });
-        let sealed = chain.head.seal(entry.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.chains.put(entry.market.clone(), chain);
+        let sealed = self.moving_chains().seal(entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let pos = self.last_pos.next();
         self.by_subject.put((entry.subject.clone(), pos), ());
         let seq = sealed.seq;
@@ -56,27 +68,13 @@ impl Trail {
         now: i64,
         all: bool,
     ) -> Vec<Checkpoint> {
-        let due: Vec<String> = self
-            .chains
-            .iter()
-            .filter(|(_, c)| {
-                let unsigned = c.head.seq - c.signed_seq;
-                unsigned > 0 && (all || options.due(unsigned, c.signed_at, now))
-            })
-            .map(|(m, _)| m.clone())
-            .collect();
-        let mut signed = Vec::new();
-        for market in due {
-            let mut cp = None;
-            self.chains.update(&market, |c| {
-                cp = Some(sign_checkpoint(&c.head, now, key));
-                c.signed_seq = c.head.seq;
-                c.signed_at = now;
-            });
-            if let Some(cp) = cp {
-                self.checkpoints.put((cp.market.clone(), cp.seq), cp.clone());
-                signed.push(cp);
-            }
+        let due = self.chains.due(&options.policy(), now, all);
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let signed = self.moving_chains().sign(&due, now, key);
+        for cp in &signed {
+            self.checkpoints.put((cp.market.clone(), cp.seq), cp.clone());
         }
         signed
     }

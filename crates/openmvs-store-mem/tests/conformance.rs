@@ -4,17 +4,10 @@
 
 use std::sync::{Arc, Weak};
 
-use openmvs_core::time::{Clock, Timestamp};
+use openmvs_core::time::Clock;
+use openmvs_store::conformance::fixed_clock;
 use openmvs_store::{CheckpointOptions, Store, checkpoint_conformance_tests, conformance_tests};
 use openmvs_store_mem::{MemStore, Options};
-
-struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_unix_millis(1_800_000_000_000)
-    }
-}
 
 fn key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[42; 32])
@@ -25,7 +18,7 @@ fn options(clock: Arc<dyn Clock>, checkpoints: CheckpointOptions) -> Options {
 }
 
 fn open() -> Arc<MemStore> {
-    Arc::new(MemStore::new(options(Arc::new(FixedClock), CheckpointOptions::default())))
+    Arc::new(MemStore::new(options(fixed_clock(), CheckpointOptions::default())))
 }
 
 /// A store whose due checkpoints a task signs every few milliseconds while the store lives: the
@@ -53,13 +46,14 @@ checkpoint_conformance_tests!(
 mod hub {
     use std::sync::Arc;
 
+    use openmvs_store::conformance::fixed_clock;
     use openmvs_store::{CheckpointOptions, hub_conformance_tests};
     use openmvs_store_mem::MemHubStore;
 
-    use super::{FixedClock, key, options};
+    use super::{key, options};
 
     fn open() -> Arc<MemHubStore> {
-        Arc::new(MemHubStore::new(options(Arc::new(FixedClock), CheckpointOptions::default())))
+        Arc::new(MemHubStore::new(options(fixed_clock(), CheckpointOptions::default())))
     }
 
     hub_conformance_tests!(open(), key().verifying_key());
