@@ -6,7 +6,6 @@
 //! races on a pack, the `audit_state` row lock orders the audit trail, and leases stored with the
 //! outbox messages and bulk jobs share that work out.
 
-pub mod baseline;
 mod codec;
 mod engine;
 pub mod hub;

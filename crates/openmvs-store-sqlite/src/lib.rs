@@ -5,7 +5,6 @@
 //! never wait for the writer, because WAL readers see the last committed state while a write is
 //! in progress.
 
-pub mod baseline;
 mod codec;
 mod engine;
 pub mod hub;

@@ -387,15 +387,3 @@ pub struct Committed {
     /// The ids of alerts skipped because their source event had raised one already.
     pub alerts_skipped: Vec<String>,
 }
-
-/// What a database itself does on a machine, per second, measured by an engine's `baseline`
-/// module next to OpenMVS on the same data.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Baseline {
-    /// Point reads of a pack by primary key, one at a time.
-    pub point_reads: f64,
-    /// Rows inserted in transactions of 10,000 rows, durably.
-    pub batched_inserts: f64,
-    /// Transactions of one row each, each durable before the next.
-    pub single_commits: f64,
-}

@@ -78,6 +78,8 @@ use openmvs_core::ids::MarketCode;
 use openmvs_core::pack::Policy;
 use serde::{Deserialize, Serialize};
 
+pub use openmvs_node::{Storage, redact_url};
+
 /// The file, as written.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -112,36 +114,6 @@ pub struct RawPostgres {
     pub url: Option<String>,
     pub schema: Option<String>,
     pub pool: Option<usize>,
-}
-
-/// Where a national system keeps its data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Storage {
-    /// The embedded store in the data directory.
-    Sqlite,
-    /// A PostgreSQL schema, which several nodes may share.
-    Postgres {
-        /// The database URL.
-        url: String,
-        /// The schema.
-        schema: String,
-        /// Shared read connections per node.
-        pool: usize,
-    },
-}
-
-/// A database URL with its password replaced, for printing.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// `[national.tls]`.

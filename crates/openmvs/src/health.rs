@@ -27,28 +27,6 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     }
 }
 
-/// What to say about a data directory whose database cannot be opened: whether the directory is
-/// read-only. A database that served reads before keeps its WAL index (`*.db-shm`) beside it, and
-/// a node then starts on a read-only directory with readiness false and becomes ready by itself
-/// once it can write; without that file SQLite cannot even read the database.
-pub fn open_failure_hint(dir: &Path) -> String {
-    #[cfg(unix)]
-    {
-        match rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
-            Ok(()) => String::new(),
-            Err(e) => format!(
-                " ({} cannot be written: {e}; make it writable, the node needs to write its database there)",
-                dir.display()
-            ),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        String::new()
-    }
-}
-
 /// Measures the free space of `dir` into `obs`, logging a crossing of the threshold once.
 pub fn check_disk(obs: &Observability, dir: &Path) {
     match free_bytes(dir) {

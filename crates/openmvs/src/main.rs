@@ -6,12 +6,11 @@
 mod cli;
 mod cmd;
 mod config;
-mod heads;
 mod health;
 mod hub_config;
-mod hub_node;
-mod node;
 mod out;
+
+use openmvs_node::{heads, hub as hub_node, national as node};
 
 use std::process::ExitCode;
 

@@ -19,17 +19,14 @@ use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
 use openmvs_core::roles::Role;
 use openmvs_core::time::Clock;
 use openmvs_http::admin::with_fake_clock;
-use openmvs_http::callback::{CALLBACK_TIMEOUT, HttpCallbackSender};
-use openmvs_http::hub_client::HttpHubLink;
 use openmvs_http::limit::{Limiter, RateLimit};
-use openmvs_http::national_link::{HttpNationalLink, HttpNationalQueries, NATIONAL_DELIVERY_TIMEOUT};
 use openmvs_http::{
     HubState, NationalState, Observability, ServeOptions, ServerHandle, TlsConfig, hub_router,
     national_router, serve_with,
 };
-use openmvs_hub::{CallbackSender, Hub, HubConfig, IterLines, NationalLink, NationalQueries};
+use openmvs_hub::{Hub, HubConfig, IterLines};
 use openmvs_national::clock::{FakeClock, SystemClock};
-use openmvs_national::{HubLink, National, NationalConfig};
+use openmvs_national::{National, NationalConfig};
 use openmvs_pki::{CertificateAuthority, ClientKind};
 use openmvs_store::hub::{HubStore, UploadStatus};
 use rustls_pki_types::pem::PemObject;
@@ -37,8 +34,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::serve::{init_tracing, wait_for_signal};
-use crate::config::{Storage, redact_url};
+use openmvs_node::{init_tracing, server_runtime};
+use openmvs_testkit::{System, hub_link, hub_links, schema_storage};
+
+use super::serve::wait_for_signal;
+use crate::config::Storage;
 use crate::out::outln;
 use crate::{hub_node, node};
 
@@ -46,9 +46,6 @@ use crate::{hub_node, node};
 const CERT_DAYS: u32 = 825;
 /// How long the relay may take to distribute the sample packs before the demo gives up.
 const DISTRIBUTION_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a national system waits for the hub's answer to an inter-market request: the whole
-/// 300 ms of fmd-rules §4.10, of which the hub gives the market it asks 250 ms.
-const INTERMARKET_TIMEOUT: Duration = Duration::from_millis(300);
 /// Serials listed per sample in demo.json (every pack exists; these are enough to try things).
 const LISTED_SERIALS: usize = 100;
 
@@ -112,7 +109,7 @@ pub fn run(
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let dir = std::fs::canonicalize(data_dir).with_context(|| format!("resolving {}", data_dir.display()))?;
     init_tracing("warn");
-    let rt = super::server_runtime()?;
+    let rt = server_runtime()?;
     rt.block_on(demo(&dir, port_base, &list, fake_clock, &storage))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -382,40 +379,18 @@ struct Running {
     servers: Vec<ServerHandle>,
 }
 
-/// The storage of one national system of the demo. On PostgreSQL a new demo (no `demo.json` yet)
-/// starts from an empty schema: the demo's schemas belong to the demo.
+/// The storage of one system of the demo: on PostgreSQL its own schema, `<prefix>_<system>`. A
+/// new demo (no `demo.json` yet) starts from an empty schema: the demo's schemas belong to the
+/// demo.
 fn demo_storage(
     storage: &DemoStorage,
     system: &str,
+    kind: System,
     fresh: bool,
     now: openmvs_core::time::Timestamp,
 ) -> anyhow::Result<Storage> {
     let DemoStorage::Postgres { url, prefix } = storage else { return Ok(Storage::Sqlite) };
-    let schema = format!("{prefix}_{}", system.to_ascii_lowercase());
-    if fresh {
-        openmvs_store_pg::reset_schema(url, &schema)
-            .with_context(|| format!("emptying schema {schema} at {}", redact_url(url)))?;
-    }
-    openmvs_store_pg::migrate(url, Some(&schema), now)
-        .with_context(|| format!("migrating schema {schema} at {}", redact_url(url)))?;
-    Ok(Storage::Postgres { url: url.clone(), schema, pool: 4 })
-}
-
-/// The hub's storage in the demo: its own schema on PostgreSQL.
-fn demo_hub_storage(
-    storage: &DemoStorage,
-    fresh: bool,
-    now: openmvs_core::time::Timestamp,
-) -> anyhow::Result<Storage> {
-    let DemoStorage::Postgres { url, prefix } = storage else { return Ok(Storage::Sqlite) };
-    let schema = format!("{prefix}_hub");
-    if fresh {
-        openmvs_store_pg::reset_schema(url, &schema)
-            .with_context(|| format!("emptying schema {schema} at {}", redact_url(url)))?;
-    }
-    openmvs_store_pg::hub::migrate(url, Some(&schema), now)
-        .with_context(|| format!("migrating schema {schema} at {}", redact_url(url)))?;
-    Ok(Storage::Postgres { url: url.clone(), schema, pool: 4 })
+    schema_storage(url, &format!("{prefix}_{}", system.to_ascii_lowercase()), kind, fresh, now)
 }
 
 async fn demo(
@@ -445,14 +420,12 @@ async fn demo(
         let port = port_base + 1 + i as u16;
         let data = dir.join(m.as_str());
         node::claim_market(&data, *m)?;
-        let engine = demo_storage(storage, m.as_str(), fresh, clock.now())?;
+        let engine = demo_storage(storage, m.as_str(), System::National, fresh, clock.now())?;
         let store = node::open(&data, &engine, clock.clone(), None)?;
-        let hub_link: Arc<dyn HubLink> = Arc::new(
-            HttpHubLink::new(&hub_url, &ca_pem, Some(&pki.national_identities[m]), INTERMARKET_TIMEOUT)
-                .map_err(|e| anyhow::anyhow!("the hub link of {m}: {e}"))?,
-        );
+        let link = hub_link(&hub_url, &ca_pem, &pki.national_identities[m])
+            .with_context(|| format!("the hub link of {m}"))?;
         let national = Arc::new(
-            National::new(store.store(), clock.clone(), NationalConfig::new(*m), Some(hub_link))
+            National::new(store.store(), clock.clone(), NationalConfig::new(*m), Some(link))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
@@ -494,25 +467,20 @@ async fn demo(
     }
     let hub_dir = dir.join("hub");
     let key = hub_node::serial_key(&hub_dir)?;
-    let hub_store =
-        hub_node::open(&hub_dir, &demo_hub_storage(storage, fresh, clock.now())?, clock.clone(), None)?;
-    let link: Arc<dyn NationalLink> = Arc::new(
-        HttpNationalLink::new(urls.clone(), &ca_pem, &pki.hub_identity, NATIONAL_DELIVERY_TIMEOUT)
-            .map_err(|e| anyhow::anyhow!(e))?,
-    );
+    let hub_store = hub_node::open(
+        &hub_dir,
+        &demo_storage(storage, "hub", System::Hub, fresh, clock.now())?,
+        clock.clone(),
+        None,
+    )?;
     let hub_config = HubConfig::new(key);
-    let queries: Arc<dyn NationalQueries> = Arc::new(
-        HttpNationalQueries::new(urls.clone(), &ca_pem, &pki.hub_identity, hub_config.intermarket_budget)
-            .map_err(|e| anyhow::anyhow!(e))?,
-    );
     // The OBPs' endpoints of the demo are served with certificates of the demo CA.
-    let callbacks: Arc<dyn CallbackSender> =
-        Arc::new(HttpCallbackSender::new(&[&ca_pem], CALLBACK_TIMEOUT).map_err(|e| anyhow::anyhow!(e))?);
+    let links = hub_links(urls.clone(), &ca_pem, &pki.hub_identity, hub_config.intermarket_budget)?;
     let dyn_hub_store: Arc<dyn HubStore> = hub_store.store();
     let hub = Arc::new(
-        Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(link))
-            .with_queries(queries)
-            .with_callbacks(callbacks),
+        Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(links.delivery))
+            .with_queries(links.queries)
+            .with_callbacks(links.callbacks),
     );
     let hub_obs = Arc::new(Observability::new(clock.clone()));
     let router = hub_router(HubState { hub: hub.clone(), obs: hub_obs.clone() });

@@ -15,6 +15,8 @@ use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_telemetry::SlaSnapshot;
 use tokio::sync::watch;
 
+use openmvs_node::{init_tracing, server_runtime};
+
 use crate::config::{self, NationalSettings};
 use crate::node;
 use crate::out::outln;
@@ -48,20 +50,9 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
 pub fn national(path: &Path) -> anyhow::Result<ExitCode> {
     let s = settings(path)?;
     init_tracing(&s.log);
-    let rt = super::server_runtime()?;
+    let rt = server_runtime()?;
     rt.block_on(run_national(s))?;
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENMVS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 async fn run_national(s: NationalSettings) -> anyhow::Result<()> {

@@ -14,7 +14,9 @@ use openmvs_national::clock::SystemClock;
 use openmvs_store::hub::HubStore;
 use tokio::sync::watch;
 
-use super::serve::{init_tracing, wait_for_signal};
+use openmvs_node::{init_tracing, server_runtime};
+
+use super::serve::wait_for_signal;
 use crate::hub_config::{self, HubSettings};
 use crate::{config, hub_node};
 
@@ -28,7 +30,7 @@ pub fn settings(path: &Path) -> anyhow::Result<HubSettings> {
 pub fn hub(path: &Path) -> anyhow::Result<ExitCode> {
     let s = settings(path)?;
     init_tracing(&s.log);
-    let rt = super::server_runtime()?;
+    let rt = server_runtime()?;
     rt.block_on(run_hub(s))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,4 @@
-//! `openmvs bench suite`: OpenMVS measured against the limits of the machine it runs on, in one
+//! `openmvs-bench suite`: OpenMVS measured against the limits of the machine it runs on, in one
 //! run: a bare HTTPS hello-world and the raw database on the same data as baselines, then a
 //! national system under closed-loop load (to find its maximum) and open-loop load (to measure it
 //! at 80 %, 100 % and 200 % of that maximum), for each engine and data size; then, per engine, the
@@ -52,7 +52,7 @@ impl Tls {
     fn new() -> anyhow::Result<Tls> {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
         let cert_der = cert.cert.der().to_vec();
-        let client = super::load::tls(&CertificateDer::from(cert_der.clone()))?;
+        let client = crate::load::tls(&CertificateDer::from(cert_der.clone()))?;
         Ok(Tls { cert_der, key_der: cert.signing_key.serialize_der(), client })
     }
 
@@ -125,7 +125,7 @@ async fn hello_world(load: &tokio::runtime::Handle, tls: &Tls, opts: &Options) -
 
 /// Runs the suite and writes the report.
 pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
-    let rt = crate::cmd::server_runtime()?;
+    let rt = openmvs_node::server_runtime()?;
     // The load generator has threads of its own, as a separate client process would.
     let load_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -137,9 +137,9 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     eprintln!("baseline: HTTPS hello-world ...");
     let hello = rt.block_on(hello_world(&load, &tls, &opts))?;
     eprintln!("  {:.0} req/s, p99 {:.2} ms", hello.rate(), hello.ms(0.99));
-    let mut engines = vec![super::bench::Setup::Sqlite];
+    let mut engines = vec![crate::national::Setup::Sqlite];
     match &opts.database_url {
-        Some(url) => engines.push(super::bench::Setup::Postgres { url: url.clone(), nodes: 1 }),
+        Some(url) => engines.push(crate::national::Setup::Postgres { url: url.clone(), nodes: 1 }),
         None => eprintln!("PostgreSQL skipped: give --database-url URL (or OPENMVS_DATABASE_URL)"),
     }
     let mut runs = Vec::new();

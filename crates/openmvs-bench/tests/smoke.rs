@@ -4,9 +4,9 @@
 //! upload, inter-market verifies). On PostgreSQL too when `OPENMVS_TEST_DATABASE_URL` is set. The figures themselves are not judged
 //! here: speed is measured by the harness, never asserted by a test.
 
-mod common;
+use std::process::{Command, Output, Stdio};
 
-use common::TempDir;
+use openmvs_testkit::TempDir;
 use serde_json::Value;
 
 /// Serials of the smoke run's upload through the hub.
@@ -17,7 +17,6 @@ fn the_benchmark_suite_runs_every_scenario_and_writes_its_report() {
     let dir = TempDir::new("bench-smoke");
     let out = dir.path().join("report");
     let mut args = vec![
-        "bench".to_owned(),
         "suite".to_owned(),
         "--smoke".to_owned(),
         "--seconds".to_owned(),
@@ -32,11 +31,10 @@ fn the_benchmark_suite_runs_every_scenario_and_writes_its_report() {
         Some(url) => args.extend(["--database-url".to_owned(), url.clone()]),
         None => eprintln!("the PostgreSQL part is skipped: OPENMVS_TEST_DATABASE_URL is not set"),
     }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = common::openmvs(&refs);
+    let run = openmvs_bench(&args);
     assert!(
         run.status.success(),
-        "openmvs bench suite --smoke: {}\n{}",
+        "openmvs-bench suite --smoke: {}\n{}",
         run.status,
         String::from_utf8_lossy(&run.stderr)
     );
@@ -125,4 +123,17 @@ fn the_benchmark_suite_runs_every_scenario_and_writes_its_report() {
 /// A target has a value, and is met or not, or has no bound (a figure shown as a ratio).
 fn well_formed(t: &Value) -> bool {
     t["value"].is_number() && (t["met"].is_boolean() || (t["met"].is_null() && t["bound"] == "-"))
+}
+
+/// Runs the `openmvs-bench` binary to completion, without any `OPENMVS...` variable of the
+/// developer's environment, so that only the test's arguments count.
+fn openmvs_bench(args: &[String]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_openmvs-bench"));
+    cmd.args(args).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OPENMVS") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("openmvs-bench runs")
 }

@@ -20,15 +20,15 @@ use tokio::sync::watch;
 
 use super::loadgen::{self, Outcome, Plan, Request, Target};
 use super::{Options, Tls, memory_mib};
-use crate::cmd::bench::{BATCH, EXPIRY, GTIN, Setup, open_stores, seed, serial};
-use crate::cmd::load::{Conn, Reply};
+use crate::load::{Conn, Reply};
+use crate::national::{BATCH, EXPIRY, GTIN, Setup, open_stores, seed, serial};
 
 /// Everything one engine and size measured.
 pub struct Run {
     pub engine: String,
     pub packs: u64,
     pub seed_seconds: f64,
-    pub raw: openmvs_store::Baseline,
+    pub raw: crate::baseline::Baseline,
     pub verify_max: Outcome,
     pub verify_80: Outcome,
     pub verify_100: Outcome,
@@ -511,7 +511,7 @@ pub async fn national(
     let dir = std::env::temp_dir().join(format!("openmvs-suite-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let market = MarketCode::new("DE").map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::node::claim_market(&dir, market)?;
+    openmvs_node::national::claim_market(&dir, market)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let on_group: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(|_| {});
     let stores = open_stores(engine, &dir, &clock, &on_group)?;
@@ -532,22 +532,20 @@ pub async fn national(
 
     let secs = opts.seconds.min(5.0);
     let raw = match (engine, &stores.schema) {
-        (Setup::Sqlite, _) => openmvs_store_sqlite::baseline::measure(
-            &crate::node::db_path(&dir),
+        (Setup::Sqlite, _) => crate::baseline::sqlite::measure(
+            &openmvs_node::national::db_path(&dir),
             &dir.join("baseline"),
             GTIN,
             packs,
             &serial,
             secs,
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?,
+        )?,
         (Setup::Postgres { url, .. }, Some((_, schema))) => {
             let (url, schema) = (url.clone(), schema.clone());
             tokio::task::spawn_blocking(move || {
-                openmvs_store_pg::baseline::measure(&url, &schema, GTIN, packs, &serial, secs)
+                crate::baseline::pg::measure(&url, &schema, GTIN, packs, &serial, secs)
             })
-            .await?
-            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .await??
         }
         _ => anyhow::bail!("no schema for the PostgreSQL baseline"),
     };

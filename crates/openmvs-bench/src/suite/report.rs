@@ -6,7 +6,7 @@ use super::Options;
 use super::hub::System;
 use super::loadgen::Outcome;
 use super::scenarios::{BulkFigures, Run};
-use crate::cmd::bench_intermarket::{BUDGET_MS, Leg};
+use crate::intermarket::{BUDGET_MS, Leg};
 
 /// Everything the suite measured.
 pub struct Report {

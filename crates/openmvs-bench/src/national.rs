@@ -1,4 +1,4 @@
-//! `openmvs bench national`: starts a national system in this process on a fresh embedded store,
+//! `openmvs-bench national`: starts a national system in this process on a fresh embedded store,
 //! over HTTPS with keep-alive, and measures durable supply rates (one client, many clients) and
 //! verify latency; then, given a PostgreSQL database, the same on PostgreSQL with one node and
 //! with two nodes sharing the schema, and prints them side by side. Every figure is printed with
@@ -22,15 +22,15 @@ use openmvs_wire::hub::{BatchMsg, Delivery, Envelope, Message, PacksMsg, Product
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 
-use super::load::{self, Conn};
+use crate::load::{self, Conn};
 
-use crate::config::Storage;
-use crate::node;
 use crate::out::outln;
+use openmvs_node::Storage;
+use openmvs_node::national as node;
 
-pub(super) const GTIN: &str = "09501101530003";
-pub(super) const BATCH: &str = "BENCH1";
-pub(super) const EXPIRY: &str = "301231";
+pub(crate) const GTIN: &str = "09501101530003";
+pub(crate) const BATCH: &str = "BENCH1";
+pub(crate) const EXPIRY: &str = "301231";
 
 /// What one scenario measured.
 struct Figures {
@@ -77,13 +77,13 @@ impl Figures {
 
 /// One way of running the national system: an engine and a number of nodes on it.
 #[derive(Debug, Clone)]
-pub(super) enum Setup {
+pub(crate) enum Setup {
     Sqlite,
     Postgres { url: String, nodes: usize },
 }
 
 impl Setup {
-    pub(super) fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Setup::Sqlite => "sqlite, 1 node".into(),
             Setup::Postgres { nodes, .. } => {
@@ -99,7 +99,7 @@ pub fn national(
     clients: usize,
     database_url: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let rt = super::server_runtime()?;
+    let rt = openmvs_node::server_runtime()?;
     // The load generator has threads of its own, as a separate client process would: sharing the
     // server's runtime would put its work in the server's queues and measure both as one.
     let load_rt = tokio::runtime::Builder::new_multi_thread()
@@ -160,12 +160,12 @@ pub fn national(
 }
 
 /// The stores of one setup: the nodes' stores, and how to remove what the bench made.
-pub(super) struct Stores {
-    pub(super) nodes: Vec<node::NodeStore>,
-    pub(super) schema: Option<(String, String)>,
+pub(crate) struct Stores {
+    pub(crate) nodes: Vec<node::NodeStore>,
+    pub(crate) schema: Option<(String, String)>,
 }
 
-pub(super) fn open_stores(
+pub(crate) fn open_stores(
     setup: &Setup,
     dir: &std::path::Path,
     clock: &Arc<dyn Clock>,
@@ -312,7 +312,7 @@ async fn run(
     Ok(all)
 }
 
-pub(super) async fn seed(national: &National, packs: u64) -> anyhow::Result<()> {
+pub(crate) async fn seed(national: &National, packs: u64) -> anyhow::Result<()> {
     let env = |id: String, body| Envelope {
         message_id: id,
         origin: "bench".into(),
@@ -367,7 +367,7 @@ pub(super) async fn seed(national: &National, packs: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub(super) fn serial(i: u64) -> String {
+pub(crate) fn serial(i: u64) -> String {
     format!("B{i:012}")
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::cmd::load::{Conn, Reply};
+use crate::load::{Conn, Reply};
 
 /// Where the load goes.
 #[derive(Clone)]

@@ -6,9 +6,9 @@
 use openmvs_core::ids::MarketCode;
 
 use super::Options;
-use crate::cmd::bench::Setup;
-use crate::cmd::bench_hub::{self, HubFigures};
-use crate::cmd::bench_intermarket::{self, Figures};
+use crate::hub::{self as bench_hub, HubFigures};
+use crate::intermarket::{self as bench_intermarket, Figures};
+use crate::national::Setup;
 
 /// The most verifies one inter-market leg sends; the leg ends earlier when its time is over.
 const MAX_LEG_REQUESTS: u64 = 10_000_000;

@@ -17,8 +17,8 @@ use rustls_pki_types::CertificateRevocationListDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::sync::watch;
 
-use crate::config::{Storage, redact_url};
-use crate::node;
+use crate::national as node;
+use crate::{Storage, redact_url};
 
 /// The hub's database file in its data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -58,7 +58,7 @@ pub fn open_store(
         checkpoints: openmvs_store::CheckpointOptions::default(),
     })
     .with_context(|| {
-        format!("opening {}{}", db_path(data_dir).display(), crate::health::open_failure_hint(data_dir))
+        format!("opening {}{}", db_path(data_dir).display(), crate::open_failure_hint(data_dir))
     })?;
     Ok(Arc::new(store))
 }

@@ -1,4 +1,4 @@
-//! `openmvs bench hub`: starts the European Hub and one national system per market in this
+//! `openmvs-bench hub`: starts the European Hub and one national system per market in this
 //! process on fresh stores, wired over HTTPS with mutual TLS as `openmvs demo` wires them (a
 //! throwaway CA in the temp dir), registers a product and a batch through the OBP API with an OBP
 //! client certificate, streams N generated serials as `text/plain` to `POST .../packs`, and
@@ -25,16 +25,13 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use openmvs_core::ids::MarketCode;
 use openmvs_core::time::Clock;
-use openmvs_http::callback::{CALLBACK_TIMEOUT, HttpCallbackSender};
-use openmvs_http::hub_client::HttpHubLink;
 use openmvs_http::limit::{Limiter, RateLimit};
-use openmvs_http::national_link::{HttpNationalLink, HttpNationalQueries, NATIONAL_DELIVERY_TIMEOUT};
 use openmvs_http::{
     HubState, NationalState, Observability, ServerHandle, TlsConfig, hub_router, national_router, serve,
 };
-use openmvs_hub::{CallbackSender, Hub, HubConfig, MAX_UPLOAD_LINES, NationalLink, NationalQueries};
+use openmvs_hub::{Hub, HubConfig, MAX_UPLOAD_LINES};
 use openmvs_national::clock::SystemClock;
-use openmvs_national::{HubLink, National, NationalConfig};
+use openmvs_national::{National, NationalConfig};
 use openmvs_pki::{CertificateAuthority, ClientKind, Issued};
 use openmvs_wire::obp::{
     BatchRequest, Mah, ProductMarket, ProductRequest, UploadAcceptedBody, UploadStatusBody, WholesalerEntry,
@@ -44,13 +41,14 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::config::{Storage, redact_url};
-use crate::out::outln;
-use crate::{hub_node, node};
+use openmvs_node::{Storage, hub as hub_node, national as node, redact_url};
+use openmvs_testkit::{System, hub_link, hub_links, schema_storage};
 
-pub(super) const GTIN: &str = "09501101530003";
-pub(super) const BATCH: &str = "BENCHHUB1";
-pub(super) const EXPIRY: &str = "301231";
+use crate::out::outln;
+
+pub(crate) const GTIN: &str = "09501101530003";
+pub(crate) const BATCH: &str = "BENCHHUB1";
+pub(crate) const EXPIRY: &str = "301231";
 /// The OBP the bench uploads as (its client certificate names `bench-obp.obp.openmvs`).
 const OBP: &str = "bench-obp";
 /// Digits of the serial number after the `S`: enough for the largest upload the hub takes.
@@ -63,14 +61,11 @@ const LINES_PER_CHUNK: u64 = 4096;
 const POLL_EVERY: Duration = Duration::from_millis(50);
 /// Days the throwaway certificates are valid.
 const CERT_DAYS: u32 = 2;
-/// As the demo: how long a national system waits for the hub's answer to an inter-market request,
-/// the whole 300 ms of fmd-rules §4.10 (the hub gives the market it asks 250 ms of it).
-pub(super) const INTERMARKET_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// How the national systems and the hub are wired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Wiring {
-    /// The hub delivers to the national systems; they have no link back (`bench hub`).
+pub(crate) enum Wiring {
+    /// The hub delivers to the national systems; they have no link back (`openmvs-bench hub`).
     DeliveryOnly,
     /// As `openmvs demo`: each national system also has an `HttpHubLink` to the hub with its own
     /// `<market>.national.openmvs` certificate and runs its relay and bulk worker; the hub asks
@@ -182,10 +177,10 @@ impl HubFigures {
     }
 }
 
-/// `openmvs bench hub`.
+/// `openmvs-bench hub`.
 pub fn hub(serials: u64, markets: &str, database_url: Option<&str>) -> anyhow::Result<ExitCode> {
     let markets = parse_markets(markets)?;
-    super::serve::init_tracing("warn");
+    openmvs_node::init_tracing("warn");
     let f = measure(serials, &markets, database_url)?;
     f.print();
     outln!("{}", f.json());
@@ -219,7 +214,7 @@ pub(crate) fn measure(
         RUN.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let rt = super::server_runtime()?;
+    let rt = openmvs_node::server_runtime()?;
     // The OBP client gets threads of its own, as a separate process would have: on the servers'
     // runtime its body generation would sit in their queues and be measured as theirs.
     let client_rt = tokio::runtime::Builder::new_multi_thread()
@@ -236,8 +231,8 @@ pub(crate) fn measure(
 
 /// The throwaway PKI: server certificate, the hub's client identity, the OBP's, and one per
 /// national system (`<market>.national.openmvs`, as the demo's).
-pub(super) struct Pki {
-    pub(super) ca_der: CertificateDer<'static>,
+pub(crate) struct Pki {
+    pub(crate) ca_der: CertificateDer<'static>,
     ca_pem: String,
     crl: rustls_pki_types::CertificateRevocationListDer<'static>,
     server: Issued,
@@ -246,7 +241,7 @@ pub(super) struct Pki {
     nationals: BTreeMap<MarketCode, Issued>,
 }
 
-pub(super) fn pki(dir: &Path, markets: &[MarketCode]) -> anyhow::Result<Pki> {
+pub(crate) fn pki(dir: &Path, markets: &[MarketCode]) -> anyhow::Result<Pki> {
     let now = SystemTime::now();
     let mut ca = CertificateAuthority::create(&dir.join("ca"), "OpenMVS bench CA", now)
         .context("creating the bench CA")?;
@@ -284,7 +279,7 @@ impl Pki {
 /// PostgreSQL schemas made for one run: a fresh one per national system and one for the hub, as
 /// `openmvs demo --storage postgres` makes them. Each is dropped when the run ends, whatever
 /// happened (`drop_all`, and on drop if that was never reached).
-pub(super) struct Schemas {
+pub(crate) struct Schemas {
     url: String,
     /// `openmvs_bench_<pid>_<run>`: unique per process and run, so that runs at once do not meet.
     prefix: String,
@@ -302,17 +297,9 @@ impl Schemas {
     /// or the hub's.
     fn make(&mut self, system: &str, hub: bool, clock: &dyn Clock) -> anyhow::Result<Storage> {
         let schema = format!("{}_{}", self.prefix, system.to_ascii_lowercase());
-        let url = &self.url;
-        openmvs_store_pg::reset_schema(url, &schema)
-            .with_context(|| format!("making schema {schema} at {}", redact_url(url)))?;
         self.made.push(schema.clone());
-        let migrated = if hub {
-            openmvs_store_pg::hub::migrate(url, Some(&schema), clock.now())
-        } else {
-            openmvs_store_pg::migrate(url, Some(&schema), clock.now())
-        };
-        migrated.with_context(|| format!("migrating schema {schema} at {}", redact_url(url)))?;
-        Ok(Storage::Postgres { url: url.clone(), schema, pool: 4 })
+        let kind = if hub { System::Hub } else { System::National };
+        schema_storage(&self.url, &schema, kind, true, clock.now())
     }
 
     /// Drops every schema made; one that cannot be dropped is named on stderr.
@@ -333,21 +320,21 @@ impl Drop for Schemas {
 
 /// Everything started, for shutting down in order; also what a start that failed half-way had
 /// started, so that it is shut down as well.
-pub(super) struct Running {
+pub(crate) struct Running {
     servers: Vec<ServerHandle>,
     stop: watch::Sender<bool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     hub_store: Option<hub_node::HubNodeStore>,
     national_stores: Vec<(MarketCode, node::NodeStore)>,
     /// Each national system and the address it serves on.
-    pub(super) nationals: BTreeMap<MarketCode, (Arc<National>, std::net::SocketAddr)>,
+    pub(crate) nationals: BTreeMap<MarketCode, (Arc<National>, std::net::SocketAddr)>,
     /// The PostgreSQL schemas of the run, if it runs on PostgreSQL.
     schemas: Option<Schemas>,
 }
 
 impl Running {
     /// Stops the servers and workers, closes the stores, and drops the schemas the run made.
-    pub(super) async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         for s in std::mem::take(&mut self.servers) {
             s.shutdown(Duration::from_secs(2)).await;
         }
@@ -372,7 +359,7 @@ impl Running {
     }
 
     /// Packs each national system holds.
-    pub(super) async fn pack_counts(&self) -> anyhow::Result<Vec<(MarketCode, u64)>> {
+    pub(crate) async fn pack_counts(&self) -> anyhow::Result<Vec<(MarketCode, u64)>> {
         let mut packs = Vec::new();
         for (m, s) in &self.national_stores {
             packs.push((
@@ -387,7 +374,7 @@ impl Running {
 /// Starts the national systems, then the hub linked to them, wired as `wiring` says, on SQLite in
 /// `dir` or, given `database_url`, each in a fresh PostgreSQL schema of its own; returns the hub's
 /// address. What was started before a failure is stopped again (and its schemas dropped).
-pub(super) async fn start(
+pub(crate) async fn start(
     dir: &Path,
     markets: &[MarketCode],
     pki: &Pki,
@@ -441,19 +428,13 @@ async fn start_into(
             .with_context(|| format!("opening the store of the national system {m}"))?;
         running.national_stores.push((*m, store.clone()));
         let dyn_store = store.store();
-        let hub_link: Option<Arc<dyn HubLink>> = match wiring {
+        let hub_link = match wiring {
             Wiring::DeliveryOnly => None,
             Wiring::Demo => {
                 let identity = pki.nationals.get(m).with_context(|| format!("no certificate for {m}"))?;
-                Some(Arc::new(
-                    HttpHubLink::new(
-                        &hub_url,
-                        pki.ca_pem.as_bytes(),
-                        Some(identity.identity_pem().as_bytes()),
-                        INTERMARKET_TIMEOUT,
-                    )
-                    .map_err(|e| anyhow::anyhow!("the hub link of {m}: {e}"))?,
-                ))
+                let link = hub_link(&hub_url, pki.ca_pem.as_bytes(), identity.identity_pem().as_bytes())
+                    .with_context(|| format!("the hub link of {m}"))?;
+                Some(link)
             }
         };
         let national = Arc::new(
@@ -480,37 +461,14 @@ async fn start_into(
         hub_node::open(&hub_dir, &engine, clock.clone(), None).context("opening the hub's store")?;
     running.hub_store = Some(hub_store.clone());
     let hub_identity = pki.hub.identity_pem();
-    let link: Arc<dyn NationalLink> = Arc::new(
-        HttpNationalLink::new(
-            urls.clone(),
-            pki.ca_pem.as_bytes(),
-            hub_identity.as_bytes(),
-            NATIONAL_DELIVERY_TIMEOUT,
-        )
-        .map_err(|e| anyhow::anyhow!(e))?,
-    );
     let dyn_hub_store = hub_store.store();
     let hub_config = HubConfig::new(key);
+    let links =
+        hub_links(urls, pki.ca_pem.as_bytes(), hub_identity.as_bytes(), hub_config.intermarket_budget)?;
+    let hub = Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(links.delivery));
     let hub = match wiring {
-        Wiring::DeliveryOnly => Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(link)),
-        Wiring::Demo => {
-            let queries: Arc<dyn NationalQueries> = Arc::new(
-                HttpNationalQueries::new(
-                    urls,
-                    pki.ca_pem.as_bytes(),
-                    hub_identity.as_bytes(),
-                    hub_config.intermarket_budget,
-                )
-                .map_err(|e| anyhow::anyhow!(e))?,
-            );
-            let callbacks: Arc<dyn CallbackSender> = Arc::new(
-                HttpCallbackSender::new(&[pki.ca_pem.as_bytes()], CALLBACK_TIMEOUT)
-                    .map_err(|e| anyhow::anyhow!(e))?,
-            );
-            Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(link))
-                .with_queries(queries)
-                .with_callbacks(callbacks)
-        }
+        Wiring::DeliveryOnly => hub,
+        Wiring::Demo => hub.with_queries(links.queries).with_callbacks(links.callbacks),
     };
     let hub = Arc::new(hub);
     let obs = Arc::new(Observability::new(clock));
@@ -574,7 +532,7 @@ pub(crate) async fn run(
 }
 
 /// The OBP's TLS: trusts the bench CA, presents the OBP certificate.
-pub(super) fn client_tls(pki: &Pki) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub(crate) fn client_tls(pki: &Pki) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = RootCertStore::empty();
     roots.add(pki.ca_der.clone())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -688,7 +646,7 @@ fn write_serial(buf: &mut BytesMut, mut i: u64) {
 }
 
 /// The OBP's side: master data, the upload, the polls until DISTRIBUTED.
-pub(super) async fn obp_session(
+pub(crate) async fn obp_session(
     addr: std::net::SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     serials: u64,

@@ -1,5 +1,5 @@
 //! Building a national system from its data directory: the audit signing key, the store, the
-//! market the directory belongs to. The binary is the only place that chooses a storage engine.
+//! market the directory belongs to.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use openmvs_store::{CheckpointOptions, Store};
 use openmvs_store_pg::{PgOptions, PgStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 
-use crate::config::Storage;
+use crate::Storage;
 use crate::heads::HeadFile;
 
 /// The database file in a data directory.
@@ -20,7 +20,8 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("national.db")
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -75,7 +76,8 @@ pub fn audit_public_keys(data_dir: &Path, given: &[String]) -> anyhow::Result<Ve
         .collect()
 }
 
-pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Writes a new file readable by its owner alone (mode 0600 on Unix); fails if it exists.
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -216,7 +218,7 @@ fn open_with(
                     checkpoints,
                 })
                 .with_context(|| {
-                    format!("opening PostgreSQL schema {schema} at {}", crate::config::redact_url(url))
+                    format!("opening PostgreSQL schema {schema} at {}", crate::redact_url(url))
                 })?,
             );
             Ok(NodeStore { store: s.clone(), engine: Engine::Postgres(s), heads })
@@ -249,7 +251,7 @@ fn open_sqlite(
         checkpoints,
     })
     .with_context(|| {
-        format!("opening {}{}", db_path(data_dir).display(), crate::health::open_failure_hint(data_dir))
+        format!("opening {}{}", db_path(data_dir).display(), crate::open_failure_hint(data_dir))
     })?;
     Ok(Arc::new(store))
 }

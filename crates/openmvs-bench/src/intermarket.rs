@@ -1,4 +1,4 @@
-//! `openmvs bench intermarket`: the hub and the national systems DE and FR in this process, wired
+//! `openmvs-bench intermarket`: the hub and the national systems DE and FR in this process, wired
 //! over mutual TLS exactly as `openmvs demo` wires them (each national system reaches the hub with
 //! its own `<market>.national.openmvs` certificate; the hub asks the national systems), a product
 //! sold only in FR uploaded through the OBP API until DISTRIBUTED, then the verify latency of one
@@ -17,8 +17,8 @@ use openmvs_core::ids::{Location, MarketCode};
 use openmvs_core::roles::Role;
 use serde_json::json;
 
-use super::bench_hub::{self, BATCH, EXPIRY, GTIN, Wiring};
-use super::load::{self, Conn};
+use crate::hub::{self as bench_hub, BATCH, EXPIRY, GTIN, Wiring};
+use crate::load::{self, Conn};
 use crate::out::outln;
 
 /// Requests before each leg that are not measured: connections, pools and caches warm up.
@@ -144,9 +144,9 @@ impl Figures {
     }
 }
 
-/// `openmvs bench intermarket`.
+/// `openmvs-bench intermarket`.
 pub fn intermarket(requests: u64, database_url: Option<&str>) -> anyhow::Result<ExitCode> {
-    super::serve::init_tracing("warn");
+    openmvs_node::init_tracing("warn");
     let f = measure(requests, database_url)?;
     f.print();
     outln!("{}", f.json());
@@ -163,7 +163,7 @@ pub(crate) fn measure(requests: u64, database_url: Option<&str>) -> anyhow::Resu
         RUN.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let rt = super::server_runtime()?;
+    let rt = openmvs_node::server_runtime()?;
     // The clients get a thread of their own, as a separate process would have.
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

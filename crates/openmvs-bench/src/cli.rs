@@ -1,0 +1,97 @@
+//! The command line of `openmvs-bench`: one subcommand per measurement, with its flags.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// OpenMVS measured on this machine: the national system, the hub, inter-market verifies, and the
+/// whole suite against the machine's own limits.
+#[derive(Debug, Parser)]
+#[command(name = "openmvs-bench", version, about, long_about = None)]
+pub struct Cli {
+    /// What to measure.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The measurements.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything measured in one run against the machine's own limits (an HTTPS hello-world and
+    /// the raw database on the same data): verify at its maximum and at 80, 100 and 200 % of it
+    /// (open loop), unknown serials, concurrent supplies, a pharmacy mix, a replay burst, ingest
+    /// and bulk alone and under verifies, for each size; then per engine a streamed upload through
+    /// the hub to DISTRIBUTED and inter-market against local verifies. On SQLite and (given a
+    /// database) on PostgreSQL. Writes report.json and report.md.
+    Suite {
+        /// Packs seeded, one run per size (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+        sizes: Vec<u64>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Connections of the load generator (each a keep-alive HTTPS connection).
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Also run on this PostgreSQL database (default: `OPENMVS_DATABASE_URL`).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Where report.json and report.md go.
+        #[arg(long, default_value = "bench-report")]
+        out: PathBuf,
+        /// The bound on requests in flight of the node under test (over it: 503 at once).
+        #[arg(long, default_value_t = openmvs_http::shed::DEFAULT_MAX_IN_FLIGHT)]
+        max_in_flight: usize,
+        /// Serials of the streamed upload through the hub (one upload per engine).
+        #[arg(long, default_value_t = 1_000_000)]
+        upload_serials: u64,
+        /// A run of seconds on small data, to check that the harness works (the test suite runs it).
+        #[arg(long)]
+        smoke: bool,
+    },
+    /// A national system in this process on a fresh embedded store, over HTTPS with keep-alive:
+    /// durable supply rate with one client and with many, and verify latency.
+    National {
+        /// Packs to seed.
+        #[arg(long, default_value_t = 200_000)]
+        packs: u64,
+        /// Seconds per scenario.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent clients in the concurrent scenarios.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Also measure on this PostgreSQL database (default: `OPENMVS_DATABASE_URL`), with one
+        /// node and with two nodes sharing a schema made for the run and dropped after it.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// The hub and one national system per market in this process on fresh stores, over HTTPS
+    /// with mutual TLS: an OBP streams N serials as text/plain; time to the 202 (durable at the
+    /// hub) and to DISTRIBUTED in every market, peak memory, packs at the national systems.
+    Hub {
+        /// Serials to upload (`S` and a zero-padded number each).
+        #[arg(long, default_value_t = 1_000_000)]
+        serials: u64,
+        /// The markets of the batch, comma-separated.
+        #[arg(long, default_value = "DE")]
+        markets: String,
+        /// Run on this PostgreSQL database instead of SQLite: a schema per national system and
+        /// one for the hub, made for the run and dropped after it.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// The hub and the national systems DE and FR in this process, wired over mutual TLS as the
+    /// demo wires them, with a product sold only in FR uploaded through the OBP API: verify
+    /// latency of one FR pharmacy verifying FR packs, and of one DE pharmacy verifying the same
+    /// packs inter-market through the hub (fmd-rules §4.10); sequential, keep-alive.
+    Intermarket {
+        /// Measured requests per leg (after 100 warm-up requests).
+        #[arg(long, default_value_t = 2000)]
+        requests: u64,
+        /// Run on this PostgreSQL database instead of SQLite: a schema per national system and
+        /// one for the hub, made for the run and dropped after it.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
