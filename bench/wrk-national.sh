@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cross-checks `openmvs bench national` with an external load generator (wrk, `apt-get install wrk`):
+# Cross-checks `openmvs-bench national` with an external load generator (wrk, `apt-get install wrk`):
 # starts a national system over HTTPS on a fresh data directory, seeds 1,000,000 packs, and measures
 # durable supplies and verifications with one connection and with 64. Usage: bench/wrk-national.sh
 set -euo pipefail

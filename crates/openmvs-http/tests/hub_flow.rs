@@ -56,7 +56,7 @@ const SERIALS: [&str; 6] = ["FLOW0001", "FLOW0002", "FLOW0003", "FLOW0004", "FLO
 const TRAVEL: Duration = Duration::from_secs(30);
 /// How long a national system waits for the hub's answer to an inter-market request here, and
 /// (below it) how long the hub waits for the market it asks. The demo's 300 ms and 250 ms
-/// (fmd-rules §4.10) are targets of a running system, measured by `openmvs bench intermarket`;
+/// (fmd-rules §4.10) are targets of a running system, measured by `openmvs-bench intermarket`;
 /// on a busy test machine these tests check where the answer comes from, not how fast.
 const INTERMARKET_LINK: Duration = Duration::from_secs(10);
 /// See [`INTERMARKET_LINK`].
