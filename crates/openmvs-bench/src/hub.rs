@@ -32,7 +32,9 @@ use openmvs_http::{
 use openmvs_hub::{Hub, HubConfig, MAX_UPLOAD_LINES};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
+use openmvs_node::{Storage, hub as hub_node, national as node, redact_url};
 use openmvs_pki::{CertificateAuthority, ClientKind, Issued};
+use openmvs_testkit::{System, hub_link, hub_links, schema_storage};
 use openmvs_wire::obp::{
     BatchRequest, Mah, ProductMarket, ProductRequest, UploadAcceptedBody, UploadStatusBody, WholesalerEntry,
 };
@@ -40,9 +42,6 @@ use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use tokio::sync::watch;
-
-use openmvs_node::{Storage, hub as hub_node, national as node, redact_url};
-use openmvs_testkit::{System, hub_link, hub_links, schema_storage};
 
 use crate::out::outln;
 

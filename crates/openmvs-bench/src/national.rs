@@ -18,15 +18,14 @@ use openmvs_http::limit::{Limiter, RateLimit};
 use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
+use openmvs_node::Storage;
+use openmvs_node::national as node;
 use openmvs_wire::hub::{BatchMsg, Delivery, Envelope, Message, PacksMsg, ProductMsg};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 
 use crate::load::{self, Conn};
-
 use crate::out::outln;
-use openmvs_node::Storage;
-use openmvs_node::national as node;
 
 pub(crate) const GTIN: &str = "09501101530003";
 pub(crate) const BATCH: &str = "BENCH1";
