@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -241,7 +241,7 @@ pub(crate) struct Pki {
 }
 
 pub(crate) fn pki(dir: &Path, markets: &[MarketCode]) -> anyhow::Result<Pki> {
-    let now = SystemTime::now();
+    let now = SystemClock.system_time();
     let mut ca = CertificateAuthority::create(&dir.join("ca"), "OpenMVS bench CA", now)
         .context("creating the bench CA")?;
     let server = ca.issue_server(&["localhost", "127.0.0.1"], CERT_DAYS, now)?;

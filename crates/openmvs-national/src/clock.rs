@@ -1,4 +1,7 @@
 //! The two clocks: the system's, and a settable one for tests and `--fake-clock` demos.
+//!
+//! `SystemClock` is the one place the wall clock is read (ARCHITECTURE.md, "Time"): the binary
+//! makes it and hands it on as an `Arc<dyn Clock>`; nothing else asks the system for the time.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,6 +11,14 @@ use openmvs_core::time::{Clock, Timestamp};
 /// The operating system's clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
+
+impl SystemClock {
+    /// The time now as the standard library's type, for certificates: TLS checks their validity
+    /// against the real time, whatever clock the system runs on.
+    pub fn system_time(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {

@@ -17,6 +17,8 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use openmvs_audit::Checkpoint;
+use openmvs_core::time::Clock;
+use openmvs_national::clock::SystemClock;
 use openmvs_store::CheckpointSink;
 use tokio::sync::watch;
 
@@ -66,10 +68,7 @@ impl HeadFile {
         let heads = match read_heads(&path) {
             Ok(h) => h,
             Err(e) => {
-                let millis = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0);
+                let millis = SystemClock.now().unix_millis();
                 let aside = path.with_extension(format!("jsonl.damaged-{millis}"));
                 std::fs::rename(&path, &aside)
                     .with_context(|| format!("moving the damaged {} aside", path.display()))?;

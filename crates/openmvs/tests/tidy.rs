@@ -115,3 +115,120 @@ fn no_crate_allows_unsafe_code() {
         .collect();
     assert!(allowing.is_empty(), "unsafe code in {allowing:?}");
 }
+
+/// A source file below `crates/`, as the rules about time and tests see it.
+struct Source {
+    /// Relative to the workspace root, with `/` separators.
+    path: String,
+    /// Its lines, numbered from 1, comment lines left out, each with whether it is test code:
+    /// a whole file below `tests/` or named in [`TEST_SUPPORT`], or the rest of a file from its
+    /// first `#[cfg(test)]` on (the house keeps a file's tests at its end).
+    lines: Vec<(usize, String, bool)>,
+}
+
+/// Source files that are test code although they live below `src/`: the conformance suites,
+/// compiled only for the engines' tests (feature `conformance`).
+const TEST_SUPPORT: &[&str] =
+    &["crates/openmvs-store/src/conformance.rs", "crates/openmvs-store/src/conformance_hub.rs"];
+
+fn sources() -> Vec<Source> {
+    let root = root();
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let path = f.strip_prefix(&root).unwrap_or(f).to_string_lossy().replace('\\', "/");
+            let mut test = path.contains("/tests/") || TEST_SUPPORT.contains(&path.as_str());
+            let lines = read(f)
+                .lines()
+                .enumerate()
+                .filter_map(|(i, l)| {
+                    test |= l.contains("#[cfg(test)]");
+                    let t = l.trim_start();
+                    (!t.starts_with("//")).then(|| (i + 1, l.to_owned(), test))
+                })
+                .collect();
+            Source { path, lines }
+        })
+        .collect()
+}
+
+/// `place` is a file, or a folder when it ends with `/`.
+fn is_in(path: &str, place: &str) -> bool {
+    if place.ends_with('/') { path.starts_with(place) } else { path == place }
+}
+
+/// Where the wall clock may be read: the system clock, which the binary hands to everything else
+/// as an `Arc<dyn Clock>` (ARCHITECTURE.md, "Time").
+const WALL_CLOCK_READERS: &[&str] = &["crates/openmvs-national/src/clock.rs"];
+
+/// Where the system clock may be made: the binary, which chooses the clock of everything it runs.
+const SYSTEM_CLOCK_MAKERS: &[&str] = &["crates/openmvs/src/", "crates/openmvs-national/src/clock.rs"];
+
+/// Where the monotonic clock may be read, to measure a duration or keep a deadline, and why.
+const MONOTONIC_CLOCK_READERS: &[(&str, &str)] = &[
+    (
+        "crates/openmvs-http/src/",
+        "server timeouts, draining, latency, rate limits, login throttling, load shedding",
+    ),
+    ("crates/openmvs-national/src/bulk.rs", "the bulk worker's retry delays"),
+    ("crates/openmvs-store-sqlite/src/writer.rs", "the store writer's retry and checkpoint timers"),
+    ("crates/openmvs-store-sqlite/src/baseline.rs", "the engine's baseline measurement"),
+    ("crates/openmvs-store-pg/src/baseline.rs", "the engine's baseline measurement"),
+    ("crates/openmvs/src/cmd/demo.rs", "the demo's bound on its seed distribution"),
+    ("crates/openmvs/src/cmd/admin.rs", "the rate `admin seed` reports"),
+    ("crates/openmvs/src/cmd/bench.rs", "benchmark"),
+    ("crates/openmvs/src/cmd/bench_hub.rs", "benchmark"),
+    ("crates/openmvs/src/cmd/bench_intermarket.rs", "benchmark"),
+    ("crates/openmvs/src/cmd/suite/", "benchmark"),
+    ("crates/openmvs-core/benches/", "benchmark"),
+    ("crates/openmvs-auth/examples/", "benchmark"),
+];
+
+#[test]
+fn the_clock_is_read_only_where_the_architecture_says() {
+    // Spelt in pieces, so that this file does not name what it looks for.
+    let wall = [
+        concat!("SystemTime", "::now"),
+        concat!("Utc", "::now"),
+        concat!("Local", "::now"),
+        concat!("chrono", "::Local"),
+        concat!("OffsetDateTime", "::now"),
+    ];
+    let monotonic = concat!("Instant", "::now");
+    let system_clock = concat!("System", "Clock");
+    let mut wrong = Vec::new();
+    for s in sources() {
+        for (n, line, test) in &s.lines {
+            if *test {
+                continue;
+            }
+            if let Some(p) = wall.iter().find(|p| line.contains(**p)) {
+                if !WALL_CLOCK_READERS.iter().any(|place| is_in(&s.path, place)) {
+                    wrong.push(format!(
+                        "{}:{n}: {p} (the wall clock is read by the system clock alone)",
+                        s.path
+                    ));
+                }
+            }
+            if line.contains(system_clock) && !SYSTEM_CLOCK_MAKERS.iter().any(|place| is_in(&s.path, place)) {
+                wrong.push(format!(
+                    "{}:{n}: {system_clock} outside the binary (take an `Arc<dyn Clock>`)",
+                    s.path
+                ));
+            }
+            if line.contains(monotonic)
+                && !MONOTONIC_CLOCK_READERS.iter().any(|(place, _)| is_in(&s.path, place))
+            {
+                wrong.push(format!("{}:{n}: {monotonic} outside the places that measure durations", s.path));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "clock reads outside ARCHITECTURE.md's list (\"Time\"):\n{}", wrong.join("\n"));
+    let map = read(&root().join("ARCHITECTURE.md"));
+    for place in WALL_CLOCK_READERS {
+        assert!(map.contains(place), "ARCHITECTURE.md names {place}, the one reader of the wall clock");
+    }
+}

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use openmvs_core::ids::{Location, MarketCode};
@@ -325,7 +324,7 @@ fn obp_create(ca_dir: &Path, id: &str, name: &str, out: &Path, days: u32) -> any
         bail!("{} exists: revoke the OBP's certificate first, or write elsewhere", key.display());
     }
     let issued = ca
-        .issue_client(ClientKind::Obp, id, days, SystemTime::now())
+        .issue_client(ClientKind::Obp, id, days, SystemClock.system_time())
         .map_err(|e| anyhow::anyhow!("--id: {e}"))?;
     node::write_private(&key, &issued.key_pem)?;
     std::fs::write(&cert, &issued.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
@@ -365,7 +364,7 @@ fn obp_revoke(ca_dir: &Path, serial: Option<u64>, id: Option<&str>) -> anyhow::R
         (None, None) => bail!("give --serial N or --id OBP"),
     };
     for s in serials {
-        if ca.revoke(s, SystemTime::now()).map_err(|e| anyhow::anyhow!("{e}"))? {
+        if ca.revoke(s, SystemClock.system_time()).map_err(|e| anyhow::anyhow!("{e}"))? {
             outln!("revoked certificate {s}");
         } else {
             outln!("certificate {s} was already revoked");

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use openmvs_core::ids::{Location, MarketCode};
@@ -139,7 +139,7 @@ fn pki(dir: &Path, markets: &[MarketCode]) -> anyhow::Result<Pki> {
     let ca_dir = dir.join("ca");
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).with_context(|| format!("creating {}", certs.display()))?;
-    let now = SystemTime::now();
+    let now = SystemClock.system_time();
     let mut ca = if ca_dir.join(openmvs_pki::CA_CERT_FILE).exists() {
         CertificateAuthority::open(&ca_dir).context("opening the demo CA")?
     } else {
@@ -587,7 +587,7 @@ fn guide(doc: &Value, file: &Path, fake_clock: bool) -> String {
     let serial = s(&first_sample["serials"][0]);
     let obp = &doc["obps"][0];
     let hub = s(&doc["hub"]["url"]);
-    let stamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp = SystemClock.now().unix_millis() / 1000;
     let pack = format!(
         r#""scheme":"GTIN","product_code":"{pc}","batch":"{batch}","expiry":"{expiry}","serial":"{serial}""#
     );

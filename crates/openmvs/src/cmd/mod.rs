@@ -15,7 +15,9 @@ use crate::cli::{Cli, Command, ConfigCommand, Serve};
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Scan { input, today } => scan::run(&input, today.as_deref()),
+        Command::Scan { input, today } => {
+            scan::run(&input, today.as_deref(), &openmvs_national::clock::SystemClock)
+        }
         Command::ReturnCodes => return_codes::run(),
         Command::Serve(Serve::National { config }) => serve::national(&config),
         Command::Serve(Serve::Hub { config }) => serve_hub::hub(&config),

@@ -2,24 +2,21 @@
 
 use std::io::Read;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::out::outln;
 use anyhow::{Context, bail};
 use openmvs_core::scan;
-use openmvs_core::time::{Date, Timestamp};
+use openmvs_core::time::{Clock, Date};
 use openmvs_wire::ScanOutput;
 
 /// Exit status for input that was read but refused.
 const REFUSED: u8 = 2;
 
-pub fn run(input: &str, today: Option<&str>) -> anyhow::Result<ExitCode> {
+/// Parses `input` (`-`: standard input) as of `today`, or of the clock's date without it.
+pub fn run(input: &str, today: Option<&str>, clock: &dyn Clock) -> anyhow::Result<ExitCode> {
     let today = match today {
         Some(s) => parse_date(s).with_context(|| format!("--today '{s}'"))?,
-        None => {
-            let millis = SystemTime::now().duration_since(UNIX_EPOCH).context("system clock before 1970")?;
-            Timestamp::from_unix_millis(i64::try_from(millis.as_millis())?).date()
-        }
+        None => clock.now().date(),
     };
     let bytes = if input == "-" {
         let mut buf = Vec::new();
