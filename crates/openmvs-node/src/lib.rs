@@ -97,8 +97,9 @@ pub fn init_tracing(filter: &str) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
 
     /// However many blocking waits come at once, a node's runtime runs at most
     /// `MAX_BLOCKING_THREADS` of them on threads of their own; the rest wait their turn.
@@ -106,14 +107,24 @@ mod tests {
     fn a_server_runtime_bounds_its_blocking_threads() {
         let rt = super::server_runtime().unwrap();
         let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        // Each wait holds its thread until the bound's worth of them run at once (or 30 s passed,
+        // should fewer ever run together).
+        let full = Arc::new((Mutex::new(false), Condvar::new()));
         rt.block_on(async {
             let waits: Vec<_> = (0..4 * super::MAX_BLOCKING_THREADS)
                 .map(|_| {
-                    let (running, most) = (running.clone(), most.clone());
+                    let (running, most, full) = (running.clone(), most.clone(), full.clone());
                     tokio::task::spawn_blocking(move || {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
-                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        let (reached, changed) = &*full;
+                        let mut reached = reached.lock().unwrap();
+                        if now >= super::MAX_BLOCKING_THREADS {
+                            *reached = true;
+                            changed.notify_all();
+                        }
+                        let _held =
+                            changed.wait_timeout_while(reached, Duration::from_secs(30), |r| !*r).unwrap();
                         running.fetch_sub(1, Ordering::SeqCst);
                     })
                 })

@@ -8,21 +8,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::{Node, Reply, http, openmvs, pack, pack_body, serial, token};
 
-/// Polls `what` every 100 ms until it holds, for at most 30 s (a generous bound: the nodes
-/// refresh every second).
+/// Whether `what` comes to hold within 30 s (a generous bound: the nodes refresh every second).
 fn eventually(what: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if what() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    what()
+    common::eventually(common::WAIT_LIMIT, || what().then_some(())).is_some()
 }
 
 fn status_of(r: &Reply) -> u16 {

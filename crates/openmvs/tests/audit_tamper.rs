@@ -381,16 +381,15 @@ fn a_running_node_signs_its_tail_with_no_further_request_and_keeps_the_head_in_i
     }
     // No request comes any more: the node signs the tail by itself, and the head reaches the file.
     let data = node.data_dir();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let last = loop {
+    let mut seen = (0, None);
+    let last = common::eventually(common::WAIT_LIMIT, || {
         let (last, _) = ends(&data);
         let head = std::fs::read_to_string(data.join("audit-heads.jsonl")).ok().map(|_| head_of(&data));
-        if last >= 6 && head.as_ref().and_then(|h| h["seq"].as_u64()) == Some(last) {
-            break last;
-        }
-        assert!(std::time::Instant::now() < deadline, "no head of #{last} in the file within 30 s: {head:?}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+        let signed = last >= 6 && head.as_ref().and_then(|h| h["seq"].as_u64()) == Some(last);
+        seen = (last, head);
+        signed.then_some(last)
+    })
+    .unwrap_or_else(|| panic!("no head of #{} in the file within 30 s: {:?}", seen.0, seen.1));
     // A power cut now: nothing is signed at a stop, and yet the file vouches for every record.
     server.kill();
     checkpoint(&data);

@@ -6,7 +6,6 @@ mod common;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use common::{Node, Reply, audit_of, http, pack, pack_body, serial, token};
 use serde_json::Value;
@@ -131,21 +130,24 @@ fn acknowledged_supplies_survive_repeated_sigkill_exactly_once() {
         let token = token(&http(), &base, &pharmacy);
         let stop = AtomicBool::new(false);
         let seen = Mutex::new(Seen::default());
-        let delay = Duration::from_millis(rng.between(100, 600));
+        // The kill comes after a random number of acknowledged supplies, with requests in flight.
+        let before_kill = usize::try_from(rng.between(10, 100)).expect("a small number");
         std::thread::scope(|scope| {
             for _ in 0..CLIENTS {
                 scope.spawn(|| stream_supplies(&base, &token, &next, &stop, &seen));
             }
-            std::thread::sleep(delay);
+            let acknowledged = || seen.lock().unwrap_or_else(|p| p.into_inner()).acknowledged.len();
+            let warmed_up =
+                common::eventually(common::WAIT_LIMIT, || (acknowledged() >= before_kill).then_some(()));
             // Kill with requests in flight, then let the clients see it.
             server.kill();
             stop.store(true, Ordering::SeqCst);
+            assert!(warmed_up.is_some(), "round {round}: {} supplies acknowledged in 30 s", acknowledged());
         });
         let seen = seen.into_inner().unwrap_or_else(|p| p.into_inner());
         assert!(seen.unexpected.is_empty(), "round {round}: unexpected replies: {:#?}", seen.unexpected);
         eprintln!(
-            "crash round {round}: killed after {} ms; {} supplies acknowledged, {} without an answer",
-            delay.as_millis(),
+            "crash round {round}: killed after {before_kill} acknowledgements; {} supplies acknowledged, {} without an answer",
             seen.acknowledged.len(),
             seen.unknown.len()
         );

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{SendRetrying, TempDir, free_port};
 use serde_json::{Value, json};
+use wait_timeout::ChildExt;
 
 /// Seeding distributes 1,000 packs over HTTPS before the ready line; a debug build is slow.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
@@ -90,15 +91,10 @@ impl Demo {
         let status =
             Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill -TERM");
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().expect("poll the demo") {
-                assert!(s.success(), "the demo exited with {s}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.child.wait_timeout(Duration::from_secs(30)).expect("wait for the demo") {
+            Some(s) => assert!(s.success(), "the demo exited with {s}"),
+            None => panic!("the demo did not exit within 30 s of SIGTERM"),
         }
-        panic!("the demo did not exit within 30 s of SIGTERM");
     }
 }
 
@@ -366,17 +362,13 @@ fn tour(storage: &Storage) {
     let serial = shared["serials"][1].as_str().expect("a second serial").to_owned();
     let supplied = pack_call(&doc, "DE", "supply", &shared, &serial, "e2e-demo-supply");
     assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
-    let deadline = Instant::now() + SYNC_TIMEOUT;
-    let mut seen;
+    let mut seen = Value::Null;
     let mut i = 0;
-    loop {
+    let _ = common::eventually(SYNC_TIMEOUT, || {
         i += 1;
         seen = pack_call(&doc, "FR", "verify", &shared, &serial, &format!("e2e-demo-fr-{i}"));
-        if seen["pack"]["state"] == "SUPPLIED" || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (seen["pack"]["state"] == "SUPPLIED").then_some(())
+    });
     assert_eq!(seen["pack"]["state"], "SUPPLIED", "FR never saw the supply in DE: {seen}");
     assert_eq!(seen["return_code"], "NMVS_INFO_PCK_INACTIVE", "{seen}");
 
@@ -395,9 +387,8 @@ fn tour(storage: &Storage) {
     let answer = pack_call(&doc, "DE", "verify", &shared, unknown, "e2e-demo-unknown");
     assert_eq!(answer["return_code"], "NMVS_NC_PC_02", "{answer}");
     assert_eq!(answer["alert"]["code"], "A3", "{answer}");
-    let deadline = Instant::now() + SYNC_TIMEOUT;
-    let mut alerts;
-    loop {
+    let mut alerts = Vec::new();
+    let _ = common::eventually(SYNC_TIMEOUT, || {
         let listed: Value = obp
             .get(format!("{hub}/v1/alerts"))
             .send_retrying()
@@ -411,11 +402,8 @@ fn tour(storage: &Storage) {
             .filter(|a| a["serial"] == unknown)
             .cloned()
             .collect::<Vec<_>>();
-        if !alerts.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (!alerts.is_empty()).then_some(())
+    });
     assert_eq!(alerts.len(), 1, "the hub never showed exactly one alert for {unknown}: {alerts:?}");
     assert_eq!(alerts[0]["code"], "A3", "{:?}", alerts[0]);
     assert_eq!(alerts[0]["market"], "DE", "{:?}", alerts[0]);
@@ -434,9 +422,8 @@ fn tour(storage: &Storage) {
     assert!(status.is_success(), "upload refused ({status}): {uploaded}");
     assert_eq!(uploaded["received"], 2, "{uploaded}");
     let upload_id = uploaded["upload_id"].as_str().expect("upload_id").to_owned();
-    let deadline = Instant::now() + SYNC_TIMEOUT;
-    let mut progress;
-    loop {
+    let mut progress = Value::Null;
+    let _ = common::eventually(SYNC_TIMEOUT, || {
         progress = obp
             .get(format!("{hub}/v1/uploads/{upload_id}"))
             .send_retrying()
@@ -446,11 +433,8 @@ fn tour(storage: &Storage) {
         let every_market = progress["markets"]
             .as_object()
             .is_some_and(|m| !m.is_empty() && m.values().all(|s| s == "DISTRIBUTED"));
-        if (progress["status"] == "DISTRIBUTED" && every_market) || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (progress["status"] == "DISTRIBUTED" && every_market).then_some(())
+    });
     assert_eq!(progress["status"], "DISTRIBUTED", "{progress}");
     for m in ["DE", "FR"] {
         assert_eq!(progress["markets"][m], "DISTRIBUTED", "{m}: {progress}");
@@ -494,17 +478,13 @@ fn tour(storage: &Storage) {
         // DE sent the head of its trail signed at the first stop to the hub, which kept it.
         let hub_dir = dir.path().join("hub");
         let args = ["audit", "heads", "--data-dir", hub_dir.to_str().expect("UTF-8 path"), "--market", "DE"];
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let heads = loop {
+        let heads = common::eventually(common::WAIT_LIMIT, || {
             let out = common::openmvs(&args);
             assert!(out.status.success(), "audit heads: {}", String::from_utf8_lossy(&out.stderr));
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if !text.trim().is_empty() {
-                break text;
-            }
-            assert!(Instant::now() < deadline, "no head of DE at the hub within 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        };
+            (!text.trim().is_empty()).then_some(text)
+        })
+        .expect("a head of DE at the hub within 30 s");
         demo.stop();
         let file = dir.path().join("hub-heads.jsonl");
         std::fs::write(&file, &heads).expect("write the heads");

@@ -5,10 +5,9 @@
 mod common;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Node, Reply, http, http_fresh_connections, pack, pack_body, pack_once, serial, token};
+use common::{Node, Reply, Stop, http, http_fresh_connections, pack, pack_body, pack_once, serial, token};
 
 /// `[national.limits]` of the shutdown test. The grace time is long enough for the readiness
 /// poller and the verify stream to see it on a busy machine.
@@ -41,16 +40,9 @@ fn poll_ready(http: &reqwest::blocking::Client, base: &str) -> Health {
     }
 }
 
-/// Polls `what` every few milliseconds until it holds, for at most `limit`.
+/// Whether `what` comes to hold within `limit`.
 fn eventually(limit: Duration, what: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if what() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    what()
+    common::eventually(limit, || what().then_some(())).is_some()
 }
 
 #[test]
@@ -66,7 +58,7 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
     let tok = token(&http(), &base, &pharmacy);
 
     let epoch = Instant::now();
-    let stop = AtomicBool::new(false);
+    let stop = Stop::default();
     // (time since epoch, reply) of every verify, and of every readiness poll.
     let verifies: Mutex<Vec<(Duration, Reply)>> = Mutex::new(Vec::new());
     let polls: Mutex<Vec<(Duration, Health)>> = Mutex::new(Vec::new());
@@ -75,7 +67,7 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
         scope.spawn(|| {
             let http = http();
             let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
+            while !stop.is_given() {
                 // Once: a 503 while draining is one of the answers this test looks at.
                 let reply = pack_once(
                     &http,
@@ -86,8 +78,8 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
                 );
                 let failed = matches!(reply, Reply::NoAnswer(_));
                 verifies.lock().unwrap_or_else(|p| p.into_inner()).push((epoch.elapsed(), reply));
-                if failed {
-                    std::thread::sleep(Duration::from_millis(5));
+                if failed && stop.wait(Duration::from_millis(5)) {
+                    break;
                 }
                 i += 1;
             }
@@ -95,10 +87,12 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
         // Readiness, on a new connection each time, so that a listener that stops accepting shows.
         scope.spawn(|| {
             let http = http_fresh_connections(Duration::from_secs(10));
-            while !stop.load(Ordering::SeqCst) {
+            loop {
                 let h = poll_ready(&http, &base);
                 polls.lock().unwrap_or_else(|p| p.into_inner()).push((epoch.elapsed(), h));
-                std::thread::sleep(Duration::from_millis(10));
+                if stop.wait(Duration::from_millis(10)) {
+                    break;
+                }
             }
         });
         let warmed_up = eventually(WAIT_LIMIT, || {
@@ -120,7 +114,7 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
                 .last()
                 .is_some_and(|(_, h)| *h == Health::NoAnswer)
         });
-        stop.store(true, Ordering::SeqCst);
+        stop.stop();
         assert!(warmed_up, "no steady traffic before SIGTERM:\n{}", server.log_text());
         (sigterm_at, exit)
     });

@@ -8,7 +8,6 @@ mod common;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use common::{Node, Reply, audit_of, copy_dir, http, pack, pack_body, serial, token};
 
@@ -88,9 +87,16 @@ fn a_node_killed_mid_load_loses_and_doubles_nothing_when_clients_retry_on_the_ot
                 }
             });
         }
-        std::thread::sleep(Duration::from_millis(700));
+        // The kill comes with the load going on both nodes, and the load goes on until supplies
+        // cut short by it were retried on node B, and more were acknowledged after it.
+        let acknowledged = || seen.lock().unwrap_or_else(|p| p.into_inner()).acknowledged.len();
+        let _ = common::eventually(common::WAIT_LIMIT, || (acknowledged() >= 200).then_some(()));
         server_a.kill();
-        std::thread::sleep(Duration::from_millis(700));
+        let at_kill = acknowledged();
+        let _ = common::eventually(common::WAIT_LIMIT, || {
+            let retried = !seen.lock().unwrap_or_else(|p| p.into_inner()).retried.is_empty();
+            (retried && acknowledged() >= at_kill + 200).then_some(())
+        });
         stop.store(true, Ordering::SeqCst);
     });
     let seen = seen.into_inner().unwrap_or_else(|p| p.into_inner());

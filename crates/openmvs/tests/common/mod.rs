@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use wait_timeout::ChildExt;
 
 pub use openmvs_testkit::TempDir;
 
@@ -278,16 +279,7 @@ impl Server {
 
     /// Waits up to `timeout` for it to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the server") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.child.wait_timeout(timeout).expect("wait for the server")
     }
 
     /// Stops it cleanly (SIGTERM) and insists that it exits with status 0.
@@ -306,6 +298,55 @@ impl Drop for Server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// The longest [`eventually`] is usually given: generous, for a busy machine.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits for something another process does, which it says nowhere this test can wait on:
+/// asks `probe` every 20 ms until it gives a value, for at most `limit`; `None` if it never did.
+/// The one poll of these tests (tidy.rs allows it), for the few events that have no signal.
+pub fn eventually<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A stop the threads of a test wait on: given once, seen at once by every waiter.
+#[derive(Default)]
+pub struct Stop {
+    given: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Stop {
+    /// Gives the stop.
+    pub fn stop(&self) {
+        *self.given.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Whether the stop was given.
+    pub fn is_given(&self) -> bool {
+        *self.given.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for the stop for at most `pace`; whether it came. A thread that samples another
+    /// process through a stretch of time it keeps by its own clock (a shutdown's grace time) takes
+    /// its pace from this, and ends as soon as the test is done.
+    pub fn wait(&self, pace: Duration) -> bool {
+        let given = self.given.lock().unwrap_or_else(|p| p.into_inner());
+        let (given, _) =
+            self.changed.wait_timeout_while(given, pace, |g| !*g).unwrap_or_else(|p| p.into_inner());
+        *given
     }
 }
 
