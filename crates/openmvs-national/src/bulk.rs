@@ -20,6 +20,13 @@ use crate::{Actor, ApiError, National, Record, new_id};
 /// How many failing jobs may be waiting out their delay before the worker looks no further.
 const MAX_BACKED_OFF: usize = 32;
 
+/// What the bulk worker keeps from one round to the next: the jobs whose chunk failed, with their
+/// failures so far and when they may be tried again.
+#[derive(Debug, Default)]
+pub struct BulkBackoff {
+    failing: HashMap<String, (u32, Instant)>,
+}
+
 /// At most this many bad rows are listed in a refusal.
 const MAX_REPORTED_ROWS: usize = 20;
 
@@ -235,52 +242,57 @@ impl National {
     /// put back with a growing delay (up to a minute) while later jobs go ahead, so one bad job
     /// never blocks the queue.
     pub async fn run_bulk_worker(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff: HashMap<String, (u32, Instant)> = HashMap::new();
+        let mut backoff = BulkBackoff::default();
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let jobs = match self.store.unfinished_bulks(MAX_BACKED_OFF + 1).await {
-                Ok(j) => j,
-                Err(e) => {
-                    tracing::warn!(error = %e, "bulk worker cannot read its queue");
-                    Vec::new()
-                }
-            };
-            backoff.retain(|id, _| jobs.iter().any(|j| &j.id == id));
-            let now = Instant::now();
-            // The first job not backing off whose lease this node gets: a job another node works
-            // on is left to it.
-            let mut next = None;
-            for j in jobs.into_iter().filter(|j| backoff.get(&j.id).is_none_or(|(_, at)| *at <= now)) {
-                if self.claim_bulk(&j.id).await {
-                    next = Some(j);
-                    break;
-                }
-            }
-            match next {
-                Some(job) => match self.process_bulk(&job, &mut shutdown).await {
-                    Ok(()) => {
-                        backoff.remove(&job.id);
-                        self.release_bulk(&job.id).await;
-                    }
-                    Err(e) => {
-                        self.release_bulk(&job.id).await;
-                        let failures = backoff.get(&job.id).map_or(1, |(n, _)| n + 1);
-                        let wait = crate::hub::backoff(failures - 1).min(Duration::from_secs(60));
-                        tracing::warn!(bulk = %job.id, error = %e, failures, "bulk chunk failed; retrying later");
-                        backoff.insert(job.id.clone(), (failures, Instant::now() + wait));
-                    }
-                },
-                None => {
-                    tokio::select! {
-                        _ = self.bulk_wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        r = shutdown.changed() => if r.is_err() { return },
-                    }
+            if !self.bulk_round(&mut backoff, &mut shutdown).await {
+                tokio::select! {
+                    _ = self.bulk_wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    r = shutdown.changed() => if r.is_err() { return },
                 }
             }
         }
+    }
+
+    /// One round of the bulk worker: the first unfinished job that is not waiting out a delay and
+    /// whose lease this node gets (a job another node works on is left to it) is processed to its
+    /// end, or until `shutdown`. Whether there was such a job. Tests drive the worker with this.
+    pub async fn bulk_round(&self, backoff: &mut BulkBackoff, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let jobs = match self.store.unfinished_bulks(MAX_BACKED_OFF + 1).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(error = %e, "bulk worker cannot read its queue");
+                Vec::new()
+            }
+        };
+        let failing = &mut backoff.failing;
+        failing.retain(|id, _| jobs.iter().any(|j| &j.id == id));
+        let now = Instant::now();
+        let mut next = None;
+        for j in jobs.into_iter().filter(|j| failing.get(&j.id).is_none_or(|(_, at)| *at <= now)) {
+            if self.claim_bulk(&j.id).await {
+                next = Some(j);
+                break;
+            }
+        }
+        let Some(job) = next else { return false };
+        match self.process_bulk(&job, shutdown).await {
+            Ok(()) => {
+                failing.remove(&job.id);
+                self.release_bulk(&job.id).await;
+            }
+            Err(e) => {
+                self.release_bulk(&job.id).await;
+                let failures = failing.get(&job.id).map_or(1, |(n, _)| n + 1);
+                let wait = crate::hub::backoff(failures - 1).min(Duration::from_secs(60));
+                tracing::warn!(bulk = %job.id, error = %e, failures, "bulk chunk failed; retrying later");
+                failing.insert(job.id.clone(), (failures, Instant::now() + wait));
+            }
+        }
+        true
     }
 
     async fn process_bulk(

@@ -36,6 +36,7 @@ pub use audit::{
     OutsideHead, VerifyReport, checkpoint_of, parse_heads, signed_head, verify_audit, verify_audit_with_heads,
 };
 pub use auth::NewClient;
+pub use bulk::BulkBackoff;
 pub use error::ApiError;
 pub use hub::{HubLink, PACKS_PER_UNIT};
 pub use ids::new_id;

@@ -42,8 +42,8 @@ pub enum IntermarketMode {
     AnswerFromFr,
     /// No market knows the product.
     NoMarket,
-    /// Answers only after this long.
-    Delay(Duration),
+    /// Never answers (a hub that hangs).
+    Hang,
     /// Answers 503.
     Unavailable,
 }
@@ -271,11 +271,7 @@ async fn intermarket(State(s): State<Arc<HubState>>, req: Request) -> Response {
                 .into_response()
         }
         IntermarketMode::NoMarket => axum::Json(none).into_response(),
-        IntermarketMode::Delay(d) => {
-            tokio::time::sleep(d).await;
-            axum::Json(IntermarketAnswer { market: Some("FR".into()), response: Some(fr_answer(&im)) })
-                .into_response()
-        }
+        IntermarketMode::Hang => std::future::pending().await,
         IntermarketMode::Unavailable => {
             (StatusCode::SERVICE_UNAVAILABLE, "the fake hub is down").into_response()
         }

@@ -54,7 +54,8 @@ pub fn gtin(body: &str) -> String {
 
 /// How to set up the system under test.
 pub struct Setup {
-    /// Whether the outbox relay runs on its own (else tests drive `relay_once`).
+    /// Whether the outbox relay runs on its own; by default tests drive it (`relay_once`,
+    /// `relay_all`).
     pub relay: bool,
     /// The link's inter-market timeout.
     pub intermarket_timeout: Duration,
@@ -69,7 +70,7 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Setup {
         Setup {
-            relay: true,
+            relay: false,
             // Seconds, not the 300 ms of a running system: on a busy machine the fake hub may
             // answer late. The tests of the timeout set their own.
             intermarket_timeout: Duration::from_secs(10),
@@ -101,7 +102,7 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// The default set-up: relay running, hub answering.
+    /// The default set-up: relay driven by the test, hub answering.
     pub async fn start() -> Harness {
         Harness::with(Setup::default()).await
     }
@@ -176,6 +177,17 @@ impl Harness {
     /// One round of the relay through the national system's own link.
     pub async fn relay_once(&self) -> usize {
         self.national.relay_once(self.link.as_ref()).await.expect("relay round")
+    }
+
+    /// Rounds of the relay until the outbox is empty (one message per product goes in each).
+    pub async fn relay_all(&self) {
+        for _ in 0..100 {
+            if openmvs_store::OutboxStore::pending(self.store.as_ref()).await.expect("pending") == 0 {
+                return;
+            }
+            self.relay_once().await;
+        }
+        panic!("the outbox is not empty after 100 relay rounds");
     }
 
     /// Sends one delivery with the product (owned by [`OWNER`]), its batch for `markets`, and
@@ -273,21 +285,6 @@ impl Drop for Harness {
             tokio::spawn(server.shutdown(Duration::ZERO));
         }
         self.memory.close();
-    }
-}
-
-/// The longest [`eventually`] waits: generous, for a busy machine.
-pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
-
-/// Polls `f` every 25 ms until it gives a value, for at most [`WAIT_LIMIT`].
-pub async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + WAIT_LIMIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -28,10 +28,13 @@ async fn a_supply_of_a_multi_market_pack_is_delivered_to_the_hub_as_pack_state()
     let r = h.op(&pharmacy("DE-PHARMA-1"), SUPPLY, "s-1", &pc, "B1", "S2").await;
     assert!(r.accepted, "{r:?}");
 
-    let env = eventually("a pack-state message at the hub", async || {
-        h.hub.applied().into_iter().find(|e| kind(&e.body) == "pack-state")
-    })
-    .await;
+    h.relay_all().await;
+    let env = h
+        .hub
+        .applied()
+        .into_iter()
+        .find(|e| kind(&e.body) == "pack-state")
+        .expect("a pack-state message at the hub");
     assert_eq!((env.origin.as_str(), env.ordering_key.as_str()), ("DE", pc.as_str()));
     let Message::PackState(s) = &env.body else { unreachable!() };
     assert_eq!(
@@ -46,7 +49,6 @@ async fn a_supply_of_a_multi_market_pack_is_delivered_to_the_hub_as_pack_state()
         "the link presents the national system's certificate: {:?}",
         h.hub.peers()
     );
-    eventually("an empty outbox", async || (h.store.pending().await.unwrap() == 0).then_some(())).await;
     assert_eq!(pack_states(&h.hub.applied()).len(), 1, "exactly one message for one change");
 }
 
@@ -82,10 +84,9 @@ async fn an_alert_is_delivered_to_the_hub_for_the_owning_obp() {
     let raised = r.alert.expect("an A3 alert");
     assert_eq!(raised.code, "A3");
 
-    let env = eventually("an alert message at the hub", async || {
-        h.hub.applied().into_iter().find(|e| kind(&e.body) == "alert")
-    })
-    .await;
+    h.relay_all().await;
+    let env =
+        h.hub.applied().into_iter().find(|e| kind(&e.body) == "alert").expect("an alert message at the hub");
     assert_eq!((env.origin.as_str(), env.ordering_key.as_str()), ("DE", pc.as_str()));
     let Message::Alert(a) = &env.body else { unreachable!() };
     assert_eq!(a.owner, OWNER);
@@ -97,7 +98,7 @@ async fn an_alert_is_delivered_to_the_hub_for_the_owning_obp() {
 
 #[tokio::test]
 async fn messages_about_one_product_reach_the_hub_in_commit_order() {
-    let mut h = Harness::with(Setup { relay: false, ..Setup::default() }).await;
+    let h = Harness::with(Setup { relay: false, ..Setup::default() }).await;
     let pc = gtin("0950110156004");
     h.seed(&pc, "B1", &["DE", "FR"], &["S1", "S2"]).await;
     let at = pharmacy("DE-PHARMA-1");
@@ -109,11 +110,8 @@ async fn messages_about_one_product_reach_the_hub_in_commit_order() {
     // One message per product at a time: the next waits for the one before to be acknowledged.
     assert_eq!(h.relay_once().await, 1);
     assert_eq!(h.hub.deliveries()[0].messages.len(), 1);
-    h.start_relay();
-    eventually("three pack-state messages at the hub", async || {
-        (pack_states(&h.hub.applied()).len() == 3).then_some(())
-    })
-    .await;
+    h.relay_all().await;
+    assert_eq!(pack_states(&h.hub.applied()).len(), 3, "three pack-state messages at the hub");
 
     let order: Vec<(String, String, String)> =
         pack_states(&h.hub.applied()).into_iter().map(|s| (s.serial, s.state, s.command)).collect();

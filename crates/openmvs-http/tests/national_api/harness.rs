@@ -18,7 +18,7 @@ use openmvs_http::{
     NationalState, Observability, ServeOptions, ServerHandle, TlsConfig, national_router, serve_with,
 };
 use openmvs_national::clock::FakeClock;
-use openmvs_national::{HubLink, National, NationalConfig};
+use openmvs_national::{BulkBackoff, HubLink, National, NationalConfig};
 use openmvs_store::{BoxFuture, Store};
 use openmvs_store_mem::MemStore;
 use openmvs_store_pg::{PgOptions, PgStore};
@@ -177,8 +177,6 @@ pub struct AppOptions {
     pub postgres: Option<(String, String)>,
     /// How long the node holds outbox messages and bulk jobs (default 30 s).
     pub lease: Option<Duration>,
-    /// Do not start the bulk worker (a node that accepts bulk requests but never works on them).
-    pub no_bulk_worker: bool,
     /// The server's connection limits (the defaults of production when not given).
     pub serve: Option<ServeOptions>,
     /// The token endpoint's limits.
@@ -272,9 +270,9 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// Turns true when the app stops: for workers a test starts itself.
-    pub fn stop_signal(&self) -> watch::Receiver<bool> {
-        self.stop_worker.subscribe()
+    /// One round of this node's bulk worker; whether it took a job.
+    pub async fn bulk_round(&self) -> bool {
+        bulk_round(&self.national, &self.stop_worker).await
     }
 }
 
@@ -371,9 +369,8 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let (stop_worker, rx) = watch::channel(false);
     // As the server does: clients cut off and keys revoked on other nodes are seen within seconds.
     tokio::spawn(national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, rx.clone()));
-    if !opts.no_bulk_worker {
-        tokio::spawn(national.clone().run_bulk_worker(rx));
-    }
+    // The bulk worker runs when a test drives it ([`TestApp::bulk_round`], [`Client::wait_bulk`]).
+    drop(rx);
     let http = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
@@ -396,6 +393,11 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         stop_worker,
         _dir: dir,
     }
+}
+
+/// One round of `national`'s bulk worker, stopped by `stop`; whether it took a job.
+async fn bulk_round(national: &National, stop: &watch::Sender<bool>) -> bool {
+    national.bulk_round(&mut BulkBackoff::default(), &mut stop.subscribe()).await
 }
 
 /// A request body.
@@ -512,6 +514,8 @@ impl TestApp {
             .await
             .expect("create a client");
         let c = Client {
+            national: self.national.clone(),
+            stop_worker: self.stop_worker.clone(),
             app_base: self.base.clone(),
             http: self.http.clone(),
             clock: self.clock.clone(),
@@ -704,6 +708,9 @@ impl Pack {
 
 /// An API client: an end user, the NMVO or the NCA.
 pub struct Client {
+    /// The service of its node, whose bulk worker [`Client::wait_bulk`] drives.
+    national: Arc<National>,
+    stop_worker: watch::Sender<bool>,
     app_base: String,
     http: reqwest::Client,
     clock: Arc<FakeClock>,
@@ -713,9 +720,6 @@ pub struct Client {
     /// The current token and the fake-clock instant it was issued at.
     token: Mutex<(String, i64)>,
 }
-
-/// The longest a test waits for background work (a bulk job, a relay) on a busy machine.
-pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// Tokens are fetched again once this old on the fake clock, well before they expire.
 const TOKEN_REFRESH_MILLIS: i64 = 50 * 60 * 1000;
@@ -839,23 +843,18 @@ impl Client {
         self.wait_bulk(&id).await
     }
 
-    /// Polls `GET /v1/bulk/{id}` every 25 ms until DONE, for at most [`WAIT_LIMIT`].
+    /// Runs rounds of its node's bulk worker until `GET /v1/bulk/{id}` says DONE (at most ten).
     pub async fn wait_bulk(&self, id: &str) -> Value {
-        let deadline = std::time::Instant::now() + WAIT_LIMIT;
-        loop {
+        for _ in 0..10 {
             let r = self.get(&format!("/v1/bulk/{id}")).await;
             assert_eq!(r.status, 200, "{}", r.text);
             if r.json["status"] == "DONE" {
                 return r.json;
             }
             assert!(matches!(r.json["status"].as_str(), Some("PENDING" | "RUNNING")), "{}", r.text);
-            assert!(
-                std::time::Instant::now() < deadline,
-                "bulk {id} not DONE within {WAIT_LIMIT:?}: {}",
-                r.text
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            bulk_round(&self.national, &self.stop_worker).await;
         }
+        panic!("bulk {id} not DONE after ten rounds of the bulk worker");
     }
 }
 

@@ -101,15 +101,13 @@ async fn outbox_relays_on_two_nodes_send_each_message_once() {
     let hub = Arc::new(RecordingHub::default());
     let link: Arc<dyn HubLink> = hub.clone();
     let a = node(&pg, AppOptions { hub: Some(link.clone()), ..AppOptions::default() }).await;
-    let b = node(&pg, AppOptions { hub: Some(link), ..AppOptions::default() }).await;
+    let b = node(&pg, AppOptions { hub: Some(link.clone()), ..AppOptions::default() }).await;
     a.seed_product(GTIN).await;
     // A multi-market batch: every change of its packs is sent to the hub.
     a.seed_batch(GTIN, BATCH, EXPIRY, &[DE, "FR"]).await;
     let packs = a.packs(60).await;
     let ca = Arc::new(a.client(Role::Pharmacy, "pharmacy-a").await);
     let cb = Arc::new(b.client(Role::Pharmacy, "pharmacy-b").await);
-    tokio::spawn(a.national.clone().run_relay(a.stop_signal()));
-    tokio::spawn(b.national.clone().run_relay(b.stop_signal()));
     let mut tasks = Vec::new();
     for (i, p) in packs.iter().enumerate() {
         let c = if i % 2 == 0 { ca.clone() } else { cb.clone() };
@@ -120,11 +118,17 @@ async fn outbox_relays_on_two_nodes_send_each_message_once() {
         let r = t.await.expect("the request task");
         assert_eq!(r.json["accepted"], json!(true), "{}", r.text);
     }
-    let deadline = std::time::Instant::now() + WAIT_LIMIT;
-    while a.store.pending().await.expect("pending") > 0 {
-        assert!(std::time::Instant::now() < deadline, "the outbox did not drain within {WAIT_LIMIT:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Both nodes' relays at once, round after round, each holding what it sends.
+    for _ in 0..100 {
+        if a.store.pending().await.expect("pending") == 0 {
+            break;
+        }
+        let (ra, rb) =
+            tokio::join!(a.national.relay_once(link.as_ref()), b.national.relay_once(link.as_ref()));
+        ra.expect("node A's relay round");
+        rb.expect("node B's relay round");
     }
+    assert_eq!(a.store.pending().await.expect("pending"), 0, "the outbox drained");
     let seen = hub.seen.lock().expect("lock").clone();
     let mut unique = seen.clone();
     unique.sort();
@@ -137,7 +141,7 @@ async fn outbox_relays_on_two_nodes_send_each_message_once() {
 async fn a_bulk_job_held_by_a_dead_node_is_finished_by_another_after_its_lease() {
     let Some(pg) = shared_postgres("a bulk job taken over") else { return };
     let lease = Some(Duration::from_secs(20));
-    let a = node(&pg, AppOptions { lease, no_bulk_worker: true, ..AppOptions::default() }).await;
+    let a = node(&pg, AppOptions { lease, ..AppOptions::default() }).await;
     let b = node(&pg, AppOptions { lease, ..AppOptions::default() }).await;
     a.seed_standard().await;
     let packs = a.packs(40).await;
@@ -154,11 +158,12 @@ async fn a_bulk_job_held_by_a_dead_node_is_finished_by_another_after_its_lease()
             .await
             .expect("claim")
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!b.bulk_round().await, "node B finds no job it may take");
     let job = a.store.bulk(&id).await.expect("read").expect("the job");
     assert_eq!(job.done_rows, 0, "node B leaves a job another node holds alone");
     // Once the lease is over on B's clock, B takes the job over and finishes it.
     b.advance(Duration::from_secs(21));
+    assert!(b.bulk_round().await, "node B takes the job over");
     let done = c.wait_bulk(&id).await;
     let results = done["results"].as_array().expect("results");
     assert_eq!(results.len(), 40);
