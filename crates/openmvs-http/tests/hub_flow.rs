@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::http::HeaderMap;
@@ -28,7 +28,7 @@ use openmvs_http::{
     national_router, serve,
 };
 use openmvs_hub::{CallbackSender, Hub, HubConfig, NationalLink, NationalQueries, SIGNATURE_HEADER};
-use openmvs_national::clock::SystemClock;
+use openmvs_national::clock::{FakeClock, SystemClock};
 use openmvs_national::{HubLink, National, NationalConfig};
 use openmvs_pki::{CertificateAuthority, ClientKind, Issued};
 use openmvs_store::hub::HubStore;
@@ -38,8 +38,6 @@ use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 #[path = "support/retry.rs"]
 mod retry;
@@ -52,8 +50,9 @@ const FR_ONLY: &str = "09501101530010";
 const BATCH: &str = "B1";
 const EXPIRY: &str = "301231";
 const SERIALS: [&str; 6] = ["FLOW0001", "FLOW0002", "FLOW0003", "FLOW0004", "FLOW0005", "FLOW0006"];
-/// How long a change may take to travel national → hub → national.
-const TRAVEL: Duration = Duration::from_secs(30);
+/// How many relay rounds (each national system's, then the hub's) a change may take to travel
+/// national → hub → national: far more than it does.
+const TRAVEL: usize = 20;
 /// How long a national system waits for the hub's answer to an inter-market request here, and
 /// (below it) how long the hub waits for the market it asks. The demo's 300 ms and 250 ms
 /// (fmd-rules §4.10) are targets of a running system, measured by `openmvs-bench intermarket`;
@@ -163,19 +162,6 @@ impl User {
         assert_eq!(r.status(), 200, "{path}");
         r.json().await.unwrap()
     }
-
-    /// Verifies until the pack shows `state`, within [`TRAVEL`]; returns the last answer.
-    async fn await_state(&self, pc: &str, serial: &str, state: &str) -> Value {
-        let deadline = Instant::now() + TRAVEL;
-        for i in 0.. {
-            let v = self.call("verify", &format!("poll-{serial}-{state}-{i}"), pc, serial).await;
-            if v["pack"]["state"] == state || Instant::now() > deadline {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        unreachable!()
-    }
 }
 
 /// The hub, DE and FR, the OBP `acme-pharma` and its callback endpoint.
@@ -200,15 +186,29 @@ struct World {
     fr_server: Option<ServerHandle>,
     callback_url: String,
     received: Received,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The clock of the hub and both national systems, which stands still unless a test moves it.
+    clock: Arc<FakeClock>,
     servers: Vec<ServerHandle>,
     _dir: TempDir,
 }
 
 impl World {
-    /// Runs `n` relay rounds of each national system and of the hub, besides the relays running
-    /// in the background: whatever they would send by now has been sent.
+    /// `user` verifies, with a relay round between two tries, until the pack shows `state`, for
+    /// at most [`TRAVEL`] rounds; returns the last answer.
+    async fn await_state(&self, user: &User, pc: &str, serial: &str, state: &str) -> Value {
+        let mut v = Value::Null;
+        for i in 0..=TRAVEL {
+            v = user.call("verify", &format!("poll-{serial}-{state}-{i}"), pc, serial).await;
+            if v["pack"]["state"] == state {
+                break;
+            }
+            self.relay_rounds(1).await;
+        }
+        v
+    }
+
+    /// Runs `n` relay rounds of each national system and of the hub (the tests drive the relays):
+    /// whatever they would send by now has been sent.
     async fn relay_rounds(&self, n: usize) {
         for _ in 0..n {
             for nat in [&self.de, &self.fr] {
@@ -227,9 +227,9 @@ impl World {
         let de_identity = ca.issue_client(ClientKind::National("DE".into()), "de", 30, now).unwrap();
         let fr_identity = ca.issue_client(ClientKind::National("FR".into()), "fr", 30, now).unwrap();
         let acme = ca.issue_client(ClientKind::Obp, "acme-pharma", 30, now).unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let fake = Arc::new(FakeClock::at(SystemClock.now()));
+        let clock: Arc<dyn Clock> = fake.clone();
         let ca_pem = ca.ca_pem().as_bytes().to_vec();
-        let (stop, stopped) = watch::channel(false);
 
         // Every address first: the national systems need the hub's, the hub theirs.
         let hub_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -336,10 +336,6 @@ impl World {
         .unwrap();
         let hub_tls = hub_server.tls_reloader().expect("the hub serves TLS");
         servers.push(hub_server);
-        let mut tasks = vec![tokio::spawn(hub.clone().run_relay(stopped.clone()))];
-        for n in &nats {
-            tasks.push(tokio::spawn(n.national.clone().run_relay(stopped.clone())));
-        }
         let fr = nats.pop().unwrap();
         let de = nats.pop().unwrap();
         let obp = https(&ca, Some(&acme));
@@ -359,8 +355,7 @@ impl World {
             fr_server,
             callback_url,
             received,
-            stop,
-            tasks,
+            clock: fake,
             servers,
             _dir: dir,
         }
@@ -370,15 +365,13 @@ impl World {
     /// until every market has it.
     async fn upload(&self, pc: &str, name: &str, markets: &[&str]) {
         let id = self.start_upload(pc, name, markets).await;
-        let deadline = Instant::now() + TRAVEL;
-        loop {
-            let s = self.upload_status(&id).await;
-            if s["status"] == "DISTRIBUTED" {
+        for _ in 0..TRAVEL {
+            self.relay_rounds(1).await;
+            if self.upload_status(&id).await["status"] == "DISTRIBUTED" {
                 return;
             }
-            assert!(Instant::now() < deadline, "not distributed: {s}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        panic!("not distributed: {}", self.upload_status(&id).await);
     }
 
     /// The upload's status at the hub.
@@ -429,17 +422,10 @@ impl World {
     /// Starts FR's HTTPS server again at `addr` over the same store and service, so the hub's
     /// links reach it at the URL they know.
     async fn start_fr(&mut self, addr: std::net::SocketAddr) {
-        let deadline = Instant::now() + TRAVEL;
-        let listener = loop {
-            match TcpListener::bind(addr).await {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "cannot bind {addr} again: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // The server stopped and closed its listener (`stop_fr`): the address is free.
+        let listener =
+            TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("cannot bind {addr} again: {e}"));
+        let clock: Arc<dyn Clock> = self.clock.clone();
         let obs = Arc::new(Observability::new(clock));
         obs.load.set_governor(false);
         obs.set_ready(true);
@@ -486,10 +472,6 @@ impl World {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
         for s in self.servers.into_iter().chain(self.fr_server) {
             s.shutdown(Duration::from_secs(1)).await;
         }
@@ -515,7 +497,7 @@ async fn a_supply_in_de_reaches_fr_and_a_second_supply_there_raises_exactly_one_
 
     let supplied = de.call("supply", "de-supply-1", BOTH, SERIALS[0]).await;
     assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
-    let seen = fr.await_state(BOTH, SERIALS[0], "SUPPLIED").await;
+    let seen = w.await_state(&fr, BOTH, SERIALS[0], "SUPPLIED").await;
     assert_eq!(seen["pack"]["state"], "SUPPLIED", "FR never saw the supply in DE: {seen}");
 
     let again = fr.call("supply", "fr-supply-1", BOTH, SERIALS[0]).await;
@@ -579,12 +561,13 @@ async fn an_alert_in_de_reaches_the_obp_list_and_its_callback_once_with_a_valid_
     let answer = de.call("verify", "de-unknown-1", BOTH, "NEVERUPLOADED1").await;
     assert_eq!(answer["alert"]["code"], "A3", "{answer}");
 
-    let deadline = Instant::now() + TRAVEL;
-    while (w.obp_alerts().await["alerts"].as_array().unwrap().is_empty()
-        || w.received.lock().unwrap().is_empty())
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..TRAVEL {
+        if !w.obp_alerts().await["alerts"].as_array().unwrap().is_empty()
+            && !w.received.lock().unwrap().is_empty()
+        {
+            break;
+        }
+        w.relay_rounds(1).await;
     }
     // Further relay rounds, national and hub, must not bring it again.
     w.relay_rounds(3).await;
@@ -740,7 +723,7 @@ async fn an_obp_stolen_report_makes_a_verify_in_de_report_stolen() {
     assert_eq!(a["results"][1]["serial"], "NEVERUPLOADED2", "{a}");
 
     let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
-    let seen = de.await_state(BOTH, SERIALS[2], "STOLEN").await;
+    let seen = w.await_state(&de, BOTH, SERIALS[2], "STOLEN").await;
     assert_eq!(seen["pack"]["state"], "STOLEN", "{seen}");
     w.stop().await;
 }
@@ -757,15 +740,16 @@ async fn the_obp_pack_query_shows_a_supply_in_de_in_both_markets_and_hides_it_fr
     let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
     let supplied = de.call("supply", "de-supply-q1", BOTH, SERIALS[0]).await;
     assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
-    let deadline = Instant::now() + TRAVEL;
-    let answer = loop {
-        let (status, answer) = w.pack_query(&w.obp, BOTH, SERIALS[0]).await;
-        assert_eq!(status, 200, "{answer}");
-        if answer["markets"]["FR"]["state"] == "SUPPLIED" || Instant::now() > deadline {
-            break answer;
+    let mut answer = Value::Null;
+    for _ in 0..TRAVEL {
+        let (status, now) = w.pack_query(&w.obp, BOTH, SERIALS[0]).await;
+        assert_eq!(status, 200, "{now}");
+        answer = now;
+        if answer["markets"]["FR"]["state"] == "SUPPLIED" {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        w.relay_rounds(1).await;
+    }
     let supplied = json!({"state": "SUPPLIED", "reasons": []});
     assert_eq!(answer, json!({"batch": BATCH, "markets": {"DE": supplied, "FR": supplied}}));
 
@@ -804,41 +788,44 @@ async fn everything_sent_while_fr_is_down_arrives_exactly_once_when_it_is_back()
 
     // While FR is down: an upload for DE and FR, a supply in DE, an alert in DE.
     let upload = w.start_upload(BOTH, "Examplomab", &["DE", "FR"]).await;
-    let deadline = Instant::now() + TRAVEL;
-    while w.upload_status(&upload).await["markets"]["DE"] != "DISTRIBUTED" {
-        assert!(Instant::now() < deadline, "DE never got the upload");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..TRAVEL {
+        if w.upload_status(&upload).await["markets"]["DE"] == "DISTRIBUTED" {
+            break;
+        }
+        w.relay_rounds(1).await;
     }
+    assert_eq!(w.upload_status(&upload).await["markets"]["DE"], "DISTRIBUTED", "DE got the upload");
     let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
     let supplied = de.call("supply", "de-supply-out-1", BOTH, SERIALS[3]).await;
     assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
     let alert = de.call("verify", "de-unknown-out-1", BOTH, "NEVERUPLOADED3").await;
     assert_eq!(alert["alert"]["code"], "A3", "{alert}");
-    let deadline = Instant::now() + TRAVEL;
-    while w.obp_alerts().await["alerts"].as_array().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the alert never reached the hub");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..TRAVEL {
+        if !w.obp_alerts().await["alerts"].as_array().unwrap().is_empty() {
+            break;
+        }
+        w.relay_rounds(1).await;
     }
+    assert!(!w.obp_alerts().await["alerts"].as_array().unwrap().is_empty(), "the alert reached the hub");
     let status = w.upload_status(&upload).await;
     assert_eq!(status["markets"]["FR"], "PENDING", "{status}");
     assert_ne!(status["status"], "DISTRIBUTED", "{status}");
     assert_eq!(w.fr.store.pack_count().await.unwrap(), 0);
 
-    // FR is back at the same address: the hub's relay retries after its backoff (at most 16 s
-    // for an outage this short, on the system clock).
+    // FR is back at the same address: the hub's relay retries after its backoff (at most a
+    // minute for an outage this short).
     w.start_fr(fr_addr).await;
     let fr = w.user(&w.fr, Role::Pharmacy, "FR-PH-1").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = w.upload_status(&upload).await;
-        if s["status"] == "DISTRIBUTED" {
-            assert_eq!(s["markets"], json!({"DE": "DISTRIBUTED", "FR": "DISTRIBUTED"}), "{s}");
+    w.clock.advance(Duration::from_secs(60));
+    for _ in 0..TRAVEL {
+        if w.upload_status(&upload).await["status"] == "DISTRIBUTED" {
             break;
         }
-        assert!(Instant::now() < deadline, "FR never got the upload: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        w.relay_rounds(1).await;
     }
-    let seen = fr.await_state(BOTH, SERIALS[3], "SUPPLIED").await;
+    let s = w.upload_status(&upload).await;
+    assert_eq!(s["markets"], json!({"DE": "DISTRIBUTED", "FR": "DISTRIBUTED"}), "FR got the upload: {s}");
+    let seen = w.await_state(&fr, BOTH, SERIALS[3], "SUPPLIED").await;
     assert_eq!(seen["pack"]["state"], "SUPPLIED", "the supply in DE never reached FR: {seen}");
     // Further relay rounds, national and hub: nothing may arrive twice.
     w.relay_rounds(3).await;
@@ -866,18 +853,26 @@ async fn obp_post(w: &World, path: &str, body: Value) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-/// `user`'s `op` of `serial` (each attempt under its own client_trx_id) until `done` holds for
-/// the answer, within [`TRAVEL`]; returns the last answer.
-async fn await_answer(user: &User, op: &str, pc: &str, serial: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + TRAVEL;
-    for i in 0.. {
-        let v = user.call(op, &format!("await-{op}-{serial}-{i}"), pc, serial).await;
-        if done(&v) || Instant::now() > deadline {
-            return v;
+/// `user`'s `op` of `serial` (each attempt under its own client_trx_id), with a relay round
+/// between two tries, until `done` holds for the answer, for at most [`TRAVEL`] rounds; returns
+/// the last answer.
+async fn await_answer(
+    w: &World,
+    user: &User,
+    op: &str,
+    pc: &str,
+    serial: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut v = Value::Null;
+    for i in 0..=TRAVEL {
+        v = user.call(op, &format!("await-{op}-{serial}-{i}"), pc, serial).await;
+        if done(&v) {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        w.relay_rounds(1).await;
     }
-    unreachable!()
+    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1011,7 +1006,7 @@ async fn recall_and_withdrawal_over_the_obp_api_reach_only_the_named_markets() {
     // would supply the pack.
     let recalled =
         |v: &Value| v["pack"]["reasons"].as_array().is_some_and(|r| r.contains(&json!("RECALLED")));
-    let seen = await_answer(&de, "verify", BOTH, SERIALS[0], recalled).await;
+    let seen = await_answer(&w, &de, "verify", BOTH, SERIALS[0], recalled).await;
     assert!(recalled(&seen), "DE never saw the recall: {seen}");
     let in_de = de.call("supply", "de-after-recall-1", BOTH, SERIALS[0]).await;
     assert_eq!(in_de["return_code"], "NMVS_FE_LOT_01", "{in_de}");
@@ -1024,7 +1019,8 @@ async fn recall_and_withdrawal_over_the_obp_api_reach_only_the_named_markets() {
     let (status, body) = obp_post(&w, &withdraw, json!({"reason": "licence ended", "markets": ["FR"]})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["withdrawn"], json!(["FR"]), "{body}");
-    let in_fr = await_answer(&fr, "verify", BOTH, SERIALS[2], |v| v["return_code"] == "NMVS_FE_LOT_08").await;
+    let in_fr =
+        await_answer(&w, &fr, "verify", BOTH, SERIALS[2], |v| v["return_code"] == "NMVS_FE_LOT_08").await;
     assert_eq!(in_fr["return_code"], "NMVS_FE_LOT_08", "FR never saw the withdrawal: {in_fr}");
     let reasons = in_fr["pack"]["reasons"].to_string();
     assert!(reasons.contains("WITHDRAWN"), "{in_fr}");

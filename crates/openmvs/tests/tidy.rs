@@ -232,3 +232,99 @@ fn the_clock_is_read_only_where_the_architecture_says() {
         assert!(map.contains(place), "ARCHITECTURE.md names {place}, the one reader of the wall clock");
     }
 }
+
+/// The name of the function a line `fn name...` opens, if it opens one.
+fn fn_name(line: &str) -> Option<&str> {
+    let at = line.find("fn ").filter(|&i| i == 0 || line[..i].ends_with(' '))?;
+    let rest = &line[at + 3..];
+    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+/// The test code that may wait for real time to pass, each place (file, function) with why: what
+/// it waits for has no signal a test could wait on, or is itself a stretch of real time.
+const SLEEPS_ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "crates/openmvs/tests/common/mod.rs",
+        "eventually",
+        "the one poll of the end-to-end tests, for what another process does without saying so",
+    ),
+    (
+        "crates/openmvs/tests/common/mod.rs",
+        "send_response",
+        "a client honours Retry-After, as a real one would",
+    ),
+    (
+        "crates/openmvs-http/tests/support/retry.rs",
+        "send",
+        "a client honours Retry-After, as a real one would",
+    ),
+    ("crates/openmvs-http/tests/abuse/main.rs", "login", "a client honours Retry-After, as a real one would"),
+    (
+        "crates/openmvs-http/tests/abuse/main.rs",
+        "a_429_keeps_the_connection_and_the_next_request_on_it_succeeds",
+        "a client honours Retry-After on one kept connection: the rate limiter refills on the real clock",
+    ),
+    (
+        "crates/openmvs-http/tests/abuse/main.rs",
+        "wait_until",
+        "the abuse suite's one poll: the server's connection limits and timeouts run on the real clock",
+    ),
+    (
+        "crates/openmvs-http/tests/abuse/main.rs",
+        "connections_over_the_limits_and_slow_senders_leave_room_for_a_fresh_client",
+        "the server takes connections again once it saw the attackers' close, which it does not signal",
+    ),
+    (
+        "crates/openmvs-http/tests/abuse/main.rs",
+        "a_body_that_trickles_or_never_comes_is_answered_and_the_connection_closed",
+        "a body sent slower than the minimum rate, which the server measures on the real clock",
+    ),
+    (
+        "crates/openmvs-http/src/shed.rs",
+        "a_busy_runtime_lowers_the_bound_and_switching_the_governor_off_restores_it",
+        "keeps the runtime's one worker busy so that its timers are late: the governor measures real lateness",
+    ),
+    (
+        "crates/openmvs-store/src/conformance.rs",
+        "checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported",
+        "the engines' writers sign due checkpoints on a timer of the monotonic clock, which this checks",
+    ),
+    (
+        "crates/openmvs-store-pg/tests/hub_conformance.rs",
+        "a_critical_section_admits_one_task_of_all_nodes_at_a_time",
+        "holds the section a while, so that a lock letting two nodes in would show it",
+    ),
+];
+
+#[test]
+fn tests_do_not_sleep_but_wait_for_events() {
+    // Spelt in pieces, so that this file does not name what it looks for.
+    let sleeps = [concat!("sle", "ep("), concat!("sle", "ep_until"), concat!("::sle", "ep")];
+    let mut wrong = Vec::new();
+    let mut used = vec![false; SLEEPS_ALLOWED.len()];
+    for s in sources() {
+        let in_benches = s.path.contains("/benches/");
+        let mut function = "";
+        for (n, line, test) in &s.lines {
+            if let Some(name) = fn_name(line) {
+                function = name;
+            }
+            if !(*test || in_benches) || !sleeps.iter().any(|p| line.contains(p)) {
+                continue;
+            }
+            match SLEEPS_ALLOWED.iter().position(|(f, name, _)| *f == s.path && *name == function) {
+                Some(i) => used[i] = true,
+                None => wrong.push(format!("{}:{n}: in `{function}`: {}", s.path, line.trim())),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "tests wait for an event (a worker stepped, a fake clock moved, a line printed, a child's \
+         exit, `common::eventually` for another process), not for time to pass:\n{}",
+        wrong.join("\n")
+    );
+    let stale: Vec<_> = SLEEPS_ALLOWED.iter().zip(used).filter(|(_, u)| !u).map(|(a, _)| a).collect();
+    assert!(stale.is_empty(), "allowed to sleep, but no longer does (drop it from the list): {stale:?}");
+}
