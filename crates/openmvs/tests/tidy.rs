@@ -269,11 +269,6 @@ const SLEEPS_ALLOWED: &[(&str, &str, &str)] = &[
     ),
     (
         "crates/openmvs-http/tests/abuse/main.rs",
-        "connections_over_the_limits_and_slow_senders_leave_room_for_a_fresh_client",
-        "the server takes connections again once it saw the attackers' close, which it does not signal",
-    ),
-    (
-        "crates/openmvs-http/tests/abuse/main.rs",
         "a_body_that_trickles_or_never_comes_is_answered_and_the_connection_closed",
         "a body sent slower than the minimum rate, which the server measures on the real clock",
     ),
@@ -286,11 +281,6 @@ const SLEEPS_ALLOWED: &[(&str, &str, &str)] = &[
         "crates/openmvs-store/src/conformance.rs",
         "checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported",
         "the engines' writers sign due checkpoints on a timer of the monotonic clock, which this checks",
-    ),
-    (
-        "crates/openmvs-store-pg/tests/hub_conformance.rs",
-        "a_critical_section_admits_one_task_of_all_nodes_at_a_time",
-        "holds the section a while, so that a lock letting two nodes in would show it",
     ),
 ];
 
