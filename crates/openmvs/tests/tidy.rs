@@ -174,7 +174,7 @@ const MONOTONIC_CLOCK_READERS: &[(&str, &str)] = &[
         "server timeouts, draining, latency, rate limits, login throttling, load shedding",
     ),
     ("crates/openmvs-national/src/bulk.rs", "the bulk worker's retry delays"),
-    ("crates/openmvs-store-sqlite/src/writer.rs", "the store writer's retry and checkpoint timers"),
+    ("crates/openmvs-store/src/commit.rs", "the store writer's retry after a failed signing"),
     ("crates/openmvs-store-sqlite/src/baseline.rs", "the engine's baseline measurement"),
     ("crates/openmvs-store-pg/src/baseline.rs", "the engine's baseline measurement"),
     ("crates/openmvs/src/cmd/demo.rs", "the demo's bound on its seed distribution"),
