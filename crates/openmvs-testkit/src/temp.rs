@@ -14,12 +14,11 @@ impl TempDir {
     /// A new, empty directory whose name starts with `name`.
     pub fn new(name: &str) -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        // A random part, so that a directory left by an earlier process of the same id is not
+        // taken for this one's.
+        let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
         let path = std::env::temp_dir().join(format!(
-            "openmvs-e2e-{name}-{}-{}-{nanos}",
+            "openmvs-e2e-{name}-{}-{}-{random:x}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         ));

@@ -164,8 +164,14 @@ fn is_in(path: &str, place: &str) -> bool {
 /// as an `Arc<dyn Clock>` (ARCHITECTURE.md, "Time").
 const WALL_CLOCK_READERS: &[&str] = &["crates/openmvs-national/src/clock.rs"];
 
-/// Where the system clock may be made: the binary, which chooses the clock of everything it runs.
-const SYSTEM_CLOCK_MAKERS: &[&str] = &["crates/openmvs/src/", "crates/openmvs-national/src/clock.rs"];
+/// Where the system clock may be made: the binaries and the node wiring they share, which choose
+/// the clock of everything they run.
+const SYSTEM_CLOCK_MAKERS: &[&str] = &[
+    "crates/openmvs/src/",
+    "crates/openmvs-bench/src/",
+    "crates/openmvs-node/src/",
+    "crates/openmvs-national/src/clock.rs",
+];
 
 /// Where the monotonic clock may be read, to measure a duration or keep a deadline, and why.
 const MONOTONIC_CLOCK_READERS: &[(&str, &str)] = &[
@@ -175,14 +181,9 @@ const MONOTONIC_CLOCK_READERS: &[(&str, &str)] = &[
     ),
     ("crates/openmvs-national/src/bulk.rs", "the bulk worker's retry delays"),
     ("crates/openmvs-store/src/commit.rs", "the store writer's retry after a failed signing"),
-    ("crates/openmvs-store-sqlite/src/baseline.rs", "the engine's baseline measurement"),
-    ("crates/openmvs-store-pg/src/baseline.rs", "the engine's baseline measurement"),
     ("crates/openmvs/src/cmd/demo.rs", "the demo's bound on its seed distribution"),
     ("crates/openmvs/src/cmd/admin.rs", "the rate `admin seed` reports"),
-    ("crates/openmvs/src/cmd/bench.rs", "benchmark"),
-    ("crates/openmvs/src/cmd/bench_hub.rs", "benchmark"),
-    ("crates/openmvs/src/cmd/bench_intermarket.rs", "benchmark"),
-    ("crates/openmvs/src/cmd/suite/", "benchmark"),
+    ("crates/openmvs-bench/src/", "the benchmark and the engines' baselines"),
     ("crates/openmvs-core/benches/", "benchmark"),
     ("crates/openmvs-auth/examples/", "benchmark"),
 ];
