@@ -7,15 +7,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::time::Clock;
 use openmvs_national::ApiError;
 use openmvs_national::clock::FakeClock;
 use openmvs_wire::admin::{ClockAdvance, ClockAnswer};
 
+use crate::authz::{self, Routes};
 use crate::error::HttpError;
 use crate::national::parse_json;
 
@@ -29,10 +29,12 @@ struct ClockState {
     token: Arc<str>,
 }
 
-/// The route, guarded by `admin_token` as a bearer token.
+/// The route, guarded by `admin_token` as a bearer token (the authorization table's
+/// [`Caller::AdminToken`](crate::authz::Caller::AdminToken), checked by the handler).
 pub fn clock_router(clock: Arc<FakeClock>, admin_token: &str) -> Router {
-    Router::new()
-        .route("/admin/v1/clock", post(advance).layer(DefaultBodyLimit::max(1024)))
+    Routes::new(authz::ADMIN)
+        .route_limited(Method::POST, "/admin/v1/clock", DefaultBodyLimit::max(1024), advance)
+        .finish()
         .with_state(ClockState { clock, token: admin_token.into() })
 }
 

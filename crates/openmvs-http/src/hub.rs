@@ -17,11 +17,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, State};
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
+};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use http_body_util::BodyExt;
 use openmvs_core::ids::MarketCode;
 use openmvs_core::return_code::ReturnCode;
@@ -39,6 +41,7 @@ use openmvs_wire::obp::{
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+use crate::authz::{self, Caller, Routes};
 use crate::error::RETRY_AFTER_SECS;
 use crate::national::parse_json;
 use crate::observe::{Observability, observe};
@@ -102,28 +105,23 @@ fn too_large() -> HubHttpError {
     HubHttpError(HubError::new(ReturnCode::TooLarge).with("body", "is over its size limit"))
 }
 
-/// The OBP calling, named by its verified client certificate.
+/// The OBP calling, named by its verified client certificate, as the `authorize` middleware
+/// admitted it.
 pub struct Obp(pub String);
+
+/// The middleware's word on which OBP is calling.
+#[derive(Clone)]
+struct ObpAdmitted(String);
 
 impl FromRequestParts<HubState> for Obp {
     type Rejection = HubHttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &HubState) -> Result<Obp, HubHttpError> {
-        let identity = parts.extensions.get::<PeerName>().and_then(|PeerName(n)| openmvs_pki::identity_of(n));
-        let id = match identity {
-            Some(Identity::Obp(id)) => id,
-            Some(other) => {
-                return Err(HubHttpError(HubError::forbidden(
-                    "client_certificate",
-                    format!("names {}, not an OBP", other.dns_name()),
-                )));
-            }
-            None => {
-                return Err(HubHttpError(HubError::forbidden(
-                    "client_certificate",
-                    "an OBP client certificate issued by the hub's CA is required",
-                )));
-            }
+        let Some(ObpAdmitted(id)) = parts.extensions.remove::<ObpAdmitted>() else {
+            return Err(HubHttpError(HubError::forbidden(
+                "client_certificate",
+                "an OBP client certificate issued by the hub's CA is required",
+            )));
         };
         // Idempotent: a registered OBP is read back, with the name it was registered under.
         state.hub.register_obp(&id, &id).await?;
@@ -131,63 +129,146 @@ impl FromRequestParts<HubState> for Obp {
     }
 }
 
-/// The national system calling, named by its verified client certificate.
+/// The OBP a verified client certificate names, or the 403 for any other caller.
+fn obp_of(peer: Option<&PeerName>) -> Result<String, HubHttpError> {
+    match peer.and_then(|PeerName(n)| openmvs_pki::identity_of(n)) {
+        Some(Identity::Obp(id)) => Ok(id),
+        Some(other) => Err(HubHttpError(HubError::forbidden(
+            "client_certificate",
+            format!("names {}, not an OBP", other.dns_name()),
+        ))),
+        None => Err(HubHttpError(HubError::forbidden(
+            "client_certificate",
+            "an OBP client certificate issued by the hub's CA is required",
+        ))),
+    }
+}
+
+/// The national system calling, named by its verified client certificate, as the `authorize`
+/// middleware admitted it.
 pub struct NationalCaller(pub MarketCode);
+
+/// The middleware's word on which market's national system is calling.
+#[derive(Clone, Copy)]
+struct NationalAdmitted(MarketCode);
+
+fn national_required() -> HubHttpError {
+    HubHttpError(HubError::forbidden(
+        "client_certificate",
+        "a national system's client certificate issued by the hub's CA is required",
+    ))
+}
 
 impl FromRequestParts<HubState> for NationalCaller {
     type Rejection = HubHttpError;
 
     async fn from_request_parts(parts: &mut Parts, _: &HubState) -> Result<NationalCaller, HubHttpError> {
-        let identity = parts.extensions.get::<PeerName>().and_then(|PeerName(n)| openmvs_pki::identity_of(n));
-        let refuse = |why: String| HubHttpError(HubError::forbidden("client_certificate", why));
-        match identity {
-            Some(Identity::National(m)) => MarketCode::new(&m)
-                .map(NationalCaller)
-                .map_err(|e| refuse(format!("names market '{m}', which {e}"))),
-            Some(other) => Err(refuse(format!("names {}, not a national system", other.dns_name()))),
-            None => Err(refuse(
-                "a national system's client certificate issued by the hub's CA is required".into(),
-            )),
+        parts.extensions.get::<NationalAdmitted>().map(|n| NationalCaller(n.0)).ok_or_else(national_required)
+    }
+}
+
+/// The market a verified client certificate names, or the 403 for any other caller.
+fn national_of(peer: Option<&PeerName>) -> Result<MarketCode, HubHttpError> {
+    let refuse = |why: String| HubHttpError(HubError::forbidden("client_certificate", why));
+    match peer.and_then(|PeerName(n)| openmvs_pki::identity_of(n)) {
+        Some(Identity::National(m)) => {
+            MarketCode::new(&m).map_err(|e| refuse(format!("names market '{m}', which {e}")))
+        }
+        Some(other) => Err(refuse(format!("names {}, not a national system", other.dns_name()))),
+        None => Err(national_required()),
+    }
+}
+
+/// The door: looks the route up in the authorization table ([`authz::HUB`]) and admits the
+/// caller its entry names, handing it on to the handler; a route the table does not list answers
+/// as if it did not exist.
+async fn authorize(req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let rule = match authz::lookup(authz::HUB, req.method(), matched.as_deref()) {
+        authz::Lookup::Rule(r) => r,
+        authz::Lookup::OtherMethod | authz::Lookup::Unrouted => return next.run(req).await,
+        authz::Lookup::Unlisted => {
+            tracing::error!(
+                route = matched.as_deref().unwrap_or(""),
+                "a route missing from the authorization table"
+            );
+            return not_found().await.into_response();
+        }
+    };
+    let (mut parts, body) = req.into_parts();
+    let peer = parts.extensions.get::<PeerName>();
+    match rule.caller {
+        Caller::Anyone | Caller::AdminToken => {}
+        Caller::ObpCertificate => match obp_of(peer) {
+            Ok(id) => {
+                parts.extensions.insert(ObpAdmitted(id));
+            }
+            Err(e) => return e.into_response(),
+        },
+        Caller::NationalCertificate => match national_of(peer) {
+            Ok(m) => {
+                parts.extensions.insert(NationalAdmitted(m));
+            }
+            Err(e) => return e.into_response(),
+        },
+        // The hub takes no bearer tokens, and no hub calls it.
+        Caller::Token(_) | Caller::HubCertificate => {
+            return HubHttpError(HubError::forbidden("client_certificate", "no caller may use this route"))
+                .into_response();
         }
     }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The hub's routes, each as the authorization table lists it.
+pub fn hub_routes() -> Routes<HubState> {
+    let small = || DefaultBodyLimit::max(MAX_BODY);
+    Routes::new(authz::HUB)
+        .route_limited(Method::PUT, "/v1/products/{product_code}", small(), put_product)
+        .route_limited(Method::PUT, "/v1/products/{product_code}/batches/{batch}", small(), put_batch)
+        // The body is read by the handler itself: streamed for text, bounded for JSON.
+        .route_limited(
+            Method::POST,
+            "/v1/products/{product_code}/batches/{batch}/packs",
+            DefaultBodyLimit::disable(),
+            upload,
+        )
+        .route_limited(Method::POST, "/v1/products/{product_code}/batches/{batch}/recall", small(), recall)
+        .route_limited(Method::POST, "/v1/products/{product_code}/withdraw", small(), withdraw)
+        .route_limited(
+            Method::POST,
+            "/v1/products/{product_code}/batches/{batch}/packs/state",
+            DefaultBodyLimit::max(MAX_PACK_STATES_BODY),
+            pack_states,
+        )
+        .route(Method::GET, "/v1/uploads/{upload_id}", upload_status)
+        .route(Method::GET, "/v1/products/{product_code}/packs/{serial}", pack_query)
+        .route(Method::GET, "/v1/alerts", alerts)
+        .route(Method::GET, "/v1/alerts/{id}", alert)
+        .route_limited(Method::POST, "/v1/alerts/{id}/status", small(), alert_status)
+        .route_limited(Method::PUT, "/v1/callback", small(), set_callback)
+        .route_limited(
+            Method::POST,
+            "/internal/v1/messages",
+            DefaultBodyLimit::max(MAX_NATIONAL_DELIVERY_BODY),
+            national_messages,
+        )
+        .route_limited(Method::POST, "/internal/v1/intermarket", small(), intermarket)
+        .route(Method::GET, "/v1/return-codes", || async { axum::Json(ReturnCodeCatalogue::build()) })
+        .route(Method::GET, "/metrics", metrics)
+        .route(Method::GET, "/health/live", || async { "live" })
+        .route(Method::GET, "/health/ready", ready)
 }
 
 /// Builds the hub's router.
 pub fn hub_router(state: HubState) -> Router {
     let obs = state.obs.clone();
-    let small = DefaultBodyLimit::max(MAX_BODY);
-    Router::new()
-        .route("/v1/products/{product_code}", put(put_product).layer(small))
-        .route("/v1/products/{product_code}/batches/{batch}", put(put_batch).layer(small))
-        // The body is read by the handler itself: streamed for text, bounded for JSON.
-        .route(
-            "/v1/products/{product_code}/batches/{batch}/packs",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/v1/products/{product_code}/batches/{batch}/recall", post(recall).layer(small))
-        .route("/v1/products/{product_code}/withdraw", post(withdraw).layer(small))
-        .route(
-            "/v1/products/{product_code}/batches/{batch}/packs/state",
-            post(pack_states).layer(DefaultBodyLimit::max(MAX_PACK_STATES_BODY)),
-        )
-        .route("/v1/uploads/{upload_id}", get(upload_status))
-        .route("/v1/products/{product_code}/packs/{serial}", get(pack_query))
-        .route("/v1/alerts", get(alerts))
-        .route("/v1/alerts/{id}", get(alert))
-        .route("/v1/alerts/{id}/status", post(alert_status).layer(small))
-        .route("/v1/callback", put(set_callback).layer(small))
-        .route(
-            "/internal/v1/messages",
-            post(national_messages).layer(DefaultBodyLimit::max(MAX_NATIONAL_DELIVERY_BODY)),
-        )
-        .route("/internal/v1/intermarket", post(intermarket).layer(small))
-        .route("/v1/return-codes", get(|| async { axum::Json(ReturnCodeCatalogue::build()) }))
-        .route("/metrics", get(metrics))
-        .route("/health/live", get(|| async { "live" }))
-        .route("/health/ready", get(ready))
+    hub_routes()
+        .finish()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn(authorize))
         .layer(axum::middleware::from_fn_with_state(obs.load.clone(), crate::shed::shed))
         .layer(axum::middleware::from_fn_with_state(obs, observe))
 }
@@ -209,7 +290,7 @@ pub struct HubJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for HubJson<T> {
     type Rejection = HubHttpError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<HubJson<T>, HubHttpError> {
+    async fn from_request(req: Request, state: &S) -> Result<HubJson<T>, HubHttpError> {
         Ok(HubJson(crate::national::read_json(req, state).await?))
     }
 }

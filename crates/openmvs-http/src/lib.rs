@@ -5,6 +5,7 @@
 //! into the latency histograms of its operation class and into the monthly SLA figures.
 
 pub mod admin;
+pub mod authz;
 pub mod callback;
 pub mod error;
 pub mod hub;

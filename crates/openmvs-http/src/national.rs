@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, State};
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
+};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
 use openmvs_core::pack::{Command, Operation};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_national::{Actor, ApiError, National};
@@ -20,6 +22,7 @@ use openmvs_wire::api::{AlertStatusRequest, BulkRequest, OAuthError, PackRequest
 use openmvs_wire::hub::{Delivery, IntermarketRequest, PackQuery, PackQueryAnswer};
 use serde::de::DeserializeOwned;
 
+use crate::authz::{self, Caller, Routes};
 use crate::error::HttpError;
 use crate::limit::Limiter;
 use crate::login::LoginRefusal;
@@ -79,74 +82,145 @@ fn field_of(path: &str, msg: &str) -> String {
     }
 }
 
-/// The holder of a valid bearer token.
+/// The holder of a valid bearer token, as the `authorize` middleware admitted it: only on the
+/// routes the authorization table gives to token holders.
 pub struct Auth(pub Actor);
+
+/// The actor the middleware authenticated, handed on to the handler.
+#[derive(Clone)]
+struct Authenticated(Actor);
 
 impl FromRequestParts<NationalState> for Auth {
     type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &NationalState) -> Result<Auth, HttpError> {
-        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let token = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
-        let Some(token) = token else {
-            return Err(HttpError(
+    async fn from_request_parts(parts: &mut Parts, _: &NationalState) -> Result<Auth, HttpError> {
+        match parts.extensions.remove::<Authenticated>() {
+            Some(Authenticated(actor)) => Ok(Auth(actor)),
+            None => Err(HttpError(
                 ApiError::new(ReturnCode::Unauthenticated)
-                    .with("authorization", "a Bearer token is required"),
-            ));
-        };
-        let actor = state.national.authenticate(token.trim()).await?;
-        if let Err(wait) = state.limiter.check(&actor.client_id) {
-            let mut e = ApiError::new(ReturnCode::RateLimited).with("client_id", "over its request rate");
-            e.message = format!("Too many requests from this client: retry in {wait} s.");
-            return Err(HttpError(e));
-        }
-        Ok(Auth(actor))
-    }
-}
-
-/// The hub, identified by its client certificate.
-pub struct Hub;
-
-impl FromRequestParts<NationalState> for Hub {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &NationalState) -> Result<Hub, HttpError> {
-        match parts.extensions.get::<PeerName>() {
-            Some(PeerName(names)) if names.iter().any(|n| n == HUB_PEER_NAME) => Ok(Hub),
-            _ => Err(HttpError(
-                ApiError::new(ReturnCode::Forbidden)
-                    .with("client_certificate", "only the hub may call this route"),
+                    .with("authorization", "the authorization table takes no token on this route"),
             )),
         }
     }
 }
 
+/// Checks the bearer token and the client's rate: 401 without a valid token, 429 over the rate.
+async fn authenticate(parts: &Parts, state: &NationalState) -> Result<Actor, HttpError> {
+    let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
+    let Some(token) = token else {
+        return Err(HttpError(
+            ApiError::new(ReturnCode::Unauthenticated).with("authorization", "a Bearer token is required"),
+        ));
+    };
+    let actor = state.national.authenticate(token.trim()).await?;
+    if let Err(wait) = state.limiter.check(&actor.client_id) {
+        let mut e = ApiError::new(ReturnCode::RateLimited).with("client_id", "over its request rate");
+        e.message = format!("Too many requests from this client: retry in {wait} s.");
+        return Err(HttpError(e));
+    }
+    Ok(actor)
+}
+
+/// The hub, identified by its client certificate, as the `authorize` middleware admitted it.
+pub struct Hub;
+
+/// The middleware's word that the hub is calling.
+#[derive(Clone, Copy)]
+struct HubAdmitted;
+
+fn hub_only() -> HttpError {
+    HttpError(
+        ApiError::new(ReturnCode::Forbidden).with("client_certificate", "only the hub may call this route"),
+    )
+}
+
+impl FromRequestParts<NationalState> for Hub {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &NationalState) -> Result<Hub, HttpError> {
+        parts.extensions.get::<HubAdmitted>().map(|_| Hub).ok_or_else(hub_only)
+    }
+}
+
+/// The door: looks the route up in the authorization table ([`authz::NATIONAL`]) and admits
+/// the caller its entry names, handing it on to the handler; a route the table does not list
+/// answers as if it did not exist.
+async fn authorize(State(s): State<NationalState>, req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let rule = match authz::lookup(authz::NATIONAL, req.method(), matched.as_deref()) {
+        authz::Lookup::Rule(r) => r,
+        authz::Lookup::OtherMethod | authz::Lookup::Unrouted => return next.run(req).await,
+        authz::Lookup::Unlisted => {
+            tracing::error!(
+                route = matched.as_deref().unwrap_or(""),
+                "a route missing from the authorization table"
+            );
+            return not_found().await.into_response();
+        }
+    };
+    let (mut parts, body) = req.into_parts();
+    match rule.caller {
+        Caller::Anyone | Caller::AdminToken => {}
+        Caller::Token(_) => match authenticate(&parts, &s).await {
+            Ok(actor) => {
+                parts.extensions.insert(Authenticated(actor));
+            }
+            Err(e) => return e.into_response(),
+        },
+        Caller::HubCertificate => match parts.extensions.get::<PeerName>() {
+            Some(PeerName(names)) if names.iter().any(|n| n == HUB_PEER_NAME) => {
+                parts.extensions.insert(HubAdmitted);
+            }
+            _ => return hub_only().into_response(),
+        },
+        // No OBP or national system calls a national system directly.
+        Caller::ObpCertificate | Caller::NationalCertificate => return hub_only().into_response(),
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The national system's routes, each as the authorization table lists it.
+pub fn national_routes() -> Routes<NationalState> {
+    let small = || DefaultBodyLimit::max(MAX_BODY);
+    Routes::new(authz::NATIONAL)
+        .route_limited(Method::POST, "/oauth/token", small(), token)
+        .route_limited(Method::POST, "/v1/packs/{operation}", small(), pack)
+        .route_limited(Method::POST, "/v1/packs/{operation}/undo", small(), pack_undo)
+        .route_limited(Method::POST, "/v1/bulk", DefaultBodyLimit::max(MAX_BULK_BODY), bulk_submit)
+        .route(Method::GET, "/v1/bulk/{bulk_id}", bulk_get)
+        .route(Method::GET, "/v1/alerts", alerts)
+        .route(Method::GET, "/v1/alerts/{id}", alert)
+        .route_limited(Method::POST, "/v1/alerts/{id}/status", small(), alert_status)
+        .route(Method::GET, "/v1/audit/packs/{scheme}/{product_code}/{serial}", audit)
+        .route(Method::GET, "/v1/return-codes", return_codes)
+        .route(Method::GET, "/status", status_page)
+        .route(Method::GET, "/metrics", metrics)
+        .route(Method::GET, "/health/live", || async { "live" })
+        .route(Method::GET, "/health/ready", ready)
+        .route_limited(
+            Method::POST,
+            "/internal/v1/messages",
+            DefaultBodyLimit::max(MAX_DELIVERY_BODY),
+            hub_messages,
+        )
+        .route_limited(Method::POST, "/internal/v1/intermarket", small(), hub_intermarket)
+        .route_limited(Method::POST, "/internal/v1/pack-query", small(), hub_pack_query)
+        // Client administration by the NMVO: list the market's clients, cut one off, let it back in.
+        .route(Method::GET, "/v1/admin/clients", admin_clients)
+        .route(Method::POST, "/v1/admin/clients/{client_id}/disable", admin_client_disable)
+        .route(Method::POST, "/v1/admin/clients/{client_id}/enable", admin_client_enable)
+}
+
 /// Builds the national system's router.
 pub fn national_router(state: NationalState) -> Router {
     let obs = state.obs.clone();
-    let small = DefaultBodyLimit::max(MAX_BODY);
-    Router::new()
-        .route("/oauth/token", post(token).layer(small))
-        .route("/v1/packs/{operation}", post(pack).layer(small))
-        .route("/v1/packs/{operation}/undo", post(pack_undo).layer(small))
-        .route("/v1/bulk", post(bulk_submit).layer(DefaultBodyLimit::max(MAX_BULK_BODY)))
-        .route("/v1/bulk/{bulk_id}", get(bulk_get))
-        .route("/v1/alerts", get(alerts))
-        .route("/v1/alerts/{id}", get(alert))
-        .route("/v1/alerts/{id}/status", post(alert_status).layer(small))
-        .route("/v1/audit/packs/{scheme}/{product_code}/{serial}", get(audit))
-        .route("/v1/return-codes", get(return_codes))
-        .route("/status", get(status_page))
-        .route("/metrics", get(metrics))
-        .route("/health/live", get(|| async { "live" }))
-        .route("/health/ready", get(ready))
-        .route("/internal/v1/messages", post(hub_messages).layer(DefaultBodyLimit::max(MAX_DELIVERY_BODY)))
-        .route("/internal/v1/intermarket", post(hub_intermarket).layer(small))
-        .route("/internal/v1/pack-query", post(hub_pack_query).layer(small))
-        .merge(client_admin_routes())
+    national_routes()
+        .finish()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, authorize))
         .layer(axum::middleware::from_fn_with_state(obs.load.clone(), crate::shed::shed))
         .layer(axum::middleware::from_fn_with_state(obs, observe))
 }
@@ -170,14 +244,14 @@ pub struct JsonBody<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = HttpError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<JsonBody<T>, HttpError> {
+    async fn from_request(req: Request, state: &S) -> Result<JsonBody<T>, HttpError> {
         read_json(req, state).await.map(JsonBody)
     }
 }
 
 /// Reads and parses a JSON body; what [`JsonBody`] and the hub's extractor share.
 pub(crate) async fn read_json<T: DeserializeOwned, S: Send + Sync>(
-    req: axum::extract::Request,
+    req: Request,
     state: &S,
 ) -> Result<T, HttpError> {
     json_media_type(req.headers())?;
@@ -505,16 +579,6 @@ async fn hub_pack_query(
         .map_err(|e| ApiError::field("serial", format!("'{}' {e}", q.serial)))?;
     let pack = s.national.pack_state(&pc, &serial).await?;
     Ok(axum::Json(PackQueryAnswer { market: s.national.market().to_string(), pack }).into_response())
-}
-
-// Client administration by the NMVO: list the market's clients, cut one off, let it back in.
-
-/// `GET /v1/admin/clients`, `POST /v1/admin/clients/{client_id}/disable` and `.../enable`.
-fn client_admin_routes() -> Router<NationalState> {
-    Router::new()
-        .route("/v1/admin/clients", get(admin_clients))
-        .route("/v1/admin/clients/{client_id}/disable", post(admin_client_disable))
-        .route("/v1/admin/clients/{client_id}/enable", post(admin_client_enable))
 }
 
 async fn admin_clients(State(s): State<NationalState>, Auth(actor): Auth) -> Result<Response, HttpError> {
