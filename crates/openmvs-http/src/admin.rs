@@ -23,8 +23,9 @@ use crate::national::parse_json;
 /// date past the range the core computes with.
 pub const MAX_ADVANCE_SECONDS: u64 = 10 * 366 * 24 * 3600;
 
+/// What the clock route holds: the clock and the token.
 #[derive(Clone)]
-struct ClockState {
+pub struct ClockState {
     clock: Arc<FakeClock>,
     token: Arc<str>,
 }
@@ -32,10 +33,17 @@ struct ClockState {
 /// The route, guarded by `admin_token` as a bearer token (the authorization table's
 /// [`Caller::AdminToken`](crate::authz::Caller::AdminToken), checked by the handler).
 pub fn clock_router(clock: Arc<FakeClock>, admin_token: &str) -> Router {
-    Routes::new(authz::ADMIN)
-        .route_limited(Method::POST, "/admin/v1/clock", DefaultBodyLimit::max(1024), advance)
-        .finish()
-        .with_state(ClockState { clock, token: admin_token.into() })
+    clock_routes().finish().with_state(ClockState { clock, token: admin_token.into() })
+}
+
+/// The admin routes, each as the authorization table lists it.
+pub fn clock_routes() -> Routes<ClockState> {
+    Routes::new(authz::ADMIN).route_limited(
+        Method::POST,
+        "/admin/v1/clock",
+        DefaultBodyLimit::max(1024),
+        advance,
+    )
 }
 
 /// Compares in time independent of where the strings differ, so that response times do not

@@ -83,22 +83,31 @@ pub struct Refusal {
 }
 
 /// A 404: the caller cannot even learn that the thing exists.
-const fn hidden(field: &'static str) -> Refusal {
-    Refusal { code: ReturnCode::NotFound, field }
+const fn hidden(field: &'static str) -> Others {
+    Others::Refused(Refusal { code: ReturnCode::NotFound, field })
 }
 
 /// A 403: the thing exists and is someone else's.
-const fn forbidden(field: &'static str) -> Refusal {
-    Refusal { code: ReturnCode::Forbidden, field }
+const fn forbidden(field: &'static str) -> Others {
+    Others::Refused(Refusal { code: ReturnCode::Forbidden, field })
 }
 
-/// Whose data a route reaches: the caller's own only, and how another's is refused.
+/// What becomes of another owner's data on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Others {
+    /// A path naming it is refused so.
+    Refused(Refusal),
+    /// A list leaves it out.
+    LeftOut,
+}
+
+/// Whose data a route reaches: the caller's own only, and what becomes of another's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ownership {
     /// What is the caller's own.
     pub own: &'static str,
-    /// The answer when the path names another owner's.
-    pub other: Refusal,
+    /// What becomes of another owner's.
+    pub other: Others,
 }
 
 /// One route: method, path template (as axum writes it), who may call it, and what it may touch.
@@ -119,16 +128,13 @@ const fn rule(method: Method, path: &'static str, caller: Caller, owner: Option<
     RouteRule { method, path, caller, owner }
 }
 
-const END_USER_ALERTS: Option<Ownership> = Some(Ownership {
-    own: "the alerts the client raised; the NMVO and the NCA see every alert of the market",
-    other: hidden("id"),
-});
+const END_USER_ALERTS: &str =
+    "the alerts the client raised; the NMVO and the NCA see every alert of the market";
 
 const OBP_PRODUCT: Option<Ownership> =
     Some(Ownership { own: "the products the OBP uploaded first", other: forbidden("product_code") });
 
-const OBP_ALERT: Option<Ownership> =
-    Some(Ownership { own: "the alerts on the OBP's products", other: hidden("id") });
+const OBP_ALERTS: &str = "the alerts on the OBP's products";
 
 use Caller::{Anyone, HubCertificate, NationalCertificate, ObpCertificate, Token};
 
@@ -145,12 +151,17 @@ pub static NATIONAL: &[RouteRule] = &[
         Token(Grant::AnyRole),
         Some(Ownership { own: "the bulk jobs the client submitted", other: hidden("bulk_id") }),
     ),
-    rule(Method::GET, "/v1/alerts", Token(Grant::Action(Action::ReadAlerts, Access::Own)), END_USER_ALERTS),
+    rule(
+        Method::GET,
+        "/v1/alerts",
+        Token(Grant::Action(Action::ReadAlerts, Access::Own)),
+        Some(Ownership { own: END_USER_ALERTS, other: Others::LeftOut }),
+    ),
     rule(
         Method::GET,
         "/v1/alerts/{id}",
         Token(Grant::Action(Action::ReadAlerts, Access::Own)),
-        END_USER_ALERTS,
+        Some(Ownership { own: END_USER_ALERTS, other: hidden("id") }),
     ),
     rule(
         Method::POST,
@@ -213,9 +224,24 @@ pub static HUB: &[RouteRule] = &[
         ObpCertificate,
         Some(Ownership { own: "the products the OBP uploaded first", other: hidden("product_code") }),
     ),
-    rule(Method::GET, "/v1/alerts", ObpCertificate, OBP_ALERT),
-    rule(Method::GET, "/v1/alerts/{id}", ObpCertificate, OBP_ALERT),
-    rule(Method::POST, "/v1/alerts/{id}/status", ObpCertificate, OBP_ALERT),
+    rule(
+        Method::GET,
+        "/v1/alerts",
+        ObpCertificate,
+        Some(Ownership { own: OBP_ALERTS, other: Others::LeftOut }),
+    ),
+    rule(
+        Method::GET,
+        "/v1/alerts/{id}",
+        ObpCertificate,
+        Some(Ownership { own: OBP_ALERTS, other: hidden("id") }),
+    ),
+    rule(
+        Method::POST,
+        "/v1/alerts/{id}/status",
+        ObpCertificate,
+        Some(Ownership { own: OBP_ALERTS, other: hidden("id") }),
+    ),
     // The caller's own callback, by construction.
     rule(Method::PUT, "/v1/callback", ObpCertificate, None),
     // Deliveries are taken as coming from the caller's market, whatever they say.
