@@ -11,6 +11,9 @@
 //!
 //! A national system is identified the same way, by a certificate naming `<market>.national.openmvs`;
 //! only such a caller reaches `/internal/v1/...`, and only for its own market.
+//!
+//! Which caller each route takes is the authorization table's ([`crate::authz::HUB`]); the
+//! `authorize` middleware admits it before any handler runs.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The national system's routes: end-user API, alerts, audit, status, health, metrics, and the
-//! internal routes the hub calls.
+//! internal routes the hub calls. Which caller each route takes is the authorization table's
+//! ([`crate::authz::NATIONAL`]); the `authorize` middleware admits it before any handler runs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
