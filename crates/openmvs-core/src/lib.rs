@@ -6,8 +6,11 @@
 //! as arguments; refusals are normal outcomes carrying a return code and maybe an alert.
 
 pub mod alert;
+pub mod catalog;
+pub mod error;
 pub mod ids;
 pub mod master_data;
+pub mod obp_states;
 pub mod pack;
 pub mod return_code;
 pub mod roles;

@@ -2,10 +2,12 @@
 //! messages that carry each change to the target markets (and recalls and withdrawals to the
 //! owning OBP's callback).
 
-use std::collections::BTreeSet;
-
+use openmvs_core::catalog::{
+    BatchDecision, BatchFacts, CurrentProduct, ExistingBatch, check_obp_name, check_reason, decide_batch,
+    decide_product, decide_recall, decide_withdrawal,
+};
 use openmvs_core::ids::{Batch, Expiry, MarketCode, ProductCode};
-use openmvs_core::master_data::{ProductMaster, RawProduct, VersionDecision, decide_version, validate};
+use openmvs_core::master_data::{ProductMaster, RawProduct, VersionDecision, validate};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_store::hub::{
     HubBatchRecord, HubProductRecord, HubUnitOfWork, ObpRecord, ProductVersionRecord, ProductWrite,
@@ -19,9 +21,6 @@ use crate::{Hub, HubError, Record, check_obp_id, message_to, new_id, subject};
 
 /// How often an operation is read and decided again after losing a race, before 503.
 const MAX_ATTEMPTS: usize = 8;
-
-/// The longest recall or withdrawal reason, in characters.
-const MAX_REASON: usize = 500;
 
 /// The answer to a product upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,50 +96,12 @@ fn market_names(m: &[MarketCode]) -> Vec<&str> {
     m.iter().map(MarketCode::as_str).collect()
 }
 
-/// Parses a list of market codes named in a request: each must be valid and among `allowed`;
-/// the list must not be empty. Refusals are 422 I1 naming `markets`.
-fn named_markets(
-    list: &[String],
-    allowed: &BTreeSet<MarketCode>,
-    what: &str,
-) -> Result<BTreeSet<MarketCode>, HubError> {
-    if list.is_empty() {
-        return Err(HubError::invalid("markets", "names no market"));
-    }
-    let mut out = BTreeSet::new();
-    for (i, s) in list.iter().enumerate() {
-        let m = MarketCode::new(s)
-            .map_err(|e| HubError::invalid(format!("markets[{i}]"), format!("'{s}' {e}")))?;
-        if !allowed.contains(&m) {
-            let allowed: Vec<&str> = allowed.iter().map(MarketCode::as_str).collect();
-            return Err(HubError::invalid(
-                "markets",
-                format!("{m} is not a target market of the {what} (those are {})", allowed.join(", ")),
-            ));
-        }
-        out.insert(m);
-    }
-    Ok(out)
-}
-
-fn reason(r: &str) -> Result<String, HubError> {
-    if r.trim().is_empty() {
-        return Err(HubError::malformed("reason", "is empty"));
-    }
-    if r.chars().count() > MAX_REASON {
-        return Err(HubError::malformed("reason", format!("is longer than {MAX_REASON} characters")));
-    }
-    Ok(r.to_owned())
-}
-
 impl Hub {
     /// On-boards an OBP under the id its client certificate names. Registering an id again is
     /// idempotent: the first name stays.
     pub async fn register_obp(&self, id: &str, name: &str) -> Result<ObpRecord, HubError> {
         check_obp_id(id).map_err(|why| HubError::malformed("id", format!("'{id}' {why}")))?;
-        if name.trim().is_empty() || name.chars().count() > 200 {
-            return Err(HubError::malformed("name", "must be 1 to 200 characters"));
-        }
+        check_obp_name(name)?;
         for _ in 0..MAX_ATTEMPTS {
             if let Some(o) = self.store.obp(id).await? {
                 return Ok(o);
@@ -201,12 +162,6 @@ impl Hub {
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let existing = self.store.product(&pc).await?;
-            if let Some(p) = &existing
-                && p.owner != obp
-            {
-                let e = HubError::forbidden("product_code", "the product belongs to another OBP");
-                return Err(self.refuse(obp, "put-product", &subj, &request, e).await);
-            }
             let current = match &existing {
                 Some(p) => {
                     Some(self.store.product_version(&pc, p.current_version).await?.ok_or_else(|| {
@@ -215,11 +170,14 @@ impl Hub {
                 }
                 None => None,
             };
-            let decision = decide_version(current.as_ref().map(|v| &v.master), &master);
-            let version = match (decision, &current) {
-                (VersionDecision::Unchanged, Some(c)) => c.version,
-                (_, Some(c)) => c.version + 1,
-                (_, None) => 1,
+            let facts = existing.as_ref().zip(current.as_ref()).map(|(p, v)| CurrentProduct {
+                owner: &p.owner,
+                version: v.version,
+                master: &v.master,
+            });
+            let (version, decision) = match decide_product(obp, facts, &master) {
+                Ok(d) => (d.version, d.decision),
+                Err(e) => return Err(self.refuse(obp, "put-product", &subj, &request, e.into()).await),
             };
             let result = json!({"version": version, "decision": format!("{decision:?}")});
             let r = Record {
@@ -301,45 +259,23 @@ impl Hub {
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("product {pc} lacks its current version")))?;
         let targets = version.master.market_codes();
-        let withdrawn: BTreeSet<MarketCode> = product.withdrawn.iter().copied().collect();
-        let chosen = match &markets {
-            Some(list) => match named_markets(list, &targets, "product's current version") {
-                Ok(m) => m,
-                Err(e) => return Err(refuse(e).await),
-            },
-            None => targets.difference(&withdrawn).copied().collect(),
+        let existing = self.store.batch(&pc, &b).await?;
+        let facts = BatchFacts {
+            targets: &targets,
+            withdrawn: &product.withdrawn,
+            existing: existing.as_ref().map(|e| ExistingBatch {
+                expiry: &e.expiry,
+                markets: &e.markets,
+                version: e.product_version,
+            }),
         };
-        if let Some(m) = chosen.intersection(&withdrawn).next() {
-            let e = HubError::invalid(
-                "markets",
-                format!("the product is withdrawn from {m}: no new batch there"),
-            );
-            return Err(refuse(e).await);
-        }
-        if chosen.is_empty() {
-            let e = HubError::invalid("markets", "the product is withdrawn from every target market");
-            return Err(refuse(e).await);
-        }
-        let chosen: Vec<MarketCode> = chosen.into_iter().collect();
-        if let Some(existing) = self.store.batch(&pc, &b).await? {
-            if existing.expiry.as_str() == exp.as_str() && existing.markets == chosen {
-                return Ok(BatchAnswer {
-                    product_code: pc,
-                    batch: b,
-                    version: existing.product_version,
-                    markets: existing.markets,
-                });
+        let chosen = match decide_batch(&facts, &b, &exp, markets.as_deref()) {
+            Ok(BatchDecision::New { markets }) => markets,
+            Ok(BatchDecision::Unchanged { version, markets }) => {
+                return Ok(BatchAnswer { product_code: pc, batch: b, version, markets });
             }
-            let e = HubError::conflict(
-                "batch",
-                format!(
-                    "batch {b} exists with expiry {} for {}",
-                    existing.expiry.as_str(),
-                    market_names(&existing.markets).join(", ")
-                ),
-            );
-            return Err(refuse(e).await);
-        }
+            Err(e) => return Err(refuse(e.into()).await),
+        };
         let record = HubBatchRecord {
             product_code: pc.clone(),
             batch: b.clone(),
@@ -396,23 +332,19 @@ impl Hub {
         let (subj_ref, request_ref) = (&subj, &request);
         let refuse =
             move |e: HubError| async move { self.refuse(obp, "recall", subj_ref, request_ref, e).await };
-        let why = match reason(why) {
-            Ok(r) => r,
-            Err(e) => return Err(refuse(e).await),
-        };
+        if let Err(e) = check_reason(why) {
+            return Err(refuse(e.into()).await);
+        }
         let b = Batch::new(batch).map_err(|e| HubError::malformed("batch", format!("'{batch}' {e}")))?;
         let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         let Some(mut record) = self.store.batch(&pc, &b).await? else {
             return Err(HubError::not_found("batch", format!("no batch '{batch}' of {pc}")));
         };
-        let targets: BTreeSet<MarketCode> = record.markets.iter().copied().collect();
-        let named = match named_markets(markets, &targets, "batch") {
-            Ok(m) => m,
-            Err(e) => return Err(refuse(e).await),
+        let change = match decide_recall(&record.markets, &record.recalled, markets) {
+            Ok(c) => c,
+            Err(e) => return Err(refuse(e.into()).await),
         };
-        let before: BTreeSet<MarketCode> = record.recalled.iter().copied().collect();
-        let new: Vec<MarketCode> = named.difference(&before).copied().collect();
-        let all: Vec<MarketCode> = before.union(&named).copied().collect();
+        let (new, all) = (change.added, change.all);
         let now = self.clock.now();
         let result = json!({"newly_recalled": market_names(&new), "recalled": market_names(&all)});
         let r = Record {
@@ -432,13 +364,13 @@ impl Hub {
                     scheme: pc.scheme().as_str().to_owned(),
                     product_code: pc.as_str().to_owned(),
                     batch: b.as_str().to_owned(),
-                    reason: why.clone(),
+                    reason: why.to_owned(),
                 });
                 uow.outbox.push(message_to(*m, format!("{id}-{m}"), &pc, body));
             }
             if caller.callback_url.is_some() {
                 let event =
-                    recall_event(pc.as_str(), b.as_str(), &market_names(&new), &why, &now.to_rfc3339());
+                    recall_event(pc.as_str(), b.as_str(), &market_names(&new), why, &now.to_rfc3339());
                 uow.outbox.push(callback_message(obp, format!("{id}-callback"), pc.as_str(), event));
             }
         }
@@ -464,10 +396,9 @@ impl Hub {
         let (subj_ref, request_ref) = (&subj, &request);
         let refuse =
             move |e: HubError| async move { self.refuse(obp, "withdraw", subj_ref, request_ref, e).await };
-        let why = match reason(why) {
-            Ok(r) => r,
-            Err(e) => return Err(refuse(e).await),
-        };
+        if let Err(e) = check_reason(why) {
+            return Err(refuse(e.into()).await);
+        }
         // Under the batch lock, so that no batch is decided on a read from before the withdrawal.
         let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         for _ in 0..MAX_ATTEMPTS {
@@ -477,14 +408,12 @@ impl Hub {
                 .product_version(&pc, product.current_version)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt(format!("product {pc} lacks its current version")))?;
-            let named =
-                match named_markets(markets, &version.master.market_codes(), "product's current version") {
-                    Ok(m) => m,
-                    Err(e) => return Err(refuse(e).await),
-                };
-            let before: BTreeSet<MarketCode> = product.withdrawn.iter().copied().collect();
-            let new: Vec<MarketCode> = named.difference(&before).copied().collect();
-            let all: Vec<MarketCode> = before.union(&named).copied().collect();
+            let change = match decide_withdrawal(&version.master.market_codes(), &product.withdrawn, markets)
+            {
+                Ok(c) => c,
+                Err(e) => return Err(refuse(e.into()).await),
+            };
+            let (new, all) = (change.added, change.all);
             let now = self.clock.now();
             let result = json!({"newly_withdrawn": market_names(&new), "withdrawn": market_names(&all)});
             let r = Record {
@@ -505,12 +434,12 @@ impl Hub {
                     let body = Message::Withdrawal(WithdrawalMsg {
                         scheme: pc.scheme().as_str().to_owned(),
                         product_code: pc.as_str().to_owned(),
-                        reason: why.clone(),
+                        reason: why.to_owned(),
                     });
                     uow.outbox.push(message_to(*m, format!("{id}-{m}"), &pc, body));
                 }
                 if caller.callback_url.is_some() {
-                    let event = withdrawal_event(pc.as_str(), &market_names(&new), &why, &now.to_rfc3339());
+                    let event = withdrawal_event(pc.as_str(), &market_names(&new), why, &now.to_rfc3339());
                     uow.outbox.push(callback_message(obp, format!("{id}-callback"), pc.as_str(), event));
                 }
             }

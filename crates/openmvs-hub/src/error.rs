@@ -104,3 +104,11 @@ impl From<StoreError> for HubError {
         }
     }
 }
+
+impl From<openmvs_core::error::ApiError> for HubError {
+    fn from(e: openmvs_core::error::ApiError) -> HubError {
+        let details =
+            e.details.into_iter().map(|d| ErrorDetail { field: d.field, message: d.message }).collect();
+        HubError { code: e.code, message: e.message, details }
+    }
+}

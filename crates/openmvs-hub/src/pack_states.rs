@@ -5,17 +5,16 @@
 use std::collections::{BTreeSet, HashSet};
 
 use openmvs_core::ids::{Batch, MarketCode, ProductCode, Serial};
-use openmvs_core::pack::{Command, Operation, PackState, Policy};
+use openmvs_core::obp_states::{check_request, decide_serials, screen_serials};
+use openmvs_core::pack::PackState;
 use openmvs_core::return_code::ReturnCode;
-use openmvs_core::roles::{Action, Role, access};
 use openmvs_store::hub::{HubUnitOfWork, SerialDigest};
 use openmvs_wire::hub::{Message, PackStateMsg};
 use serde_json::json;
 
 use crate::{Hub, HubError, MAX_ECHO_CHARS, Record, message_to, new_id, serial_digest, subject};
 
-/// The most serials of one request: each becomes one message per market, all in one unit.
-pub const MAX_PACK_STATE_SERIALS: usize = 10_000;
+pub use openmvs_core::obp_states::MAX_PACK_STATE_SERIALS;
 
 /// What happened to one serial of the request, in request order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,19 +45,6 @@ pub struct PackStatesAnswer {
     pub recalled: Vec<MarketCode>,
     /// One per serial, in request order.
     pub results: Vec<PackStateResult>,
-}
-
-/// The operation that takes a pack to `state`, if an OBP may ask for that state at the hub.
-fn obp_operation(state: PackState) -> Option<Operation> {
-    let op = match state {
-        PackState::Stolen => Operation::Stolen,
-        PackState::Destroyed => Operation::Destroy,
-        PackState::FreeSample => Operation::FreeSample,
-        PackState::CheckedOut => Operation::CheckOut,
-        _ => return None,
-    };
-    // The one permission table decides, so the hub cannot drift from it.
-    access(Role::Obp, Action::Pack(Command::Set(op)), &Policy::default()).is_allowed().then_some(op)
 }
 
 fn refused(serial: &str, code: ReturnCode, reason: String) -> PackStateResult {
@@ -92,22 +78,10 @@ impl Hub {
         let pc = product.product_code;
         let subj = format!("{}/{batch}", subject(&pc));
         let refuse = |e: HubError| self.refuse(obp, "pack-state", &subj, &request, e);
-        let Some((state, op)) = PackState::parse(state).and_then(|s| obp_operation(s).map(|op| (s, op)))
-        else {
-            let e = HubError::malformed(
-                "state",
-                format!("'{state}' is not STOLEN, DESTROYED, FREE_SAMPLE or CHECKED_OUT"),
-            );
-            return Err(refuse(e).await);
+        let (state, op) = match check_request(state, serials) {
+            Ok(found) => found,
+            Err(e) => return Err(refuse(e.into()).await),
         };
-        if serials.is_empty() {
-            return Err(refuse(HubError::malformed("serials", "names no serial")).await);
-        }
-        if serials.len() > MAX_PACK_STATE_SERIALS {
-            let e = HubError::new(ReturnCode::TooLarge)
-                .with("serials", format!("{} serials, at most {MAX_PACK_STATE_SERIALS}", serials.len()));
-            return Err(refuse(e).await);
-        }
         let b = match Batch::new(batch) {
             Ok(b) => b,
             Err(e) => return Err(refuse(HubError::malformed("batch", format!("'{batch}' {e}"))).await),
@@ -122,64 +96,47 @@ impl Hub {
         let open: Vec<MarketCode> =
             record.markets.iter().copied().filter(|m| !recalled.contains(m)).collect();
 
-        let mut results: Vec<Option<PackStateResult>> = vec![None; serials.len()];
-        let mut valid: Vec<(usize, Serial)> = Vec::new();
-        let mut seen = HashSet::new();
-        for (i, text) in serials.iter().enumerate() {
-            match Serial::new(text) {
-                Err(e) => {
-                    let why = format!("not a serial: {e}");
-                    results[i] = Some(refused(text, ReturnCode::MalformedRequest, why));
-                }
-                Ok(_) if !seen.insert(text.as_str()) => {
-                    let why = "repeats an earlier serial of this request".to_owned();
-                    results[i] = Some(refused(text, ReturnCode::BulkDuplicateSerial, why));
-                }
-                Ok(s) => valid.push((i, s)),
-            }
-        }
+        let screened = screen_serials(serials);
+        let valid: Vec<&Serial> = screened.iter().filter_map(|r| r.as_ref().ok()).collect();
         let digests: Vec<SerialDigest> =
-            valid.iter().map(|(_, s)| serial_digest(&self.config.serial_key, &pc, s)).collect();
+            valid.iter().map(|s| serial_digest(&self.config.serial_key, &pc, s)).collect();
         let present: HashSet<usize> = self.store.present(&pc, &digests).await?.into_iter().collect();
+        let uploaded: Vec<bool> = (0..valid.len()).map(|k| present.contains(&k)).collect();
+        let decided = decide_serials(screened, &uploaded, !open.is_empty(), &pc, &b);
         let now = self.clock.now();
         let id = new_id("PST", now);
         let mut uow = HubUnitOfWork::default();
-        for (k, (i, serial)) in valid.iter().enumerate() {
-            let text = serial.as_str();
-            results[*i] = Some(if !present.contains(&k) {
-                refused(text, ReturnCode::NotFound, format!("was never uploaded for {pc}"))
-            } else if open.is_empty() {
-                refused(
-                    text,
-                    ReturnCode::BatchRecalled,
-                    format!("batch {b} is recalled in every target market"),
-                )
-            } else {
-                for m in &open {
-                    let body = Message::PackState(PackStateMsg {
-                        scheme: pc.scheme().as_str().to_owned(),
-                        product_code: pc.as_str().to_owned(),
-                        serial: text.to_owned(),
-                        batch: b.as_str().to_owned(),
-                        state: state.as_str().to_owned(),
-                        command: op.as_str().to_owned(),
-                        // An OBP's change names no market: each market records it from its hub link.
-                        market: "OBP".to_owned(),
-                        location: obp.to_owned(),
-                        at: now.to_rfc3339(),
-                    });
-                    uow.outbox.push(message_to(*m, format!("{id}-{i}-{m}"), &pc, body));
+        let mut results = Vec::with_capacity(serials.len());
+        for (i, (text, decision)) in serials.iter().zip(decided).enumerate() {
+            let serial = match decision {
+                Ok(s) => s,
+                Err(r) => {
+                    results.push(refused(text, r.code, r.reason));
+                    continue;
                 }
-                PackStateResult {
-                    serial: text.to_owned(),
-                    accepted: true,
-                    return_code: ReturnCode::Success,
-                    reason: None,
-                }
+            };
+            for m in &open {
+                let body = Message::PackState(PackStateMsg {
+                    scheme: pc.scheme().as_str().to_owned(),
+                    product_code: pc.as_str().to_owned(),
+                    serial: serial.as_str().to_owned(),
+                    batch: b.as_str().to_owned(),
+                    state: state.as_str().to_owned(),
+                    command: op.as_str().to_owned(),
+                    // An OBP's change names no market: each market records it from its hub link.
+                    market: "OBP".to_owned(),
+                    location: obp.to_owned(),
+                    at: now.to_rfc3339(),
+                });
+                uow.outbox.push(message_to(*m, format!("{id}-{i}-{m}"), &pc, body));
+            }
+            results.push(PackStateResult {
+                serial: serial.as_str().to_owned(),
+                accepted: true,
+                return_code: ReturnCode::Success,
+                reason: None,
             });
         }
-        let results: Vec<PackStateResult> =
-            results.into_iter().map(|r| r.expect("every serial has a result")).collect();
         let accepted = results.iter().filter(|r| r.accepted).count();
         let names =
             |ms: &mut dyn Iterator<Item = &MarketCode>| ms.map(|m| m.as_str().to_owned()).collect::<Vec<_>>();

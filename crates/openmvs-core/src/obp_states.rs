@@ -1,0 +1,162 @@
+//! An OBP's pack state changes at the hub (api.md §3 `POST .../packs/state`) as pure decisions:
+//! which states an OBP may set, what a request may carry, and which serials are accepted. The
+//! hub reads the batch and which serials were uploaded, passes them in, and sends the accepted
+//! changes to the markets.
+
+use std::collections::HashSet;
+
+use crate::error::ApiError;
+use crate::ids::{Batch, ProductCode, Serial};
+use crate::pack::{Command, Operation, PackState, Policy};
+use crate::return_code::ReturnCode;
+use crate::roles::{Action, Role, access};
+
+/// The most serials of one request: each becomes one message per market, all in one unit.
+pub const MAX_PACK_STATE_SERIALS: usize = 10_000;
+
+/// The operation that takes a pack to `state`, if an OBP may ask for that state at the hub.
+pub fn obp_operation(state: PackState) -> Option<Operation> {
+    let op = match state {
+        PackState::Stolen => Operation::Stolen,
+        PackState::Destroyed => Operation::Destroy,
+        PackState::FreeSample => Operation::FreeSample,
+        PackState::CheckedOut => Operation::CheckOut,
+        _ => return None,
+    };
+    // The one permission table decides, so the hub cannot drift from it.
+    access(Role::Obp, Action::Pack(Command::Set(op)), &Policy::default()).is_allowed().then_some(op)
+}
+
+/// Checks a request as a whole: the state must be one an OBP may set (400 naming `state`), and
+/// there must be 1 to [`MAX_PACK_STATE_SERIALS`] serials (400, or 413 naming `serials`).
+pub fn check_request(state: &str, serials: &[String]) -> Result<(PackState, Operation), ApiError> {
+    let Some(found) = PackState::parse(state).and_then(|s| obp_operation(s).map(|op| (s, op))) else {
+        return Err(ApiError::malformed(
+            "state",
+            format!("'{state}' is not STOLEN, DESTROYED, FREE_SAMPLE or CHECKED_OUT"),
+        ));
+    };
+    if serials.is_empty() {
+        return Err(ApiError::malformed("serials", "names no serial"));
+    }
+    if serials.len() > MAX_PACK_STATE_SERIALS {
+        return Err(ApiError::new(ReturnCode::TooLarge)
+            .with("serials", format!("{} serials, at most {MAX_PACK_STATE_SERIALS}", serials.len())));
+    }
+    Ok(found)
+}
+
+/// Why one serial of a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialRefusal {
+    /// Malformed, never uploaded, repeated in the request, or the batch recalled everywhere.
+    pub code: ReturnCode,
+    /// Why, in words.
+    pub reason: String,
+}
+
+fn refusal(code: ReturnCode, reason: impl Into<String>) -> SerialRefusal {
+    SerialRefusal { code, reason: reason.into() }
+}
+
+/// Each serial of a request, in request order: a serial, or refused as not one or as repeating
+/// an earlier serial of the request.
+pub fn screen_serials(serials: &[String]) -> Vec<Result<Serial, SerialRefusal>> {
+    let mut seen = HashSet::new();
+    serials
+        .iter()
+        .map(|text| match Serial::new(text) {
+            Err(e) => Err(refusal(ReturnCode::MalformedRequest, format!("not a serial: {e}"))),
+            Ok(_) if !seen.insert(text.as_str()) => {
+                Err(refusal(ReturnCode::BulkDuplicateSerial, "repeats an earlier serial of this request"))
+            }
+            Ok(s) => Ok(s),
+        })
+        .collect()
+}
+
+/// Decides each screened serial: a serial is accepted when it was uploaded for the product
+/// (`uploaded`, one flag per serial that screened as a serial, in order) and the batch is open in
+/// some target market (`open_markets`: not every one recalled it).
+pub fn decide_serials(
+    screened: Vec<Result<Serial, SerialRefusal>>,
+    uploaded: &[bool],
+    open_markets: bool,
+    product_code: &ProductCode,
+    batch: &Batch,
+) -> Vec<Result<Serial, SerialRefusal>> {
+    let mut flags = uploaded.iter();
+    screened
+        .into_iter()
+        .map(|r| {
+            let serial = r?;
+            if !flags.next().copied().unwrap_or(false) {
+                Err(refusal(ReturnCode::NotFound, format!("was never uploaded for {product_code}")))
+            } else if !open_markets {
+                Err(refusal(
+                    ReturnCode::BatchRecalled,
+                    format!("batch {batch} is recalled in every target market"),
+                ))
+            } else {
+                Ok(serial)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Scheme;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn an_obp_sets_only_its_four_states() {
+        let allowed: Vec<PackState> =
+            PackState::ALL.into_iter().filter(|s| obp_operation(*s).is_some()).collect();
+        assert_eq!(
+            allowed,
+            [PackState::Destroyed, PackState::FreeSample, PackState::Stolen, PackState::CheckedOut]
+        );
+    }
+
+    #[test]
+    fn a_request_names_a_settable_state_and_1_to_10000_serials() {
+        let one = strings(&["S1"]);
+        assert_eq!(check_request("STOLEN", &one).unwrap(), (PackState::Stolen, Operation::Stolen));
+        let e = check_request("SUPPLIED", &one).unwrap_err();
+        assert_eq!((e.http_status(), e.details[0].field.as_str()), (400, "state"));
+        let e = check_request("STOLEN", &[]).unwrap_err();
+        assert_eq!((e.http_status(), e.details[0].field.as_str()), (400, "serials"));
+        let many = vec!["S".to_owned(); MAX_PACK_STATE_SERIALS + 1];
+        assert_eq!(check_request("STOLEN", &many).unwrap_err().code, ReturnCode::TooLarge);
+    }
+
+    #[test]
+    fn each_serial_is_refused_on_its_own() {
+        let pc = ProductCode::new(Scheme::Gtin, "09501101530003").unwrap();
+        let b = Batch::new("B1").unwrap();
+        let screened = screen_serials(&strings(&["S1", "not a serial", "S1", "S2"]));
+        let codes = |rs: &[Result<Serial, SerialRefusal>]| {
+            rs.iter().map(|r| r.as_ref().map_or_else(|e| e.code, |_| ReturnCode::Success)).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            codes(&screened),
+            [
+                ReturnCode::Success,
+                ReturnCode::MalformedRequest,
+                ReturnCode::BulkDuplicateSerial,
+                ReturnCode::Success
+            ]
+        );
+        let decided = decide_serials(screened.clone(), &[true, false], true, &pc, &b);
+        assert_eq!(decided[0].as_ref().unwrap().as_str(), "S1");
+        assert_eq!(decided[3].as_ref().unwrap_err().code, ReturnCode::NotFound);
+        let recalled = decide_serials(screened, &[true, true], false, &pc, &b);
+        assert_eq!(recalled[0].as_ref().unwrap_err().code, ReturnCode::BatchRecalled);
+        assert_eq!(recalled[1].as_ref().unwrap_err().code, ReturnCode::MalformedRequest);
+    }
+}
