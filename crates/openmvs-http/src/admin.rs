@@ -63,7 +63,7 @@ async fn advance(
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim);
     if !given.is_some_and(|t| same(t.as_bytes(), s.token.as_bytes())) {
-        return Err(HttpError(
+        return Err(HttpError::new(
             ApiError::new(ReturnCode::Unauthenticated)
                 .with("authorization", "the demo's admin_token is required"),
         ));

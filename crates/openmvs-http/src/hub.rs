@@ -24,28 +24,29 @@ use axum::extract::{
     DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
 };
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use openmvs_core::error::ApiError;
 use openmvs_core::ids::MarketCode;
 use openmvs_core::return_code::ReturnCode;
-use openmvs_hub::{Hub, HubError};
+use openmvs_hub::Hub;
 use openmvs_pki::Identity;
 use openmvs_wire::ReturnCodeCatalogue;
 use openmvs_wire::api::AlertStatusRequest;
 use openmvs_wire::hub::{Delivery, IntermarketRequest};
 use openmvs_wire::obp::{
-    BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, HubErrorBody, MarketPackStateBody,
-    PackQueryBody, PackStateResultBody, PackStatesBody, PackStatesRequest, PacksRequest, ProductAnswer,
-    ProductRequest, RecallAnswer, RecallRequest, RejectedLine, UploadAcceptedBody, UploadStatusBody,
-    WithdrawRequest, WithdrawalAnswer,
+    BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, MarketPackStateBody, PackQueryBody,
+    PackStateResultBody, PackStatesBody, PackStatesRequest, PacksRequest, ProductAnswer, ProductRequest,
+    RecallAnswer, RecallRequest, RejectedLine, UploadAcceptedBody, UploadStatusBody, WithdrawRequest,
+    WithdrawalAnswer,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use crate::authz::{self, Caller, Routes};
-use crate::error::RETRY_AFTER_SECS;
+use crate::error::HubHttpError;
 use crate::national::parse_json;
 use crate::observe::{Observability, observe};
 use crate::server::PeerName;
@@ -76,36 +77,8 @@ pub struct HubState {
     pub obs: Arc<Observability>,
 }
 
-/// A refused request, as HTTP: the status from the return-code catalogue, the hub's error body.
-#[derive(Debug)]
-pub struct HubHttpError(pub HubError);
-
-impl From<HubError> for HubHttpError {
-    fn from(e: HubError) -> HubHttpError {
-        HubHttpError(e)
-    }
-}
-
-impl From<crate::HttpError> for HubHttpError {
-    fn from(e: crate::HttpError) -> HubHttpError {
-        HubHttpError(HubError { code: e.0.code, message: e.0.message, details: e.0.details })
-    }
-}
-
-impl IntoResponse for HubHttpError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body: HubErrorBody = self.0.body().into();
-        let mut resp = (status, axum::Json(body)).into_response();
-        if matches!(self.0.code, ReturnCode::Unavailable | ReturnCode::RateLimited) {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
-        resp
-    }
-}
-
 fn too_large() -> HubHttpError {
-    HubHttpError(HubError::new(ReturnCode::TooLarge).with("body", "is over its size limit"))
+    HubHttpError::from(ApiError::new(ReturnCode::TooLarge).with("body", "is over its size limit"))
 }
 
 /// The OBP calling, named by its verified client certificate, as the `authorize` middleware
@@ -121,7 +94,7 @@ impl FromRequestParts<HubState> for Obp {
 
     async fn from_request_parts(parts: &mut Parts, state: &HubState) -> Result<Obp, HubHttpError> {
         let Some(ObpAdmitted(id)) = parts.extensions.remove::<ObpAdmitted>() else {
-            return Err(HubHttpError(HubError::forbidden(
+            return Err(HubHttpError::from(ApiError::forbidden(
                 "client_certificate",
                 "an OBP client certificate issued by the hub's CA is required",
             )));
@@ -136,11 +109,11 @@ impl FromRequestParts<HubState> for Obp {
 fn obp_of(peer: Option<&PeerName>) -> Result<String, HubHttpError> {
     match peer.and_then(|PeerName(n)| openmvs_pki::identity_of(n)) {
         Some(Identity::Obp(id)) => Ok(id),
-        Some(other) => Err(HubHttpError(HubError::forbidden(
+        Some(other) => Err(HubHttpError::from(ApiError::forbidden(
             "client_certificate",
             format!("names {}, not an OBP", other.dns_name()),
         ))),
-        None => Err(HubHttpError(HubError::forbidden(
+        None => Err(HubHttpError::from(ApiError::forbidden(
             "client_certificate",
             "an OBP client certificate issued by the hub's CA is required",
         ))),
@@ -156,7 +129,7 @@ pub struct NationalCaller(pub MarketCode);
 struct NationalAdmitted(MarketCode);
 
 fn national_required() -> HubHttpError {
-    HubHttpError(HubError::forbidden(
+    HubHttpError::from(ApiError::forbidden(
         "client_certificate",
         "a national system's client certificate issued by the hub's CA is required",
     ))
@@ -172,7 +145,7 @@ impl FromRequestParts<HubState> for NationalCaller {
 
 /// The market a verified client certificate names, or the 403 for any other caller.
 fn national_of(peer: Option<&PeerName>) -> Result<MarketCode, HubHttpError> {
-    let refuse = |why: String| HubHttpError(HubError::forbidden("client_certificate", why));
+    let refuse = |why: String| HubHttpError::from(ApiError::forbidden("client_certificate", why));
     match peer.and_then(|PeerName(n)| openmvs_pki::identity_of(n)) {
         Some(Identity::National(m)) => {
             MarketCode::new(&m).map_err(|e| refuse(format!("names market '{m}', which {e}")))
@@ -216,8 +189,11 @@ async fn authorize(req: Request, next: Next) -> Response {
         },
         // The hub takes no bearer tokens, and no hub calls it.
         Caller::Token(_) | Caller::HubCertificate => {
-            return HubHttpError(HubError::forbidden("client_certificate", "no caller may use this route"))
-                .into_response();
+            return HubHttpError::from(ApiError::forbidden(
+                "client_certificate",
+                "no caller may use this route",
+            ))
+            .into_response();
         }
     }
     next.run(Request::from_parts(parts, body)).await
@@ -277,12 +253,12 @@ pub fn hub_router(state: HubState) -> Router {
 }
 
 async fn not_found() -> HubHttpError {
-    HubHttpError(HubError::not_found("path", "no such route"))
+    HubHttpError::from(ApiError::not_found("path", "no such route"))
 }
 
 async fn method_not_allowed() -> Response {
-    let mut r =
-        HubHttpError(HubError::not_found("method", "this route does not take this method")).into_response();
+    let mut r = HubHttpError::from(ApiError::not_found("method", "this route does not take this method"))
+        .into_response();
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     r
 }
@@ -343,7 +319,7 @@ async fn upload(
             let bytes = match axum::body::to_bytes(body, MAX_JSON_UPLOAD_BODY).await {
                 Ok(b) => b,
                 Err(e) if is_length_limit(&e) => return Err(too_large()),
-                Err(e) => return Err(HubHttpError(HubError::malformed("body", e.to_string()))),
+                Err(e) => return Err(HubHttpError::from(ApiError::malformed("body", e.to_string()))),
             };
             let req: PacksRequest = parse_json(&bytes)?;
             let lines = openmvs_hub::IterLines(req.serials.into_iter());
@@ -362,7 +338,7 @@ async fn upload(
             }
         }
         other => {
-            return Err(HubHttpError(HubError::malformed(
+            return Err(HubHttpError::from(ApiError::malformed(
                 "content-type",
                 format!("'{other}' is neither application/json nor text/plain"),
             )));
@@ -540,7 +516,7 @@ async fn alerts(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, HubHttpError> {
     if let Some(k) = q.keys().find(|k| !["status", "limit", "cursor"].contains(&k.as_str())) {
-        return Err(HubHttpError(HubError::malformed(
+        return Err(HubHttpError::from(ApiError::malformed(
             k.as_str(),
             "is not a query parameter of this route (status, limit, cursor)",
         )));
@@ -548,8 +524,9 @@ async fn alerts(
     let limit = q
         .get("limit")
         .map(|l| {
-            l.parse::<usize>()
-                .map_err(|_| HubHttpError(HubError::malformed("limit", format!("'{l}' is not a number"))))
+            l.parse::<usize>().map_err(|_| {
+                HubHttpError::from(ApiError::malformed("limit", format!("'{l}' is not a number")))
+            })
         })
         .transpose()?;
     let list = s
@@ -604,7 +581,7 @@ async fn intermarket(
 ) -> Result<Response, HubHttpError> {
     // A market asks for its own users only: the request is processed as if made there.
     if req.market != market.as_str() {
-        return Err(HubHttpError(HubError::forbidden(
+        return Err(HubHttpError::from(ApiError::forbidden(
             "market",
             format!("'{}' is not the caller's market {market}", req.market),
         )));

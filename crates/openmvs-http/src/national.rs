@@ -97,7 +97,7 @@ impl FromRequestParts<NationalState> for Auth {
     async fn from_request_parts(parts: &mut Parts, _: &NationalState) -> Result<Auth, HttpError> {
         match parts.extensions.remove::<Authenticated>() {
             Some(Authenticated(actor)) => Ok(Auth(actor)),
-            None => Err(HttpError(
+            None => Err(HttpError::new(
                 ApiError::new(ReturnCode::Unauthenticated)
                     .with("authorization", "the authorization table takes no token on this route"),
             )),
@@ -110,7 +110,7 @@ async fn authenticate(parts: &Parts, state: &NationalState) -> Result<Actor, Htt
     let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let token = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
     let Some(token) = token else {
-        return Err(HttpError(
+        return Err(HttpError::new(
             ApiError::new(ReturnCode::Unauthenticated).with("authorization", "a Bearer token is required"),
         ));
     };
@@ -118,7 +118,7 @@ async fn authenticate(parts: &Parts, state: &NationalState) -> Result<Actor, Htt
     if let Err(wait) = state.limiter.check(&actor.client_id) {
         let mut e = ApiError::new(ReturnCode::RateLimited).with("client_id", "over its request rate");
         e.message = format!("Too many requests from this client: retry in {wait} s.");
-        return Err(HttpError(e));
+        return Err(HttpError::new(e));
     }
     Ok(actor)
 }
@@ -131,7 +131,7 @@ pub struct Hub;
 struct HubAdmitted;
 
 fn hub_only() -> HttpError {
-    HttpError(
+    HttpError::new(
         ApiError::new(ReturnCode::Forbidden).with("client_certificate", "only the hub may call this route"),
     )
 }
@@ -227,13 +227,14 @@ pub fn national_router(state: NationalState) -> Router {
 }
 
 async fn not_found() -> HttpError {
-    HttpError(ApiError::new(ReturnCode::NotFound).with("path", "no such route"))
+    HttpError::new(ApiError::new(ReturnCode::NotFound).with("path", "no such route"))
 }
 
 async fn method_not_allowed() -> Response {
-    let mut r =
-        HttpError(ApiError::new(ReturnCode::NotFound).with("method", "this route does not take this method"))
-            .into_response();
+    let mut r = HttpError::new(
+        ApiError::new(ReturnCode::NotFound).with("method", "this route does not take this method"),
+    )
+    .into_response();
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     r
 }
@@ -271,7 +272,7 @@ pub(crate) fn json_media_type(headers: &HeaderMap) -> Result<(), HttpError> {
     if json {
         Ok(())
     } else {
-        Err(HttpError(ApiError::new(ReturnCode::MalformedRequest).with(
+        Err(HttpError::new(ApiError::new(ReturnCode::MalformedRequest).with(
             "content-type",
             format!("'{media}' is not application/json; this route takes a JSON body"),
         )))
@@ -286,7 +287,7 @@ pub(crate) fn body_json<T: DeserializeOwned>(
     match body {
         Ok(b) => parse_json(&b),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Err(HttpError(ApiError::new(ReturnCode::TooLarge).with("body", "is over its size limit")))
+            Err(HttpError::new(ApiError::new(ReturnCode::TooLarge).with("body", "is over its size limit")))
         }
         Err(e) if crate::server::is_body_too_slow(&e) => Err(HttpError::field(
             "body",
@@ -385,12 +386,12 @@ fn login_refused(r: LoginRefusal) -> Response {
                 },
             );
             e.message = format!("Too many failed logins: retry in {retry_after} s.");
-            let mut resp = HttpError(e).into_response();
+            let mut resp = HttpError::new(e).into_response();
             resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
             resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
             resp
         }
-        LoginRefusal::Busy => HttpError(
+        LoginRefusal::Busy => HttpError::new(
             ApiError::new(ReturnCode::Unavailable)
                 .with("login", "the node is checking as many secrets as it can"),
         )
@@ -427,7 +428,7 @@ fn form_decode(s: &str) -> Option<String> {
 
 fn operation(name: &str) -> Result<Operation, HttpError> {
     Operation::parse(name).filter(|o| *o != Operation::CheckOut).ok_or_else(|| {
-        HttpError(
+        HttpError::new(
             ApiError::new(ReturnCode::NotFound).with("operation", format!("'{name}' is not an operation")),
         )
     })
@@ -451,7 +452,7 @@ async fn pack_undo(
 ) -> Result<Response, HttpError> {
     let op = operation(&op)?;
     if !op.is_undoable() {
-        return Err(HttpError(
+        return Err(HttpError::new(
             ApiError::new(ReturnCode::NotFound).with("operation", format!("'{op}' can never be undone")),
         ));
     }

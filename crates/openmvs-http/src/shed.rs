@@ -232,7 +232,7 @@ pub async fn shed(State(load): State<Arc<LoadShed>>, req: Request, next: Next) -
         // No log line per refusal: at overload that would be the next bottleneck. The metrics
         // count them (status 503), and so does `shed_total`.
         let e = ApiError::new(ReturnCode::Unavailable).with("load", "the node is at capacity; retry shortly");
-        return HttpError(e).into_response();
+        return HttpError::new(e).into_response();
     };
     next.run(req).await
 }

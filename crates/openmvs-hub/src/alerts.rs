@@ -11,7 +11,7 @@ use openmvs_store::{AlertUpdate, Conflict, StoreError};
 use openmvs_wire::api::{AlertList, AlertView};
 use serde_json::json;
 
-use crate::{Hub, HubError, Record};
+use crate::{ApiError, Hub, Record};
 
 /// The page size when none is asked for.
 pub const DEFAULT_ALERT_LIMIT: usize = 100;
@@ -30,8 +30,8 @@ pub(crate) fn view(a: &HubAlertRecord) -> Result<AlertView, StoreError> {
     Ok(v)
 }
 
-fn not_found(id: &str) -> HubError {
-    HubError::not_found("id", format!("no alert '{id}'"))
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found("id", format!("no alert '{id}'"))
 }
 
 impl Hub {
@@ -43,17 +43,17 @@ impl Hub {
         status: Option<&str>,
         limit: Option<usize>,
         cursor: Option<&str>,
-    ) -> Result<AlertList, HubError> {
+    ) -> Result<AlertList, ApiError> {
         self.caller(obp).await?;
         let status = status
             .map(|s| {
                 AlertStatus::parse(s)
-                    .ok_or_else(|| HubError::malformed("status", format!("'{s}' is not an alert status")))
+                    .ok_or_else(|| ApiError::malformed("status", format!("'{s}' is not an alert status")))
             })
             .transpose()?;
         let limit = limit.unwrap_or(DEFAULT_ALERT_LIMIT);
         if limit == 0 || limit > MAX_ALERT_LIMIT {
-            return Err(HubError::malformed("limit", format!("must be 1-{MAX_ALERT_LIMIT}")));
+            return Err(ApiError::malformed("limit", format!("must be 1-{MAX_ALERT_LIMIT}")));
         }
         let filter = HubAlertFilter {
             obp: Some(obp.to_owned()),
@@ -76,7 +76,7 @@ impl Hub {
 
     /// `GET /v1/alerts/{id}` for an OBP: 404 when there is no such alert or it is another OBP's,
     /// so that an OBP cannot even learn which ids exist.
-    pub async fn alert(&self, obp: &str, id: &str) -> Result<AlertView, HubError> {
+    pub async fn alert(&self, obp: &str, id: &str) -> Result<AlertView, ApiError> {
         self.caller(obp).await?;
         match self.store.alert(id).await? {
             Some(a) if a.obp == obp => Ok(view(&a)?),
@@ -94,18 +94,18 @@ impl Hub {
         status: &str,
         classification: Option<&str>,
         comment: Option<&str>,
-    ) -> Result<AlertView, HubError> {
+    ) -> Result<AlertView, ApiError> {
         self.caller(obp).await?;
         let subject = format!("alert/{id}");
         let request = json!({"status": status, "classification": classification, "comment": comment});
-        let refuse = |e: HubError| self.refuse(obp, "alert-status", &subject, &request, e);
+        let refuse = |e: ApiError| self.refuse(obp, "alert-status", &subject, &request, e);
         if access(Role::Obp, Action::ChangeAlertStatus, &Policy::default()) != Access::Own {
-            return Err(refuse(HubError::forbidden("role", "an OBP may not change alert statuses")).await);
+            return Err(refuse(ApiError::forbidden("role", "an OBP may not change alert statuses")).await);
         }
         let status = match AlertStatus::parse(status) {
             Some(s) => s,
             None => {
-                let e = HubError::malformed(
+                let e = ApiError::malformed(
                     "status",
                     format!("'{status}' is not INVESTIGATING, ESCALATED or CLOSED"),
                 );
@@ -116,7 +116,7 @@ impl Hub {
             None => None,
             Some((_, Some(c))) => Some(c),
             Some((c, None)) => {
-                let e = HubError::malformed("classification", format!("'{c}' is not a classification"));
+                let e = ApiError::malformed("classification", format!("'{c}' is not a classification"));
                 return Err(refuse(e).await);
             }
         };
@@ -133,7 +133,7 @@ impl Hub {
                     // The core's messages start with the field at fault.
                     let text = e.to_string();
                     let field = text.split(':').next().unwrap_or("status").to_owned();
-                    return Err(refuse(HubError::malformed(field, text)).await);
+                    return Err(refuse(ApiError::malformed(field, text)).await);
                 }
             };
             let mut after = current.clone();
@@ -178,6 +178,6 @@ impl Hub {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(HubError::unavailable("the alert keeps changing"))
+        Err(openmvs_store::unavailable("the alert keeps changing"))
     }
 }

@@ -17,7 +17,7 @@ use openmvs_store::{BoxFuture, StoredOutboxMessage};
 use openmvs_wire::api::AlertView;
 use serde_json::{Value, json};
 
-use crate::{Hub, HubError, Record, hmac_sha256};
+use crate::{ApiError, Hub, Record, hmac_sha256};
 
 /// The longest callback URL, in characters.
 pub const MAX_CALLBACK_URL: usize = 2000;
@@ -116,11 +116,11 @@ pub(crate) fn callback_message(
 impl Hub {
     /// `PUT /v1/callback`: sets where the hub POSTs the OBP's alert, recall and withdrawal events,
     /// and answers the secret their signatures are made with.
-    pub async fn set_callback(&self, obp: &str, url: &str) -> Result<CallbackAnswer, HubError> {
+    pub async fn set_callback(&self, obp: &str, url: &str) -> Result<CallbackAnswer, ApiError> {
         self.caller(obp).await?;
         let request = json!({"url": url});
         if let Err(why) = check_url(url) {
-            let e = HubError::malformed("url", why);
+            let e = ApiError::malformed("url", why);
             return Err(self.refuse(obp, "set-callback", obp, &request, e).await);
         }
         let now = self.clock.now();
@@ -158,7 +158,7 @@ impl Hub {
     /// One pass over every OBP with due events: POSTs each, deletes what a 2xx acknowledged and
     /// schedules the rest again with backoff. An OBP whose endpoint fails gets nothing more this
     /// pass. Returns how many events were acknowledged.
-    pub(crate) async fn relay_callbacks_once(&self, sender: &dyn CallbackSender) -> Result<usize, HubError> {
+    pub(crate) async fn relay_callbacks_once(&self, sender: &dyn CallbackSender) -> Result<usize, ApiError> {
         let mut acked = 0;
         for destination in self.store.destinations().await? {
             let Some(obp) = destination.strip_prefix(DESTINATION_PREFIX) else { continue };
@@ -185,7 +185,7 @@ impl Hub {
         url: &str,
         secret: &str,
         m: &StoredOutboxMessage,
-    ) -> Result<bool, HubError> {
+    ) -> Result<bool, ApiError> {
         let body = m.message.payload.clone();
         let signature = Hub::sign_callback(secret, &body);
         let why = match sender.post(url, body, signature).await {

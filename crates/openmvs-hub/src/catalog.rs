@@ -17,7 +17,7 @@ use openmvs_wire::hub::{BatchMsg, Message, ProductMsg, RecallMsg, WithdrawalMsg}
 use serde_json::{Value, json};
 
 use crate::callback::{callback_message, recall_event, withdrawal_event};
-use crate::{Hub, HubError, Record, check_obp_id, message_to, new_id, subject};
+use crate::{ApiError, Hub, Record, check_obp_id, message_to, new_id, subject};
 
 /// How often an operation is read and decided again after losing a race, before 503.
 const MAX_ATTEMPTS: usize = 8;
@@ -99,8 +99,8 @@ fn market_names(m: &[MarketCode]) -> Vec<&str> {
 impl Hub {
     /// On-boards an OBP under the id its client certificate names. Registering an id again is
     /// idempotent: the first name stays.
-    pub async fn register_obp(&self, id: &str, name: &str) -> Result<ObpRecord, HubError> {
-        check_obp_id(id).map_err(|why| HubError::malformed("id", format!("'{id}' {why}")))?;
+    pub async fn register_obp(&self, id: &str, name: &str) -> Result<ObpRecord, ApiError> {
+        check_obp_id(id).map_err(|why| ApiError::malformed("id", format!("'{id}' {why}")))?;
         check_obp_name(name)?;
         for _ in 0..MAX_ATTEMPTS {
             if let Some(o) = self.store.obp(id).await? {
@@ -134,7 +134,7 @@ impl Hub {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(HubError::unavailable("OBP registration kept conflicting"))
+        Err(openmvs_store::unavailable("OBP registration kept conflicting"))
     }
 
     /// `PUT /v1/products/{product_code}`: validates the master data (422 A16/I1 naming every
@@ -146,14 +146,14 @@ impl Hub {
         obp: &str,
         product_code: &str,
         raw: &RawProduct,
-    ) -> Result<ProductAnswer, HubError> {
+    ) -> Result<ProductAnswer, ApiError> {
         self.caller(obp).await?;
         let request = raw_json(raw);
         let subj = format!("{}/{product_code}", raw.scheme.as_deref().unwrap_or("?"));
         let master = match validate(product_code, raw) {
             Ok(m) => m,
             Err(errors) => {
-                let e = HubError::master_data(&errors);
+                let e = ApiError::master_data(&errors);
                 return Err(self.refuse(obp, "put-product", &subj, &request, e).await);
             }
         };
@@ -177,7 +177,7 @@ impl Hub {
             });
             let (version, decision) = match decide_product(obp, facts, &master) {
                 Ok(d) => (d.version, d.decision),
-                Err(e) => return Err(self.refuse(obp, "put-product", &subj, &request, e.into()).await),
+                Err(e) => return Err(self.refuse(obp, "put-product", &subj, &request, e).await),
             };
             let result = json!({"version": version, "decision": format!("{decision:?}")});
             let r = Record {
@@ -217,7 +217,7 @@ impl Hub {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(HubError::unavailable("product upload kept conflicting"))
+        Err(openmvs_store::unavailable("product upload kept conflicting"))
     }
 
     /// `PUT /v1/products/{product_code}/batches/{batch}`: a batch bound to the product's current
@@ -231,7 +231,7 @@ impl Hub {
         batch: &str,
         expiry: &str,
         markets: Option<Vec<String>>,
-    ) -> Result<BatchAnswer, HubError> {
+    ) -> Result<BatchAnswer, ApiError> {
         self.caller(obp).await?;
         let request =
             json!({"product_code": product_code, "batch": batch, "expiry": expiry, "markets": markets});
@@ -240,15 +240,15 @@ impl Hub {
         let subj = format!("{}/{batch}", subject(&pc));
         let (subj_ref, request_ref) = (&subj, &request);
         let refuse =
-            move |e: HubError| async move { self.refuse(obp, "put-batch", subj_ref, request_ref, e).await };
+            move |e: ApiError| async move { self.refuse(obp, "put-batch", subj_ref, request_ref, e).await };
         let now = self.clock.now();
         let b = match Batch::new(batch) {
             Ok(b) => b,
-            Err(e) => return Err(refuse(HubError::malformed("batch", format!("'{batch}' {e}"))).await),
+            Err(e) => return Err(refuse(ApiError::malformed("batch", format!("'{batch}' {e}"))).await),
         };
         let exp = match Expiry::parse(expiry, now.date()) {
             Ok(x) => x,
-            Err(e) => return Err(refuse(HubError::malformed("expiry", format!("'{expiry}' {e}"))).await),
+            Err(e) => return Err(refuse(ApiError::malformed("expiry", format!("'{expiry}' {e}"))).await),
         };
         let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         // Read under the lock: the version and withdrawals this batch is decided on.
@@ -274,7 +274,7 @@ impl Hub {
             Ok(BatchDecision::Unchanged { version, markets }) => {
                 return Ok(BatchAnswer { product_code: pc, batch: b, version, markets });
             }
-            Err(e) => return Err(refuse(e.into()).await),
+            Err(e) => return Err(refuse(e).await),
         };
         let record = HubBatchRecord {
             product_code: pc.clone(),
@@ -322,7 +322,7 @@ impl Hub {
         batch: &str,
         why: &str,
         markets: &[String],
-    ) -> Result<RecallAnswer, HubError> {
+    ) -> Result<RecallAnswer, ApiError> {
         let caller = self.caller(obp).await?;
         let request =
             json!({"product_code": product_code, "batch": batch, "reason": why, "markets": markets});
@@ -331,18 +331,18 @@ impl Hub {
         let subj = format!("{}/{batch}", subject(&pc));
         let (subj_ref, request_ref) = (&subj, &request);
         let refuse =
-            move |e: HubError| async move { self.refuse(obp, "recall", subj_ref, request_ref, e).await };
+            move |e: ApiError| async move { self.refuse(obp, "recall", subj_ref, request_ref, e).await };
         if let Err(e) = check_reason(why) {
-            return Err(refuse(e.into()).await);
+            return Err(refuse(e).await);
         }
-        let b = Batch::new(batch).map_err(|e| HubError::malformed("batch", format!("'{batch}' {e}")))?;
+        let b = Batch::new(batch).map_err(|e| ApiError::malformed("batch", format!("'{batch}' {e}")))?;
         let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         let Some(mut record) = self.store.batch(&pc, &b).await? else {
-            return Err(HubError::not_found("batch", format!("no batch '{batch}' of {pc}")));
+            return Err(ApiError::not_found("batch", format!("no batch '{batch}' of {pc}")));
         };
         let change = match decide_recall(&record.markets, &record.recalled, markets) {
             Ok(c) => c,
-            Err(e) => return Err(refuse(e.into()).await),
+            Err(e) => return Err(refuse(e).await),
         };
         let (new, all) = (change.added, change.all);
         let now = self.clock.now();
@@ -387,7 +387,7 @@ impl Hub {
         product_code: &str,
         why: &str,
         markets: &[String],
-    ) -> Result<WithdrawalAnswer, HubError> {
+    ) -> Result<WithdrawalAnswer, ApiError> {
         let caller = self.caller(obp).await?;
         let request = json!({"product_code": product_code, "reason": why, "markets": markets});
         let first = self.owned_product(obp, product_code).await?;
@@ -395,9 +395,9 @@ impl Hub {
         let subj = subject(&pc);
         let (subj_ref, request_ref) = (&subj, &request);
         let refuse =
-            move |e: HubError| async move { self.refuse(obp, "withdraw", subj_ref, request_ref, e).await };
+            move |e: ApiError| async move { self.refuse(obp, "withdraw", subj_ref, request_ref, e).await };
         if let Err(e) = check_reason(why) {
-            return Err(refuse(e.into()).await);
+            return Err(refuse(e).await);
         }
         // Under the batch lock, so that no batch is decided on a read from before the withdrawal.
         let _guard = self.store.enter(crate::BATCH_WRITES).await?;
@@ -411,7 +411,7 @@ impl Hub {
             let change = match decide_withdrawal(&version.master.market_codes(), &product.withdrawn, markets)
             {
                 Ok(c) => c,
-                Err(e) => return Err(refuse(e.into()).await),
+                Err(e) => return Err(refuse(e).await),
             };
             let (new, all) = (change.added, change.all);
             let now = self.clock.now();
@@ -450,6 +450,6 @@ impl Hub {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(HubError::unavailable("withdrawal kept conflicting"))
+        Err(openmvs_store::unavailable("withdrawal kept conflicting"))
     }
 }

@@ -14,7 +14,7 @@ use openmvs_wire::hub::{
 };
 use serde_json::json;
 
-use crate::{Hub, HubError, message_to, new_id};
+use crate::{ApiError, Hub, message_to, new_id};
 
 /// How often a message is decided again after its unit lost a race, before the delivery is
 /// answered 503 and retried by the sender.
@@ -44,7 +44,7 @@ impl Hub {
         &self,
         origin: MarketCode,
         delivery: &Delivery,
-    ) -> Result<DeliveryAck, HubError> {
+    ) -> Result<DeliveryAck, ApiError> {
         let mut results = Vec::with_capacity(delivery.messages.len());
         for env in &delivery.messages {
             results.push(self.apply_one(origin, env).await?);
@@ -52,7 +52,7 @@ impl Hub {
         Ok(DeliveryAck { results })
     }
 
-    async fn apply_one(&self, origin: MarketCode, env: &Envelope) -> Result<MessageAck, HubError> {
+    async fn apply_one(&self, origin: MarketCode, env: &Envelope) -> Result<MessageAck, ApiError> {
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let uow = match self.effects(origin, env, now).await? {
@@ -111,11 +111,11 @@ impl Hub {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(HubError::unavailable("a national message kept conflicting"))
+        Err(openmvs_store::unavailable("a national message kept conflicting"))
     }
 
     /// Decides what one message changes.
-    async fn effects(&self, origin: MarketCode, env: &Envelope, now: Timestamp) -> Result<Effects, HubError> {
+    async fn effects(&self, origin: MarketCode, env: &Envelope, now: Timestamp) -> Result<Effects, ApiError> {
         // The certificate says who sends; a message claiming another sender is not believed.
         if env.origin != origin.as_str() {
             return Ok(Effects::Reject(format!("origin '{}' but sent by {origin}", env.origin)));
@@ -163,7 +163,7 @@ impl Hub {
         env: &Envelope,
         s: &PackStateMsg,
         uow: &mut HubUnitOfWork,
-    ) -> Result<Result<String, String>, HubError> {
+    ) -> Result<Result<String, String>, ApiError> {
         if s.market != origin.as_str() {
             return Ok(Err(format!("a change in market '{}' reported by {origin}", s.market)));
         }
@@ -204,7 +204,7 @@ impl Hub {
         a: &AlertMsg,
         now: Timestamp,
         uow: &mut HubUnitOfWork,
-    ) -> Result<Result<String, String>, HubError> {
+    ) -> Result<Result<String, String>, ApiError> {
         if a.alert.market != origin.as_str() {
             return Ok(Err(format!("an alert of market '{}' forwarded by {origin}", a.alert.market)));
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use openmvs_core::ids::{MarketCode, ProductCode, Scheme};
 use openmvs_wire::hub::{IntermarketAnswer, IntermarketRequest};
 
-use crate::{Hub, HubError, NationalQueries};
+use crate::{ApiError, Hub, NationalQueries};
 
 impl Hub {
     /// `POST /internal/v1/intermarket`: asks the markets of the product's current version (other
@@ -17,14 +17,14 @@ impl Hub {
     /// holds it. When a market that should hold it does not answer in time, the request is 503
     /// rather than "unknown everywhere": the initiating market then tells its user that the hub
     /// could not be reached, which is the truth, instead of a false "unknown product".
-    pub async fn intermarket(&self, req: IntermarketRequest) -> Result<IntermarketAnswer, HubError> {
+    pub async fn intermarket(&self, req: IntermarketRequest) -> Result<IntermarketAnswer, ApiError> {
         let unknown = IntermarketAnswer { market: None, response: None };
         let initiating = MarketCode::new(&req.market)
-            .map_err(|e| HubError::malformed("market", format!("'{}' {e}", req.market)))?;
+            .map_err(|e| ApiError::malformed("market", format!("'{}' {e}", req.market)))?;
         let scheme = Scheme::parse(&req.scheme)
-            .map_err(|e| HubError::malformed("scheme", format!("'{}' {e}", req.scheme)))?;
+            .map_err(|e| ApiError::malformed("scheme", format!("'{}' {e}", req.scheme)))?;
         let pc = ProductCode::new(scheme, &req.product_code)
-            .map_err(|e| HubError::malformed("product_code", format!("'{}' {e}", req.product_code)))?;
+            .map_err(|e| ApiError::malformed("product_code", format!("'{}' {e}", req.product_code)))?;
         let Some(product) = self.store.product(&pc).await? else { return Ok(unknown) };
         let version = self.store.product_version(&pc, product.current_version).await?.ok_or_else(|| {
             openmvs_store::StoreError::Corrupt(format!("product {pc} lacks its current version"))
@@ -35,7 +35,9 @@ impl Hub {
             return Ok(unknown);
         }
         let Some(queries) = self.queries.clone() else {
-            return Err(HubError::unavailable("no route to the national systems for inter-market requests"));
+            return Err(openmvs_store::unavailable(
+                "no route to the national systems for inter-market requests",
+            ));
         };
         let mut failures = Vec::new();
         for market in candidates {
@@ -55,7 +57,10 @@ impl Hub {
         if failures.is_empty() {
             Ok(unknown)
         } else {
-            Err(HubError::unavailable(format!("no market holding {pc} answered: {}", failures.join("; "))))
+            Err(openmvs_store::unavailable(format!(
+                "no market holding {pc} answered: {}",
+                failures.join("; ")
+            )))
         }
     }
 

@@ -13,7 +13,6 @@ mod alerts;
 mod callback;
 mod catalog;
 mod digest;
-mod error;
 mod inbound;
 mod intermarket;
 mod pack_query;
@@ -41,8 +40,8 @@ pub use alerts::{DEFAULT_ALERT_LIMIT, MAX_ALERT_LIMIT};
 pub use callback::{CallbackAnswer, CallbackSender, MAX_CALLBACK_URL, SIGNATURE_HEADER};
 pub use catalog::{BatchAnswer, ProductAnswer, RecallAnswer, WithdrawalAnswer};
 pub use digest::{hmac_sha256, serial_digest};
-pub use error::HubError;
 pub use inbound::{AUDIT_HEAD_OPERATION, audit_head_subject, received_audit_heads};
+pub use openmvs_core::error::ApiError;
 pub use pack_query::{MarketPackState, NOT_DISTRIBUTED, PackAnswer, UNKNOWN_STATE, UNREACHABLE};
 pub use pack_states::{MAX_PACK_STATE_SERIALS, PackStateResult, PackStatesAnswer};
 pub use relay::{MAX_BACKOFF, backoff};
@@ -213,27 +212,27 @@ impl Hub {
     }
 
     /// The OBP calling, if it is on-boarded and not revoked; else 403.
-    async fn caller(&self, obp: &str) -> Result<ObpRecord, HubError> {
+    async fn caller(&self, obp: &str) -> Result<ObpRecord, ApiError> {
         match self.store.obp(obp).await? {
             Some(o) if o.revoked_at.is_none() => Ok(o),
-            Some(_) => Err(HubError::forbidden("obp", format!("OBP '{obp}' is revoked"))),
-            None => Err(HubError::forbidden("obp", format!("OBP '{obp}' is not on-boarded"))),
+            Some(_) => Err(ApiError::forbidden("obp", format!("OBP '{obp}' is revoked"))),
+            None => Err(ApiError::forbidden("obp", format!("OBP '{obp}' is not on-boarded"))),
         }
     }
 
     /// The product named in a path, owned by `obp`: 400 if the code is not a product code, 404 if
     /// the hub does not know it, 403 if another OBP owns it.
-    async fn owned_product(&self, obp: &str, code: &str) -> Result<HubProductRecord, HubError> {
+    async fn owned_product(&self, obp: &str, code: &str) -> Result<HubProductRecord, ApiError> {
         match self.find_product(code).await? {
             Some(p) if p.owner == obp => Ok(p),
-            Some(_) => Err(HubError::forbidden("product_code", "the product belongs to another OBP")),
-            None => Err(HubError::not_found("product_code", format!("no product '{code}'"))),
+            Some(_) => Err(ApiError::forbidden("product_code", "the product belongs to another OBP")),
+            None => Err(ApiError::not_found("product_code", format!("no product '{code}'"))),
         }
     }
 
     /// Looks a product code up under each scheme it is valid in: a path names no scheme, and 12
     /// digits can be a PPN as well as a short GTIN.
-    async fn find_product(&self, code: &str) -> Result<Option<HubProductRecord>, HubError> {
+    async fn find_product(&self, code: &str) -> Result<Option<HubProductRecord>, ApiError> {
         let mut first_error = None;
         for scheme in [Scheme::Gtin, Scheme::Ppn] {
             match ProductCode::new(scheme, code) {
@@ -249,7 +248,7 @@ impl Hub {
         }
         let parses = [Scheme::Gtin, Scheme::Ppn].iter().any(|s| ProductCode::new(*s, code).is_ok());
         match first_error {
-            Some((scheme, e)) if !parses => Err(HubError::malformed(
+            Some((scheme, e)) if !parses => Err(ApiError::malformed(
                 "product_code",
                 format!("'{code}' is no product code ({scheme}: {e})"),
             )),
@@ -281,8 +280,8 @@ impl Hub {
         operation: &str,
         subject: &str,
         request: &serde_json::Value,
-        e: HubError,
-    ) -> HubError {
+        e: ApiError,
+    ) -> ApiError {
         let result = serde_json::json!({"message": e.message, "details": e.details.iter()
             .map(|d| serde_json::json!({"field": d.field, "message": d.message})).collect::<Vec<_>>()});
         let r = Record { operation, subject, code: e.code, request, result: &result };

@@ -11,7 +11,7 @@ use openmvs_core::ids::{MarketCode, Serial};
 use openmvs_wire::hub::{PackQuery, PackQueryAnswer};
 use tokio::task::JoinSet;
 
-use crate::{Hub, HubError, serial_digest};
+use crate::{ApiError, Hub, serial_digest};
 
 /// The state shown for a market that holds no answer: it did not answer, or does not hold the pack.
 pub const UNKNOWN_STATE: &str = "UNKNOWN";
@@ -56,23 +56,23 @@ impl Hub {
     /// names the batch, the answer lists the batch's target markets: a market that did not answer
     /// shows `UNKNOWN` with `UNREACHABLE`, one that answered without the pack `UNKNOWN` with
     /// `NOT_DISTRIBUTED`.
-    pub async fn pack(&self, obp: &str, product_code: &str, serial: &str) -> Result<PackAnswer, HubError> {
+    pub async fn pack(&self, obp: &str, product_code: &str, serial: &str) -> Result<PackAnswer, ApiError> {
         self.caller(obp).await?;
-        let not_found = || HubError::not_found("product_code", format!("no product '{product_code}'"));
+        let not_found = || ApiError::not_found("product_code", format!("no product '{product_code}'"));
         let product = match self.find_product(product_code).await? {
             Some(p) if p.owner == obp => p,
             _ => return Err(not_found()),
         };
         let pc = product.product_code;
         let s = Serial::new(serial).map_err(|e| {
-            HubError::malformed(
+            ApiError::malformed(
                 "serial",
                 format!("'{}' {e}", serial.chars().take(crate::MAX_ECHO_CHARS).collect::<String>()),
             )
         })?;
         let digest = serial_digest(&self.config.serial_key, &pc, &s);
         if self.store.present(&pc, &[digest]).await?.is_empty() {
-            return Err(HubError::not_found("serial", format!("no serial '{s}' was uploaded for {pc}")));
+            return Err(ApiError::not_found("serial", format!("no serial '{s}' was uploaded for {pc}")));
         }
         let mut markets = BTreeSet::new();
         for v in 1..=product.current_version {
@@ -81,7 +81,7 @@ impl Hub {
             }
         }
         let Some(queries) = self.queries.clone() else {
-            return Err(HubError::unavailable("no route to the national systems for pack queries"));
+            return Err(openmvs_store::unavailable("no route to the national systems for pack queries"));
         };
         let query = PackQuery {
             scheme: pc.scheme().as_str().to_owned(),
@@ -102,7 +102,7 @@ impl Hub {
         }
         let mut answers: BTreeMap<MarketCode, Option<PackQueryAnswer>> = BTreeMap::new();
         while let Some(joined) = asked.join_next().await {
-            let (m, answer) = joined.map_err(HubError::unavailable)?;
+            let (m, answer) = joined.map_err(openmvs_store::unavailable)?;
             if let Err(e) = &answer {
                 tracing::warn!(market = %m, error = %e, "pack query not answered");
             }

@@ -12,7 +12,7 @@ use openmvs_store::hub::{HubUnitOfWork, SerialDigest};
 use openmvs_wire::hub::{Message, PackStateMsg};
 use serde_json::json;
 
-use crate::{Hub, HubError, MAX_ECHO_CHARS, Record, message_to, new_id, serial_digest, subject};
+use crate::{ApiError, Hub, MAX_ECHO_CHARS, Record, message_to, new_id, serial_digest, subject};
 
 pub use openmvs_core::obp_states::MAX_PACK_STATE_SERIALS;
 
@@ -70,27 +70,27 @@ impl Hub {
         batch: &str,
         state: &str,
         serials: &[String],
-    ) -> Result<PackStatesAnswer, HubError> {
+    ) -> Result<PackStatesAnswer, ApiError> {
         self.caller(obp).await?;
         let request =
             json!({"product_code": product_code, "batch": batch, "state": state, "serials": serials.len()});
         let product = self.owned_product(obp, product_code).await?;
         let pc = product.product_code;
         let subj = format!("{}/{batch}", subject(&pc));
-        let refuse = |e: HubError| self.refuse(obp, "pack-state", &subj, &request, e);
+        let refuse = |e: ApiError| self.refuse(obp, "pack-state", &subj, &request, e);
         let (state, op) = match check_request(state, serials) {
             Ok(found) => found,
-            Err(e) => return Err(refuse(e.into()).await),
+            Err(e) => return Err(refuse(e).await),
         };
         let b = match Batch::new(batch) {
             Ok(b) => b,
-            Err(e) => return Err(refuse(HubError::malformed("batch", format!("'{batch}' {e}"))).await),
+            Err(e) => return Err(refuse(ApiError::malformed("batch", format!("'{batch}' {e}"))).await),
         };
         // Under the batch lock, so that a recall cannot slip in between reading the batch and
         // committing the messages.
         let _guard = self.store.enter(crate::BATCH_WRITES).await?;
         let Some(record) = self.store.batch(&pc, &b).await? else {
-            return Err(refuse(HubError::not_found("batch", format!("no batch '{batch}' of {pc}"))).await);
+            return Err(refuse(ApiError::not_found("batch", format!("no batch '{batch}' of {pc}"))).await);
         };
         let recalled: BTreeSet<MarketCode> = record.recalled.iter().copied().collect();
         let open: Vec<MarketCode> =

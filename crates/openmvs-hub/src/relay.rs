@@ -13,7 +13,7 @@ use openmvs_store::StoredOutboxMessage;
 use openmvs_wire::hub::{Delivery, Envelope};
 use tokio::sync::watch;
 
-use crate::{Hub, HubError, NationalLink};
+use crate::{ApiError, Hub, NationalLink};
 
 pub use openmvs_store::retry::{MAX_BACKOFF, backoff};
 
@@ -36,7 +36,7 @@ impl Hub {
     /// order, until each market has nothing due, is down, or had its share of rounds; then posts
     /// the OBPs' due callback events. Returns how many messages were acknowledged (applied, or
     /// applied before, or answered 2xx by a callback).
-    pub async fn relay_once(&self) -> Result<usize, HubError> {
+    pub async fn relay_once(&self) -> Result<usize, ApiError> {
         let mut acked = 0;
         if let Some(link) = self.link.clone() {
             acked += self.relay_markets_once(link.as_ref()).await?;
@@ -47,7 +47,7 @@ impl Hub {
         Ok(acked)
     }
 
-    async fn relay_markets_once(&self, link: &dyn NationalLink) -> Result<usize, HubError> {
+    async fn relay_markets_once(&self, link: &dyn NationalLink) -> Result<usize, ApiError> {
         let mut acked = 0;
         for destination in self.store.destinations().await? {
             // Callback destinations are the callback relay's.
@@ -63,7 +63,7 @@ impl Hub {
     }
 
     /// Delivers the due messages of one market once and books each answer.
-    async fn deliver_round(&self, link: &dyn NationalLink, market: MarketCode) -> Result<Round, HubError> {
+    async fn deliver_round(&self, link: &dyn NationalLink, market: MarketCode) -> Result<Round, ApiError> {
         let now = self.clock.now();
         // Claimed, not just read: another hub node's relay skips these until the lease ends.
         let due = self
@@ -127,7 +127,7 @@ impl Hub {
         m: &StoredOutboxMessage,
         why: &str,
         now: Timestamp,
-    ) -> Result<(), HubError> {
+    ) -> Result<(), ApiError> {
         let dead = m.attempts + 1 >= self.config.max_delivery_attempts;
         self.store.failed(m.seq, why, now.plus(backoff(m.attempts)), dead).await?;
         Ok(())

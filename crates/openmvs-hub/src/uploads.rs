@@ -16,7 +16,7 @@ use openmvs_wire::hub::{Message, PacksMsg};
 use serde_json::json;
 
 use crate::{
-    Hub, HubError, MAX_ECHO_CHARS, MAX_LISTED_REJECTIONS, Record, message_to, new_id, serial_digest, subject,
+    ApiError, Hub, MAX_ECHO_CHARS, MAX_LISTED_REJECTIONS, Record, message_to, new_id, serial_digest, subject,
 };
 
 /// How often a chunk is decided again after a concurrent upload inserted one of its serials.
@@ -146,13 +146,13 @@ impl Hub {
         product_code: &str,
         batch: &str,
         lines: impl LineSource,
-    ) -> Result<UploadAccepted, HubError> {
+    ) -> Result<UploadAccepted, ApiError> {
         self.caller(obp).await?;
         let product = self.owned_product(obp, product_code).await?;
         let pc = product.product_code;
-        let b = Batch::new(batch).map_err(|e| HubError::malformed("batch", format!("'{batch}' {e}")))?;
+        let b = Batch::new(batch).map_err(|e| ApiError::malformed("batch", format!("'{batch}' {e}")))?;
         let Some(record) = self.store.batch(&pc, &b).await? else {
-            return Err(HubError::not_found("batch", format!("no batch '{batch}' of {pc}")));
+            return Err(ApiError::not_found("batch", format!("no batch '{batch}' of {pc}")));
         };
         let now = self.clock.now();
         let upload = NewUpload {
@@ -186,12 +186,12 @@ impl Hub {
             }
             if let Some(why) = broken.or_else(|| next.as_ref().err().cloned()) {
                 self.fail_upload(&id, &mut new_upload, obp, &pc, &b, "the body broke off").await?;
-                return Err(HubError::malformed("body", format!("the upload broke off: {why}")));
+                return Err(ApiError::malformed("body", format!("the upload broke off: {why}")));
             }
             received += items.len() as u64;
             if received > self.config.max_upload_lines {
                 self.fail_upload(&id, &mut new_upload, obp, &pc, &b, "too many lines").await?;
-                return Err(HubError::new(ReturnCode::TooLarge).with(
+                return Err(ApiError::new(ReturnCode::TooLarge).with(
                     "body",
                     format!("an upload carries at most {} serials", self.config.max_upload_lines),
                 ));
@@ -229,7 +229,7 @@ impl Hub {
         items: &[(u64, String)],
         last: bool,
         (received, rejected_before): (u64, u64),
-    ) -> Result<u64, HubError> {
+    ) -> Result<u64, ApiError> {
         let pc = &batch.product_code;
         for _ in 0..MAX_CHUNK_ATTEMPTS {
             let d = self.decide_chunk(pc, items).await?;
@@ -289,12 +289,12 @@ impl Hub {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(HubError::unavailable(format!("chunk {chunk_no} of upload {id} kept conflicting")))
+        Err(openmvs_store::unavailable(format!("chunk {chunk_no} of upload {id} kept conflicting")))
     }
 
     /// Validates each line, finds repeats within the chunk by digest and earlier ones through the
     /// store, and keeps the rest in line order.
-    async fn decide_chunk(&self, pc: &ProductCode, items: &[(u64, String)]) -> Result<Decided, HubError> {
+    async fn decide_chunk(&self, pc: &ProductCode, items: &[(u64, String)]) -> Result<Decided, ApiError> {
         let mut rejections = Vec::new();
         let mut seen: HashMap<SerialDigest, u64> = HashMap::with_capacity(items.len());
         let mut candidates = Vec::with_capacity(items.len());
@@ -353,7 +353,7 @@ impl Hub {
         pc: &ProductCode,
         batch: &Batch,
         why: &str,
-    ) -> Result<(), HubError> {
+    ) -> Result<(), ApiError> {
         let request = json!({"upload_id": id, "batch": batch.as_str()});
         let result = json!({"failed": why});
         let subj = format!("{}/{batch}", subject(pc));
@@ -380,9 +380,9 @@ impl Hub {
 
     /// `GET /v1/uploads/{id}`: the upload's status, counts, rejected lines and per-market
     /// delivery. Another OBP's upload is 404, as if it did not exist.
-    pub async fn upload(&self, obp: &str, id: &str) -> Result<UploadView, HubError> {
+    pub async fn upload(&self, obp: &str, id: &str) -> Result<UploadView, ApiError> {
         self.caller(obp).await?;
-        let not_found = || HubError::not_found("upload_id", format!("no upload '{id}'"));
+        let not_found = || ApiError::not_found("upload_id", format!("no upload '{id}'"));
         let u = self.store.upload(id).await?.filter(|u| u.obp == obp).ok_or_else(not_found)?;
         let rejected = self.store.upload_rejections(id, 0, MAX_LISTED_REJECTIONS).await?;
         Ok(UploadView {

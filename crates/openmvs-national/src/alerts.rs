@@ -180,6 +180,6 @@ impl National {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::unavailable("the alert keeps changing"))
+        Err(openmvs_store::unavailable("the alert keeps changing"))
     }
 }

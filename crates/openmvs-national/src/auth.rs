@@ -41,15 +41,17 @@ pub(crate) async fn load_key_ring(store: &dyn Store, now: Timestamp) -> Result<K
         store.rotate_key(&rec, now).await?;
         records = store.keys().await?;
     }
-    let active =
-        records.iter().find(|k| k.active).ok_or_else(|| ApiError::unavailable("no active signing key"))?;
+    let active = records
+        .iter()
+        .find(|k| k.active)
+        .ok_or_else(|| openmvs_store::unavailable("no active signing key"))?;
     let mut ring = KeyRing::new(SigningKeyPair::from_secret_bytes(Some(active.kid.clone()), active.secret));
     for k in records.iter().filter(|k| !k.active && k.revoked_at.is_none()) {
         let still_needed = k.retired_at.is_none_or(|r| earliest_retirement(secs(r)) > secs(now));
         if still_needed {
             let pair = SigningKeyPair::from_secret_bytes(Some(k.kid.clone()), k.secret);
             ring.add_verification_key(pair.kid.clone(), pair.public_bytes())
-                .map_err(ApiError::unavailable)?;
+                .map_err(openmvs_store::unavailable)?;
         }
     }
     Ok(ring)
@@ -125,7 +127,7 @@ impl National {
             r => r,
         };
         let claims = claims.map_err(|e| match e {
-            AuthError::Internal(why) => ApiError::unavailable(why),
+            AuthError::Internal(why) => openmvs_store::unavailable(why),
             e => ApiError::new(ReturnCode::Unauthenticated).with("authorization", e.to_string()),
         })?;
         let bad = |why: String| ApiError::new(ReturnCode::Unauthenticated).with("authorization", why);
@@ -151,7 +153,7 @@ impl National {
     ) -> Result<NewClient, ApiError> {
         let client_id = openmvs_auth::new_client_id();
         let client_secret = openmvs_auth::new_client_secret();
-        let secret_hash = openmvs_auth::hash_secret(&client_secret).map_err(ApiError::unavailable)?;
+        let secret_hash = openmvs_auth::hash_secret(&client_secret).map_err(openmvs_store::unavailable)?;
         self.store
             .create_client(&ClientRecord {
                 client_id: client_id.clone(),
@@ -219,7 +221,7 @@ impl National {
         // Nodes that have not reloaded yet learn this key from the store the first time they see
         // a token it signed (`learn_keys`), so tokens are accepted everywhere from the start.
         ring.rotate(SigningKeyPair::from_secret_bytes(Some(active.kid.clone()), active.secret))
-            .map_err(ApiError::unavailable)?;
+            .map_err(openmvs_store::unavailable)?;
         tracing::info!(kid = %active.kid, "token-signing key rotated");
         Ok(true)
     }
@@ -240,7 +242,7 @@ impl National {
         self.store.rotate_key(&rec, now).await?;
         let mut ring = self.keys.write().await;
         // The validator follows the ring, so tokens of the new key are accepted from now on.
-        ring.rotate(pair).map_err(ApiError::unavailable)?;
+        ring.rotate(pair).map_err(openmvs_store::unavailable)?;
         Ok(rec.kid)
     }
 }

@@ -43,7 +43,7 @@ impl National {
             Ok(v) => v,
             Err(e) => return Err(self.refuse(actor, "bulk", "", &bulk_summary(body), e).await),
         };
-        let canonical = serde_json::to_string(&rows).map_err(ApiError::unavailable)?;
+        let canonical = serde_json::to_string(&rows).map_err(openmvs_store::unavailable)?;
         let hash = bytes_hash(canonical.as_bytes());
         for _ in 0..4 {
             if let Some(stored) = self.store.idempotency(&actor.client_id, &client_trx_id).await? {
@@ -56,7 +56,7 @@ impl National {
                     .map_err(|e| StoreError::Corrupt(e.to_string()).into());
             }
             let accepted = BulkAccepted { bulk_id: new_id("BLK", now) };
-            let response = serde_json::to_string(&accepted).map_err(ApiError::unavailable)?;
+            let response = serde_json::to_string(&accepted).map_err(openmvs_store::unavailable)?;
             let uow = UnitOfWork {
                 new_bulk: Some(BulkJob {
                     id: accepted.bulk_id.clone(),
@@ -102,7 +102,7 @@ impl National {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::unavailable("bulk submission kept conflicting"))
+        Err(openmvs_store::unavailable("bulk submission kept conflicting"))
     }
 
     /// Validates a bulk body into its rows; refuses the whole bulk, naming up to 20 bad rows.
@@ -428,7 +428,7 @@ impl National {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::unavailable("bulk chunk kept conflicting"))
+        Err(openmvs_store::unavailable("bulk chunk kept conflicting"))
     }
 }
 

@@ -39,7 +39,7 @@ impl National {
         let Ok(r) = tokio::time::timeout(PROBE_TIMEOUT, self.store.commit(uow)).await else {
             let why = format!("a probe write did not commit within {} s", PROBE_TIMEOUT.as_secs());
             self.mark_store(false, &why);
-            return Err(ApiError::unavailable(why));
+            return Err(openmvs_store::unavailable(why));
         };
         match r {
             Ok(_) => {
@@ -48,7 +48,7 @@ impl National {
             }
             Err(StoreError::Unavailable(why)) => {
                 self.mark_store(false, &why);
-                Err(ApiError::unavailable(why))
+                Err(openmvs_store::unavailable(why))
             }
             Err(e) => {
                 // Not a failure to commit (a corrupt row, a conflict): the store itself wrote.

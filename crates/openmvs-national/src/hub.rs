@@ -108,7 +108,7 @@ impl National {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::unavailable("hub message kept conflicting"))
+        Err(openmvs_store::unavailable("hub message kept conflicting"))
     }
 
     /// Commits the serials of a large packs message in units of [`PACKS_PER_UNIT`] ahead of the

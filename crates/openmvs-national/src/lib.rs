@@ -11,7 +11,6 @@ mod audit;
 mod auth;
 mod bulk;
 pub mod clock;
-mod error;
 mod health;
 pub mod hub;
 mod ids;
@@ -37,10 +36,10 @@ pub use audit::{
 };
 pub use auth::NewClient;
 pub use bulk::BulkBackoff;
-pub use error::ApiError;
 pub use hub::{HubLink, PACKS_PER_UNIT};
 pub use ids::new_id;
 pub use lifecycle::{CLIENT_USE_FLUSH, SECURITY_REFRESH, client_state};
+pub use openmvs_core::error::ApiError;
 
 /// The most rows one bulk request may carry.
 pub const MAX_BULK_ROWS: usize = 100_000;

@@ -251,7 +251,7 @@ impl National {
             Err(e) => return Err(e.into()),
         }
         let mut ring = self.keys.write().await;
-        ring.retire(kid).map_err(ApiError::unavailable)?;
+        ring.retire(kid).map_err(openmvs_store::unavailable)?;
         tracing::info!(kid, by = %actor.client_id, "token-signing key revoked");
         Ok(())
     }

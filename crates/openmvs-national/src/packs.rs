@@ -150,7 +150,7 @@ impl National {
                     client_trx_id: input.client_trx_id.clone(),
                     request_hash: hash,
                     status: 200,
-                    response: serde_json::to_string(&out.response).map_err(ApiError::unavailable)?,
+                    response: serde_json::to_string(&out.response).map_err(openmvs_store::unavailable)?,
                     created_at: now,
                 });
             }
@@ -169,7 +169,7 @@ impl National {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::unavailable("too many concurrent changes of one pack"))
+        Err(openmvs_store::unavailable("too many concurrent changes of one pack"))
     }
 
     /// Answers a repeated `client_trx_id`: the stored response if the request is the same, 409 if not.
@@ -213,7 +213,7 @@ impl National {
                 subject,
                 return_code: e.code.as_str(),
                 request: serde_json::to_string(request).unwrap_or_default(),
-                result: serde_json::to_string(&e.body()).unwrap_or_default(),
+                result: serde_json::to_string(&openmvs_wire::api::ErrorBody::from(&e)).unwrap_or_default(),
             },
         );
         match self.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await {

@@ -13,11 +13,13 @@ pub mod conformance;
 pub mod conformance_hub;
 pub mod decode;
 pub mod decode_hub;
+mod error;
 pub mod hub;
 mod model;
 mod ports;
 pub mod retry;
 
 pub use checkpoints::*;
+pub use error::unavailable;
 pub use model::*;
 pub use ports::*;

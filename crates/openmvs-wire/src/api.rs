@@ -137,6 +137,22 @@ pub struct ErrorBody {
     pub details: Vec<ErrorDetail>,
 }
 
+impl From<&openmvs_core::error::ErrorDetail> for ErrorDetail {
+    fn from(d: &openmvs_core::error::ErrorDetail) -> ErrorDetail {
+        ErrorDetail { field: d.field.clone(), message: d.message.clone() }
+    }
+}
+
+impl From<&openmvs_core::error::ApiError> for ErrorBody {
+    fn from(e: &openmvs_core::error::ApiError) -> ErrorBody {
+        ErrorBody {
+            return_code: e.code.as_str().to_owned(),
+            message: e.message.clone(),
+            details: e.details.iter().map(ErrorDetail::from).collect(),
+        }
+    }
+}
+
 /// The OAuth2 token answer.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct TokenResponse {

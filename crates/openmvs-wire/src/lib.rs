@@ -3,6 +3,13 @@
 //! Architecture invariant: this is the only crate that decides what JSON looks like. Domain types
 //! in `openmvs-core` are not `Serialize`; each shape here is built from them explicitly, so a
 //! change in the core never changes the wire by accident.
+//!
+//! One rule for converting between wire and domain values: services speak domain types (the
+//! core's, or answers made of them) and never build a response body; a wire shape is made from a
+//! domain value by a `From` impl in this crate (as `ErrorBody` and `HubErrorBody` are from
+//! [`openmvs_core::error::ApiError`]), applied by `openmvs-http` in the handler. The hub protocol
+//! ([`hub`]) is the exception: its envelopes are what the outboxes store and the services
+//! exchange, so the services build and read them.
 
 pub mod admin;
 pub mod api;

@@ -246,6 +246,12 @@ impl From<ErrorBody> for HubErrorBody {
     }
 }
 
+impl From<&openmvs_core::error::ApiError> for HubErrorBody {
+    fn from(e: &openmvs_core::error::ApiError) -> HubErrorBody {
+        ErrorBody::from(e).into()
+    }
+}
+
 /// `PUT /v1/callback`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

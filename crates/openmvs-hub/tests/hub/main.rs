@@ -17,7 +17,7 @@ fn gtin() -> ProductCode {
     ProductCode::gtin(GTIN).unwrap()
 }
 
-fn fields(e: &openmvs_hub::HubError) -> Vec<&str> {
+fn fields(e: &openmvs_hub::ApiError) -> Vec<&str> {
     e.details.iter().map(|d| d.field.as_str()).collect()
 }
 
@@ -89,7 +89,7 @@ async fn another_obp_touching_a_product_gets_403_and_cannot_see_its_uploads() {
     let w = world().await;
     w.product_and_batch(&["DE"]).await;
     let up = w.upload(serials(0, 3)).await;
-    let forbidden = |e: openmvs_hub::HubError| (e.code, e.http_status());
+    let forbidden = |e: openmvs_hub::ApiError| (e.code, e.http_status());
     let f = (ReturnCode::Forbidden, 403);
     assert_eq!(forbidden(w.hub.put_product(OTHER_OBP, GTIN, &raw_product(&["DE"])).await.unwrap_err()), f);
     assert_eq!(forbidden(w.hub.put_batch(OTHER_OBP, GTIN, "B9", EXPIRY, None).await.unwrap_err()), f);
