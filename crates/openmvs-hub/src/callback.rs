@@ -13,6 +13,7 @@
 use openmvs_core::return_code::ReturnCode;
 use openmvs_store::OutboxMessage;
 use openmvs_store::hub::{HubUnitOfWork, ObpChange};
+use openmvs_store::relay::{Ack, HubDestination, Outcome, Round, Sender as RelaySender};
 use openmvs_store::{BoxFuture, StoredOutboxMessage};
 use openmvs_wire::api::AlertView;
 use serde_json::{Value, json};
@@ -160,45 +161,62 @@ impl Hub {
     /// pass. Returns how many events were acknowledged.
     pub(crate) async fn relay_callbacks_once(&self, sender: &dyn CallbackSender) -> Result<usize, ApiError> {
         let mut acked = 0;
+        let relay = self.relay_policy();
         for destination in self.store.destinations().await? {
             let Some(obp) = destination.strip_prefix(DESTINATION_PREFIX) else { continue };
             // Without a URL (the OBP cleared it) the events wait for the next one.
             let Some(url) = self.store.obp(obp).await?.and_then(|o| o.callback_url) else { continue };
             let secret = self.callback_secret(obp, &url);
-            let now = self.clock.now();
-            let lease_until = now.plus(self.config.lease);
-            for m in self.store.claim_due(&destination, now, lease_until, self.config.max_delivery).await? {
-                if self.post_one(sender, &url, &secret, &m).await? {
-                    acked += 1;
-                } else {
-                    break;
-                }
+            let outbox = HubDestination { store: self.store.as_ref(), destination: &destination };
+            let poster = CallbackPoster { sender, url: &url, secret: &secret, destination: &destination };
+            if let Round::Answered(n) = relay.round(&outbox, &poster, &destination, self.clock.now()).await? {
+                acked += n;
             }
         }
         Ok(acked)
     }
+}
 
-    /// POSTs one event; true when it was acknowledged.
-    async fn post_one(
-        &self,
-        sender: &dyn CallbackSender,
-        url: &str,
-        secret: &str,
-        m: &StoredOutboxMessage,
-    ) -> Result<bool, ApiError> {
-        let body = m.message.payload.clone();
-        let signature = Hub::sign_callback(secret, &body);
-        let why = match sender.post(url, body, signature).await {
-            Ok(status) if (200..300).contains(&status) => {
-                self.store.delivered(m.seq).await?;
-                return Ok(true);
+/// Posts an OBP's events one at a time, signed; after one that is not acknowledged the rest
+/// wait for the next pass.
+struct CallbackPoster<'a> {
+    sender: &'a dyn CallbackSender,
+    url: &'a str,
+    secret: &'a str,
+    destination: &'a str,
+}
+
+impl RelaySender for CallbackPoster<'_> {
+    /// The message id and the event.
+    type Item = (String, String);
+
+    fn prepare(&self, m: &StoredOutboxMessage) -> Result<(String, String), String> {
+        Ok((m.message.message_id.clone(), m.message.payload.clone()))
+    }
+
+    fn send(&self, items: Vec<(String, String)>) -> BoxFuture<'_, Result<Vec<Ack>, String>> {
+        Box::pin(async move {
+            let mut acks = Vec::with_capacity(items.len());
+            let mut failed = false;
+            for (message_id, body) in items {
+                if failed {
+                    acks.push(Ack { message_id, outcome: Outcome::Unsent });
+                    continue;
+                }
+                let signature = Hub::sign_callback(self.secret, &body);
+                let outcome = match self.sender.post(self.url, body, signature).await {
+                    Ok(status) if (200..300).contains(&status) => Outcome::Delivered,
+                    Ok(status) => Outcome::Retry(format!("the callback answered {status}")),
+                    Err(e) => Outcome::Retry(e),
+                };
+                if let Outcome::Retry(why) = &outcome {
+                    tracing::info!(destination = %self.destination, error = %why, "callback not acknowledged; retrying later");
+                    failed = true;
+                }
+                acks.push(Ack { message_id, outcome });
             }
-            Ok(status) => format!("the callback answered {status}"),
-            Err(e) => e,
-        };
-        tracing::info!(destination = %m.message.destination, error = %why, "callback not acknowledged; retrying later");
-        self.retry_later(m, &why, self.clock.now()).await?;
-        Ok(false)
+            Ok(acks)
+        })
     }
 }
 

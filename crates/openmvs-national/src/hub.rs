@@ -10,8 +10,10 @@ use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, Serial};
 use openmvs_core::pack::{Command, PackState, SyncChange, SyncDecision, decide_sync};
 use openmvs_core::return_code::{AlertCode, ReturnCode};
 use openmvs_core::time::Timestamp;
+use openmvs_store::relay::{Ack, Outcome, Relay, Round, Sender};
 use openmvs_store::{
-    AlertRecord, BatchRecord, BoxFuture, Conflict, NewPacks, PackWrite, ProductRecord, StoreError, UnitOfWork,
+    AlertRecord, BatchRecord, BoxFuture, Conflict, NewPacks, PackWrite, ProductRecord, StoreError,
+    StoredOutboxMessage, UnitOfWork,
 };
 use openmvs_wire::hub::{
     Delivery, DeliveryAck, Envelope, IntermarketAnswer, IntermarketRequest, Message, MessageAck, PackStateMsg,
@@ -33,6 +35,31 @@ pub trait HubLink: Send + Sync {
     /// Asks the hub to have a market that holds the product process a single-pack request. Must
     /// answer within the caller's time budget (the link enforces its own timeout).
     fn intermarket(&self, req: IntermarketRequest) -> BoxFuture<'_, Result<IntermarketAnswer, String>>;
+}
+
+/// Sends this market's messages, as envelopes, to the hub.
+struct HubSender<'a>(&'a dyn HubLink);
+
+impl Sender for HubSender<'_> {
+    type Item = Envelope;
+
+    fn prepare(&self, m: &StoredOutboxMessage) -> Result<Envelope, String> {
+        serde_json::from_str(&m.message.payload).map_err(|e| format!("payload does not decode: {e}"))
+    }
+
+    fn send(&self, items: Vec<Envelope>) -> BoxFuture<'_, Result<Vec<Ack>, String>> {
+        Box::pin(async move {
+            let ack = self.0.deliver(Delivery { messages: items }).await?;
+            Ok(ack
+                .results
+                .iter()
+                .map(|a| Ack {
+                    message_id: a.message_id.clone(),
+                    outcome: Outcome::of_status(&a.status, a.error.as_deref()),
+                })
+                .collect())
+        })
+    }
 }
 
 /// Why an inbound message was not applied.
@@ -343,67 +370,17 @@ impl National {
 
     /// One round of the relay; returns how many messages were acknowledged.
     pub async fn relay_once(&self, hub: &dyn HubLink) -> Result<usize, StoreError> {
-        let now = self.clock.now();
+        let relay = Relay {
+            max_attempts: self.config.max_delivery_attempts,
+            lease: self.config.lease,
+            limit: MAX_DELIVERY,
+        };
         // Claimed, not just read: a relay on another node sharing the store skips these until the
         // lease ends, and takes them over if this node dies before marking them.
-        let due = self.store.claim_due(now, now.plus(self.config.lease), MAX_DELIVERY).await?;
-        if due.is_empty() {
-            return Ok(0);
+        match relay.round(self.store.as_ref(), &HubSender(hub), "hub", self.clock.now()).await? {
+            Round::Answered(n) => Ok(n),
+            Round::Idle | Round::Down => Ok(0),
         }
-        let mut envelopes = Vec::with_capacity(due.len());
-        // Only the messages sent are acknowledged or retried: one that does not decode stays dead.
-        let mut sent = Vec::with_capacity(due.len());
-        for m in &due {
-            match serde_json::from_str::<Envelope>(&m.message.payload) {
-                Ok(e) => {
-                    envelopes.push(e);
-                    sent.push(m);
-                }
-                Err(e) => {
-                    self.store.failed(m.seq, &format!("payload does not decode: {e}"), now, true).await?;
-                }
-            }
-        }
-        if sent.is_empty() {
-            return Ok(0);
-        }
-        let result = hub.deliver(Delivery { messages: envelopes }).await;
-        let mut acked = 0;
-        match result {
-            Ok(ack) => {
-                for m in &sent {
-                    let a = ack.results.iter().find(|a| a.message_id == m.message.message_id);
-                    match a.map(|a| (a.status.as_str(), a.error.clone())) {
-                        Some(("APPLIED" | "DUPLICATE", _)) => {
-                            self.store.delivered(m.seq).await?;
-                            acked += 1;
-                        }
-                        Some(("REJECTED", why)) => {
-                            let why = why.unwrap_or_else(|| "rejected".into());
-                            self.store.failed(m.seq, &why, now, true).await?;
-                        }
-                        _ => self.retry_later(m.seq, m.attempts, "no acknowledgement", now).await?,
-                    }
-                }
-            }
-            Err(e) => {
-                for m in &sent {
-                    self.retry_later(m.seq, m.attempts, &e, now).await?;
-                }
-            }
-        }
-        Ok(acked)
-    }
-
-    async fn retry_later(
-        &self,
-        seq: u64,
-        attempts: u32,
-        why: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let dead = attempts + 1 >= self.config.max_delivery_attempts;
-        self.store.failed(seq, why, now.plus(backoff(attempts)), dead).await
     }
 }
 

@@ -17,6 +17,7 @@ mod error;
 pub mod hub;
 mod model;
 mod ports;
+pub mod relay;
 pub mod retry;
 
 pub use checkpoints::*;
