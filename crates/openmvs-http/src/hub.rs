@@ -6,8 +6,8 @@
 //! An OBP is identified only by its client certificate: the server hands on the verified
 //! certificate's DNS names (`PeerName`), and [`openmvs_pki::identity_of`] must read them as
 //! `<id>.obp.openmvs`. An OBP whose certificate verifies is on-boarded at its first request under
-//! that id: the CA issuing the certificate is the on-boarding decision, and revoking it (the CRL)
-//! is the off-boarding one.
+//! that id (by the hub service, not here): the CA issuing the certificate is the on-boarding
+//! decision, and revoking it (the CRL) is the off-boarding one.
 //!
 //! A national system is identified the same way, by a certificate naming `<market>.national.openmvs`;
 //! only such a caller reaches `/internal/v1/...`, and only for its own market.
@@ -82,7 +82,8 @@ fn too_large() -> HubHttpError {
 }
 
 /// The OBP calling, named by its verified client certificate, as the `authorize` middleware
-/// admitted it.
+/// admitted it. Only the certificate is read here: the hub service on-boards the OBP at its
+/// first request and checks it on every one.
 pub struct Obp(pub String);
 
 /// The middleware's word on which OBP is calling.
@@ -92,15 +93,13 @@ struct ObpAdmitted(String);
 impl FromRequestParts<HubState> for Obp {
     type Rejection = HubHttpError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &HubState) -> Result<Obp, HubHttpError> {
+    async fn from_request_parts(parts: &mut Parts, _: &HubState) -> Result<Obp, HubHttpError> {
         let Some(ObpAdmitted(id)) = parts.extensions.remove::<ObpAdmitted>() else {
             return Err(HubHttpError::from(ApiError::forbidden(
                 "client_certificate",
                 "an OBP client certificate issued by the hub's CA is required",
             )));
         };
-        // Idempotent: a registered OBP is read back, with the name it was registered under.
-        state.hub.register_obp(&id, &id).await?;
         Ok(Obp(id))
     }
 }
@@ -590,15 +589,9 @@ async fn intermarket(
 }
 
 async fn metrics(State(s): State<HubState>) -> Response {
-    let mut text = s.obs.metrics.render();
-    if let Ok(n) = s.hub.store().pending().await {
-        text.push_str(&format!(
-            "# HELP openmvs_hub_outbox_pending Messages waiting for delivery to national systems.\n# TYPE openmvs_hub_outbox_pending gauge\nopenmvs_hub_outbox_pending {n}\n"
-        ));
-    }
-    text.push_str(&s.obs.render_admission());
-    text.push_str(&s.obs.render_health(s.hub.store_ok()));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let pending = s.hub.outbox_pending().await.ok();
+    let text = s.obs.render_metrics(&crate::observe::HUB_OUTBOX, pending, s.hub.store_ok());
+    crate::observe::metrics_response(text)
 }
 
 /// Ready: started, not draining, and the store commits (the last probe write or commit succeeded).

@@ -533,15 +533,9 @@ async fn status_page(State(s): State<NationalState>, headers: HeaderMap) -> Resp
 }
 
 async fn metrics(State(s): State<NationalState>) -> Response {
-    let mut text = s.obs.metrics.render();
-    if let Ok(n) = s.national.store().pending().await {
-        text.push_str(&format!(
-            "# HELP openmvs_outbox_pending Messages waiting for delivery to the hub.\n# TYPE openmvs_outbox_pending gauge\nopenmvs_outbox_pending {n}\n"
-        ));
-    }
-    text.push_str(&s.obs.render_admission());
-    text.push_str(&s.obs.render_health(s.national.store_ok()));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let pending = s.national.outbox_pending().await.ok();
+    let text = s.obs.render_metrics(&crate::observe::NATIONAL_OUTBOX, pending, s.national.store_ok());
+    crate::observe::metrics_response(text)
 }
 
 /// Ready: started, not draining, and the store commits (the last probe write or commit succeeded).

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use openmvs_core::time::Clock;
 use openmvs_telemetry::{Metrics, OpClass, SlaTracker, duration_micros};
 use tracing::Instrument;
@@ -75,6 +75,19 @@ impl Observability {
         text
     }
 
+    /// Everything `/metrics` shows: the request metrics, the outbox backlog (`pending`, when the
+    /// service could read it), admission and connections, the store and the disk.
+    pub fn render_metrics(&self, outbox: &OutboxGauge, pending: Option<u64>, store_ok: bool) -> String {
+        let mut text = self.metrics.render();
+        if let Some(n) = pending {
+            let OutboxGauge { name, help } = outbox;
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {n}\n"));
+        }
+        text.push_str(&self.render_admission());
+        text.push_str(&self.render_health(store_ok));
+        text
+    }
+
     /// The store's and the disk's gauges for `/metrics`: `openmvs_store_ok`,
     /// `openmvs_disk_free_bytes` (once measured) and `openmvs_disk_low`.
     pub fn render_health(&self, store_ok: bool) -> String {
@@ -86,6 +99,30 @@ impl Observability {
         out.push_str(&self.disk.render());
         out
     }
+}
+
+/// The gauge of a service's outbox backlog in `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxGauge {
+    /// The metric's name.
+    pub name: &'static str,
+    /// Its help text.
+    pub help: &'static str,
+}
+
+/// A national system's outbox: messages for the hub.
+pub const NATIONAL_OUTBOX: OutboxGauge =
+    OutboxGauge { name: "openmvs_outbox_pending", help: "Messages waiting for delivery to the hub." };
+
+/// The hub's outbox: messages for the national systems.
+pub const HUB_OUTBOX: OutboxGauge = OutboxGauge {
+    name: "openmvs_hub_outbox_pending",
+    help: "Messages waiting for delivery to national systems.",
+};
+
+/// The `/metrics` answer.
+pub fn metrics_response(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// The free space below which a node warns, by default: 1 GiB.

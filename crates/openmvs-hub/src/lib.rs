@@ -211,13 +211,18 @@ impl Hub {
         &self.config
     }
 
-    /// The OBP calling, if it is on-boarded and not revoked; else 403.
+    /// The OBP calling, named by its verified client certificate: on-boarded under that id at
+    /// its first request (the CA issuing the certificate is the on-boarding decision, and
+    /// revoking it the off-boarding one), then read back; 403 if the hub revoked it.
     async fn caller(&self, obp: &str) -> Result<ObpRecord, ApiError> {
-        match self.store.obp(obp).await? {
-            Some(o) if o.revoked_at.is_none() => Ok(o),
-            Some(_) => Err(ApiError::forbidden("obp", format!("OBP '{obp}' is revoked"))),
-            None => Err(ApiError::forbidden("obp", format!("OBP '{obp}' is not on-boarded"))),
+        let o = match self.store.obp(obp).await? {
+            Some(o) => o,
+            None => self.register_obp(obp, obp).await?,
+        };
+        if o.revoked_at.is_some() {
+            return Err(ApiError::forbidden("obp", format!("OBP '{obp}' is revoked")));
         }
+        Ok(o)
     }
 
     /// The product named in a path, owned by `obp`: 400 if the code is not a product code, 404 if
@@ -336,6 +341,15 @@ impl Hub {
             _ => self.mark_store(true, "a probe write committed"),
         }
         r.map(|_| ())
+    }
+
+    /// Messages waiting in the outbox for the national systems and the OBPs' callbacks.
+    ///
+    /// # Errors
+    ///
+    /// 503 when the store cannot be read.
+    pub async fn outbox_pending(&self) -> Result<u64, ApiError> {
+        Ok(self.store.pending().await?)
     }
 
     /// Whether the store commits, as the last probe or commit found it.

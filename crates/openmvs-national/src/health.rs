@@ -58,6 +58,15 @@ impl National {
         }
     }
 
+    /// Messages waiting in the outbox for the hub.
+    ///
+    /// # Errors
+    ///
+    /// 503 when the store cannot be read.
+    pub async fn outbox_pending(&self) -> Result<u64, ApiError> {
+        Ok(self.store.pending().await?)
+    }
+
     /// Whether the store commits, as the last probe or commit found it: readiness is false while
     /// it does not.
     pub fn store_ok(&self) -> bool {
