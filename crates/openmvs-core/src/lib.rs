@@ -16,3 +16,4 @@ pub mod return_code;
 pub mod roles;
 pub mod scan;
 pub mod time;
+pub mod upload;

@@ -3,10 +3,9 @@
 //! serial message per target market, progress and rejections), so that no upload is ever held
 //! in memory whole and the hub keeps no serial beyond the messages that carry them.
 
-use std::collections::HashMap;
-
-use openmvs_core::ids::{Batch, MarketCode, ProductCode, Serial};
+use openmvs_core::ids::{Batch, MarketCode, ProductCode};
 use openmvs_core::return_code::ReturnCode;
+use openmvs_core::upload::{decide_chunk, screen_lines};
 use openmvs_store::hub::{
     HubBatchRecord, HubUnitOfWork, MarketDelivery, NewUpload, OnDuplicate, SerialDigest, SerialDigests,
     UploadOutcome, UploadProgress, UploadRejection, UploadStatus,
@@ -292,56 +291,29 @@ impl Hub {
         Err(openmvs_store::unavailable(format!("chunk {chunk_no} of upload {id} kept conflicting")))
     }
 
-    /// Validates each line, finds repeats within the chunk by digest and earlier ones through the
-    /// store, and keeps the rest in line order.
+    /// Decides a chunk ([`openmvs_core::upload`]): each line a serial, not repeated within the
+    /// upload's chunk (by digest) nor uploaded before (asked of the store); the rest in line order.
     async fn decide_chunk(&self, pc: &ProductCode, items: &[(u64, String)]) -> Result<Decided, ApiError> {
-        let mut rejections = Vec::new();
-        let mut seen: HashMap<SerialDigest, u64> = HashMap::with_capacity(items.len());
-        let mut candidates = Vec::with_capacity(items.len());
-        for (line, text) in items {
-            match Serial::new(text) {
-                Err(e) => rejections.push(rejection(*line, text, format!("not a serial number: {e}"))),
-                Ok(s) => {
-                    let d = serial_digest(&self.config.serial_key, pc, &s);
-                    if let Some(first) = seen.get(&d) {
-                        rejections.push(rejection(
-                            *line,
-                            text,
-                            format!("repeats line {first} of this upload"),
-                        ));
-                    } else {
-                        seen.insert(d, *line);
-                        candidates.push((*line, text, d));
-                    }
-                }
-            }
-        }
+        let screened = screen_lines(items, |s| serial_digest(&self.config.serial_key, pc, s));
         // Digests are random, so a chunk in line order visits the index's pages at random, and a
         // page leaves the store's cache before the next digest on it comes: looked up and
         // inserted in digest order, each page is visited once per chunk.
+        let candidates = &screened.candidates;
         let mut order: Vec<usize> = (0..candidates.len()).collect();
-        order.sort_unstable_by(|a, b| candidates[*a].2.as_bytes().cmp(candidates[*b].2.as_bytes()));
-        let digests: Vec<SerialDigest> = order.iter().map(|i| candidates[*i].2).collect();
-        let mut present: Vec<usize> =
-            self.store.present(pc, &digests).await?.into_iter().map(|j| order[j]).collect();
-        present.sort_unstable();
-        let mut present = present.into_iter().peekable();
-        let mut out = Decided { digests: Vec::new(), serials: Vec::new(), rejections };
-        for (i, (line, text, d)) in candidates.into_iter().enumerate() {
-            if present.next_if_eq(&i).is_some() {
-                out.rejections.push(rejection(
-                    line,
-                    text,
-                    "the serial was uploaded before for this product".into(),
-                ));
-            } else {
-                out.digests.push(d);
-                out.serials.push(text.clone());
-            }
+        order.sort_unstable_by(|a, b| candidates[*a].digest.as_bytes().cmp(candidates[*b].digest.as_bytes()));
+        let digests: Vec<SerialDigest> = order.iter().map(|i| candidates[*i].digest).collect();
+        let mut uploaded_before = vec![false; candidates.len()];
+        for j in self.store.present(pc, &digests).await? {
+            uploaded_before[order[j]] = true;
         }
-        out.rejections.sort_by_key(|r| r.line);
-        out.digests.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        Ok(out)
+        let (accepted, refused) = decide_chunk(screened, &uploaded_before);
+        let mut digests: Vec<SerialDigest> = accepted.iter().map(|c| c.digest).collect();
+        digests.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        Ok(Decided {
+            digests,
+            serials: accepted.iter().map(|c| c.text.to_owned()).collect(),
+            rejections: refused.into_iter().map(|r| rejection(r.line, r.text, r.reason)).collect(),
+        })
     }
 
     /// Ends an upload as FAILED (what was committed stays, and is distributed).
