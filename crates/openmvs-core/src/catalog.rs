@@ -6,8 +6,50 @@
 use std::collections::BTreeSet;
 
 use crate::error::ApiError;
-use crate::ids::{Batch, Expiry, MarketCode};
+use crate::ids::{Batch, Expiry, MarketCode, ProductCode};
 use crate::master_data::{ProductMaster, VersionDecision, decide_version};
+
+/// The answer to a product upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductAnswer {
+    /// The product code.
+    pub product_code: ProductCode,
+    /// The current master data version: unchanged by an identical upload.
+    pub version: u32,
+}
+
+/// The answer to a batch upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchAnswer {
+    /// The product code.
+    pub product_code: ProductCode,
+    /// The batch.
+    pub batch: Batch,
+    /// The product version the batch is bound to.
+    pub version: u32,
+    /// Its target markets, in market order.
+    pub markets: Vec<MarketCode>,
+}
+
+/// The answer to a recall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecallAnswer {
+    /// The product code.
+    pub product_code: ProductCode,
+    /// The batch.
+    pub batch: Batch,
+    /// Every market the batch is recalled in now, in market order.
+    pub recalled: Vec<MarketCode>,
+}
+
+/// The answer to a withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawalAnswer {
+    /// The product code.
+    pub product_code: ProductCode,
+    /// Every market the product is withdrawn from now, in market order.
+    pub withdrawn: Vec<MarketCode>,
+}
 
 /// The longest recall or withdrawal reason, in characters.
 pub const MAX_REASON: usize = 500;

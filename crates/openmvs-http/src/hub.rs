@@ -280,8 +280,7 @@ async fn put_product(
     HubJson(req): HubJson<ProductRequest>,
 ) -> Result<Response, HubHttpError> {
     let a = s.hub.put_product(&obp, &pc, &req.to_raw()).await?;
-    Ok(axum::Json(ProductAnswer { product_code: a.product_code.as_str().to_owned(), version: a.version })
-        .into_response())
+    Ok(axum::Json(ProductAnswer::from(&a)).into_response())
 }
 
 async fn put_batch(
@@ -291,13 +290,7 @@ async fn put_batch(
     HubJson(req): HubJson<BatchRequest>,
 ) -> Result<Response, HubHttpError> {
     let a = s.hub.put_batch(&obp, &pc, &batch, &req.expiry, req.markets).await?;
-    Ok(axum::Json(BatchAnswer {
-        product_code: a.product_code.as_str().to_owned(),
-        batch: a.batch.as_str().to_owned(),
-        version: a.version,
-        markets: a.markets.iter().map(|m| m.as_str().to_owned()).collect(),
-    })
-    .into_response())
+    Ok(axum::Json(BatchAnswer::from(&a)).into_response())
 }
 
 /// The media type of a request, without parameters, in lower case.
@@ -442,12 +435,7 @@ async fn recall(
     HubJson(req): HubJson<RecallRequest>,
 ) -> Result<Response, HubHttpError> {
     let a = s.hub.recall(&obp, &pc, &batch, &req.reason, &req.markets).await?;
-    Ok(axum::Json(RecallAnswer {
-        product_code: a.product_code.as_str().to_owned(),
-        batch: a.batch.as_str().to_owned(),
-        recalled: a.recalled.iter().map(|m| m.as_str().to_owned()).collect(),
-    })
-    .into_response())
+    Ok(axum::Json(RecallAnswer::from(&a)).into_response())
 }
 
 async fn withdraw(
@@ -457,11 +445,7 @@ async fn withdraw(
     HubJson(req): HubJson<WithdrawRequest>,
 ) -> Result<Response, HubHttpError> {
     let a = s.hub.withdraw(&obp, &pc, &req.reason, &req.markets).await?;
-    Ok(axum::Json(WithdrawalAnswer {
-        product_code: a.product_code.as_str().to_owned(),
-        withdrawn: a.withdrawn.iter().map(|m| m.as_str().to_owned()).collect(),
-    })
-    .into_response())
+    Ok(axum::Json(WithdrawalAnswer::from(&a)).into_response())
 }
 
 async fn pack_states(

@@ -3,10 +3,11 @@
 //! owning OBP's callback).
 
 use openmvs_core::catalog::{
-    BatchDecision, BatchFacts, CurrentProduct, ExistingBatch, check_obp_name, check_reason, decide_batch,
-    decide_product, decide_recall, decide_withdrawal,
+    BatchAnswer, BatchDecision, BatchFacts, CurrentProduct, ExistingBatch, ProductAnswer, RecallAnswer,
+    WithdrawalAnswer, check_obp_name, check_reason, decide_batch, decide_product, decide_recall,
+    decide_withdrawal,
 };
-use openmvs_core::ids::{Batch, Expiry, MarketCode, ProductCode};
+use openmvs_core::ids::{Batch, Expiry, MarketCode};
 use openmvs_core::master_data::{ProductMaster, RawProduct, VersionDecision, validate};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_store::hub::{
@@ -21,48 +22,6 @@ use crate::{ApiError, Hub, Record, check_obp_id, message_to, new_id, subject};
 
 /// How often an operation is read and decided again after losing a race, before 503.
 const MAX_ATTEMPTS: usize = 8;
-
-/// The answer to a product upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProductAnswer {
-    /// The product code.
-    pub product_code: ProductCode,
-    /// The current master data version: unchanged by an identical upload.
-    pub version: u32,
-}
-
-/// The answer to a batch upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchAnswer {
-    /// The product code.
-    pub product_code: ProductCode,
-    /// The batch.
-    pub batch: Batch,
-    /// The product version the batch is bound to.
-    pub version: u32,
-    /// Its target markets, in market order.
-    pub markets: Vec<MarketCode>,
-}
-
-/// The answer to a recall.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecallAnswer {
-    /// The product code.
-    pub product_code: ProductCode,
-    /// The batch.
-    pub batch: Batch,
-    /// Every market the batch is recalled in now, in market order.
-    pub recalled: Vec<MarketCode>,
-}
-
-/// The answer to a withdrawal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WithdrawalAnswer {
-    /// The product code.
-    pub product_code: ProductCode,
-    /// Every market the product is withdrawn from now, in market order.
-    pub withdrawn: Vec<MarketCode>,
-}
 
 /// The master data as sent, for the audit trail.
 fn raw_json(raw: &RawProduct) -> Value {

@@ -38,9 +38,9 @@ use tokio::sync::Notify;
 
 pub use alerts::{DEFAULT_ALERT_LIMIT, MAX_ALERT_LIMIT};
 pub use callback::{CallbackAnswer, CallbackSender, MAX_CALLBACK_URL, SIGNATURE_HEADER};
-pub use catalog::{BatchAnswer, ProductAnswer, RecallAnswer, WithdrawalAnswer};
 pub use digest::{hmac_sha256, serial_digest};
 pub use inbound::{AUDIT_HEAD_OPERATION, audit_head_subject, received_audit_heads};
+pub use openmvs_core::catalog::{BatchAnswer, ProductAnswer, RecallAnswer, WithdrawalAnswer};
 pub use openmvs_core::error::ApiError;
 pub use pack_query::{MarketPackState, NOT_DISTRIBUTED, PackAnswer, UNKNOWN_STATE, UNREACHABLE};
 pub use pack_states::{MAX_PACK_STATE_SERIALS, PackStateResult, PackStatesAnswer};

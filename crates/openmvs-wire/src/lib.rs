@@ -5,11 +5,14 @@
 //! change in the core never changes the wire by accident.
 //!
 //! One rule for converting between wire and domain values: services speak domain types (the
-//! core's, or answers made of them) and never build a response body; a wire shape is made from a
-//! domain value by a `From` impl in this crate (as `ErrorBody` and `HubErrorBody` are from
-//! [`openmvs_core::error::ApiError`]), applied by `openmvs-http` in the handler. The hub protocol
-//! ([`hub`]) is the exception: its envelopes are what the outboxes store and the services
-//! exchange, so the services build and read them.
+//! core's, which is why the hub's catalogue answers live in `openmvs_core::catalog`); a wire shape
+//! is made from a domain value by a `From` impl in this crate (as `ErrorBody` and `HubErrorBody`
+//! are from `openmvs_core::error::ApiError`, and the `obp` answers from the catalogue's), applied
+//! by `openmvs-http` in the handler. The hub protocol ([`hub`]) is the exception: its envelopes
+//! are what the outboxes store and the systems exchange, so the services build and read them.
+//! Not yet following the rule: the national service, and the hub's alert routes, answer with
+//! `api` shapes the service builds from core values itself; the hub's upload and pack state
+//! answers, which carry store types, are copied into their shapes in the handlers.
 
 pub mod admin;
 pub mod api;

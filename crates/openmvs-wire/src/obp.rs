@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use openmvs_core::catalog;
+use openmvs_core::ids::MarketCode;
 use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
 use serde::{Deserialize, Serialize};
 
@@ -249,6 +251,43 @@ impl From<ErrorBody> for HubErrorBody {
 impl From<&openmvs_core::error::ApiError> for HubErrorBody {
     fn from(e: &openmvs_core::error::ApiError) -> HubErrorBody {
         ErrorBody::from(e).into()
+    }
+}
+
+fn names(markets: &[MarketCode]) -> Vec<String> {
+    markets.iter().map(|m| m.as_str().to_owned()).collect()
+}
+
+impl From<&catalog::ProductAnswer> for ProductAnswer {
+    fn from(a: &catalog::ProductAnswer) -> ProductAnswer {
+        ProductAnswer { product_code: a.product_code.as_str().to_owned(), version: a.version }
+    }
+}
+
+impl From<&catalog::BatchAnswer> for BatchAnswer {
+    fn from(a: &catalog::BatchAnswer) -> BatchAnswer {
+        BatchAnswer {
+            product_code: a.product_code.as_str().to_owned(),
+            batch: a.batch.as_str().to_owned(),
+            version: a.version,
+            markets: names(&a.markets),
+        }
+    }
+}
+
+impl From<&catalog::RecallAnswer> for RecallAnswer {
+    fn from(a: &catalog::RecallAnswer) -> RecallAnswer {
+        RecallAnswer {
+            product_code: a.product_code.as_str().to_owned(),
+            batch: a.batch.as_str().to_owned(),
+            recalled: names(&a.recalled),
+        }
+    }
+}
+
+impl From<&catalog::WithdrawalAnswer> for WithdrawalAnswer {
+    fn from(a: &catalog::WithdrawalAnswer) -> WithdrawalAnswer {
+        WithdrawalAnswer { product_code: a.product_code.as_str().to_owned(), withdrawn: names(&a.withdrawn) }
     }
 }
 
