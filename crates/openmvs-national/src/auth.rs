@@ -6,10 +6,11 @@ use openmvs_core::ids::{Location, MarketCode};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::Role;
 use openmvs_core::time::Timestamp;
-use openmvs_store::{ClientChange, ClientRecord, KeyRecord, Store, UnitOfWork};
+use openmvs_store::{ClientChange, ClientRecord, KeyRecord, NewKey, Store, UnitOfWork};
 use openmvs_wire::api::TokenResponse;
 
-use crate::{Actor, ApiError, National};
+use crate::lifecycle::operator_of;
+use crate::{Actor, ApiError, National, Record};
 
 /// A client just created, with the only copy of its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,21 +25,51 @@ fn secs(t: Timestamp) -> i64 {
     t.unix_millis().div_euclid(1000)
 }
 
+/// The unit of work that stores a new token-signing key and makes it the active one, retiring
+/// `previous` (the key active until now, if any), with its audit record by `actor`. The record
+/// names the keys, never their secrets.
+fn key_rotation(
+    market: MarketCode,
+    actor: &Actor,
+    pair: &SigningKeyPair,
+    previous: Option<&str>,
+    now: Timestamp,
+) -> UnitOfWork {
+    let key = KeyRecord {
+        kid: pair.kid.clone(),
+        secret: pair.secret_bytes(),
+        created_at: now,
+        active: true,
+        retired_at: None,
+        revoked_at: None,
+    };
+    let entry = Entry {
+        market: market.to_string(),
+        at_millis: now.unix_millis(),
+        actor: actor.client_id.clone(),
+        role: actor.role.to_string(),
+        location: actor.location.to_string(),
+        operation: "rotate-token-key".into(),
+        subject: format!("token-key/{}", pair.kid),
+        return_code: ReturnCode::Success.as_str().into(),
+        request: serde_json::json!({"kid": pair.kid}).to_string(),
+        result: serde_json::json!({"retired": previous}).to_string(),
+    };
+    UnitOfWork { new_key: Some(NewKey { key, at: now }), audit: vec![entry], ..UnitOfWork::default() }
+}
+
 /// Loads the token-signing keys: the active one signs, retired ones verify until every token
-/// they signed has expired. Creates the first key when there is none.
-pub(crate) async fn load_key_ring(store: &dyn Store, now: Timestamp) -> Result<KeyRing, ApiError> {
+/// they signed has expired. Creates the first key when there is none, audited as the operator's
+/// (see [`National::operator`]).
+pub(crate) async fn load_key_ring(
+    store: &dyn Store,
+    market: MarketCode,
+    now: Timestamp,
+) -> Result<KeyRing, ApiError> {
     let mut records = store.keys().await?;
     if !records.iter().any(|k| k.active) {
         let pair = SigningKeyPair::generate();
-        let rec = KeyRecord {
-            kid: pair.kid.clone(),
-            secret: pair.secret_bytes(),
-            created_at: now,
-            active: true,
-            retired_at: None,
-            revoked_at: None,
-        };
-        store.rotate_key(&rec, now).await?;
+        store.commit(key_rotation(market, &operator_of(market), &pair, None, now)).await?;
         records = store.keys().await?;
     }
     let active = records
@@ -154,18 +185,38 @@ impl National {
         let client_id = openmvs_auth::new_client_id();
         let client_secret = openmvs_auth::new_client_secret();
         let secret_hash = openmvs_auth::hash_secret(&client_secret).map_err(openmvs_store::unavailable)?;
-        self.store
-            .create_client(&ClientRecord {
-                client_id: client_id.clone(),
-                secret_hash,
-                role,
-                market: self.config.market,
-                location,
-                name: name.to_owned(),
-                created_at: self.clock.now(),
-                disabled: false,
-                last_used_at: None,
-            })
+        let now = self.clock.now();
+        let subject = format!("client/{client_id}");
+        // The audit record names the client, never its secret or the secret's hash.
+        let entry = self.audit_entry(
+            &self.operator(),
+            now,
+            Record {
+                operation: "client-create",
+                subject: &subject,
+                return_code: ReturnCode::Success.as_str(),
+                request: serde_json::json!({
+                    "client_id": client_id,
+                    "role": role.as_str(),
+                    "location": location.as_str(),
+                    "name": name,
+                })
+                .to_string(),
+                result: serde_json::json!({"created": true}).to_string(),
+            },
+        );
+        let client = ClientRecord {
+            client_id: client_id.clone(),
+            secret_hash,
+            role,
+            market: self.config.market,
+            location,
+            name: name.to_owned(),
+            created_at: now,
+            disabled: false,
+            last_used_at: None,
+        };
+        self.commit(UnitOfWork { new_client: Some(client), audit: vec![entry], ..UnitOfWork::default() })
             .await?;
         Ok(NewClient { client_id, client_secret })
     }
@@ -231,18 +282,13 @@ impl National {
     pub async fn rotate_signing_key(&self) -> Result<String, ApiError> {
         let now = self.clock.now();
         let pair = SigningKeyPair::generate();
-        let rec = KeyRecord {
-            kid: pair.kid.clone(),
-            secret: pair.secret_bytes(),
-            created_at: now,
-            active: true,
-            retired_at: None,
-            revoked_at: None,
-        };
-        self.store.rotate_key(&rec, now).await?;
+        let previous = self.store.keys().await?.into_iter().find(|k| k.active).map(|k| k.kid);
+        let uow = key_rotation(self.config.market, &self.operator(), &pair, previous.as_deref(), now);
+        self.commit(uow).await?;
+        let kid = pair.kid.clone();
         let mut ring = self.keys.write().await;
         // The validator follows the ring, so tokens of the new key are accepted from now on.
         ring.rotate(pair).map_err(openmvs_store::unavailable)?;
-        Ok(rec.kid)
+        Ok(kid)
     }
 }

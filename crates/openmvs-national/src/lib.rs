@@ -126,7 +126,7 @@ impl National {
         config: NationalConfig,
         hub: Option<Arc<dyn HubLink>>,
     ) -> Result<National, ApiError> {
-        let ring = auth::load_key_ring(store.as_ref(), clock.now()).await?;
+        let ring = auth::load_key_ring(store.as_ref(), config.market, clock.now()).await?;
         let disabled = store.disabled_clients().await?.into_iter().collect();
         let validator = ring.validator();
         let node_id = new_id("node", clock.now());

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openmvs_core::ids::Location;
+use openmvs_core::ids::{Location, MarketCode};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, Role, access};
 use openmvs_core::time::Timestamp;
@@ -40,16 +40,21 @@ pub fn client_state(c: &ClientRecord) -> ClientState {
     }
 }
 
+/// The operator at the command line of `market`'s system (see [`National::operator`]).
+pub(crate) fn operator_of(market: MarketCode) -> Actor {
+    Actor {
+        client_id: "openmvs-admin".into(),
+        role: Role::Nmvo,
+        market,
+        location: Location::new("admin-cli").expect("a valid location"),
+    }
+}
+
 impl National {
     /// The operator at the command line (`openmvs admin ...`), as its changes are audited: the
     /// national organisation, acting on the system itself.
     pub fn operator(&self) -> Actor {
-        Actor {
-            client_id: "openmvs-admin".into(),
-            role: Role::Nmvo,
-            market: self.config.market,
-            location: Location::new("admin-cli").expect("a valid location"),
-        }
+        operator_of(self.config.market)
     }
 
     fn may_manage_clients(&self, actor: &Actor) -> Result<(), ApiError> {

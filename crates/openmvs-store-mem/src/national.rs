@@ -148,6 +148,13 @@ impl National {
                 self.bulk_results.put((p.id.clone(), p.expected_done_rows + i as u64), r.clone());
             }
         }
+        if let Some(cl) = &uow.new_client {
+            // As in the SQL engines, a new client has not been seen yet.
+            let new = ClientRecord { last_used_at: None, ..cl.clone() };
+            if !self.clients.insert_new(cl.client_id.clone(), new) {
+                return Err(exists(format!("client {}", cl.client_id)));
+            }
+        }
         for ch in &uow.client_changes {
             let found = self.clients.update(&ch.client_id, |c| {
                 c.disabled = ch.disabled.unwrap_or(c.disabled);
@@ -156,6 +163,9 @@ impl National {
             if !found {
                 return Err(conflict(Conflict::Missing(format!("client {}", ch.client_id))));
             }
+        }
+        if let Some(k) = &uow.new_key {
+            self.rotate_key(&k.key, k.at)?;
         }
         if let Some(k) = &uow.key_revocation {
             let revoked = self.keys.update_if(
@@ -466,17 +476,6 @@ impl BulkStore for MemStore {
 }
 
 impl ClientStore for MemStore {
-    fn create_client(&self, client: &ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
-        self.engine.writing(|s, _| {
-            // As in the SQL engines, a new client has not been seen yet.
-            let new = ClientRecord { last_used_at: None, ..client.clone() };
-            if !s.clients.insert_new(client.client_id.clone(), new) {
-                return Err(exists(format!("client {}", client.client_id)));
-            }
-            Ok(())
-        })
-    }
-
     fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
         self.engine.reading(|s| Ok(s.clients.get(&client_id.to_owned()).cloned()))
     }
@@ -496,9 +495,5 @@ impl ClientStore for MemStore {
             keys.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
             Ok(keys)
         })
-    }
-
-    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> BoxFuture<'_, StoreResult<()>> {
-        self.engine.writing(|s, _| s.rotate_key(key, now))
     }
 }

@@ -600,31 +600,6 @@ impl BulkStore for PgStore {
 }
 
 impl ClientStore for PgStore {
-    fn create_client(&self, client: &ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
-        let client = client.clone();
-        Box::pin(async move {
-            let c = client.clone();
-            let n = self.pool.exec(
-                "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                vec![
-                    p(c.client_id.clone()),
-                    p(c.secret_hash),
-                    p(c.role.as_str().to_owned()),
-                    p(c.market.as_str().to_owned()),
-                    p(c.location.as_str().to_owned()),
-                    p(c.name),
-                    ms(c.created_at),
-                    p(c.disabled),
-                ],
-            ).await?;
-            if n == 0 {
-                return Err(StoreError::Conflict(Conflict::Exists(format!("client {}", c.client_id))));
-            }
-            Ok(())
-        })
-    }
-
     fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
         let client_id = client_id.to_owned();
         Box::pin(async move {
@@ -665,29 +640,6 @@ impl ClientStore for PgStore {
                 vec![],
                 |r| decode::key(&R(r)),
             ).await
-        })
-    }
-
-    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> BoxFuture<'_, StoreResult<()>> {
-        let key = key.clone();
-        Box::pin(async move {
-            // One statement, so retiring the old key and storing the new one happen together or not
-            // at all, whichever node rotates.
-            let n = self
-                .pool
-                .exec(
-                    "WITH fresh AS (SELECT NOT EXISTS (SELECT 1 FROM signing_keys WHERE kid = $1) AS ok), \
-                 retired AS (UPDATE signing_keys SET active = FALSE, retired_at = $4 \
-                             WHERE active AND (SELECT ok FROM fresh)) \
-                 INSERT INTO signing_keys (kid, secret, created_at, active, retired_at) \
-                 SELECT $1, $2, $3, TRUE, NULL WHERE (SELECT ok FROM fresh)",
-                    vec![p(key.kid.clone()), p(key.secret.to_vec()), ms(key.created_at), ms(now)],
-                )
-                .await?;
-            if n == 0 {
-                return Err(StoreError::Conflict(Conflict::Exists(format!("key {}", key.kid))));
-            }
-            Ok(())
         })
     }
 }

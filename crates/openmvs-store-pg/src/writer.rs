@@ -598,6 +598,23 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
             check: Check::None,
         });
     }
+    if let Some(cl) = &uow.new_client {
+        after.push(Step {
+            sql: "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            params: vec![
+                p(cl.client_id.clone()),
+                p(cl.secret_hash.clone()),
+                p(cl.role.as_str().to_owned()),
+                p(cl.market.as_str().to_owned()),
+                p(cl.location.as_str().to_owned()),
+                p(cl.name.clone()),
+                p(cl.created_at.unix_millis()),
+                p(cl.disabled),
+            ],
+            check: Check::Refuse(Conflict::Exists(format!("client {}", cl.client_id))),
+        });
+    }
     for ch in &uow.client_changes {
         // A change of a client that does not exist matches no row and refuses the unit.
         after.push(Step {
@@ -606,6 +623,24 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
                   ELSE GREATEST(COALESCE(last_used_at, $3), $3) END WHERE client_id = $1",
             params: vec![p(ch.client_id.clone()), p(ch.disabled), p(ch.used_at.map(|t| t.unix_millis()))],
             check: Check::Refuse(Conflict::Missing(format!("client {}", ch.client_id))),
+        });
+    }
+    if let Some(k) = &uow.new_key {
+        // One statement retires the active key and stores the new one, or does neither when the
+        // key id is taken.
+        after.push(Step {
+            sql: "WITH fresh AS (SELECT NOT EXISTS (SELECT 1 FROM signing_keys WHERE kid = $1) AS ok), \
+                  retired AS (UPDATE signing_keys SET active = FALSE, retired_at = $4 \
+                              WHERE active AND (SELECT ok FROM fresh)) \
+                  INSERT INTO signing_keys (kid, secret, created_at, active, retired_at) \
+                  SELECT $1, $2, $3, TRUE, NULL WHERE (SELECT ok FROM fresh)",
+            params: vec![
+                p(k.key.kid.clone()),
+                p(k.key.secret.to_vec()),
+                p(k.key.created_at.unix_millis()),
+                p(k.at.unix_millis()),
+            ],
+            check: Check::Refuse(Conflict::Exists(format!("key {}", k.key.kid))),
         });
     }
     if let Some(k) = &uow.key_revocation {

@@ -623,32 +623,6 @@ impl BulkStore for SqliteStore {
 }
 
 impl ClientStore for SqliteStore {
-    fn create_client(&self, client: &ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
-        let cl = client.clone();
-        self.engine.exec(move |c| {
-            let n = c
-                .execute(
-                    "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-                    params![
-                        cl.client_id,
-                        cl.secret_hash,
-                        cl.role.as_str(),
-                        cl.market.as_str(),
-                        cl.location.as_str(),
-                        cl.name,
-                        cl.created_at.unix_millis(),
-                        cl.disabled
-                    ],
-                )
-                .map_err(sql_err)?;
-            if n == 0 {
-                return Err(StoreError::Conflict(Conflict::Exists(format!("client {}", cl.client_id))));
-            }
-            Ok(())
-        })
-    }
-
     fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
         let client_id = client_id.to_owned();
         self.engine.read(move |c| {
@@ -707,28 +681,6 @@ impl ClientStore for SqliteStore {
                 out.push(key(r)?);
             }
             Ok(out)
-        })
-    }
-
-    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> BoxFuture<'_, StoreResult<()>> {
-        let k = key.clone();
-        self.engine.exec(move |c| {
-            c.execute(
-                "UPDATE signing_keys SET active = 0, retired_at = ?1 WHERE active = 1",
-                params![now.unix_millis()],
-            )
-            .map_err(sql_err)?;
-            let n = c
-                .execute(
-                    "INSERT INTO signing_keys (kid, secret, created_at, active, retired_at) VALUES (?1, ?2, ?3, 1, NULL) \
-                     ON CONFLICT DO NOTHING",
-                    params![k.kid, &k.secret[..], k.created_at.unix_millis()],
-                )
-                .map_err(sql_err)?;
-            if n == 0 {
-                return Err(StoreError::Conflict(Conflict::Exists(format!("key {}", k.kid))));
-            }
-            Ok(())
         })
     }
 }

@@ -652,6 +652,27 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
             s.execute(params![p.id, (p.expected_done_rows + i as u64) as i64, r]).map_err(sql_err)?;
         }
     }
+    if let Some(cl) = &uow.new_client {
+        let n = c
+            .prepare_cached(
+                "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    cl.client_id,
+                    cl.secret_hash,
+                    cl.role.as_str(),
+                    cl.market.as_str(),
+                    cl.location.as_str(),
+                    cl.name,
+                    cl.created_at.unix_millis(),
+                    cl.disabled
+                ])
+            })
+            .map_err(sql_err)?;
+        changed(n as u64, || Conflict::Exists(format!("client {}", cl.client_id)))?;
+    }
     for ch in &uow.client_changes {
         let n = c
             .prepare_cached(
@@ -664,6 +685,19 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
             })
             .map_err(sql_err)?;
         changed(n as u64, || Conflict::Missing(format!("client {}", ch.client_id)))?;
+    }
+    if let Some(k) = &uow.new_key {
+        c.prepare_cached("UPDATE signing_keys SET active = 0, retired_at = ?1 WHERE active = 1")
+            .and_then(|mut s| s.execute(params![k.at.unix_millis()]))
+            .map_err(sql_err)?;
+        let n = c
+            .prepare_cached(
+                "INSERT INTO signing_keys (kid, secret, created_at, active, retired_at) VALUES (?1, ?2, ?3, 1, NULL) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![k.key.kid, &k.key.secret[..], k.key.created_at.unix_millis()]))
+            .map_err(sql_err)?;
+        changed(n as u64, || Conflict::Exists(format!("key {}", k.key.kid)))?;
     }
     if let Some(k) = &uow.key_revocation {
         let n = c

@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             a_claimed_outbox_message_waits_for_its_lease,
             a_bulk_job_is_leased_to_one_worker_at_a_time,
             a_client_is_cut_off_and_let_back_in_with_its_audit_record,
+            a_unit_creating_a_taken_client_id_writes_nothing,
             a_client_keeps_the_latest_instant_it_was_seen,
             a_retired_key_is_revoked_and_the_active_one_is_not,
             a_heartbeat_commits_and_commits_again,
@@ -634,37 +635,25 @@ pub async fn many_concurrent_commits_are_all_durable_and_the_audit_chain_verifie
     assert_eq!(verify_audit(&store, key).await, 400);
 }
 
-/// Clients and token-signing keys are stored and rotated.
-pub async fn clients_and_signing_keys_round_trip(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
-    let client = ClientRecord {
-        client_id: "cl_a".into(),
-        secret_hash: "$argon2id$...".into(),
-        role: Role::Pharmacy,
-        market: de(),
-        location: Location::new("DE-PH-1").expect("location"),
-        name: "Apotheke am Markt".into(),
-        created_at: at(0),
-        disabled: false,
-        last_used_at: None,
-    };
-    store.create_client(&client).await.expect("create");
-    assert!(matches!(store.create_client(&client).await, Err(StoreError::Conflict(_))));
+/// Clients and token-signing keys are stored and rotated by units of work, each with its audit
+/// record; a client id or key id that is taken refuses the unit.
+pub async fn clients_and_signing_keys_round_trip(store: Arc<dyn Store>, key: ed25519_dalek::VerifyingKey) {
+    let client = ClientRecord { name: "Apotheke am Markt".into(), ..client_record("cl_a") };
+    store.commit(create(client.clone())).await.expect("create");
+    let again = store.commit(create(client.clone())).await;
+    assert!(matches!(again, Err(StoreError::Conflict(Conflict::Exists(_)))), "{again:?}");
     assert_eq!(store.client("cl_a").await.expect("read"), Some(client.clone()));
     assert_eq!(store.clients().await.expect("list"), vec![client]);
-    let k = |kid: &str, n| KeyRecord {
-        kid: kid.into(),
-        secret: [n; 32],
-        created_at: at(i64::from(n)),
-        active: true,
-        retired_at: None,
-        revoked_at: None,
-    };
-    store.rotate_key(&k("k1", 1), at(1)).await.expect("first key");
-    store.rotate_key(&k("k2", 2), at(2)).await.expect("second key");
+    store.commit(rotate("k1", 1)).await.expect("first key");
+    store.commit(rotate("k2", 2)).await.expect("second key");
+    let taken = store.commit(rotate("k1", 3)).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(Conflict::Exists(_)))), "{taken:?}");
     let keys = store.keys().await.expect("keys");
     assert_eq!(keys.len(), 2);
     assert_eq!((keys[0].active, keys[0].retired_at), (false, Some(at(2))));
-    assert_eq!((keys[1].active, keys[1].kid.as_str()), (true, "k2"));
+    assert_eq!((keys[1].active, keys[1].kid.as_str(), keys[1].retired_at), (true, "k2", None));
+    assert_eq!(keys[1].secret, [2; 32]);
+    assert_eq!(verify_audit(&store, key).await, 3, "the refused units left no audit record");
 }
 
 /// One call reads the stored answer, the product, the pack with its batch, and whether the
@@ -817,6 +806,33 @@ fn client_record(id: &str) -> ClientRecord {
     }
 }
 
+/// The unit of work creating `client`, with its audit record.
+fn create(client: ClientRecord) -> UnitOfWork {
+    UnitOfWork {
+        audit: vec![entry("client-create", &format!("client/{}", client.client_id))],
+        new_client: Some(client),
+        ..UnitOfWork::default()
+    }
+}
+
+/// The unit of work making key `kid` (secret bytes and creation instant `n`) the active one at
+/// instant `n`, with its audit record.
+fn rotate(kid: &str, n: u8) -> UnitOfWork {
+    let key = KeyRecord {
+        kid: kid.into(),
+        secret: [n; 32],
+        created_at: at(i64::from(n)),
+        active: true,
+        retired_at: None,
+        revoked_at: None,
+    };
+    UnitOfWork {
+        new_key: Some(NewKey { key, at: at(i64::from(n)) }),
+        audit: vec![entry("rotate-token-key", &format!("key/{kid}"))],
+        ..UnitOfWork::default()
+    }
+}
+
 fn change(id: &str, disabled: Option<bool>, used_at: Option<Timestamp>) -> UnitOfWork {
     UnitOfWork {
         client_changes: vec![ClientChange { client_id: id.into(), disabled, used_at }],
@@ -833,7 +849,7 @@ pub async fn a_client_is_cut_off_and_let_back_in_with_its_audit_record(
     key: ed25519_dalek::VerifyingKey,
 ) {
     for id in ["cl_b", "cl_a", "cl_c"] {
-        store.create_client(&client_record(id)).await.expect("create");
+        store.commit(create(client_record(id))).await.expect("create");
     }
     assert!(store.disabled_clients().await.expect("read").is_empty());
     store.commit(change("cl_c", Some(true), None)).await.expect("disable");
@@ -847,7 +863,35 @@ pub async fn a_client_is_cut_off_and_let_back_in_with_its_audit_record(
     assert!(!store.client("cl_a").await.expect("read").expect("client").disabled);
     let unknown = store.commit(change("cl_nobody", Some(true), None)).await;
     assert!(matches!(unknown, Err(StoreError::Conflict(Conflict::Missing(_)))), "{unknown:?}");
-    assert_eq!(verify_audit(&store, key).await, 3, "the refused change left no audit record");
+    assert_eq!(verify_audit(&store, key).await, 6, "the refused change left no audit record");
+}
+
+/// A unit creating a client whose id is taken is refused whole: the client stays as it was, and
+/// nothing else of the unit is written, its audit record included.
+pub async fn a_unit_creating_a_taken_client_id_writes_nothing(
+    store: Arc<dyn Store>,
+    key: ed25519_dalek::VerifyingKey,
+) {
+    store.commit(create(client_record("cl_a"))).await.expect("create");
+    store.commit(create(client_record("cl_b"))).await.expect("create");
+    store.commit(rotate("k1", 1)).await.expect("first key");
+    let mut uow = create(ClientRecord {
+        secret_hash: "$argon2id$other".into(),
+        name: "someone else".into(),
+        ..client_record("cl_a")
+    });
+    uow.client_changes = vec![ClientChange { client_id: "cl_b".into(), disabled: Some(true), used_at: None }];
+    uow.new_key = rotate("k2", 2).new_key;
+    uow.audit.push(entry("client-disable", "client/cl_b"));
+    uow.idempotency = Some(idem("t1"));
+    let r = store.commit(uow).await;
+    assert!(matches!(r, Err(StoreError::Conflict(Conflict::Exists(_)))), "{r:?}");
+    assert_eq!(store.clients().await.expect("list"), vec![client_record("cl_a"), client_record("cl_b")]);
+    assert!(store.disabled_clients().await.expect("read").is_empty());
+    assert!(store.idempotency("cl_a", "t1").await.expect("read").is_none());
+    let keys = store.keys().await.expect("keys");
+    assert_eq!(keys.iter().map(|k| (k.kid.as_str(), k.active)).collect::<Vec<_>>(), [("k1", true)]);
+    assert_eq!(verify_audit(&store, key).await, 3, "the refused unit left no audit record");
 }
 
 /// The instant a client was last seen only moves forward, whichever node reports it first, and
@@ -856,8 +900,8 @@ pub async fn a_client_keeps_the_latest_instant_it_was_seen(
     store: Arc<dyn Store>,
     _key: ed25519_dalek::VerifyingKey,
 ) {
-    store.create_client(&client_record("cl_a")).await.expect("create");
-    store.create_client(&client_record("cl_b")).await.expect("create");
+    store.commit(create(client_record("cl_a"))).await.expect("create");
+    store.commit(create(client_record("cl_b"))).await.expect("create");
     let seen = async |id: &str| store.client(id).await.expect("read").expect("client").last_used_at;
     assert_eq!(seen("cl_a").await, None);
     let uow = UnitOfWork {
@@ -888,16 +932,8 @@ pub async fn a_retired_key_is_revoked_and_the_active_one_is_not(
     store: Arc<dyn Store>,
     key: ed25519_dalek::VerifyingKey,
 ) {
-    let k = |kid: &str, n| KeyRecord {
-        kid: kid.into(),
-        secret: [n; 32],
-        created_at: at(i64::from(n)),
-        active: true,
-        retired_at: None,
-        revoked_at: None,
-    };
-    store.rotate_key(&k("k1", 1), at(1)).await.expect("first key");
-    store.rotate_key(&k("k2", 2), at(2)).await.expect("second key");
+    store.commit(rotate("k1", 1)).await.expect("first key");
+    store.commit(rotate("k2", 2)).await.expect("second key");
     let revoke = |kid: &str, n| UnitOfWork {
         key_revocation: Some(KeyRevocation { kid: kid.into(), at: at(n) }),
         audit: vec![entry("retire-token-key", &format!("key/{kid}"))],
@@ -913,7 +949,7 @@ pub async fn a_retired_key_is_revoked_and_the_active_one_is_not(
     let keys = store.keys().await.expect("keys");
     assert_eq!((keys[0].kid.as_str(), keys[0].revoked_at), ("k1", Some(at(10))));
     assert_eq!((keys[1].kid.as_str(), keys[1].active, keys[1].revoked_at), ("k2", true, None));
-    assert_eq!(verify_audit(&store, key).await, 2);
+    assert_eq!(verify_audit(&store, key).await, 4, "two rotations, two revocations");
 }
 
 /// A heartbeat is a unit of work like any other: it commits, again and again for one node, and

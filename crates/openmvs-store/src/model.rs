@@ -293,6 +293,16 @@ pub struct KeyRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A new token-signing key: stored, and made the active one; the key active until then is retired
+/// at `at`. A unit whose key id exists already is refused ([`Conflict::Exists`](crate::Conflict::Exists)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    /// The key (stored active, neither retired nor revoked, whatever its record says).
+    pub key: KeyRecord,
+    /// When it takes over.
+    pub at: Timestamp,
+}
+
 /// The revocation of a token-signing key that no longer signs: tokens it signed are refused from
 /// now on. A unit revoking the active key or a key that does not exist is refused
 /// ([`Conflict::Missing`](crate::Conflict::Missing)).
@@ -356,8 +366,13 @@ pub struct UnitOfWork {
     pub new_bulk: Option<BulkJob>,
     /// Progress of a bulk job.
     pub bulk_progress: Option<BulkProgress>,
+    /// A new client, stored not seen yet; fails the unit
+    /// ([`Conflict::Exists`](crate::Conflict::Exists)) if the id is taken.
+    pub new_client: Option<ClientRecord>,
     /// Changes of clients: cut off, let back in, last seen.
     pub client_changes: Vec<ClientChange>,
+    /// A new token-signing key, made the active one.
+    pub new_key: Option<NewKey>,
     /// A token-signing key to revoke.
     pub key_revocation: Option<KeyRevocation>,
     /// The node's heartbeat (a probe that the store can commit).

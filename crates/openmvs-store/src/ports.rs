@@ -209,10 +209,9 @@ pub trait BulkStore: Send + Sync {
     fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>>;
 }
 
-/// Clients and token-signing keys.
+/// Clients and token-signing keys, read; they change through units of work
+/// ([`UnitOfWork::new_client`], [`UnitOfWork::new_key`], ...).
 pub trait ClientStore: Send + Sync {
-    /// Creates a client; `Conflict::Exists` if the id is taken.
-    fn create_client(&self, client: &ClientRecord) -> BoxFuture<'_, StoreResult<()>>;
     /// One client.
     fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>>;
     /// Every client, in id order.
@@ -222,8 +221,6 @@ pub trait ClientStore: Send + Sync {
     fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>>;
     /// Every token-signing key.
     fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>>;
-    /// Stores a new key and makes it the active one; the previous active key is retired at `now`.
-    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> BoxFuture<'_, StoreResult<()>>;
 }
 
 /// Everything a national system stores.

@@ -189,9 +189,6 @@ impl BulkStore for Faulty {
 }
 
 impl ClientStore for Faulty {
-    fn create_client(&self, client: &ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
-        self.inner.create_client(client)
-    }
     fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
         self.inner.client(client_id)
     }
@@ -203,8 +200,5 @@ impl ClientStore for Faulty {
     }
     fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
         self.inner.keys()
-    }
-    fn rotate_key(&self, key: &KeyRecord, now: Timestamp) -> BoxFuture<'_, StoreResult<()>> {
-        self.inner.rotate_key(key, now)
     }
 }
