@@ -94,8 +94,14 @@ async fn the_nmvo_disables_a_client_whose_token_is_refused_at_once_and_enables_i
         trail.iter().map(|r| (r.entry.operation.as_str(), r.entry.actor.as_str())).collect();
     assert_eq!(
         ops,
-        [("client-disable", nmvo.client_id.as_str()), ("client-enable", nmvo.client_id.as_str())]
+        [
+            ("client-create", "openmvs-admin"),
+            ("client-disable", nmvo.client_id.as_str()),
+            ("client-enable", nmvo.client_id.as_str())
+        ]
     );
+    assert!(!trail[0].entry.request.contains(&secret), "the secret is never audited");
+    assert!(!trail[0].entry.request.contains("argon2"), "nor its hash");
 }
 
 #[tokio::test]
@@ -197,8 +203,15 @@ async fn a_revoked_token_key_refuses_its_tokens_at_once_and_the_active_key_canno
     let keys = app.store.keys().await.expect("keys");
     assert!(keys.iter().any(|k| k.kid == old_kid && k.revoked_at == Some(retired_at)));
     let trail = app.store.audit_by_subject(&format!("token-key/{old_kid}")).await.expect("the trail");
-    assert_eq!(trail.len(), 1, "audited once");
-    assert_eq!(trail[0].entry.operation, "retire-token-key");
+    let ops: Vec<&str> = trail.iter().map(|r| r.entry.operation.as_str()).collect();
+    assert_eq!(ops, ["rotate-token-key", "retire-token-key"], "made, then retired once");
+    let made = app.store.audit_by_subject(&format!("token-key/{new_kid}")).await.expect("the trail");
+    assert_eq!(made.len(), 1, "the rotation is audited");
+    assert_eq!(
+        (made[0].entry.operation.as_str(), made[0].entry.actor.as_str()),
+        ("rotate-token-key", "openmvs-admin")
+    );
+    assert!(made[0].entry.result.contains(&old_kid), "it names the key it retired: {}", made[0].entry.result);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
