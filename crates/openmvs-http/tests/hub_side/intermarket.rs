@@ -209,9 +209,11 @@ async fn an_intermarket_request_from_the_hub_is_processed_once_as_the_other_mark
 async fn an_intermarket_request_for_a_product_unknown_here_answers_no_market() {
     let h = Harness::start().await;
     let pc = gtin("0950110158005");
+    // The node's first token-signing key is audited as it starts.
+    let audit_before = h.audit_count().await;
 
     let answer = post_intermarket(&h, &im_request(&pc, "FR", "fr-0002")).await;
 
     assert_eq!(answer, serde_json::json!({"market": null, "response": null}));
-    assert_eq!(h.audit_count().await, 0, "nothing was processed");
+    assert_eq!(h.audit_count().await, audit_before, "nothing was processed");
 }
