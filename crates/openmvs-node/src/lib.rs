@@ -6,6 +6,7 @@
 pub mod heads;
 pub mod hub;
 pub mod national;
+pub mod out;
 
 use std::path::Path;
 use std::time::Duration;
