@@ -63,12 +63,11 @@ pub fn open_failure_hint(dir: &Path) -> String {
     }
 }
 
-/// Threads a server's runtime keeps for blocking work: every read of the embedded (SQLite) store
-/// runs on one of these, on a read connection of its own. Bounded so that a burst of reads cannot
-/// start hundreds of threads and connections (each with stacks, page caches and allocator heaps
-/// of their own); reads past the bound wait for a thread, as they would for a pool connection.
-/// PostgreSQL reads are plain async queries and need none.
-pub const MAX_BLOCKING_THREADS: usize = 32;
+/// Threads a server's runtime keeps for blocking work. Storage reads do not use them (SQLite reads
+/// run on the store's own reader threads, PostgreSQL reads are async queries); what does is the
+/// password hash of each token request (Argon2, tens of milliseconds of CPU and 19 MiB each), so
+/// the bound is what keeps a burst of logins from holding gigabytes: hashes past it wait their turn.
+pub const MAX_BLOCKING_THREADS: usize = 8;
 
 /// The runtime of a node (national system, hub, demo, the servers of a bench).
 pub fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

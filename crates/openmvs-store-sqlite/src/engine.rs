@@ -1,11 +1,19 @@
 //! The machinery both SQLite stores (national and hub) run on: the write connection owned by a
-//! group-committing writer thread, a background checkpointer, and a pool of read-only connections.
-//! Each store adds only its schema and its queries.
+//! group-committing writer thread, a background checkpointer, and a few reader threads, each with
+//! a read-only connection of its own. Each store adds only its schema and its queries.
+//!
+//! Reads run on the reader threads, not on the async runtime's workers (a read may wait for the
+//! disk) and not on its blocking pool: a pool that starts a thread per concurrent read would run
+//! dozens of threads (each with a connection and page cache) on a machine with two cores, and
+//! handing each read to a sleeping thread costs a wake-up. A reader thread that finds more reads
+//! queued when it finishes one goes on without sleeping, so under load a read costs a queue push
+//! and the answer's wake-up.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use openmvs_core::time::Clock;
@@ -15,7 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::codec::sql_err;
 use crate::writer::{AuditSigner, Job, Unit, Writer};
-use crate::{MAX_IDLE_READERS, QUEUE_BOUND};
+use crate::{MAX_IDLE_READERS, QUEUE_BOUND, reader_threads};
 
 /// A running (or read-only) engine over one database file.
 pub(crate) struct Engine<U: Unit> {
@@ -27,9 +35,8 @@ pub(crate) struct Engine<U: Unit> {
     readers: Arc<ReadPool>,
 }
 
-/// Idle read connections with the writer's generation each was opened in; the writer empties it
-/// when it opens its own connection again.
-pub(crate) type Readers = Arc<Mutex<Vec<(u64, Connection)>>>;
+/// The read connections, which the writer closes when it opens its own connection again.
+pub(crate) type Readers = Arc<ReadPool>;
 
 /// The checkpointer's connection, which the writer closes when it opens its own again.
 pub(crate) type CheckpointConn = Arc<Mutex<Option<Connection>>>;
@@ -67,10 +74,9 @@ impl<U: Unit> Engine<U> {
     /// Starts the writer on `conn` (configured and migrated) and the checkpointer.
     pub(crate) fn start(conn: Connection, s: Start) -> StoreResult<Engine<U>> {
         let mut writer: Writer<U> = Writer::new(conn, s.signer, s.clock, s.on_group, s.checkpoints)?;
-        let readers: Readers = Arc::new(Mutex::new(Vec::new()));
+        let readers: Readers = Arc::new(ReadPool::start(s.name, s.path.clone(), writer.generation())?);
         let checkpoint_conn: CheckpointConn = Arc::new(Mutex::new(None));
         writer.share(readers.clone(), checkpoint_conn.clone());
-        let generation = writer.generation();
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
         let handle = spawn(format!("{}-writer", s.name), move || writer.run(rx))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -78,11 +84,11 @@ impl<U: Unit> Engine<U> {
         let cp =
             spawn(format!("{}-checkpointer", s.name), move || crate::checkpointer(p, st, checkpoint_conn))?;
         Ok(Engine {
-            path: s.path.clone(),
+            path: s.path,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some((stop, cp))),
-            readers: Arc::new(ReadPool { path: s.path, idle: readers, generation }),
+            readers,
         })
     }
 
@@ -96,11 +102,11 @@ impl<U: Unit> Engine<U> {
             tx: Mutex::new(None),
             writer: Mutex::new(None),
             checkpointer: Mutex::new(None),
-            readers: Arc::new(ReadPool {
-                path: path.to_owned(),
-                idle: Arc::new(Mutex::new(Vec::new())),
-                generation: Arc::new(AtomicU64::new(0)),
-            }),
+            readers: Arc::new(ReadPool::start(
+                "openmvs-sqlite-ro",
+                path.to_owned(),
+                Arc::new(AtomicU64::new(0)),
+            )?),
         })
     }
 
@@ -131,7 +137,10 @@ impl<U: Unit> Engine<U> {
             stop.store(true, Ordering::SeqCst);
             let _ = h.join();
         }
-        self.readers.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        // Reads go on after a close (an `admin` command reads what it wrote), each on a connection
+        // opened for it; the reader threads end when the store is dropped.
+        self.readers.keep.store(false, Ordering::SeqCst);
+        self.readers.release();
     }
 
     fn send(&self, job: Job<U>) -> StoreResult<()> {
@@ -178,17 +187,19 @@ impl<U: Unit> Engine<U> {
         })
     }
 
-    /// Runs `f` on a pooled read-only connection on tokio's blocking pool, so that no async worker
-    /// waits for the disk.
+    /// Runs `f` on one of the reader threads' connections, so that no async worker waits for the
+    /// disk.
     pub(crate) fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> BoxFuture<'static, StoreResult<T>> {
-        let readers = self.readers.clone();
+        let (tx, rx) = oneshot::channel();
+        let queued = self.readers.queue(Box::new(move |conn| {
+            let _ = tx.send(conn.and_then(f));
+        }));
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || readers.read(f))
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("a read did not finish: {e}")))?
+            queued?;
+            rx.await.map_err(|_| StoreError::Unavailable("a read did not finish".into()))?
         })
     }
 
@@ -209,59 +220,322 @@ impl<U: Unit> Engine<U> {
 
     /// Runs `f` on a pooled read-only connection on this thread: for opening, outside any runtime.
     pub(crate) fn read_now<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        self.readers.read(f)
+        self.readers.read_here(f)
     }
 }
 
-/// The read-only connections of one database file, each with the writer's generation it was
-/// opened in.
-pub(crate) struct ReadPool {
+/// A read for a reader thread: it gets the thread's connection, or why there is none.
+type ReadJob = Box<dyn FnOnce(StoreResult<&Connection>) + Send>;
+
+/// The reads waiting for a reader thread.
+#[derive(Default)]
+struct ReadQueue {
+    jobs: VecDeque<ReadJob>,
+    /// Reader threads waiting for a read.
+    idle: usize,
+    /// Set when the engine closes: the threads finish what is queued and end.
+    closed: bool,
+    /// Grows at each [`ReadPool::release`]; each thread, once it has let go of a connection it
+    /// may no longer keep, counts itself in `acked`.
+    epoch: u64,
+    acked: usize,
+}
+
+/// What the reader threads share with the engine.
+struct ReadShared {
     path: PathBuf,
-    idle: Readers,
+    /// The writer's generation: a connection opened in an older one is closed (see
+    /// `Writer::reopen_if_needed`).
     generation: Arc<AtomicU64>,
+    /// See [`ReadPool::keep`].
+    keep: Arc<AtomicBool>,
+    queue: Mutex<ReadQueue>,
+    ready: Condvar,
+    /// Signalled as threads count themselves in `acked`.
+    acked: Condvar,
+}
+
+/// The reader threads of one database file, and the idle connections used on the calling thread
+/// while the store opens.
+pub(crate) struct ReadPool {
+    shared: Arc<ReadShared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Idle connections for reads on the calling thread, each with the generation it was opened in.
+    idle: Mutex<Vec<(u64, Connection)>>,
+    /// Whether connections stay open between reads; not once the store is closed, so that a
+    /// closed store holds no file open.
+    keep: Arc<AtomicBool>,
+}
+
+/// Opens a read-only connection, configured for lookups.
+fn open_read_connection(path: &Path) -> StoreResult<Connection> {
+    let c =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(sql_err)?;
+    // A small page cache: a WAL reader drops it whenever a write committed since its last read,
+    // and the cost of dropping grows with its size. No memory map: a file that grows under
+    // constant writes makes every reader unmap and map it again at the start of its next read,
+    // which costs more than reading the few pages of a lookup from the operating system's cache.
+    c.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -1024; PRAGMA mmap_size = 0;")
+        .map_err(sql_err)?;
+    Ok(c)
 }
 
 impl ReadPool {
+    /// Starts the reader threads (`name-reader-N`); each opens its connection at its first read.
+    fn start(name: &str, path: PathBuf, generation: Arc<AtomicU64>) -> StoreResult<ReadPool> {
+        let keep = Arc::new(AtomicBool::new(true));
+        let shared = Arc::new(ReadShared {
+            path,
+            generation,
+            keep: keep.clone(),
+            queue: Mutex::new(ReadQueue::default()),
+            ready: Condvar::new(),
+            acked: Condvar::new(),
+        });
+        let pool = ReadPool { shared, threads: Mutex::new(Vec::new()), idle: Mutex::new(Vec::new()), keep };
+        for i in 0..reader_threads() {
+            let shared = pool.shared.clone();
+            let t = spawn(format!("{name}-reader-{i}"), move || reader(&shared));
+            match t {
+                Ok(t) => pool.threads.lock().unwrap_or_else(|p| p.into_inner()).push(t),
+                Err(e) => {
+                    pool.stop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Queues a read for the reader threads; refused once the engine closed.
+    fn queue(&self, job: ReadJob) -> StoreResult<()> {
+        let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.closed {
+            return Err(StoreError::Unavailable("store is closed".into()));
+        }
+        q.jobs.push_back(job);
+        let wake = q.idle > 0;
+        drop(q);
+        if wake {
+            self.shared.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Closes the idle connections and makes every reader thread close its own if it may no
+    /// longer keep it (an older generation, or the store closed); returns once each thread has
+    /// (a busy one after its read), so that the caller knows no such connection is open. Called by
+    /// the writer once it has moved the generation on, and on close.
+    pub(crate) fn release(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let threads = self.threads.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.epoch += 1;
+        q.acked = 0;
+        let epoch = q.epoch;
+        self.shared.ready.notify_all();
+        // Bounded, as a read may wait as long as SQLite's busy timeout.
+        let (q, waited) = self
+            .shared
+            .acked
+            .wait_timeout_while(q, std::time::Duration::from_secs(15), |q| {
+                q.epoch == epoch && q.acked < threads && !q.closed
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        drop(q);
+        if waited.timed_out() {
+            tracing::warn!("a reader thread did not let go of its connection in time");
+        }
+    }
+
+    /// Lets the reader threads finish what is queued, ends them and closes every connection.
+    fn stop(&self) {
+        self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.shared.ready.notify_all();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let me = std::thread::current().id();
+        for t in threads {
+            // A store dropped by a read's own answer is dropped on a reader thread: that thread
+            // ends by itself once it returns.
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Runs `f` on an idle connection (or a new one), on the calling thread.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let generation = self.generation.load(Ordering::SeqCst);
+    fn read_here<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let generation = self.shared.generation.load(Ordering::SeqCst);
         let conn = {
             let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            // Connections of an older generation are closed (see `Writer::reopen_if_needed`).
             pool.retain(|(g, _)| *g == generation);
             pool.pop().map(|(_, c)| c)
         };
         let conn = match conn {
             Some(c) => c,
-            None => {
-                let c = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(sql_err)?;
-                // A small page cache: a WAL reader drops it whenever a write committed since its
-                // last read, and the cost of dropping grows with its size. No memory map: a file
-                // that grows under constant writes makes every reader unmap and map it again at
-                // the start of its next read, which costs more than reading the few pages of a
-                // lookup from the operating system's cache.
-                c.execute_batch(
-                    "PRAGMA busy_timeout = 10000; PRAGMA cache_size = -1024; PRAGMA mmap_size = 0;",
-                )
-                .map_err(sql_err)?;
-                c
-            }
+            None => open_read_connection(&self.shared.path)?,
         };
         let r = f(&conn);
         let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < MAX_IDLE_READERS && generation == self.generation.load(Ordering::SeqCst) {
+        if pool.len() < MAX_IDLE_READERS
+            && generation == self.shared.generation.load(Ordering::SeqCst)
+            && self.keep.load(Ordering::SeqCst)
+        {
             pool.push((generation, conn));
         }
         r
     }
 }
 
+impl Drop for ReadPool {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A reader thread: takes queued reads one after the other, sleeping only when there are none,
+/// on a connection of its own that it opens again when the writer's generation moves on.
+fn reader(shared: &ReadShared) {
+    let mut conn: Option<(u64, Connection)> = None;
+    let mut seen = 0;
+    loop {
+        let job = {
+            let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if q.epoch != seen {
+                    // A release (see `ReadPool::release`): let go of a connection this thread may
+                    // no longer keep, then say so.
+                    if !shared.keep.load(Ordering::SeqCst)
+                        || conn.as_ref().is_some_and(|(g, _)| *g != shared.generation.load(Ordering::SeqCst))
+                    {
+                        conn = None;
+                    }
+                    seen = q.epoch;
+                    q.acked += 1;
+                    shared.acked.notify_all();
+                }
+                if let Some(job) = q.jobs.pop_front() {
+                    break job;
+                }
+                if q.closed {
+                    return;
+                }
+                q.idle += 1;
+                q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                q.idle -= 1;
+            }
+        };
+        let generation = shared.generation.load(Ordering::SeqCst);
+        if conn.as_ref().is_some_and(|(g, _)| *g != generation) {
+            conn = None;
+        }
+        if conn.is_none() {
+            match open_read_connection(&shared.path) {
+                Ok(c) => conn = Some((generation, c)),
+                Err(e) => {
+                    job(Err(e));
+                    continue;
+                }
+            }
+        }
+        job(Ok(conn.as_ref().map(|(_, c)| c).expect("opened above")));
+        if !shared.keep.load(Ordering::SeqCst) {
+            conn = None;
+        }
+    }
+}
+
 impl<U: Unit> Drop for Engine<U> {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("openmvs-readers-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (7);")
+            .unwrap();
+        path
+    }
+
+    fn count_threads(prefix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Far more reads at once than there are reader threads all answer, on that many threads, and
+    /// the threads end with the pool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_reads_at_once_share_the_few_reader_threads_which_end_with_the_pool() {
+        let path = database("many");
+        let pool = Arc::new(ReadPool::start("rdtest-many", path, Arc::new(AtomicU64::new(0))).unwrap());
+        let reads: Vec<_> = (0..500)
+            .map(|_| {
+                let (tx, rx) = oneshot::channel();
+                pool.queue(Box::new(move |c| {
+                    let n = c.and_then(|c| {
+                        c.query_row("SELECT n FROM t", [], |r| r.get::<_, i64>(0)).map_err(sql_err)
+                    });
+                    let _ = tx.send(n);
+                }))
+                .unwrap();
+                rx
+            })
+            .collect();
+        for r in reads {
+            assert_eq!(r.await.unwrap().unwrap(), 7);
+        }
+        assert_eq!(count_threads("rdtest-many"), reader_threads());
+        drop(pool);
+        assert_eq!(count_threads("rdtest-many"), 0, "the reader threads ended");
+    }
+
+    /// Once the writer moves the generation on and releases the readers, no connection of the old
+    /// generation is open: each idle thread has closed its own.
+    #[test]
+    fn a_new_generation_closes_every_reader_connection() {
+        let path = database("generation");
+        let generation = Arc::new(AtomicU64::new(0));
+        let pool = ReadPool::start("rdtest-gen", path.clone(), generation.clone()).unwrap();
+        let read = |pool: &ReadPool| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            pool.queue(Box::new(move |c| {
+                let _ = tx.send(c.map(|c| c.query_row("SELECT 1", [], |_| Ok(())).is_ok()));
+            }))
+            .unwrap();
+            rx.recv().unwrap().unwrap()
+        };
+        for _ in 0..4 * reader_threads() {
+            assert!(read(&pool));
+        }
+        let open_files = || {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|f| std::fs::read_link(f.path()).is_ok_and(|t| t == path))
+                .count()
+        };
+        assert!(open_files() > 0, "the reader threads keep their connections between reads");
+        generation.fetch_add(1, Ordering::SeqCst);
+        pool.release();
+        assert_eq!(open_files(), 0, "a release returns once every old connection is closed");
+        assert!(read(&pool), "a read after the release opens a connection again");
     }
 }

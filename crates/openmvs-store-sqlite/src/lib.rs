@@ -27,8 +27,15 @@ use crate::codec::*;
 
 /// How many units of work may wait for the writer before new ones are refused as overload.
 pub const QUEUE_BOUND: usize = 16_384;
-/// The most read connections kept open.
-const MAX_IDLE_READERS: usize = 16;
+/// The most idle read connections kept open for reads on the calling thread (while a store opens).
+const MAX_IDLE_READERS: usize = 4;
+
+/// How many reader threads (each with a read connection) an open store runs: twice the cores the
+/// process may use, at least 4 (a read may wait for the disk) and at most 16.
+fn reader_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (2 * cores).clamp(4, 16)
+}
 
 /// Options for opening a store.
 pub struct Options {

@@ -302,7 +302,7 @@ impl Sqlite {
         // Readers in use when the counter grows close their connection when they are done.
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Some((readers, checkpoint)) = &self.others {
-            readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            readers.release();
             checkpoint.lock().unwrap_or_else(|p| p.into_inner()).take();
         }
         drop(std::mem::replace(&mut self.conn, placeholder));
