@@ -26,6 +26,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use openmvs_telemetry::Exposition;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// The longest a login waits for its turn to be hashed.
@@ -220,18 +221,24 @@ impl LoginGuard {
         }
     }
 
-    /// The figures in Prometheus text.
-    pub fn render(&self) -> String {
-        format!(
-            "# HELP openmvs_login_failures_total Logins whose client id or secret was wrong.\n# TYPE openmvs_login_failures_total counter\nopenmvs_login_failures_total {}\n\
-             # HELP openmvs_login_refused_total Logins refused before their secret was checked: limited (429, too many failures of the client id or address) or busy (503, the hashing budget full).\n# TYPE openmvs_login_refused_total counter\n\
-             openmvs_login_refused_total{{reason=\"limited\"}} {}\nopenmvs_login_refused_total{{reason=\"busy\"}} {}\n\
-             # HELP openmvs_login_waiting Logins waiting for a turn to be hashed.\n# TYPE openmvs_login_waiting gauge\nopenmvs_login_waiting {}\n",
+    /// Writes the figures into `/metrics`.
+    pub fn write_metrics(&self, out: &mut Exposition) {
+        out.counter(
+            "openmvs_login_failures_total",
+            "Logins whose client id or secret was wrong.",
             self.failed.load(Ordering::Relaxed),
-            self.limited.load(Ordering::Relaxed),
-            self.busy.load(Ordering::Relaxed),
-            self.waiting.load(Ordering::Relaxed),
+        );
+        out.counter_family(
+            "openmvs_login_refused_total",
+            "Logins refused before their secret was checked: limited (429, too many failures of the client id or address) or busy (503, the hashing budget full).",
         )
+        .sample(&[("reason", "limited")], self.limited.load(Ordering::Relaxed))
+        .sample(&[("reason", "busy")], self.busy.load(Ordering::Relaxed));
+        out.gauge(
+            "openmvs_login_waiting",
+            "Logins waiting for a turn to be hashed.",
+            self.waiting.load(Ordering::Relaxed),
+        );
     }
 }
 

@@ -9,7 +9,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use openmvs_core::time::Clock;
-use openmvs_telemetry::{Metrics, OpClass, SlaTracker, duration_micros};
+use openmvs_telemetry::{Exposition, Metrics, OpClass, SlaTracker, duration_micros};
 use tracing::Instrument;
 
 /// The header carrying the request id, in both directions.
@@ -66,38 +66,24 @@ impl Observability {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// The node's admission and connection figures in Prometheus text: requests in flight and
-    /// shed, logins limited, connections open and refused.
-    pub fn render_admission(&self) -> String {
-        let mut text = crate::shed::render(&self.load);
-        text.push_str(&self.login.render());
-        text.push_str(&self.connections.render());
-        text
-    }
-
     /// Everything `/metrics` shows: the request metrics, the outbox backlog (`pending`, when the
     /// service could read it), admission and connections, the store and the disk.
     pub fn render_metrics(&self, outbox: &OutboxGauge, pending: Option<u64>, store_ok: bool) -> String {
-        let mut text = self.metrics.render();
+        let mut out = Exposition::new();
+        self.metrics.write_to(&mut out);
         if let Some(n) = pending {
-            let OutboxGauge { name, help } = outbox;
-            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {n}\n"));
+            out.gauge(outbox.name, outbox.help, n);
         }
-        text.push_str(&self.render_admission());
-        text.push_str(&self.render_health(store_ok));
-        text
-    }
-
-    /// The store's and the disk's gauges for `/metrics`: `openmvs_store_ok`,
-    /// `openmvs_disk_free_bytes` (once measured) and `openmvs_disk_low`.
-    pub fn render_health(&self, store_ok: bool) -> String {
-        let mut out = format!(
-            "# HELP openmvs_store_ok Whether the store commits (the last probe write or commit succeeded).\n\
-             # TYPE openmvs_store_ok gauge\nopenmvs_store_ok {}\n",
-            u8::from(store_ok)
+        crate::shed::write_metrics(&self.load, &mut out);
+        self.login.write_metrics(&mut out);
+        self.connections.write_metrics(&mut out);
+        out.gauge(
+            "openmvs_store_ok",
+            "Whether the store commits (the last probe write or commit succeeded).",
+            store_ok,
         );
-        out.push_str(&self.disk.render());
-        out
+        self.disk.write_metrics(&mut out);
+        out.into_text()
     }
 }
 
@@ -122,7 +108,7 @@ pub const HUB_OUTBOX: OutboxGauge = OutboxGauge {
 
 /// The `/metrics` answer.
 pub fn metrics_response(text: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    ([(header::CONTENT_TYPE, openmvs_telemetry::CONTENT_TYPE)], text).into_response()
 }
 
 /// The free space below which a node warns, by default: 1 GiB.
@@ -179,22 +165,20 @@ impl DiskSpace {
         self.low.load(Ordering::SeqCst)
     }
 
-    /// The gauges for `/metrics`.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
+    /// Writes the gauges into `/metrics`: the free bytes (once measured) and whether they are low.
+    pub fn write_metrics(&self, out: &mut Exposition) {
         if let Some(free) = self.free() {
-            out.push_str(&format!(
-                "# HELP openmvs_disk_free_bytes Bytes available to the node on the file system of its data directory.\n\
-                 # TYPE openmvs_disk_free_bytes gauge\nopenmvs_disk_free_bytes {free}\n"
-            ));
+            out.gauge(
+                "openmvs_disk_free_bytes",
+                "Bytes available to the node on the file system of its data directory.",
+                free,
+            );
         }
-        out.push_str(&format!(
-            "# HELP openmvs_disk_low Whether the free space is below the warning threshold ({} bytes).\n\
-             # TYPE openmvs_disk_low gauge\nopenmvs_disk_low {}\n",
-            self.threshold(),
-            u8::from(self.is_low())
-        ));
-        out
+        out.gauge(
+            "openmvs_disk_low",
+            &format!("Whether the free space is below the warning threshold ({} bytes).", self.threshold()),
+            self.is_low(),
+        );
     }
 }
 
@@ -255,21 +239,27 @@ pub async fn observe(State(obs): State<Arc<Observability>>, mut req: Request, ne
 mod disk_tests {
     use super::*;
 
+    fn render(d: &DiskSpace) -> String {
+        let mut out = Exposition::new();
+        d.write_metrics(&mut out);
+        out.into_text()
+    }
+
     #[test]
     fn a_crossing_of_the_free_space_threshold_is_reported_once_each_way() {
         let d = DiskSpace::new(1000);
         assert_eq!(d.free(), None);
-        assert!(d.render().contains("openmvs_disk_low 0") && !d.render().contains("openmvs_disk_free_bytes"));
+        assert!(render(&d).contains("openmvs_disk_low 0") && !render(&d).contains("openmvs_disk_free_bytes"));
         assert_eq!(d.record(5000), None, "above the threshold from the start: nothing to say");
         assert_eq!(d.record(999), Some(true), "falls below");
         assert_eq!(d.record(10), None, "still below: said already");
         assert!(d.is_low());
         assert!(
-            d.render().contains("openmvs_disk_free_bytes 10\n")
-                && d.render().contains("openmvs_disk_low 1\n")
+            render(&d).contains("openmvs_disk_free_bytes 10\n")
+                && render(&d).contains("openmvs_disk_low 1\n")
         );
         assert_eq!(d.record(1000), Some(false), "back at the threshold");
         assert_eq!(d.record(2000), None);
-        assert!(d.render().contains("openmvs_disk_low 0\n"));
+        assert!(render(&d).contains("openmvs_disk_low 0\n"));
     }
 }

@@ -46,6 +46,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
+use openmvs_telemetry::Exposition;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
@@ -312,30 +313,47 @@ impl ConnectionStats {
         self.idle_closed.load(Ordering::Relaxed)
     }
 
-    /// The figures in Prometheus text.
+    /// The figures alone in Prometheus text, as `/metrics` shows them.
     pub fn render(&self) -> String {
+        let mut out = Exposition::new();
+        self.write_metrics(&mut out);
+        out.into_text()
+    }
+
+    /// Writes the figures into `/metrics`.
+    pub fn write_metrics(&self, out: &mut Exposition) {
         let l = |o: &AtomicU64| o.load(Ordering::Relaxed);
-        format!(
-            "# HELP openmvs_connections_open Connections open now.\n# TYPE openmvs_connections_open gauge\nopenmvs_connections_open {}\n\
-             # HELP openmvs_connections_limit The most connections open at once (configured, lowered to fit the open-file limit).\n# TYPE openmvs_connections_limit gauge\nopenmvs_connections_limit {}\n\
-             # HELP openmvs_connections_at_limit 1 while new connections are refused at the limit.\n# TYPE openmvs_connections_at_limit gauge\nopenmvs_connections_at_limit {}\n\
-             # HELP openmvs_connections_accepted_total Connections accepted.\n# TYPE openmvs_connections_accepted_total counter\nopenmvs_connections_accepted_total {}\n\
-             # HELP openmvs_connections_refused_total Connections closed at once: the node's limit, or its address's share, was reached.\n# TYPE openmvs_connections_refused_total counter\nopenmvs_connections_refused_total{{reason=\"limit\"}} {}\nopenmvs_connections_refused_total{{reason=\"address_limit\"}} {}\n\
-             # HELP openmvs_accept_errors_total Failed accepts (such as the open-file limit reached); the server backs off after each.\n# TYPE openmvs_accept_errors_total counter\nopenmvs_accept_errors_total {}\n\
-             # HELP openmvs_connections_closed_total Connections the server closed, by reason.\n# TYPE openmvs_connections_closed_total counter\n\
-             openmvs_connections_closed_total{{reason=\"header_timeout\"}} {}\nopenmvs_connections_closed_total{{reason=\"idle\"}} {}\n\
-             # HELP openmvs_slow_bodies_total Request bodies refused for arriving under the minimum rate.\n# TYPE openmvs_slow_bodies_total counter\nopenmvs_slow_bodies_total {}\n",
-            self.open(),
-            self.limit(),
-            u8::from(self.at_cap.load(Ordering::Relaxed)),
-            l(&self.accepted),
-            l(&self.refused),
-            l(&self.refused_address),
-            l(&self.accept_errors),
-            l(&self.header_timeouts),
-            l(&self.idle_closed),
-            l(&self.slow_bodies),
+        out.gauge("openmvs_connections_open", "Connections open now.", self.open())
+            .gauge(
+                "openmvs_connections_limit",
+                "The most connections open at once (configured, lowered to fit the open-file limit).",
+                self.limit(),
+            )
+            .gauge(
+                "openmvs_connections_at_limit",
+                "1 while new connections are refused at the limit.",
+                self.at_cap.load(Ordering::Relaxed),
+            )
+            .counter("openmvs_connections_accepted_total", "Connections accepted.", l(&self.accepted));
+        out.counter_family(
+            "openmvs_connections_refused_total",
+            "Connections closed at once: the node's limit, or its address's share, was reached.",
         )
+        .sample(&[("reason", "limit")], l(&self.refused))
+        .sample(&[("reason", "address_limit")], l(&self.refused_address));
+        out.counter(
+            "openmvs_accept_errors_total",
+            "Failed accepts (such as the open-file limit reached); the server backs off after each.",
+            l(&self.accept_errors),
+        );
+        out.counter_family("openmvs_connections_closed_total", "Connections the server closed, by reason.")
+            .sample(&[("reason", "header_timeout")], l(&self.header_timeouts))
+            .sample(&[("reason", "idle")], l(&self.idle_closed));
+        out.counter(
+            "openmvs_slow_bodies_total",
+            "Request bodies refused for arriving under the minimum rate.",
+            l(&self.slow_bodies),
+        );
     }
 }
 

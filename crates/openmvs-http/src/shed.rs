@@ -18,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_national::ApiError;
+use openmvs_telemetry::Exposition;
 
 use crate::error::HttpError;
 
@@ -201,19 +202,19 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The admission figures in Prometheus text: requests in flight, the bound in force, refusals.
-pub fn render(load: &LoadShed) -> String {
-    format!(
-        "# HELP openmvs_requests_in_flight Requests being served now.\n# TYPE openmvs_requests_in_flight gauge\n\
-         openmvs_requests_in_flight {}\n\
-         # HELP openmvs_admission_limit Requests admitted at once: the configured bound, lower while the workers are saturated.\n\
-         # TYPE openmvs_admission_limit gauge\nopenmvs_admission_limit {}\n\
-         # HELP openmvs_requests_shed_total Requests refused with 503 at the admission bound.\n\
-         # TYPE openmvs_requests_shed_total counter\nopenmvs_requests_shed_total {}\n",
-        load.in_flight(),
-        load.limit(),
-        load.shed_total()
-    )
+/// Writes the admission figures into `/metrics`: requests in flight, the bound in force, refusals.
+pub fn write_metrics(load: &LoadShed, out: &mut Exposition) {
+    out.gauge("openmvs_requests_in_flight", "Requests being served now.", load.in_flight())
+        .gauge(
+            "openmvs_admission_limit",
+            "Requests admitted at once: the configured bound, lower while the workers are saturated.",
+            load.limit(),
+        )
+        .counter(
+            "openmvs_requests_shed_total",
+            "Requests refused with 503 at the admission bound.",
+            load.shed_total(),
+        );
 }
 
 /// Routes outside the request budget: what operators watch the node with, and the token

@@ -1,7 +1,8 @@
 //! The hub's OBP API over real mutual TLS, in process: an OBP uploads a product, a batch and a
 //! streamed text body of serials to the hub, the relay distributes them through
 //! `HttpNationalLink` to a national system served over HTTPS, and a pharmacy there verifies a
-//! pack. Callers without an OBP certificate, or with another OBP's, are refused with 403.
+//! pack. Callers without an OBP certificate, or with another OBP's, are refused with 403. Both
+//! nodes' `/metrics` are then read back whole as strict Prometheus text.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use openmvs_store::Store;
 use openmvs_store::hub::HubStore;
 use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
+use openmvs_telemetry::check_exposition;
 use serde_json::{Value, json};
 
 #[path = "support/retry.rs"]
@@ -51,6 +53,16 @@ fn https(ca: &CertificateAuthority, identity: Option<&Issued>) -> reqwest::Clien
     b.build().unwrap()
 }
 
+/// The group-commit histogram a node registers in its metrics, fed by its store, as `openmvs
+/// serve` wires it.
+fn group_sizes(obs: &Observability) -> Option<Arc<dyn Fn(usize) + Send + Sync>> {
+    let sizes = obs
+        .metrics
+        .size_histogram("openmvs_group_commit_size", "Units of work per committed transaction.", &[])
+        .unwrap();
+    Some(Arc::new(move |n| sizes.observe(n as u64)))
+}
+
 fn product() -> Value {
     json!({"scheme": "GTIN", "name": "Examplomab 10 mg tablets", "common_name": "examplomab", "form": "TABLET",
            "strength": "10 mg", "pack_type": "BOX", "pack_size": "30",
@@ -73,12 +85,13 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     let de = MarketCode::new("DE").unwrap();
 
     // The national system of DE, which takes deliveries only from `hub.openmvs`.
+    let nobs = Arc::new(Observability::new(clock.clone()));
     let store = Arc::new(
         SqliteStore::open(Options {
             path: dir.join("national.db"),
             signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[7; 32]) }),
             clock: clock.clone(),
-            on_group: None,
+            on_group: group_sizes(&nobs),
             checkpoints: openmvs_store::CheckpointOptions::default(),
         })
         .unwrap(),
@@ -86,7 +99,6 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     let dyn_store: Arc<dyn Store> = store.clone();
     let national =
         Arc::new(National::new(dyn_store, clock.clone(), NationalConfig::new(de), None).await.unwrap());
-    let nobs = Arc::new(Observability::new(clock.clone()));
     // Fixed admission bounds: the test reads them in /metrics.
     nobs.load.set_governor(false);
     nobs.set_ready(true);
@@ -97,12 +109,13 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     let national_url = format!("https://{}", national_server.local_addr());
 
     // The hub, linked to it with the hub's client certificate.
+    let hobs = Arc::new(Observability::new(clock.clone()));
     let hub_store = Arc::new(
         SqliteHubStore::open(HubOptions {
             path: dir.join("hub.db"),
             signer: Arc::new(AuditSigner { key: SigningKey::from_bytes(&[9; 32]) }),
             clock: clock.clone(),
-            on_group: None,
+            on_group: group_sizes(&hobs),
             checkpoints: openmvs_store::CheckpointOptions::default(),
         })
         .unwrap(),
@@ -118,7 +131,6 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     );
     let dyn_hub_store: Arc<dyn HubStore> = hub_store.clone();
     let hub = Arc::new(Hub::new(dyn_hub_store, clock.clone(), HubConfig::new([3; 32]), Some(link)));
-    let hobs = Arc::new(Observability::new(clock.clone()));
     hobs.load.set_governor(false);
     hobs.set_ready(true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -242,6 +254,35 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
         "openmvs_requests_shed_total 0\n",
     ] {
         assert!(text.contains(needle), "no '{needle}' in:\n{text}");
+    }
+
+    // Each node's whole /metrics, read back strictly: every line is valid exposition text, every
+    // sample follows the # TYPE line of its own family, no family or series appears twice, and
+    // every histogram has cumulative buckets up to +Inf, a _sum and a _count.
+    let national_text =
+        pharmacy.get(format!("{national_url}/metrics")).send_retrying().await.unwrap().text().await.unwrap();
+    for (node, text, outbox) in
+        [("national", &national_text, "openmvs_outbox_pending"), ("hub", &text, "openmvs_hub_outbox_pending")]
+    {
+        let exposed = check_exposition(text).unwrap_or_else(|e| panic!("{node} /metrics: {e}\n{text}"));
+        for family in [
+            "openmvs_request_duration_seconds",
+            "openmvs_group_commit_size",
+            outbox,
+            "openmvs_admission_limit",
+            "openmvs_login_refused_total",
+            "openmvs_connections_refused_total",
+            "openmvs_store_ok",
+            "openmvs_disk_low",
+        ] {
+            assert!(
+                exposed.families.iter().any(|(f, _)| f == family),
+                "{node}: no family {family} in\n{text}"
+            );
+        }
+        let commits = exposed.value("openmvs_group_commit_size_count", &[]).unwrap_or(0.0);
+        assert!(commits > 0.0, "{node}: the store's group commits are counted:\n{text}");
+        assert!(exposed.histogram_series >= 2, "{node}: request latencies and group commits:\n{text}");
     }
 
     hub_server.shutdown(Duration::from_secs(1)).await;

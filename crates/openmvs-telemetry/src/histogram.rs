@@ -1,6 +1,5 @@
 //! A fixed-bucket histogram with atomic counts, cheap enough to sit on every request's path.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ pub const LATENCY_BOUNDS_MICROS: [u64; 19] = [
 pub const SIZE_BOUNDS: [u64; 17] =
     [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024, 2_048, 4_096, 8_192, 16_384, 32_768, 65_536];
 
-/// What a histogram's values measure, which decides how they are rendered.
+/// What a histogram's values measure, which decides how they are written in an exposition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
     /// Durations in microseconds, rendered in seconds as Prometheus expects.
@@ -109,53 +108,6 @@ impl Histogram {
     pub fn quantile(&self, q: f64) -> Option<u64> {
         quantile_of(self.bounds, &self.counts(), q)
     }
-
-    /// Appends the `_bucket`, `_sum` and `_count` samples of this histogram to `out`, in the
-    /// Prometheus text format; `labels` is the rendered inner label list (may be empty).
-    pub(crate) fn render_samples(&self, out: &mut String, name: &str, labels: &str) {
-        let counts = self.counts();
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0u64;
-        for (i, n) in counts.iter().enumerate() {
-            cumulative += n;
-            out.push_str(name);
-            out.push_str("_bucket{");
-            out.push_str(labels);
-            out.push_str(sep);
-            out.push_str("le=\"");
-            match self.bounds.get(i) {
-                Some(&bound) => self.write_value(out, bound),
-                None => out.push_str("+Inf"),
-            }
-            let _ = writeln!(out, "\"}} {cumulative}");
-        }
-        let braces = |out: &mut String| {
-            if !labels.is_empty() {
-                out.push('{');
-                out.push_str(labels);
-                out.push('}');
-            }
-        };
-        out.push_str(name);
-        out.push_str("_sum");
-        braces(out);
-        out.push(' ');
-        self.write_value(out, self.sum());
-        out.push('\n');
-        out.push_str(name);
-        out.push_str("_count");
-        braces(out);
-        let _ = writeln!(out, " {cumulative}");
-    }
-
-    fn write_value(&self, out: &mut String, value: u64) {
-        match self.unit {
-            Unit::Micros => write_micros_as_seconds(out, value),
-            Unit::Count => {
-                let _ = write!(out, "{value}");
-            }
-        }
-    }
 }
 
 /// Converts a duration to whole microseconds for [`Histogram::observe`], saturating at `u64::MAX`.
@@ -163,18 +115,6 @@ impl Histogram {
 /// This is the convenience for callers holding two `Instant`s; the crate itself never reads a clock.
 pub fn duration_micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// Writes microseconds as decimal seconds with integer arithmetic, so that bucket bounds are
-/// exact (`300000` becomes `0.3`, never `0.30000000000000004`).
-fn write_micros_as_seconds(out: &mut String, micros: u64) {
-    let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
-    if frac == 0 {
-        let _ = write!(out, "{secs}");
-    } else {
-        let digits = format!("{frac:06}");
-        let _ = write!(out, "{secs}.{}", digits.trim_end_matches('0'));
-    }
 }
 
 fn quantile_of(bounds: &[u64], counts: &[u64], q: f64) -> Option<u64> {
@@ -290,21 +230,6 @@ mod tests {
         }
         assert!(h.quantile(0.95).unwrap() <= 1_000);
         assert!(h.quantile(0.99).unwrap() > 300_000);
-    }
-
-    #[test]
-    fn microseconds_render_as_exact_decimal_seconds() {
-        let render = |micros| {
-            let mut s = String::new();
-            write_micros_as_seconds(&mut s, micros);
-            s
-        };
-        assert_eq!(render(50), "0.00005");
-        assert_eq!(render(300_000), "0.3");
-        assert_eq!(render(2_500_000), "2.5");
-        assert_eq!(render(30_000_000), "30");
-        assert_eq!(render(0), "0");
-        assert_eq!(render(1_000_001), "1.000001");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The metrics registry: request latency per operation class and status class, plus the counters,
-//! gauges and histograms that other parts of a server register up front, rendered as Prometheus text.
+//! gauges and histograms that other parts of a server register up front, written as Prometheus text
+//! by [`Exposition`].
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::exposition::{Exposition, MetricType};
 use crate::histogram::{Histogram, Unit};
 use crate::op_class::OpClass;
 
@@ -124,23 +125,6 @@ impl Gauge {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 enum Value {
     Counter(Counter),
@@ -150,10 +134,8 @@ enum Value {
 
 #[derive(Debug)]
 struct Series {
-    /// The label values, in the family's label-name order, to find an existing series.
+    /// The label values, in the family's label-name order.
     values: Vec<String>,
-    /// The rendered inner label list, e.g. `code="A2"`, computed once at registration.
-    rendered: String,
     value: Value,
 }
 
@@ -161,7 +143,7 @@ struct Series {
 struct Family {
     name: String,
     help: String,
-    kind: Kind,
+    kind: MetricType,
     label_names: Vec<String>,
     series: Vec<Series>,
 }
@@ -171,8 +153,8 @@ struct Family {
 /// Request latency has a fixed table of histograms (one per [`OpClass`] and status class), so
 /// [`Metrics::request`] is an index computation and two atomic additions: no lock, no hashing, no
 /// allocation. Other metrics are registered once (taking a mutex, allocating) and then updated
-/// through their handles, which never touch the registry again. Only [`Metrics::render`] and
-/// registration take the lock.
+/// through their handles, which never touch the registry again. Only writing it out
+/// ([`Metrics::render`], [`Metrics::write_to`]) and registration take the lock.
 #[derive(Debug)]
 pub struct Metrics {
     /// `OpClass::ALL.len() * STATUS_CLASSES.len()` histograms, class-major.
@@ -216,7 +198,7 @@ impl Metrics {
         if !name.ends_with("_total") {
             return Err(invalid_name(name, "a counter's name ends with _total"));
         }
-        let value = self.register(name, help, labels, Kind::Counter, || {
+        let value = self.register(name, help, labels, MetricType::Counter, || {
             Value::Counter(Counter(Arc::new(AtomicU64::new(0))))
         })?;
         match value {
@@ -228,8 +210,9 @@ impl Metrics {
     /// Registers (or finds again) a gauge, starting at 0. Names and labels as for
     /// [`Metrics::counter`], without the `_total` suffix.
     pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Result<Gauge, MetricsError> {
-        let value = self
-            .register(name, help, labels, Kind::Gauge, || Value::Gauge(Gauge(Arc::new(AtomicI64::new(0)))))?;
+        let value = self.register(name, help, labels, MetricType::Gauge, || {
+            Value::Gauge(Gauge(Arc::new(AtomicI64::new(0))))
+        })?;
         match value {
             Value::Gauge(g) => Ok(g),
             _ => unreachable!("the family kind was checked"),
@@ -268,7 +251,7 @@ impl Metrics {
         labels: &[(&str, &str)],
         unit: Unit,
     ) -> Result<Arc<Histogram>, MetricsError> {
-        let value = self.register(name, help, labels, Kind::Histogram, || {
+        let value = self.register(name, help, labels, MetricType::Histogram, || {
             Value::Histogram(Arc::new(match unit {
                 Unit::Micros => Histogram::latency(),
                 Unit::Count => Histogram::sizes(),
@@ -291,7 +274,7 @@ impl Metrics {
         name: &str,
         help: &str,
         labels: &[(&str, &str)],
-        kind: Kind,
+        kind: MetricType,
         make: impl FnOnce() -> Value,
     ) -> Result<Value, MetricsError> {
         check_name(name)?;
@@ -336,47 +319,54 @@ impl Metrics {
         let value = make();
         family.series.push(Series {
             values: labels.iter().map(|(_, v)| (*v).to_owned()).collect(),
-            rendered: render_labels(labels),
             value: value.clone(),
         });
         Ok(value)
     }
 
     /// The whole registry in the Prometheus text exposition format 0.0.4 (content type
-    /// `text/plain; version=0.0.4`).
+    /// [`crate::CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = Exposition::new();
+        self.write_to(&mut out);
+        out.into_text()
+    }
+
+    /// Writes the whole registry into `out`, for an exposition with more families after it.
     ///
     /// Request latency series appear once a request of that class and status class was answered:
-    /// rendering all 36 combinations from the start would add some 800 mostly-zero lines to every
+    /// writing all 36 combinations from the start would add some 800 mostly-zero lines to every
     /// scrape. Registered metrics appear from registration on, in registration order.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        write_header(
-            &mut out,
+    pub fn write_to(&self, out: &mut Exposition) {
+        let mut requests = out.histogram_family(
             REQUEST_DURATION,
             "Time from receiving a request to sending its answer, by operation class and HTTP status class.",
-            Kind::Histogram,
         );
         for class in OpClass::ALL {
             for (s, status) in STATUS_CLASSES.iter().enumerate() {
                 let h = &self.requests[class.index() * STATUS_CLASSES.len() + s];
                 if h.count() > 0 {
-                    let labels = format!("class=\"{class}\",status=\"{status}\"");
-                    h.render_samples(&mut out, REQUEST_DURATION, &labels);
+                    requests.series(&[("class", class.as_str()), ("status", status)], h);
                 }
             }
         }
         let families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
         for family in families.iter() {
-            write_header(&mut out, &family.name, &family.help, family.kind);
+            let mut samples = out.family(&family.name, &family.help, family.kind);
             for series in &family.series {
+                let labels: Vec<(&str, &str)> = family
+                    .label_names
+                    .iter()
+                    .map(String::as_str)
+                    .zip(series.values.iter().map(String::as_str))
+                    .collect();
                 match &series.value {
-                    Value::Counter(c) => write_sample(&mut out, &family.name, &series.rendered, c.get()),
-                    Value::Gauge(g) => write_sample(&mut out, &family.name, &series.rendered, g.get()),
-                    Value::Histogram(h) => h.render_samples(&mut out, &family.name, &series.rendered),
+                    Value::Counter(c) => samples.sample(&labels, c.get()),
+                    Value::Gauge(g) => samples.sample(&labels, g.get()),
+                    Value::Histogram(h) => samples.histogram(&labels, h),
                 }
             }
         }
-        out
     }
 }
 
@@ -418,47 +408,6 @@ fn check_label(name: &str, label: &str) -> Result<(), MetricsError> {
     Ok(())
 }
 
-fn render_labels(labels: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for (i, (label, value)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(label);
-        out.push_str("=\"");
-        for c in value.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-    out
-}
-
-fn write_header(out: &mut String, name: &str, help: &str, kind: Kind) {
-    let _ = write!(out, "# HELP {name} ");
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    let _ = writeln!(out, "\n# TYPE {name} {}", kind.as_str());
-}
-
-fn write_sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
-    if labels.is_empty() {
-        let _ = writeln!(out, "{name} {value}");
-    } else {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,11 +422,5 @@ mod tests {
         assert_eq!(STATUS_CLASSES[status_class(99)], "other");
         assert_eq!(STATUS_CLASSES[status_class(600)], "other");
         assert_eq!(STATUS_CLASSES[status_class(0)], "other");
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(render_labels(&[("a", "x\"y\\z\nw")]), r#"a="x\"y\\z\nw""#);
-        assert_eq!(render_labels(&[("a", "1"), ("b", "2")]), r#"a="1",b="2""#);
     }
 }

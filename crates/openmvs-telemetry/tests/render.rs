@@ -1,162 +1,15 @@
 //! The Prometheus text rendering and the registry's rules, checked by parsing what is rendered.
 
-use std::collections::{BTreeMap, HashSet};
+use openmvs_telemetry::{Exposed, MAX_SERIES_PER_METRIC, Metrics, MetricsError, OpClass, check_exposition};
 
-use openmvs_telemetry::{MAX_SERIES_PER_METRIC, Metrics, MetricsError, OpClass};
-
-/// One sample line: metric name, labels in order, value.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
+/// The rendering read back strictly: every line valid, every family declared once, every
+/// histogram series consistent.
+fn parse(text: &str) -> Exposed {
+    check_exposition(text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
 }
 
-/// A deliberately small parser of the text format 0.0.4, strict where a real scraper is strict.
-/// Returns the samples, each with the family declared by the `# TYPE` line it follows.
-fn parse(text: &str) -> Vec<(String, String, Sample)> {
-    assert!(text.ends_with('\n'), "the exposition ends with a line feed");
-    let mut samples = Vec::new();
-    let mut family: Option<(String, String)> = None;
-    let mut seen = HashSet::new();
-    let mut help_for = None;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, _) = rest.split_once(' ').expect("HELP has a name and a text");
-            assert!(valid_name(name), "{line}");
-            help_for = Some(name.to_owned());
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE has a name and a type");
-            assert_eq!(help_for.as_deref(), Some(name), "HELP precedes TYPE: {line}");
-            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
-            assert!(seen.insert(name.to_owned()), "family {name} declared twice");
-            family = Some((name.to_owned(), kind.to_owned()));
-        } else {
-            assert!(!line.starts_with('#') && !line.is_empty(), "unexpected line {line:?}");
-            let sample = parse_sample(line);
-            let (fam, kind) = family.clone().expect("a sample follows a TYPE line");
-            let expected: Vec<String> = if kind == "histogram" {
-                ["_bucket", "_sum", "_count"].iter().map(|s| format!("{fam}{s}")).collect()
-            } else {
-                vec![fam.clone()]
-            };
-            assert!(expected.contains(&sample.name), "{} outside its family {fam}", sample.name);
-            samples.push((fam, kind, sample));
-        }
-    }
-    samples
-}
-
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// Parses `name{label="value",...} value` or `name value`.
-fn parse_sample(line: &str) -> Sample {
-    let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("no value: {line}"));
-    let name = &line[..name_end];
-    assert!(valid_name(name), "{line}");
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(inner) = rest.strip_prefix('{') {
-        let mut chars = inner.char_indices().peekable();
-        loop {
-            let start = chars.peek().expect("label or }").0;
-            if inner[start..].starts_with('}') {
-                rest = &inner[start + 1..];
-                break;
-            }
-            let eq = inner[start..].find('=').expect("label=") + start;
-            let label = &inner[start..eq];
-            assert!(valid_name(label) && !label.contains(':'), "label {label:?} in {line}");
-            while chars.peek().expect("label").0 <= eq {
-                chars.next();
-            }
-            assert_eq!(chars.next().map(|c| c.1), Some('"'), "{line}");
-            let mut value = String::new();
-            loop {
-                match chars.next().expect("closing quote").1 {
-                    '"' => break,
-                    '\\' => value.push(match chars.next().expect("escape").1 {
-                        '\\' => '\\',
-                        '"' => '"',
-                        'n' => '\n',
-                        c => panic!("bad escape \\{c} in {line}"),
-                    }),
-                    '\n' => panic!("raw line feed in {line}"),
-                    c => value.push(c),
-                }
-            }
-            labels.push((label.to_owned(), value));
-            match chars.peek().expect("',' or '}'").1 {
-                ',' => {
-                    chars.next();
-                }
-                '}' => {}
-                c => panic!("unexpected {c:?} after a label value in {line}"),
-            }
-        }
-    }
-    let value = rest.strip_prefix(' ').unwrap_or_else(|| panic!("one space before the value: {line}"));
-    assert!(!value.contains(' '), "no timestamps: {line}");
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().unwrap_or_else(|_| panic!("bad value {v:?} in {line}")),
-    };
-    Sample { name: name.to_owned(), labels, value }
-}
-
-/// Checks every histogram series: `le` increasing and ending with `+Inf`, counts cumulative, the
-/// `+Inf` bucket equal to `_count`, and a `_sum`. Returns the number of series checked.
-fn check_histograms(samples: &[(String, String, Sample)]) -> usize {
-    type Key = (String, Vec<(String, String)>);
-    let mut buckets: BTreeMap<Key, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut sums: BTreeMap<Key, f64> = BTreeMap::new();
-    let mut counts: BTreeMap<Key, f64> = BTreeMap::new();
-    for (family, _, s) in samples.iter().filter(|(_, kind, _)| kind == "histogram") {
-        let mut labels = s.labels.clone();
-        let le = labels.iter().position(|(l, _)| l == "le");
-        let key = |labels: Vec<(String, String)>| (family.clone(), labels);
-        if s.name.ends_with("_bucket") {
-            let (_, le) = labels.remove(le.expect("a bucket has le"));
-            // A bound is written as a plain decimal, never in exponent form.
-            assert!(le == "+Inf" || le.chars().all(|c| c.is_ascii_digit() || c == '.'), "le {le:?}");
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
-            buckets.entry(key(labels)).or_default().push((le, s.value));
-        } else if s.name.ends_with("_sum") {
-            assert!(le.is_none());
-            sums.insert(key(labels), s.value);
-        } else {
-            assert!(le.is_none());
-            counts.insert(key(labels), s.value);
-        }
-    }
-    for (key, series) in &buckets {
-        assert!(series.windows(2).all(|w| w[0].0 < w[1].0), "le increases: {key:?}");
-        assert!(series.windows(2).all(|w| w[0].1 <= w[1].1), "counts are cumulative: {key:?}");
-        let last = series.last().unwrap();
-        assert_eq!(last.0, f64::INFINITY, "ends with +Inf: {key:?}");
-        assert_eq!(Some(&last.1), counts.get(key), "+Inf equals _count: {key:?}");
-        assert!(sums.contains_key(key), "has _sum: {key:?}");
-    }
-    assert_eq!(buckets.len(), counts.len());
-    assert_eq!(buckets.len(), sums.len());
-    buckets.len()
-}
-
-fn value_of(samples: &[(String, String, Sample)], name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .map(|(_, _, s)| s)
-        .find(|s| {
-            s.name == name
-                && s.labels.iter().map(|(l, v)| (l.as_str(), v.as_str())).eq(labels.iter().copied())
-        })
-        .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
-        .value
+fn value_of(exposed: &Exposed, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposed.value(name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
 }
 
 #[test]
@@ -200,7 +53,7 @@ fn the_rendering_parses_line_by_line_as_prometheus_text() {
 
     let text = metrics.render();
     let samples = parse(&text);
-    assert_eq!(check_histograms(&samples), 4 + 2, "four request series and two registered");
+    assert_eq!(samples.histogram_series, 4 + 2, "four request series and two registered");
 
     let verification_2xx = [("class", "verification"), ("status", "2xx")];
     let le = |le| [("class", "verification"), ("status", "2xx"), ("le", le)];
@@ -237,12 +90,12 @@ fn the_rendering_parses_line_by_line_as_prometheus_text() {
 fn request_series_appear_only_once_a_request_of_their_kind_was_answered() {
     let metrics = Metrics::new();
     let text = metrics.render();
-    assert_eq!(parse(&text).len(), 0, "{text}");
+    assert_eq!(parse(&text).samples.len(), 0, "{text}");
     assert!(text.starts_with("# HELP openmvs_request_duration_seconds "), "{text}");
     metrics.request(OpClass::Auth, 401, 10);
     let samples = parse(&metrics.render());
-    assert_eq!(check_histograms(&samples), 1);
-    assert_eq!(samples.len(), 19 + 1 + 2, "19 bounds, +Inf, _sum and _count");
+    assert_eq!(samples.histogram_series, 1);
+    assert_eq!(samples.samples.len(), 19 + 1 + 2, "19 bounds, +Inf, _sum and _count");
 }
 
 #[test]
@@ -264,7 +117,7 @@ fn registering_the_same_series_again_returns_a_handle_on_the_same_value() {
     g2.add(10);
     assert_eq!(g1.get(), 11);
     let samples = parse(&metrics.render());
-    assert_eq!(samples.iter().filter(|(f, _, _)| f == "openmvs_delivered_total").count(), 2);
+    assert_eq!(samples.samples.iter().filter(|s| s.family == "openmvs_delivered_total").count(), 2);
 }
 
 #[test]
