@@ -6,8 +6,11 @@
 //! The bound alone does not keep refusals fast: a refusal costs little, but it waits for a worker
 //! thread like any request, and when the admitted requests use every core the wait grows. So a
 //! governor measures that wait (how late a timer task wakes, which is how long any ready task
-//! waits for a worker) and lowers the bound while it is long, raising it again once it is short:
-//! the node then admits what its cores can serve and refuses the rest promptly.
+//! waits for a worker) and lowers the bound while it is long and the bound is reached, raising it
+//! again once it is short: the node then admits what its cores can serve and refuses the rest
+//! promptly. A bound that no request reaches is not lowered, however busy the workers: the
+//! clients then wait for their answers before they send more (as a pharmacy's till does), and
+//! refusing some of them would only make them send again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -126,6 +129,7 @@ impl LoadShed {
         rt.spawn(async move {
             let mut lags = Vec::with_capacity(WINDOW_TICKS);
             let mut window = Instant::now();
+            let mut shed_before = weak.upgrade().map_or(0, |l| l.shed_total());
             let mut due = window + TICK;
             loop {
                 tokio::time::sleep_until(due.into()).await;
@@ -143,7 +147,11 @@ impl LoadShed {
                     load.governed.store(false, Ordering::Release);
                     return;
                 }
-                let next = next_limit(load.limit(), max, &mut lags);
+                // The bound was reached in the window: a request was shed, or every place is taken.
+                let shed = load.shed_total();
+                let reached = shed > shed_before || load.in_flight() >= load.limit();
+                shed_before = shed;
+                let next = next_limit(load.limit(), max, reached, &mut lags);
                 load.limit.store(next, Ordering::Relaxed);
                 lags.clear();
             }
@@ -173,18 +181,19 @@ impl LoadShed {
 }
 
 /// The bound after a window of timer lateness `lags`: lowered by a quarter when the workers were
-/// saturated (the median over [`LAG_HIGH`]: most ready tasks waited, not one), raised by a
-/// thirty-second of `max` when nine wake-ups in ten were prompt (under [`LAG_LOW`]), else kept.
-/// A node that is merely busy, even at its maximum throughput, keeps its bound; one offered
-/// more than its cores can serve sheds the excess instead of queueing it.
-fn next_limit(limit: usize, max: usize, lags: &mut [Duration]) -> usize {
+/// saturated (the median over [`LAG_HIGH`]: most ready tasks waited, not one) and the bound was
+/// `reached` (a request shed, or every place taken), raised by a thirty-second of `max` when nine
+/// wake-ups in ten were prompt (under [`LAG_LOW`]), else kept. A node that is merely busy, even
+/// at its maximum throughput with every client waiting for its answer, keeps its bound; one
+/// offered more than its cores can serve sheds the excess instead of queueing it.
+fn next_limit(limit: usize, max: usize, reached: bool, lags: &mut [Duration]) -> usize {
     if lags.is_empty() {
         return limit.min(max);
     }
     lags.sort_unstable();
     let n = lags.len();
     let (median, p90) = (lags[n / 2], lags[(n * 9 / 10).min(n - 1)]);
-    if median > LAG_HIGH {
+    if median > LAG_HIGH && reached {
         (limit - limit / 4).max(MIN_LIMIT.min(max))
     } else if p90 < LAG_LOW {
         (limit + (max / 32).max(1)).min(max)
@@ -249,18 +258,22 @@ mod tests {
     #[test]
     fn saturated_workers_lower_the_bound_and_prompt_ones_raise_it_back() {
         // Most ticks late: a quarter less, never under the floor.
-        assert_eq!(next_limit(128, 128, &mut ms(&[0, 3, 9, 12, 1])), 96);
-        assert_eq!(next_limit(9, 128, &mut ms(&[5, 5])), MIN_LIMIT);
+        assert_eq!(next_limit(128, 128, true, &mut ms(&[0, 3, 9, 12, 1])), 96);
+        assert_eq!(next_limit(9, 128, true, &mut ms(&[5, 5])), MIN_LIMIT);
         // A few late ticks are a busy node, not an overloaded one: kept.
-        assert_eq!(next_limit(96, 128, &mut ms(&[0, 0, 0, 0, 30, 40])), 96);
+        assert_eq!(next_limit(96, 128, true, &mut ms(&[0, 0, 0, 0, 30, 40])), 96);
+        // Saturated, but no request reached the bound (clients that wait for their answers): kept.
+        assert_eq!(next_limit(128, 128, false, &mut ms(&[0, 3, 9, 12, 1])), 128);
+        assert_eq!(next_limit(96, 128, false, &mut ms(&[5, 5])), 96);
         // Nine in ten on time: back up by max/32, never over the configured bound.
         let mut prompt = ms(&[0; 20]);
         prompt[19] = Duration::from_millis(50);
-        assert_eq!(next_limit(96, 128, &mut prompt), 100);
-        assert_eq!(next_limit(127, 128, &mut ms(&[0])), 128);
+        assert_eq!(next_limit(96, 128, true, &mut prompt), 100);
+        assert_eq!(next_limit(96, 128, false, &mut prompt.clone()), 100);
+        assert_eq!(next_limit(127, 128, false, &mut ms(&[0])), 128);
         // A small configured bound is its own floor.
-        assert_eq!(next_limit(2, 2, &mut ms(&[9, 9])), 2);
-        assert_eq!(next_limit(50, 128, &mut []), 50);
+        assert_eq!(next_limit(2, 2, true, &mut ms(&[9, 9])), 2);
+        assert_eq!(next_limit(50, 128, true, &mut []), 50);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -270,7 +283,9 @@ mod tests {
         // timers, which only an idle machine gives: `next_limit` is tested for that above.)
         let l = Arc::new(LoadShed::new(128));
         l.govern();
-        // Hold the only worker in turns of 10 ms: every tick is late.
+        // Every place taken (the bound is reached), and the only worker held in turns of 10 ms:
+        // every tick is late.
+        let taken: Vec<_> = (0..128).map(|_| l.enter().expect("within the bound")).collect();
         let busy_until = Instant::now() + Duration::from_millis(1500);
         tokio::spawn(async move {
             while Instant::now() < busy_until {
@@ -280,6 +295,7 @@ mod tests {
         })
         .await
         .unwrap();
+        drop(taken);
         let lowered = l.limit();
         assert!(lowered < 64, "the bound stayed at {lowered}");
         let place: Vec<_> = (0..lowered).map(|_| l.enter().expect("within the bound")).collect();
