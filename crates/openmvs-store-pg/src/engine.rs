@@ -1,5 +1,10 @@
 //! What every store of this engine starts and stops the same way: its schema checked (or
-//! migrated), its pool, and this node's writer, a task on the node's runtime.
+//! migrated), its pool, and this node's writer.
+//!
+//! Reads are async queries on the node's runtime. The writer runs on a thread of its own (with a
+//! one-thread runtime for its connection), as the SQLite writer does: a group commit is a chain of
+//! round trips to the database, and on the node's workers each would wait its turn behind the
+//! requests being served, so groups would take longer and throughput would fall as load rises.
 
 use std::sync::Arc;
 
@@ -46,13 +51,13 @@ pub(crate) fn migrate(
     })
 }
 
-/// Connects, checks (or first applies) the schema's version, and starts this node's writer on
-/// the current runtime (the node's), which the store's connections also run on.
+/// Connects, checks (or first applies) the schema's version, and starts this node's writer on a
+/// thread of its own; the pool's connections run on the current runtime (the node's).
 pub(crate) fn start<U: Unit>(
     kind: &SchemaKind,
     o: crate::PgOptions,
 ) -> StoreResult<(Arc<Pool>, mpsc::Sender<Job<U>>)> {
-    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+    tokio::runtime::Handle::try_current().map_err(|_| {
         StoreError::Unavailable("a PostgreSQL store is opened inside the runtime it runs on".into())
     })?;
     if o.migrate {
@@ -73,7 +78,15 @@ pub(crate) fn start<U: Unit>(
     let pool = Pool::new(config.clone(), o.pool_size);
     let (tx, rx) = mpsc::channel(QUEUE_BOUND);
     let writer: Writer<U> = Writer::new(Pg::new(config), o.signing_key, o.clock, o.on_group, o.checkpoints);
-    handle.spawn(writer.run(rx));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("starting the writer's runtime: {e}")))?;
+    let name = format!("openmvs-pg-{}-writer", kind.name);
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || rt.block_on(writer.run(rx)))
+        .map_err(|e| StoreError::Unavailable(format!("starting the thread {name}: {e}")))?;
     Ok((pool, tx))
 }
 

@@ -21,17 +21,18 @@ use crate::codec::pg_err;
 pub struct Conn {
     /// The client.
     pub client: Client,
-    statements: tokio::sync::Mutex<HashMap<&'static str, Statement>>,
+    /// Held only to look up or insert, never across a round trip.
+    statements: std::sync::Mutex<HashMap<&'static str, Statement>>,
 }
 
 impl Conn {
     /// The prepared statement for `sql`, prepared on first use.
     pub async fn stmt(&self, sql: &'static str) -> StoreResult<Statement> {
-        if let Some(s) = self.statements.lock().await.get(sql) {
+        if let Some(s) = self.statements.lock().unwrap_or_else(|p| p.into_inner()).get(sql) {
             return Ok(s.clone());
         }
         let s = self.client.prepare(sql).await.map_err(pg_err)?;
-        self.statements.lock().await.insert(sql, s.clone());
+        self.statements.lock().unwrap_or_else(|p| p.into_inner()).insert(sql, s.clone());
         Ok(s)
     }
 }
@@ -55,10 +56,7 @@ async fn connect_driven(config: &Config) -> StoreResult<(Arc<Conn>, tokio::task:
         .batch_execute("SET lock_timeout = '5s'; SET idle_in_transaction_session_timeout = '60s'")
         .await
         .map_err(pg_err)?;
-    Ok((
-        Arc::new(Conn { client, statements: tokio::sync::Mutex::new(HashMap::new()) }),
-        driver.abort_handle(),
-    ))
+    Ok((Arc::new(Conn { client, statements: std::sync::Mutex::new(HashMap::new()) }), driver.abort_handle()))
 }
 
 /// A few shared connections for reads and small writes.
