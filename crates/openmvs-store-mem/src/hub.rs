@@ -290,7 +290,7 @@ impl Hub {
 
 /// The in-memory engine of the hub.
 pub struct MemHubStore {
-    engine: Engine<Hub>,
+    engine: Arc<Engine<Hub>>,
     sections: std::sync::Mutex<HashMap<&'static str, Arc<tokio::sync::Mutex<()>>>>,
 }
 

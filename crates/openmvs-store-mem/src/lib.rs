@@ -8,8 +8,9 @@
 //! policy as the other engines' group commit, and resolves at once. It is deterministic: it starts no thread and no timer,
 //! draws no random number and reads the time only from the [`Clock`] it is given, so a test's
 //! fake clock decides everything time decides. Because there is no timer, a market's unsigned
-//! tail that is due by time is signed at the next write, or when [`MemStore::sign_due`] is
-//! called; [`MemStore::close`] signs every tail, as the other engines do when they stop.
+//! tail that is due by time is signed at the next write, when [`MemStore::sign_due`] is called,
+//! or, given a `CheckpointTimer::Ticked`, when its ticker ticks (as the other engines' writers
+//! are woken by it); [`MemStore::close`] signs every tail, as the other engines do when they stop.
 
 mod hub;
 mod national;
@@ -17,11 +18,11 @@ mod outbox;
 mod table;
 mod trail;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use ed25519_dalek::SigningKey;
 use openmvs_core::time::Clock;
-use openmvs_store::{BoxFuture, CheckpointOptions, StoreError, StoreResult};
+use openmvs_store::{BoxFuture, CheckpointOptions, CheckpointTimer, StoreError, StoreResult};
 
 pub use hub::MemHubStore;
 pub use national::MemStore;
@@ -58,14 +59,26 @@ struct Engine<S> {
     checkpoints: CheckpointOptions,
 }
 
-impl<S: State> Engine<S> {
-    fn new(opts: Options) -> Engine<S> {
-        Engine {
+impl<S: State + 'static> Engine<S> {
+    /// An empty engine; with a [`CheckpointTimer::Ticked`], each tick signs what is due as
+    /// [`Engine::sign`] does, on the ticking task.
+    fn new(opts: Options) -> Arc<Engine<S>> {
+        let engine = Arc::new(Engine {
             inner: Mutex::new(Inner { state: S::default(), closed: false }),
             key: opts.signing_key,
             clock: opts.clock,
             checkpoints: opts.checkpoints,
+        });
+        if let CheckpointTimer::Ticked(ticker) = &engine.checkpoints.timer {
+            let weak: Weak<Engine<S>> = Arc::downgrade(&engine);
+            ticker.attach(Box::new(move || {
+                weak.upgrade().map(|e| -> BoxFuture<'static, ()> {
+                    e.sign(false, false);
+                    Box::pin(std::future::ready(()))
+                })
+            }));
         }
+        engine
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<S>> {

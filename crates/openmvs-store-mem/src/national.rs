@@ -1,6 +1,8 @@
 //! The national system's state and ports: each read is a plain function of the state, and each
 //! write a plain function of the state and the time, applied by the engine all or nothing.
 
+use std::sync::Arc;
+
 use openmvs_audit::{Checkpoint, Sealed};
 use openmvs_core::ids::{Batch, ProductCode, Serial};
 use openmvs_core::pack::Pack;
@@ -280,7 +282,7 @@ pub(crate) fn heartbeat(rows: &mut Table<String, i64>, h: &Heartbeat) {
 
 /// The in-memory engine of a national system.
 pub struct MemStore {
-    engine: Engine<National>,
+    engine: Arc<Engine<National>>,
 }
 
 impl MemStore {

@@ -1,8 +1,8 @@
 //! The storage conformance suites, national and hub, on the in-memory engine, each case on a
-//! fresh store; and the checkpoint case, with the test stepping the engine's signing by time as a
-//! timer would.
+//! fresh store; the checkpoint case wakes the engine's signing with its ticker, as the other
+//! engines' writers are woken.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use openmvs_core::time::Clock;
 use openmvs_store::conformance::fixed_clock;
@@ -18,27 +18,16 @@ fn options(clock: Arc<dyn Clock>, checkpoints: CheckpointOptions) -> Options {
 }
 
 fn open() -> Arc<MemStore> {
-    Arc::new(MemStore::new(options(fixed_clock(), CheckpointOptions::default())))
+    open_with(fixed_clock(), CheckpointOptions::default())
 }
 
-/// A store whose due checkpoints a task signs every few milliseconds while the store lives: the
-/// timer the engine leaves to its user.
-fn open_ticking(clock: Arc<dyn Clock>, checkpoints: CheckpointOptions) -> Arc<MemStore> {
-    let store = Arc::new(MemStore::new(options(clock, checkpoints)));
-    let weak: Weak<MemStore> = Arc::downgrade(&store);
-    tokio::spawn(async move {
-        while let Some(store) = weak.upgrade() {
-            store.sign_due();
-            drop(store);
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    });
-    store
+fn open_with(clock: Arc<dyn Clock>, checkpoints: CheckpointOptions) -> Arc<MemStore> {
+    Arc::new(MemStore::new(options(clock, checkpoints)))
 }
 
 conformance_tests!(open(), key().verifying_key());
 checkpoint_conformance_tests!(
-    |clock, checkpoints| Some(open_ticking(clock, checkpoints) as Arc<dyn Store>),
+    |clock, checkpoints| Some(open_with(clock, checkpoints) as Arc<dyn Store>),
     key().verifying_key()
 );
 

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use openmvs_core::time::Timestamp;
+use openmvs_store::commit::attach_ticks;
 use openmvs_store::{BoxFuture, StoreError, StoreResult};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
@@ -77,6 +78,14 @@ pub(crate) fn start<U: Unit>(
     }
     let pool = Pool::new(config.clone(), o.pool_size);
     let (tx, rx) = mpsc::channel(QUEUE_BOUND);
+    let queue = tx.downgrade();
+    attach_ticks(&o.checkpoints, move |job| {
+        // Gone once the store is: its sender closes the queue. A full queue drops the tick, which
+        // is then answered at once.
+        queue
+            .upgrade()
+            .is_some_and(|tx| !matches!(tx.try_send(job), Err(mpsc::error::TrySendError::Closed(_))))
+    });
     let writer: Writer<U> = Writer::new(Pg::new(config), o.signing_key, o.clock, o.on_group, o.checkpoints);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use openmvs_core::time::Clock;
+use openmvs_store::commit::attach_ticks;
 use openmvs_store::{BoxFuture, StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -28,7 +29,8 @@ use crate::{MAX_IDLE_READERS, QUEUE_BOUND, reader_threads};
 /// A running (or read-only) engine over one database file.
 pub(crate) struct Engine<U: Unit> {
     path: PathBuf,
-    tx: Mutex<Option<SyncSender<Job<U>>>>,
+    /// The writer's queue; shared with the checkpoint ticker, if the options have one.
+    tx: Arc<Mutex<Option<SyncSender<Job<U>>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
     /// The read connections; the writer's generation in it closes those of an older one.
@@ -73,19 +75,28 @@ pub(crate) fn open_write_connection(path: &Path) -> StoreResult<Connection> {
 impl<U: Unit> Engine<U> {
     /// Starts the writer on `conn` (configured and migrated) and the checkpointer.
     pub(crate) fn start(conn: Connection, s: Start) -> StoreResult<Engine<U>> {
+        let ticks = s.checkpoints.clone();
         let mut writer: Writer<U> = Writer::new(conn, s.signer, s.clock, s.on_group, s.checkpoints)?;
         let readers: Readers = Arc::new(ReadPool::start(s.name, s.path.clone(), writer.generation())?);
         let checkpoint_conn: CheckpointConn = Arc::new(Mutex::new(None));
         writer.share(readers.clone(), checkpoint_conn.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
         let handle = spawn(format!("{}-writer", s.name), move || writer.run(rx))?;
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        let queue = Arc::downgrade(&tx);
+        attach_ticks(&ticks, move |job| {
+            let Some(queue) = queue.upgrade() else { return false };
+            let queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+            // Closed: `None`; a full queue drops the tick, which is then answered at once.
+            queue.as_ref().is_some_and(|tx| !matches!(tx.try_send(job), Err(TrySendError::Disconnected(_))))
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let (p, st) = (s.path.clone(), stop.clone());
         let cp =
             spawn(format!("{}-checkpointer", s.name), move || crate::checkpointer(p, st, checkpoint_conn))?;
         Ok(Engine {
             path: s.path,
-            tx: Mutex::new(Some(tx)),
+            tx,
             writer: Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some((stop, cp))),
             readers,
@@ -99,7 +110,7 @@ impl<U: Unit> Engine<U> {
         }
         Ok(Engine {
             path: path.to_owned(),
-            tx: Mutex::new(None),
+            tx: Arc::new(Mutex::new(None)),
             writer: Mutex::new(None),
             checkpointer: Mutex::new(None),
             readers: Arc::new(ReadPool::start(

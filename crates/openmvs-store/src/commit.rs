@@ -28,7 +28,7 @@ use openmvs_core::time::Clock;
 use tokio::sync::oneshot;
 
 use crate::hub::{HubCommitted, HubUnitOfWork};
-use crate::{CheckpointOptions, Committed, Conflict, StoreError, StoreResult, UnitOfWork};
+use crate::{CheckpointOptions, CheckpointTimer, Committed, Conflict, StoreError, StoreResult, UnitOfWork};
 
 /// The most units of work committed in one transaction.
 pub const MAX_GROUP: usize = 1024;
@@ -141,6 +141,28 @@ pub enum Job<U: Unit, X = std::convert::Infallible> {
     Exec(X, ExecReply),
     /// Sign checkpoints for every unsigned record, then stop, and call this.
     Stop(Stopped),
+    /// Look for due tails as the timer does when it fires (after the group it came with), then
+    /// answer: what a [`CheckpointTimer::Ticked`] sends.
+    Tick(oneshot::Sender<()>),
+}
+
+/// Attaches a writer to the ticker of `checkpoints`, if its timer is one: each tick queues a
+/// [`Job::Tick`] with `send`, which says whether the writer is still there. A tick that finds the
+/// queue full is answered at once: the work queued signs what is due.
+pub fn attach_ticks<U: Unit, X: 'static>(
+    checkpoints: &CheckpointOptions,
+    send: impl Fn(Job<U, X>) -> bool + Send + Sync + 'static,
+) {
+    if let CheckpointTimer::Ticked(ticker) = &checkpoints.timer {
+        ticker.attach(Box::new(move || {
+            let (tx, rx) = oneshot::channel();
+            send(Job::Tick(tx)).then(|| -> crate::BoxFuture<'static, ()> {
+                Box::pin(async move {
+                    let _ = rx.await;
+                })
+            })
+        }));
+    }
 }
 
 /// What an engine supplies to the writer: its transaction, its savepoints, its SQL.
@@ -365,23 +387,25 @@ impl<U: Unit, E: Engine<U>> Writer<U, E> {
         let mut stop = None;
         let mut retry_at: Option<Instant> = None;
         let mut closed = false;
+        let mut last_ticks = Vec::new();
         while stop.is_none() && !closed {
-            let now = self.clock.now().unix_millis();
-            let known = self.chains.next_due(&self.checkpoints.policy(), now);
-            // After a failed attempt (a full disk) the next waits one interval, not none.
-            let retry = retry_at.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()));
-            let wait = self.engine.idle_wait(known, self.checkpoints.every).map(|w| w.max(retry));
+            let wait = match self.checkpoints.timer {
+                CheckpointTimer::Monotonic => {
+                    let now = self.clock.now().unix_millis();
+                    let known = self.chains.next_due(&self.checkpoints.policy(), now);
+                    // After a failed attempt (a full disk) the next waits one interval, not none.
+                    let retry =
+                        retry_at.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()));
+                    self.engine.idle_wait(known, self.checkpoints.every).map(|w| w.max(retry))
+                }
+                // Woken by ticks alone, which come as jobs.
+                CheckpointTimer::Ticked(_) => None,
+            };
             let first = match queue.recv(wait).await {
                 Recv::Job(job) => job,
                 Recv::Empty => {
                     // No commit came to sign the due tails: they are signed on their own.
-                    retry_at = match self.sign_alone(false).await {
-                        Ok(()) => None,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "signing due audit checkpoints failed; trying again later");
-                            Some(Instant::now() + self.checkpoints.every)
-                        }
-                    };
+                    retry_at = self.timer_fired().await;
                     continue;
                 }
                 Recv::Closed => break,
@@ -398,11 +422,12 @@ impl<U: Unit, E: Engine<U>> Writer<U, E> {
                 }
             }
             // Everything queued before a stop is committed; nothing after it is accepted.
-            let (mut commits, mut execs) = (Vec::new(), Vec::new());
+            let (mut commits, mut execs, mut ticks) = (Vec::new(), Vec::new(), Vec::new());
             for job in jobs {
                 let shutting = || StoreError::Unavailable("store is shutting down".into());
                 match job {
                     Job::Stop(tx) => stop = Some(tx),
+                    Job::Tick(tx) => ticks.push(tx),
                     Job::Commit(u, reply) if stop.is_none() => commits.push((u, reply)),
                     Job::Exec(x, reply) if stop.is_none() => execs.push((x, reply)),
                     Job::Commit(_, reply) => {
@@ -416,13 +441,37 @@ impl<U: Unit, E: Engine<U>> Writer<U, E> {
             if !(commits.is_empty() && execs.is_empty()) {
                 self.commit_group(commits, execs).await;
             }
+            if stop.is_some() {
+                // Answered once every tail is signed, as the writer ends.
+                last_ticks = ticks;
+            } else if !ticks.is_empty() {
+                retry_at = self.timer_fired().await;
+                for tx in ticks {
+                    let _ = tx.send(());
+                }
+            }
         }
         if let Err(e) = self.sign_alone(true).await {
             tracing::error!(error = %e, "signing the final audit checkpoints failed");
         }
+        for tx in last_ticks {
+            let _ = tx.send(());
+        }
         self.engine.finish();
         if let Some(stopped) = stop {
             stopped();
+        }
+    }
+
+    /// What the timer does when it fires: signs the tails due that no commit came to sign. When
+    /// that fails (a full disk), when to try again.
+    async fn timer_fired(&mut self) -> Option<Instant> {
+        match self.sign_alone(false).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "signing due audit checkpoints failed; trying again later");
+                Some(Instant::now() + self.checkpoints.every)
+            }
         }
     }
 

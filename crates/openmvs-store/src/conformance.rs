@@ -117,9 +117,11 @@ pub fn fixed_clock() -> Arc<StepClock> {
 }
 
 /// A checkpoint is signed at the commit that brings a market's unsigned records to the count;
-/// fewer records wait, however long, until the clock passes the interval, and are then signed
-/// with no further commit: the engine's writer wakes up by itself. The sink hears of each
-/// checkpoint, by the time the commit that signed it is answered.
+/// fewer records wait, however often the writer's timer fires, until the clock passes the
+/// interval, and are then signed at the timer's next firing with no further commit: the engine's
+/// writer wakes up by itself. The sink hears of each checkpoint, by the time the commit that
+/// signed it is answered. The timer here is a [`Ticker`]: the case moves the fake clock and fires
+/// the timer, and waits for the writer to have looked, with no time passing.
 pub async fn checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported(
     open: impl FnOnce(Arc<dyn Clock>, CheckpointOptions) -> Option<Arc<dyn Store>>,
     key: ed25519_dalek::VerifyingKey,
@@ -127,10 +129,12 @@ pub async fn checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported
     let clock = Arc::new(StepClock::at(at(0)));
     let heard: Arc<std::sync::Mutex<Vec<openmvs_audit::Checkpoint>>> = Arc::default();
     let sink = heard.clone();
+    let timer = Ticker::new();
     let options = CheckpointOptions {
         every_records: 4,
         every: std::time::Duration::from_millis(200),
         on_checkpoint: Some(Arc::new(move |cp| sink.lock().expect("sink").push(cp.clone()))),
+        timer: CheckpointTimer::Ticked(timer.clone()),
     };
     let Some(store) = open(clock.clone(), options.clone()) else { return };
     let heard_seqs = || heard.lock().expect("sink").iter().map(|cp| cp.seq).collect::<Vec<_>>();
@@ -147,15 +151,16 @@ pub async fn checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported
 
     store.commit(records(2)).await.expect("commits");
     // The clock stands still: whenever the writer wakes, nothing is due by time.
-    tokio::time::sleep(options.every * 2).await;
-    assert_eq!(signed_seqs().await, [4], "two records are fewer than the count, and not old yet");
-
-    clock.advance(options.every);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while heard_seqs().len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "no checkpoint by the timer within 30 s");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    for _ in 0..3 {
+        assert_eq!(timer.tick().await, 1, "the store's writer is woken by the timer");
     }
+    clock.advance(options.every - std::time::Duration::from_millis(1));
+    assert_eq!(timer.tick().await, 1);
+    assert_eq!(signed_seqs().await, [4], "two records are fewer than the count, and not old yet");
+    assert_eq!(heard_seqs(), [4]);
+
+    clock.advance(std::time::Duration::from_millis(1));
+    assert_eq!(timer.tick().await, 1);
     assert_eq!(heard_seqs(), [4, 6], "the timer signed the tail with no commit coming");
     assert_eq!(signed_seqs().await, [4, 6], "and stored it");
     let last = heard.lock().expect("sink").last().cloned().expect("a checkpoint");

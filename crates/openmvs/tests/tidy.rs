@@ -278,16 +278,6 @@ const SLEEPS_ALLOWED: &[(&str, &str, &str)] = &[
         "a_busy_runtime_lowers_the_bound_and_switching_the_governor_off_restores_it",
         "keeps the runtime's one worker busy so that its timers are late: the governor measures real lateness",
     ),
-    (
-        "crates/openmvs-store-mem/tests/conformance.rs",
-        "open_ticking",
-        "the timer the in-memory engine leaves to its user, for the suite's checkpoint case below",
-    ),
-    (
-        "crates/openmvs-store/src/conformance.rs",
-        "checkpoints_are_signed_by_count_and_by_the_timer_alone_and_reported",
-        "the engines' writers sign due checkpoints on a timer of the monotonic clock, which this checks",
-    ),
 ];
 
 #[test]
