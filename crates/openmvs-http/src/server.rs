@@ -34,7 +34,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -55,6 +55,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+// Tokio's clock, which is the monotonic clock unless a test pauses it and moves it by hand.
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// The DNS names of the client certificate a connection presented, once its chain verified.
@@ -988,10 +990,9 @@ impl HttpBody for MinRate {
                 if Instant::now() >= deadline {
                     return Poll::Ready(Some(Err(this.too_slow(started))));
                 }
-                let sleep =
-                    this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
-                if sleep.deadline() != deadline.into() {
-                    sleep.as_mut().reset(deadline.into());
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
                 }
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(this.too_slow(started)))),
@@ -1052,7 +1053,7 @@ impl Drop for Answer {
 /// not end within those is held unread until the time is over, then dropped: on HTTP/2 dropping
 /// it resets the stream, and a reset sent at once would discard the answer still queued.
 async fn discard(mut body: MinRate) {
-    let until = tokio::time::Instant::now() + LINGER_TIME;
+    let until = Instant::now() + LINGER_TIME;
     let ended = tokio::time::timeout_at(until, async {
         let mut n = 0usize;
         loop {

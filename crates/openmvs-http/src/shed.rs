@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -22,6 +22,8 @@ use axum::response::{IntoResponse, Response};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_national::ApiError;
 use openmvs_telemetry::Exposition;
+// Tokio's clock, which is the monotonic clock unless a test pauses it and moves it by hand.
+use tokio::time::Instant;
 
 use crate::error::HttpError;
 
@@ -132,7 +134,7 @@ impl LoadShed {
             let mut shed_before = weak.upgrade().map_or(0, |l| l.shed_total());
             let mut due = window + TICK;
             loop {
-                tokio::time::sleep_until(due.into()).await;
+                tokio::time::sleep_until(due).await;
                 let now = Instant::now();
                 lags.push(now.saturating_duration_since(due));
                 due = now + TICK;
@@ -276,39 +278,51 @@ mod tests {
         assert_eq!(next_limit(50, 128, true, &mut []), 50);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn a_busy_runtime_lowers_the_bound_and_switching_the_governor_off_restores_it() {
-        // Only lateness is asserted on: a busier machine makes the timers later, never earlier,
-        // so this holds however loaded the machine is. (Raising the bound again needs prompt
-        // timers, which only an idle machine gives: `next_limit` is tested for that above.)
+    /// Moves tokio's paused clock `steps` times by `by`, letting the governor run after each
+    /// move: as if the runtime's one worker were held for `by` at a time, so that the governor's
+    /// timer wakes `by - TICK` late (on time, for `by == TICK`).
+    async fn hold_the_worker(steps: usize, by: Duration) {
+        for _ in 0..steps {
+            tokio::time::advance(by).await;
+            // `advance` does not wait for the timers it passed: the governor runs before this
+            // task is polled again.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_timers_lower_the_bound_prompt_ones_raise_it_and_switching_the_governor_off_restores_it() {
         let l = Arc::new(LoadShed::new(128));
         l.govern();
-        // Every place taken (the bound is reached), and the only worker held in turns of 10 ms:
-        // every tick is late.
+        // Every place taken (the bound is reached), and the worker held in turns of 10 ms for
+        // 1.5 s: every tick is 8 ms late.
         let taken: Vec<_> = (0..128).map(|_| l.enter().expect("within the bound")).collect();
-        let busy_until = Instant::now() + Duration::from_millis(1500);
-        tokio::spawn(async move {
-            while Instant::now() < busy_until {
-                std::thread::sleep(Duration::from_millis(10));
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .unwrap();
+        hold_the_worker(150, Duration::from_millis(10)).await;
         drop(taken);
         let lowered = l.limit();
         assert!(lowered < 64, "the bound stayed at {lowered}");
         let place: Vec<_> = (0..lowered).map(|_| l.enter().expect("within the bound")).collect();
         assert!(l.enter().is_none(), "over the lowered bound is shed");
         drop(place);
+        // Ten windows of prompt ticks: up by max/32 at each full one.
+        hold_the_worker(10 * WINDOW_TICKS, TICK).await;
+        let raised = l.limit();
+        assert!(raised >= lowered + 9 * 4 && raised <= lowered + 10 * 4, "raised to {raised} from {lowered}");
+        // Late, but no request at the bound (clients waiting for their answers): kept.
+        hold_the_worker(50, Duration::from_millis(10)).await;
+        let kept = l.limit();
+        assert!(kept >= raised, "a bound no request reaches is not lowered: {kept} from {raised}");
+        // Late again at the bound, then off: the configured bound at once.
+        let taken: Vec<_> = (0..kept).map(|_| l.enter().expect("within the bound")).collect();
+        hold_the_worker(50, Duration::from_millis(10)).await;
+        drop(taken);
+        assert!(l.limit() < kept);
         l.set_governor(false);
         assert_eq!(l.limit(), 128, "the configured bound, at once");
         // The task ends at its next window and never lowers the bound again.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while l.governed.load(Ordering::Acquire) {
-            assert!(Instant::now() < deadline, "the governor still runs");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        hold_the_worker(WINDOW_TICKS, TICK).await;
+        assert!(!l.governed.load(Ordering::Acquire), "the governor still runs");
+        hold_the_worker(50, Duration::from_millis(10)).await;
         assert_eq!(l.limit(), 128);
     }
 

@@ -263,21 +263,6 @@ const SLEEPS_ALLOWED: &[(&str, &str, &str)] = &[
         "a_429_keeps_the_connection_and_the_next_request_on_it_succeeds",
         "a client honours Retry-After on one kept connection: the rate limiter refills on the real clock",
     ),
-    (
-        "crates/openmvs-http/tests/abuse/main.rs",
-        "wait_until",
-        "the abuse suite's one poll: the server's connection limits and timeouts run on the real clock",
-    ),
-    (
-        "crates/openmvs-http/tests/abuse/main.rs",
-        "a_body_that_trickles_or_never_comes_is_answered_and_the_connection_closed",
-        "a body sent slower than the minimum rate, which the server measures on the real clock",
-    ),
-    (
-        "crates/openmvs-http/src/shed.rs",
-        "a_busy_runtime_lowers_the_bound_and_switching_the_governor_off_restores_it",
-        "keeps the runtime's one worker busy so that its timers are late: the governor measures real lateness",
-    ),
 ];
 
 #[test]

@@ -2,7 +2,9 @@
 //! without using them, send a head or a body one byte at a time, promise more body than they
 //! send, flood the token endpoint with bad logins, and send what is refused over HTTP/1.1 and
 //! HTTP/2. Each test is bounded in count and time; none asserts how fast the machine is (waits
-//! have generous deadlines, and admission is fixed so that a busy machine sheds nothing).
+//! have generous deadlines, and admission is fixed so that a busy machine sheds nothing). A test
+//! waits for what the server does (an answer, a connection it closes), never for time to pass:
+//! the slow body runs on tokio's clock, paused and moved by the test.
 //!
 //! Attackers connect from other loopback addresses (`127.0.0.2`, ...) than the pharmacy
 //! (`127.0.0.1`), as they would from other hosts.
@@ -19,7 +21,7 @@ mod retry;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use harness::{AppOptions, TestApp, spawn_app_with, trx};
@@ -33,6 +35,8 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+// Tokio's clock, as the server's: paused and moved by hand where a test says so.
+use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
 /// A generous deadline for anything that must happen: far above what it takes, so that a busy
@@ -95,7 +99,7 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, within: Durat
     let mut buf = [0u8; 4096];
     let until = Instant::now() + within;
     loop {
-        match tokio::time::timeout_at(until.into(), s.read(&mut buf)).await {
+        match tokio::time::timeout_at(until, s.read(&mut buf)).await {
             Err(_) => return false,
             Ok(Ok(0) | Err(_)) => return true,
             Ok(Ok(_)) => {}
@@ -124,20 +128,10 @@ async fn read_answer<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (u16, String
                 return (status, head, body);
             }
         }
-        match tokio::time::timeout_at(until.into(), s.read(&mut buf)).await {
+        match tokio::time::timeout_at(until, s.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => data.extend_from_slice(&buf[..n]),
             other => panic!("no complete answer: {other:?}, read {:?}", String::from_utf8_lossy(&data)),
         }
-    }
-}
-
-/// Waits until `done` holds, up to [`DEADLINE`]: the suite's one poll, for what the server does
-/// on its own timers and says nowhere a test could wait on.
-async fn wait_until<F: Future<Output = bool>>(what: &str, done: impl Fn() -> F) {
-    let until = Instant::now() + DEADLINE;
-    while !done().await {
-        assert!(Instant::now() < until, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -182,16 +176,19 @@ async fn connections_over_the_limits_and_slow_senders_leave_room_for_a_fresh_cli
     let stats = app.server.stats();
     let pack = app.pack().await;
 
-    // 127.0.0.2 opens 40 idle connections: 24 are kept, 16 are closed at once.
+    // 127.0.0.2 opens 40 idle connections: 24 are kept, 16 are closed at once. The server takes
+    // them in the order they were made, so the last 16 are those it closes; once it has closed
+    // the last, it has counted every one.
     let mut idle = Vec::new();
     for _ in 0..40 {
         idle.push(tcp_from(&app, loopback(2)).await.expect("connect"));
     }
-    wait_until("24 kept, 16 refused", || {
-        std::future::ready(stats.open() == 24 && stats.refused_for_address() == 16)
-    })
-    .await;
-    // 127.0.0.3 sends request heads one byte at a time on 30 connections.
+    for c in &mut idle[24..] {
+        assert!(closed_within(c, DEADLINE).await, "a connection over the address's share is closed");
+    }
+    assert_eq!((stats.open(), stats.refused_for_address()), (24, 16), "{}", stats.render());
+    // 127.0.0.3 sends request heads one byte at a time on 30 connections: a handshake that
+    // succeeds was counted before it began.
     let mut slow = Vec::new();
     for _ in 0..30 {
         if let Ok(mut c) = tls_from(&app, loopback(3)).await
@@ -204,7 +201,7 @@ async fn connections_over_the_limits_and_slow_senders_leave_room_for_a_fresh_cli
     for c in &mut slow {
         let _ = c.write_all(b"O").await;
     }
-    wait_until("48 open", || std::future::ready(stats.open() == 48)).await;
+    assert_eq!(stats.open(), 48, "{}", stats.render());
 
     // A pharmacy that connects now is answered at once: token and verify.
     let started = Instant::now();
@@ -215,27 +212,38 @@ async fn connections_over_the_limits_and_slow_senders_leave_room_for_a_fresh_cli
     eprintln!("a fresh client among 70 hostile connections: token and verify in {took:?}");
     assert!(took < DEADLINE, "the fresh client waited {took:?}");
 
-    // 127.0.0.4 takes the rest of the node's places: 64 open, then a new connection is closed
-    // at once, whoever makes it, and the metrics say the node is at its limit.
+    // 127.0.0.4 takes the rest of the node's places (the pharmacy's connection holds one): 64
+    // open, then a new connection is closed at once, whoever makes it, and the metrics say the
+    // node is at its limit.
+    let room = 64 - stats.open();
+    assert!((1..20).contains(&room), "{}", stats.render());
     let mut more = Vec::new();
     for _ in 0..20 {
         more.push(tcp_from(&app, loopback(4)).await.expect("connect"));
     }
-    wait_until("the node's 64 places taken", || std::future::ready(stats.open() == 64)).await;
+    for c in &mut more[room..] {
+        assert!(closed_within(c, DEADLINE).await, "a connection over the node's limit is closed");
+    }
+    assert_eq!(stats.open(), 64, "{}", stats.render());
     let mut late = tcp_from(&app, loopback(5)).await.expect("connect");
     assert!(closed_within(&mut late, DEADLINE).await, "a connection over the node's limit is closed");
     let metrics = app.get("/metrics").await;
     assert!(metrics.text.contains("openmvs_connections_at_limit 1"), "{}", metrics.text);
     assert!(stats.refused() >= 1 && stats.refused_for_address() >= 16, "{}", stats.render());
 
-    // The attackers leave; the node takes new connections again.
-    drop((idle, slow, more));
-    let app = &app;
-    wait_until("the node takes connections again", move || async move {
-        let r = app.http.get(format!("{}/health/live", app.base)).send().await;
-        r.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    // The attackers leave, each closing its side, and the server closes its own as it lets the
+    // place go; then the node takes new connections again.
+    for c in idle.iter_mut().take(24).chain(more.iter_mut().take(room)) {
+        let _ = c.shutdown().await;
+        assert!(closed_within(c, DEADLINE).await, "the server keeps a connection its client closed");
+    }
+    for c in &mut slow {
+        let _ = c.shutdown().await;
+        assert!(closed_within(c, DEADLINE).await, "the server keeps a connection its client closed");
+    }
+    let mut fresh = tls_from(&app, loopback(9)).await.expect("the node takes connections again");
+    fresh.write_all(b"GET /health/live HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.expect("request");
+    assert_eq!(read_answer(&mut fresh).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,13 +268,17 @@ async fn a_head_sent_one_byte_at_a_time_is_cut_off_at_the_header_timeout() {
     assert!(app.server.stats().header_timeouts() >= 1, "{}", app.server.stats().render());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On one thread: tokio's clock, which the server's timeouts run on, is paused below.
+#[tokio::test]
 async fn a_body_that_trickles_or_never_comes_is_answered_and_the_connection_closed() {
     let app = app(ServeOptions { body_grace: Duration::from_millis(500), ..ServeOptions::default() }).await;
     let pharmacy = app.client(Role::Pharmacy, "slow-link").await;
     let body = serde_json::to_vec(&app.pack().await.req()).expect("json");
+    // From here on the clock moves only when this test moves it, or, when every task waits, to
+    // the next timer: the grace period and the minimum rate pass with no real time passing.
+    tokio::time::pause();
 
-    // A content-length larger than the body sent.
+    // A content-length larger than the body sent: answered when the grace period is over.
     let mut c = tls_from(&app, loopback(7)).await.expect("connect");
     c.write_all(verify_head(&pharmacy.current_token(), body.len() + 100).as_bytes()).await.expect("head");
     c.write_all(&body).await.expect("body");
@@ -277,7 +289,8 @@ async fn a_body_that_trickles_or_never_comes_is_answered_and_the_connection_clos
     assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
     assert!(closed_within(&mut c, DEADLINE).await, "the connection stays open");
 
-    // A body sent one byte at a time, slower than the minimum rate.
+    // A body sent one byte at a time, slower than the minimum rate: a byte every 50 ms of the
+    // paused clock, after which the server has read it and fired the timers then due.
     let mut c = tls_from(&app, loopback(7)).await.expect("connect");
     c.write_all(verify_head(&pharmacy.current_token(), body.len()).as_bytes()).await.expect("head");
     let mut answered = None;
@@ -285,9 +298,8 @@ async fn a_body_that_trickles_or_never_comes_is_answered_and_the_connection_clos
         if c.write_all(&[*b]).await.is_err() {
             break;
         }
-        // Slower than 1,024 bytes a second, and not waiting for the clock: the answer comes
-        // when the grace period is over, whenever that is.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::advance(Duration::from_millis(50)).await;
+        tokio::task::yield_now().await;
         if app.server.stats().slow_bodies() >= 2 {
             answered = Some(read_answer(&mut c).await);
             break;
