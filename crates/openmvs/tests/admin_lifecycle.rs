@@ -11,7 +11,9 @@ use std::process::Command;
 
 use common::{Node, Reply, http, openmvs, pack, pack_body, serial, token};
 
-/// Whether `what` comes to hold within 30 s (a generous bound: the nodes refresh every second).
+/// Whether `what` comes to hold within 30 s (a generous bound: the nodes refresh every second),
+/// for what a node does without saying so: it reads the clients cut off every second and logs
+/// nothing when that set changes.
 fn eventually(what: impl Fn() -> bool) -> bool {
     common::eventually(common::WAIT_LIMIT, || what().then_some(())).is_some()
 }
@@ -136,7 +138,10 @@ fn retiring_a_token_key_refuses_its_tokens_and_the_active_key_is_rotated_first()
     let out = node.admin(&["admin", "retire-token-key", "--kid", &first[0]]);
     assert!(out.contains("revoked"), "{out}");
     assert_eq!(kids(&node, "revoked"), first);
-    assert!(eventually(|| verify(&old_token) == 401), "the running node refuses:\n{}", server.log_text());
+    // The node says so in its log once it refuses the key's tokens.
+    let revoked = "token-signing key revoked by another node";
+    assert!(server.wait_for_log(revoked, common::WAIT_LIMIT), "never revoked:\n{}", server.log_text());
+    assert_eq!(verify(&old_token), 401, "the running node refuses:\n{}", server.log_text());
     let fresh = token(&http, &server.base, &ph);
     assert_eq!(verify(&fresh), 200, "tokens of the active key are accepted");
     server.stop();
@@ -217,7 +222,10 @@ fn a_node_started_on_a_read_only_data_directory_is_not_ready_until_it_can_write(
     assert!(server.log_text().contains("the store cannot commit"), "{}", server.log_text());
 
     mount.remount("rw");
-    assert!(eventually(|| ready() == 200), "ready by itself once it can write:\n{}", server.log_text());
+    // The node says so in its log once a probe write succeeds.
+    let again = "the store commits again: ready";
+    assert!(server.wait_for_log(again, common::WAIT_LIMIT), "never ready:\n{}", server.log_text());
+    assert_eq!(ready(), 200, "ready by itself once it can write:\n{}", server.log_text());
     let t = token(&http, &server.base, &ph);
     let r = pack(&http, &server.base, &t, "supply", &pack_body("ro-1", &serial(0))).ok("supply");
     assert_eq!(r["return_code"], "NMVS_SUCCESS");

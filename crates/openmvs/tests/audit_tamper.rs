@@ -379,10 +379,11 @@ fn a_running_node_signs_its_tail_with_no_further_request_and_keeps_the_head_in_i
     for i in 0..5 {
         pack(&http, base, &ph, "supply", &pack_body(&format!("timer-{i}"), &serial(i))).ok("supply");
     }
-    // No request comes any more: the node signs the tail by itself, and the head reaches the file.
+    // No request comes any more: the node signs the tail by itself, and the head reaches the file:
+    // looked at each time the node writes it.
     let data = node.data_dir();
     let mut seen = (0, None);
-    let last = common::eventually(common::WAIT_LIMIT, || {
+    let last = common::when_written(&data, "audit-heads.jsonl", common::WAIT_LIMIT, || {
         let (last, _) = ends(&data);
         let head = std::fs::read_to_string(data.join("audit-heads.jsonl")).ok().map(|_| head_of(&data));
         let signed = last >= 6 && head.as_ref().and_then(|h| h["seq"].as_u64()) == Some(last);

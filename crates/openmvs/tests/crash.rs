@@ -7,7 +7,7 @@ mod common;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use common::{Node, Reply, audit_of, http, pack, pack_body, serial, token};
+use common::{Node, Reply, Watched, audit_of, http, pack, pack_body, serial, token};
 use serde_json::Value;
 
 /// More packs than the rounds can supply, so that every request names a fresh pack.
@@ -59,7 +59,7 @@ struct Seen {
 }
 
 /// Streams supplies of fresh packs until `stop`, the packs run out, or the server stops answering.
-fn stream_supplies(base: &str, token: &str, next: &AtomicU64, stop: &AtomicBool, seen: &Mutex<Seen>) {
+fn stream_supplies(base: &str, token: &str, next: &AtomicU64, stop: &AtomicBool, seen: &Watched<Seen>) {
     let http = http();
     while !stop.load(Ordering::SeqCst) {
         let i = next.fetch_add(1, Ordering::SeqCst);
@@ -68,19 +68,25 @@ fn stream_supplies(base: &str, token: &str, next: &AtomicU64, stop: &AtomicBool,
         }
         let s = Supply { trx: format!("crash-supply-{i}"), serial: serial(i) };
         let reply = pack(&http, base, token, "supply", &pack_body(&s.trx, &s.serial));
-        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-        match reply {
+        let gone = seen.update(|seen| match reply {
             Reply::Answer { status: 200, body }
                 if body["accepted"] == true && body["return_code"] == "NMVS_SUCCESS" =>
             {
                 seen.acknowledged.push(s);
+                false
             }
             Reply::NoAnswer(_) => {
                 seen.unknown.push(s);
-                // The server is gone; the next request would only be refused.
-                return;
+                true
             }
-            other => seen.unexpected.push((s, format!("{other:?}"))),
+            other => {
+                seen.unexpected.push((s, format!("{other:?}")));
+                false
+            }
+        });
+        if gone {
+            // The server is gone; the next request would only be refused.
+            return;
         }
     }
 }
@@ -129,22 +135,22 @@ fn acknowledged_supplies_survive_repeated_sigkill_exactly_once() {
         let base = server.base.clone();
         let token = token(&http(), &base, &pharmacy);
         let stop = AtomicBool::new(false);
-        let seen = Mutex::new(Seen::default());
+        let seen = Watched::<Seen>::default();
         // The kill comes after a random number of acknowledged supplies, with requests in flight.
         let before_kill = usize::try_from(rng.between(10, 100)).expect("a small number");
         std::thread::scope(|scope| {
             for _ in 0..CLIENTS {
                 scope.spawn(|| stream_supplies(&base, &token, &next, &stop, &seen));
             }
-            let acknowledged = || seen.lock().unwrap_or_else(|p| p.into_inner()).acknowledged.len();
-            let warmed_up =
-                common::eventually(common::WAIT_LIMIT, || (acknowledged() >= before_kill).then_some(()));
+            // Woken at each answer.
+            let warmed_up = seen.wait_for(common::WAIT_LIMIT, |s| s.acknowledged.len() >= before_kill);
             // Kill with requests in flight, then let the clients see it.
             server.kill();
             stop.store(true, Ordering::SeqCst);
-            assert!(warmed_up.is_some(), "round {round}: {} supplies acknowledged in 30 s", acknowledged());
+            let acknowledged = seen.read(|s| s.acknowledged.len());
+            assert!(warmed_up, "round {round}: {acknowledged} supplies acknowledged in 30 s");
         });
-        let seen = seen.into_inner().unwrap_or_else(|p| p.into_inner());
+        let seen = seen.into_inner();
         assert!(seen.unexpected.is_empty(), "round {round}: unexpected replies: {:#?}", seen.unexpected);
         eprintln!(
             "crash round {round}: killed after {before_kill} acknowledgements; {} supplies acknowledged, {} without an answer",

@@ -4,10 +4,11 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Node, Reply, Stop, http, http_fresh_connections, pack, pack_body, pack_once, serial, token};
+use common::{
+    Node, Reply, Stop, Watched, http, http_fresh_connections, pack, pack_body, pack_once, serial, token,
+};
 
 /// `[national.limits]` of the shutdown test. The grace time is long enough for the readiness
 /// poller and the verify stream to see it on a busy machine.
@@ -40,11 +41,6 @@ fn poll_ready(http: &reqwest::blocking::Client, base: &str) -> Health {
     }
 }
 
-/// Whether `what` comes to hold within `limit`.
-fn eventually(limit: Duration, what: impl Fn() -> bool) -> bool {
-    common::eventually(limit, || what().then_some(())).is_some()
-}
-
 #[test]
 fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
     let node = Node::new(
@@ -60,8 +56,8 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
     let epoch = Instant::now();
     let stop = Stop::default();
     // (time since epoch, reply) of every verify, and of every readiness poll.
-    let verifies: Mutex<Vec<(Duration, Reply)>> = Mutex::new(Vec::new());
-    let polls: Mutex<Vec<(Duration, Health)>> = Mutex::new(Vec::new());
+    let verifies: Watched<Vec<(Duration, Reply)>> = Watched::default();
+    let polls: Watched<Vec<(Duration, Health)>> = Watched::default();
     let (sigterm_at, exit) = std::thread::scope(|scope| {
         // A steady stream of verifies over one keep-alive connection.
         scope.spawn(|| {
@@ -77,7 +73,7 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
                     &pack_body(&format!("drain-{i}"), &serial(i % 100)),
                 );
                 let failed = matches!(reply, Reply::NoAnswer(_));
-                verifies.lock().unwrap_or_else(|p| p.into_inner()).push((epoch.elapsed(), reply));
+                verifies.update(|v| v.push((epoch.elapsed(), reply)));
                 if failed && stop.wait(Duration::from_millis(5)) {
                     break;
                 }
@@ -89,31 +85,22 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
             let http = http_fresh_connections(Duration::from_secs(10));
             loop {
                 let h = poll_ready(&http, &base);
-                polls.lock().unwrap_or_else(|p| p.into_inner()).push((epoch.elapsed(), h));
+                polls.update(|p| p.push((epoch.elapsed(), h)));
                 if stop.wait(Duration::from_millis(10)) {
                     break;
                 }
             }
         });
-        let warmed_up = eventually(WAIT_LIMIT, || {
-            let served = verifies.lock().unwrap_or_else(|p| p.into_inner()).len();
-            let ready =
-                polls.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|(_, h)| *h == Health::Ready);
-            served >= 20 && ready
-        });
+        // Each verify and each poll is recorded as it is answered: the test wakes at each.
+        let warmed_up = verifies.wait_for(WAIT_LIMIT, |v| v.len() >= 20)
+            && polls.wait_for(WAIT_LIMIT, |p| p.iter().any(|(_, h)| *h == Health::Ready));
         let sigterm_at = epoch.elapsed();
         if warmed_up {
             server.terminate();
         }
         let exit = server.wait_exit(DRAIN + GRACE + EXIT_MARGIN).map(|s| (s, epoch.elapsed()));
         // Let the poller see the closed port, then stop both threads.
-        let _ = eventually(WAIT_LIMIT, || {
-            polls
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .last()
-                .is_some_and(|(_, h)| *h == Health::NoAnswer)
-        });
+        let _ = polls.wait_for(WAIT_LIMIT, |p| p.last().is_some_and(|(_, h)| *h == Health::NoAnswer));
         stop.stop();
         assert!(warmed_up, "no steady traffic before SIGTERM:\n{}", server.log_text());
         (sigterm_at, exit)
@@ -128,7 +115,7 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
     eprintln!("shutdown: exited {} ms after SIGTERM", (exited_at - sigterm_at).as_millis());
 
     // Every answer is complete and valid: a verify of an active pack, or a 503 saying so.
-    let verifies = verifies.into_inner().unwrap_or_else(|p| p.into_inner());
+    let verifies = verifies.into_inner();
     let mut last_ok = Duration::ZERO;
     let mut ok_after_sigterm = 0;
     for (at, reply) in &verifies {
@@ -148,7 +135,7 @@ fn sigterm_drains_in_flight_requests_and_readiness_goes_false_first() {
     }
 
     // Readiness: ready, then not ready while requests are still served, then no answer.
-    let polls = polls.into_inner().unwrap_or_else(|p| p.into_inner());
+    let polls = polls.into_inner();
     let mut phases: Vec<Health> = polls.iter().map(|(_, h)| *h).collect();
     phases.dedup();
     assert_eq!(

@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use common::{Node, Reply, audit_of, copy_dir, http, pack, pack_body, serial, token};
+use common::{Node, Reply, Watched, audit_of, copy_dir, http, pack, pack_body, serial, token};
 
 /// Seeded packs: more than the load can supply.
 const PACKS: u64 = 5_000;
@@ -48,7 +47,7 @@ fn a_node_killed_mid_load_loses_and_doubles_nothing_when_clients_retry_on_the_ot
 
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
-    let seen = Mutex::new(Seen::default());
+    let seen = Watched::<Seen>::default();
     std::thread::scope(|scope| {
         for c in 0..CLIENTS {
             let (next, stop, seen, tok) = (&next, &stop, &seen, &tok);
@@ -72,8 +71,7 @@ fn a_node_killed_mid_load_loses_and_doubles_nothing_when_clients_retry_on_the_ot
                         retried = true;
                         reply = pack(&http, base_b, tok, "supply", &pack_body(&trx, &s));
                     }
-                    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-                    match reply {
+                    seen.update(|seen| match reply {
                         Reply::Answer { status: 200, body }
                             if body["accepted"] == true && body["return_code"] == "NMVS_SUCCESS" =>
                         {
@@ -83,23 +81,21 @@ fn a_node_killed_mid_load_loses_and_doubles_nothing_when_clients_retry_on_the_ot
                             seen.acknowledged.push((trx, s));
                         }
                         other => seen.unexpected.push(format!("{trx} {s}: {other:?}")),
-                    }
+                    });
                 }
             });
         }
         // The kill comes with the load going on both nodes, and the load goes on until supplies
-        // cut short by it were retried on node B, and more were acknowledged after it.
-        let acknowledged = || seen.lock().unwrap_or_else(|p| p.into_inner()).acknowledged.len();
-        let _ = common::eventually(common::WAIT_LIMIT, || (acknowledged() >= 200).then_some(()));
+        // cut short by it were retried on node B, and more were acknowledged after it. The test
+        // wakes at each answer.
+        let _ = seen.wait_for(common::WAIT_LIMIT, |s| s.acknowledged.len() >= 200);
         server_a.kill();
-        let at_kill = acknowledged();
-        let _ = common::eventually(common::WAIT_LIMIT, || {
-            let retried = !seen.lock().unwrap_or_else(|p| p.into_inner()).retried.is_empty();
-            (retried && acknowledged() >= at_kill + 200).then_some(())
-        });
+        let at_kill = seen.read(|s| s.acknowledged.len());
+        let _ = seen
+            .wait_for(common::WAIT_LIMIT, |s| !s.retried.is_empty() && s.acknowledged.len() >= at_kill + 200);
         stop.store(true, Ordering::SeqCst);
     });
-    let seen = seen.into_inner().unwrap_or_else(|p| p.into_inner());
+    let seen = seen.into_inner();
     assert!(seen.unexpected.is_empty(), "unexpected replies: {:#?}", seen.unexpected);
     assert!(!seen.retried.is_empty(), "the kill cut no request short: nothing was retried on the other node");
     eprintln!(

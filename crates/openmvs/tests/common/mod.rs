@@ -264,6 +264,14 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits up to `limit` for a line of its log that contains `text`, looking at each write to
+    /// the log; whether one came.
+    pub fn wait_for_log(&self, text: &str, limit: Duration) -> bool {
+        let dir = self.log.parent().expect("the log's directory");
+        let name = self.log.file_name().and_then(|n| n.to_str()).expect("the log's name");
+        when_written(dir, name, limit, || self.log_text().contains(text).then_some(())).is_some()
+    }
+
     /// Kills it with SIGKILL, as a power cut would, and reaps it.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -301,12 +309,13 @@ impl Drop for Server {
     }
 }
 
-/// The longest [`eventually`] is usually given: generous, for a busy machine.
+/// The longest a test usually waits for an event: generous, for a busy machine.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
-/// Waits for something another process does, which it says nowhere this test can wait on:
-/// asks `probe` every 20 ms until it gives a value, for at most `limit`; `None` if it never did.
-/// The one poll of these tests (tidy.rs allows it), for the few events that have no signal.
+/// Waits for something another process does, which it says nowhere this test can wait on (no
+/// line, no file, no exit): asks `probe` every 20 ms until it gives a value, for at most `limit`;
+/// `None` if it never did. The one poll of these tests (tidy.rs allows it), for the few events
+/// that have no signal; [`Watched::wait_for`] and [`when_written`] wait for those that have one.
 pub fn eventually<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     loop {
@@ -317,6 +326,102 @@ pub fn eventually<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> O
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits up to `limit` for `check` to give a value: asks it at once, and again each time the
+/// file `name` in `dir` is created, written or moved into place (inotify), which is how another
+/// process says what it did when it says so in a file: its log, the audit head file, its
+/// database. `None` if it never did.
+#[cfg(target_os = "linux")]
+pub fn when_written<T>(
+    dir: &Path,
+    name: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::fs::inotify;
+    use rustix::io::Errno;
+
+    let deadline = Instant::now() + limit;
+    let watch = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+        .expect("an inotify instance");
+    // Watched before the first look, so that no write between the two goes unseen.
+    let flags = inotify::WatchFlags::CREATE | inotify::WatchFlags::MODIFY | inotify::WatchFlags::MOVED_TO;
+    inotify::add_watch(&watch, dir, flags).unwrap_or_else(|e| panic!("watch {}: {e}", dir.display()));
+    let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        // Until `name` is written, or the deadline.
+        let mut written = false;
+        while !written {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let timeout = Timespec::try_from(left).expect("a timeout");
+            match poll(&mut [PollFd::new(&watch, PollFlags::IN)], Some(&timeout)) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => panic!("waiting for {name}: {e}"),
+            }
+            let mut events = inotify::Reader::new(&watch, &mut buf);
+            loop {
+                match events.next() {
+                    Ok(e) => written |= e.file_name().is_some_and(|n| n.to_bytes() == name.as_bytes()),
+                    Err(Errno::AGAIN | Errno::INTR) => break,
+                    Err(e) => panic!("reading the changes of {}: {e}", dir.display()),
+                }
+            }
+        }
+    }
+}
+
+/// Elsewhere than Linux, without inotify: [`eventually`].
+#[cfg(not(target_os = "linux"))]
+pub fn when_written<T>(
+    _dir: &Path,
+    _name: &str,
+    limit: Duration,
+    check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    eventually(limit, check)
+}
+
+/// What the threads of a test record, with a signal at each change: the test waits for it to
+/// reach a state, woken by the change that brings it there.
+#[derive(Default)]
+pub struct Watched<T> {
+    value: std::sync::Mutex<T>,
+    changed: std::sync::Condvar,
+}
+
+impl<T> Watched<T> {
+    /// Changes it, and wakes whoever waits.
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let r = f(&mut self.value.lock().unwrap_or_else(|p| p.into_inner()));
+        self.changed.notify_all();
+        r
+    }
+
+    /// Reads it.
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.value.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Waits up to `limit` for `done` to hold; whether it did.
+    pub fn wait_for(&self, limit: Duration, mut done: impl FnMut(&T) -> bool) -> bool {
+        let value = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        let (value, _) =
+            self.changed.wait_timeout_while(value, limit, |v| !done(v)).unwrap_or_else(|p| p.into_inner());
+        done(&value)
+    }
+
+    /// What it holds.
+    pub fn into_inner(self) -> T {
+        self.value.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 }
 
