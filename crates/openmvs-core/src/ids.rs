@@ -3,6 +3,9 @@
 //! Each type can only hold a valid value: construction checks the rule and says which rule failed.
 //! Nothing is altered on the way in: no trimming, no case folding. The one canonicalisation the
 //! rules ask for is the left-padding of short GTINs to 14 digits.
+//!
+//! Beside them are the opaque ids of records (clients, their transactions, alerts, OBPs, uploads,
+//! bulk jobs): distinct types over the text as given, checked where they come in from outside.
 
 use std::fmt;
 
@@ -506,6 +509,106 @@ impl fmt::Display for Location {
     }
 }
 
+/// Declares an opaque id: the text of an id a system hands out or takes from a caller, wrapped so
+/// that one kind of id cannot be passed where another is expected. It is taken as given: where a
+/// rule applies to an id from outside, the edge that receives it checks it and then wraps it.
+/// Exported so that the crates around the core declare their own (an outbox message id).
+#[macro_export]
+macro_rules! opaque_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(::std::string::String);
+
+        impl $name {
+            /// Wraps the id as given.
+            pub fn new(s: impl ::std::convert::Into<::std::string::String>) -> Self {
+                Self(s.into())
+            }
+
+            /// The id as given.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The id's text.
+            pub fn into_string(self) -> ::std::string::String {
+                self.0
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl ::std::convert::From<::std::string::String> for $name {
+            fn from(s: ::std::string::String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl ::std::convert::From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl ::std::convert::AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl ::std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl ::std::cmp::PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl ::std::cmp::PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+opaque_id!(
+    /// A client of a national system (an end user, an NMVO, an authority), as its credentials name
+    /// it; also the name of a system acting as a client (`hub:<market>` for a synchronised change).
+    ClientId
+);
+opaque_id!(
+    /// A client's id for one of its requests: the same id repeated gets the stored answer
+    /// (the national system checks the ones its clients send: 1-100 printable ASCII characters).
+    ClientTrxId
+);
+opaque_id!(
+    /// An alert, as the system that raised or stored it names it (time-ordered at OpenMVS's own).
+    AlertId
+);
+opaque_id!(
+    /// An on-boarding partner (a marketing authorisation holder or a parallel distributor), as its
+    /// client certificate names it.
+    ObpId
+);
+opaque_id!(
+    /// An upload of serials at the hub.
+    UploadId
+);
+opaque_id!(
+    /// A bulk request at a national system.
+    BulkId
+);
+
 /// The unique identifier of a pack plus the attributes every operation must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackIdentifier {
@@ -635,6 +738,16 @@ mod tests {
         assert_eq!(Nhrn::new(714, "1234567").unwrap().country(), "PT");
         assert!(Nhrn::new(718, "1").is_err());
         assert!(Nhrn::new(710, "").is_err());
+    }
+
+    #[test]
+    fn opaque_ids_keep_their_text_and_compare_with_it() {
+        let id = AlertId::new("ALR-1 x");
+        assert_eq!(id.as_str(), "ALR-1 x");
+        assert_eq!(id.to_string(), "ALR-1 x");
+        assert_eq!(id, "ALR-1 x");
+        assert!(AlertId::from("ALR-1") < id);
+        assert_eq!(ClientId::from(String::from("cl")).into_string(), "cl");
     }
 
     #[test]

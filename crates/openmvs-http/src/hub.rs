@@ -412,7 +412,7 @@ async fn upload_status(
 ) -> Result<Response, HubHttpError> {
     let u = s.hub.upload(&obp, &id).await?;
     Ok(axum::Json(UploadStatusBody {
-        upload_id: u.id,
+        upload_id: u.id.into_string(),
         product_code: u.product_code.as_str().to_owned(),
         batch: u.batch.as_str().to_owned(),
         status: u.status.as_str().to_owned(),

@@ -115,7 +115,7 @@ async fn authenticate(parts: &Parts, state: &NationalState) -> Result<Actor, Htt
         ));
     };
     let actor = state.national.authenticate(token.trim()).await?;
-    if let Err(wait) = state.limiter.check(&actor.client_id) {
+    if let Err(wait) = state.limiter.check(actor.client_id.as_str()) {
         let mut e = ApiError::new(ReturnCode::RateLimited).with("client_id", "over its request rate");
         e.message = format!("Too many requests from this client: retry in {wait} s.");
         return Err(HttpError::new(e));

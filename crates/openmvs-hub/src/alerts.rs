@@ -3,6 +3,7 @@
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::{AlertStatus, Classification, StatusChange, decide_status_change};
+use openmvs_core::ids::AlertId;
 use openmvs_core::pack::Policy;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, Role, access};
@@ -23,7 +24,7 @@ pub const MAX_ALERT_LIMIT: usize = 1000;
 pub(crate) fn view(a: &HubAlertRecord) -> Result<AlertView, StoreError> {
     let mut v: AlertView = serde_json::from_str(&a.alert)
         .map_err(|e| StoreError::Corrupt(format!("alert {} does not decode: {e}", a.id)))?;
-    v.id = a.id.clone();
+    v.id = a.id.to_string();
     v.status = a.status.to_string();
     v.classification = a.classification.map(|c| c.as_str().to_owned());
     v.comment = a.comment.clone();
@@ -56,17 +57,17 @@ impl Hub {
             return Err(ApiError::malformed("limit", format!("must be 1-{MAX_ALERT_LIMIT}")));
         }
         let filter = HubAlertFilter {
-            obp: Some(obp.to_owned()),
+            obp: Some(obp.into()),
             status,
             product_code: None,
-            after: cursor.map(str::to_owned),
+            after: cursor.map(AlertId::from),
             // One more than asked tells whether there is a next page.
             limit: limit + 1,
         };
         let mut alerts = self.store.alerts(&filter).await?;
         let next_cursor = if alerts.len() > limit {
             alerts.truncate(limit);
-            alerts.last().map(|a| a.id.clone())
+            alerts.last().map(|a| a.id.to_string())
         } else {
             None
         };
@@ -78,7 +79,7 @@ impl Hub {
     /// so that an OBP cannot even learn which ids exist.
     pub async fn alert(&self, obp: &str, id: &str) -> Result<AlertView, ApiError> {
         self.caller(obp).await?;
-        match self.store.alert(id).await? {
+        match self.store.alert(&id.into()).await? {
             Some(a) if a.obp == obp => Ok(view(&a)?),
             _ => Err(not_found(id)),
         }
@@ -120,9 +121,10 @@ impl Hub {
                 return Err(refuse(e).await);
             }
         };
+        let alert_id = AlertId::from(id);
         for _ in 0..8 {
             let now = self.clock.now();
-            let current = match self.store.alert(id).await? {
+            let current = match self.store.alert(&alert_id).await? {
                 Some(a) if a.obp == obp => a,
                 _ => return Err(refuse(not_found(id)).await),
             };
@@ -162,7 +164,7 @@ impl Hub {
             }
             let uow = HubUnitOfWork {
                 alert_updates: vec![AlertUpdate {
-                    id: id.to_owned(),
+                    id: alert_id.clone(),
                     expected_status: current.status,
                     status: outcome.status,
                     classification,

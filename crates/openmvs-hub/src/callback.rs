@@ -14,7 +14,7 @@ use openmvs_core::return_code::ReturnCode;
 use openmvs_store::OutboxMessage;
 use openmvs_store::hub::{HubUnitOfWork, ObpChange};
 use openmvs_store::relay::{Ack, HubDestination, Outcome, Round, Sender as RelaySender};
-use openmvs_store::{BoxFuture, StoredOutboxMessage};
+use openmvs_store::{BoxFuture, MessageId, StoredOutboxMessage};
 use openmvs_wire::api::AlertView;
 use serde_json::{Value, json};
 
@@ -106,7 +106,7 @@ pub(crate) fn callback_message(
     event: Value,
 ) -> OutboxMessage {
     OutboxMessage {
-        message_id,
+        message_id: message_id.into(),
         destination: format!("{DESTINATION_PREFIX}{obp}"),
         kind: event["event"].as_str().unwrap_or("event").to_owned(),
         ordering_key: ordering_key.to_owned(),
@@ -134,7 +134,7 @@ impl Hub {
             result: &json!({}),
         };
         let uow = HubUnitOfWork {
-            obp_changes: vec![ObpChange::Callback { obp: obp.to_owned(), url: Some(url.to_owned()) }],
+            obp_changes: vec![ObpChange::Callback { obp: obp.into(), url: Some(url.to_owned()) }],
             audit: vec![self.entry(obp, now, r)],
             ..HubUnitOfWork::default()
         };
@@ -165,7 +165,7 @@ impl Hub {
         for destination in self.store.destinations().await? {
             let Some(obp) = destination.strip_prefix(DESTINATION_PREFIX) else { continue };
             // Without a URL (the OBP cleared it) the events wait for the next one.
-            let Some(url) = self.store.obp(obp).await?.and_then(|o| o.callback_url) else { continue };
+            let Some(url) = self.store.obp(&obp.into()).await?.and_then(|o| o.callback_url) else { continue };
             let secret = self.callback_secret(obp, &url);
             let outbox = HubDestination { store: self.store.as_ref(), destination: &destination };
             let poster = CallbackPoster { sender, url: &url, secret: &secret, destination: &destination };
@@ -188,13 +188,13 @@ struct CallbackPoster<'a> {
 
 impl RelaySender for CallbackPoster<'_> {
     /// The message id and the event.
-    type Item = (String, String);
+    type Item = (MessageId, String);
 
-    fn prepare(&self, m: &StoredOutboxMessage) -> Result<(String, String), String> {
+    fn prepare(&self, m: &StoredOutboxMessage) -> Result<(MessageId, String), String> {
         Ok((m.message.message_id.clone(), m.message.payload.clone()))
     }
 
-    fn send(&self, items: Vec<(String, String)>) -> BoxFuture<'_, Result<Vec<Ack>, String>> {
+    fn send(&self, items: Vec<(MessageId, String)>) -> BoxFuture<'_, Result<Vec<Ack>, String>> {
         Box::pin(async move {
             let mut acks = Vec::with_capacity(items.len());
             let mut failed = false;

@@ -62,12 +62,12 @@ impl Hub {
         check_obp_id(id).map_err(|why| ApiError::malformed("id", format!("'{id}' {why}")))?;
         check_obp_name(name)?;
         for _ in 0..MAX_ATTEMPTS {
-            if let Some(o) = self.store.obp(id).await? {
+            if let Some(o) = self.store.obp(&id.into()).await? {
                 return Ok(o);
             }
             let now = self.clock.now();
             let o = ObpRecord {
-                id: id.to_owned(),
+                id: id.into(),
                 name: name.to_owned(),
                 created_at: now,
                 revoked_at: None,
@@ -130,7 +130,7 @@ impl Hub {
                 None => None,
             };
             let facts = existing.as_ref().zip(current.as_ref()).map(|(p, v)| CurrentProduct {
-                owner: &p.owner,
+                owner: p.owner.as_str(),
                 version: v.version,
                 master: &v.master,
             });
@@ -156,7 +156,7 @@ impl Hub {
                 uow.products.push(ProductWrite {
                     product: HubProductRecord {
                         product_code: pc.clone(),
-                        owner: obp.to_owned(),
+                        owner: obp.into(),
                         current_version: version,
                         withdrawn: existing.as_ref().map(|p| p.withdrawn.clone()).unwrap_or_default(),
                         created_at: existing.as_ref().map_or(now, |p| p.created_at),

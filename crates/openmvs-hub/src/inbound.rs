@@ -61,7 +61,7 @@ impl Hub {
                     tracing::warn!(%origin, message = %env.message_id, reason = %why, "national message rejected");
                     // Recorded under its id like an applied message, so the rejection is audited once.
                     let uow = HubUnitOfWork {
-                        inbox: Some(env.message_id.clone()),
+                        inbox: Some(env.message_id.as_str().into()),
                         audit: vec![self.national_entry(
                             origin,
                             env,
@@ -90,7 +90,7 @@ impl Hub {
                 // so that it too is applied once, and nothing is stored or called back again.
                 Err(StoreError::Conflict(Conflict::Exists(_))) if has_alert => {
                     let uow = HubUnitOfWork {
-                        inbox: Some(env.message_id.clone()),
+                        inbox: Some(env.message_id.as_str().into()),
                         audit: vec![self.national_entry(
                             origin,
                             env,
@@ -120,7 +120,8 @@ impl Hub {
         if env.origin != origin.as_str() {
             return Ok(Effects::Reject(format!("origin '{}' but sent by {origin}", env.origin)));
         }
-        let mut uow = HubUnitOfWork { inbox: Some(env.message_id.clone()), ..HubUnitOfWork::default() };
+        let mut uow =
+            HubUnitOfWork { inbox: Some(env.message_id.as_str().into()), ..HubUnitOfWork::default() };
         let note = match &env.body {
             Message::PackState(s) => match self.forward_pack_state(origin, env, s, &mut uow).await? {
                 Ok(note) => note,
@@ -214,17 +215,17 @@ impl Hub {
         // The hub's own record of who owns the product decides, not the market's copy of it.
         let owner = match self.find_product(&a.alert.product_code).await {
             Ok(Some(p)) => p.owner,
-            Ok(None) | Err(_) => a.owner.clone(),
+            Ok(None) | Err(_) => a.owner.as_str().into(),
         };
         let Some(obp) = self.store.obp(&owner).await? else {
             return Ok(Err(format!("OBP '{owner}' is not on-boarded")));
         };
         let id = new_id("HAL", now);
         let record = HubAlertRecord {
-            id: id.clone(),
+            id: id.as_str().into(),
             obp: obp.id.clone(),
             market: origin,
-            source_alert_id: a.alert.id.clone(),
+            source_alert_id: a.alert.id.as_str().into(),
             product_code: a.alert.product_code.clone(),
             alert: serde_json::to_string(&a.alert).expect("an alert view always serialises"),
             created_at: now,
@@ -235,7 +236,7 @@ impl Hub {
         if let Some(url) = &obp.callback_url {
             let event = crate::callback::alert_event(&crate::alerts::view(&record)?);
             uow.outbox.push(crate::callback::callback_message(
-                &obp.id,
+                obp.id.as_str(),
                 format!("{id}-callback"),
                 &a.alert.product_code,
                 event,

@@ -215,7 +215,7 @@ impl Hub {
     /// its first request (the CA issuing the certificate is the on-boarding decision, and
     /// revoking it the off-boarding one), then read back; 403 if the hub revoked it.
     async fn caller(&self, obp: &str) -> Result<ObpRecord, ApiError> {
-        let o = match self.store.obp(obp).await? {
+        let o = match self.store.obp(&obp.into()).await? {
             Some(o) => o,
             None => self.register_obp(obp, obp).await?,
         };
@@ -392,7 +392,7 @@ pub(crate) fn message_to(
     let kind = kind(&body);
     let env = Envelope { message_id, origin: "hub".to_owned(), ordering_key: pc.as_str().to_owned(), body };
     OutboxMessage {
-        message_id: env.message_id.clone(),
+        message_id: env.message_id.as_str().into(),
         destination: market.as_str().to_owned(),
         kind: kind.to_owned(),
         ordering_key: env.ordering_key.clone(),

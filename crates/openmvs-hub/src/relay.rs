@@ -27,7 +27,7 @@ pub(crate) fn acks(ack: &DeliveryAck) -> Vec<Ack> {
     ack.results
         .iter()
         .map(|a| Ack {
-            message_id: a.message_id.clone(),
+            message_id: a.message_id.as_str().into(),
             outcome: Outcome::of_status(&a.status, a.error.as_deref()),
         })
         .collect()

@@ -3,7 +3,7 @@
 //! serial message per target market, progress and rejections), so that no upload is ever held
 //! in memory whole and the hub keeps no serial beyond the messages that carry them.
 
-use openmvs_core::ids::{Batch, MarketCode, ProductCode};
+use openmvs_core::ids::{Batch, MarketCode, ProductCode, UploadId};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::upload::{decide_chunk, screen_lines};
 use openmvs_store::hub::{
@@ -59,7 +59,7 @@ pub struct UploadAccepted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadView {
     /// The upload id.
-    pub id: String,
+    pub id: UploadId,
     /// The product.
     pub product_code: ProductCode,
     /// The batch.
@@ -155,8 +155,8 @@ impl Hub {
         };
         let now = self.clock.now();
         let upload = NewUpload {
-            id: new_id("UPL", now),
-            obp: obp.to_owned(),
+            id: new_id("UPL", now).into(),
+            obp: obp.into(),
             product_code: pc.clone(),
             batch: b.clone(),
             markets: record.markets.clone(),
@@ -210,7 +210,7 @@ impl Hub {
                 )
                 .await?;
             if last {
-                return Ok(UploadAccepted { upload_id: id, received });
+                return Ok(UploadAccepted { upload_id: id.into_string(), received });
             }
         }
     }
@@ -220,7 +220,7 @@ impl Hub {
     #[allow(clippy::too_many_arguments)]
     async fn commit_chunk(
         &self,
-        id: &str,
+        id: &UploadId,
         new_upload: &mut Option<NewUpload>,
         obp: &str,
         batch: &HubBatchRecord,
@@ -248,7 +248,7 @@ impl Hub {
             let mut uow = HubUnitOfWork {
                 new_upload: new_upload.clone(),
                 upload_progress: Some(UploadProgress {
-                    id: id.to_owned(),
+                    id: id.clone(),
                     received: items.len() as u64,
                     rejections: d.rejections,
                     chunks,
@@ -265,7 +265,7 @@ impl Hub {
             }
             if last {
                 // Counts only: the audit trail never holds a serial.
-                let request = json!({"upload_id": id, "batch": batch.batch.as_str()});
+                let request = json!({"upload_id": id.as_str(), "batch": batch.batch.as_str()});
                 let result =
                     json!({"received": received, "rejected": rejected_before + rejected, "chunks": chunk_no});
                 let subj = format!("{}/{}", subject(pc), batch.batch);
@@ -319,14 +319,14 @@ impl Hub {
     /// Ends an upload as FAILED (what was committed stays, and is distributed).
     async fn fail_upload(
         &self,
-        id: &str,
+        id: &UploadId,
         new_upload: &mut Option<NewUpload>,
         obp: &str,
         pc: &ProductCode,
         batch: &Batch,
         why: &str,
     ) -> Result<(), ApiError> {
-        let request = json!({"upload_id": id, "batch": batch.as_str()});
+        let request = json!({"upload_id": id.as_str(), "batch": batch.as_str()});
         let result = json!({"failed": why});
         let subj = format!("{}/{batch}", subject(pc));
         let r = Record {
@@ -339,9 +339,8 @@ impl Hub {
         let uow = HubUnitOfWork {
             new_upload: new_upload.take(),
             upload_progress: Some(UploadProgress {
-                id: id.to_owned(),
                 outcome: Some(UploadOutcome::Failed),
-                ..UploadProgress::default()
+                ..UploadProgress::new(id.clone())
             }),
             audit: vec![self.entry(obp, self.clock.now(), r)],
             ..HubUnitOfWork::default()
@@ -355,8 +354,9 @@ impl Hub {
     pub async fn upload(&self, obp: &str, id: &str) -> Result<UploadView, ApiError> {
         self.caller(obp).await?;
         let not_found = || ApiError::not_found("upload_id", format!("no upload '{id}'"));
-        let u = self.store.upload(id).await?.filter(|u| u.obp == obp).ok_or_else(not_found)?;
-        let rejected = self.store.upload_rejections(id, 0, MAX_LISTED_REJECTIONS).await?;
+        let upload_id = UploadId::from(id);
+        let u = self.store.upload(&upload_id).await?.filter(|u| u.obp == obp).ok_or_else(not_found)?;
+        let rejected = self.store.upload_rejections(&upload_id, 0, MAX_LISTED_REJECTIONS).await?;
         Ok(UploadView {
             id: u.id,
             product_code: u.product_code,

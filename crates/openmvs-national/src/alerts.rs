@@ -3,6 +3,7 @@
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::{AlertStatus, Classification, StatusChange, decide_status_change};
+use openmvs_core::ids::{AlertId, ClientId};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, access};
 use openmvs_store::{AlertFilter, AlertRecord, AlertUpdate, Conflict, StoreError, UnitOfWork};
@@ -18,14 +19,14 @@ pub const MAX_LIMIT: usize = 1000;
 /// The wire view of an alert.
 pub fn view(a: &AlertRecord) -> AlertView {
     AlertView {
-        id: a.id.clone(),
+        id: a.id.to_string(),
         code: a.code.to_string(),
         return_code: a.return_code.to_string(),
         market: a.market.to_string(),
         product_code: a.product_code.clone(),
-        serial: a.serial.clone(),
+        serial: a.serial.to_string(),
         batch: a.batch.clone(),
-        location: a.location.clone(),
+        location: a.location.to_string(),
         created_at: a.created_at.to_rfc3339(),
         status: a.status.to_string(),
         classification: a.classification.map(|c| c.as_str().to_owned()),
@@ -34,7 +35,7 @@ pub fn view(a: &AlertRecord) -> AlertView {
 }
 
 impl National {
-    fn alert_scope(&self, actor: &Actor) -> Result<Option<String>, ApiError> {
+    fn alert_scope(&self, actor: &Actor) -> Result<Option<ClientId>, ApiError> {
         if actor.market != self.config.market {
             return Err(
                 ApiError::new(ReturnCode::Forbidden).with("market", "the token is for another market")
@@ -70,14 +71,14 @@ impl National {
             status,
             client_id,
             product_code: None,
-            after: cursor.map(str::to_owned),
+            after: cursor.map(AlertId::from),
             // One more than asked tells whether there is a next page.
             limit: limit + 1,
         };
         let mut alerts = self.store.alerts(&filter).await?;
         let next_cursor = if alerts.len() > limit {
             alerts.truncate(limit);
-            alerts.last().map(|a| a.id.clone())
+            alerts.last().map(|a| a.id.to_string())
         } else {
             None
         };
@@ -87,7 +88,7 @@ impl National {
     /// `GET /v1/alerts/{id}`: 404 when the alert does not exist or the actor may not see it.
     pub async fn alert(&self, actor: &Actor, id: &str) -> Result<AlertView, ApiError> {
         let own = self.alert_scope(actor)?;
-        match self.store.alert(id).await? {
+        match self.store.alert(&AlertId::from(id)).await? {
             Some(a) if own.as_ref().is_none_or(|c| *c == a.client_id) => Ok(view(&a)),
             _ => Err(ApiError::new(ReturnCode::NotFound).with("id", format!("no alert '{id}'"))),
         }
@@ -126,9 +127,10 @@ impl National {
                 return Err(self.refuse(actor, "alert-status", &subject, req, e).await);
             }
         };
+        let id = AlertId::from(id);
         for _ in 0..8 {
             let now = self.clock.now();
-            let Some(current) = self.store.alert(id).await? else {
+            let Some(current) = self.store.alert(&id).await? else {
                 return Err(ApiError::new(ReturnCode::NotFound).with("id", format!("no alert '{id}'")));
             };
             let change = StatusChange { status, classification, comment: req.comment.as_deref() };
@@ -165,7 +167,7 @@ impl National {
             }
             let uow = UnitOfWork {
                 alert_updates: vec![AlertUpdate {
-                    id: id.to_owned(),
+                    id: id.clone(),
                     expected_status: current.status,
                     status: outcome.status,
                     classification,

@@ -46,7 +46,7 @@ fn key_rotation(
     let entry = Entry {
         market: market.to_string(),
         at_millis: now.unix_millis(),
-        actor: actor.client_id.clone(),
+        actor: actor.client_id.to_string(),
         role: actor.role.to_string(),
         location: actor.location.to_string(),
         operation: "rotate-token-key".into(),
@@ -92,7 +92,8 @@ impl National {
     /// `POST /oauth/token` with the client-credentials grant. Every attempt is audited.
     pub async fn token(&self, client_id: &str, client_secret: &str) -> Result<TokenResponse, AuthError> {
         let now = self.clock.now();
-        let client = self.store.client(client_id).await.map_err(|e| AuthError::Internal(e.to_string()))?;
+        let client =
+            self.store.client(&client_id.into()).await.map_err(|e| AuthError::Internal(e.to_string()))?;
         let stored = client.as_ref().filter(|c| !c.disabled && c.market == self.config.market);
         let phc = stored.map(|c| c.secret_hash.clone());
         let secret = client_secret.to_owned();
@@ -105,7 +106,7 @@ impl National {
         let outcome = match (&checked, stored) {
             (Ok(()), Some(c)) => {
                 let claims = Claims::new(
-                    &c.client_id,
+                    c.client_id.as_str(),
                     c.role.as_str(),
                     c.market.as_str(),
                     c.location.as_str(),
@@ -171,7 +172,7 @@ impl National {
             role: Role::parse(&claims.role).ok_or_else(|| bad(format!("unknown role '{}'", claims.role)))?,
             market: MarketCode::new(&claims.market).map_err(|e| bad(e.to_string()))?,
             location: Location::new(&claims.location).map_err(|e| bad(e.to_string()))?,
-            client_id: claims.sub,
+            client_id: claims.sub.into(),
         })
     }
 
@@ -206,7 +207,7 @@ impl National {
             },
         );
         let client = ClientRecord {
-            client_id: client_id.clone(),
+            client_id: client_id.as_str().into(),
             secret_hash,
             role,
             market: self.config.market,

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openmvs_core::ids::PackIdentifier;
+use openmvs_core::ids::{BulkId, ClientTrxId, PackIdentifier};
 use openmvs_core::pack::{Command, Decision};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Action, access};
@@ -24,7 +24,7 @@ const MAX_BACKED_OFF: usize = 32;
 /// failures so far and when they may be tried again.
 #[derive(Debug, Default)]
 pub struct BulkBackoff {
-    failing: HashMap<String, (u32, Instant)>,
+    failing: HashMap<BulkId, (u32, Instant)>,
 }
 
 /// At most this many bad rows are listed in a refusal.
@@ -59,7 +59,7 @@ impl National {
             let response = serde_json::to_string(&accepted).map_err(openmvs_store::unavailable)?;
             let uow = UnitOfWork {
                 new_bulk: Some(BulkJob {
-                    id: accepted.bulk_id.clone(),
+                    id: accepted.bulk_id.as_str().into(),
                     client_id: actor.client_id.clone(),
                     status: BulkStatus::Pending,
                     request: serde_json::json!({
@@ -106,7 +106,7 @@ impl National {
     }
 
     /// Validates a bulk body into its rows; refuses the whole bulk, naming up to 20 bad rows.
-    fn check_bulk(&self, actor: &Actor, body: &BulkRequest) -> Result<(String, Vec<BulkRow>), ApiError> {
+    fn check_bulk(&self, actor: &Actor, body: &BulkRequest) -> Result<(ClientTrxId, Vec<BulkRow>), ApiError> {
         let client_trx_id = request::client_trx_id(body.client_trx_id.as_deref())?;
         if !access(actor.role, Action::Bulk, &self.config.policy).is_allowed()
             || actor.market != self.config.market
@@ -212,13 +212,13 @@ impl National {
 
     /// `GET /v1/bulk/{id}`: the job's status, and its results once done. Only its submitter sees it.
     pub async fn bulk(&self, actor: &Actor, id: &str) -> Result<BulkStatusResponse, ApiError> {
-        let job = self.store.bulk(id).await?.filter(|j| j.client_id == actor.client_id);
+        let job = self.store.bulk(&id.into()).await?.filter(|j| j.client_id == actor.client_id);
         let Some(job) = job else {
             return Err(ApiError::new(ReturnCode::NotFound).with("bulk_id", format!("no bulk '{id}'")));
         };
         let results = if job.status == BulkStatus::Done {
             self.store
-                .bulk_results(id)
+                .bulk_results(&job.id)
                 .await?
                 .iter()
                 .map(|r| {
@@ -229,7 +229,7 @@ impl National {
             Vec::new()
         };
         Ok(BulkStatusResponse {
-            bulk_id: job.id,
+            bulk_id: job.id.into_string(),
             status: job.status.as_str().to_owned(),
             done: job.done_rows,
             total: job.total_rows,
@@ -344,7 +344,7 @@ impl National {
         Ok(())
     }
 
-    async fn claim_bulk(&self, id: &str) -> bool {
+    async fn claim_bulk(&self, id: &BulkId) -> bool {
         let now = self.clock.now();
         self.store.claim_bulk(id, &self.node_id, now, now.plus(self.config.lease)).await.unwrap_or_else(|e| {
             tracing::warn!(bulk = %id, error = %e, "bulk lease cannot be taken");
@@ -352,7 +352,7 @@ impl National {
         })
     }
 
-    async fn release_bulk(&self, id: &str) {
+    async fn release_bulk(&self, id: &BulkId) {
         if let Err(e) = self.store.release_bulk(id, &self.node_id).await {
             tracing::warn!(bulk = %id, error = %e, "bulk lease cannot be given up; it ends by itself");
         }
@@ -392,7 +392,8 @@ impl National {
                     results.push(result(row, ReturnCode::BulkDuplicateSerial, None, None));
                     continue;
                 }
-                let input = PackInput { client_trx_id: format!("{}#{i}", job.id), id, warnings: Vec::new() };
+                let input =
+                    PackInput { client_trx_id: format!("{}#{i}", job.id).into(), id, warnings: Vec::new() };
                 let loaded: Loaded = self.load(&input.id).await?;
                 let d: Decision = self.decide_loaded(actor, command, &input.id, &loaded, now);
                 let out = self.outcome(actor, command, &input, &loaded, &d, now);

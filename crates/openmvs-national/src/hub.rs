@@ -54,7 +54,7 @@ impl Sender for HubSender<'_> {
                 .results
                 .iter()
                 .map(|a| Ack {
-                    message_id: a.message_id.clone(),
+                    message_id: a.message_id.as_str().into(),
                     outcome: Outcome::of_status(&a.status, a.error.as_deref()),
                 })
                 .collect())
@@ -107,7 +107,7 @@ impl National {
                     tracing::warn!(message = %env.message_id, reason = %why, "hub message rejected");
                     // The rejection is audited once, under the message id, like any applied message.
                     let uow = UnitOfWork {
-                        inbox: Some(env.message_id.clone()),
+                        inbox: Some(env.message_id.as_str().into()),
                         audit: vec![self.hub_entry(env, ReturnCode::MalformedRequest, &why, now)],
                         ..UnitOfWork::default()
                     };
@@ -184,7 +184,7 @@ impl National {
             request::product_code("", Some(scheme), Some(code))
                 .map_err(|e| bad(format!("product_code: {:?}", e.details)))
         };
-        let mut uow = UnitOfWork { inbox: Some(env.message_id.clone()), ..UnitOfWork::default() };
+        let mut uow = UnitOfWork { inbox: Some(env.message_id.as_str().into()), ..UnitOfWork::default() };
         let mut note = String::from("applied");
         match &env.body {
             Message::Product(p) => {
@@ -198,7 +198,7 @@ impl National {
                     strength: p.strength.clone(),
                     pack_type: p.pack_type.clone(),
                     pack_size: p.pack_size.clone(),
-                    owner: p.owner.clone(),
+                    owner: p.owner.as_str().into(),
                     // A withdrawal is irreversible: new master data never reactivates a product.
                     withdrawn,
                     version: p.version,
@@ -307,15 +307,15 @@ impl National {
             SyncDecision::Ignore => Ok("already reflected".into()),
             SyncDecision::Conflict(code) => {
                 let record = AlertRecord {
-                    id: new_id("ALR", now),
+                    id: new_id("ALR", now).into(),
                     code,
                     return_code: ReturnCode::PackInactiveStateChange,
                     market: self.config.market,
                     product_code: s.product_code.clone(),
-                    serial: s.serial.clone(),
+                    serial,
                     batch: s.batch.clone(),
-                    location: s.location.clone(),
-                    client_id: format!("hub:{}", s.market),
+                    location: change.location.clone(),
+                    client_id: format!("hub:{}", s.market).into(),
                     created_at: now,
                     status: openmvs_core::alert::AlertStatus::Open,
                     classification: None,
@@ -332,7 +332,7 @@ impl National {
                         &s.product_code,
                         Message::Alert(openmvs_wire::hub::AlertMsg {
                             alert: crate::alerts::view(&record),
-                            owner: p.owner,
+                            owner: p.owner.into_string(),
                         }),
                         now,
                     ));

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use openmvs_audit::Entry;
 use openmvs_auth::{KeyRing, Validator};
-use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::ids::{ClientId, Location, MarketCode};
 use openmvs_core::pack::Policy;
 use openmvs_core::roles::Role;
 use openmvs_core::time::{Clock, Timestamp};
@@ -80,7 +80,7 @@ impl NationalConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     /// The client id.
-    pub client_id: String,
+    pub client_id: ClientId,
     /// Its role.
     pub role: Role,
     /// Its market.
@@ -108,11 +108,11 @@ pub struct National {
     /// When this node last looked in the store for token-signing keys it did not know.
     keys_checked_at: std::sync::atomic::AtomicI64,
     /// The clients cut off, as this node last read them (`refresh_security`) or cut them off.
-    disabled: std::sync::RwLock<std::collections::HashSet<String>>,
+    disabled: std::sync::RwLock<std::collections::HashSet<ClientId>>,
     /// Counts the changes of `disabled` this node made itself.
     disabled_changes: std::sync::atomic::AtomicU64,
     /// When each client was last seen on this node since the last flush to the store.
-    seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    seen: std::sync::Mutex<std::collections::HashMap<ClientId, i64>>,
     /// Whether the store commits, as the last probe or commit found it.
     store_ok: std::sync::atomic::AtomicBool,
 }
@@ -179,7 +179,7 @@ impl National {
         Entry {
             market: self.config.market.to_string(),
             at_millis: now.unix_millis(),
-            actor: actor.client_id.clone(),
+            actor: actor.client_id.to_string(),
             role: actor.role.to_string(),
             location: actor.location.to_string(),
             operation: r.operation.to_owned(),

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::ids::{ClientId, Location, MarketCode};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, Role, access};
 use openmvs_core::time::Timestamp;
@@ -30,7 +30,7 @@ pub const CLIENT_USE_FLUSH: Duration = Duration::from_secs(30);
 /// The wire view of a client.
 pub fn client_state(c: &ClientRecord) -> ClientState {
     ClientState {
-        client_id: c.client_id.clone(),
+        client_id: c.client_id.to_string(),
         role: c.role.to_string(),
         location: c.location.to_string(),
         name: c.name.clone(),
@@ -109,7 +109,8 @@ impl National {
             ApiError::new(ReturnCode::NotFound)
                 .with("client_id", format!("no client '{client_id}' in market {}", self.config.market))
         };
-        let client = self.store.client(client_id).await?.filter(|c| c.market == self.config.market);
+        let id = ClientId::from(client_id);
+        let client = self.store.client(&id).await?.filter(|c| c.market == self.config.market);
         let Some(client) = client else { return Err(missing()) };
         if disabled && client.client_id == actor.client_id {
             return Err(ApiError::field("client_id", "a client cannot disable itself"));
@@ -130,7 +131,7 @@ impl National {
         );
         let uow = UnitOfWork {
             client_changes: vec![ClientChange {
-                client_id: client_id.to_owned(),
+                client_id: id.clone(),
                 disabled: Some(disabled),
                 used_at: None,
             }],
@@ -146,9 +147,9 @@ impl National {
             let mut set = self.disabled.write().unwrap_or_else(|p| p.into_inner());
             self.disabled_changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if disabled {
-                set.insert(client_id.to_owned());
+                set.insert(id);
             } else {
-                set.remove(client_id);
+                set.remove(&id);
             }
         }
         tracing::info!(client_id, by = %actor.client_id, disabled, "client state changed");
@@ -168,7 +169,7 @@ impl National {
         match seen.get_mut(client_id) {
             Some(at) => *at = (*at).max(now),
             None => {
-                seen.insert(client_id.to_owned(), now);
+                seen.insert(client_id.into(), now);
             }
         }
     }
@@ -180,7 +181,7 @@ impl National {
         if taken.is_empty() {
             return Ok(0);
         }
-        let mut ids: Vec<&String> = taken.keys().collect();
+        let mut ids: Vec<&ClientId> = taken.keys().collect();
         ids.sort();
         let client_changes = ids
             .iter()
@@ -273,7 +274,7 @@ impl National {
         // A change this node makes while the read is under way is not undone by it: the set is
         // replaced only if no change was made here since the read began (else at the next refresh).
         let local = self.disabled_changes.load(std::sync::atomic::Ordering::SeqCst);
-        let disabled: std::collections::HashSet<String> =
+        let disabled: std::collections::HashSet<ClientId> =
             self.store.disabled_clients().await?.into_iter().collect();
         let changed = *self.disabled.read().unwrap_or_else(|p| p.into_inner()) != disabled;
         if changed {

@@ -126,11 +126,11 @@ impl National {
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 1 {
                 // Another node keeps winning the race: let it finish before reading again.
-                let jitter = u64::from(input.client_trx_id.len() as u8 ^ attempt as u8) % 4;
+                let jitter = u64::from(input.client_trx_id.as_str().len() as u8 ^ attempt as u8) % 4;
                 tokio::time::sleep(std::time::Duration::from_millis(1 + jitter)).await;
             }
             let id = &input.id;
-            let key = (actor.client_id.as_str(), input.client_trx_id.as_str());
+            let key = (&actor.client_id, &input.client_trx_id);
             let ctx = self.store.pack_context(Some(key), &id.product_code, &id.serial, &id.batch).await?;
             if let Some(stored) = &ctx.idempotency {
                 return self.replay(actor, &audit_op, subject, body, stored, hash).await;
@@ -303,14 +303,14 @@ impl National {
         let mut uow = UnitOfWork::default();
         let alert = d.alert().map(|code| {
             let record = AlertRecord {
-                id: new_id("ALR", now),
+                id: new_id("ALR", now).into(),
                 code,
                 return_code: d.code,
                 market: self.config.market,
                 product_code: id.product_code.to_string(),
-                serial: id.serial.to_string(),
+                serial: id.serial.clone(),
                 batch: id.batch.to_string(),
-                location: actor.location.to_string(),
+                location: actor.location.clone(),
                 client_id: actor.client_id.clone(),
                 created_at: now,
                 status: AlertStatus::Open,
@@ -318,13 +318,16 @@ impl National {
                 comment: None,
                 source_key: format!("{}/{}", actor.client_id, input.client_trx_id),
             };
-            let r = AlertRef { id: record.id.clone(), code: code.as_str().to_owned() };
+            let r = AlertRef { id: record.id.to_string(), code: code.as_str().to_owned() };
             if self.hub.is_some()
                 && let Some(p) = &loaded.product
             {
                 uow.outbox.push(self.message(
                     id.product_code.as_str(),
-                    Message::Alert(AlertMsg { alert: crate::alerts::view(&record), owner: p.owner.clone() }),
+                    Message::Alert(AlertMsg {
+                        alert: crate::alerts::view(&record),
+                        owner: p.owner.to_string(),
+                    }),
                     now,
                 ));
             }
@@ -359,7 +362,7 @@ impl National {
         let info = d.code.info();
         let response = PackResponse {
             trx_id: new_id("TRX", now),
-            client_trx_id: input.client_trx_id.clone(),
+            client_trx_id: input.client_trx_id.to_string(),
             accepted: d.accepted,
             return_code: info.code.to_owned(),
             level: info.level,
@@ -403,7 +406,7 @@ impl National {
             _ => "other",
         };
         OutboxMessage {
-            message_id: envelope.message_id.clone(),
+            message_id: envelope.message_id.as_str().into(),
             destination: "hub".into(),
             kind: kind.into(),
             ordering_key: ordering_key.to_owned(),
@@ -428,11 +431,11 @@ impl National {
         let Some(hub) = &self.hub else { return Ok(unknown(ReturnCode::ProductUnknown)) };
         let req = IntermarketRequest {
             market: self.config.market.to_string(),
-            client_id: actor.client_id.clone(),
+            client_id: actor.client_id.to_string(),
             role: actor.role.to_string(),
             location: actor.location.to_string(),
             command: command.to_string(),
-            client_trx_id: input.client_trx_id.clone(),
+            client_trx_id: input.client_trx_id.to_string(),
             scheme: id.product_code.scheme().to_string(),
             product_code: id.product_code.to_string(),
             serial: id.serial.to_string(),
@@ -443,7 +446,7 @@ impl National {
             Ok(answer) => match answer.response {
                 Some(mut response) => {
                     response.intermarket = true;
-                    response.client_trx_id = input.client_trx_id.clone();
+                    response.client_trx_id = input.client_trx_id.to_string();
                     response.warnings = input.warnings.clone();
                     Ok(Outcome { response, uow: UnitOfWork::default() })
                 }
@@ -486,8 +489,9 @@ impl National {
                 .with("role", format!("the role {role} may not {command} in {}", self.config.market)));
         }
         // The initiating market's client is not a client here: its transactions are kept apart.
-        let actor = Actor { client_id: format!("{}:{}", market, req.client_id), role, market, location };
-        let input = PackInput { client_trx_id: req.client_trx_id.clone(), id, warnings: Vec::new() };
+        let actor =
+            Actor { client_id: format!("{}:{}", market, req.client_id).into(), role, market, location };
+        let input = PackInput { client_trx_id: req.client_trx_id.as_str().into(), id, warnings: Vec::new() };
         let operation = command.to_string();
         let subject = subject(&input.id);
         let routed = Routed { input: &input, operation: &operation, subject: &subject, from_hub: true };

@@ -1,7 +1,7 @@
 //! Turns a request body into validated domain values, or into an error naming the field and the
 //! rule. Nothing here touches storage.
 
-use openmvs_core::ids::{Batch, Expiry, IdError, PackIdentifier, ProductCode, Scheme, Serial};
+use openmvs_core::ids::{Batch, ClientTrxId, Expiry, IdError, PackIdentifier, ProductCode, Scheme, Serial};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::scan::{self, ScanWarning};
 use openmvs_core::time::Date;
@@ -19,7 +19,7 @@ pub const MAX_SCAN_BYTES: usize = 512;
 #[derive(Debug, Clone)]
 pub struct PackInput {
     /// The client's transaction id.
-    pub client_trx_id: String,
+    pub client_trx_id: ClientTrxId,
     /// The pack identifier.
     pub id: PackIdentifier,
     /// Scan-integrity hints, when a raw scan was given.
@@ -27,7 +27,7 @@ pub struct PackInput {
 }
 
 /// Checks a client transaction id: 1-100 printable ASCII characters.
-pub fn client_trx_id(v: Option<&str>) -> Result<String, ApiError> {
+pub fn client_trx_id(v: Option<&str>) -> Result<ClientTrxId, ApiError> {
     let Some(v) = v else { return Err(ApiError::field("client_trx_id", "is required")) };
     if v.is_empty() || v.len() > MAX_CLIENT_TRX_ID || !v.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::field(
@@ -35,7 +35,7 @@ pub fn client_trx_id(v: Option<&str>) -> Result<String, ApiError> {
             format!("must be 1-{MAX_CLIENT_TRX_ID} printable ASCII characters without spaces"),
         ));
     }
-    Ok(v.to_owned())
+    Ok(ClientTrxId::new(v))
 }
 
 fn id_error(field: &str, value: &str, e: &IdError) -> ApiError {

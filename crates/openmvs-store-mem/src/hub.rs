@@ -7,7 +7,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use openmvs_audit::{Checkpoint, Sealed};
-use openmvs_core::ids::{Batch, MarketCode, ProductCode};
+use openmvs_core::ids::{AlertId, Batch, MarketCode, ObpId, ProductCode, UploadId};
 use openmvs_core::time::Timestamp;
 use openmvs_store::hub::*;
 use openmvs_store::*;
@@ -21,20 +21,20 @@ use crate::{Engine, Options, State, exists};
 /// Everything the hub stores; rows are keyed as the SQL engines key them.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
-    inbox: Table<String, i64>,
-    obps: Table<String, ObpRecord>,
+    inbox: Table<MessageId, i64>,
+    obps: Table<ObpId, ObpRecord>,
     versions: Table<(String, u32), ProductVersionRecord>,
     products: Table<String, HubProductRecord>,
     batches: Table<(String, String), HubBatchRecord>,
     digests: Table<(String, Vec<u8>), ()>,
     /// Uploads without their markets, which have rows of their own.
-    uploads: Table<String, UploadRecord>,
+    uploads: Table<UploadId, UploadRecord>,
     /// Chunks sent and acknowledged per upload and market.
-    upload_markets: Table<(String, String), (MarketCode, u64, u64)>,
-    rejections: Table<(String, u64), UploadRejection>,
-    alerts: Table<String, HubAlertRecord>,
+    upload_markets: Table<(UploadId, String), (MarketCode, u64, u64)>,
+    rejections: Table<(UploadId, u64), UploadRejection>,
+    alerts: Table<AlertId, HubAlertRecord>,
     /// The alert stored for each (market, alert id in that market).
-    alert_sources: Table<(MarketCode, String), String>,
+    alert_sources: Table<(MarketCode, AlertId), AlertId>,
     outbox: Outbox,
     heartbeats: Table<String, i64>,
     trail: Trail,
@@ -234,13 +234,13 @@ impl Hub {
         Ok(())
     }
 
-    fn markets(&self, id: &str) -> impl Iterator<Item = (MarketCode, (u64, u64))> {
-        let rows = self.upload_markets.range((id.to_owned(), String::new())..);
+    fn markets(&self, id: &UploadId) -> impl Iterator<Item = (MarketCode, (u64, u64))> {
+        let rows = self.upload_markets.range((id.clone(), String::new())..);
         rows.take_while(move |((u, _), _)| u == id).map(|(_, (m, sent, acked))| (*m, (*sent, *acked)))
     }
 
     /// A validated upload becomes DISTRIBUTED once every market acknowledged every chunk.
-    fn mark_distributed(&mut self, id: &String) {
+    fn mark_distributed(&mut self, id: &UploadId) {
         let validated = self.uploads.get(id).is_some_and(|u| u.status == UploadStatus::Validated);
         if validated && self.markets(id).all(|(_, (sent, acked))| acked >= sent) {
             self.uploads.update(id, |u| u.status = UploadStatus::Distributed);
@@ -255,8 +255,8 @@ impl Hub {
         self.mark_distributed(&upload);
     }
 
-    fn upload(&self, id: &str) -> Option<UploadRecord> {
-        let mut u = self.uploads.get(&id.to_owned())?.clone();
+    fn upload(&self, id: &UploadId) -> Option<UploadRecord> {
+        let mut u = self.uploads.get(id)?.clone();
         let ended = matches!(u.status, UploadStatus::Validated | UploadStatus::Distributed);
         u.markets = self
             .markets(id)
@@ -329,8 +329,8 @@ impl HubSections for MemHubStore {
 }
 
 impl ObpStore for MemHubStore {
-    fn obp(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>> {
-        self.engine.reading(|s| Ok(s.obps.get(&id.to_owned()).cloned()))
+    fn obp(&self, id: &ObpId) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>> {
+        self.engine.reading(|s| Ok(s.obps.get(id).cloned()))
     }
 
     fn obps(&self) -> BoxFuture<'_, StoreResult<Vec<ObpRecord>>> {
@@ -386,21 +386,20 @@ impl SerialIndex for MemHubStore {
 }
 
 impl UploadStore for MemHubStore {
-    fn upload(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>> {
+    fn upload(&self, id: &UploadId) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>> {
         self.engine.reading(|s| Ok(s.upload(id)))
     }
 
     fn upload_rejections(
         &self,
-        id: &str,
+        id: &UploadId,
         after_line: u64,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<UploadRejection>>> {
         self.engine.reading(|s| {
-            let rows = s.rejections.range((
-                Bound::Excluded((id.to_owned(), after_line)),
-                Bound::Included((id.to_owned(), u64::MAX)),
-            ));
+            let rows = s
+                .rejections
+                .range((Bound::Excluded((id.clone(), after_line)), Bound::Included((id.clone(), u64::MAX))));
             Ok(rows.take(limit).map(|(_, r)| r.clone()).collect())
         })
     }
@@ -473,8 +472,8 @@ impl HubOutboxStore for MemHubStore {
 }
 
 impl HubAlertStore for MemHubStore {
-    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>> {
-        self.engine.reading(|s| Ok(s.alerts.get(&id.to_owned()).cloned()))
+    fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>> {
+        self.engine.reading(|s| Ok(s.alerts.get(id).cloned()))
     }
 
     fn alerts(&self, filter: &HubAlertFilter) -> BoxFuture<'_, StoreResult<Vec<HubAlertRecord>>> {

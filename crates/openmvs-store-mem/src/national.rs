@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use openmvs_audit::{Checkpoint, Sealed};
-use openmvs_core::ids::{Batch, ProductCode, Serial};
+use openmvs_core::ids::{AlertId, Batch, BulkId, ClientId, ClientTrxId, ProductCode, Serial};
 use openmvs_core::pack::Pack;
 use openmvs_core::time::Timestamp;
 use openmvs_store::*;
@@ -25,18 +25,18 @@ struct Bulk {
 /// Everything a national system stores; rows are keyed as the SQL engines key them.
 #[derive(Debug, Default)]
 pub(crate) struct National {
-    idempotency: Table<(String, String), IdempotencyRecord>,
-    inbox: Table<String, i64>,
+    idempotency: Table<(ClientId, ClientTrxId), IdempotencyRecord>,
+    inbox: Table<MessageId, i64>,
     products: Table<String, ProductRecord>,
     batches: Table<(String, String), BatchRecord>,
     packs: Table<(String, String), StoredPack>,
-    alerts: Table<String, AlertRecord>,
+    alerts: Table<AlertId, AlertRecord>,
     /// The alert raised by each source event.
-    alert_sources: Table<String, String>,
+    alert_sources: Table<String, AlertId>,
     outbox: Outbox,
-    bulks: Table<String, Bulk>,
-    bulk_results: Table<(String, u64), String>,
-    clients: Table<String, ClientRecord>,
+    bulks: Table<BulkId, Bulk>,
+    bulk_results: Table<(BulkId, u64), String>,
+    clients: Table<ClientId, ClientRecord>,
     keys: Table<String, KeyRecord>,
     heartbeats: Table<String, i64>,
     trail: Trail,
@@ -65,7 +65,7 @@ impl National {
     fn apply(&mut self, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
         let mut out = Committed::default();
         if let Some(i) = &uow.idempotency
-            && !self.idempotency.insert_new(key2(&i.client_id, &i.client_trx_id), i.clone())
+            && !self.idempotency.insert_new((i.client_id.clone(), i.client_trx_id.clone()), i.clone())
         {
             return Err(conflict(Conflict::IdempotencyKey));
         }
@@ -102,8 +102,8 @@ impl National {
             };
             if !applied {
                 return Err(conflict(Conflict::PackVersion {
-                    product_code: w.product_code.as_str().to_owned(),
-                    serial: w.serial.as_str().to_owned(),
+                    product_code: w.product_code.clone(),
+                    serial: w.serial.clone(),
                 }));
             }
         }
@@ -196,13 +196,13 @@ impl National {
         self.batches.get(&key2(&pc.as_str(), &batch.as_str())).cloned()
     }
 
-    fn idempotency(&self, client_id: &str, trx: &str) -> Option<IdempotencyRecord> {
-        self.idempotency.get(&key2(&client_id, &trx)).cloned()
+    fn idempotency(&self, client_id: &ClientId, trx: &ClientTrxId) -> Option<IdempotencyRecord> {
+        self.idempotency.get(&(client_id.clone(), trx.clone())).cloned()
     }
 
     fn context(
         &self,
-        key: Option<(&str, &str)>,
+        key: Option<(&ClientId, &ClientTrxId)>,
         pc: &ProductCode,
         serial: &Serial,
         batch: &Batch,
@@ -247,13 +247,13 @@ impl National {
             .collect()
     }
 
-    fn claim_bulk(&mut self, id: &str, worker: &str, now: i64, lease_until: i64) -> bool {
+    fn claim_bulk(&mut self, id: &BulkId, worker: &str, now: i64, lease_until: i64) -> bool {
         let free = |b: &Bulk| {
             b.job.status != BulkStatus::Done
                 && (b.owner.is_none() || b.owner.as_deref() == Some(worker) || b.lease_until < now)
         };
         let lease = |b: &mut Bulk| (b.owner, b.lease_until) = (Some(worker.to_owned()), lease_until);
-        self.bulks.update_if(&id.to_owned(), free, lease)
+        self.bulks.update_if(id, free, lease)
     }
 
     fn rotate_key(&mut self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
@@ -312,7 +312,7 @@ impl Committer for MemStore {
 impl ContextStore for MemStore {
     fn pack_context(
         &self,
-        idempotency_key: Option<(&str, &str)>,
+        idempotency_key: Option<(&ClientId, &ClientTrxId)>,
         product_code: &ProductCode,
         serial: &Serial,
         batch: &Batch,
@@ -352,8 +352,8 @@ impl BatchStore for MemStore {
 }
 
 impl AlertStore for MemStore {
-    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
-        self.engine.reading(|s| Ok(s.alerts.get(&id.to_owned()).cloned()))
+    fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
+        self.engine.reading(|s| Ok(s.alerts.get(id).cloned()))
     }
 
     fn alerts(&self, filter: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>> {
@@ -425,21 +425,21 @@ impl OutboxStore for MemStore {
 impl IdempotencyStore for MemStore {
     fn idempotency(
         &self,
-        client_id: &str,
-        client_trx_id: &str,
+        client_id: &ClientId,
+        client_trx_id: &ClientTrxId,
     ) -> BoxFuture<'_, StoreResult<Option<IdempotencyRecord>>> {
         self.engine.reading(|s| Ok(s.idempotency(client_id, client_trx_id)))
     }
 }
 
 impl BulkStore for MemStore {
-    fn bulk(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
-        self.engine.reading(|s| Ok(s.bulks.get(&id.to_owned()).map(|b| b.job.clone())))
+    fn bulk(&self, id: &BulkId) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
+        self.engine.reading(|s| Ok(s.bulks.get(id).map(|b| b.job.clone())))
     }
 
-    fn bulk_results(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+    fn bulk_results(&self, id: &BulkId) -> BoxFuture<'_, StoreResult<Vec<String>>> {
         self.engine.reading(|s| {
-            let rows = s.bulk_results.range((id.to_owned(), 0)..=(id.to_owned(), u64::MAX));
+            let rows = s.bulk_results.range((id.clone(), 0)..=(id.clone(), u64::MAX));
             Ok(rows.map(|(_, r)| r.clone()).collect())
         })
     }
@@ -460,7 +460,7 @@ impl BulkStore for MemStore {
 
     fn claim_bulk(
         &self,
-        id: &str,
+        id: &BulkId,
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
@@ -468,25 +468,25 @@ impl BulkStore for MemStore {
         self.engine.writing(|s, _| Ok(s.claim_bulk(id, worker, now.unix_millis(), lease_until.unix_millis())))
     }
 
-    fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
+    fn release_bulk(&self, id: &BulkId, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
         self.engine.writing(|s, _| {
             let held = |b: &Bulk| b.owner.as_deref() == Some(worker);
-            s.bulks.update_if(&id.to_owned(), held, |b| (b.owner, b.lease_until) = (None, 0));
+            s.bulks.update_if(id, held, |b| (b.owner, b.lease_until) = (None, 0));
             Ok(())
         })
     }
 }
 
 impl ClientStore for MemStore {
-    fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
-        self.engine.reading(|s| Ok(s.clients.get(&client_id.to_owned()).cloned()))
+    fn client(&self, client_id: &ClientId) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
+        self.engine.reading(|s| Ok(s.clients.get(client_id).cloned()))
     }
 
     fn clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientRecord>>> {
         self.engine.reading(|s| Ok(s.clients.values().cloned().collect()))
     }
 
-    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientId>>> {
         self.engine
             .reading(|s| Ok(s.clients.values().filter(|c| c.disabled).map(|c| c.client_id.clone()).collect()))
     }

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use openmvs_core::ids::UploadId;
 use openmvs_core::time::Timestamp;
-use openmvs_store::{Conflict, OutboxMessage, StoreError, StoreResult, StoredOutboxMessage};
+use openmvs_store::{Conflict, MessageId, OutboxMessage, StoreError, StoreResult, StoredOutboxMessage};
 
 use crate::table::{Counter, Table, journal};
 
@@ -12,7 +13,7 @@ use crate::table::{Counter, Table, journal};
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
     pub(crate) message: StoredOutboxMessage,
-    pub(crate) upload: Option<String>,
+    pub(crate) upload: Option<UploadId>,
 }
 
 /// The queue.
@@ -20,7 +21,7 @@ pub(crate) struct Row {
 pub(crate) struct Outbox {
     rows: Table<u64, Row>,
     /// The seq of each stored message id: an id is unique while its message waits.
-    ids: Table<String, u64>,
+    ids: Table<MessageId, u64>,
     last_seq: Counter,
 }
 
@@ -28,7 +29,12 @@ journal!(Outbox: rows, ids, last_seq);
 
 impl Outbox {
     /// Stores a message, due at `now`; an id that waits already conflicts.
-    pub(crate) fn insert(&mut self, m: &OutboxMessage, upload: Option<&str>, now: i64) -> StoreResult<()> {
+    pub(crate) fn insert(
+        &mut self,
+        m: &OutboxMessage,
+        upload: Option<&UploadId>,
+        now: i64,
+    ) -> StoreResult<()> {
         if self.ids.contains(&m.message_id) {
             return Err(StoreError::Conflict(Conflict::Exists(format!("outbox message {}", m.message_id))));
         }
@@ -44,7 +50,7 @@ impl Outbox {
             last_error: None,
             dead: false,
         };
-        self.rows.put(seq, Row { message, upload: upload.map(str::to_owned) });
+        self.rows.put(seq, Row { message, upload: upload.cloned() });
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use openmvs_audit::{Checkpoint, Sealed};
-use openmvs_core::ids::{Batch, ProductCode, Serial};
+use openmvs_core::ids::{AlertId, Batch, BulkId, ClientId, ClientTrxId, ProductCode, Serial};
 use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::decode::{self, Columns};
 use openmvs_store::*;
@@ -185,7 +185,7 @@ const CONTEXT_SQL: &str = "SELECT i.request_hash, i.status, i.response, i.create
 impl ContextStore for PgStore {
     fn pack_context(
         &self,
-        idempotency_key: Option<(&str, &str)>,
+        idempotency_key: Option<(&ClientId, &ClientTrxId)>,
         product_code: &ProductCode,
         serial: &Serial,
         batch: &Batch,
@@ -194,13 +194,13 @@ impl ContextStore for PgStore {
         let serial = serial.clone();
         let batch = batch.clone();
         let (cid, trx) = match idempotency_key {
-            Some((c, t)) => (Some(c.to_owned()), Some(t.to_owned())),
+            Some((c, t)) => (Some(c.clone()), Some(t.clone())),
             None => (None, None),
         };
         Box::pin(async move {
             let params = vec![
-                p(cid.clone()),
-                p(trx.clone()),
+                p(cid.as_ref().map(|c| c.as_str().to_owned())),
+                p(trx.as_ref().map(|t| t.as_str().to_owned())),
                 p(product_code.as_str().to_owned()),
                 p(serial.as_str().to_owned()),
                 p(batch.as_str().to_owned()),
@@ -316,8 +316,8 @@ impl BatchStore for PgStore {
 }
 
 impl AlertStore for PgStore {
-    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
-        let id = id.to_owned();
+    fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
+        let id = id.as_str().to_owned();
         Box::pin(async move {
             self.pool
                 .row(
@@ -340,9 +340,9 @@ impl AlertStore for PgStore {
                  AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
                 vec![
                     p(f.status.map(|s| s.as_str().to_owned())),
-                    p(f.client_id.clone()),
+                    p(f.client_id.as_ref().map(|c| c.as_str().to_owned())),
                     p(f.product_code.clone()),
-                    p(f.after.clone()),
+                    p(f.after.as_ref().map(|a| a.as_str().to_owned())),
                     p(f.limit as i64),
                 ],
                 |r| decode::alert(&R(r)),
@@ -492,11 +492,11 @@ impl OutboxStore for PgStore {
 impl IdempotencyStore for PgStore {
     fn idempotency(
         &self,
-        client_id: &str,
-        client_trx_id: &str,
+        client_id: &ClientId,
+        client_trx_id: &ClientTrxId,
     ) -> BoxFuture<'_, StoreResult<Option<IdempotencyRecord>>> {
-        let client_id = client_id.to_owned();
-        let client_trx_id = client_trx_id.to_owned();
+        let client_id = client_id.as_str().to_owned();
+        let client_trx_id = client_trx_id.as_str().to_owned();
         Box::pin(async move {
             let rows = self.pool.rows(
                 "SELECT client_id, client_trx_id, request_hash, status, response, created_at FROM idempotency \
@@ -505,8 +505,8 @@ impl IdempotencyStore for PgStore {
                 |r| {
                     let c = R(r);
                     Ok(IdempotencyRecord {
-                        client_id: c.text(0)?,
-                        client_trx_id: c.text(1)?,
+                        client_id: c.text(0)?.into(),
+                        client_trx_id: c.text(1)?.into(),
                         request_hash: decode::hash(c.bytes(2)?)?,
                         status: u16::try_from(c.int(3)?).map_err(|_| decode::corrupt("idempotency status"))?,
                         response: c.text(4)?,
@@ -524,8 +524,8 @@ fn bulk_row(r: &Row) -> StoreResult<BulkJob> {
 }
 
 impl BulkStore for PgStore {
-    fn bulk(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
-        let id = id.to_owned();
+    fn bulk(&self, id: &BulkId) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
+        let id = id.as_str().to_owned();
         Box::pin(async move {
             self.pool.row(
                 "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs WHERE id = $1",
@@ -535,8 +535,8 @@ impl BulkStore for PgStore {
         })
     }
 
-    fn bulk_results(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<String>>> {
-        let id = id.to_owned();
+    fn bulk_results(&self, id: &BulkId) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        let id = id.as_str().to_owned();
         Box::pin(async move {
             self.pool
                 .rows(
@@ -563,12 +563,12 @@ impl BulkStore for PgStore {
 
     fn claim_bulk(
         &self,
-        id: &str,
+        id: &BulkId,
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<bool>> {
-        let id = id.to_owned();
+        let id = id.as_str().to_owned();
         let worker = worker.to_owned();
         Box::pin(async move {
             // The row lock makes concurrent claims take turns; each re-checks the lease it finds.
@@ -584,8 +584,8 @@ impl BulkStore for PgStore {
         })
     }
 
-    fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
-        let id = id.to_owned();
+    fn release_bulk(&self, id: &BulkId, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
+        let id = id.as_str().to_owned();
         let worker = worker.to_owned();
         Box::pin(async move {
             self.pool
@@ -600,8 +600,8 @@ impl BulkStore for PgStore {
 }
 
 impl ClientStore for PgStore {
-    fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
-        let client_id = client_id.to_owned();
+    fn client(&self, client_id: &ClientId) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
+        let client_id = client_id.as_str().to_owned();
         Box::pin(async move {
             self.pool.row(
                 "SELECT client_id, secret_hash, role, market, location, name, created_at, disabled, last_used_at \
@@ -623,11 +623,11 @@ impl ClientStore for PgStore {
         })
     }
 
-    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientId>>> {
         Box::pin(async move {
             self.pool
                 .rows("SELECT client_id FROM clients WHERE disabled ORDER BY client_id", vec![], |r| {
-                    R(r).text(0)
+                    R(r).text(0).map(ClientId::from)
                 })
                 .await
         })

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openmvs_audit::{ChainHead, Checkpoint, Sealed, Tail};
+use openmvs_core::ids::AlertId;
 use openmvs_store::commit::{self, Engine, Refusal};
 use openmvs_store::decode::{change_columns, markets_to_text};
 use openmvs_store::*;
@@ -370,7 +371,7 @@ enum Check {
     /// No row changed: the unit is refused with this conflict.
     Refuse(Conflict),
     /// No row changed: the alert with this id was raised before (the unit goes on).
-    AlertSkipped(String),
+    AlertSkipped(AlertId),
 }
 
 /// One statement of a unit with its parameters and what its count means.
@@ -417,8 +418,8 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
             sql: "INSERT INTO idempotency (client_id, client_trx_id, request_hash, status, response, created_at) \
                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             params: vec![
-                p(i.client_id.clone()),
-                p(i.client_trx_id.clone()),
+                p(i.client_id.as_str().to_owned()),
+                p(i.client_trx_id.as_str().to_owned()),
                 p(i.request_hash.to_vec()),
                 p(i32::from(i.status)),
                 p(i.response.clone()),
@@ -430,7 +431,7 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
     if let Some(id) = &uow.inbox {
         before.push(Step {
             sql: "INSERT INTO inbox (message_id, applied_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            params: vec![p(id.clone()), p(now)],
+            params: vec![p(id.as_str().to_owned()), p(now)],
             check: Check::Refuse(Conflict::InboxMessage),
         });
     }
@@ -451,7 +452,7 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
                 p(pr.strength.clone()),
                 p(pr.pack_type.clone()),
                 p(pr.pack_size.clone()),
-                p(pr.owner.clone()),
+                p(pr.owner.as_str().to_owned()),
                 p(pr.withdrawn),
                 p(i64::from(pr.version)),
             ],
@@ -478,10 +479,8 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
     let mut after = Vec::new();
     for w in &uow.packs {
         let (cmd, loc, at, synced) = change_columns(&w.pack);
-        let changed = Conflict::PackVersion {
-            product_code: w.product_code.as_str().to_owned(),
-            serial: w.serial.as_str().to_owned(),
-        };
+        let changed =
+            Conflict::PackVersion { product_code: w.product_code.clone(), serial: w.serial.clone() };
         let mut params = vec![
             p(w.product_code.as_str().to_owned()),
             p(w.serial.as_str().to_owned()),
@@ -515,15 +514,15 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
                   ON CONFLICT (source_key) DO NOTHING",
             params: vec![
-                p(a.id.clone()),
+                p(a.id.as_str().to_owned()),
                 p(a.code.as_str().to_owned()),
                 p(a.return_code.as_str().to_owned()),
                 p(a.market.as_str().to_owned()),
                 p(a.product_code.clone()),
-                p(a.serial.clone()),
+                p(a.serial.as_str().to_owned()),
                 p(a.batch.clone()),
-                p(a.location.clone()),
-                p(a.client_id.clone()),
+                p(a.location.as_str().to_owned()),
+                p(a.client_id.as_str().to_owned()),
                 p(a.created_at.unix_millis()),
                 p(a.status.as_str().to_owned()),
                 p(a.classification.map(|c| c.as_str().to_owned())),
@@ -538,7 +537,7 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
             sql: "UPDATE alerts SET status = $2, classification = COALESCE($3, classification), \
                   comment = COALESCE($4, comment) WHERE id = $1 AND status = $5",
             params: vec![
-                p(u.id.clone()),
+                p(u.id.as_str().to_owned()),
                 p(u.status.as_str().to_owned()),
                 p(u.classification.map(|c| c.as_str().to_owned())),
                 p(u.comment.clone()),
@@ -552,7 +551,7 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
             sql: "INSERT INTO outbox (message_id, destination, kind, ordering_key, payload, created_at, \
                   next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (message_id) DO NOTHING",
             params: vec![
-                p(m.message_id.clone()),
+                p(m.message_id.as_str().to_owned()),
                 p(m.destination.clone()),
                 p(m.kind.clone()),
                 p(m.ordering_key.clone()),
@@ -567,8 +566,8 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
             sql: "INSERT INTO bulk_jobs (id, client_id, status, request, done_rows, total_rows, created_at) \
                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
             params: vec![
-                p(b.id.clone()),
-                p(b.client_id.clone()),
+                p(b.id.as_str().to_owned()),
+                p(b.client_id.as_str().to_owned()),
                 p(b.status.as_str().to_owned()),
                 p(b.request.clone()),
                 p(b.done_rows as i64),
@@ -587,14 +586,14 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
             sql: "UPDATE bulk_jobs SET done_rows = $3, \
                   status = CASE WHEN $3 >= total_rows THEN 'DONE' ELSE 'RUNNING' END \
                   WHERE id = $1 AND done_rows = $2",
-            params: vec![p(bp.id.clone()), p(expected), p(done)],
+            params: vec![p(bp.id.as_str().to_owned()), p(expected), p(done)],
             check: Check::Refuse(Conflict::BulkProgress),
         });
         let rows: Vec<i64> = (0..bp.results.len() as i64).map(|i| expected + i).collect();
         after.push(Step {
             sql: "INSERT INTO bulk_results (bulk_id, row_no, result) \
                   SELECT $1, r, res FROM UNNEST($2::bigint[], $3::text[]) AS t(r, res)",
-            params: vec![p(bp.id.clone()), p(rows), p(bp.results.clone())],
+            params: vec![p(bp.id.as_str().to_owned()), p(rows), p(bp.results.clone())],
             check: Check::None,
         });
     }
@@ -603,7 +602,7 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
             sql: "INSERT INTO clients (client_id, secret_hash, role, market, location, name, created_at, disabled) \
                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             params: vec![
-                p(cl.client_id.clone()),
+                p(cl.client_id.as_str().to_owned()),
                 p(cl.secret_hash.clone()),
                 p(cl.role.as_str().to_owned()),
                 p(cl.market.as_str().to_owned()),
@@ -621,7 +620,11 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
             sql: "UPDATE clients SET disabled = COALESCE($2, disabled), \
                   last_used_at = CASE WHEN $3::bigint IS NULL THEN last_used_at \
                   ELSE GREATEST(COALESCE(last_used_at, $3), $3) END WHERE client_id = $1",
-            params: vec![p(ch.client_id.clone()), p(ch.disabled), p(ch.used_at.map(|t| t.unix_millis()))],
+            params: vec![
+                p(ch.client_id.as_str().to_owned()),
+                p(ch.disabled),
+                p(ch.used_at.map(|t| t.unix_millis())),
+            ],
             check: Check::Refuse(Conflict::Missing(format!("client {}", ch.client_id))),
         });
     }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use openmvs_audit::Verifier;
-use openmvs_core::ids::{Batch, MarketCode, ProductCode};
+use openmvs_core::ids::{Batch, MarketCode, ProductCode, UploadId};
 use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::conformance::fixed_clock;
 use openmvs_store::conformance_hub::{HubPlace, hub_entry};
@@ -208,7 +208,7 @@ async fn two_nodes_share_one_hub_schema() {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             let uow = HubUnitOfWork {
-                inbox: Some(format!("DE-msg-{i}")),
+                inbox: Some(format!("DE-msg-{i}").into()),
                 serials: vec![SerialDigests {
                     product_code: gtin(),
                     digests: vec![digest(i)],
@@ -232,7 +232,7 @@ async fn two_nodes_share_one_hub_schema() {
     assert_eq!(err, StoreError::Conflict(Conflict::InboxMessage));
 
     for round in 0..5 {
-        let id = format!("up-{round}");
+        let id = UploadId::new(format!("up-{round}"));
         let mut chunks = Vec::new();
         for k in 0..6 {
             chunks.push(chunk(&format!("{id}-de-{k}"), "DE", &["S"]));
@@ -240,21 +240,15 @@ async fn two_nodes_share_one_hub_schema() {
         }
         let uow = HubUnitOfWork {
             new_upload: Some(NewUpload { id: id.clone(), ..new_upload(&["DE", "FR"]) }),
-            upload_progress: Some(UploadProgress {
-                id: id.clone(),
-                received: 6,
-                chunks,
-                ..UploadProgress::default()
-            }),
+            upload_progress: Some(UploadProgress { received: 6, chunks, ..UploadProgress::new(id.clone()) }),
             ..HubUnitOfWork::default()
         };
         a.commit(uow).await.expect("chunks");
         // Node A validates while nodes A and B acknowledge the chunks.
         let validate = HubUnitOfWork {
             upload_progress: Some(UploadProgress {
-                id: id.clone(),
                 outcome: Some(UploadOutcome::Validated),
-                ..UploadProgress::default()
+                ..UploadProgress::new(id.clone())
             }),
             ..HubUnitOfWork::default()
         };

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openmvs_audit::{Checkpoint, Sealed};
-use openmvs_core::ids::{Batch, ProductCode, Serial};
+use openmvs_core::ids::{AlertId, Batch, BulkId, ClientId, ClientTrxId, ProductCode, Serial};
 use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::*;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -179,29 +179,23 @@ impl Committer for SqliteStore {
 impl ContextStore for SqliteStore {
     fn pack_context(
         &self,
-        idempotency_key: Option<(&str, &str)>,
+        idempotency_key: Option<(&ClientId, &ClientTrxId)>,
         product_code: &ProductCode,
         serial: &Serial,
         batch: &Batch,
     ) -> BoxFuture<'_, StoreResult<PackContext>> {
-        let key = idempotency_key.map(|(c, t)| (c.to_owned(), t.to_owned()));
+        let key = idempotency_key.map(|(c, t)| (c.clone(), t.clone()));
         let (product_code, serial, batch) = (product_code.clone(), serial.clone(), batch.clone());
         // One snapshot: the pack and its batch are read together.
         self.engine.snapshot(move |c| {
-            read_context(
-                c,
-                key.as_ref().map(|(c, t)| (c.as_str(), t.as_str())),
-                &product_code,
-                &serial,
-                &batch,
-            )
+            read_context(c, key.as_ref().map(|(c, t)| (c, t)), &product_code, &serial, &batch)
         })
     }
 }
 
 fn read_context(
     c: &Connection,
-    idempotency_key: Option<(&str, &str)>,
+    idempotency_key: Option<(&ClientId, &ClientTrxId)>,
     product_code: &ProductCode,
     serial: &Serial,
     batch: &Batch,
@@ -277,15 +271,15 @@ fn read_batch(c: &Connection, product_code: &ProductCode, batch: &Batch) -> Stor
 
 fn read_idempotency(
     c: &Connection,
-    client_id: &str,
-    client_trx_id: &str,
+    client_id: &ClientId,
+    client_trx_id: &ClientTrxId,
 ) -> StoreResult<Option<IdempotencyRecord>> {
     c.prepare_cached(
         "SELECT request_hash, status, response, created_at FROM idempotency \
          WHERE client_id = ?1 AND client_trx_id = ?2",
     )
     .and_then(|mut s| {
-        s.query_row(params![client_id, client_trx_id], |r| {
+        s.query_row(params![client_id.as_str(), client_trx_id.as_str()], |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u16>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
         })
         .optional()
@@ -293,8 +287,8 @@ fn read_idempotency(
     .map_err(sql_err)?
     .map(|(h, status, response, at)| {
         Ok(IdempotencyRecord {
-            client_id: client_id.to_owned(),
-            client_trx_id: client_trx_id.to_owned(),
+            client_id: client_id.clone(),
+            client_trx_id: client_trx_id.clone(),
             request_hash: hash(h)?,
             status,
             response,
@@ -341,13 +335,13 @@ impl BatchStore for SqliteStore {
 }
 
 impl AlertStore for SqliteStore {
-    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
-        let id = id.to_owned();
+    fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
+        let id = id.clone();
         self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"))
                 .map_err(sql_err)?;
-            let mut rows = s.query(params![id]).map_err(sql_err)?;
+            let mut rows = s.query(params![id.as_str()]).map_err(sql_err)?;
             match rows.next().map_err(sql_err)? {
                 Some(r) => Ok(Some(alert(r)?)),
                 None => Ok(None),
@@ -368,9 +362,9 @@ impl AlertStore for SqliteStore {
             let mut rows = s
                 .query(params![
                     f.status.map(|s| s.as_str()),
-                    f.client_id,
+                    f.client_id.as_ref().map(ClientId::as_str),
                     f.product_code,
-                    f.after,
+                    f.after.as_ref().map(AlertId::as_str),
                     f.limit as i64
                 ])
                 .map_err(sql_err)?;
@@ -543,24 +537,24 @@ impl OutboxStore for SqliteStore {
 impl IdempotencyStore for SqliteStore {
     fn idempotency(
         &self,
-        client_id: &str,
-        client_trx_id: &str,
+        client_id: &ClientId,
+        client_trx_id: &ClientTrxId,
     ) -> BoxFuture<'_, StoreResult<Option<IdempotencyRecord>>> {
-        let (client_id, client_trx_id) = (client_id.to_owned(), client_trx_id.to_owned());
+        let (client_id, client_trx_id) = (client_id.clone(), client_trx_id.clone());
         self.engine.read(move |c| read_idempotency(c, &client_id, &client_trx_id))
     }
 }
 
 impl BulkStore for SqliteStore {
-    fn bulk(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
-        let id = id.to_owned();
+    fn bulk(&self, id: &BulkId) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
+        let id = id.clone();
         self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT id, client_id, status, request, done_rows, total_rows, created_at FROM bulk_jobs WHERE id = ?1",
                 )
                 .map_err(sql_err)?;
-            let mut rows = s.query(params![id]).map_err(sql_err)?;
+            let mut rows = s.query(params![id.as_str()]).map_err(sql_err)?;
             match rows.next().map_err(sql_err)? {
                 Some(r) => Ok(Some(bulk(r)?)),
                 None => Ok(None),
@@ -568,13 +562,13 @@ impl BulkStore for SqliteStore {
         })
     }
 
-    fn bulk_results(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<String>>> {
-        let id = id.to_owned();
+    fn bulk_results(&self, id: &BulkId) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        let id = id.clone();
         self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached("SELECT result FROM bulk_results WHERE bulk_id = ?1 ORDER BY row")
                 .map_err(sql_err)?;
-            let rows = s.query_map(params![id], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            let rows = s.query_map(params![id.as_str()], |r| r.get::<_, String>(0)).map_err(sql_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
         })
     }
@@ -598,30 +592,30 @@ impl BulkStore for SqliteStore {
 
     fn claim_bulk(
         &self,
-        id: &str,
+        id: &BulkId,
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<bool>> {
-        let (id, worker) = (id.to_owned(), worker.to_owned());
+        let (id, worker) = (id.clone(), worker.to_owned());
         self.engine.exec(move |c| {
             let n = c
                 .execute(
                     "UPDATE bulk_jobs SET owner = ?2, lease_until = ?3 WHERE id = ?1 AND status != 'DONE' \
                      AND (owner IS NULL OR owner = ?2 OR lease_until < ?4)",
-                    params![id, worker, lease_until.unix_millis(), now.unix_millis()],
+                    params![id.as_str(), worker, lease_until.unix_millis(), now.unix_millis()],
                 )
                 .map_err(sql_err)?;
             Ok(n > 0)
         })
     }
 
-    fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
-        let (id, worker) = (id.to_owned(), worker.to_owned());
+    fn release_bulk(&self, id: &BulkId, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
+        let (id, worker) = (id.clone(), worker.to_owned());
         self.engine.exec(move |c| {
             c.execute(
                 "UPDATE bulk_jobs SET owner = NULL, lease_until = NULL WHERE id = ?1 AND owner = ?2",
-                params![id, worker],
+                params![id.as_str(), worker],
             )
             .map_err(sql_err)?;
             Ok(())
@@ -630,8 +624,8 @@ impl BulkStore for SqliteStore {
 }
 
 impl ClientStore for SqliteStore {
-    fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
-        let client_id = client_id.to_owned();
+    fn client(&self, client_id: &ClientId) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
+        let client_id = client_id.clone();
         self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached(
@@ -639,7 +633,7 @@ impl ClientStore for SqliteStore {
                      last_used_at FROM clients WHERE client_id = ?1",
                 )
                 .map_err(sql_err)?;
-            let mut rows = s.query(params![client_id]).map_err(sql_err)?;
+            let mut rows = s.query(params![client_id.as_str()]).map_err(sql_err)?;
             match rows.next().map_err(sql_err)? {
                 Some(r) => Ok(Some(client(r)?)),
                 None => Ok(None),
@@ -664,12 +658,12 @@ impl ClientStore for SqliteStore {
         })
     }
 
-    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientId>>> {
         self.engine.read(move |c| {
             let mut s = c
                 .prepare_cached("SELECT client_id FROM clients WHERE disabled = 1 ORDER BY client_id")
                 .map_err(sql_err)?;
-            let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            let rows = s.query_map([], |r| r.get::<_, String>(0).map(ClientId::from)).map_err(sql_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
         })
     }

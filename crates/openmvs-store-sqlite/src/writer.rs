@@ -432,8 +432,8 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    i.client_id,
-                    i.client_trx_id,
+                    i.client_id.as_str(),
+                    i.client_trx_id.as_str(),
                     &i.request_hash[..],
                     i.status,
                     i.response,
@@ -448,7 +448,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
             .prepare_cached(
                 "INSERT INTO inbox (message_id, applied_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             )
-            .and_then(|mut s| s.execute(params![id, now]))
+            .and_then(|mut s| s.execute(params![id.as_str(), now]))
             .map_err(sql_err)?;
         changed(n as u64, || Conflict::InboxMessage)?;
     }
@@ -467,7 +467,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
                 p.strength,
                 p.pack_type,
                 p.pack_size,
-                p.owner,
+                p.owner.as_str(),
                 p.withdrawn,
                 p.version
             ])
@@ -548,8 +548,8 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
         }
         .map_err(sql_err)?;
         changed(n as u64, || Conflict::PackVersion {
-            product_code: w.product_code.as_str().to_owned(),
-            serial: w.serial.as_str().to_owned(),
+            product_code: w.product_code.clone(),
+            serial: w.serial.clone(),
         })?;
     }
     for a in &uow.alerts {
@@ -561,15 +561,15 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    a.id,
+                    a.id.as_str(),
                     a.code.as_str(),
                     a.return_code.as_str(),
                     a.market.as_str(),
                     a.product_code,
-                    a.serial,
+                    a.serial.as_str(),
                     a.batch,
-                    a.location,
-                    a.client_id,
+                    a.location.as_str(),
+                    a.client_id.as_str(),
                     a.created_at.unix_millis(),
                     a.status.as_str(),
                     a.classification.map(|c| c.as_str()),
@@ -590,7 +590,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    u.id,
+                    u.id.as_str(),
                     u.status.as_str(),
                     u.classification.map(|c| c.as_str()),
                     u.comment,
@@ -606,7 +606,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
                 "INSERT INTO outbox (message_id, destination, kind, ordering_key, payload, created_at, next_attempt_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (message_id) DO NOTHING",
             )
-            .and_then(|mut s| s.execute(params![m.message_id, m.destination, m.kind, m.ordering_key, m.payload, now]))
+            .and_then(|mut s| s.execute(params![m.message_id.as_str(), m.destination, m.kind, m.ordering_key, m.payload, now]))
             .map_err(sql_err)?;
         changed(n as u64, || Conflict::Exists(format!("outbox message {}", m.message_id)))?;
     }
@@ -618,8 +618,8 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    b.id,
-                    b.client_id,
+                    b.id.as_str(),
+                    b.client_id.as_str(),
                     b.status.as_str(),
                     b.request,
                     b.done_rows as i64,
@@ -634,7 +634,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
         let total: Option<i64> = c
             .query_row(
                 "SELECT total_rows FROM bulk_jobs WHERE id = ?1 AND done_rows = ?2",
-                params![p.id, p.expected_done_rows as i64],
+                params![p.id.as_str(), p.expected_done_rows as i64],
                 |r| r.get(0),
             )
             .optional()
@@ -643,13 +643,14 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
         let done = p.expected_done_rows + p.results.len() as u64;
         let status = if done as i64 >= total { BulkStatus::Done } else { BulkStatus::Running };
         c.prepare_cached("UPDATE bulk_jobs SET done_rows = ?2, status = ?3 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![p.id, done as i64, status.as_str()]))
+            .and_then(|mut s| s.execute(params![p.id.as_str(), done as i64, status.as_str()]))
             .map_err(sql_err)?;
         let mut s = c
             .prepare_cached("INSERT INTO bulk_results (bulk_id, row, result) VALUES (?1, ?2, ?3)")
             .map_err(sql_err)?;
         for (i, r) in p.results.iter().enumerate() {
-            s.execute(params![p.id, (p.expected_done_rows + i as u64) as i64, r]).map_err(sql_err)?;
+            s.execute(params![p.id.as_str(), (p.expected_done_rows + i as u64) as i64, r])
+                .map_err(sql_err)?;
         }
     }
     if let Some(cl) = &uow.new_client {
@@ -660,7 +661,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    cl.client_id,
+                    cl.client_id.as_str(),
                     cl.secret_hash,
                     cl.role.as_str(),
                     cl.market.as_str(),
@@ -681,7 +682,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
                  ELSE MAX(COALESCE(last_used_at, ?3), ?3) END WHERE client_id = ?1",
             )
             .and_then(|mut s| {
-                s.execute(params![ch.client_id, ch.disabled, ch.used_at.map(|t| t.unix_millis())])
+                s.execute(params![ch.client_id.as_str(), ch.disabled, ch.used_at.map(|t| t.unix_millis())])
             })
             .map_err(sql_err)?;
         changed(n as u64, || Conflict::Missing(format!("client {}", ch.client_id)))?;

@@ -128,7 +128,6 @@ async fn upload_one_chunk(store: &SqliteHubStore, serials: &[&str]) {
             created_at: Timestamp::from_unix_millis(0),
         }),
         upload_progress: Some(UploadProgress {
-            id: "up-1".into(),
             received: serials.len() as u64,
             chunks: vec![OutboxMessage {
                 message_id: "c-1".into(),
@@ -138,7 +137,7 @@ async fn upload_one_chunk(store: &SqliteHubStore, serials: &[&str]) {
                 payload: format!("{{\"serials\":{serials:?}}}"),
             }],
             outcome: Some(UploadOutcome::Validated),
-            ..UploadProgress::default()
+            ..UploadProgress::new("up-1".into())
         }),
         audit: vec![hub_entry("upload", "")],
         ..HubUnitOfWork::default()

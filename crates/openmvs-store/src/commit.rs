@@ -62,8 +62,8 @@ impl Unit for UnitOfWork {
     fn contended(&self) -> StoreError {
         match self.packs.first() {
             Some(p) => StoreError::Conflict(Conflict::PackVersion {
-                product_code: p.product_code.as_str().to_owned(),
-                serial: p.serial.as_str().to_owned(),
+                product_code: p.product_code.clone(),
+                serial: p.serial.clone(),
             }),
             None => StoreError::Unavailable("the unit of work waited too long for a lock; try again".into()),
         }

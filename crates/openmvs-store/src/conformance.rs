@@ -216,9 +216,9 @@ fn alert(id: &str, source: &str) -> AlertRecord {
         return_code: ReturnCode::PackInactiveStateChange,
         market: de(),
         product_code: "09501101530003".into(),
-        serial: "S1".into(),
+        serial: serial("S1"),
         batch: "LOT1".into(),
-        location: "DE-PH-1".into(),
+        location: Location::new("DE-PH-1").expect("a valid location"),
         client_id: "cl_a".into(),
         created_at: at(0),
         status: AlertStatus::Open,
@@ -339,9 +339,9 @@ pub async fn a_unit_of_work_commits_every_part_together(
     let after = store.pack(&gtin(), &serial("S1")).await.expect("read").expect("pack");
     assert_eq!((after.pack.state, after.version), (PackState::Supplied, 2));
     assert_eq!(after.pack, supplied(&before.pack, "DE-PH-1", 5));
-    assert!(store.alert("al-1").await.expect("read").is_some());
+    assert!(store.alert(&"al-1".into()).await.expect("read").is_some());
     assert_eq!(store.pending().await.expect("pending"), 1);
-    assert_eq!(store.idempotency("cl_a", "t1").await.expect("read"), Some(idem("t1")));
+    assert_eq!(store.idempotency(&"cl_a".into(), &"t1".into()).await.expect("read"), Some(idem("t1")));
     let trail = store.audit_by_subject("GTIN/09501101530003/S1").await.expect("audit");
     assert_eq!(trail.len(), 1);
     assert_eq!(trail[0].entry.operation, "supply");
@@ -368,7 +368,7 @@ pub async fn a_stale_pack_version_conflicts_and_writes_nothing(
     store.commit(write(p.version)).await.expect("first commits");
     let err = store.commit(write(p.version)).await.expect_err("second conflicts");
     assert!(matches!(err, StoreError::Conflict(Conflict::PackVersion { .. })), "{err}");
-    assert!(store.alert(&format!("al-v{}", p.version)).await.expect("read").is_some());
+    assert!(store.alert(&format!("al-v{}", p.version).into()).await.expect("read").is_some());
     assert_eq!(
         store.alerts(&AlertFilter { limit: 10, ..AlertFilter::default() }).await.expect("alerts").len(),
         1
@@ -392,8 +392,12 @@ pub async fn a_reused_idempotency_key_conflicts(store: Arc<dyn Store>, _key: ed2
     store.commit(uow.clone()).await.expect("first commits");
     let err = store.commit(uow).await.expect_err("second conflicts");
     assert_eq!(err, StoreError::Conflict(Conflict::IdempotencyKey));
-    assert_eq!(store.idempotency("cl_a", "t9").await.expect("read"), Some(idem("t9")));
-    assert_eq!(store.idempotency("cl_b", "t9").await.expect("read"), None, "keys are per client");
+    assert_eq!(store.idempotency(&"cl_a".into(), &"t9".into()).await.expect("read"), Some(idem("t9")));
+    assert_eq!(
+        store.idempotency(&"cl_b".into(), &"t9".into()).await.expect("read"),
+        None,
+        "keys are per client"
+    );
 }
 
 /// An inbound message id is applied once; its redelivery conflicts and changes nothing.
@@ -419,8 +423,8 @@ pub async fn an_inbound_message_applies_once(store: Arc<dyn Store>, _key: ed2551
 pub async fn one_source_event_raises_one_alert(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
     let u = |id: &str| UnitOfWork { alerts: vec![alert(id, "cl_a/t1")], ..UnitOfWork::default() };
     assert!(store.commit(u("al-1")).await.expect("commits").alerts_skipped.is_empty());
-    assert_eq!(store.commit(u("al-2")).await.expect("commits").alerts_skipped, vec!["al-2".to_owned()]);
-    assert!(store.alert("al-2").await.expect("read").is_none());
+    assert_eq!(store.commit(u("al-2")).await.expect("commits").alerts_skipped, ["al-2"]);
+    assert!(store.alert(&"al-2".into()).await.expect("read").is_none());
 }
 
 /// Alert status changes apply only from the status they were decided on.
@@ -445,7 +449,7 @@ pub async fn alert_status_changes_need_the_expected_status(
     store.commit(upd(AlertStatus::Open)).await.expect("moves");
     let err = store.commit(upd(AlertStatus::Open)).await.expect_err("stale");
     assert_eq!(err, StoreError::Conflict(Conflict::AlertStatus));
-    let a = store.alert("al-1").await.expect("read").expect("alert");
+    let a = store.alert(&"al-1".into()).await.expect("read").expect("alert");
     assert_eq!((a.status, a.comment.as_deref()), (AlertStatus::Investigating, Some("looking")));
 }
 
@@ -604,13 +608,13 @@ pub async fn bulk_progress_appends_results_in_order(
         ..UnitOfWork::default()
     };
     store.commit(progress(0, &["r0", "r1"])).await.expect("progress");
-    assert_eq!(store.bulk("bk-1").await.expect("read").expect("job").status, BulkStatus::Running);
+    assert_eq!(store.bulk(&"bk-1".into()).await.expect("read").expect("job").status, BulkStatus::Running);
     let err = store.commit(progress(0, &["x"])).await.expect_err("stale progress");
     assert_eq!(err, StoreError::Conflict(Conflict::BulkProgress));
     store.commit(progress(2, &["r2"])).await.expect("progress");
-    let job = store.bulk("bk-1").await.expect("read").expect("job");
+    let job = store.bulk(&"bk-1".into()).await.expect("read").expect("job");
     assert_eq!((job.status, job.done_rows), (BulkStatus::Done, 3));
-    assert_eq!(store.bulk_results("bk-1").await.expect("results"), ["r0", "r1", "r2"]);
+    assert_eq!(store.bulk_results(&"bk-1".into()).await.expect("results"), ["r0", "r1", "r2"]);
     assert!(store.unfinished_bulks(10).await.expect("list").is_empty());
 }
 
@@ -625,7 +629,7 @@ pub async fn many_concurrent_commits_are_all_durable_and_the_audit_chain_verifie
         tasks.push(tokio::spawn(async move {
             let uow = UnitOfWork {
                 audit: vec![entry("verify", &format!("GTIN/09501101530003/S{i}"))],
-                idempotency: Some(IdempotencyRecord { client_trx_id: format!("t{i}"), ..idem("") }),
+                idempotency: Some(IdempotencyRecord { client_trx_id: format!("t{i}").into(), ..idem("") }),
                 ..UnitOfWork::default()
             };
             store.commit(uow).await
@@ -635,7 +639,7 @@ pub async fn many_concurrent_commits_are_all_durable_and_the_audit_chain_verifie
         t.await.expect("task").expect("commits");
     }
     for i in 0..400 {
-        assert!(store.idempotency("cl_a", &format!("t{i}")).await.expect("read").is_some());
+        assert!(store.idempotency(&"cl_a".into(), &format!("t{i}").into()).await.expect("read").is_some());
     }
     assert_eq!(verify_audit(&store, key).await, 400);
 }
@@ -647,7 +651,7 @@ pub async fn clients_and_signing_keys_round_trip(store: Arc<dyn Store>, key: ed2
     store.commit(create(client.clone())).await.expect("create");
     let again = store.commit(create(client.clone())).await;
     assert!(matches!(again, Err(StoreError::Conflict(Conflict::Exists(_)))), "{again:?}");
-    assert_eq!(store.client("cl_a").await.expect("read"), Some(client.clone()));
+    assert_eq!(store.client(&"cl_a".into()).await.expect("read"), Some(client.clone()));
     assert_eq!(store.clients().await.expect("list"), vec![client]);
     store.commit(rotate("k1", 1)).await.expect("first key");
     store.commit(rotate("k2", 2)).await.expect("second key");
@@ -670,7 +674,10 @@ pub async fn a_pack_context_reads_everything_a_request_needs(
     seed(&store, &["S1"]).await;
     let lot1 = Batch::new("LOT1").expect("batch");
     let lot9 = Batch::new("LOT9").expect("batch");
-    let ctx = store.pack_context(Some(("cl_a", "t1")), &gtin(), &serial("S1"), &lot1).await.expect("context");
+    let ctx = store
+        .pack_context(Some((&"cl_a".into(), &"t1".into())), &gtin(), &serial("S1"), &lot1)
+        .await
+        .expect("context");
     assert!(ctx.idempotency.is_none());
     assert_eq!(ctx.product.as_ref().map(|p| p.name.as_str()), Some("Examplomab 10 mg"));
     let (p, b) = ctx.pack.expect("pack");
@@ -685,8 +692,10 @@ pub async fn a_pack_context_reads_everything_a_request_needs(
         .commit(UnitOfWork { idempotency: Some(idem("t1")), ..UnitOfWork::default() })
         .await
         .expect("commit");
-    let replay =
-        store.pack_context(Some(("cl_a", "t1")), &gtin(), &serial("S1"), &lot1).await.expect("context");
+    let replay = store
+        .pack_context(Some((&"cl_a".into(), &"t1".into())), &gtin(), &serial("S1"), &lot1)
+        .await
+        .expect("context");
     assert_eq!(replay.idempotency, Some(idem("t1")));
 }
 
@@ -765,22 +774,34 @@ pub async fn a_bulk_job_is_leased_to_one_worker_at_a_time(
         created_at: at(0),
     };
     store.commit(UnitOfWork { new_bulk: Some(job), ..UnitOfWork::default() }).await.expect("accept");
-    assert!(store.claim_bulk("bk-9", "node-a", at(0), at(100)).await.expect("claim"));
-    assert!(!store.claim_bulk("bk-9", "node-b", at(50), at(150)).await.expect("claim"), "held by node-a");
-    assert!(store.claim_bulk("bk-9", "node-a", at(60), at(200)).await.expect("renew"), "the holder renews");
+    assert!(store.claim_bulk(&"bk-9".into(), "node-a", at(0), at(100)).await.expect("claim"));
     assert!(
-        !store.claim_bulk("bk-9", "node-b", at(150), at(250)).await.expect("claim"),
+        !store.claim_bulk(&"bk-9".into(), "node-b", at(50), at(150)).await.expect("claim"),
+        "held by node-a"
+    );
+    assert!(
+        store.claim_bulk(&"bk-9".into(), "node-a", at(60), at(200)).await.expect("renew"),
+        "the holder renews"
+    );
+    assert!(
+        !store.claim_bulk(&"bk-9".into(), "node-b", at(150), at(250)).await.expect("claim"),
         "renewed lease holds"
     );
     assert!(
-        store.claim_bulk("bk-9", "node-b", at(201), at(300)).await.expect("claim"),
+        store.claim_bulk(&"bk-9".into(), "node-b", at(201), at(300)).await.expect("claim"),
         "taken over after the lease"
     );
-    assert!(!store.claim_bulk("bk-9", "node-a", at(210), at(310)).await.expect("claim"), "node-a lost it");
-    store.release_bulk("bk-9", "node-a").await.expect("release by a non-holder does nothing");
-    assert!(!store.claim_bulk("bk-9", "node-a", at(220), at(320)).await.expect("claim"));
-    store.release_bulk("bk-9", "node-b").await.expect("release");
-    assert!(store.claim_bulk("bk-9", "node-a", at(230), at(330)).await.expect("claim"), "free after release");
+    assert!(
+        !store.claim_bulk(&"bk-9".into(), "node-a", at(210), at(310)).await.expect("claim"),
+        "node-a lost it"
+    );
+    store.release_bulk(&"bk-9".into(), "node-a").await.expect("release by a non-holder does nothing");
+    assert!(!store.claim_bulk(&"bk-9".into(), "node-a", at(220), at(320)).await.expect("claim"));
+    store.release_bulk(&"bk-9".into(), "node-b").await.expect("release");
+    assert!(
+        store.claim_bulk(&"bk-9".into(), "node-a", at(230), at(330)).await.expect("claim"),
+        "free after release"
+    );
     let done = UnitOfWork {
         bulk_progress: Some(BulkProgress {
             id: "bk-9".into(),
@@ -791,10 +812,13 @@ pub async fn a_bulk_job_is_leased_to_one_worker_at_a_time(
     };
     store.commit(done).await.expect("progress");
     assert!(
-        !store.claim_bulk("bk-9", "node-a", at(240), at(340)).await.expect("claim"),
+        !store.claim_bulk(&"bk-9".into(), "node-a", at(240), at(340)).await.expect("claim"),
         "a done job is never claimed"
     );
-    assert!(!store.claim_bulk("bk-0", "node-a", at(240), at(340)).await.expect("claim"), "no such job");
+    assert!(
+        !store.claim_bulk(&"bk-0".into(), "node-a", at(240), at(340)).await.expect("claim"),
+        "no such job"
+    );
 }
 
 fn client_record(id: &str) -> ClientRecord {
@@ -860,12 +884,12 @@ pub async fn a_client_is_cut_off_and_let_back_in_with_its_audit_record(
     store.commit(change("cl_c", Some(true), None)).await.expect("disable");
     store.commit(change("cl_a", Some(true), None)).await.expect("disable");
     assert_eq!(store.disabled_clients().await.expect("read"), ["cl_a", "cl_c"]);
-    let a = store.client("cl_a").await.expect("read").expect("client");
+    let a = store.client(&"cl_a".into()).await.expect("read").expect("client");
     assert!(a.disabled);
     assert_eq!(a, ClientRecord { disabled: true, ..client_record("cl_a") }, "nothing else changed");
     store.commit(change("cl_a", Some(false), None)).await.expect("enable");
     assert_eq!(store.disabled_clients().await.expect("read"), ["cl_c"]);
-    assert!(!store.client("cl_a").await.expect("read").expect("client").disabled);
+    assert!(!store.client(&"cl_a".into()).await.expect("read").expect("client").disabled);
     let unknown = store.commit(change("cl_nobody", Some(true), None)).await;
     assert!(matches!(unknown, Err(StoreError::Conflict(Conflict::Missing(_)))), "{unknown:?}");
     assert_eq!(verify_audit(&store, key).await, 6, "the refused change left no audit record");
@@ -893,7 +917,7 @@ pub async fn a_unit_creating_a_taken_client_id_writes_nothing(
     assert!(matches!(r, Err(StoreError::Conflict(Conflict::Exists(_)))), "{r:?}");
     assert_eq!(store.clients().await.expect("list"), vec![client_record("cl_a"), client_record("cl_b")]);
     assert!(store.disabled_clients().await.expect("read").is_empty());
-    assert!(store.idempotency("cl_a", "t1").await.expect("read").is_none());
+    assert!(store.idempotency(&"cl_a".into(), &"t1".into()).await.expect("read").is_none());
     let keys = store.keys().await.expect("keys");
     assert_eq!(keys.iter().map(|k| (k.kid.as_str(), k.active)).collect::<Vec<_>>(), [("k1", true)]);
     assert_eq!(verify_audit(&store, key).await, 3, "the refused unit left no audit record");
@@ -907,7 +931,7 @@ pub async fn a_client_keeps_the_latest_instant_it_was_seen(
 ) {
     store.commit(create(client_record("cl_a"))).await.expect("create");
     store.commit(create(client_record("cl_b"))).await.expect("create");
-    let seen = async |id: &str| store.client(id).await.expect("read").expect("client").last_used_at;
+    let seen = async |id: &str| store.client(&id.into()).await.expect("read").expect("client").last_used_at;
     assert_eq!(seen("cl_a").await, None);
     let uow = UnitOfWork {
         client_changes: vec![
@@ -921,11 +945,11 @@ pub async fn a_client_keeps_the_latest_instant_it_was_seen(
     store.commit(change("cl_a", None, Some(at(300)))).await.expect("an older report");
     assert_eq!(seen("cl_a").await, Some(at(500)), "an older instant does not move it back");
     store.commit(change("cl_a", Some(true), Some(at(900)))).await.expect("seen and cut off");
-    let a = store.client("cl_a").await.expect("read").expect("client");
+    let a = store.client(&"cl_a".into()).await.expect("read").expect("client");
     assert_eq!((a.last_used_at, a.disabled), (Some(at(900)), true));
     store.commit(change("cl_a", None, Some(at(950)))).await.expect("seen");
     assert!(
-        store.client("cl_a").await.expect("read").expect("client").disabled,
+        store.client(&"cl_a".into()).await.expect("read").expect("client").disabled,
         "a report of use keeps it cut off"
     );
     assert_eq!(store.clients().await.expect("list").iter().filter_map(|c| c.last_used_at).count(), 2);

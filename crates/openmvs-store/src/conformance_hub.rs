@@ -262,14 +262,14 @@ async fn seed(store: &Arc<dyn HubStore>) {
 }
 
 fn ids(v: Vec<StoredOutboxMessage>) -> Vec<String> {
-    v.into_iter().map(|m| m.message.message_id).collect()
+    v.into_iter().map(|m| m.message.message_id.into_string()).collect()
 }
 
 async fn upload_status(
     store: &Arc<dyn HubStore>,
     id: &str,
 ) -> (UploadStatus, Vec<(MarketCode, MarketDelivery)>) {
-    let u = store.upload(id).await.expect("read").expect("upload");
+    let u = store.upload(&id.into()).await.expect("read").expect("upload");
     (u.status, u.markets.iter().map(|mk| (mk.market, mk.status)).collect())
 }
 
@@ -278,7 +278,7 @@ async fn deliver_next(store: &Arc<dyn HubStore>, destination: &str) -> String {
     let due = store.due(destination, far(), 1).await.expect("due");
     let next = due.first().unwrap_or_else(|| panic!("a message is due for {destination}"));
     store.delivered(next.seq).await.expect("delivered");
-    next.message.message_id.clone()
+    next.message.message_id.to_string()
 }
 
 async fn verify_audit(store: &Arc<dyn HubStore>, key: ed25519_dalek::VerifyingKey) -> u64 {
@@ -338,16 +338,16 @@ pub async fn every_part_of_a_unit_commits_together_or_not_at_all(
     let done = store.commit(whole).await.expect("commits");
     assert_eq!(done.audit_seqs, [1]);
     assert_eq!(done.duplicate_serials, [Vec::<usize>::new()]);
-    let o = store.obp("obp-1").await.expect("read").expect("obp");
+    let o = store.obp(&"obp-1".into()).await.expect("read").expect("obp");
     assert_eq!(o.callback_url.as_deref(), Some("https://obp.example/cb"));
     assert_eq!(store.product(&gtin()).await.expect("read").expect("product").owner, "obp-1");
     assert!(store.product_version(&gtin(), 1).await.expect("read").is_some());
     assert!(store.batch(&gtin(), &lot("LOT1")).await.expect("read").is_some());
     assert_eq!(store.digest_count(&gtin()).await.expect("count"), 2);
-    let u = store.upload("up-1").await.expect("read").expect("upload");
+    let u = store.upload(&"up-1".into()).await.expect("read").expect("upload");
     assert_eq!((u.status, u.received, u.rejected), (UploadStatus::Received, 3, 1));
     assert!(u.markets.iter().all(|mk| (mk.chunks_sent, mk.chunks_acked) == (1, 0)), "{u:?}");
-    assert!(store.alert("al-1").await.expect("read").is_some());
+    assert!(store.alert(&"al-1".into()).await.expect("read").is_some());
     assert_eq!(store.pending().await.expect("pending"), 3);
 
     // Every part new except one product version that exists.
@@ -358,10 +358,9 @@ pub async fn every_part_of_a_unit_commits_together_or_not_at_all(
         serials: vec![digests(gtin(), &["S3"], OnDuplicate::Report)],
         new_upload: Some(new_upload("up-2", &["DE"])),
         upload_progress: Some(UploadProgress {
-            id: "up-1".into(),
             received: 1,
             chunks: vec![chunk("c-de-2", "DE", &["S3"])],
-            ..UploadProgress::default()
+            ..UploadProgress::new("up-1".into())
         }),
         alerts: vec![alert("al-2", "DE", "n-2")],
         outbox: vec![message("p-de-2", "DE", gtin().as_str())],
@@ -370,12 +369,12 @@ pub async fn every_part_of_a_unit_commits_together_or_not_at_all(
     };
     let err = store.commit(refused).await.expect_err("a version that exists refuses the unit");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert!(store.obp("obp-2").await.expect("read").is_none());
+    assert!(store.obp(&"obp-2".into()).await.expect("read").is_none());
     assert!(store.product_version(&gtin(), 2).await.expect("read").is_none());
     assert!(store.present(&gtin(), &[digest("S3")]).await.expect("read").is_empty());
-    assert!(store.upload("up-2").await.expect("read").is_none());
-    assert_eq!(store.upload("up-1").await.expect("read").expect("upload").received, 3);
-    assert!(store.alert("al-2").await.expect("read").is_none());
+    assert!(store.upload(&"up-2".into()).await.expect("read").is_none());
+    assert_eq!(store.upload(&"up-1".into()).await.expect("read").expect("upload").received, 3);
+    assert!(store.alert(&"al-2".into()).await.expect("read").is_none());
     assert_eq!(store.pending().await.expect("pending"), 3);
     // The refused unit's inbox id was not recorded either.
     let next = HubUnitOfWork {
@@ -424,7 +423,7 @@ pub async fn the_first_obp_to_upload_a_product_owns_it(
     };
     let err = store.commit(second).await.expect_err("the product exists");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert!(store.obp("obp-2").await.expect("read").is_none(), "nothing of the unit landed");
+    assert!(store.obp(&"obp-2".into()).await.expect("read").is_none(), "nothing of the unit landed");
     let update = |expected| HubUnitOfWork {
         product_versions: vec![version(expected + 1, &["DE"])],
         products: vec![write(product("obp-2", expected + 1, &[]), Some(expected))],
@@ -535,10 +534,9 @@ pub async fn a_refused_unit_inserts_no_serial_digest(
     let raced = HubUnitOfWork {
         serials: vec![digests(gtin(), &["W", "Z"], OnDuplicate::Refuse)],
         upload_progress: Some(UploadProgress {
-            id: "up-1".into(),
             received: 2,
             chunks: vec![chunk("c-1", "DE", &["W", "Z"])],
-            ..UploadProgress::default()
+            ..UploadProgress::new("up-1".into())
         }),
         ..HubUnitOfWork::default()
     };
@@ -546,7 +544,7 @@ pub async fn a_refused_unit_inserts_no_serial_digest(
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
     assert!(store.present(&gtin(), &[digest("W")]).await.expect("read").is_empty());
     assert_eq!(store.pending().await.expect("pending"), 0);
-    assert_eq!(store.upload("up-1").await.expect("read").expect("upload").received, 0);
+    assert_eq!(store.upload(&"up-1".into()).await.expect("read").expect("upload").received, 0);
 }
 
 /// Chunks count as sent when stored and as acknowledged when delivered; a market is DISTRIBUTED
@@ -586,9 +584,8 @@ pub async fn an_upload_is_distributed_only_when_every_market_acknowledged_every_
 
     let last = HubUnitOfWork {
         upload_progress: Some(UploadProgress {
-            id: "up-1".into(),
             outcome: Some(UploadOutcome::Validated),
-            ..UploadProgress::default()
+            ..UploadProgress::new("up-1".into())
         }),
         ..HubUnitOfWork::default()
     };
@@ -608,7 +605,7 @@ pub async fn an_upload_is_distributed_only_when_every_market_acknowledged_every_
     let fr2 = store.due("FR", far(), 1).await.expect("due")[0].seq;
     store.delivered(fr2).await.expect("delivered");
     store.delivered(fr2).await.expect("a second acknowledgement of one message is a no-op");
-    let u = store.upload("up-1").await.expect("read").expect("upload");
+    let u = store.upload(&"up-1".into()).await.expect("read").expect("upload");
     assert_eq!((u.status, u.received, u.rejected), (UploadStatus::Distributed, 6, 3));
     assert!(
         u.markets
@@ -618,7 +615,7 @@ pub async fn an_upload_is_distributed_only_when_every_market_acknowledged_every_
     // Every rejection is kept, and pages by line.
     let lines = async |after, limit| {
         store
-            .upload_rejections("up-1", after, limit)
+            .upload_rejections(&"up-1".into(), after, limit)
             .await
             .expect("read")
             .into_iter()
@@ -627,7 +624,7 @@ pub async fn an_upload_is_distributed_only_when_every_market_acknowledged_every_
     };
     assert_eq!(lines(0, 10).await, [2, 4, 6]);
     assert_eq!(lines(2, 1).await, [4]);
-    assert_eq!(store.upload_rejections("up-1", 0, 1).await.expect("read"), [rejection(2)]);
+    assert_eq!(store.upload_rejections(&"up-1".into(), 0, 1).await.expect("read"), [rejection(2)]);
 }
 
 /// A failed upload ends: it takes no more progress, and its markets stay PENDING even once the
@@ -640,11 +637,10 @@ pub async fn a_failed_upload_takes_no_more_chunks_and_its_markets_stay_pending(
     let fail = HubUnitOfWork {
         new_upload: Some(new_upload("up-1", &["DE"])),
         upload_progress: Some(UploadProgress {
-            id: "up-1".into(),
             received: 1,
             chunks: vec![chunk("c-de-1", "DE", &["S"])],
             outcome: Some(UploadOutcome::Failed),
-            ..UploadProgress::default()
+            ..UploadProgress::new("up-1".into())
         }),
         ..HubUnitOfWork::default()
     };
@@ -653,7 +649,7 @@ pub async fn a_failed_upload_takes_no_more_chunks_and_its_markets_stay_pending(
     let failed = (UploadStatus::Failed, vec![(m("DE"), MarketDelivery::Pending)]);
     assert_eq!(upload_status(&store, "up-1").await, failed);
     let more = HubUnitOfWork {
-        upload_progress: Some(UploadProgress { id: "up-1".into(), received: 1, ..UploadProgress::default() }),
+        upload_progress: Some(UploadProgress { received: 1, ..UploadProgress::new("up-1".into()) }),
         ..HubUnitOfWork::default()
     };
     let err = store.commit(more).await.expect_err("a failed upload has ended");
@@ -673,11 +669,10 @@ pub async fn delivered_chunks_leave_no_serial_in_the_hub(
         serials: vec![digests(gtin(), &["QX7SERIAL01", "QX7SERIAL02"], OnDuplicate::Refuse)],
         new_upload: Some(new_upload("up-1", &["DE", "SE"])),
         upload_progress: Some(UploadProgress {
-            id: "up-1".into(),
             received: 2,
             chunks: vec![chunk("c-de", "DE", &serials), chunk("c-se", "SE", &serials)],
             outcome: Some(UploadOutcome::Validated),
-            ..UploadProgress::default()
+            ..UploadProgress::new("up-1".into())
         }),
         ..HubUnitOfWork::default()
     };
@@ -691,12 +686,15 @@ pub async fn delivered_chunks_leave_no_serial_in_the_hub(
     assert!(store.destinations().await.expect("destinations").is_empty());
     let seen = format!(
         "{:?}{:?}{:?}",
-        store.upload("up-1").await.expect("read"),
-        store.upload_rejections("up-1", 0, 100).await.expect("read"),
+        store.upload(&"up-1".into()).await.expect("read"),
+        store.upload_rejections(&"up-1".into(), 0, 100).await.expect("read"),
         store.audit_page(0, 100).await.expect("read"),
     );
     assert!(serials.iter().all(|s| !seen.contains(s)), "{seen}");
-    assert_eq!(store.upload("up-1").await.expect("read").expect("upload").status, UploadStatus::Distributed);
+    assert_eq!(
+        store.upload(&"up-1".into()).await.expect("read").expect("upload").status,
+        UploadStatus::Distributed
+    );
     assert_eq!(
         store.present(&gtin(), &[digest(serials[0]), digest(serials[1])]).await.expect("read"),
         [0, 1]
@@ -766,10 +764,10 @@ pub async fn a_forwarded_alert_is_stored_once_per_source_key(
     store.commit(forward("al-1", "DE", "n-1")).await.expect("first");
     let err = store.commit(forward("al-2", "DE", "n-1")).await.expect_err("forwarded again");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert!(store.alert("al-2").await.expect("read").is_none());
+    assert!(store.alert(&"al-2".into()).await.expect("read").is_none());
     assert_eq!(store.pending().await.expect("pending"), 1, "one callback");
     store.commit(forward("al-3", "FR", "n-1")).await.expect("another market's alert n-1 is another source");
-    assert_eq!(store.alert("al-1").await.expect("read"), Some(alert("al-1", "DE", "n-1")));
+    assert_eq!(store.alert(&"al-1".into()).await.expect("read"), Some(alert("al-1", "DE", "n-1")));
 }
 
 /// The OBP's status changes apply only from the status they were decided on; listing filters by
@@ -800,7 +798,7 @@ pub async fn alert_status_changes_need_the_expected_status_and_list_by_obp(
     store.commit(upd(AlertStatus::Open)).await.expect("moves");
     let err = store.commit(upd(AlertStatus::Open)).await.expect_err("stale");
     assert_eq!(err, StoreError::Conflict(Conflict::AlertStatus));
-    let a = store.alert("al-0").await.expect("read").expect("alert");
+    let a = store.alert(&"al-0".into()).await.expect("read").expect("alert");
     assert_eq!((a.status, a.comment.as_deref()), (AlertStatus::Investigating, Some("checking the line")));
     let list = async |f: HubAlertFilter| {
         store.alerts(&f).await.expect("list").into_iter().map(|a| a.id).collect::<Vec<_>>()
@@ -847,7 +845,7 @@ pub async fn an_inbound_message_applies_once(store: Arc<dyn HubStore>, _key: ed2
     store.commit(uow("al-1", "n-1")).await.expect("applies");
     let err = store.commit(uow("al-2", "n-2")).await.expect_err("redelivery");
     assert_eq!(err, StoreError::Conflict(Conflict::InboxMessage));
-    assert!(store.alert("al-2").await.expect("read").is_none());
+    assert!(store.alert(&"al-2".into()).await.expect("read").is_none());
 }
 
 /// A unit that conflicts is answered with its conflict even when outbox bookkeeping shares its
@@ -881,7 +879,7 @@ pub async fn many_concurrent_commits_are_all_durable_and_the_audit_chain_verifie
         tasks.push(tokio::spawn(async move {
             let serial = format!("S{i}");
             let uow = HubUnitOfWork {
-                inbox: Some(format!("DE-msg-{i}")),
+                inbox: Some(format!("DE-msg-{i}").into()),
                 serials: vec![digests(gtin(), &[serial.as_str()], OnDuplicate::Refuse)],
                 audit: vec![entry("upload", &format!("GTIN/09501101530003/{i}"))],
                 ..HubUnitOfWork::default()
@@ -915,10 +913,10 @@ pub async fn obps_and_their_callbacks_round_trip(
         .commit(change(ObpChange::Callback { obp: "obp-1".into(), url: url.clone() }))
         .await
         .expect("callback");
-    assert_eq!(store.obp("obp-1").await.expect("read").expect("obp").callback_url, url);
+    assert_eq!(store.obp(&"obp-1".into()).await.expect("read").expect("obp").callback_url, url);
     store.commit(change(ObpChange::Revoke { obp: "obp-1".into(), at: at(5) })).await.expect("revoke");
     store.commit(change(ObpChange::Revoke { obp: "obp-1".into(), at: at(9) })).await.expect("revoke again");
-    assert_eq!(store.obp("obp-1").await.expect("read").expect("obp").revoked_at, Some(at(5)));
+    assert_eq!(store.obp(&"obp-1".into()).await.expect("read").expect("obp").revoked_at, Some(at(5)));
     store.commit(change(ObpChange::Callback { obp: "obp-1".into(), url: None })).await.expect("clear");
     let all = store.obps().await.expect("list");
     assert_eq!(all.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["obp-1", "obp-2"]);
@@ -960,7 +958,7 @@ pub async fn products_versions_and_batches_read_back_exactly(
     assert!(store.batch(&gtin(), &lot("NOPE")).await.expect("read").is_none());
     assert!(store.product(&other_gtin()).await.expect("read").is_none());
     assert!(store.product_version(&gtin(), 9).await.expect("read").is_none());
-    assert!(store.upload("nope").await.expect("read").is_none());
+    assert!(store.upload(&"nope".into()).await.expect("read").is_none());
 }
 
 /// A message a hub relay claimed is not given to another relay until its lease ends; claims are
@@ -1086,11 +1084,10 @@ pub async fn no_row_holds_a_serial_after_delivery<P: HubPlace>(place: &P, _key: 
     let uow = HubUnitOfWork {
         new_upload: Some(new_upload("up-1", &["DE"])),
         upload_progress: Some(UploadProgress {
-            id: "up-1".into(),
             received: 2,
             chunks: vec![chunk("c-1", "DE", &serials)],
             outcome: Some(UploadOutcome::Validated),
-            ..UploadProgress::default()
+            ..UploadProgress::new("up-1".into())
         }),
         audit: vec![entry("upload", "GTIN/09501101530003/LOT1")],
         ..HubUnitOfWork::default()
@@ -1102,7 +1099,10 @@ pub async fn no_row_holds_a_serial_after_delivery<P: HubPlace>(place: &P, _key: 
     for s in serials {
         assert_eq!(place.tables_holding(s).await, Vec::<String>::new(), "{s}");
     }
-    assert_eq!(store.upload("up-1").await.expect("read").expect("upload").status, UploadStatus::Distributed);
+    assert_eq!(
+        store.upload(&"up-1".into()).await.expect("read").expect("upload").status,
+        UploadStatus::Distributed
+    );
     P::close(&store).await;
 }
 

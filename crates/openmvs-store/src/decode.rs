@@ -4,7 +4,7 @@
 
 use openmvs_audit::{Checkpoint, Entry, Sealed};
 use openmvs_core::alert::{AlertStatus, Classification};
-use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, ProductCode, Scheme};
+use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, ProductCode, Scheme, Serial};
 use openmvs_core::pack::{Change, Command, Pack, PackState};
 use openmvs_core::return_code::{AlertCode, ReturnCode};
 use openmvs_core::roles::Role;
@@ -58,6 +58,16 @@ pub fn batch(s: &str) -> StoreResult<Batch> {
     Batch::new(s).map_err(|e| corrupt(format!("batch '{s}': {e}")))
 }
 
+/// A stored serial number.
+pub fn serial(s: &str) -> StoreResult<Serial> {
+    Serial::new(s).map_err(|e| corrupt(format!("serial '{s}': {e}")))
+}
+
+/// A stored location.
+pub fn location(s: &str) -> StoreResult<Location> {
+    Location::new(s).map_err(|e| corrupt(format!("location: {e}")))
+}
+
 /// A stored product code with its scheme.
 pub fn product_code(scheme: &str, code: &str) -> StoreResult<ProductCode> {
     let scheme = Scheme::parse(scheme).map_err(|e| corrupt(format!("scheme: {e}")))?;
@@ -108,7 +118,7 @@ pub fn stored_pack(r: &impl Columns, o: usize) -> StoreResult<StoredPack> {
     let last_change = match (r.opt_text(o + 2)?, r.opt_text(o + 3)?, r.opt_int(o + 4)?) {
         (Some(cmd), Some(loc), Some(at)) => Some(Change {
             command: Command::parse(&cmd).ok_or_else(|| corrupt(format!("command '{cmd}'")))?,
-            location: Location::new(&loc).map_err(|e| corrupt(format!("location: {e}")))?,
+            location: location(&loc)?,
             at: Timestamp::from_unix_millis(at),
             synced_from: r.opt_text(o + 5)?.as_deref().map(market).transpose()?,
         }),
@@ -140,7 +150,7 @@ pub fn product(r: &impl Columns, o: usize) -> StoreResult<ProductRecord> {
         strength: s(5)?,
         pack_type: s(6)?,
         pack_size: s(7)?,
-        owner: s(8)?,
+        owner: s(8)?.into(),
         withdrawn: r.boolean(o + 9)?,
         version: u32::try_from(r.int(o + 10)?).map_err(|_| corrupt("product version"))?,
     })
@@ -172,15 +182,15 @@ pub fn alert(r: &impl Columns) -> StoreResult<AlertRecord> {
     let rc = s(2)?;
     let status = s(10)?;
     Ok(AlertRecord {
-        id: s(0)?,
+        id: s(0)?.into(),
         code: AlertCode::parse(&code).ok_or_else(|| corrupt(format!("alert code '{code}'")))?,
         return_code: ReturnCode::parse(&rc).ok_or_else(|| corrupt(format!("return code '{rc}'")))?,
         market: market(&s(3)?)?,
         product_code: s(4)?,
-        serial: s(5)?,
+        serial: serial(&s(5)?)?,
         batch: s(6)?,
-        location: s(7)?,
-        client_id: s(8)?,
+        location: location(&s(7)?)?,
+        client_id: s(8)?.into(),
         created_at: at(r, 9)?,
         status: AlertStatus::parse(&status).ok_or_else(|| corrupt(format!("alert status '{status}'")))?,
         classification: r
@@ -243,7 +253,7 @@ pub fn outbox(r: &impl Columns) -> StoreResult<StoredOutboxMessage> {
     Ok(StoredOutboxMessage {
         seq: unsigned(r.int(0)?, "outbox seq")?,
         message: OutboxMessage {
-            message_id: s(1)?,
+            message_id: s(1)?.into(),
             destination: s(2)?,
             kind: s(3)?,
             ordering_key: s(4)?,
@@ -264,8 +274,8 @@ pub const BULK_COLUMNS: &str = "id, client_id, status, request, done_rows, total
 pub fn bulk(r: &impl Columns) -> StoreResult<BulkJob> {
     let status = r.text(2)?;
     Ok(BulkJob {
-        id: r.text(0)?,
-        client_id: r.text(1)?,
+        id: r.text(0)?.into(),
+        client_id: r.text(1)?.into(),
         status: BulkStatus::parse(&status).ok_or_else(|| corrupt(format!("bulk status '{status}'")))?,
         request: r.text(3)?,
         done_rows: unsigned(r.int(4)?, "bulk row count")?,
@@ -282,11 +292,11 @@ pub const CLIENT_COLUMNS: &str =
 pub fn client(r: &impl Columns) -> StoreResult<ClientRecord> {
     let role = r.text(2)?;
     Ok(ClientRecord {
-        client_id: r.text(0)?,
+        client_id: r.text(0)?.into(),
         secret_hash: r.text(1)?,
         role: Role::parse(&role).ok_or_else(|| corrupt(format!("role '{role}'")))?,
         market: market(&r.text(3)?)?,
-        location: Location::new(&r.text(4)?).map_err(|e| corrupt(format!("location: {e}")))?,
+        location: location(&r.text(4)?)?,
         name: r.text(5)?,
         created_at: at(r, 6)?,
         disabled: r.boolean(7)?,

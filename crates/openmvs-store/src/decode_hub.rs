@@ -90,7 +90,7 @@ pub const OBP_COLUMNS: &str = "id, name, created_at, revoked_at, callback_url";
 /// An OBP, from [`OBP_COLUMNS`].
 pub fn obp(r: &impl Columns) -> StoreResult<ObpRecord> {
     Ok(ObpRecord {
-        id: r.text(0)?,
+        id: r.text(0)?.into(),
         name: r.text(1)?,
         created_at: at(r, 2)?,
         revoked_at: r.opt_int(3)?.map(Timestamp::from_unix_millis),
@@ -103,7 +103,7 @@ pub fn obp(r: &impl Columns) -> StoreResult<ObpRecord> {
 pub fn product(r: &impl Columns) -> StoreResult<HubProductRecord> {
     Ok(HubProductRecord {
         product_code: product_code(&r.text(1)?, &r.text(0)?)?,
-        owner: r.text(2)?,
+        owner: r.text(2)?.into(),
         current_version: version(r.int(3)?, "product version")?,
         created_at: at(r, 4)?,
         withdrawn: market_set(r.opt_text(5)?)?,
@@ -157,8 +157,8 @@ pub const UPLOAD_COLUMNS: &str =
 pub fn upload(r: &impl Columns) -> StoreResult<UploadRecord> {
     let status = r.text(5)?;
     Ok(UploadRecord {
-        id: r.text(0)?,
-        obp: r.text(1)?,
+        id: r.text(0)?.into(),
+        obp: r.text(1)?.into(),
         product_code: product_code(&r.text(2)?, &r.text(3)?)?,
         batch: batch(&r.text(4)?)?,
         status: UploadStatus::parse(&status).ok_or_else(|| corrupt(format!("upload status '{status}'")))?,
@@ -202,10 +202,10 @@ pub const ALERT_COLUMNS: &str = "id, obp, market, source_alert_id, product_code,
 pub fn alert(r: &impl Columns) -> StoreResult<HubAlertRecord> {
     let status = r.text(7)?;
     Ok(HubAlertRecord {
-        id: r.text(0)?,
-        obp: r.text(1)?,
+        id: r.text(0)?.into(),
+        obp: r.text(1)?.into(),
         market: market(&r.text(2)?)?,
-        source_alert_id: r.text(3)?,
+        source_alert_id: r.text(3)?.into(),
         product_code: r.text(4)?,
         alert: r.text(5)?,
         created_at: at(r, 6)?,

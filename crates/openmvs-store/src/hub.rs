@@ -30,11 +30,11 @@
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::{AlertStatus, Classification};
-use openmvs_core::ids::{Batch, Expiry, MarketCode, ProductCode};
+use openmvs_core::ids::{AlertId, Batch, Expiry, MarketCode, ObpId, ProductCode, UploadId};
 use openmvs_core::master_data::ProductMaster;
 use openmvs_core::time::Timestamp;
 
-use crate::{AlertUpdate, AuditStore, BoxFuture, OutboxMessage, StoreResult, StoredOutboxMessage};
+use crate::{AlertUpdate, AuditStore, BoxFuture, MessageId, OutboxMessage, StoreResult, StoredOutboxMessage};
 
 /// The audit market of the hub's own trail: the hub's records form one chain of their own.
 pub const HUB_AUDIT_MARKET: &str = "HUB";
@@ -43,7 +43,7 @@ pub const HUB_AUDIT_MARKET: &str = "HUB";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObpRecord {
     /// The OBP id, as named by its client certificate.
-    pub id: String,
+    pub id: ObpId,
     /// A human name.
     pub name: String,
     /// When it was on-boarded.
@@ -60,14 +60,14 @@ pub enum ObpChange {
     /// Sets (or clears) the callback URL.
     Callback {
         /// The OBP.
-        obp: String,
+        obp: ObpId,
         /// The new URL.
         url: Option<String>,
     },
     /// Revokes the OBP; a second revocation keeps the first instant.
     Revoke {
         /// The OBP.
-        obp: String,
+        obp: ObpId,
         /// When.
         at: Timestamp,
     },
@@ -81,7 +81,7 @@ pub struct HubProductRecord {
     pub product_code: ProductCode,
     /// The OBP that uploaded it first, and so owns it. Written when the product is created and
     /// never changed after.
-    pub owner: String,
+    pub owner: ObpId,
     /// The current master data version (from 1).
     pub current_version: u32,
     /// The markets it is withdrawn from, in market order. Withdrawal is irreversible per market:
@@ -276,9 +276,9 @@ pub struct UploadMarket {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadRecord {
     /// The upload id.
-    pub id: String,
+    pub id: UploadId,
     /// The OBP that uploaded.
-    pub obp: String,
+    pub obp: ObpId,
     /// The product.
     pub product_code: ProductCode,
     /// The batch.
@@ -299,9 +299,9 @@ pub struct UploadRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUpload {
     /// The upload id; one that exists conflicts.
-    pub id: String,
+    pub id: UploadId,
     /// The OBP.
-    pub obp: String,
+    pub obp: ObpId,
     /// The product.
     pub product_code: ProductCode,
     /// The batch.
@@ -324,10 +324,10 @@ pub struct UploadRejection {
 }
 
 /// Progress on an upload in RECEIVED status (anything else conflicts: it has ended).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadProgress {
     /// The upload.
-    pub id: String,
+    pub id: UploadId,
     /// Lines received since the last progress.
     pub received: u64,
     /// Lines rejected among them.
@@ -339,19 +339,26 @@ pub struct UploadProgress {
     pub outcome: Option<UploadOutcome>,
 }
 
+impl UploadProgress {
+    /// No progress yet on the upload `id`: nothing received, no outcome.
+    pub fn new(id: UploadId) -> UploadProgress {
+        UploadProgress { id, received: 0, rejections: Vec::new(), chunks: Vec::new(), outcome: None }
+    }
+}
+
 /// An alert a national system forwarded for the owning OBP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubAlertRecord {
     /// The hub's alert id (unique, opaque).
-    pub id: String,
+    pub id: AlertId,
     /// The OBP that owns the product.
-    pub obp: String,
+    pub obp: ObpId,
     /// The market that raised it.
     pub market: MarketCode,
     /// The alert's id in that market: with the market, the source key. An alert forwarded again
     /// conflicts, so it is stored (and called back) once.
-    pub source_alert_id: String,
-    /// The product code as requested, for listing.
+    pub source_alert_id: AlertId,
+    /// The product code as the market's alert has it, for listing.
     pub product_code: String,
     /// The alert as forwarded (JSON).
     pub alert: String,
@@ -369,13 +376,13 @@ pub struct HubAlertRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HubAlertFilter {
     /// Only the alerts of this OBP (an OBP sees its own).
-    pub obp: Option<String>,
+    pub obp: Option<ObpId>,
     /// Only alerts with this status.
     pub status: Option<AlertStatus>,
     /// Only alerts on this product code.
     pub product_code: Option<String>,
     /// Start after this alert id (exclusive), in id order.
-    pub after: Option<String>,
+    pub after: Option<AlertId>,
     /// At most this many.
     pub limit: usize,
 }
@@ -385,7 +392,7 @@ pub struct HubAlertFilter {
 pub struct HubUnitOfWork {
     /// The id of the inbound message (from a national system) this unit applies; fails the unit if
     /// it was applied before.
-    pub inbox: Option<String>,
+    pub inbox: Option<MessageId>,
     /// OBPs to on-board; one that exists conflicts.
     pub new_obps: Vec<ObpRecord>,
     /// Changes to OBPs.
@@ -434,7 +441,7 @@ pub trait HubCommitter: Send + Sync {
 /// On-boarding partners.
 pub trait ObpStore: Send + Sync {
     /// One OBP.
-    fn obp(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>>;
+    fn obp(&self, id: &ObpId) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>>;
     /// Every OBP, in id order.
     fn obps(&self) -> BoxFuture<'_, StoreResult<Vec<ObpRecord>>>;
 }
@@ -476,12 +483,12 @@ pub trait SerialIndex: Send + Sync {
 /// Uploads.
 pub trait UploadStore: Send + Sync {
     /// One upload, with its markets.
-    fn upload(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>>;
+    fn upload(&self, id: &UploadId) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>>;
     /// Up to `limit` rejected lines of an upload after line `after_line`, in line order (every
     /// rejection is kept, so a large upload pages through them).
     fn upload_rejections(
         &self,
-        id: &str,
+        id: &UploadId,
         after_line: u64,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<UploadRejection>>>;
@@ -535,7 +542,7 @@ pub trait HubOutboxStore: Send + Sync {
 /// Alerts forwarded to OBPs.
 pub trait HubAlertStore: Send + Sync {
     /// One alert.
-    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>>;
+    fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>>;
     /// Alerts matching the filter, in id order.
     fn alerts(&self, filter: &HubAlertFilter) -> BoxFuture<'_, StoreResult<Vec<HubAlertRecord>>>;
 }

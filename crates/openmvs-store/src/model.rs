@@ -2,11 +2,19 @@
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::{AlertStatus, Classification};
-use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, ProductCode, Serial};
+use openmvs_core::ids::{
+    AlertId, Batch, BulkId, ClientId, ClientTrxId, Expiry, Location, MarketCode, ObpId, ProductCode, Serial,
+};
 use openmvs_core::pack::Pack;
 use openmvs_core::return_code::{AlertCode, ReturnCode};
 use openmvs_core::roles::Role;
 use openmvs_core::time::Timestamp;
+
+openmvs_core::opaque_id!(
+    /// A message between systems (hub and national systems, the hub and an OBP's callback): the
+    /// receiver applies each id once.
+    MessageId
+);
 
 /// A pack record with the version its row has; the version grows by one with every write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +43,7 @@ pub struct ProductRecord {
     /// Pack size.
     pub pack_size: String,
     /// The OBP that owns the product.
-    pub owner: String,
+    pub owner: ObpId,
     /// Whether the product is withdrawn from this market (irreversible).
     pub withdrawn: bool,
     /// The master data version this record reflects.
@@ -62,23 +70,24 @@ pub struct BatchRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRecord {
     /// The alert id (unique, opaque).
-    pub id: String,
+    pub id: AlertId,
     /// The hub alert code.
     pub code: AlertCode,
     /// The return code that raised it.
     pub return_code: ReturnCode,
     /// The market.
     pub market: MarketCode,
-    /// The product code as requested.
+    /// The product code as requested (a synchronised change's as the other market sent it, which
+    /// may be a short GTIN; no scheme is kept).
     pub product_code: String,
-    /// The serial as requested.
-    pub serial: String,
-    /// The batch as requested.
+    /// The serial.
+    pub serial: Serial,
+    /// The batch as requested (a synchronised change's as the other market sent it, unchecked).
     pub batch: String,
     /// The location of the request.
-    pub location: String,
-    /// The client that made the request (or `hub` for a synchronisation conflict).
-    pub client_id: String,
+    pub location: Location,
+    /// The client that made the request (or `hub:<market>` for a synchronised change).
+    pub client_id: ClientId,
     /// When it was raised.
     pub created_at: Timestamp,
     /// Where it is in its investigation.
@@ -95,7 +104,7 @@ pub struct AlertRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertUpdate {
     /// The alert.
-    pub id: String,
+    pub id: AlertId,
     /// The status the decision was made on.
     pub expected_status: AlertStatus,
     /// The new status.
@@ -112,11 +121,11 @@ pub struct AlertFilter {
     /// Only alerts with this status.
     pub status: Option<AlertStatus>,
     /// Only alerts raised by this client (end users see their own).
-    pub client_id: Option<String>,
-    /// Only alerts on this product code.
+    pub client_id: Option<ClientId>,
+    /// Only alerts on this product code, as requested.
     pub product_code: Option<String>,
     /// Start after this alert id (exclusive), in id order.
-    pub after: Option<String>,
+    pub after: Option<AlertId>,
     /// At most this many.
     pub limit: usize,
 }
@@ -126,7 +135,7 @@ pub struct AlertFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
     /// Globally unique id: the receiver applies each id once.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Where it goes, e.g. `hub`.
     pub destination: String,
     /// What it is, e.g. `pack-state` or `alert`.
@@ -160,9 +169,9 @@ pub struct StoredOutboxMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
     /// The client.
-    pub client_id: String,
+    pub client_id: ClientId,
     /// The client's transaction id.
-    pub client_trx_id: String,
+    pub client_trx_id: ClientTrxId,
     /// A hash of the request's content: the same id with other content is refused.
     pub request_hash: [u8; 32],
     /// The HTTP status answered.
@@ -204,9 +213,9 @@ impl BulkStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkJob {
     /// The bulk id.
-    pub id: String,
+    pub id: BulkId,
     /// The client that submitted it.
-    pub client_id: String,
+    pub client_id: ClientId,
     /// Its status.
     pub status: BulkStatus,
     /// The request rows (JSON array of rows as submitted).
@@ -223,7 +232,7 @@ pub struct BulkJob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkProgress {
     /// The bulk id.
-    pub id: String,
+    pub id: BulkId,
     /// The rows done before these results: the update applies only if the job is still there.
     pub expected_done_rows: u64,
     /// The results of the next rows, in request order (one JSON object each).
@@ -234,7 +243,7 @@ pub struct BulkProgress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientRecord {
     /// The client id.
-    pub client_id: String,
+    pub client_id: ClientId,
     /// The argon2 hash of its secret.
     pub secret_hash: String,
     /// Its role.
@@ -259,7 +268,7 @@ pub struct ClientRecord {
 pub struct ClientChange {
     /// The client; a unit changing a client that does not exist is refused
     /// ([`Conflict::Missing`](crate::Conflict::Missing)).
-    pub client_id: String,
+    pub client_id: ClientId,
     /// Cut the client off (`Some(true)`) or let it back in (`Some(false)`); `None` leaves it.
     pub disabled: Option<bool>,
     /// The client was seen at this instant; a stored later instant is kept.
@@ -361,7 +370,7 @@ pub struct UnitOfWork {
     /// The stored answer, keyed by client and transaction id; fails the unit if the key exists.
     pub idempotency: Option<IdempotencyRecord>,
     /// The id of the inbound message this unit applies; fails the unit if it was applied before.
-    pub inbox: Option<String>,
+    pub inbox: Option<MessageId>,
     /// A new bulk job.
     pub new_bulk: Option<BulkJob>,
     /// Progress of a bulk job.
@@ -400,5 +409,5 @@ pub struct Committed {
     /// How many new packs were created (serials already present are not counted).
     pub packs_created: u64,
     /// The ids of alerts skipped because their source event had raised one already.
-    pub alerts_skipped: Vec<String>,
+    pub alerts_skipped: Vec<AlertId>,
 }

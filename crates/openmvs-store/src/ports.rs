@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use openmvs_audit::{Checkpoint, Sealed};
-use openmvs_core::ids::{Batch, ProductCode, Serial};
+use openmvs_core::ids::{AlertId, Batch, BulkId, ClientId, ClientTrxId, ProductCode, Serial};
 use openmvs_core::time::Timestamp;
 
 use crate::model::*;
@@ -35,9 +35,9 @@ pub enum Conflict {
     /// A pack's version is not the expected one.
     PackVersion {
         /// Product code.
-        product_code: String,
+        product_code: ProductCode,
         /// Serial.
-        serial: String,
+        serial: Serial,
     },
     /// The idempotency key exists: the same request was committed meanwhile.
     IdempotencyKey,
@@ -102,7 +102,7 @@ pub trait ContextStore: Send + Sync {
     /// corrupt data.
     fn pack_context(
         &self,
-        idempotency_key: Option<(&str, &str)>,
+        idempotency_key: Option<(&ClientId, &ClientTrxId)>,
         product_code: &ProductCode,
         serial: &Serial,
         batch: &Batch,
@@ -128,7 +128,7 @@ pub trait BatchStore: Send + Sync {
 /// Alerts.
 pub trait AlertStore: Send + Sync {
     /// One alert.
-    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>>;
+    fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>>;
     /// Alerts matching the filter, in id order.
     fn alerts(&self, filter: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>>;
 }
@@ -181,17 +181,17 @@ pub trait IdempotencyStore: Send + Sync {
     /// The stored answer for this client's transaction id.
     fn idempotency(
         &self,
-        client_id: &str,
-        client_trx_id: &str,
+        client_id: &ClientId,
+        client_trx_id: &ClientTrxId,
     ) -> BoxFuture<'_, StoreResult<Option<IdempotencyRecord>>>;
 }
 
 /// Bulk jobs.
 pub trait BulkStore: Send + Sync {
     /// One job.
-    fn bulk(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<BulkJob>>>;
+    fn bulk(&self, id: &BulkId) -> BoxFuture<'_, StoreResult<Option<BulkJob>>>;
     /// The results of a job so far, in request order.
-    fn bulk_results(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<String>>>;
+    fn bulk_results(&self, id: &BulkId) -> BoxFuture<'_, StoreResult<Vec<String>>>;
     /// Jobs not yet done, oldest first.
     fn unfinished_bulks(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<BulkJob>>>;
     /// Takes or renews the lease on an unfinished job for `worker` until `lease_until`: true when
@@ -200,25 +200,25 @@ pub trait BulkStore: Send + Sync {
     /// died is taken over once its lease ends.
     fn claim_bulk(
         &self,
-        id: &str,
+        id: &BulkId,
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<bool>>;
     /// Gives up this worker's lease on a job, so another may take it at once.
-    fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>>;
+    fn release_bulk(&self, id: &BulkId, worker: &str) -> BoxFuture<'_, StoreResult<()>>;
 }
 
 /// Clients and token-signing keys, read; they change through units of work
 /// ([`UnitOfWork::new_client`], [`UnitOfWork::new_key`], ...).
 pub trait ClientStore: Send + Sync {
     /// One client.
-    fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>>;
+    fn client(&self, client_id: &ClientId) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>>;
     /// Every client, in id order.
     fn clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientRecord>>>;
     /// The ids of the clients that are cut off, in id order: one small indexed read, which every
     /// node repeats every second or so to refuse their tokens.
-    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>>;
+    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientId>>>;
     /// Every token-signing key.
     fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>>;
 }

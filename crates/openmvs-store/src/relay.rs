@@ -12,7 +12,7 @@ use std::time::Duration;
 use openmvs_core::time::Timestamp;
 
 use crate::retry::backoff;
-use crate::{BoxFuture, StoreResult, StoredOutboxMessage};
+use crate::{BoxFuture, MessageId, StoreResult, StoredOutboxMessage};
 
 /// One destination's outbox, as the relay uses it.
 pub trait Outbox: Send + Sync {
@@ -66,7 +66,7 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
     /// The message's id.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// What became of it.
     pub outcome: Outcome,
 }
@@ -268,7 +268,7 @@ mod tests {
                 .map(|(i, id)| StoredOutboxMessage {
                     seq: i as u64 + 1,
                     message: OutboxMessage {
-                        message_id: (*id).to_owned(),
+                        message_id: (*id).into(),
                         destination: "DE".into(),
                         kind: "k".into(),
                         ordering_key: (*id).to_owned(),
@@ -370,7 +370,7 @@ mod tests {
         fn send(&self, items: Vec<String>) -> BoxFuture<'_, Result<Vec<Ack>, String>> {
             self.sent.lock().unwrap().extend(items);
             let answer = self.answer.clone().map(|acks| {
-                acks.into_iter().map(|(id, outcome)| Ack { message_id: id.to_owned(), outcome }).collect()
+                acks.into_iter().map(|(id, outcome)| Ack { message_id: id.into(), outcome }).collect()
             });
             Box::pin(std::future::ready(answer))
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use openmvs_audit::{Checkpoint, Sealed};
-use openmvs_core::ids::{Batch, ProductCode, Serial};
+use openmvs_core::ids::{AlertId, Batch, BulkId, ClientId, ClientTrxId, ProductCode, Serial};
 use openmvs_core::time::Timestamp;
 use openmvs_store::*;
 
@@ -48,7 +48,7 @@ impl Committer for Faulty {
 impl ContextStore for Faulty {
     fn pack_context(
         &self,
-        idempotency_key: Option<(&str, &str)>,
+        idempotency_key: Option<(&ClientId, &ClientTrxId)>,
         product_code: &ProductCode,
         serial: &Serial,
         batch: &Batch,
@@ -99,7 +99,7 @@ impl BatchStore for Faulty {
 }
 
 impl AlertStore for Faulty {
-    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
+    fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>> {
         self.inner.alert(id)
     }
     fn alerts(&self, filter: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>> {
@@ -157,18 +157,18 @@ impl OutboxStore for Faulty {
 impl IdempotencyStore for Faulty {
     fn idempotency(
         &self,
-        client_id: &str,
-        client_trx_id: &str,
+        client_id: &ClientId,
+        client_trx_id: &ClientTrxId,
     ) -> BoxFuture<'_, StoreResult<Option<IdempotencyRecord>>> {
         self.inner.idempotency(client_id, client_trx_id)
     }
 }
 
 impl BulkStore for Faulty {
-    fn bulk(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
+    fn bulk(&self, id: &BulkId) -> BoxFuture<'_, StoreResult<Option<BulkJob>>> {
         self.inner.bulk(id)
     }
-    fn bulk_results(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+    fn bulk_results(&self, id: &BulkId) -> BoxFuture<'_, StoreResult<Vec<String>>> {
         self.inner.bulk_results(id)
     }
     fn unfinished_bulks(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<BulkJob>>> {
@@ -176,26 +176,26 @@ impl BulkStore for Faulty {
     }
     fn claim_bulk(
         &self,
-        id: &str,
+        id: &BulkId,
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<bool>> {
         self.inner.claim_bulk(id, worker, now, lease_until)
     }
-    fn release_bulk(&self, id: &str, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
+    fn release_bulk(&self, id: &BulkId, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.release_bulk(id, worker)
     }
 }
 
 impl ClientStore for Faulty {
-    fn client(&self, client_id: &str) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
+    fn client(&self, client_id: &ClientId) -> BoxFuture<'_, StoreResult<Option<ClientRecord>>> {
         self.inner.client(client_id)
     }
     fn clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientRecord>>> {
         self.inner.clients()
     }
-    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+    fn disabled_clients(&self) -> BoxFuture<'_, StoreResult<Vec<ClientId>>> {
         self.inner.disabled_clients()
     }
     fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {

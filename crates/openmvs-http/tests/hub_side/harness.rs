@@ -291,7 +291,7 @@ impl Drop for Harness {
 /// A pharmacy of DE at `location`.
 pub fn pharmacy(location: &str) -> Actor {
     Actor {
-        client_id: format!("pharmacy-{location}"),
+        client_id: format!("pharmacy-{location}").into(),
         role: Role::Pharmacy,
         market: de(),
         location: Location::new(location).unwrap(),

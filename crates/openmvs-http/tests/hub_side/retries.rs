@@ -69,7 +69,7 @@ async fn a_message_the_hub_answers_503_stays_pending_and_is_retried_after_a_doub
     h.clock.advance(Duration::from_millis(1));
     assert_eq!(h.relay_once().await, 1);
 
-    assert_eq!(times_at_hub(&h, &m.message.message_id), 1, "delivered exactly once");
+    assert_eq!(times_at_hub(&h, m.message.message_id.as_str()), 1, "delivered exactly once");
     assert_eq!(h.store.pending().await.unwrap(), 0);
     assert!(h.store.dead_letters().await.unwrap().is_empty());
     assert_eq!(h.relay_once().await, 0, "and not again");
@@ -84,7 +84,7 @@ async fn a_delivery_whose_answer_is_lost_is_redelivered_and_applied_once() {
     h.hub.set_delivery(DeliveryMode::ApplyThenDrop);
 
     assert_eq!(h.relay_once().await, 0);
-    assert_eq!(times_at_hub(&h, &m.message.message_id), 1, "the hub applied it");
+    assert_eq!(times_at_hub(&h, m.message.message_id.as_str()), 1, "the hub applied it");
     let after = live(&h, m.seq).await;
     assert_eq!(after.attempts, 1);
     assert!(after.last_error.is_some());
@@ -94,7 +94,7 @@ async fn a_delivery_whose_answer_is_lost_is_redelivered_and_applied_once() {
     assert_eq!(h.relay_once().await, 1, "a DUPLICATE answer counts as delivered");
 
     assert_eq!(h.hub.deliveries().len(), 2, "sent twice");
-    assert_eq!(times_at_hub(&h, &m.message.message_id), 1, "applied once");
+    assert_eq!(times_at_hub(&h, m.message.message_id.as_str()), 1, "applied once");
     assert_eq!(h.store.pending().await.unwrap(), 0);
     assert!(h.store.dead_letters().await.unwrap().is_empty());
 }
@@ -104,7 +104,7 @@ async fn a_rejected_message_becomes_a_dead_letter_and_a_replay_delivers_it() {
     let h = Harness::with(manual()).await;
     let pc = gtin("0950110157002");
     let m = one_pending(&h, &pc).await;
-    h.hub.set_delivery(DeliveryMode::Reject(HashSet::from([m.message.message_id.clone()])));
+    h.hub.set_delivery(DeliveryMode::Reject(HashSet::from([m.message.message_id.to_string()])));
 
     assert_eq!(h.relay_once().await, 0);
 
@@ -116,13 +116,13 @@ async fn a_rejected_message_becomes_a_dead_letter_and_a_replay_delivers_it() {
     h.hub.set_delivery(DeliveryMode::Apply);
     h.clock.advance(Duration::from_secs(3600));
     assert_eq!(h.relay_once().await, 0, "a dead letter is not retried on its own");
-    assert_eq!(times_at_hub(&h, &m.message.message_id), 0);
+    assert_eq!(times_at_hub(&h, m.message.message_id.as_str()), 0);
 
     assert!(h.store.replay(m.seq, h.clock.now()).await.unwrap());
     assert!(!h.store.replay(m.seq, h.clock.now()).await.unwrap(), "no longer a dead letter");
     assert_eq!(h.relay_once().await, 1);
 
-    assert_eq!(times_at_hub(&h, &m.message.message_id), 1);
+    assert_eq!(times_at_hub(&h, m.message.message_id.as_str()), 1);
     assert!(h.store.dead_letters().await.unwrap().is_empty());
     assert_eq!(h.store.pending().await.unwrap(), 0);
 }

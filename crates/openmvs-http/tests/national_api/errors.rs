@@ -153,7 +153,11 @@ async fn a_storage_failure_is_503_with_retry_after_and_changes_nothing() {
     assert!(retry_after >= 1, "Retry-After: {:?}", r.header("retry-after"));
     assert_eq!(app.stored_state(&p).await, "ACTIVE");
     let trx = body["client_trx_id"].as_str().expect("a trx id");
-    assert_eq!(app.store.idempotency(&a.client_id, trx).await.expect("read"), None, "no stored answer");
+    assert_eq!(
+        app.store.idempotency(&a.client_id.as_str().into(), &trx.into()).await.expect("read"),
+        None,
+        "no stored answer"
+    );
 }
 
 #[tokio::test]

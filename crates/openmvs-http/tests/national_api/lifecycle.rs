@@ -159,7 +159,9 @@ async fn a_clients_last_use_is_its_last_token_or_request_written_now_and_then() 
     assert_eq!(ph.verify(&p.req()).await.status, 200);
     let listed = nmvo.get("/v1/admin/clients").await.json;
     assert_eq!(last_used(&listed, &ph.client_id), json!("2026-11-29T10:10:00.000Z"), "its request");
-    let stored = async || app.store.client(&ph.client_id).await.expect("read").expect("client").last_used_at;
+    let stored = async || {
+        app.store.client(&ph.client_id.as_str().into()).await.expect("read").expect("client").last_used_at
+    };
     assert_eq!(stored().await.map(|t| t.to_rfc3339()).as_deref(), Some(START), "not written per request");
     assert!(app.national.flush_client_use().await.expect("flush") >= 1);
     assert_eq!(stored().await.map(|t| t.to_rfc3339()).as_deref(), Some("2026-11-29T10:10:00.000Z"));

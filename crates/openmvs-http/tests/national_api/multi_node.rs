@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openmvs_core::ids::BulkId;
 use openmvs_core::roles::Role;
 use openmvs_national::HubLink;
 use openmvs_store::BoxFuture;
@@ -149,7 +150,7 @@ async fn a_bulk_job_held_by_a_dead_node_is_finished_by_another_after_its_lease()
     let rows: Vec<Value> = packs.iter().map(|p| p.row("supply")).collect();
     let r = c.post("/v1/bulk", &json!({"client_trx_id": trx(), "transactions": rows})).await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let id = r.json["bulk_id"].as_str().expect("bulk_id").to_owned();
+    let id = BulkId::new(r.json["bulk_id"].as_str().expect("bulk_id"));
     // Node A takes the job and dies before its first chunk.
     let now = a.clock.now();
     assert!(
@@ -164,7 +165,7 @@ async fn a_bulk_job_held_by_a_dead_node_is_finished_by_another_after_its_lease()
     // Once the lease is over on B's clock, B takes the job over and finishes it.
     b.advance(Duration::from_secs(21));
     assert!(b.bulk_round().await, "node B takes the job over");
-    let done = c.wait_bulk(&id).await;
+    let done = c.wait_bulk(id.as_str()).await;
     let results = done["results"].as_array().expect("results");
     assert_eq!(results.len(), 40);
     assert!(results.iter().all(|r| r["accepted"] == json!(true)), "{done}");

@@ -444,7 +444,7 @@ impl World {
     /// A pharmacy of `market` runs `command` on a pack of [`BATCH`].
     pub async fn pharmacy(&self, market: &str, command: Command, serial: &str) -> PackResponse {
         let actor = Actor {
-            client_id: format!("pharmacy-{market}"),
+            client_id: format!("pharmacy-{market}").into(),
             role: Role::Pharmacy,
             market: m(market),
             location: Location::new(&format!("PH-{market}-1")).expect("location"),

@@ -233,7 +233,7 @@ async fn an_obp_moves_its_alert_through_the_lifecycle_and_another_obp_gets_404()
     let e =
         w.hub.change_alert_status(OTHER_OBP, &next.alerts[0].id, "ESCALATED", None, None).await.unwrap_err();
     assert_eq!(e.http_status(), 404);
-    let stored = w.hub.store().alert(&next.alerts[0].id).await.unwrap().unwrap();
+    let stored = w.hub.store().alert(&next.alerts[0].id.as_str().into()).await.unwrap().unwrap();
     assert_eq!(stored.status, AlertStatus::Open, "another OBP changed nothing");
     assert!(w.hub.alerts(OTHER_OBP, None, None, None).await.unwrap().alerts.is_empty());
 }

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use openmvs_audit::{Checkpoint, Sealed};
-use openmvs_core::ids::{Batch, ProductCode};
+use openmvs_core::ids::{AlertId, Batch, ObpId, ProductCode, UploadId};
 use openmvs_core::time::Timestamp;
 use openmvs_store::decode::{self, Columns};
 use openmvs_store::decode_hub;
@@ -175,8 +175,8 @@ fn obp_row(r: &Row) -> StoreResult<ObpRecord> {
 }
 
 impl ObpStore for PgHubStore {
-    fn obp(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>> {
-        let id = id.to_owned();
+    fn obp(&self, id: &ObpId) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>> {
+        let id = id.as_str().to_owned();
         Box::pin(async move {
             self.pool
                 .row(
@@ -312,7 +312,7 @@ fn uploads(rows: &[Row]) -> StoreResult<Vec<UploadRecord>> {
         let r = R(row);
         let id = r.text(0)?;
         let u = match out.last_mut() {
-            Some(u) if u.id == id => u,
+            Some(u) if u.id == id.as_str() => u,
             _ => {
                 out.push(decode_hub::upload(&r)?);
                 out.last_mut().ok_or_else(|| decode::corrupt("upload"))?
@@ -326,8 +326,8 @@ fn uploads(rows: &[Row]) -> StoreResult<Vec<UploadRecord>> {
 }
 
 impl UploadStore for PgHubStore {
-    fn upload(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>> {
-        let id = id.to_owned();
+    fn upload(&self, id: &UploadId) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>> {
+        let id = id.as_str().to_owned();
         Box::pin(async move {
             // One statement, so that the counts and the status agree.
             let rows = self.pool.rows(
@@ -343,11 +343,11 @@ impl UploadStore for PgHubStore {
 
     fn upload_rejections(
         &self,
-        id: &str,
+        id: &UploadId,
         after_line: u64,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<UploadRejection>>> {
-        let id = id.to_owned();
+        let id = id.as_str().to_owned();
         Box::pin(async move {
             self.pool
                 .rows(
@@ -501,8 +501,8 @@ fn alert_row(r: &Row) -> StoreResult<HubAlertRecord> {
 }
 
 impl HubAlertStore for PgHubStore {
-    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>> {
-        let id = id.to_owned();
+    fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>> {
+        let id = id.as_str().to_owned();
         Box::pin(async move {
             self.pool.row(
                 "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
@@ -521,10 +521,10 @@ impl HubAlertStore for PgHubStore {
                  comment FROM alerts WHERE ($1::text IS NULL OR obp = $1) AND ($2::text IS NULL OR status = $2) \
                  AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
                 vec![
-                    p(f.obp.clone()),
+                    p(f.obp.as_ref().map(|o| o.as_str().to_owned())),
                     p(f.status.map(|s| s.as_str().to_owned())),
                     p(f.product_code.clone()),
-                    p(f.after.clone()),
+                    p(f.after.as_ref().map(|a| a.as_str().to_owned())),
                     p(f.limit as i64),
                 ],
                 alert_row,

@@ -45,7 +45,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
         let q = c
             .stmt("INSERT INTO inbox (message_id, applied_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .await?;
-        changed(c.client.execute(&q, &[id, &now]).await?, || Conflict::InboxMessage)?;
+        changed(c.client.execute(&q, &[&id.as_str(), &now]).await?, || Conflict::InboxMessage)?;
     }
     for o in &uow.new_obps {
         let q = c
@@ -57,7 +57,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
         let revoked = o.revoked_at.map(|t| t.unix_millis());
         let n = c
             .client
-            .execute(&q, &[&o.id, &o.name, &o.created_at.unix_millis(), &revoked, &o.callback_url])
+            .execute(&q, &[&o.id.as_str(), &o.name, &o.created_at.unix_millis(), &revoked, &o.callback_url])
             .await?;
         changed(n, || Conflict::Exists(format!("OBP {}", o.id)))?;
     }
@@ -65,12 +65,12 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
         let (obp, n) = match change {
             ObpChange::Callback { obp, url } => {
                 let q = c.stmt("UPDATE obps SET callback_url = $2 WHERE id = $1").await?;
-                (obp, c.client.execute(&q, &[obp, url]).await?)
+                (obp, c.client.execute(&q, &[&obp.as_str(), url]).await?)
             }
             // A revocation is irreversible: a second one keeps the first instant.
             ObpChange::Revoke { obp, at } => {
                 let q = c.stmt("UPDATE obps SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1").await?;
-                (obp, c.client.execute(&q, &[obp, &at.unix_millis()]).await?)
+                (obp, c.client.execute(&q, &[&obp.as_str(), &at.unix_millis()]).await?)
             }
         };
         if n == 0 {
@@ -128,7 +128,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
                         &[
                             &p.product_code.as_str(),
                             &p.product_code.scheme().as_str(),
-                            &p.owner,
+                            &p.owner.as_str(),
                             &current,
                             &p.created_at.unix_millis(),
                         ],
@@ -213,8 +213,8 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
             .execute(
                 &q,
                 &[
-                    &u.id,
-                    &u.obp,
+                    &u.id.as_str(),
+                    &u.obp.as_str(),
                     &u.product_code.scheme().as_str(),
                     &u.product_code.as_str(),
                     &u.batch.as_str(),
@@ -230,7 +230,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
             )
             .await?;
         let markets: Vec<&str> = u.markets.iter().map(MarketCode::as_str).collect();
-        c.client.execute(&q, &[&u.id, &markets]).await?;
+        c.client.execute(&q, &[&u.id.as_str(), &markets]).await?;
     }
     if let Some(p) = &uow.upload_progress {
         apply_progress(c, p, now).await?;
@@ -247,10 +247,10 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
             .execute(
                 &q,
                 &[
-                    &a.id,
-                    &a.obp,
+                    &a.id.as_str(),
+                    &a.obp.as_str(),
                     &a.market.as_str(),
-                    &a.source_alert_id,
+                    &a.source_alert_id.as_str(),
                     &a.product_code,
                     &a.alert,
                     &a.created_at.unix_millis(),
@@ -276,7 +276,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
             .execute(
                 &q,
                 &[
-                    &u.id,
+                    &u.id.as_str(),
                     &u.status.as_str(),
                     &u.classification.map(|c| c.as_str()),
                     &u.comment,
@@ -385,7 +385,7 @@ async fn apply_progress(c: &Conn, p: &UploadProgress, now: i64) -> Result<(), Fa
         )
         .await?;
     let (received, rejected) = (p.received as i64, p.rejections.len() as i64);
-    changed(c.client.execute(&q, &[&p.id, &received, &rejected]).await?, || {
+    changed(c.client.execute(&q, &[&p.id.as_str(), &received, &rejected]).await?, || {
         Conflict::Exists(format!("a later state of upload {}", p.id))
     })?;
     if !p.rejections.is_empty() {
@@ -399,7 +399,7 @@ async fn apply_progress(c: &Conn, p: &UploadProgress, now: i64) -> Result<(), Fa
         let lines: Vec<i64> = p.rejections.iter().map(|r| r.line as i64).collect();
         let serials: Vec<&str> = p.rejections.iter().map(|r| r.serial.as_str()).collect();
         let reasons: Vec<&str> = p.rejections.iter().map(|r| r.reason.as_str()).collect();
-        let n = c.client.execute(&q, &[&p.id, &lines, &serials, &reasons]).await?;
+        let n = c.client.execute(&q, &[&p.id.as_str(), &lines, &serials, &reasons]).await?;
         if n < lines.len() as u64 {
             return Err(refused(format!("a rejection of a line of upload {}", p.id)));
         }
@@ -412,14 +412,14 @@ async fn apply_progress(c: &Conn, p: &UploadProgress, now: i64) -> Result<(), Fa
                 m.message_id, p.id
             )))
         })?;
-        insert_outbox(c, m, Some(&p.id), now).await?;
+        insert_outbox(c, m, Some(p.id.as_str()), now).await?;
         let q = c
             .stmt(
                 "INSERT INTO upload_markets (upload_id, market, sent, acked) VALUES ($1, $2, 1, 0) \
                  ON CONFLICT (upload_id, market) DO UPDATE SET sent = upload_markets.sent + 1",
             )
             .await?;
-        c.client.execute(&q, &[&p.id, &market.as_str()]).await?;
+        c.client.execute(&q, &[&p.id.as_str(), &market.as_str()]).await?;
     }
     if let Some(outcome) = p.outcome {
         let status = match outcome {
@@ -427,7 +427,7 @@ async fn apply_progress(c: &Conn, p: &UploadProgress, now: i64) -> Result<(), Fa
             UploadOutcome::Failed => UploadStatus::Failed,
         };
         let q = c.stmt("UPDATE uploads SET status = $2 WHERE id = $1").await?;
-        c.client.execute(&q, &[&p.id, &status.as_str()]).await?;
+        c.client.execute(&q, &[&p.id.as_str(), &status.as_str()]).await?;
         // A statement of its own, so it reads every acknowledgement committed before this unit
         // took the upload's lock.
         let q = c
@@ -436,7 +436,7 @@ async fn apply_progress(c: &Conn, p: &UploadProgress, now: i64) -> Result<(), Fa
                  AND NOT EXISTS (SELECT 1 FROM upload_markets WHERE upload_id = $1 AND acked < sent)",
             )
             .await?;
-        c.client.execute(&q, &[&p.id]).await?;
+        c.client.execute(&q, &[&p.id.as_str()]).await?;
     }
     Ok(())
 }
@@ -450,7 +450,10 @@ async fn insert_outbox(c: &Conn, m: &OutboxMessage, upload: Option<&str>, now: i
         .await?;
     let n = c
         .client
-        .execute(&q, &[&m.message_id, &m.destination, &m.kind, &m.ordering_key, &m.payload, &now, &upload])
+        .execute(
+            &q,
+            &[&m.message_id.as_str(), &m.destination, &m.kind, &m.ordering_key, &m.payload, &now, &upload],
+        )
         .await?;
     changed(n, || Conflict::Exists(format!("outbox message {}", m.message_id)))?;
     Ok(())

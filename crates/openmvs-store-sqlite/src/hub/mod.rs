@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openmvs_audit::{Checkpoint, Sealed};
-use openmvs_core::ids::{Batch, ProductCode};
+use openmvs_core::ids::{AlertId, Batch, ObpId, ProductCode, UploadId};
 use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::hub::*;
 use openmvs_store::*;
@@ -168,10 +168,10 @@ impl HubSections for SqliteHubStore {
 }
 
 impl ObpStore for SqliteHubStore {
-    fn obp(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>> {
-        let id = id.to_owned();
+    fn obp(&self, id: &ObpId) -> BoxFuture<'_, StoreResult<Option<ObpRecord>>> {
+        let id = id.clone();
         self.engine.read(move |c| {
-            row(c, &format!("SELECT {OBP_COLUMNS} FROM obps WHERE id = ?1"), params![id], codec::obp)
+            row(c, &format!("SELECT {OBP_COLUMNS} FROM obps WHERE id = ?1"), params![id.as_str()], codec::obp)
         })
     }
 
@@ -274,24 +274,24 @@ impl SerialIndex for SqliteHubStore {
 }
 
 impl UploadStore for SqliteHubStore {
-    fn upload(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>> {
-        let id = id.to_owned();
-        self.engine.snapshot(move |c| read_upload(c, &id))
+    fn upload(&self, id: &UploadId) -> BoxFuture<'_, StoreResult<Option<UploadRecord>>> {
+        let id = id.clone();
+        self.engine.snapshot(move |c| read_upload(c, id.as_str()))
     }
 
     fn upload_rejections(
         &self,
-        id: &str,
+        id: &UploadId,
         after_line: u64,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<UploadRejection>>> {
-        let id = id.to_owned();
+        let id = id.clone();
         self.engine.read(move |c| {
             rows(
                 c,
                 "SELECT line, serial, reason FROM upload_rejections WHERE upload_id = ?1 AND line > ?2 \
                  ORDER BY line LIMIT ?3",
-                params![id, after_line as i64, limit as i64],
+                params![id.as_str(), after_line as i64, limit as i64],
                 codec::rejection,
             )
         })
@@ -402,10 +402,15 @@ impl HubOutboxStore for SqliteHubStore {
 }
 
 impl HubAlertStore for SqliteHubStore {
-    fn alert(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>> {
-        let id = id.to_owned();
+    fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>> {
+        let id = id.clone();
         self.engine.read(move |c| {
-            row(c, &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), params![id], codec::alert)
+            row(
+                c,
+                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+                params![id.as_str()],
+                codec::alert,
+            )
         })
     }
 
@@ -419,7 +424,13 @@ impl HubAlertStore for SqliteHubStore {
                      AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR product_code = ?3) \
                      AND (?4 IS NULL OR id > ?4) ORDER BY id LIMIT ?5"
                 ),
-                params![f.obp, f.status.map(|s| s.as_str()), f.product_code, f.after, f.limit as i64],
+                params![
+                    f.obp.as_ref().map(ObpId::as_str),
+                    f.status.map(|s| s.as_str()),
+                    f.product_code,
+                    f.after.as_ref().map(AlertId::as_str),
+                    f.limit as i64
+                ],
                 codec::alert,
             )
         })

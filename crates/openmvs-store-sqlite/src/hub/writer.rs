@@ -34,7 +34,7 @@ fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommit
         let n = run(
             c,
             "INSERT INTO inbox (message_id, applied_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![id, now],
+            params![id.as_str(), now],
         )?;
         changed(n as u64, || Conflict::InboxMessage)?;
     }
@@ -44,7 +44,7 @@ fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommit
             "INSERT INTO obps (id, name, created_at, revoked_at, callback_url) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT DO NOTHING",
             params![
-                o.id,
+                o.id.as_str(),
                 o.name,
                 o.created_at.unix_millis(),
                 o.revoked_at.map(|t| t.unix_millis()),
@@ -56,7 +56,7 @@ fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommit
     for change in &uow.obp_changes {
         let (obp, n) = match change {
             ObpChange::Callback { obp, url } => {
-                (obp, run(c, "UPDATE obps SET callback_url = ?2 WHERE id = ?1", params![obp, url])?)
+                (obp, run(c, "UPDATE obps SET callback_url = ?2 WHERE id = ?1", params![obp.as_str(), url])?)
             }
             // A revocation is irreversible: a second one keeps the first instant.
             ObpChange::Revoke { obp, at } => (
@@ -64,7 +64,7 @@ fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommit
                 run(
                     c,
                     "UPDATE obps SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-                    params![obp, at.unix_millis()],
+                    params![obp.as_str(), at.unix_millis()],
                 )?,
             ),
         };
@@ -106,7 +106,7 @@ fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommit
                     params![
                         p.product_code.as_str(),
                         p.product_code.scheme().as_str(),
-                        p.owner,
+                        p.owner.as_str(),
                         p.current_version,
                         p.created_at.unix_millis()
                     ],
@@ -182,8 +182,8 @@ fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommit
             "INSERT INTO uploads (id, obp, scheme, product_code, batch, status, received, rejected, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, 'RECEIVED', 0, 0, ?6) ON CONFLICT DO NOTHING",
             params![
-                u.id,
-                u.obp,
+                u.id.as_str(),
+                u.obp.as_str(),
                 u.product_code.scheme().as_str(),
                 u.product_code.as_str(),
                 u.batch.as_str(),
@@ -196,7 +196,7 @@ fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommit
                 c,
                 "INSERT INTO upload_markets (upload_id, market, sent, acked) VALUES (?1, ?2, 0, 0) \
                  ON CONFLICT DO NOTHING",
-                params![u.id, m.as_str()],
+                params![u.id.as_str(), m.as_str()],
             )?;
         }
     }
@@ -209,10 +209,10 @@ fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommit
             "INSERT INTO alerts (id, obp, market, source_alert_id, product_code, alert, created_at, status, \
              classification, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
             params![
-                a.id,
-                a.obp,
+                a.id.as_str(),
+                a.obp.as_str(),
                 a.market.as_str(),
-                a.source_alert_id,
+                a.source_alert_id.as_str(),
                 a.product_code,
                 a.alert,
                 a.created_at.unix_millis(),
@@ -231,7 +231,7 @@ fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommit
             "UPDATE alerts SET status = ?2, classification = COALESCE(?3, classification), \
              comment = COALESCE(?4, comment) WHERE id = ?1 AND status = ?5",
             params![
-                u.id,
+                u.id.as_str(),
                 u.status.as_str(),
                 u.classification.map(|c| c.as_str()),
                 u.comment,
@@ -253,7 +253,7 @@ fn apply_progress(c: &Connection, p: &UploadProgress, now: i64) -> StoreResult<(
     let n = run(
         c,
         "UPDATE uploads SET received = received + ?2, rejected = rejected + ?3 WHERE id = ?1 AND status = 'RECEIVED'",
-        params![p.id, p.received as i64, p.rejections.len() as i64],
+        params![p.id.as_str(), p.received as i64, p.rejections.len() as i64],
     )?;
     changed(n as u64, || Conflict::Exists(format!("a later state of upload {}", p.id)))?;
     for r in &p.rejections {
@@ -261,7 +261,7 @@ fn apply_progress(c: &Connection, p: &UploadProgress, now: i64) -> StoreResult<(
             c,
             "INSERT INTO upload_rejections (upload_id, line, serial, reason) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT DO NOTHING",
-            params![p.id, r.line as i64, r.serial, r.reason],
+            params![p.id.as_str(), r.line as i64, r.serial, r.reason],
         )?;
         changed(n as u64, || Conflict::Exists(format!("a rejection of line {} of upload {}", r.line, p.id)))?;
     }
@@ -270,12 +270,12 @@ fn apply_progress(c: &Connection, p: &UploadProgress, now: i64) -> StoreResult<(
         let market = MarketCode::new(&m.destination).map_err(|e| {
             StoreError::Corrupt(format!("chunk {} of upload {} is not for a market: {e}", m.message_id, p.id))
         })?;
-        insert_outbox(c, m, Some(&p.id), now)?;
+        insert_outbox(c, m, Some(p.id.as_str()), now)?;
         run(
             c,
             "INSERT INTO upload_markets (upload_id, market, sent, acked) VALUES (?1, ?2, 1, 0) \
              ON CONFLICT DO UPDATE SET sent = sent + 1",
-            params![p.id, market.as_str()],
+            params![p.id.as_str(), market.as_str()],
         )?;
     }
     if let Some(outcome) = p.outcome {
@@ -283,8 +283,8 @@ fn apply_progress(c: &Connection, p: &UploadProgress, now: i64) -> StoreResult<(
             UploadOutcome::Validated => UploadStatus::Validated,
             UploadOutcome::Failed => UploadStatus::Failed,
         };
-        run(c, "UPDATE uploads SET status = ?2 WHERE id = ?1", params![p.id, status.as_str()])?;
-        mark_distributed(c, &p.id)?;
+        run(c, "UPDATE uploads SET status = ?2 WHERE id = ?1", params![p.id.as_str(), status.as_str()])?;
+        mark_distributed(c, p.id.as_str())?;
     }
     Ok(())
 }
@@ -294,7 +294,7 @@ fn insert_outbox(c: &Connection, m: &OutboxMessage, upload: Option<&str>, now: i
         c,
         "INSERT INTO outbox (message_id, destination, kind, ordering_key, payload, created_at, next_attempt_at, \
          upload_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (message_id) DO NOTHING",
-        params![m.message_id, m.destination, m.kind, m.ordering_key, m.payload, now, upload],
+        params![m.message_id.as_str(), m.destination, m.kind, m.ordering_key, m.payload, now, upload],
     )?;
     changed(n as u64, || Conflict::Exists(format!("outbox message {}", m.message_id)))?;
     Ok(())
