@@ -4,8 +4,9 @@
 //! Nothing is altered on the way in: no trimming, no case folding. The one canonicalisation the
 //! rules ask for is the left-padding of short GTINs to 14 digits.
 //!
-//! Beside them are the opaque ids of records (clients, their transactions, alerts, OBPs, uploads,
-//! bulk jobs): distinct types over the text as given, checked where they come in from outside.
+//! Beside them are the opaque ids of records (clients, their transactions, alerts, OBPs,
+//! token-signing keys, uploads, bulk jobs): distinct types over the text as given, checked where
+//! they come in from outside.
 
 use std::fmt;
 
@@ -601,6 +602,10 @@ opaque_id!(
     ObpId
 );
 opaque_id!(
+    /// A token-signing key of a national system, as the `kid` of the tokens it signs names it.
+    KeyId
+);
+opaque_id!(
     /// An upload of serials at the hub.
     UploadId
 );
@@ -746,7 +751,8 @@ mod tests {
         assert_eq!(id.as_str(), "ALR-1 x");
         assert_eq!(id.to_string(), "ALR-1 x");
         assert_eq!(id, "ALR-1 x");
-        assert!(AlertId::from("ALR-1") < id);
+        let earlier = AlertId::from("ALR-1");
+        assert!(earlier < id, "ids order as their text");
         assert_eq!(ClientId::from(String::from("cl")).into_string(), "cl");
     }
 

@@ -28,8 +28,8 @@ use openmvs_core::ids::{MarketCode, ProductCode, Scheme};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::BoxFuture;
-use openmvs_store::OutboxMessage;
 use openmvs_store::hub::{HUB_AUDIT_MARKET, HubProductRecord, HubStore, HubUnitOfWork, ObpRecord};
+use openmvs_store::{NodeId, OutboxMessage};
 use openmvs_wire::hub::{
     Delivery, DeliveryAck, Envelope, IntermarketAnswer, IntermarketRequest, Message, PackQuery,
     PackQueryAnswer,
@@ -156,7 +156,7 @@ pub struct Hub {
     /// Whether the store commits, as the last probe or commit found it.
     store_ok: std::sync::atomic::AtomicBool,
     /// This process among the hub nodes sharing the store, for its heartbeat.
-    node_id: String,
+    node_id: NodeId,
 }
 
 /// The critical section of batch writes (new batches, recalls, withdrawals, OBP pack states). The
@@ -175,7 +175,7 @@ impl Hub {
     ) -> Hub {
         assert!(config.chunk_size > 0, "chunk_size must be at least 1");
         assert!(config.max_delivery > 0, "max_delivery must be at least 1");
-        let node_id = new_id("hub-node", clock.now());
+        let node_id = NodeId::new(new_id("hub-node", clock.now()));
         Hub {
             store,
             clock,

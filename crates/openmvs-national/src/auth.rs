@@ -2,7 +2,7 @@
 
 use openmvs_audit::Entry;
 use openmvs_auth::{AuthError, Claims, KeyRing, SigningKeyPair, TOKEN_LIFETIME_SECS, earliest_retirement};
-use openmvs_core::ids::{Location, MarketCode};
+use openmvs_core::ids::{KeyId, Location, MarketCode};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::Role;
 use openmvs_core::time::Timestamp;
@@ -36,7 +36,7 @@ fn key_rotation(
     now: Timestamp,
 ) -> UnitOfWork {
     let key = KeyRecord {
-        kid: pair.kid.clone(),
+        kid: pair.kid.as_str().into(),
         secret: pair.secret_bytes(),
         created_at: now,
         active: true,
@@ -76,11 +76,12 @@ pub(crate) async fn load_key_ring(
         .iter()
         .find(|k| k.active)
         .ok_or_else(|| openmvs_store::unavailable("no active signing key"))?;
-    let mut ring = KeyRing::new(SigningKeyPair::from_secret_bytes(Some(active.kid.clone()), active.secret));
+    let mut ring =
+        KeyRing::new(SigningKeyPair::from_secret_bytes(Some(active.kid.to_string()), active.secret));
     for k in records.iter().filter(|k| !k.active && k.revoked_at.is_none()) {
         let still_needed = k.retired_at.is_none_or(|r| earliest_retirement(secs(r)) > secs(now));
         if still_needed {
-            let pair = SigningKeyPair::from_secret_bytes(Some(k.kid.clone()), k.secret);
+            let pair = SigningKeyPair::from_secret_bytes(Some(k.kid.to_string()), k.secret);
             ring.add_verification_key(pair.kid.clone(), pair.public_bytes())
                 .map_err(openmvs_store::unavailable)?;
         }
@@ -246,11 +247,14 @@ impl National {
         let known: Vec<String> = ring.verification_keys().into_iter().map(|(kid, _)| kid).collect();
         let mut learnt = false;
         // A revoked key is never learnt again: its tokens stay refused.
-        for k in records.iter().filter(|k| !known.contains(&k.kid) && k.revoked_at.is_none()) {
+        for k in records
+            .iter()
+            .filter(|k| !known.iter().any(|kid| k.kid == kid.as_str()) && k.revoked_at.is_none())
+        {
             let still_valid =
                 k.retired_at.is_none_or(|r| earliest_retirement(secs(r)) > secs(self.clock.now()));
             if still_valid {
-                let pair = SigningKeyPair::from_secret_bytes(Some(k.kid.clone()), k.secret);
+                let pair = SigningKeyPair::from_secret_bytes(Some(k.kid.to_string()), k.secret);
                 learnt |= ring.add_verification_key(pair.kid.clone(), pair.public_bytes()).is_ok();
             }
         }
@@ -267,12 +271,12 @@ impl National {
         let records = self.store.keys().await?;
         let Some(active) = records.iter().find(|k| k.active) else { return Ok(false) };
         let mut ring = self.keys.write().await;
-        if ring.active().kid == active.kid {
+        if active.kid == ring.active().kid.as_str() {
             return Ok(false);
         }
         // Nodes that have not reloaded yet learn this key from the store the first time they see
         // a token it signed (`learn_keys`), so tokens are accepted everywhere from the start.
-        ring.rotate(SigningKeyPair::from_secret_bytes(Some(active.kid.clone()), active.secret))
+        ring.rotate(SigningKeyPair::from_secret_bytes(Some(active.kid.to_string()), active.secret))
             .map_err(openmvs_store::unavailable)?;
         tracing::info!(kid = %active.kid, "token-signing key rotated");
         Ok(true)
@@ -284,7 +288,13 @@ impl National {
         let now = self.clock.now();
         let pair = SigningKeyPair::generate();
         let previous = self.store.keys().await?.into_iter().find(|k| k.active).map(|k| k.kid);
-        let uow = key_rotation(self.config.market, &self.operator(), &pair, previous.as_deref(), now);
+        let uow = key_rotation(
+            self.config.market,
+            &self.operator(),
+            &pair,
+            previous.as_ref().map(KeyId::as_str),
+            now,
+        );
         self.commit(uow).await?;
         let kid = pair.kid.clone();
         let mut ring = self.keys.write().await;

@@ -28,7 +28,7 @@ use openmvs_core::ids::{ClientId, Location, MarketCode};
 use openmvs_core::pack::Policy;
 use openmvs_core::roles::Role;
 use openmvs_core::time::{Clock, Timestamp};
-use openmvs_store::Store;
+use openmvs_store::{NodeId, Store};
 use tokio::sync::{Notify, RwLock};
 
 pub use audit::{
@@ -102,7 +102,7 @@ pub struct National {
     /// Wakes the outbox relay when a message is committed.
     relay_wake: Notify,
     /// This process among the nodes sharing the store: the holder of the leases it takes.
-    node_id: String,
+    node_id: NodeId,
     /// Requests on one pack take turns inside this node.
     pack_locks: locks::PackLocks,
     /// When this node last looked in the store for token-signing keys it did not know.
@@ -129,7 +129,7 @@ impl National {
         let ring = auth::load_key_ring(store.as_ref(), config.market, clock.now()).await?;
         let disabled = store.disabled_clients().await?.into_iter().collect();
         let validator = ring.validator();
-        let node_id = new_id("node", clock.now());
+        let node_id = NodeId::new(new_id("node", clock.now()));
         Ok(National {
             store,
             clock,
@@ -160,7 +160,7 @@ impl National {
     }
 
     /// This node's id among the nodes sharing the store.
-    pub fn node_id(&self) -> &str {
+    pub fn node_id(&self) -> &NodeId {
         &self.node_id
     }
 

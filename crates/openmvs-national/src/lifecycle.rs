@@ -241,7 +241,7 @@ impl National {
             },
         );
         let uow = UnitOfWork {
-            key_revocation: Some(KeyRevocation { kid: kid.to_owned(), at: now }),
+            key_revocation: Some(KeyRevocation { kid: kid.into(), at: now }),
             audit: vec![entry],
             ..UnitOfWork::default()
         };

@@ -36,7 +36,7 @@ pub(crate) struct Hub {
     /// The alert stored for each (market, alert id in that market).
     alert_sources: Table<(MarketCode, AlertId), AlertId>,
     outbox: Outbox,
-    heartbeats: Table<String, i64>,
+    heartbeats: Table<NodeId, i64>,
     trail: Trail,
 }
 

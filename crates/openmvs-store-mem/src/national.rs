@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use openmvs_audit::{Checkpoint, Sealed};
-use openmvs_core::ids::{AlertId, Batch, BulkId, ClientId, ClientTrxId, ProductCode, Serial};
+use openmvs_core::ids::{AlertId, Batch, BulkId, ClientId, ClientTrxId, KeyId, ProductCode, Serial};
 use openmvs_core::pack::Pack;
 use openmvs_core::time::Timestamp;
 use openmvs_store::*;
@@ -18,7 +18,7 @@ use crate::{Engine, Options, State, exists};
 #[derive(Debug, Clone)]
 struct Bulk {
     job: BulkJob,
-    owner: Option<String>,
+    owner: Option<NodeId>,
     lease_until: i64,
 }
 
@@ -37,8 +37,8 @@ pub(crate) struct National {
     bulks: Table<BulkId, Bulk>,
     bulk_results: Table<(BulkId, u64), String>,
     clients: Table<ClientId, ClientRecord>,
-    keys: Table<String, KeyRecord>,
-    heartbeats: Table<String, i64>,
+    keys: Table<KeyId, KeyRecord>,
+    heartbeats: Table<NodeId, i64>,
     trail: Trail,
 }
 
@@ -247,17 +247,17 @@ impl National {
             .collect()
     }
 
-    fn claim_bulk(&mut self, id: &BulkId, worker: &str, now: i64, lease_until: i64) -> bool {
+    fn claim_bulk(&mut self, id: &BulkId, worker: &NodeId, now: i64, lease_until: i64) -> bool {
         let free = |b: &Bulk| {
             b.job.status != BulkStatus::Done
-                && (b.owner.is_none() || b.owner.as_deref() == Some(worker) || b.lease_until < now)
+                && (b.owner.is_none() || b.owner.as_ref() == Some(worker) || b.lease_until < now)
         };
-        let lease = |b: &mut Bulk| (b.owner, b.lease_until) = (Some(worker.to_owned()), lease_until);
+        let lease = |b: &mut Bulk| (b.owner, b.lease_until) = (Some(worker.clone()), lease_until);
         self.bulks.update_if(id, free, lease)
     }
 
     fn rotate_key(&mut self, key: &KeyRecord, now: Timestamp) -> StoreResult<()> {
-        let active: Vec<String> = self.keys.values().filter(|k| k.active).map(|k| k.kid.clone()).collect();
+        let active: Vec<KeyId> = self.keys.values().filter(|k| k.active).map(|k| k.kid.clone()).collect();
         for kid in active {
             self.keys.update(&kid, |k| (k.active, k.retired_at) = (false, Some(now)));
         }
@@ -270,10 +270,10 @@ impl National {
 }
 
 /// Writes a node's heartbeat; rows of nodes gone for a day are dropped.
-pub(crate) fn heartbeat(rows: &mut Table<String, i64>, h: &Heartbeat) {
+pub(crate) fn heartbeat(rows: &mut Table<NodeId, i64>, h: &Heartbeat) {
     let at = h.at.unix_millis();
     rows.put(h.node_id.clone(), at);
-    let gone: Vec<String> =
+    let gone: Vec<NodeId> =
         rows.iter().filter(|(_, t)| **t < at - 86_400_000).map(|(n, _)| n.clone()).collect();
     for n in gone {
         rows.remove(&n);
@@ -461,16 +461,16 @@ impl BulkStore for MemStore {
     fn claim_bulk(
         &self,
         id: &BulkId,
-        worker: &str,
+        worker: &NodeId,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<bool>> {
         self.engine.writing(|s, _| Ok(s.claim_bulk(id, worker, now.unix_millis(), lease_until.unix_millis())))
     }
 
-    fn release_bulk(&self, id: &BulkId, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
+    fn release_bulk(&self, id: &BulkId, worker: &NodeId) -> BoxFuture<'_, StoreResult<()>> {
         self.engine.writing(|s, _| {
-            let held = |b: &Bulk| b.owner.as_deref() == Some(worker);
+            let held = |b: &Bulk| b.owner.as_ref() == Some(worker);
             s.bulks.update_if(id, held, |b| (b.owner, b.lease_until) = (None, 0));
             Ok(())
         })

@@ -564,12 +564,12 @@ impl BulkStore for PgStore {
     fn claim_bulk(
         &self,
         id: &BulkId,
-        worker: &str,
+        worker: &NodeId,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<bool>> {
         let id = id.as_str().to_owned();
-        let worker = worker.to_owned();
+        let worker = worker.as_str().to_owned();
         Box::pin(async move {
             // The row lock makes concurrent claims take turns; each re-checks the lease it finds.
             let n = self
@@ -584,9 +584,9 @@ impl BulkStore for PgStore {
         })
     }
 
-    fn release_bulk(&self, id: &BulkId, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
+    fn release_bulk(&self, id: &BulkId, worker: &NodeId) -> BoxFuture<'_, StoreResult<()>> {
         let id = id.as_str().to_owned();
-        let worker = worker.to_owned();
+        let worker = worker.as_str().to_owned();
         Box::pin(async move {
             self.pool
                 .exec(

@@ -638,7 +638,7 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
                   INSERT INTO signing_keys (kid, secret, created_at, active, retired_at) \
                   SELECT $1, $2, $3, TRUE, NULL WHERE (SELECT ok FROM fresh)",
             params: vec![
-                p(k.key.kid.clone()),
+                p(k.key.kid.as_str().to_owned()),
                 p(k.key.secret.to_vec()),
                 p(k.key.created_at.unix_millis()),
                 p(k.at.unix_millis()),
@@ -649,7 +649,7 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
     if let Some(k) = &uow.key_revocation {
         after.push(Step {
             sql: "UPDATE signing_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE kid = $1 AND NOT active",
-            params: vec![p(k.kid.clone()), p(k.at.unix_millis())],
+            params: vec![p(k.kid.as_str().to_owned()), p(k.at.unix_millis())],
             check: Check::Refuse(Conflict::Missing(format!("retired token-signing key {}", k.kid))),
         });
     }
@@ -657,7 +657,7 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
         after.push(Step {
             sql: "INSERT INTO heartbeats (node_id, at) VALUES ($1, $2) \
                   ON CONFLICT (node_id) DO UPDATE SET at = EXCLUDED.at",
-            params: vec![p(h.node_id.clone()), p(h.at.unix_millis())],
+            params: vec![p(h.node_id.as_str().to_owned()), p(h.at.unix_millis())],
             check: Check::None,
         });
         // Rows of nodes gone for a day are dropped, so restarts do not accumulate them.

@@ -593,29 +593,29 @@ impl BulkStore for SqliteStore {
     fn claim_bulk(
         &self,
         id: &BulkId,
-        worker: &str,
+        worker: &NodeId,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<bool>> {
-        let (id, worker) = (id.clone(), worker.to_owned());
+        let (id, worker) = (id.clone(), worker.clone());
         self.engine.exec(move |c| {
             let n = c
                 .execute(
                     "UPDATE bulk_jobs SET owner = ?2, lease_until = ?3 WHERE id = ?1 AND status != 'DONE' \
                      AND (owner IS NULL OR owner = ?2 OR lease_until < ?4)",
-                    params![id.as_str(), worker, lease_until.unix_millis(), now.unix_millis()],
+                    params![id.as_str(), worker.as_str(), lease_until.unix_millis(), now.unix_millis()],
                 )
                 .map_err(sql_err)?;
             Ok(n > 0)
         })
     }
 
-    fn release_bulk(&self, id: &BulkId, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
-        let (id, worker) = (id.clone(), worker.to_owned());
+    fn release_bulk(&self, id: &BulkId, worker: &NodeId) -> BoxFuture<'_, StoreResult<()>> {
+        let (id, worker) = (id.clone(), worker.clone());
         self.engine.exec(move |c| {
             c.execute(
                 "UPDATE bulk_jobs SET owner = NULL, lease_until = NULL WHERE id = ?1 AND owner = ?2",
-                params![id.as_str(), worker],
+                params![id.as_str(), worker.as_str()],
             )
             .map_err(sql_err)?;
             Ok(())

@@ -409,7 +409,7 @@ pub(crate) fn write_heartbeat(c: &Connection, h: &Heartbeat) -> StoreResult<()> 
         "INSERT INTO heartbeats (node_id, at) VALUES (?1, ?2) \
          ON CONFLICT (node_id) DO UPDATE SET at = excluded.at",
     )
-    .and_then(|mut s| s.execute(params![h.node_id, h.at.unix_millis()]))
+    .and_then(|mut s| s.execute(params![h.node_id.as_str(), h.at.unix_millis()]))
     .map_err(sql_err)?;
     c.prepare_cached("DELETE FROM heartbeats WHERE at < ?1")
         .and_then(|mut s| s.execute(params![h.at.unix_millis() - 86_400_000]))
@@ -696,7 +696,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
                 "INSERT INTO signing_keys (kid, secret, created_at, active, retired_at) VALUES (?1, ?2, ?3, 1, NULL) \
                  ON CONFLICT DO NOTHING",
             )
-            .and_then(|mut s| s.execute(params![k.key.kid, &k.key.secret[..], k.key.created_at.unix_millis()]))
+            .and_then(|mut s| s.execute(params![k.key.kid.as_str(), &k.key.secret[..], k.key.created_at.unix_millis()]))
             .map_err(sql_err)?;
         changed(n as u64, || Conflict::Exists(format!("key {}", k.key.kid)))?;
     }
@@ -705,7 +705,7 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
             .prepare_cached(
                 "UPDATE signing_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE kid = ?1 AND active = 0",
             )
-            .and_then(|mut s| s.execute(params![k.kid, k.at.unix_millis()]))
+            .and_then(|mut s| s.execute(params![k.kid.as_str(), k.at.unix_millis()]))
             .map_err(sql_err)?;
         changed(n as u64, || Conflict::Missing(format!("retired token-signing key {}", k.kid)))?;
     }

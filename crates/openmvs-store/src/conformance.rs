@@ -774,32 +774,32 @@ pub async fn a_bulk_job_is_leased_to_one_worker_at_a_time(
         created_at: at(0),
     };
     store.commit(UnitOfWork { new_bulk: Some(job), ..UnitOfWork::default() }).await.expect("accept");
-    assert!(store.claim_bulk(&"bk-9".into(), "node-a", at(0), at(100)).await.expect("claim"));
+    assert!(store.claim_bulk(&"bk-9".into(), &"node-a".into(), at(0), at(100)).await.expect("claim"));
     assert!(
-        !store.claim_bulk(&"bk-9".into(), "node-b", at(50), at(150)).await.expect("claim"),
+        !store.claim_bulk(&"bk-9".into(), &"node-b".into(), at(50), at(150)).await.expect("claim"),
         "held by node-a"
     );
     assert!(
-        store.claim_bulk(&"bk-9".into(), "node-a", at(60), at(200)).await.expect("renew"),
+        store.claim_bulk(&"bk-9".into(), &"node-a".into(), at(60), at(200)).await.expect("renew"),
         "the holder renews"
     );
     assert!(
-        !store.claim_bulk(&"bk-9".into(), "node-b", at(150), at(250)).await.expect("claim"),
+        !store.claim_bulk(&"bk-9".into(), &"node-b".into(), at(150), at(250)).await.expect("claim"),
         "renewed lease holds"
     );
     assert!(
-        store.claim_bulk(&"bk-9".into(), "node-b", at(201), at(300)).await.expect("claim"),
+        store.claim_bulk(&"bk-9".into(), &"node-b".into(), at(201), at(300)).await.expect("claim"),
         "taken over after the lease"
     );
     assert!(
-        !store.claim_bulk(&"bk-9".into(), "node-a", at(210), at(310)).await.expect("claim"),
+        !store.claim_bulk(&"bk-9".into(), &"node-a".into(), at(210), at(310)).await.expect("claim"),
         "node-a lost it"
     );
-    store.release_bulk(&"bk-9".into(), "node-a").await.expect("release by a non-holder does nothing");
-    assert!(!store.claim_bulk(&"bk-9".into(), "node-a", at(220), at(320)).await.expect("claim"));
-    store.release_bulk(&"bk-9".into(), "node-b").await.expect("release");
+    store.release_bulk(&"bk-9".into(), &"node-a".into()).await.expect("release by a non-holder does nothing");
+    assert!(!store.claim_bulk(&"bk-9".into(), &"node-a".into(), at(220), at(320)).await.expect("claim"));
+    store.release_bulk(&"bk-9".into(), &"node-b".into()).await.expect("release");
     assert!(
-        store.claim_bulk(&"bk-9".into(), "node-a", at(230), at(330)).await.expect("claim"),
+        store.claim_bulk(&"bk-9".into(), &"node-a".into(), at(230), at(330)).await.expect("claim"),
         "free after release"
     );
     let done = UnitOfWork {
@@ -812,11 +812,11 @@ pub async fn a_bulk_job_is_leased_to_one_worker_at_a_time(
     };
     store.commit(done).await.expect("progress");
     assert!(
-        !store.claim_bulk(&"bk-9".into(), "node-a", at(240), at(340)).await.expect("claim"),
+        !store.claim_bulk(&"bk-9".into(), &"node-a".into(), at(240), at(340)).await.expect("claim"),
         "a done job is never claimed"
     );
     assert!(
-        !store.claim_bulk(&"bk-0".into(), "node-a", at(240), at(340)).await.expect("claim"),
+        !store.claim_bulk(&"bk-0".into(), &"node-a".into(), at(240), at(340)).await.expect("claim"),
         "no such job"
     );
 }

@@ -310,7 +310,7 @@ pub const KEY_COLUMNS: &str = "kid, secret, created_at, active, retired_at, revo
 /// A token-signing key, from [`KEY_COLUMNS`].
 pub fn key(r: &impl Columns) -> StoreResult<KeyRecord> {
     Ok(KeyRecord {
-        kid: r.text(0)?,
+        kid: r.text(0)?.into(),
         secret: r.bytes(1)?.try_into().map_err(|_| corrupt("signing key is not 32 bytes"))?,
         created_at: at(r, 2)?,
         active: r.boolean(3)?,

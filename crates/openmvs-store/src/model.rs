@@ -3,7 +3,8 @@
 use openmvs_audit::Entry;
 use openmvs_core::alert::{AlertStatus, Classification};
 use openmvs_core::ids::{
-    AlertId, Batch, BulkId, ClientId, ClientTrxId, Expiry, Location, MarketCode, ObpId, ProductCode, Serial,
+    AlertId, Batch, BulkId, ClientId, ClientTrxId, Expiry, KeyId, Location, MarketCode, ObpId, ProductCode,
+    Serial,
 };
 use openmvs_core::pack::Pack;
 use openmvs_core::return_code::{AlertCode, ReturnCode};
@@ -14,6 +15,12 @@ openmvs_core::opaque_id!(
     /// A message between systems (hub and national systems, the hub and an OBP's callback): the
     /// receiver applies each id once.
     MessageId
+);
+
+openmvs_core::opaque_id!(
+    /// A node among those sharing a store: the writer of its heartbeats and the holder of the
+    /// leases it takes.
+    NodeId
 );
 
 /// A pack record with the version its row has; the version grows by one with every write.
@@ -280,7 +287,7 @@ pub struct ClientChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heartbeat {
     /// The node writing it.
-    pub node_id: String,
+    pub node_id: NodeId,
     /// When.
     pub at: Timestamp,
 }
@@ -289,7 +296,7 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     /// The key id.
-    pub kid: String,
+    pub kid: KeyId,
     /// The Ed25519 secret key.
     pub secret: [u8; 32],
     /// When it was created.
@@ -318,7 +325,7 @@ pub struct NewKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRevocation {
     /// The key id.
-    pub kid: String,
+    pub kid: KeyId,
     /// When; a key revoked before keeps its first revocation time.
     pub at: Timestamp,
 }

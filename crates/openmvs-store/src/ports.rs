@@ -201,12 +201,12 @@ pub trait BulkStore: Send + Sync {
     fn claim_bulk(
         &self,
         id: &BulkId,
-        worker: &str,
+        worker: &NodeId,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<bool>>;
     /// Gives up this worker's lease on a job, so another may take it at once.
-    fn release_bulk(&self, id: &BulkId, worker: &str) -> BoxFuture<'_, StoreResult<()>>;
+    fn release_bulk(&self, id: &BulkId, worker: &NodeId) -> BoxFuture<'_, StoreResult<()>>;
 }
 
 /// Clients and token-signing keys, read; they change through units of work

@@ -177,13 +177,13 @@ impl BulkStore for Faulty {
     fn claim_bulk(
         &self,
         id: &BulkId,
-        worker: &str,
+        worker: &NodeId,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<bool>> {
         self.inner.claim_bulk(id, worker, now, lease_until)
     }
-    fn release_bulk(&self, id: &BulkId, worker: &str) -> BoxFuture<'_, StoreResult<()>> {
+    fn release_bulk(&self, id: &BulkId, worker: &NodeId) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.release_bulk(id, worker)
     }
 }

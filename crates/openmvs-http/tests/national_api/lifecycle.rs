@@ -169,7 +169,15 @@ async fn a_clients_last_use_is_its_last_token_or_request_written_now_and_then() 
 
 /// The id of the active token-signing key.
 async fn active_kid(app: &TestApp) -> String {
-    app.store.keys().await.expect("keys").into_iter().find(|k| k.active).expect("an active key").kid
+    app.store
+        .keys()
+        .await
+        .expect("keys")
+        .into_iter()
+        .find(|k| k.active)
+        .expect("an active key")
+        .kid
+        .into_string()
 }
 
 #[tokio::test]
@@ -203,7 +211,7 @@ async fn a_revoked_token_key_refuses_its_tokens_at_once_and_the_active_key_canno
     let fresh = body["access_token"].as_str().expect("token");
     assert_eq!(verify_with(&app, fresh, &p).await.status, 200, "tokens of the active key work");
     let keys = app.store.keys().await.expect("keys");
-    assert!(keys.iter().any(|k| k.kid == old_kid && k.revoked_at == Some(retired_at)));
+    assert!(keys.iter().any(|k| k.kid == old_kid.as_str() && k.revoked_at == Some(retired_at)));
     let trail = app.store.audit_by_subject(&format!("token-key/{old_kid}")).await.expect("the trail");
     let ops: Vec<&str> = trail.iter().map(|r| r.entry.operation.as_str()).collect();
     assert_eq!(ops, ["rotate-token-key", "retire-token-key"], "made, then retired once");

@@ -296,7 +296,7 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
                  ON CONFLICT (node_id) DO UPDATE SET at = EXCLUDED.at",
             )
             .await?;
-        c.client.execute(&q, &[&h.node_id, &h.at.unix_millis()]).await?;
+        c.client.execute(&q, &[&h.node_id.as_str(), &h.at.unix_millis()]).await?;
         // Rows of nodes gone for a day are dropped, so restarts do not accumulate them.
         let q = c.stmt("DELETE FROM heartbeats WHERE at < $1").await?;
         c.client.execute(&q, &[&(h.at.unix_millis() - 86_400_000)]).await?;

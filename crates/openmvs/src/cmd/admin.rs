@@ -254,7 +254,7 @@ pub async fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                     (false, None) => "retired",
                 };
                 vec![
-                    k.kid.clone(),
+                    k.kid.to_string(),
                     state.into(),
                     k.created_at.to_rfc3339(),
                     when(k.retired_at),

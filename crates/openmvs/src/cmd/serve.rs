@@ -152,7 +152,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
         s.market,
         server.local_addr()
     ));
-    tracing::info!(market = %s.market, addr = %server.local_addr(), storage = store.engine_name(), node = national.node_id(), "national system ready");
+    tracing::info!(market = %s.market, addr = %server.local_addr(), storage = store.engine_name(), node = national.node_id().as_str(), "national system ready");
 
     wait_for_signal().await;
     tracing::info!("shutting down: readiness off, draining in-flight requests");
