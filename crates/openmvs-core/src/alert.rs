@@ -2,6 +2,10 @@
 
 use std::fmt;
 
+use crate::ids::{AlertId, Location, MarketCode, Serial};
+use crate::return_code::{AlertCode, ReturnCode};
+use crate::time::Timestamp;
+
 /// Where an alert is in its investigation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AlertStatus {
@@ -82,6 +86,46 @@ impl Classification {
     pub fn parse(s: &str) -> Option<Classification> {
         Classification::ALL.into_iter().find(|c| c.as_str() == s)
     }
+}
+
+/// An alert as it is listed and read: as the market raised it, with where its investigation
+/// stands. The national system shows its own alerts; the hub shows an OBP the alerts markets
+/// forwarded, under the hub's id and with the OBP's own investigation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertView {
+    /// The alert's id where it is read.
+    pub id: AlertId,
+    /// The hub alert code.
+    pub code: AlertCode,
+    /// The return code of the request that raised it.
+    pub return_code: ReturnCode,
+    /// The market that raised it.
+    pub market: MarketCode,
+    /// The product code, as the request named it.
+    pub product_code: String,
+    /// The serial.
+    pub serial: Serial,
+    /// The batch, as the request named it.
+    pub batch: String,
+    /// The location of the request.
+    pub location: Location,
+    /// When the market raised it.
+    pub created_at: Timestamp,
+    /// Where its investigation stands.
+    pub status: AlertStatus,
+    /// What the investigation concluded, once closed.
+    pub classification: Option<Classification>,
+    /// The last comment.
+    pub comment: Option<String>,
+}
+
+/// A page of alerts, in id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertPage {
+    /// The alerts of the page.
+    pub alerts: Vec<AlertView>,
+    /// The id to continue after; `None` on the last page.
+    pub next_cursor: Option<AlertId>,
 }
 
 /// The longest comment an alert status change may carry, in characters.

@@ -6,6 +6,7 @@
 //! as arguments; refusals are normal outcomes carrying a return code and maybe an alert.
 
 pub mod alert;
+pub mod answer;
 pub mod catalog;
 pub mod error;
 pub mod ids;

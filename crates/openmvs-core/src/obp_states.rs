@@ -2,11 +2,14 @@
 //! which states an OBP may set, what a request may carry, and which serials are accepted. The
 //! hub reads the batch and which serials were uploaded, passes them in, and sends the accepted
 //! changes to the markets.
+//!
+//! Also what the hub answers: the outcome of a change, and where one pack stands in each market
+//! (the OBP's pack query).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::error::ApiError;
-use crate::ids::{Batch, ProductCode, Serial};
+use crate::ids::{Batch, MarketCode, ProductCode, Serial};
 use crate::pack::{Command, Operation, PackState, Policy};
 use crate::return_code::ReturnCode;
 use crate::roles::{Action, Role, access};
@@ -44,6 +47,58 @@ pub fn check_request(state: &str, serials: &[String]) -> Result<(PackState, Oper
             .with("serials", format!("{} serials, at most {MAX_PACK_STATE_SERIALS}", serials.len())));
     }
     Ok(found)
+}
+
+/// What happened to one serial of a change, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackStateResult {
+    /// The serial as sent (cut short when it is not a serial at all).
+    pub serial: String,
+    /// Whether the change was queued for the markets.
+    pub accepted: bool,
+    /// `NMVS_SUCCESS`, or why not: malformed, never uploaded, repeated in the request, or the
+    /// batch recalled in every target market.
+    pub return_code: ReturnCode,
+    /// Why not, in words.
+    pub reason: Option<String>,
+}
+
+/// The answer to an OBP's pack state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackStatesAnswer {
+    /// The product.
+    pub product_code: ProductCode,
+    /// The batch.
+    pub batch: Batch,
+    /// The state asked for.
+    pub state: PackState,
+    /// The markets the accepted changes go to, in market order.
+    pub markets: Vec<MarketCode>,
+    /// The batch's markets that recalled it and so take no change from the OBP (fmd-rules §3).
+    pub recalled: Vec<MarketCode>,
+    /// One per serial, in request order.
+    pub results: Vec<PackStateResult>,
+}
+
+/// Where a pack stands in one market, as that market answered the hub (the hub keeps no pack
+/// states).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketPackState {
+    /// `ACTIVE`, `SUPPLIED`, ..., or `UNKNOWN` when the market holds no answer.
+    pub state: String,
+    /// Why an ACTIVE pack cannot be dispensed (`WITHDRAWN`, `RECALLED`, `EXPIRED`), or why the
+    /// state is unknown (`UNREACHABLE`, `NOT_DISTRIBUTED`).
+    pub reasons: Vec<String>,
+}
+
+/// Where one pack stands in each target market: the answer to an OBP's pack query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackAcrossMarkets {
+    /// The pack's batch as a market that holds it says; `None` when no market that answered
+    /// holds it (all unreachable, or the serials not yet distributed anywhere).
+    pub batch: Option<String>,
+    /// Each target market, in market order.
+    pub markets: BTreeMap<MarketCode, MarketPackState>,
 }
 
 /// Why one serial of a request was refused.

@@ -221,6 +221,11 @@ impl Reason {
         }
     }
 
+    /// Parses the upper-case name.
+    pub fn parse(s: &str) -> Option<Reason> {
+        [Reason::Expired, Reason::Recalled, Reason::Withdrawn].into_iter().find(|r| r.as_str() == s)
+    }
+
     /// The level-4 return code that refuses a state change for this reason.
     pub fn return_code(self) -> ReturnCode {
         match self {

@@ -132,6 +132,30 @@ impl Timestamp {
         format!("{date}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
     }
 
+    /// Parses the form [`Timestamp::to_rfc3339`] writes (`2026-11-29T14:34:29.123Z`), and no
+    /// other: `None` for anything else.
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let b = s.as_bytes();
+        if b.len() != 24
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+            || b[19] != b'.'
+            || b[23] != b'Z'
+        {
+            return None;
+        }
+        let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+        let date = Date::new(n(0..4)? as i32, n(5..7)? as u8, n(8..10)? as u8)?;
+        let (h, m, sec, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
+        if h > 23 || m > 59 || sec > 59 {
+            return None;
+        }
+        Some(Timestamp(Timestamp::start_of(date).0 + ((h * 60 + m) * 60 + sec) * 1000 + ms))
+    }
+
     /// The time from `earlier` to `self`, or zero when `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
@@ -175,5 +199,14 @@ mod tests {
         assert_eq!(Timestamp::start_of(t.date()).date(), t.date());
         assert_eq!(Timestamp::from_unix_millis(-1).date().to_string(), "1969-12-31");
         assert_eq!(Timestamp::from_unix_millis(1_800_000_000_123).to_rfc3339(), "2027-01-15T08:00:00.123Z");
+    }
+
+    #[test]
+    fn rfc3339_round_trips_and_refuses_other_forms() {
+        let t = Timestamp::from_unix_millis(1_800_000_000_123);
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-29T24:00:00.000Z"), None);
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-29T14:34:29Z"), None);
+        assert_eq!(Timestamp::parse_rfc3339("nonsense"), None);
     }
 }

@@ -2,11 +2,106 @@
 //! lines are serials, which repeat an earlier line of the upload, and which were uploaded before
 //! for the product. The hub computes the keyed digests, looks the candidates up in its index and
 //! passes the answer in; what is accepted goes to the markets.
+//!
+//! Also where an upload stands, as the hub keeps it and answers its OBP.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use crate::ids::Serial;
+use crate::ids::{Batch, MarketCode, ProductCode, Serial, UploadId};
+
+/// Where an upload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadStatus {
+    /// Lines are being received and distributed.
+    Received,
+    /// Every line is received and validated; chunks may still await acknowledgement.
+    Validated,
+    /// Every target market acknowledged every chunk.
+    Distributed,
+    /// The upload was abandoned (what was distributed stays distributed).
+    Failed,
+}
+
+impl UploadStatus {
+    /// The upper-case name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadStatus::Received => "RECEIVED",
+            UploadStatus::Validated => "VALIDATED",
+            UploadStatus::Distributed => "DISTRIBUTED",
+            UploadStatus::Failed => "FAILED",
+        }
+    }
+
+    /// Parses an upper-case name.
+    pub fn parse(s: &str) -> Option<UploadStatus> {
+        [UploadStatus::Received, UploadStatus::Validated, UploadStatus::Distributed, UploadStatus::Failed]
+            .into_iter()
+            .find(|u| u.as_str() == s)
+    }
+}
+
+/// Where an upload is in one market.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarketDelivery {
+    /// Chunks may still come, or some await acknowledgement.
+    Pending,
+    /// The upload is validated (no more chunks will come) and the market acknowledged every one.
+    Distributed,
+}
+
+impl MarketDelivery {
+    /// The upper-case name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarketDelivery::Pending => "PENDING",
+            MarketDelivery::Distributed => "DISTRIBUTED",
+        }
+    }
+}
+
+/// A rejected line of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRejection {
+    /// The line number, from 1; unique per upload.
+    pub line: u64,
+    /// The line as the OBP sent it, echoed back so that it can fix its file.
+    pub serial: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The answer to an accepted upload: every line is durable, and its serials are on their way to
+/// the target markets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadAccepted {
+    /// The upload id, for reading where it stands.
+    pub upload_id: UploadId,
+    /// Lines received (rejected ones included; empty lines at the very end are not lines).
+    pub received: u64,
+}
+
+/// An upload as its OBP sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadView {
+    /// The upload id.
+    pub id: UploadId,
+    /// The product.
+    pub product_code: ProductCode,
+    /// The batch.
+    pub batch: Batch,
+    /// RECEIVED, VALIDATED, DISTRIBUTED or FAILED.
+    pub status: UploadStatus,
+    /// Lines received.
+    pub received: u64,
+    /// Lines rejected.
+    pub rejected_count: u64,
+    /// The first rejected lines (as many as the hub lists), in line order.
+    pub rejected: Vec<UploadRejection>,
+    /// Each target market and where the upload is there, in market order.
+    pub markets: Vec<(MarketCode, MarketDelivery)>,
+}
 
 /// One refused line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,13 +34,12 @@ use openmvs_core::return_code::ReturnCode;
 use openmvs_hub::Hub;
 use openmvs_pki::Identity;
 use openmvs_wire::ReturnCodeCatalogue;
-use openmvs_wire::api::AlertStatusRequest;
+use openmvs_wire::api::{AlertList, AlertStatusRequest, AlertView};
 use openmvs_wire::hub::{Delivery, IntermarketRequest};
 use openmvs_wire::obp::{
-    BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, MarketPackStateBody, PackQueryBody,
-    PackStateResultBody, PackStatesBody, PackStatesRequest, PacksRequest, ProductAnswer, ProductRequest,
-    RecallAnswer, RecallRequest, RejectedLine, UploadAcceptedBody, UploadStatusBody, WithdrawRequest,
-    WithdrawalAnswer,
+    BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, PackQueryBody, PackStatesBody,
+    PackStatesRequest, PacksRequest, ProductAnswer, ProductRequest, RecallAnswer, RecallRequest,
+    UploadAcceptedBody, UploadStatusBody, WithdrawRequest, WithdrawalAnswer,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -336,8 +335,7 @@ async fn upload(
             )));
         }
     };
-    let body = UploadAcceptedBody { upload_id: accepted.upload_id, received: accepted.received };
-    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(UploadAcceptedBody::from(&accepted))).into_response())
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -411,21 +409,7 @@ async fn upload_status(
     Path(id): Path<String>,
 ) -> Result<Response, HubHttpError> {
     let u = s.hub.upload(&obp, &id).await?;
-    Ok(axum::Json(UploadStatusBody {
-        upload_id: u.id.into_string(),
-        product_code: u.product_code.as_str().to_owned(),
-        batch: u.batch.as_str().to_owned(),
-        status: u.status.as_str().to_owned(),
-        received: u.received,
-        rejected_count: u.rejected_count,
-        rejected: u
-            .rejected
-            .into_iter()
-            .map(|r| RejectedLine { line: r.line, serial: r.serial, reason: r.reason })
-            .collect(),
-        markets: u.markets.iter().map(|(m, d)| (m.as_str().to_owned(), d.as_str().to_owned())).collect(),
-    })
-    .into_response())
+    Ok(axum::Json(UploadStatusBody::from(&u)).into_response())
 }
 
 async fn recall(
@@ -455,25 +439,7 @@ async fn pack_states(
     HubJson(req): HubJson<PackStatesRequest>,
 ) -> Result<Response, HubHttpError> {
     let a = s.hub.set_pack_states(&obp, &pc, &batch, &req.state, &req.serials).await?;
-    let names = |ms: &[MarketCode]| ms.iter().map(|m| m.as_str().to_owned()).collect::<Vec<_>>();
-    Ok(axum::Json(PackStatesBody {
-        product_code: a.product_code.as_str().to_owned(),
-        batch: a.batch.as_str().to_owned(),
-        state: a.state.as_str().to_owned(),
-        markets: names(&a.markets),
-        recalled: names(&a.recalled),
-        results: a
-            .results
-            .into_iter()
-            .map(|r| PackStateResultBody {
-                serial: r.serial,
-                accepted: r.accepted,
-                return_code: r.return_code.as_str().to_owned(),
-                reason: r.reason,
-            })
-            .collect(),
-    })
-    .into_response())
+    Ok(axum::Json(PackStatesBody::from(&a)).into_response())
 }
 
 async fn pack_query(
@@ -482,15 +448,7 @@ async fn pack_query(
     Path((pc, serial)): Path<(String, String)>,
 ) -> Result<Response, HubHttpError> {
     let a = s.hub.pack(&obp, &pc, &serial).await?;
-    Ok(axum::Json(PackQueryBody {
-        batch: a.batch,
-        markets: a
-            .markets
-            .into_iter()
-            .map(|(m, p)| (m.as_str().to_owned(), MarketPackStateBody { state: p.state, reasons: p.reasons }))
-            .collect(),
-    })
-    .into_response())
+    Ok(axum::Json(PackQueryBody::from(&a)).into_response())
 }
 
 async fn alerts(
@@ -516,7 +474,7 @@ async fn alerts(
         .hub
         .alerts(&obp, q.get("status").map(String::as_str), limit, q.get("cursor").map(String::as_str))
         .await?;
-    Ok(axum::Json(list).into_response())
+    Ok(axum::Json(AlertList::from(&list)).into_response())
 }
 
 async fn alert(
@@ -524,7 +482,7 @@ async fn alert(
     Obp(obp): Obp,
     Path(id): Path<String>,
 ) -> Result<Response, HubHttpError> {
-    Ok(axum::Json(s.hub.alert(&obp, &id).await?).into_response())
+    Ok(axum::Json(AlertView::from(&s.hub.alert(&obp, &id).await?)).into_response())
 }
 
 async fn alert_status(
@@ -537,7 +495,7 @@ async fn alert_status(
         .hub
         .change_alert_status(&obp, &id, &req.status, req.classification.as_deref(), req.comment.as_deref())
         .await?;
-    Ok(axum::Json(a).into_response())
+    Ok(axum::Json(AlertView::from(&a)).into_response())
 }
 
 async fn set_callback(
@@ -546,7 +504,7 @@ async fn set_callback(
     HubJson(req): HubJson<CallbackRequest>,
 ) -> Result<Response, HubHttpError> {
     let a = s.hub.set_callback(&obp, &req.url).await?;
-    Ok(axum::Json(CallbackBody { url: a.url, secret: a.secret }).into_response())
+    Ok(axum::Json(CallbackBody::from(&a)).into_response())
 }
 
 async fn national_messages(

@@ -19,8 +19,12 @@ use openmvs_core::pack::{Command, Operation};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_national::{Actor, ApiError, National};
 use openmvs_wire::ReturnCodeCatalogue;
-use openmvs_wire::api::{AlertStatusRequest, BulkRequest, OAuthError, PackRequest};
-use openmvs_wire::hub::{Delivery, IntermarketRequest, PackQuery, PackQueryAnswer};
+use openmvs_wire::admin::{ClientList, ClientState};
+use openmvs_wire::api::{
+    AlertList, AlertStatusRequest, AlertView, AuditRecords, BulkAccepted, BulkRequest, BulkStatusResponse,
+    OAuthError, PackRequest, PackResponse, TokenResponse,
+};
+use openmvs_wire::hub::{Delivery, IntermarketAnswer, IntermarketRequest, PackQuery, PackQueryAnswer};
 use serde::de::DeserializeOwned;
 
 use crate::authz::{self, Caller, Routes};
@@ -359,7 +363,7 @@ async fn token(
     drop(turn);
     match outcome {
         Ok(t) => {
-            let mut r = axum::Json(t).into_response();
+            let mut r = axum::Json(TokenResponse::from(&t)).into_response();
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
             r
         }
@@ -441,7 +445,8 @@ async fn pack(
     JsonBody(req): JsonBody<PackRequest>,
 ) -> Result<Response, HttpError> {
     let command = if op == "verify" { Command::Verify } else { Command::Set(operation(&op)?) };
-    Ok(axum::Json(s.national.pack(&actor, command, &req).await?).into_response())
+    let answer = s.national.pack(&actor, command, &req).await?;
+    Ok(axum::Json(PackResponse::from(&answer)).into_response())
 }
 
 async fn pack_undo(
@@ -456,7 +461,8 @@ async fn pack_undo(
             ApiError::new(ReturnCode::NotFound).with("operation", format!("'{op}' can never be undone")),
         ));
     }
-    Ok(axum::Json(s.national.pack(&actor, Command::Undo(op), &req).await?).into_response())
+    let answer = s.national.pack(&actor, Command::Undo(op), &req).await?;
+    Ok(axum::Json(PackResponse::from(&answer)).into_response())
 }
 
 async fn bulk_submit(
@@ -465,7 +471,7 @@ async fn bulk_submit(
     JsonBody(req): JsonBody<BulkRequest>,
 ) -> Result<Response, HttpError> {
     let accepted = s.national.submit_bulk(&actor, &req).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(BulkAccepted::from(&accepted))).into_response())
 }
 
 async fn bulk_get(
@@ -473,7 +479,8 @@ async fn bulk_get(
     Path(id): Path<String>,
     Auth(actor): Auth,
 ) -> Result<Response, HttpError> {
-    Ok(axum::Json(s.national.bulk(&actor, &id).await?).into_response())
+    let report = s.national.bulk(&actor, &id).await?;
+    Ok(axum::Json(BulkStatusResponse::from(&report)).into_response())
 }
 
 async fn alerts(
@@ -488,12 +495,11 @@ async fn alerts(
         .get("limit")
         .map(|l| l.parse::<usize>().map_err(|_| HttpError::field("limit", format!("'{l}' is not a number"))))
         .transpose()?;
-    Ok(axum::Json(
-        s.national
-            .alerts(&actor, q.get("status").map(String::as_str), limit, q.get("cursor").map(String::as_str))
-            .await?,
-    )
-    .into_response())
+    let page = s
+        .national
+        .alerts(&actor, q.get("status").map(String::as_str), limit, q.get("cursor").map(String::as_str))
+        .await?;
+    Ok(axum::Json(AlertList::from(&page)).into_response())
 }
 
 async fn alert(
@@ -501,7 +507,7 @@ async fn alert(
     Path(id): Path<String>,
     Auth(actor): Auth,
 ) -> Result<Response, HttpError> {
-    Ok(axum::Json(s.national.alert(&actor, &id).await?).into_response())
+    Ok(axum::Json(AlertView::from(&s.national.alert(&actor, &id).await?)).into_response())
 }
 
 async fn alert_status(
@@ -510,7 +516,8 @@ async fn alert_status(
     Auth(actor): Auth,
     JsonBody(req): JsonBody<AlertStatusRequest>,
 ) -> Result<Response, HttpError> {
-    Ok(axum::Json(s.national.change_alert_status(&actor, &id, &req).await?).into_response())
+    let alert = s.national.change_alert_status(&actor, &id, &req).await?;
+    Ok(axum::Json(AlertView::from(&alert)).into_response())
 }
 
 async fn audit(
@@ -518,7 +525,8 @@ async fn audit(
     Path((scheme, product_code, serial)): Path<(String, String, String)>,
     Auth(actor): Auth,
 ) -> Result<Response, HttpError> {
-    Ok(axum::Json(s.national.audit_of_pack(&actor, &scheme, &product_code, &serial).await?).into_response())
+    let records = s.national.audit_of_pack(&actor, &scheme, &product_code, &serial).await?;
+    Ok(axum::Json(AuditRecords::from(records.as_slice())).into_response())
 }
 
 async fn return_codes() -> Response {
@@ -560,9 +568,10 @@ async fn hub_intermarket(
     _hub: Hub,
     JsonBody(req): JsonBody<IntermarketRequest>,
 ) -> Result<Response, HttpError> {
-    let response = s.national.intermarket(&req).await?;
-    let market = response.as_ref().map(|_| s.national.market().to_string());
-    Ok(axum::Json(openmvs_wire::hub::IntermarketAnswer { market, response }).into_response())
+    let answer = s.national.intermarket(&req).await?;
+    let market = answer.as_ref().map(|_| s.national.market().to_string());
+    let response = answer.as_ref().map(PackResponse::from);
+    Ok(axum::Json(IntermarketAnswer { market, response }).into_response())
 }
 
 async fn hub_pack_query(
@@ -578,7 +587,8 @@ async fn hub_pack_query(
 }
 
 async fn admin_clients(State(s): State<NationalState>, Auth(actor): Auth) -> Result<Response, HttpError> {
-    Ok(axum::Json(s.national.client_list(&actor).await?).into_response())
+    let clients = s.national.list_clients(&actor).await?;
+    Ok(axum::Json(ClientList::from(clients.as_slice())).into_response())
 }
 
 async fn admin_client_disable(
@@ -587,7 +597,7 @@ async fn admin_client_disable(
     Auth(actor): Auth,
 ) -> Result<Response, HttpError> {
     let c = s.national.set_client_disabled(&actor, &client_id, true).await?;
-    Ok(axum::Json(openmvs_national::client_state(&c)).into_response())
+    Ok(axum::Json(ClientState::from(&c)).into_response())
 }
 
 async fn admin_client_enable(
@@ -596,7 +606,7 @@ async fn admin_client_enable(
     Auth(actor): Auth,
 ) -> Result<Response, HttpError> {
     let c = s.national.set_client_disabled(&actor, &client_id, false).await?;
-    Ok(axum::Json(openmvs_national::client_state(&c)).into_response())
+    Ok(axum::Json(ClientState::from(&c)).into_response())
 }
 
 #[cfg(test)]

@@ -2,14 +2,16 @@
 //! and moves them through their lifecycle at the hub, independently of each market's NMVO.
 
 use openmvs_audit::Entry;
-use openmvs_core::alert::{AlertStatus, Classification, StatusChange, decide_status_change};
+use openmvs_core::alert::{
+    AlertPage, AlertStatus, AlertView, Classification, StatusChange, decide_status_change,
+};
 use openmvs_core::ids::AlertId;
 use openmvs_core::pack::Policy;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, Role, access};
 use openmvs_store::hub::{HubAlertFilter, HubAlertRecord, HubUnitOfWork};
 use openmvs_store::{AlertUpdate, Conflict, StoreError};
-use openmvs_wire::api::{AlertList, AlertView};
+use openmvs_wire::kept;
 use serde_json::json;
 
 use crate::{ApiError, Hub, Record};
@@ -22,13 +24,15 @@ pub const MAX_ALERT_LIMIT: usize = 1000;
 /// The OBP's view of an alert: as the market raised it, under the hub's id, with the OBP's own
 /// investigation status, classification and comment.
 pub(crate) fn view(a: &HubAlertRecord) -> Result<AlertView, StoreError> {
-    let mut v: AlertView = serde_json::from_str(&a.alert)
+    let forwarded = kept::read_alert(&a.alert)
         .map_err(|e| StoreError::Corrupt(format!("alert {} does not decode: {e}", a.id)))?;
-    v.id = a.id.to_string();
-    v.status = a.status.to_string();
-    v.classification = a.classification.map(|c| c.as_str().to_owned());
-    v.comment = a.comment.clone();
-    Ok(v)
+    Ok(AlertView {
+        id: a.id.clone(),
+        status: a.status,
+        classification: a.classification,
+        comment: a.comment.clone(),
+        ..forwarded
+    })
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -44,7 +48,7 @@ impl Hub {
         status: Option<&str>,
         limit: Option<usize>,
         cursor: Option<&str>,
-    ) -> Result<AlertList, ApiError> {
+    ) -> Result<AlertPage, ApiError> {
         self.caller(obp).await?;
         let status = status
             .map(|s| {
@@ -67,12 +71,12 @@ impl Hub {
         let mut alerts = self.store.alerts(&filter).await?;
         let next_cursor = if alerts.len() > limit {
             alerts.truncate(limit);
-            alerts.last().map(|a| a.id.to_string())
+            alerts.last().map(|a| a.id.clone())
         } else {
             None
         };
         let alerts = alerts.iter().map(view).collect::<Result<Vec<_>, _>>()?;
-        Ok(AlertList { alerts, next_cursor })
+        Ok(AlertPage { alerts, next_cursor })
     }
 
     /// `GET /v1/alerts/{id}` for an OBP: 404 when there is no such alert or it is another OBP's,
@@ -145,7 +149,7 @@ impl Hub {
                 after.comment = Some(c.to_owned());
             }
             let answer = view(&after)?;
-            let result = serde_json::to_value(&answer).unwrap_or_default();
+            let result = kept::alert_value(&answer);
             let r = Record {
                 operation: "alert-status",
                 subject: &subject,

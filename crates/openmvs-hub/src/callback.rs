@@ -10,12 +10,14 @@
 //! the same URL again gives the same secret; setting another URL gives a new one, which is how an
 //! OBP rotates it.
 
+use openmvs_core::alert::AlertView;
+use openmvs_core::answer::CallbackAnswer;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_store::OutboxMessage;
 use openmvs_store::hub::{HubUnitOfWork, ObpChange};
 use openmvs_store::relay::{Ack, HubDestination, Outcome, Round, Sender as RelaySender};
 use openmvs_store::{BoxFuture, MessageId, StoredOutboxMessage};
-use openmvs_wire::api::AlertView;
+use openmvs_wire::kept;
 use serde_json::{Value, json};
 
 use crate::{ApiError, Hub, Record, hmac_sha256};
@@ -38,16 +40,6 @@ pub trait CallbackSender: Send + Sync {
     /// answers the HTTP status; an error means no status came back. The sender enforces its own
     /// timeout, so that an OBP that hangs holds up the relay only that long.
     fn post(&self, url: &str, body: String, signature: String) -> BoxFuture<'_, Result<u16, String>>;
-}
-
-/// The answer to `PUT /v1/callback`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallbackAnswer {
-    /// The URL, as set.
-    pub url: String,
-    /// The secret the OBP checks signatures with: 64 hex digits. The signature of a body is the
-    /// hex HMAC-SHA256 of the body under these 64 characters as key ([`Hub::sign_callback`]).
-    pub secret: String,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -76,7 +68,7 @@ fn check_url(url: &str) -> Result<(), String> {
 
 /// The callback event of a new alert.
 pub(crate) fn alert_event(alert: &AlertView) -> Value {
-    json!({"event": "alert", "alert": alert})
+    json!({"event": "alert", "alert": kept::alert_value(alert)})
 }
 
 /// The callback event of a recall.
@@ -116,7 +108,7 @@ pub(crate) fn callback_message(
 
 impl Hub {
     /// `PUT /v1/callback`: sets where the hub POSTs the OBP's alert, recall and withdrawal events,
-    /// and answers the secret their signatures are made with.
+    /// and answers the secret their signatures are made with ([`Hub::sign_callback`]).
     pub async fn set_callback(&self, obp: &str, url: &str) -> Result<CallbackAnswer, ApiError> {
         self.caller(obp).await?;
         let request = json!({"url": url});

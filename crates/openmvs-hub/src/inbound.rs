@@ -212,6 +212,10 @@ impl Hub {
         if a.alert.id.is_empty() || a.alert.id.len() > 100 {
             return Ok(Err("the alert id must be 1 to 100 characters".into()));
         }
+        // The OBP lists it and its callback carries it: it must read as an alert.
+        if let Err(why) = a.alert.to_alert() {
+            return Ok(Err(format!("the alert does not read: {why}")));
+        }
         // The hub's own record of who owns the product decides, not the market's copy of it.
         let owner = match self.find_product(&a.alert.product_code).await {
             Ok(Some(p)) => p.owner,

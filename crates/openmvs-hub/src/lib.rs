@@ -37,15 +37,19 @@ use openmvs_wire::hub::{
 use tokio::sync::Notify;
 
 pub use alerts::{DEFAULT_ALERT_LIMIT, MAX_ALERT_LIMIT};
-pub use callback::{CallbackAnswer, CallbackSender, MAX_CALLBACK_URL, SIGNATURE_HEADER};
+pub use callback::{CallbackSender, MAX_CALLBACK_URL, SIGNATURE_HEADER};
 pub use digest::{hmac_sha256, serial_digest};
 pub use inbound::{AUDIT_HEAD_OPERATION, audit_head_subject, received_audit_heads};
+pub use openmvs_core::alert::{AlertPage, AlertView};
+pub use openmvs_core::answer::CallbackAnswer;
 pub use openmvs_core::catalog::{BatchAnswer, ProductAnswer, RecallAnswer, WithdrawalAnswer};
 pub use openmvs_core::error::ApiError;
-pub use pack_query::{MarketPackState, NOT_DISTRIBUTED, PackAnswer, UNKNOWN_STATE, UNREACHABLE};
-pub use pack_states::{MAX_PACK_STATE_SERIALS, PackStateResult, PackStatesAnswer};
+pub use openmvs_core::obp_states::{MarketPackState, PackAcrossMarkets, PackStateResult, PackStatesAnswer};
+pub use openmvs_core::upload::{UploadAccepted, UploadView};
+pub use pack_query::{NOT_DISTRIBUTED, UNKNOWN_STATE, UNREACHABLE};
+pub use pack_states::MAX_PACK_STATE_SERIALS;
 pub use relay::{MAX_BACKOFF, backoff};
-pub use uploads::{IterLines, LineSource, UploadAccepted, UploadView};
+pub use uploads::{IterLines, LineSource};
 
 /// The most serials one upload may carry (api.md §3).
 pub const MAX_UPLOAD_LINES: u64 = 10_000_000;

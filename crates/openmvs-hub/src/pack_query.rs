@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use openmvs_core::ids::{MarketCode, Serial};
+use openmvs_core::obp_states::{MarketPackState, PackAcrossMarkets};
 use openmvs_wire::hub::{PackQuery, PackQueryAnswer};
 use tokio::task::JoinSet;
 
@@ -21,30 +22,9 @@ pub const UNREACHABLE: &str = "UNREACHABLE";
 /// still on their way.
 pub const NOT_DISTRIBUTED: &str = "NOT_DISTRIBUTED";
 
-/// Where a pack stands in one market.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MarketPackState {
-    /// `ACTIVE`, `SUPPLIED`, ..., or [`UNKNOWN_STATE`].
-    pub state: String,
-    /// Why an ACTIVE pack cannot be dispensed (`WITHDRAWN`, `RECALLED`, `EXPIRED`), or why the
-    /// state is unknown ([`UNREACHABLE`], [`NOT_DISTRIBUTED`]).
-    pub reasons: Vec<String>,
-}
-
-impl MarketPackState {
-    fn unknown(reason: &str) -> MarketPackState {
-        MarketPackState { state: UNKNOWN_STATE.to_owned(), reasons: vec![reason.to_owned()] }
-    }
-}
-
-/// The answer to an OBP's pack query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackAnswer {
-    /// The pack's batch as a market that holds it says; `None` when no market that answered
-    /// holds it (all unreachable, or the serials not yet distributed anywhere).
-    pub batch: Option<String>,
-    /// Each target market, in market order.
-    pub markets: BTreeMap<MarketCode, MarketPackState>,
+/// A market that holds no answer: [`UNKNOWN_STATE`] for `reason`.
+fn unknown(reason: &str) -> MarketPackState {
+    MarketPackState { state: UNKNOWN_STATE.to_owned(), reasons: vec![reason.to_owned()] }
 }
 
 impl Hub {
@@ -56,7 +36,12 @@ impl Hub {
     /// names the batch, the answer lists the batch's target markets: a market that did not answer
     /// shows `UNKNOWN` with `UNREACHABLE`, one that answered without the pack `UNKNOWN` with
     /// `NOT_DISTRIBUTED`.
-    pub async fn pack(&self, obp: &str, product_code: &str, serial: &str) -> Result<PackAnswer, ApiError> {
+    pub async fn pack(
+        &self,
+        obp: &str,
+        product_code: &str,
+        serial: &str,
+    ) -> Result<PackAcrossMarkets, ApiError> {
         self.caller(obp).await?;
         let not_found = || ApiError::not_found("product_code", format!("no product '{product_code}'"));
         let product = match self.find_product(product_code).await? {
@@ -129,8 +114,8 @@ impl Hub {
             .filter(|(m, _)| targets.contains(m))
             .map(|(m, answer)| {
                 let state = match answer {
-                    None => MarketPackState::unknown(UNREACHABLE),
-                    Some(PackQueryAnswer { pack: None, .. }) => MarketPackState::unknown(NOT_DISTRIBUTED),
+                    None => unknown(UNREACHABLE),
+                    Some(PackQueryAnswer { pack: None, .. }) => unknown(NOT_DISTRIBUTED),
                     Some(PackQueryAnswer { pack: Some(p), .. }) => {
                         MarketPackState { state: p.state, reasons: p.reasons }
                     }
@@ -138,6 +123,6 @@ impl Hub {
                 (m, state)
             })
             .collect();
-        Ok(PackAnswer { batch, markets })
+        Ok(PackAcrossMarkets { batch, markets })
     }
 }

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use openmvs_core::ids::{Batch, MarketCode, ProductCode, Serial};
-use openmvs_core::obp_states::{check_request, decide_serials, screen_serials};
-use openmvs_core::pack::PackState;
+use openmvs_core::ids::{Batch, MarketCode, Serial};
+use openmvs_core::obp_states::{
+    PackStateResult, PackStatesAnswer, check_request, decide_serials, screen_serials,
+};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_store::hub::{HubUnitOfWork, SerialDigest};
 use openmvs_wire::hub::{Message, PackStateMsg};
@@ -15,37 +16,6 @@ use serde_json::json;
 use crate::{ApiError, Hub, MAX_ECHO_CHARS, Record, message_to, new_id, serial_digest, subject};
 
 pub use openmvs_core::obp_states::MAX_PACK_STATE_SERIALS;
-
-/// What happened to one serial of the request, in request order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackStateResult {
-    /// The serial as sent (cut to 64 characters when it is not a serial at all).
-    pub serial: String,
-    /// Whether the change was queued for the markets.
-    pub accepted: bool,
-    /// `NMVS_SUCCESS`, or why not: malformed, never uploaded, repeated in the request, or the
-    /// batch recalled in every target market.
-    pub return_code: ReturnCode,
-    /// Why not, in words.
-    pub reason: Option<String>,
-}
-
-/// The answer to an OBP's pack state change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackStatesAnswer {
-    /// The product.
-    pub product_code: ProductCode,
-    /// The batch.
-    pub batch: Batch,
-    /// The state asked for.
-    pub state: PackState,
-    /// The markets the accepted changes go to, in market order.
-    pub markets: Vec<MarketCode>,
-    /// The batch's markets that recalled it and so take no change from the OBP (fmd-rules §3).
-    pub recalled: Vec<MarketCode>,
-    /// One per serial, in request order.
-    pub results: Vec<PackStateResult>,
-}
 
 fn refused(serial: &str, code: ReturnCode, reason: String) -> PackStateResult {
     PackStateResult {

@@ -3,12 +3,12 @@
 //! serial message per target market, progress and rejections), so that no upload is ever held
 //! in memory whole and the hub keeps no serial beyond the messages that carry them.
 
-use openmvs_core::ids::{Batch, MarketCode, ProductCode, UploadId};
+use openmvs_core::ids::{Batch, ProductCode, UploadId};
 use openmvs_core::return_code::ReturnCode;
-use openmvs_core::upload::{decide_chunk, screen_lines};
+use openmvs_core::upload::{UploadAccepted, UploadView, decide_chunk, screen_lines};
 use openmvs_store::hub::{
-    HubBatchRecord, HubUnitOfWork, MarketDelivery, NewUpload, OnDuplicate, SerialDigest, SerialDigests,
-    UploadOutcome, UploadProgress, UploadRejection, UploadStatus,
+    HubBatchRecord, HubUnitOfWork, NewUpload, OnDuplicate, SerialDigest, SerialDigests, UploadOutcome,
+    UploadProgress, UploadRejection,
 };
 use openmvs_store::{BoxFuture, Conflict, StoreError};
 use openmvs_wire::hub::{Message, PacksMsg};
@@ -43,37 +43,6 @@ impl LineSource for tokio::sync::mpsc::Receiver<Result<String, String>> {
     fn next_line(&mut self) -> BoxFuture<'_, Option<Result<String, String>>> {
         Box::pin(self.recv())
     }
-}
-
-/// The answer to an accepted upload (HTTP 202): every line is durable, and its serials are on
-/// their way to the target markets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadAccepted {
-    /// The upload id, for `GET /v1/uploads/{id}`.
-    pub upload_id: String,
-    /// Lines received (rejected ones included; empty lines at the very end are not lines).
-    pub received: u64,
-}
-
-/// An upload as its OBP sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadView {
-    /// The upload id.
-    pub id: UploadId,
-    /// The product.
-    pub product_code: ProductCode,
-    /// The batch.
-    pub batch: Batch,
-    /// RECEIVED, VALIDATED, DISTRIBUTED or FAILED.
-    pub status: UploadStatus,
-    /// Lines received.
-    pub received: u64,
-    /// Lines rejected.
-    pub rejected_count: u64,
-    /// The first [`MAX_LISTED_REJECTIONS`] rejected lines, in line order.
-    pub rejected: Vec<UploadRejection>,
-    /// Each target market and where the upload is there, in market order.
-    pub markets: Vec<(MarketCode, MarketDelivery)>,
 }
 
 /// Numbered lines, with empty lines at the very end dropped: an empty line counts (and is
@@ -210,7 +179,7 @@ impl Hub {
                 )
                 .await?;
             if last {
-                return Ok(UploadAccepted { upload_id: id.into_string(), received });
+                return Ok(UploadAccepted { upload_id: id, received });
             }
         }
     }
@@ -349,8 +318,8 @@ impl Hub {
         Ok(())
     }
 
-    /// `GET /v1/uploads/{id}`: the upload's status, counts, rejected lines and per-market
-    /// delivery. Another OBP's upload is 404, as if it did not exist.
+    /// `GET /v1/uploads/{id}`: the upload's status, counts, the first [`MAX_LISTED_REJECTIONS`]
+    /// rejected lines and per-market delivery. Another OBP's upload is 404, as if it did not exist.
     pub async fn upload(&self, obp: &str, id: &str) -> Result<UploadView, ApiError> {
         self.caller(obp).await?;
         let not_found = || ApiError::not_found("upload_id", format!("no upload '{id}'"));

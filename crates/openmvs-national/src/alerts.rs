@@ -2,12 +2,15 @@
 //! and moving them through their lifecycle (the NMVO only).
 
 use openmvs_audit::Entry;
-use openmvs_core::alert::{AlertStatus, Classification, StatusChange, decide_status_change};
+use openmvs_core::alert::{
+    AlertPage, AlertStatus, AlertView, Classification, StatusChange, decide_status_change,
+};
 use openmvs_core::ids::{AlertId, ClientId};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, access};
 use openmvs_store::{AlertFilter, AlertRecord, AlertUpdate, Conflict, StoreError, UnitOfWork};
-use openmvs_wire::api::{AlertList, AlertStatusRequest, AlertView};
+use openmvs_wire::api::AlertStatusRequest;
+use openmvs_wire::kept;
 
 use crate::{Actor, ApiError, National, Record};
 
@@ -16,20 +19,20 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// The largest page.
 pub const MAX_LIMIT: usize = 1000;
 
-/// The wire view of an alert.
+/// An alert as it is listed and read.
 pub fn view(a: &AlertRecord) -> AlertView {
     AlertView {
-        id: a.id.to_string(),
-        code: a.code.to_string(),
-        return_code: a.return_code.to_string(),
-        market: a.market.to_string(),
+        id: a.id.clone(),
+        code: a.code,
+        return_code: a.return_code,
+        market: a.market,
         product_code: a.product_code.clone(),
-        serial: a.serial.to_string(),
+        serial: a.serial.clone(),
         batch: a.batch.clone(),
-        location: a.location.to_string(),
-        created_at: a.created_at.to_rfc3339(),
-        status: a.status.to_string(),
-        classification: a.classification.map(|c| c.as_str().to_owned()),
+        location: a.location.clone(),
+        created_at: a.created_at,
+        status: a.status,
+        classification: a.classification,
         comment: a.comment.clone(),
     }
 }
@@ -55,7 +58,7 @@ impl National {
         status: Option<&str>,
         limit: Option<usize>,
         cursor: Option<&str>,
-    ) -> Result<AlertList, ApiError> {
+    ) -> Result<AlertPage, ApiError> {
         let client_id = self.alert_scope(actor)?;
         let status = status
             .map(|s| {
@@ -78,11 +81,11 @@ impl National {
         let mut alerts = self.store.alerts(&filter).await?;
         let next_cursor = if alerts.len() > limit {
             alerts.truncate(limit);
-            alerts.last().map(|a| a.id.to_string())
+            alerts.last().map(|a| a.id.clone())
         } else {
             None
         };
-        Ok(AlertList { alerts: alerts.iter().map(view).collect(), next_cursor })
+        Ok(AlertPage { alerts: alerts.iter().map(view).collect(), next_cursor })
     }
 
     /// `GET /v1/alerts/{id}`: 404 when the alert does not exist or the actor may not see it.
@@ -148,7 +151,8 @@ impl National {
             if let Some(c) = &req.comment {
                 after.comment = Some(c.clone());
             }
-            let result = serde_json::to_string(&view(&after)).unwrap_or_default();
+            let answer = view(&after);
+            let result = kept::alert(&answer);
             let record = Record {
                 operation: "alert-status",
                 subject: &subject,
@@ -177,7 +181,7 @@ impl National {
                 ..UnitOfWork::default()
             };
             match self.commit(uow).await {
-                Ok(_) => return Ok(view(&after)),
+                Ok(_) => return Ok(answer),
                 Err(StoreError::Conflict(Conflict::AlertStatus)) => continue,
                 Err(e) => return Err(e.into()),
             }

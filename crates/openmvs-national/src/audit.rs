@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use openmvs_audit::{Checkpoint, Verifier};
+use openmvs_core::answer::AuditRecordView;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, access};
 use openmvs_core::time::Timestamp;
 use openmvs_store::{AuditStore, StoreError, UnitOfWork};
-use openmvs_wire::api::{AuditRecordView, AuditRecords};
 use openmvs_wire::hub::{Message, SignedHead};
 
 use crate::{Actor, ApiError, National, Record};
@@ -21,7 +21,7 @@ impl National {
         scheme: &str,
         product_code: &str,
         serial: &str,
-    ) -> Result<AuditRecords, ApiError> {
+    ) -> Result<Vec<AuditRecordView>, ApiError> {
         // The scheme, product code and serial are checked as the pack routes check them: a path
         // such as `..%2FEXA00000001` names no pack and is refused, naming the field.
         let checked = crate::request::pack_key(scheme, product_code, serial);
@@ -56,23 +56,20 @@ impl National {
             },
         );
         self.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await?;
-        let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.to_owned()));
-        Ok(AuditRecords {
-            records: records
-                .iter()
-                .map(|r| AuditRecordView {
-                    seq: r.seq,
-                    at: Timestamp::from_unix_millis(r.entry.at_millis).to_rfc3339(),
-                    actor: r.entry.actor.clone(),
-                    role: r.entry.role.clone(),
-                    location: r.entry.location.clone(),
-                    operation: r.entry.operation.clone(),
-                    return_code: r.entry.return_code.clone(),
-                    request: parse(&r.entry.request),
-                    result: parse(&r.entry.result),
-                })
-                .collect(),
-        })
+        Ok(records
+            .iter()
+            .map(|r| AuditRecordView {
+                seq: r.seq,
+                at: Timestamp::from_unix_millis(r.entry.at_millis),
+                actor: r.entry.actor.clone(),
+                role: r.entry.role.clone(),
+                location: r.entry.location.clone(),
+                operation: r.entry.operation.clone(),
+                return_code: r.entry.return_code.clone(),
+                request: r.entry.request.clone(),
+                result: r.entry.result.clone(),
+            })
+            .collect())
     }
 }
 

@@ -2,12 +2,12 @@
 
 use openmvs_audit::Entry;
 use openmvs_auth::{AuthError, Claims, KeyRing, SigningKeyPair, TOKEN_LIFETIME_SECS, earliest_retirement};
+use openmvs_core::answer::IssuedToken;
 use openmvs_core::ids::{KeyId, Location, MarketCode};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::Role;
 use openmvs_core::time::Timestamp;
 use openmvs_store::{ClientChange, ClientRecord, KeyRecord, NewKey, Store, UnitOfWork};
-use openmvs_wire::api::TokenResponse;
 
 use crate::lifecycle::operator_of;
 use crate::{Actor, ApiError, National, Record};
@@ -91,7 +91,7 @@ pub(crate) async fn load_key_ring(
 
 impl National {
     /// `POST /oauth/token` with the client-credentials grant. Every attempt is audited.
-    pub async fn token(&self, client_id: &str, client_secret: &str) -> Result<TokenResponse, AuthError> {
+    pub async fn token(&self, client_id: &str, client_secret: &str) -> Result<IssuedToken, AuthError> {
         let now = self.clock.now();
         let client =
             self.store.client(&client_id.into()).await.map_err(|e| AuthError::Internal(e.to_string()))?;
@@ -114,11 +114,7 @@ impl National {
                     secs(now),
                 );
                 let token = self.keys.read().await.issue(&claims);
-                Ok(TokenResponse {
-                    access_token: token,
-                    token_type: "Bearer".into(),
-                    expires_in: TOKEN_LIFETIME_SECS,
-                })
+                Ok(IssuedToken { access_token: token, expires_in: TOKEN_LIFETIME_SECS })
             }
             _ => Err(AuthError::InvalidClient),
         };

@@ -5,12 +5,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openmvs_core::answer::{BulkAccepted, BulkReport, BulkRowResult, PackAnswer};
 use openmvs_core::ids::{BulkId, ClientTrxId, PackIdentifier};
 use openmvs_core::pack::{Command, Decision};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Action, access};
 use openmvs_store::{BulkJob, BulkProgress, BulkStatus, Conflict, IdempotencyRecord, StoreError, UnitOfWork};
-use openmvs_wire::api::{BulkAccepted, BulkRequest, BulkResult, BulkRow, BulkStatusResponse};
+use openmvs_wire::api::{BulkRequest, BulkRow};
+use openmvs_wire::kept;
 use tokio::sync::watch;
 
 use crate::packs::{Loaded, audit_result, subject};
@@ -52,14 +54,13 @@ impl National {
                         .with("client_trx_id", "was used by this client for a different request");
                     return Err(self.refuse(actor, "bulk", "", &bulk_summary(body), e).await);
                 }
-                return serde_json::from_str(&stored.response)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()).into());
+                return kept::read_bulk_accepted(&stored.response).map_err(|e| StoreError::Corrupt(e).into());
             }
-            let accepted = BulkAccepted { bulk_id: new_id("BLK", now) };
-            let response = serde_json::to_string(&accepted).map_err(openmvs_store::unavailable)?;
+            let accepted = BulkAccepted { bulk_id: new_id("BLK", now).into() };
+            let response = kept::bulk_accepted(&accepted);
             let uow = UnitOfWork {
                 new_bulk: Some(BulkJob {
-                    id: accepted.bulk_id.as_str().into(),
+                    id: accepted.bulk_id.clone(),
                     client_id: actor.client_id.clone(),
                     status: BulkStatus::Pending,
                     request: serde_json::json!({
@@ -85,7 +86,7 @@ impl National {
                     now,
                     Record {
                         operation: "bulk",
-                        subject: &accepted.bulk_id,
+                        subject: accepted.bulk_id.as_str(),
                         return_code: ReturnCode::Success.as_str(),
                         request: serde_json::to_string(&bulk_summary(body)).unwrap_or_default(),
                         result: response,
@@ -211,7 +212,7 @@ impl National {
     }
 
     /// `GET /v1/bulk/{id}`: the job's status, and its results once done. Only its submitter sees it.
-    pub async fn bulk(&self, actor: &Actor, id: &str) -> Result<BulkStatusResponse, ApiError> {
+    pub async fn bulk(&self, actor: &Actor, id: &str) -> Result<BulkReport, ApiError> {
         let job = self.store.bulk(&id.into()).await?.filter(|j| j.client_id == actor.client_id);
         let Some(job) = job else {
             return Err(ApiError::new(ReturnCode::NotFound).with("bulk_id", format!("no bulk '{id}'")));
@@ -221,16 +222,14 @@ impl National {
                 .bulk_results(&job.id)
                 .await?
                 .iter()
-                .map(|r| {
-                    serde_json::from_str(r).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))
-                })
-                .collect::<Result<Vec<BulkResult>, _>>()?
+                .map(|r| kept::read_bulk_result(r).map_err(|e| ApiError::from(StoreError::Corrupt(e))))
+                .collect::<Result<Vec<BulkRowResult>, _>>()?
         } else {
             Vec::new()
         };
-        Ok(BulkStatusResponse {
-            bulk_id: job.id.into_string(),
-            status: job.status.as_str().to_owned(),
+        Ok(BulkReport {
+            bulk_id: job.id,
+            status: job.status,
             done: job.done_rows,
             total: job.total_rows,
             results,
@@ -385,11 +384,11 @@ impl National {
                 let (Some(command), Ok(id)) = (command_of(&row.operation), id) else {
                     // Rows were valid when accepted; a row that no longer parses (an expiry date
                     // whose century moved) is answered, not dropped.
-                    results.push(result(row, ReturnCode::MalformedRequest, None, None));
+                    results.push(refused(row, ReturnCode::MalformedRequest));
                     continue;
                 };
                 if duplicate[i] {
-                    results.push(result(row, ReturnCode::BulkDuplicateSerial, None, None));
+                    results.push(refused(row, ReturnCode::BulkDuplicateSerial));
                     continue;
                 }
                 let input =
@@ -397,13 +396,13 @@ impl National {
                 let loaded: Loaded = self.load(&input.id).await?;
                 let d: Decision = self.decide_loaded(actor, command, &input.id, &loaded, now);
                 let out = self.outcome(actor, command, &input, &loaded, &d, now);
-                let r = &out.response;
-                results.push(BulkResult {
+                let r = &out.answer;
+                results.push(BulkRowResult {
                     serial: row.serial.clone(),
                     product_code: row.product_code.clone(),
                     accepted: r.accepted,
-                    return_code: r.return_code.clone(),
-                    state: r.pack.as_ref().map(|p| p.state.clone()),
+                    code: r.code,
+                    state: r.pack.as_ref().map(|p| p.view.state),
                     alert: r.alert.clone(),
                 });
                 uow.packs.extend(out.uow.packs);
@@ -414,7 +413,7 @@ impl National {
             uow.bulk_progress = Some(BulkProgress {
                 id: job.id.clone(),
                 expected_done_rows: from as u64,
-                results: results.iter().map(|r| serde_json::to_string(r).unwrap_or_default()).collect(),
+                results: results.iter().map(kept::bulk_result).collect(),
             });
             let wakes_relay = !uow.outbox.is_empty();
             match self.commit(uow).await {
@@ -433,19 +432,15 @@ impl National {
     }
 }
 
-fn result(
-    row: &BulkRow,
-    code: ReturnCode,
-    state: Option<String>,
-    alert: Option<openmvs_wire::api::AlertRef>,
-) -> BulkResult {
-    BulkResult {
+/// A row refused before it was decided: no state, no alert.
+fn refused(row: &BulkRow, code: ReturnCode) -> BulkRowResult {
+    BulkRowResult {
         serial: row.serial.clone(),
         product_code: row.product_code.clone(),
         accepted: false,
-        return_code: code.as_str().to_owned(),
-        state,
-        alert,
+        code,
+        state: None,
+        alert: None,
     }
 }
 
@@ -455,14 +450,14 @@ fn bulk_entry(
     id: &PackIdentifier,
     command: Command,
     row: &BulkRow,
-    r: &openmvs_wire::api::PackResponse,
+    r: &PackAnswer,
     now: openmvs_core::time::Timestamp,
 ) -> openmvs_audit::Entry {
     let operation = format!("bulk-{command}");
     let record = Record {
         operation: &operation,
         subject: &subject(id),
-        return_code: &r.return_code,
+        return_code: r.code.as_str(),
         request: serde_json::to_string(row).unwrap_or_default(),
         result: audit_result(r),
     };

@@ -289,7 +289,7 @@ impl National {
         let location = Location::new(&s.location).map_err(|e| bad(format!("location: {e}")))?;
         // An OBP's change names no market; it is recorded as coming from this market's hub link.
         let origin = MarketCode::new(&s.market).unwrap_or(self.config.market);
-        let at = parse_rfc3339(&s.at).ok_or_else(|| bad(format!("at '{}'", s.at)))?;
+        let at = Timestamp::parse_rfc3339(&s.at).ok_or_else(|| bad(format!("at '{}'", s.at)))?;
         let Some(stored) = self.store.pack(&product_code, &serial).await? else {
             return Err(bad(format!("pack {}/{} is unknown here", s.product_code, s.serial)));
         };
@@ -331,7 +331,7 @@ impl National {
                     uow.outbox.push(self.message(
                         &s.product_code,
                         Message::Alert(openmvs_wire::hub::AlertMsg {
-                            alert: crate::alerts::view(&record),
+                            alert: (&crate::alerts::view(&record)).into(),
                             owner: p.owner.into_string(),
                         }),
                         now,
@@ -381,43 +381,5 @@ impl National {
             Round::Answered(n) => Ok(n),
             Round::Idle | Round::Down => Ok(0),
         }
-    }
-}
-
-/// Parses the RFC 3339 UTC form this system writes (`2026-11-29T14:34:29.123Z`).
-pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    let b = s.as_bytes();
-    if b.len() != 24
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[19] != b'.'
-        || b[23] != b'Z'
-    {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let date = openmvs_core::time::Date::new(n(0..4)? as i32, n(5..7)? as u8, n(8..10)? as u8)?;
-    let (h, m, sec, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
-    if h > 23 || m > 59 || sec > 59 {
-        return None;
-    }
-    Some(Timestamp::from_unix_millis(
-        Timestamp::start_of(date).unix_millis() + ((h * 60 + m) * 60 + sec) * 1000 + ms,
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_round_trips() {
-        let t = Timestamp::from_unix_millis(1_800_000_000_123);
-        assert_eq!(parse_rfc3339(&t.to_rfc3339()), Some(t));
-        assert_eq!(parse_rfc3339("2026-11-29T24:00:00.000Z"), None);
-        assert_eq!(parse_rfc3339("nonsense"), None);
     }
 }

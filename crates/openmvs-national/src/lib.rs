@@ -38,7 +38,7 @@ pub use auth::NewClient;
 pub use bulk::BulkBackoff;
 pub use hub::{HubLink, PACKS_PER_UNIT};
 pub use ids::new_id;
-pub use lifecycle::{CLIENT_USE_FLUSH, SECURITY_REFRESH, client_state};
+pub use lifecycle::{CLIENT_USE_FLUSH, SECURITY_REFRESH};
 pub use openmvs_core::error::ApiError;
 
 /// The most rows one bulk request may carry.

@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use openmvs_core::answer::ClientView;
 use openmvs_core::ids::{ClientId, Location, MarketCode};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, Role, access};
 use openmvs_core::time::Timestamp;
 use openmvs_store::{ClientChange, ClientRecord, KeyRevocation, StoreError, UnitOfWork};
-use openmvs_wire::admin::{ClientList, ClientState};
 use tokio::sync::watch;
 
 use crate::{Actor, ApiError, National, Record};
@@ -27,16 +27,16 @@ pub const SECURITY_REFRESH: Duration = Duration::from_secs(1);
 /// How often the nodes write when each client was last seen.
 pub const CLIENT_USE_FLUSH: Duration = Duration::from_secs(30);
 
-/// The wire view of a client.
-pub fn client_state(c: &ClientRecord) -> ClientState {
-    ClientState {
-        client_id: c.client_id.to_string(),
-        role: c.role.to_string(),
-        location: c.location.to_string(),
+/// A client as its NMVO sees it.
+fn client_view(c: &ClientRecord) -> ClientView {
+    ClientView {
+        client_id: c.client_id.clone(),
+        role: c.role,
+        location: c.location.clone(),
         name: c.name.clone(),
-        state: if c.disabled { "DISABLED" } else { "ENABLED" }.to_owned(),
-        created_at: c.created_at.to_rfc3339(),
-        last_used_at: c.last_used_at.map(Timestamp::to_rfc3339),
+        disabled: c.disabled,
+        created_at: c.created_at,
+        last_used_at: c.last_used_at,
     }
 }
 
@@ -71,8 +71,8 @@ impl National {
     }
 
     /// Every client of the market, in id order, with when it was last seen (including this
-    /// node's sightings not yet written to the store).
-    pub async fn list_clients(&self, actor: &Actor) -> Result<Vec<ClientRecord>, ApiError> {
+    /// node's sightings not yet written to the store): `GET /v1/admin/clients`.
+    pub async fn list_clients(&self, actor: &Actor) -> Result<Vec<ClientView>, ApiError> {
         self.may_manage_clients(actor)?;
         let mut clients = self.store.clients().await?;
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -82,12 +82,7 @@ impl National {
                 c.last_used_at = Some(c.last_used_at.map_or(at, |stored| stored.max(at)));
             }
         }
-        Ok(clients)
-    }
-
-    /// `GET /v1/admin/clients`.
-    pub async fn client_list(&self, actor: &Actor) -> Result<ClientList, ApiError> {
-        Ok(ClientList { clients: self.list_clients(actor).await?.iter().map(client_state).collect() })
+        Ok(clients.iter().map(client_view).collect())
     }
 
     /// Cuts a client off (`disabled`) or lets it back in, with an audit record in the same unit
@@ -103,7 +98,7 @@ impl National {
         actor: &Actor,
         client_id: &str,
         disabled: bool,
-    ) -> Result<ClientRecord, ApiError> {
+    ) -> Result<ClientView, ApiError> {
         self.may_manage_clients(actor)?;
         let missing = || {
             ApiError::new(ReturnCode::NotFound)
@@ -153,7 +148,7 @@ impl National {
             }
         }
         tracing::info!(client_id, by = %actor.client_id, disabled, "client state changed");
-        Ok(ClientRecord { disabled, ..client })
+        Ok(client_view(&ClientRecord { disabled, ..client }))
     }
 
     /// Whether this node refuses the client's tokens.

@@ -3,6 +3,7 @@
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::AlertStatus;
+use openmvs_core::answer::{AlertRef, AnsweredPack, PackAnswer, ProductSummary};
 use openmvs_core::ids::PackIdentifier;
 use openmvs_core::pack::{BatchFacts, Command, Context, Decision, Facts, Request, decide};
 use openmvs_core::return_code::ReturnCode;
@@ -12,8 +13,9 @@ use openmvs_store::{
     AlertRecord, BatchRecord, Conflict, IdempotencyRecord, OutboxMessage, PackWrite, ProductRecord,
     StoreError, StoredPack, UnitOfWork,
 };
-use openmvs_wire::api::{AlertRef, PackRequest, PackResponse, PackView, ProductView};
+use openmvs_wire::api::PackRequest;
 use openmvs_wire::hub::{AlertMsg, Envelope, IntermarketRequest, Message, PackStateMsg};
+use openmvs_wire::kept;
 
 use crate::request::{self, PackInput, request_hash};
 use crate::{Actor, ApiError, National, Record, new_id};
@@ -39,16 +41,16 @@ struct Routed<'a> {
 
 /// What the audit trail keeps of an answer: the outcome, not the product's master data (which
 /// the trail of the upload already holds). The whole answer is kept with the idempotency record.
-pub(crate) fn audit_result(r: &PackResponse) -> String {
+pub(crate) fn audit_result(r: &PackAnswer) -> String {
     serde_json::json!({
         "trx_id": r.trx_id,
         "accepted": r.accepted,
-        "return_code": r.return_code,
-        "state": r.pack.as_ref().map(|p| &p.state),
-        "reasons": r.pack.as_ref().map(|p| &p.reasons),
-        "alert": r.alert,
+        "return_code": r.code.as_str(),
+        "state": r.pack.as_ref().map(|p| p.view.state.as_str()),
+        "reasons": r.pack.as_ref().map(|p| p.view.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
+        "alert": r.alert.as_ref().map(|a| serde_json::json!({"id": a.id.as_str(), "code": a.code.as_str()})),
         "intermarket": r.intermarket,
-        "warnings": r.warnings.iter().map(|w| &w.code).collect::<Vec<_>>(),
+        "warnings": r.warnings.iter().map(|w| w.code.as_str()).collect::<Vec<_>>(),
     })
     .to_string()
 }
@@ -66,7 +68,7 @@ fn subject_hint(body: &PackRequest) -> String {
 
 /// What one request decided, before it is committed.
 pub(crate) struct Outcome {
-    pub response: PackResponse,
+    pub answer: PackAnswer,
     pub uow: UnitOfWork,
 }
 
@@ -84,7 +86,7 @@ impl National {
         actor: &Actor,
         command: Command,
         body: &PackRequest,
-    ) -> Result<PackResponse, ApiError> {
+    ) -> Result<PackAnswer, ApiError> {
         let now = self.clock.now();
         let operation = command.to_string();
         let input = match request::pack_input(body, now.date()) {
@@ -109,8 +111,9 @@ impl National {
 
     /// Reads, decides and commits one request until it wins any race, with the client's
     /// transaction id: a repeat gets the stored answer (a replay), other content under the same id
-    /// is 409. `req.from_hub` marks a request another market routed here: it never asks the hub
-    /// again and its answer says `intermarket`.
+    /// is 409. The answer is kept as [`kept::pack_answer`] makes it: the JSON it is given in.
+    /// `req.from_hub` marks a request another market routed here: it never asks the hub again and
+    /// its answer says `intermarket`.
     async fn settle(
         &self,
         actor: &Actor,
@@ -118,7 +121,7 @@ impl National {
         req: &Routed<'_>,
         body: &impl serde::Serialize,
         now: Timestamp,
-    ) -> Result<PackResponse, ApiError> {
+    ) -> Result<PackAnswer, ApiError> {
         let (input, operation, subject) = (req.input, req.operation, req.subject);
         let hash = request_hash(operation, &input.id);
         let audit_op = if req.from_hub { format!("intermarket-{operation}") } else { operation.to_owned() };
@@ -141,27 +144,27 @@ impl National {
                 requested_batch_known: ctx.requested_batch_known,
             };
             let mut out = self.decide_pack(actor, command, input, &loaded, now, !req.from_hub).await?;
-            out.response.intermarket |= req.from_hub;
+            out.answer.intermarket |= req.from_hub;
             // "The hub could not be reached" is not an answer to keep: a retry with the same
             // client_trx_id must ask the hub again, so only the attempt is audited.
-            if out.response.return_code != ReturnCode::HubUnreachable.as_str() {
+            if out.answer.code != ReturnCode::HubUnreachable {
                 out.uow.idempotency = Some(IdempotencyRecord {
                     client_id: actor.client_id.clone(),
                     client_trx_id: input.client_trx_id.clone(),
                     request_hash: hash,
                     status: 200,
-                    response: serde_json::to_string(&out.response).map_err(openmvs_store::unavailable)?,
+                    response: kept::pack_answer(&out.answer),
                     created_at: now,
                 });
             }
-            out.uow.audit.push(self.entry(actor, &audit_op, subject, body, &out.response, now));
+            out.uow.audit.push(self.entry(actor, &audit_op, subject, body, &out.answer, now));
             let wakes_relay = !out.uow.outbox.is_empty();
             match self.commit(out.uow).await {
                 Ok(_) => {
                     if wakes_relay {
                         self.relay_wake.notify_one();
                     }
-                    return Ok(out.response);
+                    return Ok(out.answer);
                 }
                 Err(StoreError::Conflict(Conflict::PackVersion { .. } | Conflict::IdempotencyKey)) => {
                     continue;
@@ -181,19 +184,20 @@ impl National {
         body: &impl serde::Serialize,
         stored: &IdempotencyRecord,
         hash: [u8; 32],
-    ) -> Result<PackResponse, ApiError> {
+    ) -> Result<PackAnswer, ApiError> {
         if stored.request_hash != hash {
             let e = ApiError::new(ReturnCode::TransactionIdReused)
                 .with("client_trx_id", "was used by this client for a different request");
             return Err(self.refuse(actor, operation, subject, body, e).await);
         }
-        let response: PackResponse = serde_json::from_str(&stored.response)
-            .map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
+        // Read on the day it was decided, so that its expiry reads as it did then.
+        let answer = kept::read_pack_answer(&stored.response, stored.created_at.date())
+            .map_err(|e| ApiError::from(StoreError::Corrupt(e)))?;
         // The retry is audited as what it is, a replay: it changed nothing and got the stored answer.
         let entry =
-            self.entry(actor, &format!("{operation}-replay"), subject, body, &response, self.clock.now());
+            self.entry(actor, &format!("{operation}-replay"), subject, body, &answer, self.clock.now());
         self.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await?;
-        Ok(response)
+        Ok(answer)
     }
 
     /// Records a refused request in the audit trail (and nothing else), then hands back the error.
@@ -213,7 +217,7 @@ impl National {
                 subject,
                 return_code: e.code.as_str(),
                 request: serde_json::to_string(request).unwrap_or_default(),
-                result: serde_json::to_string(&openmvs_wire::api::ErrorBody::from(&e)).unwrap_or_default(),
+                result: kept::refusal(&e),
             },
         );
         match self.commit(UnitOfWork { audit: vec![entry], ..UnitOfWork::default() }).await {
@@ -230,7 +234,7 @@ impl National {
         operation: &str,
         subject: &str,
         request: &impl serde::Serialize,
-        response: &PackResponse,
+        answer: &PackAnswer,
         now: Timestamp,
     ) -> Entry {
         self.audit_entry(
@@ -239,9 +243,9 @@ impl National {
             Record {
                 operation,
                 subject,
-                return_code: &response.return_code,
+                return_code: answer.code.as_str(),
                 request: serde_json::to_string(request).unwrap_or_default(),
-                result: audit_result(response),
+                result: audit_result(answer),
             },
         )
     }
@@ -289,7 +293,7 @@ impl National {
         decide(&Request { command, batch: &id.batch, expiry: Some(&id.expiry) }, &facts, &ctx)
     }
 
-    /// Turns a decision into the response and the unit of work that makes it true.
+    /// Turns a decision into the answer and the unit of work that makes it true.
     pub(crate) fn outcome(
         &self,
         actor: &Actor,
@@ -318,16 +322,14 @@ impl National {
                 comment: None,
                 source_key: format!("{}/{}", actor.client_id, input.client_trx_id),
             };
-            let r = AlertRef { id: record.id.to_string(), code: code.as_str().to_owned() };
+            let r = AlertRef { id: record.id.clone(), code };
             if self.hub.is_some()
                 && let Some(p) = &loaded.product
             {
+                let alert = (&crate::alerts::view(&record)).into();
                 uow.outbox.push(self.message(
                     id.product_code.as_str(),
-                    Message::Alert(AlertMsg {
-                        alert: crate::alerts::view(&record),
-                        owner: p.owner.to_string(),
-                    }),
+                    Message::Alert(AlertMsg { alert, owner: p.owner.to_string() }),
                     now,
                 ));
             }
@@ -360,24 +362,18 @@ impl National {
             }
         }
         let info = d.code.info();
-        let response = PackResponse {
+        let answer = PackAnswer {
             trx_id: new_id("TRX", now),
-            client_trx_id: input.client_trx_id.to_string(),
+            client_trx_id: input.client_trx_id.clone(),
             accepted: d.accepted,
-            return_code: info.code.to_owned(),
+            code: d.code,
             level: info.level,
             message: info.message.to_owned(),
-            pack: d.view.as_ref().map(|v| PackView {
-                scheme: id.product_code.scheme().to_string(),
-                product_code: id.product_code.to_string(),
-                serial: id.serial.to_string(),
-                batch: id.batch.to_string(),
-                expiry: id.expiry.to_string(),
-                state: v.state.to_string(),
-                reasons: v.reasons.iter().map(|r| r.as_str().to_owned()).collect(),
-                dispensable: v.dispensable,
-            }),
-            product: loaded.product.as_ref().map(|p| ProductView {
+            pack: d
+                .view
+                .as_ref()
+                .map(|v| AnsweredPack { id: PackIdentifier { nhrn: None, ..id.clone() }, view: v.clone() }),
+            product: loaded.product.as_ref().map(|p| ProductSummary {
                 name: p.name.clone(),
                 common_name: p.common_name.clone(),
                 strength: p.strength.clone(),
@@ -388,7 +384,7 @@ impl National {
             intermarket: false,
             warnings: input.warnings.clone(),
         };
-        Outcome { response, uow }
+        Outcome { answer, uow }
     }
 
     /// An outbox message to the hub.
@@ -442,16 +438,20 @@ impl National {
             batch: id.batch.to_string(),
             expiry: id.expiry.to_string(),
         };
-        match hub.intermarket(req).await {
-            Ok(answer) => match answer.response {
-                Some(mut response) => {
-                    response.intermarket = true;
-                    response.client_trx_id = input.client_trx_id.to_string();
-                    response.warnings = input.warnings.clone();
-                    Ok(Outcome { response, uow: UnitOfWork::default() })
-                }
-                None => Ok(unknown(ReturnCode::ProductUnknown)),
-            },
+        // The other market's answer, decided today; one that does not read counts as no answer.
+        let answered = hub.intermarket(req).await.and_then(|a| {
+            a.response
+                .map(|r| r.to_answer(now.date()).map_err(|e| format!("the answer does not read: {e}")))
+                .transpose()
+        });
+        match answered {
+            Ok(Some(mut answer)) => {
+                answer.intermarket = true;
+                answer.client_trx_id = input.client_trx_id.clone();
+                answer.warnings = input.warnings.clone();
+                Ok(Outcome { answer, uow: UnitOfWork::default() })
+            }
+            Ok(None) => Ok(unknown(ReturnCode::ProductUnknown)),
             Err(e) => {
                 tracing::warn!(error = %e, "inter-market request failed");
                 Ok(unknown(ReturnCode::HubUnreachable))
@@ -461,7 +461,7 @@ impl National {
 
     /// Processes a request that the hub routed here from another market, as if it had been made
     /// in that market. `None` when this market does not know the product either.
-    pub async fn intermarket(&self, req: &IntermarketRequest) -> Result<Option<PackResponse>, ApiError> {
+    pub async fn intermarket(&self, req: &IntermarketRequest) -> Result<Option<PackAnswer>, ApiError> {
         let now = self.clock.now();
         let bad = |field: &str, why: String| ApiError::field(field, why);
         let command = Command::parse(&req.command)

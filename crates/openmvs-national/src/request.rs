@@ -5,7 +5,7 @@ use openmvs_core::ids::{Batch, ClientTrxId, Expiry, IdError, PackIdentifier, Pro
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::scan::{self, ScanWarning};
 use openmvs_core::time::Date;
-use openmvs_wire::api::{PackRequest, Warning};
+use openmvs_wire::api::PackRequest;
 use sha2::{Digest, Sha256};
 
 use crate::ApiError;
@@ -23,7 +23,7 @@ pub struct PackInput {
     /// The pack identifier.
     pub id: PackIdentifier,
     /// Scan-integrity hints, when a raw scan was given.
-    pub warnings: Vec<Warning>,
+    pub warnings: Vec<ScanWarning>,
 }
 
 /// Checks a client transaction id: 1-100 printable ASCII characters.
@@ -99,10 +99,6 @@ pub fn fields(
     })
 }
 
-fn warning(w: &ScanWarning) -> Warning {
-    Warning { code: w.code.as_str().to_owned(), message: w.message.clone() }
-}
-
 /// Validates a single-pack request body.
 pub fn pack_input(body: &PackRequest, today: Date) -> Result<PackInput, ApiError> {
     let client_trx_id = client_trx_id(body.client_trx_id.as_deref())?;
@@ -132,11 +128,7 @@ pub fn pack_input(body: &PackRequest, today: Date) -> Result<PackInput, ApiError
                     if e.is_check_digit() { ReturnCode::CheckDigit } else { ReturnCode::MalformedRequest };
                 ApiError::new(code).with("scan", e.to_string())
             })?;
-            Ok(PackInput {
-                client_trx_id,
-                warnings: parsed.warnings.iter().map(warning).collect(),
-                id: parsed.id,
-            })
+            Ok(PackInput { client_trx_id, warnings: parsed.warnings, id: parsed.id })
         }
         None => {
             let id = fields(

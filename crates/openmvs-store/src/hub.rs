@@ -36,6 +36,10 @@ use openmvs_core::time::Timestamp;
 
 use crate::{AlertUpdate, AuditStore, BoxFuture, MessageId, OutboxMessage, StoreResult, StoredOutboxMessage};
 
+/// Where an upload is, in all and in each market, and the lines it rejected: domain notions the
+/// store keeps and the hub answers with.
+pub use openmvs_core::upload::{MarketDelivery, UploadRejection, UploadStatus};
+
 /// The audit market of the hub's own trail: the hub's records form one chain of their own.
 pub const HUB_AUDIT_MARKET: &str = "HUB";
 
@@ -198,38 +202,6 @@ pub struct SerialDigests {
     pub on_duplicate: OnDuplicate,
 }
 
-/// Where an upload is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UploadStatus {
-    /// Lines are being received and distributed.
-    Received,
-    /// Every line is received and validated; chunks may still await acknowledgement.
-    Validated,
-    /// Every target market acknowledged every chunk.
-    Distributed,
-    /// The upload was abandoned (what was distributed stays distributed).
-    Failed,
-}
-
-impl UploadStatus {
-    /// The upper-case name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UploadStatus::Received => "RECEIVED",
-            UploadStatus::Validated => "VALIDATED",
-            UploadStatus::Distributed => "DISTRIBUTED",
-            UploadStatus::Failed => "FAILED",
-        }
-    }
-
-    /// Parses an upper-case name.
-    pub fn parse(s: &str) -> Option<UploadStatus> {
-        [UploadStatus::Received, UploadStatus::Validated, UploadStatus::Distributed, UploadStatus::Failed]
-            .into_iter()
-            .find(|u| u.as_str() == s)
-    }
-}
-
 /// How an upload ends; DISTRIBUTED is not among them because the engine decides it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadOutcome {
@@ -237,25 +209,6 @@ pub enum UploadOutcome {
     Validated,
     /// Abandoned.
     Failed,
-}
-
-/// Where an upload is in one market.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MarketDelivery {
-    /// Chunks may still come, or some await acknowledgement.
-    Pending,
-    /// The upload is validated (no more chunks will come) and the market acknowledged every one.
-    Distributed,
-}
-
-impl MarketDelivery {
-    /// The upper-case name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MarketDelivery::Pending => "PENDING",
-            MarketDelivery::Distributed => "DISTRIBUTED",
-        }
-    }
 }
 
 /// An upload's delivery to one target market.
@@ -310,17 +263,6 @@ pub struct NewUpload {
     pub markets: Vec<MarketCode>,
     /// When it was accepted.
     pub created_at: Timestamp,
-}
-
-/// A rejected line of an upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadRejection {
-    /// The line number, from 1; unique per upload.
-    pub line: u64,
-    /// The line as the OBP sent it, echoed back so that it can fix its file.
-    pub serial: String,
-    /// Why.
-    pub reason: String,
 }
 
 /// Progress on an upload in RECEIVED status (anything else conflicts: it has ended).

@@ -22,6 +22,8 @@ openmvs_core::opaque_id!(
     /// leases it takes.
     NodeId
 );
+/// Where a bulk job is: a domain notion the store keeps and the national system answers with.
+pub use openmvs_core::answer::BulkStatus;
 
 /// A pack record with the version its row has; the version grows by one with every write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,33 +189,6 @@ pub struct IdempotencyRecord {
     pub response: String,
     /// When it was stored.
     pub created_at: Timestamp,
-}
-
-/// Where a bulk job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BulkStatus {
-    /// Accepted, waiting for a worker.
-    Pending,
-    /// Being processed.
-    Running,
-    /// Every row has a result.
-    Done,
-}
-
-impl BulkStatus {
-    /// The upper-case name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BulkStatus::Pending => "PENDING",
-            BulkStatus::Running => "RUNNING",
-            BulkStatus::Done => "DONE",
-        }
-    }
-
-    /// Parses an upper-case name.
-    pub fn parse(s: &str) -> Option<BulkStatus> {
-        [BulkStatus::Pending, BulkStatus::Running, BulkStatus::Done].into_iter().find(|b| b.as_str() == s)
-    }
 }
 
 /// A bulk request and its results.

@@ -1,6 +1,8 @@
 //! Bodies of the operator routes: the NMVO's client administration (`/v1/admin/clients`), and the
 //! clock route that exists only in demonstrations (`openmvs demo --fake-clock`).
 
+use openmvs_core::answer::ClientView;
+use openmvs_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// `POST /admin/v1/clock`.
@@ -42,4 +44,24 @@ pub struct ClientState {
 pub struct ClientList {
     /// Every client of the market, in id order.
     pub clients: Vec<ClientState>,
+}
+
+impl From<&ClientView> for ClientState {
+    fn from(c: &ClientView) -> ClientState {
+        ClientState {
+            client_id: c.client_id.to_string(),
+            role: c.role.to_string(),
+            location: c.location.to_string(),
+            name: c.name.clone(),
+            state: if c.disabled { "DISABLED" } else { "ENABLED" }.to_owned(),
+            created_at: c.created_at.to_rfc3339(),
+            last_used_at: c.last_used_at.map(Timestamp::to_rfc3339),
+        }
+    }
+}
+
+impl From<&[ClientView]> for ClientList {
+    fn from(clients: &[ClientView]) -> ClientList {
+        ClientList { clients: clients.iter().map(ClientState::from).collect() }
+    }
 }

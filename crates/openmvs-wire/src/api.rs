@@ -1,8 +1,20 @@
 //! Request and response bodies of the end-user API (api.md §2), exactly as they travel.
 //!
 //! Requests refuse unknown fields, so a misspelt optional field is an error instead of being
-//! silently ignored.
+//! silently ignored. Each answer is made from the domain value the service answers with (a `From`
+//! impl); the answers that are kept or relayed also read back into that value (`to_answer` and
+//! the like), so that it makes the same JSON again.
 
+use openmvs_core::alert::{self, AlertStatus, Classification};
+use openmvs_core::answer;
+use openmvs_core::ids::{
+    AlertId, Batch, BulkId, ClientTrxId, Expiry, Location, MarketCode, PackIdentifier, ProductCode, Scheme,
+    Serial,
+};
+use openmvs_core::pack::{self, PackState, Reason};
+use openmvs_core::return_code::{AlertCode, ReturnCode};
+use openmvs_core::scan::{ScanWarning, WarningCode};
+use openmvs_core::time::{Date, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The body of `POST /v1/packs/{operation}` and `.../undo`: the identifier given field by field,
@@ -331,4 +343,290 @@ pub struct AuditRecordView {
 pub struct AuditRecords {
     /// In chain order.
     pub records: Vec<AuditRecordView>,
+}
+
+// Made from the domain's answers, and read back into them for the answers that are kept or
+// relayed (a replay of a kept answer, another market's answer through the hub).
+
+fn return_code(field: &str, s: &str) -> Result<ReturnCode, String> {
+    ReturnCode::parse(s).ok_or_else(|| format!("{field}: '{s}' is no return code"))
+}
+
+fn pack_state(field: &str, s: &str) -> Result<PackState, String> {
+    PackState::parse(s).ok_or_else(|| format!("{field}: '{s}' is no pack state"))
+}
+
+impl From<&answer::AnsweredPack> for PackView {
+    fn from(p: &answer::AnsweredPack) -> PackView {
+        let (id, v) = (&p.id, &p.view);
+        PackView {
+            scheme: id.product_code.scheme().to_string(),
+            product_code: id.product_code.to_string(),
+            serial: id.serial.to_string(),
+            batch: id.batch.to_string(),
+            expiry: id.expiry.to_string(),
+            state: v.state.to_string(),
+            reasons: v.reasons.iter().map(|r| r.as_str().to_owned()).collect(),
+            dispensable: v.dispensable,
+        }
+    }
+}
+
+impl PackView {
+    /// The pack this view shows; `decided_on` is the day the answer was decided, against which
+    /// the expiry's century is read as it was then.
+    pub fn to_answered(&self, decided_on: Date) -> Result<answer::AnsweredPack, String> {
+        let scheme = Scheme::parse(&self.scheme).map_err(|e| format!("pack.scheme: {e}"))?;
+        let product_code =
+            ProductCode::new(scheme, &self.product_code).map_err(|e| format!("pack.product_code: {e}"))?;
+        let id = PackIdentifier {
+            product_code,
+            serial: Serial::new(&self.serial).map_err(|e| format!("pack.serial: {e}"))?,
+            batch: Batch::new(&self.batch).map_err(|e| format!("pack.batch: {e}"))?,
+            expiry: Expiry::parse(&self.expiry, decided_on).map_err(|e| format!("pack.expiry: {e}"))?,
+            nhrn: None,
+        };
+        let reasons = self
+            .reasons
+            .iter()
+            .map(|r| Reason::parse(r).ok_or_else(|| format!("pack.reasons: '{r}' is no reason")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let view = pack::PackView {
+            state: pack_state("pack.state", &self.state)?,
+            reasons,
+            dispensable: self.dispensable,
+        };
+        Ok(answer::AnsweredPack { id, view })
+    }
+}
+
+impl From<&answer::ProductSummary> for ProductView {
+    fn from(p: &answer::ProductSummary) -> ProductView {
+        ProductView {
+            name: p.name.clone(),
+            common_name: p.common_name.clone(),
+            strength: p.strength.clone(),
+            form: p.form.clone(),
+            pack_size: p.pack_size.clone(),
+        }
+    }
+}
+
+impl From<&ProductView> for answer::ProductSummary {
+    fn from(p: &ProductView) -> answer::ProductSummary {
+        answer::ProductSummary {
+            name: p.name.clone(),
+            common_name: p.common_name.clone(),
+            strength: p.strength.clone(),
+            form: p.form.clone(),
+            pack_size: p.pack_size.clone(),
+        }
+    }
+}
+
+impl From<&answer::AlertRef> for AlertRef {
+    fn from(a: &answer::AlertRef) -> AlertRef {
+        AlertRef { id: a.id.to_string(), code: a.code.as_str().to_owned() }
+    }
+}
+
+impl AlertRef {
+    /// The alert this reference names.
+    pub fn to_alert_ref(&self) -> Result<answer::AlertRef, String> {
+        let code =
+            AlertCode::parse(&self.code).ok_or_else(|| format!("alert.code: '{}' is unknown", self.code))?;
+        Ok(answer::AlertRef { id: AlertId::new(self.id.as_str()), code })
+    }
+}
+
+impl From<&ScanWarning> for Warning {
+    fn from(w: &ScanWarning) -> Warning {
+        Warning { code: w.code.as_str().to_owned(), message: w.message.clone() }
+    }
+}
+
+impl Warning {
+    /// The scan warning this hint carries.
+    pub fn to_scan_warning(&self) -> Result<ScanWarning, String> {
+        let code =
+            WarningCode::parse(&self.code).ok_or_else(|| format!("warnings: '{}' is unknown", self.code))?;
+        Ok(ScanWarning { code, message: self.message.clone() })
+    }
+}
+
+impl From<&answer::PackAnswer> for PackResponse {
+    fn from(a: &answer::PackAnswer) -> PackResponse {
+        PackResponse {
+            trx_id: a.trx_id.clone(),
+            client_trx_id: a.client_trx_id.to_string(),
+            accepted: a.accepted,
+            return_code: a.code.as_str().to_owned(),
+            level: a.level,
+            message: a.message.clone(),
+            pack: a.pack.as_ref().map(PackView::from),
+            product: a.product.as_ref().map(ProductView::from),
+            alert: a.alert.as_ref().map(AlertRef::from),
+            intermarket: a.intermarket,
+            warnings: a.warnings.iter().map(Warning::from).collect(),
+        }
+    }
+}
+
+impl PackResponse {
+    /// The answer this response gives; `decided_on` is the day it was decided (see
+    /// [`PackView::to_answered`]).
+    pub fn to_answer(&self, decided_on: Date) -> Result<answer::PackAnswer, String> {
+        Ok(answer::PackAnswer {
+            trx_id: self.trx_id.clone(),
+            client_trx_id: ClientTrxId::new(self.client_trx_id.as_str()),
+            accepted: self.accepted,
+            code: return_code("return_code", &self.return_code)?,
+            level: self.level,
+            message: self.message.clone(),
+            pack: self.pack.as_ref().map(|p| p.to_answered(decided_on)).transpose()?,
+            product: self.product.as_ref().map(answer::ProductSummary::from),
+            alert: self.alert.as_ref().map(AlertRef::to_alert_ref).transpose()?,
+            intermarket: self.intermarket,
+            warnings: self.warnings.iter().map(Warning::to_scan_warning).collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl From<&answer::BulkAccepted> for BulkAccepted {
+    fn from(a: &answer::BulkAccepted) -> BulkAccepted {
+        BulkAccepted { bulk_id: a.bulk_id.to_string() }
+    }
+}
+
+impl From<&BulkAccepted> for answer::BulkAccepted {
+    fn from(a: &BulkAccepted) -> answer::BulkAccepted {
+        answer::BulkAccepted { bulk_id: BulkId::new(a.bulk_id.as_str()) }
+    }
+}
+
+impl From<&answer::BulkRowResult> for BulkResult {
+    fn from(r: &answer::BulkRowResult) -> BulkResult {
+        BulkResult {
+            serial: r.serial.clone(),
+            product_code: r.product_code.clone(),
+            accepted: r.accepted,
+            return_code: r.code.as_str().to_owned(),
+            state: r.state.map(|s| s.to_string()),
+            alert: r.alert.as_ref().map(AlertRef::from),
+        }
+    }
+}
+
+impl BulkResult {
+    /// The row result this shows.
+    pub fn to_row_result(&self) -> Result<answer::BulkRowResult, String> {
+        Ok(answer::BulkRowResult {
+            serial: self.serial.clone(),
+            product_code: self.product_code.clone(),
+            accepted: self.accepted,
+            code: return_code("return_code", &self.return_code)?,
+            state: self.state.as_deref().map(|s| pack_state("state", s)).transpose()?,
+            alert: self.alert.as_ref().map(AlertRef::to_alert_ref).transpose()?,
+        })
+    }
+}
+
+impl From<&answer::BulkReport> for BulkStatusResponse {
+    fn from(r: &answer::BulkReport) -> BulkStatusResponse {
+        BulkStatusResponse {
+            bulk_id: r.bulk_id.to_string(),
+            status: r.status.as_str().to_owned(),
+            done: r.done,
+            total: r.total,
+            results: r.results.iter().map(BulkResult::from).collect(),
+        }
+    }
+}
+
+impl From<&alert::AlertView> for AlertView {
+    fn from(a: &alert::AlertView) -> AlertView {
+        AlertView {
+            id: a.id.to_string(),
+            code: a.code.to_string(),
+            return_code: a.return_code.to_string(),
+            market: a.market.to_string(),
+            product_code: a.product_code.clone(),
+            serial: a.serial.to_string(),
+            batch: a.batch.clone(),
+            location: a.location.to_string(),
+            created_at: a.created_at.to_rfc3339(),
+            status: a.status.to_string(),
+            classification: a.classification.map(|c| c.as_str().to_owned()),
+            comment: a.comment.clone(),
+        }
+    }
+}
+
+impl AlertView {
+    /// The alert this view shows.
+    pub fn to_alert(&self) -> Result<alert::AlertView, String> {
+        Ok(alert::AlertView {
+            id: AlertId::new(self.id.as_str()),
+            code: AlertCode::parse(&self.code).ok_or_else(|| format!("code: '{}' is unknown", self.code))?,
+            return_code: return_code("return_code", &self.return_code)?,
+            market: MarketCode::new(&self.market).map_err(|e| format!("market: {e}"))?,
+            product_code: self.product_code.clone(),
+            serial: Serial::new(&self.serial).map_err(|e| format!("serial: {e}"))?,
+            batch: self.batch.clone(),
+            location: Location::new(&self.location).map_err(|e| format!("location: {e}"))?,
+            created_at: Timestamp::parse_rfc3339(&self.created_at)
+                .ok_or_else(|| format!("created_at: '{}' is no time", self.created_at))?,
+            status: AlertStatus::parse(&self.status)
+                .ok_or_else(|| format!("status: '{}' is unknown", self.status))?,
+            classification: self
+                .classification
+                .as_deref()
+                .map(|c| Classification::parse(c).ok_or_else(|| format!("classification: '{c}' is unknown")))
+                .transpose()?,
+            comment: self.comment.clone(),
+        })
+    }
+}
+
+impl From<&alert::AlertPage> for AlertList {
+    fn from(p: &alert::AlertPage) -> AlertList {
+        AlertList {
+            alerts: p.alerts.iter().map(AlertView::from).collect(),
+            next_cursor: p.next_cursor.as_ref().map(AlertId::to_string),
+        }
+    }
+}
+
+impl From<&answer::AuditRecordView> for AuditRecordView {
+    fn from(r: &answer::AuditRecordView) -> AuditRecordView {
+        // A record holds its request and result as JSON; one that does not parse is shown as text.
+        let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.to_owned()));
+        AuditRecordView {
+            seq: r.seq,
+            at: r.at.to_rfc3339(),
+            actor: r.actor.clone(),
+            role: r.role.clone(),
+            location: r.location.clone(),
+            operation: r.operation.clone(),
+            return_code: r.return_code.clone(),
+            request: parse(&r.request),
+            result: parse(&r.result),
+        }
+    }
+}
+
+impl From<&[answer::AuditRecordView]> for AuditRecords {
+    fn from(records: &[answer::AuditRecordView]) -> AuditRecords {
+        AuditRecords { records: records.iter().map(AuditRecordView::from).collect() }
+    }
+}
+
+impl From<&answer::IssuedToken> for TokenResponse {
+    fn from(t: &answer::IssuedToken) -> TokenResponse {
+        TokenResponse {
+            access_token: t.access_token.clone(),
+            token_type: "Bearer".into(),
+            expires_in: t.expires_in,
+        }
+    }
 }

@@ -4,19 +4,28 @@
 //! in `openmvs-core` are not `Serialize`; each shape here is built from them explicitly, so a
 //! change in the core never changes the wire by accident.
 //!
-//! One rule for converting between wire and domain values: services speak domain types (the
-//! core's, which is why the hub's catalogue answers live in `openmvs_core::catalog`); a wire shape
-//! is made from a domain value by a `From` impl in this crate (as `ErrorBody` and `HubErrorBody`
-//! are from `openmvs_core::error::ApiError`, and the `obp` answers from the catalogue's), applied
-//! by `openmvs-http` in the handler. The hub protocol ([`hub`]) is the exception: its envelopes
-//! are what the outboxes store and the systems exchange, so the services build and read them.
-//! Not yet following the rule: the national service, and the hub's alert routes, answer with
-//! `api` shapes the service builds from core values itself; the hub's upload and pack state
-//! answers, which carry store types, are copied into their shapes in the handlers.
+//! One rule for converting between wire and domain values: services speak domain types, the
+//! core's. A service answers with a domain value (`openmvs_core::catalog`, `answer`, `alert`,
+//! `upload`, `obp_states`), and the handler in `openmvs-http` makes its wire shape with a `From`
+//! impl of this crate (as `ErrorBody` and `HubErrorBody` are made from
+//! `openmvs_core::error::ApiError`); `openmvs` prints the shapes its commands show the same way.
+//! What a service keeps of an answer (the answer kept with a client's transaction id for a
+//! replay, a bulk job's row results, the alert a market forwarded to the hub, the audit records
+//! that hold an answer or a refusal) is the JSON of that wire shape, written and read back into
+//! the domain value only through [`kept`], with the same `From` impls, so that a replay answers
+//! the bytes first answered. Requests go the other way: the handler parses the body into its
+//! shape, and the service takes it unvalidated (the national system an `api` request, since it
+//! audits a refusal with the body as received; the hub the core's raw values, such as
+//! [`obp::ProductRequest::to_raw`]) and validates it itself. The hub protocol ([`hub`]) is the
+//! exception: its envelopes, and the `api` answers they carry, are what the outboxes store and the
+//! systems exchange, so the services build and read them (as the hub builds its OBPs' callback
+//! events). `openmvs/tests/tidy.rs` checks that the services name no `api`, `obp` or `admin`
+//! shape beyond the requests they validate.
 
 pub mod admin;
 pub mod api;
 pub mod hub;
+pub mod kept;
 pub mod obp;
 
 use openmvs_core::return_code::ReturnCode;

@@ -6,9 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use openmvs_core::answer::CallbackAnswer;
 use openmvs_core::catalog;
 use openmvs_core::ids::MarketCode;
 use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
+use openmvs_core::obp_states::{PackAcrossMarkets, PackStateResult, PackStatesAnswer};
+use openmvs_core::upload::{UploadAccepted, UploadRejection, UploadView};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ErrorBody, ErrorDetail};
@@ -366,4 +369,79 @@ pub struct PackQueryBody {
     pub batch: Option<String>,
     /// Each target market by market code.
     pub markets: BTreeMap<String, MarketPackStateBody>,
+}
+
+impl From<&UploadAccepted> for UploadAcceptedBody {
+    fn from(a: &UploadAccepted) -> UploadAcceptedBody {
+        UploadAcceptedBody { upload_id: a.upload_id.to_string(), received: a.received }
+    }
+}
+
+impl From<&UploadRejection> for RejectedLine {
+    fn from(r: &UploadRejection) -> RejectedLine {
+        RejectedLine { line: r.line, serial: r.serial.clone(), reason: r.reason.clone() }
+    }
+}
+
+impl From<&UploadView> for UploadStatusBody {
+    fn from(u: &UploadView) -> UploadStatusBody {
+        UploadStatusBody {
+            upload_id: u.id.to_string(),
+            product_code: u.product_code.as_str().to_owned(),
+            batch: u.batch.as_str().to_owned(),
+            status: u.status.as_str().to_owned(),
+            received: u.received,
+            rejected_count: u.rejected_count,
+            rejected: u.rejected.iter().map(RejectedLine::from).collect(),
+            markets: u.markets.iter().map(|(m, d)| (m.as_str().to_owned(), d.as_str().to_owned())).collect(),
+        }
+    }
+}
+
+impl From<&PackStateResult> for PackStateResultBody {
+    fn from(r: &PackStateResult) -> PackStateResultBody {
+        PackStateResultBody {
+            serial: r.serial.clone(),
+            accepted: r.accepted,
+            return_code: r.return_code.as_str().to_owned(),
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+impl From<&PackStatesAnswer> for PackStatesBody {
+    fn from(a: &PackStatesAnswer) -> PackStatesBody {
+        PackStatesBody {
+            product_code: a.product_code.as_str().to_owned(),
+            batch: a.batch.as_str().to_owned(),
+            state: a.state.as_str().to_owned(),
+            markets: names(&a.markets),
+            recalled: names(&a.recalled),
+            results: a.results.iter().map(PackStateResultBody::from).collect(),
+        }
+    }
+}
+
+impl From<&PackAcrossMarkets> for PackQueryBody {
+    fn from(a: &PackAcrossMarkets) -> PackQueryBody {
+        PackQueryBody {
+            batch: a.batch.clone(),
+            markets: a
+                .markets
+                .iter()
+                .map(|(m, p)| {
+                    (
+                        m.as_str().to_owned(),
+                        MarketPackStateBody { state: p.state.clone(), reasons: p.reasons.clone() },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&CallbackAnswer> for CallbackBody {
+    fn from(a: &CallbackAnswer) -> CallbackBody {
+        CallbackBody { url: a.url.clone(), secret: a.secret.clone() }
+    }
 }

@@ -167,6 +167,11 @@ impl WarningCode {
             WarningCode::SerialMayContainAi => "SERIAL_MAY_CONTAIN_AI",
         }
     }
+
+    /// Parses the code used on the wire.
+    pub fn parse(s: &str) -> Option<WarningCode> {
+        WarningCode::ALL.into_iter().find(|w| w.as_str() == s)
+    }
 }
 
 impl fmt::Display for WarningCode {

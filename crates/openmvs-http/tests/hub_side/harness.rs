@@ -215,10 +215,12 @@ impl Harness {
         batch: &str,
         serial: &str,
     ) -> PackResponse {
-        self.national
+        let answer = self
+            .national
             .pack(actor, command, &pack_req(trx, product_code, batch, serial))
             .await
-            .expect("processed")
+            .expect("processed");
+        PackResponse::from(&answer)
     }
 
     /// The stored state of a pack here.

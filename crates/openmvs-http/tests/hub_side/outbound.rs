@@ -1,7 +1,7 @@
 //! The outbox relay towards the hub: state changes of multi-market packs and alerts for the
 //! owning OBP, delivered over mutual TLS, in commit order per product.
 
-use openmvs_national::hub::parse_rfc3339;
+use openmvs_core::time::Timestamp;
 use openmvs_store::OutboxStore;
 use openmvs_wire::hub::{Envelope, Message, PackStateMsg};
 
@@ -43,7 +43,7 @@ async fn a_supply_of_a_multi_market_pack_is_delivered_to_the_hub_as_pack_state()
     );
     assert_eq!((s.state.as_str(), s.command.as_str()), ("SUPPLIED", "supply"));
     assert_eq!((s.market.as_str(), s.location.as_str()), ("DE", "DE-PHARMA-1"));
-    assert!(parse_rfc3339(&s.at).is_some(), "at: {}", s.at);
+    assert!(Timestamp::parse_rfc3339(&s.at).is_some(), "at: {}", s.at);
     assert!(
         h.hub.peers().iter().all(|names| names.iter().any(|n| n == NATIONAL_NAME)),
         "the link presents the national system's certificate: {:?}",

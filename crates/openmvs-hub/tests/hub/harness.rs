@@ -190,7 +190,8 @@ impl NationalQueries for TestQueries {
             self.asked.lock().unwrap().push(market);
             let national =
                 self.nationals.get(&market).ok_or_else(|| format!("no national system {market}"))?;
-            let response = national.intermarket(&req).await.map_err(|e| e.to_string())?;
+            let answer = national.intermarket(&req).await.map_err(|e| e.to_string())?;
+            let response = answer.as_ref().map(PackResponse::from);
             Ok(IntermarketAnswer { market: response.as_ref().map(|_| market.to_string()), response })
         })
     }
@@ -459,7 +460,8 @@ impl World {
             scan: None,
             entry_mode: None,
         };
-        self.national(market).pack(&actor, command, &req).await.expect("a processed request")
+        let answer = self.national(market).pack(&actor, command, &req).await.expect("a processed request");
+        PackResponse::from(&answer)
     }
 
     /// A pharmacy of `market` verifies a pack and gets its return code.

@@ -102,9 +102,9 @@ async fn another_obp_touching_a_product_gets_403_and_cannot_see_its_uploads() {
         forbidden(w.hub.put_product("obp-unknown", GTIN, &raw_product(&["DE"])).await.unwrap_err()),
         f
     );
-    let e = w.hub.upload(OTHER_OBP, &up.upload_id).await.unwrap_err();
+    let e = w.hub.upload(OTHER_OBP, up.upload_id.as_str()).await.unwrap_err();
     assert_eq!((e.code, e.http_status()), (ReturnCode::NotFound, 404));
-    assert!(w.hub.upload(OBP, &up.upload_id).await.is_ok());
+    assert!(w.hub.upload(OBP, up.upload_id.as_str()).await.is_ok());
     // Refusals are audited, under the OBP that was refused.
     let trail = w.hub.store().audit_by_subject(&format!("GTIN/{GTIN}")).await.unwrap();
     assert!(trail.iter().any(|r| r.entry.actor == OTHER_OBP && r.entry.return_code == "NMVS_FE_AU_04"));
@@ -158,7 +158,7 @@ async fn an_upload_of_25000_serials_rejects_bad_lines_by_number_and_reaches_de_a
     let up = w.upload(lines).await;
     assert_eq!(up.received, 25_003);
 
-    let v = w.hub.upload(OBP, &up.upload_id).await.unwrap();
+    let v = w.hub.upload(OBP, up.upload_id.as_str()).await.unwrap();
     assert_eq!((v.status, v.received, v.rejected_count), (UploadStatus::Validated, 25_003, 3));
     let rejected: Vec<(u64, &str)> = v.rejected.iter().map(|r| (r.line, r.serial.as_str())).collect();
     assert_eq!(rejected, [(7, "QZX00000002"), (12_000, "QZX#BAD"), (20_001, "QZX123456789012345678")]);
@@ -172,7 +172,7 @@ async fn an_upload_of_25000_serials_rejects_bad_lines_by_number_and_reaches_de_a
     assert_eq!(w.hub.store().digest_count(&gtin()).await.unwrap(), 25_000);
 
     w.relay_all().await;
-    let v = w.hub.upload(OBP, &up.upload_id).await.unwrap();
+    let v = w.hub.upload(OBP, up.upload_id.as_str()).await.unwrap();
     assert_eq!(v.status, UploadStatus::Distributed);
     assert_eq!(
         markets(&v),
@@ -189,12 +189,12 @@ async fn an_upload_of_25000_serials_rejects_bad_lines_by_number_and_reaches_de_a
 
     // The same serial in a later upload is a repeat; a new one is not.
     let later = w.upload(vec!["QZX00012345".into(), "QZX99999999".into()]).await;
-    let v = w.hub.upload(OBP, &later.upload_id).await.unwrap();
+    let v = w.hub.upload(OBP, later.upload_id.as_str()).await.unwrap();
     assert_eq!((v.received, v.rejected_count), (2, 1));
     assert_eq!((v.rejected[0].line, v.rejected[0].reason.contains("uploaded before")), (1, true));
     w.relay_all().await;
     assert_eq!(w.national("FR").store().pack_count().await.unwrap(), 25_001);
-    assert_eq!(w.hub.upload(OBP, &later.upload_id).await.unwrap().status, UploadStatus::Distributed);
+    assert_eq!(w.hub.upload(OBP, later.upload_id.as_str()).await.unwrap().status, UploadStatus::Distributed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +204,7 @@ async fn a_market_that_is_down_gets_its_whole_backlog_once_and_in_order_when_it_
     w.product_and_batch(&["DE", "FR"]).await;
     let up = w.upload(serials(0, 25)).await;
     w.relay_all().await;
-    let v = w.hub.upload(OBP, &up.upload_id).await.unwrap();
+    let v = w.hub.upload(OBP, up.upload_id.as_str()).await.unwrap();
     assert_eq!(v.status, UploadStatus::Validated);
     assert_eq!(
         markets(&v),
@@ -226,7 +226,7 @@ async fn a_market_that_is_down_gets_its_whole_backlog_once_and_in_order_when_it_
     assert!(fr.iter().all(|s| s.status == "APPLIED"), "each message once: {fr:?}");
     assert_eq!(w.link.kinds("DE").len(), 5, "DE got nothing twice");
     assert_eq!(w.national("FR").store().pack_count().await.unwrap(), 25);
-    let v = w.hub.upload(OBP, &up.upload_id).await.unwrap();
+    let v = w.hub.upload(OBP, up.upload_id.as_str()).await.unwrap();
     assert_eq!(v.status, UploadStatus::Distributed);
     assert_eq!(w.hub.store().pending().await.unwrap(), 0);
     assert_eq!(w.verify("FR", "QZX00000024").await, "NMVS_SUCCESS");
@@ -288,7 +288,7 @@ async fn an_empty_line_inside_an_upload_is_rejected_but_empty_lines_at_the_end_a
     let lines = ["QZX1", "", "", "QZX2", "", ""].map(String::from).to_vec();
     let up = w.upload(lines).await;
     assert_eq!(up.received, 4);
-    let v = w.hub.upload(OBP, &up.upload_id).await.unwrap();
+    let v = w.hub.upload(OBP, up.upload_id.as_str()).await.unwrap();
     let rejected: Vec<u64> = v.rejected.iter().map(|r| r.line).collect();
     assert_eq!(rejected, [2, 3]);
     assert_eq!(w.hub.store().digest_count(&gtin()).await.unwrap(), 2);

@@ -84,7 +84,7 @@ pub async fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
                 national.list_clients(&national.operator()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close().await;
             let rows = clients.iter().map(|c| {
-                let state = openmvs_national::client_state(c);
+                let state = openmvs_wire::admin::ClientState::from(c);
                 vec![
                     state.client_id,
                     state.role,

@@ -341,7 +341,7 @@ async fn seed(hub: &Hub, markets: &[MarketCode]) -> anyhow::Result<Value> {
     let started = Instant::now();
     for (owner, id) in uploads {
         loop {
-            let v = hub.upload(owner, &id).await.map_err(|e| anyhow::anyhow!("upload {id}: {e}"))?;
+            let v = hub.upload(owner, id.as_str()).await.map_err(|e| anyhow::anyhow!("upload {id}: {e}"))?;
             match v.status {
                 UploadStatus::Distributed => break,
                 UploadStatus::Failed => bail!("upload {id} failed"),
