@@ -297,3 +297,129 @@ fn tests_do_not_sleep_but_wait_for_events() {
     let stale: Vec<_> = SLEEPS_ALLOWED.iter().zip(used).filter(|(_, u)| !u).map(|(a, _)| a).collect();
     assert!(stale.is_empty(), "allowed to sleep, but no longer does (drop it from the list): {stale:?}");
 }
+
+/// Why a national request names its shape in the service: it reaches the service unvalidated.
+const REQUEST: &str = "a request, validated by the service so that a refusal names the field and is audited with \
+                       the body as received";
+
+/// The shapes of `openmvs_wire::{api, obp, admin}` the services may name, each place (file, shape)
+/// with why. Everything a service answers or keeps is a domain value: the handler makes its shape
+/// with a `From` impl, and what a service keeps goes through `openmvs_wire::kept`
+/// (ARCHITECTURE.md, `crates/openmvs-wire`). The hub protocol (`openmvs_wire::hub`) is the
+/// exception and is not checked here.
+const WIRE_SHAPES_IN_SERVICES: &[(&str, &str, &str)] = &[
+    ("crates/openmvs-national/src/request.rs", "PackRequest", REQUEST),
+    ("crates/openmvs-national/src/packs.rs", "PackRequest", REQUEST),
+    ("crates/openmvs-national/src/bulk.rs", "BulkRequest", REQUEST),
+    (
+        "crates/openmvs-national/src/bulk.rs",
+        "BulkRow",
+        "a row of a bulk request, validated by the service and kept with the job as submitted",
+    ),
+    ("crates/openmvs-national/src/alerts.rs", "AlertStatusRequest", REQUEST),
+];
+
+/// The services whose answers are domain values.
+const SERVICES: &[&str] = &["crates/openmvs-national/src/", "crates/openmvs-hub/src/"];
+
+/// The shapes of `openmvs_wire::{api, obp, admin}` that `code` names, or why a mention names
+/// none the check can tell (a module imported whole, a glob, a group under the crate's root).
+fn wire_shapes_named(code: &str) -> Vec<Result<String, String>> {
+    let root = concat!("openmvs_wire", "::");
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices(root) {
+        let rest = &code[at + root.len()..];
+        let Some((module, tail)) = ["api", "obp", "admin"]
+            .iter()
+            .find_map(|m| rest.strip_prefix(m).map(|t| (*m, t)))
+            .filter(|(_, t)| !t.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+        else {
+            if rest.starts_with('{') || rest.starts_with('*') {
+                out.push(Err(format!("`{root}{}`: name the shapes under their module", &rest[..1])));
+            }
+            continue;
+        };
+        let Some(tail) = tail.strip_prefix("::") else {
+            out.push(Err(format!("`{root}{module}` imported whole: name the shapes")));
+            continue;
+        };
+        let names: Vec<&str> = match tail.strip_prefix('{') {
+            Some(group) => group[..group.find('}').unwrap_or(group.len())].split(',').collect(),
+            None => {
+                let end =
+                    tail.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '*')).unwrap_or(tail.len());
+                vec![&tail[..end]]
+            }
+        };
+        for name in
+            names.iter().map(|n| n.split(" as ").next().unwrap_or("").trim()).filter(|n| !n.is_empty())
+        {
+            match name {
+                "*" | "self" => out.push(Err(format!("`{root}{module}::{name}`: name the shapes"))),
+                _ => out.push(Ok(name.to_owned())),
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn services_answer_with_domain_values_and_name_only_the_requests_they_validate() {
+    let mut wrong = Vec::new();
+    let mut used = vec![false; WIRE_SHAPES_IN_SERVICES.len()];
+    let mut looked = 0;
+    for s in sources().into_iter().filter(|s| SERVICES.iter().any(|place| is_in(&s.path, place))) {
+        looked += 1;
+        let code: String =
+            s.lines.iter().filter(|(_, _, test)| !test).map(|(_, l, _)| format!("{l}\n")).collect();
+        for named in wire_shapes_named(&code) {
+            match named {
+                Err(why) => wrong.push(format!("{}: {why}", s.path)),
+                Ok(shape) => {
+                    match WIRE_SHAPES_IN_SERVICES.iter().position(|(f, n, _)| *f == s.path && *n == shape) {
+                        Some(i) => used[i] = true,
+                        None => wrong.push(format!("{}: {shape}", s.path)),
+                    }
+                }
+            }
+        }
+    }
+    assert!(looked > 20, "only {looked} service files found");
+    assert!(
+        wrong.is_empty(),
+        "a service answers with a domain value of openmvs-core, which the handler makes into its shape \
+         (a `From` impl of openmvs-wire), and keeps answers through `openmvs_wire::kept`; it names no \
+         other shape:\n{}",
+        wrong.join("\n")
+    );
+    let stale: Vec<_> =
+        WIRE_SHAPES_IN_SERVICES.iter().zip(used).filter(|(_, u)| !u).map(|(a, _)| a).collect();
+    assert!(
+        stale.is_empty(),
+        "allowed to name a shape, but no longer does (drop it from the list): {stale:?}"
+    );
+}
+
+#[test]
+fn the_wire_shape_check_reads_every_way_of_naming_a_shape() {
+    let named = |code: &str| wire_shapes_named(code);
+    let ok = |v: &[&str]| v.iter().map(|s| Ok((*s).to_owned())).collect::<Vec<Result<String, String>>>();
+    assert_eq!(named("use openmvs_wire::api::{AlertList, AlertView as V};"), ok(&["AlertList", "AlertView"]));
+    assert_eq!(
+        named("use openmvs_wire::obp::{\n    PackQueryBody,\n    UploadStatusBody,\n};"),
+        ok(&["PackQueryBody", "UploadStatusBody"])
+    );
+    assert_eq!(named("let x = openmvs_wire::admin::ClientState::from(&c);"), ok(&["ClientState"]));
+    assert_eq!(
+        named("use openmvs_wire::hub::Message; use openmvs_wire::kept; use openmvs_wire::apiary::X;"),
+        ok(&[])
+    );
+    for whole in [
+        "use openmvs_wire::api;",
+        "use openmvs_wire::obp::*;",
+        "use openmvs_wire::{api::X, hub};",
+        "use openmvs_wire::api::{self, X};",
+    ] {
+        assert!(named(whole).iter().any(Result::is_err), "{whole}");
+    }
+}
