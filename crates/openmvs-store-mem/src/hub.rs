@@ -47,6 +47,14 @@ impl State for Hub {
     fn trail(&mut self) -> &mut Trail {
         &mut self.trail
     }
+
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
 }
 
 /// `a` and `b` merged, in market order, without repeats.
@@ -414,6 +422,12 @@ impl UploadStore for MemHubStore {
     }
 }
 
+impl EngineOutbox for MemHubStore {
+    fn engine_outbox(&self) -> &dyn OutboxQueue {
+        &*self.engine
+    }
+}
+
 impl HubOutboxStore for MemHubStore {
     fn due(
         &self,
@@ -443,31 +457,6 @@ impl HubOutboxStore for MemHubStore {
             s.delivered(seq);
             Ok(())
         })
-    }
-
-    fn failed(
-        &self,
-        seq: u64,
-        error: &str,
-        next_attempt_at: Timestamp,
-        dead: bool,
-    ) -> BoxFuture<'_, StoreResult<()>> {
-        self.engine.writing(|s, _| {
-            s.outbox.failed(seq, error, next_attempt_at, dead);
-            Ok(())
-        })
-    }
-
-    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        self.engine.reading(|s| Ok(s.outbox.dead_letters()))
-    }
-
-    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
-        self.engine.writing(|s, _| Ok(s.outbox.replay(seq, now)))
-    }
-
-    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
-        self.engine.reading(|s| Ok(s.outbox.pending()))
     }
 }
 

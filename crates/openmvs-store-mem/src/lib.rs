@@ -27,6 +27,7 @@ use openmvs_store::{BoxFuture, CheckpointOptions, CheckpointTimer, StoreError, S
 pub use hub::MemHubStore;
 pub use national::MemStore;
 
+use crate::outbox::Outbox;
 use crate::table::Journal;
 use crate::trail::Trail;
 
@@ -40,9 +41,11 @@ pub struct Options {
     pub checkpoints: CheckpointOptions,
 }
 
-/// The state of one system: tables with their undo logs, and the audit trail.
+/// The state of one system: tables with their undo logs, the outbox and the audit trail.
 trait State: Journal + Default + Send {
     fn trail(&mut self) -> &mut Trail;
+    fn outbox(&self) -> &Outbox;
+    fn outbox_mut(&mut self) -> &mut Outbox;
 }
 
 struct Inner<S> {

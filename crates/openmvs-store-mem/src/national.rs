@@ -49,6 +49,14 @@ impl State for National {
     fn trail(&mut self) -> &mut Trail {
         &mut self.trail
     }
+
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
 }
 
 fn conflict(c: Conflict) -> StoreError {
@@ -375,6 +383,12 @@ impl AuditStore for MemStore {
     }
 }
 
+impl EngineOutbox for MemStore {
+    fn engine_outbox(&self) -> &dyn OutboxQueue {
+        &*self.engine
+    }
+}
+
 impl OutboxStore for MemStore {
     fn due(&self, now: Timestamp, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
         self.engine.reading(|s| Ok(s.outbox.due(None, now, limit)))
@@ -394,31 +408,6 @@ impl OutboxStore for MemStore {
             s.outbox.delivered(seq);
             Ok(())
         })
-    }
-
-    fn failed(
-        &self,
-        seq: u64,
-        error: &str,
-        next_attempt_at: Timestamp,
-        dead: bool,
-    ) -> BoxFuture<'_, StoreResult<()>> {
-        self.engine.writing(|s, _| {
-            s.outbox.failed(seq, error, next_attempt_at, dead);
-            Ok(())
-        })
-    }
-
-    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        self.engine.reading(|s| Ok(s.outbox.dead_letters()))
-    }
-
-    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
-        self.engine.writing(|s, _| Ok(s.outbox.replay(seq, now)))
-    }
-
-    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
-        self.engine.reading(|s| Ok(s.outbox.pending()))
     }
 }
 

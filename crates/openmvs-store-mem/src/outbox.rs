@@ -1,13 +1,17 @@
 //! The outbox of either system: messages in commit order, handed out one per ordering key (per
-//! destination at the hub), oldest first, with leases, retries and dead letters.
+//! destination at the hub), oldest first, with leases, retries and dead letters. The engine keeps
+//! the bookkeeping both stores share ([`OutboxQueue`]) on its state's outbox.
 
 use std::collections::BTreeSet;
 
 use openmvs_core::ids::UploadId;
 use openmvs_core::time::Timestamp;
-use openmvs_store::{Conflict, MessageId, OutboxMessage, StoreError, StoreResult, StoredOutboxMessage};
+use openmvs_store::{
+    BoxFuture, Conflict, MessageId, OutboxMessage, OutboxQueue, StoreError, StoreResult, StoredOutboxMessage,
+};
 
 use crate::table::{Counter, Table, journal};
+use crate::{Engine, State};
 
 /// A stored message, and the upload whose serial chunk it is (at the hub).
 #[derive(Debug, Clone)]
@@ -146,5 +150,32 @@ impl Outbox {
             .map(|r| r.message.message.destination.as_str())
             .collect();
         set.into_iter().map(str::to_owned).collect()
+    }
+}
+
+impl<S: State + 'static> OutboxQueue for Engine<S> {
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.writing(|s, _| {
+            s.outbox_mut().failed(seq, error, next_attempt_at, dead);
+            Ok(())
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.reading(|s| Ok(s.outbox().dead_letters()))
+    }
+
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
+        self.writing(|s, _| Ok(s.outbox_mut().replay(seq, now)))
+    }
+
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.reading(|s| Ok(s.outbox().pending()))
     }
 }

@@ -9,6 +9,7 @@
 mod codec;
 mod engine;
 pub mod hub;
+mod outbox;
 mod pool;
 pub mod schema;
 pub mod testing;
@@ -27,6 +28,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use codec::{R, pg_err};
+use outbox::Outbox;
 use pool::Pool;
 use writer::Job;
 
@@ -62,6 +64,7 @@ type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 pub struct PgStore {
     pool: Arc<Pool>,
     writer: mpsc::Sender<Job>,
+    outbox: Outbox,
 }
 
 /// Checks a schema name: lower-case letters, digits and `_`, not starting with a digit.
@@ -131,7 +134,7 @@ impl PgStore {
     /// and its connections are driven by it.
     pub fn open(opts: PgOptions) -> StoreResult<PgStore> {
         let (pool, writer) = engine::start(&NATIONAL, opts)?;
-        Ok(PgStore { pool, writer })
+        Ok(PgStore { outbox: Outbox::new(pool.clone()), pool, writer })
     }
 
     /// The schema version this build writes.
@@ -386,22 +389,15 @@ impl AuditStore for PgStore {
     }
 }
 
-fn outbox_row(r: &Row) -> StoreResult<StoredOutboxMessage> {
-    decode::outbox(&R(r))
+impl EngineOutbox for PgStore {
+    fn engine_outbox(&self) -> &dyn OutboxQueue {
+        &self.outbox
+    }
 }
 
 impl OutboxStore for PgStore {
     fn due(&self, now: Timestamp, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        Box::pin(async move {
-            self.pool.rows(
-                "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-                 next_attempt_at, last_error, dead FROM outbox o WHERE NOT dead AND next_attempt_at <= $1 \
-                 AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
-                 ORDER BY seq LIMIT $2",
-                vec![ms(now), p(limit as i64)],
-                outbox_row,
-            ).await
-        })
+        self.outbox.due(None, now, limit, None)
     }
 
     fn claim_due(
@@ -410,81 +406,12 @@ impl OutboxStore for PgStore {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        Box::pin(async move {
-            // Rows another relay is claiming right now are skipped, not waited for; a row it claimed
-            // and committed is re-checked and found not due.
-            let mut out = self.pool.rows(
-                "UPDATE outbox SET next_attempt_at = $3 WHERE seq IN (SELECT seq FROM outbox o \
-                 WHERE NOT dead AND next_attempt_at <= $1 \
-                 AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
-                 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 RETURNING seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-                 next_attempt_at, last_error, dead",
-                vec![ms(now), p(limit as i64), ms(lease_until)],
-                outbox_row,
-            ).await?;
-            out.sort_by_key(|m| m.seq);
-            Ok(out)
-        })
+        self.outbox.due(None, now, limit, Some(lease_until))
     }
 
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             self.pool.exec("DELETE FROM outbox WHERE seq = $1", vec![p(seq as i64)]).await.map(|_| ())
-        })
-    }
-
-    fn failed(
-        &self,
-        seq: u64,
-        error: &str,
-        next_attempt_at: Timestamp,
-        dead: bool,
-    ) -> BoxFuture<'_, StoreResult<()>> {
-        let error = error.to_owned();
-        Box::pin(async move {
-            self.pool
-                .exec(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
-                 WHERE seq = $1",
-                    vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
-                )
-                .await
-                .map(|_| ())
-        })
-    }
-
-    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        Box::pin(async move {
-            self.pool
-                .rows(
-                    "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-                 next_attempt_at, last_error, dead FROM outbox WHERE dead ORDER BY seq",
-                    vec![],
-                    outbox_row,
-                )
-                .await
-        })
-    }
-
-    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
-        Box::pin(async move {
-            let n = self.pool.exec(
-                "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
-                vec![p(seq as i64), ms(now)],
-            ).await?;
-            Ok(n > 0)
-        })
-    }
-
-    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
-        Box::pin(async move {
-            let n = self
-                .pool
-                .row("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![], |r| R(r).int(0))
-                .await?
-                .unwrap_or(0);
-            Ok(n as u64)
         })
     }
 }

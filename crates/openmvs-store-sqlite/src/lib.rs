@@ -8,6 +8,7 @@
 mod codec;
 mod engine;
 pub mod hub;
+mod outbox;
 mod schema;
 pub mod writer;
 
@@ -426,23 +427,15 @@ impl AuditStore for SqliteStore {
     }
 }
 
+impl EngineOutbox for SqliteStore {
+    fn engine_outbox(&self) -> &dyn OutboxQueue {
+        &self.engine
+    }
+}
+
 impl OutboxStore for SqliteStore {
     fn due(&self, now: Timestamp, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        self.engine.read(move |c| {
-            let mut s = c
-                .prepare_cached(&format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE dead = 0 AND next_attempt_at <= ?1 \
-                     AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND i.dead = 0) \
-                     ORDER BY seq LIMIT ?2"
-                ))
-                .map_err(sql_err)?;
-            let mut rows = s.query(params![now.unix_millis(), limit as i64]).map_err(sql_err)?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(sql_err)? {
-                out.push(outbox(r)?);
-            }
-            Ok(out)
-        })
+        self.engine.outbox_due(None, now, limit, None)
     }
 
     fn claim_due(
@@ -451,85 +444,13 @@ impl OutboxStore for SqliteStore {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        // Read and lease in one write transaction, so two relays never take the same message.
-        self.engine.exec(move |c| {
-            let mut s = c
-                .prepare_cached(&format!(
-                    "UPDATE outbox SET next_attempt_at = ?3 WHERE seq IN (SELECT seq FROM outbox o \
-                     WHERE dead = 0 AND next_attempt_at <= ?1 \
-                     AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND i.dead = 0) \
-                     ORDER BY seq LIMIT ?2) RETURNING {OUTBOX_COLUMNS}"
-                ))
-                .map_err(sql_err)?;
-            let mut rows =
-                s.query(params![now.unix_millis(), limit as i64, lease_until.unix_millis()]).map_err(sql_err)?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(sql_err)? {
-                out.push(outbox(r)?);
-            }
-            out.sort_by_key(|m| m.seq);
-            Ok(out)
-        })
+        self.engine.outbox_due(None, now, limit, Some(lease_until))
     }
 
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         self.engine.exec(move |c| {
             c.execute("DELETE FROM outbox WHERE seq = ?1", params![seq as i64]).map_err(sql_err)?;
             Ok(())
-        })
-    }
-
-    fn failed(
-        &self,
-        seq: u64,
-        error: &str,
-        next_attempt_at: Timestamp,
-        dead: bool,
-    ) -> BoxFuture<'_, StoreResult<()>> {
-        let error = error.to_owned();
-        self.engine.exec(move |c| {
-            c.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, dead = ?4 \
-                 WHERE seq = ?1",
-                params![seq as i64, error, next_attempt_at.unix_millis(), dead],
-            )
-            .map_err(sql_err)?;
-            Ok(())
-        })
-    }
-
-    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        self.engine.read(move |c| {
-            let mut s = c
-                .prepare_cached(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE dead = 1 ORDER BY seq"))
-                .map_err(sql_err)?;
-            let mut rows = s.query([]).map_err(sql_err)?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(sql_err)? {
-                out.push(outbox(r)?);
-            }
-            Ok(out)
-        })
-    }
-
-    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
-        self.engine.exec(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE outbox SET dead = 0, attempts = 0, next_attempt_at = ?2 WHERE seq = ?1 AND dead = 1",
-                    params![seq as i64, now.unix_millis()],
-                )
-                .map_err(sql_err)?;
-            Ok(n > 0)
-        })
-    }
-
-    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
-        self.engine.read(move |c| {
-            let n: i64 = c
-                .query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| r.get(0))
-                .map_err(sql_err)?;
-            Ok(n as u64)
         })
     }
 }

@@ -34,7 +34,10 @@ use openmvs_core::ids::{AlertId, Batch, Expiry, MarketCode, ObpId, ProductCode, 
 use openmvs_core::master_data::ProductMaster;
 use openmvs_core::time::Timestamp;
 
-use crate::{AlertUpdate, AuditStore, BoxFuture, MessageId, OutboxMessage, StoreResult, StoredOutboxMessage};
+use crate::{
+    AlertUpdate, AuditStore, BoxFuture, MessageId, OutboxMessage, OutboxQueue, StoreResult,
+    StoredOutboxMessage,
+};
 
 /// Where an upload is, in all and in each market, and the lines it rejected: domain notions the
 /// store keeps and the hub answers with.
@@ -440,8 +443,8 @@ pub trait UploadStore: Send + Sync {
 
 /// The hub's outbox: one queue per destination (a market code, or `callback:<obp>` for an OBP's
 /// callback), each drained by its own relay so that a market that is down holds back only its own
-/// messages.
-pub trait HubOutboxStore: Send + Sync {
+/// messages. Failed attempts, dead letters and the backlog are every outbox's ([`OutboxQueue`]).
+pub trait HubOutboxStore: OutboxQueue {
     /// Up to `limit` live messages for `destination` due at `now`, oldest first, at most one per
     /// ordering key (the oldest undelivered one), so that messages about one product stay in order.
     fn due(
@@ -465,20 +468,6 @@ pub trait HubOutboxStore: Send + Sync {
     /// Removes a delivered message, with the serials in its payload; a serial chunk counts as
     /// acknowledged by its market in the same write.
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>>;
-    /// Records a failed attempt: retry at `next_attempt_at`, or move to the dead-letter list.
-    fn failed(
-        &self,
-        seq: u64,
-        error: &str,
-        next_attempt_at: Timestamp,
-        dead: bool,
-    ) -> BoxFuture<'_, StoreResult<()>>;
-    /// The dead-letter list, every destination.
-    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
-    /// Puts a dead letter back in its queue, due now; false when there is no such dead letter.
-    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>>;
-    /// How many live (not dead) messages wait, every destination.
-    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>>;
 }
 
 /// Alerts forwarded to OBPs.

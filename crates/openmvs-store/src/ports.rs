@@ -144,8 +144,59 @@ pub trait AuditStore: Send + Sync {
     fn checkpoints(&self) -> BoxFuture<'_, StoreResult<Vec<Checkpoint>>>;
 }
 
-/// The outbox, drained by a relay.
-pub trait OutboxStore: Send + Sync {
+/// The bookkeeping every outbox shares, a national system's ([`OutboxStore`]) and the hub's
+/// ([`crate::hub::HubOutboxStore`]): failed attempts, dead letters and the backlog. An engine
+/// writes it once for both its stores (see [`EngineOutbox`]).
+pub trait OutboxQueue: Send + Sync {
+    /// Records a failed attempt: retry at `next_attempt_at`, or move to the dead-letter list.
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+    /// The dead-letter list, every destination.
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
+    /// Puts a dead letter back in its queue, due now; false when there is no such dead letter.
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>>;
+    /// How many live (not dead) messages wait, every destination.
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>>;
+}
+
+/// A store whose [`OutboxQueue`] is its engine's outbox table, the one the engine's national and
+/// hub stores both run on: the store is an [`OutboxQueue`] through it.
+pub trait EngineOutbox: Send + Sync {
+    /// The engine's outbox table under this store.
+    fn engine_outbox(&self) -> &dyn OutboxQueue;
+}
+
+impl<T: EngineOutbox> OutboxQueue for T {
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.engine_outbox().failed(seq, error, next_attempt_at, dead)
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine_outbox().dead_letters()
+    }
+
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
+        self.engine_outbox().replay(seq, now)
+    }
+
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.engine_outbox().pending()
+    }
+}
+
+/// A national system's outbox, drained by a relay: one queue, to the hub.
+pub trait OutboxStore: OutboxQueue {
     /// Up to `limit` live messages due at `now`, oldest first, at most one per ordering key
     /// (the oldest undelivered one), so that messages about one product stay in order.
     fn due(&self, now: Timestamp, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
@@ -160,20 +211,6 @@ pub trait OutboxStore: Send + Sync {
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// Removes a delivered message.
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>>;
-    /// Records a failed attempt: retry at `next_attempt_at`, or move to the dead-letter list.
-    fn failed(
-        &self,
-        seq: u64,
-        error: &str,
-        next_attempt_at: Timestamp,
-        dead: bool,
-    ) -> BoxFuture<'_, StoreResult<()>>;
-    /// The dead-letter list.
-    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
-    /// Puts a dead letter back in the queue, due now; false when there is no such dead letter.
-    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>>;
-    /// How many live (not dead) messages wait.
-    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>>;
 }
 
 /// Stored answers by client transaction id.

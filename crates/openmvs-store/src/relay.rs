@@ -209,7 +209,7 @@ impl<T: crate::OutboxStore + ?Sized> Outbox for T {
         next_attempt_at: Timestamp,
         dead: bool,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        crate::OutboxStore::failed(self, seq, error, next_attempt_at, dead)
+        crate::OutboxQueue::failed(self, seq, error, next_attempt_at, dead)
     }
 }
 

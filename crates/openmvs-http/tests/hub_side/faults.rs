@@ -134,6 +134,9 @@ impl OutboxStore for Faulty {
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.delivered(seq)
     }
+}
+
+impl OutboxQueue for Faulty {
     fn failed(
         &self,
         seq: u64,

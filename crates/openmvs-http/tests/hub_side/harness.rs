@@ -182,7 +182,7 @@ impl Harness {
     /// Rounds of the relay until the outbox is empty (one message per product goes in each).
     pub async fn relay_all(&self) {
         for _ in 0..100 {
-            if openmvs_store::OutboxStore::pending(self.store.as_ref()).await.expect("pending") == 0 {
+            if openmvs_store::OutboxQueue::pending(self.store.as_ref()).await.expect("pending") == 0 {
                 return;
             }
             self.relay_once().await;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use openmvs_core::roles::Role;
-use openmvs_store::{AuditStore, OutboxStore, PackStore};
+use openmvs_store::{AuditStore, OutboxQueue, PackStore};
 use openmvs_wire::hub::IntermarketRequest;
 
 use crate::fake_hub::{FR_TRX_ID, FakeHub, IntermarketMode};

@@ -2,7 +2,7 @@
 //! owning OBP, delivered over mutual TLS, in commit order per product.
 
 use openmvs_core::time::Timestamp;
-use openmvs_store::OutboxStore;
+use openmvs_store::OutboxQueue;
 use openmvs_wire::hub::{Envelope, Message, PackStateMsg};
 
 use crate::fake_hub::kind;

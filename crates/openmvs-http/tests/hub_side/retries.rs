@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use openmvs_core::time::Clock;
 use openmvs_national::hub::backoff;
-use openmvs_store::{Committer, OutboxMessage, OutboxStore, StoredOutboxMessage, UnitOfWork};
+use openmvs_store::{Committer, OutboxMessage, OutboxQueue, OutboxStore, StoredOutboxMessage, UnitOfWork};
 
 use crate::fake_hub::DeliveryMode;
 use crate::harness::*;

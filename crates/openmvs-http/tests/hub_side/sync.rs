@@ -3,7 +3,7 @@
 
 use openmvs_core::ids::MarketCode;
 use openmvs_core::roles::Role;
-use openmvs_store::OutboxStore;
+use openmvs_store::OutboxQueue;
 use openmvs_wire::hub::Message;
 
 use crate::fake_hub::kind;

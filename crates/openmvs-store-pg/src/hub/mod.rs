@@ -28,9 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Row;
 
 use crate::codec::{R, pg_err};
+use crate::outbox::Outbox;
 use crate::pool::{Conn, Pool};
 use crate::writer::Job;
-use crate::{Params, engine, ms, p};
+use crate::{Params, engine, p};
 
 pub use writer::COPY_FROM;
 
@@ -45,6 +46,7 @@ pub type PgHubOptions = crate::PgOptions;
 pub struct PgHubStore {
     pool: Arc<Pool>,
     writer: mpsc::Sender<Job<HubUnitOfWork>>,
+    outbox: Outbox,
     /// Per critical section: the in-process turn, and the connection of its own that holds the
     /// section's advisory lock (PostgreSQL releases it if this process dies).
     sections: std::sync::Mutex<HashMap<&'static str, Section>>,
@@ -135,7 +137,7 @@ impl PgHubStore {
     /// Connects, checks (or applies) the hub schema's version, and starts this node's writer.
     pub fn open(opts: PgHubOptions) -> StoreResult<PgHubStore> {
         let (pool, writer) = engine::start(&HUB, opts)?;
-        Ok(PgHubStore { pool, writer, sections: Default::default() })
+        Ok(PgHubStore { outbox: Outbox::new(pool.clone()), pool, writer, sections: Default::default() })
     }
 
     /// The hub schema version this build writes.
@@ -375,8 +377,10 @@ impl UploadStore for PgHubStore {
     }
 }
 
-fn outbox_row(r: &Row) -> StoreResult<StoredOutboxMessage> {
-    decode::outbox(&R(r))
+impl EngineOutbox for PgHubStore {
+    fn engine_outbox(&self) -> &dyn OutboxQueue {
+        &self.outbox
+    }
 }
 
 impl HubOutboxStore for PgHubStore {
@@ -386,20 +390,7 @@ impl HubOutboxStore for PgHubStore {
         now: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        let destination = destination.to_owned();
-        Box::pin(async move {
-            self.pool
-                .rows(
-                    "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-                 next_attempt_at, last_error, dead FROM outbox o WHERE destination = $1 AND NOT dead \
-                 AND next_attempt_at <= $2 AND seq = (SELECT MIN(seq) FROM outbox i \
-                 WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key AND NOT i.dead) \
-                 ORDER BY seq LIMIT $3",
-                    vec![p(destination.to_owned()), ms(now), p(limit as i64)],
-                    outbox_row,
-                )
-                .await
-        })
+        self.outbox.due(Some(destination), now, limit, None)
     }
 
     fn claim_due(
@@ -409,25 +400,7 @@ impl HubOutboxStore for PgHubStore {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        let destination = destination.to_owned();
-        Box::pin(async move {
-            // Rows another relay is claiming right now are skipped, not waited for.
-            let mut out = self
-                .pool
-                .rows(
-                    "UPDATE outbox SET next_attempt_at = $4 WHERE seq IN (SELECT seq FROM outbox o \
-                 WHERE destination = $1 AND NOT dead AND next_attempt_at <= $2 AND seq = (SELECT MIN(seq) \
-                 FROM outbox i WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key \
-                 AND NOT i.dead) ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 RETURNING seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-                 next_attempt_at, last_error, dead",
-                    vec![p(destination.to_owned()), ms(now), p(limit as i64), ms(lease_until)],
-                    outbox_row,
-                )
-                .await?;
-            out.sort_by_key(|m| m.seq);
-            Ok(out)
-        })
+        self.outbox.due(Some(destination), now, limit, Some(lease_until))
     }
 
     fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
@@ -446,53 +419,6 @@ impl HubOutboxStore for PgHubStore {
         Box::pin(async move {
             self.pool.rows("SELECT hub_delivered($1)", vec![p(seq as i64)], |_| Ok(())).await.map(|_| ())
         })
-    }
-
-    fn failed(
-        &self,
-        seq: u64,
-        error: &str,
-        next_attempt_at: Timestamp,
-        dead: bool,
-    ) -> BoxFuture<'_, StoreResult<()>> {
-        let error = error.to_owned();
-        Box::pin(async move {
-            self.pool
-                .exec(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
-                 WHERE seq = $1",
-                    vec![p(seq as i64), p(error.to_owned()), ms(next_attempt_at), p(dead)],
-                )
-                .await
-                .map(|_| ())
-        })
-    }
-
-    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        Box::pin(async move {
-            self.pool
-                .rows(
-                    "SELECT seq, message_id, destination, kind, ordering_key, payload, created_at, attempts, \
-                 next_attempt_at, last_error, dead FROM outbox WHERE dead ORDER BY seq",
-                    vec![],
-                    outbox_row,
-                )
-                .await
-        })
-    }
-
-    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
-        Box::pin(async move {
-            let n = self.pool.exec(
-                "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
-                vec![p(seq as i64), ms(now)],
-            ).await?;
-            Ok(n > 0)
-        })
-    }
-
-    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
-        Box::pin(async move { self.count("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![]).await })
     }
 }
 

@@ -23,7 +23,7 @@ use openmvs_store::hub::*;
 use openmvs_store::*;
 use rusqlite::{Connection, Row, params};
 
-use crate::codec::{AUDIT_COLUMNS, OUTBOX_COLUMNS, audit, checkpoint, outbox, sql_err};
+use crate::codec::{AUDIT_COLUMNS, audit, checkpoint, sql_err};
 use crate::engine::{Engine, Start, open_write_connection};
 use crate::writer::AuditSigner;
 use codec::{ALERT_COLUMNS, OBP_COLUMNS, UPLOAD_COLUMNS};
@@ -314,6 +314,12 @@ impl UploadStore for SqliteHubStore {
     }
 }
 
+impl EngineOutbox for SqliteHubStore {
+    fn engine_outbox(&self) -> &dyn OutboxQueue {
+        &self.engine
+    }
+}
+
 impl HubOutboxStore for SqliteHubStore {
     fn due(
         &self,
@@ -321,20 +327,7 @@ impl HubOutboxStore for SqliteHubStore {
         now: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        let destination = destination.to_owned();
-        self.engine.read(move |c| {
-            rows(
-                c,
-                &format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE destination = ?1 AND dead = 0 \
-                     AND next_attempt_at <= ?2 AND seq = (SELECT MIN(seq) FROM outbox i \
-                     WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key AND i.dead = 0) \
-                     ORDER BY seq LIMIT ?3"
-                ),
-                params![destination, now.unix_millis(), limit as i64],
-                outbox,
-            )
-        })
+        self.engine.outbox_due(Some(destination), now, limit, None)
     }
 
     fn claim_due(
@@ -344,23 +337,7 @@ impl HubOutboxStore for SqliteHubStore {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        // Read and lease in one write transaction, so two relays never take the same message.
-        let destination = destination.to_owned();
-        self.engine.exec(move |c| {
-            let mut out = rows(
-                c,
-                &format!(
-                    "UPDATE outbox SET next_attempt_at = ?4 WHERE seq IN (SELECT seq FROM outbox o \
-                     WHERE destination = ?1 AND dead = 0 AND next_attempt_at <= ?2 AND seq = (SELECT MIN(seq) \
-                     FROM outbox i WHERE i.destination = o.destination AND i.ordering_key = o.ordering_key \
-                     AND i.dead = 0) ORDER BY seq LIMIT ?3) RETURNING {OUTBOX_COLUMNS}"
-                ),
-                params![destination, now.unix_millis(), limit as i64, lease_until.unix_millis()],
-                outbox,
-            )?;
-            out.sort_by_key(|m| m.seq);
-            Ok(out)
-        })
+        self.engine.outbox_due(Some(destination), now, limit, Some(lease_until))
     }
 
     fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
@@ -373,31 +350,6 @@ impl HubOutboxStore for SqliteHubStore {
 
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         self.engine.exec(move |c| writer::delivered(c, seq))
-    }
-
-    fn failed(
-        &self,
-        seq: u64,
-        error: &str,
-        next_attempt_at: Timestamp,
-        dead: bool,
-    ) -> BoxFuture<'_, StoreResult<()>> {
-        let error = error.to_owned();
-        self.engine.exec(move |c| writer::failed(c, seq, &error, next_attempt_at.unix_millis(), dead))
-    }
-
-    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        self.engine.read(move |c| {
-            rows(c, &format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE dead = 1 ORDER BY seq"), [], outbox)
-        })
-    }
-
-    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
-        self.engine.exec(move |c| writer::replay(c, seq, now.unix_millis()))
-    }
-
-    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
-        self.engine.read(move |c| number(c, "SELECT COUNT(*) FROM outbox WHERE dead = 0", []))
     }
 }
 

@@ -1,5 +1,5 @@
 //! How the group-committing writer ([`crate::writer`]) applies a [`HubUnitOfWork`], and the
-//! outbox bookkeeping it runs for the hub's relays.
+//! delivery of an outbox message, which at the hub also counts a serial chunk's acknowledgement.
 
 use openmvs_core::ids::MarketCode;
 use openmvs_store::commit::changed;
@@ -328,24 +328,4 @@ pub fn delivered(c: &Connection, seq: u64) -> StoreResult<()> {
         mark_distributed(c, &upload)?;
     }
     Ok(())
-}
-
-/// Records a failed attempt.
-pub fn failed(c: &Connection, seq: u64, error: &str, next_attempt_at: i64, dead: bool) -> StoreResult<()> {
-    run(
-        c,
-        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, dead = ?4 WHERE seq = ?1",
-        params![seq as i64, error, next_attempt_at, dead],
-    )?;
-    Ok(())
-}
-
-/// Puts a dead letter back in its queue; false when there is none with this position.
-pub fn replay(c: &Connection, seq: u64, now: i64) -> StoreResult<bool> {
-    let n = run(
-        c,
-        "UPDATE outbox SET dead = 0, attempts = 0, next_attempt_at = ?2 WHERE seq = ?1 AND dead = 1",
-        params![seq as i64, now],
-    )?;
-    Ok(n > 0)
 }

@@ -1,0 +1,145 @@
+//! The outbox table both stores run on: a national system's one queue, or the hub's queue per
+//! destination. Handing out a queue's due messages, with a lease or without, and the bookkeeping
+//! every outbox shares ([`OutboxQueue`]) are written here once; delivering a message is each
+//! store's own (at the hub it also counts a serial chunk's acknowledgement).
+
+use std::sync::{Arc, LazyLock};
+
+use openmvs_core::time::Timestamp;
+use openmvs_store::decode::{self, Columns, OUTBOX_COLUMNS};
+use openmvs_store::{BoxFuture, OutboxQueue, StoreResult, StoredOutboxMessage};
+use tokio_postgres::Row;
+
+use crate::codec::R;
+use crate::pool::Pool;
+use crate::{ms, p};
+
+/// The due messages of a national system's one queue: live ones due at `$1`, each the oldest
+/// live one of its ordering key, oldest first, at most `$2`.
+const NATIONAL_DUE: &str = "FROM outbox o WHERE NOT dead AND next_attempt_at <= $1 \
+     AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND NOT i.dead) \
+     ORDER BY seq LIMIT $2";
+
+/// The same for one of the hub's queues, destination `$3`, whose ordering keys count apart.
+const HUB_DUE: &str = "FROM outbox o WHERE destination = $3 AND NOT dead AND next_attempt_at <= $1 \
+     AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.destination = o.destination \
+     AND i.ordering_key = o.ordering_key AND NOT i.dead) ORDER BY seq LIMIT $2";
+
+/// The statements over the due messages of one kind of queue.
+struct Queue {
+    /// Reads them.
+    due: String,
+    /// Takes them until the parameter after theirs. Rows another relay is claiming right now are
+    /// skipped, not waited for; a row it claimed and committed is re-checked and found not due.
+    claim: String,
+}
+
+impl Queue {
+    fn new(due: &str, lease: usize) -> Queue {
+        Queue {
+            due: format!("SELECT {OUTBOX_COLUMNS} {due}"),
+            claim: format!(
+                "UPDATE outbox SET next_attempt_at = ${lease} WHERE seq IN (SELECT seq {due} \
+                 FOR UPDATE SKIP LOCKED) RETURNING {OUTBOX_COLUMNS}"
+            ),
+        }
+    }
+
+    /// The queue of `destination`, or a national system's one queue.
+    fn of(destination: Option<&str>) -> &'static Queue {
+        static NATIONAL: LazyLock<Queue> = LazyLock::new(|| Queue::new(NATIONAL_DUE, 3));
+        static HUB: LazyLock<Queue> = LazyLock::new(|| Queue::new(HUB_DUE, 4));
+        if destination.is_some() { &HUB } else { &NATIONAL }
+    }
+}
+
+fn outbox_row(r: &Row) -> StoreResult<StoredOutboxMessage> {
+    decode::outbox(&R(r))
+}
+
+/// The outbox table, over the node's shared connections.
+pub(crate) struct Outbox {
+    pool: Arc<Pool>,
+}
+
+impl Outbox {
+    pub(crate) fn new(pool: Arc<Pool>) -> Outbox {
+        Outbox { pool }
+    }
+
+    /// Up to `limit` live messages due at `now` in the queue of `destination` (a national
+    /// system's one queue when there is none), oldest first; with `lease_until`, taken until then.
+    pub(crate) fn due(
+        &self,
+        destination: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+        lease_until: Option<Timestamp>,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        let destination = destination.map(str::to_owned);
+        Box::pin(async move {
+            let queue = Queue::of(destination.as_deref());
+            let mut params = vec![ms(now), p(limit as i64)];
+            params.extend(destination.map(p));
+            let sql = match lease_until {
+                None => &queue.due,
+                Some(t) => {
+                    params.push(ms(t));
+                    &queue.claim
+                }
+            };
+            let mut out = self.pool.rows(sql, params, outbox_row).await?;
+            out.sort_by_key(|m| m.seq);
+            Ok(out)
+        })
+    }
+}
+
+impl OutboxQueue for Outbox {
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let error = error.to_owned();
+        Box::pin(async move {
+            self.pool
+                .exec(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, dead = $4 \
+                     WHERE seq = $1",
+                    vec![p(seq as i64), p(error), ms(next_attempt_at), p(dead)],
+                )
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        static DEAD: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE dead ORDER BY seq"));
+        Box::pin(async move { self.pool.rows(&DEAD, vec![], outbox_row).await })
+    }
+
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            let n = self
+                .pool
+                .exec(
+                    "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $2 WHERE seq = $1 AND dead",
+                    vec![p(seq as i64), ms(now)],
+                )
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            let n =
+                self.pool.row("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![], |r| R(r).int(0)).await?;
+            u64::try_from(n.unwrap_or(0)).map_err(|_| decode::corrupt(format!("count {n:?}")))
+        })
+    }
+}

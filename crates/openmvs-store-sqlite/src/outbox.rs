@@ -1,0 +1,127 @@
+//! The outbox table both stores run on: a national system's one queue, or the hub's queue per
+//! destination. Handing out a queue's due messages, with a lease or without, and the bookkeeping
+//! every outbox shares ([`OutboxQueue`]) are written here once; delivering a message is each
+//! store's own (at the hub it also counts a serial chunk's acknowledgement).
+
+use openmvs_core::time::Timestamp;
+use openmvs_store::{BoxFuture, OutboxQueue, StoreResult, StoredOutboxMessage};
+use rusqlite::{Connection, ToSql, params};
+
+use crate::codec::{OUTBOX_COLUMNS, outbox, sql_err};
+use crate::engine::Engine;
+use crate::writer::Unit;
+
+/// The due messages of a national system's one queue: live ones due at `?1`, each the oldest
+/// live one of its ordering key, oldest first, at most `?2`.
+const NATIONAL_DUE: &str = "FROM outbox o WHERE dead = 0 AND next_attempt_at <= ?1 \
+     AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND i.dead = 0) \
+     ORDER BY seq LIMIT ?2";
+
+/// The same for one of the hub's queues, destination `?3`, whose ordering keys count apart.
+const HUB_DUE: &str = "FROM outbox o WHERE destination = ?3 AND dead = 0 AND next_attempt_at <= ?1 \
+     AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.destination = o.destination \
+     AND i.ordering_key = o.ordering_key AND i.dead = 0) ORDER BY seq LIMIT ?2";
+
+/// Up to `limit` live messages due at `now` in the queue of `destination` (a national system's
+/// one queue when there is none), oldest first; with `lease_until`, taken until then.
+fn due(
+    c: &Connection,
+    destination: Option<&str>,
+    now: Timestamp,
+    limit: usize,
+    lease_until: Option<Timestamp>,
+) -> StoreResult<Vec<StoredOutboxMessage>> {
+    let due = if destination.is_some() { HUB_DUE } else { NATIONAL_DUE };
+    let (now, limit, lease_until) = (now.unix_millis(), limit as i64, lease_until.map(|t| t.unix_millis()));
+    let mut args: Vec<&dyn ToSql> = vec![&now, &limit];
+    args.extend(destination.as_ref().map(|d| d as &dyn ToSql));
+    let sql = match &lease_until {
+        None => format!("SELECT {OUTBOX_COLUMNS} {due}"),
+        Some(t) => {
+            args.push(t);
+            let n = args.len();
+            format!(
+                "UPDATE outbox SET next_attempt_at = ?{n} WHERE seq IN (SELECT seq {due}) RETURNING {OUTBOX_COLUMNS}"
+            )
+        }
+    };
+    let mut out = messages(c, &sql, &args)?;
+    out.sort_by_key(|m| m.seq);
+    Ok(out)
+}
+
+/// Every message a statement returns.
+fn messages(c: &Connection, sql: &str, args: &[&dyn ToSql]) -> StoreResult<Vec<StoredOutboxMessage>> {
+    let mut s = c.prepare_cached(sql).map_err(sql_err)?;
+    let mut rows = s.query(args).map_err(sql_err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        out.push(outbox(r)?);
+    }
+    Ok(out)
+}
+
+impl<U: Unit> Engine<U> {
+    /// The due messages of a queue ([`due`]): read on a read connection, or taken until
+    /// `lease_until` by the writer, in one write transaction so that two relays never take the
+    /// same message.
+    pub(crate) fn outbox_due(
+        &self,
+        destination: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+        lease_until: Option<Timestamp>,
+    ) -> BoxFuture<'static, StoreResult<Vec<StoredOutboxMessage>>> {
+        let destination = destination.map(str::to_owned);
+        let f = move |c: &Connection| due(c, destination.as_deref(), now, limit, lease_until);
+        if lease_until.is_some() { self.exec(f) } else { self.read(f) }
+    }
+}
+
+impl<U: Unit> OutboxQueue for Engine<U> {
+    fn failed(
+        &self,
+        seq: u64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let error = error.to_owned();
+        self.exec(move |c| {
+            c.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, dead = ?4 \
+                 WHERE seq = ?1",
+                params![seq as i64, error, next_attempt_at.unix_millis(), dead],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.read(move |c| {
+            messages(c, &format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE dead = 1 ORDER BY seq"), &[])
+        })
+    }
+
+    fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
+        self.exec(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE outbox SET dead = 0, attempts = 0, next_attempt_at = ?2 WHERE seq = ?1 AND dead = 1",
+                    params![seq as i64, now.unix_millis()],
+                )
+                .map_err(sql_err)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.read(move |c| {
+            let n: i64 = c
+                .query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| r.get(0))
+                .map_err(sql_err)?;
+            Ok(n as u64)
+        })
+    }
+}
