@@ -5,8 +5,8 @@
 //!
 //! - Routers are built with [`Routes`], which registers a route only if the table has it (and
 //!   panics otherwise), and panics again if an entry of the table was left unregistered.
-//! - Each router's `authorize` middleware (`national::authorize`, `hub::authorize`) looks the
-//!   matched route up here and admits the caller the entry names: a valid bearer token, the hub's
+//! - The `authorize` middleware, one for both routers, looks the matched route up here and has
+//!   the system's `Door` admit the caller the entry names: a valid bearer token, the hub's
 //!   certificate, an OBP's, a national system's, or anyone. The handlers take the caller from
 //!   what the middleware admitted, never from the request themselves. A route the table does not
 //!   list answers as if it did not exist (404).
@@ -17,13 +17,20 @@
 //! The `authz` test suite walks every entry with every role and caller and checks both.
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
+use openmvs_core::error::ApiError;
 use openmvs_core::pack::{Command, Operation, Policy};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, Role, access};
+use serde::Serialize;
+
+use crate::error::HttpError;
 
 /// Who may call a route, as the door checks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +292,60 @@ pub fn lookup(table: &'static [RouteRule], method: &Method, matched: Option<&str
     same_path.find(|r| r.method == method).map_or(Lookup::OtherMethod, Lookup::Rule)
 }
 
+/// How one system's door admits the caller a route's entry names.
+pub(crate) trait Door: Clone + Send + Sync + 'static {
+    /// The body of the system's refusals.
+    type Body: for<'a> From<&'a ApiError> + Serialize;
+    /// The system's routes.
+    const TABLE: &'static [RouteRule];
+    /// Checks that the request comes from `caller` and leaves the word on who it is in the
+    /// request's extensions, for the handler; otherwise the refusal.
+    fn admit(
+        &self,
+        caller: Caller,
+        parts: &mut Parts,
+    ) -> impl Future<Output = Result<(), HttpError<Self::Body>>> + Send;
+}
+
+/// The door: looks the route up in the system's authorization table ([`Door::TABLE`]) and admits
+/// the caller its entry names, handing it on to the handler; a route the table does not list
+/// answers as if it did not exist.
+pub(crate) async fn authorize<D: Door>(State(door): State<D>, req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let rule = match lookup(D::TABLE, req.method(), matched.as_deref()) {
+        Lookup::Rule(r) => r,
+        Lookup::OtherMethod | Lookup::Unrouted => return next.run(req).await,
+        Lookup::Unlisted => {
+            tracing::error!(
+                route = matched.as_deref().unwrap_or(""),
+                "a route missing from the authorization table"
+            );
+            return not_found::<D::Body>().await.into_response();
+        }
+    };
+    let (mut parts, body) = req.into_parts();
+    if let Err(refusal) = door.admit(rule.caller, &mut parts).await {
+        return refusal.into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The answer for a path no route has, or one the table does not list.
+async fn not_found<B>() -> HttpError<B> {
+    ApiError::not_found("path", "no such route").into()
+}
+
+/// The answer for a method a route does not take.
+async fn method_not_allowed<B>() -> Response
+where
+    B: for<'a> From<&'a ApiError> + Serialize,
+{
+    let mut r = HttpError::<B>::from(ApiError::not_found("method", "this route does not take this method"))
+        .into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
 /// The command a pack route's path names: `/v1/packs/{operation}` or `/v1/packs/{operation}/undo`
 /// with an operation an end user may name; `None` for anything else.
 pub fn path_command(path: &str) -> Option<Command> {
@@ -381,6 +442,21 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         }
         self.router
     }
+}
+
+/// A system's router: its routes with its door in front, answering a path no route has 404 and
+/// a method a route does not take 405.
+///
+/// # Panics
+///
+/// As [`Routes::finish`].
+pub(crate) fn guarded<D: Door>(routes: Routes<D>, door: D) -> Router {
+    routes
+        .finish()
+        .fallback(not_found::<D::Body>)
+        .method_not_allowed_fallback(method_not_allowed::<D::Body>)
+        .with_state(door.clone())
+        .layer(axum::middleware::from_fn_with_state(door, authorize::<D>))
 }
 
 #[cfg(test)]

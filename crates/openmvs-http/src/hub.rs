@@ -20,12 +20,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{
-    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
-};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use openmvs_core::error::ApiError;
@@ -37,7 +34,7 @@ use openmvs_wire::ReturnCodeCatalogue;
 use openmvs_wire::api::{AlertList, AlertStatusRequest, AlertView};
 use openmvs_wire::hub::{Delivery, IntermarketRequest};
 use openmvs_wire::obp::{
-    BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, PackQueryBody, PackStatesBody,
+    BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, HubErrorBody, PackQueryBody, PackStatesBody,
     PackStatesRequest, PacksRequest, ProductAnswer, ProductRequest, RecallAnswer, RecallRequest,
     UploadAcceptedBody, UploadStatusBody, WithdrawRequest, WithdrawalAnswer,
 };
@@ -153,48 +150,33 @@ fn national_of(peer: Option<&PeerName>) -> Result<MarketCode, HubHttpError> {
     }
 }
 
-/// The door: looks the route up in the authorization table ([`authz::HUB`]) and admits the
-/// caller its entry names, handing it on to the handler; a route the table does not list answers
-/// as if it did not exist.
-async fn authorize(req: Request, next: Next) -> Response {
-    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
-    let rule = match authz::lookup(authz::HUB, req.method(), matched.as_deref()) {
-        authz::Lookup::Rule(r) => r,
-        authz::Lookup::OtherMethod | authz::Lookup::Unrouted => return next.run(req).await,
-        authz::Lookup::Unlisted => {
-            tracing::error!(
-                route = matched.as_deref().unwrap_or(""),
-                "a route missing from the authorization table"
-            );
-            return not_found().await.into_response();
-        }
-    };
-    let (mut parts, body) = req.into_parts();
-    let peer = parts.extensions.get::<PeerName>();
-    match rule.caller {
-        Caller::Anyone | Caller::AdminToken => {}
-        Caller::ObpCertificate => match obp_of(peer) {
-            Ok(id) => {
+/// Who calls the hub: an OBP, a national system, or anyone, as [`authz::HUB`] names them.
+impl authz::Door for HubState {
+    type Body = HubErrorBody;
+    const TABLE: &'static [authz::RouteRule] = authz::HUB;
+
+    async fn admit(&self, caller: Caller, parts: &mut Parts) -> Result<(), HubHttpError> {
+        let peer = parts.extensions.get::<PeerName>();
+        match caller {
+            Caller::Anyone | Caller::AdminToken => {}
+            Caller::ObpCertificate => {
+                let id = obp_of(peer)?;
                 parts.extensions.insert(ObpAdmitted(id));
             }
-            Err(e) => return e.into_response(),
-        },
-        Caller::NationalCertificate => match national_of(peer) {
-            Ok(m) => {
-                parts.extensions.insert(NationalAdmitted(m));
+            Caller::NationalCertificate => {
+                let market = national_of(peer)?;
+                parts.extensions.insert(NationalAdmitted(market));
             }
-            Err(e) => return e.into_response(),
-        },
-        // The hub takes no bearer tokens, and no hub calls it.
-        Caller::Token(_) | Caller::HubCertificate => {
-            return HubHttpError::from(ApiError::forbidden(
-                "client_certificate",
-                "no caller may use this route",
-            ))
-            .into_response();
+            // The hub takes no bearer tokens, and no hub calls it.
+            Caller::Token(_) | Caller::HubCertificate => {
+                return Err(HubHttpError::from(ApiError::forbidden(
+                    "client_certificate",
+                    "no caller may use this route",
+                )));
+            }
         }
+        Ok(())
     }
-    next.run(Request::from_parts(parts, body)).await
 }
 
 /// The hub's routes, each as the authorization table lists it.
@@ -240,25 +222,9 @@ pub fn hub_routes() -> Routes<HubState> {
 /// Builds the hub's router.
 pub fn hub_router(state: HubState) -> Router {
     let obs = state.obs.clone();
-    hub_routes()
-        .finish()
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(axum::middleware::from_fn(authorize))
+    authz::guarded(hub_routes(), state)
         .layer(axum::middleware::from_fn_with_state(obs.load.clone(), crate::shed::shed))
         .layer(axum::middleware::from_fn_with_state(obs, observe))
-}
-
-async fn not_found() -> HubHttpError {
-    HubHttpError::from(ApiError::not_found("path", "no such route"))
-}
-
-async fn method_not_allowed() -> Response {
-    let mut r = HubHttpError::from(ApiError::not_found("method", "this route does not take this method"))
-        .into_response();
-    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    r
 }
 
 /// A JSON request body at the hub: [`crate::national::JsonBody`]'s rules, the hub's error body.

@@ -8,12 +8,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{
-    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
-};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use openmvs_core::pack::{Command, Operation};
 use openmvs_core::return_code::ReturnCode;
@@ -22,7 +19,7 @@ use openmvs_wire::ReturnCodeCatalogue;
 use openmvs_wire::admin::{ClientList, ClientState};
 use openmvs_wire::api::{
     AlertList, AlertStatusRequest, AlertView, AuditRecords, BulkAccepted, BulkRequest, BulkStatusResponse,
-    OAuthError, PackRequest, PackResponse, TokenResponse,
+    ErrorBody, OAuthError, PackRequest, PackResponse, TokenResponse,
 };
 use openmvs_wire::hub::{Delivery, IntermarketAnswer, IntermarketRequest, PackQuery, PackQueryAnswer};
 use serde::de::DeserializeOwned;
@@ -148,41 +145,30 @@ impl FromRequestParts<NationalState> for Hub {
     }
 }
 
-/// The door: looks the route up in the authorization table ([`authz::NATIONAL`]) and admits
-/// the caller its entry names, handing it on to the handler; a route the table does not list
-/// answers as if it did not exist.
-async fn authorize(State(s): State<NationalState>, req: Request, next: Next) -> Response {
-    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
-    let rule = match authz::lookup(authz::NATIONAL, req.method(), matched.as_deref()) {
-        authz::Lookup::Rule(r) => r,
-        authz::Lookup::OtherMethod | authz::Lookup::Unrouted => return next.run(req).await,
-        authz::Lookup::Unlisted => {
-            tracing::error!(
-                route = matched.as_deref().unwrap_or(""),
-                "a route missing from the authorization table"
-            );
-            return not_found().await.into_response();
-        }
-    };
-    let (mut parts, body) = req.into_parts();
-    match rule.caller {
-        Caller::Anyone | Caller::AdminToken => {}
-        Caller::Token(_) => match authenticate(&parts, &s).await {
-            Ok(actor) => {
+/// Who calls the national system: a token holder, the hub, or anyone, as [`authz::NATIONAL`]
+/// names them.
+impl authz::Door for NationalState {
+    type Body = ErrorBody;
+    const TABLE: &'static [authz::RouteRule] = authz::NATIONAL;
+
+    async fn admit(&self, caller: Caller, parts: &mut Parts) -> Result<(), HttpError> {
+        match caller {
+            Caller::Anyone | Caller::AdminToken => {}
+            Caller::Token(_) => {
+                let actor = authenticate(parts, self).await?;
                 parts.extensions.insert(Authenticated(actor));
             }
-            Err(e) => return e.into_response(),
-        },
-        Caller::HubCertificate => match parts.extensions.get::<PeerName>() {
-            Some(PeerName(names)) if names.iter().any(|n| n == HUB_PEER_NAME) => {
-                parts.extensions.insert(HubAdmitted);
-            }
-            _ => return hub_only().into_response(),
-        },
-        // No OBP or national system calls a national system directly.
-        Caller::ObpCertificate | Caller::NationalCertificate => return hub_only().into_response(),
+            Caller::HubCertificate => match parts.extensions.get::<PeerName>() {
+                Some(PeerName(names)) if names.iter().any(|n| n == HUB_PEER_NAME) => {
+                    parts.extensions.insert(HubAdmitted);
+                }
+                _ => return Err(hub_only()),
+            },
+            // No OBP or national system calls a national system directly.
+            Caller::ObpCertificate | Caller::NationalCertificate => return Err(hub_only()),
+        }
+        Ok(())
     }
-    next.run(Request::from_parts(parts, body)).await
 }
 
 /// The national system's routes, each as the authorization table lists it.
@@ -220,27 +206,9 @@ pub fn national_routes() -> Routes<NationalState> {
 /// Builds the national system's router.
 pub fn national_router(state: NationalState) -> Router {
     let obs = state.obs.clone();
-    national_routes()
-        .finish()
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state.clone())
-        .layer(axum::middleware::from_fn_with_state(state, authorize))
+    authz::guarded(national_routes(), state)
         .layer(axum::middleware::from_fn_with_state(obs.load.clone(), crate::shed::shed))
         .layer(axum::middleware::from_fn_with_state(obs, observe))
-}
-
-async fn not_found() -> HttpError {
-    HttpError::new(ApiError::new(ReturnCode::NotFound).with("path", "no such route"))
-}
-
-async fn method_not_allowed() -> Response {
-    let mut r = HttpError::new(
-        ApiError::new(ReturnCode::NotFound).with("method", "this route does not take this method"),
-    )
-    .into_response();
-    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    r
 }
 
 /// A JSON request body, read within its route's size limit and parsed; refused with 400 naming
