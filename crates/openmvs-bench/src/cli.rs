@@ -45,7 +45,8 @@ pub enum Command {
         /// Serials of the streamed upload through the hub (one upload per engine).
         #[arg(long, default_value_t = 1_000_000)]
         upload_serials: u64,
-        /// A run of seconds on small data, to check that the harness works (the test suite runs it).
+        /// A run of seconds on small data, to check that the harness works (the test suite runs it);
+        /// inter-market requests then get seconds, not the law's 300 ms, as speed is not judged.
         #[arg(long)]
         smoke: bool,
     },

@@ -34,7 +34,7 @@ use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
 use openmvs_node::{Storage, hub as hub_node, national as node, redact_url};
 use openmvs_pki::{CertificateAuthority, ClientKind, Issued};
-use openmvs_testkit::{System, hub_link, hub_links, schema_storage};
+use openmvs_testkit::{INTERMARKET_TIMEOUT, System, hub_link, hub_links, schema_storage};
 use openmvs_wire::obp::{
     BatchRequest, Mah, ProductMarket, ProductRequest, UploadAcceptedBody, UploadStatusBody, WholesalerEntry,
 };
@@ -69,7 +69,29 @@ pub(crate) enum Wiring {
     /// As `openmvs demo`: each national system also has an `HttpHubLink` to the hub with its own
     /// `<market>.national.openmvs` certificate and runs its relay and bulk worker; the hub asks
     /// the national systems inter-market requests (`HttpNationalQueries`) and sends callbacks.
-    Demo,
+    Demo(Deadlines),
+}
+
+/// How long an inter-market request may take: the national system waits `national` for the
+/// hub's answer, the hub gives the market it asks `hub`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Deadlines {
+    pub national: Duration,
+    pub hub: Duration,
+}
+
+impl Deadlines {
+    /// The law's (fmd-rules §4.10), as the demo and a node run: what a measurement uses, so that
+    /// an answer later than that counts against the run.
+    pub(crate) fn law() -> Deadlines {
+        Deadlines { national: INTERMARKET_TIMEOUT, hub: HubConfig::new([0; 32]).intermarket_budget }
+    }
+
+    /// Seconds, for a run that checks that the harness works and not how fast the machine is: a
+    /// busy machine then makes answers slow, never wrong.
+    pub(crate) fn generous() -> Deadlines {
+        Deadlines { national: Duration::from_secs(20), hub: Duration::from_secs(15) }
+    }
 }
 
 /// What one run measured.
@@ -429,10 +451,15 @@ async fn start_into(
         let dyn_store = store.store();
         let hub_link = match wiring {
             Wiring::DeliveryOnly => None,
-            Wiring::Demo => {
+            Wiring::Demo(deadlines) => {
                 let identity = pki.nationals.get(m).with_context(|| format!("no certificate for {m}"))?;
-                let link = hub_link(&hub_url, pki.ca_pem.as_bytes(), identity.identity_pem().as_bytes())
-                    .with_context(|| format!("the hub link of {m}"))?;
+                let link = hub_link(
+                    &hub_url,
+                    pki.ca_pem.as_bytes(),
+                    identity.identity_pem().as_bytes(),
+                    deadlines.national,
+                )
+                .with_context(|| format!("the hub link of {m}"))?;
                 Some(link)
             }
         };
@@ -461,13 +488,16 @@ async fn start_into(
     running.hub_store = Some(hub_store.clone());
     let hub_identity = pki.hub.identity_pem();
     let dyn_hub_store = hub_store.store();
-    let hub_config = HubConfig::new(key);
+    let mut hub_config = HubConfig::new(key);
+    if let Wiring::Demo(deadlines) = wiring {
+        hub_config.intermarket_budget = deadlines.hub;
+    }
     let links =
         hub_links(urls, pki.ca_pem.as_bytes(), hub_identity.as_bytes(), hub_config.intermarket_budget)?;
     let hub = Hub::new(dyn_hub_store, clock.clone(), hub_config, Some(links.delivery));
     let hub = match wiring {
         Wiring::DeliveryOnly => hub,
-        Wiring::Demo => hub.with_queries(links.queries).with_callbacks(links.callbacks),
+        Wiring::Demo(_) => hub.with_queries(links.queries).with_callbacks(links.callbacks),
     };
     let hub = Arc::new(hub);
     let obs = Arc::new(Observability::new(clock));
@@ -478,7 +508,7 @@ async fn start_into(
     running.servers.push(server);
     let stop_rx = running.stop.subscribe();
     running.workers.push(tokio::spawn(hub.run_relay(stop_rx.clone())));
-    if wiring == Wiring::Demo {
+    if matches!(wiring, Wiring::Demo(_)) {
         // As the demo: the national relays start once the hub listens.
         for (national, _) in running.nationals.values() {
             running.workers.push(tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())));

@@ -63,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out,
                 max_in_flight,
                 upload_serials,
+                smoke,
             };
             if smoke {
                 opts.sizes = vec![20_000];

@@ -39,6 +39,9 @@ pub struct Options {
     pub max_in_flight: usize,
     /// Serials of the streamed upload through the hub, one upload per engine.
     pub upload_serials: u64,
+    /// A run that checks the harness, not the machine: inter-market requests get seconds instead
+    /// of the law's 300 ms, so that a busy machine makes them slow, never refused.
+    pub smoke: bool,
 }
 
 /// A self-signed certificate for `localhost`, its server configuration and a client trusting it.

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use openmvs_node::{init_tracing, server_runtime};
-use openmvs_testkit::{System, hub_link, hub_links, schema_storage};
+use openmvs_testkit::{INTERMARKET_TIMEOUT, System, hub_link, hub_links, schema_storage};
 
 use super::serve::wait_for_signal;
 use crate::config::Storage;
@@ -422,7 +422,7 @@ async fn demo(
         node::claim_market(&data, *m)?;
         let engine = demo_storage(storage, m.as_str(), System::National, fresh, clock.now())?;
         let store = node::open(&data, &engine, clock.clone(), None)?;
-        let link = hub_link(&hub_url, &ca_pem, &pki.national_identities[m])
+        let link = hub_link(&hub_url, &ca_pem, &pki.national_identities[m], INTERMARKET_TIMEOUT)
             .with_context(|| format!("the hub link of {m}"))?;
         let national = Arc::new(
             National::new(store.store(), clock.clone(), NationalConfig::new(*m), Some(link))
