@@ -275,6 +275,12 @@ impl National {
         if changed {
             let mut set = self.disabled.write().unwrap_or_else(|p| p.into_inner());
             if self.disabled_changes.load(std::sync::atomic::Ordering::SeqCst) == local {
+                for id in disabled.difference(&set) {
+                    tracing::info!(client_id = %id, "client disabled by another node or command: its tokens are refused");
+                }
+                for id in set.difference(&disabled) {
+                    tracing::info!(client_id = %id, "client enabled again by another node or command");
+                }
                 *set = disabled;
             }
         }

@@ -11,13 +11,6 @@ use std::process::Command;
 
 use common::{Node, Reply, http, openmvs, pack, pack_body, serial, token};
 
-/// Whether `what` comes to hold within 30 s (a generous bound: the nodes refresh every second),
-/// for what a node does without saying so: it reads the clients cut off every second and logs
-/// nothing when that set changes.
-fn eventually(what: impl Fn() -> bool) -> bool {
-    common::eventually(common::WAIT_LIMIT, || what().then_some(())).is_some()
-}
-
 fn status_of(r: &Reply) -> u16 {
     match r {
         Reply::Answer { status, .. } | Reply::Broken { status, .. } => *status,
@@ -57,12 +50,13 @@ fn a_client_disabled_and_enabled_by_the_command_line_is_refused_and_accepted_by_
 
     let out = node.admin(&["admin", "client", "disable", "--client-id", &ph.client_id]);
     assert!(out.contains(&ph.client_id) && out.contains("disabled"), "{out}");
-    let n = std::cell::Cell::new(1);
-    let refused = eventually(|| {
-        n.set(n.get() + 1);
-        status_of(&verify(n.get())) == 401
-    });
-    assert!(refused, "the running node refuses the token:\n{}", server.log_text());
+    // The node reads the list of disabled clients every second and says what changed.
+    assert!(
+        server.wait_for_log("client disabled by another node or command", common::WAIT_LIMIT),
+        "the running node notices:\n{}",
+        server.log_text()
+    );
+    assert_eq!(status_of(&verify(1)), 401, "the running node refuses the token");
     match verify(999) {
         Reply::Answer { status: 401, body } => {
             assert_eq!(body["return_code"], "NMVS_FE_AU_01");
@@ -88,10 +82,12 @@ fn a_client_disabled_and_enabled_by_the_command_line_is_refused_and_accepted_by_
     assert!(row[4].starts_with("20") && row[4].ends_with('Z'), "last used at its token: {list}");
 
     node.admin(&["admin", "client", "enable", "--client-id", &ph.client_id]);
-    assert!(eventually(|| {
-        n.set(n.get() + 1);
-        status_of(&verify(n.get())) == 200
-    }));
+    assert!(
+        server.wait_for_log("client enabled again by another node or command", common::WAIT_LIMIT),
+        "the running node notices:\n{}",
+        server.log_text()
+    );
+    assert_eq!(status_of(&verify(2)), 200, "the running node takes the token again");
     let err = admin_fails(&node, &["admin", "client", "disable", "--client-id", "cl_nobody"]);
     assert!(err.contains("--client-id") && err.contains("cl_nobody"), "{err}");
     server.stop();

@@ -245,8 +245,8 @@ const SLEEPS_ALLOWED: &[(&str, &str, &str)] = &[
     (
         "crates/openmvs/tests/common/mod.rs",
         "eventually",
-        "the one poll of the end-to-end tests, for what another process does without saying so: a \
-         node reading the clients cut off, failed accepts after the first, the demo's relays",
+        "the one poll of the end-to-end tests, for what another process does without saying so: \
+         failed accepts after the first, the demo's relays",
     ),
     (
         "crates/openmvs/tests/common/mod.rs",
