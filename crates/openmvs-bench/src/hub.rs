@@ -227,23 +227,40 @@ pub(crate) fn measure(
     markets: &[MarketCode],
     database_url: Option<&str>,
 ) -> anyhow::Result<HubFigures> {
-    // Unique per run, so that tests running at once do not share a directory.
+    // The OBP client gets threads of its own, as a separate process would have: on the servers'
+    // runtime its body generation would sit in their queues and be measured as theirs.
+    in_a_world(
+        "hub",
+        "obp",
+        |dir, client| async move { run(&dir, serials, markets, client, database_url).await },
+    )
+}
+
+/// Runs `f` on a node's runtime in a fresh temp dir (`openmvs-bench-<name>-…`, unique per run so
+/// that tests running at once do not share one, removed afterwards), with a one-thread runtime
+/// named `client` for the load, as a separate process would have.
+pub(crate) fn in_a_world<T, F>(
+    name: &str,
+    client: &str,
+    f: impl FnOnce(PathBuf, tokio::runtime::Handle) -> F,
+) -> anyhow::Result<T>
+where
+    F: Future<Output = anyhow::Result<T>>,
+{
     static RUN: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "openmvs-bench-hub-{}-{}",
+        "openmvs-bench-{name}-{}-{}",
         std::process::id(),
         RUN.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
     let rt = openmvs_node::server_runtime()?;
-    // The OBP client gets threads of its own, as a separate process would have: on the servers'
-    // runtime its body generation would sit in their queues and be measured as theirs.
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .thread_name("obp")
+        .thread_name(client)
         .enable_all()
         .build()?;
-    let result = rt.block_on(run(&dir, serials, markets, client_rt.handle().clone(), database_url));
+    let result = rt.block_on(f(dir.clone(), client_rt.handle().clone()));
     drop(client_rt);
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);

@@ -8,7 +8,6 @@
 //! default; given a PostgreSQL database, every system gets a schema of its own for the run.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -160,25 +159,10 @@ pub(crate) fn measure(
     database_url: Option<&str>,
     deadlines: Deadlines,
 ) -> anyhow::Result<Figures> {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "openmvs-bench-intermarket-{}-{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let rt = openmvs_node::server_runtime()?;
     // The clients get a thread of their own, as a separate process would have.
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("terminal")
-        .enable_all()
-        .build()?;
-    let result = rt.block_on(run(&dir, requests, None, client_rt.handle().clone(), database_url, deadlines));
-    drop(client_rt);
-    drop(rt);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    bench_hub::in_a_world("intermarket", "terminal", |dir, client| async move {
+        run(&dir, requests, None, client, database_url, deadlines).await
+    })
 }
 
 fn market(code: &str) -> anyhow::Result<MarketCode> {
