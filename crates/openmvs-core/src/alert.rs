@@ -1,4 +1,6 @@
-//! The alert lifecycle (fmd-rules §4.11): OPEN, INVESTIGATING, ESCALATED, CLOSED.
+//! The alert lifecycle (fmd-rules §4.11): OPEN, INVESTIGATING, ESCALATED, CLOSED; and the thread
+//! of status changes and comments that the market's NMVO and the owning OBP work on together, each
+//! on their own system, which must agree once each has the other's entries ([`AlertThread`]).
 
 use std::fmt;
 
@@ -89,18 +91,20 @@ impl Classification {
 }
 
 /// An alert as it is listed and read: as the market raised it, with where its investigation
-/// stands. The national system shows its own alerts; the hub shows an OBP the alerts markets
-/// forwarded, under the hub's id and with the OBP's own investigation.
+/// stands. One alert has one id everywhere: in the answer to the request that raised it, at the
+/// national systems that hold a copy, and at the hub for the OBP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertView {
-    /// The alert's id where it is read.
+    /// The alert's id.
     pub id: AlertId,
     /// The hub alert code.
     pub code: AlertCode,
     /// The return code of the request that raised it.
     pub return_code: ReturnCode,
-    /// The market that raised it.
+    /// The market of the request that raised it.
     pub market: MarketCode,
+    /// The market that holds the pack: another market for an inter-market request, else `market`.
+    pub pack_market: MarketCode,
     /// The product code, as the request named it.
     pub product_code: String,
     /// The serial.
@@ -117,6 +121,150 @@ pub struct AlertView {
     pub classification: Option<Classification>,
     /// The last comment.
     pub comment: Option<String>,
+    /// The status changes and comments, in the order they were made.
+    pub thread: AlertThread,
+}
+
+impl AlertView {
+    /// The markets that keep a copy of the alert: where it was raised and where the pack is held.
+    pub fn markets(&self) -> Vec<MarketCode> {
+        let mut m = vec![self.market];
+        if self.pack_market != self.market {
+            m.push(self.pack_market);
+        }
+        m
+    }
+}
+
+/// One status change of an alert, as both sides keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertChange {
+    /// Unique, so that a change delivered twice is kept once.
+    pub id: String,
+    /// The status the change was decided on.
+    pub from: AlertStatus,
+    /// The status asked for.
+    pub to: AlertStatus,
+    /// The classification, when closing.
+    pub classification: Option<Classification>,
+    /// Who made it: a client of a national system, or an OBP.
+    pub by: String,
+    /// Their role, e.g. `NMVO` or `OBP`.
+    pub role: String,
+    /// When it was made, on the clock of the side that made it.
+    pub at: Timestamp,
+}
+
+/// One comment on an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertComment {
+    /// Unique, so that a comment delivered twice is kept once.
+    pub id: String,
+    /// Who wrote it.
+    pub author: String,
+    /// Their role.
+    pub role: String,
+    /// When.
+    pub at: Timestamp,
+    /// The text, at most [`MAX_COMMENT_CHARS`] characters.
+    pub text: String,
+}
+
+/// The status changes and comments of an alert, each list in `(at, id)` order.
+///
+/// **The rule for changes made on both sides at once.** Each side applies its own changes at
+/// once and the other side's when they arrive, in whatever order that is; the status both show is
+/// computed from every change they hold, replayed in `(at, id)` order from `OPEN` by
+/// [`AlertThread::settle`]:
+/// - a change that moves the alert forward takes effect (the later change wins when both sides
+///   move it forward);
+/// - a change that would move it back does not: it stays in the history, marked by the status
+///   that resulted (the side that made it saw an older status);
+/// - of two closings, the later one's classification stands;
+/// - a closed alert reopens only by an explicit change: one that was decided on `CLOSED` itself
+///   (`from == CLOSED`). A change decided on an open status never reopens an alert the other side
+///   closed meanwhile.
+///
+/// Both sides hold the same changes once delivery catches up, so they show the same status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertThread {
+    /// The status changes.
+    pub history: Vec<AlertChange>,
+    /// The comments.
+    pub comments: Vec<AlertComment>,
+}
+
+impl AlertThread {
+    /// The status and classification the changes come to (see the rule above).
+    pub fn settle(&self) -> (AlertStatus, Option<Classification>) {
+        let mut status = AlertStatus::Open;
+        let mut classification = None;
+        for c in &self.history {
+            let reopen = status == AlertStatus::Closed && c.from == AlertStatus::Closed;
+            if reopen || c.to > status || (c.to == AlertStatus::Closed && status == AlertStatus::Closed) {
+                status = c.to;
+                classification = if c.to == AlertStatus::Closed { c.classification } else { None };
+            }
+        }
+        (status, classification)
+    }
+
+    /// Whether a change or comment with this id is held already.
+    pub fn holds(&self, id: &str) -> bool {
+        self.history.iter().any(|c| c.id == id) || self.comments.iter().any(|c| c.id == id)
+    }
+
+    /// Adds a change in its place; `false` (and nothing changes) when it is held already.
+    pub fn add_change(&mut self, change: AlertChange) -> bool {
+        if self.holds(&change.id) {
+            return false;
+        }
+        let at = self.history.partition_point(|c| (c.at, &c.id) < (change.at, &change.id));
+        self.history.insert(at, change);
+        true
+    }
+
+    /// Adds a comment in its place; `false` (and nothing changes) when it is held already.
+    pub fn add_comment(&mut self, comment: AlertComment) -> bool {
+        if self.holds(&comment.id) {
+            return false;
+        }
+        let at = self.comments.partition_point(|c| (c.at, &c.id) < (comment.at, &comment.id));
+        self.comments.insert(at, comment);
+        true
+    }
+
+    /// A new id for a change or comment made here: `<prefix>-<n>-<random>`, where `n` (eight
+    /// digits) is one more than the highest of the thread's entries. Entries made at the same
+    /// millisecond are ordered by id, so one made after another was seen sorts after it.
+    pub fn next_id(&self, prefix: &str, random: u64) -> String {
+        let n = self
+            .history
+            .iter()
+            .map(|c| c.id.as_str())
+            .chain(self.comments.iter().map(|c| c.id.as_str()))
+            .filter_map(|id| id.split('-').nth(1)?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        format!("{prefix}-{:08}-{random:016x}", n + 1)
+    }
+
+    /// The latest comment's text.
+    pub fn last_comment(&self) -> Option<&str> {
+        self.comments.last().map(|c| c.text.as_str())
+    }
+}
+
+/// Checks a comment's text: 1 to [`MAX_COMMENT_CHARS`] characters, not only white space.
+pub fn decide_comment(text: &str) -> Result<(), StatusChangeError> {
+    let n = text.chars().count();
+    if n > MAX_COMMENT_CHARS {
+        return Err(StatusChangeError::CommentTooLong(n));
+    }
+    if text.trim().is_empty() {
+        return Err(StatusChangeError::CommentEmpty);
+    }
+    Ok(())
 }
 
 /// A page of alerts, in id order.
@@ -171,17 +319,23 @@ pub enum StatusChangeError {
     /// The comment is too long.
     #[error("comment: {0} characters, at most 500")]
     CommentTooLong(usize),
+    /// The comment says nothing.
+    #[error("text: a comment must not be empty")]
+    CommentEmpty,
 }
 
 /// Decides a status change of an alert currently in `current`.
 ///
-/// The lifecycle only moves forward: OPEN -> INVESTIGATING -> ESCALATED -> CLOSED, where steps
-/// may be skipped but never taken back, and CLOSED is final.
+/// The lifecycle moves forward: OPEN -> INVESTIGATING -> ESCALATED -> CLOSED, where steps may be
+/// skipped but never taken back. A closed alert is reopened only explicitly, to INVESTIGATING or
+/// ESCALATED (new facts came to light), when its classification goes, or closed again with
+/// another classification.
 pub fn decide_status_change(
     current: AlertStatus,
     req: &StatusChange<'_>,
 ) -> Result<StatusOutcome, StatusChangeError> {
-    if req.status <= current || req.status == AlertStatus::Open {
+    let reopen = current == AlertStatus::Closed && req.status != AlertStatus::Open;
+    if !reopen && (req.status <= current || req.status == AlertStatus::Open) {
         return Err(StatusChangeError::Transition { from: current, to: req.status });
     }
     match (req.status, req.classification) {
@@ -222,10 +376,13 @@ mod tests {
     }
 
     #[test]
-    fn alerts_never_move_back_and_closed_is_final() {
+    fn alerts_never_move_back_and_a_closed_alert_reopens_only_to_investigating_or_escalated() {
         for from in AlertStatus::ALL {
             for to in AlertStatus::ALL {
-                if to <= from || to == Open {
+                if from == Closed && to != Open {
+                    let c = (to == Closed).then_some(Classification::Other);
+                    assert_eq!(decide_status_change(from, &change(to, c)).unwrap().status, to);
+                } else if to <= from || to == Open {
                     let c = (to == Closed).then_some(Classification::Other);
                     assert!(matches!(
                         decide_status_change(from, &change(to, c)),
@@ -264,5 +421,111 @@ mod tests {
         let req = |c| StatusChange { status: Investigating, classification: None, comment: Some(c) };
         assert!(decide_status_change(Open, &req(&ok)).is_ok());
         assert_eq!(decide_status_change(Open, &req(&long)), Err(StatusChangeError::CommentTooLong(501)));
+    }
+
+    fn ch(id: &str, from: AlertStatus, to: AlertStatus, at: i64) -> AlertChange {
+        AlertChange {
+            id: id.into(),
+            from,
+            to,
+            classification: (to == Closed).then_some(Classification::ObpDataError),
+            by: "x".into(),
+            role: "NMVO".into(),
+            at: Timestamp::from_unix_millis(at),
+        }
+    }
+
+    fn settled(changes: &[AlertChange]) -> (AlertStatus, Option<Classification>) {
+        let mut t = AlertThread::default();
+        for c in changes {
+            t.add_change(c.clone());
+        }
+        t.settle()
+    }
+
+    #[test]
+    fn the_later_forward_change_wins_and_a_stale_one_does_not_move_the_alert_back() {
+        // NMVO: OPEN -> INVESTIGATING at 1; OBP, not having seen it: OPEN -> ESCALATED at 2.
+        let a = ch("a", Open, Investigating, 1);
+        let b = ch("b", Open, Escalated, 2);
+        assert_eq!(settled(&[a.clone(), b.clone()]), (Escalated, None));
+        // The other way round in time: the escalation stands, the later investigation is stale.
+        let a = ch("a", Open, Investigating, 3);
+        assert_eq!(settled(&[b, a]), (Escalated, None));
+    }
+
+    #[test]
+    fn a_closed_alert_reopens_only_by_a_change_decided_on_closed() {
+        let close = ch("c", Open, Closed, 1);
+        let concurrent = ch("i", Open, Investigating, 2);
+        assert_eq!(settled(&[close.clone(), concurrent]), (Closed, Some(Classification::ObpDataError)));
+        let reopen = ch("r", Closed, Investigating, 3);
+        assert_eq!(settled(&[close, reopen]), (Investigating, None));
+    }
+
+    #[test]
+    fn of_two_closings_the_later_classification_stands() {
+        let mut first = ch("a", Open, Closed, 1);
+        first.classification = Some(Classification::TechnicalError);
+        let second = ch("b", Investigating, Closed, 2);
+        assert_eq!(settled(&[second.clone(), first.clone()]), (Closed, Some(Classification::ObpDataError)));
+        assert_eq!(settled(&[first, second]), (Closed, Some(Classification::ObpDataError)));
+    }
+
+    #[test]
+    fn a_change_or_comment_held_already_is_not_added_twice() {
+        let mut t = AlertThread::default();
+        assert!(t.add_change(ch("a", Open, Investigating, 1)));
+        assert!(!t.add_change(ch("a", Open, Investigating, 1)));
+        let c = AlertComment {
+            id: "m".into(),
+            author: "x".into(),
+            role: "OBP".into(),
+            at: Timestamp::from_unix_millis(5),
+            text: "hi".into(),
+        };
+        assert!(t.add_comment(c.clone()));
+        assert!(!t.add_comment(c));
+        assert_eq!((t.history.len(), t.comments.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_new_entry_sorts_after_every_entry_its_side_has_seen_even_in_the_same_millisecond() {
+        let mut t = AlertThread::default();
+        for random in [u64::MAX, 0, 7] {
+            let id = t.next_id("ACH", random);
+            t.add_change(AlertChange { id: id.clone(), ..ch("x", Open, Investigating, 1) });
+            assert_eq!(t.history.last().map(|c| c.id.as_str()), Some(id.as_str()));
+        }
+        assert_eq!(t.history[0].id, "ACH-00000001-ffffffffffffffff");
+    }
+
+    #[test]
+    fn comments_are_one_to_five_hundred_characters_and_not_blank() {
+        assert!(decide_comment("pack returned to the wholesaler").is_ok());
+        assert_eq!(decide_comment("  "), Err(StatusChangeError::CommentEmpty));
+        assert_eq!(decide_comment(&"x".repeat(501)), Err(StatusChangeError::CommentTooLong(501)));
+    }
+
+    proptest::proptest! {
+        /// Both sides end with the same status whatever order the changes arrive in.
+        #[test]
+        fn every_order_of_arrival_settles_the_same(
+            steps in proptest::collection::vec((0usize..4, 0usize..4, 0i64..6), 1..8),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let changes: Vec<AlertChange> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, (f, t, at))| ch(&format!("c{i}"), AlertStatus::ALL[*f], AlertStatus::ALL[*t], *at))
+                .collect();
+            let mut shuffled = changes.clone();
+            let mut x = seed;
+            for i in (1..shuffled.len()).rev() {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (x >> 33) as usize % (i + 1));
+            }
+            proptest::prop_assert_eq!(settled(&changes), settled(&shuffled));
+        }
     }
 }

@@ -23,6 +23,12 @@ impl AlertCode {
     pub const ALL: [AlertCode; 5] =
         [AlertCode::A2, AlertCode::A3, AlertCode::A24, AlertCode::A52, AlertCode::A68];
 
+    /// Whether alerts of this code go through the hub to the OBP that owns the product (and
+    /// their status changes and comments with them).
+    pub fn goes_to_obp(self) -> bool {
+        true
+    }
+
     /// The code as written on the wire, e.g. `A24`.
     pub fn as_str(self) -> &'static str {
         match self {

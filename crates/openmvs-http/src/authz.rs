@@ -177,6 +177,12 @@ pub static NATIONAL: &[RouteRule] = &[
         None,
     ),
     rule(
+        Method::POST,
+        "/v1/alerts/{id}/comments",
+        Token(Grant::Action(Action::ChangeAlertStatus, Access::Market)),
+        None,
+    ),
+    rule(
         Method::GET,
         "/v1/audit/packs/{scheme}/{product_code}/{serial}",
         Token(Grant::Action(Action::ReadAudit, Access::Market)),
@@ -246,6 +252,12 @@ pub static HUB: &[RouteRule] = &[
     rule(
         Method::POST,
         "/v1/alerts/{id}/status",
+        ObpCertificate,
+        Some(Ownership { own: OBP_ALERTS, other: hidden("id") }),
+    ),
+    rule(
+        Method::POST,
+        "/v1/alerts/{id}/comments",
         ObpCertificate,
         Some(Ownership { own: OBP_ALERTS, other: hidden("id") }),
     ),

@@ -31,7 +31,7 @@ use openmvs_core::return_code::ReturnCode;
 use openmvs_hub::Hub;
 use openmvs_pki::Identity;
 use openmvs_wire::ReturnCodeCatalogue;
-use openmvs_wire::api::{AlertList, AlertStatusRequest, AlertView};
+use openmvs_wire::api::{AlertCommentRequest, AlertCommentView, AlertDetail, AlertList, AlertStatusRequest};
 use openmvs_wire::hub::{Delivery, IntermarketRequest};
 use openmvs_wire::obp::{
     BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, HubErrorBody, PackQueryBody, PackStatesBody,
@@ -205,6 +205,7 @@ pub fn hub_routes() -> Routes<HubState> {
         .route(Method::GET, "/v1/alerts", alerts)
         .route(Method::GET, "/v1/alerts/{id}", alert)
         .route_limited(Method::POST, "/v1/alerts/{id}/status", small(), alert_status)
+        .route_limited(Method::POST, "/v1/alerts/{id}/comments", small(), alert_comment)
         .route_limited(Method::PUT, "/v1/callback", small(), set_callback)
         .route_limited(
             Method::POST,
@@ -448,7 +449,7 @@ async fn alert(
     Obp(obp): Obp,
     Path(id): Path<String>,
 ) -> Result<Response, HubHttpError> {
-    Ok(axum::Json(AlertView::from(&s.hub.alert(&obp, &id).await?)).into_response())
+    Ok(axum::Json(AlertDetail::from(&s.hub.alert(&obp, &id).await?)).into_response())
 }
 
 async fn alert_status(
@@ -461,7 +462,17 @@ async fn alert_status(
         .hub
         .change_alert_status(&obp, &id, &req.status, req.classification.as_deref(), req.comment.as_deref())
         .await?;
-    Ok(axum::Json(AlertView::from(&a)).into_response())
+    Ok(axum::Json(AlertDetail::from(&a)).into_response())
+}
+
+async fn alert_comment(
+    State(s): State<HubState>,
+    Obp(obp): Obp,
+    Path(id): Path<String>,
+    HubJson(req): HubJson<AlertCommentRequest>,
+) -> Result<Response, HubHttpError> {
+    let comment = s.hub.comment_alert(&obp, &id, &req.text).await?;
+    Ok((StatusCode::CREATED, axum::Json(AlertCommentView::from(&comment))).into_response())
 }
 
 async fn set_callback(

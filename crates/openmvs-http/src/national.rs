@@ -18,8 +18,9 @@ use openmvs_national::{Actor, ApiError, National};
 use openmvs_wire::ReturnCodeCatalogue;
 use openmvs_wire::admin::{ClientList, ClientState};
 use openmvs_wire::api::{
-    AlertList, AlertStatusRequest, AlertView, AuditRecords, BulkAccepted, BulkRequest, BulkStatusResponse,
-    ErrorBody, OAuthError, PackRequest, PackResponse, TokenResponse,
+    AlertCommentRequest, AlertCommentView, AlertDetail, AlertList, AlertStatusRequest, AuditRecords,
+    BulkAccepted, BulkRequest, BulkStatusResponse, ErrorBody, OAuthError, PackRequest, PackResponse,
+    TokenResponse,
 };
 use openmvs_wire::hub::{Delivery, IntermarketAnswer, IntermarketRequest, PackQuery, PackQueryAnswer};
 use serde::de::DeserializeOwned;
@@ -183,6 +184,7 @@ pub fn national_routes() -> Routes<NationalState> {
         .route(Method::GET, "/v1/alerts", alerts)
         .route(Method::GET, "/v1/alerts/{id}", alert)
         .route_limited(Method::POST, "/v1/alerts/{id}/status", small(), alert_status)
+        .route_limited(Method::POST, "/v1/alerts/{id}/comments", small(), alert_comment)
         .route(Method::GET, "/v1/audit/packs/{scheme}/{product_code}/{serial}", audit)
         .route(Method::GET, "/v1/return-codes", return_codes)
         .route(Method::GET, "/status", status_page)
@@ -475,7 +477,7 @@ async fn alert(
     Path(id): Path<String>,
     Auth(actor): Auth,
 ) -> Result<Response, HttpError> {
-    Ok(axum::Json(AlertView::from(&s.national.alert(&actor, &id).await?)).into_response())
+    Ok(axum::Json(AlertDetail::from(&s.national.alert(&actor, &id).await?)).into_response())
 }
 
 async fn alert_status(
@@ -485,7 +487,17 @@ async fn alert_status(
     JsonBody(req): JsonBody<AlertStatusRequest>,
 ) -> Result<Response, HttpError> {
     let alert = s.national.change_alert_status(&actor, &id, &req).await?;
-    Ok(axum::Json(AlertView::from(&alert)).into_response())
+    Ok(axum::Json(AlertDetail::from(&alert)).into_response())
+}
+
+async fn alert_comment(
+    State(s): State<NationalState>,
+    Path(id): Path<String>,
+    Auth(actor): Auth,
+    JsonBody(req): JsonBody<AlertCommentRequest>,
+) -> Result<Response, HttpError> {
+    let comment = s.national.comment_alert(&actor, &id, &req).await?;
+    Ok((StatusCode::CREATED, axum::Json(AlertCommentView::from(&comment))).into_response())
 }
 
 async fn audit(

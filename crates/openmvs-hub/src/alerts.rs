@@ -1,28 +1,33 @@
 //! The OBPs' alerts (fmd-rules §4.11): an OBP lists and reads the alerts raised on its products
-//! and moves them through their lifecycle at the hub, independently of each market's NMVO.
+//! and works them at the hub together with the NMVOs of the markets that hold them: status
+//! changes and comments go into the alert's thread and to every market that holds a copy; those
+//! the markets make come here and go on to the other market of an inter-market alert
+//! ([`Hub::relay_alert_change`]). Every side computes the status from the whole thread
+//! ([`openmvs_core::alert::AlertThread::settle`]), so all agree once delivery catches up.
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::{
-    AlertPage, AlertStatus, AlertView, Classification, StatusChange, decide_status_change,
+    AlertChange, AlertComment, AlertPage, AlertStatus, AlertThread, AlertView, Classification, StatusChange,
+    decide_comment, decide_status_change,
 };
-use openmvs_core::ids::AlertId;
+use openmvs_core::ids::{AlertId, MarketCode};
 use openmvs_core::pack::Policy;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, Role, access};
 use openmvs_store::hub::{HubAlertFilter, HubAlertRecord, HubUnitOfWork};
-use openmvs_store::{AlertUpdate, Conflict, StoreError};
+use openmvs_store::{AlertUpdate, Conflict, OutboxMessage, StoreError};
+use openmvs_wire::hub::{AlertChangeMsg, AlertCommentMsg, Message};
 use openmvs_wire::kept;
 use serde_json::json;
 
-use crate::{ApiError, Hub, Record};
+use crate::{ApiError, Hub, Record, message_keyed, new_id};
 
 /// The page size when none is asked for.
 pub const DEFAULT_ALERT_LIMIT: usize = 100;
 /// The largest page.
 pub const MAX_ALERT_LIMIT: usize = 1000;
 
-/// The OBP's view of an alert: as the market raised it, under the hub's id, with the OBP's own
-/// investigation status, classification and comment.
+/// The OBP's view of an alert: as the market raised it, with where the investigation stands.
 pub(crate) fn view(a: &HubAlertRecord) -> Result<AlertView, StoreError> {
     let forwarded = kept::read_alert(&a.alert)
         .map_err(|e| StoreError::Corrupt(format!("alert {} does not decode: {e}", a.id)))?;
@@ -31,8 +36,47 @@ pub(crate) fn view(a: &HubAlertRecord) -> Result<AlertView, StoreError> {
         status: a.status,
         classification: a.classification,
         comment: a.comment.clone(),
+        thread: a.thread.clone(),
         ..forwarded
     })
+}
+
+/// An update of `current` to `thread`, with the status, classification and last comment the
+/// thread comes to.
+fn update_to(current: &HubAlertRecord, thread: AlertThread) -> AlertUpdate {
+    let (status, classification) = thread.settle();
+    AlertUpdate {
+        id: current.id.clone(),
+        expected_version: current.version,
+        status,
+        classification,
+        comment: thread.last_comment().map(str::to_owned),
+        thread,
+    }
+}
+
+/// One piece of work on an alert by its OBP.
+enum Work<'a> {
+    /// A status change, with an optional comment.
+    Status { status: AlertStatus, classification: Option<Classification>, comment: Option<&'a str> },
+    /// A comment.
+    Comment(&'a str),
+}
+
+/// The messages that take `body` (a change or a comment of `alert`) to every market that holds
+/// the alert but `except`, in order with everything else about the product.
+fn to_markets(
+    alert: &AlertView,
+    except: Option<MarketCode>,
+    message_id: &str,
+    body: &Message,
+) -> Vec<OutboxMessage> {
+    alert
+        .markets()
+        .into_iter()
+        .filter(|m| Some(*m) != except)
+        .map(|m| message_keyed(m, format!("{message_id}-{m}"), &alert.product_code, body.clone()))
+        .collect()
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -90,8 +134,8 @@ impl Hub {
     }
 
     /// `POST /v1/alerts/{id}/status` for an OBP, on its own alerts (the permission table gives the
-    /// OBP `Own` access): moves the alert forward in its lifecycle; closing needs a
-    /// classification. Refusals are audited.
+    /// OBP `Own` access): moves the alert forward in its lifecycle (or reopens a closed one);
+    /// closing needs a classification. Refusals are audited.
     pub async fn change_alert_status(
         &self,
         obp: &str,
@@ -125,6 +169,28 @@ impl Hub {
                 return Err(refuse(e).await);
             }
         };
+        let work = Work::Status { status, classification, comment };
+        self.work_alert(obp, id, work, "alert-status", &request).await.map(|(a, _)| a)
+    }
+
+    /// `POST /v1/alerts/{id}/comments` for an OBP, on its own alerts.
+    pub async fn comment_alert(&self, obp: &str, id: &str, text: &str) -> Result<AlertComment, ApiError> {
+        self.caller(obp).await?;
+        let request = json!({"text": text});
+        let (_, comment) = self.work_alert(obp, id, Work::Comment(text), "alert-comment", &request).await?;
+        Ok(comment.expect("a comment's work adds a comment"))
+    }
+
+    async fn work_alert(
+        &self,
+        obp: &str,
+        id: &str,
+        work: Work<'_>,
+        operation: &str,
+        request: &serde_json::Value,
+    ) -> Result<(AlertView, Option<AlertComment>), ApiError> {
+        let subject = format!("alert/{id}");
+        let refuse = |e: ApiError| self.refuse(obp, operation, &subject, request, e);
         let alert_id = AlertId::from(id);
         for _ in 0..8 {
             let now = self.clock.now();
@@ -132,58 +198,151 @@ impl Hub {
                 Some(a) if a.obp == obp => a,
                 _ => return Err(refuse(not_found(id)).await),
             };
-            let change = StatusChange { status, classification, comment };
-            let outcome = match decide_status_change(current.status, &change) {
-                Ok(o) => o,
-                Err(e) => {
-                    // The core's messages start with the field at fault.
-                    let text = e.to_string();
-                    let field = text.split(':').next().unwrap_or("status").to_owned();
-                    return Err(refuse(ApiError::malformed(field, text)).await);
+            let mut thread = current.thread.clone();
+            let mut bodies = Vec::new();
+            let mut report_to_nca = false;
+            let mut added = None;
+            let comment_text = match &work {
+                Work::Status { status, classification, comment } => {
+                    let change =
+                        StatusChange { status: *status, classification: *classification, comment: *comment };
+                    match decide_status_change(current.status, &change) {
+                        Ok(o) => report_to_nca = o.report_to_nca,
+                        Err(e) => {
+                            // The core's messages start with the field at fault.
+                            let text = e.to_string();
+                            let field = text.split(':').next().unwrap_or("status").to_owned();
+                            return Err(refuse(ApiError::malformed(field, text)).await);
+                        }
+                    }
+                    let change = AlertChange {
+                        id: thread.next_id("ACH", crate::random_u64()),
+                        from: current.status,
+                        to: *status,
+                        classification: *classification,
+                        by: obp.to_owned(),
+                        role: Role::Obp.to_string(),
+                        at: now,
+                    };
+                    bodies.push(Message::AlertChange(AlertChangeMsg::new(id, &change)));
+                    thread.add_change(change);
+                    *comment
+                }
+                Work::Comment(text) => {
+                    if let Err(e) = decide_comment(text) {
+                        let text = e.to_string();
+                        let field = text.split(':').next().unwrap_or("text").to_owned();
+                        return Err(refuse(ApiError::malformed(field, text)).await);
+                    }
+                    Some(*text)
                 }
             };
-            let mut after = current.clone();
-            after.status = outcome.status;
-            after.classification = classification.or(current.classification);
-            if let Some(c) = comment {
-                after.comment = Some(c.to_owned());
+            if let Some(text) = comment_text {
+                let comment = AlertComment {
+                    id: thread.next_id("ACM", crate::random_u64()),
+                    author: obp.to_owned(),
+                    role: Role::Obp.to_string(),
+                    at: now,
+                    text: text.to_owned(),
+                };
+                bodies.push(Message::AlertComment(AlertCommentMsg::new(id, &comment)));
+                thread.add_comment(comment.clone());
+                added = Some(comment);
             }
+            let update = update_to(&current, thread);
+            let mut after = current.clone();
+            after.status = update.status;
+            after.classification = update.classification;
+            after.comment = update.comment.clone();
+            after.thread = update.thread.clone();
             let answer = view(&after)?;
             let result = kept::alert_value(&answer);
-            let r = Record {
-                operation: "alert-status",
-                subject: &subject,
-                code: ReturnCode::Success,
-                request: &request,
-                result: &result,
-            };
+            let r =
+                Record { operation, subject: &subject, code: ReturnCode::Success, request, result: &result };
             let mut audit = vec![self.entry(obp, now, r)];
-            if outcome.report_to_nca {
+            if report_to_nca {
                 // DR Art 37(d): the confirmed falsification is on record for the authorities.
                 audit.push(Entry {
                     operation: "nca-report".into(),
-                    subject: format!("{}/{}", current.market, current.source_alert_id),
+                    subject: format!("{}/{}", current.market, current.id),
                     ..audit[0].clone()
                 });
             }
-            let uow = HubUnitOfWork {
-                alert_updates: vec![AlertUpdate {
-                    id: alert_id.clone(),
-                    expected_status: current.status,
-                    status: outcome.status,
-                    classification,
-                    comment: comment.map(str::to_owned),
-                }],
-                audit,
-                ..HubUnitOfWork::default()
-            };
+            let mut outbox = Vec::new();
+            for body in &bodies {
+                let message_id = new_id("HMS", now);
+                outbox.extend(to_markets(&answer, None, &message_id, body));
+            }
+            let uow =
+                HubUnitOfWork { alert_updates: vec![update], audit, outbox, ..HubUnitOfWork::default() };
             match self.commit(uow).await {
-                Ok(()) => return Ok(answer),
-                // Changed meanwhile: decide again on the new status.
+                Ok(()) => return Ok((answer, added)),
+                // Changed meanwhile: decide again on the new thread.
                 Err(StoreError::Conflict(Conflict::AlertStatus)) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(openmvs_store::unavailable("the alert keeps changing"))
+    }
+
+    /// A status change or comment made at the national system of `origin`: added to the hub's
+    /// thread once, sent on to the other market that holds the alert, and called back to the OBP.
+    /// `Err` says why it can never apply.
+    pub(crate) async fn relay_alert_change(
+        &self,
+        origin: MarketCode,
+        message_id: &str,
+        body: &Message,
+        uow: &mut HubUnitOfWork,
+    ) -> Result<Result<String, String>, ApiError> {
+        let (alert_id, change, comment) = match body {
+            Message::AlertChange(m) => match m.change.to_change() {
+                Ok(c) => (&m.alert_id, Some(c), None),
+                Err(why) => return Ok(Err(format!("change: {why}"))),
+            },
+            Message::AlertComment(m) => match m.comment.to_comment() {
+                Ok(c) => (&m.alert_id, None, Some(c)),
+                Err(why) => return Ok(Err(format!("comment: {why}"))),
+            },
+            _ => return Ok(Err("not an alert change".into())),
+        };
+        let Some(current) = self.store.alert(&AlertId::from(alert_id.as_str())).await? else {
+            return Ok(Err(format!("no alert '{alert_id}' at the hub")));
+        };
+        let alert = view(&current)?;
+        if !alert.markets().contains(&origin) {
+            return Ok(Err(format!("alert {alert_id} does not concern {origin}")));
+        }
+        let mut thread = current.thread.clone();
+        let added = match (change, comment) {
+            (Some(c), _) => thread.add_change(c),
+            (_, Some(c)) => thread.add_comment(c),
+            _ => false,
+        };
+        if !added {
+            return Ok(Ok(format!("alert {alert_id}: held before")));
+        }
+        // The OBP hears of it as the markets do: the message's own change or comment.
+        let mut event = serde_json::to_value(body).expect("a message always serialises");
+        if let Some(o) = event.as_object_mut() {
+            let kind = o.remove("kind").unwrap_or_default();
+            o.insert("event".into(), kind);
+            o.insert("market".into(), json!(origin.as_str()));
+        }
+        let update = update_to(&current, thread);
+        let note = format!("alert {alert_id}: {} -> {}", current.status, update.status);
+        uow.alert_updates.push(update);
+        uow.outbox.extend(to_markets(&alert, Some(origin), message_id, body));
+        if let Some(obp) = self.store.obp(&current.obp).await?
+            && obp.callback_url.is_some()
+        {
+            uow.outbox.push(crate::callback::callback_message(
+                obp.id.as_str(),
+                format!("{message_id}-callback"),
+                &current.product_code,
+                event,
+            ));
+        }
+        Ok(Ok(note))
     }
 }

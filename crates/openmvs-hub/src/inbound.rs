@@ -14,7 +14,7 @@ use openmvs_wire::hub::{
 };
 use serde_json::json;
 
-use crate::{ApiError, Hub, message_to, new_id};
+use crate::{ApiError, Hub, message_to};
 
 /// How often a message is decided again after its unit lost a race, before the delivery is
 /// answered 503 and retried by the sender.
@@ -127,10 +127,16 @@ impl Hub {
                 Ok(note) => note,
                 Err(why) => return Ok(Effects::Reject(why)),
             },
-            Message::Alert(a) => match self.store_alert(origin, a, now, &mut uow).await? {
+            Message::Alert(a) => match self.store_alert(origin, env, a, now, &mut uow).await? {
                 Ok(note) => note,
                 Err(why) => return Ok(Effects::Reject(why)),
             },
+            Message::AlertChange(_) | Message::AlertComment(_) => {
+                match self.relay_alert_change(origin, &env.message_id, &env.body, &mut uow).await? {
+                    Ok(note) => note,
+                    Err(why) => return Ok(Effects::Reject(why)),
+                }
+            }
             Message::AuditHead(h) => {
                 if h.market != origin.as_str() {
                     return Ok(Effects::Reject(format!(
@@ -146,9 +152,9 @@ impl Hub {
                 return Ok(Effects::Apply(uow));
             }
             other => {
-                let kind = crate::kind(other);
+                let kind = other.kind();
                 return Ok(Effects::Reject(format!(
-                    "a national system sends only pack-state, alert and audit-head messages to the hub, not {kind}"
+                    "a national system sends only pack-state, alert, alert-change, alert-comment and audit-head messages to the hub, not {kind}"
                 )));
             }
         };
@@ -197,24 +203,27 @@ impl Hub {
         Ok(Ok(format!("{} {} forwarded to [{}]", s.command, s.state, names.join(", "))))
     }
 
-    /// An alert raised in `origin`, for the OBP that owns the product: stored once per source
-    /// key (market and the market's alert id) and queued for the OBP's callback if it set one.
+    /// An alert raised in `origin` (or, for an inter-market alert, sent by either market that
+    /// holds it), for the OBP that owns the product: stored once under its id, queued for the
+    /// OBP's callback if it set one, and copied to the other market that holds it.
     async fn store_alert(
         &self,
         origin: MarketCode,
+        env: &Envelope,
         a: &AlertMsg,
         now: Timestamp,
         uow: &mut HubUnitOfWork,
     ) -> Result<Result<String, String>, ApiError> {
-        if a.alert.market != origin.as_str() {
-            return Ok(Err(format!("an alert of market '{}' forwarded by {origin}", a.alert.market)));
-        }
         if a.alert.id.is_empty() || a.alert.id.len() > 100 {
             return Ok(Err("the alert id must be 1 to 100 characters".into()));
         }
         // The OBP lists it and its callback carries it: it must read as an alert.
-        if let Err(why) = a.alert.to_alert() {
-            return Ok(Err(format!("the alert does not read: {why}")));
+        let alert = match a.alert.to_alert() {
+            Ok(x) => x,
+            Err(why) => return Ok(Err(format!("the alert does not read: {why}"))),
+        };
+        if !alert.markets().contains(&origin) {
+            return Ok(Err(format!("an alert of market '{}' forwarded by {origin}", a.alert.market)));
         }
         // The hub's own record of who owns the product decides, not the market's copy of it.
         let owner = match self.find_product(&a.alert.product_code).await {
@@ -224,18 +233,19 @@ impl Hub {
         let Some(obp) = self.store.obp(&owner).await? else {
             return Ok(Err(format!("OBP '{owner}' is not on-boarded")));
         };
-        let id = new_id("HAL", now);
+        let id = alert.id.clone();
         let record = HubAlertRecord {
-            id: id.as_str().into(),
+            id: id.clone(),
             obp: obp.id.clone(),
-            market: origin,
-            source_alert_id: a.alert.id.as_str().into(),
+            market: alert.market,
             product_code: a.alert.product_code.clone(),
             alert: serde_json::to_string(&a.alert).expect("an alert view always serialises"),
             created_at: now,
             status: AlertStatus::Open,
             classification: None,
             comment: None,
+            thread: Default::default(),
+            version: 0,
         };
         if let Some(url) = &obp.callback_url {
             let event = crate::callback::alert_event(&crate::alerts::view(&record)?);
@@ -246,6 +256,11 @@ impl Hub {
                 event,
             ));
             tracing::debug!(obp = %obp.id, %url, "alert queued for the callback");
+        }
+        for m in alert.markets().into_iter().filter(|m| *m != origin) {
+            let copy = Message::Alert(AlertMsg { alert: a.alert.clone(), owner: obp.id.to_string() });
+            let mid = format!("{}-{m}", env.message_id);
+            uow.outbox.push(crate::message_keyed(m, mid, &a.alert.product_code, copy));
         }
         uow.alerts.push(record);
         Ok(Ok(format!("alert {id} for {}", obp.id)))
@@ -267,7 +282,7 @@ impl Hub {
             actor: origin.to_string(),
             role: "NATIONAL".to_owned(),
             location: String::new(),
-            operation: format!("national-{}", crate::kind(&env.body)),
+            operation: format!("national-{}", env.body.kind()),
             subject: env.message_id.clone(),
             return_code: code.as_str().to_owned(),
             request: json!({"message_id": env.message_id, "ordering_key": env.ordering_key}).to_string(),

@@ -393,8 +393,18 @@ pub(crate) fn message_to(
     pc: &ProductCode,
     body: Message,
 ) -> OutboxMessage {
-    let kind = kind(&body);
-    let env = Envelope { message_id, origin: "hub".to_owned(), ordering_key: pc.as_str().to_owned(), body };
+    message_keyed(market, message_id, pc.as_str(), body)
+}
+
+/// An outbox message to `market` carrying `body`, in order with the others of `ordering_key`.
+pub(crate) fn message_keyed(
+    market: MarketCode,
+    message_id: String,
+    ordering_key: &str,
+    body: Message,
+) -> OutboxMessage {
+    let kind = body.kind();
+    let env = Envelope { message_id, origin: "hub".to_owned(), ordering_key: ordering_key.to_owned(), body };
     OutboxMessage {
         message_id: env.message_id.as_str().into(),
         destination: market.as_str().to_owned(),
@@ -404,27 +414,18 @@ pub(crate) fn message_to(
     }
 }
 
-/// The `kind` of a message on the wire.
-pub(crate) fn kind(body: &Message) -> &'static str {
-    match body {
-        Message::Product(_) => "product",
-        Message::Batch(_) => "batch",
-        Message::Packs(_) => "packs",
-        Message::Recall(_) => "recall",
-        Message::Withdrawal(_) => "withdrawal",
-        Message::PackState(_) => "pack-state",
-        Message::Alert(_) => "alert",
-        Message::AuditHead(_) => "audit-head",
-    }
-}
-
 /// A new id such as `UPL-0193a4c2e1f0-9f1c2b7d5e3a4c10`: prefix, 12 hex digits of milliseconds,
 /// 16 hex digits of randomness, so ids sort by time and cannot be guessed.
 pub fn new_id(prefix: &str, now: Timestamp) -> String {
+    let ms = now.unix_millis().max(0) as u64 & 0xffff_ffff_ffff;
+    format!("{prefix}-{ms:012x}-{:016x}", random_u64())
+}
+
+/// 64 random bits, for the random part of an id.
+pub(crate) fn random_u64() -> u64 {
     let mut r = [0u8; 8];
     getrandom::fill(&mut r).expect("the operating system's random number generator failed");
-    let ms = now.unix_millis().max(0) as u64 & 0xffff_ffff_ffff;
-    format!("{prefix}-{ms:012x}-{:016x}", u64::from_be_bytes(r))
+    u64::from_be_bytes(r)
 }
 
 /// Checks an OBP id as the hub's CA does (`openmvs_pki::check_client_id`): 1 to 40 characters

@@ -1,15 +1,21 @@
 //! Alerts: listing and reading them (end users see their own, the NMVO and the NCA the market),
-//! and moving them through their lifecycle (the NMVO only).
+//! and working them (the NMVO only): status changes and comments, kept in the alert's thread and
+//! sent through the hub to the OBP and to the other market of an inter-market alert, whose own
+//! changes and comments come back the same way ([`National::apply_alert_change`]).
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::{
-    AlertPage, AlertStatus, AlertView, Classification, StatusChange, decide_status_change,
+    AlertChange, AlertComment, AlertPage, AlertStatus, AlertThread, AlertView, Classification, StatusChange,
+    decide_comment, decide_status_change,
 };
-use openmvs_core::ids::{AlertId, ClientId};
+use openmvs_core::answer::AlertRef;
+use openmvs_core::ids::{AlertId, ClientId, MarketCode, PackIdentifier};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Access, Action, access};
+use openmvs_core::time::Timestamp;
 use openmvs_store::{AlertFilter, AlertRecord, AlertUpdate, Conflict, StoreError, UnitOfWork};
-use openmvs_wire::api::AlertStatusRequest;
+use openmvs_wire::api::{AlertCommentRequest, AlertStatusRequest};
+use openmvs_wire::hub::{AlertChangeMsg, AlertCommentMsg, Message};
 use openmvs_wire::kept;
 
 use crate::{Actor, ApiError, National, Record};
@@ -26,6 +32,7 @@ pub fn view(a: &AlertRecord) -> AlertView {
         code: a.code,
         return_code: a.return_code,
         market: a.market,
+        pack_market: a.pack_market,
         product_code: a.product_code.clone(),
         serial: a.serial.clone(),
         batch: a.batch.clone(),
@@ -34,7 +41,30 @@ pub fn view(a: &AlertRecord) -> AlertView {
         status: a.status,
         classification: a.classification,
         comment: a.comment.clone(),
+        thread: a.thread.clone(),
     }
+}
+
+/// An update of `current` to `thread`, with the status, classification and last comment the
+/// thread comes to.
+pub(crate) fn update_to(current: &AlertRecord, thread: AlertThread) -> AlertUpdate {
+    let (status, classification) = thread.settle();
+    AlertUpdate {
+        id: current.id.clone(),
+        expected_version: current.version,
+        status,
+        classification,
+        comment: thread.last_comment().map(str::to_owned),
+        thread,
+    }
+}
+
+/// One piece of work on an alert by the NMVO.
+enum Work<'a> {
+    /// A status change, with an optional comment.
+    Status { status: AlertStatus, classification: Option<Classification>, comment: Option<&'a str> },
+    /// A comment.
+    Comment(&'a str),
 }
 
 impl National {
@@ -105,11 +135,7 @@ impl National {
         req: &AlertStatusRequest,
     ) -> Result<AlertView, ApiError> {
         let subject = format!("alert/{id}");
-        if access(actor.role, Action::ChangeAlertStatus, &self.config.policy) != Access::Market
-            || actor.market != self.config.market
-        {
-            let e =
-                ApiError::new(ReturnCode::Forbidden).with("role", "only the NMVO changes an alert's status");
+        if let Err(e) = self.may_work(actor) {
             return Err(self.refuse(actor, "alert-status", &subject, req, e).await);
         }
         let status = AlertStatus::parse(&req.status).ok_or_else(|| {
@@ -130,38 +156,121 @@ impl National {
                 return Err(self.refuse(actor, "alert-status", &subject, req, e).await);
             }
         };
+        let work = Work::Status { status, classification, comment: req.comment.as_deref() };
+        let request = serde_json::to_string(req).unwrap_or_default();
+        self.work_alert(actor, id, work, "alert-status", request, req).await.map(|(a, _)| a)
+    }
+
+    /// `POST /v1/alerts/{id}/comments` (the NMVO only): adds a comment to the alert's thread.
+    pub async fn comment_alert(
+        &self,
+        actor: &Actor,
+        id: &str,
+        req: &AlertCommentRequest,
+    ) -> Result<AlertComment, ApiError> {
+        let subject = format!("alert/{id}");
+        if let Err(e) = self.may_work(actor) {
+            return Err(self.refuse(actor, "alert-comment", &subject, req, e).await);
+        }
+        let request = serde_json::to_string(req).unwrap_or_default();
+        let (_, comment) =
+            self.work_alert(actor, id, Work::Comment(&req.text), "alert-comment", request, req).await?;
+        Ok(comment.expect("a comment's work adds a comment"))
+    }
+
+    fn may_work(&self, actor: &Actor) -> Result<(), ApiError> {
+        if access(actor.role, Action::ChangeAlertStatus, &self.config.policy) != Access::Market
+            || actor.market != self.config.market
+        {
+            return Err(ApiError::new(ReturnCode::Forbidden).with("role", "only the NMVO works on alerts"));
+        }
+        Ok(())
+    }
+
+    /// Decides a piece of work on the alert's current thread and commits it with its audit record
+    /// and the messages that take it to the hub, deciding again if the alert changed meanwhile.
+    async fn work_alert(
+        &self,
+        actor: &Actor,
+        id: &str,
+        work: Work<'_>,
+        operation: &str,
+        request: String,
+        req: &(impl serde::Serialize + Sync),
+    ) -> Result<(AlertView, Option<AlertComment>), ApiError> {
+        let subject = format!("alert/{id}");
         let id = AlertId::from(id);
         for _ in 0..8 {
             let now = self.clock.now();
             let Some(current) = self.store.alert(&id).await? else {
                 return Err(ApiError::new(ReturnCode::NotFound).with("id", format!("no alert '{id}'")));
             };
-            let change = StatusChange { status, classification, comment: req.comment.as_deref() };
-            let outcome = match decide_status_change(current.status, &change) {
-                Ok(o) => o,
-                Err(e) => {
-                    let field = e.to_string().split(':').next().unwrap_or("status").to_owned();
-                    let err = ApiError::field(field, e.to_string());
-                    return Err(self.refuse(actor, "alert-status", &subject, req, err).await);
+            let mut thread = current.thread.clone();
+            let mut messages = Vec::new();
+            let mut report_to_nca = false;
+            let mut added = None;
+            let comment_text = match &work {
+                Work::Status { status, classification, comment } => {
+                    let change =
+                        StatusChange { status: *status, classification: *classification, comment: *comment };
+                    match decide_status_change(current.status, &change) {
+                        Ok(o) => report_to_nca = o.report_to_nca,
+                        Err(e) => {
+                            let field = e.to_string().split(':').next().unwrap_or("status").to_owned();
+                            let err = ApiError::field(field, e.to_string());
+                            return Err(self.refuse(actor, operation, &subject, req, err).await);
+                        }
+                    }
+                    let change = AlertChange {
+                        id: thread.next_id("ACH", crate::random_u64()),
+                        from: current.status,
+                        to: *status,
+                        classification: *classification,
+                        by: actor.client_id.to_string(),
+                        role: actor.role.to_string(),
+                        at: now,
+                    };
+                    messages.push(Message::AlertChange(AlertChangeMsg::new(id.as_str(), &change)));
+                    thread.add_change(change);
+                    *comment
+                }
+                Work::Comment(text) => {
+                    if let Err(e) = decide_comment(text) {
+                        let field = e.to_string().split(':').next().unwrap_or("text").to_owned();
+                        let err = ApiError::field(field, e.to_string());
+                        return Err(self.refuse(actor, operation, &subject, req, err).await);
+                    }
+                    Some(*text)
                 }
             };
-            let mut after = current.clone();
-            after.status = outcome.status;
-            after.classification = classification.or(current.classification);
-            if let Some(c) = &req.comment {
-                after.comment = Some(c.clone());
+            if let Some(text) = comment_text {
+                let comment = AlertComment {
+                    id: thread.next_id("ACM", crate::random_u64()),
+                    author: actor.client_id.to_string(),
+                    role: actor.role.to_string(),
+                    at: now,
+                    text: text.to_owned(),
+                };
+                messages.push(Message::AlertComment(AlertCommentMsg::new(id.as_str(), &comment)));
+                thread.add_comment(comment.clone());
+                added = Some(comment);
             }
+            let update = update_to(&current, thread);
+            let mut after = current.clone();
+            after.status = update.status;
+            after.classification = update.classification;
+            after.comment = update.comment.clone();
+            after.thread = update.thread.clone();
             let answer = view(&after);
-            let result = kept::alert(&answer);
             let record = Record {
-                operation: "alert-status",
+                operation,
                 subject: &subject,
                 return_code: ReturnCode::Success.as_str(),
-                request: serde_json::to_string(req).unwrap_or_default(),
-                result,
+                request: request.clone(),
+                result: kept::alert(&answer),
             };
             let mut audit = vec![self.audit_entry(actor, now, record)];
-            if outcome.report_to_nca {
+            if report_to_nca {
                 // DR Art 37(d): the authority reads this record in its audit access.
                 audit.push(Entry {
                     operation: "nca-report".into(),
@@ -169,23 +278,118 @@ impl National {
                     ..audit[0].clone()
                 });
             }
-            let uow = UnitOfWork {
-                alert_updates: vec![AlertUpdate {
-                    id: id.clone(),
-                    expected_status: current.status,
-                    status: outcome.status,
-                    classification,
-                    comment: req.comment.clone(),
-                }],
-                audit,
-                ..UnitOfWork::default()
+            let outbox = if self.hub.is_some() && current.code.goes_to_obp() {
+                messages.into_iter().map(|m| self.message(&current.product_code, m, now)).collect()
+            } else {
+                Vec::new()
             };
+            let wakes_relay = !outbox.is_empty();
+            let uow = UnitOfWork { alert_updates: vec![update], audit, outbox, ..UnitOfWork::default() };
             match self.commit(uow).await {
-                Ok(_) => return Ok(answer),
+                Ok(_) => {
+                    if wakes_relay {
+                        self.relay_wake.notify_one();
+                    }
+                    return Ok((answer, added));
+                }
                 Err(StoreError::Conflict(Conflict::AlertStatus)) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(openmvs_store::unavailable("the alert keeps changing"))
+    }
+
+    /// A status change or comment made at another system that holds the alert (the OBP at the
+    /// hub, or the other market's NMVO), as the hub delivered it: added to the thread once, and
+    /// the status recomputed from the whole thread. `Err` says why it can never apply.
+    pub(crate) async fn apply_alert_change(
+        &self,
+        body: &Message,
+        uow: &mut UnitOfWork,
+    ) -> Result<Result<String, String>, StoreError> {
+        let (alert_id, change, comment) = match body {
+            Message::AlertChange(m) => match m.change.to_change() {
+                Ok(c) => (&m.alert_id, Some(c), None),
+                Err(why) => return Ok(Err(format!("change: {why}"))),
+            },
+            Message::AlertComment(m) => match m.comment.to_comment() {
+                Ok(c) => (&m.alert_id, None, Some(c)),
+                Err(why) => return Ok(Err(format!("comment: {why}"))),
+            },
+            _ => return Ok(Err("not an alert change".into())),
+        };
+        let Some(current) = self.store.alert(&AlertId::from(alert_id.as_str())).await? else {
+            return Ok(Err(format!("no alert '{alert_id}' here")));
+        };
+        let mut thread = current.thread.clone();
+        let added = match (change, comment) {
+            (Some(c), _) => thread.add_change(c),
+            (_, Some(c)) => thread.add_comment(c),
+            _ => false,
+        };
+        if !added {
+            return Ok(Ok(format!("alert {alert_id}: held before")));
+        }
+        let update = update_to(&current, thread);
+        let note = format!("alert {alert_id}: {} -> {}", current.status, update.status);
+        uow.alert_updates.push(update);
+        Ok(Ok(note))
+    }
+
+    /// A copy of an alert raised in another market for a request of this one, or on a pack this
+    /// market holds (an inter-market alert), as the hub delivered it; kept once.
+    pub(crate) fn alert_copy(&self, a: &AlertView, client_id: ClientId, now: Timestamp) -> AlertRecord {
+        AlertRecord {
+            id: a.id.clone(),
+            code: a.code,
+            return_code: a.return_code,
+            market: a.market,
+            pack_market: a.pack_market,
+            product_code: a.product_code.clone(),
+            serial: a.serial.clone(),
+            batch: a.batch.clone(),
+            location: a.location.clone(),
+            client_id,
+            created_at: if a.created_at.unix_millis() > 0 { a.created_at } else { now },
+            status: AlertStatus::Open,
+            classification: None,
+            comment: None,
+            // Every copy of one alert has the same source: itself.
+            source_key: format!("alert/{}", a.id),
+            thread: AlertThread::default(),
+            version: 0,
+        }
+    }
+
+    /// This market's copy of an alert another market raised on a request of this market's
+    /// `actor` (an inter-market request): the pharmacy reads it here with the id it was given.
+    pub(crate) fn intermarket_alert(
+        &self,
+        actor: &Actor,
+        id: &PackIdentifier,
+        alert: &AlertRef,
+        pack_market: MarketCode,
+        return_code: ReturnCode,
+        now: Timestamp,
+    ) -> AlertRecord {
+        AlertRecord {
+            id: alert.id.clone(),
+            code: alert.code,
+            return_code,
+            market: self.config.market,
+            pack_market,
+            product_code: id.product_code.to_string(),
+            serial: id.serial.clone(),
+            batch: id.batch.to_string(),
+            location: actor.location.clone(),
+            client_id: actor.client_id.clone(),
+            created_at: now,
+            status: AlertStatus::Open,
+            classification: None,
+            comment: None,
+            source_key: format!("alert/{}", alert.id),
+            thread: AlertThread::default(),
+            version: 0,
+        }
     }
 }

@@ -131,7 +131,7 @@ impl National {
                 Err(StoreError::Conflict(Conflict::InboxMessage)) => {
                     return Ok(ack(&env.message_id, "DUPLICATE", None));
                 }
-                Err(StoreError::Conflict(Conflict::PackVersion { .. })) => continue,
+                Err(StoreError::Conflict(Conflict::PackVersion { .. } | Conflict::AlertStatus)) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -261,8 +261,21 @@ impl National {
             Message::PackState(s) => {
                 note = self.sync_effects(env, s, now, &mut uow).await?;
             }
-            Message::Alert(_) => {
-                return Err(bad("alerts go from national systems to the hub, not back".into()));
+            Message::Alert(a) => {
+                // A copy of an inter-market alert, for the market that did not raise it.
+                let view = a.alert.to_alert().map_err(|e| bad(format!("alert: {e}")))?;
+                if !view.markets().contains(&self.config.market) {
+                    return Err(bad(format!("alert {} does not concern {}", view.id, self.config.market)));
+                }
+                if self.store.alert(&view.id).await?.is_some() {
+                    note = format!("alert {} held before", view.id);
+                } else {
+                    note = format!("alert {} from {}", view.id, env.origin);
+                    uow.alerts.push(self.alert_copy(&view, format!("hub:{}", view.pack_market).into(), now));
+                }
+            }
+            Message::AlertChange(_) | Message::AlertComment(_) => {
+                note = self.apply_alert_change(&env.body, &mut uow).await?.map_err(bad)?;
             }
             Message::AuditHead(_) => {
                 return Err(bad("audit heads go from national systems to the hub, not back".into()));
@@ -311,6 +324,7 @@ impl National {
                     code,
                     return_code: ReturnCode::PackInactiveStateChange,
                     market: self.config.market,
+                    pack_market: self.config.market,
                     product_code: s.product_code.clone(),
                     serial,
                     batch: s.batch.clone(),
@@ -325,6 +339,8 @@ impl National {
                     )),
                     // One alert per synchronised change, however often it is redelivered.
                     source_key: format!("sync/{}", env.message_id),
+                    thread: Default::default(),
+                    version: 0,
                 };
                 debug_assert_eq!(code, AlertCode::A24);
                 if let Some(p) = self.store.product(&product_code).await? {

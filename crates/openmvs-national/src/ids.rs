@@ -3,13 +3,18 @@
 
 use openmvs_core::time::Timestamp;
 
+/// 64 random bits, for the random part of an id made elsewhere (an alert thread's entries).
+pub fn random_u64() -> u64 {
+    let mut r = [0u8; 8];
+    getrandom::fill(&mut r).expect("the operating system's random number generator failed");
+    u64::from_be_bytes(r)
+}
+
 /// A new id such as `ALR-0193a4c2e1f0-9f1c2b7d5e3a4c10`: prefix, 12 hex digits of milliseconds,
 /// 16 hex digits of randomness.
 pub fn new_id(prefix: &str, now: Timestamp) -> String {
-    let mut r = [0u8; 8];
-    getrandom::fill(&mut r).expect("the operating system's random number generator failed");
     let ms = now.unix_millis().max(0) as u64 & 0xffff_ffff_ffff;
-    format!("{prefix}-{ms:012x}-{:016x}", u64::from_be_bytes(r))
+    format!("{prefix}-{ms:012x}-{:016x}", random_u64())
 }
 
 #[cfg(test)]

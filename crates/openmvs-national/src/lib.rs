@@ -37,7 +37,7 @@ pub use audit::{
 pub use auth::NewClient;
 pub use bulk::BulkBackoff;
 pub use hub::{HubLink, PACKS_PER_UNIT};
-pub use ids::new_id;
+pub use ids::{new_id, random_u64};
 pub use lifecycle::{CLIENT_USE_FLUSH, SECURITY_REFRESH};
 pub use openmvs_core::error::ApiError;
 

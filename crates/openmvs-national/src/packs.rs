@@ -4,7 +4,7 @@
 use openmvs_audit::Entry;
 use openmvs_core::alert::AlertStatus;
 use openmvs_core::answer::{AlertRef, AnsweredPack, PackAnswer, ProductSummary};
-use openmvs_core::ids::PackIdentifier;
+use openmvs_core::ids::{MarketCode, PackIdentifier};
 use openmvs_core::pack::{BatchFacts, Command, Context, Decision, Facts, Request, decide};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Action, access};
@@ -310,7 +310,10 @@ impl National {
                 id: new_id("ALR", now).into(),
                 code,
                 return_code: d.code,
-                market: self.config.market,
+                // Raised for the market of the request (another market's, for an inter-market
+                // request), on a pack this market holds.
+                market: actor.market,
+                pack_market: self.config.market,
                 product_code: id.product_code.to_string(),
                 serial: id.serial.clone(),
                 batch: id.batch.to_string(),
@@ -321,6 +324,8 @@ impl National {
                 classification: None,
                 comment: None,
                 source_key: format!("{}/{}", actor.client_id, input.client_trx_id),
+                thread: Default::default(),
+                version: 0,
             };
             let r = AlertRef { id: record.id.clone(), code };
             if self.hub.is_some()
@@ -395,16 +400,10 @@ impl National {
             ordering_key: ordering_key.to_owned(),
             body,
         };
-        let kind = match &envelope.body {
-            Message::PackState(_) => "pack-state",
-            Message::Alert(_) => "alert",
-            Message::AuditHead(_) => "audit-head",
-            _ => "other",
-        };
         OutboxMessage {
             message_id: envelope.message_id.as_str().into(),
             destination: "hub".into(),
-            kind: kind.into(),
+            kind: envelope.body.kind().into(),
             ordering_key: ordering_key.to_owned(),
             payload: serde_json::to_string(&envelope).unwrap_or_default(),
         }
@@ -440,16 +439,36 @@ impl National {
         };
         // The other market's answer, decided today; one that does not read counts as no answer.
         let answered = hub.intermarket(req).await.and_then(|a| {
+            let market = MarketCode::new(a.market.as_deref().unwrap_or_default())
+                .map_err(|e| format!("the answering market: {e}"));
             a.response
-                .map(|r| r.to_answer(now.date()).map_err(|e| format!("the answer does not read: {e}")))
+                .map(|r| {
+                    let answer =
+                        r.to_answer(now.date()).map_err(|e| format!("the answer does not read: {e}"))?;
+                    Ok((market?, answer))
+                })
                 .transpose()
         });
         match answered {
-            Ok(Some(mut answer)) => {
+            Ok(Some((market, mut answer))) => {
                 answer.intermarket = true;
                 answer.client_trx_id = input.client_trx_id.clone();
                 answer.warnings = input.warnings.clone();
-                Ok(Outcome { answer, uow: UnitOfWork::default() })
+                let mut uow = UnitOfWork::default();
+                if let Some(a) = &answer.alert {
+                    // The alert lives here too, under its one id: the pharmacy reads it here and
+                    // this market's NMVO works it. Sent on to the hub, so that it arrives there
+                    // before anything done to it here.
+                    let copy = self.intermarket_alert(actor, id, a, market, answer.code, now);
+                    let alert = (&crate::alerts::view(&copy)).into();
+                    uow.outbox.push(self.message(
+                        id.product_code.as_str(),
+                        Message::Alert(AlertMsg { alert, owner: String::new() }),
+                        now,
+                    ));
+                    uow.alerts.push(copy);
+                }
+                Ok(Outcome { answer, uow })
             }
             Ok(None) => Ok(unknown(ReturnCode::ProductUnknown)),
             Err(e) => {
@@ -468,8 +487,7 @@ impl National {
             .ok_or_else(|| bad("command", format!("'{}' is unknown", req.command)))?;
         let role = openmvs_core::roles::Role::parse(&req.role)
             .ok_or_else(|| bad("role", format!("'{}'", req.role)))?;
-        let market =
-            openmvs_core::ids::MarketCode::new(&req.market).map_err(|e| bad("market", e.to_string()))?;
+        let market = MarketCode::new(&req.market).map_err(|e| bad("market", e.to_string()))?;
         let location =
             openmvs_core::ids::Location::new(&req.location).map_err(|e| bad("location", e.to_string()))?;
         let id = request::fields(

@@ -33,15 +33,13 @@ pub(crate) struct Hub {
     upload_markets: Table<(UploadId, String), (MarketCode, u64, u64)>,
     rejections: Table<(UploadId, u64), UploadRejection>,
     alerts: Table<AlertId, HubAlertRecord>,
-    /// The alert stored for each (market, alert id in that market).
-    alert_sources: Table<(MarketCode, AlertId), AlertId>,
     outbox: Outbox,
     heartbeats: Table<NodeId, i64>,
     trail: Trail,
 }
 
 journal!(Hub: inbox, obps, versions, products, batches, digests, uploads, upload_markets, rejections,
-    alerts, alert_sources, outbox, heartbeats, trail);
+    alerts, outbox, heartbeats, trail);
 
 impl State for Hub {
     fn trail(&mut self) -> &mut Trail {
@@ -173,20 +171,20 @@ impl Hub {
             self.progress(p, now)?;
         }
         for a in &uow.alerts {
-            let source = (a.market, a.source_alert_id.clone());
-            if self.alert_sources.contains(&source) || !self.alerts.insert_new(a.id.clone(), a.clone()) {
-                return Err(exists(format!("alert {}/{}", a.market, a.source_alert_id)));
+            if !self.alerts.insert_new(a.id.clone(), a.clone()) {
+                return Err(exists(format!("alert {}", a.id)));
             }
-            self.alert_sources.put(source, a.id.clone());
         }
         for u in &uow.alert_updates {
             let applied = self.alerts.update_if(
                 &u.id,
-                |a| a.status == u.expected_status,
+                |a| a.version == u.expected_version,
                 |a| {
                     a.status = u.status;
-                    a.classification = u.classification.or(a.classification);
+                    a.classification = u.classification;
                     a.comment = u.comment.clone().or(a.comment.take());
+                    a.thread = u.thread.clone();
+                    a.version += 1;
                 },
             );
             if !applied {

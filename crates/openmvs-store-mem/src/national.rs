@@ -128,11 +128,13 @@ impl National {
         for u in &uow.alert_updates {
             let applied = self.alerts.update_if(
                 &u.id,
-                |a| a.status == u.expected_status,
+                |a| a.version == u.expected_version,
                 |a| {
                     a.status = u.status;
-                    a.classification = u.classification.or(a.classification);
+                    a.classification = u.classification;
                     a.comment = u.comment.clone().or(a.comment.take());
+                    a.thread = u.thread.clone();
+                    a.version += 1;
                 },
             );
             if !applied {

@@ -325,7 +325,8 @@ impl AlertStore for PgStore {
             self.pool
                 .row(
                     "SELECT id, code, return_code, market, product_code, serial, batch, location, client_id, \
-                 created_at, status, classification, comment, source_key FROM alerts WHERE id = $1",
+                 created_at, status, classification, comment, source_key, pack_market, thread, version \
+                 FROM alerts WHERE id = $1",
                     vec![p(id.to_owned())],
                     |r| decode::alert(&R(r)),
                 )
@@ -338,7 +339,7 @@ impl AlertStore for PgStore {
         Box::pin(async move {
             self.pool.rows(
                 "SELECT id, code, return_code, market, product_code, serial, batch, location, client_id, \
-                 created_at, status, classification, comment, source_key FROM alerts \
+                 created_at, status, classification, comment, source_key, pack_market, thread, version FROM alerts \
                  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR client_id = $2) \
                  AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
                 vec![

@@ -510,8 +510,8 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
     for a in &uow.alerts {
         after.push(Step {
             sql: "INSERT INTO alerts (id, code, return_code, market, product_code, serial, batch, location, \
-                  client_id, created_at, status, classification, comment, source_key) \
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                  client_id, created_at, status, classification, comment, source_key, pack_market, thread, version) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
                   ON CONFLICT (source_key) DO NOTHING",
             params: vec![
                 p(a.id.as_str().to_owned()),
@@ -528,20 +528,24 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
                 p(a.classification.map(|c| c.as_str().to_owned())),
                 p(a.comment.clone()),
                 p(a.source_key.clone()),
+                p(a.pack_market.as_str().to_owned()),
+                p(decode::thread_text(&a.thread)),
+                p(a.version as i64),
             ],
             check: Check::AlertSkipped(a.id.clone()),
         });
     }
     for u in &uow.alert_updates {
         after.push(Step {
-            sql: "UPDATE alerts SET status = $2, classification = COALESCE($3, classification), \
-                  comment = COALESCE($4, comment) WHERE id = $1 AND status = $5",
+            sql: "UPDATE alerts SET status = $2, classification = $3, comment = COALESCE($4, comment), \
+                  thread = $5, version = version + 1 WHERE id = $1 AND version = $6",
             params: vec![
                 p(u.id.as_str().to_owned()),
                 p(u.status.as_str().to_owned()),
                 p(u.classification.map(|c| c.as_str().to_owned())),
                 p(u.comment.clone()),
-                p(u.expected_status.as_str().to_owned()),
+                p(decode::thread_text(&u.thread)),
+                p(u.expected_version as i64),
             ],
             check: Check::Refuse(Conflict::AlertStatus),
         });

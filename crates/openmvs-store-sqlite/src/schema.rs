@@ -209,6 +209,17 @@ CREATE TABLE heartbeats (
 );
 "#,
     ),
+    (
+        5,
+        r#"
+-- One alert, one id, shared with the hub and the other market of an inter-market alert: the
+-- market holding the pack (NULL: this one), the thread of status changes and comments, and a
+-- version that every update expects.
+ALTER TABLE alerts ADD COLUMN pack_market TEXT;
+ALTER TABLE alerts ADD COLUMN thread TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE alerts ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+"#,
+    ),
 ];
 
 /// The newest schema version this build knows.

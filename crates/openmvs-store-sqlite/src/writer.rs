@@ -556,8 +556,9 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
         let n = c
             .prepare_cached(
                 "INSERT INTO alerts (id, code, return_code, market, product_code, serial, batch, location, client_id, \
-                 created_at, status, classification, comment, source_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (source_key) DO NOTHING",
+                 created_at, status, classification, comment, source_key, pack_market, thread, version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+                 ON CONFLICT (source_key) DO NOTHING",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -574,7 +575,10 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
                     a.status.as_str(),
                     a.classification.map(|c| c.as_str()),
                     a.comment,
-                    a.source_key
+                    a.source_key,
+                    a.pack_market.as_str(),
+                    decode::thread_text(&a.thread),
+                    a.version as i64
                 ])
             })
             .map_err(sql_err)?;
@@ -585,8 +589,8 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
     for u in &uow.alert_updates {
         let n = c
             .prepare_cached(
-                "UPDATE alerts SET status = ?2, classification = COALESCE(?3, classification), \
-                 comment = COALESCE(?4, comment) WHERE id = ?1 AND status = ?5",
+                "UPDATE alerts SET status = ?2, classification = ?3, comment = COALESCE(?4, comment), \
+                 thread = ?5, version = version + 1 WHERE id = ?1 AND version = ?6",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -594,7 +598,8 @@ fn apply(c: &Connection, uow: &UnitOfWork, now: i64) -> StoreResult<Committed> {
                     u.status.as_str(),
                     u.classification.map(|c| c.as_str()),
                     u.comment,
-                    u.expected_status.as_str()
+                    decode::thread_text(&u.thread),
+                    u.expected_version as i64
                 ])
             })
             .map_err(sql_err)?;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use openmvs_audit::{Entry, Verifier};
-use openmvs_core::alert::AlertStatus;
+use openmvs_core::alert::{AlertChange, AlertComment, AlertStatus, AlertThread, Classification};
 use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, ProductCode, Serial};
 use openmvs_core::pack::{Change, Command, Operation, Pack, PackState};
 use openmvs_core::return_code::{AlertCode, ReturnCode};
@@ -34,7 +34,7 @@ macro_rules! conformance_tests {
             a_reused_idempotency_key_conflicts,
             an_inbound_message_applies_once,
             one_source_event_raises_one_alert,
-            alert_status_changes_need_the_expected_status,
+            alert_changes_need_the_expected_version,
             alerts_are_listed_by_filter_in_id_order,
             new_packs_leave_existing_serials_alone,
             products_and_batches_read_back_exactly,
@@ -225,6 +225,32 @@ fn alert(id: &str, source: &str) -> AlertRecord {
         classification: None,
         comment: None,
         source_key: source.into(),
+        pack_market: de(),
+        thread: AlertThread::default(),
+        version: 0,
+    }
+}
+
+/// A thread with one change and one comment, with every field set.
+pub(crate) fn a_thread() -> AlertThread {
+    let at = Timestamp::from_unix_millis(1_700_000_000_123);
+    AlertThread {
+        history: vec![AlertChange {
+            id: "ach-1".into(),
+            from: AlertStatus::Open,
+            to: AlertStatus::Closed,
+            classification: Some(Classification::ObpDataError),
+            by: "obp-1".into(),
+            role: "OBP".into(),
+            at,
+        }],
+        comments: vec![AlertComment {
+            id: "acm-1".into(),
+            author: "nmvo-1".into(),
+            role: "NMVO".into(),
+            at,
+            text: "Quote \" and ü, line\nbreak".into(),
+        }],
     }
 }
 
@@ -427,30 +453,40 @@ pub async fn one_source_event_raises_one_alert(store: Arc<dyn Store>, _key: ed25
     assert!(store.alert(&"al-2".into()).await.expect("read").is_none());
 }
 
-/// Alert status changes apply only from the status they were decided on.
-pub async fn alert_status_changes_need_the_expected_status(
+/// Alert changes apply only to the version they were decided on; the thread, the status, the
+/// classification (cleared again on a reopening) and the pack's market read back as written.
+pub async fn alert_changes_need_the_expected_version(
     store: Arc<dyn Store>,
     _key: ed25519_dalek::VerifyingKey,
 ) {
-    store
-        .commit(UnitOfWork { alerts: vec![alert("al-1", "s1")], ..UnitOfWork::default() })
-        .await
-        .expect("raise");
-    let upd = |expected| UnitOfWork {
+    let mut raised = alert("al-1", "s1");
+    raised.pack_market = MarketCode::new("SE").expect("a market");
+    store.commit(UnitOfWork { alerts: vec![raised.clone()], ..UnitOfWork::default() }).await.expect("raise");
+    assert_eq!(store.alert(&"al-1".into()).await.expect("read"), Some(raised));
+    let upd = |expected, status, classification| UnitOfWork {
         alert_updates: vec![AlertUpdate {
             id: "al-1".into(),
-            expected_status: expected,
-            status: AlertStatus::Investigating,
-            classification: None,
+            expected_version: expected,
+            status,
+            classification,
             comment: Some("looking".into()),
+            thread: a_thread(),
         }],
         ..UnitOfWork::default()
     };
-    store.commit(upd(AlertStatus::Open)).await.expect("moves");
-    let err = store.commit(upd(AlertStatus::Open)).await.expect_err("stale");
+    let closed = Some(Classification::ObpDataError);
+    store.commit(upd(0, AlertStatus::Closed, closed)).await.expect("moves");
+    let err = store.commit(upd(0, AlertStatus::Investigating, None)).await.expect_err("stale");
     assert_eq!(err, StoreError::Conflict(Conflict::AlertStatus));
     let a = store.alert(&"al-1".into()).await.expect("read").expect("alert");
-    assert_eq!((a.status, a.comment.as_deref()), (AlertStatus::Investigating, Some("looking")));
+    assert_eq!(
+        (a.status, a.classification, a.comment.as_deref()),
+        (AlertStatus::Closed, closed, Some("looking"))
+    );
+    assert_eq!((a.version, &a.thread), (1, &a_thread()));
+    store.commit(upd(1, AlertStatus::Investigating, None)).await.expect("reopens");
+    let a = store.alert(&"al-1".into()).await.expect("read").expect("alert");
+    assert_eq!((a.status, a.classification, a.version), (AlertStatus::Investigating, None, 2));
 }
 
 /// Listing filters by status and client, pages by id.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use openmvs_audit::{Entry, Verifier};
-use openmvs_core::alert::AlertStatus;
+use openmvs_core::alert::{AlertStatus, AlertThread};
 use openmvs_core::ids::{Batch, Expiry, MarketCode, ProductCode};
 use openmvs_core::master_data::{MarketData, ProductMaster, Wholesaler};
 use openmvs_core::time::{Date, Timestamp};
@@ -40,7 +40,7 @@ macro_rules! hub_conformance_tests {
             delivered_chunks_leave_no_serial_in_the_hub,
             the_outbox_delivers_in_order_per_destination_and_key_and_keeps_dead_letters,
             a_forwarded_alert_is_stored_once_per_source_key,
-            alert_status_changes_need_the_expected_status_and_list_by_obp,
+            alert_changes_need_the_expected_version_and_list_by_obp,
             an_inbound_message_applies_once,
             a_refused_unit_is_answered_as_refused_beside_outbox_bookkeeping,
             many_concurrent_commits_are_all_durable_and_the_audit_chain_verifies,
@@ -239,13 +239,14 @@ fn alert(id: &str, market: &str, source: &str) -> HubAlertRecord {
         id: id.into(),
         obp: "obp-1".into(),
         market: m(market),
-        source_alert_id: source.into(),
         product_code: gtin().as_str().into(),
-        alert: format!("{{\"id\":\"{source}\",\"code\":\"A3\"}}"),
+        alert: format!("{{\"id\":\"{id}\",\"code\":\"A3\",\"source\":\"{source}\"}}"),
         created_at: at(0),
         status: AlertStatus::Open,
         classification: None,
         comment: None,
+        thread: AlertThread::default(),
+        version: 0,
     }
 }
 
@@ -750,8 +751,8 @@ pub async fn the_outbox_delivers_in_order_per_destination_and_key_and_keeps_dead
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
 }
 
-/// A national system's alert is stored once per (market, alert id); forwarding it again refuses
-/// the unit, so its callback message does not go out twice.
+/// An alert is stored once under its id; forwarding it again (by the other market of an
+/// inter-market alert, or a replay) refuses the unit, so its callback message does not go out twice.
 pub async fn a_forwarded_alert_is_stored_once_per_source_key(
     store: Arc<dyn HubStore>,
     _key: ed25519_dalek::VerifyingKey,
@@ -762,17 +763,18 @@ pub async fn a_forwarded_alert_is_stored_once_per_source_key(
         ..HubUnitOfWork::default()
     };
     store.commit(forward("al-1", "DE", "n-1")).await.expect("first");
-    let err = store.commit(forward("al-2", "DE", "n-1")).await.expect_err("forwarded again");
+    let mut again = forward("al-1", "FR", "n-2");
+    again.outbox[0].message_id = "cb-al-1-again".into();
+    let err = store.commit(again).await.expect_err("forwarded again");
     assert!(matches!(err, StoreError::Conflict(Conflict::Exists(_))), "{err}");
-    assert!(store.alert(&"al-2".into()).await.expect("read").is_none());
     assert_eq!(store.pending().await.expect("pending"), 1, "one callback");
-    store.commit(forward("al-3", "FR", "n-1")).await.expect("another market's alert n-1 is another source");
+    store.commit(forward("al-3", "FR", "n-1")).await.expect("another alert");
     assert_eq!(store.alert(&"al-1".into()).await.expect("read"), Some(alert("al-1", "DE", "n-1")));
 }
 
-/// The OBP's status changes apply only from the status they were decided on; listing filters by
-/// OBP, status and product, and pages by id.
-pub async fn alert_status_changes_need_the_expected_status_and_list_by_obp(
+/// Alert changes apply only to the version they were decided on, and keep the thread; listing
+/// filters by OBP, status and product, and pages by id.
+pub async fn alert_changes_need_the_expected_version_and_list_by_obp(
     store: Arc<dyn HubStore>,
     _key: ed25519_dalek::VerifyingKey,
 ) {
@@ -788,18 +790,21 @@ pub async fn alert_status_changes_need_the_expected_status_and_list_by_obp(
     let upd = |expected| HubUnitOfWork {
         alert_updates: vec![AlertUpdate {
             id: "al-0".into(),
-            expected_status: expected,
+            expected_version: expected,
             status: AlertStatus::Investigating,
             classification: None,
             comment: Some("checking the line".into()),
+            thread: crate::conformance::a_thread(),
         }],
         ..HubUnitOfWork::default()
     };
-    store.commit(upd(AlertStatus::Open)).await.expect("moves");
-    let err = store.commit(upd(AlertStatus::Open)).await.expect_err("stale");
+    store.commit(upd(0)).await.expect("moves");
+    let err = store.commit(upd(0)).await.expect_err("stale");
     assert_eq!(err, StoreError::Conflict(Conflict::AlertStatus));
     let a = store.alert(&"al-0".into()).await.expect("read").expect("alert");
     assert_eq!((a.status, a.comment.as_deref()), (AlertStatus::Investigating, Some("checking the line")));
+    assert_eq!((a.version, a.thread), (1, crate::conformance::a_thread()));
+    store.commit(upd(1)).await.expect("moves from version 1");
     let list = async |f: HubAlertFilter| {
         store.alerts(&f).await.expect("list").into_iter().map(|a| a.id).collect::<Vec<_>>()
     };

@@ -3,7 +3,7 @@
 //! row is reported as corrupt instead of being trusted, whichever database it came from.
 
 use openmvs_audit::{Checkpoint, Entry, Sealed};
-use openmvs_core::alert::{AlertStatus, Classification};
+use openmvs_core::alert::{AlertChange, AlertComment, AlertStatus, AlertThread, Classification};
 use openmvs_core::ids::{Batch, Expiry, Location, MarketCode, ProductCode, Scheme, Serial};
 use openmvs_core::pack::{Change, Command, Pack, PackState};
 use openmvs_core::return_code::{AlertCode, ReturnCode};
@@ -173,7 +173,7 @@ pub fn batch_record(pc: &ProductCode, r: &impl Columns, o: usize) -> StoreResult
 
 /// The columns of an alert, in the order [`alert`] reads them.
 pub const ALERT_COLUMNS: &str = "id, code, return_code, market, product_code, serial, batch, location, client_id, \
-                                 created_at, status, classification, comment, source_key";
+                                 created_at, status, classification, comment, source_key, pack_market, thread, version";
 
 /// An alert, from [`ALERT_COLUMNS`].
 pub fn alert(r: &impl Columns) -> StoreResult<AlertRecord> {
@@ -199,7 +199,80 @@ pub fn alert(r: &impl Columns) -> StoreResult<AlertRecord> {
             .transpose()?,
         comment: r.opt_text(12)?,
         source_key: s(13)?,
+        // Alerts stored before inter-market alerts were shared have no pack market: their own.
+        pack_market: match r.opt_text(14)? {
+            Some(m) => market(&m)?,
+            None => market(&s(3)?)?,
+        },
+        thread: thread(&s(15)?)?,
+        version: unsigned(r.int(16)?, "alert version")?,
     })
+}
+
+fn status_of(s: &str) -> StoreResult<AlertStatus> {
+    AlertStatus::parse(s).ok_or_else(|| corrupt(format!("alert status '{s}'")))
+}
+
+/// An alert's thread for storing, as JSON: `{"history": [...], "comments": [...]}`.
+pub fn thread_text(t: &AlertThread) -> String {
+    let history: Vec<serde_json::Value> = t
+        .history
+        .iter()
+        .map(|c| {
+            serde_json::json!({"id": c.id, "from": c.from.as_str(), "to": c.to.as_str(),
+                "classification": c.classification.map(Classification::as_str), "by": c.by,
+                "role": c.role, "at": c.at.unix_millis()})
+        })
+        .collect();
+    let comments: Vec<serde_json::Value> = t
+        .comments
+        .iter()
+        .map(|c| {
+            serde_json::json!({"id": c.id, "author": c.author, "role": c.role,
+                "at": c.at.unix_millis(), "text": c.text})
+        })
+        .collect();
+    serde_json::json!({"history": history, "comments": comments}).to_string()
+}
+
+/// A stored thread, from [`thread_text`].
+pub fn thread(text: &str) -> StoreResult<AlertThread> {
+    let bad = |why: &str| corrupt(format!("alert thread: {why}"));
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+    let str_of = |x: &serde_json::Value, k: &str| -> StoreResult<String> {
+        x[k].as_str().map(str::to_owned).ok_or_else(|| bad(&format!("{k} is not text")))
+    };
+    let at_of = |x: &serde_json::Value| -> StoreResult<Timestamp> {
+        x["at"].as_i64().map(Timestamp::from_unix_millis).ok_or_else(|| bad("at is not a number"))
+    };
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let mut t = AlertThread::default();
+    for c in list("history") {
+        t.history.push(AlertChange {
+            id: str_of(&c, "id")?,
+            from: status_of(&str_of(&c, "from")?)?,
+            to: status_of(&str_of(&c, "to")?)?,
+            classification: match c["classification"].as_str() {
+                Some(k) => {
+                    Some(Classification::parse(k).ok_or_else(|| corrupt(format!("classification '{k}'")))?)
+                }
+                None => None,
+            },
+            by: str_of(&c, "by")?,
+            role: str_of(&c, "role")?,
+            at: at_of(&c)?,
+        });
+    }
+    for c in list("comments") {
+        t.comments.push(AlertComment {
+            id: str_of(&c, "id")?,
+            author: str_of(&c, "author")?,
+            role: str_of(&c, "role")?,
+            at: at_of(&c)?,
+            text: str_of(&c, "text")?,
+        });
+    }
+    Ok(t)
 }
 
 /// The columns of an audit record, in the order [`audit`] reads them.

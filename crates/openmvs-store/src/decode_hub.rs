@@ -195,25 +195,26 @@ pub fn rejection(r: &impl Columns) -> StoreResult<UploadRejection> {
 }
 
 /// The columns of a forwarded alert, in the order [`alert`] reads them.
-pub const ALERT_COLUMNS: &str = "id, obp, market, source_alert_id, product_code, alert, created_at, status, \
-                                 classification, comment";
+pub const ALERT_COLUMNS: &str = "id, obp, market, product_code, alert, created_at, status, classification, \
+                                 comment, thread, version";
 
 /// A forwarded alert, from [`ALERT_COLUMNS`].
 pub fn alert(r: &impl Columns) -> StoreResult<HubAlertRecord> {
-    let status = r.text(7)?;
+    let status = r.text(6)?;
     Ok(HubAlertRecord {
         id: r.text(0)?.into(),
         obp: r.text(1)?.into(),
         market: market(&r.text(2)?)?,
-        source_alert_id: r.text(3)?.into(),
-        product_code: r.text(4)?,
-        alert: r.text(5)?,
-        created_at: at(r, 6)?,
+        product_code: r.text(3)?,
+        alert: r.text(4)?,
+        created_at: at(r, 5)?,
         status: AlertStatus::parse(&status).ok_or_else(|| corrupt(format!("alert status '{status}'")))?,
         classification: r
-            .opt_text(8)?
+            .opt_text(7)?
             .map(|c| Classification::parse(&c).ok_or_else(|| corrupt(format!("classification '{c}'"))))
             .transpose()?,
-        comment: r.opt_text(9)?,
+        comment: r.opt_text(8)?,
+        thread: crate::decode::thread(&r.text(9)?)?,
+        version: unsigned(r.int(10)?, "alert version")?,
     })
 }

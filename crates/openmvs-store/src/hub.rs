@@ -29,7 +29,7 @@
 //!    DISTRIBUTED when it is validated and every market acknowledged every chunk.
 
 use openmvs_audit::Entry;
-use openmvs_core::alert::{AlertStatus, Classification};
+use openmvs_core::alert::{AlertStatus, AlertThread, Classification};
 use openmvs_core::ids::{AlertId, Batch, Expiry, MarketCode, ObpId, ProductCode, UploadId};
 use openmvs_core::master_data::ProductMaster;
 use openmvs_core::time::Timestamp;
@@ -291,30 +291,33 @@ impl UploadProgress {
     }
 }
 
-/// An alert a national system forwarded for the owning OBP.
+/// An alert a national system forwarded for the owning OBP, under the id the market gave it: an
+/// alert forwarded again (by the other market of an inter-market alert, or replayed) conflicts,
+/// so it is stored (and called back) once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubAlertRecord {
-    /// The hub's alert id (unique, opaque).
+    /// The alert's id, the same in every market that holds it.
     pub id: AlertId,
     /// The OBP that owns the product.
     pub obp: ObpId,
-    /// The market that raised it.
+    /// The market of the request that raised it.
     pub market: MarketCode,
-    /// The alert's id in that market: with the market, the source key. An alert forwarded again
-    /// conflicts, so it is stored (and called back) once.
-    pub source_alert_id: AlertId,
     /// The product code as the market's alert has it, for listing.
     pub product_code: String,
     /// The alert as forwarded (JSON).
     pub alert: String,
     /// When the hub received it.
     pub created_at: Timestamp,
-    /// Where the OBP is in its investigation.
+    /// Where the investigation is.
     pub status: AlertStatus,
     /// The classification, once closed.
     pub classification: Option<Classification>,
     /// The last comment.
     pub comment: Option<String>,
+    /// Its status changes and comments, from the OBP and the markets.
+    pub thread: AlertThread,
+    /// How many times it was updated: the version an [`AlertUpdate`] expects.
+    pub version: u64,
 }
 
 /// A filter for listing forwarded alerts.
@@ -356,7 +359,7 @@ pub struct HubUnitOfWork {
     pub upload_progress: Option<UploadProgress>,
     /// Forwarded alerts to store; one whose source key exists conflicts.
     pub alerts: Vec<HubAlertRecord>,
-    /// Alert status changes by the OBP, each from its expected status.
+    /// Alert changes (by the OBP, or from a market), each from its expected version.
     pub alert_updates: Vec<AlertUpdate>,
     /// Messages for the relays (other than serial chunks, which come with their upload progress).
     pub outbox: Vec<OutboxMessage>,

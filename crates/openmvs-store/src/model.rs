@@ -1,7 +1,7 @@
 //! The records a national system stores, and the unit of work that changes them.
 
 use openmvs_audit::Entry;
-use openmvs_core::alert::{AlertStatus, Classification};
+use openmvs_core::alert::{AlertStatus, AlertThread, Classification};
 use openmvs_core::ids::{
     AlertId, Batch, BulkId, ClientId, ClientTrxId, Expiry, KeyId, Location, MarketCode, ObpId, ProductCode,
     Serial,
@@ -84,8 +84,10 @@ pub struct AlertRecord {
     pub code: AlertCode,
     /// The return code that raised it.
     pub return_code: ReturnCode,
-    /// The market.
+    /// The market of the request that raised it.
     pub market: MarketCode,
+    /// The market that holds the pack (another market for an inter-market request).
+    pub pack_market: MarketCode,
     /// The product code as requested (a synchronised change's as the other market sent it, which
     /// may be a short GTIN; no scheme is kept).
     pub product_code: String,
@@ -107,21 +109,29 @@ pub struct AlertRecord {
     pub comment: Option<String>,
     /// What raised it, unique: the same source event never raises a second alert.
     pub source_key: String,
+    /// Its status changes and comments.
+    pub thread: AlertThread,
+    /// How many times it was updated: the version an [`AlertUpdate`] expects.
+    pub version: u64,
 }
 
-/// A change of an alert's status, applied only if the alert still has `expected_status`.
+/// A change of an alert (its thread, and the status, classification and last comment the thread
+/// comes to), applied only if the alert is still at `expected_version`; the version goes up by
+/// one. Used by both systems' alerts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertUpdate {
     /// The alert.
     pub id: AlertId,
-    /// The status the decision was made on.
-    pub expected_status: AlertStatus,
-    /// The new status.
+    /// The version the decision was made on.
+    pub expected_version: u64,
+    /// The status.
     pub status: AlertStatus,
-    /// The classification (when closing).
+    /// The classification (`None` unless closed).
     pub classification: Option<Classification>,
-    /// The comment, if given.
+    /// The last comment.
     pub comment: Option<String>,
+    /// The whole thread.
+    pub thread: AlertThread,
 }
 
 /// A filter for listing alerts.

@@ -274,8 +274,12 @@ pub struct AlertView {
     pub code: String,
     /// Return code that raised it.
     pub return_code: String,
-    /// Market.
+    /// The market of the request that raised it.
     pub market: String,
+    /// The market that holds the pack (another market for an inter-market request). Absent in
+    /// alerts kept before inter-market alerts were shared: `market` then.
+    #[serde(default)]
+    pub pack_market: Option<String>,
     /// Product code.
     pub product_code: String,
     /// Serial.
@@ -292,6 +296,62 @@ pub struct AlertView {
     pub classification: Option<String>,
     /// Last comment.
     pub comment: Option<String>,
+}
+
+/// `GET /v1/alerts/{id}`: the alert as listed, with its comments and its status history.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct AlertDetail {
+    /// The alert as listed.
+    #[serde(flatten)]
+    pub alert: AlertView,
+    /// The comments, oldest first.
+    pub comments: Vec<AlertCommentView>,
+    /// The status changes, oldest first.
+    pub history: Vec<AlertChangeView>,
+}
+
+/// One comment on an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertCommentView {
+    /// Unique id of the comment.
+    pub id: String,
+    /// Who wrote it (a client id at a national system, an OBP id at the hub).
+    pub author: String,
+    /// Their role, e.g. `NMVO` or `OBP`.
+    pub role: String,
+    /// When, RFC 3339.
+    pub at: String,
+    /// The text.
+    pub text: String,
+}
+
+/// One status change of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertChangeView {
+    /// Unique id of the change.
+    pub id: String,
+    /// The status it was made on.
+    pub from: String,
+    /// The status asked for.
+    pub to: String,
+    /// Who made it.
+    pub by: String,
+    /// Their role.
+    pub role: String,
+    /// When, RFC 3339.
+    pub at: String,
+    /// The classification, when closing.
+    pub classification: Option<String>,
+}
+
+/// `POST /v1/alerts/{id}/comments`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertCommentRequest {
+    /// 1 to 500 characters.
+    pub text: String,
 }
 
 /// `GET /v1/alerts`.
@@ -550,6 +610,7 @@ impl From<&alert::AlertView> for AlertView {
             code: a.code.to_string(),
             return_code: a.return_code.to_string(),
             market: a.market.to_string(),
+            pack_market: Some(a.pack_market.to_string()),
             product_code: a.product_code.clone(),
             serial: a.serial.to_string(),
             batch: a.batch.clone(),
@@ -563,13 +624,18 @@ impl From<&alert::AlertView> for AlertView {
 }
 
 impl AlertView {
-    /// The alert this view shows.
+    /// The alert this view shows (with an empty thread: a view carries none).
     pub fn to_alert(&self) -> Result<alert::AlertView, String> {
+        let market = MarketCode::new(&self.market).map_err(|e| format!("market: {e}"))?;
         Ok(alert::AlertView {
             id: AlertId::new(self.id.as_str()),
             code: AlertCode::parse(&self.code).ok_or_else(|| format!("code: '{}' is unknown", self.code))?,
             return_code: return_code("return_code", &self.return_code)?,
-            market: MarketCode::new(&self.market).map_err(|e| format!("market: {e}"))?,
+            market,
+            pack_market: match &self.pack_market {
+                Some(m) => MarketCode::new(m).map_err(|e| format!("pack_market: {e}"))?,
+                None => market,
+            },
             product_code: self.product_code.clone(),
             serial: Serial::new(&self.serial).map_err(|e| format!("serial: {e}"))?,
             batch: self.batch.clone(),
@@ -584,6 +650,95 @@ impl AlertView {
                 .map(|c| Classification::parse(c).ok_or_else(|| format!("classification: '{c}' is unknown")))
                 .transpose()?,
             comment: self.comment.clone(),
+            thread: alert::AlertThread::default(),
+        })
+    }
+}
+
+impl From<&alert::AlertView> for AlertDetail {
+    fn from(a: &alert::AlertView) -> AlertDetail {
+        AlertDetail {
+            alert: AlertView::from(a),
+            comments: a.thread.comments.iter().map(AlertCommentView::from).collect(),
+            history: a.thread.history.iter().map(AlertChangeView::from).collect(),
+        }
+    }
+}
+
+impl From<&alert::AlertComment> for AlertCommentView {
+    fn from(c: &alert::AlertComment) -> AlertCommentView {
+        AlertCommentView {
+            id: c.id.clone(),
+            author: c.author.clone(),
+            role: c.role.clone(),
+            at: c.at.to_rfc3339(),
+            text: c.text.clone(),
+        }
+    }
+}
+
+impl From<&alert::AlertChange> for AlertChangeView {
+    fn from(c: &alert::AlertChange) -> AlertChangeView {
+        AlertChangeView {
+            id: c.id.clone(),
+            from: c.from.as_str().to_owned(),
+            to: c.to.as_str().to_owned(),
+            by: c.by.clone(),
+            role: c.role.clone(),
+            at: c.at.to_rfc3339(),
+            classification: c.classification.map(|k| k.as_str().to_owned()),
+        }
+    }
+}
+
+fn text_of(field: &str, s: &str, max: usize) -> Result<String, String> {
+    let n = s.chars().count();
+    if n == 0 || n > max {
+        return Err(format!("{field}: {n} characters, must be 1 to {max}"));
+    }
+    Ok(s.to_owned())
+}
+
+fn time_of(field: &str, s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_rfc3339(s).ok_or_else(|| format!("{field}: '{s}' is no time"))
+}
+
+impl AlertCommentView {
+    /// The comment this view shows, checked as another system sent it.
+    pub fn to_comment(&self) -> Result<alert::AlertComment, String> {
+        Ok(alert::AlertComment {
+            id: text_of("id", &self.id, 100)?,
+            author: text_of("author", &self.author, 200)?,
+            role: text_of("role", &self.role, 20)?,
+            at: time_of("at", &self.at)?,
+            text: text_of("text", &self.text, alert::MAX_COMMENT_CHARS)?,
+        })
+    }
+}
+
+impl AlertChangeView {
+    /// The change this view shows, checked as another system sent it.
+    pub fn to_change(&self) -> Result<alert::AlertChange, String> {
+        let status = |field: &str, s: &str| {
+            AlertStatus::parse(s).ok_or_else(|| format!("{field}: '{s}' is not an alert status"))
+        };
+        let to = status("to", &self.to)?;
+        let classification = self
+            .classification
+            .as_deref()
+            .map(|c| Classification::parse(c).ok_or_else(|| format!("classification: '{c}' is unknown")))
+            .transpose()?;
+        if (to == AlertStatus::Closed) != classification.is_some() {
+            return Err("classification: given exactly when closing".into());
+        }
+        Ok(alert::AlertChange {
+            id: text_of("id", &self.id, 100)?,
+            from: status("from", &self.from)?,
+            to,
+            classification,
+            by: text_of("by", &self.by, 200)?,
+            role: text_of("role", &self.role, 20)?,
+            at: time_of("at", &self.at)?,
         })
     }
 }

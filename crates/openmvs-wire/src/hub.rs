@@ -60,11 +60,34 @@ pub enum Message {
     Withdrawal(WithdrawalMsg),
     /// A state change made in another market, or by the OBP (both directions).
     PackState(PackStateMsg),
-    /// An alert for the owning OBP (national to hub).
+    /// An alert: raised in a market, for the owning OBP (national to hub); or a copy for the other
+    /// market of an inter-market alert (hub to national).
     Alert(AlertMsg),
+    /// A status change of an alert, made at one of the systems that hold it (both directions).
+    AlertChange(AlertChangeMsg),
+    /// A comment on an alert, made at one of the systems that hold it (both directions).
+    AlertComment(AlertCommentMsg),
     /// The latest signed checkpoint of the sender's audit trail (national to hub), kept by the
     /// hub in its own trail, out of reach of whoever can write the national database.
     AuditHead(SignedHead),
+}
+
+impl Message {
+    /// The message's kind, as its `kind` tag says.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Product(_) => "product",
+            Message::Batch(_) => "batch",
+            Message::Packs(_) => "packs",
+            Message::Recall(_) => "recall",
+            Message::Withdrawal(_) => "withdrawal",
+            Message::PackState(_) => "pack-state",
+            Message::Alert(_) => "alert",
+            Message::AlertChange(_) => "alert-change",
+            Message::AlertComment(_) => "alert-comment",
+            Message::AuditHead(_) => "audit-head",
+        }
+    }
 }
 
 /// Product master data.
@@ -181,6 +204,40 @@ pub struct AlertMsg {
     pub alert: crate::api::AlertView,
     /// The OBP that owns the product.
     pub owner: String,
+}
+
+/// A status change of an alert, for the other systems that hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertChangeMsg {
+    /// The alert.
+    pub alert_id: String,
+    /// The change.
+    pub change: crate::api::AlertChangeView,
+}
+
+impl AlertChangeMsg {
+    /// The message that carries `change` of the alert `alert_id`.
+    pub fn new(alert_id: &str, change: &openmvs_core::alert::AlertChange) -> AlertChangeMsg {
+        AlertChangeMsg { alert_id: alert_id.to_owned(), change: change.into() }
+    }
+}
+
+impl AlertCommentMsg {
+    /// The message that carries `comment` on the alert `alert_id`.
+    pub fn new(alert_id: &str, comment: &openmvs_core::alert::AlertComment) -> AlertCommentMsg {
+        AlertCommentMsg { alert_id: alert_id.to_owned(), comment: comment.into() }
+    }
+}
+
+/// A comment on an alert, for the other systems that hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertCommentMsg {
+    /// The alert.
+    pub alert_id: String,
+    /// The comment.
+    pub comment: crate::api::AlertCommentView,
 }
 
 /// A single-pack request for a product unknown in the initiating market, routed by the hub to a

@@ -176,6 +176,7 @@ mod tests {
             code: AlertCode::A3,
             return_code: ReturnCode::parse("NMVS_NC_PC_02").unwrap(),
             market: MarketCode::new("DE").unwrap(),
+            pack_market: MarketCode::new("SE").unwrap(),
             product_code: "09501101530003".into(),
             serial: Serial::new("S1").unwrap(),
             batch: "B1".into(),
@@ -184,6 +185,7 @@ mod tests {
             status: AlertStatus::Open,
             classification: None,
             comment: None,
+            thread: Default::default(),
         };
         assert_eq!(read_alert(&alert(&a)), Ok(a.clone()));
         let value: serde_json::Value = serde_json::from_str(&alert(&a)).unwrap();

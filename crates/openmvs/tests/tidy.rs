@@ -317,6 +317,7 @@ const WIRE_SHAPES_IN_SERVICES: &[(&str, &str, &str)] = &[
         "a row of a bulk request, validated by the service and kept with the job as submitted",
     ),
     ("crates/openmvs-national/src/alerts.rs", "AlertStatusRequest", REQUEST),
+    ("crates/openmvs-national/src/alerts.rs", "AlertCommentRequest", REQUEST),
 ];
 
 /// The services whose answers are domain values.

@@ -434,6 +434,11 @@ fn national_samples(rule: &RouteRule, ids: &NationalIds) -> Vec<Req> {
             format!("/v1/alerts/{}/status", ids.alert),
             Body::Json(json!({"status": "INVESTIGATING"})),
         )],
+        "/v1/alerts/{id}/comments" => vec![req(
+            m,
+            format!("/v1/alerts/{}/comments", ids.alert),
+            Body::Json(json!({"text": "checked the stock"})),
+        )],
         "/v1/audit/packs/{scheme}/{product_code}/{serial}" => vec![req(m, audit, Body::None)],
         "/v1/admin/clients" => vec![req(m, "/v1/admin/clients", Body::None)],
         "/v1/admin/clients/{client_id}/disable" => {
@@ -677,6 +682,13 @@ fn hub_samples(rule: &RouteRule, own: &Owned) -> Vec<Req> {
         "/v1/alerts/{id}/status" => {
             vec![req(m, format!("/v1/alerts/{}/status", own.alert), json(json!({"status": "INVESTIGATING"})))]
         }
+        "/v1/alerts/{id}/comments" => {
+            vec![req(
+                m,
+                format!("/v1/alerts/{}/comments", own.alert),
+                json(json!({"text": "checked the line"})),
+            )]
+        }
         "/v1/callback" => vec![req(m, "/v1/callback", json(json!({"url": "https://127.0.0.1:9/callback"})))],
         "/internal/v1/messages" => vec![req(m, rule.path, json(json!({"messages": []})))],
         // A product the hub does not know: answered at once, asking no market.
@@ -746,6 +758,7 @@ async fn every_hub_route_answers_each_caller_as_the_table_says() {
             code: "A3".into(),
             return_code: "NMVS_NC_PC_02".into(),
             market: "DE".into(),
+            pack_market: None,
             product_code: product.into(),
             serial: "NOSUCH".into(),
             batch: BATCH.into(),

@@ -331,6 +331,8 @@ pub fn envelope(body: Message) -> Envelope {
         Message::Withdrawal(m) => m.product_code.clone(),
         Message::PackState(m) => m.product_code.clone(),
         Message::Alert(m) => m.alert.product_code.clone(),
+        Message::AlertChange(m) => m.alert_id.clone(),
+        Message::AlertComment(m) => m.alert_id.clone(),
         Message::AuditHead(m) => format!("audit-head/{}", m.market),
     };
     Envelope {

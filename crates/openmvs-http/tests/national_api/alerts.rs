@@ -124,16 +124,81 @@ async fn the_nmvo_moves_an_alert_through_its_lifecycle_and_refused_changes_leave
         (&closed["status"], &closed["classification"], &closed["comment"]),
         (&json!("CLOSED"), &json!("PROCEDURAL_ERROR"), &json!(comment))
     );
-    // CLOSED is final.
-    for next in ["INVESTIGATING", "ESCALATED"] {
-        nmvo.post(&status, &json!({"status": next})).await.expect_error(400, "NMVS_TE_XM_02", Some("status"));
-    }
-    let r = nmvo.post(&status, &json!({"status": "CLOSED", "classification": "OTHER"})).await;
-    r.expect_error(400, "NMVS_TE_XM_02", Some("status"));
+    // A closed alert never goes back to OPEN; it reopens only by an explicit change.
+    nmvo.post(&status, &json!({"status": "OPEN"})).await.expect_error(400, "NMVS_TE_XM_02", Some("status"));
     assert_eq!(nmvo.get(&alert).await.json, closed);
     assert_eq!(nmvo.all_alerts("&status=CLOSED").await.len(), 1);
     assert_eq!(nmvo.all_alerts("&status=OPEN").await.len(), 0);
+    let r =
+        nmvo.post(&status, &json!({"status": "INVESTIGATING", "comment": "a second pack turned up"})).await;
+    assert_eq!(
+        (r.status, &r.json["status"], &r.json["classification"]),
+        (200, &json!("INVESTIGATING"), &json!(null))
+    );
+    let history: Vec<(&str, &str)> = r.json["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["from"].as_str().unwrap(), h["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("OPEN", "INVESTIGATING"),
+            ("INVESTIGATING", "ESCALATED"),
+            ("ESCALATED", "CLOSED"),
+            ("CLOSED", "INVESTIGATING")
+        ]
+    );
+    let closing = &r.json["history"][2];
+    assert_eq!(
+        (&closing["by"], &closing["role"], &closing["classification"]),
+        (&json!(nmvo.client_id), &json!("NMVO"), &json!("PROCEDURAL_ERROR"))
+    );
+    assert_eq!(
+        r.json["comments"].as_array().unwrap().len(),
+        3,
+        "each status change's comment is in the thread"
+    );
     nmvo.post("/v1/alerts/ALR-000000000000-0000000000000000/status", &json!({"status": "ESCALATED"}))
         .await
         .expect_error(404, "NMVS_TE_NF_01", Some("id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nmvo_comments_on_an_alert_and_reads_the_thread_with_author_role_and_time() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let nmvo = app.client(Role::Nmvo, "nmvo-office").await;
+    let id = raise(&a, &p).await;
+    let comments = format!("/v1/alerts/{id}/comments");
+    let r = nmvo.post(&comments, &json!({"text": "pack returned to the wholesaler"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        (&r.json["author"], &r.json["role"], &r.json["text"]),
+        (&json!(nmvo.client_id), &json!("NMVO"), &json!("pack returned to the wholesaler"))
+    );
+    assert!(r.json["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{}", r.text);
+    let r = nmvo.post(&comments, &json!({"text": "second look: pack is genuine"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let read = nmvo.get(&format!("/v1/alerts/{id}")).await.json;
+    let texts: Vec<&str> =
+        read["comments"].as_array().unwrap().iter().map(|c| c["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["pack returned to the wholesaler", "second look: pack is genuine"]);
+    assert_eq!((&read["comment"], &read["status"]), (&json!("second look: pack is genuine"), &json!("OPEN")));
+    assert_eq!(read["history"], json!([]));
+    // Refusals name the field and leave the thread as it was.
+    nmvo.post(&comments, &json!({"text": "x".repeat(501)})).await.expect_error(
+        400,
+        "NMVS_TE_XM_02",
+        Some("comment"),
+    );
+    nmvo.post(&comments, &json!({"text": "  "})).await.expect_error(400, "NMVS_TE_XM_02", Some("text"));
+    a.post(&comments, &json!({"text": "not mine to say"})).await.expect_error(403, "NMVS_FE_AU_04", None);
+    nmvo.post("/v1/alerts/ALR-000000000000-0000000000000000/comments", &json!({"text": "x"}))
+        .await
+        .expect_error(404, "NMVS_TE_NF_01", Some("id"));
+    assert_eq!(nmvo.get(&format!("/v1/alerts/{id}")).await.json, read);
 }

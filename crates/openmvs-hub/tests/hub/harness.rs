@@ -112,16 +112,7 @@ impl TestLink {
 }
 
 fn kind(body: &Message) -> &'static str {
-    match body {
-        Message::Product(_) => "product",
-        Message::Batch(_) => "batch",
-        Message::Packs(_) => "packs",
-        Message::Recall(_) => "recall",
-        Message::Withdrawal(_) => "withdrawal",
-        Message::PackState(_) => "pack-state",
-        Message::Alert(_) => "alert",
-        Message::AuditHead(_) => "audit-head",
-    }
+    body.kind()
 }
 
 impl NationalLink for TestLink {

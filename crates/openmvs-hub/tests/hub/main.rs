@@ -1,6 +1,7 @@
 //! The hub end to end: a real hub store, real national systems for DE and FR, and the relay
 //! between them.
 
+mod alerts;
 mod harness;
 mod national;
 mod readiness;

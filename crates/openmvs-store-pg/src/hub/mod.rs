@@ -430,12 +430,14 @@ impl HubAlertStore for PgHubStore {
     fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>> {
         let id = id.as_str().to_owned();
         Box::pin(async move {
-            self.pool.row(
-                "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
-                 comment FROM alerts WHERE id = $1",
-                vec![p(id.to_owned())],
-                alert_row,
-            ).await
+            self.pool
+                .row(
+                    "SELECT id, obp, market, product_code, alert, created_at, status, classification, \
+                 comment, thread, version FROM alerts WHERE id = $1",
+                    vec![p(id.to_owned())],
+                    alert_row,
+                )
+                .await
         })
     }
 
@@ -443,8 +445,8 @@ impl HubAlertStore for PgHubStore {
         let f = f.clone();
         Box::pin(async move {
             self.pool.rows(
-                "SELECT id, obp, market, source_alert_id, product_code, alert, created_at, status, classification, \
-                 comment FROM alerts WHERE ($1::text IS NULL OR obp = $1) AND ($2::text IS NULL OR status = $2) \
+                "SELECT id, obp, market, product_code, alert, created_at, status, classification, \
+                 comment, thread, version FROM alerts WHERE ($1::text IS NULL OR obp = $1) AND ($2::text IS NULL OR status = $2) \
                  AND ($3::text IS NULL OR product_code = $3) AND ($4::text IS NULL OR id > $4) ORDER BY id LIMIT $5",
                 vec![
                     p(f.obp.as_ref().map(|o| o.as_str().to_owned())),

@@ -264,6 +264,15 @@ CREATE TABLE heartbeats (
 );
 "#,
     ),
+    (
+        3,
+        r#"
+-- One alert, one id: the hub keeps an alert under the id its market gave it (source_alert_id is
+-- that id too), with the thread of status changes and comments and a version every update expects.
+ALTER TABLE alerts ADD COLUMN thread TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE alerts ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+"#,
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -207,35 +207,38 @@ fn apply(c: &Connection, uow: &HubUnitOfWork, now: i64) -> StoreResult<HubCommit
         let n = run(
             c,
             "INSERT INTO alerts (id, obp, market, source_alert_id, product_code, alert, created_at, status, \
-             classification, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+             classification, comment, thread, version) VALUES (?1, ?2, ?3, ?1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT DO NOTHING",
             params![
                 a.id.as_str(),
                 a.obp.as_str(),
                 a.market.as_str(),
-                a.source_alert_id.as_str(),
                 a.product_code,
                 a.alert,
                 a.created_at.unix_millis(),
                 a.status.as_str(),
                 a.classification.map(|c| c.as_str()),
-                a.comment
+                a.comment,
+                decode::thread_text(&a.thread),
+                a.version as i64
             ],
         )?;
         // A conflict rather than a skip: the unit that forwards an alert also holds the OBP's
         // callback message, which must not go out a second time.
-        changed(n as u64, || Conflict::Exists(format!("alert {}/{}", a.market, a.source_alert_id)))?;
+        changed(n as u64, || Conflict::Exists(format!("alert {}", a.id)))?;
     }
     for u in &uow.alert_updates {
         let n = run(
             c,
-            "UPDATE alerts SET status = ?2, classification = COALESCE(?3, classification), \
-             comment = COALESCE(?4, comment) WHERE id = ?1 AND status = ?5",
+            "UPDATE alerts SET status = ?2, classification = ?3, comment = COALESCE(?4, comment), \
+             thread = ?5, version = version + 1 WHERE id = ?1 AND version = ?6",
             params![
                 u.id.as_str(),
                 u.status.as_str(),
                 u.classification.map(|c| c.as_str()),
                 u.comment,
-                u.expected_status.as_str()
+                decode::thread_text(&u.thread),
+                u.expected_version as i64
             ],
         )?;
         changed(n as u64, || Conflict::AlertStatus)?;
