@@ -448,7 +448,7 @@ mod tests {
         // NMVO: OPEN -> INVESTIGATING at 1; OBP, not having seen it: OPEN -> ESCALATED at 2.
         let a = ch("a", Open, Investigating, 1);
         let b = ch("b", Open, Escalated, 2);
-        assert_eq!(settled(&[a.clone(), b.clone()]), (Escalated, None));
+        assert_eq!(settled(&[a, b.clone()]), (Escalated, None));
         // The other way round in time: the escalation stands, the later investigation is stale.
         let a = ch("a", Open, Investigating, 3);
         assert_eq!(settled(&[b, a]), (Escalated, None));
