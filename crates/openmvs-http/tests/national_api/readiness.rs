@@ -172,6 +172,17 @@ async fn readiness_is_false_on_a_full_disk_and_true_again_once_there_is_room() {
     app.national.probe_store().await.expect("the store commits");
     assert_eq!(ready(&app).await, 200);
 
+    // A reader holding its snapshot, as a long audit read does: the WAL cannot start over while
+    // it reads, so every commit from here on needs new space. Without it, a small probe write can
+    // commit on a full disk whenever the checkpointer has just copied the whole WAL back, and
+    // whether the loop below ends would depend on the machine's speed.
+    let reader = rusqlite::Connection::open_with_flags(
+        mount.path().join("national.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open a reader");
+    reader.execute_batch("BEGIN").expect("begin a read");
+    let _: i64 = reader.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).expect("read");
     let filler = fill(mount.path());
     let mut refused = None;
     for p in &packs {
@@ -199,6 +210,7 @@ async fn readiness_is_false_on_a_full_disk_and_true_again_once_there_is_room() {
     assert_eq!(ready(&app).await, 503, "not ready once a probe write fails");
     assert_eq!(store_ok_gauge(&app).await, "openmvs_store_ok 0");
 
+    drop(reader);
     std::fs::remove_file(filler).expect("make room");
     app.national.probe_store().await.expect("the store commits again");
     assert_eq!(ready(&app).await, 200);
