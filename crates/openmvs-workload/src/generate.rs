@@ -157,7 +157,13 @@ impl<'a> Gen<'a> {
         }
         let batches = vec![g.batch(rng, BatchStyle::Plain, false), g.batch(rng, BatchStyle::Hyphen, false)];
         g.multi = g.products.len();
-        g.add_product(rng, &mut gtins, "Workload multi-market capsules".into(), config.markets.clone(), batches);
+        g.add_product(
+            rng,
+            &mut gtins,
+            "Workload multi-market capsules".into(),
+            config.markets.clone(),
+            batches,
+        );
         Ok(g)
     }
 
@@ -238,8 +244,7 @@ impl<'a> Gen<'a> {
         let all = self.pool(|_, _| true);
         let dispensers = self.pool(|i, _| self.is_dispenser(i));
         let wedge = self.pool(|_, t| t.scanner == Scanner::KeyboardWedge);
-        let wedge_scan =
-            self.pool(|_, t| t.scanner == Scanner::KeyboardWedge && t.input == InputForm::Scan);
+        let wedge_scan = self.pool(|_, t| t.scanner == Scanner::KeyboardWedge && t.input == InputForm::Scan);
         let mut out = Planned::default();
         let mut outages = Vec::new();
         for corruption in Corruption::ALL {
@@ -273,8 +278,7 @@ impl<'a> Gen<'a> {
                         let a = rng.index(c.markets.len());
                         let b = (a + 1 + rng.index(c.markets.len() - 1)) % c.markets.len();
                         let (ma, mb) = (c.markets[a], c.markets[b]);
-                        let originals =
-                            self.pool(|_, t| t.market == ma && t.role == Role::Pharmacy);
+                        let originals = self.pool(|_, t| t.market == ma && t.role == Role::Pharmacy);
                         let copies = self.pool(|i, t| t.market == mb && self.is_dispenser(i));
                         let event = self.events.len();
                         self.events.push(EventDraft { kind, code: None, steps: Vec::new() });
@@ -301,10 +305,14 @@ impl<'a> Gen<'a> {
         while out.transactions < c.transactions {
             let terminal = self.pick(rng, &all);
             let activity = match self.terminals[terminal].role {
-                Role::Wholesaler => [Activity::Verify, Activity::Export, Activity::InterMarketVerify, Activity::Destroy]
-                    [rng.weighted(&[75, 15, 7, 3])],
-                Role::Hospital => [Activity::Dispense, Activity::VerifyThenDispense, Activity::Verify, Activity::Destroy]
-                    [rng.weighted(&[50, 10, 38, 2])],
+                Role::Wholesaler => {
+                    [Activity::Verify, Activity::Export, Activity::InterMarketVerify, Activity::Destroy]
+                        [rng.weighted(&[75, 15, 7, 3])]
+                }
+                Role::Hospital => {
+                    [Activity::Dispense, Activity::VerifyThenDispense, Activity::Verify, Activity::Destroy]
+                        [rng.weighted(&[50, 10, 38, 2])]
+                }
                 _ => [
                     Activity::Dispense,
                     Activity::VerifyThenDispense,
@@ -342,7 +350,8 @@ impl<'a> Gen<'a> {
     /// A serial never taken for `product`, now taken.
     fn new_serial(&mut self, rng: &mut Rng, product: usize) -> String {
         loop {
-            let s: String = (0..SERIAL_LEN).map(|_| char::from(SERIAL_CHARS[rng.index(SERIAL_CHARS.len())])).collect();
+            let s: String =
+                (0..SERIAL_LEN).map(|_| char::from(SERIAL_CHARS[rng.index(SERIAL_CHARS.len())])).collect();
             if self.products[product].taken.insert(s.clone()) {
                 return s;
             }
@@ -384,7 +393,13 @@ impl<'a> Gen<'a> {
     }
 
     /// What `terminal` sends for a pack of `product` whose code holds `f`.
-    fn input(&self, terminal: usize, product: usize, f: &Fields, corruption: Option<Corruption>) -> crate::Input {
+    fn input(
+        &self,
+        terminal: usize,
+        product: usize,
+        f: &Fields,
+        corruption: Option<Corruption>,
+    ) -> crate::Input {
         scanner::input(&self.terminals[terminal], f, self.products[product].order, corruption)
     }
 
@@ -476,13 +491,21 @@ impl<'a> Gen<'a> {
                     let f = self.fields(*p);
                     if i == 0 {
                         // In flight when the link went down.
-                        let mut r = self.request(terminal, p.product, Operation::Supply, id.clone(), &f, truth);
+                        let mut r =
+                            self.request(terminal, p.product, Operation::Supply, id.clone(), &f, truth);
                         r.delivery = delivery;
                         requests.push(r);
                     }
                     let verify_id = self.trx_id(terminal);
                     requests.push(self.request(terminal, p.product, Operation::Verify, verify_id, &f, truth));
-                    requests.push(self.request(terminal, p.product, Operation::Supply, id.clone(), &f, truth));
+                    requests.push(self.request(
+                        terminal,
+                        p.product,
+                        Operation::Supply,
+                        id.clone(),
+                        &f,
+                        truth,
+                    ));
                 }
                 for (p, _) in queued {
                     self.after(terminal, Operation::Supply, p);
@@ -593,7 +616,12 @@ impl<'a> Gen<'a> {
 
     /// A scan of a genuine pack corrupted by `corruption`, then its clean rescan. The pack is one
     /// whose code the corruption changes, and changes into no other genuine pack's code.
-    fn corrupted(&mut self, rng: &mut Rng, terminal: usize, corruption: Corruption) -> Result<Vec<Request>, ConfigError> {
+    fn corrupted(
+        &mut self,
+        rng: &mut Rng,
+        terminal: usize,
+        corruption: Corruption,
+    ) -> Result<Vec<Request>, ConfigError> {
         let op = self.operation_of(rng, terminal);
         for _ in 0..MAX_TRIES {
             let p = self.take(rng, terminal);
@@ -628,16 +656,14 @@ impl<'a> Gen<'a> {
             self.after(terminal, op, p);
             return Ok(vec![bad, rescan]);
         }
-        Err(ConfigError::new(
-            "mix",
-            format!("no pack found whose code {} changes", corruption.as_str()),
-        ))
+        Err(ConfigError::new("mix", format!("no pack found whose code {} changes", corruption.as_str())))
     }
 
     /// The request presenting a falsified code of `kind` (not a clone) at `terminal`.
     fn falsified(&mut self, rng: &mut Rng, terminal: usize, kind: Falsification, event: usize) -> Request {
         let m = self.market_index(terminal);
-        let product = if kind != Falsification::RecalledBatch && rng.percent(20) { self.multi } else { self.home[m] };
+        let product =
+            if kind != Falsification::RecalledBatch && rng.percent(20) { self.multi } else { self.home[m] };
         let open: Vec<usize> = (0..self.products[product].product.batches.len())
             .filter(|&b| !self.products[product].product.batches[b].recalled)
             .collect();
@@ -744,7 +770,13 @@ fn terminals(config: &Config) -> Result<Vec<Terminal>, ConfigError> {
                 7 => (Scanner::Direct, InputForm::Scan),
                 _ => (Scanner::KeyboardWedge, InputForm::Scan),
             };
-            out.push(Terminal { market: *m, role: Role::Pharmacy, location: location(format!("{m}-PH-{i:04}"))?, scanner, input });
+            out.push(Terminal {
+                market: *m,
+                role: Role::Pharmacy,
+                location: location(format!("{m}-PH-{i:04}"))?,
+                scanner,
+                input,
+            });
         }
         for i in 1..=config.hospitals {
             let (scanner, input) = if i % 2 == 1 {
@@ -752,7 +784,13 @@ fn terminals(config: &Config) -> Result<Vec<Terminal>, ConfigError> {
             } else {
                 (Scanner::KeyboardWedge, InputForm::Scan)
             };
-            out.push(Terminal { market: *m, role: Role::Hospital, location: location(format!("{m}-HO-{i:04}"))?, scanner, input });
+            out.push(Terminal {
+                market: *m,
+                role: Role::Hospital,
+                location: location(format!("{m}-HO-{i:04}"))?,
+                scanner,
+                input,
+            });
         }
         for i in 1..=config.wholesalers {
             let (scanner, input) = if i % 2 == 1 {
@@ -760,7 +798,13 @@ fn terminals(config: &Config) -> Result<Vec<Terminal>, ConfigError> {
             } else {
                 (Scanner::KeyboardWedge, InputForm::Scan)
             };
-            out.push(Terminal { market: *m, role: Role::Wholesaler, location: location(format!("{m}-WH-{i:04}"))?, scanner, input });
+            out.push(Terminal {
+                market: *m,
+                role: Role::Wholesaler,
+                location: location(format!("{m}-WH-{i:04}"))?,
+                scanner,
+                input,
+            });
         }
     }
     Ok(out)
@@ -794,12 +838,7 @@ fn batch_name(rng: &mut Rng, style: BatchStyle, yy: u32) -> String {
 
 /// The last day of `month` of `year`.
 fn last_day(year: u32, month: u32) -> u32 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+    u32::from(openmvs_core::time::days_in_month(year as i32, month as u8))
 }
 
 /// The expiry three months after `expiry` (`YYMMDD`, the last day of its month), in the same

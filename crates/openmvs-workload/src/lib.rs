@@ -27,8 +27,8 @@ use openmvs_core::ids::MarketCode;
 
 pub use generate::generate;
 pub use model::{
-    Batch, Conduct, Corruption, Delivery, Event, Falsification, Fields, Input, InputForm, Operation,
-    Product, Request, Scanner, Step, Terminal, Truth, Workload,
+    Batch, Conduct, Corruption, Delivery, Event, Falsification, Fields, Input, InputForm, Operation, Product,
+    Request, Scanner, Step, Terminal, Truth, Workload,
 };
 
 /// What to generate.

@@ -41,7 +41,12 @@ pub(crate) fn element_string(f: &Fields, order: AiOrder, aim: bool, gs: bool) ->
 /// A corruption of the characters applies to what the scanner types (every field, as the
 /// keyboard turns keys into characters); a lost group separator to the scan (a terminal that
 /// sends fields parses the scan first, so it is only given to terminals that send scans).
-pub(crate) fn input(terminal: &Terminal, f: &Fields, order: AiOrder, corruption: Option<Corruption>) -> Input {
+pub(crate) fn input(
+    terminal: &Terminal,
+    f: &Fields,
+    order: AiOrder,
+    corruption: Option<Corruption>,
+) -> Input {
     let typed = |text: &str| match corruption {
         Some(Corruption::CapsLock) => caps_lock(text),
         Some(Corruption::KeyboardLayout) => us_typed_into_de(text),
@@ -161,7 +166,8 @@ mod tests {
         );
         for order in AiOrder::ALL {
             for scanner in [Scanner::KeyboardWedge, Scanner::Direct] {
-                let Input::Scan(s) = input(&terminal(scanner, InputForm::Scan), &fields(), order, None) else {
+                let Input::Scan(s) = input(&terminal(scanner, InputForm::Scan), &fields(), order, None)
+                else {
                     panic!("a scan");
                 };
                 let id = scan::parse(s.as_bytes(), today).unwrap().id;
@@ -196,7 +202,10 @@ mod tests {
         else {
             panic!("fields");
         };
-        assert_eq!((f.serial.as_str(), f.batch.as_str(), f.expiry.as_str()), ("x4k9p7q2m8r5", "abc123", "271231"));
+        assert_eq!(
+            (f.serial.as_str(), f.batch.as_str(), f.expiry.as_str()),
+            ("x4k9p7q2m8r5", "abc123", "271231")
+        );
         assert_eq!(f, corrupted_fields(&fields(), Corruption::CapsLock));
     }
 }

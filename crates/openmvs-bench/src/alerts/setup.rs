@@ -67,7 +67,10 @@ pub(crate) async fn catalogue(
                     .map(|m| ProductMarket {
                         market: Some(m.as_str().to_owned()),
                         national_code: Some(format!("{m}-{}", &p.gtin[6..13])),
-                        mah: Some(Mah { name: Some("Workload Pharma".into()), address: Some("1 Seed Street".into()) }),
+                        mah: Some(Mah {
+                            name: Some("Workload Pharma".into()),
+                            address: Some("1 Seed Street".into()),
+                        }),
                         wholesalers: vec![WholesalerEntry {
                             id: Some(format!("{m}-WH-0001")),
                             name: Some("Workload Wholesale".into()),
@@ -101,14 +104,25 @@ pub(crate) async fn catalogue(
             let body = conn.send("GET", &format!("/v1/uploads/{id}"), None, empty(), 200).await?;
             let s: UploadStatusBody = serde_json::from_slice(&body)?;
             if s.status == "FAILED" || s.rejected_count > 0 {
-                bail!("upload {id}: {} with {} of {serials} serials rejected: {:?}", s.status, s.rejected_count, s.rejected);
+                bail!(
+                    "upload {id}: {} with {} of {serials} serials rejected: {:?}",
+                    s.status,
+                    s.rejected_count,
+                    s.rejected
+                );
             }
-            let everywhere = markets.iter().all(|m| s.markets.get(m.as_str()).is_some_and(|d| d == "DISTRIBUTED"));
+            let everywhere =
+                markets.iter().all(|m| s.markets.get(m.as_str()).is_some_and(|d| d == "DISTRIBUTED"));
             if s.status == "DISTRIBUTED" && everywhere && s.received == serials {
                 break;
             }
             if started.elapsed() > SETUP_DEADLINE {
-                bail!("upload {id} is still {} after {:.0} s: {:?}", s.status, started.elapsed().as_secs_f64(), s.markets);
+                bail!(
+                    "upload {id} is still {} after {:.0} s: {:?}",
+                    s.status,
+                    started.elapsed().as_secs_f64(),
+                    s.markets
+                );
             }
             tokio::time::sleep(POLL_EVERY).await;
         }
@@ -117,7 +131,8 @@ pub(crate) async fn catalogue(
         for b in p.batches.iter().filter(|b| b.recalled) {
             let path = format!("/v1/products/{}/batches/{}/recall", p.gtin, encode(&b.name));
             let markets = p.markets.iter().map(|m| m.as_str().to_owned()).collect();
-            conn.json("POST", &path, &RecallRequest { reason: "quality defect (workload)".into(), markets }).await?;
+            conn.json("POST", &path, &RecallRequest { reason: "quality defect (workload)".into(), markets })
+                .await?;
             let serial = b.serials.first().context("a recalled batch without serials")?;
             loop {
                 let path = format!("/v1/products/{}/packs/{}", p.gtin, encode(serial));

@@ -137,7 +137,11 @@ impl Figures {
     }
 
     pub fn recall(&self) -> f64 {
-        if self.true_falsifications == 0 { 1.0 } else { self.detected as f64 / self.true_falsifications as f64 }
+        if self.true_falsifications == 0 {
+            1.0
+        } else {
+            self.detected as f64 / self.true_falsifications as f64
+        }
     }
 }
 
@@ -178,7 +182,8 @@ pub(crate) fn tally(w: &Workload, answers: &[Answer], listed: &[Listed]) -> Figu
                 Some(seen) if seen.step != a.step => f.alerts_shared += 1,
                 Some(_) => {}
                 None => {
-                    alerts.insert(al.id.clone(), Seen { step: a.step, truth: r.truth, code: al.code.clone() });
+                    alerts
+                        .insert(al.id.clone(), Seen { step: a.step, truth: r.truth, code: al.code.clone() });
                 }
             }
         }
@@ -203,10 +208,17 @@ pub(crate) fn tally(w: &Workload, answers: &[Answer], listed: &[Listed]) -> Figu
                     (200, None, _) => format!("refused {return_code}"),
                     (s, None, _) => format!("HTTP {s} {return_code}"),
                 };
-                *f.corruption_outcomes.entry(k.as_str().to_owned()).or_default().entry(outcome).or_default() += 1;
+                *f.corruption_outcomes
+                    .entry(k.as_str().to_owned())
+                    .or_default()
+                    .entry(outcome)
+                    .or_default() += 1;
                 for wcode in warnings {
-                    *f.corruption_warnings.entry(k.as_str().to_owned()).or_default().entry(wcode.clone()).or_default() +=
-                        1;
+                    *f.corruption_warnings
+                        .entry(k.as_str().to_owned())
+                        .or_default()
+                        .entry(wcode.clone())
+                        .or_default() += 1;
                 }
             }
             Truth::Genuine(conduct) if status == 200 && alert.is_none() && accepted != Some(true) => {
@@ -470,7 +482,11 @@ impl Figures {
         if self.alerts_shared > 0 {
             outln!("alert ids answered to two different steps: {}", self.alerts_shared);
         }
-        outln!("errors: {}{}", self.errors, if self.errors > 0 { format!(" (first: {:?})", self.first_errors) } else { String::new() });
+        outln!(
+            "errors: {}{}",
+            self.errors,
+            if self.errors > 0 { format!(" (first: {:?})", self.first_errors) } else { String::new() }
+        );
     }
 }
 
@@ -516,8 +532,12 @@ mod tests {
                     Truth::Genuine(Conduct::DoubleScan) => http(200, "NMVS_NC_PCK_23", false, None),
                     Truth::Genuine(_) => http(200, "NMVS_SUCCESS", true, None),
                     Truth::Corrupted(_) => http(200, "NMVS_FE_LOT_03", false, Some((&format!("C{n}"), "A2"))),
-                    Truth::Falsified(Falsification::RecalledBatch) => http(200, "NMVS_FE_LOT_01", false, None),
-                    Truth::Falsified(k) => http(200, "X", false, Some((&format!("F{n}"), k.alert().unwrap()))),
+                    Truth::Falsified(Falsification::RecalledBatch) => {
+                        http(200, "NMVS_FE_LOT_01", false, None)
+                    }
+                    Truth::Falsified(k) => {
+                        http(200, "X", false, Some((&format!("F{n}"), k.alert().unwrap())))
+                    }
                 };
                 out.push(Answer { step: i, request: j, outcome });
             }
@@ -558,7 +578,10 @@ mod tests {
             .unwrap();
         answers.push(answers[i].clone());
         let after = tally(&w, &answers, &[]);
-        assert_eq!((after.alerts, after.transactions, after.detected), (before.alerts, before.transactions, before.detected));
+        assert_eq!(
+            (after.alerts, after.transactions, after.detected),
+            (before.alerts, before.transactions, before.detected)
+        );
         assert_eq!(after.requests, before.requests + 1);
     }
 
@@ -595,7 +618,10 @@ mod tests {
     fn an_alert_on_a_genuine_request_or_a_refused_dispense_is_reported_as_such() {
         let w = workload();
         let mut answers = as_the_rules_say(&w);
-        let i = answers.iter().position(|a| w.steps[a.step].requests[a.request].truth == Truth::Genuine(Conduct::Rescan)).unwrap();
+        let i = answers
+            .iter()
+            .position(|a| w.steps[a.step].requests[a.request].truth == Truth::Genuine(Conduct::Rescan))
+            .unwrap();
         answers[i].outcome = http(200, "NMVS_NC_PC_02", false, Some(("G1", "A3")));
         let j = answers
             .iter()

@@ -39,7 +39,11 @@ struct Session {
 }
 
 impl Session {
-    async fn open(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, client: Client) -> anyhow::Result<Session> {
+    async fn open(
+        addr: SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+        client: Client,
+    ) -> anyhow::Result<Session> {
         let mut conn = Conn::open(addr, "localhost", tls.clone()).await?;
         let token = token(&mut conn, &client).await?;
         Ok(Session { addr, tls, client, conn: Some(conn), token })
@@ -177,7 +181,9 @@ pub(crate) async fn run(
     let mut answers = Vec::new();
     let mut session = Session::open(addr, tls, client).await.map_err(|e| format!("logging in: {e:#}"));
     for phase in 0..PHASES {
-        for (i, step) in w.steps.iter().enumerate().filter(|(_, s)| s.terminal == terminal && s.phase == phase) {
+        for (i, step) in
+            w.steps.iter().enumerate().filter(|(_, s)| s.terminal == terminal && s.phase == phase)
+        {
             for (j, r) in step.requests.iter().enumerate() {
                 let outcome = match &mut session {
                     Ok(s) => s.request(r).await,
