@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// OpenMVS measured on this machine: the national system, the hub, inter-market verifies, and the
-/// whole suite against the machine's own limits.
+/// OpenMVS measured on this machine: the national system, the hub, inter-market verifies, the
+/// whole suite against the machine's own limits, and the false-alert rate of a generated market.
 #[derive(Debug, Parser)]
 #[command(name = "openmvs-bench", version, about, long_about = None)]
 pub struct Cli {
@@ -94,5 +94,33 @@ pub enum Command {
         /// one for the hub, made for the run and dropped after it.
         #[arg(long)]
         database_url: Option<String>,
+    },
+    /// The false-alert rate and the recall: a generated market (pharmacies, hospitals and
+    /// wholesalers in each market scanning genuine packs with realistic corruption, double scans,
+    /// retries after timeouts, replays after an outage, and a known set of true falsifications)
+    /// runs against the hub and a national system per market in this process, over HTTPS with
+    /// mutual TLS; alerts are counted from the answers and checked against each NMVO's list.
+    /// See BENCHMARKS.md for the workload and the counting rules.
+    Alerts {
+        /// Transactions (distinct client_trx_ids) to generate.
+        #[arg(long, default_value_t = 100_000)]
+        transactions: u64,
+        /// The workload's seed: the same seed gives the same workload, byte for byte.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The markets, comma-separated (at least two: cloned codes are dispensed in two).
+        #[arg(long, default_value = "DE,FR")]
+        markets: String,
+        /// Run on this PostgreSQL database instead of SQLite: a schema per national system and
+        /// one for the hub, made for the run and dropped after it.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Print one JSON object instead of the report.
+        #[arg(long)]
+        json: bool,
+        /// A small market (at most 2,000 transactions, 5 terminals per market) with every kind of
+        /// step, to check that the harness works (the test suite runs it).
+        #[arg(long)]
+        smoke: bool,
     },
 }

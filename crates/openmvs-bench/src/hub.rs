@@ -208,7 +208,7 @@ pub fn hub(serials: u64, markets: &str, database_url: Option<&str>) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_markets(markets: &str) -> anyhow::Result<Vec<MarketCode>> {
+pub(crate) fn parse_markets(markets: &str) -> anyhow::Result<Vec<MarketCode>> {
     let mut list: Vec<MarketCode> = Vec::new();
     for m in markets.split(',').map(str::trim) {
         let code = MarketCode::new(m).map_err(|e| anyhow::anyhow!("--markets: '{m}' {e}"))?;
@@ -364,6 +364,8 @@ pub(crate) struct Running {
     workers: Vec<tokio::task::JoinHandle<()>>,
     hub_store: Option<hub_node::HubNodeStore>,
     national_stores: Vec<(MarketCode, node::NodeStore)>,
+    /// The hub, once started.
+    pub(crate) hub: Option<Arc<Hub>>,
     /// Each national system and the address it serves on.
     pub(crate) nationals: BTreeMap<MarketCode, (Arc<National>, std::net::SocketAddr)>,
     /// The PostgreSQL schemas of the run, if it runs on PostgreSQL.
@@ -389,6 +391,7 @@ impl Running {
         // The stores let go of their connections when the last holder is gone; only then are
         // their schemas dropped.
         self.nationals.clear();
+        self.hub = None;
         if let Some(mut schemas) = self.schemas.take() {
             tokio::task::spawn_blocking(move || schemas.drop_all()).await.unwrap_or_else(|e| {
                 eprintln!("dropping the bench schemas failed: {e}");
@@ -426,6 +429,7 @@ pub(crate) async fn start(
         workers: Vec::new(),
         hub_store: None,
         national_stores: Vec::new(),
+        hub: None,
         nationals: BTreeMap::new(),
         schemas: database_url.map(Schemas::new),
     };
@@ -517,6 +521,7 @@ async fn start_into(
         Wiring::Demo(_) => hub.with_queries(links.queries).with_callbacks(links.callbacks),
     };
     let hub = Arc::new(hub);
+    running.hub = Some(hub.clone());
     let obs = Arc::new(Observability::new(clock));
     obs.set_ready(true);
     let server = serve(hub_listener, hub_router(HubState { hub: hub.clone(), obs }), Some(pki.tls()))
@@ -590,16 +595,19 @@ pub(crate) fn client_tls(pki: &Pki) -> anyhow::Result<Arc<rustls::ClientConfig>>
 }
 
 /// A request body: small JSON, or the generated serials.
-type ReqBody = Either<Full<Bytes>, SerialBody>;
+pub(crate) type ReqBody = Either<Full<Bytes>, SerialBody>;
 
 /// One keep-alive HTTP/1.1 connection of the OBP to the hub.
-struct ObpConn {
+pub(crate) struct ObpConn {
     sender: SendRequest<ReqBody>,
     authority: String,
 }
 
 impl ObpConn {
-    async fn open(addr: std::net::SocketAddr, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<ObpConn> {
+    pub(crate) async fn open(
+        addr: std::net::SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<ObpConn> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let stream =
@@ -612,7 +620,7 @@ impl ObpConn {
     }
 
     /// Sends one request and reads the whole answer; anything but `expect` is an error.
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         method: &str,
         path: &str,
@@ -634,7 +642,7 @@ impl ObpConn {
         Ok(body)
     }
 
-    async fn json(
+    pub(crate) async fn json(
         &mut self,
         method: &str,
         path: &str,

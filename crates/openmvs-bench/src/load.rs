@@ -26,6 +26,8 @@ pub struct Reply {
     pub status: u16,
     /// The body.
     pub body: Bytes,
+    /// The `Retry-After` header, when given in seconds.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// A TLS client configuration trusting exactly `ca`.
@@ -76,7 +78,13 @@ impl Conn {
         }
         let resp = self.sender.send_request(req.body(Full::new(Bytes::from(body)))?).await?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
         let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Reply { status, body })
+        Ok(Reply { status, body, retry_after })
     }
 }

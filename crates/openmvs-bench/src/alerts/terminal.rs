@@ -1,0 +1,244 @@
+//! A terminal: one client of its market's national system, on one keep-alive HTTPS connection,
+//! taking its steps in order as a pharmacy's software would. It waits out a 503 or 429 as its
+//! `Retry-After` says and sends the same request again (nothing was changed), opens its connection
+//! again when the server closed it, and renews its token on a 401. A request whose answer is lost
+//! is sent and answered, and its answer kept but marked unseen; an abandoned one is written on a
+//! connection of its own, which is closed at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use openmvs_workload::{Delivery, Input, Request, Workload};
+use rustls_pki_types::ServerName;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Barrier;
+
+use super::setup::{Client, token};
+use super::tally::{AlertRef, Answer, Outcome};
+use crate::load::{Conn, Reply};
+
+/// Times one request is sent again after a 503 or 429, or after its connection failed.
+const MAX_TRIES: usize = 200;
+/// The wait after a 503 or 429 without `Retry-After`.
+const BUSY_WAIT: Duration = Duration::from_millis(100);
+
+/// The phases of a workload.
+pub(crate) const PHASES: u8 = 2;
+
+/// One terminal's session.
+struct Session {
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    client: Client,
+    conn: Option<Conn>,
+    token: String,
+}
+
+impl Session {
+    async fn open(
+        addr: SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+        client: Client,
+    ) -> anyhow::Result<Session> {
+        let mut conn = Conn::open(addr, "localhost", tls.clone()).await?;
+        let token = token(&mut conn, &client).await?;
+        Ok(Session { addr, tls, client, conn: Some(conn), token })
+    }
+
+    async fn send(&mut self, path: &str, body: &[u8]) -> anyhow::Result<Reply> {
+        let mut last = None;
+        for _ in 0..MAX_TRIES {
+            let conn = match self.conn.as_mut() {
+                Some(c) => c,
+                None => match Conn::open(self.addr, "localhost", self.tls.clone()).await {
+                    Ok(c) => self.conn.insert(c),
+                    Err(e) => {
+                        last = Some(e);
+                        tokio::time::sleep(BUSY_WAIT).await;
+                        continue;
+                    }
+                },
+            };
+            match conn.send("POST", path, Some(&self.token), body.to_vec()).await {
+                Ok(r) if r.status == 503 || r.status == 429 => {
+                    tokio::time::sleep(r.retry_after.unwrap_or(BUSY_WAIT).min(Duration::from_secs(5))).await;
+                }
+                Ok(r) if r.status == 401 => {
+                    self.token = token(conn, &self.client).await?;
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    // The server closed the connection (an idle timeout, a restart): a new one.
+                    self.conn = None;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("still busy after {MAX_TRIES} tries")))
+    }
+
+    async fn request(&mut self, r: &Request) -> Outcome {
+        let path = format!("/v1/packs/{}", r.operation.as_str());
+        let body = body(r);
+        if r.delivery == Delivery::Abandoned {
+            return match abandon(self.addr, self.tls.clone(), &path, &self.token, &body).await {
+                Ok(()) => Outcome::Abandoned,
+                Err(e) => Outcome::Failed(format!("abandoned {path}: {e:#}")),
+            };
+        }
+        match self.send(&path, &body).await {
+            Ok(reply) => outcome(&reply, r.delivery == Delivery::Answered),
+            Err(e) => Outcome::Failed(format!("{path}: {e:#}")),
+        }
+    }
+}
+
+/// The JSON body of a request.
+pub(crate) fn body(r: &Request) -> Vec<u8> {
+    let v = match &r.input {
+        Input::Scan(scan) => json!({"client_trx_id": r.client_trx_id, "scan": scan}),
+        Input::Fields(f) => json!({
+            "client_trx_id": r.client_trx_id, "scheme": f.scheme(), "product_code": f.product_code,
+            "serial": f.serial, "batch": f.batch, "expiry": f.expiry,
+        }),
+    };
+    v.to_string().into_bytes()
+}
+
+/// What an answer says.
+fn outcome(reply: &Reply, seen: bool) -> Outcome {
+    let v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    let strings = |x: &Value, key: Option<&str>| -> Vec<String> {
+        x.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| match key {
+                        Some(k) => e[k].as_str(),
+                        None => e.as_str(),
+                    })
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let alert = match (&v["alert"]["id"], &v["alert"]["code"]) {
+        (Value::String(id), Value::String(code)) => Some(AlertRef { id: id.clone(), code: code.clone() }),
+        _ => None,
+    };
+    Outcome::Http {
+        status: reply.status,
+        return_code: v["return_code"].as_str().unwrap_or_default().to_owned(),
+        accepted: v["accepted"].as_bool(),
+        alert,
+        warnings: strings(&v["warnings"], Some("code")),
+        intermarket: v["intermarket"].as_bool() == Some(true),
+        reasons: strings(&v["pack"]["reasons"], None),
+        seen,
+    }
+}
+
+/// Writes the request on a TLS connection of its own and closes it without waiting for anything.
+async fn abandon(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> anyhow::Result<()> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut stream =
+        tokio_rustls::TlsConnector::from(tls).connect(ServerName::try_from("localhost")?, tcp).await?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost:{}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        addr.port(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.flush().await?;
+    stream.shutdown().await.context("closing")?;
+    Ok(())
+}
+
+/// Runs terminal `terminal`'s steps, phase by phase, meeting every other terminal at `barrier`
+/// after each phase (whatever happened: a terminal that cannot log in answers every request of
+/// its steps with the reason and still meets the others). `done` counts the requests made.
+pub(crate) async fn run(
+    w: Arc<Workload>,
+    terminal: usize,
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    client: Client,
+    barrier: Arc<Barrier>,
+    done: Arc<AtomicU64>,
+) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    let mut session = Session::open(addr, tls, client).await.map_err(|e| format!("logging in: {e:#}"));
+    for phase in 0..PHASES {
+        for (i, step) in
+            w.steps.iter().enumerate().filter(|(_, s)| s.terminal == terminal && s.phase == phase)
+        {
+            for (j, r) in step.requests.iter().enumerate() {
+                let outcome = match &mut session {
+                    Ok(s) => s.request(r).await,
+                    Err(e) => Outcome::Failed(e.clone()),
+                };
+                answers.push(Answer { step: i, request: j, outcome });
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        barrier.wait().await;
+    }
+    answers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openmvs_workload::{Fields, Operation, Truth};
+
+    #[test]
+    fn a_request_body_carries_the_scan_or_the_fields_with_the_client_trx_id() {
+        let mut r = Request {
+            operation: Operation::Supply,
+            client_trx_id: "DE-PH-0001-0000001".into(),
+            input: Input::Scan("0109501101530003\u{1d}21X".into()),
+            delivery: Delivery::Answered,
+            truth: Truth::Genuine(openmvs_workload::Conduct::Plain),
+        };
+        let v: Value = serde_json::from_slice(&body(&r)).unwrap();
+        assert_eq!(v, json!({"client_trx_id": "DE-PH-0001-0000001", "scan": "0109501101530003\u{1d}21X"}));
+        r.input = Input::Fields(Fields {
+            product_code: "09501101530003".into(),
+            serial: "X".into(),
+            batch: "B".into(),
+            expiry: "271231".into(),
+        });
+        let v: Value = serde_json::from_slice(&body(&r)).unwrap();
+        assert_eq!(v["scheme"], "GTIN");
+        assert_eq!(v["serial"], "X");
+    }
+
+    #[test]
+    fn an_answer_is_read_for_its_alert_warnings_and_reasons() {
+        let reply = Reply {
+            status: 200,
+            body: bytes::Bytes::from(
+                json!({"accepted": false, "return_code": "NMVS_FE_LOT_03", "alert": {"id": "ALR-1", "code": "A2"},
+                       "warnings": [{"code": "LOWERCASE_FIELD", "message": "..."}], "intermarket": false,
+                       "pack": null})
+                .to_string(),
+            ),
+            retry_after: None,
+        };
+        let Outcome::Http { alert, warnings, accepted, seen, .. } = outcome(&reply, false) else { panic!() };
+        assert_eq!(alert, Some(AlertRef { id: "ALR-1".into(), code: "A2".into() }));
+        assert_eq!((warnings, accepted, seen), (vec!["LOWERCASE_FIELD".to_owned()], Some(false), false));
+    }
+}
