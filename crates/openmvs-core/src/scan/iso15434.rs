@@ -9,7 +9,12 @@ use crate::time::Date;
 
 /// The data identifiers a format 06 pack code carries. A GTIN in `8P` is accepted in place of a
 /// PPN in `9N`; no NHRN can be carried.
-static DIS: [FieldSpec; 5] = [
+///
+/// **Decision:** `16D`, the production date (`YYYYMMDD`), is tolerated: its syntax is checked and
+/// its value dropped, as AI 11 is in a GS1 code. IFA's PPN-Code specification names it among the
+/// optional data elements of a retail pack's code, so genuine German packs carry it; refusing
+/// it would refuse those packs, and it tells nothing the verification needs.
+static DIS: [FieldSpec; 6] = [
     FieldSpec {
         element: Element::Di("9N"),
         name: "PPN",
@@ -44,6 +49,13 @@ static DIS: [FieldSpec; 5] = [
         slot: Slot::Serial,
         charset: Charset::Cset82,
         len: Len::Var(20),
+    },
+    FieldSpec {
+        element: Element::Di("16D"),
+        name: "production date",
+        slot: Slot::FullDate,
+        charset: Charset::Digits,
+        len: Len::Fixed(8, "8 (YYYYMMDD)"),
     },
 ];
 

@@ -33,7 +33,12 @@
 //! and at most one national reimbursement number (710-717). Real packs also carry a few other
 //! AIs; these are tolerated, their syntax checked and their values dropped: 11, 13, 15, 16
 //! (dates), 22 (consumer product variant, which a Digital Link path may carry), 30 (count), 240
-//! (additional product identification) and 91-99 (company internal). Any other AI is refused.
+//! (additional product identification) and 91-99 (company internal). Any other AI is refused:
+//! AIs such as 3103 (net weight), 8001 (roll dimensions) or 8003 (returnable asset) belong to
+//! trade items and logistic units, not to a medicine's pack, so a scan carrying one most likely
+//! read another symbol than the pack's code; the error names the AI so the user can tell.
+//! A format 06 code (IFA) carries data identifiers 9N or 8P, 1T, D and S, and may carry 16D
+//! (production date), which is tolerated like AI 11.
 //!
 //! # Warnings
 //!
@@ -240,6 +245,8 @@ pub enum Hint {
     KeyboardLayout,
     /// A variable-length field is too long, as it is when the GS separator after it is lost.
     LostSeparator,
+    /// A Digital Link query value held a `+`, which a query reads as a space.
+    PlusInQuery,
 }
 
 impl fmt::Display for Hint {
@@ -250,6 +257,10 @@ impl fmt::Display for Hint {
                  setting and rescan"
             }
             Hint::LostSeparator => "the GS separator after it may have been lost, rescan the pack",
+            Hint::PlusInQuery => {
+                "a '+' in a Digital Link query stands for a space (a '+' itself is written %2B), and \
+                 a space is not in GS1 character set 82"
+            }
         })
     }
 }
@@ -403,7 +414,7 @@ fn render(e: &ScanError) -> String {
         ),
         Rule::UnknownDi { di, position } => format!(
             ": data identifier '{di}' at position {position} is not one a format 06 pack code carries \
-             (9N or 8P, 1T, D, S)"
+             (9N or 8P, 1T, D, S; tolerated: 16D)"
         ),
         Rule::Syntax(message) => format!(": {message}"),
     };
@@ -537,6 +548,8 @@ enum Slot {
     Nhrn,
     /// A tolerated date (YYMMDD, checked and dropped).
     Date,
+    /// A tolerated date written in full (YYYYMMDD, checked and dropped).
+    FullDate,
     /// A tolerated field, checked and dropped.
     Other,
 }
@@ -647,6 +660,10 @@ impl Assembly {
             Slot::Expiry => Value::Expiry(Expiry::parse(text, self.today).map_err(|e| invalid(e, None))?),
             Slot::Date => {
                 Expiry::parse(text, self.today).map_err(|e| invalid(e, None))?;
+                Value::Other
+            }
+            Slot::FullDate => {
+                check_full_date(text).map_err(|e| invalid(e, None))?;
                 Value::Other
             }
             Slot::Batch => Value::Batch(Batch::new(text).map_err(|e| invalid(e, None))?),
@@ -850,6 +867,26 @@ impl Assembly {
     }
 }
 
+/// Checks a date written `YYYYMMDD` (eight digits, checked by the field's length and character
+/// set before): a month 01-12 and a day that exists in it.
+fn check_full_date(text: &str) -> Result<(), IdError> {
+    let number = |range: std::ops::Range<usize>| text.get(range).and_then(|t| t.parse::<u16>().ok());
+    let (Some(year), Some(month), Some(day)) = (number(0..4), number(4..6), number(6..8)) else {
+        return Err(IdError::WrongLength { len: text.len(), expected: "8 (YYYYMMDD)" });
+    };
+    let (year, month) = (i32::from(year), u8::try_from(month).unwrap_or(u8::MAX));
+    if !(1..=12).contains(&month) {
+        return Err(IdError::BadDate(format!("month {month:02} is not 01-12")));
+    }
+    match u8::try_from(day).ok().and_then(|d| Date::new(year, month, d)) {
+        Some(_) => Ok(()),
+        None => Err(IdError::BadDate(format!(
+            "day {day:02} does not exist in {year:04}-{month:02} (which has {} days)",
+            crate::time::days_in_month(year, month)
+        ))),
+    }
+}
+
 /// Whether `value` (what follows an AI or DI inside another field) would be a valid start of a
 /// field for `slot`: a product code or expiry must be complete and valid, a batch or serial needs
 /// one to twenty characters.
@@ -859,7 +896,7 @@ fn plausible(slot: Slot, value: &str, today: Date) -> bool {
         Slot::Ppn => value.get(..12).is_some_and(|v| ProductCode::ppn(v).is_ok()),
         Slot::Expiry | Slot::Date => value.get(..6).is_some_and(|v| Expiry::parse(v, today).is_ok()),
         Slot::Batch | Slot::Serial | Slot::Nhrn => (1..=20).contains(&value.len()),
-        Slot::Other => false,
+        Slot::FullDate | Slot::Other => false,
     }
 }
 
@@ -915,6 +952,11 @@ pub fn parse(input: &[u8], today: Date) -> Result<Scan, ScanError> {
     } else if body.starts_with(b"(") {
         bracket::parse(input, start, today)
     } else {
+        // A pack's code is a two-dimensional symbol (DR Art 5: a Data Matrix; GS1 QR carries the
+        // same element string). Linear symbols with GS1 data, such as GS1-128 (`]C1`) or GS1
+        // DataBar (`]e0`), are found on cases, pallets and shelf labels, never as a pack's unique
+        // identifier: a scan that announces one read the wrong symbol, so it is refused even where
+        // GS1's own parsers would read its data.
         if let Some(aim) = aim
             && aim != b"]d2"
             && aim != b"]Q3"

@@ -766,14 +766,51 @@ fn format_06_envelopes_carry_data_identifiers() {
 }
 
 #[test]
+fn format_06_tolerates_a_production_date_in_16d_and_checks_it() {
+    let fields = "ISO15434_FORMAT_06 PPN 110375286414 exp 271231 batch ABC-123 serial K2L8M4N6P";
+    check(
+        "[)><RS>06<GS>9N110375286414<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<GS>16D20260101<RS><EOT>",
+        fields,
+    );
+    check(
+        "[)><RS>06<GS>16D20240229<GS>9N110375286414<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<RS><EOT>",
+        fields,
+    );
+    check(
+        "[)><RS>06<GS>9N110375286414<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<GS>16D20261301<RS><EOT>",
+        "ERR DI 16D (production date) '20261301': month 13 is not 01-12",
+    );
+    check(
+        "[)><RS>06<GS>9N110375286414<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<GS>16D20250229<RS><EOT>",
+        "ERR DI 16D (production date) '20250229': day 29 does not exist in 2025-02 (which has 28 days)",
+    );
+    check(
+        "[)><RS>06<GS>9N110375286414<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<GS>16D20260100<RS><EOT>",
+        "ERR DI 16D (production date) '20260100': day 00 does not exist in 2026-01 (which has 31 days)",
+    );
+    check(
+        "[)><RS>06<GS>9N110375286414<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<GS>16D260101<RS><EOT>",
+        "ERR DI 16D (production date) '260101': has 6 characters, 8 (YYYYMMDD) are required",
+    );
+    check(
+        "[)><RS>06<GS>9N110375286414<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<GS>16D2026O101<RS><EOT>",
+        "ERR DI 16D (production date) '2026O101': character 'O' …",
+    );
+    check(
+        "[)><RS>06<GS>9N110375286414<GS>16D20260101<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<GS>16D20260102<RS><EOT>",
+        "ERR DI 16D (production date) '20260102': the code already carries DI 16D with '20260101'; …",
+    );
+}
+
+#[test]
 fn format_06_refuses_unknown_data_identifiers_and_broken_elements() {
     check(
         "[)><RS>06<GS>9N110375286414<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<GS>Q5<RS><EOT>",
-        "ERR ISO/IEC 15434 envelope: data identifier 'Q' at position 52 is not one a format 06 pack code carries (9N or 8P, 1T, D, S)",
+        "ERR ISO/IEC 15434 envelope: data identifier 'Q' at position 52 is not one a format 06 pack code carries (9N or 8P, 1T, D, S; tolerated: 16D)",
     );
     check(
-        "[)><RS>06<GS>9N110375286414<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<GS>16D20260101<RS><EOT>",
-        "ERR ISO/IEC 15434 envelope: data identifier '16D' at position 52 …",
+        "[)><RS>06<GS>9N110375286414<GS>1TABC-123<GS>D271231<GS>SK2L8M4N6P<GS>15D20260101<RS><EOT>",
+        "ERR ISO/IEC 15434 envelope: data identifier '15D' at position 52 …",
     );
     check(
         "[)><RS>06<GS>9N110375286414<GS>1234TABC<RS><EOT>",
@@ -891,13 +928,15 @@ fn digital_links_read_the_path_and_the_query() {
     check("]Q1https://id.example.org/01/09501101530003/10/ABC123/21/X4K9P7Q2M8R5?17=271231\r\n", &fields);
     check("https://example.com/some/prefix/01/09501101530003/10/ABC123/21/X4K9P7Q2M8R5?17=271231", &fields);
     check("https://example.com/01/01/09501101530003/10/ABC123/21/X4K9P7Q2M8R5?17=271231", &fields);
-    check("https://id.example.org/01/09501101530003/10/ABC123/21/X4K9P7Q2M8R5/17/271231", &fields);
-    check("https://id.example.org/01/09501101530003?17=271231&10=ABC123&21=X4K9P7Q2M8R5", &fields);
     check(
-        "https://id.example.org/01/09501101530003/21/X4K9P7Q2M8R5?10=ABC123&17=271231&linkType=gs1:pil",
+        "https://id.example.org/01/09501101530003/10/ABC123/21/X4K9P7Q2M8R5?17=271231&linkType=gs1:pil",
         &fields,
     );
     check("https://id.example.org/01/09501101530003/22/V1/10/ABC123/21/X4K9P7Q2M8R5?17=271231", &fields);
+    check(
+        "https://id.example.org/01/09501101530003/22/V1/21/S?17=271231&91=X&10=L",
+        "ERR scan: AI 10 (batch) …",
+    );
     check("https://id.example.org/01/09501101530003/10/ABC123/21/X4K9P7Q2M8R5?17=271231#top", &fields);
     check("https://id.example.org/01/09501101530003/10/ABC123/21/X4K9P7Q2M8R5?17=271231&&x&=1", &fields);
     check("https://id.example.org/01/9501101530003/10/ABC123/21/X4K9P7Q2M8R5?17=271231", &fields);
@@ -915,9 +954,59 @@ fn digital_links_read_the_path_and_the_query() {
         "DIGITAL_LINK GTIN 09501101530003 exp 271231 batch A+B serial Ab/%",
     );
     check(
+        "https://id.example.org/01/09501101530003/10/L/21/S?17=271231&714=12%2B3&91=A+",
+        "ERR AI 91 (company internal information) 'A ': character ' ' (space) at position 2 is not allowed (GS1 character set 82); a '+' in a \
+         Digital Link query stands for a space (a '+' itself is written %2B), and a space is not in GS1 \
+         character set 82",
+    );
+    check(
         "https://id.example.org/01/09501101530003/10/abc/21/x1?17=271231",
         "DIGITAL_LINK GTIN 09501101530003 exp 271231 batch abc serial x1 warn LOWERCASE_FIELD warn LOWERCASE_FIELD",
     );
+}
+
+#[test]
+fn digital_links_keep_the_standard_path_order_and_the_key_qualifiers_in_the_path() {
+    check(
+        "https://id.example.org/01/09501101530003/21/X4K9P7Q2M8R5/10/ABC123?17=271231",
+        "ERR scan: '/10/' at position 58 is out of order or repeated: a GS1 Digital Link path carries \
+         /01/<gtin>, then any of /22/, /10/, /21/, each once and in that order",
+    );
+    check(
+        "https://id.example.org/01/09501101530003/10/A/22/V/21/S?17=271231",
+        "ERR scan: '/22/' at position 47 is out of order or repeated: …",
+    );
+    check(
+        "https://id.example.org/01/09501101530003/10/A/10/A/21/S?17=271231",
+        "ERR scan: '/10/' at position 47 …",
+    );
+    check(
+        "https://id.example.org/01/09501101530003/10/ABC123/21/X4K9P7Q2M8R5/17/271231",
+        "ERR scan: AI 17 (expiry) at position 68 is in the path, where only /01/<gtin> and its key qualifiers \
+         /22/, /10/, /21/ go: it belongs in the query (?17=...)",
+    );
+    check(
+        "https://id.example.org/01/09501101530003/99/X/10/A/21/S?17=271231",
+        "ERR scan: AI 99 (company internal information) at position 42 is in the path, …",
+    );
+    check(
+        "https://id.example.org/01/09501101530003/01/09501101530003/10/A/21/S?17=271231",
+        "ERR scan: '/01/' at position 42 is a second GTIN in the path: a GS1 Digital Link has one",
+    );
+    check(
+        "https://id.example.org/01/09501101530003?17=271231&10=ABC123&21=X4K9P7Q2M8R5",
+        "ERR scan: AI 10 (batch) at position 52 is in the query, but a GS1 Digital Link carries the GTIN and \
+         its key qualifiers in the path: /01/<gtin>/22/.../10/.../21/...",
+    );
+    check(
+        "https://id.example.org/01/09501101530003/10/A/21/S?17=271231&10=A",
+        "ERR scan: AI 10 (batch) at position 62 is in the query, …",
+    );
+    check(
+        "https://id.example.org/01/09501101530003/10/A/21/S?17=271231&01=9501101530003",
+        "ERR scan: AI 01 (product code) at position 62 is in the query, …",
+    );
+    check("https://id.example.org/01/09501101530003/10/A/21/S?22=V&17=271231", "ERR scan: AI 22 …");
 }
 
 #[test]
@@ -965,12 +1054,12 @@ fn digital_links_refuse_bad_escapes_and_paths_without_a_gtin() {
     check("https://id.example.org/01/09501101530003/10/A/21/S?17", "ERR AI 17 (expiry): is empty");
     check("https://id.example.org/01/09501101530003/10/A/21/S", "ERR AI 17 (expiry) is missing");
     check(
-        "https://id.example.org/01/09501101530003/10/A/21/S?17=271231&10=B",
-        "ERR AI 10 (batch) 'B': the code already carries AI 10 with 'A'; …",
+        "https://id.example.org/01/09501101530003/10/A/21/S?17=271231&91=X&91=X",
+        "DIGITAL_LINK GTIN 09501101530003 exp 271231 batch A serial S",
     );
     check(
-        "https://id.example.org/01/09501101530003/10/A/21/S?17=271231&10=A&01=9501101530003",
-        "DIGITAL_LINK GTIN 09501101530003 exp 271231 batch A serial S",
+        "https://id.example.org/01/09501101530003/10/A/21/S?17=271231&91=X&91=Y",
+        "ERR AI 91 (company internal information) 'Y': the code already carries AI 91 with 'X'; …",
     );
     check(
         "https://id.example.org/01/09501101530003/10/A/42/S?17=271231",
