@@ -145,14 +145,19 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A pharmacy's token in `market`.
 fn pharmacy_token(http: &reqwest::blocking::Client, doc: &Value, market: &str) -> String {
+    token_of(http, doc, market, "PHARMACY")
+}
+
+/// The token of the first client of `role` in `market`.
+fn token_of(http: &reqwest::blocking::Client, doc: &Value, market: &str, role: &str) -> String {
     let m = &doc["markets"][market];
     let url = m["url"].as_str().expect("url");
     let pharmacy = m["clients"]
         .as_array()
         .expect("clients")
         .iter()
-        .find(|c| c["role"] == "PHARMACY")
-        .expect("a pharmacy");
+        .find(|c| c["role"] == role)
+        .unwrap_or_else(|| panic!("a {role} in {market}"));
     let token: Value = http
         .post(format!("{url}/oauth/token"))
         .form(&[
@@ -325,6 +330,93 @@ fn the_demo_runs_the_same_on_postgresql() {
     tour(&Storage::Postgres { url, prefix });
 }
 
+/// Polls `read` until `done` holds for what it answers; the last answer.
+fn until(read: impl Fn() -> Value, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let _ = common::eventually(SYNC_TIMEOUT, || {
+        last = read();
+        done(&last).then_some(())
+    });
+    last
+}
+
+/// The OBP at the hub and the NMVOs of DE and FR work the same alerts, each seeing what the
+/// others did: a DE alert (DE and the hub), and an inter-market alert raised by FR for a DE
+/// pharmacy (DE, FR and the hub).
+fn alerts_in_step(doc: &Value, obp: &reqwest::blocking::Client, id: &str, fr_only: &Value) {
+    let hub = doc["hub"]["url"].as_str().unwrap();
+    let http = client(doc["ca_cert"].as_str().unwrap());
+    let url = |m: &str| doc["markets"][m]["url"].as_str().unwrap().to_owned();
+    let nmvo = |m: &str| token_of(&http, doc, m, "NMVO");
+    let (de_nmvo, fr_nmvo) = (nmvo("DE"), nmvo("FR"));
+    let at_market = |m: &str, token: &str, id: &str| -> Value {
+        http.get(format!("{}/v1/alerts/{id}", url(m)))
+            .bearer_auth(token)
+            .send_retrying()
+            .expect("alert")
+            .json()
+            .expect("JSON")
+    };
+    let at_hub = |id: &str| -> Value {
+        obp.get(format!("{hub}/v1/alerts/{id}")).send_retrying().expect("alert").json().expect("JSON")
+    };
+
+    // The OBP starts investigating at the hub: DE's NMVO sees it, with the OBP's comment.
+    let r = obp
+        .post(format!("{hub}/v1/alerts/{id}/status"))
+        .json(&json!({"status": "INVESTIGATING", "comment": "upload of this batch checked"}))
+        .send_retrying()
+        .expect("status request");
+    assert_eq!(r.status().as_u16(), 200);
+    let de = until(|| at_market("DE", &de_nmvo, id), |a| a["status"] == "INVESTIGATING");
+    assert_eq!(de["status"], "INVESTIGATING", "{de}");
+    assert_eq!(
+        (&de["history"][0]["role"], &de["comments"][0]["text"]),
+        (&json!("OBP"), &json!("upload of this batch checked"))
+    );
+    // DE's NMVO answers in the thread: the OBP reads it.
+    let r = http
+        .post(format!("{}/v1/alerts/{id}/comments", url("DE")))
+        .bearer_auth(&de_nmvo)
+        .json(&json!({"text": "the pharmacy rescanned: a typing error"}))
+        .send_retrying()
+        .expect("comment request");
+    assert_eq!(r.status().as_u16(), 201);
+    let h = until(|| at_hub(id), |a| a["comments"].as_array().is_some_and(|c| c.len() == 2));
+    assert_eq!(h["comments"][1]["role"], "NMVO", "{h}");
+
+    // An unknown serial of an FR-only product verified in DE: FR decides and alerts.
+    let answer = pack_call(doc, "DE", "verify", fr_only, "E2EUNKNOWNFR01", "e2e-demo-intermarket-alert");
+    assert_eq!((&answer["intermarket"], &answer["alert"]["code"]), (&json!(true), &json!("A3")), "{answer}");
+    let imid = answer["alert"]["id"].as_str().unwrap().to_owned();
+    let pharmacy = pharmacy_token(&http, doc, "DE");
+    let mine = at_market("DE", &pharmacy, &imid);
+    assert_eq!(
+        (&mine["id"], &mine["market"], &mine["pack_market"]),
+        (&json!(imid), &json!("DE"), &json!("FR")),
+        "{mine}"
+    );
+    let fr = until(|| at_market("FR", &fr_nmvo, &imid), |a| a["id"] == imid.as_str());
+    assert_eq!(fr["pack_market"], "FR", "{fr}");
+    let r = http
+        .post(format!("{}/v1/alerts/{imid}/status", url("FR")))
+        .bearer_auth(&fr_nmvo)
+        .json(&json!({"status": "CLOSED", "classification": "TECHNICAL_ERROR"}))
+        .send_retrying()
+        .expect("status request");
+    assert_eq!(r.status().as_u16(), 200);
+    for (side, a) in [
+        ("DE", until(|| at_market("DE", &de_nmvo, &imid), |a| a["status"] == "CLOSED")),
+        ("hub", until(|| at_hub(&imid), |a| a["status"] == "CLOSED")),
+    ] {
+        assert_eq!(
+            (&a["status"], &a["classification"]),
+            (&json!("CLOSED"), &json!("TECHNICAL_ERROR")),
+            "{side}: {a}"
+        );
+    }
+}
+
 /// The README's tour of the demo, then a restart that keeps everything.
 fn tour(storage: &Storage) {
     let dir = TempDir::new("demo");
@@ -409,6 +501,9 @@ fn tour(storage: &Storage) {
     assert_eq!(alerts.len(), 1, "the hub never showed exactly one alert for {unknown}: {alerts:?}");
     assert_eq!(alerts[0]["code"], "A3", "{:?}", alerts[0]);
     assert_eq!(alerts[0]["market"], "DE", "{:?}", alerts[0]);
+    let id = answer["alert"]["id"].as_str().expect("an alert id").to_owned();
+    assert_eq!(alerts[0]["id"], id.as_str(), "one alert, one id");
+    alerts_in_step(&doc, &obp, &id, &fr_only);
 
     // The OBP uploads two new serials and follows them to every market.
     let (pc, batch) = (shared["product_code"].as_str().unwrap(), shared["batch"].as_str().unwrap());
