@@ -118,10 +118,10 @@ struct Gen<'a> {
     config: &'a Config,
     terminals: Vec<Terminal>,
     products: Vec<ProductDraft>,
-    /// The product sold only in each market (by the market's index).
-    home: Vec<usize>,
-    /// The product sold in every market.
-    multi: usize,
+    /// The products sold only in each market (by the market's index).
+    home: Vec<Vec<usize>>,
+    /// The products sold in every market.
+    multi: Vec<usize>,
     stock: Vec<Stock>,
     next_trx: Vec<u64>,
     steps: Vec<Step>,
@@ -137,7 +137,7 @@ impl<'a> Gen<'a> {
             terminals,
             products: Vec::new(),
             home: Vec::new(),
-            multi: 0,
+            multi: Vec::new(),
             stock: (0..n).map(|_| Stock::default()).collect(),
             next_trx: vec![0; n],
             steps: Vec::new(),
@@ -145,25 +145,26 @@ impl<'a> Gen<'a> {
         };
         let mut gtins = HashSet::new();
         for m in &config.markets {
-            let batches = vec![
-                g.batch(rng, BatchStyle::Plain, false),
-                g.batch(rng, BatchStyle::Hyphen, false),
-                g.batch(rng, BatchStyle::Slash, false),
-                g.batch(rng, BatchStyle::Plain, true),
-            ];
-            let name = format!("Workload {m} tablets");
-            g.home.push(g.products.len());
-            g.add_product(rng, &mut gtins, name, vec![*m], batches);
+            let mut home = Vec::new();
+            for i in 1..=config.products_per_market {
+                let batches = vec![
+                    g.batch(rng, BatchStyle::Plain, false),
+                    g.batch(rng, BatchStyle::Hyphen, false),
+                    g.batch(rng, BatchStyle::Slash, false),
+                    g.batch(rng, BatchStyle::Plain, true),
+                ];
+                home.push(g.products.len());
+                g.add_product(rng, &mut gtins, format!("Workload {m} tablets {i}"), vec![*m], batches);
+            }
+            g.home.push(home);
         }
-        let batches = vec![g.batch(rng, BatchStyle::Plain, false), g.batch(rng, BatchStyle::Hyphen, false)];
-        g.multi = g.products.len();
-        g.add_product(
-            rng,
-            &mut gtins,
-            "Workload multi-market capsules".into(),
-            config.markets.clone(),
-            batches,
-        );
+        for i in 1..=config.multi_market_products {
+            let batches =
+                vec![g.batch(rng, BatchStyle::Plain, false), g.batch(rng, BatchStyle::Hyphen, false)];
+            g.multi.push(g.products.len());
+            let name = format!("Workload multi-market capsules {i}");
+            g.add_product(rng, &mut gtins, name, config.markets.clone(), batches);
+        }
         Ok(g)
     }
 
@@ -374,10 +375,20 @@ impl<'a> Gen<'a> {
         PackRef { product, batch, serial: serials.len() - 1 }
     }
 
-    /// A new pack delivered to a terminal of market `m`: mostly of the market's own product, one
-    /// in five of the product sold everywhere.
+    /// A product sold in market `m`: one of those sold everywhere `multi_percent` times in a
+    /// hundred, else one of the market's own.
+    fn product_of(&self, rng: &mut Rng, m: usize, multi_percent: u64) -> usize {
+        if rng.percent(multi_percent) {
+            self.multi[rng.index(self.multi.len())]
+        } else {
+            self.home[m][rng.index(self.home[m].len())]
+        }
+    }
+
+    /// A new pack delivered to a terminal of market `m`: mostly of the market's own products,
+    /// [`Config::multi_market_percent`] of those sold everywhere.
     fn fresh(&mut self, rng: &mut Rng, m: usize) -> PackRef {
-        let product = if rng.percent(20) { self.multi } else { self.home[m] };
+        let product = self.product_of(rng, m, self.config.multi_market_percent);
         self.new_pack(rng, product)
     }
 
@@ -520,11 +531,8 @@ impl<'a> Gen<'a> {
             }
             Plan::CloneOriginal { terminal, event } => {
                 let kind = self.events[event].kind;
-                let product = if kind == Falsification::CloneMultiMarket {
-                    self.multi
-                } else {
-                    self.home[self.market_index(terminal)]
-                };
+                let multi = if kind == Falsification::CloneMultiMarket { 100 } else { 0 };
+                let product = self.product_of(rng, self.market_index(terminal), multi);
                 // Not filed in the stock: nothing else touches this pack.
                 let p = self.new_pack(rng, product);
                 let f = self.fields(p);
@@ -608,7 +616,8 @@ impl<'a> Gen<'a> {
             Activity::InterMarketVerify => {
                 let others = self.config.markets.len() - 1;
                 let o = (m + 1 + rng.index(others)) % self.config.markets.len();
-                let p = self.new_pack(rng, self.home[o]);
+                let product = self.product_of(rng, o, 0);
+                let p = self.new_pack(rng, product);
                 vec![one(self, Operation::Verify, p, truth)]
             }
         }
@@ -662,8 +671,8 @@ impl<'a> Gen<'a> {
     /// The request presenting a falsified code of `kind` (not a clone) at `terminal`.
     fn falsified(&mut self, rng: &mut Rng, terminal: usize, kind: Falsification, event: usize) -> Request {
         let m = self.market_index(terminal);
-        let product =
-            if kind != Falsification::RecalledBatch && rng.percent(20) { self.multi } else { self.home[m] };
+        let multi = if kind == Falsification::RecalledBatch { 0 } else { 20 };
+        let product = self.product_of(rng, m, multi);
         let open: Vec<usize> = (0..self.products[product].product.batches.len())
             .filter(|&b| !self.products[product].product.batches[b].recalled)
             .collect();

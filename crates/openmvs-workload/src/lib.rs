@@ -48,6 +48,14 @@ pub struct Config {
     pub hospitals: u32,
     /// Wholesalers per market.
     pub wholesalers: u32,
+    /// Products sold in one market only, per market (at least one): each has three batches and
+    /// one that is recalled.
+    pub products_per_market: u32,
+    /// Products sold in every market (at least one): each has two batches.
+    pub multi_market_products: u32,
+    /// The share of packs delivered to terminals that are of a product sold in every market, in
+    /// percent.
+    pub multi_market_percent: u64,
     /// The first year batches may expire in: the packs must not have expired when the workload
     /// runs, and the generator reads no clock, so the caller says (the current year and two
     /// more is safe). Expiries fall in this year and the two after it.
@@ -105,7 +113,8 @@ impl Default for Mix {
 
 impl Config {
     /// A market of `transactions` in `markets`: 40 pharmacies, 6 hospitals and 4 wholesalers per
-    /// market, the default [`Mix`].
+    /// market, 3 products sold in each market alone and 4 sold in all (one pack in ten), the
+    /// default [`Mix`].
     pub fn new(seed: u64, transactions: u64, markets: Vec<MarketCode>, first_expiry_year: u16) -> Config {
         Config {
             seed,
@@ -114,18 +123,24 @@ impl Config {
             pharmacies: 40,
             hospitals: 6,
             wholesalers: 4,
+            products_per_market: 3,
+            multi_market_products: 4,
+            multi_market_percent: 10,
             first_expiry_year,
             mix: Mix::default(),
         }
     }
 
     /// A small market for a quick run that still has every kind of step: 3 pharmacies, one
-    /// hospital and one wholesaler per market, outages of 10 dispenses.
+    /// hospital and one wholesaler per market, 2 products of each market and 2 sold in all,
+    /// outages of 10 dispenses.
     pub fn small(seed: u64, transactions: u64, markets: Vec<MarketCode>, first_expiry_year: u16) -> Config {
         let mut c = Config::new(seed, transactions, markets, first_expiry_year);
         c.pharmacies = 3;
         c.hospitals = 1;
         c.wholesalers = 1;
+        c.products_per_market = 2;
+        c.multi_market_products = 2;
         c.mix.outage_queue = 10;
         c
     }
@@ -152,6 +167,18 @@ impl Config {
         }
         if self.pharmacies == 0 {
             return Err(ConfigError::new("pharmacies", "at least one per market"));
+        }
+        if self.products_per_market == 0 {
+            return Err(ConfigError::new("products_per_market", "at least one"));
+        }
+        if self.multi_market_products == 0 {
+            return Err(ConfigError::new(
+                "multi_market_products",
+                "at least one: a code is cloned into a second market where its product is sold",
+            ));
+        }
+        if self.multi_market_percent > 100 {
+            return Err(ConfigError::new("multi_market_percent", "at most 100"));
         }
         if self.transactions == 0 {
             return Err(ConfigError::new("transactions", "at least one"));

@@ -36,7 +36,7 @@ use tally::{Figures, Run};
 /// Transactions of a `--smoke` run at most.
 pub(crate) const SMOKE_TRANSACTIONS: u64 = 2_000;
 /// How long the outboxes may take to drain after the steps (generous: a slow machine is slow).
-const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
+const DRAIN_DEADLINE: Duration = Duration::from_secs(1200);
 /// How often the outboxes are looked at, and progress printed.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -142,7 +142,9 @@ async fn run(
         }
         let seconds = started.elapsed().as_secs_f64();
         progress.abort();
+        let drain_started = Instant::now();
         let outboxes_drained = drained(&running).await;
+        let drain_seconds = drain_started.elapsed().as_secs_f64();
         if !outboxes_drained {
             eprintln!("openmvs-bench alerts: the outboxes had not drained after {DRAIN_DEADLINE:?}");
         }
@@ -160,6 +162,7 @@ async fn run(
             seconds,
             setup_seconds,
             outboxes_drained,
+            drain_seconds,
             build: if cfg!(debug_assertions) { "debug" } else { "release" },
             fingerprint: w.fingerprint(),
         };

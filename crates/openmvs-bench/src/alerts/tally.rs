@@ -108,6 +108,9 @@ pub(crate) struct Figures {
     pub false_alerts_clean: u64,
     pub true_falsifications: u64,
     pub detected: u64,
+    /// Of the detected, those with an alert in an answer (not only in an NMVO's list): caught
+    /// while the code was being scanned.
+    pub detected_in_answers: u64,
     /// Cause (the request's ground truth) -> alert code -> false alerts.
     pub false_by_cause: BTreeMap<String, BTreeMap<String, u64>>,
     pub transactions_by_kind: BTreeMap<String, u64>,
@@ -137,12 +140,17 @@ impl Figures {
     }
 
     pub fn recall(&self) -> f64 {
-        if self.true_falsifications == 0 {
-            1.0
-        } else {
-            self.detected as f64 / self.true_falsifications as f64
-        }
+        ratio(self.detected, self.true_falsifications)
     }
+
+    /// The recall counting only alerts answered to a terminal.
+    pub fn recall_in_answers(&self) -> f64 {
+        ratio(self.detected_in_answers, self.true_falsifications)
+    }
+}
+
+fn ratio(n: u64, of: u64) -> f64 {
+    if of == 0 { 1.0 } else { n as f64 / of as f64 }
 }
 
 /// Where an alert id was first seen in an answer.
@@ -305,6 +313,7 @@ pub(crate) fn tally(w: &Workload, answers: &[Answer], listed: &[Listed]) -> Figu
         }
         f.true_falsifications += 1;
         f.detected += u64::from(detected[i]);
+        f.detected_in_answers += u64::from(detected[i] && !by_list_only[i]);
     }
     for kind in Falsification::ALL.into_iter().filter(|k| k.alert().is_some()) {
         f.falsifications.entry(kind.as_str().to_owned()).or_default();
@@ -331,6 +340,8 @@ pub(crate) struct Run {
     pub seconds: f64,
     pub setup_seconds: f64,
     pub outboxes_drained: bool,
+    /// Seconds from the last answer until the outboxes had drained.
+    pub drain_seconds: f64,
     pub build: &'static str,
     pub fingerprint: u64,
 }
@@ -355,6 +366,8 @@ impl Figures {
             "true_falsifications": self.true_falsifications,
             "detected": self.detected,
             "recall": self.recall(),
+            "detected_in_answers": self.detected_in_answers,
+            "recall_in_answers": self.recall_in_answers(),
             "targets": {
                 "false_alert_rate_at_most": TARGET_FALSE_ALERT_RATE,
                 "false_alert_rate_met": self.false_alert_rate() <= TARGET_FALSE_ALERT_RATE,
@@ -372,7 +385,8 @@ impl Figures {
             "alerts": self.alerts,
             "nmvo_cross_check": {"listed": self.listed, "listed_not_answered": self.listed_only,
                                  "answered_not_listed": self.answered_not_listed,
-                                 "outboxes_drained": run.outboxes_drained},
+                                 "outboxes_drained": run.outboxes_drained,
+                                 "drain_seconds": run.drain_seconds},
             "alerts_answered_to_two_steps": self.alerts_shared,
             "genuine_requests_refused": self.unexpected,
             "requests": self.requests,
@@ -420,6 +434,11 @@ impl Figures {
             self.recall(),
             TARGET_RECALL,
             met(self.recall() >= TARGET_RECALL)
+        );
+        outln!(
+            "  of which alerted in the answer to the terminal that scanned the code: {} = {:.3} (the others only in an NMVO's list, raised when a state change reached the other market)",
+            self.detected_in_answers,
+            self.recall_in_answers()
         );
         outln!("false alerts on codes that arrived intact: {}", self.false_alerts_clean);
         outln!("");
@@ -470,11 +489,15 @@ impl Figures {
         }
         outln!("");
         outln!(
-            "cross-check with GET /v1/alerts as each NMVO: {} listed; {} listed but in no answer; {} answered but listed nowhere{}",
+            "cross-check with GET /v1/alerts as each NMVO: {} listed; {} listed but in no answer; {} answered but listed nowhere; {}",
             self.listed,
             self.listed_only,
             self.answered_not_listed,
-            if run.outboxes_drained { "" } else { " (the outboxes had not drained)" }
+            if run.outboxes_drained {
+                format!("the outboxes drained {:.1} s after the last answer", run.drain_seconds)
+            } else {
+                format!("the outboxes had NOT drained {:.0} s after the last answer", run.drain_seconds)
+            }
         );
         if !self.unexpected.is_empty() {
             outln!("genuine requests refused without an alert: {}", counts(&self.unexpected));
@@ -560,6 +583,7 @@ mod tests {
         assert_eq!(f.false_by_cause.values().flat_map(|c| c.values()).sum::<u64>(), f.false_alerts);
         let events = w.events.iter().filter(|e| e.kind != Falsification::RecalledBatch).count() as u64;
         assert_eq!((f.true_falsifications, f.detected, f.recall()), (events, events, 1.0));
+        assert_eq!((f.detected_in_answers, f.recall_in_answers()), (events, 1.0));
         let recalled = w.events.len() as u64 - events;
         assert_eq!(f.recalled, Recalled { packs: recalled, stopped: recalled, alerted: 0 });
         assert!(f.unexpected.is_empty() && f.errors == 0, "{f:?}");
@@ -608,6 +632,7 @@ mod tests {
         let found = tally(&w, &answers, &[listed(&e.product_code, &e.serial)]);
         assert_eq!((found.detected, found.false_alerts), (found.true_falsifications, missed.false_alerts));
         assert_eq!(found.falsifications["clone_multimarket"].detected_by_list_only, 1);
+        assert_eq!(found.detected_in_answers + 1, found.detected);
         let stray = tally(&w, &answers, &[listed("09501101530003", "NOSUCH")]);
         assert_eq!(stray.false_alerts, missed.false_alerts + 1);
         assert_eq!(stray.false_by_cause["listed_only/A24"]["A24"], 1);
