@@ -543,7 +543,7 @@ mod tests {
     }
 
     /// Answers as the rules give them: genuine accepted, repeats PCK_23, corruptions an alert,
-    /// falsifications their alert, recalled packs refused.
+    /// falsifications their alert, a recalled pack's dispense refused and its verify RECALLED.
     fn as_the_rules_say(w: &Workload) -> Vec<Answer> {
         let mut out = Vec::new();
         let mut n = 0;
@@ -555,6 +555,13 @@ mod tests {
                     Truth::Genuine(Conduct::DoubleScan) => http(200, "NMVS_NC_PCK_23", false, None),
                     Truth::Genuine(_) => http(200, "NMVS_SUCCESS", true, None),
                     Truth::Corrupted(_) => http(200, "NMVS_FE_LOT_03", false, Some((&format!("C{n}"), "A2"))),
+                    Truth::Falsified(Falsification::RecalledBatch) if r.operation == Operation::Verify => {
+                        let mut answer = http(200, "NMVS_SUCCESS", true, None);
+                        if let Outcome::Http { reasons, .. } = &mut answer {
+                            reasons.push("RECALLED".into());
+                        }
+                        answer
+                    }
                     Truth::Falsified(Falsification::RecalledBatch) => {
                         http(200, "NMVS_FE_LOT_01", false, None)
                     }
