@@ -368,7 +368,11 @@ fn alerts_in_step(doc: &Value, obp: &reqwest::blocking::Client, id: &str, fr_onl
         .send_retrying()
         .expect("status request");
     assert_eq!(r.status().as_u16(), 200);
-    let de = until(|| at_market("DE", &de_nmvo, id), |a| a["status"] == "INVESTIGATING");
+    // The change and its comment travel as two messages, one after the other.
+    let de = until(
+        || at_market("DE", &de_nmvo, id),
+        |a| a["status"] == "INVESTIGATING" && a["comments"].as_array().is_some_and(|c| !c.is_empty()),
+    );
     assert_eq!(de["status"], "INVESTIGATING", "{de}");
     assert_eq!(
         (&de["history"][0]["role"], &de["comments"][0]["text"]),

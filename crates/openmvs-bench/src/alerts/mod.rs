@@ -12,6 +12,7 @@
 //! alerts are raised, not how fast, and a busy machine must not turn a clone into a timeout.
 
 mod setup;
+mod sync;
 mod tally;
 mod terminal;
 
@@ -73,11 +74,14 @@ pub(crate) fn alerts(opts: Options) -> anyhow::Result<ExitCode> {
         w.seed,
         w.fingerprint()
     );
-    let (figures, run) = measure(w, opts.database_url.as_deref())?;
+    let (figures, run, sync) = measure(w, opts.database_url.as_deref())?;
     if opts.json {
-        outln!("{}", figures.json(&run));
+        let mut v = figures.json(&run);
+        v["status_sync"] = sync.json();
+        outln!("{v}");
     } else {
         figures.print(&run);
+        sync.print();
     }
     if figures.errors > 0 {
         eprintln!("openmvs-bench alerts: {} errors, the first: {:?}", figures.errors, figures.first_errors);
@@ -86,8 +90,9 @@ pub(crate) fn alerts(opts: Options) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `w` against fresh systems in a fresh directory (removed afterwards) and counts.
-fn measure(w: Workload, database_url: Option<&str>) -> anyhow::Result<(Figures, Run)> {
+/// Runs `w` against fresh systems in a fresh directory (removed afterwards), counts, and then
+/// times status changes of the alerts raised on their way to the other side.
+fn measure(w: Workload, database_url: Option<&str>) -> anyhow::Result<(Figures, Run, sync::SyncFigures)> {
     bench_hub::in_a_world("alerts", "terminals", |dir, client_rt| async move {
         run(&dir, w, client_rt, database_url).await
     })
@@ -98,7 +103,7 @@ async fn run(
     w: Workload,
     client_rt: tokio::runtime::Handle,
     database_url: Option<&str>,
-) -> anyhow::Result<(Figures, Run)> {
+) -> anyhow::Result<(Figures, Run, sync::SyncFigures)> {
     let markets = w.markets.clone();
     let pki = bench_hub::pki(dir, &markets)?;
     let (hub_addr, running) =
@@ -149,11 +154,15 @@ async fn run(
             eprintln!("openmvs-bench alerts: the outboxes had not drained after {DRAIN_DEADLINE:?}");
         }
         let listed = client_rt
-            .spawn(setup::list_alerts(addrs, nmvos, tls))
+            .spawn(setup::list_alerts(addrs.clone(), nmvos.clone(), tls.clone()))
             .await
             .context("the NMVO client panicked")?
             .context("listing the alerts as the NMVOs")?;
         let figures = tally::tally(&w, &answers, &listed);
+        let obp_tls = bench_hub::client_tls(&pki)?;
+        let sync = sync::measure(&running, &listed, &nmvos, &addrs, tls, hub_addr, obp_tls)
+            .await
+            .context("timing status changes")?;
         let run = Run {
             seed: w.seed,
             engine: if database_url.is_some() { "postgres" } else { "sqlite" },
@@ -166,7 +175,7 @@ async fn run(
             build: if cfg!(debug_assertions) { "debug" } else { "release" },
             fingerprint: w.fingerprint(),
         };
-        Ok((figures, run))
+        Ok((figures, run, sync))
     }
     .await;
     running.stop().await;
