@@ -363,6 +363,13 @@ impl Decision {
         self.code.alert()
     }
 
+    /// Whether the identifier matches no pack of a known product here, so that a scanner's
+    /// corruption may explain the refusal: the caller then decides the same request with each
+    /// [`crate::scan::repairs`] of the identifier and asks [`decide_rescan`].
+    pub fn may_be_misread(&self) -> bool {
+        self.code.is_identifier_mismatch()
+    }
+
     /// Whether the product is unknown here, so a single-pack request should ask the hub.
     pub fn needs_intermarket(&self) -> bool {
         self.code == ReturnCode::ProductUnknown
@@ -436,6 +443,28 @@ pub fn decide(req: &Request<'_>, facts: &Facts<'_>, ctx: &Context<'_>) -> Decisi
         }
         Command::Set(op) => decide_set(op, pack, &reasons, view, ctx),
         Command::Undo(op) => decide_undo(op, pack, &reasons, view, ctx),
+    }
+}
+
+/// Decides whether a scanner's corruption explains a refusal (fmd-rules §2: a scan error asks
+/// for a rescan, not an alert). `as_read` is the decision on the identifier as read;
+/// `repaired`, in the order of [`crate::scan::repairs`], the decisions the same request gets
+/// with each repair of the identifier, each decided on that identifier's stored facts.
+///
+/// When the identifier as read matches no pack ([`Decision::may_be_misread`]) and a repaired one
+/// does (its decision is anything but a mismatch: done, a state reported, a refusal on the
+/// pack's state), the corruption explains the failure: the request is refused with
+/// [`ReturnCode::RescanRequired`], which changes nothing and raises no alert, and the index of
+/// the repair that explains it is returned. Otherwise `as_read` stands, its alert included: a
+/// code that looks corrupted but matches no pack even repaired is as unknown as any other.
+pub fn decide_rescan(as_read: Decision, repaired: &[Decision]) -> (Decision, Option<usize>) {
+    if !as_read.may_be_misread() {
+        return (as_read, None);
+    }
+    let explains = |d: &Decision| !d.may_be_misread() && d.code != ReturnCode::ProductUnknown;
+    match repaired.iter().position(explains) {
+        Some(i) => (Decision::refuse(ReturnCode::RescanRequired, None), Some(i)),
+        None => (as_read, None),
     }
 }
 

@@ -168,6 +168,10 @@ catalogue! {
     /// Product withdrawn.
     ProductWithdrawn => ("NMVS_FE_LOT_08", Outcome, 4, None, 200,
         "The product has been withdrawn from this market: the pack must not be dispensed. No alert was raised.");
+    /// The identifier as read matches no pack, but matches one with a scanner's corruption undone
+    /// (Caps Lock, a keyboard-layout mismatch, a lost group separator): a rescan, not an alert.
+    RescanRequired => ("NMVS_FE_SCN_01", Outcome, 4, None, 200,
+        "The code as read matches no pack, but matches one with a scanner's corruption undone (see the warnings): check Caps Lock and the scanner's keyboard layout, then rescan the pack. No alert was raised; do not dispense the pack until a scan verifies it.");
     /// A serial repeated inside one bulk request.
     BulkDuplicateSerial => ("NMVS_TE_BLK_01", Outcome, 3, None, 200,
         "This serial number appears earlier in the same bulk request: the repeat was not processed.");
@@ -230,6 +234,19 @@ impl ReturnCode {
         self.info().http_status
     }
 
+    /// Whether the code refuses a request because its identifier matches no stored pack of a
+    /// known product: an unknown serial or batch, a serial under another batch, another expiry.
+    /// These are the refusals a scanner's corruption can cause (see [`crate::pack::decide_rescan`]).
+    pub const fn is_identifier_mismatch(self) -> bool {
+        matches!(
+            self,
+            ReturnCode::SerialUnknown
+                | ReturnCode::SerialAndBatchUnknown
+                | ReturnCode::BatchMismatch
+                | ReturnCode::ExpiryMismatch
+        )
+    }
+
     /// Looks up a code by its string.
     pub fn parse(s: &str) -> Option<ReturnCode> {
         ReturnCode::ALL.iter().copied().find(|c| c.as_str() == s)
@@ -264,6 +281,19 @@ mod tests {
     }
 
     #[test]
+    fn the_identifier_mismatches_are_the_alerts_a_misread_code_can_raise() {
+        let mismatches: Vec<&str> =
+            ReturnCode::ALL.iter().filter(|c| c.is_identifier_mismatch()).map(|c| c.as_str()).collect();
+        assert_eq!(mismatches, ["NMVS_NC_PC_02", "NMVS_FE_LOT_03", "NMVS_FE_LOT_13", "NMVS_FE_LOT_12"]);
+        assert!(ReturnCode::ALL.iter().filter(|c| c.is_identifier_mismatch()).all(|c| c.alert().is_some()));
+        let rescan = ReturnCode::RescanRequired;
+        assert_eq!(
+            (rescan.alert(), rescan.info().kind, rescan.is_identifier_mismatch()),
+            (None, CodeKind::Outcome, false)
+        );
+    }
+
+    #[test]
     fn outcomes_are_http_200_and_errors_are_not() {
         for c in ReturnCode::ALL {
             let info = c.info();
@@ -291,6 +321,7 @@ mod tests {
             ("NMVS_NC_PCK_02", 4, None, 200),
             ("NMVS_FE_LOT_01", 4, None, 200),
             ("NMVS_FE_LOT_08", 4, None, 200),
+            ("NMVS_FE_SCN_01", 4, None, 200),
             ("NMVS_TE_XM_02", 4, None, 400),
             ("NMVS_FE_GR_01", 4, None, 400),
             ("NMVS_FE_AU_01", 4, None, 401),

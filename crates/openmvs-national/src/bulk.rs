@@ -394,7 +394,8 @@ impl National {
                 let input =
                     PackInput { client_trx_id: format!("{}#{i}", job.id).into(), id, warnings: Vec::new() };
                 let loaded: Loaded = self.load(&input.id).await?;
-                let d: Decision = self.decide_loaded(actor, command, &input.id, &loaded, now);
+                let (d, input): (Decision, _) =
+                    self.decide_read(actor, command, &input, &loaded, now).await?;
                 let out = self.outcome(actor, command, &input, &loaded, &d, now);
                 let r = &out.answer;
                 results.push(BulkRowResult {

@@ -1,13 +1,16 @@
 //! Single-pack requests: verify, the state changes and their undos, and inter-market requests
 //! processed on behalf of another market.
 
+use std::borrow::Cow;
+
 use openmvs_audit::Entry;
 use openmvs_core::alert::AlertStatus;
 use openmvs_core::answer::{AlertRef, AnsweredPack, PackAnswer, ProductSummary};
 use openmvs_core::ids::{MarketCode, PackIdentifier};
-use openmvs_core::pack::{BatchFacts, Command, Context, Decision, Facts, Request, decide};
+use openmvs_core::pack::{BatchFacts, Command, Context, Decision, Facts, Request, decide, decide_rescan};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::{Action, access};
+use openmvs_core::scan;
 use openmvs_core::time::Timestamp;
 use openmvs_store::{
     AlertRecord, BatchRecord, Conflict, IdempotencyRecord, OutboxMessage, PackWrite, ProductRecord,
@@ -267,11 +270,44 @@ impl National {
         now: Timestamp,
         intermarket: bool,
     ) -> Result<Outcome, ApiError> {
-        let decision = self.decide_loaded(actor, command, &input.id, loaded, now);
+        let (decision, input) = self.decide_read(actor, command, input, loaded, now).await?;
         if decision.needs_intermarket() && intermarket {
-            return self.ask_hub(actor, command, input, now).await;
+            return self.ask_hub(actor, command, &input, now).await;
         }
-        Ok(self.outcome(actor, command, input, loaded, &decision, now))
+        Ok(self.outcome(actor, command, &input, loaded, &decision, now))
+    }
+
+    /// Decides one request as read and, when its identifier matches no pack, as it would be with
+    /// each corruption a scanner makes undone ([`scan::repairs`], each repair read from the
+    /// store): a failure a corruption explains becomes a request to rescan, which raises no alert
+    /// ([`decide_rescan`]). The input comes back with the warning of that corruption added.
+    pub(crate) async fn decide_read<'a>(
+        &self,
+        actor: &Actor,
+        command: Command,
+        input: &'a PackInput,
+        loaded: &Loaded,
+        now: Timestamp,
+    ) -> Result<(Decision, Cow<'a, PackInput>), ApiError> {
+        let decision = self.decide_loaded(actor, command, &input.id, loaded, now);
+        if !decision.may_be_misread() {
+            return Ok((decision, Cow::Borrowed(input)));
+        }
+        let repairs = scan::repairs(&input.id);
+        let mut repaired = Vec::with_capacity(repairs.len());
+        for r in &repairs {
+            let facts = self.load(&r.id).await?;
+            repaired.push(self.decide_loaded(actor, command, &r.id, &facts, now));
+        }
+        let (decision, explained) = decide_rescan(decision, &repaired);
+        let Some(warning) = explained.and_then(|i| repairs.get(i)).map(|r| r.warning.clone()) else {
+            return Ok((decision, Cow::Borrowed(input)));
+        };
+        let mut input = input.clone();
+        if !input.warnings.iter().any(|w| w.code == warning.code) {
+            input.warnings.push(warning);
+        }
+        Ok((decision, Cow::Owned(input)))
     }
 
     pub(crate) fn decide_loaded(

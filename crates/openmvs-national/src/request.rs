@@ -22,7 +22,9 @@ pub struct PackInput {
     pub client_trx_id: ClientTrxId,
     /// The pack identifier.
     pub id: PackIdentifier,
-    /// Scan-integrity hints, when a raw scan was given.
+    /// Scan-integrity hints: the parser's, when a raw scan was given. Fields sent explicitly have
+    /// none here; a failure that a scanner's corruption explains adds that corruption's warning
+    /// when the request is decided (`National::decide_read`), whichever way the code came.
     pub warnings: Vec<ScanWarning>,
 }
 

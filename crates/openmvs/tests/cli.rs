@@ -133,7 +133,15 @@ fn return_codes_prints_the_whole_catalogue() {
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let codes: Vec<&str> =
         v["return_codes"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect();
-    for c in ["NMVS_SUCCESS", "NMVS_NC_PCK_22", "NMVS_TI_UN_01", "NMVS_FI_SE_CLI_01", "A16", "I1"] {
+    for c in [
+        "NMVS_SUCCESS",
+        "NMVS_NC_PCK_22",
+        "NMVS_FE_SCN_01",
+        "NMVS_TI_UN_01",
+        "NMVS_FI_SE_CLI_01",
+        "A16",
+        "I1",
+    ] {
         assert!(codes.contains(&c), "{c}");
     }
 }

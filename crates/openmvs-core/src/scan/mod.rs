@@ -54,8 +54,16 @@
 //!   and contains, after its first character, `10` followed by at least one character or `17`
 //!   followed by six digits that make a valid expiry (element string and format 05 only). Purely
 //!   numeric serials trigger it now and then; that is the price of catching a swallowed AI.
+//!
+//! A warning alone changes nothing the verification system decides. When a request fails because
+//! its identifier matches no pack, [`repairs`] gives the identifiers a corruption would have
+//! turned into it, and if one matches a pack the user is asked to rescan instead of an alert
+//! being raised; the answer then carries the warning of that corruption (one of the above, or
+//! [`WarningCode::KeyboardLayout`], which only a repair gives), for fields typed or sent by a
+//! client as much as for a raw scan.
 
 mod bracket;
+mod corruption;
 mod digital_link;
 mod format;
 mod gs1;
@@ -65,6 +73,7 @@ mod tests;
 
 use std::fmt;
 
+pub use corruption::{Corruption, MAX_REPAIRS, Repair, repairs};
 pub use format::format;
 
 use crate::ids::{
@@ -157,12 +166,19 @@ pub enum WarningCode {
     BatchMayContainSerial,
     /// The serial ran to the end of the data and contains `10` or `17` with a plausible value.
     SerialMayContainAi,
+    /// The code matches a pack once a keyboard-layout mismatch (US and German) is undone; given
+    /// only with a request for a rescan, never by the parser.
+    KeyboardLayout,
 }
 
 impl WarningCode {
     /// Every warning code, in a fixed order.
-    pub const ALL: [WarningCode; 3] =
-        [WarningCode::LowercaseField, WarningCode::BatchMayContainSerial, WarningCode::SerialMayContainAi];
+    pub const ALL: [WarningCode; 4] = [
+        WarningCode::LowercaseField,
+        WarningCode::BatchMayContainSerial,
+        WarningCode::SerialMayContainAi,
+        WarningCode::KeyboardLayout,
+    ];
 
     /// The code used on the wire, e.g. `LOWERCASE_FIELD`.
     pub fn as_str(self) -> &'static str {
@@ -170,6 +186,7 @@ impl WarningCode {
             WarningCode::LowercaseField => "LOWERCASE_FIELD",
             WarningCode::BatchMayContainSerial => "BATCH_MAY_CONTAIN_SERIAL",
             WarningCode::SerialMayContainAi => "SERIAL_MAY_CONTAIN_AI",
+            WarningCode::KeyboardLayout => "KEYBOARD_LAYOUT",
         }
     }
 
@@ -806,9 +823,7 @@ impl Assembly {
                 Value::Serial(_) => ("serial", entry.text.as_str()),
                 _ => continue,
             };
-            let has_lower = text.bytes().any(|b| b.is_ascii_lowercase());
-            let has_upper = text.bytes().any(|b| b.is_ascii_uppercase());
-            if has_lower && !has_upper {
+            if corruption::lower_case_only(text) {
                 warnings.push(ScanWarning {
                     code: WarningCode::LowercaseField,
                     message: format!(

@@ -1199,7 +1199,10 @@ fn elements_forms_and_warning_codes_have_stable_names() {
         ["ELEMENT_STRING", "ISO15434_FORMAT_05", "ISO15434_FORMAT_06", "BRACKET", "DIGITAL_LINK"]
     );
     let codes: Vec<&str> = WarningCode::ALL.iter().map(|c| c.as_str()).collect();
-    assert_eq!(codes, ["LOWERCASE_FIELD", "BATCH_MAY_CONTAIN_SERIAL", "SERIAL_MAY_CONTAIN_AI"]);
+    assert_eq!(
+        codes,
+        ["LOWERCASE_FIELD", "BATCH_MAY_CONTAIN_SERIAL", "SERIAL_MAY_CONTAIN_AI", "KEYBOARD_LAYOUT"]
+    );
 }
 
 #[test]

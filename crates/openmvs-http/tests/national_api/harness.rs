@@ -69,14 +69,15 @@ pub fn trx() -> String {
     format!("trx-{}", next())
 }
 
-/// A serial never used before in this test binary: `PK` and upper-case letters only, so that no
-/// scan of it looks like a swallowed AI or a Caps Lock accident.
+/// A serial never used before in this test binary: `PK` and the upper-case letters `A`-`X` only,
+/// so that no scan of it looks like a swallowed AI or a Caps Lock accident, and no serial is
+/// another's keyboard-layout swap (`Y` for `Z`), which would make an unknown serial a rescan.
 pub fn fresh_serial() -> String {
     let mut n = next();
     let mut s = String::from("PK");
     loop {
-        s.push(char::from(b'A' + (n % 26) as u8));
-        n /= 26;
+        s.push(char::from(b'A' + (n % 24) as u8));
+        n /= 24;
         if n == 0 {
             break;
         }
@@ -875,6 +876,7 @@ pub const OUTCOMES: &[(&str, u8, Option<&str>)] = &[
     ("NMVS_NC_PCK_02", 4, None),
     ("NMVS_FE_LOT_01", 4, None),
     ("NMVS_FE_LOT_08", 4, None),
+    ("NMVS_FE_SCN_01", 4, None),
     ("NMVS_INFO_PCK_INACTIVE", 2, None),
 ];
 

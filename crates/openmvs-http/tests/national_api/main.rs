@@ -1,6 +1,6 @@
 //! The national system's API over real HTTPS, in process: every return code of the contract,
-//! every HTTP error, scans, roles, undo, idempotency, bulk, alerts, audit and the operations
-//! endpoints. Each test starts its own national system on a fresh store with a fake clock
+//! every HTTP error, scans and the rescan a scanner's corruption asks for, roles, undo,
+//! idempotency, bulk, alerts, audit and the operations endpoints. Each test starts its own national system on a fresh store with a fake clock
 //! (see `harness`). With `OPENMVS_TEST_STORAGE=postgres` every app keeps its data in PostgreSQL
 //! instead, and with `OPENMVS_TEST_STORAGE=memory` in the in-memory engine; `multi_node` runs
 //! several nodes on one PostgreSQL schema whenever a database is given.
@@ -20,6 +20,7 @@ mod multi_node;
 mod ops;
 mod packs;
 mod readiness;
+mod rescan;
 #[path = "../support/retry.rs"]
 mod retry;
 mod roles;
