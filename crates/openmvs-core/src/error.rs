@@ -29,12 +29,22 @@ pub struct ApiError {
     pub message: String,
     /// The fields at fault.
     pub details: Vec<ErrorDetail>,
+    /// How long the client should wait before sending again, in seconds, when the refusal says
+    /// (`Retry-After` of a 429 or 503); `None` leaves the HTTP layer's default.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error with the catalogue's message and no details.
     pub fn new(code: ReturnCode) -> ApiError {
-        ApiError { code, message: code.info().message.to_owned(), details: Vec::new() }
+        ApiError { code, message: code.info().message.to_owned(), details: Vec::new(), retry_after: None }
+    }
+
+    /// Says how long the client should wait before sending again (at least a second).
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> ApiError {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     /// Adds a detail.

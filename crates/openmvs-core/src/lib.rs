@@ -9,6 +9,7 @@ pub mod alert;
 pub mod answer;
 pub mod catalog;
 pub mod error;
+pub mod guessing;
 pub mod ids;
 pub mod master_data;
 pub mod obp_states;

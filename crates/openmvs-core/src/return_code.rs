@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-/// The alert a refusal raises (hub alert codes).
+/// The alert a refusal raises (hub alert codes), and the national system's own alert about a
+/// client (`SERIAL_GUESSING`), which no return code raises and no OBP is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AlertCode {
     /// Serial and batch unknown for a known product.
@@ -16,12 +17,21 @@ pub enum AlertCode {
     A52,
     /// Serial known under another batch.
     A68,
+    /// A client's (or a premises') unknown-serial and mismatch answers crossed the threshold of
+    /// `guessing.rs`: raised to the NMVO, never forwarded to an OBP as a falsification.
+    SerialGuessing,
 }
 
 impl AlertCode {
     /// Every alert code.
-    pub const ALL: [AlertCode; 5] =
-        [AlertCode::A2, AlertCode::A3, AlertCode::A24, AlertCode::A52, AlertCode::A68];
+    pub const ALL: [AlertCode; 6] = [
+        AlertCode::A2,
+        AlertCode::A3,
+        AlertCode::A24,
+        AlertCode::A52,
+        AlertCode::A68,
+        AlertCode::SerialGuessing,
+    ];
 
     /// Whether alerts of this code go through the hub to the OBP that owns the product (and
     /// their status changes and comments with them).
@@ -37,10 +47,17 @@ impl AlertCode {
             AlertCode::A24 => "A24",
             AlertCode::A52 => "A52",
             AlertCode::A68 => "A68",
+            AlertCode::SerialGuessing => "SERIAL_GUESSING",
         }
     }
 
-    /// Parses `A2`, `A3`, `A24`, `A52` or `A68`.
+    /// Whether the alert is about a pack, for the OBP that owns the product (every code but
+    /// `SERIAL_GUESSING`, which is about a client and stays with the NMVO).
+    pub fn is_for_obp(self) -> bool {
+        self != AlertCode::SerialGuessing
+    }
+
+    /// Parses `A2`, `A3`, `A24`, `A52`, `A68` or `SERIAL_GUESSING`.
     pub fn parse(s: &str) -> Option<AlertCode> {
         AlertCode::ALL.into_iter().find(|a| a.as_str() == s)
     }
@@ -196,9 +213,13 @@ catalogue! {
     /// Body or bulk over its limit.
     TooLarge => ("NMVS_TE_XM_03", Error, 4, None, 413,
         "The request body or bulk is over its limit.");
-    /// Client over its rate.
+    /// Client over its rate, or slowed after too many unknown serials and mismatches.
     RateLimited => ("NMVS_FI_SE_CLI_01", Error, 4, None, 429,
         "Too many requests from this client: wait for the time in Retry-After.");
+    /// Client refused for a while: it went on sending unknown serials or mismatches while slowed
+    /// (serial guessing); the NMVO was alerted.
+    ClientSuspended => ("NMVS_FI_SE_CLI_02", Error, 4, None, 429,
+        "Requests from this client are refused for a while: too many of them named unknown serial numbers or did not match, and the national organisation was alerted. Retry after the time in Retry-After, or contact the national organisation.");
     /// Temporarily unavailable.
     Unavailable => ("NMVS_TI_UN_01", Error, 4, None, 503,
         "The system is temporarily unavailable; nothing was changed. Retry after the time in Retry-After.");

@@ -1,8 +1,9 @@
 //! The one mapping from service errors to HTTP responses. Both services refuse with
 //! [`ApiError`]; the status comes from the return-code catalogue, a 429 or 503 carries
-//! `Retry-After`, a 401 carries `WWW-Authenticate: Bearer`. The body is the national systems'
-//! [`ErrorBody`], or on the hub's routes its [`HubErrorBody`] (the same fields plus `code`): the
-//! body type is the one type parameter.
+//! `Retry-After` (the wait the refusal names, or [`RETRY_AFTER_SECS`]), a 401 carries
+//! `WWW-Authenticate: Bearer`. The body is the national systems' [`ErrorBody`], or on the hub's
+//! routes its [`HubErrorBody`] (the same fields plus `code`): the body type is the one type
+//! parameter.
 
 use std::marker::PhantomData;
 
@@ -15,7 +16,7 @@ use openmvs_wire::api::ErrorBody;
 use openmvs_wire::obp::HubErrorBody;
 use serde::Serialize;
 
-/// Seconds a client should wait after a 429 or a 503.
+/// Seconds a client should wait after a 429 or a 503 whose refusal names no wait.
 pub const RETRY_AFTER_SECS: u32 = 1;
 
 /// A refused request, as HTTP, answered with a body of type `B`.
@@ -67,8 +68,10 @@ where
         let e = self.0;
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, Json(B::from(&e))).into_response();
-        if matches!(e.code, ReturnCode::Unavailable | ReturnCode::RateLimited) {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        let limited =
+            matches!(e.code, ReturnCode::Unavailable | ReturnCode::RateLimited | ReturnCode::ClientSuspended);
+        if let Some(secs) = e.retry_after.or(limited.then_some(u64::from(RETRY_AFTER_SECS))) {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if e.code == ReturnCode::Unauthenticated {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

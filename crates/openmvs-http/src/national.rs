@@ -120,7 +120,7 @@ async fn authenticate(parts: &Parts, state: &NationalState) -> Result<Actor, Htt
     if let Err(wait) = state.limiter.check(actor.client_id.as_str()) {
         let mut e = ApiError::new(ReturnCode::RateLimited).with("client_id", "over its request rate");
         e.message = format!("Too many requests from this client: retry in {wait} s.");
-        return Err(HttpError::new(e));
+        return Err(HttpError::new(e.with_retry_after(std::time::Duration::from_secs(wait))));
     }
     Ok(actor)
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openmvs_core::answer::{BulkAccepted, BulkReport, BulkRowResult, PackAnswer};
+use openmvs_core::guessing::is_counted;
 use openmvs_core::ids::{BulkId, ClientTrxId, PackIdentifier};
 use openmvs_core::pack::{Command, Decision};
 use openmvs_core::return_code::ReturnCode;
@@ -15,6 +16,7 @@ use openmvs_wire::api::{BulkRequest, BulkRow};
 use openmvs_wire::kept;
 use tokio::sync::watch;
 
+use crate::guessing::{self, Offence};
 use crate::packs::{Loaded, audit_result, subject};
 use crate::request::{self, PackInput, bytes_hash};
 use crate::{Actor, ApiError, National, Record, new_id};
@@ -45,6 +47,15 @@ impl National {
             Ok(v) => v,
             Err(e) => return Err(self.refuse(actor, "bulk", "", &bulk_summary(body), e).await),
         };
+        // A client (or premises) slowed or refused for serial guessing sends no bulk either.
+        let keys = guessing::keys(actor);
+        let admission = self.guessing.admit(&keys, now).await;
+        if !admission.due.is_empty() {
+            self.raise_guessing_alert(actor, &admission.due, now).await;
+        }
+        if let Some(e) = guessing::refusal(admission.verdict, &self.config.guessing) {
+            return Err(self.refuse(actor, "bulk", "", &bulk_summary(body), e).await);
+        }
         let canonical = serde_json::to_string(&rows).map_err(openmvs_store::unavailable)?;
         let hash = bytes_hash(canonical.as_bytes());
         for _ in 0..4 {
@@ -366,11 +377,16 @@ impl National {
         from: usize,
         to: usize,
     ) -> Result<(), ApiError> {
+        let keys = guessing::keys(actor);
         for _ in 0..8 {
             let now = self.clock.now();
             let today = now.date();
             let mut uow = UnitOfWork::default();
             let mut results = Vec::with_capacity(to - from);
+            // Rows are counted for serial guessing as they are decided, so that a bulk of guesses
+            // is contained within its chunk (a chunk decided again after a conflict counts again:
+            // containment comes a little early, never late).
+            let mut due = Vec::new();
             for (i, row) in rows.iter().enumerate().take(to).skip(from) {
                 let id = request::fields(
                     "",
@@ -391,6 +407,22 @@ impl National {
                     results.push(refused(row, ReturnCode::BulkDuplicateSerial));
                     continue;
                 }
+                let admission = self.guessing.admit(&keys, now).await;
+                due.extend(admission.due);
+                if let Some(e) = guessing::refusal(admission.verdict, &self.config.guessing) {
+                    // Not processed: no state, no alert; audited as the refusal it is.
+                    results.push(refused(row, e.code));
+                    let operation = format!("bulk-{command}");
+                    let record = Record {
+                        operation: &operation,
+                        subject: &subject(&id),
+                        return_code: e.code.as_str(),
+                        request: serde_json::to_string(row).unwrap_or_default(),
+                        result: kept::refusal(&e),
+                    };
+                    uow.audit.push(self.audit_entry(actor, now, record));
+                    continue;
+                }
                 let input =
                     PackInput { client_trx_id: format!("{}#{i}", job.id).into(), id, warnings: Vec::new() };
                 let loaded: Loaded = self.load(&input.id).await?;
@@ -398,6 +430,13 @@ impl National {
                     self.decide_read(actor, command, &input, &loaded, now).await?;
                 let out = self.outcome(actor, command, &input, &loaded, &d, now);
                 let r = &out.answer;
+                let offence = is_counted(r.code).then(|| Offence {
+                    product_code: input.id.product_code.to_string(),
+                    serial: input.id.serial.clone(),
+                    batch: input.id.batch.to_string(),
+                    code: r.code,
+                });
+                due.extend(self.guessing.record(&keys, now, offence).await);
                 results.push(BulkRowResult {
                     serial: row.serial.clone(),
                     product_code: row.product_code.clone(),
@@ -416,11 +455,20 @@ impl National {
                 expected_done_rows: from as u64,
                 results: results.iter().map(kept::bulk_result).collect(),
             });
+            let mut settles = Vec::new();
+            if let Some(g) = self.guessing_alert(actor, &due, now) {
+                uow.alerts.push(g.alert);
+                uow.audit.push(g.entry);
+                settles = g.settles;
+            }
             let wakes_relay = !uow.outbox.is_empty();
             match self.commit(uow).await {
                 Ok(_) => {
                     if wakes_relay {
                         self.relay_wake.notify_one();
+                    }
+                    if !settles.is_empty() {
+                        self.guessing.alerted(&settles).await;
                     }
                     return Ok(());
                 }
@@ -433,7 +481,8 @@ impl National {
     }
 }
 
-/// A row refused before it was decided: no state, no alert.
+/// A row refused before it was decided (malformed, repeated, or its client contained for serial
+/// guessing): no state, no alert.
 fn refused(row: &BulkRow, code: ReturnCode) -> BulkRowResult {
     BulkRowResult {
         serial: row.serial.clone(),

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod bulk;
 pub mod clock;
+pub mod guessing;
 mod health;
 pub mod hub;
 mod ids;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use openmvs_audit::Entry;
 use openmvs_auth::{KeyRing, Validator};
+use openmvs_core::guessing::GuessingPolicy;
 use openmvs_core::ids::{ClientId, Location, MarketCode};
 use openmvs_core::pack::Policy;
 use openmvs_core::roles::Role;
@@ -36,6 +38,7 @@ pub use audit::{
 };
 pub use auth::NewClient;
 pub use bulk::BulkBackoff;
+pub use guessing::{GuessingCounter, LocalGuessing};
 pub use hub::{HubLink, PACKS_PER_UNIT};
 pub use ids::{new_id, random_u64};
 pub use lifecycle::{CLIENT_USE_FLUSH, SECURITY_REFRESH};
@@ -60,6 +63,9 @@ pub struct NationalConfig {
     /// How long a node holds an outbox message it is sending or a bulk job it is working on
     /// before another node may take it over (the holder renews a bulk lease with every chunk).
     pub lease: std::time::Duration,
+    /// When a client's (or a premises') unknown serials and mismatches slow it down, refuse it
+    /// and alert the NMVO (`guessing.rs`).
+    pub guessing: GuessingPolicy,
 }
 
 impl NationalConfig {
@@ -72,6 +78,7 @@ impl NationalConfig {
             bulk_chunk: 256,
             max_delivery_attempts: 2000,
             lease: std::time::Duration::from_secs(30),
+            guessing: GuessingPolicy::default(),
         }
     }
 }
@@ -115,6 +122,8 @@ pub struct National {
     seen: std::sync::Mutex<std::collections::HashMap<ClientId, i64>>,
     /// Whether the store commits, as the last probe or commit found it.
     store_ok: std::sync::atomic::AtomicBool,
+    /// The counts of unknown serials and mismatches per client and premises.
+    guessing: Arc<dyn GuessingCounter>,
 }
 
 impl National {
@@ -130,6 +139,7 @@ impl National {
         let disabled = store.disabled_clients().await?.into_iter().collect();
         let validator = ring.validator();
         let node_id = NodeId::new(new_id("node", clock.now()));
+        let guessing = Arc::new(LocalGuessing::new(config.guessing.clone()));
         Ok(National {
             store,
             clock,
@@ -146,7 +156,15 @@ impl National {
             disabled_changes: std::sync::atomic::AtomicU64::new(0),
             seen: std::sync::Mutex::new(std::collections::HashMap::new()),
             store_ok: std::sync::atomic::AtomicBool::new(true),
+            guessing,
         })
+    }
+
+    /// The service with its counts of unknown serials and mismatches kept by `counter` instead of
+    /// this node's memory (a counter the nodes share through the store).
+    pub fn with_guessing_counter(mut self, counter: Arc<dyn GuessingCounter>) -> National {
+        self.guessing = counter;
+        self
     }
 
     /// The market served.

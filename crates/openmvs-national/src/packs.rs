@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use openmvs_audit::Entry;
 use openmvs_core::alert::AlertStatus;
 use openmvs_core::answer::{AlertRef, AnsweredPack, PackAnswer, ProductSummary};
+use openmvs_core::guessing::is_counted;
 use openmvs_core::ids::{MarketCode, PackIdentifier};
 use openmvs_core::pack::{BatchFacts, Command, Context, Decision, Facts, Request, decide, decide_rescan};
 use openmvs_core::return_code::ReturnCode;
@@ -20,6 +21,7 @@ use openmvs_wire::api::PackRequest;
 use openmvs_wire::hub::{AlertMsg, Envelope, IntermarketRequest, Message, PackStateMsg};
 use openmvs_wire::kept;
 
+use crate::guessing::{self, Offence};
 use crate::request::{self, PackInput, request_hash};
 use crate::{Actor, ApiError, National, Record, new_id};
 
@@ -108,15 +110,39 @@ impl National {
             let e = ApiError::new(ReturnCode::Forbidden).with("market", "the token is for another market");
             return Err(self.refuse(actor, &operation, &subject, body, e).await);
         }
+        // Serial guessing: a client (or premises) over the threshold is slowed, then refused;
+        // such a request is not processed, so it raises no alert.
+        let keys = guessing::keys(actor);
+        let admission = self.guessing.admit(&keys, now).await;
+        if !admission.due.is_empty() {
+            self.raise_guessing_alert(actor, &admission.due, now).await;
+        }
+        if let Some(e) = guessing::refusal(admission.verdict, &self.config.guessing) {
+            return Err(self.refuse(actor, &operation, &subject, body, e).await);
+        }
         let req = Routed { input: &input, operation: &operation, subject: &subject, from_hub: false };
-        self.settle(actor, command, &req, body, now).await
+        let (answer, replay) = self.settle(actor, command, &req, body, now).await?;
+        // A replay was counted when it was first answered.
+        if !replay {
+            let offence = is_counted(answer.code).then(|| Offence {
+                product_code: input.id.product_code.to_string(),
+                serial: input.id.serial.clone(),
+                batch: input.id.batch.to_string(),
+                code: answer.code,
+            });
+            let due = self.guessing.record(&keys, now, offence).await;
+            if !due.is_empty() {
+                self.raise_guessing_alert(actor, &due, now).await;
+            }
+        }
+        Ok(answer)
     }
 
     /// Reads, decides and commits one request until it wins any race, with the client's
     /// transaction id: a repeat gets the stored answer (a replay), other content under the same id
     /// is 409. The answer is kept as [`kept::pack_answer`] makes it: the JSON it is given in.
     /// `req.from_hub` marks a request another market routed here: it never asks the hub again and
-    /// its answer says `intermarket`.
+    /// its answer says `intermarket`. Answers whether the answer was a replay.
     async fn settle(
         &self,
         actor: &Actor,
@@ -124,7 +150,7 @@ impl National {
         req: &Routed<'_>,
         body: &impl serde::Serialize,
         now: Timestamp,
-    ) -> Result<PackAnswer, ApiError> {
+    ) -> Result<(PackAnswer, bool), ApiError> {
         let (input, operation, subject) = (req.input, req.operation, req.subject);
         let hash = request_hash(operation, &input.id);
         let audit_op = if req.from_hub { format!("intermarket-{operation}") } else { operation.to_owned() };
@@ -139,7 +165,7 @@ impl National {
             let key = (&actor.client_id, &input.client_trx_id);
             let ctx = self.store.pack_context(Some(key), &id.product_code, &id.serial, &id.batch).await?;
             if let Some(stored) = &ctx.idempotency {
-                return self.replay(actor, &audit_op, subject, body, stored, hash).await;
+                return Ok((self.replay(actor, &audit_op, subject, body, stored, hash).await?, true));
             }
             let loaded = Loaded {
                 product: ctx.product,
@@ -167,7 +193,7 @@ impl National {
                     if wakes_relay {
                         self.relay_wake.notify_one();
                     }
-                    return Ok(out.answer);
+                    return Ok((out.answer, false));
                 }
                 Err(StoreError::Conflict(Conflict::PackVersion { .. } | Conflict::IdempotencyKey)) => {
                     continue;
@@ -549,6 +575,6 @@ impl National {
         let operation = command.to_string();
         let subject = subject(&input.id);
         let routed = Routed { input: &input, operation: &operation, subject: &subject, from_hub: true };
-        self.settle(&actor, command, &routed, req, now).await.map(Some)
+        self.settle(&actor, command, &routed, req, now).await.map(|(answer, _)| Some(answer))
     }
 }

@@ -52,6 +52,17 @@
 //! login_failures_per_address = 10  # failed logins from one address per window; over it: 429
 //! login_failure_window_seconds = 300
 //!
+//! [national.guessing]             # serial guessing and alert storms, per client and per premises
+//! window_seconds = 600             # sliding window over which answers are counted
+//! min_failures = 20                # unknown-serial and mismatch answers (A2, A3, A52, A68) in the
+//! min_share_percent = 20           # window that are at least this share of the requests ...
+//! max_failures = 200               # ... or this many whatever the share: the client is slowed and
+//!                                  # the NMVO gets one SERIAL_GUESSING alert
+//! slow_interval_seconds = 10       # while slowed: one request answered per interval, others
+//!                                  # 429 NMVS_FI_SE_CLI_01 with Retry-After
+//! refuse_after = 20                # this many more failures while slowed, and every request is
+//! refuse_seconds = 3600            # refused this long: 429 NMVS_FI_SE_CLI_02 with Retry-After
+//!
 //! [national.health]
 //! probe_ms = 1000                  # a probe write through the store this often: /health/ready is
 //!                                  # false while the store cannot commit, true again once it can
@@ -66,6 +77,22 @@
 //! expensive thing an unauthenticated client can ask for, on one core: a node answers verifies
 //! with tokens at full speed whatever the number of bad logins.
 //!
+//! The guessing limits are set from what pharmacies do. A busy pharmacy dispenses a few hundred
+//! packs a day, about one a minute; a hospital or wholesaler at a counter a few thousand, a few a
+//! minute. Genuine alerts are 0.05-0.2 % of transactions (EU 2021: 0.21 %), so a pharmacy sees
+//! one every few days and even a wholesaler at 10,000 scans a day expects under one in ten
+//! minutes: 20 in 10 minutes is beyond any honest rate by orders of magnitude, while 313 random
+//! serials cross it at the twentieth. The share (20 %) keeps a high-volume client with a bad
+//! carton among hundreds of good packs answered; `max_failures` (200, an honest 0.2 % would need
+//! 100,000 requests in the window, the largest bulk) keeps verifies of one genuine pack mixed in
+//! from buying unlimited guesses. One request every 10 s is a person scanning by hand, and a
+//! script gets six guesses a minute instead of hundreds; 20 more failures while slowed are
+//! refused for an hour, so a script that waits out every `Retry-After` raises about 40 alerts an
+//! hour and one SERIAL_GUESSING alert per episode, and a pharmacy hit by an un-uploaded batch is
+//! answered again within the hour (the NMVO, alerted, can cut a client off for good with
+//! `openmvs admin client disable`). The slowed and refused requests are not processed: they raise
+//! no alert. Each node counts what it answers.
+//!
 //! Any key can be overridden from the environment: `OPENMVS__NATIONAL__LISTEN=0.0.0.0:8401`,
 //! `OPENMVS__NATIONAL__POLICY__WHOLESALER_SUPPLY=true`.
 
@@ -74,6 +101,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use openmvs_core::guessing::GuessingPolicy;
 use openmvs_core::ids::MarketCode;
 use openmvs_core::pack::Policy;
 use serde::{Deserialize, Serialize};
@@ -104,6 +132,7 @@ pub struct RawNational {
     pub policy: Option<RawPolicy>,
     pub hub: Option<RawHub>,
     pub limits: Option<RawLimits>,
+    pub guessing: Option<RawGuessing>,
     pub health: Option<RawHealth>,
 }
 
@@ -167,6 +196,50 @@ pub struct RawLimits {
     pub login_failures_per_client: Option<u32>,
     pub login_failures_per_address: Option<u32>,
     pub login_failure_window_seconds: Option<u64>,
+}
+
+/// `[national.guessing]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuessing {
+    pub window_seconds: Option<u64>,
+    pub min_failures: Option<u32>,
+    pub min_share_percent: Option<u8>,
+    pub max_failures: Option<u32>,
+    pub slow_interval_seconds: Option<u64>,
+    pub refuse_after: Option<u32>,
+    pub refuse_seconds: Option<u64>,
+}
+
+/// Validates `[national.guessing]`.
+fn guessing(raw: Option<RawGuessing>) -> anyhow::Result<GuessingPolicy> {
+    let g = raw.unwrap_or_default();
+    let d = GuessingPolicy::default();
+    let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+    let policy = GuessingPolicy {
+        window: secs(g.window_seconds, d.window),
+        min_failures: g.min_failures.unwrap_or(d.min_failures),
+        min_share_percent: g.min_share_percent.unwrap_or(d.min_share_percent),
+        max_failures: g.max_failures.unwrap_or(d.max_failures),
+        slow_interval: secs(g.slow_interval_seconds, d.slow_interval),
+        refuse_after: g.refuse_after.unwrap_or(d.refuse_after),
+        refusal: secs(g.refuse_seconds, d.refusal),
+    };
+    policy.check().map_err(|e| anyhow::anyhow!("national.guessing.{e}"))?;
+    Ok(policy)
+}
+
+/// Writes `[national.guessing]` into its rendered table.
+fn render_guessing(table: &mut toml::Table, g: &GuessingPolicy) {
+    let mut x = toml::Table::new();
+    x.insert("window_seconds".into(), (g.window.as_secs() as i64).into());
+    x.insert("min_failures".into(), i64::from(g.min_failures).into());
+    x.insert("min_share_percent".into(), i64::from(g.min_share_percent).into());
+    x.insert("max_failures".into(), i64::from(g.max_failures).into());
+    x.insert("slow_interval_seconds".into(), (g.slow_interval.as_secs() as i64).into());
+    x.insert("refuse_after".into(), i64::from(g.refuse_after).into());
+    x.insert("refuse_seconds".into(), (g.refusal.as_secs() as i64).into());
+    table.insert("guessing".into(), x.into());
 }
 
 /// The limits of a server's connections, in `[national.limits]` and `[hub.limits]`.
@@ -329,6 +402,7 @@ pub struct NationalSettings {
     pub max_in_flight: usize,
     pub connections: ConnSettings,
     pub login: openmvs_http::login::LoginSettings,
+    pub guessing: GuessingPolicy,
     pub health: HealthSettings,
 }
 
@@ -523,6 +597,7 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
             l.body_grace_ms,
         )?,
         login: login_settings(&l)?,
+        guessing: guessing(n.guessing)?,
         health: health("national", n.health)?,
     })
 }
@@ -617,6 +692,7 @@ pub fn render(s: &NationalSettings) -> String {
     l.insert("login_failures_per_address".into(), i64::from(s.login.failures_per_address).into());
     l.insert("login_failure_window_seconds".into(), (s.login.failure_window.as_secs() as i64).into());
     n.insert("limits".into(), l.into());
+    render_guessing(&mut n, &s.guessing);
     render_health(&mut n, &s.health);
     t.insert("national".into(), n.into());
     toml::to_string(&t).unwrap_or_default()
@@ -645,6 +721,26 @@ mod tests {
         assert_eq!(s.policy, Policy::default());
         assert!(s.tls.is_none() && s.hub.is_none());
         assert_eq!(s.health, HealthSettings { probe_every: Duration::from_secs(1), disk_free_warn: 1 << 30 });
+        assert_eq!(s.guessing, GuessingPolicy::default());
+    }
+
+    #[test]
+    fn the_guessing_limits_are_read_and_checked() {
+        let s = load(
+            "[national]\nmarket = \"DE\"\n[national.guessing]\nmin_failures = 5\nrefuse_seconds = 600\n",
+            &[("OPENMVS__NATIONAL__GUESSING__WINDOW_SECONDS", "300")],
+        )
+        .unwrap();
+        let d = GuessingPolicy::default();
+        assert_eq!(
+            s.guessing,
+            GuessingPolicy {
+                window: Duration::from_secs(300),
+                min_failures: 5,
+                refusal: Duration::from_secs(600),
+                ..d
+            }
+        );
     }
 
     #[test]
@@ -703,6 +799,14 @@ mod tests {
             ("[national]\nmarket = \"DE\"\nmarkte = \"DE\"\n", "unknown field `markte`"),
             ("[national]\nmarket = \"DE\"\n[national.health]\nprobe_ms = 5\n", "national.health.probe_ms"),
             (
+                "[national]\nmarket = \"DE\"\n[national.guessing]\nmin_share_percent = 150\n",
+                "national.guessing.min_share_percent: 150 must be 0-100",
+            ),
+            (
+                "[national]\nmarket = \"DE\"\n[national.guessing]\nmin_failures = 50\nmax_failures = 10\n",
+                "national.guessing.max_failures",
+            ),
+            (
                 "[national]\nmarket = \"DE\"\n[national.hub]\nurl = \"http://x\"\nca = \"c\"\n",
                 "must be https",
             ),
@@ -720,7 +824,7 @@ mod tests {
     #[test]
     fn the_rendered_configuration_reads_back_the_same() {
         let s =
-            load("[national]\nmarket = \"FR\"\n[national.policy]\nundo_window_hours = 48\n", &[]).unwrap();
+            load("[national]\nmarket = \"FR\"\n[national.policy]\nundo_window_hours = 48\n[national.guessing]\nmin_failures = 7\n", &[]).unwrap();
         let dir = std::env::temp_dir().join(format!("openmvs-config-rt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");

@@ -516,8 +516,11 @@ pub async fn national(
     let on_group: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(|_| {});
     let stores = open_stores(engine, &dir, &clock, &on_group)?;
     let store = stores.nodes[0].clone();
+    // The unknown-serial scenario measures raising alerts, so no client is contained for it.
+    let mut config = NationalConfig::new(market);
+    config.guessing = openmvs_core::guessing::GuessingPolicy::never();
     let national = Arc::new(
-        National::new(store.store(), clock.clone(), NationalConfig::new(market), None)
+        National::new(store.store(), clock.clone(), config, None)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );

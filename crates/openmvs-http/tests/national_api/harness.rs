@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use openmvs_core::guessing::GuessingPolicy;
 use openmvs_core::ids::{Location, MarketCode, ProductCode, Serial};
 use openmvs_core::pack::Policy;
 use openmvs_core::roles::Role;
@@ -170,6 +171,8 @@ pub struct AppOptions {
     pub rate: RateLimit,
     /// The market's rules.
     pub policy: Policy,
+    /// When unknown serials and mismatches slow a client down and refuse it.
+    pub guessing: GuessingPolicy,
     /// The hub link; none by default.
     pub hub: Option<Arc<dyn HubLink>>,
     /// A PostgreSQL database and schema to keep the data in, shared by every app given the same
@@ -338,6 +341,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     };
     let mut config = NationalConfig::new(MarketCode::new(DE).expect("DE is a market"));
     config.policy = opts.policy;
+    config.guessing = opts.guessing;
     if let Some(lease) = opts.lease {
         config.lease = lease;
     }

@@ -13,6 +13,7 @@ mod bulk;
 mod errors;
 #[path = "../hub_side/faults.rs"]
 mod faults;
+mod guessing;
 mod harness;
 mod idempotency;
 mod lifecycle;
