@@ -1,5 +1,5 @@
-//! The hub's [`CallbackSender`] over HTTPS: each OBP event is POSTed as JSON to the URL the OBP
-//! set, with its signature in the [`SIGNATURE_HEADER`] header.
+//! The hub's [`CallbackSender`] over HTTPS: each batch of OBP events is POSTed as JSON to the URL
+//! the OBP set, with its signature in the [`SIGNATURE_HEADER`] header.
 //!
 //! The server certificate of an OBP's endpoint is checked against the roots the hub is
 //! configured with (PEM bundles, e.g. the hub's own CA for the demo): the workspace carries no

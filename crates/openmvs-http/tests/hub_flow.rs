@@ -587,7 +587,9 @@ async fn an_alert_in_de_reaches_the_obp_list_and_its_callback_once_with_a_valid_
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(signature.as_deref(), Some(expected.as_str()));
-    let event: Value = serde_json::from_str(body).unwrap();
+    let batch: Value = serde_json::from_str(body).unwrap();
+    let event = &batch["events"][0];
+    assert_eq!(batch["events"].as_array().map(Vec::len), Some(1), "{batch}");
     assert_eq!(event["event"], "alert");
     assert_eq!(event["alert"]["id"], id.as_str());
 
@@ -839,8 +841,8 @@ async fn everything_sent_while_fr_is_down_arrives_exactly_once_when_it_is_back()
     assert_eq!((alerts[0]["code"].as_str(), alerts[0]["market"].as_str()), (Some("A3"), Some("DE")));
     let received = w.received.lock().unwrap().clone();
     assert_eq!(received.len(), 1, "{received:?}");
-    let event: Value = serde_json::from_str(&received[0].1).unwrap();
-    assert_eq!(event["alert"]["id"], alerts[0]["id"]);
+    let batch: Value = serde_json::from_str(&received[0].1).unwrap();
+    assert_eq!(batch["events"][0]["alert"]["id"], alerts[0]["id"], "{batch}");
     // FR raised no alert of its own from the redelivered messages.
     let nmvo = w.user(&w.fr, Role::Nmvo, "FR-NMVO").await;
     assert_eq!(nmvo.get("/v1/alerts").await["alerts"], json!([]));

@@ -2,6 +2,12 @@
 //! withdrawal event to the URL the OBP set, signed with HMAC-SHA256 under a secret only the hub
 //! and that OBP know, and retries with backoff until a 2xx acknowledges it.
 //!
+//! Events are batched: one POST carries every event due for the OBP, up to
+//! [`MAX_EVENTS_PER_CALLBACK`], as `{"events": [{"event_id": "...", "event": "alert", ...}, ...]}`
+//! in the order they happened (per product), and a 2xx acknowledges them all. A storm of alerts
+//! is a few calls, not one call per alert. `event_id` is the same on every retry, so an OBP that
+//! got a batch but whose answer was lost can tell the events it has seen.
+//!
 //! Events wait in the outbox under the destination `callback:<obp>`, written in the same unit of
 //! work as the alert, recall or withdrawal itself, so that none is lost and none is sent twice.
 //!
@@ -15,7 +21,7 @@ use openmvs_core::answer::CallbackAnswer;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_store::OutboxMessage;
 use openmvs_store::hub::{HubUnitOfWork, ObpChange};
-use openmvs_store::relay::{Ack, HubDestination, Outcome, Round, Sender as RelaySender};
+use openmvs_store::relay::{Ack, HubDestinationRuns, Outcome, Relay, Round, Sender as RelaySender};
 use openmvs_store::{BoxFuture, MessageId, StoredOutboxMessage};
 use openmvs_wire::kept;
 use serde_json::{Value, json};
@@ -24,6 +30,9 @@ use crate::{ApiError, Hub, Record, hmac_sha256};
 
 /// The longest callback URL, in characters.
 pub const MAX_CALLBACK_URL: usize = 2000;
+
+/// The most events one callback POST carries (about 40 KB of JSON at the most).
+pub const MAX_EVENTS_PER_CALLBACK: usize = 100;
 
 /// The HTTP header that carries the signature of a callback body.
 pub const SIGNATURE_HEADER: &str = "x-openmvs-signature";
@@ -34,7 +43,7 @@ const DESTINATION_PREFIX: &str = "callback:";
 /// The label that keeps callback secrets apart from every other use of the hub's key.
 const SECRET_LABEL: &[u8] = b"openmvs callback secret v1";
 
-/// How the hub POSTs an event to an OBP's callback URL.
+/// How the hub POSTs a batch of events to an OBP's callback URL.
 pub trait CallbackSender: Send + Sync {
     /// POSTs `body` (JSON) to `url` with `signature` in the [`SIGNATURE_HEADER`] header and
     /// answers the HTTP status; an error means no status came back. The sender enforces its own
@@ -148,18 +157,19 @@ impl Hub {
         hex(&hmac_sha256(secret.as_bytes(), &[body.as_bytes()]))
     }
 
-    /// One pass over every OBP with due events: POSTs each, deletes what a 2xx acknowledged and
-    /// schedules the rest again with backoff. An OBP whose endpoint fails gets nothing more this
-    /// pass. Returns how many events were acknowledged.
+    /// One pass over every OBP with due events: POSTs them in one batch per OBP, deletes what a
+    /// 2xx acknowledged and schedules the batch again with backoff otherwise. Returns how many
+    /// events were acknowledged.
     pub(crate) async fn relay_callbacks_once(&self, sender: &dyn CallbackSender) -> Result<usize, ApiError> {
         let mut acked = 0;
-        let relay = self.relay_policy();
+        let relay = Relay { limit: MAX_EVENTS_PER_CALLBACK, ..self.relay_policy() };
         for destination in self.store.destinations().await? {
             let Some(obp) = destination.strip_prefix(DESTINATION_PREFIX) else { continue };
             // Without a URL (the OBP cleared it) the events wait for the next one.
             let Some(url) = self.store.obp(&obp.into()).await?.and_then(|o| o.callback_url) else { continue };
             let secret = self.callback_secret(obp, &url);
-            let outbox = HubDestination { store: self.store.as_ref(), destination: &destination };
+            // Runs: many events of one product in one batch, still in order.
+            let outbox = HubDestinationRuns { store: self.store.as_ref(), destination: &destination };
             let poster = CallbackPoster { sender, url: &url, secret: &secret, destination: &destination };
             if let Round::Answered(n) = relay.round(&outbox, &poster, &destination, self.clock.now()).await? {
                 acked += n;
@@ -169,8 +179,7 @@ impl Hub {
     }
 }
 
-/// Posts an OBP's events one at a time, signed; after one that is not acknowledged the rest
-/// wait for the next pass.
+/// Posts an OBP's due events in one signed batch: all acknowledged by a 2xx, or all retried.
 struct CallbackPoster<'a> {
     sender: &'a dyn CallbackSender,
     url: &'a str,
@@ -178,36 +187,40 @@ struct CallbackPoster<'a> {
     destination: &'a str,
 }
 
-impl RelaySender for CallbackPoster<'_> {
-    /// The message id and the event.
-    type Item = (MessageId, String);
+/// The body of a callback POST: the events in order, each with its `event_id`.
+fn batch_body(events: &[(MessageId, Value)]) -> String {
+    json!({"events": events.iter().map(|(_, e)| e).collect::<Vec<_>>()}).to_string()
+}
 
-    fn prepare(&self, m: &StoredOutboxMessage) -> Result<(MessageId, String), String> {
-        Ok((m.message.message_id.clone(), m.message.payload.clone()))
+impl RelaySender for CallbackPoster<'_> {
+    /// The message id and the event, with its `event_id`.
+    type Item = (MessageId, Value);
+
+    fn prepare(&self, m: &StoredOutboxMessage) -> Result<(MessageId, Value), String> {
+        let mut event: Value =
+            serde_json::from_str(&m.message.payload).map_err(|e| format!("the event does not read: {e}"))?;
+        let Some(fields) = event.as_object_mut() else { return Err("the event is not an object".into()) };
+        fields.insert("event_id".into(), Value::String(m.message.message_id.as_str().to_owned()));
+        Ok((m.message.message_id.clone(), event))
     }
 
-    fn send(&self, items: Vec<(MessageId, String)>) -> BoxFuture<'_, Result<Vec<Ack>, String>> {
+    fn send(&self, items: Vec<(MessageId, Value)>) -> BoxFuture<'_, Result<Vec<Ack>, String>> {
         Box::pin(async move {
-            let mut acks = Vec::with_capacity(items.len());
-            let mut failed = false;
-            for (message_id, body) in items {
-                if failed {
-                    acks.push(Ack { message_id, outcome: Outcome::Unsent });
-                    continue;
-                }
-                let signature = Hub::sign_callback(self.secret, &body);
-                let outcome = match self.sender.post(self.url, body, signature).await {
-                    Ok(status) if (200..300).contains(&status) => Outcome::Delivered,
-                    Ok(status) => Outcome::Retry(format!("the callback answered {status}")),
-                    Err(e) => Outcome::Retry(e),
-                };
-                if let Outcome::Retry(why) = &outcome {
-                    tracing::info!(destination = %self.destination, error = %why, "callback not acknowledged; retrying later");
-                    failed = true;
-                }
-                acks.push(Ack { message_id, outcome });
+            let body = batch_body(&items);
+            let signature = Hub::sign_callback(self.secret, &body);
+            let outcome = match self.sender.post(self.url, body, signature).await {
+                Ok(status) if (200..300).contains(&status) => Outcome::Delivered,
+                Ok(status) => Outcome::Retry(format!("the callback answered {status}")),
+                Err(e) => Outcome::Retry(e),
+            };
+            if let Outcome::Retry(why) = &outcome {
+                tracing::info!(destination = %self.destination, events = items.len(), error = %why,
+                    "callback not acknowledged; retrying later");
             }
-            Ok(acks)
+            Ok(items
+                .into_iter()
+                .map(|(message_id, _)| Ack { message_id, outcome: outcome.clone() })
+                .collect())
         })
     }
 }

@@ -37,7 +37,7 @@ use openmvs_wire::hub::{
 use tokio::sync::Notify;
 
 pub use alerts::{DEFAULT_ALERT_LIMIT, MAX_ALERT_LIMIT};
-pub use callback::{CallbackSender, MAX_CALLBACK_URL, SIGNATURE_HEADER};
+pub use callback::{CallbackSender, MAX_CALLBACK_URL, MAX_EVENTS_PER_CALLBACK, SIGNATURE_HEADER};
 pub use digest::{hmac_sha256, serial_digest};
 pub use inbound::{AUDIT_HEAD_OPERATION, audit_head_subject, received_audit_heads};
 pub use openmvs_core::alert::{AlertPage, AlertView};

@@ -446,6 +446,16 @@ impl HubOutboxStore for MemHubStore {
         self.engine.writing(|s, _| Ok(s.outbox.claim(Some(destination), now, lease_until, limit)))
     }
 
+    fn claim_runs(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.writing(|s, _| Ok(s.outbox.claim_runs(destination, now, lease_until, limit)))
+    }
+
     fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
         self.engine.reading(|s| Ok(s.outbox.destinations()))
     }

@@ -1,5 +1,6 @@
 //! The outbox of either system: messages in commit order, handed out one per ordering key (per
-//! destination at the hub), oldest first, with leases, retries and dead letters. The engine keeps
+//! destination at the hub; or as runs of a key, for a relay that sends them in one batch), oldest
+//! first, with leases, retries and dead letters. The engine keeps
 //! the bookkeeping both stores share ([`OutboxQueue`]) on its state's outbox.
 
 use std::collections::BTreeSet;
@@ -99,6 +100,46 @@ impl Outbox {
         limit: usize,
     ) -> Vec<StoredOutboxMessage> {
         let seqs = self.due_seqs(destination, now, limit);
+        for s in &seqs {
+            self.rows.update(s, |r| r.message.next_attempt_at = lease_until);
+        }
+        seqs.iter().filter_map(|s| self.rows.get(s)).map(|r| r.message.clone()).collect()
+    }
+
+    /// The seqs of up to `limit` live messages of `destination` due at `now`, oldest first, as
+    /// runs: a key gives its messages up to the first one not due.
+    fn run_seqs(&self, destination: &str, now: Timestamp, limit: usize) -> Vec<u64> {
+        let mut held = BTreeSet::new();
+        let mut out = Vec::new();
+        for (seq, row) in self.rows.iter() {
+            let m = &row.message;
+            if out.len() >= limit {
+                break;
+            }
+            if m.dead
+                || m.message.destination != destination
+                || held.contains(m.message.ordering_key.as_str())
+            {
+                continue;
+            }
+            if m.next_attempt_at <= now {
+                out.push(*seq);
+            } else {
+                held.insert(m.message.ordering_key.as_str());
+            }
+        }
+        out
+    }
+
+    /// Takes what [`Outbox::run_seqs`] gives until `lease_until`.
+    pub(crate) fn claim_runs(
+        &mut self,
+        destination: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Vec<StoredOutboxMessage> {
+        let seqs = self.run_seqs(destination, now, limit);
         for s in &seqs {
             self.rows.update(s, |r| r.message.next_attempt_at = lease_until);
         }

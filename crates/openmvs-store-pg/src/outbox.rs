@@ -25,6 +25,17 @@ const HUB_DUE: &str = "FROM outbox o WHERE destination = $3 AND NOT dead AND nex
      AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.destination = o.destination \
      AND i.ordering_key = o.ordering_key AND NOT i.dead) ORDER BY seq LIMIT $2";
 
+/// Takes one of the hub's queues, destination `$3`, as runs, until `$4`: the due messages not
+/// held by another relay (at most `$2`, oldest first), each taken only if every older live
+/// message of its key is taken with it. A relay that claims at the same moment skips the rows
+/// this one locks, and then takes no later message of their keys either.
+const HUB_RUNS_CLAIM: &str = "WITH cand AS (SELECT seq, ordering_key FROM outbox WHERE destination = $3 \
+     AND NOT dead AND next_attempt_at <= $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED), \
+     run AS (SELECT c.seq FROM cand c WHERE NOT EXISTS (SELECT 1 FROM outbox i WHERE i.destination = $3 \
+     AND i.ordering_key = c.ordering_key AND NOT i.dead AND i.seq < c.seq \
+     AND i.seq NOT IN (SELECT seq FROM cand))) \
+     UPDATE outbox SET next_attempt_at = $4 WHERE seq IN (SELECT seq FROM run)";
+
 /// The statements over the due messages of one kind of queue.
 struct Queue {
     /// Reads them.
@@ -89,6 +100,28 @@ impl Outbox {
                 }
             };
             let mut out = self.pool.rows(sql, params, outbox_row).await?;
+            out.sort_by_key(|m| m.seq);
+            Ok(out)
+        })
+    }
+}
+
+impl Outbox {
+    /// Takes the runs of the hub's queue of `destination` ([`HUB_RUNS_CLAIM`]) until
+    /// `lease_until`.
+    pub(crate) fn claim_runs(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        limit: usize,
+        lease_until: Timestamp,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        static CLAIM: LazyLock<String> =
+            LazyLock::new(|| format!("{HUB_RUNS_CLAIM} RETURNING {OUTBOX_COLUMNS}"));
+        let destination = destination.to_owned();
+        Box::pin(async move {
+            let params = vec![ms(now), p(limit as i64), p(destination), ms(lease_until)];
+            let mut out = self.pool.rows(&CLAIM, params, outbox_row).await?;
             out.sort_by_key(|m| m.seq);
             Ok(out)
         })

@@ -22,6 +22,31 @@ const HUB_DUE: &str = "FROM outbox o WHERE destination = ?3 AND dead = 0 AND nex
      AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.destination = o.destination \
      AND i.ordering_key = o.ordering_key AND i.dead = 0) ORDER BY seq LIMIT ?2";
 
+/// One of the hub's queues, destination `?3`, as runs: every live message due at `?1` none of
+/// whose key's older live messages waits (for a retry, or under another relay's lease), oldest
+/// first, at most `?2`; taken until `?4`.
+const HUB_RUNS: &str = "FROM outbox o WHERE destination = ?3 AND dead = 0 AND next_attempt_at <= ?1 \
+     AND NOT EXISTS (SELECT 1 FROM outbox i WHERE i.destination = o.destination \
+     AND i.ordering_key = o.ordering_key AND i.dead = 0 AND i.seq < o.seq AND i.next_attempt_at > ?1) \
+     ORDER BY seq LIMIT ?2";
+
+/// Takes the runs of the queue of `destination` ([`HUB_RUNS`]) until `lease_until`.
+fn claim_runs(
+    c: &Connection,
+    destination: &str,
+    now: Timestamp,
+    limit: usize,
+    lease_until: Timestamp,
+) -> StoreResult<Vec<StoredOutboxMessage>> {
+    let (now, limit, lease_until) = (now.unix_millis(), limit as i64, lease_until.unix_millis());
+    let sql = format!(
+        "UPDATE outbox SET next_attempt_at = ?4 WHERE seq IN (SELECT seq {HUB_RUNS}) RETURNING {OUTBOX_COLUMNS}"
+    );
+    let mut out = messages(c, &sql, &[&now, &limit, &destination, &lease_until])?;
+    out.sort_by_key(|m| m.seq);
+    Ok(out)
+}
+
 /// Up to `limit` live messages due at `now` in the queue of `destination` (a national system's
 /// one queue when there is none), oldest first; with `lease_until`, taken until then.
 fn due(
@@ -75,6 +100,20 @@ impl<U: Unit> Engine<U> {
         let destination = destination.map(str::to_owned);
         let f = move |c: &Connection| due(c, destination.as_deref(), now, limit, lease_until);
         if lease_until.is_some() { self.exec(f) } else { self.read(f) }
+    }
+}
+
+impl<U: Unit> Engine<U> {
+    /// The runs of one of the hub's queues ([`HUB_RUNS`]), taken until `lease_until` by the writer.
+    pub(crate) fn outbox_claim_runs(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        limit: usize,
+        lease_until: Timestamp,
+    ) -> BoxFuture<'static, StoreResult<Vec<StoredOutboxMessage>>> {
+        let destination = destination.to_owned();
+        self.exec(move |c| claim_runs(c, &destination, now, limit, lease_until))
     }
 }
 

@@ -47,6 +47,7 @@ macro_rules! hub_conformance_tests {
             obps_and_their_callbacks_round_trip,
             products_versions_and_batches_read_back_exactly,
             a_claimed_message_waits_for_its_lease_per_destination,
+            runs_of_a_key_are_claimed_together_and_only_from_its_oldest_waiting_message,
             a_heartbeat_commits_at_the_hub_again_and_again,
         );
     };
@@ -997,6 +998,50 @@ pub async fn a_claimed_message_waits_for_its_lease_per_destination(
     let after = store.claim_due("DE", t(1_001), t(2_000), 10).await.expect("claim");
     assert_eq!(ids(after.clone()), ["a2", "b1"], "taken over once the lease ends");
     assert!(after.iter().all(|m| m.attempts == 0), "a lease is not a failed attempt");
+}
+
+/// A relay that sends in one batch claims runs: several messages of a key in order, up to the
+/// first one that waits (for a retry, or under a lease), and none of a key held back.
+pub async fn runs_of_a_key_are_claimed_together_and_only_from_its_oldest_waiting_message(
+    store: Arc<dyn HubStore>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    let outbox = vec![
+        message("a1", "callback:o", "A"),
+        message("a2", "callback:o", "A"),
+        message("b1", "callback:o", "B"),
+        message("a3", "callback:o", "A"),
+        message("c1", "callback:o", "C"),
+        message("f1", "FR", "A"),
+    ];
+    store.commit(HubUnitOfWork { outbox, ..HubUnitOfWork::default() }).await.expect("commits");
+    // Later than any clock an engine's test gives it, so every message is due.
+    let t = |n: i64| Timestamp::from_unix_millis(i64::MAX / 4 + n);
+    let first = store.claim_runs("callback:o", t(10), t(1_000), 10).await.expect("claim");
+    assert_eq!(ids(first.clone()), ["a1", "a2", "b1", "a3", "c1"], "whole runs, in order");
+    assert!(store.claim_runs("callback:o", t(20), t(1_000), 10).await.expect("claim").is_empty(), "taken");
+    assert!(store.claim_due("callback:o", t(20), t(1_000), 10).await.expect("claim").is_empty());
+    // a1 failed and waits for its retry; b1 was delivered; two more come.
+    store.failed(first[0].seq, "refused", t(500), false).await.expect("failed");
+    store.delivered(first[2].seq).await.expect("delivered");
+    let more = vec![message("a4", "callback:o", "A"), message("b2", "callback:o", "B")];
+    store.commit(HubUnitOfWork { outbox: more, ..HubUnitOfWork::default() }).await.expect("commits");
+    assert_eq!(
+        ids(store.claim_runs("callback:o", t(30), t(1_000), 10).await.expect("claim")),
+        ["b2"],
+        "A waits behind a1, C under its lease"
+    );
+    assert_eq!(
+        ids(store.claim_runs("callback:o", t(1_001), t(2_000), 3).await.expect("claim")),
+        ["a1", "a2", "a3"],
+        "a run cut at the limit"
+    );
+    assert_eq!(
+        ids(store.claim_runs("callback:o", t(1_001), t(2_000), 10).await.expect("claim")),
+        ["c1", "b2"],
+        "a4 waits behind the run just taken"
+    );
+    assert_eq!(ids(store.claim_runs("FR", t(1_001), t(2_000), 10).await.expect("claim")), ["f1"]);
 }
 
 /// A heartbeat is a unit of work like any other: it commits, again and again for one node, and

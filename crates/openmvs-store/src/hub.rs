@@ -466,6 +466,18 @@ pub trait HubOutboxStore: OutboxQueue {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
+    /// Takes for this relay alone, as [`HubOutboxStore::claim_due`] does, up to `limit` due
+    /// messages for `destination`, oldest first, several of one ordering key when every older
+    /// live message of that key is taken with them: sent in order in one batch (an OBP's callback
+    /// events, many to a POST), they keep each key's order. A key with an older message that is
+    /// not due (waiting for its retry, or taken by another relay) gives none.
+    fn claim_runs(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// The destinations with live messages, in order.
     fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>>;
     /// Removes a delivered message, with the serials in its payload; a serial chunk counts as

@@ -55,6 +55,11 @@ fn supplied_in_de(serial: &str) -> Message {
 }
 
 fn alert_from_de(id: &str) -> Message {
+    alert_from_de_on(id, "QZX99999999")
+}
+
+/// An alert DE raised on `serial`.
+fn alert_from_de_on(id: &str, serial: &str) -> Message {
     Message::Alert(AlertMsg {
         alert: AlertView {
             id: id.into(),
@@ -63,7 +68,7 @@ fn alert_from_de(id: &str) -> Message {
             market: "DE".into(),
             pack_market: None,
             product_code: GTIN.into(),
-            serial: "QZX99999999".into(),
+            serial: serial.into(),
             batch: BATCH.into(),
             location: "PH-DE-1".into(),
             created_at: start().to_rfc3339(),
@@ -173,12 +178,77 @@ async fn an_alert_forwarded_twice_is_stored_once_and_posted_once_with_a_valid_si
         assert_eq!(p.url, "https://obp-one.example/fmd/events");
         assert_eq!(p.signature, Hub::sign_callback(&cb.secret, &p.body), "the OBP can check it");
     }
-    let event: serde_json::Value = serde_json::from_str(&posts[1].body).unwrap();
+    assert_eq!(posts[0].body, posts[1].body, "the retry posts the same batch");
+    let body: serde_json::Value = serde_json::from_str(&posts[1].body).unwrap();
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
     assert_eq!(
-        (event["event"].as_str(), event["alert"]["id"].as_str()),
+        (events[0]["event"].as_str(), events[0]["alert"]["id"].as_str()),
         (Some("alert"), Some(alerts[0].id.as_str()))
     );
+    assert!(events[0]["event_id"].as_str().is_some_and(|id| !id.is_empty()), "{body}");
     assert_ne!(posts[1].signature, Hub::sign_callback("another secret", &posts[1].body));
+}
+
+/// The events of every callback POST so far, in order.
+fn posted_events(w: &World) -> Vec<serde_json::Value> {
+    w.callbacks
+        .posts()
+        .iter()
+        .flat_map(|p| {
+            let body: serde_json::Value = serde_json::from_str(&p.body).unwrap();
+            body["events"].as_array().unwrap().clone()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_alerts_for_one_obp_arrives_in_a_few_signed_batches_in_order() {
+    let w = world().await;
+    two_markets(&w, 1).await;
+    let cb = w.hub.set_callback(OBP, "https://obp-one.example/fmd").await.unwrap();
+    // 250 alerts on one product, as a storm of unknown serials would raise them.
+    let guesses: Vec<String> = (0..250).map(|i| format!("GUESS{i:04}")).collect();
+    for (n, chunk) in guesses.chunks(50).enumerate() {
+        let messages = chunk
+            .iter()
+            .map(|serial| {
+                envelope(
+                    &format!("MSG-{n}-{serial}"),
+                    "DE",
+                    alert_from_de_on(&format!("ALR-{serial}"), serial),
+                )
+            })
+            .collect();
+        let ack = w.hub.apply_from_national(m("DE"), &Delivery { messages }).await.unwrap();
+        assert!(statuses(&ack).iter().all(|s| *s == "APPLIED"), "{ack:?}");
+    }
+    // The first batch fails: it is posted again, whole, after its backoff.
+    w.callbacks.answer(&[500]);
+    assert_eq!(w.relay_all().await, 0);
+    w.advance(Duration::from_secs(2));
+    assert_eq!(w.relay_all().await, 250);
+    let posts = w.callbacks.posts();
+    let max = openmvs_hub::MAX_EVENTS_PER_CALLBACK;
+    assert_eq!(posts.len(), 1 + 250_usize.div_ceil(max), "a few calls, not one per alert");
+    for p in &posts {
+        assert_eq!(p.signature, Hub::sign_callback(&cb.secret, &p.body));
+    }
+    let events = posted_events(&w);
+    assert_eq!(events.len(), max + 250, "the failed batch, then every event once");
+    let delivered = &events[max..];
+    let posted: Vec<&str> = delivered.iter().map(|e| e["alert"]["serial"].as_str().unwrap()).collect();
+    assert_eq!(posted, guesses, "each alert once, in the order they were raised");
+    let listed = w.hub.alerts(OBP, None, Some(1000), None).await.unwrap().alerts;
+    let mut hub_ids: Vec<&str> = listed.iter().map(|a| a.id.as_str()).collect();
+    let mut posted_ids: Vec<&str> = delivered.iter().map(|e| e["alert"]["id"].as_str().unwrap()).collect();
+    hub_ids.sort_unstable();
+    posted_ids.sort_unstable();
+    assert_eq!(posted_ids, hub_ids, "under the ids the OBP lists");
+    let mut event_ids: Vec<&str> = delivered.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    assert_eq!(event_ids.len(), 250);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,8 +259,8 @@ async fn recalls_and_withdrawals_go_to_the_obp_callback_too() {
     w.hub.recall(OBP, GTIN, BATCH, "contamination", &["DE".to_owned()]).await.unwrap();
     w.hub.withdraw(OBP, GTIN, "authorisation ended", &["FR".to_owned()]).await.unwrap();
     w.relay_all().await;
-    let events: Vec<serde_json::Value> =
-        w.callbacks.posts().iter().map(|p| serde_json::from_str(&p.body).unwrap()).collect();
+    assert_eq!(w.callbacks.posts().len(), 1, "both in one batch");
+    let events = posted_events(&w);
     assert_eq!(events.len(), 2);
     assert_eq!((events[0]["event"].as_str(), events[0]["markets"][0].as_str()), (Some("recall"), Some("DE")));
     assert_eq!(events[0]["batch"].as_str(), Some(BATCH));

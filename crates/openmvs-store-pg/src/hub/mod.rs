@@ -403,6 +403,16 @@ impl HubOutboxStore for PgHubStore {
         self.outbox.due(Some(destination), now, limit, Some(lease_until))
     }
 
+    fn claim_runs(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.outbox.claim_runs(destination, now, limit, lease_until)
+    }
+
     fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
         Box::pin(async move {
             self.pool

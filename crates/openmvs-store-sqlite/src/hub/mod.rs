@@ -340,6 +340,16 @@ impl HubOutboxStore for SqliteHubStore {
         self.engine.outbox_due(Some(destination), now, limit, Some(lease_until))
     }
 
+    fn claim_runs(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.outbox_claim_runs(destination, now, limit, lease_until)
+    }
+
     fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
         self.engine.read(move |c| {
             rows(c, "SELECT DISTINCT destination FROM outbox WHERE dead = 0 ORDER BY destination", [], |r| {
