@@ -466,6 +466,15 @@ mod tests {
     }
 
     #[test]
+    fn the_never_policy_contains_no_one() {
+        let p = GuessingPolicy::never();
+        assert_eq!(p.check(), Ok(()));
+        let mut t = Tally::default();
+        record(&mut t, &p, at(0), 10_000, true);
+        assert_eq!((t.episode(), t.alert_due()), (None, None));
+    }
+
+    #[test]
     fn the_stricter_verdict_wins() {
         let slow = Verdict::Slow { retry_after: Duration::from_secs(3) };
         let slower = Verdict::Slow { retry_after: Duration::from_secs(8) };

@@ -320,9 +320,10 @@ impl National {
             openmvs_store::UnitOfWork { alerts: vec![g.alert], audit: vec![g.entry], ..Default::default() };
         match self.commit(uow).await {
             Ok(_) => self.guessing.alerted(&g.settles).await,
-            Err(e) => {
-                tracing::warn!(client = %actor.client_id, error = %e, "the serial guessing alert could not be stored; it comes with the next request")
-            }
+            Err(e) => tracing::warn!(
+                client = %actor.client_id, error = %e,
+                "the serial guessing alert could not be stored; it comes with the next request"
+            ),
         }
     }
 }
