@@ -1,5 +1,6 @@
 //! Storms contained, guessing detected: every single-pack request and bulk row of an end user is
-//! counted under its client and under its premises (location), and the core's rule
+//! counted under its client and under its premises (location), in the market where it is made (a
+//! request another market routes here was counted there), and the core's rule
 //! (`openmvs_core::guessing`) says whether the next one is answered, slowed (429
 //! `NMVS_FI_SE_CLI_01` with `Retry-After`) or refused (429 `NMVS_FI_SE_CLI_02` with
 //! `Retry-After`). The request that crosses the threshold is answered as usual; with it the NMVO
