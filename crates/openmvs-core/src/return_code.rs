@@ -34,9 +34,10 @@ impl AlertCode {
     ];
 
     /// Whether alerts of this code go through the hub to the OBP that owns the product (and
-    /// their status changes and comments with them).
+    /// their status changes and comments with them): every code but `SERIAL_GUESSING`, which is
+    /// about a client and stays with the NMVO.
     pub fn goes_to_obp(self) -> bool {
-        true
+        self != AlertCode::SerialGuessing
     }
 
     /// The code as written on the wire, e.g. `A24`.
@@ -49,12 +50,6 @@ impl AlertCode {
             AlertCode::A68 => "A68",
             AlertCode::SerialGuessing => "SERIAL_GUESSING",
         }
-    }
-
-    /// Whether the alert is about a pack, for the OBP that owns the product (every code but
-    /// `SERIAL_GUESSING`, which is about a client and stays with the NMVO).
-    pub fn is_for_obp(self) -> bool {
-        self != AlertCode::SerialGuessing
     }
 
     /// Parses `A2`, `A3`, `A24`, `A52`, `A68` or `SERIAL_GUESSING`.

@@ -21,7 +21,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
 use openmvs_audit::Entry;
-use openmvs_core::alert::AlertStatus;
+use openmvs_core::alert::{AlertComment, AlertStatus, AlertThread, MAX_COMMENT_CHARS};
 use openmvs_core::guessing::{GuessingPolicy, Tally, Verdict, Window};
 use openmvs_core::ids::{ClientId, Location, Serial};
 use openmvs_core::return_code::{AlertCode, ReturnCode};
@@ -29,7 +29,7 @@ use openmvs_core::time::Timestamp;
 use openmvs_store::{AlertRecord, BoxFuture};
 use openmvs_wire::kept;
 
-use crate::{Actor, ApiError, National, Record, new_id};
+use crate::{Actor, ApiError, National, Record, new_id, random_u64};
 
 /// Whose requests are counted together.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -269,11 +269,23 @@ impl National {
             TallyKey::Client(c) => format!("client:{c}"),
             TallyKey::Location(l) => format!("location:{l}"),
         };
+        // The window is the alert's first comment, by the national system itself: it stays in
+        // the thread whatever the NMVO writes after it.
+        let comment: String = comment.chars().take(MAX_COMMENT_CHARS).collect();
+        let mut thread = AlertThread::default();
+        thread.add_comment(AlertComment {
+            id: thread.next_id("ACM", random_u64()),
+            author: format!("national:{}", self.config.market),
+            role: "SYSTEM".to_owned(),
+            at: now,
+            text: comment.clone(),
+        });
         let alert = AlertRecord {
             id: new_id("ALR", now).into(),
             code: AlertCode::SerialGuessing,
             return_code: first.last.code,
             market: self.config.market,
+            pack_market: self.config.market,
             product_code: first.last.product_code.clone(),
             serial: first.last.serial.clone(),
             batch: first.last.batch.clone(),
@@ -284,6 +296,8 @@ impl National {
             classification: None,
             comment: Some(comment),
             source_key: format!("SERIAL_GUESSING/{key}/{}/{}", w.from.unix_millis(), w.to.unix_millis()),
+            thread,
+            version: 0,
         };
         let request = serde_json::json!({
             "key": key,
