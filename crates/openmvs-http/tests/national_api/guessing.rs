@@ -201,6 +201,18 @@ async fn a_pharmacy_guessing_serials_is_slowed_then_refused_and_the_nmvo_alone_g
         assert_eq!((&b["kind"], &b["alert"]["code"]), (&json!("alert"), &json!("A3")), "{b}");
     }
     assert!(!format!("{sent:?}").contains("SERIAL_GUESSING"));
+
+    // The NMVO works it at home: the window stays its first comment, by the national system, and
+    // neither a comment nor a status change of it goes to the hub.
+    let r = nmvo.post(&format!("/v1/alerts/{id}/comments"), &json!({"text": "pharmacy called"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = nmvo.post(&format!("/v1/alerts/{id}/status"), &json!({"status": "INVESTIGATING"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let read = nmvo.get(&format!("/v1/alerts/{id}")).await;
+    let comments = read.json["comments"].as_array().expect("comments");
+    assert_eq!((comments.len(), &comments[0]["role"]), (2, &json!("SYSTEM")), "{}", read.text);
+    assert!(comments[0]["text"].as_str().is_some_and(|t| t.contains(&guesser.client_id)));
+    assert_eq!(app.store.pending().await.expect("pending"), 0, "nothing for the hub");
 }
 
 #[tokio::test]
