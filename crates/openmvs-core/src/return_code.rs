@@ -211,6 +211,9 @@ catalogue! {
     /// Data that contradicts what the hub holds, e.g. a batch uploaded before with another expiry.
     HubDataConflict => ("HUB_DATA_CONFLICT", Hub, 4, None, 409,
         "The request contradicts data the hub already holds (see details); nothing was changed.");
+    /// A new batch for a market the product is withdrawn from (fmd-rules §5).
+    HubProductWithdrawn => ("HUB_PRODUCT_WITHDRAWN", Hub, 4, None, 409,
+        "The product is withdrawn from a market the batch names (see details): a withdrawn product takes no new batch there; nothing was changed.");
 }
 
 impl ReturnCode {
