@@ -405,7 +405,11 @@ async fn pack_states(
     Path((pc, batch)): Path<(String, String)>,
     HubJson(req): HubJson<PackStatesRequest>,
 ) -> Result<Response, HubHttpError> {
-    let a = s.hub.set_pack_states(&obp, &pc, &batch, &req.state, &req.serials).await?;
+    let a = if req.undo {
+        s.hub.undo_pack_states(&obp, &pc, &batch, &req.state, &req.serials).await?
+    } else {
+        s.hub.set_pack_states(&obp, &pc, &batch, &req.state, &req.serials).await?
+    };
     Ok(axum::Json(PackStatesBody::from(&a)).into_response())
 }
 

@@ -729,6 +729,45 @@ async fn an_obp_stolen_report_makes_a_verify_in_de_report_stolen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_obp_undoes_its_check_out_over_the_obp_api_and_both_markets_apply_it() {
+    let w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    let path = format!("/v1/products/{BOTH}/batches/{BATCH}/packs/state");
+    let (status, a) = obp_post(&w, &path, json!({"state": "CHECKED_OUT", "serials": [SERIALS[4]]})).await;
+    assert_eq!((status, &a["undo"], &a["results"][0]["accepted"]), (200, &json!(false), &json!(true)), "{a}");
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let seen = w.await_state(&de, BOTH, SERIALS[4], "CHECKED_OUT").await;
+    assert_eq!(seen["pack"]["state"], "CHECKED_OUT", "{seen}");
+
+    // A stolen pack is never undone; the answer names the field and the rule.
+    let (status, e) =
+        obp_post(&w, &path, json!({"state": "STOLEN", "undo": true, "serials": [SERIALS[4]]})).await;
+    assert_eq!((status, e["details"][0]["field"].as_str()), (400, Some("state")), "{e}");
+    assert!(e["details"][0]["message"].as_str().unwrap().contains("never be undone"), "{e}");
+
+    let (status, a) =
+        obp_post(&w, &path, json!({"state": "CHECKED_OUT", "undo": true, "serials": [SERIALS[4]]})).await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!((&a["state"], &a["undo"], &a["markets"]), (&json!("CHECKED_OUT"), &json!(true), &json!(["DE", "FR"])));
+    assert_eq!(a["results"][0]["return_code"], "NMVS_SUCCESS", "{a}");
+    let seen = w.await_state(&de, BOTH, SERIALS[4], "ACTIVE").await;
+    assert_eq!(seen["pack"]["state"], "ACTIVE", "{seen}");
+    let active = json!({"state": "ACTIVE", "reasons": []});
+    let mut answer = Value::Null;
+    for _ in 0..TRAVEL {
+        answer = w.pack_query(&w.obp, BOTH, SERIALS[4]).await.1;
+        if answer["markets"]["FR"] == active {
+            break;
+        }
+        w.relay_rounds(1).await;
+    }
+    assert_eq!(answer, json!({"batch": BATCH, "markets": {"DE": active, "FR": active}}));
+    let supplied = de.call("supply", "de-supply-after-undo", BOTH, SERIALS[4]).await;
+    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_obp_pack_query_shows_a_supply_in_de_in_both_markets_and_hides_it_from_other_obps() {
     let mut w = World::start().await;
     w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
