@@ -551,7 +551,7 @@ async fn hub_intermarket(
     let answer = s.national.intermarket(&req).await?;
     let market = answer.as_ref().map(|_| s.national.market().to_string());
     let response = answer.as_ref().map(PackResponse::from);
-    Ok(axum::Json(IntermarketAnswer { market, response }).into_response())
+    Ok(axum::Json(IntermarketAnswer { market, response, unreachable: Vec::new() }).into_response())
 }
 
 async fn hub_pack_query(

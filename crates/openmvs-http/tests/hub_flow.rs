@@ -534,6 +534,37 @@ async fn a_pack_sold_only_in_fr_is_verified_from_de_through_the_hub() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_fr_down_a_pack_only_fr_holds_is_answered_as_fr_unreachable_while_the_hub_is_up() {
+    let mut w = World::start().await;
+    w.upload(FR_ONLY, "Frenchomab", &["FR"]).await;
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let fr_addr = w.stop_fr().await;
+
+    let v = de.call("verify", "im-down-1", FR_ONLY, SERIALS[1]).await;
+    assert_eq!((v["return_code"].as_str(), v["level"].as_u64()), (Some("NMVS_TI_MKT_01"), Some(3)), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("market that holds it could not be reached"), "{v}");
+    assert_eq!((v["accepted"].as_bool(), v["alert"].is_null()), (Some(false), true), "{v}");
+    // The hub's own answer says so: FR is named, the hub itself answered.
+    let r = https(&w.ca, Some(&w.de_identity))
+        .post(format!("{}/internal/v1/intermarket", w.hub_url))
+        .json(&json!({"market": "DE", "client_id": "c1", "role": "PHARMACY", "location": "DE-PH-1",
+               "command": "verify", "client_trx_id": "im-down-2", "scheme": "GTIN", "product_code": FR_ONLY,
+               "serial": SERIALS[1], "batch": BATCH, "expiry": EXPIRY}))
+        .send_retrying()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer, json!({"market": null, "response": null, "unreachable": ["FR"]}));
+
+    // FR is back: the same transaction id asks again and FR answers.
+    w.start_fr(fr_addr).await;
+    let v = de.call("verify", "im-down-1", FR_ONLY, SERIALS[1]).await;
+    assert_eq!((v["return_code"].as_str(), v["intermarket"].as_bool()), (Some("NMVS_SUCCESS"), Some(true)), "{v}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_in_de_reaches_the_obp_list_and_its_callback_once_with_a_valid_signature() {
     let w = World::start().await;
     w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
