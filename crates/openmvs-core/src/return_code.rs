@@ -294,10 +294,14 @@ mod tests {
         assert!(hub.message.contains("hub could not be reached"), "{}", hub.message);
         assert!(market.message.contains("market that holds it could not be reached"), "{}", market.message);
         for info in [hub, market] {
-            assert_eq!((info.kind, info.level, info.alert, info.http_status), (CodeKind::Outcome, 3, None, 200));
+            assert_eq!(
+                (info.kind, info.level, info.alert, info.http_status),
+                (CodeKind::Outcome, 3, None, 200)
+            );
             assert!(info.message.contains("try again later"), "{}", info.message);
         }
-        let unreachable: Vec<ReturnCode> = ReturnCode::ALL.iter().copied().filter(|c| c.is_unreachable()).collect();
+        let unreachable: Vec<ReturnCode> =
+            ReturnCode::ALL.iter().copied().filter(|c| c.is_unreachable()).collect();
         assert_eq!(unreachable, [ReturnCode::HubUnreachable, ReturnCode::MarketUnreachable]);
     }
 

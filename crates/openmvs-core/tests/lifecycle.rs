@@ -357,7 +357,8 @@ fn from_obp(state: PackState, command: &str, obp: &str, hours: i64) -> SyncChang
 #[test]
 fn an_obp_check_out_through_the_hub_is_reverted_only_by_that_obp_undoing_it() {
     let pack = Pack::new(Batch::new("LOT1").unwrap());
-    let SyncDecision::Apply(out) = decide_sync(&pack, &from_obp(PackState::CheckedOut, "check-out", "OBP1", 1))
+    let SyncDecision::Apply(out) =
+        decide_sync(&pack, &from_obp(PackState::CheckedOut, "check-out", "OBP1", 1))
     else {
         panic!("applies")
     };
@@ -385,7 +386,8 @@ fn an_obp_check_out_through_the_hub_is_reverted_only_by_that_obp_undoing_it() {
 #[test]
 fn a_synchronised_undo_never_reverts_a_state_it_does_not_name() {
     let pack = Pack::new(Batch::new("LOT1").unwrap());
-    let SyncDecision::Apply(stolen) = decide_sync(&pack, &from_obp(PackState::Stolen, "stolen", "OBP1", 1)) else {
+    let SyncDecision::Apply(stolen) = decide_sync(&pack, &from_obp(PackState::Stolen, "stolen", "OBP1", 1))
+    else {
         panic!("applies")
     };
     assert_eq!(

@@ -560,7 +560,11 @@ async fn with_fr_down_a_pack_only_fr_holds_is_answered_as_fr_unreachable_while_t
     // FR is back: the same transaction id asks again and FR answers.
     w.start_fr(fr_addr).await;
     let v = de.call("verify", "im-down-1", FR_ONLY, SERIALS[1]).await;
-    assert_eq!((v["return_code"].as_str(), v["intermarket"].as_bool()), (Some("NMVS_SUCCESS"), Some(true)), "{v}");
+    assert_eq!(
+        (v["return_code"].as_str(), v["intermarket"].as_bool()),
+        (Some("NMVS_SUCCESS"), Some(true)),
+        "{v}"
+    );
     w.stop().await;
 }
 
@@ -779,7 +783,10 @@ async fn an_obp_undoes_its_check_out_over_the_obp_api_and_both_markets_apply_it(
     let (status, a) =
         obp_post(&w, &path, json!({"state": "CHECKED_OUT", "undo": true, "serials": [SERIALS[4]]})).await;
     assert_eq!(status, 200, "{a}");
-    assert_eq!((&a["state"], &a["undo"], &a["markets"]), (&json!("CHECKED_OUT"), &json!(true), &json!(["DE", "FR"])));
+    assert_eq!(
+        (&a["state"], &a["undo"], &a["markets"]),
+        (&json!("CHECKED_OUT"), &json!(true), &json!(["DE", "FR"]))
+    );
     assert_eq!(a["results"][0]["return_code"], "NMVS_SUCCESS", "{a}");
     let seen = w.await_state(&de, BOTH, SERIALS[4], "ACTIVE").await;
     assert_eq!(seen["pack"]["state"], "ACTIVE", "{seen}");

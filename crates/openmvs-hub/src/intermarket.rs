@@ -62,7 +62,10 @@ impl Hub {
             tracing::warn!(product = %pc, initiating = %initiating, failures = %why.join("; "),
                 "no market holding the product answered an inter-market request");
         }
-        Ok(IntermarketAnswer { unreachable: failures.into_iter().map(|(m, _)| m.to_string()).collect(), ..unknown })
+        Ok(IntermarketAnswer {
+            unreachable: failures.into_iter().map(|(m, _)| m.to_string()).collect(),
+            ..unknown
+        })
     }
 
     /// Asks one market within the budget.

@@ -268,10 +268,12 @@ async fn intermarket(State(s): State<Arc<HubState>>, req: Request) -> Response {
     let mode = s.intermarket.lock().unwrap().clone();
     let none = IntermarketAnswer { market: None, response: None, unreachable: Vec::new() };
     match mode {
-        IntermarketMode::AnswerFromFr => {
-            axum::Json(IntermarketAnswer { market: Some("FR".into()), response: Some(fr_answer(&im)), unreachable: Vec::new() })
-                .into_response()
-        }
+        IntermarketMode::AnswerFromFr => axum::Json(IntermarketAnswer {
+            market: Some("FR".into()),
+            response: Some(fr_answer(&im)),
+            unreachable: Vec::new(),
+        })
+        .into_response(),
         IntermarketMode::NoMarket => axum::Json(none).into_response(),
         IntermarketMode::Hang => std::future::pending().await,
         IntermarketMode::Unavailable => {

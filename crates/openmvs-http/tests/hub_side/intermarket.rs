@@ -175,7 +175,11 @@ async fn a_hub_that_cannot_reach_the_holding_market_gives_ti_mkt_01_not_hub_01_a
 
     let first = h.op(&at, SUPPLY, "s-1", &pc, "B1", "S1").await;
 
-    assert_eq!((first.return_code.as_str(), first.level, first.accepted), ("NMVS_TI_MKT_01", 3, false), "{first:?}");
+    assert_eq!(
+        (first.return_code.as_str(), first.level, first.accepted),
+        ("NMVS_TI_MKT_01", 3, false),
+        "{first:?}"
+    );
     assert!(first.message.contains("market that holds it could not be reached"), "{first:?}");
     assert!(first.alert.is_none() && first.pack.is_none() && !first.intermarket, "{first:?}");
     assert!(h.alerts().await.is_empty());

@@ -305,7 +305,8 @@ async fn an_obp_undoes_its_check_out_in_every_market_and_nothing_else() {
     let e = w.hub.undo_pack_states(OBP, GTIN, BATCH, "STOLEN", &one("QZX00000001")).await.unwrap_err();
     assert_eq!((e.http_status(), e.details[0].field.as_str()), (400, "state"));
     assert!(e.details[0].message.contains("never be undone"), "{e:?}");
-    let e = w.hub.undo_pack_states(OTHER_OBP, GTIN, BATCH, "CHECKED_OUT", &one("QZX00000000")).await.unwrap_err();
+    let e =
+        w.hub.undo_pack_states(OTHER_OBP, GTIN, BATCH, "CHECKED_OUT", &one("QZX00000000")).await.unwrap_err();
     assert_eq!(e.http_status(), 403);
 
     let a = w.hub.undo_pack_states(OBP, GTIN, BATCH, "CHECKED_OUT", &one("QZX00000000")).await.unwrap();
