@@ -513,7 +513,17 @@ async fn intermarket(
 
 async fn metrics(State(s): State<HubState>) -> Response {
     let pending = s.hub.outbox_pending().await.ok();
-    let text = s.obs.render_metrics(&crate::observe::HUB_OUTBOX, pending, s.hub.store_ok());
+    let figures = crate::figures::Figures {
+        alerts: s.hub.alerts_received(),
+        open_alerts: s.hub.open_alerts().await.ok(),
+        queues: s.hub.outbox_queues().await.ok(),
+    };
+    let text = s.obs.render_metrics(
+        &crate::observe::HUB_OUTBOX,
+        pending,
+        |out| crate::figures::write_hub(out, &figures),
+        s.hub.store_ok(),
+    );
     crate::observe::metrics_response(text)
 }
 

@@ -522,7 +522,17 @@ async fn status_page(State(s): State<NationalState>, headers: HeaderMap) -> Resp
 
 async fn metrics(State(s): State<NationalState>) -> Response {
     let pending = s.national.outbox_pending().await.ok();
-    let text = s.obs.render_metrics(&crate::observe::NATIONAL_OUTBOX, pending, s.national.store_ok());
+    let figures = crate::figures::Figures {
+        alerts: s.national.alerts_raised(),
+        open_alerts: s.national.open_alerts().await.ok(),
+        queues: s.national.outbox_queues().await.ok(),
+    };
+    let text = s.obs.render_metrics(
+        &crate::observe::NATIONAL_OUTBOX,
+        pending,
+        |out| crate::figures::write_national(out, &figures),
+        s.national.store_ok(),
+    );
     crate::observe::metrics_response(text)
 }
 

@@ -35,6 +35,7 @@ use openmvs_store::hub::HubStore;
 use openmvs_store::{AuditStore, PackStore, Store};
 use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
+use openmvs_telemetry::{Exposed, check_exposition};
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -671,6 +672,64 @@ async fn an_alert_in_de_reaches_the_obp_list_and_its_callback_once_with_a_valid_
         .await
         .unwrap();
     assert_eq!(listed["alerts"].as_array().unwrap().len(), 1, "{listed}");
+    w.stop().await;
+}
+
+/// A node's whole `/metrics`, read back strictly.
+async fn metrics_of(client: &reqwest::Client, base: &str) -> (Exposed, String) {
+    let text = client.get(format!("{base}/metrics")).send_retrying().await.unwrap().text().await.unwrap();
+    let e = check_exposition(&text).unwrap_or_else(|e| panic!("{base}/metrics: {e}\n{text}"));
+    (e, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_alert_at_de_and_the_hub_a_failing_callback_by_obp_and_a_market_down() {
+    let mut w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    // A callback URL that answers 404: every event posted there fails and waits for a retry.
+    let gone = w.callback_url.replace("/hooks/fmd", "/hooks/gone");
+    let r = w
+        .obp
+        .put(format!("{}/v1/callback", w.hub_url))
+        .json(&json!({"url": gone}))
+        .send_retrying()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let answer = de.call("verify", "metrics-unknown-1", BOTH, "NEVERUPLOADED3").await;
+    assert_eq!(answer["alert"]["code"], "A3", "{answer}");
+    // FR is down while a supply in DE travels to it.
+    let fr_addr = w.stop_fr().await;
+    let supplied = de.call("supply", "metrics-supply-1", BOTH, SERIALS[5]).await;
+    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
+    let (mut hub, mut text) = metrics_of(&w.obp, &w.hub_url).await;
+    for _ in 0..TRAVEL {
+        let failing = |labels: &[(&str, &str)], name: &str| hub.value(name, labels).unwrap_or(0.0) > 0.0;
+        if failing(&[("obp", "acme-pharma")], "openmvs_hub_callbacks_failing")
+            && failing(&[("market", "FR")], "openmvs_hub_outbox_failing")
+        {
+            break;
+        }
+        w.relay_rounds(1).await;
+        (hub, text) = metrics_of(&w.obp, &w.hub_url).await;
+    }
+    let value = |e: &Exposed, name: &str, labels: &[(&str, &str)]| e.value(name, labels);
+    assert_eq!(value(&hub, "openmvs_hub_callbacks_failing", &[("obp", "acme-pharma")]), Some(1.0), "{text}");
+    assert_eq!(value(&hub, "openmvs_hub_outbox_failing", &[("market", "FR")]), Some(1.0), "{text}");
+    assert_eq!(value(&hub, "openmvs_hub_outbox_dead_letters", &[("destination", "FR")]), Some(0.0), "{text}");
+    assert_eq!(
+        value(&hub, "openmvs_hub_outbox_dead_letters", &[("destination", "callback:acme-pharma")]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(value(&hub, "openmvs_hub_alerts_received_total", &[("code", "A3")]), Some(1.0), "{text}");
+    assert_eq!(value(&hub, "openmvs_hub_alerts_open", &[("status", "OPEN")]), Some(1.0), "{text}");
+    let (national, text) = metrics_of(&w.obp, &w.de.url).await;
+    assert_eq!(value(&national, "openmvs_alerts_raised_total", &[("code", "A3")]), Some(1.0), "{text}");
+    assert_eq!(value(&national, "openmvs_alerts_open", &[("status", "OPEN")]), Some(1.0), "{text}");
+    assert_eq!(value(&national, "openmvs_outbox_dead_letters", &[]), Some(0.0), "{text}");
+    w.start_fr(fr_addr).await;
     w.stop().await;
 }
 

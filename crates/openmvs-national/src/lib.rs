@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod bulk;
 pub mod clock;
+mod figures;
 mod health;
 pub mod hub;
 mod ids;
@@ -115,6 +116,8 @@ pub struct National {
     seen: std::sync::Mutex<std::collections::HashMap<ClientId, i64>>,
     /// Whether the store commits, as the last probe or commit found it.
     store_ok: std::sync::atomic::AtomicBool,
+    /// The alerts this node raised, per code, for `/metrics`.
+    alerts_raised: openmvs_telemetry::AlertTally,
 }
 
 impl National {
@@ -146,6 +149,7 @@ impl National {
             disabled_changes: std::sync::atomic::AtomicU64::new(0),
             seen: std::sync::Mutex::new(std::collections::HashMap::new()),
             store_ok: std::sync::atomic::AtomicBool::new(true),
+            alerts_raised: openmvs_telemetry::AlertTally::new(),
         })
     }
 
