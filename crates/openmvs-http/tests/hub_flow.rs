@@ -686,6 +686,7 @@ async fn metrics_of(client: &reqwest::Client, base: &str) -> (Exposed, String) {
 async fn metrics_show_the_alert_at_de_and_the_hub_a_failing_callback_by_obp_and_a_market_down() {
     let mut w = World::start().await;
     w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    w.upload(FR_ONLY, "Frenchomab", &["FR"]).await;
     // A callback URL that answers 404: every event posted there fails and waits for a retry.
     let gone = w.callback_url.replace("/hooks/fmd", "/hooks/gone");
     let r = w
@@ -699,6 +700,12 @@ async fn metrics_show_the_alert_at_de_and_the_hub_a_failing_callback_by_obp_and_
     let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
     let answer = de.call("verify", "metrics-unknown-1", BOTH, "NEVERUPLOADED3").await;
     assert_eq!(answer["alert"]["code"], "A3", "{answer}");
+    // An inter-market alert: raised in FR, which holds the pack, and kept in DE too under its id;
+    // FR counts it, DE does not count it again.
+    let answer = de.call("verify", "metrics-unknown-2", FR_ONLY, "NEVERUPLOADED4").await;
+    assert_eq!((&answer["alert"]["code"], &answer["intermarket"]), (&json!("A3"), &json!(true)), "{answer}");
+    let (fr, text) = metrics_of(&w.obp, &w.fr.url).await;
+    assert_eq!(fr.value("openmvs_alerts_raised_total", &[("code", "A3")]), Some(1.0), "{text}");
     // FR is down while a supply in DE travels to it.
     let fr_addr = w.stop_fr().await;
     let supplied = de.call("supply", "metrics-supply-1", BOTH, SERIALS[5]).await;
@@ -723,11 +730,12 @@ async fn metrics_show_the_alert_at_de_and_the_hub_a_failing_callback_by_obp_and_
         Some(0.0),
         "{text}"
     );
-    assert_eq!(value(&hub, "openmvs_hub_alerts_received_total", &[("code", "A3")]), Some(1.0), "{text}");
-    assert_eq!(value(&hub, "openmvs_hub_alerts_open", &[("status", "OPEN")]), Some(1.0), "{text}");
+    // Both alerts, each once, although DE sent the copy of FR's on to the hub as well.
+    assert_eq!(value(&hub, "openmvs_hub_alerts_received_total", &[("code", "A3")]), Some(2.0), "{text}");
+    assert_eq!(value(&hub, "openmvs_hub_alerts_open", &[("status", "OPEN")]), Some(2.0), "{text}");
     let (national, text) = metrics_of(&w.obp, &w.de.url).await;
     assert_eq!(value(&national, "openmvs_alerts_raised_total", &[("code", "A3")]), Some(1.0), "{text}");
-    assert_eq!(value(&national, "openmvs_alerts_open", &[("status", "OPEN")]), Some(1.0), "{text}");
+    assert_eq!(value(&national, "openmvs_alerts_open", &[("status", "OPEN")]), Some(2.0), "{text}");
     assert_eq!(value(&national, "openmvs_outbox_dead_letters", &[]), Some(0.0), "{text}");
     w.start_fr(fr_addr).await;
     w.stop().await;

@@ -1,6 +1,7 @@
 //! The business figures `/metrics` shows of a national system: the alerts this node raised per
 //! alert code since it started, counted when their unit of work commits (an alert whose source
-//! event raised one before is skipped by the store and not counted); the market's alerts not
+//! event raised one before is skipped by the store and not counted; the copy of an inter-market
+//! alert that another market raised is kept here but counted there); the market's alerts not
 //! closed, per status; and the outbox to the hub (backlog, messages whose last attempt failed,
 //! dead letters). The service answers with plain counts; `openmvs-http` writes them through
 //! `openmvs_telemetry::Exposition`.
@@ -12,12 +13,17 @@ use openmvs_store::{Committed, QueueCounts};
 
 use crate::{ApiError, National};
 
-/// The alerts a unit of work carries, taken before it is committed.
-pub(crate) fn carried(alerts: &[openmvs_store::AlertRecord]) -> Vec<(AlertId, AlertCode)> {
-    alerts.iter().map(|a| (a.id.clone(), a.code)).collect()
-}
-
 impl National {
+    /// The alerts a unit of work raises here, taken before it is committed: those decided on a
+    /// pack this market holds, not the copies of alerts another market raised.
+    pub(crate) fn raised_in(&self, alerts: &[openmvs_store::AlertRecord]) -> Vec<(AlertId, AlertCode)> {
+        alerts
+            .iter()
+            .filter(|a| a.pack_market == self.config.market)
+            .map(|a| (a.id.clone(), a.code))
+            .collect()
+    }
+
     /// Counts the alerts of a committed unit that the store kept.
     pub(crate) fn count_raised(&self, carried: &[(AlertId, AlertCode)], committed: &Committed) {
         for (id, code) in carried {

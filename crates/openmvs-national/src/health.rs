@@ -18,7 +18,7 @@ impl National {
     /// readiness is false) until a later probe succeeds; a unit that failed alone changes nothing.
     /// The alerts a committed unit stored are counted for `/metrics`.
     pub(crate) async fn commit(&self, uow: UnitOfWork) -> StoreResult<Committed> {
-        let alerts = crate::figures::carried(&uow.alerts);
+        let alerts = self.raised_in(&uow.alerts);
         let r = self.store.commit(uow).await;
         match &r {
             Ok(committed) => self.count_raised(&alerts, committed),

@@ -1051,10 +1051,11 @@ pub async fn open_alerts_are_counted_by_status(store: Arc<dyn Store>, _key: ed25
     store.commit(UnitOfWork { alerts, ..UnitOfWork::default() }).await.expect("raise");
     let moved = |id: &str, status| AlertUpdate {
         id: id.into(),
-        expected_status: AlertStatus::Open,
+        expected_version: 0,
         status,
         classification: None,
         comment: None,
+        thread: a_thread(),
     };
     let alert_updates = vec![moved("al-1", AlertStatus::Investigating), moved("al-2", AlertStatus::Closed)];
     store.commit(UnitOfWork { alert_updates, ..UnitOfWork::default() }).await.expect("moves");

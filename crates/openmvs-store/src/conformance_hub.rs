@@ -1200,10 +1200,11 @@ pub async fn open_alerts_at_the_hub_are_counted_by_status(
     store.commit(HubUnitOfWork { alerts, ..HubUnitOfWork::default() }).await.expect("store");
     let moved = |id: &str, status| AlertUpdate {
         id: id.into(),
-        expected_status: AlertStatus::Open,
+        expected_version: 0,
         status,
         classification: None,
         comment: None,
+        thread: AlertThread::default(),
     };
     let alert_updates = vec![moved("al-1", AlertStatus::Escalated), moved("al-3", AlertStatus::Closed)];
     store.commit(HubUnitOfWork { alert_updates, ..HubUnitOfWork::default() }).await.expect("moves");
