@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use crate::error::ApiError;
 use crate::ids::{Batch, Expiry, MarketCode, ProductCode};
 use crate::master_data::{ProductMaster, VersionDecision, decide_version};
+use crate::return_code::ReturnCode;
 
 /// The answer to a product upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,8 +187,8 @@ pub enum BatchDecision {
 
 /// Decides a batch upload: its markets are the named ones (a subset of the current version's
 /// target markets) or by default every target market the product is not withdrawn from; none
-/// may be withdrawn (422 I1 naming `markets`). A batch uploaded before with the same expiry and
-/// markets is unchanged; with other data it is 409 naming `batch`.
+/// may be withdrawn (fmd-rules §5: 409 `HUB_PRODUCT_WITHDRAWN` naming `markets`). A batch uploaded
+/// before with the same expiry and markets is unchanged; with other data it is 409 naming `batch`.
 pub fn decide_batch(
     facts: &BatchFacts<'_>,
     batch: &Batch,
@@ -199,14 +200,15 @@ pub fn decide_batch(
         Some(list) => named_markets(list, facts.targets, "product's current version")?,
         None => facts.targets.difference(&withdrawn).copied().collect(),
     };
+    let refused = |why: String| {
+        ApiError::new(ReturnCode::HubProductWithdrawn)
+            .with("markets", format!("{why}: a withdrawn product takes no new batch (fmd-rules §5)"))
+    };
     if let Some(m) = chosen.intersection(&withdrawn).next() {
-        return Err(ApiError::invalid(
-            "markets",
-            format!("the product is withdrawn from {m}: no new batch there"),
-        ));
+        return Err(refused(format!("the product is withdrawn from {m}")));
     }
     if chosen.is_empty() {
-        return Err(ApiError::invalid("markets", "the product is withdrawn from every target market"));
+        return Err(refused("the product is withdrawn from every target market".into()));
     }
     let chosen: Vec<MarketCode> = chosen.into_iter().collect();
     match facts.existing {
@@ -373,11 +375,18 @@ mod tests {
         );
         let named = strings(&["FR"]);
         let e = decide_batch(&facts, &b, &x, Some(&named)).unwrap_err();
+        assert_eq!(field(&e), (ReturnCode::HubProductWithdrawn, "markets"));
+        assert_eq!(e.http_status(), 409);
         assert!(e.details[0].message.contains("withdrawn from FR"), "{e:?}");
+        // A withdrawn market among valid ones refuses the whole batch: no market is dropped silently.
+        let named = strings(&["DE", "FR"]);
+        let e = decide_batch(&facts, &b, &x, Some(&named)).unwrap_err();
+        assert_eq!(field(&e), (ReturnCode::HubProductWithdrawn, "markets"));
         let all = [m("DE"), m("FR"), m("IT")];
         let facts = BatchFacts { targets: &targets, withdrawn: &all, existing: None };
         let e = decide_batch(&facts, &b, &x, None).unwrap_err();
-        assert_eq!(field(&e), (ReturnCode::MasterDataInvalid, "markets"));
+        assert_eq!(field(&e), (ReturnCode::HubProductWithdrawn, "markets"));
+        assert!(e.details[0].message.contains("every target market"), "{e:?}");
     }
 
     #[test]

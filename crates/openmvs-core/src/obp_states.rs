@@ -30,6 +30,14 @@ pub fn obp_operation(state: PackState) -> Option<Operation> {
     access(Role::Obp, Action::Pack(Command::Set(op)), &Policy::default()).is_allowed().then_some(op)
 }
 
+/// The operation an OBP may undo at the hub, if `state` is the one it sets: only a check-out,
+/// which the same OBP may revert without a time limit (fmd-rules §3). STOLEN and DESTROYED are
+/// never undone; a free sample's undo is bound to the DR Art 13 window of the market where it was
+/// recorded, so it is undone there, not through the hub.
+pub fn obp_undo_operation(state: PackState) -> Option<Operation> {
+    obp_operation(state).filter(|op| *op == Operation::CheckOut)
+}
+
 /// Checks a request as a whole: the state must be one an OBP may set (400 naming `state`), and
 /// there must be 1 to [`MAX_PACK_STATE_SERIALS`] serials (400, or 413 naming `serials`).
 pub fn check_request(state: &str, serials: &[String]) -> Result<(PackState, Operation), ApiError> {
@@ -39,6 +47,30 @@ pub fn check_request(state: &str, serials: &[String]) -> Result<(PackState, Oper
             format!("'{state}' is not STOLEN, DESTROYED, FREE_SAMPLE or CHECKED_OUT"),
         ));
     };
+    check_serials(serials)?;
+    Ok(found)
+}
+
+/// Checks a request to undo (`"undo": true`): the state named must be one an OBP may undo, only
+/// CHECKED_OUT (400 naming `state` and the rule), and the serials as for [`check_request`]. The
+/// packs return to ACTIVE in each market where this OBP checked them out.
+pub fn check_undo_request(state: &str, serials: &[String]) -> Result<(PackState, Operation), ApiError> {
+    let parsed = PackState::parse(state);
+    let Some(found) = parsed.and_then(|s| obp_undo_operation(s).map(|op| (s, op))) else {
+        let why = match parsed {
+            Some(s) if s.is_irreversible() => format!("'{state}' can never be undone (fmd-rules §3)"),
+            Some(s) if obp_operation(s).is_some() => format!(
+                "'{state}' is undone only where it was recorded, within the undo window; an OBP undoes CHECKED_OUT"
+            ),
+            _ => format!("'{state}' is not a state an OBP undoes: only CHECKED_OUT"),
+        };
+        return Err(ApiError::malformed("state", why));
+    };
+    check_serials(serials)?;
+    Ok(found)
+}
+
+fn check_serials(serials: &[String]) -> Result<(), ApiError> {
     if serials.is_empty() {
         return Err(ApiError::malformed("serials", "names no serial"));
     }
@@ -46,7 +78,7 @@ pub fn check_request(state: &str, serials: &[String]) -> Result<(PackState, Oper
         return Err(ApiError::new(ReturnCode::TooLarge)
             .with("serials", format!("{} serials, at most {MAX_PACK_STATE_SERIALS}", serials.len())));
     }
-    Ok(found)
+    Ok(())
 }
 
 /// What happened to one serial of a change, in request order.
@@ -70,8 +102,10 @@ pub struct PackStatesAnswer {
     pub product_code: ProductCode,
     /// The batch.
     pub batch: Batch,
-    /// The state asked for.
+    /// The state asked for, or undone.
     pub state: PackState,
+    /// Whether the change undoes `state` (the packs return to ACTIVE).
+    pub undo: bool,
     /// The markets the accepted changes go to, in market order.
     pub markets: Vec<MarketCode>,
     /// The batch's markets that recalled it and so take no change from the OBP (fmd-rules §3).
@@ -188,6 +222,27 @@ mod tests {
         assert_eq!((e.http_status(), e.details[0].field.as_str()), (400, "serials"));
         let many = vec!["S".to_owned(); MAX_PACK_STATE_SERIALS + 1];
         assert_eq!(check_request("STOLEN", &many).unwrap_err().code, ReturnCode::TooLarge);
+    }
+
+    #[test]
+    fn an_obp_undoes_only_its_check_out_and_says_why_not_otherwise() {
+        let one = strings(&["S1"]);
+        assert_eq!(
+            check_undo_request("CHECKED_OUT", &one).unwrap(),
+            (PackState::CheckedOut, Operation::CheckOut)
+        );
+        for (state, why) in [
+            ("STOLEN", "can never be undone"),
+            ("DESTROYED", "can never be undone"),
+            ("FREE_SAMPLE", "undone only where it was recorded"),
+            ("SUPPLIED", "only CHECKED_OUT"),
+            ("ACTIVE", "only CHECKED_OUT"),
+        ] {
+            let e = check_undo_request(state, &one).unwrap_err();
+            assert_eq!((e.http_status(), e.details[0].field.as_str()), (400, "state"), "{state}");
+            assert!(e.details[0].message.contains(why), "{state}: {e:?}");
+        }
+        assert_eq!(check_undo_request("CHECKED_OUT", &[]).unwrap_err().details[0].field, "serials");
     }
 
     #[test]

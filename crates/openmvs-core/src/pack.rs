@@ -593,13 +593,22 @@ pub fn decide_sync(pack: &Pack, change: &SyncChange) -> SyncDecision {
         })
     };
     if change.state == PackState::Active {
-        // An undo there reverts only what that market's change did here.
-        let from_origin = pack.last_change.as_ref().is_some_and(|c| c.synced_from == Some(change.origin));
-        return if pack.state != PackState::Active && from_origin {
-            applied(PackState::Active)
-        } else {
-            SyncDecision::Ignore
+        // An undo there reverts only the change it undoes, as that market made it here: the state
+        // undone, set by the same command from the same location (for an OBP's check-out, which
+        // comes through the hub, the same OBP). Anything else here is left as it is.
+        let undone = match change.command {
+            Command::Undo(op) => Some(op),
+            Command::Verify | Command::Set(_) => None,
         };
+        let reverts = undone.is_some_and(|op| {
+            pack.state == op.target()
+                && pack.last_change.as_ref().is_some_and(|c| {
+                    c.synced_from == Some(change.origin)
+                        && c.command == Command::Set(op)
+                        && c.location == change.location
+                })
+        });
+        return if reverts { applied(PackState::Active) } else { SyncDecision::Ignore };
     }
     if pack.state == PackState::Active {
         return applied(change.state);

@@ -144,6 +144,9 @@ catalogue! {
     /// Product unknown locally and the hub could not be asked.
     HubUnreachable => ("NMVS_TI_HUB_01", Outcome, 3, None, 200,
         "The product code is unknown in this market and the hub could not be reached to ask the others. Keep the pack and try again later; no alert was raised.");
+    /// Product unknown locally; the hub was reached, but no market that holds the product answered.
+    MarketUnreachable => ("NMVS_TI_MKT_01", Outcome, 3, None, 200,
+        "The product code is unknown in this market, and the market that holds it could not be reached through the hub. Keep the pack and try again later; no alert was raised.");
     /// Serial unknown, batch known.
     SerialUnknown => ("NMVS_NC_PC_02", Outcome, 5, Some(AlertCode::A3), 200,
         "The serial number is unknown for this product. An alert was raised: do not dispense the pack.");
@@ -227,6 +230,9 @@ catalogue! {
     /// Data that contradicts what the hub holds, e.g. a batch uploaded before with another expiry.
     HubDataConflict => ("HUB_DATA_CONFLICT", Hub, 4, None, 409,
         "The request contradicts data the hub already holds (see details); nothing was changed.");
+    /// A new batch for a market the product is withdrawn from (fmd-rules §5).
+    HubProductWithdrawn => ("HUB_PRODUCT_WITHDRAWN", Hub, 4, None, 409,
+        "The product is withdrawn from a market the batch names (see details): a withdrawn product takes no new batch there; nothing was changed.");
 }
 
 impl ReturnCode {
@@ -263,6 +269,14 @@ impl ReturnCode {
         )
     }
 
+    /// Whether the answer says that another system could not be reached (the hub, or through it
+    /// the market that holds the product), not what the rules decide: the terminal keeps the pack
+    /// and tries again later (DR Art 29), and the answer is not kept, so a retry with the same
+    /// `client_trx_id` asks again.
+    pub const fn is_unreachable(self) -> bool {
+        matches!(self, ReturnCode::HubUnreachable | ReturnCode::MarketUnreachable)
+    }
+
     /// Looks up a code by its string.
     pub fn parse(s: &str) -> Option<ReturnCode> {
         ReturnCode::ALL.iter().copied().find(|c| c.as_str() == s)
@@ -287,6 +301,24 @@ mod tests {
                 assert_ne!(a.as_str(), b.as_str());
             }
         }
+    }
+
+    #[test]
+    fn the_hub_and_the_market_behind_it_are_unreachable_apart() {
+        let (hub, market) = (ReturnCode::HubUnreachable.info(), ReturnCode::MarketUnreachable.info());
+        assert_ne!(hub.code, market.code);
+        assert!(hub.message.contains("hub could not be reached"), "{}", hub.message);
+        assert!(market.message.contains("market that holds it could not be reached"), "{}", market.message);
+        for info in [hub, market] {
+            assert_eq!(
+                (info.kind, info.level, info.alert, info.http_status),
+                (CodeKind::Outcome, 3, None, 200)
+            );
+            assert!(info.message.contains("try again later"), "{}", info.message);
+        }
+        let unreachable: Vec<ReturnCode> =
+            ReturnCode::ALL.iter().copied().filter(|c| c.is_unreachable()).collect();
+        assert_eq!(unreachable, [ReturnCode::HubUnreachable, ReturnCode::MarketUnreachable]);
     }
 
     #[test]

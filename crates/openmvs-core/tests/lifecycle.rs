@@ -342,6 +342,65 @@ fn a_synchronised_undo_reverts_only_the_change_that_came_from_that_market() {
     );
 }
 
+/// An OBP's change as the hub sends it: it names no market, so the receiving market (DE here)
+/// records it as coming through its own hub link, from the OBP as location.
+fn from_obp(state: PackState, command: &str, obp: &str, hours: i64) -> SyncChange {
+    SyncChange {
+        state,
+        command: Command::parse(command).unwrap(),
+        origin: MarketCode::new("DE").unwrap(),
+        location: Location::new(obp).unwrap(),
+        at: Timestamp::from_unix_millis(t0().unix_millis() + hours * HOUR),
+    }
+}
+
+#[test]
+fn an_obp_check_out_through_the_hub_is_reverted_only_by_that_obp_undoing_it() {
+    let pack = Pack::new(Batch::new("LOT1").unwrap());
+    let SyncDecision::Apply(out) =
+        decide_sync(&pack, &from_obp(PackState::CheckedOut, "check-out", "OBP1", 1))
+    else {
+        panic!("applies")
+    };
+    assert_eq!(out.state, PackState::CheckedOut);
+    assert_eq!(
+        decide_sync(&out, &from_obp(PackState::Active, "check-out-undo", "OBP2", 2)),
+        SyncDecision::Ignore,
+        "another OBP's undo leaves it checked out"
+    );
+    assert_eq!(
+        decide_sync(&out, &from_obp(PackState::Active, "free-sample-undo", "OBP1", 2)),
+        SyncDecision::Ignore,
+        "an undo of another state leaves it checked out"
+    );
+    // Repackaging has no time limit: 30 days on, past the 10-day window of end users.
+    let undo = from_obp(PackState::Active, "check-out-undo", "OBP1", 24 * 30);
+    let SyncDecision::Apply(back) = decide_sync(&out, &undo) else { panic!("reverts") };
+    assert_eq!(back.state, PackState::Active);
+    assert_eq!(decide_sync(&back, &undo), SyncDecision::Ignore, "a redelivery changes nothing");
+    let mut w = World::new();
+    w.pack = Some(back);
+    assert_eq!(w.run("DE-P1", 24 * 31, "supply").code.as_str(), "NMVS_SUCCESS", "dispensable again");
+}
+
+#[test]
+fn a_synchronised_undo_never_reverts_a_state_it_does_not_name() {
+    let pack = Pack::new(Batch::new("LOT1").unwrap());
+    let SyncDecision::Apply(stolen) = decide_sync(&pack, &from_obp(PackState::Stolen, "stolen", "OBP1", 1))
+    else {
+        panic!("applies")
+    };
+    assert_eq!(
+        decide_sync(&stolen, &from_obp(PackState::Active, "check-out-undo", "OBP1", 2)),
+        SyncDecision::Ignore,
+        "a stolen pack stays stolen"
+    );
+    let SyncDecision::Apply(locked) = decide_sync(&pack, &synced(PackState::Locked, "lock", 1)) else {
+        panic!("applies")
+    };
+    assert_eq!(decide_sync(&locked, &synced(PackState::Active, "supply-undo", 2)), SyncDecision::Ignore);
+}
+
 #[test]
 fn a_local_undo_is_refused_for_a_change_made_in_another_market() {
     let pack = Pack::new(Batch::new("LOT1").unwrap());

@@ -405,7 +405,11 @@ async fn pack_states(
     Path((pc, batch)): Path<(String, String)>,
     HubJson(req): HubJson<PackStatesRequest>,
 ) -> Result<Response, HubHttpError> {
-    let a = s.hub.set_pack_states(&obp, &pc, &batch, &req.state, &req.serials).await?;
+    let a = if req.undo {
+        s.hub.undo_pack_states(&obp, &pc, &batch, &req.state, &req.serials).await?
+    } else {
+        s.hub.set_pack_states(&obp, &pc, &batch, &req.state, &req.serials).await?
+    };
     Ok(axum::Json(PackStatesBody::from(&a)).into_response())
 }
 
@@ -509,7 +513,17 @@ async fn intermarket(
 
 async fn metrics(State(s): State<HubState>) -> Response {
     let pending = s.hub.outbox_pending().await.ok();
-    let text = s.obs.render_metrics(&crate::observe::HUB_OUTBOX, pending, s.hub.store_ok());
+    let figures = crate::figures::Figures {
+        alerts: s.hub.alerts_received(),
+        open_alerts: s.hub.open_alerts().await.ok(),
+        queues: s.hub.outbox_queues().await.ok(),
+    };
+    let text = s.obs.render_metrics(
+        &crate::observe::HUB_OUTBOX,
+        pending,
+        |out| crate::figures::write_hub(out, &figures),
+        s.hub.store_ok(),
+    );
     crate::observe::metrics_response(text)
 }
 

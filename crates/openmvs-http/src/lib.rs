@@ -8,6 +8,7 @@ pub mod admin;
 pub mod authz;
 pub mod callback;
 pub mod error;
+pub mod figures;
 pub mod hub;
 pub mod hub_client;
 pub mod limit;

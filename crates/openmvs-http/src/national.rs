@@ -522,7 +522,17 @@ async fn status_page(State(s): State<NationalState>, headers: HeaderMap) -> Resp
 
 async fn metrics(State(s): State<NationalState>) -> Response {
     let pending = s.national.outbox_pending().await.ok();
-    let text = s.obs.render_metrics(&crate::observe::NATIONAL_OUTBOX, pending, s.national.store_ok());
+    let figures = crate::figures::Figures {
+        alerts: s.national.alerts_raised(),
+        open_alerts: s.national.open_alerts().await.ok(),
+        queues: s.national.outbox_queues().await.ok(),
+    };
+    let text = s.obs.render_metrics(
+        &crate::observe::NATIONAL_OUTBOX,
+        pending,
+        |out| crate::figures::write_national(out, &figures),
+        s.national.store_ok(),
+    );
     crate::observe::metrics_response(text)
 }
 
@@ -551,7 +561,7 @@ async fn hub_intermarket(
     let answer = s.national.intermarket(&req).await?;
     let market = answer.as_ref().map(|_| s.national.market().to_string());
     let response = answer.as_ref().map(PackResponse::from);
-    Ok(axum::Json(IntermarketAnswer { market, response }).into_response())
+    Ok(axum::Json(IntermarketAnswer { market, response, unreachable: Vec::new() }).into_response())
 }
 
 async fn hub_pack_query(

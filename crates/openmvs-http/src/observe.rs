@@ -67,13 +67,21 @@ impl Observability {
     }
 
     /// Everything `/metrics` shows: the request metrics, the outbox backlog (`pending`, when the
-    /// service could read it), admission and connections, the store and the disk.
-    pub fn render_metrics(&self, outbox: &OutboxGauge, pending: Option<u64>, store_ok: bool) -> String {
+    /// service could read it), the service's business figures (`business` writes them: see
+    /// [`crate::figures`]), admission and connections, the store and the disk.
+    pub fn render_metrics(
+        &self,
+        outbox: &OutboxGauge,
+        pending: Option<u64>,
+        business: impl FnOnce(&mut Exposition),
+        store_ok: bool,
+    ) -> String {
         let mut out = Exposition::new();
         self.metrics.write_to(&mut out);
         if let Some(n) = pending {
             out.gauge(outbox.name, outbox.help, n);
         }
+        business(&mut out);
         crate::shed::write_metrics(&self.load, &mut out);
         self.login.write_metrics(&mut out);
         self.connections.write_metrics(&mut out);

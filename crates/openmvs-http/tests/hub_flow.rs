@@ -35,6 +35,7 @@ use openmvs_store::hub::HubStore;
 use openmvs_store::{AuditStore, PackStore, Store};
 use openmvs_store_sqlite::hub::{HubOptions, SqliteHubStore};
 use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
+use openmvs_telemetry::{Exposed, check_exposition};
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -534,6 +535,41 @@ async fn a_pack_sold_only_in_fr_is_verified_from_de_through_the_hub() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_fr_down_a_pack_only_fr_holds_is_answered_as_fr_unreachable_while_the_hub_is_up() {
+    let mut w = World::start().await;
+    w.upload(FR_ONLY, "Frenchomab", &["FR"]).await;
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let fr_addr = w.stop_fr().await;
+
+    let v = de.call("verify", "im-down-1", FR_ONLY, SERIALS[1]).await;
+    assert_eq!((v["return_code"].as_str(), v["level"].as_u64()), (Some("NMVS_TI_MKT_01"), Some(3)), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("market that holds it could not be reached"), "{v}");
+    assert_eq!((v["accepted"].as_bool(), v["alert"].is_null()), (Some(false), true), "{v}");
+    // The hub's own answer says so: FR is named, the hub itself answered.
+    let r = https(&w.ca, Some(&w.de_identity))
+        .post(format!("{}/internal/v1/intermarket", w.hub_url))
+        .json(&json!({"market": "DE", "client_id": "c1", "role": "PHARMACY", "location": "DE-PH-1",
+               "command": "verify", "client_trx_id": "im-down-2", "scheme": "GTIN", "product_code": FR_ONLY,
+               "serial": SERIALS[1], "batch": BATCH, "expiry": EXPIRY}))
+        .send_retrying()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer, json!({"market": null, "response": null, "unreachable": ["FR"]}));
+
+    // FR is back: the same transaction id asks again and FR answers.
+    w.start_fr(fr_addr).await;
+    let v = de.call("verify", "im-down-1", FR_ONLY, SERIALS[1]).await;
+    assert_eq!(
+        (v["return_code"].as_str(), v["intermarket"].as_bool()),
+        (Some("NMVS_SUCCESS"), Some(true)),
+        "{v}"
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_in_de_reaches_the_obp_list_and_its_callback_once_with_a_valid_signature() {
     let w = World::start().await;
     w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
@@ -641,6 +677,72 @@ async fn an_alert_in_de_reaches_the_obp_list_and_its_callback_once_with_a_valid_
     w.stop().await;
 }
 
+/// A node's whole `/metrics`, read back strictly.
+async fn metrics_of(client: &reqwest::Client, base: &str) -> (Exposed, String) {
+    let text = client.get(format!("{base}/metrics")).send_retrying().await.unwrap().text().await.unwrap();
+    let e = check_exposition(&text).unwrap_or_else(|e| panic!("{base}/metrics: {e}\n{text}"));
+    (e, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_alert_at_de_and_the_hub_a_failing_callback_by_obp_and_a_market_down() {
+    let mut w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    w.upload(FR_ONLY, "Frenchomab", &["FR"]).await;
+    // A callback URL that answers 404: every event posted there fails and waits for a retry.
+    let gone = w.callback_url.replace("/hooks/fmd", "/hooks/gone");
+    let r = w
+        .obp
+        .put(format!("{}/v1/callback", w.hub_url))
+        .json(&json!({"url": gone}))
+        .send_retrying()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let answer = de.call("verify", "metrics-unknown-1", BOTH, "NEVERUPLOADED3").await;
+    assert_eq!(answer["alert"]["code"], "A3", "{answer}");
+    // An inter-market alert: raised in FR, which holds the pack, and kept in DE too under its id;
+    // FR counts it, DE does not count it again.
+    let answer = de.call("verify", "metrics-unknown-2", FR_ONLY, "NEVERUPLOADED4").await;
+    assert_eq!((&answer["alert"]["code"], &answer["intermarket"]), (&json!("A3"), &json!(true)), "{answer}");
+    let (fr, text) = metrics_of(&w.obp, &w.fr.url).await;
+    assert_eq!(fr.value("openmvs_alerts_raised_total", &[("code", "A3")]), Some(1.0), "{text}");
+    // FR is down while a supply in DE travels to it.
+    let fr_addr = w.stop_fr().await;
+    let supplied = de.call("supply", "metrics-supply-1", BOTH, SERIALS[5]).await;
+    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
+    let (mut hub, mut text) = metrics_of(&w.obp, &w.hub_url).await;
+    for _ in 0..TRAVEL {
+        let failing = |labels: &[(&str, &str)], name: &str| hub.value(name, labels).unwrap_or(0.0) > 0.0;
+        if failing(&[("obp", "acme-pharma")], "openmvs_hub_callbacks_failing")
+            && failing(&[("market", "FR")], "openmvs_hub_outbox_failing")
+        {
+            break;
+        }
+        w.relay_rounds(1).await;
+        (hub, text) = metrics_of(&w.obp, &w.hub_url).await;
+    }
+    let value = |e: &Exposed, name: &str, labels: &[(&str, &str)]| e.value(name, labels);
+    assert_eq!(value(&hub, "openmvs_hub_callbacks_failing", &[("obp", "acme-pharma")]), Some(1.0), "{text}");
+    assert_eq!(value(&hub, "openmvs_hub_outbox_failing", &[("market", "FR")]), Some(1.0), "{text}");
+    assert_eq!(value(&hub, "openmvs_hub_outbox_dead_letters", &[("destination", "FR")]), Some(0.0), "{text}");
+    assert_eq!(
+        value(&hub, "openmvs_hub_outbox_dead_letters", &[("destination", "callback:acme-pharma")]),
+        Some(0.0),
+        "{text}"
+    );
+    // Both alerts, each once, although DE sent the copy of FR's on to the hub as well.
+    assert_eq!(value(&hub, "openmvs_hub_alerts_received_total", &[("code", "A3")]), Some(2.0), "{text}");
+    assert_eq!(value(&hub, "openmvs_hub_alerts_open", &[("status", "OPEN")]), Some(2.0), "{text}");
+    let (national, text) = metrics_of(&w.obp, &w.de.url).await;
+    assert_eq!(value(&national, "openmvs_alerts_raised_total", &[("code", "A3")]), Some(1.0), "{text}");
+    assert_eq!(value(&national, "openmvs_alerts_open", &[("status", "OPEN")]), Some(2.0), "{text}");
+    assert_eq!(value(&national, "openmvs_outbox_dead_letters", &[]), Some(0.0), "{text}");
+    w.start_fr(fr_addr).await;
+    w.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_internal_routes_refuse_other_certificates_and_another_market() {
     let w = World::start().await;
@@ -727,6 +829,48 @@ async fn an_obp_stolen_report_makes_a_verify_in_de_report_stolen() {
     let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
     let seen = w.await_state(&de, BOTH, SERIALS[2], "STOLEN").await;
     assert_eq!(seen["pack"]["state"], "STOLEN", "{seen}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_obp_undoes_its_check_out_over_the_obp_api_and_both_markets_apply_it() {
+    let w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    let path = format!("/v1/products/{BOTH}/batches/{BATCH}/packs/state");
+    let (status, a) = obp_post(&w, &path, json!({"state": "CHECKED_OUT", "serials": [SERIALS[4]]})).await;
+    assert_eq!((status, &a["undo"], &a["results"][0]["accepted"]), (200, &json!(false), &json!(true)), "{a}");
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let seen = w.await_state(&de, BOTH, SERIALS[4], "CHECKED_OUT").await;
+    assert_eq!(seen["pack"]["state"], "CHECKED_OUT", "{seen}");
+
+    // A stolen pack is never undone; the answer names the field and the rule.
+    let (status, e) =
+        obp_post(&w, &path, json!({"state": "STOLEN", "undo": true, "serials": [SERIALS[4]]})).await;
+    assert_eq!((status, e["details"][0]["field"].as_str()), (400, Some("state")), "{e}");
+    assert!(e["details"][0]["message"].as_str().unwrap().contains("never be undone"), "{e}");
+
+    let (status, a) =
+        obp_post(&w, &path, json!({"state": "CHECKED_OUT", "undo": true, "serials": [SERIALS[4]]})).await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(
+        (&a["state"], &a["undo"], &a["markets"]),
+        (&json!("CHECKED_OUT"), &json!(true), &json!(["DE", "FR"]))
+    );
+    assert_eq!(a["results"][0]["return_code"], "NMVS_SUCCESS", "{a}");
+    let seen = w.await_state(&de, BOTH, SERIALS[4], "ACTIVE").await;
+    assert_eq!(seen["pack"]["state"], "ACTIVE", "{seen}");
+    let active = json!({"state": "ACTIVE", "reasons": []});
+    let mut answer = Value::Null;
+    for _ in 0..TRAVEL {
+        answer = w.pack_query(&w.obp, BOTH, SERIALS[4]).await.1;
+        if answer["markets"]["FR"] == active {
+            break;
+        }
+        w.relay_rounds(1).await;
+    }
+    assert_eq!(answer, json!({"batch": BATCH, "markets": {"DE": active, "FR": active}}));
+    let supplied = de.call("supply", "de-supply-after-undo", BOTH, SERIALS[4]).await;
+    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
     w.stop().await;
 }
 

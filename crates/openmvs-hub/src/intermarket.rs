@@ -14,11 +14,13 @@ impl Hub {
     /// than the initiating one), in market order, each within
     /// [`HubConfig::intermarket_budget`](crate::HubConfig::intermarket_budget), and returns the
     /// first answer that knows the product. `market: null` when the hub knows no market that
-    /// holds it. When a market that should hold it does not answer in time, the request is 503
-    /// rather than "unknown everywhere": the initiating market then tells its user that the hub
-    /// could not be reached, which is the truth, instead of a false "unknown product".
+    /// holds it. When a market that should hold it cannot be reached (down, or no answer in
+    /// time) and no other answers, the hub says so: `market: null` with those markets in
+    /// `unreachable`, rather than "unknown everywhere". The initiating market then tells its user
+    /// that the market holding the product could not be reached, which is the truth, instead of
+    /// a false "unknown product" or "the hub could not be reached" (the hub was).
     pub async fn intermarket(&self, req: IntermarketRequest) -> Result<IntermarketAnswer, ApiError> {
-        let unknown = IntermarketAnswer { market: None, response: None };
+        let unknown = IntermarketAnswer { market: None, response: None, unreachable: Vec::new() };
         let initiating = MarketCode::new(&req.market)
             .map_err(|e| ApiError::malformed("market", format!("'{}' {e}", req.market)))?;
         let scheme = Scheme::parse(&req.scheme)
@@ -47,21 +49,23 @@ impl Hub {
                     return Ok(IntermarketAnswer {
                         market: Some(market.to_string()),
                         response: Some(response),
+                        unreachable: Vec::new(),
                     });
                 }
                 // That market has not received the product (yet): another may have.
                 Ok(_) => {}
-                Err(e) => failures.push(format!("{market}: {e}")),
+                Err(e) => failures.push((market, e)),
             }
         }
-        if failures.is_empty() {
-            Ok(unknown)
-        } else {
-            Err(openmvs_store::unavailable(format!(
-                "no market holding {pc} answered: {}",
-                failures.join("; ")
-            )))
+        if !failures.is_empty() {
+            let why: Vec<String> = failures.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+            tracing::warn!(product = %pc, initiating = %initiating, failures = %why.join("; "),
+                "no market holding the product answered an inter-market request");
         }
+        Ok(IntermarketAnswer {
+            unreachable: failures.into_iter().map(|(m, _)| m.to_string()).collect(),
+            ..unknown
+        })
     }
 
     /// Asks one market within the budget.

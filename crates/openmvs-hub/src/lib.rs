@@ -13,6 +13,7 @@ mod alerts;
 mod callback;
 mod catalog;
 mod digest;
+mod figures;
 mod inbound;
 mod intermarket;
 mod pack_query;
@@ -161,6 +162,8 @@ pub struct Hub {
     store_ok: std::sync::atomic::AtomicBool,
     /// This process among the hub nodes sharing the store, for its heartbeat.
     node_id: NodeId,
+    /// The alerts this node received and stored, per code, for `/metrics`.
+    alerts_received: openmvs_telemetry::AlertTally,
 }
 
 /// The critical section of batch writes (new batches, recalls, withdrawals, OBP pack states). The
@@ -190,6 +193,7 @@ impl Hub {
             relay_wake: Notify::new(),
             store_ok: std::sync::atomic::AtomicBool::new(true),
             node_id,
+            alerts_received: openmvs_telemetry::AlertTally::new(),
         }
     }
 
@@ -304,16 +308,19 @@ impl Hub {
 
     /// Commits a unit and wakes the relay if it carries messages. When the store answers
     /// "unavailable", a probe write follows at once ([`Hub::probe_store`]): if it fails too, the
-    /// hub counts its store as not committing until a later probe succeeds.
+    /// hub counts its store as not committing until a later probe succeeds. The alerts a
+    /// committed unit stored are counted for `/metrics`.
     async fn commit(&self, uow: HubUnitOfWork) -> Result<(), openmvs_store::StoreError> {
         let wakes =
             !uow.outbox.is_empty() || uow.upload_progress.as_ref().is_some_and(|p| !p.chunks.is_empty());
+        let alerts = figures::carried(&uow.alerts);
         if let Err(e) = self.store.commit(uow).await {
             if matches!(e, openmvs_store::StoreError::Unavailable(_)) {
                 let _ = self.probe_store().await;
             }
             return Err(e);
         }
+        self.count_received(&alerts);
         if wakes {
             self.relay_wake.notify_one();
         }

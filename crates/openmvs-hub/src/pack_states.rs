@@ -1,13 +1,16 @@
 //! OBP pack state changes (api.md §3 `POST .../packs/state`): an OBP reports its own packs
-//! stolen, destroyed, given as free samples or checked out for repackaging, and the hub carries
-//! each change to every target market of the batch that has not recalled it.
+//! stolen, destroyed, given as free samples or checked out for repackaging, or undoes its own
+//! check-out (`"undo": true`, fmd-rules §3), and the hub carries each change to every target
+//! market of the batch that has not recalled it. The hub keeps no pack states: each market
+//! reverts a check-out only where this OBP made it.
 
 use std::collections::{BTreeSet, HashSet};
 
 use openmvs_core::ids::{Batch, MarketCode, Serial};
 use openmvs_core::obp_states::{
-    PackStateResult, PackStatesAnswer, check_request, decide_serials, screen_serials,
+    PackStateResult, PackStatesAnswer, check_request, check_undo_request, decide_serials, screen_serials,
 };
+use openmvs_core::pack::{Command, PackState};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_store::hub::{HubUnitOfWork, SerialDigest};
 use openmvs_wire::hub::{Message, PackStateMsg};
@@ -41,17 +44,49 @@ impl Hub {
         state: &str,
         serials: &[String],
     ) -> Result<PackStatesAnswer, ApiError> {
+        self.change_pack_states(obp, product_code, batch, state, serials, false).await
+    }
+
+    /// `POST .../packs/state` with `"undo": true`: queues the OBP's undo of `state` (only
+    /// CHECKED_OUT) for every target market of the batch that has not recalled it; each market
+    /// returns the pack to ACTIVE if this OBP checked it out there and leaves it otherwise. The
+    /// serials are refused one by one as for [`Hub::set_pack_states`].
+    pub async fn undo_pack_states(
+        &self,
+        obp: &str,
+        product_code: &str,
+        batch: &str,
+        state: &str,
+        serials: &[String],
+    ) -> Result<PackStatesAnswer, ApiError> {
+        self.change_pack_states(obp, product_code, batch, state, serials, true).await
+    }
+
+    async fn change_pack_states(
+        &self,
+        obp: &str,
+        product_code: &str,
+        batch: &str,
+        state: &str,
+        serials: &[String],
+        undo: bool,
+    ) -> Result<PackStatesAnswer, ApiError> {
         self.caller(obp).await?;
-        let request =
-            json!({"product_code": product_code, "batch": batch, "state": state, "serials": serials.len()});
+        let request = json!({"product_code": product_code, "batch": batch, "state": state, "undo": undo,
+            "serials": serials.len()});
         let product = self.owned_product(obp, product_code).await?;
         let pc = product.product_code;
         let subj = format!("{}/{batch}", subject(&pc));
-        let refuse = |e: ApiError| self.refuse(obp, "pack-state", &subj, &request, e);
-        let (state, op) = match check_request(state, serials) {
+        let operation = if undo { "pack-state-undo" } else { "pack-state" };
+        let refuse = |e: ApiError| self.refuse(obp, operation, &subj, &request, e);
+        let checked = if undo { check_undo_request(state, serials) } else { check_request(state, serials) };
+        let (state, op) = match checked {
             Ok(found) => found,
             Err(e) => return Err(refuse(e).await),
         };
+        // What each market is told: the state the pack takes there, and the command that took it.
+        let (taken, command) =
+            if undo { (PackState::Active, Command::Undo(op)) } else { (state, Command::Set(op)) };
         let b = match Batch::new(batch) {
             Ok(b) => b,
             Err(e) => return Err(refuse(ApiError::malformed("batch", format!("'{batch}' {e}"))).await),
@@ -91,8 +126,8 @@ impl Hub {
                     product_code: pc.as_str().to_owned(),
                     serial: serial.as_str().to_owned(),
                     batch: b.as_str().to_owned(),
-                    state: state.as_str().to_owned(),
-                    command: op.as_str().to_owned(),
+                    state: taken.as_str().to_owned(),
+                    command: command.to_string(),
                     // An OBP's change names no market: each market records it from its hub link.
                     market: "OBP".to_owned(),
                     location: obp.to_owned(),
@@ -115,7 +150,7 @@ impl Hub {
             "markets": names(&mut open.iter()), "recalled": names(&mut recalled.iter()),
         });
         let r = Record {
-            operation: "pack-state",
+            operation,
             subject: &subj,
             code: ReturnCode::Success,
             request: &request,
@@ -127,6 +162,7 @@ impl Hub {
             product_code: pc,
             batch: b,
             state,
+            undo,
             markets: if accepted > 0 { open } else { Vec::new() },
             recalled: recalled.into_iter().collect(),
             results,

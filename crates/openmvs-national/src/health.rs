@@ -16,10 +16,16 @@ impl National {
     /// no writable primary, the writer stopped, or only this unit waited too long for a lock), a
     /// probe write follows at once: if it fails too, the store counts as not committing (and
     /// readiness is false) until a later probe succeeds; a unit that failed alone changes nothing.
+    /// The alerts a committed unit stored are counted for `/metrics`.
     pub(crate) async fn commit(&self, uow: UnitOfWork) -> StoreResult<Committed> {
+        let alerts = self.raised_in(&uow.alerts);
         let r = self.store.commit(uow).await;
-        if let Err(StoreError::Unavailable(_)) = &r {
-            let _ = self.probe_store().await;
+        match &r {
+            Ok(committed) => self.count_raised(&alerts, committed),
+            Err(StoreError::Unavailable(_)) => {
+                let _ = self.probe_store().await;
+            }
+            Err(_) => {}
         }
         r
     }

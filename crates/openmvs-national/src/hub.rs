@@ -317,6 +317,9 @@ impl National {
                 });
                 Ok(format!("state {} from {}", s.state, s.market))
             }
+            SyncDecision::Ignore if state == PackState::Active => {
+                Ok("nothing here for that undo to revert".into())
+            }
             SyncDecision::Ignore => Ok("already reflected".into()),
             SyncDecision::Conflict(code) => {
                 let record = AlertRecord {

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod bulk;
 pub mod clock;
+mod figures;
 pub mod guessing;
 mod health;
 pub mod hub;
@@ -124,6 +125,8 @@ pub struct National {
     store_ok: std::sync::atomic::AtomicBool,
     /// The counts of unknown serials and mismatches per client and premises.
     guessing: Arc<dyn GuessingCounter>,
+    /// The alerts this node raised, per code, for `/metrics`.
+    alerts_raised: openmvs_telemetry::AlertTally,
 }
 
 impl National {
@@ -157,6 +160,7 @@ impl National {
             seen: std::sync::Mutex::new(std::collections::HashMap::new()),
             store_ok: std::sync::atomic::AtomicBool::new(true),
             guessing,
+            alerts_raised: openmvs_telemetry::AlertTally::new(),
         })
     }
 

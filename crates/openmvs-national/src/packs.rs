@@ -174,9 +174,10 @@ impl National {
             };
             let mut out = self.decide_pack(actor, command, input, &loaded, now, !req.from_hub).await?;
             out.answer.intermarket |= req.from_hub;
-            // "The hub could not be reached" is not an answer to keep: a retry with the same
-            // client_trx_id must ask the hub again, so only the attempt is audited.
-            if out.answer.code != ReturnCode::HubUnreachable {
+            // "The hub (or the market behind it) could not be reached" is not an answer to keep:
+            // a retry with the same client_trx_id must ask the hub again, so only the attempt is
+            // audited.
+            if !out.answer.code.is_unreachable() {
                 out.uow.idempotency = Some(IdempotencyRecord {
                     client_id: actor.client_id.clone(),
                     client_trx_id: input.client_trx_id.clone(),
@@ -500,9 +501,12 @@ impl National {
             expiry: id.expiry.to_string(),
         };
         // The other market's answer, decided today; one that does not read counts as no answer.
+        // The hub answers even when the market holding the product does not: it then names
+        // that market as unreachable.
         let answered = hub.intermarket(req).await.and_then(|a| {
             let market = MarketCode::new(a.market.as_deref().unwrap_or_default())
                 .map_err(|e| format!("the answering market: {e}"));
+            let unreachable = a.unreachable;
             a.response
                 .map(|r| {
                     let answer =
@@ -510,9 +514,10 @@ impl National {
                     Ok((market?, answer))
                 })
                 .transpose()
+                .map(|answer| (answer, unreachable))
         });
         match answered {
-            Ok(Some((market, mut answer))) => {
+            Ok((Some((market, mut answer)), _)) => {
                 answer.intermarket = true;
                 answer.client_trx_id = input.client_trx_id.clone();
                 answer.warnings = input.warnings.clone();
@@ -532,7 +537,11 @@ impl National {
                 }
                 Ok(Outcome { answer, uow })
             }
-            Ok(None) => Ok(unknown(ReturnCode::ProductUnknown)),
+            Ok((None, unreachable)) if unreachable.is_empty() => Ok(unknown(ReturnCode::ProductUnknown)),
+            Ok((None, unreachable)) => {
+                tracing::warn!(markets = %unreachable.join(","), "the hub could not reach the market holding the product");
+                Ok(unknown(ReturnCode::MarketUnreachable))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "inter-market request failed");
                 Ok(unknown(ReturnCode::HubUnreachable))

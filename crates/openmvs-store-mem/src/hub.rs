@@ -476,6 +476,10 @@ impl HubAlertStore for MemHubStore {
     fn alerts(&self, filter: &HubAlertFilter) -> BoxFuture<'_, StoreResult<Vec<HubAlertRecord>>> {
         self.engine.reading(|s| Ok(s.alerts(filter)))
     }
+
+    fn open_alert_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(openmvs_core::alert::AlertStatus, u64)>>> {
+        self.engine.reading(|s| Ok(crate::open_alert_counts(s.alerts.values().map(|a| a.status))))
+    }
 }
 
 impl AuditStore for MemHubStore {

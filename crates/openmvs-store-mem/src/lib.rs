@@ -159,3 +159,18 @@ impl<S: State + 'static> Engine<S> {
 fn exists(what: impl Into<String>) -> StoreError {
     StoreError::Conflict(openmvs_store::Conflict::Exists(what.into()))
 }
+
+/// The alerts not closed among `statuses` (one per alert), per status, as the SQL engines count
+/// them ([`openmvs_store::decode::OPEN_ALERT_STATUSES`], each listed).
+pub(crate) fn open_alert_counts(
+    statuses: impl Iterator<Item = openmvs_core::alert::AlertStatus>,
+) -> Vec<(openmvs_core::alert::AlertStatus, u64)> {
+    let mut out: Vec<(openmvs_core::alert::AlertStatus, u64)> =
+        openmvs_store::decode::OPEN_ALERT_STATUSES.iter().map(|s| (*s, 0)).collect();
+    for status in statuses {
+        if let Some(slot) = out.iter_mut().find(|(s, _)| *s == status) {
+            slot.1 += 1;
+        }
+    }
+    out
+}

@@ -369,6 +369,10 @@ impl AlertStore for MemStore {
     fn alerts(&self, filter: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>> {
         self.engine.reading(|s| Ok(s.alerts(filter)))
     }
+
+    fn open_alert_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(openmvs_core::alert::AlertStatus, u64)>>> {
+        self.engine.reading(|s| Ok(crate::open_alert_counts(s.alerts.values().map(|a| a.status))))
+    }
 }
 
 impl AuditStore for MemStore {

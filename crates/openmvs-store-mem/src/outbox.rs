@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use openmvs_core::ids::UploadId;
 use openmvs_core::time::Timestamp;
 use openmvs_store::{
-    BoxFuture, Conflict, MessageId, OutboxMessage, OutboxQueue, StoreError, StoreResult, StoredOutboxMessage,
+    BoxFuture, Conflict, MessageId, OutboxMessage, OutboxQueue, QueueCounts, StoreError, StoreResult,
+    StoredOutboxMessage,
 };
 
 use crate::table::{Counter, Table, journal};
@@ -182,6 +183,28 @@ impl Outbox {
         self.rows.values().filter(|r| !r.message.dead).count() as u64
     }
 
+    /// Per destination with any message, in order: live, failing and dead messages.
+    pub(crate) fn counts(&self) -> Vec<QueueCounts> {
+        let mut by: std::collections::BTreeMap<&str, QueueCounts> = std::collections::BTreeMap::new();
+        for r in self.rows.values() {
+            let m = &r.message;
+            let d = m.message.destination.as_str();
+            let c = by.entry(d).or_insert_with(|| QueueCounts {
+                destination: d.to_owned(),
+                pending: 0,
+                failing: 0,
+                dead: 0,
+            });
+            if m.dead {
+                c.dead += 1;
+            } else {
+                c.pending += 1;
+                c.failing += u64::from(m.attempts > 0);
+            }
+        }
+        by.into_values().collect()
+    }
+
     /// The destinations with live messages, in order.
     pub(crate) fn destinations(&self) -> Vec<String> {
         let set: BTreeSet<&str> = self
@@ -218,5 +241,9 @@ impl<S: State + 'static> OutboxQueue for Engine<S> {
 
     fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
         self.reading(|s| Ok(s.outbox().pending()))
+    }
+
+    fn queue_counts(&self) -> BoxFuture<'_, StoreResult<Vec<QueueCounts>>> {
+        self.reading(|s| Ok(s.outbox().counts()))
     }
 }

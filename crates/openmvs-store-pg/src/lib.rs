@@ -353,6 +353,10 @@ impl AlertStore for PgStore {
             ).await
         })
     }
+
+    fn open_alert_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(openmvs_core::alert::AlertStatus, u64)>>> {
+        Box::pin(open_alert_counts(&self.pool))
+    }
 }
 
 impl AuditStore for PgStore {
@@ -570,4 +574,13 @@ impl ClientStore for PgStore {
             ).await
         })
     }
+}
+
+/// The alerts not closed, per status, in the `alerts` table of either store
+/// ([`decode::OPEN_ALERT_COUNTS`]).
+pub(crate) async fn open_alert_counts(
+    pool: &Pool,
+) -> StoreResult<Vec<(openmvs_core::alert::AlertStatus, u64)>> {
+    let rows = pool.rows(decode::OPEN_ALERT_COUNTS, vec![], |r| Ok((R(r).text(0)?, R(r).int(1)?))).await?;
+    decode::open_alert_counts(&rows)
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 
 use openmvs_core::time::Timestamp;
 use openmvs_store::decode::{self, Columns, OUTBOX_COLUMNS};
-use openmvs_store::{BoxFuture, OutboxQueue, StoreResult, StoredOutboxMessage};
+use openmvs_store::{BoxFuture, OutboxQueue, QueueCounts, StoreResult, StoredOutboxMessage};
 use tokio_postgres::Row;
 
 use crate::codec::R;
@@ -173,6 +173,12 @@ impl OutboxQueue for Outbox {
             let n =
                 self.pool.row("SELECT COUNT(*) FROM outbox WHERE NOT dead", vec![], |r| R(r).int(0)).await?;
             u64::try_from(n.unwrap_or(0)).map_err(|_| decode::corrupt(format!("count {n:?}")))
+        })
+    }
+
+    fn queue_counts(&self) -> BoxFuture<'_, StoreResult<Vec<QueueCounts>>> {
+        Box::pin(async move {
+            self.pool.rows(decode::QUEUE_COUNTS, vec![], |r| decode::queue_counts(&R(r))).await
         })
     }
 }

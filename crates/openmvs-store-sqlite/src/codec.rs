@@ -17,6 +17,20 @@ pub fn sql_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// The alerts not closed, per status, in the `alerts` table of either store
+/// ([`decode::OPEN_ALERT_COUNTS`]).
+pub fn open_alert_counts(
+    c: &rusqlite::Connection,
+) -> StoreResult<Vec<(openmvs_core::alert::AlertStatus, u64)>> {
+    let mut s = c.prepare_cached(decode::OPEN_ALERT_COUNTS).map_err(sql_err)?;
+    let rows = s
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(sql_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_err)?;
+    decode::open_alert_counts(&rows)
+}
+
 /// A SQLite row as [`Columns`] (national and hub rows alike).
 pub(crate) struct R<'a, 'b>(pub(crate) &'a Row<'b>);
 

@@ -376,6 +376,10 @@ impl AlertStore for SqliteStore {
             Ok(out)
         })
     }
+
+    fn open_alert_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(openmvs_core::alert::AlertStatus, u64)>>> {
+        self.engine.read(open_alert_counts)
+    }
 }
 
 impl AuditStore for SqliteStore {

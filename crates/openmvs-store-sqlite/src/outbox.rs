@@ -4,10 +4,11 @@
 //! store's own (at the hub it also counts a serial chunk's acknowledgement).
 
 use openmvs_core::time::Timestamp;
-use openmvs_store::{BoxFuture, OutboxQueue, StoreResult, StoredOutboxMessage};
+use openmvs_store::decode;
+use openmvs_store::{BoxFuture, OutboxQueue, QueueCounts, StoreResult, StoredOutboxMessage};
 use rusqlite::{Connection, ToSql, params};
 
-use crate::codec::{OUTBOX_COLUMNS, outbox, sql_err};
+use crate::codec::{OUTBOX_COLUMNS, R, outbox, sql_err};
 use crate::engine::Engine;
 use crate::writer::Unit;
 
@@ -161,6 +162,18 @@ impl<U: Unit> OutboxQueue for Engine<U> {
                 .query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| r.get(0))
                 .map_err(sql_err)?;
             Ok(n as u64)
+        })
+    }
+
+    fn queue_counts(&self) -> BoxFuture<'_, StoreResult<Vec<QueueCounts>>> {
+        self.read(move |c| {
+            let mut s = c.prepare_cached(decode::QUEUE_COUNTS).map_err(sql_err)?;
+            let mut rows = s.query([]).map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(decode::queue_counts(&R(r))?);
+            }
+            Ok(out)
         })
     }
 }

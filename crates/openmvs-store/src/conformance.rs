@@ -51,6 +51,8 @@ macro_rules! conformance_tests {
             a_client_keeps_the_latest_instant_it_was_seen,
             a_retired_key_is_revoked_and_the_active_one_is_not,
             a_heartbeat_commits_and_commits_again,
+            open_alerts_are_counted_by_status,
+            outbox_messages_are_counted_live_failing_and_dead,
         );
     };
     (@cases $mode:ident, $open:expr, $verifying_key:expr; $($case:ident,)*) => {
@@ -1036,4 +1038,55 @@ pub async fn a_heartbeat_commits_and_commits_again(store: Arc<dyn Store>, _key: 
         ..UnitOfWork::default()
     };
     store.commit(uow).await.expect("a heartbeat commits");
+}
+
+/// The alerts not closed are counted per status, each open status listed even at 0; a closed
+/// alert is not counted.
+pub async fn open_alerts_are_counted_by_status(store: Arc<dyn Store>, _key: ed25519_dalek::VerifyingKey) {
+    let counts = async || store.open_alert_counts().await.expect("counts");
+    let (open, investigating, escalated) =
+        (AlertStatus::Open, AlertStatus::Investigating, AlertStatus::Escalated);
+    assert_eq!(counts().await, [(open, 0), (investigating, 0), (escalated, 0)]);
+    let alerts = (0..4).map(|i| alert(&format!("al-{i}"), &format!("s{i}"))).collect();
+    store.commit(UnitOfWork { alerts, ..UnitOfWork::default() }).await.expect("raise");
+    let moved = |id: &str, status| AlertUpdate {
+        id: id.into(),
+        expected_version: 0,
+        status,
+        classification: None,
+        comment: None,
+        thread: a_thread(),
+    };
+    let alert_updates = vec![moved("al-1", AlertStatus::Investigating), moved("al-2", AlertStatus::Closed)];
+    store.commit(UnitOfWork { alert_updates, ..UnitOfWork::default() }).await.expect("moves");
+    assert_eq!(counts().await, [(open, 2), (investigating, 1), (escalated, 0)]);
+}
+
+/// The outbox is counted per destination: live messages, those whose last attempt failed, and
+/// dead letters; a delivered message leaves the counts and a replayed one is live again.
+pub async fn outbox_messages_are_counted_live_failing_and_dead(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    assert!(store.queue_counts().await.expect("counts").is_empty());
+    let msg = |id: &str| OutboxMessage {
+        message_id: id.into(),
+        destination: "hub".into(),
+        kind: "alert".into(),
+        ordering_key: id.into(),
+        payload: "{}".into(),
+    };
+    let outbox = vec![msg("m1"), msg("m2"), msg("m3")];
+    store.commit(UnitOfWork { outbox, ..UnitOfWork::default() }).await.expect("commits");
+    let far = Timestamp::from_unix_millis(i64::MAX / 2);
+    let due = store.due(far, 10).await.expect("due");
+    let counts =
+        |pending, failing, dead| vec![QueueCounts { destination: "hub".into(), pending, failing, dead }];
+    assert_eq!(store.queue_counts().await.expect("counts"), counts(3, 0, 0));
+    store.failed(due[0].seq, "timeout", far, false).await.expect("failed");
+    store.failed(due[1].seq, "rejected", far, true).await.expect("dead");
+    assert_eq!(store.queue_counts().await.expect("counts"), counts(2, 1, 1));
+    store.delivered(due[2].seq).await.expect("delivered");
+    assert!(store.replay(due[1].seq, at(0)).await.expect("replay"));
+    assert_eq!(store.queue_counts().await.expect("counts"), counts(2, 1, 0));
 }

@@ -14,7 +14,10 @@ use openmvs_core::master_data::{MarketData, ProductMaster, Wholesaler};
 use openmvs_core::time::{Date, Timestamp};
 
 use crate::hub::*;
-use crate::{AlertUpdate, BoxFuture, Conflict, OutboxMessage, StoreError, StoreResult, StoredOutboxMessage};
+use crate::{
+    AlertUpdate, BoxFuture, Conflict, OutboxMessage, QueueCounts, StoreError, StoreResult,
+    StoredOutboxMessage,
+};
 
 /// Generates one `#[tokio::test]` per hub conformance case for the engine opened by `$open`.
 #[macro_export]
@@ -49,6 +52,8 @@ macro_rules! hub_conformance_tests {
             a_claimed_message_waits_for_its_lease_per_destination,
             runs_of_a_key_are_claimed_together_and_only_from_its_oldest_waiting_message,
             a_heartbeat_commits_at_the_hub_again_and_again,
+            open_alerts_at_the_hub_are_counted_by_status,
+            the_outbox_is_counted_per_destination,
         );
     };
     (@cases $mode:ident, $open:expr, $verifying_key:expr; $($case:ident,)*) => {
@@ -1224,4 +1229,52 @@ pub async fn a_national_store_is_not_taken_for_the_hub<P: HubPlace>(
     let err = place.open().err().expect("refused");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(place.national_intact().await, "the national store is whole and nothing of the hub was made");
+}
+
+/// The forwarded alerts not closed are counted per status, each open status listed even at 0;
+/// a closed alert is not counted.
+pub async fn open_alerts_at_the_hub_are_counted_by_status(
+    store: Arc<dyn HubStore>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    let counts = async || store.open_alert_counts().await.expect("counts");
+    let (open, investigating, escalated) =
+        (AlertStatus::Open, AlertStatus::Investigating, AlertStatus::Escalated);
+    assert_eq!(counts().await, [(open, 0), (investigating, 0), (escalated, 0)]);
+    let alerts = (0..4).map(|i| alert(&format!("al-{i}"), "DE", &format!("n-{i}"))).collect();
+    store.commit(HubUnitOfWork { alerts, ..HubUnitOfWork::default() }).await.expect("store");
+    let moved = |id: &str, status| AlertUpdate {
+        id: id.into(),
+        expected_version: 0,
+        status,
+        classification: None,
+        comment: None,
+        thread: AlertThread::default(),
+    };
+    let alert_updates = vec![moved("al-1", AlertStatus::Escalated), moved("al-3", AlertStatus::Closed)];
+    store.commit(HubUnitOfWork { alert_updates, ..HubUnitOfWork::default() }).await.expect("moves");
+    assert_eq!(counts().await, [(open, 2), (investigating, 0), (escalated, 1)]);
+}
+
+/// The outbox is counted per destination, in destination order: live messages, those whose last
+/// attempt failed (a callback that keeps failing shows here), and dead letters.
+pub async fn the_outbox_is_counted_per_destination(
+    store: Arc<dyn HubStore>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    assert!(store.queue_counts().await.expect("counts").is_empty());
+    let outbox =
+        vec![message("d1", "DE", "A"), message("d2", "DE", "B"), message("cb1", "callback:obp-1", "A")];
+    store.commit(HubUnitOfWork { outbox, ..HubUnitOfWork::default() }).await.expect("commits");
+    let de = store.due("DE", far(), 10).await.expect("due");
+    let cb = store.due("callback:obp-1", far(), 10).await.expect("due");
+    store.failed(cb[0].seq, "HTTP 500", far(), false).await.expect("failed");
+    store.failed(de[0].seq, "rejected", far(), true).await.expect("dead");
+    let q = |destination: &str, pending, failing, dead| QueueCounts {
+        destination: destination.into(),
+        pending,
+        failing,
+        dead,
+    };
+    assert_eq!(store.queue_counts().await.expect("counts"), [q("DE", 1, 0, 1), q("callback:obp-1", 1, 1, 0)]);
 }

@@ -340,6 +340,50 @@ pub fn outbox(r: &impl Columns) -> StoreResult<StoredOutboxMessage> {
     })
 }
 
+/// Per destination: the destination, the live messages, those whose last attempt failed, and
+/// the dead letters; rows read by [`queue_counts`]. The same SQL on every engine (`dead` is a
+/// boolean in PostgreSQL and 0 or 1 in SQLite, and both read it as a condition).
+pub const QUEUE_COUNTS: &str = "SELECT destination, \
+     SUM(CASE WHEN dead THEN 0 ELSE 1 END), \
+     SUM(CASE WHEN dead THEN 0 WHEN attempts > 0 THEN 1 ELSE 0 END), \
+     SUM(CASE WHEN dead THEN 1 ELSE 0 END) \
+     FROM outbox GROUP BY destination ORDER BY destination";
+
+/// One row of [`QUEUE_COUNTS`].
+pub fn queue_counts(r: &impl Columns) -> StoreResult<QueueCounts> {
+    Ok(QueueCounts {
+        destination: r.text(0)?,
+        pending: unsigned(r.int(1)?, "outbox count")?,
+        failing: unsigned(r.int(2)?, "outbox count")?,
+        dead: unsigned(r.int(3)?, "outbox count")?,
+    })
+}
+
+/// The statuses of an alert that is not closed, in lifecycle order: what
+/// [`OPEN_ALERT_COUNTS`] counts.
+pub const OPEN_ALERT_STATUSES: [AlertStatus; 3] =
+    [AlertStatus::Open, AlertStatus::Investigating, AlertStatus::Escalated];
+
+/// The alerts not closed, per status, over an engine's `alerts` table (the national system's or
+/// the hub's): rows of status and count, read by [`open_alert_counts`]. Named statuses, so that
+/// each is a range of the status index, never a scan of the closed alerts.
+pub const OPEN_ALERT_COUNTS: &str = "SELECT status, COUNT(*) FROM alerts \
+     WHERE status IN ('OPEN', 'INVESTIGATING', 'ESCALATED') GROUP BY status";
+
+/// The rows of [`OPEN_ALERT_COUNTS`] (status, count) as a count for each of
+/// [`OPEN_ALERT_STATUSES`], in that order, 0 for a status no row names.
+pub fn open_alert_counts(rows: &[(String, i64)]) -> StoreResult<Vec<(AlertStatus, u64)>> {
+    let mut out: Vec<(AlertStatus, u64)> = OPEN_ALERT_STATUSES.iter().map(|s| (*s, 0)).collect();
+    for (status, n) in rows {
+        let slot = out
+            .iter_mut()
+            .find(|(s, _)| s.as_str() == status)
+            .ok_or_else(|| corrupt(format!("alert status '{status}' counted as open")))?;
+        slot.1 = unsigned(*n, "alert count")?;
+    }
+    Ok(out)
+}
+
 /// The columns of a bulk job, in the order [`bulk`] reads them.
 pub const BULK_COLUMNS: &str = "id, client_id, status, request, done_rows, total_rows, created_at";
 
@@ -390,4 +434,25 @@ pub fn key(r: &impl Columns) -> StoreResult<KeyRecord> {
         retired_at: r.opt_int(4)?.map(Timestamp::from_unix_millis),
         revoked_at: r.opt_int(5)?.map(Timestamp::from_unix_millis),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_alert_count_names_every_status_but_closed() {
+        let named: Vec<AlertStatus> = AlertStatus::ALL
+            .into_iter()
+            .filter(|s| OPEN_ALERT_COUNTS.contains(&format!("'{}'", s.as_str())))
+            .collect();
+        assert_eq!(named, OPEN_ALERT_STATUSES);
+        assert!(!OPEN_ALERT_STATUSES.contains(&AlertStatus::Closed));
+        let counts = open_alert_counts(&[("ESCALATED".into(), 2), ("OPEN".into(), 5)]).unwrap();
+        assert_eq!(
+            counts,
+            [(AlertStatus::Open, 5), (AlertStatus::Investigating, 0), (AlertStatus::Escalated, 2)]
+        );
+        assert!(matches!(open_alert_counts(&[("CLOSED".into(), 1)]), Err(StoreError::Corrupt(_))));
+    }
 }

@@ -491,6 +491,8 @@ pub trait HubAlertStore: Send + Sync {
     fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<HubAlertRecord>>>;
     /// Alerts matching the filter, in id order.
     fn alerts(&self, filter: &HubAlertFilter) -> BoxFuture<'_, StoreResult<Vec<HubAlertRecord>>>;
+    /// How many alerts are not closed, per status, as [`crate::AlertStore::open_alert_counts`].
+    fn open_alert_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(AlertStatus, u64)>>>;
 }
 
 /// Held while a decision may not interleave with another's; dropping it leaves the section.

@@ -165,6 +165,19 @@ pub struct OutboxMessage {
     pub payload: String,
 }
 
+/// How the messages of one destination stand in the outbox, for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// The destination, e.g. `hub`, a market, or `callback:<obp>`.
+    pub destination: String,
+    /// Live messages waiting for delivery (the backlog).
+    pub pending: u64,
+    /// Of those, the ones whose last attempt failed (waiting for a retry).
+    pub failing: u64,
+    /// Dead letters: given up, waiting for `openmvs admin dead-letters`.
+    pub dead: u64,
+}
+
 /// An outbox message as stored, with its delivery bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredOutboxMessage {

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use openmvs_audit::{Checkpoint, Sealed};
+use openmvs_core::alert::AlertStatus;
 use openmvs_core::ids::{AlertId, Batch, BulkId, ClientId, ClientTrxId, ProductCode, Serial};
 use openmvs_core::time::Timestamp;
 
@@ -131,6 +132,10 @@ pub trait AlertStore: Send + Sync {
     fn alert(&self, id: &AlertId) -> BoxFuture<'_, StoreResult<Option<AlertRecord>>>;
     /// Alerts matching the filter, in id order.
     fn alerts(&self, filter: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>>;
+    /// How many alerts are not closed, per status ([`crate::decode::OPEN_ALERT_STATUSES`], each
+    /// listed, 0 when none), for `/metrics`: a count over the status index that stays cheap
+    /// however many closed alerts accumulate.
+    fn open_alert_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(AlertStatus, u64)>>>;
 }
 
 /// The audit trail.
@@ -162,6 +167,9 @@ pub trait OutboxQueue: Send + Sync {
     fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>>;
     /// How many live (not dead) messages wait, every destination.
     fn pending(&self) -> BoxFuture<'_, StoreResult<u64>>;
+    /// Per destination with any message, in destination order: the backlog, the messages whose
+    /// last attempt failed and the dead letters, for `/metrics`.
+    fn queue_counts(&self) -> BoxFuture<'_, StoreResult<Vec<QueueCounts>>>;
 }
 
 /// A store whose [`OutboxQueue`] is its engine's outbox table, the one the engine's national and
@@ -192,6 +200,10 @@ impl<T: EngineOutbox> OutboxQueue for T {
 
     fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
         self.engine_outbox().pending()
+    }
+
+    fn queue_counts(&self) -> BoxFuture<'_, StoreResult<Vec<QueueCounts>>> {
+        self.engine_outbox().queue_counts()
     }
 }
 

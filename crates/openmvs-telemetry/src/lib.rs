@@ -8,6 +8,8 @@
 //!   registry and every other figure on `/metrics` go through it, which writes each family's
 //!   `# HELP` and `# TYPE` once, escapes label values and formats numbers.
 //!   [`check_exposition`] reads a whole exposition back, strictly, for the tests.
+//! - [`AlertTally`] counts alerts per alert code, lock-free, for the business figures the
+//!   services show (alerts raised at a national system, received at the hub).
 //! - [`SlaTracker`] keeps, per UTC day, how many verifications and status updates were answered
 //!   and how many in under 300 ms, and gives the month's share, the 30-day mean, availability and
 //!   incidents as an [`SlaReport`].
@@ -17,12 +19,14 @@
 //! [`duration_micros`] converts what the caller measured. Recording is lock-free and
 //! allocation-free; locks are taken only to register a metric, render, report or persist.
 
+mod alert_tally;
 mod exposition;
 mod histogram;
 mod metrics;
 mod op_class;
 mod sla;
 
+pub use alert_tally::AlertTally;
 pub use exposition::{
     CONTENT_TYPE, CounterFamily, Exposed, ExposedSample, Exposition, ExpositionError, GaugeFamily,
     HistogramFamily, MetricType, SampleValue, check_exposition,

@@ -276,6 +276,11 @@ pub struct IntermarketAnswer {
     pub market: Option<String>,
     /// Its answer, when one was found.
     pub response: Option<crate::api::PackResponse>,
+    /// With no answer: the markets that hold the product but could not be reached (down, or
+    /// not answering within the hub's budget), in market order. Empty when every market that
+    /// holds it answered, so that `market: null` then means "unknown everywhere".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
 
 /// The hub's question to a national system about one pack, for the owning OBP's pack query

@@ -316,8 +316,12 @@ pub struct CallbackBody {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PackStatesRequest {
-    /// `STOLEN`, `DESTROYED`, `FREE_SAMPLE` or `CHECKED_OUT`.
+    /// `STOLEN`, `DESTROYED`, `FREE_SAMPLE` or `CHECKED_OUT`; with `undo`, `CHECKED_OUT`.
     pub state: String,
+    /// Undoes `state` instead of setting it: the OBP's check-out is reverted and the packs
+    /// return to ACTIVE (fmd-rules §3). False when absent.
+    #[serde(default)]
+    pub undo: bool,
     /// The serials, at most 10,000.
     pub serials: Vec<String>,
 }
@@ -342,8 +346,10 @@ pub struct PackStatesBody {
     pub product_code: String,
     /// The batch.
     pub batch: String,
-    /// The state asked for.
+    /// The state asked for, or undone.
     pub state: String,
+    /// Whether the change undoes `state`.
+    pub undo: bool,
     /// The markets the accepted changes go to.
     pub markets: Vec<String>,
     /// The batch's markets that recalled it and take no change.
@@ -415,6 +421,7 @@ impl From<&PackStatesAnswer> for PackStatesBody {
             product_code: a.product_code.as_str().to_owned(),
             batch: a.batch.as_str().to_owned(),
             state: a.state.as_str().to_owned(),
+            undo: a.undo,
             markets: names(&a.markets),
             recalled: names(&a.recalled),
             results: a.results.iter().map(PackStateResultBody::from).collect(),

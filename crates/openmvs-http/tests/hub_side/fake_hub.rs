@@ -46,6 +46,8 @@ pub enum IntermarketMode {
     Hang,
     /// Answers 503.
     Unavailable,
+    /// Answers, but FR, which holds the product, could not be reached.
+    FrUnreachable,
 }
 
 /// The trx_id of the canned inter-market answer.
@@ -264,16 +266,21 @@ async fn intermarket(State(s): State<Arc<HubState>>, req: Request) -> Response {
     };
     s.log.lock().unwrap().intermarket.push(im.clone());
     let mode = s.intermarket.lock().unwrap().clone();
-    let none = IntermarketAnswer { market: None, response: None };
+    let none = IntermarketAnswer { market: None, response: None, unreachable: Vec::new() };
     match mode {
-        IntermarketMode::AnswerFromFr => {
-            axum::Json(IntermarketAnswer { market: Some("FR".into()), response: Some(fr_answer(&im)) })
-                .into_response()
-        }
+        IntermarketMode::AnswerFromFr => axum::Json(IntermarketAnswer {
+            market: Some("FR".into()),
+            response: Some(fr_answer(&im)),
+            unreachable: Vec::new(),
+        })
+        .into_response(),
         IntermarketMode::NoMarket => axum::Json(none).into_response(),
         IntermarketMode::Hang => std::future::pending().await,
         IntermarketMode::Unavailable => {
             (StatusCode::SERVICE_UNAVAILABLE, "the fake hub is down").into_response()
+        }
+        IntermarketMode::FrUnreachable => {
+            axum::Json(IntermarketAnswer { unreachable: vec!["FR".into()], ..none }).into_response()
         }
     }
 }

@@ -105,6 +105,9 @@ impl AlertStore for Faulty {
     fn alerts(&self, filter: &AlertFilter) -> BoxFuture<'_, StoreResult<Vec<AlertRecord>>> {
         self.inner.alerts(filter)
     }
+    fn open_alert_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(openmvs_core::alert::AlertStatus, u64)>>> {
+        self.inner.open_alert_counts()
+    }
 }
 
 impl AuditStore for Faulty {
@@ -154,6 +157,9 @@ impl OutboxQueue for Faulty {
     }
     fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
         self.inner.pending()
+    }
+    fn queue_counts(&self) -> BoxFuture<'_, StoreResult<Vec<QueueCounts>>> {
+        self.inner.queue_counts()
     }
 }
 

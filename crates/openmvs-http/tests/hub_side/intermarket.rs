@@ -167,6 +167,33 @@ async fn a_retry_after_the_hub_was_unreachable_asks_the_hub_again() {
 }
 
 #[tokio::test]
+async fn a_hub_that_cannot_reach_the_holding_market_gives_ti_mkt_01_not_hub_01_and_a_retry_asks_again() {
+    let h = Harness::start().await;
+    let pc = gtin("0950110158005");
+    let at = pharmacy("DE-PHARMA-1");
+    h.hub.set_intermarket(IntermarketMode::FrUnreachable);
+
+    let first = h.op(&at, SUPPLY, "s-1", &pc, "B1", "S1").await;
+
+    assert_eq!(
+        (first.return_code.as_str(), first.level, first.accepted),
+        ("NMVS_TI_MKT_01", 3, false),
+        "{first:?}"
+    );
+    assert!(first.message.contains("market that holds it could not be reached"), "{first:?}");
+    assert!(first.alert.is_none() && first.pack.is_none() && !first.intermarket, "{first:?}");
+    assert!(h.alerts().await.is_empty());
+
+    // The terminal keeps the pack and tries again later with the same transaction id (DR Art 29):
+    // the first answer was not kept, so the hub is asked again.
+    h.hub.set_intermarket(IntermarketMode::AnswerFromFr);
+    let retry = h.op(&at, SUPPLY, "s-1", &pc, "B1", "S1").await;
+
+    assert_eq!(h.hub.intermarket_requests().len(), 2, "the hub is asked again");
+    assert_eq!((retry.return_code.as_str(), retry.intermarket), ("NMVS_SUCCESS", true), "{retry:?}");
+}
+
+#[tokio::test]
 async fn an_intermarket_request_from_the_hub_is_processed_once_as_the_other_markets_client() {
     let h = Harness::start().await;
     let pc = gtin("0950110158004");

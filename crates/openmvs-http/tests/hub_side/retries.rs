@@ -11,6 +11,8 @@ use openmvs_store::{Committer, OutboxMessage, OutboxQueue, OutboxStore, StoredOu
 
 use crate::fake_hub::DeliveryMode;
 use crate::harness::*;
+use crate::pki::client;
+use crate::retry::SendRetrying;
 
 fn manual() -> Setup {
     Setup { relay: false, ..Setup::default() }
@@ -145,6 +147,37 @@ async fn a_message_that_keeps_failing_becomes_a_dead_letter_after_the_configured
     assert_eq!((dead[0].seq, dead[0].attempts), (m.seq, 3));
     assert_eq!(h.hub.deliveries().len(), 3);
     assert_eq!(h.store.pending().await.unwrap(), 0);
+}
+
+/// `/metrics` as the national system serves it, read back strictly: the backlog, the messages
+/// whose last attempt failed and the dead letters.
+async fn outbox_figures(h: &Harness) -> (f64, f64, f64) {
+    let text =
+        client(None).get(format!("{}/metrics", h.url)).send_retrying().await.unwrap().text().await.unwrap();
+    let e = openmvs_telemetry::check_exposition(&text).unwrap_or_else(|e| panic!("/metrics: {e}\n{text}"));
+    let v = |name: &str| e.value(name, &[]).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+    (v("openmvs_outbox_pending"), v("openmvs_outbox_failing"), v("openmvs_outbox_dead_letters"))
+}
+
+#[tokio::test]
+async fn metrics_show_a_message_failing_then_dead_then_delivered_after_its_replay() {
+    let h = Harness::with(Setup { max_delivery_attempts: 2, ..manual() }).await;
+    let pc = gtin("0950110157005");
+    let m = one_pending(&h, &pc).await;
+    assert_eq!(outbox_figures(&h).await, (1.0, 0.0, 0.0));
+    h.hub.set_delivery(DeliveryMode::Unavailable);
+
+    assert_eq!(h.relay_once().await, 0);
+    assert_eq!(outbox_figures(&h).await, (1.0, 1.0, 0.0), "failing, still pending");
+    h.clock.advance(Duration::from_secs(60));
+    assert_eq!(h.relay_once().await, 0);
+    assert_eq!(outbox_figures(&h).await, (0.0, 0.0, 1.0), "given up: a dead letter");
+
+    h.hub.set_delivery(DeliveryMode::Apply);
+    assert!(h.store.replay(m.seq, h.clock.now()).await.unwrap());
+    assert_eq!(outbox_figures(&h).await, (1.0, 0.0, 0.0), "replayed: live again, not failing");
+    assert_eq!(h.relay_once().await, 1);
+    assert_eq!(outbox_figures(&h).await, (0.0, 0.0, 0.0));
 }
 
 #[tokio::test]

@@ -37,7 +37,7 @@ impl HubLink for RecordingHub {
     }
 
     fn intermarket(&self, _req: IntermarketRequest) -> BoxFuture<'_, Result<IntermarketAnswer, String>> {
-        Box::pin(async { Ok(IntermarketAnswer { market: None, response: None }) })
+        Box::pin(async { Ok(IntermarketAnswer { market: None, response: None, unreachable: Vec::new() }) })
     }
 }
 

@@ -160,7 +160,7 @@ impl HubLink for CountingHub {
 
     fn intermarket(&self, _req: IntermarketRequest) -> BoxFuture<'_, Result<IntermarketAnswer, String>> {
         self.intermarket_calls.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Ok(IntermarketAnswer { market: None, response: None }) })
+        Box::pin(async { Ok(IntermarketAnswer { market: None, response: None, unreachable: Vec::new() }) })
     }
 }
 

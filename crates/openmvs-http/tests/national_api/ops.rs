@@ -1,9 +1,10 @@
 //! The operations endpoints: the return-code catalogue, `/status`, `/metrics` and health.
 
 use openmvs_core::roles::Role;
+use openmvs_telemetry::check_exposition;
 use openmvs_wire::ReturnCodeCatalogue;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::*;
 
@@ -88,6 +89,41 @@ async fn metrics_are_prometheus_text_with_latency_buckets_per_class() {
     ] {
         assert!(r.text.contains(needle), "no '{needle}' in:\n{}", r.text);
     }
+}
+
+#[tokio::test]
+async fn metrics_count_the_alerts_raised_by_code_and_those_not_closed_by_status() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let nmvo = app.client(Role::Nmvo, "nmvo-office").await;
+    let unknown = p.req_with(&[("serial", fresh_serial().as_str())]);
+    let first = a.verify(&unknown).await;
+    check(&first, "NMVS_NC_PC_02", false, None, &[]);
+    // The same request again is a retry: the stored answer, and no second alert to count.
+    assert_eq!(alert_id(&a.verify(&unknown).await), alert_id(&first));
+    let second = a.verify(&p.req_with(&[("serial", fresh_serial().as_str())])).await;
+    let third = a.verify(&p.req_with(&[("serial", fresh_serial().as_str())])).await;
+    for (id, body) in [
+        (alert_id(&second), json!({"status": "INVESTIGATING"})),
+        (alert_id(&third), json!({"status": "CLOSED", "classification": "TECHNICAL_ERROR"})),
+    ] {
+        let r = nmvo.post(&format!("/v1/alerts/{id}/status"), &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    let text = app.get("/metrics").await.text;
+    let e = check_exposition(&text).unwrap_or_else(|e| panic!("/metrics: {e}\n{text}"));
+    let value = |name: &str, labels: &[(&str, &str)]| e.value(name, labels);
+    assert_eq!(value("openmvs_alerts_raised_total", &[("code", "A3")]), Some(3.0), "{text}");
+    assert_eq!(value("openmvs_alerts_raised_total", &[("code", "A24")]), Some(0.0), "{text}");
+    for (status, n) in [("OPEN", 1.0), ("INVESTIGATING", 1.0), ("ESCALATED", 0.0)] {
+        assert_eq!(value("openmvs_alerts_open", &[("status", status)]), Some(n), "{status}: {text}");
+    }
+    assert_eq!(value("openmvs_alerts_open", &[("status", "CLOSED")]), None, "closed alerts are not counted");
+    assert_eq!(value("openmvs_outbox_failing", &[]), Some(0.0), "{text}");
+    assert_eq!(value("openmvs_outbox_dead_letters", &[]), Some(0.0), "{text}");
 }
 
 #[tokio::test]

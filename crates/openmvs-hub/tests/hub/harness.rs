@@ -183,7 +183,11 @@ impl NationalQueries for TestQueries {
                 self.nationals.get(&market).ok_or_else(|| format!("no national system {market}"))?;
             let answer = national.intermarket(&req).await.map_err(|e| e.to_string())?;
             let response = answer.as_ref().map(PackResponse::from);
-            Ok(IntermarketAnswer { market: response.as_ref().map(|_| market.to_string()), response })
+            Ok(IntermarketAnswer {
+                market: response.as_ref().map(|_| market.to_string()),
+                response,
+                unreachable: Vec::new(),
+            })
         })
     }
     fn pack_state(

@@ -261,8 +261,12 @@ async fn a_withdrawn_product_takes_no_new_batch_for_that_market() {
     let wd = w.hub.withdraw(OBP, GTIN, "marketing authorisation ended", &["FR".to_owned()]).await.unwrap();
     assert_eq!(wd.withdrawn, [m("FR")]);
     let e = w.hub.put_batch(OBP, GTIN, "B2", EXPIRY, Some(vec!["FR".into()])).await.unwrap_err();
-    assert_eq!((e.http_status(), fields(&e)), (422, vec!["markets"]));
-    assert!(e.details[0].message.contains("withdrawn"), "{e:?}");
+    // Not "empty or too long" (I1): the product's state refuses it, and the answer says so.
+    assert_eq!(
+        (e.code.as_str(), e.http_status(), fields(&e)),
+        ("HUB_PRODUCT_WITHDRAWN", 409, vec!["markets"])
+    );
+    assert!(e.details[0].message.contains("withdrawn from FR"), "{e:?}");
     let b = w.hub.put_batch(OBP, GTIN, "B3", EXPIRY, None).await.unwrap();
     assert_eq!(b.markets, [m("DE")], "the default leaves the withdrawn market out");
     w.relay_all().await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use openmvs_audit::{ChainHead, sign_checkpoint, verify_checkpoint};
 use openmvs_core::alert::AlertStatus;
 use openmvs_core::ids::Location;
-use openmvs_core::pack::Command;
+use openmvs_core::pack::{Command, Operation, PackState};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::Role;
 use openmvs_hub::{AUDIT_HEAD_OPERATION, Hub, audit_head_subject, received_audit_heads};
@@ -359,6 +359,42 @@ async fn an_obp_stolen_report_reaches_both_markets_and_is_refused_after_a_recall
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_obp_undoes_its_check_out_in_every_market_and_nothing_else() {
+    let w = world().await;
+    two_markets(&w, 3).await;
+    let one = |s: &str| vec![s.to_owned()];
+    let a = w.hub.set_pack_states(OBP, GTIN, BATCH, "CHECKED_OUT", &one("QZX00000000")).await.unwrap();
+    assert!(a.results[0].accepted && !a.undo);
+    w.hub.set_pack_states(OBP, GTIN, BATCH, "STOLEN", &one("QZX00000001")).await.unwrap();
+    w.relay_all().await;
+    for market in ["DE", "FR"] {
+        assert_eq!(state(&w, market, "QZX00000000").await, "CHECKED_OUT", "{market}");
+    }
+
+    // Only a check-out is undone through the hub; a stolen pack never is.
+    let e = w.hub.undo_pack_states(OBP, GTIN, BATCH, "STOLEN", &one("QZX00000001")).await.unwrap_err();
+    assert_eq!((e.http_status(), e.details[0].field.as_str()), (400, "state"));
+    assert!(e.details[0].message.contains("never be undone"), "{e:?}");
+    let e =
+        w.hub.undo_pack_states(OTHER_OBP, GTIN, BATCH, "CHECKED_OUT", &one("QZX00000000")).await.unwrap_err();
+    assert_eq!(e.http_status(), 403);
+
+    let a = w.hub.undo_pack_states(OBP, GTIN, BATCH, "CHECKED_OUT", &one("QZX00000000")).await.unwrap();
+    assert_eq!((a.undo, a.state, a.markets.clone()), (true, PackState::CheckedOut, vec![m("DE"), m("FR")]));
+    assert_eq!((a.results[0].accepted, a.results[0].return_code), (true, ReturnCode::Success));
+    // An undo of a pack this OBP did not check out is carried too, and changes nothing there.
+    let a = w.hub.undo_pack_states(OBP, GTIN, BATCH, "CHECKED_OUT", &one("QZX00000001")).await.unwrap();
+    assert!(a.results[0].accepted);
+    w.relay_all().await;
+    for market in ["DE", "FR"] {
+        assert_eq!(state(&w, market, "QZX00000000").await, "ACTIVE", "{market}");
+        assert_eq!(state(&w, market, "QZX00000001").await, "STOLEN", "{market}");
+    }
+    let r = w.pharmacy("DE", Command::Set(Operation::Supply), "QZX00000000").await;
+    assert_eq!(r.return_code, "NMVS_SUCCESS", "the pack is dispensable again: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_de_pharmacy_verifying_a_fr_only_product_gets_fr_answer_through_the_hub() {
     let w = world().await;
     w.product_and_batch(&["FR"]).await;
@@ -463,7 +499,7 @@ impl openmvs_hub::NationalQueries for Silent {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_market_that_holds_the_product_but_does_not_answer_in_budget_makes_the_request_503_not_unknown() {
+async fn a_market_that_holds_the_product_but_does_not_answer_in_budget_is_named_unreachable_not_unknown() {
     let w = world().await;
     w.product_and_batch(&["FR"]).await;
     let mut config = w.hub.config().clone();
@@ -484,8 +520,9 @@ async fn a_market_that_holds_the_product_but_does_not_answer_in_budget_makes_the
         batch: BATCH.into(),
         expiry: EXPIRY.into(),
     };
-    let e = hub.intermarket(req).await.unwrap_err();
-    assert_eq!((e.code, e.http_status()), (ReturnCode::Unavailable, 503));
+    // The hub was reached and answers; the answer says which market could not be.
+    let a = hub.intermarket(req).await.unwrap();
+    assert_eq!((a.market, a.response, a.unreachable), (None, None, vec!["FR".to_owned()]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -469,6 +469,10 @@ impl HubAlertStore for PgHubStore {
             ).await
         })
     }
+
+    fn open_alert_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(openmvs_core::alert::AlertStatus, u64)>>> {
+        Box::pin(crate::open_alert_counts(&self.pool))
+    }
 }
 
 impl AuditStore for PgHubStore {

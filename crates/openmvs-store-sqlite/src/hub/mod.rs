@@ -397,6 +397,10 @@ impl HubAlertStore for SqliteHubStore {
             )
         })
     }
+
+    fn open_alert_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(openmvs_core::alert::AlertStatus, u64)>>> {
+        self.engine.read(crate::codec::open_alert_counts)
+    }
 }
 
 impl AuditStore for SqliteHubStore {
