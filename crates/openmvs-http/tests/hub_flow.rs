@@ -724,7 +724,9 @@ async fn metrics_show_the_alert_at_de_and_the_hub_a_failing_callback_by_obp_and_
         (hub, text) = metrics_of(&w.obp, &w.hub_url).await;
     }
     let value = |e: &Exposed, name: &str, labels: &[(&str, &str)]| e.value(name, labels);
-    assert_eq!(value(&hub, "openmvs_hub_callbacks_failing", &[("obp", "acme-pharma")]), Some(1.0), "{text}");
+    // One event or both: the two alerts' events fail together when one batch carried them.
+    let failing = value(&hub, "openmvs_hub_callbacks_failing", &[("obp", "acme-pharma")]);
+    assert!(matches!(failing, Some(n) if n == 1.0 || n == 2.0), "{text}");
     assert_eq!(value(&hub, "openmvs_hub_outbox_failing", &[("market", "FR")]), Some(1.0), "{text}");
     assert_eq!(value(&hub, "openmvs_hub_outbox_dead_letters", &[("destination", "FR")]), Some(0.0), "{text}");
     assert_eq!(

@@ -225,6 +225,9 @@ impl Hub {
         if !alert.markets().contains(&origin) {
             return Ok(Err(format!("an alert of market '{}' forwarded by {origin}", a.alert.market)));
         }
+        if !alert.code.goes_to_obp() {
+            return Ok(Err(format!("a {} alert stays with the NMVO of its market", alert.code)));
+        }
         // The hub's own record of who owns the product decides, not the market's copy of it.
         let owner = match self.find_product(&a.alert.product_code).await {
             Ok(Some(p)) => p.owner,

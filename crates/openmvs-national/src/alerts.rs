@@ -45,6 +45,11 @@ pub fn view(a: &AlertRecord) -> AlertView {
     }
 }
 
+/// An alert the NMVO reads but the client it names does not: a `SERIAL_GUESSING` alert.
+fn for_the_nmvo_only(a: &AlertRecord) -> bool {
+    a.code == openmvs_core::return_code::AlertCode::SerialGuessing
+}
+
 /// An update of `current` to `thread`, with the status, classification and last comment the
 /// thread comes to.
 pub(crate) fn update_to(current: &AlertRecord, thread: AlertThread) -> AlertUpdate {
@@ -109,6 +114,11 @@ impl National {
             limit: limit + 1,
         };
         let mut alerts = self.store.alerts(&filter).await?;
+        if filter.client_id.is_some() {
+            // An end user's list holds the alerts its requests raised, not the NMVO's alert about
+            // how it uses the system.
+            alerts.retain(|a| !for_the_nmvo_only(a));
+        }
         let next_cursor = if alerts.len() > limit {
             alerts.truncate(limit);
             alerts.last().map(|a| a.id.clone())
@@ -122,7 +132,9 @@ impl National {
     pub async fn alert(&self, actor: &Actor, id: &str) -> Result<AlertView, ApiError> {
         let own = self.alert_scope(actor)?;
         match self.store.alert(&AlertId::from(id)).await? {
-            Some(a) if own.as_ref().is_none_or(|c| *c == a.client_id) => Ok(view(&a)),
+            Some(a) if own.as_ref().is_none_or(|c| *c == a.client_id && !for_the_nmvo_only(&a)) => {
+                Ok(view(&a))
+            }
             _ => Err(ApiError::new(ReturnCode::NotFound).with("id", format!("no alert '{id}'"))),
         }
     }

@@ -168,6 +168,8 @@ async fn a_pharmacy_guessing_serials_is_slowed_then_refused_and_the_nmvo_alone_g
     assert!(comment.contains(&guesser.client_id), "{comment}");
     assert!(comment.contains("5 of 5 requests between") && comment.contains(START), "{comment}");
     let id = a["id"].as_str().expect("an id");
+    // The guesser reads the alerts its requests raised, not the NMVO's alert about it.
+    guesser.get(&format!("/v1/alerts/{id}")).await.expect_error(404, "NMVS_TE_NF_01", Some("id"));
     let all = nmvo.all_alerts("").await;
     let a3 = all.iter().filter(|a| a["code"] == "A3").count();
     assert_eq!(a3, 5 + 3 + 1, "the guesser's 8 and the honest pharmacy's one");
