@@ -520,7 +520,14 @@ impl National {
             Ok((Some((market, mut answer)), _)) => {
                 answer.intermarket = true;
                 answer.client_trx_id = input.client_trx_id.clone();
-                answer.warnings = input.warnings.clone();
+                // This market's reading of the scan, then what the other market found (the
+                // corruption it undid when it asks for a rescan).
+                let remote = std::mem::replace(&mut answer.warnings, input.warnings.clone());
+                for w in remote {
+                    if !answer.warnings.iter().any(|x| x.code == w.code) {
+                        answer.warnings.push(w);
+                    }
+                }
                 let mut uow = UnitOfWork::default();
                 if let Some(a) = &answer.alert {
                     // The alert lives here too, under its one id: the pharmacy reads it here and

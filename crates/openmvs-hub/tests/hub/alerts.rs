@@ -8,7 +8,9 @@ use openmvs_core::ids::Location;
 use openmvs_core::pack::Command;
 use openmvs_core::roles::Role;
 use openmvs_national::Actor;
-use openmvs_wire::api::{AlertChangeView, AlertCommentRequest, AlertCommentView, AlertStatusRequest};
+use openmvs_wire::api::{
+    AlertChangeView, AlertCommentRequest, AlertCommentView, AlertStatusRequest, PackRequest, PackResponse,
+};
 use openmvs_wire::hub::{AlertChangeMsg, AlertCommentMsg, Delivery, Envelope, Message};
 
 use crate::harness::*;
@@ -246,4 +248,32 @@ async fn an_inter_market_alert_lives_in_both_markets_under_one_id_and_stays_in_s
         (hub.status, hub.thread.history.len(), hub.thread.comments.len()),
         (AlertStatus::Closed, 2, 1)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_error_the_other_market_undid_is_answered_with_its_warning_and_raises_no_alert_anywhere() {
+    let w = world().await;
+    w.product_and_batch(&["FR"]).await;
+    w.upload(vec!["QZX00000000".into()]).await;
+    w.relay_all().await;
+    // Read with Caps Lock on: every letter came out in lower case.
+    let req = PackRequest {
+        client_trx_id: Some("trx-caps-lock".into()),
+        scheme: Some("GTIN".into()),
+        product_code: Some(GTIN.into()),
+        serial: Some("qzx00000000".into()),
+        batch: Some(BATCH.to_lowercase()),
+        expiry: Some(EXPIRY.into()),
+        scan: None,
+        entry_mode: None,
+    };
+    let answer = w.national("DE").pack(&pharmacy("DE"), Command::Verify, &req).await.expect("an answer");
+    let r = PackResponse::from(&answer);
+    assert_eq!((r.return_code.as_str(), r.intermarket, r.alert.is_none()), ("NMVS_FE_SCN_01", true, true));
+    let warnings: Vec<&str> = r.warnings.iter().map(|x| x.code.as_str()).collect();
+    assert_eq!(warnings, ["LOWERCASE_FIELD"], "FR's finding reaches the DE pharmacy");
+    settle(&w).await;
+    for market in ["DE", "FR"] {
+        assert!(w.national(market).alerts(&nmvo(market), None, None, None).await.unwrap().alerts.is_empty());
+    }
 }
