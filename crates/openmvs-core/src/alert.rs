@@ -324,6 +324,100 @@ pub enum StatusChangeError {
     CommentEmpty,
 }
 
+impl StatusChangeError {
+    /// The request field at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            StatusChangeError::Transition { .. } => "status",
+            StatusChangeError::ClassificationMissing | StatusChangeError::ClassificationUnexpected => {
+                "classification"
+            }
+            StatusChangeError::CommentTooLong(_) => "comment",
+            StatusChangeError::CommentEmpty => "text",
+        }
+    }
+}
+
+/// One piece of work on an alert by someone who may work it.
+#[derive(Debug, Clone, Copy)]
+pub enum AlertWork<'a> {
+    /// A status change, with an optional comment.
+    Status(StatusChange<'a>),
+    /// A comment.
+    Comment(&'a str),
+}
+
+/// Who does a piece of work on an alert, and when: what the new thread entries name.
+#[derive(Debug, Clone, Copy)]
+pub struct Worker<'a> {
+    /// A client id at a national system, an OBP id at the hub.
+    pub by: &'a str,
+    /// Their role.
+    pub role: &'a str,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// What a piece of work adds to an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkDone {
+    /// The thread with the new entries.
+    pub thread: AlertThread,
+    /// The status change made, to send to the other systems that hold the alert.
+    pub change: Option<AlertChange>,
+    /// The comment made (a status change's too), to send likewise.
+    pub comment: Option<AlertComment>,
+    /// Whether the national competent authority must be told (a confirmed falsification).
+    pub report_to_nca: bool,
+}
+
+/// Decides a piece of work on an alert whose thread is `thread` (and status `current`, which the
+/// thread settles to): a status change by [`decide_status_change`], a comment by
+/// [`decide_comment`]; a status change's comment joins the thread as a comment. `random` makes
+/// the new entries' ids unique ([`AlertThread::next_id`]).
+pub fn decide_work(
+    current: AlertStatus,
+    thread: &AlertThread,
+    work: &AlertWork<'_>,
+    who: &Worker<'_>,
+    random: [u64; 2],
+) -> Result<WorkDone, StatusChangeError> {
+    let mut done = WorkDone { thread: thread.clone(), change: None, comment: None, report_to_nca: false };
+    let text = match work {
+        AlertWork::Status(req) => {
+            done.report_to_nca = decide_status_change(current, req)?.report_to_nca;
+            let change = AlertChange {
+                id: done.thread.next_id("ACH", random[0]),
+                from: current,
+                to: req.status,
+                classification: req.classification,
+                by: who.by.to_owned(),
+                role: who.role.to_owned(),
+                at: who.at,
+            };
+            done.thread.add_change(change.clone());
+            done.change = Some(change);
+            req.comment
+        }
+        AlertWork::Comment(text) => {
+            decide_comment(text)?;
+            Some(*text)
+        }
+    };
+    if let Some(text) = text {
+        let comment = AlertComment {
+            id: done.thread.next_id("ACM", random[1]),
+            author: who.by.to_owned(),
+            role: who.role.to_owned(),
+            at: who.at,
+            text: text.to_owned(),
+        };
+        done.thread.add_comment(comment.clone());
+        done.comment = Some(comment);
+    }
+    Ok(done)
+}
+
 /// Decides a status change of an alert currently in `current`.
 ///
 /// The lifecycle moves forward: OPEN -> INVESTIGATING -> ESCALATED -> CLOSED, where steps may be
@@ -498,6 +592,29 @@ mod tests {
             assert_eq!(t.history.last().map(|c| c.id.as_str()), Some(id.as_str()));
         }
         assert_eq!(t.history[0].id, "ACH-00000001-ffffffffffffffff");
+    }
+
+    #[test]
+    fn a_status_change_with_a_comment_adds_both_entries_by_the_worker_and_a_refusal_names_its_field() {
+        let who = Worker { by: "nmvo-1", role: "NMVO", at: Timestamp::from_unix_millis(9) };
+        let req = StatusChange {
+            status: Closed,
+            classification: Some(Classification::Other),
+            comment: Some("done"),
+        };
+        let done =
+            decide_work(Escalated, &AlertThread::default(), &AlertWork::Status(req), &who, [1, 2]).unwrap();
+        let made = done.change.as_ref().unwrap();
+        assert_eq!((made.from, made.to, made.by.as_str(), made.at), (Escalated, Closed, "nmvo-1", who.at));
+        assert_eq!(done.comment.as_ref().map(|c| (c.text.as_str(), c.role.as_str())), Some(("done", "NMVO")));
+        assert_eq!((done.thread.history.len(), done.thread.comments.len()), (1, 1));
+        assert_eq!(done.thread.settle(), (Closed, Some(Classification::Other)));
+        let open = AlertWork::Status(change(Open, None));
+        let e = decide_work(Investigating, &done.thread, &open, &who, [3, 4]).unwrap_err();
+        assert_eq!(e.field(), "status");
+        let e =
+            decide_work(Open, &AlertThread::default(), &AlertWork::Comment(" "), &who, [5, 6]).unwrap_err();
+        assert_eq!(e.field(), "text");
     }
 
     #[test]

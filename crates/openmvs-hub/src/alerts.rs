@@ -7,8 +7,8 @@
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::{
-    AlertChange, AlertComment, AlertPage, AlertStatus, AlertThread, AlertView, Classification, StatusChange,
-    decide_comment, decide_status_change,
+    AlertComment, AlertPage, AlertStatus, AlertThread, AlertView, AlertWork, Classification, StatusChange,
+    Worker, decide_work,
 };
 use openmvs_core::ids::{AlertId, MarketCode};
 use openmvs_core::pack::Policy;
@@ -20,7 +20,7 @@ use openmvs_wire::hub::{AlertChangeMsg, AlertCommentMsg, Message};
 use openmvs_wire::kept;
 use serde_json::json;
 
-use crate::{ApiError, Hub, Record, message_keyed, new_id};
+use crate::{ApiError, Hub, Record, message_keyed, new_id, random_u64};
 
 /// The page size when none is asked for.
 pub const DEFAULT_ALERT_LIMIT: usize = 100;
@@ -44,23 +44,7 @@ pub(crate) fn view(a: &HubAlertRecord) -> Result<AlertView, StoreError> {
 /// An update of `current` to `thread`, with the status, classification and last comment the
 /// thread comes to.
 fn update_to(current: &HubAlertRecord, thread: AlertThread) -> AlertUpdate {
-    let (status, classification) = thread.settle();
-    AlertUpdate {
-        id: current.id.clone(),
-        expected_version: current.version,
-        status,
-        classification,
-        comment: thread.last_comment().map(str::to_owned),
-        thread,
-    }
-}
-
-/// One piece of work on an alert by its OBP.
-enum Work<'a> {
-    /// A status change, with an optional comment.
-    Status { status: AlertStatus, classification: Option<Classification>, comment: Option<&'a str> },
-    /// A comment.
-    Comment(&'a str),
+    AlertUpdate::to_thread(current.id.clone(), current.version, thread)
 }
 
 /// The messages that take `body` (a change or a comment of `alert`) to every market that holds
@@ -169,7 +153,7 @@ impl Hub {
                 return Err(refuse(e).await);
             }
         };
-        let work = Work::Status { status, classification, comment };
+        let work = AlertWork::Status(StatusChange { status, classification, comment });
         self.work_alert(obp, id, work, "alert-status", &request).await.map(|(a, _)| a)
     }
 
@@ -177,7 +161,8 @@ impl Hub {
     pub async fn comment_alert(&self, obp: &str, id: &str, text: &str) -> Result<AlertComment, ApiError> {
         self.caller(obp).await?;
         let request = json!({"text": text});
-        let (_, comment) = self.work_alert(obp, id, Work::Comment(text), "alert-comment", &request).await?;
+        let (_, comment) =
+            self.work_alert(obp, id, AlertWork::Comment(text), "alert-comment", &request).await?;
         Ok(comment.expect("a comment's work adds a comment"))
     }
 
@@ -185,82 +170,40 @@ impl Hub {
         &self,
         obp: &str,
         id: &str,
-        work: Work<'_>,
+        work: AlertWork<'_>,
         operation: &str,
         request: &serde_json::Value,
     ) -> Result<(AlertView, Option<AlertComment>), ApiError> {
         let subject = format!("alert/{id}");
         let refuse = |e: ApiError| self.refuse(obp, operation, &subject, request, e);
         let alert_id = AlertId::from(id);
+        let role = Role::Obp.to_string();
         for _ in 0..8 {
             let now = self.clock.now();
             let current = match self.store.alert(&alert_id).await? {
                 Some(a) if a.obp == obp => a,
                 _ => return Err(refuse(not_found(id)).await),
             };
-            let mut thread = current.thread.clone();
-            let mut bodies = Vec::new();
-            let mut report_to_nca = false;
-            let mut added = None;
-            let comment_text = match &work {
-                Work::Status { status, classification, comment } => {
-                    let change =
-                        StatusChange { status: *status, classification: *classification, comment: *comment };
-                    match decide_status_change(current.status, &change) {
-                        Ok(o) => report_to_nca = o.report_to_nca,
-                        Err(e) => {
-                            // The core's messages start with the field at fault.
-                            let text = e.to_string();
-                            let field = text.split(':').next().unwrap_or("status").to_owned();
-                            return Err(refuse(ApiError::malformed(field, text)).await);
-                        }
-                    }
-                    let change = AlertChange {
-                        id: thread.next_id("ACH", crate::random_u64()),
-                        from: current.status,
-                        to: *status,
-                        classification: *classification,
-                        by: obp.to_owned(),
-                        role: Role::Obp.to_string(),
-                        at: now,
-                    };
-                    bodies.push(Message::AlertChange(AlertChangeMsg::new(id, &change)));
-                    thread.add_change(change);
-                    *comment
-                }
-                Work::Comment(text) => {
-                    if let Err(e) = decide_comment(text) {
-                        let text = e.to_string();
-                        let field = text.split(':').next().unwrap_or("text").to_owned();
-                        return Err(refuse(ApiError::malformed(field, text)).await);
-                    }
-                    Some(*text)
-                }
-            };
-            if let Some(text) = comment_text {
-                let comment = AlertComment {
-                    id: thread.next_id("ACM", crate::random_u64()),
-                    author: obp.to_owned(),
-                    role: Role::Obp.to_string(),
-                    at: now,
-                    text: text.to_owned(),
+            let who = Worker { by: obp, role: &role, at: now };
+            let done =
+                match decide_work(current.status, &current.thread, &work, &who, [random_u64(), random_u64()])
+                {
+                    Ok(d) => d,
+                    Err(e) => return Err(refuse(ApiError::malformed(e.field(), e.to_string())).await),
                 };
-                bodies.push(Message::AlertComment(AlertCommentMsg::new(id, &comment)));
-                thread.add_comment(comment.clone());
-                added = Some(comment);
-            }
-            let update = update_to(&current, thread);
-            let mut after = current.clone();
-            after.status = update.status;
-            after.classification = update.classification;
-            after.comment = update.comment.clone();
-            after.thread = update.thread.clone();
-            let answer = view(&after)?;
+            let update = AlertUpdate::to_thread(alert_id.clone(), current.version, done.thread);
+            let answer = view(&HubAlertRecord {
+                status: update.status,
+                classification: update.classification,
+                comment: update.comment.clone().or(current.comment.clone()),
+                thread: update.thread.clone(),
+                ..current.clone()
+            })?;
             let result = kept::alert_value(&answer);
             let r =
                 Record { operation, subject: &subject, code: ReturnCode::Success, request, result: &result };
             let mut audit = vec![self.entry(obp, now, r)];
-            if report_to_nca {
+            if done.report_to_nca {
                 // DR Art 37(d): the confirmed falsification is on record for the authorities.
                 audit.push(Entry {
                     operation: "nca-report".into(),
@@ -268,15 +211,16 @@ impl Hub {
                     ..audit[0].clone()
                 });
             }
+            let changes = done.change.iter().map(|c| Message::AlertChange(AlertChangeMsg::new(id, c)));
+            let comments = done.comment.iter().map(|c| Message::AlertComment(AlertCommentMsg::new(id, c)));
             let mut outbox = Vec::new();
-            for body in &bodies {
-                let message_id = new_id("HMS", now);
-                outbox.extend(to_markets(&answer, None, &message_id, body));
+            for body in changes.chain(comments) {
+                outbox.extend(to_markets(&answer, None, &new_id("HMS", now), &body));
             }
             let uow =
                 HubUnitOfWork { alert_updates: vec![update], audit, outbox, ..HubUnitOfWork::default() };
             match self.commit(uow).await {
-                Ok(()) => return Ok((answer, added)),
+                Ok(()) => return Ok((answer, done.comment)),
                 // Changed meanwhile: decide again on the new thread.
                 Err(StoreError::Conflict(Conflict::AlertStatus)) => continue,
                 Err(e) => return Err(e.into()),

@@ -5,8 +5,8 @@
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::{
-    AlertChange, AlertComment, AlertPage, AlertStatus, AlertThread, AlertView, Classification, StatusChange,
-    decide_comment, decide_status_change,
+    AlertComment, AlertPage, AlertStatus, AlertThread, AlertView, AlertWork, Classification, StatusChange,
+    Worker, decide_work,
 };
 use openmvs_core::answer::AlertRef;
 use openmvs_core::ids::{AlertId, ClientId, MarketCode, PackIdentifier};
@@ -18,7 +18,7 @@ use openmvs_wire::api::{AlertCommentRequest, AlertStatusRequest};
 use openmvs_wire::hub::{AlertChangeMsg, AlertCommentMsg, Message};
 use openmvs_wire::kept;
 
-use crate::{Actor, ApiError, National, Record};
+use crate::{Actor, ApiError, National, Record, random_u64};
 
 /// The page size when none is asked for.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -53,23 +53,7 @@ fn for_the_nmvo_only(a: &AlertRecord) -> bool {
 /// An update of `current` to `thread`, with the status, classification and last comment the
 /// thread comes to.
 pub(crate) fn update_to(current: &AlertRecord, thread: AlertThread) -> AlertUpdate {
-    let (status, classification) = thread.settle();
-    AlertUpdate {
-        id: current.id.clone(),
-        expected_version: current.version,
-        status,
-        classification,
-        comment: thread.last_comment().map(str::to_owned),
-        thread,
-    }
-}
-
-/// One piece of work on an alert by the NMVO.
-enum Work<'a> {
-    /// A status change, with an optional comment.
-    Status { status: AlertStatus, classification: Option<Classification>, comment: Option<&'a str> },
-    /// A comment.
-    Comment(&'a str),
+    AlertUpdate::to_thread(current.id.clone(), current.version, thread)
 }
 
 impl National {
@@ -168,7 +152,8 @@ impl National {
                 return Err(self.refuse(actor, "alert-status", &subject, req, e).await);
             }
         };
-        let work = Work::Status { status, classification, comment: req.comment.as_deref() };
+        let work =
+            AlertWork::Status(StatusChange { status, classification, comment: req.comment.as_deref() });
         let request = serde_json::to_string(req).unwrap_or_default();
         self.work_alert(actor, id, work, "alert-status", request, req).await.map(|(a, _)| a)
     }
@@ -186,7 +171,7 @@ impl National {
         }
         let request = serde_json::to_string(req).unwrap_or_default();
         let (_, comment) =
-            self.work_alert(actor, id, Work::Comment(&req.text), "alert-comment", request, req).await?;
+            self.work_alert(actor, id, AlertWork::Comment(&req.text), "alert-comment", request, req).await?;
         Ok(comment.expect("a comment's work adds a comment"))
     }
 
@@ -205,75 +190,37 @@ impl National {
         &self,
         actor: &Actor,
         id: &str,
-        work: Work<'_>,
+        work: AlertWork<'_>,
         operation: &str,
         request: String,
         req: &(impl serde::Serialize + Sync),
     ) -> Result<(AlertView, Option<AlertComment>), ApiError> {
         let subject = format!("alert/{id}");
         let id = AlertId::from(id);
+        let (by, role) = (actor.client_id.to_string(), actor.role.to_string());
         for _ in 0..8 {
             let now = self.clock.now();
             let Some(current) = self.store.alert(&id).await? else {
                 return Err(ApiError::new(ReturnCode::NotFound).with("id", format!("no alert '{id}'")));
             };
-            let mut thread = current.thread.clone();
-            let mut messages = Vec::new();
-            let mut report_to_nca = false;
-            let mut added = None;
-            let comment_text = match &work {
-                Work::Status { status, classification, comment } => {
-                    let change =
-                        StatusChange { status: *status, classification: *classification, comment: *comment };
-                    match decide_status_change(current.status, &change) {
-                        Ok(o) => report_to_nca = o.report_to_nca,
-                        Err(e) => {
-                            let field = e.to_string().split(':').next().unwrap_or("status").to_owned();
-                            let err = ApiError::field(field, e.to_string());
-                            return Err(self.refuse(actor, operation, &subject, req, err).await);
-                        }
-                    }
-                    let change = AlertChange {
-                        id: thread.next_id("ACH", crate::random_u64()),
-                        from: current.status,
-                        to: *status,
-                        classification: *classification,
-                        by: actor.client_id.to_string(),
-                        role: actor.role.to_string(),
-                        at: now,
-                    };
-                    messages.push(Message::AlertChange(AlertChangeMsg::new(id.as_str(), &change)));
-                    thread.add_change(change);
-                    *comment
-                }
-                Work::Comment(text) => {
-                    if let Err(e) = decide_comment(text) {
-                        let field = e.to_string().split(':').next().unwrap_or("text").to_owned();
-                        let err = ApiError::field(field, e.to_string());
+            let who = Worker { by: &by, role: &role, at: now };
+            let done =
+                match decide_work(current.status, &current.thread, &work, &who, [random_u64(), random_u64()])
+                {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let err = ApiError::field(e.field(), e.to_string());
                         return Err(self.refuse(actor, operation, &subject, req, err).await);
                     }
-                    Some(*text)
-                }
-            };
-            if let Some(text) = comment_text {
-                let comment = AlertComment {
-                    id: thread.next_id("ACM", crate::random_u64()),
-                    author: actor.client_id.to_string(),
-                    role: actor.role.to_string(),
-                    at: now,
-                    text: text.to_owned(),
                 };
-                messages.push(Message::AlertComment(AlertCommentMsg::new(id.as_str(), &comment)));
-                thread.add_comment(comment.clone());
-                added = Some(comment);
-            }
-            let update = update_to(&current, thread);
-            let mut after = current.clone();
-            after.status = update.status;
-            after.classification = update.classification;
-            after.comment = update.comment.clone();
-            after.thread = update.thread.clone();
-            let answer = view(&after);
+            let update = AlertUpdate::to_thread(id.clone(), current.version, done.thread);
+            let answer = view(&AlertRecord {
+                status: update.status,
+                classification: update.classification,
+                comment: update.comment.clone().or(current.comment.clone()),
+                thread: update.thread.clone(),
+                ..current.clone()
+            });
             let record = Record {
                 operation,
                 subject: &subject,
@@ -282,7 +229,7 @@ impl National {
                 result: kept::alert(&answer),
             };
             let mut audit = vec![self.audit_entry(actor, now, record)];
-            if report_to_nca {
+            if done.report_to_nca {
                 // DR Art 37(d): the authority reads this record in its audit access.
                 audit.push(Entry {
                     operation: "nca-report".into(),
@@ -290,11 +237,15 @@ impl National {
                     ..audit[0].clone()
                 });
             }
-            let outbox = if self.hub.is_some() && current.code.goes_to_obp() {
-                messages.into_iter().map(|m| self.message(&current.product_code, m, now)).collect()
-            } else {
-                Vec::new()
-            };
+            let mut outbox = Vec::new();
+            if self.hub.is_some() && current.code.goes_to_obp() {
+                let changes =
+                    done.change.iter().map(|c| Message::AlertChange(AlertChangeMsg::new(id.as_str(), c)));
+                let comments =
+                    done.comment.iter().map(|c| Message::AlertComment(AlertCommentMsg::new(id.as_str(), c)));
+                outbox =
+                    changes.chain(comments).map(|m| self.message(&current.product_code, m, now)).collect();
+            }
             let wakes_relay = !outbox.is_empty();
             let uow = UnitOfWork { alert_updates: vec![update], audit, outbox, ..UnitOfWork::default() };
             match self.commit(uow).await {
@@ -302,7 +253,7 @@ impl National {
                     if wakes_relay {
                         self.relay_wake.notify_one();
                     }
-                    return Ok((answer, added));
+                    return Ok((answer, done.comment));
                 }
                 Err(StoreError::Conflict(Conflict::AlertStatus)) => continue,
                 Err(e) => return Err(e.into()),

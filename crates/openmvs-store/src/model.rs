@@ -134,6 +134,22 @@ pub struct AlertUpdate {
     pub thread: AlertThread,
 }
 
+impl AlertUpdate {
+    /// An update of the alert `id`, decided at `expected_version`, to `thread`, with the status,
+    /// classification and last comment the thread comes to.
+    pub fn to_thread(id: AlertId, expected_version: u64, thread: AlertThread) -> AlertUpdate {
+        let (status, classification) = thread.settle();
+        AlertUpdate {
+            id,
+            expected_version,
+            status,
+            classification,
+            comment: thread.last_comment().map(str::to_owned),
+            thread,
+        }
+    }
+}
+
 /// A filter for listing alerts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertFilter {
