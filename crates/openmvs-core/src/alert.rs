@@ -170,6 +170,15 @@ pub struct AlertComment {
     pub text: String,
 }
 
+/// One entry of an alert's thread, as another system that holds the alert sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertEntry {
+    /// A status change.
+    Change(AlertChange),
+    /// A comment.
+    Comment(AlertComment),
+}
+
 /// The status changes and comments of an alert, each list in `(at, id)` order.
 ///
 /// **The rule for changes made on both sides at once.** Each side applies its own changes at
@@ -247,6 +256,14 @@ impl AlertThread {
             .max()
             .unwrap_or(0);
         format!("{prefix}-{:08}-{random:016x}", n + 1)
+    }
+
+    /// Adds a change or comment another system made; `false` when it is held already.
+    pub fn add_entry(&mut self, entry: AlertEntry) -> bool {
+        match entry {
+            AlertEntry::Change(c) => self.add_change(c),
+            AlertEntry::Comment(c) => self.add_comment(c),
+        }
     }
 
     /// The latest comment's text.

@@ -239,18 +239,12 @@ impl Hub {
         body: &Message,
         uow: &mut HubUnitOfWork,
     ) -> Result<Result<String, String>, ApiError> {
-        let (alert_id, change, comment) = match body {
-            Message::AlertChange(m) => match m.change.to_change() {
-                Ok(c) => (&m.alert_id, Some(c), None),
-                Err(why) => return Ok(Err(format!("change: {why}"))),
-            },
-            Message::AlertComment(m) => match m.comment.to_comment() {
-                Ok(c) => (&m.alert_id, None, Some(c)),
-                Err(why) => return Ok(Err(format!("comment: {why}"))),
-            },
-            _ => return Ok(Err("not an alert change".into())),
+        let (alert_id, entry) = match body.alert_entry() {
+            Some(Ok(x)) => x,
+            Some(Err(why)) => return Ok(Err(why)),
+            None => return Ok(Err("not an alert change".into())),
         };
-        let Some(current) = self.store.alert(&AlertId::from(alert_id.as_str())).await? else {
+        let Some(current) = self.store.alert(&AlertId::from(alert_id)).await? else {
             return Ok(Err(format!("no alert '{alert_id}' at the hub")));
         };
         let alert = view(&current)?;
@@ -258,12 +252,7 @@ impl Hub {
             return Ok(Err(format!("alert {alert_id} does not concern {origin}")));
         }
         let mut thread = current.thread.clone();
-        let added = match (change, comment) {
-            (Some(c), _) => thread.add_change(c),
-            (_, Some(c)) => thread.add_comment(c),
-            _ => false,
-        };
-        if !added {
+        if !thread.add_entry(entry) {
             return Ok(Ok(format!("alert {alert_id}: held before")));
         }
         // The OBP hears of it as the markets do: the message's own change or comment.

@@ -270,27 +270,16 @@ impl National {
         body: &Message,
         uow: &mut UnitOfWork,
     ) -> Result<Result<String, String>, StoreError> {
-        let (alert_id, change, comment) = match body {
-            Message::AlertChange(m) => match m.change.to_change() {
-                Ok(c) => (&m.alert_id, Some(c), None),
-                Err(why) => return Ok(Err(format!("change: {why}"))),
-            },
-            Message::AlertComment(m) => match m.comment.to_comment() {
-                Ok(c) => (&m.alert_id, None, Some(c)),
-                Err(why) => return Ok(Err(format!("comment: {why}"))),
-            },
-            _ => return Ok(Err("not an alert change".into())),
+        let (alert_id, entry) = match body.alert_entry() {
+            Some(Ok(x)) => x,
+            Some(Err(why)) => return Ok(Err(why)),
+            None => return Ok(Err("not an alert change".into())),
         };
-        let Some(current) = self.store.alert(&AlertId::from(alert_id.as_str())).await? else {
+        let Some(current) = self.store.alert(&AlertId::from(alert_id)).await? else {
             return Ok(Err(format!("no alert '{alert_id}' here")));
         };
         let mut thread = current.thread.clone();
-        let added = match (change, comment) {
-            (Some(c), _) => thread.add_change(c),
-            (_, Some(c)) => thread.add_comment(c),
-            _ => false,
-        };
-        if !added {
+        if !thread.add_entry(entry) {
             return Ok(Ok(format!("alert {alert_id}: held before")));
         }
         let update = update_to(&current, thread);

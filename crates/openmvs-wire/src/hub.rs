@@ -216,6 +216,29 @@ pub struct AlertChangeMsg {
     pub change: crate::api::AlertChangeView,
 }
 
+impl Message {
+    /// The alert and the thread entry an `alert-change` or `alert-comment` message carries,
+    /// checked as another system sent them; `None` for the other kinds.
+    pub fn alert_entry(&self) -> Option<Result<(&str, openmvs_core::alert::AlertEntry), String>> {
+        use openmvs_core::alert::AlertEntry;
+        match self {
+            Message::AlertChange(m) => Some(
+                m.change
+                    .to_change()
+                    .map(|c| (m.alert_id.as_str(), AlertEntry::Change(c)))
+                    .map_err(|e| format!("change: {e}")),
+            ),
+            Message::AlertComment(m) => Some(
+                m.comment
+                    .to_comment()
+                    .map(|c| (m.alert_id.as_str(), AlertEntry::Comment(c)))
+                    .map_err(|e| format!("comment: {e}")),
+            ),
+            _ => None,
+        }
+    }
+}
+
 impl AlertChangeMsg {
     /// The message that carries `change` of the alert `alert_id`.
     pub fn new(alert_id: &str, change: &openmvs_core::alert::AlertChange) -> AlertChangeMsg {
