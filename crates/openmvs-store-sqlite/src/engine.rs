@@ -407,9 +407,17 @@ impl Drop for ReadPool {
 }
 
 /// A reader thread: takes queued reads one after the other, sleeping only when there are none,
-/// on a connection of its own that it opens again when the writer's generation moves on.
+/// on a connection of its own, opened when the thread starts and again when the writer's
+/// generation moves on.
 fn reader(shared: &ReadShared) {
-    let mut conn: Option<(u64, Connection)> = None;
+    // Opened at once, while the process has files to spare: a node that later runs out of open
+    // files still reads on every thread (a thread that could not open one tries again per read).
+    let generation = shared.generation.load(Ordering::SeqCst);
+    let mut conn: Option<(u64, Connection)> = if shared.keep.load(Ordering::SeqCst) {
+        open_read_connection(&shared.path).ok().map(|c| (generation, c))
+    } else {
+        None
+    };
     let mut seen = 0;
     loop {
         let job = {
