@@ -21,7 +21,7 @@ use openmvs_core::answer::CallbackAnswer;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_store::OutboxMessage;
 use openmvs_store::hub::{HubUnitOfWork, ObpChange};
-use openmvs_store::relay::{Ack, HubDestinationRuns, Outcome, Relay, Round, Sender as RelaySender};
+use openmvs_store::relay::{Ack, HubDestination, Outcome, Relay, Round, Sender as RelaySender};
 use openmvs_store::{BoxFuture, MessageId, StoredOutboxMessage};
 use openmvs_wire::kept;
 use serde_json::{Value, json};
@@ -169,7 +169,7 @@ impl Hub {
             let Some(url) = self.store.obp(&obp.into()).await?.and_then(|o| o.callback_url) else { continue };
             let secret = self.callback_secret(obp, &url);
             // Runs: many events of one product in one batch, still in order.
-            let outbox = HubDestinationRuns { store: self.store.as_ref(), destination: &destination };
+            let outbox = HubDestination { store: self.store.as_ref(), destination: &destination, runs: true };
             let poster = CallbackPoster { sender, url: &url, secret: &secret, destination: &destination };
             if let Round::Answered(n) = relay.round(&outbox, &poster, &destination, self.clock.now()).await? {
                 acked += n;

@@ -98,17 +98,18 @@ impl National {
             limit: limit + 1,
         };
         let mut alerts = self.store.alerts(&filter).await?;
-        if filter.client_id.is_some() {
-            // An end user's list holds the alerts its requests raised, not the NMVO's alert about
-            // how it uses the system.
-            alerts.retain(|a| !for_the_nmvo_only(a));
-        }
         let next_cursor = if alerts.len() > limit {
             alerts.truncate(limit);
             alerts.last().map(|a| a.id.clone())
         } else {
             None
         };
+        if filter.client_id.is_some() {
+            // An end user's list holds the alerts its requests raised, not the NMVO's alert about
+            // how it uses the system; the page may then be shorter, and the cursor still follows
+            // the store's order.
+            alerts.retain(|a| !for_the_nmvo_only(a));
+        }
         Ok(AlertPage { alerts: alerts.iter().map(view).collect(), next_cursor })
     }
 
@@ -324,24 +325,38 @@ impl National {
         return_code: ReturnCode,
         now: Timestamp,
     ) -> AlertRecord {
-        AlertRecord {
-            id: alert.id.clone(),
-            code: alert.code,
-            return_code,
-            market: self.config.market,
-            pack_market,
-            product_code: id.product_code.to_string(),
-            serial: id.serial.clone(),
-            batch: id.batch.to_string(),
-            location: actor.location.clone(),
-            client_id: actor.client_id.clone(),
-            created_at: now,
-            status: AlertStatus::Open,
-            classification: None,
-            comment: None,
-            source_key: format!("alert/{}", alert.id),
-            thread: AlertThread::default(),
-            version: 0,
-        }
+        raised(actor, id, alert, return_code, pack_market, format!("alert/{}", alert.id), now)
+    }
+}
+
+/// A new alert on `id` for `actor`'s request, in `actor`'s market, on a pack `pack_market` holds
+/// (another market, for an inter-market request); one per `source_key`.
+pub(crate) fn raised(
+    actor: &Actor,
+    id: &PackIdentifier,
+    alert: &AlertRef,
+    return_code: ReturnCode,
+    pack_market: MarketCode,
+    source_key: String,
+    now: Timestamp,
+) -> AlertRecord {
+    AlertRecord {
+        id: alert.id.clone(),
+        code: alert.code,
+        return_code,
+        market: actor.market,
+        pack_market,
+        product_code: id.product_code.to_string(),
+        serial: id.serial.clone(),
+        batch: id.batch.to_string(),
+        location: actor.location.clone(),
+        client_id: actor.client_id.clone(),
+        created_at: now,
+        status: AlertStatus::Open,
+        classification: None,
+        comment: None,
+        source_key,
+        thread: AlertThread::default(),
+        version: 0,
     }
 }

@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 
 use openmvs_audit::Entry;
-use openmvs_core::alert::AlertStatus;
 use openmvs_core::answer::{AlertRef, AnsweredPack, PackAnswer, ProductSummary};
 use openmvs_core::guessing::is_counted;
 use openmvs_core::ids::{MarketCode, PackIdentifier};
@@ -14,8 +13,8 @@ use openmvs_core::roles::{Action, access};
 use openmvs_core::scan;
 use openmvs_core::time::Timestamp;
 use openmvs_store::{
-    AlertRecord, BatchRecord, Conflict, IdempotencyRecord, OutboxMessage, PackWrite, ProductRecord,
-    StoreError, StoredPack, UnitOfWork,
+    BatchRecord, Conflict, IdempotencyRecord, OutboxMessage, PackWrite, ProductRecord, StoreError,
+    StoredPack, UnitOfWork,
 };
 use openmvs_wire::api::PackRequest;
 use openmvs_wire::hub::{AlertMsg, Envelope, IntermarketRequest, Message, PackStateMsg};
@@ -369,28 +368,11 @@ impl National {
         let id = &input.id;
         let mut uow = UnitOfWork::default();
         let alert = d.alert().map(|code| {
-            let record = AlertRecord {
-                id: new_id("ALR", now).into(),
-                code,
-                return_code: d.code,
-                // Raised for the market of the request (another market's, for an inter-market
-                // request), on a pack this market holds.
-                market: actor.market,
-                pack_market: self.config.market,
-                product_code: id.product_code.to_string(),
-                serial: id.serial.clone(),
-                batch: id.batch.to_string(),
-                location: actor.location.clone(),
-                client_id: actor.client_id.clone(),
-                created_at: now,
-                status: AlertStatus::Open,
-                classification: None,
-                comment: None,
-                source_key: format!("{}/{}", actor.client_id, input.client_trx_id),
-                thread: Default::default(),
-                version: 0,
-            };
-            let r = AlertRef { id: record.id.clone(), code };
+            // Raised for the market of the request (another market's, for an inter-market
+            // request), on a pack this market holds.
+            let r = AlertRef { id: new_id("ALR", now).into(), code };
+            let source_key = format!("{}/{}", actor.client_id, input.client_trx_id);
+            let record = crate::alerts::raised(actor, id, &r, d.code, self.config.market, source_key, now);
             if self.hub.is_some()
                 && let Some(p) = &loaded.product
             {

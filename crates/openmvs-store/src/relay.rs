@@ -219,6 +219,10 @@ pub struct HubDestination<'a> {
     pub store: &'a dyn crate::hub::HubOutboxStore,
     /// The destination.
     pub destination: &'a str,
+    /// Whether a round takes runs of one ordering key
+    /// ([`crate::hub::HubOutboxStore::claim_runs`]), for a relay that sends a round in one batch
+    /// (an OBP's callback), rather than one message per key.
+    pub runs: bool,
 }
 
 impl Outbox for HubDestination<'_> {
@@ -228,42 +232,11 @@ impl Outbox for HubDestination<'_> {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        self.store.claim_due(self.destination, now, lease_until, limit)
-    }
-
-    fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
-        self.store.delivered(seq)
-    }
-
-    fn failed(
-        &self,
-        seq: u64,
-        error: &str,
-        next_attempt_at: Timestamp,
-        dead: bool,
-    ) -> BoxFuture<'_, StoreResult<()>> {
-        self.store.failed(seq, error, next_attempt_at, dead)
-    }
-}
-
-/// One destination of the hub's outbox whose relay sends a round in one batch (an OBP's
-/// callback): claimed as runs ([`crate::hub::HubOutboxStore::claim_runs`]), so that many
-/// messages of one ordering key go in one round and still in order.
-pub struct HubDestinationRuns<'a> {
-    /// The hub's outbox.
-    pub store: &'a dyn crate::hub::HubOutboxStore,
-    /// The destination.
-    pub destination: &'a str,
-}
-
-impl Outbox for HubDestinationRuns<'_> {
-    fn claim_due(
-        &self,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: usize,
-    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        self.store.claim_runs(self.destination, now, lease_until, limit)
+        if self.runs {
+            self.store.claim_runs(self.destination, now, lease_until, limit)
+        } else {
+            self.store.claim_due(self.destination, now, lease_until, limit)
+        }
     }
 
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {

@@ -787,33 +787,23 @@ fn terminals(config: &Config) -> Result<Vec<Terminal>, ConfigError> {
                 input,
             });
         }
-        for i in 1..=config.hospitals {
-            let (scanner, input) = if i % 2 == 1 {
-                (Scanner::Direct, InputForm::Fields)
-            } else {
-                (Scanner::KeyboardWedge, InputForm::Scan)
-            };
-            out.push(Terminal {
-                market: *m,
-                role: Role::Hospital,
-                location: location(format!("{m}-HO-{i:04}"))?,
-                scanner,
-                input,
-            });
-        }
-        for i in 1..=config.wholesalers {
-            let (scanner, input) = if i % 2 == 1 {
-                (Scanner::Direct, InputForm::Fields)
-            } else {
-                (Scanner::KeyboardWedge, InputForm::Scan)
-            };
-            out.push(Terminal {
-                market: *m,
-                role: Role::Wholesaler,
-                location: location(format!("{m}-WH-{i:04}"))?,
-                scanner,
-                input,
-            });
+        for (role, kind, count) in
+            [(Role::Hospital, "HO", config.hospitals), (Role::Wholesaler, "WH", config.wholesalers)]
+        {
+            for i in 1..=count {
+                let (scanner, input) = if i % 2 == 1 {
+                    (Scanner::Direct, InputForm::Fields)
+                } else {
+                    (Scanner::KeyboardWedge, InputForm::Scan)
+                };
+                out.push(Terminal {
+                    market: *m,
+                    role,
+                    location: location(format!("{m}-{kind}-{i:04}"))?,
+                    scanner,
+                    input,
+                });
+            }
         }
     }
     Ok(out)
