@@ -30,7 +30,7 @@ pub mod obp;
 
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::scan::Scan;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What `openmvs scan` prints for an input that parses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,24 +95,24 @@ impl From<&Scan> for ScanOutput {
 }
 
 /// One row of the return-code catalogue, as served by `GET /v1/return-codes` and `openmvs return-codes`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReturnCodeEntry {
     /// The code.
-    pub code: &'static str,
+    pub code: String,
     /// `OUTCOME` (in a 200 answer), `ERROR` (an HTTP error) or `HUB` (refused by the hub).
-    pub kind: &'static str,
+    pub kind: String,
     /// Severity, 1 (success) to 5 (refused with an alert).
     pub level: u8,
     /// The alert it raises, if any.
-    pub alert: Option<&'static str>,
+    pub alert: Option<String>,
     /// The HTTP status it is answered with.
     pub http_status: u16,
     /// What it means.
-    pub message: &'static str,
+    pub message: String,
 }
 
 /// The catalogue of return codes: `{"return_codes": [...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReturnCodeCatalogue {
     /// Every code, in catalogue order.
     pub return_codes: Vec<ReturnCodeEntry>,
@@ -126,12 +126,12 @@ impl ReturnCodeCatalogue {
             .map(|c| {
                 let i = c.info();
                 ReturnCodeEntry {
-                    code: i.code,
-                    kind: i.kind.as_str(),
+                    code: i.code.to_owned(),
+                    kind: i.kind.as_str().to_owned(),
                     level: i.level,
-                    alert: i.alert.map(|a| a.as_str()),
+                    alert: i.alert.map(|a| a.as_str().to_owned()),
                     http_status: i.http_status,
-                    message: i.message,
+                    message: i.message.to_owned(),
                 }
             })
             .collect();
