@@ -72,6 +72,17 @@ fn the_core_depends_on_thiserror_alone() {
 }
 
 #[test]
+fn the_client_depends_on_the_wire_and_no_server_crate() {
+    let manifest = read(&root().join("crates/openmvs-client/Cargo.toml"));
+    let deps = section_keys(&manifest, "dependencies");
+    let openmvs: Vec<&String> = deps.iter().filter(|d| d.starts_with("openmvs")).collect();
+    assert_eq!(openmvs, ["openmvs-wire"], "the client's shapes are the wire's: ARCHITECTURE.md");
+    let servers = ["axum", "hyper", "hyper-util", "tower", "tokio-rustls"];
+    let wrong: Vec<&String> = deps.iter().filter(|d| servers.contains(&d.as_str())).collect();
+    assert!(wrong.is_empty(), "the client is a client only: ARCHITECTURE.md, {wrong:?}");
+}
+
+#[test]
 fn every_crate_has_its_section_in_the_architecture_map() {
     let root = root();
     let map = read(&root.join("ARCHITECTURE.md"));
@@ -184,6 +195,10 @@ const MONOTONIC_CLOCK_READERS: &[(&str, &str)] = &[
     ("crates/openmvs/src/cmd/demo.rs", "the demo's bound on its seed distribution"),
     ("crates/openmvs/src/cmd/admin.rs", "the rate `admin seed` reports"),
     ("crates/openmvs-bench/src/", "the benchmark and the engines' baselines"),
+    (
+        "crates/openmvs-client/src/time.rs",
+        "the client's token renewal, retry backoff and poll deadlines, behind its `Timer`",
+    ),
     ("crates/openmvs-core/benches/", "benchmark"),
     ("crates/openmvs-auth/examples/", "benchmark"),
 ];
@@ -259,6 +274,16 @@ const SLEEPS_ALLOWED: &[(&str, &str, &str)] = &[
         "a client honours Retry-After, as a real one would",
     ),
     ("crates/openmvs-http/tests/abuse/main.rs", "login", "a client honours Retry-After, as a real one would"),
+    (
+        "crates/openmvs-client/src/time.rs",
+        "a_manual_timer_records_each_sleep_and_moves_by_it",
+        "the client's manual timer: a sleep that returns at once, which the test checks",
+    ),
+    (
+        "crates/openmvs-client/tests/client/world.rs",
+        "sleep",
+        "the client's manual timer, whose sleeps return at once after a relay or bulk round",
+    ),
     (
         "crates/openmvs-http/tests/abuse/main.rs",
         "a_429_keeps_the_connection_and_the_next_request_on_it_succeeds",
