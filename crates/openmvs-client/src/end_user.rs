@@ -17,7 +17,7 @@ use crate::retry::RetryPolicy;
 use crate::time::{Timer, TokioTimer};
 use crate::token::TokenCache;
 use crate::transport::{Call, HttpSettings, Payload, Transport, base_url, http_client, segment};
-use crate::{AlertQuery, PollOptions, new_client_trx_id};
+use crate::{AlertQuery, PollOptions, all_pages, new_client_trx_id};
 
 /// How an [`EndUserClient`] reaches its national system.
 #[derive(Clone)]
@@ -516,17 +516,7 @@ impl EndUserClient {
 
     /// Every alert `query` matches, page after page from its cursor on.
     pub async fn all_alerts(&self, query: &AlertQuery) -> Result<Vec<AlertView>, ClientError> {
-        let mut q = query.clone();
-        let mut all = Vec::new();
-        loop {
-            let page = self.alerts(&q).await?;
-            all.extend(page.alerts);
-            match page.next_cursor {
-                // A cursor that does not move would page forever.
-                Some(next) if q.cursor.as_deref() != Some(next.as_str()) => q.cursor = Some(next),
-                _ => return Ok(all),
-            }
-        }
+        all_pages(query, |q| async move { self.alerts(&q).await }).await
     }
 
     /// `GET /v1/alerts/{id}`: the alert with its comments and status history.

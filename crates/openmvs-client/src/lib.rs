@@ -122,6 +122,25 @@ impl AlertQuery {
     }
 }
 
+/// Every alert of `query`'s pages, asking `page` for each from the query's cursor on.
+async fn all_pages<F, Fut>(query: &AlertQuery, mut page: F) -> Result<Vec<wire::api::AlertView>, ClientError>
+where
+    F: FnMut(AlertQuery) -> Fut,
+    Fut: Future<Output = Result<wire::api::AlertList, ClientError>>,
+{
+    let mut q = query.clone();
+    let mut all = Vec::new();
+    loop {
+        let list = page(q.clone()).await?;
+        all.extend(list.alerts);
+        match list.next_cursor {
+            // A cursor that does not move would page forever.
+            Some(next) if q.cursor.as_deref() != Some(next.as_str()) => q.cursor = Some(next),
+            _ => return Ok(all),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

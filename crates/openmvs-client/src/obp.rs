@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openmvs_wire::ReturnCodeCatalogue;
-use openmvs_wire::api::{AlertCommentRequest, AlertCommentView, AlertDetail, AlertList, AlertStatusRequest};
+use openmvs_wire::api::{
+    AlertCommentRequest, AlertCommentView, AlertDetail, AlertList, AlertStatusRequest, AlertView,
+};
 use openmvs_wire::obp::{
     BatchAnswer, BatchRequest, CallbackBody, CallbackRequest, PackQueryBody, PackStatesBody,
     PackStatesRequest, PacksRequest, ProductAnswer, ProductRequest, RecallAnswer, RecallRequest,
@@ -23,7 +25,7 @@ use crate::time::{Timer, TokioTimer};
 use crate::transport::{
     Call, HttpSettings, Payload, Transport, base_url, decode, http_client, read, segment,
 };
-use crate::{AlertQuery, PollOptions};
+use crate::{AlertQuery, PollOptions, all_pages};
 
 /// How an [`ObpClient`] reaches the hub.
 #[derive(Clone)]
@@ -333,6 +335,11 @@ impl ObpClient {
         query.apply(&mut url);
         let call = Call { method: Method::GET, url, payload: Payload::Empty, idempotent: true, token: None };
         self.t().json(call).await
+    }
+
+    /// Every alert on the OBP's products that `query` matches, page after page.
+    pub async fn all_alerts(&self, query: &AlertQuery) -> Result<Vec<AlertView>, ClientError> {
+        all_pages(query, |q| async move { self.alerts(&q).await }).await
     }
 
     /// `GET /v1/alerts/{id}`: the alert with its comments and status history.

@@ -5,6 +5,9 @@
 //! (an unknown serial's A3 alert, an upload followed to every market, no certificate no entry),
 //! moves its fake clock for the admin token only, stops on SIGTERM and keeps everything across a
 //! restart, after which the hub holds DE's signed audit head and DE's trail verifies against it.
+//! The end users and the OBP speak through `openmvs-client`, as a program built on OpenMVS would;
+//! raw requests remain where the test looks at the wire itself (a refusal without a certificate,
+//! the admin clock).
 
 mod common;
 
@@ -15,6 +18,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{SendRetrying, TempDir, free_port};
+use openmvs_client::wire::api::{AlertDetail, AlertStatusRequest, PackResponse};
+use openmvs_client::{
+    AlertQuery, EndUserClient, EndUserConfig, ObpClient, ObpConfig, PackInput, PackOperation, PollOptions,
+};
 use serde_json::{Value, json};
 use wait_timeout::ChildExt;
 
@@ -111,6 +118,8 @@ fn port_base() -> u16 {
     }
 }
 
+/// A raw HTTPS client trusting the demo's CA, for the requests whose wire the test looks at
+/// itself.
 fn client(ca: &str) -> reqwest::blocking::Client {
     let pem = std::fs::read(ca).expect("read the demo CA");
     reqwest::blocking::Client::builder()
@@ -122,72 +131,99 @@ fn client(ca: &str) -> reqwest::blocking::Client {
         .expect("HTTP client")
 }
 
-/// A client that presents the first OBP's certificate of demo.json.
-fn obp_client(doc: &Value) -> reqwest::blocking::Client {
-    let ca = std::fs::read(doc["ca_cert"].as_str().expect("ca_cert")).expect("read the demo CA");
-    let obp = &doc["obps"][0];
-    let mut identity = std::fs::read(obp["cert"].as_str().expect("cert")).expect("read the OBP certificate");
-    identity.extend(std::fs::read(obp["key"].as_str().expect("key")).expect("read the OBP key"));
-    reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA certificate"))
-        .identity(reqwest::Identity::from_pem(&identity).expect("OBP identity"))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("OBP HTTP client")
-}
-
 /// How long a state change may take to reach the other market through the hub. The relays of
 /// the demo's process deliver it without a word (no line, no file this test can watch): the
-/// receiving side's answer is polled (`common::eventually`).
+/// receiving side's answer is polled (`common::eventually`, and the client's own wait for an
+/// upload).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A pharmacy's token in `market`.
-fn pharmacy_token(http: &reqwest::blocking::Client, doc: &Value, market: &str) -> String {
-    token_of(http, doc, market, "PHARMACY")
+/// The demo's users, as demo.json lists them, each with an `openmvs-client` of its own, and the
+/// runtime their calls run on.
+struct Users {
+    rt: tokio::runtime::Runtime,
+    doc: Value,
+    ca: Vec<u8>,
 }
 
-/// The token of the first client of `role` in `market`.
-fn token_of(http: &reqwest::blocking::Client, doc: &Value, market: &str, role: &str) -> String {
-    let m = &doc["markets"][market];
-    let url = m["url"].as_str().expect("url");
-    let pharmacy = m["clients"]
-        .as_array()
-        .expect("clients")
-        .iter()
-        .find(|c| c["role"] == role)
-        .unwrap_or_else(|| panic!("a {role} in {market}"));
-    let token: Value = http
-        .post(format!("{url}/oauth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", pharmacy["client_id"].as_str().expect("client_id")),
-            ("client_secret", pharmacy["client_secret"].as_str().expect("client_secret")),
-        ])
-        .send_retrying()
-        .expect("token request")
-        .json()
-        .expect("token JSON");
-    token["access_token"].as_str().expect("access_token").to_owned()
+impl Users {
+    fn new(doc: &Value) -> Users {
+        let ca = std::fs::read(doc["ca_cert"].as_str().expect("ca_cert")).expect("read the demo CA");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        Users { rt, doc: doc.clone(), ca }
+    }
+
+    /// Runs a call of a client to its end.
+    fn run<F: Future>(&self, call: F) -> F::Output {
+        self.rt.block_on(call)
+    }
+
+    /// A client of the first client of `role` in `market`.
+    fn end_user(&self, market: &str, role: &str) -> EndUserClient {
+        let m = &self.doc["markets"][market];
+        let c = m["clients"]
+            .as_array()
+            .expect("clients")
+            .iter()
+            .find(|c| c["role"] == role)
+            .unwrap_or_else(|| panic!("a {role} in {market}"));
+        let config = EndUserConfig::new(
+            m["url"].as_str().expect("url"),
+            c["client_id"].as_str().expect("client_id"),
+            c["client_secret"].as_str().expect("client_secret"),
+        )
+        .with_ca_pem(self.ca.clone());
+        EndUserClient::new(config).expect("an end-user client")
+    }
+
+    /// A client of the first OBP of demo.json, with its certificate.
+    fn obp(&self) -> ObpClient {
+        let obp = &self.doc["obps"][0];
+        let config = ObpConfig::from_files(
+            self.doc["hub"]["url"].as_str().expect("hub url"),
+            Path::new(obp["cert"].as_str().expect("cert")),
+            Path::new(obp["key"].as_str().expect("key")),
+            Path::new(self.doc["ca_cert"].as_str().expect("ca_cert")),
+        )
+        .expect("the OBP's files");
+        ObpClient::new(config).expect("an OBP client")
+    }
+
+    /// A single-pack request by the first pharmacy of `market` on `serial` of `sample`.
+    fn pack_call(
+        &self,
+        market: &str,
+        op: PackOperation,
+        sample: &Value,
+        serial: &str,
+        trx: &str,
+    ) -> PackResponse {
+        let text = |k: &str| sample[k].as_str().unwrap_or_else(|| panic!("{k} of {sample}")).to_owned();
+        let pack =
+            PackInput::fields(text("scheme"), text("product_code"), serial, text("batch"), text("expiry"))
+                .with_client_trx_id(trx);
+        self.run(self.end_user(market, "PHARMACY").pack(op, &pack)).expect("pack request")
+    }
+
+    fn verify_first_de_sample(&self, trx: &str) -> PackResponse {
+        let sample = self.doc["samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .find(|s| s["market"] == "DE")
+            .expect("a DE sample")
+            .clone();
+        let serial = sample["serials"][0].as_str().expect("a serial").to_owned();
+        self.pack_call("DE", PackOperation::Verify, &sample, &serial, trx)
+    }
 }
 
-/// A single-pack request by a pharmacy of `market` on `serial` of `sample`.
-fn pack_call(doc: &Value, market: &str, op: &str, sample: &Value, serial: &str, trx: &str) -> Value {
-    let http = client(doc["ca_cert"].as_str().expect("ca_cert"));
-    let token = pharmacy_token(&http, doc, market);
-    let url = doc["markets"][market]["url"].as_str().expect("url");
-    let body = json!({
-        "client_trx_id": trx, "scheme": sample["scheme"], "product_code": sample["product_code"],
-        "batch": sample["batch"], "expiry": sample["expiry"], "serial": serial,
-    });
-    http.post(format!("{url}/v1/packs/{op}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send_retrying()
-        .expect("pack request")
-        .json()
-        .expect("pack JSON")
+/// The pack's state in an answer, or `(none)`.
+fn state_of(answer: &PackResponse) -> &str {
+    answer.pack.as_ref().map_or("(none)", |p| p.state.as_str())
 }
 
 /// The samples of `market` whose product is listed for `other` too (`true`) or not (`false`).
@@ -202,46 +238,6 @@ fn sample_of(doc: &Value, market: &str, other: &str, shared: bool) -> Value {
         })
         .cloned()
         .expect("such a sample")
-}
-
-fn verify_first_de_sample(doc: &Value, trx: &str) -> Value {
-    let http = client(doc["ca_cert"].as_str().expect("ca_cert"));
-    let de = &doc["markets"]["DE"];
-    let url = de["url"].as_str().expect("DE url");
-    let pharmacy = de["clients"]
-        .as_array()
-        .expect("clients")
-        .iter()
-        .find(|c| c["role"] == "PHARMACY")
-        .expect("a pharmacy");
-    let token: Value = http
-        .post(format!("{url}/oauth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", pharmacy["client_id"].as_str().expect("client_id")),
-            ("client_secret", pharmacy["client_secret"].as_str().expect("client_secret")),
-        ])
-        .send_retrying()
-        .expect("token request")
-        .json()
-        .expect("token JSON");
-    let sample = doc["samples"]
-        .as_array()
-        .expect("samples")
-        .iter()
-        .find(|s| s["market"] == "DE")
-        .expect("a DE sample");
-    let body = json!({
-        "client_trx_id": trx, "scheme": sample["scheme"], "product_code": sample["product_code"],
-        "batch": sample["batch"], "expiry": sample["expiry"], "serial": sample["serials"][0],
-    });
-    http.post(format!("{url}/v1/packs/verify"))
-        .bearer_auth(token["access_token"].as_str().expect("access_token"))
-        .json(&body)
-        .send_retrying()
-        .expect("verify request")
-        .json()
-        .expect("verify JSON")
 }
 
 /// Runs the commands of the guide the demo printed through `sh`, as a user pastes them, and
@@ -331,92 +327,77 @@ fn the_demo_runs_the_same_on_postgresql() {
 }
 
 /// Polls `read` until `done` holds for what it answers; the last answer.
-fn until(read: impl Fn() -> Value, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
+fn until<T>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
+    let mut last = None;
     let _ = common::eventually(SYNC_TIMEOUT, || {
-        last = read();
-        done(&last).then_some(())
+        let now = read();
+        let finished = done(&now);
+        last = Some(now);
+        finished.then_some(())
     });
-    last
+    last.expect("asked at least once")
 }
 
 /// The OBP at the hub and the NMVOs of DE and FR work the same alerts, each seeing what the
 /// others did: a DE alert (DE and the hub), and an inter-market alert raised by FR for a DE
 /// pharmacy (DE, FR and the hub).
-fn alerts_in_step(doc: &Value, obp: &reqwest::blocking::Client, id: &str, fr_only: &Value) {
-    let hub = doc["hub"]["url"].as_str().unwrap();
-    let http = client(doc["ca_cert"].as_str().unwrap());
-    let url = |m: &str| doc["markets"][m]["url"].as_str().unwrap().to_owned();
-    let nmvo = |m: &str| token_of(&http, doc, m, "NMVO");
-    let (de_nmvo, fr_nmvo) = (nmvo("DE"), nmvo("FR"));
-    let at_market = |m: &str, token: &str, id: &str| -> Value {
-        http.get(format!("{}/v1/alerts/{id}", url(m)))
-            .bearer_auth(token)
-            .send_retrying()
-            .expect("alert")
-            .json()
-            .expect("JSON")
-    };
-    let at_hub = |id: &str| -> Value {
-        obp.get(format!("{hub}/v1/alerts/{id}")).send_retrying().expect("alert").json().expect("JSON")
+fn alerts_in_step(users: &Users, obp: &ObpClient, id: &str, fr_only: &Value) {
+    let (de_nmvo, fr_nmvo) = (users.end_user("DE", "NMVO"), users.end_user("FR", "NMVO"));
+    let at_market =
+        |nmvo: &EndUserClient, id: &str| -> AlertDetail { users.run(nmvo.alert(id)).expect("alert") };
+    let at_hub = |id: &str| -> AlertDetail { users.run(obp.alert(id)).expect("alert at the hub") };
+    let investigating = |comment: Option<&str>| AlertStatusRequest {
+        status: "INVESTIGATING".into(),
+        classification: None,
+        comment: comment.map(str::to_owned),
     };
 
     // The OBP starts investigating at the hub: DE's NMVO sees it, with the OBP's comment.
-    let r = obp
-        .post(format!("{hub}/v1/alerts/{id}/status"))
-        .json(&json!({"status": "INVESTIGATING", "comment": "upload of this batch checked"}))
-        .send_retrying()
-        .expect("status request");
-    assert_eq!(r.status().as_u16(), 200);
+    let changed =
+        users.run(obp.change_alert_status(id, &investigating(Some("upload of this batch checked"))));
+    assert_eq!(changed.expect("status change at the hub").alert.status, "INVESTIGATING");
     // The change and its comment travel as two messages, one after the other.
-    let de = until(
-        || at_market("DE", &de_nmvo, id),
-        |a| a["status"] == "INVESTIGATING" && a["comments"].as_array().is_some_and(|c| !c.is_empty()),
-    );
-    assert_eq!(de["status"], "INVESTIGATING", "{de}");
+    let de =
+        until(|| at_market(&de_nmvo, id), |a| a.alert.status == "INVESTIGATING" && !a.comments.is_empty());
+    assert_eq!(de.alert.status, "INVESTIGATING", "{de:?}");
     assert_eq!(
-        (&de["history"][0]["role"], &de["comments"][0]["text"]),
-        (&json!("OBP"), &json!("upload of this batch checked"))
+        (de.history[0].role.as_str(), de.comments[0].text.as_str()),
+        ("OBP", "upload of this batch checked")
     );
     // DE's NMVO answers in the thread: the OBP reads it.
-    let r = http
-        .post(format!("{}/v1/alerts/{id}/comments", url("DE")))
-        .bearer_auth(&de_nmvo)
-        .json(&json!({"text": "the pharmacy rescanned: a typing error"}))
-        .send_retrying()
-        .expect("comment request");
-    assert_eq!(r.status().as_u16(), 201);
-    let h = until(|| at_hub(id), |a| a["comments"].as_array().is_some_and(|c| c.len() == 2));
-    assert_eq!(h["comments"][1]["role"], "NMVO", "{h}");
+    let comment = users.run(de_nmvo.comment_alert(id, "the pharmacy rescanned: a typing error"));
+    assert_eq!(comment.expect("comment").role, "NMVO");
+    let h = until(|| at_hub(id), |a| a.comments.len() == 2);
+    assert_eq!(h.comments[1].role, "NMVO", "{h:?}");
 
     // An unknown serial of an FR-only product verified in DE: FR decides and alerts.
-    let answer = pack_call(doc, "DE", "verify", fr_only, "E2EUNKNOWNFR01", "e2e-demo-intermarket-alert");
-    assert_eq!((&answer["intermarket"], &answer["alert"]["code"]), (&json!(true), &json!("A3")), "{answer}");
-    let imid = answer["alert"]["id"].as_str().unwrap().to_owned();
-    let pharmacy = pharmacy_token(&http, doc, "DE");
-    let mine = at_market("DE", &pharmacy, &imid);
+    let answer =
+        users.pack_call("DE", PackOperation::Verify, fr_only, "E2EUNKNOWNFR01", "e2e-demo-intermarket-alert");
+    let alert = answer.alert.as_ref().unwrap_or_else(|| panic!("an alert: {answer:?}"));
+    assert_eq!((answer.intermarket, alert.code.as_str()), (true, "A3"), "{answer:?}");
+    let imid = alert.id.clone();
+    let mine = at_market(&users.end_user("DE", "PHARMACY"), &imid).alert;
     assert_eq!(
-        (&mine["id"], &mine["market"], &mine["pack_market"]),
-        (&json!(imid), &json!("DE"), &json!("FR")),
-        "{mine}"
+        (mine.id.as_str(), mine.market.as_str(), mine.pack_market.as_deref()),
+        (imid.as_str(), "DE", Some("FR")),
+        "{mine:?}"
     );
-    let fr = until(|| at_market("FR", &fr_nmvo, &imid), |a| a["id"] == imid.as_str());
-    assert_eq!(fr["pack_market"], "FR", "{fr}");
-    let r = http
-        .post(format!("{}/v1/alerts/{imid}/status", url("FR")))
-        .bearer_auth(&fr_nmvo)
-        .json(&json!({"status": "CLOSED", "classification": "TECHNICAL_ERROR"}))
-        .send_retrying()
-        .expect("status request");
-    assert_eq!(r.status().as_u16(), 200);
+    let fr = until(|| users.run(fr_nmvo.alert(&imid)), |a| a.is_ok()).expect("the alert in FR");
+    assert_eq!(fr.alert.pack_market.as_deref(), Some("FR"), "{fr:?}");
+    let close = AlertStatusRequest {
+        status: "CLOSED".into(),
+        classification: Some("TECHNICAL_ERROR".into()),
+        comment: None,
+    };
+    users.run(fr_nmvo.change_alert_status(&imid, &close)).expect("closed in FR");
     for (side, a) in [
-        ("DE", until(|| at_market("DE", &de_nmvo, &imid), |a| a["status"] == "CLOSED")),
-        ("hub", until(|| at_hub(&imid), |a| a["status"] == "CLOSED")),
+        ("DE", until(|| at_market(&de_nmvo, &imid), |a| a.alert.status == "CLOSED")),
+        ("hub", until(|| at_hub(&imid), |a| a.alert.status == "CLOSED")),
     ] {
         assert_eq!(
-            (&a["status"], &a["classification"]),
-            (&json!("CLOSED"), &json!("TECHNICAL_ERROR")),
-            "{side}: {a}"
+            (a.alert.status.as_str(), a.alert.classification.as_deref()),
+            ("CLOSED", Some("TECHNICAL_ERROR")),
+            "{side}: {a:?}"
         );
     }
 }
@@ -452,97 +433,75 @@ fn tour(storage: &Storage) {
         }
     }
 
-    let answer = verify_first_de_sample(&doc, "e2e-demo-1");
-    assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
+    let users = Users::new(&doc);
+    let answer = users.verify_first_de_sample("e2e-demo-1");
+    assert_eq!(answer.return_code, "NMVS_SUCCESS", "{answer:?}");
 
     // The multi-market sample supplied in DE shows as supplied in FR.
     let shared = sample_of(&doc, "DE", "FR", true);
     let serial = shared["serials"][1].as_str().expect("a second serial").to_owned();
-    let supplied = pack_call(&doc, "DE", "supply", &shared, &serial, "e2e-demo-supply");
-    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
-    let mut seen = Value::Null;
-    let mut i = 0;
-    let _ = common::eventually(SYNC_TIMEOUT, || {
-        i += 1;
-        seen = pack_call(&doc, "FR", "verify", &shared, &serial, &format!("e2e-demo-fr-{i}"));
-        (seen["pack"]["state"] == "SUPPLIED").then_some(())
-    });
-    assert_eq!(seen["pack"]["state"], "SUPPLIED", "FR never saw the supply in DE: {seen}");
-    assert_eq!(seen["return_code"], "NMVS_INFO_PCK_INACTIVE", "{seen}");
+    let supplied = users.pack_call("DE", PackOperation::Supply, &shared, &serial, "e2e-demo-supply");
+    assert_eq!(supplied.return_code, "NMVS_SUCCESS", "{supplied:?}");
+    let i = std::cell::Cell::new(0);
+    let seen = until(
+        || {
+            i.set(i.get() + 1);
+            users.pack_call(
+                "FR",
+                PackOperation::Verify,
+                &shared,
+                &serial,
+                &format!("e2e-demo-fr-{}", i.get()),
+            )
+        },
+        |seen| state_of(seen) == "SUPPLIED",
+    );
+    assert_eq!(state_of(&seen), "SUPPLIED", "FR never saw the supply in DE: {seen:?}");
+    assert_eq!(seen.return_code, "NMVS_INFO_PCK_INACTIVE", "{seen:?}");
 
     // A pack sold only in FR, verified in DE, is answered by FR through the hub.
     let fr_only = sample_of(&doc, "FR", "DE", false);
     let serial = fr_only["serials"][0].as_str().expect("a serial").to_owned();
-    let answer = pack_call(&doc, "DE", "verify", &fr_only, &serial, "e2e-demo-intermarket");
-    assert_eq!(answer["intermarket"], true, "{answer}");
-    assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
+    let answer = users.pack_call("DE", PackOperation::Verify, &fr_only, &serial, "e2e-demo-intermarket");
+    assert!(answer.intermarket, "{answer:?}");
+    assert_eq!(answer.return_code, "NMVS_SUCCESS", "{answer:?}");
 
     let hub = doc["hub"]["url"].as_str().unwrap();
-    let obp = obp_client(&doc);
+    let obp = users.obp();
 
     // An unknown serial of a known product raises an A3 alert that the owning OBP reads at the hub.
     let unknown = "E2EUNKNOWN0001";
-    let answer = pack_call(&doc, "DE", "verify", &shared, unknown, "e2e-demo-unknown");
-    assert_eq!(answer["return_code"], "NMVS_NC_PC_02", "{answer}");
-    assert_eq!(answer["alert"]["code"], "A3", "{answer}");
-    let mut alerts = Vec::new();
-    let _ = common::eventually(SYNC_TIMEOUT, || {
-        let listed: Value = obp
-            .get(format!("{hub}/v1/alerts"))
-            .send_retrying()
-            .expect("alerts request")
-            .json()
-            .expect("alerts JSON");
-        alerts = listed["alerts"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no alerts array: {listed}"))
-            .iter()
-            .filter(|a| a["serial"] == unknown)
-            .cloned()
-            .collect::<Vec<_>>();
-        (!alerts.is_empty()).then_some(())
-    });
+    let answer = users.pack_call("DE", PackOperation::Verify, &shared, unknown, "e2e-demo-unknown");
+    assert_eq!(answer.return_code, "NMVS_NC_PC_02", "{answer:?}");
+    let alert = answer.alert.clone().unwrap_or_else(|| panic!("an alert: {answer:?}"));
+    assert_eq!(alert.code, "A3", "{answer:?}");
+    let alerts = until(
+        || {
+            let listed = users.run(obp.all_alerts(&AlertQuery::all())).expect("alerts at the hub");
+            listed.into_iter().filter(|a| a.serial == unknown).collect::<Vec<_>>()
+        },
+        |alerts| !alerts.is_empty(),
+    );
     assert_eq!(alerts.len(), 1, "the hub never showed exactly one alert for {unknown}: {alerts:?}");
-    assert_eq!(alerts[0]["code"], "A3", "{:?}", alerts[0]);
-    assert_eq!(alerts[0]["market"], "DE", "{:?}", alerts[0]);
-    let id = answer["alert"]["id"].as_str().expect("an alert id").to_owned();
-    assert_eq!(alerts[0]["id"], id.as_str(), "one alert, one id");
-    alerts_in_step(&doc, &obp, &id, &fr_only);
+    assert_eq!((alerts[0].code.as_str(), alerts[0].market.as_str()), ("A3", "DE"), "{:?}", alerts[0]);
+    assert_eq!(alerts[0].id, alert.id, "one alert, one id");
+    alerts_in_step(&users, &obp, &alert.id, &fr_only);
 
-    // The OBP uploads two new serials and follows them to every market.
+    // The OBP uploads two new serials, streamed as text, and follows them to every market.
     let (pc, batch) = (shared["product_code"].as_str().unwrap(), shared["batch"].as_str().unwrap());
     let new_serials = ["E2ENEW0001", "E2ENEW0002"];
-    let uploaded = obp
-        .post(format!("{hub}/v1/products/{pc}/batches/{batch}/packs"))
-        .header("content-type", "text/plain")
-        .body(format!("{}\n{}\n", new_serials[0], new_serials[1]))
-        .send_retrying()
-        .expect("upload request");
-    let status = uploaded.status();
-    let uploaded: Value = uploaded.json().expect("upload JSON");
-    assert!(status.is_success(), "upload refused ({status}): {uploaded}");
-    assert_eq!(uploaded["received"], 2, "{uploaded}");
-    let upload_id = uploaded["upload_id"].as_str().expect("upload_id").to_owned();
-    let mut progress = Value::Null;
-    let _ = common::eventually(SYNC_TIMEOUT, || {
-        progress = obp
-            .get(format!("{hub}/v1/uploads/{upload_id}"))
-            .send_retrying()
-            .expect("upload status request")
-            .json::<Value>()
-            .expect("upload status JSON");
-        let every_market = progress["markets"]
-            .as_object()
-            .is_some_and(|m| !m.is_empty() && m.values().all(|s| s == "DISTRIBUTED"));
-        (progress["status"] == "DISTRIBUTED" && every_market).then_some(())
-    });
-    assert_eq!(progress["status"], "DISTRIBUTED", "{progress}");
+    let lines = format!("{}\n{}\n", new_serials[0], new_serials[1]).into_bytes();
+    let uploaded = users.run(obp.upload_reader(pc, batch, std::io::Cursor::new(lines))).expect("upload");
+    assert_eq!(uploaded.received, 2, "{uploaded:?}");
+    let upload_id = uploaded.upload_id;
+    // The demo's relays deliver without a word: the client asks every 20 ms.
+    let poll = PollOptions { interval: Duration::from_millis(20), deadline: SYNC_TIMEOUT };
+    let progress = users.run(obp.wait_for_upload(&upload_id, "DISTRIBUTED", poll)).expect("distributed");
     for m in ["DE", "FR"] {
-        assert_eq!(progress["markets"][m], "DISTRIBUTED", "{m}: {progress}");
+        assert_eq!(progress.markets.get(m).map(String::as_str), Some("DISTRIBUTED"), "{m}: {progress:?}");
     }
-    let answer = pack_call(&doc, "FR", "verify", &shared, new_serials[1], "e2e-demo-new-serial");
-    assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
-    assert_eq!(answer["pack"]["state"], "ACTIVE", "{answer}");
+    let answer = users.pack_call("FR", PackOperation::Verify, &shared, new_serials[1], "e2e-demo-new-serial");
+    assert_eq!((answer.return_code.as_str(), state_of(&answer)), ("NMVS_SUCCESS", "ACTIVE"), "{answer:?}");
 
     // Without a client certificate the hub refuses.
     let http = client(doc["ca_cert"].as_str().unwrap());
@@ -573,8 +532,8 @@ fn tour(storage: &Storage) {
     let demo = Demo::start(dir.path(), port, storage);
     let again = std::fs::read_to_string(dir.path().join("demo.json")).expect("demo.json");
     assert_eq!(again, text, "a restart rewrote demo.json");
-    let answer = verify_first_de_sample(&doc, "e2e-demo-2");
-    assert_eq!(answer["return_code"], "NMVS_SUCCESS", "{answer}");
+    let answer = users.verify_first_de_sample("e2e-demo-2");
+    assert_eq!(answer.return_code, "NMVS_SUCCESS", "{answer:?}");
     if matches!(storage, Storage::Sqlite) {
         // DE sent the head of its trail signed at the first stop to the hub, which kept it.
         let hub_dir = dir.path().join("hub");

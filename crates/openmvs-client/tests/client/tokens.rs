@@ -98,7 +98,7 @@ async fn a_wrong_secret_is_a_login_error_with_the_oauth_code() {
     let client = EndUserClient::with_timer(config, Arc::new(ManualTimer::new())).unwrap();
     match client.verify(&pack("TOK0003")).await.unwrap_err() {
         ClientError::Login { status, error } => {
-            assert_eq!((status, error.error.as_str()), (401, "invalid_client"))
+            assert_eq!((status, error.error.as_str()), (401, "invalid_client"));
         }
         other => panic!("expected a login error, got {other:?}"),
     }
