@@ -94,6 +94,29 @@ impl From<&Scan> for ScanOutput {
     }
 }
 
+/// What the pack commands of `openmvs` (`verify`, `supply`, ..., `undo`) print with `--json`
+/// when a request ends without an answer of the rules (exit status 1); an answer is printed as the
+/// national system sent it ([`api::PackResponse`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandError {
+    /// What stopped it: `input` (refused before any request, e.g. a scan that cannot be read),
+    /// `settings` (where to connect is missing or unusable), `login` (the token endpoint refused
+    /// the client), `http` (an HTTP error, after the client's retries), `network` (no answer) or
+    /// `answer` (an answer the API does not give).
+    pub error: String,
+    /// What happened, for people.
+    pub message: String,
+    /// The request's `client_trx_id`: sent again with it, a request that was processed gets its
+    /// first answer instead of being done twice.
+    pub client_trx_id: String,
+    /// The HTTP status, when the server answered.
+    pub status: Option<u16>,
+    /// The return code of the server's error body, e.g. `NMVS_FE_AU_01`.
+    pub return_code: Option<String>,
+    /// The fields at fault and why, from the server's error body.
+    pub details: Vec<api::ErrorDetail>,
+}
+
 /// One row of the return-code catalogue, as served by `GET /v1/return-codes` and `openmvs return-codes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReturnCodeEntry {

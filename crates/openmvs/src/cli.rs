@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// OpenMVS: an open-source medicines verification system (EU Falsified Medicines Directive).
 #[derive(Debug, Parser)]
@@ -30,6 +30,39 @@ pub enum Command {
     },
     /// Print the catalogue of return codes as JSON.
     ReturnCodes,
+    /// Verify a pack at a national system: is it known, does it match, may it be dispensed?
+    #[command(after_help = PACK_SHORT_HELP, after_long_help = PACK_HELP)]
+    Verify(PackArgs),
+    /// Supply (dispense) a pack: it becomes SUPPLIED.
+    #[command(after_help = PACK_SHORT_HELP, after_long_help = PACK_HELP)]
+    Supply(PackArgs),
+    /// Destroy a pack: it becomes DESTROYED (never undone).
+    #[command(after_help = PACK_SHORT_HELP, after_long_help = PACK_HELP)]
+    Destroy(PackArgs),
+    /// Export a pack out of the EU (wholesalers): it becomes EXPORTED.
+    #[command(after_help = PACK_SHORT_HELP, after_long_help = PACK_HELP)]
+    Export(PackArgs),
+    /// Hand a pack to an authority as a sample: it becomes SAMPLE.
+    #[command(after_help = PACK_SHORT_HELP, after_long_help = PACK_HELP)]
+    Sample(PackArgs),
+    /// Hand a pack out as a free sample: it becomes FREE_SAMPLE.
+    #[command(after_help = PACK_SHORT_HELP, after_long_help = PACK_HELP)]
+    FreeSample(PackArgs),
+    /// Lock a pack (kept aside while a question is cleared): it becomes LOCKED.
+    #[command(after_help = PACK_SHORT_HELP, after_long_help = PACK_HELP)]
+    Lock(PackArgs),
+    /// Report a pack stolen: it becomes STOLEN (never undone).
+    #[command(after_help = PACK_SHORT_HELP, after_long_help = PACK_HELP)]
+    Stolen(PackArgs),
+    /// Undo a supply, export, sample, free sample or lock (unlock): the pack is ACTIVE again.
+    /// Only the location that made the change may undo it, within 10 days.
+    #[command(after_help = PACK_SHORT_HELP, after_long_help = PACK_HELP)]
+    Undo {
+        /// The operation to undo.
+        operation: UndoArg,
+        #[command(flatten)]
+        pack: PackArgs,
+    },
     /// Run a component for production.
     #[command(subcommand)]
     Serve(Serve),
@@ -311,4 +344,115 @@ pub enum AuditCommand {
         #[arg(long)]
         market: Option<String>,
     },
+}
+
+/// What `-h` of the pack commands adds.
+const PACK_SHORT_HELP: &str = "Exit status: 0 accepted, 3 refused by the rules, 4 alert raised, 1 error, 2 usage error (--help says more).";
+
+/// What `--help` of the pack commands adds: the exit status and where the connection comes from.
+const PACK_HELP: &str = "\
+Exit status:
+  0  accepted: the operation did what was asked
+  3  refused by the rules: processed, not accepted, no alert raised (e.g. a repeated supply,
+     an expired or recalled batch)
+  4  an alert was raised (e.g. an unknown serial): keep the pack aside
+  1  error: unreadable input, missing connection settings, login refused, no answer, or an
+     HTTP error after the client's retries
+  2  usage error (flags)
+
+Connection, each from the first of: a flag, the environment, the profile:
+  URL            --url        OPENMVS_URL            url
+  client id      --client-id  OPENMVS_CLIENT_ID      client_id
+  client secret  -            OPENMVS_CLIENT_SECRET  client_secret, or client_secret_env naming a variable
+  CA certificate --ca-cert    OPENMVS_CA_CERT        ca_cert (relative to the profile file)
+  timeout (s)    --timeout    OPENMVS_TIMEOUT        timeout (default 30)
+The profile is --profile NAME or OPENMVS_PROFILE, a table [NAME] of the profile file: --profiles
+FILE, OPENMVS_PROFILES, or profiles.toml in the platform's configuration directory (e.g.
+~/.config/openmvs/profiles.toml). `openmvs demo` writes one for its clients (DIR/profiles.toml).
+The secret is never a flag: other users of the machine could read it in the process list.";
+
+/// The pack a single-pack command is about, and where to send it.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("identifier").required(true).args(["scan", "product_code"])))]
+pub struct PackArgs {
+    /// The raw scan, as the scanner delivered it (GS as the character ASCII 29, e.g.
+    /// "$(printf ']d2010...10ABC\x1d21XYZ')"); `-` reads it from standard input. The national
+    /// system parses it; a scan that cannot be read is refused here, before any request.
+    #[arg(long, conflicts_with_all = ["product_code", "serial", "batch", "expiry", "scheme"])]
+    pub scan: Option<String>,
+    /// The product code (with --serial, --batch and --expiry instead of --scan).
+    #[arg(long, requires_all = ["serial", "batch", "expiry"])]
+    pub product_code: Option<String>,
+    /// The serial number.
+    #[arg(long, requires = "product_code")]
+    pub serial: Option<String>,
+    /// The batch.
+    #[arg(long, requires = "product_code")]
+    pub batch: Option<String>,
+    /// The expiry as encoded, YYMMDD.
+    #[arg(long, requires = "product_code")]
+    pub expiry: Option<String>,
+    /// The product code's scheme: GTIN or PPN (default GTIN).
+    #[arg(long, requires = "product_code")]
+    pub scheme: Option<String>,
+    /// The request's id for this client (default: generated, and printed). Send a request again
+    /// with the same id to get its first answer instead of doing it twice.
+    #[arg(long)]
+    pub client_trx_id: Option<String>,
+    /// How the pack was read (default: the national system's).
+    #[arg(long, value_enum)]
+    pub entry_mode: Option<EntryModeArg>,
+    /// Print the national system's answer as JSON (and errors as JSON), for scripts.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// Where a pack command connects (see `PACK_HELP` for the environment and the profile).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConnectionArgs {
+    /// The profile to connect with (default: OPENMVS_PROFILE).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// The profile file (default: OPENMVS_PROFILES, else the platform's
+    /// openmvs/profiles.toml).
+    #[arg(long, value_name = "FILE")]
+    pub profiles: Option<PathBuf>,
+    /// The national system's URL, e.g. https://127.0.0.1:8401.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The client id.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// The CA certificate(s) to trust, PEM (required for https://).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// The longest one attempt of a request may take, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+/// `openmvs undo OPERATION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UndoArg {
+    /// Undo a supply.
+    Supply,
+    /// Undo an export.
+    Export,
+    /// Undo a sample.
+    Sample,
+    /// Undo a free sample.
+    FreeSample,
+    /// Unlock.
+    Lock,
+}
+
+/// `--entry-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EntryModeArg {
+    /// Read by a scanner.
+    Scanned,
+    /// Typed by hand.
+    Manual,
 }

@@ -11,28 +11,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{SendRetrying, TempDir, free_port};
+use common::demo::{Demo, https_client, port_base};
+use common::{SendRetrying, TempDir};
 use openmvs_client::wire::api::{AlertDetail, AlertStatusRequest, PackResponse};
 use openmvs_client::{
     AlertQuery, EndUserClient, EndUserConfig, ObpClient, ObpConfig, PackInput, PackOperation, PollOptions,
 };
 use serde_json::{Value, json};
-use wait_timeout::ChildExt;
-
-/// Seeding distributes 1,000 packs over HTTPS before the ready line; a debug build is slow.
-const READY_TIMEOUT: Duration = Duration::from_secs(180);
-
-struct Demo {
-    child: Child,
-    /// What it printed up to its ready line: the guide.
-    guide: String,
-}
 
 /// Where the demo keeps its data: files in its directory, or the schemas `<prefix>_<system>`
 /// of a PostgreSQL database.
@@ -42,93 +31,13 @@ enum Storage {
     Postgres { url: String, prefix: String },
 }
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+/// Starts the demo of markets DE and FR with a fake clock on `storage`.
+fn start(dir: &Path, port_base: u16, storage: &Storage) -> Demo {
+    let mut args = vec!["--markets", "DE,FR", "--fake-clock"];
+    if let Storage::Postgres { url, prefix } = storage {
+        args.extend(["--storage", "postgres", "--database-url", url, "--schema-prefix", prefix]);
     }
-}
-
-impl Demo {
-    fn start(dir: &Path, port_base: u16, storage: &Storage) -> Demo {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openmvs"));
-        cmd.args([
-            "demo",
-            "--data-dir",
-            dir.to_str().expect("UTF-8 path"),
-            "--port-base",
-            &port_base.to_string(),
-        ])
-        .args(["--markets", "DE,FR", "--fake-clock"]);
-        if let Storage::Postgres { url, prefix } = storage {
-            cmd.args(["--storage", "postgres", "--database-url", url, "--schema-prefix", prefix]);
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("OPENMVS") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd.spawn().expect("start openmvs demo");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut guide = String::new();
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.starts_with("openmvs demo: ready") => return Demo { child, guide },
-                Ok(line) => {
-                    guide.push_str(&line);
-                    guide.push('\n');
-                }
-                Err(e) => panic!("no ready line from openmvs demo: {e:?} (exit: {:?})", child.try_wait()),
-            }
-        }
-    }
-
-    fn stop(mut self) {
-        let status =
-            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill -TERM");
-        assert!(status.success());
-        match self.child.wait_timeout(Duration::from_secs(30)).expect("wait for the demo") {
-            Some(s) => assert!(s.success(), "the demo exited with {s}"),
-            None => panic!("the demo did not exit within 30 s of SIGTERM"),
-        }
-    }
-}
-
-/// A port base whose next port is free too (DE is on P+1, FR on P+2).
-fn port_base() -> u16 {
-    loop {
-        let p = free_port();
-        if p < 65000
-            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 2)).is_ok()
-        {
-            return p;
-        }
-    }
-}
-
-/// A raw HTTPS client trusting the demo's CA, for the requests whose wire the test looks at
-/// itself.
-fn client(ca: &str) -> reqwest::blocking::Client {
-    let pem = std::fs::read(ca).expect("read the demo CA");
-    reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA certificate"))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client")
+    Demo::start(dir, port_base, &args)
 }
 
 /// How long a state change may take to reach the other market through the hub. The relays of
@@ -405,8 +314,8 @@ fn alerts_in_step(users: &Users, obp: &ObpClient, id: &str, fr_only: &Value) {
 /// The README's tour of the demo, then a restart that keeps everything.
 fn tour(storage: &Storage) {
     let dir = TempDir::new("demo");
-    let port = port_base();
-    let demo = Demo::start(dir.path(), port, storage);
+    let port = port_base(2);
+    let demo = start(dir.path(), port, storage);
     let text = std::fs::read_to_string(dir.path().join("demo.json")).expect("demo.json");
     let doc: Value = serde_json::from_str(&text).expect("demo.json is JSON");
 
@@ -504,7 +413,7 @@ fn tour(storage: &Storage) {
     assert_eq!((answer.return_code.as_str(), state_of(&answer)), ("NMVS_SUCCESS", "ACTIVE"), "{answer:?}");
 
     // Without a client certificate the hub refuses.
-    let http = client(doc["ca_cert"].as_str().unwrap());
+    let http = https_client(doc["ca_cert"].as_str().unwrap());
     let refused =
         http.get(format!("{hub}/v1/uploads/{upload_id}")).send_retrying().expect("upload status request");
     assert_eq!(refused.status().as_u16(), 403);
@@ -529,7 +438,7 @@ fn tour(storage: &Storage) {
     assert_eq!(moved.status().as_u16(), 200);
 
     demo.stop();
-    let demo = Demo::start(dir.path(), port, storage);
+    let demo = start(dir.path(), port, storage);
     let again = std::fs::read_to_string(dir.path().join("demo.json")).expect("demo.json");
     assert_eq!(again, text, "a restart rewrote demo.json");
     let answer = users.verify_first_de_sample("e2e-demo-2");

@@ -49,6 +49,9 @@ const DISTRIBUTION_TIMEOUT: Duration = Duration::from_secs(120);
 /// Serials listed per sample in demo.json (every pack exists; these are enough to try things).
 const LISTED_SERIALS: usize = 100;
 
+/// The profiles of the demo's clients for the pack commands (`openmvs verify --profile NAME`).
+const PROFILES_FILE: &str = "profiles.toml";
+
 /// The OBPs of the demo: id and name.
 const OBPS: [(&str, &str); 2] =
     [("acme-pharma", "Acme Pharma GmbH"), ("nordic-generics", "Nordic Generics AB")];
@@ -549,7 +552,9 @@ async fn demo(
         std::fs::rename(&tmp, &demo_json)?;
         doc
     };
-    outln!("{}", guide(&doc, &demo_json, fake_clock));
+    let profiles = dir.join(PROFILES_FILE);
+    write_profiles(&profiles, &doc)?;
+    outln!("{}", guide(&doc, &demo_json, &profiles, fake_clock));
 
     wait_for_signal().await;
     for o in &running.obs {
@@ -570,8 +575,27 @@ async fn demo(
     Ok(())
 }
 
+/// Writes the profile of every client of demo.json to `path` (readable by its owner alone: it
+/// holds the secrets), unless the file is there: like demo.json, it is written once, so that a
+/// profile added to it stays.
+fn write_profiles(path: &Path, doc: &Value) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let text = super::pack::render_profiles(
+        "The clients of demo.json, for the pack commands: openmvs verify --profiles THIS_FILE --profile NAME ...\n\
+         (or OPENMVS_PROFILES=THIS_FILE and OPENMVS_PROFILE=NAME). Written once; delete it to have it written again.",
+        &super::pack::demo_profiles(doc),
+    )?;
+    let tmp = path.with_extension("toml.tmp");
+    // A file left by an interrupted start.
+    let _ = std::fs::remove_file(&tmp);
+    node::write_private(&tmp, &text)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
 /// The guide printed at start: commands that work as printed.
-fn guide(doc: &Value, file: &Path, fake_clock: bool) -> String {
+fn guide(doc: &Value, file: &Path, profiles: &Path, fake_clock: bool) -> String {
     let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
     let ca = s(&doc["ca_cert"]);
     let first_sample = &doc["samples"][0];
@@ -593,7 +617,8 @@ fn guide(doc: &Value, file: &Path, fake_clock: bool) -> String {
     );
     let mut g = format!(
         "openmvs demo: hub on {hub}, national systems on {markets}\n\
-         Everything (URLs, clients and secrets, OBP certificates, sample packs) is in {file}\n\n\
+         Everything (URLs, clients and secrets, OBP certificates, sample packs) is in {file}\n\
+         A profile per client for `openmvs verify|supply|undo ... --profile {market_lc}-pharmacy` ({market_lc}-pharmacy-2, {market_lc}-hospital, ...) is in {profiles}\n\n\
          # An access token for a pharmacy in {market}:\n\
          TOKEN=$(curl -s --cacert {ca} -d 'grant_type=client_credentials&client_id={cid}&client_secret={secret}' {url}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n\n\
          # Verify a pack, supply it, undo the supply:\n\
@@ -608,6 +633,8 @@ fn guide(doc: &Value, file: &Path, fake_clock: bool) -> String {
             .map(|m| m.iter().map(|(k, v)| format!("{k} {}", s(&v["url"]))).collect::<Vec<_>>().join(", "))
             .unwrap_or_default(),
         file = file.display(),
+        profiles = profiles.display(),
+        market_lc = market.to_ascii_lowercase(),
         cid = s(&pharmacy["client_id"]),
         secret = s(&pharmacy["client_secret"]),
         obp_id = s(&obp["id"]),

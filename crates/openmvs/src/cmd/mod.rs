@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod demo;
+mod pack;
 mod return_codes;
 mod scan;
 mod serve;
@@ -11,14 +12,24 @@ mod serve_hub;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, ConfigCommand, Serve};
+use openmvs_client::PackOperation;
+use openmvs_national::clock::SystemClock;
+use pack::Operation;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Scan { input, today } => {
-            scan::run(&input, today.as_deref(), &openmvs_national::clock::SystemClock)
-        }
+        Command::Scan { input, today } => scan::run(&input, today.as_deref(), &SystemClock),
         Command::ReturnCodes => return_codes::run(),
+        Command::Verify(a) => pack::run(Operation::Pack(PackOperation::Verify), a, &SystemClock),
+        Command::Supply(a) => pack::run(Operation::Pack(PackOperation::Supply), a, &SystemClock),
+        Command::Destroy(a) => pack::run(Operation::Pack(PackOperation::Destroy), a, &SystemClock),
+        Command::Export(a) => pack::run(Operation::Pack(PackOperation::Export), a, &SystemClock),
+        Command::Sample(a) => pack::run(Operation::Pack(PackOperation::Sample), a, &SystemClock),
+        Command::FreeSample(a) => pack::run(Operation::Pack(PackOperation::FreeSample), a, &SystemClock),
+        Command::Lock(a) => pack::run(Operation::Pack(PackOperation::Lock), a, &SystemClock),
+        Command::Stolen(a) => pack::run(Operation::Pack(PackOperation::Stolen), a, &SystemClock),
+        Command::Undo { operation, pack } => pack::run(Operation::Undo(operation.into()), pack, &SystemClock),
         Command::Serve(Serve::National { config }) => serve::national(&config),
         Command::Serve(Serve::Hub { config }) => serve_hub::hub(&config),
         Command::Demo { data_dir, port_base, markets, fake_clock, storage, database_url, schema_prefix } => {

@@ -5,6 +5,8 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod demo;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
