@@ -172,6 +172,12 @@ fn the_pack_commands_end_with_the_status_of_their_outcome_and_say_it_readably_or
             .collect(),
     };
     let profiles = dir.path().join("profiles.toml");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&profiles).expect("profiles.toml").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the secrets are for the demo's owner alone");
+    }
     assert!(
         demo.guide.contains(&profiles.display().to_string()),
         "the guide names the profiles:\n{}",
