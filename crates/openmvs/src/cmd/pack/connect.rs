@@ -240,7 +240,7 @@ pub fn resolve(flags: &ConnectionArgs, env: &dyn Fn(&str) -> Option<String>) -> 
         (None, Some(f)) => Some((PathBuf::from(f), ENV_CA_CERT.to_owned())),
         (None, None) => from_profile.map(|f| (f, profile_source.clone())),
     };
-    if ca.is_none() && url.starts_with("https://") {
+    if ca.is_none() && url.to_ascii_lowercase().starts_with("https://") {
         let e = missing(
             &format!("CA certificate to trust for {url}"),
             Some("--ca-cert FILE"),
