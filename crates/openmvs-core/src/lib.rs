@@ -13,6 +13,7 @@ pub mod guessing;
 pub mod ids;
 pub mod master_data;
 pub mod obp_states;
+pub mod offline;
 pub mod pack;
 pub mod return_code;
 pub mod roles;

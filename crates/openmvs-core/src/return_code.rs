@@ -73,6 +73,9 @@ pub enum CodeKind {
     Error,
     /// By the hub, refusing product master data or an upload.
     Hub,
+    /// By the offline agent (`openmvs agent`) at a pharmacy, in place of the national system's
+    /// answer, when it recorded a request it could not forward (DR Art 29).
+    Agent,
 }
 
 impl CodeKind {
@@ -82,6 +85,7 @@ impl CodeKind {
             CodeKind::Outcome => "OUTCOME",
             CodeKind::Error => "ERROR",
             CodeKind::Hub => "HUB",
+            CodeKind::Agent => "AGENT",
         }
     }
 }
@@ -190,6 +194,12 @@ catalogue! {
     /// A serial repeated inside one bulk request.
     BulkDuplicateSerial => ("NMVS_TE_BLK_01", Outcome, 3, None, 200,
         "This serial number appears earlier in the same bulk request: the repeat was not processed.");
+    /// The national system could not be reached (or failed, or was too slow): the offline agent
+    /// recorded the request durably and will replay it, verify first, once the system is back.
+    /// HTTP 202 (accepted for processing, not processed): software that reads only the status
+    /// cannot take it for a verified pack, and one that reads `accepted` sees `false`.
+    RecordedOffline => ("NMVS_TI_OFF_01", Agent, 3, None, 202,
+        "The national system cannot be reached: the request was recorded and will be sent when it is back, verify first. The pack is NOT verified yet; no alert was raised. Any problem found then appears on the pharmacist's list.");
     /// Malformed request.
     MalformedRequest => ("NMVS_TE_XM_02", Error, 4, None, 400,
         "The request is malformed: a field is missing or invalid, or the scan cannot be read (see details).");
@@ -346,6 +356,9 @@ mod tests {
         for c in ReturnCode::ALL {
             let info = c.info();
             assert_eq!(info.kind == CodeKind::Outcome, info.http_status == 200, "{c}");
+            if info.kind == CodeKind::Agent {
+                assert_eq!(info.http_status, 202, "{c}: a recorded request is not processed yet");
+            }
             assert!((1..=5).contains(&info.level));
             assert!(info.message.ends_with('.'), "{c}");
         }

@@ -23,6 +23,7 @@
 //! shape beyond the requests they validate.
 
 pub mod admin;
+pub mod agent;
 pub mod api;
 pub mod hub;
 pub mod kept;
