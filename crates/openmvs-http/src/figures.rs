@@ -1,7 +1,8 @@
 //! The business figures on `/metrics`, written through [`Exposition`]: alerts raised (a national
 //! system) or received (the hub) per alert code since the node started, alerts not closed per
 //! status, and the outbox beyond its backlog: messages whose last attempt failed and dead
-//! letters, per destination at the hub (where a failing OBP callback shows by OBP).
+//! letters, per destination at the hub (where a failing OBP callback shows by OBP); and an offline
+//! agent's queue, link and list of problems.
 //!
 //! The counts come from the services; a family whose count the store could not give is left out
 //! of that scrape, as the backlog is.
@@ -101,6 +102,34 @@ pub fn write_hub(out: &mut Exposition, f: &Figures) {
     for q in queues {
         dead.sample(&[("destination", q.destination.as_str())], q.dead);
     }
+}
+
+/// An offline agent's figures (`openmvs agent`): its queue, its link to the national system and
+/// the pharmacist's list.
+pub fn write_agent(out: &mut Exposition, f: &openmvs_agent::Figures) {
+    out.gauge("openmvs_agent_queue_length", "Operations recorded offline and not yet replayed.", f.queue_length);
+    out.gauge(
+        "openmvs_agent_oldest_age_seconds",
+        "Age of the oldest operation not yet replayed, in whole seconds (0 when none).",
+        f.oldest_age_seconds as u64,
+    );
+    if let Some(s) = f.since_contact_seconds {
+        out.gauge(
+            "openmvs_agent_last_contact_age_seconds",
+            "Seconds since the national system last answered (absent until it has).",
+            s as u64,
+        );
+    }
+    out.gauge("openmvs_agent_online", "Whether the national system answered the last attempt.", f.online);
+    out.counter("openmvs_agent_replayed_total", "Operations recorded offline and replayed since, in total.", f.replayed);
+    out.gauge("openmvs_agent_problems_open", "Problems on the pharmacist's list not acknowledged.", f.problems_open);
+    out.counter("openmvs_agent_problems_total", "Problems the replay found, in total.", f.problems);
+    out.counter("openmvs_agent_recorded_total", "Requests recorded offline since the agent started.", f.recorded);
+    out.counter(
+        "openmvs_agent_forwarded_total",
+        "Requests forwarded and answered by the national system since the agent started.",
+        f.forwarded,
+    );
 }
 
 #[cfg(test)]

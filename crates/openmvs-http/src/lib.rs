@@ -5,6 +5,8 @@
 //! into the latency histograms of its operation class and into the monthly SLA figures.
 
 pub mod admin;
+pub mod agent;
+pub mod agent_upstream;
 pub mod authz;
 pub mod callback;
 pub mod error;
@@ -20,6 +22,7 @@ pub mod server;
 pub mod shed;
 pub mod status;
 
+pub use agent::{AgentState, agent_router};
 pub use error::HttpError;
 pub use hub::{HubState, hub_router};
 pub use national::{NationalState, national_router};

@@ -274,7 +274,7 @@ pub(crate) fn body_json<T: DeserializeOwned>(
     }
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut r =
         (status, axum::Json(OAuthError { error: error.into(), error_description: description.into() }))
             .into_response();
@@ -374,7 +374,7 @@ fn login_refused(r: LoginRefusal) -> Response {
 }
 
 /// Parses `application/x-www-form-urlencoded` into a map; `None` if it is not valid.
-fn serde_urlencoded_pairs(body: &[u8]) -> Option<HashMap<String, String>> {
+pub(crate) fn serde_urlencoded_pairs(body: &[u8]) -> Option<HashMap<String, String>> {
     let text = std::str::from_utf8(body).ok()?;
     let mut out = HashMap::new();
     for pair in text.split('&').filter(|p| !p.is_empty()) {
@@ -400,7 +400,7 @@ fn form_decode(s: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-fn operation(name: &str) -> Result<Operation, HttpError> {
+pub(crate) fn operation(name: &str) -> Result<Operation, HttpError> {
     Operation::parse(name).filter(|o| *o != Operation::CheckOut).ok_or_else(|| {
         HttpError::new(
             ApiError::new(ReturnCode::NotFound).with("operation", format!("'{name}' is not an operation")),
