@@ -66,6 +66,15 @@ pub enum Command {
     /// Run a component for production.
     #[command(subcommand)]
     Serve(Serve),
+    /// The offline agent a pharmacy runs beside its software (DR Art 29): the end-user API on
+    /// 127.0.0.1, forwarded to the national system; what cannot be forwarded is recorded and
+    /// replayed, verify first, when the system is back. `GET /status` shows the queue and the
+    /// packs to look at.
+    Agent {
+        /// The configuration file (an `[agent]` section; see `openmvs config check`).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Check a configuration file and print the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -116,6 +116,8 @@ pub struct RawFile {
     pub national: Option<RawNational>,
     /// The European Hub (see [`crate::hub_config`]).
     pub hub: Option<crate::hub_config::RawHubSection>,
+    /// A pharmacy's offline agent (see [`crate::agent_config`]).
+    pub agent: Option<crate::agent_config::RawAgentSection>,
 }
 
 /// `[national]`.

@@ -3,6 +3,7 @@
 // Standard output goes through `out::outln!`, which ends quietly when the reader has gone away.
 #![deny(clippy::print_stdout)]
 
+mod agent_config;
 mod cli;
 mod cmd;
 mod config;

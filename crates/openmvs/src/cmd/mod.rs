@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches.
 
 mod admin;
+mod agent;
 mod audit;
 mod demo;
 mod pack;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Undo { operation, pack } => pack::run(Operation::Undo(operation.into()), pack, &SystemClock),
         Command::Serve(Serve::National { config }) => serve::national(&config),
         Command::Serve(Serve::Hub { config }) => serve_hub::hub(&config),
+        Command::Agent { config } => agent::run(&config),
         Command::Demo { data_dir, port_base, markets, fake_clock, storage, database_url, schema_prefix } => {
             let storage = demo::DemoStorage::parse(&storage, database_url.as_deref(), &schema_prefix)?;
             demo::run(&data_dir, port_base, &markets, fake_clock, storage)

@@ -35,14 +35,17 @@ pub fn settings(path: &Path) -> anyhow::Result<NationalSettings> {
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let raw = config::load_raw(Some(path), std::env::vars())?;
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if raw.national.is_none() && raw.hub.is_none() {
-        anyhow::bail!("the configuration has neither a [national] nor a [hub] section");
+    if raw.national.is_none() && raw.hub.is_none() && raw.agent.is_none() {
+        anyhow::bail!("the configuration has no [national], [hub] or [agent] section");
     }
     if raw.national.is_some() {
         outln!("{}", config::render(&config::national(&raw, base)?).trim_end());
     }
     if raw.hub.is_some() {
         outln!("{}", crate::hub_config::render(&crate::hub_config::hub(&raw, base)?).trim_end());
+    }
+    if raw.agent.is_some() {
+        outln!("{}", crate::agent_config::render(&crate::agent_config::agent(&raw, base)?).trim_end());
     }
     Ok(ExitCode::SUCCESS)
 }
