@@ -189,6 +189,15 @@ impl Node {
         openmvs(&["audit", "verify", "--data-dir", data_dir.to_str().expect("UTF-8 path")])
     }
 
+    /// Starts `openmvs serve national` on `port` and waits for its ready line (a test that
+    /// needs the same address across restarts: an agent pointed at it).
+    pub fn start_at(&self, port: u16) -> Server {
+        self.write_config(port);
+        let n = self.starts.fetch_add(1, Ordering::SeqCst);
+        Server::spawn(&self.config(), &self.root().join(format!("serve-{n}.log")))
+            .unwrap_or_else(|log| panic!("the server did not start:\n{log}"))
+    }
+
     /// Starts `openmvs serve national` and waits for its ready line.
     pub fn start(&self) -> Server {
         // A port found free can be taken by another process before the server binds it: try again.
@@ -216,14 +225,20 @@ pub struct Server {
 
 impl Server {
     fn spawn(config: &Path, log: &Path) -> Result<Server, String> {
+        Server::spawn_command(&["serve", "national", "--config", config.to_str().expect("UTF-8 path")], log)
+    }
+
+    /// Starts `openmvs ARGS` (a command that serves and prints `... listening on URL` when
+    /// ready: `serve national`, `agent`) with its log in `log`, and waits for the ready line.
+    pub fn spawn_command(args: &[&str], log: &Path) -> Result<Server, String> {
         let stderr = std::fs::File::create(log).expect("create the log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_openmvs"));
-        cmd.args(["serve", "national", "--config", config.to_str().expect("UTF-8 path")])
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
         clean_env(&mut cmd);
-        let mut child = cmd.spawn().expect("start openmvs serve national");
+        let mut child = cmd.spawn().expect("start openmvs");
         let stdout = child.stdout.take().expect("stdout");
         let mut server = Server { child, base: String::new(), log: log.to_owned() };
         // A reader thread, so that the wait for the ready line can be bounded; it then drains
