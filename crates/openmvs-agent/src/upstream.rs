@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use openmvs_core::pack::Command;
-use openmvs_wire::api::{ErrorBody, PackRequest, PackResponse};
+use openmvs_wire::api::{BulkRequest, ErrorBody, PackRequest, PackResponse};
 
 /// A future the port answers with.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -39,15 +39,25 @@ pub enum Reply {
     Unreachable(String),
 }
 
-/// Any other end-user request (bulk, alerts), forwarded as it came.
+/// Another end-user request the agent forwards while the national system answers (bulk,
+/// alerts), and never records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forward {
-    /// `GET` or `POST`.
-    pub method: String,
-    /// The path and query, e.g. `/v1/alerts?status=OPEN`.
-    pub path_and_query: String,
-    /// The JSON body, if any.
-    pub body: Option<Vec<u8>>,
+pub enum Forward {
+    /// `POST /v1/bulk`.
+    SubmitBulk(BulkRequest),
+    /// `GET /v1/bulk/{bulk_id}`.
+    BulkStatus(String),
+    /// `GET /v1/alerts`.
+    Alerts {
+        /// `status`.
+        status: Option<String>,
+        /// `limit`.
+        limit: Option<usize>,
+        /// `cursor`.
+        cursor: Option<String>,
+    },
+    /// `GET /v1/alerts/{id}`.
+    Alert(String),
 }
 
 /// The answer to a forwarded request, whatever its status.
@@ -57,7 +67,7 @@ pub struct Forwarded {
     pub status: u16,
     /// Its `Retry-After`, in seconds, if any.
     pub retry_after: Option<u64>,
-    /// The body.
+    /// The body (JSON).
     pub body: Vec<u8>,
 }
 

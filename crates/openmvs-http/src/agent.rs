@@ -20,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,7 +32,7 @@ use openmvs_core::return_code::ReturnCode;
 use openmvs_telemetry::Exposition;
 use openmvs_wire::ReturnCodeCatalogue;
 use openmvs_wire::agent::{AcknowledgeRequest, AgentStatus};
-use openmvs_wire::api::{PackRequest, TokenResponse};
+use openmvs_wire::api::{BulkRequest, PackRequest, TokenResponse};
 
 use crate::error::HttpError;
 use crate::national::{JsonBody, MAX_BODY, MAX_BULK_BODY, oauth_error, operation, serde_urlencoded_pairs};
@@ -57,10 +57,10 @@ pub fn agent_router(state: AgentState) -> Router {
     let with_token = Router::new()
         .route("/v1/packs/{operation}", post(pack))
         .route("/v1/packs/{operation}/undo", post(pack_undo))
-        .route("/v1/bulk", post(forward).layer(DefaultBodyLimit::max(MAX_BULK_BODY)))
-        .route("/v1/bulk/{bulk_id}", get(forward))
-        .route("/v1/alerts", get(forward))
-        .route("/v1/alerts/{id}", get(forward))
+        .route("/v1/bulk", post(bulk_submit).layer(DefaultBodyLimit::max(MAX_BULK_BODY)))
+        .route("/v1/bulk/{bulk_id}", get(bulk_get))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/alerts/{id}", get(alert))
         .route("/v1/agent/problems", get(problems))
         .route("/v1/agent/problems/{id}/acknowledge", post(acknowledge))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize));
@@ -157,13 +157,8 @@ async fn pack_undo(
     Ok(pack_response(s.agent.pack(Command::Undo(op), req).await?))
 }
 
-/// Bulk and alerts: forwarded as they came, answered as the national system answered.
-async fn forward(State(s): State<AgentState>, method: Method, uri: axum::http::Uri, body: Bytes) -> Response {
-    let request = Forward {
-        method: method.to_string(),
-        path_and_query: uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.to_string()),
-        body: (method == Method::POST).then(|| body.to_vec()),
-    };
+/// Bulk and alerts: forwarded while the national system answers, answered as it answered.
+async fn forward(s: &AgentState, request: Forward) -> Response {
     match s.agent.forward(request).await {
         Ok(answer) => {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -175,6 +170,29 @@ async fn forward(State(s): State<AgentState>, method: Method, uri: axum::http::U
         }
         Err(e) => HttpError::new(e).into_response(),
     }
+}
+
+async fn bulk_submit(State(s): State<AgentState>, JsonBody(req): JsonBody<BulkRequest>) -> Response {
+    forward(&s, Forward::SubmitBulk(req)).await
+}
+
+async fn bulk_get(State(s): State<AgentState>, Path(id): Path<String>) -> Response {
+    forward(&s, Forward::BulkStatus(id)).await
+}
+
+#[derive(serde::Deserialize)]
+struct AlertsQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn alerts(State(s): State<AgentState>, Query(q): Query<AlertsQuery>) -> Response {
+    forward(&s, Forward::Alerts { status: q.status, limit: q.limit, cursor: q.cursor }).await
+}
+
+async fn alert(State(s): State<AgentState>, Path(id): Path<String>) -> Response {
+    forward(&s, Forward::Alert(id)).await
 }
 
 #[derive(serde::Deserialize)]

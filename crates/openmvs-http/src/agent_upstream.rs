@@ -1,195 +1,142 @@
-//! The offline agent's link to its national system over HTTP(S): the end-user API with the
-//! pharmacy's client credentials, a token fetched when first needed and again when it is refused
-//! or about to expire, and every answer sorted into what the agent needs to know
+//! The offline agent's link to its national system: the end-user client (`openmvs-client`) with
+//! the pharmacy's client credentials, and every outcome sorted into what the agent needs to know
 //! ([`openmvs_agent::upstream::Reply`]).
+//!
+//! The client sends each request once (`RetryPolicy::never`): the agent decides what a request
+//! without an answer becomes (recorded, or tried again by the replay after the `Retry-After` or
+//! the backoff), so a pharmacist is never kept waiting through a client's own retries. The client
+//! still fetches and renews the token, and sends a request again once after a 401 with a new one.
 
 use std::time::Duration;
 
-use openmvs_agent::upstream::{BoxFuture, Forward, Forwarded, Reply, Upstream, pack_path};
+use openmvs_agent::upstream::{BoxFuture, Forward, Forwarded, Reply, Upstream};
+use openmvs_client::{
+    AlertQuery, ClientError, EndUserClient, EndUserConfig, EntryMode, PackInput, PackOperation, RetryPolicy,
+    UndoOperation,
+};
 use openmvs_core::pack::Command;
-use openmvs_wire::api::{ErrorBody, PackRequest, PackResponse, TokenResponse};
-use tokio::sync::Mutex;
+use openmvs_core::return_code::ReturnCode;
+use openmvs_wire::api::{ErrorBody, PackRequest};
 
-/// A token is renewed this long before the national system says it expires.
-const RENEW_BEFORE: Duration = Duration::from_secs(60);
-
-/// The national system, reached with the pharmacy's client credentials.
-pub struct HttpUpstream {
-    client: reqwest::Client,
-    base: String,
-    client_id: String,
-    client_secret: String,
-    /// The token and when to renew it, by the runtime's clock (tokio's, so that tests that pause
-    /// time see it expire).
-    token: Mutex<Option<(String, tokio::time::Instant)>>,
+/// The national system, reached through the end-user client.
+pub struct ClientUpstream {
+    client: EndUserClient,
 }
 
-/// What one attempt came to, before retrying with a new token.
-enum Sent {
-    Reply(Reply),
-    TokenRefused,
-}
-
-impl HttpUpstream {
-    /// A link to `base_url` (`https://...`, or `http://` for a national system on this machine),
-    /// trusting `ca_pem` when given.
+impl ClientUpstream {
+    /// A link to `base_url` (`https://...`, or `http://` for a system on this machine), trusting
+    /// `ca_pem` when given; one attempt of a request waits at most `timeout`.
     pub fn new(
         base_url: &str,
         ca_pem: Option<&[u8]>,
         client_id: &str,
         client_secret: &str,
-    ) -> Result<HttpUpstream, String> {
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .connect_timeout(Duration::from_secs(5));
+        timeout: Duration,
+    ) -> Result<ClientUpstream, String> {
+        let mut config = EndUserConfig::new(base_url, client_id, client_secret)
+            .with_retry(RetryPolicy::never())
+            .with_timeout(timeout);
         if let Some(ca) = ca_pem {
-            b = b.add_root_certificate(reqwest::Certificate::from_pem(ca).map_err(|e| format!("CA: {e}"))?);
+            config = config.with_ca_pem(ca.to_vec());
         }
-        Ok(HttpUpstream {
-            client: b.build().map_err(|e| e.to_string())?,
-            base: base_url.trim_end_matches('/').to_owned(),
-            client_id: client_id.to_owned(),
-            client_secret: client_secret.to_owned(),
-            token: Mutex::new(None),
-        })
-    }
-
-    /// A valid token: the one held, or a new one.
-    async fn token(&self, renew: bool) -> Result<String, Reply> {
-        let mut held = self.token.lock().await;
-        if !renew
-            && let Some((t, until)) = held.as_ref()
-            && tokio::time::Instant::now() < *until
-        {
-            return Ok(t.clone());
-        }
-        let url = format!("{}/oauth/token", self.base);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.as_str()),
-        ];
-        let resp = self
-            .client
-            .post(&url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| Reply::Unreachable(format!("{url}: {e}")))?;
-        let status = resp.status().as_u16();
-        if status == 401 || status == 400 {
-            let body = ErrorBody {
-                return_code: "NMVS_FE_AU_01".into(),
-                message: "the national system refused the client credentials".into(),
-                details: Vec::new(),
-            };
-            return Err(Reply::Refused { status: 401, body });
-        }
-        if status == 429 || status == 503 {
-            return Err(Reply::Busy { status, retry_after: retry_after(resp.headers()), body: None });
-        }
-        if status != 200 {
-            return Err(Reply::Unreachable(format!("{url}: HTTP {status}")));
-        }
-        let t: TokenResponse = resp.json().await.map_err(|e| Reply::Unreachable(format!("{url}: {e}")))?;
-        let life = Duration::from_secs(u64::try_from(t.expires_in).unwrap_or(0)).saturating_sub(RENEW_BEFORE);
-        *held = Some((t.access_token.clone(), tokio::time::Instant::now() + life));
-        Ok(t.access_token)
-    }
-
-    async fn send_pack(&self, token: &str, command: Command, body: &PackRequest) -> Sent {
-        let url = format!("{}{}", self.base, pack_path(command));
-        let resp = match self.client.post(&url).bearer_auth(token).json(body).send().await {
-            Ok(r) => r,
-            Err(e) => return Sent::Reply(Reply::Unreachable(format!("{url}: {e}"))),
-        };
-        let status = resp.status().as_u16();
-        let wait = retry_after(resp.headers());
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => return Sent::Reply(Reply::Unreachable(format!("{url}: body: {e}"))),
-        };
-        let error_body = || serde_json::from_slice::<ErrorBody>(&bytes).ok();
-        Sent::Reply(match status {
-            200 => match serde_json::from_slice::<PackResponse>(&bytes) {
-                Ok(r) => Reply::Answered(r),
-                Err(e) => Reply::Unreachable(format!("{url}: an answer that is not a pack response: {e}")),
-            },
-            401 => return Sent::TokenRefused,
-            429 | 503 => Reply::Busy { status, retry_after: wait, body: error_body() },
-            400..=499 => match error_body() {
-                Some(body) => Reply::Refused { status, body },
-                None => Reply::Unreachable(format!("{url}: HTTP {status} without an error body")),
-            },
-            _ => Reply::Unreachable(format!("{url}: HTTP {status}")),
-        })
+        Ok(ClientUpstream { client: EndUserClient::new(config).map_err(|e| e.to_string())? })
     }
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs))
+/// The client's input for a request body as the pharmacy software sent it (the agent checked it).
+fn input(body: &PackRequest) -> PackInput {
+    let mut input = match &body.scan {
+        Some(raw) => PackInput::scan(raw.clone()),
+        None => PackInput::fields(
+            body.scheme.clone().unwrap_or_default(),
+            body.product_code.clone().unwrap_or_default(),
+            body.serial.clone().unwrap_or_default(),
+            body.batch.clone().unwrap_or_default(),
+            body.expiry.clone().unwrap_or_default(),
+        ),
+    };
+    if let Some(id) = &body.client_trx_id {
+        input = input.with_client_trx_id(id.clone());
+    }
+    match body.entry_mode.as_deref() {
+        Some("SCANNED") => input.with_entry_mode(EntryMode::Scanned),
+        Some("MANUAL") => input.with_entry_mode(EntryMode::Manual),
+        _ => input,
+    }
 }
 
-impl Upstream for HttpUpstream {
+fn credentials_refused() -> ErrorBody {
+    let info = ReturnCode::Unauthenticated.info();
+    ErrorBody {
+        return_code: info.code.to_owned(),
+        message: "The national system refused this pharmacy's client credentials.".to_owned(),
+        details: Vec::new(),
+    }
+}
+
+/// What an error of the client means to the agent.
+fn reply_of(e: ClientError) -> Reply {
+    match e {
+        ClientError::Refused { status: status @ (429 | 503), body, retry_after, .. } => {
+            Reply::Busy { status, retry_after, body: Some(body) }
+        }
+        ClientError::Refused { status: status @ 400..=499, body, .. } => Reply::Refused { status, body },
+        ClientError::Login { status: 429 | 503, .. } => Reply::Busy { status: 503, retry_after: None, body: None },
+        ClientError::Login { status: 400..=499, .. } => Reply::Refused { status: 401, body: credentials_refused() },
+        other => Reply::Unreachable(other.to_string()),
+    }
+}
+
+fn forwarded<T: serde::Serialize>(status: u16, answer: Result<T, ClientError>) -> Result<Forwarded, String> {
+    match answer {
+        Ok(v) => Ok(Forwarded {
+            status,
+            retry_after: None,
+            body: serde_json::to_vec(&v).map_err(|e| e.to_string())?,
+        }),
+        Err(ClientError::Refused { status, body, retry_after, .. }) if status < 500 || status == 503 => {
+            Ok(Forwarded {
+                status,
+                retry_after: retry_after.map(|d| d.as_secs().max(1)),
+                body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+            })
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Upstream for ClientUpstream {
     fn pack(&self, command: Command, body: &PackRequest) -> BoxFuture<'_, Reply> {
-        let body = body.clone();
+        let input = input(body);
         Box::pin(async move {
-            // A token refused (expired early, a key rotated) is renewed once.
-            for renew in [false, true] {
-                let token = match self.token(renew).await {
-                    Ok(t) => t,
-                    Err(reply) => return reply,
-                };
-                match self.send_pack(&token, command, &body).await {
-                    Sent::Reply(r) => return r,
-                    Sent::TokenRefused => continue,
-                }
-            }
-            let body = ErrorBody {
-                return_code: "NMVS_FE_AU_01".into(),
-                message: "the national system refused a token it had just issued".into(),
-                details: Vec::new(),
+            let answer = match command {
+                Command::Verify => self.client.pack(PackOperation::Verify, &input).await,
+                Command::Set(op) => match PackOperation::parse(op.as_str()) {
+                    Some(op) => self.client.pack(op, &input).await,
+                    None => return Reply::Unreachable(format!("the client has no operation {op}")),
+                },
+                Command::Undo(op) => match UndoOperation::parse(op.as_str()) {
+                    Some(op) => self.client.undo(op, &input).await,
+                    None => return Reply::Unreachable(format!("the client cannot undo {op}")),
+                },
             };
-            Reply::Refused { status: 401, body }
+            match answer {
+                Ok(resp) => Reply::Answered(resp),
+                Err(e) => reply_of(e),
+            }
         })
     }
 
     fn forward(&self, request: Forward) -> BoxFuture<'_, Result<Forwarded, String>> {
         Box::pin(async move {
-            for renew in [false, true] {
-                let token = match self.token(renew).await {
-                    Ok(t) => t,
-                    Err(Reply::Busy { status, retry_after, .. }) => {
-                        return Ok(Forwarded {
-                            status,
-                            retry_after: retry_after.map(|d| d.as_secs()),
-                            body: Vec::new(),
-                        });
-                    }
-                    Err(other) => return Err(format!("{other:?}")),
-                };
-                let url = format!("{}{}", self.base, request.path_and_query);
-                let mut req = match request.method.as_str() {
-                    "POST" => self.client.post(&url),
-                    _ => self.client.get(&url),
-                };
-                req = req.bearer_auth(&token);
-                if let Some(body) = &request.body {
-                    req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+            match request {
+                Forward::SubmitBulk(bulk) => forwarded(202, self.client.submit_bulk(&bulk).await),
+                Forward::BulkStatus(id) => forwarded(200, self.client.bulk_status(&id).await),
+                Forward::Alerts { status, limit, cursor } => {
+                    forwarded(200, self.client.alerts(&AlertQuery { status, limit, cursor }).await)
                 }
-                let resp = req.send().await.map_err(|e| format!("{url}: {e}"))?;
-                let status = resp.status().as_u16();
-                if status == 401 && !renew {
-                    continue;
-                }
-                let wait = retry_after(resp.headers()).map(|d| d.as_secs());
-                let body = resp.bytes().await.map_err(|e| format!("{url}: body: {e}"))?;
-                return Ok(Forwarded { status, retry_after: wait, body: body.to_vec() });
+                Forward::Alert(id) => forwarded(200, self.client.alert(&id).await),
             }
-            Err("the national system refused the agent's token".to_owned())
         })
     }
 }

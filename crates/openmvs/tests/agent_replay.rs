@@ -15,7 +15,7 @@ use openmvs_agent::{Agent, AgentConfig, PackAnswer};
 use openmvs_core::pack::{Command, Operation};
 use openmvs_core::roles::Role;
 use openmvs_core::time::{Clock, Date, Timestamp};
-use openmvs_http::agent_upstream::HttpUpstream;
+use openmvs_http::agent_upstream::ClientUpstream;
 use openmvs_national::clock::FakeClock;
 use openmvs_testkit::{LOCAL_GTIN, LocalNational, TempDir};
 use openmvs_wire::api::PackRequest;
@@ -95,13 +95,13 @@ async fn ten_thousand_scans_recorded_in_an_outage_are_applied_once_in_order_with
     let other = national.client(Role::Pharmacy, "DE-PH-0002").await.unwrap();
 
     // Another pharmacy dispenses the E packs before the outage.
-    let elsewhere = HttpUpstream::new(&national.url(), None, &other.client_id, &other.client_secret).unwrap();
+    let elsewhere = ClientUpstream::new(&national.url(), None, &other.client_id, &other.client_secret, Duration::from_secs(30)).unwrap();
     for i in 0..ELSEWHERE {
         let r = elsewhere.pack(Command::Set(Operation::Supply), &body(&format!("other-{i}"), &format!("E{i:06}"), "GOOD1")).await;
         assert!(matches!(&r, openmvs_agent::upstream::Reply::Answered(a) if a.accepted), "{r:?}");
     }
 
-    let upstream = Arc::new(HttpUpstream::new(&national.url(), None, &pharmacy.client_id, &pharmacy.client_secret).unwrap());
+    let upstream = Arc::new(ClientUpstream::new(&national.url(), None, &pharmacy.client_id, &pharmacy.client_secret, Duration::from_secs(30)).unwrap());
     let mut config = AgentConfig::new(&national.url(), &pharmacy.client_id, &pharmacy.client_secret);
     config.rate_per_second = 1e6;
     config.burst = 10_000;

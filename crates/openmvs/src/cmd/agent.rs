@@ -10,7 +10,7 @@ use anyhow::Context;
 use openmvs_agent::Agent;
 use openmvs_agent::upstream::Upstream;
 use openmvs_core::time::Clock;
-use openmvs_http::agent_upstream::HttpUpstream;
+use openmvs_http::agent_upstream::ClientUpstream;
 use openmvs_http::{AgentState, Observability, ServeOptions, agent_router, serve_with};
 use openmvs_national::clock::SystemClock;
 use openmvs_node::{init_tracing, server_runtime};
@@ -46,7 +46,7 @@ async fn serve(s: AgentSettings) -> anyhow::Result<()> {
     };
     let c = &s.agent;
     let upstream: Arc<dyn Upstream> = Arc::new(
-        HttpUpstream::new(&c.national_url, ca.as_deref(), &c.client_id, &c.client_secret)
+        ClientUpstream::new(&c.national_url, ca.as_deref(), &c.client_id, &c.client_secret, c.timeout)
             .map_err(|e| anyhow::anyhow!("agent.national_url: {e}"))?,
     );
     let agent = Arc::new(
