@@ -105,7 +105,7 @@ async fn ten_thousand_scans_recorded_in_an_outage_are_applied_once_in_order_with
     let mut config = AgentConfig::new(&national.url(), &pharmacy.client_id, &pharmacy.client_secret);
     config.rate_per_second = 1e6;
     config.burst = 10_000;
-    config.concurrency = 8;
+    config.concurrency = 32;
     config.timeout = Duration::from_secs(30);
     let agent = Arc::new(Agent::open(config, &dir.path().join("agent"), upstream, dyn_clock.clone()).unwrap());
 
@@ -232,5 +232,115 @@ async fn ten_thousand_scans_recorded_in_an_outage_are_applied_once_in_order_with
     assert_eq!(status.problems_open, (ELSEWHERE + UNKNOWN + RECALLED) as u64);
     eprintln!("{scans} scans replayed in {worked_rounds} rounds");
     drop(db);
+    national.close().await;
+}
+
+/// The agent's routes, served over HTTP in front of the national system: its own login, the
+/// national system's answers passed through as they came, a 202 while the system is stopped, the
+/// status as JSON and as a page, the metrics, and the pharmacist's acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_routes_pass_answers_through_record_when_the_system_is_down_and_show_the_list() {
+    use openmvs_http::{AgentState, Observability, agent_router};
+    use serde_json::{Value, json};
+
+    let dir = TempDir::new("agent-routes");
+    let clock = Arc::new(FakeClock::at(start()));
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let mut national = LocalNational::start(&dir.path().join("national"), dyn_clock.clone()).await.unwrap();
+    national.seed("GOOD1", "301231", &["P1".to_owned(), "P2".to_owned()]).await.unwrap();
+    let pharmacy = national.client(Role::Pharmacy, "DE-PH-0001").await.unwrap();
+    let upstream = Arc::new(
+        ClientUpstream::new(&national.url(), None, &pharmacy.client_id, &pharmacy.client_secret, Duration::from_secs(30))
+            .unwrap(),
+    );
+    let config = AgentConfig::new(&national.url(), &pharmacy.client_id, &pharmacy.client_secret);
+    let agent = Arc::new(Agent::open(config, &dir.path().join("agent"), upstream, dyn_clock.clone()).unwrap());
+    let obs = Arc::new(Observability::new(dyn_clock.clone()));
+    obs.set_ready(true);
+    let listener = openmvs_http::server::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = openmvs_http::serve(listener, agent_router(AgentState { agent: agent.clone(), obs }), None).unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let http = reqwest::Client::new();
+    let login = |secret: &str| {
+        http.post(format!("{base}/oauth/token")).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", pharmacy.client_id.as_str()),
+            ("client_secret", secret),
+        ])
+    };
+    assert_eq!(login("wrong").send().await.unwrap().status(), 401);
+    let token: Value = login(&pharmacy.client_secret).send().await.unwrap().json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let post = |path: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(&token).json(&body);
+    let pack = |trx: &str, serial: &str| {
+        json!({"client_trx_id": trx, "scheme": "GTIN", "product_code": LOCAL_GTIN, "serial": serial, "batch": "GOOD1", "expiry": "301231"})
+    };
+
+    // Without a token: 401. Up: the national system's answer as it came.
+    let r = http.post(format!("{base}/v1/packs/verify")).json(&pack("r-0", "P1")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = post("/v1/packs/verify", pack("r-1", "P1")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["return_code"].as_str(), v["pack"]["state"].as_str()), (Some("NMVS_SUCCESS"), Some("ACTIVE")));
+    let r = post("/v1/packs/verify", pack("r-2", "NOPE")).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["return_code"].as_str(), v["alert"]["code"].as_str()), (Some("NMVS_NC_PC_02"), Some("A3")));
+    let alerts = http.get(format!("{base}/v1/alerts")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(alerts.status(), 200);
+    let alerts: Value = alerts.json().await.unwrap();
+    assert_eq!(alerts["alerts"].as_array().unwrap().len(), 1, "{alerts}");
+    let catalogue: Value = http.get(format!("{base}/v1/return-codes")).send().await.unwrap().json().await.unwrap();
+    let offline = catalogue["return_codes"].as_array().unwrap().iter().find(|c| c["code"] == "NMVS_TI_OFF_01").cloned();
+    assert_eq!(offline.map(|c| c["http_status"].clone()), Some(json!(202)));
+
+    // Down: recorded, 202; bulk and alerts are not recorded (503 with Retry-After).
+    national.stop().await;
+    let r = post("/v1/packs/supply", pack("r-3", "P2")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["accepted"].as_bool(), v["return_code"].as_str()), (Some(false), Some("NMVS_TI_OFF_01")));
+    let r = http.get(format!("{base}/v1/alerts")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let status: Value = http.get(format!("{base}/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((status["queue_length"].as_u64(), status["online"].as_bool()), (Some(1), Some(false)));
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let exposed = openmvs_telemetry::check_exposition(&metrics).unwrap();
+    assert_eq!(exposed.value("openmvs_agent_queue_length", &[]), Some(1.0));
+    assert_eq!(exposed.value("openmvs_agent_online", &[]), Some(0.0));
+
+    // Back: the pack turns out supplied elsewhere in the meantime, so the replay lists it.
+    national.restart().unwrap();
+    let other = national.client(Role::Pharmacy, "DE-PH-0002").await.unwrap();
+    let elsewhere = ClientUpstream::new(&national.url(), None, &other.client_id, &other.client_secret, Duration::from_secs(30)).unwrap();
+    let supplied = elsewhere.pack(Command::Set(Operation::Supply), &body("o-1", "P2", "GOOD1")).await;
+    assert!(matches!(supplied, openmvs_agent::upstream::Reply::Answered(ref a) if a.accepted), "{supplied:?}");
+    // Past the backoff (the agent's token, an hour long, stays valid).
+    clock.advance(Duration::from_secs(60));
+    loop {
+        match agent.drain_round().await.unwrap() {
+            Round::Idle => break,
+            Round::Worked(_) => {}
+            Round::Wait(until) => clock.advance(until.since(clock.now()).max(Duration::from_millis(1))),
+        }
+    }
+    let page = http.get(format!("{base}/status")).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("NMVS_NC_PCK_22") && page.contains("P2"), "{page}");
+    let status: Value = http.get(format!("{base}/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["problems_open"].as_u64(), Some(1));
+    let id = status["problems"][0]["id"].as_i64().unwrap();
+    let r = http.post(format!("{base}/v1/agent/problems/{id}/acknowledge")).json(&json!({"by": "MK"})).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the pharmacy software acknowledges with its token");
+    let r = post(&format!("/v1/agent/problems/{id}/acknowledge"), json!({"by": "MK"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post(&format!("/v1/agent/problems/{id}/acknowledge"), json!({"who": "MK"})).send().await.unwrap();
+    assert_eq!(r.status(), 400, "an unknown field is refused, naming it");
+    let status: Value = http.get(format!("{base}/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((status["problems_open"].as_u64(), status["queue_length"].as_u64()), (Some(0), Some(0)));
+    let all: Value = http.get(format!("{base}/v1/agent/problems")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all["problems"][0]["acknowledged_by"], "MK");
+    server.shutdown(Duration::from_secs(5)).await;
     national.close().await;
 }
