@@ -123,4 +123,18 @@ pub enum Command {
         #[arg(long)]
         smoke: bool,
     },
+    /// An offline agent's replay against a national system in this process (SQLite, HTTP on
+    /// 127.0.0.1): N supplies recorded while the system is stopped, then replayed (a verify, then
+    /// the supply) as fast as the system answers; the operations replayed per second.
+    Agent {
+        /// Supplies recorded, one pack each.
+        #[arg(long, default_value_t = 10_000)]
+        packs: u64,
+        /// Packs replayed at the same time.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Print one JSON object instead of the sentences.
+        #[arg(long)]
+        json: bool,
+    },
 }

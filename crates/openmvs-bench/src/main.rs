@@ -5,6 +5,7 @@
 // Standard output goes through `out::outln!`, which ends quietly when the reader has gone away.
 #![deny(clippy::print_stdout)]
 
+mod agent;
 mod alerts;
 mod baseline;
 mod cli;
@@ -77,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Intermarket { requests, database_url } => {
             intermarket::intermarket(requests, database_url.as_deref())
         }
+        Command::Agent { packs, concurrency, json } => agent::agent(packs, concurrency, json),
         Command::Alerts { transactions, seed, markets, database_url, json, smoke } => {
             let markets = hub::parse_markets(&markets)?;
             alerts::alerts(alerts::Options { transactions, seed, markets, database_url, json, smoke })
