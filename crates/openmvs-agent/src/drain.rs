@@ -248,7 +248,9 @@ impl Agent {
                         AfterVerify::Hold => {
                             Step::Finished(answered(op.seq, Outcome::NotDispensable, &resp, self.clock.now()))
                         }
-                        AfterVerify::Retry => Step::Postponed(op.seq, self.clock.now().plus(self.config.retry)),
+                        AfterVerify::Retry => {
+                            Step::Postponed(op.seq, self.clock.now().plus(self.config.retry))
+                        }
                     },
                     Reply::Refused { status, body } if status != 401 => Step::Finished(Finish {
                         seq: op.seq,

@@ -230,9 +230,8 @@ impl Agent {
         upstream: Arc<dyn Upstream>,
         clock: Arc<dyn Clock>,
     ) -> Result<Agent, AgentError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            QueueError::from_io(format!("creating {}", data_dir.display()), e)
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| QueueError::from_io(format!("creating {}", data_dir.display()), e))?;
         let queue = Queue::open(&data_dir.join("agent.db"))?;
         let bucket = TokenBucket::new(config.rate_per_second, config.burst);
         Ok(Agent {

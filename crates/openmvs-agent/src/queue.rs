@@ -231,8 +231,10 @@ impl Queue {
         let conn = Connection::open(path).map_err(err("open"))?;
         // WAL with a full sync at every commit: a recorded operation survives a power cut once
         // the pharmacy has its answer.
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
-            .map_err(err("configure"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(err("configure"))?;
         conn.execute_batch(SCHEMA).map_err(err("create the schema"))?;
         Ok(Queue { conn: Mutex::new(conn) })
     }
@@ -267,7 +269,11 @@ impl Queue {
     /// The operation recorded under a transaction id, if any.
     pub fn by_trx(&self, client_trx_id: &str) -> Result<Option<Op>, QueueError> {
         self.conn()
-            .query_row(&format!("SELECT {OP_COLUMNS} FROM ops WHERE client_trx_id = ?1"), [client_trx_id], op_of)
+            .query_row(
+                &format!("SELECT {OP_COLUMNS} FROM ops WHERE client_trx_id = ?1"),
+                [client_trx_id],
+                op_of,
+            )
             .optional()
             .map_err(err("read"))
     }
@@ -275,7 +281,9 @@ impl Queue {
     /// Whether a pack has pending operations.
     pub fn pack_pending(&self, pack: &str) -> Result<bool, QueueError> {
         self.conn()
-            .query_row("SELECT EXISTS (SELECT 1 FROM ops WHERE pack = ?1 AND outcome IS NULL)", [pack], |r| r.get(0))
+            .query_row("SELECT EXISTS (SELECT 1 FROM ops WHERE pack = ?1 AND outcome IS NULL)", [pack], |r| {
+                r.get(0)
+            })
             .map_err(err("read"))
     }
 
@@ -291,12 +299,11 @@ impl Queue {
                  ORDER BY seq LIMIT ?2"
             ))
             .map_err(err("read"))?;
-        let rows = stmt
+        stmt
             .query_map(params![now.unix_millis(), limit as i64], op_of)
             .map_err(err("read"))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(err("read"));
-        rows
+            .map_err(err("read"))
     }
 
     /// The earliest time a pending operation is due, if any is postponed and none is due now.
@@ -311,7 +318,10 @@ impl Queue {
     /// Postpones a pending operation (and with it its pack's later ones) until `at`.
     pub fn postpone(&self, seq: i64, at: Timestamp) -> Result<(), QueueError> {
         self.conn()
-            .execute("UPDATE ops SET not_before = ?2 WHERE seq = ?1 AND outcome IS NULL", params![seq, at.unix_millis()])
+            .execute(
+                "UPDATE ops SET not_before = ?2 WHERE seq = ?1 AND outcome IS NULL",
+                params![seq, at.unix_millis()],
+            )
             .map_err(err("postpone"))?;
         Ok(())
     }
@@ -351,7 +361,12 @@ impl Queue {
 
     /// The outcome of the latest operation `command` on `pack` recorded before `seq`, if there is
     /// one (`Some(None)`: still pending).
-    pub fn latest_before(&self, pack: &str, command: &str, seq: i64) -> Result<Option<Option<Outcome>>, QueueError> {
+    pub fn latest_before(
+        &self,
+        pack: &str,
+        command: &str,
+        seq: i64,
+    ) -> Result<Option<Option<Outcome>>, QueueError> {
         let found: Option<Option<String>> = self
             .conn()
             .query_row(
@@ -398,7 +413,7 @@ impl Queue {
                  FROM ops WHERE outcome IS NOT NULL AND outcome <> 'APPLIED' {open} ORDER BY seq LIMIT ?1"
             ))
             .map_err(err("read"))?;
-        let rows = stmt
+        stmt
             .query_map([limit as i64], |r| {
                 let op = op_of(r)?;
                 let alert = match (r.get::<_, Option<String>>(15)?, r.get::<_, Option<String>>(16)?) {
@@ -421,8 +436,7 @@ impl Queue {
             })
             .map_err(err("read"))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(err("read"));
-        rows
+            .map_err(err("read"))
     }
 
     /// Acknowledges a problem; whether there was one (not yet acknowledged) with this id.

@@ -231,7 +231,8 @@ async fn a_request_the_national_system_cannot_take_is_recorded_and_answered_202_
     s.national.set(Mode::Up);
     let waits = s.drain().await;
     assert_eq!(waits.len(), 1, "one wait, the backoff after the failure: {waits:?}");
-    let calls: Vec<(String, String)> = s.national.calls()[1..].iter().map(|c| (c.command.clone(), c.trx.clone())).collect();
+    let calls: Vec<(String, String)> =
+        s.national.calls()[1..].iter().map(|c| (c.command.clone(), c.trx.clone())).collect();
     assert_eq!(
         calls,
         [
@@ -263,8 +264,13 @@ async fn a_packs_later_operations_wait_behind_its_recorded_ones_and_other_packs_
         other => panic!("pack Q has nothing recorded and goes through: {other:?}"),
     }
     s.drain().await;
-    let on_p: Vec<String> =
-        s.national.calls().iter().filter(|c| c.serial == "P").map(|c| format!("{} {}", c.command, c.trx)).collect();
+    let on_p: Vec<String> = s
+        .national
+        .calls()
+        .iter()
+        .filter(|c| c.serial == "P")
+        .map(|c| format!("{} {}", c.command, c.trx))
+        .collect();
     assert_eq!(
         on_p,
         [
@@ -296,12 +302,18 @@ async fn the_replay_keeps_the_configured_rate_and_waits_out_every_retry_after() 
     let busy = |status, secs| Reply::Busy {
         status,
         retry_after: Some(Duration::from_secs(secs)),
-        body: Some(ErrorBody { return_code: "NMVS_TI_UN_01".into(), message: "busy".into(), details: vec![] }),
+        body: Some(ErrorBody {
+            return_code: "NMVS_TI_UN_01".into(),
+            message: "busy".into(),
+            details: vec![],
+        }),
     };
     s.national.then(busy(503, 30));
     s.national.then(busy(503, 30));
     let before = s.clock.now();
-    let Round::Wait(until) = s.agent.drain_round().await.unwrap() else { panic!("a 503 makes the replay wait") };
+    let Round::Wait(until) = s.agent.drain_round().await.unwrap() else {
+        panic!("a 503 makes the replay wait")
+    };
     assert_eq!(until.since(before), Duration::from_secs(30));
     assert_eq!(s.national.calls().len(), 3, "the burst of two, both refused");
     // Nothing is sent while the wait lasts.
@@ -356,7 +368,8 @@ async fn the_backoff_doubles_while_nothing_answers_and_stays_under_its_ceiling()
     // The same share of `retry` is added every time (fixed per client id): the doublings show.
     let jitter = waits[0] - Duration::from_secs(5);
     assert!(jitter < Duration::from_secs(5));
-    let expected: Vec<Duration> = [5, 10, 20, 40, 60, 60, 60, 60].iter().map(|s| Duration::from_secs(*s) + jitter).collect();
+    let expected: Vec<Duration> =
+        [5, 10, 20, 40, 60, 60, 60, 60].iter().map(|s| Duration::from_secs(*s) + jitter).collect();
     assert_eq!(waits, expected);
     assert_eq!(s.national.calls().len(), 8, "one attempt per wait");
 }
@@ -388,8 +401,11 @@ async fn an_undo_of_a_decommission_that_was_held_is_not_sent_and_both_are_listed
     let sent: Vec<String> = s.national.calls()[1..].iter().map(|c| c.command.clone()).collect();
     assert_eq!(sent, ["verify"], "neither the supply nor its undo was sent");
     let status = s.agent.status().unwrap();
-    let listed: Vec<(&str, &str, &str)> =
-        status.problems.iter().map(|p| (p.client_trx_id.as_str(), p.outcome.as_str(), p.return_code.as_str())).collect();
+    let listed: Vec<(&str, &str, &str)> = status
+        .problems
+        .iter()
+        .map(|p| (p.client_trx_id.as_str(), p.outcome.as_str(), p.return_code.as_str()))
+        .collect();
     assert_eq!(
         listed,
         [("h-1", "NOT_DISPENSABLE", "NMVS_FE_LOT_01"), ("h-2", "NOT_SENT", "AGENT_UNDO_OF_UNAPPLIED")]

@@ -35,8 +35,14 @@ async fn run(packs: u64, concurrency: usize, json_out: bool) -> anyhow::Result<(
     national.seed("BENCH1", "301231", &serials).await?;
     let pharmacy = national.client(Role::Pharmacy, "DE-PH-0001").await?;
     let upstream = Arc::new(
-        ClientUpstream::new(&national.url(), None, &pharmacy.client_id, &pharmacy.client_secret, Duration::from_secs(30))
-            .map_err(|e| anyhow::anyhow!(e))?,
+        ClientUpstream::new(
+            &national.url(),
+            None,
+            &pharmacy.client_id,
+            &pharmacy.client_secret,
+            Duration::from_secs(30),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?,
     );
     let mut config = AgentConfig::new(&national.url(), &pharmacy.client_id, &pharmacy.client_secret);
     config.rate_per_second = 1e9;
@@ -76,7 +82,10 @@ async fn run(packs: u64, concurrency: usize, json_out: bool) -> anyhow::Result<(
     }
     let replayed = started.elapsed();
     let status = agent.status()?;
-    anyhow::ensure!(status.queue_length == 0 && status.replayed == packs, "the replay did not finish: {status:?}");
+    anyhow::ensure!(
+        status.queue_length == 0 && status.replayed == packs,
+        "the replay did not finish: {status:?}"
+    );
     anyhow::ensure!(status.problems_open == 0, "{} problems on valid packs", status.problems_open);
     let rate = packs as f64 / replayed.as_secs_f64();
     let record_rate = packs as f64 / recorded.as_secs_f64();
@@ -88,7 +97,10 @@ async fn run(packs: u64, concurrency: usize, json_out: bool) -> anyhow::Result<(
                    "operations_per_second": rate, "national_requests_per_second": 2.0 * rate})
         );
     } else {
-        outln!("recorded {packs} supplies offline in {:.1} s: {record_rate:.0} per second (one durable commit each)", recorded.as_secs_f64());
+        outln!(
+            "recorded {packs} supplies offline in {:.1} s: {record_rate:.0} per second (one durable commit each)",
+            recorded.as_secs_f64()
+        );
         outln!(
             "replayed {packs} supplies in {:.1} s with {concurrency} packs at a time: {rate:.0} operations per second ({:.0} requests per second to the national system: a verify, then the supply)",
             replayed.as_secs_f64(),

@@ -20,5 +20,7 @@ fn the_agent_benchmark_replays_a_small_backlog_and_prints_its_rate() {
     assert_eq!((v["packs"].as_u64(), v["concurrency"].as_u64()), (Some(200), Some(4)));
     // Counted, not judged: the machine's speed is not asserted.
     assert!(v["operations_per_second"].as_f64().is_some_and(|r| r > 0.0), "{v}");
-    assert!(v["national_requests_per_second"].as_f64() == v["operations_per_second"].as_f64().map(|r| 2.0 * r));
+    assert!(
+        v["national_requests_per_second"].as_f64() == v["operations_per_second"].as_f64().map(|r| 2.0 * r)
+    );
 }

@@ -106,11 +106,19 @@ async fn token(State(s): State<AgentState>, body: Bytes) -> Response {
         None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
     }
     let (Some(id), Some(secret)) = (form.get("client_id"), form.get("client_secret")) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id and client_secret are required",
+        );
     };
     match s.agent.login(id, secret) {
         Ok(t) => {
-            let body = TokenResponse { access_token: t.access_token, token_type: "Bearer".into(), expires_in: t.expires_in };
+            let body = TokenResponse {
+                access_token: t.access_token,
+                token_type: "Bearer".into(),
+                expires_in: t.expires_in,
+            };
             let mut r = axum::Json(body).into_response();
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
@@ -200,13 +208,20 @@ struct ProblemsQuery {
     limit: Option<usize>,
 }
 
-async fn problems(State(s): State<AgentState>, Query(q): Query<ProblemsQuery>) -> Result<Response, HttpError> {
+async fn problems(
+    State(s): State<AgentState>,
+    Query(q): Query<ProblemsQuery>,
+) -> Result<Response, HttpError> {
     let limit = q.limit.unwrap_or(MAX_PROBLEMS_LISTED).clamp(1, MAX_PROBLEMS_LISTED);
     let list = s.agent.problems(limit).map_err(ApiError::from)?;
     Ok(axum::Json(list).into_response())
 }
 
-async fn acknowledge(State(s): State<AgentState>, Path(id): Path<String>, body: Bytes) -> Result<Response, HttpError> {
+async fn acknowledge(
+    State(s): State<AgentState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
     let id: i64 = id
         .parse()
         .map_err(|_| HttpError::new(ApiError::not_found("id", format!("'{id}' is not a problem id"))))?;
@@ -232,14 +247,19 @@ async fn metrics(State(s): State<AgentState>) -> Result<Response, HttpError> {
 }
 
 async fn ready(State(s): State<AgentState>) -> Response {
-    if s.obs.is_ready() { "ready".into_response() } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response() }
+    if s.obs.is_ready() {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
 }
 
 /// The pharmacist's page: the link, the queue and the open problems.
 pub fn html(r: &AgentStatus) -> String {
     let mut rows = String::new();
     for p in &r.problems {
-        let alert = p.alert.as_ref().map_or(String::new(), |a| format!("{} ({})", escape(&a.code), escape(&a.id)));
+        let alert =
+            p.alert.as_ref().map_or(String::new(), |a| format!("{} ({})", escape(&a.code), escape(&a.id)));
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} / {}<br>batch {} exp. {}</td><td>{}</td><td><b>{}</b><br>{}</td><td>{}</td></tr>\n",
             p.id,

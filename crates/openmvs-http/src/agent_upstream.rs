@@ -81,8 +81,12 @@ fn reply_of(e: ClientError) -> Reply {
             Reply::Busy { status, retry_after, body: Some(body) }
         }
         ClientError::Refused { status: status @ 400..=499, body, .. } => Reply::Refused { status, body },
-        ClientError::Login { status: 429 | 503, .. } => Reply::Busy { status: 503, retry_after: None, body: None },
-        ClientError::Login { status: 400..=499, .. } => Reply::Refused { status: 401, body: credentials_refused() },
+        ClientError::Login { status: 429 | 503, .. } => {
+            Reply::Busy { status: 503, retry_after: None, body: None }
+        }
+        ClientError::Login { status: 400..=499, .. } => {
+            Reply::Refused { status: 401, body: credentials_refused() }
+        }
         other => Reply::Unreachable(other.to_string()),
     }
 }

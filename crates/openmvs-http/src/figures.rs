@@ -107,7 +107,11 @@ pub fn write_hub(out: &mut Exposition, f: &Figures) {
 /// An offline agent's figures (`openmvs agent`): its queue, its link to the national system and
 /// the pharmacist's list.
 pub fn write_agent(out: &mut Exposition, f: &openmvs_agent::Figures) {
-    out.gauge("openmvs_agent_queue_length", "Operations recorded offline and not yet replayed.", f.queue_length);
+    out.gauge(
+        "openmvs_agent_queue_length",
+        "Operations recorded offline and not yet replayed.",
+        f.queue_length,
+    );
     out.gauge(
         "openmvs_agent_oldest_age_seconds",
         "Age of the oldest operation not yet replayed, in whole seconds (0 when none).",
@@ -121,10 +125,22 @@ pub fn write_agent(out: &mut Exposition, f: &openmvs_agent::Figures) {
         );
     }
     out.gauge("openmvs_agent_online", "Whether the national system answered the last attempt.", f.online);
-    out.counter("openmvs_agent_replayed_total", "Operations recorded offline and replayed since, in total.", f.replayed);
-    out.gauge("openmvs_agent_problems_open", "Problems on the pharmacist's list not acknowledged.", f.problems_open);
+    out.counter(
+        "openmvs_agent_replayed_total",
+        "Operations recorded offline and replayed since, in total.",
+        f.replayed,
+    );
+    out.gauge(
+        "openmvs_agent_problems_open",
+        "Problems on the pharmacist's list not acknowledged.",
+        f.problems_open,
+    );
     out.counter("openmvs_agent_problems_total", "Problems the replay found, in total.", f.problems);
-    out.counter("openmvs_agent_recorded_total", "Requests recorded offline since the agent started.", f.recorded);
+    out.counter(
+        "openmvs_agent_recorded_total",
+        "Requests recorded offline since the agent started.",
+        f.recorded,
+    );
     out.counter(
         "openmvs_agent_forwarded_total",
         "Requests forwarded and answered by the national system since the agent started.",

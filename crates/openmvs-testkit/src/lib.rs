@@ -9,7 +9,7 @@ mod national;
 mod schema;
 mod temp;
 
-pub use national::{LOCAL_GTIN, LocalNational};
 pub use links::{HubLinks, INTERMARKET_TIMEOUT, hub_link, hub_links};
+pub use national::{LOCAL_GTIN, LocalNational};
 pub use schema::{System, schema_storage};
 pub use temp::TempDir;

@@ -82,7 +82,8 @@ impl LocalNational {
         obs.set_ready(true);
         let limiter = Arc::new(Limiter::new(RateLimit { per_second: 1e9, burst: 1e9 }));
         let router = national_router(NationalState { national: self.national.clone(), obs, limiter });
-        let listener = openmvs_http::server::listen(self.addr).with_context(|| format!("binding {}", self.addr))?;
+        let listener =
+            openmvs_http::server::listen(self.addr).with_context(|| format!("binding {}", self.addr))?;
         let server = serve(listener, router, None).map_err(|e| anyhow::anyhow!(e))?;
         self.addr = server.local_addr();
         self.server = Some(server);
@@ -122,7 +123,10 @@ impl LocalNational {
             ordering_key: LOCAL_GTIN.into(),
             body,
         };
-        self.national.apply_delivery(&Delivery { messages: vec![env] }).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.national
+            .apply_delivery(&Delivery { messages: vec![env] })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 

@@ -123,7 +123,8 @@ pub struct CommandError {
 pub struct ReturnCodeEntry {
     /// The code.
     pub code: String,
-    /// `OUTCOME` (in a 200 answer), `ERROR` (an HTTP error) or `HUB` (refused by the hub).
+    /// `OUTCOME` (in a 200 answer), `ERROR` (an HTTP error), `HUB` (refused by the hub) or
+    /// `AGENT` (answered by a pharmacy's offline agent in place of the national system, HTTP 202).
     pub kind: String,
     /// Severity, 1 (success) to 5 (refused with an alert).
     pub level: u8,

@@ -92,11 +92,15 @@ pub fn agent(raw: &RawFile, base: &Path) -> anyhow::Result<AgentSettings> {
     }
     let url = a.national_url.context("agent.national_url is required (the pharmacy's national system)")?;
     if !(url.starts_with("https://") || url.starts_with("http://")) {
-        bail!("agent.national_url: '{url}' must start with https:// (or http:// for a system on this machine)");
+        bail!(
+            "agent.national_url: '{url}' must start with https:// (or http:// for a system on this machine)"
+        );
     }
     let ca = a.ca.map(|p| resolve(base, p));
     if url.starts_with("https://") && ca.is_none() {
-        bail!("agent.ca is required with an https:// national_url: the CA of the national system's certificate");
+        bail!(
+            "agent.ca is required with an https:// national_url: the CA of the national system's certificate"
+        );
     }
     let client_id = a.client_id.filter(|s| !s.is_empty()).context("agent.client_id is required")?;
     let client_secret = a
@@ -118,7 +122,8 @@ pub fn agent(raw: &RawFile, base: &Path) -> anyhow::Result<AgentSettings> {
     config.rate_per_second = rate;
     config.burst = within("burst", a.burst.unwrap_or(10), 1, 10_000)?;
     config.concurrency = within("concurrency", a.concurrency.unwrap_or(4), 1, 256)?;
-    config.token_ttl = Duration::from_secs(within("token_ttl_seconds", a.token_ttl_seconds.unwrap_or(3600), 60, 86_400)?);
+    config.token_ttl =
+        Duration::from_secs(within("token_ttl_seconds", a.token_ttl_seconds.unwrap_or(3600), 60, 86_400)?);
     Ok(AgentSettings {
         listen,
         data_dir: resolve(base, a.data_dir.unwrap_or_else(|| PathBuf::from("openmvs-agent"))),
@@ -158,7 +163,8 @@ mod tests {
     use super::*;
     use crate::config::load_raw;
 
-    const MINIMAL: &str = "[agent]\nnational_url = \"https://127.0.0.1:8401\"\nca = \"ca.pem\"\nclient_id = \"cl_1\"\n";
+    const MINIMAL: &str =
+        "[agent]\nnational_url = \"https://127.0.0.1:8401\"\nca = \"ca.pem\"\nclient_id = \"cl_1\"\n";
 
     fn load(text: &str, env: &[(&str, &str)]) -> anyhow::Result<AgentSettings> {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -193,7 +199,10 @@ mod tests {
             (&format!("{with_secret}listen = \"0.0.0.0:8480\"\n"), "not a loopback address"),
             (&format!("{with_secret}rate_per_second = 0.0\n"), "agent.rate_per_second"),
             (&format!("{with_secret}timeout_ms = 5\n"), "agent.timeout_ms: 5 must be 100-60000"),
-            (&format!("{with_secret}retry_seconds = 60\nretry_max_seconds = 10\n"), "less than retry_seconds"),
+            (
+                &format!("{with_secret}retry_seconds = 60\nretry_max_seconds = 10\n"),
+                "less than retry_seconds",
+            ),
             (&format!("{with_secret}colour = \"blue\"\n"), "unknown field"),
         ];
         for (text, needle) in cases {

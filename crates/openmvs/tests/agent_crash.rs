@@ -9,7 +9,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Node, Reply, Server, TempDir, WAIT_LIMIT, eventually, free_port, http, pack_body, send, serial};
+use common::{
+    Node, Reply, Server, TempDir, WAIT_LIMIT, eventually, free_port, http, pack_body, send, serial,
+};
 use serde_json::Value;
 
 /// Supplies recorded in the outage.
@@ -71,7 +73,10 @@ fn an_agent_killed_during_its_replay_loses_nothing_and_applies_nothing_twice() {
     });
     agent.kill();
     let replayed = replayed.expect("the replay started within 30 s");
-    assert!(replayed < SUPPLIES, "killed after the whole replay ({replayed}): raise SUPPLIES or lower the rate");
+    assert!(
+        replayed < SUPPLIES,
+        "killed after the whole replay ({replayed}): raise SUPPLIES or lower the rate"
+    );
 
     // Started again on the same queue: it finishes the replay.
     let agent = start_agent(&config, &dir.path().join("agent-1.log"));
@@ -102,16 +107,16 @@ fn an_agent_killed_during_its_replay_loses_nothing_and_applies_nothing_twice() {
     assert!(twice.is_empty(), "packs supplied more than once: {twice:?}");
     let missing: Vec<String> = (0..SUPPLIES).map(serial).filter(|s| !supplied.contains_key(s)).collect();
     assert!(missing.is_empty(), "recorded supplies lost: {missing:?}");
-    let states: u64 = db
-        .query_row("SELECT COUNT(*) FROM packs WHERE state = 'SUPPLIED'", [], |r| r.get(0))
-        .unwrap();
+    let states: u64 =
+        db.query_row("SELECT COUNT(*) FROM packs WHERE state = 'SUPPLIED'", [], |r| r.get(0)).unwrap();
     assert_eq!(states, SUPPLIES);
     let alerts: u64 = db.query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0)).unwrap();
     assert_eq!(alerts, 0, "a replay raised an alert");
-    let replays: u64 = db
-        .query_row("SELECT COUNT(*) FROM audit WHERE operation LIKE '%-replay'", [], |r| r.get(0))
-        .unwrap();
-    eprintln!("killed after {replayed} of {SUPPLIES} replayed; {replays} requests answered from the national system's records");
+    let replays: u64 =
+        db.query_row("SELECT COUNT(*) FROM audit WHERE operation LIKE '%-replay'", [], |r| r.get(0)).unwrap();
+    eprintln!(
+        "killed after {replayed} of {SUPPLIES} replayed; {replays} requests answered from the national system's records"
+    );
     drop(stmt);
     drop(db);
     agent.stop();

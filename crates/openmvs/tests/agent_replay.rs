@@ -83,10 +83,8 @@ async fn ten_thousand_scans_recorded_in_an_outage_are_applied_once_in_order_with
     let clock = Arc::new(FakeClock::at(start()));
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let mut national = LocalNational::start(&dir.path().join("national"), dyn_clock.clone()).await.unwrap();
-    let good: Vec<String> = (0..VALID)
-        .map(|i| format!("V{i:06}"))
-        .chain((0..ELSEWHERE).map(|i| format!("E{i:06}")))
-        .collect();
+    let good: Vec<String> =
+        (0..VALID).map(|i| format!("V{i:06}")).chain((0..ELSEWHERE).map(|i| format!("E{i:06}"))).collect();
     national.seed("GOOD1", "301231", &good).await.unwrap();
     let bad: Vec<String> = (0..RECALLED).map(|i| format!("R{i:06}")).collect();
     national.seed("BAD1", "301231", &bad).await.unwrap();
@@ -95,19 +93,38 @@ async fn ten_thousand_scans_recorded_in_an_outage_are_applied_once_in_order_with
     let other = national.client(Role::Pharmacy, "DE-PH-0002").await.unwrap();
 
     // Another pharmacy dispenses the E packs before the outage.
-    let elsewhere = ClientUpstream::new(&national.url(), None, &other.client_id, &other.client_secret, Duration::from_secs(30)).unwrap();
+    let elsewhere = ClientUpstream::new(
+        &national.url(),
+        None,
+        &other.client_id,
+        &other.client_secret,
+        Duration::from_secs(30),
+    )
+    .unwrap();
     for i in 0..ELSEWHERE {
-        let r = elsewhere.pack(Command::Set(Operation::Supply), &body(&format!("other-{i}"), &format!("E{i:06}"), "GOOD1")).await;
+        let r = elsewhere
+            .pack(Command::Set(Operation::Supply), &body(&format!("other-{i}"), &format!("E{i:06}"), "GOOD1"))
+            .await;
         assert!(matches!(&r, openmvs_agent::upstream::Reply::Answered(a) if a.accepted), "{r:?}");
     }
 
-    let upstream = Arc::new(ClientUpstream::new(&national.url(), None, &pharmacy.client_id, &pharmacy.client_secret, Duration::from_secs(30)).unwrap());
+    let upstream = Arc::new(
+        ClientUpstream::new(
+            &national.url(),
+            None,
+            &pharmacy.client_id,
+            &pharmacy.client_secret,
+            Duration::from_secs(30),
+        )
+        .unwrap(),
+    );
     let mut config = AgentConfig::new(&national.url(), &pharmacy.client_id, &pharmacy.client_secret);
     config.rate_per_second = 1e6;
     config.burst = 10_000;
     config.concurrency = 32;
     config.timeout = Duration::from_secs(30);
-    let agent = Arc::new(Agent::open(config, &dir.path().join("agent"), upstream, dyn_clock.clone()).unwrap());
+    let agent =
+        Arc::new(Agent::open(config, &dir.path().join("agent"), upstream, dyn_clock.clone()).unwrap());
 
     // The outage: every scan is recorded, the packs interleaved as a day's work is.
     national.stop().await;
@@ -146,7 +163,9 @@ async fn ten_thousand_scans_recorded_in_an_outage_are_applied_once_in_order_with
     assert_eq!((status.queue_length, status.replayed, status.online), (0, scans as u64, true));
 
     // What the national system holds.
-    let db = rusqlite::Connection::open_with_flags(national.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let db =
+        rusqlite::Connection::open_with_flags(national.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
     let states: BTreeMap<String, String> = db
         .prepare("SELECT serial, state FROM packs WHERE product_code = ?1")
         .unwrap()
@@ -181,12 +200,21 @@ async fn ten_thousand_scans_recorded_in_an_outage_are_applied_once_in_order_with
         };
         let all_succeeded = seen.iter().all(|(_, code)| *code == "NMVS_SUCCESS");
         let state = states.get(&p.serial).map(String::as_str);
-        let expected_state = if p.ops.len() == 2 && p.ops[1] != Command::Set(Operation::Supply) { "ACTIVE" } else { "SUPPLIED" };
+        let expected_state = if p.ops.len() == 2 && p.ops[1] != Command::Set(Operation::Supply) {
+            "ACTIVE"
+        } else {
+            "SUPPLIED"
+        };
         if ops != expected || !all_succeeded || state != Some(expected_state) {
             wrong.push(format!("{}: {seen:?}, state {state:?}", p.serial));
         }
     }
-    assert!(wrong.is_empty(), "{} valid packs not applied exactly once in order: {:?}", wrong.len(), &wrong[..wrong.len().min(10)]);
+    assert!(
+        wrong.is_empty(),
+        "{} valid packs not applied exactly once in order: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
 
     // Alerts: one per truly bad pack that the rules alert on, none for any other.
     let alerts: Vec<(String, String)> = db
@@ -209,7 +237,12 @@ async fn ten_thousand_scans_recorded_in_an_outage_are_applied_once_in_order_with
     let list = agent.problems(100_000).unwrap().problems;
     let listed: BTreeMap<String, (String, String, Option<String>)> = list
         .iter()
-        .map(|p| (p.serial.clone(), (p.outcome.clone(), p.return_code.clone(), p.alert.as_ref().map(|a| a.code.clone()))))
+        .map(|p| {
+            (
+                p.serial.clone(),
+                (p.outcome.clone(), p.return_code.clone(), p.alert.as_ref().map(|a| a.code.clone())),
+            )
+        })
         .collect();
     assert_eq!(list.len(), ELSEWHERE + UNKNOWN + RECALLED, "nothing listed twice, nothing valid listed");
     for i in 0..ELSEWHERE {
@@ -250,15 +283,23 @@ async fn the_agents_routes_pass_answers_through_record_when_the_system_is_down_a
     national.seed("GOOD1", "301231", &["P1".to_owned(), "P2".to_owned()]).await.unwrap();
     let pharmacy = national.client(Role::Pharmacy, "DE-PH-0001").await.unwrap();
     let upstream = Arc::new(
-        ClientUpstream::new(&national.url(), None, &pharmacy.client_id, &pharmacy.client_secret, Duration::from_secs(30))
-            .unwrap(),
+        ClientUpstream::new(
+            &national.url(),
+            None,
+            &pharmacy.client_id,
+            &pharmacy.client_secret,
+            Duration::from_secs(30),
+        )
+        .unwrap(),
     );
     let config = AgentConfig::new(&national.url(), &pharmacy.client_id, &pharmacy.client_secret);
-    let agent = Arc::new(Agent::open(config, &dir.path().join("agent"), upstream, dyn_clock.clone()).unwrap());
+    let agent =
+        Arc::new(Agent::open(config, &dir.path().join("agent"), upstream, dyn_clock.clone()).unwrap());
     let obs = Arc::new(Observability::new(dyn_clock.clone()));
     obs.set_ready(true);
     let listener = openmvs_http::server::listen("127.0.0.1:0".parse().unwrap()).unwrap();
-    let server = openmvs_http::serve(listener, agent_router(AgentState { agent: agent.clone(), obs }), None).unwrap();
+    let server =
+        openmvs_http::serve(listener, agent_router(AgentState { agent: agent.clone(), obs }), None).unwrap();
     let base = format!("http://{}", server.local_addr());
     let http = reqwest::Client::new();
     let login = |secret: &str| {
@@ -272,9 +313,7 @@ async fn the_agents_routes_pass_answers_through_record_when_the_system_is_down_a
     let token: Value = login(&pharmacy.client_secret).send().await.unwrap().json().await.unwrap();
     let token = token["access_token"].as_str().unwrap().to_owned();
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(&token).json(&body);
-    let pack = |trx: &str, serial: &str| {
-        json!({"client_trx_id": trx, "scheme": "GTIN", "product_code": LOCAL_GTIN, "serial": serial, "batch": "GOOD1", "expiry": "301231"})
-    };
+    let pack = |trx: &str, serial: &str| json!({"client_trx_id": trx, "scheme": "GTIN", "product_code": LOCAL_GTIN, "serial": serial, "batch": "GOOD1", "expiry": "301231"});
 
     // Without a token: 401. Up: the national system's answer as it came.
     let r = http.post(format!("{base}/v1/packs/verify")).json(&pack("r-0", "P1")).send().await.unwrap();
@@ -283,7 +322,10 @@ async fn the_agents_routes_pass_answers_through_record_when_the_system_is_down_a
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
     let v: Value = r.json().await.unwrap();
-    assert_eq!((v["return_code"].as_str(), v["pack"]["state"].as_str()), (Some("NMVS_SUCCESS"), Some("ACTIVE")));
+    assert_eq!(
+        (v["return_code"].as_str(), v["pack"]["state"].as_str()),
+        (Some("NMVS_SUCCESS"), Some("ACTIVE"))
+    );
     let r = post("/v1/packs/verify", pack("r-2", "NOPE")).send().await.unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!((v["return_code"].as_str(), v["alert"]["code"].as_str()), (Some("NMVS_NC_PC_02"), Some("A3")));
@@ -291,8 +333,10 @@ async fn the_agents_routes_pass_answers_through_record_when_the_system_is_down_a
     assert_eq!(alerts.status(), 200);
     let alerts: Value = alerts.json().await.unwrap();
     assert_eq!(alerts["alerts"].as_array().unwrap().len(), 1, "{alerts}");
-    let catalogue: Value = http.get(format!("{base}/v1/return-codes")).send().await.unwrap().json().await.unwrap();
-    let offline = catalogue["return_codes"].as_array().unwrap().iter().find(|c| c["code"] == "NMVS_TI_OFF_01").cloned();
+    let catalogue: Value =
+        http.get(format!("{base}/v1/return-codes")).send().await.unwrap().json().await.unwrap();
+    let offline =
+        catalogue["return_codes"].as_array().unwrap().iter().find(|c| c["code"] == "NMVS_TI_OFF_01").cloned();
     assert_eq!(offline.map(|c| c["http_status"].clone()), Some(json!(202)));
 
     // Down: recorded, 202; bulk and alerts are not recorded (503 with Retry-After).
@@ -314,9 +358,19 @@ async fn the_agents_routes_pass_answers_through_record_when_the_system_is_down_a
     // Back: the pack turns out supplied elsewhere in the meantime, so the replay lists it.
     national.restart().unwrap();
     let other = national.client(Role::Pharmacy, "DE-PH-0002").await.unwrap();
-    let elsewhere = ClientUpstream::new(&national.url(), None, &other.client_id, &other.client_secret, Duration::from_secs(30)).unwrap();
+    let elsewhere = ClientUpstream::new(
+        &national.url(),
+        None,
+        &other.client_id,
+        &other.client_secret,
+        Duration::from_secs(30),
+    )
+    .unwrap();
     let supplied = elsewhere.pack(Command::Set(Operation::Supply), &body("o-1", "P2", "GOOD1")).await;
-    assert!(matches!(supplied, openmvs_agent::upstream::Reply::Answered(ref a) if a.accepted), "{supplied:?}");
+    assert!(
+        matches!(supplied, openmvs_agent::upstream::Reply::Answered(ref a) if a.accepted),
+        "{supplied:?}"
+    );
     // Past the backoff (the agent's token, an hour long, stays valid).
     clock.advance(Duration::from_secs(60));
     loop {
@@ -326,12 +380,25 @@ async fn the_agents_routes_pass_answers_through_record_when_the_system_is_down_a
             Round::Wait(until) => clock.advance(until.since(clock.now()).max(Duration::from_millis(1))),
         }
     }
-    let page = http.get(format!("{base}/status")).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
+    let page = http
+        .get(format!("{base}/status"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("NMVS_NC_PCK_22") && page.contains("P2"), "{page}");
     let status: Value = http.get(format!("{base}/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["problems_open"].as_u64(), Some(1));
     let id = status["problems"][0]["id"].as_i64().unwrap();
-    let r = http.post(format!("{base}/v1/agent/problems/{id}/acknowledge")).json(&json!({"by": "MK"})).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/v1/agent/problems/{id}/acknowledge"))
+        .json(&json!({"by": "MK"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "the pharmacy software acknowledges with its token");
     let r = post(&format!("/v1/agent/problems/{id}/acknowledge"), json!({"by": "MK"})).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -339,7 +406,15 @@ async fn the_agents_routes_pass_answers_through_record_when_the_system_is_down_a
     assert_eq!(r.status(), 400, "an unknown field is refused, naming it");
     let status: Value = http.get(format!("{base}/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!((status["problems_open"].as_u64(), status["queue_length"].as_u64()), (Some(0), Some(0)));
-    let all: Value = http.get(format!("{base}/v1/agent/problems")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let all: Value = http
+        .get(format!("{base}/v1/agent/problems"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(all["problems"][0]["acknowledged_by"], "MK");
     server.shutdown(Duration::from_secs(5)).await;
     national.close().await;

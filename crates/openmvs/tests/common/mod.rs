@@ -233,10 +233,7 @@ impl Server {
     pub fn spawn_command(args: &[&str], log: &Path) -> Result<Server, String> {
         let stderr = std::fs::File::create(log).expect("create the log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_openmvs"));
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(stderr));
         clean_env(&mut cmd);
         let mut child = cmd.spawn().expect("start openmvs");
         let stdout = child.stdout.take().expect("stdout");
