@@ -299,8 +299,7 @@ impl Queue {
                  ORDER BY seq LIMIT ?2"
             ))
             .map_err(err("read"))?;
-        stmt
-            .query_map(params![now.unix_millis(), limit as i64], op_of)
+        stmt.query_map(params![now.unix_millis(), limit as i64], op_of)
             .map_err(err("read"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(err("read"))
@@ -413,30 +412,29 @@ impl Queue {
                  FROM ops WHERE outcome IS NOT NULL AND outcome <> 'APPLIED' {open} ORDER BY seq LIMIT ?1"
             ))
             .map_err(err("read"))?;
-        stmt
-            .query_map([limit as i64], |r| {
-                let op = op_of(r)?;
-                let alert = match (r.get::<_, Option<String>>(15)?, r.get::<_, Option<String>>(16)?) {
-                    (Some(id), Some(code)) => Some((id, code)),
-                    _ => None,
-                };
-                let acknowledged = r
-                    .get::<_, Option<i64>>(18)?
-                    .map(|at| -> rusqlite::Result<_> { Ok((Timestamp::from_unix_millis(at), r.get(19)?)) })
-                    .transpose()?;
-                Ok(ProblemRow {
-                    outcome: op.outcome.unwrap_or(Outcome::Refused),
-                    op,
-                    return_code: r.get(13)?,
-                    message: r.get(14)?,
-                    alert,
-                    found_at: Timestamp::from_unix_millis(r.get(17)?),
-                    acknowledged,
-                })
+        stmt.query_map([limit as i64], |r| {
+            let op = op_of(r)?;
+            let alert = match (r.get::<_, Option<String>>(15)?, r.get::<_, Option<String>>(16)?) {
+                (Some(id), Some(code)) => Some((id, code)),
+                _ => None,
+            };
+            let acknowledged = r
+                .get::<_, Option<i64>>(18)?
+                .map(|at| -> rusqlite::Result<_> { Ok((Timestamp::from_unix_millis(at), r.get(19)?)) })
+                .transpose()?;
+            Ok(ProblemRow {
+                outcome: op.outcome.unwrap_or(Outcome::Refused),
+                op,
+                return_code: r.get(13)?,
+                message: r.get(14)?,
+                alert,
+                found_at: Timestamp::from_unix_millis(r.get(17)?),
+                acknowledged,
             })
-            .map_err(err("read"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err("read"))
+        })
+        .map_err(err("read"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err("read"))
     }
 
     /// Acknowledges a problem; whether there was one (not yet acknowledged) with this id.
