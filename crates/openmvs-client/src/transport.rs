@@ -192,7 +192,7 @@ impl Transport {
                 Ok(answer) => return Ok(Answer { attempts, ..answer }),
                 // A request that may have been processed is sent again only if the server
                 // deduplicates it; one that never left (no connection) always may be.
-                Err(e) if !last && (call.idempotent || e.is_connect()) => {
+                Err(e) if !last && (call.idempotent || e.is_connect()) && !tls_refused(&e) => {
                     self.timer.sleep(self.retry.backoff(attempts)).await;
                 }
                 Err(e) => return Err(ClientError::Transport { what: call.what(), attempts, source: e }),
@@ -270,4 +270,24 @@ fn quote(body: &[u8]) -> String {
         q.push_str("...");
     }
     if q.is_empty() { "(empty body)".into() } else { q }
+}
+
+/// Whether `e` is a TLS handshake that failed on its certificates or its protocol (an untrusted
+/// or expired server certificate, a client certificate the server refused): sending again would
+/// fail the same way, so the caller hears of it at once instead of after every attempt.
+pub(crate) fn tls_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // An I/O error wraps the TLS error; its own `source` skips it.
+        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && tls_refused(inner)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }

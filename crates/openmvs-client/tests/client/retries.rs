@@ -4,7 +4,7 @@
 //! and every other 4xx returned at once with its error body.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use openmvs_client::{ClientError, EndUserClient, EndUserConfig, ManualTimer, PackInput, RetryPolicy};
 use openmvs_core::roles::Role;
@@ -171,6 +171,25 @@ async fn no_connection_is_retried_with_a_capped_backoff_then_reported() {
         let base = Duration::from_millis(base);
         assert!(*wait >= base / 2 && *wait <= base, "{wait:?} outside [{:?}, {base:?}]", base / 2);
     }
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_another_ca_is_reported_at_once_not_retried() {
+    let w = World::start().await;
+    let dir = openmvs_testkit::TempDir::new("other-ca");
+    let other =
+        openmvs_pki::CertificateAuthority::create(&dir.path().join("ca"), "other CA", SystemTime::now())
+            .unwrap();
+    let timer = Arc::new(ManualTimer::new());
+    let config =
+        EndUserConfig::new(&w.de_url, "cl_x", "secret").with_ca_pem(other.ca_pem().as_bytes().to_vec());
+    let client = EndUserClient::with_timer(config, timer.clone()).unwrap();
+    match client.verify(&pack("RTY0006")).await.unwrap_err() {
+        ClientError::Transport { attempts, .. } => assert_eq!(attempts, 1),
+        other => panic!("expected a transport error, got {other:?}"),
+    }
+    assert!(timer.sleeps().is_empty(), "no wait before giving up: {:?}", timer.sleeps());
+    w.stop().await;
 }
 
 #[test]
