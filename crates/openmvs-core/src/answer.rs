@@ -123,6 +123,25 @@ pub struct BulkRowResult {
     pub alert: Option<AlertRef>,
 }
 
+/// One row of a bulk job as its submitter sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkRowRequest {
+    /// The operation, e.g. `verify`, `supply-undo`.
+    pub operation: String,
+    /// The scheme.
+    pub scheme: String,
+    /// The product code.
+    pub product_code: String,
+    /// The serial.
+    pub serial: String,
+    /// The batch.
+    pub batch: String,
+    /// The expiry, `YYMMDD`.
+    pub expiry: String,
+    /// The submitter's own label of the row, if it gave one.
+    pub label: Option<String>,
+}
+
 /// A bulk job as its submitter reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkReport {

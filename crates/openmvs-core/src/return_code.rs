@@ -200,6 +200,9 @@ catalogue! {
     /// cannot take it for a verified pack, and one that reads `accepted` sees `false`.
     RecordedOffline => ("NMVS_TI_OFF_01", Agent, 3, None, 202,
         "The national system cannot be reached: the request was recorded and will be sent when it is back, verify first. The pack is NOT verified yet; no alert was raised. Any problem found then appears on the pharmacist's list.");
+    /// A bulk job asked for before every row has a result.
+    BulkPending => ("NMVS_INFO_BLK_PENDING", Outcome, 2, None, 200,
+        "The bulk request is still being processed: ask for its result again later.");
     /// Malformed request.
     MalformedRequest => ("NMVS_TE_XM_02", Error, 4, None, 400,
         "The request is malformed: a field is missing or invalid, or the scan cannot be read (see details).");

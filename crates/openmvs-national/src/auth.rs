@@ -93,19 +93,9 @@ impl National {
     /// `POST /oauth/token` with the client-credentials grant. Every attempt is audited.
     pub async fn token(&self, client_id: &str, client_secret: &str) -> Result<IssuedToken, AuthError> {
         let now = self.clock.now();
-        let client =
-            self.store.client(&client_id.into()).await.map_err(|e| AuthError::Internal(e.to_string()))?;
-        let stored = client.as_ref().filter(|c| !c.disabled && c.market == self.config.market);
-        let phc = stored.map(|c| c.secret_hash.clone());
-        let secret = client_secret.to_owned();
-        // Argon2 costs tens of milliseconds of CPU: keep it off the request threads.
-        let checked =
-            tokio::task::spawn_blocking(move || openmvs_auth::authenticate_client(&secret, phc.as_deref()))
-                .await
-                .map_err(|e| AuthError::Internal(e.to_string()))?;
-        let (role, location) = stored.map_or(("", ""), |c| (c.role.as_str(), c.location.as_str()));
-        let outcome = match (&checked, stored) {
-            (Ok(()), Some(c)) => {
+        let (stored, ok) = self.check_secret(client_id, client_secret).await?;
+        let outcome = match (ok, &stored) {
+            (true, Some(c)) => {
                 let claims = Claims::new(
                     c.client_id.as_str(),
                     c.role.as_str(),
@@ -118,24 +108,10 @@ impl National {
             }
             _ => Err(AuthError::InvalidClient),
         };
-        let entry = Entry {
-            market: self.config.market.to_string(),
-            at_millis: now.unix_millis(),
-            // A client id that does not exist is still recorded, bounded, as the attempt's actor.
-            actor: client_id.chars().take(100).collect(),
-            role: role.to_owned(),
-            location: location.to_owned(),
-            operation: "login".into(),
-            subject: String::new(),
-            return_code: if outcome.is_ok() { ReturnCode::Success } else { ReturnCode::Unauthenticated }
-                .as_str()
-                .into(),
-            request: serde_json::json!({"grant_type": "client_credentials", "client_id": client_id})
-                .to_string(),
-            result: serde_json::json!({"ok": outcome.is_ok()}).to_string(),
-        };
+        let request = serde_json::json!({"grant_type": "client_credentials", "client_id": client_id});
+        let entry = self.login_entry(client_id, stored.as_ref(), outcome.is_ok(), request, now);
         // A token issued is a use of the client, recorded with the login's audit record.
-        let client_changes = match (&outcome, stored) {
+        let client_changes = match (&outcome, &stored) {
             (Ok(_), Some(c)) => {
                 vec![ClientChange { client_id: c.client_id.clone(), disabled: None, used_at: Some(now) }]
             }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openmvs_core::answer::{BulkAccepted, BulkReport, BulkRowResult, PackAnswer};
+use openmvs_core::answer::{BulkAccepted, BulkReport, BulkRowRequest, BulkRowResult, PackAnswer};
 use openmvs_core::guessing::is_counted;
 use openmvs_core::ids::{BulkId, ClientTrxId, PackIdentifier};
 use openmvs_core::pack::{Command, Decision};
@@ -41,8 +41,27 @@ fn command_of(op: &str) -> Option<Command> {
 impl National {
     /// `POST /v1/bulk`: validates every row, stores the job and answers with its id.
     pub async fn submit_bulk(&self, actor: &Actor, body: &BulkRequest) -> Result<BulkAccepted, ApiError> {
+        self.submit_labelled_bulk(actor, body, &[]).await
+    }
+
+    /// A bulk whose rows carry the submitter's own labels, one per row (the NMVS mixed bulk gives
+    /// each item its own transaction id): kept with the job and given back by
+    /// [`National::bulk_rows`], and part of what makes a replay the same request. Otherwise
+    /// [`National::submit_bulk`].
+    pub async fn submit_labelled_bulk(
+        &self,
+        actor: &Actor,
+        body: &BulkRequest,
+        labels: &[String],
+    ) -> Result<BulkAccepted, ApiError> {
         let now = self.clock.now();
-        let checked = self.check_bulk(actor, body);
+        let checked = self.check_bulk(actor, body).and_then(|(id, rows)| {
+            if labels.is_empty() || labels.len() == rows.len() {
+                Ok((id, rows))
+            } else {
+                Err(ApiError::field("labels", format!("{} labels for {} rows", labels.len(), rows.len())))
+            }
+        });
         let (client_trx_id, rows) = match checked {
             Ok(v) => v,
             Err(e) => return Err(self.refuse(actor, "bulk", "", &bulk_summary(body), e).await),
@@ -56,7 +75,10 @@ impl National {
         if let Some(e) = guessing::refusal(admission.verdict, &self.config.guessing) {
             return Err(self.refuse(actor, "bulk", "", &bulk_summary(body), e).await);
         }
-        let canonical = serde_json::to_string(&rows).map_err(openmvs_store::unavailable)?;
+        let mut canonical = serde_json::to_string(&rows).map_err(openmvs_store::unavailable)?;
+        if !labels.is_empty() {
+            canonical.push_str(&serde_json::to_string(labels).map_err(openmvs_store::unavailable)?);
+        }
         let hash = bytes_hash(canonical.as_bytes());
         for _ in 0..4 {
             if let Some(stored) = self.store.idempotency(&actor.client_id, &client_trx_id).await? {
@@ -74,12 +96,17 @@ impl National {
                     id: accepted.bulk_id.clone(),
                     client_id: actor.client_id.clone(),
                     status: BulkStatus::Pending,
-                    request: serde_json::json!({
-                        "role": actor.role.as_str(),
-                        "location": actor.location.as_str(),
-                        "rows": rows,
-                    })
-                    .to_string(),
+                    request: {
+                        let mut job = serde_json::json!({
+                            "role": actor.role.as_str(),
+                            "location": actor.location.as_str(),
+                            "rows": rows,
+                        });
+                        if !labels.is_empty() {
+                            job["labels"] = serde_json::json!(labels);
+                        }
+                        job.to_string()
+                    },
                     done_rows: 0,
                     total_rows: rows.len() as u64,
                     created_at: now,
@@ -245,6 +272,36 @@ impl National {
             total: job.total_rows,
             results,
         })
+    }
+
+    /// The rows of a bulk job as its submitter sent them, in request order, with their labels
+    /// (see [`National::submit_labelled_bulk`]). Only its submitter sees it.
+    pub async fn bulk_rows(&self, actor: &Actor, id: &str) -> Result<Vec<BulkRowRequest>, ApiError> {
+        let job = self.store.bulk(&id.into()).await?.filter(|j| j.client_id == actor.client_id);
+        let Some(job) = job else {
+            return Err(ApiError::new(ReturnCode::NotFound).with("bulk_id", format!("no bulk '{id}'")));
+        };
+        let corrupt = |what: &str| ApiError::from(StoreError::Corrupt(format!("bulk {}: {what}", job.id)));
+        let stored: serde_json::Value = serde_json::from_str(&job.request).map_err(|_| corrupt("request"))?;
+        let rows: Vec<BulkRow> =
+            serde_json::from_value(stored["rows"].clone()).map_err(|_| corrupt("rows"))?;
+        let labels: Vec<String> = match stored.get("labels") {
+            Some(l) => serde_json::from_value(l.clone()).map_err(|_| corrupt("labels"))?,
+            None => Vec::new(),
+        };
+        Ok(rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| BulkRowRequest {
+                operation: r.operation,
+                scheme: r.scheme,
+                product_code: r.product_code,
+                serial: r.serial,
+                batch: r.batch,
+                expiry: r.expiry,
+                label: labels.get(i).cloned(),
+            })
+            .collect())
     }
 
     /// The bulk worker: one job at a time, in arrival order, until `shutdown` turns true. A job

@@ -18,6 +18,7 @@ pub mod hub;
 mod ids;
 mod lifecycle;
 mod locks;
+mod logins;
 mod packs;
 mod query;
 pub mod request;
@@ -43,6 +44,7 @@ pub use guessing::{GuessingCounter, LocalGuessing};
 pub use hub::{HubLink, PACKS_PER_UNIT};
 pub use ids::{new_id, random_u64};
 pub use lifecycle::{CLIENT_USE_FLUSH, SECURITY_REFRESH};
+pub use logins::{LOGIN_RECHECK, SecretLogin, SecretLogins};
 pub use openmvs_core::error::ApiError;
 
 /// The most rows one bulk request may carry.
@@ -67,6 +69,9 @@ pub struct NationalConfig {
     /// When a client's (or a premises') unknown serials and mismatches slow it down, refuse it
     /// and alert the NMVO (`guessing.rs`).
     pub guessing: GuessingPolicy,
+    /// Logins with a secret on every request (the NMVS SOAP interface): whether they are taken,
+    /// and how long a checked one is remembered (`logins.rs`).
+    pub secret_logins: SecretLogins,
 }
 
 impl NationalConfig {
@@ -80,6 +85,7 @@ impl NationalConfig {
             max_delivery_attempts: 2000,
             lease: std::time::Duration::from_secs(30),
             guessing: GuessingPolicy::default(),
+            secret_logins: SecretLogins::default(),
         }
     }
 }
@@ -127,6 +133,9 @@ pub struct National {
     guessing: Arc<dyn GuessingCounter>,
     /// The alerts this node raised, per code, for `/metrics`.
     alerts_raised: openmvs_telemetry::AlertTally,
+    /// Logins with a secret on every request that were checked lately, and the logins that
+    /// name a client other than by its id.
+    logins: logins::LoginCache,
 }
 
 impl National {
@@ -143,6 +152,7 @@ impl National {
         let validator = ring.validator();
         let node_id = NodeId::new(new_id("node", clock.now()));
         let guessing = Arc::new(LocalGuessing::new(config.guessing.clone()));
+        let logins = logins::LoginCache::new(&config.secret_logins);
         Ok(National {
             store,
             clock,
@@ -161,6 +171,7 @@ impl National {
             store_ok: std::sync::atomic::AtomicBool::new(true),
             guessing,
             alerts_raised: openmvs_telemetry::AlertTally::new(),
+            logins,
         })
     }
 

@@ -147,6 +147,7 @@ impl National {
                 set.remove(&id);
             }
         }
+        self.forget_logins(client_id);
         tracing::info!(client_id, by = %actor.client_id, disabled, "client state changed");
         Ok(client_view(&ClientRecord { disabled, ..client }))
     }
@@ -277,9 +278,11 @@ impl National {
             if self.disabled_changes.load(std::sync::atomic::Ordering::SeqCst) == local {
                 for id in disabled.difference(&set) {
                     tracing::info!(client_id = %id, "client disabled by another node or command: its tokens are refused");
+                    self.forget_logins(id.as_str());
                 }
                 for id in set.difference(&disabled) {
                     tracing::info!(client_id = %id, "client enabled again by another node or command");
+                    self.forget_logins(id.as_str());
                 }
                 *set = disabled;
             }
