@@ -168,7 +168,7 @@ impl authz::Door for HubState {
                 parts.extensions.insert(NationalAdmitted(market));
             }
             // The hub takes no bearer tokens, and no hub calls it.
-            Caller::Token(_) | Caller::HubCertificate => {
+            Caller::Token(_) | Caller::HubCertificate | Caller::BodyLogin => {
                 return Err(HubHttpError::from(ApiError::forbidden(
                     "client_certificate",
                     "no caller may use this route",

@@ -20,6 +20,7 @@ pub mod national_link;
 pub mod observe;
 pub mod server;
 pub mod shed;
+pub mod soap;
 pub mod status;
 
 pub use agent::{AgentState, agent_router};

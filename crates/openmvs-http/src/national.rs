@@ -154,7 +154,7 @@ impl authz::Door for NationalState {
 
     async fn admit(&self, caller: Caller, parts: &mut Parts) -> Result<(), HttpError> {
         match caller {
-            Caller::Anyone | Caller::AdminToken => {}
+            Caller::Anyone | Caller::AdminToken | Caller::BodyLogin => {}
             Caller::Token(_) => {
                 let actor = authenticate(parts, self).await?;
                 parts.extensions.insert(Authenticated(actor));
@@ -175,7 +175,7 @@ impl authz::Door for NationalState {
 /// The national system's routes, each as the authorization table lists it.
 pub fn national_routes() -> Routes<NationalState> {
     let small = || DefaultBodyLimit::max(MAX_BODY);
-    Routes::new(authz::NATIONAL)
+    let routes = Routes::new(authz::NATIONAL)
         .route_limited(Method::POST, "/oauth/token", small(), token)
         .route_limited(Method::POST, "/v1/packs/{operation}", small(), pack)
         .route_limited(Method::POST, "/v1/packs/{operation}/undo", small(), pack_undo)
@@ -202,7 +202,8 @@ pub fn national_routes() -> Routes<NationalState> {
         // Client administration by the NMVO: list the market's clients, cut one off, let it back in.
         .route(Method::GET, "/v1/admin/clients", admin_clients)
         .route(Method::POST, "/v1/admin/clients/{client_id}/disable", admin_client_disable)
-        .route(Method::POST, "/v1/admin/clients/{client_id}/enable", admin_client_enable)
+        .route(Method::POST, "/v1/admin/clients/{client_id}/enable", admin_client_enable);
+    crate::soap::routes(routes)
 }
 
 /// Builds the national system's router.

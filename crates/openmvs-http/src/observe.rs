@@ -219,6 +219,11 @@ pub fn class_of(route: &str, path: &str) -> OpClass {
     }
 }
 
+/// The operation class a handler found in the body, as a response extension: it takes the place
+/// of the class of the route in the metrics and the DR Art 35 figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Classified(pub OpClass);
+
 /// The middleware: request id in, span around, metrics after, request id out.
 pub async fn observe(State(obs): State<Arc<Observability>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -229,6 +234,8 @@ pub async fn observe(State(obs): State<Arc<Observability>>, mut req: Request, ne
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), route = route.as_deref().unwrap_or(&uri_path));
     let mut resp = next.run(req).instrument(span.clone()).await;
+    // A route that learns its operation from the body (NMVS SOAP) says which it was.
+    let class = resp.extensions().get::<Classified>().map_or(class, |c| c.0);
     let micros = duration_micros(started.elapsed());
     let status = resp.status().as_u16();
     obs.metrics.request(class, status, micros);

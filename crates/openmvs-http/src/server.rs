@@ -67,6 +67,11 @@ pub struct PeerName(pub Vec<String>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
 
+/// Whether the request came over TLS (a request extension), for answers that name their own
+/// URL, such as a WSDL's endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls(pub bool);
+
 /// TLS material of a server.
 pub struct TlsConfig {
     /// The server's certificate chain.
@@ -737,14 +742,20 @@ impl Connection {
                 };
                 let peer = peer_names(tls.get_ref().1);
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                self.serve(TokioIo::new(tls), peer, activity, h2).await;
+                self.serve(TokioIo::new(tls), peer, activity, h2, true).await;
             }
-            None => self.serve(TokioIo::new(io), None, activity, false).await,
+            None => self.serve(TokioIo::new(io), None, activity, false, false).await,
         }
     }
 
-    async fn serve<I>(self, io: TokioIo<I>, peer: Option<PeerName>, activity: Arc<Activity>, alpn_h2: bool)
-    where
+    async fn serve<I>(
+        self,
+        io: TokioIo<I>,
+        peer: Option<PeerName>,
+        activity: Arc<Activity>,
+        alpn_h2: bool,
+        over_tls: bool,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let h2_seen = Arc::new(AtomicBool::new(alpn_h2));
@@ -756,7 +767,7 @@ impl Connection {
                 if req.version() == Version::HTTP_2 {
                     h2_seen.store(true, Ordering::Relaxed);
                 }
-                handle(router.clone(), opts.clone(), activity.begin(), peer.clone(), remote, req)
+                handle(router.clone(), opts.clone(), activity.begin(), peer.clone(), remote, over_tls, req)
             })
         };
         let conn = self.builder.serve_connection(io, svc);
@@ -820,6 +831,7 @@ async fn handle(
     in_flight: InFlightRequest,
     peer: Option<PeerName>,
     remote: SocketAddr,
+    over_tls: bool,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response, Infallible> {
     let version = req.version();
@@ -828,6 +840,7 @@ async fn handle(
         parts.extensions.insert(p);
     }
     parts.extensions.insert(RemoteAddr(remote));
+    parts.extensions.insert(OverTls(over_tls));
     let (back, mut returned) = oneshot::channel();
     let body = Body::new(Returning {
         inner: Some(MinRate::new(incoming, opts.body_min_rate, opts.body_grace, opts.stats.clone())),
