@@ -124,6 +124,7 @@ enum Body {
     Json(Value),
     Form(String),
     Text(String),
+    Xml(String),
 }
 
 /// One concrete request of a route.
@@ -184,6 +185,7 @@ async fn call(base: &str, who: &Who, r: &Req) -> Answer {
         Body::Json(v) => rb.json(v),
         Body::Form(f) => rb.header("content-type", "application/x-www-form-urlencoded").body(f.clone()),
         Body::Text(t) => rb.header("content-type", "text/plain").body(t.clone()),
+        Body::Xml(t) => rb.header("content-type", "text/xml").body(t.clone()),
     };
     let resp =
         rb.send_retrying().await.unwrap_or_else(|e| panic!("{} {} {}: {e}", who.name, r.method, r.path));
@@ -231,7 +233,9 @@ fn check(what: &str, a: &Answer, e: &Expect) {
 fn expected(rule: &RouteRule, who: &Kind, path: &str) -> Expect {
     let certificate = Expect::Refused(403, AU_04, "client_certificate");
     match (rule.caller, who) {
-        (Caller::Anyone, _) => Expect::Admitted,
+        // The door admits everyone; the handler checks the login in the body (the samples are
+        // pings, which take none, and WSDLs).
+        (Caller::Anyone | Caller::BodyLogin, _) => Expect::Admitted,
         (Caller::Token(grant), Kind::Role(role)) => {
             if grant.allows(*role, authz::path_command(path), &Policy::default()) {
                 Expect::Admitted
@@ -288,6 +292,12 @@ fn envelope(n: usize, body: Message) -> Envelope {
     Envelope { message_id: format!("authz-{n}"), origin: "hub".into(), ordering_key: GTIN.into(), body }
 }
 
+/// A national system's configuration with the NMVS SOAP services on.
+fn soap_on(mut c: NationalConfig) -> NationalConfig {
+    c.secret_logins.enabled = true;
+    c
+}
+
 async fn national_world(pki: &Pki) -> NationalWorld {
     let dir = TempDir::new("national");
     let clock = Arc::new(FakeClock::at(SystemClock.now()));
@@ -305,7 +315,7 @@ async fn national_world(pki: &Pki) -> NationalWorld {
     let dyn_store: Arc<dyn Store> = store.clone();
     let de = MarketCode::new("DE").unwrap();
     let national =
-        Arc::new(National::new(dyn_store, dyn_clock.clone(), NationalConfig::new(de), None).await.unwrap());
+        Arc::new(National::new(dyn_store, dyn_clock.clone(), soap_on(NationalConfig::new(de)), None).await.unwrap());
     let obs = Arc::new(Observability::new(dyn_clock));
     obs.load.set_governor(false);
     obs.set_ready(true);
@@ -465,6 +475,21 @@ fn national_samples(rule: &RouteRule, ids: &NationalIds) -> Vec<Req> {
         )],
         "/v1/return-codes" | "/status" | "/metrics" | "/health/live" | "/health/ready" => {
             vec![req(m, rule.path, Body::None)]
+        }
+        p if p.starts_with("/WS_") && *m == Method::GET => vec![req(m, format!("{p}?wsdl"), Body::None)],
+        p if p.starts_with("/WS_") => {
+            let (service, version) = openmvs_soap::Service::at(p).expect("an NMVS service");
+            let ping = openmvs_soap::Message::Ping(service).request_element();
+            vec![req(
+                m,
+                p,
+                Body::Xml(format!(
+                    "<e:Envelope xmlns:e=\"http://www.w3.org/2003/05/soap-envelope\"><e:Body><w:{ping} xmlns:w=\"{}\" \
+                     xmlns:t=\"{}\"><t:Input>authz</t:Input></w:{ping}></e:Body></e:Envelope>",
+                    version.wsdl_types(),
+                    version.types()
+                )),
+            )]
         }
         other => panic!("no sample request for the national route {m} {other}: add one to the authz suite"),
     }

@@ -342,6 +342,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let mut config = NationalConfig::new(MarketCode::new(DE).expect("DE is a market"));
     config.policy = opts.policy;
     config.guessing = opts.guessing;
+    config.secret_logins.enabled = true;
     if let Some(lease) = opts.lease {
         config.lease = lease;
     }

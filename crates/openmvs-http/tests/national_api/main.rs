@@ -26,4 +26,5 @@ mod rescan;
 mod retry;
 mod roles;
 mod scan;
+mod soap;
 mod undo;
