@@ -215,14 +215,16 @@ pub static NATIONAL: &[RouteRule] = &[
     rule(Method::POST, "/internal/v1/intermarket", HubCertificate, None),
     rule(Method::POST, "/internal/v1/pack-query", HubCertificate, None),
     // The NMVS SOAP services (`crate::soap`), v4.0 and v5.0: operations by POST, the WSDL by
-    // `GET <path>?wsdl`. Pings take no login.
+    // `GET <path>?wsdl`. Pings take no login. A bulk result (G188, G196) names a bulk the login
+    // submitted, as `GET /v1/bulk/{bulk_id}` does; another's is not revealed to exist, which the
+    // answer says with its `ReturnCode` (`NMVS_TE_NF_01`), not with an HTTP status.
     rule(Method::POST, "/WS_SINGLE_TRANSACTIONS_V1/SinglePackServiceV40", Caller::BodyLogin, None),
-    rule(Method::POST, "/WS_BULK_TRANSACTIONS_V1/BulkServiceV40", Caller::BodyLogin, OWN_BULK),
-    rule(Method::POST, "/WS_MIXED_BULK_TRANSACTIONS_V1/MixedBulkServiceV40", Caller::BodyLogin, OWN_BULK),
+    rule(Method::POST, "/WS_BULK_TRANSACTIONS_V1/BulkServiceV40", Caller::BodyLogin, None),
+    rule(Method::POST, "/WS_MIXED_BULK_TRANSACTIONS_V1/MixedBulkServiceV40", Caller::BodyLogin, None),
     rule(Method::POST, "/WS_SUPPORT_V1/SupportServiceV40", Anyone, None),
     rule(Method::POST, "/WS_SINGLE_TRANSACTIONS_V1/SinglePackServiceV50", Caller::BodyLogin, None),
-    rule(Method::POST, "/WS_BULK_TRANSACTIONS_V1/BulkServiceV50", Caller::BodyLogin, OWN_BULK),
-    rule(Method::POST, "/WS_MIXED_BULK_TRANSACTIONS_V1/MixedBulkServiceV50", Caller::BodyLogin, OWN_BULK),
+    rule(Method::POST, "/WS_BULK_TRANSACTIONS_V1/BulkServiceV50", Caller::BodyLogin, None),
+    rule(Method::POST, "/WS_MIXED_BULK_TRANSACTIONS_V1/MixedBulkServiceV50", Caller::BodyLogin, None),
     rule(Method::POST, "/WS_SUPPORT_V1/SupportServiceV50", Anyone, None),
     rule(Method::GET, "/WS_SINGLE_TRANSACTIONS_V1/SinglePackServiceV40", Anyone, None),
     rule(Method::GET, "/WS_BULK_TRANSACTIONS_V1/BulkServiceV40", Anyone, None),
@@ -234,10 +236,6 @@ pub static NATIONAL: &[RouteRule] = &[
     rule(Method::GET, "/WS_SUPPORT_V1/SupportServiceV50", Anyone, None),
 ];
 
-/// A bulk result (G188, G196) names a bulk the login submitted; another's is not even revealed
-/// to exist (`NMVS_TE_NF_01` in the answer's `ReturnCode`).
-const OWN_BULK: Option<Ownership> =
-    Some(Ownership { own: "the bulk jobs the client submitted", other: hidden("RefNMVSTrxId") });
 
 /// The hub's routes.
 pub static HUB: &[RouteRule] = &[

@@ -63,6 +63,18 @@
 //! refuse_after = 20                # this many more failures while slowed, and every request is
 //! refuse_seconds = 3600            # refused this long: 429 NMVS_FI_SE_CLI_02 with Retry-After
 //!
+//! [national.soap]                 # the NMVS SOAP services (README, "NMVS SOAP"), at the NMVS paths
+//! enabled = false                  # off unless turned on (`openmvs demo` turns it on)
+//! login_cache_seconds = 300        # a login whose secret was checked is remembered this long, so
+//!                                  # that a till's next request needs no argon2 (a changed secret is
+//!                                  # seen within 5 s, a client cut off at once)
+//! login_cache_entries = 10000      # logins remembered at once; beyond, the oldest is forgotten
+//!
+//! [[national.soap.logins]]         # a login that names a client other than by its id (NMVS
+//! client_login_id = "DE-PH-0001"   # software takes at most 20 letters, digits and hyphens for
+//! user_id = "till1"                # ClientLoginId and UserId); without one, both are the client
+//! client_id = "cl_9502d35169718f7dbe9cf7b17e344cec"  # id. The password is the client's secret.
+//!
 //! [national.health]
 //! probe_ms = 1000                  # a probe write through the store this often: /health/ready is
 //!                                  # false while the store cannot commit, true again once it can
@@ -104,6 +116,7 @@ use anyhow::{Context, bail};
 use openmvs_core::guessing::GuessingPolicy;
 use openmvs_core::ids::MarketCode;
 use openmvs_core::pack::Policy;
+use openmvs_national::{SecretLogin, SecretLogins};
 use serde::{Deserialize, Serialize};
 
 pub use openmvs_node::{Storage, redact_url};
@@ -136,6 +149,92 @@ pub struct RawNational {
     pub limits: Option<RawLimits>,
     pub guessing: Option<RawGuessing>,
     pub health: Option<RawHealth>,
+    pub soap: Option<RawSoap>,
+}
+
+/// `[national.soap]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSoap {
+    pub enabled: Option<bool>,
+    pub login_cache_seconds: Option<u64>,
+    pub login_cache_entries: Option<usize>,
+    pub logins: Option<Vec<RawSoapLogin>>,
+}
+
+/// `[[national.soap.logins]]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSoapLogin {
+    pub client_login_id: Option<String>,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// Validates `[national.soap]`.
+fn soap(raw: Option<RawSoap>) -> anyhow::Result<SecretLogins> {
+    let r = raw.unwrap_or_default();
+    let d = SecretLogins::default();
+    let secs = r.login_cache_seconds.unwrap_or(d.ttl.as_secs());
+    if !(1..=3600).contains(&secs) {
+        bail!("national.soap.login_cache_seconds: {secs} must be 1-3600");
+    }
+    let entries = r.login_cache_entries.unwrap_or(d.max_entries);
+    if !(1..=1_000_000).contains(&entries) {
+        bail!("national.soap.login_cache_entries: {entries} must be 1-1000000");
+    }
+    let mut logins: Vec<SecretLogin> = Vec::new();
+    for (i, l) in r.logins.unwrap_or_default().into_iter().enumerate() {
+        let key = |k: &str, v: Option<String>| -> anyhow::Result<String> {
+            match v {
+                Some(v) if !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic()) => Ok(v),
+                Some(v) => bail!("national.soap.logins[{i}].{k}: '{v}' must be 1-100 printable ASCII characters"),
+                None => bail!("national.soap.logins[{i}].{k} is required"),
+            }
+        };
+        let login = SecretLogin {
+            client_login_id: key("client_login_id", l.client_login_id)?,
+            user_id: key("user_id", l.user_id)?,
+            client_id: key("client_id", l.client_id)?.into(),
+        };
+        if logins.iter().any(|o| o.client_login_id == login.client_login_id && o.user_id == login.user_id) {
+            bail!(
+                "national.soap.logins[{i}]: ClientLoginId '{}' with UserId '{}' is listed twice",
+                login.client_login_id,
+                login.user_id
+            );
+        }
+        logins.push(login);
+    }
+    Ok(SecretLogins {
+        enabled: r.enabled.unwrap_or(false),
+        ttl: Duration::from_secs(secs),
+        max_entries: entries,
+        logins,
+    })
+}
+
+/// Writes `[national.soap]` into its rendered table.
+fn render_soap(table: &mut toml::Table, s: &SecretLogins) {
+    let mut x = toml::Table::new();
+    x.insert("enabled".into(), s.enabled.into());
+    x.insert("login_cache_seconds".into(), (s.ttl.as_secs() as i64).into());
+    x.insert("login_cache_entries".into(), (s.max_entries as i64).into());
+    let logins: Vec<toml::Value> = s
+        .logins
+        .iter()
+        .map(|l| {
+            let mut t = toml::Table::new();
+            t.insert("client_login_id".into(), l.client_login_id.clone().into());
+            t.insert("user_id".into(), l.user_id.clone().into());
+            t.insert("client_id".into(), l.client_id.to_string().into());
+            t.into()
+        })
+        .collect();
+    if !logins.is_empty() {
+        x.insert("logins".into(), logins.into());
+    }
+    table.insert("soap".into(), x.into());
 }
 
 /// `[national.postgres]`.
@@ -406,6 +505,7 @@ pub struct NationalSettings {
     pub login: openmvs_http::login::LoginSettings,
     pub guessing: GuessingPolicy,
     pub health: HealthSettings,
+    pub soap: SecretLogins,
 }
 
 /// Reads the file at `path` (if any), applies the environment, and returns the raw shape.
@@ -601,6 +701,7 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
         login: login_settings(&l)?,
         guessing: guessing(n.guessing)?,
         health: health("national", n.health)?,
+        soap: soap(n.soap)?,
     })
 }
 
@@ -696,6 +797,7 @@ pub fn render(s: &NationalSettings) -> String {
     n.insert("limits".into(), l.into());
     render_guessing(&mut n, &s.guessing);
     render_health(&mut n, &s.health);
+    render_soap(&mut n, &s.soap);
     t.insert("national".into(), n.into());
     toml::to_string(&t).unwrap_or_default()
 }
@@ -743,6 +845,33 @@ mod tests {
                 ..d
             }
         );
+    }
+
+    #[test]
+    fn the_soap_services_are_off_unless_turned_on_and_take_configured_logins() {
+        let s = load("[national]\nmarket = \"DE\"\n", &[]).unwrap();
+        assert_eq!(s.soap, SecretLogins::default());
+        assert!(!s.soap.enabled);
+        let s = load(
+            "[national]\nmarket = \"DE\"\n[national.soap]\nlogin_cache_seconds = 60\n\
+             [[national.soap.logins]]\nclient_login_id = \"DE-PH-0001\"\nuser_id = \"till1\"\nclient_id = \"cl_1\"\n",
+            &[("OPENMVS__NATIONAL__SOAP__ENABLED", "true")],
+        )
+        .unwrap();
+        assert!(s.soap.enabled);
+        assert_eq!(s.soap.ttl, Duration::from_secs(60));
+        assert_eq!(
+            s.soap.logins,
+            [SecretLogin { client_login_id: "DE-PH-0001".into(), user_id: "till1".into(), client_id: "cl_1".into() }]
+        );
+        let twice = "[national]\nmarket = \"DE\"\n[[national.soap.logins]]\nclient_login_id = \"A\"\nuser_id = \"u\"\n\
+                     client_id = \"c1\"\n[[national.soap.logins]]\nclient_login_id = \"A\"\nuser_id = \"u\"\nclient_id = \"c2\"\n";
+        let e = format!("{:#}", load(twice, &[]).unwrap_err());
+        assert!(e.contains("national.soap.logins[1]") && e.contains("twice"), "{e}");
+        let e = format!("{:#}", load("[national]\nmarket = \"DE\"\n[national.soap]\nlogin_cache_seconds = 0\n", &[]).unwrap_err());
+        assert!(e.contains("national.soap.login_cache_seconds: 0 must be 1-3600"), "{e}");
+        let e = format!("{:#}", load("[national]\nmarket = \"DE\"\n[[national.soap.logins]]\nuser_id = \"u\"\nclient_id = \"c\"\n", &[]).unwrap_err());
+        assert!(e.contains("national.soap.logins[0].client_login_id is required"), "{e}");
     }
 
     #[test]
@@ -826,7 +955,8 @@ mod tests {
     #[test]
     fn the_rendered_configuration_reads_back_the_same() {
         let s =
-            load("[national]\nmarket = \"FR\"\n[national.policy]\nundo_window_hours = 48\n[national.guessing]\nmin_failures = 7\n", &[]).unwrap();
+            load("[national]\nmarket = \"FR\"\n[national.policy]\nundo_window_hours = 48\n[national.guessing]\nmin_failures = 7\n\
+                  [national.soap]\nenabled = true\n[[national.soap.logins]]\nclient_login_id = \"FR-PH-1\"\nuser_id = \"till1\"\nclient_id = \"cl_x\"\n", &[]).unwrap();
         let dir = std::env::temp_dir().join(format!("openmvs-config-rt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");

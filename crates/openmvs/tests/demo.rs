@@ -164,8 +164,8 @@ fn run_guide(guide: &str, doc: &Value) {
         .collect();
     assert_eq!(
         commands.len(),
-        8,
-        "token, three pack commands, upload, its status, intermarket, clock:\n{guide}"
+        9,
+        "token, three pack commands, upload, its status, SOAP verify, intermarket, clock:\n{guide}"
     );
     // One output line per command.
     let script: String = commands.iter().map(|c| format!("{c}\necho\n")).collect();
@@ -211,13 +211,21 @@ fn run_guide(guide: &str, doc: &Value) {
     );
     assert_eq!(status["product_code"], doc["samples"][0]["product_code"], "{status}");
     assert_eq!(status["received"], 2, "{status}");
-    let elsewhere = json(6);
+    // The SOAP verify of the pack the commands above supplied and put back: one line of XML.
+    let soap = printed[6];
+    assert!(
+        soap.starts_with("<?xml") && soap.contains("<ns2:G110Response") && soap.contains("ns1:state=\"ACTIVE\"")
+            && soap.contains("ns1:code=\"NMVS_SUCCESS\""),
+        "{}: {soap}",
+        commands[6]
+    );
+    let elsewhere = json(7);
     assert_eq!(
         (&elsewhere["return_code"], &elsewhere["intermarket"]),
         (&json!("NMVS_SUCCESS"), &json!(true)),
         "{elsewhere}"
     );
-    assert!(json(7)["now"].is_string(), "{}: {}", commands[7], printed[7]);
+    assert!(json(8)["now"].is_string(), "{}: {}", commands[8], printed[8]);
 }
 
 #[test]
@@ -339,6 +347,14 @@ fn tour(storage: &Storage) {
         assert_eq!(roles.iter().filter(|r| **r == "PHARMACY").count(), 2);
         for role in ["HOSPITAL", "WHOLESALER", "NMVO", "NCA"] {
             assert!(roles.contains(&role), "{m} lacks a {role}");
+        }
+        // End users have an NMVS SOAP login shaped as NMVS software takes it.
+        for c in doc["markets"][m]["clients"].as_array().unwrap() {
+            let login = c["soap"]["client_login_id"].as_str();
+            match c["role"].as_str().unwrap() {
+                "NMVO" | "NCA" => assert!(login.is_none(), "{c}"),
+                _ => assert!(login.is_some_and(|l| l.len() <= 20 && l == c["location"]), "{c}"),
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use openmvs_http::{
 };
 use openmvs_hub::{Hub, HubConfig, IterLines};
 use openmvs_national::clock::{FakeClock, SystemClock};
-use openmvs_national::{National, NationalConfig};
+use openmvs_national::{National, NationalConfig, SecretLogin};
 use openmvs_pki::{CertificateAuthority, ClientKind};
 use openmvs_store::hub::{HubStore, UploadStatus};
 use rustls_pki_types::pem::PemObject;
@@ -358,6 +358,30 @@ async fn seed(hub: &Hub, markets: &[MarketCode]) -> anyhow::Result<Value> {
     Ok(Value::Array(listed))
 }
 
+/// The `UserId` of every demo client's NMVS SOAP login.
+const DEMO_SOAP_USER: &str = "till1";
+
+/// The NMVS SOAP logins `demo.json` lists for a market's clients.
+fn soap_logins(doc: &Value, m: MarketCode) -> Vec<SecretLogin> {
+    let clients = doc["markets"][m.as_str()]["clients"].as_array().cloned().unwrap_or_default();
+    clients
+        .iter()
+        .filter_map(|c| {
+            Some(SecretLogin {
+                client_login_id: c["soap"]["client_login_id"].as_str()?.to_owned(),
+                user_id: c["soap"]["user_id"].as_str()?.to_owned(),
+                client_id: c["client_id"].as_str()?.into(),
+            })
+        })
+        .collect()
+}
+
+/// A national system's configuration with the NMVS SOAP services on, as the demo runs them.
+fn soap_on(mut c: NationalConfig) -> NationalConfig {
+    c.secret_logins.enabled = true;
+    c
+}
+
 /// The clients of api.md §1 for one market.
 async fn clients(national: &National, m: MarketCode) -> anyhow::Result<Value> {
     let wanted = [
@@ -372,7 +396,13 @@ async fn clients(national: &National, m: MarketCode) -> anyhow::Result<Value> {
     for (role, location, name) in wanted {
         let loc = Location::new(&location).map_err(|e| anyhow::anyhow!("{location}: {e}"))?;
         let c = national.create_client(role, loc, name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        out.push(json!({"client_id": c.client_id, "client_secret": c.client_secret, "role": role.as_str(), "location": location}));
+        let mut client = json!({"client_id": c.client_id, "client_secret": c.client_secret, "role": role.as_str(), "location": location});
+        // End users also log in to the NMVS SOAP services with a login shaped as NMVS software
+        // takes it (at most 20 letters, digits and hyphens); the password is the secret.
+        if role.is_end_user() {
+            client["soap"] = json!({"client_login_id": location, "user_id": DEMO_SOAP_USER});
+        }
+        out.push(client);
     }
     Ok(Value::Array(out))
 }
@@ -428,7 +458,7 @@ async fn demo(
         let link = hub_link(&hub_url, &ca_pem, &pki.national_identities[m], INTERMARKET_TIMEOUT)
             .with_context(|| format!("the hub link of {m}"))?;
         let national = Arc::new(
-            National::new(store.store(), clock.clone(), NationalConfig::new(*m), Some(link))
+            National::new(store.store(), clock.clone(), soap_on(NationalConfig::new(*m)), Some(link))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
@@ -554,6 +584,9 @@ async fn demo(
     };
     let profiles = dir.join(PROFILES_FILE);
     write_profiles(&profiles, &doc)?;
+    for (m, national) in &nationals {
+        national.set_logins(&soap_logins(&doc, *m));
+    }
     outln!("{}", guide(&doc, &demo_json, &profiles, fake_clock));
 
     wait_for_signal().await;
@@ -641,6 +674,16 @@ fn guide(doc: &Value, file: &Path, profiles: &Path, fake_clock: bool) -> String 
         obp_cert = s(&obp["cert"]),
         obp_key = s(&obp["key"]),
     );
+    // The verify as software built for NMVS sends it: SOAP 1.2, the login inside the envelope.
+    if let (Some(login), Some(user)) =
+        (pharmacy["soap"]["client_login_id"].as_str(), pharmacy["soap"]["user_id"].as_str())
+    {
+        g.push_str(&format!(
+            "\n# The same verify as NMVS software sends it (SOAP 1.2 at the NMVS path; each client's login is in demo.json under \"soap\", the password is its secret):\n\
+             curl -s --cacert {ca} -H 'content-type: text/xml' --data-binary '<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\" xmlns:urn=\"urn:wsdltypes.nmvs.eu:v4.0\" xmlns:urn1=\"urn:types.nmvs.eu:v4.0\"><soap:Body><urn:G110Request><urn1:Header><urn1:Auth><urn1:ClientLoginId>{login}</urn1:ClientLoginId><urn1:UserId>{user}</urn1:UserId><urn1:Password>{secret}</urn1:Password></urn1:Auth><urn1:Transaction><urn1:ClientTrxId>guide-{stamp}-5</urn1:ClientTrxId><urn1:Language>eng</urn1:Language></urn1:Transaction></urn1:Header><urn1:Body><urn1:Product><urn1:ProductCode urn1:scheme=\"GTIN\">{pc}</urn1:ProductCode><urn1:Batch><urn1:Id>{batch}</urn1:Id><urn1:ExpDate>{expiry}</urn1:ExpDate></urn1:Batch></urn1:Product><urn1:Pack urn1:sn=\"{serial}\"/></urn1:Body></urn:G110Request></soap:Body></soap:Envelope>' {url}/WS_SINGLE_TRANSACTIONS_V1/SinglePackServiceV40\n",
+            secret = s(&pharmacy["client_secret"]),
+        ));
+    }
     // A product sold only in another market: the national system asks the hub, which has a
     // market that holds it answer (fmd-rules §4.10).
     let samples = doc["samples"].as_array().cloned().unwrap_or_default();

@@ -102,6 +102,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     cfg.max_bulk_rows = s.max_bulk_rows;
     cfg.bulk_chunk = s.bulk_chunk;
     cfg.guessing = s.guessing.clone();
+    cfg.secret_logins = s.soap.clone();
     let national = Arc::new(
         National::new(store.store(), clock.clone(), cfg, hub).await.map_err(|e| anyhow::anyhow!("{e}"))?,
     );
