@@ -50,6 +50,20 @@ pub enum Command {
         #[arg(long)]
         smoke: bool,
     },
+    /// The NMVS SOAP verify (G110, the login inside the envelope) against the JSON verify (bearer
+    /// token), on one national system in this process on a fresh embedded store, over HTTPS with
+    /// keep-alive: p50, p95, p99 and throughput of each, one client and many, in the same run.
+    Soap {
+        /// Packs to seed.
+        #[arg(long, default_value_t = 100_000)]
+        packs: u64,
+        /// Seconds per scenario.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent clients in the concurrent scenarios.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+    },
     /// A national system in this process on a fresh embedded store, over HTTPS with keep-alive:
     /// durable supply rate with one client and with many, and verify latency.
     National {

@@ -60,12 +60,24 @@ impl Conn {
         Ok(Conn { sender, authority: format!("{host}:{}", addr.port()) })
     }
 
-    /// Sends one request and reads the whole answer.
+    /// Sends one request and reads the whole answer; a body is sent as JSON.
     pub async fn send(
         &mut self,
         method: &str,
         path: &str,
         token: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        self.send_as(method, path, token, "application/json", body).await
+    }
+
+    /// Sends one request with a body of `content_type` and reads the whole answer.
+    pub async fn send_as(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
         body: Vec<u8>,
     ) -> anyhow::Result<Reply> {
         self.sender.ready().await?;
@@ -74,7 +86,7 @@ impl Conn {
             req = req.header("authorization", format!("Bearer {t}"));
         }
         if !body.is_empty() {
-            req = req.header("content-type", "application/json");
+            req = req.header("content-type", content_type);
         }
         let resp = self.sender.send_request(req.body(Full::new(Bytes::from(body)))?).await?;
         let status = resp.status().as_u16();

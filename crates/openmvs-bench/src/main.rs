@@ -14,6 +14,7 @@ mod intermarket;
 mod load;
 mod national;
 mod out;
+mod soap;
 mod suite;
 
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::National { packs, seconds, clients, database_url } => {
             national::national(packs, seconds, clients, database_url.as_deref())
         }
+        Command::Soap { packs, seconds, clients } => soap::soap(packs, seconds, clients),
         Command::Hub { serials, markets, database_url } => {
             hub::hub(serials, &markets, database_url.as_deref())
         }
