@@ -2,8 +2,9 @@
 //! system, in this process, on a fresh embedded store, over HTTPS with keep-alive. Each terminal
 //! is a pharmacy with its own connection; JSON terminals send a bearer token, SOAP terminals the
 //! login inside each envelope, as NMVS software does (remembered after the first request, which
-//! the warm-up sends). The scenarios alternate JSON and SOAP, one client then many, so that both
-//! see the same store and the same machine.
+//! the warm-up sends). Each API is run alone (its throughput), then both at once with every
+//! terminal alternating a JSON and a SOAP verify (their latencies under the very same conditions:
+//! the store's background work, a WAL that grew, the machine's other load), one client then many.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ const SOAP_PATH: &str = "/WS_SINGLE_TRANSACTIONS_V1/SinglePackServiceV40";
 enum Api {
     Json,
     Soap,
+    /// Every terminal alternates a JSON and a SOAP verify, measured apart.
+    Both,
 }
 
 /// A pharmacy terminal: its token, and its login for SOAP.
@@ -67,7 +70,7 @@ impl Figures {
 
     fn print(&self) {
         outln!(
-            "{:<28} clients {:>3}  {:>8.0} req/s  p50 {:>6.2} ms  p95 {:>6.2} ms  p99 {:>6.2} ms  ({} requests, {} errors, {:.1} s)",
+            "{:<34} clients {:>3}  {:>8.0} req/s  p50 {:>6.2} ms  p95 {:>6.2} ms  p99 {:>6.2} ms  ({} requests, {} errors, {:.1} s)",
             self.name,
             self.clients,
             self.rate(),
@@ -114,11 +117,16 @@ pub fn soap(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<ExitCode
     let figures = rt.block_on(run(packs, seconds, clients.max(1), load_rt.handle().clone()))?;
     let find = |n: &str| figures.iter().find(|f| f.name == n);
     outln!("== SOAP against JSON (same node, same run; {packs} packs, {seconds} s per scenario)");
-    for (soap, json) in [("SOAP verify, one client", "JSON verify, one client"), ("SOAP verify, concurrent", "JSON verify, concurrent")] {
+    for (soap, json) in [
+        ("SOAP verify, one client", "JSON verify, one client"),
+        ("SOAP verify, concurrent", "JSON verify, concurrent"),
+        ("alternating, one client: SOAP", "alternating, one client: JSON"),
+        ("alternating, concurrent: SOAP", "alternating, concurrent: JSON"),
+    ] {
         if let (Some(s), Some(j)) = (find(soap), find(json)) {
             outln!(
-                "{:<28} p50 x{:.2}  p95 x{:.2}  p99 x{:.2}  throughput x{:.2}",
-                soap.replace(" verify", "/JSON"),
+                "{:<34} SOAP/JSON  p50 x{:.2}  p95 x{:.2}  p99 x{:.2}  throughput x{:.2}",
+                soap.trim_end_matches(": SOAP").replace("SOAP verify", "alone"),
                 s.ms(0.5) / j.ms(0.5),
                 s.ms(0.95) / j.ms(0.95),
                 s.ms(0.99) / j.ms(0.99),
@@ -133,7 +141,12 @@ pub fn soap(packs: u64, seconds: u64, clients: usize) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(packs: u64, seconds: u64, clients: usize, load: tokio::runtime::Handle) -> anyhow::Result<Vec<Figures>> {
+async fn run(
+    packs: u64,
+    seconds: u64,
+    clients: usize,
+    load: tokio::runtime::Handle,
+) -> anyhow::Result<Vec<Figures>> {
     let dir = std::env::temp_dir().join(format!("openmvs-bench-soap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let market = MarketCode::new("DE").map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -143,7 +156,9 @@ async fn run(packs: u64, seconds: u64, clients: usize, load: tokio::runtime::Han
     let mut config = NationalConfig::new(market);
     config.secret_logins.enabled = true;
     let national = Arc::new(
-        National::new(store.store(), clock.clone(), config, None).await.map_err(|e| anyhow::anyhow!("{e}"))?,
+        National::new(store.store(), clock.clone(), config, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     eprintln!("seeding {packs} packs ...");
     seed(&national, packs).await?;
@@ -168,9 +183,15 @@ async fn run(packs: u64, seconds: u64, clients: usize, load: tokio::runtime::Han
     let mut terminals = Vec::new();
     for i in 0..clients {
         let location = Location::new(&format!("DE-PH-{i:04}")).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let c = national.create_client(Role::Pharmacy, location, "bench").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let c = national
+            .create_client(Role::Pharmacy, location, "bench")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut conn = Conn::open(addr, "localhost", tls.clone()).await?;
-        let form = format!("grant_type=client_credentials&client_id={}&client_secret={}", c.client_id, c.client_secret);
+        let form = format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            c.client_id, c.client_secret
+        );
         let reply = conn.send("POST", "/oauth/token", None, form.into_bytes()).await?;
         let token: serde_json::Value = serde_json::from_slice(&reply.body)?;
         let token = token["access_token"].as_str().context("no token")?.to_owned();
@@ -183,10 +204,13 @@ async fn run(packs: u64, seconds: u64, clients: usize, load: tokio::runtime::Han
         ("SOAP verify, one client", Api::Soap, 1),
         ("JSON verify, concurrent", Api::Json, clients),
         ("SOAP verify, concurrent", Api::Soap, clients),
+        ("alternating, one client", Api::Both, 1),
+        ("alternating, concurrent", Api::Both, clients),
     ] {
-        let f = scenario(&load, name, api, &terminals[..n], addr, &tls, duration, packs).await;
-        f.print();
-        all.push(f);
+        for f in scenario(&load, name, api, &terminals[..n], addr, &tls, duration, packs).await {
+            f.print();
+            all.push(f);
+        }
     }
     server.shutdown(Duration::from_secs(2)).await;
     store.close().await;
@@ -205,38 +229,50 @@ async fn scenario(
     tls: &Arc<rustls::ClientConfig>,
     duration: Duration,
     packs: u64,
-) -> Figures {
-    let run = if api == Api::Soap { "s" } else { "j" };
+) -> Vec<Figures> {
+    let run = match api {
+        Api::Json => "j",
+        Api::Soap => "s",
+        Api::Both => "b",
+    };
+    let new_histogram =
+        || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
     let mut tasks = Vec::new();
     let start = Arc::new(tokio::sync::Barrier::new(terminals.len()));
     for (t, term) in terminals.iter().enumerate() {
         let (tls, term, start) = (tls.clone(), term.clone(), start.clone());
         let tag = format!("{run}{}-{t}", terminals.len());
         tasks.push(load.spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
-            let (mut ok, mut errors) = (0u64, 0u64);
-            let Ok(mut conn) = Conn::open(addr, "localhost", tls).await else { return (h, 0, 1, 0.0) };
+            // [JSON, SOAP]: latencies, answers, errors.
+            let mut h = [new_histogram(), new_histogram()];
+            let (mut ok, mut errors) = ([0u64; 2], [0u64; 2]);
+            let Ok(mut conn) = Conn::open(addr, "localhost", tls).await else { return (h, ok, [1, 1], 0.0) };
+            let which = |i: u64| match api {
+                Api::Json => Api::Json,
+                Api::Soap => Api::Soap,
+                Api::Both if i % 2 == 0 => Api::Json,
+                Api::Both => Api::Soap,
+            };
             let mut i = 0u64;
             let one = async |i: u64, conn: &mut Conn| -> Result<(), String> {
                 let sn = serial((i.wrapping_mul(2_654_435_761) + t as u64 * 7919) % packs);
                 // A fresh ClientTrxId each time: NMVS software's are up to 32 characters.
                 let trx = format!("{tag}-{i}");
-                let reply = match api {
-                    Api::Json => {
-                        let body = json!({"client_trx_id": trx, "scheme": "GTIN", "product_code": GTIN, "serial": sn,
-                                          "batch": BATCH, "expiry": EXPIRY});
-                        conn.send("POST", "/v1/packs/verify", Some(&term.token), body.to_string().into_bytes()).await
-                    }
-                    Api::Soap => {
-                        conn.send_as("POST", SOAP_PATH, None, "text/xml", envelope(&term, &trx, &sn).into_bytes()).await
-                    }
+                let soap = which(i) == Api::Soap;
+                let reply = if soap {
+                    conn.send_as("POST", SOAP_PATH, None, "text/xml", envelope(&term, &trx, &sn).into_bytes()).await
+                } else {
+                    let body = json!({"client_trx_id": trx, "scheme": "GTIN", "product_code": GTIN, "serial": sn,
+                                      "batch": BATCH, "expiry": EXPIRY});
+                    conn.send("POST", "/v1/packs/verify", Some(&term.token), body.to_string().into_bytes()).await
                 };
                 match reply {
                     Ok(r) if r.status == 200 => {
                         let body = String::from_utf8_lossy(&r.body);
-                        let done = match api {
-                            Api::Json => body.contains("\"NMVS_SUCCESS\""),
-                            Api::Soap => body.contains("ns1:code=\"NMVS_SUCCESS\""),
+                        let done = if soap {
+                            body.contains("ns1:code=\"NMVS_SUCCESS\"")
+                        } else {
+                            body.contains("\"NMVS_SUCCESS\"")
                         };
                         if done { Ok(()) } else { Err(body.into_owned()) }
                     }
@@ -252,16 +288,17 @@ async fn scenario(
             let began = Instant::now();
             let deadline = began + duration;
             while Instant::now() < deadline {
+                let k = usize::from(which(i) == Api::Soap);
                 let sent = Instant::now();
                 let r = one(i, &mut conn).await;
-                let _ = h.record(sent.elapsed().as_micros() as u64);
+                let _ = h[k].record(sent.elapsed().as_micros() as u64);
                 match r {
-                    Ok(()) => ok += 1,
+                    Ok(()) => ok[k] += 1,
                     Err(e) => {
-                        if errors == 0 {
+                        if errors[k] == 0 {
                             eprintln!("{tag}: {e}");
                         }
-                        errors += 1;
+                        errors[k] += 1;
                     }
                 }
                 i += 1;
@@ -269,15 +306,33 @@ async fn scenario(
             (h, ok, errors, began.elapsed().as_secs_f64())
         }));
     }
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
-    let (mut requests, mut errors, mut seconds) = (0, 0, 0.0f64);
+    let mut latency = [new_histogram(), new_histogram()];
+    let (mut requests, mut errors, mut seconds) = ([0u64; 2], [0u64; 2], 0.0f64);
     for t in tasks {
         if let Ok((h, ok, e, s)) = t.await {
-            let _ = latency.add(&h);
-            requests += ok;
-            errors += e;
+            for k in 0..2 {
+                let _ = latency[k].add(&h[k]);
+                requests[k] += ok[k];
+                errors[k] += e[k];
+            }
             seconds = seconds.max(s);
         }
     }
-    Figures { name: name.to_owned(), clients: terminals.len(), requests, errors, seconds, latency }
+    let [json_latency, soap_latency] = latency;
+    let figures = |name: String, k: usize, latency| Figures {
+        name,
+        clients: terminals.len(),
+        requests: requests[k],
+        errors: errors[k],
+        seconds,
+        latency,
+    };
+    match api {
+        Api::Json => vec![figures(name.to_owned(), 0, json_latency)],
+        Api::Soap => vec![figures(name.to_owned(), 1, soap_latency)],
+        Api::Both => vec![
+            figures(format!("{name}: JSON"), 0, json_latency),
+            figures(format!("{name}: SOAP"), 1, soap_latency),
+        ],
+    }
 }

@@ -236,7 +236,6 @@ pub static NATIONAL: &[RouteRule] = &[
     rule(Method::GET, "/WS_SUPPORT_V1/SupportServiceV50", Anyone, None),
 ];
 
-
 /// The hub's routes.
 pub static HUB: &[RouteRule] = &[
     rule(Method::PUT, "/v1/products/{product_code}", ObpCertificate, OBP_PRODUCT),

@@ -31,7 +31,9 @@ use openmvs_core::pack::Command;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_national::{Actor, ApiError, new_id};
 use openmvs_soap::write::{self, Context};
-use openmvs_soap::{Fault, FaultCode, Message, Request, RequestBody, RequestHeader, Service, Version, translate};
+use openmvs_soap::{
+    Fault, FaultCode, Message, Request, RequestBody, RequestHeader, Service, Version, translate,
+};
 use openmvs_telemetry::OpClass;
 
 use crate::authz::Routes;
@@ -65,7 +67,11 @@ pub(crate) fn routes(mut r: Routes<NationalState>) -> Routes<NationalState> {
     for path in PATHS {
         let bulk = matches!(Service::at(path), Some((Service::Bulk | Service::MixedBulk, _)));
         let limit = if bulk { MAX_BULK_BODY } else { MAX_BODY };
-        r = r.route_limited(Method::POST, path, DefaultBodyLimit::max(limit), post).route(Method::GET, path, wsdl);
+        r = r.route_limited(Method::POST, path, DefaultBodyLimit::max(limit), post).route(
+            Method::GET,
+            path,
+            wsdl,
+        );
     }
     r
 }
@@ -102,7 +108,10 @@ fn xml(status: StatusCode, media: &'static str, body: Vec<u8>) -> Response {
 /// and the status of its return code where that says more (413, 429, 503).
 fn fault(version: Version, media: &'static str, f: &Fault) -> Response {
     let status = match f.subcode {
-        ReturnCode::TooLarge | ReturnCode::RateLimited | ReturnCode::ClientSuspended | ReturnCode::Unavailable => {
+        ReturnCode::TooLarge
+        | ReturnCode::RateLimited
+        | ReturnCode::ClientSuspended
+        | ReturnCode::Unavailable => {
             StatusCode::from_u16(f.subcode.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
         }
         _ if f.code == FaultCode::Sender => StatusCode::BAD_REQUEST,
@@ -309,7 +318,9 @@ async fn answer(
             }
         }
         (Message::BulkResult | Message::MixedBulkResult, RequestBody::Result(id)) => {
-            let read = async { Ok::<_, ApiError>((national.bulk(&actor, &id).await?, national.bulk_rows(&actor, &id).await?)) };
+            let read = async {
+                Ok::<_, ApiError>((national.bulk(&actor, &id).await?, national.bulk_rows(&actor, &id).await?))
+            };
             match read.await {
                 Ok((report, rows)) => {
                     cx.nmvs_trx_id = id;
@@ -318,7 +329,11 @@ async fn answer(
                     } else {
                         let req_types: Vec<String> = rows
                             .iter()
-                            .map(|r| Command::parse(&r.operation).map_or("", |c| Message::Single(c).code()).to_owned())
+                            .map(|r| {
+                                Command::parse(&r.operation)
+                                    .map_or("", |c| Message::Single(c).code())
+                                    .to_owned()
+                            })
                             .collect();
                         write::mixed_result(&cx, &report, &rows, &req_types)
                     };
@@ -359,5 +374,9 @@ async fn wsdl(
         .unwrap_or_else(|| "localhost".to_owned());
     let scheme = if tls.is_some_and(|t| t.0.0) { "https" } else { "http" };
     let location = format!("{scheme}://{host}{}", service.path(version));
-    Ok(xml(StatusCode::OK, "text/xml; charset=utf-8", openmvs_soap::wsdl::wsdl(service, version, &location).into_bytes()))
+    Ok(xml(
+        StatusCode::OK,
+        "text/xml; charset=utf-8",
+        openmvs_soap::wsdl::wsdl(service, version, &location).into_bytes(),
+    ))
 }

@@ -168,7 +168,9 @@ impl National {
         let names = self.logins.names.read().unwrap_or_else(|p| p.into_inner());
         match names.get(&(client_login_id.to_owned(), user_id.to_owned())) {
             Some(id) => Some(id.clone()),
-            None => (client_login_id == user_id && !client_login_id.is_empty()).then(|| client_login_id.into()),
+            None => {
+                (client_login_id == user_id && !client_login_id.is_empty()).then(|| client_login_id.into())
+            }
         }
     }
 
@@ -218,7 +220,12 @@ impl National {
     ///
     /// [`AuthError::InvalidClient`] for an unknown, disabled or foreign client or a wrong
     /// secret; [`AuthError::Internal`] when the store cannot be read or written.
-    pub async fn login(&self, client_id: &ClientId, secret: &str, interface: &str) -> Result<Actor, AuthError> {
+    pub async fn login(
+        &self,
+        client_id: &ClientId,
+        secret: &str,
+        interface: &str,
+    ) -> Result<Actor, AuthError> {
         let now = self.clock.now();
         let (stored, ok) = self.check_secret(client_id.as_str(), secret).await?;
         let actor = match (&stored, ok) {
@@ -233,7 +240,9 @@ impl National {
         let request = serde_json::json!({"interface": interface, "client_id": client_id.as_str()});
         let entry = self.login_entry(client_id.as_str(), stored.as_ref(), actor.is_some(), request, now);
         let client_changes = match &actor {
-            Some(a) => vec![ClientChange { client_id: a.client_id.clone(), disabled: None, used_at: Some(now) }],
+            Some(a) => {
+                vec![ClientChange { client_id: a.client_id.clone(), disabled: None, used_at: Some(now) }]
+            }
             None => Vec::new(),
         };
         self.commit(UnitOfWork { audit: vec![entry], client_changes, ..UnitOfWork::default() })

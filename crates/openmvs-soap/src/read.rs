@@ -11,9 +11,9 @@
 use std::borrow::Cow;
 
 use openmvs_core::pack::Command;
-use quick_xml::{NsReader, XmlVersion};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
+use quick_xml::{NsReader, XmlVersion};
 
 use crate::fault::Fault;
 use crate::message::{Message, SOAP11, SOAP12, Service, Version};
@@ -133,9 +133,9 @@ fn resolved(r: ResolveResult<'_>, what: &str, qname: &str) -> Result<Ns, Fault> 
     match r {
         ResolveResult::Bound(ns) => Ok(Ns::Uri(ns.as_ref().to_owned())),
         ResolveResult::Unbound => Ok(Ns::None),
-        ResolveResult::Unknown(prefix) => {
-            Err(Fault::malformed(format!("the {what} '{qname}' has the prefix '{prefix}', which no xmlns declares")))
-        }
+        ResolveResult::Unknown(prefix) => Err(Fault::malformed(format!(
+            "the {what} '{qname}' has the prefix '{prefix}', which no xmlns declares"
+        ))),
     }
 }
 
@@ -159,19 +159,14 @@ fn element(reader: &NsReader<&[u8]>, e: &BytesStart<'_>) -> Result<El, Fault> {
         attrs.push((ans, local.to_owned(), value));
     }
     let local: &str = local.as_ref();
-    Ok(El {
-        ns,
-        name: local.to_owned(),
-        attrs,
-        children: Vec::new(),
-        text: String::new(),
-    })
+    Ok(El { ns, name: local.to_owned(), attrs, children: Vec::new(), text: String::new() })
 }
 
 /// Gathers the document into a tree of elements: well-formed, namespace-well-formed, at most
 /// [`MAX_DEPTH`] deep, one root, no DTD.
 fn tree(xml: &[u8]) -> Result<El, Fault> {
-    let text = std::str::from_utf8(xml).map_err(|e| Fault::malformed(format!("the body is not UTF-8: {e}")))?;
+    let text =
+        std::str::from_utf8(xml).map_err(|e| Fault::malformed(format!("the body is not UTF-8: {e}")))?;
     let mut reader = NsReader::from_str(text);
     let mut stack: Vec<El> = Vec::new();
     let mut root: Option<El> = None;
@@ -202,7 +197,8 @@ fn tree(xml: &[u8]) -> Result<El, Fault> {
                 }
             }
             Event::End(_) => {
-                let el = stack.pop().ok_or_else(|| Fault::malformed("an end tag without a start".to_owned()))?;
+                let el =
+                    stack.pop().ok_or_else(|| Fault::malformed("an end tag without a start".to_owned()))?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None => root = Some(el),
@@ -229,16 +225,22 @@ fn tree(xml: &[u8]) -> Result<El, Fault> {
                         let name = r.xml10_content();
                         match quick_xml::escape::resolve_predefined_entity(&name) {
                             Some(s) => Cow::Borrowed(s),
-                            None => return Err(Fault::malformed(format!("the entity '&{name};' is not defined"))),
+                            None => {
+                                return Err(Fault::malformed(format!("the entity '&{name};' is not defined")));
+                            }
                         }
                     }
-                    Err(e) => return Err(Fault::malformed(format!("a character reference cannot be read: {e}"))),
+                    Err(e) => {
+                        return Err(Fault::malformed(format!("a character reference cannot be read: {e}")));
+                    }
                 };
                 if let Some(el) = stack.last_mut() {
                     el.text.push_str(&resolved);
                 }
             }
-            Event::DocType(_) => return Err(Fault::malformed("a document type declaration is not accepted".to_owned())),
+            Event::DocType(_) => {
+                return Err(Fault::malformed("a document type declaration is not accepted".to_owned()));
+            }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
             Event::Eof => break,
         }
@@ -306,10 +308,7 @@ pub fn read_request(xml: &[u8], service: Service, version: Version) -> Result<Re
         },
         Message::Bulk(_) => {
             let packs = cx.one(b, "Packs")?;
-            let serials = cx
-                .all(packs, "Pack")
-                .map(|p| cx.attr(p, "sn"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let serials = cx.all(packs, "Pack").map(|p| cx.attr(p, "sn")).collect::<Result<Vec<_>, _>>()?;
             if serials.is_empty() {
                 return Err(Fault::malformed("Packs holds no Pack".to_owned()));
             }
@@ -319,7 +318,9 @@ pub fn read_request(xml: &[u8], service: Service, version: Version) -> Result<Re
                 ref_client_trx_id: cx.optional_text(b, "RefClientTrxId")?,
             }
         }
-        Message::BulkResult | Message::MixedBulkResult => RequestBody::Result(cx.text(b, "RefNMVSTrxId", "Body")?),
+        Message::BulkResult | Message::MixedBulkResult => {
+            RequestBody::Result(cx.text(b, "RefNMVSTrxId", "Body")?)
+        }
         Message::MixedBulk => {
             let list = cx.one(b, "TrxList")?;
             let items = cx
@@ -386,7 +387,9 @@ impl Cx<'_> {
         match (found.next(), found.next()) {
             (Some((_, _, v)), None) => Ok(Some(v.clone())),
             (None, _) => Ok(None),
-            (Some(_), Some(_)) => Err(Fault::malformed(format!("{} has the attribute {name} twice", el.name))),
+            (Some(_), Some(_)) => {
+                Err(Fault::malformed(format!("{} has the attribute {name} twice", el.name)))
+            }
         }
     }
 
@@ -431,7 +434,10 @@ impl Cx<'_> {
     fn mixed_item(&self, item: &El, i: usize) -> Result<MixedItem, Fault> {
         let mut kinds = item.children.iter().filter(|c| c.ns == *self.t);
         let (Some(el), None) = (kinds.next(), kinds.next()) else {
-            return Err(Fault::malformed(format!("TrxItem {} must hold exactly one Item or ItemUndo", i + 1)));
+            return Err(Fault::malformed(format!(
+                "TrxItem {} must hold exactly one Item or ItemUndo",
+                i + 1
+            )));
         };
         if el.name != "Item" && el.name != "ItemUndo" {
             return Err(Fault::malformed(format!(

@@ -22,7 +22,12 @@ pub fn pack_request(header: &RequestHeader, product: &Product, serial: &str) -> 
 }
 
 /// A bulk on packs of one batch (G115-G185): the homogeneous form of `POST /v1/bulk`.
-pub fn bulk_request(header: &RequestHeader, command: Command, product: &Product, serials: &[String]) -> BulkRequest {
+pub fn bulk_request(
+    header: &RequestHeader,
+    command: Command,
+    product: &Product,
+    serials: &[String],
+) -> BulkRequest {
     BulkRequest {
         client_trx_id: Some(header.client_trx_id.clone()),
         operation: Some(command.to_string()),
@@ -51,7 +56,11 @@ pub fn mixed_request(header: &RequestHeader, items: &[MixedItem]) -> (BulkReques
         .collect();
     let labels = items.iter().map(|i| i.client_trx_id.clone()).collect();
     (
-        BulkRequest { client_trx_id: Some(header.client_trx_id.clone()), transactions: Some(rows), ..BulkRequest::default() },
+        BulkRequest {
+            client_trx_id: Some(header.client_trx_id.clone()),
+            transactions: Some(rows),
+            ..BulkRequest::default()
+        },
         labels,
     )
 }

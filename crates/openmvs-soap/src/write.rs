@@ -195,7 +195,10 @@ fn header(x: &mut Xml, cx: &Context) {
 
 fn return_code(x: &mut Xml, code: ReturnCode, text: &str) {
     let level = code.level().to_string();
-    x.empty("ns1:ReturnCode", &[("ns1:code", code.as_str()), ("ns1:desc", &desc(text)), ("ns1:level", &level)]);
+    x.empty(
+        "ns1:ReturnCode",
+        &[("ns1:code", code.as_str()), ("ns1:desc", &desc(text)), ("ns1:level", &level)],
+    );
 }
 
 fn product(x: &mut Xml, scheme: &str, code: &str, batch: &str, expiry: &str, intermarket: Option<bool>) {
@@ -283,8 +286,12 @@ pub fn accepted(cx: &Context) -> Vec<u8> {
 }
 
 fn pending(x: &mut Xml, report: &BulkReport) {
-    let text =
-        format!("{} {} of {} rows processed.", ReturnCode::BulkPending.info().message, report.done, report.total);
+    let text = format!(
+        "{} {} of {} rows processed.",
+        ReturnCode::BulkPending.info().message,
+        report.done,
+        report.total
+    );
     return_code(x, ReturnCode::BulkPending, &text);
 }
 
@@ -313,7 +320,12 @@ pub fn bulk_result(cx: &Context, report: &BulkReport, rows: &[BulkRowRequest]) -
 
 /// G196: the result of a mixed bulk, item by item in request order, each with its own
 /// transaction (its `ClientTrxId` as sent) and `reqType`.
-pub fn mixed_result(cx: &Context, report: &BulkReport, rows: &[BulkRowRequest], req_types: &[String]) -> Vec<u8> {
+pub fn mixed_result(
+    cx: &Context,
+    report: &BulkReport,
+    rows: &[BulkRowRequest],
+    req_types: &[String],
+) -> Vec<u8> {
     let mut x = open(cx);
     header(&mut x, cx);
     x.start("ns1:Body", &[]);

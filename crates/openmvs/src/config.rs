@@ -187,8 +187,12 @@ fn soap(raw: Option<RawSoap>) -> anyhow::Result<SecretLogins> {
     for (i, l) in r.logins.unwrap_or_default().into_iter().enumerate() {
         let key = |k: &str, v: Option<String>| -> anyhow::Result<String> {
             match v {
-                Some(v) if !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic()) => Ok(v),
-                Some(v) => bail!("national.soap.logins[{i}].{k}: '{v}' must be 1-100 printable ASCII characters"),
+                Some(v) if !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic()) => {
+                    Ok(v)
+                }
+                Some(v) => {
+                    bail!("national.soap.logins[{i}].{k}: '{v}' must be 1-100 printable ASCII characters")
+                }
                 None => bail!("national.soap.logins[{i}].{k} is required"),
             }
         };
@@ -862,15 +866,29 @@ mod tests {
         assert_eq!(s.soap.ttl, Duration::from_secs(60));
         assert_eq!(
             s.soap.logins,
-            [SecretLogin { client_login_id: "DE-PH-0001".into(), user_id: "till1".into(), client_id: "cl_1".into() }]
+            [SecretLogin {
+                client_login_id: "DE-PH-0001".into(),
+                user_id: "till1".into(),
+                client_id: "cl_1".into()
+            }]
         );
         let twice = "[national]\nmarket = \"DE\"\n[[national.soap.logins]]\nclient_login_id = \"A\"\nuser_id = \"u\"\n\
                      client_id = \"c1\"\n[[national.soap.logins]]\nclient_login_id = \"A\"\nuser_id = \"u\"\nclient_id = \"c2\"\n";
         let e = format!("{:#}", load(twice, &[]).unwrap_err());
         assert!(e.contains("national.soap.logins[1]") && e.contains("twice"), "{e}");
-        let e = format!("{:#}", load("[national]\nmarket = \"DE\"\n[national.soap]\nlogin_cache_seconds = 0\n", &[]).unwrap_err());
+        let e = format!(
+            "{:#}",
+            load("[national]\nmarket = \"DE\"\n[national.soap]\nlogin_cache_seconds = 0\n", &[]).unwrap_err()
+        );
         assert!(e.contains("national.soap.login_cache_seconds: 0 must be 1-3600"), "{e}");
-        let e = format!("{:#}", load("[national]\nmarket = \"DE\"\n[[national.soap.logins]]\nuser_id = \"u\"\nclient_id = \"c\"\n", &[]).unwrap_err());
+        let e = format!(
+            "{:#}",
+            load(
+                "[national]\nmarket = \"DE\"\n[[national.soap.logins]]\nuser_id = \"u\"\nclient_id = \"c\"\n",
+                &[]
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("national.soap.logins[0].client_login_id is required"), "{e}");
     }
 

@@ -214,7 +214,9 @@ fn run_guide(guide: &str, doc: &Value) {
     // The SOAP verify of the pack the commands above supplied and put back: one line of XML.
     let soap = printed[6];
     assert!(
-        soap.starts_with("<?xml") && soap.contains("<ns2:G110Response") && soap.contains("ns1:state=\"ACTIVE\"")
+        soap.starts_with("<?xml")
+            && soap.contains("<ns2:G110Response")
+            && soap.contains("ns1:state=\"ACTIVE\"")
             && soap.contains("ns1:code=\"NMVS_SUCCESS\""),
         "{}: {soap}",
         commands[6]

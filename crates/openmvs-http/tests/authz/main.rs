@@ -314,8 +314,9 @@ async fn national_world(pki: &Pki) -> NationalWorld {
     );
     let dyn_store: Arc<dyn Store> = store.clone();
     let de = MarketCode::new("DE").unwrap();
-    let national =
-        Arc::new(National::new(dyn_store, dyn_clock.clone(), soap_on(NationalConfig::new(de)), None).await.unwrap());
+    let national = Arc::new(
+        National::new(dyn_store, dyn_clock.clone(), soap_on(NationalConfig::new(de)), None).await.unwrap(),
+    );
     let obs = Arc::new(Observability::new(dyn_clock));
     obs.load.set_governor(false);
     obs.set_ready(true);

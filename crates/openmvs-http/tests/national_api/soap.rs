@@ -65,7 +65,10 @@ fn single_body(p: &Pack) -> String {
 
 fn bulk_body(packs: &[Pack]) -> String {
     let sns: String = packs.iter().map(|p| format!("<urn1:Pack urn1:sn=\"{}\"/>", p.serial)).collect();
-    format!("{}<urn1:Packs>{sns}</urn1:Packs>", product(&packs[0].product_code, &packs[0].batch, &packs[0].expiry))
+    format!(
+        "{}<urn1:Packs>{sns}</urn1:Packs>",
+        product(&packs[0].product_code, &packs[0].batch, &packs[0].expiry)
+    )
 }
 
 fn mixed_body(items: &[(&str, &Pack, &str)]) -> String {
@@ -243,7 +246,12 @@ impl Nmvs {
         if v.is_some()
             && let Some(p) = qname.split_once(':').map(|(p, _)| p)
         {
-            assert_eq!(n.prefixes.get(p).map(String::as_str), Some(TYPES), "{qname} is not in the types: {}", self.xml);
+            assert_eq!(
+                n.prefixes.get(p).map(String::as_str),
+                Some(TYPES),
+                "{qname} is not in the types: {}",
+                self.xml
+            );
         }
         v.filter(|v| !v.is_empty() && v != "0")
     }
@@ -342,7 +350,10 @@ impl Answer {
     /// The fault's subcode, e.g. `ns1:NMVS_FE_AU_01`, checked to be a SOAP 1.2 fault.
     fn fault(&self) -> String {
         let x = &self.nmvs.xml;
-        assert!(x.contains("<env:Fault>") && x.contains("xmlns:env=\"http://www.w3.org/2003/05/soap-envelope\""), "{x}");
+        assert!(
+            x.contains("<env:Fault>") && x.contains("xmlns:env=\"http://www.w3.org/2003/05/soap-envelope\""),
+            "{x}"
+        );
         let at = x.find("<env:Subcode><env:Value").expect("a subcode");
         let rest = &x[at..];
         let v = &rest[rest.find('>').expect("a tag") + 1..];
@@ -399,10 +410,14 @@ fn the_envelope_builder_writes_byte_for_byte_what_the_php_client_sends() {
     };
     let login = Login("PHARMACY-TEST-CLIENT".into(), "user1".into(), "secret".into());
     assert_eq!(envelope("G110", &login, "8939a61a3ff94f96b7aeb4c6a9cf5d9c", &single_body(&p)), observed);
-    let read = openmvs_soap::read_request(observed.as_bytes(), Service::SinglePack, Version::V4).expect("read");
+    let read =
+        openmvs_soap::read_request(observed.as_bytes(), Service::SinglePack, Version::V4).expect("read");
     assert_eq!(read.message, Message::by_code("G110").unwrap());
     let h = read.header.expect("a header");
-    assert_eq!((h.client_login_id.as_str(), h.user_id.as_str(), h.password.as_str()), ("PHARMACY-TEST-CLIENT", "user1", "secret"));
+    assert_eq!(
+        (h.client_login_id.as_str(), h.user_id.as_str(), h.password.as_str()),
+        ("PHARMACY-TEST-CLIENT", "user1", "secret")
+    );
 }
 
 #[tokio::test]
@@ -505,8 +520,17 @@ async fn a_soap_request_leaves_the_same_audit_record_and_alert_as_the_json_api()
         let mut req = json(&r["request"]);
         req["client_trx_id"] = Value::Null;
         let res = json(&r["result"]);
-        json!([r["actor"], r["role"], r["location"], r["operation"], r["return_code"], req,
-               res["accepted"], res["state"], res["alert"]["code"]])
+        json!([
+            r["actor"],
+            r["role"],
+            r["location"],
+            r["operation"],
+            r["return_code"],
+            req,
+            res["accepted"],
+            res["state"],
+            res["alert"]["code"]
+        ])
     };
     assert_eq!(same(&records[0]), same(&records[1]));
     let alerts = ph.all_alerts("").await;
@@ -526,9 +550,14 @@ async fn a_bulk_is_accepted_and_its_result_read_with_g188() {
     assert_eq!((r.code.as_deref(), r.client_trx_id.as_deref()), (Some("NMVS_SUCCESS"), Some(trx.as_str())));
     let bulk_id = r.nmvs_trx_id.expect("the bulk's id");
     assert!(bulk_id.starts_with("BLK-"), "{bulk_id}");
-    let result = || envelope("G188", &login, &soap_trx(), &format!("<urn1:RefNMVSTrxId>{bulk_id}</urn1:RefNMVSTrxId>"));
+    let result = || {
+        envelope("G188", &login, &soap_trx(), &format!("<urn1:RefNMVSTrxId>{bulk_id}</urn1:RefNMVSTrxId>"))
+    };
     let pending = post(&app, BULK, result()).await.nmvs;
-    assert_eq!(pending.attr_at("//ns1:Body/ns1:ReturnCode", "ns1:code").as_deref(), Some("NMVS_INFO_BLK_PENDING"));
+    assert_eq!(
+        pending.attr_at("//ns1:Body/ns1:ReturnCode", "ns1:code").as_deref(),
+        Some("NMVS_INFO_BLK_PENDING")
+    );
     assert!(pending.packs().is_empty());
     while app.bulk_round().await {}
     let done = post(&app, BULK, result()).await.nmvs;
@@ -583,7 +612,9 @@ async fn a_mixed_bulk_is_accepted_and_its_items_read_with_g196() {
 #[tokio::test]
 async fn every_service_pings_and_serves_a_wsdl_of_exactly_its_operations() {
     let app = spawn_app().await;
-    for (path, ping) in [(SUPPORT, "SupportPing"), (SINGLE, "SinglePackPing"), (BULK, "BulkPing"), (MIXED, "MixedBulkPing")] {
+    for (path, ping) in
+        [(SUPPORT, "SupportPing"), (SINGLE, "SinglePackPing"), (BULK, "BulkPing"), (MIXED, "MixedBulkPing")]
+    {
         let xml = format!(
             "<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\" xmlns:urn=\"urn:wsdltypes.nmvs.eu:v4.0\" \
              xmlns:urn1=\"urn:types.nmvs.eu:v4.0\"><soap:Header/><soap:Body><urn:{ping}Request><urn1:Input>ping &amp; pong\
@@ -622,8 +653,25 @@ async fn what_is_not_a_request_is_a_soap_fault() {
     let good = envelope("G110", &login, &soap_trx(), &single_body(&p));
     let wrong = Login(login.0.clone(), login.1.clone(), "not-the-secret".into());
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
-        ("a wrong password", SINGLE, envelope("G110", &wrong, &soap_trx(), &single_body(&p)), 400, "ns1:NMVS_FE_AU_01"),
-        ("another user id", SINGLE, envelope("G110", &Login(login.0.clone(), "user1".into(), login.2.clone()), &soap_trx(), &single_body(&p)), 400, "ns1:NMVS_FE_AU_01"),
+        (
+            "a wrong password",
+            SINGLE,
+            envelope("G110", &wrong, &soap_trx(), &single_body(&p)),
+            400,
+            "ns1:NMVS_FE_AU_01",
+        ),
+        (
+            "another user id",
+            SINGLE,
+            envelope(
+                "G110",
+                &Login(login.0.clone(), "user1".into(), login.2.clone()),
+                &soap_trx(),
+                &single_body(&p),
+            ),
+            400,
+            "ns1:NMVS_FE_AU_01",
+        ),
         ("XML that is not well-formed", SINGLE, good.replace("</soap:Body>", ""), 400, "ns1:NMVS_TE_XM_02"),
         (
             "an undeclared prefix",
@@ -632,14 +680,29 @@ async fn what_is_not_a_request_is_a_soap_fault() {
             400,
             "ns1:NMVS_TE_XM_02",
         ),
-        ("an unknown operation", SINGLE, good.replace("G110Request", "G999Request"), 400, "ns1:NMVS_TE_NF_01"),
+        (
+            "an unknown operation",
+            SINGLE,
+            good.replace("G110Request", "G999Request"),
+            400,
+            "ns1:NMVS_TE_NF_01",
+        ),
         ("an operation of another service", BULK, good.clone(), 400, "ns1:NMVS_TE_NF_01"),
-        ("a missing element", SINGLE, good.replace("<urn1:Pack urn1:sn", "<urn1:Pak urn1:sn"), 400, "ns1:NMVS_TE_XM_02"),
+        (
+            "a missing element",
+            SINGLE,
+            good.replace("<urn1:Pack urn1:sn", "<urn1:Pak urn1:sn"),
+            400,
+            "ns1:NMVS_TE_XM_02",
+        ),
         ("an empty body", SINGLE, String::new(), 400, "ns1:NMVS_TE_XM_02"),
         (
             "a SOAP 1.1 envelope",
             SINGLE,
-            good.replace("http://www.w3.org/2003/05/soap-envelope", "http://schemas.xmlsoap.org/soap/envelope/"),
+            good.replace(
+                "http://www.w3.org/2003/05/soap-envelope",
+                "http://schemas.xmlsoap.org/soap/envelope/",
+            ),
             500,
             "ns1:NMVS_TE_XM_02",
         ),
@@ -674,10 +737,19 @@ async fn failed_logins_are_limited_as_at_the_token_endpoint() {
     let p = app.pack().await;
     let wrong = Login(ph.client_id.clone(), ph.client_id.clone(), "wrong".into());
     for _ in 0..2 {
-        let a = post_as(&app, SINGLE, "text/xml", envelope("G110", &wrong, &soap_trx(), &single_body(&p)), false).await;
+        let a =
+            post_as(&app, SINGLE, "text/xml", envelope("G110", &wrong, &soap_trx(), &single_body(&p)), false)
+                .await;
         assert_eq!(a.fault(), "ns1:NMVS_FE_AU_01");
     }
-    let a = post_as(&app, SINGLE, "text/xml", envelope("G110", &Login::of(&ph), &soap_trx(), &single_body(&p)), false).await;
+    let a = post_as(
+        &app,
+        SINGLE,
+        "text/xml",
+        envelope("G110", &Login::of(&ph), &soap_trx(), &single_body(&p)),
+        false,
+    )
+    .await;
     assert_eq!((a.status, a.fault()), (429, "ns1:NMVS_FI_SE_CLI_01".to_owned()));
     assert!(a.headers.contains_key("retry-after"));
 }
@@ -699,7 +771,8 @@ async fn a_login_is_remembered_until_the_client_is_cut_off_or_its_time_is_up() {
     let r = nmvo.post(&format!("/v1/admin/clients/{}/disable", login.0), &json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(app.national.remembered_logins(), 0);
-    let a = post_as(&app, SINGLE, "text/xml", envelope("G110", &login, &soap_trx(), &single_body(&p)), false).await;
+    let a = post_as(&app, SINGLE, "text/xml", envelope("G110", &login, &soap_trx(), &single_body(&p)), false)
+        .await;
     assert_eq!(a.fault(), "ns1:NMVS_FE_AU_01");
     let r = nmvo.post(&format!("/v1/admin/clients/{}/enable", login.0), &json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -721,7 +794,9 @@ async fn a_configured_login_names_its_client_and_no_other() {
     let trail = app.client(Role::Nca, "DE-NCA").await.get(&p.audit_path()).await;
     assert_eq!(trail.json["records"][0]["actor"], ph.client_id.as_str(), "{}", trail.text);
     let stranger = Login("DE-PH-SOAP".into(), "till2".into(), login.2.clone());
-    let a = post_as(&app, SINGLE, "text/xml", envelope("G110", &stranger, &soap_trx(), &single_body(&p)), false).await;
+    let a =
+        post_as(&app, SINGLE, "text/xml", envelope("G110", &stranger, &soap_trx(), &single_body(&p)), false)
+            .await;
     assert_eq!(a.fault(), "ns1:NMVS_FE_AU_01");
 }
 
@@ -729,9 +804,11 @@ async fn a_configured_login_names_its_client_and_no_other() {
 async fn soap_verifies_count_in_the_public_figures_as_verifications() {
     let (app, _ph, login) = world().await;
     let p = app.pack().await;
-    let before = app.get("/status").await.json["operations"]["verification"]["count_month"].as_u64().unwrap_or(0);
+    let before =
+        app.get("/status").await.json["operations"]["verification"]["count_month"].as_u64().unwrap_or(0);
     single(&app, &login, "G110", &p, &soap_trx()).await;
-    let after = app.get("/status").await.json["operations"]["verification"]["count_month"].as_u64().unwrap_or(0);
+    let after =
+        app.get("/status").await.json["operations"]["verification"]["count_month"].as_u64().unwrap_or(0);
     assert_eq!(after, before + 1);
     let _ = Method::GET;
 }
