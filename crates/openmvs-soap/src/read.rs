@@ -226,7 +226,9 @@ fn tree(xml: &[u8]) -> Result<El, Fault> {
                         match quick_xml::escape::resolve_predefined_entity(&name) {
                             Some(s) => Cow::Borrowed(s),
                             None => {
-                                return Err(Fault::malformed(format!("the entity '&{name};' is not defined")));
+                                return Err(Fault::malformed(format!(
+                                    "the entity '&{name};' is not defined"
+                                )));
                             }
                         }
                     }
