@@ -250,7 +250,7 @@ async fn scenario(
             let which = |i: u64| match api {
                 Api::Json => Api::Json,
                 Api::Soap => Api::Soap,
-                Api::Both if i % 2 == 0 => Api::Json,
+                Api::Both if i.is_multiple_of(2) => Api::Json,
                 Api::Both => Api::Soap,
             };
             let mut i = 0u64;
