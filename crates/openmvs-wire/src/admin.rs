@@ -4,43 +4,59 @@
 use openmvs_core::answer::ClientView;
 use openmvs_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::schema;
 
 /// `POST /admin/v1/clock`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"advance_seconds": 864000})))]
 pub struct ClockAdvance {
     /// Seconds to move the shared clock forward.
+    #[schema(maximum = 316224000)]
     pub advance_seconds: u64,
 }
 
 /// The clock after a move.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"now": "2026-12-16T09:30:00.000Z"})))]
 pub struct ClockAnswer {
     /// The time now, RFC 3339 UTC.
+    #[schema(value_type = schema::Time)]
     pub now: String,
 }
 
 /// A client as the NMVO sees it (`GET /v1/admin/clients`, and the answer to a disable or enable).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"client_id": "cl_9502d35169718f7dbe9cf7b17e344cec", "role": "PHARMACY", "location": "DE-PH-0001",
+    "name": "Apotheke am Markt", "state": "DISABLED", "created_at": "2026-11-02T08:00:00.000Z", "last_used_at": "2026-12-06T01:20:11.204Z"})))]
 pub struct ClientState {
     /// The client id.
     pub client_id: String,
     /// Its role.
+    #[schema(value_type = schema::RoleName)]
     pub role: String,
     /// Its premises.
+    #[schema(value_type = schema::LocationCode)]
     pub location: String,
     /// Its name, for people.
     pub name: String,
     /// `ENABLED` or `DISABLED` (its tokens are refused and it gets no new one).
+    #[schema(value_type = schema::ClientAccess)]
     pub state: String,
     /// When it was created, RFC 3339 UTC.
+    #[schema(value_type = schema::Time)]
     pub created_at: String,
     /// When it last obtained a token or made a request, RFC 3339 UTC; `null`: never.
+    #[schema(required = true, value_type = Option<schema::Time>)]
     pub last_used_at: Option<String>,
 }
 
 /// `GET /v1/admin/clients`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"clients": [{"client_id": "cl_9502d35169718f7dbe9cf7b17e344cec", "role": "PHARMACY", "location": "DE-PH-0001",
+    "name": "Apotheke am Markt", "state": "DISABLED", "created_at": "2026-11-02T08:00:00.000Z", "last_used_at": "2026-12-06T01:20:11.204Z"}]})))]
 pub struct ClientList {
     /// Every client of the market, in id order.
     pub clients: Vec<ClientState>,

@@ -16,61 +16,84 @@ use openmvs_core::return_code::{AlertCode, ReturnCode};
 use openmvs_core::scan::{ScanWarning, WarningCode};
 use openmvs_core::time::{Date, Timestamp};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::schema;
 
 /// The body of `POST /v1/packs/{operation}` and `.../undo`: the identifier given field by field,
 /// or as a raw scan.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"client_trx_id": "pos7-000123", "scheme": "GTIN", "product_code": "09501101530003",
+           "serial": "X4K9P7Q2M8R5", "batch": "ABC123", "expiry": "271231"}),
+    json!({"client_trx_id": "pos7-000124", "scan": "]d201095011015300031727123110ABC123\u{1d}21X4K9P7Q2M8R5", "entry_mode": "SCANNED"})
+))]
 pub struct PackRequest {
     /// The client's id for this transaction, unique per client.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = true, value_type = schema::ClientTrxId)]
     pub client_trx_id: Option<String>,
     /// `GTIN` or `PPN`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::Scheme>)]
     pub scheme: Option<String>,
     /// The product code.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::ProductCode>)]
     pub product_code: Option<String>,
     /// The serial number.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::SerialNumber>)]
     pub serial: Option<String>,
     /// The batch.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::BatchNumber>)]
     pub batch: Option<String>,
     /// The expiry, `YYMMDD`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::ExpiryDate>)]
     pub expiry: Option<String>,
     /// The raw scan instead of the fields (GS as `\\u001d`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 512)]
     pub scan: Option<String>,
     /// `SCANNED` or `MANUAL`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::EntryMode>)]
     pub entry_mode: Option<String>,
 }
 
 /// The pack as the terminal sees it after the operation.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 pub struct PackView {
     /// `GTIN` or `PPN`.
+    #[schema(value_type = schema::Scheme)]
     pub scheme: String,
     /// The product code.
+    #[schema(value_type = schema::ProductCode)]
     pub product_code: String,
     /// The serial.
+    #[schema(value_type = schema::SerialNumber)]
     pub serial: String,
     /// The batch.
+    #[schema(value_type = schema::BatchNumber)]
     pub batch: String,
     /// The expiry as encoded in the request.
+    #[schema(value_type = schema::ExpiryDate)]
     pub expiry: String,
     /// The state after the operation.
+    #[schema(value_type = schema::PackStateName)]
     pub state: String,
     /// `EXPIRED`, `RECALLED`, `WITHDRAWN`.
+    #[schema(value_type = Vec<schema::ReasonName>)]
     pub reasons: Vec<String>,
     /// Whether the pack may be dispensed.
     pub dispensable: bool,
 }
 
 /// Product master data shown to the terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 pub struct ProductView {
     /// Name.
     pub name: String,
@@ -85,25 +108,44 @@ pub struct ProductView {
 }
 
 /// An alert raised by a request.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 pub struct AlertRef {
     /// The alert id.
     pub id: String,
     /// The hub alert code, e.g. `A24`.
+    #[schema(value_type = schema::AlertCodeName)]
     pub code: String,
 }
 
 /// A scan-integrity hint.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 pub struct Warning {
     /// Stable code.
+    #[schema(value_type = schema::WarningCodeName)]
     pub code: String,
     /// What to do.
     pub message: String,
 }
 
 /// The answer to a processed single-pack request (HTTP 200), accepted or refused by the rules.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({
+    "trx_id": "TRX-01a227e36092-e577faac0f16cfd0", "client_trx_id": "pos7-000123",
+    "accepted": true, "return_code": "NMVS_SUCCESS", "level": 1, "message": "Done.",
+    "pack": {"scheme": "GTIN", "product_code": "09501101530003", "serial": "X4K9P7Q2M8R5",
+             "batch": "ABC123", "expiry": "271231", "state": "ACTIVE", "reasons": [], "dispensable": true},
+    "product": {"name": "Examplomab 10 mg tablets", "common_name": "examplomab", "strength": "10 mg",
+                "form": "TABLET", "pack_size": "30"},
+    "alert": null, "intermarket": false, "warnings": []
+}), json!({
+    "trx_id": "TRX-01a227e36123-45b93e0ddaafc04f", "client_trx_id": "pos7-000125",
+    "accepted": false, "return_code": "NMVS_NC_PC_02", "level": 5,
+    "message": "The serial number is unknown for this product. An alert was raised: do not dispense the pack.",
+    "pack": null,
+    "product": {"name": "Examplomab 10 mg tablets", "common_name": "examplomab", "strength": "10 mg",
+                "form": "TABLET", "pack_size": "30"},
+    "alert": {"id": "ALR-01a227e36123-45b93e0ddaafc04f", "code": "A3"}, "intermarket": false, "warnings": []
+})))]
 pub struct PackResponse {
     /// The system's id of this transaction.
     pub trx_id: String,
@@ -112,16 +154,21 @@ pub struct PackResponse {
     /// Whether the operation did what was asked.
     pub accepted: bool,
     /// The return code.
+    #[schema(value_type = schema::ReturnCodeName)]
     pub return_code: String,
     /// Its level, 1-5.
+    #[schema(minimum = 1, maximum = 5)]
     pub level: u8,
     /// What it means.
     pub message: String,
     /// The pack, or null when unknown.
+    #[schema(required = true)]
     pub pack: Option<PackView>,
     /// The product, when known.
+    #[schema(required = true)]
     pub product: Option<ProductView>,
     /// The alert raised, if any.
+    #[schema(required = true)]
     pub alert: Option<AlertRef>,
     /// Whether another market processed the request through the hub.
     pub intermarket: bool,
@@ -130,7 +177,7 @@ pub struct PackResponse {
 }
 
 /// One refusal detail: which field, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// The field (a JSON path such as `serial` or `transactions[3].expiry`), or `body`.
     pub field: String,
@@ -139,9 +186,15 @@ pub struct ErrorDetail {
 }
 
 /// The body of every HTTP error.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({
+    "return_code": "NMVS_FE_GR_01",
+    "message": "The product code '09501101530004' fails its check digit: check digit is 4, expected 3.",
+    "details": [{"field": "product_code", "message": "'09501101530004' check digit is 4, expected 3"}]
+})))]
 pub struct ErrorBody {
     /// The return code.
+    #[schema(value_type = schema::ReturnCodeName)]
     pub return_code: String,
     /// What went wrong.
     pub message: String,
@@ -166,18 +219,22 @@ impl From<&openmvs_core::error::ApiError> for ErrorBody {
 }
 
 /// The OAuth2 token answer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"access_token": "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJzdWIiOiJjbF85NTAyIn0.c2lnbmF0dXJl",
+                             "token_type": "Bearer", "expires_in": 3600})))]
 pub struct TokenResponse {
     /// The bearer token.
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(examples("Bearer"))]
     pub token_type: String,
     /// Seconds until it expires.
     pub expires_in: i64,
 }
 
 /// An OAuth2 error (RFC 6749 §5.2).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"error": "invalid_client", "error_description": "invalid client id or client secret"})))]
 pub struct OAuthError {
     /// `invalid_request`, `invalid_client`, `unsupported_grant_type`...
     pub error: String,
@@ -186,55 +243,78 @@ pub struct OAuthError {
 }
 
 /// One row of a mixed bulk request.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRow {
     /// The operation, e.g. `verify`, `supply`, `supply-undo`.
+    #[schema(value_type = schema::BulkOperation)]
     pub operation: String,
     /// `GTIN` or `PPN`.
+    #[schema(value_type = schema::Scheme)]
     pub scheme: String,
     /// Product code.
+    #[schema(value_type = schema::ProductCode)]
     pub product_code: String,
     /// Serial.
+    #[schema(value_type = schema::SerialNumber)]
     pub serial: String,
     /// Batch.
+    #[schema(value_type = schema::BatchNumber)]
     pub batch: String,
     /// Expiry.
+    #[schema(value_type = schema::ExpiryDate)]
     pub expiry: String,
 }
 
 /// The body of `POST /v1/bulk`: homogeneous (one operation, product, batch and expiry, many
 /// serials) or mixed (`transactions`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"client_trx_id": "wh3-bulk-0001", "operation": "supply", "scheme": "GTIN",
+           "product_code": "09501101530003", "batch": "ABC123", "expiry": "271231",
+           "serials": ["X4K9P7Q2M8R5", "X4K9P7Q2M8R6"]}),
+    json!({"client_trx_id": "wh3-bulk-0002", "transactions": [
+        {"operation": "verify", "scheme": "GTIN", "product_code": "09501101530003", "serial": "X4K9P7Q2M8R5", "batch": "ABC123", "expiry": "271231"},
+        {"operation": "supply-undo", "scheme": "GTIN", "product_code": "09501101530003", "serial": "X4K9P7Q2M8R6", "batch": "ABC123", "expiry": "271231"}]})
+))]
 pub struct BulkRequest {
     /// The client's id for this bulk.
+    #[schema(required = true, value_type = schema::ClientTrxId)]
     pub client_trx_id: Option<String>,
     /// Homogeneous: the operation.
+    #[schema(value_type = Option<schema::BulkOperation>)]
     pub operation: Option<String>,
     /// Homogeneous: the scheme.
+    #[schema(value_type = Option<schema::Scheme>)]
     pub scheme: Option<String>,
     /// Homogeneous: the product code.
+    #[schema(value_type = Option<schema::ProductCode>)]
     pub product_code: Option<String>,
     /// Homogeneous: the batch.
+    #[schema(value_type = Option<schema::BatchNumber>)]
     pub batch: Option<String>,
     /// Homogeneous: the expiry.
+    #[schema(value_type = Option<schema::ExpiryDate>)]
     pub expiry: Option<String>,
     /// Homogeneous: the serials.
+    #[schema(value_type = Option<Vec<schema::SerialNumber>>, max_items = 100000)]
     pub serials: Option<Vec<String>>,
     /// Mixed: the rows.
+    #[schema(max_items = 100000)]
     pub transactions: Option<Vec<BulkRow>>,
 }
 
 /// `202` answer to a bulk request.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"bulk_id": "BLK-01a2282c5acf-c9eab4deebbd4b18"})))]
 pub struct BulkAccepted {
     /// The id to fetch results with.
     pub bulk_id: String,
 }
 
 /// One result row of a bulk request.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 pub struct BulkResult {
     /// The serial.
     pub serial: String,
@@ -243,19 +323,28 @@ pub struct BulkResult {
     /// Whether the row did what it asked.
     pub accepted: bool,
     /// The return code.
+    #[schema(value_type = schema::ReturnCodeName)]
     pub return_code: String,
     /// The pack's state afterwards, if known.
+    #[schema(required = true, value_type = Option<schema::PackStateName>)]
     pub state: Option<String>,
     /// The alert raised, if any.
+    #[schema(required = true)]
     pub alert: Option<AlertRef>,
 }
 
 /// `GET /v1/bulk/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"bulk_id": "BLK-01a2282c5acf-c9eab4deebbd4b18", "status": "DONE", "done": 2, "total": 2,
+    "results": [
+        {"serial": "X4K9P7Q2M8R5", "product_code": "09501101530003", "accepted": true, "return_code": "NMVS_SUCCESS", "state": "SUPPLIED", "alert": null},
+        {"serial": "X4K9P7Q2M8R6", "product_code": "09501101530003", "accepted": false, "return_code": "NMVS_NC_PC_02", "state": null,
+         "alert": {"id": "ALR-01a2282c5ad0-0b7e4c2a9f1d3e55", "code": "A3"}}]})))]
 pub struct BulkStatusResponse {
     /// The bulk id.
     pub bulk_id: String,
     /// `PENDING`, `RUNNING` or `DONE`.
+    #[schema(value_type = schema::BulkStatusName)]
     pub status: String,
     /// Rows processed so far.
     pub done: u64,
@@ -266,40 +355,62 @@ pub struct BulkStatusResponse {
 }
 
 /// An alert as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"id": "ALR-01a227e36123-45b93e0ddaafc04f", "code": "A3", "return_code": "NMVS_NC_PC_02",
+    "market": "DE", "pack_market": "DE", "product_code": "09501101530003", "serial": "NOSUCHSERIAL",
+    "batch": "ABC123", "location": "DE-PH-0001", "created_at": "2026-12-06T09:30:00.000Z",
+    "status": "INVESTIGATING", "classification": null, "comment": "Pack kept aside; asked the pharmacy for a photo."})))]
 pub struct AlertView {
     /// Id.
     pub id: String,
     /// Hub alert code.
+    #[schema(value_type = schema::AlertCodeName)]
     pub code: String,
     /// Return code that raised it.
+    #[schema(value_type = schema::ReturnCodeName)]
     pub return_code: String,
     /// The market of the request that raised it.
+    #[schema(value_type = schema::Market)]
     pub market: String,
     /// The market that holds the pack (another market for an inter-market request). Absent in
     /// alerts kept before inter-market alerts were shared: `market` then.
     #[serde(default)]
+    #[schema(value_type = Option<schema::Market>)]
     pub pack_market: Option<String>,
     /// Product code.
     pub product_code: String,
     /// Serial.
+    #[schema(value_type = schema::SerialNumber)]
     pub serial: String,
     /// Batch.
     pub batch: String,
     /// Location of the request.
+    #[schema(value_type = schema::LocationCode)]
     pub location: String,
     /// When raised.
+    #[schema(value_type = schema::Time)]
     pub created_at: String,
     /// `OPEN`, `INVESTIGATING`, `ESCALATED`, `CLOSED`.
+    #[schema(value_type = schema::AlertStatusName)]
     pub status: String,
     /// Classification, once closed.
+    #[schema(required = true, value_type = Option<schema::ClassificationName>)]
     pub classification: Option<String>,
     /// Last comment.
+    #[schema(required = true)]
     pub comment: Option<String>,
 }
 
 /// `GET /v1/alerts/{id}`: the alert as listed, with its comments and its status history.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"id": "ALR-01a227e36123-45b93e0ddaafc04f", "code": "A3", "return_code": "NMVS_NC_PC_02",
+    "market": "DE", "pack_market": "DE", "product_code": "09501101530003", "serial": "NOSUCHSERIAL",
+    "batch": "ABC123", "location": "DE-PH-0001", "created_at": "2026-12-06T09:30:00.000Z",
+    "status": "INVESTIGATING", "classification": null, "comment": "Pack kept aside; asked the pharmacy for a photo.",
+    "comments": [{"id": "CMT-01a227e37000-1f2e3d4c5b6a7988", "author": "cl_5b1f0c2d9e8a7b6c5d4e3f2a1b0c9d8e", "role": "NMVO",
+                  "at": "2026-12-06T09:41:00.000Z", "text": "Pack kept aside; asked the pharmacy for a photo."}],
+    "history": [{"id": "CHG-01a227e36f00-8a7b6c5d4e3f2a1b", "from": "OPEN", "to": "INVESTIGATING",
+                 "by": "cl_5b1f0c2d9e8a7b6c5d4e3f2a1b0c9d8e", "role": "NMVO", "at": "2026-12-06T09:40:00.000Z", "classification": null}]})))]
 pub struct AlertDetail {
     /// The alert as listed.
     #[serde(flatten)]
@@ -311,8 +422,10 @@ pub struct AlertDetail {
 }
 
 /// One comment on an alert.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"id": "CMT-01a227e37000-1f2e3d4c5b6a7988", "author": "cl_5b1f0c2d9e8a7b6c5d4e3f2a1b0c9d8e",
+    "role": "NMVO", "at": "2026-12-06T09:41:00.000Z", "text": "Pack kept aside; asked the pharmacy for a photo."})))]
 pub struct AlertCommentView {
     /// Unique id of the comment.
     pub id: String,
@@ -321,66 +434,87 @@ pub struct AlertCommentView {
     /// Their role, e.g. `NMVO` or `OBP`.
     pub role: String,
     /// When, RFC 3339.
+    #[schema(value_type = schema::Time)]
     pub at: String,
     /// The text.
+    #[schema(min_length = 1, max_length = 500)]
     pub text: String,
 }
 
 /// One status change of an alert.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertChangeView {
     /// Unique id of the change.
     pub id: String,
     /// The status it was made on.
+    #[schema(value_type = schema::AlertStatusName)]
     pub from: String,
     /// The status asked for.
+    #[schema(value_type = schema::AlertStatusName)]
     pub to: String,
     /// Who made it.
     pub by: String,
     /// Their role.
     pub role: String,
     /// When, RFC 3339.
+    #[schema(value_type = schema::Time)]
     pub at: String,
     /// The classification, when closing.
+    #[schema(required = true, value_type = Option<schema::ClassificationName>)]
     pub classification: Option<String>,
 }
 
 /// `POST /v1/alerts/{id}/comments`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"text": "Pack kept aside; asked the pharmacy for a photo."})))]
 pub struct AlertCommentRequest {
     /// 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub text: String,
 }
 
 /// `GET /v1/alerts`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"alerts": [{"id": "ALR-01a227e36123-45b93e0ddaafc04f", "code": "A3", "return_code": "NMVS_NC_PC_02",
+    "market": "DE", "pack_market": "DE", "product_code": "09501101530003", "serial": "NOSUCHSERIAL",
+    "batch": "ABC123", "location": "DE-PH-0001", "created_at": "2026-12-06T09:30:00.000Z",
+    "status": "INVESTIGATING", "classification": null, "comment": "Pack kept aside; asked the pharmacy for a photo."}], "next_cursor": null})))]
 pub struct AlertList {
     /// The page.
     pub alerts: Vec<AlertView>,
     /// Pass as `cursor` for the next page; null on the last.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
 /// `POST /v1/alerts/{id}/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"status": "INVESTIGATING", "comment": "Asked the pharmacy for a photo of the pack."}),
+    json!({"status": "CLOSED", "classification": "PROCEDURAL_ERROR", "comment": "The pharmacy scanned the pack twice."})
+))]
 pub struct AlertStatusRequest {
     /// The new status.
+    #[schema(value_type = schema::AlertStatusName)]
     pub status: String,
     /// Required when closing.
+    #[schema(value_type = Option<schema::ClassificationName>)]
     pub classification: Option<String>,
     /// At most 500 characters.
+    #[schema(max_length = 500)]
     pub comment: Option<String>,
 }
 
 /// One audit record as an authority reads it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
 pub struct AuditRecordView {
     /// Position in the market's chain.
     pub seq: u64,
     /// When.
+    #[schema(value_type = schema::Time)]
     pub at: String,
     /// Who.
     pub actor: String,
@@ -391,15 +525,22 @@ pub struct AuditRecordView {
     /// What.
     pub operation: String,
     /// Outcome.
+    #[schema(value_type = schema::ReturnCodeName)]
     pub return_code: String,
     /// The request as received.
+    #[schema(value_type = schema::AnyJson)]
     pub request: serde_json::Value,
     /// The result as answered.
+    #[schema(value_type = schema::AnyJson)]
     pub result: serde_json::Value,
 }
 
 /// `GET /v1/audit/packs/...`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"records": [{"seq": 5, "at": "2026-12-06T09:30:00.000Z", "actor": "cl_9502d35169718f7dbe9cf7b17e344cec",
+    "role": "PHARMACY", "location": "DE-PH-0001", "operation": "verify", "return_code": "NMVS_SUCCESS",
+    "request": {"client_trx_id": "pos7-000123", "scheme": "GTIN", "product_code": "09501101530003", "serial": "X4K9P7Q2M8R5", "batch": "ABC123", "expiry": "271231"},
+    "result": {"accepted": true, "return_code": "NMVS_SUCCESS", "state": "ACTIVE"}}]})))]
 pub struct AuditRecords {
     /// In chain order.
     pub records: Vec<AuditRecordView>,

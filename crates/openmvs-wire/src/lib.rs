@@ -28,6 +28,7 @@ pub mod api;
 pub mod hub;
 pub mod kept;
 pub mod obp;
+pub mod schema;
 
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::scan::Scan;
@@ -119,25 +120,32 @@ pub struct CommandError {
 }
 
 /// One row of the return-code catalogue, as served by `GET /v1/return-codes` and `openmvs return-codes`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(examples(json!({"code": "NMVS_NC_PCK_22", "kind": "OUTCOME", "level": 5, "alert": "A24", "http_status": 200,
+    "message": "The pack is not active, so its state cannot change. An alert was raised: do not dispense the pack."})))]
 pub struct ReturnCodeEntry {
     /// The code.
+    #[schema(value_type = schema::ReturnCodeName)]
     pub code: String,
     /// `OUTCOME` (in a 200 answer), `ERROR` (an HTTP error), `HUB` (refused by the hub) or
     /// `AGENT` (answered by a pharmacy's offline agent in place of the national system, HTTP 202).
+    #[schema(value_type = schema::CodeKindName)]
     pub kind: String,
     /// Severity, 1 (success) to 5 (refused with an alert).
+    #[schema(minimum = 1, maximum = 5)]
     pub level: u8,
     /// The alert it raises, if any.
+    #[schema(required = true, value_type = Option<schema::AlertCodeName>)]
     pub alert: Option<String>,
     /// The HTTP status it is answered with.
+    #[schema(minimum = 200, maximum = 599)]
     pub http_status: u16,
     /// What it means.
     pub message: String,
 }
 
 /// The catalogue of return codes: `{"return_codes": [...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReturnCodeCatalogue {
     /// Every code, in catalogue order.
     pub return_codes: Vec<ReturnCodeEntry>,
