@@ -4,16 +4,17 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::time::Clock;
 use openmvs_national::ApiError;
 use openmvs_national::clock::FakeClock;
 use openmvs_wire::admin::{ClockAdvance, ClockAnswer};
+use openmvs_wire::api::ErrorBody;
 
 use crate::authz::{self, Routes};
 use crate::error::HttpError;
@@ -52,7 +53,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn advance(
+/// Move the demonstration's one shared clock forward (`openmvs demo --fake-clock` only).
+///
+/// Every component of the demonstration reads the same clock, so undo windows, expiry dates and
+/// checkpoints move together. Without `--fake-clock` the route does not exist.
+#[utoipa::path(
+    post, path = "/admin/v1/clock", tag = "demo",
+    request_body = ClockAdvance,
+    responses(
+        (status = 200, description = "The time now.", body = ClockAnswer),
+        (status = 400, description = "Malformed body, or more than ten years.", body = ErrorBody),
+        (status = 401, description = "No bearer token, or not the demo's `admin_token`.", body = ErrorBody),
+        (status = 413, description = "The body is over 1 KiB.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn advance(
     State(s): State<ClockState>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -84,7 +99,12 @@ async fn advance(
 /// so that the route then does not exist.
 pub fn with_fake_clock(router: Router, clock: Option<&Arc<FakeClock>>, admin_token: &str) -> Router {
     match clock {
-        Some(c) => router.merge(clock_router(c.clone(), admin_token)),
+        // The contract documents of the router describe the clock route too when it exists.
+        Some(c) => router.merge(clock_router(c.clone(), admin_token)).layer(Extension(ClockRoute)),
         None => router,
     }
 }
+
+/// The word, in a request's extensions, that its router has the clock route.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockRoute;

@@ -30,7 +30,6 @@ use openmvs_core::ids::MarketCode;
 use openmvs_core::return_code::ReturnCode;
 use openmvs_hub::Hub;
 use openmvs_pki::Identity;
-use openmvs_wire::ReturnCodeCatalogue;
 use openmvs_wire::api::{AlertCommentRequest, AlertCommentView, AlertDetail, AlertList, AlertStatusRequest};
 use openmvs_wire::hub::{Delivery, IntermarketRequest};
 use openmvs_wire::obp::{
@@ -38,6 +37,7 @@ use openmvs_wire::obp::{
     PackStatesRequest, PacksRequest, ProductAnswer, ProductRequest, RecallAnswer, RecallRequest,
     UploadAcceptedBody, UploadStatusBody, WithdrawRequest, WithdrawalAnswer,
 };
+use openmvs_wire::schema;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
@@ -45,6 +45,7 @@ use crate::authz::{self, Caller, Routes};
 use crate::error::HubHttpError;
 use crate::national::parse_json;
 use crate::observe::{Observability, observe};
+use crate::openapi;
 use crate::server::PeerName;
 
 /// The largest master data, batch, recall or withdrawal body.
@@ -214,10 +215,12 @@ pub fn hub_routes() -> Routes<HubState> {
             national_messages,
         )
         .route_limited(Method::POST, "/internal/v1/intermarket", small(), intermarket)
-        .route(Method::GET, "/v1/return-codes", || async { axum::Json(ReturnCodeCatalogue::build()) })
+        .route(Method::GET, "/v1/return-codes", openapi::return_codes)
         .route(Method::GET, "/metrics", metrics)
-        .route(Method::GET, "/health/live", || async { "live" })
+        .route(Method::GET, "/health/live", openapi::live)
         .route(Method::GET, "/health/ready", ready)
+        .route(Method::GET, "/v1/openapi.json", openapi::hub_document)
+        .route(Method::GET, "/docs", openapi::hub_docs)
 }
 
 /// Builds the hub's router.
@@ -239,6 +242,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for HubJson<T> {
     }
 }
 
+/// Upload a product's master data, or a new version of it.
+///
+/// The first OBP to upload a product code owns it. Every refused field is named: a missing one
+/// with `A16`, an empty, blank or over-long one with `I1`.
+#[utoipa::path(
+    put, path = "/v1/products/{product_code}", tag = "products",
+    params(("product_code" = schema::ProductCode, Path, description = "The product code.")),
+    request_body = ProductRequest,
+    responses(
+        (status = 200, description = "The product, at its current master data version.", body = ProductAnswer),
+        (status = 400, description = "Malformed body, or the path names no product code.", body = HubErrorBody),
+        (status = 413, description = "The body is over 256 KiB.", body = HubErrorBody),
+        (status = 422, description = "Refused master data: `A16` when a mandatory field is missing, `I1` when one is empty, blank, too long or invalid; `details` name every field at fault.", body = HubErrorBody),
+    )
+)]
 async fn put_product(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -249,6 +267,22 @@ async fn put_product(
     Ok(axum::Json(ProductAnswer::from(&a)).into_response())
 }
 
+/// Upload a batch: its expiry and the markets it is sold in (the product's, when absent).
+///
+/// A batch never changes: the same batch with another expiry is a conflict.
+#[utoipa::path(
+    put, path = "/v1/products/{product_code}/batches/{batch}", tag = "products",
+    params(("product_code" = schema::ProductCode, Path, description = "The product code."), ("batch" = schema::BatchNumber, Path, description = "The batch.")),
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "The batch, bound to the product's current version.", body = BatchAnswer),
+        (status = 400, description = "Malformed body, a batch that is not one, or an expiry that is not a date.", body = HubErrorBody),
+        (status = 404, description = "The hub knows no such product.", body = HubErrorBody),
+        (status = 409, description = "The batch was uploaded before with other data, or the product is withdrawn from a market it names.", body = HubErrorBody),
+        (status = 413, description = "The body is over 256 KiB.", body = HubErrorBody),
+        (status = 422, description = "A market that is not one of the product's target markets.", body = HubErrorBody),
+    )
+)]
 async fn put_batch(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -265,6 +299,26 @@ fn media_type(headers: &HeaderMap) -> String {
     v.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
+/// Upload the serials of a batch's packs.
+///
+/// As `text/plain`, one serial a line (LF or CRLF), up to 10,000,000 lines, streamed: every line
+/// is durable when the answer comes. As `application/json`, `{"serials": [...]}` of up to 32 MiB.
+/// Lines that are not serials, or repeat one, are rejected with their line number
+/// (`GET /v1/uploads/{upload_id}`); the others go to the batch's markets.
+#[utoipa::path(
+    post, path = "/v1/products/{product_code}/batches/{batch}/packs", tag = "uploads",
+    params(("product_code" = schema::ProductCode, Path, description = "The product code."), ("batch" = schema::BatchNumber, Path, description = "The batch.")),
+    request_body(description = "The serials.", content(
+        (PacksRequest = "application/json"),
+        (String = "text/plain", example = json!("X4K9P7Q2M8R5\nX4K9P7Q2M8R6\nX4K9P7Q2M8R7\n")),
+    )),
+    responses(
+        (status = 202, description = "Received: every line is durable, and the serials are on their way to the markets.", body = UploadAcceptedBody),
+        (status = 400, description = "A content type that is neither `application/json` nor `text/plain`, a malformed JSON body, a line over 1 KiB, or a body cut off.", body = HubErrorBody),
+        (status = 404, description = "The hub knows no such batch of the product.", body = HubErrorBody),
+        (status = 413, description = "A JSON body over 32 MiB, or more than 10,000,000 lines.", body = HubErrorBody),
+    )
+)]
 async fn upload(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -370,6 +424,15 @@ async fn feed_lines(mut body: Body, tx: mpsc::Sender<Result<String, String>>) {
     }
 }
 
+/// Read where an upload stands: lines received and rejected, and each market's delivery.
+#[utoipa::path(
+    get, path = "/v1/uploads/{upload_id}", tag = "uploads",
+    params(("upload_id" = String, Path, description = "The id the upload answered.", example = "UPL-01a2282c62d2-95d2de49d32d2f5a")),
+    responses(
+        (status = 200, description = "The upload.", body = UploadStatusBody),
+        (status = 404, description = "No upload of this OBP has this id.", body = HubErrorBody),
+    )
+)]
 async fn upload_status(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -379,6 +442,19 @@ async fn upload_status(
     Ok(axum::Json(UploadStatusBody::from(&u)).into_response())
 }
 
+/// Recall a batch in some of its markets.
+#[utoipa::path(
+    post, path = "/v1/products/{product_code}/batches/{batch}/recall", tag = "products",
+    params(("product_code" = schema::ProductCode, Path, description = "The product code."), ("batch" = schema::BatchNumber, Path, description = "The batch.")),
+    request_body = RecallRequest,
+    responses(
+        (status = 200, description = "The markets the batch is recalled in now.", body = RecallAnswer),
+        (status = 400, description = "Malformed body, or a reason that is blank or over 500 characters.", body = HubErrorBody),
+        (status = 404, description = "The hub knows no such batch of the product.", body = HubErrorBody),
+        (status = 413, description = "The body is over 256 KiB.", body = HubErrorBody),
+        (status = 422, description = "No market named, or one that is not the batch's.", body = HubErrorBody),
+    )
+)]
 async fn recall(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -389,6 +465,19 @@ async fn recall(
     Ok(axum::Json(RecallAnswer::from(&a)).into_response())
 }
 
+/// Withdraw a product from some of its markets.
+#[utoipa::path(
+    post, path = "/v1/products/{product_code}/withdraw", tag = "products",
+    params(("product_code" = schema::ProductCode, Path, description = "The product code.")),
+    request_body = WithdrawRequest,
+    responses(
+        (status = 200, description = "The markets the product is withdrawn from now.", body = WithdrawalAnswer),
+        (status = 400, description = "Malformed body, or a reason that is blank or over 500 characters.", body = HubErrorBody),
+        (status = 404, description = "The hub knows no such product.", body = HubErrorBody),
+        (status = 413, description = "The body is over 256 KiB.", body = HubErrorBody),
+        (status = 422, description = "No market named, or one that is not the product's.", body = HubErrorBody),
+    )
+)]
 async fn withdraw(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -399,6 +488,18 @@ async fn withdraw(
     Ok(axum::Json(WithdrawalAnswer::from(&a)).into_response())
 }
 
+/// Set the state of some of a batch's packs in every market of the batch, or undo the OBP's check-out.
+#[utoipa::path(
+    post, path = "/v1/products/{product_code}/batches/{batch}/packs/state", tag = "packs",
+    params(("product_code" = schema::ProductCode, Path, description = "The product code."), ("batch" = schema::BatchNumber, Path, description = "The batch.")),
+    request_body = PackStatesRequest,
+    responses(
+        (status = 200, description = "What happened to each serial, in request order: a serial that is not one is `NMVS_TE_XM_02`, one never uploaded `NMVS_TE_NF_01`.", body = PackStatesBody),
+        (status = 400, description = "Malformed body, a state an OBP may not set (or undo), or no serial.", body = HubErrorBody),
+        (status = 404, description = "The hub knows no such batch of the product.", body = HubErrorBody),
+        (status = 413, description = "The body is over 1 MiB, or more than 10,000 serials.", body = HubErrorBody),
+    )
+)]
 async fn pack_states(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -413,6 +514,16 @@ async fn pack_states(
     Ok(axum::Json(PackStatesBody::from(&a)).into_response())
 }
 
+/// Where one pack stands in each of its markets, each market asked through the hub.
+#[utoipa::path(
+    get, path = "/v1/products/{product_code}/packs/{serial}", tag = "packs",
+    params(("product_code" = schema::ProductCode, Path, description = "The product code."), ("serial" = schema::SerialNumber, Path, description = "The serial.")),
+    responses(
+        (status = 200, description = "The pack in each target market; a market that did not answer shows `UNKNOWN`.", body = PackQueryBody),
+        (status = 400, description = "The path names no product code, or the serial is not one.", body = HubErrorBody),
+        (status = 404, description = "No product of this OBP has this code.", body = HubErrorBody),
+    )
+)]
 async fn pack_query(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -422,6 +533,19 @@ async fn pack_query(
     Ok(axum::Json(PackQueryBody::from(&a)).into_response())
 }
 
+/// List the alerts on the OBP's products, a page at a time.
+#[utoipa::path(
+    get, path = "/v1/alerts", tag = "alerts",
+    params(
+        ("status" = Option<schema::AlertStatusName>, Query, description = "Only alerts with this status."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "The page size, 1-1000 (default 100)."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of alerts, newest first.", body = AlertList),
+        (status = 400, description = "An unknown query parameter, a status that is not one, or a limit outside 1-1000.", body = HubErrorBody),
+    )
+)]
 async fn alerts(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -448,6 +572,15 @@ async fn alerts(
     Ok(axum::Json(AlertList::from(&list)).into_response())
 }
 
+/// Read an alert on one of the OBP's products, with its comments and its status history.
+#[utoipa::path(
+    get, path = "/v1/alerts/{id}", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id, the same everywhere.", example = "ALR-01a227e36123-45b93e0ddaafc04f")),
+    responses(
+        (status = 200, description = "The alert.", body = AlertDetail),
+        (status = 404, description = "No alert on the OBP's products has this id.", body = HubErrorBody),
+    )
+)]
 async fn alert(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -456,6 +589,20 @@ async fn alert(
     Ok(axum::Json(AlertDetail::from(&s.hub.alert(&obp, &id).await?)).into_response())
 }
 
+/// Change the status of an alert on one of the OBP's products.
+///
+/// The change reaches every market that holds the alert within seconds.
+#[utoipa::path(
+    post, path = "/v1/alerts/{id}/status", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id, the same everywhere.", example = "ALR-01a227e36123-45b93e0ddaafc04f")),
+    request_body = AlertStatusRequest,
+    responses(
+        (status = 200, description = "The alert after the change.", body = AlertDetail),
+        (status = 400, description = "Malformed body, an unknown status or classification, a change the lifecycle does not allow, or a comment over 500 characters.", body = HubErrorBody),
+        (status = 404, description = "No alert on the OBP's products has this id.", body = HubErrorBody),
+        (status = 413, description = "The body is over 256 KiB.", body = HubErrorBody),
+    )
+)]
 async fn alert_status(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -469,6 +616,18 @@ async fn alert_status(
     Ok(axum::Json(AlertDetail::from(&a)).into_response())
 }
 
+/// Comment on an alert on one of the OBP's products.
+#[utoipa::path(
+    post, path = "/v1/alerts/{id}/comments", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id, the same everywhere.", example = "ALR-01a227e36123-45b93e0ddaafc04f")),
+    request_body = AlertCommentRequest,
+    responses(
+        (status = 201, description = "The comment, as added to the alert's thread.", body = AlertCommentView),
+        (status = 400, description = "Malformed body, or a text that is empty, blank or over 500 characters.", body = HubErrorBody),
+        (status = 404, description = "No alert on the OBP's products has this id.", body = HubErrorBody),
+        (status = 413, description = "The body is over 256 KiB.", body = HubErrorBody),
+    )
+)]
 async fn alert_comment(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -479,6 +638,19 @@ async fn alert_comment(
     Ok((StatusCode::CREATED, axum::Json(AlertCommentView::from(&comment))).into_response())
 }
 
+/// Set the URL the hub POSTs the OBP's events to: new alerts, what markets did to them, recalls and withdrawals.
+///
+/// Each POST carries up to 100 events, signed (`x-openmvs-signature`: hex HMAC-SHA256 of the body
+/// under the `secret` answered here), and is retried until acknowledged.
+#[utoipa::path(
+    put, path = "/v1/callback", tag = "callback",
+    request_body = CallbackRequest,
+    responses(
+        (status = 200, description = "The callback, with the key of its signatures.", body = CallbackBody),
+        (status = 400, description = "Malformed body, or a URL that is not `https://` with a host, or over 2,000 characters.", body = HubErrorBody),
+        (status = 413, description = "The body is over 256 KiB.", body = HubErrorBody),
+    )
+)]
 async fn set_callback(
     State(s): State<HubState>,
     Obp(obp): Obp,
@@ -511,6 +683,11 @@ async fn intermarket(
     Ok(axum::Json(s.hub.intermarket(req).await?).into_response())
 }
 
+/// Prometheus metrics (text format 0.0.4).
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4"))
+)]
 async fn metrics(State(s): State<HubState>) -> Response {
     let pending = s.hub.outbox_pending().await.ok();
     let figures = crate::figures::Figures {
@@ -528,6 +705,14 @@ async fn metrics(State(s): State<HubState>) -> Response {
 }
 
 /// Ready: started, not draining, and the store commits (the last probe write or commit succeeded).
+/// Readiness: started, not draining, and the store commits.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready.", body = String, content_type = "text/plain", example = "ready"),
+        (status = 503, description = "Not ready: starting, draining, or the store does not commit.", body = String, content_type = "text/plain", example = "not ready"),
+    )
+)]
 async fn ready(State(s): State<HubState>) -> Response {
     if s.obs.is_ready() && s.hub.store_ok() {
         "ready".into_response()

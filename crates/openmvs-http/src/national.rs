@@ -15,14 +15,14 @@ use axum::response::{Html, IntoResponse, Response};
 use openmvs_core::pack::{Command, Operation};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_national::{Actor, ApiError, National};
-use openmvs_wire::ReturnCodeCatalogue;
 use openmvs_wire::admin::{ClientList, ClientState};
 use openmvs_wire::api::{
     AlertCommentRequest, AlertCommentView, AlertDetail, AlertList, AlertStatusRequest, AuditRecords,
     BulkAccepted, BulkRequest, BulkStatusResponse, ErrorBody, OAuthError, PackRequest, PackResponse,
-    TokenResponse,
+    TokenRequest, TokenResponse,
 };
 use openmvs_wire::hub::{Delivery, IntermarketAnswer, IntermarketRequest, PackQuery, PackQueryAnswer};
+use openmvs_wire::schema;
 use serde::de::DeserializeOwned;
 
 use crate::authz::{self, Caller, Routes};
@@ -30,8 +30,9 @@ use crate::error::HttpError;
 use crate::limit::Limiter;
 use crate::login::LoginRefusal;
 use crate::observe::{Observability, observe};
+use crate::openapi;
 use crate::server::{PeerName, RemoteAddr};
-use crate::status;
+use crate::status::{self, StatusReport};
 
 /// The largest body of a single-pack, alert or token request.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -186,10 +187,10 @@ pub fn national_routes() -> Routes<NationalState> {
         .route_limited(Method::POST, "/v1/alerts/{id}/status", small(), alert_status)
         .route_limited(Method::POST, "/v1/alerts/{id}/comments", small(), alert_comment)
         .route(Method::GET, "/v1/audit/packs/{scheme}/{product_code}/{serial}", audit)
-        .route(Method::GET, "/v1/return-codes", return_codes)
+        .route(Method::GET, "/v1/return-codes", openapi::return_codes)
         .route(Method::GET, "/status", status_page)
         .route(Method::GET, "/metrics", metrics)
-        .route(Method::GET, "/health/live", || async { "live" })
+        .route(Method::GET, "/health/live", openapi::live)
         .route(Method::GET, "/health/ready", ready)
         .route_limited(
             Method::POST,
@@ -202,7 +203,10 @@ pub fn national_routes() -> Routes<NationalState> {
         // Client administration by the NMVO: list the market's clients, cut one off, let it back in.
         .route(Method::GET, "/v1/admin/clients", admin_clients)
         .route(Method::POST, "/v1/admin/clients/{client_id}/disable", admin_client_disable)
-        .route(Method::POST, "/v1/admin/clients/{client_id}/enable", admin_client_enable);
+        .route(Method::POST, "/v1/admin/clients/{client_id}/enable", admin_client_enable)
+        // The contract documents, generated from the handlers (`openapi.rs`).
+        .route(Method::GET, "/v1/openapi.json", openapi::national_document)
+        .route(Method::GET, "/docs", openapi::national_docs);
     crate::soap::routes(routes)
 }
 
@@ -283,6 +287,23 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
     r
 }
 
+/// Get an access token (OAuth2 client credentials).
+///
+/// The token carries the client's role, location and market; send it as `Authorization: Bearer`
+/// on every other call. Logins have a budget of their own: after too many failed logins of a
+/// client id or from an address the answer is 429 with `Retry-After`, before any secret is checked.
+#[utoipa::path(
+    post, path = "/oauth/token", tag = "auth",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token.", body = TokenResponse),
+        (status = 400, description = "Not a client-credentials request (RFC 6749 `invalid_request` or `unsupported_grant_type`).", body = OAuthError,
+            example = json!({"error": "unsupported_grant_type", "error_description": "only client_credentials is supported"})),
+        (status = 401, description = "Unknown client, wrong secret or disabled client (RFC 6749 `invalid_client`).", body = OAuthError),
+        (status = 429, description = "Too many failed logins of this client id or from this address: retry after `Retry-After`.", body = ErrorBody),
+        (status = 503, description = "The node is checking as many secrets as it can, or cannot read its clients: retry after `Retry-After`.", body = ErrorBody),
+    )
+)]
 async fn token(
     State(s): State<NationalState>,
     remote: Option<axum::Extension<RemoteAddr>>,
@@ -409,6 +430,22 @@ pub(crate) fn operation(name: &str) -> Result<Operation, HttpError> {
     })
 }
 
+/// Verify a pack, or decommission it.
+///
+/// The pack is given field by field or as a raw scan. The same `client_trx_id` with the same
+/// request answers the first answer again, so a request may be retried safely.
+#[utoipa::path(
+    post, path = "/v1/packs/{operation}", tag = "packs",
+    params(("operation" = schema::PackOperation, Path, description = "What to do with the pack.")),
+    request_body = PackRequest,
+    responses(
+        (status = 200, description = "Processed: accepted, or refused by the rules (`accepted` false, the return code says why, `alert` when one was raised).", body = PackResponse),
+        (status = 400, description = "Malformed body, a missing or invalid field, an unreadable scan, or a product code whose check digit fails; `details` name the field and the rule.", body = ErrorBody),
+        (status = 404, description = "The path names no operation that can be asked for.", body = ErrorBody),
+        (status = 409, description = "This `client_trx_id` was used by this client for a different request.", body = ErrorBody),
+        (status = 413, description = "The body is over 16 KiB.", body = ErrorBody),
+    )
+)]
 async fn pack(
     State(s): State<NationalState>,
     Path(op): Path<String>,
@@ -420,6 +457,21 @@ async fn pack(
     Ok(axum::Json(PackResponse::from(&answer)).into_response())
 }
 
+/// Undo a decommissioning.
+///
+/// Only the location that changed the pack may undo it, within 10 days; `lock` is undone by unlock.
+#[utoipa::path(
+    post, path = "/v1/packs/{operation}/undo", tag = "packs",
+    params(("operation" = schema::UndoableOperation, Path, description = "The operation to undo.")),
+    request_body = PackRequest,
+    responses(
+        (status = 200, description = "Processed: accepted, or refused by the rules (`accepted` false, the return code says why, `alert` when one was raised).", body = PackResponse),
+        (status = 400, description = "Malformed body, a missing or invalid field, an unreadable scan, or a product code whose check digit fails; `details` name the field and the rule.", body = ErrorBody),
+        (status = 404, description = "The path names no operation that can be asked for.", body = ErrorBody),
+        (status = 409, description = "This `client_trx_id` was used by this client for a different request.", body = ErrorBody),
+        (status = 413, description = "The body is over 16 KiB.", body = ErrorBody),
+    )
+)]
 async fn pack_undo(
     State(s): State<NationalState>,
     Path(op): Path<String>,
@@ -436,6 +488,21 @@ async fn pack_undo(
     Ok(axum::Json(PackResponse::from(&answer)).into_response())
 }
 
+/// Submit a bulk request of up to 100,000 packs.
+///
+/// Homogeneous (one operation, product, batch and expiry, many serials) or mixed
+/// (`transactions`). The rows are processed in the background; read the results with
+/// `GET /v1/bulk/{bulk_id}`.
+#[utoipa::path(
+    post, path = "/v1/bulk", tag = "bulk",
+    request_body = BulkRequest,
+    responses(
+        (status = 202, description = "Accepted: every row will be processed.", body = BulkAccepted),
+        (status = 400, description = "Malformed body, or a row with a missing or invalid field (`details` name it, e.g. `transactions[3].expiry`).", body = ErrorBody),
+        (status = 409, description = "This `client_trx_id` was used by this client for a different bulk request.", body = ErrorBody),
+        (status = 413, description = "The body is over 32 MiB, or the request has more than 100,000 packs.", body = ErrorBody),
+    )
+)]
 async fn bulk_submit(
     State(s): State<NationalState>,
     Auth(actor): Auth,
@@ -445,6 +512,15 @@ async fn bulk_submit(
     Ok((StatusCode::ACCEPTED, axum::Json(BulkAccepted::from(&accepted))).into_response())
 }
 
+/// Read a bulk request's progress and, once `DONE`, its results in request order.
+#[utoipa::path(
+    get, path = "/v1/bulk/{bulk_id}", tag = "bulk",
+    params(("bulk_id" = String, Path, description = "The id `POST /v1/bulk` answered.", example = "BLK-01a2282c5acf-c9eab4deebbd4b18")),
+    responses(
+        (status = 200, description = "Where the bulk request is.", body = BulkStatusResponse),
+        (status = 404, description = "No bulk request of this client has this id.", body = ErrorBody),
+    )
+)]
 async fn bulk_get(
     State(s): State<NationalState>,
     Path(id): Path<String>,
@@ -454,6 +530,21 @@ async fn bulk_get(
     Ok(axum::Json(BulkStatusResponse::from(&report)).into_response())
 }
 
+/// List alerts, a page at a time.
+///
+/// The NMVO and the NCA see every alert of the market; an end user sees the alerts it raised.
+#[utoipa::path(
+    get, path = "/v1/alerts", tag = "alerts",
+    params(
+        ("status" = Option<schema::AlertStatusName>, Query, description = "Only alerts with this status."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "The page size, 1-1000 (default 100)."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of alerts, newest first.", body = AlertList),
+        (status = 400, description = "An unknown query parameter, a status that is not one, or a limit outside 1-1000.", body = ErrorBody),
+    )
+)]
 async fn alerts(
     State(s): State<NationalState>,
     Auth(actor): Auth,
@@ -473,6 +564,15 @@ async fn alerts(
     Ok(axum::Json(AlertList::from(&page)).into_response())
 }
 
+/// Read an alert with its comments and its status history.
+#[utoipa::path(
+    get, path = "/v1/alerts/{id}", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id, the same everywhere.", example = "ALR-01a227e36123-45b93e0ddaafc04f")),
+    responses(
+        (status = 200, description = "The alert.", body = AlertDetail),
+        (status = 404, description = "No alert the caller may read has this id.", body = ErrorBody),
+    )
+)]
 async fn alert(
     State(s): State<NationalState>,
     Path(id): Path<String>,
@@ -481,6 +581,20 @@ async fn alert(
     Ok(axum::Json(AlertDetail::from(&s.national.alert(&actor, &id).await?)).into_response())
 }
 
+/// Change an alert's status (the NMVO).
+///
+/// Closing needs a classification. The change reaches the hub and the owning OBP within seconds.
+#[utoipa::path(
+    post, path = "/v1/alerts/{id}/status", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id.", example = "ALR-01a227e36123-45b93e0ddaafc04f")),
+    request_body = AlertStatusRequest,
+    responses(
+        (status = 200, description = "The alert after the change.", body = AlertDetail),
+        (status = 400, description = "Malformed body, an unknown status or classification, a change the lifecycle does not allow, or a comment over 500 characters.", body = ErrorBody),
+        (status = 404, description = "No alert of the market has this id.", body = ErrorBody),
+        (status = 413, description = "The body is over 16 KiB.", body = ErrorBody),
+    )
+)]
 async fn alert_status(
     State(s): State<NationalState>,
     Path(id): Path<String>,
@@ -491,6 +605,18 @@ async fn alert_status(
     Ok(axum::Json(AlertDetail::from(&alert)).into_response())
 }
 
+/// Comment on an alert (the NMVO).
+#[utoipa::path(
+    post, path = "/v1/alerts/{id}/comments", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id.", example = "ALR-01a227e36123-45b93e0ddaafc04f")),
+    request_body = AlertCommentRequest,
+    responses(
+        (status = 201, description = "The comment, as added to the alert's thread.", body = AlertCommentView),
+        (status = 400, description = "Malformed body, or a text that is empty, blank or over 500 characters.", body = ErrorBody),
+        (status = 404, description = "No alert of the market has this id.", body = ErrorBody),
+        (status = 413, description = "The body is over 16 KiB.", body = ErrorBody),
+    )
+)]
 async fn alert_comment(
     State(s): State<NationalState>,
     Path(id): Path<String>,
@@ -501,6 +627,19 @@ async fn alert_comment(
     Ok((StatusCode::CREATED, axum::Json(AlertCommentView::from(&comment))).into_response())
 }
 
+/// Read a pack's audit trail (the NCA and the NMVO).
+#[utoipa::path(
+    get, path = "/v1/audit/packs/{scheme}/{product_code}/{serial}", tag = "audit",
+    params(
+        ("scheme" = schema::Scheme, Path, description = "The product code's scheme."),
+        ("product_code" = schema::ProductCode, Path, description = "The product code."),
+        ("serial" = schema::SerialNumber, Path, description = "The serial."),
+    ),
+    responses(
+        (status = 200, description = "Every record of the pack, in chain order (none for a pack nobody asked about).", body = AuditRecords),
+        (status = 400, description = "The scheme, product code or serial is not valid; `details` name it.", body = ErrorBody),
+    )
+)]
 async fn audit(
     State(s): State<NationalState>,
     Path((scheme, product_code, serial)): Path<(String, String, String)>,
@@ -510,10 +649,16 @@ async fn audit(
     Ok(axum::Json(AuditRecords::from(records.as_slice())).into_response())
 }
 
-async fn return_codes() -> Response {
-    axum::Json(ReturnCodeCatalogue::build()).into_response()
-}
-
+/// The market's service figures (DR Art 35): availability and response times.
+///
+/// JSON for machines; with `Accept: text/html`, a page with charts for people.
+#[utoipa::path(
+    get, path = "/status", tag = "operations",
+    responses((status = 200, description = "The figures.", content(
+        (StatusReport = "application/json"),
+        (String = "text/html"),
+    )))
+)]
 async fn status_page(State(s): State<NationalState>, headers: HeaderMap) -> Response {
     let report = status::report(&s.obs, s.national.market().as_str());
     let wants_html =
@@ -521,6 +666,11 @@ async fn status_page(State(s): State<NationalState>, headers: HeaderMap) -> Resp
     if wants_html { Html(status::html(&report)).into_response() } else { axum::Json(report).into_response() }
 }
 
+/// Prometheus metrics (text format 0.0.4).
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4"))
+)]
 async fn metrics(State(s): State<NationalState>) -> Response {
     let pending = s.national.outbox_pending().await.ok();
     let figures = crate::figures::Figures {
@@ -538,6 +688,14 @@ async fn metrics(State(s): State<NationalState>) -> Response {
 }
 
 /// Ready: started, not draining, and the store commits (the last probe write or commit succeeded).
+/// Readiness: started, not draining, and the store commits.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready.", body = String, content_type = "text/plain", example = "ready"),
+        (status = 503, description = "Not ready: starting, draining, or the store does not commit.", body = String, content_type = "text/plain", example = "not ready"),
+    )
+)]
 async fn ready(State(s): State<NationalState>) -> Response {
     if s.obs.is_ready() && s.national.store_ok() {
         "ready".into_response()
@@ -577,11 +735,25 @@ async fn hub_pack_query(
     Ok(axum::Json(PackQueryAnswer { market: s.national.market().to_string(), pack }).into_response())
 }
 
+/// List the market's clients (the NMVO).
+#[utoipa::path(
+    get, path = "/v1/admin/clients", tag = "clients",
+    responses((status = 200, description = "Every client of the market, in id order.", body = ClientList))
+)]
 async fn admin_clients(State(s): State<NationalState>, Auth(actor): Auth) -> Result<Response, HttpError> {
     let clients = s.national.list_clients(&actor).await?;
     Ok(axum::Json(ClientList::from(clients.as_slice())).into_response())
 }
 
+/// Cut a client off (the NMVO): its tokens are refused by every node within seconds, and it gets no new one.
+#[utoipa::path(
+    post, path = "/v1/admin/clients/{client_id}/disable", tag = "clients",
+    params(("client_id" = String, Path, description = "The client's id.", example = "cl_9502d35169718f7dbe9cf7b17e344cec")),
+    responses(
+        (status = 200, description = "The client, disabled.", body = ClientState),
+        (status = 404, description = "No client of the market has this id.", body = ErrorBody),
+    )
+)]
 async fn admin_client_disable(
     State(s): State<NationalState>,
     Path(client_id): Path<String>,
@@ -591,6 +763,15 @@ async fn admin_client_disable(
     Ok(axum::Json(ClientState::from(&c)).into_response())
 }
 
+/// Let a client back in (the NMVO).
+#[utoipa::path(
+    post, path = "/v1/admin/clients/{client_id}/enable", tag = "clients",
+    params(("client_id" = String, Path, description = "The client's id.", example = "cl_9502d35169718f7dbe9cf7b17e344cec")),
+    responses(
+        (status = 200, description = "The client, enabled.", body = ClientState),
+        (status = 404, description = "No client of the market has this id.", body = ErrorBody),
+    )
+)]
 async fn admin_client_enable(
     State(s): State<NationalState>,
     Path(client_id): Path<String>,

@@ -230,7 +230,7 @@ pub fn write_metrics(load: &LoadShed, out: &mut Exposition) {
 
 /// Routes outside the request budget: what operators watch the node with, and the token
 /// endpoint, which has a budget of its own ([`crate::login`]).
-fn exempt(path: &str) -> bool {
+pub(crate) fn exempt(path: &str) -> bool {
     path.starts_with("/health/") || path == "/status" || path == "/metrics" || path == "/oauth/token"
 }
 

@@ -7,18 +7,20 @@ use serde::Serialize;
 use crate::observe::Observability;
 
 /// The figures of one operation class.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OpFigures {
     /// Share of this month's requests answered in under 300 ms (1.0 with no requests).
+    #[schema(minimum = 0, maximum = 1)]
     pub share_under_300ms_month: f64,
     /// Mean response time over 30 days, in milliseconds; null with no requests.
+    #[schema(required = true)]
     pub mean_ms_30d: Option<f64>,
     /// Requests this month.
     pub count_month: u64,
 }
 
 /// Both operation classes the regulation reports on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Operations {
     /// Verifications.
     pub verification: OpFigures,
@@ -27,11 +29,13 @@ pub struct Operations {
 }
 
 /// An incident notice.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct IncidentView {
     /// When it began.
+    #[schema(value_type = openmvs_wire::schema::Time)]
     pub started_at: String,
     /// When it ended; null while it lasts.
+    #[schema(required = true, value_type = Option<openmvs_wire::schema::Time>)]
     pub ended_at: Option<String>,
     /// Summary.
     pub title: String,
@@ -40,26 +44,36 @@ pub struct IncidentView {
 }
 
 /// One day of one class, for the charts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DayPoint {
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub date: String,
     /// `verification` or `status_update`.
+    #[schema(value_type = String, pattern = "^(verification|status_update)$")]
     pub class: &'static str,
     /// Requests.
     pub count: u64,
     /// Share under 300 ms.
+    #[schema(minimum = 0, maximum = 1)]
     pub share_under_300ms: f64,
     /// Mean in milliseconds.
     pub mean_ms: f64,
 }
 
 /// The body of `GET /status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({"market": "DE", "availability_30d": 0.9999,
+    "operations": {"verification": {"share_under_300ms_month": 0.9998, "mean_ms_30d": 3.2, "count_month": 12345},
+                   "status_update": {"share_under_300ms_month": 0.9995, "mean_ms_30d": 10.6, "count_month": 4567}},
+    "incidents": [],
+    "days": [{"date": "2026-12-06", "class": "verification", "count": 412, "share_under_300ms": 1.0, "mean_ms": 2.9}]})))]
 pub struct StatusReport {
     /// The market.
+    #[schema(value_type = openmvs_wire::schema::Market)]
     pub market: String,
     /// Share of minutes ready over the last 30 days.
+    #[schema(minimum = 0, maximum = 1)]
     pub availability_30d: f64,
     /// Figures per operation class.
     pub operations: Operations,

@@ -218,6 +218,20 @@ impl From<&openmvs_core::error::ApiError> for ErrorBody {
     }
 }
 
+/// The form of `POST /oauth/token` (`application/x-www-form-urlencoded`, RFC 6749 §4.4).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"grant_type": "client_credentials", "client_id": "cl_9502d35169718f7dbe9cf7b17e344cec",
+    "client_secret": "uW8iDkMA9H3gSRtu28gxXb6c6RBSJS2KhlxH0W3nd8A"})))]
+pub struct TokenRequest {
+    /// Only `client_credentials`.
+    #[schema(value_type = String, pattern = "^client_credentials$")]
+    pub grant_type: String,
+    /// The client id `openmvs admin client create` printed.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+}
+
 /// The OAuth2 token answer.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[schema(examples(json!({"access_token": "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJzdWIiOiJjbF85NTAyIn0.c2lnbmF0dXJl",

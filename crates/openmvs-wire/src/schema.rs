@@ -244,7 +244,7 @@ named_schema!(
 /// Every name a bulk row may give its operation: `verify`, each operation an end user may ask
 /// for, and `<operation>-undo` for each undoable one.
 pub fn bulk_operations() -> Vec<String> {
-    let ops = Operation::ALL.into_iter().filter(|o| *o != Operation::CheckOut);
+    let ops = end_user_operations();
     let mut names = vec![Command::Verify.to_string()];
     names.extend(ops.clone().map(|o| Command::Set(o).to_string()));
     names.extend(ops.filter(|o| o.is_undoable()).map(|o| Command::Undo(o).to_string()));
@@ -260,6 +260,31 @@ named_schema!(
         bulk_operations().iter().map(String::as_str),
     )
 );
+
+named_schema!(
+    /// The operation a single-pack route names.
+    PackOperation,
+    "PackOperation",
+    one_of(
+        "`verify`, or the operation that decommissions the pack.",
+        std::iter::once("verify").chain(end_user_operations().map(Operation::as_str)),
+    )
+);
+
+named_schema!(
+    /// The operation an undo route names.
+    UndoableOperation,
+    "UndoableOperation",
+    one_of(
+        "The operation to undo (undoing `lock` is unlock).",
+        end_user_operations().filter(|o| o.is_undoable()).map(Operation::as_str),
+    )
+);
+
+/// The operations an end user may name in a path: all but the OBP's check-out.
+fn end_user_operations() -> impl Iterator<Item = Operation> + Clone {
+    Operation::ALL.into_iter().filter(|o| *o != Operation::CheckOut)
+}
 
 named_schema!(
     /// A role.
@@ -337,6 +362,21 @@ named_schema!(
             .into_iter()
             .chain(["UNREACHABLE", "NOT_DISTRIBUTED"]),
     )
+);
+
+named_schema!(
+    /// An OpenAPI document.
+    OpenApiDocument,
+    "OpenApiDocument",
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("An OpenAPI 3.1 document."))
+        .property("openapi", string("The OpenAPI version.").pattern(Some("^3\\.1\\.[0-9]+$")))
+        .required("openapi")
+        .property("info", ObjectBuilder::new().schema_type(Type::Object))
+        .required("info")
+        .property("paths", ObjectBuilder::new().schema_type(Type::Object))
+        .required("paths")
 );
 
 named_schema!(
