@@ -107,6 +107,15 @@ pub fn is_public(path: &str) -> bool {
         national_document,
         national_docs,
     ),
+    // The schemas only parameters name, which utoipa does not collect by itself.
+    components(schemas(
+        schema::PackOperation,
+        schema::UndoableOperation,
+        schema::AlertStatusName,
+        schema::Scheme,
+        schema::ProductCode,
+        schema::SerialNumber,
+    )),
     tags(
         (name = "auth", description = "Tokens for every other call (OAuth2 client credentials)."),
         (name = "packs", description = "Single-pack verification, decommissioning and undo."),
@@ -156,6 +165,8 @@ struct NationalApi;
         hub_document,
         hub_docs,
     ),
+    // The schemas only parameters name, which utoipa does not collect by itself.
+    components(schemas(schema::AlertStatusName, schema::ProductCode, schema::BatchNumber, schema::SerialNumber)),
     tags(
         (name = "products", description = "Master data, batches, recalls and withdrawals."),
         (name = "uploads", description = "Serial uploads, and where each stands."),

@@ -26,8 +26,12 @@ use openmvs_store_sqlite::{AuditSigner, Options, SqliteStore};
 use openmvs_telemetry::check_exposition;
 use serde_json::{Value, json};
 
+#[path = "support/contract.rs"]
+mod contract;
 #[path = "support/retry.rs"]
 mod retry;
+use contract::Contract;
+use openmvs_http::openapi::Component;
 use retry::SendRetrying;
 
 const PRODUCT: &str = "09501101530003";
@@ -139,16 +143,20 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
             .unwrap();
     let hub_url = format!("https://{}", hub_server.local_addr());
 
+    // Every answer of the hub below is checked against its contract document as well.
+    let contract = Contract::of(Component::Hub);
+    let product_path = "/v1/products/{product_code}";
     let obp = https(&ca, Some(&acme));
     let r =
         obp.put(format!("{hub_url}/v1/products/{PRODUCT}")).json(&product()).send_retrying().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"product_code": PRODUCT, "version": 1}));
+    let (status, body) = contract.answer("PUT", product_path, r).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"product_code": PRODUCT, "version": 1}));
     let mut missing = product();
     missing.as_object_mut().unwrap().remove("name");
     let r = obp.put(format!("{hub_url}/v1/products/{PRODUCT}")).json(&missing).send_retrying().await.unwrap();
-    assert_eq!(r.status(), 422);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = contract.answer("PUT", product_path, r).await;
+    assert_eq!(status, 422);
     assert_eq!(body["code"], "A16", "{body}");
     assert_eq!(body["details"][0]["field"], "name", "{body}");
 
@@ -158,7 +166,7 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
         .send_retrying()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(contract.answer("PUT", "/v1/products/{product_code}/batches/{batch}", r).await.0, 200);
 
     // Three serials, CRLF and a line that is no serial (lines split across body frames are
     // covered by the unit tests of the line feed).
@@ -170,8 +178,8 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
         .send_retrying()
         .await
         .unwrap();
-    assert_eq!(r.status(), 202);
-    let accepted: Value = r.json().await.unwrap();
+    let (status, accepted) = contract.answer("POST", "/v1/products/{product_code}/batches/{batch}/packs", r).await;
+    assert_eq!(status, 202);
     assert_eq!(accepted["received"], 4, "{accepted}");
     let id = accepted["upload_id"].as_str().unwrap().to_owned();
 
@@ -179,14 +187,8 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
     let mut status = Value::Null;
     for _ in 0..10 {
         hub.relay_once().await.expect("a relay round");
-        status = obp
-            .get(format!("{hub_url}/v1/uploads/{id}"))
-            .send_retrying()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = obp.get(format!("{hub_url}/v1/uploads/{id}")).send_retrying().await.unwrap();
+        status = contract.answer("GET", "/v1/uploads/{upload_id}", r).await.1;
         if status["status"] == "DISTRIBUTED" {
             break;
         }
@@ -236,13 +238,47 @@ async fn an_obp_upload_streamed_as_text_reaches_a_pharmacy_and_other_callers_are
             .send_retrying()
             .await
             .unwrap();
-        assert_eq!(r.status(), 403, "{who}");
-        let body: Value = r.json().await.unwrap();
+        let (status, body) = contract.answer("PUT", "/v1/products/{product_code}/batches/{batch}", r).await;
+        assert_eq!(status, 403, "{who}");
         let field = &body["details"][0]["field"];
         assert!(field == "client_certificate" || field == "product_code", "{who}: {body}");
         if who != "other OBP" {
             assert_eq!(field, "client_certificate", "{who}: {body}");
         }
+    }
+
+    // The OBP's other routes, and the public ones, answer as the document says.
+    let r = obp.get(format!("{hub_url}/v1/products/{PRODUCT}/packs/SERIAL1")).send_retrying().await.unwrap();
+    let (status, body) = contract.answer("GET", "/v1/products/{product_code}/packs/{serial}", r).await;
+    assert_eq!((status, &body["markets"]["DE"]["state"]), (200, &json!("ACTIVE")), "{body}");
+    let r = obp
+        .post(format!("{hub_url}/v1/products/{PRODUCT}/batches/B1/packs/state"))
+        .json(&json!({"state": "STOLEN", "serials": ["SERIAL3", "SERIAL3", "NEVER1"]}))
+        .send_retrying()
+        .await
+        .unwrap();
+    let (status, body) =
+        contract.answer("POST", "/v1/products/{product_code}/batches/{batch}/packs/state", r).await;
+    assert_eq!((status, &body["results"][1]["return_code"]), (200, &json!("NMVS_TE_BLK_01")), "{body}");
+    let r = obp.get(format!("{hub_url}/v1/alerts?limit=5")).send_retrying().await.unwrap();
+    assert_eq!(contract.answer("GET", "/v1/alerts", r).await.0, 200);
+    let r = obp.get(format!("{hub_url}/v1/alerts/ALR-none")).send_retrying().await.unwrap();
+    assert_eq!(contract.answer("GET", "/v1/alerts/{id}", r).await.0, 404);
+    let r = obp
+        .post(format!("{hub_url}/v1/products/{PRODUCT}/batches/B1/recall"))
+        .json(&json!({"reason": "Out of specification.", "markets": ["FR"]}))
+        .send_retrying()
+        .await
+        .unwrap();
+    assert_eq!(contract.answer("POST", "/v1/products/{product_code}/batches/{batch}/recall", r).await.0, 422);
+    let r = obp.get(format!("{hub_url}/v1/openapi.json")).send_retrying().await.unwrap();
+    let (status, served) = contract.answer("GET", "/v1/openapi.json", r).await;
+    assert_eq!(status, 200);
+    let generated = serde_json::to_value(openmvs_http::openapi::document(Component::Hub, false)).unwrap();
+    assert_eq!(served, generated, "the hub serves the document the code generates");
+    for path in ["/docs", "/v1/return-codes", "/health/live", "/health/ready"] {
+        let r = https(&ca, None).get(format!("{hub_url}{path}")).send_retrying().await.unwrap();
+        assert_eq!(contract.answer("GET", path, r).await.0, 200, "{path}");
     }
 
     // The hub's metrics: its outbox and its admission, as a national system's.

@@ -10,6 +10,9 @@
 mod alerts;
 mod audit;
 mod bulk;
+#[path = "../support/contract.rs"]
+mod contract;
+mod contract_answers;
 mod errors;
 #[path = "../hub_side/faults.rs"]
 mod faults;

@@ -180,6 +180,40 @@ fn every_schema_the_documents_name_is_a_valid_json_schema() {
     }
 }
 
+/// Every `$ref` under `node`, with where it is.
+fn refs<'a>(at: String, node: &'a Value, out: &mut Vec<(String, &'a str)>) {
+    match node {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push((at.clone(), r)),
+                    _ => refs(format!("{at}/{k}"), v, out),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                refs(format!("{at}/{i}"), v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_reference_of_a_document_resolves() {
+    for component in [Component::National, Component::Hub] {
+        let doc = serde_json::to_value(document(component, true)).unwrap();
+        let mut found = Vec::new();
+        refs(String::new(), &doc, &mut found);
+        assert!(found.len() > 50, "{component:?}: {} references", found.len());
+        for (at, r) in found {
+            let target = r.strip_prefix('#').map(|p| doc.pointer(p));
+            assert!(matches!(target, Some(Some(_))), "{component:?} {at}: {r} resolves to nothing");
+        }
+    }
+}
+
 #[test]
 fn an_example_that_breaks_its_schema_is_found() {
     // The check above cannot pass by accident: a bad product code, a pattern the schema states,
