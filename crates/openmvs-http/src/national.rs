@@ -751,6 +751,7 @@ async fn admin_clients(State(s): State<NationalState>, Auth(actor): Auth) -> Res
     params(("client_id" = String, Path, description = "The client's id.", example = "cl_9502d35169718f7dbe9cf7b17e344cec")),
     responses(
         (status = 200, description = "The client, disabled.", body = ClientState),
+        (status = 400, description = "The NMVO's own client: it cannot cut itself off.", body = ErrorBody),
         (status = 404, description = "No client of the market has this id.", body = ErrorBody),
     )
 )]

@@ -46,7 +46,12 @@ async fn real_answers_have_a_documented_status_and_are_valid_against_their_schem
     let verified = conforms(&contract, "POST", ops, &pharmacy.verify(&packs[0].req()).await);
     assert_eq!(verified["return_code"], "NMVS_SUCCESS", "{verified}");
     conforms(&contract, "POST", ops, &pharmacy.op("supply", &packs[0].scan_req()).await);
-    conforms(&contract, "POST", "/v1/packs/{operation}/undo", &pharmacy.undo("supply", &packs[0].req()).await);
+    conforms(
+        &contract,
+        "POST",
+        "/v1/packs/{operation}/undo",
+        &pharmacy.undo("supply", &packs[0].req()).await,
+    );
     let unknown = pharmacy.verify(&packs[1].req_with(&[("serial", fresh_serial().as_str())])).await;
     let unknown = conforms(&contract, "POST", ops, &unknown);
     assert_eq!(unknown["alert"]["code"], "A3", "{unknown}");
@@ -57,7 +62,8 @@ async fn real_answers_have_a_documented_status_and_are_valid_against_their_schem
     let accepted = conforms(&contract, "POST", "/v1/bulk", &pharmacy.post("/v1/bulk", &bulk).await);
     let id = accepted["bulk_id"].as_str().unwrap().to_owned();
     pharmacy.wait_bulk(&id).await;
-    let done = conforms(&contract, "GET", "/v1/bulk/{bulk_id}", &pharmacy.get(&format!("/v1/bulk/{id}")).await);
+    let done =
+        conforms(&contract, "GET", "/v1/bulk/{bulk_id}", &pharmacy.get(&format!("/v1/bulk/{id}")).await);
     assert_eq!(done["results"][2]["return_code"], "NMVS_TE_BLK_01", "{done}");
 
     // Alerts, worked by the NMVO.
@@ -65,7 +71,9 @@ async fn real_answers_have_a_documented_status_and_are_valid_against_their_schem
     conforms(&contract, "GET", "/v1/alerts", &pharmacy.get("/v1/alerts?status=OPEN&limit=1").await);
     let path = format!("/v1/alerts/{alert}");
     conforms(&contract, "GET", "/v1/alerts/{id}", &nmvo.get(&path).await);
-    let changed = nmvo.post(&format!("{path}/status"), &json!({"status": "INVESTIGATING", "comment": "Looking."})).await;
+    let changed = nmvo
+        .post(&format!("{path}/status"), &json!({"status": "INVESTIGATING", "comment": "Looking."}))
+        .await;
     conforms(&contract, "POST", "/v1/alerts/{id}/status", &changed);
     let comment = nmvo.post(&format!("{path}/comments"), &json!({"text": "Asked the pharmacy."})).await;
     assert_eq!(comment.status, 201, "{}", comment.text);
@@ -74,19 +82,42 @@ async fn real_answers_have_a_documented_status_and_are_valid_against_their_schem
         .post(&format!("{path}/status"), &json!({"status": "CLOSED", "classification": "TECHNICAL_ERROR"}))
         .await;
     let detail = conforms(&contract, "POST", "/v1/alerts/{id}/status", &closed);
-    assert_eq!((detail["status"].as_str(), detail["history"].as_array().map(Vec::len)), (Some("CLOSED"), Some(2)));
+    assert_eq!(
+        (detail["status"].as_str(), detail["history"].as_array().map(Vec::len)),
+        (Some("CLOSED"), Some(2))
+    );
 
     // The audit trail, the clients, the public routes.
     let audit = "/v1/audit/packs/{scheme}/{product_code}/{serial}";
     let trail = conforms(&contract, "GET", audit, &nca.get(&packs[0].audit_path()).await);
     assert!(trail["records"].as_array().is_some_and(|r| r.len() >= 3), "{trail}");
     let clients = conforms(&contract, "GET", "/v1/admin/clients", &nmvo.get("/v1/admin/clients").await);
-    let id = clients["clients"][0]["client_id"].as_str().unwrap().to_owned();
+    let listed = clients["clients"].as_array().unwrap();
+    let id =
+        listed.iter().find(|c| c["role"] == "PHARMACY").unwrap()["client_id"].as_str().unwrap().to_owned();
     let cut = nmvo.post(&format!("/v1/admin/clients/{id}/disable"), &json!({})).await;
-    conforms(&contract, "POST", "/v1/admin/clients/{client_id}/disable", &cut);
+    assert_eq!(
+        conforms(&contract, "POST", "/v1/admin/clients/{client_id}/disable", &cut)["state"],
+        "DISABLED"
+    );
+    let own = listed.iter().find(|c| c["role"] == "NMVO").unwrap()["client_id"].as_str().unwrap().to_owned();
+    let itself = nmvo.post(&format!("/v1/admin/clients/{own}/disable"), &json!({})).await;
+    itself.expect_error(400, "NMVS_TE_XM_02", Some("client_id"));
+    conforms(&contract, "POST", "/v1/admin/clients/{client_id}/disable", &itself);
     let back = nmvo.post(&format!("/v1/admin/clients/{id}/enable"), &json!({})).await;
-    conforms(&contract, "POST", "/v1/admin/clients/{client_id}/enable", &back);
-    for path in ["/v1/return-codes", "/status", "/metrics", "/health/live", "/health/ready", "/v1/openapi.json", "/docs"] {
+    assert_eq!(
+        conforms(&contract, "POST", "/v1/admin/clients/{client_id}/enable", &back)["state"],
+        "ENABLED"
+    );
+    for path in [
+        "/v1/return-codes",
+        "/status",
+        "/metrics",
+        "/health/live",
+        "/health/ready",
+        "/v1/openapi.json",
+        "/docs",
+    ] {
         conforms(&contract, "GET", path, &app.get(path).await);
     }
 
@@ -107,7 +138,9 @@ async fn real_answers_have_a_documented_status_and_are_valid_against_their_schem
     conforms(&contract, "GET", "/v1/bulk/{bulk_id}", &missing);
     let no_op = pharmacy.post("/v1/packs/check-out", &packs[1].req()).await;
     conforms(&contract, "POST", ops, &no_op);
-    let reused = pharmacy.verify(&packs[1].req_with(&[("client_trx_id", verified["client_trx_id"].as_str().unwrap())])).await;
+    let reused = pharmacy
+        .verify(&packs[1].req_with(&[("client_trx_id", verified["client_trx_id"].as_str().unwrap())]))
+        .await;
     reused.expect_error(409, "NMVS_TE_TX_01", Some("client_trx_id"));
     conforms(&contract, "POST", ops, &reused);
     let large = pharmacy.post_raw("/v1/packs/verify", vec![b' '; 17 * 1024]).await;
