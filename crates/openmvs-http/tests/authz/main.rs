@@ -474,7 +474,8 @@ fn national_samples(rule: &RouteRule, ids: &NationalIds) -> Vec<Req> {
             rule.path,
             Body::Json(json!({"scheme": "GTIN", "product_code": GTIN, "serial": "AUTHZ2"})),
         )],
-        "/v1/return-codes" | "/status" | "/metrics" | "/health/live" | "/health/ready" => {
+        "/v1/return-codes" | "/status" | "/metrics" | "/health/live" | "/health/ready" | "/v1/openapi.json"
+        | "/docs" => {
             vec![req(m, rule.path, Body::None)]
         }
         p if p.starts_with("/WS_") && *m == Method::GET => vec![req(m, format!("{p}?wsdl"), Body::None)],
@@ -727,7 +728,7 @@ fn hub_samples(rule: &RouteRule, own: &Owned) -> Vec<Req> {
                         "product_code": "04150037528643", "serial": "S1", "batch": BATCH, "expiry": EXPIRY}),
             ),
         )],
-        "/v1/return-codes" | "/metrics" | "/health/live" | "/health/ready" => {
+        "/v1/return-codes" | "/metrics" | "/health/live" | "/health/ready" | "/v1/openapi.json" | "/docs" => {
             vec![req(m, rule.path, Body::None)]
         }
         other => panic!("no sample request for the hub route {m} {other}: add one to the authz suite"),
