@@ -308,7 +308,6 @@ fn content(out: &mut String, content: &Node) {
 }
 
 fn operation(out: &mut String, method: &str, path: &str, op: &Node) {
-    let id = op.str_of("operationId").unwrap_or(path);
     let _ = write!(
         out,
         "<article id=\"{}\"><h3><span class=\"method {m}\">{M}</span> <code>{}</code></h3>",
@@ -368,7 +367,13 @@ fn operation(out: &mut String, method: &str, path: &str, op: &Node) {
         };
         let _ =
             write!(out, "<div class=response><p><span class=\"status {class}\">{}</span></p>", esc(status));
-        out.push_str(&prose(response.str_of("description").unwrap_or("")));
+        let description = response.str_of("description").unwrap_or("");
+        // The codes are listed once, linked to their meaning, not again in the description.
+        let description = match response.get("x-return-codes") {
+            Some(_) => description.split("\n\nReturn codes: ").next().unwrap_or(description),
+            None => description,
+        };
+        out.push_str(&prose(description));
         if let Some(Node::Array(codes)) = response.get("x-return-codes") {
             let links: Vec<String> = codes
                 .iter()
@@ -390,7 +395,6 @@ fn operation(out: &mut String, method: &str, path: &str, op: &Node) {
         content(out, response.get("content").unwrap_or(&Node::Null));
         out.push_str("</div>");
     }
-    let _ = id;
     out.push_str("</article>");
 }
 

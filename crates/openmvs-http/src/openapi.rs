@@ -410,16 +410,20 @@ pub fn codes_for(
             },
             // The hub keeps no client transaction ids, and refuses a bad product code as
             // malformed (a path names no scheme).
-            ("HubErrorBody", Component::Hub) => {
-                c.info().kind != CodeKind::Outcome
-                    && !matches!(
-                        c,
-                        ReturnCode::TransactionIdReused
-                            | ReturnCode::CheckDigit
-                            | ReturnCode::RateLimited
-                            | ReturnCode::ClientSuspended
-                    )
-            }
+            ("HubErrorBody", Component::Hub) => match c {
+                // A missing field is refused so in product master data only.
+                ReturnCode::MasterDataMissing => path == "/v1/products/{product_code}",
+                _ => {
+                    c.info().kind != CodeKind::Outcome
+                        && !matches!(
+                            c,
+                            ReturnCode::TransactionIdReused
+                                | ReturnCode::CheckDigit
+                                | ReturnCode::RateLimited
+                                | ReturnCode::ClientSuspended
+                        )
+                }
+            },
             _ => false,
         }
     };

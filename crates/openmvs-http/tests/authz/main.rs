@@ -474,8 +474,8 @@ fn national_samples(rule: &RouteRule, ids: &NationalIds) -> Vec<Req> {
             rule.path,
             Body::Json(json!({"scheme": "GTIN", "product_code": GTIN, "serial": "AUTHZ2"})),
         )],
-        "/v1/return-codes" | "/status" | "/metrics" | "/health/live" | "/health/ready" | "/v1/openapi.json"
-        | "/docs" => {
+        "/v1/return-codes" | "/status" | "/metrics" | "/health/live" | "/health/ready"
+        | "/v1/openapi.json" | "/docs" => {
             vec![req(m, rule.path, Body::None)]
         }
         p if p.starts_with("/WS_") && *m == Method::GET => vec![req(m, format!("{p}?wsdl"), Body::None)],

@@ -296,6 +296,19 @@ fn codes_are_narrowed_to_what_a_route_does() {
     let hub =
         codes_for(Component::Hub, "HubErrorBody", &post, "/v1/products/{product_code}/batches/{batch}", 409);
     assert_eq!(hub, [ReturnCode::HubDataConflict, ReturnCode::HubProductWithdrawn]);
+    let batch = "/v1/products/{product_code}/batches/{batch}";
+    assert_eq!(
+        codes_for(Component::Hub, "HubErrorBody", &axum::http::Method::PUT, batch, 422),
+        [ReturnCode::MasterDataInvalid]
+    );
+    let product = codes_for(
+        Component::Hub,
+        "HubErrorBody",
+        &axum::http::Method::PUT,
+        "/v1/products/{product_code}",
+        422,
+    );
+    assert_eq!(product, [ReturnCode::MasterDataMissing, ReturnCode::MasterDataInvalid]);
     let national = codes_for(Component::National, "ErrorBody", &post, "/v1/bulk", 409);
     assert_eq!(national, [ReturnCode::TransactionIdReused]);
 }
