@@ -339,6 +339,10 @@ pub enum StatusChangeError {
     /// The comment says nothing.
     #[error("text: a comment must not be empty")]
     CommentEmpty,
+    /// A status change's comment that says nothing: it would join the thread as an empty
+    /// comment, which no other system that holds the alert accepts.
+    #[error("comment: must not be empty or only white space (leave it out for no comment)")]
+    StatusCommentEmpty,
 }
 
 impl StatusChangeError {
@@ -349,7 +353,7 @@ impl StatusChangeError {
             StatusChangeError::ClassificationMissing | StatusChangeError::ClassificationUnexpected => {
                 "classification"
             }
-            StatusChangeError::CommentTooLong(_) => "comment",
+            StatusChangeError::CommentTooLong(_) | StatusChangeError::StatusCommentEmpty => "comment",
             StatusChangeError::CommentEmpty => "text",
         }
     }
@@ -459,6 +463,9 @@ pub fn decide_status_change(
         if n > MAX_COMMENT_CHARS {
             return Err(StatusChangeError::CommentTooLong(n));
         }
+        if c.trim().is_empty() {
+            return Err(StatusChangeError::StatusCommentEmpty);
+        }
     }
     Ok(StatusOutcome {
         status: req.status,
@@ -532,6 +539,18 @@ mod tests {
         let req = |c| StatusChange { status: Investigating, classification: None, comment: Some(c) };
         assert!(decide_status_change(Open, &req(&ok)).is_ok());
         assert_eq!(decide_status_change(Open, &req(&long)), Err(StatusChangeError::CommentTooLong(501)));
+    }
+
+    #[test]
+    fn a_status_change_with_an_empty_comment_is_refused_naming_the_comment() {
+        // It would join the thread as a comment no other system that holds the alert accepts.
+        let req = |c| StatusChange { status: Investigating, classification: None, comment: Some(c) };
+        for blank in ["", "  \n\t"] {
+            let e = decide_status_change(Open, &req(blank)).unwrap_err();
+            assert_eq!((e.clone(), e.field()), (StatusChangeError::StatusCommentEmpty, "comment"));
+        }
+        let none = StatusChange { status: Investigating, classification: None, comment: None };
+        assert!(decide_status_change(Open, &none).is_ok());
     }
 
     fn ch(id: &str, from: AlertStatus, to: AlertStatus, at: i64) -> AlertChange {

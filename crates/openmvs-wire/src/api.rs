@@ -517,8 +517,8 @@ pub struct AlertStatusRequest {
     /// Required when closing.
     #[schema(value_type = Option<schema::ClassificationName>)]
     pub classification: Option<String>,
-    /// At most 500 characters.
-    #[schema(max_length = 500)]
+    /// 1 to 500 characters, not only white space; joins the alert's thread as a comment.
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub comment: Option<String>,
 }
 

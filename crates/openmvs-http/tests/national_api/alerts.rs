@@ -100,6 +100,9 @@ async fn the_nmvo_moves_an_alert_through_its_lifecycle_and_refused_changes_leave
     let refused: &[(Value, &str)] = &[
         (json!({"status": "CLOSED"}), "classification"),
         (json!({"status": "CLOSED", "classification": "PROCEDURAL_ERROR", "comment": "x".repeat(501)}), "comment"),
+        // An empty comment would join the thread as one that no other system accepts.
+        (json!({"status": "CLOSED", "classification": "PROCEDURAL_ERROR", "comment": ""}), "comment"),
+        (json!({"status": "CLOSED", "classification": "PROCEDURAL_ERROR", "comment": " \n"}), "comment"),
         (json!({"status": "CLOSED", "classification": "NOT_A_CLASSIFICATION"}), "classification"),
         (json!({"status": "INVESTIGATING"}), "status"),
         (json!({"status": "OPEN"}), "status"),
