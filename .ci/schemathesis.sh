@@ -10,7 +10,8 @@
 # OPENMVS_FUZZ_PORT_BASE (default 29400), OPENMVS_FUZZ_SEED (default 1),
 # OPENMVS_FUZZ_VENV (where schemathesis is installed once per machine, default
 # ~/.cache/openmvs/schemathesis-venv), OPENMVS_BIN (an openmvs binary; default: built here).
-# Reports (JUnit) and the demo's log are written to target/schemathesis/.
+# Reports (JUnit, and every request and answer as a VCR cassette) and the demo's log are written
+# to target/schemathesis/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,8 +75,9 @@ run() {
   shift 2
   echo "== schemathesis: $name ($url)"
   local started=$SECONDS
-  if "$venv/bin/schemathesis" run "$url/v1/openapi.json" --url "$url" "${common[@]}" \
-    --report junit,vcr --report-junit-path "$out/$name.junit.xml" --report-vcr-path "$out/$name.vcr.yaml" "$@"; then
+  # Run from the output folder, where schemathesis keeps its cache (.schemathesis/).
+  if (cd "$out" && "$venv/bin/schemathesis" run "$url/v1/openapi.json" --url "$url" "${common[@]}" \
+    --report junit,vcr --report-junit-path "$out/$name.junit.xml" --report-vcr-path "$out/$name.vcr.yaml" "$@"); then
     echo "== $name: passed in $((SECONDS - started)) s"
   else
     echo "== $name: FAILED in $((SECONDS - started)) s"
