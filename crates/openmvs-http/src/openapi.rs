@@ -414,7 +414,7 @@ pub fn codes_for(
                 // A missing field is refused so in product master data only.
                 ReturnCode::MasterDataMissing => path == "/v1/products/{product_code}",
                 _ => {
-                    c.info().kind != CodeKind::Outcome
+                    matches!(c.info().kind, CodeKind::Error | CodeKind::Hub)
                         && !matches!(
                             c,
                             ReturnCode::TransactionIdReused

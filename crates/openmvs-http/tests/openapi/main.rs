@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use openmvs_core::return_code::ReturnCode;
+use openmvs_core::return_code::{CodeKind, ReturnCode};
 use openmvs_http::authz::{self, RouteRule};
 use openmvs_http::openapi::{Component, codes_for, document, is_public};
 use serde_json::Value;
@@ -263,9 +263,13 @@ fn every_return_code_is_listed_under_a_response_of_its_own_http_status() {
             seen.entry(c.as_str()).or_default().push(format!("{component:?} {op} {status}"));
         }
     }
-    let missing: Vec<&str> =
-        ReturnCode::ALL.iter().map(|c| c.as_str()).filter(|c| !seen.contains_key(c)).collect();
+    // The codes a pharmacy's offline agent answers in place of the national system are the
+    // agent's own, on its own routes: neither system's document lists them.
+    let (agent, answered): (Vec<ReturnCode>, Vec<ReturnCode>) =
+        ReturnCode::ALL.iter().partition(|c| c.info().kind == CodeKind::Agent);
+    let missing: Vec<&str> = answered.iter().map(|c| c.as_str()).filter(|c| !seen.contains_key(c)).collect();
     assert!(missing.is_empty(), "return codes listed under no response: {missing:?}");
+    assert!(agent.iter().all(|c| !seen.contains_key(c.as_str())), "an agent's code in a document: {agent:?}");
     // The contract's own examples of where codes occur.
     for (code, op) in [
         ("NMVS_NC_PC_02", "National POST /v1/packs/{operation} 200"),
