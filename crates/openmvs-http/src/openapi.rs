@@ -300,8 +300,8 @@ fn door(op: &mut Operation, rule: &RouteRule, component: Component) {
             op.security = Some(vec![SecurityRequirement::new(ADMIN_SCHEME, Vec::<String>::new())]);
             add(op, 401, || refusal(component, "No bearer token, or not the demo's `admin_token`."));
         }
-        // Internal routes: never in a document.
-        Caller::HubCertificate | Caller::NationalCertificate => {}
+        // Internal and NMVS SOAP routes: never in a document.
+        Caller::HubCertificate | Caller::NationalCertificate | Caller::BodyLogin => {}
     }
 }
 

@@ -72,6 +72,9 @@ fn the_documents_leave_out_the_internal_and_the_soap_routes_and_serve_themselves
         let doc = documented(component, true);
         assert!(doc.iter().all(|(_, p)| !p.starts_with("/internal/") && !p.starts_with("/WS_")), "{doc:?}");
         assert!(component.table().iter().any(|r| r.path.starts_with("/internal/")), "internal routes exist");
+        if component == Component::National {
+            assert!(component.table().iter().any(|r| r.path.starts_with("/WS_")), "SOAP routes exist");
+        }
         for path in
             ["/v1/openapi.json", "/docs", "/v1/return-codes", "/health/live", "/health/ready", "/metrics"]
         {
