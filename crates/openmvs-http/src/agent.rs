@@ -35,7 +35,7 @@ use openmvs_wire::agent::{AcknowledgeRequest, AgentStatus};
 use openmvs_wire::api::{BulkRequest, PackRequest, TokenResponse};
 
 use crate::error::HttpError;
-use crate::national::{JsonBody, MAX_BODY, MAX_BULK_BODY, oauth_error, operation, serde_urlencoded_pairs};
+use crate::national::{JsonBody, MAX_BODY, MAX_BULK_BODY, client_credentials, oauth_error, operation};
 use crate::observe::{Observability, observe};
 use crate::status::escape;
 
@@ -91,27 +91,11 @@ async fn authorize(State(s): State<AgentState>, req: Request, next: Next) -> Res
 }
 
 async fn token(State(s): State<AgentState>, body: Bytes) -> Response {
-    let Some(form) = serde_urlencoded_pairs(&body) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not form-encoded");
+    let (id, secret) = match client_credentials(&body) {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
     };
-    match form.get("grant_type").map(String::as_str) {
-        Some("client_credentials") => {}
-        Some(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "only client_credentials is supported",
-            );
-        }
-        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
-    }
-    let (Some(id), Some(secret)) = (form.get("client_id"), form.get("client_secret")) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "client_id and client_secret are required",
-        );
-    };
+    let (id, secret) = (id.as_str(), secret.as_str());
     match s.agent.login(id, secret) {
         Ok(t) => {
             let body = TokenResponse {

@@ -312,30 +312,11 @@ async fn token(
     let Ok(body) = body else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body could not be read");
     };
-    let form: HashMap<String, String> = match serde_urlencoded_pairs(&body) {
-        Some(f) => f,
-        None => {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not form-encoded");
-        }
+    let (id, secret) = match client_credentials(&body) {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
     };
-    match form.get("grant_type").map(String::as_str) {
-        Some("client_credentials") => {}
-        Some(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "only client_credentials is supported",
-            );
-        }
-        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
-    }
-    let (Some(id), Some(secret)) = (form.get("client_id"), form.get("client_secret")) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "client_id and client_secret are required",
-        );
-    };
+    let (id, secret) = (id.as_str(), secret.as_str());
     // Logins have their own admission: a flood of bad ones waits or is refused here, before any
     // secret is hashed, and never takes the places of requests with tokens.
     let login = &s.obs.login;
@@ -392,6 +373,35 @@ fn login_refused(r: LoginRefusal) -> Response {
                 .with("login", "the node is checking as many secrets as it can"),
         )
         .into_response(),
+    }
+}
+
+/// The client id and secret of an OAuth2 client-credentials request (RFC 6749 4.4), or the
+/// refusal its form earns: `invalid_request` or `unsupported_grant_type`, 400.
+pub(crate) fn client_credentials(body: &[u8]) -> Result<(String, String), Response> {
+    let Some(mut form) = serde_urlencoded_pairs(body) else {
+        return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not form-encoded"));
+    };
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            ));
+        }
+        None => {
+            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"));
+        }
+    }
+    match (form.remove("client_id"), form.remove("client_secret")) {
+        (Some(id), Some(secret)) => Ok((id, secret)),
+        _ => Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id and client_secret are required",
+        )),
     }
 }
 
