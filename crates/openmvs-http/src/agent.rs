@@ -93,7 +93,7 @@ async fn authorize(State(s): State<AgentState>, req: Request, next: Next) -> Res
 async fn token(State(s): State<AgentState>, body: Bytes) -> Response {
     let (id, secret) = match client_credentials(&body) {
         Ok(c) => c,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let (id, secret) = (id.as_str(), secret.as_str());
     match s.agent.login(id, secret) {

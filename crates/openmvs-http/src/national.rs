@@ -314,7 +314,7 @@ async fn token(
     };
     let (id, secret) = match client_credentials(&body) {
         Ok(c) => c,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let (id, secret) = (id.as_str(), secret.as_str());
     // Logins have their own admission: a flood of bad ones waits or is refused here, before any
@@ -377,31 +377,20 @@ fn login_refused(r: LoginRefusal) -> Response {
 }
 
 /// The client id and secret of an OAuth2 client-credentials request (RFC 6749 4.4), or the
-/// refusal its form earns: `invalid_request` or `unsupported_grant_type`, 400.
-pub(crate) fn client_credentials(body: &[u8]) -> Result<(String, String), Response> {
+/// refusal its form earns: `invalid_request` or `unsupported_grant_type`, with 400.
+pub(crate) fn client_credentials(body: &[u8]) -> Result<(String, String), Box<Response>> {
+    let refused = |error, description| Box::new(oauth_error(StatusCode::BAD_REQUEST, error, description));
     let Some(mut form) = serde_urlencoded_pairs(body) else {
-        return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not form-encoded"));
+        return Err(refused("invalid_request", "the body is not form-encoded"));
     };
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
-        Some(_) => {
-            return Err(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "only client_credentials is supported",
-            ));
-        }
-        None => {
-            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"));
-        }
+        Some(_) => return Err(refused("unsupported_grant_type", "only client_credentials is supported")),
+        None => return Err(refused("invalid_request", "grant_type is required")),
     }
     match (form.remove("client_id"), form.remove("client_secret")) {
         (Some(id), Some(secret)) => Ok((id, secret)),
-        _ => Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "client_id and client_secret are required",
-        )),
+        _ => Err(refused("invalid_request", "client_id and client_secret are required")),
     }
 }
 
