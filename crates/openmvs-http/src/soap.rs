@@ -5,7 +5,8 @@
 //! A thin shell over the same national system as the JSON API: the envelope is read and the
 //! answer written by `openmvs-soap`; the login in the operation's header is checked here (once
 //! with argon2id, then remembered briefly by the national system, under the token endpoint's
-//! failed-login limits and each client's request rate); the request goes to the very service
+//! failed-login limits and each client's request rate), with the connection's verified TLS
+//! client certificate where the login needs one; the request goes to the very service
 //! calls of `POST /v1/packs/...` and `POST /v1/bulk`, so rules, audit records, alerts and
 //! idempotency (`ClientTrxId` is `client_trx_id`) are the same whichever interface a pack came
 //! through.
@@ -29,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use openmvs_core::ids::ClientId;
 use openmvs_core::pack::Command;
 use openmvs_core::return_code::ReturnCode;
-use openmvs_national::{Actor, ApiError, new_id};
+use openmvs_national::{Actor, ApiError, CertificateCheck, new_id};
 use openmvs_soap::write::{self, Context};
 use openmvs_soap::{
     Fault, FaultCode, Message, Request, RequestBody, RequestHeader, Service, Version, translate,
@@ -41,7 +42,7 @@ use crate::error::HttpError;
 use crate::login::LoginRefusal;
 use crate::national::{MAX_BODY, MAX_BULK_BODY, NationalState};
 use crate::observe::Classified;
-use crate::server::{OverTls, RemoteAddr};
+use crate::server::{OverTls, PeerName, RemoteAddr};
 
 /// The paths of the NMVS services, v4.0 then v5.0; the authorization table lists each.
 pub const PATHS: [&str; 8] = [
@@ -150,25 +151,42 @@ fn login_refused(r: LoginRefusal) -> Fault {
     }
 }
 
-/// Checks the login of a request's header: remembered by the national system if its secret was
-/// checked lately, else checked now under the token endpoint's limits; then the client's rate.
-async fn login(s: &NationalState, h: &RequestHeader, address: Option<IpAddr>) -> Result<Actor, Fault> {
-    let client = s.national.login_client(&h.client_login_id, &h.user_id);
-    let remembered = match &client {
-        Some(id) => s.national.remembered_login(id, &h.password).await,
-        None => None,
+/// Who sent a request: the address it came from and the DNS names of its verified TLS client
+/// certificate, if it presented one.
+struct Sender {
+    address: Option<IpAddr>,
+    peer: Option<PeerName>,
+}
+
+/// Checks the login of a request's header: the client certificate it needs, if any, then the
+/// secret, remembered by the national system if it was checked lately, else checked now under
+/// the token endpoint's limits; then the client's rate.
+async fn login(s: &NationalState, h: &RequestHeader, from: &Sender) -> Result<Actor, Fault> {
+    let address = from.address;
+    let target = s.national.login_client(&h.client_login_id, &h.user_id);
+    let peer = from.peer.as_ref().map(|PeerName(names)| names.as_slice());
+    let certificate = s.national.certificate_check(target.as_ref(), peer);
+    // A login without the certificate it needs is not looked for among the remembered ones: it
+    // is checked and refused like a wrong secret, and in the same time.
+    let remembered = match &target {
+        Some(t) if certificate != CertificateCheck::Unmet => {
+            s.national.remembered_login(&t.client_id, &h.password).await
+        }
+        _ => None,
     };
     let actor = match remembered {
         Some(a) => a,
         None => {
             // A login no client can have is still checked (against a dummy hash, under an id
             // that names no client), so that it takes as long as a wrong secret.
-            let id = client.unwrap_or_else(|| ClientId::from(format!("{}/{}", h.client_login_id, h.user_id)));
+            let id = target
+                .map(|t| t.client_id)
+                .unwrap_or_else(|| ClientId::from(format!("{}/{}", h.client_login_id, h.user_id)));
             let gate = &s.obs.login;
             gate.check(id.as_str(), address, Instant::now()).map_err(login_refused)?;
             let turn = gate.turn().await.map_err(login_refused)?;
             gate.check(id.as_str(), address, Instant::now()).map_err(login_refused)?;
-            let outcome = s.national.login(&id, &h.password, INTERFACE).await;
+            let outcome = s.national.login(&id, &h.password, certificate, INTERFACE).await;
             drop(turn);
             match outcome {
                 Ok(a) => a,
@@ -212,6 +230,7 @@ async fn post(
     State(s): State<NationalState>,
     matched: MatchedPath,
     remote: Option<Extension<RemoteAddr>>,
+    peer: Option<Extension<PeerName>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -244,7 +263,8 @@ async fn post(
         Err(f) => return fault(version, media, &f),
     };
     let message = request.message;
-    let mut response = match answer(&s, request, remote.map(|r| r.0.0.ip())).await {
+    let from = Sender { address: remote.map(|r| r.0.0.ip()), peer: peer.map(|p| p.0) };
+    let mut response = match answer(&s, request, &from).await {
         Ok((status, bytes, retry_after)) => {
             let mut r = xml(status, media, bytes);
             if let Some(secs) = retry_after {
@@ -263,14 +283,14 @@ async fn post(
 async fn answer(
     s: &NationalState,
     request: Request,
-    address: Option<IpAddr>,
+    from: &Sender,
 ) -> Result<(StatusCode, Vec<u8>, Option<u64>), Fault> {
     let Request { version, message, header, body } = request;
     let Some(header) = header else {
         let RequestBody::Ping(input) = &body else { return Err(Fault::malformed("no Header".to_owned())) };
         return Ok((StatusCode::OK, write::ping(version, message, input), None));
     };
-    let actor = login(s, &header, address).await?;
+    let actor = login(s, &header, from).await?;
     let national = &s.national;
     let now = national.clock().now();
     let mut cx = Context {

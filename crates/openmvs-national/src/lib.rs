@@ -44,7 +44,7 @@ pub use guessing::{GuessingCounter, LocalGuessing};
 pub use hub::{HubLink, PACKS_PER_UNIT};
 pub use ids::{new_id, random_u64};
 pub use lifecycle::{CLIENT_USE_FLUSH, SECURITY_REFRESH};
-pub use logins::{LOGIN_RECHECK, SecretLogin, SecretLogins};
+pub use logins::{CertificateCheck, LOGIN_RECHECK, LoginTarget, SecretLogin, SecretLogins};
 pub use openmvs_core::error::ApiError;
 
 /// The most rows one bulk request may carry.

@@ -15,6 +15,12 @@
 //!   indexed read per client and interval, never a hash;
 //! - the memory is bounded ([`SecretLogins::max_entries`]): when full, the oldest goes.
 //!
+//! A login may also need the client's TLS certificate ([`SecretLogin::certificate`], or any
+//! verified one with [`SecretLogins::require_certificate`]): both factors, on every request. The
+//! certificate is checked first and a login without the one it needs is never looked up among
+//! the remembered ones: it is checked with argon2id like any other and refused, so that neither
+//! its answer nor its time says whether the secret was right (a remembered login answers fast).
+//!
 //! Every checked login is audited, as a token request is; a remembered one is not (the
 //! operation it carries is, under the client's id).
 
@@ -47,6 +53,30 @@ pub struct SecretLogin {
     pub user_id: String,
     /// The client it logs in as.
     pub client_id: ClientId,
+    /// A DNS name (subjectAltName) the request's verified TLS client certificate must carry
+    /// (ASCII case aside); `None`: no particular certificate.
+    pub certificate: Option<String>,
+}
+
+/// What a login's `ClientLoginId` and `UserId` name: the client, and the certificate name the
+/// login must come with, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginTarget {
+    /// The client it logs in as.
+    pub client_id: ClientId,
+    /// The DNS name its TLS client certificate must carry.
+    pub certificate: Option<String>,
+}
+
+/// Whether a login came with the TLS client certificate it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateCheck {
+    /// It needs none.
+    NotNeeded,
+    /// It needs one and came with it.
+    Met,
+    /// It needs one and came without it, or with one of another name.
+    Unmet,
 }
 
 /// How logins with a secret on every request are taken.
@@ -61,6 +91,9 @@ pub struct SecretLogins {
     /// Logins that name a client other than by its id. Without one, `ClientLoginId` and
     /// `UserId` are both the client id.
     pub logins: Vec<SecretLogin>,
+    /// Whether every login must come with a verified TLS client certificate (of any name, where
+    /// its [`SecretLogin::certificate`] names none).
+    pub require_certificate: bool,
 }
 
 impl Default for SecretLogins {
@@ -71,6 +104,7 @@ impl Default for SecretLogins {
             ttl: Duration::from_secs(300),
             max_entries: 10_000,
             logins: Vec::new(),
+            require_certificate: false,
         }
     }
 }
@@ -94,7 +128,7 @@ pub(crate) struct LoginCache {
     /// Salts the digests of secrets, so the memory holds nothing a dictionary can be run against
     /// offline.
     salt: [u8; 16],
-    names: RwLock<HashMap<(String, String), ClientId>>,
+    names: RwLock<HashMap<(String, String), LoginTarget>>,
     entries: Mutex<HashMap<(ClientId, [u8; 32]), Remembered>>,
 }
 
@@ -117,7 +151,11 @@ impl LoginCache {
     fn set_names(&self, logins: &[SecretLogin]) {
         let map = logins
             .iter()
-            .map(|l| ((l.client_login_id.clone(), l.user_id.clone()), l.client_id.clone()))
+            .map(|l| {
+                let target =
+                    LoginTarget { client_id: l.client_id.clone(), certificate: l.certificate.clone() };
+                ((l.client_login_id.clone(), l.user_id.clone()), target)
+            })
             .collect();
         *self.names.write().unwrap_or_else(|p| p.into_inner()) = map;
     }
@@ -164,14 +202,33 @@ impl LoginCache {
 impl National {
     /// The client a login names: the configured one for this `ClientLoginId` and `UserId`, or,
     /// without one, the client whose id both are. `None`: no client can have this login.
-    pub fn login_client(&self, client_login_id: &str, user_id: &str) -> Option<ClientId> {
+    pub fn login_client(&self, client_login_id: &str, user_id: &str) -> Option<LoginTarget> {
         let names = self.logins.names.read().unwrap_or_else(|p| p.into_inner());
         match names.get(&(client_login_id.to_owned(), user_id.to_owned())) {
-            Some(id) => Some(id.clone()),
-            None => {
-                (client_login_id == user_id && !client_login_id.is_empty()).then(|| client_login_id.into())
-            }
+            Some(target) => Some(target.clone()),
+            None => (client_login_id == user_id && !client_login_id.is_empty())
+                .then(|| LoginTarget { client_id: client_login_id.into(), certificate: None }),
         }
+    }
+
+    /// Whether a login of `target` (`None`: a login no client has) comes with the TLS client
+    /// certificate it needs. `peer`: the DNS names of the verified client certificate the
+    /// request came with, `None` without one (or not over TLS).
+    pub fn certificate_check(
+        &self,
+        target: Option<&LoginTarget>,
+        peer: Option<&[String]>,
+    ) -> CertificateCheck {
+        let named = target.and_then(|t| t.certificate.as_deref());
+        let met = match (named, peer) {
+            (Some(name), Some(names)) => names.iter().any(|n| n.eq_ignore_ascii_case(name)),
+            (Some(_), None) => false,
+            (None, _) if !self.config.secret_logins.require_certificate => {
+                return CertificateCheck::NotNeeded;
+            }
+            (None, peer) => peer.is_some(),
+        };
+        if met { CertificateCheck::Met } else { CertificateCheck::Unmet }
     }
 
     /// Replaces the logins that name clients other than by their ids (the configuration's, or
@@ -214,20 +271,24 @@ impl National {
     }
 
     /// Checks a client's secret with argon2id, as `POST /oauth/token` does, audits the attempt
-    /// (`interface` says which, e.g. `nmvs-soap`) and remembers a login that succeeds.
+    /// (`interface` says which, e.g. `nmvs-soap`) and remembers a login that succeeds. The
+    /// secret is checked whatever `certificate` says, and a login without the certificate it
+    /// needs fails, is audited as failed (saying so) and is not remembered.
     ///
     /// # Errors
     ///
-    /// [`AuthError::InvalidClient`] for an unknown, disabled or foreign client or a wrong
-    /// secret; [`AuthError::Internal`] when the store cannot be read or written.
+    /// [`AuthError::InvalidClient`] for an unknown, disabled or foreign client, a wrong secret or
+    /// an unmet certificate; [`AuthError::Internal`] when the store cannot be read or written.
     pub async fn login(
         &self,
         client_id: &ClientId,
         secret: &str,
+        certificate: CertificateCheck,
         interface: &str,
     ) -> Result<Actor, AuthError> {
         let now = self.clock.now();
-        let (stored, ok) = self.check_secret(client_id.as_str(), secret).await?;
+        let (stored, secret_ok) = self.check_secret(client_id.as_str(), secret).await?;
+        let ok = secret_ok && certificate != CertificateCheck::Unmet;
         let actor = match (&stored, ok) {
             (Some(c), true) => Some(Actor {
                 client_id: c.client_id.clone(),
@@ -238,7 +299,17 @@ impl National {
             _ => None,
         };
         let request = serde_json::json!({"interface": interface, "client_id": client_id.as_str()});
-        let entry = self.login_entry(client_id.as_str(), stored.as_ref(), actor.is_some(), request, now);
+        let mut entry = self.login_entry(client_id.as_str(), stored.as_ref(), actor.is_some(), request, now);
+        if certificate != CertificateCheck::NotNeeded {
+            // Both factors, so that the trail tells a right secret sent without its certificate
+            // (a secret that may have leaked) from a wrong one.
+            entry.result = serde_json::json!({
+                "ok": actor.is_some(),
+                "certificate": certificate == CertificateCheck::Met,
+                "secret": secret_ok,
+            })
+            .to_string();
+        }
         let client_changes = match &actor {
             Some(a) => {
                 vec![ClientChange { client_id: a.client_id.clone(), disabled: None, used_at: Some(now) }]

@@ -18,7 +18,8 @@
 //! [national.tls]                   # without it the server speaks plain HTTP (local testing only)
 //! cert = "national.pem"            # certificate chain, PEM
 //! key = "national.key"             # PKCS#8 key, PEM
-//! client_ca = "ca.pem"             # CA whose client certificates may call the hub routes
+//! client_ca = "ca.pem"             # CA whose client certificates are taken: the hub's (for the
+//!                                  # hub routes), and end users' for SOAP logins that need one
 //!
 //! [national.policy]
 //! undo_window_hours = 240          # DR Art 13: 10 days
@@ -69,11 +70,18 @@
 //!                                  # that a till's next request needs no argon2 (a changed secret is
 //!                                  # seen within 5 s, a client cut off at once)
 //! login_cache_entries = 10000      # logins remembered at once; beyond, the oldest is forgotten
+//! require_certificate = false      # true: every SOAP login also needs a TLS client certificate
+//!                                  # from national.tls.client_ca, of any name unless its login
+//!                                  # below names one (needs client_ca)
 //!
 //! [[national.soap.logins]]         # a login that names a client other than by its id (NMVS
 //! client_login_id = "DE-PH-0001"   # software takes at most 20 letters, digits and hyphens for
 //! user_id = "till1"                # ClientLoginId and UserId); without one, both are the client
 //! client_id = "cl_9502d35169718f7dbe9cf7b17e344cec"  # id. The password is the client's secret.
+//! certificate = "till1.de-ph-0001.example"  # optional: the login also needs a TLS client
+//!                                  # certificate from national.tls.client_ca with this DNS name
+//!                                  # (subjectAltName, ASCII case aside; 1-253 printable ASCII
+//!                                  # characters; needs client_ca): both factors on every request
 //!
 //! [national.health]
 //! probe_ms = 1000                  # a probe write through the store this often: /health/ready is
@@ -159,6 +167,7 @@ pub struct RawSoap {
     pub enabled: Option<bool>,
     pub login_cache_seconds: Option<u64>,
     pub login_cache_entries: Option<usize>,
+    pub require_certificate: Option<bool>,
     pub logins: Option<Vec<RawSoapLogin>>,
 }
 
@@ -169,10 +178,12 @@ pub struct RawSoapLogin {
     pub client_login_id: Option<String>,
     pub user_id: Option<String>,
     pub client_id: Option<String>,
+    pub certificate: Option<String>,
 }
 
-/// Validates `[national.soap]`.
-fn soap(raw: Option<RawSoap>) -> anyhow::Result<SecretLogins> {
+/// Validates `[national.soap]`; `client_ca`: whether `[national.tls]` names a CA of client
+/// certificates, without which no login can come with one.
+fn soap(raw: Option<RawSoap>, client_ca: bool) -> anyhow::Result<SecretLogins> {
     let r = raw.unwrap_or_default();
     let d = SecretLogins::default();
     let secs = r.login_cache_seconds.unwrap_or(d.ttl.as_secs());
@@ -196,10 +207,27 @@ fn soap(raw: Option<RawSoap>) -> anyhow::Result<SecretLogins> {
                 None => bail!("national.soap.logins[{i}].{k} is required"),
             }
         };
+        let certificate = match l.certificate {
+            Some(c) if !c.is_empty() && c.len() <= 253 && c.bytes().all(|b| b.is_ascii_graphic()) => {
+                if !client_ca {
+                    bail!(
+                        "national.soap.logins[{i}].certificate: needs national.tls.client_ca, the CA \
+                         that issues the client certificates"
+                    );
+                }
+                Some(c)
+            }
+            Some(c) => bail!(
+                "national.soap.logins[{i}].certificate: '{c}' must be a DNS name of 1-253 printable ASCII \
+                 characters"
+            ),
+            None => None,
+        };
         let login = SecretLogin {
             client_login_id: key("client_login_id", l.client_login_id)?,
             user_id: key("user_id", l.user_id)?,
             client_id: key("client_id", l.client_id)?.into(),
+            certificate,
         };
         if logins.iter().any(|o| o.client_login_id == login.client_login_id && o.user_id == login.user_id) {
             bail!(
@@ -210,11 +238,19 @@ fn soap(raw: Option<RawSoap>) -> anyhow::Result<SecretLogins> {
         }
         logins.push(login);
     }
+    let require_certificate = r.require_certificate.unwrap_or(false);
+    if require_certificate && !client_ca {
+        bail!(
+            "national.soap.require_certificate: needs national.tls.client_ca, the CA that issues the client \
+             certificates"
+        );
+    }
     Ok(SecretLogins {
         enabled: r.enabled.unwrap_or(false),
         ttl: Duration::from_secs(secs),
         max_entries: entries,
         logins,
+        require_certificate,
     })
 }
 
@@ -224,6 +260,7 @@ fn render_soap(table: &mut toml::Table, s: &SecretLogins) {
     x.insert("enabled".into(), s.enabled.into());
     x.insert("login_cache_seconds".into(), (s.ttl.as_secs() as i64).into());
     x.insert("login_cache_entries".into(), (s.max_entries as i64).into());
+    x.insert("require_certificate".into(), s.require_certificate.into());
     let logins: Vec<toml::Value> = s
         .logins
         .iter()
@@ -232,6 +269,9 @@ fn render_soap(table: &mut toml::Table, s: &SecretLogins) {
             t.insert("client_login_id".into(), l.client_login_id.clone().into());
             t.insert("user_id".into(), l.user_id.clone().into());
             t.insert("client_id".into(), l.client_id.to_string().into());
+            if let Some(c) = &l.certificate {
+                t.insert("certificate".into(), c.clone().into());
+            }
             t.into()
         })
         .collect();
@@ -674,6 +714,7 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
     if bulk_chunk == 0 || bulk_chunk > 10_000 {
         bail!("national.limits.bulk_chunk: {bulk_chunk} must be 1-10000");
     }
+    let soap = soap(n.soap, tls.as_ref().is_some_and(|t| t.client_ca.is_some()))?;
     Ok(NationalSettings {
         market,
         listen,
@@ -705,7 +746,7 @@ pub fn national(raw: &RawFile, base: &Path) -> anyhow::Result<NationalSettings> 
         login: login_settings(&l)?,
         guessing: guessing(n.guessing)?,
         health: health("national", n.health)?,
-        soap: soap(n.soap)?,
+        soap,
     })
 }
 
@@ -869,7 +910,8 @@ mod tests {
             [SecretLogin {
                 client_login_id: "DE-PH-0001".into(),
                 user_id: "till1".into(),
-                client_id: "cl_1".into()
+                client_id: "cl_1".into(),
+                certificate: None,
             }]
         );
         let twice = "[national]\nmarket = \"DE\"\n[[national.soap.logins]]\nclient_login_id = \"A\"\nuser_id = \"u\"\n\
@@ -890,6 +932,64 @@ mod tests {
             .unwrap_err()
         );
         assert!(e.contains("national.soap.logins[0].client_login_id is required"), "{e}");
+    }
+
+    #[test]
+    fn a_soap_login_may_need_a_client_certificate_of_the_ca_the_tls_section_names() {
+        const TLS: &str = "[national.tls]\ncert = \"n.pem\"\nkey = \"n.key\"\nclient_ca = \"ca.pem\"\n";
+        let login = |certificate: &str| {
+            format!(
+                "[[national.soap.logins]]\nclient_login_id = \"DE-PH-0001\"\nuser_id = \"till1\"\n\
+                 client_id = \"cl_1\"\ncertificate = \"{certificate}\"\n"
+            )
+        };
+        let text = format!("[national]\nmarket = \"DE\"\n{TLS}{}", login("till1.de-ph-0001.example"));
+        let s = load(&text, &[]).unwrap();
+        assert_eq!(s.soap.logins[0].certificate.as_deref(), Some("till1.de-ph-0001.example"));
+        assert!(!s.soap.require_certificate);
+        let shown = render(&s);
+        assert!(shown.contains("certificate = \"till1.de-ph-0001.example\""), "{shown}");
+        assert!(shown.contains("require_certificate = false"), "{shown}");
+        let longest = "a".repeat(253);
+        let s = load(&format!("[national]\nmarket = \"DE\"\n{TLS}{}", login(&longest)), &[]).unwrap();
+        assert_eq!(s.soap.logins[0].certificate.as_deref(), Some(longest.as_str()));
+        let s = load(
+            &format!("[national]\nmarket = \"DE\"\n[national.soap]\nrequire_certificate = true\n{TLS}"),
+            &[],
+        )
+        .unwrap();
+        assert!(s.soap.require_certificate);
+        assert!(render(&s).contains("require_certificate = true"));
+
+        let bad_name = "must be a DNS name of 1-253 printable ASCII characters";
+        let cases = [
+            (format!("{TLS}{}", login("")), bad_name.to_owned()),
+            (format!("{TLS}{}", login(&"a".repeat(254))), bad_name.to_owned()),
+            (format!("{TLS}{}", login("till 1.example")), bad_name.to_owned()),
+            (format!("{TLS}{}", login("tïll1.example")), bad_name.to_owned()),
+            (
+                login("till1.example"),
+                "national.soap.logins[0].certificate: needs national.tls.client_ca".to_owned(),
+            ),
+            (
+                format!("[national.tls]\ncert = \"n.pem\"\nkey = \"n.key\"\n{}", login("till1.example")),
+                "national.soap.logins[0].certificate: needs national.tls.client_ca".to_owned(),
+            ),
+            (
+                "[national.soap]\nrequire_certificate = true\n".to_owned(),
+                "national.soap.require_certificate: needs national.tls.client_ca".to_owned(),
+            ),
+        ];
+        for (rest, needle) in cases {
+            let text = format!("[national]\nmarket = \"DE\"\n{rest}");
+            let e = format!("{:#}", load(&text, &[]).unwrap_err());
+            assert!(e.contains(&needle), "{text}: {e}");
+        }
+        let e = format!(
+            "{:#}",
+            load(&format!("[national]\nmarket = \"DE\"\n{TLS}{}", login("")), &[]).unwrap_err()
+        );
+        assert!(e.contains("national.soap.logins[0].certificate: '' must be"), "{e}");
     }
 
     #[test]
@@ -974,7 +1074,9 @@ mod tests {
     fn the_rendered_configuration_reads_back_the_same() {
         let s =
             load("[national]\nmarket = \"FR\"\n[national.policy]\nundo_window_hours = 48\n[national.guessing]\nmin_failures = 7\n\
-                  [national.soap]\nenabled = true\n[[national.soap.logins]]\nclient_login_id = \"FR-PH-1\"\nuser_id = \"till1\"\nclient_id = \"cl_x\"\n", &[]).unwrap();
+                  [national.tls]\ncert = \"n.pem\"\nkey = \"n.key\"\nclient_ca = \"ca.pem\"\n\
+                  [national.soap]\nenabled = true\nrequire_certificate = true\n[[national.soap.logins]]\nclient_login_id = \"FR-PH-1\"\nuser_id = \"till1\"\nclient_id = \"cl_x\"\n\
+                  certificate = \"till1.fr-ph-1.example\"\n[[national.soap.logins]]\nclient_login_id = \"FR-PH-2\"\nuser_id = \"till1\"\nclient_id = \"cl_y\"\n", &[]).unwrap();
         let dir = std::env::temp_dir().join(format!("openmvs-config-rt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");

@@ -786,6 +786,7 @@ async fn a_configured_login_names_its_client_and_no_other() {
         client_login_id: "DE-PH-SOAP".into(),
         user_id: "till1".into(),
         client_id: ClientId::from(ph.client_id.as_str()),
+        certificate: None,
     }]);
     let p = app.pack().await;
     let alias = Login("DE-PH-SOAP".into(), "till1".into(), login.2.clone());

@@ -371,6 +371,7 @@ fn soap_logins(doc: &Value, m: MarketCode) -> Vec<SecretLogin> {
                 client_login_id: c["soap"]["client_login_id"].as_str()?.to_owned(),
                 user_id: c["soap"]["user_id"].as_str()?.to_owned(),
                 client_id: c["client_id"].as_str()?.into(),
+                certificate: None,
             })
         })
         .collect()
