@@ -16,8 +16,9 @@
 //! - the memory is bounded ([`SecretLogins::max_entries`]): when full, the oldest goes.
 //!
 //! A login may also need the client's TLS certificate ([`SecretLogin::certificate`], or any
-//! verified one with [`SecretLogins::require_certificate`]): both factors, on every request. The
-//! certificate is checked first and a login without the one it needs is never looked up among
+//! verified one with [`SecretLogins::require_certificate`]): both factors, on every request. A
+//! client one of whose logins names a certificate needs one of the names its logins name when it
+//! logs in by its id, so that the id is no way around them. The certificate is checked first and a login without the one it needs is never looked up among
 //! the remembered ones: it is checked with argon2id like any other and refused, so that neither
 //! its answer nor its time says whether the secret was right (a remembered login answers fast).
 //!
@@ -58,14 +59,15 @@ pub struct SecretLogin {
     pub certificate: Option<String>,
 }
 
-/// What a login's `ClientLoginId` and `UserId` name: the client, and the certificate name the
-/// login must come with, if any.
+/// What a login's `ClientLoginId` and `UserId` name: the client, and the certificate names the
+/// login must come with one of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginTarget {
     /// The client it logs in as.
     pub client_id: ClientId,
-    /// The DNS name its TLS client certificate must carry.
-    pub certificate: Option<String>,
+    /// The DNS names one of which its TLS client certificate must carry; empty: none in
+    /// particular.
+    pub certificates: Vec<String>,
 }
 
 /// Whether a login came with the TLS client certificate it needs.
@@ -121,6 +123,15 @@ struct Remembered {
     checked_ms: i64,
 }
 
+/// The configured logins.
+#[derive(Default)]
+struct Names {
+    /// By `ClientLoginId` and `UserId`.
+    logins: HashMap<(String, String), LoginTarget>,
+    /// The certificate names of each client's logins, which its id login needs one of.
+    certificates: HashMap<ClientId, Vec<String>>,
+}
+
 /// The logins of this node: the ones remembered, and the configured names of clients.
 pub(crate) struct LoginCache {
     ttl_ms: i64,
@@ -128,7 +139,7 @@ pub(crate) struct LoginCache {
     /// Salts the digests of secrets, so the memory holds nothing a dictionary can be run against
     /// offline.
     salt: [u8; 16],
-    names: RwLock<HashMap<(String, String), LoginTarget>>,
+    names: RwLock<Names>,
     entries: Mutex<HashMap<(ClientId, [u8; 32]), Remembered>>,
 }
 
@@ -141,7 +152,7 @@ impl LoginCache {
             ttl_ms: i64::try_from(settings.ttl.as_millis()).unwrap_or(i64::MAX),
             max_entries: settings.max_entries.max(1),
             salt,
-            names: RwLock::new(HashMap::new()),
+            names: RwLock::new(Names::default()),
             entries: Mutex::new(HashMap::new()),
         };
         cache.set_names(&settings.logins);
@@ -149,15 +160,20 @@ impl LoginCache {
     }
 
     fn set_names(&self, logins: &[SecretLogin]) {
-        let map = logins
-            .iter()
-            .map(|l| {
-                let target =
-                    LoginTarget { client_id: l.client_id.clone(), certificate: l.certificate.clone() };
-                ((l.client_login_id.clone(), l.user_id.clone()), target)
-            })
-            .collect();
-        *self.names.write().unwrap_or_else(|p| p.into_inner()) = map;
+        let mut names = Names::default();
+        for l in logins {
+            let certificates: Vec<String> = l.certificate.iter().cloned().collect();
+            if !certificates.is_empty() {
+                names
+                    .certificates
+                    .entry(l.client_id.clone())
+                    .or_default()
+                    .extend(certificates.iter().cloned());
+            }
+            let target = LoginTarget { client_id: l.client_id.clone(), certificates };
+            names.logins.insert((l.client_login_id.clone(), l.user_id.clone()), target);
+        }
+        *self.names.write().unwrap_or_else(|p| p.into_inner()) = names;
     }
 
     fn digest(&self, secret: &str) -> [u8; 32] {
@@ -201,14 +217,19 @@ impl LoginCache {
 
 impl National {
     /// The client a login names: the configured one for this `ClientLoginId` and `UserId`, or,
-    /// without one, the client whose id both are. `None`: no client can have this login.
+    /// without one, the client whose id both are (needing one of the certificates the client's
+    /// configured logins name). `None`: no client can have this login.
     pub fn login_client(&self, client_login_id: &str, user_id: &str) -> Option<LoginTarget> {
         let names = self.logins.names.read().unwrap_or_else(|p| p.into_inner());
-        match names.get(&(client_login_id.to_owned(), user_id.to_owned())) {
-            Some(target) => Some(target.clone()),
-            None => (client_login_id == user_id && !client_login_id.is_empty())
-                .then(|| LoginTarget { client_id: client_login_id.into(), certificate: None }),
+        if let Some(target) = names.logins.get(&(client_login_id.to_owned(), user_id.to_owned())) {
+            return Some(target.clone());
         }
+        if client_login_id != user_id || client_login_id.is_empty() {
+            return None;
+        }
+        let client_id = ClientId::from(client_login_id);
+        let certificates = names.certificates.get(&client_id).cloned().unwrap_or_default();
+        Some(LoginTarget { client_id, certificates })
     }
 
     /// Whether a login of `target` (`None`: a login no client has) comes with the TLS client
@@ -219,14 +240,14 @@ impl National {
         target: Option<&LoginTarget>,
         peer: Option<&[String]>,
     ) -> CertificateCheck {
-        let named = target.and_then(|t| t.certificate.as_deref());
-        let met = match (named, peer) {
-            (Some(name), Some(names)) => names.iter().any(|n| n.eq_ignore_ascii_case(name)),
-            (Some(_), None) => false,
-            (None, _) if !self.config.secret_logins.require_certificate => {
+        let named = target.map_or(&[][..], |t| t.certificates.as_slice());
+        let met = match peer {
+            _ if named.is_empty() && !self.config.secret_logins.require_certificate => {
                 return CertificateCheck::NotNeeded;
             }
-            (None, peer) => peer.is_some(),
+            None => false,
+            Some(_) if named.is_empty() => true,
+            Some(names) => names.iter().any(|n| named.iter().any(|w| n.eq_ignore_ascii_case(w))),
         };
         if met { CertificateCheck::Met } else { CertificateCheck::Unmet }
     }

@@ -19,7 +19,7 @@ use openmvs_http::{
     NationalState, Observability, ServeOptions, ServerHandle, TlsConfig, national_router, serve_with,
 };
 use openmvs_national::clock::FakeClock;
-use openmvs_national::{BulkBackoff, HubLink, National, NationalConfig};
+use openmvs_national::{BulkBackoff, HubLink, National, NationalConfig, SecretLogins};
 use openmvs_store::{BoxFuture, Store};
 use openmvs_store_mem::MemStore;
 use openmvs_store_pg::{PgOptions, PgStore};
@@ -136,14 +136,31 @@ pub fn test_cert_pem() -> &'static str {
     &test_cert().cert_pem
 }
 
-fn tls_config() -> TlsConfig {
+fn tls_config(client_ca: Option<CertificateDer<'static>>) -> TlsConfig {
     let c = test_cert();
     TlsConfig {
         cert_chain: vec![CertificateDer::from(c.cert_der.clone())],
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.key_der.clone())),
-        client_ca: None,
+        client_ca: client_ca.map(|ca| vec![ca]),
         crls: Vec::new(),
     }
+}
+
+/// An HTTPS client trusting the test certificate, presenting `identity` (certificate then key,
+/// PEM) if given.
+pub fn https_client(identity: Option<&[u8]>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(test_cert().cert_pem.as_bytes()).expect("the test certificate"),
+        )
+        .pool_idle_timeout(Duration::from_secs(90))
+        .timeout(Duration::from_secs(60));
+    if let Some(pem) = identity {
+        b = b.identity(reqwest::Identity::from_pem(pem).expect("a certificate and key"));
+    }
+    b.build().expect("an HTTPS client")
 }
 
 /// A hub link that counts inter-market requests and knows no product in any other market.
@@ -192,6 +209,10 @@ pub struct AppOptions {
     /// Keep the embedded store's files in this directory instead of a fresh temporary one (the
     /// app then uses the embedded store whatever `OPENMVS_TEST_STORAGE` says).
     pub data_dir: Option<PathBuf>,
+    /// The CA whose client certificates the server verifies (none asked for by default).
+    pub client_ca: Option<CertificateDer<'static>>,
+    /// The NMVS SOAP logins (always enabled here).
+    pub soap: Option<SecretLogins>,
 }
 
 /// The store of a test app, of either engine.
@@ -342,6 +363,9 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let mut config = NationalConfig::new(MarketCode::new(DE).expect("DE is a market"));
     config.policy = opts.policy;
     config.guessing = opts.guessing;
+    if let Some(soap) = opts.soap {
+        config.secret_logins = soap;
+    }
     config.secret_logins.enabled = true;
     if let Some(lease) = opts.lease {
         config.lease = lease;
@@ -371,22 +395,13 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
     let mut serve_opts = opts.serve.unwrap_or_default();
     serve_opts.stats = obs.connections.clone();
-    let server = serve_with(listener, router, Some(tls_config()), serve_opts).expect("serve");
+    let server = serve_with(listener, router, Some(tls_config(opts.client_ca)), serve_opts).expect("serve");
     let (stop_worker, rx) = watch::channel(false);
     // As the server does: clients cut off and keys revoked on other nodes are seen within seconds.
     tokio::spawn(national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, rx.clone()));
     // The bulk worker runs when a test drives it ([`TestApp::bulk_round`], [`Client::wait_bulk`]).
     drop(rx);
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(test_cert().cert_pem.as_bytes()).expect("the test certificate"),
-        )
-        .pool_idle_timeout(Duration::from_secs(90))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("an HTTPS client");
+    let http = https_client(None);
     TestApp {
         base: format!("https://127.0.0.1:{}", server.local_addr().port()),
         http,

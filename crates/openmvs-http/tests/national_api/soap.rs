@@ -363,7 +363,19 @@ impl Answer {
 }
 
 async fn post_as(app: &TestApp, path: &str, content_type: &str, xml: String, retry: bool) -> Answer {
-    let rb = app.http.post(format!("{}{path}", app.base)).header("content-type", content_type).body(xml);
+    post_with(&app.http, app, path, content_type, xml, retry).await
+}
+
+/// [`post_as`] through a client of its own (one that presents a TLS client certificate).
+async fn post_with(
+    http: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+    xml: String,
+    retry: bool,
+) -> Answer {
+    let rb = http.post(format!("{}{path}", app.base)).header("content-type", content_type).body(xml);
     let r = if retry { crate::retry::send(rb).await } else { rb.send().await }.expect("an answer");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
@@ -812,4 +824,173 @@ async fn soap_verifies_count_in_the_public_figures_as_verifications() {
         app.get("/status").await.json["operations"]["verification"]["count_month"].as_u64().unwrap_or(0);
     assert_eq!(after, before + 1);
     let _ = Method::GET;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logins that need a TLS client certificate.
+
+/// The name on the certificate of the pharmacy's first till.
+const TILL1: &str = "till1.de-ph-soap.example";
+/// The name on the certificate of another till, issued by the same CA.
+const TILL2: &str = "till2.de-ph-soap.example";
+
+/// A CA the national system takes client certificates of, and a certificate of each till.
+struct TillCerts {
+    ca: rustls_pki_types::CertificateDer<'static>,
+    /// Certificate then key, PEM, as `reqwest::Identity::from_pem` takes them.
+    till1: Vec<u8>,
+    till2: Vec<u8>,
+}
+
+fn till_certs() -> &'static TillCerts {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+        Issuer, KeyPair, KeyUsagePurpose,
+    };
+    static CERTS: std::sync::OnceLock<TillCerts> = std::sync::OnceLock::new();
+    CERTS.get_or_init(|| {
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca = CertificateParams::default();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "DE end-user CA");
+        ca.distinguished_name = dn;
+        let ca_cert = ca.self_signed(&ca_key).expect("the CA certificate");
+        let issuer = Issuer::new(ca, &ca_key);
+        let leaf = |name: &str| {
+            let key = KeyPair::generate().expect("a key");
+            let mut p = CertificateParams::new(vec![name.to_owned()]).expect("a DNS name");
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let cert = p.signed_by(&key, &issuer).expect("a client certificate");
+            format!("{}{}", cert.pem(), key.serialize_pem()).into_bytes()
+        };
+        TillCerts { ca: ca_cert.der().clone(), till1: leaf(TILL1), till2: leaf(TILL2) }
+    })
+}
+
+/// An app that takes the tills' client certificates, with `soap` as its SOAP settings.
+async fn app_with_client_certificates(soap: openmvs_national::SecretLogins) -> TestApp {
+    let app = spawn_app_with(AppOptions {
+        client_ca: Some(till_certs().ca.clone()),
+        soap: Some(soap),
+        ..AppOptions::default()
+    })
+    .await;
+    app.seed_standard().await;
+    app
+}
+
+/// A G110 of `p` sent through `http`: its return code, or its fault's subcode.
+async fn verify_through(http: &reqwest::Client, app: &TestApp, login: &Login, p: &Pack) -> String {
+    let a = post_with(
+        http,
+        app,
+        SINGLE,
+        "text/xml",
+        envelope("G110", login, &soap_trx(), &single_body(p)),
+        false,
+    )
+    .await;
+    if a.status == 200 { a.nmvs.single().code.unwrap_or_default() } else { a.fault() }
+}
+
+/// The results of the audited SOAP logins of `client_id`, oldest first.
+async fn login_results(app: &TestApp, client_id: &str) -> Vec<Value> {
+    let page = app.store.audit_page(0, 100_000).await.expect("read the trail");
+    page.into_iter()
+        .map(|(_, r)| r.entry)
+        .filter(|e| e.operation == "login" && e.actor == client_id && e.request.contains("nmvs-soap"))
+        .map(|e| serde_json::from_str(&e.result).expect("a JSON result"))
+        .collect()
+}
+
+const BAD_LOGIN: &str = "ns1:NMVS_FE_AU_01";
+
+#[tokio::test]
+async fn a_login_that_names_a_certificate_needs_it_and_its_secret_on_every_request() {
+    let app = app_with_client_certificates(openmvs_national::SecretLogins::default()).await;
+    let ph = app.client(Role::Pharmacy, "DE-PH-SOAP").await;
+    app.national.set_logins(&[SecretLogin {
+        client_login_id: "DE-PH-SOAP".into(),
+        user_id: "till1".into(),
+        client_id: ClientId::from(ph.client_id.as_str()),
+        // DNS names are compared without regard to ASCII case.
+        certificate: Some(TILL1.to_ascii_uppercase()),
+    }]);
+    let p = app.pack().await;
+    let till1 = https_client(Some(&till_certs().till1));
+    let till2 = https_client(Some(&till_certs().till2));
+    let alias = Login("DE-PH-SOAP".into(), "till1".into(), ph.secret().to_owned());
+
+    assert_eq!(verify_through(&till1, &app, &alias, &p).await, "NMVS_SUCCESS");
+    assert_eq!(app.national.remembered_logins(), 1);
+    // The login is remembered, and still no request gets in without the certificate.
+    assert_eq!(verify_through(&app.http, &app, &alias, &p).await, BAD_LOGIN);
+    assert_eq!(verify_through(&till2, &app, &alias, &p).await, BAD_LOGIN);
+    let wrong = Login(alias.0.clone(), alias.1.clone(), "wrong".into());
+    assert_eq!(verify_through(&till1, &app, &wrong, &p).await, BAD_LOGIN);
+    // The client's id is no way around its login's certificate.
+    assert_eq!(verify_through(&app.http, &app, &Login::of(&ph), &p).await, BAD_LOGIN);
+    assert_eq!(verify_through(&till2, &app, &Login::of(&ph), &p).await, BAD_LOGIN);
+    assert_eq!(verify_through(&till1, &app, &Login::of(&ph), &p).await, "NMVS_SUCCESS");
+    assert_eq!(verify_through(&till1, &app, &alias, &p).await, "NMVS_SUCCESS");
+
+    // Each refusal was checked in full and audited with both factors; the remembered login
+    // that let the last request in was not checked again.
+    let results = login_results(&app, &ph.client_id).await;
+    let expected = [
+        json!({"ok": true, "certificate": true, "secret": true}),
+        json!({"ok": false, "certificate": false, "secret": true}),
+        json!({"ok": false, "certificate": false, "secret": true}),
+        json!({"ok": false, "certificate": true, "secret": false}),
+        json!({"ok": false, "certificate": false, "secret": true}),
+        json!({"ok": false, "certificate": false, "secret": true}),
+    ];
+    assert_eq!(results, expected);
+}
+
+#[tokio::test]
+async fn a_login_that_names_no_certificate_needs_none_beside_one_that_does() {
+    let app = app_with_client_certificates(openmvs_national::SecretLogins::default()).await;
+    let ph = app.client(Role::Pharmacy, "DE-PH-SOAP").await;
+    let other = app.client(Role::Pharmacy, "DE-PH-OTHER").await;
+    app.national.set_logins(&[
+        SecretLogin {
+            client_login_id: "DE-PH-SOAP".into(),
+            user_id: "till1".into(),
+            client_id: ClientId::from(ph.client_id.as_str()),
+            certificate: Some(TILL1.into()),
+        },
+        SecretLogin {
+            client_login_id: "DE-PH-OTHER".into(),
+            user_id: "till1".into(),
+            client_id: ClientId::from(other.client_id.as_str()),
+            certificate: None,
+        },
+    ]);
+    let p = app.pack().await;
+    let alias = Login("DE-PH-OTHER".into(), "till1".into(), other.secret().to_owned());
+    assert_eq!(verify_through(&app.http, &app, &alias, &p).await, "NMVS_SUCCESS");
+    assert_eq!(verify_through(&app.http, &app, &Login::of(&other), &p).await, "NMVS_SUCCESS");
+    // A certificate it does not need is no reason to refuse it.
+    let till2 = https_client(Some(&till_certs().till2));
+    assert_eq!(verify_through(&till2, &app, &alias, &p).await, "NMVS_SUCCESS");
+    assert_eq!(login_results(&app, &other.client_id).await, [json!({"ok": true})]);
+}
+
+#[tokio::test]
+async fn with_require_certificate_every_login_needs_a_verified_certificate_of_any_name() {
+    let soap = openmvs_national::SecretLogins { require_certificate: true, ..Default::default() };
+    let app = app_with_client_certificates(soap).await;
+    let ph = app.client(Role::Pharmacy, "DE-PH-SOAP").await;
+    let p = app.pack().await;
+    let login = Login::of(&ph);
+    assert_eq!(verify_through(&app.http, &app, &login, &p).await, BAD_LOGIN);
+    let till2 = https_client(Some(&till_certs().till2));
+    assert_eq!(verify_through(&till2, &app, &login, &p).await, "NMVS_SUCCESS");
+    // Remembered now, and still refused without a certificate.
+    assert_eq!(verify_through(&app.http, &app, &login, &p).await, BAD_LOGIN);
+    let wrong = Login(login.0.clone(), login.1.clone(), "wrong".into());
+    assert_eq!(verify_through(&till2, &app, &wrong, &p).await, BAD_LOGIN);
 }
