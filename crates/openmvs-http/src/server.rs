@@ -78,8 +78,9 @@ pub struct TlsConfig {
     pub cert_chain: Vec<CertificateDer<'static>>,
     /// Its key.
     pub key: PrivateKeyDer<'static>,
-    /// When set, clients may present a certificate issued by one of these CAs; routes that need
-    /// one (the hub's internal routes) check its name. Clients without one still connect.
+    /// When set, clients may present a certificate issued by one of these CAs; what needs one
+    /// (the hub's internal routes, NMVS SOAP logins configured to) checks its name. Clients
+    /// without one still connect.
     pub client_ca: Option<Vec<CertificateDer<'static>>>,
     /// Revoked client certificates.
     pub crls: Vec<CertificateRevocationListDer<'static>>,
