@@ -5,7 +5,8 @@
 /// Messages are one line and name what is wrong, but never echo a secret, a token or any part of
 /// one: they may be logged, and a token is a credential. [`AuthError::InvalidClient`] maps to
 /// `401 invalid_client` at `POST /oauth/token`; every token refusal maps to `401 NMVS_FE_AU_01`;
-/// [`AuthError::Internal`] is a fault of the system or its operator, not of the client.
+/// [`AuthError::Internal`] is a fault of the system or its operator, not of the client;
+/// [`AuthError::Unavailable`] says that no token is issued for now, whoever asks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// The client id is unknown or the secret does not match; the two are deliberately not told
@@ -33,4 +34,8 @@ pub enum AuthError {
     /// A failure of the system or of its key material, not of the client's request.
     #[error("internal authentication error: {0}")]
     Internal(String),
+    /// The system issues no token for now (it cannot read its signing keys); the reason says
+    /// why. Tokens already issued stay valid: the client keeps its own and asks again later.
+    #[error("no token is issued for now: {0}")]
+    Unavailable(String),
 }

@@ -5,8 +5,10 @@
 //! servers cannot disagree on a field. What the client adds:
 //!
 //! - **Tokens.** The end-user client fetches its token with the client credentials, renews it
-//!   ahead of its expiry ([`renew_after`]), one renewal at a time however many tasks call, and
-//!   after a 401 renews it once and sends the call again.
+//!   once half of its life has passed ([`renew_after`]), one renewal at a time however many
+//!   tasks call, keeps using it while a renewal fails (a national system that cannot read its
+//!   signing keys issues no token but accepts those it issued) and tries again after the
+//!   `Retry-After` named, and after a 401 renews it once and sends the call again.
 //! - **Retries** ([`RetryPolicy`]). No answer, a timeout, a 429 or a 503 sends the same request
 //!   again, with the same `client_trx_id` (generated when the caller gives none), after the
 //!   `Retry-After` the server named or a capped exponential backoff, up to a number of attempts.
@@ -50,7 +52,7 @@ pub use obp::{ObpClient, ObpConfig};
 pub use openmvs_wire as wire;
 pub use retry::RetryPolicy;
 pub use time::{ManualTimer, Sleep, Timer, TokioTimer};
-pub use token::{RENEW_AHEAD_MIN, renew_after};
+pub use token::renew_after;
 
 /// A new `client_trx_id`: `omc-` and 24 random hexadecimal digits, unique in practice.
 pub fn new_client_trx_id() -> String {

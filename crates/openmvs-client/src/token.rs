@@ -1,6 +1,18 @@
 //! The end-user client's access token: fetched with the client credentials (`POST
-//! /oauth/token`), renewed ahead of its expiry by one caller while the others keep using it, and
-//! dropped when the server refuses it.
+//! /oauth/token`), renewed ahead of its expiry by one caller while the others keep using it, kept
+//! in use while a renewal fails and it is still valid, and dropped when the server refuses it.
+//!
+//! # When a token is renewed, and why then
+//!
+//! A national system's tokens live an hour (`expires_in` 3600, api.md). The client renews one
+//! once half of its life has passed ([`renew_after`]): the other half is what the pharmacy works
+//! on while the national system issues no token (it cannot read its signing keys, say) and
+//! still accepts the tokens it issued. Whenever issuing stops, every client holds a token with
+//! at least half an hour left, on average three quarters; renewing later would save one token
+//! request per client and hour at the cost of that window (at 90% of the life, six minutes).
+//! A failed renewal is tried again after the `Retry-After` the server named, or the retry
+//! policy's backoff, while the held token is used; only once it has expired does a call wait
+//! for a new one, with the full retry policy.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,17 +21,13 @@ use openmvs_wire::api::TokenResponse;
 use reqwest::Method;
 
 use crate::error::ClientError;
+use crate::retry::RetryPolicy;
 use crate::transport::{Call, Payload, Transport, decode};
 
-/// The least time before its expiry at which a token is renewed.
-pub const RENEW_AHEAD_MIN: Duration = Duration::from_secs(60);
-
-/// When a token of `lifetime` is renewed, counted from when it was asked for: once less than a
-/// tenth of its lifetime, or [`RENEW_AHEAD_MIN`], is left, whichever is more; but never before
-/// half of its lifetime, so that a token of two minutes is still used for one.
+/// When a token of `lifetime` is renewed, counted from when it was asked for: once half of its
+/// lifetime has passed (see the module comment for why).
 pub fn renew_after(lifetime: Duration) -> Duration {
-    let ahead = (lifetime / 10).max(RENEW_AHEAD_MIN).min(lifetime / 2);
-    lifetime - ahead
+    lifetime / 2
 }
 
 /// A token as handed to one request.
@@ -32,8 +40,12 @@ pub(crate) struct Bearer {
 
 struct Held {
     bearer: Bearer,
+    /// When the next renewal is due: [`renew_after`] the token was asked for, then after each
+    /// failed renewal the wait it named.
     renew_at: Instant,
     expires_at: Instant,
+    /// Renewals that failed in a row since this token was fetched, for the backoff.
+    failed_renewals: u32,
 }
 
 /// The client's token, shared by every call of one client.
@@ -61,7 +73,10 @@ impl TokenCache {
 
     /// The token to send now: the held one until it is due for renewal; then a new one, fetched
     /// by one caller at a time. While one caller renews, others keep the held token if it has
-    /// not expired.
+    /// not expired. A renewal while the held token is valid is one attempt: if it fails for any
+    /// reason but a refused login (a 503 while the system issues no token, a 429, no answer),
+    /// the held token is returned and the renewal is due again after the wait the server named
+    /// or a backoff. Without a valid token the fetch follows the retry policy.
     pub async fn bearer(&self, t: &Transport) -> Result<Bearer, ClientError> {
         let now = t.timer.now();
         if let Some(h) = self.held().as_ref() {
@@ -75,14 +90,34 @@ impl TokenCache {
             }
         }
         let mut generation = self.renewing.lock().await;
-        // Another caller may have renewed it while this one waited.
-        if let Some(h) = self.held().as_ref()
-            && t.timer.now() < h.renew_at
-        {
-            return Ok(h.bearer.clone());
-        }
         let asked_at = t.timer.now();
-        let token = self.fetch(t).await?;
+        // Another caller may have renewed it while this one waited.
+        let valid = match self.held().as_ref() {
+            Some(h) if asked_at < h.renew_at => return Ok(h.bearer.clone()),
+            Some(h) if asked_at < h.expires_at => Some((h.bearer.clone(), h.failed_renewals)),
+            _ => None,
+        };
+        let token = match valid {
+            None => self.fetch(t, &t.retry).await?,
+            Some((held, failed)) => match self.fetch(t, &RetryPolicy::never()).await {
+                Ok(token) => token,
+                Err(e @ ClientError::Login { .. }) => return Err(e),
+                Err(e) => {
+                    let failed = failed.saturating_add(1);
+                    let wait = match &e {
+                        ClientError::Refused { retry_after: Some(wait), .. } => *wait,
+                        _ => t.retry.backoff(failed),
+                    };
+                    if let Some(h) = self.held().as_mut()
+                        && h.bearer.generation == held.generation
+                    {
+                        h.renew_at = asked_at + wait;
+                        h.failed_renewals = failed;
+                    }
+                    return Ok(held);
+                }
+            },
+        };
         let lifetime = Duration::from_secs(u64::try_from(token.expires_in).unwrap_or(0));
         *generation += 1;
         let bearer = Bearer { value: Arc::from(token.access_token), generation: *generation };
@@ -92,6 +127,7 @@ impl TokenCache {
             bearer: bearer.clone(),
             renew_at: asked_at + renew_after(lifetime),
             expires_at: asked_at + lifetime,
+            failed_renewals: 0,
         });
         Ok(bearer)
     }
@@ -104,7 +140,8 @@ impl TokenCache {
         }
     }
 
-    async fn fetch(&self, t: &Transport) -> Result<TokenResponse, ClientError> {
+    /// Asks for a token, sending the request as `policy` says.
+    async fn fetch(&self, t: &Transport, policy: &RetryPolicy) -> Result<TokenResponse, ClientError> {
         let call = Call {
             method: Method::POST,
             url: t.url(&["oauth", "token"]),
@@ -112,7 +149,7 @@ impl TokenCache {
             idempotent: true,
             token: None,
         };
-        let answer = t.retrying(&call, None).await?;
+        let answer = t.retrying_with(&call, None, policy).await?;
         let token: TokenResponse = decode(&call.what(), answer)?;
         if token.expires_in <= 0 || token.access_token.is_empty() {
             return Err(ClientError::UnexpectedAnswer {
@@ -143,11 +180,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_token_is_renewed_when_a_tenth_of_its_life_or_a_minute_is_left() {
+    fn a_token_is_renewed_once_half_of_its_life_has_passed() {
         let s = Duration::from_secs;
-        assert_eq!(renew_after(s(3600)), s(3240));
-        assert_eq!(renew_after(s(300)), s(240));
+        assert_eq!(renew_after(s(3600)), s(1800));
         assert_eq!(renew_after(s(90)), s(45));
+        assert_eq!(renew_after(s(1)), Duration::from_millis(500));
         assert_eq!(renew_after(s(0)), s(0));
     }
 

@@ -174,18 +174,29 @@ impl Transport {
     /// Sends `call` with `bearer`, again after a refusal for load or a failure the policy
     /// retries; the first answer that is not retried, or the last failure.
     pub async fn retrying(&self, call: &Call<'_>, bearer: Option<&str>) -> Result<Answer, ClientError> {
+        self.retrying_with(call, bearer, &self.retry).await
+    }
+
+    /// [`retrying`](Self::retrying) under `policy` instead of the client's own (a token
+    /// renewal while the held token is valid is sent once).
+    pub async fn retrying_with(
+        &self,
+        call: &Call<'_>,
+        bearer: Option<&str>,
+        policy: &RetryPolicy,
+    ) -> Result<Answer, ClientError> {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let last = attempts >= self.retry.max_attempts;
+            let last = attempts >= policy.max_attempts;
             match self.once(call, bearer).await {
                 Ok(answer) if is_load_refusal(answer.status) && !last => {
                     let wait = match retry_after(&answer.headers) {
-                        Some(w) if w > self.retry.max_retry_after => {
+                        Some(w) if w > policy.max_retry_after => {
                             return Ok(Answer { attempts, ..answer });
                         }
                         Some(w) => w,
-                        None => self.retry.backoff(attempts),
+                        None => policy.backoff(attempts),
                     };
                     self.timer.sleep(wait).await;
                 }
@@ -193,7 +204,7 @@ impl Transport {
                 // A request that may have been processed is sent again only if the server
                 // deduplicates it; one that never left (no connection) always may be.
                 Err(e) if !last && (call.idempotent || e.is_connect()) && !tls_refused(&e) => {
-                    self.timer.sleep(self.retry.backoff(attempts)).await;
+                    self.timer.sleep(policy.backoff(attempts)).await;
                 }
                 Err(e) => return Err(ClientError::Transport { what: call.what(), attempts, source: e }),
             }

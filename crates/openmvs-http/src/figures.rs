@@ -1,8 +1,8 @@
 //! The business figures on `/metrics`, written through [`Exposition`]: alerts raised (a national
 //! system) or received (the hub) per alert code since the node started, alerts not closed per
 //! status, and the outbox beyond its backlog: messages whose last attempt failed and dead
-//! letters, per destination at the hub (where a failing OBP callback shows by OBP); and an offline
-//! agent's queue, link and list of problems.
+//! letters, per destination at the hub (where a failing OBP callback shows by OBP); whether a
+//! national node issues tokens; and an offline agent's queue, link and list of problems.
 //!
 //! The counts come from the services; a family whose count the store could not give is left out
 //! of that scrape, as the backlog is.
@@ -24,6 +24,9 @@ pub struct Figures {
     pub open_alerts: Option<Vec<(AlertStatus, u64)>>,
     /// The outbox per destination; `None` when the store could not be read.
     pub queues: Option<Vec<QueueCounts>>,
+    /// Whether the node issues tokens (a national system: it can read its token-signing keys);
+    /// `None` where no token is issued (the hub).
+    pub token_issuing: Option<bool>,
 }
 
 fn alert_families(out: &mut Exposition, f: &Figures, counter: (&str, &str), open: (&str, &str)) {
@@ -50,6 +53,13 @@ pub fn write_national(out: &mut Exposition, f: &Figures) {
         ),
         ("openmvs_alerts_open", "Alerts of the market not closed, by status."),
     );
+    if let Some(issuing) = f.token_issuing {
+        out.gauge(
+            "openmvs_token_issuing",
+            "Whether this node issues tokens: 0 while it cannot read its token-signing keys (tokens already issued are still accepted until they expire).",
+            issuing,
+        );
+    }
     if let Some(queues) = &f.queues {
         let (failing, dead) = queues.iter().fold((0, 0), |(f, d), q| (f + q.failing, d + q.dead));
         out.gauge(
@@ -163,6 +173,7 @@ mod tests {
             alerts: vec![(AlertCode::A3, 2), (AlertCode::A24, 0)],
             open_alerts: Some(vec![(AlertStatus::Open, 1), (AlertStatus::Investigating, 3)]),
             queues: Some(queues),
+            token_issuing: Some(false),
         }
     }
 
@@ -196,9 +207,10 @@ mod tests {
         assert_eq!(e.value("openmvs_alerts_open", &[("status", "OPEN")]), Some(1.0));
         assert_eq!(e.value("openmvs_outbox_failing", &[]), Some(2.0));
         assert_eq!(e.value("openmvs_outbox_dead_letters", &[]), Some(3.0));
+        assert_eq!(e.value("openmvs_token_issuing", &[]), Some(0.0));
 
         let mut out = Exposition::new();
-        write_national(&mut out, &Figures { open_alerts: None, queues: None, ..figures(Vec::new()) });
+        write_national(&mut out, &Figures { open_alerts: None, queues: None, token_issuing: None, ..figures(Vec::new()) });
         let text = out.into_text();
         let e = check_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let families: Vec<&str> = e.families.iter().map(|(f, _)| f.as_str()).collect();

@@ -694,6 +694,7 @@ async fn metrics(State(s): State<HubState>) -> Response {
         alerts: s.hub.alerts_received(),
         open_alerts: s.hub.open_alerts().await.ok(),
         queues: s.hub.outbox_queues().await.ok(),
+        token_issuing: None,
     };
     let text = s.obs.render_metrics(
         &crate::observe::HUB_OUTBOX,

@@ -301,7 +301,7 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
             example = json!({"error": "unsupported_grant_type", "error_description": "only client_credentials is supported"})),
         (status = 401, description = "Unknown client, wrong secret or disabled client (RFC 6749 `invalid_client`).", body = OAuthError),
         (status = 429, description = "Too many failed logins of this client id or from this address: retry after `Retry-After`.", body = ErrorBody),
-        (status = 503, description = "The node is checking as many secrets as it can, or cannot read its clients: retry after `Retry-After`.", body = ErrorBody),
+        (status = 503, description = "The node is checking as many secrets as it can, or cannot read its clients or its token-signing keys (`details` names `signing_keys`; tokens already issued stay valid until they expire): retry after `Retry-After`.", body = ErrorBody),
     )
 )]
 async fn token(
@@ -317,6 +317,11 @@ async fn token(
         Err(refusal) => return *refusal,
     };
     let (id, secret) = (id.as_str(), secret.as_str());
+    // A node that cannot read its token-signing keys issues no token: said at once, before the
+    // admission and any secret check, so the refusal costs next to nothing however many ask.
+    if let Err(e) = s.national.token_issuing() {
+        return no_token_issued(&e);
+    }
     // Logins have their own admission: a flood of bad ones waits or is refused here, before any
     // secret is hashed, and never takes the places of requests with tokens.
     let login = &s.obs.login;
@@ -344,11 +349,23 @@ async fn token(
             tracing::warn!(cause = %why, "token request failed");
             HttpError::code(ReturnCode::Unavailable).into_response()
         }
+        Err(e @ openmvs_auth::AuthError::Unavailable(_)) => no_token_issued(&e),
         Err(_) => {
             login.failed(id, address, Instant::now());
             oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client id or client secret")
         }
     }
+}
+
+/// The 503 of a token request while the node issues no token (it cannot read its token-signing
+/// keys): `NMVS_TI_UN_01`, naming the keys, with `Retry-After`.
+fn no_token_issued(e: &openmvs_auth::AuthError) -> Response {
+    let error = ApiError::new(ReturnCode::Unavailable)
+        .with(openmvs_national::SIGNING_KEYS_FIELD, e.to_string())
+        .with_retry_after(openmvs_national::TOKEN_RETRY_AFTER);
+    let mut resp = HttpError::new(error).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// A login refused before its secret was checked: 429 with the wait, or 503.
@@ -676,6 +693,7 @@ async fn metrics(State(s): State<NationalState>) -> Response {
         alerts: s.national.alerts_raised(),
         open_alerts: s.national.open_alerts().await.ok(),
         queues: s.national.outbox_queues().await.ok(),
+        token_issuing: Some(s.national.token_issuing().is_ok()),
     };
     let text = s.obs.render_metrics(
         &crate::observe::NATIONAL_OUTBOX,

@@ -1,4 +1,24 @@
 //! Clients, access tokens and the keys that sign them.
+//!
+//! # When the token-signing keys cannot be read
+//!
+//! A node keeps its key ring in memory: it signs with the active key and validates every token
+//! locally against the ring, reading the key table only to learn of changes (every
+//! [`SECURITY_REFRESH`](crate::SECURITY_REFRESH), and when a token names a key it does not
+//! know). While that read fails, the node stops issuing tokens (`POST /oauth/token` answers 503
+//! with `Retry-After` [`TOKEN_RETRY_AFTER`], before any secret is checked) but keeps validating:
+//!
+//! - It stops signing because it can no longer learn that its key was rotated away and revoked
+//!   (a leaked key): the operator's revocation must end the signing on every node within
+//!   seconds, and a node that cannot read the table cannot tell.
+//! - It keeps every verification key it holds, for as long as it runs: a key leaves the ring only
+//!   when the node reads that it was revoked, never because a read failed. Validating needs the
+//!   public keys alone, and no token outlives its lifetime ([`TOKEN_LIFETIME_SECS`] plus the
+//!   leeway, which every validator enforces), so tokens issued before the failure are accepted
+//!   until they expire and no longer. A key revoked meanwhile is refused by this node at its
+//!   first successful read after.
+//!
+//! The node issues tokens again at its first successful read of the keys.
 
 use openmvs_audit::Entry;
 use openmvs_auth::{AuthError, Claims, KeyRing, SigningKeyPair, TOKEN_LIFETIME_SECS, earliest_retirement};
@@ -7,7 +27,7 @@ use openmvs_core::ids::{KeyId, Location, MarketCode};
 use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::Role;
 use openmvs_core::time::Timestamp;
-use openmvs_store::{ClientChange, ClientRecord, KeyRecord, NewKey, Store, UnitOfWork};
+use openmvs_store::{ClientChange, ClientRecord, KeyRecord, NewKey, Store, StoreResult, UnitOfWork};
 
 use crate::lifecycle::operator_of;
 use crate::{Actor, ApiError, National, Record};
@@ -19,6 +39,22 @@ pub struct NewClient {
     pub client_id: String,
     /// The secret, shown once; only its hash is stored.
     pub client_secret: String,
+}
+
+/// The wait (`Retry-After`) a token request is asked for while this node cannot read its
+/// token-signing keys. The node reads them every second, so it issues again within about a
+/// second of the keys coming back; a client that holds a valid token loses nothing by waiting,
+/// and one that holds none asks at most once in this interval instead of in a loop.
+pub const TOKEN_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The field of the 503 that refuses a token while the token-signing keys cannot be read.
+pub const SIGNING_KEYS_FIELD: &str = "signing_keys";
+
+/// Since when this node's reads of its token-signing keys fail, and the last failure.
+#[derive(Debug, Clone)]
+pub(crate) struct KeysUnreadable {
+    since: Timestamp,
+    why: String,
 }
 
 fn secs(t: Timestamp) -> i64 {
@@ -90,8 +126,57 @@ pub(crate) async fn load_key_ring(
 }
 
 impl National {
-    /// `POST /oauth/token` with the client-credentials grant. Every attempt is audited.
+    /// Reads the token-signing keys from the store and records whether the read worked: this node
+    /// issues tokens only while its last read did (see the module comment).
+    pub(crate) async fn read_keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        let r = self.store.keys().await;
+        let mut state = self.keys_unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        match (&r, state.as_mut()) {
+            (Ok(_), Some(was)) => {
+                tracing::info!(since = %was.since.to_rfc3339(), "the token-signing keys can be read again: tokens are issued again");
+                *state = None;
+            }
+            (Err(e), None) => {
+                tracing::error!(
+                    cause = %e,
+                    "the token-signing keys cannot be read: no token is issued until they can; tokens \
+                     already issued are accepted until they expire"
+                );
+                *state = Some(KeysUnreadable { since: self.clock.now(), why: e.to_string() });
+            }
+            (Err(e), Some(was)) => was.why = e.to_string(),
+            (Ok(_), None) => {}
+        }
+        r
+    }
+
+    /// Whether this node issues tokens now: [`AuthError::Unavailable`] while its last read of
+    /// the token-signing keys failed. A check of memory only, so a refusal costs nothing: the
+    /// HTTP layer asks before the token endpoint's admission and any secret check.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::Unavailable`], saying since when the keys cannot be read.
+    pub fn token_issuing(&self) -> Result<(), AuthError> {
+        let state = self.keys_unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        match state.as_ref() {
+            None => Ok(()),
+            Some(k) => {
+                tracing::debug!(cause = %k.why, "token refused: the token-signing keys cannot be read");
+                Err(AuthError::Unavailable(format!(
+                    "this node cannot read its token-signing keys (since {}): tokens already issued are \
+                     accepted until they expire",
+                    k.since.to_rfc3339()
+                )))
+            }
+        }
+    }
+
+    /// `POST /oauth/token` with the client-credentials grant. Every attempt whose secret is
+    /// checked is audited; while the token-signing keys cannot be read, none is (see
+    /// [`token_issuing`](Self::token_issuing)).
     pub async fn token(&self, client_id: &str, client_secret: &str) -> Result<IssuedToken, AuthError> {
+        self.token_issuing()?;
         let now = self.clock.now();
         let (stored, ok) = self.check_secret(client_id, client_secret).await?;
         let outcome = match (ok, &stored) {
@@ -214,7 +299,7 @@ impl National {
         {
             return false;
         }
-        let Ok(records) = self.store.keys().await else { return false };
+        let Ok(records) = self.read_keys().await else { return false };
         let Ok(mut ring) = self.keys.try_write() else { return false };
         let known: Vec<String> = ring.verification_keys().into_iter().map(|(kid, _)| kid).collect();
         let mut learnt = false;
@@ -240,7 +325,12 @@ impl National {
     /// rotate-token-key`) stored: a new active key starts signing here too, and the previous one
     /// keeps verifying until its tokens have expired. Called periodically by the server.
     pub async fn reload_keys(&self) -> Result<bool, ApiError> {
-        let records = self.store.keys().await?;
+        let records = self.read_keys().await?;
+        self.follow_active_key(&records).await
+    }
+
+    /// Makes the key `records` name active the one this node signs with, if it is not yet.
+    pub(crate) async fn follow_active_key(&self, records: &[KeyRecord]) -> Result<bool, ApiError> {
         let Some(active) = records.iter().find(|k| k.active) else { return Ok(false) };
         let mut ring = self.keys.write().await;
         if active.kid == ring.active().kid.as_str() {
@@ -259,7 +349,7 @@ impl National {
     pub async fn rotate_signing_key(&self) -> Result<String, ApiError> {
         let now = self.clock.now();
         let pair = SigningKeyPair::generate();
-        let previous = self.store.keys().await?.into_iter().find(|k| k.active).map(|k| k.kid);
+        let previous = self.read_keys().await?.into_iter().find(|k| k.active).map(|k| k.kid);
         let uow = key_rotation(
             self.config.market,
             &self.operator(),

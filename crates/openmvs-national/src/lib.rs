@@ -38,7 +38,7 @@ use tokio::sync::{Notify, RwLock};
 pub use audit::{
     OutsideHead, VerifyReport, checkpoint_of, parse_heads, signed_head, verify_audit, verify_audit_with_heads,
 };
-pub use auth::NewClient;
+pub use auth::{NewClient, SIGNING_KEYS_FIELD, TOKEN_RETRY_AFTER};
 pub use bulk::BulkBackoff;
 pub use guessing::{GuessingCounter, LocalGuessing};
 pub use hub::{HubLink, PACKS_PER_UNIT};
@@ -121,6 +121,8 @@ pub struct National {
     pack_locks: locks::PackLocks,
     /// When this node last looked in the store for token-signing keys it did not know.
     keys_checked_at: std::sync::atomic::AtomicI64,
+    /// Set while this node's reads of its token-signing keys fail: it issues no token then.
+    keys_unreadable: std::sync::Mutex<Option<auth::KeysUnreadable>>,
     /// The clients cut off, as this node last read them (`refresh_security`) or cut them off.
     disabled: std::sync::RwLock<std::collections::HashSet<ClientId>>,
     /// Counts the changes of `disabled` this node made itself.
@@ -165,6 +167,7 @@ impl National {
             node_id,
             pack_locks: locks::PackLocks::new(),
             keys_checked_at: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
+            keys_unreadable: std::sync::Mutex::new(None),
             disabled: std::sync::RwLock::new(disabled),
             disabled_changes: std::sync::atomic::AtomicU64::new(0),
             seen: std::sync::Mutex::new(std::collections::HashMap::new()),

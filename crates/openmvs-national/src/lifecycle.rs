@@ -210,7 +210,7 @@ impl National {
     /// 404 naming `kid` for a key the store does not have; 400 naming `kid` for the active key.
     pub async fn retire_token_key(&self, actor: &Actor, kid: &str) -> Result<(), ApiError> {
         self.may_manage_clients(actor)?;
-        let keys = self.store.keys().await?;
+        let keys = self.read_keys().await?;
         let missing =
             || ApiError::new(ReturnCode::NotFound).with("kid", format!("no token-signing key '{kid}'"));
         let Some(key) = keys.iter().find(|k| k.kid == kid) else { return Err(missing()) };
@@ -287,8 +287,8 @@ impl National {
                 *set = disabled;
             }
         }
-        self.reload_keys().await?;
-        let records = self.store.keys().await?;
+        let records = self.read_keys().await?;
+        self.follow_active_key(&records).await?;
         let revoked: Vec<&str> =
             records.iter().filter(|k| k.revoked_at.is_some() && !k.active).map(|k| k.kid.as_str()).collect();
         if revoked.is_empty() {

@@ -285,6 +285,11 @@ const SLEEPS_ALLOWED: &[(&str, &str, &str)] = &[
         "the client's manual timer, whose sleeps return at once after a relay or bulk round",
     ),
     (
+        "crates/openmvs-http/tests/national_api/signing_keys.rs",
+        "sleep",
+        "the client's timer on the fake clock, whose sleeps are recorded and return at once",
+    ),
+    (
         "crates/openmvs-http/tests/abuse/main.rs",
         "a_429_keeps_the_connection_and_the_next_request_on_it_succeeds",
         "a client honours Retry-After on one kept connection: the rate limiter refills on the real clock",

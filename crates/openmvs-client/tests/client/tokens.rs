@@ -1,5 +1,6 @@
 //! The end-user client's token: fetched once and shared, renewed ahead of its expiry (a manual
-//! timer stands in for time), renewed once after a 401, and a refused login surfaced.
+//! timer stands in for time), kept in use while a renewal is refused and it is still valid,
+//! renewed once after a 401, and a refused login surfaced.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +39,8 @@ async fn one_token_serves_concurrent_calls_and_is_renewed_once_ahead_of_its_expi
     }
     assert_eq!(proxy.seen_at(TOKEN).len(), 1, "one token for every concurrent call");
 
-    // The national system's tokens last 3600 s: renewed once less than 360 s are left.
-    timer.advance(Duration::from_secs(3239));
+    // The national system's tokens last 3600 s: renewed once half of that has passed.
+    timer.advance(Duration::from_secs(1799));
     client.verify(&pack("TOK0001")).await.unwrap();
     assert_eq!(proxy.seen_at(TOKEN).len(), 1, "still well within its lifetime");
 
@@ -53,6 +54,76 @@ async fn one_token_serves_concurrent_calls_and_is_renewed_once_ahead_of_its_expi
     }
     assert_eq!(proxy.seen_at(TOKEN).len(), 2, "renewed ahead of its expiry, once for all callers");
     assert!(proxy.seen_at(VERIFY).iter().all(|s| s.bearer.is_some()));
+    proxy.stop().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_refused_with_503_keeps_the_valid_token_and_is_tried_again_after_retry_after() {
+    let w = World::start().await;
+    w.seed(&["TOK0004"]).await;
+    let creds = w.user(Role::Pharmacy, "DE-PH-1").await;
+    let proxy = Proxy::start(&w.de_url, &w.ca_pem).await;
+    let timer = Arc::new(ManualTimer::new());
+    let client =
+        EndUserClient::with_timer(EndUserConfig::new(&proxy.url, &creds.id, &creds.secret), timer.clone())
+            .unwrap();
+    client.verify(&pack("TOK0004")).await.unwrap();
+    let first = client.access_token().await.unwrap();
+
+    // Due for renewal while the token endpoint answers 503: one attempt, the call goes out at
+    // once with the held token, and nothing is waited on.
+    timer.advance(Duration::from_secs(1800));
+    proxy.fail_next(Some(TOKEN), Fault::unavailable(7));
+    proxy.fail_next(Some(TOKEN), Fault::unavailable(7));
+    client.verify(&pack("TOK0004")).await.unwrap();
+    assert_eq!(proxy.seen_at(TOKEN).len(), 2, "one renewal attempt");
+    assert_eq!(proxy.seen_at(VERIFY).last().unwrap().bearer.as_deref(), Some(first.as_str()));
+    assert!(timer.sleeps().is_empty(), "a renewal with a valid token in hand is not waited on");
+
+    // Not asked again before the Retry-After has passed; then asked, refused again, kept.
+    timer.advance(Duration::from_secs(6));
+    client.verify(&pack("TOK0004")).await.unwrap();
+    assert_eq!(proxy.seen_at(TOKEN).len(), 2, "the server asked for 7 s");
+    timer.advance(Duration::from_secs(1));
+    client.verify(&pack("TOK0004")).await.unwrap();
+    assert_eq!(proxy.seen_at(TOKEN).len(), 3, "tried again after Retry-After");
+    assert_eq!(client.access_token().await.unwrap(), first);
+
+    // The next attempt succeeds: a new token from then on.
+    timer.advance(Duration::from_secs(7));
+    client.verify(&pack("TOK0004")).await.unwrap();
+    assert_eq!(proxy.seen_at(TOKEN).len(), 4);
+    let second = client.access_token().await.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(proxy.seen_at(VERIFY).last().unwrap().bearer.as_deref(), Some(second.as_str()));
+    assert!(timer.sleeps().is_empty());
+    proxy.stop().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_the_token_has_expired_a_refused_renewal_fails_the_call_after_the_retry_policy() {
+    let w = World::start().await;
+    w.seed(&["TOK0005"]).await;
+    let creds = w.user(Role::Pharmacy, "DE-PH-1").await;
+    let proxy = Proxy::start(&w.de_url, &w.ca_pem).await;
+    let timer = Arc::new(ManualTimer::new());
+    let client =
+        EndUserClient::with_timer(EndUserConfig::new(&proxy.url, &creds.id, &creds.secret), timer.clone())
+            .unwrap();
+    client.verify(&pack("TOK0005")).await.unwrap();
+
+    timer.advance(Duration::from_secs(3600));
+    for _ in 0..5 {
+        proxy.fail_next(Some(TOKEN), Fault::unavailable(2));
+    }
+    let err = client.verify(&pack("TOK0005")).await.unwrap_err();
+    assert_eq!((err.status(), err.return_code()), (Some(503), Some("NMVS_TI_UN_01")), "{err}");
+    assert!(err.is_temporary());
+    assert_eq!(proxy.seen_at(TOKEN).len(), 6, "the first token, then the five attempts of the policy");
+    assert_eq!(timer.sleeps(), vec![Duration::from_secs(2); 4], "each after its Retry-After");
+    assert_eq!(proxy.seen_at(VERIFY).len(), 1, "no call went out with the expired token");
     proxy.stop().await;
     w.stop().await;
 }

@@ -1,5 +1,6 @@
 //! A store wrapper with named failure points: it passes every call to the store it wraps, except
-//! that reads of products, batches and packs, or commits, can be made to fail as unavailable.
+//! that reads of products, batches and packs, reads of the token-signing keys, or commits, can be
+//! made to fail as unavailable.
 //! Shared by the `hub_side` and `national_api` suites.
 
 use std::sync::Arc;
@@ -18,12 +19,20 @@ pub struct Faulty {
     /// The next this-many commits fail as unavailable (nothing written); `u32::MAX` is as good
     /// as every commit until it is set back to 0.
     pub fail_commits: AtomicU32,
+    /// While set, `keys` (the token-signing keys) fails as unavailable: the key table cannot be
+    /// read, whatever the rest of the store does.
+    pub fail_keys: AtomicBool,
 }
 
 impl Faulty {
     /// Wraps a store, with no failure armed.
     pub fn new(inner: Arc<dyn Store>) -> Faulty {
-        Faulty { inner, fail_reads: AtomicBool::new(false), fail_commits: AtomicU32::new(0) }
+        Faulty {
+            inner,
+            fail_reads: AtomicBool::new(false),
+            fail_commits: AtomicU32::new(0),
+            fail_keys: AtomicBool::new(false),
+        }
     }
 
     fn read_fault(&self) -> StoreResult<()> {
@@ -208,6 +217,9 @@ impl ClientStore for Faulty {
         self.inner.disabled_clients()
     }
     fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
+        if self.fail_keys.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(StoreError::Unavailable("injected failure of the key table".into())) });
+        }
         self.inner.keys()
     }
 }

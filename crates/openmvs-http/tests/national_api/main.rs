@@ -1,6 +1,7 @@
 //! The national system's API over real HTTPS, in process: every return code of the contract,
 //! every HTTP error, scans and the rescan a scanner's corruption asks for, roles, undo,
-//! idempotency, bulk, alerts, audit and the operations endpoints. Each test starts its own national system on a fresh store with a fake clock
+//! idempotency, bulk, alerts, audit, the operations endpoints, and tokens while the signing keys
+//! cannot be read. Each test starts its own national system on a fresh store with a fake clock
 //! (see `harness`). With `OPENMVS_TEST_STORAGE=postgres` every app keeps its data in PostgreSQL
 //! instead, and with `OPENMVS_TEST_STORAGE=memory` in the in-memory engine; `multi_node` runs
 //! several nodes on one PostgreSQL schema whenever a database is given.
@@ -29,5 +30,6 @@ mod rescan;
 mod retry;
 mod roles;
 mod scan;
+mod signing_keys;
 mod soap;
 mod undo;
