@@ -210,7 +210,10 @@ mod tests {
         assert_eq!(e.value("openmvs_token_issuing", &[]), Some(0.0));
 
         let mut out = Exposition::new();
-        write_national(&mut out, &Figures { open_alerts: None, queues: None, token_issuing: None, ..figures(Vec::new()) });
+        write_national(
+            &mut out,
+            &Figures { open_alerts: None, queues: None, token_issuing: None, ..figures(Vec::new()) },
+        );
         let text = out.into_text();
         let e = check_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let families: Vec<&str> = e.families.iter().map(|(f, _)| f.as_str()).collect();

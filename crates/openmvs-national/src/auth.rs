@@ -50,11 +50,11 @@ pub const TOKEN_RETRY_AFTER: std::time::Duration = std::time::Duration::from_sec
 /// The field of the 503 that refuses a token while the token-signing keys cannot be read.
 pub const SIGNING_KEYS_FIELD: &str = "signing_keys";
 
-/// Since when this node's reads of its token-signing keys fail, and the last failure.
+/// Since when this node's reads of its token-signing keys fail (each cause is logged when the
+/// failures start).
 #[derive(Debug, Clone)]
 pub(crate) struct KeysUnreadable {
     since: Timestamp,
-    why: String,
 }
 
 fn secs(t: Timestamp) -> i64 {
@@ -131,9 +131,12 @@ impl National {
     pub(crate) async fn read_keys(&self) -> StoreResult<Vec<KeyRecord>> {
         let r = self.store.keys().await;
         let mut state = self.keys_unreadable.lock().unwrap_or_else(|p| p.into_inner());
-        match (&r, state.as_mut()) {
+        match (&r, state.as_ref()) {
             (Ok(_), Some(was)) => {
-                tracing::info!(since = %was.since.to_rfc3339(), "the token-signing keys can be read again: tokens are issued again");
+                tracing::info!(
+                    since = %was.since.to_rfc3339(),
+                    "the token-signing keys can be read again: tokens are issued again"
+                );
                 *state = None;
             }
             (Err(e), None) => {
@@ -142,10 +145,9 @@ impl National {
                     "the token-signing keys cannot be read: no token is issued until they can; tokens \
                      already issued are accepted until they expire"
                 );
-                *state = Some(KeysUnreadable { since: self.clock.now(), why: e.to_string() });
+                *state = Some(KeysUnreadable { since: self.clock.now() });
             }
-            (Err(e), Some(was)) => was.why = e.to_string(),
-            (Ok(_), None) => {}
+            (Err(_), Some(_)) | (Ok(_), None) => {}
         }
         r
     }
@@ -161,14 +163,11 @@ impl National {
         let state = self.keys_unreadable.lock().unwrap_or_else(|p| p.into_inner());
         match state.as_ref() {
             None => Ok(()),
-            Some(k) => {
-                tracing::debug!(cause = %k.why, "token refused: the token-signing keys cannot be read");
-                Err(AuthError::Unavailable(format!(
-                    "this node cannot read its token-signing keys (since {}): tokens already issued are \
+            Some(k) => Err(AuthError::Unavailable(format!(
+                "this node cannot read its token-signing keys (since {}): tokens already issued are \
                      accepted until they expire",
-                    k.since.to_rfc3339()
-                )))
-            }
+                k.since.to_rfc3339()
+            ))),
         }
     }
 

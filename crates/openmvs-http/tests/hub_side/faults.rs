@@ -218,7 +218,9 @@ impl ClientStore for Faulty {
     }
     fn keys(&self) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
         if self.fail_keys.load(Ordering::SeqCst) {
-            return Box::pin(async { Err(StoreError::Unavailable("injected failure of the key table".into())) });
+            return Box::pin(async {
+                Err(StoreError::Unavailable("injected failure of the key table".into()))
+            });
         }
         self.inner.keys()
     }
