@@ -158,6 +158,8 @@ pub struct Hub {
     callbacks: Option<Arc<dyn CallbackSender>>,
     /// Wakes the relay when a unit with outbox messages is committed.
     relay_wake: Notify,
+    /// Whether the relay took over what the outbox held from before this process started.
+    relay_resumed: openmvs_store::relay::Resumed,
     /// Whether the store commits, as the last probe or commit found it.
     store_ok: std::sync::atomic::AtomicBool,
     /// This process among the hub nodes sharing the store, for its heartbeat.
@@ -191,6 +193,7 @@ impl Hub {
             queries: None,
             callbacks: None,
             relay_wake: Notify::new(),
+            relay_resumed: openmvs_store::relay::Resumed::default(),
             store_ok: std::sync::atomic::AtomicBool::new(true),
             node_id,
             alerts_received: openmvs_telemetry::AlertTally::new(),

@@ -69,6 +69,9 @@ impl Hub {
     /// the OBPs' due callback events. Returns how many messages were acknowledged (applied, or
     /// applied before, or answered 2xx by a callback).
     pub async fn relay_once(&self) -> Result<usize, ApiError> {
+        // What the process before this one left waiting, to every destination, ends before the
+        // first pass.
+        self.relay_resumed.once(self.store.as_ref(), self.clock.now()).await?;
         let mut acked = 0;
         if let Some(link) = self.link.clone() {
             acked += self.relay_markets_once(link.as_ref()).await?;

@@ -394,6 +394,8 @@ impl National {
             lease: self.config.lease,
             limit: MAX_DELIVERY,
         };
+        // What the process before this one left waiting ends before the first round.
+        self.relay_resumed.once(self.store.as_ref(), self.clock.now()).await?;
         // Claimed, not just read: a relay on another node sharing the store skips these until the
         // lease ends, and takes them over if this node dies before marking them.
         match relay.round(self.store.as_ref(), &HubSender(hub), "hub", self.clock.now()).await? {

@@ -115,6 +115,8 @@ pub struct National {
     bulk_wake: Notify,
     /// Wakes the outbox relay when a message is committed.
     relay_wake: Notify,
+    /// Whether the relay took over what its outbox held from before this process started.
+    relay_resumed: openmvs_store::relay::Resumed,
     /// This process among the nodes sharing the store: the holder of the leases it takes.
     node_id: NodeId,
     /// Requests on one pack take turns inside this node.
@@ -164,6 +166,7 @@ impl National {
             hub,
             bulk_wake: Notify::new(),
             relay_wake: Notify::new(),
+            relay_resumed: openmvs_store::relay::Resumed::default(),
             node_id,
             pack_locks: locks::PackLocks::new(),
             keys_checked_at: std::sync::atomic::AtomicI64::new(i64::MIN / 2),

@@ -179,6 +179,20 @@ impl Outbox {
         )
     }
 
+    /// Makes the live messages waiting past `now` due at `now` ([`OutboxQueue::resume`]).
+    pub(crate) fn resume(&mut self, now: Timestamp) -> u64 {
+        let waiting: Vec<u64> = self
+            .rows
+            .iter()
+            .filter(|(_, r)| !r.message.dead && r.message.next_attempt_at > now)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in &waiting {
+            self.rows.update(seq, |r| r.message.next_attempt_at = now);
+        }
+        waiting.len() as u64
+    }
+
     pub(crate) fn pending(&self) -> u64 {
         self.rows.values().filter(|r| !r.message.dead).count() as u64
     }
@@ -237,6 +251,10 @@ impl<S: State + 'static> OutboxQueue for Engine<S> {
 
     fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         self.writing(|s, _| Ok(s.outbox_mut().replay(seq, now)))
+    }
+
+    fn resume(&self, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
+        self.writing(move |s, _| Ok(s.outbox_mut().resume(now)))
     }
 
     fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {

@@ -168,6 +168,17 @@ impl OutboxQueue for Outbox {
         })
     }
 
+    fn resume(&self, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            self.pool
+                .exec(
+                    "UPDATE outbox SET next_attempt_at = $1 WHERE NOT dead AND next_attempt_at > $1",
+                    vec![ms(now)],
+                )
+                .await
+        })
+    }
+
     fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
         Box::pin(async move {
             let n =

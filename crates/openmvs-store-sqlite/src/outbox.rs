@@ -156,6 +156,18 @@ impl<U: Unit> OutboxQueue for Engine<U> {
         })
     }
 
+    fn resume(&self, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
+        self.exec(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE outbox SET next_attempt_at = ?1 WHERE dead = 0 AND next_attempt_at > ?1",
+                    params![now.unix_millis()],
+                )
+                .map_err(sql_err)?;
+            Ok(n as u64)
+        })
+    }
+
     fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
         self.read(move |c| {
             let n: i64 = c

@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
             a_pack_context_reads_everything_a_request_needs,
             a_refused_unit_is_answered_as_refused_beside_outbox_bookkeeping,
             a_claimed_outbox_message_waits_for_its_lease,
+            resuming_the_outbox_ends_its_leases_and_backoffs_and_keeps_attempts_and_dead_letters,
             a_bulk_job_is_leased_to_one_worker_at_a_time,
             a_client_is_cut_off_and_let_back_in_with_its_audit_record,
             a_unit_creating_a_taken_client_id_writes_nothing,
@@ -795,6 +796,41 @@ pub async fn a_claimed_outbox_message_waits_for_its_lease(
     assert_eq!(after[1].attempts, 0, "a lease is not a failed attempt");
     store.failed(after[1].seq, "timeout", t(1_500), false).await.expect("failed");
     assert_eq!(ids(&store.claim_due(t(1_600), t(3_000), 10).await.expect("claim")), ["b1"]);
+}
+
+/// A relay that starts resumes its outbox: every live message waiting past now (claimed by a
+/// relay that died, or waiting out a backoff) is due now, with its attempts; dead letters stay
+/// dead and messages due already are left as they are.
+pub async fn resuming_the_outbox_ends_its_leases_and_backoffs_and_keeps_attempts_and_dead_letters(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    let msg = |id: &str, key: &str| OutboxMessage {
+        message_id: id.into(),
+        destination: "hub".into(),
+        kind: "pack-state".into(),
+        ordering_key: key.into(),
+        payload: format!("{{\"id\":\"{id}\"}}"),
+    };
+    let outbox = vec![msg("a1", "A"), msg("a2", "A"), msg("b1", "B"), msg("c1", "C"), msg("d1", "D")];
+    store.commit(UnitOfWork { outbox, ..UnitOfWork::default() }).await.expect("commits");
+    // Later than any clock an engine's test gives it, so every message is due.
+    let t = |n: i64| Timestamp::from_unix_millis(i64::MAX / 4 + n);
+    let ids = |v: &[StoredOutboxMessage]| v.iter().map(|m| m.message.message_id.clone()).collect::<Vec<_>>();
+    let claimed = store.claim_due(t(10), t(30_000), 10).await.expect("claim");
+    assert_eq!(ids(&claimed), ["a1", "b1", "c1", "d1"]);
+    // b1 waits out a backoff after two failed attempts, d1 is dead, a1 and c1 stay claimed.
+    store.failed(claimed[1].seq, "refused", t(20), false).await.expect("failed");
+    store.failed(claimed[1].seq, "refused", t(60_000), false).await.expect("failed");
+    store.failed(claimed[3].seq, "rejected", t(10), true).await.expect("dead");
+    assert!(store.claim_due(t(100), t(30_100), 10).await.expect("claim").is_empty(), "everything waits");
+    assert_eq!(store.resume(t(100)).await.expect("resume"), 3, "a1, b1 and c1 waited");
+    let due = store.due(t(100), 10).await.expect("due");
+    assert_eq!(ids(&due), ["a1", "b1", "c1"], "due at once, in order, one per key; d1 stays dead");
+    assert_eq!(due.iter().map(|m| m.attempts).collect::<Vec<_>>(), [0, 2, 0], "attempts are kept");
+    assert!(due.iter().all(|m| m.next_attempt_at == t(100)));
+    assert_eq!(store.resume(t(100)).await.expect("resume"), 0, "nothing waits past now any more");
+    assert_eq!(ids(&store.dead_letters().await.expect("dead letters")), ["d1"]);
 }
 
 /// One worker holds a bulk job at a time; another takes it only when the lease ends or is given up.

@@ -165,6 +165,13 @@ pub trait OutboxQueue: Send + Sync {
     fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// Puts a dead letter back in its queue, due now; false when there is no such dead letter.
     fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>>;
+    /// Makes every live message of every destination whose next attempt is later than `now`
+    /// due at `now`, keeping its attempts; answers how many. A lease is stored as the next
+    /// attempt, like a retry's backoff, and names no holder: a relay calls this when it starts,
+    /// so that the claims a process left when it died, and the waits of destinations that were
+    /// down, end at once instead of after a lease or a backoff (a live relay's claim taken over
+    /// this way is sent twice at most, and a receiver answers the second `DUPLICATE`).
+    fn resume(&self, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>>;
     /// How many live (not dead) messages wait, every destination.
     fn pending(&self) -> BoxFuture<'_, StoreResult<u64>>;
     /// Per destination with any message, in destination order: the backlog, the messages whose
@@ -196,6 +203,10 @@ impl<T: EngineOutbox> OutboxQueue for T {
 
     fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         self.engine_outbox().replay(seq, now)
+    }
+
+    fn resume(&self, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
+        self.engine_outbox().resume(now)
     }
 
     fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {

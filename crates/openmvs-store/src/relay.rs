@@ -4,15 +4,51 @@
 //! rejected one (or one whose payload cannot be sent at all) goes to the dead letters at once,
 //! and the rest are tried again after [`crate::retry::backoff`], until the attempts run out.
 //!
+//! A process's relay starts with [`Resumed::once`]: every wait its outbox holds from before the
+//! start (the leases of claims a killed process never booked, the backoffs of destinations that
+//! were down) ends, so the first round offers every live message, instead of a product's
+//! messages queuing for up to a lease behind a claim nobody holds any more.
+//!
 //! Time comes in as an argument and the sender is a trait, so a round is tested with a fixed
 //! instant and a fake sender, without sleeping.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openmvs_core::time::Timestamp;
 
 use crate::retry::backoff;
-use crate::{BoxFuture, MessageId, StoreResult, StoredOutboxMessage};
+use crate::{BoxFuture, MessageId, OutboxQueue, StoreResult, StoredOutboxMessage};
+
+/// Whether this process's relay has resumed its outbox ([`OutboxQueue::resume`]), which it does
+/// once, before its first round.
+#[derive(Debug, Default)]
+pub struct Resumed(AtomicBool);
+
+impl Resumed {
+    /// Resumes `queue` at `now` the first time it is called (again after a store failure).
+    ///
+    /// A lease names no holder, so a process cannot tell the claims of the process it replaces
+    /// from those of a live node sharing the store: it ends them all. The live node's messages
+    /// are then sent twice at most, and a receiver applies a message id once; the order of a
+    /// key's messages holds, since a key's next message is handed out only once the one before it
+    /// is delivered.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn once<Q: OutboxQueue + ?Sized>(&self, queue: &Q, now: Timestamp) -> StoreResult<()> {
+        if self.0.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let n = queue.resume(now).await?;
+        if n > 0 {
+            tracing::info!(messages = n, "outbox resumed: claims and retry waits from before the start end now");
+        }
+        self.0.store(true, Ordering::Release);
+        Ok(())
+    }
+}
 
 /// One destination's outbox, as the relay uses it.
 pub trait Outbox: Send + Sync {
@@ -209,7 +245,7 @@ impl<T: crate::OutboxStore + ?Sized> Outbox for T {
         next_attempt_at: Timestamp,
         dead: bool,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        crate::OutboxQueue::failed(self, seq, error, next_attempt_at, dead)
+        OutboxQueue::failed(self, seq, error, next_attempt_at, dead)
     }
 }
 

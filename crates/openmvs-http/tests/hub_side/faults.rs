@@ -164,6 +164,9 @@ impl OutboxQueue for Faulty {
     fn replay(&self, seq: u64, now: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         self.inner.replay(seq, now)
     }
+    fn resume(&self, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
+        self.inner.resume(now)
+    }
     fn pending(&self) -> BoxFuture<'_, StoreResult<u64>> {
         self.inner.pending()
     }

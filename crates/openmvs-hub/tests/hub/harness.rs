@@ -86,6 +86,9 @@ pub struct Seen {
 pub struct TestLink {
     nationals: BTreeMap<MarketCode, Arc<National>>,
     down: Mutex<BTreeSet<MarketCode>>,
+    hanging: Mutex<BTreeSet<MarketCode>>,
+    /// Notified when a delivery to a hanging market starts.
+    pub hung: tokio::sync::Notify,
     log: Mutex<BTreeMap<MarketCode, Vec<Seen>>>,
 }
 
@@ -98,6 +101,12 @@ impl TestLink {
         } else {
             d.remove(&m(market));
         }
+    }
+
+    /// Deliveries to `market` never end from now on (the hub dies while it sends them); each
+    /// notifies [`TestLink::hung`] when it starts.
+    pub fn hang(&self, market: &str) {
+        self.hanging.lock().unwrap().insert(m(market));
     }
 
     /// Every message `market` received and answered, in order.
@@ -120,6 +129,10 @@ impl NationalLink for TestLink {
         Box::pin(async move {
             if self.down.lock().unwrap().contains(&market) {
                 return Err(format!("{market} refused the connection"));
+            }
+            if self.hanging.lock().unwrap().contains(&market) {
+                self.hung.notify_one();
+                return std::future::pending().await;
             }
             let national =
                 self.nationals.get(&market).ok_or_else(|| format!("no national system for {market}"))?;
@@ -272,7 +285,8 @@ pub struct World {
     pub hub_store: Arc<SqliteHubStore>,
     /// The national systems.
     pub nationals: BTreeMap<MarketCode, Arc<National>>,
-    national_stores: Vec<Arc<MemStore>>,
+    national_stores: BTreeMap<MarketCode, Arc<MemStore>>,
+    chunk_size: usize,
     /// The link.
     pub link: Arc<TestLink>,
     /// The one clock.
@@ -284,7 +298,7 @@ pub struct World {
 impl Drop for World {
     fn drop(&mut self) {
         self.hub_store.close();
-        for s in &self.national_stores {
+        for s in self.national_stores.values() {
             s.close();
         }
     }
@@ -310,9 +324,7 @@ pub async fn world_with(chunk_size: usize) -> World {
     let dir = TempDir::new();
     let clock = Arc::new(FakeClock::at(start()));
     let dyn_clock: Arc<dyn Clock> = clock.clone();
-    let mut nationals = BTreeMap::new();
-    let mut national_stores = Vec::new();
-    let mut to_hub = BTreeMap::new();
+    let mut national_stores = BTreeMap::new();
     for market in ["DE", "FR"] {
         // The national systems are not under test here: they keep their data in memory.
         let store = Arc::new(MemStore::new(openmvs_store_mem::Options {
@@ -320,33 +332,77 @@ pub async fn world_with(chunk_size: usize) -> World {
             clock: dyn_clock.clone(),
             checkpoints: openmvs_store::CheckpointOptions::default(),
         }));
-        national_stores.push(store.clone());
-        let link = Arc::new(ToHub { market: m(market), hub: OnceLock::new() });
-        to_hub.insert(m(market), link.clone());
-        let national = National::new(store, dyn_clock.clone(), NationalConfig::new(m(market)), Some(link))
-            .await
-            .expect("start a national system");
-        nationals.insert(m(market), Arc::new(national));
+        national_stores.insert(m(market), store);
     }
-    let link = Arc::new(TestLink {
-        nationals: nationals.clone(),
-        down: Mutex::new(BTreeSet::new()),
-        log: Mutex::new(BTreeMap::new()),
-    });
-    let hub_store = Arc::new(
+    let hub_store = open_hub_store(&dir, &dyn_clock);
+    let callbacks = Arc::new(FakeCallbacks::default());
+    let (to_hub, queries, hub, nationals, link) =
+        wire(&national_stores, &hub_store, &clock, chunk_size, &callbacks).await;
+    hub.register_obp(OBP, "One Pharma GmbH").await.expect("register");
+    hub.register_obp(OTHER_OBP, "Two Pharma SA").await.expect("register");
+    World {
+        to_hub,
+        queries,
+        callbacks,
+        hub,
+        hub_store,
+        nationals,
+        national_stores,
+        chunk_size,
+        link,
+        clock,
+        dir,
+    }
+}
+
+/// The hub's store in `dir`.
+fn open_hub_store(dir: &TempDir, clock: &Arc<dyn Clock>) -> Arc<SqliteHubStore> {
+    Arc::new(
         SqliteHubStore::open(HubOptions {
             path: dir.0.join("hub.db"),
             signer: signer(),
-            clock: dyn_clock.clone(),
+            clock: clock.clone(),
             on_group: None,
             checkpoints: openmvs_store::CheckpointOptions::default(),
         })
         .expect("open the hub store"),
-    );
+    )
+}
+
+/// What a start of the world's processes makes: national systems and a hub over the stores,
+/// and the links between them.
+type Wired =
+    (BTreeMap<MarketCode, Arc<ToHub>>, Arc<TestQueries>, Arc<Hub>, BTreeMap<MarketCode, Arc<National>>, Arc<TestLink>);
+
+async fn wire(
+    national_stores: &BTreeMap<MarketCode, Arc<MemStore>>,
+    hub_store: &Arc<SqliteHubStore>,
+    clock: &Arc<FakeClock>,
+    chunk_size: usize,
+    callbacks: &Arc<FakeCallbacks>,
+) -> Wired {
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let mut nationals = BTreeMap::new();
+    let mut to_hub = BTreeMap::new();
+    for (market, store) in national_stores {
+        let link = Arc::new(ToHub { market: *market, hub: OnceLock::new() });
+        to_hub.insert(*market, link.clone());
+        let national =
+            National::new(store.clone(), dyn_clock.clone(), NationalConfig::new(*market), Some(link))
+                .await
+                .expect("start a national system");
+        nationals.insert(*market, Arc::new(national));
+    }
+    let link = Arc::new(TestLink {
+        nationals: nationals.clone(),
+        down: Mutex::new(BTreeSet::new()),
+        hanging: Mutex::new(BTreeSet::new()),
+        hung: tokio::sync::Notify::new(),
+        log: Mutex::new(BTreeMap::new()),
+    });
     let mut config = HubConfig::new([42; 32]);
     config.chunk_size = chunk_size;
     let queries = Arc::new(TestQueries { nationals: nationals.clone(), asked: Mutex::new(Vec::new()) });
-    let callbacks = Arc::new(FakeCallbacks::default());
     let hub = Arc::new(
         Hub::new(hub_store.clone(), dyn_clock, config, Some(link.clone()))
             .with_queries(queries.clone())
@@ -355,9 +411,7 @@ pub async fn world_with(chunk_size: usize) -> World {
     for l in to_hub.values() {
         l.hub.set(Arc::downgrade(&hub)).unwrap_or_else(|_| panic!("the hub is set once"));
     }
-    hub.register_obp(OBP, "One Pharma GmbH").await.expect("register");
-    hub.register_obp(OTHER_OBP, "Two Pharma SA").await.expect("register");
-    World { to_hub, queries, callbacks, hub, hub_store, nationals, national_stores, link, clock, dir }
+    (to_hub, queries, hub, nationals, link)
 }
 
 fn s(v: &str) -> Option<String> {
@@ -430,6 +484,19 @@ impl World {
             }
             total += n;
         }
+    }
+
+    /// Every process of the world killed and started again on the same data, the clock where
+    /// it was: national systems and a hub that know nothing of their predecessors but what
+    /// their stores committed (the hub's database is closed and opened again), linked as before
+    /// (no market down or hanging). What the link saw before is forgotten.
+    pub async fn restart(&mut self) {
+        self.hub_store.close();
+        let dyn_clock: Arc<dyn Clock> = self.clock.clone();
+        self.hub_store = open_hub_store(&self.dir, &dyn_clock);
+        let (to_hub, queries, hub, nationals, link) =
+            wire(&self.national_stores, &self.hub_store, &self.clock, self.chunk_size, &self.callbacks).await;
+        (self.to_hub, self.queries, self.hub, self.nationals, self.link) = (to_hub, queries, hub, nationals, link);
     }
 
     /// Moves the clock forward.

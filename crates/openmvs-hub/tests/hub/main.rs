@@ -5,6 +5,7 @@ mod alerts;
 mod harness;
 mod national;
 mod readiness;
+mod restart;
 
 use std::time::Duration;
 
