@@ -66,7 +66,8 @@ impl Hub {
 
     /// One pass of the relay over every market with live messages: delivers what is due, in
     /// order, until each market has nothing due, is down, or had its share of rounds; then posts
-    /// the OBPs' due callback events. Returns how many messages were acknowledged (applied, or
+    /// the OBPs' due callback events. The first pass of this process first resumes the outbox
+    /// ([`openmvs_store::relay::Resumed`]). Returns how many messages were acknowledged (applied, or
     /// applied before, or answered 2xx by a callback).
     pub async fn relay_once(&self) -> Result<usize, ApiError> {
         // What the process before this one left waiting, to every destination, ends before the

@@ -387,7 +387,8 @@ impl National {
         }
     }
 
-    /// One round of the relay; returns how many messages were acknowledged.
+    /// One round of the relay; returns how many messages were acknowledged. The first round of
+    /// this process first resumes the outbox ([`openmvs_store::relay::Resumed`]).
     pub async fn relay_once(&self, hub: &dyn HubLink) -> Result<usize, StoreError> {
         let relay = Relay {
             max_attempts: self.config.max_delivery_attempts,

@@ -43,7 +43,10 @@ impl Resumed {
         }
         let n = queue.resume(now).await?;
         if n > 0 {
-            tracing::info!(messages = n, "outbox resumed: claims and retry waits from before the start end now");
+            tracing::info!(
+                messages = n,
+                "outbox resumed: claims and retry waits from before the start end now"
+            );
         }
         self.0.store(true, Ordering::Release);
         Ok(())

@@ -1,7 +1,8 @@
 //! The retry policy of every outbox relay, the hub's and the national systems': a message whose
 //! delivery failed is tried again after a wait that doubles from a second up to a minute, so a
 //! receiver that is down is asked about once a minute, and one that comes back is served within
-//! a minute.
+//! a minute, or at once when the sender's process starts (its relay resumes the outbox:
+//! [`crate::relay::Resumed`]).
 
 use std::time::Duration;
 

@@ -371,8 +371,13 @@ fn open_hub_store(dir: &TempDir, clock: &Arc<dyn Clock>) -> Arc<SqliteHubStore> 
 
 /// What a start of the world's processes makes: national systems and a hub over the stores,
 /// and the links between them.
-type Wired =
-    (BTreeMap<MarketCode, Arc<ToHub>>, Arc<TestQueries>, Arc<Hub>, BTreeMap<MarketCode, Arc<National>>, Arc<TestLink>);
+type Wired = (
+    BTreeMap<MarketCode, Arc<ToHub>>,
+    Arc<TestQueries>,
+    Arc<Hub>,
+    BTreeMap<MarketCode, Arc<National>>,
+    Arc<TestLink>,
+);
 
 async fn wire(
     national_stores: &BTreeMap<MarketCode, Arc<MemStore>>,
@@ -496,7 +501,8 @@ impl World {
         self.hub_store = open_hub_store(&self.dir, &dyn_clock);
         let (to_hub, queries, hub, nationals, link) =
             wire(&self.national_stores, &self.hub_store, &self.clock, self.chunk_size, &self.callbacks).await;
-        (self.to_hub, self.queries, self.hub, self.nationals, self.link) = (to_hub, queries, hub, nationals, link);
+        (self.to_hub, self.queries, self.hub, self.nationals, self.link) =
+            (to_hub, queries, hub, nationals, link);
     }
 
     /// Moves the clock forward.
