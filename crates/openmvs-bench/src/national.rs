@@ -15,7 +15,7 @@ use openmvs_core::ids::{Location, MarketCode};
 use openmvs_core::roles::Role;
 use openmvs_core::time::Clock;
 use openmvs_http::limit::{Limiter, RateLimit};
-use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve};
+use openmvs_http::{NationalState, Observability, ServerHandle, TlsConfig, national_router, serve};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
 use openmvs_node::Storage;
@@ -225,19 +225,7 @@ async fn run(
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
     let mut servers = Vec::new();
     for national in &nationals {
-        let tls = TlsConfig {
-            cert_chain: vec![CertificateDer::from(cert.cert.der().to_vec())],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
-            client_ca: None,
-            crls: Vec::new(),
-        };
-        let obs = Arc::new(Observability::new(clock.clone()));
-        obs.set_ready(true);
-        // The bench measures the server, not the per-client rate limit.
-        let limiter = Arc::new(Limiter::new(RateLimit { per_second: 1e9, burst: 1e9 }));
-        let router = national_router(NationalState { national: national.clone(), obs, limiter });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        servers.push(serve(listener, router, Some(tls)).map_err(|e| anyhow::anyhow!(e))?);
+        servers.push(serve_national(national, &cert, &clock).await?);
     }
     let tls = load::tls(&CertificateDer::from(cert.cert.der().to_vec()))?;
 
@@ -309,6 +297,27 @@ async fn run(
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(all)
+}
+
+/// Serves `national` on 127.0.0.1 over TLS with `cert`, ready, with no per-client rate limit:
+/// the bench measures the server, not the limit.
+pub(crate) async fn serve_national(
+    national: &Arc<National>,
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<ServerHandle> {
+    let tls = TlsConfig {
+        cert_chain: vec![CertificateDer::from(cert.cert.der().to_vec())],
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
+        client_ca: None,
+        crls: Vec::new(),
+    };
+    let obs = Arc::new(Observability::new(clock.clone()));
+    obs.set_ready(true);
+    let limiter = Arc::new(Limiter::new(RateLimit { per_second: 1e9, burst: 1e9 }));
+    let router = national_router(NationalState { national: national.clone(), obs, limiter });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    serve(listener, router, Some(tls)).map_err(|e| anyhow::anyhow!(e))
 }
 
 pub(crate) async fn seed(national: &National, packs: u64) -> anyhow::Result<()> {

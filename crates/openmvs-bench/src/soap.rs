@@ -15,17 +15,15 @@ use hdrhistogram::Histogram;
 use openmvs_core::ids::{Location, MarketCode};
 use openmvs_core::roles::Role;
 use openmvs_core::time::Clock;
-use openmvs_http::limit::{Limiter, RateLimit};
-use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{National, NationalConfig};
 use openmvs_node::Storage;
 use openmvs_node::national as node;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::CertificateDer;
 use serde_json::json;
 
 use crate::load::{self, Conn};
-use crate::national::{BATCH, EXPIRY, GTIN, seed, serial};
+use crate::national::{BATCH, EXPIRY, GTIN, seed, serial, serve_national};
 use crate::out::outln;
 
 /// Requests per terminal before each scenario that are not measured (the SOAP login's first
@@ -163,19 +161,7 @@ async fn run(
     eprintln!("seeding {packs} packs ...");
     seed(&national, packs).await?;
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
-    let tls_config = TlsConfig {
-        cert_chain: vec![CertificateDer::from(cert.cert.der().to_vec())],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
-        client_ca: None,
-        crls: Vec::new(),
-    };
-    let obs = Arc::new(Observability::new(clock.clone()));
-    obs.set_ready(true);
-    // The bench measures the server, not the per-client rate limit.
-    let limiter = Arc::new(Limiter::new(RateLimit { per_second: 1e9, burst: 1e9 }));
-    let router = national_router(NationalState { national: national.clone(), obs, limiter });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let server = serve(listener, router, Some(tls_config)).map_err(|e| anyhow::anyhow!(e))?;
+    let server = serve_national(&national, &cert, &clock).await?;
     let addr = server.local_addr();
     let tls = load::tls(&CertificateDer::from(cert.cert.der().to_vec()))?;
 
