@@ -17,11 +17,16 @@
 //! ([`Workload::fingerprint`]). Counts are exact, not drawn: each kind of step occurs as often as
 //! [`Mix`] says for the number of transactions asked, at least [`Mix::minimum`] times, and
 //! everyday work fills the rest.
+//!
+//! [`tally`] counts what the systems answered against the ground truth (false alerts, detected
+//! falsifications), as purely: whoever runs the steps, over HTTPS or in a simulation, gets the
+//! same figures from the same answers.
 
 mod generate;
 mod model;
 mod rng;
 mod scanner;
+pub mod tally;
 
 use openmvs_core::ids::MarketCode;
 

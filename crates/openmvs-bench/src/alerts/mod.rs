@@ -6,14 +6,15 @@
 //! SQLite or PostgreSQL. Every terminal is a client of its national system on a connection of its
 //! own; the terminals run side by side on the client runtime. The alerts are counted from the
 //! answers' `alert` field and cross-checked against each NMVO's `GET /v1/alerts` once the outboxes
-//! have drained; `tally` states the counting rules.
+//! have drained; `openmvs_workload::tally` counts them and states the counting rules, `report`
+//! prints the figures.
 //!
 //! Inter-market requests get seconds rather than the law's 300 ms here: this measures which
 //! alerts are raised, not how fast, and a busy machine must not turn a clone into a timeout.
 
+mod report;
 mod setup;
 mod sync;
-mod tally;
 mod terminal;
 
 use std::collections::BTreeMap;
@@ -26,13 +27,14 @@ use anyhow::Context as _;
 use openmvs_core::ids::MarketCode;
 use openmvs_core::time::Clock;
 use openmvs_national::clock::SystemClock;
+use openmvs_workload::tally::{self, Figures};
 use openmvs_workload::{Config, Workload, generate};
 use tokio::sync::Barrier;
 
 use crate::hub::{self as bench_hub, Deadlines, Running, Wiring};
 use crate::load;
 use crate::out::outln;
-use tally::{Figures, Run};
+use report::Run;
 
 /// Transactions of a `--smoke` run at most.
 pub(crate) const SMOKE_TRANSACTIONS: u64 = 2_000;
@@ -76,11 +78,11 @@ pub(crate) fn alerts(opts: Options) -> anyhow::Result<ExitCode> {
     );
     let (figures, run, sync) = measure(w, opts.database_url.as_deref())?;
     if opts.json {
-        let mut v = figures.json(&run);
+        let mut v = report::json(&figures, &run);
         v["status_sync"] = sync.json();
         outln!("{v}");
     } else {
-        figures.print(&run);
+        report::print(&figures, &run);
         sync.print();
     }
     if figures.errors > 0 {

@@ -17,9 +17,9 @@ use openmvs_wire::obp::{
     WholesalerEntry,
 };
 use openmvs_workload::Workload;
+use openmvs_workload::tally::Listed;
 use serde_json::Value;
 
-use super::tally::Listed;
 use crate::hub::{ObpConn, Running};
 use crate::load::Conn;
 

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use openmvs_core::alert::AlertStatus;
 use openmvs_core::ids::{AlertId, MarketCode};
+use openmvs_workload::tally::Listed;
 use serde_json::{Value, json};
 
 use super::setup::{Client, token};
-use super::tally::Listed;
 use crate::hub::{ObpConn, Running};
 use crate::load::Conn;
 

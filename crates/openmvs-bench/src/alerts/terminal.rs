@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use openmvs_workload::{Delivery, Input, Request, Workload};
+use openmvs_workload::tally::{self, Answer, Outcome};
+use openmvs_workload::{Delivery, Request, Workload};
 use rustls_pki_types::ServerName;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Barrier;
 
 use super::setup::{Client, token};
-use super::tally::{AlertRef, Answer, Outcome};
 use crate::load::{Conn, Reply};
 
 /// Times one request is sent again after a 503 or 429, or after its connection failed.
@@ -83,7 +83,7 @@ impl Session {
 
     async fn request(&mut self, r: &Request) -> Outcome {
         let path = format!("/v1/packs/{}", r.operation.as_str());
-        let body = body(r);
+        let body = tally::body(r);
         if r.delivery == Delivery::Abandoned {
             return match abandon(self.addr, self.tls.clone(), &path, &self.token, &body).await {
                 Ok(()) => Outcome::Abandoned,
@@ -97,48 +97,10 @@ impl Session {
     }
 }
 
-/// The JSON body of a request.
-pub(crate) fn body(r: &Request) -> Vec<u8> {
-    let v = match &r.input {
-        Input::Scan(scan) => json!({"client_trx_id": r.client_trx_id, "scan": scan}),
-        Input::Fields(f) => json!({
-            "client_trx_id": r.client_trx_id, "scheme": f.scheme(), "product_code": f.product_code,
-            "serial": f.serial, "batch": f.batch, "expiry": f.expiry,
-        }),
-    };
-    v.to_string().into_bytes()
-}
-
-/// What an answer says.
+/// What an answer says: its body read as JSON (`null` when it is not), and read.
 fn outcome(reply: &Reply, seen: bool) -> Outcome {
     let v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-    let strings = |x: &Value, key: Option<&str>| -> Vec<String> {
-        x.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| match key {
-                        Some(k) => e[k].as_str(),
-                        None => e.as_str(),
-                    })
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let alert = match (&v["alert"]["id"], &v["alert"]["code"]) {
-        (Value::String(id), Value::String(code)) => Some(AlertRef { id: id.clone(), code: code.clone() }),
-        _ => None,
-    };
-    Outcome::Http {
-        status: reply.status,
-        return_code: v["return_code"].as_str().unwrap_or_default().to_owned(),
-        accepted: v["accepted"].as_bool(),
-        alert,
-        warnings: strings(&v["warnings"], Some("code")),
-        intermarket: v["intermarket"].as_bool() == Some(true),
-        reasons: strings(&v["pack"]["reasons"], None),
-        seen,
-    }
+    tally::outcome(reply.status, &v, seen)
 }
 
 /// Writes the request on a TLS connection of its own and closes it without waiting for anything.
@@ -200,33 +162,13 @@ pub(crate) async fn run(
 
 #[cfg(test)]
 mod tests {
+    use openmvs_workload::tally::AlertRef;
+    use serde_json::json;
+
     use super::*;
-    use openmvs_workload::{Fields, Operation, Truth};
 
     #[test]
-    fn a_request_body_carries_the_scan_or_the_fields_with_the_client_trx_id() {
-        let mut r = Request {
-            operation: Operation::Supply,
-            client_trx_id: "DE-PH-0001-0000001".into(),
-            input: Input::Scan("0109501101530003\u{1d}21X".into()),
-            delivery: Delivery::Answered,
-            truth: Truth::Genuine(openmvs_workload::Conduct::Plain),
-        };
-        let v: Value = serde_json::from_slice(&body(&r)).unwrap();
-        assert_eq!(v, json!({"client_trx_id": "DE-PH-0001-0000001", "scan": "0109501101530003\u{1d}21X"}));
-        r.input = Input::Fields(Fields {
-            product_code: "09501101530003".into(),
-            serial: "X".into(),
-            batch: "B".into(),
-            expiry: "271231".into(),
-        });
-        let v: Value = serde_json::from_slice(&body(&r)).unwrap();
-        assert_eq!(v["scheme"], "GTIN");
-        assert_eq!(v["serial"], "X");
-    }
-
-    #[test]
-    fn an_answer_is_read_for_its_alert_warnings_and_reasons() {
+    fn an_answer_is_read_from_its_bytes_and_one_not_json_as_an_empty_answer() {
         let reply = Reply {
             status: 200,
             body: bytes::Bytes::from(
@@ -240,5 +182,7 @@ mod tests {
         let Outcome::Http { alert, warnings, accepted, seen, .. } = outcome(&reply, false) else { panic!() };
         assert_eq!(alert, Some(AlertRef { id: "ALR-1".into(), code: "A2".into() }));
         assert_eq!((warnings, accepted, seen), (vec!["LOWERCASE_FIELD".to_owned()], Some(false), false));
+        let reply = Reply { status: 502, body: bytes::Bytes::from("Bad Gateway"), retry_after: None };
+        assert_eq!(outcome(&reply, true), tally::outcome(502, &Value::Null, true));
     }
 }

@@ -1,6 +1,8 @@
 //! Counting, from what the systems answered and what the NMVOs list, against the workload's
 //! ground truth: which alerts are false, which falsifications were caught. Pure: the answers and
-//! the lists come in, the figures go out.
+//! the lists come in, the figures go out. `openmvs-bench alerts` counts with it what real systems
+//! answered over HTTPS; a deterministic simulation can count what it answered in the same way,
+//! building each request with [`body`] and reading each answer with [`outcome`].
 //!
 //! The rules, as BENCHMARKS.md states them:
 //! - A **transaction** is a distinct (terminal, `client_trx_id`): a retry is the transaction it
@@ -22,35 +24,44 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use openmvs_workload::{Conduct, Corruption, Falsification, Operation, Truth, Workload};
 use serde_json::{Value, json};
 
-use crate::out::outln;
+use crate::{Conduct, Corruption, Falsification, Input, Operation, Request, Truth, Workload};
 
-/// The false-alert rate the issue sets as the target (0.02 %).
-pub(crate) const TARGET_FALSE_ALERT_RATE: f64 = 0.0002;
-/// The recall it sets (every true falsification alerts).
-pub(crate) const TARGET_RECALL: f64 = 1.0;
+/// The false-alert rate targeted (0.02 %).
+pub const TARGET_FALSE_ALERT_RATE: f64 = 0.0002;
+/// The recall targeted (every true falsification alerts).
+pub const TARGET_RECALL: f64 = 1.0;
 
 /// An alert named in an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct AlertRef {
+pub struct AlertRef {
+    /// The alert's id.
     pub id: String,
+    /// Its alert code (`A2`, `A24`, ...).
     pub code: String,
 }
 
 /// What one request got.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     /// An HTTP answer; `seen` is false when the terminal had given up on it (a timeout).
     Http {
+        /// The HTTP status.
         status: u16,
+        /// The answer's `return_code` (empty when it has none).
         return_code: String,
+        /// The answer's `accepted`, when it has one.
         accepted: Option<bool>,
+        /// The answer's `alert`, when it has one.
         alert: Option<AlertRef>,
+        /// The codes of the answer's scan `warnings`.
         warnings: Vec<String>,
+        /// Whether the answer says the request went to another market.
         intermarket: bool,
+        /// The pack's `reasons` (a verify's `RECALLED`, ...).
         reasons: Vec<String>,
+        /// False when the terminal had given up on the answer.
         seen: bool,
     },
     /// Sent, and the connection closed at once: no answer.
@@ -61,26 +72,36 @@ pub(crate) enum Outcome {
 
 /// One request of the workload and what it got.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Answer {
+pub struct Answer {
+    /// The step, an index into [`Workload::steps`].
     pub step: usize,
+    /// The request, an index into that step's requests.
     pub request: usize,
+    /// What it got.
     pub outcome: Outcome,
 }
 
 /// An alert as an NMVO lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Listed {
+pub struct Listed {
+    /// The alert's id.
     pub id: String,
+    /// Its alert code.
     pub code: String,
+    /// The market whose NMVO lists it.
     pub market: String,
+    /// The product code of the pack it is about.
     pub product_code: String,
+    /// The serial of that pack.
     pub serial: String,
 }
 
 /// What one falsification kind got.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct KindFigures {
+pub struct KindFigures {
+    /// Falsifications of the kind in the workload.
     pub events: u64,
+    /// Of them, those with at least one alert.
     pub detected: u64,
     /// Alert codes attributed to events of the kind.
     pub codes: BTreeMap<String, u64>,
@@ -90,38 +111,54 @@ pub(crate) struct KindFigures {
 
 /// Packs of recalled batches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Recalled {
+pub struct Recalled {
+    /// Packs of recalled batches the workload presents.
     pub packs: u64,
+    /// Answers that stopped one: a dispense refused with `NMVS_FE_LOT_01`, a verify `RECALLED`.
     pub stopped: u64,
+    /// Alerts raised on them (false alerts).
     pub alerted: u64,
 }
 
 /// Everything counted.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Figures {
+pub struct Figures {
+    /// Distinct (terminal, `client_trx_id`).
     pub transactions: u64,
+    /// Requests answered or not.
     pub requests: u64,
+    /// Requests abandoned (sent, the connection closed at once).
     pub abandoned: u64,
+    /// Distinct alert ids, answered or listed.
     pub alerts: u64,
+    /// Alerts not attributed to a falsification of an alerting kind.
     pub false_alerts: u64,
     /// False alerts on requests whose code arrived intact (no corruption): the rules allow none.
     pub false_alerts_clean: u64,
+    /// Falsifications of an alerting kind in the workload (recalled packs left out).
     pub true_falsifications: u64,
+    /// Of them, those with at least one alert.
     pub detected: u64,
     /// Of the detected, those with an alert in an answer (not only in an NMVO's list): caught
     /// while the code was being scanned.
     pub detected_in_answers: u64,
     /// Cause (the request's ground truth) -> alert code -> false alerts.
     pub false_by_cause: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Ground truth label of a transaction's first request -> transactions.
     pub transactions_by_kind: BTreeMap<String, u64>,
+    /// Falsification kind (of an alerting kind) -> what its events got.
     pub falsifications: BTreeMap<String, KindFigures>,
+    /// Packs of recalled batches.
     pub recalled: Recalled,
     /// Corruption -> outcome (`alert A2`, `HTTP 400 NMVS_TE_XM_02`, `refused <code>`, `accepted`).
     pub corruption_outcomes: BTreeMap<String, BTreeMap<String, u64>>,
     /// Corruption -> scan warning code -> answers that carried it.
     pub corruption_warnings: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Distinct alert ids the NMVOs list.
     pub listed: u64,
+    /// Of them, those in no answer.
     pub listed_only: u64,
+    /// Alert ids answered that no NMVO lists.
     pub answered_not_listed: u64,
     /// Alert ids answered to two different steps (never expected).
     pub alerts_shared: u64,
@@ -131,14 +168,17 @@ pub(crate) struct Figures {
     /// Answers that are failures of the run, not of the rules: transport failures, HTTP statuses
     /// other than 200 and 400, a 400 on a code that arrived intact.
     pub errors: u64,
+    /// The first few errors, each naming its step and request.
     pub first_errors: Vec<String>,
 }
 
 impl Figures {
+    /// False alerts per transaction.
     pub fn false_alert_rate(&self) -> f64 {
         if self.transactions == 0 { 0.0 } else { self.false_alerts as f64 / self.transactions as f64 }
     }
 
+    /// Detected / true falsifications (1 when there are none).
     pub fn recall(&self) -> f64 {
         ratio(self.detected, self.true_falsifications)
     }
@@ -161,7 +201,7 @@ struct Seen {
 }
 
 /// Counts `answers` and `listed` against the ground truth of `w`.
-pub(crate) fn tally(w: &Workload, answers: &[Answer], listed: &[Listed]) -> Figures {
+pub fn tally(w: &Workload, answers: &[Answer], listed: &[Listed]) -> Figures {
     let mut f = Figures::default();
     let mut transactions = HashSet::new();
     let mut alerts: HashMap<String, Seen> = HashMap::new();
@@ -331,198 +371,60 @@ fn error(f: &mut Figures, what: String) {
     }
 }
 
-/// How the run was made, for the report.
-pub(crate) struct Run {
-    pub seed: u64,
-    pub engine: &'static str,
-    pub markets: Vec<String>,
-    pub terminals: usize,
-    pub seconds: f64,
-    pub setup_seconds: f64,
-    pub outboxes_drained: bool,
-    /// Seconds from the last answer until the outboxes had drained.
-    pub drain_seconds: f64,
-    pub build: &'static str,
-    pub fingerprint: u64,
+/// The JSON body of a request, as a terminal sends it to `POST /v1/packs/<operation>`.
+pub fn body_json(r: &Request) -> Value {
+    match &r.input {
+        Input::Scan(scan) => json!({"client_trx_id": r.client_trx_id, "scan": scan}),
+        Input::Fields(f) => json!({
+            "client_trx_id": r.client_trx_id, "scheme": f.scheme(), "product_code": f.product_code,
+            "serial": f.serial, "batch": f.batch, "expiry": f.expiry,
+        }),
+    }
 }
 
-impl Figures {
-    pub(crate) fn json(&self, run: &Run) -> Value {
-        let falsifications: BTreeMap<&str, Value> = self
-            .falsifications
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str(),
-                    json!({"events": v.events, "detected": v.detected, "alert_codes": v.codes,
-                           "detected_by_nmvo_list_only": v.detected_by_list_only}),
-                )
+/// [`body_json`], serialised.
+pub fn body(r: &Request) -> Vec<u8> {
+    body_json(r).to_string().into_bytes()
+}
+
+/// What an answer says: its HTTP `status` and its JSON `body` (`Value::Null` when it had none
+/// or it was not JSON); `seen` is false when the terminal had given up on it.
+pub fn outcome(status: u16, body: &Value, seen: bool) -> Outcome {
+    let strings = |x: &Value, key: Option<&str>| -> Vec<String> {
+        x.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| match key {
+                        Some(k) => e[k].as_str(),
+                        None => e.as_str(),
+                    })
+                    .map(str::to_owned)
+                    .collect()
             })
-            .collect();
-        json!({
-            "transactions": self.transactions,
-            "false_alerts": self.false_alerts,
-            "false_alert_rate": self.false_alert_rate(),
-            "true_falsifications": self.true_falsifications,
-            "detected": self.detected,
-            "recall": self.recall(),
-            "detected_in_answers": self.detected_in_answers,
-            "recall_in_answers": self.recall_in_answers(),
-            "targets": {
-                "false_alert_rate_at_most": TARGET_FALSE_ALERT_RATE,
-                "false_alert_rate_met": self.false_alert_rate() <= TARGET_FALSE_ALERT_RATE,
-                "recall_at_least": TARGET_RECALL,
-                "recall_met": self.recall() >= TARGET_RECALL,
-            },
-            "false_alerts_on_intact_codes": self.false_alerts_clean,
-            "false_alerts_by_cause": self.false_by_cause,
-            "transactions_by_kind": self.transactions_by_kind,
-            "falsifications_by_kind": falsifications,
-            "recalled_batches": {"packs": self.recalled.packs, "stopped_without_alert": self.recalled.stopped,
-                                 "alerted": self.recalled.alerted},
-            "corrupted_scan_outcomes": self.corruption_outcomes,
-            "corrupted_scan_warnings": self.corruption_warnings,
-            "alerts": self.alerts,
-            "nmvo_cross_check": {"listed": self.listed, "listed_not_answered": self.listed_only,
-                                 "answered_not_listed": self.answered_not_listed,
-                                 "outboxes_drained": run.outboxes_drained,
-                                 "drain_seconds": run.drain_seconds},
-            "alerts_answered_to_two_steps": self.alerts_shared,
-            "genuine_requests_refused": self.unexpected,
-            "requests": self.requests,
-            "abandoned_requests": self.abandoned,
-            "errors": self.errors,
-            "first_errors": self.first_errors,
-            "seed": run.seed,
-            "workload_fingerprint": format!("{:016x}", run.fingerprint),
-            "engine": run.engine,
-            "markets": run.markets,
-            "terminals": run.terminals,
-            "build": run.build,
-            "seconds": run.seconds,
-            "setup_seconds": run.setup_seconds,
-        })
+            .unwrap_or_default()
+    };
+    let alert = match (&body["alert"]["id"], &body["alert"]["code"]) {
+        (Value::String(id), Value::String(code)) => Some(AlertRef { id: id.clone(), code: code.clone() }),
+        _ => None,
+    };
+    Outcome::Http {
+        status,
+        return_code: body["return_code"].as_str().unwrap_or_default().to_owned(),
+        accepted: body["accepted"].as_bool(),
+        alert,
+        warnings: strings(&body["warnings"], Some("code")),
+        intermarket: body["intermarket"].as_bool() == Some(true),
+        reasons: strings(&body["pack"]["reasons"], None),
+        seen,
     }
-
-    pub(crate) fn print(&self, run: &Run) {
-        let pct = |x: f64| format!("{:.4} %", 100.0 * x);
-        outln!(
-            "openmvs-bench alerts: {} transactions ({} requests) by {} terminals in {} on {} ({} build), seed {}, {:.1} s (setup {:.1} s)",
-            self.transactions,
-            self.requests,
-            run.terminals,
-            run.markets.join(", "),
-            run.engine,
-            run.build,
-            run.seed,
-            run.seconds,
-            run.setup_seconds
-        );
-        let met = |yes: bool| if yes { "met" } else { "NOT met" };
-        outln!(
-            "false alerts: {} of {} transactions = {}  (target <= {}: {})",
-            self.false_alerts,
-            self.transactions,
-            pct(self.false_alert_rate()),
-            pct(TARGET_FALSE_ALERT_RATE),
-            met(self.false_alert_rate() <= TARGET_FALSE_ALERT_RATE)
-        );
-        outln!(
-            "recall: {} of {} true falsifications alerted = {:.3}  (target {:.1}: {})",
-            self.detected,
-            self.true_falsifications,
-            self.recall(),
-            TARGET_RECALL,
-            met(self.recall() >= TARGET_RECALL)
-        );
-        outln!(
-            "  of which alerted in the answer to the terminal that scanned the code: {} = {:.3} (the others only in an NMVO's list, raised when a state change reached the other market)",
-            self.detected_in_answers,
-            self.recall_in_answers()
-        );
-        outln!("false alerts on codes that arrived intact: {}", self.false_alerts_clean);
-        outln!("");
-        outln!("false alerts by cause (the request's ground truth):");
-        if self.false_by_cause.is_empty() {
-            outln!("  none");
-        }
-        for (cause, codes) in &self.false_by_cause {
-            let n: u64 = codes.values().sum();
-            outln!("  {cause:<36} {n:>7}  {}", counts(codes));
-        }
-        outln!("");
-        outln!("corrupted scans, what they got:");
-        for (k, outcomes) in &self.corruption_outcomes {
-            let warnings = self.corruption_warnings.get(k).map(counts).unwrap_or_default();
-            let n: u64 = outcomes.values().sum();
-            outln!(
-                "  {k:<24} {n:>6}  {}{}",
-                counts(outcomes),
-                if warnings.is_empty() { String::new() } else { format!("; warnings: {warnings}") }
-            );
-        }
-        outln!("");
-        outln!("true falsifications (detected = at least one alert):");
-        for (k, v) in &self.falsifications {
-            outln!(
-                "  {k:<24} {:>4} of {:<4} {}{}",
-                v.detected,
-                v.events,
-                counts(&v.codes),
-                if v.detected_by_list_only > 0 {
-                    format!(" ({} seen only in the NMVO's list)", v.detected_by_list_only)
-                } else {
-                    String::new()
-                }
-            );
-        }
-        outln!(
-            "  recalled batches (no alert by the rules; not in the recall): {} packs, {} stopped (NMVS_FE_LOT_01 or RECALLED), {} alerted",
-            self.recalled.packs,
-            self.recalled.stopped,
-            self.recalled.alerted
-        );
-        outln!("");
-        outln!("transactions by kind:");
-        for (k, n) in &self.transactions_by_kind {
-            outln!("  {k:<36} {n:>7}");
-        }
-        outln!("");
-        outln!(
-            "cross-check with GET /v1/alerts as each NMVO: {} listed; {} listed but in no answer; {} answered but listed nowhere; {}",
-            self.listed,
-            self.listed_only,
-            self.answered_not_listed,
-            if run.outboxes_drained {
-                format!("the outboxes drained {:.1} s after the last answer", run.drain_seconds)
-            } else {
-                format!("the outboxes had NOT drained {:.0} s after the last answer", run.drain_seconds)
-            }
-        );
-        if !self.unexpected.is_empty() {
-            outln!("genuine requests refused without an alert: {}", counts(&self.unexpected));
-        }
-        if self.alerts_shared > 0 {
-            outln!("alert ids answered to two different steps: {}", self.alerts_shared);
-        }
-        outln!(
-            "errors: {}{}",
-            self.errors,
-            if self.errors > 0 { format!(" (first: {:?})", self.first_errors) } else { String::new() }
-        );
-    }
-}
-
-/// `A2 3, A3 1`.
-fn counts(m: &BTreeMap<String, u64>) -> String {
-    m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use openmvs_core::ids::MarketCode;
-    use openmvs_workload::{Config, Delivery, generate};
+
+    use super::*;
+    use crate::{Config, Delivery, Fields, generate};
 
     fn workload() -> Workload {
         let markets = vec![MarketCode::new("DE").unwrap(), MarketCode::new("FR").unwrap()];
@@ -676,5 +578,46 @@ mod tests {
         assert_eq!(f.false_alerts_clean, 1);
         assert_eq!(f.unexpected["genuine/plain supply: NMVS_NC_PCK_22"], 1);
         assert_eq!(f.errors, 1, "{:?}", f.first_errors);
+    }
+
+    #[test]
+    fn a_request_body_carries_the_scan_or_the_fields_with_the_client_trx_id() {
+        let mut r = Request {
+            operation: Operation::Supply,
+            client_trx_id: "DE-PH-0001-0000001".into(),
+            input: Input::Scan("0109501101530003\u{1d}21X".into()),
+            delivery: Delivery::Answered,
+            truth: Truth::Genuine(Conduct::Plain),
+        };
+        let v: Value = serde_json::from_slice(&body(&r)).unwrap();
+        assert_eq!(v, json!({"client_trx_id": "DE-PH-0001-0000001", "scan": "0109501101530003\u{1d}21X"}));
+        r.input = Input::Fields(Fields {
+            product_code: "09501101530003".into(),
+            serial: "X".into(),
+            batch: "B".into(),
+            expiry: "271231".into(),
+        });
+        let v = body_json(&r);
+        assert_eq!(v["scheme"], "GTIN");
+        assert_eq!(v["serial"], "X");
+        assert_eq!(serde_json::from_slice::<Value>(&body(&r)).unwrap(), v);
+    }
+
+    #[test]
+    fn an_answer_is_read_for_its_alert_warnings_and_reasons() {
+        let v = json!({"accepted": false, "return_code": "NMVS_FE_LOT_03", "alert": {"id": "ALR-1", "code": "A2"},
+                       "warnings": [{"code": "LOWERCASE_FIELD", "message": "..."}], "intermarket": false,
+                       "pack": {"reasons": ["RECALLED"]}});
+        let Outcome::Http { alert, warnings, accepted, reasons, seen, .. } = outcome(200, &v, false) else {
+            panic!()
+        };
+        assert_eq!(alert, Some(AlertRef { id: "ALR-1".into(), code: "A2".into() }));
+        assert_eq!((warnings, accepted, seen), (vec!["LOWERCASE_FIELD".to_owned()], Some(false), false));
+        assert_eq!(reasons, vec!["RECALLED".to_owned()]);
+        let Outcome::Http { status, return_code, accepted, alert, .. } = outcome(502, &Value::Null, true)
+        else {
+            panic!()
+        };
+        assert_eq!((status, return_code.as_str(), accepted, alert), (502, "", None, None));
     }
 }
