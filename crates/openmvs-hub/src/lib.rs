@@ -433,9 +433,7 @@ pub fn new_id(prefix: &str, now: Timestamp) -> String {
 
 /// 64 random bits, for the random part of an id.
 pub(crate) fn random_u64() -> u64 {
-    let mut r = [0u8; 8];
-    getrandom::fill(&mut r).expect("the operating system's random number generator failed");
-    u64::from_be_bytes(r)
+    openmvs_store::entropy::random_u64()
 }
 
 /// Checks an OBP id as the hub's CA does (`openmvs_pki::check_client_id`): 1 to 40 characters

@@ -5,9 +5,7 @@ use openmvs_core::time::Timestamp;
 
 /// 64 random bits, for the random part of an id made elsewhere (an alert thread's entries).
 pub fn random_u64() -> u64 {
-    let mut r = [0u8; 8];
-    getrandom::fill(&mut r).expect("the operating system's random number generator failed");
-    u64::from_be_bytes(r)
+    openmvs_store::entropy::random_u64()
 }
 
 /// A new id such as `ALR-0193a4c2e1f0-9f1c2b7d5e3a4c10`: prefix, 12 hex digits of milliseconds,

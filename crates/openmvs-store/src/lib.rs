@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod conformance_hub;
 pub mod decode;
 pub mod decode_hub;
+pub mod entropy;
 mod error;
 pub mod hub;
 mod model;

@@ -35,6 +35,7 @@ pub use model::{
     Batch, Conduct, Corruption, Delivery, Event, Falsification, Fields, Input, InputForm, Operation, Product,
     Request, Scanner, Step, Terminal, Truth, Workload,
 };
+pub use rng::Rng;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]

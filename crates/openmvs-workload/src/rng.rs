@@ -6,18 +6,18 @@
 
 /// A SplitMix64 generator.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng {
+pub struct Rng {
     state: u64,
 }
 
 impl Rng {
     /// The generator seeded with `seed`.
-    pub(crate) fn new(seed: u64) -> Rng {
+    pub fn new(seed: u64) -> Rng {
         Rng { state: seed }
     }
 
     /// The next 64 random bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -27,28 +27,28 @@ impl Rng {
 
     /// A generator of its own for one part of the work, so that drawing more numbers in one part
     /// does not change what another part draws.
-    pub(crate) fn fork(&mut self) -> Rng {
+    pub fn fork(&mut self) -> Rng {
         Rng::new(self.next_u64())
     }
 
     /// A number in `0..n` (`n` at least 1), by multiplying and keeping the high half: the bias is
     /// below n / 2^64, far under anything a workload could show.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n.max(1))) >> 64) as u64
     }
 
     /// An index into a slice of `len` elements (`len` at least 1).
-    pub(crate) fn index(&mut self, len: usize) -> usize {
+    pub fn index(&mut self, len: usize) -> usize {
         self.below(len as u64) as usize
     }
 
     /// True `percent` times in a hundred.
-    pub(crate) fn percent(&mut self, percent: u64) -> bool {
+    pub fn percent(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 
     /// An index into `weights`, each chosen in proportion to its weight (at least one non-zero).
-    pub(crate) fn weighted(&mut self, weights: &[u64]) -> usize {
+    pub fn weighted(&mut self, weights: &[u64]) -> usize {
         let total: u64 = weights.iter().sum();
         let mut at = self.below(total);
         for (i, w) in weights.iter().enumerate() {
@@ -61,7 +61,7 @@ impl Rng {
     }
 
     /// Shuffles `items` in place (Fisher-Yates).
-    pub(crate) fn shuffle<T>(&mut self, items: &mut [T]) {
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
             let j = self.index(i + 1);
             items.swap(i, j);

@@ -194,6 +194,7 @@ const MONOTONIC_CLOCK_READERS: &[(&str, &str)] = &[
     ("crates/openmvs-store/src/commit.rs", "the store writer's retry after a failed signing"),
     ("crates/openmvs/src/cmd/demo.rs", "the demo's bound on its seed distribution"),
     ("crates/openmvs/src/cmd/admin.rs", "the rate `admin seed` reports"),
+    ("crates/openmvs/src/cmd/sim.rs", "the rate of schedules `openmvs sim --count` reports"),
     ("crates/openmvs-bench/src/", "the benchmark and the engines' baselines"),
     (
         "crates/openmvs-client/src/time.rs",

@@ -9,6 +9,7 @@ mod return_codes;
 mod scan;
 mod serve;
 mod serve_hub;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin(a) => on_small_runtime(admin::run(a)),
         Command::Audit(a) => on_small_runtime(audit::run(a)),
         Command::Migrate { target } => audit::migrate(&target),
+        Command::Sim { seed, steps, count, threads, json } => sim::run(seed, steps, count, threads, json),
     }
 }
 
