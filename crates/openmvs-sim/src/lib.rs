@@ -189,6 +189,8 @@ pub struct Summary {
     pub true_falsifications: u64,
     /// Of those, detected.
     pub detected: u64,
+    /// Per kind of falsification: (events, detected).
+    pub by_kind: BTreeMap<String, (u64, u64)>,
     /// Requests the tally counted as failures of the run.
     pub errors: u64,
     /// The most relay rounds a heal took, and the longest virtual time.
@@ -215,6 +217,11 @@ impl Summary {
         self.false_alerts += r.figures.false_alerts;
         self.true_falsifications += r.figures.true_falsifications;
         self.detected += r.figures.detected;
+        for (kind, k) in &r.figures.falsifications {
+            let e = self.by_kind.entry(kind.clone()).or_default();
+            e.0 += k.events;
+            e.1 += k.detected;
+        }
         self.errors += r.figures.errors;
         self.heal_rounds_max = self.heal_rounds_max.max(r.heal_rounds);
         self.heal_time_max = self.heal_time_max.max(r.heal_time);

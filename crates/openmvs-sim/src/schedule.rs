@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use openmvs_core::ids::{ClientId, Location, MarketCode};
 use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
+use openmvs_core::return_code::ReturnCode;
 use openmvs_core::roles::Role;
 use openmvs_core::time::Clock;
 use openmvs_hub::IterLines;
@@ -187,12 +188,13 @@ impl Sim {
     async fn one_step(&mut self) -> Result<(), String> {
         let held = lock(&self.world.shared.net).held();
         // Weights of: terminal request, national relay, hub relay, held call arrives, held call
-        // lost, clock, kill, partition, join, NMVO alert work, OBP alert work, OBP upload.
+        // lost, clock, kill, partition, join, NMVO alert work, OBP alert work, OBP upload, and a
+        // terminal's request racing a relay round.
         let weights =
-            [45, 12, 12, if held > 0 { 8 } else { 0 }, if held > 0 { 2 } else { 0 }, 8, 2, 2, 3, 3, 3, 1];
+            [35, 12, 12, if held > 0 { 8 } else { 0 }, if held > 0 { 2 } else { 0 }, 8, 2, 2, 3, 3, 3, 1, 10];
         match self.rng.weighted(&weights) {
             0 => {
-                self.terminal_step(true).await?;
+                self.terminal_step(true, None).await?;
             }
             1 => {
                 let m = self.any_market();
@@ -220,7 +222,11 @@ impl Sim {
             8 => self.join(),
             9 => self.nmvo_works_an_alert().await?,
             10 => self.obp_works_an_alert().await?,
-            _ => self.obp_uploads().await?,
+            11 => self.obp_uploads().await?,
+            _ => {
+                let part = if self.rng.percent(50) { Part::Hub } else { Part::Market(self.any_market()) };
+                self.terminal_step(true, Some(part)).await?;
+            }
         }
         Ok(())
     }
@@ -266,7 +272,7 @@ impl Sim {
 
     /// A terminal with work sends its next request; `faults` false once the network has healed.
     /// False when no terminal has work left.
-    async fn terminal_step(&mut self, faults: bool) -> Result<bool, String> {
+    async fn terminal_step(&mut self, faults: bool, race: Option<Part>) -> Result<bool, String> {
         if self.phase_done() {
             return Ok(false);
         }
@@ -284,12 +290,37 @@ impl Sim {
         let r = self.w.steps[si].requests[ri].clone();
         let label = format!("terminal {t} {} {} {}", market, r.operation.as_str(), r.client_trx_id);
         let arrives = matches!(fate, Fate::Delivered | Fate::AnswerLost | Fate::Duplicated);
-        let answer = if arrives { Some(self.deliver(t, si, ri).await?) } else { None };
+        let answer = match (arrives, race) {
+            (true, None) => Some(self.deliver(t, si, ri).await?),
+            (true, Some(part)) => Some(self.deliver_racing(t, si, ri, part).await?),
+            (false, Some(Part::Hub)) => {
+                self.hub_relay().await?;
+                None
+            }
+            (false, Some(Part::Market(m))) => {
+                self.national_relay(m).await?;
+                None
+            }
+            (false, _) => None,
+        };
         if matches!(fate, Fate::Duplicated | Fate::Delayed) {
             lock(&self.world.shared.net).hold(Held::Pack { terminal: t, market, step: si, request: ri });
         }
         let abandoned = r.delivery == Delivery::Abandoned;
+        let unreachable = answer.as_ref().is_some_and(|(_, body)| {
+            body["return_code"].as_str().and_then(ReturnCode::parse).is_some_and(ReturnCode::is_unreachable)
+        });
         match (fate, answer) {
+            (Fate::Delivered | Fate::Duplicated, Some((status, body)))
+                if unreachable && !abandoned && r.delivery == Delivery::Answered =>
+            {
+                // The pharmacy may not decide on the pack: its software asks again later, with the
+                // same client_trx_id (the national system keeps no answer of this kind).
+                let rc = body["return_code"].as_str().unwrap_or_default().to_owned();
+                self.count("unreachable_retry");
+                self.trace(format!("{label} -> {status} {rc}: sent again later"));
+                self.terms[t].retry = Some((si, ri));
+            }
             (Fate::Delivered | Fate::Duplicated, Some((status, body))) if !abandoned => {
                 let rc = body["return_code"].as_str().unwrap_or_default().to_owned();
                 self.trace(format!("{label} -> {status} {rc}{}", alert_note(&body)));
@@ -322,29 +353,36 @@ impl Sim {
 
     async fn national_relay(&mut self, m: MarketCode) -> Result<u64, String> {
         self.count("relay");
-        let national = self.national(m)?;
-        let shared = self.world.shared.clone();
-        let link = shared.hub_link(m);
-        let sent = tokio::select! {
-            biased;
-            r = national.relay_once(link.as_ref()) => r.map_err(|e| e.to_string()),
-            () = shared.died_notice.notified() => Err("died".to_owned()),
-        };
-        drop(national);
+        let sent = relay_round(&self.world.shared, Part::Market(m)).await;
         self.after_relay(Part::Market(m), sent).await
     }
 
     async fn hub_relay(&mut self) -> Result<u64, String> {
         self.count("relay");
-        let hub = self.hub()?;
-        let shared = self.world.shared.clone();
-        let sent = tokio::select! {
-            biased;
-            r = hub.relay_once() => r.map_err(|e| e.to_string()),
-            () = shared.died_notice.notified() => Err("died".to_owned()),
-        };
-        drop(hub);
+        let sent = relay_round(&self.world.shared, Part::Hub).await;
         self.after_relay(Part::Hub, sent).await
+    }
+
+    /// A terminal's request and a relay round of `part` at once: each runs until it waits on the
+    /// network, then the other goes on, so a request decides and commits while a relay has claimed
+    /// and is sending, and the reverse.
+    async fn deliver_racing(
+        &mut self,
+        t: usize,
+        si: usize,
+        ri: usize,
+        part: Part,
+    ) -> Result<(u16, serde_json::Value), String> {
+        self.count("race");
+        let national = self.national(self.terms[t].market())?;
+        let shared = self.world.shared.clone();
+        let (actor, r) = (&self.terms[t].actor, &self.w.steps[si].requests[ri]);
+        let ((status, body), sent) = tokio::join!(send(&national, actor, r), relay_round(&shared, part));
+        if let Some(v) = self.answered.check(t, r, status, &body) {
+            self.violations.push(format!("step {}: {v}", self.step));
+        }
+        self.after_relay(part, sent).await?;
+        Ok((status, body))
     }
 
     async fn after_relay(&mut self, part: Part, sent: Result<usize, String>) -> Result<u64, String> {
@@ -553,7 +591,7 @@ impl Sim {
             let Some(call) = lock(&self.world.shared.net).take_held(0) else { break };
             self.arrive(call).await?;
         }
-        while self.terminal_step(false).await? {}
+        while self.terminal_step(false, None).await? {}
         match self.drain().await {
             Ok(heal) => {
                 self.heal = heal;
@@ -575,6 +613,31 @@ impl Sim {
             .iter()
             .map(|(&(step, request), outcome)| Answer { step, request, outcome: outcome.clone() })
             .collect()
+    }
+}
+
+/// One relay round of `part`'s process (a national system's towards the hub, or the hub's towards
+/// the markets and the OBP), ended early if the process dies while it sends.
+async fn relay_round(shared: &Arc<crate::world::Shared>, part: Part) -> Result<usize, String> {
+    match part {
+        Part::Market(m) => {
+            let national = shared.national(m)?;
+            let link = shared.hub_link(m);
+            tokio::select! {
+                biased;
+                r = national.relay_once(link.as_ref()) => r.map_err(|e| e.to_string()),
+                () = shared.died_notice.notified() => Err("died".to_owned()),
+            }
+        }
+        Part::Hub => {
+            let hub = shared.hub()?;
+            tokio::select! {
+                biased;
+                r = hub.relay_once() => r.map_err(|e| e.to_string()),
+                () = shared.died_notice.notified() => Err("died".to_owned()),
+            }
+        }
+        Part::Terminals(_) | Part::Obp => Err(format!("{part} has no relay")),
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use openmvs_core::ids::{ClientId, MarketCode};
 use openmvs_core::pack::{Command, Operation as CoreOperation};
+use openmvs_core::return_code::ReturnCode;
 use openmvs_national::{Actor, National};
 use openmvs_wire::api::{PackRequest, PackResponse};
 use openmvs_workload::tally::{Outcome, outcome};
@@ -115,8 +116,11 @@ pub struct Answered {
 
 impl Answered {
     /// Records `body` for the transaction, or compares it with the first; answers a violation.
+    /// "The hub (or the market behind it) could not be reached" is not an answer the national
+    /// system keeps: a retry asks again, so such an answer is not compared.
     pub fn check(&mut self, terminal: usize, r: &Request, status: u16, body: &Value) -> Option<String> {
-        if r.operation == Operation::Verify || status != 200 {
+        let code = body["return_code"].as_str().and_then(ReturnCode::parse);
+        if r.operation == Operation::Verify || status != 200 || code.is_none_or(ReturnCode::is_unreachable) {
             return None;
         }
         let seen = format!(
@@ -172,5 +176,10 @@ mod tests {
         assert_eq!(a.check(2, &supply("t1"), 200, &refused), None);
         let v = a.check(1, &supply("t1"), 200, &refused).expect("a different answer to a retry");
         assert!(v.contains("NMVS_SUCCESS") && v.contains("NMVS_NC_PCK_22"), "{v}");
+        // An unreachable hub is not an answer kept: the retry asks again and may be answered.
+        let unreachable = json!({"return_code": "NMVS_TI_HUB_01", "accepted": false});
+        assert_eq!(a.check(3, &supply("t3"), 200, &unreachable), None);
+        assert_eq!(a.check(3, &supply("t3"), 200, &ok), None);
+        assert!(a.check(3, &supply("t3"), 200, &unreachable).is_none());
     }
 }

@@ -161,20 +161,28 @@ fn over_the_wire(d: &Delivery) -> Result<Delivery, String> {
 }
 
 async fn to_market(s: &Shared, market: MarketCode, d: &Delivery) -> Result<DeliveryAck, String> {
+    // On the way: whatever else runs on this thread goes on meanwhile.
+    tokio::task::yield_now().await;
     let d = over_the_wire(d)?;
     s.national(market)?.apply_delivery(&d).await.map_err(|e| e.to_string())
 }
 
 async fn to_hub(s: &Shared, market: MarketCode, d: &Delivery) -> Result<DeliveryAck, String> {
+    // On the way: whatever else runs on this thread goes on meanwhile.
+    tokio::task::yield_now().await;
     let d = over_the_wire(d)?;
     s.hub()?.apply_from_national(market, &d).await.map_err(|e| e.to_string())
 }
 
 async fn hub_intermarket(s: &Shared, req: &IntermarketRequest) -> Result<IntermarketAnswer, String> {
+    // On the way: whatever else runs on this thread goes on meanwhile.
+    tokio::task::yield_now().await;
     s.hub()?.intermarket(req.clone()).await.map_err(|e| e.to_string())
 }
 
 async fn obp_receives(s: &Shared, body: &str) -> Result<u16, String> {
+    // On the way: whatever else runs on this thread goes on meanwhile.
+    tokio::task::yield_now().await;
     lock(&s.obp).receive(body);
     Ok(200)
 }
@@ -184,6 +192,8 @@ async fn query(
     market: MarketCode,
     req: &IntermarketRequest,
 ) -> Result<IntermarketAnswer, String> {
+    // On the way: whatever else runs on this thread goes on meanwhile.
+    tokio::task::yield_now().await;
     let answer = s.national(market)?.intermarket(req).await.map_err(|e| e.to_string())?;
     let response = answer.as_ref().map(PackResponse::from);
     Ok(IntermarketAnswer {

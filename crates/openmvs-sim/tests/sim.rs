@@ -40,7 +40,7 @@ fn every_seed_keeps_every_invariant() {
     });
     eprintln!(
         "{} schedules of {steps} steps from seed {first} in {:.1} s: {} faults injected {:?}, kills {:?}; \
-         {} transactions, {} false alerts, recall {}/{}; heal within {} relay passes; {} dead letters",
+         {} transactions, {} false alerts, recall {}/{} {:?}; heal within {} relay passes; {} dead letters",
         s.schedules,
         started.elapsed().as_secs_f64(),
         s.faults_injected(),
@@ -50,6 +50,7 @@ fn every_seed_keeps_every_invariant() {
         s.false_alerts,
         s.detected,
         s.true_falsifications,
+        s.by_kind,
         s.heal_rounds_max,
         s.dead_letters
     );

@@ -96,6 +96,7 @@ fn summary_json(s: &Summary, first: u64, seconds: f64) -> serde_json::Value {
         "dead_letters": s.dead_letters, "transactions": s.transactions, "false_alerts": s.false_alerts,
         "false_alert_rate": s.false_alert_rate(), "true_falsifications": s.true_falsifications,
         "detected": s.detected, "recall": s.recall(), "errors": s.errors,
+        "recall_by_kind": s.by_kind.iter().map(|(k, (e, d))| (k.clone(), json!({"events": e, "detected": d}))).collect::<serde_json::Map<_, _>>(),
         "heal_relay_passes_max": s.heal_rounds_max, "heal_seconds_max": s.heal_time_max.as_secs(),
     })
 }
@@ -120,6 +121,9 @@ fn print_summary(s: &Summary, first: u64, seconds: f64) {
         s.recall(),
         s.errors
     );
+    for (kind, (events, detected)) in &s.by_kind {
+        outln!("  {kind}: {detected} of {events} detected");
+    }
     outln!(
         "heal: every outbox empty within {} relay passes ({} s of virtual time) at most; {} dead letters",
         s.heal_rounds_max,
