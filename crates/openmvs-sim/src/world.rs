@@ -375,6 +375,15 @@ pub struct World {
     pub starts: BTreeMap<Part, u64>,
 }
 
+impl Drop for World {
+    /// The processes hold links that hold what they share, which holds the processes: let go of
+    /// them, so that a finished schedule frees everything.
+    fn drop(&mut self) {
+        lock(&self.shared.nationals).clear();
+        *lock(&self.shared.hub) = None;
+    }
+}
+
 /// The hub's key for serial digests and callback secrets in the simulation.
 const HUB_KEY: [u8; 32] = [42; 32];
 /// Serials per chunk at the hub: small, so that an upload is several messages.

@@ -33,9 +33,14 @@ fn every_seed_keeps_every_invariant() {
     let steps = env("OPENMVS_SIM_STEPS", 200);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
     let started = std::time::Instant::now();
+    let done = std::sync::atomic::AtomicU64::new(0);
     let s = run_many(first, count, steps, threads, &|r| {
         if !r.passed() {
             eprintln!("seed {} broke an invariant; run it again with: {}", r.seed, r.command());
+        }
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n.is_multiple_of(5000) {
+            eprintln!("{n} of {count} schedules, {:.0} s", started.elapsed().as_secs_f64());
         }
     });
     eprintln!(
