@@ -1,0 +1,167 @@
+//! The crash loop: a hub and two national systems (DE, FR) as real `openmvs` processes over
+//! mutual TLS, under concurrent load from client threads (verify, supply, undo of a supply, bulk
+//! submitted and polled, OBP uploads at the hub, distribution), on SQLite and on PostgreSQL. Each
+//! cycle kills one process, picked at random, with SIGKILL at a random point of the load, and
+//! starts it again on the same data; the answers lost in the kill are sent again with the same
+//! `client_trx_id`. Afterwards, with every process up and every relay drained: each acknowledged
+//! operation took effect exactly once (the pack's state in every market, one audit record per
+//! `client_trx_id` with the answer given), the copies of every multi-market pack agree, every
+//! uploaded batch reached both markets once, no message is dead, the hub holds no serial both
+//! markets acknowledged, and `openmvs audit verify` passes in each market against the heads the
+//! hub received.
+//!
+//! `OPENMVS_CRASH_CYCLES` sets the cycles per engine (default [`CI_CYCLES`]), `OPENMVS_CRASH_SEED`
+//! the seed (default: a fresh one, printed). PostgreSQL runs need `OPENMVS_TEST_DATABASE_URL`
+//! (without it the PostgreSQL case says on stderr that it skips).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cluster;
+mod load;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use cluster::{Cluster, Engine, Kind};
+use load::{Ledger, Run, What};
+
+/// Cycles per engine when `OPENMVS_CRASH_CYCLES` is not set: the two engines together make
+/// more than 500 kills in CI.
+const CI_CYCLES: u64 = 260;
+
+/// A small deterministic generator (xorshift64), so that a failing run can be repeated.
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// The next number.
+    pub fn draw(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number in `lo..hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.draw() % (hi - lo)
+    }
+}
+
+/// A setting from the environment: a number, decimal or `0x` hexadecimal.
+fn number_from_env(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    Some(parsed.unwrap_or_else(|e| panic!("{name}: '{text}' is not a number ({e})")))
+}
+
+/// Prints the command that repeats the run if the test fails on any path.
+struct Repro(String);
+
+impl Drop for Repro {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the crash loop failed; reproduce it with:\n  {}", self.0);
+        }
+    }
+}
+
+#[test]
+fn crash_loop_sqlite() {
+    crash_loop("sqlite", Engine::Sqlite);
+}
+
+#[test]
+fn crash_loop_postgres() {
+    let mut schemas = Vec::new();
+    let mut url = String::new();
+    for _ in 0..3 {
+        let Some((u, s)) = openmvs_store_pg::testing::fresh_schema("crashloop", "the PostgreSQL crash loop")
+        else {
+            return;
+        };
+        url = u;
+        schemas.push(s);
+    }
+    crash_loop("postgres", Engine::Postgres { url, schemas });
+}
+
+fn crash_loop(engine_name: &str, engine: Engine) {
+    let cycles = number_from_env("OPENMVS_CRASH_CYCLES").unwrap_or(CI_CYCLES);
+    assert!(cycles > 0, "OPENMVS_CRASH_CYCLES: must be at least 1");
+    let seed = number_from_env("OPENMVS_CRASH_SEED").unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).expect("random seed");
+        u64::from_le_bytes(b) | 1
+    });
+    assert!(seed != 0, "OPENMVS_CRASH_SEED: must not be 0 (xorshift stays at 0)");
+    let repro = Repro(format!(
+        "OPENMVS_CRASH_SEED={seed:#x} OPENMVS_CRASH_CYCLES={cycles} cargo test -p openmvs --test crash_loop -- crash_loop_{engine_name} --exact"
+    ));
+    eprintln!("crash loop {engine_name}: {cycles} cycles, seed {seed:#x}");
+    let mut rng = XorShift(seed);
+
+    let mut cluster = Cluster::new(&format!("crash-loop-{engine_name}"), &["DE", "FR"], &engine);
+    let run = Run::new(&mut cluster, engine_name, cycles);
+    let mut ledger = Ledger::default();
+    let mut kills: BTreeMap<String, u64> = BTreeMap::new();
+    let started = Instant::now();
+    for cycle in 1..=cycles {
+        let victim = match rng.between(0, 3) {
+            0 => Kind::Hub,
+            i => Kind::National(usize::try_from(i - 1).expect("a small number")),
+        };
+        // The kill comes after a random number of answers, with requests in flight.
+        let after = rng.between(1, 24);
+        let seen = run.cycle(&mut cluster, victim, after);
+        *kills.entry(cluster.system(victim).name.clone()).or_default() += 1;
+        cluster.system(victim).start();
+        // What got no answer is sent again with its transaction id, to the restarted process.
+        let seen = run.resolve(seen);
+        if let Some(bad) = seen.unexpected.first() {
+            panic!("cycle {cycle} (killed {}): unexpected answer: {bad}", cluster.system(victim).name);
+        }
+        ledger.absorb(seen);
+    }
+    let elapsed = started.elapsed();
+
+    // Healing: every process restarted cleanly, so that each relay resumes its outbox at once,
+    // then the relays drain, the bulks end and the uploads are distributed.
+    cluster.stop_all();
+    cluster.start_all();
+    run.heal(&cluster, &ledger);
+    let findings = run.check(&cluster, &ledger);
+    cluster.stop_all();
+    run.audit_verify(&cluster);
+
+    let minutes = elapsed.as_secs_f64() / 60.0;
+    let kinds: Vec<String> = kills.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    eprintln!(
+        "crash loop {engine_name}: {cycles} cycles in {:.1} s ({:.0} cycles/min); kills: {}; acknowledged {}, \
+         unknown {} (resolved by retry), lost {}, applied twice {}; {}; seed {seed:#x}",
+        elapsed.as_secs_f64(),
+        cycles as f64 / minutes,
+        kinds.join(", "),
+        ledger.count(|o| !o.unknown),
+        ledger.count(|o| o.unknown),
+        findings.lost.len(),
+        findings.twice.len(),
+        ledger.describe(),
+    );
+    assert!(
+        findings.lost.is_empty() && findings.twice.is_empty(),
+        "acknowledged operations lost ({}) or applied twice ({}):\nlost: {:#?}\ntwice: {:#?}",
+        findings.lost.len(),
+        findings.twice.len(),
+        findings.lost.iter().take(20).collect::<Vec<_>>(),
+        findings.twice.iter().take(20).collect::<Vec<_>>(),
+    );
+    assert!(ledger.count(|o| matches!(o.what, What::Supply)) > 0, "no supply was acknowledged");
+    drop(repro);
+}
