@@ -87,6 +87,12 @@ fn owner_runs(schema: &str, prefix: &str) -> bool {
     }
 }
 
+/// The statement that reads the due messages of one of the hub's queues (`$1` now, `$2` the
+/// most, `$3` the destination), for the tests that look at how PostgreSQL runs it.
+pub fn hub_due_statement() -> String {
+    format!("SELECT seq {}", crate::outbox::HUB_DUE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::owner_runs;

@@ -126,6 +126,58 @@ async fn drain(store: &PgHubStore, destination: &str) {
     }
 }
 
+/// The rows a plan node of `EXPLAIN (ANALYZE, FORMAT JSON)` handled, filtered out ones included,
+/// and the most any node below it handled.
+fn most_rows_of_a_node(plan: &serde_json::Value) -> f64 {
+    let n = |k: &str| plan[k].as_f64().unwrap_or(0.0);
+    let loops = n("Actual Loops").max(1.0);
+    let own = (n("Actual Rows") + n("Rows Removed by Filter") + n("Rows Removed by Index Recheck")) * loops;
+    plan["Plans"].as_array().into_iter().flatten().map(most_rows_of_a_node).fold(own, f64::max)
+}
+
+/// The due messages of a long backlog of one product are the head of each ordering key, found
+/// with a few index lookups and no pass over the backlog: draining n messages of one key is n
+/// rounds of constant work, not of work that grows with what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_due_messages_of_a_long_backlog_of_one_key_are_found_without_reading_the_backlog() {
+    let Some((url, schema)) = fresh_schema("hubconf", "the outbox backlog case") else { return };
+    let store = open_at(&url, &schema);
+    let c = sql(&url, &schema).await;
+    c.batch_execute(
+        "INSERT INTO outbox (message_id, destination, kind, ordering_key, payload, created_at, next_attempt_at) \
+         SELECT 'backlog-' || g, 'DE', 'pack-state', 'P1', '{}', 0, 0 FROM generate_series(1, 2000) g; \
+         INSERT INTO outbox (message_id, destination, kind, ordering_key, payload, created_at, next_attempt_at) \
+         VALUES ('other-product', 'DE', 'batch', 'P2', '{}', 0, 0), ('other-market', 'FR', 'batch', 'P1', '{}', 0, 0); \
+         ANALYZE outbox",
+    )
+    .await
+    .expect("a backlog");
+    let due = store.due("DE", far(), 64).await.expect("due");
+    let ids: Vec<&str> = due.iter().map(|m| m.message.message_id.as_str()).collect();
+    assert_eq!(ids, ["backlog-1", "other-product"], "the head of each key, oldest first");
+
+    c.batch_execute(&format!(
+        "PREPARE due(bigint, bigint, text) AS {}",
+        openmvs_store_pg::testing::hub_due_statement()
+    ))
+    .await
+    .expect("prepare");
+    let explained = c
+        .simple_query("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE due(9000000000000, 64, 'DE')")
+        .await
+        .expect("explain");
+    let text = explained
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("a plan");
+    let plan: serde_json::Value = serde_json::from_str(&text).expect("JSON plan");
+    let most = most_rows_of_a_node(&plan[0]["Plan"]);
+    assert!(most <= 10.0, "a plan node handles {most} rows of a backlog of 2,000 (two keys): {plan:#}");
+}
+
 /// Groups large enough to be streamed in with COPY report repeats within the group and across
 /// units exactly as small ones do, and a refused one leaves nothing staged or inserted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
