@@ -357,7 +357,8 @@ pub enum AuditCommand {
     /// Check every record and signed checkpoint of the trail, and the signed heads kept outside
     /// the database (`audit-heads.jsonl`, `--heads`); names the first bad record or the missing end.
     Verify {
-        /// The national system: `--config FILE` (its storage, embedded or PostgreSQL) or `--data-dir DIR`.
+        /// The national system: `--config FILE` (its storage, embedded or PostgreSQL) or `--data-dir DIR`;
+        /// or the hub: `--config FILE` with a `[hub]` section and no `[national]` one.
         #[command(flatten)]
         target: Target,
         /// Trust these public keys (hex) instead of the data directory's `audit-signing.pub`.

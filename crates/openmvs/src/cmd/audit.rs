@@ -1,5 +1,5 @@
-//! `openmvs audit verify`: checks the whole trail and names the first bad record; `openmvs audit
-//! heads`: the signed heads the hub keeps, for the former.
+//! `openmvs audit verify`: checks the whole trail of a national system or of the hub and names
+//! the first bad record; `openmvs audit heads`: the signed heads the hub keeps, for the former.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,6 +31,14 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 /// `openmvs audit verify`: every record and checkpoint of the trail, then the signed heads kept
 /// outside the database (the head file, and `--heads` files from the hub) against it.
 async fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &target.config {
+        let raw = crate::config::load_raw(Some(path), std::env::vars())?;
+        if raw.national.is_none() && raw.hub.is_some() {
+            let base =
+                path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            return verify_hub(&crate::hub_config::hub(&raw, base)?, public_keys, head_files).await;
+        }
+    }
     let (data_dir, storage) = super::admin::target(target)?;
     let keys = node::audit_public_keys(&data_dir, public_keys)?;
     // A data directory written before the market was recorded has no market file: every head counts.
@@ -93,6 +101,54 @@ async fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf])
                 );
             }
             outln!("audit: OK, {} checkpoints verified", r.checkpoints);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("audit: BROKEN: {e}");
+            Ok(ExitCode::from(BROKEN))
+        }
+    }
+}
+
+/// `openmvs audit verify --config hub.toml`: every record and checkpoint of the hub's own trail
+/// (uploads, batches, recalls, the heads the markets sent), with the public key of the hub's data
+/// directory or those given. The hub keeps no head of its own trail outside its database.
+async fn verify_hub(
+    s: &crate::hub_config::HubSettings,
+    public_keys: &[String],
+    head_files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    if !head_files.is_empty() {
+        anyhow::bail!(
+            "--heads: the heads the hub received are checked at each national system \
+             (openmvs audit verify --config national.toml --heads FILE), not against the hub's own trail"
+        );
+    }
+    let keys = node::audit_public_keys(&s.data_dir, public_keys)?;
+    let found = match &s.storage {
+        // The embedded file is opened read-only: verifying never writes.
+        Storage::Sqlite => {
+            let store = SqliteHubStore::open_read_only(&crate::hub_node::db_path(&s.data_dir))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            openmvs_national::verify_audit(&store, keys).await
+        }
+        storage => {
+            let hub = crate::hub_node::open(&s.data_dir, storage, Arc::new(SystemClock), None)?;
+            let store = hub.store();
+            let found = openmvs_national::verify_audit(store.as_ref(), keys).await;
+            hub.close().await;
+            found
+        }
+    };
+    match found {
+        Ok(r) => {
+            let mut chains: Vec<_> = r.records.iter().collect();
+            chains.sort();
+            for (chain, n) in chains {
+                let tail = r.unsigned_tail.get(chain).copied().unwrap_or(0);
+                outln!("audit {chain}: {n} records verified, {tail} after the last signed checkpoint");
+            }
+            outln!("audit: OK, {} checkpoints verified (the hub's trail)", r.checkpoints);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
