@@ -541,8 +541,11 @@ impl Run {
         f
     }
 
-    /// `openmvs audit verify` in every market, against the signed heads the hub received.
+    /// `openmvs audit verify` of the hub's trail, and in every market against the signed heads
+    /// the hub received.
     pub fn audit_verify(&self, cluster: &Cluster) {
+        let out = admin(&cluster.hub.config, &["audit", "verify"]);
+        assert!(out.contains("audit: OK"), "audit verify of the hub: {out}");
         let heads = admin(&cluster.hub.config, &["audit", "heads"]);
         let file = cluster.root().join("hub-heads.jsonl");
         std::fs::write(&file, &heads).expect("write the hub's heads");

@@ -133,9 +133,11 @@ fn crash_loop(engine_name: &str, engine: Engine) {
 
     // Healing: every process restarted cleanly, so that each relay resumes its outbox at once,
     // then the relays drain, the bulks end and the uploads are distributed.
+    let healing = Instant::now();
     cluster.stop_all();
     cluster.start_all();
     run.heal(&cluster, &ledger);
+    let healed = healing.elapsed();
     let findings = run.check(&cluster, &ledger);
     cluster.stop_all();
     run.audit_verify(&cluster);
@@ -144,7 +146,7 @@ fn crash_loop(engine_name: &str, engine: Engine) {
     let kinds: Vec<String> = kills.iter().map(|(k, n)| format!("{k} {n}")).collect();
     eprintln!(
         "crash loop {engine_name}: {cycles} cycles in {:.1} s ({:.0} cycles/min); kills: {}; acknowledged {}, \
-         unknown {} (resolved by retry), lost {}, applied twice {}; {}; seed {seed:#x}",
+         unknown {} (resolved by retry), lost {}, applied twice {}; {}; healed in {:.1} s; seed {seed:#x}",
         elapsed.as_secs_f64(),
         cycles as f64 / minutes,
         kinds.join(", "),
@@ -153,6 +155,7 @@ fn crash_loop(engine_name: &str, engine: Engine) {
         findings.lost.len(),
         findings.twice.len(),
         ledger.describe(),
+        healed.as_secs_f64(),
     );
     assert!(
         findings.lost.is_empty() && findings.twice.is_empty(),
