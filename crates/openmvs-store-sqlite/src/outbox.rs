@@ -13,15 +13,30 @@ use crate::engine::Engine;
 use crate::writer::Unit;
 
 /// The due messages of a national system's one queue: live ones due at `?1`, each the oldest
-/// live one of its ordering key, oldest first, at most `?2`.
-const NATIONAL_DUE: &str = "FROM outbox o WHERE dead = 0 AND next_attempt_at <= ?1 \
-     AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.ordering_key = o.ordering_key AND i.dead = 0) \
+/// live one of its ordering key, oldest first, at most `?2`. The head of every key is found by
+/// walking the `outbox_by_key` index from key to key (one search each: the first live entry past
+/// the previous head's key is the next key's oldest live message), then read by its `seq` (the
+/// table is searched by its primary key alone, which the planner cannot know to be best): a
+/// backlog of one product's messages costs a few index searches per round, where a scan of the
+/// backlog made draining n messages of one key take time in n squared, on the writer.
+const NATIONAL_DUE: &str = "FROM outbox o NOT INDEXED WHERE dead = 0 AND next_attempt_at <= ?1 \
+     AND seq IN (WITH RECURSIVE h(s) AS ( \
+     SELECT (SELECT seq FROM outbox INDEXED BY outbox_by_key WHERE dead = 0 ORDER BY ordering_key, seq LIMIT 1) \
+     UNION ALL SELECT (SELECT n.seq FROM outbox n INDEXED BY outbox_by_key WHERE n.dead = 0 \
+     AND n.ordering_key > (SELECT p.ordering_key FROM outbox p WHERE p.seq = h.s) \
+     ORDER BY n.ordering_key, n.seq LIMIT 1) FROM h WHERE h.s IS NOT NULL) \
+     SELECT s FROM h WHERE s IS NOT NULL) \
      ORDER BY seq LIMIT ?2";
 
 /// The same for one of the hub's queues, destination `?3`, whose ordering keys count apart.
-const HUB_DUE: &str = "FROM outbox o WHERE destination = ?3 AND dead = 0 AND next_attempt_at <= ?1 \
-     AND seq = (SELECT MIN(seq) FROM outbox i WHERE i.destination = o.destination \
-     AND i.ordering_key = o.ordering_key AND i.dead = 0) ORDER BY seq LIMIT ?2";
+const HUB_DUE: &str = "FROM outbox o NOT INDEXED WHERE destination = ?3 AND dead = 0 AND next_attempt_at <= ?1 \
+     AND seq IN (WITH RECURSIVE h(s) AS ( \
+     SELECT (SELECT seq FROM outbox INDEXED BY outbox_by_key WHERE destination = ?3 AND dead = 0 ORDER BY ordering_key, seq LIMIT 1) \
+     UNION ALL SELECT (SELECT n.seq FROM outbox n INDEXED BY outbox_by_key WHERE n.destination = ?3 AND n.dead = 0 \
+     AND n.ordering_key > (SELECT p.ordering_key FROM outbox p WHERE p.seq = h.s) \
+     ORDER BY n.ordering_key, n.seq LIMIT 1) FROM h WHERE h.s IS NOT NULL) \
+     SELECT s FROM h WHERE s IS NOT NULL) \
+     ORDER BY seq LIMIT ?2";
 
 /// One of the hub's queues, destination `?3`, as runs: every live message due at `?1` none of
 /// whose key's older live messages waits (for a retry, or under another relay's lease), oldest
@@ -187,5 +202,55 @@ impl<U: Unit> OutboxQueue for Engine<U> {
             }
             Ok(out)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::{HUB_DUE, NATIONAL_DUE};
+
+    /// The steps of SQLite's plan for `sql` on a store of `hub`'s or a national system's schema.
+    fn plan(hub: bool, sql: &str, args: usize) -> Vec<String> {
+        let mut c = Connection::open_in_memory().expect("a database");
+        let migrated =
+            if hub { crate::hub::schema::migrate(&mut c, 0) } else { crate::schema::migrate(&mut c, 0) };
+        migrated.expect("migrates").expect("migrates");
+        let params: Vec<i64> = vec![0; args];
+        let mut s = c.prepare(&format!("EXPLAIN QUERY PLAN SELECT seq {sql}")).expect("prepares");
+        let rows =
+            s.query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3)).expect("explains");
+        rows.map(|r| r.expect("a step")).collect()
+    }
+
+    #[test]
+    fn the_due_messages_are_found_by_index_searches_without_reading_the_backlog() {
+        for (hub, sql, args) in [(false, NATIONAL_DUE, 2), (true, HUB_DUE, 3)] {
+            let steps = plan(hub, sql, args);
+            // A scan of the table, or of an index other than the walk of the keys (in order,
+            // stopping at the first live entry), reads the backlog.
+            let scans: Vec<&String> = steps
+                .iter()
+                .filter(|s| {
+                    s.starts_with("SCAN") && !s.starts_with("SCAN h") && !s.starts_with("SCAN CONSTANT")
+                })
+                .filter(|s| !s.contains("USING INDEX outbox_by_key"))
+                .collect();
+            assert!(scans.is_empty(), "hub {hub}: the plan scans the outbox: {steps:#?}");
+            // A search of the due messages by time reads every message due, the whole backlog.
+            assert!(
+                !steps.iter().any(|s| s.contains("outbox_due")),
+                "hub {hub}: the plan reads the due messages by time: {steps:#?}"
+            );
+            assert!(
+                steps.iter().any(|s| s.starts_with("SEARCH o USING INTEGER PRIMARY KEY")),
+                "hub {hub}: the heads are read by their seq: {steps:#?}"
+            );
+            assert!(
+                steps.iter().any(|s| s.contains("USING INDEX outbox_by_key")),
+                "hub {hub}: the keys are walked in their index: {steps:#?}"
+            );
+        }
     }
 }

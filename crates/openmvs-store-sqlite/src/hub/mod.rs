@@ -10,7 +10,7 @@
 //! there; a cleanly closed store truncates the WAL.
 
 mod codec;
-mod schema;
+pub(crate) mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
