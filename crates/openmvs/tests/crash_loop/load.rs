@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use openmvs_client::wire::api::{BulkRequest, BulkRow};
+use openmvs_client::wire::api::{AuditRecordView, BulkRequest, BulkRow};
 use openmvs_client::wire::obp::{BatchRequest, Mah, ProductMarket, ProductRequest};
 use openmvs_client::{
     ClientError, EndUserClient, EndUserConfig, ObpClient, ObpConfig, PackInput, PollOptions, RetryPolicy,
@@ -36,6 +36,8 @@ const PACK_TASKS: usize = 2;
 /// How long healing may take: the relays drain, the bulks a killed process held are taken up
 /// again once their lease ends (30 s), the uploads are distributed.
 const HEAL_LIMIT: Duration = Duration::from_secs(240);
+/// Rows of one bulk verify of the final check (a bulk takes at most 100,000).
+const FINAL_BULK_ROWS: usize = 50_000;
 /// Every how many pool packs one has its audit trail read (and every pack an unknown operation
 /// touched).
 const AUDIT_EVERY: u64 = 8;
@@ -70,6 +72,15 @@ pub struct Op {
     pub unknown: bool,
     /// The answer: a return code, a bulk id, an upload id.
     pub answer: Option<String>,
+    /// The cycle it was sent in, and the system killed in it (for the findings).
+    pub cycle: (u64, String),
+}
+
+impl Op {
+    /// An operation about to be sent.
+    fn new(what: What, market: usize, trx: String, serials: Vec<String>) -> Op {
+        Op { what, market, trx, serials, unknown: false, answer: None, cycle: (0, String::new()) }
+    }
 }
 
 /// What the client tasks of one cycle saw.
@@ -92,9 +103,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Takes a cycle's operations, resolved.
-    pub fn absorb(&mut self, seen: Seen) {
-        self.ops.extend(seen.ops);
+    /// Takes the operations of cycle `cycle`, which killed `killed`, resolved.
+    pub fn absorb(&mut self, seen: Seen, cycle: u64, killed: &str) {
+        self.ops.extend(seen.ops.into_iter().map(|o| Op { cycle: (cycle, killed.to_owned()), ..o }));
     }
 
     /// How many operations match.
@@ -445,24 +456,30 @@ impl Run {
             .filter(|o| o.what != What::Upload)
             .flat_map(|o| o.serials.iter().map(move |s| (s.as_str(), o.market)))
             .collect();
+        let wanted: Vec<(&String, &str)> =
+            expected.iter().map(|(serial, (_, want))| (serial, *want)).collect();
         for (m, client) in self.check.iter().enumerate() {
-            let req = BulkRequest {
-                client_trx_id: Some(format!("{}-final-{m}", self.ctx.engine)),
-                transactions: Some(rows.clone()),
-                ..BulkRequest::default()
-            };
-            let poll = PollOptions { interval: Duration::from_millis(100), deadline: HEAL_LIMIT };
-            let done = client.run_bulk(&req, poll).await.expect("the final bulk verify");
-            assert_eq!(done.results.len(), rows.len(), "results of the final bulk verify");
-            for (r, (serial, (_, want))) in done.results.iter().zip(&expected) {
-                let got = r.state.as_deref().unwrap_or("unknown");
-                if got != *want {
-                    let home =
-                        made_in.get(serial.as_str()).map(|i| cluster.codes[*i].as_str()).unwrap_or("-");
-                    f.lost.push(format!(
-                        "{serial} in {}: {got} ({}), expected {want} (worked in {home})",
-                        cluster.codes[m], r.return_code
-                    ));
+            for (part, (rows, wanted)) in
+                rows.chunks(FINAL_BULK_ROWS).zip(wanted.chunks(FINAL_BULK_ROWS)).enumerate()
+            {
+                let req = BulkRequest {
+                    client_trx_id: Some(format!("{}-final-{m}-{part}", self.ctx.engine)),
+                    transactions: Some(rows.to_vec()),
+                    ..BulkRequest::default()
+                };
+                let poll = PollOptions { interval: Duration::from_millis(100), deadline: HEAL_LIMIT };
+                let done = client.run_bulk(&req, poll).await.expect("the final bulk verify");
+                assert_eq!(done.results.len(), rows.len(), "results of the final bulk verify");
+                for (r, (serial, want)) in done.results.iter().zip(wanted) {
+                    let got = r.state.as_deref().unwrap_or("unknown");
+                    if got != *want {
+                        let home =
+                            made_in.get(serial.as_str()).map(|i| cluster.codes[*i].as_str()).unwrap_or("-");
+                        f.lost.push(format!(
+                            "{serial} in {}: {got} ({}), expected {want} (worked in {home})",
+                            cluster.codes[m], r.return_code
+                        ));
+                    }
                 }
             }
         }
@@ -474,17 +491,32 @@ impl Run {
         for op in ledger.ops.iter().filter(|o| o.unknown && o.what != What::Upload) {
             sample.extend(op.serials.iter().cloned());
         }
+        let mut by_serial: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
+        for op in ledger.ops.iter().filter(|o| o.what != What::Upload && o.answer.is_some()) {
+            for s in &op.serials {
+                by_serial.entry(s.as_str()).or_default().push(op);
+            }
+        }
         for serial in &sample {
-            let ops: Vec<&Op> = ledger
-                .ops
-                .iter()
-                .filter(|o| o.what != What::Upload && o.serials.contains(serial) && o.answer.is_some())
-                .collect();
+            let Some(ops) = by_serial.get(serial.as_str()) else { continue };
             let Some(first) = ops.first() else { continue };
             let m = first.market;
             let records =
                 self.nca[m].audit_of_pack("GTIN", PRODUCT, serial).await.expect("audit read").records;
-            for op in &ops {
+            for op in ops {
+                let found = (f.lost.len(), f.twice.len());
+                self.audit_check(serial, op, &records, &mut f);
+                let at = format!(" (sent in cycle {}, which killed {})", op.cycle.0, op.cycle.1);
+                f.lost[found.0..].iter_mut().chain(&mut f.twice[found.1..]).for_each(|m| m.push_str(&at));
+            }
+        }
+        f
+    }
+
+    /// The audit check of one operation on `serial`, whose trail is `records`.
+    fn audit_check(&self, serial: &str, op: &Op, records: &[AuditRecordView], f: &mut Findings) {
+        {
+            {
                 if op.what == What::Bulk {
                     let n = records
                         .iter()
@@ -502,7 +534,7 @@ impl Run {
                         )),
                         _ => f.twice.push(format!("{serial}: bulk {} supplied {n} times", op.trx)),
                     }
-                    continue;
+                    return;
                 }
                 // A retry answered from the stored answer is recorded as a replay, which changes nothing.
                 let (replays, mine): (Vec<_>, Vec<_>) = records
@@ -519,7 +551,7 @@ impl Run {
                 }
                 let answer = op.answer.as_deref().unwrap_or_default();
                 match mine.as_slice() {
-                    [one] if one.return_code == answer || op.unknown => {}
+                    [one] if one.return_code == answer => {}
                     [] => f.lost.push(format!("{serial}: no audit record of {} ({:?})", op.trx, op.what)),
                     [one] => f.lost.push(format!(
                         "{serial}: {} recorded {}, answered {answer}",
@@ -538,7 +570,6 @@ impl Run {
                 }
             }
         }
-        f
     }
 
     /// `openmvs audit verify` of the hub's trail, and in every market against the signed heads
@@ -615,14 +646,7 @@ async fn pack_task(ctx: Arc<Ctx>, m: usize, limit: u64, seen: Arc<Watched<Seen>>
                 What::Supply => (client.supply(&input).await, "SUPPLIED"),
                 _ => (client.undo_supply(&input).await, "ACTIVE"),
             };
-            let mut op = Op {
-                what: *what,
-                market: m,
-                trx,
-                serials: vec![serial.clone()],
-                unknown: false,
-                answer: None,
-            };
+            let mut op = Op::new(*what, m, trx, vec![serial.clone()]);
             match r {
                 Ok(resp) => {
                     let state = resp.pack.as_ref().map(|p| p.state.as_str());
@@ -655,8 +679,7 @@ async fn bulk_task(ctx: Arc<Ctx>, m: usize, limit: u64, seen: Arc<Watched<Seen>>
         let Some(first) = take(&ctx, BULK_ROWS, limit) else { break };
         let serials: Vec<String> = (first..first + BULK_ROWS).map(pool_serial).collect();
         let trx = format!("{}-bulk-{first}", ctx.engine);
-        let mut op =
-            Op { what: What::Bulk, market: m, trx: trx.clone(), serials, unknown: false, answer: None };
+        let mut op = Op::new(What::Bulk, m, trx.clone(), serials);
         let id = match client.submit_bulk(&bulk_request(&trx, &op.serials)).await {
             Ok(a) => a.bulk_id,
             Err(ClientError::Transport { .. }) => {
@@ -707,8 +730,7 @@ async fn upload_task(ctx: Arc<Ctx>, seen: Arc<Watched<Seen>>, stop: Arc<AtomicBo
         let n = ctx.next_upload.fetch_add(1, Ordering::SeqCst);
         let batch = format!("U{n}");
         let serials: Vec<String> = (0..UPLOAD_SERIALS).map(|k| format!("U{n}S{k}")).collect();
-        let mut op =
-            Op { what: What::Upload, market: 0, trx: batch.clone(), serials, unknown: false, answer: None };
+        let mut op = Op::new(What::Upload, 0, batch.clone(), serials);
         let request = BatchRequest { expiry: EXPIRY.into(), markets: None };
         let sent = match ctx.obp_load.put_batch(PRODUCT, &batch, &request).await {
             Ok(_) => ctx.obp_load.upload_serials(PRODUCT, &batch, &op.serials).await.map(|u| u.upload_id),
