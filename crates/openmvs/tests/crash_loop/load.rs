@@ -33,9 +33,12 @@ const UPLOAD_SERIALS: usize = 4;
 const UPLOADS_PER_CYCLE: u64 = 2;
 /// Pack-working client tasks per market.
 const PACK_TASKS: usize = 2;
-/// How long healing may take: the relays drain, the bulks a killed process held are taken up
-/// again once their lease ends (30 s), the uploads are distributed.
+/// How long healing may take at least: the relays drain, the bulks a killed process held are
+/// taken up again once their lease ends (30 s), the uploads are distributed. A long run may take
+/// [`HEAL_PER_CYCLE`] more per cycle, for a longer backlog.
 const HEAL_LIMIT: Duration = Duration::from_secs(240);
+/// See [`HEAL_LIMIT`].
+const HEAL_PER_CYCLE: Duration = Duration::from_millis(100);
 /// Rows of one bulk verify of the final check (a bulk takes at most 100,000).
 const FINAL_BULK_ROWS: usize = 50_000;
 /// Every how many pool packs one has its audit trail read (and every pack an unknown operation
@@ -157,6 +160,8 @@ pub struct Run {
     nca: Vec<EndUserClient>,
     obp_check: ObpClient,
     http: reqwest::Client,
+    /// How long healing, and each wait of the final check, may take.
+    heal_limit: Duration,
 }
 
 fn pool_serial(i: u64) -> String {
@@ -228,6 +233,7 @@ impl Run {
             .build()
             .expect("HTTP client");
         let pool = cycles * PACKS_PER_CYCLE;
+        let heal_limit = HEAL_LIMIT.max(HEAL_PER_CYCLE * u32::try_from(cycles).unwrap_or(u32::MAX));
         cluster.start_all();
         rt.block_on(async {
             obp_check.put_product(PRODUCT, &product()).await.expect("the product");
@@ -238,7 +244,7 @@ impl Run {
                 .upload_reader(PRODUCT, BATCH, std::io::Cursor::new(text.into_bytes()))
                 .await
                 .expect("the pool's upload");
-            let poll = PollOptions { interval: Duration::from_millis(50), deadline: HEAL_LIMIT };
+            let poll = PollOptions { interval: Duration::from_millis(50), deadline: heal_limit };
             obp_check
                 .wait_for_upload(&up.upload_id, "DISTRIBUTED", poll)
                 .await
@@ -252,7 +258,7 @@ impl Run {
             pool,
             next_upload: AtomicU64::new(0),
         });
-        Run { rt, ctx, check, nca, obp_check, http }
+        Run { rt, ctx, check, nca, obp_check, http, heal_limit }
     }
 
     /// One cycle: the client tasks run until `after` answers came (or they all ended), then
@@ -357,7 +363,14 @@ impl Run {
 
     /// What still keeps the system from having healed, if anything: messages waiting in an
     /// outbox, a bulk not done, an upload not distributed to every market.
-    async fn unhealed(&self, cluster: &Cluster, ledger: &Ledger) -> Option<String> {
+    /// `settled` holds the bulks and uploads already found done, which stay so: each is asked
+    /// about until it is.
+    async fn unhealed(
+        &self,
+        cluster: &Cluster,
+        ledger: &Ledger,
+        settled: &mut BTreeSet<String>,
+    ) -> Option<String> {
         let pending = self.metric(&cluster.hub, "openmvs_hub_outbox_pending").await;
         if pending != Ok(0.0) {
             return Some(format!("hub outbox: {pending:?}"));
@@ -370,6 +383,9 @@ impl Run {
         }
         for op in &ledger.ops {
             let Some(id) = &op.answer else { continue };
+            if settled.contains(id) {
+                continue;
+            }
             match op.what {
                 What::Bulk => match self.check[op.market].bulk_status(id).await {
                     Ok(s) if s.status == "DONE" => {}
@@ -379,8 +395,9 @@ impl Run {
                     Ok(s) if s.status == "DISTRIBUTED" && s.markets.values().all(|v| v == "DISTRIBUTED") => {}
                     other => return Some(format!("upload {id}: {other:?}")),
                 },
-                _ => {}
+                _ => continue,
             }
+            settled.insert(id.clone());
         }
         None
     }
@@ -389,11 +406,12 @@ impl Run {
     /// upload distributed.
     pub fn heal(&self, cluster: &Cluster, ledger: &Ledger) {
         let mut last = None;
-        let healed = eventually(HEAL_LIMIT, || {
-            last = self.rt.block_on(self.unhealed(cluster, ledger));
+        let mut settled = BTreeSet::new();
+        let healed = eventually(self.heal_limit, || {
+            last = self.rt.block_on(self.unhealed(cluster, ledger, &mut settled));
             last.is_none().then_some(())
         });
-        assert!(healed.is_some(), "not healed within {HEAL_LIMIT:?}: {last:?}");
+        assert!(healed.is_some(), "not healed within {:?}: {last:?}", self.heal_limit);
     }
 
     /// The checks after healing.
@@ -467,7 +485,7 @@ impl Run {
                     transactions: Some(rows.to_vec()),
                     ..BulkRequest::default()
                 };
-                let poll = PollOptions { interval: Duration::from_millis(100), deadline: HEAL_LIMIT };
+                let poll = PollOptions { interval: Duration::from_millis(100), deadline: self.heal_limit };
                 let done = client.run_bulk(&req, poll).await.expect("the final bulk verify");
                 assert_eq!(done.results.len(), rows.len(), "results of the final bulk verify");
                 for (r, (serial, want)) in done.results.iter().zip(wanted) {
