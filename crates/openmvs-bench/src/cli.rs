@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 /// OpenMVS measured on this machine: the national system, the hub, inter-market verifies, the
-/// whole suite against the machine's own limits, and the false-alert rate of a generated market.
+/// whole suite against the machine's own limits, the false-alert rate of a generated market, and
+/// offline agents replaying their backlogs.
 #[derive(Debug, Parser)]
 #[command(name = "openmvs-bench", version, about, long_about = None)]
 pub struct Cli {
@@ -49,6 +50,44 @@ pub enum Command {
         /// inter-market requests then get seconds, not the law's 300 ms, as speed is not judged.
         #[arg(long)]
         smoke: bool,
+    },
+    /// A market's pharmacies coming back together after an outage of their national system (in
+    /// this process, SQLite, HTTP on 127.0.0.1, admitting requests as a node does by default):
+    /// one offline agent per pharmacy, each holding the operations of the outage at the normal
+    /// rate, all replaying from the same instant at `multiplier` times the normal peak, while live
+    /// traffic runs at the peak. Drain time, refusals for load and their `Retry-After`, requests
+    /// without an answer, live latency before and during the drain, alerts, and every operation
+    /// applied exactly once. See BENCHMARKS.md.
+    Burst {
+        /// Pharmacies coming back, one agent (and one queue) each.
+        #[arg(long, default_value_t = 200)]
+        pharmacies: usize,
+        /// Hours the national system was down: each pharmacy recorded 40 operations an hour.
+        #[arg(long, default_value_t = 6.0)]
+        outage_hours: f64,
+        /// The market's normal peak in requests per second: the live traffic's rate.
+        #[arg(long, default_value_t = 300.0)]
+        peak_rate: f64,
+        /// The replay's demand, in multiples of the peak (shared evenly by the agents).
+        #[arg(long, default_value_t = 3.0)]
+        multiplier: f64,
+        /// Seconds of live traffic measured before the replay starts.
+        #[arg(long, default_value_t = 10.0)]
+        before_seconds: f64,
+        /// Packs each agent replays at the same time (the agent's default: 4).
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// The national system's bound on requests in flight (over it: 503 at once), lowered by
+        /// its governor while its workers are saturated, as a node's.
+        #[arg(long, default_value_t = openmvs_http::shed::DEFAULT_MAX_IN_FLIGHT)]
+        max_in_flight: usize,
+        /// The national system's requests per second per client (twice as many at once; over
+        /// it: 429), as a node's `client_rate_per_second`.
+        #[arg(long, default_value_t = 100)]
+        client_rate: u32,
+        /// Print one JSON object instead of the sentences.
+        #[arg(long)]
+        json: bool,
     },
     /// The NMVS SOAP verify (G110, the login inside the envelope) against the JSON verify (bearer
     /// token), on one national system in this process on a fresh embedded store, over HTTPS with

@@ -8,6 +8,7 @@
 mod agent;
 mod alerts;
 mod baseline;
+mod burst;
 mod cli;
 mod hub;
 mod intermarket;
@@ -81,6 +82,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             intermarket::intermarket(requests, database_url.as_deref())
         }
         Command::Agent { packs, concurrency, json } => agent::agent(packs, concurrency, json),
+        Command::Burst {
+            pharmacies,
+            outage_hours,
+            peak_rate,
+            multiplier,
+            before_seconds,
+            concurrency,
+            max_in_flight,
+            client_rate,
+            json,
+        } => burst::burst(burst::Options {
+            pharmacies,
+            outage_hours,
+            peak_rate,
+            multiplier,
+            before_seconds,
+            concurrency,
+            max_in_flight,
+            client_rate,
+            json,
+        }),
         Command::Alerts { transactions, seed, markets, database_url, json, smoke } => {
             let markets = hub::parse_markets(&markets)?;
             alerts::alerts(alerts::Options { transactions, seed, markets, database_url, json, smoke })

@@ -29,8 +29,13 @@ use std::time::{Duration, Instant};
 use openmvs_telemetry::Exposition;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// The longest a login waits for its turn to be hashed.
-pub const WAIT: Duration = Duration::from_secs(5);
+/// The longest a login waits for its turn to be hashed, then 503 with `Retry-After`. Well under
+/// the time a client waits for an answer (the offline agent gives up after 3 s, and the login is
+/// only the first half of its request): a market's pharmacies coming back after an outage all log
+/// in at once, and a login that waited longer than its client would be answered to no one, and
+/// count as no answer (the agent's backoff, up to minutes) instead of a refusal that says when to
+/// come back.
+pub const WAIT: Duration = Duration::from_secs(1);
 
 /// The limits of the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +295,22 @@ mod tests {
         let first = g.turn().await.expect("a free turn");
         assert_eq!(g.turn().await.err(), Some(LoginRefusal::Busy), "no queue: refused at once");
         drop(first);
+        assert!(g.turn().await.is_ok(), "the turn came back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_login_is_refused_well_before_the_agent_gives_up_waiting() {
+        // Every turn is taken (a hash that does not end): the queued login is refused with a 503
+        // after WAIT, on tokio's paused clock, so within half the time an offline agent waits for
+        // its whole request (the token, then the request itself).
+        let g = LoginGuard::default();
+        let held = g.turn().await.expect("a free turn");
+        let started = tokio::time::Instant::now();
+        assert_eq!(g.turn().await.err(), Some(LoginRefusal::Busy));
+        let waited = started.elapsed();
+        let agent = openmvs_agent::AgentConfig::new("http://127.0.0.1:1", "c", "s").timeout;
+        assert!(waited >= WAIT && waited <= agent / 2, "refused after {waited:?}; the agent waits {agent:?}");
+        drop(held);
         assert!(g.turn().await.is_ok(), "the turn came back");
     }
 

@@ -10,6 +10,6 @@ mod schema;
 mod temp;
 
 pub use links::{HubLinks, INTERMARKET_TIMEOUT, hub_link, hub_links};
-pub use national::{LOCAL_GTIN, LocalNational};
+pub use national::{Admission, LOCAL_GTIN, LocalNational};
 pub use schema::{System, schema_storage};
 pub use temp::TempDir;

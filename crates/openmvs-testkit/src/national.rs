@@ -1,7 +1,9 @@
 //! A national system of market DE in this process, on the embedded store in a directory, served
 //! over plain HTTP on a port of 127.0.0.1: seeded through the hub interface, stopped (connections
 //! refused, as an outage looks to a pharmacy) and started again on the same port. What the offline
-//! agent's tests and its benchmark replay against.
+//! agent's tests and its benchmarks replay against: paced by the replaying client alone
+//! ([`Admission::unbounded`]), or admitting requests as a node does by default
+//! ([`Admission::node_defaults`]: load shedding and the per-client rate limit).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,32 @@ use openmvs_wire::hub::{BatchMsg, Delivery, Envelope, Message, PacksMsg, Product
 /// The product every seeded pack is of.
 pub const LOCAL_GTIN: &str = "09501101530003";
 
+/// How a [`LocalNational`] admits requests.
+#[derive(Clone)]
+pub struct Admission {
+    /// The bound on requests in flight (503 with `Retry-After` over it).
+    pub load: Arc<LoadShed>,
+    /// The per-client rate limit (429 with `Retry-After` over it).
+    pub per_client: RateLimit,
+}
+
+impl Admission {
+    /// A fixed bound of 1,024 requests in flight and no per-client rate limit: a replay is paced by
+    /// its own client.
+    pub fn unbounded() -> Admission {
+        Admission {
+            load: Arc::new(LoadShed::fixed(1024)),
+            per_client: RateLimit { per_second: 1e9, burst: 1e9 },
+        }
+    }
+
+    /// As `openmvs serve national` admits by default: the governed bound of
+    /// [`openmvs_http::shed::DEFAULT_MAX_IN_FLIGHT`] and the default per-client rate limit.
+    pub fn node_defaults() -> Admission {
+        Admission { load: Arc::new(LoadShed::default()), per_client: RateLimit::default() }
+    }
+}
+
 /// A running (or stopped) national system.
 pub struct LocalNational {
     /// The service.
@@ -32,6 +60,8 @@ pub struct LocalNational {
     server: Option<ServerHandle>,
     addr: SocketAddr,
     dir: PathBuf,
+    load: Arc<LoadShed>,
+    limiter: Arc<Limiter>,
     messages: std::sync::atomic::AtomicU64,
 }
 
@@ -40,6 +70,15 @@ impl LocalNational {
     /// [`LOCAL_GTIN`] exists. No per-client rate limit and a fixed admission bound: a replay is
     /// paced by its own client.
     pub async fn start(dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<LocalNational> {
+        LocalNational::start_with(dir, clock, Admission::unbounded()).await
+    }
+
+    /// As [`LocalNational::start`], admitting requests as `admission` says.
+    pub async fn start_with(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        admission: Admission,
+    ) -> anyhow::Result<LocalNational> {
         let market = MarketCode::new("DE").map_err(|e| anyhow::anyhow!("{e}"))?;
         node::claim_market(dir, market)?;
         let store = node::open(dir, &Storage::Sqlite, clock.clone(), None)?;
@@ -55,6 +94,8 @@ impl LocalNational {
             server: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir: dir.to_owned(),
+            load: admission.load,
+            limiter: Arc::new(Limiter::new(admission.per_client)),
             messages: std::sync::atomic::AtomicU64::new(0),
         };
         n.serve()?;
@@ -75,12 +116,10 @@ impl LocalNational {
     }
 
     fn serve(&mut self) -> anyhow::Result<()> {
-        let obs = Arc::new(Observability {
-            load: Arc::new(LoadShed::fixed(1024)),
-            ..Observability::new(self.clock.clone())
-        });
+        let obs =
+            Arc::new(Observability { load: self.load.clone(), ..Observability::new(self.clock.clone()) });
         obs.set_ready(true);
-        let limiter = Arc::new(Limiter::new(RateLimit { per_second: 1e9, burst: 1e9 }));
+        let limiter = self.limiter.clone();
         let router = national_router(NationalState { national: self.national.clone(), obs, limiter });
         let listener =
             openmvs_http::server::listen(self.addr).with_context(|| format!("binding {}", self.addr))?;
@@ -93,6 +132,11 @@ impl LocalNational {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The bound on requests in flight it serves with (its refusals are counted there).
+    pub fn load(&self) -> &Arc<LoadShed> {
+        &self.load
     }
 
     /// The database file, for tests that read what was stored.

@@ -37,6 +37,11 @@ pub use model::{
 };
 pub use rng::Rng;
 
+/// A pharmacy's normal rate: single-pack operations (verifies, dispenses, undos) an hour at its
+/// counter, about 300 in a day of trading. What an outage of its national system leaves it to
+/// record: `openmvs-bench burst` gives each pharmacy this many operations per hour of outage.
+pub const PHARMACY_OPERATIONS_PER_HOUR: u32 = 40;
+
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
