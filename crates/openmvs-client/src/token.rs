@@ -48,10 +48,21 @@ struct Held {
     failed_renewals: u32,
 }
 
+/// A login the token endpoint refused for load (429 or 503), with the wait it named.
+struct Refusal {
+    until: Instant,
+    status: u16,
+    body: openmvs_wire::api::ErrorBody,
+}
+
 /// The client's token, shared by every call of one client.
 pub(crate) struct TokenCache {
     form: String,
     held: Mutex<Option<Held>>,
+    /// The last login refused for load, until its `Retry-After` has passed: the calls that waited
+    /// for that login get its refusal at once instead of each sending a login of its own (one
+    /// after another, behind the lock, each waiting for the busy endpoint's answer).
+    refused: Mutex<Option<Refusal>>,
     /// Held by the one caller that fetches a token; the others wait for it, or keep using the
     /// current token while it is still valid.
     renewing: tokio::sync::Mutex<u64>,
@@ -64,7 +75,12 @@ impl TokenCache {
             form_encode(client_id),
             form_encode(client_secret)
         );
-        TokenCache { form, held: Mutex::new(None), renewing: tokio::sync::Mutex::new(0) }
+        TokenCache {
+            form,
+            held: Mutex::new(None),
+            refused: Mutex::new(None),
+            renewing: tokio::sync::Mutex::new(0),
+        }
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
@@ -98,7 +114,31 @@ impl TokenCache {
             _ => None,
         };
         let token = match valid {
-            None => self.fetch(t, &t.retry).await?,
+            None => {
+                if let Some(r) = self.refused.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+                    && asked_at < r.until
+                {
+                    return Err(ClientError::Refused {
+                        status: r.status,
+                        body: r.body.clone(),
+                        retry_after: Some(r.until - asked_at),
+                        attempts: 0,
+                    });
+                }
+                match self.fetch(t, &t.retry).await {
+                    Ok(token) => token,
+                    Err(e) => {
+                        if let ClientError::Refused { status, body, retry_after: Some(wait), .. } = &e {
+                            *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(Refusal {
+                                until: t.timer.now() + *wait,
+                                status: *status,
+                                body: body.clone(),
+                            });
+                        }
+                        return Err(e);
+                    }
+                }
+            }
             Some((held, failed)) => match self.fetch(t, &RetryPolicy::never()).await {
                 Ok(token) => token,
                 Err(e @ ClientError::Login { .. }) => return Err(e),
@@ -118,6 +158,7 @@ impl TokenCache {
                 }
             },
         };
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let lifetime = Duration::from_secs(u64::try_from(token.expires_in).unwrap_or(0));
         *generation += 1;
         let bearer = Bearer { value: Arc::from(token.access_token), generation: *generation };

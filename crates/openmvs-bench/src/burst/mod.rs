@@ -361,6 +361,8 @@ async fn run(opts: &Options, clients: tokio::runtime::Handle) -> anyhow::Result<
     let timeouts =
         agents_tally.timeouts.load(Ordering::Relaxed) + live_tally.timeouts.load(Ordering::Relaxed);
     let unanswered = agents_tally.unanswered() + live_tally.unanswered();
+    let timeouts_first = agents_tally.timeouts_first.load(Ordering::Relaxed)
+        + live_tally.timeouts_first.load(Ordering::Relaxed);
     let (before, during) = (live.figures(live::BEFORE), live.figures(live::DURING));
     let sent = agents_tally.sent.load(Ordering::Relaxed);
     let drain_s = drain.as_secs_f64();
@@ -418,7 +420,8 @@ async fn run(opts: &Options, clients: tokio::runtime::Handle) -> anyhow::Result<
                 "shed_by_node": shed_by_node,
                 "peak_shed_per_second": peak_shed,
                 "shed_with_retry_after": shed - without_retry_after,
-                "client_timeouts": timeouts, "unanswered": unanswered,
+                "client_timeouts": timeouts, "client_timeouts_before_a_first_answer": timeouts_first,
+                "unanswered": unanswered,
                 "live_before": before.json(), "live_during": during.json(),
                 "alerts_expected": applied.alerts_expected, "alerts_by_replay": applied.alerts_by_replay,
                 "false_alerts_replay": applied.false_alerts_replay, "false_alerts_other": applied.false_alerts_other,
@@ -450,7 +453,9 @@ async fn run(opts: &Options, clients: tokio::runtime::Handle) -> anyhow::Result<
             agents_tally.unavailable.load(Ordering::Relaxed) + live_tally.unavailable.load(Ordering::Relaxed),
             shed - without_retry_after
         );
-        outln!("client-side timeouts: {timeouts}; requests without an answer: {unanswered}");
+        outln!(
+            "client-side timeouts: {timeouts} ({timeouts_first} of a pharmacy before its first answer, its login included); requests without an answer: {unanswered}"
+        );
         outln!("live traffic at {} requests/s before the drain: {}", opts.peak_rate, before.sentence());
         outln!("live traffic during the drain: {}", during.sentence());
         outln!(

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use openmvs_agent::upstream::{BoxFuture, Forward, Forwarded, Reply, Upstream};
@@ -30,6 +30,8 @@ pub(crate) struct Tally {
     pub(crate) without_retry_after: AtomicU64,
     /// No answer within the client's timeout.
     pub(crate) timeouts: AtomicU64,
+    /// Of them, those of a link that had no request processed yet: its login was part of the wait.
+    pub(crate) timeouts_first: AtomicU64,
     /// No answer for another reason (a failed connection, a 5xx other than 503, something else).
     pub(crate) failed: AtomicU64,
     /// The first few reasons of requests without an answer.
@@ -49,6 +51,7 @@ impl Tally {
             unavailable: AtomicU64::new(0),
             without_retry_after: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
+            timeouts_first: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             shed_per_second: Mutex::new(Vec::new()),
@@ -65,6 +68,7 @@ impl Tally {
             &self.unavailable,
             &self.without_retry_after,
             &self.timeouts,
+            &self.timeouts_first,
             &self.failed,
         ] {
             c.store(0, Ordering::Relaxed);
@@ -118,7 +122,7 @@ impl Tally {
     pub(crate) fn summary(&self) -> String {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "sent {}, answered {}, refused {}, 429 {}, 503 {} ({} without Retry-After), timeouts {}, failed {}",
+            "sent {}, answered {}, refused {}, 429 {}, 503 {} ({} without Retry-After), timeouts {} ({} before a first answer), failed {}",
             n(&self.sent),
             n(&self.answered),
             n(&self.refused),
@@ -126,6 +130,7 @@ impl Tally {
             n(&self.unavailable),
             n(&self.without_retry_after),
             n(&self.timeouts),
+            n(&self.timeouts_first),
             n(&self.failed)
         )
     }
@@ -150,13 +155,15 @@ impl Tally {
 pub(crate) struct Counted {
     inner: ClientUpstream,
     tally: Arc<Tally>,
+    /// Whether a request was processed (so the link holds a token).
+    processed: AtomicBool,
     /// How long the client waits for an answer.
     timeout: Duration,
 }
 
 impl Counted {
     pub(crate) fn new(inner: ClientUpstream, tally: Arc<Tally>, timeout: Duration) -> Counted {
-        Counted { inner, tally, timeout }
+        Counted { inner, tally, processed: AtomicBool::new(false), timeout }
     }
 
     /// Sends one request and counts its reply, or counts it unanswered after `timeout`.
@@ -172,6 +179,7 @@ impl Counted {
 /// Counts a request as unanswered unless its reply was counted.
 struct Pending<'a> {
     tally: &'a Tally,
+    first: bool,
     done: bool,
 }
 
@@ -179,6 +187,9 @@ impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.tally.timeouts.fetch_add(1, Ordering::Relaxed);
+            if self.first {
+                self.tally.timeouts_first.fetch_add(1, Ordering::Relaxed);
+            }
             self.tally.failure("no answer within the client's timeout".to_owned());
         }
     }
@@ -189,11 +200,19 @@ impl Upstream for Counted {
         let body = body.clone();
         Box::pin(async move {
             self.tally.sent.fetch_add(1, Ordering::Relaxed);
-            let mut pending = Pending { tally: &self.tally, done: false };
+            let first = !self.processed.load(Ordering::Relaxed);
+            let mut pending = Pending { tally: &self.tally, first, done: false };
             let sent = Instant::now();
             let reply = self.inner.pack(command, &body).await;
             pending.done = true;
+            let timeouts = self.tally.timeouts.load(Ordering::Relaxed);
             self.tally.count(&reply, sent.elapsed(), self.timeout);
+            if first && self.tally.timeouts.load(Ordering::Relaxed) > timeouts {
+                self.tally.timeouts_first.fetch_add(1, Ordering::Relaxed);
+            }
+            if matches!(reply, Reply::Answered(_) | Reply::Refused { .. }) {
+                self.processed.store(true, Ordering::Relaxed);
+            }
             reply
         })
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openmvs_client::{ClientError, EndUserClient, EndUserConfig, ManualTimer, PackInput};
+use openmvs_client::{ClientError, EndUserClient, EndUserConfig, ManualTimer, PackInput, RetryPolicy};
 use openmvs_core::roles::Role;
 
 use crate::proxy::{Fault, Proxy};
@@ -173,5 +173,44 @@ async fn a_wrong_secret_is_a_login_error_with_the_oauth_code() {
         }
         other => panic!("expected a login error, got {other:?}"),
     }
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_waiting_for_a_first_token_share_a_login_refused_for_load_until_its_retry_after() {
+    let w = World::start().await;
+    w.seed(&["TOK0006"]).await;
+    let creds = w.user(Role::Pharmacy, "DE-PH-1").await;
+    let proxy = Proxy::start(&w.de_url, &w.ca_pem).await;
+    let timer = Arc::new(ManualTimer::new());
+    // One attempt per call, as the offline agent sends them.
+    let config = EndUserConfig::new(&proxy.url, &creds.id, &creds.secret).with_retry(RetryPolicy::never());
+    let client = EndUserClient::with_timer(config, timer.clone()).unwrap();
+
+    // Eight calls at once, no token yet, and the token endpoint busy: one login is sent, and every
+    // call is refused with its 503 and the wait it named, not each after a login of its own.
+    proxy.fail_next(Some(TOKEN), Fault::unavailable(5));
+    let calls = (0..8).map(|_| {
+        let c = client.clone();
+        tokio::spawn(async move { c.verify(&pack("TOK0006")).await })
+    });
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!((err.status(), err.return_code()), (Some(503), Some("NMVS_TI_UN_01")), "{err}");
+        assert!(
+            matches!(err, ClientError::Refused { retry_after: Some(w), .. } if w <= Duration::from_secs(5))
+        );
+    }
+    assert_eq!(proxy.seen_at(TOKEN).len(), 1, "one login for every waiting call");
+
+    // Within the wait: refused without asking; after it: a token, and the call goes out.
+    timer.advance(Duration::from_secs(4));
+    assert_eq!(client.verify(&pack("TOK0006")).await.unwrap_err().status(), Some(503));
+    assert_eq!(proxy.seen_at(TOKEN).len(), 1);
+    timer.advance(Duration::from_secs(1));
+    assert_eq!(client.verify(&pack("TOK0006")).await.unwrap().return_code, "NMVS_SUCCESS");
+    assert_eq!((proxy.seen_at(TOKEN).len(), proxy.seen_at(VERIFY).len()), (2, 1));
+    assert!(timer.sleeps().is_empty());
+    proxy.stop().await;
     w.stop().await;
 }
