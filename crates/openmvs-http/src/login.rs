@@ -8,8 +8,6 @@
 //! - **A hashing budget**: at most `concurrency` secrets are checked at once, and at most `queue`
 //!   logins wait for their turn (each at most [`WAIT`]); beyond, 503 with `Retry-After`. The
 //!   default, one at a time, leaves the other cores to requests with tokens whatever the flood.
-//!   While every place for requests is taken ([`crate::shed`]), a login is refused at once (503
-//!   with `Retry-After`): the token would buy a request refused in turn.
 //! - **A limiter of failed attempts**, per client id and per source address: each failure takes a
 //!   token from a bucket that refills over `failure_window`; an empty bucket refuses the next
 //!   attempt with 429 and `Retry-After` before any hash is computed. A client that typed its

@@ -329,13 +329,6 @@ async fn token(
     if let Err(r) = login.check(id, address, Instant::now()) {
         return login_refused(r);
     }
-    // A node whose every place for requests is taken refuses a login at once, as it refuses
-    // those requests: the token would only buy a request refused in turn, and a login that waits
-    // behind saturated workers is answered after its client gave up (a market's pharmacies
-    // coming back from an outage all log in at once).
-    if s.obs.load.in_flight() >= s.obs.load.limit() {
-        return login_refused(LoginRefusal::Busy);
-    }
     let turn = match login.turn().await {
         Ok(t) => t,
         Err(r) => return login_refused(r),

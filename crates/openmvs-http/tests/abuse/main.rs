@@ -670,35 +670,3 @@ async fn a_body_of_another_media_type_is_refused_naming_content_type() {
         assert_eq!(r.status(), 200, "{ct}");
     }
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_is_refused_at_once_with_retry_after_while_every_place_for_requests_is_taken() {
-    let app = spawn_app_with(AppOptions {
-        admission: Some(1),
-        rate: RateLimit { per_second: 1e6, burst: 1e6 },
-        ..AppOptions::default()
-    })
-    .await;
-    app.seed_standard().await;
-    let pharmacy = app.client(Role::Pharmacy, "back-after-an-outage").await;
-    // The one place for requests, taken.
-    let place = app.obs.load.enter().expect("the one place");
-    // A login now: refused at once, saying when to come back, no secret checked.
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("client_id", pharmacy.client_id.as_str()),
-        ("client_secret", pharmacy.secret()),
-    ];
-    let r = app.http.post(format!("{}/oauth/token", app.base)).form(&form).send().await.expect("a response");
-    assert_eq!(r.status().as_u16(), 503);
-    assert!(r.headers().contains_key("retry-after"), "{:?}", r.headers());
-    let v: Value = r.json().await.expect("json");
-    assert_eq!(
-        (v["return_code"].as_str(), v["details"][0]["field"].as_str()),
-        (Some("NMVS_TI_UN_01"), Some("login"))
-    );
-    // The place given back: the login goes through.
-    drop(place);
-    let (status, token) = login(&app, &pharmacy.client_id, pharmacy.secret()).await;
-    assert_eq!(status, 200, "{token}");
-}
