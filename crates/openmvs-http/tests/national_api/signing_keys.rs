@@ -176,6 +176,8 @@ async fn a_pharmacy_keeps_working_on_its_token_while_the_signing_keys_cannot_be_
     faults.fail_keys.store(false, std::sync::atomic::Ordering::SeqCst);
     app.national.refresh_security().await.expect("the keys can be read");
     assert_eq!(gauge(&app, "openmvs_token_issuing").await, "openmvs_token_issuing 1");
+    // The client keeps to the refused login's Retry-After before it asks for a token again.
+    app.advance(retry_after);
     assert_eq!(client.verify(&input(&packs[7])).await.expect("verify").return_code, "NMVS_SUCCESS");
     assert_ne!(client.access_token().await.expect("the token"), first, "a new token");
     assert_eq!(app.stored_state(&packs[1]).await, "SUPPLIED");
