@@ -1,7 +1,13 @@
 //! Distribution: the relay delivers each market's due outbox messages through the
-//! [`NationalLink`], one message per product at a time so that a market gets a product's
-//! messages in order (product, batch, serials, recall), with backoff for a market that is down
-//! and a dead-letter list for what a market rejects. The same relay posts the OBPs' callback
+//! [`NationalLink`], with backoff for a market that is down and a dead-letter list for what a
+//! market rejects. A market gets a product's messages in order (product, batch, serials, recall,
+//! pack states): a round claims the oldest waiting message of every product first, then the
+//! messages that follow them, as runs ([`openmvs_store::hub::HubOutboxStore::claim_runs`]), and
+//! sends them in order in deliveries of at most [`DELIVERY_BYTES`]; a market applies a delivery
+//! in order, and one that fails part-way is sent again whole (what was applied answers
+//! `DUPLICATE`), so a product's later messages are never applied before its earlier ones. A product with a long backlog (the serials of a large
+//! upload, the pack states piled up while a market was down) thus drains a round's worth of
+//! messages per round trip, not one, and never holds back the first message of another product. The same relay posts the OBPs' callback
 //! events (`callback.rs`). The rounds themselves are [`openmvs_store::relay::Relay`]'s, the
 //! national systems' relay too; this module only says how a market is reached.
 
@@ -22,6 +28,11 @@ pub use openmvs_store::retry::{MAX_BACKOFF, backoff};
 /// large backlog; the next round carries on.
 const MAX_ROUNDS_PER_MARKET: usize = 64;
 
+/// The most payload bytes of one delivery: a round whose messages weigh more is sent as several
+/// deliveries, in order, so that no delivery runs into the link's timeout (a chunk of 10,000
+/// serials weighs about 300 KB).
+pub const DELIVERY_BYTES: usize = 4 * 1024 * 1024;
+
 /// The answers of a delivery acknowledgement, by message id.
 pub(crate) fn acks(ack: &DeliveryAck) -> Vec<Ack> {
     ack.results
@@ -33,25 +44,61 @@ pub(crate) fn acks(ack: &DeliveryAck) -> Vec<Ack> {
         .collect()
 }
 
-/// Sends a market's messages, as envelopes, through the link.
+/// Sends a market's messages, as envelopes, through the link: in order, in deliveries of at
+/// most [`DELIVERY_BYTES`] of payload (and at least one message each).
 struct MarketSender<'a> {
     link: &'a dyn NationalLink,
     market: MarketCode,
 }
 
 impl Sender for MarketSender<'_> {
-    type Item = Envelope;
+    type Item = (Envelope, usize);
 
-    fn prepare(&self, m: &StoredOutboxMessage) -> Result<Envelope, String> {
-        serde_json::from_str(&m.message.payload).map_err(|e| format!("payload does not decode: {e}"))
+    fn prepare(&self, m: &StoredOutboxMessage) -> Result<(Envelope, usize), String> {
+        let envelope =
+            serde_json::from_str(&m.message.payload).map_err(|e| format!("payload does not decode: {e}"))?;
+        Ok((envelope, m.message.payload.len()))
     }
 
-    fn send(&self, items: Vec<Envelope>) -> BoxFuture<'_, Result<Vec<Ack>, String>> {
+    fn send(&self, items: Vec<(Envelope, usize)>) -> BoxFuture<'_, Result<Vec<Ack>, String>> {
         Box::pin(async move {
-            let ack = self.link.deliver(self.market, Delivery { messages: items }).await?;
-            Ok(acks(&ack))
+            let mut answered = Vec::with_capacity(items.len());
+            for (n, messages) in deliveries(items, DELIVERY_BYTES).into_iter().enumerate() {
+                match self.link.deliver(self.market, Delivery { messages }).await {
+                    Ok(ack) => answered.extend(acks(&ack)),
+                    // Nothing got through: the market is down.
+                    Err(e) if n == 0 => return Err(e),
+                    // The first deliveries were answered: what is left has no answer and waits
+                    // for its retry, behind what was applied.
+                    Err(e) => {
+                        tracing::info!(market = %self.market, error = %e, "delivery cut short; the rest is retried");
+                        break;
+                    }
+                }
+            }
+            Ok(answered)
         })
     }
+}
+
+/// `items` in order, cut into deliveries of at most `budget` payload bytes; a message heavier
+/// than the budget goes alone.
+fn deliveries<T>(items: Vec<(T, usize)>, budget: usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut weight = 0;
+    for (item, bytes) in items {
+        match out.last_mut() {
+            Some(last) if weight + bytes <= budget => {
+                last.push(item);
+                weight += bytes;
+            }
+            _ => {
+                out.push(vec![item]);
+                weight = bytes;
+            }
+        }
+    }
+    out
 }
 
 impl Hub {
@@ -89,8 +136,7 @@ impl Hub {
         for destination in self.store.destinations().await? {
             // Callback destinations are the callback relay's.
             let Ok(market) = MarketCode::new(&destination) else { continue };
-            let outbox =
-                HubDestination { store: self.store.as_ref(), destination: &destination, runs: false };
+            let outbox = HubDestination { store: self.store.as_ref(), destination: &destination, runs: true };
             let sender = MarketSender { link, market };
             for _ in 0..MAX_ROUNDS_PER_MARKET {
                 match relay.round(&outbox, &sender, &destination, self.clock.now()).await? {
@@ -127,5 +173,18 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deliveries;
+
+    #[test]
+    fn a_round_is_cut_into_deliveries_under_the_budget_in_order() {
+        let items = vec![("a", 4), ("b", 4), ("c", 3), ("d", 9), ("e", 12), ("f", 1)];
+        assert_eq!(deliveries(items, 10), vec![vec!["a", "b"], vec!["c"], vec!["d"], vec!["e"], vec!["f"]]);
+        assert_eq!(deliveries(vec![("a", 1), ("b", 1)], 10), vec![vec!["a", "b"]]);
+        assert!(deliveries(Vec::<(&str, usize)>::new(), 10).is_empty());
     }
 }

@@ -107,28 +107,38 @@ impl Outbox {
         seqs.iter().filter_map(|s| self.rows.get(s)).map(|r| r.message.clone()).collect()
     }
 
-    /// The seqs of up to `limit` live messages of `destination` due at `now`, oldest first, as
-    /// runs: a key gives its messages up to the first one not due.
+    /// The seqs of up to `limit` live messages of `destination` due at `now`, as runs: first the
+    /// head of every key whose head is due ([`Outbox::due_seqs`]), then, oldest first, the
+    /// messages that follow a taken head in its key, each key's up to its first one not due.
     fn run_seqs(&self, destination: &str, now: Timestamp, limit: usize) -> Vec<u64> {
-        let mut held = BTreeSet::new();
-        let mut out = Vec::new();
-        for (seq, row) in self.rows.iter() {
-            let m = &row.message;
-            if out.len() >= limit {
+        let heads = self.due_seqs(Some(destination), now, limit);
+        let Some(&first) = heads.first() else { return heads };
+        let head_set: BTreeSet<u64> = heads.iter().copied().collect();
+        // The keys whose run is still open: their head is taken and no message since waits.
+        let mut open: BTreeSet<&str> = BTreeSet::new();
+        let mut followers = Vec::new();
+        for (seq, row) in self.rows.range(first..) {
+            if followers.len() + heads.len() >= limit {
                 break;
             }
-            if m.dead
-                || m.message.destination != destination
-                || held.contains(m.message.ordering_key.as_str())
-            {
+            let m = &row.message;
+            if m.dead || m.message.destination != destination {
                 continue;
             }
-            if m.next_attempt_at <= now {
-                out.push(*seq);
-            } else {
-                held.insert(m.message.ordering_key.as_str());
+            let key = m.message.ordering_key.as_str();
+            if head_set.contains(seq) {
+                open.insert(key);
+            } else if open.contains(key) {
+                if m.next_attempt_at <= now {
+                    followers.push(*seq);
+                } else {
+                    open.remove(key);
+                }
             }
         }
+        let mut out = heads;
+        out.extend(followers);
+        out.sort_unstable();
         out
     }
 

@@ -38,16 +38,19 @@ pub(crate) const HUB_DUE: &str = "FROM outbox o WHERE destination = $3 AND NOT d
      SELECT seq FROM k)) \
      ORDER BY seq LIMIT $2";
 
-/// Takes one of the hub's queues, destination `$3`, as runs, until `$4`: the due messages not
-/// held by another relay (at most `$2`, oldest first), each taken only if every older live
-/// message of its key is taken with it. A relay that claims at the same moment skips the rows
-/// this one locks, and then takes no later message of their keys either.
-const HUB_RUNS_CLAIM: &str = "WITH cand AS (SELECT seq, ordering_key FROM outbox WHERE destination = $3 \
-     AND NOT dead AND next_attempt_at <= $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED), \
-     run AS (SELECT c.seq FROM cand c WHERE NOT EXISTS (SELECT 1 FROM outbox i WHERE i.destination = $3 \
-     AND i.ordering_key = c.ordering_key AND NOT i.dead AND i.seq < c.seq \
-     AND i.seq NOT IN (SELECT seq FROM cand))) \
-     UPDATE outbox SET next_attempt_at = $4 WHERE seq IN (SELECT seq FROM run)";
+/// Takes one of the hub's queues, destination `$3`, as runs, until `$4`: first the head of every
+/// key whose head is due at `$1` ([`HUB_DUE`], at most `$2`, locked and skipped when another relay
+/// is claiming it), then, oldest first and up to `$2` in all, the messages that follow a taken head
+/// in its key, each key's up to its first one not due. The followers of each head are read from
+/// the `outbox_by_key` index, at most `$2` of them, so a long backlog of one key costs a round no
+/// more than it takes. Another relay never takes a follower: it takes a key only by its head.
+const HUB_RUNS_CLAIM: &str = "WITH heads AS (SELECT seq, ordering_key {HUB_DUE} FOR UPDATE SKIP LOCKED), \
+     fol AS (SELECT f.seq, bool_and(f.next_attempt_at <= $1) OVER (PARTITION BY h.seq ORDER BY f.seq) AS open \
+     FROM heads h CROSS JOIN LATERAL (SELECT seq, next_attempt_at FROM outbox WHERE destination = $3 \
+     AND ordering_key = h.ordering_key AND NOT dead AND seq > h.seq ORDER BY ordering_key, seq LIMIT $2) f), \
+     more AS (SELECT seq FROM fol WHERE open ORDER BY seq \
+     LIMIT GREATEST($2 - (SELECT count(*) FROM heads), 0)) \
+     UPDATE outbox SET next_attempt_at = $4 WHERE seq IN (SELECT seq FROM heads UNION ALL SELECT seq FROM more)";
 
 /// The statements over the due messages of one kind of queue.
 struct Queue {
@@ -129,8 +132,9 @@ impl Outbox {
         limit: usize,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        static CLAIM: LazyLock<String> =
-            LazyLock::new(|| format!("{HUB_RUNS_CLAIM} RETURNING {OUTBOX_COLUMNS}"));
+        static CLAIM: LazyLock<String> = LazyLock::new(|| {
+            format!("{} RETURNING {OUTBOX_COLUMNS}", HUB_RUNS_CLAIM.replace("{HUB_DUE}", HUB_DUE))
+        });
         let destination = destination.to_owned();
         Box::pin(async move {
             let params = vec![ms(now), p(limit as i64), p(destination), ms(lease_until)];

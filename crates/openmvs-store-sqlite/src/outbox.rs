@@ -38,15 +38,11 @@ const HUB_DUE: &str = "FROM outbox o NOT INDEXED WHERE destination = ?3 AND dead
      SELECT s FROM h WHERE s IS NOT NULL) \
      ORDER BY seq LIMIT ?2";
 
-/// One of the hub's queues, destination `?3`, as runs: every live message due at `?1` none of
-/// whose key's older live messages waits (for a retry, or under another relay's lease), oldest
-/// first, at most `?2`; taken until `?4`.
-const HUB_RUNS: &str = "FROM outbox o WHERE destination = ?3 AND dead = 0 AND next_attempt_at <= ?1 \
-     AND NOT EXISTS (SELECT 1 FROM outbox i WHERE i.destination = o.destination \
-     AND i.ordering_key = o.ordering_key AND i.dead = 0 AND i.seq < o.seq AND i.next_attempt_at > ?1) \
-     ORDER BY seq LIMIT ?2";
-
-/// Takes the runs of the queue of `destination` ([`HUB_RUNS`]) until `lease_until`.
+/// Takes the queue of `destination` as runs until `lease_until`: first the head of every key
+/// whose head is due at `now` ([`HUB_DUE`], at most `limit`), then, oldest first and up to
+/// `limit` in all, the messages that follow a taken head in its key, each key's up to its first
+/// one not due. Each key's followers are read from the `outbox_by_key` index, at most as many as
+/// there is room for, so a long backlog of one key costs a round no more than it takes.
 fn claim_runs(
     c: &Connection,
     destination: &str,
@@ -54,11 +50,44 @@ fn claim_runs(
     limit: usize,
     lease_until: Timestamp,
 ) -> StoreResult<Vec<StoredOutboxMessage>> {
-    let (now, limit, lease_until) = (now.unix_millis(), limit as i64, lease_until.unix_millis());
-    let sql = format!(
-        "UPDATE outbox SET next_attempt_at = ?4 WHERE seq IN (SELECT seq {HUB_RUNS}) RETURNING {OUTBOX_COLUMNS}"
-    );
-    let mut out = messages(c, &sql, &[&now, &limit, &destination, &lease_until])?;
+    let (now, lease_until) = (now.unix_millis(), lease_until.unix_millis());
+    let mut heads: Vec<(i64, String)> = Vec::new();
+    {
+        let mut s = c.prepare_cached(&format!("SELECT seq, ordering_key {HUB_DUE}")).map_err(sql_err)?;
+        let mut rows = s.query(params![now, limit as i64, destination]).map_err(sql_err)?;
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            heads.push((r.get(0).map_err(sql_err)?, r.get(1).map_err(sql_err)?));
+        }
+    }
+    let room = limit.saturating_sub(heads.len());
+    let mut taken: Vec<i64> = heads.iter().map(|(seq, _)| *seq).collect();
+    if room > 0 {
+        let mut followers = Vec::new();
+        let mut s = c
+            .prepare_cached(
+                "SELECT seq, next_attempt_at FROM outbox INDEXED BY outbox_by_key WHERE destination = ?1 \
+                 AND ordering_key = ?2 AND seq > ?3 AND dead = 0 ORDER BY ordering_key, seq LIMIT ?4",
+            )
+            .map_err(sql_err)?;
+        for (head, key) in &heads {
+            let mut rows = s.query(params![destination, key, head, room as i64]).map_err(sql_err)?;
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                let (seq, at): (i64, i64) = (r.get(0).map_err(sql_err)?, r.get(1).map_err(sql_err)?);
+                if at > now {
+                    break;
+                }
+                followers.push(seq);
+            }
+        }
+        followers.sort_unstable();
+        followers.truncate(room);
+        taken.extend(followers);
+    }
+    let mut out = Vec::with_capacity(taken.len());
+    let sql = format!("UPDATE outbox SET next_attempt_at = ?2 WHERE seq = ?1 RETURNING {OUTBOX_COLUMNS}");
+    for seq in taken {
+        out.extend(messages(c, &sql, &[&seq, &lease_until])?);
+    }
     out.sort_by_key(|m| m.seq);
     Ok(out)
 }
@@ -120,7 +149,7 @@ impl<U: Unit> Engine<U> {
 }
 
 impl<U: Unit> Engine<U> {
-    /// The runs of one of the hub's queues ([`HUB_RUNS`]), taken until `lease_until` by the writer.
+    /// The runs of one of the hub's queues ([`claim_runs`]), taken until `lease_until` by the writer.
     pub(crate) fn outbox_claim_runs(
         &self,
         destination: &str,

@@ -1005,8 +1005,9 @@ pub async fn a_claimed_message_waits_for_its_lease_per_destination(
     assert!(after.iter().all(|m| m.attempts == 0), "a lease is not a failed attempt");
 }
 
-/// A relay that sends in one batch claims runs: several messages of a key in order, up to the
-/// first one that waits (for a retry, or under a lease), and none of a key held back.
+/// A relay that sends in one batch claims runs: the head of every key first, then several
+/// messages of a key in order, up to the first one that waits (for a retry, or under a lease),
+/// and none of a key held back.
 pub async fn runs_of_a_key_are_claimed_together_and_only_from_its_oldest_waiting_message(
     store: Arc<dyn HubStore>,
     _key: ed25519_dalek::VerifyingKey,
@@ -1036,15 +1037,41 @@ pub async fn runs_of_a_key_are_claimed_together_and_only_from_its_oldest_waiting
         ["b2"],
         "A waits behind a1, C under its lease"
     );
+    let heads = store.claim_runs("callback:o", t(1_001), t(2_000), 3).await.expect("claim");
     assert_eq!(
-        ids(store.claim_runs("callback:o", t(1_001), t(2_000), 3).await.expect("claim")),
-        ["a1", "a2", "a3"],
-        "a run cut at the limit"
+        ids(heads.clone()),
+        ["a1", "c1", "b2"],
+        "the head of every key comes first, whatever the backlog of an older key"
     );
-    assert_eq!(
-        ids(store.claim_runs("callback:o", t(1_001), t(2_000), 10).await.expect("claim")),
-        ["c1", "b2"],
+    for m in &heads {
+        store.delivered(m.seq).await.expect("delivered");
+    }
+    let run = store.claim_runs("callback:o", t(1_001), t(2_000), 2).await.expect("claim");
+    assert_eq!(ids(run.clone()), ["a2", "a3"], "then the rest of a key's run, cut at the limit");
+    assert!(
+        store.claim_runs("callback:o", t(1_001), t(2_000), 10).await.expect("claim").is_empty(),
         "a4 waits behind the run just taken"
+    );
+    for m in &run {
+        store.delivered(m.seq).await.expect("delivered");
+    }
+    let last = store.claim_runs("callback:o", t(1_001), t(2_000), 10).await.expect("claim");
+    assert_eq!(ids(last.clone()), ["a4"]);
+    store.delivered(last[0].seq).await.expect("delivered");
+    let more = vec![
+        message("a5", "callback:o", "A"),
+        message("a6", "callback:o", "A"),
+        message("a7", "callback:o", "A"),
+    ];
+    store.commit(HubUnitOfWork { outbox: more, ..HubUnitOfWork::default() }).await.expect("commits");
+    let two = store.claim_runs("callback:o", t(1_001), t(2_000), 2).await.expect("claim");
+    assert_eq!(ids(two.clone()), ["a5", "a6"]);
+    // a5 failed and is due again at once; a6 is still under its lease.
+    store.failed(two[0].seq, "refused", t(1_001), false).await.expect("failed");
+    assert_eq!(
+        ids(store.claim_runs("callback:o", t(1_002), t(3_000), 10).await.expect("claim")),
+        ["a5"],
+        "a run stops at its first message that waits"
     );
     assert_eq!(ids(store.claim_runs("FR", t(1_001), t(2_000), 10).await.expect("claim")), ["f1"]);
 }
