@@ -7,7 +7,8 @@
 //! forwarded request timed out after the system acted) is answered from the system's idempotency
 //! record and applied, and alerted, once. A decommission is preceded by a verify under a
 //! transaction id derived from the operation's (the same at every replay), and sent or held as
-//! `openmvs_core::offline::after_verify` decides. An undo of an operation that was not applied is
+//! `openmvs_core::offline::after_verify` decides; a decommission refused for load after its
+//! verify is sent in a later round without verifying again. An undo of an operation that was not applied is
 //! not sent. A 429 or 503 stops the replay for its `Retry-After`; no answer stops it for the
 //! backoff. What did not apply goes on the pharmacist's list with the national system's answer.
 //!
@@ -237,13 +238,33 @@ impl Agent {
                 }
             }
             Command::Set(_) => {
-                let mut verify = body.clone();
-                verify.client_trx_id = Some(verify_trx_id(&op.new.client_trx_id));
-                match self.send(Command::Verify, &verify).await {
+                let known = self.verified().remove(&op.seq);
+                let verified_now = known.is_none();
+                let reply = match known {
+                    // Verified in an earlier round, whose decommission did not get through.
+                    Some(resp) => Reply::Answered(resp),
+                    None => {
+                        let mut verify = body.clone();
+                        verify.client_trx_id = Some(verify_trx_id(&op.new.client_trx_id));
+                        self.send(Command::Verify, &verify).await
+                    }
+                };
+                match reply {
                     Reply::Answered(resp) => match after_verify(&verified(&resp)) {
                         AfterVerify::Send => {
-                            self.bucket.lock().unwrap_or_else(|p| p.into_inner()).charge(self.clock.now());
-                            self.send_recorded(&op, command, &body).await
+                            if verified_now {
+                                // The round's allowance paid for the verify; the decommission
+                                // is a request of its own.
+                                self.bucket
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .charge(self.clock.now());
+                            }
+                            let step = self.send_recorded(&op, command, &body).await;
+                            if matches!(step, Step::Stopped) {
+                                self.verified().insert(op.seq, resp);
+                            }
+                            step
                         }
                         AfterVerify::Hold => {
                             Step::Finished(answered(op.seq, Outcome::NotDispensable, &resp, self.clock.now()))
@@ -265,6 +286,11 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// The verify answers kept for decommissions that did not get through.
+    fn verified(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, PackResponse>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sends the recorded request itself and finishes the operation with the answer.

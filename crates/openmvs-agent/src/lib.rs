@@ -186,6 +186,14 @@ pub struct Agent {
     bucket: Mutex<TokenBucket>,
     locks: PackLocks,
     tokens: Mutex<HashMap<String, Timestamp>>,
+    /// The answer of the verify sent before a recorded decommission whose own request has not
+    /// got through yet (refused for load, or not answered), by the operation's seq: the next
+    /// round sends the decommission without asking again. Asking again would get the same answer
+    /// (the verify's transaction id is derived from the operation's, and the national system
+    /// answers it from its idempotency record), and would spend the request allowance that the
+    /// decommission needs: an agent allowed fewer requests than its round sends would verify
+    /// forever and never dispense. Lost when the agent stops; the next one asks again.
+    verified: Mutex<HashMap<i64, PackResponse>>,
     /// Woken when an operation is recorded, so that an idle replay looks again.
     recorded: Notify,
 }
@@ -242,6 +250,7 @@ impl Agent {
             link: Mutex::new(Link::default()),
             bucket: Mutex::new(bucket),
             locks: PackLocks::new(),
+            verified: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             recorded: Notify::new(),
         })

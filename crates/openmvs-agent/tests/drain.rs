@@ -448,3 +448,48 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_is_recorded() {
     assert_eq!(s.agent.status().unwrap().queue_length, 0);
     assert!(s.national.calls().is_empty());
 }
+
+/// An agent allowed fewer requests than a round sends: the verifies take the allowance and the
+/// decommissions after them are refused with 429. The next round sends each decommission
+/// without verifying again, so the backlog moves instead of verifying forever.
+#[tokio::test]
+async fn a_decommission_refused_for_load_after_its_verify_is_sent_later_without_a_second_verify() {
+    let s = setup(Mode::Down, |c| {
+        c.rate_per_second = 100.0;
+        c.burst = 100;
+        c.concurrency = 1;
+    });
+    recorded(&s.agent, supply(), body("d-1", "D1")).await;
+    let Round::Wait(until) = s.agent.drain_round().await.unwrap() else { panic!("the replay must wait") };
+    s.clock.advance(until.since(s.clock.now()));
+    s.national.set(Mode::Up);
+    let first = s.national.calls().len();
+    // The verify is answered; the supply after it is refused for load, twice.
+    let limited = Reply::Busy {
+        status: 429,
+        retry_after: Some(Duration::from_secs(1)),
+        body: Some(ErrorBody {
+            return_code: "NMVS_TI_RL_01".into(),
+            message: "too many requests".into(),
+            details: vec![],
+        }),
+    };
+    s.national.then(Reply::Answered(success(Command::Verify, &body(&verify_trx_id("d-1"), "D1"))));
+    s.national.then(limited.clone());
+    s.national.then(limited);
+    s.drain().await;
+    let sent: Vec<(String, String)> =
+        s.national.calls()[first..].iter().map(|c| (c.command.clone(), c.trx.clone())).collect();
+    assert_eq!(
+        sent,
+        [
+            ("verify".to_owned(), verify_trx_id("d-1")),
+            ("supply".to_owned(), "d-1".to_owned()),
+            ("supply".to_owned(), "d-1".to_owned()),
+            ("supply".to_owned(), "d-1".to_owned()),
+        ],
+        "one verify, then the supply until it gets through"
+    );
+    let status = s.agent.status().unwrap();
+    assert_eq!((status.queue_length, status.replayed, status.problems_open), (0, 1, 0));
+}
