@@ -169,7 +169,7 @@ impl Hub {
             let Some(url) = self.store.obp(&obp.into()).await?.and_then(|o| o.callback_url) else { continue };
             let secret = self.callback_secret(obp, &url);
             // Runs: many events of one product in one batch, still in order.
-            let outbox = HubDestination { store: self.store.as_ref(), destination: &destination, runs: true };
+            let outbox = HubDestination { store: self.store.as_ref(), destination: &destination };
             let poster = CallbackPoster { sender, url: &url, secret: &secret, destination: &destination };
             if let Round::Answered(n) = relay.round(&outbox, &poster, &destination, self.clock.now()).await? {
                 acked += n;

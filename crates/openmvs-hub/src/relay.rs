@@ -136,7 +136,7 @@ impl Hub {
         for destination in self.store.destinations().await? {
             // Callback destinations are the callback relay's.
             let Ok(market) = MarketCode::new(&destination) else { continue };
-            let outbox = HubDestination { store: self.store.as_ref(), destination: &destination, runs: true };
+            let outbox = HubDestination { store: self.store.as_ref(), destination: &destination };
             let sender = MarketSender { link, market };
             for _ in 0..MAX_ROUNDS_PER_MARKET {
                 match relay.round(&outbox, &sender, &destination, self.clock.now()).await? {

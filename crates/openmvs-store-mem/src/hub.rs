@@ -453,7 +453,7 @@ impl HubOutboxStore for MemHubStore {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        self.engine.writing(|s, _| Ok(s.outbox.claim_runs(destination, now, lease_until, limit)))
+        self.engine.writing(|s, _| Ok(s.outbox.claim_runs(Some(destination), now, lease_until, limit)))
     }
 
     fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {

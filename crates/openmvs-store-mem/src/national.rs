@@ -409,6 +409,15 @@ impl OutboxStore for MemStore {
         self.engine.writing(|s, _| Ok(s.outbox.claim(None, now, lease_until, limit)))
     }
 
+    fn claim_runs(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.writing(|s, _| Ok(s.outbox.claim_runs(None, now, lease_until, limit)))
+    }
+
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         self.engine.writing(|s, _| {
             s.outbox.delivered(seq);

@@ -110,8 +110,8 @@ impl Outbox {
     /// The seqs of up to `limit` live messages of `destination` due at `now`, as runs: first the
     /// head of every key whose head is due ([`Outbox::due_seqs`]), then, oldest first, the
     /// messages that follow a taken head in its key, each key's up to its first one not due.
-    fn run_seqs(&self, destination: &str, now: Timestamp, limit: usize) -> Vec<u64> {
-        let heads = self.due_seqs(Some(destination), now, limit);
+    fn run_seqs(&self, destination: Option<&str>, now: Timestamp, limit: usize) -> Vec<u64> {
+        let heads = self.due_seqs(destination, now, limit);
         let Some(&first) = heads.first() else { return heads };
         let head_set: BTreeSet<u64> = heads.iter().copied().collect();
         // The keys whose run is still open: their head is taken and no message since waits.
@@ -122,7 +122,7 @@ impl Outbox {
                 break;
             }
             let m = &row.message;
-            if m.dead || m.message.destination != destination {
+            if m.dead || destination.is_some_and(|d| d != m.message.destination) {
                 continue;
             }
             let key = m.message.ordering_key.as_str();
@@ -145,7 +145,7 @@ impl Outbox {
     /// Takes what [`Outbox::run_seqs`] gives until `lease_until`.
     pub(crate) fn claim_runs(
         &mut self,
-        destination: &str,
+        destination: Option<&str>,
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,

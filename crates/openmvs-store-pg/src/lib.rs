@@ -414,6 +414,15 @@ impl OutboxStore for PgStore {
         self.outbox.due(None, now, limit, Some(lease_until))
     }
 
+    fn claim_runs(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.outbox.claim_runs(None, now, limit, lease_until)
+    }
+
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             self.pool.exec("DELETE FROM outbox WHERE seq = $1", vec![p(seq as i64)]).await.map(|_| ())

@@ -38,19 +38,26 @@ pub(crate) const HUB_DUE: &str = "FROM outbox o WHERE destination = $3 AND NOT d
      SELECT seq FROM k)) \
      ORDER BY seq LIMIT $2";
 
-/// Takes one of the hub's queues, destination `$3`, as runs, until `$4`: first the head of every
-/// key whose head is due at `$1` ([`HUB_DUE`], at most `$2`, locked and skipped when another relay
-/// is claiming it), then, oldest first and up to `$2` in all, the messages that follow a taken head
-/// in its key, each key's up to its first one not due. The followers of each head are read from
-/// the `outbox_by_key` index, at most `$2` of them, so a long backlog of one key costs a round no
-/// more than it takes. Another relay never takes a follower: it takes a key only by its head.
-const HUB_RUNS_CLAIM: &str = "WITH heads AS (SELECT seq, ordering_key {HUB_DUE} FOR UPDATE SKIP LOCKED), \
-     fol AS (SELECT f.seq, bool_and(f.next_attempt_at <= $1) OVER (PARTITION BY h.seq ORDER BY f.seq) AS open \
-     FROM heads h CROSS JOIN LATERAL (SELECT seq, next_attempt_at FROM outbox WHERE destination = $3 \
-     AND ordering_key = h.ordering_key AND NOT dead AND seq > h.seq ORDER BY ordering_key, seq LIMIT $2) f), \
-     more AS (SELECT seq FROM fol WHERE open ORDER BY seq \
-     LIMIT GREATEST($2 - (SELECT count(*) FROM heads), 0)) \
-     UPDATE outbox SET next_attempt_at = $4 WHERE seq IN (SELECT seq FROM heads UNION ALL SELECT seq FROM more)";
+/// Takes a queue as runs until the parameter after the due statement's: first the head of every
+/// key whose head is due at `$1` (`due`: [`HUB_DUE`] or [`NATIONAL_DUE`], at most `$2`, locked, and
+/// skipped when another relay is claiming it), then, oldest first and up to `$2` in all, the
+/// messages that follow a taken head in its key, each key's up to its first one not due. The
+/// followers of each head are read from the `outbox_by_key` index, at most `$2` of them, so a long
+/// backlog of one key costs a round no more than it takes. Another relay never takes a follower:
+/// it takes a key only by its head.
+fn runs_claim(due: &str, hub: bool) -> String {
+    let (same_queue, lease) = if hub { ("destination = $3 AND ", "$4") } else { ("", "$3") };
+    format!(
+        "WITH heads AS (SELECT seq, ordering_key {due} FOR UPDATE SKIP LOCKED), \
+         fol AS (SELECT f.seq, bool_and(f.next_attempt_at <= $1) OVER (PARTITION BY h.seq ORDER BY f.seq) AS open \
+         FROM heads h CROSS JOIN LATERAL (SELECT seq, next_attempt_at FROM outbox WHERE {same_queue}\
+         ordering_key = h.ordering_key AND NOT dead AND seq > h.seq ORDER BY ordering_key, seq LIMIT $2) f), \
+         more AS (SELECT seq FROM fol WHERE open ORDER BY seq \
+         LIMIT GREATEST($2 - (SELECT count(*) FROM heads), 0)) \
+         UPDATE outbox SET next_attempt_at = {lease} WHERE seq IN (SELECT seq FROM heads UNION ALL SELECT seq FROM more) \
+         RETURNING {OUTBOX_COLUMNS}"
+    )
+}
 
 /// The statements over the due messages of one kind of queue.
 struct Queue {
@@ -123,22 +130,24 @@ impl Outbox {
 }
 
 impl Outbox {
-    /// Takes the runs of the hub's queue of `destination` ([`HUB_RUNS_CLAIM`]) until
-    /// `lease_until`.
+    /// Takes the runs of the queue of `destination` (a national system's one queue when there is
+    /// none) until `lease_until` ([`runs_claim`]).
     pub(crate) fn claim_runs(
         &self,
-        destination: &str,
+        destination: Option<&str>,
         now: Timestamp,
         limit: usize,
         lease_until: Timestamp,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        static CLAIM: LazyLock<String> = LazyLock::new(|| {
-            format!("{} RETURNING {OUTBOX_COLUMNS}", HUB_RUNS_CLAIM.replace("{HUB_DUE}", HUB_DUE))
-        });
-        let destination = destination.to_owned();
+        static HUB: LazyLock<String> = LazyLock::new(|| runs_claim(HUB_DUE, true));
+        static NATIONAL: LazyLock<String> = LazyLock::new(|| runs_claim(NATIONAL_DUE, false));
+        let destination = destination.map(str::to_owned);
         Box::pin(async move {
-            let params = vec![ms(now), p(limit as i64), p(destination), ms(lease_until)];
-            let mut out = self.pool.rows(&CLAIM, params, outbox_row).await?;
+            let mut params = vec![ms(now), p(limit as i64)];
+            let sql = if destination.is_some() { &HUB } else { &NATIONAL };
+            params.extend(destination.map(p));
+            params.push(ms(lease_until));
+            let mut out = self.pool.rows(sql, params, outbox_row).await?;
             out.sort_by_key(|m| m.seq);
             Ok(out)
         })

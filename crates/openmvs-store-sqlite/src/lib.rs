@@ -451,6 +451,15 @@ impl OutboxStore for SqliteStore {
         self.engine.outbox_due(None, now, limit, Some(lease_until))
     }
 
+    fn claim_runs(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.engine.outbox_claim_runs(None, now, limit, lease_until)
+    }
+
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         self.engine.exec(move |c| {
             c.execute("DELETE FROM outbox WHERE seq = ?1", params![seq as i64]).map_err(sql_err)?;

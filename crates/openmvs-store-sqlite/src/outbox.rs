@@ -38,14 +38,15 @@ const HUB_DUE: &str = "FROM outbox o NOT INDEXED WHERE destination = ?3 AND dead
      SELECT s FROM h WHERE s IS NOT NULL) \
      ORDER BY seq LIMIT ?2";
 
-/// Takes the queue of `destination` as runs until `lease_until`: first the head of every key
-/// whose head is due at `now` ([`HUB_DUE`], at most `limit`), then, oldest first and up to
-/// `limit` in all, the messages that follow a taken head in its key, each key's up to its first
-/// one not due. Each key's followers are read from the `outbox_by_key` index, at most as many as
-/// there is room for, so a long backlog of one key costs a round no more than it takes.
+/// Takes the queue of `destination` (a national system's one queue when there is none) as runs
+/// until `lease_until`: first the head of every key whose head is due at `now` ([`HUB_DUE`] or
+/// [`NATIONAL_DUE`], at most `limit`), then, oldest first and up to `limit` in all, the messages
+/// that follow a taken head in its key, each key's up to its first one not due. Each key's
+/// followers are read from the `outbox_by_key` index, at most as many as there is room for, so a
+/// long backlog of one key costs a round no more than it takes.
 fn claim_runs(
     c: &Connection,
-    destination: &str,
+    destination: Option<&str>,
     now: Timestamp,
     limit: usize,
     lease_until: Timestamp,
@@ -53,8 +54,12 @@ fn claim_runs(
     let (now, lease_until) = (now.unix_millis(), lease_until.unix_millis());
     let mut heads: Vec<(i64, String)> = Vec::new();
     {
-        let mut s = c.prepare_cached(&format!("SELECT seq, ordering_key {HUB_DUE}")).map_err(sql_err)?;
-        let mut rows = s.query(params![now, limit as i64, destination]).map_err(sql_err)?;
+        let due = if destination.is_some() { HUB_DUE } else { NATIONAL_DUE };
+        let limit_arg = limit as i64;
+        let mut args: Vec<&dyn ToSql> = vec![&now, &limit_arg];
+        args.extend(destination.as_ref().map(|d| d as &dyn ToSql));
+        let mut s = c.prepare_cached(&format!("SELECT seq, ordering_key {due}")).map_err(sql_err)?;
+        let mut rows = s.query(args.as_slice()).map_err(sql_err)?;
         while let Some(r) = rows.next().map_err(sql_err)? {
             heads.push((r.get(0).map_err(sql_err)?, r.get(1).map_err(sql_err)?));
         }
@@ -63,11 +68,15 @@ fn claim_runs(
     let mut taken: Vec<i64> = heads.iter().map(|(seq, _)| *seq).collect();
     if room > 0 {
         let mut followers = Vec::new();
+        // `?1` is the destination at the hub; a national system's queue has none (`?1 IS NULL`).
         let mut s = c
-            .prepare_cached(
+            .prepare_cached(if destination.is_some() {
                 "SELECT seq, next_attempt_at FROM outbox INDEXED BY outbox_by_key WHERE destination = ?1 \
-                 AND ordering_key = ?2 AND seq > ?3 AND dead = 0 ORDER BY ordering_key, seq LIMIT ?4",
-            )
+                 AND ordering_key = ?2 AND seq > ?3 AND dead = 0 ORDER BY ordering_key, seq LIMIT ?4"
+            } else {
+                "SELECT seq, next_attempt_at FROM outbox INDEXED BY outbox_by_key WHERE ?1 IS NULL \
+                 AND ordering_key = ?2 AND seq > ?3 AND dead = 0 ORDER BY ordering_key, seq LIMIT ?4"
+            })
             .map_err(sql_err)?;
         for (head, key) in &heads {
             let mut rows = s.query(params![destination, key, head, room as i64]).map_err(sql_err)?;
@@ -149,16 +158,16 @@ impl<U: Unit> Engine<U> {
 }
 
 impl<U: Unit> Engine<U> {
-    /// The runs of one of the hub's queues ([`claim_runs`]), taken until `lease_until` by the writer.
+    /// The runs of a queue ([`claim_runs`]), taken until `lease_until` by the writer.
     pub(crate) fn outbox_claim_runs(
         &self,
-        destination: &str,
+        destination: Option<&str>,
         now: Timestamp,
         limit: usize,
         lease_until: Timestamp,
     ) -> BoxFuture<'static, StoreResult<Vec<StoredOutboxMessage>>> {
-        let destination = destination.to_owned();
-        self.exec(move |c| claim_runs(c, &destination, now, limit, lease_until))
+        let destination = destination.map(str::to_owned);
+        self.exec(move |c| claim_runs(c, destination.as_deref(), now, limit, lease_until))
     }
 }
 

@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
             a_pack_context_reads_everything_a_request_needs,
             a_refused_unit_is_answered_as_refused_beside_outbox_bookkeeping,
             a_claimed_outbox_message_waits_for_its_lease,
+            the_outbox_is_claimed_as_runs_heads_first_then_each_keys_followers,
             resuming_the_outbox_ends_its_leases_and_backoffs_and_keeps_attempts_and_dead_letters,
             a_bulk_job_is_leased_to_one_worker_at_a_time,
             a_client_is_cut_off_and_let_back_in_with_its_audit_record,
@@ -796,6 +797,39 @@ pub async fn a_claimed_outbox_message_waits_for_its_lease(
     assert_eq!(after[1].attempts, 0, "a lease is not a failed attempt");
     store.failed(after[1].seq, "timeout", t(1_500), false).await.expect("failed");
     assert_eq!(ids(&store.claim_due(t(1_600), t(3_000), 10).await.expect("claim")), ["b1"]);
+}
+
+/// The relay claims runs: the oldest message of every key whose oldest is due, then the messages
+/// that follow them in their key, oldest first, each key's up to its first message that waits;
+/// a key whose oldest message waits gives none.
+pub async fn the_outbox_is_claimed_as_runs_heads_first_then_each_keys_followers(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    let msg = |id: &str, key: &str| OutboxMessage {
+        message_id: id.into(),
+        destination: "hub".into(),
+        kind: "pack-state".into(),
+        ordering_key: key.into(),
+        payload: format!("{{\"id\":\"{id}\"}}"),
+    };
+    let outbox =
+        vec![msg("a1", "A"), msg("a2", "A"), msg("a3", "A"), msg("a4", "A"), msg("b1", "B"), msg("b2", "B")];
+    store.commit(UnitOfWork { outbox, ..UnitOfWork::default() }).await.expect("commits");
+    // Later than any clock an engine's test gives it, so every message is due.
+    let t = |n: i64| Timestamp::from_unix_millis(i64::MAX / 4 + n);
+    let ids = |v: &[StoredOutboxMessage]| v.iter().map(|m| m.message.message_id.clone()).collect::<Vec<_>>();
+    let first = store.claim_runs(t(10), t(1_000), 3).await.expect("claim");
+    assert_eq!(ids(&first), ["a1", "a2", "b1"], "both heads first, then the oldest follower");
+    assert!(store.claim_runs(t(20), t(1_000), 10).await.expect("claim").is_empty(), "both keys are held");
+    // a1 and b1 delivered, a2 failed and is due again at once; a3 is not taken yet, and b2 is
+    // free.
+    store.delivered(first[0].seq).await.expect("delivered");
+    store.delivered(first[2].seq).await.expect("delivered");
+    store.failed(first[1].seq, "timeout", t(30), false).await.expect("failed");
+    assert_eq!(ids(&store.claim_runs(t(40), t(1_000), 10).await.expect("claim")), ["a2", "a3", "a4", "b2"]);
+    assert!(store.claim_runs(t(50), t(1_000), 10).await.expect("claim").is_empty());
+    assert_eq!(store.pending().await.expect("pending"), 4);
 }
 
 /// A relay that starts resumes its outbox: every live message waiting past now (claimed by a

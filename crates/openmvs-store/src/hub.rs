@@ -467,9 +467,11 @@ pub trait HubOutboxStore: OutboxQueue {
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// Takes for this relay alone, as [`HubOutboxStore::claim_due`] does, up to `limit` due
-    /// messages for `destination`, oldest first, several of one ordering key when every older
-    /// live message of that key is taken with them: sent in order in one batch (an OBP's callback
-    /// events, many to a POST), they keep each key's order. A key with an older message that is
+    /// messages for `destination` as runs, as [`crate::OutboxStore::claim_runs`] does for a
+    /// national system's queue: first the oldest live message of every ordering key whose oldest
+    /// is due, then, oldest first, the messages that follow them in their key, each key's up to its
+    /// first message that is not due. Sent in order in one batch (a delivery to a market, a POST of
+    /// an OBP's callback events), they keep each key's order. A key with an older message that is
     /// not due (waiting for its retry, or taken by another relay) gives none.
     fn claim_runs(
         &self,

@@ -232,6 +232,18 @@ pub trait OutboxStore: OutboxQueue {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
+    /// Takes for this relay alone, as [`OutboxStore::claim_due`] does, up to `limit` due
+    /// messages as runs: first the oldest live message of every ordering key whose oldest is due,
+    /// then, oldest first, the messages that follow them in their key, each key's up to its first
+    /// message that is not due. Sent in order in one batch, and applied in order by the hub, they
+    /// keep each key's order; a key with an older message that is not due (waiting for its retry,
+    /// or taken by another relay) gives none.
+    fn claim_runs(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>>;
     /// Removes a delivered message.
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>>;
 }

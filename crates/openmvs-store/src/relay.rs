@@ -55,7 +55,7 @@ impl Resumed {
 
 /// One destination's outbox, as the relay uses it.
 pub trait Outbox: Send + Sync {
-    /// Claims up to `limit` due messages, oldest first and one per ordering key, until
+    /// Claims up to `limit` due messages, as runs of their ordering keys, until
     /// `lease_until`: a relay on another node sharing the store skips them until then.
     fn claim_due(
         &self,
@@ -234,7 +234,7 @@ impl<T: crate::OutboxStore + ?Sized> Outbox for T {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        crate::OutboxStore::claim_due(self, now, lease_until, limit)
+        crate::OutboxStore::claim_runs(self, now, lease_until, limit)
     }
 
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
@@ -258,10 +258,6 @@ pub struct HubDestination<'a> {
     pub store: &'a dyn crate::hub::HubOutboxStore,
     /// The destination.
     pub destination: &'a str,
-    /// Whether a round takes runs of one ordering key
-    /// ([`crate::hub::HubOutboxStore::claim_runs`]), for a relay that sends a round in one batch
-    /// (an OBP's callback), rather than one message per key.
-    pub runs: bool,
 }
 
 impl Outbox for HubDestination<'_> {
@@ -271,11 +267,7 @@ impl Outbox for HubDestination<'_> {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        if self.runs {
-            self.store.claim_runs(self.destination, now, lease_until, limit)
-        } else {
-            self.store.claim_due(self.destination, now, lease_until, limit)
-        }
+        self.store.claim_runs(self.destination, now, lease_until, limit)
     }
 
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {

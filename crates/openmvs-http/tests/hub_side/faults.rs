@@ -143,6 +143,14 @@ impl OutboxStore for Faulty {
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
         self.inner.claim_due(now, lease_until, limit)
     }
+    fn claim_runs(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
+        self.inner.claim_runs(now, lease_until, limit)
+    }
     fn delivered(&self, seq: u64) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.delivered(seq)
     }

@@ -179,7 +179,7 @@ impl Harness {
         self.national.relay_once(self.link.as_ref()).await.expect("relay round")
     }
 
-    /// Rounds of the relay until the outbox is empty (one message per product goes in each).
+    /// Rounds of the relay until the outbox is empty.
     pub async fn relay_all(&self) {
         for _ in 0..100 {
             if openmvs_store::OutboxQueue::pending(self.store.as_ref()).await.expect("pending") == 0 {

@@ -107,11 +107,11 @@ async fn messages_about_one_product_reach_the_hub_in_commit_order() {
     assert!(h.op(&at, SUPPLY, "t-3", &pc, "B1", "S2").await.accepted);
     assert_eq!(h.store.pending().await.unwrap(), 3);
 
-    // One message per product at a time: the next waits for the one before to be acknowledged.
-    assert_eq!(h.relay_once().await, 1);
-    assert_eq!(h.hub.deliveries()[0].messages.len(), 1);
-    h.relay_all().await;
+    // A product's messages go as a run, in commit order, in one delivery.
+    assert_eq!(h.relay_once().await, 3);
+    assert_eq!(h.hub.deliveries()[0].messages.len(), 3);
     assert_eq!(pack_states(&h.hub.applied()).len(), 3, "three pack-state messages at the hub");
+    assert_eq!(h.store.pending().await.unwrap(), 0);
 
     let order: Vec<(String, String, String)> =
         pack_states(&h.hub.applied()).into_iter().map(|s| (s.serial, s.state, s.command)).collect();

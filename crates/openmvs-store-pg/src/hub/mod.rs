@@ -410,7 +410,7 @@ impl HubOutboxStore for PgHubStore {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        self.outbox.claim_runs(destination, now, limit, lease_until)
+        self.outbox.claim_runs(Some(destination), now, limit, lease_until)
     }
 
     fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {

@@ -347,7 +347,7 @@ impl HubOutboxStore for SqliteHubStore {
         lease_until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredOutboxMessage>>> {
-        self.engine.outbox_claim_runs(destination, now, limit, lease_until)
+        self.engine.outbox_claim_runs(Some(destination), now, limit, lease_until)
     }
 
     fn destinations(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
