@@ -328,10 +328,7 @@ impl Agent {
         l.failures = l.failures.saturating_add(1);
         l.last_failure = Some(why.to_owned());
         let doubled = self.config.retry.saturating_mul(1 << (l.failures - 1).min(16));
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.config.client_id.hash(&mut h);
-        let share = (h.finish() % 1000) as u32;
-        let jitter = self.config.retry.mul_f64(f64::from(share) / 1000.0);
+        let jitter = self.config.retry.mul_f64(self.share());
         let wait = doubled.min(self.config.retry_max) + jitter;
         let until = now.plus(wait);
         if l.offline_until.is_none_or(|t| t < until) {
@@ -339,8 +336,21 @@ impl Agent {
         }
     }
 
+    /// A share between 0 and 1, fixed per client id, by which the pharmacies of a market spread
+    /// their returns.
+    fn share(&self) -> f64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.config.client_id.hash(&mut h);
+        (h.finish() % 1000) as f64 / 1000.0
+    }
+
+    /// The national system asked the replay to wait: no attempt before its `Retry-After` (or the
+    /// retry interval) has passed, plus up to half as long again, by the client id's share. Every
+    /// agent refused in the same second is told the same `Retry-After`; without the spread they
+    /// would all come back in the same instant, to be refused together again.
     fn busy(&self, now: Timestamp, retry_after: Option<Duration>) {
-        let until = now.plus(retry_after.unwrap_or(self.config.retry));
+        let asked = retry_after.unwrap_or(self.config.retry);
+        let until = now.plus(asked + asked.mul_f64(self.share() / 2.0));
         let mut l = self.link();
         if l.busy_until.is_none_or(|t| t < until) {
             l.busy_until = Some(until);

@@ -314,21 +314,26 @@ async fn the_replay_keeps_the_configured_rate_and_waits_out_every_retry_after() 
     let Round::Wait(until) = s.agent.drain_round().await.unwrap() else {
         panic!("a 503 makes the replay wait")
     };
-    assert_eq!(until.since(before), Duration::from_secs(30));
+    // At least the Retry-After, and at most half as long again (a share fixed by the client id,
+    // so that agents refused together do not come back together).
+    let waited = until.since(before);
+    assert!(waited >= Duration::from_secs(30) && waited <= Duration::from_secs(45), "{waited:?}");
     assert_eq!(s.national.calls().len(), 3, "the burst of two, both refused");
     // Nothing is sent while the wait lasts.
-    s.clock.advance(Duration::from_secs(29));
+    s.clock.advance(waited - Duration::from_millis(1));
     assert!(matches!(s.agent.drain_round().await.unwrap(), Round::Wait(t) if t == until));
     assert_eq!(s.national.calls().len(), 3);
-    s.clock.advance(Duration::from_secs(1));
+    s.clock.advance(Duration::from_millis(1));
 
     // Then 429 with Retry-After 10 (to both requests of the refilled burst).
     s.national.then(busy(429, 10));
     s.national.then(busy(429, 10));
     let before = s.clock.now();
     let round = s.agent.drain_round().await.unwrap();
-    assert!(matches!(round, Round::Wait(t) if t.since(before) == Duration::from_secs(10)), "{round:?}");
-    s.clock.advance(Duration::from_secs(10));
+    let Round::Wait(until) = round else { panic!("a 429 makes the replay wait: {round:?}") };
+    let waited = until.since(before);
+    assert!(waited >= Duration::from_secs(10) && waited <= Duration::from_secs(15), "{waited:?}");
+    s.clock.advance(waited);
 
     // Then the backlog drains at 2 per second after a burst of 2.
     let first = s.national.calls().len();
@@ -492,4 +497,34 @@ async fn a_decommission_refused_for_load_after_its_verify_is_sent_later_without_
     );
     let status = s.agent.status().unwrap();
     assert_eq!((status.queue_length, status.replayed, status.problems_open), (0, 1, 0));
+}
+
+/// Agents refused in the same instant with the same `Retry-After` come back spread over half as
+/// long again, each at a moment fixed by its client id.
+#[tokio::test]
+async fn agents_told_the_same_retry_after_come_back_spread_out() {
+    let mut waits = Vec::new();
+    for n in 0..20 {
+        let s = setup(Mode::Up, |c| c.client_id = format!("cl_pharmacy_{n}"));
+        recorded_while_down(&s).await;
+        s.national.then(Reply::Busy { status: 503, retry_after: Some(Duration::from_secs(10)), body: None });
+        let before = s.clock.now();
+        let Round::Wait(until) = s.agent.drain_round().await.unwrap() else { panic!("a 503 makes it wait") };
+        waits.push(until.since(before));
+    }
+    assert!(
+        waits.iter().all(|w| *w >= Duration::from_secs(10) && *w <= Duration::from_secs(15)),
+        "{waits:?}"
+    );
+    let distinct: std::collections::BTreeSet<Duration> = waits.iter().copied().collect();
+    assert!(distinct.len() >= 15, "20 agents come back at {} instants: {waits:?}", distinct.len());
+}
+
+/// Records one verify while the national system is down, and lets the backoff pass.
+async fn recorded_while_down(s: &Setup) {
+    s.national.set(Mode::Down);
+    recorded(&s.agent, Command::Verify, body("w-1", "W1")).await;
+    let Round::Wait(until) = s.agent.drain_round().await.unwrap() else { panic!("the replay must wait") };
+    s.clock.advance(until.since(s.clock.now()));
+    s.national.set(Mode::Up);
 }
