@@ -301,6 +301,7 @@ pub static HUB: &[RouteRule] = &[
     rule(Method::GET, "/v1/return-codes", Anyone, None),
     rule(Method::GET, "/v1/openapi.json", Anyone, None),
     rule(Method::GET, "/docs", Anyone, None),
+    rule(Method::GET, "/status", Anyone, None),
     rule(Method::GET, "/metrics", Anyone, None),
     rule(Method::GET, "/health/live", Anyone, None),
     rule(Method::GET, "/health/ready", Anyone, None),

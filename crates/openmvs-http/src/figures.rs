@@ -165,7 +165,7 @@ mod tests {
     use super::*;
 
     fn q(destination: &str, pending: u64, failing: u64, dead: u64) -> QueueCounts {
-        QueueCounts { destination: destination.into(), pending, failing, dead }
+        QueueCounts { destination: destination.into(), pending, failing, dead, oldest_at: None }
     }
 
     fn figures(queues: Vec<QueueCounts>) -> Figures {

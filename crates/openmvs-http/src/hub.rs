@@ -216,6 +216,7 @@ pub fn hub_routes() -> Routes<HubState> {
         )
         .route_limited(Method::POST, "/internal/v1/intermarket", small(), intermarket)
         .route(Method::GET, "/v1/return-codes", openapi::return_codes)
+        .route(Method::GET, "/status", status_page)
         .route(Method::GET, "/metrics", metrics)
         .route(Method::GET, "/health/live", openapi::live)
         .route(Method::GET, "/health/ready", ready)
@@ -681,6 +682,33 @@ async fn intermarket(
         )));
     }
     Ok(axum::Json(s.hub.intermarket(req).await?).into_response())
+}
+
+/// The hub's status: every market with whether it answers, how long a delivery takes and the
+/// backlog waiting for it and its age; the OBPs' callback queues; the hub's own figures.
+///
+/// JSON for machines; with `Accept: text/html`, a page for people.
+#[utoipa::path(
+    get, path = "/status", tag = "operations",
+    responses(
+        (status = 200, description = "The figures.", content(
+            (crate::hub_status::HubStatusReport = "application/json"),
+            (String = "text/html"),
+        )),
+    )
+)]
+async fn status_page(State(s): State<HubState>, headers: HeaderMap) -> Response {
+    let report = match crate::hub_status::report(&s.hub, &s.obs).await {
+        Ok(r) => r,
+        Err(e) => return HubHttpError::from(e).into_response(),
+    };
+    let wants_html =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        axum::response::Html(crate::hub_status::html(&report)).into_response()
+    } else {
+        axum::Json(report).into_response()
+    }
 }
 
 /// Prometheus metrics (text format 0.0.4).

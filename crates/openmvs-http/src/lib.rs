@@ -14,6 +14,7 @@ pub mod error;
 pub mod figures;
 pub mod hub;
 pub mod hub_client;
+pub mod hub_status;
 pub mod limit;
 pub mod login;
 pub mod national;

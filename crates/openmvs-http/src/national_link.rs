@@ -75,6 +75,10 @@ impl NationalLink for HttpNationalLink {
             resp.json().await.map_err(|e| format!("{url}: {e}"))
         })
     }
+
+    fn markets(&self) -> Vec<MarketCode> {
+        self.markets.keys().copied().collect()
+    }
 }
 
 /// Checks the markets' URLs and builds a client that trusts `ca_pem` only and presents

@@ -159,6 +159,7 @@ struct NationalApi;
         hub::alert_comment,
         hub::set_callback,
         return_codes,
+        hub::status_page,
         hub::metrics,
         live,
         hub::ready,

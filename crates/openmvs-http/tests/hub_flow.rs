@@ -1183,3 +1183,78 @@ async fn recall_and_withdrawal_over_the_obp_api_reach_only_the_named_markets() {
     assert!(!in_de.to_string().contains("WITHDRAWN"), "the withdrawal for FR reached DE: {in_de}");
     w.stop().await;
 }
+
+/// The hub's `/status`, public: both markets reachable once they were delivered to; then FR down
+/// while a supply in DE waits for it: FR unreachable, with its backlog, the age of its oldest
+/// message and why the last delivery failed; DE still reachable with nothing waiting. The same as
+/// a page for people. FR back: delivered, reachable, nothing waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_status_shows_each_market_reachable_or_not_with_its_backlog_and_its_age() {
+    let mut w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    let anyone = https(&w.ca, None);
+    let url = format!("{}/status", w.hub_url);
+    let status = |client: &reqwest::Client| {
+        let (url, client) = (url.clone(), client.clone());
+        async move {
+            let r = client.get(url).send_retrying().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let market = |s: &Value, m: &str| -> Value {
+        s["markets"].as_array().unwrap().iter().find(|x| x["market"] == m).cloned().unwrap_or(Value::Null)
+    };
+    let s = status(&anyone).await;
+    for m in ["DE", "FR"] {
+        let v = market(&s, m);
+        assert_eq!(v["reachability"], "reachable", "{s}");
+        assert_eq!(v["distribution"]["backlog"], 0, "{s}");
+        assert!(v["last_delivery_at"].is_string() && v["last_delivery_ms"].is_u64(), "{s}");
+        assert_eq!(v["distribution"]["oldest_waiting_seconds"], Value::Null, "{s}");
+    }
+    assert_eq!((&s["hub"]["ready"], &s["hub"]["backlog"]), (&json!(true), &json!(0)), "{s}");
+
+    let fr_addr = w.stop_fr().await;
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let supplied = de.call("supply", "status-supply-1", BOTH, SERIALS[5]).await;
+    assert_eq!(supplied["return_code"], "NMVS_SUCCESS", "{supplied}");
+    w.relay_rounds(1).await;
+    w.clock.advance(Duration::from_secs(90));
+    let s = status(&anyone).await;
+    let fr = market(&s, "FR");
+    assert_eq!(fr["reachability"], "unreachable", "{s}");
+    assert!(fr["distribution"]["backlog"].as_u64().is_some_and(|n| n >= 1), "{s}");
+    assert!(fr["distribution"]["oldest_waiting_seconds"].as_u64().is_some_and(|n| n >= 90), "{s}");
+    assert!(fr["last_failure"].as_str().is_some_and(|e| !e.is_empty()), "{s}");
+    assert!(fr["failures_since_delivery"].as_u64().is_some_and(|n| n >= 1), "{s}");
+    let de_view = market(&s, "DE");
+    assert_eq!(
+        (&de_view["reachability"], &de_view["distribution"]["backlog"]),
+        (&json!("reachable"), &json!(0))
+    );
+    assert!(s["hub"]["backlog"].as_u64().is_some_and(|n| n >= 1), "{s}");
+
+    let page = anyone.get(&url).header("accept", "text/html").send_retrying().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("OpenMVS European Hub"), "{html}");
+    assert!(html.contains("<td class=\"unreachable\">unreachable</td>"), "{html}");
+
+    w.start_fr(fr_addr).await;
+    w.clock.advance(Duration::from_secs(120));
+    for _ in 0..TRAVEL {
+        w.relay_rounds(1).await;
+        if market(&status(&anyone).await, "FR")["distribution"]["backlog"] == 0 {
+            break;
+        }
+    }
+    let fr = market(&status(&anyone).await, "FR");
+    assert_eq!(
+        (&fr["reachability"], &fr["distribution"]["backlog"]),
+        (&json!("reachable"), &json!(0)),
+        "{fr}"
+    );
+    assert_eq!(fr["failures_since_delivery"], 0, "{fr}");
+    w.stop().await;
+}

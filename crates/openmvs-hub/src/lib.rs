@@ -16,6 +16,7 @@ mod digest;
 mod figures;
 mod inbound;
 mod intermarket;
+mod links;
 mod pack_query;
 mod pack_states;
 mod relay;
@@ -41,6 +42,7 @@ pub use alerts::{DEFAULT_ALERT_LIMIT, MAX_ALERT_LIMIT};
 pub use callback::{CallbackSender, MAX_CALLBACK_URL, MAX_EVENTS_PER_CALLBACK, SIGNATURE_HEADER};
 pub use digest::{hmac_sha256, serial_digest};
 pub use inbound::{AUDIT_HEAD_OPERATION, audit_head_subject, received_audit_heads};
+pub use links::{LinkSeen, MarketStatus};
 pub use openmvs_core::alert::{AlertPage, AlertView};
 pub use openmvs_core::answer::CallbackAnswer;
 pub use openmvs_core::catalog::{BatchAnswer, ProductAnswer, RecallAnswer, WithdrawalAnswer};
@@ -121,6 +123,11 @@ pub trait NationalLink: Send + Sync {
     /// error means nothing is known to have been applied: every message is retried. The link
     /// enforces its own timeout, so that a market that hangs holds up the relay only that long.
     fn deliver(&self, market: MarketCode, delivery: Delivery) -> BoxFuture<'_, Result<DeliveryAck, String>>;
+
+    /// The markets this link reaches, for the status page (none when it cannot tell).
+    fn markets(&self) -> Vec<MarketCode> {
+        Vec::new()
+    }
 }
 
 /// How the hub asks a national system something and waits for the answer, as opposed to
@@ -166,6 +173,8 @@ pub struct Hub {
     node_id: NodeId,
     /// The alerts this node received and stored, per code, for `/metrics`.
     alerts_received: openmvs_telemetry::AlertTally,
+    /// Each market's link as this node's relay saw it, for the status page.
+    links: links::Links,
 }
 
 /// The critical section of batch writes (new batches, recalls, withdrawals, OBP pack states). The
@@ -197,6 +206,7 @@ impl Hub {
             store_ok: std::sync::atomic::AtomicBool::new(true),
             node_id,
             alerts_received: openmvs_telemetry::AlertTally::new(),
+            links: links::Links::default(),
         }
     }
 

@@ -47,6 +47,7 @@ pub(crate) fn acks(ack: &DeliveryAck) -> Vec<Ack> {
 /// Sends a market's messages, as envelopes, through the link: in order, in deliveries of at
 /// most [`DELIVERY_BYTES`] of payload (and at least one message each).
 struct MarketSender<'a> {
+    hub: &'a Hub,
     link: &'a dyn NationalLink,
     market: MarketCode,
 }
@@ -64,7 +65,14 @@ impl Sender for MarketSender<'_> {
         Box::pin(async move {
             let mut answered = Vec::with_capacity(items.len());
             for (n, messages) in deliveries(items, DELIVERY_BYTES).into_iter().enumerate() {
-                match self.link.deliver(self.market, Delivery { messages }).await {
+                let sent = self.hub.clock.now();
+                let result = self.link.deliver(self.market, Delivery { messages }).await;
+                let now = self.hub.clock.now();
+                match &result {
+                    Ok(_) => self.hub.links.delivered(self.market, sent, now),
+                    Err(e) => self.hub.links.failed(self.market, now, e),
+                }
+                match result {
                     Ok(ack) => answered.extend(acks(&ack)),
                     // Nothing got through: the market is down.
                     Err(e) if n == 0 => return Err(e),
@@ -137,7 +145,7 @@ impl Hub {
             // Callback destinations are the callback relay's.
             let Ok(market) = MarketCode::new(&destination) else { continue };
             let outbox = HubDestination { store: self.store.as_ref(), destination: &destination };
-            let sender = MarketSender { link, market };
+            let sender = MarketSender { hub: self, link, market };
             for _ in 0..MAX_ROUNDS_PER_MARKET {
                 match relay.round(&outbox, &sender, &destination, self.clock.now()).await? {
                     Round::Answered(n) => acked += n,

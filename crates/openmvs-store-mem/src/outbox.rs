@@ -218,12 +218,14 @@ impl Outbox {
                 pending: 0,
                 failing: 0,
                 dead: 0,
+                oldest_at: None,
             });
             if m.dead {
                 c.dead += 1;
             } else {
                 c.pending += 1;
                 c.failing += u64::from(m.attempts > 0);
+                c.oldest_at = Some(c.oldest_at.map_or(m.created_at, |t| t.min(m.created_at)));
             }
         }
         by.into_values().collect()

@@ -1150,8 +1150,11 @@ pub async fn outbox_messages_are_counted_live_failing_and_dead(
     store.commit(UnitOfWork { outbox, ..UnitOfWork::default() }).await.expect("commits");
     let far = Timestamp::from_unix_millis(i64::MAX / 2);
     let due = store.due(far, 10).await.expect("due");
-    let counts =
-        |pending, failing, dead| vec![QueueCounts { destination: "hub".into(), pending, failing, dead }];
+    // One unit of work: every message was committed at the same instant.
+    let oldest_at = Some(due[0].created_at);
+    let counts = |pending, failing, dead| {
+        vec![QueueCounts { destination: "hub".into(), pending, failing, dead, oldest_at }]
+    };
     assert_eq!(store.queue_counts().await.expect("counts"), counts(3, 0, 0));
     store.failed(due[0].seq, "timeout", far, false).await.expect("failed");
     store.failed(due[1].seq, "rejected", far, true).await.expect("dead");

@@ -1297,11 +1297,17 @@ pub async fn the_outbox_is_counted_per_destination(
     let cb = store.due("callback:obp-1", far(), 10).await.expect("due");
     store.failed(cb[0].seq, "HTTP 500", far(), false).await.expect("failed");
     store.failed(de[0].seq, "rejected", far(), true).await.expect("dead");
+    // One unit of work: every message was committed at the same instant.
+    let committed = Some(de[0].created_at);
     let q = |destination: &str, pending, failing, dead| QueueCounts {
         destination: destination.into(),
         pending,
         failing,
         dead,
+        oldest_at: committed,
     };
     assert_eq!(store.queue_counts().await.expect("counts"), [q("DE", 1, 0, 1), q("callback:obp-1", 1, 1, 0)]);
+    store.delivered(de[1].seq).await.expect("delivered");
+    let only_dead = QueueCounts { pending: 0, oldest_at: None, ..q("DE", 0, 0, 1) };
+    assert_eq!(store.queue_counts().await.expect("counts")[0], only_dead, "no live message: no age");
 }

@@ -340,13 +340,14 @@ pub fn outbox(r: &impl Columns) -> StoreResult<StoredOutboxMessage> {
     })
 }
 
-/// Per destination: the destination, the live messages, those whose last attempt failed, and
-/// the dead letters; rows read by [`queue_counts`]. The same SQL on every engine (`dead` is a
+/// Per destination: the destination, the live messages, those whose last attempt failed, the
+/// dead letters, and when the oldest live message was committed; rows read by [`queue_counts`]. The same SQL on every engine (`dead` is a
 /// boolean in PostgreSQL and 0 or 1 in SQLite, and both read it as a condition).
 pub const QUEUE_COUNTS: &str = "SELECT destination, \
      SUM(CASE WHEN dead THEN 0 ELSE 1 END), \
      SUM(CASE WHEN dead THEN 0 WHEN attempts > 0 THEN 1 ELSE 0 END), \
-     SUM(CASE WHEN dead THEN 1 ELSE 0 END) \
+     SUM(CASE WHEN dead THEN 1 ELSE 0 END), \
+     MIN(CASE WHEN dead THEN NULL ELSE created_at END) \
      FROM outbox GROUP BY destination ORDER BY destination";
 
 /// One row of [`QUEUE_COUNTS`].
@@ -356,6 +357,7 @@ pub fn queue_counts(r: &impl Columns) -> StoreResult<QueueCounts> {
         pending: unsigned(r.int(1)?, "outbox count")?,
         failing: unsigned(r.int(2)?, "outbox count")?,
         dead: unsigned(r.int(3)?, "outbox count")?,
+        oldest_at: r.opt_int(4)?.map(Timestamp::from_unix_millis),
     })
 }
 

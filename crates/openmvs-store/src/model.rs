@@ -192,6 +192,9 @@ pub struct QueueCounts {
     pub failing: u64,
     /// Dead letters: given up, waiting for `openmvs admin dead-letters`.
     pub dead: u64,
+    /// When the oldest live message was committed (how long the backlog has waited); none when
+    /// no message is live.
+    pub oldest_at: Option<Timestamp>,
 }
 
 /// An outbox message as stored, with its delivery bookkeeping.

@@ -164,8 +164,8 @@ fn run_guide(guide: &str, doc: &Value) {
         .collect();
     assert_eq!(
         commands.len(),
-        9,
-        "token, three pack commands, upload, its status, SOAP verify, intermarket, clock:\n{guide}"
+        11,
+        "token, three pack commands, upload, its status, SOAP verify, intermarket, clock, two status pages:\n{guide}"
     );
     // One output line per command.
     let script: String = commands.iter().map(|c| format!("{c}\necho\n")).collect();
@@ -228,6 +228,12 @@ fn run_guide(guide: &str, doc: &Value) {
         "{elsewhere}"
     );
     assert!(json(8)["now"].is_string(), "{}: {}", commands[8], printed[8]);
+    let hub = json(9);
+    let markets: Vec<&Value> = hub["markets"].as_array().map(|m| m.iter().collect()).unwrap_or_default();
+    assert!(markets.len() >= 2 && hub["hub"]["ready"] == true, "{}: {hub}", commands[9]);
+    assert!(markets.iter().all(|m| m["distribution"]["backlog"].is_u64()), "{hub}");
+    let national = json(10);
+    assert_eq!(national["market"], doc["samples"][0]["market"], "{}: {national}", commands[10]);
 }
 
 #[test]

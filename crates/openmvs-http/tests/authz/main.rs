@@ -728,7 +728,8 @@ fn hub_samples(rule: &RouteRule, own: &Owned) -> Vec<Req> {
                         "product_code": "04150037528643", "serial": "S1", "batch": BATCH, "expiry": EXPIRY}),
             ),
         )],
-        "/v1/return-codes" | "/metrics" | "/health/live" | "/health/ready" | "/v1/openapi.json" | "/docs" => {
+        "/v1/return-codes" | "/status" | "/metrics" | "/health/live" | "/health/ready"
+        | "/v1/openapi.json" | "/docs" => {
             vec![req(m, rule.path, Body::None)]
         }
         other => panic!("no sample request for the hub route {m} {other}: add one to the authz suite"),

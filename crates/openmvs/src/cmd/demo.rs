@@ -715,6 +715,11 @@ fn guide(doc: &Value, file: &Path, profiles: &Path, fake_clock: bool) -> String 
             token = s(&doc["admin_token"]),
         ));
     }
+    g.push_str(&format!(
+        "\n# The status pages, public: the hub's (every market's link and backlog) and {market}'s (the 300 ms figures); open them in a browser for the page, or ask for JSON:\n\
+         curl -s --cacert {ca} {hub}/status\n\
+         curl -s --cacert {ca} {url}/status\n"
+    ));
     g.push_str("\nopenmvs demo: ready (Ctrl-C stops it; a restart on the same directory keeps everything)");
     g
 }
