@@ -51,6 +51,17 @@ async fn status_reports_the_market_and_per_class_figures_as_json_and_as_a_page()
         assert!(f["mean_ms_30d"].as_f64().is_some_and(|m| m > 0.0), "{class}: {f}");
     }
     assert!(s["incidents"].is_array(), "{}", r.text);
+    // The month so far, per class, as the monthly report gives it.
+    let months = s["months"].as_array().expect("months");
+    let this_month = months.last().expect("this month")["month"].as_str().expect("month").to_owned();
+    for (class, count) in [("verification", 3), ("status_update", 2)] {
+        let m = months
+            .iter()
+            .find(|m| m["month"] == this_month.as_str() && m["class"] == class)
+            .unwrap_or_else(|| panic!("{class} in {this_month}: {}", r.text));
+        assert_eq!(m["count"], count, "{m}");
+        assert!(m["mean_ms"].as_f64().is_some_and(|v| v > 0.0), "{m}");
+    }
 
     let page = app
         .http
@@ -66,6 +77,7 @@ async fn status_reports_the_market_and_per_class_figures_as_json_and_as_a_page()
     assert!(html.starts_with("<!doctype html>"), "{html}");
     assert!(html.contains("OpenMVS national system DE"), "{html}");
     assert!(html.contains("<svg"), "a chart of the verifications: {html}");
+    assert!(html.contains("<h2>By month</h2><table>"), "the monthly table: {html}");
 }
 
 #[tokio::test]
