@@ -145,18 +145,7 @@ impl Node {
 
     /// Runs `openmvs` with `args` followed by `--config FILE`, and insists that it succeeds.
     pub fn admin(&self, args: &[&str]) -> String {
-        let config = self.config();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--config", config.to_str().expect("UTF-8 path")]);
-        let out = openmvs(&all);
-        assert!(
-            out.status.success(),
-            "openmvs {}: {}\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        admin(&self.config(), args)
     }
 
     /// Seeds `packs` active packs (serials [`serial`]`(0..packs)`).
@@ -325,6 +314,21 @@ impl Drop for Server {
 
 /// The longest a test usually waits for an event: generous, for a busy machine.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `openmvs ARGS --config FILE` and insists that it succeeds; its standard output.
+pub fn admin(config: &Path, args: &[&str]) -> String {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--config", config.to_str().expect("UTF-8 path")]);
+    let out = openmvs(&all);
+    assert!(
+        out.status.success(),
+        "openmvs {}: {}\n{}",
+        all.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 /// Waits for something another process does, which it says nowhere this test can wait on (no
 /// line, no file, no exit): asks `probe` every 20 ms until it gives a value, for at most `limit`;

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use openmvs_pki::{CertificateAuthority, ClientKind};
 
-use crate::common::{Creds, Server, TempDir, WAIT_LIMIT, eventually, free_port, openmvs};
+use crate::common::{Creds, Server, TempDir, WAIT_LIMIT, eventually, free_port};
 
 /// Days the certificates are valid.
 const CERT_DAYS: u32 = 30;
@@ -315,17 +315,4 @@ impl Cluster {
     }
 }
 
-/// Runs `openmvs ARGS --config FILE` and insists that it succeeds; its standard output.
-pub fn admin(config: &Path, args: &[&str]) -> String {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--config", config.to_str().expect("UTF-8 path")]);
-    let out = openmvs(&all);
-    assert!(
-        out.status.success(),
-        "openmvs {}: {}\n{}",
-        all.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use crate::common::admin;
