@@ -298,12 +298,15 @@ impl Hub {
 pub struct MemHubStore {
     engine: Arc<Engine<Hub>>,
     sections: std::sync::Mutex<HashMap<&'static str, Arc<tokio::sync::Mutex<()>>>>,
+    console: crate::console::Console,
 }
+
+crate::console::delegate_console!(MemHubStore);
 
 impl MemHubStore {
     /// An empty store.
     pub fn new(opts: Options) -> MemHubStore {
-        MemHubStore { engine: Engine::new(opts), sections: Default::default() }
+        MemHubStore { engine: Engine::new(opts), sections: Default::default(), console: Default::default() }
     }
 
     /// Signs the checkpoints due by time at the clock's time, as the other engines' timers do

@@ -12,6 +12,7 @@
 //! or, given a `CheckpointTimer::Ticked`, when its ticker ticks (as the other engines' writers
 //! are woken by it); [`MemStore::close`] signs every tail, as the other engines do when they stop.
 
+mod console;
 mod hub;
 mod national;
 mod outbox;

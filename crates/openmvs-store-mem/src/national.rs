@@ -293,12 +293,15 @@ pub(crate) fn heartbeat(rows: &mut Table<NodeId, i64>, h: &Heartbeat) {
 /// The in-memory engine of a national system.
 pub struct MemStore {
     engine: Arc<Engine<National>>,
+    console: crate::console::Console,
 }
+
+crate::console::delegate_console!(MemStore);
 
 impl MemStore {
     /// An empty store.
     pub fn new(opts: Options) -> MemStore {
-        MemStore { engine: Engine::new(opts) }
+        MemStore { engine: Engine::new(opts), console: Default::default() }
     }
 
     /// Signs the checkpoints due by time at the clock's time, as the other engines' timers do

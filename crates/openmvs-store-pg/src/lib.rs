@@ -7,6 +7,7 @@
 //! outbox messages and bulk jobs share that work out.
 
 mod codec;
+mod console;
 mod engine;
 pub mod hub;
 mod outbox;
@@ -66,6 +67,8 @@ pub struct PgStore {
     writer: mpsc::Sender<Job>,
     outbox: Outbox,
 }
+
+console::pg_console!(PgStore);
 
 /// Checks a schema name: lower-case letters, digits and `_`, not starting with a digit.
 pub fn valid_schema(name: &str) -> bool {

@@ -6,6 +6,7 @@
 //! in progress.
 
 mod codec;
+mod console;
 mod engine;
 pub mod hub;
 mod outbox;
@@ -56,6 +57,8 @@ pub struct Options {
 pub struct SqliteStore {
     engine: Engine<UnitOfWork>,
 }
+
+console::sqlite_console!(SqliteStore);
 
 /// Memory-mapped reads: pages are read from the mapping instead of being copied in by `pread`.
 const MMAP_BYTES: i64 = 1 << 30;

@@ -55,6 +55,9 @@ macro_rules! conformance_tests {
             a_heartbeat_commits_and_commits_again,
             open_alerts_are_counted_by_status,
             outbox_messages_are_counted_live_failing_and_dead,
+            sla_rows_replace_their_own_and_read_back_by_day_range,
+            an_incident_keeps_its_timeline_and_takes_no_note_once_resolved,
+            a_rule_opens_one_incident_at_a_time_per_scope,
         );
     };
     (@cases $mode:ident, $open:expr, $verifying_key:expr; $($case:ident,)*) => {
@@ -1163,3 +1166,9 @@ pub async fn outbox_messages_are_counted_live_failing_and_dead(
     assert!(store.replay(due[1].seq, at(0)).await.expect("replay"));
     assert_eq!(store.queue_counts().await.expect("counts"), counts(2, 1, 0));
 }
+
+crate::console_cases!(dyn Store;
+    sla_rows_replace_their_own_and_read_back_by_day_range,
+    an_incident_keeps_its_timeline_and_takes_no_note_once_resolved,
+    a_rule_opens_one_incident_at_a_time_per_scope,
+);

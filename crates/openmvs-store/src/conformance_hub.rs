@@ -54,6 +54,9 @@ macro_rules! hub_conformance_tests {
             a_heartbeat_commits_at_the_hub_again_and_again,
             open_alerts_at_the_hub_are_counted_by_status,
             the_outbox_is_counted_per_destination,
+            sla_rows_replace_their_own_and_read_back_by_day_range,
+            an_incident_keeps_its_timeline_and_takes_no_note_once_resolved,
+            a_rule_opens_one_incident_at_a_time_per_scope,
         );
     };
     (@cases $mode:ident, $open:expr, $verifying_key:expr; $($case:ident,)*) => {
@@ -1311,3 +1314,9 @@ pub async fn the_outbox_is_counted_per_destination(
     let only_dead = QueueCounts { pending: 0, oldest_at: None, ..q("DE", 0, 0, 1) };
     assert_eq!(store.queue_counts().await.expect("counts")[0], only_dead, "no live message: no age");
 }
+
+crate::console_cases!(dyn HubStore;
+    sla_rows_replace_their_own_and_read_back_by_day_range,
+    an_incident_keeps_its_timeline_and_takes_no_note_once_resolved,
+    a_rule_opens_one_incident_at_a_time_per_scope,
+);

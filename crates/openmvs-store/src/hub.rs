@@ -522,6 +522,7 @@ pub trait HubStore:
     + HubOutboxStore
     + HubAlertStore
     + AuditStore
+    + crate::ConsoleStore
 {
 }
 
@@ -536,5 +537,6 @@ impl<T> HubStore for T where
         + HubOutboxStore
         + HubAlertStore
         + AuditStore
+    + crate::ConsoleStore
 {
 }

@@ -7,8 +7,11 @@
 
 mod checkpoints;
 pub mod commit;
+mod console;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "conformance")]
+pub mod conformance_console;
 #[cfg(feature = "conformance")]
 pub mod conformance_hub;
 pub mod decode;
@@ -22,6 +25,7 @@ pub mod relay;
 pub mod retry;
 
 pub use checkpoints::*;
+pub use console::*;
 pub use error::unavailable;
 pub use model::*;
 pub use ports::*;

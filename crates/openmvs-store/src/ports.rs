@@ -308,6 +308,7 @@ pub trait Store:
     + IdempotencyStore
     + BulkStore
     + ClientStore
+    + crate::ConsoleStore
 {
 }
 
@@ -323,5 +324,6 @@ impl<T> Store for T where
         + IdempotencyStore
         + BulkStore
         + ClientStore
+    + crate::ConsoleStore
 {
 }

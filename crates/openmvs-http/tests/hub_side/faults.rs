@@ -236,3 +236,32 @@ impl ClientStore for Faulty {
         self.inner.keys()
     }
 }
+
+impl SlaStore for Faulty {
+    fn put_sla(&self, rows: Vec<SlaNodeDay>) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.put_sla(rows)
+    }
+    fn sla_days(&self, from_day: i64, to_day: i64) -> BoxFuture<'_, StoreResult<Vec<SlaNodeDay>>> {
+        self.inner.sla_days(from_day, to_day)
+    }
+}
+
+impl IncidentStore for Faulty {
+    fn open_incident(&self, new: NewIncident) -> BoxFuture<'_, StoreResult<(IncidentRecord, bool)>> {
+        self.inner.open_incident(new)
+    }
+    fn note_incident(
+        &self,
+        id: u64,
+        note: IncidentNote,
+        impact: Option<Impact>,
+    ) -> BoxFuture<'_, StoreResult<Option<IncidentRecord>>> {
+        self.inner.note_incident(id, note, impact)
+    }
+    fn incident(&self, id: u64) -> BoxFuture<'_, StoreResult<Option<IncidentRecord>>> {
+        self.inner.incident(id)
+    }
+    fn incidents(&self, filter: IncidentFilter) -> BoxFuture<'_, StoreResult<Vec<IncidentRecord>>> {
+        self.inner.incidents(filter)
+    }
+}

@@ -52,6 +52,8 @@ pub struct PgHubStore {
     sections: std::sync::Mutex<HashMap<&'static str, Section>>,
 }
 
+crate::console::pg_console!(PgHubStore);
+
 /// One critical section's in-process turn, with the connection that holds its advisory lock.
 type Section = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
 

@@ -273,6 +273,7 @@ ALTER TABLE alerts ADD COLUMN thread TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE alerts ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
 "#,
     ),
+    (4, crate::console::SCHEMA),
 ];
 
 /// The newest schema version this build knows.

@@ -49,6 +49,8 @@ pub struct SqliteHubStore {
     sections: std::sync::Mutex<std::collections::HashMap<&'static str, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+crate::console::sqlite_console!(SqliteHubStore);
+
 impl SqliteHubStore {
     /// Opens (creating if needed) and migrates the hub database, and starts the writer thread.
     pub fn open(opts: HubOptions) -> StoreResult<SqliteHubStore> {
