@@ -221,6 +221,9 @@ catalogue! {
     /// `client_trx_id` reused for a different request.
     TransactionIdReused => ("NMVS_TE_TX_01", Error, 4, None, 409,
         "This client_trx_id was already used by this client for a different request.");
+    /// A change the resource's state does not allow, e.g. an update of a resolved incident.
+    StateConflict => ("NMVS_TE_ST_01", Error, 4, None, 409,
+        "The resource is in a state that does not allow this change (see details); nothing was changed.");
     /// Body or bulk over its limit.
     TooLarge => ("NMVS_TE_XM_03", Error, 4, None, 413,
         "The request body or bulk is over its limit.");

@@ -70,6 +70,8 @@ pub enum Action {
     ReadAudit,
     /// List the clients of the market, cut one off or let it back in.
     ManageClients,
+    /// Open, update and resolve the market's incidents (everyone may read them).
+    ManageIncidents,
 }
 
 /// How far a permission reaches.
@@ -123,6 +125,8 @@ pub fn access(role: Role, action: Action, policy: &Policy) -> Access {
         Action::ReadAudit => allow(matches!(role, Role::Nmvo | Role::Nca), Access::Market),
         // The national organisation runs the system and answers for who may use it.
         Action::ManageClients => allow(role == Role::Nmvo, Access::Market),
+        // The national organisation runs the system and tells its users how it runs.
+        Action::ManageIncidents => allow(role == Role::Nmvo, Access::Market),
     }
 }
 
@@ -197,6 +201,7 @@ mod tests {
         for role in Role::ALL {
             let expected = if role == Role::Nmvo { Access::Market } else { Access::Denied };
             check(role, Action::ManageClients, expected);
+            check(role, Action::ManageIncidents, expected);
         }
     }
 }

@@ -217,6 +217,11 @@ pub fn hub_routes() -> Routes<HubState> {
         .route_limited(Method::POST, "/internal/v1/intermarket", small(), intermarket)
         .route(Method::GET, "/v1/return-codes", openapi::return_codes)
         .route(Method::GET, "/status", status_page)
+        .route(Method::GET, "/v1/status", status_json)
+        .route(Method::GET, "/v1/incidents", incidents)
+        .route(Method::GET, "/v1/incidents/feed.atom", incidents_atom)
+        .route(Method::GET, "/v1/incidents/feed.json", incidents_json)
+        .route(Method::GET, "/v1/incidents/{id}", incident)
         .route(Method::GET, "/metrics", metrics)
         .route(Method::GET, "/health/live", openapi::live)
         .route(Method::GET, "/health/ready", ready)
@@ -709,6 +714,86 @@ async fn status_page(State(s): State<HubState>, headers: HeaderMap) -> Response 
     } else {
         axum::Json(report).into_response()
     }
+}
+
+/// The hub's status as JSON: what `/status` shows.
+#[utoipa::path(
+    get, path = "/v1/status", tag = "operations",
+    responses(
+        (status = 200, description = "The figures.", body = crate::hub_status::HubStatusReport),
+        (status = 503, description = "The store cannot be read: retry after `Retry-After`.", body = HubErrorBody),
+    )
+)]
+async fn status_json(State(s): State<HubState>) -> Result<Response, HubHttpError> {
+    Ok(axum::Json(crate::hub_status::report(&s.hub, &s.obs).await?).into_response())
+}
+
+/// The hub's own incidents, newest first, a page at a time (anyone may read them).
+#[utoipa::path(
+    get, path = "/v1/incidents", tag = "incidents",
+    params(
+        ("open" = Option<bool>, Query, description = "Only incidents not resolved yet."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "The page size, 1-200 (default 50)."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of incidents, newest first.", body = crate::incidents::IncidentList),
+        (status = 400, description = "An unknown query parameter, or a value outside its rule.", body = HubErrorBody),
+    )
+)]
+async fn incidents(
+    State(s): State<HubState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, HubHttpError> {
+    let q = crate::incidents::IncidentQuery::parse(&q)?;
+    let page = crate::incidents::list(s.hub.store().as_ref(), crate::hub_status::HUB_SCOPE, &q).await?;
+    Ok(axum::Json(page).into_response())
+}
+
+/// One incident of the hub with its timeline.
+#[utoipa::path(
+    get, path = "/v1/incidents/{id}", tag = "incidents",
+    params(("id" = u64, Path, description = "The incident's number.")),
+    responses(
+        (status = 200, description = "The incident.", body = crate::incidents::IncidentView),
+        (status = 404, description = "The hub has no incident with this number.", body = HubErrorBody),
+    )
+)]
+async fn incident(State(s): State<HubState>, Path(id): Path<String>) -> Result<Response, HubHttpError> {
+    let view = crate::incidents::one(s.hub.store().as_ref(), crate::hub_status::HUB_SCOPE, &id).await?;
+    Ok(axum::Json(view).into_response())
+}
+
+/// The hub's incidents as an Atom feed (RFC 4287).
+#[utoipa::path(
+    get, path = "/v1/incidents/feed.atom", tag = "incidents",
+    responses((status = 200, description = "The latest 50 incidents.", body = String, content_type = "application/atom+xml"))
+)]
+async fn incidents_atom(State(s): State<HubState>, headers: HeaderMap) -> Result<Response, HubHttpError> {
+    incident_feed(&s, &headers, false).await
+}
+
+/// The hub's incidents as a JSON Feed 1.1 (each item's `_openmvs` is the incident).
+#[utoipa::path(
+    get, path = "/v1/incidents/feed.json", tag = "incidents",
+    responses((status = 200, description = "The latest 50 incidents.", body = Object, content_type = "application/feed+json"))
+)]
+async fn incidents_json(State(s): State<HubState>, headers: HeaderMap) -> Result<Response, HubHttpError> {
+    incident_feed(&s, &headers, true).await
+}
+
+async fn incident_feed(s: &HubState, headers: &HeaderMap, json: bool) -> Result<Response, HubHttpError> {
+    let now = s.hub.clock().now();
+    let store = s.hub.store().as_ref();
+    Ok(crate::incidents::feed(
+        store,
+        crate::hub_status::HUB_SCOPE,
+        "OpenMVS hub incidents",
+        headers,
+        json,
+        now,
+    )
+    .await?)
 }
 
 /// Prometheus metrics (text format 0.0.4).

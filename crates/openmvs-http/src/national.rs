@@ -189,6 +189,13 @@ pub fn national_routes() -> Routes<NationalState> {
         .route(Method::GET, "/v1/audit/packs/{scheme}/{product_code}/{serial}", audit)
         .route(Method::GET, "/v1/return-codes", openapi::return_codes)
         .route(Method::GET, "/status", status_page)
+        .route(Method::GET, "/v1/status", status_json)
+        .route(Method::GET, "/v1/incidents", incidents)
+        .route(Method::GET, "/v1/incidents/feed.atom", incidents_atom)
+        .route(Method::GET, "/v1/incidents/feed.json", incidents_json)
+        .route(Method::GET, "/v1/incidents/{id}", incident)
+        .route_limited(Method::POST, "/v1/admin/incidents", small(), admin_incident_open)
+        .route_limited(Method::POST, "/v1/admin/incidents/{id}/updates", small(), admin_incident_update)
         .route(Method::GET, "/metrics", metrics)
         .route(Method::GET, "/health/live", openapi::live)
         .route(Method::GET, "/health/ready", ready)
@@ -665,21 +672,187 @@ async fn audit(
     Ok(axum::Json(AuditRecords::from(records.as_slice())).into_response())
 }
 
-/// The market's service figures (DR Art 35): availability and response times.
+/// The market's service figures (DR Art 35) with its incidents: availability, response times
+/// by day (30 days) and by month (six months), every node of the system counted.
 ///
-/// JSON for machines; with `Accept: text/html`, a page with charts for people.
+/// JSON for machines; with `Accept: text/html`, a page with tables and charts for people.
 #[utoipa::path(
     get, path = "/status", tag = "operations",
-    responses((status = 200, description = "The figures.", content(
-        (StatusReport = "application/json"),
-        (String = "text/html"),
-    )))
+    responses(
+        (status = 200, description = "The figures.", content(
+            (StatusReport = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 503, description = "The store cannot be read: retry after `Retry-After`.", body = ErrorBody),
+    )
 )]
-async fn status_page(State(s): State<NationalState>, headers: HeaderMap) -> Response {
-    let report = status::report(&s.obs, s.national.market().as_str());
+async fn status_page(State(s): State<NationalState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    let report = national_status(&s).await?;
     let wants_html =
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
-    if wants_html { Html(status::html(&report)).into_response() } else { axum::Json(report).into_response() }
+    Ok(if wants_html {
+        Html(status::html(&report)).into_response()
+    } else {
+        axum::Json(report).into_response()
+    })
+}
+
+/// The market's service figures and incidents, as JSON: what `/status` shows.
+#[utoipa::path(
+    get, path = "/v1/status", tag = "operations",
+    responses(
+        (status = 200, description = "The figures.", body = StatusReport),
+        (status = 503, description = "The store cannot be read: retry after `Retry-After`.", body = ErrorBody),
+    )
+)]
+async fn status_json(State(s): State<NationalState>) -> Result<Response, HttpError> {
+    Ok(axum::Json(national_status(&s).await?).into_response())
+}
+
+/// This system's SLA history, written and read under this node's id.
+pub fn history_of(national: &National) -> crate::history::SlaHistory {
+    let store: Arc<dyn openmvs_store::ConsoleStore> = national.store().clone();
+    crate::history::SlaHistory::new(store, national.market().as_str(), national.node_id().as_str())
+}
+
+async fn national_status(s: &NationalState) -> Result<StatusReport, ApiError> {
+    let market = s.national.market();
+    let store: &dyn openmvs_store::ConsoleStore = s.national.store().as_ref();
+    let incidents = crate::incidents::for_status(store, &[market.as_str()]).await?;
+    Ok(status::report(&s.obs, &history_of(&s.national), market.as_str(), incidents).await?)
+}
+
+/// The market's incidents, newest first, a page at a time (anyone may read them).
+#[utoipa::path(
+    get, path = "/v1/incidents", tag = "incidents",
+    params(
+        ("open" = Option<bool>, Query, description = "Only incidents not resolved yet."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "The page size, 1-200 (default 50)."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of incidents, newest first.", body = crate::incidents::IncidentList),
+        (status = 400, description = "An unknown query parameter, or a value outside its rule.", body = ErrorBody),
+    )
+)]
+async fn incidents(
+    State(s): State<NationalState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, HttpError> {
+    let q = crate::incidents::IncidentQuery::parse(&q)?;
+    let page = crate::incidents::list(s.national.store().as_ref(), s.national.market().as_str(), &q).await?;
+    Ok(axum::Json(page).into_response())
+}
+
+/// One incident of the market with its timeline.
+#[utoipa::path(
+    get, path = "/v1/incidents/{id}", tag = "incidents",
+    params(("id" = u64, Path, description = "The incident's number.")),
+    responses(
+        (status = 200, description = "The incident.", body = crate::incidents::IncidentView),
+        (status = 404, description = "The market has no incident with this number.", body = ErrorBody),
+    )
+)]
+async fn incident(State(s): State<NationalState>, Path(id): Path<String>) -> Result<Response, HttpError> {
+    let view = crate::incidents::one(s.national.store().as_ref(), s.national.market().as_str(), &id).await?;
+    Ok(axum::Json(view).into_response())
+}
+
+/// The market's incidents as an Atom feed (RFC 4287), for feed readers and integrators.
+#[utoipa::path(
+    get, path = "/v1/incidents/feed.atom", tag = "incidents",
+    responses((status = 200, description = "The latest 50 incidents.", body = String, content_type = "application/atom+xml"))
+)]
+async fn incidents_atom(State(s): State<NationalState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    incident_feed(&s, &headers, false).await
+}
+
+/// The market's incidents as a JSON Feed 1.1 (each item's `_openmvs` is the incident).
+#[utoipa::path(
+    get, path = "/v1/incidents/feed.json", tag = "incidents",
+    responses((status = 200, description = "The latest 50 incidents.", body = Object, content_type = "application/feed+json"))
+)]
+async fn incidents_json(State(s): State<NationalState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    incident_feed(&s, &headers, true).await
+}
+
+async fn incident_feed(s: &NationalState, headers: &HeaderMap, json: bool) -> Result<Response, HttpError> {
+    let market = s.national.market();
+    let title = format!("OpenMVS {} incidents", market.as_str());
+    let now = s.national.clock().now();
+    Ok(crate::incidents::feed(s.national.store().as_ref(), market.as_str(), &title, headers, json, now)
+        .await?)
+}
+
+fn may_manage_incidents(s: &NationalState, actor: &Actor) -> Result<(), ApiError> {
+    use openmvs_core::roles::{Access, Action, access};
+    if actor.market != s.national.market() {
+        return Err(ApiError::new(ReturnCode::Forbidden).with("market", "the token is for another market"));
+    }
+    if access(actor.role, Action::ManageIncidents, &s.national.config().policy) != Access::Market {
+        return Err(ApiError::new(ReturnCode::Forbidden)
+            .with("authorization", "only the NMVO opens and updates the incidents of its market"));
+    }
+    Ok(())
+}
+
+/// Open an incident (the NMVO): it shows on the status page and in the feeds at once.
+#[utoipa::path(
+    post, path = "/v1/admin/incidents", tag = "incidents",
+    request_body = crate::incidents::OpenIncidentRequest,
+    responses(
+        (status = 201, description = "The incident, as opened.", body = crate::incidents::IncidentView),
+        (status = 400, description = "Malformed body, or a field outside its rule; `details` name it.", body = ErrorBody),
+        (status = 413, description = "The body is over 16 KiB.", body = ErrorBody),
+    )
+)]
+async fn admin_incident_open(
+    State(s): State<NationalState>,
+    Auth(actor): Auth,
+    JsonBody(req): JsonBody<crate::incidents::OpenIncidentRequest>,
+) -> Result<Response, HttpError> {
+    may_manage_incidents(&s, &actor)?;
+    let new = crate::incidents::new_incident(
+        &req,
+        s.national.market().as_str(),
+        actor.client_id.as_str(),
+        s.national.clock().now(),
+    )?;
+    let (i, _) = s.national.store().open_incident(new).await.map_err(ApiError::from)?;
+    tracing::info!(incident = i.id, by = %actor.client_id, "incident opened");
+    Ok((StatusCode::CREATED, axum::Json(crate::incidents::IncidentView::from(&i))).into_response())
+}
+
+/// Add an update to an incident (the NMVO); status `resolved` resolves it.
+#[utoipa::path(
+    post, path = "/v1/admin/incidents/{id}/updates", tag = "incidents",
+    params(("id" = u64, Path, description = "The incident's number.")),
+    request_body = crate::incidents::IncidentUpdateRequest,
+    responses(
+        (status = 200, description = "The incident with the update.", body = crate::incidents::IncidentView),
+        (status = 400, description = "Malformed body, or a field outside its rule; `details` name it.", body = ErrorBody),
+        (status = 404, description = "The market has no incident with this number.", body = ErrorBody),
+        (status = 409, description = "The incident is resolved already.", body = ErrorBody),
+        (status = 413, description = "The body is over 16 KiB.", body = ErrorBody),
+    )
+)]
+async fn admin_incident_update(
+    State(s): State<NationalState>,
+    Path(id): Path<String>,
+    Auth(actor): Auth,
+    JsonBody(req): JsonBody<crate::incidents::IncidentUpdateRequest>,
+) -> Result<Response, HttpError> {
+    may_manage_incidents(&s, &actor)?;
+    let market = s.national.market();
+    let store: &dyn openmvs_store::ConsoleStore = s.national.store().as_ref();
+    // An id that is not a number names no incident.
+    crate::incidents::one(store, market.as_str(), &id).await?;
+    let n: u64 = id.parse().unwrap_or(0);
+    let (note, impact) =
+        crate::incidents::incident_note(&req, actor.client_id.as_str(), s.national.clock().now())?;
+    let i = crate::incidents::update(store, market.as_str(), n, note, impact).await?;
+    tracing::info!(incident = i.id, by = %actor.client_id, status = i.status.as_str(), "incident updated");
+    Ok(axum::Json(crate::incidents::IncidentView::from(&i)).into_response())
 }
 
 /// Prometheus metrics (text format 0.0.4).

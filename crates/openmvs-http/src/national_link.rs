@@ -11,7 +11,7 @@ use openmvs_core::ids::MarketCode;
 use openmvs_hub::{NationalLink, NationalQueries};
 use openmvs_store::BoxFuture;
 use openmvs_wire::hub::{
-    Delivery, DeliveryAck, IntermarketAnswer, IntermarketRequest, PackQuery, PackQueryAnswer,
+    Delivery, DeliveryAck, IntermarketAnswer, IntermarketRequest, MarketIncident, PackQuery, PackQueryAnswer,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -78,6 +78,30 @@ impl NationalLink for HttpNationalLink {
 
     fn markets(&self) -> Vec<MarketCode> {
         self.markets.keys().copied().collect()
+    }
+
+    fn open_incidents(&self, market: MarketCode) -> BoxFuture<'_, Result<Vec<MarketIncident>, String>> {
+        Box::pin(async move {
+            #[derive(serde::Deserialize)]
+            struct Page {
+                incidents: Vec<MarketIncident>,
+            }
+            let Some(base) = self.markets.get(&market) else {
+                return Err(format!("no national system is configured for {market}"));
+            };
+            let url = format!("{base}/v1/incidents?open=true&limit=20");
+            let resp = self
+                .client
+                .get(&url)
+                .timeout(self.timeout)
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("{url}: HTTP {}", resp.status()));
+            }
+            Ok(resp.json::<Page>().await.map_err(|e| format!("{url}: {e}"))?.incidents)
+        })
     }
 }
 

@@ -128,6 +128,16 @@ pub trait NationalLink: Send + Sync {
     fn markets(&self) -> Vec<MarketCode> {
         Vec::new()
     }
+
+    /// The incidents in progress at the national system of `market`, for the hub's status page
+    /// (none when the link cannot ask). An error means no answer came.
+    fn open_incidents(
+        &self,
+        market: MarketCode,
+    ) -> BoxFuture<'_, Result<Vec<openmvs_wire::hub::MarketIncident>, String>> {
+        let _ = market;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
 }
 
 /// How the hub asks a national system something and waits for the answer, as opposed to
@@ -374,6 +384,16 @@ impl Hub {
     /// 503 when the store cannot be read.
     pub async fn outbox_pending(&self) -> Result<u64, ApiError> {
         Ok(self.store.pending().await?)
+    }
+
+    /// This process's node id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    /// The clock the hub reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Whether the store commits, as the last probe or commit found it.

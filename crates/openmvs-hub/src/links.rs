@@ -25,6 +25,8 @@ pub struct LinkSeen {
     pub error: Option<String>,
     /// Deliveries that failed since the last one that got through.
     pub failures: u32,
+    /// When the first of those failed.
+    pub failing_since: Option<Timestamp>,
 }
 
 impl LinkSeen {
@@ -50,6 +52,7 @@ impl Links {
             l.delivered_at = Some(answered);
             l.round_trip_ms = Some(u64::try_from(answered.since(sent).as_millis()).unwrap_or(u64::MAX));
             l.failures = 0;
+            l.failing_since = None;
         });
     }
 
@@ -59,6 +62,7 @@ impl Links {
             l.failed_at = Some(at);
             l.error = Some(error.to_owned());
             l.failures = l.failures.saturating_add(1);
+            l.failing_since.get_or_insert(at);
         });
     }
 
@@ -80,6 +84,33 @@ pub struct MarketStatus {
 }
 
 impl Hub {
+    /// The markets whose deliveries fail, with when the first failure since the last delivery
+    /// that got through happened, as this node's relay saw them.
+    pub fn unreachable_since(&self) -> Vec<(String, Timestamp)> {
+        self.links.all().into_iter().filter_map(|(m, l)| Some((m, l.failing_since?))).collect()
+    }
+
+    /// The incidents in progress at each market the link reaches, asked of each national system
+    /// at once; a market that does not answer is left out (its link shows why).
+    pub async fn market_incidents(&self) -> Vec<(MarketCode, Vec<openmvs_wire::hub::MarketIncident>)> {
+        let Some(link) = &self.link else { return Vec::new() };
+        let mut asks = tokio::task::JoinSet::new();
+        for m in link.markets() {
+            let link = link.clone();
+            asks.spawn(async move { (m, link.open_incidents(m).await) });
+        }
+        let mut out = Vec::new();
+        while let Some(done) = asks.join_next().await {
+            if let Ok((m, Ok(list))) = done
+                && !list.is_empty()
+            {
+                out.push((m, list));
+            }
+        }
+        out.sort_by_key(|(m, _)| *m);
+        out
+    }
+
     /// Every market the hub distributes to (those its link knows, and any with messages), with
     /// its link and its distribution backlog; then the OBPs' callback queues (`callback:<obp>`).
     ///

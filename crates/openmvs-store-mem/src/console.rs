@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use openmvs_store::{
-    BoxFuture, Impact, IncidentFilter, IncidentNote, IncidentRecord, IncidentStatus, IncidentStore, NewIncident,
-    SlaNodeDay, SlaStore, StoreResult,
+    BoxFuture, Impact, IncidentFilter, IncidentNote, IncidentRecord, IncidentStatus, IncidentStore,
+    NewIncident, SlaNodeDay, SlaStore, StoreResult,
 };
 
 #[derive(Default)]
@@ -80,21 +80,17 @@ impl IncidentStore for Console {
         impact: Option<Impact>,
     ) -> BoxFuture<'_, StoreResult<Option<IncidentRecord>>> {
         let mut s = self.lock();
-        let r = s
-            .incidents
-            .iter_mut()
-            .find(|i| i.id == id && i.resolved_at.is_none())
-            .map(|i| {
-                i.status = note.status;
-                if note.status == IncidentStatus::Resolved {
-                    i.resolved_at = Some(note.at);
-                }
-                if let Some(impact) = impact {
-                    i.impact = impact;
-                }
-                i.notes.push(note);
-                i.clone()
-            });
+        let r = s.incidents.iter_mut().find(|i| i.id == id && i.resolved_at.is_none()).map(|i| {
+            i.status = note.status;
+            if note.status == IncidentStatus::Resolved {
+                i.resolved_at = Some(note.at);
+            }
+            if let Some(impact) = impact {
+                i.impact = impact;
+            }
+            i.notes.push(note);
+            i.clone()
+        });
         Box::pin(std::future::ready(Ok(r)))
     }
 

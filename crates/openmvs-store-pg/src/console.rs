@@ -3,8 +3,8 @@
 //! same rows.
 
 use openmvs_store::{
-    Impact, IncidentFilter, IncidentNote, IncidentRecord, IncidentStatus, NewIncident, SlaNodeDay, StoreError,
-    StoreResult, decode_classes, encode_classes, encode_note, incident_record,
+    Impact, IncidentFilter, IncidentNote, IncidentRecord, IncidentStatus, NewIncident, SlaNodeDay,
+    StoreError, StoreResult, decode_classes, encode_classes, encode_note, incident_record,
 };
 use tokio_postgres::Row;
 
@@ -77,7 +77,8 @@ pub(crate) async fn sla_days(pool: &Pool, from_day: i64, to_day: i64) -> StoreRe
         |r| {
             let r = R(r);
             let minutes = |i| {
-                u32::try_from(r.int(i)?).map_err(|_| StoreError::Corrupt(format!("SLA minutes in column {i}")))
+                u32::try_from(r.int(i)?)
+                    .map_err(|_| StoreError::Corrupt(format!("SLA minutes in column {i}")))
             };
             Ok(SlaNodeDay {
                 scope: r.text(0)?,

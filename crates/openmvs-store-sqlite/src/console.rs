@@ -2,8 +2,8 @@
 //! the same tables of the national and the hub database.
 
 use openmvs_store::{
-    Impact, IncidentFilter, IncidentNote, IncidentRecord, IncidentStatus, NewIncident, SlaNodeDay, StoreResult,
-    decode_classes, encode_classes, encode_note, incident_record,
+    Impact, IncidentFilter, IncidentNote, IncidentRecord, IncidentStatus, NewIncident, SlaNodeDay,
+    StoreResult, decode_classes, encode_classes, encode_note, incident_record,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -132,7 +132,8 @@ pub(crate) fn open_incident(c: &Connection, new: &NewIncident) -> StoreResult<(I
         .optional()
         .map_err(sql_err)?;
     if let Some(id) = id {
-        let rec = incident(c, id as u64)?.ok_or_else(|| openmvs_store::StoreError::Corrupt("an incident written is not there".into()))?;
+        let rec = incident(c, id as u64)?
+            .ok_or_else(|| openmvs_store::StoreError::Corrupt("an incident written is not there".into()))?;
         return Ok((rec, true));
     }
     let mut s = c
@@ -143,7 +144,10 @@ pub(crate) fn open_incident(c: &Connection, new: &NewIncident) -> StoreResult<(I
         .map_err(sql_err)?;
     let mut rows = s.query(params![new.scope, new.rule]).map_err(sql_err)?;
     let rec = rows.next().map_err(sql_err)?.map(record).transpose()?;
-    Ok((rec.ok_or_else(|| openmvs_store::StoreError::Corrupt("an incident written is not there".into()))?, false))
+    Ok((
+        rec.ok_or_else(|| openmvs_store::StoreError::Corrupt("an incident written is not there".into()))?,
+        false,
+    ))
 }
 
 pub(crate) fn note_incident(

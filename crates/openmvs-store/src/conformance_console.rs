@@ -36,7 +36,12 @@ fn row(scope: &str, day: i64, node: &str, requests: u64) -> SlaNodeDay {
 /// exactly, by scope, day and node, within the days asked for.
 pub async fn sla_rows_replace_their_own_and_read_back_by_day_range(store: Arc<dyn ConsoleStore>) {
     store
-        .put_sla(vec![row("DE", 10, "a", 10), row("DE", 11, "a", 20), row("DE", 11, "b", 30), row("DE", 12, "b", 4)])
+        .put_sla(vec![
+            row("DE", 10, "a", 10),
+            row("DE", 11, "a", 20),
+            row("DE", 11, "b", 30),
+            row("DE", 12, "b", 4),
+        ])
         .await
         .expect("put");
     let mut again = row("DE", 11, "a", 25);
@@ -69,29 +74,51 @@ fn incident(scope: &str, rule: Option<&str>, n: i64) -> NewIncident {
 pub async fn an_incident_keeps_its_timeline_and_takes_no_note_once_resolved(store: Arc<dyn ConsoleStore>) {
     let (first, created) = store.open_incident(incident("DE", None, 0)).await.expect("open");
     assert!(created);
-    assert_eq!((first.status, first.resolved_at, first.notes.len()), (IncidentStatus::Investigating, None, 1));
+    assert_eq!(
+        (first.status, first.resolved_at, first.notes.len()),
+        (IncidentStatus::Investigating, None, 1)
+    );
     let (second, _) = store.open_incident(incident("DE", None, 1)).await.expect("open");
     let (third, _) = store.open_incident(incident("DE", None, 2)).await.expect("open");
     assert!(first.id < second.id && second.id < third.id);
 
     let noted = store
-        .note_incident(first.id, note(10, IncidentStatus::Identified, "a \"disk\" <full>"), Some(Impact::Major))
+        .note_incident(
+            first.id,
+            note(10, IncidentStatus::Identified, "a \"disk\" <full>"),
+            Some(Impact::Major),
+        )
         .await
         .expect("note")
         .expect("open incident");
-    assert_eq!((noted.status, noted.impact, noted.notes.len()), (IncidentStatus::Identified, Impact::Major, 2));
+    assert_eq!(
+        (noted.status, noted.impact, noted.notes.len()),
+        (IncidentStatus::Identified, Impact::Major, 2)
+    );
     let resolved = store
         .note_incident(first.id, note(20, IncidentStatus::Resolved, "space freed"), None)
         .await
         .expect("note")
         .expect("open incident");
-    assert_eq!((resolved.status, resolved.resolved_at, resolved.impact), (IncidentStatus::Resolved, Some(at(20)), Impact::Major));
+    assert_eq!(
+        (resolved.status, resolved.resolved_at, resolved.impact),
+        (IncidentStatus::Resolved, Some(at(20)), Impact::Major)
+    );
     assert_eq!(
         resolved.notes.iter().map(|n| (n.message.as_str(), n.at)).collect::<Vec<_>>(),
         vec![("looking into it", at(0)), ("a \"disk\" <full>", at(10)), ("space freed", at(20))]
     );
-    assert_eq!(store.note_incident(first.id, note(30, IncidentStatus::Monitoring, "late"), None).await.expect("note"), None);
-    assert_eq!(store.note_incident(999_999, note(30, IncidentStatus::Monitoring, "none"), None).await.expect("note"), None);
+    assert_eq!(
+        store
+            .note_incident(first.id, note(30, IncidentStatus::Monitoring, "late"), None)
+            .await
+            .expect("note"),
+        None
+    );
+    assert_eq!(
+        store.note_incident(999_999, note(30, IncidentStatus::Monitoring, "none"), None).await.expect("note"),
+        None
+    );
     assert_eq!(store.incident(first.id).await.expect("read"), Some(resolved));
     assert_eq!(store.incident(999_999).await.expect("read"), None);
 
@@ -116,7 +143,9 @@ pub async fn a_rule_opens_one_incident_at_a_time_per_scope(store: Arc<dyn Consol
     let mut tasks = Vec::new();
     for n in 0..8 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move { store.open_incident(incident("DE", Some("slow:verification"), n)).await }));
+        tasks.push(tokio::spawn(async move {
+            store.open_incident(incident("DE", Some("slow:verification"), n)).await
+        }));
     }
     let mut opened = Vec::new();
     for t in tasks {
@@ -125,12 +154,19 @@ pub async fn a_rule_opens_one_incident_at_a_time_per_scope(store: Arc<dyn Consol
     assert_eq!(opened.iter().filter(|(_, created)| *created).count(), 1, "{opened:?}");
     let id = opened[0].0.id;
     assert!(opened.iter().all(|(i, _)| i.id == id));
-    let (other_scope, created) = store.open_incident(incident("FR", Some("slow:verification"), 9)).await.expect("open");
+    let (other_scope, created) =
+        store.open_incident(incident("FR", Some("slow:verification"), 9)).await.expect("open");
     assert!(created && other_scope.id != id);
-    let (other_rule, created) = store.open_incident(incident("DE", Some("not_ready"), 9)).await.expect("open");
+    let (other_rule, created) =
+        store.open_incident(incident("DE", Some("not_ready"), 9)).await.expect("open");
     assert!(created && other_rule.id != id);
-    store.note_incident(id, note(50, IncidentStatus::Resolved, "fast again"), None).await.expect("note").expect("open");
-    let (again, created) = store.open_incident(incident("DE", Some("slow:verification"), 60)).await.expect("open");
+    store
+        .note_incident(id, note(50, IncidentStatus::Resolved, "fast again"), None)
+        .await
+        .expect("note")
+        .expect("open");
+    let (again, created) =
+        store.open_incident(incident("DE", Some("slow:verification"), 60)).await.expect("open");
     assert!(created && again.id > other_rule.id);
     assert_eq!(again.rule.as_deref(), Some("slow:verification"));
 }

@@ -312,7 +312,8 @@ pub fn incident_record(
         rule,
         title,
         impact: Impact::parse(impact).ok_or_else(|| corrupt(format!("incident impact {impact:?}")))?,
-        status: IncidentStatus::parse(status).ok_or_else(|| corrupt(format!("incident status {status:?}")))?,
+        status: IncidentStatus::parse(status)
+            .ok_or_else(|| corrupt(format!("incident status {status:?}")))?,
         opened_at: Timestamp::from_unix_millis(opened_at),
         resolved_at: resolved_at.map(Timestamp::from_unix_millis),
         notes: decode_notes(notes)?,

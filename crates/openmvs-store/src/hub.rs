@@ -537,6 +537,6 @@ impl<T> HubStore for T where
         + HubOutboxStore
         + HubAlertStore
         + AuditStore
-    + crate::ConsoleStore
+        + crate::ConsoleStore
 {
 }

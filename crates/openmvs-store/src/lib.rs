@@ -7,13 +7,13 @@
 
 mod checkpoints;
 pub mod commit;
-mod console;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "conformance")]
 pub mod conformance_console;
 #[cfg(feature = "conformance")]
 pub mod conformance_hub;
+mod console;
 pub mod decode;
 pub mod decode_hub;
 pub mod entropy;

@@ -324,6 +324,6 @@ impl<T> Store for T where
         + IdempotencyStore
         + BulkStore
         + ClientStore
-    + crate::ConsoleStore
+        + crate::ConsoleStore
 {
 }

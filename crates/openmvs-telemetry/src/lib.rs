@@ -35,6 +35,7 @@ pub use histogram::{Histogram, LATENCY_BOUNDS_MICROS, SIZE_BOUNDS, Unit, duratio
 pub use metrics::{Counter, Gauge, MAX_SERIES_PER_METRIC, Metrics, MetricsError, REQUEST_DURATION};
 pub use op_class::OpClass;
 pub use sla::{
-    AvailabilityDay, DayFigures, Incident, MAX_INCIDENTS, MINUTE_WORDS, MonthFigures, OpSla, SlaReport,
-    SlaSnapshot, SlaTracker, SnapshotError,
+    AvailabilityDay, ClassDay, DAY_BUCKETS, DAY_LATENCY_BOUNDS_MICROS, DayFigures, Incident, MAX_INCIDENTS,
+    MINUTE_WORDS, MonthFigures, NodeDay, OpSla, SlaReport, SlaSnapshot, SlaTracker, SnapshotError, TRACKED,
+    percentile_ms,
 };

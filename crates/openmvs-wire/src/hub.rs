@@ -382,3 +382,20 @@ impl SignedHead {
         Ok(())
     }
 }
+
+/// An incident in progress at a national system, as the hub's status page shows it (the fields
+/// of the national system's `GET /v1/incidents` items that the hub reads).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct MarketIncident {
+    /// Its number at the national system.
+    pub id: u64,
+    /// Its title.
+    pub title: String,
+    /// `minor`, `major` or `critical`.
+    pub impact: String,
+    /// `investigating`, `identified` or `monitoring`.
+    pub status: String,
+    /// When it began.
+    #[schema(value_type = crate::schema::Time)]
+    pub opened_at: String,
+}

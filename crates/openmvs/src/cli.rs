@@ -197,6 +197,10 @@ pub enum Admin {
     /// Messages to the hub that gave up.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Incidents on the status page and in the feeds: of a national system, or of the hub with
+    /// `--config` naming the hub's configuration (or `--data-dir` the hub's data directory).
+    #[command(subcommand)]
+    Incident(IncidentCommand),
     /// Apply hub messages from a JSON file (`{"messages": [...]}`, the hub's delivery format), as
     /// if the hub had delivered them: for loading master data and packs into a standalone system.
     Import {
@@ -348,6 +352,77 @@ pub enum DeadLetterCommand {
         target: Target,
         /// Its sequence number, from `list`.
         seq: u64,
+    },
+}
+
+/// `openmvs admin incident ...`.
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// List incidents, newest first.
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// Only those not resolved yet.
+        #[arg(long)]
+        open: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON, one incident per line, with every update.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open an incident; it shows on the status page and in the feeds at once.
+    Open {
+        #[command(flatten)]
+        target: Target,
+        /// Its title.
+        #[arg(long)]
+        title: String,
+        /// minor, major or critical.
+        #[arg(long, default_value = "minor")]
+        impact: String,
+        /// investigating, identified or monitoring.
+        #[arg(long, default_value = "investigating")]
+        status: String,
+        /// What is known.
+        #[arg(long)]
+        message: String,
+        /// Who writes (shown to operators only).
+        #[arg(long, default_value = "operator")]
+        author: String,
+    },
+    /// Add an update to an incident.
+    Update {
+        #[command(flatten)]
+        target: Target,
+        /// Its number.
+        id: u64,
+        /// investigating, identified, monitoring or resolved.
+        #[arg(long)]
+        status: String,
+        /// What is new.
+        #[arg(long)]
+        message: String,
+        /// A new impact: minor, major or critical.
+        #[arg(long)]
+        impact: Option<String>,
+        /// Who writes.
+        #[arg(long, default_value = "operator")]
+        author: String,
+    },
+    /// Resolve an incident.
+    Resolve {
+        #[command(flatten)]
+        target: Target,
+        /// Its number.
+        id: u64,
+        /// What ended it.
+        #[arg(long)]
+        message: String,
+        /// Who writes.
+        #[arg(long, default_value = "operator")]
+        author: String,
     },
 }
 

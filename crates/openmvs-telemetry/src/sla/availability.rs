@@ -89,6 +89,19 @@ impl Availability {
         if observed == 0 { 1.0 } else { (observed - down) as f64 / observed as f64 }
     }
 
+    /// The observed minutes of `day` and how many of them were ready; zeros when the day is not
+    /// kept.
+    pub(crate) fn minutes(&self, day: i64) -> (u32, u32) {
+        match &self.days[day.rem_euclid(DAYS_KEPT as i64) as usize] {
+            Some(kept) if kept.day == day => {
+                let observed = count_bits(&kept.observed, 0, MINUTES_PER_DAY as usize - 1);
+                let down = count_bits(&kept.down, 0, MINUTES_PER_DAY as usize - 1);
+                (observed as u32, (observed - down) as u32)
+            }
+            _ => (0, 0),
+        }
+    }
+
     /// Every day kept, oldest first, for a snapshot.
     pub(crate) fn days(&self) -> Vec<AvailabilityDay> {
         let mut days: Vec<AvailabilityDay> = self.days.iter().flatten().cloned().collect();

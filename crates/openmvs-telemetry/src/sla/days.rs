@@ -80,6 +80,24 @@ struct DaySlot {
     count: DayWord,
     under: DayWord,
     sum_micros: DayWord,
+    buckets: [DayWord; BUCKETS],
+}
+
+/// The upper bounds (exclusive) of the latency buckets each day counts requests in, in
+/// microseconds; a last bucket counts everything slower. 300 ms is a bound, so the buckets below
+/// it hold exactly the requests under 300 ms.
+pub const DAY_LATENCY_BOUNDS_MICROS: [u64; 27] = [
+    500, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000, 7_500, 10_000, 15_000, 20_000, 30_000, 50_000, 75_000,
+    100_000, 150_000, 200_000, 250_000, 300_000, 400_000, 500_000, 750_000, 1_000_000, 2_000_000, 5_000_000,
+    10_000_000, 30_000_000,
+];
+
+/// Latency buckets per day: one per bound and one for slower requests.
+pub const BUCKETS: usize = DAY_LATENCY_BOUNDS_MICROS.len() + 1;
+
+/// The bucket of a latency.
+fn bucket_of(micros: u64) -> usize {
+    DAY_LATENCY_BOUNDS_MICROS.partition_point(|&b| b <= micros)
 }
 
 /// Totals over a range of days.
@@ -112,6 +130,12 @@ impl DayRing {
         slot.count.add(day, 1);
         slot.under.add(day, u64::from(micros < THRESHOLD_MICROS));
         slot.sum_micros.add(day, micros.min(MAX_OBSERVED_MICROS));
+        slot.buckets[bucket_of(micros)].add(day, 1);
+    }
+
+    /// The requests of one day per latency bucket (all zero when the day is not in the ring).
+    pub(crate) fn buckets(&self, day: i64) -> Vec<u64> {
+        self.slot(day).buckets.iter().map(|b| b.get(day)).collect()
     }
 
     /// Adds restored figures for `day`.
@@ -179,6 +203,20 @@ mod tests {
         ring.record(late + 64, 5);
         assert_eq!(ring.day(late + 64).count, 1);
         assert_eq!(ring.day(late).count, 0);
+    }
+
+    #[test]
+    fn each_request_lands_in_one_bucket_and_the_buckets_under_300_ms_hold_the_fast_ones() {
+        let ring = DayRing::new();
+        for micros in [0, 499, 500, 2_500, 299_999, 300_000, 31_000_000, u64::MAX] {
+            ring.record(7, micros);
+        }
+        let b = ring.buckets(7);
+        assert_eq!(b.len(), BUCKETS);
+        assert_eq!(b.iter().sum::<u64>(), 8);
+        assert_eq!((b[0], b[1], b[BUCKETS - 1]), (2, 1, 2));
+        let fast = DAY_LATENCY_BOUNDS_MICROS.iter().position(|&x| x == THRESHOLD_MICROS).unwrap() + 1;
+        assert_eq!(b[..fast].iter().sum::<u64>(), ring.day(7).under_300ms);
     }
 
     #[test]

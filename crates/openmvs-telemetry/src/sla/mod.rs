@@ -46,6 +46,7 @@ pub use snapshot::{DayFigures, SlaSnapshot, SnapshotError};
 
 use crate::op_class::OpClass;
 use availability::Availability;
+pub use days::{BUCKETS as DAY_BUCKETS, DAY_LATENCY_BOUNDS_MICROS};
 use days::{DAY_SLOTS, DayRing, Totals};
 use incidents::Incidents;
 
@@ -114,6 +115,13 @@ pub struct SlaReport {
 pub struct SlaTracker {
     verification: DayRing,
     status_update: DayRing,
+    bulk: DayRing,
+    auth: DayRing,
+    admin: DayRing,
+    /// The same counters per minute (the ring's "days" are minutes here), for the last hour of
+    /// verifications and status updates: what the incident rules look at.
+    recent_verification: DayRing,
+    recent_status_update: DayRing,
     availability: Mutex<Availability>,
     incidents: Mutex<Incidents>,
 }
@@ -130,6 +138,11 @@ impl SlaTracker {
         SlaTracker {
             verification: DayRing::new(),
             status_update: DayRing::new(),
+            bulk: DayRing::new(),
+            auth: DayRing::new(),
+            admin: DayRing::new(),
+            recent_verification: DayRing::new(),
+            recent_status_update: DayRing::new(),
             availability: Mutex::new(Availability::new()),
             incidents: Mutex::new(Incidents::new()),
         }
@@ -139,18 +152,45 @@ impl SlaTracker {
         match class {
             OpClass::Verification => Some(&self.verification),
             OpClass::StatusUpdate => Some(&self.status_update),
-            _ => None,
+            OpClass::Bulk => Some(&self.bulk),
+            OpClass::Auth => Some(&self.auth),
+            OpClass::Admin => Some(&self.admin),
+            OpClass::Other => None,
         }
     }
 
-    /// Counts one request of `class` answered at `at_unix_millis` in `micros`. Only verifications
-    /// and status updates are counted; other classes are ignored. A request more than 63 days
+    /// Counts one request of `class` answered at `at_unix_millis` in `micros`. Every class but
+    /// [`OpClass::Other`] is counted; the report's monthly figures are of verifications and status
+    /// updates, the stored history ([`SlaTracker::node_day`]) has them all. A request more than 63 days
     /// older than the newest one counted on the same slot is dropped.
     #[inline]
     pub fn record(&self, class: OpClass, at_unix_millis: i64, micros: u64) {
         if let Some(ring) = self.ring(class) {
             ring.record(at_unix_millis.div_euclid(DAY_MS), micros);
         }
+        match class {
+            OpClass::Verification => {
+                self.recent_verification.record(at_unix_millis.div_euclid(60_000), micros)
+            }
+            OpClass::StatusUpdate => {
+                self.recent_status_update.record(at_unix_millis.div_euclid(60_000), micros)
+            }
+            _ => {}
+        }
+    }
+
+    /// Requests of `class` (verifications and status updates only) answered in the `minutes`
+    /// whole and partial UTC minutes ending with the one holding `now_unix_millis` (at most 60),
+    /// and how many of them in under 300 ms.
+    pub fn window(&self, class: OpClass, now_unix_millis: i64, minutes: u32) -> (u64, u64) {
+        let ring = match class {
+            OpClass::Verification => &self.recent_verification,
+            OpClass::StatusUpdate => &self.recent_status_update,
+            _ => return (0, 0),
+        };
+        let last = now_unix_millis.div_euclid(60_000);
+        let t = ring.totals(last - i64::from(minutes.clamp(1, 60)) + 1..=last);
+        (t.count, t.under_300ms)
     }
 
     /// Records one readiness sample taken at `at_unix_millis`: `ready` is what `/health/ready`
@@ -183,6 +223,28 @@ impl SlaTracker {
             availability_30d: lock(&self.availability).share(now_unix_millis),
             incidents: lock(&self.incidents).newest_first(),
         }
+    }
+
+    /// What this tracker counted on `day` (days since the epoch), for the stored history: every
+    /// tracked class with requests that day, with its latency buckets, and the day's observed and
+    /// ready minutes.
+    pub fn node_day(&self, day: i64) -> NodeDay {
+        let classes = TRACKED
+            .into_iter()
+            .filter_map(|class| {
+                let ring = self.ring(class)?;
+                let t = ring.day(day);
+                (t.count > 0).then(|| ClassDay {
+                    class,
+                    count: t.count,
+                    under_300ms: t.under_300ms,
+                    sum_micros: t.sum_micros,
+                    buckets: ring.buckets(day),
+                })
+            })
+            .collect();
+        let (observed_minutes, ready_minutes) = lock(&self.availability).minutes(day);
+        NodeDay { day, classes, observed_minutes, ready_minutes }
     }
 
     /// Everything the tracker holds, for persisting: the day figures of the 64 days ending on
@@ -245,6 +307,59 @@ impl SlaTracker {
     }
 }
 
+/// The classes a tracker counts per day.
+pub const TRACKED: [OpClass; 5] =
+    [OpClass::Verification, OpClass::StatusUpdate, OpClass::Bulk, OpClass::Auth, OpClass::Admin];
+
+/// One class's figures of one day on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassDay {
+    /// The class.
+    pub class: OpClass,
+    /// Requests answered.
+    pub count: u64,
+    /// Requests answered in strictly less than 300 ms.
+    pub under_300ms: u64,
+    /// The sum of their latencies, in microseconds.
+    pub sum_micros: u64,
+    /// Requests per latency bucket ([`DAY_LATENCY_BOUNDS_MICROS`], then one for slower ones).
+    pub buckets: Vec<u64>,
+}
+
+/// What one node counted on one day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDay {
+    /// Days since 1970-01-01.
+    pub day: i64,
+    /// The classes with requests that day.
+    pub classes: Vec<ClassDay>,
+    /// Minutes of the day in which readiness was sampled.
+    pub observed_minutes: u32,
+    /// Observed minutes in which every sample was ready.
+    pub ready_minutes: u32,
+}
+
+/// The latency under which a share `q` (e.g. 0.95) of the requests counted in `buckets` were
+/// answered, in milliseconds, as the upper bound of the bucket holding that request: a figure the
+/// percentile does not exceed. Requests slower than the last bound count as one hour.
+/// `None` with no requests.
+pub fn percentile_ms(buckets: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            let bound = DAY_LATENCY_BOUNDS_MICROS.get(i).copied().unwrap_or(days::MAX_OBSERVED_MICROS);
+            return Some(bound as f64 / 1_000.0);
+        }
+    }
+    Some(days::MAX_OBSERVED_MICROS as f64 / 1_000.0)
+}
+
 /// Locks a mutex that no code path can leave inconsistent (every update under it is a few field
 /// writes that cannot panic half-way), so a poisoned lock is still safe to use.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -283,4 +398,56 @@ fn share(part: u64, whole: u64) -> f64 {
 
 fn mean_ms(sum_micros: u64, count: u64) -> Option<f64> {
     (count > 0).then(|| sum_micros as f64 / count as f64 / 1_000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_percentile_is_the_bound_of_the_bucket_holding_its_request() {
+        let mut b = vec![0u64; DAY_BUCKETS];
+        assert_eq!(percentile_ms(&b, 0.95), None);
+        b[0] = 94; // under 0.5 ms
+        b[6] = 5; // 4 to 5 ms
+        b[DAY_BUCKETS - 1] = 1; // over 30 s
+        assert_eq!(percentile_ms(&b, 0.5), Some(0.5));
+        assert_eq!(percentile_ms(&b, 0.95), Some(5.0));
+        assert_eq!(percentile_ms(&b, 0.99), Some(5.0));
+        assert_eq!(percentile_ms(&b, 1.0), Some(3_600_000.0));
+    }
+
+    #[test]
+    fn the_window_counts_the_last_minutes_only() {
+        let t = SlaTracker::new();
+        let now = 30_000 * 60_000 + 30_000;
+        t.record(OpClass::Verification, now - 10 * 60_000, 1_000);
+        t.record(OpClass::Verification, now - 4 * 60_000, 1_000);
+        t.record(OpClass::Verification, now, 400_000);
+        t.record(OpClass::Bulk, now, 400_000);
+        assert_eq!(t.window(OpClass::Verification, now, 5), (2, 1));
+        assert_eq!(t.window(OpClass::Verification, now, 60), (3, 2));
+        assert_eq!(t.window(OpClass::StatusUpdate, now, 5), (0, 0));
+        assert_eq!(t.window(OpClass::Bulk, now, 5), (0, 0));
+    }
+
+    #[test]
+    fn a_node_day_has_every_class_with_requests_and_the_days_minutes() {
+        let t = SlaTracker::new();
+        let day = 20_000;
+        let at = day * DAY_MS + 5 * 60_000;
+        t.record(OpClass::Verification, at, 1_200);
+        t.record(OpClass::Verification, at, 450_000);
+        t.record(OpClass::Auth, at, 80_000);
+        t.record(OpClass::Other, at, 10);
+        t.record_availability(at, true);
+        t.record_availability(at + 60_000, false);
+        let d = t.node_day(day);
+        assert_eq!((d.observed_minutes, d.ready_minutes), (2, 1));
+        let classes: Vec<(OpClass, u64, u64)> =
+            d.classes.iter().map(|c| (c.class, c.count, c.under_300ms)).collect();
+        assert_eq!(classes, vec![(OpClass::Verification, 2, 1), (OpClass::Auth, 1, 1)]);
+        assert_eq!(d.classes[0].buckets.iter().sum::<u64>(), 2);
+        assert_eq!(t.node_day(day + 1).classes, vec![]);
+    }
 }

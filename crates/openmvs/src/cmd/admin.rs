@@ -134,6 +134,7 @@ pub async fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             }
             outln!("dead letter {seq} is queued for delivery again");
         }
+        Admin::Incident(cmd) => return super::incident::run(cmd).await,
         Admin::Import { target, file } => {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;

@@ -19,7 +19,9 @@ use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
 use openmvs_core::roles::Role;
 use openmvs_core::time::Clock;
 use openmvs_http::admin::with_fake_clock;
+use openmvs_http::incidents::RuleConfig;
 use openmvs_http::limit::{Limiter, RateLimit};
+use openmvs_http::upkeep::{Upkeep, node_label};
 use openmvs_http::{
     HubState, NationalState, Observability, ServeOptions, ServerHandle, TlsConfig, hub_router,
     national_router, serve_with,
@@ -493,6 +495,10 @@ async fn demo(
             Duration::from_secs(1),
             stop_rx.clone(),
         )));
+        workers.push(tokio::spawn(
+            Upkeep::national(obs.clone(), national.clone(), &node_label(port), RuleConfig::default())
+                .run(stop_rx.clone()),
+        ));
         urls.insert(*m, format!("https://127.0.0.1:{port}"));
         running.obs.push(obs);
         running.servers.push(server);
@@ -534,6 +540,10 @@ async fn demo(
         )));
     }
     workers.push(tokio::spawn(hub.clone().run_relay(stop_rx.clone())));
+    workers.push(tokio::spawn(
+        Upkeep::hub(hub_obs.clone(), hub.clone(), &node_label(port_base), RuleConfig::default())
+            .run(stop_rx.clone()),
+    ));
     crate::health::probe(hub.as_ref(), &hub_obs, &hub_dir).await;
     workers.push(tokio::spawn(crate::health::run_probe(
         hub.clone(),

@@ -4,6 +4,7 @@ mod admin;
 mod agent;
 mod audit;
 mod demo;
+mod incident;
 mod pack;
 mod return_codes;
 mod scan;

@@ -3,16 +3,16 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use openmvs_core::time::Clock;
 use openmvs_http::hub_client::HttpHubLink;
+use openmvs_http::incidents::RuleConfig;
 use openmvs_http::limit::{Limiter, RateLimit};
+use openmvs_http::upkeep::{Upkeep, node_label};
 use openmvs_http::{NationalState, Observability, TlsConfig, national_router, serve_with};
 use openmvs_national::clock::SystemClock;
 use openmvs_national::{HubLink, National, NationalConfig};
-use openmvs_telemetry::SlaSnapshot;
 use tokio::sync::watch;
 
 use openmvs_node::{init_tracing, server_runtime};
@@ -20,9 +20,6 @@ use openmvs_node::{init_tracing, server_runtime};
 use crate::config::{self, NationalSettings};
 use crate::node;
 use crate::out::outln;
-
-/// How often availability is sampled and the SLA figures are saved.
-const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// Loads and validates the configuration file with the environment on top.
 pub fn settings(path: &Path) -> anyhow::Result<NationalSettings> {
@@ -72,13 +69,6 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let on_group: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(move |n| group_sizes.observe(n as u64));
     let store = node::open(&s.data_dir, &s.storage, clock.clone(), Some(on_group))?;
-    let sla_file = s.data_dir.join("sla.snapshot");
-    if let Ok(text) = std::fs::read_to_string(&sla_file) {
-        match SlaSnapshot::decode(&text) {
-            Ok(snap) => obs.sla.restore(&snap),
-            Err(e) => tracing::warn!(error = %e, "ignoring a damaged SLA snapshot"),
-        }
-    }
     let hub: Option<Arc<dyn HubLink>> = match &s.hub {
         Some(h) => {
             let ca = std::fs::read(&h.ca).with_context(|| format!("reading {}", h.ca.display()))?;
@@ -125,7 +115,15 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     let mut workers = vec![
         tokio::spawn(national.clone().run_bulk_worker(stop_rx.clone())),
         tokio::spawn(national.clone().run_relay(stop_rx.clone())),
-        tokio::spawn(sample(obs.clone(), national.clone(), sla_file.clone(), stop_rx.clone())),
+        tokio::spawn(
+            Upkeep::national(
+                obs.clone(),
+                national.clone(),
+                &node_label(server.local_addr().port()),
+                RuleConfig::default(),
+            )
+            .run(stop_rx.clone()),
+        ),
         // Clients cut off, keys revoked or rotated by other nodes and commands: seen within a second or two.
         tokio::spawn(
             national.clone().run_security_refresh(openmvs_national::SECURITY_REFRESH, stop_rx.clone()),
@@ -168,7 +166,6 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     for w in workers {
         let _ = w.await;
     }
-    save_sla(&obs, &sla_file);
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -229,36 +226,6 @@ pub(crate) async fn forward_heads(
         tokio::select! {
             _ = tokio::time::sleep(openmvs_store::CHECKPOINT_EVERY) => {}
             _ = stop.changed() => return,
-        }
-    }
-}
-
-fn save_sla(obs: &Observability, file: &Path) {
-    let text = obs.sla.snapshot(obs.clock.now().unix_millis()).encode();
-    let tmp = file.with_extension("tmp");
-    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file)) {
-        tracing::warn!(error = %e, "saving the SLA figures failed");
-    }
-}
-
-/// Samples readiness (a store that cannot commit counts as unavailable) for the availability
-/// figure and saves the SLA figures now and then.
-async fn sample(
-    obs: Arc<Observability>,
-    national: Arc<National>,
-    file: std::path::PathBuf,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut ticks = 0u32;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
-            _ = stop.changed() => return,
-        }
-        obs.sla.record_availability(obs.clock.now().unix_millis(), obs.is_ready() && national.store_ok());
-        ticks += 1;
-        if ticks.is_multiple_of(12) {
-            save_sla(&obs, &file);
         }
     }
 }

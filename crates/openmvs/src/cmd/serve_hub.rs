@@ -98,6 +98,15 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
             s.health.probe_every,
             stop_rx.clone(),
         )),
+        tokio::spawn(
+            openmvs_http::upkeep::Upkeep::hub(
+                obs.clone(),
+                hub.clone(),
+                &openmvs_http::upkeep::node_label(server.local_addr().port()),
+                openmvs_http::incidents::RuleConfig::default(),
+            )
+            .run(stop_rx.clone()),
+        ),
     ];
     // Ready only once a probe write commits; a hub that cannot write says so and becomes ready by
     // itself when a later probe succeeds.
