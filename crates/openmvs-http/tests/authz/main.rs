@@ -452,6 +452,17 @@ fn national_samples(rule: &RouteRule, ids: &NationalIds) -> Vec<Req> {
         )],
         "/v1/audit/packs/{scheme}/{product_code}/{serial}" => vec![req(m, audit, Body::None)],
         "/v1/admin/clients" => vec![req(m, "/v1/admin/clients", Body::None)],
+        "/v1/admin/incidents" => vec![req(
+            m,
+            rule.path,
+            Body::Json(json!({"title": "Slow answers", "impact": "minor", "message": "looking into it"})),
+        )],
+        "/v1/admin/incidents/{id}/updates" => vec![req(
+            m,
+            "/v1/admin/incidents/1/updates",
+            Body::Json(json!({"status": "monitoring", "message": "a fix is in place"})),
+        )],
+        "/v1/incidents/{id}" => vec![req(m, "/v1/incidents/1", Body::None)],
         "/v1/admin/clients/{client_id}/disable" => {
             vec![req(m, format!("/v1/admin/clients/{}/disable", ids.victim), Body::None)]
         }
@@ -474,8 +485,17 @@ fn national_samples(rule: &RouteRule, ids: &NationalIds) -> Vec<Req> {
             rule.path,
             Body::Json(json!({"scheme": "GTIN", "product_code": GTIN, "serial": "AUTHZ2"})),
         )],
-        "/v1/return-codes" | "/status" | "/metrics" | "/health/live" | "/health/ready"
-        | "/v1/openapi.json" | "/docs" => {
+        "/v1/return-codes"
+        | "/status"
+        | "/metrics"
+        | "/health/live"
+        | "/health/ready"
+        | "/v1/openapi.json"
+        | "/docs"
+        | "/v1/status"
+        | "/v1/incidents"
+        | "/v1/incidents/feed.atom"
+        | "/v1/incidents/feed.json" => {
             vec![req(m, rule.path, Body::None)]
         }
         p if p.starts_with("/WS_") && *m == Method::GET => vec![req(m, format!("{p}?wsdl"), Body::None)],
@@ -717,6 +737,7 @@ fn hub_samples(rule: &RouteRule, own: &Owned) -> Vec<Req> {
             )]
         }
         "/v1/callback" => vec![req(m, "/v1/callback", json(json!({"url": "https://127.0.0.1:9/callback"})))],
+        "/v1/incidents/{id}" => vec![req(m, "/v1/incidents/1", Body::None)],
         "/internal/v1/messages" => vec![req(m, rule.path, json(json!({"messages": []})))],
         // A product the hub does not know: answered at once, asking no market.
         "/internal/v1/intermarket" => vec![req(
@@ -728,8 +749,17 @@ fn hub_samples(rule: &RouteRule, own: &Owned) -> Vec<Req> {
                         "product_code": "04150037528643", "serial": "S1", "batch": BATCH, "expiry": EXPIRY}),
             ),
         )],
-        "/v1/return-codes" | "/status" | "/metrics" | "/health/live" | "/health/ready"
-        | "/v1/openapi.json" | "/docs" => {
+        "/v1/return-codes"
+        | "/status"
+        | "/metrics"
+        | "/health/live"
+        | "/health/ready"
+        | "/v1/openapi.json"
+        | "/docs"
+        | "/v1/status"
+        | "/v1/incidents"
+        | "/v1/incidents/feed.atom"
+        | "/v1/incidents/feed.json" => {
             vec![req(m, rule.path, Body::None)]
         }
         other => panic!("no sample request for the hub route {m} {other}: add one to the authz suite"),

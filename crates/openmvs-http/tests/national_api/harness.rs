@@ -90,7 +90,7 @@ pub fn fresh_serial() -> String {
 pub struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> TempDir {
+    pub fn new() -> TempDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -101,6 +101,11 @@ impl TempDir {
         ));
         std::fs::create_dir_all(&path).expect("create the test directory");
         TempDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
     }
 }
 

@@ -11,6 +11,7 @@
 mod alerts;
 mod audit;
 mod bulk;
+mod console;
 #[path = "../support/contract.rs"]
 mod contract;
 mod contract_answers;

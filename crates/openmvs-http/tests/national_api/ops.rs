@@ -51,17 +51,30 @@ async fn status_reports_the_market_and_per_class_figures_as_json_and_as_a_page()
         assert!(f["mean_ms_30d"].as_f64().is_some_and(|m| m > 0.0), "{class}: {f}");
     }
     assert!(s["incidents"].is_array(), "{}", r.text);
-    // The month so far, per class, as the monthly report gives it.
+    // Six months, the last this one, per class, as the monthly report gives them.
     let months = s["months"].as_array().expect("months");
-    let this_month = months.last().expect("this month")["month"].as_str().expect("month").to_owned();
+    assert_eq!(months.len(), 6, "{}", r.text);
+    let this_month = months.last().expect("this month");
     for (class, count) in [("verification", 3), ("status_update", 2)] {
-        let m = months
-            .iter()
-            .find(|m| m["month"] == this_month.as_str() && m["class"] == class)
-            .unwrap_or_else(|| panic!("{class} in {this_month}: {}", r.text));
-        assert_eq!(m["count"], count, "{m}");
+        let m = &this_month["classes"][class];
+        assert_eq!(m["requests"], count, "{class} in {this_month}");
         assert!(m["mean_ms"].as_f64().is_some_and(|v| v > 0.0), "{m}");
+        assert!(m["p95_ms"].as_f64().is_some_and(|v| v > 0.0), "{m}");
+        assert!(m["p99_ms"].as_f64() >= m["p95_ms"].as_f64(), "{m}");
+        assert_eq!(s["operations"][class]["p95_ms_month"], m["p95_ms"], "{class}");
     }
+    for earlier in &months[..5] {
+        assert_eq!(earlier["classes"]["verification"]["requests"], 0, "{earlier}");
+    }
+    let today = s["days"].as_array().and_then(|d| d.last()).expect("today");
+    assert_eq!(today["classes"]["verification"]["requests"], 3, "{today}");
+    // `GET /v1/status` is the same report.
+    let v1 = app.get("/v1/status").await;
+    assert_eq!(v1.status, 200, "{}", v1.text);
+    let (mut a, mut b) = (r.json.clone(), v1.json.clone());
+    a["generated_at"] = Value::Null;
+    b["generated_at"] = Value::Null;
+    assert_eq!(a, b);
 
     let page = app
         .http
@@ -77,7 +90,8 @@ async fn status_reports_the_market_and_per_class_figures_as_json_and_as_a_page()
     assert!(html.starts_with("<!doctype html>"), "{html}");
     assert!(html.contains("OpenMVS national system DE"), "{html}");
     assert!(html.contains("<svg"), "a chart of the verifications: {html}");
-    assert!(html.contains("<h2>By month</h2><table>"), "the monthly table: {html}");
+    assert!(html.contains("<h2>By month</h2><div class=\"scroll\"><table>"), "the monthly table: {html}");
+    assert!(html.contains("All services are operating normally."), "{html}");
 }
 
 #[tokio::test]
