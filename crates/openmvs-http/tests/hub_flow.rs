@@ -169,6 +169,8 @@ impl User {
 struct World {
     ca: CertificateAuthority,
     hub: Arc<Hub>,
+    /// The hub's metrics, SLA figures and readiness.
+    hub_obs: Arc<Observability>,
     hub_url: String,
     hub_store: Arc<SqliteHubStore>,
     /// Replaces the revocation lists of the hub's server, as `serve hub` does when `crl.pem` changes.
@@ -331,7 +333,7 @@ impl World {
         hobs.set_ready(true);
         let hub_server = serve(
             hub_listener,
-            hub_router(HubState { hub: hub.clone(), obs: hobs }),
+            hub_router(HubState { hub: hub.clone(), obs: hobs.clone() }),
             Some(tls(&server, &ca)),
         )
         .unwrap();
@@ -343,6 +345,7 @@ impl World {
         World {
             ca,
             hub,
+            hub_obs: hobs,
             hub_url,
             hub_store,
             hub_tls,
@@ -1215,6 +1218,34 @@ async fn the_hub_status_shows_each_market_reachable_or_not_with_its_backlog_and_
     }
     assert_eq!((&s["hub"]["ready"], &s["hub"]["backlog"]), (&json!(true), &json!(0)), "{s}");
 
+    // An incident in progress at DE shows on the hub's page.
+    let de_incident =
+        w.de.national
+            .store()
+            .open_incident(openmvs_store::NewIncident {
+                scope: "DE".into(),
+                rule: None,
+                title: "Planned maintenance".into(),
+                impact: openmvs_store::Impact::Minor,
+                note: openmvs_store::IncidentNote {
+                    at: w.clock.now(),
+                    status: openmvs_store::IncidentStatus::Monitoring,
+                    message: "Tonight 02:00-02:30 UTC.".into(),
+                    author: "nmvo".into(),
+                },
+            })
+            .await
+            .unwrap()
+            .0;
+    let s = status(&anyone).await;
+    assert_eq!(market(&s, "DE")["incidents"][0]["title"], "Planned maintenance", "{s}");
+    assert_eq!(market(&s, "FR")["incidents"], json!([]), "{s}");
+
+    let rules = openmvs_http::incidents::RuleConfig {
+        unreachable_after: Duration::from_secs(60),
+        ..openmvs_http::incidents::RuleConfig::default()
+    };
+    let upkeep = openmvs_http::upkeep::Upkeep::hub(w.hub_obs.clone(), w.hub.clone(), "hub-a", rules);
     let fr_addr = w.stop_fr().await;
     let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
     let supplied = de.call("supply", "status-supply-1", BOTH, SERIALS[5]).await;
@@ -1234,6 +1265,13 @@ async fn the_hub_status_shows_each_market_reachable_or_not_with_its_backlog_and_
         (&json!("reachable"), &json!(0))
     );
     assert!(s["hub"]["backlog"].as_u64().is_some_and(|n| n >= 1), "{s}");
+    // FR unreachable for over a minute: the rule opens the hub's incident.
+    let (opened, _) = upkeep.rules().await;
+    assert_eq!(opened.len(), 1, "{s}");
+    let s = status(&anyone).await;
+    assert_eq!(s["incidents"][0]["title"], "The hub cannot reach FR", "{s}");
+    let atom = anyone.get(format!("{}/v1/incidents/feed.atom", w.hub_url)).send_retrying().await.unwrap();
+    assert!(atom.text().await.unwrap().contains("The hub cannot reach FR"));
 
     let page = anyone.get(&url).header("accept", "text/html").send_retrying().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -1256,5 +1294,24 @@ async fn the_hub_status_shows_each_market_reachable_or_not_with_its_backlog_and_
         "{fr}"
     );
     assert_eq!(fr["failures_since_delivery"], 0, "{fr}");
+    let (_, resolved) = upkeep.rules().await;
+    assert_eq!(resolved, opened, "FR reachable again resolves the incident");
+    w.de.national
+        .store()
+        .note_incident(
+            de_incident.id,
+            openmvs_store::IncidentNote {
+                at: w.clock.now(),
+                status: openmvs_store::IncidentStatus::Resolved,
+                message: "Done.".into(),
+                author: "nmvo".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let s = status(&anyone).await;
+    assert_eq!(market(&s, "DE")["incidents"], json!([]), "a resolved incident leaves the hub's page: {s}");
+    assert_eq!(s["incidents"][0]["status"], "resolved", "{s}");
     w.stop().await;
 }
