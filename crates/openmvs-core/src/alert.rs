@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::error::ApiError;
 use crate::ids::{AlertId, Location, MarketCode, Serial};
 use crate::return_code::{AlertCode, ReturnCode};
 use crate::time::Timestamp;
@@ -680,5 +681,152 @@ mod tests {
             }
             proptest::prop_assert_eq!(settled(&changes), settled(&shuffled));
         }
+    }
+}
+
+/// What a list of alerts is narrowed to besides its status and who may see it: the alert code,
+/// product, batch, a market (where it was raised or where the pack is held), premises and a range
+/// of when it was raised. Every criterion given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertCriteria {
+    /// The hub alert code.
+    pub code: Option<AlertCode>,
+    /// The product code, as the request named it.
+    pub product_code: Option<String>,
+    /// The batch, as the request named it.
+    pub batch: Option<String>,
+    /// A market the alert concerns.
+    pub market: Option<MarketCode>,
+    /// The premises of the request.
+    pub location: Option<String>,
+    /// Raised at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Raised before this instant.
+    pub to: Option<Timestamp>,
+    /// Closed with this classification: `FALSIFICATION_CONFIRMED` lists the reports owed to the
+    /// national competent authority (DR Art 37(d)).
+    pub classification: Option<Classification>,
+}
+
+/// The query parameters [`AlertCriteria::parse`] reads.
+pub const ALERT_CRITERIA_PARAMS: [&str; 8] =
+    ["code", "product_code", "batch", "market", "location", "from", "to", "classification"];
+
+impl AlertCriteria {
+    /// Whether `a` meets every criterion.
+    pub fn matches(&self, a: &AlertView) -> bool {
+        self.code.is_none_or(|c| a.code == c)
+            && self.product_code.as_ref().is_none_or(|p| &a.product_code == p)
+            && self.batch.as_ref().is_none_or(|b| &a.batch == b)
+            && self.market.is_none_or(|m| a.market == m || a.pack_market == m)
+            && self.location.as_ref().is_none_or(|l| a.location.as_str() == l)
+            && self.from.is_none_or(|f| a.created_at >= f)
+            && self.to.is_none_or(|t| a.created_at < t)
+            && self.classification.is_none_or(|c| a.classification == Some(c))
+    }
+
+    /// Whether any criterion is given.
+    pub fn is_empty(&self) -> bool {
+        *self == AlertCriteria::default()
+    }
+
+    /// Reads the criteria from query parameters (`get` answers a parameter's value): `code` an
+    /// alert code, `market` a market code, `from` and `to` a date `YYYY-MM-DD` (UTC; `to`
+    /// includes its day) or an RFC 3339 instant (`to` excluded), the others as stored.
+    ///
+    /// # Errors
+    ///
+    /// A value that breaks its rule, named with the parameter (400).
+    pub fn parse<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<AlertCriteria, ApiError> {
+        let text = |name: &str, max: usize| -> Result<Option<String>, ApiError> {
+            match get(name) {
+                None => Ok(None),
+                Some(v) if v.is_empty() || v.len() > max => {
+                    Err(ApiError::field(name, format!("must be 1 to {max} characters")))
+                }
+                Some(v) => Ok(Some(v.to_owned())),
+            }
+        };
+        let code = get("code")
+            .map(|c| {
+                AlertCode::parse(c).ok_or_else(|| {
+                    ApiError::field(
+                        "code",
+                        format!("'{c}' is not an alert code (A2, A3, A24, A52, A68, SERIAL_GUESSING)"),
+                    )
+                })
+            })
+            .transpose()?;
+        let market = get("market")
+            .map(|m| MarketCode::new(m).map_err(|e| ApiError::field("market", e.to_string())))
+            .transpose()?;
+        let instant = |name: &str, end: bool| -> Result<Option<Timestamp>, ApiError> {
+            let Some(v) = get(name) else { return Ok(None) };
+            if let Some(t) = Timestamp::parse_rfc3339(v) {
+                return Ok(Some(t));
+            }
+            let day = parse_day(v).ok_or_else(|| {
+                ApiError::field(name, format!("'{v}' is neither a date YYYY-MM-DD nor an RFC 3339 instant"))
+            })?;
+            let start = Timestamp::start_of(day);
+            Ok(Some(if end { start.plus(std::time::Duration::from_secs(86_400)) } else { start }))
+        };
+        let c = AlertCriteria {
+            code,
+            product_code: text("product_code", 50)?,
+            batch: text("batch", 20)?,
+            market,
+            location: text("location", 100)?,
+            from: instant("from", false)?,
+            to: instant("to", true)?,
+            classification: get("classification")
+                .map(|c| {
+                    Classification::parse(c).ok_or_else(|| {
+                        ApiError::field("classification", format!("'{c}' is not a classification"))
+                    })
+                })
+                .transpose()?,
+        };
+        if let (Some(f), Some(t)) = (c.from, c.to)
+            && f >= t
+        {
+            return Err(ApiError::field("to", "must be after from"));
+        }
+        Ok(c)
+    }
+}
+
+fn parse_day(s: &str) -> Option<crate::time::Date> {
+    let mut parts = s.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    crate::time::Date::new(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)
+}
+
+#[cfg(test)]
+mod criteria_tests {
+    use super::*;
+
+    fn get<'a>(q: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
+        move |k| q.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn criteria_are_read_with_the_parameter_named_at_fault() {
+        let c = AlertCriteria::parse(get(&[("code", "A3"), ("from", "2026-12-01"), ("to", "2026-12-01")]))
+            .unwrap();
+        assert_eq!(c.code, Some(AlertCode::A3));
+        let from = c.from.unwrap();
+        assert_eq!(c.to.unwrap().since(from).as_secs(), 86_400, "to includes its day");
+        let field = |q: &[(&str, &str)]| AlertCriteria::parse(get(q)).unwrap_err().details[0].field.clone();
+        assert_eq!(field(&[("code", "A9")]), "code");
+        assert_eq!(field(&[("market", "de")]), "market");
+        assert_eq!(field(&[("from", "2026-13-01")]), "from");
+        assert_eq!(field(&[("from", "2026-12-02"), ("to", "2026-12-01")]), "to");
+        assert_eq!(field(&[("classification", "FAKE")]), "classification");
+        assert_eq!(field(&[("batch", "")]), "batch");
+        assert!(AlertCriteria::parse(get(&[])).unwrap().is_empty());
     }
 }

@@ -544,12 +544,19 @@ async fn pack_query(
     get, path = "/v1/alerts", tag = "alerts",
     params(
         ("status" = Option<schema::AlertStatusName>, Query, description = "Only alerts with this status."),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "The page size, 1-1000 (default 100)."),
+        ("code" = Option<String>, Query, description = "Only alerts with this alert code (A2, A3, A24, A52, A68)."),
+        ("product_code" = Option<String>, Query, description = "Only alerts on this product code, as the request named it."),
+        ("batch" = Option<String>, Query, description = "Only alerts on this batch."),
+        ("market" = Option<String>, Query, description = "Only alerts raised in this market or on a pack it holds."),
+        ("location" = Option<String>, Query, description = "Only alerts raised at these premises."),
+        ("from" = Option<String>, Query, description = "Only alerts raised at or after this date (`YYYY-MM-DD`, UTC) or instant (RFC 3339)."),
+        ("to" = Option<String>, Query, description = "Only alerts raised up to this date, included (`YYYY-MM-DD`), or before this instant (RFC 3339)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "The page size, 1-1000 (default 100). A page may hold fewer while a `next_cursor` goes on: a page looks at 10,000 alerts at most."),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
     ),
     responses(
         (status = 200, description = "A page of alerts, newest first.", body = AlertList),
-        (status = 400, description = "An unknown query parameter, a status that is not one, or a limit outside 1-1000.", body = HubErrorBody),
+        (status = 400, description = "An unknown query parameter, or a value outside its rule (`details` name it).", body = HubErrorBody),
     )
 )]
 async fn alerts(
@@ -557,23 +564,16 @@ async fn alerts(
     Obp(obp): Obp,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, HubHttpError> {
-    if let Some(k) = q.keys().find(|k| !["status", "limit", "cursor"].contains(&k.as_str())) {
-        return Err(HubHttpError::from(ApiError::malformed(
-            k.as_str(),
-            "is not a query parameter of this route (status, limit, cursor)",
-        )));
-    }
-    let limit = q
-        .get("limit")
-        .map(|l| {
-            l.parse::<usize>().map_err(|_| {
-                HubHttpError::from(ApiError::malformed("limit", format!("'{l}' is not a number")))
-            })
-        })
-        .transpose()?;
+    let (criteria, limit) = crate::national::alert_query(&q)?;
     let list = s
         .hub
-        .alerts(&obp, q.get("status").map(String::as_str), limit, q.get("cursor").map(String::as_str))
+        .alerts(
+            &obp,
+            q.get("status").map(String::as_str),
+            &criteria,
+            limit,
+            q.get("cursor").map(String::as_str),
+        )
         .await?;
     Ok(axum::Json(AlertList::from(&list)).into_response())
 }

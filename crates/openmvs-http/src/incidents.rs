@@ -399,7 +399,7 @@ pub async fn for_status(store: &dyn ConsoleStore, scopes: &[&str]) -> StoreResul
         .chain(latest.into_iter().filter(|i| i.resolved_at.is_some()).take(10))
         .filter(|i| scopes.contains(&i.scope.as_str()))
         .collect();
-    rows.sort_by(|a, b| b.id.cmp(&a.id));
+    rows.sort_by_key(|i| std::cmp::Reverse(i.id));
     rows.dedup_by_key(|i| i.id);
     Ok(rows.iter().map(IncidentView::from).collect())
 }

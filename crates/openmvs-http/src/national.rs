@@ -560,12 +560,19 @@ async fn bulk_get(
     get, path = "/v1/alerts", tag = "alerts",
     params(
         ("status" = Option<schema::AlertStatusName>, Query, description = "Only alerts with this status."),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "The page size, 1-1000 (default 100)."),
+        ("code" = Option<String>, Query, description = "Only alerts with this alert code (A2, A3, A24, A52, A68, SERIAL_GUESSING)."),
+        ("product_code" = Option<String>, Query, description = "Only alerts on this product code, as the request named it."),
+        ("batch" = Option<String>, Query, description = "Only alerts on this batch."),
+        ("market" = Option<String>, Query, description = "Only alerts raised in this market or on a pack it holds."),
+        ("location" = Option<String>, Query, description = "Only alerts raised at these premises."),
+        ("from" = Option<String>, Query, description = "Only alerts raised at or after this date (`YYYY-MM-DD`, UTC) or instant (RFC 3339)."),
+        ("to" = Option<String>, Query, description = "Only alerts raised up to this date, included (`YYYY-MM-DD`), or before this instant (RFC 3339)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "The page size, 1-1000 (default 100). A page may hold fewer while a `next_cursor` goes on: a page looks at 10,000 alerts at most."),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
     ),
     responses(
         (status = 200, description = "A page of alerts, newest first.", body = AlertList),
-        (status = 400, description = "An unknown query parameter, a status that is not one, or a limit outside 1-1000.", body = ErrorBody),
+        (status = 400, description = "An unknown query parameter, or a value outside its rule (`details` name it).", body = ErrorBody),
     )
 )]
 async fn alerts(
@@ -573,18 +580,38 @@ async fn alerts(
     Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, HttpError> {
-    if let Some(k) = q.keys().find(|k| !["status", "limit", "cursor"].contains(&k.as_str())) {
-        return Err(HttpError::field(k, "is not a query parameter of this route (status, limit, cursor)"));
+    let (criteria, limit) = alert_query(&q)?;
+    let page = s
+        .national
+        .alerts(
+            &actor,
+            q.get("status").map(String::as_str),
+            &criteria,
+            limit,
+            q.get("cursor").map(String::as_str),
+        )
+        .await?;
+    Ok(axum::Json(AlertList::from(&page)).into_response())
+}
+
+/// The criteria and page size of an alert list's query, refusing a parameter the route does not
+/// take.
+pub(crate) fn alert_query(
+    q: &HashMap<String, String>,
+) -> Result<(openmvs_core::alert::AlertCriteria, Option<usize>), ApiError> {
+    use openmvs_core::alert::{ALERT_CRITERIA_PARAMS, AlertCriteria};
+    let known = |k: &str| ["status", "limit", "cursor"].contains(&k) || ALERT_CRITERIA_PARAMS.contains(&k);
+    if let Some(k) = q.keys().find(|k| !known(k)) {
+        return Err(ApiError::field(
+            k,
+            "is not a query parameter of this route (status, code, product_code, batch, market, location, from, to, limit, cursor)",
+        ));
     }
     let limit = q
         .get("limit")
-        .map(|l| l.parse::<usize>().map_err(|_| HttpError::field("limit", format!("'{l}' is not a number"))))
+        .map(|l| l.parse::<usize>().map_err(|_| ApiError::field("limit", format!("'{l}' is not a number"))))
         .transpose()?;
-    let page = s
-        .national
-        .alerts(&actor, q.get("status").map(String::as_str), limit, q.get("cursor").map(String::as_str))
-        .await?;
-    Ok(axum::Json(AlertList::from(&page)).into_response())
+    Ok((AlertCriteria::parse(|k| q.get(k).map(String::as_str))?, limit))
 }
 
 /// Read an alert with its comments and its status history.

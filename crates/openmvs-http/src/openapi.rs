@@ -130,6 +130,7 @@ pub fn is_public(path: &str) -> bool {
         (name = "alerts", description = "Alerts raised by failed checks, and their investigation (api.md §4)."),
         (name = "audit", description = "The audit trail of a pack, for the authority and the NMVO."),
         (name = "clients", description = "The NMVO's administration of the market's clients."),
+        (name = "incidents", description = "Incidents of the system with their timeline, and their feeds: public to read; the NMVO opens, updates and resolves them."),
         (name = "operations", description = "Return codes, service figures, metrics and health: public."),
         (name = "documents", description = "This document, and its page for people: public."),
         (name = "demo", description = "Only in a demonstration started with `openmvs demo --fake-clock`."),
@@ -186,7 +187,8 @@ struct NationalApi;
         (name = "packs", description = "Pack states set by the OBP, and where a pack stands in each market."),
         (name = "alerts", description = "Alerts on the OBP's products, worked together with the markets' NMVOs."),
         (name = "callback", description = "Where the hub sends the OBP's events."),
-        (name = "operations", description = "Return codes, metrics and health: public."),
+        (name = "incidents", description = "Incidents of the hub with their timeline, and their feeds: public."),
+        (name = "operations", description = "Return codes, service figures, metrics and health: public."),
         (name = "documents", description = "This document, and its page for people: public."),
         (name = "demo", description = "Only in a demonstration started with `openmvs demo --fake-clock`."),
     )
@@ -419,6 +421,8 @@ pub fn codes_for(
                 }
                 // Serial guessing contains a client on the routes that name packs to it.
                 ReturnCode::ClientSuspended => guessed,
+                // Only a resolved incident refuses a change.
+                ReturnCode::StateConflict => path == "/v1/admin/incidents/{id}/updates",
                 _ => c.info().kind == CodeKind::Error,
             },
             // The hub keeps no client transaction ids, and refuses a bad product code as
@@ -431,6 +435,7 @@ pub fn codes_for(
                         && !matches!(
                             c,
                             ReturnCode::TransactionIdReused
+                                | ReturnCode::StateConflict
                                 | ReturnCode::CheckDigit
                                 | ReturnCode::RateLimited
                                 | ReturnCode::ClientSuspended

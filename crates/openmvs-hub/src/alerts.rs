@@ -7,8 +7,8 @@
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::{
-    AlertComment, AlertPage, AlertStatus, AlertThread, AlertView, AlertWork, Classification, StatusChange,
-    Worker, decide_work,
+    AlertComment, AlertCriteria, AlertPage, AlertStatus, AlertThread, AlertView, AlertWork, Classification,
+    StatusChange, Worker, decide_work,
 };
 use openmvs_core::ids::{AlertId, MarketCode};
 use openmvs_core::pack::Policy;
@@ -68,12 +68,14 @@ fn not_found(id: &str) -> ApiError {
 }
 
 impl Hub {
-    /// `GET /v1/alerts` for an OBP: a page of the alerts on its products, in id order, optionally
-    /// of one status; `next_cursor` continues the list.
+    /// `GET /v1/alerts` for an OBP: a page of the alerts on its products, with `status` and
+    /// meeting `criteria`, in id order, from after `cursor`. A page looks at
+    /// [`openmvs_store::SCAN_PER_PAGE`] alerts at most and then ends with a cursor to go on from.
     pub async fn alerts(
         &self,
         obp: &str,
         status: Option<&str>,
+        criteria: &AlertCriteria,
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<AlertPage, ApiError> {
@@ -91,19 +93,22 @@ impl Hub {
         let filter = HubAlertFilter {
             obp: Some(obp.into()),
             status,
-            product_code: None,
-            after: cursor.map(AlertId::from),
-            // One more than asked tells whether there is a next page.
-            limit: limit + 1,
+            product_code: criteria.product_code.clone(),
+            after: None,
+            limit: openmvs_store::SCAN_BATCH,
         };
-        let mut alerts = self.store.alerts(&filter).await?;
-        let next_cursor = if alerts.len() > limit {
-            alerts.truncate(limit);
-            alerts.last().map(|a| a.id.clone())
-        } else {
-            None
-        };
-        let alerts = alerts.iter().map(view).collect::<Result<Vec<_>, _>>()?;
+        let (alerts, next_cursor) = openmvs_store::scan_page(
+            |after| {
+                let filter = HubAlertFilter { after, ..filter.clone() };
+                async move { self.store.alerts(&filter).await }
+            },
+            cursor.map(AlertId::from),
+            limit,
+            |a: &HubAlertRecord| a.id.clone(),
+            |v: &AlertView| v.id.clone(),
+            |a| Ok::<_, StoreError>(Some(view(a)?).filter(|v| criteria.matches(v))),
+        )
+        .await?;
         Ok(AlertPage { alerts, next_cursor })
     }
 

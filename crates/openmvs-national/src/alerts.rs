@@ -5,8 +5,8 @@
 
 use openmvs_audit::Entry;
 use openmvs_core::alert::{
-    AlertComment, AlertPage, AlertStatus, AlertThread, AlertView, AlertWork, Classification, StatusChange,
-    Worker, decide_work,
+    AlertComment, AlertCriteria, AlertPage, AlertStatus, AlertThread, AlertView, AlertWork, Classification,
+    StatusChange, Worker, decide_work,
 };
 use openmvs_core::answer::AlertRef;
 use openmvs_core::ids::{AlertId, ClientId, MarketCode, PackIdentifier};
@@ -70,11 +70,16 @@ impl National {
         }
     }
 
-    /// `GET /v1/alerts`: a page of the alerts the actor may see.
+    /// `GET /v1/alerts`: a page of the alerts the actor may see, with `status` and meeting
+    /// `criteria`, in id order (the order they were raised), from after `cursor`.
+    ///
+    /// A page ends early when [`openmvs_store::SCAN_PER_PAGE`] alerts were looked at without
+    /// filling it; its `next_cursor` then goes on from there.
     pub async fn alerts(
         &self,
         actor: &Actor,
         status: Option<&str>,
+        criteria: &AlertCriteria,
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<AlertPage, ApiError> {
@@ -89,28 +94,29 @@ impl National {
         if limit == 0 || limit > MAX_LIMIT {
             return Err(ApiError::field("limit", format!("must be 1-{MAX_LIMIT}")));
         }
+        let own = client_id.is_some();
         let filter = AlertFilter {
             status,
             client_id,
-            product_code: None,
-            after: cursor.map(AlertId::from),
-            // One more than asked tells whether there is a next page.
-            limit: limit + 1,
+            product_code: criteria.product_code.clone(),
+            after: None,
+            limit: openmvs_store::SCAN_BATCH,
         };
-        let mut alerts = self.store.alerts(&filter).await?;
-        let next_cursor = if alerts.len() > limit {
-            alerts.truncate(limit);
-            alerts.last().map(|a| a.id.clone())
-        } else {
-            None
-        };
-        if filter.client_id.is_some() {
-            // An end user's list holds the alerts its requests raised, not the NMVO's alert about
-            // how it uses the system; the page may then be shorter, and the cursor still follows
-            // the store's order.
-            alerts.retain(|a| !for_the_nmvo_only(a));
-        }
-        Ok(AlertPage { alerts: alerts.iter().map(view).collect(), next_cursor })
+        let (alerts, next_cursor) = openmvs_store::scan_page(
+            |after| {
+                let filter = AlertFilter { after, ..filter.clone() };
+                async move { self.store.alerts(&filter).await }
+            },
+            cursor.map(AlertId::from),
+            limit,
+            |a: &AlertRecord| a.id.clone(),
+            |v: &AlertView| v.id.clone(),
+            // An end user's list holds the alerts its requests raised, not the NMVO's alert
+            // about how it uses the system.
+            |a| Ok(Some(view(a)).filter(|v| !(own && for_the_nmvo_only(a)) && criteria.matches(v))),
+        )
+        .await?;
+        Ok(AlertPage { alerts, next_cursor })
     }
 
     /// `GET /v1/alerts/{id}`: 404 when the alert does not exist or the actor may not see it.

@@ -179,8 +179,10 @@ async fn all_national_alerts(sim: &Sim, m: MarketCode) -> Result<Vec<AlertView>,
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page =
-            national.alerts(&nmvo, None, Some(100), cursor.as_deref()).await.map_err(|e| e.to_string())?;
+        let page = national
+            .alerts(&nmvo, None, &Default::default(), Some(100), cursor.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
         out.extend(page.alerts);
         match page.next_cursor {
             Some(c) => cursor = Some(c.as_str().to_owned()),
@@ -194,7 +196,10 @@ async fn all_hub_alerts(sim: &Sim) -> Result<Vec<AlertView>, String> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = hub.alerts(OBP, None, Some(100), cursor.as_deref()).await.map_err(|e| e.to_string())?;
+        let page = hub
+            .alerts(OBP, None, &Default::default(), Some(100), cursor.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
         out.extend(page.alerts);
         match page.next_cursor {
             Some(c) => cursor = Some(c.as_str().to_owned()),

@@ -469,7 +469,10 @@ impl Sim {
         let m = self.any_market();
         let national = self.national(m)?;
         let actor = self.nmvo(m);
-        let page = national.alerts(&actor, None, Some(100), None).await.map_err(|e| e.to_string())?;
+        let page = national
+            .alerts(&actor, None, &Default::default(), Some(100), None)
+            .await
+            .map_err(|e| e.to_string())?;
         if page.alerts.is_empty() {
             return Ok(());
         }
@@ -507,7 +510,8 @@ impl Sim {
     /// A status change or comment the OBP makes at the hub on one of its alerts.
     async fn obp_works_an_alert(&mut self) -> Result<(), String> {
         let hub = self.hub()?;
-        let page = hub.alerts(OBP, None, Some(100), None).await.map_err(|e| e.to_string())?;
+        let page =
+            hub.alerts(OBP, None, &Default::default(), Some(100), None).await.map_err(|e| e.to_string())?;
         if page.alerts.is_empty() {
             return Ok(());
         }

@@ -323,6 +323,58 @@ pub fn incident_record(
 /// The columns [`incident_record`] reads, in its order, for the engines' `SELECT`s.
 pub const INCIDENT_COLUMNS: &str = "id, scope, rule, title, impact, status, opened_at, resolved_at, notes";
 
+/// Alerts read from the store at a time while a filtered page is filled.
+pub const SCAN_BATCH: usize = 500;
+/// Records a filtered page looks at, at most, before it ends with a cursor to go on from: a rare
+/// match costs several pages, never one unbounded read.
+pub const SCAN_PER_PAGE: usize = 10_000;
+
+/// Fills a page of at most `limit` items from a list read in id order [`SCAN_BATCH`] at a time by
+/// `fetch(after)`, keeping what `keep` turns into an item; returns the page and the cursor of the
+/// next one: after the last item shown when a further item exists, after the last record looked
+/// at when [`SCAN_PER_PAGE`] were looked at first, `None` at the end of the list. Both services'
+/// alert lists page so.
+///
+/// # Errors
+///
+/// What `fetch` or `keep` fail with.
+pub async fn scan_page<R, V, I, E, F, Fut>(
+    mut fetch: F,
+    mut after: Option<I>,
+    limit: usize,
+    id_of: impl Fn(&R) -> I,
+    item_id: impl Fn(&V) -> I,
+    keep: impl Fn(&R) -> Result<Option<V>, E>,
+) -> Result<(Vec<V>, Option<I>), E>
+where
+    I: Clone,
+    F: FnMut(Option<I>) -> Fut,
+    Fut: Future<Output = Result<Vec<R>, E>>,
+{
+    let (mut page, mut scanned) = (Vec::new(), 0usize);
+    loop {
+        let batch = fetch(after.clone()).await?;
+        let exhausted = batch.len() < SCAN_BATCH;
+        for r in &batch {
+            scanned += 1;
+            if let Some(v) = keep(r)? {
+                if page.len() == limit {
+                    let next = page.last().map(&item_id);
+                    return Ok((page, next));
+                }
+                page.push(v);
+            }
+            after = Some(id_of(r));
+        }
+        if exhausted {
+            return Ok((page, None));
+        }
+        if scanned >= SCAN_PER_PAGE {
+            return Ok((page, after));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +396,48 @@ mod tests {
             author: "nmvo-ops".into(),
         };
         assert_eq!(decode_notes(&format!("[{}]", encode_note(&note))).unwrap(), vec![note]);
+    }
+
+    /// Runs a future whose every await is ready at once.
+    fn now<T>(f: impl Future<Output = T>) -> T {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("not ready"),
+        }
+    }
+
+    /// Pages of the numbers `0..n` that `keep` keeps, in batches as a store would read them.
+    fn page(n: u64, after: Option<u64>, limit: usize, keep: fn(u64) -> bool) -> (Vec<u64>, Option<u64>) {
+        now(scan_page(
+            |after: Option<u64>| {
+                let from = after.map_or(0, |a| a + 1);
+                std::future::ready(Ok::<_, ()>((from..n).take(SCAN_BATCH).collect::<Vec<u64>>()))
+            },
+            after,
+            limit,
+            |r| *r,
+            |v| *v,
+            |r| Ok(Some(*r).filter(|r| keep(*r))),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_filtered_page_ends_at_its_limit_at_the_end_or_at_the_scan_bound_with_a_cursor_to_go_on() {
+        assert_eq!(page(10, None, 3, |_| true), (vec![0, 1, 2], Some(2)));
+        assert_eq!(page(10, Some(8), 3, |_| true), (vec![9], None));
+        assert_eq!(
+            page(4, None, 4, |_| true),
+            (vec![0, 1, 2, 3], None),
+            "no empty page after a full last one"
+        );
+        assert_eq!(page(2_000, None, 2, |r| r % 700 == 0), (vec![0, 700], Some(700)));
+        // One match far away: a page looks at SCAN_PER_PAGE records and hands on the cursor.
+        let far = SCAN_PER_PAGE as u64 + 50;
+        let first = page(far + 1, None, 5, |r| r == SCAN_PER_PAGE as u64 + 50);
+        assert_eq!(first, (vec![], Some(SCAN_PER_PAGE as u64 - 1)));
+        assert_eq!(page(far + 1, first.1, 5, |r| r == SCAN_PER_PAGE as u64 + 50), (vec![far], None));
     }
 
     #[test]

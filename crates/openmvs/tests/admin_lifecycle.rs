@@ -247,3 +247,63 @@ fn a_node_that_cannot_even_read_its_database_on_a_read_only_directory_refuses_to
     assert!(err.contains("national.db") && err.contains("cannot be written"), "{err}");
     drop(mount);
 }
+
+/// `openmvs admin incident open|update|resolve|list` on a running node's configuration: the node's
+/// `/v1/incidents` and its feed show what the command wrote at once, and a bad flag is refused
+/// naming it, with nothing written.
+#[test]
+fn incidents_written_by_the_command_line_show_on_the_running_nodes_status_and_feeds() {
+    let node = Node::new("incidents", "");
+    let server = node.start();
+    let http = http();
+    let get = |path: &str| -> serde_json::Value {
+        let r = http.get(format!("{}{path}", server.base)).send().expect("a GET");
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().expect("JSON")
+    };
+    let bad = admin_fails(
+        &node,
+        &["admin", "incident", "open", "--title", "x", "--impact", "huge", "--message", "m"],
+    );
+    assert!(bad.contains("--impact"), "{bad}");
+    assert_eq!(get("/v1/incidents")["incidents"], serde_json::json!([]));
+
+    let out = node.admin(&[
+        "admin",
+        "incident",
+        "open",
+        "--title",
+        "Slow answers",
+        "--impact",
+        "major",
+        "--message",
+        "Investigating.",
+    ]);
+    assert!(out.contains("incident 1 opened"), "{out}");
+    let open = get("/v1/incidents?open=true");
+    assert_eq!(open["incidents"][0]["title"], "Slow answers", "{open}");
+    let out = node.admin(&[
+        "admin",
+        "incident",
+        "update",
+        "1",
+        "--status",
+        "identified",
+        "--message",
+        "A disk is full.",
+    ]);
+    assert!(out.contains("incident 1 is identified"), "{out}");
+    let out = node.admin(&["admin", "incident", "resolve", "1", "--message", "Space freed."]);
+    assert!(out.contains("incident 1 is resolved"), "{out}");
+    let late = admin_fails(&node, &["admin", "incident", "resolve", "1", "--message", "again"]);
+    assert!(late.contains("resolved already"), "{late}");
+    let one = get("/v1/incidents/1");
+    assert_eq!(one["status"], "resolved", "{one}");
+    assert_eq!(one["updates"].as_array().map(Vec::len), Some(3), "{one}");
+    let list = node.admin(&["admin", "incident", "list"]);
+    assert!(list.starts_with("1\tresolved\tmajor\t") && list.contains("Slow answers"), "{list}");
+    let feed = http.get(format!("{}/v1/incidents/feed.atom", server.base)).send().expect("the feed");
+    assert!(feed.text().expect("text").contains("[resolved] Slow answers"));
+    let status = get("/v1/status");
+    assert_eq!(status["incidents"][0]["id"], 1, "{status}");
+}

@@ -205,3 +205,56 @@ async fn the_nmvo_comments_on_an_alert_and_reads_the_thread_with_author_role_and
         .expect_error(404, "NMVS_TE_NF_01", Some("id"));
     assert_eq!(nmvo.get(&format!("/v1/alerts/{id}")).await.json, read);
 }
+
+#[tokio::test]
+async fn the_workbench_filters_alerts_by_code_product_batch_market_premises_date_and_classification() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let b = app.client(Role::Pharmacy, "pharmacy-b").await;
+    let nmvo = app.client(Role::Nmvo, "nmvo-office").await;
+    let nca = app.client(Role::Nca, "nca-office").await;
+    let of_a = BTreeSet::from([raise(&a, &p).await, raise(&a, &p).await]);
+    let of_b = raise(&b, &p).await;
+    let list = |q: String| {
+        let nmvo = &nmvo;
+        async move { ids(&nmvo.all_alerts(&format!("&{q}")).await) }
+    };
+    assert_eq!(list("location=pharmacy-b".to_owned()).await, BTreeSet::from([of_b.clone()]));
+    assert_eq!(list("code=A3&location=pharmacy-a".to_owned()).await, of_a);
+    assert_eq!(list("code=A24".to_owned()).await, BTreeSet::new());
+    assert_eq!(list(format!("product_code={GTIN}&batch={BATCH}")).await.len(), 3);
+    assert_eq!(list("batch=OTHER".to_owned()).await, BTreeSet::new());
+    assert_eq!(list("market=DE".to_owned()).await.len(), 3);
+    assert_eq!(list("market=FR".to_owned()).await, BTreeSet::new());
+    assert_eq!(
+        list("from=2026-11-29&to=2026-11-29".to_owned()).await.len(),
+        3,
+        "the day the alerts were raised"
+    );
+    assert_eq!(list("from=2026-11-30".to_owned()).await, BTreeSet::new());
+    assert_eq!(list("to=2026-11-28".to_owned()).await, BTreeSet::new());
+    // The NCA's reports: the alerts closed as a confirmed falsification.
+    let closed = nmvo
+        .post(
+            &format!("/v1/alerts/{of_b}/status"),
+            &json!({"status": "CLOSED", "classification": "FALSIFICATION_CONFIRMED", "comment": "Counterfeit."}),
+        )
+        .await;
+    assert_eq!(closed.status, 200, "{}", closed.text);
+    let reports = nca.all_alerts("&classification=FALSIFICATION_CONFIRMED").await;
+    assert_eq!(ids(&reports), BTreeSet::from([of_b.clone()]));
+    assert_eq!(reports[0]["status"], "CLOSED");
+    // An end user's filters apply within its own alerts.
+    assert_eq!(ids(&b.all_alerts("&location=pharmacy-a").await), BTreeSet::new());
+    for (q, field) in [
+        ("code=A9", "code"),
+        ("market=de", "market"),
+        ("from=yesterday", "from"),
+        ("from=2026-12-02&to=2026-12-01", "to"),
+        ("classification=MAYBE", "classification"),
+    ] {
+        nmvo.get(&format!("/v1/alerts?{q}")).await.expect_error(400, "NMVS_TE_XM_02", Some(field));
+    }
+}

@@ -218,14 +218,15 @@ async fn an_inter_market_alert_lives_in_both_markets_under_one_id_and_stays_in_s
     assert_eq!((mine.market.as_str(), mine.pack_market.as_str()), ("DE", "FR"));
     settle(&w).await;
     for market in ["DE", "FR"] {
-        let listed = w.national(market).alerts(&nmvo(market), None, None, None).await.unwrap();
+        let listed =
+            w.national(market).alerts(&nmvo(market), None, &Default::default(), None, None).await.unwrap();
         assert_eq!(
             listed.alerts.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
             [id.as_str()],
             "{market}"
         );
     }
-    let obp = w.hub.alerts(OBP, None, None, None).await.unwrap();
+    let obp = w.hub.alerts(OBP, None, &Default::default(), None, None).await.unwrap();
     assert_eq!(obp.alerts.len(), 1, "the OBP sees it once");
 
     w.national("DE")
@@ -274,6 +275,13 @@ async fn a_scan_error_the_other_market_undid_is_answered_with_its_warning_and_ra
     assert_eq!(warnings, ["LOWERCASE_FIELD"], "FR's finding reaches the DE pharmacy");
     settle(&w).await;
     for market in ["DE", "FR"] {
-        assert!(w.national(market).alerts(&nmvo(market), None, None, None).await.unwrap().alerts.is_empty());
+        assert!(
+            w.national(market)
+                .alerts(&nmvo(market), None, &Default::default(), None, None)
+                .await
+                .unwrap()
+                .alerts
+                .is_empty()
+        );
     }
 }

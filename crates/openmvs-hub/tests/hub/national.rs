@@ -138,12 +138,12 @@ async fn a_verification_alert_in_de_reaches_the_owning_obp_through_the_hub() {
     let r = w.pharmacy("DE", Command::Verify, "QZX77777777").await;
     assert_eq!(r.alert.as_ref().map(|a| a.code.as_str()), Some("A3"));
     assert_eq!(w.national_relay("DE").await, 1);
-    let list = w.hub.alerts(OBP, None, None, None).await.unwrap();
+    let list = w.hub.alerts(OBP, None, &Default::default(), None, None).await.unwrap();
     assert_eq!(list.alerts.len(), 1);
     let a = &list.alerts[0];
     assert_eq!((a.code.as_str(), a.market.as_str(), a.serial.as_str()), ("A3", "DE", "QZX77777777"));
     assert_eq!(a.id.as_str(), r.alert.unwrap().id, "one alert, one id");
-    assert!(w.hub.alerts(OTHER_OBP, None, None, None).await.unwrap().alerts.is_empty());
+    assert!(w.hub.alerts(OTHER_OBP, None, &Default::default(), None, None).await.unwrap().alerts.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +161,7 @@ async fn an_alert_forwarded_twice_is_stored_once_and_posted_once_with_a_valid_si
     assert_eq!(statuses(&w.hub.apply_from_national(m("DE"), &first).await.unwrap()), ["APPLIED"]);
     assert_eq!(statuses(&w.hub.apply_from_national(m("DE"), &first).await.unwrap()), ["DUPLICATE"]);
     assert_eq!(statuses(&w.hub.apply_from_national(m("DE"), &replay).await.unwrap()), ["DUPLICATE"]);
-    let alerts = w.hub.alerts(OBP, None, None, None).await.unwrap().alerts;
+    let alerts = w.hub.alerts(OBP, None, &Default::default(), None, None).await.unwrap().alerts;
     assert_eq!(alerts.len(), 1);
 
     w.callbacks.answer(&[503]);
@@ -239,7 +239,7 @@ async fn a_storm_of_alerts_for_one_obp_arrives_in_a_few_signed_batches_in_order(
     let delivered = &events[max..];
     let posted: Vec<&str> = delivered.iter().map(|e| e["alert"]["serial"].as_str().unwrap()).collect();
     assert_eq!(posted, guesses, "each alert once, in the order they were raised");
-    let listed = w.hub.alerts(OBP, None, Some(1000), None).await.unwrap().alerts;
+    let listed = w.hub.alerts(OBP, None, &Default::default(), Some(1000), None).await.unwrap().alerts;
     let mut hub_ids: Vec<&str> = listed.iter().map(|a| a.id.as_str()).collect();
     let mut posted_ids: Vec<&str> = delivered.iter().map(|e| e["alert"]["id"].as_str().unwrap()).collect();
     hub_ids.sort_unstable();
@@ -278,11 +278,17 @@ async fn an_obp_moves_its_alert_through_the_lifecycle_and_another_obp_gets_404()
         let d = Delivery { messages: vec![envelope(&format!("MSG-{i}"), "DE", alert_from_de(id))] };
         w.hub.apply_from_national(m("DE"), &d).await.unwrap();
     }
-    let page = w.hub.alerts(OBP, Some("OPEN"), Some(1), None).await.unwrap();
+    let page = w.hub.alerts(OBP, Some("OPEN"), &Default::default(), Some(1), None).await.unwrap();
     assert_eq!(page.alerts.len(), 1);
     let next = w
         .hub
-        .alerts(OBP, Some("OPEN"), Some(1), page.next_cursor.as_ref().map(|c| c.as_str()))
+        .alerts(
+            OBP,
+            Some("OPEN"),
+            &Default::default(),
+            Some(1),
+            page.next_cursor.as_ref().map(|c| c.as_str()),
+        )
         .await
         .unwrap();
     assert_eq!((next.alerts.len(), next.next_cursor), (1, None));
@@ -302,7 +308,23 @@ async fn an_obp_moves_its_alert_through_the_lifecycle_and_another_obp_gets_404()
     );
     assert_eq!(closed.comment.as_deref(), Some("asked the pharmacy"), "the last comment stays");
     assert_eq!(w.hub.alert(OBP, &id).await.unwrap(), closed);
-    assert_eq!(w.hub.alerts(OBP, Some("OPEN"), None, None).await.unwrap().alerts.len(), 1);
+    assert_eq!(
+        w.hub.alerts(OBP, Some("OPEN"), &Default::default(), None, None).await.unwrap().alerts.len(),
+        1
+    );
+    // The OBP's workbench narrows its list as the NMVO's does.
+    let by = |q: &'static [(&'static str, &'static str)]| {
+        openmvs_core::alert::AlertCriteria::parse(|k| q.iter().find(|(n, _)| *n == k).map(|(_, v)| *v))
+            .unwrap()
+    };
+    let listed = |c: openmvs_core::alert::AlertCriteria| {
+        let hub = w.hub.clone();
+        async move { hub.alerts(OBP, None, &c, None, None).await.unwrap().alerts.len() }
+    };
+    assert_eq!(listed(by(&[("market", "DE")])).await, 2);
+    assert_eq!(listed(by(&[("market", "FR")])).await, 0);
+    assert_eq!(listed(by(&[("classification", "TECHNICAL_ERROR")])).await, 1);
+    assert_eq!(listed(by(&[("code", "A24")])).await, 0);
 
     assert_eq!(w.hub.alert(OTHER_OBP, &id).await.unwrap_err().http_status(), 404);
     let e = w
@@ -313,7 +335,7 @@ async fn an_obp_moves_its_alert_through_the_lifecycle_and_another_obp_gets_404()
     assert_eq!(e.http_status(), 404);
     let stored = w.hub.store().alert(&next.alerts[0].id.as_str().into()).await.unwrap().unwrap();
     assert_eq!(stored.status, AlertStatus::Open, "another OBP changed nothing");
-    assert!(w.hub.alerts(OTHER_OBP, None, None, None).await.unwrap().alerts.is_empty());
+    assert!(w.hub.alerts(OTHER_OBP, None, &Default::default(), None, None).await.unwrap().alerts.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,10 +170,10 @@ impl SlaTracker {
         }
         match class {
             OpClass::Verification => {
-                self.recent_verification.record(at_unix_millis.div_euclid(60_000), micros)
+                self.recent_verification.record(at_unix_millis.div_euclid(60_000), micros);
             }
             OpClass::StatusUpdate => {
-                self.recent_status_update.record(at_unix_millis.div_euclid(60_000), micros)
+                self.recent_status_update.record(at_unix_millis.div_euclid(60_000), micros);
             }
             _ => {}
         }
