@@ -237,3 +237,62 @@ macro_rules! pg_console {
     };
 }
 pub(crate) use pg_console;
+
+/// The audit search of both schemas (see `openmvs_store::AuditStore::audit_search`): by the
+/// subject index when the query names subjects, else in commit order.
+pub(crate) async fn audit_search(
+    pool: &Pool,
+    q: openmvs_store::AuditQuery,
+) -> StoreResult<Vec<(u64, openmvs_audit::Sealed)>> {
+    macro_rules! tail {
+        () => {
+            "pos > $1 AND pos <= $2 AND ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR location = $4) \
+             AND ($5::text IS NULL OR operation = $5) AND ($6::bigint IS NULL OR at >= $6) \
+             AND ($7::bigint IS NULL OR at < $7) AND ($9::text IS NULL OR (subject >= $9 AND subject < $10)) \
+             ORDER BY pos LIMIT $8"
+        };
+    }
+    let by_subject = !q.subjects.is_empty();
+    let sql: &'static str = if by_subject {
+        concat!(
+            "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, \
+             result, prev_hash, hash FROM audit WHERE subject IN ($11, $12, $13) AND ",
+            tail!()
+        )
+    } else {
+        concat!(
+            "SELECT pos, market, seq, at, actor, role, location, operation, subject, return_code, request, \
+             result, prev_hash, hash FROM audit WHERE $11::text IS NULL AND $12::text IS NULL AND $13::text IS NULL AND ",
+            tail!()
+        )
+    };
+    let until = q.until_pos.map_or(i64::MAX, |u| i64::try_from(u).unwrap_or(i64::MAX));
+    let [s1, s2, s3] = q.subject_params();
+    let end = q.subject_prefix.as_deref().map(openmvs_store::AuditQuery::prefix_end);
+    pool.rows(
+        sql,
+        vec![
+            p(i64::try_from(q.after_pos).unwrap_or(i64::MAX)),
+            p(until),
+            p(q.actor.clone()),
+            p(q.location.clone()),
+            p(q.operation.clone()),
+            p(q.from_millis),
+            p(q.to_millis),
+            p(q.limit as i64),
+            p(q.subject_prefix.clone()),
+            p(end),
+            p(s1),
+            p(s2),
+            p(s3),
+        ],
+        |r| openmvs_store::decode::audit(&R(r)),
+    )
+    .await
+}
+
+/// The position of the newest audit record (0 with none).
+pub(crate) async fn audit_last_pos(pool: &Pool) -> StoreResult<u64> {
+    let pos = pool.row("SELECT COALESCE(MAX(pos), 0)::bigint FROM audit", vec![], |r| R(r).int(0)).await?;
+    Ok(pos.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
+}

@@ -375,6 +375,14 @@ impl AuditStore for PgStore {
         })
     }
 
+    fn audit_search(&self, q: &AuditQuery) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
+        Box::pin(console::audit_search(&self.pool, q.clone()))
+    }
+
+    fn audit_last_pos(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(console::audit_last_pos(&self.pool))
+    }
+
     fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
         Box::pin(async move {
             self.pool.rows(

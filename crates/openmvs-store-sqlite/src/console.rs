@@ -239,3 +239,59 @@ macro_rules! sqlite_console {
     };
 }
 pub(crate) use sqlite_console;
+
+/// The audit search of both databases (see `openmvs_store::AuditStore::audit_search`): by the
+/// subject index when the query names subjects, else in commit order.
+pub(crate) fn audit_search(
+    c: &Connection,
+    q: &openmvs_store::AuditQuery,
+) -> StoreResult<Vec<(u64, openmvs_audit::Sealed)>> {
+    use openmvs_store::AuditQuery;
+    const TAIL: &str = "pos > ?1 AND pos <= ?2 AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR location = ?4) \
+        AND (?5 IS NULL OR operation = ?5) AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) \
+        AND (?9 IS NULL OR (subject >= ?9 AND subject < ?10)) ORDER BY pos LIMIT ?8";
+    let by_subject = !q.subjects.is_empty();
+    let sql = if by_subject {
+        format!(
+            "SELECT {} FROM audit WHERE subject IN (?11, ?12, ?13) AND {TAIL}",
+            openmvs_store::decode::AUDIT_COLUMNS
+        )
+    } else {
+        format!(
+            "SELECT {} FROM audit WHERE ?11 IS NULL AND ?12 IS NULL AND ?13 IS NULL AND {TAIL}",
+            openmvs_store::decode::AUDIT_COLUMNS
+        )
+    };
+    let mut s = c.prepare_cached(&sql).map_err(sql_err)?;
+    let until = q.until_pos.map_or(i64::MAX, |u| i64::try_from(u).unwrap_or(i64::MAX));
+    let [s1, s2, s3] = q.subject_params();
+    let mut rows = s
+        .query(params![
+            i64::try_from(q.after_pos).unwrap_or(i64::MAX),
+            until,
+            q.actor,
+            q.location,
+            q.operation,
+            q.from_millis,
+            q.to_millis,
+            q.limit as i64,
+            q.subject_prefix,
+            q.subject_prefix.as_deref().map(AuditQuery::prefix_end),
+            s1,
+            s2,
+            s3
+        ])
+        .map_err(sql_err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        out.push(crate::codec::audit(r)?);
+    }
+    Ok(out)
+}
+
+/// The position of the newest audit record (0 with none).
+pub(crate) fn audit_last_pos(c: &Connection) -> StoreResult<u64> {
+    let pos: i64 =
+        c.query_row("SELECT COALESCE(MAX(pos), 0) FROM audit", [], |r| r.get(0)).map_err(sql_err)?;
+    Ok(u64::try_from(pos).unwrap_or(0))
+}

@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             sla_rows_replace_their_own_and_read_back_by_day_range,
             an_incident_keeps_its_timeline_and_takes_no_note_once_resolved,
             a_rule_opens_one_incident_at_a_time_per_scope,
+            audit_search_reads_what_the_trail_holds,
         );
     };
     (@cases $mode:ident, $open:expr, $verifying_key:expr; $($case:ident,)*) => {
@@ -1172,3 +1173,14 @@ crate::console_cases!(dyn Store;
     an_incident_keeps_its_timeline_and_takes_no_note_once_resolved,
     a_rule_opens_one_incident_at_a_time_per_scope,
 );
+
+/// See [`crate::conformance_console::audit_search_reads_what_the_trail_holds`].
+pub async fn audit_search_reads_what_the_trail_holds(
+    store: Arc<dyn Store>,
+    _key: ed25519_dalek::VerifyingKey,
+) {
+    for e in conformance_console::audit_search_entries("DE") {
+        store.commit(UnitOfWork { audit: vec![e], ..UnitOfWork::default() }).await.expect("commit");
+    }
+    conformance_console::audit_search_reads_what_the_trail_holds(store.as_ref()).await;
+}

@@ -171,6 +171,79 @@ pub async fn a_rule_opens_one_incident_at_a_time_per_scope(store: Arc<dyn Consol
     assert_eq!(again.rule.as_deref(), Some("slow:verification"));
 }
 
+/// The entries a suite appends, in this order, before [`audit_search_reads_what_the_trail_holds`]:
+/// three packs of one product and one of another, by two clients at two premises, over three
+/// days, with several operations.
+pub fn audit_search_entries(market: &str) -> Vec<openmvs_audit::Entry> {
+    let subjects = [
+        "GTIN/09501101530003/S1",
+        "GTIN/09501101530003/S2",
+        "GTIN/09501101530003/S3",
+        "GTIN/05601234567892/S1",
+        "client/cl_a",
+    ];
+    (0..30)
+        .map(|i: usize| openmvs_audit::Entry {
+            market: market.into(),
+            at_millis: at(0).unix_millis() + (i as i64 / 10) * 86_400_000,
+            actor: if i % 3 == 0 { "cl_b".into() } else { "cl_a".into() },
+            role: "PHARMACY".into(),
+            location: if i % 2 == 0 { "PH-1".into() } else { "PH-2".into() },
+            operation: ["verify", "supply", "supply-undo"][i % 3].into(),
+            subject: subjects[i % subjects.len()].into(),
+            return_code: "NMVS_SUCCESS".into(),
+            request: format!("{{\"n\":{i}}}"),
+            result: "{}".into(),
+        })
+        .collect()
+}
+
+/// After [`audit_search_entries`] were committed, every search answers exactly the records of the
+/// whole trail that meet it, in commit order, within its positions and limit.
+pub async fn audit_search_reads_what_the_trail_holds(store: &dyn AuditStore) {
+    let all = store.audit_page(0, 10_000).await.expect("the trail");
+    let last = all.last().map_or(0, |(p, _)| *p);
+    assert_eq!(store.audit_last_pos().await.expect("the last position"), last);
+    let queries = [
+        AuditQuery { subjects: vec!["GTIN/09501101530003/S2".into()], ..AuditQuery::default() },
+        AuditQuery {
+            subjects: vec!["GTIN/09501101530003/S1".into(), "client/cl_a".into()],
+            operation: Some("supply".into()),
+            ..AuditQuery::default()
+        },
+        AuditQuery { subject_prefix: Some("GTIN/09501101530003/".into()), ..AuditQuery::default() },
+        AuditQuery { actor: Some("cl_b".into()), location: Some("PH-1".into()), ..AuditQuery::default() },
+        AuditQuery {
+            from_millis: Some(at(0).unix_millis() + 86_400_000),
+            to_millis: Some(at(0).unix_millis() + 2 * 86_400_000),
+            ..AuditQuery::default()
+        },
+        AuditQuery {
+            operation: Some("verify".into()),
+            after_pos: all[5].0,
+            until_pos: Some(all[20].0),
+            ..AuditQuery::default()
+        },
+        AuditQuery { actor: Some("nobody".into()), ..AuditQuery::default() },
+    ];
+    for q in queries {
+        for limit in [1000, 3] {
+            let q = AuditQuery { limit, ..q.clone() };
+            let want: Vec<u64> = all
+                .iter()
+                .filter(|(p, r)| *p > q.after_pos && q.until_pos.is_none_or(|u| *p <= u) && q.matches(r))
+                .map(|(p, _)| *p)
+                .take(limit)
+                .collect();
+            let got = store.audit_search(&q).await.expect("search");
+            assert_eq!(got.iter().map(|(p, _)| *p).collect::<Vec<_>>(), want, "{q:?}");
+            for (p, r) in &got {
+                assert_eq!(all.iter().find(|(x, _)| x == p).map(|(_, r)| r), Some(r), "read back exactly");
+            }
+        }
+    }
+}
+
 /// Defines, in a suite's module, one case per console case on that suite's store type.
 #[macro_export]
 #[doc(hidden)]

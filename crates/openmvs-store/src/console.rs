@@ -323,6 +323,69 @@ pub fn incident_record(
 /// The columns [`incident_record`] reads, in its order, for the engines' `SELECT`s.
 pub const INCIDENT_COLUMNS: &str = "id, scope, rule, title, impact, status, opened_at, resolved_at, notes";
 
+/// Which audit records a search reads (see [`crate::AuditStore::audit_search`]). Every
+/// criterion given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// The record's subject is one of these (at most [`MAX_SUBJECTS`]; none: any subject).
+    pub subjects: Vec<String>,
+    /// The record's subject starts with this (e.g. `GTIN/09501101530003/` for a product).
+    pub subject_prefix: Option<String>,
+    /// Who acted (a client id).
+    pub actor: Option<String>,
+    /// The premises.
+    pub location: Option<String>,
+    /// The operation, e.g. `supply`.
+    pub operation: Option<String>,
+    /// At or after this instant (milliseconds since the epoch).
+    pub from_millis: Option<i64>,
+    /// Before this instant.
+    pub to_millis: Option<i64>,
+    /// Positions after this one.
+    pub after_pos: u64,
+    /// Positions up to this one (a window of the trail), or all.
+    pub until_pos: Option<u64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// The most subjects one [`AuditQuery`] names.
+pub const MAX_SUBJECTS: usize = 3;
+
+impl AuditQuery {
+    /// Whether `r` meets every criterion but the positions.
+    pub fn matches(&self, r: &openmvs_audit::Sealed) -> bool {
+        let e = &r.entry;
+        (self.subjects.is_empty() || self.subjects.contains(&e.subject))
+            && self.subject_prefix.as_ref().is_none_or(|p| e.subject.starts_with(p.as_str()))
+            && self.actor.as_ref().is_none_or(|a| &e.actor == a)
+            && self.location.as_ref().is_none_or(|l| &e.location == l)
+            && self.operation.as_ref().is_none_or(|o| &e.operation == o)
+            && self.from_millis.is_none_or(|f| e.at_millis >= f)
+            && self.to_millis.is_none_or(|t| e.at_millis < t)
+    }
+
+    /// The first string after every string starting with `prefix`, for a range scan of the
+    /// subject index: `prefix` with its last character moved up by one.
+    pub fn prefix_end(prefix: &str) -> String {
+        let mut chars: Vec<char> = prefix.chars().collect();
+        match chars.pop() {
+            Some(c) => {
+                let next = char::from_u32(c as u32 + 1).unwrap_or(char::MAX);
+                chars.push(next);
+                chars.into_iter().collect()
+            }
+            None => String::from(char::MAX),
+        }
+    }
+
+    /// The subjects as [`MAX_SUBJECTS`] values (repeating the first), for the engines' `IN`.
+    pub fn subject_params(&self) -> [Option<String>; MAX_SUBJECTS] {
+        let first = self.subjects.first().cloned();
+        std::array::from_fn(|i| self.subjects.get(i).cloned().or_else(|| first.clone()))
+    }
+}
+
 /// Alerts read from the store at a time while a filtered page is filled.
 pub const SCAN_BATCH: usize = 500;
 /// Records a filtered page looks at, at most, before it ends with a cursor to go on from: a rare

@@ -147,6 +147,49 @@ pub trait AuditStore: Send + Sync {
     fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>>;
     /// Every signed checkpoint, in order.
     fn checkpoints(&self) -> BoxFuture<'_, StoreResult<Vec<Checkpoint>>>;
+    /// Up to `q.limit` records meeting the query, in commit order, with the position of each.
+    /// This default reads [`AuditStore::audit_page`] and filters; the SQL engines ask their
+    /// database, using its index on the subject when the query names subjects or a prefix.
+    fn audit_search(&self, q: &crate::AuditQuery) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
+        let q = q.clone();
+        Box::pin(async move {
+            let mut out = Vec::new();
+            let mut after = q.after_pos;
+            loop {
+                let page = self.audit_page(after, 1000).await?;
+                let done = page.len() < 1000;
+                for (pos, r) in page {
+                    if q.until_pos.is_some_and(|u| pos > u) {
+                        return Ok(out);
+                    }
+                    after = pos;
+                    if q.matches(&r) {
+                        out.push((pos, r));
+                        if out.len() == q.limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if done {
+                    return Ok(out);
+                }
+            }
+        })
+    }
+    /// The position of the newest record (0 with none).
+    fn audit_last_pos(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            let mut after = 0;
+            loop {
+                let page = self.audit_page(after, 10_000).await?;
+                match page.last() {
+                    Some((pos, _)) if page.len() == 10_000 => after = *pos,
+                    Some((pos, _)) => return Ok(*pos),
+                    None => return Ok(after),
+                }
+            }
+        })
+    }
 }
 
 /// The bookkeeping every outbox shares, a national system's ([`OutboxStore`]) and the hub's

@@ -490,6 +490,14 @@ impl AuditStore for PgHubStore {
         })
     }
 
+    fn audit_search(&self, q: &AuditQuery) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
+        Box::pin(crate::console::audit_search(&self.pool, q.clone()))
+    }
+
+    fn audit_last_pos(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(crate::console::audit_last_pos(&self.pool))
+    }
+
     fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
         Box::pin(async move {
             self.pool.rows(

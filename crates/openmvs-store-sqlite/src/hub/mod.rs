@@ -418,6 +418,15 @@ impl AuditStore for SqliteHubStore {
         })
     }
 
+    fn audit_search(&self, q: &AuditQuery) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
+        let q = q.clone();
+        self.engine.read(move |c| crate::console::audit_search(c, &q))
+    }
+
+    fn audit_last_pos(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.engine.read(crate::console::audit_last_pos)
+    }
+
     fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
         self.engine.read(move |c| {
             rows(
