@@ -760,17 +760,7 @@ impl AlertCriteria {
         let market = get("market")
             .map(|m| MarketCode::new(m).map_err(|e| ApiError::field("market", e.to_string())))
             .transpose()?;
-        let instant = |name: &str, end: bool| -> Result<Option<Timestamp>, ApiError> {
-            let Some(v) = get(name) else { return Ok(None) };
-            if let Some(t) = Timestamp::parse_rfc3339(v) {
-                return Ok(Some(t));
-            }
-            let day = parse_day(v).ok_or_else(|| {
-                ApiError::field(name, format!("'{v}' is neither a date YYYY-MM-DD nor an RFC 3339 instant"))
-            })?;
-            let start = Timestamp::start_of(day);
-            Ok(Some(if end { start.plus(std::time::Duration::from_secs(86_400)) } else { start }))
-        };
+        let instant = |name: &str, end: bool| get(name).map(|v| query_instant(name, v, end)).transpose();
         let c = AlertCriteria {
             code,
             product_code: text("product_code", 50)?,
@@ -794,6 +784,24 @@ impl AlertCriteria {
         }
         Ok(c)
     }
+}
+
+/// A query parameter naming an instant: an RFC 3339 instant, or a date `YYYY-MM-DD` (UTC) that
+/// stands for its start, or with `end` for the start of the next day (so that a range `to` a date
+/// includes it).
+///
+/// # Errors
+///
+/// Neither form (400 naming `name`).
+pub fn query_instant(name: &str, v: &str, end: bool) -> Result<Timestamp, ApiError> {
+    if let Some(t) = Timestamp::parse_rfc3339(v) {
+        return Ok(t);
+    }
+    let day = parse_day(v).ok_or_else(|| {
+        ApiError::field(name, format!("'{v}' is neither a date YYYY-MM-DD nor an RFC 3339 instant"))
+    })?;
+    let start = Timestamp::start_of(day);
+    Ok(if end { start.plus(std::time::Duration::from_secs(86_400)) } else { start })
 }
 
 fn parse_day(s: &str) -> Option<crate::time::Date> {

@@ -172,6 +172,10 @@ pub struct AuditRecordView {
     pub location: String,
     /// What.
     pub operation: String,
+    /// What it was done to: a pack (`GTIN/<product code>/<serial>`), a batch
+    /// (`GTIN/<product code>/#<batch>`) or product (`GTIN/<product code>/`) the hub delivered, an
+    /// alert (`alert/<id>`), a client (`client/<id>`), or a message id.
+    pub subject: String,
     /// The outcome's return code.
     pub return_code: String,
     /// The request, as the record holds it (JSON, as a rule).

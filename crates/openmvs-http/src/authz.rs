@@ -193,6 +193,13 @@ pub static NATIONAL: &[RouteRule] = &[
         Token(Grant::Action(Action::ReadAudit, Access::Market)),
         None,
     ),
+    rule(Method::GET, "/v1/audit/records", Token(Grant::Action(Action::ReadAudit, Access::Market)), None),
+    rule(
+        Method::GET,
+        "/v1/audit/records/export",
+        Token(Grant::Action(Action::ReadAudit, Access::Market)),
+        None,
+    ),
     rule(Method::GET, "/v1/admin/clients", Token(Grant::Action(Action::ManageClients, Access::Market)), None),
     rule(
         Method::POST,

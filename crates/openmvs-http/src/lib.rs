@@ -11,6 +11,7 @@ pub mod authz;
 pub mod callback;
 pub mod docs;
 pub mod error;
+pub mod export;
 pub mod figures;
 pub mod history;
 pub mod hub;

@@ -187,6 +187,8 @@ pub fn national_routes() -> Routes<NationalState> {
         .route_limited(Method::POST, "/v1/alerts/{id}/status", small(), alert_status)
         .route_limited(Method::POST, "/v1/alerts/{id}/comments", small(), alert_comment)
         .route(Method::GET, "/v1/audit/packs/{scheme}/{product_code}/{serial}", audit)
+        .route(Method::GET, "/v1/audit/records", audit_records)
+        .route(Method::GET, "/v1/audit/records/export", audit_export)
         .route(Method::GET, "/v1/return-codes", openapi::return_codes)
         .route(Method::GET, "/status", status_page)
         .route(Method::GET, "/v1/status", status_json)
@@ -697,6 +699,85 @@ async fn audit(
 ) -> Result<Response, HttpError> {
     let records = s.national.audit_of_pack(&actor, &scheme, &product_code, &serial).await?;
     Ok(axum::Json(AuditRecords::from(records.as_slice())).into_response())
+}
+
+/// Search the market's audit trail (the NCA and the NMVO), a page at a time, in commit order.
+///
+/// By pack (`product_code` and `serial`: its own records and what the hub delivered about it,
+/// its batch's upload and recall, its product's master data), product, batch (with a product
+/// code), client, premises, operation and time. The search is audited.
+#[utoipa::path(
+    get, path = "/v1/audit/records", tag = "audit",
+    params(
+        ("scheme" = Option<schema::Scheme>, Query, description = "The product code's scheme (default GTIN)."),
+        ("product_code" = Option<String>, Query, description = "Only records about this product (its packs, batches and master data)."),
+        ("serial" = Option<String>, Query, description = "With `product_code`: only the trail of this pack."),
+        ("batch" = Option<String>, Query, description = "With `product_code`: only records about this batch or its packs' requests naming it."),
+        ("client_id" = Option<String>, Query, description = "Only records of what this client did."),
+        ("location" = Option<String>, Query, description = "Only records from these premises."),
+        ("operation" = Option<String>, Query, description = "Only this operation, e.g. `supply`, `verify`, `audit-read`, `hub-packs`."),
+        ("from" = Option<String>, Query, description = "At or after this date (`YYYY-MM-DD`, UTC) or instant (RFC 3339)."),
+        ("to" = Option<String>, Query, description = "Up to this date, included, or before this instant."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "The page size, 1-1000 (default 100)."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of records.", body = openmvs_wire::api::AuditSearchResponse),
+        (status = 400, description = "An unknown query parameter, or a value outside its rule; `details` name it.", body = ErrorBody),
+    )
+)]
+async fn audit_records(
+    State(s): State<NationalState>,
+    Auth(actor): Auth,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, HttpError> {
+    let page = s.national.audit_search(&actor, &q).await?;
+    let body = openmvs_wire::api::AuditSearchResponse {
+        records: page.records.iter().map(openmvs_wire::api::AuditRecordView::from).collect(),
+        next_cursor: page.next_cursor,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// Export a search of the audit trail (the NCA and the NMVO): every record from the cursor to the
+/// end, streamed as CSV or as one JSON array, whatever its size. Takes the search's parameters,
+/// with `format` (`csv`, the default, or `json`). The export is audited.
+#[utoipa::path(
+    get, path = "/v1/audit/records/export", tag = "audit",
+    params(
+        ("format" = Option<String>, Query, description = "`csv` (default) or `json`."),
+        ("scheme" = Option<schema::Scheme>, Query, description = "As for `GET /v1/audit/records`."),
+        ("product_code" = Option<String>, Query, description = "As for `GET /v1/audit/records`."),
+        ("serial" = Option<String>, Query, description = "As for `GET /v1/audit/records`."),
+        ("batch" = Option<String>, Query, description = "As for `GET /v1/audit/records`."),
+        ("client_id" = Option<String>, Query, description = "As for `GET /v1/audit/records`."),
+        ("location" = Option<String>, Query, description = "As for `GET /v1/audit/records`."),
+        ("operation" = Option<String>, Query, description = "As for `GET /v1/audit/records`."),
+        ("from" = Option<String>, Query, description = "As for `GET /v1/audit/records`."),
+        ("to" = Option<String>, Query, description = "As for `GET /v1/audit/records`."),
+        ("cursor" = Option<String>, Query, description = "Start after this cursor of a search."),
+    ),
+    responses(
+        (status = 200, description = "The records: CSV with a header line (columns seq, at, actor, role, location, operation, subject, return_code, request, result), or a JSON array of the records as `GET /v1/audit/records` gives them.", content(
+            (String = "text/csv"),
+            (Vec<openmvs_wire::api::AuditRecordView> = "application/json"),
+        )),
+        (status = 400, description = "An unknown query parameter, or a value outside its rule; `details` name it.", body = ErrorBody),
+    )
+)]
+async fn audit_export(
+    State(s): State<NationalState>,
+    Auth(actor): Auth,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> Result<Response, HttpError> {
+    let format = match q.remove("format").as_deref() {
+        None | Some("csv") => crate::export::Format::Csv,
+        Some("json") => crate::export::Format::Json,
+        Some(f) => return Err(HttpError::field("format", format!("'{f}' is not csv or json"))),
+    };
+    q.remove("limit");
+    let search = s.national.audit_export(&actor, &q).await?;
+    Ok(crate::export::stream(s.national.clone(), search, format))
 }
 
 /// The market's service figures (DR Art 35) with its incidents: availability, response times

@@ -100,6 +100,8 @@ pub fn is_public(path: &str) -> bool {
         national::admin_client_disable,
         national::admin_client_enable,
         return_codes,
+        national::audit_records,
+        national::audit_export,
         national::status_page,
         national::status_json,
         national::incidents,

@@ -108,7 +108,13 @@ impl National {
                     // The rejection is audited once, under the message id, like any applied message.
                     let uow = UnitOfWork {
                         inbox: Some(env.message_id.as_str().into()),
-                        audit: vec![self.hub_entry(env, ReturnCode::MalformedRequest, &why, now)],
+                        audit: vec![self.hub_entry(
+                            env,
+                            &env.message_id,
+                            ReturnCode::MalformedRequest,
+                            &why,
+                            now,
+                        )],
                         ..UnitOfWork::default()
                     };
                     return match self.commit(uow).await {
@@ -160,7 +166,18 @@ impl National {
         Ok(())
     }
 
-    fn hub_entry(&self, env: &Envelope, code: ReturnCode, note: &str, now: Timestamp) -> Entry {
+    /// The audit record of a message from the hub, about `subject`: the pack it changes, the
+    /// batch (`<scheme>/<product code>/#<batch>`) or product (`<scheme>/<product code>/`) it
+    /// brings, so that a pack's trail and a product's hold what the hub delivered about them; the
+    /// alert; or the message id when it is about nothing else. The message id is in the result.
+    fn hub_entry(
+        &self,
+        env: &Envelope,
+        subject: &str,
+        code: ReturnCode,
+        note: &str,
+        now: Timestamp,
+    ) -> Entry {
         let kind = serde_json::to_value(&env.body).ok().and_then(|v| v["kind"].as_str().map(str::to_owned));
         Entry {
             market: self.config.market.to_string(),
@@ -169,10 +186,10 @@ impl National {
             role: "HUB".into(),
             location: String::new(),
             operation: format!("hub-{}", kind.unwrap_or_default()),
-            subject: env.message_id.clone(),
+            subject: subject.to_owned(),
             return_code: code.as_str().into(),
             request: serde_json::to_string(&env.body).unwrap_or_default(),
-            result: serde_json::json!({"note": note}).to_string(),
+            result: serde_json::json!({"note": note, "message_id": env.message_id}).to_string(),
         }
     }
 
@@ -186,9 +203,14 @@ impl National {
         };
         let mut uow = UnitOfWork { inbox: Some(env.message_id.as_str().into()), ..UnitOfWork::default() };
         let mut note = String::from("applied");
+        let mut subject = env.message_id.clone();
+        let product_subject = |pc: &openmvs_core::ids::ProductCode| format!("{}/{pc}/", pc.scheme());
+        let batch_subject =
+            |pc: &openmvs_core::ids::ProductCode, b: &Batch| format!("{}/{pc}/#{b}", pc.scheme());
         match &env.body {
             Message::Product(p) => {
                 let product_code = pc(&p.scheme, &p.product_code)?;
+                subject = product_subject(&product_code);
                 let withdrawn = self.store.product(&product_code).await?.is_some_and(|x| x.withdrawn);
                 uow.products.push(ProductRecord {
                     product_code,
@@ -214,6 +236,7 @@ impl National {
                     .map(|m| MarketCode::new(m).map_err(|e| bad(format!("markets: {e}"))))
                     .collect::<Result<Vec<_>, _>>()?;
                 let existing = self.store.batch(&product_code, &batch).await?;
+                subject = batch_subject(&product_code, &batch);
                 uow.batches.push(BatchRecord {
                     product_code,
                     batch,
@@ -236,6 +259,7 @@ impl National {
                     return Err(bad(format!("batch {} of {} is unknown here", p.batch, p.product_code)));
                 }
                 note = format!("{} serials", serials.len());
+                subject = batch_subject(&product_code, &batch);
                 uow.new_packs.push(NewPacks { product_code, batch, serials });
             }
             Message::Recall(r) => {
@@ -246,6 +270,7 @@ impl National {
                         bad(format!("batch {} of {} is unknown here", r.batch, r.product_code))
                     })?;
                 b.recalled = true;
+                subject = batch_subject(&product_code, &batch);
                 uow.batches.push(b);
             }
             Message::Withdrawal(w) => {
@@ -256,14 +281,19 @@ impl National {
                     .await?
                     .ok_or_else(|| bad(format!("product {} is unknown here", w.product_code)))?;
                 p.withdrawn = true;
+                subject = product_subject(&product_code);
                 uow.products.push(p);
             }
             Message::PackState(s) => {
                 note = self.sync_effects(env, s, now, &mut uow).await?;
+                if let Ok(p) = pc(&s.scheme, &s.product_code) {
+                    subject = format!("{}/{p}/{}", p.scheme(), s.serial);
+                }
             }
             Message::Alert(a) => {
                 // A copy of an inter-market alert, for the market that did not raise it.
                 let view = a.alert.to_alert().map_err(|e| bad(format!("alert: {e}")))?;
+                subject = format!("alert/{}", view.id);
                 if !view.markets().contains(&self.config.market) {
                     return Err(bad(format!("alert {} does not concern {}", view.id, self.config.market)));
                 }
@@ -274,14 +304,16 @@ impl National {
                     uow.alerts.push(self.alert_copy(&view, format!("hub:{}", view.pack_market).into(), now));
                 }
             }
-            Message::AlertChange(_) | Message::AlertComment(_) => {
+            Message::AlertChange(openmvs_wire::hub::AlertChangeMsg { alert_id, .. })
+            | Message::AlertComment(openmvs_wire::hub::AlertCommentMsg { alert_id, .. }) => {
+                subject = format!("alert/{alert_id}");
                 note = self.apply_alert_change(&env.body, &mut uow).await?.map_err(bad)?;
             }
             Message::AuditHead(_) => {
                 return Err(bad("audit heads go from national systems to the hub, not back".into()));
             }
         }
-        uow.audit.push(self.hub_entry(env, ReturnCode::Success, &note, now));
+        uow.audit.push(self.hub_entry(env, &subject, ReturnCode::Success, &note, now));
         Ok(uow)
     }
 

@@ -7,7 +7,7 @@
 //! conflict (another request changed the pack meanwhile) means: read again and decide again.
 
 mod alerts;
-mod audit;
+pub mod audit;
 mod auth;
 mod bulk;
 pub mod clock;

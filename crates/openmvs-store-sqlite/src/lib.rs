@@ -403,11 +403,11 @@ impl AuditStore for SqliteStore {
 
     fn audit_search(&self, q: &AuditQuery) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {
         let q = q.clone();
-        self.engine.read(move |c| crate::console::audit_search(c, &q))
+        self.engine.read(move |c| console::audit_search(c, &q))
     }
 
     fn audit_last_pos(&self) -> BoxFuture<'_, StoreResult<u64>> {
-        self.engine.read(crate::console::audit_last_pos)
+        self.engine.read(console::audit_last_pos)
     }
 
     fn audit_page(&self, after: u64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<(u64, Sealed)>>> {

@@ -186,9 +186,9 @@ pub fn audit_search_entries(market: &str) -> Vec<openmvs_audit::Entry> {
         .map(|i: usize| openmvs_audit::Entry {
             market: market.into(),
             at_millis: at(0).unix_millis() + (i as i64 / 10) * 86_400_000,
-            actor: if i % 3 == 0 { "cl_b".into() } else { "cl_a".into() },
+            actor: if i.is_multiple_of(3) { "cl_b".into() } else { "cl_a".into() },
             role: "PHARMACY".into(),
-            location: if i % 2 == 0 { "PH-1".into() } else { "PH-2".into() },
+            location: if i.is_multiple_of(2) { "PH-1".into() } else { "PH-2".into() },
             operation: ["verify", "supply", "supply-undo"][i % 3].into(),
             subject: subjects[i % subjects.len()].into(),
             return_code: "NMVS_SUCCESS".into(),

@@ -538,6 +538,10 @@ pub struct AuditRecordView {
     pub location: String,
     /// What.
     pub operation: String,
+    /// What it was done to: a pack (`GTIN/<product code>/<serial>`), a batch
+    /// (`GTIN/<product code>/#<batch>`) or product (`GTIN/<product code>/`) the hub delivered, an
+    /// alert (`alert/<id>`), a client (`client/<id>`), or a message id.
+    pub subject: String,
     /// Outcome.
     #[schema(value_type = schema::ReturnCodeName)]
     pub return_code: String,
@@ -552,7 +556,7 @@ pub struct AuditRecordView {
 /// `GET /v1/audit/packs/...`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
 #[schema(examples(json!({"records": [{"seq": 5, "at": "2026-12-06T09:30:00.000Z", "actor": "cl_9502d35169718f7dbe9cf7b17e344cec",
-    "role": "PHARMACY", "location": "DE-PH-0001", "operation": "verify", "return_code": "NMVS_SUCCESS",
+    "role": "PHARMACY", "location": "DE-PH-0001", "operation": "verify", "subject": "GTIN/09501101530003/X4K9P7Q2M8R5", "return_code": "NMVS_SUCCESS",
     "request": {"client_trx_id": "pos7-000123", "scheme": "GTIN", "product_code": "09501101530003", "serial": "X4K9P7Q2M8R5", "batch": "ABC123", "expiry": "271231"},
     "result": {"accepted": true, "return_code": "NMVS_SUCCESS", "state": "ACTIVE"}}]})))]
 pub struct AuditRecords {
@@ -918,11 +922,28 @@ impl From<&answer::AuditRecordView> for AuditRecordView {
             role: r.role.clone(),
             location: r.location.clone(),
             operation: r.operation.clone(),
+            subject: r.subject.clone(),
             return_code: r.return_code.clone(),
             request: parse(&r.request),
             result: parse(&r.result),
         }
     }
+}
+
+/// `GET /v1/audit/records`: a page of a search of the audit trail.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"records": [{"seq": 5, "at": "2026-12-06T09:30:00.000Z", "actor": "cl_9502d35169718f7dbe9cf7b17e344cec",
+    "role": "PHARMACY", "location": "DE-PH-0001", "operation": "supply", "subject": "GTIN/09501101530003/X4K9P7Q2M8R5", "return_code": "NMVS_SUCCESS",
+    "request": {"client_trx_id": "pos7-000124", "scheme": "GTIN", "product_code": "09501101530003", "serial": "X4K9P7Q2M8R5", "batch": "ABC123", "expiry": "271231"},
+    "result": {"accepted": true, "return_code": "NMVS_SUCCESS", "state": "SUPPLIED"}}], "next_cursor": null})))]
+pub struct AuditSearchResponse {
+    /// In commit order.
+    pub records: Vec<AuditRecordView>,
+    /// The `cursor` of the next page; null at the end of the trail. A page may hold fewer
+    /// records than asked while this goes on: a search that names no pack reads a million
+    /// positions of the trail at most per page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 impl From<&[answer::AuditRecordView]> for AuditRecords {

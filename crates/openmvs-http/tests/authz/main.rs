@@ -451,6 +451,12 @@ fn national_samples(rule: &RouteRule, ids: &NationalIds) -> Vec<Req> {
             Body::Json(json!({"text": "checked the stock"})),
         )],
         "/v1/audit/packs/{scheme}/{product_code}/{serial}" => vec![req(m, audit, Body::None)],
+        "/v1/audit/records" => {
+            vec![req(m, format!("/v1/audit/records?product_code={GTIN}&limit=5"), Body::None)]
+        }
+        "/v1/audit/records/export" => {
+            vec![req(m, format!("/v1/audit/records/export?product_code={GTIN}&format=json"), Body::None)]
+        }
         "/v1/admin/clients" => vec![req(m, "/v1/admin/clients", Body::None)],
         "/v1/admin/incidents" => vec![req(
             m,

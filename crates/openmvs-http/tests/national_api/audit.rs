@@ -8,11 +8,17 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-/// The records of a pack's trail as `reader` gets them.
-async fn trail(reader: &Client, p: &Pack) -> Vec<Value> {
+/// The records of a pack's trail as `reader` gets them, what the hub delivered about it included.
+async fn full_trail(reader: &Client, p: &Pack) -> Vec<Value> {
     let r = reader.get(&p.audit_path()).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.json["records"].as_array().expect("records").clone()
+}
+
+/// The records of the requests about a pack made at this market (its trail without what the hub
+/// delivered about it: see `authorities_search_the_trail_and_export_what_they_found`).
+async fn trail(reader: &Client, p: &Pack) -> Vec<Value> {
+    full_trail(reader, p).await.into_iter().filter(|r| r["role"] != "HUB").collect()
 }
 
 fn column<'a>(records: &'a [Value], key: &str) -> Vec<&'a Value> {
@@ -175,4 +181,91 @@ async fn an_audit_read_checks_the_scheme_product_code_and_serial_as_the_pack_rou
     let records = read.json["records"].as_array().expect("records");
     assert_eq!(records.len(), 1, "{}", read.text);
     assert_eq!(records[0]["request"]["serial"], "../EXA00000001");
+}
+
+/// Everything an authority can search for, with what the hub delivered in a pack's trail, page by
+/// page, and the export of a result set as CSV and as JSON.
+#[tokio::test]
+async fn authorities_search_the_trail_and_export_what_they_found() {
+    let app = spawn_app().await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let other = app.pack().await;
+    let a = app.client(Role::Pharmacy, "pharmacy-a").await;
+    let b = app.client(Role::Pharmacy, "pharmacy-b").await;
+    let nca = app.client(Role::Nca, "nca-office").await;
+    assert_eq!(a.verify(&p.req()).await.status, 200);
+    app.advance(Duration::from_secs(86_400));
+    assert_eq!(a.op("supply", &p.req()).await.status, 200);
+    assert_eq!(b.verify(&other.req()).await.status, 200);
+    let search = |q: String| {
+        let nca = &nca;
+        async move {
+            let r = nca.get(&format!("/v1/audit/records?{q}")).await;
+            assert_eq!(r.status, 200, "{q}: {}", r.text);
+            r.json
+        }
+    };
+    // The operations found, logins left out (each client's token is issued and renewed).
+    let ops = |v: &Value| -> Vec<String> {
+        let all =
+            v["records"].as_array().unwrap().iter().map(|r| r["operation"].as_str().unwrap().to_owned());
+        all.filter(|o| o != "login").collect()
+    };
+    // A pack: what the hub delivered about it (its product, its batch, its upload), then the requests.
+    let pack = search(format!("product_code={GTIN}&serial={}", p.serial)).await;
+    assert_eq!(
+        ops(&pack),
+        ["hub-product", "hub-batch", "hub-packs", "hub-packs", "verify", "supply"],
+        "{pack}"
+    );
+    let trail: Vec<String> =
+        full_trail(&nca, &p).await.iter().map(|r| r["operation"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(&trail[..6], ops(&pack), "the pack's trail holds the same");
+    // A client, premises, an operation, a day.
+    assert_eq!(ops(&search(format!("client_id={}", a.client_id)).await), ["verify", "supply"]);
+    assert_eq!(ops(&search("location=pharmacy-b".into()).await), ["verify"]);
+    let verifies = search("operation=verify".into()).await;
+    assert_eq!(verifies["records"].as_array().unwrap().len(), 2);
+    assert_eq!(ops(&search("from=2026-11-30&operation=verify".into()).await), ["verify"]);
+    assert_eq!(ops(&search("to=2026-11-29&client_id=".to_owned() + &a.client_id).await), ["verify"]);
+    // A product and a batch: its packs' requests and the batch's own records.
+    let batch = search(format!("product_code={GTIN}&batch={BATCH}&operation=verify")).await;
+    assert_eq!(batch["records"].as_array().unwrap().len(), 2, "{batch}");
+    assert_eq!(search(format!("product_code={GTIN}&batch=NOPE")).await["records"], json!([]));
+    // Page by page.
+    let first = search(format!("product_code={GTIN}&limit=2")).await;
+    assert_eq!(first["records"].as_array().unwrap().len(), 2);
+    let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
+    let next = search(format!("product_code={GTIN}&limit=2&cursor={cursor}")).await;
+    assert_ne!(next["records"][0]["seq"], first["records"][1]["seq"]);
+    assert!(next["records"][0]["seq"].as_u64() > first["records"][1]["seq"].as_u64());
+
+    // Exports: every record of the search, CSV with a header and one line each, or a JSON array.
+    let all = search(format!("product_code={GTIN}&limit=1000")).await;
+    let n = all["records"].as_array().unwrap().len();
+    let csv = nca.get(&format!("/v1/audit/records/export?product_code={GTIN}")).await;
+    assert_eq!(csv.status, 200, "{}", csv.text);
+    assert!(csv.header("content-type").starts_with("text/csv"), "{}", csv.header("content-type"));
+    assert!(csv.header("content-disposition").contains("audit.csv"));
+    let lines: Vec<&str> = csv.text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "seq,at,actor,role,location,operation,subject,return_code,request,result");
+    assert_eq!(lines.len(), n + 1, "a header and a line per record: {}", csv.text);
+    assert!(csv.text.contains(&format!(",verify,GTIN/{GTIN}/{},NMVS_SUCCESS,", p.serial)), "{}", csv.text);
+    let json = nca.get(&format!("/v1/audit/records/export?product_code={GTIN}&format=json")).await;
+    assert_eq!(json.status, 200);
+    let exported: Vec<Value> = serde_json::from_str(&json.text).expect("one JSON array");
+    assert_eq!(&exported, all["records"].as_array().unwrap(), "the same records as the search");
+
+    // Refusals, named.
+    a.get("/v1/audit/records").await.expect_error(403, "NMVS_FE_AU_04", None);
+    nca.get("/v1/audit/records?serial=S1").await.expect_error(400, "NMVS_TE_XM_02", Some("serial"));
+    nca.get("/v1/audit/records?batch=B1").await.expect_error(400, "NMVS_TE_XM_02", Some("batch"));
+    nca.get("/v1/audit/records?colour=red").await.expect_error(400, "NMVS_TE_XM_02", Some("colour"));
+    nca.get("/v1/audit/records?from=tomorrow").await.expect_error(400, "NMVS_TE_XM_02", Some("from"));
+    nca.get("/v1/audit/records?limit=0").await.expect_error(400, "NMVS_TE_XM_02", Some("limit"));
+    nca.get("/v1/audit/records/export?format=xml").await.expect_error(400, "NMVS_TE_XM_02", Some("format"));
+    // The searches and exports are in the trail themselves.
+    let audited = search("operation=audit-export".into()).await;
+    assert_eq!(audited["records"].as_array().unwrap().len(), 2, "{audited}");
 }
