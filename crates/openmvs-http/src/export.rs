@@ -35,7 +35,8 @@ fn field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }
 
-fn csv_line(r: &AuditRecordView) -> String {
+/// One record as a CSV line (with its line end).
+pub fn csv_line(r: &AuditRecordView) -> String {
     let cells = [
         r.seq.to_string(),
         r.at.to_rfc3339(),
@@ -55,6 +56,22 @@ fn csv_line(r: &AuditRecordView) -> String {
 
 fn json_item(r: &AuditRecordView) -> String {
     serde_json::to_string(&openmvs_wire::api::AuditRecordView::from(r)).unwrap_or_default()
+}
+
+/// A stored record as an authority reads it.
+pub fn view(r: &openmvs_audit::Sealed) -> AuditRecordView {
+    AuditRecordView {
+        seq: r.seq,
+        at: openmvs_core::time::Timestamp::from_unix_millis(r.entry.at_millis),
+        actor: r.entry.actor.clone(),
+        role: r.entry.role.clone(),
+        location: r.entry.location.clone(),
+        operation: r.entry.operation.clone(),
+        subject: r.entry.subject.clone(),
+        return_code: r.entry.return_code.clone(),
+        request: r.entry.request.clone(),
+        result: r.entry.result.clone(),
+    }
 }
 
 /// The chunks a producer task sends, as a body stream.

@@ -454,6 +454,44 @@ pub enum AuditCommand {
         #[arg(long)]
         market: Option<String>,
     },
+    /// Print the records of the trail that meet every criterion given, in commit order, as CSV
+    /// (default) or JSON lines: a national system's, or the hub's own with the hub's `--config`
+    /// or data directory. Reads only.
+    Search {
+        /// The national system or the hub, as for `verify`.
+        #[command(flatten)]
+        target: Target,
+        /// Records about this product (GTIN): its packs, batches and master data.
+        #[arg(long)]
+        product_code: Option<String>,
+        /// With `--product-code`: only the records about this pack.
+        #[arg(long, requires = "product_code")]
+        serial: Option<String>,
+        /// Records about exactly this subject, e.g. `alert/ALR-...` or `client/cl_...`.
+        #[arg(long, conflicts_with_all = ["product_code", "serial"])]
+        subject: Option<String>,
+        /// Records of what this client (or `hub`, `system`, an OBP) did.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Records from these premises.
+        #[arg(long)]
+        location: Option<String>,
+        /// This operation, e.g. `supply`, `audit-read`, `hub-packs`, `upload`.
+        #[arg(long)]
+        operation: Option<String>,
+        /// At or after this date (YYYY-MM-DD, UTC) or RFC 3339 instant.
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this date, included, or before this instant.
+        #[arg(long)]
+        to: Option<String>,
+        /// `csv` or `json` (one JSON object per line).
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// At most this many records (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
 }
 
 /// What `-h` of the pack commands adds.

@@ -287,6 +287,35 @@ fn heads_at_the_hub(hub_dir: &Path, head: &serde_json::Value, out: &Path) {
     ]);
     assert!(exported.status.success(), "audit heads: {}", String::from_utf8_lossy(&exported.stderr));
     std::fs::write(out, &exported.stdout).expect("write the heads");
+
+    // The hub's own trail is verified and read like a market's, from its data directory.
+    let dir = hub_dir.to_str().expect("UTF-8 path");
+    let key: String = ed25519_dalek::SigningKey::from_bytes(&[5; 32])
+        .verifying_key()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let verified = common::openmvs(&["audit", "verify", "--data-dir", dir, "--public-key", &key]);
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && said.contains("(the hub's trail)"),
+        "{said}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let found = common::openmvs(&["audit", "search", "--data-dir", dir, "--format", "json"]);
+    assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        (&lines[0]["actor"], &lines[0]["subject"]),
+        (&serde_json::json!("DE"), &serde_json::json!("audit-head/DE"))
+    );
+    let csv = common::openmvs(&["audit", "search", "--data-dir", dir, "--client-id", "FR"]);
+    assert_eq!(String::from_utf8_lossy(&csv.stdout).lines().count(), 1, "the header only: nothing FR did");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use openmvs_core::time::Clock;
 use openmvs_national::OutsideHead;
 use openmvs_national::clock::SystemClock;
-use openmvs_store::Store;
+use openmvs_store::{AuditStore, Store};
 use openmvs_store_sqlite::SqliteStore;
 use openmvs_store_sqlite::hub::SqliteHubStore;
 
@@ -25,6 +25,66 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify { target, public_keys, heads } => verify(&target, &public_keys, &heads).await,
         AuditCommand::Heads { target, market } => print_heads(&target, market.as_deref()).await,
+        AuditCommand::Search {
+            target,
+            product_code,
+            serial,
+            subject,
+            client_id,
+            location,
+            operation,
+            from,
+            to,
+            format,
+            limit,
+        } => {
+            let bad = |e: openmvs_core::error::ApiError| {
+                anyhow::anyhow!(
+                    "{}",
+                    e.details
+                        .iter()
+                        .map(|d| format!("--{}: {}", d.field, d.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            };
+            let mut q = openmvs_store::AuditQuery {
+                actor: client_id,
+                location,
+                operation,
+                from_millis: from
+                    .map(|v| openmvs_core::alert::query_instant("from", &v, false))
+                    .transpose()
+                    .map_err(bad)?
+                    .map(|t| t.unix_millis()),
+                to_millis: to
+                    .map(|v| openmvs_core::alert::query_instant("to", &v, true))
+                    .transpose()
+                    .map_err(bad)?
+                    .map(|t| t.unix_millis()),
+                ..openmvs_store::AuditQuery::default()
+            };
+            if let Some(code) = product_code {
+                let pc =
+                    openmvs_national::request::product_code("", Some("GTIN"), Some(&code)).map_err(|e| {
+                        anyhow::anyhow!(
+                            "--product-code: {}",
+                            e.details.first().map_or(e.message.clone(), |d| d.message.clone())
+                        )
+                    })?;
+                match serial {
+                    Some(sn) => q.subjects.push(format!("{}/{pc}/{sn}", pc.scheme())),
+                    None => q.subject_prefix = Some(format!("{}/{pc}", pc.scheme())),
+                }
+            }
+            q.subjects.extend(subject);
+            let json = match format.as_str() {
+                "csv" => false,
+                "json" => true,
+                f => anyhow::bail!("--format: '{f}' is not csv or json"),
+            };
+            search(&target, q, json, limit).await
+        }
     }
 }
 
@@ -36,8 +96,16 @@ async fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf])
         if raw.national.is_none() && raw.hub.is_some() {
             let base =
                 path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            return verify_hub(&crate::hub_config::hub(&raw, base)?, public_keys, head_files).await;
+            let s = crate::hub_config::hub(&raw, base)?;
+            return verify_hub(&s.data_dir, &s.storage, public_keys, head_files).await;
         }
+    }
+    // A hub's data directory holds the hub's database and no national one.
+    if let (None, Some(dir)) = (&target.config, &target.data_dir)
+        && crate::hub_node::db_path(dir).exists()
+        && !node::db_path(dir).exists()
+    {
+        return verify_hub(dir, &Storage::Sqlite, public_keys, head_files).await;
     }
     let (data_dir, storage) = super::admin::target(target)?;
     let keys = node::audit_public_keys(&data_dir, public_keys)?;
@@ -110,11 +178,96 @@ async fn verify(target: &Target, public_keys: &[String], head_files: &[PathBuf])
     }
 }
 
-/// `openmvs audit verify --config hub.toml`: every record and checkpoint of the hub's own trail
-/// (uploads, batches, recalls, the heads the markets sent), with the public key of the hub's data
-/// directory or those given. The hub keeps no head of its own trail outside its database.
+/// The audit store of a national system or of the hub, opened to read, with how to close it.
+async fn open_trail(
+    target: &Target,
+) -> anyhow::Result<(Arc<dyn AuditStore>, Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()>>>>)> {
+    let hub = match (&target.config, &target.data_dir) {
+        (Some(path), _) => {
+            let raw = crate::config::load_raw(Some(path), std::env::vars())?;
+            if raw.national.is_none() && raw.hub.is_some() {
+                let base =
+                    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                let s = crate::hub_config::hub(&raw, base)?;
+                Some((s.data_dir, s.storage))
+            } else {
+                None
+            }
+        }
+        (None, Some(dir)) if crate::hub_node::db_path(dir).exists() && !node::db_path(dir).exists() => {
+            Some((dir.clone(), Storage::Sqlite))
+        }
+        _ => None,
+    };
+    Ok(match hub {
+        Some((dir, Storage::Sqlite)) => {
+            let store = SqliteHubStore::open_read_only(&crate::hub_node::db_path(&dir))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            (Arc::new(store), Box::new(|| Box::pin(async {})))
+        }
+        Some((dir, storage)) => {
+            let hub = crate::hub_node::open(&dir, &storage, Arc::new(SystemClock), None)?;
+            let store: Arc<dyn AuditStore> = hub.store();
+            (store, Box::new(move || Box::pin(async move { hub.close().await })))
+        }
+        None => {
+            let (dir, storage) = super::admin::target(target)?;
+            let n = node::open_to_read(&dir, &storage, Arc::new(SystemClock))?;
+            let store: Arc<dyn AuditStore> = n.store();
+            (store, Box::new(move || Box::pin(async move { n.close().await })))
+        }
+    })
+}
+
+/// `openmvs audit search`: the records meeting `q`, page after page, as CSV or JSON lines.
+async fn search(
+    target: &Target,
+    q: openmvs_store::AuditQuery,
+    json: bool,
+    limit: usize,
+) -> anyhow::Result<ExitCode> {
+    let (store, close) = open_trail(target).await?;
+    let printed: anyhow::Result<()> = async {
+        if !json {
+            outln!("{}", openmvs_http::export::CSV_COLUMNS.join(","));
+        }
+        let (mut after, mut n) = (0, 0usize);
+        loop {
+            let page = store
+                .audit_search(&openmvs_store::AuditQuery { after_pos: after, limit: 1000, ..q.clone() })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for (pos, r) in &page {
+                after = *pos;
+                if limit > 0 && n == limit {
+                    return Ok(());
+                }
+                n += 1;
+                let view = openmvs_http::export::view(r);
+                if json {
+                    outln!("{}", serde_json::to_string(&openmvs_wire::api::AuditRecordView::from(&view))?);
+                } else {
+                    outln!("{}", openmvs_http::export::csv_line(&view).trim_end_matches("\r\n"));
+                }
+            }
+            if page.len() < 1000 {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    close().await;
+    printed?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `openmvs audit verify --config hub.toml` (or `--data-dir` of the hub): every record and
+/// checkpoint of the hub's own trail (uploads, batches, recalls, the heads the markets sent), with
+/// the public key of the hub's data directory or those given. The hub keeps no head of its own
+/// trail outside its database.
 async fn verify_hub(
-    s: &crate::hub_config::HubSettings,
+    data_dir: &std::path::Path,
+    storage: &Storage,
     public_keys: &[String],
     head_files: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
@@ -124,16 +277,16 @@ async fn verify_hub(
              (openmvs audit verify --config national.toml --heads FILE), not against the hub's own trail"
         );
     }
-    let keys = node::audit_public_keys(&s.data_dir, public_keys)?;
-    let found = match &s.storage {
+    let keys = node::audit_public_keys(data_dir, public_keys)?;
+    let found = match storage {
         // The embedded file is opened read-only: verifying never writes.
         Storage::Sqlite => {
-            let store = SqliteHubStore::open_read_only(&crate::hub_node::db_path(&s.data_dir))
+            let store = SqliteHubStore::open_read_only(&crate::hub_node::db_path(data_dir))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             openmvs_national::verify_audit(&store, keys).await
         }
         storage => {
-            let hub = crate::hub_node::open(&s.data_dir, storage, Arc::new(SystemClock), None)?;
+            let hub = crate::hub_node::open(data_dir, storage, Arc::new(SystemClock), None)?;
             let store = hub.store();
             let found = openmvs_national::verify_audit(store.as_ref(), keys).await;
             hub.close().await;
