@@ -790,6 +790,7 @@ async fn incident_feed(s: &HubState, headers: &HeaderMap, json: bool) -> Result<
         crate::hub_status::HUB_SCOPE,
         "OpenMVS hub incidents",
         headers,
+        s.obs.plain_http.load(std::sync::atomic::Ordering::Relaxed),
         json,
         now,
     )

@@ -341,13 +341,16 @@ pub async fn one(store: &dyn ConsoleStore, scope: &str, id: &str) -> Result<Inci
 }
 
 /// The URL the caller reached this system at, for the feeds' links: the `Host` it asked for,
-/// with the scheme a proxy names in `X-Forwarded-Proto`, else `https` (every system serves TLS).
-pub fn base_url(headers: &axum::http::HeaderMap) -> String {
+/// with the scheme a proxy names in `X-Forwarded-Proto`, else the server's own (`https`, or `http`
+/// with `plain_http`).
+pub fn base_url(headers: &axum::http::HeaderMap, plain_http: bool) -> String {
     let value =
         |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
     let host = value("host").filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)));
     let proto = match value("x-forwarded-proto") {
         Some("http") => "http",
+        Some("https") => "https",
+        _ if plain_http => "http",
         _ => "https",
     };
     format!("{proto}://{}", host.unwrap_or("localhost"))
@@ -363,12 +366,13 @@ pub async fn feed(
     scope: &str,
     title: &str,
     headers: &axum::http::HeaderMap,
+    plain_http: bool,
     json: bool,
     now: Timestamp,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let page = list(store, scope, &IncidentQuery { open: false, before: None, limit: 50 }).await?;
-    let base = base_url(headers);
+    let base = base_url(headers, plain_http);
     let id = format!("urn:openmvs:{}", scope.to_ascii_lowercase());
     Ok(if json {
         (

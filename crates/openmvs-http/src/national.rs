@@ -888,8 +888,9 @@ async fn incident_feed(s: &NationalState, headers: &HeaderMap, json: bool) -> Re
     let market = s.national.market();
     let title = format!("OpenMVS {} incidents", market.as_str());
     let now = s.national.clock().now();
-    Ok(crate::incidents::feed(s.national.store().as_ref(), market.as_str(), &title, headers, json, now)
-        .await?)
+    let plain = s.obs.plain_http.load(std::sync::atomic::Ordering::Relaxed);
+    let store = s.national.store().as_ref();
+    Ok(crate::incidents::feed(store, market.as_str(), &title, headers, plain, json, now).await?)
 }
 
 fn may_manage_incidents(s: &NationalState, actor: &Actor) -> Result<(), ApiError> {

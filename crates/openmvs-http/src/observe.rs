@@ -37,6 +37,9 @@ pub struct Observability {
     pub connections: Arc<crate::server::ConnectionStats>,
     /// Free space where the data lives, as the last probe measured it.
     pub disk: DiskSpace,
+    /// `http` when the server speaks plain HTTP (set once by whoever starts it); links the
+    /// system writes about itself (the feeds) use `https` otherwise.
+    pub plain_http: AtomicBool,
 }
 
 impl Observability {
@@ -51,6 +54,7 @@ impl Observability {
             login: Arc::new(crate::login::LoginGuard::default()),
             connections: Arc::new(crate::server::ConnectionStats::default()),
             disk: DiskSpace::new(DEFAULT_DISK_FREE_WARN),
+            plain_http: AtomicBool::new(false),
         }
     }
 

@@ -108,6 +108,7 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    obs.plain_http.store(tls.is_none(), std::sync::atomic::Ordering::Relaxed);
     let listener = openmvs_http::server::listen(s.listen).with_context(|| format!("binding {}", s.listen))?;
     let server = serve_with(listener, router, tls, s.connections.serve_options(obs.connections.clone()))
         .map_err(|e| anyhow::anyhow!(e))?;
