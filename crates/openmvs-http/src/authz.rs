@@ -260,6 +260,22 @@ pub static NATIONAL: &[RouteRule] = &[
     rule(Method::GET, "/WS_BULK_TRANSACTIONS_V1/BulkServiceV50", Anyone, None),
     rule(Method::GET, "/WS_MIXED_BULK_TRANSACTIONS_V1/MixedBulkServiceV50", Anyone, None),
     rule(Method::GET, "/WS_SUPPORT_V1/SupportServiceV50", Anyone, None),
+    // The web console (`crate::web`): the door admits everyone; each page checks its session
+    // cookie (the client's own token, checked as a bearer token is) and each form its CSRF token,
+    // and the service applies the same rules to what a page asks as to the API.
+    rule(Method::GET, "/ui", Anyone, None),
+    rule(Method::GET, "/ui/login", Anyone, None),
+    rule(Method::POST, "/ui/login", Anyone, None),
+    rule(Method::POST, "/ui/logout", Anyone, None),
+    rule(Method::GET, "/ui/alerts", Anyone, None),
+    rule(Method::GET, "/ui/alerts/{id}", Anyone, None),
+    rule(Method::POST, "/ui/alerts/{id}/status", Anyone, None),
+    rule(Method::POST, "/ui/alerts/{id}/comments", Anyone, None),
+    rule(Method::GET, "/ui/audit", Anyone, None),
+    rule(Method::GET, "/ui/audit/export", Anyone, None),
+    rule(Method::GET, "/ui/incidents", Anyone, None),
+    rule(Method::POST, "/ui/incidents", Anyone, None),
+    rule(Method::POST, "/ui/incidents/{id}/updates", Anyone, None),
 ];
 
 /// The hub's routes.

@@ -29,6 +29,7 @@ pub mod shed;
 pub mod soap;
 pub mod status;
 pub mod upkeep;
+pub mod web;
 
 pub use agent::{AgentState, agent_router};
 pub use error::HttpError;

@@ -216,13 +216,14 @@ pub fn national_routes() -> Routes<NationalState> {
         // The contract documents, generated from the handlers (`openapi.rs`).
         .route(Method::GET, "/v1/openapi.json", openapi::national_document)
         .route(Method::GET, "/docs", openapi::national_docs);
-    crate::soap::routes(routes)
+    crate::web::routes(crate::soap::routes(routes))
 }
 
 /// Builds the national system's router.
 pub fn national_router(state: NationalState) -> Router {
     let obs = state.obs.clone();
     authz::guarded(national_routes(), state)
+        .layer(axum::middleware::from_fn(crate::web::security_headers))
         .layer(axum::middleware::from_fn_with_state(obs.load.clone(), crate::shed::shed))
         .layer(axum::middleware::from_fn_with_state(obs, observe))
 }
@@ -325,43 +326,56 @@ async fn token(
         Ok(c) => c,
         Err(refusal) => return *refusal,
     };
-    let (id, secret) = (id.as_str(), secret.as_str());
-    // A node that cannot read its token-signing keys issues no token: said at once, before the
-    // admission and any secret check, so the refusal costs next to nothing however many ask.
-    if let Err(e) = s.national.token_issuing() {
-        return no_token_issued(&e);
-    }
-    // Logins have their own admission: a flood of bad ones waits or is refused here, before any
-    // secret is hashed, and never takes the places of requests with tokens.
-    let login = &s.obs.login;
     let address = remote.map(|r| r.0.0.ip());
-    if let Err(r) = login.check(id, address, Instant::now()) {
-        return login_refused(r);
-    }
-    let turn = match login.turn().await {
-        Ok(t) => t,
-        Err(r) => return login_refused(r),
-    };
-    // Again with the turn: the failures of the attempts that waited ahead of this one count.
-    if let Err(r) = login.check(id, address, Instant::now()) {
-        return login_refused(r);
-    }
-    let outcome = s.national.token(id, secret).await;
-    drop(turn);
-    match outcome {
+    match issue_token(&s, id.as_str(), secret.as_str(), address).await {
         Ok(t) => {
             let mut r = axum::Json(TokenResponse::from(&t)).into_response();
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
             r
         }
+        Err(refusal) => refusal,
+    }
+}
+
+/// A token for a client id and secret, through the logins' own admission; the refusal as the
+/// token endpoint answers it. The web console's sign-in uses it too.
+pub(crate) async fn issue_token(
+    s: &NationalState,
+    id: &str,
+    secret: &str,
+    address: Option<std::net::IpAddr>,
+) -> Result<openmvs_core::answer::IssuedToken, Response> {
+    // A node that cannot read its token-signing keys issues no token: said at once, before the
+    // admission and any secret check, so the refusal costs next to nothing however many ask.
+    if let Err(e) = s.national.token_issuing() {
+        return Err(no_token_issued(&e));
+    }
+    // Logins have their own admission: a flood of bad ones waits or is refused here, before any
+    // secret is hashed, and never takes the places of requests with tokens.
+    let login = &s.obs.login;
+    if let Err(r) = login.check(id, address, Instant::now()) {
+        return Err(login_refused(r));
+    }
+    let turn = match login.turn().await {
+        Ok(t) => t,
+        Err(r) => return Err(login_refused(r)),
+    };
+    // Again with the turn: the failures of the attempts that waited ahead of this one count.
+    if let Err(r) = login.check(id, address, Instant::now()) {
+        return Err(login_refused(r));
+    }
+    let outcome = s.national.token(id, secret).await;
+    drop(turn);
+    match outcome {
+        Ok(t) => Ok(t),
         Err(openmvs_auth::AuthError::Internal(why)) => {
             tracing::warn!(cause = %why, "token request failed");
-            HttpError::code(ReturnCode::Unavailable).into_response()
+            Err(HttpError::code(ReturnCode::Unavailable).into_response())
         }
-        Err(e @ openmvs_auth::AuthError::Unavailable(_)) => no_token_issued(&e),
+        Err(e @ openmvs_auth::AuthError::Unavailable(_)) => Err(no_token_issued(&e)),
         Err(_) => {
             login.failed(id, address, Instant::now());
-            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client id or client secret")
+            Err(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client id or client secret"))
         }
     }
 }
@@ -893,7 +907,7 @@ async fn incident_feed(s: &NationalState, headers: &HeaderMap, json: bool) -> Re
     Ok(crate::incidents::feed(store, market.as_str(), &title, headers, plain, json, now).await?)
 }
 
-fn may_manage_incidents(s: &NationalState, actor: &Actor) -> Result<(), ApiError> {
+pub(crate) fn may_manage_incidents(s: &NationalState, actor: &Actor) -> Result<(), ApiError> {
     use openmvs_core::roles::{Access, Action, access};
     if actor.market != s.national.market() {
         return Err(ApiError::new(ReturnCode::Forbidden).with("market", "the token is for another market"));

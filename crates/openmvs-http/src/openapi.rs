@@ -68,7 +68,7 @@ impl Component {
 /// Whether a route of the table belongs in the public contract: the internal hub-to-national
 /// routes are OpenMVS's own business, and the NMVS SOAP routes are described by their WSDL.
 pub fn is_public(path: &str) -> bool {
-    !path.starts_with("/internal/") && !path.starts_with("/WS_")
+    !path.starts_with("/internal/") && !path.starts_with("/WS_") && path != "/ui" && !path.starts_with("/ui/")
 }
 
 #[derive(OpenApi)]

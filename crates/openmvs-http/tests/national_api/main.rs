@@ -12,6 +12,7 @@ mod alerts;
 mod audit;
 mod bulk;
 mod console;
+mod console_web;
 #[path = "../support/contract.rs"]
 mod contract;
 mod contract_answers;
