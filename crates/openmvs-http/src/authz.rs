@@ -350,6 +350,13 @@ pub static HUB: &[RouteRule] = &[
     rule(Method::GET, "/metrics", Anyone, None),
     rule(Method::GET, "/health/live", Anyone, None),
     rule(Method::GET, "/health/ready", Anyone, None),
+    // The OBP's web console (`crate::hub_web`): signed in by its certificate, as for the API; an
+    // OBP's pages show its own alerts only, as the API's routes above do.
+    rule(Method::GET, "/ui", ObpCertificate, None),
+    rule(Method::GET, "/ui/alerts", ObpCertificate, None),
+    rule(Method::GET, "/ui/alerts/{id}", ObpCertificate, None),
+    rule(Method::POST, "/ui/alerts/{id}/status", ObpCertificate, None),
+    rule(Method::POST, "/ui/alerts/{id}/comments", ObpCertificate, None),
 ];
 
 /// The demonstration's admin route, merged into both systems' routers with `--fake-clock` only.

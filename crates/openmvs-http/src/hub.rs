@@ -183,7 +183,7 @@ impl authz::Door for HubState {
 /// The hub's routes, each as the authorization table lists it.
 pub fn hub_routes() -> Routes<HubState> {
     let small = || DefaultBodyLimit::max(MAX_BODY);
-    Routes::new(authz::HUB)
+    let routes = Routes::new(authz::HUB)
         .route_limited(Method::PUT, "/v1/products/{product_code}", small(), put_product)
         .route_limited(Method::PUT, "/v1/products/{product_code}/batches/{batch}", small(), put_batch)
         // The body is read by the handler itself: streamed for text, bounded for JSON.
@@ -226,13 +226,15 @@ pub fn hub_routes() -> Routes<HubState> {
         .route(Method::GET, "/health/live", openapi::live)
         .route(Method::GET, "/health/ready", ready)
         .route(Method::GET, "/v1/openapi.json", openapi::hub_document)
-        .route(Method::GET, "/docs", openapi::hub_docs)
+        .route(Method::GET, "/docs", openapi::hub_docs);
+    crate::hub_web::routes(routes)
 }
 
 /// Builds the hub's router.
 pub fn hub_router(state: HubState) -> Router {
     let obs = state.obs.clone();
     authz::guarded(hub_routes(), state)
+        .layer(axum::middleware::from_fn(crate::web::security_headers))
         .layer(axum::middleware::from_fn_with_state(obs.load.clone(), crate::shed::shed))
         .layer(axum::middleware::from_fn_with_state(obs, observe))
 }

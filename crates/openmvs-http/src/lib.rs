@@ -17,6 +17,7 @@ pub mod history;
 pub mod hub;
 pub mod hub_client;
 pub mod hub_status;
+pub mod hub_web;
 pub mod incidents;
 pub mod limit;
 pub mod login;

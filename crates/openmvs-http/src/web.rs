@@ -79,7 +79,7 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -98,7 +98,7 @@ pub fn csrf_of(secret: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -120,7 +120,7 @@ async fn session(s: &NationalState, headers: &HeaderMap) -> Result<Session, Resp
     }
 }
 
-fn form(body: &Bytes) -> HashMap<String, String> {
+pub(crate) fn form(body: &Bytes) -> HashMap<String, String> {
     url_decode_pairs(body)
 }
 
@@ -161,7 +161,7 @@ fn refused_form(sess: &Session, f: &HashMap<String, String>) -> Option<Response>
     match f.get(CSRF_FIELD) {
         Some(t) if same(t, &sess.csrf) => None,
         _ => Some(page(
-            StatusCode::FORBIDDEN,
+            StatusCode::BAD_REQUEST,
             "Refused",
             None,
             "<p role=\"alert\">This form has expired or did not come from this console. Go back, reload the page and try again.</p>",
@@ -182,7 +182,12 @@ fn role_name(r: Role) -> &'static str {
 
 /// A whole page: the navigation for the signed-in visitor, the title and the content.
 fn page(status: StatusCode, title: &str, sess: Option<&Session>, content: &str) -> Response {
-    let nav = match sess {
+    let nav = nav_of(sess);
+    shell(status, title, &nav, content)
+}
+
+fn nav_of(sess: Option<&Session>) -> String {
+    match sess {
         None => String::new(),
         Some(sess) => {
             let a = &sess.actor;
@@ -204,7 +209,11 @@ fn page(status: StatusCode, title: &str, sess: Option<&Session>, content: &str) 
                 sess.csrf
             )
         }
-    };
+    }
+}
+
+/// A whole page with the navigation `nav`: what both systems' consoles send.
+pub(crate) fn shell(status: StatusCode, title: &str, nav: &str, content: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t} · OpenMVS console</title>\
@@ -214,7 +223,7 @@ fn page(status: StatusCode, title: &str, sess: Option<&Session>, content: &str) 
     (status, Html(body)).into_response()
 }
 
-const CONSOLE_STYLE: &str = "header{display:flex;flex-wrap:wrap;justify-content:space-between;align-items:center;\
+pub(crate) const CONSOLE_STYLE: &str = "header{display:flex;flex-wrap:wrap;justify-content:space-between;align-items:center;\
 gap:.5rem;border-bottom:1px solid #ccc;padding-bottom:.5rem}.nav{list-style:none;display:flex;flex-wrap:wrap;gap:1rem;\
 padding:0;margin:0}.who{display:flex;gap:.5rem;align-items:center}form.filters{display:grid;\
 grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.6rem;margin:1rem 0}label{display:flex;flex-direction:column;\
@@ -288,13 +297,13 @@ async fn home(State(s): State<NationalState>, headers: HeaderMap) -> Response {
     page(StatusCode::OK, &format!("OpenMVS {} console", s.national.market().as_str()), Some(&sess), &content)
 }
 
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let mut b = [0u8; 24];
     getrandom::fill(&mut b).expect("the operating system's random numbers");
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn set_cookie(name: &str, value: &str, max_age: i64) -> HeaderValue {
+pub(crate) fn set_cookie(name: &str, value: &str, max_age: i64) -> HeaderValue {
     HeaderValue::from_str(&format!(
         "{name}={value}; Path=/ui; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}"
     ))
@@ -389,7 +398,7 @@ async fn logout(State(s): State<NationalState>, headers: HeaderMap, body: Bytes)
     r
 }
 
-fn select(name: &str, label: &str, options: &[&str], current: Option<&str>) -> String {
+pub(crate) fn select(name: &str, label: &str, options: &[&str], current: Option<&str>) -> String {
     let opts: String = std::iter::once("")
         .chain(options.iter().copied())
         .map(|o| {
@@ -403,7 +412,7 @@ fn select(name: &str, label: &str, options: &[&str], current: Option<&str>) -> S
     format!("<label>{label} <select name=\"{name}\">{opts}</select></label>")
 }
 
-fn text_input(name: &str, label: &str, current: Option<&str>, kind: &str) -> String {
+pub(crate) fn text_input(name: &str, label: &str, current: Option<&str>, kind: &str) -> String {
     format!(
         "<label>{label} <input name=\"{name}\" type=\"{kind}\" value=\"{}\"></label>",
         escape(current.unwrap_or(""))
@@ -411,7 +420,7 @@ fn text_input(name: &str, label: &str, current: Option<&str>, kind: &str) -> Str
 }
 
 /// The query string of `q` without its empty values, with `cursor` set to `next`.
-fn query_with(q: &HashMap<String, String>, cursor: &str) -> String {
+pub(crate) fn query_with(q: &HashMap<String, String>, cursor: &str) -> String {
     let mut pairs: Vec<(&String, &String)> =
         q.iter().filter(|(k, v)| !v.is_empty() && *k != "cursor").collect();
     pairs.sort();
@@ -420,7 +429,7 @@ fn query_with(q: &HashMap<String, String>, cursor: &str) -> String {
     out.join("&")
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -429,7 +438,7 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-fn non_empty(q: &HashMap<String, String>) -> HashMap<String, String> {
+pub(crate) fn non_empty(q: &HashMap<String, String>) -> HashMap<String, String> {
     q.iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, v)| (k.clone(), v.trim().to_owned())).collect()
 }
 
@@ -523,7 +532,7 @@ async fn alerts(
     page(StatusCode::OK, "Alerts", Some(&sess), &format!("{filters}{table}{next}"))
 }
 
-fn thread_html(a: &AlertView) -> String {
+pub(crate) fn thread_html(a: &AlertView) -> String {
     let mut entries: Vec<(openmvs_core::time::Timestamp, String)> = Vec::new();
     for c in &a.thread.history {
         entries.push((

@@ -1315,3 +1315,94 @@ async fn the_hub_status_shows_each_market_reachable_or_not_with_its_backlog_and_
     assert_eq!(s["incidents"][0]["status"], "resolved", "{s}");
     w.stop().await;
 }
+
+/// The OBP's console at the hub, signed in by its certificate: the alert a DE pharmacy raised is
+/// on its page; a form without the console's token changes nothing; a status change and a comment
+/// made on the page reach DE, where the NMVO reads them on its own console's alert page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_obp_works_an_alert_on_its_page_and_the_nmvo_sees_it_on_hers() {
+    let w = World::start().await;
+    w.upload(BOTH, "Examplomab", &["DE", "FR"]).await;
+    let de = w.user(&w.de, Role::Pharmacy, "DE-PH-1").await;
+    let answer = de.call("verify", "de-ui-1", BOTH, "NEVERUPLOADED9").await;
+    assert_eq!(answer["alert"]["code"], "A3", "{answer}");
+    for _ in 0..TRAVEL {
+        if !w.obp_alerts().await["alerts"].as_array().unwrap().is_empty() {
+            break;
+        }
+        w.relay_rounds(1).await;
+    }
+    let id = w.obp_alerts().await["alerts"][0]["id"].as_str().unwrap().to_owned();
+    // No cookie jar: the form cookie is carried by hand, as a browser would.
+    let obp = {
+        let b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(w.ca.ca_pem().as_bytes()).unwrap())
+            .identity(reqwest::Identity::from_pem(w.acme.identity_pem().as_bytes()).unwrap())
+            .redirect(reqwest::redirect::Policy::none());
+        b.build().unwrap()
+    };
+    let anonymous = https(&w.ca, None);
+    let refused = anonymous.get(format!("{}/ui/alerts", w.hub_url)).send_retrying().await.unwrap();
+    assert_eq!(refused.status(), 403, "no certificate, no console");
+    let list = obp.get(format!("{}/ui/alerts?market=DE", w.hub_url)).send_retrying().await.unwrap();
+    assert_eq!(list.status(), 200);
+    assert!(list.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let cookie = list.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly; Secure; SameSite=Strict"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let html = list.text().await.unwrap();
+    assert!(html.contains(&id) && html.contains("acme-pharma"), "{html}");
+    let detail = obp
+        .get(format!("{}/ui/alerts/{id}", w.hub_url))
+        .header("cookie", &pair)
+        .send_retrying()
+        .await
+        .unwrap();
+    let html = detail.text().await.unwrap();
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    let csrf = html[at..at + 64].to_owned();
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        let (obp, pair) = (obp.clone(), pair.clone());
+        async move { obp.post(path).header("cookie", pair).form(&form).send_retrying().await.unwrap() }
+    };
+    let forged = post(
+        format!("{}/ui/alerts/{id}/status", w.hub_url),
+        vec![("csrf", "x".into()), ("status", "ESCALATED".into())],
+    )
+    .await;
+    assert_eq!(forged.status(), 400);
+    let moved = post(
+        format!("{}/ui/alerts/{id}/status", w.hub_url),
+        vec![
+            ("csrf", csrf.clone()),
+            ("status", "INVESTIGATING".into()),
+            ("comment", "Checking the batch record.".into()),
+        ],
+    )
+    .await;
+    assert_eq!(moved.status(), 303);
+    let commented = post(
+        format!("{}/ui/alerts/{id}/comments", w.hub_url),
+        vec![("csrf", csrf), ("text", "Batch record is fine.".into())],
+    )
+    .await;
+    assert_eq!(commented.status(), 303);
+
+    // DE's NMVO sees both on her side once the hub has delivered them.
+    let nmvo = w.user(&w.de, Role::Nmvo, "DE-NMVO").await;
+    let mut seen = Value::Null;
+    for _ in 0..TRAVEL {
+        w.relay_rounds(1).await;
+        seen = nmvo.get(&format!("/v1/alerts/{id}")).await;
+        if seen["status"] == "INVESTIGATING" && seen["comments"].as_array().is_some_and(|c| !c.is_empty()) {
+            break;
+        }
+    }
+    assert_eq!(seen["status"], "INVESTIGATING", "{seen}");
+    let texts: Vec<&str> =
+        seen["comments"].as_array().unwrap().iter().filter_map(|c| c["text"].as_str()).collect();
+    assert!(texts.contains(&"Batch record is fine."), "{seen}");
+    w.stop().await;
+}

@@ -770,6 +770,11 @@ fn hub_samples(rule: &RouteRule, own: &Owned) -> Vec<Req> {
         | "/v1/incidents/feed.json" => {
             vec![req(m, rule.path, Body::None)]
         }
+        "/ui" | "/ui/alerts" => vec![req(m, rule.path, Body::None)],
+        "/ui/alerts/{id}" => vec![req(m, format!("/ui/alerts/{}", own.alert), Body::None)],
+        "/ui/alerts/{id}/status" | "/ui/alerts/{id}/comments" => {
+            vec![req(m, rule.path.replace("{id}", &own.alert), Body::None)]
+        }
         other => panic!("no sample request for the hub route {m} {other}: add one to the authz suite"),
     }
 }
