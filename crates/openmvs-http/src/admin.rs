@@ -13,7 +13,7 @@ use openmvs_core::return_code::ReturnCode;
 use openmvs_core::time::Clock;
 use openmvs_national::ApiError;
 use openmvs_national::clock::FakeClock;
-use openmvs_wire::admin::{ClockAdvance, ClockAnswer};
+use openmvs_wire::admin::{ClockAdvance, ClockAnswer, LatencyAnswer, LatencyInjection};
 use openmvs_wire::api::ErrorBody;
 
 use crate::authz::{self, Routes};
@@ -24,27 +24,83 @@ use crate::national::parse_json;
 /// date past the range the core computes with.
 pub const MAX_ADVANCE_SECONDS: u64 = 10 * 366 * 24 * 3600;
 
-/// What the clock route holds: the clock and the token.
+/// What the clock route holds: the clock, the token, and the latency every system of the
+/// demonstration shares.
 #[derive(Clone)]
 pub struct ClockState {
     clock: Arc<FakeClock>,
     token: Arc<str>,
+    latency: Arc<crate::observe::InjectedLatency>,
 }
 
 /// The route, guarded by `admin_token` as a bearer token (the authorization table's
 /// [`Caller::AdminToken`](crate::authz::Caller::AdminToken), checked by the handler).
 pub fn clock_router(clock: Arc<FakeClock>, admin_token: &str) -> Router {
-    clock_routes().finish().with_state(ClockState { clock, token: admin_token.into() })
+    latency_router(clock, admin_token, Arc::default())
+}
+
+/// The admin routes, the latency route acting on `latency` (give every system's observability
+/// the same one).
+pub fn latency_router(
+    clock: Arc<FakeClock>,
+    admin_token: &str,
+    latency: Arc<crate::observe::InjectedLatency>,
+) -> Router {
+    clock_routes().finish().with_state(ClockState { clock, token: admin_token.into(), latency })
 }
 
 /// The admin routes, each as the authorization table lists it.
 pub fn clock_routes() -> Routes<ClockState> {
-    Routes::new(authz::ADMIN).route_limited(
-        Method::POST,
-        "/admin/v1/clock",
-        DefaultBodyLimit::max(1024),
-        advance,
+    Routes::new(authz::ADMIN)
+        .route_limited(Method::POST, "/admin/v1/clock", DefaultBodyLimit::max(1024), advance)
+        .route_limited(Method::POST, "/admin/v1/latency", DefaultBodyLimit::max(1024), latency)
+}
+
+fn admin_only(s: &ClockState, headers: &HeaderMap) -> Result<(), HttpError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    if !given.is_some_and(|t| same(t.as_bytes(), s.token.as_bytes())) {
+        return Err(HttpError::new(
+            ApiError::new(ReturnCode::Unauthenticated)
+                .with("authorization", "the demo's admin_token is required"),
+        ));
+    }
+    Ok(())
+}
+
+/// Slow the next verifications and status updates down, at every national system of the
+/// demonstration (`openmvs demo --fake-clock` only): to show the 300 ms figures and the incident
+/// rules at work.
+#[utoipa::path(
+    post, path = "/admin/v1/latency", tag = "demo",
+    request_body = LatencyInjection,
+    responses(
+        (status = 200, description = "What is to be slowed down now.", body = LatencyAnswer),
+        (status = 400, description = "Malformed body, more than 100,000 requests or more than 10 s.", body = ErrorBody),
+        (status = 401, description = "No bearer token, or not the demo's `admin_token`.", body = ErrorBody),
+        (status = 413, description = "The body is over 1 KiB.", body = ErrorBody),
     )
+)]
+pub(crate) async fn latency(
+    State(s): State<ClockState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, HttpError> {
+    admin_only(&s, &headers)?;
+    let body = body.map_err(|e| HttpError::field("body", e.body_text()))?;
+    let req: LatencyInjection = parse_json(&body)?;
+    if req.requests > 100_000 {
+        return Err(HttpError::field("requests", "is over 100000"));
+    }
+    if req.millis > 10_000 {
+        return Err(HttpError::field("millis", "is over 10000 (ten seconds)"));
+    }
+    s.latency.set(req.requests, req.millis);
+    let (requests, millis) = s.latency.pending();
+    Ok(axum::Json(LatencyAnswer { requests, millis }).into_response())
 }
 
 /// Compares in time independent of where the strings differ, so that response times do not
@@ -72,17 +128,7 @@ pub(crate) async fn advance(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, HttpError> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim);
-    if !given.is_some_and(|t| same(t.as_bytes(), s.token.as_bytes())) {
-        return Err(HttpError::new(
-            ApiError::new(ReturnCode::Unauthenticated)
-                .with("authorization", "the demo's admin_token is required"),
-        ));
-    }
+    admin_only(&s, &headers)?;
     let body = body.map_err(|e| HttpError::field("body", e.body_text()))?;
     let req: ClockAdvance = parse_json(&body)?;
     if req.advance_seconds > MAX_ADVANCE_SECONDS {
@@ -98,9 +144,19 @@ pub(crate) async fn advance(
 /// `router` with the clock route merged in when there is a fake clock; unchanged without one,
 /// so that the route then does not exist.
 pub fn with_fake_clock(router: Router, clock: Option<&Arc<FakeClock>>, admin_token: &str) -> Router {
+    with_admin(router, clock, admin_token, Arc::default())
+}
+
+/// [`with_fake_clock`], the latency route acting on `latency`.
+pub fn with_admin(
+    router: Router,
+    clock: Option<&Arc<FakeClock>>,
+    admin_token: &str,
+    latency: Arc<crate::observe::InjectedLatency>,
+) -> Router {
     match clock {
-        // The contract documents of the router describe the clock route too when it exists.
-        Some(c) => router.merge(clock_router(c.clone(), admin_token)).layer(Extension(ClockRoute)),
+        // The contract documents of the router describe the admin routes too when they exist.
+        Some(c) => router.merge(latency_router(c.clone(), admin_token, latency)).layer(Extension(ClockRoute)),
         None => router,
     }
 }

@@ -360,7 +360,10 @@ pub static HUB: &[RouteRule] = &[
 ];
 
 /// The demonstration's admin route, merged into both systems' routers with `--fake-clock` only.
-pub static ADMIN: &[RouteRule] = &[rule(Method::POST, "/admin/v1/clock", Caller::AdminToken, None)];
+pub static ADMIN: &[RouteRule] = &[
+    rule(Method::POST, "/admin/v1/clock", Caller::AdminToken, None),
+    rule(Method::POST, "/admin/v1/latency", Caller::AdminToken, None),
+];
 
 /// What the table says about a request, from its method and the path template it matched.
 #[derive(Debug, Clone, Copy)]

@@ -37,6 +37,9 @@ pub struct Observability {
     pub connections: Arc<crate::server::ConnectionStats>,
     /// Free space where the data lives, as the last probe measured it.
     pub disk: DiskSpace,
+    /// Latency a demonstration injects into verifications and status updates (see
+    /// [`InjectedLatency`]); shared by every system of one demonstration.
+    pub injected: Arc<InjectedLatency>,
     /// `http` when the server speaks plain HTTP (set once by whoever starts it); links the
     /// system writes about itself (the feeds) use `https` otherwise.
     pub plain_http: AtomicBool,
@@ -55,6 +58,7 @@ impl Observability {
             connections: Arc::new(crate::server::ConnectionStats::default()),
             disk: DiskSpace::new(DEFAULT_DISK_FREE_WARN),
             plain_http: AtomicBool::new(false),
+            injected: Arc::new(InjectedLatency::default()),
         }
     }
 
@@ -235,6 +239,11 @@ pub async fn observe(State(obs): State<Arc<Observability>>, mut req: Request, ne
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     let uri_path = req.uri().path().to_owned();
     let class = class_of(route.as_deref().unwrap_or(""), &uri_path);
+    if matches!(class, OpClass::Verification | OpClass::StatusUpdate)
+        && let Some(delay) = obs.injected.take()
+    {
+        tokio::time::sleep(delay).await;
+    }
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), route = route.as_deref().unwrap_or(&uri_path));
     let mut resp = next.run(req).instrument(span.clone()).await;
@@ -254,9 +263,49 @@ pub async fn observe(State(obs): State<Arc<Observability>>, mut req: Request, ne
     resp
 }
 
+/// Latency injected into the next requests of a demonstration (`POST /admin/v1/latency`, which
+/// exists only with `openmvs demo --fake-clock`): nothing unless it is set.
+#[derive(Debug, Default)]
+pub struct InjectedLatency {
+    remaining: AtomicU64,
+    millis: AtomicU64,
+}
+
+impl InjectedLatency {
+    /// Slows the next `requests` down by `millis` each.
+    pub fn set(&self, requests: u64, millis: u64) {
+        self.millis.store(millis, Ordering::SeqCst);
+        self.remaining.store(requests, Ordering::SeqCst);
+    }
+
+    /// What is still to be slowed down: requests and milliseconds.
+    pub fn pending(&self) -> (u64, u64) {
+        (self.remaining.load(Ordering::SeqCst), self.millis.load(Ordering::SeqCst))
+    }
+
+    /// The delay of one request, if any is still to be slowed down.
+    pub fn take(&self) -> Option<std::time::Duration> {
+        self.remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| std::time::Duration::from_millis(self.millis.load(Ordering::SeqCst)))
+    }
+}
+
 #[cfg(test)]
 mod disk_tests {
     use super::*;
+
+    #[test]
+    fn injected_latency_slows_down_the_requests_it_was_set_for_and_no_more() {
+        let l = InjectedLatency::default();
+        assert_eq!(l.take(), None, "nothing unless set");
+        l.set(2, 400);
+        assert_eq!(l.pending(), (2, 400));
+        assert_eq!(l.take(), Some(std::time::Duration::from_millis(400)));
+        assert_eq!(l.take(), Some(std::time::Duration::from_millis(400)));
+        assert_eq!(l.take(), None);
+    }
 
     fn render(d: &DiskSpace) -> String {
         let mut out = Exposition::new();

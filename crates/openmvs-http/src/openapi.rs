@@ -198,7 +198,7 @@ struct NationalApi;
 struct HubApi;
 
 #[derive(OpenApi)]
-#[openapi(paths(admin::advance))]
+#[openapi(paths(admin::advance, admin::latency))]
 struct ClockApi;
 
 /// The document of `component`, with the demonstration's clock route when `clock`.

@@ -27,6 +27,31 @@ pub struct ClockAnswer {
     pub now: String,
 }
 
+/// `POST /admin/v1/latency`: the next `requests` verifications and status updates, at every
+/// national system of the demonstration, are answered `millis` later than they would be (to show
+/// the status pages and the incident rules at work).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"requests": 40, "millis": 400})))]
+pub struct LatencyInjection {
+    /// How many requests.
+    #[schema(maximum = 100000)]
+    pub requests: u64,
+    /// How much later each is answered, in milliseconds.
+    #[schema(maximum = 10000)]
+    pub millis: u64,
+}
+
+/// What is still to be slowed down.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(examples(json!({"requests": 40, "millis": 400})))]
+pub struct LatencyAnswer {
+    /// Requests still to be slowed down.
+    pub requests: u64,
+    /// By this many milliseconds.
+    pub millis: u64,
+}
+
 /// A client as the NMVO sees it (`GET /v1/admin/clients`, and the answer to a disable or enable).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[schema(examples(json!({"client_id": "cl_9502d35169718f7dbe9cf7b17e344cec", "role": "PHARMACY", "location": "DE-PH-0001",

@@ -935,11 +935,12 @@ async fn the_admin_clock_route_takes_only_the_admin_token() {
             if let Some(t) = token {
                 b = b.header("authorization", format!("Bearer {t}"));
             }
-            let resp = router
-                .clone()
-                .oneshot(b.body(axum::body::Body::from(r#"{"advance_seconds": 1}"#)).unwrap())
-                .await
-                .unwrap();
+            let body = if rule.path == "/admin/v1/latency" {
+                r#"{"requests": 2, "millis": 1}"#
+            } else {
+                r#"{"advance_seconds": 1}"#
+            };
+            let resp = router.clone().oneshot(b.body(axum::body::Body::from(body)).unwrap()).await.unwrap();
             let status = resp.status().as_u16();
             if admitted {
                 assert_eq!(status, 200, "{token:?}");

@@ -18,7 +18,7 @@ use openmvs_core::ids::{Location, MarketCode};
 use openmvs_core::master_data::{RawMarket, RawProduct, RawWholesaler};
 use openmvs_core::roles::Role;
 use openmvs_core::time::Clock;
-use openmvs_http::admin::with_fake_clock;
+use openmvs_http::admin::with_admin;
 use openmvs_http::incidents::RuleConfig;
 use openmvs_http::limit::{Limiter, RateLimit};
 use openmvs_http::upkeep::{Upkeep, node_label};
@@ -447,6 +447,8 @@ async fn demo(
         None => Arc::new(SystemClock),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The latency `POST /admin/v1/latency` injects (with --fake-clock), at every national system.
+    let latency = Arc::new(openmvs_http::observe::InjectedLatency::default());
     let mut running = Running { obs: Vec::new(), servers: Vec::new() };
     let mut workers = Vec::new();
     let mut nationals = Vec::new();
@@ -465,16 +467,22 @@ async fn demo(
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
-        let obs = Arc::new(Observability::new(clock.clone()));
+        let mut o = Observability::new(clock.clone());
+        o.injected = latency.clone();
+        let obs = Arc::new(o);
         let limiter = Arc::new(Limiter::new(RateLimit { per_second: 100.0, burst: 200.0 }));
         let router = national_router(NationalState { national: national.clone(), obs: obs.clone(), limiter });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("binding 127.0.0.1:{port} for {m}"))?;
         let opts = ServeOptions { stats: obs.connections.clone(), ..ServeOptions::default() };
-        let server =
-            serve_with(listener, with_fake_clock(router, fake.as_ref(), &token), Some(tls(&pki)?), opts)
-                .map_err(|e| anyhow::anyhow!(e))?;
+        let server = serve_with(
+            listener,
+            with_admin(router, fake.as_ref(), &token, latency.clone()),
+            Some(tls(&pki)?),
+            opts,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
         if let Some(r) = server.tls_reloader() {
             workers.push(tokio::spawn(hub_node::watch_crl(
                 pki.crl_file.clone(),
@@ -528,9 +536,13 @@ async fn demo(
         .await
         .with_context(|| format!("binding 127.0.0.1:{port_base} for the hub"))?;
     let opts = ServeOptions { stats: hub_obs.connections.clone(), ..ServeOptions::default() };
-    let hub_server =
-        serve_with(listener, with_fake_clock(router, fake.as_ref(), &token), Some(tls(&pki)?), opts)
-            .map_err(|e| anyhow::anyhow!(e))?;
+    let hub_server = serve_with(
+        listener,
+        with_admin(router, fake.as_ref(), &token, latency.clone()),
+        Some(tls(&pki)?),
+        opts,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     if let Some(r) = hub_server.tls_reloader() {
         workers.push(tokio::spawn(hub_node::watch_crl(
             pki.crl_file.clone(),
@@ -639,6 +651,37 @@ fn write_profiles(path: &Path, doc: &Value) -> anyhow::Result<()> {
 }
 
 /// The guide printed at start: commands that work as printed.
+/// The console's pages and a sign-in for each role, for the guide's head (no line of it is a
+/// command).
+fn console_guide(doc: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let mut out =
+        String::from("The web console (trust the demo CA, or accept its certificate, in the browser):\n");
+    if let Some(markets) = doc["markets"].as_object() {
+        for (m, v) in markets {
+            let signs: Vec<String> = ["NMVO", "NCA", "PHARMACY"]
+                .iter()
+                .filter_map(|role| {
+                    let c = v["clients"].as_array()?.iter().find(|c| c["role"] == *role)?;
+                    Some(format!("{role} {} / {}", s(&c["client_id"]), s(&c["client_secret"])))
+                })
+                .collect();
+            out.push_str(&format!("  {m}: {}/ui  sign in as {}\n", s(&v["url"]), signs.join(", ")));
+        }
+    }
+    let obp = &doc["obps"][0];
+    out.push_str(&format!(
+        "  the hub, for the OBP {}: {}/ui  with its certificate in the browser (openssl pkcs12 -export -in {} -inkey {} -out obp.p12)\n  \
+         status pages, public: {}/status and each national system's /status",
+        s(&obp["id"]),
+        s(&doc["hub"]["url"]),
+        s(&obp["cert"]),
+        s(&obp["key"]),
+        s(&doc["hub"]["url"]),
+    ));
+    out
+}
+
 fn guide(doc: &Value, file: &Path, profiles: &Path, fake_clock: bool) -> String {
     let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
     let ca = s(&doc["ca_cert"]);
@@ -662,7 +705,8 @@ fn guide(doc: &Value, file: &Path, profiles: &Path, fake_clock: bool) -> String 
     let mut g = format!(
         "openmvs demo: hub on {hub}, national systems on {markets}\n\
          Everything (URLs, clients and secrets, OBP certificates, sample packs) is in {file}\n\
-         A profile per client for `openmvs verify|supply|undo ... --profile {market_lc}-pharmacy` ({market_lc}-pharmacy-2, {market_lc}-hospital, ...) is in {profiles}\n\n\
+         A profile per client for `openmvs verify|supply|undo ... --profile {market_lc}-pharmacy` ({market_lc}-pharmacy-2, {market_lc}-hospital, ...) is in {profiles}\n\
+         {console}\n\
          # An access token for a pharmacy in {market}:\n\
          TOKEN=$(curl -s --cacert {ca} -d 'grant_type=client_credentials&client_id={cid}&client_secret={secret}' {url}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n\n\
          # Verify a pack, supply it, undo the supply:\n\
@@ -684,6 +728,7 @@ fn guide(doc: &Value, file: &Path, profiles: &Path, fake_clock: bool) -> String 
         obp_id = s(&obp["id"]),
         obp_cert = s(&obp["cert"]),
         obp_key = s(&obp["key"]),
+        console = console_guide(doc),
     );
     // The verify as software built for NMVS sends it: SOAP 1.2, the login inside the envelope.
     if let (Some(login), Some(user)) =
