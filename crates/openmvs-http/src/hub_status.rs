@@ -292,7 +292,7 @@ pub fn html(r: &HubStatusReport) -> String {
 <h1>OpenMVS European Hub</h1>{banner}\
 <p>This node is <strong>{ready}</strong>; the hub was available {a:.3} % of the last 30 days. Waiting for distribution: \
 <strong>{backlog}</strong> messages; dead letters: <strong>{dead}</strong>. Alerts not closed: {alerts}.</p>\
-<h2>Markets</h2><div class=\"scroll\"><table><thead><tr><th scope=\"col\">market</th><th scope=\"col\">link</th><th scope=\"col\">last delivery</th>\
+<h2>Markets</h2><div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"table, scrolls sideways\"><table><thead><tr><th scope=\"col\">market</th><th scope=\"col\">link</th><th scope=\"col\">last delivery</th>\
 <th scope=\"col\">waiting</th><th scope=\"col\">oldest</th><th scope=\"col\">dead letters</th><th scope=\"col\">last failure</th>\
 <th scope=\"col\">incidents</th></tr></thead><tbody>{markets}</tbody></table></div><h2>Callbacks to OBPs</h2>{callbacks}\
 <h2>The hub's own API by month</h2>{months}<h2>Incidents at the hub</h2>{incidents}\

@@ -171,7 +171,7 @@ async fn alerts(
         "<p>No alert matches.</p>".to_owned()
     } else {
         format!(
-            "<div class=\"scroll\"><table><caption>Alerts on your products, oldest first</caption><thead><tr><th scope=\"col\">alert</th>\
+            "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"table, scrolls sideways\"><table><caption>Alerts on your products, oldest first</caption><thead><tr><th scope=\"col\">alert</th>\
 <th scope=\"col\">code</th><th scope=\"col\">status</th><th scope=\"col\">classification</th><th scope=\"col\">product</th>\
 <th scope=\"col\">batch</th><th scope=\"col\">serial</th><th scope=\"col\">markets</th><th scope=\"col\">raised</th></tr></thead><tbody>{rows}</tbody></table></div>"
         )

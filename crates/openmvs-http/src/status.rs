@@ -152,7 +152,7 @@ pub(crate) fn month_table(months: &[MonthHistory]) -> String {
         })
         .collect();
     format!(
-        "<div class=\"scroll\"><table><caption>The last six months, newest first (UTC)</caption><thead><tr>\
+        "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"table, scrolls sideways\"><table><caption>The last six months, newest first (UTC)</caption><thead><tr>\
 <th scope=\"col\" rowspan=\"2\">month</th><th scope=\"col\" rowspan=\"2\">available</th>\
 <th scope=\"colgroup\" colspan=\"4\">verifications</th><th scope=\"colgroup\" colspan=\"4\">status updates</th></tr><tr>\
 <th scope=\"col\">under 300 ms</th><th scope=\"col\">mean</th><th scope=\"col\">p95</th><th scope=\"col\">requests</th>\
@@ -338,7 +338,7 @@ pub(crate) fn class_month_table(months: &[MonthHistory]) -> String {
         })
         .collect();
     format!(
-        "<div class=\"scroll\"><table><caption>The last six months, newest first (UTC)</caption><thead><tr>\
+        "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"table, scrolls sideways\"><table><caption>The last six months, newest first (UTC)</caption><thead><tr>\
 <th scope=\"col\" rowspan=\"2\">month</th><th scope=\"col\" rowspan=\"2\">available</th>{head}</tr><tr>{sub}</tr></thead>\
 <tbody>{rows}</tbody></table></div>"
     )

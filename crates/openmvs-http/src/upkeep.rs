@@ -151,9 +151,12 @@ impl Upkeep {
     /// [`FLUSH_EVERY`] and applies the rules every [`RULES_EVERY`]; writes the figures once more
     /// when stopped.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut sample = tokio::time::interval(SAMPLE_EVERY);
-        let mut flush = tokio::time::interval(FLUSH_EVERY);
-        let mut rules = tokio::time::interval(RULES_EVERY);
+        // The first samples and rules come one period after the start: a node still starting is
+        // not ready, which is no outage.
+        let start = tokio::time::Instant::now();
+        let mut sample = tokio::time::interval_at(start + SAMPLE_EVERY, SAMPLE_EVERY);
+        let mut flush = tokio::time::interval_at(start + FLUSH_EVERY, FLUSH_EVERY);
+        let mut rules = tokio::time::interval_at(start + RULES_EVERY, RULES_EVERY);
         for i in [&mut sample, &mut flush, &mut rules] {
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }

@@ -515,7 +515,7 @@ async fn alerts(
         "<p>No alert matches.</p>".to_owned()
     } else {
         format!(
-            "<div class=\"scroll\"><table><caption>Alerts, oldest first</caption><thead><tr><th scope=\"col\">alert</th><th scope=\"col\">code</th>\
+            "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"table, scrolls sideways\"><table><caption>Alerts, oldest first</caption><thead><tr><th scope=\"col\">alert</th><th scope=\"col\">code</th>\
 <th scope=\"col\">status</th><th scope=\"col\">classification</th><th scope=\"col\">product</th><th scope=\"col\">batch</th>\
 <th scope=\"col\">serial</th><th scope=\"col\">premises</th><th scope=\"col\">markets</th><th scope=\"col\">raised</th></tr></thead><tbody>{rows}</tbody></table></div>"
         )
@@ -766,7 +766,7 @@ async fn audit(
         "<p>No record matches.</p>".to_owned()
     } else {
         format!(
-            "<div class=\"scroll\"><table><caption>Records in the order they were written</caption><thead><tr><th scope=\"col\">seq</th><th scope=\"col\">at</th>\
+            "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"table, scrolls sideways\"><table><caption>Records in the order they were written</caption><thead><tr><th scope=\"col\">seq</th><th scope=\"col\">at</th>\
 <th scope=\"col\">operation</th><th scope=\"col\">subject</th><th scope=\"col\">client</th><th scope=\"col\">role</th>\
 <th scope=\"col\">premises</th><th scope=\"col\">outcome</th></tr></thead><tbody>{rows}</tbody></table></div>"
         )

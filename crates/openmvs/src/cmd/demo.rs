@@ -706,7 +706,7 @@ fn guide(doc: &Value, file: &Path, profiles: &Path, fake_clock: bool) -> String 
         "openmvs demo: hub on {hub}, national systems on {markets}\n\
          Everything (URLs, clients and secrets, OBP certificates, sample packs) is in {file}\n\
          A profile per client for `openmvs verify|supply|undo ... --profile {market_lc}-pharmacy` ({market_lc}-pharmacy-2, {market_lc}-hospital, ...) is in {profiles}\n\
-         {console}\n\
+         {console}\n\n\
          # An access token for a pharmacy in {market}:\n\
          TOKEN=$(curl -s --cacert {ca} -d 'grant_type=client_credentials&client_id={cid}&client_secret={secret}' {url}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n\n\
          # Verify a pack, supply it, undo the supply:\n\
