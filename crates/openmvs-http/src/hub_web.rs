@@ -19,8 +19,8 @@ use crate::authz::Routes;
 use crate::hub::{HubState, Obp};
 use crate::status::escape;
 use crate::web::{
-    CSRF_FIELD, cookie, csrf_of, enc, form, non_empty, query_with, random_hex, same, select, set_cookie,
-    shell, text_input, thread_html,
+    CSRF_FIELD, cookie, csrf_of, enc, form, non_empty, query_with, random_hex, same, select, select_with,
+    set_cookie, shell, text_input, thread_html,
 };
 
 /// The cookie the forms' CSRF token is derived from.
@@ -232,8 +232,8 @@ async fn alert(
         escape(a.serial.as_str()),
         escape(&a.markets().iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")),
         thread_html(&a),
-        select("status", "New status", &statuses, None),
-        select("classification", "Classification", &classes, None),
+        select_with("status", "New status", &statuses, None, None),
+        select_with("classification", "Classification", &classes, None, Some("none (needed to close)")),
     );
     page(StatusCode::OK, &format!("Alert {}", a.id.as_str()), &obp, &content, new_cookie)
 }

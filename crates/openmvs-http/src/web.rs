@@ -399,13 +399,26 @@ async fn logout(State(s): State<NationalState>, headers: HeaderMap, body: Bytes)
 }
 
 pub(crate) fn select(name: &str, label: &str, options: &[&str], current: Option<&str>) -> String {
-    let opts: String = std::iter::once("")
+    select_with(name, label, options, current, Some("any"))
+}
+
+/// A choice among `options`, with a first empty one labelled `empty` when given.
+pub(crate) fn select_with(
+    name: &str,
+    label: &str,
+    options: &[&str],
+    current: Option<&str>,
+    empty: Option<&str>,
+) -> String {
+    let opts: String = empty
+        .map(|_| "")
+        .into_iter()
         .chain(options.iter().copied())
         .map(|o| {
             format!(
                 "<option value=\"{o}\"{}>{}</option>",
                 if current == Some(o) { " selected" } else { "" },
-                if o.is_empty() { "any" } else { o }
+                if o.is_empty() { empty.unwrap_or("") } else { o }
             )
         })
         .collect();
@@ -613,8 +626,8 @@ a confirmed falsification is reported to the national competent authority.</p></
 <form method=\"post\" action=\"/ui/alerts/{id}/comments\"><fieldset><legend>Comment</legend>{csrf}\
 <label>Comment <textarea name=\"text\" rows=\"3\" maxlength=\"500\" required></textarea></label>\
 <p><button type=\"submit\">Add the comment</button></p></fieldset></form>",
-            select("status", "New status", &statuses, None),
-            select("classification", "Classification", &classes, None),
+            select_with("status", "New status", &statuses, None, None),
+            select_with("classification", "Classification", &classes, None, Some("none (needed to close)")),
             csrf = hidden_csrf(&sess),
         )
     } else {
@@ -845,8 +858,14 @@ async fn incidents(
 <label>What is known <textarea name=\"message\" rows=\"3\" maxlength=\"4000\" required></textarea></label>\
 <p><button type=\"submit\">Open the incident</button></p></fieldset></form>",
             hidden_csrf(&sess),
-            select("impact", "Impact", &impacts, Some("minor")),
-            select("status", "Status", &["investigating", "identified", "monitoring"], Some("investigating")),
+            select_with("impact", "Impact", &impacts, Some("minor"), None),
+            select_with(
+                "status",
+                "Status",
+                &["investigating", "identified", "monitoring"],
+                Some("investigating"),
+                None
+            ),
         );
     }
     content.push_str("<h2>Incidents, newest first</h2>");
