@@ -19,8 +19,8 @@ use crate::authz::Routes;
 use crate::hub::{HubState, Obp};
 use crate::status::escape;
 use crate::web::{
-    CSRF_FIELD, cookie, csrf_of, enc, form, non_empty, query_with, random_hex, same, select, select_with,
-    set_cookie, shell, text_input, thread_html,
+    CSRF_FIELD, alert_filters, alert_list, cookie, csrf_of, enc, form, non_empty, random_hex,
+    refusal_details, same, select_with, set_cookie, shell, thread_html,
 };
 
 /// The cookie the forms' CSRF token is derived from.
@@ -113,79 +113,25 @@ async fn alerts(
     let (_, new_cookie) = forms(&headers);
     let q = non_empty(&q);
     let get = |k: &str| q.get(k).map(String::as_str);
-    let statuses: Vec<&str> = AlertStatus::ALL.iter().map(|s| s.as_str()).collect();
-    let classes: Vec<&str> = Classification::ALL.iter().map(|c| c.as_str()).collect();
-    let filters = format!(
-        "<form class=\"filters\" method=\"get\" action=\"/ui/alerts\" role=\"search\" aria-label=\"Filter alerts\">{}{}{}{}{}{}{}{}{}{}<p><button type=\"submit\">Filter</button> <a href=\"/ui/alerts\">Clear</a></p></form>",
-        select("status", "Status", &statuses, get("status")),
-        select("code", "Alert code", &["A2", "A3", "A24", "A52", "A68"], get("code")),
-        text_input("product_code", "Product code", get("product_code"), "text"),
-        text_input("batch", "Batch", get("batch"), "text"),
-        text_input("market", "Market", get("market"), "text"),
-        text_input("location", "Premises", get("location"), "text"),
-        text_input("from", "Raised from", get("from"), "date"),
-        text_input("to", "Raised up to", get("to"), "date"),
-        select("classification", "Classification", &classes, get("classification")),
-        text_input("limit", "Per page", get("limit").or(Some("50")), "number"),
-    );
+    let filters = alert_filters(&q, &["A2", "A3", "A24", "A52", "A68"]);
     let listed = match crate::national::alert_query(&q) {
         Err(e) => Err(e),
         Ok((criteria, limit)) => {
             s.hub.alerts(&obp, get("status"), &criteria, limit.or(Some(50)), get("cursor")).await
         }
     };
-    let found = match listed {
-        Ok(p) => p,
-        Err(e) if e.http_status() == 400 => {
-            let details: String = e
-                .details
-                .iter()
-                .map(|d| format!("<li><code>{}</code>: {}</li>", escape(&d.field), escape(&d.message)))
-                .collect();
-            let content = format!(
-                "{filters}<div class=\"error\" role=\"alert\"><p>These filters cannot be used:</p><ul>{details}</ul></div>"
-            );
-            return page(StatusCode::BAD_REQUEST, "Alerts on your products", &obp, &content, new_cookie);
+    let title = "Alerts on your products";
+    match listed {
+        Ok(p) => {
+            let content = format!("{filters}{}", alert_list(&p, "Alerts on your products, oldest first", &q));
+            page(StatusCode::OK, title, &obp, &content, new_cookie)
         }
-        Err(e) => return error_page(&obp, &e),
-    };
-    let rows: String = found
-        .alerts
-        .iter()
-        .map(|a| {
-            format!(
-                "<tr><td><a href=\"/ui/alerts/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                a.code.as_str(),
-                a.status.as_str(),
-                a.classification.map_or("", |c| c.as_str()),
-                escape(&a.product_code),
-                escape(&a.batch),
-                escape(a.serial.as_str()),
-                escape(&a.markets().iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")),
-                escape(&a.created_at.to_rfc3339()),
-                id = escape(a.id.as_str()),
-            )
-        })
-        .collect();
-    let table = if rows.is_empty() {
-        "<p>No alert matches.</p>".to_owned()
-    } else {
-        format!(
-            "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"table, scrolls sideways\"><table><caption>Alerts on your products, oldest first</caption><thead><tr><th scope=\"col\">alert</th>\
-<th scope=\"col\">code</th><th scope=\"col\">status</th><th scope=\"col\">classification</th><th scope=\"col\">product</th>\
-<th scope=\"col\">batch</th><th scope=\"col\">serial</th><th scope=\"col\">markets</th><th scope=\"col\">raised</th></tr></thead><tbody>{rows}</tbody></table></div>"
-        )
-    };
-    let next = found
-        .next_cursor
-        .map(|c| {
-            format!(
-                "<p><a href=\"/ui/alerts?{}\" rel=\"next\">Next page</a></p>",
-                escape(&query_with(&q, c.as_str()))
-            )
-        })
-        .unwrap_or_default();
-    page(StatusCode::OK, "Alerts on your products", &obp, &format!("{filters}{table}{next}"), new_cookie)
+        Err(e) if e.http_status() == 400 => {
+            let content = format!("{filters}{}", refusal_details(&e, "These filters cannot be used:"));
+            page(StatusCode::BAD_REQUEST, title, &obp, &content, new_cookie)
+        }
+        Err(e) => error_page(&obp, &e),
+    }
 }
 
 async fn alert(

@@ -156,6 +156,21 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A form posted by a signed-in visitor, its CSRF token checked: the session and the fields, or
+/// the answer to send instead.
+async fn posted(
+    s: &NationalState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Session, HashMap<String, String>), Response> {
+    let sess = session(s, headers).await?;
+    let f = form(body);
+    match refused_form(&sess, &f) {
+        Some(r) => Err(r),
+        None => Ok((sess, f)),
+    }
+}
+
 /// The refusal of a form whose CSRF token is not the session's; `None` when it is.
 fn refused_form(sess: &Session, f: &HashMap<String, String>) -> Option<Response> {
     match f.get(CSRF_FIELD) {
@@ -455,23 +470,15 @@ pub(crate) fn non_empty(q: &HashMap<String, String>) -> HashMap<String, String> 
     q.iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, v)| (k.clone(), v.trim().to_owned())).collect()
 }
 
-async fn alerts(
-    State(s): State<NationalState>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let sess = match session(&s, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let q = non_empty(&q);
+/// The alert list's filter form, its fields as the API's query parameters.
+pub(crate) fn alert_filters(q: &HashMap<String, String>, codes: &[&str]) -> String {
     let get = |k: &str| q.get(k).map(String::as_str);
     let statuses: Vec<&str> = AlertStatus::ALL.iter().map(|s| s.as_str()).collect();
     let classes: Vec<&str> = Classification::ALL.iter().map(|c| c.as_str()).collect();
-    let filters = format!(
+    format!(
         "<form class=\"filters\" method=\"get\" action=\"/ui/alerts\" role=\"search\" aria-label=\"Filter alerts\">{}{}{}{}{}{}{}{}{}{}<p><button type=\"submit\">Filter</button> <a href=\"/ui/alerts\">Clear</a></p></form>",
         select("status", "Status", &statuses, get("status")),
-        select("code", "Alert code", &["A2", "A3", "A24", "A52", "A68", "SERIAL_GUESSING"], get("code")),
+        select("code", "Alert code", codes, get("code")),
         text_input("product_code", "Product code", get("product_code"), "text"),
         text_input("batch", "Batch", get("batch"), "text"),
         text_input("market", "Market", get("market"), "text"),
@@ -480,32 +487,26 @@ async fn alerts(
         text_input("to", "Raised up to", get("to"), "date"),
         select("classification", "Classification", &classes, get("classification")),
         text_input("limit", "Per page", get("limit").or(Some("50")), "number"),
-    );
-    let listed = match crate::national::alert_query(&q) {
-        Err(e) => Err(e),
-        Ok((criteria, limit)) => {
-            s.national.alerts(&sess.actor, get("status"), &criteria, limit.or(Some(50)), get("cursor")).await
-        }
-    };
-    let page_ = match listed {
-        Ok(p) => p,
-        Err(e) => {
-            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            if status == StatusCode::BAD_REQUEST {
-                let details: String = e
-                    .details
-                    .iter()
-                    .map(|d| format!("<li><code>{}</code>: {}</li>", escape(&d.field), escape(&d.message)))
-                    .collect();
-                let content = format!(
-                    "{filters}<div class=\"error\" role=\"alert\"><p>These filters cannot be used:</p><ul>{details}</ul></div>"
-                );
-                return page(status, "Alerts", Some(&sess), &content);
-            }
-            return api_error_page(&sess, &e);
-        }
-    };
-    let rows: String = page_
+    )
+}
+
+/// The fields at fault of a refused query, as a list for people.
+pub(crate) fn refusal_details(e: &ApiError, lead: &str) -> String {
+    let details: String = e
+        .details
+        .iter()
+        .map(|d| format!("<li><code>{}</code>: {}</li>", escape(&d.field), escape(&d.message)))
+        .collect();
+    format!("<div class=\"error\" role=\"alert\"><p>{lead}</p><ul>{details}</ul></div>")
+}
+
+/// A page of alerts as a table, with the link to the next page of the same query.
+pub(crate) fn alert_list(
+    page: &openmvs_core::alert::AlertPage,
+    caption: &str,
+    q: &HashMap<String, String>,
+) -> String {
+    let rows: String = page
         .alerts
         .iter()
         .map(|a| {
@@ -528,21 +529,56 @@ async fn alerts(
         "<p>No alert matches.</p>".to_owned()
     } else {
         format!(
-            "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"table, scrolls sideways\"><table><caption>Alerts, oldest first</caption><thead><tr><th scope=\"col\">alert</th><th scope=\"col\">code</th>\
+            "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"table, scrolls sideways\"><table><caption>{}</caption><thead><tr><th scope=\"col\">alert</th><th scope=\"col\">code</th>\
 <th scope=\"col\">status</th><th scope=\"col\">classification</th><th scope=\"col\">product</th><th scope=\"col\">batch</th>\
-<th scope=\"col\">serial</th><th scope=\"col\">premises</th><th scope=\"col\">markets</th><th scope=\"col\">raised</th></tr></thead><tbody>{rows}</tbody></table></div>"
+<th scope=\"col\">serial</th><th scope=\"col\">premises</th><th scope=\"col\">markets</th><th scope=\"col\">raised</th></tr></thead><tbody>{rows}</tbody></table></div>",
+            escape(caption)
         )
     };
-    let next = page_
+    let next = page
         .next_cursor
+        .as_ref()
         .map(|c| {
             format!(
                 "<p><a href=\"/ui/alerts?{}\" rel=\"next\">Next page</a></p>",
-                escape(&query_with(&q, c.as_str()))
+                escape(&query_with(q, c.as_str()))
             )
         })
         .unwrap_or_default();
-    page(StatusCode::OK, "Alerts", Some(&sess), &format!("{filters}{table}{next}"))
+    format!("{table}{next}")
+}
+
+async fn alerts(
+    State(s): State<NationalState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let sess = match session(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let q = non_empty(&q);
+    let get = |k: &str| q.get(k).map(String::as_str);
+    let filters = alert_filters(&q, &["A2", "A3", "A24", "A52", "A68", "SERIAL_GUESSING"]);
+    let listed = match crate::national::alert_query(&q) {
+        Err(e) => Err(e),
+        Ok((criteria, limit)) => {
+            s.national.alerts(&sess.actor, get("status"), &criteria, limit.or(Some(50)), get("cursor")).await
+        }
+    };
+    match listed {
+        Ok(p) => page(
+            StatusCode::OK,
+            "Alerts",
+            Some(&sess),
+            &format!("{filters}{}", alert_list(&p, "Alerts, oldest first", &q)),
+        ),
+        Err(e) if e.http_status() == 400 => {
+            let content = format!("{filters}{}", refusal_details(&e, "These filters cannot be used:"));
+            page(StatusCode::BAD_REQUEST, "Alerts", Some(&sess), &content)
+        }
+        Err(e) => api_error_page(&sess, &e),
+    }
 }
 
 pub(crate) fn thread_html(a: &AlertView) -> String {
@@ -646,14 +682,10 @@ async fn alert_status(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let sess = match session(&s, &headers).await {
+    let (sess, f) = match posted(&s, &headers, &body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let f = form(&body);
-    if let Some(r) = refused_form(&sess, &f) {
-        return r;
-    }
     let opt = |k: &str| f.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let req = AlertStatusRequest {
         status: opt("status").unwrap_or_default(),
@@ -672,14 +704,10 @@ async fn alert_comment(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let sess = match session(&s, &headers).await {
+    let (sess, f) = match posted(&s, &headers, &body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let f = form(&body);
-    if let Some(r) = refused_form(&sess, &f) {
-        return r;
-    }
     let req = AlertCommentRequest { text: f.get("text").cloned().unwrap_or_default() };
     match s.national.comment_alert(&sess.actor, &id, &req).await {
         Ok(_) => Redirect::to(&format!("/ui/alerts/{}?done=comment", enc(&id))).into_response(),
@@ -728,19 +756,8 @@ async fn audit(
     let found = s.national.audit_search(&sess.actor, &params).await;
     let result = match found {
         Err(e) if e.http_status() == 400 => {
-            let details: String = e
-                .details
-                .iter()
-                .map(|d| format!("<li><code>{}</code>: {}</li>", escape(&d.field), escape(&d.message)))
-                .collect();
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Audit trail",
-                Some(&sess),
-                &format!(
-                    "{form_html}<div class=\"error\" role=\"alert\"><p>This search cannot be made:</p><ul>{details}</ul></div>"
-                ),
-            );
+            let content = format!("{form_html}{}", refusal_details(&e, "This search cannot be made:"));
+            return page(StatusCode::BAD_REQUEST, "Audit trail", Some(&sess), &content);
         }
         Err(e) => return api_error_page(&sess, &e),
         Ok(p) => p,
@@ -898,14 +915,10 @@ async fn incidents(
 }
 
 async fn incident_open(State(s): State<NationalState>, headers: HeaderMap, body: Bytes) -> Response {
-    let sess = match session(&s, &headers).await {
+    let (sess, f) = match posted(&s, &headers, &body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let f = form(&body);
-    if let Some(r) = refused_form(&sess, &f) {
-        return r;
-    }
     if let Err(e) = crate::national::may_manage_incidents(&s, &sess.actor) {
         return api_error_page(&sess, &e);
     }
@@ -937,14 +950,10 @@ async fn incident_update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let sess = match session(&s, &headers).await {
+    let (sess, f) = match posted(&s, &headers, &body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let f = form(&body);
-    if let Some(r) = refused_form(&sess, &f) {
-        return r;
-    }
     if let Err(e) = crate::national::may_manage_incidents(&s, &sess.actor) {
         return api_error_page(&sess, &e);
     }
