@@ -229,6 +229,11 @@ pub fn html(r: &HubStatusReport) -> String {
                 format!(
                     "<tr><th scope=\"row\">{}</th><td class=\"{c}\">{c}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     escape(&m.market),
+                    m.last_delivery_ms.map_or("-".to_owned(), |ms| format!("{ms} ms")),
+                    m.distribution.backlog,
+                    age(&m.distribution),
+                    m.distribution.dead_letters,
+                    or_dash(m.last_failure.as_deref()),
                     if m.incidents.is_empty() {
                         "none".to_owned()
                     } else {
@@ -238,11 +243,6 @@ pub fn html(r: &HubStatusReport) -> String {
                             .collect::<Vec<_>>()
                             .join("<br>")
                     },
-                    m.last_delivery_ms.map_or("-".to_owned(), |ms| format!("{ms} ms")),
-                    m.distribution.backlog,
-                    age(&m.distribution),
-                    m.distribution.dead_letters,
-                    or_dash(m.last_failure.as_deref()),
                     c = m.reachability,
                 )
             })

@@ -1239,6 +1239,12 @@ async fn the_hub_status_shows_each_market_reachable_or_not_with_its_backlog_and_
             .0;
     let s = status(&anyone).await;
     assert_eq!(market(&s, "DE")["incidents"][0]["title"], "Planned maintenance", "{s}");
+    let page =
+        anyone.get(&url).header("accept", "text/html").send_retrying().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("<td>none</td></tr>") && page.contains("(monitoring, minor)</td></tr>"),
+        "each market's incidents in the last column: {page}"
+    );
     assert_eq!(market(&s, "FR")["incidents"], json!([]), "{s}");
 
     let rules = openmvs_http::incidents::RuleConfig {
