@@ -105,7 +105,7 @@ pub(crate) async fn latency(
 
 /// Compares in time independent of where the strings differ, so that response times do not
 /// reveal the token a prefix at a time.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
