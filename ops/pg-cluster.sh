@@ -52,14 +52,13 @@ bin_dir() {
   echo "$d"
 }
 
-# Runs a command as the user the servers run as.
-as_pg() {
-  if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
-  else
-    "$@"
-  fi
-}
+# The prefix that runs a command as the user the servers run as, in place (exec, no process in
+# between, so that a pid recorded is the command's own).
+AS_PG=()
+if [ "$(id -u)" = 0 ]; then
+  AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+fi
+as_pg() { "${AS_PG[@]}" "$@"; }
 
 install() {
   if ! command -v etcd >/dev/null 2>&1; then
@@ -233,7 +232,7 @@ EOF
   for n in "${NODES[@]}"; do
     running "$DIR/pg$n/patroni.pid" && continue
     # The first node alone, until it is the primary: the others then copy it.
-    as_pg setsid "$VENV/bin/patroni" "$DIR/pg$n/patroni.yml" >>"$DIR/pg$n/patroni.out" 2>&1 </dev/null &
+    setsid "${AS_PG[@]}" "$VENV/bin/patroni" "$DIR/pg$n/patroni.yml" >>"$DIR/pg$n/patroni.out" 2>&1 </dev/null &
     echo $! >"$DIR/pg$n/patroni.pid"
     if [ "$n" = 1 ]; then
       for i in $(seq 300); do
@@ -249,7 +248,7 @@ EOF
 stop() {
   local n i
   for n in "${NODES[@]}"; do
-    running "$DIR/pg$n/patroni.pid" && kill -TERM "$(cat "$DIR/pg$n/patroni.pid")"
+    if running "$DIR/pg$n/patroni.pid"; then kill -TERM "$(cat "$DIR/pg$n/patroni.pid")"; fi
   done
   for n in "${NODES[@]}"; do
     for i in $(seq 300); do

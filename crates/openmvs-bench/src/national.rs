@@ -179,7 +179,12 @@ pub(crate) fn open_stores(
             let schema = format!("openmvs_bench_{}", std::process::id());
             openmvs_store_pg::reset_schema(url, &schema).map_err(|e| anyhow::anyhow!("{e}"))?;
             openmvs_store_pg::migrate(url, Some(&schema), clock.now()).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let storage = Storage::Postgres { url: url.clone(), schema: schema.clone(), pool: 4 };
+            let storage = Storage::Postgres {
+                url: url.clone(),
+                schema: schema.clone(),
+                pool: 4,
+                commit_timeout: Duration::from_secs(10),
+            };
             let mut stores = Vec::new();
             for _ in 0..*nodes {
                 stores.push(node::open(dir, &storage, clock.clone(), Some(on_group.clone()))?);

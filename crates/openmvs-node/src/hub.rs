@@ -103,7 +103,7 @@ pub fn open(
                 }),
             })
         }
-        Storage::Postgres { url, schema, pool } => {
+        Storage::Postgres { url, schema, pool, commit_timeout } => {
             std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
             let key = node::audit_key(data_dir)?;
             let s = Arc::new(
@@ -115,6 +115,7 @@ pub fn open(
                     on_group,
                     migrate: false,
                     pool_size: *pool,
+                    commit_timeout: *commit_timeout,
                     checkpoints: openmvs_store::CheckpointOptions::default(),
                 })
                 .with_context(|| format!("opening PostgreSQL schema {schema} at {}", redact_url(url)))?,

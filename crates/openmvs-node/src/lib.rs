@@ -24,6 +24,10 @@ pub enum Storage {
         schema: String,
         /// Shared read connections per node.
         pool: usize,
+        /// How long a request waits for the database to confirm its commit before it is
+        /// answered 503 (outcome unknown: sent again with its `client_trx_id`, it is answered
+        /// once).
+        commit_timeout: Duration,
     },
 }
 

@@ -204,7 +204,7 @@ fn open_with(
             let s = open_sqlite(data_dir, clock, on_group, checkpoints)?;
             Ok(NodeStore { store: s.clone(), engine: Engine::Sqlite(s), heads })
         }
-        Storage::Postgres { url, schema, pool } => {
+        Storage::Postgres { url, schema, pool, commit_timeout } => {
             let key = audit_key(data_dir)?;
             let s = Arc::new(
                 PgStore::open(PgOptions {
@@ -215,6 +215,7 @@ fn open_with(
                     on_group,
                     migrate: false,
                     pool_size: *pool,
+                    commit_timeout: *commit_timeout,
                     checkpoints,
                 })
                 .with_context(|| {

@@ -7,6 +7,7 @@
 //! requests being served, so groups would take longer and throughput would fall as load rises.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use openmvs_core::time::Timestamp;
 use openmvs_store::commit::attach_ticks;
@@ -54,10 +55,7 @@ pub(crate) fn migrate(
 
 /// Connects, checks (or first applies) the schema's version, and starts this node's writer on a
 /// thread of its own; the pool's connections run on the current runtime (the node's).
-pub(crate) fn start<U: Unit>(
-    kind: &SchemaKind,
-    o: crate::PgOptions,
-) -> StoreResult<(Arc<Pool>, mpsc::Sender<Job<U>>)> {
+pub(crate) fn start<U: Unit>(kind: &SchemaKind, o: crate::PgOptions) -> StoreResult<(Arc<Pool>, Queue<U>)> {
     tokio::runtime::Handle::try_current().map_err(|_| {
         StoreError::Unavailable("a PostgreSQL store is opened inside the runtime it runs on".into())
     })?;
@@ -86,6 +84,7 @@ pub(crate) fn start<U: Unit>(
             .upgrade()
             .is_some_and(|tx| !matches!(tx.try_send(job), Err(mpsc::error::TrySendError::Closed(_))))
     });
+    let commit_timeout = o.commit_timeout;
     let writer: Writer<U> = Writer::new(Pg::new(config), o.signing_key, o.clock, o.on_group, o.checkpoints);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -96,7 +95,42 @@ pub(crate) fn start<U: Unit>(
         .name(name.clone())
         .spawn(move || rt.block_on(writer.run(rx)))
         .map_err(|e| StoreError::Unavailable(format!("starting the thread {name}: {e}")))?;
-    Ok((pool, tx))
+    Ok((pool, Queue { tx, commit_timeout }))
+}
+
+/// The queue of this node's writer, and how long a unit waits for its commit to be confirmed.
+pub(crate) struct Queue<U: Unit> {
+    tx: mpsc::Sender<Job<U>>,
+    commit_timeout: Duration,
+}
+
+impl<U: Unit> Queue<U> {
+    /// Queues `unit` and waits for its commit, at most the commit timeout. A unit not confirmed
+    /// by then (no writable primary: the old one is gone and no standby is promoted yet, or the
+    /// synchronous standby is missing) is answered unavailable with its outcome unknown; it may
+    /// still commit, which a retry with the same `client_trx_id` finds.
+    pub(crate) async fn commit(&self, unit: U) -> StoreResult<U::Done> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.try_send(Job::Commit(Box::new(unit), tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                StoreError::Unavailable("the writer's queue is full".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("store is shut down".into()),
+        })?;
+        match tokio::time::timeout(self.commit_timeout, rx).await {
+            Ok(answer) => answer.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the database did not confirm the commit within {} ms (no writable primary?); its outcome \
+                 is unknown until it does: send the request again with the same client_trx_id",
+                self.commit_timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Commits everything queued, signs the open audit tails and stops the writer.
+    pub(crate) async fn stop(&self) {
+        stop(&self.tx).await;
+    }
 }
 
 /// Commits everything queued, signs the open audit tails and stops the writer; resolves once it
@@ -107,6 +141,6 @@ pub(crate) async fn stop<U: Unit>(writer: &mpsc::Sender<Job<U>>) {
         let _ = tx.send(());
     });
     if writer.try_send(Job::Stop(stopped)).is_ok() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), rx).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), rx).await;
     }
 }

@@ -24,14 +24,12 @@ use openmvs_core::ids::{AlertId, Batch, BulkId, ClientId, ClientTrxId, ProductCo
 use openmvs_core::time::{Clock, Timestamp};
 use openmvs_store::decode::{self, Columns};
 use openmvs_store::*;
-use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use codec::{R, pg_err};
 use outbox::Outbox;
 use pool::Pool;
-use writer::Job;
 
 /// How many units of work may wait for the writer before new ones are refused as overload.
 pub const QUEUE_BOUND: usize = 16_384;
@@ -54,6 +52,10 @@ pub struct PgOptions {
     pub migrate: bool,
     /// Shared connections for reads and small writes.
     pub pool_size: usize,
+    /// How long a commit may wait for the database to confirm it: then it is answered
+    /// unavailable, its outcome unknown (it may still commit; a retry with the same
+    /// `client_trx_id` is answered once). Bounds the wait while there is no writable primary.
+    pub commit_timeout: std::time::Duration,
     /// When this node signs audit checkpoints, and who hears of each one it signs.
     pub checkpoints: CheckpointOptions,
 }
@@ -64,7 +66,7 @@ type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 /// The PostgreSQL engine.
 pub struct PgStore {
     pool: Arc<Pool>,
-    writer: mpsc::Sender<Job>,
+    writer: engine::Queue<UnitOfWork>,
     outbox: Outbox,
 }
 
@@ -91,7 +93,18 @@ pub fn connection_config(url: &str, schema: Option<&str>) -> StoreResult<tokio_p
         config.options(format!("-c search_path={s}"));
     }
     config.application_name("openmvs");
-    config.connect_timeout(std::time::Duration::from_secs(5));
+    // A server that stops answering (its machine lost, a partition) is given up on within
+    // seconds, not after the kernel's defaults (minutes to hours), so that the node moves to the
+    // new primary; settings in the URL win.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(5));
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(std::time::Duration::from_secs(10));
+    }
+    if config.get_keepalives_idle() == std::time::Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(std::time::Duration::from_secs(10));
+    }
     Ok(config)
 }
 
@@ -148,7 +161,7 @@ impl PgStore {
     /// Commits everything queued, signs the open audit tails and stops the writer. Later commits
     /// are refused as unavailable.
     pub async fn close(&self) {
-        engine::stop(&self.writer).await;
+        self.writer.stop().await;
     }
 }
 
@@ -162,16 +175,7 @@ fn ms(t: Timestamp) -> Box<dyn ToSql + Sync + Send> {
 
 impl Committer for PgStore {
     fn commit(&self, uow: UnitOfWork) -> BoxFuture<'_, StoreResult<Committed>> {
-        Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            self.writer.try_send(Job::Commit(Box::new(uow), tx)).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    StoreError::Unavailable("the writer's queue is full".into())
-                }
-                mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("store is shut down".into()),
-            })?;
-            rx.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
-        })
+        Box::pin(async move { self.writer.commit(uow).await })
     }
 }
 

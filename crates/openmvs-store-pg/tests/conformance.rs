@@ -27,6 +27,7 @@ fn open_with(clock: Arc<dyn Clock>, checkpoints: CheckpointOptions) -> Option<Ar
         on_group: None,
         migrate: true,
         pool_size: 4,
+        commit_timeout: std::time::Duration::from_secs(10),
         checkpoints,
     })
     .expect("store opens");
@@ -51,6 +52,7 @@ async fn a_heartbeat_is_unavailable_while_the_database_refuses_writes_and_commit
         on_group: None,
         migrate: true,
         pool_size: 1,
+        commit_timeout: std::time::Duration::from_secs(10),
         checkpoints: CheckpointOptions::default(),
     })
     .expect("store opens");
@@ -94,6 +96,7 @@ async fn a_store_runs_on_the_runtime_of_one_thread_it_is_opened_in_and_closes() 
             on_group: None,
             migrate,
             pool_size: 2,
+            commit_timeout: std::time::Duration::from_secs(10),
             checkpoints: CheckpointOptions::default(),
         })
         .expect("store opens")
@@ -117,4 +120,52 @@ async fn a_store_runs_on_the_runtime_of_one_thread_it_is_opened_in_and_closes() 
     first.close().await;
     second.close().await;
     assert!(first.commit(UnitOfWork::default()).await.is_err(), "a closed store takes no more units");
+}
+
+/// A commit the database does not confirm within the store's bound (here a row another session
+/// holds; in production no writable primary, or no synchronous standby) is answered unavailable
+/// with its outcome unknown, on time, and still commits once the database lets it: a retry with
+/// the same `client_trx_id` finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_not_confirmed_within_the_bound_is_answered_unavailable_and_may_still_commit() {
+    use openmvs_store::{Committer, Heartbeat, StoreError, UnitOfWork};
+    let Some((url, schema)) = fresh_schema("conf", "the commit bound case") else { return };
+    let store = PgStore::open(PgOptions {
+        url: url.clone(),
+        schema: Some(schema.clone()),
+        signing_key: key(),
+        clock: fixed_clock(),
+        on_group: None,
+        migrate: true,
+        pool_size: 1,
+        commit_timeout: std::time::Duration::from_millis(300),
+        checkpoints: CheckpointOptions::default(),
+    })
+    .expect("store opens");
+    let beat = |at: i64| UnitOfWork {
+        heartbeat: Some(Heartbeat {
+            node_id: "node-a".into(),
+            at: openmvs_core::time::Timestamp::from_unix_millis(at),
+        }),
+        ..UnitOfWork::default()
+    };
+    store.commit(beat(1_000)).await.expect("a heartbeat commits");
+    let config = openmvs_store_pg::connection_config(&url, Some(&schema)).expect("config");
+    let (admin, connection) = config.connect(tokio_postgres::NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    admin
+        .batch_execute("BEGIN; SELECT * FROM heartbeats WHERE node_id = 'node-a' FOR UPDATE")
+        .await
+        .expect("hold the row");
+    let refused = store.commit(beat(2_000)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(ref m)) if m.contains("within 300 ms") && m.contains("outcome is unknown")),
+        "{refused:?}"
+    );
+    admin.batch_execute("COMMIT").await.expect("let the row go");
+    // The unit was not withdrawn: it commits once the row is free, before the next one.
+    store.commit(beat(3_000)).await.expect("the next heartbeat commits");
+    let rows = admin.query("SELECT at FROM heartbeats WHERE node_id = 'node-a'", &[]).await.expect("read");
+    assert_eq!(rows[0].get::<_, i64>(0), 3_000);
+    store.close().await;
 }

@@ -32,6 +32,7 @@ fn options(url: &str, schema: &str) -> PgHubOptions {
         on_group: None,
         migrate: true,
         pool_size: 4,
+        commit_timeout: std::time::Duration::from_secs(10),
         checkpoints: openmvs_store::CheckpointOptions::default(),
     }
 }
@@ -350,6 +351,7 @@ impl HubPlace for Place {
                 on_group: None,
                 migrate: true,
                 pool_size: 1,
+                commit_timeout: std::time::Duration::from_secs(10),
                 checkpoints: openmvs_store::CheckpointOptions::default(),
             })
             .expect("national store opens");

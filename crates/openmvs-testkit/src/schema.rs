@@ -32,5 +32,10 @@ pub fn schema_storage(
         System::Hub => openmvs_store_pg::hub::migrate(url, Some(schema), now),
     };
     migrated.with_context(|| format!("migrating schema {schema} at {}", redact_url(url)))?;
-    Ok(Storage::Postgres { url: url.to_owned(), schema: schema.to_owned(), pool: 4 })
+    Ok(Storage::Postgres {
+        url: url.to_owned(),
+        schema: schema.to_owned(),
+        pool: 4,
+        commit_timeout: std::time::Duration::from_secs(10),
+    })
 }

@@ -14,6 +14,7 @@
 //! url = "postgres://openmvs@db.example:5432/openmvs"
 //! schema = "openmvs_de"            # default openmvs_<market>; apply with `openmvs migrate`
 //! pool = 4                         # shared read connections per node
+//! commit_timeout_ms = 10000        # a commit not confirmed by then (no writable primary): 503, outcome unknown
 //!
 //! [national.tls]                   # without it the server speaks plain HTTP (local testing only)
 //! cert = "national.pem"            # certificate chain, PEM
@@ -281,6 +282,9 @@ fn render_soap(table: &mut toml::Table, s: &SecretLogins) {
     table.insert("soap".into(), x.into());
 }
 
+/// How long a request waits for PostgreSQL to confirm its commit, unless configured.
+pub const DEFAULT_COMMIT_TIMEOUT_MS: u64 = 10_000;
+
 /// `[national.postgres]`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -288,6 +292,7 @@ pub struct RawPostgres {
     pub url: Option<String>,
     pub schema: Option<String>,
     pub pool: Option<usize>,
+    pub commit_timeout_ms: Option<u64>,
 }
 
 /// `[national.tls]`.
@@ -631,7 +636,12 @@ pub fn storage(
             if pool == 0 || pool > 64 {
                 bail!("{section}.postgres.pool: {pool} must be 1-64");
             }
-            Ok(Storage::Postgres { url, schema, pool })
+            let commit_ms = pg.commit_timeout_ms.unwrap_or(DEFAULT_COMMIT_TIMEOUT_MS);
+            if !(100..=600_000).contains(&commit_ms) {
+                bail!("{section}.postgres.commit_timeout_ms: {commit_ms} must be 100-600000");
+            }
+            let commit_timeout = Duration::from_millis(commit_ms);
+            Ok(Storage::Postgres { url, schema, pool, commit_timeout })
         }
         Some(other) => {
             bail!("{section}.storage: '{other}' is not an engine of this build (sqlite, postgres)")
@@ -645,12 +655,13 @@ pub fn render_storage(table: &mut toml::Table, storage: &Storage) {
         Storage::Sqlite => {
             table.insert("storage".into(), "sqlite".into());
         }
-        Storage::Postgres { url, schema, pool } => {
+        Storage::Postgres { url, schema, pool, commit_timeout } => {
             table.insert("storage".into(), "postgres".into());
             let mut x = toml::Table::new();
             x.insert("url".into(), redact_url(url).into());
             x.insert("schema".into(), schema.clone().into());
             x.insert("pool".into(), (*pool as i64).into());
+            x.insert("commit_timeout_ms".into(), (commit_timeout.as_millis() as i64).into());
             table.insert("postgres".into(), x.into());
         }
     }
@@ -1004,7 +1015,8 @@ mod tests {
             Storage::Postgres {
                 url: "postgres://app:s3cret@db:5432/mvs".into(),
                 schema: "openmvs_de".into(),
-                pool: 4
+                pool: 4,
+                commit_timeout: Duration::from_millis(DEFAULT_COMMIT_TIMEOUT_MS),
             }
         );
         let text = render(&s);
@@ -1044,6 +1056,10 @@ mod tests {
             (
                 "[national]\nmarket = \"DE\"\n[national.postgres]\nurl = \"postgres://h/d\"\n",
                 "only used with",
+            ),
+            (
+                "[national]\nmarket = \"DE\"\nstorage = \"postgres\"\n[national.postgres]\nurl = \"postgres://h/d\"\ncommit_timeout_ms = 5\n",
+                "national.postgres.commit_timeout_ms: 5 must be 100-600000",
             ),
             ("[national]\nmarket = \"DE\"\nmarkte = \"DE\"\n", "unknown field `markte`"),
             ("[national]\nmarket = \"DE\"\n[national.health]\nprobe_ms = 5\n", "national.health.probe_ms"),

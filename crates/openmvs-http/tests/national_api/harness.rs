@@ -343,6 +343,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
                 on_group: None,
                 migrate: true,
                 pool_size: 4,
+                commit_timeout: Duration::from_secs(10),
                 checkpoints: openmvs_store::CheckpointOptions::default(),
             })
             .expect("open the store"),

@@ -24,13 +24,11 @@ use openmvs_store::decode::{self, Columns};
 use openmvs_store::decode_hub;
 use openmvs_store::hub::*;
 use openmvs_store::*;
-use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Row;
 
 use crate::codec::{R, pg_err};
 use crate::outbox::Outbox;
 use crate::pool::{Conn, Pool};
-use crate::writer::Job;
 use crate::{Params, engine, p};
 
 pub use writer::COPY_FROM;
@@ -45,7 +43,7 @@ pub type PgHubOptions = crate::PgOptions;
 /// The hub's PostgreSQL engine.
 pub struct PgHubStore {
     pool: Arc<Pool>,
-    writer: mpsc::Sender<Job<HubUnitOfWork>>,
+    writer: engine::Queue<HubUnitOfWork>,
     outbox: Outbox,
     /// Per critical section: the in-process turn, and the connection of its own that holds the
     /// section's advisory lock (PostgreSQL releases it if this process dies).
@@ -150,7 +148,7 @@ impl PgHubStore {
     /// Commits everything queued, signs the open audit tail and stops the writer. Later commits
     /// are refused as unavailable.
     pub async fn close(&self) {
-        engine::stop(&self.writer).await;
+        self.writer.stop().await;
     }
 
     async fn count(&self, sql: &'static str, params: Params) -> StoreResult<u64> {
@@ -161,16 +159,7 @@ impl PgHubStore {
 
 impl HubCommitter for PgHubStore {
     fn commit(&self, uow: HubUnitOfWork) -> BoxFuture<'_, StoreResult<HubCommitted>> {
-        Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            self.writer.try_send(Job::Commit(Box::new(uow), tx)).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    StoreError::Unavailable("the writer's queue is full".into())
-                }
-                mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("store is shut down".into()),
-            })?;
-            rx.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
-        })
+        Box::pin(async move { self.writer.commit(uow).await })
     }
 }
 

@@ -5,6 +5,9 @@
 //! certificate, the hub's client certificate, each market's and an OBP's. Every system keeps its
 //! port across restarts, since the others' configurations name it.
 
+// Shared by the crash loop and the failover test, which each use part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 

@@ -3,6 +3,9 @@
 //! the retry of every unknown operation with its `client_trx_id` after the restart, and the
 //! checks once the system has healed.
 
+// Shared by the crash loop and the failover test, which each use part of it.
+#![allow(dead_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +26,11 @@ const PRODUCT: &str = "09501101530003";
 const BATCH: &str = "CL0";
 /// Its expiry.
 const EXPIRY: &str = "301231";
+/// A pack of the pool's batch that only [`Run::probe`] verifies.
+const PROBE_SERIAL: &str = "PROBE0";
+/// How long a probe waits for its answer: longer than any bound of the server's, so that a
+/// request the server let hang would show.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Fresh packs a cycle may take at most (the pool holds this many per cycle).
 const PACKS_PER_CYCLE: u64 = 24;
 /// Packs in one bulk request.
@@ -157,6 +165,8 @@ pub struct Run {
     ctx: Arc<Ctx>,
     /// Per market: a pharmacy and the authority, with the default retry policy.
     check: Vec<EndUserClient>,
+    /// Per market: a pharmacy that sends each request once, for [`Run::probe`].
+    probe: Vec<EndUserClient>,
     nca: Vec<EndUserClient>,
     obp_check: ObpClient,
     http: reqwest::Client,
@@ -202,6 +212,7 @@ impl Run {
             .expect("a runtime");
         let mut load = Vec::new();
         let mut check = Vec::new();
+        let mut probe = Vec::new();
         let mut nca = Vec::new();
         for (i, m) in cluster.markets.iter().enumerate() {
             let code = &cluster.codes[i];
@@ -213,6 +224,8 @@ impl Run {
             let _ = rt.enter();
             load.push(EndUserClient::new(config(&ph).with_retry(RetryPolicy::never())).expect("load client"));
             check.push(EndUserClient::new(config(&ph)).expect("checking client"));
+            let once = config(&ph).with_retry(RetryPolicy::never()).with_timeout(PROBE_TIMEOUT);
+            probe.push(EndUserClient::new(once).expect("probing client"));
             nca.push(EndUserClient::new(config(&authority)).expect("authority client"));
         }
         let obp = |retry| {
@@ -239,7 +252,9 @@ impl Run {
             obp_check.put_product(PRODUCT, &product()).await.expect("the product");
             let batch = BatchRequest { expiry: EXPIRY.into(), markets: None };
             obp_check.put_batch(PRODUCT, BATCH, &batch).await.expect("the pool's batch");
-            let text: String = (0..pool).map(|i| format!("{}\n", pool_serial(i))).collect();
+            let mut text: String = (0..pool).map(|i| format!("{}\n", pool_serial(i))).collect();
+            text.push_str(PROBE_SERIAL);
+            text.push('\n');
             let up = obp_check
                 .upload_reader(PRODUCT, BATCH, std::io::Cursor::new(text.into_bytes()))
                 .await
@@ -258,12 +273,38 @@ impl Run {
             pool,
             next_upload: AtomicU64::new(0),
         });
-        Run { rt, ctx, check, nca, obp_check, http, heal_limit }
+        Run { rt, ctx, check, probe, nca, obp_check, http, heal_limit }
+    }
+
+    /// One verify of the probe pack in market `m`, sent once, and how long its answer took:
+    /// `Ok(true)` for success (its audit record committed), `Ok(false)` for a 503 with
+    /// `Retry-After` and a return code (the node cannot commit now), an error for anything else.
+    pub fn probe(&self, m: usize) -> (Result<bool, String>, Duration) {
+        let started = std::time::Instant::now();
+        let input = PackInput::gtin(PRODUCT, PROBE_SERIAL, BATCH, EXPIRY);
+        let r = match self.rt.block_on(self.probe[m].verify(&input)) {
+            Ok(a) if a.return_code == "NMVS_SUCCESS" => Ok(true),
+            Ok(a) => Err(format!("the probe was answered {a:?}")),
+            Err(ClientError::Refused { status: 503, retry_after: Some(_), body, .. })
+                if !body.return_code.is_empty() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(format!("the probe failed: {e}")),
+        };
+        (r, started.elapsed())
     }
 
     /// One cycle: the client tasks run until `after` answers came (or they all ended), then
     /// `victim` is killed with requests in flight and the tasks end. What they saw.
     pub fn cycle(&self, cluster: &mut Cluster, victim: Kind, after: u64) -> Seen {
+        self.cycle_with(after, || cluster.system(victim).kill())
+    }
+
+    /// One cycle whose fault is `fault`: the client tasks run until `after` answers came (or
+    /// they all ended), then `fault` runs with requests in flight and the tasks end at their
+    /// first request without an outcome. What they saw.
+    pub fn cycle_with(&self, after: u64, fault: impl FnOnce()) -> Seen {
         let limit = (self.ctx.next_pack.load(Ordering::SeqCst) + PACKS_PER_CYCLE).min(self.ctx.pool);
         let seen = Arc::new(Watched::<Seen>::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -278,7 +319,7 @@ impl Run {
         }
         tasks.push(self.rt.spawn(upload_task(self.ctx.clone(), seen.clone(), stop.clone())));
         let _ = seen.wait_for(WAIT_LIMIT, |s| s.answers >= after || s.running == 0);
-        cluster.system(victim).kill();
+        fault();
         stop.store(true, Ordering::SeqCst);
         self.rt.block_on(async {
             for t in tasks {
@@ -618,6 +659,13 @@ fn bulk_request(trx: &str, serials: &[String]) -> BulkRequest {
     }
 }
 
+/// Whether an error leaves the request's outcome unknown: no answer came, or the node answered
+/// 503 (its store did not commit, or may have committed without saying so: the database's
+/// primary went away). Either is sent again later with the same `client_trx_id`.
+fn no_outcome(e: &ClientError) -> bool {
+    matches!(e, ClientError::Transport { .. } | ClientError::Refused { status: 503, .. })
+}
+
 /// Takes `n` fresh packs of the cycle's share, if that many are left.
 fn take(ctx: &Ctx, n: u64, limit: u64) -> Option<u64> {
     ctx.next_pack.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |i| (i + n <= limit).then_some(i + n)).ok()
@@ -675,7 +723,7 @@ async fn pack_task(ctx: Arc<Ctx>, m: usize, limit: u64, seen: Arc<Watched<Seen>>
                     op.answer = Some(resp.return_code);
                     record(&seen, op);
                 }
-                Err(ClientError::Transport { .. }) => {
+                Err(e) if no_outcome(&e) => {
                     op.unknown = true;
                     record(&seen, op);
                     break 'packs;
@@ -700,7 +748,7 @@ async fn bulk_task(ctx: Arc<Ctx>, m: usize, limit: u64, seen: Arc<Watched<Seen>>
         let mut op = Op::new(What::Bulk, m, trx.clone(), serials);
         let id = match client.submit_bulk(&bulk_request(&trx, &op.serials)).await {
             Ok(a) => a.bulk_id,
-            Err(ClientError::Transport { .. }) => {
+            Err(e) if no_outcome(&e) => {
                 op.unknown = true;
                 record(&seen, op);
                 break;
@@ -759,7 +807,7 @@ async fn upload_task(ctx: Arc<Ctx>, seen: Arc<Watched<Seen>>, stop: Arc<AtomicBo
                 op.answer = Some(id);
                 record(&seen, op);
             }
-            Err(ClientError::Transport { .. }) => {
+            Err(e) if no_outcome(&e) => {
                 op.unknown = true;
                 record(&seen, op);
                 break;
@@ -771,4 +819,46 @@ async fn upload_task(ctx: Arc<Ctx>, seen: Arc<Watched<Seen>>, stop: Arc<AtomicBo
         }
     }
     done(&seen);
+}
+
+/// A small deterministic generator (xorshift64), so that a failing run can be repeated.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next number.
+    pub fn draw(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number in `lo..hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.draw() % (hi - lo)
+    }
+}
+
+/// A setting from the environment: a number, decimal or `0x` hexadecimal.
+pub fn number_from_env(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    Some(parsed.unwrap_or_else(|e| panic!("{name}: '{text}' is not a number ({e})")))
+}
+
+/// Prints the command that repeats the run if the test fails on any path.
+pub struct Repro(pub &'static str, pub String);
+
+impl Drop for Repro {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{} failed; reproduce it with:\n  {}", self.0, self.1);
+        }
+    }
 }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use cluster::{Cluster, Engine, Kind};
-use load::{Ledger, Run, What};
+use load::{Ledger, Repro, Run, What, XorShift, number_from_env};
 
 /// Cycles on SQLite when `OPENMVS_CRASH_CYCLES` is not set. With [`CI_CYCLES_POSTGRES`], more
 /// than 500 kills in CI; SQLite restarts faster, so it takes more of them and the two cases, which
@@ -33,48 +33,6 @@ use load::{Ledger, Run, What};
 const CI_CYCLES_SQLITE: u64 = 320;
 /// Cycles on PostgreSQL when `OPENMVS_CRASH_CYCLES` is not set.
 const CI_CYCLES_POSTGRES: u64 = 200;
-
-/// A small deterministic generator (xorshift64), so that a failing run can be repeated.
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// The next number.
-    pub fn draw(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A number in `lo..hi`.
-    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.draw() % (hi - lo)
-    }
-}
-
-/// A setting from the environment: a number, decimal or `0x` hexadecimal.
-fn number_from_env(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
-    let t = text.trim();
-    let parsed = match t.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => t.parse(),
-    };
-    Some(parsed.unwrap_or_else(|e| panic!("{name}: '{text}' is not a number ({e})")))
-}
-
-/// Prints the command that repeats the run if the test fails on any path.
-struct Repro(String);
-
-impl Drop for Repro {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("the crash loop failed; reproduce it with:\n  {}", self.0);
-        }
-    }
-}
 
 #[test]
 fn crash_loop_sqlite() {
@@ -105,9 +63,12 @@ fn crash_loop(engine_name: &str, engine: Engine, ci_cycles: u64) {
         u64::from_le_bytes(b) | 1
     });
     assert!(seed != 0, "OPENMVS_CRASH_SEED: must not be 0 (xorshift stays at 0)");
-    let repro = Repro(format!(
-        "OPENMVS_CRASH_SEED={seed:#x} OPENMVS_CRASH_CYCLES={cycles} cargo test -p openmvs --test crash_loop -- crash_loop_{engine_name} --exact"
-    ));
+    let repro = Repro(
+        "the crash loop",
+        format!(
+            "OPENMVS_CRASH_SEED={seed:#x} OPENMVS_CRASH_CYCLES={cycles} cargo test -p openmvs --test crash_loop -- crash_loop_{engine_name} --exact"
+        ),
+    );
     eprintln!("crash loop {engine_name}: {cycles} cycles, seed {seed:#x}");
     let mut rng = XorShift(seed);
 
