@@ -123,7 +123,7 @@ bootstrap:
         max_replication_slots: 10
         wal_keep_size: 512MB
         max_connections: 200
-        archive_mode: "on"
+        archive_mode: "always"
         archive_command: "$DIR/archive-wal %p %f"
         archive_timeout: 60
   initdb:

@@ -5,6 +5,7 @@
 //! never wait for the writer, because WAL readers see the last committed state while a write is
 //! in progress.
 
+pub mod backup;
 mod codec;
 mod console;
 mod engine;

@@ -252,6 +252,28 @@ pub enum Admin {
         #[command(flatten)]
         target: Target,
     },
+    /// Copy the embedded store's database (a national system's, or the hub's with its
+    /// configuration or data directory) into a new file while the system serves: the copy is the
+    /// database as of one commit. The keys in the data directory are not in it: keep them apart.
+    Backup {
+        #[command(flatten)]
+        target: Target,
+        /// The backup file to write (it must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a backup in place of the system's embedded database, every node stopped; then check
+    /// it with `openmvs audit verify`.
+    Restore {
+        #[command(flatten)]
+        target: Target,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace the database there (refused while a node's heartbeat in it is recent).
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 /// `openmvs admin obp ...`.

@@ -242,6 +242,10 @@ pub async fn run(cmd: Admin) -> anyhow::Result<ExitCode> {
             r.map_err(|e| flag_error(&e, "kid", "--kid"))?;
             outln!("token-signing key {kid} is revoked; running nodes refuse its tokens within seconds");
         }
+        Admin::Backup { target, out } => return super::backup::run_backup(&target, &out),
+        Admin::Restore { target, from, replace } => {
+            return super::backup::run_restore(&target, &from, replace);
+        }
         Admin::TokenKeys { target } => {
             let (_, store) = open(&target).await?;
             let keys = store.keys().await.map_err(|e| anyhow::anyhow!("{e}"))?;

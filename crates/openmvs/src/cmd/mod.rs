@@ -3,6 +3,7 @@
 mod admin;
 mod agent;
 mod audit;
+mod backup;
 mod demo;
 mod incident;
 mod pack;
