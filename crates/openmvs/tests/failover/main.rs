@@ -92,12 +92,39 @@ impl PgCluster {
     fn wait_primary(&self) {
         self.sh(&["wait-primary", &FAILOVER_LIMIT.as_secs().to_string()]);
     }
+
+    /// One statement on the primary, through psql; what it printed.
+    fn psql(&self, sql: &str) -> String {
+        let port = self.sh(&["primary"]);
+        let out = Command::new("psql")
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+            .args(["-d", "postgres", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `ops/pg-backup.sh` with `args`; its standard output.
+    fn backup(args: &[&str]) -> String {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ops/pg-backup.sh");
+        let out = Command::new("bash").arg(script).args(args).output().expect("run ops/pg-backup.sh");
+        assert!(
+            out.status.success(),
+            "ops/pg-backup.sh {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
 }
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("the cluster's logs are in {}; it is left running", self.dir.display());
+            // Stopped, so that its ports are free for the next run; its logs are kept.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sh(&["stop"])));
+            eprintln!("the cluster's logs are in {}", self.dir.display());
             return;
         }
         self.sh(&["destroy"]);
@@ -142,6 +169,10 @@ fn failover_of_the_primary_loses_no_acknowledged_operation() {
     let mut cluster = Cluster::new("failover", &["DE", "FR"], &engine);
     // Every failover takes a cycle's packs.
     let run = Run::new(&mut cluster, "failover", failovers);
+    // The base backup the point-in-time restore below starts from, taken while the systems serve.
+    let base = pg.dir.join("base");
+    let primary = pg.sh(&["primary"]);
+    PgCluster::backup(&["base", "127.0.0.1", &primary, path(&base)]);
     let mut ledger = Ledger::default();
     let mut windows = Vec::new();
     let mut slowest = Duration::ZERO;
@@ -210,6 +241,57 @@ fn failover_of_the_primary_loses_no_acknowledged_operation() {
         findings.lost.iter().take(20).collect::<Vec<_>>(),
         findings.twice.iter().take(20).collect::<Vec<_>>(),
     );
+    point_in_time_restore(&pg, &cluster, &base);
     drop(repro);
     drop(pg);
+}
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// Restores the base backup taken before the failovers with the WAL archived since, through every
+/// timeline the failovers made, to the moment after the systems stopped: each system's trail
+/// verifies, with the records and checkpoints of the live one, and a change made after that moment is not there.
+fn point_in_time_restore(pg: &PgCluster, cluster: &Cluster, base: &std::path::Path) {
+    // What `openmvs audit verify` finds: the records of each trail, and its checkpoints.
+    let verify = |config: &std::path::Path| cluster::admin(config, &["audit", "verify"]);
+    let live: Vec<String> = cluster.systems().map(|s| verify(&s.config)).collect();
+    let target = pg.psql("SELECT clock_timestamp()");
+    // A change after the target, and its WAL segment archived.
+    std::thread::sleep(Duration::from_millis(100));
+    pg.psql("CREATE TABLE after_the_target (x int)");
+    let segment = pg.psql("SELECT pg_walfile_name(pg_switch_wal())");
+    let archived = pg.dir.join("wal-archive").join(&segment);
+    let found = common::eventually(FAILOVER_LIMIT, || archived.exists().then_some(()));
+    assert!(found.is_some(), "{} was not archived", archived.display());
+
+    let data = pg.dir.join("restored");
+    let port = (pg.port + 30).to_string();
+    let started = Instant::now();
+    PgCluster::backup(&[
+        "restore",
+        path(base),
+        path(&pg.dir.join("wal-archive")),
+        path(&data),
+        &port,
+        &target,
+    ]);
+    eprintln!("failover: point-in-time restore to {target} in {:.1} s", started.elapsed().as_secs_f64());
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    for (s, live) in cluster.systems().zip(&live) {
+        let text = std::fs::read_to_string(&s.config).expect("read a configuration");
+        let copy = s.config.with_extension("restored.toml");
+        std::fs::write(&copy, text.replace(&pg.url(), &url)).expect("write a configuration");
+        let out = verify(&copy);
+        assert!(out.contains("audit: OK"), "audit verify of the restored {}: {out}", s.name);
+        assert_eq!(&out, live, "the restored trail of {} is the live one", s.name);
+    }
+    let out = Command::new("psql")
+        .args(["-X", "-At", "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "postgres"])
+        .args(["-c", "SELECT to_regclass('after_the_target') IS NULL"])
+        .output()
+        .expect("run psql");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t", "a change after the target was restored");
+    PgCluster::backup(&["stop", path(&data)]);
 }
