@@ -396,9 +396,18 @@ pub struct ServerHandle {
     task: JoinHandle<()>,
     tls: Option<Arc<std::sync::RwLock<Tls>>>,
     stats: Arc<ConnectionStats>,
+    parting: Arc<AtomicBool>,
 }
 
 impl ServerHandle {
+    /// Asks clients to leave while the node still serves: from now on every HTTP/1.1 answer says
+    /// `Connection: close`, so that a client's next request opens a new connection, which a load
+    /// balancer that saw readiness go false sends to another node. Called at the start of a
+    /// graceful shutdown, before the grace time; nothing is refused.
+    pub fn part(&self) {
+        self.parting.store(true, Ordering::SeqCst);
+    }
+
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -483,6 +492,8 @@ pub fn serve_with(
     let per_address_cap = per_address_limit(opts.max_connections_per_address, cap);
     let opts = Arc::new(opts);
     let (stop, mut stopped) = watch::channel(None::<Duration>);
+    let parting = Arc::new(AtomicBool::new(false));
+    let parting_conns = parting.clone();
     let task = tokio::spawn(async move {
         let (phase_tx, phase) = watch::channel(Phase::Running);
         // Connections of this server alone (the figures may be shared with another server).
@@ -547,6 +558,7 @@ pub fn serve_with(
                 builder: builder.clone(),
                 opts: opts.clone(),
                 phase: phase.clone(),
+                parting: parting_conns.clone(),
                 remote,
                 acceptor: tls.as_ref().map(|t| t.read().unwrap_or_else(|p| p.into_inner()).acceptor.clone()),
             };
@@ -569,7 +581,7 @@ pub fn serve_with(
             }
         }
     });
-    Ok(ServerHandle { addr, stop, task, tls: shared_tls, stats })
+    Ok(ServerHandle { addr, stop, task, tls: shared_tls, stats, parting })
 }
 
 /// Connections open per address, each held to a share.
@@ -720,6 +732,8 @@ struct Connection {
     builder: Builder<TokioExecutor>,
     opts: Arc<ServeOptions>,
     phase: watch::Receiver<Phase>,
+    /// Set when the node asks its clients to leave ([`ServerHandle::part`]).
+    parting: Arc<AtomicBool>,
     remote: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -761,14 +775,29 @@ impl Connection {
     {
         let h2_seen = Arc::new(AtomicBool::new(alpn_h2));
         let svc = {
-            let (router, opts, activity, h2_seen) =
-                (self.router.clone(), self.opts.clone(), activity.clone(), h2_seen.clone());
+            let (router, opts, activity, h2_seen, parting) = (
+                self.router.clone(),
+                self.opts.clone(),
+                activity.clone(),
+                h2_seen.clone(),
+                self.parting.clone(),
+            );
             let remote = self.remote;
             hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 if req.version() == Version::HTTP_2 {
                     h2_seen.store(true, Ordering::Relaxed);
                 }
-                handle(router.clone(), opts.clone(), activity.begin(), peer.clone(), remote, over_tls, req)
+                let parting = parting.load(Ordering::SeqCst);
+                handle(
+                    router.clone(),
+                    opts.clone(),
+                    activity.begin(),
+                    peer.clone(),
+                    remote,
+                    over_tls,
+                    parting,
+                    req,
+                )
             })
         };
         let conn = self.builder.serve_connection(io, svc);
@@ -833,6 +862,7 @@ async fn handle(
     peer: Option<PeerName>,
     remote: SocketAddr,
     over_tls: bool,
+    parting: bool,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response, Infallible> {
     let version = req.version();
@@ -860,6 +890,9 @@ async fn handle(
         // Kept until the answer is sent, then read on for a moment: on HTTP/2, dropping it
         // would reset the stream and discard the answer queued behind the reset.
         unread = Some(rest);
+    }
+    if parting && version < Version::HTTP_2 {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(resp.map(|b| Body::new(Answer { inner: b, _in_flight: in_flight, _unread: unread })))
 }
@@ -1227,5 +1260,47 @@ mod tests {
         drop(r);
         let idle = ServeOptions { idle_timeout: Duration::ZERO, ..opts };
         assert!(matches!(a.expired(&idle, false), Some(Expiry::Idle)));
+    }
+
+    /// Reads one HTTP/1.1 answer with a `Content-Length` body; its head, lower-cased.
+    async fn answer(conn: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = conn.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the connection closed before the answer: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text[..end]
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().expect("length"));
+                if got.len() >= end + 4 + len {
+                    return text[..end].to_owned();
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_parting_server_answers_with_connection_close_and_the_connection_ends() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let router = Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        let server = serve(listener, router, None).expect("serve");
+        let mut conn = TcpStream::connect(server.local_addr()).await.expect("connect");
+        let request = b"GET / HTTP/1.1\r\nhost: node\r\n\r\n";
+        conn.write_all(request).await.expect("send");
+        let head = answer(&mut conn).await;
+        assert!(head.starts_with("http/1.1 200") && !head.contains("connection: close"), "{head}");
+        server.part();
+        // The same keep-alive connection: answered, then closed by the server.
+        conn.write_all(request).await.expect("send again");
+        let head = answer(&mut conn).await;
+        assert!(head.starts_with("http/1.1 200") && head.contains("connection: close"), "{head}");
+        let mut rest = [0u8; 16];
+        assert_eq!(conn.read(&mut rest).await.expect("read the end"), 0, "the server closed it");
+        server.shutdown(Duration::from_secs(1)).await;
     }
 }

@@ -161,6 +161,8 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down: readiness off, draining in-flight requests");
     obs.set_ready(false);
+    // Clients' keep-alive connections move to the other nodes during the grace time.
+    server.part();
     tokio::time::sleep(s.ready_grace).await;
     server.shutdown(s.drain).await;
     let _ = stop_tx.send(true);
