@@ -102,6 +102,25 @@ impl System {
     pub fn is_running(&self) -> bool {
         self.server.is_some()
     }
+
+    /// Another node of the same system: its configuration `config` (its own listen address and
+    /// data directory), reached at `url`, logging beside this one as `name`.
+    pub fn sibling(&self, name: &str, config: PathBuf, url: String) -> System {
+        System {
+            kind: self.kind,
+            name: name.to_owned(),
+            config,
+            url,
+            server: None,
+            starts: 0,
+            logs: self.logs.clone(),
+        }
+    }
+
+    /// The process's id, while one serves it.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Server::pid)
+    }
 }
 
 /// A hub and its markets, each in its own process.

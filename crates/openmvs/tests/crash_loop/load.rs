@@ -21,11 +21,11 @@ use crate::cluster::{Cluster, Kind, System, admin};
 use crate::common::{WAIT_LIMIT, Watched, eventually};
 
 /// The product every pack is of, sold in both markets.
-const PRODUCT: &str = "09501101530003";
+pub const PRODUCT: &str = "09501101530003";
 /// The batch of the pool of packs the load works on.
-const BATCH: &str = "CL0";
+pub const BATCH: &str = "CL0";
 /// Its expiry.
-const EXPIRY: &str = "301231";
+pub const EXPIRY: &str = "301231";
 /// A pack of the pool's batch that only [`Run::probe`] verifies.
 const PROBE_SERIAL: &str = "PROBE0";
 /// How long a probe waits for its answer: longer than any bound of the server's, so that a
@@ -174,7 +174,7 @@ pub struct Run {
     heal_limit: Duration,
 }
 
-fn pool_serial(i: u64) -> String {
+pub fn pool_serial(i: u64) -> String {
     format!("P{i:07}")
 }
 
@@ -182,7 +182,7 @@ fn pack_input(serial: &str, batch: &str, trx: &str) -> PackInput {
     PackInput::gtin(PRODUCT, serial, batch, EXPIRY).with_client_trx_id(trx)
 }
 
-fn product() -> ProductRequest {
+pub fn product() -> ProductRequest {
     let market = |m: &str| ProductMarket {
         market: Some(m.into()),
         national_code: Some(format!("{m}-CL-1")),
