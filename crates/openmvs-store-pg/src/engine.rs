@@ -31,6 +31,8 @@ pub(crate) struct SchemaKind {
     pub name: &'static str,
     /// The version this build writes.
     pub latest: i64,
+    /// The table that records the migrations applied.
+    pub table: &'static str,
     pub current: Current,
     pub migrate: Migrate,
 }
@@ -63,17 +65,22 @@ pub(crate) fn start<U: Unit>(kind: &SchemaKind, o: crate::PgOptions) -> StoreRes
         migrate(kind, &o.url, o.schema.as_deref(), o.clock.now())?;
     }
     let config = connection_config(&o.url, o.schema.as_deref())?;
-    let current = kind.current;
+    let (current, table, latest) = (kind.current, kind.table, kind.latest);
     let c = config.clone();
-    let version = pool::once(async move { current(&pool::connect(&c).await?.client).await.map_err(pg_err) })?;
-    if version != kind.latest {
-        return Err(StoreError::Unavailable(format!(
-            "the {} schema{} has version {version}, this build needs {}: run `openmvs migrate`",
+    let (version, floor) = pool::once(async move {
+        let conn = pool::connect(&c).await?;
+        let version = current(&conn.client).await.map_err(pg_err)?;
+        let floor = crate::migrations::floor_above(&conn.client, table, latest).await.map_err(pg_err)?;
+        Ok((version, floor))
+    })?;
+    // A newer schema is fine while every migration above this build leaves it working (expand).
+    openmvs_store::rolling::may_open(latest, version, floor).map_err(|why| {
+        StoreError::Unavailable(format!(
+            "the {} schema{}: {why}",
             kind.name,
             o.schema.as_deref().map(|s| format!(" '{s}'")).unwrap_or_default(),
-            kind.latest
-        )));
-    }
+        ))
+    })?;
     let pool = Pool::new(config.clone(), o.pool_size);
     let (tx, rx) = mpsc::channel(QUEUE_BOUND);
     let queue = tx.downgrade();

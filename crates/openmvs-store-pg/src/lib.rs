@@ -10,6 +10,7 @@ mod codec;
 mod console;
 mod engine;
 pub mod hub;
+mod migrations;
 mod outbox;
 mod pool;
 pub mod schema;
@@ -112,6 +113,7 @@ pub fn connection_config(url: &str, schema: Option<&str>) -> StoreResult<tokio_p
 pub(crate) const NATIONAL: engine::SchemaKind = engine::SchemaKind {
     name: "national",
     latest: schema::LATEST,
+    table: "schema_migrations",
     current: |c| Box::pin(schema::current(c)),
     migrate: |c, now| Box::pin(schema::migrate(c, now)),
 };

@@ -5,7 +5,10 @@
 //! `batches`, `packs`), so that a distributed PostgreSQL can shard them by product code and keep
 //! each pack's reads and writes on one shard; see ARCHITECTURE.md.
 
+use openmvs_store::rolling::Compat;
 use tokio_postgres::Client;
+
+use crate::migrations::Migrations;
 
 /// Each migration is applied once, in its own transaction, in order.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -219,7 +222,27 @@ ALTER TABLE alerts ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
 "#,
     ),
     (4, crate::console::SCHEMA),
+    (
+        5,
+        r#"
+-- Expand and contract (openmvs_store::rolling): the oldest build each migration leaves working,
+-- and the build each node says it runs in its heartbeat.
+ALTER TABLE schema_migrations ADD COLUMN compatible_from BIGINT;
+ALTER TABLE heartbeats ADD COLUMN build_schema BIGINT;
+"#,
+    ),
 ];
+
+/// What each migration after the strict era leaves working; see [`openmvs_store::rolling`].
+pub(crate) const COMPAT: &[Compat] = &[Compat {
+    version: 5,
+    runs_builds_from: 4,
+    what: "adds nullable columns to schema_migrations and heartbeats",
+}];
+
+/// The national schema's migrations.
+pub(crate) const NATIONAL_MIGRATIONS: Migrations =
+    Migrations { table: "schema_migrations", list: MIGRATIONS, compat: COMPAT, what: "the database" };
 
 /// The newest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -229,18 +252,7 @@ const MIGRATION_LOCK: i64 = 0x6f70_656e_6d76_7301;
 
 /// The schema version of the connected schema (0 when it has none).
 pub async fn current(c: &Client) -> Result<i64, tokio_postgres::Error> {
-    let exists: bool = c
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
-             WHERE table_schema = current_schema() AND table_name = 'schema_migrations')",
-            &[],
-        )
-        .await?
-        .get(0);
-    if !exists {
-        return Ok(0);
-    }
-    Ok(c.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await?.get(0))
+    crate::migrations::current(c, "schema_migrations").await
 }
 
 /// Applies every migration not yet applied, under an advisory lock so that two nodes migrating
@@ -258,30 +270,5 @@ pub async fn migrate(c: &Client, now_millis: i64) -> Result<Result<Vec<i64>, Str
 }
 
 async fn apply(c: &Client, now_millis: i64) -> Result<Result<Vec<i64>, String>, tokio_postgres::Error> {
-    let current = current(c).await?;
-    if current > LATEST {
-        return Ok(Err(format!(
-            "the database has schema version {current}, newer than this build's {LATEST}: upgrade openmvs"
-        )));
-    }
-    let mut applied = Vec::new();
-    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        c.batch_execute("BEGIN").await?;
-        let r = async {
-            c.batch_execute(sql).await?;
-            c.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                &[&version, &now_millis],
-            )
-            .await?;
-            c.batch_execute("COMMIT").await
-        }
-        .await;
-        if let Err(e) = r {
-            let _ = c.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-        applied.push(version);
-    }
-    Ok(Ok(applied))
+    crate::migrations::apply(c, &NATIONAL_MIGRATIONS, now_millis).await
 }

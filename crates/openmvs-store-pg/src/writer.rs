@@ -659,9 +659,10 @@ async fn apply(c: &Conn, uow: &UnitOfWork, now: i64) -> Result<Committed, Fail> 
     }
     if let Some(h) = &uow.heartbeat {
         after.push(Step {
-            sql: "INSERT INTO heartbeats (node_id, at) VALUES ($1, $2) \
-                  ON CONFLICT (node_id) DO UPDATE SET at = EXCLUDED.at",
-            params: vec![p(h.node_id.as_str().to_owned()), p(h.at.unix_millis())],
+            // With the build this node runs, which `openmvs migrate` checks before a contract.
+            sql: "INSERT INTO heartbeats (node_id, at, build_schema) VALUES ($1, $2, $3) \
+                  ON CONFLICT (node_id) DO UPDATE SET at = EXCLUDED.at, build_schema = EXCLUDED.build_schema",
+            params: vec![p(h.node_id.as_str().to_owned()), p(h.at.unix_millis()), p(crate::schema::LATEST)],
             check: Check::None,
         });
         // Rows of nodes gone for a day are dropped, so restarts do not accumulate them.

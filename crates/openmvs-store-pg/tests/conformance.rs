@@ -169,3 +169,58 @@ async fn a_commit_not_confirmed_within_the_bound_is_answered_unavailable_and_may
     assert_eq!(rows[0].get::<_, i64>(0), 3_000);
     store.close().await;
 }
+
+/// A build opens a newer schema only if every migration above it leaves it working: one that
+/// says it does (an expand) is opened, one that needs a newer build (a contract) is refused with
+/// what to do. Each node's heartbeat says which build it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_opens_a_newer_schema_only_if_what_is_above_its_build_leaves_it_working() {
+    use openmvs_store::{Committer, Heartbeat, UnitOfWork};
+    let Some((url, schema)) = fresh_schema("conf", "the newer schema case") else { return };
+    let open = |migrate| {
+        PgStore::open(PgOptions {
+            url: url.clone(),
+            schema: Some(schema.clone()),
+            signing_key: key(),
+            clock: fixed_clock(),
+            on_group: None,
+            migrate,
+            pool_size: 1,
+            commit_timeout: std::time::Duration::from_secs(10),
+            checkpoints: CheckpointOptions::default(),
+        })
+    };
+    let store = open(true).expect("store opens");
+    let beat = UnitOfWork {
+        heartbeat: Some(Heartbeat { node_id: "node-a".into(), at: fixed_clock().now() }),
+        ..UnitOfWork::default()
+    };
+    store.commit(beat).await.expect("a heartbeat commits");
+    store.close().await;
+    let config = openmvs_store_pg::connection_config(&url, Some(&schema)).expect("config");
+    let (admin, connection) = config.connect(tokio_postgres::NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    let latest = PgStore::schema_version();
+    let build: i64 = admin
+        .query_one("SELECT build_schema FROM heartbeats WHERE node_id = 'node-a'", &[])
+        .await
+        .expect("read the heartbeat")
+        .get(0);
+    assert_eq!(build, latest, "the heartbeat says which build wrote it");
+    let next = latest + 1;
+    admin
+        .execute(
+            "INSERT INTO schema_migrations (version, applied_at, compatible_from) VALUES ($1, 0, $2)",
+            &[&next, &latest],
+        )
+        .await
+        .expect("a newer expand");
+    open(false).expect("a build opens a newer schema that leaves it working").close().await;
+    admin
+        .execute("UPDATE schema_migrations SET compatible_from = $1 WHERE version = $1", &[&next])
+        .await
+        .expect("a newer contract");
+    let refused = open(false).err().expect("refused");
+    assert!(refused.to_string().contains(&format!("needs builds of schema {next}")), "{refused}");
+    assert!(refused.to_string().contains("upgrade openmvs"), "{refused}");
+}

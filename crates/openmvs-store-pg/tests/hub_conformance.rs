@@ -444,7 +444,7 @@ async fn a_hub_schema_is_made_only_by_the_hub_migrations() {
     assert!(matches!(err, StoreError::Unavailable(ref m) if m.contains("migrate")), "{err}");
     assert_eq!(
         openmvs_store_pg::hub::migrate(&url, Some(&empty), fixed_clock().now()).expect("migrates"),
-        [1, 2, 3, 4]
+        [1, 2, 3, 4, 5]
     );
     assert!(
         openmvs_store_pg::hub::migrate(&url, Some(&empty), fixed_clock().now()).expect("migrates").is_empty()

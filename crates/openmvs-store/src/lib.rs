@@ -23,6 +23,7 @@ mod model;
 mod ports;
 pub mod relay;
 pub mod retry;
+pub mod rolling;
 
 pub use checkpoints::*;
 pub use console::*;

@@ -123,6 +123,7 @@ impl HubSections for PgHubStore {
 const HUB: engine::SchemaKind = engine::SchemaKind {
     name: "hub",
     latest: schema::LATEST,
+    table: "hub_schema_migrations",
     current: |c| Box::pin(schema::current(c)),
     migrate: |c, now| Box::pin(schema::migrate(c, now)),
 };

@@ -16,7 +16,10 @@
 //! when its destination acknowledges it, and `upload_rejections.serial`, which echoes a rejected
 //! line back to the OBP that sent it.
 
+use openmvs_store::rolling::Compat;
 use tokio_postgres::Client;
+
+use crate::migrations::Migrations;
 
 /// Each migration is applied once, in its own transaction, in order.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -274,7 +277,27 @@ ALTER TABLE alerts ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
 "#,
     ),
     (4, crate::console::SCHEMA),
+    (
+        5,
+        r#"
+-- Expand and contract (openmvs_store::rolling): the oldest build each migration leaves working,
+-- and the build each node says it runs in its heartbeat.
+ALTER TABLE hub_schema_migrations ADD COLUMN compatible_from BIGINT;
+ALTER TABLE heartbeats ADD COLUMN build_schema BIGINT;
+"#,
+    ),
 ];
+
+/// What each migration after the strict era leaves working; see [`openmvs_store::rolling`].
+pub(crate) const COMPAT: &[Compat] = &[Compat {
+    version: 5,
+    runs_builds_from: 4,
+    what: "adds nullable columns to hub_schema_migrations and heartbeats",
+}];
+
+/// The hub schema's migrations.
+pub(crate) const HUB_MIGRATIONS: Migrations =
+    Migrations { table: "hub_schema_migrations", list: MIGRATIONS, compat: COMPAT, what: "the hub database" };
 
 /// The newest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -320,30 +343,5 @@ async fn apply(c: &Client, now_millis: i64) -> Result<Result<Vec<i64>, String>, 
         "CREATE TABLE IF NOT EXISTS hub_schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
     .await?;
-    let current = current(c).await?;
-    if current > LATEST {
-        return Ok(Err(format!(
-            "the hub database has schema version {current}, newer than this build's {LATEST}: upgrade openmvs"
-        )));
-    }
-    let mut applied = Vec::new();
-    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        c.batch_execute("BEGIN").await?;
-        let r = async {
-            c.batch_execute(sql).await?;
-            c.execute(
-                "INSERT INTO hub_schema_migrations (version, applied_at) VALUES ($1, $2)",
-                &[&version, &now_millis],
-            )
-            .await?;
-            c.batch_execute("COMMIT").await
-        }
-        .await;
-        if let Err(e) = r {
-            let _ = c.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-        applied.push(version);
-    }
-    Ok(Ok(applied))
+    crate::migrations::apply(c, &HUB_MIGRATIONS, now_millis).await
 }

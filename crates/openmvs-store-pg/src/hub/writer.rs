@@ -295,11 +295,12 @@ async fn apply(c: &Conn, uow: &HubUnitOfWork, now: i64) -> Result<HubCommitted, 
     if let Some(h) = &uow.heartbeat {
         let q = c
             .stmt(
-                "INSERT INTO heartbeats (node_id, at) VALUES ($1, $2) \
-                 ON CONFLICT (node_id) DO UPDATE SET at = EXCLUDED.at",
+                "INSERT INTO heartbeats (node_id, at, build_schema) VALUES ($1, $2, $3) \
+                 ON CONFLICT (node_id) DO UPDATE SET at = EXCLUDED.at, build_schema = EXCLUDED.build_schema",
             )
             .await?;
-        c.client.execute(&q, &[&h.node_id.as_str(), &h.at.unix_millis()]).await?;
+        let build = super::schema::LATEST;
+        c.client.execute(&q, &[&h.node_id.as_str(), &h.at.unix_millis(), &build]).await?;
         // Rows of nodes gone for a day are dropped, so restarts do not accumulate them.
         let q = c.stmt("DELETE FROM heartbeats WHERE at < $1").await?;
         c.client.execute(&q, &[&(h.at.unix_millis() - 86_400_000)]).await?;
