@@ -855,6 +855,7 @@ impl Connection {
 
 /// Serves one request: the body held to its minimum rate, the peer's identity and address as
 /// extensions, and a body the handler left unread read and discarded before the answer goes out.
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     router: Router,
     opts: Arc<ServeOptions>,

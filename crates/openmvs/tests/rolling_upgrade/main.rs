@@ -361,7 +361,7 @@ fn every_node_restarts_in_turn_behind_haproxy_with_no_failed_request() {
             tasks.push(rt.spawn(pharmacy(p.clone(), m, next.clone(), tally.clone(), stop.clone())));
         }
     }
-    tasks.push(rt.spawn(uploader(obp.clone(), tally.clone(), stop.clone())));
+    tasks.push(rt.spawn(uploader(obp, tally.clone(), stop.clone())));
 
     std::thread::sleep(SETTLE);
     let started = Instant::now();
