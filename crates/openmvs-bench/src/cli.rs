@@ -115,10 +115,13 @@ pub enum Command {
         /// Concurrent clients in the concurrent scenarios.
         #[arg(long, default_value_t = 64)]
         clients: usize,
-        /// Also measure on this PostgreSQL database (default: `OPENMVS_DATABASE_URL`), with one
-        /// node and with two nodes sharing a schema made for the run and dropped after it.
+        /// Also measure on this PostgreSQL database (default: `OPENMVS_DATABASE_URL`), with each
+        /// number of nodes of `--nodes` sharing a schema made for the run and dropped after it.
         #[arg(long)]
         database_url: Option<String>,
+        /// The numbers of nodes to run on PostgreSQL, comma-separated: the scale-out figures.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        nodes: Vec<usize>,
     },
     /// The hub and one national system per market in this process on fresh stores, over HTTPS
     /// with mutual TLS: an OBP streams N serials as text/plain; time to the 202 (durable at the

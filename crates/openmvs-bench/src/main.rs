@@ -42,8 +42,8 @@ fn main() -> ExitCode {
 /// Runs the parsed command line.
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::National { packs, seconds, clients, database_url } => {
-            national::national(packs, seconds, clients, database_url.as_deref())
+        Command::National { packs, seconds, clients, database_url, nodes } => {
+            national::national(packs, seconds, clients, database_url.as_deref(), &nodes)
         }
         Command::Soap { packs, seconds, clients } => soap::soap(packs, seconds, clients),
         Command::Hub { serials, markets, database_url } => {

@@ -97,7 +97,11 @@ pub fn national(
     seconds: u64,
     clients: usize,
     database_url: Option<&str>,
+    pg_nodes: &[usize],
 ) -> anyhow::Result<ExitCode> {
+    if let Some(bad) = pg_nodes.iter().find(|n| **n == 0 || **n > 16) {
+        anyhow::bail!("--nodes: {bad} must be 1-16");
+    }
     let rt = openmvs_node::server_runtime()?;
     // The load generator has threads of its own, as a separate client process would: sharing the
     // server's runtime would put its work in the server's queues and measure both as one.
@@ -110,8 +114,9 @@ pub fn national(
     let mut setups = vec![Setup::Sqlite];
     match database_url.map(str::to_owned).or(from_env) {
         Some(url) => {
-            setups.push(Setup::Postgres { url: url.clone(), nodes: 1 });
-            setups.push(Setup::Postgres { url, nodes: 2 });
+            for &nodes in pg_nodes {
+                setups.push(Setup::Postgres { url: url.clone(), nodes });
+            }
         }
         None => eprintln!("PostgreSQL skipped: give --database-url URL (or OPENMVS_DATABASE_URL) to compare"),
     }
