@@ -92,3 +92,47 @@ async fn two_processes_appending_to_one_trail_in_turn_keep_one_chain() {
     }
     v.finish().expect("the trail verifies");
 }
+
+/// A backup taken while the store commits holds what was committed before it; a restore checks
+/// the file first (a file that is no database, or a hub's database for a national system, is
+/// refused with the database there untouched) and refuses a database a node is serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_holds_what_was_committed_and_a_restore_refuses_what_it_should() {
+    use openmvs_store::{AuditStore, Committer, Heartbeat, UnitOfWork};
+    use openmvs_store_sqlite::backup;
+    let store = open();
+    let db = store.path().to_owned();
+    let dir = db.parent().expect("a directory").to_owned();
+    store.commit(UnitOfWork { audit: vec![entry("a", 1)], ..UnitOfWork::default() }).await.expect("commits");
+    let beat = Heartbeat { node_id: "node-a".into(), at: fixed_clock().now() };
+    store.commit(UnitOfWork { heartbeat: Some(beat), ..UnitOfWork::default() }).await.expect("commits");
+    let file = dir.join("copy.db");
+    let info = backup::backup(&db, &file).expect("a backup");
+    assert_eq!((info.kind, info.audit_records), ("national", 1));
+    store.commit(UnitOfWork { audit: vec![entry("a", 2)], ..UnitOfWork::default() }).await.expect("commits");
+    assert!(backup::backup(&db, &file).is_err(), "an existing file is not overwritten");
+
+    let now = fixed_clock().now().unix_millis();
+    let live = std::time::Duration::from_secs(10);
+    // Over the served database: refused, it keeps its two records.
+    let e = backup::restore(&file, &db, "national", true, now + 1_000, live).expect_err("refused");
+    assert!(e.to_string().contains("heartbeat"), "{e}");
+    assert!(backup::restore(&file, &db, "national", false, now + 60_000, live).is_err(), "needs --replace");
+    assert!(
+        backup::restore(&file, &db, "hub", true, now + 60_000, live)
+            .unwrap_err()
+            .to_string()
+            .contains("not a hub")
+    );
+    let junk = dir.join("junk.db");
+    std::fs::write(&junk, b"not a database at all, not even close to one").expect("write");
+    assert!(backup::restore(&junk, &db, "national", true, now + 60_000, live).is_err());
+    assert_eq!(store.audit_page(0, 10).await.expect("reads").len(), 2, "nothing changed");
+    store.close();
+    // Into a new place: the backup's one record.
+    let restored = dir.join("restored").join("national.db");
+    std::fs::create_dir_all(restored.parent().expect("dir")).expect("dir");
+    backup::restore(&file, &restored, "national", false, now, live).expect("restores");
+    let back = SqliteStore::open_read_only(&restored).expect("opens");
+    assert_eq!(back.audit_page(0, 10).await.expect("reads").len(), 1);
+}

@@ -241,7 +241,7 @@ fn failover_of_the_primary_loses_no_acknowledged_operation() {
         findings.lost.iter().take(20).collect::<Vec<_>>(),
         findings.twice.iter().take(20).collect::<Vec<_>>(),
     );
-    point_in_time_restore(&pg, &cluster, &base);
+    point_in_time_restore(&pg, &cluster, &run, &base);
     drop(repro);
     drop(pg);
 }
@@ -253,7 +253,7 @@ fn path(p: &std::path::Path) -> &str {
 /// Restores the base backup taken before the failovers with the WAL archived since, through every
 /// timeline the failovers made, to the moment after the systems stopped: each system's trail
 /// verifies, with the records and checkpoints of the live one, and a change made after that moment is not there.
-fn point_in_time_restore(pg: &PgCluster, cluster: &Cluster, base: &std::path::Path) {
+fn point_in_time_restore(pg: &PgCluster, cluster: &Cluster, run: &Run, base: &std::path::Path) {
     // What `openmvs audit verify` finds: the records of each trail, and its checkpoints.
     let verify = |config: &std::path::Path| cluster::admin(config, &["audit", "verify"]);
     let live: Vec<String> = cluster.systems().map(|s| verify(&s.config)).collect();
@@ -293,5 +293,12 @@ fn point_in_time_restore(pg: &PgCluster, cluster: &Cluster, base: &std::path::Pa
         .output()
         .expect("run psql");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t", "a change after the target was restored");
+    // The restored market serves: its node started on the restored database answers a verify.
+    let de = &cluster.markets[0];
+    let mut restored = de.sibling("DE-restored", de.config.with_extension("restored.toml"), de.url.clone());
+    restored.start();
+    let (answer, _) = run.probe(0);
+    assert_eq!(answer, Ok(true), "a verify in the restored market");
+    restored.stop();
     PgCluster::backup(&["stop", path(&data)]);
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The restore time of a market: a national system on the embedded store seeded with N packs (and
+# one supply each for a tenth of them, so that the audit trail is not empty), its online backup,
+# then the restore into a new data directory, `openmvs audit verify` of the restored trail, and the
+# restored node's start until it serves. Prints each step's time and the sizes.
+#
+#   bench/restore.sh [PACKS]        default 10000000; uses target/release/openmvs
+#
+# Everything is made under ${OPENMVS_BENCH_DIR:-/tmp/openmvs-restore-bench} and removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packs=${1:-10000000}
+bin=${OPENMVS_BIN:-target/release/openmvs}
+root=${OPENMVS_BENCH_DIR:-/tmp/openmvs-restore-bench}
+[ -x "$bin" ] || { echo "build it first: cargo build --release -p openmvs" >&2; exit 1; }
+rm -rf "$root"
+mkdir -p "$root"
+trap 'rm -rf "$root"' EXIT
+
+port=$((20000 + RANDOM % 20000))
+config() { # DIR PORT
+  printf '[national]\nmarket = "DE"\nlisten = "127.0.0.1:%s"\ndata_dir = "%s"\nlog = "warn"\n' "$2" "$1"
+}
+config "$root/live" "$port" >"$root/live.toml"
+config "$root/restored" "$port" >"$root/restored.toml"
+
+secs() { python3 -c "import time; print(f'{time.monotonic():.3f}')"; }
+took() { python3 -c "print(f'{$2 - $1:.1f}')"; }
+
+t0=$(secs)
+"$bin" admin seed --config "$root/live.toml" --packs "$packs" >/dev/null
+t1=$(secs)
+echo "seeded $packs packs in $(took "$t0" "$t1") s"
+
+# Audit records: the NMVO's client list and a bulk verify would do; supplies through the server
+# are what a market writes, so the trail gets a record per supplied pack.
+"$bin" serve national --config "$root/live.toml" >"$root/live.out" 2>"$root/live.log" &
+server=$!
+for _ in $(seq 300); do grep -q "listening on" "$root/live.out" 2>/dev/null && break; sleep 0.1; done
+client=$("$bin" admin client create --config "$root/live.toml" --market DE --role PHARMACY --location DE-PH-1)
+id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$client")
+secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$client")
+token=$(curl -s "http://127.0.0.1:$port/oauth/token" -d grant_type=client_credentials -d "client_id=$id" \
+  -d "client_secret=$secret" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+supplies=$((packs / 1000 < 1000 ? packs / 1000 : 1000))
+for i in $(seq 0 $((supplies - 1))); do
+  printf -v serial 'S%010d' "$i"
+  curl -s -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    "http://127.0.0.1:$port/v1/packs/supply" \
+    -d "{\"client_trx_id\":\"r$i\",\"scheme\":\"GTIN\",\"product_code\":\"09501101530003\",\"serial\":\"$serial\",\"batch\":\"SEED1\",\"expiry\":\"301231\"}"
+done
+echo "supplied $supplies packs through the server"
+
+t0=$(secs)
+"$bin" admin backup --config "$root/live.toml" --out "$root/de.backup"
+t1=$(secs)
+echo "online backup (server running) in $(took "$t0" "$t1") s: $(du -h "$root/de.backup" | cut -f1)"
+kill -TERM "$server"
+wait "$server" || true
+
+# The keys kept apart from the backup, as an operator keeps them.
+mkdir -p "$root/restored"
+cp "$root/live/audit-signing.key" "$root/live/audit-signing.pub" "$root/live/market" "$root/restored/"
+t0=$(secs)
+"$bin" admin restore --config "$root/restored.toml" --from "$root/de.backup"
+t1=$(secs)
+"$bin" audit verify --config "$root/restored.toml" | tail -n 1
+t2=$(secs)
+"$bin" serve national --config "$root/restored.toml" >"$root/restored.out" 2>"$root/restored.log" &
+server=$!
+for _ in $(seq 3000); do grep -q "listening on" "$root/restored.out" 2>/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null
+t3=$(secs)
+kill -TERM "$server"
+wait "$server" || true
+echo "restore: file in place $(took "$t0" "$t1") s, audit verify $(took "$t1" "$t2") s, node ready $(took "$t2" "$t3") s; total $(took "$t0" "$t3") s for $packs packs"
