@@ -18,7 +18,8 @@
 #   OPENMVS_PG_CLUSTER_DIR   where data, logs and the WAL archive live (default /tmp/openmvs-pg-cluster)
 #   OPENMVS_PG_CLUSTER_PORT  the first server's port; the others follow, Patroni's REST ports are
 #                            +10, +11, +12 and etcd's +20, +21 (default 15441)
-#   OPENMVS_HA_VENV          the virtualenv Patroni is installed into (default ~/.cache/openmvs-ha/venv)
+#   OPENMVS_HA_VENV          the virtualenv Patroni is installed into (default /opt/openmvs-ha/venv
+#                            as root, ~/.cache/openmvs-ha/venv otherwise)
 #
 # PostgreSQL refuses to run as root: run as root, the script runs the servers as the `postgres`
 # user and gives it the cluster's directory. In production each node runs on its own machine, with
@@ -27,7 +28,9 @@ set -euo pipefail
 
 DIR="${OPENMVS_PG_CLUSTER_DIR:-/tmp/openmvs-pg-cluster}"
 PORT="${OPENMVS_PG_CLUSTER_PORT:-15441}"
-VENV="${OPENMVS_HA_VENV:-$HOME/.cache/openmvs-ha/venv}"
+# Run as root, the virtualenv is where the `postgres` user can read it.
+if [ "$(id -u)" = 0 ]; then default_venv=/opt/openmvs-ha/venv; else default_venv="$HOME/.cache/openmvs-ha/venv"; fi
+VENV="${OPENMVS_HA_VENV:-$default_venv}"
 ETCD_PORT=$((PORT + 20))
 ETCD_PEER=$((PORT + 21))
 NODES=(1 2 3)
@@ -69,19 +72,29 @@ install() {
       || die "apt-get install etcd-server failed"
   fi
   command -v etcd >/dev/null 2>&1 || die "etcd is not on the PATH after installing etcd-server"
+  # Run as root, the servers run as postgres, which must be able to run the virtualenv's
+  # interpreter: Debian's, not one under root's home.
+  local py=python3
+  if [ "$(id -u)" = 0 ]; then
+    py=/usr/bin/python3
+    [ -x "$py" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null \
+      || die "apt-get install python3 failed"
+    if [ -d "$VENV" ] && ! grep -q '^home = /usr/bin$' "$VENV/pyvenv.cfg" 2>/dev/null; then
+      rm -rf "$VENV"
+    fi
+  fi
   if [ ! -x "$VENV/bin/patroni" ]; then
-    python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
+    if ! "$py" -m venv "$VENV" >/dev/null 2>&1; then
+      [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      rm -rf "$VENV"
+      "$py" -m venv "$VENV" || die "$py -m venv $VENV failed"
+    fi
     "$VENV/bin/pip" install --quiet "patroni[etcd3,psycopg3]==4.1.5" || die "pip install patroni failed"
   fi
   "$VENV/bin/patroni" --version >/dev/null || die "Patroni does not run from $VENV"
-  # The servers run as postgres and must read the virtualenv's files.
   if [ "$(id -u)" = 0 ]; then
-    local d="$VENV"
-    while [ "$d" != / ]; do
-      chmod o+x "$d" 2>/dev/null || true
-      d=$(dirname "$d")
-    done
-    chmod -R o+rX "$VENV"
+    setpriv --reuid=postgres --regid=postgres --init-groups -- "$VENV/bin/patroni" --version >/dev/null \
+      || die "the postgres user cannot run Patroni from $VENV (set OPENMVS_HA_VENV to a place it can read)"
   fi
 }
 

@@ -194,6 +194,7 @@ const MONOTONIC_CLOCK_READERS: &[(&str, &str)] = &[
     ("crates/openmvs-store/src/commit.rs", "the store writer's retry after a failed signing"),
     ("crates/openmvs/src/cmd/demo.rs", "the demo's bound on its seed distribution"),
     ("crates/openmvs/src/cmd/admin.rs", "the rate `admin seed` reports"),
+    ("crates/openmvs/src/cmd/backup.rs", "the time `admin backup` and `admin restore` report"),
     ("crates/openmvs/src/cmd/sim.rs", "the rate of schedules `openmvs sim --count` reports"),
     ("crates/openmvs-bench/src/", "the benchmark and the engines' baselines"),
     (
@@ -258,6 +259,16 @@ fn fn_name(line: &str) -> Option<&str> {
 /// The test code that may wait for real time to pass, each place (file, function) with why: what
 /// it waits for has no signal a test could wait on, or is itself a stretch of real time.
 const SLEEPS_ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "crates/openmvs/tests/failover/main.rs",
+        "failover_of_the_primary_loses_no_acknowledged_operation",
+        "the probe's pace during a failover, whose window of unavailability is what it times",
+    ),
+    (
+        "crates/openmvs/tests/rolling_upgrade/main.rs",
+        "balance",
+        "a client honours Retry-After, as a real one would (in the load's `send!`)",
+    ),
     (
         "crates/openmvs/tests/common/mod.rs",
         "eventually",

@@ -258,8 +258,8 @@ fn point_in_time_restore(pg: &PgCluster, cluster: &Cluster, run: &Run, base: &st
     let verify = |config: &std::path::Path| cluster::admin(config, &["audit", "verify"]);
     let live: Vec<String> = cluster.systems().map(|s| verify(&s.config)).collect();
     let target = pg.psql("SELECT clock_timestamp()");
-    // A change after the target, and its WAL segment archived.
-    std::thread::sleep(Duration::from_millis(100));
+    // A change after the target (a later transaction: its commit time is later), and its WAL
+    // segment archived.
     pg.psql("CREATE TABLE after_the_target (x int)");
     let segment = pg.psql("SELECT pg_walfile_name(pg_switch_wal())");
     let archived = pg.dir.join("wal-archive").join(&segment);

@@ -44,8 +44,10 @@ const UPLOAD_SERIALS: usize = 3;
 /// Readiness is false this long before a stopping node's listener closes: HAProxy, checking
 /// every 100 ms, has long taken it out by then, and clients have left its connections.
 const READY_GRACE_MS: u64 = 1500;
-/// How long the load runs before the first restart and after the last.
-const SETTLE: Duration = Duration::from_secs(2);
+/// Requests the load has answered before the first restart and after the last.
+const SETTLE: u64 = 100;
+/// The OBP uploads a batch every this many answered requests of the pharmacies.
+const UPLOAD_EVERY: u64 = 20;
 /// How long a node may take to come back up in HAProxy's eyes.
 const UP_LIMIT: Duration = Duration::from_secs(60);
 
@@ -258,10 +260,18 @@ async fn pharmacy(
     }
 }
 
-/// The OBP uploading small batches at the hub, one after the other.
-async fn uploader(obp: Arc<ObpClient>, tally: Arc<Watched<Tally>>, stop: Arc<AtomicBool>) {
+/// The OBP uploading small batches at the hub, one every [`UPLOAD_EVERY`] answers of the load.
+/// On a thread of its own, since it waits on the tally.
+fn uploader(rt: tokio::runtime::Handle, obp: Arc<ObpClient>, tally: Arc<Watched<Tally>>, stop: Arc<AtomicBool>) {
+    rt.block_on(upload_all(obp, tally, stop));
+}
+
+async fn upload_all(obp: Arc<ObpClient>, tally: Arc<Watched<Tally>>, stop: Arc<AtomicBool>) {
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
+        let seen = tally.read(|t| t.ok);
+        // This thread's own: waiting here holds up no runtime worker.
+        tally.wait_for(WAIT_LIMIT, |t| t.ok >= seen + UPLOAD_EVERY || stop.load(Ordering::SeqCst));
         let batch = format!("RU{n}");
         let serials: Vec<String> = (0..UPLOAD_SERIALS).map(|k| format!("RU{n}S{k}")).collect();
         let request = BatchRequest { expiry: EXPIRY.into(), markets: None };
@@ -274,7 +284,6 @@ async fn uploader(obp: Arc<ObpClient>, tally: Arc<Watched<Tally>>, stop: Arc<Ato
         {
             tally.update(|t| t.uploads.push(up.upload_id));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -361,9 +370,16 @@ fn every_node_restarts_in_turn_behind_haproxy_with_no_failed_request() {
             tasks.push(rt.spawn(pharmacy(p.clone(), m, next.clone(), tally.clone(), stop.clone())));
         }
     }
-    tasks.push(rt.spawn(uploader(obp, tally.clone(), stop.clone())));
+    let uploading = {
+        let (handle, tally, stop) = (rt.handle().clone(), tally.clone(), stop.clone());
+        std::thread::spawn(move || uploader(handle, obp, tally, stop))
+    };
 
-    std::thread::sleep(SETTLE);
+    let settled = |tally: &Watched<Tally>| {
+        let from = tally.read(|t| t.ok);
+        assert!(tally.wait_for(WAIT_LIMIT, |t| t.ok >= from + SETTLE), "the load does not run");
+    };
+    settled(&tally);
     let started = Instant::now();
     let mut restarts = 0;
     for (i, name) in backends.iter().enumerate() {
@@ -383,8 +399,11 @@ fn every_node_restarts_in_turn_behind_haproxy_with_no_failed_request() {
         }
     }
     let rolled = started.elapsed();
-    std::thread::sleep(SETTLE);
+    settled(&tally);
     stop.store(true, Ordering::SeqCst);
+    // Wakes the uploader's wait.
+    tally.update(|_| ());
+    uploading.join().expect("the uploader");
     rt.block_on(async {
         for t in tasks {
             t.await.expect("a load task");
