@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The restore time of a market on PostgreSQL: the replicated cluster of ops/pg-cluster.sh (on ports
+# from 35441), a national system's schema seeded with N packs, a base backup with ops/pg-backup.sh,
+# a thousand supplies after it (in the archived WAL), then the point-in-time restore into a new
+# server, `openmvs audit verify` against it, and a node started on it until it serves.
+#
+#   bench/restore-pg.sh [PACKS]     default 10000000; uses target/release/openmvs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packs=${1:-10000000}
+bin=${OPENMVS_BIN:-target/release/openmvs}
+root=${OPENMVS_BENCH_DIR:-/tmp/openmvs-restore-pg-bench}
+export OPENMVS_PG_CLUSTER_DIR="$root/cluster" OPENMVS_PG_CLUSTER_PORT=35441
+[ -x "$bin" ] || { echo "build it first: cargo build --release -p openmvs" >&2; exit 1; }
+ops/pg-cluster.sh destroy >/dev/null 2>&1 || true
+rm -rf "$root"
+mkdir -p "$root"
+cleanup() {
+  [ -d "$root/restored" ] && ops/pg-backup.sh stop "$root/restored" >/dev/null 2>&1 || true
+  ops/pg-cluster.sh destroy >/dev/null 2>&1 || true
+  rm -rf "$root"
+}
+trap cleanup EXIT
+
+secs() { python3 -c "import time; print(f'{time.monotonic():.3f}')"; }
+took() { python3 -c "print(f'{$2 - $1:.1f}')"; }
+
+ops/pg-cluster.sh start >/dev/null
+url=$(ops/pg-cluster.sh url postgres)
+port=$((20000 + RANDOM % 20000))
+config() { # URL PORT
+  printf '[national]\nmarket = "DE"\nlisten = "127.0.0.1:%s"\ndata_dir = "%s"\nlog = "warn"\nstorage = "postgres"\n\n[national.postgres]\nurl = "%s"\nschema = "market_de"\n' \
+    "$2" "$root/data" "$1"
+}
+config "$url" "$port" >"$root/live.toml"
+"$bin" migrate --config "$root/live.toml" >/dev/null
+t0=$(secs)
+"$bin" admin seed --config "$root/live.toml" --packs "$packs" >/dev/null
+t1=$(secs)
+echo "seeded $packs packs (synchronous replication) in $(took "$t0" "$t1") s"
+
+t0=$(secs)
+ops/pg-backup.sh base 127.0.0.1 "$(ops/pg-cluster.sh primary)" "$root/base" >/dev/null
+t1=$(secs)
+echo "base backup in $(took "$t0" "$t1") s: $(du -sh "$root/base" | cut -f1)"
+
+"$bin" serve national --config "$root/live.toml" >"$root/live.out" 2>"$root/live.log" &
+server=$!
+for _ in $(seq 300); do grep -q "listening on" "$root/live.out" 2>/dev/null && break; sleep 0.1; done
+client=$("$bin" admin client create --config "$root/live.toml" --market DE --role PHARMACY --location DE-PH-1)
+id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$client")
+secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$client")
+token=$(curl -s "http://127.0.0.1:$port/oauth/token" -d grant_type=client_credentials -d "client_id=$id" \
+  -d "client_secret=$secret" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+for i in $(seq 0 999); do
+  printf -v serial 'S%010d' "$i"
+  curl -s -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    "http://127.0.0.1:$port/v1/packs/supply" \
+    -d "{\"client_trx_id\":\"r$i\",\"scheme\":\"GTIN\",\"product_code\":\"09501101530003\",\"serial\":\"$serial\",\"batch\":\"SEED1\",\"expiry\":\"301231\"}"
+done
+kill -TERM "$server"
+wait "$server" || true
+target=$(psql -X -At -h 127.0.0.1 -p "$(ops/pg-cluster.sh primary)" -U postgres -d postgres -c "SELECT clock_timestamp()")
+primary=$(ops/pg-cluster.sh primary)
+psql -X -q -h 127.0.0.1 -p "$primary" -U postgres -d postgres -c "CREATE TABLE after_the_target (x int)"
+segment=$(psql -X -At -h 127.0.0.1 -p "$primary" -U postgres -d postgres -c "SELECT pg_walfile_name(pg_switch_wal())")
+for _ in $(seq 600); do [ -f "$OPENMVS_PG_CLUSTER_DIR/wal-archive/$segment" ] && break; sleep 0.1; done
+echo "1000 supplies after the base backup; restoring to $target"
+
+rport=$((OPENMVS_PG_CLUSTER_PORT + 40))
+t0=$(secs)
+ops/pg-backup.sh restore "$root/base" "$OPENMVS_PG_CLUSTER_DIR/wal-archive" "$root/restored" "$rport" "$target" >/dev/null
+t1=$(secs)
+config "postgres://postgres@127.0.0.1:$rport/postgres" "$port" >"$root/restored.toml"
+"$bin" audit verify --config "$root/restored.toml" | tail -n 1
+t2=$(secs)
+"$bin" serve national --config "$root/restored.toml" >"$root/restored.out" 2>"$root/restored.log" &
+server=$!
+for _ in $(seq 3000); do grep -q "listening on" "$root/restored.out" 2>/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null
+t3=$(secs)
+kill -TERM "$server"
+wait "$server" || true
+echo "restore: server recovered to the target $(took "$t0" "$t1") s, audit verify $(took "$t1" "$t2") s, node ready $(took "$t2" "$t3") s; total $(took "$t0" "$t3") s for $packs packs"
