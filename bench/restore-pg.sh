@@ -23,8 +23,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-secs() { python3 -c "import time; print(f'{time.monotonic():.3f}')"; }
-took() { python3 -c "print(f'{$2 - $1:.1f}')"; }
+# shellcheck source=bench/restore-common.sh
+. bench/restore-common.sh
 
 ops/pg-cluster.sh start >/dev/null
 url=$(ops/pg-cluster.sh url postgres)
@@ -45,20 +45,8 @@ ops/pg-backup.sh base 127.0.0.1 "$(ops/pg-cluster.sh primary)" "$root/base" >/de
 t1=$(secs)
 echo "base backup in $(took "$t0" "$t1") s: $(du -sh "$root/base" | cut -f1)"
 
-"$bin" serve national --config "$root/live.toml" >"$root/live.out" 2>"$root/live.log" &
-server=$!
-for _ in $(seq 300); do grep -q "listening on" "$root/live.out" 2>/dev/null && break; sleep 0.1; done
-client=$("$bin" admin client create --config "$root/live.toml" --market DE --role PHARMACY --location DE-PH-1)
-id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$client")
-secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$client")
-token=$(curl -s "http://127.0.0.1:$port/oauth/token" -d grant_type=client_credentials -d "client_id=$id" \
-  -d "client_secret=$secret" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-for i in $(seq 0 999); do
-  printf -v serial 'S%010d' "$i"
-  curl -s -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    "http://127.0.0.1:$port/v1/packs/supply" \
-    -d "{\"client_trx_id\":\"r$i\",\"scheme\":\"GTIN\",\"product_code\":\"09501101530003\",\"serial\":\"$serial\",\"batch\":\"SEED1\",\"expiry\":\"301231\"}"
-done
+start_node "$bin" "$root/live.toml" "$root/live.out" "$root/live.log"
+supply_packs "$bin" "$root/live.toml" "$port" 1000
 kill -TERM "$server"
 wait "$server" || true
 target=$(psql -X -At -h 127.0.0.1 -p "$(ops/pg-cluster.sh primary)" -U postgres -d postgres -c "SELECT clock_timestamp()")
@@ -75,9 +63,7 @@ t1=$(secs)
 config "postgres://postgres@127.0.0.1:$rport/postgres" "$port" >"$root/restored.toml"
 "$bin" audit verify --config "$root/restored.toml" | tail -n 1
 t2=$(secs)
-"$bin" serve national --config "$root/restored.toml" >"$root/restored.out" 2>"$root/restored.log" &
-server=$!
-for _ in $(seq 3000); do grep -q "listening on" "$root/restored.out" 2>/dev/null && break; sleep 0.1; done
+start_node "$bin" "$root/restored.toml" "$root/restored.out" "$root/restored.log"
 curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null
 t3=$(secs)
 kill -TERM "$server"

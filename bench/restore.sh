@@ -25,31 +25,18 @@ config() { # DIR PORT
 config "$root/live" "$port" >"$root/live.toml"
 config "$root/restored" "$port" >"$root/restored.toml"
 
-secs() { python3 -c "import time; print(f'{time.monotonic():.3f}')"; }
-took() { python3 -c "print(f'{$2 - $1:.1f}')"; }
+# shellcheck source=bench/restore-common.sh
+. bench/restore-common.sh
 
 t0=$(secs)
 "$bin" admin seed --config "$root/live.toml" --packs "$packs" >/dev/null
 t1=$(secs)
 echo "seeded $packs packs in $(took "$t0" "$t1") s"
 
-# Audit records: the NMVO's client list and a bulk verify would do; supplies through the server
-# are what a market writes, so the trail gets a record per supplied pack.
-"$bin" serve national --config "$root/live.toml" >"$root/live.out" 2>"$root/live.log" &
-server=$!
-for _ in $(seq 300); do grep -q "listening on" "$root/live.out" 2>/dev/null && break; sleep 0.1; done
-client=$("$bin" admin client create --config "$root/live.toml" --market DE --role PHARMACY --location DE-PH-1)
-id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$client")
-secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$client")
-token=$(curl -s "http://127.0.0.1:$port/oauth/token" -d grant_type=client_credentials -d "client_id=$id" \
-  -d "client_secret=$secret" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+# Supplies through the server are what a market writes: the trail gets a record per supply.
 supplies=$((packs / 1000 < 1000 ? packs / 1000 : 1000))
-for i in $(seq 0 $((supplies - 1))); do
-  printf -v serial 'S%010d' "$i"
-  curl -s -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    "http://127.0.0.1:$port/v1/packs/supply" \
-    -d "{\"client_trx_id\":\"r$i\",\"scheme\":\"GTIN\",\"product_code\":\"09501101530003\",\"serial\":\"$serial\",\"batch\":\"SEED1\",\"expiry\":\"301231\"}"
-done
+start_node "$bin" "$root/live.toml" "$root/live.out" "$root/live.log"
+supply_packs "$bin" "$root/live.toml" "$port" "$supplies"
 echo "supplied $supplies packs through the server"
 
 t0=$(secs)
@@ -67,9 +54,7 @@ t0=$(secs)
 t1=$(secs)
 "$bin" audit verify --config "$root/restored.toml" | tail -n 1
 t2=$(secs)
-"$bin" serve national --config "$root/restored.toml" >"$root/restored.out" 2>"$root/restored.log" &
-server=$!
-for _ in $(seq 3000); do grep -q "listening on" "$root/restored.out" 2>/dev/null && break; sleep 0.1; done
+start_node "$bin" "$root/restored.toml" "$root/restored.out" "$root/restored.log"
 curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null
 t3=$(secs)
 kill -TERM "$server"

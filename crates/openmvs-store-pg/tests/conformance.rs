@@ -13,6 +13,21 @@ fn key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[42; 32])
 }
 
+/// The options of a store on `schema` at `url`, one read connection, commits bounded at 10 s.
+fn options(url: &str, schema: &str, migrate: bool) -> PgOptions {
+    PgOptions {
+        url: url.to_owned(),
+        schema: Some(schema.to_owned()),
+        signing_key: key(),
+        clock: fixed_clock(),
+        on_group: None,
+        migrate,
+        pool_size: 1,
+        commit_timeout: std::time::Duration::from_secs(10),
+        checkpoints: CheckpointOptions::default(),
+    }
+}
+
 fn open() -> Option<Arc<dyn Store>> {
     open_with(fixed_clock(), CheckpointOptions::default())
 }
@@ -44,18 +59,7 @@ checkpoint_conformance_tests!(open_with, key().verifying_key());
 async fn a_heartbeat_is_unavailable_while_the_database_refuses_writes_and_commits_again_after() {
     use openmvs_store::{Committer, Heartbeat, StoreError, UnitOfWork};
     let Some((url, schema)) = fresh_schema("conf", "the read-only database case") else { return };
-    let store = PgStore::open(PgOptions {
-        url: url.clone(),
-        schema: Some(schema.clone()),
-        signing_key: key(),
-        clock: fixed_clock(),
-        on_group: None,
-        migrate: true,
-        pool_size: 1,
-        commit_timeout: std::time::Duration::from_secs(10),
-        checkpoints: CheckpointOptions::default(),
-    })
-    .expect("store opens");
+    let store = PgStore::open(options(&url, &schema, true)).expect("store opens");
     let beat = || UnitOfWork {
         heartbeat: Some(Heartbeat { node_id: "node-a".into(), at: fixed_clock().now() }),
         ..UnitOfWork::default()
@@ -88,18 +92,7 @@ async fn a_store_runs_on_the_runtime_of_one_thread_it_is_opened_in_and_closes() 
     use openmvs_store::{AuditStore, Committer, PackStore, UnitOfWork};
     let Some((url, schema)) = fresh_schema("conf", "the one-thread runtime case") else { return };
     let open = |migrate| {
-        PgStore::open(PgOptions {
-            url: url.clone(),
-            schema: Some(schema.clone()),
-            signing_key: key(),
-            clock: fixed_clock(),
-            on_group: None,
-            migrate,
-            pool_size: 2,
-            commit_timeout: std::time::Duration::from_secs(10),
-            checkpoints: CheckpointOptions::default(),
-        })
-        .expect("store opens")
+        PgStore::open(PgOptions { pool_size: 2, ..options(&url, &schema, migrate) }).expect("store opens")
     };
     let (first, second) = (open(true), open(false));
     let entry = openmvs_audit::Entry {
@@ -131,15 +124,8 @@ async fn a_commit_not_confirmed_within_the_bound_is_answered_unavailable_and_may
     use openmvs_store::{Committer, Heartbeat, StoreError, UnitOfWork};
     let Some((url, schema)) = fresh_schema("conf", "the commit bound case") else { return };
     let store = PgStore::open(PgOptions {
-        url: url.clone(),
-        schema: Some(schema.clone()),
-        signing_key: key(),
-        clock: fixed_clock(),
-        on_group: None,
-        migrate: true,
-        pool_size: 1,
         commit_timeout: std::time::Duration::from_millis(300),
-        checkpoints: CheckpointOptions::default(),
+        ..options(&url, &schema, true)
     })
     .expect("store opens");
     let beat = |at: i64| UnitOfWork {
@@ -177,19 +163,7 @@ async fn a_commit_not_confirmed_within_the_bound_is_answered_unavailable_and_may
 async fn a_node_opens_a_newer_schema_only_if_what_is_above_its_build_leaves_it_working() {
     use openmvs_store::{Committer, Heartbeat, UnitOfWork};
     let Some((url, schema)) = fresh_schema("conf", "the newer schema case") else { return };
-    let open = |migrate| {
-        PgStore::open(PgOptions {
-            url: url.clone(),
-            schema: Some(schema.clone()),
-            signing_key: key(),
-            clock: fixed_clock(),
-            on_group: None,
-            migrate,
-            pool_size: 1,
-            commit_timeout: std::time::Duration::from_secs(10),
-            checkpoints: CheckpointOptions::default(),
-        })
-    };
+    let open = |migrate| PgStore::open(options(&url, &schema, migrate));
     let store = open(true).expect("store opens");
     let beat = UnitOfWork {
         heartbeat: Some(Heartbeat { node_id: "node-a".into(), at: fixed_clock().now() }),

@@ -148,6 +148,20 @@ pub struct Findings {
     pub twice: Vec<String>,
 }
 
+impl Findings {
+    /// Fails the test, listing the first findings, if there are any.
+    pub fn assert_none(&self) {
+        assert!(
+            self.lost.is_empty() && self.twice.is_empty(),
+            "acknowledged operations lost ({}) or applied twice ({}):\nlost: {:#?}\ntwice: {:#?}",
+            self.lost.len(),
+            self.twice.len(),
+            self.lost.iter().take(20).collect::<Vec<_>>(),
+            self.twice.iter().take(20).collect::<Vec<_>>(),
+        );
+    }
+}
+
 /// The clients and counters the tasks share.
 struct Ctx {
     engine: String,

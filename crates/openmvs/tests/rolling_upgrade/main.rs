@@ -262,7 +262,12 @@ async fn pharmacy(
 
 /// The OBP uploading small batches at the hub, one every [`UPLOAD_EVERY`] answers of the load.
 /// On a thread of its own, since it waits on the tally.
-fn uploader(rt: tokio::runtime::Handle, obp: Arc<ObpClient>, tally: Arc<Watched<Tally>>, stop: Arc<AtomicBool>) {
+fn uploader(
+    rt: tokio::runtime::Handle,
+    obp: Arc<ObpClient>,
+    tally: Arc<Watched<Tally>>,
+    stop: Arc<AtomicBool>,
+) {
     rt.block_on(upload_all(obp, tally, stop));
 }
 
