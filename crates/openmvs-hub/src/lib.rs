@@ -338,7 +338,10 @@ impl Hub {
             !uow.outbox.is_empty() || uow.upload_progress.as_ref().is_some_and(|p| !p.chunks.is_empty());
         let alerts = figures::carried(&uow.alerts);
         if let Err(e) = self.store.commit(uow).await {
-            if matches!(e, openmvs_store::StoreError::Unavailable(_)) {
+            if e.is_unconfirmed() {
+                // The request has waited the store's whole bound already: no probe on top.
+                self.mark_store(false, &e.to_string());
+            } else if matches!(e, openmvs_store::StoreError::Unavailable(_)) {
                 let _ = self.probe_store().await;
             }
             return Err(e);

@@ -16,12 +16,15 @@ impl National {
     /// no writable primary, the writer stopped, or only this unit waited too long for a lock), a
     /// probe write follows at once: if it fails too, the store counts as not committing (and
     /// readiness is false) until a later probe succeeds; a unit that failed alone changes nothing.
+    /// A commit the database did not confirm within the store's bound counts as not committing at
+    /// once, with no probe: the request has waited its bound already.
     /// The alerts a committed unit stored are counted for `/metrics`.
     pub(crate) async fn commit(&self, uow: UnitOfWork) -> StoreResult<Committed> {
         let alerts = self.raised_in(&uow.alerts);
         let r = self.store.commit(uow).await;
         match &r {
             Ok(committed) => self.count_raised(&alerts, committed),
+            Err(e) if e.is_unconfirmed() => self.mark_store(false, &e.to_string()),
             Err(StoreError::Unavailable(_)) => {
                 let _ = self.probe_store().await;
             }

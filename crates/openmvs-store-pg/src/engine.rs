@@ -126,11 +126,7 @@ impl<U: Unit> Queue<U> {
         })?;
         match tokio::time::timeout(self.commit_timeout, rx).await {
             Ok(answer) => answer.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "the database did not confirm the commit within {} ms (no writable primary?); its outcome \
-                 is unknown until it does: send the request again with the same client_trx_id",
-                self.commit_timeout.as_millis()
-            ))),
+            Err(_) => Err(StoreError::unconfirmed(self.commit_timeout)),
         }
     }
 

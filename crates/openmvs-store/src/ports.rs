@@ -30,6 +30,27 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// How the answer to a commit the database did not confirm in time begins.
+const UNCONFIRMED: &str = "the database did not confirm the commit within";
+
+impl StoreError {
+    /// A commit the database did not confirm within `bound` (no writable primary, no synchronous
+    /// standby): its outcome is unknown until it does. Unavailable, so answered 503.
+    pub fn unconfirmed(bound: std::time::Duration) -> StoreError {
+        StoreError::Unavailable(format!(
+            "{UNCONFIRMED} {} ms (no writable primary?); its outcome is unknown until it does: send the \
+             request again with the same client_trx_id",
+            bound.as_millis()
+        ))
+    }
+
+    /// Whether this is [`StoreError::unconfirmed`]: the caller has waited its whole bound
+    /// already, so the store counts as not committing without a probe write to wait for too.
+    pub fn is_unconfirmed(&self) -> bool {
+        matches!(self, StoreError::Unavailable(m) if m.starts_with(UNCONFIRMED))
+    }
+}
+
 /// Which part of a unit of work conflicted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Conflict {

@@ -22,6 +22,9 @@ pub struct Faulty {
     /// While set, `keys` (the token-signing keys) fails as unavailable: the key table cannot be
     /// read, whatever the rest of the store does.
     pub fail_keys: AtomicBool,
+    /// While set, the failing commits are answered as not confirmed in time (their outcome
+    /// unknown), as a database without a writable primary leaves them.
+    pub unconfirmed: AtomicBool,
 }
 
 impl Faulty {
@@ -32,6 +35,7 @@ impl Faulty {
             fail_reads: AtomicBool::new(false),
             fail_commits: AtomicU32::new(0),
             fail_keys: AtomicBool::new(false),
+            unconfirmed: AtomicBool::new(false),
         }
     }
 
@@ -48,6 +52,9 @@ impl Committer for Faulty {
         let armed =
             self.fail_commits.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if armed {
+            if self.unconfirmed.load(Ordering::SeqCst) {
+                return Box::pin(async { Err(StoreError::unconfirmed(std::time::Duration::from_secs(10))) });
+            }
             return Box::pin(async { Err(StoreError::Unavailable("injected commit failure".into())) });
         }
         self.inner.commit(uow)

@@ -49,6 +49,28 @@ async fn readiness_is_false_while_commits_fail_and_true_again_after_a_probe_writ
     assert_eq!(ph.verify(&p.req()).await.status, 200);
 }
 
+/// A commit the database did not confirm in time makes the node not ready at once, with no probe
+/// write on top of the wait (the probe after an ordinary failure would commit here, and keep it
+/// ready): the answer is a 503 with `Retry-After`, and the next probe that commits makes it ready.
+#[tokio::test]
+async fn a_commit_not_confirmed_in_time_makes_the_node_not_ready_without_a_probe() {
+    let app = spawn_app_with(AppOptions { faulty: true, ..AppOptions::default() }).await;
+    app.seed_standard().await;
+    let p = app.pack().await;
+    let ph = app.client(Role::Pharmacy, "pharmacy-1").await;
+    app.national.probe_store().await.expect("the store commits");
+    let faults = app.faults.as_ref().expect("a faulty store");
+    faults.unconfirmed.store(true, std::sync::atomic::Ordering::SeqCst);
+    faults.fail_commits.store(1, std::sync::atomic::Ordering::SeqCst);
+    let r = ph.op_once("verify", &p.req()).await;
+    assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+    r.expect_error(503, "NMVS_TI_UN_01", None);
+    assert_eq!(ready(&app).await, 503, "not ready at once, with no probe that would have committed");
+    app.national.probe_store().await.expect("the store commits again");
+    assert_eq!(ready(&app).await, 200);
+    assert_eq!(ph.verify(&p.req()).await.status, 200);
+}
+
 /// A small tmpfs mounted on a directory of its own, unmounted when dropped; `None` (the caller
 /// skips, saying so) where this process may not mount file systems.
 struct Mount(PathBuf);
