@@ -260,11 +260,6 @@ fn fn_name(line: &str) -> Option<&str> {
 /// it waits for has no signal a test could wait on, or is itself a stretch of real time.
 const SLEEPS_ALLOWED: &[(&str, &str, &str)] = &[
     (
-        "crates/openmvs/tests/failover/main.rs",
-        "failover_of_the_primary_loses_no_acknowledged_operation",
-        "the probe's pace during a failover, whose window of unavailability is what it times",
-    ),
-    (
         "crates/openmvs/tests/rolling_upgrade/main.rs",
         "balance",
         "a client honours Retry-After, as a real one would (in the load's `send!`)",

@@ -34,6 +34,21 @@ pub enum Engine {
     },
 }
 
+impl Engine {
+    /// PostgreSQL: a fresh schema for the hub and each of `markets` markets in the test database
+    /// (`None`, saying on stderr that `what` skips, without `OPENMVS_TEST_DATABASE_URL`).
+    pub fn fresh_postgres(prefix: &str, what: &str, markets: usize) -> Option<Engine> {
+        let mut schemas = Vec::new();
+        let mut url = String::new();
+        for _ in 0..=markets {
+            let (u, s) = openmvs_store_pg::testing::fresh_schema(prefix, what)?;
+            url = u;
+            schemas.push(s);
+        }
+        Some(Engine::Postgres { url, schemas })
+    }
+}
+
 /// Which system a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

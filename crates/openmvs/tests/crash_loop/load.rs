@@ -866,6 +866,17 @@ pub fn number_from_env(name: &str) -> Option<u64> {
     Some(parsed.unwrap_or_else(|e| panic!("{name}: '{text}' is not a number ({e})")))
 }
 
+/// The seed named by the variable `name`, or a fresh one; never 0 (xorshift stays at 0).
+pub fn seed_from_env(name: &str) -> u64 {
+    let seed = number_from_env(name).unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).expect("random seed");
+        u64::from_le_bytes(b) | 1
+    });
+    assert!(seed != 0, "{name}: must not be 0 (xorshift stays at 0)");
+    seed
+}
+
 /// Prints the command that repeats the run if the test fails on any path.
 pub struct Repro(pub &'static str, pub String);
 

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use cluster::{Cluster, Engine, Kind};
-use load::{Ledger, Repro, Run, What, XorShift, number_from_env};
+use load::{Ledger, Repro, Run, What, XorShift, number_from_env, seed_from_env};
 
 /// Cycles on SQLite when `OPENMVS_CRASH_CYCLES` is not set. With [`CI_CYCLES_POSTGRES`], more
 /// than 500 kills in CI; SQLite restarts faster, so it takes more of them and the two cases, which
@@ -41,28 +41,14 @@ fn crash_loop_sqlite() {
 
 #[test]
 fn crash_loop_postgres() {
-    let mut schemas = Vec::new();
-    let mut url = String::new();
-    for _ in 0..3 {
-        let Some((u, s)) = openmvs_store_pg::testing::fresh_schema("crashloop", "the PostgreSQL crash loop")
-        else {
-            return;
-        };
-        url = u;
-        schemas.push(s);
-    }
-    crash_loop("postgres", Engine::Postgres { url, schemas }, CI_CYCLES_POSTGRES);
+    let Some(engine) = Engine::fresh_postgres("crashloop", "the PostgreSQL crash loop", 2) else { return };
+    crash_loop("postgres", engine, CI_CYCLES_POSTGRES);
 }
 
 fn crash_loop(engine_name: &str, engine: Engine, ci_cycles: u64) {
     let cycles = number_from_env("OPENMVS_CRASH_CYCLES").unwrap_or(ci_cycles);
     assert!(cycles > 0, "OPENMVS_CRASH_CYCLES: must be at least 1");
-    let seed = number_from_env("OPENMVS_CRASH_SEED").unwrap_or_else(|| {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).expect("random seed");
-        u64::from_le_bytes(b) | 1
-    });
-    assert!(seed != 0, "OPENMVS_CRASH_SEED: must not be 0 (xorshift stays at 0)");
+    let seed = seed_from_env("OPENMVS_CRASH_SEED");
     let repro = Repro(
         "the crash loop",
         format!(

@@ -306,17 +306,8 @@ fn every_node_restarts_in_turn_behind_haproxy_with_no_failed_request() {
         eprintln!("skipping the rolling upgrade test: haproxy is not installed (apt-get install haproxy)");
         return;
     }
-    let mut schemas = Vec::new();
-    let mut url = String::new();
-    for _ in 0..3 {
-        let Some((u, s)) = openmvs_store_pg::testing::fresh_schema("rolling", "the rolling upgrade test")
-        else {
-            return;
-        };
-        url = u;
-        schemas.push(s);
-    }
-    let mut cluster = Cluster::new("rolling-upgrade", &["DE", "FR"], &Engine::Postgres { url, schemas });
+    let Some(engine) = Engine::fresh_postgres("rolling", "the rolling upgrade test", 2) else { return };
+    let mut cluster = Cluster::new("rolling-upgrade", &["DE", "FR"], &engine);
     let (balancer, mut siblings) = balance(&mut cluster);
     let creds: Vec<_> =
         (0..2).map(|i| cluster.client(i, "PHARMACY", &format!("{}-PH-1", cluster.codes[i]))).collect();
