@@ -194,7 +194,7 @@ wait_primary() {
   while [ $(($(date +%s) - start)) -lt "$limit" ]; do
     if p=$(primary) \
       && curl -fsS --max-time 1 "http://127.0.0.1:$(rest_port $((p - PORT + 1)))/cluster" 2>/dev/null \
-        | grep -q '"role": *"sync_standby"' \
+        | grep '"role": *"sync_standby"' >/dev/null \
       && psql -X -q -h 127.0.0.1 -p "$p" -U postgres -d postgres -v ON_ERROR_STOP=1 \
         -c "CREATE TABLE IF NOT EXISTS pg_cluster_probe (at timestamptz); INSERT INTO pg_cluster_probe VALUES (now())" \
         >/dev/null 2>&1; then
