@@ -125,12 +125,22 @@ impl Hub {
     /// ([`openmvs_store::relay::Resumed`]). Returns how many messages were acknowledged (applied, or
     /// applied before, or answered 2xx by a callback).
     pub async fn relay_once(&self) -> Result<usize, ApiError> {
+        self.relay_pass(&|| false).await
+    }
+
+    /// [`Hub::relay_once`], ending early, after the delivery in flight, once `stop` says so: a
+    /// node shutting down finishes what it sent and leaves the rest of a backlog to the nodes
+    /// that go on (the outbox is theirs too) or to its next start.
+    async fn relay_pass(&self, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize, ApiError> {
         // What the process before this one left waiting, to every destination, ends before the
         // first pass.
         self.relay_resumed.once(self.store.as_ref(), self.clock.now()).await?;
         let mut acked = 0;
         if let Some(link) = self.link.clone() {
-            acked += self.relay_markets_once(link.as_ref()).await?;
+            acked += self.relay_markets_once(link.as_ref(), stop).await?;
+        }
+        if stop() {
+            return Ok(acked);
         }
         if let Some(sender) = self.callbacks.clone() {
             acked += self.relay_callbacks_once(sender.as_ref()).await?;
@@ -138,7 +148,11 @@ impl Hub {
         Ok(acked)
     }
 
-    async fn relay_markets_once(&self, link: &dyn NationalLink) -> Result<usize, ApiError> {
+    async fn relay_markets_once(
+        &self,
+        link: &dyn NationalLink,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<usize, ApiError> {
         let mut acked = 0;
         let relay = self.relay_policy();
         for destination in self.store.destinations().await? {
@@ -147,6 +161,9 @@ impl Hub {
             let outbox = HubDestination { store: self.store.as_ref(), destination: &destination };
             let sender = MarketSender { hub: self, link, market };
             for _ in 0..MAX_ROUNDS_PER_MARKET {
+                if stop() {
+                    return Ok(acked);
+                }
                 match relay.round(&outbox, &sender, &destination, self.clock.now()).await? {
                     Round::Answered(n) => acked += n,
                     Round::Idle | Round::Down => break,
@@ -166,7 +183,8 @@ impl Hub {
             if *shutdown.borrow() {
                 return;
             }
-            let acked = match self.relay_once().await {
+            let stopping = shutdown.clone();
+            let acked = match self.relay_pass(&|| *stopping.borrow()).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, "hub relay cannot read its outbox");

@@ -4,7 +4,8 @@
 //! its `--json`: accepted (a verify, a supply from a raw scan, an undo from standard input),
 //! refused by the rules (a repeated supply at the same location, a batch that has expired), an
 //! alert (an unknown serial), and the errors (a scan that cannot be read, refused before any
-//! request; a wrong secret; a national system that cannot be reached; an HTTP error).
+//! request; a wrong secret; a national system that cannot be reached; an HTTP error). Then every
+//! other operation (destroy, export, sample, free sample, lock, stolen) and its undo.
 
 mod common;
 
@@ -189,6 +190,7 @@ fn the_pack_commands_end_with_the_status_of_their_outcome_and_say_it_readably_or
     alerts(&w);
     errors(&w);
     connections(&w);
+    every_operation(&w);
     expired(&w);
     demo.stop();
 }
@@ -379,6 +381,56 @@ fn connections(w: &World) {
     for name in ["de-pharmacy", "de-pharmacy-2", "de-hospital", "de-wholesaler", "de-nmvo", "de-nca"] {
         assert!(unknown.stderr.contains(name), "the demo's profiles are listed: {}", unknown.stderr);
     }
+}
+
+/// Every other operation once, each by a role entitled to it: accepted, readable and as JSON;
+/// the pack takes its state, a verify then refuses it with that state, and the operation's undo,
+/// where it has one, makes the pack active again. One role not entitled is refused.
+fn every_operation(w: &World) {
+    let s = &w.sample;
+    let cases = [
+        ("destroy", "de-pharmacy", "DESTROYED", None),
+        ("export", "de-wholesaler", "EXPORTED", Some("export")),
+        ("sample", "de-pharmacy", "SAMPLE", Some("sample")),
+        ("free-sample", "de-pharmacy", "FREE_SAMPLE", Some("free-sample")),
+        ("lock", "de-pharmacy", "LOCKED", Some("lock")),
+        ("stolen", "de-pharmacy", "STOLEN", None),
+    ];
+    for (i, (operation, profile, state, undo)) in cases.into_iter().enumerate() {
+        let serial = &s.serials[20 + i];
+        let mut args = vec![operation, "--profile", profile];
+        let fields = s.fields(serial);
+        args.extend(fields.iter().map(String::as_str));
+        let done = w.run(&args, &[], None).expect(ACCEPTED, operation);
+        assert!(done.line(0).starts_with(&format!("accepted: {operation} of Examplomab")), "{}", done.stdout);
+        assert!(done.line(0).ends_with(&format!(": {state}, not to be dispensed")), "{}", done.stdout);
+
+        let verify = w.pharmacy(&["verify", "--json"], &fields).expect(ACCEPTED, "verify after it");
+        let answer = verify.json();
+        assert_eq!(
+            (&answer["return_code"], &answer["pack"]["state"], &answer["alert"]),
+            (&json!("NMVS_INFO_PCK_INACTIVE"), &json!(state), &Value::Null),
+            "{operation}: {answer}"
+        );
+        if let Some(undo) = undo {
+            let mut args = vec!["undo", undo, "--json", "--profile", profile];
+            args.extend(fields.iter().map(String::as_str));
+            let answer = w.run(&args, &[], None).expect(ACCEPTED, "the undo").json();
+            assert_eq!(
+                (&answer["return_code"], &answer["pack"]["state"]),
+                (&json!("NMVS_SUCCESS"), &json!("ACTIVE")),
+                "undo {undo}: {answer}"
+            );
+        }
+    }
+    // A pharmacy does not export: an error of HTTP 403, nothing done.
+    let fields = s.fields(&s.serials[30]);
+    let mut args = vec!["export", "--json", "--profile", "de-pharmacy"];
+    args.extend(fields.iter().map(String::as_str));
+    let e = w.run(&args, &[], None).expect(ERROR, "an export by a pharmacy").json();
+    assert_eq!((&e["status"], &e["return_code"]), (&json!(403), &json!("NMVS_FE_AU_04")), "{e}");
+    let answer = w.pharmacy(&["verify", "--json"], &fields).expect(ACCEPTED, "verify").json();
+    assert_eq!(answer["pack"]["state"], "ACTIVE", "{answer}");
 }
 
 /// Four years on (the demo's clock moved), the sample batch has expired: a supply is refused

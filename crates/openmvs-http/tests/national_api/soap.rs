@@ -592,6 +592,132 @@ async fn a_bulk_is_accepted_and_its_result_read_with_g188() {
     }
 }
 
+/// Sends the bulk `op` of `packs` to `path`, runs the bulk worker to the end, and reads the result
+/// with G188 as the same login; the result's packs, and the answer's text.
+async fn bulk_done(
+    app: &TestApp,
+    path: &str,
+    login: &Login,
+    op: &str,
+    packs: &[Pack],
+) -> Vec<[Option<String>; 4]> {
+    let a = post(app, path, envelope(op, login, &soap_trx(), &bulk_body(packs))).await.nmvs.single();
+    assert_eq!(a.code.as_deref(), Some("NMVS_SUCCESS"), "{op}");
+    let id = a.nmvs_trx_id.expect("the bulk's id");
+    while app.bulk_round().await {}
+    let body = format!("<urn1:RefNMVSTrxId>{id}</urn1:RefNMVSTrxId>");
+    let done = post(app, path, envelope("G188", login, &soap_trx(), &body)).await.nmvs;
+    assert_eq!(
+        done.attr_at("//ns1:Body/ns1:ReturnCode", "ns1:code").as_deref(),
+        Some("NMVS_SUCCESS"),
+        "{op}"
+    );
+    done.packs()
+}
+
+#[tokio::test]
+async fn every_bulk_message_does_what_its_single_pack_twin_does_and_its_undo_reverts_it() {
+    let (app, _ph, login) = world().await;
+    let wh_login = Login::of(&app.client(Role::Wholesaler, "DE-WH-SOAP").await);
+    // (who, bulk message, its undo, the reason after it); G125 and G127 have a test of their own.
+    let cases: &[(&Login, &str, Option<&str>, Option<&str>)] = &[
+        (&login, "G115", None, None),
+        (&login, "G135", None, Some("DESTROYED")),
+        (&wh_login, "G145", Some("G147"), Some("EXPORTED")),
+        (&login, "G155", Some("G157"), Some("SAMPLE")),
+        (&login, "G165", Some("G167"), Some("FREESAMPLE")),
+        (&login, "G175", Some("G177"), Some("LOCKED")),
+        (&login, "G185", None, Some("STOLEN")),
+    ];
+    for (who, op, undo, reason) in cases {
+        let packs = app.packs(2).await;
+        let state = if reason.is_some() { "INACTIVE" } else { "ACTIVE" };
+        let expected: Vec<[Option<String>; 4]> = packs
+            .iter()
+            .map(|p| [s(&p.serial), s(state), reason.map(str::to_owned), s("NMVS_SUCCESS")])
+            .collect();
+        assert_eq!(bulk_done(&app, BULK, who, op, &packs).await, expected, "{op}");
+        for p in &packs {
+            assert_eq!(
+                app.stored_state(p).await,
+                reason.map_or("ACTIVE", |r| if r == "FREESAMPLE" { "FREE_SAMPLE" } else { r }),
+                "{op}"
+            );
+        }
+        if let Some(undo) = undo {
+            let expected: Vec<[Option<String>; 4]> =
+                packs.iter().map(|p| [s(&p.serial), s("ACTIVE"), None, s("NMVS_SUCCESS")]).collect();
+            assert_eq!(bulk_done(&app, BULK, who, undo, &packs).await, expected, "{undo}");
+        }
+    }
+    // Each pack of a bulk has its own outcome: a pharmacy's bulk export is refused pack by pack.
+    let packs = app.packs(1).await;
+    let a = post(&app, BULK, envelope("G145", &login, &soap_trx(), &bulk_body(&packs))).await.nmvs;
+    let code = a.attr_at("//ns1:Body/ns1:ReturnCode", "ns1:code");
+    assert_eq!(code.as_deref(), Some("NMVS_FE_AU_04"), "{}", a.xml);
+    assert_eq!(app.stored_state(&packs[0]).await, "ACTIVE");
+}
+
+#[tokio::test]
+async fn the_v5_services_take_and_answer_the_v5_namespaces_and_the_undo_items_of_a_mixed_bulk() {
+    let (app, _ph, login) = world().await;
+    let v5 = |xml: String| xml.replace("nmvs.eu:v4.0", "nmvs.eu:v5.0");
+    let v50 = |path: &str| path.replace("V40", "V50");
+    // Read as a v4.0 answer once its namespaces are checked to be the v5.0 ones.
+    let as_v4 = |xml: &str| {
+        assert!(
+            xml.contains("xmlns:ns1=\"urn:types.nmvs.eu:v5.0\"")
+                && xml.contains("xmlns:ns2=\"urn:wsdltypes.nmvs.eu:v5.0\"")
+                && !xml.contains("v4.0"),
+            "{xml}"
+        );
+        Nmvs::parse(&xml.replace("nmvs.eu:v5.0", "nmvs.eu:v4.0"))
+    };
+    let p = app.pack().await;
+    let trx = soap_trx();
+    let a = post(&app, &v50(SINGLE), v5(envelope("G120", &login, &trx, &single_body(&p)))).await;
+    assert_eq!(a.status, 200, "{}", a.nmvs.xml);
+    let r = as_v4(&a.nmvs.xml).single();
+    assert_eq!(
+        (r.code, r.state, r.reason, r.client_trx_id),
+        (s("NMVS_SUCCESS"), s("INACTIVE"), s("SUPPLIED"), s(&trx))
+    );
+    // A mixed bulk whose undo travels in ItemUndo, as v5.0 has it.
+    let other = app.pack().await;
+    let body = mixed_body(&[("G121", &p, &soap_trx()), ("G170", &other, &soap_trx())]);
+    let body =
+        body.replacen("<urn1:Item ", "<urn1:ItemUndo ", 1).replacen("</urn1:Item>", "</urn1:ItemUndo>", 1);
+    let a = post(&app, &v50(MIXED), v5(envelope("G195", &login, &soap_trx(), &body))).await;
+    let id = as_v4(&a.nmvs.xml).single().nmvs_trx_id.expect("the bulk's id");
+    while app.bulk_round().await {}
+    let body = format!("<urn1:RefNMVSTrxId>{id}</urn1:RefNMVSTrxId>");
+    let a = post(&app, &v50(MIXED), v5(envelope("G196", &login, &soap_trx(), &body))).await;
+    let states: Vec<_> =
+        as_v4(&a.nmvs.xml).items().into_iter().map(|i| [i[0].clone(), i[3].clone(), i[4].clone()]).collect();
+    assert_eq!(
+        states,
+        [[s("G121"), s("ACTIVE"), s("NMVS_SUCCESS")], [s("G170"), s("INACTIVE"), s("NMVS_SUCCESS")]]
+    );
+    assert_eq!(app.stored_state(&p).await, "ACTIVE");
+    // In v5.0 an ItemUndo must be an undo.
+    let body = mixed_body(&[("G120", &p, &soap_trx())])
+        .replace("urn1:Item ", "urn1:ItemUndo ")
+        .replace("</urn1:Item>", "</urn1:ItemUndo>");
+    let a =
+        post_as(&app, &v50(MIXED), "text/xml", v5(envelope("G195", &login, &soap_trx(), &body)), false).await;
+    assert_eq!((a.status, a.fault()), (400, "ns1:NMVS_TE_XM_02".to_owned()), "{}", a.nmvs.xml);
+    // A v5.0 bulk and its result.
+    let packs = app.packs(2).await;
+    let a = post(&app, &v50(BULK), v5(envelope("G175", &login, &soap_trx(), &bulk_body(&packs)))).await;
+    let id = as_v4(&a.nmvs.xml).single().nmvs_trx_id.expect("the bulk's id");
+    while app.bulk_round().await {}
+    let body = format!("<urn1:RefNMVSTrxId>{id}</urn1:RefNMVSTrxId>");
+    let a = post(&app, &v50(BULK), v5(envelope("G188", &login, &soap_trx(), &body))).await;
+    let expected: Vec<[Option<String>; 4]> =
+        packs.iter().map(|p| [s(&p.serial), s("INACTIVE"), s("LOCKED"), s("NMVS_SUCCESS")]).collect();
+    assert_eq!(as_v4(&a.nmvs.xml).packs(), expected);
+}
+
 #[tokio::test]
 async fn a_mixed_bulk_is_accepted_and_its_items_read_with_g196() {
     let (app, _ph, login) = world().await;

@@ -90,6 +90,9 @@ pub struct TestLink {
     /// Notified when a delivery to a hanging market starts.
     pub hung: tokio::sync::Notify,
     log: Mutex<BTreeMap<MarketCode, Vec<Seen>>>,
+    /// Told `true` once the next delivery is answered: a shutdown that comes while a delivery
+    /// is in flight.
+    pub stop_after_delivery: Mutex<Option<tokio::sync::watch::Sender<bool>>>,
 }
 
 impl TestLink {
@@ -145,6 +148,9 @@ impl NationalLink for TestLink {
                     kind: kind(&env.body).into(),
                     status: a.status.clone(),
                 });
+            }
+            if let Some(stop) = self.stop_after_delivery.lock().unwrap().take() {
+                let _ = stop.send(true);
             }
             Ok(ack)
         })
@@ -404,6 +410,7 @@ async fn wire(
         hanging: Mutex::new(BTreeSet::new()),
         hung: tokio::sync::Notify::new(),
         log: Mutex::new(BTreeMap::new()),
+        stop_after_delivery: Mutex::new(None),
     });
     let mut config = HubConfig::new([42; 32]);
     config.chunk_size = chunk_size;

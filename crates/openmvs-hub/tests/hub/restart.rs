@@ -111,3 +111,31 @@ async fn after_a_restart_a_market_that_was_down_for_long_is_tried_at_once_not_af
     assert_eq!(w.hub.relay_once().await.expect("relay"), 1, "delivered in the first pass");
     assert_eq!(state(&w, "FR", &serial(0)).await, "SUPPLIED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_told_to_stop_finishes_the_delivery_in_flight_and_leaves_the_rest_for_later() {
+    let w = world().await;
+    w.product_and_batch(&["DE", "FR"]).await;
+    w.upload((0..3).map(serial).collect()).await;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    *w.link.stop_after_delivery.lock().unwrap() = Some(stop);
+    // The shutdown comes while the first market's delivery is in flight: that delivery is
+    // answered and acknowledged, and the relay returns without starting the next.
+    w.hub.clone().run_relay(stopping).await;
+    let (de, fr) = (w.link.kinds("DE"), w.link.kinds("FR"));
+    assert!(
+        de.is_empty() != fr.is_empty(),
+        "one market had its delivery, the other none: DE {de:?}, FR {fr:?}"
+    );
+    // What was delivered is not sent again; the rest goes with the next pass (another node's, or
+    // this one's after its start).
+    assert!(w.relay_all().await > 0);
+    for market in ["DE", "FR"] {
+        let seen = w.link.seen(market);
+        assert!(seen.iter().any(|s| s.kind == "packs"), "{market} has the serials: {seen:?}");
+        assert!(seen.iter().all(|s| s.status == "APPLIED"), "{market} applied each once: {seen:?}");
+    }
+    for i in 0..3 {
+        assert_eq!(state(&w, "FR", &serial(i)).await, "ACTIVE", "pack {i} in FR");
+    }
+}

@@ -620,9 +620,7 @@ async fn demo(
         s.shutdown(Duration::from_secs(5)).await;
     }
     let _ = stop_tx.send(true);
-    for w in workers {
-        let _ = w.await;
-    }
+    super::serve::stop_workers(workers, super::serve::WORKERS_STOP_LIMIT).await;
     hub_store.close().await;
     for s in national_stores {
         s.close().await;

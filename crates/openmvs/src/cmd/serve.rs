@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use openmvs_core::time::Clock;
@@ -166,12 +167,37 @@ async fn run_national(s: NationalSettings) -> anyhow::Result<()> {
     tokio::time::sleep(s.ready_grace).await;
     server.shutdown(s.drain).await;
     let _ = stop_tx.send(true);
-    for w in workers {
-        let _ = w.await;
-    }
+    stop_workers(workers, WORKERS_STOP_LIMIT).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the workers (relays, bulk worker, probes) have, once told to stop, to finish what
+/// they are doing: a delivery in flight, a group of a bulk job.
+pub(crate) const WORKERS_STOP_LIMIT: Duration = Duration::from_secs(5);
+
+/// Waits up to `limit` for the workers told to stop, then ends those still running, so that a
+/// shutdown is bounded whatever a worker waits for (a slow market, a lock). What an ended worker
+/// was doing is durable and taken up again: a relay's claimed messages by the next relay, on this
+/// node after its start or on another node once the claim's lease ends.
+pub(crate) async fn stop_workers(workers: Vec<tokio::task::JoinHandle<()>>, limit: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut ended = 0;
+    for mut w in workers {
+        if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
+            w.abort();
+            ended += 1;
+        }
+    }
+    if ended > 0 {
+        tracing::warn!(
+            workers = ended,
+            limit_ms = limit.as_millis() as u64,
+            "workers still busy at shutdown were ended; their work is taken up again after the start"
+        );
+    }
+    ended
 }
 
 pub(crate) async fn wait_for_signal() {
@@ -230,5 +256,28 @@ pub(crate) async fn forward_heads(
             _ = tokio::time::sleep(openmvs_store::CHECKPOINT_EVERY) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_that_stop_are_awaited_and_one_that_does_not_is_ended_at_the_limit() {
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let finishes = tokio::spawn(async move {
+            let _ = stop_rx.changed().await;
+            // Finishes its delivery first.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        let stuck = tokio::spawn(std::future::pending::<()>());
+        let _ = stop_tx.send(true);
+        let started = tokio::time::Instant::now();
+        assert_eq!(stop_workers(vec![finishes, stuck], Duration::from_secs(5)).await, 1);
+        assert_eq!(started.elapsed(), Duration::from_secs(5), "the stuck one is ended at the limit");
+
+        let quick = tokio::spawn(async {});
+        assert_eq!(stop_workers(vec![quick], Duration::from_secs(5)).await, 0);
     }
 }

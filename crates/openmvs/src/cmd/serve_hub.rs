@@ -130,9 +130,7 @@ async fn run_hub(s: HubSettings) -> anyhow::Result<()> {
     tokio::time::sleep(s.ready_grace).await;
     server.shutdown(s.drain).await;
     let _ = stop_tx.send(true);
-    for w in workers {
-        let _ = w.await;
-    }
+    super::serve::stop_workers(workers.into(), super::serve::WORKERS_STOP_LIMIT).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -49,9 +49,36 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A port that was free a moment ago (the listener is dropped before the server binds it).
+///
+/// It is taken below the system's ephemeral range (`ip_local_port_range`), where no outgoing
+/// connection is given a port: a server stopped and started again on its port (a rolling restart,
+/// a crash loop) would otherwise find it taken, now and then, by some connection's local end.
+/// Each test process walks the range from its own starting point, so that processes running side
+/// by side do not hand out each other's ports.
 pub fn free_port() -> u16 {
+    const LOW: u32 = 27_000;
+    const SPAN: u32 = 5_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    if ephemeral_low() >= LOW + SPAN {
+        let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+        for _ in 0..SPAN {
+            let port = LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+            let port = u16::try_from(port).expect("a port");
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local address").port()
+}
+
+/// The lowest port the system gives outgoing connections (32768 when it cannot be read).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32_768)
 }
 
 /// Runs the `openmvs` binary to completion, without any `OPENMVS...` variable of the
