@@ -340,9 +340,13 @@ async fn the_agents_routes_pass_answers_through_record_when_the_system_is_down_a
     assert_eq!(offline.map(|c| c["http_status"].clone()), Some(json!(202)));
 
     // Down: recorded, 202; bulk and alerts are not recorded (503 with Retry-After).
+    let last_contact = clock.now();
     national.stop().await;
+    clock.advance(Duration::from_secs(7));
     let r = post("/v1/packs/supply", pack("r-3", "P2")).send().await.unwrap();
     assert_eq!(r.status(), 202);
+    let recorded = clock.now();
+    clock.advance(Duration::from_secs(3));
     let v: Value = r.json().await.unwrap();
     assert_eq!((v["accepted"].as_bool(), v["return_code"].as_str()), (Some(false), Some("NMVS_TI_OFF_01")));
     let r = http.get(format!("{base}/v1/alerts")).bearer_auth(&token).send().await.unwrap();
@@ -350,10 +354,17 @@ async fn the_agents_routes_pass_answers_through_record_when_the_system_is_down_a
     assert!(r.headers().contains_key("retry-after"));
     let status: Value = http.get(format!("{base}/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!((status["queue_length"].as_u64(), status["online"].as_bool()), (Some(1), Some(false)));
+    assert_eq!(
+        (&status["oldest_recorded_at"], &status["oldest_age_seconds"], &status["last_contact_at"]),
+        (&json!(recorded.to_rfc3339()), &json!(3), &json!(last_contact.to_rfc3339())),
+        "{status}"
+    );
     let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     let exposed = openmvs_telemetry::check_exposition(&metrics).unwrap();
     assert_eq!(exposed.value("openmvs_agent_queue_length", &[]), Some(1.0));
     assert_eq!(exposed.value("openmvs_agent_online", &[]), Some(0.0));
+    assert_eq!(exposed.value("openmvs_agent_oldest_age_seconds", &[]), Some(3.0));
+    assert_eq!(exposed.value("openmvs_agent_last_contact_age_seconds", &[]), Some(10.0));
 
     // Back: the pack turns out supplied elsewhere in the meantime, so the replay lists it.
     national.restart().unwrap();

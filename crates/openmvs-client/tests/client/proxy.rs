@@ -1,6 +1,7 @@
 //! A plain-HTTP proxy on 127.0.0.1:0 in front of a real system: it records every request (path,
 //! `client_trx_id`, bearer token) and answers the next requests of a path with the faults a test
-//! queued (a status with `Retry-After` and an error body, or an answer cut off mid-body) before
+//! queued (a status with `Retry-After` and an error body, an answer cut off mid-body, or one
+//! never sent) before
 //! it forwards again, as an overloaded server or a broken network would.
 
 use std::collections::VecDeque;
@@ -22,6 +23,8 @@ pub enum Fault {
     Status { status: u16, retry_after: Option<u64>, return_code: &'static str },
     /// A 200 whose body stops after a few bytes: the answer is lost on the way.
     CutOff,
+    /// Forwarded, and the answer never sent: a server that applied the request and then stalled.
+    Stall,
 }
 
 impl Fault {
@@ -153,6 +156,11 @@ async fn handle(
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(1000));
             r
+        }
+        Some(Fault::Stall) => {
+            let _applied = forward(&s, method, &uri, &headers, body).await;
+            // Until the client gives up and closes the connection, which drops this future.
+            std::future::pending().await
         }
         None => forward(&s, method, &uri, &headers, body).await,
     }

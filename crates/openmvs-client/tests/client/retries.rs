@@ -146,6 +146,37 @@ async fn an_answer_cut_off_is_sent_again_only_when_the_server_deduplicates_it() 
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_past_its_timeout_is_given_up_and_sent_again_with_the_same_client_trx_id() {
+    let w = World::start().await;
+    w.seed(&["RTY0005"]).await;
+    let creds = w.user(Role::Pharmacy, "DE-PH-1").await;
+    let proxy = Proxy::start(&w.de_url, &w.ca_pem).await;
+    let timer = Arc::new(ManualTimer::new());
+    // The stalled attempt never answers, so the timeout ends it however fast the machine is; the
+    // bound is long for the attempt that is answered.
+    let config =
+        EndUserConfig::new(&proxy.url, &creds.id, &creds.secret).with_timeout(Duration::from_secs(3));
+    let client = EndUserClient::with_timer(config, timer.clone()).unwrap();
+    // The system applies the supply, and its answer never comes.
+    proxy.fail_next(Some(SUPPLY), Fault::Stall);
+    let answer = client.supply(&pack("RTY0005").with_client_trx_id("rty-slow")).await.unwrap();
+    assert_eq!(
+        (answer.accepted, answer.return_code.as_str()),
+        (true, "NMVS_SUCCESS"),
+        "the first answer, replayed"
+    );
+    let tries = proxy.seen_at(SUPPLY);
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    assert!(tries.iter().all(|t| t.client_trx_id.as_deref() == Some("rty-slow")), "{tries:?}");
+    assert_eq!(timer.sleeps().len(), 1, "one backoff between the attempts");
+    // Supplied once: a second supply under a new id is refused as a repeat at this location.
+    let again = client.supply(&pack("RTY0005")).await.unwrap();
+    assert_eq!((again.accepted, again.return_code.as_str()), (false, "NMVS_NC_PCK_23"));
+    proxy.stop().await;
+    w.stop().await;
+}
+
 #[tokio::test]
 async fn no_connection_is_retried_with_a_capped_backoff_then_reported() {
     // A port that was free a moment ago: nothing listens there.
