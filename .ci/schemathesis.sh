@@ -4,7 +4,8 @@
 # system's `/v1/openapi.json` (as a pharmacy, then as the NMVO on its own routes, with bearer
 # tokens) and the hub's (as an OBP, with its client certificate), trusting the demo's CA. Every generated request must get an answer
 # that is not a 5xx, with a status and a content type its operation documents, and a body valid
-# against the documented schema. Any failed check fails the run (exit status 1).
+# against the documented schema. Any failed check fails the run (exit status 1). A line near the
+# end sums up: runs, operations tested, cases generated, operations that failed a check.
 #
 # Environment: OPENMVS_FUZZ_EXAMPLES (test cases per operation and phase, default 50),
 # OPENMVS_FUZZ_PORT_BASE (default 29400), OPENMVS_FUZZ_SEED (default 1),
@@ -109,6 +110,22 @@ done
 hub=$(jq -r .hub.url "$J")
 run hub "$hub" --request-cert "$(jq -r '.obps[0].cert' "$J")" --request-cert-key "$(jq -r '.obps[0].key' "$J")" \
   --exclude-path /v1/callback
+
+# The figures of the whole run: operations tested (per run, from its JUnit report), the requests
+# generated (its VCR cassette), and the failed checks.
+summary() {
+  local runs=0 operations=0 cases=0 failures=0 f n
+  for f in "$out"/*.junit.xml; do
+    [ -e "$f" ] || continue
+    runs=$((runs + 1))
+    n=$(grep -o -m1 '<testsuites[^>]*' "$f")
+    operations=$((operations + $(sed -E 's/.* tests="([0-9]+)".*/\1/' <<<"$n")))
+    failures=$((failures + $(sed -E 's/.* failures="([0-9]+)".*/\1/' <<<"$n") + $(sed -E 's/.* errors="([0-9]+)".*/\1/' <<<"$n")))
+    cases=$((cases + $(grep -c '^- id:' "${f%.junit.xml}.vcr.yaml" || true)))
+  done
+  echo "== schemathesis: $runs runs, $operations operations tested, $cases cases, $failures failed operations"
+}
+summary
 
 if grep -q "panicked" "$out/demo.log"; then
   echo "the demo panicked while fuzzed:" >&2
