@@ -1,8 +1,10 @@
 //! The offline agent as a real process (`openmvs agent`) in front of a real national system
 //! (`openmvs serve national`): supplies recorded while the system is stopped, the agent killed
-//! with SIGKILL in the middle of the replay and started again. Nothing recorded is lost and
-//! nothing is applied twice: every pack is supplied once, with no alert, and the agent's list
-//! stays empty.
+//! with SIGKILL in the middle of the replay and started again. Among the supplies are packs another
+//! pharmacy supplied before the outage and serials no OBP uploaded. Nothing recorded is lost and
+//! nothing is applied twice: every valid pack is supplied once, with no alert; each true problem
+//! raises exactly one alert, however often the killed agent had sent its requests, and is on the
+//! agent's list once.
 
 mod common;
 
@@ -14,8 +16,12 @@ use common::{
 };
 use serde_json::Value;
 
-/// Supplies recorded in the outage.
+/// Supplies of valid packs recorded in the outage.
 const SUPPLIES: u64 = 1_500;
+/// Packs another pharmacy supplied before the outage, supplied again through the agent.
+const ELSEWHERE: u64 = 40;
+/// Serials no OBP uploaded, supplied through the agent.
+const UNKNOWN: u64 = 40;
 
 fn write_agent_config(dir: &Path, national: &str, creds: &common::Creds, port: u16) -> std::path::PathBuf {
     let file = dir.join("agent.toml");
@@ -41,29 +47,60 @@ fn status(http: &reqwest::blocking::Client, agent: &str) -> Value {
 #[test]
 fn an_agent_killed_during_its_replay_loses_nothing_and_applies_nothing_twice() {
     let node = Node::new("agent-crash", "");
-    node.seed(SUPPLIES + 10);
+    node.seed(SUPPLIES + ELSEWHERE + 10);
     let pharmacy = node.client("PHARMACY", "DE-PH-1");
+    let other = node.client("PHARMACY", "DE-PH-2");
     let national_port = free_port();
     let national_url = format!("http://127.0.0.1:{national_port}");
     let dir = TempDir::new("agent-crash-agent");
     let config = write_agent_config(dir.path(), &national_url, &pharmacy, free_port());
+    let http = http();
+
+    // Before the outage another pharmacy dispenses some packs.
+    let elsewhere: Vec<String> = (SUPPLIES..SUPPLIES + ELSEWHERE).map(serial).collect();
+    let unknown: Vec<String> = (0..UNKNOWN).map(|i| format!("UNKNOWN{i:06}")).collect();
+    {
+        let national = node.start_at(national_port);
+        let token = common::token(&http, &national.base, &other);
+        for (i, s) in elsewhere.iter().enumerate() {
+            let body: Value = send(
+                http.post(format!("{}/v1/packs/supply", national.base))
+                    .bearer_auth(&token)
+                    .json(&pack_body(&format!("other-supply-{i}"), s)),
+            )
+            .ok("a supply at the other pharmacy");
+            assert_eq!(body["return_code"], "NMVS_SUCCESS", "{body}");
+        }
+        national.stop();
+    }
 
     // The outage: the national system is not running while the pharmacy works.
     let agent = start_agent(&config, &dir.path().join("agent-0.log"));
-    let http = http();
     let token = common::token(&http, &agent.base, &pharmacy);
+    // The problems spread through the queue (one in every 19 scans), so that the kill falls among
+    // them too.
+    let mut problems = elsewhere.iter().zip(&unknown).flat_map(|(e, u)| [e.clone(), u.clone()]);
+    let mut scans = Vec::new();
     for i in 0..SUPPLIES {
+        if i % 18 == 17 {
+            scans.extend(problems.next());
+        }
+        scans.push(serial(i));
+    }
+    scans.extend(problems);
+    for (i, s) in scans.iter().enumerate() {
         let reply = send(
             http.post(format!("{}/v1/packs/supply", agent.base))
                 .bearer_auth(&token)
-                .json(&pack_body(&format!("agent-supply-{i}"), &serial(i))),
+                .json(&pack_body(&format!("agent-supply-{i}"), s)),
         );
         match reply {
             Reply::Answer { status: 202, body } => assert_eq!(body["return_code"], "NMVS_TI_OFF_01"),
             other => panic!("supply {i}: {other:?}"),
         }
     }
-    assert_eq!(status(&http, &agent.base)["queue_length"], SUPPLIES);
+    let recorded = scans.len() as u64;
+    assert_eq!(status(&http, &agent.base)["queue_length"], recorded);
 
     // The system is back; the agent replays as fast as the system answers and is killed part way.
     let national = node.start_at(national_port);
@@ -74,7 +111,7 @@ fn an_agent_killed_during_its_replay_loses_nothing_and_applies_nothing_twice() {
     agent.kill();
     let replayed = replayed.expect("the replay started within 30 s");
     assert!(
-        replayed < SUPPLIES,
+        replayed < recorded,
         "killed after the whole replay ({replayed}): raise SUPPLIES or lower the rate"
     );
 
@@ -85,8 +122,8 @@ fn an_agent_killed_during_its_replay_loses_nothing_and_applies_nothing_twice() {
         (s["queue_length"] == 0).then_some(s)
     })
     .expect("the replay ended within 120 s");
-    assert_eq!(done["replayed"], SUPPLIES, "{done}");
-    assert_eq!(done["problems_open"], 0, "nothing on the pharmacist's list: {done}");
+    assert_eq!(done["replayed"], recorded, "{done}");
+    assert_eq!(done["problems_open"], ELSEWHERE + UNKNOWN, "the true problems, each once: {done}");
 
     // The national system's trail: each pack supplied once; replays of operations the killed
     // agent had sent are answered from the system's records (audited as replays), not applied.
@@ -105,17 +142,35 @@ fn an_agent_killed_during_its_replay_loses_nothing_and_applies_nothing_twice() {
     }
     let twice: Vec<_> = supplied.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "packs supplied more than once: {twice:?}");
-    let missing: Vec<String> = (0..SUPPLIES).map(serial).filter(|s| !supplied.contains_key(s)).collect();
+    let missing: Vec<String> =
+        (0..SUPPLIES).map(serial).chain(elsewhere.clone()).filter(|s| !supplied.contains_key(s)).collect();
     assert!(missing.is_empty(), "recorded supplies lost: {missing:?}");
     let states: u64 =
         db.query_row("SELECT COUNT(*) FROM packs WHERE state = 'SUPPLIED'", [], |r| r.get(0)).unwrap();
-    assert_eq!(states, SUPPLIES);
-    let alerts: u64 = db.query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0)).unwrap();
-    assert_eq!(alerts, 0, "a replay raised an alert");
+    assert_eq!(states, SUPPLIES + ELSEWHERE);
+    // One alert per true problem, at the pharmacy behind the agent; none for a valid pack, and none
+    // twice however often the killed agent had sent a request.
+    let mut alerted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut stmt_alerts = db.prepare("SELECT serial, code, client_id FROM alerts").unwrap();
+    for row in stmt_alerts
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .unwrap()
+    {
+        let (serial, code, client) = row.unwrap();
+        assert_eq!(client, pharmacy.client_id, "alert {code} on {serial} raised by another client");
+        alerted.entry(serial).or_default().push(code);
+    }
+    let expected: BTreeMap<String, Vec<String>> = unknown
+        .iter()
+        .map(|s| (s.clone(), vec!["A3".to_owned()]))
+        .chain(elsewhere.iter().map(|s| (s.clone(), vec!["A24".to_owned()])))
+        .collect();
+    assert_eq!(alerted, expected, "the alerts: one per true problem, of its code");
+    drop(stmt_alerts);
     let replays: u64 =
         db.query_row("SELECT COUNT(*) FROM audit WHERE operation LIKE '%-replay'", [], |r| r.get(0)).unwrap();
     eprintln!(
-        "killed after {replayed} of {SUPPLIES} replayed; {replays} requests answered from the national system's records"
+        "killed after {replayed} of {recorded} replayed; {replays} requests answered from the national system's records"
     );
     drop(stmt);
     drop(db);
