@@ -1,5 +1,6 @@
 # What bench/restore.sh and bench/restore-pg.sh share: timing, and a node started on a market's
-# configuration that supplies packs through its API. Sourced, not run.
+# configuration that supplies packs through its API, and the restored store verified and served.
+# Sourced, not run.
 
 secs() { python3 -c "import time; print(f'{time.monotonic():.3f}')"; }
 took() { python3 -c "print(f'{$2 - $1:.1f}')"; }
@@ -27,4 +28,17 @@ supply_packs() {
       "http://127.0.0.1:$port/v1/packs/supply" \
       -d "{\"client_trx_id\":\"r$i\",\"scheme\":\"GTIN\",\"product_code\":\"09501101530003\",\"serial\":\"$serial\",\"batch\":\"SEED1\",\"expiry\":\"301231\"}"
   done
+}
+
+# verify_and_serve BIN CONFIG OUT LOG PORT: the restored store's `audit verify` (its last line
+# printed), then a node started on it until it answers ready, then stopped. Sets t2 after the
+# verify and t3 once the node is ready.
+verify_and_serve() {
+  "$1" audit verify --config "$2" | tail -n 1
+  t2=$(secs)
+  start_node "$1" "$2" "$3" "$4"
+  curl -sf "http://127.0.0.1:$5/health/ready" >/dev/null
+  t3=$(secs)
+  kill -TERM "$server"
+  wait "$server" || true
 }

@@ -61,11 +61,5 @@ t0=$(secs)
 ops/pg-backup.sh restore "$root/base" "$OPENMVS_PG_CLUSTER_DIR/wal-archive" "$root/restored" "$rport" "$target" >/dev/null
 t1=$(secs)
 config "postgres://postgres@127.0.0.1:$rport/postgres" "$port" >"$root/restored.toml"
-"$bin" audit verify --config "$root/restored.toml" | tail -n 1
-t2=$(secs)
-start_node "$bin" "$root/restored.toml" "$root/restored.out" "$root/restored.log"
-curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null
-t3=$(secs)
-kill -TERM "$server"
-wait "$server" || true
+verify_and_serve "$bin" "$root/restored.toml" "$root/restored.out" "$root/restored.log" "$port"
 echo "restore: server recovered to the target $(took "$t0" "$t1") s, audit verify $(took "$t1" "$t2") s, node ready $(took "$t2" "$t3") s; total $(took "$t0" "$t3") s for $packs packs"

@@ -52,11 +52,5 @@ cp "$root/live/audit-signing.key" "$root/live/audit-signing.pub" "$root/live/mar
 t0=$(secs)
 "$bin" admin restore --config "$root/restored.toml" --from "$root/de.backup"
 t1=$(secs)
-"$bin" audit verify --config "$root/restored.toml" | tail -n 1
-t2=$(secs)
-start_node "$bin" "$root/restored.toml" "$root/restored.out" "$root/restored.log"
-curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null
-t3=$(secs)
-kill -TERM "$server"
-wait "$server" || true
+verify_and_serve "$bin" "$root/restored.toml" "$root/restored.out" "$root/restored.log" "$port"
 echo "restore: file in place $(took "$t0" "$t1") s, audit verify $(took "$t1" "$t2") s, node ready $(took "$t2" "$t3") s; total $(took "$t0" "$t3") s for $packs packs"
