@@ -621,7 +621,7 @@ async fn every_bulk_message_does_what_its_single_pack_twin_does_and_its_undo_rev
     let wh_login = Login::of(&app.client(Role::Wholesaler, "DE-WH-SOAP").await);
     // (who, bulk message, its undo, the NMVS reason after it, the state stored); G125 and G127
     // have a test of their own.
-    let cases: &[(&Login, &str, Option<&str>, Option<&str>, &str)] = &[
+    let cases = [
         (&login, "G115", None, None, "ACTIVE"),
         (&login, "G135", None, Some("DESTROYED"), "DESTROYED"),
         (&wh_login, "G145", Some("G147"), Some("EXPORTED"), "EXPORTED"),
@@ -639,7 +639,7 @@ async fn every_bulk_message_does_what_its_single_pack_twin_does_and_its_undo_rev
             .collect();
         assert_eq!(bulk_done(&app, BULK, who, op, &packs).await, expected, "{op}");
         for p in &packs {
-            assert_eq!(app.stored_state(p).await, *stored, "{op}");
+            assert_eq!(app.stored_state(p).await, stored, "{op}");
         }
         if let Some(undo) = undo {
             let expected: Vec<[Option<String>; 4]> =
